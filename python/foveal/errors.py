@@ -1,0 +1,30 @@
+"""The one place foveal's exceptions live.
+
+Every error a user can cause is a :class:`FovealError`; the CLI prints its message on one line and exits 1
+(2 for usage errors).  Messages name the argument, what was expected and what was found, and say what to do.
+"""
+from __future__ import annotations
+
+
+class FovealError(Exception):
+    """Base class of every error foveal raises on purpose."""
+
+
+class InputError(FovealError, ValueError):
+    """A value handed to foveal is malformed (bad image, box, array, JSON...)."""
+
+
+class ImageError(InputError):
+    """An image cannot be decoded, is truncated, too large, or of an unsupported kind."""
+
+
+class ElementSpecError(InputError):
+    """An element specification (boxes to score) is invalid."""
+
+
+class ModelError(FovealError):
+    """A model file or model card is missing, corrupt, or breaks the model contract."""
+
+
+class BackendUnavailableError(FovealError, RuntimeError):
+    """A requested network backend (tensorrt, torch, onnxruntime) cannot run on this machine."""
