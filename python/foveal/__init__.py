@@ -1,0 +1,21 @@
+"""foveal: predict where people look at an image, and turn it into numbers a creative team can act on.
+
+>>> import foveal
+>>> engine = foveal.Engine()                      # the default model on ONNX Runtime (CPU)
+>>> smap = engine.predict("creative.png")         # SaliencyMap: .prob sums to 1
+>>> smap.share([40, 500, 220, 80])                # share of attention inside a box [x, y, w, h]
+"""
+from ._version import __version__
+from .backends import available_backends
+from .engine import Engine
+from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError,
+                     ModelError)
+from .imageio import load_image
+from .models import DEFAULT_MODEL, available_models, load_card
+from .saliency_map import SaliencyMap
+
+__all__ = [
+    "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
+    "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "ElementSpecError", "ModelError",
+    "BackendUnavailableError",
+]

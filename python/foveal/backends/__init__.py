@@ -1,0 +1,98 @@
+"""Network backends: swappable executors of a model's ONNX graph, chosen in priority order.
+
+Each backend module defines one class with ``name``, ``device``, ``on_gpu``, a classmethod ``unavailable() -> str |
+None`` (why it cannot run here, cheaply, without creating sessions) and ``run(batch) -> log_density``. ``run`` takes
+float32 N×3×H×W and returns float32 N×1×h×w: NumPy arrays for CPU backends, CuPy arrays when ``on_gpu``.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Protocol, Sequence
+
+from ..errors import BackendUnavailableError, InputError
+from ..models import ModelCard
+
+log = logging.getLogger("foveal")
+
+# Priority order for device="auto": the fastest first.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "tensorrt": ("foveal.backends.tensorrt", "TensorRTBackend"),
+    "torch": ("foveal.backends.torch_cuda", "TorchBackend"),
+    "onnxruntime": ("foveal.backends.onnxruntime", "OnnxRuntimeBackend"),
+}
+_DEVICES: dict[str, tuple[str, ...]] = {
+    "auto": ("tensorrt", "torch", "onnxruntime"),
+    "cuda": ("tensorrt", "torch"),
+    "gpu": ("tensorrt", "torch"),
+    "cpu": ("onnxruntime",),
+}
+
+
+class Backend(Protocol):
+    name: str
+    device: str
+    on_gpu: bool
+
+    def run(self, batch: Any) -> Any:
+        """float32 N×3×H×W → float32 N×1×h×w log-density."""
+
+
+def _backend_class(name: str) -> type:
+    module, cls = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot run on this machine, or None if it can."""
+    try:
+        return _backend_class(name).unavailable()
+    except ImportError as exc:
+        return f"cannot import {_REGISTRY[name][0]}: {exc}"
+
+
+def available_backends() -> list[str]:
+    """Backends that can run here, fastest first."""
+    return [name for name in _REGISTRY if unavailable_reason(name) is None]
+
+
+def resolve(device: str | Sequence[str]) -> tuple[str, ...]:
+    """Turn ``device`` ("auto", "cpu", "cuda", a backend name, or a list of names) into backend names to try."""
+    names = (device,) if isinstance(device, str) else tuple(device)
+    order: list[str] = []
+    for item in names:
+        expanded = _DEVICES.get(item, (item,))
+        for name in expanded:
+            if name not in _REGISTRY:
+                raise InputError(f"unknown device/backend {item!r}: choose from "
+                                 f"{', '.join([*_DEVICES, *_REGISTRY])}")
+            if name not in order:
+                order.append(name)
+    if not order:
+        raise InputError("device: empty backend list")
+    return tuple(order)
+
+
+def select(card: ModelCard, device: str | Sequence[str] = "cpu", strict: bool = False, **options: Any) -> Backend:
+    """Create the first backend in ``device``'s order that can run ``card`` here.
+
+    Falling back past an explicitly named backend is logged once; ``strict=True`` turns it into an error.
+    """
+    order = resolve(device)
+    reasons = []
+    for name in order:
+        reason = unavailable_reason(name)
+        if reason is None:
+            try:
+                backend = _backend_class(name)(card, **options)
+            except BackendUnavailableError as exc:
+                reason = str(exc)
+            else:
+                if reasons and device != "auto":
+                    log.warning("foveal: fell back to %s (%s)", name, "; ".join(reasons))
+                log.info("foveal: running %s on %s via %s", card.name, backend.device, name)
+                return backend
+        reasons.append(f"{name}: {reason}")
+        if strict:
+            break
+    raise BackendUnavailableError(f"no backend can run {card.name!r} for device={device!r}: " + "; ".join(reasons))

@@ -1,0 +1,53 @@
+"""The CPU backend: ONNX Runtime's CPU execution provider."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ModelError
+from ..models import ModelCard
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    device = "cpu"
+    on_gpu = False
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc}); pip install onnxruntime"
+        return None
+
+    def __init__(self, card: ModelCard, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
+            raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {exc}") from None
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if card.input.name not in inputs or card.output_name not in outputs:
+            raise ModelError(
+                f"{card.onnx_path.name}: expected input {card.input.name!r} and output {card.output_name!r}, "
+                f"the graph has inputs {inputs} and outputs {outputs}; see docs/MODEL_CONTRACT.md"
+            )
+        self._input, self._output = card.input.name, card.output_name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            (out,) = self._session.run([self._output], {self._input: batch})
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"onnxruntime failed on a {tuple(batch.shape)} batch: {exc}") from None
+        if out.ndim != 4 or out.shape[0] != batch.shape[0] or out.shape[1] != 1:
+            raise ModelError(f"model output has shape {tuple(out.shape)}, expected (N, 1, h, w) log-density")
+        return np.asarray(out, dtype=np.float32)

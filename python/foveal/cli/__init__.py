@@ -1,0 +1,67 @@
+"""``foveal`` command line: one module per subcommand, each with ``register(subparsers)``.
+
+Exit codes: 0 success, 1 a foveal error (bad input, model, backend), 2 usage error. Errors are one line on stderr;
+set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from .._version import __version__
+from ..errors import FovealError
+
+# Subcommand modules, in the order `foveal --help` lists them.
+COMMANDS = ("predict",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foveal", description="Predict where people look, and score it.")
+    parser.add_argument("--version", action="version", version=f"foveal {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except FovealError as exc:
+        print(f"foveal: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("foveal: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if os.environ.get("FOVEAL_DEBUG"):
+            raise
+        print(f"foveal: internal error: {type(exc).__name__}: {exc} (set FOVEAL_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--model/--device/--batch-size/--max-pixels, shared by every command that runs the network."""
+    parser.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per network batch (default: %(default)s)")
+    parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+
+
+def make_engine(args: argparse.Namespace):
+    """The Engine described by :func:`add_engine_options`' arguments."""
+    from ..engine import Engine
+
+    return Engine(args.model, device=args.device, max_pixels=int(args.max_pixels))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Engine: one model on one backend, turning images into SaliencyMaps."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import backends, cpu
+from ._version import __version__
+from .geometry import Plan, plan
+from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
+from .models import ModelCard, load_card
+from .saliency_map import SaliencyMap
+
+
+class Engine:
+    """Predict fixation probability maps with a saliency model.
+
+    Args:
+        model: ``"default"``, a shipped model's name (see :func:`foveal.available_models`) or a path to an ONNX file
+            obeying docs/MODEL_CONTRACT.md.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"`` (TensorRT → torch → ONNX Runtime) or a list of backend names.
+        max_pixels: images larger than this are refused before decoding.
+        blur_sigma: Gaussian blur (output pixels) applied to the upsampled log-density; defaults to the card's.
+        strict: fail instead of falling back when the first backend cannot run.
+    """
+
+    def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, blur_sigma: float | None = None, strict: bool = False,
+                 **backend_options: Any) -> None:
+        self.model: ModelCard = load_card(model)
+        self._backend = backends.select(self.model, device, strict=strict, **backend_options)
+        self.max_pixels = max_pixels
+        self.blur_sigma = self.model.blur_sigma if blur_sigma is None else float(blur_sigma)
+        if self._backend.on_gpu:
+            import cupy
+
+            from . import gpu
+
+            self._kernels: Any = gpu
+            self._xp: Any = cupy
+        else:
+            self._kernels, self._xp = cpu, np
+
+    def __repr__(self) -> str:
+        return f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r})"
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend that actually runs the network."""
+        return self._backend.name
+
+    def predict(self, image: ImageLike) -> SaliencyMap:
+        """Saliency map of one image (path, bytes, PIL image or uint8 array)."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
+        """Saliency maps of many images, in order; images sharing a padded input size run as one batch."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        decoded = [decode(image, self.max_pixels) for image in images]
+        plans = [plan(*d.pixels.shape[:2], self.model) for d in decoded]
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, p in enumerate(plans):
+            groups[p.padded_hw].append(i)
+        maps: list[SaliencyMap | None] = [None] * len(decoded)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                for i, prob in zip(chunk, self._run([decoded[i] for i in chunk], [plans[i] for i in chunk])):
+                    maps[i] = SaliencyMap(prob, self._provenance(decoded[i]))
+        return maps  # type: ignore[return-value]
+
+    def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
+        k, spec = self._kernels, self.model.input
+        inputs = [k.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std) for d, p in zip(decoded, plans)]
+        batch = inputs[0] if len(inputs) == 1 else self._xp.concatenate(inputs)
+        log_density = self._backend.run(batch)
+        probs = [k.postprocess(log_density[i, 0], p.image_hw, p.valid_hw, self.blur_sigma) for i, p in enumerate(plans)]
+        if self._xp is np:
+            return probs
+        return [self._xp.asnumpy(prob) for prob in probs]
+
+    def _provenance(self, image: DecodedImage) -> dict[str, Any]:
+        return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
+                "backend": self.backend, "device": self._backend.device, "foveal_version": __version__,
+                "image_sha256": image.sha256}

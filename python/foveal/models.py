@@ -1,0 +1,138 @@
+"""Model cards and the registry of models shipped in ``foveal/models/``.
+
+A model is an ONNX file obeying docs/MODEL_CONTRACT.md plus a JSON card describing its input policy, output stride,
+provenance and measured metrics. Shipped models are addressed by name; a user's ONNX file by path, with its card
+read from ``<file>.json`` beside it when present, else from the defaults below plus overrides.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "itti-koch"
+
+# What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
+_BARE_ONNX_CARD: dict[str, Any] = {
+    "version": "unknown",
+    "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "color": "RGB", "working_size": 384,
+              "pad_multiple": 32, "pad_mode": "edge", "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]},
+    "output": {"name": "log_density", "stride": 8},
+    "postprocess": {"blur_sigma": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    working_size: int
+    pad_multiple: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A model's identity and contract: what to feed it and how to read what it returns."""
+
+    name: str
+    version: str
+    onnx_path: Path
+    sha256: str
+    input: InputSpec
+    output_name: str
+    stride: int
+    blur_sigma: float
+    raw: dict = field(repr=False, compare=False, hash=False)
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.json") if (MODELS_DIR / f"{p.stem}.onnx").is_file())
+
+
+def load_card(model: str | os.PathLike = "default") -> ModelCard:
+    """Resolve ``"default"``, a shipped model's name, or a path to an ``.onnx`` (or its ``.json`` card)."""
+    text = os.fspath(model)
+    if text == "default":
+        text = DEFAULT_MODEL
+    if text in available_models():
+        return _load_shipped(text)
+    path = Path(text)
+    if path.suffix == ".json" and path.is_file():
+        raw = _read_json(path)
+        return _card_from(raw, path.parent / raw.get("onnx", path.with_suffix(".onnx").name), verify=False)
+    if path.suffix == ".onnx" or path.exists():
+        if not path.is_file():
+            raise ModelError(f"model file not found: {text}")
+        card_path = path.with_suffix(".json")
+        raw = _read_json(card_path) if card_path.is_file() else {**_BARE_ONNX_CARD, "name": path.stem}
+        return _card_from(raw, path, verify=False)
+    raise ModelError(
+        f"unknown model {text!r}: use one of {', '.join(available_models()) or '(none shipped)'} "
+        "or a path to an .onnx file"
+    )
+
+
+@lru_cache(maxsize=None)
+def _load_shipped(name: str) -> ModelCard:
+    raw = _read_json(MODELS_DIR / f"{name}.json")
+    return _card_from(raw, MODELS_DIR / raw.get("onnx", f"{name}.onnx"), verify=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read model card {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"model card {path}: expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _card_from(raw: dict, onnx_path: Path, verify: bool) -> ModelCard:
+    if not onnx_path.is_file():
+        raise ModelError(f"model file not found: {onnx_path}")
+    sha = file_sha256(onnx_path)
+    if verify and raw.get("sha256") not in (None, sha):
+        raise ModelError(f"{onnx_path.name}: sha256 {sha[:12]}… does not match its card ({str(raw['sha256'])[:12]}…); "
+                         "the package is damaged: reinstall foveal")
+    try:
+        spec = raw["input"]
+        mean, std = tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["std"])
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError("mean and std need 3 values each, std > 0")
+        card = ModelCard(
+            name=str(raw.get("name", onnx_path.stem)),
+            version=str(raw.get("version", "unknown")),
+            onnx_path=onnx_path,
+            sha256=sha,
+            input=InputSpec(str(spec.get("name", "image")), int(spec["working_size"]), int(spec["pad_multiple"]),
+                            mean, std),  # type: ignore[arg-type]
+            output_name=str(raw["output"].get("name", "log_density")),
+            stride=int(raw["output"]["stride"]),
+            blur_sigma=float(raw.get("postprocess", {}).get("blur_sigma", 0.0)),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"model card for {onnx_path.name} is malformed ({type(exc).__name__}: {exc}); "
+                         "see docs/MODEL_CONTRACT.md") from None
+    if card.input.working_size < card.input.pad_multiple or card.stride <= 0 or card.input.pad_multiple % card.stride:
+        raise ModelError(f"model card for {onnx_path.name}: need working_size >= pad_multiple and pad_multiple "
+                         f"divisible by stride, got {card.input.working_size}/{card.input.pad_multiple}/{card.stride}")
+    return card
