@@ -1,0 +1,241 @@
+"""Attention scores for elements on a saliency map, with definitions that make them comparable across creatives.
+
+Every number here is a function of the map (``prob``, H×W, sums to 1) and the boxes; :data:`DEFINITIONS` states
+each one and is copied into every ``scores.json``.
+
+Per element (box ``B`` of ``area`` pixels on an ``N = H·W`` pixel map):
+
+- ``share = Σ_B prob / Σ prob``: the fraction of predicted attention inside the box.
+- ``density = Σ_B prob / area``: attention per pixel.
+- ``lift = share / (area / N)``: share relative to the box's area fraction; 1.0 is what a uniform map gives.
+- ``rank``: 1 for the element with the largest share on this creative; ties share a rank (1, 2, 2, 4).
+- ``percentile`` (needs norms): ``100 · #{norm shares ≤ share} / n`` over the ``n`` reference shares of elements of
+  the same kind in the same format.  Ties count in the creative's favour (``≤``), so a share equal to the best
+  reference scores 100.  The score compares **share**, not lift: share is the attention the element actually gets;
+  lift rewards tiny boxes and is reported as a diagnostic.
+- ``score = floor(percentile + 0.5)``: the percentile as a whole number 0..100.
+- ``passed = percentile ≥ pass_percentile`` (default 70), equivalently ``share ≥ threshold_share`` where
+  ``threshold_share`` is the smallest reference share ``t`` with ``#{norm ≤ t} ≥ 0.7·n``.
+
+Per creative (boxes unioned with a pixel mask, so overlapping boxes are never counted twice):
+
+- ``conversion_share``: attention inside the union of cta, headline and product boxes.
+- ``other_elements_share``: attention inside the union of all other boxes, outside the conversion union.
+- ``background_share = 1 − conversion_share − other_elements_share``: attention on no element at all.
+- ``focus = 1 − H(prob) / log N`` with ``H = −Σ p log p``: 0 for a uniform map, 1 for all mass on one pixel.
+- ``top10_share``: the attention on the ``ceil(0.1·N)`` most-attended pixels (0.1 for a uniform map, 1 when
+  attention covers under a tenth of the image).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .elements import CONVERSION_KINDS, Element, format_of
+
+if TYPE_CHECKING:
+    from .norms import Norms
+
+DEFAULT_PASS_PERCENTILE = 70.0
+TOP_FRACTION = 0.10
+
+DEFINITIONS: dict[str, str] = {
+    "share": "attention inside the box / attention on the whole image",
+    "density": "attention inside the box / box area in pixels",
+    "lift": "share / (box area / image area); 1.0 = what a uniform map gives",
+    "rank": "1 = largest share among this creative's elements; ties share a rank",
+    "percentile": "100 * (# reference shares of the same kind and format <= this share) / (# reference shares); "
+                  "ties count in the creative's favour; null without norms",
+    "score": "floor(percentile + 0.5): the percentile as a whole number 0..100; null without norms",
+    "passed": "percentile >= pass_percentile (default 70), i.e. share >= threshold_share; null without norms",
+    "threshold_share": "smallest reference share t with (# reference shares <= t) >= pass_percentile% of them",
+    "conversion_share": "attention inside the union of cta, headline and product boxes (pixel mask, no double "
+                        "counting)",
+    "other_elements_share": "attention inside the union of the other boxes, outside the conversion boxes",
+    "background_share": "1 - conversion_share - other_elements_share: attention on no element",
+    "focus": "1 - H/log(N), H = -sum p log p over the N pixels: 0 = uniform, 1 = one pixel",
+    "top10_share": "attention on the ceil(0.1 N) most-attended pixels: 0.1 = uniform, 1 = fully concentrated",
+}
+
+
+class MapLike(Protocol):
+    """What scoring needs from :class:`foveal.SaliencyMap`."""
+
+    prob: np.ndarray
+
+    def box_stats(self, boxes_xywh: Any) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class ElementScore:
+    """Scores of one element; norm-dependent fields are None with ``norm_note`` saying why."""
+
+    name: str
+    kind: str
+    box: tuple[int, int, int, int]
+    area: int
+    area_fraction: float
+    share: float
+    density: float
+    lift: float
+    rank: int
+    percentile: float | None
+    score: int | None
+    passed: bool | None
+    threshold_share: float | None
+    norm_n: int | None
+    norm_note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["box"] = list(self.box)
+        return d
+
+
+@dataclass(frozen=True)
+class CreativeScores:
+    """Scores of one creative: its elements (input order) and the creative-level numbers."""
+
+    image_hw: tuple[int, int]
+    format: str
+    pass_percentile: float
+    elements: tuple[ElementScore, ...]
+    conversion_share: float
+    other_elements_share: float
+    background_share: float
+    focus: float
+    top10_share: float
+
+    def element(self, name: str) -> ElementScore:
+        """The score of the element called ``name`` (KeyError if absent)."""
+        for e in self.elements:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_size": {"height": self.image_hw[0], "width": self.image_hw[1]},
+            "format": self.format,
+            "pass_percentile": self.pass_percentile,
+            "elements": [e.to_dict() for e in self.elements],
+            "creative": {
+                "conversion_share": self.conversion_share,
+                "other_elements_share": self.other_elements_share,
+                "background_share": self.background_share,
+                "focus": self.focus,
+                "top10_share": self.top10_share,
+            },
+            "definitions": DEFINITIONS,
+        }
+
+
+def percentile_of(value: float, sorted_values: np.ndarray) -> float:
+    """``100 · #{sorted_values ≤ value} / n`` (exact; ties count as ≤).  ``sorted_values`` ascending, n ≥ 1."""
+    n = len(sorted_values)
+    if n == 0:
+        raise InputError("percentile_of: sorted_values is empty; a percentile needs at least one reference value")
+    return 100.0 * int(np.searchsorted(sorted_values, value, side="right")) / n
+
+
+def threshold_value(sorted_values: np.ndarray, pass_percentile: float) -> float:
+    """The smallest ``t`` in ``sorted_values`` with ``percentile_of(t) ≥ pass_percentile`` (0 < pct ≤ 100)."""
+    if not 0.0 < pass_percentile <= 100.0:
+        raise InputError(f"pass_percentile must be in (0, 100], got {pass_percentile}")
+    n = len(sorted_values)
+    # Guard the float product (0.7 * 10 = 7.000000000000001) so ceil does not step past an exact count.
+    k = max(1, math.ceil(round(pass_percentile * n / 100.0, 9)))
+    return float(sorted_values[k - 1])
+
+
+def competition_ranks(values: Sequence[float]) -> list[int]:
+    """Rank 1 = largest; equal values share the better rank (1, 2, 2, 4)."""
+    return [1 + sum(1 for w in values if w > v) for v in values]
+
+
+def union_share(prob: np.ndarray, boxes_xyxy: Sequence[tuple[int, int, int, int]],
+                exclude: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Attention inside the union of half-open boxes (optionally minus an ``exclude`` mask); returns the share and
+    the union mask.  A mask, not a sum of box sums, so overlaps count once."""
+    mask = np.zeros(prob.shape, dtype=bool)
+    for x0, y0, x1, y1 in boxes_xyxy:
+        mask[y0:y1, x0:x1] = True
+    counted = mask if exclude is None else mask & ~exclude
+    total = float(prob.sum(dtype=np.float64))
+    return float(prob[counted].sum(dtype=np.float64)) / total, mask
+
+
+def focus(prob: np.ndarray) -> float:
+    """``1 − H/log N``: normalised-entropy concentration of the map (0 uniform .. 1 a single pixel)."""
+    p = prob.astype(np.float64).ravel()
+    p = p / p.sum()
+    n = p.size
+    if n == 1:
+        return 1.0
+    nz = p[p > 0]
+    entropy = float(-(nz * np.log(nz)).sum())
+    return float(min(1.0, max(0.0, 1.0 - entropy / math.log(n))))
+
+
+def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
+    """Attention on the ``ceil(fraction · N)`` most-attended pixels."""
+    flat = prob.ravel()
+    k = max(1, math.ceil(round(fraction * flat.size, 9)))
+    top = np.partition(flat, flat.size - k)[flat.size - k:]
+    return float(top.sum(dtype=np.float64) / flat.sum(dtype=np.float64))
+
+
+def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
+                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
+                   ) -> tuple[ElementScore, ...]:
+    """Per-element scores (input order).  Box sums come from the map's summed-area table: O(1) per box.
+
+    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).
+    """
+    if not elements:
+        return ()
+    h, w = smap.prob.shape
+    fmt = format or format_of((h, w))
+    stats = smap.box_stats([list(e.box) for e in elements])
+    shares = [float(s) for s in stats["share"]]
+    ranks = competition_ranks(shares)
+    out = []
+    for i, e in enumerate(elements):
+        share = shares[i]
+        percentile = score = passed = threshold = norm_n = None
+        if norms is None:
+            note = "no norms given (--norms): percentile, score and pass need reference creatives"
+        else:
+            values, note = norms.lookup(fmt, e.kind)
+            if values is not None:
+                norm_n = len(values)
+                percentile = percentile_of(share, values)
+                score = math.floor(percentile + 0.5)
+                threshold = threshold_value(values, pass_percentile)
+                passed = percentile >= pass_percentile
+        out.append(ElementScore(
+            name=e.name, kind=e.kind, box=e.box, area=e.area, area_fraction=e.area / (h * w),
+            share=share, density=float(stats["density"][i]),
+            lift=float(stats["lift"][i]), rank=ranks[i], percentile=percentile, score=score, passed=passed,
+            threshold_share=threshold, norm_n=norm_n, norm_note=note))
+    return tuple(out)
+
+
+def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
+                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE) -> CreativeScores:
+    """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share)."""
+    prob = smap.prob
+    h, w = prob.shape
+    fmt = format or format_of((h, w))
+    element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile)
+    conversion, conv_mask = union_share(prob, [e.xyxy for e in elements if e.kind in CONVERSION_KINDS])
+    others, _ = union_share(prob, [e.xyxy for e in elements if e.kind not in CONVERSION_KINDS], exclude=conv_mask)
+    return CreativeScores(
+        image_hw=(h, w), format=fmt, pass_percentile=pass_percentile, elements=element_scores,
+        conversion_share=conversion, other_elements_share=others,
+        background_share=max(0.0, 1.0 - conversion - others),
+        focus=focus(prob), top10_share=top_share(prob))
