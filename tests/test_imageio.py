@@ -1,0 +1,121 @@
+"""Decoding: modes, EXIF orientation, limits and every kind of bad input become ImageError, never a crash."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import ImageError, load_image
+from foveal.imageio import decode
+
+
+def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_path_bytes_pil_and_array_agree(tmp_path, rgb):
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    for src in (path, str(path), path.read_bytes(), Image.fromarray(rgb), rgb):
+        out = load_image(src)
+        assert out.dtype == np.uint8 and out.shape == (90, 120, 3) and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, rgb)
+
+
+def test_sha256_is_of_the_file_bytes(tmp_path, rgb):
+    import hashlib
+
+    data = _encode(Image.fromarray(rgb))
+    assert decode(data).sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "PA", "RGBA", "CMYK", "I;16", "I", "F", "1", "YCbCr"])
+def test_modes_become_rgb(mode, rgb):
+    image = Image.fromarray(rgb).convert(mode) if mode not in ("I;16", "F") else Image.fromarray(rgb).convert("L").convert(mode)
+    out = load_image(image)
+    assert out.shape == (90, 120, 3) and out.dtype == np.uint8
+
+
+def test_sixteen_bit_grey_png_uses_full_range():
+    values = np.array([[0, 257 * 128, 65535]], np.uint16)
+    out = load_image(_encode(Image.fromarray(values)))
+    np.testing.assert_array_equal(out[0, :, 0], [0, 128, 255])
+
+
+def test_alpha_composites_on_white():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (0, 0, 0, 255)  # opaque black stays black
+    out = load_image(_encode(Image.fromarray(rgba, "RGBA")))
+    np.testing.assert_array_equal(out[0, 0], [0, 0, 0])
+    np.testing.assert_array_equal(out[1, 1], [255, 255, 255])  # fully transparent → white
+    np.testing.assert_array_equal(load_image(rgba)[1, 1], [255, 255, 255])
+
+
+def test_palette_with_transparency():
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.info["transparency"] = 0
+    out = load_image(_encode(image, transparency=0))
+    np.testing.assert_array_equal(out[0, 0], [255, 255, 255])
+
+
+def test_exif_orientation_is_applied(rgb):
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    out = load_image(_encode(image, "JPEG", exif=exif.tobytes(), quality=95))
+    assert out.shape == (120, 90, 3)
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"", "empty"),
+    (b"not an image at all", "not a recognised image format"),
+])
+def test_garbage_bytes(payload, match):
+    with pytest.raises(ImageError, match=match):
+        load_image(payload)
+
+
+def test_truncated_file(rgb):
+    data = _encode(Image.fromarray(rgb), "JPEG")
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="directory"):
+        load_image(tmp_path)
+
+
+def test_pixel_limit_checked_before_decoding():
+    # A 10000×10000 PNG of zeros compresses to a few hundred kB: a decompression bomb in miniature.
+    big = _encode(Image.new("L", (10000, 10000)))
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        load_image(big, max_pixels=10_000_000)
+
+
+def test_pillow_bomb_error_is_wrapped(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(_encode(Image.new("L", (30, 30))))
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros((4, 4, 3), np.float32), "dtype"),
+    (np.zeros((4, 4, 2), np.uint8), "shape"),
+    (np.zeros((0, 4, 3), np.uint8), "no pixels"),
+])
+def test_bad_arrays(array, match):
+    with pytest.raises(ImageError, match=match):
+        load_image(array)
+
+
+def test_unsupported_type():
+    with pytest.raises(ImageError, match="expected a path"):
+        load_image(12345)  # type: ignore[arg-type]
