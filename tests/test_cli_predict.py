@@ -1,0 +1,63 @@
+"""`foveal predict` end to end, exit codes and one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import InputError, SaliencyMap
+from foveal.cli import main
+
+
+def test_predict_writes_map_overlay_and_npy(tmp_path, rgb, capsys):
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rgb).save(tmp_path / name)
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(out), "--model", "itti-koch",
+                 "--bits", "16"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.overlay.png", "a.png", "b.npy", "b.overlay.png", "b.png"]
+    prob = np.load(out / "a.npy")
+    assert prob.shape == (90, 120) and abs(prob.sum(dtype=np.float64) - 1) < 1e-5
+    np.testing.assert_allclose(SaliencyMap.from_png(out / "a.png").prob, prob, atol=float(prob.max()) / 65535 * 1.01)
+
+
+def test_one_bad_image_fails_the_run_but_not_the_others(tmp_path, rgb, capsys):
+    Image.fromarray(rgb).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("foveal: error:") and "bad.png" in err[0]
+    assert sorted(p.name for p in out.iterdir()) == ["good.npy", "good.overlay.png", "good.png"]
+
+
+@pytest.mark.parametrize("argv, code, text", [
+    (["predict", "missing.png", "-o", "out"], 1, "not found"),
+    (["predict", "x.png", "-o", "o", "--model", "nope"], 1, "unknown model"),
+    (["predict", "x.png", "-o", "o", "--device", "tpu"], 1, "unknown device"),
+    (["predict", "x.png"], 2, "required"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_errors_are_one_line_with_exit_codes(tmp_path, monkeypatch, argv, code, text):
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "foveal", *argv], capture_output=True, text=True)
+    assert proc.returncode == code, proc.stderr
+    assert text in proc.stderr and "Traceback" not in proc.stderr
+    if code == 1:
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_duplicate_stems_refused(tmp_path, rgb):
+    (tmp_path / "x").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb).save(tmp_path / "x" / "a.png")
+    from foveal.cli import build_parser
+    from foveal.cli.predict import run
+
+    with pytest.raises(InputError, match="share the name"):
+        run(build_parser().parse_args(["predict", str(tmp_path / "a.png"), str(tmp_path / "x" / "a.png"), "-o",
+                                       str(tmp_path / "o")]))

@@ -1,0 +1,98 @@
+"""Engine and SaliencyMap end to end on the CPU backend."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import foveal
+from foveal import Engine, InputError, SaliencyMap
+from foveal.backends import resolve
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine("itti-koch")
+
+
+def test_predict_returns_a_probability_map_of_the_image_shape(engine, rgb):
+    smap = engine.predict(rgb)
+    assert smap.shape == rgb.shape[:2] and smap.prob.dtype == np.float32
+    assert abs(float(smap.prob.sum(dtype=np.float64)) - 1) < 1e-5 and (smap.prob >= 0).all()
+    assert smap.provenance["model"] == "itti-koch" and smap.provenance["backend"] == "onnxruntime"
+    assert smap.provenance["model_sha256"] == engine.model.sha256
+    assert smap.provenance["foveal_version"] == foveal.__version__
+
+
+def test_batch_matches_single_and_keeps_order(engine, rgb):
+    tall = np.ascontiguousarray(np.rot90(rgb))
+    maps = engine.predict_batch([rgb, tall, rgb[:, ::-1].copy(), rgb], batch_size=2)
+    assert [m.shape for m in maps] == [(90, 120), (120, 90), (90, 120), (90, 120)]
+    np.testing.assert_allclose(maps[0].prob, engine.predict(rgb).prob, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(maps[3].prob, maps[0].prob, rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("hw", [(64, 256), (256, 64), (1, 1), (7, 300)])
+def test_extreme_aspects(engine, hw):
+    image = np.random.default_rng(0).integers(0, 255, (*hw, 3), dtype=np.uint8)
+    smap = engine.predict(image)
+    assert smap.shape == hw and abs(smap.total - 1) < 1e-5
+
+
+def test_box_queries_match_numpy(engine, rgb):
+    smap = engine.predict(rgb)
+    boxes = np.array([[0, 0, 120, 90], [10, 5, 30, 20], [100, 80, 50, 50], [-5, -5, 10, 10]])
+    stats = smap.box_stats(boxes)
+    p = smap.prob.astype(np.float64)
+    expect = [p.sum(), p[5:25, 10:40].sum(), p[80:, 100:].sum(), p[:5, :5].sum()]
+    np.testing.assert_allclose(stats["sum"], expect, atol=1e-12)
+    np.testing.assert_array_equal(stats["area"], [10800, 600, 200, 25])
+    np.testing.assert_allclose(stats["lift"], stats["share"] / (stats["area"] / 10800))
+    assert smap.share([0, 0, 120, 90]) == pytest.approx(1, abs=1e-6)
+    assert smap.lift([0, 0, 120, 90]) == pytest.approx(1, abs=1e-6)
+
+
+@pytest.mark.parametrize("box, match", [
+    ([1, 2, float("nan"), 4], "finite"), ([0, 0, 0, 10], "at least one pixel"), ([5, 5, -3, 2], "at least one pixel"),
+    ([500, 500, 10, 10], "outside"), ([[1, 2, 3]], "expected"),
+])
+def test_bad_boxes(engine, rgb, box, match):
+    with pytest.raises(InputError, match=match):
+        engine.predict(rgb).box_sum(box)
+
+
+def test_png_round_trip(engine, rgb, tmp_path):
+    smap = engine.predict(rgb)
+    for bits, tol in ((8, 1 / 255), (16, 1 / 65535)):
+        scale = smap.to_png(tmp_path / f"m{bits}.png", bits=bits)
+        back = SaliencyMap.from_png(tmp_path / f"m{bits}.png")
+        assert scale == pytest.approx(float(smap.prob.max()) / (2**bits - 1))
+        assert np.abs(back.prob - smap.prob).max() <= tol * float(smap.prob.max()) * 1.01 + 1e-9
+    with Image.open(tmp_path / "m16.png") as image:
+        assert image.mode.startswith("I") and image.text["foveal:model"] == "itti-koch"
+
+
+def test_overlay(engine, rgb, tmp_path):
+    smap = engine.predict(rgb)
+    out = smap.overlay(rgb, tmp_path / "o.png")
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and (tmp_path / "o.png").is_file()
+    with pytest.raises(InputError, match="must match"):
+        smap.overlay(rgb[:10])
+
+
+def test_device_resolution_and_errors(rgb):
+    assert resolve("auto") == ("tensorrt", "torch", "onnxruntime")
+    assert resolve(["onnxruntime", "cpu"]) == ("onnxruntime",)
+    with pytest.raises(InputError, match="unknown device"):
+        Engine("itti-koch", device="tpu")
+    if not {"tensorrt", "torch"} & set(foveal.available_backends()):  # a machine without a GPU backend
+        with pytest.raises(foveal.BackendUnavailableError, match="no backend"):
+            Engine("itti-koch", device="cuda")
+    assert Engine("itti-koch", device="auto").backend in foveal.available_backends()
+
+
+def test_saliency_map_validation():
+    with pytest.raises(InputError):
+        SaliencyMap(np.zeros((3,), np.float32))
+    with pytest.raises(InputError):
+        SaliencyMap(np.zeros((2, 2), np.int32))
