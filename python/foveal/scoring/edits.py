@@ -1,0 +1,302 @@
+"""Pixel edits for what-if tests: move, scale or swap elements, filling the holes they leave.
+
+An edit cuts an element's box out of the image, fills the hole from its surroundings (:func:`fill_holes`) and
+pastes the content at its new place.  Edits never push an element outside the image: such an edit is an
+:class:`~foveal.errors.InputError` that says which offsets are allowed.  Element boxes are updated with the edit,
+so the edited creative can be scored with the same names.
+
+Edits run in the order given; each sees the image and boxes the previous one left.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+from ..errors import InputError
+from .elements import Element
+
+#: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
+BORDER_RADIUS = 2
+
+
+@dataclass(frozen=True)
+class Move:
+    """Translate element ``name`` by ``(dx, dy)`` pixels (``dy < 0`` is up)."""
+
+    name: str
+    dx: int
+    dy: int
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Resize element ``name`` by ``factor`` about its centre (Lanczos)."""
+
+    name: str
+    factor: float
+
+
+@dataclass(frozen=True)
+class Swap:
+    """Exchange two elements: each is pasted centred on the other's centre; ``second`` is pasted last (on top)."""
+
+    first: str
+    second: str
+
+
+Edit = Union[Move, Scale, Swap]
+
+
+@dataclass(frozen=True)
+class EditedCreative:
+    """An edited image and its elements, in the order of the original element list."""
+
+    image: np.ndarray
+    elements: tuple[Element, ...]
+
+
+_INT = r"[+-]?\d+"
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+
+
+def parse_move(text: str) -> Move:
+    """Parse ``NAME:DX,DY`` (whole pixels, e.g. ``cta:0,-60``)."""
+    name, sep, offset = text.rpartition(":")
+    match = re.fullmatch(rf"\s*({_INT})\s*,\s*({_INT})\s*", offset)
+    if not sep or not name.strip() or match is None:
+        raise InputError(f"--move: expected NAME:DX,DY in whole pixels (e.g. cta:0,-60), got {text!r}")
+    return Move(name.strip(), int(match[1]), int(match[2]))
+
+
+def parse_scale(text: str) -> Scale:
+    """Parse ``NAME:FACTOR`` (e.g. ``logo:0.8``); the factor must be a positive finite number."""
+    name, sep, factor = text.rpartition(":")
+    if not sep or not name.strip() or re.fullmatch(rf"\s*{_NUMBER}\s*", factor) is None:
+        raise InputError(f"--scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
+    value = float(factor)
+    if not (value > 0 and math.isfinite(value)):
+        raise InputError(f"--scale: the factor must be a positive finite number, got {factor.strip()!r} in {text!r}")
+    return Scale(name.strip(), value)
+
+
+def parse_swap(text: str) -> Swap:
+    """Parse ``NAME,NAME`` (e.g. ``cta,headline``); the two names must differ."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise InputError(f"--swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}")
+    if parts[0] == parts[1]:
+        raise InputError(f"--swap: the two elements must differ, got {text!r}")
+    return Swap(parts[0], parts[1])
+
+
+def fill_holes(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return a copy of ``image`` (H×W×C uint8) whose ``mask`` pixels (H×W bool) are filled from their surroundings.
+
+    Each hole pixel blends two linear interpolations: along its row between the nearest known pixels left and
+    right, and along its column between the nearest known pixels above and below.  The row and column estimates
+    are weighted by the inverse distance to the nearer of their two ends, so the fill meets every side of the hole
+    continuously.  The known pixels it reads are first averaged over a ``(2*BORDER_RADIUS+1)``-square window of
+    known pixels, so every filled value is a convex combination of known pixels within ``BORDER_RADIUS + 1`` pixels
+    of the hole and stays inside their range.  A side at the image edge simply drops out; pixels whose row and
+    column are both wholly masked are filled by a further pass from the pixels just filled.
+    """
+    if image.ndim != 3 or image.dtype != np.uint8:
+        raise InputError(f"fill_holes: image must be uint8 (H, W, C), got {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise InputError(f"fill_holes: mask shape {mask.shape} must equal the image's (H, W) {image.shape[:2]}")
+    out = image.copy()
+    if not mask.any():
+        return out
+    if mask.all():
+        raise InputError("fill_holes: the hole covers the whole image; nothing is left to fill it from")
+    ys, xs = np.nonzero(mask)
+    # Only a margin around the hole's bounding box is ever read: the nearest known pixel along a row or column is
+    # at most one pixel outside the box, and its average reaches BORDER_RADIUS further.
+    pad = BORDER_RADIUS + 1
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, image.shape[0])
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, image.shape[1])
+    crop = out[y0:y1, x0:x1].astype(np.float32)
+    hole = mask[y0:y1, x0:x1].copy()
+    # Each pass makes progress: a known pixel exists, and if no hole pixel shared a row or column with one, every
+    # column through a hole row would be wholly masked, the known pixel's column included.
+    while hole.any():
+        hole &= ~_fill_pass(crop, ~hole)
+    out[y0:y1, x0:x1] = np.clip(np.rint(crop), 0, 255).astype(np.uint8)
+    return out
+
+
+def _fill_pass(crop: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill, in place, the unknown pixels of ``crop`` that have a known pixel in their row or column.
+
+    Returns the mask of pixels filled by this pass.
+    """
+    border = _known_average(crop, known, BORDER_RADIUS)
+    ys, xs = np.nonzero(~known)
+    total = np.zeros((ys.size, crop.shape[2]), np.float64)
+    weight = np.zeros(ys.size, np.float64)
+    for axis in (1, 0):
+        pos = xs if axis == 1 else ys
+        before, after = _nearest_known(known, axis)
+        lo, hi = before[ys, xs], after[ys, xs]
+        has_lo, has_hi = lo >= 0, hi < known.shape[axis]
+        d_lo, d_hi = pos - lo, hi - pos
+        # Linear interpolation between the two ends where both exist, else the one end that does.
+        a_lo = np.where(has_lo, np.where(has_hi, d_hi, 1), 0)
+        a_hi = np.where(has_hi, np.where(has_lo, d_lo, 1), 0)
+        at = (lambda idx: border[ys, idx]) if axis == 1 else (lambda idx: border[idx, xs])
+        v_lo, v_hi = at(np.where(has_lo, lo, 0)), at(np.where(has_hi, hi, 0))
+        est = (a_lo[:, None] * v_lo + a_hi[:, None] * v_hi) / np.maximum(a_lo + a_hi, 1)[:, None]
+        n = known.shape[axis]  # farther than any real end: a missing end never is the nearer one
+        nearest = np.minimum(np.where(has_lo, d_lo, n), np.where(has_hi, d_hi, n))
+        w = np.where(has_lo | has_hi, 1.0 / nearest, 0.0)
+        total += w[:, None] * est
+        weight += w
+    ok = weight > 0
+    crop[ys[ok], xs[ok]] = (total[ok] / weight[ok, None]).astype(np.float32)
+    filled = np.zeros_like(known)
+    filled[ys[ok], xs[ok]] = True
+    return filled
+
+
+def _nearest_known(known: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest known pixel at or before / at or after each pixel along ``axis`` (-1 / size if none)."""
+    n = known.shape[axis]
+    idx = np.arange(n).reshape((1, n) if axis == 1 else (n, 1))
+    before = np.maximum.accumulate(np.where(known, idx, -1), axis=axis)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(known, idx, n), axis=axis), axis=axis), axis=axis)
+    return before, after
+
+
+def _known_average(crop: np.ndarray, known: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of the known pixels in the ``(2r+1)``-square window around each pixel (0 where the window has none)."""
+    weights = known.astype(np.float64)
+    num = _box_sum(crop * weights[..., None], radius)
+    den = _box_sum(weights[..., None], radius)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
+    """Sum over the ``(2r+1)``-square window around each pixel of an H×W×C array, clipped at the edges."""
+    h, w = a.shape[:2]
+    sat = np.zeros((h + 1, w + 1, a.shape[2]), np.float64)
+    sat[1:, 1:] = a.cumsum(0).cumsum(1)
+    y0 = np.clip(np.arange(h) - r, 0, h)[:, None]
+    y1 = np.clip(np.arange(h) + r + 1, 0, h)[:, None]
+    x0 = np.clip(np.arange(w) - r, 0, w)[None, :]
+    x1 = np.clip(np.arange(w) + r + 1, 0, w)[None, :]
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+
+
+def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit]) -> EditedCreative:
+    """Apply ``edits`` in order to ``image`` (H×W×3 uint8) and its ``elements``; the inputs are not modified.
+
+    Raises :class:`InputError` for an unknown element name or an edit that would leave the image.
+    """
+    current = {e.name: e for e in elements}
+    for edit in edits:
+        if isinstance(edit, Move):
+            e = _lookup(current, edit.name, "--move")
+            x, y, w, h = e.box
+            moved = (x + edit.dx, y + edit.dy, w, h)
+            _check_inside(moved, image.shape, f"--move {edit.name}:{edit.dx},{edit.dy}", _move_hint(e.box, image.shape))
+            image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)])
+            current[e.name] = Element(e.name, e.kind, moved)
+        elif isinstance(edit, Scale):
+            e = _lookup(current, edit.name, "--scale")
+            x, y, w, h = e.box
+            nw, nh = max(1, round(w * edit.factor)), max(1, round(h * edit.factor))
+            scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
+            _check_inside(scaled, image.shape, f"--scale {edit.name}:{edit.factor:g}", "use a smaller factor")
+            patch = _resize(image[y:y + h, x:x + w], nw, nh)
+            image = _relocate(image, [(e.box, patch, scaled)])
+            current[e.name] = Element(e.name, e.kind, scaled)
+        elif isinstance(edit, Swap):
+            a = _lookup(current, edit.first, "--swap")
+            b = _lookup(current, edit.second, "--swap")
+            a_new, b_new = _centred_on(a.box, b.box), _centred_on(b.box, a.box)
+            what = f"--swap {edit.first},{edit.second}"
+            _check_inside(a_new, image.shape, what, f"{edit.first!r} does not fit centred on {edit.second!r}")
+            _check_inside(b_new, image.shape, what, f"{edit.second!r} does not fit centred on {edit.first!r}")
+            image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)])
+            current[a.name] = Element(a.name, a.kind, a_new)
+            current[b.name] = Element(b.name, b.kind, b_new)
+        else:
+            raise TypeError(f"apply_edits: unknown edit {edit!r}")
+    return EditedCreative(image=image, elements=tuple(current[e.name] for e in elements))
+
+
+def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
+                  offsets: Iterable[tuple[int, int]]) -> Iterator[EditedCreative]:
+    """``apply_edits(image, elements, [Move(name, dx, dy)])`` for each ``(dx, dy)`` in ``offsets``, lazily.
+
+    The hole is filled once and shared, so a search over many positions costs one fill plus a paste each.
+    Every offset is checked before the first variant is produced.
+    """
+    by_name = {e.name: e for e in elements}
+    e = _lookup(by_name, name, "--search")
+    x, y, w, h = e.box
+    offsets = list(offsets)
+    for dx, dy in offsets:
+        _check_inside((x + dx, y + dy, w, h), image.shape, f"moving {name!r} by ({dx}, {dy})",
+                      _move_hint(e.box, image.shape))
+    mask = np.zeros(image.shape[:2], bool)
+    mask[y:y + h, x:x + w] = True
+    filled = fill_holes(image, mask)
+    patch = image[y:y + h, x:x + w]
+    for dx, dy in offsets:
+        out = filled.copy()
+        out[y + dy:y + dy + h, x + dx:x + dx + w] = patch
+        moved = Element(e.name, e.kind, (x + dx, y + dy, w, h))
+        yield EditedCreative(image=out, elements=tuple(moved if o.name == name else o for o in elements))
+
+
+def _relocate(image: np.ndarray, moves: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, ...]]]
+              ) -> np.ndarray:
+    """Cut every source box, fill the holes together, then paste each patch at its target box, in order."""
+    mask = np.zeros(image.shape[:2], bool)
+    for (x, y, w, h), _, _ in moves:
+        mask[y:y + h, x:x + w] = True
+    out = fill_holes(image, mask)
+    for _, patch, (x, y, w, h) in moves:
+        out[y:y + h, x:x + w] = patch
+    return out
+
+
+def _cut(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    return image[y:y + h, x:x + w].copy()
+
+
+def _resize(patch: np.ndarray, w: int, h: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(patch).resize((w, h), Image.Resampling.LANCZOS))
+
+
+def _centred_on(box: tuple[int, int, int, int], target: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``box``'s size placed with its centre on ``target``'s centre (rounded down to whole pixels)."""
+    _, _, w, h = box
+    tx, ty, tw, th = target
+    return tx + (tw - w) // 2, ty + (th - h) // 2, w, h
+
+
+def _lookup(current: dict[str, Element], name: str, option: str) -> Element:
+    if name not in current:
+        raise InputError(f"{option}: no element named {name!r}; the elements are {', '.join(sorted(current))}")
+    return current[name]
+
+
+def _move_hint(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> str:
+    x, y, w, h = box
+    return f"dx must be in [{-x}, {shape[1] - w - x}] and dy in [{-y}, {shape[0] - h - y}]"
+
+
+def _check_inside(box: tuple[int, ...], shape: tuple[int, ...], what: str, hint: str) -> None:
+    x, y, w, h = box
+    if x < 0 or y < 0 or x + w > shape[1] or y + h > shape[0]:
+        raise InputError(f"{what} would put the element at box {list(box)}, outside the {shape[1]}x{shape[0]} "
+                         f"image; {hint}")
