@@ -1,0 +1,298 @@
+"""foveal.metrics against hand-computed cases, metric properties, and pysaliency (the Tübingen reference code)."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from foveal import metrics as M
+from foveal.errors import InputError
+
+with warnings.catch_warnings():
+    # pysaliency 0.2.22 imports pkg_resources (needs setuptools < 81), which warns on import.
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    import pysaliency
+    import pysaliency.metrics as pm
+    from pysaliency.roc import general_roc
+
+
+@pytest.fixture
+def pysal(monkeypatch):
+    """pysaliency 0.2.22 calls np.trapz, which NumPy 2.4 removed; hand it the renamed function for the test."""
+    monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
+    return pysaliency
+
+
+class _Map(pysaliency.SaliencyMapModel):
+    """A pysaliency model that returns fixed maps, one per stimulus index."""
+
+    def __init__(self, maps):
+        super().__init__(caching=False)
+        self._by_shape = {m.shape: m for m in maps}
+
+    def _saliency_map(self, stimulus):
+        return self._by_shape[stimulus.shape[:2]]
+
+
+class _LogDensity(pysaliency.Model):
+    def __init__(self, log_density):
+        super().__init__(caching=False)
+        self._log_density_map = log_density
+
+    def _log_density(self, stimulus):
+        return self._log_density_map
+
+
+def _stimuli(*maps):
+    return pysaliency.Stimuli([np.zeros(m.shape + (3,), np.uint8) for m in maps])
+
+
+def _random_case(seed, shape=(23, 31), n_fix=40, quantise=False):
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    s = rng.random(shape)
+    if quantise:  # many ties, the case where ROC conventions differ
+        s = np.round(s * 4)
+    xs = rng.uniform(0, w, n_fix)
+    ys = rng.uniform(0, h, n_fix)
+    return s, xs, ys
+
+
+def _structured_case(seed, shape=(30, 40), n_fix=60):
+    """A Gaussian-blob map and fixations drawn around the blob (what real predictions look like)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    s = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (0.15 * w) ** 2)) + 0.05 * rng.random(shape)
+    xs = np.clip(rng.normal(cx, 0.2 * w, n_fix), 0, w - 1e-6)
+    ys = np.clip(rng.normal(cy, 0.2 * h, n_fix), 0, h - 1e-6)
+    return s, xs, ys
+
+
+def _density(seed, shape):
+    rng = np.random.default_rng(seed)
+    d = rng.random(shape) ** 3
+    return d / d.sum()
+
+
+CASES = [("random", s, False) for s in range(3)] + [("ties", s, True) for s in range(3)] + \
+        [("structured", s, None) for s in range(3)]
+
+
+def _case(kind, seed, quantise):
+    return _structured_case(seed) if kind == "structured" else _random_case(seed, quantise=quantise)
+
+
+# --- hand-computed 3x3 cases ---------------------------------------------------------------------------------
+
+VALUES = np.arange(1.0, 10.0).reshape(3, 3)  # 1..9 row by row
+FIX_X, FIX_Y = np.array([2.3, 1.0]), np.array([2.7, 1.9])  # pixels (2, 2) = 9 and (1, 1) = 5
+
+
+def test_auc_judd_by_hand():
+    # Thresholds 9 and 5: (fpr, tpr) = (0, 1/2) then (3/7, 1) (unfixated 6, 7, 8 are >= 5), then (1, 1).
+    assert M.auc_judd(VALUES, FIX_X, FIX_Y) == pytest.approx(25 / 28, abs=1e-15)
+
+
+def test_nss_by_hand():
+    # mean 5, population std sqrt(60/9); standardised values 4/std and 0.
+    assert M.nss(VALUES, FIX_X, FIX_Y) == pytest.approx(2 / math.sqrt(60 / 9), abs=1e-15)
+
+
+def test_cc_by_hand():
+    centre = np.zeros((3, 3))
+    centre[1, 1] = 1
+    corner = np.zeros((3, 3))
+    corner[0, 0] = 1
+    # cov = 0 - 9 (1/9)^2 = -1/9, var = 1 - 1/9 = 8/9 for both.
+    assert M.cc(centre, corner) == pytest.approx(-1 / 8, abs=1e-15)
+    assert M.cc(VALUES, VALUES[::-1, ::-1]) == pytest.approx(-1.0, abs=1e-15)
+
+
+def test_kld_sim_ig_by_hand():
+    uniform = np.full((3, 3), 1 / 9)
+    two = np.zeros((3, 3))
+    two[0, 0] = two[2, 1] = 0.5
+    assert M.kld(uniform, two) == pytest.approx(math.log(4.5), abs=1e-12)
+    # Mass the prediction misses entirely costs log(q / eps) per pixel: 7 such pixels of q = 1/9.
+    eps = M.EPS
+    expected = 2 / 9 * math.log(eps + (1 / 9) / (0.5 + eps)) + 7 / 9 * math.log(eps + (1 / 9) / eps)
+    assert M.kld(two, uniform) == pytest.approx(expected, rel=1e-12)
+    assert M.sim(uniform, two) == pytest.approx(2 / 9, abs=1e-15)
+    assert M.information_gain(two, np.log(uniform), [0.5, 1.5], [0.5, 2.5]) == pytest.approx(math.log2(4.5), 1e-12)
+    # A fixation where the map has zero mass costs log2(eps * 9) bits: the MIT regulariser keeps it finite.
+    ig = M.information_gains(two, np.log(uniform), [2.5], [2.5])
+    assert ig[0] == pytest.approx(math.log2(M.EPS) - math.log2(M.EPS + 1 / 9), rel=1e-12)
+
+
+def test_auc_by_hand_counts_ties_half():
+    assert M.auc([3.0, 1.0], [1.0, 2.0]) == pytest.approx((2 + 0.5 + 0) / 4)
+
+
+def test_fixation_pixels_floor_and_clip():
+    row, col = M.pixel_indices(np.array([0.0, 0.999, 2.999, -0.4, 3.2]), np.array([0.0, 1.5, 1.0, 0.2, 1.0]), (2, 3))
+    assert col.tolist() == [0, 0, 2, 0, 2]
+    assert row.tolist() == [0, 1, 1, 0, 1]
+
+
+# --- properties ------------------------------------------------------------------------------------------------
+
+# Integer-valued maps: an affine rescale then keeps every order and tie exactly, which the AUC check relies on.
+maps = arrays(np.float64, st.tuples(st.integers(2, 12), st.integers(2, 12)), elements=st.integers(0, 1000).map(float))
+
+
+@settings(max_examples=40, deadline=None)
+@given(maps, st.floats(0.01, 100), st.floats(-100, 100), st.integers(0, 2**32 - 1))
+def test_properties(s, scale, shift, seed):
+    rng = np.random.default_rng(seed)
+    h, w = s.shape
+    xs, ys = rng.uniform(0, w, 5), rng.uniform(0, h, 5)
+    assert M.nss(scale * s + shift, xs, ys) == pytest.approx(M.nss(s, xs, ys), abs=1e-6)
+    if not _fixes_every_pixel(xs, ys, s.shape):
+        assert M.auc_judd(scale * s + shift, xs, ys) == pytest.approx(M.auc_judd(s, xs, ys), abs=1e-12)
+    if s.std() > 0:
+        assert M.cc(s, s) == pytest.approx(1.0, abs=1e-9)
+        assert M.cc(s, scale * s + shift) == pytest.approx(1.0, abs=1e-6)
+    if s.sum() > 0:
+        assert M.kld(s, s) == pytest.approx(0.0, abs=1e-9)
+        assert M.sim(s, s) == pytest.approx(1.0, abs=1e-12)
+        assert 0.0 <= M.sim(s, rng.random(s.shape)) <= 1.0 + 1e-12
+
+
+def _fixes_every_pixel(xs, ys, shape):
+    row, col = M.pixel_indices(xs, ys, shape)
+    return len(set(zip(row.tolist(), col.tolist()))) == shape[0] * shape[1]
+
+
+def test_perfect_and_constant_maps():
+    rng = np.random.default_rng(1)
+    h, w = 20, 30
+    xs, ys = rng.uniform(0, w, 15), rng.uniform(0, h, 15)
+    others_x, others_y = rng.uniform(0, w, 50), rng.uniform(0, h, 50)
+    row, col = M.pixel_indices(xs, ys, (h, w))
+    perfect = np.zeros((h, w))
+    perfect[row, col] = 1.0
+    keep = perfect[M.pixel_indices(others_x, others_y, (h, w))] == 0
+    assert M.auc_judd(perfect, xs, ys) == 1.0
+    assert M.auc_shuffled(perfect, xs, ys, others_x[keep], others_y[keep]) == 1.0
+    constant = np.full((h, w), 0.3)
+    assert M.auc_judd(constant, xs, ys) == 0.5
+    assert M.auc_borji(constant, xs, ys) == 0.5
+    assert M.auc_shuffled(constant, xs, ys, others_x, others_y) == 0.5
+    assert M.nss(constant, xs, ys) == 0.0
+    assert M.cc(constant, perfect) == 0.0
+    assert M.information_gain(constant, np.zeros((h, w)), xs, ys) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_auc_borji_is_seeded():
+    s, xs, ys = _random_case(0)
+    assert M.auc_borji(s, xs, ys, rng=7) == M.auc_borji(s, xs, ys, rng=np.random.default_rng(7))
+    assert M.auc_borji(s, xs, ys, rng=7) != M.auc_borji(s, xs, ys, rng=8)
+
+
+# --- against pysaliency --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,seed,quantise", CASES)
+def test_map_metrics_match_pysaliency(kind, seed, quantise, pysal):
+    s, xs, ys = _case(kind, seed, quantise)
+    d = _density(seed + 100, s.shape)
+    ix, iy = xs.astype(int), ys.astype(int)
+    assert M.nss(s, xs, ys) == pytest.approx(pm.NSS(s, ix, iy).mean(), rel=1e-12, abs=1e-12)
+    assert M.cc(s, d) == pytest.approx(pm.CC(s, d), rel=1e-12, abs=1e-12)
+    assert M.sim(s, d) == pytest.approx(pm.SIM(s, d), rel=1e-12)
+    with np.errstate(divide="ignore"):  # pysaliency takes log(0) of zero pixels before regularising
+        expected_kld = pm.MIT_KLDiv(s, d)
+    assert M.kld(s, d) == pytest.approx(expected_kld, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind,seed,quantise", CASES)
+def test_aucs_match_pysaliency(kind, seed, quantise, pysal):
+    s, xs, ys = _case(kind, seed, quantise)
+    stimuli = _stimuli(s)
+    fix = pysal.Fixations.create_without_history(xs, ys, np.zeros(xs.size, int))
+    model = _Map([s])
+    assert M.auc_judd(s, xs, ys) == pytest.approx(model.AUC_Judd(stimuli, fix, jitter=False), abs=1e-12)
+    uniform = model.AUC(stimuli, fix, nonfixations="uniform", average="image")
+    assert M.auc(s[ys.astype(int), xs.astype(int)], s.ravel()) == pytest.approx(uniform, abs=1e-12)
+    # AUC-Borji estimates the uniform AUC by sampling; 2000 splits of 40 draws put it within ~0.003.
+    assert M.auc_borji(s, xs, ys, n_splits=2000, rng=seed) == pytest.approx(uniform, abs=0.01)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auc_matches_general_roc(seed):
+    rng = np.random.default_rng(seed)
+    pos = np.round(rng.normal(1, 1, 30), 1)
+    neg = np.round(rng.normal(0, 1, 200), 1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np, "trapz", np.trapezoid, raising=False)
+        expected = general_roc(pos, neg, judd=0)[0]
+    assert M.auc(pos, neg) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("quantise", [False, True])
+def test_shuffled_auc_matches_pysaliency(quantise, pysal):
+    shapes = [(20, 30), (24, 18), (15, 15)]
+    cases = [_random_case(k, shape, 25, quantise) for k, shape in enumerate(shapes)]
+    stimuli = _stimuli(*(c[0] for c in cases))
+    xs = np.concatenate([c[1] for c in cases])
+    ys = np.concatenate([c[2] for c in cases])
+    ns = np.repeat(np.arange(len(cases)), [c[1].size for c in cases])
+    fix = pysal.Fixations.create_without_history(xs, ys, ns)
+    per_fixation = _Map([c[0] for c in cases]).AUCs(stimuli, fix, nonfixations="shuffled")
+    for n, (s, x, y) in enumerate(cases):
+        h, w = s.shape
+        other = ns != n
+        # Other images' fixations, scaled into this image as pysaliency does.
+        ox = xs[other] * w / np.array([shapes[k][1] for k in ns[other]])
+        oy = ys[other] * h / np.array([shapes[k][0] for k in ns[other]])
+        assert M.auc_shuffled(s, x, y, ox, oy) == pytest.approx(per_fixation[ns == n].mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize("kind,seed,quantise", CASES)
+def test_information_gain_matches_pysaliency(kind, seed, quantise, pysal):
+    s, xs, ys = _case(kind, seed, quantise)
+    p = (s + 0.01) / (s + 0.01).sum()  # strictly positive, so pysaliency's exact logs and our eps agree
+    base = M.centre_bias_log_density(s.shape)
+    fix = pysal.Fixations.create_without_history(xs, ys, np.zeros(xs.size, int))
+    expected = _LogDensity(np.log(p)).information_gain(_stimuli(s), fix, baseline_model=_LogDensity(base))
+    assert M.information_gain(p, base, xs, ys) == pytest.approx(expected, rel=1e-9)
+
+
+# --- centre bias ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (600, 800), (37, 5)])
+def test_centre_bias_is_a_log_density_peaking_near_the_middle(shape):
+    logd = M.centre_bias_log_density(shape)
+    assert logd.shape == shape
+    assert np.exp(logd).sum() == pytest.approx(1.0, abs=1e-12)
+    row, col = np.unravel_index(np.argmax(logd), shape)
+    assert abs((row + 0.5) / shape[0] - M.CENTRE_BIAS["mean"][1]) <= 1 / shape[0]
+    assert abs((col + 0.5) / shape[1] - M.CENTRE_BIAS["mean"][0]) <= 1 / shape[1]
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: M.nss(np.ones((3, 3)), [5.0], [1.0]), "outside the 3x3 image"),
+    (lambda: M.nss(np.ones((3, 3)), [1.0, 2.0], [1.0]), "one length"),
+    (lambda: M.nss(np.ones((3, 3)), [], []), "no fixations"),
+    (lambda: M.nss(np.ones((3, 3)), [np.nan], [1.0]), "finite"),
+    (lambda: M.nss(np.ones(3), [1.0], [1.0]), "H×W"),
+    (lambda: M.auc_judd(np.full((2, 2), np.inf), [1.0], [1.0]), "NaN or infinite"),
+    (lambda: M.cc(np.ones((3, 3)), np.ones((3, 4))), "one shape"),
+    (lambda: M.kld(-np.ones((3, 3)), np.ones((3, 3))), "negative"),
+    (lambda: M.sim(np.zeros((3, 3)), np.ones((3, 3))), "sums to 0"),
+    (lambda: M.auc_judd(np.ones((1, 2)), [0.5, 1.5], [0.5, 0.5]), "every pixel is fixated"),
+    (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], n_splits=0), "n_splits"),
+    (lambda: M.auc([], [1.0]), "positives and negatives"),
+    (lambda: M.centre_bias_log_density((0, 4)), "shape"),
+])
+def test_bad_input_raises_input_error(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
