@@ -1,0 +1,288 @@
+"""A/B comparison of two creatives' attention: where mass moved, per element and overall, and a verdict.
+
+Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
+
+- **Common grid**: B's pixel grid.  A's map is resampled onto it by area-preserving resampling — each map is
+  read as a piecewise-constant density over the unit square (image stretched to fill it) and integrated over each
+  target pixel — then both maps are renormalised to sum to 1 in float64.  Equal sizes need no resampling.
+- **Difference map** ``D = P_B − P_A`` on that grid (positive: B draws more attention there).  It is drawn with a
+  blue–white–red colormap symmetric about 0, scaled by ``max |D|``.
+- ``moved_mass = ½ Σ |D|``: the fraction of attention that sits somewhere else in B (total-variation distance,
+  0 = identical maps, 1 = disjoint).
+- Per element matched by name: ``Δshare = share_B − share_A`` and ``Δlift = lift_B − lift_A`` (each creative
+  scored against its own image).  Elements present in one creative only are listed, not compared.
+- **Material change**: ``|Δ| ≥ 0.5`` percentage points of attention (:data:`MATERIAL_CHANGE`); smaller changes are
+  "no material change".
+- **Verdict** from ``Δconversion`` (attention on the union of cta, headline and product boxes) and
+  ``Δdistractors`` (attention on the union of all other element boxes, outside the conversion boxes):
+  ``better`` when conversion rises and distractors do not rise, or conversion holds and distractors fall;
+  ``worse`` in the mirror cases; ``mixed`` when both rise or both fall; ``no material change`` when neither moves.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .elements import CONVERSION_KINDS, Element
+from .scores import CreativeScores
+
+#: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
+MATERIAL_CHANGE = 0.005
+
+DEFINITIONS: dict[str, str] = {
+    "common_grid": "B's pixel grid; A's map is resampled onto it by area-preserving resampling (maps read as "
+                   "piecewise-constant densities over the unit square, integrated over each target pixel), then "
+                   "both are renormalised to sum to 1",
+    "difference": "D = P_B - P_A on the common grid; red = more attention in B, blue = less; colour scaled by "
+                  "max |D|",
+    "moved_mass": "0.5 * sum |D|: fraction of attention that is somewhere else in B (0 = same map, 1 = disjoint)",
+    "delta_share": "share_B - share_A of the element with the same name (each scored on its own image)",
+    "delta_lift": "lift_B - lift_A of the element with the same name",
+    "material_change": f"|delta| >= {MATERIAL_CHANGE * 100:g} percentage points; smaller is 'no material change'",
+    "conversion": "attention on the union of " + ", ".join(sorted(CONVERSION_KINDS)) + " boxes",
+    "distractors": "attention on the union of all other element boxes, outside the conversion boxes",
+    "verdict": "better: conversion up and distractors not up, or conversion flat and distractors down; worse: the "
+               "mirror; mixed: both up or both down; no material change: neither moves (by material_change)",
+    "effect": "per element: helps = a conversion element gained or a distractor lost attention; hurts = the "
+              "reverse; neutral = no material change",
+}
+
+
+@dataclass(frozen=True)
+class ElementDelta:
+    """One element present in both creatives: its A and B scores and their differences."""
+
+    name: str
+    kind: str
+    share_a: float
+    share_b: float
+    lift_a: float
+    lift_b: float
+    delta_share: float
+    delta_lift: float
+    change: str
+    effect: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything :func:`compare_scores` concludes about B against A."""
+
+    elements: tuple[ElementDelta, ...]
+    only_in_a: tuple[str, ...]
+    only_in_b: tuple[str, ...]
+    conversion_a: float
+    conversion_b: float
+    distractors_a: float
+    distractors_b: float
+    verdict: str
+    summary: str
+    notes: tuple[str, ...]
+
+    @property
+    def delta_conversion(self) -> float:
+        return self.conversion_b - self.conversion_a
+
+    @property
+    def delta_distractors(self) -> float:
+        return self.distractors_b - self.distractors_a
+
+    def element(self, name: str) -> ElementDelta:
+        """The delta of the element called ``name`` (KeyError if it is not in both creatives)."""
+        for e in self.elements:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "conversion": {"a": self.conversion_a, "b": self.conversion_b, "delta": self.delta_conversion},
+            "distractors": {"a": self.distractors_a, "b": self.distractors_b, "delta": self.delta_distractors},
+            "elements": [e.to_dict() for e in self.elements],
+            "only_in_a": list(self.only_in_a),
+            "only_in_b": list(self.only_in_b),
+            "notes": list(self.notes),
+        }
+
+
+def change_of(delta: float) -> str:
+    """``"gained"``, ``"lost"`` or ``"no material change"`` for a share difference."""
+    if delta >= MATERIAL_CHANGE:
+        return "gained"
+    if delta <= -MATERIAL_CHANGE:
+        return "lost"
+    return "no material change"
+
+
+def verdict_of(delta_conversion: float, delta_distractors: float) -> str:
+    """The verdict for a change in conversion and distractor attention (see the module docstring)."""
+    conv, dist = _direction(delta_conversion), _direction(delta_distractors)
+    if conv == 0 and dist == 0:
+        return "no material change"
+    if conv == dist:
+        return "mixed"
+    # Here the two directions differ: conversion up, or distractors down with conversion not down, is better.
+    return "better" if conv > 0 or (conv == 0 and dist < 0) else "worse"
+
+
+def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
+    """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict."""
+    b_by_name = {e.name: e for e in b.elements}
+    a_names = {e.name for e in a.elements}
+    deltas, notes = [], []
+    for ea in a.elements:
+        eb = b_by_name.get(ea.name)
+        if eb is None:
+            continue
+        if ea.kind != eb.kind:
+            notes.append(f"element {ea.name!r} is a {ea.kind} in A and a {eb.kind} in B; each creative's own kinds "
+                         "count for the verdict")
+        d_share = eb.share - ea.share
+        conversion = ea.kind in CONVERSION_KINDS
+        change = change_of(d_share)
+        effect = "neutral" if change == "no material change" else \
+            "helps" if (change == "gained") == conversion else "hurts"
+        deltas.append(ElementDelta(name=ea.name, kind=ea.kind, share_a=ea.share, share_b=eb.share,
+                                   lift_a=ea.lift, lift_b=eb.lift, delta_share=d_share,
+                                   delta_lift=eb.lift - ea.lift, change=change, effect=effect))
+    d_conv = b.conversion_share - a.conversion_share
+    d_dist = b.other_elements_share - a.other_elements_share
+    verdict = verdict_of(d_conv, d_dist)
+    summary = (f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
+               f"({_pp(d_conv)}), distractors {_pct(a.other_elements_share)} -> {_pct(b.other_elements_share)} "
+               f"({_pp(d_dist)})")
+    return Comparison(
+        elements=tuple(deltas),
+        only_in_a=tuple(e.name for e in a.elements if e.name not in b_by_name),
+        only_in_b=tuple(e.name for e in b.elements if e.name not in a_names),
+        conversion_a=a.conversion_share, conversion_b=b.conversion_share,
+        distractors_a=a.other_elements_share, distractors_b=b.other_elements_share,
+        verdict=verdict, summary=summary, notes=tuple(notes))
+
+
+def resample_mass(prob: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
+    """Area-preserving resampling of a mass map (H×W) onto an ``out_hw`` grid covering the same unit square.
+
+    Each source pixel's mass is spread uniformly over its cell; each target pixel receives the mass its cell
+    overlaps.  Separable and exact: the cumulative mass is interpolated linearly at the target cell edges along
+    each axis, then differenced.  Returns float64 with the same total as ``prob``.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim != 2 or prob.size == 0:
+        raise InputError(f"resample_mass: prob must be a non-empty (H, W) array, got shape {prob.shape}")
+    out_h, out_w = (int(v) for v in out_hw)
+    if out_h < 1 or out_w < 1:
+        raise InputError(f"resample_mass: out_hw must be positive, got {tuple(out_hw)}")
+    if prob.shape == (out_h, out_w):
+        return prob.copy()
+    return _resample_axis(_resample_axis(prob, out_h, axis=0), out_w, axis=1)
+
+
+def _resample_axis(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    a = np.moveaxis(a, axis, -1)
+    n_in = a.shape[-1]
+    cum = np.concatenate([np.zeros(a.shape[:-1] + (1,)), np.cumsum(a, axis=-1)], axis=-1)
+    # Cumulative mass is linear inside each source cell, so interpolate it at the target cell edges.
+    edges = np.linspace(0.0, n_in, n_out + 1)
+    left = np.minimum(np.floor(edges).astype(np.int64), n_in - 1)
+    frac = edges - left
+    at_edges = cum[..., left] * (1.0 - frac) + cum[..., left + 1] * frac
+    return np.moveaxis(np.diff(at_edges, axis=-1), -1, axis)
+
+
+def difference_map(prob_a: np.ndarray, prob_b: np.ndarray) -> np.ndarray:
+    """``D = P_B − P_A`` on B's grid (float64), A resampled by :func:`resample_mass`, both renormalised to 1."""
+    b = np.asarray(prob_b, dtype=np.float64)
+    a = resample_mass(prob_a, b.shape)
+    for name, m in (("prob_a", a), ("prob_b", b)):
+        total = m.sum()
+        if not (np.isfinite(total) and total > 0):
+            raise InputError(f"difference_map: {name} must have a positive finite total, got {total}")
+    return b / b.sum() - a / a.sum()
+
+
+def moved_mass(diff: np.ndarray) -> float:
+    """``½ Σ |D|``: the fraction of attention that moved (total-variation distance)."""
+    return 0.5 * float(np.abs(diff).sum())
+
+
+def diverging_colors(values: np.ndarray) -> np.ndarray:
+    """Blue–white–red colours (H×W×3 uint8) for signed ``values``, symmetric about 0 and scaled by ``max |v|``."""
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    t = values / peak if peak > 0 else np.zeros_like(values, dtype=np.float64)
+    fade = 1.0 - np.abs(t)
+    pos, neg = t > 0, t < 0
+    rgb = np.ones(values.shape + (3,), np.float64)
+    rgb[..., 0] = np.where(neg, fade, 1.0)   # red channel fades towards blue
+    rgb[..., 1] = fade                        # green fades either way
+    rgb[..., 2] = np.where(pos, fade, 1.0)   # blue channel fades towards red
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def render_difference(image: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """The difference map over ``image`` (H×W×3 uint8, same H×W): a washed-out grey copy of the image tinted by
+    :func:`diverging_colors` (multiply blend), so zero difference shows the image and strong change shows colour."""
+    image = np.asarray(image)
+    if image.shape[:2] != diff.shape:
+        raise InputError(f"render_difference: image is {image.shape[:2]}, difference map is {diff.shape}; "
+                         "they must match")
+    grey = image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    washed = 96.0 + grey * (159.0 / 255.0)  # keep the layout readable without competing with the colours
+    out = washed[..., None] * diverging_colors(diff) / 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
+    """Panels (uint8 H×W×3) scaled to the last panel's height, laid left to right on white with a label each."""
+    from PIL import Image, ImageDraw
+
+    height = panels[-1].shape[0]
+    scaled = []
+    for p in panels:
+        if p.shape[0] != height:
+            width = max(1, round(p.shape[1] * height / p.shape[0]))
+            p = np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR))
+        scaled.append(p)
+    label_h = 14
+    total_w = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
+    canvas = Image.new("RGB", (total_w, height + label_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for p, label in zip(scaled, labels):
+        canvas.paste(Image.fromarray(p), (x, label_h))
+        draw.text((x + 2, 1), label, fill="black")
+        x += p.shape[1] + gap
+    return np.asarray(canvas)
+
+
+def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40)
+                  ) -> np.ndarray:
+    """A copy of ``image`` with a 1-pixel outline around each element box."""
+    out = image.copy()
+    for e in elements:
+        x0, y0, x1, y1 = e.xyxy
+        out[y0, x0:x1] = color
+        out[y1 - 1, x0:x1] = color
+        out[y0:y1, x0] = color
+        out[y0:y1, x1 - 1] = color
+    return out
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f}%"
+
+
+def _pp(v: float) -> str:
+    return f"{v * 100:+.1f} pp"
+
+
+def _direction(delta: float) -> int:
+    return 1 if delta >= MATERIAL_CHANGE else -1 if delta <= -MATERIAL_CHANGE else 0

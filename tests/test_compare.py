@@ -1,0 +1,156 @@
+"""A/B comparison: the common-grid difference map, per-element deltas and the verdict, on constructed maps;
+then ``foveal compare`` end to end on the example creatives."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foveal.errors import InputError
+from foveal.saliency_map import SaliencyMap
+from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors,
+                                    moved_mass, render_difference, resample_mass, verdict_of)
+from foveal.scoring.elements import Element
+from foveal.scoring.scores import score_creative
+
+# --- resampling and the difference map ------------------------------------------------------------------------
+
+
+def test_resample_same_size_is_identity():
+    p = np.random.default_rng(0).random((7, 9))
+    np.testing.assert_array_equal(resample_mass(p, (7, 9)), p)
+
+
+def test_resample_up_by_two_splits_each_pixel_in_four():
+    p = np.random.default_rng(1).random((5, 6))
+    q = resample_mass(p, (10, 12))
+    np.testing.assert_allclose(q, np.kron(p, np.ones((2, 2))) / 4, rtol=1e-12, atol=1e-15)
+
+
+def test_resample_down_by_two_sums_blocks():
+    p = np.random.default_rng(2).random((8, 6))
+    np.testing.assert_allclose(resample_mass(p, (4, 3)), p.reshape(4, 2, 3, 2).sum(axis=(1, 3)), rtol=1e-12)
+
+
+def test_resample_odd_ratio_keeps_mass_and_its_place():
+    p = np.zeros((30, 20))
+    p[:15, :10] = 1.0  # all mass in the top-left quarter of the unit square
+    q = resample_mass(p, (7, 11))
+    assert q.sum() == pytest.approx(p.sum(), rel=1e-12)
+    # 7 rows: the quarter ends at 3.5 rows; 11 columns: at 5.5 columns.  Mass beyond the next cell is zero.
+    assert q[4:, :].sum() == pytest.approx(0, abs=1e-12) and q[:, 6:].sum() == pytest.approx(0, abs=1e-12)
+    assert q[:3, :5].sum() == pytest.approx(p.sum() * (3 * 5) / (3.5 * 5.5), rel=1e-12)
+
+
+@pytest.mark.parametrize("shape,out", [((0, 3), (2, 2)), ((3,), (2, 2)), ((3, 3), (0, 2))])
+def test_resample_rejects_bad_shapes(shape, out):
+    with pytest.raises(InputError):
+        resample_mass(np.ones(shape), out)
+
+
+def test_difference_of_identical_maps_is_zero():
+    p = np.random.default_rng(3).random((12, 16)).astype(np.float32)
+    d = difference_map(p, p * 4)  # totals do not matter: both are renormalised
+    assert np.abs(d).max() < 1e-12 and moved_mass(d) < 1e-12
+
+
+def test_difference_on_b_grid_when_sizes_differ():
+    a = np.zeros((10, 10))
+    a[:, :5] = 1  # left half
+    b = np.zeros((20, 40))
+    b[:, 20:] = 1  # right half
+    d = difference_map(a, b)
+    assert d.shape == (20, 40)
+    assert d.sum() == pytest.approx(0, abs=1e-12)
+    assert moved_mass(d) == pytest.approx(1.0)  # disjoint
+    assert (d[:, :20] < 0).all() and (d[:, 20:] > 0).all()
+
+
+def test_difference_refuses_an_empty_map():
+    with pytest.raises(InputError, match="prob_a"):
+        difference_map(np.zeros((4, 4)), np.ones((4, 4)))
+
+
+def test_diverging_colours_are_symmetric_about_white():
+    colours = diverging_colors(np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]]))[0]
+    np.testing.assert_array_equal(colours[2], (255, 255, 255))
+    np.testing.assert_array_equal(colours[4], (255, 0, 0))
+    np.testing.assert_array_equal(colours[0], (0, 0, 255))
+    np.testing.assert_array_equal(colours[3], colours[1][::-1])
+    assert (diverging_colors(np.zeros((2, 3))) == 255).all()
+
+
+def test_render_difference_shows_the_image_where_nothing_changed():
+    image = np.random.default_rng(4).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    diff = np.zeros((6, 8))
+    diff[0, 0] = 1e-3
+    out = render_difference(image, diff)
+    grey = image.astype(np.float64) @ [0.299, 0.587, 0.114]
+    np.testing.assert_allclose(out[1:, :, 0], np.rint(96 + grey[1:] * 159 / 255), atol=1)
+    assert out[0, 0, 1] == 0 and out[0, 0, 2] == 0 and out[0, 0, 0] > 0  # full red
+    with pytest.raises(InputError, match="must match"):
+        render_difference(image, np.zeros((5, 8)))
+
+
+# --- verdict ------------------------------------------------------------------------------------------------
+
+M = MATERIAL_CHANGE
+
+
+@pytest.mark.parametrize("d_conv,d_dist,verdict", [
+    (2 * M, 0, "better"), (2 * M, -2 * M, "better"), (0, -2 * M, "better"),
+    (-2 * M, 0, "worse"), (-2 * M, 2 * M, "worse"), (0, 2 * M, "worse"),
+    (2 * M, 2 * M, "mixed"), (-2 * M, -2 * M, "mixed"),
+    (0, 0, "no material change"), (0.9 * M, -0.9 * M, "no material change"), (M, 0, "better"),
+])
+def test_verdict_table(d_conv, d_dist, verdict):
+    assert verdict_of(d_conv, d_dist) == verdict
+
+
+ELEMENTS = (Element("cta", "cta", (60, 60, 20, 20)), Element("badge", "other", (0, 0, 20, 20)),
+            Element("logo", "logo", (60, 0, 20, 10)))
+
+
+def _map(hot: tuple[int, int, int, int], mass: float, size: int = 80) -> SaliencyMap:
+    """A map with ``mass`` spread evenly over box ``hot`` (x, y, w, h) and the rest uniform."""
+    x, y, w, h = hot
+    prob = np.full((size, size), (1 - mass) / (size * size - w * h))
+    prob[y:y + h, x:x + w] = mass / (w * h)
+    return SaliencyMap(prob.astype(np.float32))
+
+
+def test_mass_moving_from_a_distractor_to_the_cta_is_better():
+    a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS)    # attention on the badge
+    b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS)  # the same attention on the CTA
+    c = compare_scores(a, b)
+    assert c.verdict == "better"
+    cta, badge, logo = c.element("cta"), c.element("badge"), c.element("logo")
+    assert cta.delta_share > 0.4 and cta.change == "gained" and cta.effect == "helps"
+    assert badge.delta_share < -0.4 and badge.change == "lost" and badge.effect == "helps"
+    assert logo.change == "no material change" and logo.effect == "neutral"
+    assert cta.share_b - cta.share_a == pytest.approx(cta.delta_share)
+    assert cta.delta_lift == pytest.approx(cta.lift_b - cta.lift_a)
+    assert c.delta_conversion == pytest.approx(cta.delta_share)
+    assert c.summary.startswith("better: conversion elements")
+    assert compare_scores(b, a).verdict == "worse"
+
+
+def test_unmatched_elements_are_listed_and_kind_changes_noted():
+    a_elems = ELEMENTS[:2]
+    b_elems = (Element("cta", "headline", (60, 60, 20, 20)), Element("logo", "logo", (60, 0, 20, 10)))
+    smap = _map((0, 0, 10, 10), 0.1)
+    c = compare_scores(score_creative(smap, a_elems), score_creative(smap, b_elems))
+    assert [e.name for e in c.elements] == ["cta"]
+    assert c.only_in_a == ("badge",) and c.only_in_b == ("logo",)
+    assert any("'cta' is a cta in A and a headline in B" in n for n in c.notes)
+    doc = c.to_dict()
+    assert json.loads(json.dumps(doc)) == doc
+
+
+def test_same_map_is_no_material_change():
+    smap = _map((10, 10, 30, 30), 0.3)
+    c = compare_scores(score_creative(smap, ELEMENTS), score_creative(smap, ELEMENTS))
+    assert c.verdict == "no material change"
+    assert all(e.change == "no material change" and e.delta_share == 0 for e in c.elements)
