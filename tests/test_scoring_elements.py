@@ -1,0 +1,160 @@
+"""Element files: JSON and CSV forms, the units rule, and one clear error per kind of mistake."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from foveal.errors import ElementSpecError, InputError
+from foveal.scoring.elements import (Element, check_elements, find_element_file, format_of, load_elements,
+                                     make_element, parse_elements, parse_elements_csv)
+
+HW = (200, 400)  # height, width
+
+
+def el(name="cta", kind="cta", box=(10, 20, 30, 40), **extra):
+    return {"name": name, "kind": kind, "box": list(box), **extra}
+
+
+def test_bare_list_in_pixels():
+    spec = parse_elements([el(), el("logo", "logo", (0, 0, 400, 200))], HW)
+    assert [e.name for e in spec] == ["cta", "logo"]
+    assert spec.elements[0] == Element("cta", "cta", (10, 20, 30, 40))
+    assert spec.elements[0].xyxy == (10, 20, 40, 60) and spec.elements[0].area == 1200
+    assert spec.format is None
+
+
+def test_object_form_carries_format_and_relative_units():
+    spec = parse_elements({"format": "feed", "units": "relative",
+                           "elements": [el(box=(0.25, 0.5, 0.5, 0.25))]}, HW)
+    assert spec.format == "feed"
+    assert spec.elements[0].box == (100, 100, 200, 50)
+
+
+def test_element_units_override_file_units():
+    spec = parse_elements({"units": "relative", "elements": [el(box=(0.0, 0.0, 0.5, 0.5)),
+                                                              el("px", "logo", (1, 1, 1, 1), units="px")]}, HW)
+    assert spec.elements[0].box == (0, 0, 200, 100)
+    assert spec.elements[1].box == (1, 1, 1, 1)
+
+
+def test_small_pixel_values_are_not_guessed_relative():
+    # [0, 0, 1, 1] without "units": "relative" is a 1x1 pixel box, never the whole image.
+    assert parse_elements([el(box=(0, 0, 1, 1))], HW).elements[0].box == (0, 0, 1, 1)
+
+
+def test_fractional_pixels_round_edges_to_nearest():
+    assert make_element("a", "cta", [10.4, 10.6, 20.2, 5.0], HW).box == (10, 11, 21, 5)
+
+
+def test_element_to_dict_round_trips():
+    e = Element("cta", "cta", (1, 2, 3, 4))
+    assert parse_elements([e.to_dict()], HW).elements[0] == e
+
+
+def test_csv_with_and_without_units():
+    text = "name,kind,x,y,w,h\ncta,cta,10,20,30,40\nlogo,logo,0,0,50,50\n"
+    spec = parse_elements_csv(text, HW)
+    assert [e.box for e in spec] == [(10, 20, 30, 40), (0, 0, 50, 50)]
+    spec = parse_elements_csv("name,kind,x,y,w,h,units\nhero,product,0.5,0,0.5,1,relative\n", HW)
+    assert spec.elements[0].box == (200, 0, 200, 200)
+
+
+@pytest.mark.parametrize("item, field", [
+    (el(kind="button"), "'kind'"),
+    (el(name=""), "'name'"),
+    (el(name=3), "'name'"),
+    (el(box=(1, 2, 3)), "'box'"),
+    (el(box=(1, 2, "3", 4)), "value w"),
+    (el(box=(1, 2, True, 4)), "value w"),
+    (el(box=(1, float("nan"), 3, 4)), "finite"),
+    (el(box=(1, 2, 0, 4)), "zero or negative area"),
+    (el(box=(1, 2, 3, -4)), "zero or negative area"),
+    (el(box=(390, 0, 20, 10)), "outside"),
+    (el(box=(-1, 0, 20, 10)), "outside"),
+    (el(box=(0.1, 0.1, 0.2, 0.2)), "empty pixel box"),
+    (el(units="percent"), "'units'"),
+    ({"name": "cta", "kind": "cta"}, "missing field 'box'"),
+    ("cta", "must be an object"),
+])
+def test_bad_element_names_the_element_and_field(item, field):
+    with pytest.raises(ElementSpecError, match="element 0") as info:
+        parse_elements([item], HW, source="ad.json")
+    assert field in str(info.value)
+    assert str(info.value).startswith("ad.json")
+    assert "\n" not in str(info.value)
+
+
+def test_relative_box_past_the_edge_is_outside():
+    with pytest.raises(ElementSpecError, match="outside"):
+        parse_elements({"units": "relative", "elements": [el(box=(0.6, 0.0, 0.5, 0.5))]}, HW)
+
+
+def test_duplicate_names_refused():
+    with pytest.raises(ElementSpecError, match="elements 0 and 1 are both named 'cta'"):
+        parse_elements([el(), el(box=(50, 50, 10, 10))], HW)
+
+
+def test_identical_box_under_two_names_refused():
+    with pytest.raises(ElementSpecError, match="identical box .*'cta'.*'button'|'cta'.*'button'.*identical box"):
+        parse_elements([el(), el("button", "cta")], HW)
+
+
+def test_empty_and_wrongly_typed_files_refused():
+    with pytest.raises(ElementSpecError, match="no elements"):
+        parse_elements([], HW)
+    with pytest.raises(ElementSpecError, match="'elements' list"):
+        parse_elements({"items": []}, HW)
+    with pytest.raises(ElementSpecError, match="must be a JSON list"):
+        parse_elements({"elements": {"cta": [1, 2, 3, 4]}}, HW)
+    with pytest.raises(ElementSpecError, match="'format'"):
+        parse_elements({"format": 1080, "elements": [el()]}, HW)
+
+
+def test_element_spec_error_is_an_input_error():
+    assert issubclass(ElementSpecError, InputError) and issubclass(ElementSpecError, ValueError)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("name,kind,x,y,w\ncta,cta,1,2,3\n", "missing h"),
+    ("name,kind,x,y,w,h\ncta,cta,1,2,three,4\n", "line 2 .*column 'w' must be a number"),
+    ("name,kind,x,y,w,h\ncta,cta,1,2,3\n", "line 2: expected 6"),
+    ("name,kind,x,y,w,h\ncta,cta,1,2,3,4,5\n", "line 2: expected 6"),
+    ("name,kind,x,y,w,h\n", "no elements"),
+    ("", "header must contain"),
+])
+def test_bad_csv(text, match):
+    with pytest.raises(ElementSpecError, match=match):
+        parse_elements_csv(text, HW)
+
+
+def test_load_elements_files(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([el()]))
+    (tmp_path / "a.csv").write_text("name,kind,x,y,w,h\ncta,cta,10,20,30,40\n")
+    (tmp_path / "bad.json").write_text('[{"name": "cta",')
+    (tmp_path / "a.txt").write_text("")
+    assert load_elements(tmp_path / "a.json", HW).elements == load_elements(tmp_path / "a.csv", HW).elements
+    with pytest.raises(ElementSpecError, match=r"bad.json: malformed JSON at line 1"):
+        load_elements(tmp_path / "bad.json", HW)
+    with pytest.raises(ElementSpecError, match="not found"):
+        load_elements(tmp_path / "missing.json", HW)
+    with pytest.raises(ElementSpecError, match=r"\.json or \.csv"):
+        load_elements(tmp_path / "a.txt", HW)
+
+
+def test_find_element_file_prefers_json(tmp_path):
+    (tmp_path / "ad.csv").write_text("")
+    assert find_element_file(tmp_path / "imgs" / "ad.png", tmp_path) == tmp_path / "ad.csv"
+    (tmp_path / "ad.json").write_text("")
+    assert find_element_file("ad.jpg", tmp_path) == tmp_path / "ad.json"
+    with pytest.raises(ElementSpecError, match="other.json or other.csv"):
+        find_element_file("other.png", tmp_path)
+
+
+def test_check_elements_catches_edited_boxes_leaving_the_image():
+    with pytest.raises(ElementSpecError, match="outside"):
+        check_elements([Element("cta", "cta", (390, 0, 20, 10))], HW)
+
+
+def test_format_is_width_by_height():
+    assert format_of((1920, 1080)) == "1080x1920"

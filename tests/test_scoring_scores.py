@@ -1,0 +1,201 @@
+"""Score definitions on constructed maps whose answers are known exactly."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from foveal import SaliencyMap
+from foveal.errors import InputError
+from foveal.scoring.elements import Element
+from foveal.scoring.norms import Norms
+from foveal.scoring.scores import (DEFINITIONS, competition_ranks, focus, percentile_of, score_creative,
+                                   score_elements, threshold_value, top_share, union_share)
+
+H, W = 60, 100
+N = H * W
+
+
+def uniform() -> SaliencyMap:
+    return SaliencyMap(np.full((H, W), 1.0 / N, np.float32))
+
+
+def delta(y: int, x: int) -> SaliencyMap:
+    prob = np.zeros((H, W), np.float32)
+    prob[y, x] = 1.0
+    return SaliencyMap(prob)
+
+
+def two_blobs() -> SaliencyMap:
+    """0.7 spread evenly over rows 0..9, cols 0..9; 0.3 over rows 40..49, cols 50..69."""
+    prob = np.zeros((H, W), np.float64)
+    prob[0:10, 0:10] = 0.7 / 100
+    prob[40:50, 50:70] = 0.3 / 200
+    return SaliencyMap(prob.astype(np.float32))
+
+
+def E(name, kind, box):
+    return Element(name, kind, tuple(box))
+
+
+def test_uniform_map_share_is_area_fraction_and_lift_is_one():
+    elements = [E("cta", "cta", (10, 10, 20, 5)), E("logo", "logo", (0, 0, 100, 60)), E("px", "other", (3, 3, 1, 1))]
+    scores = score_elements(uniform(), elements)
+    for e, s in zip(elements, scores):
+        assert s.share == pytest.approx(e.area / N, rel=1e-6)
+        assert s.area_fraction == e.area / N
+        assert s.lift == pytest.approx(1.0, rel=1e-6)
+        assert s.density == pytest.approx(1.0 / N, rel=1e-6)
+    assert [s.rank for s in scores] == [2, 1, 3]
+
+
+def test_delta_map_puts_everything_in_the_box_that_holds_it():
+    scores = score_elements(delta(30, 50), [E("hit", "cta", (45, 25, 10, 10)), E("miss", "logo", (0, 0, 10, 10))])
+    assert scores[0].share == pytest.approx(1.0) and scores[1].share == 0.0
+    assert scores[0].lift == pytest.approx(N / 100)
+    assert [s.rank for s in scores] == [1, 2]
+
+
+def test_two_blobs_shares_and_half_open_edges():
+    smap = two_blobs()
+    scores = score_elements(smap, [E("a", "cta", (0, 0, 10, 10)), E("b", "product", (50, 40, 20, 10)),
+                                   E("half_b", "logo", (50, 40, 10, 10)), E("edge", "other", (10, 0, 5, 10))])
+    assert [s.share for s in scores] == pytest.approx([0.7, 0.3, 0.15, 0.0], abs=1e-6)
+    assert scores[0].lift == pytest.approx(0.7 / (100 / N), rel=1e-5)
+
+
+def test_creative_level_union_counts_overlaps_once():
+    smap = two_blobs()
+    elements = [E("cta", "cta", (0, 0, 10, 10)), E("headline", "headline", (0, 0, 5, 10)),  # inside the cta box
+                E("logo", "logo", (5, 0, 10, 10)),  # half on the cta blob: that half is conversion already
+                E("product", "product", (50, 40, 10, 10))]
+    cs = score_creative(smap, elements)
+    assert cs.conversion_share == pytest.approx(0.7 + 0.15, abs=1e-6)
+    assert cs.other_elements_share == pytest.approx(0.0, abs=1e-7)
+    assert cs.background_share == pytest.approx(0.15, abs=1e-6)
+    assert sum(e.share for e in cs.elements if e.kind in ("cta", "headline", "product")) > cs.conversion_share
+
+
+def test_focus_and_top_share_known_values():
+    assert focus(uniform().prob) == pytest.approx(0.0, abs=1e-9)
+    assert focus(delta(1, 1).prob) == pytest.approx(1.0)
+    # Uniform over k pixels: H = log k, so focus = 1 - log k / log N.
+    assert focus(two_blobs().prob) == pytest.approx(
+        1 - (-(0.7 * math.log(0.007) + 0.3 * math.log(0.0015))) / math.log(N), rel=1e-6)
+    assert top_share(uniform().prob) == pytest.approx(math.ceil(0.1 * N) / N, rel=1e-6)
+    assert top_share(delta(1, 1).prob) == pytest.approx(1.0)
+    assert top_share(two_blobs().prob) == pytest.approx(1.0, rel=1e-6)  # 300 non-zero pixels < 600
+    assert focus(np.ones((1, 1), np.float32)) == 1.0
+
+
+def test_percentile_exact_with_ties_in_favour():
+    norm = np.array([0.1, 0.2, 0.2, 0.3, 0.4])
+    assert percentile_of(0.05, norm) == 0.0
+    assert percentile_of(0.1, norm) == 20.0
+    assert percentile_of(0.2, norm) == 60.0
+    assert percentile_of(0.25, norm) == 60.0
+    assert percentile_of(0.4, norm) == 100.0
+    assert percentile_of(9.0, norm) == 100.0
+    with pytest.raises(InputError):
+        percentile_of(0.1, np.array([]))
+
+
+def test_threshold_is_the_smallest_value_reaching_the_percentile():
+    norm = np.array([0.1, 0.2, 0.2, 0.3, 0.4])
+    assert threshold_value(norm, 70) == 0.3   # 3 of 5 (60%) <= 0.2, 4 of 5 (80%) <= 0.3
+    assert threshold_value(norm, 60) == 0.2
+    assert threshold_value(norm, 100) == 0.4
+    ten = np.arange(10) / 10.0
+    assert threshold_value(ten, 70) == 0.6   # exactly 7 of 10 <= 0.6: float 0.7*10 must not round up to 8
+    with pytest.raises(InputError):
+        threshold_value(norm, 0)
+
+
+def test_competition_ranks():
+    assert competition_ranks([0.2, 0.5, 0.2, 0.1]) == [2, 1, 2, 4]
+
+
+def test_union_share_excludes_mask():
+    prob = uniform().prob
+    share, mask = union_share(prob, [(0, 0, 50, 60)])
+    assert share == pytest.approx(0.5) and mask.sum() == 3000
+    assert union_share(prob, [(25, 0, 75, 60)], exclude=mask)[0] == pytest.approx(0.25)
+    assert union_share(prob, [])[0] == 0.0
+
+
+def norms_for(fmt: str, **kinds) -> Norms:
+    return Norms(model={"name": "m", "sha256": "0" * 64},
+                 formats={fmt: {k: np.sort(np.asarray(v, float)) for k, v in kinds.items()}}, creatives={fmt: 5})
+
+
+def test_norms_give_percentile_score_and_pass():
+    norms = norms_for("100x60", cta=[0.01, 0.02, 0.03, 0.04, 0.05])
+    # uniform map: the cta share is its area fraction, 0.03 (3rd of 5 -> 60th percentile, fails 70)
+    cs = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10)), E("logo", "logo", (50, 0, 6, 10))], norms=norms)
+    cta, logo = cs.elements
+    assert cta.percentile == 60.0 and cta.score == 60 and cta.passed is False
+    assert cta.threshold_share == 0.04 and cta.norm_n == 5 and cta.norm_note is None
+    assert logo.percentile is None and logo.passed is None and "no 'logo'" in logo.norm_note
+    loose = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms, pass_percentile=60)
+    assert loose.elements[0].passed is True
+
+
+def test_score_rounds_half_up():
+    norms = norms_for("100x60", cta=[0.0] + [0.5] * 7)  # 1 of 8 <= 0.03 -> 12.5th percentile
+    cta = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms).elements[0]
+    assert cta.percentile == 12.5 and cta.score == 13
+
+
+def test_missing_norms_are_null_with_a_reason():
+    cs = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))])
+    e = cs.elements[0]
+    assert (e.percentile, e.score, e.passed, e.threshold_share) == (None, None, None, None)
+    assert "no norms" in e.norm_note
+    other = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms_for("1080x1080", cta=[0.1]))
+    assert "no format '100x60'" in other.elements[0].norm_note and "1080x1080" in other.elements[0].norm_note
+    chosen = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms_for("feed", cta=[0.1]),
+                            format="feed")
+    assert chosen.format == "feed" and chosen.elements[0].percentile == 0.0
+
+
+def test_to_dict_carries_definitions_and_is_json_ready():
+    import json
+
+    d = score_creative(two_blobs(), [E("cta", "cta", (0, 0, 10, 10))]).to_dict()
+    assert d["definitions"] == DEFINITIONS
+    assert set(d["creative"]) <= set(DEFINITIONS)
+    assert set(DEFINITIONS) >= {"share", "lift", "percentile", "score", "passed"}
+    json.dumps(d, allow_nan=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30), st.floats(0, 1), st.floats(1, 100))
+def test_pass_is_share_at_or_above_threshold(values, share, pass_pct):
+    norm = np.sort(np.asarray(values))
+    passed = percentile_of(share, norm) >= pass_pct
+    assert passed == (share >= threshold_value(norm, pass_pct))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(0, W - 1), st.integers(0, H - 1),
+                                                     st.integers(1, W), st.integers(1, H)), min_size=1, max_size=6))
+def test_shares_match_a_brute_force_mask_sum(seed, raw_boxes):
+    prob = np.random.default_rng(seed).random((H, W)).astype(np.float32)
+    prob /= prob.sum()
+    boxes = {(x, y, min(w, W - x), min(h, H - y)) for x, y, w, h in raw_boxes}
+    elements = [E(f"e{i}", "cta" if i % 2 else "logo", b) for i, b in enumerate(sorted(boxes))]
+    cs = score_creative(SaliencyMap(prob), elements)
+    total = prob.sum(dtype=np.float64)
+    for e, s in zip(elements, cs.elements):
+        x, y, w, h = e.box
+        assert s.share == pytest.approx(prob[y:y + h, x:x + w].sum(dtype=np.float64) / total, abs=1e-6)
+    conv = np.zeros((H, W), bool)
+    for e in elements:
+        if e.kind == "cta":
+            x, y, w, h = e.box
+            conv[y:y + h, x:x + w] = True
+    assert cs.conversion_share == pytest.approx(prob[conv].sum(dtype=np.float64) / total, abs=1e-6)
+    assert cs.conversion_share + cs.other_elements_share + cs.background_share == pytest.approx(1.0)
