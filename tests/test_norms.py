@@ -1,0 +1,99 @@
+"""Norms: building from scored creatives, the file format, validation and the model check."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from foveal import SaliencyMap
+from foveal.errors import InputError
+from foveal.fileio import write_json
+from foveal.scoring.elements import Element
+from foveal.scoring.norms import build_norms, load_norms, norms_from_dict
+from foveal.scoring.scores import score_creative
+
+MODEL = {"name": "itti-koch", "sha256": "ab" * 32}
+
+
+def uniform(h: int, w: int) -> SaliencyMap:
+    return SaliencyMap(np.full((h, w), 1.0 / (h * w), np.float32))
+
+
+def scored(h: int, w: int, cta_w: int, fmt: str | None = None):
+    return score_creative(uniform(h, w), [Element("cta", "cta", (0, 0, cta_w, h)), Element("logo", "logo", (w - 1, 0, 1, 1))],
+                          format=fmt)
+
+
+def test_build_groups_by_format_and_kind_sorted():
+    norms = build_norms([scored(10, 100, 30), scored(10, 100, 10), scored(20, 20, 5), scored(10, 100, 20, "feed")],
+                        MODEL)
+    assert sorted(norms.formats) == ["100x10", "20x20", "feed"]
+    assert norms.creatives == {"100x10": 2, "20x20": 1, "feed": 1}
+    assert norms.formats["100x10"]["cta"].tolist() == pytest.approx([0.1, 0.3])
+    assert norms.formats["20x20"]["cta"].tolist() == pytest.approx([0.25])
+    values, note = norms.lookup("100x10", "cta")
+    assert note is None and len(values) == 2
+    assert norms.lookup("100x10", "face") == (None, "norms for format '100x10' have no 'face' elements")
+    assert norms.lookup("1x1", "cta")[0] is None
+
+
+def test_round_trip_through_json(tmp_path):
+    norms = build_norms([scored(10, 100, 30), scored(10, 100, 10)], MODEL)
+    write_json(tmp_path / "n.json", norms.to_dict())
+    back = load_norms(tmp_path / "n.json")
+    assert back.model == MODEL and back.creatives == norms.creatives
+    assert back.formats["100x10"]["cta"].tolist() == norms.formats["100x10"]["cta"].tolist()
+    # The percentile of a reference share against its own norms is exact after the round trip.
+    cs = score_creative(uniform(10, 100), [Element("cta", "cta", (0, 0, 30, 10))], norms=back)
+    assert cs.elements[0].percentile == 100.0
+
+
+def test_model_mismatch_refused_or_warned():
+    norms = build_norms([scored(10, 100, 30)], MODEL)
+    assert norms.check_model("itti-koch", MODEL["sha256"]) is None
+    with pytest.raises(InputError, match="--allow-model-mismatch"):
+        norms.check_model("deepgaze", "cd" * 32)
+    assert "not comparable" in norms.check_model("deepgaze", "cd" * 32, allow_mismatch=True)
+
+
+def test_empty_build_refused():
+    with pytest.raises(InputError, match="at least one"):
+        build_norms([], MODEL)
+
+
+def good() -> dict:
+    return {"foveal_norms": 1, "quantity": "share", "model": dict(MODEL),
+            "formats": {"feed": {"creatives": 2, "kinds": {"cta": [0.3, 0.1]}}}}
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.update(foveal_norms=2), "not a foveal norms file"),
+    (lambda d: d.update(quantity="lift"), "'quantity'"),
+    (lambda d: d.update(model={"name": "x"}), "'model'"),
+    (lambda d: d.update(formats={}), "'formats'"),
+    (lambda d: d["formats"]["feed"].update(creatives=0), "'creatives'"),
+    (lambda d: d["formats"]["feed"]["kinds"].update(cta=[]), "kind 'cta'"),
+    (lambda d: d["formats"]["feed"]["kinds"].update(cta=[0.1, 1.5]), "kind 'cta'"),
+    (lambda d: d["formats"]["feed"]["kinds"].update(cta=["0.1"]), "kind 'cta'"),
+])
+def test_bad_norms_refused(mutate, match):
+    d = good()
+    mutate(d)
+    with pytest.raises(InputError, match=match):
+        norms_from_dict(d, "n.json")
+
+
+def test_loaded_values_are_sorted():
+    assert norms_from_dict(good()).formats["feed"]["cta"].tolist() == [0.1, 0.3]
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_norms(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(InputError, match="malformed JSON"):
+        load_norms(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text(json.dumps([1]))
+    with pytest.raises(InputError, match="not a foveal norms file"):
+        load_norms(tmp_path / "list.json")

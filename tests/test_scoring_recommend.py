@@ -1,0 +1,94 @@
+"""Recommendation rules fire on the numbers they state, and only then."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foveal import SaliencyMap
+from foveal.scoring.elements import Element
+from foveal.scoring.norms import Norms
+from foveal.scoring.recommend import LOW_FOCUS_TOP10, Recommendation, WhatIfResult, recommend
+from foveal.scoring.scores import score_creative
+
+H, W = 100, 100
+
+
+def peaked(weights: dict[tuple[int, int, int, int], float]) -> SaliencyMap:
+    """Map with the given mass spread evenly over each (x, y, w, h) region, the rest (if any) uniform."""
+    prob = np.zeros((H, W))
+    for (x, y, w, h), m in weights.items():
+        prob[y:y + h, x:x + w] += m / (w * h)
+    rest = 1.0 - sum(weights.values())
+    prob += rest / (H * W)
+    return SaliencyMap(prob.astype(np.float32))
+
+
+CTA = Element("buy", "cta", (80, 80, 20, 10))
+LOGO = Element("brand", "logo", (0, 0, 20, 10))
+HEAD = Element("title", "headline", (0, 40, 100, 10))
+
+
+def ids(recs: list[Recommendation]) -> list[str]:
+    return [r.id for r in recs]
+
+
+def test_weak_cta_names_strongest_competitor_with_numbers():
+    smap = peaked({LOGO.box: 0.6, HEAD.box: 0.3})
+    recs = recommend(score_creative(smap, [CTA, LOGO, HEAD]))
+    cta = next(r for r in recs if r.id == "cta_weak:buy")
+    assert cta.severity == "high" and recs[0] is cta
+    assert cta.numbers["competitor"] == "brand"
+    assert cta.numbers["competitor_share"] == pytest.approx(0.6 + 0.1 * 200 / 10000, rel=1e-4)
+    assert cta.numbers["lift"] < 1
+    assert "brand" in cta.message and "60.2%" in cta.message
+    distractor = next(r for r in recs if r.id == "distractor:brand")
+    assert distractor.severity == "medium" and distractor.numbers["lift"] > 1
+
+
+def test_strong_cta_no_cta_or_distractor_rule():
+    smap = peaked({CTA.box: 0.8})
+    recs = recommend(score_creative(smap, [CTA, LOGO]))
+    assert not [i for i in ids(recs) if i.startswith(("cta_weak", "distractor"))]
+
+
+def test_distractor_weaker_than_cta_is_low_severity():
+    smap = peaked({CTA.box: 0.5, LOGO.box: 0.1})
+    recs = recommend(score_creative(smap, [CTA, LOGO]))
+    assert [r.severity for r in recs if r.id == "distractor:brand"] == ["low"]
+
+
+def test_norms_decide_cta_and_headline_when_given():
+    fmt = f"{W}x{H}"
+    # The cta has lift > 1 but fails against strong norms; the headline passes weak norms despite lift < 1.
+    smap = peaked({CTA.box: 0.05})
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 3},
+                  formats={fmt: {"cta": np.array([0.2, 0.3, 0.4]), "headline": np.array([0.001, 0.002, 0.003])}})
+    cs = score_creative(smap, [CTA, HEAD], norms=norms)
+    assert cs.element("buy").lift > 1 and cs.element("title").lift < 1
+    recs = recommend(cs)
+    assert "cta_weak:buy" in ids(recs) and "headline_weak:title" not in ids(recs)
+    msg = next(r for r in recs if r.id == "cta_weak:buy").message
+    assert "0th percentile" in msg and "passing needs 40.0%" in msg
+    assert "headline_weak:title" in ids(recommend(score_creative(smap, [CTA, HEAD])))
+
+
+def test_low_focus_only_for_scattered_maps():
+    uniform = SaliencyMap(np.full((H, W), 1e-4, np.float32))
+    rec = next(r for r in recommend(score_creative(uniform, [CTA])) if r.id == "low_focus")
+    assert rec.numbers["top10_share"] == pytest.approx(0.1) and rec.numbers["threshold"] == LOW_FOCUS_TOP10
+    assert "low_focus" not in ids(recommend(score_creative(peaked({CTA.box: 0.9}), [CTA])))
+
+
+def test_whatif_gains_best_first_losses_dropped():
+    results = [WhatIfResult("move up", "buy", 0.1, 0.12), WhatIfResult("move left", "buy", 0.1, 0.08),
+               WhatIfResult("scale 1.5x", "buy", 0.1, 0.2)]
+    recs = [r for r in recommend(score_creative(peaked({CTA.box: 0.8}), [CTA]), results) if r.id.startswith("whatif")]
+    assert [r.numbers["edit"] for r in recs] == ["scale 1.5x", "move up"]
+    assert recs[0].numbers["delta_share"] == pytest.approx(0.1)
+    assert "+10.0 points" in recs[0].message
+
+
+def test_to_dict_is_flat_json():
+    rec = recommend(score_creative(SaliencyMap(np.full((H, W), 1e-4, np.float32)), [CTA]))[0]
+    d = rec.to_dict()
+    assert set(d) == {"id", "severity", "message", "numbers"}
