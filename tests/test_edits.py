@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from foveal.errors import InputError
-from foveal.scoring.edits import (BORDER_RADIUS, Move, Scale, Swap, apply_edits, fill_holes, move_variants,
+from foveal.scoring.edits import (BORDER_RADIUS, HOLE_MARGIN, Move, Scale, Swap, apply_edits, fill_holes, move_variants,
                                   parse_move, parse_scale, parse_swap)
 from foveal.scoring.elements import Element
+
+
+READ_RADIUS = HOLE_MARGIN + BORDER_RADIUS + 1  # how far from the hole the fill may read
 
 
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -30,7 +33,7 @@ def _band(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def _assert_fill_in_border_range(image: np.ndarray, mask: np.ndarray, out: np.ndarray) -> None:
     np.testing.assert_array_equal(out[~mask], image[~mask])
-    band = image[_band(mask, BORDER_RADIUS + 1)]
+    band = image[_band(mask, READ_RADIUS)]
     lo, hi = band.min(axis=0), band.max(axis=0)
     filled = out[mask]
     assert (filled >= lo).all() and (filled <= hi).all(), (lo, hi, filled.min(axis=0), filled.max(axis=0))
@@ -52,6 +55,16 @@ def test_fill_of_a_flat_surround_is_flat():
     mask[15:25, 20:30] = True
     out = fill_holes(image, mask)
     assert (out[mask] == (10, 120, 250)).all()
+
+
+def test_fill_ignores_an_outline_just_outside_the_hole():
+    image = np.full((40, 50, 3), 200, np.uint8)
+    image[14:26, 19:31] = 0  # a dark frame one pixel wider than the box: the tight-box case
+    mask = np.zeros((40, 50), bool)
+    mask[15:25, 20:30] = True
+    out = fill_holes(image, mask)
+    assert (out[mask] == 200).all()
+    np.testing.assert_array_equal(out[~mask], image[~mask])
 
 
 def test_fill_follows_a_horizontal_gradient():
@@ -124,7 +137,7 @@ def test_move_pastes_the_content_and_fills_the_hole():
     np.testing.assert_array_equal(edited.image[~touched], image[~touched])
     hole = np.zeros((80, 100), bool)
     hole[50:60, 10:30] = True
-    band = image[_band(hole, BORDER_RADIUS + 1)]  # the fill reads the image before the paste
+    band = image[_band(hole, READ_RADIUS)]  # the fill reads the image before the paste
     filled = edited.image[hole & ~touched_by_paste(40, 40, 20, 10)]
     assert (filled >= band.min(axis=0)).all() and (filled <= band.max(axis=0)).all()
 

@@ -21,6 +21,8 @@ from .elements import Element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
+#: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
+HOLE_MARGIN = 3
 
 
 @dataclass(frozen=True)
@@ -93,16 +95,19 @@ def parse_swap(text: str) -> Swap:
     return Swap(parts[0], parts[1])
 
 
-def fill_holes(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def fill_holes(image: np.ndarray, mask: np.ndarray, margin: int = HOLE_MARGIN) -> np.ndarray:
     """Return a copy of ``image`` (H×W×C uint8) whose ``mask`` pixels (H×W bool) are filled from their surroundings.
 
-    Each hole pixel blends two linear interpolations: along its row between the nearest known pixels left and
-    right, and along its column between the nearest known pixels above and below.  The row and column estimates
-    are weighted by the inverse distance to the nearer of their two ends, so the fill meets every side of the hole
-    continuously.  The known pixels it reads are first averaged over a ``(2*BORDER_RADIUS+1)``-square window of
-    known pixels, so every filled value is a convex combination of known pixels within ``BORDER_RADIUS + 1`` pixels
-    of the hole and stays inside their range.  A side at the image edge simply drops out; pixels whose row and
-    column are both wholly masked are filled by a further pass from the pixels just filled.
+    Each hole pixel blends two linear interpolations: along its row between the nearest pixels left and right that
+    are read, and along its column between the nearest ones above and below.  The row and column estimates are
+    weighted by the inverse distance to the nearer of their two ends, so the fill meets every side continuously.
+    Pixels within ``margin`` of the hole are not read (element boxes are often drawn tight, and their outline would
+    streak across the fill) but are kept; the pixels read are first averaged over a ``(2*BORDER_RADIUS+1)``-square
+    window of read pixels.  So every filled value is a convex combination of pixels within
+    ``margin + BORDER_RADIUS + 1`` of the hole and stays inside their range (the margin shrinks when it would
+    leave nothing to read).  A side at the image edge simply drops
+    out; pixels whose row and column are both wholly unread are filled by a further pass from the pixels just
+    filled.
     """
     if image.ndim != 3 or image.dtype != np.uint8:
         raise InputError(f"fill_holes: image must be uint8 (H, W, C), got {image.dtype} {image.shape}")
@@ -111,21 +116,27 @@ def fill_holes(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = image.copy()
     if not mask.any():
         return out
-    if mask.all():
-        raise InputError("fill_holes: the hole covers the whole image; nothing is left to fill it from")
     ys, xs = np.nonzero(mask)
-    # Only a margin around the hole's bounding box is ever read: the nearest known pixel along a row or column is
-    # at most one pixel outside the box, and its average reaches BORDER_RADIUS further.
-    pad = BORDER_RADIUS + 1
+    # Only a margin around the hole's bounding box is ever read: the nearest read pixel along a row or column is
+    # at most margin + 1 pixels outside the box, and its average reaches BORDER_RADIUS further.
+    pad = margin + BORDER_RADIUS + 1
     y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, image.shape[0])
     x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, image.shape[1])
     crop = out[y0:y1, x0:x1].astype(np.float32)
-    hole = mask[y0:y1, x0:x1].copy()
-    # Each pass makes progress: a known pixel exists, and if no hole pixel shared a row or column with one, every
-    # column through a hole row would be wholly masked, the known pixel's column included.
-    while hole.any():
-        hole &= ~_fill_pass(crop, ~hole)
-    out[y0:y1, x0:x1] = np.clip(np.rint(crop), 0, 255).astype(np.uint8)
+    hole = mask[y0:y1, x0:x1]
+    # A hole whose margin would swallow the whole image (tiny images) reads as close to it as it must.
+    for m in range(margin, -1, -1):
+        unread = _box_sum(hole[..., None].astype(np.float64), m)[..., 0] > 0
+        if not unread.all():
+            break
+    else:
+        raise InputError("fill_holes: the hole covers the whole image; nothing is left to fill it from")
+    # Each pass makes progress: a read pixel exists, and if no unread pixel shared a row or column with one, every
+    # column through an unread row would be wholly unread, the read pixel's column included.
+    while unread.any():
+        unread &= ~_fill_pass(crop, ~unread)
+    filled = np.clip(np.rint(crop), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1][hole] = filled[hole]
     return out
 
 
