@@ -1,0 +1,51 @@
+"""``foveal eval --dataset PATH --model NAME|FILE.onnx [-o DIR]``: benchmark metrics of a model on a dataset split."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import fileio
+from ..errors import InputError
+from ..evaluate import CENTRE_BIAS_MODEL, evaluate
+from ..metrics import METRICS
+from . import add_engine_options, make_engine
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="benchmark a model on an eye-tracking dataset",
+        description=f"Score a model's maps against human fixations ({', '.join(METRICS)}), per image and on "
+                    f"average. --model {CENTRE_BIAS_MODEL} evaluates the centre-bias baseline. With -o, writes "
+                    "eval.json (every image's values) and eval.md (the table).")
+    p.add_argument("--dataset", type=Path, required=True, metavar="PATH",
+                   help="OSIE or NUS Scene folder, or a folder of images with fixations.csv/.json or maps/")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="the dataset's fixed split to score (default: %(default)s)")
+    p.add_argument("--metrics", metavar="LIST", help="comma-separated subset of the metrics (default: all the "
+                                                      "dataset supports)")
+    p.add_argument("--seed", type=int, default=0, help="seed of AUC-Borji's random draws (default: %(default)s)")
+    p.add_argument("-o", "--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
+    add_engine_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    metrics = None
+    if args.metrics:
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    from ..datasets import load_dataset
+
+    dataset = load_dataset(args.dataset)
+    model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
+    result = evaluate(model, dataset, split=None if args.split == "all" else args.split, metrics=metrics,
+                      progress=not args.quiet, batch_size=args.batch_size, seed=args.seed)
+    table = result.to_markdown()
+    print(table, end="")
+    if args.out is not None:
+        fileio.write_json(args.out / "eval.json", result.to_dict())
+        fileio.write_text(args.out / "eval.md", table)
+        if not args.quiet:
+            print(f"foveal: eval.json and eval.md written to {args.out}")
+    return 0

@@ -1,0 +1,226 @@
+"""Benchmark a saliency model on an eye-tracking dataset: per-image and mean metrics (``foveal eval``).
+
+Every metric is computed per image at the image's own resolution (:mod:`foveal.metrics`) and averaged over
+images, the MIT benchmark's convention.  Fixation metrics use the dataset's fixations; CC, KLD and SIM use its
+fixation density maps; IG is measured against the fitted centre-bias baseline; shuffled AUC takes its negatives
+from the fixations on the other images of the evaluated split, scaled to each image's size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import metrics as M
+from ._version import __version__
+from .errors import InputError, ModelError
+from .progress import progress as progress_bar
+
+__all__ = ["CENTRE_BIAS_MODEL", "EvalResult", "evaluate", "default_metrics"]
+
+CENTRE_BIAS_MODEL = "centre-bias"
+_FIXATION_METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "IG")
+_LOWER_IS_BETTER = ("KLD",)
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one model on one dataset split.
+
+    ``per_image[metric]`` holds one value per image, in ``images`` order; :attr:`aggregate` is their mean.
+    """
+
+    model: str
+    dataset: str
+    images: list[str]
+    fixations: list[int]
+    per_image: dict[str, np.ndarray]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(self.per_image)
+
+    @property
+    def aggregate(self) -> dict[str, float]:
+        """Mean of each metric over the images."""
+        return {name: float(values.mean()) for name, values in self.per_image.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: model, dataset, the means, and every image's values."""
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "n_images": len(self.images),
+            "n_fixations": int(sum(self.fixations)),
+            "metrics": self.aggregate,
+            "lower_is_better": [m for m in self.metrics if m in _LOWER_IS_BETTER],
+            "conventions": {
+                "average": "mean over images of per-image values (MIT benchmark)",
+                "fixation_pixel": "(floor(y), floor(x)) of 0-based float coordinates",
+                "eps": M.EPS,
+                "IG": "bits per fixation over the centre-bias baseline (foveal.metrics.CENTRE_BIAS)",
+                "AUC-Borji": "100 splits of uniform pixels, seeded per image",
+                "sAUC": "negatives: fixations on the other images of this split, scaled to the image",
+            },
+            "provenance": self.provenance,
+            "per_image": [
+                {"image": name, "fixations": n, **{m: float(v[k]) for m, v in self.per_image.items()}}
+                for k, (name, n) in enumerate(zip(self.images, self.fixations))
+            ],
+        }
+
+    def to_markdown(self) -> str:
+        """A one-row Markdown table of the means (KLD: lower is better; every other metric: higher)."""
+        names = list(self.metrics)
+        head = "| model | dataset | images | " + " | ".join(
+            f"{m} ↓" if m in _LOWER_IS_BETTER else m for m in names) + " |"
+        rule = "|---|---|---:|" + "---:|" * len(names)
+        # round(.., 4) + 0.0 turns a rounded -0.0 (IG of the baseline itself, ~-1e-16) into 0.0
+        row = f"| {self.model} | {self.dataset} | {len(self.images)} | " + " | ".join(
+            f"{round(self.aggregate[m], 4) + 0.0:.4f}" for m in names) + " |"
+        return "\n".join((head, rule, row)) + "\n"
+
+
+def default_metrics(dataset: Any) -> tuple[str, ...]:
+    """Every metric the dataset supports: all of them with fixations (sAUC needs two images), else CC/KLD/SIM."""
+    if not getattr(dataset, "has_fixations", True):
+        return tuple(m for m in M.METRICS if m not in _FIXATION_METRICS)
+    if len(dataset) < 2:
+        return tuple(m for m in M.METRICS if m != "sAUC")
+    return M.METRICS
+
+
+def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequence[str] | None = None,
+             progress: bool = True, batch_size: int = 8, seed: int = 0) -> EvalResult:
+    """Run ``model`` over a dataset split and score every image.
+
+    Args:
+        model: a :class:`foveal.Engine`, a model name or ``.onnx`` path (run on the CPU), or ``"centre-bias"``
+            for the fitted centre-bias baseline.
+        dataset: a :class:`foveal.datasets.Dataset` or a path :func:`foveal.datasets.load_dataset` accepts.
+        split: ``"train"``, ``"val"``, ``"test"``, or None for every image.
+        metrics: names from :data:`foveal.metrics.METRICS`; default :func:`default_metrics`.
+        progress: draw a progress bar on stderr.
+        batch_size: images per network batch.
+        seed: seeds AUC-Borji's draws (per image, so values do not depend on batching).
+    """
+    from .datasets import load_dataset
+
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = load_dataset(dataset)
+    if split is not None:
+        dataset = dataset.split(split)
+    if len(dataset) == 0:
+        raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
+    names = _check_metrics(metrics, dataset)
+    predict, model_name, provenance = _predictor(model)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+
+    fixations = [dataset.fixations(i) for i in range(len(dataset))] if dataset.has_fixations else None
+    if fixations is not None:
+        empty = [dataset.ids[i] for i, f in enumerate(fixations) if len(f) == 0]
+        if empty and any(m in _FIXATION_METRICS for m in names):
+            raise InputError(f"image {empty[0]!r} of {dataset.name} has no fixations; fixation metrics need some "
+                             f"(drop the image or choose --metrics CC,KLD,SIM)")
+    shuffled = _ShuffledNegatives(dataset, fixations) if "sAUC" in names else None
+
+    values = {m: np.empty(len(dataset)) for m in names}
+    batches = [range(s, min(s + batch_size, len(dataset))) for s in range(0, len(dataset), batch_size)]
+    bar = progress_bar(batches, total=len(batches), label=f"eval {model_name} on {dataset.name}", enabled=progress)
+    for batch in bar:
+        for i, prob in zip(batch, predict([dataset.image(i) for i in batch], [dataset.shape(i) for i in batch])):
+            if prob.shape != tuple(dataset.shape(i)):
+                raise ModelError(f"{model_name} returned a {prob.shape} map for the {dataset.shape(i)} image "
+                                 f"{dataset.ids[i]!r}; maps must have their image's size")
+            item = _Item(prob, fixations[i] if fixations is not None else None,
+                         dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
+                         shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
+            for m in names:
+                values[m][i] = _SCORERS[m](item)
+    counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
+    provenance = {**provenance, "foveal_version": __version__, "seed": seed}
+    return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance)
+
+
+def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
+    if metrics is None:
+        return default_metrics(dataset)
+    names = tuple(metrics)
+    unknown = [m for m in names if m not in M.METRICS]
+    if unknown or not names:
+        raise InputError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; "
+                         f"choose from {', '.join(M.METRICS)}")
+    if not dataset.has_fixations and set(names) & set(_FIXATION_METRICS):
+        raise InputError(f"dataset {dataset.name!r} has density maps only; "
+                         f"{', '.join(sorted(set(names) & set(_FIXATION_METRICS)))} need fixations")
+    if "sAUC" in names and len(dataset) < 2:
+        raise InputError("sAUC takes its negatives from other images' fixations, so it needs at least two images")
+    return names
+
+
+def _predictor(model: Any):
+    """(predict(images, shapes) -> list of probability maps, model name, provenance) for what ``evaluate`` got."""
+    if isinstance(model, str) and model == CENTRE_BIAS_MODEL:
+        def centre_bias(images, shapes):
+            return [np.exp(M.centre_bias_log_density(shape)) for shape in shapes]
+        return centre_bias, CENTRE_BIAS_MODEL, {"model": CENTRE_BIAS_MODEL, "parameters": M.CENTRE_BIAS}
+    if isinstance(model, (str, os.PathLike)):
+        from .engine import Engine
+
+        model = Engine(model)
+    if not hasattr(model, "predict_batch"):
+        raise InputError(f"model must be an Engine, a model name, an .onnx path or {CENTRE_BIAS_MODEL!r}, "
+                         f"got {type(model).__name__}")
+
+    def network(images, shapes):
+        return [smap.prob for smap in model.predict_batch(images, batch_size=len(images))]
+    card = model.model
+    return network, card.name, {"model": card.name, "model_version": card.version, "model_sha256": card.sha256,
+                                "backend": model.backend}
+
+
+class _ShuffledNegatives:
+    """Every image's fixations in normalised coordinates, to hand image i all the others scaled to its size."""
+
+    def __init__(self, dataset: Any, fixations: list) -> None:
+        us, vs, owner = [], [], []
+        for i, f in enumerate(fixations):
+            h, w = dataset.shape(i)
+            # Clip into the image first so that scaling cannot push a border fixation out of the target image.
+            us.append(np.clip(f.x, 0, np.nextafter(w, 0)) / w)
+            vs.append(np.clip(f.y, 0, np.nextafter(h, 0)) / h)
+            owner.append(np.full(len(f), i))
+        self._u, self._v, self._owner = np.concatenate(us), np.concatenate(vs), np.concatenate(owner)
+        self._shape = dataset.shape
+
+    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self._shape(i)
+        other = self._owner != i
+        return self._u[other] * w, self._v[other] * h
+
+
+@dataclass(frozen=True)
+class _Item:
+    """What the metrics of one image need."""
+
+    prob: np.ndarray
+    fix: Any
+    density: np.ndarray | None
+    negatives: tuple[np.ndarray, np.ndarray] | None
+    rng: np.random.Generator
+
+
+_SCORERS = {
+    "AUC-Judd": lambda t: M.auc_judd(t.prob, t.fix.x, t.fix.y),
+    "AUC-Borji": lambda t: M.auc_borji(t.prob, t.fix.x, t.fix.y, rng=t.rng),
+    "sAUC": lambda t: M.auc_shuffled(t.prob, t.fix.x, t.fix.y, *t.negatives),
+    "NSS": lambda t: M.nss(t.prob, t.fix.x, t.fix.y),
+    "CC": lambda t: M.cc(t.prob, t.density),
+    "KLD": lambda t: M.kld(t.prob, t.density),
+    "SIM": lambda t: M.sim(t.prob, t.density),
+    "IG": lambda t: M.information_gain(t.prob, M.centre_bias_log_density(t.prob.shape), t.fix.x, t.fix.y),
+}

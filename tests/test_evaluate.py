@@ -1,0 +1,225 @@
+"""foveal.evaluate and `foveal eval` on a synthetic folder dataset, plus a few real test-split images."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import metrics as M
+from foveal.cli import main
+from foveal.datasets import load_dataset
+from foveal.errors import InputError, ModelError
+from foveal.evaluate import CENTRE_BIAS_MODEL, EvalResult, evaluate
+
+SHAPES = [(40, 60), (48, 48), (30, 70), (52, 36)]  # (H, W), mixed sizes as in NUS Scene
+
+
+def _folder(root, shapes=SHAPES, n_fix=12, seed=0):
+    """images/ + fixations.csv, each image's fixations clustered on a bright patch near the top-right corner."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    rows = ["image,x,y,subject"]
+    for k, (h, w) in enumerate(shapes):
+        image = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+        cy, cx = int(h * 0.15) + 4, int(w * 0.85) - 4
+        image[cy - 4:cy + 4, cx - 4:cx + 4] = 250
+        Image.fromarray(image).save(root / "images" / f"img{k:02d}.png")
+        xs = np.clip(rng.normal(cx, 3, n_fix), 0, w - 0.01)
+        ys = np.clip(rng.normal(cy, 3, n_fix), 0, h - 0.01)
+        rows += [f"img{k:02d}.png,{x:.3f},{y:.3f},{s % 3}" for s, (x, y) in enumerate(zip(xs, ys))]
+    (root / "fixations.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+class _FakeEngine:
+    """Duck-typed Engine returning fixed maps: checks evaluate's plumbing without running a network."""
+
+    def __init__(self, maps_by_shape):
+        self.maps = maps_by_shape
+        self.model = SimpleNamespace(name="fake", version="0", sha256="0" * 64)
+        self.backend = "none"
+        self.seen: list[tuple[int, int]] = []
+
+    def predict_batch(self, images, batch_size=16):
+        self.seen += [im.shape[:2] for im in images]
+        return [SimpleNamespace(prob=self.maps[im.shape[:2]]) for im in images]
+
+
+def _expected(ds, i, prob, seed=0):
+    """Every metric of image i recomputed directly from foveal.metrics."""
+    f, d = ds.fixations(i), ds.density(i)
+    h, w = ds.shape(i)
+    ox, oy = [], []
+    for j in range(len(ds)):
+        if j != i:
+            hj, wj = ds.shape(j)
+            ox.append(ds.fixations(j).x * w / wj)
+            oy.append(ds.fixations(j).y * h / hj)
+    return {
+        "AUC-Judd": M.auc_judd(prob, f.x, f.y),
+        "AUC-Borji": M.auc_borji(prob, f.x, f.y, rng=np.random.default_rng([seed, i])),
+        "sAUC": M.auc_shuffled(prob, f.x, f.y, np.concatenate(ox), np.concatenate(oy)),
+        "NSS": M.nss(prob, f.x, f.y),
+        "CC": M.cc(prob, d),
+        "KLD": M.kld(prob, d),
+        "SIM": M.sim(prob, d),
+        "IG": M.information_gain(prob, M.centre_bias_log_density((h, w)), f.x, f.y),
+    }
+
+
+def test_evaluate_matches_metrics_per_image(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "ds"))
+    rng = np.random.default_rng(3)
+    maps = {shape: rng.random(shape) for shape in SHAPES}
+    engine = _FakeEngine(maps)
+    result = evaluate(engine, ds, split=None, progress=False, batch_size=3)
+    assert engine.seen == SHAPES  # every image once, in order, across batches
+    assert result.metrics == M.METRICS and result.images == ds.ids and result.fixations == [12] * 4
+    for i, shape in enumerate(SHAPES):
+        for name, value in _expected(ds, i, maps[shape]).items():
+            assert result.per_image[name][i] == pytest.approx(value, abs=1e-12), name
+    for name, values in result.per_image.items():
+        assert result.aggregate[name] == pytest.approx(values.mean())
+    assert result.provenance["model"] == "fake" and result.provenance["backend"] == "none"
+
+
+def test_centre_bias_and_a_perfect_model(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "ds"))
+    centre = evaluate(CENTRE_BIAS_MODEL, ds, split=None, progress=False)
+    assert centre.model == CENTRE_BIAS_MODEL
+    np.testing.assert_allclose(centre.per_image["IG"], 0, atol=1e-12)  # the baseline gains nothing over itself
+    # The fixations sit off-centre, on the patch: the centre bias ranks them below average.
+    assert centre.aggregate["NSS"] < 0
+    perfect = evaluate(_FakeEngine({ds.shape(i): ds.density(i) for i in range(len(ds))}), ds, split=None,
+                       progress=False)
+    assert perfect.aggregate["CC"] == pytest.approx(1.0)
+    assert perfect.aggregate["SIM"] == pytest.approx(1.0)
+    assert perfect.aggregate["KLD"] == pytest.approx(0.0, abs=1e-9)
+    assert perfect.aggregate["IG"] > 1.0 and perfect.aggregate["AUC-Judd"] > 0.95
+
+
+def test_split_and_seed(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "ds", shapes=[(20, 30)] * 20, n_fix=5))
+    result = evaluate(CENTRE_BIAS_MODEL, ds, split="test", metrics=["AUC-Borji", "NSS"], progress=False, seed=1)
+    assert result.dataset == ds.name + "-test"
+    assert result.images == ds.split("test").ids and len(result.images) == 2
+    again = evaluate(CENTRE_BIAS_MODEL, ds, split="test", metrics=["AUC-Borji"], progress=False, seed=1)
+    other = evaluate(CENTRE_BIAS_MODEL, ds, split="test", metrics=["AUC-Borji"], progress=False, seed=2)
+    assert np.array_equal(again.per_image["AUC-Borji"], result.per_image["AUC-Borji"])
+    assert not np.array_equal(other.per_image["AUC-Borji"], result.per_image["AUC-Borji"])
+
+
+def test_result_serialises(tmp_path):
+    result = evaluate(CENTRE_BIAS_MODEL, load_dataset(_folder(tmp_path / "ds")), split=None, progress=False)
+    doc = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert doc["n_images"] == 4 and doc["n_fixations"] == 48 and doc["lower_is_better"] == ["KLD"]
+    assert doc["metrics"] == result.aggregate
+    assert [r["image"] for r in doc["per_image"]] == result.images
+    md = result.to_markdown().splitlines()
+    assert len(md) == 3 and "KLD ↓" in md[0] and f"{result.aggregate['CC']:.4f}" in md[2]
+
+
+def test_density_only_dataset(tmp_path):
+    root = tmp_path / "maps_only"
+    (root / "images").mkdir(parents=True)
+    (root / "maps").mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "images" / f"{k}.png")
+        Image.fromarray(rng.integers(1, 255, (20, 24), dtype=np.uint8)).save(root / "maps" / f"{k}.png")
+    ds = load_dataset(root)
+    assert evaluate(CENTRE_BIAS_MODEL, ds, split=None, progress=False).metrics == ("CC", "KLD", "SIM")
+    with pytest.raises(InputError, match="density maps only"):
+        evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS"], progress=False)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"metrics": ["AUC"]}, InputError, "unknown metric 'AUC'"),
+    ({"metrics": []}, InputError, "unknown metric"),
+    ({"split": "test"}, InputError, "no images"),
+    ({"batch_size": 0}, InputError, "batch_size"),
+    ({"model": 42}, InputError, "must be an Engine"),
+    ({"model": _FakeEngine({s: np.ones((2, 2)) for s in SHAPES})}, ModelError, "must have their image's size"),
+])
+def test_bad_arguments(tmp_path, kwargs, error, match):
+    ds = load_dataset(_folder(tmp_path / "ds"))
+    kwargs = {"model": CENTRE_BIAS_MODEL, "split": None, **kwargs}
+    with pytest.raises(error, match=match):
+        evaluate(kwargs.pop("model"), ds, progress=False, **kwargs)
+
+
+def _brightness_onnx(path):
+    """A user model obeying docs/MODEL_CONTRACT.md: log-density = mean brightness per 8x8 cell (stride 8)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image"], ["grey"], axes=[1], keepdims=1),
+         helper.make_node("AveragePool", ["grey"], ["log_density"], kernel_shape=[8, 8], strides=[8, 8])],
+        "brightness",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("log_density", TensorProto.FLOAT, ["N", 1, "h", "w"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_cli_end_to_end_with_a_user_onnx(tmp_path, capsys):
+    data = _folder(tmp_path / "ds")
+    _brightness_onnx(tmp_path / "bright.onnx")
+    out = tmp_path / "out"
+    assert main(["-q", "eval", "--dataset", str(data), "--split", "all", "--model", str(tmp_path / "bright.onnx"),
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads((out / "eval.json").read_text())
+    assert (out / "eval.md").read_text() == printed
+    assert doc["model"] == "bright" and doc["dataset"] == "ds" and doc["n_images"] == 4
+    # The fixations sit on the bright patch, so a brightness model finds them.
+    assert doc["metrics"]["AUC-Judd"] > 0.9 and doc["metrics"]["NSS"] > 1 and doc["metrics"]["IG"] > 0
+
+
+def test_cli_centre_bias_matches_the_api(tmp_path, capsys):
+    data = _folder(tmp_path / "ds")
+    assert main(["-q", "eval", "--dataset", str(data), "--split", "all", "--model", "centre-bias",
+                 "--metrics", "NSS,CC", "-o", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "eval.json").read_text())
+    expected = evaluate(CENTRE_BIAS_MODEL, data, split=None, metrics=["NSS", "CC"], progress=False)
+    assert doc["metrics"] == expected.aggregate
+    assert capsys.readouterr().out == expected.to_markdown()
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["eval", "--dataset", "nowhere", "--model", "centre-bias"], "is not a folder"),
+    (["eval", "--dataset", "ds", "--model", "broken.onnx"], "broken.onnx"),
+    (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
+      "--metrics", "NSS,XYZ"], "unknown metric 'XYZ'"),
+    (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
+      "--batch-size", "0"], "--batch-size"),
+])
+def test_cli_errors_are_one_line(tmp_path, monkeypatch, argv, text):
+    _folder(tmp_path / "ds")
+    (tmp_path / "broken.onnx").write_bytes(b"not an onnx model")
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "foveal", *argv], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("foveal: error:") and text in lines[0], proc.stderr
+
+
+@pytest.mark.data
+def test_real_test_split_images(data_dir):
+    osie = load_dataset(data_dir / "osie").split("test")
+    few = osie.subset(range(3), "osie-test-3")
+    centre = evaluate(CENTRE_BIAS_MODEL, few, split=None, progress=False)
+    assert centre.images == osie.ids[:3]
+    np.testing.assert_allclose(centre.per_image["IG"], 0, atol=1e-12)
+    assert 0.6 < centre.aggregate["AUC-Judd"] < 0.95 and centre.aggregate["NSS"] > 0.5
+    network = evaluate("default", few, split=None, progress=False, metrics=["AUC-Judd", "NSS", "CC", "IG"])
+    assert network.provenance["backend"] == "onnxruntime"
+    assert 0.6 < network.aggregate["AUC-Judd"] <= 1.0 and network.aggregate["NSS"] > 0.3
