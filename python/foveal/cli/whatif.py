@@ -1,0 +1,129 @@
+"""``foveal whatif``: measure an edit's effect on attention before it ships.
+
+Edits, applied in the order given::
+
+    foveal whatif creative.png --elements creative.json --move cta:0,-60 --scale logo:0.8 --swap cta,headline -o out/
+
+Search for the best position of one element::
+
+    foveal whatif creative.png --elements creative.json --search cta [--grid 5x5 | --step 40] [--top 3] -o out/
+
+Writes ``whatif.json`` (element shares and lifts before → after, the verdict, for a search the best positions and
+every position tried), ``whatif.png`` (before, after and the difference map) and ``edited.png`` (the edited
+creative; for a search, the best one).  Nothing is written unless everything succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import InputError
+from ..fileio import save_png, write_json
+from ..imageio import decode
+from ..progress import progress
+from ..scoring.compare import DEFINITIONS as COMPARE_DEFINITIONS
+from ..scoring.compare import compare_figure, difference_map
+from ..scoring.edits import parse_move, parse_scale, parse_swap
+from ..scoring.elements import load_elements
+from ..scoring.recommend import recommend
+from ..scoring.scores import DEFINITIONS as SCORE_DEFINITIONS
+from ..scoring.whatif import (DEFINITIONS, MAX_OVERLAP, candidate_offsets, outcome_document, parse_grid,
+                              run_edits, search_document, search_position)
+from . import add_engine_options, make_engine
+
+PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
+
+
+class _EditAction(argparse.Action):
+    """Collect --move/--scale/--swap into one list, keeping their command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), (self.const, values)])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("whatif", help="move/scale/swap elements and measure the change in attention",
+                       description="Edit a creative's pixels (move, scale or swap elements; holes are filled from "
+                                   "their surroundings), re-run the model and report each element's share before "
+                                   "and after; or search the best position of one element.")
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("--elements", type=Path, required=True, metavar="FILE", help="element file (.json/.csv)")
+    edits = p.add_argument_group("edits (applied in the order given)")
+    edits.add_argument("--move", action=_EditAction, dest="edits", const="move", metavar="NAME:DX,DY",
+                       help="move an element by whole pixels (dy < 0 is up), e.g. cta:0,-60")
+    edits.add_argument("--scale", action=_EditAction, dest="edits", const="scale", metavar="NAME:FACTOR",
+                       help="resize an element about its centre, e.g. logo:0.8")
+    edits.add_argument("--swap", action=_EditAction, dest="edits", const="swap", metavar="NAME,NAME",
+                       help="exchange two elements, each centred on the other's centre")
+    search = p.add_argument_group("search")
+    search.add_argument("--search", metavar="NAME", help="try many positions for this element")
+    search.add_argument("--grid", metavar="COLSxROWS", help="positions spread over the image (default: 5x5)")
+    search.add_argument("--step", type=int, metavar="PX", help="positions every PX pixels from the current one")
+    search.add_argument("--top", type=int, default=3, metavar="N", help="best positions to report (default: 3)")
+    search.add_argument("--max-overlap", type=float, default=MAX_OVERLAP, metavar="F",
+                        help="largest overlap with another element, as a fraction of the smaller box "
+                             "(default: %(default)g)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    add_engine_options(p)
+    p.set_defaults(handler=run, parser=p, edits=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.edits) == (args.search is not None):
+        args.parser.error("give edits (--move/--scale/--swap) or --search NAME, not both" if args.edits
+                          else "nothing to do: give --move/--scale/--swap edits or --search NAME")
+    if args.search is None and (args.grid is not None or args.step is not None):
+        args.parser.error("--grid and --step go with --search")
+    edits = [PARSERS[kind](text) for kind, text in args.edits or []]
+    grid = parse_grid(args.grid) if args.grid is not None else None
+    if args.top < 1:
+        raise InputError(f"--top must be at least 1, got {args.top}")
+    engine = make_engine(args)
+    decoded = decode(args.image, engine.max_pixels)
+    elements = load_elements(args.elements, decoded.pixels.shape[:2]).elements
+    start = time.perf_counter()
+    body: dict[str, Any]
+    if edits:
+        outcome = run_edits(engine, decoded.pixels, elements, edits, batch_size=args.batch_size)
+        body = {"mode": "edits", **outcome_document(outcome)}
+        n_images = 2
+    else:
+        offsets, rejected = candidate_offsets(decoded.pixels.shape[:2], elements, args.search, grid=grid,
+                                              step=args.step, max_overlap=args.max_overlap)
+        bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
+        result = search_position(engine, decoded.pixels, elements, args.search, offsets,
+                                 batch_size=args.batch_size, progress=bar)
+        outcome = result.best
+        recs = recommend(result.baseline, result.whatif_results(args.top))
+        body = {"mode": "search",
+                "search": search_document(result, top=args.top, rejected_overlap=rejected, grid=grid,
+                                          step=args.step, max_overlap=args.max_overlap),
+                "best_edit": outcome_document(outcome),
+                "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
+        n_images = len(offsets) + 1
+    seconds = time.perf_counter() - start
+    provenance = outcome.map_before.provenance
+    doc = {
+        "foveal_version": __version__,
+        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
+                  "sha256": provenance.get("model_sha256")},
+        "backend": provenance.get("backend"),
+        "input": {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)},
+        **body,
+        "timing": {"seconds": seconds, "images_predicted": n_images, "batch_size": args.batch_size},
+        "definitions": {**DEFINITIONS, **COMPARE_DEFINITIONS, **SCORE_DEFINITIONS},
+    }
+    diff = difference_map(outcome.map_before.prob, outcome.map_after.prob)
+    figure = compare_figure(decoded.pixels, outcome.map_before, outcome.before, outcome.edited.image,
+                            outcome.map_after, outcome.after, diff, labels=("before", "after"))
+    save_png(args.out / "whatif.png", figure)
+    save_png(args.out / "edited.png", outcome.edited.image)
+    write_json(args.out / "whatif.json", doc)
+    if not args.quiet:
+        lines = body["search"]["best"][0]["statement"] if not edits else "; ".join(body["statements"]) or \
+            outcome.comparison.summary
+        print(f"foveal: {lines}. Wrote {args.out}/whatif.json ({n_images} images in {seconds:.1f} s)")
+    return 0

@@ -1,0 +1,252 @@
+"""What-if: candidate positions, batched search, edit outcomes, and ``foveal whatif`` end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import Engine
+from foveal.cli import main
+from foveal.errors import InputError
+from foveal.saliency_map import SaliencyMap
+from foveal.scoring.edits import Move, Swap, apply_edits
+from foveal.scoring.elements import Element, load_elements
+from foveal.scoring.whatif import candidate_offsets, parse_grid, run_edits, search_position
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "creative.png"
+EXAMPLE_ELEMENTS = ROOT / "examples" / "creative.json"
+
+SMALL = (Element("cta", "cta", (10, 70, 30, 14)), Element("logo", "logo", (90, 4, 30, 12)),
+         Element("headline", "headline", (8, 6, 60, 16)))
+
+
+def _small_creative() -> np.ndarray:
+    """A 96x128 creative: a dark CTA, a blue logo and a grey headline bar on a light gradient."""
+    image = np.empty((96, 128, 3), np.uint8)
+    image[...] = (np.linspace(200, 240, 128)[None, :, None]).astype(np.uint8)
+    image[70:84, 10:40] = (30, 30, 160)
+    image[4:16, 90:120] = (20, 90, 200)
+    image[6:22, 8:68] = (90, 90, 90)
+    return image
+
+
+class Spy:
+    """Wraps an engine and records the size of every predict_batch call."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.calls: list[int] = []
+
+    def predict_batch(self, images, batch_size=16):
+        images = list(images)
+        self.calls.append(len(images))
+        return self.engine.predict_batch(images, batch_size=batch_size)
+
+
+class Spotlight:
+    """A stand-in model whose map ignores the pixels: most mass on one fixed box."""
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        self.box = box
+
+    def predict_batch(self, images, batch_size=16):
+        out = []
+        for image in images:
+            prob = np.ones(np.asarray(image).shape[:2])
+            x, y, w, h = self.box
+            prob[y:y + h, x:x + w] = 1000.0
+            out.append(SaliencyMap((prob / prob.sum()).astype(np.float32)))
+        return out
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+# --- candidate positions --------------------------------------------------------------------------------------
+
+def test_grid_spans_the_valid_range_and_skips_the_current_position():
+    offsets, rejected = candidate_offsets((96, 128), SMALL[:1], "cta", grid=(3, 2), max_overlap=0.0)
+    boxes = sorted((10 + dx, 70 + dy) for dx, dy in offsets)
+    assert rejected == 0
+    assert boxes == sorted((x, y) for x in (0, 49, 98) for y in (0, 82))
+
+
+def test_step_walks_whole_steps_from_the_current_position():
+    offsets, _ = candidate_offsets((96, 128), SMALL[:1], "cta", step=40)
+    assert all(dx % 40 == 0 and dy % 40 == 0 for dx, dy in offsets)
+    assert (0, 0) not in offsets
+    assert {dx for dx, _ in offsets} == {0, 40, 80} and {dy for _, dy in offsets} == {-40, 0}
+
+
+def test_positions_overlapping_another_element_are_rejected():
+    offsets, rejected = candidate_offsets((96, 128), SMALL, "cta", grid=(5, 5), max_overlap=0.1)
+    assert rejected > 0
+    for dx, dy in offsets:
+        moved = (10 + dx, 70 + dy, 30, 14)
+        for other in SMALL[1:]:
+            ox, oy, ow, oh = other.box
+            iw = min(moved[0] + 30, ox + ow) - max(moved[0], ox)
+            ih = min(moved[1] + 14, oy + oh) - max(moved[1], oy)
+            assert max(iw, 0) * max(ih, 0) <= 0.1 * min(30 * 14, ow * oh)
+
+
+@pytest.mark.parametrize("kwargs,text", [
+    ({"name": "button"}, "no element named 'button'"),
+    ({"grid": (2, 2), "step": 10}, "either --grid or --step"),
+    ({"step": 0}, "--step must be a positive"),
+    ({"max_overlap": 1.5}, "--max-overlap"),
+])
+def test_candidate_errors(kwargs, text):
+    kwargs.setdefault("name", "cta")
+    with pytest.raises(InputError, match=text):
+        candidate_offsets((96, 128), SMALL, **kwargs)
+
+
+def test_no_valid_position_says_what_to_change():
+    big = (Element("cta", "cta", (0, 0, 60, 40)), Element("panel", "other", (60, 0, 68, 96)),
+           Element("strip", "other", (0, 40, 60, 56)))
+    with pytest.raises(InputError, match="raise --max-overlap"):
+        candidate_offsets((96, 128), big, "cta", grid=(3, 3), max_overlap=0.05)
+
+
+@pytest.mark.parametrize("text,ok", [("5x5", (5, 5)), ("3X2", (3, 2)), ("5", None), ("0x3", None), ("ax2", None)])
+def test_parse_grid(text, ok):
+    if ok:
+        assert parse_grid(text) == ok
+    else:
+        with pytest.raises(InputError, match="--grid"):
+            parse_grid(text)
+
+
+# --- search -----------------------------------------------------------------------------------------------------
+
+def test_search_finds_the_spotlight():
+    image = _small_creative()
+    offsets, _ = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(5, 5))
+    result = search_position(Spotlight((100, 84, 10, 10)), image, SMALL, "cta", offsets, batch_size=7)
+    best = result.candidates[0]
+    x, y, w, h = best.box
+    assert x <= 100 and y <= 84 and x + w >= 110 and y + h >= 94  # the best box holds the whole spotlight
+    shares = [c.share_of("cta") for c in result.candidates]
+    assert shares == sorted(shares, reverse=True)
+    assert result.best.after.element("cta").share == pytest.approx(best.share_of("cta"))
+    assert result.best.comparison.element("cta").delta_share > 0.5
+    rec = result.whatif_results(2)
+    assert len(rec) == 2 and rec[0].share_after == best.share_of("cta") and rec[0].delta_share > 0
+
+
+def test_search_is_batched_and_its_shares_match_direct_scoring(engine):
+    image = _small_creative()
+    offsets, _ = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(3, 3))
+    spy = Spy(engine)
+    result = search_position(spy, image, SMALL, "cta", offsets, batch_size=4)
+    n = len(offsets) + 1  # the baseline rides in the first batch
+    assert spy.calls == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    base = engine.predict(image).share(SMALL[0].box)
+    assert result.baseline.element("cta").share == pytest.approx(base, rel=1e-5)
+    for c in result.candidates:
+        edited = apply_edits(image, SMALL, [Move("cta", c.dx, c.dy)])
+        direct = engine.predict(edited.image).share(list(edited.elements[0].box))
+        assert c.share_of("cta") == pytest.approx(direct, rel=1e-5, abs=1e-9)
+
+
+def test_run_edits_scores_both_images_in_one_call(engine):
+    image = _small_creative()
+    spy = Spy(engine)
+    outcome = run_edits(spy, image, SMALL, [Move("cta", 60, -20)])
+    assert spy.calls == [2]
+    assert outcome.after.element("cta").box == (70, 50, 30, 14)
+    direct = engine.predict(outcome.edited.image).share([70, 50, 30, 14])
+    assert outcome.comparison.element("cta").share_b == pytest.approx(direct, rel=1e-5)
+    with pytest.raises(InputError, match="no edit"):
+        run_edits(spy, image, SMALL, [])
+
+
+# --- CLI --------------------------------------------------------------------------------------------------------
+
+def _example(tmp_path: Path) -> tuple[Path, Path]:
+    """The shipped example creative, or a small synthetic one when the examples are absent."""
+    if EXAMPLE.is_file() and EXAMPLE_ELEMENTS.is_file():
+        return EXAMPLE, EXAMPLE_ELEMENTS
+    image, elements = tmp_path / "creative.png", tmp_path / "creative.json"
+    Image.fromarray(_small_creative()).save(image)
+    elements.write_text(json.dumps([e.to_dict() for e in SMALL]))
+    return image, elements
+
+
+def test_cli_edits_write_json_and_previews(tmp_path):
+    image, elements = _example(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "whatif", str(image), "--elements", str(elements), "--move", "cta:0,-20", "--swap",
+                 "logo,cta", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["edited.png", "whatif.json", "whatif.png"]
+    doc = json.loads((out / "whatif.json").read_text())
+    assert doc["mode"] == "edits"
+    assert [e["op"] for e in doc["edits"]] == ["move", "swap"]  # command-line order
+    assert doc["verdict"] in ("better", "worse", "mixed", "no material change")
+    spec = load_elements(elements, np.asarray(Image.open(image)).shape[:2])
+    edited = np.asarray(Image.open(out / "edited.png"))
+    expected = apply_edits(np.asarray(Image.open(image).convert("RGB")), spec.elements,
+                           [Move("cta", 0, -20), Swap("logo", "cta")])
+    np.testing.assert_array_equal(edited, expected.image)
+    assert doc["elements_after"] == [e.to_dict() for e in expected.elements]
+    by_name = {e["name"]: e for e in doc["elements"]}
+    assert set(by_name) == {e.name for e in spec.elements}
+    for e in doc["elements"]:
+        assert e["delta_share"] == pytest.approx(e["share_b"] - e["share_a"])
+
+
+def test_cli_search_reports_best_positions_batched(tmp_path, monkeypatch):
+    image, elements = _example(tmp_path)
+    calls = []
+    original = Engine.predict_batch
+
+    def spy(self, images, batch_size=16):
+        images = list(images)
+        calls.append(len(images))
+        return original(self, images, batch_size=batch_size)
+
+    monkeypatch.setattr(Engine, "predict_batch", spy)
+    out = tmp_path / "out"
+    assert main(["-q", "whatif", str(image), "--elements", str(elements), "--search", "cta", "--grid", "3x3",
+                 "--top", "2", "--batch-size", "4", "-o", str(out)]) == 0
+    doc = json.loads((out / "whatif.json").read_text())
+    search = doc["search"]
+    assert sum(calls) == search["positions"]["tried"] + 1 and max(calls) <= 4
+    assert len(search["best"]) == min(2, search["positions"]["tried"])
+    shares = [c["share"] for c in search["candidates"]]
+    assert shares == sorted(shares, reverse=True)
+    assert search["best"][0]["share"] == shares[0]
+    assert doc["best_edit"]["edits"] == [{"op": "move", "element": "cta", "dx": search["best"][0]["dx"],
+                                          "dy": search["best"][0]["dy"]}]
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--move", "button:0,10"], "no element named 'button'"),
+    (["--move", "cta:0"], "--move: expected NAME:DX,DY"),
+    (["--move", "cta:0,-100000"], "outside the"),
+    (["--scale", "cta:0"], "--scale"),
+    (["--search", "cta", "--grid", "2"], "--grid"),
+    (["--search", "nope"], "no element named 'nope'"),
+])
+def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, args, text):
+    image, elements = _example(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "whatif", str(image), "--elements", str(elements), *args, "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("foveal: error:") and text in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [[], ["--move", "cta:0,1", "--search", "cta"], ["--move", "cta:0,1", "--step", "5"]])
+def test_cli_mode_errors_are_usage_errors(tmp_path, args):
+    image, elements = _example(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "whatif", str(image), "--elements", str(elements), *args, "-o", str(tmp_path / "out")])
+    assert exc.value.code == 2
