@@ -15,7 +15,7 @@ from .._version import __version__
 from ..errors import FovealError
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "compare", "whatif")
+COMMANDS = ("predict", "score", "norms", "compare", "whatif")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,59 @@
+"""``foveal norms build DIR --elements EDIR -o norms.json``: reference shares for exact percentiles.
+
+Scores every creative in DIR (your top performers) with the element file of the same name from EDIR, and stores
+the sorted element shares per format and kind, with the model's name and sha256.  A bad reference creative stops
+the build (nothing is written): silently dropping one would shift every percentile computed from the norms.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import FovealError, InputError
+from ..fileio import write_json
+from ..progress import progress
+from ..scoring.elements import find_element_file
+from ..scoring.norms import build_norms
+from ..scoring.scores import score_creative
+from . import add_engine_options, make_engine
+from .score import iter_predicted, list_images
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("norms", help="build norms (reference shares) from your best creatives",
+                       description="Norms turn shares into percentiles, 0-100 scores and pass/fail.")
+    actions = p.add_subparsers(dest="norms_command", required=True, metavar="ACTION")
+    b = actions.add_parser("build", help="score reference creatives and store their element shares",
+                           description=__doc__.split("\n\n")[1])
+    b.add_argument("folder", type=Path, metavar="DIR", help="folder of reference creatives")
+    b.add_argument("--elements", type=Path, metavar="EDIR",
+                   help="folder of element files named like the creatives (default: DIR itself)")
+    b.add_argument("--format", metavar="NAME", help="format name for every creative (default: each element "
+                   "file's \"format\", else the image size WxH, e.g. 1080x1080)")
+    b.add_argument("-o", "--out", type=Path, required=True, metavar="FILE", help="norms JSON to write")
+    add_engine_options(b)
+    b.set_defaults(handler=run_build)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    images = list_images(args.folder)
+    elements_dir = args.elements or args.folder
+    if not elements_dir.is_dir():
+        raise InputError(f"--elements {elements_dir}: not a folder")
+    items = [(image, find_element_file(image, elements_dir)) for image in images]
+    engine = make_engine(args)
+    scored = []
+    results = iter_predicted(engine, items, args.batch_size)
+    for image, result in progress(results, total=len(items), label="norms", enabled=not args.quiet):
+        if isinstance(result, FovealError):
+            raise InputError(f"reference creative {image.name}: {result}")
+        scored.append(score_creative(result.smap, result.spec.elements, format=args.format or result.spec.format))
+    norms = build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256})
+    write_json(args.out, norms.to_dict())
+    if not args.quiet:
+        for fmt, kinds in sorted(norms.formats.items()):
+            counts = ", ".join(f"{kind} {len(v)}" for kind, v in sorted(kinds.items()))
+            print(f"foveal: format {fmt}: {norms.creatives[fmt]} creative(s); elements: {counts}", file=sys.stderr)
+        print(f"foveal: norms ({engine.model.name}) written to {args.out}", file=sys.stderr)
+    return 0

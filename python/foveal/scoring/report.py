@@ -1,0 +1,205 @@
+"""Report outputs of one scored creative: the ``scores.json`` document, the labelled overlay, the HTML page.
+
+The HTML page is self-contained (images embedded as base64, inline CSS, an inline SVG bar chart), so it can be
+mailed or opened offline.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..fileio import save_png, write_json, write_text
+from .recommend import Recommendation
+from .scores import DEFINITIONS, CreativeScores, ElementScore
+
+KIND_COLOURS: dict[str, tuple[int, int, int]] = {
+    "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
+    "logo": (130, 60, 200), "face": (0, 150, 110), "other": (70, 70, 70)}
+
+
+def build_document(scores: CreativeScores, recommendations: Sequence[Recommendation], provenance: dict[str, Any],
+                   *, image: str, elements: str, norms: dict[str, Any] | None) -> dict[str, Any]:
+    """The machine-readable ``scores.json``: provenance, inputs, scores, recommendations, definitions.
+
+    ``norms`` describes the norms used (source, model, creatives, warning) or is None.
+    """
+    body = scores.to_dict()
+    return {
+        "foveal_version": __version__,
+        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
+                  "sha256": provenance.get("model_sha256")},
+        "backend": provenance.get("backend"),
+        "input": {"image": image, "image_sha256": provenance.get("image_sha256"), "elements": elements},
+        "image_size": body["image_size"],
+        "format": body["format"],
+        "pass_percentile": body["pass_percentile"],
+        "norms": norms,
+        "elements": body["elements"],
+        "creative": body["creative"],
+        "recommendations": [r.to_dict() for r in recommendations],
+        "definitions": DEFINITIONS,
+    }
+
+
+def _label(e: ElementScore) -> str:
+    text = f"{e.name} {100 * e.share:.1f}%"
+    return text if e.score is None else f"{text} · {e.score}"
+
+
+def draw_boxes(overlay: np.ndarray, scores: CreativeScores) -> np.ndarray:
+    """Draw each element's box and a label (name, share, score) on a copy of ``overlay`` (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.fromarray(overlay)
+    draw = ImageDraw.Draw(canvas)
+    h, w = overlay.shape[:2]
+    size = max(11, min(h, w) // 42)
+    font = ImageFont.load_default(size=size)
+    line = max(2, min(h, w) // 300)
+    for e in scores.elements:
+        x0, y0, x1, y1 = e.box[0], e.box[1], e.box[0] + e.box[2] - 1, e.box[1] + e.box[3] - 1
+        colour = KIND_COLOURS[e.kind]
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
+        text = _label(e)
+        tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text, font=font)
+        tw, th = tx1 - tx0 + 8, ty1 - ty0 + 6
+        # Label above the box when there is room, else just inside its top edge; kept inside the image.
+        lx = min(max(0, x0), max(0, w - tw))
+        ly = y0 - th if y0 - th >= 0 else min(y0 + line, max(0, h - th))
+        draw.rectangle([lx, ly, lx + tw, ly + th], fill=colour)
+        draw.text((lx + 4 - tx0, ly + 3 - ty0), text, font=font, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
+def _data_uri(pixels: np.ndarray) -> str:
+    """JPEG (quality 88) as a data URI: a tenth of a PNG's size for photographic overlays."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=88)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt_pct(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
+    """Inline SVG: one bar per element (share), a tick at its area fraction (what a uniform map would give)."""
+    rows = sorted(elements, key=lambda e: e["share"], reverse=True)
+    label_w, bar_w, row_h, top = 190, 620, 30, 28
+    scale = max(max(max(e["share"], e["area_fraction"]) for e in rows), 1e-12)
+    height = top + row_h * len(rows) + 8
+    parts = [f'<svg viewBox="0 0 1000 {height}" width="100%" role="img" aria-label="share of attention by element" '
+             'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, DejaVu Sans, sans-serif" font-size="13">',
+             f'<text x="{label_w}" y="16" fill="#5b6570">bar = share of attention; black tick = area fraction '
+             '(lift 1)</text>']
+    for i, e in enumerate(rows):
+        y = top + i * row_h
+        colour = "#%02x%02x%02x" % KIND_COLOURS[e["kind"]]
+        if e["passed"] is not None:
+            colour = "#0b7a3e" if e["passed"] else "#c0262d"
+        width = bar_w * e["share"] / scale
+        tick = label_w + bar_w * e["area_fraction"] / scale
+        name = html.escape(f'{e["name"]} ({e["kind"]})')
+        parts += [
+            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{name}</text>',
+            f'<rect x="{label_w}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" rx="3" fill="{colour}"/>',
+            f'<line x1="{tick:.1f}" x2="{tick:.1f}" y1="{y + 2}" y2="{y + row_h - 2}" stroke="#111" stroke-width="2"/>',
+            f'<text x="{label_w + max(width, tick - label_w) + 8:.1f}" y="{y + 18}" fill="#1d232a">'
+            f'{100 * e["share"]:.1f}% · lift {e["lift"]:.2f}</text>',
+        ]
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _table(elements: Sequence[dict[str, Any]]) -> str:
+    head = ("<tr><th>element</th><th>kind</th><th>share</th><th>area</th><th>lift</th><th>rank</th>"
+            "<th>percentile</th><th>score</th><th>pass</th></tr>")
+    rows = []
+    for e in elements:
+        if e["passed"] is None:
+            verdict = '<span class="na">n/a</span>'
+        else:
+            verdict = '<span class="pass">pass</span>' if e["passed"] else '<span class="fail">fail</span>'
+        pct = "—" if e["percentile"] is None else f'{e["percentile"]:.1f}'
+        score = "—" if e["score"] is None else str(e["score"])
+        rows.append(f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td>'
+                    f'<td>{_fmt_pct(e["share"])}</td><td>{_fmt_pct(e["area_fraction"])}</td>'
+                    f'<td>{e["lift"]:.2f}</td><td>{e["rank"]}</td><td>{pct}</td><td>{score}</td><td>{verdict}</td></tr>')
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _recommendations(recs: Sequence[dict[str, Any]]) -> str:
+    if not recs:
+        return "<p>No rule fired: every element gets at least its expected attention.</p>"
+    items = [f'<li class="{r["severity"]}"><span class="sev">{r["severity"]}</span>{html.escape(r["message"])}</li>'
+             for r in recs]
+    return f'<ul class="recs">{"".join(items)}</ul>'
+
+
+def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> str:
+    """The self-contained report page for a ``scores.json`` document and its creative and overlay pixels."""
+    creative = doc["creative"]
+    model = doc["model"]
+    cards = [("conversion share", _fmt_pct(creative["conversion_share"]), "cta + headline + product"),
+             ("background share", _fmt_pct(creative["background_share"]), "on no element"),
+             ("focus", f'{creative["focus"]:.2f}', "0 uniform … 1 one point"),
+             ("top 10% pixels hold", _fmt_pct(creative["top10_share"]), "0.1 = scattered")]
+    notes = []
+    norms = doc["norms"]
+    if norms is None:
+        notes.append("No norms were given: percentile, score and pass are not available. Build norms from your "
+                     "best creatives with <code>foveal norms build</code> and pass <code>--norms</code>.")
+    else:
+        notes.append(html.escape(f'Percentiles against {norms["source"]} (format {doc["format"]}, '
+                                 f'{norms["creatives"]} reference creatives); pass = percentile ≥ '
+                                 f'{doc["pass_percentile"]:g}.'))
+        if norms.get("warning"):
+            notes.append("Warning: " + html.escape(norms["warning"]))
+    missing = sorted({e["norm_note"] for e in doc["elements"] if norms is not None and e["norm_note"]})
+    notes += [html.escape(m) for m in missing]
+    size = doc["image_size"]
+    meta = html.escape(f'{size["width"]}×{size["height"]} · format {doc["format"]} · model {model["name"]} '
+                       f'{model["version"] or ""} (sha256 {str(model["sha256"])[:12]}…) on {doc["backend"]} · '
+                       f'foveal {doc["foveal_version"]}')
+    definitions = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
+                                   for k, v in doc["definitions"].items()) + "</dl>"
+    template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
+    return template.substitute(
+        title=html.escape(Path(doc["input"]["image"]).name),
+        meta=meta,
+        cards="".join(f'<div class="card"><span>{html.escape(a)}</span><b>{b}</b><span>{html.escape(c)}</span></div>'
+                      for a, b, c in cards),
+        notes="".join(f'<div class="note">{n}</div>' for n in notes),
+        creative_src=_data_uri(image),
+        overlay_src=_data_uri(overlay),
+        score_caption="" if norms is None else " · score (0–100 percentile)",
+        chart=_bar_chart(doc["elements"]),
+        table=_table(doc["elements"]),
+        recommendations=_recommendations(doc["recommendations"]),
+        definitions=definitions,
+    )
+
+
+def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray,
+                 html_report: bool = True) -> None:
+    """Write ``scores.json`` and, with ``html_report``, ``overlay.png`` and ``report.html`` into ``out_dir``.
+
+    Everything is rendered before the first file is written, each file atomically, so a failure leaves no
+    partial file behind.
+    """
+    out = Path(out_dir)
+    page = render_html(doc, image, overlay) if html_report else None
+    if page is not None:
+        save_png(out / "overlay.png", overlay)
+        write_text(out / "report.html", page)
+    write_json(out / "scores.json", doc)

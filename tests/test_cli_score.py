@@ -1,0 +1,235 @@
+"""`foveal score` and `foveal norms build` end to end on the example creatives: single, batch, resume, norms."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from foveal.cli import main
+from foveal.cli import score as score_cli
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CREATIVE, ELEMENTS = EXAMPLES / "creative.png", EXAMPLES / "creative.json"
+
+
+def run(*argv: object) -> int:
+    return main(["-q", *map(str, argv)])
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def norms_file(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("norms") / "norms.json"
+    assert run("norms", "build", EXAMPLES / "references", "-o", out) == 0
+    return out
+
+
+@pytest.fixture
+def small_folder(tmp_path) -> Path:
+    """Six 200x200 creatives (the references shrunk), element files in relative units in a separate folder."""
+    images, elements = tmp_path / "creatives", tmp_path / "elements"
+    images.mkdir(), elements.mkdir()
+    for src in sorted((EXAMPLES / "references").glob("*.png"))[:6]:
+        with Image.open(src) as im:
+            im.resize((200, 200), Image.Resampling.BOX).save(images / src.name)
+        spec = json.loads(src.with_suffix(".json").read_text())
+        for e in spec["elements"]:
+            e["box"] = [v / 600 for v in e["box"]]
+        (elements / f"{src.stem}.json").write_text(json.dumps({"units": "relative", "elements": spec["elements"]}))
+    return tmp_path
+
+
+def test_single_creative_writes_scores_overlay_and_report(tmp_path):
+    out = tmp_path / "out"
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["overlay.png", "report.html", "scores.json"]
+    doc = json.loads((out / "scores.json").read_text())
+    assert doc["input"]["image_sha256"] == hashlib.sha256(CREATIVE.read_bytes()).hexdigest()
+    assert doc["model"]["name"] == "itti-koch" and len(doc["model"]["sha256"]) == 64
+    assert doc["image_size"] == {"height": 600, "width": 600} and doc["format"] == "600x600"
+    names = [e["name"] for e in json.loads(ELEMENTS.read_text())["elements"]]
+    assert [e["name"] for e in doc["elements"]] == names
+    assert sorted(e["rank"] for e in doc["elements"]) == list(range(1, len(names) + 1))
+    assert all(e["percentile"] is None and e["passed"] is None and "no norms" in e["norm_note"]
+               for e in doc["elements"])
+    assert doc["norms"] is None and "share" in doc["definitions"]
+    c = doc["creative"]
+    assert c["conversion_share"] + c["other_elements_share"] + c["background_share"] == pytest.approx(1.0)
+    assert all({"id", "severity", "message", "numbers"} <= set(r) for r in doc["recommendations"])
+    page = (out / "report.html").read_text()
+    assert "<svg" in page and page.count("data:image/jpeg;base64,") == 2
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+    with Image.open(out / "overlay.png") as overlay:
+        assert overlay.size == (600, 600)
+
+
+def test_element_file_found_beside_image_and_csv_accepted(tmp_path):
+    shutil.copy(CREATIVE, tmp_path / "ad.png")
+    rows = ["name,kind,x,y,w,h"] + [f'{e["name"]},{e["kind"]},{",".join(map(str, e["box"]))}'
+                                    for e in json.loads(ELEMENTS.read_text())["elements"]]
+    (tmp_path / "ad.csv").write_text("\n".join(rows) + "\n")
+    assert run("score", tmp_path / "ad.png", "-o", tmp_path / "out", "--no-report") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["scores.json"]
+    from_csv = json.loads((tmp_path / "out" / "scores.json").read_text())["elements"]
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", tmp_path / "ref", "--no-report") == 0
+    assert from_csv == json.loads((tmp_path / "ref" / "scores.json").read_text())["elements"]
+
+
+def test_norms_build_then_score_with_percentiles(tmp_path, norms_file):
+    norms = json.loads(norms_file.read_text())
+    assert list(norms["formats"]) == ["600x600"] and norms["formats"]["600x600"]["creatives"] == 8
+    assert all(len(v) == 8 for v in norms["formats"]["600x600"]["kinds"].values())
+    assert norms["model"]["name"] == "itti-koch"
+    out = tmp_path / "out"
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", norms_file) == 0
+    doc = json.loads((out / "scores.json").read_text())
+    assert doc["norms"]["creatives"] == 8 and doc["norms"]["warning"] is None
+    for e in doc["elements"]:
+        values = norms["formats"]["600x600"]["kinds"][e["kind"]]
+        assert e["percentile"] == 100.0 * sum(v <= e["share"] for v in values) / len(values)
+        assert e["score"] == int(e["percentile"] + 0.5) and e["passed"] == (e["percentile"] >= 70)
+
+
+def test_norms_from_another_model_refused_unless_allowed(tmp_path, norms_file, capsys):
+    other = json.loads(norms_file.read_text())
+    other["model"] = {"name": "other", "sha256": "f" * 64}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    out = tmp_path / "out"
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--allow-model-mismatch" in err[0] and not out.exists()
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json",
+               "--allow-model-mismatch") == 0
+    assert "not comparable" in json.loads((out / "scores.json").read_text())["norms"]["warning"]
+
+
+@pytest.mark.parametrize("setup, argv, text", [
+    (None, ["missing.png", "--elements", ELEMENTS], "image not found"),
+    ('[{"name": "cta", "kind": "cta", "box": [590, 0, 20, 20]}]', ["IMG", "--elements", "EL"], "outside"),
+    ('[{"name": "cta", "kind": "button", "box": [0, 0, 20, 20]}]', ["IMG", "--elements", "EL"], "'kind'"),
+    ('{"elements": [', ["IMG", "--elements", "EL"], "malformed JSON"),
+    (None, ["IMG", "--elements", "nope.json"], "not found"),
+    (None, ["IMG", "--elements", ELEMENTS, "--norms", "none.json"], "not found"),
+    (None, ["IMG", "--elements", ELEMENTS, "--pass-percentile", "0"], "--pass-percentile"),
+])
+def test_bad_input_one_line_exit_1_no_output(tmp_path, capsys, setup, argv, text):
+    el = tmp_path / "el.json"
+    if setup is not None:
+        el.write_text(setup)
+    argv = [str(CREATIVE) if a == "IMG" else str(el) if a == "EL" else str(a) for a in argv]
+    out = tmp_path / "out"
+    assert run("score", *argv, "-o", out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("foveal: error:") and text in err[0]
+    assert not out.exists()
+
+
+def test_batch_scores_every_creative_once(small_folder):
+    out = small_folder / "out"
+    assert run("score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out) == 0
+    rows = read_csv(out / "scores.csv")
+    assert list(rows[0]) == list(score_cli.CSV_HEADER)
+    assert len(rows) == 6 * 6 and len({(r["creative"], r["element"]) for r in rows}) == 36
+    assert (out / "scores.journal").read_text().count("\n") == 6
+    for stem in {r["creative"] for r in rows}:
+        assert sorted(p.name for p in (out / stem).iterdir()) == ["overlay.png", "report.html", "scores.json"]
+    # Same numbers as scoring the creative alone.
+    alone = small_folder / "alone"
+    assert run("score", small_folder / "creatives" / "ref_02.png", "--elements",
+               small_folder / "elements" / "ref_02.json", "-o", alone, "--no-report") == 0
+    shares = {e["name"]: e["share"] for e in json.loads((alone / "scores.json").read_text())["elements"]}
+    assert {r["element"]: float(r["share"]) for r in rows if r["creative"] == "ref_02"} == shares
+
+
+@pytest.mark.parametrize("fail_on", ["journal", "rows", "report"])
+def test_batch_resumes_without_duplicates_or_losses(small_folder, monkeypatch, fail_on):
+    args = ["score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "--no-report"]
+    clean = small_folder / "clean"
+    assert run(*args, "-o", clean) == 0
+    expected = sorted(tuple(r.values()) for r in read_csv(clean / "scores.csv"))
+
+    # Crash on the third creative: after its rows are written but before its journal line ("journal"), while
+    # writing its rows ("rows", half a row reaches the file), or before anything of it is written ("report").
+    calls = {"append": 0, "report": 0}
+    real_append, real_report = score_cli._append_durably, score_cli.write_report
+
+    def crashing_append(fh, text):
+        calls["append"] += 1
+        if fail_on == "journal" and calls["append"] == 6:  # 3rd creative: rows ok (call 5), journal (call 6) dies
+            raise RuntimeError("power cut")
+        if fail_on == "rows" and calls["append"] == 5:
+            real_append(fh, text[: len(text) // 2])
+            raise RuntimeError("power cut")
+        real_append(fh, text)
+
+    def crashing_report(*a, **k):
+        calls["report"] += 1
+        if fail_on == "report" and calls["report"] == 3:
+            raise KeyboardInterrupt
+        real_report(*a, **k)
+
+    monkeypatch.setattr(score_cli, "_append_durably", crashing_append)
+    monkeypatch.setattr(score_cli, "write_report", crashing_report)
+    out = small_folder / "out"
+    assert run(*args, "-o", out) in (1, 130)
+    assert (out / "scores.journal").read_text().count("\n") == 2
+    partial = (out / "scores.csv").read_text().count("ref_02")
+    assert partial == 6 if fail_on == "journal" else 0 < partial < 6 if fail_on == "rows" else partial == 0
+    monkeypatch.setattr(score_cli, "_append_durably", real_append)
+    monkeypatch.setattr(score_cli, "write_report", real_report)
+
+    assert run(*args, "-o", out) == 0
+    got = sorted(tuple(r.values()) for r in read_csv(out / "scores.csv"))
+    assert got == expected
+    assert run(*args, "-o", out) == 0  # everything done: nothing rescored, nothing appended
+    assert sorted(tuple(r.values()) for r in read_csv(out / "scores.csv")) == expected
+
+
+def test_batch_bad_creative_reported_others_scored(small_folder, capsys):
+    (small_folder / "elements" / "ref_01.json").write_text('[{"name": "x", "kind": "cta", "box": [0, 0, 0, 1]}]')
+    (small_folder / "elements" / "ref_03.json").unlink()
+    out = small_folder / "out"
+    args = ["score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out, "--no-report"]
+    assert run(*args) == 1
+    err = capsys.readouterr().err
+    assert "ref_01" in err and "ref_03" in err and err.count("foveal: error:") == 2
+    assert {r["creative"] for r in read_csv(out / "scores.csv")} == {"ref_00", "ref_02", "ref_04", "ref_05"}
+    # Fixing the inputs and rerunning scores just the two that failed.
+    shutil.copy(EXAMPLES / "references" / "ref_03.json", small_folder / "elements" / "ref_03.json")
+    spec = json.loads((EXAMPLES / "references" / "ref_01.json").read_text())
+    (small_folder / "elements" / "ref_01.json").write_text(json.dumps(
+        {"units": "relative", "elements": [{**e, "box": [v / 600 for v in e["box"]]} for e in spec["elements"]]}))
+    assert run(*args) == 1  # ref_03.json is in 600x600 pixels: outside a 200x200 image
+    assert "ref_03" in capsys.readouterr().err
+    assert len({r["creative"] for r in read_csv(out / "scores.csv")}) == 5
+
+
+def test_batch_refuses_foreign_csv(small_folder, capsys):
+    out = small_folder / "out"
+    out.mkdir()
+    (out / "scores.csv").write_text("a,b\n1,2\n")
+    assert run("score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out) == 1
+    assert "header differs" in capsys.readouterr().err
+
+
+def test_norms_build_refuses_bad_reference(small_folder, capsys):
+    (small_folder / "elements" / "ref_04.json").write_text("[]")
+    out = small_folder / "norms.json"
+    assert run("norms", "build", small_folder / "creatives", "--elements", small_folder / "elements", "-o", out) == 1
+    assert "ref_04" in capsys.readouterr().err and not out.exists()
+
+
+def test_norms_build_explicit_format(small_folder):
+    out = small_folder / "norms.json"
+    assert run("norms", "build", small_folder / "creatives", "--elements", small_folder / "elements",
+               "--format", "banner", "-o", out) == 0
+    assert list(json.loads(out.read_text())["formats"]) == ["banner"]
