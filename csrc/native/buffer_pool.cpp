@@ -1,0 +1,61 @@
+#include "buffer_pool.hpp"
+
+#include <cstdlib>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace foveal {
+namespace {
+
+constexpr std::size_t kMaxKept = 4;
+constexpr std::size_t kMaxKeptBytes = std::size_t{512} << 20;
+
+struct Pool {
+    std::mutex mutex;
+    std::vector<std::pair<void *, std::size_t>> kept;
+    std::size_t kept_bytes = 0;
+};
+
+Pool &pool() {
+    static Pool *p = new Pool;  // never destroyed: capsules may return buffers during interpreter shutdown
+    return *p;
+}
+
+}  // namespace
+
+void *pool_take(std::size_t bytes, std::size_t *capacity) {
+    Pool &p = pool();
+    {
+        std::lock_guard<std::mutex> lock(p.mutex);
+        auto best = p.kept.end();
+        for (auto it = p.kept.begin(); it != p.kept.end(); ++it)
+            if (it->second >= bytes && it->second <= 2 * bytes && (best == p.kept.end() || it->second < best->second))
+                best = it;
+        if (best != p.kept.end()) {
+            void *ptr = best->first;
+            *capacity = best->second;
+            p.kept_bytes -= best->second;
+            p.kept.erase(best);
+            return ptr;
+        }
+    }
+    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    *capacity = rounded;
+    return std::aligned_alloc(64, rounded);
+}
+
+void pool_give(void *ptr, std::size_t capacity) {
+    Pool &p = pool();
+    {
+        std::lock_guard<std::mutex> lock(p.mutex);
+        if (p.kept.size() < kMaxKept && p.kept_bytes + capacity <= kMaxKeptBytes) {
+            p.kept.emplace_back(ptr, capacity);
+            p.kept_bytes += capacity;
+            return;
+        }
+    }
+    std::free(ptr);
+}
+
+}  // namespace foveal

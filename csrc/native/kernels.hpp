@@ -1,0 +1,42 @@
+// foveal's CPU kernels on raw, C-contiguous buffers. module.cpp owns arrays, shapes and the GIL; these
+// functions own the arithmetic and throw std::invalid_argument on bad user input.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common.hpp"
+
+namespace foveal {
+
+// uint8 RGB HWC (h x w) -> float32 planar 3 x ph x pw: resized to rh x rw (area average when shrinking,
+// half-pixel bilinear when enlarging, per axis), (x - mean) / stddev, edge-replicated into the padding.
+void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, index_t rw, index_t ph, index_t pw,
+                const double mean[3], const double stddev[3], float *out);
+
+// float32 log-density grid (gh x gw) -> float32 probability map (h x w) summing to one.
+void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+                 double blur_sigma, float *out);
+
+// Summed-area table (h+1) x (w+1) of an h x w map, zero top row and left column.
+void summed_area_table(const float *map, index_t h, index_t w, double *sat);
+void summed_area_table(const double *map, index_t h, index_t w, double *sat);
+
+// Sums of n half-open boxes (x0, y0, x1, y1) clipped to the h x w image behind `sat`.
+void box_sums(const double *sat, index_t h, index_t w, const std::int64_t *boxes, index_t n, double *out);
+
+// prob ~= q * scale with scale = max / (2**bits - 1); returns scale.
+double quantize8(const float *prob, index_t n, std::uint8_t *q);
+double quantize16(const float *prob, index_t n, std::uint16_t *q);
+
+// 256-entry RGB table for a colormap name ("turbo" or "inferno").
+const std::uint8_t *colormap_lut(const std::string &name);
+
+// n values scaled by their max -> n RGB triples.
+void colorize(const float *values, index_t n, const std::uint8_t *lut, std::uint8_t *rgb);
+
+// image blended with the colormapped prob, per-pixel weight alpha * prob / max(prob).
+void overlay(const std::uint8_t *image, const float *prob, index_t n, double alpha, const std::uint8_t *lut,
+             std::uint8_t *rgb);
+
+}  // namespace foveal

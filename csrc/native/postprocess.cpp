@@ -1,0 +1,207 @@
+// Log-density grid -> probability map: bilinear upsample of the valid region, optional Gaussian blur, softmax.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace foveal {
+namespace {
+
+constexpr index_t kRowChunk = 16;
+
+// Bilinear taps for output index o on a grid axis of `cells` values: grid coordinate (o+0.5)*valid/out - 0.5,
+// clamped to the grid.
+struct Taps {
+    std::vector<index_t> i0, i1;
+    std::vector<float> frac;
+};
+
+Taps bilinear_taps(index_t out_size, double valid, index_t cells) {
+    Taps t;
+    t.i0.resize(static_cast<std::size_t>(out_size));
+    t.i1.resize(static_cast<std::size_t>(out_size));
+    t.frac.resize(static_cast<std::size_t>(out_size));
+    const double step = valid / static_cast<double>(out_size);
+    for (index_t o = 0; o < out_size; ++o) {
+        double g = (o + 0.5) * step - 0.5;
+        g = std::min<double>(std::max(g, 0.0), static_cast<double>(cells - 1));
+        const index_t i0 = static_cast<index_t>(std::floor(g));
+        t.i0[o] = i0;
+        t.i1[o] = std::min(i0 + 1, cells - 1);
+        t.frac[o] = static_cast<float>(g - static_cast<double>(i0));
+    }
+    return t;
+}
+
+// Mirror index into [0, n) with the edge sample repeated (scipy.ndimage mode "reflect"), any distance out.
+index_t reflect(index_t i, index_t n) {
+    const index_t period = 2 * n;
+    i %= period;
+    if (i < 0) i += period;
+    return i < n ? i : period - 1 - i;
+}
+
+std::vector<float> gaussian_weights(double sigma, index_t radius) {
+    std::vector<double> k(static_cast<std::size_t>(2 * radius + 1));
+    double total = 0.0;
+    for (index_t i = -radius; i <= radius; ++i) {
+        const double v = std::exp(-0.5 * (static_cast<double>(i) / sigma) * (static_cast<double>(i) / sigma));
+        k[static_cast<std::size_t>(i + radius)] = v;
+        total += v;
+    }
+    std::vector<float> out(k.size());
+    for (std::size_t i = 0; i < k.size(); ++i) out[i] = static_cast<float>(k[i] / total);
+    return out;
+}
+
+FOVEAL_CLONES
+void lerp_rows(float *dst, const float *a, const float *b, float t, index_t n) {
+    for (index_t i = 0; i < n; ++i) dst[i] = a[i] + t * (b[i] - a[i]);
+}
+
+FOVEAL_CLONES
+void axpy_row(float *acc, const float *src, float weight, index_t n) {
+    for (index_t i = 0; i < n; ++i) acc[i] += weight * src[i];
+}
+
+FOVEAL_CLONES
+float row_max(const float *v, index_t n, float m) {
+    for (index_t i = 0; i < n; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+// exp(x - shift) in float with a branch-free Cephes-style polynomial so the loop vectorises; |rel err| < 2 ulp.
+// Inputs are <= 0 after the shift; below -87.3 the result is flushed to zero. Returns the float64 sum.
+FOVEAL_CLONES
+double exp_shifted_sum(float *v, index_t n, float shift) {
+    constexpr index_t kLanes = 16;
+    double acc[kLanes] = {};
+    index_t i = 0;
+    auto one = [shift](float x) {
+        x -= shift;
+        const bool tiny = x < -87.3f;
+        x = x < -87.3f ? -87.3f : x;
+        const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+        float r = x - k * 0.693359375f;
+        r = r + k * 2.12194440e-4f;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
+        float scale;
+        std::memcpy(&scale, &bits, sizeof scale);
+        return tiny ? 0.0f : p * scale;
+    };
+    for (; i + kLanes <= n; i += kLanes) {
+        for (index_t j = 0; j < kLanes; ++j) {
+            const float e = one(v[i + j]);
+            v[i + j] = e;
+            acc[j] += static_cast<double>(e);
+        }
+    }
+    double total = 0.0;
+    for (; i < n; ++i) {
+        v[i] = one(v[i]);
+        total += static_cast<double>(v[i]);
+    }
+    for (double a : acc) total += a;
+    return total;
+}
+
+FOVEAL_CLONES
+void scale_row(float *v, index_t n, float s) {
+    for (index_t i = 0; i < n; ++i) v[i] *= s;
+}
+
+// Separable blur of the h x w map in place (vertical into a scratch map, then horizontal back).
+void gaussian_blur(float *map, index_t h, index_t w, double sigma) {
+    const index_t radius = static_cast<index_t>(std::ceil(3.0 * sigma));
+    const std::vector<float> k = gaussian_weights(sigma, radius);
+    std::vector<float> tmp(static_cast<std::size_t>(h * w));
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        for (index_t y = y0; y < y1; ++y) {
+            float *dst = tmp.data() + y * w;
+            std::fill(dst, dst + w, 0.0f);
+            for (index_t j = -radius; j <= radius; ++j)
+                axpy_row(dst, map + reflect(y + j, h) * w, k[static_cast<std::size_t>(j + radius)], w);
+        }
+    });
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        std::vector<float> padded(static_cast<std::size_t>(w + 2 * radius));
+        for (index_t y = y0; y < y1; ++y) {
+            const float *src = tmp.data() + y * w;
+            for (index_t x = -radius; x < w + radius; ++x) padded[static_cast<std::size_t>(x + radius)] = src[reflect(x, w)];
+            float *dst = map + y * w;
+            std::fill(dst, dst + w, 0.0f);
+            for (index_t j = 0; j <= 2 * radius; ++j)
+                axpy_row(dst, padded.data() + j, k[static_cast<std::size_t>(j)], w);
+        }
+    });
+}
+
+}  // namespace
+
+void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+                 double blur_sigma, float *out) {
+    require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
+                                    std::to_string(gw));
+    require(h >= 1 && w >= 1, "out_hw must be at least (1, 1), got (" + std::to_string(h) + ", " +
+                                  std::to_string(w) + ")");
+    require(std::isfinite(valid_h) && std::isfinite(valid_w) && valid_h > 0.0 && valid_w > 0.0,
+            "valid_hw must be positive and finite, got (" + std::to_string(valid_h) + ", " +
+                std::to_string(valid_w) + ")");
+    require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
+            "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
+
+    // Shift by the grid max first: values near zero keep more float precision through interpolation.
+    float grid_max = -INFINITY;
+    for (index_t i = 0; i < gh * gw; ++i) {
+        require(std::isfinite(grid[i]), "log_density must be finite, found " + std::to_string(grid[i]) + " at (" +
+                                            std::to_string(i / gw) + ", " + std::to_string(i % gw) + ")");
+        grid_max = std::max(grid_max, grid[i]);
+    }
+    const Taps ty = bilinear_taps(h, valid_h, gh), tx = bilinear_taps(w, valid_w, gw);
+    std::vector<float> cols(static_cast<std::size_t>(gh * w));  // grid rows interpolated along x
+    for (index_t gy = 0; gy < gh; ++gy) {
+        const float *src = grid + gy * gw;
+        float *dst = cols.data() + gy * w;
+        for (index_t x = 0; x < w; ++x) {
+            const float a = src[tx.i0[x]] - grid_max, b = src[tx.i1[x]] - grid_max;
+            dst[x] = a + tx.frac[x] * (b - a);
+        }
+    }
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        for (index_t y = y0; y < y1; ++y)
+            lerp_rows(out + y * w, cols.data() + ty.i0[y] * w, cols.data() + ty.i1[y] * w, ty.frac[y], w);
+    });
+    if (blur_sigma > 0.0) gaussian_blur(out, h, w, blur_sigma);
+
+    // Softmax over all pixels: max-subtracted exp in float, float64 sum.
+    const int n_chunks = std::max<int>(1, static_cast<int>(std::min<index_t>(thread_count(), h / kRowChunk)));
+    std::vector<float> maxes(static_cast<std::size_t>(n_chunks), -INFINITY);
+    std::vector<double> sums(static_cast<std::size_t>(n_chunks), 0.0);
+    auto rows_of = [&](int t) { return std::make_pair(h * t / n_chunks, h * (t + 1) / n_chunks); };
+    run_threads(n_chunks, [&](int t) {
+        const auto [y0, y1] = rows_of(t);
+        maxes[static_cast<std::size_t>(t)] = row_max(out + y0 * w, (y1 - y0) * w, -INFINITY);
+    });
+    const float shift = *std::max_element(maxes.begin(), maxes.end());
+    run_threads(n_chunks, [&](int t) {
+        const auto [y0, y1] = rows_of(t);
+        sums[static_cast<std::size_t>(t)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
+    });
+    double total = 0.0;
+    for (double s : sums) total += s;
+    const float inv = static_cast<float>(1.0 / total);
+    run_threads(n_chunks, [&](int t) {
+        const auto [y0, y1] = rows_of(t);
+        scale_row(out + y0 * w, (y1 - y0) * w, inv);
+    });
+}
+
+}  // namespace foveal
