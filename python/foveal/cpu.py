@@ -1,0 +1,165 @@
+"""CPU kernels: thin wrappers over the C++ module ``foveal._native``.
+
+Each wrapper converts its arrays to the dtype and C order the kernel takes (``np.ascontiguousarray``), checks
+dtypes and dimensions, and calls the kernel with the GIL released.  A wrong dtype raises ``TypeError``; a wrong
+shape, non-finite value or bad size raises :class:`foveal.errors.InputError` naming the argument.  Kernels use every
+CPU this process may run on; set ``FOVEAL_NUM_THREADS`` before import to use fewer.  ``foveal.gpu`` has the same
+functions with the same signatures.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from foveal import _native
+from foveal.errors import InputError
+
+__all__ = ["preprocess", "postprocess", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
+
+_R = TypeVar("_R")
+
+
+def _call(kernel: Callable[..., _R], *args: object) -> _R:
+    """Run a native kernel, re-raising its ValueError (bad user input) as InputError."""
+    try:
+        return kernel(*args)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+
+
+def _array(x: ArrayLike, name: str, kinds: str, dtype: type, ndim: int, layout: str) -> NDArray:
+    """``x`` as a C-contiguous ``dtype`` array; TypeError unless its dtype kind is in ``kinds``."""
+    a = np.asarray(x)
+    if a.dtype.kind not in kinds:
+        expected = "floating" if kinds == "f" else "real"
+        raise TypeError(f"{name} must be a {expected} array ({np.dtype(dtype).name}), got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise InputError(f"{name} must have shape {layout}, got {a.shape}")
+    if a.size == 0:
+        raise InputError(f"{name} must not be empty, got shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _image(image: ArrayLike, name: str = "image") -> NDArray[np.uint8]:
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise TypeError(f"{name} must be a uint8 RGB array (H, W, 3), got dtype {a.dtype}")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InputError(f"{name} must have shape (H, W, 3), got {a.shape}")
+    if a.size == 0:
+        raise InputError(f"{name} must not be empty, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _pair(value: Sequence[float], name: str, kind: type) -> tuple:
+    try:
+        a, b = value
+        return kind(a), kind(b)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be a pair (height, width) of {kind.__name__}, got {value!r}") from e
+
+
+def _triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
+    v = np.asarray(value, dtype=np.float64).ravel()
+    if v.shape != (3,):
+        raise InputError(f"{name} must have 3 values (R, G, B), got {np.shape(value)}")
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def preprocess(
+    image: ArrayLike,
+    resized_hw: tuple[int, int],
+    padded_hw: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> NDArray[np.float32]:
+    """Turn an RGB image into the network input.
+
+    ``image`` uint8[H, W, 3] is resized to ``resized_hw`` (area average along an axis that shrinks, half-pixel
+    bilinear along one that grows), normalised ``(x - mean[c]) / std[c]`` and edge-padded at the bottom/right
+    to ``padded_hw``.  Returns float32[1, 3, Hp, Wp].
+    """
+    return _call(
+        _native.preprocess,
+        _image(image),
+        _pair(resized_hw, "resized_hw", int),
+        _pair(padded_hw, "padded_hw", int),
+        _triple(mean, "mean"),
+        _triple(std, "std"),
+    )
+
+
+def postprocess(
+    log_density: ArrayLike,
+    out_hw: tuple[int, int],
+    valid_hw: tuple[float, float],
+    blur_sigma: float = 0.0,
+) -> NDArray[np.float32]:
+    """Turn the network's log-density grid into a probability map.
+
+    ``log_density`` float32[h, w] (any additive constant) is sampled bilinearly at output pixel (Y, X) from grid
+    point ``((Y + 0.5) * valid_h / H - 0.5, ...)`` clamped to the grid, blurred by a Gaussian of ``blur_sigma``
+    output pixels (radius ceil(3 sigma), reflected edges) when ``blur_sigma > 0``, then softmaxed over all
+    pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf input raises InputError.
+    """
+    grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
+    return _call(
+        _native.postprocess, grid, _pair(out_hw, "out_hw", int), _pair(valid_hw, "valid_hw", float), float(blur_sigma)
+    )
+
+
+def summed_area_table(prob: ArrayLike) -> NDArray[np.float64]:
+    """Summed-area table of ``prob`` float32|float64[H, W]: float64[H+1, W+1], zero top row and left column.
+
+    ``sat[y, x]`` is the sum of ``prob[:y, :x]``.  Values are not checked: NaN propagates.
+    """
+    a = np.asarray(prob)
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float32
+    return _call(_native.summed_area_table, _array(a, "prob", "f", dtype, 2, "(H, W)"))
+
+
+def box_sums(sat: ArrayLike, boxes: ArrayLike) -> NDArray[np.float64]:
+    """Sums of ``prob`` over boxes, from its summed-area table.
+
+    ``sat`` float64[H+1, W+1]; ``boxes`` integer[N, 4] rows ``(x0, y0, x1, y1)``, half-open, in pixels.  Boxes
+    are clipped to the image; one that is empty (``x1 <= x0`` or ``y1 <= y0``) or wholly outside raises
+    InputError naming its index.  Returns float64[N].
+    """
+    table = _array(sat, "sat", "f", np.float64, 2, "(H+1, W+1)")
+    b = np.asarray(boxes)
+    if b.dtype.kind not in "iu":
+        raise TypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise InputError(f"boxes must have shape (N, 4) as (x0, y0, x1, y1), got {b.shape}")
+    return _call(_native.box_sums, table, np.ascontiguousarray(b, dtype=np.int64))
+
+
+def quantize(prob: ArrayLike, bits: int = 8) -> tuple[NDArray[np.uint8] | NDArray[np.uint16], float]:
+    """Quantize ``prob`` float32[H, W] (finite, >= 0) to ``bits`` = 8 or 16.
+
+    Returns ``(q, scale)`` with q uint8|uint16[H, W], ``prob ~= q * scale`` within ``scale / 2`` and
+    ``scale = max(prob) / (2**bits - 1)`` (0.0 for an all-zero map).
+    """
+    return _call(_native.quantize, _array(prob, "prob", "f", np.float32, 2, "(H, W)"), int(bits))
+
+
+def colorize(values: ArrayLike, cmap: str = "turbo") -> NDArray[np.uint8]:
+    """Map ``values`` float32[H, W] (finite), scaled by their max, through ``cmap`` ("turbo" or "inferno").
+
+    Returns uint8[H, W, 3] RGB; values <= 0 take the colormap's first colour.
+    """
+    return _call(_native.colorize, _array(values, "values", "fiu", np.float32, 2, "(H, W)"), str(cmap))
+
+
+def overlay(image: ArrayLike, prob: ArrayLike, alpha: float = 0.6, cmap: str = "turbo") -> NDArray[np.uint8]:
+    """Blend the colormapped ``prob`` float32[H, W] over ``image`` uint8[H, W, 3].
+
+    Each pixel's blend weight is ``alpha * prob / max(prob)``, so unattended regions show the image unchanged.
+    Returns uint8[H, W, 3].
+    """
+    return _call(
+        _native.overlay, _image(image), _array(prob, "prob", "f", np.float32, 2, "(H, W)"), float(alpha), str(cmap)
+    )
