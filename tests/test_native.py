@@ -1,0 +1,155 @@
+"""foveal.cpu / foveal._native: argument checking, error types and messages, threads, recycled buffers."""
+from __future__ import annotations
+
+import gc
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from foveal import _native, cpu
+from foveal.errors import InputError
+
+IMAGE = np.zeros((8, 8, 3), np.uint8)
+PROB = np.full((8, 8), 1 / 64, np.float32)
+
+
+def test_module_reports_version_and_threads():
+    assert isinstance(_native.__version__, str) and _native.__version__
+    assert _native.num_threads >= 1
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cpu.preprocess(IMAGE.astype(np.float32), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "image must be a uint8"),
+        (lambda: cpu.postprocess(np.zeros((4, 4), np.int32), (8, 8), (4.0, 4.0)), "log_density must be a floating"),
+        (lambda: cpu.summed_area_table(np.ones((4, 4), np.int64)), "prob must be a floating"),
+        (lambda: cpu.summed_area_table(np.ones((4, 4), bool)), "prob must be a floating"),
+        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.array([[0.0, 0.0, 1.0, 1.0]])), "boxes must be an integer"),
+        (lambda: cpu.overlay(IMAGE.astype(np.int16), PROB), "image must be a uint8"),
+    ],
+)
+def test_wrong_dtype_raises_type_error(call, match):
+    with pytest.raises(TypeError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        # wrong dimensions
+        (lambda: cpu.preprocess(np.zeros((8, 8), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), r"image must have shape \(H, W, 3\), got \(8, 8\)"),
+        (lambda: cpu.preprocess(np.zeros((8, 8, 4), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), r"got \(8, 8, 4\)"),
+        (lambda: cpu.postprocess(np.zeros((1, 4, 4), np.float32), (8, 8), (4.0, 4.0)), r"log_density must have shape \(h, w\)"),
+        (lambda: cpu.summed_area_table(np.zeros(5, np.float32)), r"prob must have shape \(H, W\), got \(5,\)"),
+        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.zeros((3, 5), np.int64)), r"boxes must have shape \(N, 4\)"),
+        (lambda: cpu.overlay(IMAGE, np.zeros((8, 9), np.float32)), r"prob must have the image's \(H, W\) = \(8, 8\)"),
+        # zero sizes
+        (lambda: cpu.preprocess(np.zeros((0, 8, 3), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "image must not be empty"),
+        (lambda: cpu.preprocess(IMAGE, (0, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "resized_hw must be at least"),
+        (lambda: cpu.preprocess(IMAGE, (4, 4), (3, 4), (0, 0, 0), (1, 1, 1)), "padded_hw must be >= resized_hw"),
+        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (0, 8), (4.0, 4.0)), "out_hw must be at least"),
+        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8, 8), (0.0, 4.0)), "valid_hw must be positive"),
+        (lambda: cpu.summed_area_table(np.zeros((0, 3), np.float32)), "prob must not be empty"),
+        # bad values
+        (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0, 0), (1, 0, 1)), r"std must be finite and non-zero, got std\[1\]"),
+        (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0), (1, 1, 1)), "mean must have 3 values"),
+        (lambda: cpu.preprocess(IMAGE, (4, 4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "resized_hw must be a pair"),
+        (lambda: cpu.postprocess(np.array([[0.0, np.nan]], np.float32), (8, 8), (1.0, 2.0)), r"log_density must be finite, found nan at \(0, 1\)"),
+        (lambda: cpu.postprocess(np.array([[np.inf]], np.float32), (8, 8), (1.0, 1.0)), "log_density must be finite"),
+        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8, 8), (4.0, 4.0), blur_sigma=-1), "blur_sigma must be"),
+        (lambda: cpu.quantize(np.array([[0.5, np.nan]], np.float32)), "prob must be finite and >= 0"),
+        (lambda: cpu.quantize(np.array([[0.5, -0.1]], np.float32)), "prob must be finite and >= 0"),
+        (lambda: cpu.quantize(PROB, bits=12), "bits must be 8 or 16, got 12"),
+        (lambda: cpu.colorize(np.array([[np.inf]], np.float32)), "values must be finite"),
+        (lambda: cpu.colorize(PROB, cmap="jet"), "cmap must be 'turbo' or 'inferno', got 'jet'"),
+        (lambda: cpu.overlay(IMAGE, PROB, alpha=1.5), r"alpha must be in \[0, 1\]"),
+    ],
+)
+def test_bad_input_raises_input_error(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("box", "match"),
+    [
+        ([3, 3, 3, 5], r"boxes\[1\] = \(3, 3, 3, 5\) is empty"),
+        ([4, 6, 7, 2], r"boxes\[1\] = \(4, 6, 7, 2\) is empty"),
+        ([8, 0, 12, 4], r"boxes\[1\] = \(8, 0, 12, 4\) lies entirely outside the 8x8"),
+        ([-5, 2, 0, 4], "lies entirely outside"),
+        ([2, -9, 4, -1], "lies entirely outside"),
+    ],
+)
+def test_box_sums_rejects_empty_and_outside_boxes_by_index(box, match):
+    sat = cpu.summed_area_table(PROB)
+    with pytest.raises(InputError, match=match):
+        cpu.box_sums(sat, [[0, 0, 8, 8], box, [1, 1, 9, 9]])
+
+
+def test_box_sums_reports_the_first_bad_box_of_a_large_batch():
+    sat = cpu.summed_area_table(np.ones((64, 64), np.float32))
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.int64), (200_000, 1))
+    boxes[150_000] = [5, 5, 5, 9]
+    boxes[190_000] = [70, 0, 80, 9]
+    with pytest.raises(InputError, match=r"boxes\[150000\]"):
+        cpu.box_sums(sat, boxes)
+    boxes[150_000] = [-3, -3, 70, 2]  # clipped to (0, 0, 64, 2)
+    boxes[190_000] = [63, 63, 64, 64]
+    sums = cpu.box_sums(sat, boxes)
+    assert sums[150_000] == 128.0 and sums[190_000] == 1.0 and (np.delete(sums, [150_000, 190_000]) == 100.0).all()
+
+
+def test_no_boxes_gives_empty_result():
+    out = cpu.box_sums(cpu.summed_area_table(PROB), np.zeros((0, 4), np.int64))
+    assert out.shape == (0,) and out.dtype == np.float64
+
+
+def test_views_and_other_dtypes_are_converted():
+    """Non-contiguous views and other float/int dtypes are accepted and give the contiguous result."""
+    rng = np.random.default_rng(0)
+    prob = rng.random((40, 60))
+    view = prob[::2, ::3]
+    np.testing.assert_array_equal(cpu.summed_area_table(view), cpu.summed_area_table(np.ascontiguousarray(view)))
+    np.testing.assert_allclose(cpu.summed_area_table(view.astype(np.float16)), cpu.summed_area_table(view.astype(np.float16).astype(np.float32)))
+    boxes32 = np.array([[0, 0, 5, 5]], np.int32)
+    sat = cpu.summed_area_table(prob)
+    assert cpu.box_sums(sat, boxes32)[0] == pytest.approx(prob[:5, :5].sum(), abs=1e-12)
+    image = np.asfortranarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8))
+    np.testing.assert_array_equal(
+        cpu.preprocess(image, (9, 7), (9, 7), (0, 0, 0), (1, 1, 1)), image.transpose(2, 0, 1)[None].astype(np.float32)
+    )
+
+
+def test_kernels_run_concurrently_from_threads():
+    """Kernels release the GIL; several Python threads calling them at once all get correct results."""
+    rng = np.random.default_rng(5)
+    maps = [rng.random((900 + i, 700)).astype(np.float32) for i in range(4)]
+    expected = [m.astype(np.float64).sum() for m in maps]
+
+    def work(i):
+        sat = cpu.summed_area_table(maps[i])
+        grid = rng.standard_normal((30, 40)).astype(np.float32) if i % 2 else np.zeros((30, 40), np.float32)
+        prob = cpu.postprocess(grid, (300, 400), (30.0, 40.0), blur_sigma=2.0)
+        return sat[-1, -1], prob.sum(dtype=np.float64)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(4)))
+    for (total, prob_sum), ref in zip(results, expected):
+        assert total == pytest.approx(ref, rel=1e-12)
+        assert abs(prob_sum - 1.0) < 1e-6
+
+
+def test_large_outputs_are_recycled_without_stale_values():
+    """Big tables reuse freed memory; every value is rewritten, so a reused buffer never leaks old data."""
+    big = np.ones((2100, 2100), np.float32)
+    first = cpu.summed_area_table(big)
+    address = first.__array_interface__["data"][0]
+    del first
+    gc.collect()
+    second = cpu.summed_area_table(np.full((2100, 2100), 2.0, np.float32))
+    assert second.__array_interface__["data"][0] == address
+    assert second[0].max() == 0.0 and second[:, 0].max() == 0.0 and second[-1, -1] == 2.0 * 2100 * 2100
+    second[1000, 1000] = -1.0  # the array owns writable memory
+    assert second.flags.writeable and second.flags.c_contiguous
