@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from foveal.cli import main
 from foveal.errors import InputError
 from foveal.saliency_map import SaliencyMap
 from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors,
@@ -154,3 +156,93 @@ def test_same_map_is_no_material_change():
     c = compare_scores(score_creative(smap, ELEMENTS), score_creative(smap, ELEMENTS))
     assert c.verdict == "no material change"
     assert all(e.change == "no material change" and e.delta_share == 0 for e in c.elements)
+
+
+# --- foveal compare end to end ----------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _creative(size: tuple[int, int], cta_xy: tuple[float, float]) -> np.ndarray:
+    """A light creative with a dark CTA at relative position ``cta_xy`` (fractions of width and height)."""
+    h, w = size
+    image = np.full((h, w, 3), 225, np.uint8)
+    x, y = int(cta_xy[0] * w), int(cta_xy[1] * h)
+    image[y:y + h // 8, x:x + w // 4] = (20, 30, 150)
+    image[h // 16:h // 16 + h // 10, w // 16:w // 2] = 60  # headline bar
+    return image
+
+
+def _examples(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+    images = [ROOT / "examples" / "creative.png", ROOT / "examples" / "creative_b.png"]
+    elements = [p.with_suffix(".json") for p in images]
+    if all(p.is_file() for p in images + elements):
+        return images, elements
+    spec = {"units": "relative", "elements": [
+        {"name": "cta", "kind": "cta", "box": [0.6, 0.7, 0.25, 0.125]},
+        {"name": "headline", "kind": "headline", "box": [0.0625, 0.0625, 0.4375, 0.1]}]}
+    images, elements = [tmp_path / "a.png", tmp_path / "b.png"], [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, el in zip(images, elements):
+        Image.fromarray(_creative((120, 160), (0.6, 0.7))).save(path)
+        el.write_text(json.dumps(spec))
+    return images, elements
+
+
+def test_cli_compare_writes_json_png_html(tmp_path, capsys):
+    (a, b), (ea, eb) = _examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["compare", str(a), str(b), "--elements", str(ea), str(eb), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.html", "compare.json", "compare.png"]
+    assert "attention moved" in capsys.readouterr().out
+    doc = json.loads((out / "compare.json").read_text())
+    hb, wb = np.asarray(Image.open(b)).shape[:2]
+    assert doc["common_grid"] == {"height": hb, "width": wb, "of": "b"}
+    assert 0.0 <= doc["moved_mass"] <= 1.0
+    assert doc["verdict"] in ("better", "worse", "mixed", "no material change")
+    assert doc["verdict"] == verdict_of(doc["conversion"]["delta"], doc["distractors"]["delta"])
+    a_shares = {e["name"]: e["share"] for e in doc["a"]["elements"]}
+    b_shares = {e["name"]: e["share"] for e in doc["b"]["elements"]}
+    for e in doc["elements"]:
+        assert e["share_a"] == a_shares[e["name"]] and e["share_b"] == b_shares[e["name"]]
+        assert e["delta_share"] == pytest.approx(e["share_b"] - e["share_a"])
+    assert doc["conversion"]["a"] == doc["a"]["creative"]["conversion_share"]
+    page = (out / "compare.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and doc["verdict"] in page
+    figure = np.asarray(Image.open(out / "compare.png"))
+    assert figure.shape[0] > hb and figure.shape[1] > 3 * wb  # three panels at B's height, plus labels
+
+
+def test_cli_compare_different_sizes_one_element_file(tmp_path):
+    spec = {"units": "relative", "elements": [
+        {"name": "cta", "kind": "cta", "box": [0.6, 0.7, 0.25, 0.125]},
+        {"name": "headline", "kind": "headline", "box": [0.0625, 0.0625, 0.4375, 0.1]}]}
+    (tmp_path / "e.json").write_text(json.dumps(spec))
+    Image.fromarray(_creative((120, 160), (0.6, 0.7))).save(tmp_path / "a.png")
+    Image.fromarray(_creative((240, 200), (0.1, 0.4))).save(tmp_path / "b.png")  # CTA moved off its box
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--elements",
+                 str(tmp_path / "e.json"), "-o", str(out), "--no-html"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.json", "compare.png"]
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["common_grid"] == {"height": 240, "width": 200, "of": "b"}
+    assert doc["elements"][0]["name"] == "cta"
+    assert doc["elements"][0]["delta_share"] < 0  # the CTA box lost its button
+
+
+@pytest.mark.parametrize("extra,code,text", [
+    (["--elements", "missing.json"], 1, "element file not found"),
+    (["--elements", "e.json", "e.json", "e.json"], 2, "one or two files"),
+])
+def test_cli_compare_bad_input(tmp_path, monkeypatch, capsys, extra, code, text):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(_creative((60, 80), (0.5, 0.5))).save("a.png")
+    (tmp_path / "e.json").write_text(json.dumps([{"name": "cta", "kind": "cta", "box": [1, 1, 10, 10]}]))
+    if code == 2:
+        with pytest.raises(SystemExit) as exc:
+            main(["compare", "a.png", "a.png", *extra, "-o", "out"])
+        assert exc.value.code == 2 and text in capsys.readouterr().err
+    else:
+        assert main(["compare", "a.png", "a.png", *extra, "-o", "out"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and text in err[0]
+    assert not (tmp_path / "out").exists()

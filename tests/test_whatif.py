@@ -189,6 +189,8 @@ def test_cli_edits_write_json_and_previews(tmp_path):
     doc = json.loads((out / "whatif.json").read_text())
     assert doc["mode"] == "edits"
     assert [e["op"] for e in doc["edits"]] == ["move", "swap"]  # command-line order
+    assert doc["statement"].startswith("move 'cta' by (+0, -20) px; swap 'logo' and 'cta': ")
+    assert "'cta' " in doc["statement"] and "'logo' " in doc["statement"]
     assert doc["verdict"] in ("better", "worse", "mixed", "no material change")
     spec = load_elements(elements, np.asarray(Image.open(image)).shape[:2])
     edited = np.asarray(Image.open(out / "edited.png"))

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     save_png(args.out / "edited.png", outcome.edited.image)
     write_json(args.out / "whatif.json", doc)
     if not args.quiet:
-        lines = body["search"]["best"][0]["statement"] if not edits else "; ".join(body["statements"]) or \
-            outcome.comparison.summary
-        print(f"foveal: {lines}. Wrote {args.out}/whatif.json ({n_images} images in {seconds:.1f} s)")
+        line = body["statement"] if edits else body["search"]["best"][0]["statement"]
+        print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "
+              f"({n_images} images in {seconds:.1f} s)")
     return 0

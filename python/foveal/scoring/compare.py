@@ -20,13 +20,20 @@ Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
 """
 from __future__ import annotations
 
+import base64
+import html
+import io
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from .._version import __version__
 from ..errors import InputError
+from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
+from .report import draw_boxes
+from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
 #: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
@@ -168,6 +175,31 @@ def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
         verdict=verdict, summary=summary, notes=tuple(notes))
 
 
+def build_document(comparison: Comparison, scores_a: CreativeScores, scores_b: CreativeScores, diff: np.ndarray,
+                   provenance: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The machine-readable ``compare.json``: inputs, verdict, element deltas, both creatives' scores, definitions.
+
+    ``inputs`` is ``{"a": {...}, "b": {...}}`` describing each creative (image path, element file, sha256).
+    """
+    def creative(scores: CreativeScores) -> dict[str, Any]:
+        body = scores.to_dict()
+        return {k: body[k] for k in ("image_size", "elements", "creative")}
+
+    return {
+        "foveal_version": __version__,
+        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
+                  "sha256": provenance.get("model_sha256")},
+        "backend": provenance.get("backend"),
+        "input": inputs,
+        "common_grid": {"height": int(diff.shape[0]), "width": int(diff.shape[1]), "of": "b"},
+        "moved_mass": moved_mass(diff),
+        **comparison.to_dict(),
+        "a": creative(scores_a),
+        "b": creative(scores_b),
+        "definitions": {**DEFINITIONS, **SCORE_DEFINITIONS},
+    }
+
+
 def resample_mass(prob: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
     """Area-preserving resampling of a mass map (H×W) onto an ``out_hw`` grid covering the same unit square.
 
@@ -242,25 +274,38 @@ def render_difference(image: np.ndarray, diff: np.ndarray) -> np.ndarray:
 
 def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
     """Panels (uint8 H×W×3) scaled to the last panel's height, laid left to right on white with a label each."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     height = panels[-1].shape[0]
+    font = ImageFont.load_default(size=max(12, height // 36))
     scaled = []
     for p in panels:
         if p.shape[0] != height:
             width = max(1, round(p.shape[1] * height / p.shape[0]))
             p = np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR))
         scaled.append(p)
-    label_h = 14
+    label_h = font.size + 8
     total_w = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
     canvas = Image.new("RGB", (total_w, height + label_h), "white")
     draw = ImageDraw.Draw(canvas)
     x = 0
     for p, label in zip(scaled, labels):
         canvas.paste(Image.fromarray(p), (x, label_h))
-        draw.text((x + 2, 1), label, fill="black")
+        draw.text((x + 2, 3), label, fill="black", font=font)
         x += p.shape[1] + gap
     return np.asarray(canvas)
+
+
+def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeScores,
+                   image_b: np.ndarray, map_b: SaliencyMap, scores_b: CreativeScores, diff: np.ndarray,
+                   labels: tuple[str, str] = ("A", "B")) -> np.ndarray:
+    """Three panels: A's and B's attention overlays with labelled element boxes, and ``diff``
+    (:func:`difference_map`) over B."""
+    elements_b = [Element(e.name, e.kind, e.box) for e in scores_b.elements]
+    return side_by_side(
+        [draw_boxes(map_a.overlay(image_a), scores_a), draw_boxes(map_b.overlay(image_b), scores_b),
+         outline_boxes(render_difference(image_b, diff), elements_b)],
+        [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"])
 
 
 def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40)
@@ -274,6 +319,65 @@ def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequenc
         out[y0:y1, x0] = color
         out[y0:y1, x1 - 1] = color
     return out
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>foveal compare: {title}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, "DejaVu Sans", sans-serif; color: #1d232a; background: #f4f5f7; margin: 0; }}
+main {{ max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }}
+.meta, figcaption {{ color: #5b6570; font-size: 13px; }}
+.verdict {{ background: #fff; border-radius: 8px; padding: 12px 16px; margin: 16px 0;
+           border-left: 6px solid {colour}; }}
+img {{ width: 100%; height: auto; }}
+table {{ border-collapse: collapse; width: 100%; background: #fff; }}
+th, td {{ padding: 6px 10px; text-align: right; border-bottom: 1px solid #e8eaee; font-variant-numeric: tabular-nums; }}
+th {{ background: #eceef2; }} td:nth-child(-n+2), th:nth-child(-n+2) {{ text-align: left; }}
+.helps {{ color: #0b7a3e; }} .hurts {{ color: #c0262d; }} .neutral {{ color: #8a939c; }}
+dt {{ font-weight: 600; margin-top: 6px; }} dd {{ margin: 0 0 0 16px; font-size: 13px; }}
+</style></head><body><main>
+<h1>{title}</h1><div class="meta">{meta}</div>
+<div class="verdict"><b>{verdict}</b><br>{summary}</div>
+<figure><img alt="A and B attention and their difference" src="{figure}">
+<figcaption>Predicted attention on A and B with element shares, and B − A over B: red = B draws more attention
+there, blue = less. {moved}</figcaption></figure>
+<h2>Elements</h2>{table}{extra}
+<h2>Definitions</h2><details><summary>How each number is computed</summary><dl>{definitions}</dl></details>
+</main></body></html>
+"""
+_VERDICT_COLOURS = {"better": "#0b7a3e", "worse": "#c0262d", "mixed": "#e08a00", "no material change": "#8a939c"}
+
+
+def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
+    """A self-contained page (figure embedded as PNG) for a ``compare.json`` document."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(figure).save(buf, format="PNG")
+    rows = "".join(
+        f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td><td>{_pct(e["share_a"])}</td>'
+        f'<td>{_pct(e["share_b"])}</td><td>{_pp(e["delta_share"])}</td><td>{e["lift_a"]:.2f}</td>'
+        f'<td>{e["lift_b"]:.2f}</td><td>{e["delta_lift"]:+.2f}</td>'
+        f'<td class="{e["effect"]}">{html.escape(e["change"])} ({e["effect"]})</td></tr>'
+        for e in doc["elements"])
+    table = ("<table><tr><th>element</th><th>kind</th><th>share A</th><th>share B</th><th>Δshare</th>"
+             f"<th>lift A</th><th>lift B</th><th>Δlift</th><th>change</th></tr>{rows}</table>")
+    extra = "".join(f"<p>{html.escape(line)}</p>" for line in
+                    ([f"Only in A: {', '.join(doc['only_in_a'])}"] if doc["only_in_a"] else [])
+                    + ([f"Only in B: {', '.join(doc['only_in_b'])}"] if doc["only_in_b"] else []) + doc["notes"])
+    model = doc["model"]
+    a, b = doc["input"]["a"], doc["input"]["b"]
+    return _HTML.format(
+        title=html.escape(f'{a["image"]} vs {b["image"]}'),
+        meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
+                         f'foveal {doc["foveal_version"]}'),
+        colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),
+        summary=html.escape(doc["summary"]),
+        figure="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        moved=html.escape(f'{_pct(doc["moved_mass"])} of the attention sits somewhere else in B.'),
+        table=table, extra=extra,
+        definitions="".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
+                            for k, v in doc["definitions"].items()))
 
 
 def _pct(v: float) -> str:

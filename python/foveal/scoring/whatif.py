@@ -264,11 +264,12 @@ def outcome_document(outcome: EditOutcome) -> dict[str, Any]:
     before = {e.name: e for e in outcome.before.elements}
     edited_names = {e.name for e in outcome.edited.elements if e.box != before[e.name].box}
     edit_text = "; ".join(describe_edit(e) for e in outcome.edits)
+    changes = ", ".join(f"{e.name!r} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({100 * e.delta_share:+.1f} pp)"
+                        for e in outcome.comparison.elements if e.name in edited_names)
     return {
         "edits": [edit_to_dict(e) for e in outcome.edits],
         "elements_after": [e.to_dict() for e in outcome.edited.elements],
-        "statements": [change_statement(e.name, edit_text, e.share_a, e.share_b)
-                       for e in outcome.comparison.elements if e.name in edited_names],
+        "statement": f"{edit_text}: {changes}" if changes else f"{edit_text}: no element box changed",
         **outcome.comparison.to_dict(),
     }
 
