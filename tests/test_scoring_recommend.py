@@ -68,7 +68,7 @@ def test_norms_decide_cta_and_headline_when_given():
     recs = recommend(cs)
     assert "cta_weak:buy" in ids(recs) and "headline_weak:title" not in ids(recs)
     msg = next(r for r in recs if r.id == "cta_weak:buy").message
-    assert "0th percentile" in msg and "passing needs 40.0%" in msg
+    assert "score 0: 0th percentile" in msg and "passing needs 40.0% (the 70th percentile)" in msg
     assert "headline_weak:title" in ids(recommend(score_creative(smap, [CTA, HEAD])))
 
 
@@ -86,6 +86,14 @@ def test_whatif_gains_best_first_losses_dropped():
     assert [r.numbers["edit"] for r in recs] == ["scale 1.5x", "move up"]
     assert recs[0].numbers["delta_share"] == pytest.approx(0.1)
     assert "+10.0 points" in recs[0].message
+
+
+@pytest.mark.parametrize("value, text", [(1, "1st"), (2, "2nd"), (3, "3rd"), (11, "11th"), (12, "12th"),
+                                         (21, "21st"), (72, "72nd"), (100, "100th"), (72.5, "72.5th")])
+def test_ordinals(value, text):
+    from foveal.scoring.recommend import _ordinal
+
+    assert _ordinal(value) == text
 
 
 def test_to_dict_is_flat_json():

@@ -65,12 +65,21 @@ def _fails(e: ElementScore) -> bool:
     return e.passed is False if e.passed is not None else e.lift < 1.0
 
 
+def _ordinal(value: float) -> str:
+    """1st, 2nd, 3rd, 11th, 72nd; a fractional percentile keeps its decimals (72.5th)."""
+    if value != int(value):
+        return f"{value:g}th"
+    n = int(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _standing(e: ElementScore, pass_percentile: float) -> str:
-    """How the element compares, in words: percentile and the share needed to pass, or the lift alone."""
-    if e.percentile is None:
+    """How the element compares, in words: score (rounded percentile) and the share needed to pass, or the lift."""
+    if e.score is None:
         return f"lift {e.lift:.2f}, below 1 = less than its area's share"
-    return (f"lift {e.lift:.2f}, {e.percentile:.0f}th percentile of its norm; passing needs "
-            f"{_pct(e.threshold_share or 0.0)} (the {pass_percentile:.0f}th percentile)")
+    return (f"lift {e.lift:.2f}, score {e.score}: {_ordinal(e.score)} percentile of its norm; passing needs "
+            f"{_pct(e.threshold_share or 0.0)} (the {_ordinal(pass_percentile)} percentile)")
 
 
 def _numbers(e: ElementScore) -> dict[str, Any]:

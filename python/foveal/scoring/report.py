@@ -98,10 +98,12 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
     label_w, bar_w, row_h, top = 190, 620, 30, 28
     scale = max(max(max(e["share"], e["area_fraction"]) for e in rows), 1e-12)
     height = top + row_h * len(rows) + 8
+    judged = any(e["passed"] is not None for e in rows)
+    legend = "; green = passes its norm, red = fails" if judged else ""
     parts = [f'<svg viewBox="0 0 1000 {height}" width="100%" role="img" aria-label="share of attention by element" '
              'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, DejaVu Sans, sans-serif" font-size="13">',
              f'<text x="{label_w}" y="16" fill="#5b6570">bar = share of attention; black tick = area fraction '
-             '(lift 1)</text>']
+             f'(lift 1){legend}</text>']
     for i, e in enumerate(rows):
         y = top + i * row_h
         colour = "#%02x%02x%02x" % KIND_COLOURS[e["kind"]]
@@ -109,7 +111,7 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
             colour = "#0b7a3e" if e["passed"] else "#c0262d"
         width = bar_w * e["share"] / scale
         tick = label_w + bar_w * e["area_fraction"] / scale
-        name = html.escape(f'{e["name"]} ({e["kind"]})')
+        name = html.escape(e["name"] if e["name"] == e["kind"] else f'{e["name"]} ({e["kind"]})')
         parts += [
             f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{name}</text>',
             f'<rect x="{label_w}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" rx="3" fill="{colour}"/>',

@@ -1,0 +1,96 @@
+"""Report rendering: the labelled overlay, the self-contained HTML page and the scores.json document."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import SaliencyMap
+from foveal.scoring.elements import Element
+from foveal.scoring.norms import Norms
+from foveal.scoring.recommend import recommend
+from foveal.scoring.report import KIND_COLOURS, build_document, draw_boxes, render_html, write_report
+from foveal.scoring.scores import score_creative
+
+H, W = 120, 160
+PROV = {"model": "itti-koch", "model_version": "1.0.0", "model_sha256": "ab" * 32, "backend": "onnxruntime",
+        "image_sha256": "cd" * 32}
+
+
+def scored(name: str = "cta", norms: Norms | None = None):
+    prob = np.full((H, W), 1.0, np.float32)
+    prob[10:30, 100:150] = 50.0
+    smap = SaliencyMap(prob / prob.sum())
+    elements = [Element(name, "cta", (100, 10, 50, 20)), Element("logo", "logo", (5, 80, 40, 30))]
+    return smap, score_creative(smap, elements, norms=norms)
+
+
+def document(name: str = "cta", norms: Norms | None = None, norms_info=None):
+    smap, scores = scored(name, norms)
+    return build_document(scores, recommend(scores), PROV, image="ad.png", elements="ad.json", norms=norms_info)
+
+
+def test_boxes_drawn_in_kind_colours_without_touching_the_input():
+    image = np.full((H, W, 3), 255, np.uint8)
+    out = draw_boxes(image, scored()[1])
+    assert (image == 255).all() and out.shape == image.shape
+    assert tuple(out[29, 125]) == KIND_COLOURS["cta"]       # bottom edge of the cta box
+    assert tuple(out[95, 5]) == KIND_COLOURS["logo"]        # left edge of the logo box
+    assert (out[40:55, 60:90] == 255).all()                 # inside no box or label
+
+
+def test_document_has_provenance_scores_and_definitions():
+    doc = document()
+    assert doc["model"] == {"name": "itti-koch", "version": "1.0.0", "sha256": "ab" * 32}
+    assert doc["input"] == {"image": "ad.png", "image_sha256": "cd" * 32, "elements": "ad.json"}
+    assert doc["image_size"] == {"height": H, "width": W} and doc["format"] == "160x120"
+    assert [e["name"] for e in doc["elements"]] == ["cta", "logo"]
+    assert "percentile" in doc["definitions"] and doc["norms"] is None
+    json.dumps(doc, allow_nan=False)
+
+
+def test_html_is_self_contained_and_escapes_names():
+    doc = document(name="<script>alert(1)</script>")
+    image = np.zeros((H, W, 3), np.uint8)
+    page = render_html(doc, image, image)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    uris = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(uris) == 2
+    with Image.open(io.BytesIO(base64.b64decode(uris[0]))) as im:
+        assert im.size == (W, H)
+    assert page.count("<rect") == 2 and "No norms were given" in page
+
+
+def test_html_states_norms_and_verdicts():
+    fmt = f"{W}x{H}"
+    norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={fmt: 4},
+                  formats={fmt: {"cta": np.array([0.01, 0.02, 0.03, 0.04])}})
+    doc = document(norms=norms, norms_info={"source": "n.json", "model": norms.model, "creatives": 4,
+                                            "warning": None})
+    page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert "4 reference creatives" in page and 'class="pass">pass' in page
+    assert "norms for format &#x27;160x120&#x27; have no &#x27;logo&#x27; elements" in page
+    assert "green = passes its norm" in page
+
+
+def test_write_report_files_and_scores_only_mode(tmp_path):
+    doc = document()
+    image = np.zeros((H, W, 3), np.uint8)
+    write_report(tmp_path / "a", doc, image, image)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["overlay.png", "report.html", "scores.json"]
+    write_report(tmp_path / "b", doc, image, image, html_report=False)
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["scores.json"]
+    assert json.loads((tmp_path / "b" / "scores.json").read_text()) == json.loads(json.dumps(doc))
+
+
+def test_nothing_written_when_rendering_fails(tmp_path):
+    doc = document()
+    with pytest.raises(Exception):
+        write_report(tmp_path / "c", doc, np.zeros((H, W), np.float64), np.zeros((H, W), np.float64))
+    assert not (tmp_path / "c").exists()
