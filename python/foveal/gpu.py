@@ -27,7 +27,8 @@ except ImportError:  # the CPU path must not need CuPy
     cp = None
 
 __all__ = ["preprocess", "postprocess", "summed_area_table", "box_sums", "colorize", "overlay",
-           "preprocess_batch", "postprocess_batch", "summed_area_table_batch", "box_sums_batch", "cuda_dir"]
+           "preprocess_batch", "postprocess_batch", "summed_area_table_batch", "box_sums_batch", "cuda_dir",
+           "unavailable"]
 
 _HERE = Path(__file__).resolve().parent
 _COMMON = '#include "cuda/common.cuh"'
@@ -62,6 +63,17 @@ def _cupy() -> Any:
     if cp is None:
         raise BackendUnavailableError("foveal.gpu needs CuPy: pip install 'foveal[gpu]' (cupy-cuda13x)")
     return cp
+
+
+def unavailable() -> str | None:
+    """Why the GPU path cannot run here (no CuPy, no CUDA device or driver), or None if it can. Creates nothing."""
+    if cp is None:
+        return "CuPy is not installed: pip install 'foveal[gpu]' (cupy-cuda13x)"
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CUDARuntimeError without a driver, other errors on broken setups
+        return f"no usable CUDA device ({type(exc).__name__}: {exc})"
+    return None if count > 0 else "no CUDA device found"
 
 
 _MODULES: dict[tuple[int, str, tuple[tuple[str, int], ...]], Any] = {}
