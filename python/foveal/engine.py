@@ -8,6 +8,7 @@ import numpy as np
 
 from . import backends, cpu
 from ._version import __version__
+from .errors import InputError
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
 from .models import ModelCard, load_card
@@ -58,7 +59,7 @@ class Engine:
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
         """Saliency maps of many images, in order; images sharing a padded input size run as one batch."""
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         decoded = [decode(image, self.max_pixels) for image in images]
         plans = [plan(*d.pixels.shape[:2], self.model) for d in decoded]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)

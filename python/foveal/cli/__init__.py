@@ -15,7 +15,7 @@ from .._version import __version__
 from ..errors import FovealError
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "compare", "whatif")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +52,16 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--model/--device/--batch-size/--max-pixels, shared by every command that runs the network."""
     parser.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per network batch (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_positive_int, default=16,
+                        help="images per network batch (default: %(default)s)")
     parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def make_engine(args: argparse.Namespace):
