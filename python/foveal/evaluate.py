@@ -116,9 +116,9 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     if len(dataset) == 0:
         raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
     names = _check_metrics(metrics, dataset)
-    predict, model_name, provenance = _predictor(model)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    predict, model_name, provenance = _predictor(model)
 
     fixations = [dataset.fixations(i) for i in range(len(dataset))] if dataset.has_fixations else None
     if fixations is not None:
@@ -128,19 +128,23 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
                              f"(drop the image or choose --metrics CC,KLD,SIM)")
     shuffled = _ShuffledNegatives(dataset, fixations) if "sAUC" in names else None
 
+    def predictions():
+        for start in range(0, len(dataset), batch_size):
+            batch = range(start, min(start + batch_size, len(dataset)))
+            yield from zip(batch, predict([dataset.image(i) for i in batch], [dataset.shape(i) for i in batch]))
+
     values = {m: np.empty(len(dataset)) for m in names}
-    batches = [range(s, min(s + batch_size, len(dataset))) for s in range(0, len(dataset), batch_size)]
-    bar = progress_bar(batches, total=len(batches), label=f"eval {model_name} on {dataset.name}", enabled=progress)
-    for batch in bar:
-        for i, prob in zip(batch, predict([dataset.image(i) for i in batch], [dataset.shape(i) for i in batch])):
-            if prob.shape != tuple(dataset.shape(i)):
-                raise ModelError(f"{model_name} returned a {prob.shape} map for the {dataset.shape(i)} image "
-                                 f"{dataset.ids[i]!r}; maps must have their image's size")
-            item = _Item(prob, fixations[i] if fixations is not None else None,
-                         dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
-                         shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
-            for m in names:
-                values[m][i] = _SCORERS[m](item)
+    bar = progress_bar(predictions(), total=len(dataset), label=f"eval {model_name} on {dataset.name}",
+                       enabled=progress)
+    for i, prob in bar:
+        if prob.shape != tuple(dataset.shape(i)):
+            raise ModelError(f"{model_name} returned a {prob.shape} map for the {dataset.shape(i)} image "
+                             f"{dataset.ids[i]!r}; maps must have their image's size")
+        item = _Item(prob, fixations[i] if fixations is not None else None,
+                     dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
+                     shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
+        for m in names:
+            values[m][i] = _SCORERS[m](item)
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance)
@@ -184,23 +188,27 @@ def _predictor(model: Any):
 
 
 class _ShuffledNegatives:
-    """Every image's fixations in normalised coordinates, to hand image i all the others scaled to its size."""
+    """Every image's fixations, to hand image i all the others scaled to its size."""
 
     def __init__(self, dataset: Any, fixations: list) -> None:
-        us, vs, owner = [], [], []
+        xs, ys, ws, hs, owner = [], [], [], [], []
         for i, f in enumerate(fixations):
             h, w = dataset.shape(i)
             # Clip into the image first so that scaling cannot push a border fixation out of the target image.
-            us.append(np.clip(f.x, 0, np.nextafter(w, 0)) / w)
-            vs.append(np.clip(f.y, 0, np.nextafter(h, 0)) / h)
+            xs.append(np.clip(f.x, 0, np.nextafter(w, 0)))
+            ys.append(np.clip(f.y, 0, np.nextafter(h, 0)))
+            ws.append(np.full(len(f), float(w)))
+            hs.append(np.full(len(f), float(h)))
             owner.append(np.full(len(f), i))
-        self._u, self._v, self._owner = np.concatenate(us), np.concatenate(vs), np.concatenate(owner)
+        self._x, self._y = np.concatenate(xs), np.concatenate(ys)
+        self._w, self._h, self._owner = np.concatenate(ws), np.concatenate(hs), np.concatenate(owner)
         self._shape = dataset.shape
 
     def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         h, w = self._shape(i)
         other = self._owner != i
-        return self._u[other] * w, self._v[other] * h
+        # x * (w / w_j), not x / w_j * w: between images of one size the factor is exactly 1 (as in pysaliency).
+        return self._x[other] * (w / self._w[other]), self._y[other] * (h / self._h[other])
 
 
 @dataclass(frozen=True)
