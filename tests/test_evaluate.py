@@ -199,8 +199,6 @@ def test_cli_centre_bias_matches_the_api(tmp_path, capsys):
     (["eval", "--dataset", "ds", "--model", "broken.onnx"], "broken.onnx"),
     (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
       "--metrics", "NSS,XYZ"], "unknown metric 'XYZ'"),
-    (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
-      "--batch-size", "0"], "--batch-size"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, argv, text):
     _folder(tmp_path / "ds")

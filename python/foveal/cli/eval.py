@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .. import fileio
-from ..errors import InputError
+from ..datasets import load_dataset
 from ..evaluate import CENTRE_BIAS_MODEL, evaluate
 from ..metrics import METRICS
 from . import add_engine_options, make_engine
@@ -30,13 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
-    metrics = None
-    if args.metrics:
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    from ..datasets import load_dataset
-
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     dataset = load_dataset(args.dataset)
     model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
     result = evaluate(model, dataset, split=None if args.split == "all" else args.split, metrics=metrics,
