@@ -154,7 +154,9 @@ def threshold_value(sorted_values: np.ndarray, pass_percentile: float) -> float:
 
 def competition_ranks(values: Sequence[float]) -> list[int]:
     """Rank 1 = largest; equal values share the better rank (1, 2, 2, 4)."""
-    return [1 + sum(1 for w in values if w > v) for v in values]
+    v = np.asarray(values, dtype=np.float64)
+    greater = len(v) - np.searchsorted(np.sort(v), v, side="right")  # how many values beat each one
+    return (greater + 1).tolist()
 
 
 def union_share(prob: np.ndarray, boxes_xyxy: Sequence[tuple[int, int, int, int]],
@@ -200,8 +202,8 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
         return ()
     h, w = smap.prob.shape
     fmt = format or format_of((h, w))
-    stats = smap.box_stats([list(e.box) for e in elements])
-    shares = [float(s) for s in stats["share"]]
+    stats = smap.box_stats(np.array([e.box for e in elements], dtype=np.int64))
+    shares, densities, lifts = (stats[k].tolist() for k in ("share", "density", "lift"))
     ranks = competition_ranks(shares)
     out = []
     for i, e in enumerate(elements):
@@ -218,9 +220,8 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
                 threshold = threshold_value(values, pass_percentile)
                 passed = percentile >= pass_percentile
         out.append(ElementScore(
-            name=e.name, kind=e.kind, box=e.box, area=e.area, area_fraction=e.area / (h * w),
-            share=share, density=float(stats["density"][i]),
-            lift=float(stats["lift"][i]), rank=ranks[i], percentile=percentile, score=score, passed=passed,
+            name=e.name, kind=e.kind, box=e.box, area=e.area, area_fraction=e.area / (h * w), share=share,
+            density=densities[i], lift=lifts[i], rank=ranks[i], percentile=percentile, score=score, passed=passed,
             threshold_share=threshold, norm_n=norm_n, norm_note=note))
     return tuple(out)
 
