@@ -1,0 +1,409 @@
+"""Eye-tracking datasets: images, their fixations, and fixation density maps.
+
+Three layouts load through :func:`load_dataset`, which detects them:
+
+* **OSIE** (Xu et al., J. Vision 2014): ``stimuli/*.jpg`` + ``eye/fixations.mat``.
+* **NUS Scene** (Liang et al., 2015): ``stimuli/*.jpg`` + ``tidy/fixations.mat`` (+ ``tidy/imgInfo.mat``).
+* **A folder of your own**: images in ``images/`` or ``stimuli/`` (or the folder itself), and either
+  ``fixations.csv`` (header ``image,x,y[,subject]``), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
+  carry a third subject column, or ``{"a.jpg": {"subject": [[x, y], ...]}}``), and/or density maps as
+  ``maps/<image stem>.png`` the size of their image.
+
+Coordinates are 0-based float pixels of the stored image: pixel (0, 0) covers [0, 1) × [0, 1).  Reading the
+``.mat`` files needs SciPy (``pip install foveal[train]``); everything else needs only NumPy and Pillow.
+
+Every dataset has a fixed split by image (:meth:`Dataset.split`): ids sorted, ``default_rng(0).permutation(n)``,
+first 80 % train, next 10 % val, last 10 % test.  Training, model selection and evaluation all use it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from foveal.errors import FovealError, InputError
+
+from foveal.imageio import load_image
+
+__all__ = ["Fixations", "Dataset", "load_dataset", "load_osie", "load_scene", "load_folder",
+           "SPLITS", "OSIE_PIXELS_PER_DEGREE"]
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+# OSIE: 800x600 images shown at 33.7 x 25.3 degrees of visual angle (22" monitor, 60 cm away; Xu et al. 2014),
+# so one degree is ~24 px.  The density maps use a Gaussian of one degree, the usual choice (MIT/Tuebingen).
+OSIE_PIXELS_PER_DEGREE = 24.0
+# NUS Scene does not state a per-image visual angle; its images were shown scaled to the screen, so we take the
+# same ~one degree relative to a 800x600 display area and scale sigma with the image's size relative to it.
+_DISPLAY_HW = (600.0, 800.0)
+
+
+@dataclass(frozen=True)
+class Fixations:
+    """Fixations on one image: 0-based float pixel coordinates and the integer id of the viewer."""
+
+    x: np.ndarray
+    y: np.ndarray
+    subject: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (self.x.shape == self.y.shape == self.subject.shape and self.x.ndim == 1):
+            raise InputError(f"Fixations: x, y, subject must be 1-D arrays of one length, got shapes "
+                             f"{self.x.shape}, {self.y.shape}, {self.subject.shape}")
+
+    @classmethod
+    def from_arrays(cls, x: Sequence[float], y: Sequence[float],
+                    subject: Sequence[int] | None = None) -> "Fixations":
+        """Build from any sequences (subject defaults to 0 for every fixation)."""
+        xa = np.asarray(x, dtype=np.float64).reshape(-1)
+        ya = np.asarray(y, dtype=np.float64).reshape(-1)
+        sa = np.zeros(xa.shape, np.int64) if subject is None else np.asarray(subject, np.int64).reshape(-1)
+        return cls(xa, ya, sa)
+
+    def __len__(self) -> int:
+        return int(self.x.size)
+
+    def flipped(self, width: int) -> "Fixations":
+        """The fixations of the horizontally mirrored image of this width."""
+        return Fixations(width - self.x, self.y.copy(), self.subject.copy())
+
+
+def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Sum of one isotropic Gaussian per fixation, evaluated at pixel centres, normalised to sum 1 (float64).
+
+    Separable and exact: ``density = Gy^T @ Gx`` with one Gaussian row per fixation, so it costs
+    ``n * H * W`` and needs no SciPy.  An image without fixations gets the uniform map.
+    """
+    h, w = shape
+    if len(fix) == 0:
+        return np.full((h, w), 1.0 / (h * w))
+    ys = np.arange(h) + 0.5
+    xs = np.arange(w) + 0.5
+    gy = np.exp(-0.5 * ((ys[None, :] - fix.y[:, None]) / sigma) ** 2)
+    gx = np.exp(-0.5 * ((xs[None, :] - fix.x[:, None]) / sigma) ** 2)
+    density = gy.T @ gx
+    return density / density.sum()
+
+
+class Dataset:
+    """Images with fixations and/or density maps, indexed 0..n-1 in sorted-id order.
+
+    Args:
+        name: dataset name (``"osie"``, ``"scene"``, a folder name); splits append ``-train`` etc.
+        ids: image file names (sorted).
+        paths: image file paths, one per id.
+        fixations: one :class:`Fixations` per id, or None for density-map-only datasets.
+        density_paths: one density-map PNG per id, or None to derive densities from fixations.
+        sigma: function of (H, W) giving the density Gaussian's sigma in pixels.
+        shapes: known (H, W) per id, or None to read them from the image headers.
+    """
+
+    def __init__(self, name: str, ids: Sequence[str], paths: Sequence[Path],
+                 fixations: Sequence[Fixations] | None, density_paths: Sequence[Path] | None,
+                 sigma: Callable[[int, int], float], shapes: Sequence[tuple[int, int]] | None = None) -> None:
+        self.name = name
+        self.ids = list(ids)
+        self._paths = list(paths)
+        self._fixations = None if fixations is None else list(fixations)
+        self._density_paths = None if density_paths is None else list(density_paths)
+        self._sigma = sigma
+        self._shapes = None if shapes is None else [tuple(map(int, s)) for s in shapes]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, {len(self)} images)"
+
+    @property
+    def has_fixations(self) -> bool:
+        return self._fixations is not None
+
+    def _check(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"image index {i} out of range for {self.name} with {len(self)} images")
+        return i % len(self)
+
+    def path(self, i: int) -> Path:
+        return self._paths[self._check(i)]
+
+    def image(self, i: int) -> np.ndarray:
+        """Image ``i`` as uint8 RGB H×W×3 (EXIF-rotated, as foveal decodes every image)."""
+        return load_image(self.path(i))
+
+    def shape(self, i: int) -> tuple[int, int]:
+        """(H, W) of image ``i``, from the file header (no decoding)."""
+        i = self._check(i)
+        if self._shapes is not None:
+            return self._shapes[i]
+        return _header_shape(self._paths[i])
+
+    def fixations(self, i: int) -> Fixations:
+        """Fixations on image ``i``; raises InputError for a density-map-only dataset."""
+        if self._fixations is None:
+            raise InputError(f"dataset {self.name!r} has density maps only, no fixations; "
+                             f"add fixations.csv or fixations.json to use fixation-based metrics")
+        return self._fixations[self._check(i)]
+
+    def sigma(self, i: int) -> float:
+        """Sigma in pixels of the Gaussian (~one degree of visual angle) that makes the density of image i."""
+        return float(self._sigma(*self.shape(i)))
+
+    def density(self, i: int) -> np.ndarray:
+        """Fixation density of image ``i``: H×W float64 summing to 1 (from its map file, else its fixations)."""
+        i = self._check(i)
+        if self._density_paths is not None:
+            return _read_density(self._density_paths[i], self.shape(i))
+        return gaussian_density(self._fixations[i], self.shape(i), self.sigma(i))
+
+    def subset(self, indices: Sequence[int], name: str) -> "Dataset":
+        """A dataset of the given images (in the given order)."""
+        idx = [self._check(int(i)) for i in indices]
+        pick = lambda seq: None if seq is None else [seq[k] for k in idx]  # noqa: E731
+        return Dataset(name, pick(self.ids), pick(self._paths), pick(self._fixations),
+                       pick(self._density_paths), self._sigma, pick(self._shapes))
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Sorted indices of the images in ``split`` ("train" 80 %, "val" 10 %, "test" 10 %)."""
+        if split not in SPLITS:
+            raise InputError(f"split must be one of {SPLITS}, got {split!r}")
+        n = len(self)
+        order = np.random.default_rng(0).permutation(n)
+        cut = (0, int(round(0.8 * n)), int(round(0.9 * n)), n)
+        k = SPLITS.index(split)
+        return np.sort(order[cut[k]:cut[k + 1]])
+
+    def split(self, split: str) -> "Dataset":
+        """The fixed, seeded split of this dataset by image (see module docstring)."""
+        return self.subset(self.split_indices(split), f"{self.name}-{split}")
+
+
+def _header_shape(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            # EXIF orientations 5-8 rotate by 90 degrees; load_image applies them, so the shape must too.
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                w, h = h, w
+    except (OSError, SyntaxError) as e:
+        raise InputError(f"cannot read image header of {path}: {e}") from e
+    return h, w
+
+
+def _read_density(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("I") if im.mode in ("I", "I;16", "I;16B") else im.convert("L"),
+                             dtype=np.float64)
+    except (OSError, SyntaxError) as e:
+        raise InputError(f"cannot read density map {path}: {e}") from e
+    if arr.shape != tuple(shape):
+        raise InputError(f"density map {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
+                         f"{shape[1]}x{shape[0]}; maps must have their image's size")
+    total = arr.sum()
+    if not total > 0:
+        raise InputError(f"density map {path} is all zero; a density map needs some positive pixels")
+    return arr / total
+
+
+def _loadmat(path: Path) -> dict:
+    try:
+        import scipy.io
+    except ImportError as e:
+        raise FovealError(f"reading {path.name} needs SciPy; install it with `pip install foveal[train]`") from e
+    try:
+        return scipy.io.loadmat(str(path))
+    except (OSError, ValueError, NotImplementedError) as e:
+        raise InputError(f"cannot read MATLAB file {path}: {e}") from e
+
+
+def _one_degree(reference_sigma: float) -> Callable[[int, int], float]:
+    """Sigma scaled by how much larger the stored image is than the 800x600 display area it was fitted to."""
+    def sigma(h: int, w: int) -> float:
+        return reference_sigma * max(h / _DISPLAY_HW[0], w / _DISPLAY_HW[1])
+    return sigma
+
+
+def _stimuli(root: Path, folder: str = "stimuli") -> list[Path]:
+    d = root / folder
+    if not d.is_dir():
+        raise InputError(f"{root}: expected a {folder}/ folder of images, found none")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{d}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def load_osie(root: str | Path) -> Dataset:
+    """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based → 0-based)."""
+    root = Path(root)
+    files = {p.name: p for p in _stimuli(root)}
+    mat = _loadmat(root / "eye" / "fixations.mat")
+    if "fixations" not in mat:
+        raise InputError(f"{root / 'eye' / 'fixations.mat'}: no 'fixations' variable; is this OSIE's file?")
+    by_name: dict[str, Fixations] = {}
+    for entry in mat["fixations"].reshape(-1):
+        name = str(entry["img"].reshape(-1)[0].reshape(-1)[0])
+        xs, ys, ss = [], [], []
+        for s, subj in enumerate(entry["subjects"].reshape(-1)[0].reshape(-1)):
+            rec = subj.reshape(-1)[0]
+            x = np.asarray(rec["fix_x"], np.float64).reshape(-1) - 1.0
+            y = np.asarray(rec["fix_y"], np.float64).reshape(-1) - 1.0
+            xs.append(x)
+            ys.append(y)
+            ss.append(np.full(x.shape, s, np.int64))
+        by_name[name] = Fixations(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss))
+    missing = sorted(set(by_name) - set(files))
+    if missing:
+        raise InputError(f"{root}: fixations.mat names images missing from stimuli/: {missing[:5]}")
+    ids = sorted(by_name)
+    return Dataset("osie", ids, [files[n] for n in ids], [by_name[n] for n in ids], None,
+                   lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids))
+
+
+def load_scene(root: str | Path) -> Dataset:
+    """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, offset) per viewer."""
+    root = Path(root)
+    files = _stimuli(root)
+    cells = _loadmat(root / "tidy" / "fixations.mat").get("fixations")
+    info = _loadmat(root / "tidy" / "imgInfo.mat").get("imgInfo")
+    if cells is None or info is None:
+        raise InputError(f"{root / 'tidy'}: expected 'fixations' in fixations.mat and 'imgInfo' in imgInfo.mat")
+    shapes = np.asarray(info.reshape(-1)[0][0], np.int64)
+    if cells.shape[0] != len(files) or shapes.shape != (len(files), 2):
+        raise InputError(f"{root}: {len(files)} stimuli but fixations.mat has {cells.shape[0]} rows and "
+                         f"imgInfo {shapes.shape[0]}; the files do not belong together")
+    fixations = []
+    for row in cells:
+        xs, ys, ss = [], [], []
+        for s, cell in enumerate(row):
+            a = np.asarray(cell, np.float64)
+            if a.size == 0:
+                continue
+            # Columns are (row, col): read as (x, y) 7.6 % of the points would leave their image.
+            ys.append(a[:, 0])
+            xs.append(a[:, 1])
+            ss.append(np.full(a.shape[0], s, np.int64))
+        fixations.append(Fixations.from_arrays(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss))
+                         if xs else Fixations.from_arrays([], []))
+    return Dataset("scene", [p.name for p in files], files, fixations, None,
+                   _one_degree(OSIE_PIXELS_PER_DEGREE), [tuple(s) for s in shapes])
+
+
+def _folder_images(root: Path) -> Path:
+    for sub in ("images", "stimuli"):
+        if (root / sub).is_dir():
+            return root / sub
+    return root
+
+
+def _read_csv(path: Path) -> dict[str, list[tuple[float, float, int]]]:
+    rows: dict[str, list[tuple[float, float, int]]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if header[:3] != ["image", "x", "y"] or header[3:] not in ([], ["subject"]):
+            raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
+        reader.fieldnames = header
+        for line, rec in enumerate(reader, start=2):
+            try:
+                x, y = float(rec["x"]), float(rec["y"])
+                s = int(rec["subject"]) if "subject" in rec and rec["subject"] not in (None, "") else 0
+            except (TypeError, ValueError) as e:
+                raise InputError(f"{path}:{line}: x, y must be numbers and subject an integer ({e})") from e
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise InputError(f"{path}:{line}: fixation ({x}, {y}) is not finite")
+            rows.setdefault(str(rec["image"]).strip(), []).append((x, y, s))
+    return rows
+
+
+def _json_points(path: Path, name: str, points: object, subject: int | None) -> list[tuple[float, float, int]]:
+    if not isinstance(points, list):
+        raise InputError(f"{path}: fixations of {name!r} must be a list of [x, y] or [x, y, subject]")
+    out = []
+    for k, p in enumerate(points):
+        ok = isinstance(p, list) and len(p) in ((2, 3) if subject is None else (2,)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+        if not ok:
+            raise InputError(f"{path}: fixation {k} of {name!r} is {p!r}; expected [x, y]"
+                             + (" or [x, y, subject]" if subject is None else "") + " with finite numbers")
+        s = subject if subject is not None else (int(p[2]) if len(p) == 3 else 0)
+        out.append((float(p[0]), float(p[1]), s))
+    return out
+
+
+def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected an object mapping image names to fixations, got {type(data).__name__}")
+    rows: dict[str, list[tuple[float, float, int]]] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):  # {"subject": [[x, y], ...]}: subjects numbered in order of appearance
+            rows[name] = [pt for s, pts in enumerate(value.values()) for pt in _json_points(path, name, pts, s)]
+        else:
+            rows[name] = _json_points(path, name, value, None)
+    return rows
+
+
+def load_folder(root: str | Path, name: str | None = None) -> Dataset:
+    """A folder dataset: images plus fixations.csv / fixations.json and/or maps/<stem>.png (see module doc)."""
+    root = Path(root)
+    image_dir = _folder_images(root)
+    files = {p.name: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    csv_path, json_path, map_dir = root / "fixations.csv", root / "fixations.json", root / "maps"
+    if csv_path.is_file() and json_path.is_file():
+        raise InputError(f"{root}: both fixations.csv and fixations.json exist; keep one")
+    rows = _read_csv(csv_path) if csv_path.is_file() else _read_json(json_path) if json_path.is_file() else None
+    if rows is None and not map_dir.is_dir():
+        raise InputError(f"{root}: no fixations.csv, fixations.json or maps/ folder; a dataset needs one of them")
+    if rows is not None:
+        missing = sorted(set(rows) - set(files))
+        if missing:
+            raise InputError(f"{root}: fixations name images not found in {image_dir}: {missing[:5]}")
+        ids = sorted(rows)
+    else:
+        ids = sorted(files)
+    if not ids:
+        raise InputError(f"{root}: no images with fixations or density maps found")
+    density_paths = None
+    if map_dir.is_dir():
+        density_paths = [map_dir / (Path(n).stem + ".png") for n in ids]
+        absent = [p.name for p in density_paths if not p.is_file()]
+        if absent:
+            raise InputError(f"{map_dir}: missing density maps {absent[:5]}; every image needs <stem>.png")
+    fixations = None
+    if rows is not None:
+        fixations = []
+        for n in ids:
+            a = np.asarray(rows[n], np.float64).reshape(-1, 3)
+            h, w = _header_shape(files[n])
+            bad = ~((a[:, 0] >= 0) & (a[:, 0] < w) & (a[:, 1] >= 0) & (a[:, 1] < h))
+            if bad.any():
+                x, y = a[bad][0, :2]
+                raise InputError(f"{root}: fixation ({x:g}, {y:g}) of {n!r} is outside its {w}x{h} image; "
+                                 f"coordinates are 0-based pixels with 0 <= x < width, 0 <= y < height")
+            fixations.append(Fixations(a[:, 0].copy(), a[:, 1].copy(), a[:, 2].astype(np.int64)))
+    return Dataset(name or root.name, ids, [files[n] for n in ids], fixations, density_paths,
+                   _one_degree(OSIE_PIXELS_PER_DEGREE))
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load OSIE, NUS Scene or a folder dataset, detected from the files under ``path``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"dataset path {root} is not a folder")
+    if (root / "eye" / "fixations.mat").is_file():
+        return load_osie(root)
+    if (root / "tidy" / "fixations.mat").is_file():
+        return load_scene(root)
+    return load_folder(root)

@@ -1,0 +1,198 @@
+"""foveal.datasets: folder datasets built in tmp_path, error handling, and the real OSIE / NUS Scene files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal.datasets import (OSIE_PIXELS_PER_DEGREE, SPLITS, Fixations, gaussian_density, load_dataset,
+                             load_folder)
+from foveal.errors import FovealError, InputError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "osie").is_dir() or not (DATA / "scene").is_dir(),
+                                reason=f"eye-tracking data not found at {DATA} (../shared/data)")
+
+
+def _images(root: Path, sizes: dict[str, tuple[int, int]]) -> None:
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / name)
+
+
+@pytest.fixture
+def csv_dataset(tmp_path: Path) -> Path:
+    _images(tmp_path, {"a.png": (20, 30), "b.png": (40, 10), "unused.png": (5, 5)})
+    (tmp_path / "fixations.csv").write_text("image,x,y,subject\na.png,1.5,2.5,0\nb.png,9.9,39.9,1\n"
+                                            "a.png,29.0,0.0,1\n")
+    return tmp_path
+
+
+def test_csv_folder(csv_dataset: Path) -> None:
+    ds = load_dataset(csv_dataset)
+    assert ds.name == csv_dataset.name and len(ds) == 2 and ds.ids == ["a.png", "b.png"]
+    f = ds.fixations(0)
+    np.testing.assert_array_equal(f.x, [1.5, 29.0])
+    np.testing.assert_array_equal(f.y, [2.5, 0.0])
+    np.testing.assert_array_equal(f.subject, [0, 1])
+    assert ds.shape(1) == (40, 10)
+    assert ds.image(1).shape == (40, 10, 3) and ds.image(1).dtype == np.uint8
+    d = ds.density(0)
+    assert d.shape == (20, 30) and d.dtype == np.float64
+    assert d.sum() == pytest.approx(1.0)
+
+
+def test_json_folder_with_and_without_subjects(tmp_path: Path) -> None:
+    _images(tmp_path, {"a.jpg": (10, 10), "b.jpg": (10, 10)})
+    (tmp_path / "fixations.json").write_text(json.dumps(
+        {"a.jpg": [[1, 2], [3, 4, 7]], "b.jpg": {"anna": [[5, 5]], "ben": [[6, 6], [7, 7]]}}))
+    ds = load_folder(tmp_path)
+    np.testing.assert_array_equal(ds.fixations(0).subject, [0, 7])
+    np.testing.assert_array_equal(ds.fixations(1).subject, [0, 1, 1])
+    np.testing.assert_array_equal(ds.fixations(1).x, [5, 6, 7])
+
+
+def test_density_map_folder(tmp_path: Path) -> None:
+    _images(tmp_path, {"a.png": (8, 6)})
+    (tmp_path / "maps").mkdir()
+    m = np.zeros((8, 6), np.uint8)
+    m[2, 3], m[5, 1] = 255, 85
+    Image.fromarray(m).save(tmp_path / "maps" / "a.png")
+    ds = load_dataset(tmp_path)
+    d = ds.density(0)
+    assert d[2, 3] == pytest.approx(0.75) and d[5, 1] == pytest.approx(0.25) and d.sum() == pytest.approx(1)
+    assert not ds.has_fixations
+    with pytest.raises(InputError, match="density maps only"):
+        ds.fixations(0)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("img,x,y\na.png,1,1\n", "header"),
+    ("image,x,y\na.png,one,1\n", r"fixations.csv:2"),
+    ("image,x,y\na.png,nan,1\n", "not finite"),
+    ("image,x,y\nmissing.png,1,1\n", "not found"),
+    ("image,x,y\na.png,30,1\n", "outside"),
+    ("image,x,y\na.png,-0.5,1\n", "outside"),
+])
+def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.csv").write_text(content)
+    with pytest.raises(InputError, match=match):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected an object"),
+    ('{"a.png": [[1]]}', "fixation 0"),
+    ('{"a.png": [[1, true]]}', "fixation 0"),
+    ('{"a.png": 3}', "must be a list"),
+    ('{"a.png": {"s": [[1, 2, 3]]}}', "fixation 0"),
+])
+def test_bad_json(tmp_path: Path, content: str, match: str) -> None:
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.json").write_text(content)
+    with pytest.raises(InputError, match=match):
+        load_dataset(tmp_path)
+
+
+def test_bad_layouts(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a folder"):
+        load_dataset(tmp_path / "nope")
+    _images(tmp_path, {"a.png": (4, 4)})
+    with pytest.raises(InputError, match="no fixations.csv"):
+        load_dataset(tmp_path)
+    (tmp_path / "maps").mkdir()
+    with pytest.raises(InputError, match="missing density maps"):
+        load_dataset(tmp_path)
+    Image.fromarray(np.ones((5, 4), np.uint8)).save(tmp_path / "maps" / "a.png")
+    with pytest.raises(InputError, match="size"):
+        load_dataset(tmp_path).density(0)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "maps" / "a.png")
+    with pytest.raises(InputError, match="all zero"):
+        load_dataset(tmp_path).density(0)
+    (tmp_path / "images" / "a.png").write_bytes(b"not an image")
+    with pytest.raises(FovealError):
+        load_dataset(tmp_path).shape(0)
+
+
+def test_gaussian_density_centre_and_width() -> None:
+    d = gaussian_density(Fixations.from_arrays([50.0], [30.0]), (60, 100), sigma=5.0)
+    ys, xs = np.mgrid[:60, :100] + 0.5
+    assert (d * xs).sum() == pytest.approx(50.0, abs=1e-6)
+    assert (d * ys).sum() == pytest.approx(30.0, abs=1e-6)
+    assert np.sqrt((d * (xs - 50) ** 2).sum()) == pytest.approx(5.0, rel=1e-3)
+    empty = gaussian_density(Fixations.from_arrays([], []), (3, 4), 1.0)
+    np.testing.assert_allclose(empty, 1 / 12)
+
+
+def test_flipped_fixations_follow_the_mirror_image() -> None:
+    f = Fixations.from_arrays([0.25, 9.0], [1.0, 2.0], [3, 4]).flipped(10)
+    np.testing.assert_array_equal(f.x, [9.75, 1.0])
+    np.testing.assert_array_equal(f.subject, [3, 4])
+
+
+def test_split_is_a_deterministic_partition(csv_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("many")
+    _images(root, {f"{k:02d}.png": (4, 4) for k in range(20)})
+    (root / "fixations.csv").write_text("image,x,y\n" + "".join(f"{k:02d}.png,1,1\n" for k in range(20)))
+    ds = load_dataset(root)
+    parts = {s: ds.split(s) for s in SPLITS}
+    assert [len(parts[s]) for s in SPLITS] == [16, 2, 2]
+    ids = [i for s in SPLITS for i in parts[s].ids]
+    assert sorted(ids) == ds.ids
+    order = np.random.default_rng(0).permutation(20)
+    assert parts["test"].ids == sorted(ds.ids[k] for k in order[18:])
+    assert parts["val"].name == f"{root.name}-val"
+    with pytest.raises(InputError, match="split"):
+        ds.split("training")
+    with pytest.raises(IndexError):
+        ds.fixations(20)
+
+
+@pytest.mark.data
+@needs_data
+def test_osie() -> None:
+    ds = load_dataset(DATA / "osie")
+    assert ds.name == "osie" and len(ds) == 700
+    assert sum(len(ds.fixations(i)) for i in range(len(ds))) == 98_321
+    assert ds.shape(0) == (600, 800) == ds.image(0).shape[:2]
+    for i in range(len(ds)):
+        f = ds.fixations(i)
+        assert ((f.x >= 0) & (f.x < 800) & (f.y >= 0) & (f.y < 600)).all()
+        assert set(np.unique(f.subject)) <= set(range(15))
+    assert ds.sigma(0) == OSIE_PIXELS_PER_DEGREE
+    assert ds.density(3).sum() == pytest.approx(1.0)
+
+
+@pytest.mark.data
+@needs_data
+def test_scene() -> None:
+    ds = load_dataset(DATA / "scene")
+    assert ds.name == "scene" and len(ds) == 500
+    total = 0
+    for i in range(len(ds)):
+        h, w = ds.shape(i)
+        f = ds.fixations(i)
+        total += len(f)
+        assert ((f.x >= 0) & (f.x < w) & (f.y >= 0) & (f.y < h)).all(), ds.ids[i]
+    assert total == 43_894
+    # Sizes from imgInfo.mat agree with the files (checked on a sample to keep the test fast).
+    for i in range(0, 500, 50):
+        assert ds.shape(i) == ds.image(i).shape[:2]
+
+
+@pytest.mark.data
+@needs_data
+@pytest.mark.parametrize("name, sizes", [("osie", (560, 70, 70)), ("scene", (400, 50, 50))])
+def test_real_splits(name: str, sizes: tuple[int, int, int]) -> None:
+    ds = load_dataset(DATA / name)
+    parts = [ds.split(s) for s in SPLITS]
+    assert tuple(len(p) for p in parts) == sizes
+    ids = [set(p.ids) for p in parts]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert parts[2].ids == load_dataset(DATA / name).split("test").ids
