@@ -1,0 +1,52 @@
+"""Every shipped ONNX model parses and builds with TensorRT's ONNX parser and builder, on a machine without a GPU.
+
+TensorRT for RTX (``pip install tensorrt-rtx``, module ``tensorrt_rtx``) shares TensorRT's ONNX parser and builder
+API and can build for a named compute capability without a GPU present. The build goes through the same
+``trt_builder.build_plan`` and the same optimisation profiles as the tensorrt backend, so an operator TensorRT
+cannot handle, a dynamic shape it cannot express or a profile it rejects fails here rather than on a user's GPU.
+(TensorRT for RTX targets SM75-SM121 consumer parts; the H100's SM90 is not among them, which is why the backend
+itself builds on the GPU it runs on.)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from foveal.backends.trt_builder import build_plan, profiles_for
+from foveal.models import MODELS_DIR, load_card
+
+trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX not installed (pip install tensorrt-rtx)")
+
+SHIPPED = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
+TARGETS = ("SM80", "SM86", "SM89")
+
+
+def test_models_are_shipped() -> None:
+    assert SHIPPED, f"no ONNX models in {MODELS_DIR}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_builds_for_ampere_and_ada(name: str) -> None:
+    card = load_card(name)
+    profiles = profiles_for(card)
+    plan, timing = build_plan(trt, card.onnx_path, card.input.name, profiles, compute_capabilities=TARGETS)
+    assert len(plan) > 1000 and timing is None
+
+
+def test_unparsable_model_is_a_model_error(tmp_path: Path) -> None:
+    from foveal.errors import ModelError
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="cannot parse bad.onnx"):
+        build_plan(trt, bad, "image", profiles_for(load_card(SHIPPED[0])), compute_capabilities=TARGETS[:1])
+
+
+def test_profile_input_name_matches_the_graph() -> None:
+    for name in SHIPPED:
+        card = load_card(name)
+        raw = json.loads(card.onnx_path.with_suffix(".json").read_text())
+        assert raw["input"]["name"] == card.input.name
