@@ -213,6 +213,15 @@ def test_batch_bad_creative_reported_others_scored(small_folder, capsys):
     assert len({r["creative"] for r in read_csv(out / "scores.csv")}) == 5
 
 
+def test_batch_refuses_to_resume_with_other_settings(small_folder, capsys):
+    args = ["score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o",
+            small_folder / "out", "--no-report"]
+    assert run(*args) == 0
+    assert run(*args, "--pass-percentile", "80") == 1
+    assert "pass_percentile differ" in capsys.readouterr().err
+    assert len(read_csv(small_folder / "out" / "scores.csv")) == 36
+
+
 def test_batch_refuses_foreign_csv(small_folder, capsys):
     out = small_folder / "out"
     out.mkdir()

@@ -13,7 +13,8 @@ A folder::
 writes ``out/<name>/`` per creative and one row per element to ``out/scores.csv``.  It resumes: after each
 creative its rows are flushed and fsynced, then its name is appended (and fsynced) to ``out/scores.journal``.  On
 restart creatives in the journal are skipped and rows of any creative missing from it (an interrupted one) are
-dropped before scoring goes on, so no row is lost or duplicated.
+dropped before scoring goes on, so no row is lost or duplicated.  ``out/scores.settings.json`` records the model,
+norms, format and pass percentile; resuming with different ones is refused.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from ..errors import FovealError, InputError
-from ..fileio import atomic_write, write_text
+from ..fileio import atomic_write, write_json, write_text
 from ..imageio import DecodedImage, decode
+from ..models import file_sha256
 from ..progress import progress
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements
@@ -40,7 +42,7 @@ from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, score_crea
 from . import add_engine_options, make_engine
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-CSV_NAME, JOURNAL_NAME = "scores.csv", "scores.journal"
+CSV_NAME, JOURNAL_NAME, SETTINGS_NAME = "scores.csv", "scores.journal", "scores.settings.json"
 CSV_HEADER = ("creative", "image_sha256", "format", "model", "model_sha256", "element", "kind", "x", "y", "w", "h",
               "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed",
               "conversion_share", "background_share", "focus", "top10_share")
@@ -197,10 +199,29 @@ def _csv_text(rows: Sequence[Sequence[object]]) -> str:
     return buf.getvalue()
 
 
-def resume(out: Path) -> set[str]:
+def batch_settings(args: argparse.Namespace, engine) -> dict[str, object]:
+    """What every row of one ``scores.csv`` must share: a resumed run with other settings would mix numbers."""
+    return {"model": engine.model.name, "model_sha256": engine.model.sha256,
+            "norms_sha256": None if args.norms is None else file_sha256(args.norms),
+            "format": args.format, "pass_percentile": args.pass_percentile}
+
+
+def resume(out: Path, settings: dict[str, object]) -> set[str]:
     """Prepare ``out`` for (re)starting a batch: return creatives already done, and make ``scores.csv`` hold
-    exactly their rows (dropping any rows of an interrupted creative)."""
-    journal, table = out / JOURNAL_NAME, out / CSV_NAME
+    exactly their rows (dropping any rows of an interrupted creative).  Refuses a folder started with other
+    ``settings`` (model, norms, format, pass percentile)."""
+    journal, table, saved = out / JOURNAL_NAME, out / CSV_NAME, out / SETTINGS_NAME
+    if saved.exists():
+        try:
+            before = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{saved}: unreadable ({exc}); use a new output folder") from None
+        changed = sorted(k for k in settings.keys() | before.keys() if before.get(k) != settings.get(k))
+        if changed:
+            raise InputError(f"{out} holds a run with other settings ({', '.join(changed)} differ): resuming would "
+                             "mix incomparable rows in scores.csv; use a new output folder")
+    else:
+        write_json(saved, settings)
     done: set[str] = set()
     if journal.exists():
         text = journal.read_text(encoding="utf-8")
@@ -228,6 +249,9 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.elements is not None:
         raise InputError("--elements names one file; for a folder of creatives use --elements-dir EDIR")
     images = list_images(args.image)
+    reserved = [p.name for p in images if p.stem in (CSV_NAME, JOURNAL_NAME, SETTINGS_NAME)]
+    if reserved:
+        raise InputError(f"{reserved[0]}: its output folder would collide with the batch's own files; rename it")
     elements_dir = args.elements_dir or args.image
     if not elements_dir.is_dir():
         raise InputError(f"--elements-dir {elements_dir}: not a folder")
@@ -235,7 +259,7 @@ def run_batch(args: argparse.Namespace) -> int:
     norms, warning = _load_norms(args, engine)
     if warning:
         print(f"foveal: warning: {warning}", file=sys.stderr)
-    done = resume(args.out)
+    done = resume(args.out, batch_settings(args, engine))
     todo, failures = [], 0
     for image in images:
         if image.stem in done:
