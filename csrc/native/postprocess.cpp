@@ -1,6 +1,7 @@
 // Log-density grid -> probability map: bilinear upsample of the valid region, optional Gaussian blur, softmax.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels.hpp"
@@ -65,23 +66,27 @@ void axpy_row(float *acc, const float *src, float weight, index_t n) {
     for (index_t i = 0; i < n; ++i) acc[i] += weight * src[i];
 }
 
+// Lane-wise maxima so the loop vectorises without -ffast-math (values are finite here).
 FOVEAL_CLONES
-float row_max(const float *v, index_t n, float m) {
-    for (index_t i = 0; i < n; ++i) m = v[i] > m ? v[i] : m;
+float row_max(const float *v, index_t n) {
+    constexpr index_t kLanes = 16;
+    float lanes[kLanes];
+    std::fill(lanes, lanes + kLanes, -INFINITY);
+    index_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (index_t j = 0; j < kLanes; ++j) lanes[j] = v[i + j] > lanes[j] ? v[i + j] : lanes[j];
+    float m = -INFINITY;
+    for (; i < n; ++i) m = std::max(m, v[i]);
+    for (float x : lanes) m = std::max(m, x);
     return m;
 }
 
 // exp(x - shift) in float with a branch-free Cephes-style polynomial so the loop vectorises; |rel err| < 2 ulp.
-// Inputs are <= 0 after the shift; below -87.3 the result is flushed to zero. Returns the float64 sum.
+// Inputs are <= 0 after the shift; clamping at -88 makes 2^k underflow to exactly 0 below about -87.7.
 FOVEAL_CLONES
-double exp_shifted_sum(float *v, index_t n, float shift) {
-    constexpr index_t kLanes = 16;
-    double acc[kLanes] = {};
-    index_t i = 0;
-    auto one = [shift](float x) {
-        x -= shift;
-        const bool tiny = x < -87.3f;
-        x = x < -87.3f ? -87.3f : x;
+void exp_shifted(float *v, index_t n, float shift) {
+    for (index_t i = 0; i < n; ++i) {
+        const float x = std::max(v[i] - shift, -88.0f);
         const float k = std::floor(x * 1.44269504088896341f + 0.5f);
         float r = x - k * 0.693359375f;
         r = r + k * 2.12194440e-4f;
@@ -93,23 +98,35 @@ double exp_shifted_sum(float *v, index_t n, float shift) {
         p = p * r + 5.0000001201e-1f;
         p = p * r * r + r + 1.0f;
         const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
-        float scale;
-        std::memcpy(&scale, &bits, sizeof scale);
-        return tiny ? 0.0f : p * scale;
-    };
-    for (; i + kLanes <= n; i += kLanes) {
-        for (index_t j = 0; j < kLanes; ++j) {
-            const float e = one(v[i + j]);
-            v[i + j] = e;
-            acc[j] += static_cast<double>(e);
-        }
+        float two_k;
+        std::memcpy(&two_k, &bits, sizeof two_k);
+        v[i] = p * two_k;
     }
+}
+
+// float64 sum in independent lanes (vectorisable, and more accurate than one running sum).
+FOVEAL_CLONES
+double sum_f64(const float *v, index_t n) {
+    constexpr index_t kLanes = 8;
+    double lanes[kLanes] = {};
+    index_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (index_t j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(v[i + j]);
     double total = 0.0;
-    for (; i < n; ++i) {
-        v[i] = one(v[i]);
-        total += static_cast<double>(v[i]);
+    for (; i < n; ++i) total += static_cast<double>(v[i]);
+    for (double x : lanes) total += x;
+    return total;
+}
+
+// exp_shifted then sum_f64, a cache-sized block at a time.
+double exp_shifted_sum(float *v, index_t n, float shift) {
+    constexpr index_t kBlock = 4096;
+    double total = 0.0;
+    for (index_t i = 0; i < n; i += kBlock) {
+        const index_t len = std::min(kBlock, n - i);
+        exp_shifted(v + i, len, shift);
+        total += sum_f64(v + i, len);
     }
-    for (double a : acc) total += a;
     return total;
 }
 
@@ -118,28 +135,44 @@ void scale_row(float *v, index_t n, float s) {
     for (index_t i = 0; i < n; ++i) v[i] *= s;
 }
 
+// dst = k0 * c, then dst += k_j * (a_j + b_j): one symmetric Gaussian tap pair per pass.
+FOVEAL_CLONES
+void scale_into(float *dst, const float *c, float k0, index_t n) {
+    for (index_t i = 0; i < n; ++i) dst[i] = k0 * c[i];
+}
+
+FOVEAL_CLONES
+void add_pair(float *dst, const float *a, const float *b, float k, index_t n) {
+    for (index_t i = 0; i < n; ++i) dst[i] += k * (a[i] + b[i]);
+}
+
 // Separable blur of the h x w map in place (vertical into a scratch map, then horizontal back).
 void gaussian_blur(float *map, index_t h, index_t w, double sigma) {
     const index_t radius = static_cast<index_t>(std::ceil(3.0 * sigma));
     const std::vector<float> k = gaussian_weights(sigma, radius);
-    std::vector<float> tmp(static_cast<std::size_t>(h * w));
+    const float *half = k.data() + radius;  // half[j] = weight at offset +-j
+    const std::unique_ptr<float[]> tmp(new float[static_cast<std::size_t>(h * w)]);  // fully overwritten
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
         for (index_t y = y0; y < y1; ++y) {
-            float *dst = tmp.data() + y * w;
-            std::fill(dst, dst + w, 0.0f);
-            for (index_t j = -radius; j <= radius; ++j)
-                axpy_row(dst, map + reflect(y + j, h) * w, k[static_cast<std::size_t>(j + radius)], w);
+            float *dst = tmp.get() + y * w;
+            scale_into(dst, map + y * w, half[0], w);
+            for (index_t j = 1; j <= radius; ++j)
+                add_pair(dst, map + reflect(y - j, h) * w, map + reflect(y + j, h) * w, half[j], w);
         }
     });
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
         std::vector<float> padded(static_cast<std::size_t>(w + 2 * radius));
+        float *centre = padded.data() + radius;
         for (index_t y = y0; y < y1; ++y) {
-            const float *src = tmp.data() + y * w;
-            for (index_t x = -radius; x < w + radius; ++x) padded[static_cast<std::size_t>(x + radius)] = src[reflect(x, w)];
+            const float *src = tmp.get() + y * w;
+            std::copy(src, src + w, centre);
+            for (index_t j = 1; j <= radius; ++j) {
+                centre[-j] = src[reflect(-j, w)];
+                centre[w - 1 + j] = src[reflect(w - 1 + j, w)];
+            }
             float *dst = map + y * w;
-            std::fill(dst, dst + w, 0.0f);
-            for (index_t j = 0; j <= 2 * radius; ++j)
-                axpy_row(dst, padded.data() + j, k[static_cast<std::size_t>(j)], w);
+            scale_into(dst, centre, half[0], w);
+            for (index_t j = 1; j <= radius; ++j) add_pair(dst, centre - j, centre + j, half[j], w);
         }
     });
 }
@@ -161,8 +194,9 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
     // Shift by the grid max first: values near zero keep more float precision through interpolation.
     float grid_max = -INFINITY;
     for (index_t i = 0; i < gh * gw; ++i) {
-        require(std::isfinite(grid[i]), "log_density must be finite, found " + std::to_string(grid[i]) + " at (" +
-                                            std::to_string(i / gw) + ", " + std::to_string(i % gw) + ")");
+        if (!std::isfinite(grid[i]))
+            throw std::invalid_argument("log_density must be finite, found " + std::to_string(grid[i]) + " at (" +
+                                        std::to_string(i / gw) + ", " + std::to_string(i % gw) + ")");
         grid_max = std::max(grid_max, grid[i]);
     }
     const Taps ty = bilinear_taps(h, valid_h, gh), tx = bilinear_taps(w, valid_w, gw);
@@ -188,7 +222,7 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
     auto rows_of = [&](int t) { return std::make_pair(h * t / n_chunks, h * (t + 1) / n_chunks); };
     run_threads(n_chunks, [&](int t) {
         const auto [y0, y1] = rows_of(t);
-        maxes[static_cast<std::size_t>(t)] = row_max(out + y0 * w, (y1 - y0) * w, -INFINITY);
+        maxes[static_cast<std::size_t>(t)] = row_max(out + y0 * w, (y1 - y0) * w);
     });
     const float shift = *std::max_element(maxes.begin(), maxes.end());
     run_threads(n_chunks, [&](int t) {
