@@ -113,7 +113,11 @@ class SaliencyMap:
 
     @classmethod
     def from_png(cls, path: str | os.PathLike) -> "SaliencyMap":
-        """Read a map written by :meth:`to_png` back into probabilities (renormalised to sum 1)."""
+        """Read a map written by :meth:`to_png` back into probabilities.
+
+        Values are ``pixel * scale``, each within ``scale / 2`` of the original, so the total is 1 only up to that
+        quantisation error; shares divide by the actual total.
+        """
         from PIL import Image
 
         try:
@@ -122,8 +126,7 @@ class SaliencyMap:
                 values = np.asarray(image, dtype=np.float64)
         except (OSError, KeyError, ValueError, AttributeError) as exc:
             raise InputError(f"{os.fspath(path)}: not a foveal saliency PNG ({exc})") from None
-        prob = values * scale
-        return cls((prob / prob.sum()).astype(np.float32), {"source": os.fspath(path)})
+        return cls((values * scale).astype(np.float32), {"source": os.fspath(path)})
 
     def to_npy(self, path: str | os.PathLike) -> None:
         """Save ``prob`` as a float32 ``.npy``."""

@@ -21,17 +21,25 @@ COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foveal", description="Predict where people look, and score it.")
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or info messages")
+    _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for command in sub.choices.values():  # so `foveal predict ... -q` works as well as `foveal -q predict ...`
+        _add_global_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bar or summary")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log which backend runs and any fallback")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return int(args.handler(args) or 0)
     except FovealError as exc:
