@@ -14,7 +14,7 @@ from foveal import metrics as M
 from foveal.cli import main
 from foveal.datasets import load_dataset
 from foveal.errors import InputError, ModelError
-from foveal.evaluate import CENTRE_BIAS_MODEL, EvalResult, evaluate
+from foveal.evaluate import CENTRE_BIAS_MODEL, evaluate
 
 SHAPES = [(40, 60), (48, 48), (30, 70), (52, 36)]  # (H, W), mixed sizes as in NUS Scene
 
