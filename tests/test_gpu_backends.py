@@ -1,0 +1,106 @@
+"""The torch backend's logic on CPU tensors (the device is a parameter), its errors, and — on a CUDA machine — the
+torch backend against its PyTorch definition on the CPU and the TensorRT backend against ONNX Runtime on the CPU
+(each against the same graph it runs; engine/'s own tests check that the exported ONNX matches the definition)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foveal import backends, gpu
+from foveal.backends import torch_cuda
+from foveal.backends.onnxruntime import OnnxRuntimeBackend
+from foveal.errors import BackendUnavailableError
+from foveal.models import load_card
+
+pytest.importorskip("torch", reason="PyTorch not installed")
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_card("itti-koch")
+
+
+@pytest.fixture(scope="module")
+def batch(card):
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (2, 3, 288, 384)).astype(np.float32) - np.float32(card.input.mean[0])) / np.float32(
+        card.input.std[0])
+
+
+def reference(name: str, card, x: np.ndarray) -> np.ndarray:
+    """What ``name`` must reproduce: the PyTorch definition in float32 on the CPU, or ONNX Runtime's CPU run."""
+    if name != "torch":
+        return OnnxRuntimeBackend(card).run(x)
+    import torch
+
+    with torch.inference_mode():
+        return torch_cuda.load_network(card)(torch.from_numpy(x)).numpy()
+
+
+def test_torch_backend_on_cpu_matches_the_definition(card, batch) -> None:
+    backend = torch_cuda.TorchBackend(card, device="cpu")
+    assert backend.device == "cpu" and not backend.on_gpu
+    out = backend.run(batch)
+    expected = reference("torch", card, batch)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-2)  # channels-last reorders float sums
+
+
+def test_itti_koch_read_out_comes_from_the_card(card) -> None:
+    network = torch_cuda.load_network(card)
+    assert network.readout.contrast == card.raw["provenance"]["training"]["readout"]["contrast"]
+
+
+def test_user_onnx_without_a_torch_definition_is_unavailable(card, tmp_path) -> None:
+    onnx = tmp_path / "mine.onnx"
+    onnx.write_bytes(card.onnx_path.read_bytes())
+    with pytest.raises(BackendUnavailableError, match="no PyTorch definition for model 'mine'"):
+        torch_cuda.load_network(load_card(onnx))
+
+
+def test_without_engine_package_says_how_to_get_it(monkeypatch, card) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "engine", None)  # as in an installed wheel without a checkout
+    monkeypatch.delenv("FOVEAL_SOURCE", raising=False)
+    with pytest.raises(BackendUnavailableError, match="FOVEAL_SOURCE"):
+        torch_cuda.TorchBackend(card, device="cpu")
+
+
+def test_cuda_device_without_gpu_is_unavailable(card) -> None:
+    if gpu.unavailable() is None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BackendUnavailableError, match="torch backend"):
+        torch_cuda.TorchBackend(card)
+
+
+def softmax(log_density: np.ndarray) -> np.ndarray:
+    e = np.exp(log_density - log_density.max(axis=(2, 3), keepdims=True))
+    return e / e.sum(axis=(2, 3), keepdims=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["torch", "tensorrt"])
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("fp16", [False, True])
+def test_gpu_backend_matches_its_reference(name, n, fp16, card, batch) -> None:
+    why = backends.unavailable_reason(name)
+    if why is not None:
+        pytest.skip(f"{name} backend unavailable here: {why}")
+    import cupy
+
+    backend = backends.select(card, [name], strict=True, fp16=fp16)
+    x = np.concatenate([batch] * 2)[:n]
+    out = backend.run(cupy.asarray(x))
+    assert isinstance(out, cupy.ndarray) and out.dtype == np.float32 and out.shape[:2] == (n, 1)
+    got, expected = cupy.asnumpy(out), reference(name, card, x)
+    if fp16:
+        # Half precision: judge it as the probability map sees it, by the share of mass that moves (< 2%).
+        moved = 0.5 * np.abs(softmax(got) - softmax(expected)).sum(axis=(1, 2, 3))
+        assert moved.max() < 0.02, moved
+    else:
+        # float32 (cuDNN may use TF32 for convolutions); the additive constant is irrelevant.
+        np.testing.assert_allclose(got - got.max(axis=(2, 3), keepdims=True),
+                                   expected - expected.max(axis=(2, 3), keepdims=True), atol=2e-2)
+    again = cupy.asnumpy(backend.run(cupy.asarray(x)))  # batch 1 replays the captured CUDA graph
+    np.testing.assert_allclose(again, got, rtol=0, atol=1e-6)
