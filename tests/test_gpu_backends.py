@@ -104,3 +104,17 @@ def test_gpu_backend_matches_its_reference(name, n, fp16, card, batch) -> None:
                                    expected - expected.max(axis=(2, 3), keepdims=True), atol=2e-2)
     again = cupy.asnumpy(backend.run(cupy.asarray(x)))  # batch 1 replays the captured CUDA graph
     np.testing.assert_allclose(again, got, rtol=0, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_engine_on_cuda_agrees_with_cpu(rgb) -> None:
+    if gpu.unavailable() is not None or backends.available_backends()[0] not in ("tensorrt", "torch"):
+        pytest.skip(f"no GPU backend here: {gpu.unavailable() or backends.available_backends()}")
+    from foveal import Engine
+
+    on_gpu, on_cpu = Engine("itti-koch", device="cuda"), Engine("itti-koch", device="cpu")
+    assert on_gpu.backend in ("tensorrt", "torch")
+    images = [rgb, rgb[:, ::-1].copy(), np.ascontiguousarray(rgb.transpose(1, 0, 2))]
+    for a, b in zip(on_gpu.predict_batch(images), on_cpu.predict_batch(images)):
+        assert a.shape == b.shape and abs(float(a.prob.sum(dtype=np.float64)) - 1) < 1e-5
+        assert 0.5 * np.abs(a.prob - b.prob).sum() < 0.02  # share of probability mass that moves
