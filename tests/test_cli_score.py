@@ -222,6 +222,24 @@ def test_batch_refuses_to_resume_with_other_settings(small_folder, capsys):
     assert len(read_csv(small_folder / "out" / "scores.csv")) == 36
 
 
+def test_batch_argument_mistakes(small_folder, capsys):
+    creatives = small_folder / "creatives"
+    shutil.copy(creatives / "ref_00.png", small_folder / "single.png")
+    cases = [
+        (["score", creatives, "--elements", ELEMENTS], "--elements-dir"),
+        (["score", small_folder / "single.png", "--elements-dir", small_folder], "--elements FILE"),
+        (["score", creatives, "--elements-dir", small_folder / "nope"], "not a folder"),
+        (["score", small_folder / "elements"], "no images"),
+    ]
+    for argv, text in cases:
+        assert run(*argv, "-o", small_folder / "out") == 1
+        assert text in capsys.readouterr().err
+    Image.new("RGB", (10, 10)).save(creatives / "ref_00.jpg")
+    assert run("score", creatives, "-o", small_folder / "out") == 1
+    assert "share the name 'ref_00'" in capsys.readouterr().err
+    assert not (small_folder / "out").exists()
+
+
 def test_batch_refuses_foreign_csv(small_folder, capsys):
     out = small_folder / "out"
     out.mkdir()
