@@ -37,7 +37,7 @@ def elements() -> list[Element]:
 
 @pytest.mark.benchmark(group="10k boxes on 1080x1080")
 def test_score_elements_10k(benchmark, smap, elements):
-    smap.sat  # built once per map; both legs below start from the same map
+    assert smap.sat.shape == (1081, 1081)  # build the cached table first: the timing is the box queries alone
     scores = benchmark(score_elements, smap, elements)
     assert len(scores) == N_BOXES
 

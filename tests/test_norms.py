@@ -21,8 +21,8 @@ def uniform(h: int, w: int) -> SaliencyMap:
 
 
 def scored(h: int, w: int, cta_w: int, fmt: str | None = None):
-    return score_creative(uniform(h, w), [Element("cta", "cta", (0, 0, cta_w, h)), Element("logo", "logo", (w - 1, 0, 1, 1))],
-                          format=fmt)
+    elements = [Element("cta", "cta", (0, 0, cta_w, h)), Element("logo", "logo", (w - 1, 0, 1, 1))]
+    return score_creative(uniform(h, w), elements, format=fmt)
 
 
 def test_build_groups_by_format_and_kind_sorted():

@@ -91,6 +91,6 @@ def test_write_report_files_and_scores_only_mode(tmp_path):
 
 def test_nothing_written_when_rendering_fails(tmp_path):
     doc = document()
-    with pytest.raises(Exception):
+    with pytest.raises(OSError, match="cannot write mode F"):  # float pixels cannot become a JPEG
         write_report(tmp_path / "c", doc, np.zeros((H, W), np.float64), np.zeros((H, W), np.float64))
     assert not (tmp_path / "c").exists()
