@@ -257,6 +257,6 @@ def test_norms_build_refuses_bad_reference(small_folder, capsys):
 
 def test_norms_build_explicit_format(small_folder):
     out = small_folder / "norms.json"
-    assert run("norms", "build", small_folder / "creatives", "--elements", small_folder / "elements",
-               "--format", "banner", "-o", out) == 0
+    assert main(["norms", "build", str(small_folder / "creatives"), "--elements", str(small_folder / "elements"),
+                 "--format", "banner", "-o", str(out), "-q"]) == 0  # -q after the action works too
     assert list(json.loads(out.read_text())["formats"]) == ["banner"]

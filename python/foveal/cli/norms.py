@@ -16,7 +16,7 @@ from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms
 from ..scoring.scores import score_creative
-from . import add_engine_options, make_engine
+from . import _add_global_options, add_engine_options, make_engine
 from .score import iter_predicted, list_images
 
 
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "file's \"format\", else the image size WxH, e.g. 1080x1080)")
     b.add_argument("-o", "--out", type=Path, required=True, metavar="FILE", help="norms JSON to write")
     add_engine_options(b)
+    _add_global_options(b, default=argparse.SUPPRESS)  # `-q`/`-v` after `build` too, like every other command
     b.set_defaults(handler=run_build)
 
 
