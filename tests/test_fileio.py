@@ -43,3 +43,13 @@ def test_png_text_chunks_and_16_bit(tmp_path):
         np.testing.assert_array_equal(np.asarray(image), [[0, 65535]])
     with pytest.raises(InputError):
         save_png(tmp_path / "x.png", np.zeros((2, 2), np.float32))
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    write_json(tmp_path / "p.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "p.json").stat().st_mode) == 0o666 & ~umask
