@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One unattended GPU check of foveal, for a machine with an NVIDIA GPU (written for an H100: CuPy 14, PyTorch with
+# CUDA, pybind11, scikit-build-core, cmake, pytest-benchmark; no internet, TensorRT optional):
+#   1. build and install the package (pip install --no-build-isolation --no-deps .);
+#   2. run every GPU test (pytest -m gpu): CPU/GPU kernel twins, GPU backends, Engine on CUDA;
+#   3. run the GPU benchmarks (benchmarks/test_bench_gpu.py) and write a Markdown report.
+# Everything lands in $OUT (default ./gpu_check_out), at most 8 files:
+#   gpu_report.md (device, phase results, benchmark table), summary.json, build.log, pytest_gpu.log,
+#   pytest_gpu.xml, bench_gpu.log, bench_gpu.json.
+# Each phase has its own time limit so the whole check ends within 8 minutes; a failed phase does not stop the
+# next ones, and the exit status is non-zero if any failed.
+# Run from anywhere: bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PATH="$PATH:/usr/local/cuda/bin"
+export FOVEAL_TRT_CACHE="${FOVEAL_TRT_CACHE:-$(mktemp -d)}"  # a fresh TensorRT plan cache (when TensorRT exists)
+started=$SECONDS
+
+phase() {  # phase NAME LIMIT_S LOG COMMAND...: run with a time limit, record status and seconds
+  local name=$1 limit=$2 log=$3
+  shift 3
+  local t0=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  echo "$name $rc $((SECONDS - t0))" >>"$OUT/.phases"
+  echo "[gpu_check] $name: exit $rc after $((SECONDS - t0)) s (log: $log)"
+  return 0
+}
+: >"$OUT/.phases"
+
+phase build 120 "$OUT/build.log" "$PY" -m pip install --no-build-isolation --no-deps --no-input .
+
+# Only the test files that hold GPU tests are collected: the others may import packages (hypothesis, scipy,
+# pysaliency...) this machine lacks. -W default: on an unattended run a third-party warning is reported (in the
+# log's warnings summary), not turned into an error by the project's filterwarnings=error.
+mapfile -t gpu_tests < <(grep -l "pytest.mark.gpu" tests/test_*.py)
+phase tests 160 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu "${gpu_tests[@]}" -W default -ra \
+  --junitxml="$OUT/pytest_gpu.xml" -p no:cacheprovider
+
+phase bench 150 "$OUT/bench_gpu.log" "$PY" -m pytest benchmarks/test_bench_gpu.py -W default -ra -p no:cacheprovider \
+  --benchmark-json="$OUT/bench_gpu.json" --benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-warmup=on
+
+"$PY" - "$OUT" "$((SECONDS - started))" <<'PY'
+"""Write gpu_report.md and summary.json from the phase results and the benchmark JSON."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+out, total = Path(sys.argv[1]), int(sys.argv[2])
+phases = [line.split() for line in (out / ".phases").read_text().splitlines()]
+try:
+    device = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                             "--format=csv,noheader"], capture_output=True, text=True, timeout=30).stdout.strip()
+except (OSError, subprocess.SubprocessError) as exc:
+    device = f"nvidia-smi unavailable ({exc})"
+
+
+def tail(name: str, lines: int = 1) -> str:
+    path = out / name
+    text = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return " / ".join(text[-lines:]) if text else "(no output)"
+
+
+report = [f"# foveal GPU check\n", f"Device: {device}\n", f"Total: {total} s\n", "| phase | exit | seconds | last line |",
+          "|---|---|---|---|"]
+logs = {"build": "build.log", "tests": "pytest_gpu.log", "bench": "bench_gpu.log"}
+for name, rc, seconds in phases:
+    report.append(f"| {name} | {rc} | {seconds} | {tail(logs[name]).replace('|', '/')} |")
+
+rows, summary = [], {"device": device, "seconds": total, "phases": {n: int(rc) for n, rc, _ in phases}}
+bench = out / "bench_gpu.json"
+if bench.is_file():
+    data = json.loads(bench.read_text())
+    summary["machine_info"] = {k: data.get("machine_info", {}).get(k) for k in ("node", "python_version", "cpu")}
+    by_group: dict[str, list[dict]] = {}
+    for b in data.get("benchmarks", []):
+        by_group.setdefault(b["group"], []).append(b)
+    report += ["", "## Benchmarks (median; GPU rows include a device synchronisation)", "",
+               "| group | implementation | median ms | per image ms | vs baseline | notes |", "|---|---|---|---|---|---|"]
+    for group, items in by_group.items():
+        base = next((b["stats"]["median"] for b in items if b["extra_info"].get("baseline")), None)
+        for b in items:
+            median, extra = b["stats"]["median"], b["extra_info"]
+            per = median / extra["images"] if extra.get("images") else None
+            notes = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()
+                              if k not in ("baseline", "images"))
+            report.append(f"| {group} | {b['name']} | {median * 1e3:.3f} | "
+                          f"{'' if per is None else f'{per * 1e3:.3f}'} | "
+                          f"{'' if base is None else f'{base / median:.2f}x'} | {notes} |")
+            rows.append({"group": group, "name": b["name"], "median_s": median, "per_image_s": per,
+                         "speedup": None if base is None else base / median, **extra})
+summary["benchmarks"] = rows
+(out / "gpu_report.md").write_text("\n".join(report) + "\n")
+(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print("\n".join(report))
+PY
+failed=$(awk '$2 != 0' "$OUT/.phases" | wc -l)
+rm -f "$OUT/.phases"
+echo "[gpu_check] done in $((SECONDS - started)) s; $failed phase(s) failed; report: $OUT/gpu_report.md"
+[ "$failed" -eq 0 ]
