@@ -40,7 +40,7 @@ void *pool_take(std::size_t bytes, std::size_t *capacity) {
             return ptr;
         }
     }
-    const std::size_t rounded = (bytes + 63) / 64 * 64;
+    const std::size_t rounded = std::max<std::size_t>(64, (bytes + 63) / 64 * 64);
     *capacity = rounded;
     return std::aligned_alloc(64, rounded);
 }
@@ -49,7 +49,7 @@ void pool_give(void *ptr, std::size_t capacity) {
     Pool &p = pool();
     {
         std::lock_guard<std::mutex> lock(p.mutex);
-        if (p.kept.size() < kMaxKept && p.kept_bytes + capacity <= kMaxKeptBytes) {
+        if (capacity >= kPoolMinBytes && p.kept.size() < kMaxKept && p.kept_bytes + capacity <= kMaxKeptBytes) {
             p.kept.emplace_back(ptr, capacity);
             p.kept_bytes += capacity;
             return;

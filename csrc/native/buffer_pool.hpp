@@ -1,19 +1,20 @@
-// Recycles large output buffers. Fresh pages from the OS are zeroed by the kernel on first touch, which for a
-// 4096x4096 summed-area table costs more than computing it; a freed table's memory is kept for the next one.
+// 64-byte aligned output buffers, large ones recycled. Fresh pages from the OS are zeroed by the kernel on first
+// touch, which for a 4096x4096 summed-area table costs more than computing it; a freed table's memory is kept for
+// the next one.
 #pragma once
 
 #include <cstddef>
 
 namespace foveal {
 
-// Buffers below this size come from numpy's allocator (malloc already recycles them).
+// Smaller buffers are freed at once (malloc already recycles them).
 constexpr std::size_t kPoolMinBytes = std::size_t{16} << 20;
 
 // At least `bytes` bytes, 64-byte aligned, from the pool when a kept buffer fits (no more than twice the
 // size), else newly allocated; nullptr when out of memory.
 void *pool_take(std::size_t bytes, std::size_t *capacity);
 
-// Keeps the buffer for reuse (at most four buffers, 512 MiB in all) or frees it.
+// Keeps a large buffer for reuse (at most four buffers, 512 MiB in all) or frees it.
 void pool_give(void *ptr, std::size_t capacity);
 
 }  // namespace foveal

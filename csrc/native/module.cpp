@@ -36,13 +36,12 @@ void require_image(const py::array &a, const char *name) {
                     std::string(name) + " must have shape (H, W, 3), got " + shape_of(a));
 }
 
-// Uninitialised output array; large ones live in recycled memory (see buffer_pool.hpp).
+// Uninitialised, 64-byte aligned output array; large ones live in recycled memory (see buffer_pool.hpp).
 template <class T>
 py::array_t<T> new_array(std::initializer_list<index_t> dims) {
     std::vector<py::ssize_t> shape(dims.begin(), dims.end());
     std::size_t count = 1;
     for (index_t d : dims) count *= static_cast<std::size_t>(std::max<index_t>(d, 0));
-    if (count * sizeof(T) < foveal::kPoolMinBytes) return py::array_t<T>(shape);
     struct Block {
         void *ptr;
         std::size_t capacity;
