@@ -1,43 +1,56 @@
 """foveal.cpu and foveal.gpu are twins: one test body per kernel runs on both, and the results must agree.
 
-Each body takes the kernel module (``cpu`` or ``gpu``) and returns NumPy results; ``twins()`` runs it on both and
-compares with the tolerance stated beside the test. Bodies also assert what must hold on either twin (sums to 1).
-Shapes cover 1x1, odd sizes, extreme aspect ratios and large maps. Everything here needs CuPy and a CUDA device and
-is skipped cleanly without them; the CPU twin alone is checked against NumPy float64 references in
-test_cpu_reference.py.
+Each body takes a kernel module (``cpu`` or ``gpu``) and returns an array; ``twins()`` runs it on both and compares
+with the tolerance stated beside the test. Bodies also assert what must hold on either twin (sums to 1). Shapes
+cover 1x1, odd sizes, extreme aspect ratios and large maps.
+
+The GPU twin runs two ways: on a CUDA device through CuPy (marked ``gpu``, skipped cleanly without one), and on
+the CPU emulation of the CUDA kernels (test_gpu_emulator.py), which runs the same launchers and kernel sources
+everywhere but only for cases small enough to emulate. The CPU twin alone is checked against NumPy float64
+references in test_cpu_reference.py.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import pytest
+from test_gpu_emulator import emulated_gpu
 
 from foveal import cpu, gpu
 
-pytestmark = pytest.mark.gpu
+EMULATION_LIMIT = 150_000  # output pixels; the emulation runs one OS thread per CUDA thread
 
-if (_why := gpu.unavailable()) is not None:
-    pytest.skip(f"GPU twins need CuPy and a CUDA device: {_why}", allow_module_level=True)
 
-import cupy  # noqa: E402 - only once we know it is there
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.gpu), "emulated"])
+def twin(request, monkeypatch) -> SimpleNamespace:
+    """The GPU twin under test: ``k`` the kernel module, ``xp`` its array module."""
+    if request.param == "emulated":
+        k, xp = emulated_gpu(monkeypatch)
+        return SimpleNamespace(k=k, xp=xp, emulated=True)
+    if (why := gpu.unavailable()) is not None:
+        pytest.skip(f"GPU twin needs CuPy and a CUDA device: {why}")
+    import cupy
+
+    return SimpleNamespace(k=gpu, xp=cupy, emulated=False)
+
+
+def fits(twin: SimpleNamespace, *pixels: int) -> None:
+    """Skip on the emulation when a case is too large to emulate in reasonable time."""
+    if twin.emulated and max(pixels) > EMULATION_LIMIT:
+        pytest.skip(f"{max(pixels)} pixels is too large for the CPU emulation (runs on a GPU)")
+
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
-def host(x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return type(x)(host(v) for v in x)
-    return cupy.asnumpy(x) if isinstance(x, cupy.ndarray) else np.asarray(x)
-
-
-def twins(body: Callable[[Any], Any], rtol: float, atol: float) -> tuple[Any, Any]:
+def twins(body: Callable[[Any], Any], twin: SimpleNamespace, rtol: float, atol: float) -> tuple[Any, Any]:
     """Run ``body`` on the CPU twin and the GPU twin, assert they agree, return both results (NumPy)."""
-    on_cpu, on_gpu = host(body(cpu)), host(body(gpu))
-    for a, b in zip(on_cpu if isinstance(on_cpu, tuple) else (on_cpu,), on_gpu if isinstance(on_gpu, tuple) else (on_gpu,)):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol)
+    on_cpu, on_gpu = np.asarray(body(cpu)), twin.xp.asnumpy(body(twin.k))
+    assert on_cpu.shape == on_gpu.shape and on_cpu.dtype == on_gpu.dtype
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=rtol, atol=atol)
     return on_cpu, on_gpu
 
 
@@ -56,26 +69,27 @@ def image(h: int, w: int, seed: int = 0) -> np.ndarray:
     ((2048, 512), (384, 96), (384, 96)),     # 4:1
     ((5, 997), (1, 384), (32, 384)),         # extreme aspect: short side clamped to 1
 ])
-def test_preprocess(hw, resized, padded) -> None:
+def test_preprocess(twin, hw, resized, padded) -> None:
+    fits(twin, hw[0] * hw[1] // 16, padded[0] * padded[1])
     img = image(*hw)
-    twins(lambda k: k.preprocess(img, resized, padded, IMAGENET_MEAN, IMAGENET_STD), rtol=1e-5, atol=2e-5)
+    twins(lambda k: k.preprocess(img, resized, padded, IMAGENET_MEAN, IMAGENET_STD), twin, rtol=1e-5, atol=2e-5)
 
 
-def test_preprocess_fp16_rounds_the_float32_result() -> None:
+def test_preprocess_fp16_rounds_the_float32_result(twin) -> None:
     img = image(301, 417, seed=1)
     expected = cpu.preprocess(img, (276, 384), (288, 384), IMAGENET_MEAN, IMAGENET_STD)
-    half = gpu.preprocess(img, (276, 384), (288, 384), IMAGENET_MEAN, IMAGENET_STD, dtype=np.float16)
+    half = twin.k.preprocess(img, (276, 384), (288, 384), IMAGENET_MEAN, IMAGENET_STD, dtype=np.float16)
     assert half.dtype == np.float16
-    np.testing.assert_allclose(host(half).astype(np.float32), expected, rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(twin.xp.asnumpy(half).astype(np.float32), expected, rtol=1e-3, atol=2e-3)
 
 
-def test_preprocess_batch_matches_one_by_one() -> None:
-    images = [image(50, 70, 1), image(700, 300, 2), image(1, 1, 3), cupy.asarray(image(33, 33, 4))]
+def test_preprocess_batch_matches_one_by_one(twin) -> None:
+    images = [image(50, 70, 1), image(700, 300, 2), image(1, 1, 3), twin.xp.asarray(image(33, 33, 4))]
     resized = [(46, 64), (64, 28), (1, 1), (64, 64)]
-    batch = host(gpu.preprocess_batch(images, resized, (64, 64), IMAGENET_MEAN, IMAGENET_STD))
+    batch = twin.xp.asnumpy(twin.k.preprocess_batch(images, resized, (64, 64), IMAGENET_MEAN, IMAGENET_STD))
     for i, (img, r) in enumerate(zip(images, resized)):
-        np.testing.assert_allclose(batch[i:i + 1], cpu.preprocess(host(img), r, (64, 64), IMAGENET_MEAN, IMAGENET_STD),
-                                   rtol=1e-5, atol=2e-5)
+        expected = cpu.preprocess(twin.xp.asnumpy(img), r, (64, 64), IMAGENET_MEAN, IMAGENET_STD)
+        np.testing.assert_allclose(batch[i:i + 1], expected, rtol=1e-5, atol=2e-5)
 
 
 def log_density(gh: int, gw: int, seed: int = 0, scale: float = 4.0) -> np.ndarray:
@@ -92,7 +106,8 @@ def log_density(gh: int, gw: int, seed: int = 0, scale: float = 4.0) -> np.ndarr
     ((24, 6), (4000, 1000), (24.0, 6.0), 0.0),
     ((24, 32), (1080, 1920), (22.5, 32.0), 8.0),
 ])
-def test_postprocess(grid, out_hw, valid_hw, sigma) -> None:
+def test_postprocess(twin, grid, out_hw, valid_hw, sigma) -> None:
+    fits(twin, out_hw[0] * out_hw[1])
     ld = log_density(*grid)
 
     def body(k):
@@ -100,25 +115,26 @@ def test_postprocess(grid, out_hw, valid_hw, sigma) -> None:
         assert abs(float(prob.astype(np.float64).sum()) - 1.0) < 1e-6
         return prob
 
-    twins(body, rtol=1e-4 if sigma else 2e-5, atol=1e-12)
+    twins(body, twin, rtol=1e-4 if sigma else 2e-5, atol=1e-12)
 
 
-def test_postprocess_batch_matches_one_by_one() -> None:
+def test_postprocess_batch_matches_one_by_one(twin) -> None:
     grids = np.stack([log_density(12, 16, s) for s in range(4)])[:, None]  # the network's N x 1 x h x w
     out_hws = [(90, 120), (1, 1), (301, 77), (12, 16)]
     valid_hws = [(11.25, 15.0), (1.0, 1.0), (12.0, 3.1), (12.0, 16.0)]
     for sigma in (0.0, 1.5):
-        maps = gpu.postprocess_batch(cupy.asarray(grids), out_hws, valid_hws, sigma)
+        maps = twin.k.postprocess_batch(twin.xp.asarray(grids), out_hws, valid_hws, sigma)
         for i, prob in enumerate(maps):
-            np.testing.assert_allclose(host(prob), cpu.postprocess(grids[i, 0], out_hws[i], valid_hws[i], sigma),
-                                       rtol=1e-4, atol=1e-12)
+            expected = cpu.postprocess(grids[i, 0], out_hws[i], valid_hws[i], sigma)
+            np.testing.assert_allclose(twin.xp.asnumpy(prob), expected, rtol=1e-4, atol=1e-12)
 
 
-def test_postprocess_rejects_non_finite_grid() -> None:
+def test_postprocess_rejects_non_finite_grid(twin) -> None:
     ld = log_density(8, 8)
     ld[3, 5] = np.nan
-    with pytest.raises(ValueError, match="finite"):
-        gpu.postprocess(ld, (32, 32), (8.0, 8.0))
+    for k in (cpu, twin.k):
+        with pytest.raises(ValueError, match="finite"):
+            k.postprocess(ld, (32, 32), (8.0, 8.0))
 
 
 def random_prob(h: int, w: int, seed: int = 0, dtype: Any = np.float32) -> np.ndarray:
@@ -129,27 +145,29 @@ def random_prob(h: int, w: int, seed: int = 0, dtype: Any = np.float32) -> np.nd
 # SAT: both accumulate in float64, in different orders.
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (31, 129), (33, 127), (97, 1000), (1080, 1920)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_summed_area_table(shape, dtype) -> None:
+def test_summed_area_table(twin, shape, dtype) -> None:
+    fits(twin, shape[0] * shape[1])
     prob = random_prob(*shape, dtype=dtype)
-    sat, _ = twins(lambda k: k.summed_area_table(prob), rtol=1e-12, atol=1e-15)
+    sat, _ = twins(lambda k: k.summed_area_table(prob), twin, rtol=1e-12, atol=1e-15)
     assert (sat[0] == 0).all() and (sat[:, 0] == 0).all()
 
 
-def test_summed_area_table_4096_box_sums_within_1e_9_of_mass() -> None:
+def test_summed_area_table_4096_box_sums_within_1e_9_of_mass(twin) -> None:
+    fits(twin, 4096 * 4096)
     prob = random_prob(4096, 4096, seed=7)
     rng = np.random.default_rng(8)
     x0, y0 = rng.integers(0, 4096, (2, 5000))
     boxes = np.stack([x0, y0, x0 + rng.integers(1, 4096, 5000), y0 + rng.integers(1, 4096, 5000)], axis=1)
     sat_cpu = cpu.summed_area_table(prob)
-    sat_gpu = gpu.summed_area_table(cupy.asarray(prob))
+    sat_gpu = twin.k.summed_area_table(twin.xp.asarray(prob))
     total = float(sat_cpu[-1, -1])
-    np.testing.assert_allclose(host(gpu.box_sums(sat_gpu, boxes)), cpu.box_sums(sat_cpu, boxes), rtol=0,
-                               atol=1e-9 * total)
+    np.testing.assert_allclose(twin.xp.asnumpy(twin.k.box_sums(sat_gpu, boxes)), cpu.box_sums(sat_cpu, boxes),
+                               rtol=0, atol=1e-9 * total)
 
 
-def test_summed_area_table_batch_matches_one_by_one() -> None:
+def test_summed_area_table_batch_matches_one_by_one(twin) -> None:
     probs = np.stack([random_prob(45, 300, s) for s in range(3)])
-    tables = host(gpu.summed_area_table_batch(cupy.asarray(probs)))
+    tables = twin.xp.asnumpy(twin.k.summed_area_table_batch(twin.xp.asarray(probs)))
     for i in range(3):
         np.testing.assert_allclose(tables[i], cpu.summed_area_table(probs[i]), rtol=1e-12, atol=1e-15)
 
@@ -164,27 +182,28 @@ def boxes_for(h: int, w: int, n: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape, n", [((1, 1), 3), ((17, 5), 100), ((1080, 1920), 10_000)])
-def test_box_sums(shape, n) -> None:
+def test_box_sums(twin, shape, n) -> None:
     sat = cpu.summed_area_table(random_prob(*shape))
     boxes = boxes_for(*shape, n, seed=n)
-    twins(lambda k: k.box_sums(sat, boxes), rtol=0, atol=1e-15)
+    twins(lambda k: k.box_sums(sat, boxes), twin, rtol=0, atol=1e-15)
 
 
-def test_box_sums_batch_over_maps_of_different_sizes() -> None:
+def test_box_sums_batch_over_maps_of_different_sizes(twin) -> None:
     shapes = [(10, 10), (1, 1), (480, 640), (77, 13)]
     sats = [cpu.summed_area_table(random_prob(*s, seed=i)) for i, s in enumerate(shapes)]
     index = np.random.default_rng(0).integers(0, len(shapes), 5000)
     boxes = np.concatenate([boxes_for(*shapes[m], 1, seed=k) for k, m in enumerate(index)])
-    got = host(gpu.box_sums_batch([cupy.asarray(s) for s in sats], cupy.asarray(boxes), index))
+    got = twin.k.box_sums_batch([twin.xp.asarray(s) for s in sats], twin.xp.asarray(boxes), index)
     expected = np.array([cpu.box_sums(sats[m], boxes[k:k + 1])[0] for k, m in enumerate(index)])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(twin.xp.asnumpy(got), expected, rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("box, match", [((5, 5, 5, 9), r"boxes\[1\].*empty"), ((20, 0, 30, 4), r"boxes\[1\].*outside")])
-def test_box_sums_name_the_bad_box_like_the_cpu(box, match) -> None:
+@pytest.mark.parametrize("box, match", [((5, 5, 5, 9), r"boxes\[1\].*empty"),
+                                        ((20, 0, 30, 4), r"boxes\[1\].*outside")])
+def test_box_sums_name_the_bad_box_like_the_cpu(twin, box, match) -> None:
     sat = cpu.summed_area_table(random_prob(10, 10))
     boxes = np.array([(0, 0, 2, 2), box], dtype=np.int64)
-    for k in (cpu, gpu):
+    for k in (cpu, twin.k):
         with pytest.raises(ValueError, match=match):
             k.box_sums(sat, boxes)
 
@@ -192,20 +211,27 @@ def test_box_sums_name_the_bad_box_like_the_cpu(box, match) -> None:
 # Colormaps: the GPU uses the CPU's table and the CPU's float arithmetic, so results are identical.
 @pytest.mark.parametrize("shape", [(1, 1), (17, 33), (1080, 1920)])
 @pytest.mark.parametrize("cmap", ["turbo", "inferno"])
-def test_colorize(shape, cmap) -> None:
+def test_colorize(twin, shape, cmap) -> None:
+    fits(twin, shape[0] * shape[1] // 4)
     values = random_prob(*shape, seed=3) * np.float32(1e3)
-    twins(lambda k: k.colorize(values, cmap), rtol=0, atol=0)
+    twins(lambda k: k.colorize(values, cmap), twin, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (17, 33), (1080, 1920)])
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
-def test_overlay(shape, alpha) -> None:
+def test_overlay(twin, shape, alpha) -> None:
+    fits(twin, shape[0] * shape[1] // 4)
     img, prob = image(*shape, seed=5), random_prob(*shape, seed=6)
-    twins(lambda k: k.overlay(img, prob, alpha, "turbo"), rtol=0, atol=0)
+    twins(lambda k: k.overlay(img, prob, alpha, "turbo"), twin, rtol=0, atol=0)
 
 
+@pytest.mark.gpu
 def test_pipeline_stays_on_one_stream() -> None:
     """A non-default stream orders every stage: the result equals the default-stream run."""
+    if (why := gpu.unavailable()) is not None:
+        pytest.skip(f"needs CuPy and a CUDA device: {why}")
+    import cupy
+
     img = image(480, 640, seed=9)
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
@@ -214,6 +240,7 @@ def test_pipeline_stays_on_one_stream() -> None:
         sat = gpu.summed_area_table(prob)
         sums = gpu.box_sums(sat, np.array([[0, 0, 640, 480], [0, 0, 320, 240]]))
     stream.synchronize()
-    np.testing.assert_allclose(host(sums)[0], 1.0, atol=1e-6)
-    expected = cpu.box_sums(cpu.summed_area_table(host(prob)), np.array([[0, 0, 320, 240]]))
-    np.testing.assert_allclose(host(sums)[1], expected[0], atol=1e-12)
+    sums = cupy.asnumpy(sums)
+    np.testing.assert_allclose(sums[0], 1.0, atol=1e-6)
+    expected = cpu.box_sums(cpu.summed_area_table(cupy.asnumpy(prob)), np.array([[0, 0, 320, 240]]))
+    np.testing.assert_allclose(sums[1], expected[0], atol=1e-12)
