@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -153,3 +156,22 @@ def test_large_outputs_are_recycled_without_stale_values():
     assert second[0].max() == 0.0 and second[:, 0].max() == 0.0 and second[-1, -1] == 2.0 * 2100 * 2100
     second[1000, 1000] = -1.0  # the array owns writable memory
     assert second.flags.writeable and second.flags.c_contiguous
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Kernels split work at fixed boundaries, so 1 and 3 threads give bit-identical results."""
+    script = (
+        "import hashlib, numpy as np; from foveal import cpu; rng = np.random.default_rng(7);"
+        "p = rng.random((1500, 700), dtype=np.float32); g = rng.normal(0, 3, (60, 40)).astype(np.float32);"
+        "out = [cpu.summed_area_table(p), cpu.summed_area_table(p.astype(np.float64)),"
+        " cpu.postprocess(g, (900, 600), (55.5, 40.0), 2.5), cpu.quantize(p, 16)[0]];"
+        "print(hashlib.sha256(b''.join(a.tobytes() for a in out)).hexdigest())"
+    )
+    digests = {
+        n: subprocess.run(
+            [sys.executable, "-c", script], env={**os.environ, "FOVEAL_NUM_THREADS": str(n)},
+            capture_output=True, text=True, check=True,
+        ).stdout
+        for n in (1, 3)
+    }
+    assert digests[1] == digests[3]

@@ -7,7 +7,7 @@
 namespace foveal {
 namespace {
 
-constexpr index_t kMinBoxesPerThread = 32768;
+constexpr index_t kBoxChunk = 16384;
 
 bool box_ok(const std::int64_t *b, index_t h, index_t w) {
     return b[2] > b[0] && b[3] > b[1] && b[2] > 0 && b[3] > 0 && b[0] < w && b[1] < h;
@@ -27,7 +27,7 @@ void box_sums(const double *sat, index_t h, index_t w, const std::int64_t *boxes
                                   std::to_string(w + 1));
     const index_t stride = w + 1;
     std::atomic<index_t> first_bad{std::numeric_limits<index_t>::max()};
-    parallel_for(n, kMinBoxesPerThread, [&](index_t begin, index_t end) {
+    parallel_for(n, kBoxChunk, [&](index_t begin, index_t end) {
         for (index_t i = begin; i < end; ++i) {
             const std::int64_t *b = boxes + 4 * i;
             if (!box_ok(b, h, w)) {

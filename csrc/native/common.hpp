@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -63,15 +64,16 @@ void run_threads(int n, Fn &&fn) {
         if (e) std::rethrow_exception(e);
 }
 
-// Splits [0, n) into equal contiguous chunks of at least min_chunk items and runs fn(begin, end) on each.
-// Starting a thread costs tens of microseconds, so small jobs stay on the calling thread.
+// Runs fn(begin, end) over [0, n) in chunks of `chunk` items handed out on demand: on a shared machine a thread
+// that loses its CPU does not hold the others up. Chunk boundaries do not depend on the thread count, so
+// per-chunk partial results (slot begin / chunk) combine in the same order however many threads run.
 template <class Fn>
-void parallel_for(index_t n, index_t min_chunk, Fn &&fn) {
-    const index_t by_size = std::max<index_t>(1, n / std::max<index_t>(1, min_chunk));
-    const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), by_size));
-    run_threads(n_threads, [&](int t) {
-        const index_t begin = n * t / n_threads, end = n * (t + 1) / n_threads;
-        if (begin < end) fn(begin, end);
+void parallel_for(index_t n, index_t chunk, Fn &&fn) {
+    const index_t n_chunks = (n + chunk - 1) / chunk;
+    const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), n_chunks));
+    std::atomic<index_t> next{0};
+    run_threads(n_threads, [&](int) {
+        for (index_t c = next++; c < n_chunks; c = next++) fn(c * chunk, std::min(n, (c + 1) * chunk));
     });
 }
 

@@ -8,15 +8,14 @@
 namespace foveal {
 namespace {
 
-constexpr index_t kMinPixelsPerThread = 1 << 16;
+constexpr index_t kPixelChunk = 1 << 16;
 
 // Largest value of n floats; throws naming `what` on NaN, inf or (when `non_negative`) a negative value.
 float checked_max(const float *v, index_t n, const char *what, bool non_negative) {
-    const int n_chunks = static_cast<int>(std::max<index_t>(1, std::min<index_t>(thread_count(), n / kMinPixelsPerThread)));
+    const index_t n_chunks = (n + kPixelChunk - 1) / kPixelChunk;
     std::vector<float> maxes(static_cast<std::size_t>(n_chunks), 0.0f);
     std::vector<char> bad(static_cast<std::size_t>(n_chunks), 0);
-    run_threads(n_chunks, [&](int t) {
-        const index_t i0 = n * t / n_chunks, i1 = n * (t + 1) / n_chunks;
+    parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
         float m = 0.0f, lo = 0.0f;
         bool finite = true;
         for (index_t i = i0; i < i1; ++i) {
@@ -24,8 +23,8 @@ float checked_max(const float *v, index_t n, const char *what, bool non_negative
             lo = v[i] < lo ? v[i] : lo;
             finite &= std::isfinite(v[i]);
         }
-        maxes[static_cast<std::size_t>(t)] = m;
-        bad[static_cast<std::size_t>(t)] = !finite || (non_negative && lo < 0.0f);
+        maxes[static_cast<std::size_t>(i0 / kPixelChunk)] = m;
+        bad[static_cast<std::size_t>(i0 / kPixelChunk)] = !finite || (non_negative && lo < 0.0f);
     });
     for (char b : bad)
         require(!b, std::string(what) + " must be finite" + (non_negative ? " and >= 0" : "") +
@@ -44,7 +43,7 @@ double quantize_impl(const float *prob, index_t n, Q *q) {
         return 0.0;
     }
     const double k = levels / static_cast<double>(m);
-    parallel_for(n, kMinPixelsPerThread, [&](index_t i0, index_t i1) {
+    parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
         for (index_t i = i0; i < i1; ++i)
             q[i] = static_cast<Q>(std::min(levels, std::floor(static_cast<double>(prob[i]) * k + 0.5)));
     });
@@ -65,7 +64,7 @@ double quantize16(const float *prob, index_t n, std::uint16_t *q) { return quant
 void colorize(const float *values, index_t n, const std::uint8_t *lut, std::uint8_t *rgb) {
     const float m = checked_max(values, n, "values", false);
     const float k = m > 0.0f ? 255.0f / m : 0.0f;
-    parallel_for(n, kMinPixelsPerThread, [&](index_t i0, index_t i1) {
+    parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
         for (index_t i = i0; i < i1; ++i) {
             const std::uint8_t *c = lut + 3 * lut_index(values[i], k);
             rgb[3 * i] = c[0];
@@ -82,7 +81,7 @@ void overlay(const std::uint8_t *image, const float *prob, index_t n, double alp
     const float m = checked_max(prob, n, "prob", true);
     const float k = m > 0.0f ? 1.0f / m : 0.0f;
     const float a_max = static_cast<float>(alpha);
-    parallel_for(n, kMinPixelsPerThread, [&](index_t i0, index_t i1) {
+    parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
         for (index_t i = i0; i < i1; ++i) {
             const float t = std::min(1.0f, prob[i] * k);
             const float a = a_max * t;

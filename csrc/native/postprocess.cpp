@@ -215,27 +215,21 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
     });
     if (blur_sigma > 0.0) gaussian_blur(out, h, w, blur_sigma);
 
-    // Softmax over all pixels: max-subtracted exp in float, float64 sum.
-    const int n_chunks = std::max<int>(1, static_cast<int>(std::min<index_t>(thread_count(), h / kRowChunk)));
-    std::vector<float> maxes(static_cast<std::size_t>(n_chunks), -INFINITY);
-    std::vector<double> sums(static_cast<std::size_t>(n_chunks), 0.0);
-    auto rows_of = [&](int t) { return std::make_pair(h * t / n_chunks, h * (t + 1) / n_chunks); };
-    run_threads(n_chunks, [&](int t) {
-        const auto [y0, y1] = rows_of(t);
-        maxes[static_cast<std::size_t>(t)] = row_max(out + y0 * w, (y1 - y0) * w);
+    // Softmax over all pixels: max-subtracted exp in float, float64 sum (per-chunk partial sums, fixed order).
+    const index_t n_chunks = (h + kRowChunk - 1) / kRowChunk;
+    std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
+    std::vector<double> sums(static_cast<std::size_t>(n_chunks));
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        maxes[static_cast<std::size_t>(y0 / kRowChunk)] = row_max(out + y0 * w, (y1 - y0) * w);
     });
     const float shift = *std::max_element(maxes.begin(), maxes.end());
-    run_threads(n_chunks, [&](int t) {
-        const auto [y0, y1] = rows_of(t);
-        sums[static_cast<std::size_t>(t)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
     });
     double total = 0.0;
     for (double s : sums) total += s;
     const float inv = static_cast<float>(1.0 / total);
-    run_threads(n_chunks, [&](int t) {
-        const auto [y0, y1] = rows_of(t);
-        scale_row(out + y0 * w, (y1 - y0) * w, inv);
-    });
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
 }
 
 }  // namespace foveal

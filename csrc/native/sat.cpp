@@ -1,13 +1,16 @@
-// Summed-area table. Memory-bound: one pass that reads the map once and writes the table once.
+// Summed-area table. Memory-bound: the table is written once, with the map read from memory once.
 //
-// Each output row is S[y+1] = S[y] + prefix(map[y]); the running row S[y] stays in a small buffer that lives in
-// L1/L2, so the table itself is only ever written (with streaming stores when it is too big for the caches).
-// Threads take contiguous row blocks; a block's first row needs the column sums of every row above it, which the
-// thread reads itself before starting (a read-only pass, cheaper than the write pass), so no thread waits on
-// another. Blocks are sized so that this extra read evens out.
+// Each table row is S[y+1] = S[y] + prefix(map[y]). Rows are cut into blocks whose map rows fit in L2. A block
+// first sums its map rows column-wise (reading them into L2), and S at its top plus the row prefix of those sums
+// gives S at the top of the next block; so blocks are chained by one cheap step each (decoupled look-back),
+// while their write passes, which re-read the map rows from L2, run on any thread in any order. Blocks are
+// handed out on demand, so a thread that loses its CPU on a shared machine holds the others up only briefly,
+// and the result does not depend on the thread count.
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "kernels.hpp"
@@ -21,8 +24,9 @@ namespace {
 
 // Below this many table bytes, regular stores keep the table in cache for the box queries that follow.
 constexpr std::size_t kStreamBytes = std::size_t{48} << 20;
-constexpr index_t kMinRowsPerThread = 64;
-constexpr int kMaxThreads = 4;  // beyond this the per-block column-sum reads outweigh the gain
+// Map bytes per block: read twice, the second time from L2.
+constexpr std::size_t kBlockBytes = std::size_t{256} << 10;
+constexpr index_t kMinBlockRows = 8;
 
 template <class T>
 void add_rows_generic(double *acc, const T *map, index_t rows, index_t w) {
@@ -30,12 +34,27 @@ void add_rows_generic(double *acc, const T *map, index_t rows, index_t w) {
         for (index_t x = 0; x < w; ++x) acc[x] += static_cast<double>(map[y * w + x]);
 }
 
-template <class T>
-void update_row_generic(const T *src, double *running, index_t w) {
+void prefix_add_generic(const double *src, const double *prev, double *dst, index_t w) {
     double carry = 0.0;
     for (index_t x = 0; x < w; ++x) {
-        carry += static_cast<double>(src[x]);
-        running[x] += carry;
+        carry += src[x];
+        dst[x] = prev[x] + carry;
+    }
+}
+
+template <class T>
+void sat_rows_generic(const T *map, index_t rows, index_t w, const double *start, double *running,
+                      const double * /*table*/, double *out, bool /*stream*/) {
+    std::copy(start, start + w, running);
+    for (index_t y = 0; y < rows; ++y) {
+        double *dst = out + y * (w + 1);
+        double carry = 0.0;
+        dst[0] = 0.0;
+        for (index_t x = 0; x < w; ++x) {
+            carry += static_cast<double>(map[y * w + x]);
+            running[x] += carry;
+            dst[x + 1] = running[x];
+        }
     }
 }
 
@@ -108,11 +127,12 @@ FOVEAL_AVX2 void sat_row_avx2(const T *src, const double *prev, double *running,
     }
 }
 
-// Rows [0, rows) of a block whose running row S[y0] is in `running`. Cached tables read the previous row back
-// from the table; streamed ones are not in cache, so they keep the running row up to date instead.
+// Table rows after `start` (the row above the block) for `rows` map rows. Cached tables read the previous row
+// back from the table; streamed ones are not in cache, so they keep a running copy of it instead.
 template <class T>
-FOVEAL_AVX2 void sat_rows_avx2(const T *map, index_t rows, index_t w, double *running, const double *table,
-                               double *out, bool stream) {
+FOVEAL_AVX2 void sat_rows_avx2(const T *map, index_t rows, index_t w, const double *start, double *running,
+                               const double *table, double *out, bool stream) {
+    if (stream) std::copy(start, start + w, running);
     for (index_t y = 0; y < rows; ++y) {
         double *dst = out + y * (w + 1);
         dst[0] = 0.0;
@@ -120,57 +140,71 @@ FOVEAL_AVX2 void sat_rows_avx2(const T *map, index_t rows, index_t w, double *ru
         if (stream)
             sat_row_avx2<T, true>(map + y * w, running, running, dst + 1, w, head);
         else
-            sat_row_avx2<T, false>(map + y * w, y == 0 ? running : dst + 1 - (w + 1), nullptr, dst + 1, w, head);
+            sat_row_avx2<T, false>(map + y * w, y == 0 ? start : dst + 1 - (w + 1), nullptr, dst + 1, w, head);
     }
     if (stream) _mm_sfence();
 }
+
+FOVEAL_AVX2 void prefix_add_avx2(const double *src, const double *prev, double *dst, index_t w) {
+    sat_row_avx2<double, false>(src, prev, nullptr, dst, w, 0);
+}
 #endif
 
-// Row boundaries that even out per-thread cost: thread t pre-reads rows [0, start_t) at relative cost
-// `read_cost` per row and then runs its own block at cost 1 per row.
-std::vector<index_t> balanced_blocks(index_t h, int n, double read_cost) {
-    std::vector<double> start(static_cast<std::size_t>(n + 1), 0.0);
-    for (int t = 0; t < n; ++t) start[t + 1] = start[t] + 1.0 - read_cost * start[t];
-    std::vector<index_t> rows(static_cast<std::size_t>(n + 1));
-    for (int t = 0; t <= n; ++t) rows[t] = static_cast<index_t>(static_cast<double>(h) * start[t] / start[n] + 0.5);
-    return rows;
-}
+
+// 64-byte aligned scratch rows, zeroed.
+struct Rows {
+    index_t stride;
+    std::unique_ptr<double, decltype(&std::free)> data{nullptr, &std::free};
+    Rows(index_t count, index_t w) : stride((w + 7) / 8 * 8) {
+        const std::size_t n = static_cast<std::size_t>(count * stride);
+        data.reset(static_cast<double *>(std::aligned_alloc(64, std::max<std::size_t>(n, 1) * sizeof(double))));
+        if (!data) throw std::bad_alloc();
+        std::fill(data.get(), data.get() + n, 0.0);
+    }
+    double *row(index_t i) const { return data.get() + i * stride; }
+};
 
 template <class T>
 void sat_impl(const T *map, index_t h, index_t w, double *sat) {
     require(h >= 1 && w >= 1, "prob must be at least 1x1, got " + std::to_string(h) + "x" + std::to_string(w));
     const bool stream = static_cast<std::size_t>((h + 1) * (w + 1)) * sizeof(double) >= kStreamBytes &&
                         reinterpret_cast<std::uintptr_t>(sat) % 32 == 0;
-    const bool avx2 = cpu_has_avx2();
-    std::fill(sat, sat + w + 1, 0.0);
-    const int n = static_cast<int>(std::min<index_t>({thread_count(), kMaxThreads, h / kMinRowsPerThread}));
-    // Pre-reading a row only loads sizeof(T) bytes per value, the block pass also writes 8.
-    const double read_cost = static_cast<double>(sizeof(T)) / static_cast<double>(sizeof(T) + 2 * sizeof(double));
-    const std::vector<index_t> rows = balanced_blocks(h, std::max(n, 1), read_cost);
-    run_threads(std::max(n, 1), [&](int t) {
-        const index_t y0 = rows[t], y1 = rows[t + 1];
-        // Running row S[y] (without the zero column), 64-byte aligned and zeroed.
-        const std::size_t bytes = (static_cast<std::size_t>(w) * sizeof(double) + 63) / 64 * 64;
-        const std::unique_ptr<double, decltype(&std::free)> buffer(static_cast<double *>(std::aligned_alloc(64, bytes)),
-                                                                   &std::free);
-        if (!buffer) throw std::bad_alloc();
-        double *running = buffer.get();
-        std::fill(running, running + w, 0.0);
+    auto add_rows = &add_rows_generic<T>;
+    auto prefix_add = &prefix_add_generic;
+    auto sat_rows = &sat_rows_generic<T>;
 #if FOVEAL_X86
-        if (avx2) {
-            add_rows_avx2(running, map, y0, w);
-            for (index_t x = 1; x < w; ++x) running[x] += running[x - 1];
-            sat_rows_avx2(map + y0 * w, y1 - y0, w, running, sat, sat + (y0 + 1) * (w + 1), stream);
-            return;
-        }
+    if (cpu_has_avx2()) {
+        add_rows = &add_rows_avx2<T>;
+        prefix_add = &prefix_add_avx2;
+        sat_rows = &sat_rows_avx2<T>;
+    }
 #endif
-        add_rows_generic(running, map, y0, w);
-        for (index_t x = 1; x < w; ++x) running[x] += running[x - 1];
-        for (index_t y = y0; y < y1; ++y) {
-            double *dst = sat + (y + 1) * (w + 1);
-            update_row_generic(map + y * w, running, w);
-            dst[0] = 0.0;
-            std::copy(running, running + w, dst + 1);
+    const index_t block = std::max<index_t>(kMinBlockRows, static_cast<index_t>(kBlockBytes / (sizeof(T) * w)));
+    const index_t n_blocks = (h + block - 1) / block;
+    const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), n_blocks));
+
+    // Everything is allocated up front: a throw inside would leave other threads waiting on its block.
+    Rows tops(n_blocks, w);  // tops.row(b) = S[b * block], the table row above block b
+    Rows scratch(2 * n_threads, w);
+    const std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[static_cast<std::size_t>(n_blocks)]);
+    for (index_t b = 0; b < n_blocks; ++b) ready[b].store(b == 0, std::memory_order_relaxed);
+    std::fill(sat, sat + w + 1, 0.0);
+    std::atomic<index_t> next{0};
+
+    run_threads(n_threads, [&](int t) {
+        double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
+        for (index_t b = next++; b < n_blocks; b = next++) {
+            const index_t y0 = b * block, rows = std::min(block, h - y0);
+            if (b + 1 < n_blocks) {
+                std::fill(colsum, colsum + w, 0.0);
+                add_rows(colsum, map + y0 * w, rows, w);
+                while (!ready[b].load(std::memory_order_acquire)) std::this_thread::yield();
+                prefix_add(colsum, tops.row(b), tops.row(b + 1), w);
+                ready[b + 1].store(true, std::memory_order_release);
+            } else {
+                while (!ready[b].load(std::memory_order_acquire)) std::this_thread::yield();
+            }
+            sat_rows(map + y0 * w, rows, w, tops.row(b), running, sat, sat + (y0 + 1) * (w + 1), stream);
         }
     });
 }
