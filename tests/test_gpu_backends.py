@@ -65,6 +65,8 @@ def test_without_engine_package_says_how_to_get_it(monkeypatch, card) -> None:
     monkeypatch.delenv("FOVEAL_SOURCE", raising=False)
     with pytest.raises(BackendUnavailableError, match="FOVEAL_SOURCE"):
         torch_cuda.TorchBackend(card, device="cpu")
+    monkeypatch.setattr(gpu, "unavailable", lambda: None)  # even with a GPU, select() must not count on torch
+    assert "FOVEAL_SOURCE" in torch_cuda.TorchBackend.unavailable()
 
 
 def test_cuda_device_without_gpu_is_unavailable(card) -> None:

@@ -71,6 +71,10 @@ class TorchBackend:
             return why
         if importlib.util.find_spec("torch") is None:
             return "PyTorch is not installed: pip install 'foveal[torch]' (a CUDA build of torch)"
+        try:
+            _engine_package()
+        except BackendUnavailableError as exc:
+            return str(exc)
         return None
 
     def __init__(self, card: ModelCard, *, device: str = "cuda", fp16: bool = True, cuda_graph: bool = True) -> None:
@@ -104,8 +108,8 @@ class TorchBackend:
         return self._network(x.to(self._dtype).contiguous(memory_format=self._torch.channels_last))
 
     def run(self, batch: Any) -> Any:
-        """float32 N×3×H×W → float32 N×1×h×w: CuPy in and out on CUDA (ordered after the caller's current stream and
-        before its later work), NumPy on the CPU."""
+        """float32 N×3×H×W → float32 N×1×h×w: CuPy in and out on CUDA (ordered after the caller's current stream
+        and before its later work), NumPy on the CPU."""
         torch = self._torch
         with torch.inference_mode():
             if not self.on_gpu:
