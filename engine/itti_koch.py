@@ -75,9 +75,10 @@ class Readout:
     prior_sigma: float
 
 
-# Chosen by ``python -m engine.tune_itti_koch --images 200`` (about 2.5 CPU-minutes); its report, shipped in
-# the card's provenance:
-TUNED = Readout(contrast=2.0, epsilon=0.01, blur_sigma=0.5, prior_sigma=0.25)
+# Chosen by ``python -m engine.tune_itti_koch --images 200`` (3.5 CPU-minutes); its report is shipped in the
+# card's provenance.  The epsilon grid stops at 1e-3 on purpose: a smaller epsilon lets the log magnify float32
+# round-off in S (about 1e-7) past the 1e-4 agreement foveal asks of every backend.
+TUNED = Readout(contrast=1.5, epsilon=0.001, blur_sigma=0.0, prior_sigma=0.25)
 TUNING: dict[str, Any] = {
     "command": "python -m engine.tune_itti_koch --images 200",
     "split": "OSIE train (sorted 1001..1700, default_rng(0).permutation, first 80%)",
@@ -90,9 +91,9 @@ TUNING: dict[str, Any] = {
         "prior_sigma": [0.15, 0.2, 0.25, 0.3, 0.4, 0.6],
     },
     "train_sample_scores": {
-        "chosen": {"IG": 0.7832, "NSS": 1.1256},
+        "chosen": {"IG": 0.7448, "NSS": 1.0938},
         "centre_prior_only": {"IG": 0.4827, "NSS": 0.8207},
-        "without_prior": {"IG": 0.4727, "NSS": 0.8308},
+        "without_prior": {"IG": 0.401, "NSS": 0.7672},
     },
 }
 

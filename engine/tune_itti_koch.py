@@ -26,7 +26,7 @@ from PIL import Image
 from engine.itti_koch import IttiKoch, Readout
 
 CONTRASTS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
-EPSILONS = (0.001, 0.003, 0.01, 0.03, 0.1)
+EPSILONS = (0.001, 0.003, 0.01, 0.03, 0.1)  # no smaller: see the note above itti_koch.TUNED
 BLUR_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 PRIOR_SIGMAS = (0.15, 0.2, 0.25, 0.3, 0.4, 0.6)
 WORKING_HW = (288, 384)  # OSIE is 800×600: longest side 384, already a multiple of 32, no padding
