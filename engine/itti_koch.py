@@ -12,14 +12,14 @@ Pipeline (image x in [0, 1], NCHW RGB, H and W multiples of 32):
    The pyramids of R-G and B-Y equal the differences of the R, G, B, Y pyramids because blurring and
    subsampling are linear, so only the two opponent pyramids are built.
 3. Orientation O(σ, θ), θ ∈ {0°, 45°, 90°, 135°}: Gabor filters on each intensity level (the paper's
-   oriented Gabor pyramids).  We take the modulus of the quadrature pair (cosine and sine Gabor), the
-   phase-invariant orientation energy, as SaliencyToolbox does by combining phases 0° and 90°: a bar then
-   gives one smooth peak instead of a centre and two side lobes, which N(.) would count as extra maxima.
+   oriented Gabor pyramids).  Like SaliencyToolbox we filter with both phases, 0° and 90°, and take the
+   modulus of the pair, the phase-invariant orientation energy: a bar then gives one smooth peak instead of
+   a centre and two side lobes, which N(.) would count as extra maxima.
 4. Centre–surround (sec. 2.1): c ∈ {2, 3, 4}, s = c + δ, δ ∈ {3, 4}; the surround is bilinearly
    interpolated to the centre's size and |centre - surround| taken: 6 intensity, 12 colour (RG, BY
    double-opponent) and 24 orientation feature maps.  The paper prints RG(c,s) = |(R(c)-G(c)) ⊖ (G(s)-R(s))|,
    the surround's opposite sign written into the term; subtracting it literally would sum centre and surround
-   and reward uniform colour, so, as in the authors' own code, the opponent map is |RG(c) ⊖ RG(s)|.
+   and reward uniform colour, so the map is |RG(c) ⊖ RG(s)|, the double-opponent contrast the text describes.
 5. N(.) (sec. 2.2) on every feature map, across-scale addition at level 4 (stride 16), conspicuity maps
    Ī, C̄, Ō, and S = (N(Ī) + N(C̄) + N(Ō)) / 3.
 6. Read-out (not part of the 1998 model): a log-density for fixation prediction,
@@ -41,8 +41,8 @@ MAP_LEVEL = 4  # the saliency map's scale (σ = 4 in the paper): stride 2**4 = 1
 STRIDE = 2**MAP_LEVEL
 PAD_MULTIPLE = 32
 GABOR_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
-# Walther & Koch's SaliencyToolbox defaults for the Itti model's Gabor bank (period 7 px, size 9 px at
-# each pyramid level, envelope σ about a third of the period, round envelope).
+# SaliencyToolbox's defaults (Walther & Koch 2006, defaultGaborParams) at every pyramid level: period 7 px,
+# 9×9 kernel, envelope σ 2.33 px, elongation 1 (round envelope).
 GABOR_SIZE = 9
 GABOR_PERIOD = 7.0
 GABOR_SIGMA = 7.0 / 3.0
