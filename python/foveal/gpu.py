@@ -12,6 +12,7 @@ raises :class:`~foveal.errors.BackendUnavailableError`.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,27 +107,29 @@ class _Staging:
     """A grow-only pinned host buffer per device for asynchronous uploads.
 
     Before the buffer is overwritten the host waits for the previous upload from it, so a copy in flight never reads
-    the next image.
+    the next image; a lock keeps threads sharing the device from interleaving.
     """
 
     def __init__(self) -> None:
         self._buffer: Any = None
         self._nbytes = 0
         self._done: Any = None
+        self._lock = threading.Lock()
 
     def upload(self, host: np.ndarray) -> Any:
         xp = _cupy()
-        if self._done is not None:
-            self._done.synchronize()
-        if host.nbytes > self._nbytes:
-            self._nbytes = max(host.nbytes, 2 * self._nbytes)
-            self._buffer = xp.cuda.alloc_pinned_memory(self._nbytes)
-        pinned = np.frombuffer(self._buffer, dtype=host.dtype, count=host.size).reshape(host.shape)
-        np.copyto(pinned, host)
-        device = xp.empty(host.shape, dtype=host.dtype)
-        device.set(pinned)  # asynchronous on the current stream: the source is pinned
-        self._done = xp.cuda.Event(disable_timing=True)
-        self._done.record()
+        with self._lock:
+            if self._done is not None:
+                self._done.synchronize()
+            if host.nbytes > self._nbytes:
+                self._nbytes = max(host.nbytes, 2 * self._nbytes)
+                self._buffer = xp.cuda.alloc_pinned_memory(self._nbytes)
+            pinned = np.frombuffer(self._buffer, dtype=host.dtype, count=host.size).reshape(host.shape)
+            np.copyto(pinned, host)
+            device = xp.empty(host.shape, dtype=host.dtype)
+            device.set(pinned)  # asynchronous on the current stream: the source is pinned
+            self._done = xp.cuda.Event(disable_timing=True)
+            self._done.record()
         return device
 
 
@@ -328,11 +331,13 @@ def summed_area_table_batch(probs: Any) -> Any:
     out = xp.empty((n, h + 1, w + 1), dtype=np.float64)
     defines = (("FOVEAL_SAT_TILE_H", SAT_TILE_H),)
     h32, w32 = np.int32(h), np.int32(w)
-    _kernel("sat.cu", f"sat_tile_totals_{suffix}", defines)((ntx, nty, n), (_SAT_TILE_W,), (p, h32, w32, rowsum, colsum))
+    tiles = (ntx, nty, n)
+    _kernel("sat.cu", f"sat_tile_totals_{suffix}", defines)(tiles, (_SAT_TILE_W,), (p, h32, w32, rowsum, colsum))
     _kernel("sat.cu", "sat_row_carries", defines)((-(-n * h // 8),), (32, 8), (rowsum, np.int32(n * h), np.int32(ntx)))
     _kernel("sat.cu", "sat_strip_carries", defines)((-(-w // 32), n), (32, 32), (colsum, w32, np.int32(nty)))
-    _kernel("sat.cu", "sat_strip_prefix", defines)((nty, n), (min(1024, -(-w // 32) * 32),), (colsum, w32, np.int32(nty)))
-    _kernel("sat.cu", f"sat_tiles_{suffix}", defines)((ntx, nty, n), (_SAT_TILE_W,), (p, h32, w32, rowsum, colsum, out))
+    prefix_threads = min(1024, -(-w // 32) * 32)
+    _kernel("sat.cu", "sat_strip_prefix", defines)((nty, n), (prefix_threads,), (colsum, w32, np.int32(nty)))
+    _kernel("sat.cu", f"sat_tiles_{suffix}", defines)(tiles, (_SAT_TILE_W,), (p, h32, w32, rowsum, colsum, out))
     return out
 
 
