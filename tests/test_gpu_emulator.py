@@ -11,6 +11,7 @@ runs its small cases through it; the same cases also run on a real GPU.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import re
@@ -178,6 +179,7 @@ class _Module:
                                 f"unsigned bx, unsigned by, unsigned bz) {{ emu::run({{gx, gy, gz}}, {{bx, by, bz}}, "
                                 f"[&] {{ {name}({unpacked}); }}); }}")
             folder = Path(tempfile.mkdtemp(prefix="foveal-emu-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
             (folder / "k.cpp").write_text(SHIM + code + "\n" + "\n".join(wrappers) + "\n")
             run = subprocess.run([compiler(), "-std=c++20", "-O1", "-ffp-contract=off", "-pthread", "-shared", "-fPIC",
                                   "-w", str(folder / "k.cpp"), "-o", str(folder / "k.so")],
