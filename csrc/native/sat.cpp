@@ -43,9 +43,8 @@ void prefix_add_generic(const double *src, const double *prev, double *dst, inde
 }
 
 template <class T>
-void sat_rows_generic(const T *map, index_t rows, index_t w, const double *start, double *running,
-                      const double * /*table*/, double *out, bool /*stream*/) {
-    std::copy(start, start + w, running);
+void sat_rows_generic(const T *map, index_t rows, index_t w, double *running, const double * /*table*/,
+                      double *out, bool /*stream*/, const T * /*ahead*/, index_t /*ahead_rows*/) {
     for (index_t y = 0; y < rows; ++y) {
         double *dst = out + y * (w + 1);
         double carry = 0.0;
@@ -72,9 +71,23 @@ FOVEAL_AVX2 inline __m256d prefix4(__m256d v) {
 
 FOVEAL_AVX2 inline __m256d last_lane(__m256d v) { return _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 3, 3, 3)); }
 
+// acc += column sums of `rows` map rows, four rows per pass to cut the accumulator traffic.
 template <class T>
 FOVEAL_AVX2 void add_rows_avx2(double *acc, const T *map, index_t rows, index_t w) {
-    for (index_t y = 0; y < rows; ++y) {
+    index_t y = 0;
+    for (; y + 4 <= rows; y += 4) {
+        const T *r0 = map + y * w, *r1 = r0 + w, *r2 = r1 + w, *r3 = r2 + w;
+        index_t x = 0;
+        for (; x + 4 <= w; x += 4) {
+            const __m256d s = _mm256_add_pd(_mm256_add_pd(load4(r0 + x), load4(r1 + x)),
+                                            _mm256_add_pd(load4(r2 + x), load4(r3 + x)));
+            _mm256_store_pd(acc + x, _mm256_add_pd(_mm256_load_pd(acc + x), s));
+        }
+        for (; x < w; ++x)
+            acc[x] += (static_cast<double>(r0[x]) + static_cast<double>(r1[x])) +
+                      (static_cast<double>(r2[x]) + static_cast<double>(r3[x]));
+    }
+    for (; y < rows; ++y) {
         const T *src = map + y * w;
         index_t x = 0;
         for (; x + 4 <= w; x += 4) _mm256_store_pd(acc + x, _mm256_add_pd(_mm256_load_pd(acc + x), load4(src + x)));
@@ -87,10 +100,11 @@ FOVEAL_AVX2 void add_rows_avx2(double *acc, const T *map, index_t rows, index_t 
 // from the row's offset in the table (not from its address, so results do not depend on where the table lives)
 // to make the stores aligned in a 32-byte aligned table. Eight columns per step as two independent four-lane
 // prefixes keep the loop-carried dependency at one add. `prev` may alias `running`, which (when not null)
-// receives a copy of the row for the next one to read.
+// receives a copy of the row for the next one to read. `ahead` (when not null) is a map row of a later block,
+// prefetched so that its column-sum pass, which otherwise waits on memory, finds it in cache.
 template <class T, bool Stream>
 FOVEAL_AVX2 void sat_row_avx2(const T *src, const double *prev, double *running, double *dst, index_t w,
-                              index_t head) {
+                              index_t head, const T *ahead) {
     index_t x = 0;
     double carry_s = 0.0;
     for (; x < std::min(head, w); ++x) {
@@ -100,6 +114,7 @@ FOVEAL_AVX2 void sat_row_avx2(const T *src, const double *prev, double *running,
     }
     __m256d carry = _mm256_set1_pd(carry_s);
     for (; x + 8 <= w; x += 8) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char *>(ahead + x), _MM_HINT_T1);
         const __m256d a = prefix4(load4(src + x));
         const __m256d b = prefix4(load4(src + x + 4));
         const __m256d a_total = last_lane(a);
@@ -127,26 +142,26 @@ FOVEAL_AVX2 void sat_row_avx2(const T *src, const double *prev, double *running,
     }
 }
 
-// Table rows after `start` (the row above the block) for `rows` map rows. Cached tables read the previous row
-// back from the table; streamed ones are not in cache, so they keep a running copy of it instead.
+// Table rows for `rows` map rows below the row in `running`. Cached tables read the previous row back from the
+// table; streamed ones are not in cache, so they keep `running` up to date instead.
 template <class T>
-FOVEAL_AVX2 void sat_rows_avx2(const T *map, index_t rows, index_t w, const double *start, double *running,
-                               const double *table, double *out, bool stream) {
-    if (stream) std::copy(start, start + w, running);
+FOVEAL_AVX2 void sat_rows_avx2(const T *map, index_t rows, index_t w, double *running, const double *table,
+                               double *out, bool stream, const T *ahead, index_t ahead_rows) {
     for (index_t y = 0; y < rows; ++y) {
         double *dst = out + y * (w + 1);
         dst[0] = 0.0;
         const index_t head = (4 - (dst + 1 - table) % 4) % 4;
+        const T *next = y < ahead_rows ? ahead + y * w : nullptr;
         if (stream)
-            sat_row_avx2<T, true>(map + y * w, running, running, dst + 1, w, head);
+            sat_row_avx2<T, true>(map + y * w, running, running, dst + 1, w, head, next);
         else
-            sat_row_avx2<T, false>(map + y * w, y == 0 ? start : dst + 1 - (w + 1), nullptr, dst + 1, w, head);
+            sat_row_avx2<T, false>(map + y * w, y == 0 ? running : dst + 1 - (w + 1), nullptr, dst + 1, w, head, next);
     }
     if (stream) _mm_sfence();
 }
 
 FOVEAL_AVX2 void prefix_add_avx2(const double *src, const double *prev, double *dst, index_t w) {
-    sat_row_avx2<double, false>(src, prev, nullptr, dst, w, 0);
+    sat_row_avx2<double, false>(src, prev, nullptr, dst, w, 0, nullptr);
 }
 #endif
 
@@ -184,12 +199,21 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
     const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), n_blocks));
 
     // Everything is allocated up front: a throw inside would leave other threads waiting on its block.
-    Rows tops(n_blocks, w);  // tops.row(b) = S[b * block], the table row above block b
+    // Block tops live in a small ring; a slot is rewritten only after its previous block copied its top out.
+    const index_t ring = 2 * n_threads + 2;
+    Rows tops(ring, w);  // tops.row(b % ring) = S[b * block], the table row above block b
     Rows scratch(2 * n_threads, w);
     const std::unique_ptr<std::atomic<bool>[]> ready(new std::atomic<bool>[static_cast<std::size_t>(n_blocks)]);
-    for (index_t b = 0; b < n_blocks; ++b) ready[b].store(b == 0, std::memory_order_relaxed);
+    const std::unique_ptr<std::atomic<bool>[]> taken(new std::atomic<bool>[static_cast<std::size_t>(n_blocks)]);
+    for (index_t b = 0; b < n_blocks; ++b) {
+        ready[b].store(b == 0, std::memory_order_relaxed);
+        taken[b].store(false, std::memory_order_relaxed);
+    }
     std::fill(sat, sat + w + 1, 0.0);
     std::atomic<index_t> next{0};
+    auto wait_for = [](const std::atomic<bool> &flag) {
+        while (!flag.load(std::memory_order_acquire)) std::this_thread::yield();
+    };
 
     run_threads(n_threads, [&](int t) {
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
@@ -198,13 +222,21 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
-                while (!ready[b].load(std::memory_order_acquire)) std::this_thread::yield();
-                prefix_add(colsum, tops.row(b), tops.row(b + 1), w);
+                wait_for(ready[b]);
+                if (b + 1 >= ring) wait_for(taken[b + 1 - ring]);  // its slot is about to be reused
+                prefix_add(colsum, tops.row(b % ring), tops.row((b + 1) % ring), w);
                 ready[b + 1].store(true, std::memory_order_release);
             } else {
-                while (!ready[b].load(std::memory_order_acquire)) std::this_thread::yield();
+                wait_for(ready[b]);
             }
-            sat_rows(map + y0 * w, rows, w, tops.row(b), running, sat, sat + (y0 + 1) * (w + 1), stream);
+            const double *top = tops.row(b % ring);
+            std::copy(top, top + w, running);
+            taken[b].store(true, std::memory_order_release);
+            // Prefetch the block this thread is likely to take next (the L3 is shared if another one does).
+            const index_t ahead0 = y0 + n_threads * block;
+            const index_t ahead_rows = std::max<index_t>(0, std::min(block, h - ahead0));
+            sat_rows(map + y0 * w, rows, w, running, sat, sat + (y0 + 1) * (w + 1), stream,
+                     ahead_rows ? map + ahead0 * w : nullptr, ahead_rows);
         }
     });
 }
