@@ -146,8 +146,9 @@ void add_pair(float *dst, const float *a, const float *b, float k, index_t n) {
     for (index_t i = 0; i < n; ++i) dst[i] += k * (a[i] + b[i]);
 }
 
-// Separable blur of the h x w map in place (vertical into a scratch map, then horizontal back).
-void gaussian_blur(float *map, index_t h, index_t w, double sigma) {
+// Separable blur of the h x w map in place (vertical into a scratch map, then horizontal back); the maximum of
+// each chunk of kRowChunk output rows goes to chunk_max.
+void gaussian_blur(float *map, index_t h, index_t w, double sigma, float *chunk_max) {
     const index_t radius = static_cast<index_t>(std::ceil(3.0 * sigma));
     const std::vector<float> k = gaussian_weights(sigma, radius);
     const float *half = k.data() + radius;  // half[j] = weight at offset +-j
@@ -174,6 +175,7 @@ void gaussian_blur(float *map, index_t h, index_t w, double sigma) {
             scale_into(dst, centre, half[0], w);
             for (index_t j = 1; j <= radius; ++j) add_pair(dst, centre - j, centre + j, half[j], w);
         }
+        chunk_max[y0 / kRowChunk] = row_max(map + y0 * w, (y1 - y0) * w);
     });
 }
 
@@ -209,19 +211,18 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
             dst[x] = a + tx.frac[x] * (b - a);
         }
     }
-    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
-        for (index_t y = y0; y < y1; ++y)
-            lerp_rows(out + y * w, cols.data() + ty.i0[y] * w, cols.data() + ty.i1[y] * w, ty.frac[y], w);
-    });
-    if (blur_sigma > 0.0) gaussian_blur(out, h, w, blur_sigma);
-
-    // Softmax over all pixels: max-subtracted exp in float, float64 sum (per-chunk partial sums, fixed order).
+    // Softmax over all pixels: max-subtracted exp in float, float64 sum. Per-chunk maxima and sums are combined
+    // in a fixed order; the maxima come from the pass that produces the final values.
     const index_t n_chunks = (h + kRowChunk - 1) / kRowChunk;
     std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
     std::vector<double> sums(static_cast<std::size_t>(n_chunks));
+    const bool blur = blur_sigma > 0.0;
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
-        maxes[static_cast<std::size_t>(y0 / kRowChunk)] = row_max(out + y0 * w, (y1 - y0) * w);
+        for (index_t y = y0; y < y1; ++y)
+            lerp_rows(out + y * w, cols.data() + ty.i0[y] * w, cols.data() + ty.i1[y] * w, ty.frac[y], w);
+        if (!blur) maxes[static_cast<std::size_t>(y0 / kRowChunk)] = row_max(out + y0 * w, (y1 - y0) * w);
     });
+    if (blur) gaussian_blur(out, h, w, blur_sigma, maxes.data());
     const float shift = *std::max_element(maxes.begin(), maxes.end());
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
         sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
