@@ -76,6 +76,24 @@ def test_cuda_device_without_gpu_is_unavailable(card) -> None:
         torch_cuda.TorchBackend(card)
 
 
+def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
+    """The Engine's GPU branch (foveal.gpu kernels around the network) gives the CPU branch's maps. The kernels run on
+    the CPU emulation and the network on ONNX Runtime; the Engine's private kernel/array-module slots are swapped,
+    so this breaks loudly if the Engine's GPU wiring changes shape."""
+    from test_gpu_emulator import emulated_gpu
+
+    from foveal import Engine
+
+    kernels, xp = emulated_gpu(monkeypatch)
+    on_cpu, emulated = Engine(card.name, device="cpu"), Engine(card.name, device="cpu")
+    monkeypatch.setattr(emulated, "_kernels", kernels)
+    monkeypatch.setattr(emulated, "_xp", xp)
+    images = [rgb, np.ascontiguousarray(rgb[::-1, ::2])]
+    for a, b in zip(emulated.predict_batch(images), on_cpu.predict_batch(images)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.prob, b.prob, rtol=1e-4, atol=1e-10)
+
+
 def softmax(log_density: np.ndarray) -> np.ndarray:
     e = np.exp(log_density - log_density.max(axis=(2, 3), keepdims=True))
     return e / e.sum(axis=(2, 3), keepdims=True)

@@ -249,6 +249,7 @@ class EmulatedCupy:
     def asnumpy(a: Any) -> np.ndarray:
         return np.array(a)
 
+    concatenate = staticmethod(lambda arrays: _dev(np.concatenate([np.asarray(a) for a in arrays])))
     isfinite = staticmethod(lambda a: _dev(np.isfinite(np.asarray(a))))
     argwhere = staticmethod(lambda a: _dev(np.argwhere(np.asarray(a))))
 
