@@ -59,6 +59,7 @@ def test_wrong_dtype_raises_type_error(call, match):
         (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0, 0), (1, 0, 1)), r"std must be finite and non-zero, got std\[1\]"),
         (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0), (1, 1, 1)), "mean must have 3 values"),
         (lambda: cpu.preprocess(IMAGE, (4, 4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "resized_hw must be a pair"),
+        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8.5, 8), (4.0, 4.0)), "out_hw must be a pair .* of integers"),
         (lambda: cpu.postprocess(np.array([[0.0, np.nan]], np.float32), (8, 8), (1.0, 2.0)), r"log_density must be finite, found nan at \(0, 1\)"),
         (lambda: cpu.postprocess(np.array([[np.inf]], np.float32), (8, 8), (1.0, 1.0)), "log_density must be finite"),
         (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8, 8), (4.0, 4.0), blur_sigma=-1), "blur_sigma must be"),

@@ -165,7 +165,6 @@ FOVEAL_AVX2 void prefix_add_avx2(const double *src, const double *prev, double *
 }
 #endif
 
-
 // 64-byte aligned scratch rows, zeroed.
 struct Rows {
     index_t stride;

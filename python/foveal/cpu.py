@@ -8,6 +8,7 @@ functions with the same signatures.
 """
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -54,12 +55,14 @@ def _image(image: ArrayLike, name: str = "image") -> NDArray[np.uint8]:
     return np.ascontiguousarray(a)
 
 
-def _pair(value: Sequence[float], name: str, kind: type) -> tuple:
+def _pair(value: Sequence[float], name: str, kind: Callable[[object], object]) -> tuple:
+    """``value`` as a (height, width) pair converted by ``kind`` (``operator.index`` for sizes, ``float``)."""
     try:
         a, b = value
         return kind(a), kind(b)
     except (TypeError, ValueError) as e:
-        raise InputError(f"{name} must be a pair (height, width) of {kind.__name__}, got {value!r}") from e
+        what = "integers" if kind is operator.index else "numbers"
+        raise InputError(f"{name} must be a pair (height, width) of {what}, got {value!r}") from e
 
 
 def _triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
@@ -85,8 +88,8 @@ def preprocess(
     return _call(
         _native.preprocess,
         _image(image),
-        _pair(resized_hw, "resized_hw", int),
-        _pair(padded_hw, "padded_hw", int),
+        _pair(resized_hw, "resized_hw", operator.index),
+        _pair(padded_hw, "padded_hw", operator.index),
         _triple(mean, "mean"),
         _triple(std, "std"),
     )
@@ -107,7 +110,7 @@ def postprocess(
     """
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     return _call(
-        _native.postprocess, grid, _pair(out_hw, "out_hw", int), _pair(valid_hw, "valid_hw", float), float(blur_sigma)
+        _native.postprocess, grid, _pair(out_hw, "out_hw", operator.index), _pair(valid_hw, "valid_hw", float), float(blur_sigma)
     )
 
 
