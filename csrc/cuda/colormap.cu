@@ -1,6 +1,7 @@
 // Colormap and overlay for previews, GPU twins of csrc/native's colorize/overlay, bit-identical to them: the
 // launcher uploads the CPU's lookup table, and the arithmetic uses explicit round-to-nearest intrinsics so nvcc
 // does not contract it into FMAs the CPU build does not use.
+#include "cuda/common.cuh"
 
 namespace {
 
@@ -15,7 +16,7 @@ __device__ __forceinline__ int lut_index(float v, float k) {
 // k = 255 / max(values) (0 when the max is <= 0).
 extern "C" __global__ void colorize(const float* values, long long n, float k, const unsigned char* lut,
                                     unsigned char* rgb) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+  for (long long i = foveal::grid_start(); i < n; i += foveal::grid_step()) {
     const unsigned char* c = lut + 3 * lut_index(values[i], k);
     rgb[3 * i] = c[0];
     rgb[3 * i + 1] = c[1];
@@ -26,7 +27,7 @@ extern "C" __global__ void colorize(const float* values, long long n, float k, c
 // k = 1 / max(prob) (0 when the max is 0); each pixel blends with weight alpha * min(1, prob * k).
 extern "C" __global__ void overlay(const unsigned char* image, const float* prob, long long n, float k, float alpha,
                                    const unsigned char* lut, unsigned char* rgb) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+  for (long long i = foveal::grid_start(); i < n; i += foveal::grid_step()) {
     const float t = fminf(1.0f, __fmul_rn(prob[i], k));
     const float a = __fmul_rn(alpha, t);
     const unsigned char* c = lut + 3 * lut_index(t, 255.0f);

@@ -9,6 +9,10 @@ constexpr unsigned FULL_MASK = 0xffffffffu;
 // NVRTC defines no INFINITY macro.
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
+// A grid-stride loop over a 1-D range along x: for (i = grid_start(); i < n; i += grid_step()).
+__device__ __forceinline__ long long grid_start() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ long long grid_step() { return (long long)gridDim.x * blockDim.x; }
+
 __device__ __forceinline__ double warp_inclusive_scan(double v, int lane) {
   for (int d = 1; d < 32; d <<= 1) {
     double up = __shfl_up_sync(FULL_MASK, v, d);

@@ -21,13 +21,23 @@ struct Maps {
   const float* gmax;  // per map: the grid's max
 };
 
+// The map this block works on (blockIdx.y): its output size and where it starts in the flat output.
+struct Map {
+  int n, H, W;
+  long long offset, size;
+
+  __device__ explicit Map(const long long* desc)
+      : n(int(blockIdx.y)), H(int(desc[3 * blockIdx.y])), W(int(desc[3 * blockIdx.y + 1])),
+        offset(desc[3 * blockIdx.y + 2]), size((long long)H * W) {}
+};
+
 // Output pixel (Y, X) samples the grid at g = (Y + 0.5) * valid_h / H - 0.5 (likewise x), clamped to the grid,
 // after shifting the grid by its max (gmax[n]) as the CPU does: values near zero keep more float precision.
-__device__ __forceinline__ float sample(const Maps& m, int n, long long i, int H, int W) {
-  const int Y = int(i / W), X = int(i - (long long)Y * W);
+__device__ __forceinline__ float sample(const Maps& m, const Map& map, long long i) {
+  const int n = map.n, Y = int(i / map.W), X = int(i - (long long)Y * map.W);
   const float* g = m.grid + (long long)n * m.gh * m.gw;
-  const double gy = fmin(fmax((Y + 0.5) * (m.valid[2 * n] / H) - 0.5, 0.0), double(m.gh - 1));
-  const double gx = fmin(fmax((X + 0.5) * (m.valid[2 * n + 1] / W) - 0.5, 0.0), double(m.gw - 1));
+  const double gy = fmin(fmax((Y + 0.5) * (m.valid[2 * n] / map.H) - 0.5, 0.0), double(m.gh - 1));
+  const double gx = fmin(fmax((X + 0.5) * (m.valid[2 * n + 1] / map.W) - 0.5, 0.0), double(m.gw - 1));
   const int y0 = int(gy), x0 = int(gx);
   const int y1 = min(y0 + 1, m.gh - 1), x1 = min(x0 + 1, m.gw - 1);
   const float ty = float(gy - y0), tx = float(gx - x0), shift = m.gmax[n];
@@ -38,10 +48,9 @@ __device__ __forceinline__ float sample(const Maps& m, int n, long long i, int H
 }
 
 template <bool Sampled>
-__device__ __forceinline__ float value(const Maps& m, const float* dense, int n, long long i, int H, int W,
-                                       long long offset) {
-  if (Sampled) return sample(m, n, i, H, W);
-  return dense[offset + i];
+__device__ __forceinline__ float value(const Maps& m, const float* dense, const Map& map, long long i) {
+  if (Sampled) return sample(m, map, i);
+  return dense[map.offset + i];
 }
 
 // The map's max from the per-block partials, combined identically in every block.
@@ -55,43 +64,37 @@ __device__ float map_max(const float* pmax, int n) {
 template <bool Sampled>
 __device__ void softmax_max(const Maps m, const float* dense, float* pmax) {
   __shared__ float scratch[32];
-  const int n = blockIdx.y;
-  const int H = int(m.desc[3 * n]), W = int(m.desc[3 * n + 1]);
-  const long long offset = m.desc[3 * n + 2], size = (long long)H * W;
+  const Map map(m.desc);
   float v = foveal::neg_inf();
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
-    v = fmaxf(v, value<Sampled>(m, dense, n, i, H, W, offset));
+  for (long long i = foveal::grid_start(); i < map.size; i += foveal::grid_step())
+    v = fmaxf(v, value<Sampled>(m, dense, map, i));
   v = foveal::block_max(v, scratch);
-  if (threadIdx.x == 0) pmax[n * gridDim.x + blockIdx.x] = v;
+  if (threadIdx.x == 0) pmax[map.n * gridDim.x + blockIdx.x] = v;
 }
 
 template <bool Sampled>
 __device__ void softmax_sum(const Maps m, const float* dense, const float* pmax, double* psum) {
   __shared__ double scratch[32];
-  const int n = blockIdx.y;
-  const int H = int(m.desc[3 * n]), W = int(m.desc[3 * n + 1]);
-  const long long offset = m.desc[3 * n + 2], size = (long long)H * W;
-  const float mx = map_max(pmax, n);
+  const Map map(m.desc);
+  const float mx = map_max(pmax, map.n);
   double s = 0.0;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
-    s += double(expf(value<Sampled>(m, dense, n, i, H, W, offset) - mx));
+  for (long long i = foveal::grid_start(); i < map.size; i += foveal::grid_step())
+    s += double(expf(value<Sampled>(m, dense, map, i) - mx));
   s = foveal::block_sum(s, scratch);
-  if (threadIdx.x == 0) psum[n * gridDim.x + blockIdx.x] = s;
+  if (threadIdx.x == 0) psum[map.n * gridDim.x + blockIdx.x] = s;
 }
 
 template <bool Sampled>
 __device__ void softmax_normalize(const Maps m, const float* dense, const float* pmax, const double* psum,
                                   float* out) {
   __shared__ double scratch[32];
-  const int n = blockIdx.y;
-  const int H = int(m.desc[3 * n]), W = int(m.desc[3 * n + 1]);
-  const long long offset = m.desc[3 * n + 2], size = (long long)H * W;
-  const float mx = map_max(pmax, n);
+  const Map map(m.desc);
+  const float mx = map_max(pmax, map.n);
   double s = 0.0;
-  for (int b = threadIdx.x; b < gridDim.x; b += blockDim.x) s += psum[n * gridDim.x + b];
+  for (int b = threadIdx.x; b < gridDim.x; b += blockDim.x) s += psum[map.n * gridDim.x + b];
   s = foveal::block_sum(s, scratch);
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
-    out[offset + i] = float(double(expf(value<Sampled>(m, dense, n, i, H, W, offset) - mx)) / s);
+  for (long long i = foveal::grid_start(); i < map.size; i += foveal::grid_step())
+    out[map.offset + i] = float(double(expf(value<Sampled>(m, dense, map, i) - mx)) / s);
 }
 
 // Half-sample symmetric reflection (d c b a | a b c d | d c b a), valid for any offset.
@@ -104,18 +107,16 @@ __device__ __forceinline__ int reflect(int i, int n) {
 
 template <bool Rows>
 __device__ void blur(const float* in, const long long* desc, const float* taps, int radius, float* out) {
-  const int n = blockIdx.y;
-  const int H = int(desc[3 * n]), W = int(desc[3 * n + 1]);
-  const long long offset = desc[3 * n + 2], size = (long long)H * W;
-  const float* src = in + offset;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x) {
-    const int Y = int(i / W), X = int(i - (long long)Y * W);
+  const Map map(desc);
+  const float* src = in + map.offset;
+  for (long long i = foveal::grid_start(); i < map.size; i += foveal::grid_step()) {
+    const int W = map.W, Y = int(i / W), X = int(i - (long long)Y * W);
     float acc = 0.f;
     for (int k = -radius; k <= radius; ++k) {
-      const float v = Rows ? src[(long long)Y * W + reflect(X + k, W)] : src[(long long)reflect(Y + k, H) * W + X];
+      const float v = Rows ? src[(long long)Y * W + reflect(X + k, W)] : src[(long long)reflect(Y + k, map.H) * W + X];
       acc += taps[k + radius] * v;
     }
-    out[offset + i] = acc;
+    out[map.offset + i] = acc;
   }
 }
 
@@ -127,11 +128,9 @@ __device__ void blur(const float* in, const long long* desc, const float* taps, 
 
 extern "C" __global__ void upsample_log_density(FOVEAL_MAPS_ARGS, float* out) {
   const Maps m = FOVEAL_MAPS;
-  const int n = blockIdx.y;
-  const int H = int(desc[3 * n]), W = int(desc[3 * n + 1]);
-  const long long offset = desc[3 * n + 2], size = (long long)H * W;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
-    out[offset + i] = sample(m, n, i, H, W);
+  const Map map(desc);
+  for (long long i = foveal::grid_start(); i < map.size; i += foveal::grid_step())
+    out[map.offset + i] = sample(m, map, i);
 }
 
 extern "C" __global__ void blur_rows(const float* in, const long long* desc, const float* taps, int radius,
