@@ -57,16 +57,28 @@ __device__ void tiles(const T* __restrict__ p, int H, int W, const double* __res
   const long long pitch = W + 1;
   p += (long long)n * H * W;
   out += (long long)n * (H + 1) * pitch;
-  // Rows: one warp per row, 32 columns at a time, starting from the sum of the row left of the tile.
-  for (int r = warp; r < TILE_H; r += TILE_W / 32) {
-    const int y = y0 + r;
-    double carry = y < H ? rowcarry[((long long)n * H + y) * ntx + blockIdx.x] : 0.0;
-    for (int c = 0; c < TILE_W; c += 32) {
-      const int x = x0 + c + lane;
-      double v = (x < W && y < H) ? double(p[(long long)y * W + x]) : 0.0;
-      v = foveal::warp_inclusive_scan(v, lane) + carry;
-      prefix[r][c + lane] = v;
-      carry = __shfl_sync(foveal::FULL_MASK, v, 31);
+  // Rows: each warp owns ROWS rows and scans them 32 columns at a time, starting from the sum of the row left of
+  // the tile. All of a warp's loads are issued before the first scan, so enough bytes are in flight to keep HBM
+  // busy (a load-scan-load loop would leave each warp one 128-byte line at a time).
+  constexpr int WARPS = TILE_W / 32, ROWS = TILE_H / WARPS, CHUNKS = TILE_W / 32;
+  double v[ROWS][CHUNKS], carry[ROWS];
+#pragma unroll
+  for (int k = 0; k < ROWS; ++k) {
+    const int y = y0 + warp + k * WARPS;
+    carry[k] = y < H ? rowcarry[((long long)n * H + y) * ntx + blockIdx.x] : 0.0;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      const int x = x0 + 32 * c + lane;
+      v[k][c] = (x < W && y < H) ? double(p[(long long)y * W + x]) : 0.0;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < ROWS; ++k) {
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      const double s = foveal::warp_inclusive_scan(v[k][c], lane) + carry[k];
+      prefix[warp + k * WARPS][32 * c + lane] = s;
+      carry[k] = __shfl_sync(foveal::FULL_MASK, s, 31);
     }
   }
   __syncthreads();
