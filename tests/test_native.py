@@ -22,14 +22,26 @@ def test_module_reports_version_and_threads():
     assert _native.num_threads >= 1
 
 
+def pre(image=IMAGE, resized_hw=(4, 4), padded_hw=(4, 4), mean=(0, 0, 0), std=(1, 1, 1)):
+    return cpu.preprocess(image, resized_hw, padded_hw, mean, std)
+
+
+def post(log_density=np.zeros((4, 4), np.float32), out_hw=(8, 8), valid_hw=(4.0, 4.0), blur_sigma=0.0):
+    return cpu.postprocess(log_density, out_hw, valid_hw, blur_sigma)
+
+
+def f32(rows):
+    return np.array(rows, np.float32)
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: cpu.preprocess(IMAGE.astype(np.float32), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "image must be a uint8"),
-        (lambda: cpu.postprocess(np.zeros((4, 4), np.int32), (8, 8), (4.0, 4.0)), "log_density must be a floating"),
+        (lambda: pre(IMAGE.astype(np.float32)), "image must be a uint8"),
+        (lambda: post(np.zeros((4, 4), np.int32)), "log_density must be a floating"),
         (lambda: cpu.summed_area_table(np.ones((4, 4), np.int64)), "prob must be a floating"),
         (lambda: cpu.summed_area_table(np.ones((4, 4), bool)), "prob must be a floating"),
-        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.array([[0.0, 0.0, 1.0, 1.0]])), "boxes must be an integer"),
+        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), f32([[0, 0, 1, 1]])), "boxes must be an integer"),
         (lambda: cpu.overlay(IMAGE.astype(np.int16), PROB), "image must be a uint8"),
     ],
 )
@@ -42,31 +54,33 @@ def test_wrong_dtype_raises_type_error(call, match):
     ("call", "match"),
     [
         # wrong dimensions
-        (lambda: cpu.preprocess(np.zeros((8, 8), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), r"image must have shape \(H, W, 3\), got \(8, 8\)"),
-        (lambda: cpu.preprocess(np.zeros((8, 8, 4), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), r"got \(8, 8, 4\)"),
-        (lambda: cpu.postprocess(np.zeros((1, 4, 4), np.float32), (8, 8), (4.0, 4.0)), r"log_density must have shape \(h, w\)"),
+        (lambda: pre(np.zeros((8, 8), np.uint8)), r"image must have shape \(H, W, 3\), got \(8, 8\)"),
+        (lambda: pre(np.zeros((8, 8, 4), np.uint8)), r"got \(8, 8, 4\)"),
+        (lambda: post(np.zeros((1, 4, 4), np.float32)), r"log_density must have shape \(h, w\)"),
         (lambda: cpu.summed_area_table(np.zeros(5, np.float32)), r"prob must have shape \(H, W\), got \(5,\)"),
         (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.zeros((3, 5), np.int64)), r"boxes must have shape \(N, 4\)"),
-        (lambda: cpu.overlay(IMAGE, np.zeros((8, 9), np.float32)), r"prob must have the image's \(H, W\) = \(8, 8\)"),
-        # zero sizes
-        (lambda: cpu.preprocess(np.zeros((0, 8, 3), np.uint8), (4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "image must not be empty"),
-        (lambda: cpu.preprocess(IMAGE, (0, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "resized_hw must be at least"),
-        (lambda: cpu.preprocess(IMAGE, (4, 4), (3, 4), (0, 0, 0), (1, 1, 1)), "padded_hw must be >= resized_hw"),
-        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (0, 8), (4.0, 4.0)), "out_hw must be at least"),
-        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8, 8), (0.0, 4.0)), "valid_hw must be positive"),
+        (lambda: cpu.overlay(IMAGE, np.zeros((8, 9), np.float32)), r"prob must have the image's \(H, W\) = \(8, 8"),
+        # zero and impossible sizes
+        (lambda: pre(np.zeros((0, 8, 3), np.uint8)), "image must not be empty"),
+        (lambda: pre(resized_hw=(0, 4)), "resized_hw must be at least"),
+        (lambda: pre(padded_hw=(3, 4)), "padded_hw must be >= resized_hw"),
+        (lambda: post(out_hw=(0, 8)), "out_hw must be at least"),
+        (lambda: post(valid_hw=(0.0, 4.0)), "valid_hw must be positive"),
+        (lambda: post(out_hw=(10**10, 10**10)), "cannot allocate"),
+        (lambda: post(out_hw=(10**6, 10**6)), "cannot allocate"),
         (lambda: cpu.summed_area_table(np.zeros((0, 3), np.float32)), "prob must not be empty"),
         # bad values
-        (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0, 0), (1, 0, 1)), r"std must be finite and non-zero, got std\[1\]"),
-        (lambda: cpu.preprocess(IMAGE, (4, 4), (4, 4), (0, 0), (1, 1, 1)), "mean must have 3 values"),
-        (lambda: cpu.preprocess(IMAGE, (4, 4, 4), (4, 4), (0, 0, 0), (1, 1, 1)), "resized_hw must be a pair"),
-        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8.5, 8), (4.0, 4.0)), "out_hw must be a pair .* of integers"),
-        (lambda: cpu.postprocess(np.array([[0.0, np.nan]], np.float32), (8, 8), (1.0, 2.0)), r"log_density must be finite, found nan at \(0, 1\)"),
-        (lambda: cpu.postprocess(np.array([[np.inf]], np.float32), (8, 8), (1.0, 1.0)), "log_density must be finite"),
-        (lambda: cpu.postprocess(np.zeros((4, 4), np.float32), (8, 8), (4.0, 4.0), blur_sigma=-1), "blur_sigma must be"),
-        (lambda: cpu.quantize(np.array([[0.5, np.nan]], np.float32)), "prob must be finite and >= 0"),
-        (lambda: cpu.quantize(np.array([[0.5, -0.1]], np.float32)), "prob must be finite and >= 0"),
+        (lambda: pre(std=(1, 0, 1)), r"std must be finite and non-zero, got std\[1\]"),
+        (lambda: pre(mean=(0, 0)), "mean must have 3 values"),
+        (lambda: pre(resized_hw=(4, 4, 4)), "resized_hw must be a pair"),
+        (lambda: post(out_hw=(8.5, 8)), "out_hw must be a pair .* of integers"),
+        (lambda: post(f32([[0.0, np.nan]]), valid_hw=(1.0, 2.0)), r"log_density must be finite, found nan at \(0, 1\)"),
+        (lambda: post(f32([[np.inf]]), valid_hw=(1.0, 1.0)), "log_density must be finite"),
+        (lambda: post(blur_sigma=-1), "blur_sigma must be"),
+        (lambda: cpu.quantize(f32([[0.5, np.nan]])), "prob must be finite and >= 0"),
+        (lambda: cpu.quantize(f32([[0.5, -0.1]])), "prob must be finite and >= 0"),
         (lambda: cpu.quantize(PROB, bits=12), "bits must be 8 or 16, got 12"),
-        (lambda: cpu.colorize(np.array([[np.inf]], np.float32)), "values must be finite"),
+        (lambda: cpu.colorize(f32([[np.inf]])), "values must be finite"),
         (lambda: cpu.colorize(PROB, cmap="jet"), "cmap must be 'turbo' or 'inferno', got 'jet'"),
         (lambda: cpu.overlay(IMAGE, PROB, alpha=1.5), r"alpha must be in \[0, 1\]"),
     ],
@@ -116,7 +130,8 @@ def test_views_and_other_dtypes_are_converted():
     prob = rng.random((40, 60))
     view = prob[::2, ::3]
     np.testing.assert_array_equal(cpu.summed_area_table(view), cpu.summed_area_table(np.ascontiguousarray(view)))
-    np.testing.assert_allclose(cpu.summed_area_table(view.astype(np.float16)), cpu.summed_area_table(view.astype(np.float16).astype(np.float32)))
+    half = view.astype(np.float16)
+    np.testing.assert_array_equal(cpu.summed_area_table(half), cpu.summed_area_table(half.astype(np.float32)))
     boxes32 = np.array([[0, 0, 5, 5]], np.int32)
     sat = cpu.summed_area_table(prob)
     assert cpu.box_sums(sat, boxes32)[0] == pytest.approx(prob[:5, :5].sum(), abs=1e-12)

@@ -6,9 +6,8 @@
 
 #include <array>
 #include <initializer_list>
-#include <new>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "buffer_pool.hpp"
 #include "kernels.hpp"
@@ -37,20 +36,27 @@ void require_image(const py::array &a, const char *name) {
 }
 
 // Uninitialised, 64-byte aligned output array; large ones live in recycled memory (see buffer_pool.hpp).
+// A size that cannot be allocated is the caller's input error (a ValueError naming the shape).
 template <class T>
 py::array_t<T> new_array(std::initializer_list<index_t> dims) {
     std::vector<py::ssize_t> shape(dims.begin(), dims.end());
-    std::size_t count = 1;
-    for (index_t d : dims) count *= static_cast<std::size_t>(std::max<index_t>(d, 0));
+    std::string shape_text;
+    for (index_t d : dims) shape_text += (shape_text.empty() ? "" : ", ") + std::to_string(d);
+    std::size_t bytes = sizeof(T);
+    bool overflow = false;
+    for (index_t d : dims)
+        overflow |= __builtin_mul_overflow(bytes, static_cast<std::size_t>(std::max<index_t>(d, 0)), &bytes);
     struct Block {
         void *ptr;
         std::size_t capacity;
     };
     auto *block = new Block{nullptr, 0};
-    block->ptr = foveal::pool_take(count * sizeof(T), &block->capacity);
+    if (!overflow) block->ptr = foveal::pool_take(bytes, &block->capacity);
     if (block->ptr == nullptr) {
         delete block;
-        throw std::bad_alloc();
+        throw std::invalid_argument("cannot allocate an output of shape (" + shape_text + ") (" +
+                                    (overflow ? std::string("too many") : std::to_string(bytes)) +
+                                    " bytes); ask for a smaller size");
     }
     py::capsule owner(block, [](void *b) {
         auto *blk = static_cast<Block *>(b);

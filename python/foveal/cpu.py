@@ -109,9 +109,8 @@ def postprocess(
     pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf input raises InputError.
     """
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
-    return _call(
-        _native.postprocess, grid, _pair(out_hw, "out_hw", operator.index), _pair(valid_hw, "valid_hw", float), float(blur_sigma)
-    )
+    out = _pair(out_hw, "out_hw", operator.index)
+    return _call(_native.postprocess, grid, out, _pair(valid_hw, "valid_hw", float), float(blur_sigma))
 
 
 def summed_area_table(prob: ArrayLike) -> NDArray[np.float64]:
