@@ -58,7 +58,7 @@ def test_wrong_dtype_raises_type_error(call, match):
         (lambda: pre(np.zeros((8, 8, 4), np.uint8)), r"got \(8, 8, 4\)"),
         (lambda: post(np.zeros((1, 4, 4), np.float32)), r"log_density must have shape \(h, w\)"),
         (lambda: cpu.summed_area_table(np.zeros(5, np.float32)), r"prob must have shape \(H, W\), got \(5,\)"),
-        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.zeros((3, 5), np.int64)), r"boxes must have shape \(N, 4\)"),
+        (lambda: cpu.box_sums(cpu.summed_area_table(PROB), np.zeros((3, 5), int)), r"boxes must have shape \(N, 4\)"),
         (lambda: cpu.overlay(IMAGE, np.zeros((8, 9), np.float32)), r"prob must have the image's \(H, W\) = \(8, 8"),
         # zero and impossible sizes
         (lambda: pre(np.zeros((0, 8, 3), np.uint8)), "image must not be empty"),
