@@ -61,11 +61,6 @@ void lerp_rows(float *dst, const float *a, const float *b, float t, index_t n) {
     for (index_t i = 0; i < n; ++i) dst[i] = a[i] + t * (b[i] - a[i]);
 }
 
-FOVEAL_CLONES
-void axpy_row(float *acc, const float *src, float weight, index_t n) {
-    for (index_t i = 0; i < n; ++i) acc[i] += weight * src[i];
-}
-
 // Lane-wise maxima so the loop vectorises without -ffast-math (values are finite here).
 FOVEAL_CLONES
 float row_max(const float *v, index_t n) {
