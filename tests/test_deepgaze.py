@@ -1,0 +1,122 @@
+"""The learned network (engine/deepgaze.py): backbone weights, folding, weights I/O, and the shipped ONNX model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from engine import deepgaze  # noqa: E402
+from engine.backbone import EfficientNetLite, pretrained  # noqa: E402
+from engine.train import upsample  # noqa: E402
+from foveal import cpu  # noqa: E402
+from foveal.models import MODELS_DIR, load_card  # noqa: E402
+
+NAME = "foveal-lite0"
+SHIPPED = (MODELS_DIR / f"{NAME}.onnx").is_file() and (MODELS_DIR / f"{NAME}.safetensors").is_file()
+shipped = pytest.mark.skipif(not SHIPPED, reason=f"{NAME} not shipped yet in {MODELS_DIR}")
+# (batch, H, W): the working size 384×288, 1:4 and 4:1 aspect ratios, and a batch of two.
+SHAPES = [(1, 288, 384), (1, 384, 96), (1, 96, 384), (2, 160, 224)]
+
+
+@pytest.fixture(scope="module")
+def small_net() -> deepgaze.SaliencyNet:
+    torch.manual_seed(0)
+    net = deepgaze.create(imagenet=False).eval()
+    with torch.no_grad():  # non-trivial normalisation and BN statistics so folding has something to fold
+        net.readout.mean.uniform_(-0.5, 0.5)
+        net.readout.std.uniform_(0.5, 2.0)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_backbone_matches_reference_weights_and_strides() -> None:
+    net = pretrained("lite0")
+    assert len(net._blocks) == 16
+    assert [net.strides[t] for t in (4, 10, 15)] == [8, 16, 32]
+    assert [net.channels[t] for t in (4, 10, 15)] == [40, 112, 320]
+    assert len(EfficientNetLite("lite1")._blocks) == 21
+    with pytest.raises(ValueError, match="variant"):
+        EfficientNetLite("lite9")
+
+
+@pytest.mark.parametrize("n, h, w", SHAPES)
+def test_output_is_a_log_density_at_stride_8(small_net: deepgaze.SaliencyNet, n: int, h: int, w: int) -> None:
+    with torch.no_grad():
+        out = small_net(torch.randn(n, 3, h, w))
+    assert out.shape == (n, 1, h // 8, w // 8)
+    np.testing.assert_allclose(out.exp().sum((1, 2, 3)).numpy(), 1.0, rtol=1e-5)
+
+
+def test_centre_prior_is_aspect_aware(small_net: deepgaze.SaliencyNet) -> None:
+    ro = small_net.readout
+    wide = ro.prior(torch.zeros(1, 1, 10, 40)).detach()
+    tall = ro.prior(torch.zeros(1, 1, 40, 10)).detach()
+    assert wide.shape == (10, 40) and torch.argmax(wide).item() in (4 * 40 + 19, 4 * 40 + 20, 5 * 40 + 19, 5 * 40 + 20)
+    # Distances are measured in units of the longer side, so the prior of a 1:4 grid matches the square one.
+    square = ro.prior(torch.zeros(1, 1, 40, 40)).detach()
+    torch.testing.assert_close(wide, square[15:25, :])
+    assert tall.shape == (40, 10)
+
+
+def test_folding_keeps_outputs(small_net: deepgaze.SaliencyNet) -> None:
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(deepgaze.fused(small_net)(x), small_net(x), atol=1e-4, rtol=0)
+
+
+def test_weights_round_trip(small_net: deepgaze.SaliencyNet, tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    deepgaze.save(small_net, path)
+    loaded = deepgaze.load(path)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), small_net(x), atol=0, rtol=0)
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        deepgaze.load(tmp_path / "absent.safetensors")
+
+
+def test_training_postprocess_matches_the_runtime_kernel() -> None:
+    rng = np.random.default_rng(0)
+    logd = rng.normal(size=(36, 48)).astype(np.float32)
+    for out_hw, resized in (((600, 800), (288, 384)), ((123, 457), (103, 384)), ((40, 30), (384, 288))):
+        want = cpu.postprocess(logd, out_hw, (resized[0] / 8, resized[1] / 8))
+        np.testing.assert_allclose(upsample(logd, resized, out_hw), want, rtol=1e-4, atol=1e-9)
+
+
+@shipped
+def test_shipped_card() -> None:
+    card = load_card(NAME)
+    raw = card.raw
+    assert card.stride == 8 and card.input.working_size == 384 and card.input.pad_multiple == 32
+    assert card.input.mean == (127.0, 127.0, 127.0) and card.input.std == (128.0, 128.0, 128.0)
+    assert card.onnx_path.stat().st_size <= 25 * 2**20
+    assert (MODELS_DIR / f"{NAME}.safetensors").stat().st_size <= 16 * 2**20
+    assert "Apache-2.0" in raw["licence"] and "MIT" in raw["licence"]
+    training = raw["provenance"]["training"]
+    assert {"split", "hyperparameters", "time_minutes", "val", "seed"} <= set(training)
+    for split in ("osie-test", "scene-test"):
+        assert {"CC", "NSS", "AUC-Judd"} <= set(raw["metrics"][split])
+
+
+@shipped
+def test_shipped_onnx_matches_torch() -> None:
+    import onnx
+    model = onnx.load(str(MODELS_DIR / f"{NAME}.onnx"))
+    assert model.opset_import[0].version >= 17
+    net = deepgaze.load(NAME)
+    sess = ort.InferenceSession(str(MODELS_DIR / f"{NAME}.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    for n, h, w in SHAPES:
+        x = ((rng.integers(0, 256, (n, 3, h, w)) - 127.0) / 128.0).astype(np.float32)
+        (got,) = sess.run(None, {"image": x})
+        with torch.no_grad():
+            want = net(torch.from_numpy(x)).numpy()
+        assert got.shape == (n, 1, h // 8, w // 8)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
