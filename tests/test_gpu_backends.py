@@ -77,20 +77,31 @@ def test_cuda_device_without_gpu_is_unavailable(card) -> None:
 
 
 def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
-    """The Engine's GPU branch (foveal.gpu kernels around the network) gives the CPU branch's maps. The kernels run on
-    the CPU emulation and the network on ONNX Runtime; the Engine's private kernel/array-module slots are swapped,
-    so this breaks loudly if the Engine's GPU wiring changes shape."""
+    """The Engine's GPU branch (batched foveal.gpu launches around the network, on the backend's stream) gives the
+    CPU branch's maps. The kernels run on the CPU emulation and the network on ONNX Runtime behind a stand-in GPU
+    backend, so this breaks loudly if the Engine's GPU wiring changes shape."""
+    import contextlib
+
     from test_gpu_emulator import emulated_gpu
 
     from foveal import Engine
 
-    kernels, xp = emulated_gpu(monkeypatch)
+    _, xp = emulated_gpu(monkeypatch)
     on_cpu, emulated = Engine(card.name, device="cpu"), Engine(card.name, device="cpu")
-    monkeypatch.setattr(emulated, "_kernels", kernels)
-    monkeypatch.setattr(emulated, "_xp", xp)
-    images = [rgb, np.ascontiguousarray(rgb[::-1, ::2])]
+    ort = emulated._backend
+
+    class EmulatedGpuBackend:
+        name, device, on_gpu = "emulated", "cuda:0", True
+        stream = contextlib.nullcontext()
+
+        def run(self, batch):
+            assert isinstance(batch, xp.ndarray), "the Engine must hand the network a device array"
+            return xp.asarray(ort.run(np.asarray(batch)))
+
+    monkeypatch.setattr(emulated, "_backend", EmulatedGpuBackend())
+    images = [rgb, np.ascontiguousarray(rgb[::-1, ::2]), rgb]
     for a, b in zip(emulated.predict_batch(images), on_cpu.predict_batch(images)):
-        assert a.shape == b.shape
+        assert a.shape == b.shape and type(a.prob) is np.ndarray
         np.testing.assert_allclose(a.prob, b.prob, rtol=1e-4, atol=1e-10)
 
 

@@ -34,15 +34,6 @@ class Engine:
         self._backend = backends.select(self.model, device, strict=strict, **backend_options)
         self.max_pixels = max_pixels
         self.blur_sigma = self.model.blur_sigma if blur_sigma is None else float(blur_sigma)
-        if self._backend.on_gpu:
-            import cupy
-
-            from . import gpu
-
-            self._kernels: Any = gpu
-            self._xp: Any = cupy
-        else:
-            self._kernels, self._xp = cpu, np
 
     def __repr__(self) -> str:
         return f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r})"
@@ -74,14 +65,29 @@ class Engine:
         return maps  # type: ignore[return-value]
 
     def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
-        k, spec = self._kernels, self.model.input
-        inputs = [k.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std) for d, p in zip(decoded, plans)]
-        batch = inputs[0] if len(inputs) == 1 else self._xp.concatenate(inputs)
-        log_density = self._backend.run(batch)
-        probs = [k.postprocess(log_density[i, 0], p.image_hw, p.valid_hw, self.blur_sigma) for i, p in enumerate(plans)]
-        if self._xp is np:
-            return probs
-        return [self._xp.asnumpy(prob) for prob in probs]
+        """One network batch: images sharing ``plans[i].padded_hw`` → host probability maps."""
+        return (self._run_gpu if self._backend.on_gpu else self._run_cpu)(decoded, plans)
+
+    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
+        spec = self.model.input
+        inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
+                  for d, p in zip(decoded, plans)]
+        log_density = self._backend.run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
+        return [cpu.postprocess(log_density[i, 0], p.image_hw, p.valid_hw, self.blur_sigma)
+                for i, p in enumerate(plans)]
+
+    def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
+        # Upload, network and postprocess are queued on the backend's stream; only the maps come back to the host.
+        from . import gpu
+
+        spec = self.model.input
+        with self._backend.stream:
+            batch = gpu.preprocess_batch([d.pixels for d in decoded], [p.resized_hw for p in plans],
+                                         plans[0].padded_hw, spec.mean, spec.std)
+            log_density = self._backend.run(batch)
+            probs = gpu.postprocess_batch(log_density, [p.image_hw for p in plans], [p.valid_hw for p in plans],
+                                          self.blur_sigma)
+            return [prob.get() for prob in probs]
 
     def _provenance(self, image: DecodedImage) -> dict[str, Any]:
         return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
