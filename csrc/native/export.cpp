@@ -1,5 +1,6 @@
 // Export stages: quantize to 8/16-bit with a scale, colormap, overlay on the image.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -10,29 +11,69 @@ namespace {
 
 constexpr index_t kPixelChunk = 1 << 16;
 
-// Largest value of n floats; throws naming `what` on NaN, inf or (when `non_negative`) a negative value.
+typedef float f8 __attribute__((vector_size(32)));
+
+struct Range {
+    float max, min;
+    bool finite;
+};
+
+// Max, min and finiteness of n floats in eight lanes (x - x is NaN exactly for NaN and inf).
+FOVEAL_CLONES
+Range scan(const float *v, index_t n) {
+    f8 hi = {}, lo = {}, bad = {};
+    index_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 x;
+        std::memcpy(&x, v + i, sizeof x);
+        hi = x > hi ? x : hi;
+        lo = x < lo ? x : lo;
+        bad += x - x;
+    }
+    Range r{0.0f, 0.0f, true};
+    for (; i < n; ++i) {
+        r.max = std::max(r.max, v[i]);
+        r.min = std::min(r.min, v[i]);
+        r.finite &= std::isfinite(v[i]);
+    }
+    for (int j = 0; j < 8; ++j) {
+        r.max = std::max(r.max, hi[j]);
+        r.min = std::min(r.min, lo[j]);
+        r.finite &= bad[j] == 0.0f;
+    }
+    return r;
+}
+
+// Largest value of n floats (0 if none is positive); throws naming `what` on NaN, inf or (when `non_negative`)
+// a negative value.
 float checked_max(const float *v, index_t n, const char *what, bool non_negative) {
     const index_t n_chunks = (n + kPixelChunk - 1) / kPixelChunk;
-    std::vector<float> maxes(static_cast<std::size_t>(n_chunks), 0.0f);
-    std::vector<char> bad(static_cast<std::size_t>(n_chunks), 0);
+    std::vector<Range> ranges(static_cast<std::size_t>(n_chunks));
     parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
-        float m = 0.0f, lo = 0.0f;
-        bool finite = true;
-        for (index_t i = i0; i < i1; ++i) {
-            m = v[i] > m ? v[i] : m;
-            lo = v[i] < lo ? v[i] : lo;
-            finite &= std::isfinite(v[i]);
-        }
-        maxes[static_cast<std::size_t>(i0 / kPixelChunk)] = m;
-        bad[static_cast<std::size_t>(i0 / kPixelChunk)] = !finite || (non_negative && lo < 0.0f);
+        ranges[static_cast<std::size_t>(i0 / kPixelChunk)] = scan(v + i0, i1 - i0);
     });
-    for (char b : bad)
-        require(!b, std::string(what) + " must be finite" + (non_negative ? " and >= 0" : "") +
-                        "; found NaN, inf" + (non_negative ? " or a negative value" : ""));
     float m = 0.0f;
-    for (float x : maxes) m = std::max(m, x);
+    for (const Range &r : ranges) {
+        require(r.finite && !(non_negative && r.min < 0.0f),
+                std::string(what) + " must be finite" + (non_negative ? " and >= 0" : "") + "; found NaN, inf" +
+                    (non_negative ? " or a negative value" : ""));
+        m = std::max(m, r.max);
+    }
     return m;
 }
+
+// q = round(p * k) in float64 (so |p - q * scale| <= scale / 2 holds at 16 bits), capped at `levels`.
+template <class Q>
+inline void quantize_range(const float *p, index_t n, double k, Q *q) {
+    const double levels = static_cast<double>(std::numeric_limits<Q>::max());
+    for (index_t i = 0; i < n; ++i)
+        q[i] = static_cast<Q>(static_cast<std::int32_t>(std::min(levels, std::floor(double{p[i]} * k + 0.5))));
+}
+
+FOVEAL_CLONES
+void quantize_range8(const float *p, index_t n, double k, std::uint8_t *q) { quantize_range(p, n, k, q); }
+FOVEAL_CLONES
+void quantize_range16(const float *p, index_t n, double k, std::uint16_t *q) { quantize_range(p, n, k, q); }
 
 template <class Q>
 double quantize_impl(const float *prob, index_t n, Q *q) {
@@ -44,16 +85,26 @@ double quantize_impl(const float *prob, index_t n, Q *q) {
     }
     const double k = levels / static_cast<double>(m);
     parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
-        for (index_t i = i0; i < i1; ++i)
-            q[i] = static_cast<Q>(std::min(levels, std::floor(static_cast<double>(prob[i]) * k + 0.5)));
+        if constexpr (sizeof(Q) == 1)
+            quantize_range8(prob + i0, i1 - i0, k, q + i0);
+        else
+            quantize_range16(prob + i0, i1 - i0, k, q + i0);
     });
     return static_cast<double>(m) / levels;
 }
 
-// Colormap index: round(255 * v / max), clamped to the table.
-inline int lut_index(float v, float k) {
-    const float f = v * k + 0.5f;
-    return f < 1.0f ? 0 : (f >= 255.0f ? 255 : static_cast<int>(f));
+// Colormap indices round(v * k) clamped to [0, 255]; with k = 255 / max that is round(255 * v / max).
+FOVEAL_CLONES
+void lut_indices(const float *v, index_t n, float k, std::uint8_t *index) {
+    for (index_t i = 0; i < n; ++i) {
+        const float f = std::min(255.0f, std::max(0.0f, v[i] * k + 0.5f));
+        index[i] = static_cast<std::uint8_t>(static_cast<std::int32_t>(f));
+    }
+}
+
+FOVEAL_CLONES
+void scale_capped(const float *v, index_t n, float k, float *out) {
+    for (index_t i = 0; i < n; ++i) out[i] = std::min(1.0f, v[i] * k);
 }
 
 }  // namespace
@@ -65,11 +116,12 @@ void colorize(const float *values, index_t n, const std::uint8_t *lut, std::uint
     const float m = checked_max(values, n, "values", false);
     const float k = m > 0.0f ? 255.0f / m : 0.0f;
     parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
-        for (index_t i = i0; i < i1; ++i) {
-            const std::uint8_t *c = lut + 3 * lut_index(values[i], k);
-            rgb[3 * i] = c[0];
-            rgb[3 * i + 1] = c[1];
-            rgb[3 * i + 2] = c[2];
+        std::vector<std::uint8_t> index(static_cast<std::size_t>(i1 - i0));
+        lut_indices(values + i0, i1 - i0, k, index.data());
+        std::uint8_t *dst = rgb + 3 * i0;
+        for (std::uint8_t j : index) {
+            std::memcpy(dst, lut + 3 * j, 3);
+            dst += 3;
         }
     });
 }
@@ -82,14 +134,19 @@ void overlay(const std::uint8_t *image, const float *prob, index_t n, double alp
     const float k = m > 0.0f ? 1.0f / m : 0.0f;
     const float a_max = static_cast<float>(alpha);
     parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
-        for (index_t i = i0; i < i1; ++i) {
-            const float t = std::min(1.0f, prob[i] * k);
-            const float a = a_max * t;
-            const std::uint8_t *c = lut + 3 * lut_index(t, 255.0f);
+        const index_t len = i1 - i0;
+        std::vector<float> t(static_cast<std::size_t>(len));  // prob / max, at most 1
+        std::vector<std::uint8_t> index(static_cast<std::size_t>(len));
+        scale_capped(prob + i0, len, k, t.data());
+        lut_indices(t.data(), len, 255.0f, index.data());
+        for (index_t j = 0; j < len; ++j) {
+            const float a = a_max * t[static_cast<std::size_t>(j)];
+            const std::uint8_t *c = lut + 3 * index[static_cast<std::size_t>(j)];
+            const std::uint8_t *px = image + 3 * (i0 + j);
+            std::uint8_t *out = rgb + 3 * (i0 + j);
             for (int ch = 0; ch < 3; ++ch) {
-                const float v = static_cast<float>(image[3 * i + ch]) + a * (static_cast<float>(c[ch]) -
-                                                                             static_cast<float>(image[3 * i + ch]));
-                rgb[3 * i + ch] = static_cast<std::uint8_t>(v + 0.5f);
+                const float v = static_cast<float>(px[ch]);
+                out[ch] = static_cast<std::uint8_t>(v + a * (static_cast<float>(c[ch]) - v) + 0.5f);
             }
         }
     });
