@@ -79,15 +79,27 @@ def test_post_network_1080(record, impl):
     assert sums.shape == (100,)
 
 
-@pytest.mark.parametrize("stage", ["postprocess", "postprocess blur 4", "preprocess 1080->384"])
-def test_stage_1080(record, stage):
-    """Single stages, for the profile of the pipeline (no baseline)."""
-    rng = np.random.default_rng(3)
-    if stage.startswith("preprocess"):
-        image = rng.integers(0, 256, (1080, 1080, 3), dtype=np.uint8)
-        record("stages at 1080x1080", stage, cpu.preprocess, image, (384, 384), (384, 384), (0, 0, 0), (255, 255, 255))
-    else:
-        grid = rng.normal(0, 2, (135, 135)).astype(np.float32)
-        sigma = 4.0 if "blur" in stage else 0.0
-        record("stages at 1080x1080", stage, cpu.postprocess, grid, (1080, 1080), (135.0, 135.0), sigma)
+def opencv_preprocess(image: np.ndarray) -> np.ndarray:
+    """cv2 area resize, then (x - 0) / 255 to float32 NCHW."""
+    small = cv2.resize(image, (384, 384), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray((small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
 
+
+def foveal_preprocess(image: np.ndarray) -> np.ndarray:
+    return cpu.preprocess(image, (384, 384), (384, 384), (0, 0, 0), (255, 255, 255))
+
+
+@pytest.mark.parametrize("impl", ["cv2 INTER_AREA + numpy", "foveal"])
+def test_preprocess_1080(record, impl):
+    image = np.random.default_rng(3).integers(0, 256, (1080, 1080, 3), dtype=np.uint8)
+    fn = {"cv2 INTER_AREA + numpy": opencv_preprocess, "foveal": foveal_preprocess}[impl]
+    x = record("preprocess 1080x1080 -> 384x384", impl, fn, image, baseline=impl.startswith("cv2"))
+    assert x.shape == (1, 3, 384, 384)
+
+
+@pytest.mark.parametrize("blur_sigma", [0.0, 4.0])
+def test_postprocess_1080(record, blur_sigma):
+    """The postprocess stage alone (no baseline: the pipeline group above compares it)."""
+    grid = np.random.default_rng(3).normal(0, 2, (135, 135)).astype(np.float32)
+    record("postprocess 135x135 -> 1080x1080", f"blur_sigma={blur_sigma}", cpu.postprocess, grid, (1080, 1080),
+           (135.0, 135.0), blur_sigma)
