@@ -1,7 +1,7 @@
 """End-to-end predict vs the bare network call on the same input, per shipped model (CPU, ONNX Runtime).
 
-The bare network time is the baseline measured in the same run: the gap is what decode-free pre/post-processing
-costs around it. Run: python -m pytest benchmarks/test_bench_engine.py --benchmark-group-by=param:model
+The bare network time is the baseline measured in the same run: the gap is what pre/post-processing around it
+costs. Run: python -m pytest benchmarks/test_bench_engine.py
 """
 from __future__ import annotations
 
@@ -17,29 +17,30 @@ def engine(request) -> Engine:
     return Engine(request.param)
 
 
-@pytest.fixture(scope="module")
-def image_1080() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    # Smooth structure plus noise, so the network sees something image-like.
-    base = rng.integers(0, 255, (34, 34, 3)).astype(np.uint8).repeat(32, 0).repeat(32, 1)[:1080, :1080]
+def _photo_like(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # Blocky structure plus noise, so the network sees something image-like.
+    base = rng.integers(0, 255, (h // 32 + 1, w // 32 + 1, 3)).astype(np.uint8).repeat(32, 0).repeat(32, 1)[:h, :w]
     return np.ascontiguousarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
 
 
-def test_network_only(benchmark, engine, image_1080):
-    p = plan(1080, 1080, engine.model)
-    batch = np.random.default_rng(1).standard_normal((1, 3, *p.padded_hw)).astype(np.float32)
-    benchmark.extra_info.update(model=engine.model.name, input=p.padded_hw)
-    benchmark(engine._backend.run, batch)
+@pytest.mark.parametrize("impl", ["network only", "predict (end to end)"])
+@pytest.mark.parametrize("hw", [(1080, 1080), (600, 800)])
+def test_network_vs_predict(record, engine, hw, impl):
+    p = plan(*hw, engine.model)
+    group = f"{engine.model.name} {hw[0]}x{hw[1]} (input {p.padded_hw[0]}x{p.padded_hw[1]})"
+    if impl == "network only":
+        batch = np.random.default_rng(1).standard_normal((1, 3, *p.padded_hw)).astype(np.float32)
+        record(group, impl, engine._backend.run, batch, baseline=True)
+    else:
+        assert record(group, impl, engine.predict, _photo_like(*hw, seed=0)).shape == hw
 
 
-def test_predict_1080(benchmark, engine, image_1080):
-    benchmark.extra_info.update(model=engine.model.name)
-    smap = benchmark(engine.predict, image_1080)
-    assert smap.shape == (1080, 1080)
-
-
-def test_predict_batch_16_800x600(benchmark, engine):
-    images = [np.random.default_rng(i).integers(0, 255, (600, 800, 3), dtype=np.uint8) for i in range(16)]
-    benchmark.extra_info.update(model=engine.model.name, images=16)
-    maps = benchmark.pedantic(engine.predict_batch, args=(images,), kwargs={"batch_size": 16}, rounds=3, iterations=1)
-    assert len(maps) == 16
+@pytest.mark.parametrize("impl", ["predict one by one", "predict_batch(16)"])
+def test_predict_16_images(record, engine, impl):
+    images = [_photo_like(600, 800, seed=i) for i in range(16)]
+    group = f"{engine.model.name} 16 x 800x600"
+    if impl == "predict one by one":
+        record(group, impl, lambda: [engine.predict(i) for i in images], baseline=True)
+    else:
+        assert len(record(group, impl, engine.predict_batch, images)) == 16
