@@ -41,12 +41,17 @@ class Readout(nn.Module):
             layers += [nn.Softplus(), nn.Conv2d(a, b, 1)]
         self.head = nn.Sequential(*layers)
         self.log_blur = nn.Parameter(torch.tensor(math.log(1.5)))
+        # Extra blur (cells) chosen on val after training: NLL wants the sharp density of fixations, CC compares
+        # with a density smoothed by one degree; Gaussians compose, so it widens the learned kernel.
+        self.register_buffer("extra_blur", torch.tensor(0.0))
         # Centre prior: -(u²/sx² + v²/sy²) / 2, u, v in units of the longer side from the grid centre.
         self.log_prior_sigma = nn.Parameter(torch.tensor([math.log(0.3), math.log(0.3)]))
 
     def blur_kernel(self) -> torch.Tensor:
-        r = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (r / torch.exp(self.log_blur)) ** 2)
+        # dtype and device follow the parameters, so .half() and .to("cuda") work.
+        r = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=self.log_blur.dtype, device=self.log_blur.device)
+        sigma = torch.sqrt(torch.exp(self.log_blur) ** 2 + self.extra_blur ** 2)
+        k = torch.exp(-0.5 * (r / sigma) ** 2)
         return k / k.sum()
 
     def prior(self, like: torch.Tensor) -> torch.Tensor:
@@ -204,5 +209,5 @@ def card_fields() -> dict:
     card = json.loads((Path(foveal.__file__).parent / "models" / f"{SHIPPED}.json").read_text(encoding="utf-8"))
     for key in ("onnx", "sha256"):
         card.pop(key, None)
-    card["provenance"] = {"training": card["provenance"]["training"]}
+    card["provenance"] = {k: v for k, v in card["provenance"].items() if k in ("source", "training")}
     return card
