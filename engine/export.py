@@ -36,7 +36,7 @@ class Exportable:
 
 
 # name → module providing ``build()`` and ``card_fields()``; imported only when that model is exported.
-REGISTRY: dict[str, str] = {"itti-koch": "engine.itti_koch"}
+REGISTRY: dict[str, str] = {"itti-koch": "engine.itti_koch", "foveal-lite0": "engine.deepgaze"}
 
 
 def exportable(name: str) -> Exportable:

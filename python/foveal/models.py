@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "itti-koch"
+DEFAULT_MODEL = "foveal-lite0"
 
 # What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
 _BARE_ONNX_CARD: dict[str, Any] = {
