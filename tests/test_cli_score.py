@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from foveal import DEFAULT_MODEL
 from foveal.cli import main
 from foveal.cli import score as score_cli
 
@@ -54,7 +55,7 @@ def test_single_creative_writes_scores_overlay_and_report(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["overlay.png", "report.html", "scores.json"]
     doc = json.loads((out / "scores.json").read_text())
     assert doc["input"]["image_sha256"] == hashlib.sha256(CREATIVE.read_bytes()).hexdigest()
-    assert doc["model"]["name"] == "itti-koch" and len(doc["model"]["sha256"]) == 64
+    assert doc["model"]["name"] == DEFAULT_MODEL and len(doc["model"]["sha256"]) == 64
     assert doc["image_size"] == {"height": 600, "width": 600} and doc["format"] == "600x600"
     names = [e["name"] for e in json.loads(ELEMENTS.read_text())["elements"]]
     assert [e["name"] for e in doc["elements"]] == names
@@ -88,7 +89,7 @@ def test_norms_build_then_score_with_percentiles(tmp_path, norms_file):
     norms = json.loads(norms_file.read_text())
     assert list(norms["formats"]) == ["600x600"] and norms["formats"]["600x600"]["creatives"] == 8
     assert all(len(v) == 8 for v in norms["formats"]["600x600"]["kinds"].values())
-    assert norms["model"]["name"] == "itti-koch"
+    assert norms["model"]["name"] == DEFAULT_MODEL
     out = tmp_path / "out"
     assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", norms_file) == 0
     doc = json.loads((out / "scores.json").read_text())
