@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -44,14 +44,19 @@ def _array(x: ArrayLike, name: str, kinds: str, dtype: type, ndim: int, layout: 
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _image(image: ArrayLike, name: str = "image") -> NDArray[np.uint8]:
-    a = np.asarray(image)
+def _check_image(a: Any, name: str) -> None:
+    """Dtype and shape checks shared with the GPU twin (works on NumPy and CuPy arrays)."""
     if a.dtype != np.uint8:
         raise TypeError(f"{name} must be a uint8 RGB array (H, W, 3), got dtype {a.dtype}")
     if a.ndim != 3 or a.shape[2] != 3:
         raise InputError(f"{name} must have shape (H, W, 3), got {a.shape}")
     if a.size == 0:
         raise InputError(f"{name} must not be empty, got shape {a.shape}")
+
+
+def _image(image: ArrayLike, name: str = "image") -> NDArray[np.uint8]:
+    a = np.asarray(image)
+    _check_image(a, name)
     return np.ascontiguousarray(a)
 
 

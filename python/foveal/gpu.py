@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import _pair, _triple
+from .cpu import _check_image, _pair, _triple
 from .errors import BackendUnavailableError, InputError
 
 try:
@@ -139,15 +139,6 @@ _STAGING: dict[int, _Staging] = {}
 def _staging() -> _Staging:
     device = _cupy().cuda.runtime.getDevice()
     return _STAGING.setdefault(device, _Staging())
-
-
-def _check_image(image: Any, name: str) -> None:
-    if image.dtype != np.uint8:
-        raise TypeError(f"{name} must be a uint8 RGB array (H, W, 3), got dtype {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"{name} must have shape (H, W, 3), got {image.shape}")
-    if image.size == 0:
-        raise InputError(f"{name} must not be empty, got shape {image.shape}")
 
 
 def _as_array(a: Any) -> Any:
