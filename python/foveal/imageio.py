@@ -45,11 +45,11 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
         return src
     if isinstance(src, np.ndarray):
         pixels = _from_array(src, max_pixels)
-        return DecodedImage(pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), "<array>")
+        return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<array>")
     if isinstance(src, Image.Image):
         _check_size(src.size, max_pixels, "<PIL image>")
         pixels = _to_rgb(src, "<PIL image>")
-        return DecodedImage(pixels, hashlib.sha256(pixels.tobytes()).hexdigest(), "<PIL image>")
+        return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<PIL image>")
     if isinstance(src, (bytes, bytearray, memoryview)):
         data, name = bytes(src), "<bytes>"
     elif isinstance(src, (str, os.PathLike)):
