@@ -50,9 +50,10 @@ class _FakeEngine:
         return [SimpleNamespace(prob=self.maps[im.shape[:2]]) for im in images]
 
 
-def _expected(ds, i, prob, seed=0):
-    """Every metric of image i recomputed directly from foveal.metrics."""
+def _expected(ds, i, prob, maps, seed=0):
+    """Every metric of image i recomputed directly from foveal.metrics, on raw or metric-specific maps."""
     f, d = ds.fixations(i), ds.density(i)
+    s = {m: prob if maps == "raw" else M.metric_map(m, prob, ds.sigma(i)) for m in M.METRICS}
     h, w = ds.shape(i)
     ox, oy = [], []
     for j in range(len(ds)):
@@ -61,27 +62,29 @@ def _expected(ds, i, prob, seed=0):
             ox.append(ds.fixations(j).x * w / wj)
             oy.append(ds.fixations(j).y * h / hj)
     return {
-        "AUC-Judd": M.auc_judd(prob, f.x, f.y),
-        "AUC-Borji": M.auc_borji(prob, f.x, f.y, rng=np.random.default_rng([seed, i])),
-        "sAUC": M.auc_shuffled(prob, f.x, f.y, np.concatenate(ox), np.concatenate(oy)),
-        "NSS": M.nss(prob, f.x, f.y),
-        "CC": M.cc(prob, d),
-        "KLD": M.kld(prob, d),
-        "SIM": M.sim(prob, d),
-        "IG": M.information_gain(prob, M.centre_bias_log_density((h, w)), f.x, f.y),
+        "AUC-Judd": M.auc_judd(s["AUC-Judd"], f.x, f.y),
+        "AUC-Borji": M.auc_borji(s["AUC-Borji"], f.x, f.y, rng=np.random.default_rng([seed, i])),
+        "sAUC": M.auc_shuffled(s["sAUC"], f.x, f.y, np.concatenate(ox), np.concatenate(oy)),
+        "NSS": M.nss(s["NSS"], f.x, f.y),
+        "CC": M.cc(s["CC"], d),
+        "KLD": M.kld(s["KLD"], d),
+        "SIM": M.sim(s["SIM"], d),
+        "IG": M.information_gain(s["IG"], M.centre_bias_log_density((h, w)), f.x, f.y),
     }
 
 
-def test_evaluate_matches_metrics_per_image(tmp_path):
+@pytest.mark.parametrize("maps", ["metric", "raw"])
+def test_evaluate_matches_metrics_per_image(tmp_path, maps):
     ds = load_dataset(_folder(tmp_path / "ds"))
     rng = np.random.default_rng(3)
-    maps = {shape: rng.random(shape) for shape in SHAPES}
-    engine = _FakeEngine(maps)
-    result = evaluate(engine, ds, split=None, progress=False, batch_size=3)
+    probs = {shape: rng.random(shape) for shape in SHAPES}
+    engine = _FakeEngine(probs)
+    result = evaluate(engine, ds, split=None, progress=False, batch_size=3, maps=maps)
     assert engine.seen == SHAPES  # every image once, in order, across batches
     assert result.metrics == M.METRICS and result.images == ds.ids and result.fixations == [12] * 4
+    assert result.to_dict()["conventions"]["maps"] == maps
     for i, shape in enumerate(SHAPES):
-        for name, value in _expected(ds, i, maps[shape]).items():
+        for name, value in _expected(ds, i, probs[shape], maps).items():
             assert result.per_image[name][i] == pytest.approx(value, abs=1e-12), name
     for name, values in result.per_image.items():
         assert result.aggregate[name] == pytest.approx(values.mean())
@@ -95,12 +98,25 @@ def test_centre_bias_and_a_perfect_model(tmp_path):
     np.testing.assert_allclose(centre.per_image["IG"], 0, atol=1e-12)  # the baseline gains nothing over itself
     # The fixations sit off-centre, on the patch: the centre bias ranks them below average.
     assert centre.aggregate["NSS"] < 0
+    # On raw maps the density map itself is the perfect CC/SIM/KLD map.
     perfect = evaluate(_FakeEngine({ds.shape(i): ds.density(i) for i in range(len(ds))}), ds, split=None,
-                       progress=False)
+                       progress=False, maps="raw")
     assert perfect.aggregate["CC"] == pytest.approx(1.0)
     assert perfect.aggregate["SIM"] == pytest.approx(1.0)
     assert perfect.aggregate["KLD"] == pytest.approx(0.0, abs=1e-9)
     assert perfect.aggregate["IG"] > 1.0 and perfect.aggregate["AUC-Judd"] > 0.95
+    # With metric-specific maps the perfect prediction is the fixations' own distribution: blurred, it is the
+    # density map up to placing each fixation at its pixel's centre.
+    hist = {}
+    for i in range(len(ds)):
+        f, h = ds.fixations(i), np.zeros(ds.shape(i))
+        np.add.at(h, (np.floor(f.y).astype(int), np.floor(f.x).astype(int)), 1.0)
+        hist[ds.shape(i)] = h
+    sharp = evaluate(_FakeEngine(hist), ds, split=None, progress=False)
+    assert sharp.aggregate["CC"] > 0.99 and sharp.aggregate["SIM"] > 0.9
+    assert sharp.aggregate["IG"] > perfect.aggregate["IG"]  # no probability wasted between fixations
+    # The centre bias divided by itself is flat: shuffled AUC sees no information, exactly chance.
+    np.testing.assert_array_equal(centre.per_image["sAUC"], 0.5)
 
 
 def test_split_and_seed(tmp_path):
@@ -143,6 +159,7 @@ def test_density_only_dataset(tmp_path):
     ({"metrics": []}, InputError, "unknown metric"),
     ({"split": "test"}, InputError, "no images"),
     ({"batch_size": 0}, InputError, "batch_size"),
+    ({"maps": "blurred"}, InputError, "maps must be one of"),
     ({"model": 42}, InputError, "must be an Engine"),
     ({"model": _FakeEngine({s: np.ones((2, 2)) for s in SHAPES})}, ModelError, "must have their image's size"),
 ])

@@ -276,6 +276,69 @@ def test_centre_bias_is_a_log_density_peaking_near_the_middle(shape):
     assert abs((col + 0.5) / shape[1] - M.CENTRE_BIAS["mean"][0]) <= 1 / shape[1]
 
 
+# --- metric-specific maps (Kümmerer et al. 2018) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, sigma", [((60, 80), 7.0), ((33, 20), 2.5), ((5, 200), 30.0)])
+def test_blurred_delta_is_the_density_map_of_one_fixation(shape, sigma):
+    from foveal.datasets import Fixations, gaussian_density
+
+    y, x = shape[0] // 3, shape[1] - 4
+    p = np.zeros(shape)
+    p[y, x] = 1.0
+    expected = gaussian_density(Fixations.from_arrays([x + 0.5], [y + 0.5]), shape, sigma)
+    # The 5-sigma truncation leaves exp(-12.5) ~ 4e-6 of the Gaussian's peak out.
+    np.testing.assert_allclose(M.gaussian_blur(p, sigma), expected, rtol=0, atol=4e-6 * expected.max())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gaussian_blur_matches_scipy(seed):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(seed)
+    p = rng.random((41, 57)) ** 6
+    sigma = float(rng.uniform(0.5, 12))
+    expected = ndimage.gaussian_filter(p / p.sum(), sigma, mode="constant", truncate=5.0)
+    np.testing.assert_allclose(M.gaussian_blur(p, sigma), expected / expected.sum(), rtol=1e-9, atol=1e-15)
+
+
+def test_gaussian_blur_edges():
+    p = np.random.default_rng(0).random((7, 9))
+    np.testing.assert_array_equal(M.gaussian_blur(p, 0.0), p / p.sum())
+    wide = M.gaussian_blur(p, 1e4)  # wider than the image: flat, no wrap-around
+    assert wide.sum() == pytest.approx(1.0) and wide.min() >= 0 and np.ptp(wide) < 1e-3 * wide.max()
+    for bad in (-1.0, np.nan, np.inf):
+        with pytest.raises(InputError, match="sigma"):
+            M.gaussian_blur(p, bad)
+
+
+def test_metric_maps():
+    rng = np.random.default_rng(1)
+    p = rng.random((30, 40))
+    for name in ("AUC-Judd", "AUC-Borji", "NSS", "IG"):
+        np.testing.assert_array_equal(M.metric_map(name, p, 3.0), p)
+    for name in ("CC", "KLD", "SIM"):
+        np.testing.assert_array_equal(M.metric_map(name, p, 3.0), M.gaussian_blur(p, 3.0))
+    s = M.metric_map("sAUC", p, 3.0)
+    np.testing.assert_allclose(np.exp(s) * np.exp(M.centre_bias_log_density(p.shape)), p / p.sum(), rtol=1e-9)
+    centre = np.exp(M.centre_bias_log_density(p.shape))
+    assert np.ptp(M.metric_map("sAUC", centre, 0)) < 1e-9  # the centre bias over itself carries nothing
+    with pytest.raises(InputError, match="unknown metric"):
+        M.metric_map("AUC", p, 1.0)
+
+
+def test_blurring_helps_cc_only_when_the_prediction_is_sharp():
+    """A sharp prediction of the fixation distribution scores CC ~1 through its metric map, not as it is."""
+    from foveal.datasets import Fixations, gaussian_density
+
+    rng = np.random.default_rng(2)
+    shape, sigma = (60, 80), 6.0
+    xs, ys = rng.integers(5, 75, 20), rng.integers(5, 55, 20)
+    truth = gaussian_density(Fixations.from_arrays(xs + 0.5, ys + 0.5), shape, sigma)
+    sharp = np.zeros(shape)
+    np.add.at(sharp, (ys, xs), 1.0)
+    assert M.cc(sharp, truth) < 0.5
+    assert M.cc(M.metric_map("CC", sharp, sigma), truth) > 0.9999
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call,match", [

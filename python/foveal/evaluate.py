@@ -4,6 +4,10 @@ Every metric is computed per image at the image's own resolution (:mod:`foveal.m
 images, the MIT benchmark's convention.  Fixation metrics use the dataset's fixations; CC, KLD and SIM use its
 fixation density maps; IG is measured against the fitted centre-bias baseline; shuffled AUC takes its negatives
 from the fixations on the other images of the evaluated split, scaled to each image's size.
+
+Models predict fixation densities, so by default each metric scores its own map of that density
+(:func:`foveal.metrics.metric_map`, the MIT/Tübingen protocol of Kümmerer et al. 2018); ``maps="raw"`` scores the
+density itself with every metric, as a benchmark of classic (non-probabilistic) saliency maps would.
 """
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ from ._version import __version__
 from .errors import InputError, ModelError
 from .progress import progress as progress_bar
 
-__all__ = ["CENTRE_BIAS_MODEL", "EvalResult", "evaluate", "default_metrics"]
+__all__ = ["CENTRE_BIAS_MODEL", "MAPS", "EvalResult", "evaluate", "default_metrics"]
 
 CENTRE_BIAS_MODEL = "centre-bias"
+MAPS = ("metric", "raw")
 _FIXATION_METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "IG")
 _LOWER_IS_BETTER = ("KLD",)
 
@@ -38,6 +43,7 @@ class EvalResult:
     fixations: list[int]
     per_image: dict[str, np.ndarray]
     provenance: dict[str, Any] = field(default_factory=dict)
+    maps: str = "metric"
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -64,6 +70,7 @@ class EvalResult:
                 "IG": "bits per fixation over the centre-bias baseline (foveal.metrics.CENTRE_BIAS)",
                 "AUC-Borji": "100 splits of uniform pixels, seeded per image",
                 "sAUC": "negatives: fixations on the other images of this split, scaled to the image",
+                "maps": self.maps,
             },
             "provenance": self.provenance,
             "per_image": [
@@ -94,7 +101,7 @@ def default_metrics(dataset: Any) -> tuple[str, ...]:
 
 
 def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequence[str] | None = None,
-             progress: bool = True, batch_size: int = 8, seed: int = 0) -> EvalResult:
+             progress: bool = True, batch_size: int = 8, seed: int = 0, maps: str = "metric") -> EvalResult:
     """Run ``model`` over a dataset split and score every image.
 
     Args:
@@ -106,6 +113,8 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         progress: draw a progress bar on stderr.
         batch_size: images per network batch.
         seed: seeds AUC-Borji's draws (per image, so values do not depend on batching).
+        maps: ``"metric"``: each metric scores its own map of the predicted density (CC/KLD/SIM the density
+            blurred like the dataset's density maps, sAUC its ratio to the centre bias); ``"raw"``: the density.
     """
     from .datasets import load_dataset
 
@@ -118,6 +127,8 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     names = _check_metrics(metrics, dataset)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if maps not in MAPS:
+        raise InputError(f"maps must be one of {', '.join(MAPS)}, got {maps!r}")
     predict, model_name, provenance = _predictor(model)
 
     fixations = [dataset.fixations(i) for i in range(len(dataset))] if dataset.has_fixations else None
@@ -140,14 +151,16 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         if prob.shape != tuple(dataset.shape(i)):
             raise ModelError(f"{model_name} returned a {prob.shape} map for the {dataset.shape(i)} image "
                              f"{dataset.ids[i]!r}; maps must have their image's size")
-        item = _Item(prob, fixations[i] if fixations is not None else None,
+        item = _Item(fixations[i] if fixations is not None else None,
                      dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
                      shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
+        blurred = M.gaussian_blur(prob, dataset.sigma(i)) if maps == "metric" and item.density is not None else None
         for m in names:
-            values[m][i] = _SCORERS[m](item)
+            smap = prob if maps == "raw" else blurred if m in ("CC", "KLD", "SIM") else M.metric_map(m, prob, 0.0)
+            values[m][i] = _SCORERS[m](smap, item)
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
-    return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance)
+    return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
 
 
 def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
@@ -213,9 +226,8 @@ class _ShuffledNegatives:
 
 @dataclass(frozen=True)
 class _Item:
-    """What the metrics of one image need."""
+    """What the metrics of one image need besides the map."""
 
-    prob: np.ndarray
     fix: Any
     density: np.ndarray | None
     negatives: tuple[np.ndarray, np.ndarray] | None
@@ -223,12 +235,12 @@ class _Item:
 
 
 _SCORERS = {
-    "AUC-Judd": lambda t: M.auc_judd(t.prob, t.fix.x, t.fix.y),
-    "AUC-Borji": lambda t: M.auc_borji(t.prob, t.fix.x, t.fix.y, rng=t.rng),
-    "sAUC": lambda t: M.auc_shuffled(t.prob, t.fix.x, t.fix.y, *t.negatives),
-    "NSS": lambda t: M.nss(t.prob, t.fix.x, t.fix.y),
-    "CC": lambda t: M.cc(t.prob, t.density),
-    "KLD": lambda t: M.kld(t.prob, t.density),
-    "SIM": lambda t: M.sim(t.prob, t.density),
-    "IG": lambda t: M.information_gain(t.prob, M.centre_bias_log_density(t.prob.shape), t.fix.x, t.fix.y),
+    "AUC-Judd": lambda s, t: M.auc_judd(s, t.fix.x, t.fix.y),
+    "AUC-Borji": lambda s, t: M.auc_borji(s, t.fix.x, t.fix.y, rng=t.rng),
+    "sAUC": lambda s, t: M.auc_shuffled(s, t.fix.x, t.fix.y, *t.negatives),
+    "NSS": lambda s, t: M.nss(s, t.fix.x, t.fix.y),
+    "CC": lambda s, t: M.cc(s, t.density),
+    "KLD": lambda s, t: M.kld(s, t.density),
+    "SIM": lambda s, t: M.sim(s, t.density),
+    "IG": lambda s, t: M.information_gain(s, M.centre_bias_log_density(s.shape), t.fix.x, t.fix.y),
 }

@@ -23,7 +23,8 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["EPS", "METRICS", "CENTRE_BIAS", "pixel_indices", "auc", "auc_judd", "auc_borji", "auc_shuffled",
-           "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density"]
+           "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density",
+           "gaussian_blur", "metric_map"]
 
 EPS = 2.2204e-16
 METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
@@ -239,3 +240,59 @@ def centre_bias_log_density(shape: tuple[int, int]) -> np.ndarray:
     v = (np.arange(h) + 0.5) / h
     log_gauss = -0.5 * ((v[:, None] - my) / sy) ** 2 - 0.5 * ((u[None, :] - mx) / sx) ** 2
     return log_gauss - np.log(np.exp(log_gauss).sum())
+
+
+def gaussian_blur(density: np.ndarray, sigma: float, truncate: float = 5.0) -> np.ndarray:
+    """``density`` convolved with an isotropic Gaussian of ``sigma`` pixels, zero outside the image, summing to 1.
+
+    The same kernel and border as the datasets' fixation density maps (a Gaussian per fixation evaluated at
+    pixel centres, mass falling outside the image lost, then renormalised), so blurring a predicted density
+    gives the density map its fixations are expected to produce.  Separable, through real FFTs.
+    """
+    p = _distribution(density, "density")
+    if not np.isfinite(sigma) or sigma < 0:
+        raise InputError(f"gaussian_blur: sigma must be a finite number >= 0, got {sigma}")
+    if sigma == 0:
+        return p
+    for axis in (0, 1):
+        n = p.shape[axis]
+        r = min(int(np.ceil(truncate * sigma)), n - 1)
+        taps = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+        size = _fast_length(n + 2 * r)
+        spectrum = np.fft.rfft(p, size, axis=axis) * np.expand_dims(np.fft.rfft(taps, size), 1 - axis)
+        # The linear convolution has n + 2r samples (zeros beyond); sample k + r is centred on input pixel k.
+        p = np.take(np.fft.irfft(spectrum, size, axis=axis), np.arange(r, r + n), axis=axis)
+    p = np.maximum(p, 0.0)  # FFT round-off leaves ~1e-17 negatives far from any mass
+    return p / p.sum()
+
+
+def metric_map(metric: str, density: np.ndarray, sigma: float) -> np.ndarray:
+    """The saliency map of a predicted fixation ``density`` that ``metric`` should score (Kümmerer et al. 2018).
+
+    AUC-Judd, AUC-Borji, NSS and IG: the density itself.  sAUC, whose negatives are other images' fixations
+    (centre-biased): the log ratio of the density to the centre-bias baseline.  CC, KLD and SIM, which compare
+    with a density map blurred by ``sigma`` pixels: the density blurred the same way, the expected density map.
+    For SIM this is the usual approximation; its exact optimum has no closed form (pysaliency optimises it).
+    """
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if metric in ("CC", "KLD", "SIM"):
+        return gaussian_blur(density, sigma)
+    if metric == "sAUC":
+        p = _distribution(density, "density")
+        # Rounded to 1e-9 nats: exp/log round-off would otherwise rank a flat ratio (the centre bias over
+        # itself) at random instead of as ties.
+        return np.round(np.log(p + EPS) - centre_bias_log_density(p.shape), 9)
+    return _map(density, "density")
+
+
+def _fast_length(n: int) -> int:
+    """The smallest m >= n with no prime factor above 5: pocketfft is several times slower on other lengths."""
+    while True:
+        m = n
+        for f in (2, 3, 5):
+            while m % f == 0:
+                m //= f
+        if m == 1:
+            return n
+        n += 1

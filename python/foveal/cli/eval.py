@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import fileio
 from ..datasets import load_dataset
-from ..evaluate import CENTRE_BIAS_MODEL, evaluate
+from ..evaluate import CENTRE_BIAS_MODEL, MAPS, evaluate
 from ..metrics import METRICS
 from . import add_engine_options, make_engine
 
@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the dataset's fixed split to score (default: %(default)s)")
     p.add_argument("--metrics", metavar="LIST", help="comma-separated subset of the metrics (default: all the "
                                                       "dataset supports)")
+    p.add_argument("--maps", choices=MAPS, default="metric",
+                   help="metric: score each metric on its own map of the predicted density (CC/KLD/SIM: blurred "
+                        "like the dataset's density maps, one degree; sAUC: divided by the centre bias), the "
+                        "MIT/Tuebingen protocol; raw: the density itself for every metric (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of AUC-Borji's random draws (default: %(default)s)")
     p.add_argument("-o", "--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
     add_engine_options(p)
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
     result = evaluate(model, dataset, split=None if args.split == "all" else args.split, metrics=metrics,
-                      progress=not args.quiet, batch_size=args.batch_size, seed=args.seed)
+                      progress=not args.quiet, batch_size=args.batch_size, seed=args.seed,
+                      maps=args.maps)
     table = result.to_markdown()
     print(table, end="")
     if args.out is not None:
