@@ -13,6 +13,7 @@ every training image also appears mirrored, with its fixations mirrored.  Seeds 
 ``<out>/train.log`` and writes ``<out>/<name>.safetensors``, ``<out>/<name>.onnx`` and ``<out>/<name>.json``
 (the card holds hyperparameters, split, time taken and val metrics; test metrics are computed once, at the end,
 and never used for any choice).  ``--ship`` copies the three files to ``python/foveal/models/``.
+``--weights`` skips both phases and starts from a ``--val-only`` run's weights: calibrate, export, test.
 """
 from __future__ import annotations
 
@@ -125,7 +126,10 @@ def _stack(batch: list[Item], keys: list[int]) -> dict[int, torch.Tensor]:
 
 
 def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: list[tuple]) -> dict[str, float]:
-    """NLL on the grid, plus CC and NSS at the resized resolution (val items: one per image, unflipped)."""
+    """NLL on the grid, plus CC and NSS at the resized resolution (val items: one per image, unflipped).
+
+    CC is that of the density's metric-specific map (blurred like the density map), as ``foveal eval`` scores it.
+    """
     model.eval()
     nll, cc, nss = [], [], []
     with torch.no_grad():
@@ -133,9 +137,9 @@ def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: li
             logd = model(_stack(batch, keys))
             for k, it in enumerate(batch):
                 nll.append(_nll(logd[k:k + 1], [it]).item())
-                density, xs, ys = val_dens[items.index(it)]
+                density, xs, ys, sigma = val_dens[items.index(it)]
                 prob = upsample(logd[k, 0].numpy(), it.resized, it.resized)
-                cc.append(metrics.cc(prob, density))
+                cc.append(metrics.cc(metrics.metric_map("CC", prob, sigma), density))
                 nss.append(metrics.nss(prob, xs, ys))
     model.train()
     _freeze_bn(model)
@@ -217,19 +221,17 @@ def _fit(model: Trainable, train: list[list[Item]], val: list[Item], keys: list[
 
 def calibrate_blur(model: Trainable, val: list[Item], keys: list[int], val_dens: list[tuple], log: Log
                    ) -> tuple[float, dict]:
-    """Choose the readout's extra blur on val: maximise CC/CC₀ + NSS/NSS₀ (relative gains, equal weight).
+    """Choose the readout's extra blur on val by NLL: the model's output is a density, and each metric scores
+    its own map of it (``foveal.metrics.metric_map``), so the best density is the one that serves them all.
 
-    The NLL-trained density is sharper than the one-degree density CC is measured against; a little blur
-    raises CC and costs NSS.  Both are relative to the unblurred model, so neither metric's scale dominates.
+    Mini-batch training leaves the learned blur a little sharper than the val optimum; this corrects it.
     """
     ro = model.net.readout
     scores = {}
     for sigma in np.arange(0.0, 2.01, 0.25):
         ro.extra_blur.fill_(float(sigma))
         scores[float(sigma)] = _evaluate(model, val, keys, val_dens)
-    base = scores[0.0]
-    gain = {s: v["CC"] / base["CC"] + v["NSS"] / base["NSS"] for s, v in scores.items()}
-    best = max(gain, key=gain.get)
+    best = min(scores, key=lambda s: scores[s]["NLL"])
     for s, v in scores.items():
         log(f"extra blur {s:.2f} cells: val CC {v['CC']:.4f} NSS {v['NSS']:.3f} NLL {v['NLL']:.4f}"
             f"{'  <- chosen' if s == best else ''}")
@@ -238,7 +240,7 @@ def calibrate_blur(model: Trainable, val: list[Item], keys: list[int], val_dens:
 
 
 def _val_targets(ds: Dataset, cache: dict) -> list[tuple]:
-    """Per val image at its resized size: fixation density (sigma scaled) and fixation coordinates."""
+    """Per val image at its resized size: fixation density, fixation coordinates, the density's sigma (scaled)."""
     out = []
     for i in range(len(ds)):
         h, w = ds.shape(i)
@@ -246,7 +248,8 @@ def _val_targets(ds: Dataset, cache: dict) -> list[tuple]:
         fix = ds.fixations(i)
         xs, ys = fix.x * rw / w, fix.y * rh / h
         scaled = type(fix)(xs, ys, fix.subject)
-        out.append((gaussian_density(scaled, (rh, rw), ds.sigma(i) * rw / w), xs, ys))
+        sigma = ds.sigma(i) * rw / w
+        out.append((gaussian_density(scaled, (rh, rw), sigma), xs, ys, sigma))
     return out
 
 
@@ -293,6 +296,35 @@ def export(net: deepgaze.SaliencyNet, out: Path, name: str, training: dict) -> t
     return onnx_path, card
 
 
+def _train(args: argparse.Namespace, taps: tuple[int, ...], hidden: tuple[int, ...], start: int, keys: list[int],
+           train: list[list[Item]], val: list[Item], val_dens: list[tuple], log: Log
+           ) -> tuple[deepgaze.SaliencyNet, dict, dict]:
+    """Phase 1 (readout on frozen features), then phase 2 (fine-tuning from block ``start``) if asked."""
+    net = deepgaze.create(args.variant, taps, hidden)
+    views = [it for group in train for it in group]
+    stats = torch.cat([torch.stack([it.feats[t].float().mean((1, 2)) for it in views]) for t in taps], 1)
+    sq = torch.cat([torch.stack([it.feats[t].float().pow(2).mean((1, 2)) for it in views]) for t in taps], 1)
+    net.readout.mean.copy_(stats.mean(0))
+    net.readout.std.copy_((sq.mean(0) - stats.mean(0) ** 2).clamp_min(1e-6).sqrt())
+    for prm in net.backbone.parameters():
+        prm.requires_grad_(False)
+
+    phase1 = Trainable(net, max(taps) + 1)
+    best1 = _fit(phase1, train, val, list(taps), val_dens, _groups(net.readout, args.lr, args.weight_decay),
+                 args.readout_epochs, 6, args.batch, args.seed, log, "readout")
+    best = best1
+    if start <= max(taps):
+        blocks = list(net.backbone._blocks[start:])
+        for prm in (q for b in blocks for q in b.parameters()):
+            prm.requires_grad_(True)
+        phase2 = Trainable(net, start)
+        groups = (_groups(net.readout, args.finetune_lr, args.weight_decay)
+                  + _groups(torch.nn.ModuleList(blocks), args.finetune_lr / 10, args.weight_decay))
+        best = _fit(phase2, train, val, keys, val_dens, groups, args.finetune_epochs, 3, args.batch,
+                    args.seed + 1, log, "finetune")
+    return net, best1, best
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
@@ -317,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
     p.add_argument("--ship", action="store_true", help="copy the results into python/foveal/models/")
     p.add_argument("--val-only", action="store_true", help="stop after training: no test metrics, no export")
+    p.add_argument("--weights", type=Path, metavar="SAFETENSORS",
+                   help="skip training: start from a --val-only run's weights (calibrate blur, export, test)")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -351,28 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     log(f"items: {len(train)} train images x {len(train[0])} views (sizes {train_sizes}, mirrored), {len(val)} val; "
         f"features cached in {time.time() - t_start:.0f} s")
 
-    net = deepgaze.create(args.variant, taps, hidden)
-    views = [it for group in train for it in group]
-    stats = torch.cat([torch.stack([it.feats[t].float().mean((1, 2)) for it in views]) for t in taps], 1)
-    sq = torch.cat([torch.stack([it.feats[t].float().pow(2).mean((1, 2)) for it in views]) for t in taps], 1)
-    net.readout.mean.copy_(stats.mean(0))
-    net.readout.std.copy_((sq.mean(0) - stats.mean(0) ** 2).clamp_min(1e-6).sqrt())
-    for prm in net.backbone.parameters():
-        prm.requires_grad_(False)
-
-    phase1 = Trainable(net, max(taps) + 1)
-    best1 = _fit(phase1, train, val, list(taps), val_dens, _groups(net.readout, args.lr, args.weight_decay),
-                 args.readout_epochs, 6, args.batch, args.seed, log, "readout")
-    best = best1
-    if start <= max(taps):
-        blocks = list(net.backbone._blocks[start:])
-        for prm in (q for b in blocks for q in b.parameters()):
-            prm.requires_grad_(True)
-        phase2 = Trainable(net, start)
-        groups = (_groups(net.readout, args.finetune_lr, args.weight_decay)
-                  + _groups(torch.nn.ModuleList(blocks), args.finetune_lr / 10, args.weight_decay))
-        best = _fit(phase2, train, val, keys, val_dens, groups, args.finetune_epochs, 3, args.batch,
-                    args.seed + 1, log, "finetune")
+    if args.weights is not None:
+        net = deepgaze.load(args.weights)
+        if net.config() != deepgaze.create(args.variant, taps, hidden).config():
+            raise SystemExit(f"{args.weights} holds {net.config()}, not the network these arguments describe")
+        best1 = best = {"weights": str(args.weights)}
+    else:
+        net, best1, best = _train(args, taps, hidden, start, keys, train, val, val_dens, log)
     extra_blur, calibrated = calibrate_blur(Trainable(net, start), val, keys, val_dens, log)
     net.eval()
     train_s = time.time() - t_start
