@@ -1,4 +1,5 @@
-"""End-to-end predict vs the bare network call on the same input, per shipped model (CPU, ONNX Runtime).
+"""End-to-end predict vs the bare network call on the same input, per shipped model and graph (CPU, ONNX Runtime),
+and each int8 graph against its fp32 graph.
 
 The bare network time is the baseline measured in the same run: the gap is what pre/post-processing around it
 costs. Run: python -m pytest benchmarks/test_bench_engine.py
@@ -8,13 +9,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveal import Engine, available_models
+from foveal import Engine, available_models, load_card
 from foveal.geometry import plan
 
+GRAPHS = [(name, precision) for name in available_models() for precision in load_card(name).precisions]
 
-@pytest.fixture(scope="module", params=available_models())
+
+@pytest.fixture(scope="module", params=GRAPHS, ids=[f"{n}-{p}" for n, p in GRAPHS])
 def engine(request) -> Engine:
-    return Engine(request.param)
+    name, precision = request.param
+    return Engine(name, precision=precision)
+
+
+def _label(engine: Engine) -> str:
+    return f"{engine.model.name} {engine.precision}"
 
 
 def _photo_like(h: int, w: int, seed: int) -> np.ndarray:
@@ -28,7 +36,7 @@ def _photo_like(h: int, w: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("hw", [(1080, 1080), (600, 800)])
 def test_network_vs_predict(record, engine, hw, impl):
     p = plan(*hw, engine.model)
-    group = f"{engine.model.name} {hw[0]}x{hw[1]} (input {p.padded_hw[0]}x{p.padded_hw[1]})"
+    group = f"{_label(engine)} {hw[0]}x{hw[1]} (input {p.padded_hw[0]}x{p.padded_hw[1]})"
     if impl == "network only":
         batch = np.random.default_rng(1).standard_normal((1, 3, *p.padded_hw)).astype(np.float32)
         record(group, impl, engine._backend.run, batch, baseline=True)
@@ -39,8 +47,18 @@ def test_network_vs_predict(record, engine, hw, impl):
 @pytest.mark.parametrize("impl", ["predict one by one", "predict_batch(16)"])
 def test_predict_16_images(record, engine, impl):
     images = [_photo_like(600, 800, seed=i) for i in range(16)]
-    group = f"{engine.model.name} 16 x 800x600"
+    group = f"{_label(engine)} 16 x 800x600"
     if impl == "predict one by one":
         record(group, impl, lambda: [engine.predict(i) for i in images], baseline=True)
     else:
         assert len(record(group, impl, engine.predict_batch, images)) == 16
+
+
+@pytest.mark.parametrize("name", [n for n, p in GRAPHS if p == "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_int8_vs_fp32_network(record, name, precision):
+    engine = Engine(name, precision=precision)
+    p = plan(600, 800, engine.model)
+    batch = np.random.default_rng(1).standard_normal((1, 3, *p.padded_hw)).astype(np.float32)
+    group = f"{name} network {p.padded_hw[0]}x{p.padded_hw[1]}: int8 vs fp32"
+    record(group, precision, engine._backend.run, batch, baseline=precision == "fp32")

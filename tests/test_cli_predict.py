@@ -24,6 +24,13 @@ def test_predict_writes_map_overlay_and_npy(tmp_path, rgb, capsys):
     np.testing.assert_allclose(SaliencyMap.from_png(out / "a.png").prob, prob, atol=float(prob.max()) / 65535 / 2 * 1.001)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_precision_is_recorded_in_the_png(tmp_path, rgb, precision):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert main(["-q", "predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--precision", precision]) == 0
+    assert Image.open(tmp_path / "out" / "a.png").text["foveal:precision"] == precision
+
+
 def test_one_bad_image_fails_the_run_but_not_the_others(tmp_path, rgb, capsys):
     Image.fromarray(rgb).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -38,6 +45,7 @@ def test_one_bad_image_fails_the_run_but_not_the_others(tmp_path, rgb, capsys):
     (["predict", "missing.png", "-o", "out"], 1, "not found"),
     (["predict", "x.png", "-o", "o", "--model", "nope"], 1, "unknown model"),
     (["predict", "x.png", "-o", "o", "--device", "tpu"], 1, "unknown device"),
+    (["predict", "x.png", "-o", "o", "--precision", "fp8"], 2, "invalid choice"),
     (["predict", "x.png"], 2, "required"),
     (["frobnicate"], 2, "invalid choice"),
 ])

@@ -91,6 +91,24 @@ def test_device_resolution_and_errors(rgb):
     assert Engine("itti-koch", device="auto").backend in foveal.available_backends()
 
 
+def test_precision_choice(rgb):
+    auto, fp32 = Engine(), Engine(precision="fp32")
+    assert auto.precision == "int8" and fp32.precision == "fp32"  # on ONNX Runtime the int8 graph is the default
+    assert "precision='int8'" in repr(auto)
+    a, b = auto.predict(rgb), fp32.predict(rgb)
+    assert a.provenance["precision"] == "int8" and b.provenance["precision"] == "fp32"
+    # Variants are one model: the same identity, so norms built with one apply to the other.
+    assert a.provenance["model_sha256"] == b.provenance["model_sha256"] == auto.model.sha256
+    assert a.prob.sum() == pytest.approx(1.0, abs=1e-6)
+    assert np.corrcoef(a.prob.ravel(), b.prob.ravel())[0, 1] > 0.98
+    assert Engine(precision="int8").precision == "int8"
+    assert Engine("itti-koch").precision == "fp32"  # nothing to quantise: auto keeps the float graph
+    with pytest.raises(foveal.ModelError, match="ships no int8 graph"):
+        Engine("itti-koch", precision="int8")
+    with pytest.raises(InputError, match="precision must be one of"):
+        Engine(precision="fp8")
+
+
 def test_saliency_map_validation():
     with pytest.raises(InputError):
         SaliencyMap(np.zeros((3,), np.float32))

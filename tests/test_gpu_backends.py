@@ -91,7 +91,7 @@ def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
     ort = emulated._backend
 
     class EmulatedGpuBackend:
-        name, device, on_gpu = "emulated", "cuda:0", True
+        name, device, on_gpu, precision = "emulated", "cuda:0", True, ort.precision
         stream = contextlib.nullcontext()
 
         def run(self, batch):
@@ -150,3 +150,8 @@ def test_engine_on_cuda_agrees_with_cpu(rgb) -> None:
     for a, b in zip(on_gpu.predict_batch(images), on_cpu.predict_batch(images)):
         assert a.shape == b.shape and abs(float(a.prob.sum(dtype=np.float64)) - 1) < 1e-5
         assert 0.5 * np.abs(a.prob - b.prob).sum() < 0.02  # share of probability mass that moves
+
+
+def test_torch_backend_refuses_an_int8_graph() -> None:
+    with pytest.raises(BackendUnavailableError, match="not the int8 graph"):
+        torch_cuda.TorchBackend(load_card("default").variant("int8"), device="cpu")

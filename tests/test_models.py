@@ -62,3 +62,33 @@ def test_plan_keeps_aspect_and_pads_to_stride(hw):
     scale = card.input.working_size / max(hw)
     assert all(abs(r - max(side * scale, 1)) <= 0.5 for r, side in zip(p.resized_hw, hw))
     assert p.valid_hw == (p.resized_hw[0] / card.stride, p.resized_hw[1] / card.stride)
+
+
+def test_int8_variant_of_the_default_model():
+    card = load_card("default")
+    assert card.precisions == ("fp32", "int8") and card.precision == "fp32"
+    int8 = card.variant("int8")
+    assert int8.precision == "int8" and int8.name == card.name and int8.input == card.input
+    assert int8.onnx_path != card.onnx_path and int8.sha256 == card.raw["int8"]["sha256"] != card.sha256
+    assert int8.onnx_path.stat().st_size < card.onnx_path.stat().st_size / 3
+    assert card.variant("fp32") is card and int8.variant("int8") is int8
+    for split in ("osie-test", "scene-test"):
+        assert {"CC", "NSS", "AUC-Judd"} <= set(card.raw["int8"]["metrics"][split])
+    with pytest.raises(ModelError, match="ships no int8 graph"):
+        load_card("itti-koch").variant("int8")
+
+
+def test_damaged_int8_graph_is_refused(tmp_path):
+    card = load_card("default")
+    for path in (card.onnx_path, card.variant("int8").onnx_path):
+        shutil.copy(path, tmp_path / path.name)
+    raw = json.loads(json.dumps(card.raw))
+    raw["int8"]["sha256"] = "0" * 64
+    (tmp_path / f"{card.name}.json").write_text(json.dumps(raw))
+    copy = load_card(tmp_path / f"{card.name}.onnx")
+    with pytest.raises(ModelError, match="does not match its card"):
+        copy.variant("int8")
+    raw["int8"]["onnx"] = "gone.onnx"
+    (tmp_path / f"{card.name}.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="not found"):
+        load_card(tmp_path / f"{card.name}.onnx").variant("int8")

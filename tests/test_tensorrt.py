@@ -105,6 +105,13 @@ def test_missing_tensorrt_is_a_clear_backend_error(monkeypatch, card) -> None:
     assert "tensorrt" not in backends.available_backends()
 
 
+def test_int8_graph_is_refused_before_anything_else(monkeypatch) -> None:
+    monkeypatch.setattr(gpu, "unavailable", lambda: None)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # refused before TensorRT or CuPy is needed
+    with pytest.raises(BackendUnavailableError, match="builds from the fp32 graph"):
+        trt_backend.TensorRTBackend(load_card("default").variant("int8"))
+
+
 def test_auto_without_gpu_lands_on_onnxruntime(card) -> None:
     if gpu.unavailable() is None:
         pytest.skip("this machine has a GPU: auto may pick a GPU backend")

@@ -14,6 +14,8 @@ from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
 from .models import ModelCard, load_card
 from .saliency_map import SaliencyMap
 
+PRECISIONS = ("auto", "fp32", "int8")
+
 
 class Engine:
     """Predict fixation probability maps with a saliency model.
@@ -22,26 +24,38 @@ class Engine:
         model: ``"default"``, a shipped model's name (see :func:`foveal.available_models`) or a path to an ONNX file
             obeying docs/MODEL_CONTRACT.md.
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` (TensorRT → torch → ONNX Runtime) or a list of backend names.
+        precision: ``"auto"``: the model's int8 graph on ONNX Runtime when it ships one (faster on CPUs), the
+            backend's fastest float precision elsewhere (fp16 on GPUs); ``"fp32"``: the float graph everywhere;
+            ``"int8"``: the int8 graph, which only ONNX Runtime runs (GPU backends refuse it).
         max_pixels: images larger than this are refused before decoding.
         blur_sigma: Gaussian blur (output pixels) applied to the upsampled log-density; defaults to the card's.
         strict: fail instead of falling back when the first backend cannot run.
     """
 
-    def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *,
+    def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *, precision: str = "auto",
                  max_pixels: int = DEFAULT_MAX_PIXELS, blur_sigma: float | None = None, strict: bool = False,
                  **backend_options: Any) -> None:
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model: ModelCard = load_card(model)
-        self._backend = backends.select(self.model, device, strict=strict, **backend_options)
+        graphs = _graphs(self.model, precision)
+        self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
         self.max_pixels = max_pixels
         self.blur_sigma = self.model.blur_sigma if blur_sigma is None else float(blur_sigma)
 
     def __repr__(self) -> str:
-        return f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r})"
+        return (f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r}, "
+                f"precision={self.precision!r})")
 
     @property
     def backend(self) -> str:
         """Name of the backend that actually runs the network."""
         return self._backend.name
+
+    @property
+    def precision(self) -> str:
+        """Arithmetic the network runs in: ``"fp32"``, ``"fp16"`` or ``"int8"``."""
+        return self._backend.precision
 
     def predict(self, image: ImageLike) -> SaliencyMap:
         """Saliency map of one image (path, bytes, PIL image or uint8 array)."""
@@ -91,5 +105,16 @@ class Engine:
 
     def _provenance(self, image: DecodedImage) -> dict[str, Any]:
         return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
-                "backend": self.backend, "device": self._backend.device, "foveal_version": __version__,
+                "backend": self.backend, "device": self._backend.device, "precision": self.precision,
+                "foveal_version": __version__,
                 "image_sha256": image.sha256}
+
+
+def _graphs(card: ModelCard, precision: str) -> dict[str, ModelCard]:
+    """Which backend runs which variant of ``card`` for ``precision`` (absent: the fp32 graph)."""
+    if precision == "int8":
+        int8 = card.variant("int8")  # GPU backends refuse it, so device="auto" lands on ONNX Runtime
+        return {"onnxruntime": int8, "tensorrt": int8, "torch": int8}
+    if precision == "auto" and "int8" in card.precisions:
+        return {"onnxruntime": card.variant("int8")}
+    return {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,31 @@ class ModelCard:
     stride: int
     blur_sigma: float
     raw: dict = field(repr=False, compare=False, hash=False)
+    precision: str = "fp32"
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """Graphs shipped for this model: ``"fp32"``, plus ``"int8"`` when the card lists a quantised one."""
+        return ("fp32", "int8") if isinstance(self.raw.get("int8"), dict) else ("fp32",)
+
+    def variant(self, precision: str) -> "ModelCard":
+        """This model as the graph of ``precision``: the same card, pointing at that graph's file and sha256.
+
+        Variants share the model's name and contract; only the weights' arithmetic differs (docs/PERFORMANCE.md).
+        """
+        if precision == self.precision:
+            return self
+        entry = self.raw.get(precision) if precision == "int8" else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("onnx"), str):
+            raise ModelError(f"model {self.name!r} ships no {precision} graph (it has: {', '.join(self.precisions)})")
+        path = self.onnx_path.parent / entry["onnx"]
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        sha = file_sha256(path)
+        if entry.get("sha256") not in (None, sha):
+            raise ModelError(f"{path.name}: sha256 {sha[:12]}… does not match its card ({str(entry['sha256'])[:12]}…); "
+                             "the package is damaged: reinstall foveal")
+        return replace(self, onnx_path=path, sha256=sha, precision=precision)
 
 
 def available_models() -> list[str]:

@@ -1,6 +1,6 @@
 """Network backends: swappable executors of a model's ONNX graph, chosen in priority order.
 
-Each backend module defines one class with ``name``, ``device``, ``on_gpu``, a classmethod ``unavailable() -> str |
+Each backend module defines one class with ``name``, ``device``, ``on_gpu``, ``precision``, a classmethod ``unavailable() -> str |
 None`` (why it cannot run here, cheaply, without creating sessions) and ``run(batch) -> log_density``. ``run`` takes
 float32 N×3×H×W and returns float32 N×1×h×w: NumPy arrays for CPU backends, CuPy arrays when ``on_gpu``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from ..errors import BackendUnavailableError, InputError
 from ..models import ModelCard
@@ -33,6 +33,7 @@ class Backend(Protocol):
     name: str
     device: str
     on_gpu: bool
+    precision: str  # "fp32", "fp16" or "int8": the arithmetic the network runs in
 
     def run(self, batch: Any) -> Any:
         """float32 N×3×H×W → float32 N×1×h×w log-density."""
@@ -73,10 +74,13 @@ def resolve(device: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(order)
 
 
-def select(card: ModelCard, device: str | Sequence[str] = "cpu", strict: bool = False, **options: Any) -> Backend:
+def select(card: ModelCard, device: str | Sequence[str] = "cpu", strict: bool = False,
+           graphs: Mapping[str, ModelCard] | None = None, **options: Any) -> Backend:
     """Create the first backend in ``device``'s order that can run ``card`` here.
 
-    Falling back past an explicitly named backend is logged once; ``strict=True`` turns it into an error.
+    ``graphs`` maps a backend name to the variant of ``card`` it should run instead (the int8 graph for
+    onnxruntime).  Falling back past an explicitly named backend is logged once; ``strict=True`` turns it into
+    an error.
     """
     order = resolve(device)
     reasons = []
@@ -84,7 +88,7 @@ def select(card: ModelCard, device: str | Sequence[str] = "cpu", strict: bool = 
         reason = unavailable_reason(name)
         if reason is None:
             try:
-                backend = _backend_class(name)(card, **options)
+                backend = _backend_class(name)((graphs or {}).get(name, card), **options)
             except BackendUnavailableError as exc:
                 reason = str(exc)
             else:

@@ -42,6 +42,7 @@ class OnnxRuntimeBackend:
                 f"the graph has inputs {inputs} and outputs {outputs}; see docs/MODEL_CONTRACT.md"
             )
         self._input, self._output = card.input.name, card.output_name
+        self.precision = card.precision
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:

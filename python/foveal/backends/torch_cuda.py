@@ -86,6 +86,8 @@ class TorchBackend:
         except ImportError as exc:
             raise BackendUnavailableError(f"torch backend: cannot import torch ({exc})") from None
         self._torch = torch
+        if card.precision != "fp32":
+            raise BackendUnavailableError(f"torch backend: runs the fp32 weights, not the {card.precision} graph")
         network = load_network(card)
         if self.on_gpu:
             import cupy
@@ -100,6 +102,7 @@ class TorchBackend:
             self._dtype = torch.float16 if fp16 else torch.float32
         else:
             self._device, self.device, self._dtype = torch.device("cpu"), "cpu", torch.float32
+        self.precision = "fp16" if self._dtype == torch.float16 else "fp32"
         self._cuda_graph = cuda_graph and self.on_gpu
         self._network = network.to(self._device, self._dtype).to(memory_format=torch.channels_last).eval()
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}

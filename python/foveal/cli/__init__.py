@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--model/--device/--batch-size/--max-pixels, shared by every command that runs the network."""
+    """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network."""
     parser.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                        help="auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs; fp32: the "
+                             "float graph everywhere; int8: the int8 graph (CPU only) (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, default=16,
                         help="images per network batch (default: %(default)s)")
     parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
@@ -76,7 +79,7 @@ def make_engine(args: argparse.Namespace):
     """The Engine described by :func:`add_engine_options`' arguments."""
     from ..engine import Engine
 
-    return Engine(args.model, device=args.device, max_pixels=int(args.max_pixels))
+    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=int(args.max_pixels))
 
 
 if __name__ == "__main__":

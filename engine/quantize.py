@@ -1,0 +1,108 @@
+"""Static int8 quantisation of a shipped model for the CPU backend.
+
+    python -m engine.quantize foveal-lite0 --data ../shared/data
+
+writes ``python/foveal/models/<name>.int8.onnx`` (QDQ format: int8 weights per output channel, uint8 activations
+with ranges calibrated on OSIE and Scene *train* images through the runtime's own preprocessing) and records it
+in the model card under ``int8``: file, sha256, calibration, and its metrics on the val and test splits next to
+the fp32 graph's.  ONNX Runtime's CPU execution provider runs the QDQ graph with integer convolutions (about
+1.7× faster here); other backends run the fp32 graph (see docs/PERFORMANCE.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.cards import write_bytes_atomic, write_card
+from engine.features import preprocess
+from foveal import Engine
+from foveal.datasets import load_osie, load_scene
+from foveal.evaluate import evaluate
+from foveal.models import file_sha256, load_card
+
+# The source tree's model folder (not the installed package's): what --ship and engine.export write to.
+MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
+
+# Calibration images: every k-th train image of each dataset (the split's order is already a seeded shuffle).
+CALIBRATION = {"osie": 20, "scene": 10}
+
+
+def calibration_inputs(data: Path, working_size: int, pad_multiple: int) -> list[np.ndarray]:
+    """1×3×H×W float32 network inputs for the calibration images, preprocessed as at run time."""
+    inputs = []
+    for name, loader in (("osie", load_osie), ("scene", load_scene)):
+        train = loader(data / name).split("train")
+        step = len(train) // CALIBRATION[name]
+        for i in range(0, step * CALIBRATION[name], step):
+            inputs.append(preprocess(train.image(i), working_size, pad_multiple)[0][None])
+    return inputs
+
+
+def quantize(card_path: Path, data: Path) -> Path:
+    """Quantise the model of ``card_path`` into ``<name>.int8.onnx`` beside it; returns that path."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    card = load_card(card_path)
+    spec = card.input
+    inputs = calibration_inputs(data, spec.working_size, spec.pad_multiple)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter(inputs)
+
+        def get_next(self) -> dict | None:
+            x = next(self._items, None)
+            return None if x is None else {spec.name: x}
+
+    target = card_path.parent / f"{card.name}.int8.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(card.onnx_path), str(pre))
+        # Calibration runs image by image; shapes differ between images (aspect ratios), which MinMax allows.
+        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        write_bytes_atomic(target, q.read_bytes())
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.quantize", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="a shipped model's name, e.g. foveal-lite0")
+    p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
+    args = p.parse_args(argv)
+
+    t0 = time.time()
+    card_path = MODELS_DIR / f"{args.model}.json"
+    path = quantize(card_path, args.data)
+    raw = json.loads(card_path.read_text(encoding="utf-8"))
+    raw["int8"] = entry = {
+        "onnx": path.name,
+        "sha256": file_sha256(path),
+        "format": "ONNX QDQ: int8 weights (symmetric, per output channel), uint8 activations (MinMax)",
+        "calibration": f"{CALIBRATION['osie']} OSIE + {CALIBRATION['scene']} NUS Scene train images "
+                       "(evenly spaced in each train split), at the working size",
+        "command": f"python -m engine.quantize {args.model} --data {args.data}",
+    }
+    write_card(raw, card_path)
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
+    engine = Engine(str(card_path), device="cpu", precision="int8")
+    datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
+    for split, key in (("val", "metrics_val"), ("test", "metrics")):
+        entry[key] = {}
+        for name, ds in datasets.items():
+            result = evaluate(engine, ds, split=split, progress=False)
+            entry[key][f"{name}-{split}"] = values = {k: round(float(v), 4) for k, v in result.aggregate.items()}
+            print(f"  int8 {name}-{split}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    write_card(raw, card_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
