@@ -280,9 +280,11 @@ def metric_map(metric: str, density: np.ndarray, sigma: float) -> np.ndarray:
         return gaussian_blur(density, sigma)
     if metric == "sAUC":
         p = _distribution(density, "density")
-        # Rounded to 1e-9 nats: exp/log round-off would otherwise rank a flat ratio (the centre bias over
-        # itself) at random instead of as ties.
-        return np.round(np.log(p + EPS) - centre_bias_log_density(p.shape), 9)
+        # No EPS inside the log (it would tilt the ratio where p is tiny), only a floor for p == 0; rounded to
+        # 1e-9 nats, as exp/log round-off would otherwise rank a flat ratio (the centre bias over itself) at
+        # random instead of as ties.
+        logp = np.log(np.maximum(p, np.finfo(np.float64).tiny))
+        return np.round(logp - centre_bias_log_density(p.shape), 9)
     return _map(density, "density")
 
 
