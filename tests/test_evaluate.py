@@ -130,14 +130,34 @@ def test_split_and_seed(tmp_path):
     assert not np.array_equal(other.per_image["AUC-Borji"], result.per_image["AUC-Borji"])
 
 
+def test_confidence_intervals(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "ds", shapes=[(20, 30)] * 30, n_fix=5))
+    result = evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS", "CC"], progress=False)
+    ci = result.confidence_intervals()
+    assert ci == result.confidence_intervals()  # seeded
+    for name, (lo, hi) in ci.items():
+        mean, values = result.aggregate[name], result.per_image[name]
+        assert lo < mean < hi
+        # For a mean of 30 values the 95 % interval is about +-1.96 standard errors.
+        se = values.std() / np.sqrt(len(values))
+        assert 2.5 * se < hi - lo < 5.5 * se
+    lo90, hi90 = result.confidence_intervals(level=0.9)["NSS"]
+    assert ci["NSS"][0] <= lo90 and hi90 <= ci["NSS"][1]
+    with pytest.raises(InputError, match="level"):
+        result.confidence_intervals(level=1.5)
+
+
 def test_result_serialises(tmp_path):
     result = evaluate(CENTRE_BIAS_MODEL, load_dataset(_folder(tmp_path / "ds")), split=None, progress=False)
     doc = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert doc["n_images"] == 4 and doc["n_fixations"] == 48 and doc["lower_is_better"] == ["KLD"]
     assert doc["metrics"] == result.aggregate
+    assert set(doc["ci95"]) == set(doc["metrics"]) and all(lo <= hi for lo, hi in doc["ci95"].values())
     assert [r["image"] for r in doc["per_image"]] == result.images
     md = result.to_markdown().splitlines()
-    assert len(md) == 3 and "KLD ↓" in md[0] and f"{result.aggregate['CC']:.4f}" in md[2]
+    assert len(md) == 4 and "KLD ↓" in md[0] and f"{result.aggregate['CC']:.4f}" in md[2]
+    lo, hi = result.confidence_intervals()["CC"]
+    assert md[3].startswith("| (95 % interval)") and f"{lo:.3f}–{hi:.3f}" in md[3]
 
 
 def test_density_only_dataset(tmp_path):

@@ -54,6 +54,21 @@ class EvalResult:
         """Mean of each metric over the images."""
         return {name: float(values.mean()) for name, values in self.per_image.items()}
 
+    def confidence_intervals(self, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+                             ) -> dict[str, tuple[float, float]]:
+        """Percentile-bootstrap interval of each mean, resampling images (seeded: the same result every call).
+
+        A split of 50-70 images measures a model with an uncertainty of the order of the differences between
+        good models; these intervals say how much.
+        """
+        if not 0 < level < 1 or n_boot < 1:
+            raise InputError(f"need 0 < level < 1 and n_boot >= 1, got {level} and {n_boot}")
+        n = len(self.images)
+        picks = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+        tail = (1 - level) / 2 * 100
+        return {name: tuple(float(q) for q in np.percentile(values[picks].mean(axis=1), [tail, 100 - tail]))
+                for name, values in self.per_image.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: model, dataset, the means, and every image's values."""
         return {
@@ -62,6 +77,7 @@ class EvalResult:
             "n_images": len(self.images),
             "n_fixations": int(sum(self.fixations)),
             "metrics": self.aggregate,
+            "ci95": {m: list(ci) for m, ci in self.confidence_intervals().items()},
             "lower_is_better": [m for m in self.metrics if m in _LOWER_IS_BETTER],
             "conventions": {
                 "average": "mean over images of per-image values (MIT benchmark)",
@@ -71,6 +87,7 @@ class EvalResult:
                 "AUC-Borji": "100 splits of uniform pixels, seeded per image",
                 "sAUC": "negatives: fixations on the other images of this split, scaled to the image",
                 "maps": self.maps,
+                "ci95": "percentile bootstrap over images, 2000 resamples, seed 0",
             },
             "provenance": self.provenance,
             "per_image": [
@@ -80,7 +97,7 @@ class EvalResult:
         }
 
     def to_markdown(self) -> str:
-        """A one-row Markdown table of the means (KLD: lower is better; every other metric: higher)."""
+        """A Markdown table of the means and their 95 % bootstrap intervals (KLD: lower is better)."""
         names = list(self.metrics)
         head = "| model | dataset | images | " + " | ".join(
             f"{m} ↓" if m in _LOWER_IS_BETTER else m for m in names) + " |"
@@ -88,7 +105,10 @@ class EvalResult:
         # round(.., 4) + 0.0 turns a rounded -0.0 (IG of the baseline itself, ~-1e-16) into 0.0
         row = f"| {self.model} | {self.dataset} | {len(self.images)} | " + " | ".join(
             f"{round(self.aggregate[m], 4) + 0.0:.4f}" for m in names) + " |"
-        return "\n".join((head, rule, row)) + "\n"
+        ci = self.confidence_intervals()
+        spread = "| (95 % interval) | | | " + " | ".join(
+            f"{round(ci[m][0], 3) + 0.0:.3f}–{round(ci[m][1], 3) + 0.0:.3f}" for m in names) + " |"
+        return "\n".join((head, rule, row, spread)) + "\n"
 
 
 def default_metrics(dataset: Any) -> tuple[str, ...]:
