@@ -174,13 +174,22 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         item = _Item(fixations[i] if fixations is not None else None,
                      dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
                      shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
-        blurred = M.gaussian_blur(prob, dataset.sigma(i)) if maps == "metric" and item.density is not None else None
-        for m in names:
-            smap = prob if maps == "raw" else blurred if m in ("CC", "KLD", "SIM") else M.metric_map(m, prob, 0.0)
+        for m, smap in _maps_for(prob, names, dataset.sigma(i), maps).items():
             values[m][i] = _SCORERS[m](smap, item)
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
+
+
+def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -> dict[str, np.ndarray]:
+    """The map each metric scores: the density itself (``raw``) or its metric-specific map, blurred only once."""
+    if maps == "raw":
+        return dict.fromkeys(names, prob)
+    out: dict[str, np.ndarray] = {}
+    for m in names:
+        shared = out.get("CC", out.get("KLD", out.get("SIM"))) if m in ("CC", "KLD", "SIM") else None
+        out[m] = shared if shared is not None else M.metric_map(m, prob, sigma)
+    return out
 
 
 def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
