@@ -262,10 +262,10 @@ def evaluate_test(onnx_path: Path, datasets: dict[str, Dataset]) -> dict[str, di
             for name, ds in datasets.items()}
 
 
-def card_fields(name: str, variant: str, training: dict) -> dict:
+def card_fields(name: str, version: str, variant: str, training: dict) -> dict:
     """The model card fields of this network (engine/cards.py adds file name, sha256 and export provenance)."""
     return {
-        "name": name, "version": "1.0.0",
+        "name": name, "version": version,
         "description": f"foveal's learned saliency network: EfficientNet-{variant.capitalize()} features (ImageNet) "
                        f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on OSIE + NUS "
                        f"Scene free-viewing fixations. Output: log-density at stride 8.",
@@ -282,9 +282,9 @@ def card_fields(name: str, variant: str, training: dict) -> dict:
     }
 
 
-def export(net: deepgaze.SaliencyNet, out: Path, name: str, training: dict) -> tuple[Path, dict]:
+def export(net: deepgaze.SaliencyNet, out: Path, name: str, version: str, training: dict) -> tuple[Path, dict]:
     """Write ``<name>.onnx`` (checked against torch at several shapes) and its card ``<name>.json`` into ``out``."""
-    fields = card_fields(name, net.variant, training)
+    fields = card_fields(name, version, net.variant, training)
     inference = deepgaze.fused(net)
     model_bytes = to_onnx(inference, fields).SerializeToString()
     worst = verify(inference, model_bytes, fields)
@@ -325,11 +325,20 @@ def _train(args: argparse.Namespace, taps: tuple[int, ...], hidden: tuple[int, .
     return net, best1, best
 
 
+def _earlier_run(weights: Path) -> dict:
+    """What the ``--val-only`` run that trained ``weights`` logged: its arguments and its training time."""
+    log_path = weights.parent / "train.log"
+    lines = log_path.read_text(encoding="utf-8").splitlines() if log_path.is_file() else []
+    keep = [ln.split("] ", 1)[-1] for ln in lines if "] args: " in ln or "training done in" in ln]
+    return {"weights": str(weights), "log": keep}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
     p.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoint, ONNX, card)")
     p.add_argument("--name", default="foveal-lite0")
+    p.add_argument("--version", default="1.0.0", help="the card's version: bump it whenever the output changes")
     p.add_argument("--variant", default="lite0", choices=["lite0", "lite1"])
     p.add_argument("--taps", default="4,10,15")
     p.add_argument("--hidden", default="16,16")
@@ -410,15 +419,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"-pytorch-model, {LICENCE})",
         "loss": "mean fixation negative log-likelihood on the stride-8 grid",
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                            if k not in ("data", "out", "cache", "ship")},
+                            if k not in ("data", "out", "cache", "ship", "version")},
         "working_size": args.working_size,
         "seed": args.seed,
         "time_minutes": round(train_s / 60, 1),
+        **({"trained_by": _earlier_run(args.weights)} if args.weights is not None else {}),
         "machine": "2-core x86_64 CPU, no GPU",
         "val": {"readout": best1, "finetune": best, "final (with extra blur)": calibrated},
         "extra_blur_cells": extra_blur,
     }
-    onnx_path, card = export(net, args.out, args.name, training)
+    onnx_path, card = export(net, args.out, args.name, args.version, training)
     log(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB)")
     card["metrics"] = test = evaluate_test(onnx_path, datasets)
     cards.write_card(card, args.out / f"{args.name}.json")
