@@ -1,7 +1,15 @@
-"""Model cards: the JSON beside each shipped ONNX file (fields and meaning: docs/MODEL_CONTRACT.md)."""
+"""Model cards: the JSON beside each shipped ONNX file (fields and meaning: docs/MODEL_CONTRACT.md).
+
+    python -m engine.cards metrics python/foveal/models/itti-koch.json eval/osie/eval.json eval/scene/eval.json
+
+records ``foveal eval`` results (``eval.json``, each under its dataset split's name) in a card's ``metrics``,
+refusing results of another graph than the card's.
+"""
 from __future__ import annotations
 
+import argparse
 import copy
+import sys
 import hashlib
 import json
 import os
@@ -61,3 +69,33 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_card(card: Mapping[str, Any], path: Path) -> None:
     """Write a card as indented UTF-8 JSON with a trailing newline."""
     write_bytes_atomic(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def record_metrics(card_path: Path, eval_paths: list[Path]) -> dict[str, Any]:
+    """Put each ``foveal eval`` result (its means, rounded to 4 places) under its dataset in the card's metrics."""
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    for path in eval_paths:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        provenance = result.get("provenance", {})
+        sha, precision = provenance.get("model_sha256"), provenance.get("precision")
+        if sha != card["sha256"] or precision != "fp32":
+            raise SystemExit(f"{path}: scores {precision} graph of model {str(sha)[:12]}…, not the fp32 graph of "
+                             f"{card_path.name} ({card['sha256'][:12]}…)")
+        card.setdefault("metrics", {})[result["dataset"]] = {k: round(v, 4) for k, v in result["metrics"].items()}
+    write_card(card, card_path)
+    return card["metrics"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.cards", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("metrics", help="record foveal eval results in a card")
+    m.add_argument("card", type=Path)
+    m.add_argument("evals", type=Path, nargs="+", metavar="EVAL_JSON")
+    args = p.parse_args(argv)
+    print(json.dumps(record_metrics(args.card, args.evals), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
