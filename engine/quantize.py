@@ -1,12 +1,18 @@
-"""Static int8 quantisation of a shipped model for the CPU backend.
+"""Reduced-precision graphs of a shipped model: int8 for ONNX Runtime's CPU provider, fp16 for TensorRT.
 
     python -m engine.quantize foveal-lite0 --data ../shared/data
 
-writes ``python/foveal/models/<name>.int8.onnx`` (QDQ format: int8 weights per output channel, uint8 activations
-with ranges calibrated on OSIE and Scene *train* images through the runtime's own preprocessing) and records it
-in the model card under ``int8``: file, sha256, calibration, and its metrics on the val and test splits next to
-the fp32 graph's.  ONNX Runtime's CPU execution provider runs the QDQ graph with integer convolutions (about
-1.7× faster here); other backends run the fp32 graph (see docs/PERFORMANCE.md).
+writes, beside the model's fp32 graph in ``python/foveal/models/``:
+
+* ``<name>.int8.onnx``: ONNX Runtime static quantisation in QDQ format (int8 weights per output channel, uint8
+  activations with ranges calibrated on OSIE and Scene *train* images through the runtime's own preprocessing);
+  ONNX Runtime's CPU provider runs it with integer convolutions, about 1.7× faster here.
+* ``<name>.fp16.onnx``: the same graph with fp16 weights and arithmetic, float32 input and output.  TensorRT 11
+  and TensorRT for RTX are strongly typed (a network runs in the types its graph declares), so this graph is
+  how they run FP16; TensorRT 10 may use it or its FP16 builder flag alike.
+
+Each is recorded in the model card under its precision (file, sha256, how it was made) with its metrics on the
+val and test splits (docs/MODEL_CONTRACT.md).
 """
 from __future__ import annotations
 
@@ -18,13 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from engine.cards import write_bytes_atomic, write_card
 from engine.features import preprocess
 from foveal import Engine
 from foveal.datasets import load_osie, load_scene
 from foveal.evaluate import evaluate
-from foveal.models import file_sha256, load_card
+from foveal.models import ModelCard, file_sha256, load_card
 
 # The source tree's model folder (not the installed package's): what --ship and engine.export write to.
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
@@ -44,12 +51,11 @@ def calibration_inputs(data: Path, working_size: int, pad_multiple: int) -> list
     return inputs
 
 
-def quantize(card_path: Path, data: Path) -> Path:
-    """Quantise the model of ``card_path`` into ``<name>.int8.onnx`` beside it; returns that path."""
+def to_int8(card: ModelCard, data: Path) -> tuple[bytes, dict]:
+    """The int8 QDQ graph of ``card`` and how it was made."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    card = load_card(card_path)
     spec = card.input
     inputs = calibration_inputs(data, spec.working_size, spec.pad_multiple)
 
@@ -61,15 +67,29 @@ def quantize(card_path: Path, data: Path) -> Path:
             x = next(self._items, None)
             return None if x is None else {spec.name: x}
 
-    target = card_path.parent / f"{card.name}.int8.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(card.onnx_path), str(pre))
         # Calibration runs image by image; shapes differ between images (aspect ratios), which MinMax allows.
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        write_bytes_atomic(target, q.read_bytes())
-    return target
+        graph = q.read_bytes()
+    return graph, {
+        "format": "ONNX QDQ: int8 weights (symmetric, per output channel), uint8 activations (MinMax)",
+        "calibration": f"{CALIBRATION['osie']} OSIE + {CALIBRATION['scene']} NUS Scene train images "
+                       "(evenly spaced in each train split), at the working size",
+    }
+
+
+def to_fp16(card: ModelCard) -> tuple[bytes, dict]:
+    """The fp16 graph of ``card`` (float32 input and output kept) and how it was made."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    graph = convert_float_to_float16(onnx.load(str(card.onnx_path)), keep_io_types=True)
+    return graph.SerializeToString(), {
+        "format": "ONNX fp16 weights and activations, float32 input and output (onnxruntime.transformers.float16, "
+                  "keep_io_types)",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,29 +98,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
     args = p.parse_args(argv)
 
-    t0 = time.time()
     card_path = MODELS_DIR / f"{args.model}.json"
-    path = quantize(card_path, args.data)
+    card = load_card(card_path)
     raw = json.loads(card_path.read_text(encoding="utf-8"))
-    raw["int8"] = entry = {
-        "onnx": path.name,
-        "sha256": file_sha256(path),
-        "format": "ONNX QDQ: int8 weights (symmetric, per output channel), uint8 activations (MinMax)",
-        "calibration": f"{CALIBRATION['osie']} OSIE + {CALIBRATION['scene']} NUS Scene train images "
-                       "(evenly spaced in each train split), at the working size",
-        "command": f"python -m engine.quantize {args.model} --data {args.data}",
-    }
-    write_card(raw, card_path)
-    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
-    engine = Engine(str(card_path), device="cpu", precision="int8")
     datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
-    for split, key in (("val", "metrics_val"), ("test", "metrics")):
-        entry[key] = {}
-        for name, ds in datasets.items():
-            result = evaluate(engine, ds, split=split, progress=False)
-            entry[key][f"{name}-{split}"] = values = {k: round(float(v), 4) for k, v in result.aggregate.items()}
-            print(f"  int8 {name}-{split}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
-    write_card(raw, card_path)
+    for precision, make in (("int8", lambda: to_int8(card, args.data)), ("fp16", lambda: to_fp16(card))):
+        t0 = time.time()
+        graph, how = make()
+        target = card_path.parent / f"{card.name}.{precision}.onnx"
+        write_bytes_atomic(target, graph)
+        raw[precision] = entry = {"onnx": target.name, "sha256": file_sha256(target), **how,
+                                  "command": f"python -m engine.quantize {args.model} --data {args.data}"}
+        write_card(raw, card_path)
+        print(f"{target} ({target.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
+        engine = Engine(str(card_path), device="cpu", precision=precision)
+        for split, key in (("val", "metrics_val"), ("test", "metrics")):
+            entry[key] = {}
+            for name, ds in datasets.items():
+                result = evaluate(engine, ds, split=split, progress=False)
+                entry[key][f"{name}-{split}"] = values = {k: round(float(v), 4) for k, v in result.aggregate.items()}
+                print(f"  {precision} {name}-{split}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+        write_card(raw, card_path)
     return 0
 
 

@@ -102,11 +102,25 @@ def test_precision_choice(rgb):
     assert a.prob.sum() == pytest.approx(1.0, abs=1e-6)
     assert np.corrcoef(a.prob.ravel(), b.prob.ravel())[0, 1] > 0.98
     assert Engine(precision="int8").precision == "int8"
+    fp16 = Engine(precision="fp16")  # ONNX Runtime runs the fp16 graph too (slowly on this CPU; it is TensorRT's)
+    assert fp16.precision == "fp16"
+    assert np.corrcoef(fp16.predict(rgb).prob.ravel(), b.prob.ravel())[0, 1] > 0.9999
     assert Engine("itti-koch").precision == "fp32"  # nothing to quantise: auto keeps the float graph
     with pytest.raises(foveal.ModelError, match="ships no int8 graph"):
         Engine("itti-koch", precision="int8")
     with pytest.raises(InputError, match="precision must be one of"):
         Engine(precision="fp8")
+
+
+def test_which_backend_gets_which_graph():
+    from foveal.engine import _graphs
+
+    card = foveal.load_card("default")
+    precision_of = lambda graphs: {name: g.precision for name, g in graphs.items()}  # noqa: E731
+    assert precision_of(_graphs(card, "auto")) == {"onnxruntime": "int8", "tensorrt": "fp16"}  # torch: own fp16
+    assert precision_of(_graphs(card, "fp16")) == {"onnxruntime": "fp16", "tensorrt": "fp16"}
+    assert precision_of(_graphs(card, "int8")) == dict.fromkeys(("onnxruntime", "tensorrt", "torch"), "int8")
+    assert _graphs(card, "fp32") == {} and _graphs(foveal.load_card("itti-koch"), "auto") == {}
 
 
 def test_saliency_map_validation():

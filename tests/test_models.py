@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from foveal import ModelError, available_models, load_card
@@ -66,7 +67,7 @@ def test_plan_keeps_aspect_and_pads_to_stride(hw):
 
 def test_int8_variant_of_the_default_model():
     card = load_card("default")
-    assert card.precisions == ("fp32", "int8") and card.precision == "fp32"
+    assert card.precisions == ("fp32", "fp16", "int8") and card.precision == "fp32"
     int8 = card.variant("int8")
     assert int8.precision == "int8" and int8.name == card.name and int8.input == card.input
     assert int8.onnx_path != card.onnx_path and int8.sha256 == card.raw["int8"]["sha256"] != card.sha256
@@ -76,6 +77,22 @@ def test_int8_variant_of_the_default_model():
         assert {"CC", "NSS", "AUC-Judd"} <= set(card.raw["int8"]["metrics"][split])
     with pytest.raises(ModelError, match="ships no int8 graph"):
         load_card("itti-koch").variant("int8")
+
+
+def test_fp16_variant_matches_the_fp32_graph():
+    import onnxruntime as ort
+
+    card = load_card("default")
+    fp16 = card.variant("fp16")
+    assert fp16.precision == "fp16" and fp16.sha256 == card.raw["fp16"]["sha256"]
+    assert fp16.onnx_path.stat().st_size < 0.6 * card.onnx_path.stat().st_size  # half-width weights
+    x = ((np.random.default_rng(0).integers(0, 256, (2, 3, 96, 128)) - 127.0) / 128.0).astype(np.float32)
+    a, b = (ort.InferenceSession(str(c.onnx_path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+            for c in (card, fp16))
+    assert b.dtype == np.float32 and b.shape == a.shape  # fp16 inside, float32 at the edges (the contract)
+    np.testing.assert_allclose(b, a, atol=0.05)  # log-density; fp16 keeps ~3 significant digits
+    for split in ("osie-test", "scene-test"):
+        assert abs(card.raw["fp16"]["metrics"][split]["CC"] - card.raw["metrics"][split]["CC"]) < 0.005
 
 
 def test_damaged_int8_graph_is_refused(tmp_path):

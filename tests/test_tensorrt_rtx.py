@@ -19,22 +19,24 @@ from foveal.models import MODELS_DIR, available_models, load_card
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX not installed (pip install tensorrt-rtx)")
 
-# Every graph the tensorrt backend builds from: each model's fp32 graph.  The int8 variants are ONNX Runtime's
-# (uint8 activations, int32 biases: outside TensorRT's symmetric int8), and the backend refuses them.
+# Every graph the tensorrt backend builds from: each model's fp32 graph and its fp16 graph where it ships one
+# (how strongly typed TensorRT runs FP16).  The int8 variants are ONNX Runtime's (uint8 activations, int32
+# biases: outside TensorRT's symmetric int8), and the backend refuses them.
 SHIPPED = available_models()
+GRAPHS = [(name, p) for name in SHIPPED for p in load_card(name).precisions if p != "int8"]
 TARGETS = ("SM80", "SM86", "SM89")
 
 
 def test_models_are_shipped() -> None:
     assert SHIPPED, f"no ONNX models in {MODELS_DIR}"
-    int8 = {load_card(n).variant("int8").onnx_path.name for n in SHIPPED if "int8" in load_card(n).precisions}
-    assert {load_card(n).onnx_path.name for n in SHIPPED} | int8 == {p.name for p in MODELS_DIR.glob("*.onnx")}
+    files = {load_card(n).variant(p).onnx_path.name for n in SHIPPED for p in load_card(n).precisions}
+    assert files == {p.name for p in MODELS_DIR.glob("*.onnx")}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SHIPPED)
-def test_builds_for_ampere_and_ada(name: str) -> None:
-    card = load_card(name)
+@pytest.mark.parametrize("name, precision", GRAPHS)
+def test_builds_for_ampere_and_ada(name: str, precision: str) -> None:
+    card = load_card(name).variant(precision)
     profiles = profiles_for(card)
     plan, timing = build_plan(trt, card.onnx_path, card.input.name, profiles, compute_capabilities=TARGETS)
     assert len(plan) > 1000 and timing is None

@@ -14,7 +14,7 @@ from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
 from .models import ModelCard, load_card
 from .saliency_map import SaliencyMap
 
-PRECISIONS = ("auto", "fp32", "int8")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 class Engine:
@@ -24,9 +24,10 @@ class Engine:
         model: ``"default"``, a shipped model's name (see :func:`foveal.available_models`) or a path to an ONNX file
             obeying docs/MODEL_CONTRACT.md.
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` (TensorRT → torch → ONNX Runtime) or a list of backend names.
-        precision: ``"auto"``: the model's int8 graph on ONNX Runtime when it ships one (faster on CPUs), the
-            backend's fastest float precision elsewhere (fp16 on GPUs); ``"fp32"``: the float graph everywhere;
-            ``"int8"``: the int8 graph, which only ONNX Runtime runs (GPU backends refuse it).
+        precision: ``"auto"``: each backend's fastest graph: the model's int8 graph on ONNX Runtime, its fp16
+            graph on TensorRT, fp16 in torch (from the fp32 weights); ``"fp32"``: the float graph everywhere;
+            ``"fp16"``: the fp16 graph (torch: its own fp16); ``"int8"``: the int8 graph, which only ONNX Runtime
+            runs (GPU backends refuse it).
         max_pixels: images larger than this are refused before decoding.
         blur_sigma: Gaussian blur (output pixels) applied to the upsampled log-density; defaults to the card's.
         strict: fail instead of falling back when the first backend cannot run.
@@ -115,6 +116,10 @@ def _graphs(card: ModelCard, precision: str) -> dict[str, ModelCard]:
     if precision == "int8":
         int8 = card.variant("int8")  # GPU backends refuse it, so device="auto" lands on ONNX Runtime
         return {"onnxruntime": int8, "tensorrt": int8, "torch": int8}
-    if precision == "auto" and "int8" in card.precisions:
-        return {"onnxruntime": card.variant("int8")}
+    if precision == "fp16":
+        fp16 = card.variant("fp16")  # torch is absent: it halves the fp32 weights itself
+        return {"onnxruntime": fp16, "tensorrt": fp16}
+    if precision == "auto":
+        fastest = {"onnxruntime": "int8", "tensorrt": "fp16"}
+        return {name: card.variant(p) for name, p in fastest.items() if p in card.precisions}
     return {}

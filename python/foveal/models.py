@@ -18,6 +18,8 @@ from .errors import ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "foveal-lite0"
+# Reduced-precision graphs a card may list beside its fp32 graph (engine/quantize.py makes them).
+VARIANTS = ("fp16", "int8")
 
 # What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
 _BARE_ONNX_CARD: dict[str, Any] = {
@@ -55,8 +57,8 @@ class ModelCard:
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        """Graphs shipped for this model: ``"fp32"``, plus ``"int8"`` when the card lists a quantised one."""
-        return ("fp32", "int8") if isinstance(self.raw.get("int8"), dict) else ("fp32",)
+        """Graphs shipped for this model: ``"fp32"``, plus ``"fp16"`` and ``"int8"`` where the card lists them."""
+        return ("fp32", *(p for p in VARIANTS if isinstance(self.raw.get(p), dict)))
 
     def variant(self, precision: str) -> "ModelCard":
         """This model as the graph of ``precision``: the same card, pointing at that graph's file and sha256.
@@ -65,7 +67,7 @@ class ModelCard:
         """
         if precision == self.precision:
             return self
-        entry = self.raw.get(precision) if precision == "int8" else None
+        entry = self.raw.get(precision) if precision in VARIANTS else None
         if not isinstance(entry, dict) or not isinstance(entry.get("onnx"), str):
             raise ModelError(f"model {self.name!r} ships no {precision} graph (it has: {', '.join(self.precisions)})")
         path = self.onnx_path.parent / entry["onnx"]
