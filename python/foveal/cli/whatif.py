@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._version import __version__
 from ..errors import InputError
 from ..fileio import save_png, write_json
 from ..imageio import decode
 from ..progress import progress
 from ..scoring.compare import DEFINITIONS as COMPARE_DEFINITIONS
 from ..scoring.compare import compare_figure, difference_map
+from ..scoring.report import run_header
 from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
 from ..scoring.recommend import recommend
@@ -107,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     provenance = outcome.map_before.provenance
     doc = {
-        "foveal_version": __version__,
-        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
-                  "sha256": provenance.get("model_sha256")},
-        "backend": provenance.get("backend"),
+        **run_header(provenance),
         "input": {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)},
         **body,
         "timing": {"seconds": seconds, "images_predicted": n_images, "batch_size": args.batch_size},

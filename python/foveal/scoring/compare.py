@@ -28,11 +28,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._version import __version__
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import draw_boxes
+from .report import draw_boxes, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
@@ -186,10 +185,7 @@ def build_document(comparison: Comparison, scores_a: CreativeScores, scores_b: C
         return {k: body[k] for k in ("image_size", "elements", "creative")}
 
     return {
-        "foveal_version": __version__,
-        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
-                  "sha256": provenance.get("model_sha256")},
-        "backend": provenance.get("backend"),
+        **run_header(provenance),
         "input": inputs,
         "common_grid": {"height": int(diff.shape[0]), "width": int(diff.shape[1]), "of": "b"},
         "moved_mass": moved_mass(diff),

@@ -33,10 +33,7 @@ def build_document(scores: CreativeScores, recommendations: Sequence[Recommendat
     """
     body = scores.to_dict()
     return {
-        "foveal_version": __version__,
-        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
-                  "sha256": provenance.get("model_sha256")},
-        "backend": provenance.get("backend"),
+        **run_header(provenance),
         "input": {"image": image, "image_sha256": provenance.get("image_sha256"), "elements": elements},
         "image_size": body["image_size"],
         "format": body["format"],
@@ -52,6 +49,17 @@ def build_document(scores: CreativeScores, recommendations: Sequence[Recommendat
 def _label(e: ElementScore) -> str:
     text = f"{e.name} {100 * e.share:.1f}%"
     return text if e.score is None else f"{text} · {e.score}"
+
+
+def run_header(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What produced a result, from a SaliencyMap's provenance: foveal version, model (with the precision of the
+    graph that ran) and backend; the opening fields of every JSON document foveal writes about a creative."""
+    return {
+        "foveal_version": __version__,
+        "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
+                  "sha256": provenance.get("model_sha256"), "precision": provenance.get("precision")},
+        "backend": provenance.get("backend"),
+    }
 
 
 def draw_boxes(overlay: np.ndarray, scores: CreativeScores) -> np.ndarray:
