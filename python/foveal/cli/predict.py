@@ -44,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
             smap.to_npy(args.out / f"{path.stem}.npy")
     if not args.quiet:
         print(f"foveal: {len(args.images) - failures} map(s) written to {args.out} "
-              f"({engine.model.name} on {engine.backend})")
+              f"({engine.model.name} {engine.precision} on {engine.backend})")
     return 1 if failures else 0

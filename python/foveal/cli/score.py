@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"foveal: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         print(f"foveal: scored {len(scores.elements)} element(s) of {args.image.name} "
-              f"({engine.model.name} on {engine.backend}) → {args.out}", file=sys.stderr)
+              f"({engine.model.name} {engine.precision} on {engine.backend}) → {args.out}", file=sys.stderr)
     return 0
 
 
