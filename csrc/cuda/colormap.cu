@@ -24,13 +24,14 @@ extern "C" __global__ void colorize(const float* values, long long n, float k, c
   }
 }
 
-// k = 1 / max(prob) (0 when the max is 0); each pixel blends with weight alpha * min(1, prob * k).
-extern "C" __global__ void overlay(const unsigned char* image, const float* prob, long long n, float k, float alpha,
-                                   const unsigned char* lut, unsigned char* rgb) {
+// k = 1 / max(prob) (0 when the max is 0); each pixel blends with weight alpha * min(1, prob * k), in the colour
+// colorize gives it (k_index = 255 / max).
+extern "C" __global__ void overlay(const unsigned char* image, const float* prob, long long n, float k, float k_index,
+                                   float alpha, const unsigned char* lut, unsigned char* rgb) {
   for (long long i = foveal::grid_start(); i < n; i += foveal::grid_step()) {
     const float t = fminf(1.0f, __fmul_rn(prob[i], k));
     const float a = __fmul_rn(alpha, t);
-    const unsigned char* c = lut + 3 * lut_index(t, 255.0f);
+    const unsigned char* c = lut + 3 * lut_index(prob[i], k_index);
     for (int ch = 0; ch < 3; ++ch) {
       const float px = float(image[3 * i + ch]);
       const float v = __fadd_rn(px, __fmul_rn(a, __fsub_rn(float(c[ch]), px)));

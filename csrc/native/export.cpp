@@ -132,13 +132,16 @@ void overlay(const std::uint8_t *image, const float *prob, index_t n, double alp
             "alpha must be in [0, 1], got " + std::to_string(alpha));
     const float m = checked_max(prob, n, "prob", true);
     const float k = m > 0.0f ? 1.0f / m : 0.0f;
+    // The colour index is colorize's own, round(prob * (255 / max)): rounding prob / max * 255 instead can land
+    // on the other side of a .5 tie, and the overlay would then show a colour the colormap PNG does not.
+    const float k_index = m > 0.0f ? 255.0f / m : 0.0f;
     const float a_max = static_cast<float>(alpha);
     parallel_for(n, kPixelChunk, [&](index_t i0, index_t i1) {
         const index_t len = i1 - i0;
         std::vector<float> t(static_cast<std::size_t>(len));  // prob / max, at most 1
         std::vector<std::uint8_t> index(static_cast<std::size_t>(len));
         scale_capped(prob + i0, len, k, t.data());
-        lut_indices(t.data(), len, 255.0f, index.data());
+        lut_indices(prob + i0, len, k_index, index.data());
         for (index_t j = 0; j < len; ++j) {
             const float a = a_max * t[static_cast<std::size_t>(j)];
             const std::uint8_t *c = lut + 3 * index[static_cast<std::size_t>(j)];

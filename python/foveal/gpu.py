@@ -447,8 +447,9 @@ def overlay(image: Any, prob: Any, alpha: float = 0.6, cmap: str = "turbo") -> A
     lut = _lut(str(cmap))
     m = _checked_max(p, "prob", True)
     k = np.float32(1.0) / m if m > 0 else np.float32(0.0)
+    k_index = np.float32(255.0) / m if m > 0 else np.float32(0.0)
     img = xp.ascontiguousarray(_to_device(image))
     out = xp.empty_like(img)
     _kernel("colormap.cu", "overlay")((_blocks(p.size),), (_THREADS,),
-                                      (img, p, np.int64(p.size), k, np.float32(alpha), lut, out))
+                                      (img, p, np.int64(p.size), k, k_index, np.float32(alpha), lut, out))
     return out
