@@ -186,9 +186,13 @@ def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -
     if maps == "raw":
         return dict.fromkeys(names, prob)
     out: dict[str, np.ndarray] = {}
+    blurred = None  # CC, KLD and SIM share one map
     for m in names:
-        shared = out.get("CC", out.get("KLD", out.get("SIM"))) if m in ("CC", "KLD", "SIM") else None
-        out[m] = shared if shared is not None else M.metric_map(m, prob, sigma)
+        if m in ("CC", "KLD", "SIM"):
+            blurred = M.metric_map(m, prob, sigma) if blurred is None else blurred
+            out[m] = blurred
+        else:
+            out[m] = M.metric_map(m, prob, sigma)
     return out
 
 
