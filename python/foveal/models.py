@@ -71,13 +71,7 @@ class ModelCard:
         if not isinstance(entry, dict) or not isinstance(entry.get("onnx"), str):
             raise ModelError(f"model {self.name!r} ships no {precision} graph (it has: {', '.join(self.precisions)})")
         path = self.onnx_path.parent / entry["onnx"]
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        sha = file_sha256(path)
-        if entry.get("sha256") not in (None, sha):
-            raise ModelError(f"{path.name}: sha256 {sha[:12]}… does not match its card ({str(entry['sha256'])[:12]}…); "
-                             "the package is damaged: reinstall foveal")
-        return replace(self, onnx_path=path, sha256=sha, precision=precision)
+        return replace(self, onnx_path=path, sha256=_checked_sha256(path, entry.get("sha256")), precision=precision)
 
 
 def available_models() -> list[str]:
@@ -132,13 +126,19 @@ def _read_json(path: Path) -> dict:
     return raw
 
 
-def _card_from(raw: dict, onnx_path: Path, verify: bool) -> ModelCard:
-    if not onnx_path.is_file():
-        raise ModelError(f"model file not found: {onnx_path}")
-    sha = file_sha256(onnx_path)
-    if verify and raw.get("sha256") not in (None, sha):
-        raise ModelError(f"{onnx_path.name}: sha256 {sha[:12]}… does not match its card ({str(raw['sha256'])[:12]}…); "
+def _checked_sha256(path: Path, expected: object) -> str:
+    """The file's sha256; a ModelError when it is missing or a card gave another sha256 (damaged or swapped)."""
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    sha = file_sha256(path)
+    if expected not in (None, sha):
+        raise ModelError(f"{path.name}: sha256 {sha[:12]}… does not match its card ({str(expected)[:12]}…); "
                          "the package is damaged: reinstall foveal")
+    return sha
+
+
+def _card_from(raw: dict, onnx_path: Path, verify: bool) -> ModelCard:
+    sha = _checked_sha256(onnx_path, raw.get("sha256") if verify else None)
     try:
         spec = raw["input"]
         mean, std = tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["std"])

@@ -1,8 +1,9 @@
 """Network backends: swappable executors of a model's ONNX graph, chosen in priority order.
 
-Each backend module defines one class with ``name``, ``device``, ``on_gpu``, ``precision``, a classmethod ``unavailable() -> str |
-None`` (why it cannot run here, cheaply, without creating sessions) and ``run(batch) -> log_density``. ``run`` takes
-float32 N×3×H×W and returns float32 N×1×h×w: NumPy arrays for CPU backends, CuPy arrays when ``on_gpu``.
+Each backend module defines one class with ``name``, ``device``, ``on_gpu``, ``precision``, a classmethod
+``unavailable() -> str | None`` (why it cannot run here, cheaply, without creating sessions) and ``run(batch) ->
+log_density``. ``run`` takes float32 N×3×H×W and returns float32 N×1×h×w: NumPy arrays for CPU backends, CuPy
+arrays when ``on_gpu``.
 """
 from __future__ import annotations
 
