@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone

@@ -11,10 +11,9 @@ from ._version import __version__
 from .errors import InputError
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
-from .models import ModelCard, load_card
+from .models import PRECISIONS, ModelCard, load_card
 from .saliency_map import SaliencyMap
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 class Engine:

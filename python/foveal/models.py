@@ -20,6 +20,8 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "foveal-lite0"
 # Reduced-precision graphs a card may list beside its fp32 graph (engine/quantize.py makes them).
 VARIANTS = ("fp16", "int8")
+# What Engine(precision=...) accepts: "auto" picks each backend's fastest graph.
+PRECISIONS = ("auto", "fp32", *VARIANTS)
 
 # What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
 _BARE_ONNX_CARD: dict[str, Any] = {

@@ -85,8 +85,9 @@ class TensorRTBackend:
         self._profiles = profiles_for(card, max_batch, opt_batch)
         self._cuda_graph = cuda_graph
         folder = Path(cache) if cache is not None else cache_dir()
-        self.precision = "fp16" if precision(trt, fp16) == "fp16" else card.precision
-        key = cache_key(card.sha256, describe(trt), gpu_name, cc, self._profiles, precision(trt, fp16))
+        build_precision = precision(trt, fp16)
+        self.precision = "fp16" if build_precision == "fp16" else card.precision
+        key = cache_key(card.sha256, describe(trt), gpu_name, cc, self._profiles, build_precision)
         self._plan_path = folder / f"{card.name}-{key}.plan"
         self._timing_path = folder / f"timing-{trt.__version__}-{cc}.cache"
         self._logger = trt.Logger(trt.Logger.WARNING)

@@ -78,6 +78,8 @@ class TorchBackend:
         return None
 
     def __init__(self, card: ModelCard, *, device: str = "cuda", fp16: bool = True, cuda_graph: bool = True) -> None:
+        if card.precision != "fp32":
+            raise BackendUnavailableError(f"torch backend: runs the fp32 weights, not the {card.precision} graph")
         self.on_gpu = device != "cpu"
         if self.on_gpu and (why := self.unavailable()) is not None:
             raise BackendUnavailableError(f"torch backend: {why}")
@@ -86,8 +88,6 @@ class TorchBackend:
         except ImportError as exc:
             raise BackendUnavailableError(f"torch backend: cannot import torch ({exc})") from None
         self._torch = torch
-        if card.precision != "fp32":
-            raise BackendUnavailableError(f"torch backend: runs the fp32 weights, not the {card.precision} graph")
         network = load_network(card)
         if self.on_gpu:
             import cupy

@@ -13,6 +13,7 @@ import sys
 
 from .._version import __version__
 from ..errors import FovealError
+from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
 COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif")
@@ -60,7 +61,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network."""
     parser.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs; fp32: the "
                              "float graph everywhere; fp16: the fp16 graph; int8: the int8 graph (CPU only) "
                              "(default: %(default)s)")
