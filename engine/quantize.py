@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from engine.cards import write_bytes_atomic, write_card
 from engine.features import preprocess
@@ -73,12 +74,40 @@ def to_int8(card: ModelCard, data: Path) -> tuple[bytes, dict]:
         # Calibration runs image by image; shapes differ between images (aspect ratios), which MinMax allows.
         quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        graph = q.read_bytes()
+        graph = vectorised_softplus(onnx.load(str(q))).SerializeToString()
     return graph, {
         "format": "ONNX QDQ: int8 weights (symmetric, per output channel), uint8 activations (MinMax)",
         "calibration": f"{CALIBRATION['osie']} OSIE + {CALIBRATION['scene']} NUS Scene train images "
                        "(evenly spaced in each train split), at the working size",
     }
+
+
+def vectorised_softplus(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with each Softplus node replaced by ``relu(x) + log(1 + exp(-|x|))``, the same function.
+
+    ONNX Runtime's CPU Softplus kernel evaluates element by element; the seven replacement nodes run its
+    vectorised kernels, which takes about 1 ms (8 %) off the int8 graph on one core here.
+    """
+    one = "vectorised_softplus_one"
+    nodes, replaced = [], 0
+    for node in model.graph.node:
+        if node.op_type != "Softplus":
+            nodes.append(node)
+            continue
+        replaced += 1
+        x, y, t = node.input[0], node.output[0], f"{node.output[0]}_softplus"
+        nodes += [helper.make_node("Relu", [x], [f"{t}_relu"]),
+                  helper.make_node("Abs", [x], [f"{t}_abs"]),
+                  helper.make_node("Neg", [f"{t}_abs"], [f"{t}_neg"]),
+                  helper.make_node("Exp", [f"{t}_neg"], [f"{t}_exp"]),
+                  helper.make_node("Add", [f"{t}_exp", one], [f"{t}_1p"]),
+                  helper.make_node("Log", [f"{t}_1p"], [f"{t}_log"]),
+                  helper.make_node("Add", [f"{t}_relu", f"{t}_log"], [y])]
+    if replaced:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+    return model
 
 
 def to_fp16(card: ModelCard) -> tuple[bytes, dict]:
