@@ -86,7 +86,7 @@ def vectorised_softplus(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with each Softplus node replaced by ``relu(x) + log(1 + exp(-|x|))``, the same function.
 
     ONNX Runtime's CPU Softplus kernel evaluates element by element; the seven replacement nodes run its
-    vectorised kernels, which takes about 1 ms (8 %) off the int8 graph on one core here.
+    vectorised kernels, which makes the int8 graph about 6 % faster here (docs/PERFORMANCE.md).
     """
     one = "vectorised_softplus_one"
     nodes, replaced = [], 0
