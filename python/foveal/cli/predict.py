@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             smap.overlay(image.pixels, args.out / f"{path.stem}.overlay.png")
             smap.to_npy(args.out / f"{path.stem}.npy")
     if not args.quiet:
-        print(f"foveal: {len(args.images) - failures} map(s) written to {args.out} "
+        written = f"{len(args.images) - failures} of {len(args.images)}" if failures else f"{len(args.images)}"
+        print(f"foveal: {written} map(s) written to {args.out} "
               f"({engine.model.name} {engine.precision} on {engine.backend})")
     return 1 if failures else 0
