@@ -35,12 +35,19 @@ def test_one_bad_image_fails_the_run_but_not_the_others(tmp_path, rgb, capsys):
     Image.fromarray(rgb).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(out)]) == 1
-    captured = capsys.readouterr()
-    err = [line for line in captured.err.splitlines() if line.startswith("foveal:")]  # not the progress bar
+    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("foveal: error:") and "bad.png" in err[0]
-    assert "1 of 2 map(s) written" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["good.npy", "good.overlay.png", "good.png"]
+
+
+def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
+    Image.fromarray(rgb).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(tmp_path / "out")]) == 1
+    assert "foveal: 1 of 2 map(s) written to" in capsys.readouterr().out
+    assert main(["predict", str(tmp_path / "good.png"), "-o", str(tmp_path / "out2")]) == 0
+    assert "foveal: 1 map(s) written to" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, code, text", [
