@@ -2,7 +2,8 @@
 and each int8 graph against its fp32 graph.
 
 The bare network time is the baseline measured in the same run: the gap is what pre/post-processing around it
-costs. Run: python -m pytest benchmarks/test_bench_engine.py
+costs. Also: foveal's ONNX Runtime sessions, whose pool threads sleep between runs, against ORT's default of
+spinning. Run: python -m pytest benchmarks/test_bench_engine.py
 """
 from __future__ import annotations
 
@@ -62,3 +63,18 @@ def test_int8_vs_fp32_network(record, name, precision):
     batch = np.random.default_rng(1).standard_normal((1, 3, *p.padded_hw)).astype(np.float32)
     group = f"{name} network {p.padded_hw[0]}x{p.padded_hw[1]}: int8 vs fp32"
     record(group, precision, engine._backend.run, batch, baseline=precision == "fp32")
+
+
+@pytest.mark.parametrize("threads", ["spinning (ORT default)", "sleeping (foveal)"])
+def test_spinning_vs_sleeping_pool_threads(record, threads):
+    import onnxruntime as ort
+
+    engine = Engine()
+    if threads.startswith("spinning"):
+        # The same graph and options, with ORT's default restored: pool threads spin after each run.
+        options = engine._backend._session.get_session_options()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        graph = engine.model.variant(engine.precision).onnx_path
+        engine._backend._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    group = f"{_label(engine)} predict 800x600: ORT pool threads"
+    record(group, threads, engine.predict, _photo_like(600, 800, seed=0), baseline=threads.startswith("spinning"))

@@ -128,3 +128,12 @@ def test_saliency_map_validation():
         SaliencyMap(np.zeros((3,), np.float32))
     with pytest.raises(InputError):
         SaliencyMap(np.zeros((2, 2), np.int32))
+
+
+def test_onnxruntime_threads_sleep_between_runs():
+    from foveal.backends.onnxruntime import OnnxRuntimeBackend
+
+    # Spinning pool threads would steal the cores that preprocessing and postprocessing use next.
+    options = OnnxRuntimeBackend(foveal.load_card("itti-koch"), threads=2)._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2

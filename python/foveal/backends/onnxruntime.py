@@ -30,6 +30,10 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
         if threads:
             options.intra_op_num_threads = threads
+        # ORT's pool threads otherwise spin for a while after each run, on the cores that foveal's own pre- and
+        # postprocessing threads (and any other session) need next: end-to-end predict was ~20 % slower with
+        # spinning on 2 cores, and the network alone no faster (docs/PERFORMANCE.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
