@@ -69,12 +69,12 @@ def test_int8_vs_fp32_network(record, name, precision):
 def test_spinning_vs_sleeping_pool_threads(record, threads):
     import onnxruntime as ort
 
-    engine = Engine()
-    if threads.startswith("spinning"):
+    engine, spinning = Engine(), threads.startswith("spinning")
+    if spinning:
         # The same graph and options, with ORT's default restored: pool threads spin after each run.
         options = engine._backend._session.get_session_options()
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         graph = engine.model.variant(engine.precision).onnx_path
         engine._backend._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     group = f"{_label(engine)} predict 800x600: ORT pool threads"
-    record(group, threads, engine.predict, _photo_like(600, 800, seed=0), baseline=threads.startswith("spinning"))
+    record(group, threads, engine.predict, _photo_like(600, 800, seed=0), baseline=spinning)

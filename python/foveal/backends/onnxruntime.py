@@ -31,7 +31,7 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         # ORT's pool threads otherwise spin for a while after each run, on the cores that foveal's own pre- and
-        # postprocessing threads (and any other session) need next: end-to-end predict was ~20 % slower with
+        # postprocessing threads (and any other session) need next: end-to-end predict was up to 1.4x slower with
         # spinning on 2 cores, and the network alone no faster (docs/PERFORMANCE.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
