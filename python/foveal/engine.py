@@ -15,7 +15,6 @@ from .models import PRECISIONS, ModelCard, load_card
 from .saliency_map import SaliencyMap
 
 
-
 class Engine:
     """Predict fixation probability maps with a saliency model.
 

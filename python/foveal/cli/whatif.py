@@ -25,10 +25,10 @@ from ..imageio import decode
 from ..progress import progress
 from ..scoring.compare import DEFINITIONS as COMPARE_DEFINITIONS
 from ..scoring.compare import compare_figure, difference_map
-from ..scoring.report import run_header
 from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
 from ..scoring.recommend import recommend
+from ..scoring.report import run_header
 from ..scoring.scores import DEFINITIONS as SCORE_DEFINITIONS
 from ..scoring.whatif import (DEFINITIONS, MAX_OVERLAP, candidate_offsets, outcome_document, parse_grid,
                               run_edits, search_document, search_position)
