@@ -21,6 +21,17 @@ MEAN, STD = 127.0, 128.0
 LICENCE = "Apache-2.0"
 
 
+def block_strides(variant: str = "lite0") -> list[int]:
+    """Input pixels per output cell of each block (its index in ``EfficientNetLite._blocks``)."""
+    if variant not in _REPEATS:
+        raise ValueError(f"variant must be one of {sorted(_REPEATS)}, got {variant!r}")
+    out, total = [], 2  # the stem halves the input
+    for (_, _, s, _, _), reps in zip(_STAGES, _REPEATS[variant]):
+        total *= s
+        out += [total] * reps
+    return out
+
+
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
 
@@ -60,13 +71,10 @@ class EfficientNetLite(nn.Module):
         self.variant = variant
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = _bn(32)
-        blocks, cin, self.strides, self.channels = [], 32, [], []
-        stride_total = 2
+        blocks, cin, self.strides, self.channels = [], 32, block_strides(variant), []
         for (_, k, s, e, cout), reps in zip(_STAGES, _REPEATS[variant]):
             for r in range(reps):
                 blocks.append(MBConv(cin, cout, k, s if r == 0 else 1, e))
-                stride_total *= s if r == 0 else 1
-                self.strides.append(stride_total)
                 self.channels.append(cout)
                 cin = cout
         self._blocks = nn.ModuleList(blocks)

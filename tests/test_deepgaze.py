@@ -54,6 +54,24 @@ def test_output_is_a_log_density_at_stride_8(small_net: deepgaze.SaliencyNet, n:
     np.testing.assert_allclose(out.exp().sum((1, 2, 3)).numpy(), 1.0, rtol=1e-5)
 
 
+def test_a_stride_4_tap_sets_a_finer_output_grid() -> None:
+    torch.manual_seed(0)
+    net = deepgaze.create(taps=(2, 4, 10, 15), imagenet=False).eval()
+    coarse = deepgaze.create(imagenet=False).eval()
+    assert net.stride == deepgaze.output_stride("lite0", (2, 4, 10, 15)) == 4 and coarse.stride == 8
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 96, 128))
+    assert out.shape == (2, 1, 24, 32)
+    np.testing.assert_allclose(out.exp().sum((1, 2, 3)).numpy(), 1.0, rtol=1e-5)
+    # The blur starts as wide, and reaches as far, in image pixels as on the stride-8 grid.
+    fine_ro, coarse_ro = net.readout, coarse.readout
+    assert fine_ro.radius * net.stride == coarse_ro.radius * coarse.stride
+    assert (torch.exp(fine_ro.log_blur).item() * net.stride
+            == pytest.approx(torch.exp(coarse_ro.log_blur).item() * coarse.stride))
+    with pytest.raises(ValueError, match="increasing"):
+        deepgaze.create(taps=(4, 2, 10), imagenet=False)
+
+
 def test_centre_prior_is_aspect_aware(small_net: deepgaze.SaliencyNet) -> None:
     ro = small_net.readout
     wide = ro.prior(torch.zeros(1, 1, 10, 40)).detach()
@@ -73,11 +91,14 @@ def test_folding_keeps_outputs(small_net: deepgaze.SaliencyNet) -> None:
 
 def test_weights_round_trip(small_net: deepgaze.SaliencyNet, tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
-    deepgaze.save(small_net, path)
-    loaded = deepgaze.load(path)
+    fine = deepgaze.create(taps=(2, 4, 10, 15), imagenet=False).eval()
     x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), small_net(x), atol=0, rtol=0)
+    for net in (small_net, fine):
+        deepgaze.save(net, path)
+        loaded = deepgaze.load(path)
+        assert loaded.config() == net.config() and loaded.stride == net.stride
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0)
     with pytest.raises(FileNotFoundError, match="no weights"):
         deepgaze.load(tmp_path / "absent.safetensors")
 
@@ -87,14 +108,15 @@ def test_training_postprocess_matches_the_runtime_kernel() -> None:
     logd = rng.normal(size=(36, 48)).astype(np.float32)
     for out_hw, resized in (((600, 800), (288, 384)), ((123, 457), (103, 384)), ((40, 30), (384, 288))):
         want = cpu.postprocess(logd, out_hw, (resized[0] / 8, resized[1] / 8))
-        np.testing.assert_allclose(upsample(logd, resized, out_hw), want, rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(upsample(logd, resized, out_hw, 8), want, rtol=1e-4, atol=1e-9)
 
 
 @shipped
 def test_shipped_card() -> None:
     card = load_card(NAME)
     raw = card.raw
-    assert card.stride == 8 and card.input.working_size == 384 and card.input.pad_multiple == 32
+    assert card.stride == deepgaze.load(NAME).stride and card.input.working_size == 384
+    assert card.input.pad_multiple == 32
     assert card.input.mean == (127.0, 127.0, 127.0) and card.input.std == (128.0, 128.0, 128.0)
     assert card.onnx_path.stat().st_size <= 25 * 2**20
     assert (MODELS_DIR / f"{NAME}.safetensors").stat().st_size <= 16 * 2**20
@@ -118,5 +140,5 @@ def test_shipped_onnx_matches_torch() -> None:
         (got,) = sess.run(None, {"image": x})
         with torch.no_grad():
             want = net(torch.from_numpy(x)).numpy()
-        assert got.shape == (n, 1, h // 8, w // 8)
+        assert got.shape == (n, 1, h // net.stride, w // net.stride)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
