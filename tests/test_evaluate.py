@@ -12,14 +12,14 @@ from PIL import Image
 
 from foveal import metrics as M
 from foveal.cli import main
-from foveal.datasets import load_dataset
+from foveal.datasets import Fixations, gaussian_density, load_dataset
 from foveal.errors import InputError, ModelError
-from foveal.evaluate import CENTRE_BIAS_MODEL, evaluate
+from foveal.evaluate import CENTRE_BIAS_MODEL, HUMAN_METRICS, HUMAN_MODEL, evaluate, human_consistency
 
 SHAPES = [(40, 60), (48, 48), (30, 70), (52, 36)]  # (H, W), mixed sizes as in NUS Scene
 
 
-def _folder(root, shapes=SHAPES, n_fix=12, seed=0):
+def _folder(root, shapes=SHAPES, n_fix=12, seed=0, viewers=3):
     """images/ + fixations.csv, each image's fixations clustered on a bright patch near the top-right corner."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
@@ -31,7 +31,7 @@ def _folder(root, shapes=SHAPES, n_fix=12, seed=0):
         Image.fromarray(image).save(root / "images" / f"img{k:02d}.png")
         xs = np.clip(rng.normal(cx, 3, n_fix), 0, w - 0.01)
         ys = np.clip(rng.normal(cy, 3, n_fix), 0, h - 0.01)
-        rows += [f"img{k:02d}.png,{x:.3f},{y:.3f},{s % 3}" for s, (x, y) in enumerate(zip(xs, ys))]
+        rows += [f"img{k:02d}.png,{x:.3f},{y:.3f},{s % viewers}" for s, (x, y) in enumerate(zip(xs, ys))]
     (root / "fixations.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -190,6 +190,46 @@ def test_bad_arguments(tmp_path, kwargs, error, match):
         evaluate(kwargs.pop("model"), ds, progress=False, **kwargs)
 
 
+def test_human_consistency_is_each_half_predicting_the_other(tmp_path):
+    # With two viewers every split is the same pair of halves, so the score is exact: both directions averaged.
+    ds = load_dataset(_folder(tmp_path / "ds", viewers=2))
+    got = human_consistency(ds, split=None, repeats=3, progress=False)
+    assert got.model == HUMAN_MODEL and got.maps == "raw" and got.metrics == HUMAN_METRICS
+    for i in range(len(ds)):
+        f, shape, sigma = ds.fixations(i), ds.shape(i), ds.sigma(i)
+        halves = [Fixations(f.x[f.subject == v], f.y[f.subject == v], f.subject[f.subject == v]) for v in (0, 1)]
+        maps = [gaussian_density(h, shape, sigma) for h in halves]
+        for name, score in (("NSS", lambda a, b: M.nss(maps[a], halves[b].x, halves[b].y)),
+                            ("AUC-Judd", lambda a, b: M.auc_judd(maps[a], halves[b].x, halves[b].y)),
+                            ("CC", lambda a, b: M.cc(maps[a], maps[b])),
+                            ("SIM", lambda a, b: M.sim(maps[a], maps[b]))):
+            assert got.per_image[name][i] == pytest.approx((score(0, 1) + score(1, 0)) / 2, abs=1e-12)
+    # Fixations clustered on one patch: each half predicts the other well, far above the centre bias.
+    centre = evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS"], progress=False)
+    assert got.aggregate["NSS"] > centre.aggregate["NSS"] + 1 and got.aggregate["AUC-Judd"] > 0.9
+
+
+@pytest.mark.parametrize("viewers, kwargs, match", [
+    (1, {}, "two or more"),
+    (3, {"metrics": ["IG"]}, "human consistency scores"),
+    (3, {"repeats": 0}, "repeats"),
+])
+def test_human_consistency_bad_arguments(tmp_path, viewers, kwargs, match):
+    ds = load_dataset(_folder(tmp_path / "ds", viewers=viewers))
+    with pytest.raises(InputError, match=match):
+        human_consistency(ds, split=None, progress=False, **kwargs)
+
+
+def test_cli_human_matches_the_api(tmp_path, capsys):
+    data = _folder(tmp_path / "ds")
+    assert main(["-q", "eval", "--dataset", str(data), "--split", "all", "--model", "human",
+                 "--metrics", "NSS,CC", "-o", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "eval.json").read_text())
+    expected = human_consistency(data, split=None, metrics=["NSS", "CC"], progress=False)
+    assert doc["model"] == HUMAN_MODEL and doc["metrics"] == expected.aggregate
+    assert capsys.readouterr().out == expected.to_markdown()
+
+
 def _brightness_onnx(path):
     """A user model obeying docs/MODEL_CONTRACT.md: log-density = mean brightness per 8x8 cell (stride 8)."""
     import onnx
@@ -236,6 +276,8 @@ def test_cli_centre_bias_matches_the_api(tmp_path, capsys):
     (["eval", "--dataset", "ds", "--model", "broken.onnx"], "broken.onnx"),
     (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
       "--metrics", "NSS,XYZ"], "unknown metric 'XYZ'"),
+    (["eval", "--dataset", "ds", "--split", "all", "--model", "human", "--metrics", "IG"],
+     "human consistency scores"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, argv, text):
     _folder(tmp_path / "ds")

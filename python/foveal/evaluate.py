@@ -22,9 +22,13 @@ from ._version import __version__
 from .errors import InputError, ModelError
 from .progress import progress as progress_bar
 
-__all__ = ["CENTRE_BIAS_MODEL", "MAPS", "EvalResult", "evaluate", "default_metrics"]
+__all__ = ["CENTRE_BIAS_MODEL", "HUMAN_MODEL", "HUMAN_METRICS", "MAPS", "EvalResult", "evaluate",
+           "default_metrics", "human_consistency"]
 
 CENTRE_BIAS_MODEL = "centre-bias"
+HUMAN_MODEL = "human"
+# Metrics with a meaning for a half's empirical density map; IG and sAUC need a model's full density (log p).
+HUMAN_METRICS = ("AUC-Judd", "AUC-Borji", "NSS", "CC", "SIM")
 MAPS = ("metric", "raw")
 _FIXATION_METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "IG")
 _LOWER_IS_BETTER = ("KLD",)
@@ -179,6 +183,60 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
+
+
+def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequence[str] | None = None,
+                      repeats: int = 4, seed: int = 0, progress: bool = True) -> EvalResult:
+    """Split-half inter-observer consistency: how well half of the viewers predict the other half.
+
+    Per image and repeat, the viewers are split at random into two halves (sizes ``n // 2`` and the rest); the
+    density map of one half (the dataset's Gaussian) predicts the other half's fixations and density map, and
+    the other way round.  Each image's score is the mean over both directions and ``repeats`` splits.  Maps are
+    raw: a half's density map is already the kind of map the metrics compare with.  It is the ceiling a model
+    can approach on the same data (with half as many viewers behind each map, a slight underestimate).
+    """
+    from .datasets import Fixations, gaussian_density, load_dataset
+
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = load_dataset(dataset)
+    if split is not None:
+        dataset = dataset.split(split)
+    if len(dataset) == 0:
+        raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
+    if not dataset.has_fixations:
+        raise InputError(f"dataset {dataset.name!r} has density maps only; human consistency needs fixations")
+    names = HUMAN_METRICS if metrics is None else tuple(metrics)
+    unsupported = [m for m in names if m not in HUMAN_METRICS]
+    if unsupported or not names:
+        raise InputError(f"human consistency scores {', '.join(HUMAN_METRICS)}; got "
+                         f"{unsupported[0] if unsupported else '(none)'!r}")
+    if repeats < 1:
+        raise InputError(f"repeats must be >= 1, got {repeats}")
+    values = {m: np.empty(len(dataset)) for m in names}
+    counts = []
+    for i in progress_bar(range(len(dataset)), total=len(dataset), label=f"eval {HUMAN_MODEL} on {dataset.name}",
+                          enabled=progress):
+        fix, shape, sigma = dataset.fixations(i), dataset.shape(i), dataset.sigma(i)
+        viewers = np.unique(fix.subject)
+        if len(viewers) < 2:
+            raise InputError(f"image {dataset.ids[i]!r} of {dataset.name} has fixations of {len(viewers)} viewer(s); "
+                             f"human consistency needs two or more (a subject column)")
+        rng = np.random.default_rng([seed, i])
+        scores: dict[str, list[float]] = {m: [] for m in names}
+        for _ in range(repeats):
+            first = np.isin(fix.subject, rng.permutation(viewers)[:len(viewers) // 2])
+            halves = [Fixations(fix.x[k], fix.y[k], fix.subject[k]) for k in (first, ~first)]
+            maps = [gaussian_density(half, shape, sigma) for half in halves]
+            for a, b in ((0, 1), (1, 0)):
+                item = _Item(halves[b], maps[b], None, rng)
+                for m in names:
+                    scores[m].append(_SCORERS[m](maps[a], item))
+        for m in names:
+            values[m][i] = float(np.mean(scores[m]))
+        counts.append(len(fix))
+    provenance = {"model": HUMAN_MODEL, "protocol": "split-half viewers, both directions, raw density maps",
+                  "repeats": repeats, "foveal_version": __version__, "seed": seed}
+    return EvalResult(HUMAN_MODEL, dataset.name, list(dataset.ids), counts, values, provenance, "raw")
 
 
 def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import fileio
 from ..datasets import load_dataset
-from ..evaluate import CENTRE_BIAS_MODEL, MAPS, evaluate
+from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, evaluate, human_consistency
 from ..metrics import METRICS
 from . import add_engine_options, make_engine
 
@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="benchmark a model on an eye-tracking dataset",
         description=f"Score a model's maps against human fixations ({', '.join(METRICS)}), per image and on "
-                    f"average. --model {CENTRE_BIAS_MODEL} evaluates the centre-bias baseline. With -o, writes "
-                    "eval.json (every image's values) and eval.md (the table).")
+                    f"average. --model {CENTRE_BIAS_MODEL} evaluates the centre-bias baseline; --model "
+                    f"{HUMAN_MODEL} the split-half consistency of the dataset's viewers (the ceiling; raw maps). "
+                    "With -o, writes eval.json (every image's values) and eval.md (the table).")
     p.add_argument("--dataset", type=Path, required=True, metavar="PATH",
                    help="OSIE or NUS Scene folder, or a folder of images with fixations.csv/.json or maps/")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
@@ -36,10 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     dataset = load_dataset(args.dataset)
-    model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
-    result = evaluate(model, dataset, split=None if args.split == "all" else args.split, metrics=metrics,
-                      progress=not args.quiet, batch_size=args.batch_size, seed=args.seed,
-                      maps=args.maps)
+    split = None if args.split == "all" else args.split
+    if args.model == HUMAN_MODEL:
+        result = human_consistency(dataset, split=split, metrics=metrics, seed=args.seed, progress=not args.quiet)
+    else:
+        model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
+        result = evaluate(model, dataset, split=split, metrics=metrics, progress=not args.quiet,
+                          batch_size=args.batch_size, seed=args.seed, maps=args.maps)
     table = result.to_markdown()
     print(table, end="")
     if args.out is not None:
