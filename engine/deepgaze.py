@@ -107,7 +107,7 @@ class SaliencyNet(nn.Module):
         self.backbone = backbone if backbone is not None else EfficientNetLite(variant)
         # Blocks after the last tap are never run; drop them so weights and exports stay small.
         self.backbone._blocks = self.backbone._blocks[:max(taps) + 1]
-        self.stride = self.backbone.strides[min(taps)]
+        self.stride = output_stride(variant, self.taps)
         self.readout = Readout([self.backbone.channels[t] for t in taps], hidden, self.stride)
 
     def config(self) -> dict:

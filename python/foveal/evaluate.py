@@ -140,14 +140,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         maps: ``"metric"``: each metric scores its own map of the predicted density (CC/KLD/SIM the density
             blurred like the dataset's density maps, sAUC its ratio to the centre bias); ``"raw"``: the density.
     """
-    from .datasets import load_dataset
-
-    if isinstance(dataset, (str, os.PathLike)):
-        dataset = load_dataset(dataset)
-    if split is not None:
-        dataset = dataset.split(split)
-    if len(dataset) == 0:
-        raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
+    dataset = _split_of(dataset, split)
     names = _check_metrics(metrics, dataset)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -195,14 +188,9 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     raw: a half's density map is already the kind of map the metrics compare with.  It is the ceiling a model
     can approach on the same data (with half as many viewers behind each map, a slight underestimate).
     """
-    from .datasets import Fixations, gaussian_density, load_dataset
+    from .datasets import Fixations, gaussian_density
 
-    if isinstance(dataset, (str, os.PathLike)):
-        dataset = load_dataset(dataset)
-    if split is not None:
-        dataset = dataset.split(split)
-    if len(dataset) == 0:
-        raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
+    dataset = _split_of(dataset, split)
     if not dataset.has_fixations:
         raise InputError(f"dataset {dataset.name!r} has density maps only; human consistency needs fixations")
     names = HUMAN_METRICS if metrics is None else tuple(metrics)
@@ -237,6 +225,19 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     provenance = {"model": HUMAN_MODEL, "protocol": "split-half viewers, both directions, raw density maps",
                   "repeats": repeats, "foveal_version": __version__, "seed": seed}
     return EvalResult(HUMAN_MODEL, dataset.name, list(dataset.ids), counts, values, provenance, "raw")
+
+
+def _split_of(dataset: Any, split: str | None) -> Any:
+    """The dataset (a path is loaded) cut to ``split``; an empty result is an error."""
+    from .datasets import load_dataset
+
+    if isinstance(dataset, (str, os.PathLike)):
+        dataset = load_dataset(dataset)
+    if split is not None:
+        dataset = dataset.split(split)
+    if len(dataset) == 0:
+        raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
+    return dataset
 
 
 def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -> dict[str, np.ndarray]:
