@@ -186,7 +186,8 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     density map of one half (the dataset's Gaussian) predicts the other half's fixations and density map, and
     the other way round.  Each image's score is the mean over both directions and ``repeats`` splits.  Maps are
     raw: a half's density map is already the kind of map the metrics compare with.  It is the ceiling a model
-    can approach on the same data (with half as many viewers behind each map, a slight underestimate).
+    can approach on the same data, underestimated because each map rests on half the viewers (more so where
+    viewers are few: a model can score above it on NUS Scene).
     """
     from .datasets import Fixations, gaussian_density
 
