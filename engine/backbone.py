@@ -66,12 +66,11 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, variant: str = "lite0") -> None:
         super().__init__()
-        if variant not in _REPEATS:
-            raise ValueError(f"variant must be one of {sorted(_REPEATS)}, got {variant!r}")
+        self.strides = block_strides(variant)  # also refuses an unknown variant
         self.variant = variant
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = _bn(32)
-        blocks, cin, self.strides, self.channels = [], 32, block_strides(variant), []
+        blocks, cin, self.channels = [], 32, []
         for (_, k, s, e, cout), reps in zip(_STAGES, _REPEATS[variant]):
             for r in range(reps):
                 blocks.append(MBConv(cin, cout, k, s if r == 0 else 1, e))
