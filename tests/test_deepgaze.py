@@ -72,6 +72,48 @@ def test_a_stride_4_tap_sets_a_finer_output_grid() -> None:
         deepgaze.create(taps=(4, 2, 10), imagenet=False)
 
 
+def _receptive_centre(net: EfficientNetLite, tap: int, n: int) -> tuple[int, float, float]:
+    """The middle cell k of a tap and the centroid (row, col) of its input gradient, every kernel uniform."""
+    x = torch.full((1, 3, n, n), 1e-3, requires_grad=True)  # small: every ReLU6 stays linear
+    feat = net(x, (tap,))[0]
+    k = feat.shape[-1] // 2
+    feat[0, :, k, k].sum().backward()
+    g = x.grad[0].sum(0).double()
+    pos = torch.arange(n, dtype=torch.float64)
+    return k, float((g.sum(1) * pos).sum() / g.sum()), float((g.sum(0) * pos).sum() / g.sum())
+
+
+def test_features_are_centred_on_pixel_stride_times_k() -> None:
+    # The premise of the readout's alignment: with symmetric padding and symmetric (here uniform) kernels, a
+    # stride-s feature k sees input pixels centred on s·k, not on its cell's middle s·k + (s - 1) / 2.
+    net = EfficientNetLite("lite0").eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0), m.bias.zero_(), m.running_mean.zero_(), m.running_var.fill_(1.0 - m.eps)
+    for tap, stride in ((4, 8), (10, 16)):
+        k, cy, cx = _receptive_centre(net, tap, 256)
+        assert net.strides[tap] == stride
+        # (not to 1e-3: the image border trims the far tail of the receptive field a little)
+        assert cy == pytest.approx(stride * k, abs=0.05) and cx == pytest.approx(stride * k, abs=0.05)
+
+
+def test_readout_reads_taps_and_cells_where_their_features_are_centred() -> None:
+    # A stride-32 tap on the stride-8 grid: fine cell k reads coarse position k / 4, clamped past the last cell.
+    coarse = torch.arange(3.0).view(1, 1, 1, 3).expand(1, 1, 2, 3)
+    fine = deepgaze.upsample_corners(coarse, (8, 12))
+    np.testing.assert_allclose(fine[0, 0, 0].numpy(), [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2, 2, 2])
+    np.testing.assert_allclose(fine[0, 0, :, 5].numpy(), 1.25)
+    # Output cell k (pixels 8k ... 8k + 7) reads the logits at its middle, 7/16 of a cell past feature k.
+    for stride in (8, 4):
+        ro = deepgaze.Readout([8], stride=stride)
+        k = ro.blur_kernel().detach().double()
+        r = torch.arange(-ro.radius, ro.radius + 1, dtype=torch.float64)
+        assert float((k * r).sum()) == pytest.approx((stride - 1) / (2 * stride), abs=1e-6)
+
+
 def test_centre_prior_is_aspect_aware(small_net: deepgaze.SaliencyNet) -> None:
     ro = small_net.readout
     wide = ro.prior(torch.zeros(1, 1, 10, 40)).detach()
