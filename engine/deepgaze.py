@@ -45,7 +45,7 @@ class Readout(nn.Module):
         self.hidden = tuple(hidden)
         self.radius = BLUR_RADIUS * BLUR_STRIDE // stride
         # From the feature's centre (pixel s·k) to its cell's middle (s·k + (s-1)/2), in cells.
-        self.offset = (stride - 1) / (2 * stride)
+        self.centre_offset = (stride - 1) / (2 * stride)
         # Fixed per-channel feature normalisation (set from training features); folded into `project` at export.
         self.register_buffer("mean", torch.zeros(sum(channels)))
         self.register_buffer("std", torch.ones(sum(channels)))
@@ -62,11 +62,11 @@ class Readout(nn.Module):
         self.log_prior_sigma = nn.Parameter(torch.tensor([math.log(0.3), math.log(0.3)]))
 
     def blur_kernel(self) -> torch.Tensor:
-        """The separable kernel, centred ``offset`` cells right of (below) the cell it writes."""
+        """The separable kernel, centred ``centre_offset`` cells right of (below) the cell it writes."""
         # dtype and device follow the parameters, so .half() and .to("cuda") work.
         r = torch.arange(-self.radius, self.radius + 1, dtype=self.log_blur.dtype, device=self.log_blur.device)
         sigma = torch.sqrt(torch.exp(self.log_blur) ** 2 + self.extra_blur ** 2)
-        k = torch.exp(-0.5 * ((r - self.offset) / sigma) ** 2)
+        k = torch.exp(-0.5 * ((r - self.centre_offset) / sigma) ** 2)
         return k / k.sum()
 
     def prior(self, like: torch.Tensor) -> torch.Tensor:
