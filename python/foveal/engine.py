@@ -39,6 +39,7 @@ class Engine:
         self.model: ModelCard = load_card(model)
         graphs = _graphs(self.model, precision)
         self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
+        self.graph: ModelCard = graphs.get(self._backend.name, self.model)
         self.max_pixels = max_pixels
         self.blur_sigma = self.model.blur_sigma if blur_sigma is None else float(blur_sigma)
 
@@ -55,6 +56,11 @@ class Engine:
     def precision(self) -> str:
         """Arithmetic the network runs in: ``"fp32"``, ``"fp16"`` or ``"int8"``."""
         return self._backend.precision
+
+    @property
+    def graph_sha256(self) -> str:
+        """sha256 of the graph file the backend runs: the fp32, fp16 or int8 ONNX, which give different maps."""
+        return self.graph.sha256
 
     def predict(self, image: ImageLike) -> SaliencyMap:
         """Saliency map of one image (path, bytes, PIL image or uint8 array)."""
@@ -104,7 +110,7 @@ class Engine:
 
     def _provenance(self, image: DecodedImage) -> dict[str, Any]:
         return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
-                "backend": self.backend, "device": self._backend.device, "precision": self.precision,
+                "graph_sha256": self.graph_sha256, "backend": self.backend, "device": self._backend.device, "precision": self.precision,
                 "foveal_version": __version__,
                 "image_sha256": image.sha256}
 
