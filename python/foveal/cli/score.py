@@ -61,8 +61,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder of element files named like the creatives (default: DIR itself)")
     add_scoring_options(p)
     p.add_argument("--no-report", action="store_true", help="write scores.json only, no overlay.png/report.html")
+    add_store_options(p)
     add_engine_options(p)
     p.set_defaults(handler=run)
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """--db/--creative-id/--vertical/--tag: record what was scored in a calibration store."""
+    p.add_argument("--db", metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
+                   "postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
+    p.add_argument("--creative-id", metavar="ID", help="the creative's id in the store, as your outcome files name "
+                   "it (default: the image's name without extension; a folder always uses the names)")
+    p.add_argument("--vertical", metavar="V", help="the creative's vertical (retail, travel...) in the store")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="a free tag in the store (repeatable)")
+
+
+def open_store(args: argparse.Namespace):
+    """The store named by --db, or None; the store options without --db are refused."""
+    if args.db is None:
+        if args.creative_id or args.vertical or args.tag:
+            raise InputError("--creative-id, --vertical and --tag describe the creative in a store: add --db URL")
+        return None
+    from ..store import Store
+
+    return Store(args.db)
 
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
@@ -158,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.image.is_file():
         raise InputError(f"image not found: {args.image}")
     elements = args.elements or find_element_file(args.image, args.image.parent)
+    store = open_store(args)
     engine = make_engine(args)
     norms, warning = _load_norms(args, engine)
     result = next(iter_predicted(engine, [(args.image, elements)], 1))[1]
@@ -165,6 +188,9 @@ def run(args: argparse.Namespace) -> int:
         raise result
     scores, doc = _score(result, args, norms, warning)
     _write_outputs(args.out, result, scores, doc, not args.no_report)
+    if store is not None:
+        store.record(args.creative_id or args.image.stem, scores, result.smap.provenance, vertical=args.vertical,
+                     tags=args.tag)
     if warning:
         print(f"foveal: warning: {warning}", file=sys.stderr)
     if not args.quiet:
@@ -255,6 +281,9 @@ def run_batch(args: argparse.Namespace) -> int:
     elements_dir = args.elements_dir or args.image
     if not elements_dir.is_dir():
         raise InputError(f"--elements-dir {elements_dir}: not a folder")
+    if args.creative_id:
+        raise InputError("--creative-id names one creative; a folder's creatives are recorded by their file names")
+    store = open_store(args)
     engine = make_engine(args)
     norms, warning = _load_norms(args, engine)
     if warning:
@@ -281,6 +310,8 @@ def run_batch(args: argparse.Namespace) -> int:
             scores, doc = _score(result, args, norms, warning)
             _write_outputs(args.out / image.stem, result, scores, doc, not args.no_report)
             _append_durably(table, _csv_text(csv_rows(image.stem, scores, doc)))
+            if store is not None:  # before the journal: a crash in between re-records, never loses, a creative
+                store.record(image.stem, scores, result.smap.provenance, vertical=args.vertical, tags=args.tag)
             _append_durably(journal, json.dumps(image.stem) + "\n")
             scored += 1
     if not args.quiet:

@@ -1,0 +1,44 @@
+"""``foveal outcomes import FILE... --db URL``: load in-market results (impressions, clicks, conversions) into a
+calibration store.
+
+Each file is validated whole (negative counts, clicks above impressions, bad dates, unknown creative ids are
+reported with their line numbers) and imported in one transaction: all its rows or none.  Rows are keyed by
+creative, date and source, so importing a file again changes nothing and a corrected file updates its rows.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..store.outcomes import FIELDS, REQUIRED, parse_mapping
+from . import _add_global_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("outcomes", help="import in-market outcomes (impressions, clicks...) into a store",
+                       description="Outcomes are what `foveal calibrate` compares predictions with.")
+    actions = p.add_subparsers(dest="outcomes_command", required=True, metavar="ACTION")
+    i = actions.add_parser("import", help="validate and import outcome files (CSV or Parquet)",
+                           description=__doc__.split("\n\n")[1])
+    i.add_argument("files", type=Path, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
+    i.add_argument("--db", required=True, metavar="URL",
+                   help="the store: sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB")
+    i.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+                   help=f"read the file's COLUMN as FIELD ({', '.join(FIELDS)}; {', '.join(REQUIRED)} required); "
+                        "repeatable")
+    _add_global_options(i, default=argparse.SUPPRESS)
+    i.set_defaults(handler=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ..store import Store
+
+    mapping = parse_mapping(args.map)
+    with Store(args.db) as store:
+        for path in args.files:  # one transaction per file: a bad file stops here, earlier files stay imported
+            summary = store.import_outcomes(path, mapping)
+            if not args.quiet:
+                print(f"foveal: {path}: {summary.rows} row(s): {summary.inserted} new, {summary.updated} updated, "
+                      f"{summary.unchanged} unchanged", file=sys.stderr)
+    return 0

@@ -1,0 +1,80 @@
+"""Opening a store URL: an SQLite file (WAL, foreign keys, writers queue instead of failing) or PostgreSQL."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from ..errors import FovealError, InputError
+
+#: How long a writer waits for another process's transaction before giving up (SQLite busy timeout).
+BUSY_TIMEOUT_S = 60.0
+
+
+def describe(url: sa.URL) -> str:
+    """The URL as it may be printed: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def parse_url(text: str) -> sa.URL:
+    """``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``, or a bare file path (an SQLite file)."""
+    if "://" not in text:
+        text = f"sqlite:///{Path(text).expanduser()}"
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise InputError(f"--db {text!r}: not a database URL; use sqlite:///FILE.db or "
+                         "postgresql+psycopg://USER@HOST/DB") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InputError(f"--db {describe(url)}: foveal stores live in SQLite or PostgreSQL, not "
+                         f"{url.get_backend_name()!r}")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise InputError("--db: an in-memory SQLite database would vanish on exit; name a file, "
+                         "e.g. sqlite:///foveal.db")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver foveal depends on
+    return url
+
+
+def create_engine(url: sa.URL) -> sa.Engine:
+    """An engine whose transactions are safe for several writing processes at once."""
+    if url.get_backend_name() == "sqlite":
+        folder = Path(url.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise InputError(f"--db {describe(url)}: folder {folder} does not exist")
+        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise FovealError(f"--db {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
+
+
+def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it and upgrade locks mid-transaction,
+    # which fails under concurrency instead of waiting).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, and the writer never blocks readers
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # Take the write lock up front: two writers queue on the busy timeout instead of one failing with
+    # "database is locked" when both try to upgrade a read lock.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def connect_error(url: sa.URL, exc: OperationalError) -> FovealError:
+    """A one-line FovealError for a database that cannot be reached or opened."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return FovealError(f"--db {describe(url)}: cannot open the database ({reason}); check the URL and that the "
+                       "server is running")

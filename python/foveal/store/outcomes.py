@@ -1,0 +1,207 @@
+"""Reading and validating outcomes files (CSV or Parquet) before they reach the store.
+
+Columns (after ``--map column=field`` renames): ``creative_id, date, impressions, clicks`` are required;
+``conversions, spend, source`` are optional.  Every row is checked and every problem reported with its line (CSV,
+counting the header as line 1) or row (Parquet, from 1), so a file is fixed in one pass; nothing is imported
+from a file with any bad row.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..errors import InputError
+
+REQUIRED = ("creative_id", "date", "impressions", "clicks")
+OPTIONAL = ("conversions", "spend", "source")
+FIELDS = REQUIRED + OPTIONAL
+SHOWN_ERRORS = 8
+
+
+def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """``["Impr=impressions", ...]`` → ``{"Impr": "impressions"}`` (file column → field), validated."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, field = pair.partition("=")
+        if not sep or not column or field not in FIELDS:
+            raise InputError(f"--map {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}")
+        if field in mapping.values():
+            raise InputError(f"--map: two columns map to {field!r}; map each field once")
+        mapping[column] = field
+    return mapping
+
+
+def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The file's rows as dicts of typed fields plus ``line``, and the problems found (``"line 4: ..."``)."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        columns, records, unit = _read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        columns, records, unit = _read_parquet(path)
+    else:
+        raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
+    missing_columns = [c for c in mapping if c not in columns]
+    if missing_columns:
+        raise InputError(f"{path}: --map names column(s) {', '.join(missing_columns)} that the file lacks "
+                         f"(it has: {', '.join(columns)})")
+    rename = {c: mapping.get(c, c) for c in columns}
+    lacking = [f for f in REQUIRED if f not in rename.values()]
+    if lacking:
+        raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {', '.join(columns)}); "
+                         "rename them or pass --map COLUMN=FIELD")
+    rows, errors, seen = [], [], {}
+    for line, record in records:
+        where = f"{unit} {line}"
+        if "__width__" in record:
+            errors.append(f"{where}: {record['__width__']}")
+            continue
+        row, problems = _parse_row({rename[c]: v for c, v in record.items() if rename.get(c) in FIELDS})
+        errors += [f"{where}: {p}" for p in problems]
+        if problems:
+            continue
+        key = (row["creative_id"], row["date"], row["source"])
+        if key in seen:
+            errors.append(f"{where}: repeats {unit} {seen[key]} (same creative_id, date and source)")
+            continue
+        seen[key] = line
+        rows.append({**row, "line": where})
+    if not rows and not errors:
+        raise InputError(f"{path}: no data rows")
+    return rows, errors
+
+
+def check(path: Path, rows: list[dict[str, Any]], errors: list[str], known_ids: set[str]) -> None:
+    """Raise one InputError listing every bad row (parse errors and creative ids the store does not know)."""
+    errors = errors + [f"{r['line']}: unknown creative_id {r['creative_id']!r}" for r in rows
+                       if r["creative_id"] not in known_ids]
+    if errors:
+        errors.sort(key=_line_number)
+        shown = "; ".join(errors[:SHOWN_ERRORS])
+        more = f"; and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
+        raise InputError(f"{path}: {len(errors)} invalid row(s), nothing imported: {shown}{more}. Fix the file "
+                         "(unknown creatives: record them first with `foveal score --db`) and import again")
+
+
+def _line_number(message: str) -> int:
+    return int(message.split(":")[0].split()[1])
+
+
+def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel writes a byte-order mark
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read as UTF-8 text ({exc})") from None
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InputError(f"{path}: empty file; expected a header row "
+                         f"({', '.join(REQUIRED)}, ...)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: line 1: {exc}") from None
+    if len(set(header)) != len(header):
+        raise InputError(f"{path}: the header repeats a column name ({', '.join(header)})")
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        try:
+            for cells in reader:
+                if not any(c.strip() for c in cells):
+                    continue
+                if len(cells) != len(header):
+                    yield reader.line_num, {"__width__": f"{len(cells)} cells, the header has {len(header)}"}
+                    continue
+                yield reader.line_num, dict(zip(header, cells))
+        except csv.Error as exc:
+            raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
+    return header, records(), "line"
+
+
+def _read_parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{path}: reading Parquet needs pyarrow (pip install 'foveal[store]')") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    columns = table.column_names
+    data = table.to_pylist()
+    return columns, ((i + 1, r) for i, r in enumerate(data)), "row"
+
+
+def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    problems: list[str] = []
+    row: dict[str, Any] = {}
+    cid = values.get("creative_id")
+    row["creative_id"] = "" if _blank(cid) else str(cid).strip()
+    if not row["creative_id"]:
+        problems.append("creative_id is empty")
+    row["date"] = _parse_date(values.get("date"), problems)
+    for name in ("impressions", "clicks", "conversions"):
+        row[name] = _parse_count(name, values.get(name), name != "conversions", problems)
+    row["spend"] = _parse_spend(values.get("spend"), problems)
+    source = values.get("source")
+    row["source"] = "" if _blank(source) else str(source).strip()
+    if isinstance(row["impressions"], int) and isinstance(row["clicks"], int) \
+            and row["clicks"] > row["impressions"]:
+        problems.append(f"clicks {row['clicks']} > impressions {row['impressions']}")
+    return row, problems
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip())
+
+
+def _parse_date(value: Any, problems: list[str]) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if _blank(value):
+        problems.append("date is empty")
+        return None
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        problems.append(f"date {value!r} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def _parse_count(name: str, value: Any, required: bool, problems: list[str]) -> int | None:
+    if _blank(value):
+        if required:
+            problems.append(f"{name} is empty")
+        return None
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        problems.append(f"{name} {value!r} is not a number")
+        return None
+    if not math.isfinite(number) or number != int(number):
+        problems.append(f"{name} {value!r} is not a whole number")
+        return None
+    if number < 0:
+        problems.append(f"{name} {value!r} is negative")
+        return None
+    return int(number)
+
+
+def _parse_spend(value: Any, problems: list[str]) -> float | None:
+    if _blank(value):
+        return None
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        problems.append(f"spend {value!r} is not a number")
+        return None
+    if not math.isfinite(number) or number < 0:
+        problems.append(f"spend {value!r} must be a finite number >= 0")
+        return None
+    return number

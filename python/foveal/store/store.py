@@ -1,0 +1,239 @@
+""":class:`Store`: creatives, the predictions foveal made for them, and the outcomes they had in market."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from .._version import __version__
+from ..errors import InputError
+from ..scoring.scores import CreativeScores
+from . import schema as s
+from .database import connect_error, create_engine, describe, parse_url
+from .outcomes import check, read_outcomes
+
+#: The creative-level numbers stored as ``prediction_scores`` rows.
+CREATIVE_SCORES = ("conversion_share", "other_elements_share", "background_share", "focus", "top10_share")
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What one outcomes import did: rows inserted, changed and already present unchanged."""
+
+    path: str
+    inserted: int
+    updated: int
+    unchanged: int
+
+    @property
+    def rows(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+class Store:
+    """A calibration store at a database URL; the schema is created or upgraded on open.
+
+    >>> store = Store("sqlite:///foveal.db")
+    >>> store.record("spring-a", scores, smap.provenance, vertical="retail", tags=["spring"])
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = parse_url(url)
+        self.engine = create_engine(self.url)
+        try:
+            s.migrate(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise connect_error(self.url, exc) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({describe(self.url)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(self, creative_id: str, scores: CreativeScores, provenance: Mapping[str, Any], *,
+               vertical: str | None = None, tags: Iterable[str] = (), scored_at: datetime | None = None) -> int:
+        """Store one scored creative (``provenance`` is its SaliencyMap's) and return the prediction id.
+
+        The creative is created on first sight; ``vertical`` and ``tags`` are set when given (tags add up).  A
+        creative id already recorded with another image is refused: its outcomes would be credited to the wrong
+        picture.
+        """
+        creative_id = _check_id(creative_id, "creative id")
+        vertical = None if vertical is None else _check_id(vertical, "vertical")
+        tags = sorted({_check_id(t, "tag") for t in tags})
+        graph = provenance.get("graph_sha256")
+        if not graph:
+            raise InputError("record: provenance has no graph_sha256; pass the SaliencyMap.provenance of the map "
+                             "that was scored")
+        image_sha = provenance.get("image_sha256")
+        now = scored_at or datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            self._upsert_creative(conn, creative_id, image_sha, scores.format, vertical, tags, now)
+            pid = conn.execute(s.predictions.insert().values(
+                creative_id=creative_id, model=str(provenance.get("model")),
+                model_version=provenance.get("model_version"), model_sha256=provenance.get("model_sha256"),
+                graph_sha256=graph, precision=str(provenance.get("precision")), backend=provenance.get("backend"),
+                foveal_version=str(provenance.get("foveal_version") or __version__), image_sha256=image_sha,
+                format=scores.format, pass_percentile=scores.pass_percentile, scored_at=now,
+            ).returning(s.predictions.c.prediction_id)).scalar_one()
+            if scores.elements:
+                conn.execute(s.prediction_elements.insert(), [
+                    {"prediction_id": pid, "position": i, "name": e.name, "kind": e.kind, "x": e.box[0],
+                     "y": e.box[1], "w": e.box[2], "h": e.box[3], "area_fraction": e.area_fraction,
+                     "share": e.share, "density": e.density, "lift": e.lift, "rank": e.rank,
+                     "percentile": e.percentile, "score": e.score, "passed": e.passed}
+                    for i, e in enumerate(scores.elements)])
+            conn.execute(s.prediction_scores.insert(), [
+                {"prediction_id": pid, "name": name, "value": float(getattr(scores, name))}
+                for name in CREATIVE_SCORES])
+        return int(pid)
+
+    def _upsert_creative(self, conn: sa.Connection, creative_id: str, image_sha: str | None, fmt: str,
+                         vertical: str | None, tags: Sequence[str], now: datetime) -> None:
+        row = conn.execute(sa.select(s.creatives).where(s.creatives.c.creative_id == creative_id)).first()
+        if row is None:
+            conn.execute(s.creatives.insert().values(creative_id=creative_id, image_sha256=image_sha, format=fmt,
+                                                     vertical=vertical, created_at=now))
+        else:
+            if row.image_sha256 and image_sha and row.image_sha256 != image_sha:
+                raise InputError(f"creative {creative_id!r} is recorded with another image (sha256 "
+                                 f"{row.image_sha256[:12]}…, this one {image_sha[:12]}…); give this image its own "
+                                 "--creative-id")
+            changes = {"format": fmt, "image_sha256": row.image_sha256 or image_sha}
+            if vertical is not None:
+                changes["vertical"] = vertical
+            conn.execute(s.creatives.update().where(s.creatives.c.creative_id == creative_id).values(**changes))
+        if tags:
+            have = set(conn.execute(sa.select(s.creative_tags.c.tag).where(
+                s.creative_tags.c.creative_id == creative_id)).scalars())
+            new = [{"creative_id": creative_id, "tag": t} for t in tags if t not in have]
+            if new:
+                conn.execute(s.creative_tags.insert(), new)
+
+    def import_outcomes(self, path: str | Path, mapping: Mapping[str, str] | None = None) -> ImportSummary:
+        """Validate an outcomes CSV/Parquet file and upsert its rows in one transaction (all or nothing).
+
+        Rows are keyed by (creative, date, source): importing the same file again changes nothing.
+        """
+        path = Path(path)
+        rows, errors = read_outcomes(path, mapping or {})
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            ids = sorted({r["creative_id"] for r in rows})
+            known = set()
+            for start in range(0, len(ids), 500):
+                known |= set(conn.execute(sa.select(s.creatives.c.creative_id).where(
+                    s.creatives.c.creative_id.in_(ids[start:start + 500]))).scalars())
+            check(path, rows, errors, known)
+            existing = {}
+            o = s.outcomes.c
+            for start in range(0, len(ids), 500):
+                for r in conn.execute(sa.select(o.creative_id, o.date, o.source, o.impressions, o.clicks,
+                                                o.conversions, o.spend).where(
+                        o.creative_id.in_(ids[start:start + 500]))):
+                    existing[(r.creative_id, r.date, r.source)] = tuple(r[3:])
+            inserts, updates, unchanged = [], [], 0
+            for r in rows:
+                key = (r["creative_id"], r["date"], r["source"])
+                values = (r["impressions"], r["clicks"], r["conversions"], r["spend"])
+                if key not in existing:
+                    inserts.append({**_strip_line(r), "imported_at": now})
+                elif existing[key] != values:
+                    updates.append({**_strip_line(r), "imported_at": now})
+                else:
+                    unchanged += 1
+            for start in range(0, len(inserts) + len(updates), 1000):
+                _upsert_outcomes(conn, (inserts + updates)[start:start + 1000])
+        return ImportSummary(str(path), len(inserts), len(updates), unchanged)
+
+    def latest_predictions(self, graph_sha256: str | None = None) -> list[dict[str, Any]]:
+        """Each creative's latest prediction (of the graph whose sha256 starts with ``graph_sha256``, if given):
+        ``creative_id, vertical, format, tags, model, graph_sha256, precision, scored_at`` and ``scores``, the
+        creative-level scores plus ``<kind>_share``, the largest share of each element kind on the creative."""
+        p, c = s.predictions.c, s.creatives.c
+        latest = sa.select(p.creative_id, sa.func.max(p.prediction_id).label("pid"))
+        if graph_sha256:
+            latest = latest.where(p.graph_sha256.startswith(graph_sha256, autoescape=True))
+        latest = latest.group_by(p.creative_id).subquery()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(latest.c.pid, c.creative_id, c.vertical, p.format, p.model, p.graph_sha256, p.precision,
+                          p.scored_at).join(s.predictions, p.prediction_id == latest.c.pid)
+                .join(s.creatives, c.creative_id == latest.c.creative_id).order_by(c.creative_id)).all()
+            out = {r.pid: {"creative_id": r.creative_id, "vertical": r.vertical, "format": r.format,
+                           "model": r.model, "graph_sha256": r.graph_sha256, "precision": r.precision,
+                           "scored_at": r.scored_at, "tags": [], "scores": {}} for r in rows}
+            by_creative = {v["creative_id"]: v for v in out.values()}
+            for cid, tag in conn.execute(sa.select(s.creative_tags.c.creative_id, s.creative_tags.c.tag)):
+                if cid in by_creative:
+                    by_creative[cid]["tags"].append(tag)
+            sc, el = s.prediction_scores.c, s.prediction_elements.c
+            for pid, name, value in conn.execute(
+                    sa.select(sc.prediction_id, sc.name, sc.value).where(sc.prediction_id.in_(
+                        sa.select(latest.c.pid)))):
+                out[pid]["scores"][name] = value
+            for pid, kind, share in conn.execute(
+                    sa.select(el.prediction_id, el.kind, sa.func.max(el.share)).where(el.prediction_id.in_(
+                        sa.select(latest.c.pid))).group_by(el.prediction_id, el.kind)):
+                out[pid]["scores"][f"{kind}_share"] = share
+        return list(out.values())
+
+    def outcome_rows(self) -> list[tuple[str, Any, int, int, int | None]]:
+        """Every outcome as ``(creative_id, date, impressions, clicks, conversions)``, sources summed per day."""
+        o = s.outcomes.c
+        with self.engine.begin() as conn:
+            return [tuple(r) for r in conn.execute(
+                sa.select(o.creative_id, o.date, sa.func.sum(o.impressions), sa.func.sum(o.clicks),
+                          sa.func.sum(o.conversions)).group_by(o.creative_id, o.date)
+                .order_by(o.creative_id, o.date))]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (creatives, predictions, prediction_elements, prediction_scores, outcomes)."""
+        with self.engine.begin() as conn:
+            return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+                    for t in (s.creatives, s.predictions, s.prediction_elements, s.prediction_scores, s.outcomes)}
+
+    def schema_version(self) -> int:
+        with self.engine.begin() as conn:
+            return s.schema_version(conn) or 0
+
+
+def _strip_line(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "line"}
+
+
+def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT (creative, date, source) DO UPDATE: safe when another import races this one."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(s.outcomes)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[s.outcomes.c.creative_id, s.outcomes.c.date, s.outcomes.c.source],
+        set_={c: stmt.excluded[c] for c in ("impressions", "clicks", "conversions", "spend", "imported_at")})
+    conn.execute(stmt, rows)
+
+
+def _check_id(value: Any, what: str) -> str:
+    text = str(value).strip() if value is not None else ""
+    if not text or len(text) > 200 or any(ord(ch) < 32 for ch in text):
+        raise InputError(f"{what} {value!r}: must be 1-200 printable characters")
+    return text

@@ -1,0 +1,294 @@
+"""The calibration store on a real SQLite file and a real PostgreSQL server: schema, recording, outcome imports."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from foveal.cli import main
+from foveal.errors import FovealError, InputError
+from foveal.store import SCHEMA_VERSION, Store
+from foveal.store import schema as s
+
+from tests.store_fixtures import scored
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'python'}{os.pathsep}{ROOT}"}
+FOVEAL = [sys.executable, "-m", "foveal"]
+
+
+def _store_with(url: str, ids=("a", "b", "c")) -> Store:
+    store = Store(url)
+    for i, cid in enumerate(ids):
+        scores, provenance = scored(i)
+        store.record(cid, scores, provenance, vertical="retail")
+    return store
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_schema_is_created_versioned_and_reopened(store_url):
+    with Store(store_url) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+    with Store(store_url) as store:  # a second open migrates nothing
+        assert store.schema_version() == SCHEMA_VERSION
+        with store.engine.begin() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(s.schema_versions)).scalar() == SCHEMA_VERSION
+
+
+def test_sqlite_store_uses_wal(tmp_path):
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_newer_schema_is_refused(store_url):
+    Store(store_url).close()
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(s.schema_versions.insert().values(version=SCHEMA_VERSION + 1, applied_at=sa.func.now()))
+    engine.dispose()
+    with pytest.raises(FovealError, match="newer foveal"):
+        Store(store_url)
+
+
+def test_foreign_database_is_refused(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE creatives (x INTEGER)")
+    engine.dispose()
+    with pytest.raises(FovealError, match="not a foveal store"):
+        Store(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mysql://u@h/db", "SQLite or PostgreSQL"), ("sqlite://", "in-memory"),
+    ("sqlite:////no/such/folder/x.db", "does not exist")])
+def test_bad_urls(url, message):
+    with pytest.raises(InputError, match=message):
+        Store(url)
+
+
+def test_unreachable_postgres_is_one_clear_error():
+    with pytest.raises(FovealError, match="cannot open the database"):
+        Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+
+
+def test_record_stores_provenance_elements_and_creative_scores(store_url):
+    scores, provenance = scored(1)
+    with Store(store_url) as store:
+        pid = store.record("spring-a", scores, provenance, vertical="retail", tags=["spring", "sale"])
+        store.record("spring-a", scores, provenance, tags=["q2"])
+        assert store.counts() == {"creatives": 1, "predictions": 2, "prediction_elements": 6,
+                                  "prediction_scores": 10, "outcomes": 0}
+        with store.engine.begin() as conn:
+            row = conn.execute(sa.select(s.predictions).where(s.predictions.c.prediction_id == pid)).one()
+            elements = conn.execute(sa.select(s.prediction_elements).where(
+                s.prediction_elements.c.prediction_id == pid).order_by(s.prediction_elements.c.position)).all()
+        assert (row.model, row.graph_sha256, row.precision, row.foveal_version) == (
+            "test-model", provenance["graph_sha256"], "fp32", "0.1.0")
+        assert [e.name for e in elements] == ["cta", "title", "logo"]
+        assert elements[0].share == pytest.approx(scores.elements[0].share)
+        assert elements[1].lift == pytest.approx(scores.elements[1].lift)
+        latest = store.latest_predictions()
+        assert len(latest) == 1 and latest[0]["vertical"] == "retail"
+        assert sorted(latest[0]["tags"]) == ["q2", "sale", "spring"]
+        assert latest[0]["scores"]["focus"] == pytest.approx(scores.focus)
+        assert latest[0]["scores"]["cta_share"] == pytest.approx(scores.elements[0].share)
+
+
+def test_record_refuses_another_image_under_the_same_id(store_url):
+    with Store(store_url) as store:
+        store.record("a", *scored(1))
+        with pytest.raises(InputError, match="another image"):
+            store.record("a", *scored(2))
+        assert store.counts()["predictions"] == 1
+
+
+OUTCOMES = ("creative_id,date,impressions,clicks,conversions,spend,source\n"
+            "a,2024-03-01,1000,12,1,3.5,meta\n"
+            "a,2024-03-02,900,8,,2.0,meta\n"
+            "b,2024-03-01,500,5,0,,google\n"
+            "a,2024-03-01,100,1,0,,google\n")
+
+
+def test_import_is_idempotent_and_keyed_by_creative_date_source(store_url, tmp_path):
+    path = _write(tmp_path / "o.csv", OUTCOMES)
+    with _store_with(store_url) as store:
+        first = store.import_outcomes(path)
+        assert (first.inserted, first.updated, first.unchanged) == (4, 0, 0)
+        again = store.import_outcomes(path)
+        assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4)
+        assert store.counts()["outcomes"] == 4
+        fixed = _write(tmp_path / "fixed.csv", OUTCOMES.replace("900,8", "950,9"))
+        assert store.import_outcomes(fixed).updated == 1
+        rows = store.outcome_rows()
+    assert ("a", date(2024, 3, 1), 1100, 13, 1) in rows  # two sources on one day add up
+    assert ("a", date(2024, 3, 2), 950, 9, None) in rows
+
+
+def test_import_parquet_with_column_mapping(store_url, tmp_path):
+    table = pa.table({"Ad": ["a", "b"], "Day": [date(2024, 3, 1), date(2024, 3, 2)], "Impr": [100, 200],
+                      "Clicks": [3, 4]})
+    pq.write_table(table, tmp_path / "o.parquet")
+    with _store_with(store_url) as store:
+        summary = store.import_outcomes(tmp_path / "o.parquet", {"Ad": "creative_id", "Day": "date",
+                                                                   "Impr": "impressions", "Clicks": "clicks"})
+        assert summary.inserted == 2
+        assert ("b", date(2024, 3, 2), 200, 4, None) in store.outcome_rows()
+
+
+BAD_FILES = {
+    "negative": ("creative_id,date,impressions,clicks\na,2024-03-01,100,1\nb,2024-03-01,-5,0\n",
+                 r"line 3: impressions '-5' is negative"),
+    "clicks_over_impressions": ("creative_id,date,impressions,clicks\na,2024-03-01,10,11\n",
+                                r"line 2: clicks 11 > impressions 10"),
+    "unknown_creative": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\nzz,2024-03-01,10,1\n",
+                         r"line 3: unknown creative_id 'zz'"),
+    "bad_date": ("creative_id,date,impressions,clicks\na,2024-02-30,10,1\n",
+                 r"line 2: date '2024-02-30' is not a date"),
+    "not_whole": ("creative_id,date,impressions,clicks\na,2024-03-01,10.5,1\n", r"line 2: impressions '10.5' is not "
+                  "a whole number"),
+    "not_number": ("creative_id,date,impressions,clicks\na,2024-03-01,ten,1\n", r"line 2: impressions 'ten' is not "
+                   "a number"),
+    "missing_column": ("creative_id,date,clicks\na,2024-03-01,1\n", r"no column for impressions"),
+    "duplicate_key": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\na,2024-03-01,12,1\n",
+                      r"line 3: repeats line 2"),
+    "ragged": ("creative_id,date,impressions,clicks\na,2024-03-01,10\n", r"line 2: 3 cells, the header has 4"),
+    "empty": ("", r"empty file"),
+    "header_only": ("creative_id,date,impressions,clicks\n", r"no data rows"),
+    "negative_spend": ("creative_id,date,impressions,clicks,spend\na,2024-03-01,10,1,-2\n",
+                       r"line 2: spend '-2' must be"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_outcome_files_are_rejected_whole_with_line_numbers(name, tmp_path):
+    text, message = BAD_FILES[name]
+    path = _write(tmp_path / f"{name}.csv", text)
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        with pytest.raises(InputError, match=message):
+            store.import_outcomes(path)
+        assert store.counts()["outcomes"] == 0  # nothing from a bad file, not even its good rows
+
+
+def test_bad_file_rolls_back_on_postgres_too(store_url, tmp_path):
+    path = _write(tmp_path / "mixed.csv", "creative_id,date,impressions,clicks\na,2024-03-01,10,1\n"
+                  "b,2024-03-01,10,1\nzz,2024-03-02,5,1\n")
+    with _store_with(store_url) as store:
+        with pytest.raises(InputError, match="line 4: unknown creative_id 'zz'"):
+            store.import_outcomes(path)
+        assert store.counts()["outcomes"] == 0
+
+
+def test_all_errors_are_listed_in_line_order(tmp_path):
+    path = _write(tmp_path / "many.csv", "creative_id,date,impressions,clicks\n"
+                  + "".join(f"a,2024-03-{d:02d},10,20\n" for d in range(1, 13)))
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store, pytest.raises(InputError) as info:
+        store.import_outcomes(path)
+    message = str(info.value)
+    assert "12 invalid row(s)" in message and "line 2:" in message and "and 4 more" in message
+    assert "\n" not in message
+
+
+def test_bad_parquet_row_numbers_and_damaged_file(tmp_path):
+    pq.write_table(pa.table({"creative_id": ["a", "a"], "date": ["2024-03-01", "x"], "impressions": [1, 2],
+                             "clicks": [0, 1]}), tmp_path / "o.parquet")
+    _write(tmp_path / "broken.parquet", "not parquet")
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        with pytest.raises(InputError, match="row 2: date 'x'"):
+            store.import_outcomes(tmp_path / "o.parquet")
+        with pytest.raises(InputError, match="not a readable Parquet file"):
+            store.import_outcomes(tmp_path / "broken.parquet")
+        with pytest.raises(InputError, match="must be a .csv or .parquet"):
+            store.import_outcomes(_write(tmp_path / "o.txt", "x"))
+
+
+def test_outcomes_cli(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    _store_with(url).close()
+    good = _write(tmp_path / "o.csv", "Ad,date,impressions,clicks\na,2024-03-01,10,1\n")
+    assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=creative_id"]) == 0
+    assert "1 new" in capsys.readouterr().err
+    assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=creative_id"]) == 0
+    assert "1 unchanged" in capsys.readouterr().err
+    bad = _write(tmp_path / "bad.csv", "creative_id,date,impressions,clicks\na,2024-03-05,1,2\n")
+    assert main(["outcomes", "import", str(bad), "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("foveal: error:") and "line 2: clicks 2 > impressions 1" in err
+    assert err.count("\n") == 1
+    assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=nonsense"]) == 1
+    assert "COLUMN=FIELD" in capsys.readouterr().err
+
+
+def test_score_cli_records_one_creative_and_a_folder(tmp_path):
+    url = f"sqlite:///{tmp_path / 'score.db'}"
+    examples = ROOT / "examples"
+    cmd = [sys.executable, "-m", "foveal", "score", str(examples / "creative.png"), "--elements",
+           str(examples / "creative.json"), "-o", str(tmp_path / "one"), "--no-report", "-q", "--db", url,
+           "--creative-id", "hero", "--vertical", "travel", "--tag", "summer", "--tag", "v2"]
+    subprocess.run(cmd, check=True, env=ENV, timeout=300)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("creative", "creative_b"):
+        for suffix in (".png", ".json"):
+            (folder / f"{name}{suffix}").write_bytes((examples / f"{name}{suffix}").read_bytes())
+    subprocess.run([sys.executable, "-m", "foveal", "score", str(folder), "-o", str(tmp_path / "many"), "-q",
+                    "--no-report", "--db", url, "--vertical", "retail"], check=True, env=ENV, timeout=300)
+    with Store(url) as store:
+        latest = {p["creative_id"]: p for p in store.latest_predictions()}
+    assert set(latest) == {"hero", "creative", "creative_b"}
+    assert latest["hero"]["vertical"] == "travel" and sorted(latest["hero"]["tags"]) == ["summer", "v2"]
+    assert latest["creative"]["vertical"] == "retail"
+    assert len(latest["hero"]["graph_sha256"]) == 64 and latest["hero"]["precision"] in ("int8", "fp32", "fp16")
+    # the same image under another id is fine; another image under a used id is refused
+    bad = subprocess.run([sys.executable, "-m", "foveal", "score", str(examples / "creative_b.png"), "--elements",
+                          str(examples / "creative_b.json"), "-o", str(tmp_path / "two"), "--no-report", "-q",
+                          "--db", url, "--creative-id", "hero"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "another image" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_processes_importing_and_scoring_at_once_lose_no_row(store_url, tmp_path):
+    """An importer (the CLI, 6 files) and a recorder (one transaction per creative, until the import is over) race
+    on one store; every row of both must be there, and their transactions must have interleaved."""
+    ids = [f"c{i}" for i in range(30)]
+    _store_with(store_url, ids).close()
+    files = []
+    for f in range(6):
+        lines = [f"{cid},2024-{1 + f:02d}-{d:02d},{1000 + d},{d}" for cid in ids for d in range(1, 11)]
+        files.append(str(_write(tmp_path / f"o{f}.csv", "creative_id,date,impressions,clicks\n" + "\n".join(lines))))
+    stop = tmp_path / "stop"
+    recorder = subprocess.Popen(
+        [sys.executable, "-c", "from tests.store_fixtures import record_until; "
+         f"record_until({store_url!r}, {str(stop)!r}, at_least=20, at_most=2000, limit_s=120)"],
+        env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    importer = subprocess.run([*FOVEAL, "outcomes", "import", *files, "--db", store_url, "-q"], env=ENV,
+                              capture_output=True, text=True, timeout=180)
+    stop.touch()
+    out, err = recorder.communicate(timeout=180)
+    assert importer.returncode == 0, importer.stderr
+    assert recorder.returncode == 0, err
+    recorded = int(out)
+    with Store(store_url) as store:
+        counts = store.counts()
+        with store.engine.begin() as conn:
+            imported = conn.execute(sa.select(sa.func.min(s.outcomes.c.imported_at),
+                                              sa.func.max(s.outcomes.c.imported_at))).one()
+            scored_at = conn.execute(sa.select(sa.func.min(s.predictions.c.scored_at),
+                                               sa.func.max(s.predictions.c.scored_at)).where(
+                s.predictions.c.creative_id.startswith("n"))).one()
+    assert scored_at[0] < imported[1] and imported[0] < scored_at[1], "the two processes did not overlap"
+    assert counts["outcomes"] == 6 * 30 * 10
+    assert counts["creatives"] == 30 + recorded and counts["predictions"] == 30 + recorded
+    assert counts["prediction_elements"] == 3 * (30 + recorded)
+    assert counts["prediction_scores"] == 5 * (30 + recorded)
