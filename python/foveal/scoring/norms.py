@@ -5,7 +5,11 @@ of every reference element, plus the model that produced them: a share is only c
 by the same model, so norms from another model are refused (or, when allowed, reported as a warning)::
 
     {"foveal_norms": 1, "quantity": "share", "model": {"name": ..., "sha256": ...}, "foveal_version": ...,
-     "formats": {"1080x1080": {"creatives": 40, "kinds": {"cta": [0.012, 0.031, ...], ...}}}}
+     "formats": {"1080x1080": {"creatives": 40, "kinds": {"cta": [0.012, 0.031, ...], ...},
+                               "pass_percentiles": {"cta": 80}}}}
+
+``pass_percentiles`` (optional, per format and kind) overrides the scorer's pass percentile for those elements:
+`foveal calibrate` proposes them from in-market outcomes, in a new norms file the user adopts by passing it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,11 @@ class Norms:
     creatives: dict[str, int]
     source: str = "norms"
     foveal_version: str = field(default=__version__)
+    pass_percentiles: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def pass_percentile_for(self, format: str, kind: str, default: float) -> float:
+        """The pass percentile these norms set for ``(format, kind)``, else ``default``."""
+        return self.pass_percentiles.get(format, {}).get(kind, default)
 
     def lookup(self, format: str, kind: str) -> tuple[np.ndarray | None, str | None]:
         """The sorted shares for ``(format, kind)``, or ``(None, reason)`` when the norms have none."""
@@ -64,7 +73,9 @@ class Norms:
             "model": dict(self.model),
             "foveal_version": self.foveal_version,
             "formats": {fmt: {"creatives": self.creatives[fmt],
-                              "kinds": {k: v.tolist() for k, v in sorted(kinds.items())}}
+                              "kinds": {k: v.tolist() for k, v in sorted(kinds.items())},
+                              **({"pass_percentiles": dict(sorted(self.pass_percentiles[fmt].items()))}
+                                 if self.pass_percentiles.get(fmt) else {})}
                         for fmt, kinds in sorted(self.formats.items())},
         }
 
@@ -100,6 +111,7 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
         raise InputError(f"{source}: field 'formats' must be a non-empty object of format -> kinds")
     formats: dict[str, dict[str, np.ndarray]] = {}
     creatives: dict[str, int] = {}
+    passes: dict[str, dict[str, float]] = {}
     for fmt, entry in raw_formats.items():
         where = f"{source}: format {fmt!r}"
         if not isinstance(entry, dict) or not isinstance(entry.get("kinds"), dict):
@@ -116,8 +128,16 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
             if not ok:
                 raise InputError(f"{where}: kind {kind!r} must be a non-empty list of shares in [0, 1]")
             formats[fmt][kind] = np.sort(np.asarray(values, dtype=np.float64))
+        raw_passes = entry.get("pass_percentiles", {})
+        ok = isinstance(raw_passes, dict) and all(
+            k in formats[fmt] and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
+            for k, p in raw_passes.items())
+        if not ok:
+            raise InputError(f"{where}: 'pass_percentiles' must map kinds present in 'kinds' to numbers in (0, 100]")
+        if raw_passes:
+            passes[fmt] = {k: float(p) for k, p in raw_passes.items()}
     return Norms(model={"name": model["name"], "sha256": model["sha256"]}, formats=formats, creatives=creatives,
-                 source=source, foveal_version=str(obj.get("foveal_version", "unknown")))
+                 source=source, foveal_version=str(obj.get("foveal_version", "unknown")), pass_percentiles=passes)
 
 
 def load_norms(path: str | Path) -> Norms:

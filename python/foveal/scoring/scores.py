@@ -14,7 +14,8 @@ Per element (box ``B`` of ``area`` pixels on an ``N = H·W`` pixel map):
   reference scores 100.  The score compares **share**, not lift: share is the attention the element actually gets;
   lift rewards tiny boxes and is reported as a diagnostic.
 - ``score = floor(percentile + 0.5)``: the percentile as a whole number 0..100.
-- ``passed = percentile ≥ pass_percentile`` (default 70), equivalently ``share ≥ threshold_share`` where
+- ``passed = percentile ≥ pass_percentile`` (default 70; a norms file may set its own per format and kind, as
+  `foveal calibrate` proposes), equivalently ``share ≥ threshold_share`` where
   ``threshold_share`` is the smallest reference share ``t`` with ``#{norm ≤ t} ≥ 0.7·n``.
 
 Per creative (boxes unioned with a pixel mask, so overlapping boxes are never counted twice):
@@ -217,8 +218,9 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
                 norm_n = len(values)
                 percentile = percentile_of(share, values)
                 score = math.floor(percentile + 0.5)
-                threshold = threshold_value(values, pass_percentile)
-                passed = percentile >= pass_percentile
+                kind_pass = norms.pass_percentile_for(fmt, e.kind, pass_percentile)
+                threshold = threshold_value(values, kind_pass)
+                passed = percentile >= kind_pass
         out.append(ElementScore(
             name=e.name, kind=e.kind, box=e.box, area=e.area, area_fraction=e.area / (h * w), share=share,
             density=densities[i], lift=lifts[i], rank=ranks[i], percentile=percentile, score=score, passed=passed,

@@ -1,0 +1,295 @@
+"""Calibration of predicted scores against in-market outcomes: per segment and rolling window, how well each
+predicted score ranks creatives by their outcome rate, whether that has fallen (drift), and which pass threshold
+separates good from poor performers.  Everything here works on plain arrays; :mod:`foveal.store` supplies them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import InputError
+from .stats import (CONFIDENCE, benjamini_hochberg, fisher_drop_test, pooled_rate_interval, rank_correlation)
+
+METRICS = {"ctr": ("clicks", "impressions"), "cvr": ("conversions", "clicks")}
+SEGMENT_FIELDS = ("vertical", "format", "tag")
+#: Creative-level predictors; every ``<kind>_share`` (the kind's best element) is one too.
+CREATIVE_PREDICTORS = ("conversion_share", "focus", "top10_share")
+DRIFT_METHOD = (
+    "One-sided test that Spearman's rho between a predicted score and the outcome rate is lower in the recent "
+    "window than in the reference window: Fisher z of each rho with the Bonett-Wright variance (1 + r^2/2)/(n - 3), "
+    "windows treated as independent (creatives running in both make it conservative). The p values of every "
+    "segment x score tested in one run are adjusted by Benjamini-Hochberg; a test is flagged when its q value is at "
+    "most alpha, which keeps the expected share of false alarms among the flags at alpha.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a calibration run computes; see docs/CALIBRATION.md for the defaults' reasons."""
+
+    by: tuple[str, ...] = ()
+    window_days: int = 28
+    step_days: int = 7
+    metric: str = "ctr"
+    min_impressions: int = 1000
+    min_clicks: int = 20          # cvr only: its denominator is clicks
+    min_creatives: int = 10
+    alpha: float = 0.05
+    bootstrap: int = 1000
+    seed: int = 0
+    score: str | None = None      # the score the plots, deciles and thresholds use (default by metric)
+    pass_percentile: float = 70.0
+    until: date | None = None     # analyse outcomes up to this day (default: the last day with outcomes)
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.by if f not in SEGMENT_FIELDS]
+        if bad or len(set(self.by)) != len(self.by):
+            raise InputError(f"--by {','.join(self.by)}: segment by distinct fields among {', '.join(SEGMENT_FIELDS)}")
+        if self.metric not in METRICS:
+            raise InputError(f"--metric {self.metric!r}: choose one of {', '.join(METRICS)}")
+        if self.window_days < 2 or not 1 <= self.step_days <= self.window_days:
+            raise InputError(f"--window {self.window_days}d/--step {self.step_days}d: the window needs 2 days or "
+                             "more and the step 1 day up to the window")
+        if self.min_creatives < 5:
+            raise InputError(f"--min-creatives {self.min_creatives}: a rank correlation needs at least 5 creatives")
+        if not 0 < self.alpha < 1:
+            raise InputError(f"--alpha {self.alpha}: must be in (0, 1)")
+        if self.bootstrap < 0 or self.min_impressions < 1 or self.min_clicks < 0:
+            raise InputError("--bootstrap, --min-impressions and --min-clicks must be positive")
+
+    @property
+    def primary(self) -> str:
+        return self.score or ("cta_share" if self.metric == "ctr" else "conversion_share")
+
+
+@dataclass
+class Data:
+    """Creatives (their segments and predicted scores) and their daily outcomes, as arrays."""
+
+    ids: list[str]
+    segments: dict[tuple[tuple[str, str], ...], np.ndarray]   # segment key -> creative indices
+    scores: dict[str, np.ndarray]                              # predictor -> (n_creatives,) float, NaN = none
+    formats: list[str]
+    creative: np.ndarray                                       # per outcome row: creative index
+    day: np.ndarray                                            # per outcome row: date.toordinal()
+    counts: dict[str, np.ndarray]                              # impressions, clicks, conversions per row
+
+
+def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple], by: Sequence[str]) -> Data:
+    """Arrays from :meth:`Store.latest_predictions` and :meth:`Store.outcome_rows` (rows of creatives without a
+    prediction are ignored)."""
+    ids = [p["creative_id"] for p in predictions]
+    index = {cid: i for i, cid in enumerate(ids)}
+    names = sorted({k for p in predictions for k in p["scores"]
+                    if k in CREATIVE_PREDICTORS or k.endswith("_share") and k[:-6] not in ("background",
+                                                                                             "other_elements")})
+    scores = {k: np.array([p["scores"].get(k, np.nan) for p in predictions], np.float64) for k in names}
+    segments: dict[tuple, list[int]] = {}
+    for i, p in enumerate(predictions):
+        options = []
+        for field in by:
+            if field == "tag":
+                options.append([("tag", t) for t in sorted(p.get("tags") or [])] or [("tag", "(none)")])
+            else:
+                options.append([(field, p.get(field) or "(none)")])
+        keys = [()]
+        for choices in options:
+            keys = [k + (c,) for k in keys for c in choices]
+        for key in keys:
+            segments.setdefault(key, []).append(i)
+    rows = [(index[r[0]], r[1].toordinal(), r[2], r[3], r[4]) for r in outcomes if r[0] in index]
+    arr = np.array([r[:4] for r in rows], np.int64).reshape(-1, 4)
+    conversions = np.array([-1 if r[4] is None else r[4] for r in rows], np.int64)
+    return Data(ids=ids, segments={k: np.array(v) for k, v in sorted(segments.items())}, scores=scores,
+                formats=[p.get("format") or "" for p in predictions], creative=arr[:, 0], day=arr[:, 1],
+                counts={"impressions": arr[:, 2], "clicks": arr[:, 3], "conversions": conversions})
+
+
+def segment_name(key: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{f}={v}" for f, v in key) or "all"
+
+
+def slug(key: tuple[tuple[str, str], ...]) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{f}-{v}" for f, v in key) or "all").strip("-")
+
+
+def window_ends(first: int, last: int, settings: Settings) -> list[int]:
+    """Day numbers where windows end: the last day, then every ``step`` days back while a whole window fits."""
+    ends = []
+    end = last
+    while end - settings.window_days + 1 >= first:
+        ends.append(end)
+        end -= settings.step_days
+    return ends[::-1]
+
+
+def window_totals(data: Data, start: int, end: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per creative over days ``[start, end]``: outcome numerator, denominator, and whether it is eligible (enough
+    impressions, and clicks for cvr; no unknown conversions in the window for cvr)."""
+    mask = (data.day >= start) & (data.day <= end)
+    n = len(data.ids)
+    c = data.creative[mask]
+    impressions = np.bincount(c, data.counts["impressions"][mask], minlength=n)
+    clicks = np.bincount(c, data.counts["clicks"][mask], minlength=n)
+    if settings.metric == "ctr":
+        return clicks, impressions, impressions >= settings.min_impressions
+    conv = data.counts["conversions"][mask]
+    unknown = np.bincount(c, conv < 0, minlength=n) > 0
+    conversions = np.bincount(c, np.maximum(conv, 0), minlength=n)
+    return conversions, clicks, (impressions >= settings.min_impressions) & (clicks >= settings.min_clicks) & ~unknown
+
+
+def _iso(day: int) -> str:
+    return date.fromordinal(day).isoformat()
+
+
+def analyse(data: Data, settings: Settings) -> dict[str, Any]:
+    """The calibration document (without thresholds): per segment, correlations over windows, reference vs
+    recent drift tests (Benjamini–Hochberg across the run), deciles and scatter of the primary score."""
+    if data.day.size == 0:
+        raise InputError("no outcomes for the scored creatives: import some with `foveal outcomes import`")
+    if settings.score is not None and settings.score not in data.scores:
+        raise InputError(f"--score {settings.score!r}: no such score in the store (have: "
+                         f"{', '.join(data.scores) or 'none'})")
+    first = int(data.day.min())
+    last = settings.until.toordinal() if settings.until else int(data.day.max())
+    ends = window_ends(first, last, settings)
+    if not ends:
+        raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "
+                         "use a shorter --window or wait for more data")
+    rng = np.random.default_rng(settings.seed)
+    windows = [(end - settings.window_days + 1, end) for end in ends]
+    totals = [window_totals(data, a, b, settings) for a, b in windows]
+    segments, tests = [], []
+    for key, members in data.segments.items():
+        seg: dict[str, Any] = {"name": segment_name(key), "key": dict(key), "slug": slug(key),
+                               "creatives": int(len(members)), "windows": []}
+        usable = []
+        for (a, b), (num, den, ok) in zip(windows, totals):
+            sel = members[ok[members]]
+            entry = {"start": _iso(a), "end": _iso(b), "creatives_with_outcomes": int(len(sel)), "scores": {}}
+            for name, values in data.scores.items():
+                pick = sel[np.isfinite(values[sel])]
+                if len(pick) < settings.min_creatives:
+                    continue
+                corr = rank_correlation(values[pick], num[pick] / den[pick], rng, settings.bootstrap)
+                entry["scores"][name] = corr.to_dict()
+            seg["windows"].append(entry)
+            usable.append(bool(entry["scores"]))
+        seg.update(_drift_pair(seg["windows"], usable, windows, settings))
+        for name in data.scores:
+            test = _drift_test(seg, name)
+            if test is not None:
+                seg.setdefault("drift", {})[name] = test
+                tests.append(test)
+        seg.update(_primary_views(data, members, windows, totals, seg, settings, rng))
+        segments.append(seg)
+    q = benjamini_hochberg(np.array([t["p"] for t in tests]))
+    for t, qv in zip(tests, q):
+        t["q"] = float(qv)
+        t["flagged"] = bool(qv <= settings.alpha and t["recent_spearman"] < t["reference_spearman"])
+    flags = []
+    for seg in segments:
+        seg["flagged"] = any(t["flagged"] for t in seg.get("drift", {}).values())
+        for name, t in seg.get("drift", {}).items():
+            if t["flagged"]:
+                flags.append({"segment": seg["name"], "score": name, "message": _flag_message(seg, name, t,
+                                                                                               settings)})
+    return {"foveal_calibration": 1, "foveal_version": __version__, "settings": _settings_dict(settings),
+            "confidence": CONFIDENCE, "drift_method": DRIFT_METHOD,
+            "data": {"creatives": len(data.ids), "outcome_rows": int(data.day.size), "first_date": _iso(first),
+                     "last_date": _iso(last)},
+            "flags": flags, "segments": segments}
+
+
+def _settings_dict(settings: Settings) -> dict[str, Any]:
+    d = asdict(settings)
+    d["by"] = list(settings.by)
+    d["score"] = settings.primary
+    d["until"] = None if settings.until is None else settings.until.isoformat()
+    return d
+
+
+def _drift_pair(entries: list[dict], usable: list[bool], windows: list[tuple[int, int]],
+                settings: Settings) -> dict[str, Any]:
+    """The reference window (the segment's first with enough creatives) and the recent one (the last), when they
+    do not overlap."""
+    first = next((i for i, u in enumerate(usable) if u), None)
+    recent = len(windows) - 1
+    if first is None or not usable[recent] or windows[first][1] >= windows[recent][0]:
+        return {"reference": None, "recent": None,
+                "drift_note": f"not enough history: drift needs two non-overlapping {settings.window_days}-day "
+                              f"windows with at least {settings.min_creatives} creatives of "
+                              f"{settings.min_impressions}+ impressions"}
+    return {"reference": first, "recent": recent, "drift_note": None}
+
+
+def _drift_test(seg: dict[str, Any], name: str) -> dict[str, Any] | None:
+    if seg["reference"] is None:
+        return None
+    ref = seg["windows"][seg["reference"]]["scores"].get(name)
+    new = seg["windows"][seg["recent"]]["scores"].get(name)
+    if not ref or not new or ref["spearman"] is None or new["spearman"] is None:
+        return None
+    z, p = fisher_drop_test(ref["spearman"], ref["n"], new["spearman"], new["n"])
+    return {"reference_spearman": ref["spearman"], "reference_ci": ref["spearman_ci"], "reference_n": ref["n"],
+            "recent_spearman": new["spearman"], "recent_ci": new["spearman_ci"], "recent_n": new["n"],
+            "z": z, "p": p}
+
+
+def _flag_message(seg: dict[str, Any], name: str, t: dict[str, Any], settings: Settings) -> str:
+    ref, new = seg["windows"][seg["reference"]], seg["windows"][seg["recent"]]
+    return (f"the model may be drifting on {seg['name']}: the rank correlation of {name} with {settings.metric} fell "
+            f"from {t['reference_spearman']:.2f} (n={t['reference_n']}, {ref['start']}..{ref['end']}) to "
+            f"{t['recent_spearman']:.2f} (n={t['recent_n']}, {new['start']}..{new['end']}), q={t['q']:.3g}; "
+            "check what changed in this segment and update your benchmark thresholds")
+
+
+def _primary_views(data: Data, members: np.ndarray, windows: list[tuple[int, int]], totals: list,
+                   seg: dict[str, Any], settings: Settings, rng: np.random.Generator) -> dict[str, Any]:
+    """Scatter (reference and recent windows) and the decile table (recent window) of the primary score."""
+    name = settings.primary
+    values = data.scores.get(name)
+    out: dict[str, Any] = {"scatter": {}, "deciles": None}
+    if values is None:
+        return out
+    recent = len(windows) - 1
+    for label, i in (("reference", seg["reference"]), ("recent", recent)):
+        if i is None:
+            continue
+        num, den, ok = totals[i]
+        sel = members[ok[members] & np.isfinite(values[members])]
+        out["scatter"][label] = {"start": _iso(windows[i][0]), "end": _iso(windows[i][1]),
+                                 "points": [[float(values[j]), float(num[j] / den[j]), int(den[j])] for j in sel]}
+    num, den, ok = totals[recent]
+    sel = members[ok[members] & np.isfinite(values[members])]
+    if len(sel) >= settings.min_creatives:
+        out["deciles"] = decile_table(values[sel], num[sel], den[sel], rng, settings.bootstrap)
+    return out
+
+
+def decile_table(score: np.ndarray, num: np.ndarray, den: np.ndarray, rng: np.random.Generator,
+                 bootstrap: int) -> list[dict[str, Any]]:
+    """Creatives cut into (up to) ten equal-count bins of predicted score; each bin's pooled outcome rate with a
+    bootstrap interval.  Fewer bins when there are under 50 creatives (at least 5 per bin)."""
+    bins = int(min(10, max(2, len(score) // 5)))
+    order = np.argsort(score, kind="stable")
+    rows = []
+    for b, part in enumerate(np.array_split(order, bins)):
+        rate, ci = pooled_rate_interval(num[part], den[part], rng, bootstrap)
+        rows.append({"bin": b + 1, "bins": bins, "n": int(len(part)), "score_min": float(score[part].min()),
+                     "score_max": float(score[part].max()), "rate": rate, "rate_ci": ci,
+                     "denominator": int(den[part].sum())})
+    return rows
+
+
+def parse_days(text: str) -> int:
+    """``28d``, ``4w`` or ``28`` → days."""
+    m = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", text)
+    if not m or int(m.group(1)) == 0:
+        raise InputError(f"{text!r}: expected a number of days like 28d (or weeks like 4w)")
+    return int(m.group(1)) * (7 if m.group(2) == "w" else 1)

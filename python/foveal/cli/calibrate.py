@@ -1,0 +1,78 @@
+"""``foveal calibrate --db URL -o DIR``: do the predicted scores still rank creatives by their in-market results?
+
+Per segment (``--by vertical,format``) and rolling window: Spearman and Kendall correlations of each predicted
+score with the outcome rate (bootstrap 95 % intervals), a decile table, a drift flag when the recent window's
+correlation fell below the reference window's by more than chance (Benjamini–Hochberg across segments), and, with
+``--norms``, proposed pass thresholds written as new norms files.  Writes calibration.json and calibration.html;
+exits 0 whether or not drift is flagged (the flags are in the outputs and on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="correlate predictions with outcomes, flag drift, propose thresholds",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("--db", required=True, metavar="URL", help="the store (sqlite:///foveal.db or "
+                   "postgresql+psycopg://USER@HOST/DB)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--by", default="", metavar="FIELDS", help="segment by any of vertical,format,tag "
+                   "(default: all creatives together)")
+    p.add_argument("--window", default="28d", metavar="DAYS", help="rolling window length, e.g. 28d or 4w "
+                   "(default: %(default)s)")
+    p.add_argument("--step", default="7d", metavar="DAYS", help="distance between window ends (default: %(default)s)")
+    p.add_argument("--metric", choices=("ctr", "cvr"), default="ctr",
+                   help="ctr = clicks/impressions, cvr = conversions/clicks (default: %(default)s)")
+    p.add_argument("--score", metavar="NAME", help="the score plotted, binned and thresholded (default: cta_share "
+                   "for ctr, conversion_share for cvr); every score is correlated and tested")
+    p.add_argument("--min-impressions", type=int, default=1000, metavar="N",
+                   help="a creative counts in a window with at least N impressions there (default: %(default)s)")
+    p.add_argument("--min-clicks", type=int, default=20, metavar="N",
+                   help="and, for cvr, at least N clicks (default: %(default)s)")
+    p.add_argument("--min-creatives", type=int, default=10, metavar="N",
+                   help="correlate only with at least N such creatives (default: %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.05, help="false-alarm level (BH q value) for drift flags "
+                   "(default: %(default)s)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the "
+                   "intervals (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    p.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                   help="analyse outcomes up to this day (default: the last one)")
+    p.add_argument("--norms", type=Path, metavar="FILE", help="norms.json: propose pass thresholds against it "
+                   "(written to DIR/proposed_norms/, never over FILE)")
+    p.add_argument("--pass-percentile", type=float, default=70.0, metavar="P",
+                   help="the current pass percentile where the norms set none (default: %(default)g)")
+    p.add_argument("--graph", metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
+                   "(needed when the store holds several)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibration import Settings, calibrate, write_calibration
+    from ..calibration.analysis import parse_days
+    from ..scoring.norms import load_norms
+    from ..store import Store
+
+    if args.bootstrap < 100:
+        raise InputError(f"--bootstrap {args.bootstrap}: use at least 100 resamples for a 95% interval")
+    settings = Settings(by=tuple(f.strip() for f in args.by.split(",") if f.strip()), window_days=parse_days(
+        args.window), step_days=parse_days(args.step), metric=args.metric, min_impressions=args.min_impressions,
+        min_clicks=args.min_clicks, min_creatives=args.min_creatives, alpha=args.alpha, bootstrap=args.bootstrap,
+        seed=args.seed, score=args.score, pass_percentile=args.pass_percentile, until=args.until)
+    norms = None if args.norms is None else load_norms(args.norms)
+    with Store(args.db) as store:
+        result = calibrate(store, settings, norms=norms, graph=args.graph)
+    paths = write_calibration(args.out, result)
+    for flag in result.document["flags"]:
+        print(f"foveal: warning: {flag['message']}", file=sys.stderr)
+    if not args.quiet:
+        segs = result.document["segments"]
+        print(f"foveal: calibrated {len(segs)} segment(s), {sum(s['flagged'] for s in segs)} flagged for drift, "
+              f"{len(result.proposals)} proposed norms file(s) → {paths[1]}", file=sys.stderr)
+    return 0
