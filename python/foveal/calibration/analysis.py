@@ -194,11 +194,11 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
         t["flagged"] = bool(qv <= settings.alpha and t["recent_spearman"] < t["reference_spearman"])
     flags = []
     for seg in segments:
-        seg["flagged"] = any(t["flagged"] for t in seg.get("drift", {}).values())
-        for name, t in seg.get("drift", {}).items():
-            if t["flagged"]:
-                flags.append({"segment": seg["name"], "score": name, "message": _flag_message(seg, name, t,
-                                                                                               settings)})
+        fell = {name: t for name, t in seg.get("drift", {}).items() if t["flagged"]}
+        seg["flagged"] = bool(fell)
+        if fell:
+            flags.append({"segment": seg["name"], "scores": sorted(fell),
+                          "message": _flag_message(seg, fell, settings)})
     return {"foveal_calibration": 1, "foveal_version": __version__, "settings": _settings_dict(settings),
             "confidence": CONFIDENCE, "drift_method": DRIFT_METHOD,
             "data": {"creatives": len(data.ids), "outcome_rows": int(data.day.size), "first_date": _iso(first),
@@ -241,12 +241,17 @@ def _drift_test(seg: dict[str, Any], name: str) -> dict[str, Any] | None:
             "z": z, "p": p}
 
 
-def _flag_message(seg: dict[str, Any], name: str, t: dict[str, Any], settings: Settings) -> str:
+def _flag_message(seg: dict[str, Any], fell: dict[str, dict[str, Any]], settings: Settings) -> str:
     ref, new = seg["windows"][seg["reference"]], seg["windows"][seg["recent"]]
-    return (f"the model may be drifting on {seg['name']}: the rank correlation of {name} with {settings.metric} fell "
-            f"from {t['reference_spearman']:.2f} (n={t['reference_n']}, {ref['start']}..{ref['end']}) to "
-            f"{t['recent_spearman']:.2f} (n={t['recent_n']}, {new['start']}..{new['end']}), q={t['q']:.3g}; "
-            "check what changed in this segment and update your benchmark thresholds")
+    drops = ", ".join(f"{name} {t['reference_spearman']:.2f} → {t['recent_spearman']:.2f} ({_q(t['q'])})"
+                      for name, t in sorted(fell.items()))
+    return (f"the model may be drifting on {seg['name']}: rank correlation with {settings.metric}, reference window "
+            f"{ref['start']}..{ref['end']} → recent window {new['start']}..{new['end']}: {drops}; check what "
+            "changed in this segment and update your benchmark thresholds")
+
+
+def _q(q: float) -> str:
+    return "q<0.0001" if q < 1e-4 else f"q={q:.2g}"
 
 
 def _primary_views(data: Data, members: np.ndarray, windows: list[tuple[int, int]], totals: list,

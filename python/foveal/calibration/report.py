@@ -6,7 +6,7 @@ import html
 from datetime import date
 from typing import Any, Sequence
 
-W, H, PAD = 460, 220, 44
+W, H, PAD = 370, 220, 44
 INK, MUTED, ACCENT, REF, ALERT = "#1f2430", "#8a8f98", "#1864d6", "#9aa3ad", "#d6336c"
 
 CSS = """
@@ -15,7 +15,7 @@ padding:0 16px}h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 
 padding-top:18px}h3{font-size:14px;margin:14px 0 4px;color:#444}.meta{color:#667}.flag{background:#fdecf1;
 border-left:4px solid #d6336c;padding:8px 12px;margin:8px 0}.ok{background:#eaf6ee;border-left:4px solid #2f9e44;
 padding:8px 12px;margin:8px 0}.grid{display:flex;flex-wrap:wrap;gap:18px}figure{margin:0}figcaption{color:#667;
-font-size:12px;max-width:460px}table{border-collapse:collapse;margin:6px 0;font-size:13px}td,th{padding:3px 9px;
+font-size:12px;max-width:370px}table{border-collapse:collapse;margin:6px 0;font-size:13px}td,th{padding:3px 9px;
 border-bottom:1px solid #eceef1;text-align:right}th:first-child,td:first-child{text-align:left}.bad{color:#d6336c;
 font-weight:600}.note{color:#667;font-size:12px}svg text{font:11px system-ui,sans-serif;fill:#555}
 """
@@ -103,8 +103,10 @@ def correlation_plot(seg: dict[str, Any], score: str) -> str:
         if idx is None:
             continue
         d = date.fromisoformat(seg["windows"][idx]["end"]).toordinal()
+        right = ax.x(d) > W / 2  # label on the inner side of the marker, so it is never cut off
         body.append(f'<line x1="{ax.x(d):.1f}" x2="{ax.x(d):.1f}" y1="12" y2="{H - 28}" stroke="{colour}" '
-                    f'stroke-width="1.5"/><text x="{ax.x(d) + 3:.1f}" y="24" fill="{colour}">{label}</text>')
+                    f'stroke-width="1.5"/><text x="{ax.x(d) + (-4 if right else 4):.1f}" y="24" fill="{colour}" '
+                    f'text-anchor="{"end" if right else "start"}">{label} window</text>')
     return _svg("".join(body), f"Spearman correlation of {score} over time")
 
 
