@@ -238,3 +238,20 @@ def test_calibrate_errors(tmp_path, capsys):
     assert "--by colour" in capsys.readouterr().err
     assert main(["calibrate", "--db", url, "--window", "0d", "-o", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():
+    predictions = [{"creative_id": f"c{i}", "vertical": "v", "format": "f", "tags": [], "model": "m",
+                    "graph_sha256": "g", "precision": "fp32", "scores": {"conversion_share": i / 30}} for i in range(30)]
+    rows = []
+    for i in range(30):
+        for d in range(28):
+            conversions = None if (i == 0 and d == 3) else (i + d) % 4 + i // 3
+            rows.append((f"c{i}", date.fromordinal(DAY0 + d), 2000, 40, conversions))
+    data = build_data(predictions, rows, ())
+    doc = analyse(data, Settings(metric="cvr", bootstrap=100, window_days=28))
+    window = doc["segments"][0]["windows"][-1]
+    assert window["creatives_with_outcomes"] == 29  # c0 has a day of unknown conversions
+    assert window["scores"]["conversion_share"]["spearman"] > 0.9
+    with pytest.raises(InputError, match="--score 'cta_share'"):
+        analyse(data, Settings(score="cta_share", window_days=28))

@@ -293,3 +293,51 @@ def test_two_processes_importing_and_scoring_at_once_lose_no_row(store_url, tmp_
     assert counts["creatives"] == 30 + recorded and counts["predictions"] == 30 + recorded
     assert counts["prediction_elements"] == 3 * (30 + recorded)
     assert counts["prediction_scores"] == 5 * (30 + recorded)
+
+
+def test_migration_steps_run_in_order_once(store_url, monkeypatch):
+    """A store at version 1 opened by a foveal that knows a version 2 gets step 2, once."""
+    Store(store_url).close()
+    calls = []
+
+    def v2(conn):
+        calls.append(1)
+        conn.execute(sa.text("CREATE INDEX ix_outcomes_date ON outcomes (date)"))
+
+    monkeypatch.setattr(s, "MIGRATIONS", (*s.MIGRATIONS, v2))
+    monkeypatch.setattr(s, "SCHEMA_VERSION", 2)
+    with Store(store_url) as store:
+        assert store.schema_version() == 2
+    Store(store_url).close()
+    assert calls == [1]
+
+
+def test_concurrent_first_opens_create_the_schema_once(store_url):
+    """Four processes' worth of first opens at once (threads, separate engines) on a new database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_one(_):
+        with Store(store_url) as store:
+            return store.schema_version()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_one, range(4))) == [SCHEMA_VERSION] * 4
+    with Store(store_url) as store, store.engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(s.schema_versions)).scalar() == SCHEMA_VERSION
+
+
+def test_the_same_new_creative_recorded_by_two_writers_at_once(store_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    Store(store_url).close()
+    scores, provenance = scored(7)
+
+    def record(i):
+        with Store(store_url) as store:
+            return store.record("shared", scores, provenance, vertical="retail", tags=["a", f"t{i}"])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert len(set(pool.map(record, range(4)))) == 4
+    with Store(store_url) as store:
+        assert store.counts()["creatives"] == 1 and store.counts()["predictions"] == 4
+        assert sorted(store.latest_predictions()[0]["tags"]) == ["a", "t0", "t1", "t2", "t3"]

@@ -105,25 +105,24 @@ class Store:
 
     def _upsert_creative(self, conn: sa.Connection, creative_id: str, image_sha: str | None, fmt: str,
                          vertical: str | None, tags: Sequence[str], now: datetime) -> None:
-        row = conn.execute(sa.select(s.creatives).where(s.creatives.c.creative_id == creative_id)).first()
-        if row is None:
-            conn.execute(s.creatives.insert().values(creative_id=creative_id, image_sha256=image_sha, format=fmt,
-                                                     vertical=vertical, created_at=now))
-        else:
-            if row.image_sha256 and image_sha and row.image_sha256 != image_sha:
-                raise InputError(f"creative {creative_id!r} is recorded with another image (sha256 "
-                                 f"{row.image_sha256[:12]}…, this one {image_sha[:12]}…); give this image its own "
-                                 "--creative-id")
-            changes = {"format": fmt, "image_sha256": row.image_sha256 or image_sha}
-            if vertical is not None:
-                changes["vertical"] = vertical
-            conn.execute(s.creatives.update().where(s.creatives.c.creative_id == creative_id).values(**changes))
+        # INSERT ... ON CONFLICT DO NOTHING, then lock the row: two processes recording the same new creative at
+        # once (PostgreSQL runs them concurrently) both succeed instead of one hitting a unique violation.
+        insert = _insert(conn)
+        conn.execute(insert(s.creatives).values(creative_id=creative_id, image_sha256=image_sha, format=fmt,
+                                                vertical=vertical, created_at=now).on_conflict_do_nothing())
+        row = conn.execute(sa.select(s.creatives).where(s.creatives.c.creative_id == creative_id)
+                           .with_for_update()).one()
+        if row.image_sha256 and image_sha and row.image_sha256 != image_sha:
+            raise InputError(f"creative {creative_id!r} is recorded with another image (sha256 "
+                             f"{row.image_sha256[:12]}…, this one {image_sha[:12]}…); give this image its own "
+                             "--creative-id")
+        changes = {"format": fmt, "image_sha256": row.image_sha256 or image_sha}
+        if vertical is not None:
+            changes["vertical"] = vertical
+        conn.execute(s.creatives.update().where(s.creatives.c.creative_id == creative_id).values(**changes))
         if tags:
-            have = set(conn.execute(sa.select(s.creative_tags.c.tag).where(
-                s.creative_tags.c.creative_id == creative_id)).scalars())
-            new = [{"creative_id": creative_id, "tag": t} for t in tags if t not in have]
-            if new:
-                conn.execute(s.creative_tags.insert(), new)
+            conn.execute(insert(s.creative_tags).on_conflict_do_nothing(),
+                         [{"creative_id": creative_id, "tag": tag} for tag in tags])
 
     def import_outcomes(self, path: str | Path, mapping: Mapping[str, str] | None = None) -> ImportSummary:
         """Validate an outcomes CSV/Parquet file and upsert its rows in one transaction (all or nothing).
@@ -217,15 +216,20 @@ def _strip_line(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "line"}
 
 
-def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (creative, date, source) DO UPDATE: safe when another import races this one."""
-    if not rows:
-        return
+def _insert(conn: sa.Connection):
+    """The dialect's ``insert`` (both SQLite and PostgreSQL have ON CONFLICT)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(s.outcomes)
+    return insert
+
+
+def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT (creative, date, source) DO UPDATE: safe when another import races this one."""
+    if not rows:
+        return
+    stmt = _insert(conn)(s.outcomes)
     stmt = stmt.on_conflict_do_update(
         index_elements=[s.outcomes.c.creative_id, s.outcomes.c.date, s.outcomes.c.source],
         set_={c: stmt.excluded[c] for c in ("impressions", "clicks", "conversions", "spend", "imported_at")})
