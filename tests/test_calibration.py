@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +241,8 @@ def test_calibrate_errors(tmp_path, capsys):
 
 def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():
     predictions = [{"creative_id": f"c{i}", "vertical": "v", "format": "f", "tags": [], "model": "m",
-                    "graph_sha256": "g", "precision": "fp32", "scores": {"conversion_share": i / 30}} for i in range(30)]
+                    "graph_sha256": "g", "precision": "fp32", "scores": {"conversion_share": i / 30}}
+                   for i in range(30)]
     rows = []
     for i in range(30):
         for d in range(28):

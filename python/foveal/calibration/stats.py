@@ -2,7 +2,8 @@
 one-sided test for a fall in correlation, and Benjamini–Hochberg control across many tests.
 
 Every bootstrap here resamples creatives (pairs of predicted score and outcome rate) with replacement, ``B`` times
-at once as a ``(B, n)`` matrix of how often each creative is drawn, and reports the 2.5th and 97.5th percentiles (a percentile interval).
+at once as a ``(B, n)`` matrix of how often each creative is drawn, and reports the 2.5th and 97.5th percentiles
+(a percentile interval).
 """
 from __future__ import annotations
 
