@@ -140,7 +140,8 @@ def test_threshold_stays_when_the_current_one_is_best():
 
 
 def _campaign_store(url: str, tmp_path: Path, seed: int = 0) -> Path:
-    """Two verticals of 40 creatives each; 'travel' stops following the CTA share from day 56.  Returns the
+    """Two verticals of 40 creatives each; 'travel' stops following the CTA share from day 54 (the last window,
+    days 54..81, lies wholly after it).  Returns the
     outcomes CSV (already imported) and writes norms.json beside it."""
     rng = np.random.default_rng(seed)
     lines = ["creative_id,date,impressions,clicks,conversions,source"]
@@ -155,7 +156,7 @@ def _campaign_store(url: str, tmp_path: Path, seed: int = 0) -> Path:
                 shares.append(share)
                 z = (share - 0.13) / 0.08
                 for d in range(0, 84, 3):  # every creative runs the whole time, reported every third day
-                    strength = 0.0 if vertical == "travel" and d >= 56 else 0.7
+                    strength = 0.0 if vertical == "travel" and d >= 54 else 0.7
                     impressions = int(rng.poisson(1500))
                     ctr = 0.01 * np.exp(strength * z + 0.15 * rng.normal())
                     clicks = int(rng.binomial(impressions, min(ctr, 0.5)))
@@ -188,7 +189,9 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
     assert page.count("<svg") >= 6 and "may be drifting" in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # self-contained: nothing fetched
     # thresholds: proposed for the segment, written beside (never over) the input norms, and adoptable
-    assert "thresholds" in segs["vertical=retail"] and "cta" in segs["vertical=retail"]["thresholds"]
+    assert "cta" in segs["vertical=retail"]["thresholds"]
+    assert "cta" not in segs["vertical=travel"]["thresholds"]  # the score no longer predicts there: no proposal
+    assert "does not predict" in segs["vertical=travel"]["thresholds_skipped"]["cta"]
     before = (tmp_path / "norms.json").read_text()
     for name in doc["segments"]:
         if name.get("proposed_norms"):

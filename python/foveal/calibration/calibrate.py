@@ -63,10 +63,18 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
         common = Counter(formats).most_common(1)[0][0] if formats else ""
         seg["thresholds"] = {}
         passes: dict[str, dict[str, float]] = {}
+        seg["thresholds_skipped"] = {}
+        recent = seg["windows"][-1]["scores"] if seg["windows"] else {}
         for kind in kinds:
             pct = creative_percentiles(data.scores[f"{kind}_share"][sel], formats, kind, norms)
             have = np.isfinite(pct)
             if have.sum() < 2 * settings.min_creatives:
+                continue
+            ci = (recent.get(f"{kind}_share") or {}).get("spearman_ci")
+            if not ci or ci[0] <= 0:
+                # A threshold on a score that does not rank creatives here would only fit noise.
+                seg["thresholds_skipped"][kind] = (f"{kind}_share does not predict {settings.metric} in the recent "
+                                                   "window (Spearman 95% interval reaches 0): no threshold proposed")
                 continue
             current = norms.pass_percentile_for(common, kind, settings.pass_percentile)
             proposal = propose(pct[have], num[sel][have] / den[sel][have], current)

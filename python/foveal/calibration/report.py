@@ -33,6 +33,10 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f}%"
 
 
+def _qfmt(q: float) -> str:
+    return "<0.0001" if q < 1e-4 else f"{q:.2g}"
+
+
 def _ci(ci: Sequence[float] | None, fmt=_fmt) -> str:
     return "" if not ci else f" [{fmt(ci[0])}, {fmt(ci[1])}]"
 
@@ -148,7 +152,7 @@ def _drift_table(seg: dict[str, Any]) -> str:
         cls = ' class="bad"' if t["flagged"] else ""
         rows.append(f"<tr><td>{_esc(name)}</td><td>{_fmt(t['reference_spearman'])}{_ci(t['reference_ci'])} "
                     f"(n={t['reference_n']})</td><td>{_fmt(t['recent_spearman'])}{_ci(t['recent_ci'])} "
-                    f"(n={t['recent_n']})</td><td>{t['z']:.2f}</td><td>{t['q']:.3g}</td>"
+                    f"(n={t['recent_n']})</td><td>{t['z']:.2f}</td><td>{_qfmt(t['q'])}</td>"
                     f"<td{cls}>{'drift' if t['flagged'] else 'ok'}</td></tr>")
     if not rows:
         return f'<p class="note">{_esc(seg.get("drift_note") or "no score had enough creatives in both windows")}</p>'
@@ -171,14 +175,15 @@ def _threshold_table(seg: dict[str, Any]) -> str:
                     f"<td>{b['youden_j']:.2f} → {a['youden_j']:.2f}</td><td>{_pct(b['pass_rate'])} → "
                     f"{_pct(a['pass_rate'])}</td><td>{_pct(b['top_share_passed'])} → {_pct(a['top_share_passed'])}"
                     f"</td><td>{t['n']}</td></tr>")
+    skipped = "".join(f'<p class="note">{_esc(note)}</p>' for note in seg.get("thresholds_skipped", {}).values())
     if not rows:
-        return ""
+        return f"<h3>Pass thresholds (recent window)</h3>{skipped}" if skipped else ""
     adopt = (f'<p>Proposed norms: <code>{_esc(seg["proposed_norms"])}</code> — adopt by scoring with '
              f'<code>--norms {_esc(seg["proposed_norms"])}</code>; nothing changes until you do.</p>'
              if seg.get("proposed_norms") else '<p class="note">The current thresholds already separate best.</p>')
     return ("<h3>Pass thresholds (recent window)</h3><table><tr><th>kind</th><th>pass percentile</th>"
             "<th>Youden J</th><th>pass rate</th><th>top performers among passes</th><th>n</th></tr>"
-            + "".join(rows) + "</table>" + adopt)
+            + "".join(rows) + "</table>" + adopt + skipped)
 
 
 def _segment(seg: dict[str, Any], score: str, metric: str) -> str:
