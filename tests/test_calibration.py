@@ -141,8 +141,8 @@ def test_threshold_stays_when_the_current_one_is_best():
 
 def _campaign_store(url: str, tmp_path: Path, seed: int = 0) -> Path:
     """Two verticals of 40 creatives each; 'travel' stops following the CTA share from day 54 (the last window,
-    days 54..81, lies wholly after it).  Returns the
-    outcomes CSV (already imported) and writes norms.json beside it."""
+    days 54..81, lies wholly after it).  Records the creatives; returns the outcomes CSV (not yet imported) and
+    writes norms.json beside it."""
     rng = np.random.default_rng(seed)
     lines = ["creative_id,date,impressions,clicks,conversions,source"]
     shares = []
