@@ -46,7 +46,8 @@ CALIBRATION = {"osie": 20, "scene": 10}
 
 # Backbone blocks (after the stem) kept in float in the int8 graph.  Quantising the stem or block 0 alone moves
 # an element's share on the example creatives by up to 9 and 6.5 pp; chosen on OSIE + Scene val by share
-# agreement against speed (docs/MODEL.md): 5 blocks agree better still but leave int8 little faster than fp32.
+# agreement against speed (docs/MODEL.md): 5 blocks halve the val differences again but cut int8's lead
+# over fp32 further (1.29x against 1.37x by median).
 FLOAT_BLOCKS = 2
 
 
