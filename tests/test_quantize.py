@@ -48,3 +48,45 @@ def test_int8_graph_is_calibrated_on_train_images(card, data_dir):
     x = inputs[0]
     want, got = np.exp(_run(card.onnx_path.read_bytes(), x)), np.exp(_run(graph, x))
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
+
+
+def test_int8_graph_keeps_the_stem_early_blocks_and_readout_in_float(card):
+    model = onnx.load(str(card.onnx_path))
+    floats = set(quantize.float_nodes(model, blocks=2))
+    weight = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    assert {n.name for n in model.graph.node if n.op_type in ("LogSoftmax", "Resize")} <= floats
+    assert {name for name, w in weight.items() if not w.startswith("backbone.")} <= floats  # readout and blur
+    assert {name for name, w in weight.items() if w.startswith(("backbone._conv_stem.", "backbone._blocks.0.",
+                                                                  "backbone._blocks.1."))} <= floats
+    assert not {name for name, w in weight.items() if w.startswith("backbone._blocks.2.")} & floats
+    # The residual add of block 2 reads block 1's (float) and block 2's (int8) outputs: quantised.
+    assert len(floats) < len(set(quantize.float_nodes(model, blocks=5)))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_shipped_graph_shares_stay_within_the_stated_tolerance_of_fp32(card, precision):
+    """The accuracy contract of each reduced-precision graph: element shares on the example creatives."""
+    agreement = pytest.importorskip("engine.share_agreement")
+    from foveal import Engine
+
+    pairs = agreement.example_creatives()
+    assert len(pairs) == 10
+    got = agreement.example_agreement(card.name, {precision: Engine(card.name, precision=precision)})[precision]
+    assert got.differences.size == 60 and np.all(np.isfinite(got.differences))
+    assert got.max <= agreement.TOLERANCE_PP[precision], got.summary()
+    assert got.median <= agreement.MEDIAN_TOLERANCE_PP[precision], got.summary()
+    # The card states the same tolerance and the agreement of the graph it ships (not of an earlier one).
+    recorded = card.raw[precision]["share_agreement"]
+    assert recorded["tolerance_pp"] == {"max": agreement.TOLERANCE_PP[precision],
+                                        "median": agreement.MEDIAN_TOLERANCE_PP[precision]}
+    assert abs(recorded["example_creatives"]["max_pp"] - got.max) < 0.01
+    assert abs(recorded["example_creatives"]["median_pp"] - got.median) < 0.01
+
+
+def test_share_agreement_measures_a_graph_file_against_fp32(card, tmp_path):
+    agreement = pytest.importorskip("engine.share_agreement")
+    same = agreement.graph_engine(card.name, card.onnx_path, tmp_path)
+    got = agreement.example_agreement(card.name, {"fp32 copy": same})["fp32 copy"]
+    assert got.max < 1e-6 and got.summary()["boxes"] == 60
+    boxes = agreement.grid_boxes((601, 403))
+    assert boxes.shape == (16, 4) and boxes[:, 2].sum() == 4 * 403 and boxes[:, 3].sum() == 4 * 601
