@@ -221,9 +221,13 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         deadline = _deadline(request, state)
         batcher = _batcher(state)
         cells = codec.parse_grid(grid) if grid else None
-        data, name = await codec.image_bytes(request)
-        decoded = await _decode(state, data, name)
-        smap = await batcher.submit(decoded, deadline)
+        batcher.expect()
+        try:
+            data, name = await codec.image_bytes(request)
+            codec.check_pixels(data, state.config.max_pixels)  # a header read: refuse a bomb before it queues
+        finally:
+            batcher.arrived()
+        smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
         if format == "npy":
             return Response(codec.npy(smap), media_type="application/x-npy", headers=_map_headers(smap))
         if format == "png":
@@ -238,7 +242,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             if cells is not None:
                 doc["grid"] = codec.grid(smap, *cells)
             if overlay:
-                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(decoded.pixels)))}
+                pixels = decode(data, state.config.max_pixels).pixels
+                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(pixels)))}
             return doc
 
         return JSONResponse(await run_in_threadpool(document))
