@@ -416,3 +416,37 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
+    """When the batched engine call raises, every image is re-run alone: only the culprit fails."""
+    from foveal import InputError
+    from foveal.serve.batcher import Batcher
+
+    import hashlib
+
+    payloads = images(6)
+    culprit = payloads[3]
+    culprit_sha = hashlib.sha256(culprit).hexdigest()
+
+    class Fragile:  # the real engine, failing whenever the culprit is in the call (as a broken model would)
+        max_pixels = engine.max_pixels
+
+        def predict_batch(self, batch, batch_size=16):
+            if any(d.sha256 == culprit_sha for d in batch):
+                raise InputError("this image breaks the model")
+            return engine.predict_batch(batch, batch_size)
+
+    async def run():
+        batcher = Batcher(Fragile(), max_batch=8, max_wait_ms=0)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(p) for p in payloads), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(run())
+    assert isinstance(results[3], InputError)
+    for payload, result in zip(payloads, results):
+        if payload is not culprit:
+            assert np.array_equal(result.prob, engine.predict(payload).prob)
