@@ -16,7 +16,7 @@ from ..errors import FovealError
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "outcomes", "calibrate")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "serve", "outcomes", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
