@@ -41,7 +41,7 @@ def test_extreme_aspects(engine, hw):
 
 def test_box_queries_match_numpy(engine, rgb):
     smap = engine.predict(rgb)
-    boxes = np.array([[0, 0, 120, 90], [10, 5, 30, 20], [100, 80, 50, 50], [-5, -5, 10, 10]])
+    boxes = np.array([[0, 0, 120, 90], [10, 5, 30, 20], [100, 80, 20, 10], [0, 0, 5, 5]])
     stats = smap.box_stats(boxes)
     p = smap.prob.astype(np.float64)
     expect = [p.sum(), p[5:25, 10:40].sum(), p[80:, 100:].sum(), p[:5, :5].sum()]
@@ -53,8 +53,10 @@ def test_box_queries_match_numpy(engine, rgb):
 
 
 @pytest.mark.parametrize("box, match", [
-    ([1, 2, float("nan"), 4], "finite"), ([0, 0, 0, 10], "at least one pixel"), ([5, 5, -3, 2], "at least one pixel"),
+    ([1, 2, float("nan"), 4], "finite"), ([0, 0, 0, 10], "zero or negative"), ([5, 5, -3, 2], "zero or negative"),
     ([500, 500, 10, 10], "outside"), ([[1, 2, 3]], "expected"),
+    # Partly outside: refused like an element file's box, never clipped (a clipped box measures another region).
+    ([-5, -5, 10, 10], "outside"), ([100, 80, 50, 50], "outside"),
 ])
 def test_bad_boxes(engine, rgb, box, match):
     with pytest.raises(InputError, match=match):

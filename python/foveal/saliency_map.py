@@ -8,39 +8,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import cpu
+from .boxes import resolve_boxes
 from .errors import InputError
 from .fileio import save_png, write_npy
 
 _SCALE_KEY = "foveal:scale"
-
-
-def boxes_to_xyxy(boxes: Any, shape: tuple[int, int]) -> np.ndarray:
-    """``[x, y, w, h]`` pixel boxes (one or (N, 4)) → int64 half-open ``x0, y0, x1, y1``.
-
-    Coordinates are rounded to whole pixels; NaN, infinite and non-positive sizes are refused, as are boxes that
-    lie entirely outside the ``(height, width)`` image. Partly outside boxes are clipped by the kernel.
-    """
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise InputError(f"boxes: expected [x, y, w, h] or an (N, 4) array, got shape {np.shape(boxes)}")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()}: coordinates must be finite numbers")
-    x0, y0 = np.rint(arr[:, 0]), np.rint(arr[:, 1])
-    x1, y1 = np.rint(arr[:, 0] + arr[:, 2]), np.rint(arr[:, 1] + arr[:, 3])
-    empty = (x1 <= x0) | (y1 <= y0)
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()}: width and height must be at least one pixel")
-    height, width = shape
-    outside = (x1 <= 0) | (y1 <= 0) | (x0 >= width) | (y0 >= height)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()} lies entirely outside the {width}x{height} image")
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
 
 
 class SaliencyMap:
@@ -76,31 +48,40 @@ class SaliencyMap:
         """Total mass (1 up to rounding for a model's output)."""
         return float(self.sat[-1, -1])
 
-    def box_sum(self, boxes: Any) -> np.ndarray:
-        """Mass inside each ``[x, y, w, h]`` box, clipped to the image: (N,) float64."""
-        return cpu.box_sums(self.sat, boxes_to_xyxy(boxes, self.shape))
+    def box_sum(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> np.ndarray:
+        """Mass inside each box: (N,) float64.  Boxes follow :mod:`foveal.boxes` (refused, never clipped,
+        when they run off the image)."""
+        return cpu.box_sums(self.sat, resolve_boxes(boxes, self.shape, box_format=box_format, units=units))
 
-    def box_stats(self, boxes: Any) -> dict[str, np.ndarray]:
-        """Per box: ``sum``, clipped ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
+    def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
+        """Per box: ``sum``, ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
 
+        ``boxes`` is one box or an (N, 4) array (N may be 0), ``[x, y, w, h]`` unless ``box_format="xyxy"``, in
+        pixels unless ``units="relative"``; see :mod:`foveal.boxes` for the rounding and validation rule.
         share = sum / total; lift = share / (area / image area), so 1.0 means "as much as an average region".
         """
-        xyxy = boxes_to_xyxy(boxes, self.shape)
-        sums = cpu.box_sums(self.sat, xyxy)
+        xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
+        sums = cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
         height, width = self.shape
-        area = ((np.minimum(xyxy[:, 2], width) - np.maximum(xyxy[:, 0], 0))
-                * (np.minimum(xyxy[:, 3], height) - np.maximum(xyxy[:, 1], 0))).astype(np.float64)
+        area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
         share = sums / self.total
         return {"sum": sums, "area": area, "density": sums / area, "share": share,
                 "lift": share / (area / (height * width))}
 
-    def share(self, box: Sequence[float]) -> float:
-        """Share of attention inside one ``[x, y, w, h]`` box (0..1)."""
-        return float(self.box_stats(box)["share"][0])
+    def _one(self, box: Any, what: str, box_format: str, units: str) -> dict[str, np.ndarray]:
+        stats = self.box_stats(box, box_format=box_format, units=units)
+        if len(stats["sum"]) != 1:
+            raise InputError(f"{what}: takes exactly one box [x, y, w, h], got {len(stats['sum'])}; for many boxes "
+                             f"use box_stats(boxes)[{what!r}]")
+        return stats
 
-    def lift(self, box: Sequence[float]) -> float:
+    def share(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
+        """Share of attention inside one box (0..1)."""
+        return float(self._one(box, "share", box_format, units)["share"][0])
+
+    def lift(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
         """Share of one box divided by its area fraction (1.0 = average)."""
-        return float(self.box_stats(box)["lift"][0])
+        return float(self._one(box, "lift", box_format, units)["lift"][0])
 
     def to_png(self, path: str | os.PathLike, bits: int = 8) -> float:
         """Write a greyscale PNG scaled to the map's maximum; returns (and stores in the PNG) the scale factor
