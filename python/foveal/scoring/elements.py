@@ -132,6 +132,13 @@ def _check_name(name: Any, where: str) -> str:
 def _check_box_values(box: Any, where: str) -> list[float]:
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         raise ElementSpecError(f"{where}: field 'box' must be a list of 4 numbers [x, y, w, h], got {_short(box)}")
+    if all(type(v) is int or type(v) is float for v in box):  # the common case, checked in one pass
+        try:
+            values = [float(v) for v in box]
+        except OverflowError:
+            values = []
+        if values and all(map(math.isfinite, values)):
+            return values
     values = []
     for label, v in zip("xywh", box):
         # bool is an int subclass; true/false in a box is always a mistake.
@@ -171,8 +178,7 @@ def _resolve(names: Sequence[str], kinds: Sequence[str], boxes: Sequence[Sequenc
             raise
         except InputError as exc:
             raise ElementSpecError(str(exc)) from None
-        for j, i in enumerate(idx):
-            x0, y0, x1, y1 = (int(v) for v in xyxy[j])
+        for i, (x0, y0, x1, y1) in zip(idx, xyxy.tolist()):
             out[i] = Element(name=names[i], kind=kinds[i], box=(x0, y0, x1 - x0, y1 - y0))
     return out  # type: ignore[return-value]
 
