@@ -38,13 +38,14 @@ def test_element_units_override_file_units():
     assert spec.elements[1].box == (1, 1, 1, 1)
 
 
-@pytest.mark.parametrize("box", [(0, 0, 1, 1), (0.05, 0.05, 0.9, 0.9), (0.5, 0.5, 0.25, 0.1)])
+@pytest.mark.parametrize("box", [(0.05, 0.05, 0.9, 0.9), (0.5, 0.5, 0.25, 0.1), (0, 0, 0.5, 1)])
 def test_relative_looking_pixel_boxes_are_refused_with_the_units_hint(box):
     # Never guessed: a box whose edges all lie in [0, 1] read as pixels is at most one pixel, so it is refused with
     # the fix (it used to score ~1e-8 as a 1x1 box).
     with pytest.raises(ElementSpecError, match='declare units "relative"'):
         parse_elements([el(box=box)], HW)
-    assert parse_elements([el(box=(1, 1, 1, 1))], HW).elements[0].box == (1, 1, 1, 1)
+    # Whole numbers are pixels: [0, 0, 1, 1] is a 1x1 box, never the whole image.
+    assert parse_elements([el(box=(0, 0, 1, 1))], HW).elements[0].box == (0, 0, 1, 1)
 
 
 def test_fractional_pixels_round_edges_to_nearest():

@@ -8,6 +8,8 @@ refused with a message that says how to declare it.
 Rule, the same everywhere (Python API, CLI, element files):
 
 1. values must be real, finite numbers (no strings, bools, complex, datetimes, masked entries);
+   fractional pixel boxes whose edges all lie within [0, 1] are refused: they are relative boxes missing their
+   units (whole numbers such as ``[0, 0, 1, 1]`` are a 1x1 pixel box);
 2. relative values are multiplied by the image width or height;
 3. each edge is rounded to the nearest pixel, halves up: ``x0 = floor(x + 0.5)``, ``x1 = floor(x + w + 0.5)``;
 4. the rounded box must be non-empty and lie inside the image: ``0 <= x0 < x1 <= W`` and ``0 <= y0 < y1 <= H``.
@@ -106,8 +108,10 @@ def resolve_boxes(boxes: Any, image_hw: tuple[int, int] | Any, *, box_format: st
             raise InputError(f"{label(i)}: {_shown(raw[i], box_format, units)} needs x1 > x0 and y1 > y0")
         x0, y0, x1, y1 = a, b, c, d
     if units == "px":
-        # Edges all within [0, 1] is how a relative box looks; as pixels it would be at most one pixel.
-        small = (x0 >= 0) & (y0 >= 0) & (x1 <= 1.0) & (y1 <= 1.0)
+        # Fractional edges all within [0, 1] are how a relative box looks; as pixels the box is at most one
+        # pixel.  Whole numbers ([0, 0, 1, 1]) stay a 1x1 pixel box: resolved boxes must read back unchanged.
+        small = ((x0 >= 0) & (y0 >= 0) & (x1 <= 1.0) & (y1 <= 1.0)
+                 & (raw != np.floor(raw)).any(axis=1))
         if small.any():
             i = int(np.flatnonzero(small)[0])
             raise InputError(f"{label(i)}: {_shown(raw[i], box_format, units)} is in pixels (the default), but "

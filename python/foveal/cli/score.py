@@ -36,7 +36,7 @@ from ..progress import progress
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements
 from ..scoring.norms import Norms, load_norms
-from ..scoring.recommend import recommend
+from ..scoring.recommend import Thresholds, recommend
 from ..scoring.report import build_document, draw_boxes, write_report
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, score_creative
 from . import add_engine_options, make_engine
@@ -131,13 +131,13 @@ def _load_norms(args: argparse.Namespace, engine) -> tuple[Norms | None, str | N
 
 
 def _score(p: Predicted, args: argparse.Namespace, norms: Norms | None, warning: str | None,
-           ) -> tuple[CreativeScores, dict]:
+           thresholds: Thresholds) -> tuple[CreativeScores, dict]:
     scores = score_creative(p.smap, p.spec.elements, norms=norms, format=args.format or p.spec.format,
                             pass_percentile=args.pass_percentile)
     norms_info = None if norms is None else {
         "source": str(args.norms), "model": norms.model, "creatives": norms.creatives.get(scores.format),
         "warning": warning}
-    doc = build_document(scores, recommend(scores), p.smap.provenance, image=str(p.image), elements=str(p.elements),
+    doc = build_document(scores, recommend(scores, thresholds=thresholds), p.smap.provenance, image=str(p.image), elements=str(p.elements),
                          norms=norms_info)
     return scores, doc
 
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     result = next(iter_predicted(engine, [(args.image, elements)], 1))[1]
     if isinstance(result, FovealError):
         raise result
-    scores, doc = _score(result, args, norms, warning)
+    scores, doc = _score(result, args, norms, warning, Thresholds.of_card(engine.graph))
     _write_outputs(args.out, result, scores, doc, not args.no_report)
     if warning:
         print(f"foveal: warning: {warning}", file=sys.stderr)
@@ -260,6 +260,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if warning:
         print(f"foveal: warning: {warning}", file=sys.stderr)
     done = resume(args.out, batch_settings(args, engine))
+    thresholds = Thresholds.of_card(engine.graph)
     todo, failures = [], 0
     for image in images:
         if image.stem in done:
@@ -278,7 +279,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"foveal: error: {image.name}: {result}", file=sys.stderr)
                 continue
-            scores, doc = _score(result, args, norms, warning)
+            scores, doc = _score(result, args, norms, warning, Thresholds.of_card(engine.graph))
             _write_outputs(args.out / image.stem, result, scores, doc, not args.no_report)
             _append_durably(table, _csv_text(csv_rows(image.stem, scores, doc)))
             _append_durably(journal, json.dumps(image.stem) + "\n")

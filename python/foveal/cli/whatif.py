@@ -27,7 +27,7 @@ from ..scoring.compare import DEFINITIONS as COMPARE_DEFINITIONS
 from ..scoring.compare import compare_figure, difference_map
 from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
-from ..scoring.recommend import recommend
+from ..scoring.recommend import Thresholds, recommend
 from ..scoring.report import run_header
 from ..scoring.scores import DEFINITIONS as SCORE_DEFINITIONS
 from ..scoring.whatif import (DEFINITIONS, MAX_OVERLAP, candidate_offsets, outcome_document, parse_grid,
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         result = search_position(engine, decoded.pixels, elements, args.search, offsets,
                                  batch_size=args.batch_size, progress=bar)
         outcome = result.best
-        recs = recommend(result.baseline, result.whatif_results(args.top))
+        recs = recommend(result.baseline, result.whatif_results(args.top),
+                         thresholds=Thresholds.of_card(engine.graph))
         body = {"mode": "search",
                 "search": search_document(result, top=args.top, rejected_overlap=rejected, grid=grid,
                                           step=args.step, max_overlap=args.max_overlap),
