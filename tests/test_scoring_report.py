@@ -19,7 +19,7 @@ from foveal.scoring.scores import score_creative
 
 H, W = 120, 160
 PROV = {"model": "itti-koch", "model_version": "1.0.0", "model_sha256": "ab" * 32, "backend": "onnxruntime",
-        "precision": "fp32", "image_sha256": "cd" * 32}
+        "precision": "fp32", "graph_sha256": "ef" * 32, "image_sha256": "cd" * 32}
 
 
 def scored(name: str = "cta", norms: Norms | None = None):
@@ -46,7 +46,8 @@ def test_boxes_drawn_in_kind_colours_without_touching_the_input():
 
 def test_document_has_provenance_scores_and_definitions():
     doc = document()
-    assert doc["model"] == {"name": "itti-koch", "version": "1.0.0", "sha256": "ab" * 32, "precision": "fp32"}
+    assert doc["model"] == {"name": "itti-koch", "version": "1.0.0", "sha256": "ab" * 32,
+                            "graph_sha256": PROV["graph_sha256"], "precision": "fp32"}
     assert doc["input"] == {"image": "ad.png", "image_sha256": "cd" * 32, "elements": "ad.json"}
     assert doc["image_size"] == {"height": H, "width": W} and doc["format"] == "160x120"
     assert [e["name"] for e in doc["elements"]] == ["cta", "logo"]

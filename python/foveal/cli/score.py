@@ -35,7 +35,7 @@ from ..models import file_sha256
 from ..progress import progress
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements
-from ..scoring.norms import Norms, load_norms
+from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds, recommend
 from ..scoring.report import build_document, draw_boxes, write_report
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, score_creative
@@ -74,7 +74,8 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pass-percentile", type=float, default=DEFAULT_PASS_PERCENTILE, metavar="P",
                    help="an element passes at or above this percentile of its norm (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",
-                   help="use norms built with another model (a warning is recorded in the output)")
+                   help="use norms built with another model or graph (precision); a warning is recorded in the "
+                        "output")
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,13 @@ def _load_norms(args: argparse.Namespace, engine) -> tuple[Norms | None, str | N
     if args.norms is None:
         return None, None
     norms = load_norms(args.norms)
-    return norms, norms.check_model(engine.model.name, engine.model.sha256, args.allow_model_mismatch)
+    return norms, norms.check_graph(engine_identity(engine), args.allow_model_mismatch)
 
 
 def _score(p: Predicted, args: argparse.Namespace, norms: Norms | None, warning: str | None,
            thresholds: Thresholds) -> tuple[CreativeScores, dict]:
     scores = score_creative(p.smap, p.spec.elements, norms=norms, format=args.format or p.spec.format,
-                            pass_percentile=args.pass_percentile)
+                            pass_percentile=args.pass_percentile, allow_model_mismatch=args.allow_model_mismatch)
     norms_info = None if norms is None else {
         "source": str(args.norms), "model": norms.model, "creatives": norms.creatives.get(scores.format),
         "warning": warning}
@@ -279,7 +280,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"foveal: error: {image.name}: {result}", file=sys.stderr)
                 continue
-            scores, doc = _score(result, args, norms, warning, Thresholds.of_card(engine.graph))
+            scores, doc = _score(result, args, norms, warning, thresholds)
             _write_outputs(args.out / image.stem, result, scores, doc, not args.no_report)
             _append_durably(table, _csv_text(csv_rows(image.stem, scores, doc)))
             _append_durably(journal, json.dumps(image.stem) + "\n")

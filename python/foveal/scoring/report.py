@@ -57,7 +57,8 @@ def run_header(provenance: dict[str, Any]) -> dict[str, Any]:
     return {
         "foveal_version": __version__,
         "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
-                  "sha256": provenance.get("model_sha256"), "precision": provenance.get("precision")},
+                  "sha256": provenance.get("model_sha256"), "graph_sha256": provenance.get("graph_sha256"),
+                  "precision": provenance.get("precision")},
         "backend": provenance.get("backend"),
     }
 

@@ -205,13 +205,17 @@ def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
 
 def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
-                   ) -> tuple[ElementScore, ...]:
+                   allow_model_mismatch: bool = False) -> tuple[ElementScore, ...]:
     """Per-element scores (input order).  Box sums come from the map's summed-area table: O(1) per box.
 
-    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).
+    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).  Norms built with another
+    graph than the one in the map's provenance are refused (InputError) unless ``allow_model_mismatch``.
     """
     if not elements:
         return ()
+    provenance = getattr(smap, "provenance", None) or {}
+    if norms is not None and provenance.get("graph_sha256"):
+        norms.check_graph(provenance, allow_model_mismatch)
     h, w = smap.prob.shape
     fmt = format or format_of((h, w))
     stats = smap.box_stats(np.array([e.box for e in elements], dtype=np.int64))
@@ -239,12 +243,14 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
 
 
 def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
-                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE) -> CreativeScores:
+                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
+                   allow_model_mismatch: bool = False) -> CreativeScores:
     """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share)."""
     prob = smap.prob
     h, w = prob.shape
     fmt = format or format_of((h, w))
-    element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile)
+    element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile,
+                                    allow_model_mismatch=allow_model_mismatch)
     conversion, conv_mask = union_share(prob, [e.xyxy for e in elements if e.kind in CONVERSION_KINDS])
     others, _ = union_share(prob, [e.xyxy for e in elements if e.kind not in CONVERSION_KINDS], exclude=conv_mask)
     return CreativeScores(
