@@ -34,7 +34,7 @@ from ..imageio import DecodedImage, decode
 from ..models import file_sha256
 from ..progress import progress
 from ..saliency_map import SaliencyMap
-from ..scoring.elements import ElementSpec, find_element_file, load_elements
+from ..scoring.elements import FORMAT_SUMMARY, ElementSpec, find_element_file, load_elements
 from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds, recommend
 from ..scoring.report import build_document, draw_boxes, write_report
@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score", help="score a creative's elements (CTA, headline, logo...) and write a report",
         description="Score element boxes on the predicted saliency map; write scores.json, overlay.png and "
-                    "report.html (a folder: one subfolder per creative plus scores.csv, resumable).")
+                    "report.html (a folder: one subfolder per creative plus scores.csv, resumable).",
+        epilog=FORMAT_SUMMARY, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", type=Path, metavar="IMAGE|DIR", help="a creative, or a folder of creatives")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--elements", type=Path, metavar="FILE",

@@ -47,6 +47,16 @@ CONVERSION_KINDS: frozenset[str] = frozenset({"cta", "headline", "product"})
 CSV_COLUMNS: tuple[str, ...] = ("name", "kind", "x", "y", "w", "h")
 #: The CSV header for corner boxes (implies ``box_format`` xyxy).
 CSV_XYXY_COLUMNS: tuple[str, ...] = ("name", "kind", "x0", "y0", "x1", "y1")
+#: The element-file format in a few lines (shown by ``foveal score --help``; docs/SCORING.md has it in full).
+FORMAT_SUMMARY = """\
+element file (JSON or CSV), one box per element:
+  [{"name": "cta", "kind": "cta", "box": [x, y, w, h]}, ...]
+  {"format": "1080x1080", "units": "relative", "box_format": "xywh", "elements": [...]}
+  CSV: name,kind,x,y,w,h[,units]   (or name,kind,x0,y0,x1,y1 for corner boxes)
+box: [x, y, w, h] from the top-left corner, in pixels; "units": "relative" for fractions of the image width
+  (x, w) and height (y, h); "box_format": "xyxy" for [x0, y0, x1, y1]. Both may be set per element or for the
+  file. Edges round to the nearest pixel (halves up); boxes must lie inside the image.
+kinds (any case): cta, headline, body_text, product, logo, face, other."""
 #: File extensions :func:`find_element_file` looks for, in order.
 ELEMENT_FILE_SUFFIXES: tuple[str, ...] = (".json", ".csv")
 #: Largest element file read (bytes): far above any real creative's, small enough to parse without harm.
