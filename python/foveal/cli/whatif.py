@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         body = {"mode": "edits", **outcome_document(outcome)}
         n_images = 2
     else:
-        offsets, rejected = candidate_offsets(decoded.pixels.shape[:2], elements, args.search, grid=grid,
-                                              step=args.step, max_overlap=args.max_overlap)
+        positions = candidate_offsets(decoded.pixels.shape[:2], elements, args.search, grid=grid,
+                                      step=args.step, max_overlap=args.max_overlap, image=decoded.pixels)
+        offsets = positions.offsets
         bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
         result = search_position(engine, decoded.pixels, elements, args.search, offsets,
                                  batch_size=args.batch_size, progress=bar)
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         recs = recommend(result.baseline, result.whatif_results(args.top),
                          thresholds=Thresholds.of_card(engine.graph))
         body = {"mode": "search",
-                "search": search_document(result, top=args.top, rejected_overlap=rejected, grid=grid,
+                "search": search_document(result, top=args.top, positions=positions, grid=grid,
                                           step=args.step, max_overlap=args.max_overlap),
                 "best_edit": outcome_document(outcome),
                 "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
