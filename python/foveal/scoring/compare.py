@@ -13,6 +13,10 @@ Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
   scored against its own image).  Elements present in one creative only are listed, not compared.
 - **Material change**: ``|Δ| ≥ 0.5`` percentage points of attention (:data:`MATERIAL_CHANGE`); smaller changes are
   "no material change".
+- **Same format**: A and B are compared only when they are one format: equal format names, or two sizes
+  ``WxH`` of one aspect ratio (within :data:`ASPECT_TOLERANCE`).  Shares of a 728x90 banner and a 300x250
+  rectangle are not comparable (the layout sets them), so different formats are refused, or, when explicitly
+  allowed, the verdict is qualified in the summary and the notes.
 - **Verdict** from ``Δconversion`` (attention on the union of cta, headline and product boxes) and
   ``Δdistractors`` (attention on the union of all other element boxes, outside the conversion boxes):
   ``better`` when conversion rises and distractors do not rise, or conversion holds and distractors fall;
@@ -37,6 +41,8 @@ from .scores import CreativeScores
 
 #: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
 MATERIAL_CHANGE = 0.005
+#: Two ``WxH`` sizes are one format when their aspect ratios differ by at most this fraction.
+ASPECT_TOLERANCE = 0.02
 
 DEFINITIONS: dict[str, str] = {
     "common_grid": "B's pixel grid; A's map is resampled onto it by area-preserving resampling (maps read as "
@@ -50,6 +56,9 @@ DEFINITIONS: dict[str, str] = {
     "material_change": f"|delta| >= {MATERIAL_CHANGE * 100:g} percentage points; smaller is 'no material change'",
     "conversion": "attention on the union of " + ", ".join(sorted(CONVERSION_KINDS)) + " boxes",
     "distractors": "attention on the union of all other element boxes, outside the conversion boxes",
+    "same_format": "equal format names, or WxH sizes whose aspect ratios differ by at most "
+                   f"{ASPECT_TOLERANCE:.0%}; different formats are refused unless allowed, then the verdict is "
+                   "qualified",
     "verdict": "better: conversion up and distractors not up, or conversion flat and distractors down; worse: the "
                "mirror; mixed: both up or both down; no material change: neither moves (by material_change)",
     "effect": "per element: helps = a conversion element gained or a distractor lost attention; hurts = the "
@@ -90,6 +99,9 @@ class Comparison:
     verdict: str
     summary: str
     notes: tuple[str, ...]
+    format_a: str = ""
+    format_b: str = ""
+    same_format: bool = True
 
     @property
     def delta_conversion(self) -> float:
@@ -116,6 +128,7 @@ class Comparison:
             "only_in_a": list(self.only_in_a),
             "only_in_b": list(self.only_in_b),
             "notes": list(self.notes),
+            "formats": {"a": self.format_a, "b": self.format_b, "same": self.same_format},
         }
 
 
@@ -139,11 +152,39 @@ def verdict_of(delta_conversion: float, delta_distractors: float) -> str:
     return "better" if conv > 0 or (conv == 0 and dist < 0) else "worse"
 
 
-def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
-    """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict."""
+def same_format(format_a: str, format_b: str) -> bool:
+    """One format: equal names, or ``WxH`` sizes of one aspect ratio (within :data:`ASPECT_TOLERANCE`)."""
+    if format_a == format_b:
+        return True
+    sizes = [_size(f) for f in (format_a, format_b)]
+    if sizes[0] is None or sizes[1] is None:
+        return False
+    (wa, ha), (wb, hb) = sizes
+    return abs((wa / ha) / (wb / hb) - 1.0) <= ASPECT_TOLERANCE
+
+
+def _size(fmt: str) -> tuple[int, int] | None:
+    w, sep, h = fmt.lower().partition("x")
+    return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0 else None
+
+
+def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatch: bool = False) -> Comparison:
+    """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict.
+
+    Creatives of different formats (:func:`same_format`) are refused (InputError) unless
+    ``allow_format_mismatch``, which qualifies the summary and adds a note.
+    """
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
     deltas, notes = [], []
+    same = same_format(a.format, b.format)
+    if not same:
+        mismatch = (f"A is format {a.format} and B is {b.format}: shares of different formats are not comparable "
+                    "(the layout sets them)")
+        if not allow_format_mismatch:
+            raise InputError(mismatch + "; compare variants of one format, or pass --allow-format-mismatch "
+                             "(Python: allow_format_mismatch=True) to see a qualified comparison")
+        notes.append(mismatch + "; the verdict is indicative only")
     for ea in a.elements:
         eb = b_by_name.get(ea.name)
         if eb is None:
@@ -162,10 +203,12 @@ def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
     d_conv = b.conversion_share - a.conversion_share
     d_dist = b.other_elements_share - a.other_elements_share
     verdict = verdict_of(d_conv, d_dist)
-    summary = (f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
+    summary = ("" if same else f"formats differ ({a.format} vs {b.format}), indicative only: ") + (
+               f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
                f"({_pp(d_conv)}), distractors {_pct(a.other_elements_share)} -> {_pct(b.other_elements_share)} "
                f"({_pp(d_dist)})")
     return Comparison(
+        format_a=a.format, format_b=b.format, same_format=same,
         elements=tuple(deltas),
         only_in_a=tuple(e.name for e in a.elements if e.name not in b_by_name),
         only_in_b=tuple(e.name for e in b.elements if e.name not in a_names),
