@@ -82,6 +82,20 @@ def test_overlay(engine, rgb, tmp_path):
         smap.overlay(rgb[:10])
 
 
+@pytest.mark.parametrize("colour", [(0, 0, 0), (200, 20, 20), (255, 255, 255), (40, 40, 160)])
+def test_overlay_heat_stands_out_on_any_background(colour):
+    # Turbo at alpha 0.6 all but vanished on dark and on red areas; the peak must stand out from the unattended image.
+    image = np.empty((40, 60, 3), np.uint8)
+    image[:] = colour
+    prob = np.full((40, 60), 1e-6, np.float32)
+    prob[15:25, 25:35] = 1.0
+    prob[5:8, 5:8] = 0.1  # faint attention shows too
+    out = SaliencyMap(prob / prob.sum()).overlay(image).astype(int)
+    background = out[35, 55]
+    assert np.abs(out[20, 30] - background).sum() >= 150, (out[20, 30], background)
+    assert np.abs(out[6, 6] - background).sum() >= 20, (out[6, 6], background)
+
+
 def test_device_resolution_and_errors(rgb):
     assert resolve("auto") == ("tensorrt", "torch", "onnxruntime")
     assert resolve(["onnxruntime", "cpu"]) == ("onnxruntime",)

@@ -13,6 +13,16 @@ from .errors import InputError
 from .fileio import save_png, write_npy
 
 _SCALE_KEY = "foveal:scale"
+#: Grey range the image is compressed to under an overlay: no black or white left for the heat to vanish into.
+OVERLAY_BASE = (80.0, 170.0)
+#: Bottom of the colormap left out, so the faintest heat is a visible purple rather than black.
+OVERLAY_CMAP_START = 0.2
+OVERLAY_ALPHA = 0.9
+
+
+def overlay_ramp(t: np.ndarray) -> np.ndarray:
+    """Where ``t = prob / max`` in [0, 1] lands on the overlay's colormap (the legend uses the same ramp)."""
+    return (OVERLAY_CMAP_START + (1.0 - OVERLAY_CMAP_START) * np.asarray(t, np.float32)).astype(np.float32)
 
 
 class SaliencyMap:
@@ -113,13 +123,30 @@ class SaliencyMap:
         """Save ``prob`` as a float32 ``.npy``."""
         write_npy(path, self.prob)
 
-    def overlay(self, image: np.ndarray, path: str | os.PathLike | None = None, alpha: float = 0.6,
-                cmap: str = "turbo") -> np.ndarray:
-        """Colourise the map over ``image`` (H, W, 3) uint8; save it as PNG when ``path`` is given."""
+    def overlay(self, image: np.ndarray, path: str | os.PathLike | None = None, alpha: float = OVERLAY_ALPHA,
+                cmap: str = "inferno") -> np.ndarray:
+        """Attention drawn over ``image`` (H, W, 3) uint8; saved as PNG when ``path`` is given.
+
+        The image is shown muted (grey, its range compressed to :data:`OVERLAY_BASE`) so that heat stays visible on
+        dark and on saturated (e.g. red) areas; each pixel takes the colour of ``cmap`` at ``t = prob / max(prob)``
+        (``"inferno"``: perceptually uniform and colour-blind safe, purple → orange → yellow; its darkest fifth is
+        skipped, :func:`overlay_ramp`) with blend weight ``alpha * sqrt(t)``, so faint attention still shows and
+        unattended pixels show the image.
+        """
         image = np.asarray(image)
-        if image.shape[:2] != self.shape:
-            raise InputError(f"overlay: image is {image.shape[:2]}, map is {self.shape}; they must match")
-        out = cpu.overlay(image, self.prob, alpha=alpha, cmap=cmap)
+        if image.ndim != 3 or image.shape[2] < 3 or image.shape[:2] != self.shape:
+            raise InputError(f"overlay: image is {image.shape}, map is {self.shape}; they must match: give the "
+                             "(H, W, 3) image the map was predicted from")
+        if not 0.0 <= alpha <= 1.0:
+            raise InputError(f"overlay: alpha must be in [0, 1], got {alpha}")
+        peak = float(self.prob.max())
+        t = self.prob / peak if peak > 0 else np.zeros_like(self.prob)
+        colours = cpu.colorize(overlay_ramp(t), cmap).astype(np.float32)
+        grey = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        low, high = OVERLAY_BASE
+        base = (low + grey * ((high - low) / 255.0))[..., None]
+        weight = (alpha * np.sqrt(t))[..., None]
+        out = np.clip(base + (colours - base) * weight + 0.5, 0, 255).astype(np.uint8)
         if path is not None:
             save_png(path, out)
         return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -35,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import draw_boxes, run_header
+from .report import draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
@@ -311,27 +312,53 @@ def render_difference(image: np.ndarray, diff: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
-    """Panels (uint8 H×W×3) scaled to the last panel's height, laid left to right on white with a label each."""
+#: Creatives wider than this (width / height) get their panels stacked top to bottom: three banners side by side
+#: would each be a sliver of the page.
+STACK_ASPECT = 1.25
+
+
+def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8,
+                 footer: np.ndarray | None = None, footer_label: str = "") -> np.ndarray:
+    """Panels (uint8 H×W×3) with a label each, on white: left to right at the last panel's height, or, for
+    landscape panels (width/height > :data:`STACK_ASPECT`), top to bottom at its width.  ``footer`` (e.g. the
+    colour legend) goes under them, labelled."""
     from PIL import Image, ImageDraw, ImageFont
 
-    height = panels[-1].shape[0]
-    font = ImageFont.load_default(size=max(12, height // 36))
+    last = panels[-1]
+    stacked = last.shape[1] / last.shape[0] > STACK_ASPECT
     scaled = []
     for p in panels:
-        if p.shape[0] != height:
-            width = max(1, round(p.shape[1] * height / p.shape[0]))
-            p = np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR))
-        scaled.append(p)
+        if stacked and p.shape[1] != last.shape[1]:
+            size = (last.shape[1], max(1, round(p.shape[0] * last.shape[1] / p.shape[1])))
+        elif not stacked and p.shape[0] != last.shape[0]:
+            size = (max(1, round(p.shape[1] * last.shape[0] / p.shape[0])), last.shape[0])
+        else:
+            size = None
+        scaled.append(np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)) if size else p)
+    font = ImageFont.load_default(size=max(12, min(last.shape[:2]) // 20, 14))
     label_h = font.size + 8
-    total_w = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
-    canvas = Image.new("RGB", (total_w, height + label_h), "white")
+    if stacked:
+        width = last.shape[1]
+        height = sum(p.shape[0] + label_h for p in scaled) + gap * (len(scaled) - 1)
+    else:
+        width = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
+        height = last.shape[0] + label_h
+    footer_h = 0 if footer is None else footer.shape[0] + label_h + gap
+    canvas = Image.new("RGB", (width, height + footer_h), "white")
     draw = ImageDraw.Draw(canvas)
-    x = 0
+    x = y = 0
     for p, label in zip(scaled, labels):
-        canvas.paste(Image.fromarray(p), (x, label_h))
-        draw.text((x + 2, 3), label, fill="black", font=font)
-        x += p.shape[1] + gap
+        draw.text((x + 2, y + 3), label, fill="black", font=font)
+        canvas.paste(Image.fromarray(p), (x, y + label_h))
+        if stacked:
+            y += p.shape[0] + label_h + gap
+        else:
+            x += p.shape[1] + gap
+    if footer is not None:
+        top = height + gap
+        draw.text((2, top + 3), footer_label, fill="black", font=font)
+        strip = np.asarray(Image.fromarray(footer).resize((min(width, footer.shape[1]), footer.shape[0])))
+        canvas.paste(Image.fromarray(strip), (0, top + label_h))
     return np.asarray(canvas)
 
 
@@ -339,12 +366,15 @@ def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeSc
                    image_b: np.ndarray, map_b: SaliencyMap, scores_b: CreativeScores, diff: np.ndarray,
                    labels: tuple[str, str] = ("A", "B")) -> np.ndarray:
     """Three panels: A's and B's attention overlays with labelled element boxes, and ``diff``
-    (:func:`difference_map`) over B."""
+    (:func:`difference_map`) over B; the overlays' colour legend underneath."""
     elements_b = [Element(e.name, e.kind, e.box) for e in scores_b.elements]
+    width = image_b.shape[1] if image_b.shape[1] / image_b.shape[0] > STACK_ASPECT else 3 * image_b.shape[1]
     return side_by_side(
         [draw_boxes(map_a.overlay(image_a), scores_a), draw_boxes(map_b.overlay(image_b), scores_b),
          outline_boxes(render_difference(image_b, diff), elements_b)],
-        [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"])
+        [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"],
+        footer=legend_strip(max(60, min(600, width // 2))),
+        footer_label="attention on the overlays: none (grey) -> purple -> orange -> yellow (peak)")
 
 
 def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40)
@@ -407,7 +437,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     model = doc["model"]
     a, b = doc["input"]["a"], doc["input"]["b"]
     return _HTML.format(
-        title=html.escape(f'{a["image"]} vs {b["image"]}'),
+        title=html.escape(f'{Path(a["image"]).name} vs {Path(b["image"]).name}'),
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),
