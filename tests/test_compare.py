@@ -3,6 +3,7 @@ then ``foveal compare`` end to end on the example creatives."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,29 @@ def test_cli_compare_bad_input(tmp_path, monkeypatch, capsys, extra, code, text)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_landscape_panels_stack_and_carry_a_legend():
+    from foveal.scoring.compare import compare_figure
+
+    image = np.full((90, 728, 3), 200, np.uint8)
+    prob = np.full((90, 728), 1.0, np.float32)
+    smap = SaliencyMap(prob / prob.sum())
+    elements = (Element("cta", "cta", (560, 25, 130, 40)),)
+    scores = score_creative(smap, elements)
+    figure = compare_figure(image, smap, scores, image, smap, scores, np.zeros((90, 728)))
+    # Side by side, three 728x90 banners shrank to a third of the page; stacked, each keeps the full width.
+    assert figure.shape[1] == 728 and figure.shape[0] > 3 * 90
+    square = np.full((100, 100, 3), 200, np.uint8)
+    sq_map = SaliencyMap(np.full((100, 100), 1e-4, np.float32))
+    sq_scores = score_creative(sq_map, (Element("cta", "cta", (10, 10, 20, 20)),))
+    assert compare_figure(square, sq_map, sq_scores, square, sq_map, sq_scores, np.zeros((100, 100))).shape[1] > 300
+
+
+def test_compare_page_titles_use_file_names(tmp_path):
+    (a, b), (ea, eb) = _examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(a.resolve()), str(b.resolve()), "--elements", str(ea), str(eb), "-o",
+                 str(out)]) == 0
+    title = re.search(r"<title>(.*?)</title>", (out / "compare.html").read_text()).group(1)
+    assert title == f"foveal compare: {a.name} vs {b.name}"
