@@ -129,3 +129,51 @@ def test_20k_element_file_parses(tmp_path):
     path = tmp_path / "e.json"
     path.write_text(json.dumps(items), encoding="utf-8")
     assert len(load_elements(path, HW)) == 20_000
+
+
+@pytest.mark.parametrize("parse, text", [
+    ("move", "cta:" + "9" * 5000 + ",0"), ("move", "cta:1e3,0"), ("scale", "logo:" + "9" * 400),
+    ("scale", "logo:nan"), ("swap", "a,a"), ("grid", "999999999x2"), ("grid", "1" * 5000 + "x2"),
+])
+def test_edit_and_search_arguments(parse, text):
+    from foveal.errors import InputError
+    from foveal.scoring.edits import parse_move, parse_scale, parse_swap
+    from foveal.scoring.whatif import parse_grid
+
+    with pytest.raises(InputError):
+        {"move": parse_move, "scale": parse_scale, "swap": parse_swap, "grid": parse_grid}[parse](text)
+
+
+def test_search_sizes_are_bounded():
+    from foveal.errors import InputError
+    from foveal.scoring.elements import Element
+    from foveal.scoring.whatif import candidate_offsets
+
+    elements = (Element("cta", "cta", (10, 10, 20, 20)),)
+    with pytest.raises(InputError, match="larger --step"):
+        candidate_offsets((1000, 1000), elements, "cta", step=1)
+    with pytest.raises(InputError, match="--grid"):
+        candidate_offsets((100, 100), elements, "cta", grid=(10**9, 2))
+    with pytest.raises(InputError, match="no valid position"):
+        candidate_offsets((100, 100), elements, "cta", step=10**30)
+
+
+@pytest.mark.parametrize("text", [
+    '{"foveal_norms": 2, "formats": {"f": {"creatives": 1, "kinds": {"cta": [' + "9" * 5000 + "]}}}}",
+    '{"foveal_norms": 2, "quantity": "share", "model": {"name": "m", "sha256": "a", "graph_sha256": "a", '
+    '"precision": "fp32"}, "formats": {"f": {"creatives": 1, "kinds": {"cta": [' + "9" * 400 + "]}}}}",
+    "[" * 100_000 + "]" * 100_000,
+    "\xff\xfe",
+])
+def test_hostile_norms_files(tmp_path, text):
+    from foveal.errors import InputError
+    from foveal.scoring.norms import load_norms
+
+    path = tmp_path / "norms.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError):
+        load_norms(path)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_norms(fifo)

@@ -65,7 +65,7 @@ class EditedCreative:
     elements: tuple[Element, ...]
 
 
-_INT = r"[+-]?\d+"
+_INT = r"[+-]?\d{1,9}"  # no image is a billion pixels wide; longer numbers are typos (and int() refuses 4,300+ digits)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 

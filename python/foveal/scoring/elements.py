@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
 from ..errors import ElementSpecError, InputError
+from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
 ELEMENT_KINDS: tuple[str, ...] = ("cta", "headline", "body_text", "product", "logo", "face", "other")
@@ -332,44 +332,19 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
 
 def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
     """Validate the text of a JSON element file."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ElementSpecError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") \
-            from None
-    except RecursionError:
-        raise ElementSpecError(f"{source}: JSON nested too deeply; an element file is a list of "
-                               '{"name", "kind", "box"} objects') from None
-    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
-        raise ElementSpecError(f"{source}: unreadable JSON ({str(exc)[:120]})") from None
-    return parse_elements(obj, image_hw, source)
+    return parse_elements(parse_json(text, source, ElementSpecError), image_hw, source)
 
 
 def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
     """Read and validate an element file (``.json`` or ``.csv``) against an image of size ``(H, W)``."""
     path = Path(path)
-    source = str(path)
     suffix = path.suffix.lower()
     if suffix not in ELEMENT_FILE_SUFFIXES:
-        raise ElementSpecError(f"{source}: element files must end in .json or .csv")
-    try:
-        if not path.is_file():
-            what = "not found" if not path.exists() else "not a regular file"
-            raise ElementSpecError(f"{source}: element file {what}")
-        with path.open("rb") as fh:
-            data = fh.read(MAX_ELEMENT_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ElementSpecError(f"{source}: cannot read element file ({exc.strerror or exc})") from None
-    if len(data) > MAX_ELEMENT_FILE_BYTES:
-        raise ElementSpecError(f"{source}: element file larger than {MAX_ELEMENT_FILE_BYTES >> 20} MiB; is it "
-                               "the right file?")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ElementSpecError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ElementSpecError(f"{path}: element files must end in .json or .csv")
+    text = read_text(path, "element file", MAX_ELEMENT_FILE_BYTES, ElementSpecError)
     if suffix == ".csv":
-        return parse_elements_csv(text, image_hw, source)
-    return parse_elements_json(text, image_hw, source)
+        return parse_elements_csv(text, image_hw, str(path))
+    return parse_elements_json(text, image_hw, str(path))
 
 
 def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:

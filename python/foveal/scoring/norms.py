@@ -13,8 +13,6 @@ Version 1 files (before the graph was recorded) are read, but match no graph: re
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -24,10 +22,13 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from .scores import CreativeScores
+from .textfile import parse_json, read_text
 
 NORMS_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 QUANTITY = "share"
+#: Largest norms file read: millions of reference shares.
+MAX_NORMS_BYTES = 256 << 20
 IDENTITY_KEYS = ("name", "sha256", "graph_sha256", "precision")
 
 
@@ -148,9 +149,9 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
         creatives[fmt] = count
         formats[fmt] = {}
         for kind, values in entry["kinds"].items():
+            # Range first: math.isfinite overflows on a huge int, and 0 <= v <= 1 already excludes it and NaN.
             ok = isinstance(values, list) and values and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
-                for v in values)
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)
             if not ok:
                 raise InputError(f"{where}: kind {kind!r} must be a non-empty list of shares in [0, 1]")
             formats[fmt][kind] = np.sort(np.asarray(values, dtype=np.float64))
@@ -160,16 +161,9 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
 
 def load_norms(path: str | Path) -> Norms:
     """Read and validate a norms JSON file."""
-    source = str(path)
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--norms {source}: file not found; build one with `foveal norms build`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--norms {source}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--norms {source}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    return norms_from_dict(obj, source)
+    source = f"--norms {path}"
+    text = read_text(path, "norms file", MAX_NORMS_BYTES, missing_hint="; build one with `foveal norms build`")
+    return norms_from_dict(parse_json(text, source), str(path))
 
 
 def _graph(identity: Mapping[str, Any]) -> str:

@@ -42,6 +42,10 @@ CONTENT_GRADIENT = 24
 #: Width (pixels) of the ring around the element's current box whose content fraction sets the allowance.
 SURROUND = 8
 DEFAULT_GRID = (5, 5)
+#: Most columns or rows a --grid may ask for.
+MAX_GRID = 100
+#: Most positions one search may try: each is a model run (about 2 minutes on one CPU core at 2,500).
+MAX_POSITIONS = 2500
 
 DEFINITIONS: dict[str, str] = {
     "edit": "the element's box is cut out, the hole filled by row/column interpolation of the surrounding pixels, "
@@ -148,9 +152,10 @@ def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element],
 
 def parse_grid(text: str) -> tuple[int, int]:
     """``"5x5"`` → (columns, rows); each at least 1."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or min(int(p) for p in parts) < 1:
-        raise InputError(f"--grid: expected COLSxROWS with positive whole numbers (e.g. 5x5), got {text!r}")
+    parts = [p.strip() for p in text.lower().split("x")]
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 4 for p in parts) or \
+            not all(1 <= int(p) <= MAX_GRID for p in parts):
+        raise InputError(f"--grid: expected COLSxROWS with whole numbers 1..{MAX_GRID} (e.g. 5x5), got {text[:40]!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -177,6 +182,8 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
         raise InputError("give either --grid or --step, not both")
     if step is not None and step < 1:
         raise InputError(f"--step must be a positive number of pixels, got {step}")
+    if grid is not None and not all(1 <= int(n) <= MAX_GRID for n in grid):
+        raise InputError(f"--grid: columns and rows must be 1..{MAX_GRID}, got {grid[0]}x{grid[1]}")
     if not 0.0 <= max_overlap <= 1.0:
         raise InputError(f"--max-overlap must be a fraction in [0, 1], got {max_overlap}")
     by_name = {e.name: e for e in elements}
@@ -186,6 +193,9 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
     xs = _positions(x, w, img_w, step, (grid or DEFAULT_GRID)[0])
     ys = _positions(y, h, img_h, step, (grid or DEFAULT_GRID)[1])
+    if len(xs) * len(ys) > MAX_POSITIONS:
+        raise InputError(f"--search {name}: {len(xs) * len(ys)} positions to try, each a model run; at most "
+                         f"{MAX_POSITIONS}: use a larger --step or a smaller --grid")
     others = [e for e in elements if e.name != name]
     content = allowance = None
     if image is not None:
@@ -217,6 +227,7 @@ def _positions(current: int, size: int, extent: int, step: int | None, count: in
     if hi < lo:  # the element nearly fills the axis: centred is the only position clear of both edges
         lo = hi = (extent - size) // 2
     if step is not None:
+        step = min(step, extent)  # a larger step reaches nothing more, and numpy cannot take a huge one
         along = np.concatenate([np.arange(current, -1, -step)[::-1], np.arange(current + step, extent, step)])
         return along[(along >= lo) & (along <= hi)]
     return np.unique(np.rint(np.linspace(lo, hi, count)).astype(np.int64))
