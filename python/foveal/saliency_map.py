@@ -50,8 +50,16 @@ class SaliencyMap:
 
     @cached_property
     def sat(self) -> np.ndarray:
-        """(H+1, W+1) float64 summed-area table with a zero top row and left column."""
-        return cpu.summed_area_table(self.prob)
+        """(H+1, W+1) float64 summed-area table with a zero top row and left column.
+
+        Built on the first box query, which is where a map that is not a distribution (negative, NaN or no mass)
+        is refused: its shares would be meaningless."""
+        table = cpu.summed_area_table(self.prob)
+        total = float(table[-1, -1])
+        if not (np.isfinite(total) and total > 0) or float(self.prob.min()) < 0:
+            raise InputError(f"this map is not a distribution (total {total:g}, min {float(self.prob.min()):g}): "
+                             "box queries need finite, non-negative values with a positive total")
+        return table
 
     @property
     def total(self) -> float:

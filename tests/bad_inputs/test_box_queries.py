@@ -77,3 +77,11 @@ def test_named_bad_queries(boxes, match):
 def test_unmasked_masked_array_is_used_as_its_data():
     boxes = np.ma.masked_array([[0, 0, 10, 10]], mask=False)
     assert SMAP.box_stats(boxes)["sum"][0] == pytest.approx(SMAP.prob[:10, :10].sum(dtype=np.float64))
+
+
+@pytest.mark.parametrize("prob", [np.zeros((10, 10)), np.full((10, 10), np.nan), -np.ones((10, 10)),
+                                  np.array([[np.inf, 1.0]])])
+def test_maps_that_are_not_distributions_refuse_box_queries(prob):
+    smap = SaliencyMap(prob.astype(np.float32))
+    with pytest.raises(InputError, match="not a distribution"):
+        smap.box_stats([0, 0, 1, 1])
