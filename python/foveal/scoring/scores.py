@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .elements import CONVERSION_KINDS, Element, format_of
+from .elements import CONVERSION_KINDS, Element, check_elements, format_of
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -213,6 +213,9 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     """
     if not elements:
         return ()
+    if not (isinstance(pass_percentile, (int, float)) and 0.0 < pass_percentile <= 100.0):
+        raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
+    check_elements(elements, smap.prob.shape, "elements")  # Element objects built directly skip make_element
     provenance = getattr(smap, "provenance", None) or {}
     if norms is not None and provenance.get("graph_sha256"):
         norms.check_graph(provenance, allow_model_mismatch)
