@@ -27,6 +27,12 @@ BOX_FORMATS: tuple[str, ...] = ("xywh", "xyxy")
 UNITS: tuple[str, ...] = ("px", "relative")
 
 
+def round_half_up(values: Any) -> np.ndarray:
+    """The rounding every pixel coordinate takes: to the nearest whole number, halves up (``floor(v + 0.5)``);
+    unlike ``np.rint`` and ``round``, which send halves to the even neighbour (10.5 → 10, 11.5 → 12)."""
+    return np.floor(np.asarray(values, np.float64) + 0.5)
+
+
 def _default_label(i: int) -> str:
     return f"boxes[{i}]"
 
@@ -122,7 +128,7 @@ def resolve_boxes(boxes: Any, image_hw: tuple[int, int] | Any, *, box_format: st
         sx, sy = float(width), float(height)
     edges = np.stack([x0 * sx, y0 * sy, x1 * sx, y1 * sy], axis=1)
     with np.errstate(over="ignore", invalid="ignore"):
-        rounded = np.floor(edges + 0.5)
+        rounded = round_half_up(edges)
     limit = np.array([width, height, width, height], np.float64)
     outside = ~np.isfinite(rounded).all(axis=1) | (rounded[:, :2] < 0).any(axis=1) | (rounded[:, 2:] > limit[2:]).any(axis=1)
     if outside.any():

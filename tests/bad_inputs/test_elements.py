@@ -133,7 +133,7 @@ def test_20k_element_file_parses(tmp_path):
 
 @pytest.mark.parametrize("parse, text", [
     ("move", "cta:" + "9" * 5000 + ",0"), ("move", "cta:1e3,0"), ("scale", "logo:" + "9" * 400),
-    ("scale", "logo:nan"), ("swap", "a,a"), ("grid", "999999999x2"), ("grid", "1" * 5000 + "x2"),
+    ("scale", "logo:nan"), ("scale", "logo:1e308"), ("swap", "a,a"), ("grid", "999999999x2"), ("grid", "1" * 5000 + "x2"),
 ])
 def test_edit_and_search_arguments(parse, text):
     from foveal.errors import InputError

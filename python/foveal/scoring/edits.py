@@ -10,18 +10,20 @@ Edits run in the order given; each sees the image and boxes the previous one lef
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from ..boxes import round_half_up
 from ..errors import InputError
 from .elements import Element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
+#: Largest --scale factor: beyond it no element fits any image (and w * factor would overflow).
+MAX_SCALE = 1000.0
 #: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
 HOLE_MARGIN = 3
 #: The hole an element leaves reaches this many pixels beyond its box (except into other elements' boxes): its
@@ -84,8 +86,9 @@ def parse_scale(text: str) -> Scale:
     if not sep or not name.strip() or re.fullmatch(rf"\s*{_NUMBER}\s*", factor) is None:
         raise InputError(f"--scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
     value = float(factor)
-    if not (value > 0 and math.isfinite(value)):
-        raise InputError(f"--scale: the factor must be a positive finite number, got {factor.strip()!r} in {text!r}")
+    if not 0 < value <= MAX_SCALE:
+        raise InputError(f"--scale: the factor must be a positive number up to {MAX_SCALE:g}, got "
+                         f"{factor.strip()[:20]!r} in {text[:60]!r}")
     return Scale(name.strip(), value)
 
 
@@ -223,7 +226,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
         elif isinstance(edit, Scale):
             e = _lookup(current, edit.name, "--scale")
             x, y, w, h = e.box
-            nw, nh = max(1, round(w * edit.factor)), max(1, round(h * edit.factor))
+            nw, nh = (max(1, int(v)) for v in round_half_up([w * edit.factor, h * edit.factor]))
             scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
             _check_inside(scaled, image.shape, f"--scale {edit.name}:{edit.factor:g}", "use a smaller factor")
             patch = _resize(image[y:y + h, x:x + w], nw, nh)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..boxes import round_half_up
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, compare_scores
@@ -222,7 +223,7 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
 
 def _positions(current: int, size: int, extent: int, step: int | None, count: int) -> np.ndarray:
     """Top-left coordinates along one axis, kept :data:`EDGE_MARGIN` clear of both edges."""
-    margin = max(1, round(EDGE_MARGIN * extent))
+    margin = max(1, int(round_half_up(EDGE_MARGIN * extent)))
     lo, hi = margin, extent - size - margin
     if hi < lo:  # the element nearly fills the axis: centred is the only position clear of both edges
         lo = hi = (extent - size) // 2
@@ -230,7 +231,7 @@ def _positions(current: int, size: int, extent: int, step: int | None, count: in
         step = min(step, extent)  # a larger step reaches nothing more, and numpy cannot take a huge one
         along = np.concatenate([np.arange(current, -1, -step)[::-1], np.arange(current + step, extent, step)])
         return along[(along >= lo) & (along <= hi)]
-    return np.unique(np.rint(np.linspace(lo, hi, count)).astype(np.int64))
+    return np.unique(round_half_up(np.linspace(lo, hi, count)).astype(np.int64))
 
 
 def _content_table(image: np.ndarray, box: Sequence[int], other_boxes: Sequence[Sequence[int]]
