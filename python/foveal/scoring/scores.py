@@ -254,8 +254,11 @@ def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     fmt = format or format_of((h, w))
     element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile,
                                     allow_model_mismatch=allow_model_mismatch)
-    conversion, conv_mask = union_share(prob, [e.xyxy for e in elements if e.kind in CONVERSION_KINDS])
-    others, _ = union_share(prob, [e.xyxy for e in elements if e.kind not in CONVERSION_KINDS], exclude=conv_mask)
+    xywh = np.array([e.box for e in elements], np.int64).reshape(-1, 4)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    is_conversion = np.array([e.kind in CONVERSION_KINDS for e in elements], bool)
+    conversion, conv_mask = union_share(prob, xyxy[is_conversion])
+    others, _ = union_share(prob, xyxy[~is_conversion], exclude=conv_mask)
     return CreativeScores(
         image_hw=(h, w), format=fmt, pass_percentile=pass_percentile, elements=element_scores,
         conversion_share=conversion, other_elements_share=others,
