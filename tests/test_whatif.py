@@ -267,3 +267,13 @@ def test_cli_mode_errors_are_usage_errors(tmp_path, args):
     with pytest.raises(SystemExit) as exc:
         main(["-q", "whatif", str(image), "--elements", str(elements), *args, "-o", str(tmp_path / "out")])
     assert exc.value.code == 2
+
+
+def test_search_may_land_on_another_elements_box():
+    # With --max-overlap 1 the element may take a same-sized element's exact box: scoring must not refuse that.
+    image = _small_creative()
+    twins = (Element("cta", "cta", (10, 70, 30, 14)), Element("badge", "other", (90, 70, 30, 14)))
+    offsets = candidate_offsets(image.shape[:2], twins, "cta", step=80, max_overlap=1.0).offsets
+    assert (80, 0) in offsets
+    result = search_position(Spotlight((90, 70, 30, 14)), image, twins, "cta", [(80, 0)])
+    assert result.candidates[0].box == (90, 70, 30, 14)

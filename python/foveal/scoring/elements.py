@@ -208,9 +208,11 @@ def make_element(name: Any, kind: Any, box: Any, image_hw: Sequence[int], *, uni
     return _resolve([name], [kind], [values], [box_format], [units], [where], image_hw)[0]
 
 
-def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements") -> None:
-    """Check a resolved element list as a whole: at least one element, inside the image, no duplicate names,
-    no two names on the identical box.  Raises :class:`ElementSpecError`."""
+def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements", *,
+                   identical_boxes: bool = False) -> None:
+    """Check a resolved element list as a whole: at least one element, known kinds, inside the image, no duplicate
+    names and (unless ``identical_boxes``, as an edit may produce) no two names on the identical box.  Raises
+    :class:`ElementSpecError`."""
     elements = list(elements)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
@@ -228,7 +230,7 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
         if e.name in names:
             raise ElementSpecError(f"{source}: elements {names[e.name]} and {i} are both named {e.name!r}; "
                                    "element names must be unique")
-        if e.box in boxes:
+        if e.box in boxes and not identical_boxes:
             j = boxes[e.box]
             raise ElementSpecError(f"{source}: elements {j} ({elements[j].name!r}) and {i} ({e.name!r}) have the "
                                    f"identical box {list(e.box)}: the same element named twice? remove one or "
