@@ -137,3 +137,17 @@ def test_to_dict_is_flat_json():
                     thresholds=Thresholds(0.62))[0]
     d = rec.to_dict()
     assert set(d) == {"id", "severity", "message", "numbers"}
+
+
+@pytest.mark.parametrize("entry", [{"low_focus_top10": "0.6"}, {"low_focus_top10": 5}, {}, [0.6],
+                                   {"low_focus_top10": True}])
+def test_a_malformed_card_threshold_is_a_model_error(entry):
+    from dataclasses import replace
+
+    from foveal.errors import ModelError
+
+    card = load_card("foveal-lite0")
+    with pytest.raises(ModelError, match="low_focus_top10"):
+        Thresholds.of_card(replace(card, raw={**card.raw, "scoring": entry}))
+    assert Thresholds.of_card(replace(card, raw={k: v for k, v in card.raw.items() if k != "scoring"})) \
+        .low_focus_top10 is None
