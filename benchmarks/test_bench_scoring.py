@@ -103,3 +103,47 @@ def test_foveal_score_folder_100(benchmark, banners, tmp_path, outputs):
         return main(["-q", "score", str(banners), "-o", str(out), *extra])
 
     assert benchmark.pedantic(score_folder, rounds=3, iterations=1) == 0
+
+
+# --- recommendations and element files at scale: linear, not quadratic ------------------------------------------
+
+@pytest.fixture(scope="module")
+def scored_10k(smap, elements):
+    return score_creative(smap, elements)
+
+
+@pytest.mark.benchmark(group="recommend, 10k elements")
+def test_recommend_10k(benchmark, scored_10k):
+    from foveal.scoring.recommend import Thresholds, recommend
+
+    recs = benchmark.pedantic(recommend, (scored_10k,), {"thresholds": Thresholds(0.62)}, rounds=5, iterations=1)
+    assert recs
+
+
+@pytest.mark.benchmark(group="recommend, 10k elements")
+def test_baseline_per_cta_rival_scan_10k(benchmark, scored_10k):
+    # What recommend did before: for each CTA, a scan of every other element for its strongest rival.
+    elements = scored_10k.elements
+
+    def rivals():
+        return [max((e for e in elements if e.name != cta.name), key=lambda e: e.share)
+                for cta in elements if cta.kind == "cta"]
+
+    assert benchmark.pedantic(rivals, rounds=1, iterations=1)
+
+
+@pytest.mark.benchmark(group="element file, 100k elements")
+def test_parse_score_recommend_100k(benchmark, tmp_path_factory, smap):
+    from foveal.scoring.elements import load_elements
+    from foveal.scoring.recommend import Thresholds, recommend
+
+    path = tmp_path_factory.mktemp("elements") / "e.json"
+    path.write_text(json.dumps([{"name": f"e{i}", "kind": ELEMENT_KINDS[i % 7],
+                                 "box": [i % 1000, (i // 1000) % 1000, 50, 50 + i // 1_000_000]}
+                                for i in range(100_000)]))
+
+    def run():
+        spec = load_elements(path, smap.shape)
+        return recommend(score_creative(smap, spec.elements), thresholds=Thresholds(0.62))
+
+    assert benchmark.pedantic(run, rounds=2, iterations=1)

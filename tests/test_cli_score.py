@@ -102,7 +102,7 @@ def test_norms_build_then_score_with_percentiles(tmp_path, norms_file):
 
 def test_norms_from_another_model_refused_unless_allowed(tmp_path, norms_file, capsys):
     other = json.loads(norms_file.read_text())
-    other["model"] = {"name": "other", "sha256": "f" * 64}
+    other["model"] = {"name": "other", "sha256": "f" * 64, "graph_sha256": "f" * 64, "precision": "fp32"}
     (tmp_path / "other.json").write_text(json.dumps(other))
     out = tmp_path / "out"
     assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json") == 1
@@ -111,6 +111,19 @@ def test_norms_from_another_model_refused_unless_allowed(tmp_path, norms_file, c
     assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json",
                "--allow-model-mismatch") == 0
     assert "not comparable" in json.loads((out / "scores.json").read_text())["norms"]["warning"]
+
+
+def test_norms_of_another_precision_refused_and_the_graph_recorded(tmp_path, norms_file, capsys):
+    # The norms were built with the default (int8) graph; fp32 shares of the same model differ, so they are refused.
+    norms = json.loads(norms_file.read_text())
+    assert norms["foveal_norms"] == 2 and norms["model"]["precision"] == "int8"
+    out = tmp_path / "out"
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", norms_file, "--precision", "fp32") == 1
+    assert "int8 graph" in capsys.readouterr().err and not out.exists()
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", norms_file, "--no-report") == 0
+    model = json.loads((out / "scores.json").read_text())["model"]
+    assert model["graph_sha256"] == norms["model"]["graph_sha256"] and model["precision"] == "int8"
+    assert model["graph_sha256"] != model["sha256"]
 
 
 @pytest.mark.parametrize("setup, argv, text", [

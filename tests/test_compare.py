@@ -3,6 +3,7 @@ then ``foveal compare`` end to end on the example creatives."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from foveal.cli import main
 from foveal.errors import InputError
 from foveal.saliency_map import SaliencyMap
-from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors,
+from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors, same_format,
                                     moved_mass, render_difference, resample_mass, verdict_of)
 from foveal.scoring.elements import Element
 from foveal.scoring.scores import score_creative
@@ -151,6 +152,17 @@ def test_unmatched_elements_are_listed_and_kind_changes_noted():
     assert json.loads(json.dumps(doc)) == doc
 
 
+def test_different_formats_are_refused_or_qualified():
+    a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS, format="728x90")
+    b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS, format="300x250")
+    with pytest.raises(InputError, match="different formats are not comparable"):
+        compare_scores(a, b)
+    c = compare_scores(a, b, allow_format_mismatch=True)
+    assert c.verdict == "better" and not c.same_format and "indicative" in c.summary and c.notes
+    assert same_format("1080x1080", "600x600") and same_format("feed", "feed") and not same_format("feed", "story")
+    assert not same_format("1080x1920", "1080x1080")
+
+
 def test_same_map_is_no_material_change():
     smap = _map((10, 10, 30, 30), 0.3)
     c = compare_scores(score_creative(smap, ELEMENTS), score_creative(smap, ELEMENTS))
@@ -220,10 +232,15 @@ def test_cli_compare_different_sizes_one_element_file(tmp_path):
     Image.fromarray(_creative((120, 160), (0.6, 0.7))).save(tmp_path / "a.png")
     Image.fromarray(_creative((240, 200), (0.1, 0.4))).save(tmp_path / "b.png")  # CTA moved off its box
     out = tmp_path / "out"
-    assert main(["-q", "compare", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--elements",
-                 str(tmp_path / "e.json"), "-o", str(out), "--no-html"]) == 0
+    argv = ["-q", "compare", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--elements", str(tmp_path / "e.json"),
+            "-o", str(out), "--no-html"]
+    # 160x120 against 200x240 are two formats: no confident verdict (it used to give one), unless asked.
+    assert main(argv) == 1 and not out.exists()
+    assert main([*argv, "--allow-format-mismatch"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["compare.json", "compare.png"]
     doc = json.loads((out / "compare.json").read_text())
+    assert doc["formats"] == {"a": "160x120", "b": "200x240", "same": False}
+    assert doc["summary"].startswith("formats differ (160x120 vs 200x240), indicative only: ")
     assert doc["common_grid"] == {"height": 240, "width": 200, "of": "b"}
     assert doc["elements"][0]["name"] == "cta"
     assert doc["elements"][0]["delta_share"] < 0  # the CTA box lost its button
@@ -246,3 +263,29 @@ def test_cli_compare_bad_input(tmp_path, monkeypatch, capsys, extra, code, text)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and text in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_landscape_panels_stack_and_carry_a_legend():
+    from foveal.scoring.compare import compare_figure
+
+    image = np.full((90, 728, 3), 200, np.uint8)
+    prob = np.full((90, 728), 1.0, np.float32)
+    smap = SaliencyMap(prob / prob.sum())
+    elements = (Element("cta", "cta", (560, 25, 130, 40)),)
+    scores = score_creative(smap, elements)
+    figure = compare_figure(image, smap, scores, image, smap, scores, np.zeros((90, 728)))
+    # Side by side, three 728x90 banners shrank to a third of the page; stacked, each keeps the full width.
+    assert figure.shape[1] == 728 and figure.shape[0] > 3 * 90
+    square = np.full((100, 100, 3), 200, np.uint8)
+    sq_map = SaliencyMap(np.full((100, 100), 1e-4, np.float32))
+    sq_scores = score_creative(sq_map, (Element("cta", "cta", (10, 10, 20, 20)),))
+    assert compare_figure(square, sq_map, sq_scores, square, sq_map, sq_scores, np.zeros((100, 100))).shape[1] > 300
+
+
+def test_compare_page_titles_use_file_names(tmp_path):
+    (a, b), (ea, eb) = _examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(a.resolve()), str(b.resolve()), "--elements", str(ea), str(eb), "-o",
+                 str(out)]) == 0
+    title = re.search(r"<title>(.*?)</title>", (out / "compare.html").read_text()).group(1)
+    assert title == f"foveal compare: {a.name} vs {b.name}"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from foveal.errors import InputError
-from foveal.scoring.edits import (BORDER_RADIUS, HOLE_MARGIN, Move, Scale, Swap, apply_edits, fill_holes, move_variants,
+from foveal.scoring.edits import (BORDER_RADIUS, GHOST_MARGIN, HOLE_MARGIN, Move, Scale, Swap, apply_edits, fill_holes, move_variants,
                                   parse_move, parse_scale, parse_swap)
 from foveal.scoring.elements import Element
 
@@ -132,11 +132,12 @@ def test_move_pastes_the_content_and_fills_the_hole():
     assert edited.elements[1:] == ELEMENTS[1:]
     np.testing.assert_array_equal(edited.image[40:50, 40:60], image[50:60, 10:30])
     touched = np.zeros((80, 100), bool)
-    touched[50:60, 10:30] = True  # hole
+    g = GHOST_MARGIN
+    touched[50 - g:60 + g, 10 - g:30 + g] = True  # hole, grown by the ghost margin
     touched[40:50, 40:60] = True  # paste
     np.testing.assert_array_equal(edited.image[~touched], image[~touched])
     hole = np.zeros((80, 100), bool)
-    hole[50:60, 10:30] = True
+    hole[50 - g:60 + g, 10 - g:30 + g] = True
     band = image[_band(hole, READ_RADIUS)]  # the fill reads the image before the paste
     filled = edited.image[hole & ~touched_by_paste(40, 40, 20, 10)]
     assert (filled >= band.min(axis=0)).all() and (filled <= band.max(axis=0)).all()
@@ -173,8 +174,26 @@ def test_scale_resizes_about_the_centre_with_lanczos():
     expected = np.asarray(Image.fromarray(image[5:17, 60:90]).resize((15, 6), Image.Resampling.LANCZOS))
     np.testing.assert_array_equal(edited.image[8:14, 67:82], expected)
     touched = np.zeros((80, 100), bool)
-    touched[5:17, 60:90] = True
+    touched[5 - GHOST_MARGIN:17 + GHOST_MARGIN, 60 - GHOST_MARGIN:90 + GHOST_MARGIN] = True
     np.testing.assert_array_equal(edited.image[~touched], image[~touched])
+
+
+@pytest.mark.parametrize("variants", [False, True])
+def test_a_moved_element_leaves_no_ghost_outline(variants):
+    # A tight box: the element's anti-aliased 1-px outline lies just outside it and used to stay behind.
+    image = np.full((80, 100, 3), 200, np.uint8)
+    image[49:61, 9:31] = 120    # outline ring, one pixel outside the box
+    image[50:60, 10:30] = 20    # the element itself: box (10, 50, 20, 10)
+    image[70:78, 10:30] = 90    # another element, away from it
+    elements = (Element("cta", "cta", (10, 50, 20, 10)), Element("far", "other", (10, 70, 20, 8)))
+    move = (lambda e: next(move_variants(image, e, "cta", [(50, -30)]))) if variants else \
+        (lambda e: apply_edits(image, e, [Move("cta", 50, -30)]))
+    old = move(elements).image[47:63, 7:33]
+    assert np.abs(old.astype(int) - 200).max() <= 2, "outline left behind"
+    # An element right beside the box keeps its pixels: the ghost margin never cuts into another element.
+    image[48:62, 32:40] = 90
+    beside = (elements[0], Element("side", "other", (32, 48, 8, 14)))
+    np.testing.assert_array_equal(move(beside).image[48:62, 32:40], image[48:62, 32:40])
 
 
 def test_scale_up_past_the_edge_is_refused():

@@ -41,7 +41,7 @@ def test_extreme_aspects(engine, hw):
 
 def test_box_queries_match_numpy(engine, rgb):
     smap = engine.predict(rgb)
-    boxes = np.array([[0, 0, 120, 90], [10, 5, 30, 20], [100, 80, 50, 50], [-5, -5, 10, 10]])
+    boxes = np.array([[0, 0, 120, 90], [10, 5, 30, 20], [100, 80, 20, 10], [0, 0, 5, 5]])
     stats = smap.box_stats(boxes)
     p = smap.prob.astype(np.float64)
     expect = [p.sum(), p[5:25, 10:40].sum(), p[80:, 100:].sum(), p[:5, :5].sum()]
@@ -53,8 +53,10 @@ def test_box_queries_match_numpy(engine, rgb):
 
 
 @pytest.mark.parametrize("box, match", [
-    ([1, 2, float("nan"), 4], "finite"), ([0, 0, 0, 10], "at least one pixel"), ([5, 5, -3, 2], "at least one pixel"),
+    ([1, 2, float("nan"), 4], "finite"), ([0, 0, 0, 10], "zero or negative"), ([5, 5, -3, 2], "zero or negative"),
     ([500, 500, 10, 10], "outside"), ([[1, 2, 3]], "expected"),
+    # Partly outside: refused like an element file's box, never clipped (a clipped box measures another region).
+    ([-5, -5, 10, 10], "outside"), ([100, 80, 50, 50], "outside"),
 ])
 def test_bad_boxes(engine, rgb, box, match):
     with pytest.raises(InputError, match=match):
@@ -78,6 +80,20 @@ def test_overlay(engine, rgb, tmp_path):
     assert out.shape == rgb.shape and out.dtype == np.uint8 and (tmp_path / "o.png").is_file()
     with pytest.raises(InputError, match="must match"):
         smap.overlay(rgb[:10])
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (200, 20, 20), (255, 255, 255), (40, 40, 160)])
+def test_overlay_heat_stands_out_on_any_background(colour):
+    # Turbo at alpha 0.6 all but vanished on dark and on red areas; the peak must stand out from the unattended image.
+    image = np.empty((40, 60, 3), np.uint8)
+    image[:] = colour
+    prob = np.full((40, 60), 1e-6, np.float32)
+    prob[15:25, 25:35] = 1.0
+    prob[5:8, 5:8] = 0.1  # faint attention shows too
+    out = SaliencyMap(prob / prob.sum()).overlay(image).astype(int)
+    background = out[35, 55]
+    assert np.abs(out[20, 30] - background).sum() >= 150, (out[20, 30], background)
+    assert np.abs(out[6, 6] - background).sum() >= 20, (out[6, 6], background)
 
 
 def test_device_resolution_and_errors(rgb):

@@ -13,7 +13,7 @@ from foveal.scoring.elements import Element
 from foveal.scoring.norms import build_norms, load_norms, norms_from_dict
 from foveal.scoring.scores import score_creative
 
-MODEL = {"name": "itti-koch", "sha256": "ab" * 32}
+MODEL = {"name": "itti-koch", "sha256": "ab" * 32, "graph_sha256": "ab" * 32, "precision": "fp32"}
 
 
 def uniform(h: int, w: int) -> SaliencyMap:
@@ -51,10 +51,37 @@ def test_round_trip_through_json(tmp_path):
 
 def test_model_mismatch_refused_or_warned():
     norms = build_norms([scored(10, 100, 30)], MODEL)
-    assert norms.check_model("itti-koch", MODEL["sha256"]) is None
+    assert norms.check_graph(MODEL) is None
+    other = {"name": "deepgaze", "sha256": "cd" * 32, "graph_sha256": "cd" * 32, "precision": "fp32"}
     with pytest.raises(InputError, match="--allow-model-mismatch"):
-        norms.check_model("deepgaze", "cd" * 32)
-    assert "not comparable" in norms.check_model("deepgaze", "cd" * 32, allow_mismatch=True)
+        norms.check_graph(other)
+    assert "not comparable" in norms.check_graph(other, allow_mismatch=True)
+
+
+def test_norms_record_the_graph_and_refuse_another_precision():
+    # The int8 and fp32 graphs of one model share name and card sha256 but not shares: norms must tell them apart.
+    int8 = dict(MODEL, graph_sha256="ef" * 32, precision="int8")
+    norms = build_norms([scored(10, 100, 30)], int8)
+    assert norms.model == int8
+    with pytest.raises(InputError, match="int8 graph.*fp32 graph"):
+        norms.check_graph(MODEL)
+    # score_creative checks the map's provenance itself, so the Python API cannot mix them either.
+    smap = SaliencyMap(uniform(10, 100).prob, {"model": "itti-koch", "model_sha256": "ab" * 32,
+                                               "graph_sha256": "ab" * 32, "precision": "fp32"})
+    cta = [Element("cta", "cta", (0, 0, 30, 10))]
+    with pytest.raises(InputError, match="not comparable"):
+        score_creative(smap, cta, norms=norms)
+    assert score_creative(smap, cta, norms=norms, allow_model_mismatch=True).elements[0].percentile == 100.0
+    with pytest.raises(InputError, match="graph_sha256"):
+        build_norms([scored(10, 100, 30)], {"name": "itti-koch", "sha256": "ab" * 32})
+
+
+def test_version_1_norms_are_read_but_match_no_graph():
+    old = {"foveal_norms": 1, "quantity": "share", "model": {"name": "itti-koch", "sha256": "ab" * 32},
+           "formats": {"feed": {"creatives": 2, "kinds": {"cta": [0.3, 0.1]}}}}
+    norms = norms_from_dict(old)
+    with pytest.raises(InputError, match="does not record which graph"):
+        norms.check_graph(MODEL)
 
 
 def test_empty_build_refused():
@@ -63,12 +90,12 @@ def test_empty_build_refused():
 
 
 def good() -> dict:
-    return {"foveal_norms": 1, "quantity": "share", "model": dict(MODEL),
+    return {"foveal_norms": 2, "quantity": "share", "model": dict(MODEL),
             "formats": {"feed": {"creatives": 2, "kinds": {"cta": [0.3, 0.1]}}}}
 
 
 @pytest.mark.parametrize("mutate, match", [
-    (lambda d: d.update(foveal_norms=2), "not a foveal norms file"),
+    (lambda d: d.update(foveal_norms=3), "not a foveal norms file"),
     (lambda d: d.update(quantity="lift"), "'quantity'"),
     (lambda d: d.update(model={"name": "x"}), "'model'"),
     (lambda d: d.update(formats={}), "'formats'"),

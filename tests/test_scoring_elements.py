@@ -38,8 +38,13 @@ def test_element_units_override_file_units():
     assert spec.elements[1].box == (1, 1, 1, 1)
 
 
-def test_small_pixel_values_are_not_guessed_relative():
-    # [0, 0, 1, 1] without "units": "relative" is a 1x1 pixel box, never the whole image.
+@pytest.mark.parametrize("box", [(0.05, 0.05, 0.9, 0.9), (0.5, 0.5, 0.25, 0.1), (0, 0, 0.5, 1)])
+def test_relative_looking_pixel_boxes_are_refused_with_the_units_hint(box):
+    # Never guessed: a box whose edges all lie in [0, 1] read as pixels is at most one pixel, so it is refused with
+    # the fix (it used to score ~1e-8 as a 1x1 box).
+    with pytest.raises(ElementSpecError, match='declare units "relative"'):
+        parse_elements([el(box=box)], HW)
+    # Whole numbers are pixels: [0, 0, 1, 1] is a 1x1 box, never the whole image.
     assert parse_elements([el(box=(0, 0, 1, 1))], HW).elements[0].box == (0, 0, 1, 1)
 
 
@@ -68,11 +73,11 @@ def test_csv_with_and_without_units():
     (el(box=(1, 2, "3", 4)), "value w"),
     (el(box=(1, 2, True, 4)), "value w"),
     (el(box=(1, float("nan"), 3, 4)), "finite"),
-    (el(box=(1, 2, 0, 4)), "zero or negative area"),
-    (el(box=(1, 2, 3, -4)), "zero or negative area"),
+    (el(box=(1, 2, 0, 4)), "zero or negative width or height"),
+    (el(box=(1, 2, 3, -4)), "zero or negative width or height"),
     (el(box=(390, 0, 20, 10)), "outside"),
     (el(box=(-1, 0, 20, 10)), "outside"),
-    (el(box=(0.1, 0.1, 0.2, 0.2)), "empty pixel box"),
+    (el(box=(5.1, 5.1, 0.2, 0.2)), "empty pixel box"),
     (el(units="percent"), "'units'"),
     ({"name": "cta", "kind": "cta"}, "missing field 'box'"),
     ("cta", "must be an object"),

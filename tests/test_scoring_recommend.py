@@ -7,7 +7,8 @@ import pytest
 from foveal import SaliencyMap
 from foveal.scoring.elements import Element
 from foveal.scoring.norms import Norms
-from foveal.scoring.recommend import LOW_FOCUS_TOP10, Recommendation, WhatIfResult, recommend
+from foveal.models import load_card
+from foveal.scoring.recommend import Recommendation, Thresholds, WhatIfResult, recommend
 from foveal.scoring.scores import score_creative
 
 H, W = 100, 100
@@ -74,9 +75,44 @@ def test_norms_decide_cta_and_headline_when_given():
 
 def test_low_focus_only_for_scattered_maps():
     uniform = SaliencyMap(np.full((H, W), 1e-4, np.float32))
-    rec = next(r for r in recommend(score_creative(uniform, [CTA])) if r.id == "low_focus")
-    assert rec.numbers["top10_share"] == pytest.approx(0.1) and rec.numbers["threshold"] == LOW_FOCUS_TOP10
-    assert "low_focus" not in ids(recommend(score_creative(peaked({CTA.box: 0.9}), [CTA])))
+    limits = Thresholds(0.62, "test")
+    rec = next(r for r in recommend(score_creative(uniform, [CTA]), thresholds=limits) if r.id == "low_focus")
+    assert rec.numbers["top10_share"] == pytest.approx(0.1) and rec.numbers["threshold"] == 0.62
+    assert "low_focus" not in ids(recommend(score_creative(peaked({CTA.box: 0.9}), [CTA]), thresholds=limits))
+    # No calibrated threshold (a user's model): the rule is not judged rather than judged by another model's.
+    assert "low_focus" not in ids(recommend(score_creative(uniform, [CTA])))
+
+
+def test_low_focus_threshold_comes_from_each_models_card():
+    # One constant tuned to foveal-lite0 fired on every creative under itti-koch's flatter maps.
+    lite, itti = (Thresholds.of_card(load_card(name)).low_focus_top10 for name in ("foveal-lite0", "itti-koch"))
+    assert lite is not None and itti is not None and itti < lite - 0.2
+    assert Thresholds.of_card(load_card("foveal-lite0").variant("int8")).low_focus_top10 is not None
+
+
+def test_recommendations_agree_with_pass_fail():
+    fmt = f"{W}x{H}"
+    # The logo draws more than its area (lift > 1) yet fails its norm: it must be told to draw more, not less.
+    smap = peaked({LOGO.box: 0.05, CTA.box: 0.5})
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 3},
+                  formats={fmt: {"logo": np.array([0.2, 0.3, 0.4]), "cta": np.array([0.1, 0.2, 0.3])}})
+    cs = score_creative(smap, [CTA, LOGO], norms=norms)
+    assert cs.element("brand").lift > 1 and cs.element("brand").passed is False
+    recs = recommend(cs)
+    assert "distractor:brand" not in ids(recs) and "logo_weak:brand" in ids(recs)
+    for e in cs.elements:  # every failing element gets one "weak" recommendation, every passing one none
+        weak = [r for r in recs if r.id.endswith(f"_weak:{e.name}")]
+        assert len(weak) == (1 if e.passed is False else 0)
+
+
+def test_cta_in_the_bottom_half_is_warned_without_norms():
+    others = [Element(f"o{i}", "product", (0, 20 * i, 20, 10)) for i in range(4)]
+    smap = peaked({o.box: 0.2 for o in others[:3]} | {CTA.box: 0.1})
+    cs = score_creative(smap, [CTA, *others])
+    cta = cs.element("buy")
+    assert cta.rank == 4 and cta.lift > 1  # lift alone said nothing was wrong
+    rec = next(r for r in recommend(cs) if r.id == "cta_weak:buy")
+    assert "ranks 4th of 5 elements" in rec.message and rec.numbers["rank"] == 4
 
 
 def test_whatif_gains_best_first_losses_dropped():
@@ -97,6 +133,21 @@ def test_ordinals(value, text):
 
 
 def test_to_dict_is_flat_json():
-    rec = recommend(score_creative(SaliencyMap(np.full((H, W), 1e-4, np.float32)), [CTA]))[0]
+    rec = recommend(score_creative(SaliencyMap(np.full((H, W), 1e-4, np.float32)), [CTA]),
+                    thresholds=Thresholds(0.62))[0]
     d = rec.to_dict()
     assert set(d) == {"id", "severity", "message", "numbers"}
+
+
+@pytest.mark.parametrize("entry", [{"low_focus_top10": "0.6"}, {"low_focus_top10": 5}, {}, [0.6],
+                                   {"low_focus_top10": True}])
+def test_a_malformed_card_threshold_is_a_model_error(entry):
+    from dataclasses import replace
+
+    from foveal.errors import ModelError
+
+    card = load_card("foveal-lite0")
+    with pytest.raises(ModelError, match="low_focus_top10"):
+        Thresholds.of_card(replace(card, raw={**card.raw, "scoring": entry}))
+    assert Thresholds.of_card(replace(card, raw={k: v for k, v in card.raw.items() if k != "scoring"})) \
+        .low_focus_top10 is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -14,12 +15,13 @@ from foveal import SaliencyMap
 from foveal.scoring.elements import Element
 from foveal.scoring.norms import Norms
 from foveal.scoring.recommend import recommend
-from foveal.scoring.report import KIND_COLOURS, build_document, draw_boxes, render_html, write_report
+from foveal.scoring.report import (KIND_COLOURS, LEGEND_TEXT, _bar_chart, build_document, draw_boxes, legend_strip,
+                                   render_html, write_report)
 from foveal.scoring.scores import score_creative
 
 H, W = 120, 160
 PROV = {"model": "itti-koch", "model_version": "1.0.0", "model_sha256": "ab" * 32, "backend": "onnxruntime",
-        "precision": "fp32", "image_sha256": "cd" * 32}
+        "precision": "fp32", "graph_sha256": "ef" * 32, "image_sha256": "cd" * 32}
 
 
 def scored(name: str = "cta", norms: Norms | None = None):
@@ -46,7 +48,8 @@ def test_boxes_drawn_in_kind_colours_without_touching_the_input():
 
 def test_document_has_provenance_scores_and_definitions():
     doc = document()
-    assert doc["model"] == {"name": "itti-koch", "version": "1.0.0", "sha256": "ab" * 32, "precision": "fp32"}
+    assert doc["model"] == {"name": "itti-koch", "version": "1.0.0", "sha256": "ab" * 32,
+                            "graph_sha256": PROV["graph_sha256"], "precision": "fp32"}
     assert doc["input"] == {"image": "ad.png", "image_sha256": "cd" * 32, "elements": "ad.json"}
     assert doc["image_size"] == {"height": H, "width": W} and doc["format"] == "160x120"
     assert [e["name"] for e in doc["elements"]] == ["cta", "logo"]
@@ -94,3 +97,36 @@ def test_nothing_written_when_rendering_fails(tmp_path):
     with pytest.raises(OSError, match="cannot write mode F"):  # float pixels cannot become a JPEG
         write_report(tmp_path / "c", doc, np.zeros((H, W), np.float64), np.zeros((H, W), np.float64))
     assert not (tmp_path / "c").exists()
+
+
+def test_norms_without_the_format_say_so_in_words():
+    fmt = f"{W}x{H}"
+    norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={"feed": 4},
+                  formats={"feed": {"cta": np.array([0.01, 0.02])}})
+    doc = document(norms=norms, norms_info={"source": "/abs/path/to/norms.json", "model": norms.model,
+                                            "creatives": None, "warning": None})
+    page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert "None reference" not in page and f"format {fmt}: no reference creatives of this format" in page
+    assert "/abs/path" not in page and "norms.json" in page
+
+
+def test_bar_labels_sit_beside_their_bars():
+    # A small share on a large box: the area tick lies far right of the bar; the label used to follow the tick.
+    elements = [{"name": "body", "kind": "body_text", "share": 0.02, "area_fraction": 0.6, "lift": 0.03,
+                 "passed": None},
+                {"name": "cta", "kind": "cta", "share": 0.3, "area_fraction": 0.05, "lift": 6.0, "passed": None}]
+    svg = _bar_chart(elements)
+    bars = {float(w) for w in re.findall(r'<rect x="190" y="[\d.]+" width="([\d.]+)"', svg)}
+    labels = [float(x) for x in re.findall(r'<text x="([\d.]+)" y="[\d.]+" fill="#1d232a"', svg)]
+    assert sorted(190 + w + 6 for w in bars) == sorted(labels)
+
+
+def test_overlay_has_a_colour_legend():
+    doc = document()
+    page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert 'alt="colour scale of the attention overlay" src="data:image/png;base64,' in page
+    assert html.escape(LEGEND_TEXT) in page
+    strip = legend_strip(100)
+    assert strip.shape == (14, 100, 3)
+    lum = strip[0].astype(float) @ [0.299, 0.587, 0.114]
+    assert lum[-1] > lum[50] > lum[10]  # from the grey image through purple to the bright peak colour

@@ -26,6 +26,7 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 from foveal import Client, Engine, ElementSpecError, ImageError, SaliencyMap, ServiceError  # noqa: E402
+from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
 from foveal.serve import ServeConfig, create_app  # noqa: E402
 from foveal.serve.codec import elements_of  # noqa: E402
@@ -246,7 +247,8 @@ def test_client_returns_engine_objects(url, engine):
         doc = client.score(EXAMPLE, ROOT / "examples" / "creative.json")
         spec = elements_of(ELEMENTS, (600, 600))
         _, local = score_document(expected, spec.elements, expected.provenance, image="creative.png",
-                                  elements_source="elements", format=spec.format)
+                                  elements_source="elements", format=spec.format,
+                                  thresholds=Thresholds.of_card(engine.graph))
         assert doc == json.loads(json.dumps(local))
         assert client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B)["elements"]
         assert client.ready() and client.models()["serving"]["precision"] == engine.precision

@@ -70,23 +70,38 @@ def engine() -> Engine:
 
 # --- candidate positions --------------------------------------------------------------------------------------
 
-def test_grid_spans_the_valid_range_and_skips_the_current_position():
-    offsets, rejected = candidate_offsets((96, 128), SMALL[:1], "cta", grid=(3, 2), max_overlap=0.0)
-    boxes = sorted((10 + dx, 70 + dy) for dx, dy in offsets)
-    assert rejected == 0
-    assert boxes == sorted((x, y) for x in (0, 49, 98) for y in (0, 82))
+def test_grid_spans_the_valid_range_inside_the_edge_margins():
+    positions = candidate_offsets((96, 128), SMALL[:1], "cta", grid=(3, 2), max_overlap=0.0)
+    boxes = sorted((10 + dx, 70 + dy) for dx, dy in positions.offsets)
+    assert positions.rejected_overlap == 0
+    # 3% of 128 = 4 px and 3% of 96 = 3 px clear of each edge: never flush against it (it used to be 0 and 98).
+    assert boxes == sorted((x, y) for x in (4, 49, 94) for y in (3, 79))
+
+
+def test_positions_over_unboxed_content_are_refused():
+    image = np.full((96, 128, 3), 230, np.uint8)
+    image[0:40, 60:128] = np.random.default_rng(0).integers(0, 255, (40, 68, 3))  # a photo no element describes
+    positions = candidate_offsets((96, 128), SMALL[:1], "cta", grid=(5, 5), image=image)
+    assert positions.rejected_content > 0
+    for dx, dy in positions.offsets:
+        x, y = 10 + dx, 70 + dy
+        assert x + 30 <= 60 or y >= 40 or (min(x + 30, 128) - max(x, 60)) * (min(y + 14, 40) - y) <= 0.15 * 30 * 14
+    # Boxed, the same photo is the overlap rule's business, and a full-bleed photo still leaves positions.
+    noisy = np.random.default_rng(1).integers(0, 255, (96, 128, 3)).astype(np.uint8)
+    assert candidate_offsets((96, 128), SMALL[:1], "cta", grid=(5, 5), image=noisy).rejected_content == 0
 
 
 def test_step_walks_whole_steps_from_the_current_position():
-    offsets, _ = candidate_offsets((96, 128), SMALL[:1], "cta", step=40)
+    offsets = candidate_offsets((96, 128), SMALL[:1], "cta", step=40).offsets
     assert all(dx % 40 == 0 and dy % 40 == 0 for dx, dy in offsets)
     assert (0, 0) not in offsets
     assert {dx for dx, _ in offsets} == {0, 40, 80} and {dy for _, dy in offsets} == {-40, 0}
 
 
 def test_positions_overlapping_another_element_are_rejected():
-    offsets, rejected = candidate_offsets((96, 128), SMALL, "cta", grid=(5, 5), max_overlap=0.1)
-    assert rejected > 0
+    positions = candidate_offsets((96, 128), SMALL, "cta", grid=(5, 5), max_overlap=0.1)
+    offsets = positions.offsets
+    assert positions.rejected_overlap > 0
     for dx, dy in offsets:
         moved = (10 + dx, 70 + dy, 30, 14)
         for other in SMALL[1:]:
@@ -128,11 +143,11 @@ def test_parse_grid(text, ok):
 
 def test_search_finds_the_spotlight():
     image = _small_creative()
-    offsets, _ = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(5, 5))
-    result = search_position(Spotlight((100, 84, 10, 10)), image, SMALL, "cta", offsets, batch_size=7)
+    offsets = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(5, 5)).offsets
+    result = search_position(Spotlight((98, 80, 10, 10)), image, SMALL, "cta", offsets, batch_size=7)
     best = result.candidates[0]
     x, y, w, h = best.box
-    assert x <= 100 and y <= 84 and x + w >= 110 and y + h >= 94  # the best box holds the whole spotlight
+    assert x <= 98 and y <= 80 and x + w >= 108 and y + h >= 90  # the best box holds the whole spotlight
     shares = [c.share_of("cta") for c in result.candidates]
     assert shares == sorted(shares, reverse=True)
     assert result.best.after.element("cta").share == pytest.approx(best.share_of("cta"))
@@ -143,7 +158,7 @@ def test_search_finds_the_spotlight():
 
 def test_search_is_batched_and_its_shares_match_direct_scoring(engine):
     image = _small_creative()
-    offsets, _ = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(3, 3))
+    offsets = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(3, 3)).offsets
     spy = Spy(engine)
     result = search_position(spy, image, SMALL, "cta", offsets, batch_size=4)
     n = len(offsets) + 1  # the baseline rides in the first batch
@@ -252,3 +267,13 @@ def test_cli_mode_errors_are_usage_errors(tmp_path, args):
     with pytest.raises(SystemExit) as exc:
         main(["-q", "whatif", str(image), "--elements", str(elements), *args, "-o", str(tmp_path / "out")])
     assert exc.value.code == 2
+
+
+def test_search_may_land_on_another_elements_box():
+    # With --max-overlap 1 the element may take a same-sized element's exact box: scoring must not refuse that.
+    image = _small_creative()
+    twins = (Element("cta", "cta", (10, 70, 30, 14)), Element("badge", "other", (90, 70, 30, 14)))
+    offsets = candidate_offsets(image.shape[:2], twins, "cta", step=80, max_overlap=1.0).offsets
+    assert (80, 0) in offsets
+    result = search_position(Spotlight((90, 70, 30, 14)), image, twins, "cta", [(80, 0)])
+    assert result.candidates[0].box == (90, 70, 30, 14)

@@ -10,7 +10,8 @@ Three layouts load through :func:`load_dataset`, which detects them:
   ``maps/<image stem>.png`` the size of their image.
 
 Coordinates are 0-based float pixels of the stored image: pixel (0, 0) covers [0, 1) × [0, 1).  Reading the
-``.mat`` files needs SciPy (``pip install foveal[train]``); everything else needs only NumPy and Pillow.
+``.mat`` files needs SciPy (``pip install "foveal[eval]"``, SciPy only, no torch); everything else needs only NumPy and
+Pillow.
 
 Every dataset has a fixed split by image (:meth:`Dataset.split`): ids sorted, ``default_rng(0).permutation(n)``,
 first 80 % train, next 10 % val, last 10 % test.  Training, model selection and evaluation all use it.
@@ -217,7 +218,8 @@ def _loadmat(path: Path) -> dict:
     try:
         import scipy.io
     except ImportError as e:
-        raise FovealError(f"reading {path.name} needs SciPy; install it with `pip install foveal[train]`") from e
+        raise FovealError(f"reading {path.name} needs SciPy; install it with `pip install \"foveal[eval]\"` (or "
+                          "`pip install scipy`)") from e
     try:
         return scipy.io.loadmat(str(path))
     except (OSError, ValueError, NotImplementedError) as e:

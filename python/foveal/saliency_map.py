@@ -8,39 +8,21 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import cpu
+from .boxes import resolve_boxes
 from .errors import InputError
 from .fileio import save_png, write_npy
 
 _SCALE_KEY = "foveal:scale"
+#: Grey range the image is compressed to under an overlay: no black or white left for the heat to vanish into.
+OVERLAY_BASE = (80.0, 170.0)
+#: Bottom of the colormap left out, so the faintest heat is a visible purple rather than black.
+OVERLAY_CMAP_START = 0.2
+OVERLAY_ALPHA = 0.9
 
 
-def boxes_to_xyxy(boxes: Any, shape: tuple[int, int]) -> np.ndarray:
-    """``[x, y, w, h]`` pixel boxes (one or (N, 4)) → int64 half-open ``x0, y0, x1, y1``.
-
-    Coordinates are rounded to whole pixels; NaN, infinite and non-positive sizes are refused, as are boxes that
-    lie entirely outside the ``(height, width)`` image. Partly outside boxes are clipped by the kernel.
-    """
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise InputError(f"boxes: expected [x, y, w, h] or an (N, 4) array, got shape {np.shape(boxes)}")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()}: coordinates must be finite numbers")
-    x0, y0 = np.rint(arr[:, 0]), np.rint(arr[:, 1])
-    x1, y1 = np.rint(arr[:, 0] + arr[:, 2]), np.rint(arr[:, 1] + arr[:, 3])
-    empty = (x1 <= x0) | (y1 <= y0)
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()}: width and height must be at least one pixel")
-    height, width = shape
-    outside = (x1 <= 0) | (y1 <= 0) | (x0 >= width) | (y0 >= height)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise InputError(f"boxes[{i}] = {arr[i].tolist()} lies entirely outside the {width}x{height} image")
-    return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
+def overlay_ramp(t: np.ndarray) -> np.ndarray:
+    """Where ``t = prob / max`` in [0, 1] lands on the overlay's colormap (the legend uses the same ramp)."""
+    return (OVERLAY_CMAP_START + (1.0 - OVERLAY_CMAP_START) * np.asarray(t, np.float32)).astype(np.float32)
 
 
 class SaliencyMap:
@@ -68,39 +50,56 @@ class SaliencyMap:
 
     @cached_property
     def sat(self) -> np.ndarray:
-        """(H+1, W+1) float64 summed-area table with a zero top row and left column."""
-        return cpu.summed_area_table(self.prob)
+        """(H+1, W+1) float64 summed-area table with a zero top row and left column.
+
+        Built on the first box query, which is where a map that is not a distribution (negative, NaN or no mass)
+        is refused: its shares would be meaningless."""
+        table = cpu.summed_area_table(self.prob)
+        total = float(table[-1, -1])
+        if not (np.isfinite(total) and total > 0) or float(self.prob.min()) < 0:
+            raise InputError(f"this map is not a distribution (total {total:g}, min {float(self.prob.min()):g}): "
+                             "box queries need finite, non-negative values with a positive total")
+        return table
 
     @property
     def total(self) -> float:
         """Total mass (1 up to rounding for a model's output)."""
         return float(self.sat[-1, -1])
 
-    def box_sum(self, boxes: Any) -> np.ndarray:
-        """Mass inside each ``[x, y, w, h]`` box, clipped to the image: (N,) float64."""
-        return cpu.box_sums(self.sat, boxes_to_xyxy(boxes, self.shape))
+    def box_sum(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> np.ndarray:
+        """Mass inside each box: (N,) float64.  Boxes follow :mod:`foveal.boxes` (refused, never clipped,
+        when they run off the image)."""
+        return cpu.box_sums(self.sat, resolve_boxes(boxes, self.shape, box_format=box_format, units=units))
 
-    def box_stats(self, boxes: Any) -> dict[str, np.ndarray]:
-        """Per box: ``sum``, clipped ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
+    def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
+        """Per box: ``sum``, ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
 
+        ``boxes`` is one box or an (N, 4) array (N may be 0), ``[x, y, w, h]`` unless ``box_format="xyxy"``, in
+        pixels unless ``units="relative"``; see :mod:`foveal.boxes` for the rounding and validation rule.
         share = sum / total; lift = share / (area / image area), so 1.0 means "as much as an average region".
         """
-        xyxy = boxes_to_xyxy(boxes, self.shape)
-        sums = cpu.box_sums(self.sat, xyxy)
+        xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
+        sums = cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
         height, width = self.shape
-        area = ((np.minimum(xyxy[:, 2], width) - np.maximum(xyxy[:, 0], 0))
-                * (np.minimum(xyxy[:, 3], height) - np.maximum(xyxy[:, 1], 0))).astype(np.float64)
+        area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
         share = sums / self.total
         return {"sum": sums, "area": area, "density": sums / area, "share": share,
                 "lift": share / (area / (height * width))}
 
-    def share(self, box: Sequence[float]) -> float:
-        """Share of attention inside one ``[x, y, w, h]`` box (0..1)."""
-        return float(self.box_stats(box)["share"][0])
+    def _one(self, box: Any, what: str, box_format: str, units: str) -> dict[str, np.ndarray]:
+        stats = self.box_stats(box, box_format=box_format, units=units)
+        if len(stats["sum"]) != 1:
+            raise InputError(f"{what}: takes exactly one box [x, y, w, h], got {len(stats['sum'])}; for many boxes "
+                             f"use box_stats(boxes)[{what!r}]")
+        return stats
 
-    def lift(self, box: Sequence[float]) -> float:
+    def share(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
+        """Share of attention inside one box (0..1)."""
+        return float(self._one(box, "share", box_format, units)["share"][0])
+
+    def lift(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
         """Share of one box divided by its area fraction (1.0 = average)."""
-        return float(self.box_stats(box)["lift"][0])
+        return float(self._one(box, "lift", box_format, units)["lift"][0])
 
     def to_png(self, path: str | os.PathLike, bits: int = 8) -> float:
         """Write a greyscale PNG scaled to the map's maximum; returns (and stores in the PNG) the scale factor
@@ -132,13 +131,30 @@ class SaliencyMap:
         """Save ``prob`` as a float32 ``.npy``."""
         write_npy(path, self.prob)
 
-    def overlay(self, image: np.ndarray, path: str | os.PathLike | None = None, alpha: float = 0.6,
-                cmap: str = "turbo") -> np.ndarray:
-        """Colourise the map over ``image`` (H, W, 3) uint8; save it as PNG when ``path`` is given."""
+    def overlay(self, image: np.ndarray, path: str | os.PathLike | None = None, alpha: float = OVERLAY_ALPHA,
+                cmap: str = "inferno") -> np.ndarray:
+        """Attention drawn over ``image`` (H, W, 3) uint8; saved as PNG when ``path`` is given.
+
+        The image is shown muted (grey, its range compressed to :data:`OVERLAY_BASE`) so that heat stays visible on
+        dark and on saturated (e.g. red) areas; each pixel takes the colour of ``cmap`` at ``t = prob / max(prob)``
+        (``"inferno"``: perceptually uniform and colour-blind safe, purple → orange → yellow; its darkest fifth is
+        skipped, :func:`overlay_ramp`) with blend weight ``alpha * sqrt(t)``, so faint attention still shows and
+        unattended pixels show the image.
+        """
         image = np.asarray(image)
-        if image.shape[:2] != self.shape:
-            raise InputError(f"overlay: image is {image.shape[:2]}, map is {self.shape}; they must match")
-        out = cpu.overlay(image, self.prob, alpha=alpha, cmap=cmap)
+        if image.ndim != 3 or image.shape[2] < 3 or image.shape[:2] != self.shape:
+            raise InputError(f"overlay: image is {image.shape}, map is {self.shape}; they must match: give the "
+                             "(H, W, 3) image the map was predicted from")
+        if not 0.0 <= alpha <= 1.0:
+            raise InputError(f"overlay: alpha must be in [0, 1], got {alpha}")
+        peak = float(self.prob.max())
+        t = self.prob / peak if peak > 0 else np.zeros_like(self.prob)
+        colours = cpu.colorize(overlay_ramp(t), cmap).astype(np.float32)
+        grey = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        low, high = OVERLAY_BASE
+        base = (low + grey * ((high - low) / 255.0))[..., None]
+        weight = (alpha * np.sqrt(t))[..., None]
+        out = np.clip(base + (colours - base) * weight + 0.5, 0, 255).astype(np.uint8)
         if path is not None:
             save_png(path, out)
         return out

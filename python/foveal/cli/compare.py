@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="element files for A and B (one file: the same for both)")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--no-html", action="store_true", help="write compare.json and compare.png only")
+    p.add_argument("--allow-format-mismatch", action="store_true",
+                   help="compare creatives of different formats anyway (the verdict is marked indicative)")
     add_engine_options(p)
     p.set_defaults(handler=run, parser=p)
 
@@ -39,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     decoded = [decode(path, engine.max_pixels) for path in (args.image_a, args.image_b)]
     specs = [load_elements(f, d.pixels.shape[:2]) for f, d in zip(element_files, decoded)]
     map_a, map_b = engine.predict_batch(decoded, batch_size=args.batch_size)
-    scores_a = score_creative(map_a, specs[0].elements)
-    scores_b = score_creative(map_b, specs[1].elements)
-    comparison = compare_scores(scores_a, scores_b)
+    scores_a = score_creative(map_a, specs[0].elements, format=specs[0].format)
+    scores_b = score_creative(map_b, specs[1].elements, format=specs[1].format)
+    comparison = compare_scores(scores_a, scores_b, allow_format_mismatch=args.allow_format_mismatch)
     diff = difference_map(map_a.prob, map_b.prob)
     inputs = {key: {"image": str(path), "elements": str(f), "image_sha256": d.sha256}
               for key, path, f, d in zip("ab", (args.image_a, args.image_b), element_files, decoded)}

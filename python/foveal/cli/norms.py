@@ -1,7 +1,8 @@
 """``foveal norms build DIR --elements EDIR -o norms.json``: reference shares for exact percentiles.
 
 Scores every creative in DIR (your top performers) with the element file of the same name from EDIR, and stores
-the sorted element shares per format and kind, with the model's name and sha256.  A bad reference creative stops
+the sorted element shares per format and kind, with the model's name and sha256 and the sha256 and precision of
+the graph that ran (norms apply only to scores of that graph).  A bad reference creative stops
 the build (nothing is written): silently dropping one would shift every percentile computed from the norms.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..errors import FovealError, InputError
 from ..fileio import write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
-from ..scoring.norms import build_norms
+from ..scoring.norms import build_norms, engine_identity
 from ..scoring.scores import score_creative
 from . import _add_global_options, add_engine_options, make_engine
 from .score import iter_predicted, list_images
@@ -50,11 +51,12 @@ def run_build(args: argparse.Namespace) -> int:
         if isinstance(result, FovealError):
             raise InputError(f"reference creative {image.name}: {result}")
         scored.append(score_creative(result.smap, result.spec.elements, format=args.format or result.spec.format))
-    norms = build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256})
+    norms = build_norms(scored, engine_identity(engine))
     write_json(args.out, norms.to_dict())
     if not args.quiet:
         for fmt, kinds in sorted(norms.formats.items()):
             counts = ", ".join(f"{kind} {len(v)}" for kind, v in sorted(kinds.items()))
             print(f"foveal: format {fmt}: {norms.creatives[fmt]} creative(s); elements: {counts}", file=sys.stderr)
-        print(f"foveal: norms ({engine.model.name}) written to {args.out}", file=sys.stderr)
+        print(f"foveal: norms ({engine.model.name}, {engine.precision} graph) written to {args.out}",
+              file=sys.stderr)
     return 0

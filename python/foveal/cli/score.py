@@ -34,8 +34,9 @@ from ..imageio import DecodedImage, decode
 from ..models import file_sha256
 from ..progress import progress
 from ..saliency_map import SaliencyMap
-from ..scoring.elements import ElementSpec, find_element_file, load_elements
-from ..scoring.norms import Norms, load_norms
+from ..scoring.elements import FORMAT_SUMMARY, ElementSpec, find_element_file, load_elements
+from ..scoring.norms import Norms, engine_identity, load_norms
+from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, score_document, write_report
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores
 from . import add_engine_options, make_engine
@@ -51,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score", help="score a creative's elements (CTA, headline, logo...) and write a report",
         description="Score element boxes on the predicted saliency map; write scores.json, overlay.png and "
-                    "report.html (a folder: one subfolder per creative plus scores.csv, resumable).")
+                    "report.html (a folder: one subfolder per creative plus scores.csv, resumable).",
+        epilog=FORMAT_SUMMARY, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", type=Path, metavar="IMAGE|DIR", help="a creative, or a folder of creatives")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--elements", type=Path, metavar="FILE",
@@ -95,7 +97,8 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pass-percentile", type=float, default=DEFAULT_PASS_PERCENTILE, metavar="P",
                    help="an element passes at or above this percentile of its norm (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",
-                   help="use norms built with another model (a warning is recorded in the output)")
+                   help="use norms built with another model or graph (precision); a warning is recorded in the "
+                        "output")
 
 
 @dataclass(frozen=True)
@@ -148,15 +151,16 @@ def _load_norms(args: argparse.Namespace, engine) -> tuple[Norms | None, str | N
     if args.norms is None:
         return None, None
     norms = load_norms(args.norms)
-    return norms, norms.check_model(engine.model.name, engine.model.sha256, args.allow_model_mismatch)
+    return norms, norms.check_graph(engine_identity(engine), args.allow_model_mismatch)
 
 
 def _score(p: Predicted, args: argparse.Namespace, norms: Norms | None, warning: str | None,
-           ) -> tuple[CreativeScores, dict]:
+           thresholds: Thresholds) -> tuple[CreativeScores, dict]:
     return score_document(p.smap, p.spec.elements, p.smap.provenance, image=str(p.image),
                           elements_source=str(p.elements), norms=norms,
                           norms_source=None if args.norms is None else str(args.norms), norms_warning=warning,
-                          format=args.format or p.spec.format, pass_percentile=args.pass_percentile)
+                          format=args.format or p.spec.format, pass_percentile=args.pass_percentile,
+                          allow_model_mismatch=args.allow_model_mismatch, thresholds=thresholds)
 
 
 def _write_outputs(out: Path, p: Predicted, scores: CreativeScores, doc: dict, html_report: bool) -> None:
@@ -181,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     result = next(iter_predicted(engine, [(args.image, elements)], 1))[1]
     if isinstance(result, FovealError):
         raise result
-    scores, doc = _score(result, args, norms, warning)
+    scores, doc = _score(result, args, norms, warning, Thresholds.of_card(engine.graph))
     _write_outputs(args.out, result, scores, doc, not args.no_report)
     if store is not None:
         store.record(args.creative_id or args.image.stem, scores, result.smap.provenance, vertical=args.vertical,
@@ -284,6 +288,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if warning:
         print(f"foveal: warning: {warning}", file=sys.stderr)
     done = resume(args.out, batch_settings(args, engine))
+    thresholds = Thresholds.of_card(engine.graph)
     todo, failures = [], 0
     for image in images:
         if image.stem in done:
@@ -302,7 +307,7 @@ def run_batch(args: argparse.Namespace) -> int:
                 failures += 1
                 print(f"foveal: error: {image.name}: {result}", file=sys.stderr)
                 continue
-            scores, doc = _score(result, args, norms, warning)
+            scores, doc = _score(result, args, norms, warning, thresholds)
             _write_outputs(args.out / image.stem, result, scores, doc, not args.no_report)
             _append_durably(table, _csv_text(csv_rows(image.stem, scores, doc)))
             if store is not None:  # before the journal: a crash in between re-records, never loses, a creative

@@ -24,6 +24,7 @@ from ..progress import progress
 from ..scoring.compare import compare_figure, difference_map
 from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
+from ..scoring.recommend import Thresholds
 from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
 from . import add_engine_options, make_engine
 
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
         body, outcome, n_images = whatif_search(engine, decoded.pixels, elements, args.search, grid=grid,
                                                 step=args.step, top=args.top, max_overlap=args.max_overlap,
-                                                batch_size=args.batch_size, progress=bar)
+                                                batch_size=args.batch_size, progress=bar,
+                                                thresholds=Thresholds.of_card(engine.graph))
     inputs = {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)}
     doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n_images,
                           batch_size=args.batch_size)

@@ -13,6 +13,10 @@ Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
   scored against its own image).  Elements present in one creative only are listed, not compared.
 - **Material change**: ``|Δ| ≥ 0.5`` percentage points of attention (:data:`MATERIAL_CHANGE`); smaller changes are
   "no material change".
+- **Same format**: A and B are compared only when they are one format: equal format names, or two sizes
+  ``WxH`` of one aspect ratio (within :data:`ASPECT_TOLERANCE`).  Shares of a 728x90 banner and a 300x250
+  rectangle are not comparable (the layout sets them), so different formats are refused, or, when explicitly
+  allowed, the verdict is qualified in the summary and the notes.
 - **Verdict** from ``Δconversion`` (attention on the union of cta, headline and product boxes) and
   ``Δdistractors`` (attention on the union of all other element boxes, outside the conversion boxes):
   ``better`` when conversion rises and distractors do not rise, or conversion holds and distractors fall;
@@ -23,6 +27,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -31,12 +36,14 @@ import numpy as np
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import draw_boxes, run_header
+from .report import draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
 #: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
 MATERIAL_CHANGE = 0.005
+#: Two ``WxH`` sizes are one format when their aspect ratios differ by at most this fraction.
+ASPECT_TOLERANCE = 0.02
 
 DEFINITIONS: dict[str, str] = {
     "common_grid": "B's pixel grid; A's map is resampled onto it by area-preserving resampling (maps read as "
@@ -50,6 +57,9 @@ DEFINITIONS: dict[str, str] = {
     "material_change": f"|delta| >= {MATERIAL_CHANGE * 100:g} percentage points; smaller is 'no material change'",
     "conversion": "attention on the union of " + ", ".join(sorted(CONVERSION_KINDS)) + " boxes",
     "distractors": "attention on the union of all other element boxes, outside the conversion boxes",
+    "same_format": "equal format names, or WxH sizes whose aspect ratios differ by at most "
+                   f"{ASPECT_TOLERANCE:.0%}; different formats are refused unless allowed, then the verdict is "
+                   "qualified",
     "verdict": "better: conversion up and distractors not up, or conversion flat and distractors down; worse: the "
                "mirror; mixed: both up or both down; no material change: neither moves (by material_change)",
     "effect": "per element: helps = a conversion element gained or a distractor lost attention; hurts = the "
@@ -90,6 +100,9 @@ class Comparison:
     verdict: str
     summary: str
     notes: tuple[str, ...]
+    format_a: str = ""
+    format_b: str = ""
+    same_format: bool = True
 
     @property
     def delta_conversion(self) -> float:
@@ -116,6 +129,7 @@ class Comparison:
             "only_in_a": list(self.only_in_a),
             "only_in_b": list(self.only_in_b),
             "notes": list(self.notes),
+            "formats": {"a": self.format_a, "b": self.format_b, "same": self.same_format},
         }
 
 
@@ -139,11 +153,39 @@ def verdict_of(delta_conversion: float, delta_distractors: float) -> str:
     return "better" if conv > 0 or (conv == 0 and dist < 0) else "worse"
 
 
-def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
-    """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict."""
+def same_format(format_a: str, format_b: str) -> bool:
+    """One format: equal names, or ``WxH`` sizes of one aspect ratio (within :data:`ASPECT_TOLERANCE`)."""
+    if format_a == format_b:
+        return True
+    sizes = [_size(f) for f in (format_a, format_b)]
+    if sizes[0] is None or sizes[1] is None:
+        return False
+    (wa, ha), (wb, hb) = sizes
+    return abs((wa / ha) / (wb / hb) - 1.0) <= ASPECT_TOLERANCE
+
+
+def _size(fmt: str) -> tuple[int, int] | None:
+    w, sep, h = fmt.lower().partition("x")
+    return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0 else None
+
+
+def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatch: bool = False) -> Comparison:
+    """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict.
+
+    Creatives of different formats (:func:`same_format`) are refused (InputError) unless
+    ``allow_format_mismatch``, which qualifies the summary and adds a note.
+    """
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
     deltas, notes = [], []
+    same = same_format(a.format, b.format)
+    if not same:
+        mismatch = (f"A is format {a.format} and B is {b.format}: shares of different formats are not comparable "
+                    "(the layout sets them)")
+        if not allow_format_mismatch:
+            raise InputError(mismatch + "; compare variants of one format, or pass --allow-format-mismatch "
+                             "(Python: allow_format_mismatch=True) to see a qualified comparison")
+        notes.append(mismatch + "; the verdict is indicative only")
     for ea in a.elements:
         eb = b_by_name.get(ea.name)
         if eb is None:
@@ -162,10 +204,12 @@ def compare_scores(a: CreativeScores, b: CreativeScores) -> Comparison:
     d_conv = b.conversion_share - a.conversion_share
     d_dist = b.other_elements_share - a.other_elements_share
     verdict = verdict_of(d_conv, d_dist)
-    summary = (f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
+    summary = ("" if same else f"formats differ ({a.format} vs {b.format}), indicative only: ") + (
+               f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
                f"({_pp(d_conv)}), distractors {_pct(a.other_elements_share)} -> {_pct(b.other_elements_share)} "
                f"({_pp(d_dist)})")
     return Comparison(
+        format_a=a.format, format_b=b.format, same_format=same,
         elements=tuple(deltas),
         only_in_a=tuple(e.name for e in a.elements if e.name not in b_by_name),
         only_in_b=tuple(e.name for e in b.elements if e.name not in a_names),
@@ -268,27 +312,53 @@ def render_difference(image: np.ndarray, diff: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8) -> np.ndarray:
-    """Panels (uint8 H×W×3) scaled to the last panel's height, laid left to right on white with a label each."""
+#: Creatives wider than this (width / height) get their panels stacked top to bottom: three banners side by side
+#: would each be a sliver of the page.
+STACK_ASPECT = 1.25
+
+
+def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8,
+                 footer: np.ndarray | None = None, footer_label: str = "") -> np.ndarray:
+    """Panels (uint8 H×W×3) with a label each, on white: left to right at the last panel's height, or, for
+    landscape panels (width/height > :data:`STACK_ASPECT`), top to bottom at its width.  ``footer`` (e.g. the
+    colour legend) goes under them, labelled."""
     from PIL import Image, ImageDraw, ImageFont
 
-    height = panels[-1].shape[0]
-    font = ImageFont.load_default(size=max(12, height // 36))
+    last = panels[-1]
+    stacked = last.shape[1] / last.shape[0] > STACK_ASPECT
     scaled = []
     for p in panels:
-        if p.shape[0] != height:
-            width = max(1, round(p.shape[1] * height / p.shape[0]))
-            p = np.asarray(Image.fromarray(p).resize((width, height), Image.Resampling.BILINEAR))
-        scaled.append(p)
+        if stacked and p.shape[1] != last.shape[1]:
+            size = (last.shape[1], max(1, round(p.shape[0] * last.shape[1] / p.shape[1])))
+        elif not stacked and p.shape[0] != last.shape[0]:
+            size = (max(1, round(p.shape[1] * last.shape[0] / p.shape[0])), last.shape[0])
+        else:
+            size = None
+        scaled.append(np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)) if size else p)
+    font = ImageFont.load_default(size=max(12, min(last.shape[:2]) // 20, 14))
     label_h = font.size + 8
-    total_w = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
-    canvas = Image.new("RGB", (total_w, height + label_h), "white")
+    if stacked:
+        width = last.shape[1]
+        height = sum(p.shape[0] + label_h for p in scaled) + gap * (len(scaled) - 1)
+    else:
+        width = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
+        height = last.shape[0] + label_h
+    footer_h = 0 if footer is None else footer.shape[0] + label_h + gap
+    canvas = Image.new("RGB", (width, height + footer_h), "white")
     draw = ImageDraw.Draw(canvas)
-    x = 0
+    x = y = 0
     for p, label in zip(scaled, labels):
-        canvas.paste(Image.fromarray(p), (x, label_h))
-        draw.text((x + 2, 3), label, fill="black", font=font)
-        x += p.shape[1] + gap
+        draw.text((x + 2, y + 3), label, fill="black", font=font)
+        canvas.paste(Image.fromarray(p), (x, y + label_h))
+        if stacked:
+            y += p.shape[0] + label_h + gap
+        else:
+            x += p.shape[1] + gap
+    if footer is not None:
+        top = height + gap
+        draw.text((2, top + 3), footer_label, fill="black", font=font)
+        strip = np.asarray(Image.fromarray(footer).resize((min(width, footer.shape[1]), footer.shape[0])))
+        canvas.paste(Image.fromarray(strip), (0, top + label_h))
     return np.asarray(canvas)
 
 
@@ -296,12 +366,15 @@ def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeSc
                    image_b: np.ndarray, map_b: SaliencyMap, scores_b: CreativeScores, diff: np.ndarray,
                    labels: tuple[str, str] = ("A", "B")) -> np.ndarray:
     """Three panels: A's and B's attention overlays with labelled element boxes, and ``diff``
-    (:func:`difference_map`) over B."""
+    (:func:`difference_map`) over B; the overlays' colour legend underneath."""
     elements_b = [Element(e.name, e.kind, e.box) for e in scores_b.elements]
+    width = image_b.shape[1] if image_b.shape[1] / image_b.shape[0] > STACK_ASPECT else 3 * image_b.shape[1]
     return side_by_side(
         [draw_boxes(map_a.overlay(image_a), scores_a), draw_boxes(map_b.overlay(image_b), scores_b),
          outline_boxes(render_difference(image_b, diff), elements_b)],
-        [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"])
+        [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"],
+        footer=legend_strip(max(60, min(600, width // 2))),
+        footer_label="attention on the overlays: none (grey) -> purple -> orange -> yellow (peak)")
 
 
 def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40)
@@ -364,7 +437,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     model = doc["model"]
     a, b = doc["input"]["a"], doc["input"]["b"]
     return _HTML.format(
-        title=html.escape(f'{a["image"]} vs {b["image"]}'),
+        title=html.escape(f'{Path(a["image"]).name} vs {Path(b["image"]).name}'),
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),

@@ -1,7 +1,8 @@
 """Pixel edits for what-if tests: move, scale or swap elements, filling the holes they leave.
 
-An edit cuts an element's box out of the image, fills the hole from its surroundings (:func:`fill_holes`) and
-pastes the content at its new place.  Edits never push an element outside the image: such an edit is an
+An edit cuts an element's box out of the image, fills the hole (the box grown by :data:`GHOST_MARGIN` pixels, so
+no outline of the element stays behind, but never into another element's box) from its surroundings
+(:func:`fill_holes`) and pastes the box's content at its new place.  Edits never push an element outside the image: such an edit is an
 :class:`~foveal.errors.InputError` that says which offsets are allowed.  Element boxes are updated with the edit,
 so the edited creative can be scored with the same names.
 
@@ -9,20 +10,25 @@ Edits run in the order given; each sees the image and boxes the previous one lef
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from ..boxes import round_half_up
 from ..errors import InputError
 from .elements import Element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
+#: Largest --scale factor: beyond it no element fits any image (and w * factor would overflow).
+MAX_SCALE = 1000.0
 #: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
 HOLE_MARGIN = 3
+#: The hole an element leaves reaches this many pixels beyond its box (except into other elements' boxes): its
+#: anti-aliased outline and half-pixel rounding sit just outside a tight box and would stay behind as a ghost.
+GHOST_MARGIN = 2
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class EditedCreative:
     elements: tuple[Element, ...]
 
 
-_INT = r"[+-]?\d+"
+_INT = r"[+-]?\d{1,9}"  # no image is a billion pixels wide; longer numbers are typos (and int() refuses 4,300+ digits)
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
@@ -80,8 +86,9 @@ def parse_scale(text: str) -> Scale:
     if not sep or not name.strip() or re.fullmatch(rf"\s*{_NUMBER}\s*", factor) is None:
         raise InputError(f"--scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
     value = float(factor)
-    if not (value > 0 and math.isfinite(value)):
-        raise InputError(f"--scale: the factor must be a positive finite number, got {factor.strip()!r} in {text!r}")
+    if not 0 < value <= MAX_SCALE:
+        raise InputError(f"--scale: the factor must be a positive number up to {MAX_SCALE:g}, got "
+                         f"{factor.strip()[:20]!r} in {text[:60]!r}")
     return Scale(name.strip(), value)
 
 
@@ -214,16 +221,16 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             x, y, w, h = e.box
             moved = (x + edit.dx, y + edit.dy, w, h)
             _check_inside(moved, image.shape, f"--move {edit.name}:{edit.dx},{edit.dy}", _move_hint(e.box, image.shape))
-            image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)])
+            image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)], _others(current, e.name))
             current[e.name] = Element(e.name, e.kind, moved)
         elif isinstance(edit, Scale):
             e = _lookup(current, edit.name, "--scale")
             x, y, w, h = e.box
-            nw, nh = max(1, round(w * edit.factor)), max(1, round(h * edit.factor))
+            nw, nh = (max(1, int(v)) for v in round_half_up([w * edit.factor, h * edit.factor]))
             scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
             _check_inside(scaled, image.shape, f"--scale {edit.name}:{edit.factor:g}", "use a smaller factor")
             patch = _resize(image[y:y + h, x:x + w], nw, nh)
-            image = _relocate(image, [(e.box, patch, scaled)])
+            image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name))
             current[e.name] = Element(e.name, e.kind, scaled)
         elif isinstance(edit, Swap):
             a = _lookup(current, edit.first, "--swap")
@@ -232,7 +239,8 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             what = f"--swap {edit.first},{edit.second}"
             _check_inside(a_new, image.shape, what, f"{edit.first!r} does not fit centred on {edit.second!r}")
             _check_inside(b_new, image.shape, what, f"{edit.second!r} does not fit centred on {edit.first!r}")
-            image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)])
+            image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)],
+                              _others(current, a.name, b.name))
             current[a.name] = Element(a.name, a.kind, a_new)
             current[b.name] = Element(b.name, b.kind, b_new)
         else:
@@ -254,9 +262,7 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
     for dx, dy in offsets:
         _check_inside((x + dx, y + dy, w, h), image.shape, f"moving {name!r} by ({dx}, {dy})",
                       _move_hint(e.box, image.shape))
-    mask = np.zeros(image.shape[:2], bool)
-    mask[y:y + h, x:x + w] = True
-    filled = fill_holes(image, mask)
+    filled = fill_holes(image, _hole_mask(image.shape[:2], [e.box], [o.box for o in elements if o.name != name]))
     patch = image[y:y + h, x:x + w]
     for dx, dy in offsets:
         out = filled.copy()
@@ -265,16 +271,32 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
         yield EditedCreative(image=out, elements=tuple(moved if o.name == name else o for o in elements))
 
 
-def _relocate(image: np.ndarray, moves: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, ...]]]
-              ) -> np.ndarray:
-    """Cut every source box, fill the holes together, then paste each patch at its target box, in order."""
-    mask = np.zeros(image.shape[:2], bool)
-    for (x, y, w, h), _, _ in moves:
+def _hole_mask(shape: tuple[int, int], boxes: Sequence[Sequence[int]], keep: Sequence[Sequence[int]]
+               ) -> np.ndarray:
+    """The boxes grown by :data:`GHOST_MARGIN` (clipped to the image), minus the ``keep`` boxes' pixels, plus the
+    boxes themselves."""
+    mask = np.zeros(shape, bool)
+    for x, y, w, h in boxes:
+        mask[max(0, y - GHOST_MARGIN):y + h + GHOST_MARGIN, max(0, x - GHOST_MARGIN):x + w + GHOST_MARGIN] = True
+    for x, y, w, h in keep:
+        mask[y:y + h, x:x + w] = False
+    for x, y, w, h in boxes:
         mask[y:y + h, x:x + w] = True
-    out = fill_holes(image, mask)
+    return mask
+
+
+def _relocate(image: np.ndarray, moves: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, ...]]],
+              keep: Sequence[Sequence[int]]) -> np.ndarray:
+    """Cut every source box (with its ghost margin, sparing the ``keep`` boxes), fill the holes together, then
+    paste each patch at its target box, in order."""
+    out = fill_holes(image, _hole_mask(image.shape[:2], [box for box, _, _ in moves], keep))
     for _, patch, (x, y, w, h) in moves:
         out[y:y + h, x:x + w] = patch
     return out
+
+
+def _others(current: dict[str, Element], *names: str) -> list[tuple[int, int, int, int]]:
+    return [e.box for e in current.values() if e.name not in names]
 
 
 def _cut(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

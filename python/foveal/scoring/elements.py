@@ -11,35 +11,58 @@ CSV, with a header row (``units`` column optional)::
 
     name,kind,x,y,w,h[,units]
 
-Units rule (explicit, never guessed from the values): a box is in pixels unless its element says
-``"units": "relative"``, or, when it does not say, the file's top-level ``"units"`` does.  Relative boxes are
-fractions of the image width (x, w) and height (y, h).  Either way the box edges are rounded to the nearest pixel
-(``x0 = floor(x + 0.5)``, ``x1 = floor(x + w + 0.5)``; relative values are multiplied by the image size first), and
-the rounded box must be non-empty and lie inside the image.
+Boxes are ``[x, y, w, h]`` in pixels unless declared otherwise; order and units are never guessed from the values:
+
+- ``"units": "relative"`` (on an element, or for the whole file at the top level; CSV: a ``units`` column) reads
+  the box as fractions of the image width (x, w) and height (y, h);
+- ``"box_format": "xyxy"`` (same places; CSV: a ``box_format`` column, or the header ``name,kind,x0,y0,x1,y1``)
+  reads it as corners ``[x0, y0, x1, y1]``.
+
+Boxes become whole pixels by the one rule of :mod:`foveal.boxes` (edges rounded half up, ``floor(v + 0.5)``; the
+rounded box must be non-empty and inside the image, never clipped), so an element file and a Python box query
+give the same pixels.  Kinds are case-insensitive (``"CTA"``, ``"Body text"`` → ``cta``, ``body_text``).
 
 Extra keys on an element (``"text"``, ``"id"``...) are ignored, so annotation tools can carry their own metadata.
 """
 from __future__ import annotations
 
 import csv
+import difflib
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import ElementSpecError
+import numpy as np
+
+from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
+from ..errors import ElementSpecError, InputError
+from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
 ELEMENT_KINDS: tuple[str, ...] = ("cta", "headline", "body_text", "product", "logo", "face", "other")
 #: Kinds that carry the message to a conversion; attention on them is the creative's "conversion share".
 CONVERSION_KINDS: frozenset[str] = frozenset({"cta", "headline", "product"})
-UNITS: tuple[str, ...] = ("px", "relative")
 CSV_COLUMNS: tuple[str, ...] = ("name", "kind", "x", "y", "w", "h")
+#: The CSV header for corner boxes (implies ``box_format`` xyxy).
+CSV_XYXY_COLUMNS: tuple[str, ...] = ("name", "kind", "x0", "y0", "x1", "y1")
+#: The element-file format in a few lines (shown by ``foveal score --help``; docs/SCORING.md has it in full).
+FORMAT_SUMMARY = """\
+element file (JSON or CSV), one box per element:
+  [{"name": "cta", "kind": "cta", "box": [x, y, w, h]}, ...]
+  {"format": "1080x1080", "units": "relative", "box_format": "xywh", "elements": [...]}
+  CSV: name,kind,x,y,w,h[,units]   (or name,kind,x0,y0,x1,y1 for corner boxes)
+box: [x, y, w, h] from the top-left corner, in pixels; "units": "relative" for fractions of the image width
+  (x, w) and height (y, h); "box_format": "xyxy" for [x0, y0, x1, y1]. Both may be set per element or for the
+  file. Edges round to the nearest pixel (halves up); boxes must lie inside the image.
+kinds (any case): cta, headline, body_text, product, logo, face, other."""
 #: File extensions :func:`find_element_file` looks for, in order.
 ELEMENT_FILE_SUFFIXES: tuple[str, ...] = (".json", ".csv")
-
+#: Largest element file read (bytes): far above any real creative's, small enough to parse without harm.
+MAX_ELEMENT_FILE_BYTES = 64 << 20
+#: Longest CSV field (characters): Python's csv refuses fields over 131,072 by default, with its own error.
+MAX_CSV_FIELD = 1 << 20
 
 @dataclass(frozen=True)
 class Element:
@@ -90,49 +113,106 @@ def format_of(image_hw: Sequence[int]) -> str:
     return f"{int(w)}x{int(h)}"
 
 
+def normalise_kind(kind: Any, where: str = "element") -> str:
+    """The canonical kind for ``kind``: case, spaces and hyphens are forgiven (``"Body text"`` → ``body_text``);
+    anything else is an :class:`ElementSpecError` with a "did you mean" when a kind is close."""
+    if isinstance(kind, str):
+        key = "_".join(kind.strip().lower().replace("-", " ").split())
+        if key in ELEMENT_KINDS:
+            return key
+        close = difflib.get_close_matches(key, ELEMENT_KINDS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    else:
+        hint = ""
+    raise ElementSpecError(f"{where}: field 'kind' must be one of {', '.join(ELEMENT_KINDS)} (any case); got "
+                           f"{_short(kind)}{hint}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ElementSpecError(f"{where}: field 'name' must be a non-empty string, got {_short(name)}")
+    return name
+
+
+def _check_box_values(box: Any, where: str) -> list[float]:
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        raise ElementSpecError(f"{where}: field 'box' must be a list of 4 numbers [x, y, w, h], got {_short(box)}")
+    if all(type(v) is int or type(v) is float for v in box):  # the common case, checked in one pass
+        try:
+            values = [float(v) for v in box]
+        except OverflowError:
+            values = []
+        if values and all(map(math.isfinite, values)):
+            return values
+    values = []
+    for label, v in zip("xywh", box):
+        # bool is an int subclass; true/false in a box is always a mistake.
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ElementSpecError(f"{where}: field 'box' value {label} must be a number, got {_short(v)}")
+        try:
+            f = float(v)
+            if not math.isfinite(f):
+                raise ElementSpecError(f"{where}: field 'box' value {label} must be finite, got {_short(v)}")
+            values.append(f)
+        except OverflowError:
+            raise ElementSpecError(f"{where}: field 'box' value {label} ({str(v)[:20]}…, {len(str(v))} digits) is "
+                                   "beyond any image; boxes must lie inside the image") from None
+    return values
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], field: str, where: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ElementSpecError(f"{where}: field {field!r} must be {' or '.join(map(repr, choices))}, got "
+                               f"{_short(value)}")
+    return value
+
+
+def _resolve(names: Sequence[str], kinds: Sequence[str], boxes: Sequence[Sequence[float]], formats: Sequence[str],
+             units: Sequence[str], wheres: Sequence[str], image_hw: Sequence[int]) -> list[Element]:
+    """Every box to pixels by the one rule, in one vectorised pass per (format, units) group."""
+    out: list[Element | None] = [None] * len(names)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(formats, units)):
+        groups.setdefault(key, []).append(i)
+    for (box_format, unit), idx in groups.items():
+        try:
+            xyxy = resolve_boxes(np.asarray([boxes[i] for i in idx], np.float64).reshape(-1, 4),
+                                 (int(image_hw[0]), int(image_hw[1])), box_format=box_format, units=unit,
+                                 label=lambda j: f"{wheres[idx[j]]} ({names[idx[j]]!r}): field 'box'")
+        except ElementSpecError:
+            raise
+        except InputError as exc:
+            raise ElementSpecError(str(exc)) from None
+        for i, (x0, y0, x1, y1) in zip(idx, xyxy.tolist()):
+            out[i] = Element(name=names[i], kind=kinds[i], box=(x0, y0, x1 - x0, y1 - y0))
+    return out  # type: ignore[return-value]
+
+
 def make_element(name: Any, kind: Any, box: Any, image_hw: Sequence[int], *, units: str = "px",
-                 where: str = "element") -> Element:
+                 box_format: str = "xywh", where: str = "element") -> Element:
     """Validate one element and resolve its box to whole pixels of an ``image_hw = (H, W)`` image.
 
     Raises :class:`ElementSpecError` naming ``where`` and the offending field.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ElementSpecError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
-    where = f"{where} ({name!r})"
-    if not isinstance(kind, str) or kind not in ELEMENT_KINDS:
-        raise ElementSpecError(f"{where}: field 'kind' must be one of {', '.join(ELEMENT_KINDS)}; got {kind!r}")
-    if units not in UNITS:
-        raise ElementSpecError(f"{where}: field 'units' must be 'px' or 'relative', got {units!r}")
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        raise ElementSpecError(f"{where}: field 'box' must be a list of 4 numbers [x, y, w, h], got {box!r}")
-    for label, v in zip("xywh", box):
-        # bool is an int subclass; true/false in a box is always a mistake.
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ElementSpecError(f"{where}: field 'box' value {label} must be a number, got {v!r}")
-        if not math.isfinite(v):
-            raise ElementSpecError(f"{where}: field 'box' value {label} must be finite, got {v!r}")
-    x, y, w, h = (float(v) for v in box)
-    if w <= 0 or h <= 0:
-        raise ElementSpecError(f"{where}: field 'box' has zero or negative area (w={box[2]}, h={box[3]}); "
-                               "w and h must be > 0")
-    img_h, img_w = int(image_hw[0]), int(image_hw[1])
-    sx, sy = (img_w, img_h) if units == "relative" else (1, 1)
-    x0, x1 = math.floor(x * sx + 0.5), math.floor((x + w) * sx + 0.5)
-    y0, y1 = math.floor(y * sy + 0.5), math.floor((y + h) * sy + 0.5)
-    shown = f"box {list(box)} ({units})"
-    if x0 < 0 or y0 < 0 or x1 > img_w or y1 > img_h:
-        raise ElementSpecError(f"{where}: field 'box': {shown} covers pixels x {x0}..{x1}, y {y0}..{y1}, outside "
-                               f"the {img_w}x{img_h} image; boxes must lie inside the image "
-                               "(relative boxes need \"units\": \"relative\")")
-    if x1 <= x0 or y1 <= y0:
-        raise ElementSpecError(f"{where}: field 'box': {shown} rounds to an empty pixel box; make it at least "
-                               "one pixel wide and high")
-    return Element(name=name, kind=kind, box=(x0, y0, x1 - x0, y1 - y0))
+    name = _check_name(name, where)
+    where_named = f"{where} ({name!r})"
+    kind = normalise_kind(kind, where_named)
+    _check_choice(units, UNITS, "units", where_named)
+    _check_choice(box_format, BOX_FORMATS, "box_format", where_named)
+    values = _check_box_values(box, where_named)
+    return _resolve([name], [kind], [values], [box_format], [units], [where], image_hw)[0]
 
 
-def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements") -> None:
-    """Check a resolved element list as a whole: at least one element, inside the image, no duplicate names,
-    no two names on the identical box.  Raises :class:`ElementSpecError`."""
+def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements", *,
+                   identical_boxes: bool = False) -> None:
+    """Check a resolved element list as a whole: at least one element, known kinds, inside the image, no duplicate
+    names and (unless ``identical_boxes``, as an edit may produce) no two names on the identical box.  Raises
+    :class:`ElementSpecError`."""
     elements = list(elements)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
@@ -141,13 +221,16 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     boxes: dict[tuple[int, int, int, int], int] = {}
     for i, e in enumerate(elements):
         x0, y0, x1, y1 = e.xyxy
+        if e.kind not in ELEMENT_KINDS:
+            raise ElementSpecError(f"{source}: element {i} ({e.name!r}): kind {e.kind!r} is not one of "
+                                   f"{', '.join(ELEMENT_KINDS)}")
         if x0 < 0 or y0 < 0 or x1 > img_w or y1 > img_h or x1 <= x0 or y1 <= y0:
             raise ElementSpecError(f"{source}: element {i} ({e.name!r}): box {list(e.box)} is empty or outside "
                                    f"the {img_w}x{img_h} image")
         if e.name in names:
             raise ElementSpecError(f"{source}: elements {names[e.name]} and {i} are both named {e.name!r}; "
                                    "element names must be unique")
-        if e.box in boxes:
+        if e.box in boxes and not identical_boxes:
             j = boxes[e.box]
             raise ElementSpecError(f"{source}: elements {j} ({elements[j].name!r}) and {i} ({e.name!r}) have the "
                                    f"identical box {list(e.box)}: the same element named twice? remove one or "
@@ -156,90 +239,114 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
         boxes[e.box] = i
 
 
-def _check_units(value: Any, where: str) -> str:
-    if value not in UNITS:
-        raise ElementSpecError(f"{where}: field 'units' must be 'px' or 'relative', got {value!r}")
-    return value
-
-
 def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
-    """Validate decoded JSON (a list of elements, or ``{"elements": [...], "format": ..., "units": ...}``)."""
+    """Validate decoded JSON (a list of elements, or ``{"elements": [...], "format": ..., "units": ...,
+    "box_format": ...}``)."""
     fmt = None
-    default_units = "px"
+    default_units, default_format = "px", "xywh"
     if isinstance(obj, dict):
         if "elements" not in obj:
-            raise ElementSpecError(f"{source}: a JSON object needs an 'elements' list; got keys {sorted(obj)}")
+            raise ElementSpecError(f"{source}: a JSON object needs an 'elements' list; got keys "
+                                   f"{_short(sorted(map(str, obj)))}")
         fmt = obj.get("format")
         if fmt is not None and (not isinstance(fmt, str) or not fmt.strip()):
-            raise ElementSpecError(f"{source}: field 'format' must be a non-empty string, got {fmt!r}")
-        default_units = _check_units(obj.get("units", "px"), source)
+            raise ElementSpecError(f"{source}: field 'format' must be a non-empty string, got {_short(fmt)}")
+        default_units = _check_choice(obj.get("units", "px"), UNITS, "units", source)
+        default_format = _check_choice(obj.get("box_format", "xywh"), BOX_FORMATS, "box_format", source)
         items = obj["elements"]
     else:
         items = obj
     if not isinstance(items, list):
         raise ElementSpecError(f"{source}: 'elements' must be a JSON list of objects, got {type(items).__name__}")
-    elements = []
+    names, kinds, boxes, formats, units, wheres = [], [], [], [], [], []
     for i, item in enumerate(items):
         where = f"{source}: element {i}"
         if not isinstance(item, dict):
-            raise ElementSpecError(f"{where}: must be an object with name, kind, box; got {item!r}")
+            raise ElementSpecError(f"{where}: must be an object with name, kind, box; got {_short(item)}")
         for key in ("name", "kind", "box"):
             if key not in item:
                 raise ElementSpecError(f"{where}: missing field {key!r} (each element needs name, kind, box)")
-        units = _check_units(item.get("units", default_units), where)
-        elements.append(make_element(item["name"], item["kind"], item["box"], image_hw, units=units, where=where))
+        name = _check_name(item["name"], where)
+        where_named = f"{where} ({name!r})"
+        kinds.append(normalise_kind(item["kind"], where_named))
+        units.append(_check_choice(item.get("units", default_units), UNITS, "units", where_named))
+        formats.append(_check_choice(item.get("box_format", default_format), BOX_FORMATS, "box_format",
+                                     where_named))
+        boxes.append(_check_box_values(item["box"], where_named))
+        names.append(name)
+        wheres.append(where)
+    elements = _resolve(names, kinds, boxes, formats, units, wheres, image_hw)
     check_elements(elements, image_hw, source)
     return ElementSpec(elements=tuple(elements), format=fmt, source=source)
 
 
 def parse_elements_csv(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
-    """Validate CSV text with header ``name,kind,x,y,w,h`` (optional ``units`` column)."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in CSV_COLUMNS if c not in header]
+    """Validate CSV text with header ``name,kind,x,y,w,h`` or ``name,kind,x0,y0,x1,y1`` (optional ``units`` and
+    ``box_format`` columns)."""
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(MAX_CSV_FIELD)
+        return _parse_csv(text, image_hw, source)
+    except csv.Error as exc:
+        raise ElementSpecError(f"{source}: malformed CSV ({exc}); fields are limited to {MAX_CSV_FIELD:,} "
+                               "characters and must not contain NUL bytes") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [c.strip().lower() for c in (reader.fieldnames or [])]
+    columns, default_format = CSV_COLUMNS, "xywh"
+    if all(c in header for c in CSV_XYXY_COLUMNS) and not all(c in header for c in CSV_COLUMNS):
+        columns, default_format = CSV_XYXY_COLUMNS, "xyxy"
+    missing = [c for c in columns if c not in header]
     if missing:
-        raise ElementSpecError(f"{source}: CSV header must contain {','.join(CSV_COLUMNS)}; "
-                               f"missing {','.join(missing)} (header was {header})")
+        raise ElementSpecError(f"{source}: CSV header must contain {','.join(CSV_COLUMNS)} (or "
+                               f"{','.join(CSV_XYXY_COLUMNS)}); missing {','.join(missing)} (header was "
+                               f"{_short(header, 200)})")
     reader.fieldnames = header
-    elements = []
+    names, kinds, boxes, formats, units, wheres = [], [], [], [], [], []
     for row in reader:
         where = f"{source}: line {reader.line_num}"
-        if None in row or any(row[c] is None for c in CSV_COLUMNS):
+        if None in row or any(row[c] is None for c in columns):
             raise ElementSpecError(f"{where}: expected {len(header)} comma-separated fields")
+        name = _check_name(row["name"].strip(), where)
+        where_named = f"{where} ({name!r})"
         box = []
-        for c in "xywh":
+        for c in columns[2:]:
             try:
                 box.append(float(row[c]))
             except ValueError:
-                raise ElementSpecError(f"{where} ({row['name']!r}): column {c!r} must be a number, "
-                                       f"got {row[c]!r}") from None
-        units = _check_units((row.get("units") or "px").strip(), where)
-        elements.append(make_element(row["name"].strip(), row["kind"].strip(), box, image_hw, units=units,
-                                     where=where))
+                raise ElementSpecError(f"{where_named}: column {c!r} must be a number, got {_short(row[c])}") \
+                    from None
+        kinds.append(normalise_kind(row["kind"], where_named))
+        units.append(_check_choice((row.get("units") or "px").strip(), UNITS, "units", where_named))
+        formats.append(_check_choice((row.get("box_format") or default_format).strip(), BOX_FORMATS, "box_format",
+                                     where_named))
+        boxes.append(_check_box_values(box, where_named))
+        names.append(name)
+        wheres.append(where)
+    elements = _resolve(names, kinds, boxes, formats, units, wheres, image_hw)
     check_elements(elements, image_hw, source)
     return ElementSpec(elements=tuple(elements), format=None, source=source)
+
+
+def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
+    """Validate the text of a JSON element file."""
+    return parse_elements(parse_json(text, source, ElementSpecError), image_hw, source)
 
 
 def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
     """Read and validate an element file (``.json`` or ``.csv``) against an image of size ``(H, W)``."""
     path = Path(path)
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ElementSpecError(f"{source}: element file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ElementSpecError(f"{source}: cannot read element file ({exc})") from None
-    if path.suffix.lower() == ".csv":
-        return parse_elements_csv(text, image_hw, source)
-    if path.suffix.lower() != ".json":
-        raise ElementSpecError(f"{source}: element files must end in .json or .csv")
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ElementSpecError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") \
-            from None
-    return parse_elements(obj, image_hw, source)
+    suffix = path.suffix.lower()
+    if suffix not in ELEMENT_FILE_SUFFIXES:
+        raise ElementSpecError(f"{path}: element files must end in .json or .csv")
+    text = read_text(path, "element file", MAX_ELEMENT_FILE_BYTES, ElementSpecError)
+    if suffix == ".csv":
+        return parse_elements_csv(text, image_hw, str(path))
+    return parse_elements_json(text, image_hw, str(path))
 
 
 def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:

@@ -1,39 +1,59 @@
 """Norms: the element shares of reference creatives, kept whole so percentiles against them are exact.
 
 A norms file (``foveal norms build``) stores, per format (``"1080x1080"``...) and element kind, the sorted shares
-of every reference element, plus the model that produced them: a share is only comparable with shares predicted
-by the same model, so norms from another model are refused (or, when allowed, reported as a warning)::
+of every reference element, plus the graph that produced them: a share is only comparable with shares predicted
+by the same graph (a model's int8, fp16 and fp32 graphs give different shares), so norms are refused for another
+graph's scores (or, when allowed, reported as a warning)::
 
-    {"foveal_norms": 1, "quantity": "share", "model": {"name": ..., "sha256": ...}, "foveal_version": ...,
-     "formats": {"1080x1080": {"creatives": 40, "kinds": {"cta": [0.012, 0.031, ...], ...},
-                               "pass_percentiles": {"cta": 80}}}}
+    {"foveal_norms": 2, "quantity": "share",
+     "model": {"name": ..., "sha256": <fp32 card>, "graph_sha256": <graph that ran>, "precision": "int8"},
+     "foveal_version": ..., "formats": {"1080x1080": {"creatives": 40, "kinds": {"cta": [0.012, ...], ...},
+                                                    "pass_percentiles": {"cta": 80}}}}
 
+Version 1 files (before the graph was recorded) are read, but match no graph: rebuild them.
 ``pass_percentiles`` (optional, per format and kind) overrides the scorer's pass percentile for those elements:
 `foveal calibrate` proposes them from in-market outcomes, in a new norms file the user adopts by passing it.
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
 from .scores import CreativeScores
+from .textfile import parse_json, read_text
 
-NORMS_VERSION = 1
+NORMS_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 QUANTITY = "share"
+#: Largest norms file read: millions of reference shares.
+MAX_NORMS_BYTES = 256 << 20
+IDENTITY_KEYS = ("name", "sha256", "graph_sha256", "precision")
+
+
+def graph_identity(provenance: Mapping[str, Any]) -> dict[str, str | None]:
+    """What norms record about the graph, from a SaliencyMap's provenance (``model``, ``model_sha256``,
+    ``graph_sha256``, ``precision``) or an identity dict (``name``, ``sha256``, ``graph_sha256``, ``precision``)."""
+    get = provenance.get
+    return {"name": get("name", get("model")), "sha256": get("sha256", get("model_sha256")),
+            "graph_sha256": get("graph_sha256"), "precision": get("precision")}
+
+
+def engine_identity(engine: Any) -> dict[str, str]:
+    """The graph identity of an :class:`foveal.Engine`."""
+    return {"name": engine.model.name, "sha256": engine.model.sha256, "graph_sha256": engine.graph_sha256,
+            "precision": engine.precision}
 
 
 @dataclass(frozen=True)
 class Norms:
     """Sorted reference shares per format and kind, and the model they came from."""
 
-    model: dict[str, str]
+    model: dict[str, str | None]
     formats: dict[str, dict[str, np.ndarray]]
     creatives: dict[str, int]
     source: str = "norms"
@@ -55,15 +75,22 @@ class Norms:
             return None, f"norms for format {format!r} have no {kind!r} elements"
         return values, None
 
-    def check_model(self, name: str, sha256: str, allow_mismatch: bool = False) -> str | None:
-        """Refuse norms built with another model (InputError); with ``allow_mismatch`` return a warning instead."""
-        if self.model.get("sha256") == sha256:
+    def check_graph(self, identity: Mapping[str, Any], allow_mismatch: bool = False) -> str | None:
+        """Refuse to compare scores of another graph with these norms (InputError); with ``allow_mismatch`` return
+        a warning instead.  ``identity`` is :func:`graph_identity` or :func:`engine_identity`."""
+        theirs = graph_identity(identity)
+        mine = self.model
+        if mine.get("graph_sha256") is not None and mine.get("graph_sha256") == theirs["graph_sha256"]:
             return None
-        msg = (f"{self.source} was built with model {self.model.get('name')!r} (sha256 "
-               f"{str(self.model.get('sha256'))[:12]}…) but scores come from {name!r} (sha256 {sha256[:12]}…); "
-               "shares from different models are not comparable")
+        if mine.get("graph_sha256") is None:
+            why = (f"{self.source} does not record which graph built it (a version 1 norms file, model "
+                   f"{mine.get('name')!r}); scores come from {_graph(theirs)}")
+        else:
+            why = f"{self.source} was built with {_graph(mine)} but scores come from {_graph(theirs)}"
+        msg = why + "; shares from different graphs are not comparable"
         if not allow_mismatch:
-            raise InputError(msg + ": rebuild the norms with this model, or pass --allow-model-mismatch")
+            raise InputError(msg + ": rebuild the norms with this model and precision, or pass "
+                                   "--allow-model-mismatch (Python: allow_model_mismatch=True)")
         return msg
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,8 +107,17 @@ class Norms:
         }
 
 
-def build_norms(scored: Iterable[CreativeScores], model: dict[str, str]) -> Norms:
-    """Collect element shares of scored reference creatives by their ``format`` and element kind."""
+def build_norms(scored: Iterable[CreativeScores], model: Mapping[str, Any]) -> Norms:
+    """Collect element shares of scored reference creatives by their ``format`` and element kind.
+
+    ``model`` identifies the graph every creative was predicted with (:func:`engine_identity`, or
+    :func:`graph_identity` of the maps' provenance): name, sha256, graph_sha256 and precision.
+    """
+    identity = graph_identity(model)
+    missing = [k for k in IDENTITY_KEYS if not isinstance(identity[k], str) or not identity[k]]
+    if missing:
+        raise InputError(f"build_norms: model must name {', '.join(IDENTITY_KEYS)}; missing {', '.join(missing)} "
+                         "(use foveal.scoring.norms.engine_identity(engine))")
     lists: dict[str, dict[str, list[float]]] = {}
     creatives: dict[str, int] = {}
     for cs in scored:
@@ -93,19 +129,21 @@ def build_norms(scored: Iterable[CreativeScores], model: dict[str, str]) -> Norm
         raise InputError("build_norms: no reference creatives were scored; norms need at least one")
     formats = {fmt: {k: np.sort(np.asarray(v, dtype=np.float64)) for k, v in kinds.items()}
                for fmt, kinds in lists.items()}
-    return Norms(model={"name": model["name"], "sha256": model["sha256"]}, formats=formats, creatives=creatives)
+    return Norms(model=identity, formats=formats, creatives=creatives)  # type: ignore[arg-type]
 
 
 def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
     """Validate a decoded norms file."""
-    if not isinstance(obj, dict) or obj.get("foveal_norms") != NORMS_VERSION:
+    version = obj.get("foveal_norms") if isinstance(obj, dict) else None
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise InputError(f"{source}: not a foveal norms file (expected \"foveal_norms\": {NORMS_VERSION}); "
                          "build one with `foveal norms build`")
     if obj.get("quantity") != QUANTITY:
         raise InputError(f"{source}: field 'quantity' must be {QUANTITY!r}, got {obj.get('quantity')!r}")
     model = obj.get("model")
-    if not isinstance(model, dict) or not all(isinstance(model.get(k), str) for k in ("name", "sha256")):
-        raise InputError(f"{source}: field 'model' must be an object with string 'name' and 'sha256'")
+    keys = IDENTITY_KEYS if version >= 2 else IDENTITY_KEYS[:2]
+    if not isinstance(model, dict) or not all(isinstance(model.get(k), str) for k in keys):
+        raise InputError(f"{source}: field 'model' must be an object with string {', '.join(map(repr, keys))}")
     raw_formats = obj.get("formats")
     if not isinstance(raw_formats, dict) or not raw_formats:
         raise InputError(f"{source}: field 'formats' must be a non-empty object of format -> kinds")
@@ -122,9 +160,9 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
         creatives[fmt] = count
         formats[fmt] = {}
         for kind, values in entry["kinds"].items():
+            # Range first: math.isfinite overflows on a huge int, and 0 <= v <= 1 already excludes it and NaN.
             ok = isinstance(values, list) and values and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
-                for v in values)
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)
             if not ok:
                 raise InputError(f"{where}: kind {kind!r} must be a non-empty list of shares in [0, 1]")
             formats[fmt][kind] = np.sort(np.asarray(values, dtype=np.float64))
@@ -136,19 +174,18 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
             raise InputError(f"{where}: 'pass_percentiles' must map kinds present in 'kinds' to numbers in (0, 100]")
         if raw_passes:
             passes[fmt] = {k: float(p) for k, p in raw_passes.items()}
-    return Norms(model={"name": model["name"], "sha256": model["sha256"]}, formats=formats, creatives=creatives,
+    return Norms(model=graph_identity(model), formats=formats, creatives=creatives,  # type: ignore[arg-type]
                  source=source, foveal_version=str(obj.get("foveal_version", "unknown")), pass_percentiles=passes)
 
 
 def load_norms(path: str | Path) -> Norms:
     """Read and validate a norms JSON file."""
-    source = str(path)
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--norms {source}: file not found; build one with `foveal norms build`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--norms {source}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--norms {source}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    return norms_from_dict(obj, source)
+    source = f"--norms {path}"
+    text = read_text(path, "norms file", MAX_NORMS_BYTES, missing_hint="; build one with `foveal norms build`")
+    return norms_from_dict(parse_json(text, source), str(path))
+
+
+def _graph(identity: Mapping[str, Any]) -> str:
+    sha = identity.get("graph_sha256")
+    return (f"model {identity.get('name')!r} {identity.get('precision') or '?'} graph "
+            f"(sha256 {str(sha)[:12] + '…' if sha else 'unknown'})")

@@ -1,31 +1,65 @@
 """Rule-based recommendations, each backed by numbers read off the map.
 
-Rules (constants below; every recommendation carries the numbers it was decided on):
+Rules (every recommendation carries the numbers it was decided on).  With norms, an element's pass/fail decides
+whether it is weak, so a recommendation never contradicts the pass column: every failing element is told to
+draw more attention, and no failing element is told to draw less.
 
-- ``cta_weak``: a CTA that fails its norm (percentile < pass percentile) or, without norms, has lift < 1 (less
-  attention than its area's share).  Names the strongest competing element and its share.  Severity high.
-- ``distractor``: a logo, body_text or other element with lift > 1 (more attention than its area's share).
-  Severity medium when it draws more attention than the best CTA (or the creative has no CTA), else low.
+- ``cta_weak``: a CTA that fails its norm or, without norms, has lift < 1 (less attention than its area's share)
+  or ranks in the bottom half of the creative's elements (rank > n/2).  Names the strongest competing element and
+  its share.  Severity high.
 - ``headline_weak``: a headline failing its norm or, without norms, with lift < 1.  Severity medium.
-- ``low_focus``: the top 10% of pixels hold less than :data:`LOW_FOCUS_TOP10` of the attention: it is scattered
-  and no single message dominates (0.62 = 10th percentile of the first 120 OSIE train scenes under foveal-lite0
-  1.2.0's fp32 graph, median 0.77; its int8 graph gives 0.63 and 0.78; model-dependent: itti-koch's maps give
-  0.29 and 0.38).
+- ``<kind>_weak`` (``product_weak``, ``logo_weak``, ``face_weak``, ``body_text_weak``, ``other_weak``): an element
+  of another kind that fails its norm (only with norms).  Severity medium for product, low for the others.
+- ``distractor``: a logo, body_text or other element with lift > 1 (more attention than its area's share) that
+  does not fail its own norm.  Severity medium when it draws more attention than the best CTA (or the creative
+  has no CTA), else low.
+- ``low_focus``: the top 10% of pixels hold less than the model's ``low_focus_top10`` threshold of the attention:
+  it is scattered and no single message dominates.  The threshold belongs to the model (its card's
+  ``"scoring"``, calibrated by ``engine/calibrate_scoring.py`` as the 10th percentile over OSIE train images,
+  because sharper models concentrate more); a model without one (a user's ONNX) gets no ``low_focus`` rule.
   Severity medium.
 - ``whatif``: the edits a what-if search found that raise an element's share, best first (at most
   :data:`MAX_WHATIF`), passed in as :class:`WhatIfResult`.  Severity low.
+
+Every rule is linear in the number of elements.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from ..errors import ModelError
 from .scores import CreativeScores, ElementScore
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
 DISTRACTOR_KINDS: frozenset[str] = frozenset({"logo", "body_text", "other"})
-LOW_FOCUS_TOP10 = 0.62
 MAX_WHATIF = 3
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A model's calibrated scoring thresholds (None: not calibrated, the rule does not fire)."""
+
+    low_focus_top10: float | None = None
+    source: str = "none"
+
+    @classmethod
+    def of_card(cls, card: Any) -> "Thresholds":
+        """The ``"scoring"`` entry of a model card (:class:`foveal.models.ModelCard`); a graph variant's own
+        entry (``card.raw[precision]["scoring"]``) wins over the model's."""
+        raw = getattr(card, "raw", {}) or {}
+        precision = getattr(card, "precision", "fp32")
+        variant = raw.get(precision) if precision != "fp32" else None
+        entry = (variant or {}).get("scoring") if isinstance(variant, dict) else None
+        entry = entry if entry is not None else raw.get("scoring")
+        name = getattr(card, "name", "?")
+        if entry is None:
+            return cls(None, f"model {name!r} has no calibrated scoring thresholds")
+        value = entry.get("low_focus_top10") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 1.0:
+            raise ModelError(f"model card {name!r}: 'scoring.low_focus_top10' must be a number in [0.1, 1], got "
+                             f"{value!r}; recalibrate with engine/calibrate_scoring.py")
+        return cls(float(value), f"model {name!r} ({precision}) card")
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,11 @@ def _fails(e: ElementScore) -> bool:
     return e.passed is False if e.passed is not None else e.lift < 1.0
 
 
+def _low_rank(e: ElementScore, n: int) -> bool:
+    """Without norms: in the bottom half of the creative's elements by share."""
+    return e.passed is None and n >= 2 and e.rank > n / 2
+
+
 def _ordinal(value: float) -> str:
     """1st, 2nd, 3rd, 11th, 72nd; a fractional percentile keeps its decimals (72.5th)."""
     if value != int(value):
@@ -77,44 +116,77 @@ def _ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def _standing(e: ElementScore, pass_percentile: float) -> str:
-    """How the element compares, in words: score (rounded percentile) and the share needed to pass, or the lift."""
+def _standing(e: ElementScore, pass_percentile: float, n: int) -> str:
+    """How the element compares, in words: score (rounded percentile) and the share needed to pass, or the lift
+    and rank."""
+    rank = f"ranks {_ordinal(e.rank)} of {n} elements"
     if e.score is None:
-        return f"lift {e.lift:.2f}, below 1 = less than its area's share"
-    return (f"lift {e.lift:.2f}, score {e.score}: {_ordinal(e.score)} percentile of its norm; passing needs "
-            f"{_pct(e.threshold_share or 0.0)} (the {_ordinal(pass_percentile)} percentile)")
+        below = ", below 1 = less than its area's share" if e.lift < 1 else ""
+        return f"lift {e.lift:.2f}{below}; {rank}"
+    return (f"lift {e.lift:.2f}, {rank}, score {e.score}: {_ordinal(e.score)} percentile of its norm; passing "
+            f"needs {_pct(e.threshold_share or 0.0)} (the {_ordinal(pass_percentile)} percentile)")
 
 
-def _numbers(e: ElementScore) -> dict[str, Any]:
-    return {"element": e.name, "kind": e.kind, "share": e.share, "lift": e.lift, "percentile": e.percentile,
-            "threshold_share": e.threshold_share}
+def _numbers(e: ElementScore, n: int) -> dict[str, Any]:
+    return {"element": e.name, "kind": e.kind, "share": e.share, "lift": e.lift, "rank": e.rank, "elements": n,
+            "percentile": e.percentile, "passed": e.passed, "threshold_share": e.threshold_share}
 
 
-def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = ()) -> list[Recommendation]:
-    """Recommendations for one scored creative, most severe first (stable within a severity)."""
+def _strongest_other(top_two: list[ElementScore], e: ElementScore) -> ElementScore | None:
+    for candidate in top_two:
+        if candidate.name != e.name:
+            return candidate
+    return None
+
+
+_FIXES = {
+    "headline": "Increase its size or contrast, or move it toward the focal point.",
+    "product": "Make the product larger or more prominent, or place it nearer the focal point.",
+    "logo": "Make the logo larger or higher-contrast, or place it where the eye passes.",
+    "face": "A face draws and directs gaze: show it larger or facing toward the message.",
+}
+
+
+def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
+              thresholds: Thresholds = Thresholds()) -> list[Recommendation]:
+    """Recommendations for one scored creative, most severe first (stable within a severity).
+
+    ``thresholds``: the model's (:meth:`Thresholds.of_card` of ``Engine.graph``); without them ``low_focus`` is
+    not judged.
+    """
     recs: list[Recommendation] = []
     elements = scores.elements
-    ctas = [e for e in elements if e.kind == "cta"]
-    best_cta = max((e.share for e in ctas), default=None)
-
-    for cta in ctas:
-        if not _fails(cta):
-            continue
-        rivals = [e for e in elements if e.name != cta.name]
-        numbers = _numbers(cta)
-        message = f"CTA {cta.name!r} gets {_pct(cta.share)} of attention ({_standing(cta, scores.pass_percentile)})"
-        if rivals:
-            top = max(rivals, key=lambda e: e.share)
-            numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
-            message += f"; the strongest competitor is {top.kind} {top.name!r} with {_pct(top.share)}"
-        recs.append(Recommendation(f"cta_weak:{cta.name}", "high",
-                                   message + ". Make the CTA larger, higher-contrast or closer to the focal point.",
-                                   numbers))
+    n = len(elements)
+    pp = scores.pass_percentile
+    top_two = _top_two(elements)
+    best_cta = max((e.share for e in elements if e.kind == "cta"), default=None)
 
     for e in elements:
-        if e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
+        if e.kind == "cta":
+            if not (_fails(e) or _low_rank(e, n)):
+                continue
+            numbers = _numbers(e, n)
+            message = f"CTA {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, pp, n)})"
+            top = _strongest_other(top_two, e)
+            if top is not None:
+                numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
+                message += f"; the strongest competitor is {top.kind} {top.name!r} with {_pct(top.share)}"
+            recs.append(Recommendation(f"cta_weak:{e.name}", "high", message + ". Make the CTA larger, "
+                                       "higher-contrast or closer to the focal point.", numbers))
+        elif e.kind == "headline" and _fails(e):
+            recs.append(Recommendation(
+                f"headline_weak:{e.name}", "medium",
+                f"Headline {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, pp, n)}). {_FIXES['headline']}",
+                _numbers(e, n)))
+        elif e.passed is False:
+            fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
+            recs.append(Recommendation(
+                f"{e.kind}_weak:{e.name}", "medium" if e.kind == "product" else "low",
+                f"{e.kind} {e.name!r} gets {_pct(e.share)} of attention, below its norm ({_standing(e, pp, n)}). "
+                f"{fix}", _numbers(e, n)))
+        elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta
-            numbers = _numbers(e) | {"best_cta_share": best_cta}
+            numbers = _numbers(e, n) | {"best_cta_share": best_cta}
             message = (f"{e.kind} {e.name!r} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
                        f"area (lift {e.lift:.2f})")
             if best_cta is not None and outdraws:
@@ -122,20 +194,15 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = ()) -> li
             recs.append(Recommendation(f"distractor:{e.name}", "medium" if outdraws else "low",
                                        message + ". Tone it down, shrink it or move it away from the CTA.", numbers))
 
-    for e in elements:
-        if e.kind == "headline" and _fails(e):
-            recs.append(Recommendation(
-                f"headline_weak:{e.name}", "medium",
-                f"Headline {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, scores.pass_percentile)}). "
-                "Increase its size or contrast, or move it toward the focal point.", _numbers(e)))
-
-    if scores.top10_share < LOW_FOCUS_TOP10:
+    limit = thresholds.low_focus_top10
+    if limit is not None and scores.top10_share < limit:
         recs.append(Recommendation(
             "low_focus", "medium",
             f"Attention is scattered: the most-attended 10% of the image holds only {_pct(scores.top10_share)} of "
-            f"it (below {_pct(LOW_FOCUS_TOP10)}; focus {scores.focus:.2f}). Give the creative one clear focal "
-            "point and reduce competing detail.",
-            {"top10_share": scores.top10_share, "focus": scores.focus, "threshold": LOW_FOCUS_TOP10}))
+            f"it (below {_pct(limit)}, this model's 10th percentile on natural photos; focus {scores.focus:.2f}). "
+            "Give the creative one clear focal point and reduce competing detail.",
+            {"top10_share": scores.top10_share, "focus": scores.focus, "threshold": limit,
+             "threshold_source": thresholds.source}))
 
     gains = sorted((w for w in whatif if w.delta_share > 0), key=lambda w: w.delta_share, reverse=True)
     for i, w in enumerate(gains[:MAX_WHATIF], start=1):
@@ -147,3 +214,14 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = ()) -> li
              "delta_share": w.delta_share}))
 
     return sorted(recs, key=lambda r: SEVERITIES.index(r.severity))
+
+
+def _top_two(elements: Sequence[ElementScore]) -> list[ElementScore]:
+    """The two elements with the largest shares, in one pass (ties: the earlier element)."""
+    first = second = None
+    for e in elements:
+        if first is None or e.share > first.share:
+            first, second = e, first
+        elif second is None or e.share > second.share:
+            second = e
+    return [x for x in (first, second) if x is not None]

@@ -15,11 +15,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import cpu
 from .._version import __version__
 from ..fileio import save_png, write_json, write_text
+from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
-from .recommend import Recommendation, recommend
+from .recommend import Recommendation, Thresholds, recommend
 from .scores import DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, ElementScore, MapLike, score_creative
 
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -51,14 +53,18 @@ def build_document(scores: CreativeScores, recommendations: Sequence[Recommendat
 def score_document(smap: MapLike, elements: Sequence[Element], provenance: dict[str, Any], *, image: str,
                    elements_source: str, norms: Norms | None = None, norms_source: str | None = None,
                    norms_warning: str | None = None, format: str | None = None,
-                   pass_percentile: float = DEFAULT_PASS_PERCENTILE) -> tuple[CreativeScores, dict[str, Any]]:
+                   pass_percentile: float = DEFAULT_PASS_PERCENTILE, allow_model_mismatch: bool = False,
+                   thresholds: Thresholds = Thresholds()) -> tuple[CreativeScores, dict[str, Any]]:
     """Score ``elements`` on a map and build its ``scores.json`` document: what ``foveal score`` writes and
-    ``POST /v1/score`` returns, from this one function."""
-    scores = score_creative(smap, elements, norms=norms, format=format, pass_percentile=pass_percentile)
+    ``POST /v1/score`` returns, from this one function. ``thresholds`` are the model card's (``Thresholds.of_card``);
+    norms built on another graph are refused unless ``allow_model_mismatch``."""
+    scores = score_creative(smap, elements, norms=norms, format=format, pass_percentile=pass_percentile,
+                            allow_model_mismatch=allow_model_mismatch)
     norms_info = None if norms is None else {
         "source": norms_source or norms.source, "model": norms.model, "creatives": norms.creatives.get(scores.format),
         "warning": norms_warning}
-    doc = build_document(scores, recommend(scores), provenance, image=image, elements=elements_source,
+    doc = build_document(scores, recommend(scores, thresholds=thresholds), provenance, image=image,
+                         elements=elements_source,
                          norms=norms_info)
     return scores, doc
 
@@ -74,7 +80,8 @@ def run_header(provenance: dict[str, Any]) -> dict[str, Any]:
     return {
         "foveal_version": __version__,
         "model": {"name": provenance.get("model"), "version": provenance.get("model_version"),
-                  "sha256": provenance.get("model_sha256"), "precision": provenance.get("precision")},
+                  "sha256": provenance.get("model_sha256"), "graph_sha256": provenance.get("graph_sha256"),
+                  "precision": provenance.get("precision")},
         "backend": provenance.get("backend"),
     }
 
@@ -102,6 +109,29 @@ def draw_boxes(overlay: np.ndarray, scores: CreativeScores) -> np.ndarray:
         draw.rectangle([lx, ly, lx + tw, ly + th], fill=colour)
         draw.text((lx + 4 - tx0, ly + 3 - ty0), text, font=font, fill=(255, 255, 255))
     return np.asarray(canvas)
+
+
+def legend_strip(width: int, height: int = 14) -> np.ndarray:
+    """The overlay's colour scale as an (height, width, 3) uint8 strip: attention relative to the map's peak, from
+    none (left, the muted image) to the peak (right), blended exactly as :meth:`SaliencyMap.overlay` blends it over
+    a mid-grey image."""
+    t = np.linspace(0.0, 1.0, max(2, width), dtype=np.float32)[None, :].repeat(height, axis=0)
+    colours = cpu.colorize(overlay_ramp(t), "inferno").astype(np.float32)
+    base = np.float32(sum(OVERLAY_BASE) / 2)
+    weight = (OVERLAY_ALPHA * np.sqrt(t))[..., None]
+    return np.clip(base + (colours - base) * weight + 0.5, 0, 255).astype(np.uint8)
+
+
+LEGEND_TEXT = ("Colour = predicted attention relative to the map's peak: none (grey image) → purple → orange → "
+               "yellow (peak); colour-blind-safe inferno scale")
+
+
+def _png_uri(pixels: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _data_uri(pixels: np.ndarray) -> str:
@@ -141,8 +171,9 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
             f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{name}</text>',
             f'<rect x="{label_w}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" rx="3" fill="{colour}"/>',
             f'<line x1="{tick:.1f}" x2="{tick:.1f}" y1="{y + 2}" y2="{y + row_h - 2}" stroke="#111" stroke-width="2"/>',
-            f'<text x="{label_w + max(width, tick - label_w) + 8:.1f}" y="{y + 18}" fill="#1d232a">'
-            f'{100 * e["share"]:.1f}% · lift {e["lift"]:.2f}</text>',
+            # Beside its own bar, whatever the tick does; a white halo keeps it legible where the tick crosses it.
+            f'<text x="{label_w + width + 6:.1f}" y="{y + 18}" fill="#1d232a" stroke="#fff" stroke-width="3" '
+            f'paint-order="stroke">{100 * e["share"]:.1f}% · lift {e["lift"]:.2f}</text>',
         ]
     parts.append("</svg>")
     return "\n".join(parts)
@@ -187,9 +218,11 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         notes.append("No norms were given: percentile, score and pass are not available. Build norms from your "
                      "best creatives with <code>foveal norms build</code> and pass <code>--norms</code>.")
     else:
-        notes.append(html.escape(f'Percentiles against {norms["source"]} (format {doc["format"]}, '
-                                 f'{norms["creatives"]} reference creatives); pass = percentile ≥ '
-                                 f'{doc["pass_percentile"]:g}.'))
+        count = norms["creatives"]
+        against = (f'{count} reference creative{"s" if count != 1 else ""}' if count else
+                   "no reference creatives of this format")
+        notes.append(html.escape(f'Percentiles against {Path(str(norms["source"])).name} (format {doc["format"]}: '
+                                 f'{against}); pass = percentile ≥ {doc["pass_percentile"]:g}.'))
         if norms.get("warning"):
             notes.append("Warning: " + html.escape(norms["warning"]))
     missing = sorted({e["norm_note"] for e in doc["elements"] if norms is not None and e["norm_note"]})
@@ -209,6 +242,8 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         notes="".join(f'<div class="note">{n}</div>' for n in notes),
         creative_src=_data_uri(image),
         overlay_src=_data_uri(overlay),
+        legend_src=_png_uri(legend_strip(400)),
+        legend_text=html.escape(LEGEND_TEXT),
         score_caption="" if norms is None else " · score (0–100 percentile)",
         chart=_bar_chart(doc["elements"]),
         table=_table(doc["elements"]),

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .elements import CONVERSION_KINDS, Element, format_of
+from .elements import CONVERSION_KINDS, Element, check_elements, format_of
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -160,13 +160,25 @@ def competition_ranks(values: Sequence[float]) -> list[int]:
     return (greater + 1).tolist()
 
 
+def union_mask(shape: tuple[int, int], boxes_xyxy: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """Pixels covered by at least one half-open box: a 2-D difference array and two cumulative sums, so the cost
+    is O(boxes + pixels) however many boxes overlap."""
+    h, w = shape
+    boxes = np.asarray(boxes_xyxy, dtype=np.int64).reshape(-1, 4)
+    diff = np.zeros((h + 1, w + 1), np.int64)
+    x0, y0, x1, y1 = boxes.T
+    np.add.at(diff, (y0, x0), 1)
+    np.add.at(diff, (y0, x1), -1)
+    np.add.at(diff, (y1, x0), -1)
+    np.add.at(diff, (y1, x1), 1)
+    return diff.cumsum(0).cumsum(1)[:h, :w] > 0
+
+
 def union_share(prob: np.ndarray, boxes_xyxy: Sequence[tuple[int, int, int, int]],
                 exclude: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """Attention inside the union of half-open boxes (optionally minus an ``exclude`` mask); returns the share and
     the union mask.  A mask, not a sum of box sums, so overlaps count once."""
-    mask = np.zeros(prob.shape, dtype=bool)
-    for x0, y0, x1, y1 in boxes_xyxy:
-        mask[y0:y1, x0:x1] = True
+    mask = union_mask(prob.shape, boxes_xyxy)
     counted = mask if exclude is None else mask & ~exclude
     total = float(prob.sum(dtype=np.float64))
     return float(prob[counted].sum(dtype=np.float64)) / total, mask
@@ -194,13 +206,21 @@ def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
 
 def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
-                   ) -> tuple[ElementScore, ...]:
+                   allow_model_mismatch: bool = False) -> tuple[ElementScore, ...]:
     """Per-element scores (input order).  Box sums come from the map's summed-area table: O(1) per box.
 
-    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).
+    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).  Norms built with another
+    graph than the one in the map's provenance are refused (InputError) unless ``allow_model_mismatch``.
     """
     if not elements:
         return ()
+    if not (isinstance(pass_percentile, (int, float)) and 0.0 < pass_percentile <= 100.0):
+        raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
+    # Element objects built directly skip make_element; an edit may legitimately put two on one box.
+    check_elements(elements, smap.prob.shape, "elements", identical_boxes=True)
+    provenance = getattr(smap, "provenance", None) or {}
+    if norms is not None and provenance.get("graph_sha256"):
+        norms.check_graph(provenance, allow_model_mismatch)
     h, w = smap.prob.shape
     fmt = format or format_of((h, w))
     stats = smap.box_stats(np.array([e.box for e in elements], dtype=np.int64))
@@ -229,14 +249,19 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
 
 
 def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
-                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE) -> CreativeScores:
+                   format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
+                   allow_model_mismatch: bool = False) -> CreativeScores:
     """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share)."""
     prob = smap.prob
     h, w = prob.shape
     fmt = format or format_of((h, w))
-    element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile)
-    conversion, conv_mask = union_share(prob, [e.xyxy for e in elements if e.kind in CONVERSION_KINDS])
-    others, _ = union_share(prob, [e.xyxy for e in elements if e.kind not in CONVERSION_KINDS], exclude=conv_mask)
+    element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile,
+                                    allow_model_mismatch=allow_model_mismatch)
+    xywh = np.array([e.box for e in elements], np.int64).reshape(-1, 4)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    is_conversion = np.array([e.kind in CONVERSION_KINDS for e in elements], bool)
+    conversion, conv_mask = union_share(prob, xyxy[is_conversion])
+    others, _ = union_share(prob, xyxy[~is_conversion], exclude=conv_mask)
     return CreativeScores(
         image_hw=(h, w), format=fmt, pass_percentile=pass_percentile, elements=element_scores,
         conversion_share=conversion, other_elements_share=others,

@@ -7,9 +7,12 @@ Two modes:
 - :func:`search_position` tries many positions for one element (:func:`candidate_offsets`), re-runs the model on
   every edited image in batches, and ranks the positions by the element's measured share.
 
-Candidate rule: a position is valid when the element stays inside the image and overlaps every other element by
-at most ``max_overlap`` of the smaller of the two boxes (default :data:`MAX_OVERLAP`).  The original position is
-the baseline and is never a candidate.
+Candidate rule: a position is valid when the element stays inside the image, :data:`EDGE_MARGIN` of the image's
+width (x) and height (y) clear of every edge; overlaps every other element by at most ``max_overlap`` of the
+smaller of the two boxes (default :data:`MAX_OVERLAP`); and, when the image is given, covers no more unboxed
+content (busy pixels that no element box describes: text, a photo...) than the element's own surroundings hold
+plus :data:`MAX_UNBOXED_CONTENT` of its area.  The original position is the baseline and is
+never a candidate.
 """
 from __future__ import annotations
 
@@ -18,17 +21,32 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..boxes import round_half_up
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, compare_scores
-from .edits import Edit, EditedCreative, Move, Scale, Swap, apply_edits, move_variants
+from .edits import GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, move_variants
 from .elements import Element
-from .recommend import WhatIfResult, recommend
+from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
 #: Default largest overlap with another element, as a fraction of the smaller box's area.
 MAX_OVERLAP = 0.10
+#: Candidates keep this fraction of the image's width (x) and height (y), at least 1 px, clear of each edge: an
+#: element flush against the edge reads as cut off (and print or bleed crops cut it).
+EDGE_MARGIN = 0.03
+#: Largest fraction of a candidate box that may cover unboxed content, beyond the content fraction around the
+#: element's own position (so a full-bleed photo still has positions).
+MAX_UNBOXED_CONTENT = 0.15
+#: A pixel is content when its grey level differs from its right or lower neighbour's by more than this (0..255).
+CONTENT_GRADIENT = 24
+#: Width (pixels) of the ring around the element's current box whose content fraction sets the allowance.
+SURROUND = 8
 DEFAULT_GRID = (5, 5)
+#: Most columns or rows a --grid may ask for.
+MAX_GRID = 100
+#: Most positions one search may try: each is a model run (about 2 minutes on one CPU core at 2,500).
+MAX_POSITIONS = 2500
 
 DEFINITIONS: dict[str, str] = {
     "edit": "the element's box is cut out, the hole filled by row/column interpolation of the surrounding pixels, "
@@ -36,8 +54,12 @@ DEFINITIONS: dict[str, str] = {
             "other's centre); the edited image is re-run through the model",
     "candidates": "grid: positions evenly spaced over the whole valid range of the element's top-left corner; "
                   "step: the current position plus whole multiples of the step, inside the image",
-    "valid_position": "inside the image, and overlapping each other element by at most max_overlap of the smaller "
-                      "box's area; the current position is the baseline, not a candidate",
+    "valid_position": f"inside the image and {EDGE_MARGIN:g} of its width/height clear of each edge; overlapping "
+                      "each other element by at most max_overlap of the smaller box's area; covering at most "
+                      "content_allowance of unboxed content (pixels whose grey level steps by more than "
+                      f"{CONTENT_GRADIENT} to a neighbour, outside every element box; the allowance is the "
+                      f"content fraction around the element's own position plus {MAX_UNBOXED_CONTENT:g}); the "
+                      "current position is the baseline, not a candidate",
     "ranking": "by the element's share on the edited image's map, highest first (ties: the smaller move first)",
 }
 
@@ -152,22 +174,24 @@ def whatif_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Elemen
 
 def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Element], name: str, *,
                   grid: tuple[int, int] | None = None, step: int | None = None, top: int = 3,
-                  max_overlap: float = MAX_OVERLAP, batch_size: int = 16,
+                  max_overlap: float = MAX_OVERLAP, batch_size: int = 16, thresholds: Thresholds = Thresholds(),
                   progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
                   ) -> tuple[dict[str, Any], EditOutcome, int]:
-    """The body of ``whatif.json`` for a position search, its best outcome, and how many images were predicted."""
+    """The body of ``whatif.json`` for a position search, its best outcome, and how many images were predicted.
+    ``thresholds`` are the model card's (``Thresholds.of_card``), for the recommendations."""
     if top < 1:
         raise InputError(f"--top must be at least 1, got {top}")
-    offsets, rejected = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step,
-                                          max_overlap=max_overlap)
-    result = search_position(engine, image, elements, name, offsets, batch_size=batch_size, progress=progress)
-    recs = recommend(result.baseline, result.whatif_results(top))
+    positions = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step, max_overlap=max_overlap,
+                                  image=image)
+    result = search_position(engine, image, elements, name, positions.offsets, batch_size=batch_size,
+                             progress=progress)
+    recs = recommend(result.baseline, result.whatif_results(top), thresholds=thresholds)
     body = {"mode": "search",
-            "search": search_document(result, top=top, rejected_overlap=rejected, grid=grid, step=step,
+            "search": search_document(result, top=top, positions=positions, grid=grid, step=step,
                                       max_overlap=max_overlap),
             "best_edit": outcome_document(result.best),
             "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
-    return body, result.best, len(offsets) + 1
+    return body, result.best, len(positions.offsets) + 1
 
 
 def whatif_document(body: dict[str, Any], outcome: EditOutcome, inputs: dict[str, Any], *, seconds: float,
@@ -202,24 +226,38 @@ def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element],
 
 def parse_grid(text: str) -> tuple[int, int]:
     """``"5x5"`` → (columns, rows); each at least 1."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or min(int(p) for p in parts) < 1:
-        raise InputError(f"--grid: expected COLSxROWS with positive whole numbers (e.g. 5x5), got {text!r}")
+    parts = [p.strip() for p in text.lower().split("x")]
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 4 for p in parts) or \
+            not all(1 <= int(p) <= MAX_GRID for p in parts):
+        raise InputError(f"--grid: expected COLSxROWS with whole numbers 1..{MAX_GRID} (e.g. 5x5), got {text[:40]!r}")
     return int(parts[0]), int(parts[1])
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Valid moves ``(dx, dy)`` for one element, and how many positions were rejected and why."""
+
+    offsets: list[tuple[int, int]]
+    rejected_overlap: int
+    rejected_content: int
+    content_allowance: float | None
 
 
 def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name: str, *,
                       grid: tuple[int, int] | None = None, step: int | None = None,
-                      max_overlap: float = MAX_OVERLAP) -> tuple[list[tuple[int, int]], int]:
-    """Valid moves ``(dx, dy)`` for element ``name`` and how many positions were rejected for overlap.
+                      max_overlap: float = MAX_OVERLAP, image: np.ndarray | None = None) -> Positions:
+    """Valid moves for element ``name`` (see the module docstring's candidate rule).
 
-    ``grid=(cols, rows)`` spreads positions evenly over the whole valid range of the top-left corner; ``step``
-    walks from the current position in whole steps.  Exactly one of them may be given (default: a 5x5 grid).
+    ``grid=(cols, rows)`` spreads positions evenly over the valid range of the top-left corner (inside the edge
+    margins); ``step`` walks from the current position in whole steps.  Exactly one of them may be given (default:
+    a 5x5 grid).  ``image`` (H×W×3 uint8) enables the unboxed-content check.
     """
     if grid is not None and step is not None:
         raise InputError("give either --grid or --step, not both")
     if step is not None and step < 1:
         raise InputError(f"--step must be a positive number of pixels, got {step}")
+    if grid is not None and not all(1 <= int(n) <= MAX_GRID for n in grid):
+        raise InputError(f"--grid: columns and rows must be 1..{MAX_GRID}, got {grid[0]}x{grid[1]}")
     if not 0.0 <= max_overlap <= 1.0:
         raise InputError(f"--max-overlap must be a fraction in [0, 1], got {max_overlap}")
     by_name = {e.name: e for e in elements}
@@ -227,28 +265,76 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
         raise InputError(f"--search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
     x, y, w, h = by_name[name].box
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
-    if step is not None:
-        xs = np.concatenate([np.arange(x, -1, -step)[::-1], np.arange(x + step, img_w - w + 1, step)])
-        ys = np.concatenate([np.arange(y, -1, -step)[::-1], np.arange(y + step, img_h - h + 1, step)])
-    else:
-        cols, rows = grid or DEFAULT_GRID
-        xs = np.unique(np.rint(np.linspace(0, img_w - w, cols)).astype(np.int64))
-        ys = np.unique(np.rint(np.linspace(0, img_h - h, rows)).astype(np.int64))
+    xs = _positions(x, w, img_w, step, (grid or DEFAULT_GRID)[0])
+    ys = _positions(y, h, img_h, step, (grid or DEFAULT_GRID)[1])
+    if len(xs) * len(ys) > MAX_POSITIONS:
+        raise InputError(f"--search {name}: {len(xs) * len(ys)} positions to try, each a model run; at most "
+                         f"{MAX_POSITIONS}: use a larger --step or a smaller --grid")
     others = [e for e in elements if e.name != name]
-    offsets, rejected = [], 0
-    for ny in ys:
-        for nx in xs:
+    content = allowance = None
+    if image is not None:
+        content, allowance = _content_table(image, by_name[name].box, [o.box for o in others])
+    offsets, overlapping, busy = [], 0, 0
+    for ny in ys.tolist():
+        for nx in xs.tolist():
             if nx == x and ny == y:
                 continue
-            if any(_overlap((int(nx), int(ny), w, h), o.box) > max_overlap * min(w * h, o.area) for o in others):
-                rejected += 1
+            if any(_overlap((nx, ny, w, h), o.box) > max_overlap * min(w * h, o.area) for o in others):
+                overlapping += 1
                 continue
-            offsets.append((int(nx) - x, int(ny) - y))
+            if content is not None and _box_mean(content, nx, ny, w, h) > allowance:
+                busy += 1
+                continue
+            offsets.append((nx - x, ny - y))
     if not offsets:
-        raise InputError(f"--search {name}: no valid position: all {rejected} positions overlap another element by "
-                         f"more than {max_overlap:g} of the smaller box; raise --max-overlap or use a finer "
-                         "--grid/--step")
-    return offsets, rejected
+        raise InputError(f"--search {name}: no valid position: {overlapping} position(s) overlap another element by "
+                         f"more than {max_overlap:g} of the smaller box and {busy} cover unboxed content (text or "
+                         "images no element describes); raise --max-overlap, use a finer --grid/--step, or box "
+                         "that content as an element")
+    return Positions(offsets, overlapping, busy, allowance)
+
+
+def _positions(current: int, size: int, extent: int, step: int | None, count: int) -> np.ndarray:
+    """Top-left coordinates along one axis, kept :data:`EDGE_MARGIN` clear of both edges."""
+    margin = max(1, int(round_half_up(EDGE_MARGIN * extent)))
+    lo, hi = margin, extent - size - margin
+    if hi < lo:  # the element nearly fills the axis: centred is the only position clear of both edges
+        lo = hi = (extent - size) // 2
+    if step is not None:
+        step = min(step, extent)  # a larger step reaches nothing more, and numpy cannot take a huge one
+        along = np.concatenate([np.arange(current, -1, -step)[::-1], np.arange(current + step, extent, step)])
+        return along[(along >= lo) & (along <= hi)]
+    return np.unique(round_half_up(np.linspace(lo, hi, count)).astype(np.int64))
+
+
+def _content_table(image: np.ndarray, box: Sequence[int], other_boxes: Sequence[Sequence[int]]
+                   ) -> tuple[np.ndarray, float]:
+    """Summed-area table of the unboxed-content mask, and the content fraction a candidate may cover."""
+    grey = np.asarray(image, np.float32)[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    busy = np.zeros(grey.shape, bool)
+    busy[:, :-1] |= np.abs(np.diff(grey, axis=1)) > CONTENT_GRADIENT
+    busy[:-1, :] |= np.abs(np.diff(grey, axis=0)) > CONTENT_GRADIENT
+    x, y, w, h = box
+    pad = GHOST_MARGIN + 1
+    busy[max(0, y - pad):y + h + pad, max(0, x - pad):x + w + pad] = False  # the element's own pixels move with it
+    for ox, oy, ow, oh in other_boxes:  # boxed content is the overlap rule's business
+        busy[oy:oy + oh, ox:ox + ow] = False
+    sat = np.zeros((busy.shape[0] + 1, busy.shape[1] + 1), np.float64)
+    sat[1:, 1:] = busy.cumsum(0).cumsum(1)
+    ring = SURROUND + pad
+    x0, y0 = max(0, x - ring), max(0, y - ring)
+    x1, y1 = min(busy.shape[1], x + w + ring), min(busy.shape[0], y + h + ring)
+    outer = _box_mean(sat, x0, y0, x1 - x0, y1 - y0) * (x1 - x0) * (y1 - y0)
+    ix0, iy0 = max(0, x - pad), max(0, y - pad)
+    ix1, iy1 = min(busy.shape[1], x + w + pad), min(busy.shape[0], y + h + pad)
+    ring_area = (x1 - x0) * (y1 - y0) - (ix1 - ix0) * (iy1 - iy0)
+    surround = outer / ring_area if ring_area > 0 else 0.0
+    return sat, max(MAX_UNBOXED_CONTENT, surround + MAX_UNBOXED_CONTENT)
+
+
+def _box_mean(sat: np.ndarray, x: int, y: int, w: int, h: int) -> float:
+    total = sat[y + h, x + w] - sat[y, x + w] - sat[y + h, x] + sat[y, x]
+    return float(total) / (w * h)
 
 
 def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Element], name: str,
@@ -345,7 +431,7 @@ def outcome_document(outcome: EditOutcome) -> dict[str, Any]:
     }
 
 
-def search_document(result: SearchResult, *, top: int, rejected_overlap: int, grid: tuple[int, int] | None,
+def search_document(result: SearchResult, *, top: int, positions: Positions, grid: tuple[int, int] | None,
                     step: int | None, max_overlap: float) -> dict[str, Any]:
     """The ``search`` part of ``whatif.json``: settings, baseline, the ``top`` best positions, every candidate."""
     name = result.element
@@ -363,7 +449,10 @@ def search_document(result: SearchResult, *, top: int, rejected_overlap: int, gr
     return {
         "element": name,
         "positions": {"grid": list(grid) if grid else None, "step": step, "max_overlap": max_overlap,
-                      "tried": len(result.candidates), "rejected_overlap": rejected_overlap},
+                      "edge_margin": EDGE_MARGIN, "tried": len(result.candidates),
+                      "rejected_overlap": positions.rejected_overlap,
+                      "rejected_unboxed_content": positions.rejected_content,
+                      "content_allowance": positions.content_allowance},
         "baseline": {"box": list(base.box), "share": base.share, "lift": base.lift},
         "best": best,
         "candidates": [{"dx": c.dx, "dy": c.dy, "box": list(c.box), "share": c.share_of(name),

@@ -34,7 +34,8 @@ from ..imageio import DecodedImage, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
 from ..scoring import compare as comparing
-from ..scoring.norms import Norms, load_norms
+from ..scoring.norms import Norms, engine_identity, load_norms
+from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, render_html, score_document
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
 from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits,
@@ -141,7 +142,7 @@ async def _start(state: _State) -> None:
                                                precision=config.precision, max_pixels=config.max_pixels)
     for name, path in config.norms.items():
         norms = load_norms(path)
-        norms.check_model(state.engine.model.name, state.engine.model.sha256)
+        norms.check_graph(engine_identity(state.engine))
         state.norms[name] = norms
     state.batcher = Batcher(state.engine, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
                             max_queue=config.max_queue, metrics=state.metrics)
@@ -278,7 +279,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         def work() -> Response:
             scores, doc = score_document(smap, spec.elements, smap.provenance, image=filename,
                                          elements_source="elements", norms=norms, norms_source=norms_name,
-                                         format=fmt or spec.format, pass_percentile=pass_percentile)
+                                         format=fmt or spec.format, pass_percentile=pass_percentile,
+                                         thresholds=Thresholds.of_card(state.engine.graph))
             if output == "html":
                 return HTMLResponse(render_html(doc, decoded.pixels, draw_boxes(smap.overlay(decoded.pixels),
                                                                                 scores)))
@@ -365,7 +367,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 options = _search_options(codec.json_field(search_text, "search"))
                 _check_search_size(decoded.pixels.shape[:2], spec.elements, options)
                 body, outcome, n = whatif_search(predictor, decoded.pixels, spec.elements, batch_size=batch_size,
-                                                 **options)
+                                                 thresholds=Thresholds.of_card(state.engine.graph), **options)
             inputs = {"image": filename, "image_sha256": decoded.sha256, "elements": "elements"}
             doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n,
                                   batch_size=batch_size)

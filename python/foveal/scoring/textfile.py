@@ -1,0 +1,48 @@
+"""Reading the small text files scoring takes (element files, norms) without trusting them.
+
+Only regular files are opened (a FIFO would block forever, a device never end), at most ``max_bytes`` are read,
+text must be UTF-8, and JSON that Python's parser refuses for its own reasons (integers over 4,300 digits,
+nesting deep enough to exhaust the recursion limit) is reported like malformed JSON.  Every failure is a
+:class:`~foveal.errors.InputError` (or the ``error`` subclass given) with a one-line message.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+
+def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputError] = InputError,
+              missing_hint: str = "") -> str:
+    """The UTF-8 text of ``path`` (a leading BOM dropped); ``what`` names the file in messages, ``missing_hint``
+    follows "not found"."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise error(f"{path}: {what} not found{missing_hint}")
+        if not path.is_file():
+            raise error(f"{path}: {what} is not a regular file")
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: {what} larger than {max_bytes >> 20} MiB; is it the right file?")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def parse_json(text: str, source: str, error: type[InputError] = InputError) -> Any:
+    """``json.loads`` with every refusal as ``error``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{source}: JSON nested too deeply to be a foveal file") from None
+    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
+        raise error(f"{source}: unreadable JSON ({str(exc)[:120]})") from None

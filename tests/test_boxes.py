@@ -1,0 +1,68 @@
+"""One box rule everywhere (foveal.boxes): the Python API and element files give the same pixels and refusals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foveal import InputError, SaliencyMap
+from foveal.boxes import resolve_boxes
+from foveal.errors import ElementSpecError
+from foveal.scoring.elements import make_element, parse_elements
+
+HW = (100, 200)
+
+
+@pytest.fixture
+def smap() -> SaliencyMap:
+    prob = np.random.default_rng(0).random(HW).astype(np.float32)
+    return SaliencyMap(prob / prob.sum())
+
+
+@pytest.mark.parametrize("box", [[10.5, 20.5, 30.0, 10.0], [2.5, 3.5, 4.5, 5.5], [0.5, 0.5, 1.0, 1.0],
+                                 [11.49, 7.5, 0.52, 3.0]])
+def test_api_and_element_files_round_the_same_way(smap, box):
+    # Halves round up everywhere (np.rint rounded 10.5 to 10 in the API while element files gave 11).
+    element = make_element("a", "cta", box, HW)
+    x, y, w, h = element.box
+    assert resolve_boxes(box, HW).tolist() == [[x, y, x + w, y + h]]
+    assert smap.box_sum(box)[0] == pytest.approx(smap.prob[y:y + h, x:x + w].sum(dtype=np.float64), abs=1e-12)
+
+
+def test_api_refuses_boxes_off_the_image_like_element_files(smap):
+    box = [190, 90, 20, 20]
+    with pytest.raises(ElementSpecError, match="outside"):
+        make_element("a", "cta", box, HW)
+    with pytest.raises(InputError, match="outside"):
+        smap.share(box)  # used to be clipped to 10x10 and scored quietly
+
+
+def test_share_and_lift_take_exactly_one_box(smap):
+    with pytest.raises(InputError, match="exactly one box.*got 2"):
+        smap.share([[0, 0, 10, 10], [50, 50, 10, 10]])  # used to return the first box's share
+    with pytest.raises(InputError, match="exactly one box.*got 0"):
+        smap.lift(np.zeros((0, 4)))
+    assert smap.box_stats(np.zeros((0, 4)))["share"].shape == (0,)
+
+
+def test_corner_boxes_are_declared_not_guessed(smap):
+    assert smap.share([10, 20, 50, 60], box_format="xyxy") == pytest.approx(smap.share([10, 20, 40, 40]))
+    spec = parse_elements({"box_format": "xyxy", "elements": [{"name": "a", "kind": "cta", "box": [10, 20, 50, 60]}]},
+                          HW)
+    assert spec.elements[0].box == (10, 20, 40, 40)
+    # Read as [x, y, w, h] these corners run off the image: the refusal says what they probably are.
+    with pytest.raises(InputError, match='box_format "xyxy"'):
+        smap.share([120, 60, 180, 90])
+
+
+def test_relative_boxes_in_the_api_match_element_files(smap):
+    box = [0.25, 0.5, 0.5, 0.25]
+    assert smap.share(box, units="relative") == pytest.approx(smap.share([50, 50, 100, 25]))
+    with pytest.raises(InputError, match='declare units "relative"'):
+        smap.share(box)
+
+
+def test_pixel_boxes_declared_relative_get_the_right_hint():
+    # The hint used to say 'relative boxes need "units": "relative"' to a file that had declared exactly that.
+    with pytest.raises(ElementSpecError, match='look like pixels, so drop units "relative"') as info:
+        make_element("a", "cta", [40, 20, 60, 30], HW, units="relative")
+    assert "need \"units\"" not in str(info.value)
