@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <thread>
 #include <vector>
 
 #include "kernels.hpp"
@@ -210,10 +209,6 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
     }
     std::fill(sat, sat + w + 1, 0.0);
     std::atomic<index_t> next{0};
-    auto wait_for = [](const std::atomic<bool> &flag) {
-        while (!flag.load(std::memory_order_acquire)) std::this_thread::yield();
-    };
-
     run_threads(n_threads, [&](int t) {
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
         for (index_t b = next++; b < n_blocks; b = next++) {
@@ -221,16 +216,16 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
-                wait_for(ready[b]);
-                if (b + 1 >= ring) wait_for(taken[b + 1 - ring]);  // its slot is about to be reused
+                wait_until_set(ready[b]);
+                if (b + 1 >= ring) wait_until_set(taken[b + 1 - ring]);  // its slot is about to be reused
                 prefix_add(colsum, tops.row(b % ring), tops.row((b + 1) % ring), w);
-                ready[b + 1].store(true, std::memory_order_release);
+                set_and_wake(ready[b + 1]);
             } else {
-                wait_for(ready[b]);
+                wait_until_set(ready[b]);
             }
             const double *top = tops.row(b % ring);
             std::copy(top, top + w, running);
-            taken[b].store(true, std::memory_order_release);
+            set_and_wake(taken[b]);
             // Prefetch the block this thread is likely to take next (the L3 is shared if another one does).
             const index_t ahead0 = y0 + n_threads * block;
             const index_t ahead_rows = std::max<index_t>(0, std::min(block, h - ahead0));
