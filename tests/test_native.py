@@ -223,3 +223,23 @@ def test_forked_child_gets_its_own_workers():
     out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "FOVEAL_NUM_THREADS": "3"},
                          capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("out_hw, grid_hw, sigma", [((1080, 1920), (38, 64), 0.0), ((333, 517), (12, 20), 2.5),
+                                                     ((1, 1), (1, 1), 0.0), ((7, 900), (3, 40), 0.0),
+                                                     ((2100, 40), (70, 2), 0.0)])
+def test_fused_postprocess_sat_equals_the_two_steps(out_hw, grid_hw, sigma):
+    """postprocess_sat is postprocess followed by summed_area_table, bit for bit, only with fewer passes."""
+    grid = np.random.default_rng(11).normal(0, 3, grid_hw).astype(np.float32)
+    valid = (grid_hw[0] - 0.3, grid_hw[1] - 0.5)
+    prob, sat = cpu.postprocess_sat(grid, out_hw, valid, sigma)
+    expected = cpu.postprocess(grid, out_hw, valid, sigma)
+    np.testing.assert_array_equal(prob, expected)
+    np.testing.assert_array_equal(sat, cpu.summed_area_table(expected))
+
+
+def test_fused_postprocess_sat_checks_like_postprocess():
+    with pytest.raises(InputError, match="finite"):
+        cpu.postprocess_sat(np.array([[0.0, np.nan]], np.float32), (4, 4), (1.0, 2.0))
+    with pytest.raises(InputError, match="out_hw"):
+        cpu.postprocess_sat(np.zeros((2, 2), np.float32), (0, 4), (2.0, 2.0))

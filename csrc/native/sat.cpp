@@ -177,8 +177,15 @@ struct Rows {
     double *row(index_t i) const { return data.get() + i * stride; }
 };
 
+FOVEAL_CLONES
+void scale_values(float *v, index_t n, float s) {
+    for (index_t i = 0; i < n; ++i) v[i] *= s;
+}
+
+// `scaled` (the map itself, or null) is multiplied by `scale` block by block just before the block is summed, so
+// the scaling costs no pass of its own.
 template <class T>
-void sat_impl(const T *map, index_t h, index_t w, double *sat) {
+void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = nullptr, float scale = 1.0f) {
     require(h >= 1 && w >= 1, "prob must be at least 1x1, got " + std::to_string(h) + "x" + std::to_string(w));
     const bool stream = static_cast<std::size_t>((h + 1) * (w + 1)) * sizeof(double) >= kStreamBytes &&
                         reinterpret_cast<std::uintptr_t>(sat) % 32 == 0;
@@ -213,6 +220,7 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
         for (index_t b = next++; b < n_blocks; b = next++) {
             const index_t y0 = b * block, rows = std::min(block, h - y0);
+            if (scaled) scale_values(scaled + y0 * w, rows * w, scale);
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
@@ -239,5 +247,8 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
 
 void summed_area_table(const float *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
 void summed_area_table(const double *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
+void scaled_summed_area_table(float *map, index_t h, index_t w, float scale, double *sat) {
+    sat_impl<float>(map, h, w, sat, map, scale);
+}
 
 }  // namespace foveal
