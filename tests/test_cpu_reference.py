@@ -155,6 +155,16 @@ def test_postprocess_survives_extreme_logits():
     assert np.isfinite(got).all() and abs(got.sum(dtype=np.float64) - 1.0) < 1e-6
 
 
+def test_postprocess_when_row_maxima_lie_in_different_columns():
+    """The one-pass softmax shifts by a bound from the row maxima. Here the rows peak in different columns, the
+    bound is 100 above the map's max, and every pixel would underflow alike with it: the pass is rerun with the
+    true max, and the middle column still gets e^-100 of the others' mass."""
+    grid = np.array([[-200.0, -200.0, 0.0], [0.0, -200.0, -200.0]], np.float32)
+    got = cpu.postprocess(grid, (1, 3), (2.0, 3.0))
+    np.testing.assert_allclose(got, [[0.5, 0.0, 0.5]], atol=1e-30)
+    np.testing.assert_allclose(got, postprocess_ref(grid, (1, 3), (2.0, 3.0)), rtol=5e-5, atol=1e-30)
+
+
 def test_postprocess_samples_only_the_valid_region():
     grid = np.zeros((4, 4), np.float32)
     # With valid = 2 cells the last samples sit at grid coordinate 1.375: cell 2 is interpolated, cell 3 never.

@@ -191,3 +191,55 @@ def test_results_do_not_depend_on_the_thread_count():
         for n in (1, 3)
     }
     assert digests[1] == digests[3]
+
+
+def test_workers_persist_across_calls():
+    """Kernels reuse one pool of workers: fifty parallel calls start no new OS threads after the first."""
+    script = (
+        "import os, threading, time, numpy as np; from foveal import cpu\n"
+        "p = np.ones((2100, 700), np.float32); cpu.summed_area_table(p)\n"
+        "base = set(os.listdir('/proc/self/task')); seen = set(base); stop = threading.Event()\n"
+        "def watch():\n"
+        "    while not stop.is_set(): seen.update(os.listdir('/proc/self/task')); time.sleep(0.0005)\n"
+        "w = threading.Thread(target=watch); w.start()\n"
+        "for _ in range(50): cpu.summed_area_table(p)\n"
+        "stop.set(); w.join(); print(len(seen - base))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "FOVEAL_NUM_THREADS": "3"},
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert int(out.stdout) == 1  # the watcher itself
+
+
+def test_forked_child_gets_its_own_workers():
+    """A child forked after the pool started (multiprocessing, Ray, gunicorn) runs parallel kernels, not hangs."""
+    script = (
+        "import os, numpy as np; from foveal import cpu;"
+        "p = np.ones((2100, 700), np.float32); cpu.summed_area_table(p);"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if cpu.summed_area_table(p)[-1, -1] == p.size else 3)\n"
+        "print(os.waitpid(pid, 0)[1])"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "FOVEAL_NUM_THREADS": "3"},
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("out_hw, grid_hw, sigma", [((1080, 1920), (38, 64), 0.0), ((333, 517), (12, 20), 2.5),
+                                                     ((1, 1), (1, 1), 0.0), ((7, 900), (3, 40), 0.0),
+                                                     ((2100, 40), (70, 2), 0.0)])
+def test_fused_postprocess_sat_equals_the_two_steps(out_hw, grid_hw, sigma):
+    """postprocess_sat is postprocess followed by summed_area_table, bit for bit, only with fewer passes."""
+    grid = np.random.default_rng(11).normal(0, 3, grid_hw).astype(np.float32)
+    valid = (grid_hw[0] - 0.3, grid_hw[1] - 0.5)
+    prob, sat = cpu.postprocess_sat(grid, out_hw, valid, sigma)
+    expected = cpu.postprocess(grid, out_hw, valid, sigma)
+    np.testing.assert_array_equal(prob, expected)
+    np.testing.assert_array_equal(sat, cpu.summed_area_table(expected))
+
+
+def test_fused_postprocess_sat_checks_like_postprocess():
+    with pytest.raises(InputError, match="finite"):
+        cpu.postprocess_sat(np.array([[0.0, np.nan]], np.float32), (4, 4), (1.0, 2.0))
+    with pytest.raises(InputError, match="out_hw"):
+        cpu.postprocess_sat(np.zeros((2, 2), np.float32), (0, 4), (2.0, 2.0))

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -32,37 +33,23 @@ inline void require(bool ok, const std::string &message) {
 
 bool cpu_has_avx2();
 
-// Worker count: FOVEAL_NUM_THREADS when set (>= 1), else the CPUs this process may run on.
+// Worker count: FOVEAL_NUM_THREADS when set (>= 1), else the CPUs this process may really use: its affinity mask,
+// capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host gets 2 workers, not 64).
 int thread_count();
 
-// Runs fn(tid) for tid in [0, n) with tid 0 on the calling thread; the first exception is rethrown here.
-template <class Fn>
-void run_threads(int n, Fn &&fn) {
-    if (n <= 1) {
-        fn(0);
-        return;
-    }
-    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(n));
-    std::vector<std::thread> workers;
-    workers.reserve(static_cast<std::size_t>(n - 1));
-    for (int t = 1; t < n; ++t) {
-        workers.emplace_back([&, t] {
-            try {
-                fn(t);
-            } catch (...) {
-                errors[static_cast<std::size_t>(t)] = std::current_exception();
-            }
-        });
-    }
-    try {
-        fn(0);
-    } catch (...) {
-        errors[0] = std::current_exception();
-    }
-    for (auto &w : workers) w.join();
-    for (auto &e : errors)
-        if (e) std::rethrow_exception(e);
-}
+// Runs fn(tid) for every tid in [0, n) on the process's persistent workers and the calling thread, and returns
+// when all have run; the first exception is rethrown here. A tid goes to whichever thread claims it first, the
+// caller included, so a worker that the OS has not scheduled yet never holds the caller up: the caller runs the
+// unclaimed tids itself. Workers sleep between jobs. A second caller that finds the workers busy runs its job
+// alone rather than queue behind the first.
+void run_threads(int n, const std::function<void(int)> &fn);
+
+// Blocks until `flag` is set by another thread, spinning briefly and then sleeping: a waiter must not take the
+// CPU from the thread it waits for when the machine has more runnable threads than cores.
+void wait_until_set(const std::atomic<bool> &flag);
+
+// Sets `flag` and wakes the threads sleeping in wait_until_set.
+void set_and_wake(std::atomic<bool> &flag);
 
 // Runs fn(begin, end) over [0, n) in chunks of `chunk` items handed out on demand: on a shared machine a thread
 // that loses its CPU does not hold the others up. Chunk boundaries do not depend on the thread count, so

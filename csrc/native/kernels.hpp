@@ -18,9 +18,17 @@ void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, ind
 void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
                  double blur_sigma, float *out);
 
+// postprocess, and the summed-area table of its output (as summed_area_table gives it) in the same pass as the
+// normalisation: the map is read once more instead of twice.
+void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h,
+                     double valid_w, double blur_sigma, float *out, double *sat);
+
 // Summed-area table (h+1) x (w+1) of an h x w map, zero top row and left column.
 void summed_area_table(const float *map, index_t h, index_t w, double *sat);
 void summed_area_table(const double *map, index_t h, index_t w, double *sat);
+
+// map *= scale (in float), then its summed-area table: one read of the map for both.
+void scaled_summed_area_table(float *map, index_t h, index_t w, float scale, double *sat);
 
 // Sums of n half-open boxes (x0, y0, x1, y1) clipped to the h x w image behind `sat`.
 void box_sums(const double *sat, index_t h, index_t w, const std::int64_t *boxes, index_t n, double *out);

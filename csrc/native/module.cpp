@@ -117,6 +117,27 @@ PYBIND11_MODULE(_native, m) {
         py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma") = 0.0,
         "float32[h, w] log-density -> float32[H, W] probability map summing to 1.");
 
+    m.def(
+        "postprocess_sat",
+        [](const carray<float> &log_density, std::pair<index_t, index_t> out_hw, std::pair<double, double> valid_hw,
+           double blur_sigma) {
+            require_2d(log_density, "log_density", "(h, w)");
+            const index_t h = std::max<index_t>(out_hw.first, 0), w = std::max<index_t>(out_hw.second, 0);
+            auto out = new_array<float>({h, w});
+            auto sat = new_array<double>({h + 1, w + 1});
+            const float *src = log_density.data();
+            float *dst = out.mutable_data();
+            double *table = sat.mutable_data();
+            {
+                py::gil_scoped_release release;
+                foveal::postprocess_sat(src, log_density.shape(0), log_density.shape(1), out_hw.first,
+                                        out_hw.second, valid_hw.first, valid_hw.second, blur_sigma, dst, table);
+            }
+            return py::make_tuple(out, sat);
+        },
+        py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma") = 0.0,
+        "postprocess and the summed-area table of its output, from one read of the map: (prob, sat).");
+
     m.def("summed_area_table", &summed_area_table<float>, py::arg("prob"));
     m.def("summed_area_table", &summed_area_table<double>, py::arg("prob"),
           "float32|float64[H, W] -> float64[H+1, W+1] summed-area table (zero top row and left column).");

@@ -10,6 +10,9 @@ namespace foveal {
 namespace {
 
 constexpr index_t kRowChunk = 16;
+// How far above the map's max a softmax shift may be: the largest value then still has exp >= e^-20, far from
+// float underflow, and every value exp drops (below shift - 88) is under e^-68 of the largest.
+constexpr float kMaxShiftSlack = 20.0f;
 
 // Bilinear taps for output index o on a grid axis of `cells` values: grid coordinate (o+0.5)*valid/out - 0.5,
 // clamped to the grid.
@@ -177,10 +180,9 @@ void gaussian_blur(float *map, index_t h, index_t w, double sigma, float *chunk_
     });
 }
 
-}  // namespace
-
-void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
-                 double blur_sigma, float *out) {
+// Upsampled (and blurred) exp of the log-density, unnormalised, into `out`; returns its float64 total.
+double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+               double blur_sigma, float *out) {
     require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
                                     std::to_string(gw));
     require(h >= 1 && w >= 1, "out_hw must be at least (1, 1), got (" + std::to_string(h) + ", " +
@@ -191,7 +193,8 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
     require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
             "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
 
-    // Shift by the grid max first: values near zero keep more float precision through interpolation.
+    // Shift by the grid max first: values near zero keep more float precision through interpolation, and a
+    // bilinear blend of values <= 0 stays <= 0, so without a blur the shifted values need no second max.
     float grid_max = -INFINITY;
     for (index_t i = 0; i < gh * gw; ++i) {
         if (!std::isfinite(grid[i]))
@@ -211,26 +214,62 @@ void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w
             }
         }
     });
-    // Softmax over all pixels: max-subtracted exp in float, float64 sum. Per-chunk maxima and sums are combined
-    // in a fixed order; the maxima come from the pass that produces the final values.
+    // Max-subtracted exp in float, float64 sum. Per-chunk sums (and maxima, with a blur) are combined in a fixed
+    // order, so the result does not depend on the thread count.
     const index_t n_chunks = (h + kRowChunk - 1) / kRowChunk;
-    std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
     std::vector<double> sums(static_cast<std::size_t>(n_chunks));
-    const bool blur = blur_sigma > 0.0;
-    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+    auto lerp = [&](index_t y0, index_t y1) {
         for (index_t y = y0; y < y1; ++y)
             lerp_rows(out + y * w, cols.data() + ty.i0[y] * w, cols.data() + ty.i1[y] * w, ty.frac[y], w);
-        if (!blur) maxes[static_cast<std::size_t>(y0 / kRowChunk)] = row_max(out + y0 * w, (y1 - y0) * w);
-    });
-    if (blur) gaussian_blur(out, h, w, blur_sigma, maxes.data());
-    const float shift = *std::max_element(maxes.begin(), maxes.end());
-    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
-        sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
-    });
+    };
+    if (blur_sigma > 0.0) {
+        std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
+        parallel_for(h, kRowChunk, lerp);
+        gaussian_blur(out, h, w, blur_sigma, maxes.data());
+        const float shift = *std::max_element(maxes.begin(), maxes.end());
+        parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+            sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
+        });
+    } else {
+        // One pass, lerp then exp while the chunk is in cache, needs the shift before the map exists: a blend of
+        // rows is at most the same blend of their maxima, an upper bound on the map's max. Where the bound is
+        // far above the max (row maxima in different columns), exp would lose the map to underflow; that rare
+        // case runs the pass again with the true max.
+        std::vector<float> row_maxes(static_cast<std::size_t>(gh));
+        for (index_t g = 0; g < gh; ++g) row_maxes[g] = row_max(cols.data() + g * w, w);
+        float bound = -INFINITY;
+        for (index_t y = 0; y < h; ++y)
+            bound = std::max(bound, row_maxes[ty.i0[y]] + ty.frac[y] * (row_maxes[ty.i1[y]] - row_maxes[ty.i0[y]]));
+        std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
+        auto lerp_exp = [&](float shift) {
+            parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+                lerp(y0, y1);
+                const std::size_t c = static_cast<std::size_t>(y0 / kRowChunk);
+                maxes[c] = row_max(out + y0 * w, (y1 - y0) * w);
+                sums[c] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
+            });
+        };
+        lerp_exp(bound);
+        const float top = *std::max_element(maxes.begin(), maxes.end());
+        if (bound - top > kMaxShiftSlack) lerp_exp(top);
+    }
     double total = 0.0;
     for (double s : sums) total += s;
-    const float inv = static_cast<float>(1.0 / total);
+    return total;
+}
+
+}  // namespace
+
+void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+                 double blur_sigma, float *out) {
+    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, valid_h, valid_w, blur_sigma, out));
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
+}
+
+void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h,
+                     double valid_w, double blur_sigma, float *out, double *sat) {
+    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, valid_h, valid_w, blur_sigma, out));
+    scaled_summed_area_table(out, h, w, inv, sat);
 }
 
 }  // namespace foveal

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <thread>
 #include <vector>
 
 #include "kernels.hpp"
@@ -178,8 +177,15 @@ struct Rows {
     double *row(index_t i) const { return data.get() + i * stride; }
 };
 
+FOVEAL_CLONES
+void scale_values(float *v, index_t n, float s) {
+    for (index_t i = 0; i < n; ++i) v[i] *= s;
+}
+
+// `scaled` (the map itself, or null) is multiplied by `scale` block by block just before the block is summed, so
+// the scaling costs no pass of its own.
 template <class T>
-void sat_impl(const T *map, index_t h, index_t w, double *sat) {
+void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = nullptr, float scale = 1.0f) {
     require(h >= 1 && w >= 1, "prob must be at least 1x1, got " + std::to_string(h) + "x" + std::to_string(w));
     const bool stream = static_cast<std::size_t>((h + 1) * (w + 1)) * sizeof(double) >= kStreamBytes &&
                         reinterpret_cast<std::uintptr_t>(sat) % 32 == 0;
@@ -210,27 +216,24 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
     }
     std::fill(sat, sat + w + 1, 0.0);
     std::atomic<index_t> next{0};
-    auto wait_for = [](const std::atomic<bool> &flag) {
-        while (!flag.load(std::memory_order_acquire)) std::this_thread::yield();
-    };
-
     run_threads(n_threads, [&](int t) {
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
         for (index_t b = next++; b < n_blocks; b = next++) {
             const index_t y0 = b * block, rows = std::min(block, h - y0);
+            if (scaled) scale_values(scaled + y0 * w, rows * w, scale);
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
-                wait_for(ready[b]);
-                if (b + 1 >= ring) wait_for(taken[b + 1 - ring]);  // its slot is about to be reused
+                wait_until_set(ready[b]);
+                if (b + 1 >= ring) wait_until_set(taken[b + 1 - ring]);  // its slot is about to be reused
                 prefix_add(colsum, tops.row(b % ring), tops.row((b + 1) % ring), w);
-                ready[b + 1].store(true, std::memory_order_release);
+                set_and_wake(ready[b + 1]);
             } else {
-                wait_for(ready[b]);
+                wait_until_set(ready[b]);
             }
             const double *top = tops.row(b % ring);
             std::copy(top, top + w, running);
-            taken[b].store(true, std::memory_order_release);
+            set_and_wake(taken[b]);
             // Prefetch the block this thread is likely to take next (the L3 is shared if another one does).
             const index_t ahead0 = y0 + n_threads * block;
             const index_t ahead_rows = std::max<index_t>(0, std::min(block, h - ahead0));
@@ -244,5 +247,8 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat) {
 
 void summed_area_table(const float *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
 void summed_area_table(const double *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
+void scaled_summed_area_table(float *map, index_t h, index_t w, float scale, double *sat) {
+    sat_impl<float>(map, h, w, sat, map, scale);
+}
 
 }  // namespace foveal

@@ -1,0 +1,88 @@
+"""foveal's CPU post-network kernels against the best float32 OpenCV + NumPy composition, interleaved.
+
+    python benchmarks/cpu_kernels.py                       # default thread count
+    FOVEAL_NUM_THREADS=1 python benchmarks/cpu_kernels.py  # one thread (OpenCV is held to one thread too)
+    python benchmarks/cpu_kernels.py --load 1              # beside one competing CPU-bound process
+
+Baselines are what a strong engineer would write with the usual tools: cv2.resize (INTER_LINEAR, float32) of the
+engine's real 48x48 log-density grid, a float32 max-subtracted np.exp with a float64 total, cv2.integral to
+float64, and NumPy fancy indexing for the boxes.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleaved import compare, competing_load, table  # noqa: E402
+
+from foveal import _native, cpu  # noqa: E402
+
+GRID = 48  # the engine's output grid for a square image at the 384-px working size, stride 8
+
+
+def cv2_softmax(grid: np.ndarray, size: int) -> np.ndarray:
+    up = cv2.resize(grid, (size, size), interpolation=cv2.INTER_LINEAR)
+    e = np.exp(up - up.max(), dtype=np.float32)
+    e *= np.float32(1.0 / e.sum(dtype=np.float64))
+    return e
+
+
+def numpy_box_sums(sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = boxes.T
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+
+
+def boxes_for(size: int, n: int = 100) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    xy = rng.integers(0, size // 2, (n, 2))
+    return np.concatenate([xy, xy + rng.integers(1, size // 2, (n, 2))], axis=1).astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    if os.environ.get("FOVEAL_NUM_THREADS") == "1":
+        cv2.setNumThreads(1)
+    print(f"foveal threads {_native.num_threads}, OpenCV threads {cv2.getNumThreads()}, "
+          f"competing processes {args.load}, cpus {os.cpu_count()}")
+    grid = np.random.default_rng(2).normal(0, 2, (GRID, GRID)).astype(np.float32)
+    load = competing_load(args.load) if args.load else contextlib.nullcontext()
+    with load:
+        for size in (1080, 4096):
+            prob = cv2_softmax(grid, size)
+            boxes = boxes_for(size)
+            keep: list[np.ndarray] = []
+
+            def fresh(fn):  # results stay alive for five calls, so no freed buffer can be recycled
+                def run():
+                    keep.append(fn())
+                    del keep[:-5]
+                return run
+
+            print(table(f"\nSAT {size}x{size} float32 -> float64", compare({
+                "cv2.integral": lambda: cv2.integral(prob, sdepth=cv2.CV_64F),
+                "foveal (recycled buffer)": lambda: cpu.summed_area_table(prob),
+                "foveal (fresh buffer)": fresh(lambda: cpu.summed_area_table(prob)),
+                "cv2.integral (fresh buffer)": fresh(lambda: cv2.integral(prob, sdepth=cv2.CV_64F)),
+            }, baseline="cv2.integral", rounds=args.rounds)))
+            print(table(f"\npost-network {GRID}x{GRID} -> {size}x{size} + SAT + 100 boxes", compare({
+                "cv2 + numpy (float32)": lambda: numpy_box_sums(
+                    cv2.integral(cv2_softmax(grid, size), sdepth=cv2.CV_64F), boxes),
+                "foveal postprocess_sat": lambda: cpu.box_sums(
+                    cpu.postprocess_sat(grid, (size, size), (GRID, GRID))[1], boxes),
+                "foveal postprocess + sat": lambda: cpu.box_sums(
+                    cpu.summed_area_table(cpu.postprocess(grid, (size, size), (GRID, GRID))), boxes),
+            }, baseline="cv2 + numpy (float32)", rounds=args.rounds)))
+
+
+if __name__ == "__main__":
+    main()
