@@ -13,6 +13,7 @@ import sys
 
 from .._version import __version__
 from ..errors import FovealError
+from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return int(args.handler(args) or 0)
+        with inputs_protected():  # no output may replace a file the command reads
+            return int(args.handler(args) or 0)
     except FovealError as exc:
         print(f"foveal: error: {exc}", file=sys.stderr)
         return 1
