@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from engine import cards, deepgaze
-from engine.backbone import LICENCE, MEAN, STD
+from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
 from engine.features import cache_features
 from foveal import metrics
 from foveal.datasets import Dataset, gaussian_density, load_osie, load_scene
+from foveal.network.backbone import MEAN, STD
 
 PAD_MULTIPLE = 32
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"

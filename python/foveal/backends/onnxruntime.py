@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ModelError
+from ..errors import BackendUnavailableError, InputError, ModelError
 from ..models import ModelCard
 
 
@@ -25,6 +25,9 @@ class OnnxRuntimeBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: ONNX Runtime's default), "
+                             f"got {threads!r}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
