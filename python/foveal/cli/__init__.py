@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .._version import __version__
 from ..errors import FovealError
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        with inputs_protected():  # no output may replace a file the command reads
+        with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
             return int(args.handler(args) or 0)
     except FovealError as exc:
         print(f"foveal: error: {exc}", file=sys.stderr)
@@ -57,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foveal: internal error: {type(exc).__name__}: {exc} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
+
+
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    """Files named on the command line other than the output (``out``): what no output may replace. Files read
+    from folders are protected as they are opened (foveal.fileio)."""
+    named: list[Path] = []
+    for key, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if key != "out":
+            named += [v for v in values if isinstance(v, Path)]
+    if isinstance(getattr(args, "model", None), str):
+        named.append(Path(args.model))
+    return [path for path in named if path.is_file()]
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
