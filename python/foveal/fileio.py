@@ -79,6 +79,8 @@ def open_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
     cannot hang the call). The file is remembered as an input (see :func:`inputs_protected`).
     """
     name = os.fspath(path)
+    if "\0" in str(name):
+        raise error(f"{what} path contains a NUL character: {name!r}")
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:

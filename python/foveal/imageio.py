@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import BinaryIO, Union
 
@@ -87,19 +86,18 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     from PIL import Image, UnidentifiedImageError
 
     _allow_in_pillow(max_pixels)
-    with warnings.catch_warnings():
-        # foveal enforces its own pixel limit below; Pillow's bomb warning would only duplicate it.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(fh)
-        except UnidentifiedImageError:
-            raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
-        except Image.DecompressionBombError:
-            # Pillow's limit is at least max_pixels (above), so this image is over twice foveal's own limit.
-            raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP more than twice over; "
-                             "downscale it or raise max_pixels") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    # No warnings.catch_warnings() here: it swaps the process-wide filter list and races other threads. With
+    # Pillow's limit at least max_pixels, its bomb warning only fires for images refused just below anyway.
+    try:
+        image = Image.open(fh)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
+    except Image.DecompressionBombError:
+        # Pillow's limit is at least max_pixels (above), so this image is over twice foveal's own limit.
+        raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP more than twice over; "
+                         "downscale it or raise max_pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     _check_size(image.size, max_pixels, name)
     return image
 
@@ -116,17 +114,15 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     image = open_pillow(fh, name, max_pixels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image.load()
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
-        except MemoryError:
-            raise ImageError(f"{name}: not enough memory to decode this image") from None
-        return _to_rgb(image, name)
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode this image") from None
+    return _to_rgb(image, name)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from .cpu import MAX_BLUR_SIGMA
-from .errors import ModelError
+from .errors import InputError, ModelError
+from .fileio import read_input
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "foveal-lite0"
 # Reduced-precision graphs a card may list beside its fp32 graph (engine/quantize.py makes them).
 VARIANTS = ("fp16", "int8")
+# Cards are small JSON files (the shipped ones are a few KiB with their metrics); more is not a card.
+MAX_CARD_BYTES = 16 << 20
 # What Engine(precision=...) accepts: "auto" picks each backend's fastest graph.
 PRECISIONS = ("auto", "fp32", *VARIANTS)
 
@@ -86,13 +89,17 @@ def available_models() -> list[str]:
 
 def load_card(model: str | os.PathLike = "default") -> ModelCard:
     """Resolve ``"default"``, a shipped model's name, or a path to an ``.onnx`` (or its ``.json`` card)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelError(f"model: expected a model name or a path to an .onnx file, got {type(model).__name__}")
     text = os.fspath(model)
+    if not isinstance(text, str) or "\0" in text:
+        raise ModelError(f"model: expected a model name or a path to an .onnx file, got {text!r}")
     if text == "default":
         text = DEFAULT_MODEL
     if text in available_models():
         return _load_shipped(text)
     path = Path(text)
-    if path.suffix == ".json" and path.is_file():
+    if path.suffix == ".json" and os.path.lexists(path):
         raw = _read_json(path)
         onnx = raw.get("onnx", path.with_suffix(".onnx").name)
         if not isinstance(onnx, str):
@@ -102,7 +109,7 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
         card_path = path.with_suffix(".json")
-        if card_path.is_file():
+        if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
             return _card_from(_read_json(card_path), path, verify=False, card_path=card_path)
         return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path, verify=False)
     raise ModelError(
@@ -128,9 +135,11 @@ def file_sha256(path: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read model card {path}: {exc}") from None
+        raw = json.loads(read_input(path, MAX_CARD_BYTES, "model card").decode("utf-8"))
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"cannot read model card {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(raw, dict):
         raise ModelError(f"model card {path}: expected a JSON object, got {type(raw).__name__}")
     return raw

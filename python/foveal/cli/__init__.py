@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .._version import __version__
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # Pillow warns about corrupt metadata and large images; a file foveal can read is read, one it cannot is a
+    # one-line error, so its warnings would only break the one-line promise. (The command owns this process.)
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="PIL")
     try:
         with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
             return int(args.handler(args) or 0)
