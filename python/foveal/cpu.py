@@ -167,6 +167,8 @@ def quantize(prob: ArrayLike, bits: int = 8) -> tuple[NDArray[np.uint8] | NDArra
     Returns ``(q, scale)`` with q uint8|uint16[H, W], ``prob ~= q * scale`` within ``scale / 2`` and
     ``scale = max(prob) / (2**bits - 1)`` (0.0 for an all-zero map).
     """
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits not in (8, 16):
+        raise InputError(f"bits must be 8 or 16, got {bits!r}")
     return _call(_native.quantize, _array(prob, "prob", "f", np.float32, 2, "(H, W)"), int(bits))
 
 

@@ -73,7 +73,10 @@ def available_backends() -> list[str]:
 
 def resolve(device: str | Sequence[str]) -> tuple[str, ...]:
     """Turn ``device`` ("auto", "cpu", "cuda", a backend name, or a list of names) into backend names to try."""
-    names = (device,) if isinstance(device, str) else tuple(device)
+    names = (device,) if isinstance(device, str) else tuple(device) if isinstance(device, (list, tuple)) else None
+    if names is None or not all(isinstance(item, str) for item in names):
+        raise InputError(f"device: expected a name ({', '.join([*_DEVICES, *_REGISTRY])}) or a list of backend "
+                         f"names, got {device!r}")
     order: list[str] = []
     for item in names:
         expanded = _DEVICES.get(item, (item,))

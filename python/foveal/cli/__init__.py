@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
             return int(args.handler(args) or 0)
     except FovealError as exc:
-        print(f"foveal: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("foveal: interrupted", file=sys.stderr)
@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foveal: internal error: {type(exc).__name__}: {exc} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
+
+
+def error_line(exc: BaseException) -> str:
+    """``foveal: error: <message>`` on one line: line breaks (a file name may hold them) are written as escapes."""
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    return f"foveal: error: {text}"
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:

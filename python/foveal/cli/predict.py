@@ -11,7 +11,7 @@ from ..fileio import check_not_input, note_input
 from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
-from . import add_engine_options, make_engine
+from . import add_engine_options, error_line, make_engine
 from .score import list_images
 
 # What one image writes into the output folder, by suffix after its stem.
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                                           enabled=not args.quiet and len(images) > 1):
         if isinstance(result, FovealError):
             failures += 1
-            print(f"foveal: error: {result}", file=sys.stderr)
+            print(error_line(result), file=sys.stderr)
             continue
         result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
         result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
