@@ -55,6 +55,7 @@ def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
     (["predict", "x.png", "-o", "o", "--model", "nope"], 1, "unknown model"),
     (["predict", "x.png", "-o", "o", "--device", "tpu"], 1, "unknown device"),
     (["predict", "x.png", "-o", "o", "--precision", "fp8"], 2, "invalid choice"),
+    (["predict", "x.png", "-o", "o", "--max-pixels", "nan"], 1, "max_pixels must be a finite number"),
     (["predict", "x.png"], 2, "required"),
     (["frobnicate"], 2, "invalid choice"),
 ])

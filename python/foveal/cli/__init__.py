@@ -108,7 +108,7 @@ def make_engine(args: argparse.Namespace):
     """The Engine described by :func:`add_engine_options`' arguments."""
     from ..engine import Engine
 
-    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=int(args.max_pixels))
+    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=args.max_pixels)
 
 
 if __name__ == "__main__":
