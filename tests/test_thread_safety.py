@@ -92,3 +92,36 @@ def test_one_saliency_map_read_by_many_threads():
         for stats in _concurrently([lambda: shared.box_stats(boxes)] * THREADS):
             for key, values in expected.items():
                 np.testing.assert_array_equal(stats[key], values)
+
+
+def test_gpu_backends_run_one_call_at_a_time(monkeypatch, rgb):
+    """A GPU backend's stream, TensorRT contexts and CUDA-graph buffers are shared: the Engine's lock lets one
+    network call in at a time (the contract in the Engine docstring and docs/GPU.md)."""
+    import time
+
+    engine = Engine("itti-koch")
+    expected = engine.predict(rgb).prob
+    cpu_run = engine._run_cpu
+    inside, peak = [0], [0]
+    counter = threading.Lock()
+
+    def run_gpu(decoded, plans):  # the GPU branch's place in Engine._run, run on the CPU path
+        with counter:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.01)  # widen the window a race would need
+        try:
+            return cpu_run(decoded, plans)
+        finally:
+            with counter:
+                inside[0] -= 1
+
+    class OnGpu:
+        name, device, on_gpu, precision = "stand-in", "cuda:0", True, engine.precision
+        run = staticmethod(engine._backend.run)
+
+    monkeypatch.setattr(engine, "_backend", OnGpu())
+    monkeypatch.setattr(engine, "_run_gpu", run_gpu)
+    for prob in _concurrently([lambda: engine.predict(rgb).prob] * THREADS):
+        np.testing.assert_array_equal(prob, expected)
+    assert peak[0] == 1
