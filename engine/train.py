@@ -280,8 +280,8 @@ def card_fields(name: str, version: str, variant: str, stride: int, training: di
                   "mean": [MEAN] * 3, "std": [STD] * 3},
         "output": {"name": "log_density", "stride": stride},
         "postprocess": {"blur_sigma": 0.0},
-        "provenance": {"source": "python/foveal/network/deepgaze.py, python/foveal/network/backbone.py, engine/train.py",
-                       "training": training},
+        "provenance": {"source": "python/foveal/network/deepgaze.py, python/foveal/network/backbone.py, "
+                                 "engine/train.py", "training": training},
     }
 
 

@@ -18,7 +18,8 @@ def test_predict_writes_map_overlay_and_npy(tmp_path, rgb, capsys):
     out = tmp_path / "out"
     assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(out), "--model", "itti-koch",
                  "--bits", "16", "--npy"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.overlay.png", "a.png", "b.npy", "b.overlay.png", "b.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.overlay.png", "a.png", "b.npy", "b.overlay.png",
+                                                     "b.png"]
     prob = np.load(out / "a.npy")
     assert prob.shape == (90, 120) and abs(prob.sum(dtype=np.float64) - 1) < 1e-5
     np.testing.assert_allclose(SaliencyMap.from_png(out / "a.png").prob, prob, atol=float(prob.max()) / 65535 / 2 * 1.001)

@@ -127,8 +127,9 @@ def postprocess(
 
     ``log_density`` float32[h, w] (any additive constant) is sampled bilinearly at output pixel (Y, X) from grid
     point ``((Y + 0.5) * valid_h / H - 0.5, ...)`` clamped to the grid, blurred by a Gaussian of ``blur_sigma``
-    output pixels (radius ceil(3 sigma), reflected edges; at most ``MAX_BLUR_SIGMA``) when ``blur_sigma > 0``, then softmaxed over all
-    pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf input raises InputError.
+    output pixels (radius ceil(3 sigma), reflected edges; at most ``MAX_BLUR_SIGMA``) when ``blur_sigma > 0``,
+    then softmaxed over all pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf
+    input raises InputError.
     """
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     out = _pair(out_hw, "out_hw", operator.index)

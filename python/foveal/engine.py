@@ -1,7 +1,6 @@
 """Engine: one model on one backend, turning images into SaliencyMaps."""
 from __future__ import annotations
 
-import math
 import operator
 import os
 import threading
@@ -14,7 +13,7 @@ from . import backends, cpu
 from ._version import __version__
 from .errors import FovealError, InputError, ModelError
 from .geometry import Plan, plan
-from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
+from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import PRECISIONS, ModelCard, load_card
 from .saliency_map import SaliencyMap
 
@@ -54,7 +53,7 @@ class Engine:
                  **backend_options: Any) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.max_pixels = _max_pixels(max_pixels)
+        self.max_pixels = checked_max_pixels(max_pixels)
         self.model: ModelCard = load_card(model)
         self.blur_sigma = cpu.checked_blur_sigma(self.model.blur_sigma if blur_sigma is None else blur_sigma)
         graphs = _graphs(self.model, precision)
@@ -221,16 +220,6 @@ def _batch_size(value: Any) -> int:
     if size < 1:
         raise InputError(f"batch_size must be >= 1, got {size}")
     return size
-
-
-def _max_pixels(value: Any) -> int:
-    try:
-        limit = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"max_pixels must be a number of pixels, got {value!r}") from None
-    if not (math.isfinite(limit) and limit >= 1):
-        raise InputError(f"max_pixels must be a finite number >= 1, got {value!r}")
-    return int(limit)
 
 
 def _indexed(exc: FovealError, index: int, count: int) -> FovealError:

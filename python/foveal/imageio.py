@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import numbers
 import os
 import threading
 from dataclasses import dataclass
@@ -40,9 +42,20 @@ def load_image(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     return decode(src, max_pixels).pixels
 
 
+def checked_max_pixels(value: object) -> int:
+    """``value`` as a pixel limit (a finite number >= 1; 5e8 is fine), else ImageError naming ``max_pixels``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
+    if not (math.isfinite(value) and value >= 1):
+        raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
+    return int(value)
+
+
 def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode ``src`` (path, bytes, PIL image or array) into a :class:`DecodedImage`."""
     from PIL import Image
+
+    max_pixels = checked_max_pixels(max_pixels)
 
     if isinstance(src, DecodedImage):
         return src

@@ -11,7 +11,7 @@ import numpy as np
 from . import cpu
 from .errors import ImageError, InputError
 from .fileio import open_input, save_png, write_npy
-from .imageio import DEFAULT_MAX_PIXELS, max_file_bytes, open_pillow
+from .imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, max_file_bytes, open_pillow
 
 _SCALE_KEY = "foveal:scale"
 
@@ -121,7 +121,7 @@ class SaliencyMap:
         quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are refused from their
         header, like images.
         """
-        name = os.fspath(path)
+        name, max_pixels = os.fspath(path), checked_max_pixels(max_pixels)
         with open_input(name, max_file_bytes(max_pixels), "saliency PNG") as fh:
             try:
                 image = open_pillow(fh, name, max_pixels)

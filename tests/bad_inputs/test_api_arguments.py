@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from foveal import Engine, FovealError, SaliencyMap, cpu
+from foveal import Engine, FovealError, SaliencyMap, cpu, load_image
 
 ANY = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
@@ -88,3 +88,14 @@ def test_cli_error_for_a_file_name_with_a_line_break(tmp_path, capsys):
     assert main(["-q", "predict", str(path), "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "two\\nlines.png" in err
+
+
+@settings(max_examples=40, deadline=None)
+@given(max_pixels=ANY)
+def test_pixel_limits_everywhere(max_pixels):
+    """A limit of NaN used to mean no limit at all in decode; every reader takes the same checked limit."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    for call in (lambda: load_image(image, max_pixels=max_pixels), lambda: Engine("itti-koch", max_pixels=max_pixels)):
+        result = _contained(call)
+        if not isinstance(result, FovealError):
+            assert isinstance(max_pixels, (int, float, np.floating)) and max_pixels >= 1

@@ -74,9 +74,10 @@ class Readout:
     prior_sigma: float
 
 
-# Chosen by ``python -m engine.tune_itti_koch --images 200`` (3.5 CPU-minutes); its report (engine.itti_koch.TUNING)
-# is shipped in the card's provenance.  The epsilon grid stops at 1e-3 on purpose: a smaller epsilon lets the log magnify float32
-# round-off in S (about 1e-7) past the 1e-4 agreement foveal asks of every backend.
+# Chosen by ``python -m engine.tune_itti_koch --images 200`` (3.5 CPU-minutes); its report
+# (engine.itti_koch.TUNING) is shipped in the card's provenance.  The epsilon grid stops at 1e-3 on purpose: a
+# smaller epsilon lets the log magnify float32 round-off in S (about 1e-7) past the 1e-4 agreement foveal asks of
+# every backend.
 TUNED = Readout(contrast=1.5, epsilon=0.001, blur_sigma=0.0, prior_sigma=0.25)
 
 
