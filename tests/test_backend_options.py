@@ -116,3 +116,14 @@ def test_a_foreign_engine_package_on_the_path_changes_nothing(tmp_path, rgb):
     *_, backend_line, after_torch = proc.stdout.splitlines()
     assert backend_line.endswith(f"{rgb.shape[:2]} False False"), proc.stdout  # torch only imported on use
     assert after_torch == "False"
+
+
+def test_an_unwritable_tensorrt_cache_is_a_warning_not_a_failure(tmp_path, caplog):
+    """The plan cache is an output too: a folder the process cannot write costs a rebuild later, not this Engine."""
+    from foveal.backends import tensorrt
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with caplog.at_level("WARNING", logger="foveal"):
+        tensorrt._write(blocker / "model.plan", b"plan")
+    assert "cache not written" in caplog.text and blocker.read_text() == "x"
