@@ -107,3 +107,19 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(FovealError, match="cannot read"):
         load_image(path)
+
+
+def test_dataset_folder_with_a_fifo_image(tmp_path):
+    """`foveal eval` reads image headers of a whole folder: a FIFO among them is an InputError, not a hang."""
+    import json
+
+    from foveal.datasets import load_folder
+
+    os.mkfifo(tmp_path / "a.png")
+    (tmp_path / "fixations.json").write_text(json.dumps({"a.png": [[1, 2]]}))
+
+    def load():
+        load_folder(tmp_path).shape(0)
+
+    error = _bounded(load)
+    assert isinstance(error, FovealError) and "not a regular file" in str(error), error
