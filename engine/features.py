@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backbone import MEAN, STD, pretrained
+from engine.backbone import pretrained
 from engine.deepgaze import fold_backbone
 from foveal import cpu
 from foveal.datasets import Dataset
+from foveal.network.backbone import MEAN, STD
 
 
 def resized_shape(h: int, w: int, working_size: int) -> tuple[int, int]:

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from engine import cards, deepgaze
-from engine.backbone import LICENCE, MEAN, STD
+from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
 from engine.features import cache_features
 from foveal import metrics
 from foveal.datasets import Dataset, gaussian_density, load_osie, load_scene
+from foveal.network.backbone import MEAN, STD
 
 PAD_MULTIPLE = 32
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
@@ -279,7 +280,8 @@ def card_fields(name: str, version: str, variant: str, stride: int, training: di
                   "mean": [MEAN] * 3, "std": [STD] * 3},
         "output": {"name": "log_density", "stride": stride},
         "postprocess": {"blur_sigma": 0.0},
-        "provenance": {"source": "engine/backbone.py, engine/deepgaze.py, engine/train.py", "training": training},
+        "provenance": {"source": "python/foveal/network/deepgaze.py, python/foveal/network/backbone.py, "
+                                 "engine/train.py", "training": training},
     }
 
 

@@ -23,7 +23,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from engine.itti_koch import IttiKoch, Readout
+from foveal.network.itti_koch import IttiKoch, Readout
 
 CONTRASTS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 EPSILONS = (0.001, 0.003, 0.01, 0.03, 0.1)  # no smaller: see the note above itti_koch.TUNED

@@ -17,8 +17,9 @@ def test_predict_writes_map_overlay_and_npy(tmp_path, rgb, capsys):
         Image.fromarray(rgb).save(tmp_path / name)
     out = tmp_path / "out"
     assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "-o", str(out), "--model", "itti-koch",
-                 "--bits", "16"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.overlay.png", "a.png", "b.npy", "b.overlay.png", "b.png"]
+                 "--bits", "16", "--npy"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.overlay.png", "a.png", "b.npy", "b.overlay.png",
+                                                     "b.png"]
     prob = np.load(out / "a.npy")
     assert prob.shape == (90, 120) and abs(prob.sum(dtype=np.float64) - 1) < 1e-5
     np.testing.assert_allclose(SaliencyMap.from_png(out / "a.png").prob, prob, atol=float(prob.max()) / 65535 / 2 * 1.001)
@@ -38,7 +39,7 @@ def test_one_bad_image_fails_the_run_but_not_the_others(tmp_path, rgb, capsys):
     assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(out), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("foveal: error:") and "bad.png" in err[0]
-    assert sorted(p.name for p in out.iterdir()) == ["good.npy", "good.overlay.png", "good.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["good.overlay.png", "good.png"]
 
 
 def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
@@ -55,6 +56,7 @@ def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
     (["predict", "x.png", "-o", "o", "--model", "nope"], 1, "unknown model"),
     (["predict", "x.png", "-o", "o", "--device", "tpu"], 1, "unknown device"),
     (["predict", "x.png", "-o", "o", "--precision", "fp8"], 2, "invalid choice"),
+    (["predict", "x.png", "-o", "o", "--max-pixels", "nan"], 1, "max_pixels must be a finite number"),
     (["predict", "x.png"], 2, "required"),
     (["frobnicate"], 2, "invalid choice"),
 ])
@@ -78,3 +80,55 @@ def test_duplicate_stems_refused(tmp_path, rgb):
     with pytest.raises(InputError, match="share the name"):
         run(build_parser().parse_args(["predict", str(tmp_path / "a.png"), str(tmp_path / "x" / "a.png"), "-o",
                                        str(tmp_path / "o")]))
+
+
+def test_npy_only_on_request(tmp_path, rgb):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert main(["-q", "predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.overlay.png", "a.png"]
+
+
+def test_output_folder_holding_the_input_never_overwrites_it(tmp_path, monkeypatch, rgb, capsys):
+    Image.fromarray(rgb).save(tmp_path / "creative.png")
+    original = (tmp_path / "creative.png").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for argv in (["predict", "creative.png", "-o", "."], ["predict", str(tmp_path / "creative.png"), "-o", "./"],
+                 ["predict", ".", "-o", str(tmp_path)]):
+        assert main([*argv, "--model", "itti-koch"]) == 1
+        err = capsys.readouterr().err
+        assert "refusing to write" in err and "inputs" in err and len(err.strip().splitlines()) == 1
+        assert (tmp_path / "creative.png").read_bytes() == original
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["creative.png"]  # nothing written at all
+
+
+def test_an_output_name_matching_a_later_input_is_refused_before_any_work(tmp_path, rgb, capsys):
+    """a.png's overlay would be a.overlay.png, which is also an input: refused up front, not after a.png ran."""
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb).save(tmp_path / "a.overlay.png")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["-q", "predict", str(tmp_path / "a.png"), str(tmp_path / "a.overlay.png"), "-o", str(tmp_path),
+                 "--model", "itti-koch"]) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_folders_expand_and_progress_counts_images(tmp_path, rgb, capsys, monkeypatch):
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg", "c.webp"):
+        Image.fromarray(rgb).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    Image.fromarray(rgb).save(tmp_path / "d.png")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)  # one line per 10 %: the counts are readable
+    assert main(["predict", str(folder), str(tmp_path / "d.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch",
+                 "--batch-size", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{s}{x}" for s in "abcd" for x in (".overlay.png", ".png")]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("predict")]
+    assert [line.split("] ")[1].split(" ")[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+
+
+def test_output_path_that_is_a_file(tmp_path, rgb, capsys):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    (tmp_path / "out").write_text("x")
+    assert main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 1
+    assert "not a folder" in capsys.readouterr().err

@@ -153,3 +153,47 @@ def test_onnxruntime_threads_sleep_between_runs():
     options = OnnxRuntimeBackend(foveal.load_card("itti-koch"), threads=2)._session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("images", ["a.png", b"\x89PNG", np.zeros((20, 30, 3), np.uint8), Image.new("RGB", (4, 4))])
+def test_predict_batch_refuses_a_single_image(engine, images):
+    """A string (or bytes, or one array) is iterable; predicting its characters or rows was a silent wrong answer."""
+    with pytest.raises(InputError, match="predict"):
+        engine.predict_batch(images)
+
+
+def test_predict_batch_takes_a_stack_of_images(engine, rgb):
+    maps = engine.predict_batch(np.stack([rgb, rgb]))
+    assert len(maps) == 2 and maps[0].shape == rgb.shape[:2]
+
+
+def test_one_bad_image_costs_no_other_image_its_map(engine, rgb, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    tall = np.ascontiguousarray(np.rot90(rgb))
+    images = [rgb, tmp_path / "bad.png", tall, "missing.png", rgb]
+    results = engine.predict_batch(images, batch_size=2, errors="return")
+    assert [type(r).__name__ for r in results] == ["SaliencyMap", "ImageError", "SaliencyMap", "ImageError",
+                                                   "SaliencyMap"]
+    assert "bad.png" in str(results[1]) and "missing.png" in str(results[3])
+    np.testing.assert_array_equal(results[2].prob, engine.predict(tall).prob)
+    with pytest.raises(foveal.ImageError, match=r"images\[1\]: .*bad.png"):
+        engine.predict_batch(images)
+    with pytest.raises(foveal.ImageError, match="bad.png") as info:
+        engine.predict(tmp_path / "bad.png")
+    assert "images[" not in str(info.value)
+    assert engine.predict_batch([], errors="return") == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": "2"}, "batch_size"), ({"batch_size": 0}, "batch_size"), ({"batch_size": 2.5}, "batch_size"),
+    ({"errors": "ignore"}, "errors"),
+])
+def test_predict_batch_arguments(engine, rgb, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        engine.predict_batch([rgb], **kwargs)
+
+
+@pytest.mark.parametrize("max_pixels", [0, -5, float("nan"), float("inf"), "many", None])
+def test_engine_max_pixels_is_checked(max_pixels):
+    with pytest.raises(InputError, match="max_pixels"):
+        Engine("itti-koch", max_pixels=max_pixels)

@@ -53,3 +53,85 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "p.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_import_and_writes_never_touch_the_process_umask(tmp_path):
+    """The umask is process-wide: toggling it (as import foveal once did) races every other thread's file creation."""
+    import os
+    import subprocess
+    import sys
+
+    import foveal
+
+    code = ("import os, stat\n"
+            "def forbidden(*a): raise AssertionError('os.umask called')\n"
+            "os.umask = forbidden\n"
+            "import foveal\n"
+            "from foveal.fileio import write_json\n"
+            f"write_json({str(tmp_path / 'p.json')!r}, {{}})\n"
+            f"print(oct(stat.S_IMODE(os.stat({str(tmp_path / 'p.json')!r}).st_mode)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(foveal.__path__[0])},
+                          preexec_fn=lambda: os.umask(0o027))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == oct(0o666 & ~0o027)
+
+
+def test_output_that_is_a_folder_or_unwritable_is_an_input_error(tmp_path):
+    import os
+
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        write_json(tmp_path / "dir", {})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write"):
+        write_json(tmp_path / "file" / "below.json", {})  # a file where a folder should be
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InputError, match="cannot write"):
+            write_json(locked / "x.json", {})
+
+
+def test_inputs_are_never_replaced_while_protected(tmp_path):
+    import os
+
+    from foveal.fileio import inputs_protected, read_input
+
+    source = tmp_path / "creative.png"
+    source.write_bytes(b"original")
+    os.symlink(source, tmp_path / "alias.png")
+    with inputs_protected():
+        assert read_input(tmp_path / "alias.png", 100) == b"original"
+        for target in (source, tmp_path / "alias.png", tmp_path / "." / "creative.png"):
+            with pytest.raises(InputError, match="one of this run's inputs"):
+                write_json(target, {})
+        write_json(tmp_path / "other.json", {})  # other paths are fine
+    assert source.read_bytes() == b"original"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.png", "creative.png", "other.json"]
+    write_json(source, {})  # outside the block the library writes where it is told
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "/dev/null"])
+def test_special_files_are_refused_without_blocking(tmp_path, special):
+    import os
+
+    from foveal.fileio import read_input
+
+    path = special
+    if special == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)  # no writer: a plain open() would block forever
+    with pytest.raises(InputError, match="not a regular file"):
+        read_input(path, 1 << 20)
+
+
+def test_inputs_are_read_to_a_bound(tmp_path):
+    from foveal.fileio import read_input
+
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as fh:
+        fh.truncate(10 << 20)  # sparse: costs no disk
+    with pytest.raises(InputError, match="larger than"):
+        read_input(big, 1 << 20)
+    assert len(read_input(big, 10 << 20)) == 10 << 20

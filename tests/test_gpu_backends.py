@@ -58,17 +58,6 @@ def test_user_onnx_without_a_torch_definition_is_unavailable(card, tmp_path) -> 
         torch_cuda.load_network(load_card(onnx))
 
 
-def test_without_engine_package_says_how_to_get_it(monkeypatch, card) -> None:
-    import sys
-
-    monkeypatch.setitem(sys.modules, "engine", None)  # as in an installed wheel without a checkout
-    monkeypatch.delenv("FOVEAL_SOURCE", raising=False)
-    with pytest.raises(BackendUnavailableError, match="FOVEAL_SOURCE"):
-        torch_cuda.TorchBackend(card, device="cpu")
-    monkeypatch.setattr(gpu, "unavailable", lambda: None)  # even with a GPU, select() must not count on torch
-    assert "FOVEAL_SOURCE" in torch_cuda.TorchBackend.unavailable()
-
-
 def test_cuda_device_without_gpu_is_unavailable(card) -> None:
     if gpu.unavailable() is None:
         pytest.skip("this machine has a GPU")

@@ -100,10 +100,33 @@ def test_pixel_limit_checked_before_decoding():
         load_image(big, max_pixels=10_000_000)
 
 
-def test_pillow_bomb_error_is_wrapped(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(ImageError, match="decompression bomb"):
-        load_image(_encode(Image.new("L", (30, 30))))
+def test_max_pixels_not_pillows_limit_decides(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse anything over 200 pixels
+    assert load_image(_encode(Image.new("L", (30, 30)))).shape == (30, 30, 3)
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        load_image(_encode(Image.new("L", (30, 30))), max_pixels=500)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height RGB pixels and holds none of them."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def test_max_pixels_above_pillows_own_bomb_limit(monkeypatch, tmp_path):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(20000, 20000))  # 400 MP: over Pillow's 179 MP, under max_pixels=5e8
+    with pytest.raises(ImageError, match="exceeds the limit"):
+        load_image(path)
+    with pytest.raises(ImageError, match="corrupt or truncated"):  # got past the header: no bomb error
+        load_image(path, max_pixels=int(5e8))
 
 
 @pytest.mark.parametrize("array, match", [

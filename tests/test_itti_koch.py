@@ -173,7 +173,7 @@ def test_uniform_image_is_the_centre_prior_alone(session, card, colour, height, 
 )
 def test_onnxruntime_matches_torch(session, batch, height, width):
     torch = pytest.importorskip("torch")
-    from engine.itti_koch import build
+    from foveal.network.itti_koch import build
 
     images = np.random.default_rng(3).random((batch, height, width, 3)).astype(np.float32)
     images[:, height // 4 : height // 2, width // 3 : width // 2] = (0.9, 0.1, 0.2)  # some structure, not just noise
@@ -184,7 +184,7 @@ def test_onnxruntime_matches_torch(session, batch, height, width):
 
 def test_normalisation_promotes_a_single_peak_over_many():
     torch = pytest.importorskip("torch")
-    from engine.itti_koch import normalize
+    from foveal.network.itti_koch import normalize
 
     single = torch.zeros(1, 1, 16, 16)
     single[0, 0, 8, 8] = 1.0

@@ -8,6 +8,8 @@ functions with the same signatures.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -21,6 +23,21 @@ from foveal.errors import InputError
 __all__ = ["preprocess", "postprocess", "postprocess_sat", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
 
 _R = TypeVar("_R")
+
+# Widest blur postprocess accepts, in output pixels: the kernel (radius 3 sigma) is built whole, so an unbounded
+# sigma ran out of memory (1e12) or overflowed its radius into no blur at all (1e19). 1000 px is far wider than any
+# map needs (a Gaussian this wide flattens even a 10,000-pixel map).
+MAX_BLUR_SIGMA = 1000.0
+
+
+def checked_blur_sigma(value: object) -> float:
+    """``value`` as a float in [0, MAX_BLUR_SIGMA], else InputError (shared by both twins and the Engine)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"blur_sigma must be a number of pixels, got {value!r}")
+    sigma = float(value)
+    if not (math.isfinite(sigma) and 0.0 <= sigma <= MAX_BLUR_SIGMA):
+        raise InputError(f"blur_sigma must be finite, >= 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {value!r}")
+    return sigma
 
 
 def _call(kernel: Callable[..., _R], *args: object) -> _R:
@@ -110,12 +127,13 @@ def postprocess(
 
     ``log_density`` float32[h, w] (any additive constant) is sampled bilinearly at output pixel (Y, X) from grid
     point ``((Y + 0.5) * valid_h / H - 0.5, ...)`` clamped to the grid, blurred by a Gaussian of ``blur_sigma``
-    output pixels (radius ceil(3 sigma), reflected edges) when ``blur_sigma > 0``, then softmaxed over all
-    pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf input raises InputError.
+    output pixels (radius ceil(3 sigma), reflected edges; at most ``MAX_BLUR_SIGMA``) when ``blur_sigma > 0``,
+    then softmaxed over all pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf
+    input raises InputError.
     """
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     out = _pair(out_hw, "out_hw", operator.index)
-    return _call(_native.postprocess, grid, out, _pair(valid_hw, "valid_hw", float), float(blur_sigma))
+    return _call(_native.postprocess, grid, out, _pair(valid_hw, "valid_hw", float), checked_blur_sigma(blur_sigma))
 
 
 def postprocess_sat(
@@ -163,6 +181,8 @@ def quantize(prob: ArrayLike, bits: int = 8) -> tuple[NDArray[np.uint8] | NDArra
     Returns ``(q, scale)`` with q uint8|uint16[H, W], ``prob ~= q * scale`` within ``scale / 2`` and
     ``scale = max(prob) / (2**bits - 1)`` (0.0 for an all-zero map).
     """
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits not in (8, 16):
+        raise InputError(f"bits must be 8 or 16, got {bits!r}")
     return _call(_native.quantize, _array(prob, "prob", "f", np.float32, 2, "(H, W)"), int(bits))
 
 

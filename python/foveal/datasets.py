@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from foveal.errors import FovealError, InputError
-
-from foveal.imageio import load_image
+from foveal.errors import FovealError, ImageError, InputError
+from foveal.fileio import open_input
+from foveal.imageio import DEFAULT_MAX_PIXELS, load_image, max_file_bytes, open_pillow
 
 __all__ = ["Fixations", "Dataset", "load_dataset", "load_osie", "load_scene", "load_folder",
            "SPLITS", "OSIE_PIXELS_PER_DEGREE"]
@@ -187,24 +186,28 @@ class Dataset:
 
 
 def _header_shape(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
+    # Through the checked stream (regular file, bounded, pixel limit from the header): a FIFO or a bomb in a
+    # dataset folder is an InputError like any other bad image.
+    with open_input(path, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError) as fh:
+        im = open_pillow(fh, str(path), DEFAULT_MAX_PIXELS)
+        w, h = im.size
+        try:
             # EXIF orientations 5-8 rotate by 90 degrees; load_image applies them, so the shape must too.
             if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 w, h = h, w
-    except (OSError, SyntaxError) as e:
-        raise InputError(f"cannot read image header of {path}: {e}") from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"cannot read image header of {path}: {e}") from e
     return h, w
 
 
 def _read_density(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
+    with open_input(path, max_file_bytes(DEFAULT_MAX_PIXELS), "density map", ImageError) as fh:
+        im = open_pillow(fh, str(path), DEFAULT_MAX_PIXELS)
+        try:
             arr = np.asarray(im.convert("I") if im.mode in ("I", "I;16", "I;16B") else im.convert("L"),
                              dtype=np.float64)
-    except (OSError, SyntaxError) as e:
-        raise InputError(f"cannot read density map {path}: {e}") from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"cannot read density map {path}: {e}") from e
     if arr.shape != tuple(shape):
         raise InputError(f"density map {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but its image is "
                          f"{shape[1]}x{shape[0]}; maps must have their image's size")

@@ -1,6 +1,9 @@
 """Engine: one model on one backend, turning images into SaliencyMaps."""
 from __future__ import annotations
 
+import operator
+import os
+import threading
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
@@ -8,9 +11,9 @@ import numpy as np
 
 from . import backends, cpu
 from ._version import __version__
-from .errors import InputError
+from .errors import FovealError, InputError, ModelError
 from .geometry import Plan, plan
-from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
+from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import PRECISIONS, ModelCard, load_card
 from .saliency_map import SaliencyMap
 
@@ -26,9 +29,23 @@ class Engine:
             graph on TensorRT, fp16 in torch (from the fp32 weights); ``"fp32"``: the float graph everywhere;
             ``"fp16"``: the fp16 graph (torch: its own fp16); ``"int8"``: the int8 graph, which only ONNX Runtime
             runs (GPU backends refuse it).
-        max_pixels: images larger than this are refused before decoding.
-        blur_sigma: Gaussian blur (output pixels) applied to the upsampled log-density; defaults to the card's.
+        max_pixels: images larger than this are refused before decoding (also past Pillow's own, lower, limit).
+        blur_sigma: Gaussian blur (output pixels, 0 to ``MAX_BLUR_SIGMA``) applied to the upsampled log-density;
+            defaults to the card's.
         strict: fail instead of falling back when the first backend cannot run.
+        **backend_options: options of particular backends (see :func:`foveal.backends.backend_options`), e.g.
+            ``threads=`` (onnxruntime) or ``fp16=``, ``cuda_graph=`` (tensorrt, torch). Each backend gets only the
+            options it takes; one that no backend tried takes is an :class:`InputError` naming the backends.
+
+    Thread safety: one Engine may be shared by any number of threads. ``predict`` and ``predict_batch`` keep no
+    per-call state on the Engine, and concurrent calls return exactly what the same calls made one after another
+    return (tested bit for bit on ONNX Runtime and on the torch backend's CPU mode). On a GPU backend the network
+    runs on one stream with one set of TensorRT contexts and CUDA-graph buffers, so calls on one Engine are
+    serialised by a lock; batch the work (``predict_batch``) rather than threading it. A returned
+    :class:`SaliencyMap` is safe to read from many threads.
+
+    Errors: a bad image is an :class:`ImageError`; a model that breaks the contract (wrong output grid for its
+    stride, NaN, inf, empty or integer output) is a :class:`ModelError` that names the model.
     """
 
     def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *, precision: str = "auto",
@@ -36,12 +53,13 @@ class Engine:
                  **backend_options: Any) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.max_pixels = checked_max_pixels(max_pixels)
         self.model: ModelCard = load_card(model)
+        self.blur_sigma = cpu.checked_blur_sigma(self.model.blur_sigma if blur_sigma is None else blur_sigma)
         graphs = _graphs(self.model, precision)
         self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
         self.graph: ModelCard = graphs.get(self._backend.name, self.model)
-        self.max_pixels = max_pixels
-        self.blur_sigma = self.model.blur_sigma if blur_sigma is None else float(blur_sigma)
+        self._gpu_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r}, "
@@ -63,39 +81,82 @@ class Engine:
         return self.graph.sha256
 
     def predict(self, image: ImageLike) -> SaliencyMap:
-        """Saliency map of one image (path, bytes, PIL image or uint8 array)."""
-        return self.predict_batch([image])[0]
+        """Saliency map of one image (path, bytes, PIL image or uint8 array); its error if it has none."""
+        result = self.predict_batch([image], errors="return")[0]
+        if isinstance(result, FovealError):
+            raise result
+        return result
 
-    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
-        """Saliency maps of many images, in order; images sharing a padded input size run as one batch."""
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        decoded = [decode(image, self.max_pixels) for image in images]
-        plans = [plan(*d.pixels.shape[:2], self.model) for d in decoded]
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: str = "raise") -> list[Any]:
+        """Saliency maps of many images, in order; images sharing a padded input size run as one batch.
+
+        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image.
+        ``errors="raise"``: return ``list[SaliencyMap]``, or raise the first failing image's error (its index in
+        the message); nothing runs when an image cannot be decoded. ``errors="return"``: return one entry per
+        image, its :class:`SaliencyMap` or the :class:`FovealError` that stopped it (an image that cannot be
+        decoded, or a network batch that failed), so one bad image costs no other image its map.
+        """
+        if errors not in ("raise", "return"):
+            raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
+        batch_size = _batch_size(batch_size)
+        items = _image_list(images)
+        results: list[SaliencyMap | FovealError | None] = [None] * len(items)
+        decoded: dict[int, DecodedImage] = {}
+        for i, image in enumerate(items):
+            try:
+                decoded[i] = decode(image, self.max_pixels)
+            except FovealError as exc:
+                if errors == "raise":
+                    raise _indexed(exc, i, len(items)) from None
+                results[i] = exc
+        plans = {i: plan(*d.pixels.shape[:2], self.model) for i, d in decoded.items()}
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, p in enumerate(plans):
+        for i, p in plans.items():
             groups[p.padded_hw].append(i)
-        maps: list[SaliencyMap | None] = [None] * len(decoded)
         for indices in groups.values():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
-                for i, prob in zip(chunk, self._run([decoded[i] for i in chunk], [plans[i] for i in chunk])):
-                    maps[i] = SaliencyMap(prob, self._provenance(decoded[i]))
-        return maps  # type: ignore[return-value]
+                try:
+                    outcomes = self._run([decoded[i] for i in chunk], [plans[i] for i in chunk])
+                except FovealError as exc:
+                    if errors == "raise":
+                        raise
+                    outcomes = [exc] * len(chunk)
+                for i, outcome in zip(chunk, outcomes):
+                    if isinstance(outcome, FovealError):
+                        if errors == "raise":
+                            raise _indexed(outcome, i, len(items)) from None
+                        results[i] = outcome
+                    else:
+                        results[i] = SaliencyMap(outcome, self._provenance(decoded[i]))
+        return results
 
-    def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
-        """One network batch: images sharing ``plans[i].padded_hw`` → host probability maps."""
-        return (self._run_gpu if self._backend.on_gpu else self._run_cpu)(decoded, plans)
+    def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
+        """One network batch: images sharing ``plans[i].padded_hw`` → host probability maps (or, per image, the
+        ModelError of a network output that breaks the contract)."""
+        if self._backend.on_gpu:
+            with self._gpu_lock:  # one stream, one set of TensorRT contexts and CUDA-graph buffers (see class doc)
+                return self._run_gpu(decoded, plans)
+        return self._run_cpu(decoded, plans)
 
-    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
+    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
         spec = self.model.input
         inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
                   for d, p in zip(decoded, plans)]
         log_density = self._backend.run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
-        return [cpu.postprocess(log_density[i, 0], p.image_hw, p.valid_hw, self.blur_sigma)
-                for i, p in enumerate(plans)]
+        self._check_grid(log_density, len(plans), plans[0].padded_hw)
+        out: list[np.ndarray | ModelError] = []
+        for i, p in enumerate(plans):
+            grid = log_density[i, 0]
+            if not np.isfinite(grid).all():
+                out.append(ModelError(f"model {self.model.name!r} ({self._backend.name}) returned NaN or infinite "
+                                      "log-density for this image; the model is broken, not the image"))
+                continue
+            out.append(cpu.postprocess(grid, p.image_hw, p.valid_hw, self.blur_sigma))
+        return out
 
-    def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray]:
+    def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
         # Upload, network and postprocess are queued on the backend's stream; only the maps come back to the host.
         from . import gpu
 
@@ -104,15 +165,71 @@ class Engine:
             batch = gpu.preprocess_batch([d.pixels for d in decoded], [p.resized_hw for p in plans],
                                          plans[0].padded_hw, spec.mean, spec.std)
             log_density = self._backend.run(batch)
-            probs = gpu.postprocess_batch(log_density, [p.image_hw for p in plans], [p.valid_hw for p in plans],
-                                          self.blur_sigma)
+            self._check_grid(log_density, len(plans), plans[0].padded_hw)
+            try:
+                probs = gpu.postprocess_batch(log_density, [p.image_hw for p in plans],
+                                              [p.valid_hw for p in plans], self.blur_sigma)
+            except InputError as exc:  # the grid is not finite: the model's fault, for the whole batch
+                raise ModelError(f"model {self.model.name!r} ({self._backend.name}) broke its contract: {exc}") \
+                    from None
             return [prob.get() for prob in probs]
+
+    def _check_grid(self, log_density: Any, n: int, padded_hw: tuple[int, int]) -> None:
+        """ModelError unless the output is float N×1×(H/stride)×(W/stride) for an N×3×H×W input (a wrong stride
+        would otherwise stretch a plausible map over the wrong pixels)."""
+        name, stride = self.model.name, self.model.stride
+        expected = (n, 1, padded_hw[0] // stride, padded_hw[1] // stride)
+        card = (f"its card {self.model.card_path.name}" if self.model.card_path else
+                f"the defaults for a bare ONNX file (no {self.model.onnx_path.with_suffix('.json').name} beside it)")
+        if np.dtype(log_density.dtype).kind != "f":
+            raise ModelError(f"model {name!r} returned {log_density.dtype} values; the contract is float32 "
+                             "log-density (docs/MODEL_CONTRACT.md)")
+        if tuple(log_density.shape) != expected:
+            raise ModelError(f"model {name!r}: output shape {tuple(log_density.shape)} for a {padded_hw[0]}x"
+                             f"{padded_hw[1]} input, but stride {stride} from {card} means {expected}; fix the "
+                             "card's output.stride or the model (docs/MODEL_CONTRACT.md)")
 
     def _provenance(self, image: DecodedImage) -> dict[str, Any]:
         return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
-                "graph_sha256": self.graph_sha256, "backend": self.backend, "device": self._backend.device, "precision": self.precision,
-                "foveal_version": __version__,
-                "image_sha256": image.sha256}
+                "graph_sha256": self.graph_sha256, "backend": self.backend, "device": self._backend.device,
+                "precision": self.precision, "foveal_version": __version__, "image_sha256": image.sha256}
+
+
+def _image_list(images: Any) -> list[Any]:
+    """``images`` as a list of single images; a single image (which may itself be iterable) is refused."""
+    single = (str, bytes, bytearray, memoryview, os.PathLike, DecodedImage)
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise InputError(f"images: an array of images must be N×H×W×C (4-D), got shape {images.shape}; for one "
+                             "image use predict()")
+        return list(images)
+    if isinstance(images, single) or type(images).__module__.startswith("PIL."):
+        raise InputError(f"images: expected a list of images, got one {type(images).__name__}; for one image use "
+                         "predict() or pass [image]")
+    try:
+        return list(images)
+    except TypeError:
+        raise InputError(f"images: expected a list of images, got {type(images).__name__}") from None
+
+
+def _batch_size(value: Any) -> int:
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise InputError(f"batch_size must be an integer >= 1, got {value!r}") from None
+    if size < 1:
+        raise InputError(f"batch_size must be >= 1, got {size}")
+    return size
+
+
+def _indexed(exc: FovealError, index: int, count: int) -> FovealError:
+    """``exc`` with the failing image's position in front of its message (when there is more than one image)."""
+    if count == 1:
+        return exc
+    try:
+        return type(exc)(f"images[{index}]: {exc}")
+    except TypeError:  # an error class with another constructor keeps its own message
+        return exc
 
 
 def _graphs(card: ModelCard, precision: str) -> dict[str, ModelCard]:

@@ -1,41 +1,163 @@
-"""Atomic file output: every file foveal writes appears whole or not at all.
+"""File input and output that a user can trust.
 
-Writers stream into a temporary file in the destination folder, flush and fsync it, then ``os.replace`` it over the
-target, so an interrupted run never leaves a truncated PNG, JSON or CSV behind.
+Output: every file foveal writes appears whole or not at all. Writers stream into a temporary file in the
+destination folder, flush and fsync it, then ``os.replace`` it over the target, so an interrupted run never leaves
+a truncated PNG, JSON or CSV behind. Inside :func:`inputs_protected` (the CLI runs every command in it), a write
+that would replace a file the run reads as input is refused.
+
+Input: :func:`open_input` opens only regular files (a FIFO or a device such as ``/dev/zero`` is refused without
+blocking or reading) of bounded size, so no input can hang the process or fill its memory.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
+import threading
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 from .errors import InputError
 
-# mkstemp creates files 0600; outputs should get the permissions an ordinary open() would give them.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+# Files the running command reads, as (device, inode): None outside inputs_protected().
+_inputs: set[tuple[int, int]] | None = None
+_inputs_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def inputs_protected(paths: Iterable[str | os.PathLike] = ()) -> Iterator[None]:
+    """Within the block, :func:`atomic_write` refuses to replace ``paths`` or any file opened by :func:`open_input`.
+
+    Files are compared by device and inode, so a symlink, a hard link or ``./`` spelling of an input is caught too.
+    """
+    global _inputs
+    with _inputs_lock:
+        previous = _inputs
+        _inputs = set(previous or ())
+    try:
+        for path in paths:
+            note_input(path)
+        yield
+    finally:
+        with _inputs_lock:
+            _inputs = previous
+
+
+def note_input(path: str | os.PathLike) -> None:
+    """Remember ``path`` as an input of the running command (no-op outside :func:`inputs_protected`)."""
+    if _inputs is None:
+        return
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        with _inputs_lock:
+            if _inputs is not None:
+                _inputs.add((st.st_dev, st.st_ino))
+
+
+def check_not_input(path: str | os.PathLike) -> None:
+    """InputError if writing ``path`` would replace an input of the running command (see :func:`inputs_protected`)."""
+    if not _inputs:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) in _inputs:
+        raise InputError(f"refusing to write {os.fspath(path)}: it is one of this run's inputs and would be "
+                         "overwritten; write the outputs to another folder")
+
+
+def open_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
+               error: type[InputError] = InputError) -> BinaryIO:
+    """Open a user's input for binary reading: a regular file of at most ``max_bytes`` bytes, else ``error``.
+
+    FIFOs, sockets and devices are refused before any read (a FIFO is opened non-blocking, so a missing writer
+    cannot hang the call). The file is remembered as an input (see :func:`inputs_protected`).
+    """
+    name = os.fspath(path)
+    if "\0" in str(name):
+        raise error(f"{what} path contains a NUL character: {name!r}")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{what} not found: {name}") from None
+    except IsADirectoryError:
+        raise error(f"expected a file ({what}), got a directory: {name}") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {name}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"expected a file ({what}), got a directory: {name}")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{name}: not a regular file (a FIFO, socket or device); save it to a file first")
+        if st.st_size > max_bytes:
+            raise error(f"{name}: {st.st_size / 1e6:.1f} MB is larger than the {max_bytes / 1e6:.1f} MB accepted "
+                        f"for this {what}")
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    note_input(name)
+    return fh
+
+
+def read_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
+               error: type[InputError] = InputError) -> bytes:
+    """The bytes of a user's input file, through :func:`open_input`'s checks (never more than ``max_bytes``)."""
+    with open_input(path, max_bytes, what, error) as fh:
+        data = fh.read(max_bytes + 1)  # a file growing while it is read is still held to the limit
+    if len(data) > max_bytes:
+        raise error(f"{os.fspath(path)}: larger than the {max_bytes / 1e6:.1f} MB accepted for this {what}")
+    return data
+
+
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """A new, exclusive temporary sibling of ``target``, created with the permissions an ordinary ``open()`` gives
+    (0666 less the umask: the kernel applies it, so the process umask is never read or changed)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds."""
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
+
+    An output that is a folder, cannot be created, or would replace an input raises :class:`InputError`.
+    """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    if target.is_dir():
+        raise InputError(f"cannot write {target}: it is a folder; give a file name")
+    check_not_input(target)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temporary(target)
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
+    try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

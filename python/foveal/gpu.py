@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import _check_image, _pair, _triple
+from .cpu import _check_image, _pair, _triple, checked_blur_sigma
 from .errors import BackendUnavailableError, InputError
 
 try:
@@ -249,9 +249,7 @@ def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], vali
     if len(out_hws) != n or len(valid_hws) != n:
         raise InputError(f"need one out_hw and valid_hw per map: {n} maps, {len(out_hws)} out_hws, "
                          f"{len(valid_hws)} valid_hws")
-    blur_sigma = float(blur_sigma)
-    if not (math.isfinite(blur_sigma) and blur_sigma >= 0.0):
-        raise InputError(f"blur_sigma must be finite and >= 0, got {blur_sigma}")
+    blur_sigma = checked_blur_sigma(blur_sigma)
     desc = np.empty((n, 3), dtype=np.int64)
     valid = np.empty((n, 2), dtype=np.float64)
     offset = 0

@@ -2,23 +2,28 @@
 
 Accepts a path, encoded bytes, a PIL image or a uint8/uint16 array. Applies EXIF orientation, converts every Pillow
 mode foveal may meet (grey, 16-bit, palette, RGBA, CMYK...), and refuses images over a pixel limit *before*
-decoding them, so a decompression bomb costs a header read, not the machine's memory.
+decoding them, so a decompression bomb costs a header read, not the machine's memory. Files are read as a stream
+(header first) from regular files only, with a size limit that follows the pixel limit: a FIFO, a device or a huge
+file that is not an image is refused without being read whole.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import math
+import numbers
 import os
-import warnings
+import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 
 from .errors import ImageError
+from .fileio import open_input
 
 DEFAULT_MAX_PIXELS = 100_000_000
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", "PIL.Image.Image", "DecodedImage"]  # noqa: F821
 
@@ -37,9 +42,20 @@ def load_image(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     return decode(src, max_pixels).pixels
 
 
+def checked_max_pixels(value: object) -> int:
+    """``value`` as a pixel limit (a finite number >= 1; 5e8 is fine), else ImageError naming ``max_pixels``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
+    if not (math.isfinite(value) and value >= 1):
+        raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
+    return int(value)
+
+
 def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode ``src`` (path, bytes, PIL image or array) into a :class:`DecodedImage`."""
     from PIL import Image
+
+    max_pixels = checked_max_pixels(max_pixels)
 
     if isinstance(src, DecodedImage):
         return src
@@ -51,47 +67,75 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
         pixels = _to_rgb(src, "<PIL image>")
         return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<PIL image>")
     if isinstance(src, (bytes, bytearray, memoryview)):
-        data, name = bytes(src), "<bytes>"
-    elif isinstance(src, (str, os.PathLike)):
+        data = bytes(src)
+        if not data:
+            raise ImageError("<bytes>: no data (empty image)")
+        return DecodedImage(_decode_stream(io.BytesIO(data), "<bytes>", max_pixels), hashlib.sha256(data).hexdigest(),
+                            "<bytes>")
+    if isinstance(src, (str, os.PathLike)):
         name = os.fspath(src)
-        try:
-            data = Path(name).read_bytes()
-        except FileNotFoundError:
-            raise ImageError(f"image not found: {name}") from None
-        except IsADirectoryError:
-            raise ImageError(f"expected an image file, got a directory: {name}") from None
-        except OSError as exc:
-            raise ImageError(f"cannot read image {name}: {exc.strerror or exc}") from None
-    else:
-        raise ImageError(
-            f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}"
-        )
-    if not data:
-        raise ImageError(f"{name}: file is empty")
-    return DecodedImage(_decode_bytes(data, name, max_pixels), hashlib.sha256(data).hexdigest(), name)
+        with open_input(name, max_file_bytes(max_pixels), "image file", ImageError) as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise ImageError(f"{name}: file is empty")
+            pixels = _decode_stream(fh, name, max_pixels)
+            fh.seek(0)
+            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+        return DecodedImage(pixels, sha256, name)
+    raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}")
 
 
-def _decode_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def max_file_bytes(max_pixels: int) -> int:
+    """Largest encoded file accepted for a pixel limit: 8 bytes a pixel (uncompressed 16-bit RGBA) plus 16 MiB of
+    metadata, so a huge file that is no image is refused from its size, before it is read."""
+    return 8 * int(max_pixels) + (16 << 20)
+
+
+def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image":  # noqa: F821
+    """``Image.open`` on a binary stream with foveal's pixel limit checked from the header, before any decoding.
+
+    Pillow refuses images over twice its own process-wide ``Image.MAX_IMAGE_PIXELS`` (179 MP by default) even when
+    foveal was told to accept them; a ``max_pixels`` above that limit raises it (never lowers it) to ``max_pixels``.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    with warnings.catch_warnings():
-        # foveal enforces its own pixel limit below; Pillow's bomb warning would only duplicate it.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-            _check_size(image.size, max_pixels, name)
-            image.load()
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
-        except MemoryError:
-            raise ImageError(f"{name}: not enough memory to decode this image") from None
-        return _to_rgb(image, name)
+    _allow_in_pillow(max_pixels)
+    # No warnings.catch_warnings() here: it swaps the process-wide filter list and races other threads. With
+    # Pillow's limit at least max_pixels, its bomb warning only fires for images refused just below anyway.
+    try:
+        image = Image.open(fh)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
+    except Image.DecompressionBombError:
+        # Pillow's limit is at least max_pixels (above), so this image is over twice foveal's own limit.
+        raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP more than twice over; "
+                         "downscale it or raise max_pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    _check_size(image.size, max_pixels, name)
+    return image
+
+
+def _allow_in_pillow(max_pixels: int) -> None:
+    from PIL import Image
+
+    with _PILLOW_LIMIT_LOCK:
+        if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = int(max_pixels)
+
+
+def _decode_stream(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
+    from PIL import Image
+
+    image = open_pillow(fh, name, max_pixels)
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode this image") from None
+    return _to_rgb(image, name)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:

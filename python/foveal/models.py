@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .cpu import MAX_BLUR_SIGMA
+from .errors import InputError, ModelError
+from .fileio import read_input
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "foveal-lite0"
 # Reduced-precision graphs a card may list beside its fp32 graph (engine/quantize.py makes them).
 VARIANTS = ("fp16", "int8")
+# Cards are small JSON files (the shipped ones are a few KiB with their metrics); more is not a card.
+MAX_CARD_BYTES = 16 << 20
 # What Engine(precision=...) accepts: "auto" picks each backend's fastest graph.
 PRECISIONS = ("auto", "fp32", *VARIANTS)
 
@@ -56,6 +61,7 @@ class ModelCard:
     blur_sigma: float
     raw: dict = field(repr=False, compare=False, hash=False)
     precision: str = "fp32"
+    card_path: Path | None = None  # the JSON card read; None for a bare ONNX file (defaults assumed)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -83,21 +89,29 @@ def available_models() -> list[str]:
 
 def load_card(model: str | os.PathLike = "default") -> ModelCard:
     """Resolve ``"default"``, a shipped model's name, or a path to an ``.onnx`` (or its ``.json`` card)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelError(f"model: expected a model name or a path to an .onnx file, got {type(model).__name__}")
     text = os.fspath(model)
+    if not isinstance(text, str) or "\0" in text:
+        raise ModelError(f"model: expected a model name or a path to an .onnx file, got {text!r}")
     if text == "default":
         text = DEFAULT_MODEL
     if text in available_models():
         return _load_shipped(text)
     path = Path(text)
-    if path.suffix == ".json" and path.is_file():
+    if path.suffix == ".json" and os.path.lexists(path):
         raw = _read_json(path)
-        return _card_from(raw, path.parent / raw.get("onnx", path.with_suffix(".onnx").name), verify=False)
+        onnx = raw.get("onnx", path.with_suffix(".onnx").name)
+        if not isinstance(onnx, str):
+            raise ModelError(f"model card {path}: \"onnx\" must be a file name, got {onnx!r}")
+        return _card_from(raw, path.parent / onnx, verify=False, card_path=path)
     if path.suffix == ".onnx" or path.exists():
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
         card_path = path.with_suffix(".json")
-        raw = _read_json(card_path) if card_path.is_file() else {**_BARE_ONNX_CARD, "name": path.stem}
-        return _card_from(raw, path, verify=False)
+        if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
+            return _card_from(_read_json(card_path), path, verify=False, card_path=card_path)
+        return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path, verify=False)
     raise ModelError(
         f"unknown model {text!r}: use one of {', '.join(available_models()) or '(none shipped)'} "
         "or a path to an .onnx file"
@@ -106,8 +120,9 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
 
 @lru_cache(maxsize=None)
 def _load_shipped(name: str) -> ModelCard:
-    raw = _read_json(MODELS_DIR / f"{name}.json")
-    return _card_from(raw, MODELS_DIR / raw.get("onnx", f"{name}.onnx"), verify=True)
+    card_path = MODELS_DIR / f"{name}.json"
+    raw = _read_json(card_path)
+    return _card_from(raw, MODELS_DIR / raw.get("onnx", f"{name}.onnx"), verify=True, card_path=card_path)
 
 
 def file_sha256(path: Path) -> str:
@@ -120,9 +135,11 @@ def file_sha256(path: Path) -> str:
 
 def _read_json(path: Path) -> dict:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read model card {path}: {exc}") from None
+        raw = json.loads(read_input(path, MAX_CARD_BYTES, "model card").decode("utf-8"))
+    except InputError as exc:
+        raise ModelError(str(exc)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"cannot read model card {path}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(raw, dict):
         raise ModelError(f"model card {path}: expected a JSON object, got {type(raw).__name__}")
     return raw
@@ -139,29 +156,54 @@ def _checked_sha256(path: Path, expected: object) -> str:
     return sha
 
 
-def _card_from(raw: dict, onnx_path: Path, verify: bool) -> ModelCard:
+def _section(raw: dict, key: str, required: bool = True) -> dict:
+    """``raw[key]`` as a JSON object ({} when optional and absent); a KeyError or TypeError names the key."""
+    if key not in raw and not required:
+        return {}
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise TypeError(f'"{key}" must be a JSON object, got {type(value).__name__}')
+    return value
+
+
+def _card_from(raw: dict, onnx_path: Path, verify: bool, card_path: Path | None = None) -> ModelCard:
     sha = _checked_sha256(onnx_path, raw.get("sha256") if verify else None)
     try:
-        spec = raw["input"]
+        spec, output = _section(raw, "input"), _section(raw, "output")
         mean, std = tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["std"])
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError("mean and std need 3 values each, std > 0")
+        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise ValueError("mean and std need 3 finite values each, std > 0")
+        blur_sigma = float(_section(raw, "postprocess", required=False).get("blur_sigma", 0.0))
+        if not (math.isfinite(blur_sigma) and 0.0 <= blur_sigma <= MAX_BLUR_SIGMA):
+            raise ValueError(f"postprocess.blur_sigma must be in [0, {MAX_BLUR_SIGMA:g}], got {blur_sigma}")
         card = ModelCard(
             name=str(raw.get("name", onnx_path.stem)),
             version=str(raw.get("version", "unknown")),
             onnx_path=onnx_path,
             sha256=sha,
-            input=InputSpec(str(spec.get("name", "image")), int(spec["working_size"]), int(spec["pad_multiple"]),
-                            mean, std),  # type: ignore[arg-type]
-            output_name=str(raw["output"].get("name", "log_density")),
-            stride=int(raw["output"]["stride"]),
-            blur_sigma=float(raw.get("postprocess", {}).get("blur_sigma", 0.0)),
+            input=InputSpec(str(spec.get("name", "image")), _whole(spec["working_size"]),
+                            _whole(spec["pad_multiple"]), mean, std),  # type: ignore[arg-type]
+            output_name=str(output.get("name", "log_density")),
+            stride=_whole(output["stride"]),
+            blur_sigma=blur_sigma,
             raw=raw,
+            card_path=card_path,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelError(f"model card for {onnx_path.name} is malformed ({type(exc).__name__}: {exc}); "
                          "see docs/MODEL_CONTRACT.md") from None
-    if card.input.working_size < card.input.pad_multiple or card.stride <= 0 or card.input.pad_multiple % card.stride:
-        raise ModelError(f"model card for {onnx_path.name}: need working_size >= pad_multiple and pad_multiple "
-                         f"divisible by stride, got {card.input.working_size}/{card.input.pad_multiple}/{card.stride}")
+    if (card.input.pad_multiple <= 0 or card.input.working_size < card.input.pad_multiple or card.stride <= 0
+            or card.input.pad_multiple % card.stride):
+        raise ModelError(f"model card for {onnx_path.name}: need working_size >= pad_multiple > 0 and pad_multiple "
+                         f"divisible by stride > 0, got {card.input.working_size}/{card.input.pad_multiple}/"
+                         f"{card.stride}")
     return card
+
+
+def _whole(value: object) -> int:
+    """A card's size field: a JSON integer (a float such as 8.5 or a string is refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    if not 0 < value <= 1 << 16:
+        raise ValueError(f"expected a size between 1 and 65536, got {value}")
+    return value

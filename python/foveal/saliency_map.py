@@ -1,6 +1,7 @@
 """SaliencyMap: a fixation probability surface over an image, with O(1) box integrals."""
 from __future__ import annotations
 
+import math
 import os
 from functools import cached_property
 from typing import Any, Sequence
@@ -9,8 +10,9 @@ import numpy as np
 
 from . import cpu
 from .boxes import resolve_boxes
-from .errors import InputError
-from .fileio import save_png, write_npy
+from .errors import ImageError, InputError
+from .fileio import open_input, save_png, write_npy
+from .imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, max_file_bytes, open_pillow
 
 _SCALE_KEY = "foveal:scale"
 #: Grey range the image is compressed to under an overlay: no black or white left for the heat to vanish into.
@@ -111,21 +113,27 @@ class SaliencyMap:
         return float(scale)
 
     @classmethod
-    def from_png(cls, path: str | os.PathLike) -> "SaliencyMap":
+    def from_png(cls, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> "SaliencyMap":
         """Read a map written by :meth:`to_png` back into probabilities.
 
         Values are ``pixel * scale``, each within ``scale / 2`` of the original, so the total is 1 only up to that
-        quantisation error; shares divide by the actual total.
+        quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are refused from their
+        header, like images.
         """
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
+        name, max_pixels = os.fspath(path), checked_max_pixels(max_pixels)
+        with open_input(name, max_file_bytes(max_pixels), "saliency PNG") as fh:
+            try:
+                image = open_pillow(fh, name, max_pixels)
+            except ImageError as exc:
+                raise InputError(f"not a foveal saliency PNG: {exc}") from None
+            try:
                 scale = float(image.text[_SCALE_KEY])  # type: ignore[attr-defined]
                 values = np.asarray(image, dtype=np.float64)
-        except (OSError, KeyError, ValueError, AttributeError) as exc:
-            raise InputError(f"{os.fspath(path)}: not a foveal saliency PNG ({exc})") from None
-        return cls((values * scale).astype(np.float32), {"source": os.fspath(path)})
+            except (OSError, KeyError, ValueError, AttributeError, SyntaxError, EOFError) as exc:
+                raise InputError(f"{name}: not a foveal saliency PNG ({type(exc).__name__}: {exc})") from None
+        if values.ndim != 2 or not math.isfinite(scale) or scale < 0:
+            raise InputError(f"{name}: not a foveal saliency PNG (a {values.shape} image with scale {scale})")
+        return cls((values * scale).astype(np.float32), {"source": name})
 
     def to_npy(self, path: str | os.PathLike) -> None:
         """Save ``prob`` as a float32 ``.npy``."""

@@ -111,7 +111,7 @@ def test_a_fifo_or_folder_is_refused_without_blocking(tmp_path):
     with pytest.raises(ElementSpecError, match="not a regular file"):
         load_elements(fifo, HW)
     (tmp_path / "d.json").mkdir()
-    with pytest.raises(ElementSpecError, match="not a regular file"):
+    with pytest.raises(ElementSpecError, match="got a directory"):
         load_elements(tmp_path / "d.json", HW)
 
 

@@ -3,11 +3,14 @@
 Each backend module defines one class with ``name``, ``device``, ``on_gpu``, ``precision``, a classmethod
 ``unavailable() -> str | None`` (why it cannot run here, cheaply, without creating sessions) and ``run(batch) ->
 log_density``. ``run`` takes float32 N×3×H×W and returns float32 N×1×h×w: NumPy arrays for CPU backends, CuPy
-arrays when ``on_gpu``.
+arrays when ``on_gpu``. A backend's options are its constructor's keyword arguments after the card
+(:func:`backend_options`); :func:`select` hands each backend only its own, and falls back to the next backend only
+when one raises :class:`BackendUnavailableError` (any other error is the caller's to see).
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from typing import Any, Mapping, Protocol, Sequence
 
@@ -45,6 +48,16 @@ def _backend_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def backend_options(name: str) -> tuple[str, ...]:
+    """The options backend ``name`` takes (its constructor's keyword arguments after the model card)."""
+    try:
+        parameters = inspect.signature(_backend_class(name).__init__).parameters.values()
+    except ImportError:
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in parameters if p.kind in kinds and p.name not in ("self", "card"))
+
+
 def unavailable_reason(name: str) -> str | None:
     """Why backend ``name`` cannot run on this machine, or None if it can."""
     try:
@@ -60,7 +73,10 @@ def available_backends() -> list[str]:
 
 def resolve(device: str | Sequence[str]) -> tuple[str, ...]:
     """Turn ``device`` ("auto", "cpu", "cuda", a backend name, or a list of names) into backend names to try."""
-    names = (device,) if isinstance(device, str) else tuple(device)
+    names = (device,) if isinstance(device, str) else tuple(device) if isinstance(device, (list, tuple)) else None
+    if names is None or not all(isinstance(item, str) for item in names):
+        raise InputError(f"device: expected a name ({', '.join([*_DEVICES, *_REGISTRY])}) or a list of backend "
+                         f"names, got {device!r}")
     order: list[str] = []
     for item in names:
         expanded = _DEVICES.get(item, (item,))
@@ -80,16 +96,25 @@ def select(card: ModelCard, device: str | Sequence[str] = "cpu", strict: bool = 
     """Create the first backend in ``device``'s order that can run ``card`` here.
 
     ``graphs`` maps a backend name to the variant of ``card`` it should run instead (the int8 graph for
-    onnxruntime).  Falling back past an explicitly named backend is logged once; ``strict=True`` turns it into
-    an error.
+    onnxruntime). Each backend gets the ``options`` it takes (``fp16`` goes to tensorrt and torch, not to
+    onnxruntime); an option no backend in the order takes is an InputError naming what each one takes. Only
+    :class:`BackendUnavailableError` moves on to the next backend; falling back past an explicitly named backend is
+    logged once; ``strict=True`` turns it into an error.
     """
     order = resolve(device)
+    accepted = {name: backend_options(name) for name in order}
+    unknown = sorted(set(options) - {option for names in accepted.values() for option in names})
+    if unknown:
+        takes = "; ".join(f"{name} takes {', '.join(names) or 'none'}" for name, names in accepted.items())
+        raise InputError(f"backend option {unknown[0]!r} is taken by no backend tried for device={device!r} "
+                         f"({takes})")
     reasons = []
     for name in order:
         reason = unavailable_reason(name)
         if reason is None:
+            own = {key: value for key, value in options.items() if key in accepted[name]}
             try:
-                backend = _backend_class(name)((graphs or {}).get(name, card), **options)
+                backend = _backend_class(name)((graphs or {}).get(name, card), **own)
             except BackendUnavailableError as exc:
                 reason = str(exc)
             else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ModelError
+from ..errors import BackendUnavailableError, InputError, ModelError
 from ..models import ModelCard
 
 
@@ -25,6 +25,9 @@ class OnnxRuntimeBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: ONNX Runtime's default), "
+                             f"got {threads!r}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
@@ -45,14 +48,14 @@ class OnnxRuntimeBackend:
                 f"{card.onnx_path.name}: expected input {card.input.name!r} and output {card.output_name!r}, "
                 f"the graph has inputs {inputs} and outputs {outputs}; see docs/MODEL_CONTRACT.md"
             )
-        self._input, self._output = card.input.name, card.output_name
+        self._input, self._output, self._model = card.input.name, card.output_name, card.name
         self.precision = card.precision
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:
             (out,) = self._session.run([self._output], {self._input: batch})
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"onnxruntime failed on a {tuple(batch.shape)} batch: {exc}") from None
-        if out.ndim != 4 or out.shape[0] != batch.shape[0] or out.shape[1] != 1:
-            raise ModelError(f"model output has shape {tuple(out.shape)}, expected (N, 1, h, w) log-density")
-        return np.asarray(out, dtype=np.float32)
+            raise ModelError(f"onnxruntime failed to run model {self._model!r} on a {tuple(batch.shape)} batch: "
+                             f"{exc}") from None
+        # Integer or float64 output is passed on as it is: the Engine refuses what breaks the contract.
+        return out.astype(np.float32, copy=False) if out.dtype == np.float16 else out

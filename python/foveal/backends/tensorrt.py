@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import gpu
-from ..errors import BackendUnavailableError, ModelError
+from ..errors import BackendUnavailableError, InputError, ModelError
 from ..fileio import atomic_write
 from ..models import ModelCard
 from .trt_builder import build_plan, cache_key, choose_profile, describe, precision, profiles_for
@@ -33,9 +33,12 @@ def cache_dir() -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as fh:
-        fh.write(data)
+    """Cache ``data`` at ``path``; a cache that cannot be written costs a rebuild next time, not this run."""
+    try:
+        with atomic_write(path, "wb") as fh:
+            fh.write(data)
+    except InputError as exc:
+        log.warning("foveal: TensorRT cache not written (%s); set FOVEAL_TRT_CACHE to a writable folder", exc)
 
 
 class TensorRTBackend:

@@ -1,21 +1,17 @@
-"""The torch backend: the model's PyTorch definition from ``engine/`` run on a CUDA GPU with PyTorch.
+"""The torch backend: the model's PyTorch definition (``foveal.network``) run on a CUDA GPU with PyTorch.
 
 For machines with PyTorch (CUDA build) but no TensorRT. The network runs in fp16 and channels-last on the engine's
 stream (a CuPy stream wrapped with ``torch.cuda.ExternalStream``); batches of one replay a captured CUDA graph.
 Input and output cross between CuPy and PyTorch through DLPack, without copies.
 
-The PyTorch definitions live in the repository's ``engine/`` package, which the installed wheel does not contain:
-this backend needs a source checkout, found as an importable ``engine`` package (run from the repository root),
-else through ``$FOVEAL_SOURCE`` (the checkout's root). It runs shipped models only: ``itti-koch`` (built from its
-card's read-out parameters) and learned models whose ``<name>.safetensors`` weights ship beside their ONNX file.
-The device is a constructor argument so the same logic runs on CPU tensors in tests.
+The definitions ship inside the package (``foveal.network``, imported with torch only when this backend is
+created), so it runs from an installed wheel; it runs shipped models only: ``itti-koch`` (built from its card's
+read-out parameters) and learned models whose ``<name>.safetensors`` weights ship beside their ONNX file. The
+device is a constructor argument so the same logic runs on CPU tensors in tests.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
-import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -25,27 +21,16 @@ from ..errors import BackendUnavailableError, ModelError
 from ..models import ModelCard
 
 
-def _engine_package() -> Any:
-    """The repository's ``engine`` package, or BackendUnavailableError saying how to provide it."""
-    source = os.environ.get("FOVEAL_SOURCE")
-    if source and source not in sys.path and os.path.isdir(os.path.join(source, "engine")):
-        sys.path.append(source)
-    try:
-        return importlib.import_module("engine")
-    except ImportError:
-        raise BackendUnavailableError(
-            "the torch backend needs foveal's engine/ package (PyTorch model definitions), which only a source "
-            "checkout has: run from the repository root or set FOVEAL_SOURCE=<checkout>") from None
-
-
 def load_network(card: ModelCard) -> Any:
     """The PyTorch module computing ``card``'s log-density, in eval mode on the CPU."""
-    _engine_package()
     weights = card.onnx_path.with_suffix(".safetensors")
     if weights.is_file():
-        return importlib.import_module("engine.deepgaze").load(weights)
+        from ..network import deepgaze
+
+        return deepgaze.load(weights)
     if card.name == "itti-koch":
-        itti_koch = importlib.import_module("engine.itti_koch")
+        from ..network import itti_koch
+
         readout = card.raw.get("provenance", {}).get("training", {}).get("readout")
         return itti_koch.build(itti_koch.Readout(**readout) if readout else itti_koch.TUNED)
     raise BackendUnavailableError(f"the torch backend has no PyTorch definition for model {card.name!r}: it runs "
@@ -71,10 +56,6 @@ class TorchBackend:
             return why
         if importlib.util.find_spec("torch") is None:
             return "PyTorch is not installed: pip install 'foveal[torch]' (a CUDA build of torch)"
-        try:
-            _engine_package()
-        except BackendUnavailableError as exc:
-            return str(exc)
         return None
 
     def __init__(self, card: ModelCard, *, device: str = "cuda", fp16: bool = True, cuda_graph: bool = True) -> None:

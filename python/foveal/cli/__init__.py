@@ -10,9 +10,12 @@ import importlib
 import logging
 import os
 import sys
+import warnings
+from pathlib import Path
 
 from .._version import __version__
 from ..errors import FovealError
+from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
@@ -41,10 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # Pillow warns about corrupt metadata and large images; a file foveal can read is read, one it cannot is a
+    # one-line error, so its warnings would only break the one-line promise. (The command owns this process.)
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="PIL")
     try:
-        return int(args.handler(args) or 0)
+        with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
+            return int(args.handler(args) or 0)
     except FovealError as exc:
-        print(f"foveal: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("foveal: interrupted", file=sys.stderr)
@@ -55,6 +63,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foveal: internal error: {type(exc).__name__}: {exc} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
+
+
+def error_line(exc: BaseException) -> str:
+    """``foveal: error: <message>`` on one line: line breaks (a file name may hold them) are written as escapes."""
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    return f"foveal: error: {text}"
+
+
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    """Files named on the command line other than the output (``out``): what no output may replace. Files read
+    from folders are protected as they are opened (foveal.fileio)."""
+    named: list[Path] = []
+    for key, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if key != "out":
+            named += [v for v in values if isinstance(v, Path)]
+    if isinstance(getattr(args, "model", None), str):
+        named.append(Path(args.model))
+    return [path for path in named if path.is_file()]
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +108,7 @@ def make_engine(args: argparse.Namespace):
     """The Engine described by :func:`add_engine_options`' arguments."""
     from ..engine import Engine
 
-    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=int(args.max_pixels))
+    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=args.max_pixels)
 
 
 if __name__ == "__main__":

@@ -1,49 +1,91 @@
-"""``foveal predict IMAGE... -o DIR``: saliency map PNG, overlay PNG and float32 .npy per image."""
+"""``foveal predict IMAGE|FOLDER... -o DIR``: saliency map PNG and overlay PNG per image (float32 .npy on request)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from ..errors import FovealError, InputError
-from ..imageio import decode
+from ..fileio import check_not_input, note_input
+from ..imageio import DecodedImage, decode
 from ..progress import progress
-from . import add_engine_options, make_engine
+from ..saliency_map import SaliencyMap
+from . import add_engine_options, error_line, make_engine
+from .score import list_images
+
+# What one image writes into the output folder, by suffix after its stem.
+_PNG, _OVERLAY, _NPY = ".png", ".overlay.png", ".npy"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict saliency maps for images",
-                       description="Write <name>.png (greyscale map), <name>.overlay.png and <name>.npy per image.")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+                       description="Write <name>.png (greyscale map) and <name>.overlay.png per image, and "
+                                   "<name>.npy (float32 probabilities) with --npy. A FOLDER stands for the images "
+                                   "directly inside it. Outputs never replace an input.")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE|FOLDER")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default: %(default)s)")
+    p.add_argument("--npy", action="store_true", help="also write the float32 probability map as <name>.npy")
     add_engine_options(p)
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    stems = [image.stem for image in args.images]
+def expand(paths: Sequence[Path]) -> list[Path]:
+    """Images named on the command line, folders replaced by the images inside them, in order."""
+    images: list[Path] = []
+    for path in paths:
+        images.extend(list_images(path) if path.is_dir() else [path])
+    stems = [image.stem for image in images]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise InputError(f"several inputs share the name {clashes[0]!r}; their outputs would overwrite each other")
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"-o {args.out}: exists and is not a folder")
+    images = expand(args.images)
+    suffixes = (_PNG, _OVERLAY, _NPY) if args.npy else (_PNG, _OVERLAY)
+    for image in images:
+        note_input(image)
+    for image in images:  # before any work: an output must never replace an input
+        for suffix in suffixes:
+            check_not_input(args.out / f"{image.stem}{suffix}")
     engine = make_engine(args)
     failures = 0
-    chunks = [args.images[i:i + args.batch_size] for i in range(0, len(args.images), args.batch_size)]
-    bar = progress(chunks, total=len(chunks), label="predict", enabled=not args.quiet and len(args.images) > 1)
-    for chunk in bar:
-        decoded = []
-        for path in chunk:
-            try:
-                decoded.append(decode(path, engine.max_pixels))
-            except FovealError as exc:
-                failures += 1
-                print(f"foveal: error: {exc}", file=sys.stderr)
-        for path, image, smap in zip([Path(d.source) for d in decoded], decoded, engine.predict_batch(decoded)):
-            smap.to_png(args.out / f"{path.stem}.png", bits=args.bits)
-            smap.overlay(image.pixels, args.out / f"{path.stem}.overlay.png")
-            smap.to_npy(args.out / f"{path.stem}.npy")
+    results = _predicted(engine, images, args.batch_size)
+    for path, decoded, result in progress(results, total=len(images), label="predict",
+                                          enabled=not args.quiet and len(images) > 1):
+        if isinstance(result, FovealError):
+            failures += 1
+            print(error_line(result), file=sys.stderr)
+            continue
+        result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
+        result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
+        if args.npy:
+            result.to_npy(args.out / f"{path.stem}{_NPY}")
     if not args.quiet:
-        written = f"{len(args.images) - failures} of {len(args.images)}" if failures else f"{len(args.images)}"
+        written = f"{len(images) - failures} of {len(images)}" if failures else f"{len(images)}"
         print(f"foveal: {written} map(s) written to {args.out} "
               f"({engine.model.name} {engine.precision} on {engine.backend})")
     return 1 if failures else 0
+
+
+def _predicted(engine, images: list[Path], batch_size: int,
+               ) -> Iterator[tuple[Path, DecodedImage | None, SaliencyMap | FovealError]]:
+    """One ``(path, decoded image, map or the error that stopped it)`` per image, in order, batch by batch."""
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        decoded: dict[Path, DecodedImage | FovealError] = {}
+        for path in chunk:
+            try:
+                decoded[path] = decode(path, engine.max_pixels)
+            except FovealError as exc:
+                decoded[path] = exc
+        ready = [path for path in chunk if isinstance(decoded[path], DecodedImage)]
+        maps = dict(zip(ready, engine.predict_batch([decoded[p] for p in ready], batch_size, errors="return")))
+        for path in chunk:
+            image = decoded[path]
+            yield (path, None, image) if isinstance(image, FovealError) else (path, image, maps[path])

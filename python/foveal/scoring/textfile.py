@@ -1,7 +1,7 @@
 """Reading the small text files scoring takes (element files, norms) without trusting them.
 
-Only regular files are opened (a FIFO would block forever, a device never end), at most ``max_bytes`` are read,
-text must be UTF-8, and JSON that Python's parser refuses for its own reasons (integers over 4,300 digits,
+Files go through :func:`foveal.fileio.read_input` (regular files only: a FIFO would block forever, a device never
+end; at most ``max_bytes``; remembered as the command's inputs, so no output may replace them), text must be UTF-8, and JSON that Python's parser refuses for its own reasons (integers over 4,300 digits,
 nesting deep enough to exhaust the recursion limit) is reported like malformed JSON.  Every failure is a
 :class:`~foveal.errors.InputError` (or the ``error`` subclass given) with a one-line message.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..fileio import read_input
 
 
 def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputError] = InputError,
@@ -19,17 +20,9 @@ def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputErro
     """The UTF-8 text of ``path`` (a leading BOM dropped); ``what`` names the file in messages, ``missing_hint``
     follows "not found"."""
     path = Path(path)
-    try:
-        if not path.exists():
-            raise error(f"{path}: {what} not found{missing_hint}")
-        if not path.is_file():
-            raise error(f"{path}: {what} is not a regular file")
-        with path.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if len(data) > max_bytes:
-        raise error(f"{path}: {what} larger than {max_bytes >> 20} MiB; is it the right file?")
+    if not path.exists():
+        raise error(f"{path}: {what} not found{missing_hint}")
+    data = read_input(path, max_bytes, what, error)  # regular files only, bounded, and protected from overwriting
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

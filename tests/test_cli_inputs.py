@@ -1,0 +1,45 @@
+"""No subcommand's output may replace one of its inputs, whatever the output folder."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from foveal.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def out(tmp_path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("command", ["score", "whatif", "compare"])
+def test_an_input_named_like_an_output_is_never_replaced(out, command, capsys):
+    """Each input is given the name of a file the command writes into ``out``."""
+    elements = EXAMPLES / "creative.json"
+    if command == "score":  # the element file is named like the scores the command writes
+        shutil.copy(EXAMPLES / "creative.png", out / "creative.png")
+        shutil.copy(elements, out / "scores.json")
+        argv = ["score", str(out / "creative.png"), "--elements", str(out / "scores.json")]
+    elif command == "whatif":  # the creative is named like the edited creative the command writes
+        shutil.copy(EXAMPLES / "creative.png", out / "edited.png")
+        argv = ["whatif", str(out / "edited.png"), "--elements", str(elements), "--move", "logo:10,10"]
+    else:
+        shutil.copy(EXAMPLES / "creative.png", out / "compare.png")
+        argv = ["compare", str(out / "compare.png"), str(EXAMPLES / "creative_b.png"), "--elements", str(elements),
+                str(EXAMPLES / "creative_b.json")]
+    before = _snapshot(out)
+    assert main(["-q", *argv, "-o", str(out), "--model", "itti-koch"]) == 1
+    err = capsys.readouterr().err
+    assert "refusing to write" in err and len(err.strip().splitlines()) == 1
+    after = _snapshot(out)
+    assert {name: after[name] for name in before} == before  # every input intact (other outputs may be written)

@@ -1,0 +1,148 @@
+"""A user's model that breaks the contract is a ModelError naming the model, never a plausible wrong map or an
+InputError blaming the image; malformed cards and out-of-range blur are refused up front."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from foveal import Engine, InputError, ModelError, SaliencyMap, cpu
+from foveal.models import load_card
+
+onnx = pytest.importorskip("onnx", reason="building test models needs the onnx package")
+from onnx import TensorProto, helper  # noqa: E402
+
+
+def _model(path, nodes, out_type=TensorProto.FLOAT, initializers=()) -> str:
+    """Save an ONNX graph ``image`` (N×3×H×W float) → ``log_density`` built from ``nodes``."""
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("log_density", out_type, None)], initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+def _pooled(path, stride: int, tail=(), out_type=TensorProto.FLOAT, initializers=()) -> str:
+    """Mean of the channels, average-pooled by ``stride``: a well-formed log-density at that stride, then ``tail``."""
+    nodes = [helper.make_node("AveragePool", ["image"], ["pooled"], kernel_shape=[stride, stride],
+                              strides=[stride, stride]),
+             helper.make_node("ReduceMean", ["pooled"], ["mean" if tail else "log_density"], keepdims=1, axes=[1])]
+    return _model(path, nodes + list(tail), out_type, initializers)
+
+
+def _const(name: str, value) -> onnx.TensorProto:
+    return helper.make_tensor(name, TensorProto.FLOAT, [], [value])
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (100, 140, 3), dtype=np.uint8)
+
+
+def test_a_well_formed_bare_onnx_runs(tmp_path, image):
+    smap = Engine(_pooled(tmp_path / "fine.onnx", 8)).predict(image)
+    assert smap.shape == (100, 140) and abs(smap.total - 1) < 1e-5
+
+
+def test_bare_onnx_with_another_stride_is_refused(tmp_path, image):
+    """Assumed stride 8, real stride 16: the map would be stretched over a quarter of the image."""
+    engine = Engine(_pooled(tmp_path / "coarse.onnx", 16))
+    with pytest.raises(ModelError, match=r"model 'coarse'.*stride 8.*bare ONNX"):
+        engine.predict(image)
+
+
+def test_card_stride_that_disagrees_with_the_graph_is_refused(tmp_path, image):
+    path = _pooled(tmp_path / "mine.onnx", 16)
+    card = {**load_card(path).raw, "output": {"name": "log_density", "stride": 8}}
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"model 'mine'.*stride 8 from its card mine.json"):
+        Engine(path).predict(image)
+    card["output"]["stride"] = 16
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    assert Engine(path).predict(image).shape == (100, 140)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("nan", "NaN or infinite"), ("inf", "NaN or infinite"), ("int", "int32 values"), ("one_cell", "output shape"),
+    ("empty", "output shape"),
+])
+def test_broken_outputs_are_model_errors_naming_the_model(tmp_path, image, case, match):
+    if case in ("nan", "inf"):
+        value = float("nan") if case == "nan" else float("inf")
+        path = _pooled(tmp_path / "broken.onnx", 8, [helper.make_node("Mul", ["mean", "c"], ["log_density"])],
+                       initializers=[_const("c", value)])
+    elif case == "int":
+        path = _pooled(tmp_path / "broken.onnx", 8, [helper.make_node("Cast", ["mean"], ["log_density"],
+                                                                      to=TensorProto.INT32)], TensorProto.INT32)
+    elif case == "one_cell":
+        path = _model(tmp_path / "broken.onnx", [
+            helper.make_node("GlobalAveragePool", ["image"], ["g"]),
+            helper.make_node("ReduceMean", ["g"], ["log_density"], keepdims=1, axes=[1])])
+    else:
+        starts, ends, axes = (helper.make_tensor(n, TensorProto.INT64, [1], [v])
+                              for n, v in (("s", 0), ("e", 0), ("a", 3)))
+        path = _pooled(tmp_path / "broken.onnx", 8, [helper.make_node("Slice", ["mean", "s", "e", "a"],
+                                                                      ["log_density"])],
+                       initializers=[starts, ends, axes])
+    engine = Engine(path)
+    with pytest.raises(ModelError, match=match) as info:
+        engine.predict(image)
+    assert "'broken'" in str(info.value) and not isinstance(info.value, InputError)
+    results = engine.predict_batch([image, image[:50]], errors="return")
+    assert all(isinstance(r, ModelError) for r in results)
+
+
+@pytest.mark.parametrize("card_change, match", [
+    ({"postprocess": []}, "postprocess"), ({"input": "rgb"}, "input"), ({"output": {"stride": 8.5}}, "whole number"),
+    ({"output": {"stride": 0}}, "between 1"), ({"postprocess": {"blur_sigma": 1e12}}, "blur_sigma"),
+    ({"postprocess": {"blur_sigma": "wide"}}, "ValueError"), ({"onnx": 5}, "file name"),
+    ({"input": {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, "x"], "std": [1, 1, 1]}}, "ValueError"),
+])
+def test_malformed_cards_are_model_errors(tmp_path, card_change, match):
+    path = _pooled(tmp_path / "mine.onnx", 8)
+    card = {**load_card(path).raw, **card_change}
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=match):
+        load_card(tmp_path / "mine.json")
+
+
+@pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf"), 1e12, 1e19, "3", None])
+def test_blur_sigma_is_bounded_everywhere(sigma):
+    grid = np.zeros((4, 4), np.float32)
+    with pytest.raises(InputError, match="blur_sigma"):
+        cpu.postprocess(grid, (8, 8), (4.0, 4.0), sigma)
+    if sigma is not None:  # None means "the card's" to the Engine
+        with pytest.raises(InputError, match="blur_sigma"):
+            Engine("itti-koch", blur_sigma=sigma)
+
+
+def test_widest_blur_flattens_the_map():
+    grid = np.zeros((4, 4), np.float32)
+    grid[0, 0] = 10.0
+    prob = cpu.postprocess(grid, (30, 30), (4.0, 4.0), cpu.MAX_BLUR_SIGMA)
+    assert abs(prob.sum(dtype=np.float64) - 1) < 1e-5 and prob.max() / prob.min() < 1.01
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"tEXt", b"foveal:scale\x000.1") + chunk(b"IEND", b""))
+
+
+def test_from_png_refuses_a_bomb_and_odd_files(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(40000, 40000))
+    with pytest.raises(InputError, match="exceeds the limit"):
+        SaliencyMap.from_png(tmp_path / "bomb.png")
+    (tmp_path / "small.png").write_bytes(_png_header_only(40, 40))  # under the limit, but holds no pixels
+    with pytest.raises(InputError, match="not a foveal saliency PNG"):
+        SaliencyMap.from_png(tmp_path / "small.png")
+    with pytest.raises(InputError, match="not a regular file"):
+        SaliencyMap.from_png("/dev/zero")
