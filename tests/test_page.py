@@ -1,0 +1,361 @@
+"""The web page in a real browser: headless Debian Chromium (Selenium) against the real service on a loopback port.
+
+Screenshots go to tests/artifacts/page/ (git-ignored) for a person to look at.  Skips, saying why, only when no
+browser is installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.page_harness import ROOT, browser_missing, chromium, running_service
+
+MISSING = browser_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"page tests need a browser: {MISSING}")
+
+EXAMPLES = ROOT / "examples"
+ARTIFACTS = Path(os.environ.get("FOVEAL_ARTIFACTS", ROOT / "tests" / "artifacts")) / "page"
+XSS = '<img src=x onerror="window.__xss=1">'
+KEY = "page-test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def norms_file(tmp_path_factory) -> Path:
+    """Norms from the example reference creatives, so the page can offer percentiles and pass/fail."""
+    from foveal import Engine
+    from foveal.fileio import write_json
+    from foveal.scoring import build_norms, load_elements, score_creative
+
+    engine = Engine()
+    images = sorted((EXAMPLES / "references").glob("*.png"))
+    maps = engine.predict_batch(images)
+    scored = []
+    for image, smap in zip(images, maps):
+        spec = load_elements(image.with_suffix(".json"), smap.shape)
+        scored.append(score_creative(smap, spec.elements, format=spec.format))
+    path = tmp_path_factory.mktemp("norms") / "norms.json"
+    write_json(path, build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256}).to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def service(norms_file):
+    with running_service(norms={"examples": str(norms_file)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads):
+    d = chromium(download_dir=downloads)
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+@pytest.fixture
+def page(driver, service):
+    driver.set_window_size(1280, 800)
+    driver.get(service + "/")
+    wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#colormap option').length") > 0)
+    return driver
+
+
+def wait(driver, condition, timeout: float = 30.0, what: str = "the page"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    except Exception:
+        shot(driver, "timeout")
+        error = driver.execute_script("return document.getElementById('error').textContent")
+        raise AssertionError(f"timed out waiting for {what}; page error: {error!r}") from None
+
+
+def shot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def upload(driver, path: Path, input_id: str = "file-a") -> None:
+    """Choose ``path`` in a file input and wait until its map is predicted and drawn."""
+    before = int(js(driver, "return Number(document.body.dataset.ready || 0)"))
+    driver.find_element("id", input_id).send_keys(str(path))
+    wait(driver, lambda d: int(js(d, "return Number(document.body.dataset.ready || 0)")) > before,
+         what=f"the map of {path.name}")
+
+
+def import_elements(driver, path: Path) -> None:
+    driver.find_element("id", "import-elements").send_keys(str(path))
+    wait(driver, lambda d: len(element_rows(d)) > 0, what="imported elements")
+
+
+def element_rows(driver) -> list[dict]:
+    return js(driver, """return [...document.querySelectorAll('#elements-table tbody tr')].map((tr) => ({
+        name: tr.querySelector('input').value, kind: tr.querySelector('select').value,
+        box: tr.children[2].textContent.split(',').map(Number)}));""")
+
+
+def local_shares(driver) -> dict[str, float]:
+    return js(driver, """return Object.fromEntries([...document.querySelectorAll('#scores-table tbody tr')]
+        .map((tr) => [tr.dataset.name, Number(tr.querySelector('.share').dataset.share)]));""")
+
+
+def served(driver) -> bool:
+    """The service's scores for the current elements have arrived (no pending cells)."""
+    return js(driver, """const rows = document.querySelectorAll('#scores-table tbody tr');
+        return rows.length > 0 && !document.querySelector('#scores-table .pending');""")
+
+
+def to_viewport(driver, x: float, y: float) -> tuple[int, int]:
+    """Image pixel (x, y) → viewport coordinates over the displayed canvas."""
+    return tuple(js(driver, """const c = document.getElementById('view'), r = c.getBoundingClientRect();
+        return [Math.round(r.left + arguments[0] * r.width / c.width),
+                Math.round(r.top + arguments[1] * r.height / c.height)];""", x, y))
+
+
+def drag(driver, start: tuple[int, int], end: tuple[int, int], steps: int = 6) -> None:
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(driver)
+    pointer = actions.pointer_action
+    pointer.move_to_location(*start).pointer_down()
+    for i in range(1, steps + 1):
+        pointer.move_to_location(round(start[0] + (end[0] - start[0]) * i / steps),
+                                 round(start[1] + (end[1] - start[1]) * i / steps))
+    pointer.pointer_up()
+    actions.perform()
+
+
+def cli_shares(image: Path, elements: list[dict], tmp_path: Path) -> dict[str, float]:
+    """``foveal score`` on the same image and boxes, as a user would run it."""
+    spec = tmp_path / "elements.json"
+    spec.write_text(json.dumps({"units": "px", "elements": elements}))
+    out = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    subprocess.run([sys.executable, "-m", "foveal", "score", str(image), "--elements", str(spec), "-o", str(out),
+                    "--no-report", "-q"], check=True, env=env, timeout=120)
+    doc = json.loads((out / "scores.json").read_text())
+    return {e["name"]: e["share"] for e in doc["elements"]}
+
+
+def test_upload_draws_overlay_legend_and_views(page):
+    upload(page, EXAMPLES / "creative.png")
+    assert js(page, "return document.getElementById('view').dataset.state") == "overlay"
+    assert page.find_element("id", "legend").is_displayed()
+    # The overlay differs from the creative alone, and the raw map is grey.
+    pixels = """const c = document.getElementById('view');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 97 == 0));"""
+    overlay = js(page, pixels)
+    page.find_element("css selector", "input[name=view][value=image]").click()
+    image = js(page, pixels)
+    page.find_element("css selector", "input[name=view][value=map]").click()
+    grey = js(page, pixels)
+    assert sum(abs(a - b) for a, b in zip(overlay, image)) > 1000
+    assert js(page, "return document.getElementById('view').dataset.state") == "map"
+    assert len(set(grey)) > 10
+    page.find_element("css selector", "input[name=view][value=overlay]").click()
+    assert "model foveal-lite0" in page.find_element("id", "model-info").text
+    shot(page, "1-overlay")
+
+
+def test_drawn_box_share_matches_foveal_score(page, tmp_path):
+    upload(page, EXAMPLES / "creative.png")
+    drag(page, to_viewport(page, 395.4, 515.2), to_viewport(page, 556.8, 569.6))
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the drawn box")
+    name = page.find_element("css selector", "#elements-table tbody input")
+    name.clear()
+    name.send_keys("shop now\n")
+    from selenium.webdriver.support.ui import Select
+
+    Select(page.find_element("css selector", "#elements-table tbody select")).select_by_value("cta")
+    Select(page.find_element("id", "norms")).select_by_value("examples")
+    wait(page, served, what="the service's scores")
+    rows = element_rows(page)
+    assert rows[0]["name"] == "shop now" and rows[0]["kind"] == "cta"
+    box = rows[0]["box"]
+    assert box[2] > 100 and box[3] > 30, box
+    share = local_shares(page)["shop now"]
+    expected = cli_shares(EXAMPLES / "creative.png", rows, tmp_path)["shop now"]
+    assert abs(share - expected) <= 1e-6, (share, expected)
+    # With norms chosen, percentile, score and pass come from the service.
+    cells = js(page, "return [...document.querySelectorAll('#scores-table tbody tr td')].map((td) => td.textContent)")
+    assert cells[-1] in ("pass", "fail") and cells[-2].isdigit(), cells
+    assert page.find_element("css selector", "#boxes .box .box-label").text.startswith("shop now ")
+    shot(page, "2-drawn-box")
+
+
+def test_second_creative_shows_side_by_side_difference_and_verdict(page):
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    assert page.find_element("id", "which").is_displayed()
+    import_elements(page, EXAMPLES / "creative_b.json")  # B is active: its own boxes
+    wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6,
+         what="the per-element deltas")
+    verdict = page.find_element("id", "verdict").text
+    assert verdict.split(":")[0] in ("better", "worse", "mixed", "no material change"), verdict
+    assert "conversion elements" in verdict
+    assert js(page, """const c = document.getElementById('ab-diff');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let red = 0, blue = 0;
+        for (let i = 0; i < d.length; i += 4) { if (d[i] > d[i + 2] + 40) red++; if (d[i + 2] > d[i] + 40) blue++; }
+        return red > 100 && blue > 100;"""), "the difference map shows both gains (red) and losses (blue)"
+    page.execute_script("document.getElementById('ab').scrollIntoView()")
+    shot(page, "3-ab")
+
+
+def test_drag_box_rescores_instantly_and_whatif_rescores_on_the_service(page, service):
+    import httpx
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    before = local_shares(page)["cta"]
+    x, y, w, h = next(r["box"] for r in element_rows(page) if r["name"] == "cta")
+    drag(page, to_viewport(page, x + w / 2, y + h / 2), to_viewport(page, x + w / 2 - 200, y + h / 2 - 60))
+    wait(page, lambda d: next(r["box"] for r in element_rows(d) if r["name"] == "cta")[:2] != [x, y],
+         what="the moved box")
+    moved = element_rows(page)
+    after = local_shares(page)["cta"]
+    assert after != before
+    wait(page, served, what="the service's scores after the move")
+    files = {"image": ("creative.png", (EXAMPLES / "creative.png").read_bytes(), "image/png")}
+    doc = httpx.post(f"{service}/v1/score", files=files, data={"elements": json.dumps(moved)}, timeout=60).json()
+    expected = {e["name"]: e["share"] for e in doc["elements"]}
+    for name, share in local_shares(page).items():
+        assert abs(share - expected[name]) <= 1e-6, (name, share, expected[name])
+    # What-if: drag the CTA's ghost up, re-score on the service, see before/after.
+    page.find_element("id", "whatif-mode").click()
+    x, y, w, h = next(r["box"] for r in moved if r["name"] == "cta")
+    drag(page, to_viewport(page, x + w / 2, y + h / 2), to_viewport(page, x + w / 2, y + h / 2 - 80))
+    assert "move cta by" in page.find_element("id", "edits").text
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert "'cta'" in page.find_element("id", "whatif-verdict").text
+    assert len(page.find_elements("css selector", "#whatif-table tbody tr")) == 6
+    wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
+         what="the edited creative")
+    assert element_rows(page) == moved, "what-if edits leave the elements themselves alone"
+    page.execute_script("document.getElementById('whatif-result').scrollIntoView()")
+    shot(page, "4-whatif")
+
+
+def test_xss_name_renders_as_text(page):
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    name = page.find_element("css selector", "#elements-table tbody tr input")
+    name.clear()
+    name.send_keys(XSS + "\n")
+    wait(page, lambda d: served(d) and XSS in [r["name"] for r in element_rows(d)], what="the renamed element")
+    time.sleep(0.3)
+    assert js(page, "return window.__xss") is None
+    assert js(page, "return document.querySelectorAll('img[src=x]').length") == 0
+    labels = [e.text for e in page.find_elements("css selector", "#boxes .box-label")]
+    assert any(label.startswith(XSS) for label in labels), labels
+    assert XSS in page.find_element("id", "scores-table").text
+    assert XSS in page.find_element("id", "recs").text  # the service quotes the name; still text
+    shot(page, "5-xss")
+
+
+def test_bad_files_show_readable_errors(page, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    page.find_element("id", "file-a").send_keys(str(text))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: error.is_displayed(), what="the error")
+    assert "not a PNG, JPEG or WebP" in error.text
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 50)
+    page.find_element("id", "file-a").send_keys(str(fake))
+    wait(page, lambda d: "fake.png" in error.text, what="the error about fake.png")
+    assert "could not be read as an image" in error.text
+    assert "Traceback" not in error.text
+    assert page.find_element("id", "dropzone").is_displayed()
+    bad = tmp_path / "bad.json"
+    upload(page, EXAMPLES / "creative.png")
+    bad.write_text('{"elements": [{"name": "cta", "kind": "button", "box": [0, 0, 10, 10]}]}')
+    page.find_element("id", "import-elements").send_keys(str(bad))
+    wait(page, lambda d: "kind" in error.text, what="the element file error")
+    assert "must be one of cta, headline" in error.text
+    shot(page, "6-bad-file")
+
+
+def test_api_key_is_asked_once_and_sent_as_a_header(driver, tmp_path, norms_file):
+    keys = tmp_path / "keys.txt"
+    keys.write_text(KEY + "\n")
+    with running_service(api_keys_file=str(keys)) as url:
+        driver.get(url + "/")
+        driver.execute_script("sessionStorage.clear()")
+        driver.get(url + "/")
+        wait(driver, lambda d: d.find_element("id", "key-dialog").is_displayed(), what="the key prompt")
+        driver.find_element("id", "key-input").send_keys(KEY + "\n")
+        wait(driver, lambda d: "foveal-lite0" in d.find_element("id", "model-info").text, what="the model info")
+        upload(driver, EXAMPLES / "creative.png")
+        import_elements(driver, EXAMPLES / "creative.json")
+        wait(driver, served, what="scores with the key")
+        assert not driver.find_element("id", "key-dialog").is_displayed()
+        assert js(driver, "return sessionStorage.getItem('foveal.apiKey')") == KEY
+        shot(driver, "7-api-key")
+
+
+def test_downloads(page, downloads):
+    from PIL import Image
+
+    from foveal import SaliencyMap
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, served, what="the service's scores")
+    for kind in ("json", "csv", "map", "overlay", "report"):
+        page.find_element("css selector", f"[data-download={kind}]").click()
+    names = ["creative.scores.json", "creative.scores.csv", "creative.map.png", "creative.overlay.png",
+             "creative.report.html"]
+    deadline = time.monotonic() + 30
+    while not all((downloads / n).is_file() for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    doc = json.loads((downloads / "creative.scores.json").read_text())
+    assert [e["name"] for e in doc["elements"]] == ["logo", "headline", "face", "product", "body", "cta"]
+    for name, share in local_shares(page).items():
+        assert abs(share - next(e["share"] for e in doc["elements"] if e["name"] == name)) <= 1e-6
+    csv = (downloads / "creative.scores.csv").read_text().splitlines()
+    assert csv[0].startswith("creative,image_sha256,format,model") and len(csv) == 7
+    smap = SaliencyMap.from_png(downloads / "creative.map.png")
+    assert smap.shape == (600, 600)
+    with Image.open(downloads / "creative.overlay.png") as overlay:
+        assert overlay.size == (600, 600)
+    assert "<html" in (downloads / "creative.report.html").read_text()
+
+
+def test_narrow_window_and_keyboard_reachable_upload(page):
+    from selenium.webdriver.common.keys import Keys
+
+    page.set_window_size(420, 900)
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    assert js(page, "return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.get(page.current_url)
+    body = page.find_element("tag name", "body")
+    for _ in range(5):
+        body.send_keys(Keys.TAB) if _ == 0 else page.switch_to.active_element.send_keys(Keys.TAB)
+        if js(page, "return document.activeElement.id") == "file-a":
+            break
+    assert js(page, "return document.activeElement.id") == "file-a", "Tab reaches the file picker"
+    upload(page, EXAMPLES / "creative.png")
+    shot(page, "8-narrow")
