@@ -28,3 +28,15 @@ class ModelError(FovealError):
 
 class BackendUnavailableError(FovealError, RuntimeError):
     """A requested network backend (tensorrt, torch, onnxruntime) cannot run on this machine."""
+
+
+class ServiceError(FovealError):
+    """The foveal service refused or could not answer a request (overload, deadline, auth, unreachable...).
+
+    ``status`` is the HTTP status code (0 when no answer came back) and ``code`` a stable machine-readable name.
+    """
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "service_error",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.retry_after = status, code, retry_after

@@ -36,9 +36,8 @@ from ..progress import progress
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements
 from ..scoring.norms import Norms, load_norms
-from ..scoring.recommend import recommend
-from ..scoring.report import build_document, draw_boxes, write_report
-from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, score_creative
+from ..scoring.report import draw_boxes, score_document, write_report
+from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores
 from . import add_engine_options, make_engine
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -132,14 +131,10 @@ def _load_norms(args: argparse.Namespace, engine) -> tuple[Norms | None, str | N
 
 def _score(p: Predicted, args: argparse.Namespace, norms: Norms | None, warning: str | None,
            ) -> tuple[CreativeScores, dict]:
-    scores = score_creative(p.smap, p.spec.elements, norms=norms, format=args.format or p.spec.format,
-                            pass_percentile=args.pass_percentile)
-    norms_info = None if norms is None else {
-        "source": str(args.norms), "model": norms.model, "creatives": norms.creatives.get(scores.format),
-        "warning": warning}
-    doc = build_document(scores, recommend(scores), p.smap.provenance, image=str(p.image), elements=str(p.elements),
-                         norms=norms_info)
-    return scores, doc
+    return score_document(p.smap, p.spec.elements, p.smap.provenance, image=str(p.image),
+                          elements_source=str(p.elements), norms=norms,
+                          norms_source=None if args.norms is None else str(args.norms), norms_warning=warning,
+                          format=args.format or p.spec.format, pass_percentile=args.pass_percentile)
 
 
 def _write_outputs(out: Path, p: Predicted, scores: CreativeScores, doc: dict, html_report: bool) -> None:

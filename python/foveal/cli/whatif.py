@@ -17,21 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
-from ..errors import InputError
 from ..fileio import save_png, write_json
 from ..imageio import decode
 from ..progress import progress
-from ..scoring.compare import DEFINITIONS as COMPARE_DEFINITIONS
 from ..scoring.compare import compare_figure, difference_map
 from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
-from ..scoring.recommend import recommend
-from ..scoring.report import run_header
-from ..scoring.scores import DEFINITIONS as SCORE_DEFINITIONS
-from ..scoring.whatif import (DEFINITIONS, MAX_OVERLAP, candidate_offsets, outcome_document, parse_grid,
-                              run_edits, search_document, search_position)
+from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
 from . import add_engine_options, make_engine
 
 PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
@@ -79,40 +72,20 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--grid and --step go with --search")
     edits = [PARSERS[kind](text) for kind, text in args.edits or []]
     grid = parse_grid(args.grid) if args.grid is not None else None
-    if args.top < 1:
-        raise InputError(f"--top must be at least 1, got {args.top}")
     engine = make_engine(args)
     decoded = decode(args.image, engine.max_pixels)
     elements = load_elements(args.elements, decoded.pixels.shape[:2]).elements
     start = time.perf_counter()
-    body: dict[str, Any]
     if edits:
-        outcome = run_edits(engine, decoded.pixels, elements, edits, batch_size=args.batch_size)
-        body = {"mode": "edits", **outcome_document(outcome)}
-        n_images = 2
+        body, outcome, n_images = whatif_edits(engine, decoded.pixels, elements, edits, batch_size=args.batch_size)
     else:
-        offsets, rejected = candidate_offsets(decoded.pixels.shape[:2], elements, args.search, grid=grid,
-                                              step=args.step, max_overlap=args.max_overlap)
         bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
-        result = search_position(engine, decoded.pixels, elements, args.search, offsets,
-                                 batch_size=args.batch_size, progress=bar)
-        outcome = result.best
-        recs = recommend(result.baseline, result.whatif_results(args.top))
-        body = {"mode": "search",
-                "search": search_document(result, top=args.top, rejected_overlap=rejected, grid=grid,
-                                          step=args.step, max_overlap=args.max_overlap),
-                "best_edit": outcome_document(outcome),
-                "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
-        n_images = len(offsets) + 1
-    seconds = time.perf_counter() - start
-    provenance = outcome.map_before.provenance
-    doc = {
-        **run_header(provenance),
-        "input": {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)},
-        **body,
-        "timing": {"seconds": seconds, "images_predicted": n_images, "batch_size": args.batch_size},
-        "definitions": {**DEFINITIONS, **COMPARE_DEFINITIONS, **SCORE_DEFINITIONS},
-    }
+        body, outcome, n_images = whatif_search(engine, decoded.pixels, elements, args.search, grid=grid,
+                                                step=args.step, top=args.top, max_overlap=args.max_overlap,
+                                                batch_size=args.batch_size, progress=bar)
+    inputs = {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)}
+    doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n_images,
+                          batch_size=args.batch_size)
     diff = difference_map(outcome.map_before.prob, outcome.map_after.prob)
     figure = compare_figure(decoded.pixels, outcome.map_before, outcome.before, outcome.edited.image,
                             outcome.map_after, outcome.after, diff, labels=("before", "after"))
@@ -122,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         line = body["statement"] if edits else body["search"]["best"][0]["statement"]
         print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "
-              f"({n_images} images in {seconds:.1f} s)")
+              f"({n_images} images in {doc['timing']['seconds']:.1f} s)")
     return 0

@@ -17,8 +17,10 @@ import numpy as np
 
 from .._version import __version__
 from ..fileio import save_png, write_json, write_text
-from .recommend import Recommendation
-from .scores import DEFINITIONS, CreativeScores, ElementScore
+from .elements import Element
+from .norms import Norms
+from .recommend import Recommendation, recommend
+from .scores import DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, ElementScore, MapLike, score_creative
 
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
@@ -44,6 +46,21 @@ def build_document(scores: CreativeScores, recommendations: Sequence[Recommendat
         "recommendations": [r.to_dict() for r in recommendations],
         "definitions": DEFINITIONS,
     }
+
+
+def score_document(smap: MapLike, elements: Sequence[Element], provenance: dict[str, Any], *, image: str,
+                   elements_source: str, norms: Norms | None = None, norms_source: str | None = None,
+                   norms_warning: str | None = None, format: str | None = None,
+                   pass_percentile: float = DEFAULT_PASS_PERCENTILE) -> tuple[CreativeScores, dict[str, Any]]:
+    """Score ``elements`` on a map and build its ``scores.json`` document: what ``foveal score`` writes and
+    ``POST /v1/score`` returns, from this one function."""
+    scores = score_creative(smap, elements, norms=norms, format=format, pass_percentile=pass_percentile)
+    norms_info = None if norms is None else {
+        "source": norms_source or norms.source, "model": norms.model, "creatives": norms.creatives.get(scores.format),
+        "warning": norms_warning}
+    doc = build_document(scores, recommend(scores), provenance, image=image, elements=elements_source,
+                         norms=norms_info)
+    return scores, doc
 
 
 def _label(e: ElementScore) -> str:

@@ -23,7 +23,7 @@ from ..saliency_map import SaliencyMap
 from .compare import Comparison, compare_scores
 from .edits import Edit, EditedCreative, Move, Scale, Swap, apply_edits, move_variants
 from .elements import Element
-from .recommend import WhatIfResult
+from .recommend import WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
 #: Default largest overlap with another element, as a fraction of the smaller box's area.
@@ -114,6 +114,77 @@ def edit_to_dict(edit: Edit) -> dict[str, Any]:
     if isinstance(edit, Swap):
         return {"op": "swap", "elements": [edit.first, edit.second]}
     raise TypeError(f"edit_to_dict: unknown edit {edit!r}")
+
+
+def edit_from_dict(obj: Any, where: str = "edit") -> Edit:
+    """The inverse of :func:`edit_to_dict`: ``{"op": "move", "element": NAME, "dx": DX, "dy": DY}``,
+    ``{"op": "scale", "element": NAME, "factor": F}`` or ``{"op": "swap", "elements": [NAME, NAME]}``."""
+    if not isinstance(obj, dict) or obj.get("op") not in ("move", "scale", "swap"):
+        raise InputError(f"{where}: expected an object with \"op\": \"move\", \"scale\" or \"swap\", got {obj!r}")
+    op = obj["op"]
+    if op == "swap":
+        names = obj.get("elements")
+        if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n for n in names):
+            raise InputError(f"{where}: swap needs \"elements\": [NAME, NAME], got {names!r}")
+        if names[0] == names[1]:
+            raise InputError(f"{where}: swap needs two different elements, got {names!r}")
+        return Swap(names[0], names[1])
+    name = obj.get("element")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}: {op} needs \"element\": NAME, got {name!r}")
+    if op == "move":
+        dx, dy = obj.get("dx"), obj.get("dy")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dx, dy)):
+            raise InputError(f"{where}: move needs whole-pixel \"dx\" and \"dy\", got dx={dx!r}, dy={dy!r}")
+        return Move(name, dx, dy)
+    factor = obj.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
+        raise InputError(f"{where}: scale needs a positive finite \"factor\", got {factor!r}")
+    return Scale(name, float(factor))
+
+
+def whatif_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
+                 batch_size: int = 16) -> tuple[dict[str, Any], EditOutcome, int]:
+    """The body of ``whatif.json`` for edits, the outcome, and how many images were predicted."""
+    outcome = run_edits(engine, image, elements, edits, batch_size=batch_size)
+    return {"mode": "edits", **outcome_document(outcome)}, outcome, 2
+
+
+def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Element], name: str, *,
+                  grid: tuple[int, int] | None = None, step: int | None = None, top: int = 3,
+                  max_overlap: float = MAX_OVERLAP, batch_size: int = 16,
+                  progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+                  ) -> tuple[dict[str, Any], EditOutcome, int]:
+    """The body of ``whatif.json`` for a position search, its best outcome, and how many images were predicted."""
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    offsets, rejected = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step,
+                                          max_overlap=max_overlap)
+    result = search_position(engine, image, elements, name, offsets, batch_size=batch_size, progress=progress)
+    recs = recommend(result.baseline, result.whatif_results(top))
+    body = {"mode": "search",
+            "search": search_document(result, top=top, rejected_overlap=rejected, grid=grid, step=step,
+                                      max_overlap=max_overlap),
+            "best_edit": outcome_document(result.best),
+            "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
+    return body, result.best, len(offsets) + 1
+
+
+def whatif_document(body: dict[str, Any], outcome: EditOutcome, inputs: dict[str, Any], *, seconds: float,
+                    images_predicted: int, batch_size: int) -> dict[str, Any]:
+    """``whatif.json``: what ran, the inputs, the body from :func:`whatif_edits` / :func:`whatif_search`, timing
+    and definitions; ``foveal whatif`` writes it and ``POST /v1/whatif`` returns it."""
+    from .compare import DEFINITIONS as COMPARE_DEFINITIONS
+    from .report import run_header
+    from .scores import DEFINITIONS as SCORE_DEFINITIONS
+
+    return {
+        **run_header(outcome.map_before.provenance),
+        "input": inputs,
+        **body,
+        "timing": {"seconds": seconds, "images_predicted": images_predicted, "batch_size": batch_size},
+        "definitions": {**DEFINITIONS, **COMPARE_DEFINITIONS, **SCORE_DEFINITIONS},
+    }
 
 
 def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],

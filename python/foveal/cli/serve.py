@@ -1,0 +1,76 @@
+"""``foveal serve``: the HTTP service (needs ``pip install "foveal[serve]"``); docs/SERVING.md."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import FovealError, InputError
+from ..models import PRECISIONS
+from . import _positive_int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve predictions and scores over HTTP (JSON API, dynamic batching)",
+                       description="Run the foveal HTTP service: POST /v1/predict, /v1/score, /v1/compare, "
+                                   "/v1/whatif; GET /v1/models, /healthz, /readyz, /metrics. SIGTERM drains "
+                                   "in-flight requests and exits 0. See docs/SERVING.md.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
+                   "0.0.0.0 to accept other machines)")
+    p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
+    p.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="graph to run (default: %(default)s)")
+    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per network call "
+                   "(default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a partial batch waits for more "
+                   "images (default: %(default)s)")
+    p.add_argument("--max-queue", type=_positive_int, default=256, help="most images waiting; more get 503 "
+                   "(default: %(default)s)")
+    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default: %(default)s)")
+    p.add_argument("--max-pixels", type=float, default=40e6, help="largest image (default: 40e6)")
+    p.add_argument("--timeout-ms", type=float, default=60000, help="deadline of a request without "
+                   "X-Deadline-Ms (default: %(default)s)")
+    p.add_argument("--api-keys", type=Path, metavar="FILE", help="require one of these keys (one per line)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
+    p.add_argument("--norms", action="append", default=[], metavar="NAME=FILE",
+                   help="norms clients may name in /v1/score (repeatable)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own engine "
+                   "(default: %(default)s)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..serve import ServeConfig, serve
+    except ImportError as exc:
+        raise FovealError(f"foveal serve needs the serve extra ({exc.name} is missing): "
+                          "pip install \"foveal[serve]\"") from None
+    norms = {}
+    for item in args.norms:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--norms: expected NAME=FILE, got {item!r}")
+        if not Path(path).is_file():
+            raise InputError(f"--norms {name}: file not found: {path}")
+        norms[name] = str(Path(path).resolve())
+    if args.max_wait_ms < 0 or args.max_body_mb <= 0 or args.max_pixels < 1 or args.timeout_ms <= 0:
+        raise InputError("--max-wait-ms must be >= 0; --max-body-mb, --max-pixels and --timeout-ms must be > 0")
+    if args.api_keys is not None and not args.api_keys.is_file():
+        raise InputError(f"--api-keys: file not found: {args.api_keys}")
+    config = ServeConfig(model=args.model, device=args.device, precision=args.precision, max_batch=args.max_batch,
+                         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=int(args.max_pixels),
+                         request_timeout_s=args.timeout_ms / 1000.0,
+                         api_keys_file=None if args.api_keys is None else str(args.api_keys.resolve()),
+                         cors_origins=tuple(args.cors_origin), norms=norms)
+    # Load the model and norms here so a bad --model or --norms is a one-line error before the server starts.
+    from ..engine import Engine
+    from ..scoring.norms import load_norms
+
+    engine = Engine(config.model, device=config.device, precision=config.precision, max_pixels=config.max_pixels)
+    for path in norms.values():
+        load_norms(path).check_model(engine.model.name, engine.model.sha256)
+    serve(config, engine=engine if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
+          log_level="info" if args.verbose else "warning")
+    return 0

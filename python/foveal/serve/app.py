@@ -1,0 +1,450 @@
+"""``create_app``: the foveal HTTP service as an ASGI app (FastAPI), mountable in any ASGI server.
+
+Routes (docs/SERVING.md has the reference; the app publishes its OpenAPI schema at ``/openapi.json``):
+
+- ``POST /v1/predict``: one image → its map (JSON with a 16-bit PNG, a grid, an overlay; or raw PNG / ``.npy``).
+- ``POST /v1/score``: image + element JSON [+ norms name] → the ``scores.json`` of ``foveal score``.
+- ``POST /v1/compare``, ``POST /v1/whatif``: ``compare.json`` / ``whatif.json`` as the CLI writes them.
+- ``GET /v1/models``, ``GET /v1/norms``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+
+Concurrency contract: an :class:`~foveal.Engine` is used from one thread at a time.  The app owns one engine and
+one :class:`~.batcher.Batcher` whose single worker thread makes every engine call, so concurrent requests are
+batched and serialised; request parsing, decoding, scoring and encoding run on the thread pool beside it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+
+from .._version import __version__
+from ..errors import InputError, ServiceError
+from ..imageio import DecodedImage, decode
+from ..models import available_models, load_card
+from ..saliency_map import SaliencyMap
+from ..scoring import compare as comparing
+from ..scoring.norms import Norms, load_norms
+from ..scoring.report import draw_boxes, render_html, score_document
+from ..scoring.scores import DEFAULT_PASS_PERCENTILE
+from ..scoring.whatif import MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits, whatif_search
+from . import codec
+from .auth import KeyChecker, load_keys
+from .batcher import Batcher, ThreadPredictor
+from .errors import HANDLERS
+from .guard import Guard
+from .metrics import CONTENT_TYPE, ServiceMetrics
+
+log = logging.getLogger("foveal.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/v1/norms", "/healthz", "/readyz",
+          "/metrics", "/")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``foveal serve`` can set; :func:`create_app` takes it whole or as keyword overrides.
+
+    ``norms`` maps a name clients use (``norms=NAME`` on /v1/score) to a norms.json path.  ``request_timeout_s``
+    is the deadline of a request that sends no ``X-Deadline-Ms``.
+    """
+
+    model: str = "default"
+    device: str = "cpu"
+    precision: str = "auto"
+    max_batch: int = 16
+    max_wait_ms: float = 2.0
+    max_queue: int = 256
+    max_body_bytes: int = 32 * 2**20
+    max_pixels: int = 40_000_000
+    request_timeout_s: float = 60.0
+    api_keys_file: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    norms: dict[str, str] = field(default_factory=dict)
+    static_dir: str | None = str(STATIC_DIR)
+    warmup: bool = True
+
+
+@dataclass
+class _State:
+    config: ServeConfig
+    metrics: ServiceMetrics
+    engine: Any = None
+    batcher: Batcher | None = None
+    norms: dict[str, Norms] = field(default_factory=dict)
+    ready: bool = False
+
+
+def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overrides: Any) -> FastAPI:
+    """The foveal service as a FastAPI app.
+
+    Args:
+        config: settings (default :class:`ServeConfig`); ``overrides`` replace single fields.
+        engine: an existing :class:`~foveal.Engine` to serve (else one is built from ``config`` at startup).
+            The app becomes its only user: do not call it from other threads while the app runs.
+    """
+    config = replace(config or ServeConfig(), **overrides)
+    metrics = ServiceMetrics()
+    state = _State(config=config, metrics=metrics, engine=engine)
+    keys = KeyChecker(load_keys(config.api_keys_file)) if config.api_keys_file else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _start(state)
+        try:
+            yield
+        finally:
+            state.ready = False
+            metrics.ready.set(0)
+            if state.batcher is not None:
+                await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
+
+    app = FastAPI(title="foveal", version=__version__, lifespan=lifespan,
+                  description="Predict where people look at an image and score its elements. Errors are "
+                              '`{"error": {"code", "message"}}`.')
+    app.state.foveal = state
+    for exc_class, handler in HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)
+    _routes(app, state)
+    if config.static_dir and Path(config.static_dir, "index.html").is_file():
+        from starlette.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=config.static_dir, html=True), name="static")
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
+    app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys)
+    return app
+
+
+async def _start(state: _State) -> None:
+    config = state.config
+    if state.engine is None:
+        from ..engine import Engine
+
+        state.engine = await asyncio.to_thread(Engine, config.model, device=config.device,
+                                               precision=config.precision, max_pixels=config.max_pixels)
+    for name, path in config.norms.items():
+        norms = load_norms(path)
+        norms.check_model(state.engine.model.name, state.engine.model.sha256)
+        state.norms[name] = norms
+    state.batcher = Batcher(state.engine, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
+                            max_queue=config.max_queue, metrics=state.metrics)
+    state.batcher.start()
+    if config.warmup:  # first runs allocate and tune; a ready service answers at full speed
+        blank = np.full((480, 640, 3), 128, np.uint8)
+        await state.batcher.run_sync(lambda: state.engine.predict_batch([blank, blank], batch_size=2))
+    state.ready = True
+    state.metrics.ready.set(1)
+    log.info("foveal serve ready: %r", state.engine)
+
+
+def _deadline(request: Request, state: _State) -> float:
+    """Absolute deadline (monotonic) from ``X-Deadline-Ms`` (milliseconds from now), else the default timeout."""
+    raw = request.headers.get("x-deadline-ms")
+    if raw is None:
+        return time.monotonic() + state.config.request_timeout_s
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = float("nan")
+    if not ms > 0 or ms == float("inf"):
+        raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds, got {raw!r}")
+    return time.monotonic() + ms / 1000.0
+
+
+def _check_deadline(deadline: float) -> None:
+    from .batcher import deadline_exceeded
+
+    if time.monotonic() >= deadline:
+        raise deadline_exceeded()
+
+
+async def _decode(state: _State, data: bytes, name: str) -> DecodedImage:
+    def work() -> DecodedImage:
+        codec.check_pixels(data, state.config.max_pixels)
+        return decode(data, state.config.max_pixels)
+
+    return await run_in_threadpool(work)
+
+
+def _batcher(state: _State) -> Batcher:
+    if not state.ready or state.batcher is None:
+        raise ServiceError("the service is not ready (loading the model or shutting down); retry shortly",
+                           status=503, code="not_ready", retry_after=1.0)
+    return state.batcher
+
+
+def _map_headers(smap: SaliencyMap) -> dict[str, str]:
+    return {"X-Foveal-Provenance": json.dumps(smap.provenance, separators=(",", ":"))}
+
+
+_IMAGE_BODY = {"content": {
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                       "properties": {"image": {"type": "string", "format": "binary"}}}}}}
+
+
+def _multipart(required: list[str], properties: dict[str, dict]) -> dict:
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}}
+
+
+_FILE = {"type": "string", "format": "binary"}
+_ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --elements` reads (text or file)"}
+
+
+def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that lists the API
+    @app.post("/v1/predict", tags=["predict"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}},
+              responses={200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}}})
+    async def predict(request: Request,
+                      format: Literal["json", "png", "npy"] = Query("json", description="json: a document with "
+                      "the map as base64 16-bit PNG; png: the 16-bit PNG itself (scale in X-Foveal-Scale and its "
+                      "foveal:scale text chunk); npy: float32 .npy, the exact map"),
+                      map: bool = Query(True, description="json: include the 16-bit PNG map"),
+                      grid: str | None = Query(None, description="json: also the map's mass summed into COLSxROWS "
+                                               "cells, e.g. 32x24"),
+                      overlay: bool = Query(False, description="json: also the colourised overlay as base64 PNG"),
+                      ) -> Response:
+        """One image (raw body or multipart field `image`) → its saliency map and provenance."""
+        deadline = _deadline(request, state)
+        batcher = _batcher(state)
+        cells = codec.parse_grid(grid) if grid else None
+        data, name = await codec.image_bytes(request)
+        decoded = await _decode(state, data, name)
+        smap = await batcher.submit(decoded, deadline)
+        if format == "npy":
+            return Response(codec.npy(smap), media_type="application/x-npy", headers=_map_headers(smap))
+        if format == "png":
+            png, scale = await run_in_threadpool(codec.png16, smap)
+            return Response(png, media_type="image/png", headers={**_map_headers(smap), "X-Foveal-Scale": repr(scale)})
+
+        def document() -> dict[str, Any]:
+            doc: dict[str, Any] = {"shape": list(smap.shape), "provenance": smap.provenance}
+            if map:
+                png, scale = codec.png16(smap)
+                doc["map"] = {"format": "png16", "scale": scale, "data": codec.b64(png)}
+            if cells is not None:
+                doc["grid"] = codec.grid(smap, *cells)
+            if overlay:
+                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(decoded.pixels)))}
+            return doc
+
+        return JSONResponse(await run_in_threadpool(document))
+
+    @app.post("/v1/score", tags=["score"], openapi_extra=_multipart(["image", "elements"], {
+        "image": _FILE, "elements": _ELEMENTS,
+        "norms": {"type": "string", "description": "name of norms this server has (GET /v1/norms)"},
+        "format": {"type": "string", "description": "format to compare against in the norms"},
+        "pass_percentile": {"type": "number", "default": DEFAULT_PASS_PERCENTILE}}))
+    async def score(request: Request, output: Literal["json", "html"] = Query(
+            "json", alias="format", description="json: scores.json; html: the self-contained report.html")
+            ) -> Response:
+        """Image + elements → the `scores.json` document `foveal score` writes (same code, same schema)."""
+        deadline = _deadline(request, state)
+        batcher = _batcher(state)
+        form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'")
+        data, filename = await codec.file_field(form, "image")
+        elements_text = await codec.text_field(form, "elements", required=True)
+        norms_name = await codec.text_field(form, "norms")
+        fmt = await codec.text_field(form, "format")
+        pass_text = await codec.text_field(form, "pass_percentile")
+        norms = _norms(state, norms_name)
+        pass_percentile = _pass_percentile(pass_text)
+        decoded = await _decode(state, data, filename)
+        spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
+        smap = await batcher.submit(decoded, deadline)
+
+        def work() -> Response:
+            scores, doc = score_document(smap, spec.elements, smap.provenance, image=filename,
+                                         elements_source="elements", norms=norms, norms_source=norms_name,
+                                         format=fmt or spec.format, pass_percentile=pass_percentile)
+            if output == "html":
+                return HTMLResponse(render_html(doc, decoded.pixels, draw_boxes(smap.overlay(decoded.pixels),
+                                                                                scores)))
+            return JSONResponse(doc)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/v1/compare", tags=["score"], openapi_extra=_multipart(["image_a", "image_b"], {
+        "image_a": _FILE, "image_b": _FILE, "elements": _ELEMENTS,
+        "elements_a": _ELEMENTS, "elements_b": _ELEMENTS}))
+    async def compare(request: Request, output: Literal["json", "html", "png"] = Query(
+            "json", alias="format", description="json: compare.json; html: compare.html; png: compare.png")
+            ) -> Response:
+        """A/B: two creatives and their elements (`elements` for both, or `elements_a` and `elements_b`) → the
+        `compare.json` document `foveal compare` writes."""
+        deadline = _deadline(request, state)
+        batcher = _batcher(state)
+        form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements")
+        files = [await codec.file_field(form, "image_a"), await codec.file_field(form, "image_b")]
+        both = await codec.text_field(form, "elements")
+        texts = [await codec.text_field(form, "elements_a"), await codec.text_field(form, "elements_b")]
+        if both is not None:
+            texts = [t if t is not None else both for t in texts]
+        if any(t is None for t in texts):
+            raise InputError("give element JSON as field 'elements' (both creatives) or 'elements_a' and "
+                             "'elements_b'")
+        decoded = [await _decode(state, data, name) for data, name in files]
+        specs = [await run_in_threadpool(codec.elements_of, text, d.pixels.shape[:2], f"elements_{key}")
+                 for text, d, key in zip(texts, decoded, "ab")]
+        map_a, map_b = await batcher.submit_many(decoded, deadline)
+
+        def work() -> Response:
+            from ..scoring.scores import score_creative
+
+            scores_a, scores_b = score_creative(map_a, specs[0].elements), score_creative(map_b, specs[1].elements)
+            comparison = comparing.compare_scores(scores_a, scores_b)
+            diff = comparing.difference_map(map_a.prob, map_b.prob)
+            inputs = {key: {"image": name, "elements": f"elements_{key}", "image_sha256": d.sha256}
+                      for key, (_, name), d in zip("ab", files, decoded)}
+            doc = comparing.build_document(comparison, scores_a, scores_b, diff, map_b.provenance, inputs)
+            if output == "json":
+                return JSONResponse(doc)
+            figure = comparing.compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b,
+                                              diff)
+            if output == "png":
+                return Response(codec.png_rgb(figure), media_type="image/png")
+            return HTMLResponse(comparing.render_html(doc, figure))
+
+        return await run_in_threadpool(work)
+
+    @app.post("/v1/whatif", tags=["score"], openapi_extra=_multipart(["image", "elements"], {
+        "image": _FILE, "elements": _ELEMENTS,
+        "edits": {"type": "string", "description": 'JSON list of edits: {"op": "move", "element": NAME, "dx": DX, '
+                  '"dy": DY}, {"op": "scale", "element": NAME, "factor": F}, {"op": "swap", "elements": [A, B]}'},
+        "search": {"type": "string", "description": 'JSON {"element": NAME, "grid": [COLS, ROWS] | "step": PX, '
+                   '"top": 3, "max_overlap": 0.1}'}}))
+    async def whatif(request: Request, output: Literal["json", "png", "edited"] = Query(
+            "json", alias="format", description="json: whatif.json; png: whatif.png (before, after, "
+            "difference); edited: the edited creative (for a search, the best)")) -> Response:
+        """Edits (or a position search) on a creative → the `whatif.json` document `foveal whatif` writes."""
+        deadline = _deadline(request, state)
+        batcher = _batcher(state)
+        form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search")
+        data, filename = await codec.file_field(form, "image")
+        elements_text = await codec.text_field(form, "elements", required=True)
+        edits_text, search_text = await codec.text_field(form, "edits"), await codec.text_field(form, "search")
+        if (edits_text is None) == (search_text is None):
+            raise InputError("give exactly one of the fields 'edits' (a JSON list of edits) or 'search' (a JSON "
+                             "object naming the element to place)")
+        decoded = await _decode(state, data, filename)
+        spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
+        predictor = ThreadPredictor(batcher, deadline)
+        batch_size = state.config.max_batch
+
+        def work() -> Response:
+            start = time.perf_counter()
+            if edits_text is not None:
+                raw = codec.json_field(edits_text, "edits")
+                if not isinstance(raw, list) or not raw:
+                    raise InputError("field 'edits': expected a non-empty JSON list of edits")
+                edits = [edit_from_dict(e, f"edits[{i}]") for i, e in enumerate(raw)]
+                body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
+            else:
+                body, outcome, n = whatif_search(predictor, decoded.pixels, spec.elements, batch_size=batch_size,
+                                                 **_search_options(codec.json_field(search_text, "search")))
+            inputs = {"image": filename, "image_sha256": decoded.sha256, "elements": "elements"}
+            doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n,
+                                  batch_size=batch_size)
+            if output == "edited":
+                return Response(codec.png_rgb(outcome.edited.image), media_type="image/png")
+            if output == "png":
+                diff = comparing.difference_map(outcome.map_before.prob, outcome.map_after.prob)
+                figure = comparing.compare_figure(decoded.pixels, outcome.map_before, outcome.before,
+                                                  outcome.edited.image, outcome.map_after, outcome.after, diff,
+                                                  labels=("before", "after"))
+                return Response(codec.png_rgb(figure), media_type="image/png")
+            return JSONResponse(doc)
+
+        return await run_in_threadpool(work)
+
+    @app.get("/v1/models", tags=["service"])
+    async def models() -> dict[str, Any]:
+        """The model this service runs (graph, precision, backend) and the cards of every shipped model."""
+        engine = state.engine
+        serving = None if engine is None else {
+            "name": engine.model.name, "version": engine.model.version, "sha256": engine.model.sha256,
+            "graph_sha256": engine.graph_sha256, "precision": engine.precision, "backend": engine.backend,
+            "max_pixels": state.config.max_pixels}
+        cards = {}
+        for name in available_models():
+            card = load_card(name)
+            cards[name] = {k: v for k, v in card.raw.items()}
+        return {"serving": serving, "models": cards}
+
+    @app.get("/v1/norms", tags=["service"])
+    async def norms() -> dict[str, Any]:
+        """Norms this service has, by the name /v1/score takes, with their formats and reference counts."""
+        return {"norms": {name: {"model": n.model, "formats": dict(n.creatives)} for name, n in state.norms.items()}}
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"])
+    async def readyz() -> Response:
+        """Ready: the model is loaded and warmed and the service is not shutting down (else 503)."""
+        if not state.ready:
+            return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ready", "queue_depth": state.batcher.depth if state.batcher else 0})
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus text exposition (docs/SERVING.md lists the metrics)."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _norms(state: _State, name: str | None) -> Norms | None:
+    if name is None or name == "":
+        return None
+    if name not in state.norms:
+        have = ", ".join(sorted(state.norms)) or "none"
+        raise InputError(f"norms {name!r} are not on this server (have: {have}); see GET /v1/norms")
+    return state.norms[name]
+
+
+def _pass_percentile(text: str | None) -> float:
+    if text is None or text == "":
+        return DEFAULT_PASS_PERCENTILE
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 100:
+        raise InputError(f"pass_percentile must be a number in (0, 100], got {text!r}")
+    return value
+
+
+def _search_options(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict) or not isinstance(obj.get("element"), str):
+        raise InputError('field \'search\': expected {"element": NAME, "grid": [COLS, ROWS] | "step": PX, '
+                         '"top": N, "max_overlap": F}')
+    unknown = set(obj) - {"element", "grid", "step", "top", "max_overlap"}
+    if unknown:
+        raise InputError(f"field 'search': unknown keys {sorted(unknown)}")
+    grid = obj.get("grid")
+    if grid is not None and (not isinstance(grid, list) or len(grid) != 2
+                             or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 50 for v in grid)):
+        raise InputError(f"field 'search': grid must be [COLS, ROWS], whole numbers 1..50, got {grid!r}")
+    for key in ("step", "top"):
+        v = obj.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InputError(f"field 'search': {key} must be a positive whole number, got {v!r}")
+    overlap = obj.get("max_overlap", MAX_OVERLAP)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
+        raise InputError(f"field 'search': max_overlap must be a number in [0, 1], got {overlap!r}")
+    return {"name": obj["element"], "grid": tuple(grid) if grid else None, "step": obj.get("step"),
+            "top": obj.get("top", 3), "max_overlap": float(overlap)}

@@ -1,0 +1,57 @@
+"""Optional API keys: a file of keys, one per line, compared in constant time."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError, ServiceError
+
+
+def load_keys(path: str | os.PathLike) -> tuple[str, ...]:
+    """Keys from a file: one per line; blank lines and ``#`` comments ignored; at least one key."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"API key file {os.fspath(path)}: cannot read it ({exc})") from None
+    keys = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not keys:
+        raise InputError(f"API key file {os.fspath(path)} holds no key; put one key per line")
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise InputError(f"API key file {os.fspath(path)}: keys must be at least 16 characters (one has "
+                         f"{len(short[0])}); generate them with `python -c \"import secrets; "
+                         "print(secrets.token_urlsafe(32))\"`")
+    return keys
+
+
+class KeyChecker:
+    """Checks a request's key against every configured key without an early exit, on fixed-length digests, so
+    the time taken says nothing about how much of a key matched or which key it was."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = tuple(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
+
+    def check(self, presented: str | None) -> None:
+        if not presented:
+            raise ServiceError("an API key is required: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                               status=401, code="unauthorized")
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
+        match = False
+        for known in self._digests:
+            match |= hmac.compare_digest(digest, known)
+        if not match:
+            raise ServiceError("the API key is not valid for this service", status=403, code="forbidden")
+
+
+def presented_key(headers) -> str | None:
+    """The key a request carries: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key else None

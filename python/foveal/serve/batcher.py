@@ -1,0 +1,228 @@
+"""Dynamic batching: concurrent requests' images coalesced into ``Engine.predict_batch`` calls.
+
+One worker task takes what is queued (up to ``max_batch`` images), optionally waiting ``max_wait_ms`` for a batch
+to fill, and runs it on a single dedicated thread, so the event loop never blocks and the engine is only ever
+called from one thread at a time (the concurrency contract in docs/SERVING.md).  While a batch runs, new requests
+queue up and form the next one, so batches grow with load even with no wait at all.
+
+Each image gets exactly its own result.  An image that fails (a :class:`FovealError` from the engine) fails alone:
+when a batch call raises, its images are re-run one by one so the good ones still get their maps; an engine whose
+``predict_batch`` returns exceptions in place of maps is understood as well.
+
+Overload is bounded: more than ``max_queue`` waiting images → :class:`ServiceError` 503 with a retry hint; an image
+whose deadline passes while it waits is dropped before it reaches the model (504).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol, Sequence
+
+from ..errors import FovealError, ServiceError
+from ..imageio import DecodedImage
+from ..saliency_map import SaliencyMap
+from .metrics import ServiceMetrics
+
+log = logging.getLogger("foveal.serve")
+
+
+class Predictor(Protocol):
+    def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[Any]: ...
+
+
+def deadline_exceeded() -> ServiceError:
+    return ServiceError("the request's deadline passed before its result was ready; raise X-Deadline-Ms or retry "
+                        "when the service is less loaded", status=504, code="deadline_exceeded")
+
+
+@dataclass
+class _Item:
+    image: DecodedImage
+    deadline: float | None  # time.monotonic() value, or None
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Coalesce concurrent single-image requests into batched engine calls.
+
+    Args:
+        engine: anything with ``predict_batch(images, batch_size)`` (an :class:`foveal.Engine`).
+        max_batch: most images per engine call.
+        max_wait_ms: how long a batch that is not full may wait for more images (0: take what is queued).
+        max_queue: most images waiting; beyond it :meth:`submit` refuses with 503.
+    """
+
+    def __init__(self, engine: Predictor, *, max_batch: int = 16, max_wait_ms: float = 2.0, max_queue: int = 256,
+                 metrics: ServiceMetrics | None = None) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        self.engine = engine
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
+        self.metrics = metrics or ServiceMetrics()
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="foveal-engine")
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._full: asyncio.Event | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker task on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup, self._full = asyncio.Event(), asyncio.Event()
+        self._task = self._loop.create_task(self._work(), name="foveal-batcher")
+
+    async def stop(self) -> None:
+        """Finish every queued image, then stop the worker and its thread."""
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        self._thread.shutdown(wait=True)
+
+    def run_sync(self, fn, *args):
+        """Run ``fn(*args)`` on the engine thread (for warm-up): awaitable."""
+        assert self._loop is not None
+        return self._loop.run_in_executor(self._thread, fn, *args)
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    # -- submitting --------------------------------------------------------------------------------------------
+    async def submit(self, image: DecodedImage, deadline: float | None = None) -> SaliencyMap:
+        """The map of one decoded image, computed in some batch; raises the image's own error."""
+        return (await self.submit_many([image], deadline))[0]
+
+    async def submit_many(self, images: Sequence[DecodedImage], deadline: float | None = None) -> list[SaliencyMap]:
+        """Maps of several images (queued together, refused together when the queue has no room for all)."""
+        if self._closing or self._loop is None:
+            raise ServiceError("the service is shutting down; retry on another instance", status=503,
+                               code="shutting_down", retry_after=1.0)
+        if len(self._pending) + len(images) > self.max_queue:
+            self.metrics.rejected.inc(reason="queue_full")
+            raise ServiceError(f"the service is overloaded ({len(self._pending)} images queued, limit "
+                               f"{self.max_queue}); retry after a moment", status=503, code="queue_full",
+                               retry_after=1.0)
+        items = [_Item(image, deadline, self._loop.create_future()) for image in images]
+        self._pending.extend(items)
+        self.metrics.queue_depth.set(len(self._pending))
+        assert self._wakeup is not None and self._full is not None
+        self._wakeup.set()
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
+        futures = [item.future for item in items]
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            done, _ = await asyncio.wait(futures, timeout=timeout)
+        except asyncio.CancelledError:  # the client went away: its images need no computing
+            for f in futures:
+                f.cancel()
+            raise
+        if len(done) < len(futures):
+            for f in futures:
+                f.cancel()
+            self.metrics.rejected.inc(reason="deadline")
+            raise deadline_exceeded()
+        errors = [f.exception() for f in futures]  # retrieve every one, so none is logged as unretrieved
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in futures]
+
+    # -- the worker --------------------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        assert self._wakeup is not None and self._full is not None
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_wait > 0 and len(self._pending) < self.max_batch and not self._closing:
+                self._full.clear()
+                try:
+                    await asyncio.wait_for(self._full.wait(), self.max_wait)
+                except asyncio.TimeoutError:
+                    pass
+            batch = self._take()
+            self.metrics.queue_depth.set(len(self._pending))
+            if not batch:
+                continue
+            started = time.monotonic()
+            for item in batch:
+                self.metrics.queue_wait.observe(started - item.queued_at)
+            try:
+                results = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                    self._thread, self._run, [item.image for item in batch])
+            except BaseException as exc:  # noqa: BLE001 - never let the worker die with futures pending
+                log.exception("batch of %d failed", len(batch))
+                results = [exc] * len(batch)
+            self.metrics.compute.observe(time.monotonic() - started)
+            self.metrics.batch_size.observe(len(batch))
+            for item, result in zip(batch, results):
+                ok = not isinstance(result, BaseException)
+                self.metrics.images.inc(outcome="ok" if ok else "error")
+                if item.future.done():  # cancelled: deadline passed or client gone while it ran
+                    continue
+                if ok:
+                    item.future.set_result(result)
+                else:
+                    item.future.set_exception(result)
+
+    def _take(self) -> list[_Item]:
+        """Up to ``max_batch`` live items; expired ones are failed with 504 without running."""
+        batch: list[_Item] = []
+        now = time.monotonic()
+        while self._pending and len(batch) < self.max_batch:
+            item = self._pending.popleft()
+            if item.future.done():
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                self.metrics.rejected.inc(reason="deadline")
+                item.future.set_exception(deadline_exceeded())
+                continue
+            batch.append(item)
+        return batch
+
+    def _run(self, images: list[DecodedImage]) -> list[Any]:
+        """On the engine thread: one batched call; if it raises, each image alone so only bad ones fail."""
+        try:
+            return list(self.engine.predict_batch(images, batch_size=len(images)))
+        except FovealError:
+            if len(images) == 1:
+                raise
+        results: list[Any] = []
+        for image in images:
+            try:
+                results.append(self.engine.predict_batch([image], batch_size=1)[0])
+            except FovealError as exc:
+                results.append(exc)
+        return results
+
+
+class ThreadPredictor:
+    """``predict_batch`` for library code running on a worker thread (compare, what-if): its images go through
+    the batcher like any request's, sharing batches with them and respecting the queue limit and deadline."""
+
+    def __init__(self, batcher: Batcher, deadline: float | None) -> None:
+        self._batcher, self._deadline = batcher, deadline
+
+    def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[SaliencyMap]:
+        from ..imageio import decode
+
+        engine = self._batcher.engine
+        decoded = [decode(image, getattr(engine, "max_pixels", 100_000_000)) for image in images]
+        assert self._batcher._loop is not None
+        future = asyncio.run_coroutine_threadsafe(self._batcher.submit_many(decoded, self._deadline),
+                                                  self._batcher._loop)
+        return future.result()

@@ -1,0 +1,66 @@
+"""Every exception → one HTTP status and a JSON body ``{"error": {"code", "message"}}``; never a traceback."""
+from __future__ import annotations
+
+import logging
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
+                      ServiceError)
+
+log = logging.getLogger("foveal.serve")
+
+#: (class, status, code), most specific first.
+FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
+    (ImageError, 400, "invalid_image"),
+    (ElementSpecError, 422, "invalid_elements"),
+    (InputError, 400, "invalid_input"),
+    (BackendUnavailableError, 503, "backend_unavailable"),
+    (ModelError, 500, "model_error"),
+)
+
+
+def error_response(status: int, code: str, message: str, retry_after: float | None = None) -> JSONResponse:
+    headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def status_of(exc: FovealError) -> tuple[int, str]:
+    if isinstance(exc, ServiceError):
+        return exc.status or 500, exc.code
+    for cls, status, code in FOVEAL_STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 400, "invalid_request"
+
+
+async def foveal_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FovealError)
+    status, code = status_of(exc)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return error_response(status, code, message, getattr(exc, "retry_after", None))
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; the server log has the details")
+
+
+HANDLERS = {FovealError: foveal_error, HTTPException: http_error, RequestValidationError: validation_error,
+            Exception: internal_error}

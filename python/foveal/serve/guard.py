@@ -1,0 +1,103 @@
+"""The ASGI layer every request passes first: API keys, body size limit, per-route metrics and network time."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+from ..errors import ServiceError
+from .auth import KeyChecker, presented_key
+from .metrics import ServiceMetrics
+
+#: Paths answered without an API key: liveness/readiness probes, the page and the API's own description.
+OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+class Guard:
+    """Pure ASGI middleware (no buffering of bodies, so it adds microseconds, not copies).
+
+    ``routes`` lists the route templates used as metric labels; any other path is labelled ``other`` so a
+    scanner cannot grow the label set.
+    """
+
+    def __init__(self, app: Callable, *, metrics: ServiceMetrics, routes: tuple[str, ...], max_body_bytes: int,
+                 keys: KeyChecker | None) -> None:
+        self.app, self.metrics, self.routes = app, metrics, frozenset(routes)
+        self.max_body_bytes, self.keys = max_body_bytes, keys
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in self.routes else "other"
+        started = time.perf_counter()
+        status = [500]
+        first_sent: list[float] = []
+        metrics = self.metrics
+        metrics.in_flight.add(1)
+
+        async def send_timed(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                first_sent.append(time.perf_counter())
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False) and first_sent:
+                metrics.send.observe(time.perf_counter() - first_sent[0], route=route)
+
+        try:
+            refusal = self._refusal(scope, path)
+            if refusal is not None:
+                await _send_error(send_timed, refusal)
+                return
+            await self.app(scope, self._limited(receive, route), send_timed)
+        finally:
+            metrics.in_flight.add(-1)
+            metrics.requests.inc(route=route, status=str(status[0]))
+            metrics.latency.observe(time.perf_counter() - started, route=route)
+
+    def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
+            try:
+                self.keys.check(presented_key(headers))
+            except ServiceError as exc:
+                return exc
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return _too_large(self.max_body_bytes)
+        return None
+
+    def _limited(self, receive: Callable, route: str) -> Callable:
+        """``receive`` that counts body bytes (a chunked body has no Content-Length) and times the body."""
+        seen = [0]
+        first: list[float] = []
+        limit, metrics = self.max_body_bytes, self.metrics
+
+        async def wrapped() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.request":
+                if not first:
+                    first.append(time.perf_counter())
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > limit:
+                    raise _too_large(limit)
+                if not message.get("more_body", False):
+                    metrics.receive.observe(time.perf_counter() - first[0], route=route)
+            return message
+
+        return wrapped
+
+
+def _too_large(limit: int) -> ServiceError:
+    return ServiceError(f"the request body is over this service's limit of {limit / 2**20:.1f} MiB; send a smaller "
+                        "image", status=413, code="body_too_large")
+
+
+async def _send_error(send: Callable, exc: ServiceError) -> None:
+    body = json.dumps({"error": {"code": exc.code, "message": str(exc)}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="foveal"'))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,33 @@
+"""Run the app on uvicorn: one process, or ``workers`` processes each with its own engine."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from .app import ServeConfig, create_app
+
+#: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
+CONFIG_ENV = "FOVEAL_SERVE_CONFIG"
+
+
+def app_from_env():
+    """Factory for uvicorn's worker processes: the app described by :data:`CONFIG_ENV`."""
+    raw = json.loads(os.environ[CONFIG_ENV])
+    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
+    return create_app(ServeConfig(**raw))
+
+
+def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+          log_level: str = "info", graceful_timeout_s: float = 30.0) -> None:
+    """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
+    ``graceful_timeout_s``) and return.  ``engine``: an engine already built from ``config`` (one worker only)."""
+    import uvicorn
+
+    options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
+                   proxy_headers=False, server_header=False)
+    if workers > 1:
+        os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+        uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(config, engine=engine), **options)
