@@ -69,6 +69,8 @@ def chromium(download_dir: Path | None = None, size: tuple[int, int] = (1280, 80
     options.binary_location = binary
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if download_dir is not None:
-        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                                  "download.prompt_for_download": False})
+        # A person clicking several download buttons is asked once to allow multiple downloads; here, allowed.
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(download_dir), "download.prompt_for_download": False,
+            "profile.default_content_setting_values.automatic_downloads": 1})
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

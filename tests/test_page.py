@@ -107,6 +107,14 @@ def import_elements(driver, path: Path) -> None:
     wait(driver, lambda d: len(element_rows(d)) > 0, what="imported elements")
 
 
+def retype(field, text: str) -> None:
+    """Replace a text field's value the way a person does (select all, type, Enter): no empty intermediate."""
+    from selenium.webdriver.common.keys import Keys
+
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text + Keys.ENTER)
+
+
 def element_rows(driver) -> list[dict]:
     return js(driver, """return [...document.querySelectorAll('#elements-table tbody tr')].map((tr) => ({
         name: tr.querySelector('input').value, kind: tr.querySelector('select').value,
@@ -180,9 +188,8 @@ def test_drawn_box_share_matches_foveal_score(page, tmp_path):
     upload(page, EXAMPLES / "creative.png")
     drag(page, to_viewport(page, 395.4, 515.2), to_viewport(page, 556.8, 569.6))
     wait(page, lambda d: len(element_rows(d)) == 1, what="the drawn box")
-    name = page.find_element("css selector", "#elements-table tbody input")
-    name.clear()
-    name.send_keys("shop now\n")
+    retype(page.find_element("css selector", "#elements-table tbody input"), "shop now")
+    wait(page, lambda d: element_rows(d)[0]["name"] == "shop now", what="the new name")
     from selenium.webdriver.support.ui import Select
 
     Select(page.find_element("css selector", "#elements-table tbody select")).select_by_value("cta")
@@ -241,18 +248,20 @@ def test_drag_box_rescores_instantly_and_whatif_rescores_on_the_service(page, se
     expected = {e["name"]: e["share"] for e in doc["elements"]}
     for name, share in local_shares(page).items():
         assert abs(share - expected[name]) <= 1e-6, (name, share, expected[name])
-    # What-if: drag the CTA's ghost up, re-score on the service, see before/after.
+    # What-if on the original boxes: drag the CTA's ghost up 80 px, re-score on the service, see before/after.
+    import_elements(page, EXAMPLES / "creative.json")
+    original = element_rows(page)
     page.find_element("id", "whatif-mode").click()
-    x, y, w, h = next(r["box"] for r in moved if r["name"] == "cta")
+    x, y, w, h = next(r["box"] for r in original if r["name"] == "cta")
     drag(page, to_viewport(page, x + w / 2, y + h / 2), to_viewport(page, x + w / 2, y + h / 2 - 80))
-    assert "move cta by" in page.find_element("id", "edits").text
+    assert "move cta by (+0, -" in page.find_element("id", "edits").text
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert "'cta'" in page.find_element("id", "whatif-verdict").text
     assert len(page.find_elements("css selector", "#whatif-table tbody tr")) == 6
     wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
          what="the edited creative")
-    assert element_rows(page) == moved, "what-if edits leave the elements themselves alone"
+    assert element_rows(page) == original, "what-if edits leave the elements themselves alone"
     page.execute_script("document.getElementById('whatif-result').scrollIntoView()")
     shot(page, "4-whatif")
 
@@ -260,9 +269,7 @@ def test_drag_box_rescores_instantly_and_whatif_rescores_on_the_service(page, se
 def test_xss_name_renders_as_text(page):
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")
-    name = page.find_element("css selector", "#elements-table tbody tr input")
-    name.clear()
-    name.send_keys(XSS + "\n")
+    retype(page.find_element("css selector", "#elements-table tbody tr input"), XSS)
     wait(page, lambda d: served(d) and XSS in [r["name"] for r in element_rows(d)], what="the renamed element")
     time.sleep(0.3)
     assert js(page, "return window.__xss") is None
@@ -323,13 +330,13 @@ def test_downloads(page, downloads):
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")
     wait(page, served, what="the service's scores")
-    for kind in ("json", "csv", "map", "overlay", "report"):
+    for kind, name in (("json", "scores.json"), ("csv", "scores.csv"), ("map", "map.png"),
+                       ("overlay", "overlay.png"), ("report", "report.html")):
         page.find_element("css selector", f"[data-download={kind}]").click()
-    names = ["creative.scores.json", "creative.scores.csv", "creative.map.png", "creative.overlay.png",
-             "creative.report.html"]
-    deadline = time.monotonic() + 30
-    while not all((downloads / n).is_file() for n in names) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not (downloads / f"creative.{name}").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (downloads / f"creative.{name}").is_file(), f"{kind} download did not arrive"
     doc = json.loads((downloads / "creative.scores.json").read_text())
     assert [e["name"] for e in doc["elements"]] == ["logo", "headline", "face", "product", "body", "cta"]
     for name, share in local_shares(page).items():

@@ -44,13 +44,12 @@ const editor = new BoxEditor($("boxes"), {
 // ---------------------------------------------------------------------------------------------------- messages
 
 function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = false;
+  $("error").textContent = message;
+  $("error-box").hidden = false;
 }
 
 function clearError() {
-  $("error").hidden = true;
+  $("error-box").hidden = true;
   $("error").textContent = "";
 }
 
@@ -634,6 +633,7 @@ function wire() {
     if (key) { api.key = key; sessionStorage.setItem("foveal.apiKey", key); }
   });
   $("key-button").hidden = !api.key;
+  $("error-close").addEventListener("click", clearError);
   refresh();
 }
 

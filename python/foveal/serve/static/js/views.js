@@ -22,19 +22,32 @@ export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `
 export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
-/** The editable element list: name, kind, box, delete. */
+/** The editable element list: name, kind, box, delete. Rows are updated in place, so focus survives a re-render. */
 export function renderElementList(tbody, elements, selected, on) {
+  const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.name, tr]));
+  const nameOf = (ev) => ev.target.closest("tr").dataset.name;
   tbody.replaceChildren(...elements.map((e) => {
-    const name = h("input", { type: "text", value: e.name, "aria-label": `name of element ${e.name}`,
-      onchange: (ev) => on.rename(e.name, ev.target.value), onfocus: () => on.select(e.name) });
-    const kind = h("select", { "aria-label": `kind of element ${e.name}`, onchange: (ev) => on.kind(e.name, ev.target.value),
-      onfocus: () => on.select(e.name) },
-    ELEMENT_KINDS.map((k) => h("option", { value: k, selected: k === e.kind }, k)));
-    return h("tr", { class: e.name === selected ? "selected" : null, dataset: { name: e.name, kind: e.kind } },
-      h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind),
-      h("td", { class: "num" }, e.box.join(", ")),
-      h("td", {}, h("button", { type: "button", class: "small", "aria-label": `delete element ${e.name}`,
-        onclick: () => on.remove(e.name) }, "✕")));
+    let tr = rows.get(e.name);
+    if (!tr) {
+      const name = h("input", { type: "text", onchange: (ev) => on.rename(nameOf(ev), ev.target.value),
+        onfocus: (ev) => on.select(nameOf(ev)) });
+      const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: (ev) => on.select(nameOf(ev)) },
+        ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
+      const remove = h("button", { type: "button", class: "small", onclick: (ev) => on.remove(nameOf(ev)) }, "✕");
+      tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind), h("td", { class: "num" }),
+        h("td", {}, remove));
+    }
+    const [name, kind, remove] = tr.querySelectorAll("input, select, button");
+    tr.dataset.name = e.name;
+    tr.dataset.kind = e.kind;
+    tr.className = e.name === selected ? "selected" : "";
+    if (name.value !== e.name) name.value = e.name;
+    if (kind.value !== e.kind) kind.value = e.kind;
+    name.setAttribute("aria-label", `name of element ${e.name}`);
+    kind.setAttribute("aria-label", `kind of element ${e.name}`);
+    remove.setAttribute("aria-label", `delete element ${e.name}`);
+    tr.children[2].textContent = e.box.join(", ");
+    return tr;
   }));
 }
 
