@@ -7,9 +7,10 @@
 """
 from ._version import __version__
 from .backends import available_backends
+from .client import Client
 from .engine import Engine
 from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError,
-                     ModelError)
+                     ModelError, ServiceError)
 from .imageio import load_image
 from .models import DEFAULT_MODEL, available_models, load_card
 from .saliency_map import SaliencyMap
@@ -17,5 +18,5 @@ from .saliency_map import SaliencyMap
 __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "ElementSpecError", "ModelError",
-    "BackendUnavailableError",
+    "BackendUnavailableError", "Client", "ServiceError",
 ]

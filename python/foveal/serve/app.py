@@ -255,11 +255,11 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         deadline = _deadline(request, state)
         batcher = _batcher(state)
         form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'")
-        data, filename = await codec.file_field(form, "image")
-        elements_text = await codec.text_field(form, "elements", required=True)
-        norms_name = await codec.text_field(form, "norms")
-        fmt = await codec.text_field(form, "format")
-        pass_text = await codec.text_field(form, "pass_percentile")
+        data, filename = form.file("image")
+        elements_text = form.text("elements", required=True)
+        norms_name = form.text("norms")
+        fmt = form.text("format")
+        pass_text = form.text("pass_percentile")
         norms = _norms(state, norms_name)
         pass_percentile = _pass_percentile(pass_text)
         decoded = await _decode(state, data, filename)
@@ -288,9 +288,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         deadline = _deadline(request, state)
         batcher = _batcher(state)
         form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements")
-        files = [await codec.file_field(form, "image_a"), await codec.file_field(form, "image_b")]
-        both = await codec.text_field(form, "elements")
-        texts = [await codec.text_field(form, "elements_a"), await codec.text_field(form, "elements_b")]
+        files = [form.file("image_a"), form.file("image_b")]
+        both = form.text("elements")
+        texts = [form.text("elements_a"), form.text("elements_b")]
         if both is not None:
             texts = [t if t is not None else both for t in texts]
         if any(t is None for t in texts):
@@ -333,9 +333,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         deadline = _deadline(request, state)
         batcher = _batcher(state)
         form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search")
-        data, filename = await codec.file_field(form, "image")
-        elements_text = await codec.text_field(form, "elements", required=True)
-        edits_text, search_text = await codec.text_field(form, "edits"), await codec.text_field(form, "search")
+        data, filename = form.file("image")
+        elements_text = form.text("elements", required=True)
+        edits_text, search_text = form.text("edits"), form.text("search")
         if (edits_text is None) == (search_text is None):
             raise InputError("give exactly one of the fields 'edits' (a JSON list of edits) or 'search' (a JSON "
                              "object naming the element to place)")

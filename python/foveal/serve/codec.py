@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,16 +37,59 @@ def unsupported(request: Request, expected: str) -> ServiceError:
                         code="unsupported_media_type")
 
 
-async def form_of(request: Request, expected: str):
-    """The request's multipart form; 415 for any other content type."""
+@dataclass(frozen=True)
+class Form:
+    """A multipart body read whole: uploaded files as ``(bytes, filename)``, plain fields as text."""
+
+    files: dict[str, tuple[bytes, str]]
+    fields: dict[str, str]
+
+    def file(self, name: str) -> tuple[bytes, str]:
+        """The bytes and filename of a required file field (a plain field is taken as its bytes)."""
+        if name in self.files:
+            data, filename = self.files[name]
+        elif name in self.fields:
+            data, filename = self.fields[name].encode("utf-8"), name
+        else:
+            raise InputError(f"multipart field {name!r} is missing; attach the image as a file field {name!r}")
+        if not data:
+            raise ImageError(f"multipart field {name!r} is empty; attach the image's bytes")
+        return data, filename
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        """A field as text, whether sent as a plain field or an uploaded file."""
+        if name in self.fields:
+            return self.fields[name]
+        if name in self.files:
+            try:
+                return self.files[name][0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"multipart field {name!r} is not UTF-8 text") from None
+        if required:
+            raise InputError(f"multipart field {name!r} is missing")
+        return None
+
+
+async def form_of(request: Request, expected: str) -> Form:
+    """The request's multipart form, read whole and its temporary files closed; 415 for other content types."""
     if media_type(request) != "multipart/form-data":
         raise unsupported(request, expected)
     try:
-        return await request.form(max_files=8, max_fields=32)
+        form = await request.form(max_files=8, max_fields=32, max_part_size=16 * 2**20)
     except ServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's malformed body
         raise InputError(f"malformed multipart body ({exc}); send multipart/form-data") from None
+    try:
+        files, fields = {}, {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files[name] = (await value.read(), value.filename or name)
+            else:
+                fields[name] = value
+        return Form(files, fields)
+    finally:
+        await form.close()
 
 
 async def image_bytes(request: Request) -> tuple[bytes, str]:
@@ -57,38 +101,7 @@ async def image_bytes(request: Request) -> tuple[bytes, str]:
             raise ImageError("the request body is empty; send the image's bytes")
         return data, "<body>"
     form = await form_of(request, "the image as a raw image/* body or a multipart/form-data field 'image'")
-    return await file_field(form, "image")
-
-
-async def file_field(form, name: str) -> tuple[bytes, str]:
-    """The bytes and filename of a required multipart file field."""
-    value = form.get(name)
-    if value is None:
-        raise InputError(f"multipart field {name!r} is missing; attach the image as a file field {name!r}")
-    if isinstance(value, UploadFile):
-        data = await value.read()
-        filename = value.filename or name
-    else:
-        data, filename = value.encode("latin-1", "replace"), name
-    if not data:
-        raise ImageError(f"multipart field {name!r} is empty; attach the image's bytes")
-    return data, filename
-
-
-async def text_field(form, name: str, *, required: bool = False) -> str | None:
-    """A multipart field as text (a plain field or an uploaded file)."""
-    value = form.get(name)
-    if value is None:
-        if required:
-            raise InputError(f"multipart field {name!r} is missing")
-        return None
-    if isinstance(value, UploadFile):
-        raw = await value.read()
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"multipart field {name!r} is not UTF-8 text") from None
-    return value
+    return form.file("image")
 
 
 def check_pixels(data: bytes, max_pixels: int) -> None:

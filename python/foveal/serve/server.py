@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 
 from .app import ServeConfig, create_app
 
@@ -26,8 +28,20 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
 
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
                    proxy_headers=False, server_header=False)
-    if workers > 1:
-        os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
-        uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
-    else:
-        uvicorn.run(create_app(config, engine=engine), **options)
+    # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
+    # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _drained) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        if workers > 1:
+            os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+            uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
+        else:
+            uvicorn.run(create_app(config, engine=engine), **options)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _drained(signum: int, frame: object) -> None:
+    """Runs once uvicorn has finished its graceful shutdown: nothing left to do."""

@@ -1,0 +1,205 @@
+"""``foveal.Client``: the foveal service over HTTP, with the same return types as in-process :class:`Engine`.
+
+>>> engine = foveal.Client("http://127.0.0.1:8080")     # instead of foveal.Engine()
+>>> smap = engine.predict("creative.png")                # a SaliencyMap, the exact float32 map of the service
+>>> doc = engine.score("creative.png", "creative.json")  # the scores.json document `foveal score` writes
+
+Errors come back as the :class:`FovealError` subclass the service raised (``ImageError``, ``ElementSpecError``,
+``InputError``...) with its message; refusals (overload, deadline, auth) and transport failures are
+:class:`ServiceError` with ``status`` and ``code``.  Needs ``httpx`` (the ``serve`` extra).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
+                     ServiceError)
+from .imageio import ImageLike
+from .saliency_map import SaliencyMap
+
+_ERRORS: dict[str, type[FovealError]] = {
+    "invalid_image": ImageError, "invalid_elements": ElementSpecError, "invalid_input": InputError,
+    "invalid_request": InputError, "model_error": ModelError, "backend_unavailable": BackendUnavailableError}
+
+
+class Client:
+    """A foveal service at ``url``.
+
+    Args:
+        url: the service's base URL, e.g. ``http://127.0.0.1:8080``.
+        api_key: sent as ``Authorization: Bearer`` when the service requires keys.
+        timeout: seconds per request (connect, read and write).
+        deadline_ms: sent as ``X-Deadline-Ms``: the service gives up (504) after this long.
+
+    Thread-safe: one connection pool serves every thread.
+    """
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 60.0,
+                 deadline_ms: float | None = None) -> None:
+        try:
+            import httpx
+        except ImportError:
+            raise FovealError('foveal.Client needs httpx: pip install "foveal[serve]"') from None
+        headers = {"User-Agent": "foveal-client"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        if deadline_ms is not None:
+            headers["X-Deadline-Ms"] = repr(float(deadline_ms))
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+                                  limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what Engine does --------------------------------------------------------------------------------------
+    def predict(self, image: ImageLike) -> SaliencyMap:
+        """Saliency map of one image (path, bytes, PIL image or uint8 array): the service's exact float32 map."""
+        response = self._post("/v1/predict", params={"format": "npy"}, content=_encode(image),
+                              headers={"Content-Type": "application/octet-stream"})
+        prob = np.load(io.BytesIO(response.content), allow_pickle=False)
+        return SaliencyMap(prob, json.loads(response.headers.get("x-foveal-provenance", "{}")))
+
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
+        """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them).
+
+        Raises the first failure, as :meth:`Engine.predict_batch` does."""
+        if isinstance(images, (str, bytes, os.PathLike)):
+            raise InputError("predict_batch: expected a list of images, got a single one; use predict()")
+        items = list(images)
+        with ThreadPoolExecutor(max_workers=max(1, min(batch_size, 64))) as pool:
+            return list(pool.map(self.predict, items))
+
+    # -- what the CLI does -------------------------------------------------------------------------------------
+    def score(self, image: ImageLike, elements: Any, *, norms: str | None = None, format: str | None = None,
+              pass_percentile: float | None = None) -> dict[str, Any]:
+        """The ``scores.json`` document of ``foveal score``: ``elements`` is an element file path (.json), its
+        JSON text, or the decoded object; ``norms`` the name of norms the service has (:meth:`norms`)."""
+        fields = {"elements": _elements_text(elements)}
+        if norms is not None:
+            fields["norms"] = norms
+        if format is not None:
+            fields["format"] = format
+        if pass_percentile is not None:
+            fields["pass_percentile"] = repr(float(pass_percentile))
+        return self._post("/v1/score", files={"image": _file(image)}, data=fields).json()
+
+    def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any,
+                elements_b: Any | None = None) -> dict[str, Any]:
+        """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both)."""
+        data = {"elements_a": _elements_text(elements_a),
+                "elements_b": _elements_text(elements_a if elements_b is None else elements_b)}
+        return self._post("/v1/compare", files={"image_a": _file(image_a), "image_b": _file(image_b)},
+                          data=data).json()
+
+    def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
+               search: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``whatif.json`` document of ``foveal whatif``: ``edits`` like ``[{"op": "move", "element": "cta",
+        "dx": 0, "dy": -60}]``, or ``search`` like ``{"element": "cta", "grid": [5, 5], "top": 3}``."""
+        data = {"elements": _elements_text(elements)}
+        if edits is not None:
+            data["edits"] = json.dumps(list(edits))
+        if search is not None:
+            data["search"] = json.dumps(search)
+        return self._post("/v1/whatif", files={"image": _file(image)}, data=data).json()
+
+    def models(self) -> dict[str, Any]:
+        """The model the service runs and the shipped models' cards."""
+        return self._get("/v1/models").json()
+
+    def norms(self) -> dict[str, Any]:
+        """Norms the service has, by name."""
+        return self._get("/v1/norms").json()["norms"]
+
+    def ready(self) -> bool:
+        """True when the service has its model loaded and warmed and is not shutting down."""
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except Exception:  # noqa: BLE001 - any transport failure means "not ready"
+            return False
+
+    # -- transport ---------------------------------------------------------------------------------------------
+    def _get(self, path: str):
+        return self._send("GET", path)
+
+    def _post(self, path: str, **kwargs: Any):
+        return self._send("POST", path, **kwargs)
+
+    def _send(self, method: str, path: str, **kwargs: Any):
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ServiceError(f"{self.url}{path}: no answer within the client timeout", code="timeout") from None
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"{self.url}{path}: cannot reach the service ({exc})", code="unreachable") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response
+
+
+def _error_of(response) -> FovealError:
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except Exception:  # noqa: BLE001 - a proxy's HTML error page, say
+        code, message = "http_error", f"HTTP {response.status_code} from {response.url}"
+    cls = _ERRORS.get(code)
+    if cls is not None and (response.status_code < 500 or cls in (ModelError, BackendUnavailableError)):
+        return cls(message)  # type: ignore[misc]
+    retry = response.headers.get("retry-after")
+    return ServiceError(message, status=response.status_code, code=code,
+                        retry_after=float(retry) if retry and retry.isdigit() else None)
+
+
+def _encode(image: ImageLike) -> bytes:
+    """Bytes to upload: files and encoded bytes as they are, arrays and PIL images as lossless PNG."""
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return Path(image).read_bytes()
+        except OSError as exc:
+            raise ImageError(f"cannot read image {os.fspath(image)}: {exc.strerror or exc}") from None
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    from PIL import Image
+
+    from .imageio import load_image
+
+    pixels = load_image(image)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _file(image: ImageLike) -> tuple[str, bytes, str]:
+    name = Path(os.fspath(image)).name if isinstance(image, (str, os.PathLike)) else "image"
+    return name, _encode(image), "application/octet-stream"
+
+
+def _elements_text(elements: Any) -> str:
+    if isinstance(elements, os.PathLike) or (isinstance(elements, str) and elements.lower().endswith(".json")
+                                             and not elements.lstrip().startswith(("{", "["))):
+        try:
+            return Path(elements).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ElementSpecError(f"{os.fspath(elements)}: cannot read element file ({exc})") from None
+    if isinstance(elements, str):
+        return elements
+    return json.dumps(elements)

@@ -1,0 +1,411 @@
+"""foveal serve: the real app on a loopback port, hit by a real HTTP client (httpx).
+
+Every endpoint; 64 concurrent requests equal serial in-process results; every error case of the API; SIGTERM with
+requests in flight loses none of them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from foveal import Client, Engine, ElementSpecError, ImageError, SaliencyMap, ServiceError  # noqa: E402
+from foveal.scoring.report import score_document  # noqa: E402
+from foveal.serve import ServeConfig, create_app  # noqa: E402
+from foveal.serve.codec import elements_of  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "creative.png"
+EXAMPLE_B = ROOT / "examples" / "creative_b.png"
+ELEMENTS = (ROOT / "examples" / "creative.json").read_text()
+ELEMENTS_B = (ROOT / "examples" / "creative_b.json").read_text()
+KEY = "test-key-0123456789abcdef"
+PYTHON_PATH = str(ROOT / "python")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app):
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def images(n: int) -> list[bytes]:
+    """``n`` different small creatives in four sizes (so batches mix padded sizes)."""
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(n):
+        h, w = (96, 128) if i % 4 == 0 else (128, 96) if i % 4 == 1 else (120, 160) if i % 4 == 2 else (64, 200)
+        pixels = np.full((h, w, 3), rng.integers(40, 200), np.uint8)
+        y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+        pixels[y:y + 16, x:x + 16] = rng.integers(0, 255, 3)
+        out.append(png(pixels))
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture(scope="module")
+def keyfile(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "keys.txt"
+    path.write_text(f"# service keys\n{KEY}\nanother-key-abcdefghijklmnop\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def url(keyfile):
+    app = create_app(ServeConfig(api_keys_file=str(keyfile), max_batch=8, max_wait_ms=2, max_body_bytes=2**20,
+                                 max_pixels=1_000_000))
+    with running(app) as base:
+        yield base
+
+
+@pytest.fixture
+def http(url):
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+        yield client
+
+
+def error_of(response) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert "Traceback" not in body["error"]["message"] and "\n" not in body["error"]["message"]
+    return response.status_code, body["error"]["code"]
+
+
+# -- every endpoint --------------------------------------------------------------------------------------------
+def test_health_ready_models_norms_openapi(url, http):
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}  # probes need no key
+    assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
+    models = http.get("/v1/models").json()
+    assert models["serving"]["name"] == "foveal-lite0" and models["serving"]["backend"] == "onnxruntime"
+    assert "foveal-lite0" in models["models"]
+    assert http.get("/v1/norms").json() == {"norms": {}}
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert {"/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/metrics"} <= set(paths)
+
+
+def test_predict_formats_match_engine(http, engine):
+    data = EXAMPLE.read_bytes()
+    expected = engine.predict(data)
+    raw = http.post("/v1/predict", params={"format": "npy"}, content=data, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200 and raw.headers["content-type"] == "application/x-npy"
+    assert np.array_equal(np.load(io.BytesIO(raw.content)), expected.prob)
+    assert json.loads(raw.headers["x-foveal-provenance"]) == expected.provenance
+
+    doc = http.post("/v1/predict", params={"grid": "8x6", "overlay": "true"},
+                    files={"image": ("creative.png", data, "image/png")}).json()
+    assert doc["shape"] == [600, 600] and doc["provenance"] == expected.provenance
+    grid = np.array(doc["grid"]["values"])
+    assert grid.shape == (6, 8) and abs(grid.sum() - 1) < 1e-6
+    from PIL import Image
+
+    import base64
+    as_png = Image.open(io.BytesIO(base64.b64decode(doc["map"]["data"])))
+    assert as_png.size == (600, 600) and np.asarray(as_png).dtype == np.uint16
+    restored = np.asarray(as_png, dtype=np.float64) * doc["map"]["scale"]
+    assert np.abs(restored - expected.prob).max() <= doc["map"]["scale"] / 2 + 1e-12
+    overlay = Image.open(io.BytesIO(base64.b64decode(doc["overlay"]["data"])))
+    assert overlay.size == (600, 600) and overlay.mode == "RGB"
+
+    png16 = http.post("/v1/predict", params={"format": "png"}, content=data,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert png16.headers["content-type"] == "image/png"
+    assert float(png16.headers["x-foveal-scale"]) == doc["map"]["scale"]
+
+
+def test_score_is_the_cli_document(http, engine, tmp_path):
+    from foveal.cli import main
+
+    response = http.post("/v1/score", files={"image": ("creative.png", EXAMPLE.read_bytes(), "image/png"),
+                                             "elements": ("creative.json", ELEMENTS, "application/json")})
+    assert response.status_code == 200
+    served = response.json()
+    assert main(["-q", "score", str(EXAMPLE), "--elements", str(ROOT / "examples" / "creative.json"), "-o",
+                 str(tmp_path), "--no-report"]) == 0
+    written = json.loads((tmp_path / "scores.json").read_text())
+    for doc in (served, written):
+        doc.pop("input")
+    assert served == written
+    html = http.post("/v1/score", params={"format": "html"},
+                     files={"image": ("creative.png", EXAMPLE.read_bytes())}, data={"elements": ELEMENTS})
+    assert html.headers["content-type"].startswith("text/html") and "<table>" in html.text
+
+
+def test_compare_and_whatif(http):
+    files = {"image_a": ("a.png", EXAMPLE.read_bytes()), "image_b": ("b.png", EXAMPLE_B.read_bytes())}
+    doc = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": ELEMENTS_B}).json()
+    assert doc["verdict"] in ("better", "worse", "mixed", "no material change") and doc["elements"]
+    figure = http.post("/v1/compare", params={"format": "png"}, files=files, data={"elements": ELEMENTS})
+    assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+
+    edit = [{"op": "move", "element": "cta", "dx": 0, "dy": -60}]
+    doc = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                    data={"elements": ELEMENTS, "edits": json.dumps(edit)}).json()
+    assert doc["mode"] == "edits" and doc["edits"] == edit and doc["timing"]["images_predicted"] == 2
+    doc = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                    data={"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [2, 2], "top": 2})})
+    assert doc.status_code == 200, doc.text
+    assert doc.json()["mode"] == "search" and len(doc.json()["search"]["best"]) == 2
+
+
+def test_metrics(http):
+    http.post("/v1/predict", params={"map": "false"}, content=EXAMPLE.read_bytes(),
+              headers={"Content-Type": "image/png"})
+    text = http.get("/metrics").text
+    for name in ('foveal_requests_total{route="/v1/predict",status="200"}', "foveal_request_duration_seconds_bucket",
+                 "foveal_queue_depth", "foveal_batch_size_bucket", "foveal_request_receive_seconds_count",
+                 "foveal_response_send_seconds_count", "foveal_queue_wait_seconds_count",
+                 "foveal_batch_compute_seconds_count", 'foveal_images_total{outcome="ok"}', "foveal_ready 1"):
+        assert name in text, name
+
+
+# -- concurrency: batched results are exactly the serial ones --------------------------------------------------
+def test_64_concurrent_requests_equal_serial_in_process(url, engine):
+    payloads = images(64)
+
+    async def fire() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=120,
+                                     limits=httpx.Limits(max_connections=64)) as client:
+            return await asyncio.gather(*(client.post("/v1/predict", params={"format": "npy"}, content=p,
+                                                      headers={"Content-Type": "image/png"}) for p in payloads))
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [200] * 64
+    for payload, response in zip(payloads, responses):
+        expected = engine.predict(payload)
+        assert np.array_equal(np.load(io.BytesIO(response.content)), expected.prob)
+        assert json.loads(response.headers["x-foveal-provenance"])["image_sha256"] == \
+            expected.provenance["image_sha256"]
+    batches = httpx.get(f"{url}/metrics", headers={"X-API-Key": KEY}).text
+    sizes = [line for line in batches.splitlines() if line.startswith("foveal_batch_size_bucket") and 'le="1"' in line]
+    count = [line for line in batches.splitlines() if line.startswith("foveal_batch_size_count")]
+    assert float(sizes[0].split()[-1]) < float(count[0].split()[-1]), "no request was ever batched with another"
+
+
+def test_client_returns_engine_objects(url, engine):
+    with Client(url, api_key=KEY) as client:
+        smap = client.predict(EXAMPLE)
+        expected = engine.predict(EXAMPLE)
+        assert isinstance(smap, SaliencyMap)
+        assert np.array_equal(smap.prob, expected.prob) and smap.provenance == expected.provenance
+        assert smap.share([400, 520, 150, 44]) == expected.share([400, 520, 150, 44])
+        pixels = np.asarray(expected.overlay(np.zeros((600, 600, 3), np.uint8)))  # an array input goes as PNG
+        assert np.array_equal(client.predict(pixels).prob, engine.predict(pixels).prob)
+        maps = client.predict_batch([EXAMPLE, EXAMPLE_B])
+        assert np.array_equal(maps[1].prob, engine.predict(EXAMPLE_B).prob)
+        doc = client.score(EXAMPLE, ROOT / "examples" / "creative.json")
+        spec = elements_of(ELEMENTS, (600, 600))
+        _, local = score_document(expected, spec.elements, expected.provenance, image="creative.png",
+                                  elements_source="elements", format=spec.format)
+        assert doc == json.loads(json.dumps(local))
+        assert client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B)["elements"]
+        assert client.ready() and client.models()["serving"]["precision"] == engine.precision
+        with pytest.raises(ImageError, match="not a recognised image"):
+            client.predict(b"definitely not an image")
+        with pytest.raises(ElementSpecError, match="kind"):
+            client.score(EXAMPLE, [{"name": "x", "kind": "banana", "box": [0, 0, 10, 10]}])
+    with Client(url) as anonymous, pytest.raises(ServiceError) as info:
+        anonymous.predict(EXAMPLE)
+    assert info.value.status == 401 and info.value.code == "unauthorized"
+    with Client("http://127.0.0.1:1") as nowhere, pytest.raises(ServiceError, match="cannot reach"):
+        nowhere.predict(EXAMPLE)
+
+
+# -- every error case ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body, code", [
+    (b"", "invalid_image"), (b"GIF89a broken", "invalid_image"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "invalid_image"),
+    (b"http://169.254.169.254/latest/meta-data/", "invalid_image"),  # a URL is bytes, never fetched
+])
+def test_bad_images(http, body, code):
+    assert error_of(http.post("/v1/predict", content=body, headers={"Content-Type": "image/png"})) == (400, code)
+
+
+@pytest.mark.parametrize("elements, fragment", [
+    ("{not json", "malformed JSON"), ('[{"name": "a", "kind": "banana", "box": [0, 0, 5, 5]}]', "kind"),
+    ('[{"name": "a", "kind": "cta", "box": [590, 590, 50, 50]}]', "outside"), ("[]", "no elements"),
+    ("[" * 100_000 + "]" * 100_000, "elements"),
+])
+def test_bad_elements(http, elements, fragment):
+    response = http.post("/v1/score", files={"image": ("c.png", EXAMPLE.read_bytes())}, data={"elements": elements})
+    assert error_of(response) == (422, "invalid_elements") and fragment in response.json()["error"]["message"]
+
+
+def test_bad_fields(http):
+    files = {"image": ("c.png", EXAMPLE.read_bytes())}
+    assert error_of(http.post("/v1/score", files=files)) == (400, "invalid_input")  # no elements
+    assert error_of(http.post("/v1/score", files=files, data={"elements": ELEMENTS, "norms": "nope"})) == \
+        (400, "invalid_input")
+    assert error_of(http.post("/v1/score", files=files, data={"elements": ELEMENTS, "pass_percentile": "200"})) == \
+        (400, "invalid_input")
+    assert error_of(http.post("/v1/whatif", files=files, data={"elements": ELEMENTS})) == (400, "invalid_input")
+    assert error_of(http.post("/v1/whatif", files=files, data={
+        "elements": ELEMENTS, "edits": '[{"op": "move", "element": "cta", "dx": 1.5, "dy": 0}]'})) == \
+        (400, "invalid_input")
+    assert error_of(http.post("/v1/predict", params={"grid": "0x5"}, content=EXAMPLE.read_bytes(),
+                              headers={"Content-Type": "image/png"})) == (400, "invalid_input")
+    assert error_of(http.post("/v1/predict", params={"format": "gif"}, content=b"x",
+                              headers={"Content-Type": "image/png"})) == (422, "invalid_request")
+    assert error_of(http.get("/v1/nothing")) == (404, "not_found")
+    assert error_of(http.get("/v1/predict")) == (405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("route, content_type", [
+    ("/v1/predict", "text/plain"), ("/v1/predict", "application/json"), ("/v1/score", "application/json"),
+    ("/v1/score", "image/png"), ("/v1/compare", "text/csv"), ("/v1/whatif", None),
+])
+def test_wrong_content_types(http, route, content_type):
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    assert error_of(http.post(route, content=b"{}", headers=headers)) == (415, "unsupported_media_type")
+
+
+def test_oversize_bodies_and_pixels(http):
+    big = os.urandom(2**20 + 1)
+    assert error_of(http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})) == \
+        (413, "body_too_large")
+
+    def chunks():  # no Content-Length: the limit is counted as the body streams in
+        for _ in range(40):
+            yield os.urandom(65536)
+
+    assert error_of(http.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/png"})) == \
+        (413, "body_too_large")
+    huge = png(np.zeros((1000, 1001, 3), np.uint8))  # 1.001 MP, a few kB encoded
+    assert error_of(http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})) == \
+        (413, "too_many_pixels")
+
+
+def test_api_keys(url):
+    data = EXAMPLE.read_bytes()
+    missing = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png"})
+    assert error_of(missing) == (401, "unauthorized") and missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png", "X-API-Key": "x" * 24})
+    assert error_of(wrong) == (403, "forbidden")
+    assert error_of(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer nope"})) == (403, "forbidden")
+    ok = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data,
+                    headers={"Content-Type": "image/png", "X-API-Key": "another-key-abcdefghijklmnop"})
+    assert ok.status_code == 200
+
+
+def test_deadline_exceeded(http):
+    response = http.post("/v1/predict", content=EXAMPLE.read_bytes(),
+                         headers={"Content-Type": "image/png", "X-Deadline-Ms": "1"})
+    assert error_of(response) == (504, "deadline_exceeded")
+    assert error_of(http.post("/v1/predict", content=b"x", headers={"Content-Type": "image/png",
+                                                                    "X-Deadline-Ms": "soon"})) == (400, "invalid_input")
+
+
+def test_queue_overflow_gets_503_with_retry_after(engine):
+    app = create_app(ServeConfig(max_queue=2, max_batch=1, max_wait_ms=0, warmup=False), engine=engine)
+    payload = EXAMPLE.read_bytes()
+
+    async def fire(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=24)) as client:
+            return await asyncio.gather(*(client.post("/v1/predict", params={"map": "false"}, content=payload,
+                                                      headers={"Content-Type": "image/png"}) for _ in range(24)))
+
+    with running(app) as base:
+        responses = asyncio.run(fire(base))
+        metrics = httpx.get(f"{base}/metrics").text
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused and all(error_of(r) == (503, "queue_full") and r.headers["retry-after"] == "1" for r in refused)
+    assert all(r.status_code in (200, 503) for r in responses)
+    assert f'foveal_rejected_total{{reason="queue_full"}} {len(refused)}' in metrics
+
+
+def test_cors_off_by_default_and_on_when_asked(engine, url):
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in httpx.options(f"{url}/v1/predict", headers=preflight).headers
+    app = create_app(ServeConfig(cors_origins=("https://ok.example",), warmup=False), engine=engine)
+    with running(app) as base:
+        allowed = httpx.options(f"{base}/v1/predict", headers={**preflight, "Origin": "https://ok.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://ok.example"
+
+
+# -- graceful shutdown -----------------------------------------------------------------------------------------
+def test_sigterm_drains_in_flight_requests(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": PYTHON_PATH}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--max-batch", "2"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        payloads = images(10)
+
+        async def fire() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+                tasks = [asyncio.create_task(client.post("/v1/predict", params={"format": "npy"}, content=p,
+                                                         headers={"Content-Type": "image/png"})) for p in payloads]
+                until = time.monotonic() + 20
+                while time.monotonic() < until:  # wait until the server holds most of them, then SIGTERM
+                    text = (await client.get("/metrics")).text
+                    held = float(text.split("\nfoveal_requests_in_flight ")[1].split()[0]) - 1
+                    if held >= 6:
+                        break
+                    await asyncio.sleep(0.005)
+                proc.send_signal(signal.SIGTERM)
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(fire())
+        assert [r.status_code for r in responses] == [200] * len(payloads)
+        assert all(np.load(io.BytesIO(r.content)).shape for r in responses)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
