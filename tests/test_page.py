@@ -215,8 +215,8 @@ def test_second_creative_shows_side_by_side_difference_and_verdict(page):
     upload(page, EXAMPLES / "creative_b.png", "file-b")
     assert page.find_element("id", "which").is_displayed()
     import_elements(page, EXAMPLES / "creative_b.json")  # B is active: its own boxes
-    wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6,
-         what="the per-element deltas")
+    wait(page, lambda d: js(d, "return !document.getElementById('ab').dataset.pending") and
+         len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the per-element deltas")
     verdict = page.find_element("id", "verdict").text
     assert verdict.split(":")[0] in ("better", "worse", "mixed", "no material change"), verdict
     assert "conversion elements" in verdict

@@ -6,7 +6,7 @@
 // moment later for the same elements, and is what the JSON/CSV downloads contain.
 
 import { Api } from "./api.js";
-import { AttentionMap, scoreLocally } from "./attention.js";
+import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor } from "./editor.js";
 import { ElementError, checkElements, elementFile, freshName, makeElement, parseElementFile } from "./elements.js";
@@ -93,7 +93,11 @@ async function loadCreative(which, file) {
     return;
   }
   const started = performance.now();
-  status(`Reading ${file.name}…`);
+  performance.mark("foveal:file");
+  status(`Predicting attention on ${file.name}…`);
+  // The upload starts at once; the browser decodes the image for display while the service predicts.
+  const prediction = api.predictMap(file);
+  prediction.catch(() => {}); // awaited below, unless the image cannot even be decoded here
   let bitmap;
   try {
     bitmap = await createImageBitmap(file);
@@ -104,7 +108,7 @@ async function loadCreative(which, file) {
   }
   const { width, height } = bitmap;
   const creative = {
-    file, bitmap, width, height, rgba: imagePixels(bitmap, width, height), map: null, pixels: null,
+    file, bitmap, width, height, rgba: null, map: null, pixels: null,
     elements: [], format: null, served: undefined, servedKey: null, local: null,
   };
   const previous = state.creatives[which];
@@ -116,9 +120,9 @@ async function loadCreative(which, file) {
   state.ghosts.clear();
   $("whatif-result").hidden = true;
   refresh();
-  status(`Predicting attention on ${file.name} (${width}×${height})…`);
+  creative.rgba = imagePixels(bitmap, width, height);
   try {
-    const map = await api.predictMap(file);
+    const map = await prediction;
     if (map.width !== width || map.height !== height) {
       throw new Error(`the service's map is ${map.width}×${map.height} but the image decodes to ${width}×${height}`);
     }
@@ -128,8 +132,7 @@ async function loadCreative(which, file) {
   } catch (err) {
     if (state.creatives[which] === creative) {
       state.creatives[which] = previous;
-      state.active = previous ? which : state.creatives.A ? "A" : which;
-      if (!previous && which === "B") state.active = "A";
+      state.active = previous || which === "A" ? which : "A";
     }
     showError(`${file.name}: ${err.message}`);
     status("");
@@ -137,9 +140,16 @@ async function loadCreative(which, file) {
     return;
   }
   refresh();
-  const ms = performance.now() - started;
-  status(`${file.name}: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
-  document.body.dataset.ready = String(Number(document.body.dataset.ready || 0) + 1);
+  // Overlay drawn and element scores shown: measured once the frame holding them has been produced.
+  requestAnimationFrame(() => setTimeout(() => {
+    performance.measure("foveal:drawn", "foveal:file");
+    const ms = performance.now() - started;
+    status(`${file.name}: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
+    // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
+    mapStatistics(creative.map);
+    if (current() === creative) refreshScores();
+    document.body.dataset.ready = String(Number(document.body.dataset.ready || 0) + 1);
+  }));
   scheduleServer();
 }
 
@@ -345,6 +355,7 @@ async function serveScores(which) {
       c.served = doc;
       c.servedKey = key;
       if (state.active === which) refreshScores();
+      performance.measure("foveal:served", "foveal:file"); // the service's percentiles and recommendations shown
     }
     return doc;
   } catch (err) {
@@ -365,17 +376,16 @@ async function serveComparison() {
   const { A, B } = state.creatives;
   if (!A?.map || !B?.map || !A.elements.length || !B.elements.length) return;
   const seq = ++compareSeq;
-  $("verdict").textContent = "Comparing…";
+  $("ab").dataset.pending = "1"; // the last verdict stays, greyed, until this one arrives
   try {
     const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format));
     if (seq !== compareSeq) return;
     state.comparison = doc;
     renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
   } catch (err) {
-    if (seq === compareSeq) {
-      $("verdict").textContent = "";
-      showError(`comparison: ${err.message}`);
-    }
+    if (seq === compareSeq) showError(`comparison: ${err.message}`);
+  } finally {
+    if (seq === compareSeq) delete $("ab").dataset.pending;
   }
 }
 
@@ -417,16 +427,16 @@ function drawStage(c) {
   }
   editor.setSize(c.width, c.height);
   const ctx = canvas.getContext("2d");
-  if (!c.pixels) c.pixels = ctx.createImageData(c.width, c.height);
   if (!c.map) {
-    c.pixels.data.set(c.rgba);
+    ctx.drawImage(c.bitmap, 0, 0);
   } else {
+    if (!c.pixels) c.pixels = ctx.createImageData(c.width, c.height);
     renderView(c.pixels, c.rgba, c.map, state.view, state.opacity, state.cmap);
     $("legend-bar").style.background = state.view === "map" ? "linear-gradient(to right, #000, #fff)"
       : gradientCss(state.cmap);
     $("legend-scale").textContent = `brightest = ${(c.map.max * c.width * c.height).toFixed(1)}× the average pixel`;
+    ctx.putImageData(c.pixels, 0, 0);
   }
-  ctx.putImageData(c.pixels, 0, 0);
   canvas.dataset.state = c.map ? state.view : "image-only";
 }
 

@@ -15,6 +15,7 @@ export class AttentionMap {
     let max = 0;
     for (let i = 0; i < prob.length; i++) if (prob[i] > max) max = prob[i];
     this.max = max;
+    this.mask = new Uint8Array(prob.length); // reused by creativeShares
     this._focus = null;
     this._top10 = null;
   }
@@ -37,22 +38,28 @@ export class AttentionMap {
     return { share, density: sum / area, lift: share / areaFraction, area, area_fraction: areaFraction };
   }
 
-  /** Attention inside the union of boxes (a pixel mask, so overlaps count once), minus `exclude` (a mask). */
-  unionShare(boxes, exclude = null) {
-    const { width, height, prob } = this;
-    const mask = new Uint8Array(width * height);
-    let sum = 0;
-    for (const [x, y, w, h] of boxes) {
-      for (let yy = y; yy < y + h; yy++) {
-        const row = yy * width;
-        for (let i = row + x; i < row + x + w; i++) {
-          if (mask[i]) continue;
-          mask[i] = 1;
-          if (!exclude || !exclude[i]) sum += prob[i];
+  /**
+   * Attention inside the union of the conversion boxes, and inside the union of the other boxes outside them:
+   * pixel masks, so overlapping boxes count once (`conversion_share`, `other_elements_share`).
+   */
+  creativeShares(conversionBoxes, otherBoxes) {
+    const { width, prob, mask } = this;
+    mask.fill(0);
+    const sums = [0, 0];
+    [conversionBoxes, otherBoxes].forEach((boxes, k) => {
+      let sum = 0;
+      for (const [x, y, w, h] of boxes) {
+        for (let yy = y; yy < y + h; yy++) {
+          for (let i = yy * width + x, end = i + w; i < end; i++) {
+            if (mask[i]) continue;
+            mask[i] = k + 1;
+            sum += prob[i];
+          }
         }
       }
-    }
-    return { share: sum / this.total, mask };
+      sums[k] = sum / this.total;
+    });
+    return sums;
   }
 
   /** 1 - H / log N: 0 for a uniform map, 1 for all attention on one pixel. */
@@ -129,6 +136,11 @@ export function competitionRanks(values) {
   return values.map((v) => 1 + values.filter((o) => o > v).length);
 }
 
+/** Compute the whole-map numbers (focus, top-10% share) once; later scoreLocally calls include them. */
+export function mapStatistics(map) {
+  return [map.focus, map.top10Share];
+}
+
 /**
  * The instant, local part of `foveal score`: per-element share, density, lift, area fraction, rank, and the
  * creative-level shares. Percentile, pass and recommendations come from the service (they need the norms).
@@ -137,17 +149,18 @@ export function scoreLocally(map, elements) {
   const stats = elements.map((e) => ({ ...e, ...map.boxStats(e.box) }));
   const ranks = competitionRanks(stats.map((s) => s.share));
   stats.forEach((s, i) => { s.rank = ranks[i]; });
-  const conversion = map.unionShare(elements.filter((e) => CONVERSION_KINDS.has(e.kind)).map((e) => e.box));
-  const others = map.unionShare(elements.filter((e) => !CONVERSION_KINDS.has(e.kind)).map((e) => e.box),
-    conversion.mask);
+  const [conversion, others] = map.creativeShares(
+    elements.filter((e) => CONVERSION_KINDS.has(e.kind)).map((e) => e.box),
+    elements.filter((e) => !CONVERSION_KINDS.has(e.kind)).map((e) => e.box));
   return {
     elements: stats,
     creative: {
-      conversion_share: conversion.share,
-      other_elements_share: others.share,
-      background_share: Math.max(0, 1 - conversion.share - others.share),
-      focus: map.focus,
-      top10_share: map.top10Share,
+      conversion_share: conversion,
+      other_elements_share: others,
+      background_share: Math.max(0, 1 - conversion - others),
+      // Whole-map numbers cost a pass over every pixel: null until mapStatistics() has run once for this map.
+      focus: map._focus,
+      top10_share: map._top10,
     },
   };
 }

@@ -27,17 +27,22 @@ export function renderView(out, rgba, map, mode, opacity, cmap) {
   }
   const scale = map.max > 0 ? 1 / map.max : 0;
   if (mode === "map") {
+    const levels = 255 * scale;
     for (let i = 0, j = 0; i < n; i++, j += 4) {
-      const v = Math.round(255 * map.prob[i] * scale);
+      const v = (map.prob[i] * levels + 0.5) | 0;
       px[j] = v; px[j + 1] = v; px[j + 2] = v; px[j + 3] = 255;
     }
     return;
   }
   const table = lut(cmap);
+  const weight = new Float32Array(256); // blend weight per colormap level
+  for (let k = 0; k < 256; k++) weight[k] = opacity * Math.sqrt(k / 255);
+  const levels = 255 * scale;
+  const prob = map.prob;
   for (let i = 0, j = 0; i < n; i++, j += 4) {
-    const t = map.prob[i] * scale;
-    const c = Math.round(255 * t) * 3;
-    const a = opacity * Math.sqrt(t);
+    const k = (prob[i] * levels + 0.5) | 0;
+    const c = k * 3;
+    const a = weight[k];
     px[j] = rgba[j] + a * (table[c] - rgba[j]);
     px[j + 1] = rgba[j + 1] + a * (table[c + 1] - rgba[j + 1]);
     px[j + 2] = rgba[j + 2] + a * (table[c + 2] - rgba[j + 2]);

@@ -63,8 +63,8 @@ export function renderScores(root, local, served, selected) {
     card("conversion share", pct(c.conversion_share), "cta + headline + product"),
     card("other elements", pct(c.other_elements_share), "logo, text, faces…"),
     card("background", pct(c.background_share), "on no element"),
-    card("focus", num(c.focus), "0 uniform … 1 one point"),
-    card("top 10% pixels hold", pct(c.top10_share), "0.1 = scattered"));
+    card("focus", c.focus === null ? "…" : num(c.focus), "0 uniform … 1 one point"),
+    card("top 10% pixels hold", c.top10_share === null ? "…" : pct(c.top10_share), "0.1 = scattered"));
   const maxShare = Math.max(1e-9, ...local.elements.map((e) => e.share));
   root.chart.replaceChildren(...local.elements.flatMap((e) => [
     h("span", { class: "chart-name" }, e.name),
