@@ -207,6 +207,8 @@ def test_metrics(http):
 # -- concurrency: batched results are exactly the serial ones --------------------------------------------------
 def test_64_concurrent_requests_equal_serial_in_process(url, engine):
     payloads = images(64)
+    bad = {5: b"not an image", 31: b"\x89PNG\r\n\x1a\n truncated", 50: b""}  # fail alone, inside batches
+    payloads = [bad.get(i, p) for i, p in enumerate(payloads)]
 
     async def fire() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=120,
@@ -215,8 +217,11 @@ def test_64_concurrent_requests_equal_serial_in_process(url, engine):
                                                       headers={"Content-Type": "image/png"}) for p in payloads))
 
     responses = asyncio.run(fire())
-    assert [r.status_code for r in responses] == [200] * 64
-    for payload, response in zip(payloads, responses):
+    assert [r.status_code for r in responses] == [400 if i in bad else 200 for i in range(64)]
+    for i, (payload, response) in enumerate(zip(payloads, responses)):
+        if i in bad:
+            assert error_of(response) == (400, "invalid_image")
+            continue
         expected = engine.predict(payload)
         assert np.array_equal(np.load(io.BytesIO(response.content)), expected.prob)
         assert json.loads(response.headers["x-foveal-provenance"])["image_sha256"] == \
@@ -286,6 +291,8 @@ def test_bad_fields(http):
     assert error_of(http.post("/v1/whatif", files=files, data={
         "elements": ELEMENTS, "edits": '[{"op": "move", "element": "cta", "dx": 1.5, "dy": 0}]'})) == \
         (400, "invalid_input")
+    assert error_of(http.post("/v1/whatif", files=files, data={
+        "elements": ELEMENTS, "search": '{"element": "cta", "step": 1}'})) == (400, "invalid_input")
     assert error_of(http.post("/v1/predict", params={"grid": "0x5"}, content=EXAMPLE.read_bytes(),
                               headers={"Content-Type": "image/png"})) == (400, "invalid_input")
     assert error_of(http.post("/v1/predict", params={"format": "gif"}, content=b"x",
@@ -409,3 +416,37 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
+    """When the batched engine call raises, every image is re-run alone: only the culprit fails."""
+    from foveal import InputError
+    from foveal.serve.batcher import Batcher
+
+    import hashlib
+
+    payloads = images(6)
+    culprit = payloads[3]
+    culprit_sha = hashlib.sha256(culprit).hexdigest()
+
+    class Fragile:  # the real engine, failing whenever the culprit is in the call (as a broken model would)
+        max_pixels = engine.max_pixels
+
+        def predict_batch(self, batch, batch_size=16):
+            if any(d.sha256 == culprit_sha for d in batch):
+                raise InputError("this image breaks the model")
+            return engine.predict_batch(batch, batch_size)
+
+    async def run():
+        batcher = Batcher(Fragile(), max_batch=8, max_wait_ms=0)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(p) for p in payloads), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(run())
+    assert isinstance(results[3], InputError)
+    for payload, result in zip(payloads, results):
+        if payload is not culprit:
+            assert np.array_equal(result.prob, engine.predict(payload).prob)

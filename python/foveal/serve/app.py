@@ -37,7 +37,8 @@ from ..scoring import compare as comparing
 from ..scoring.norms import Norms, load_norms
 from ..scoring.report import draw_boxes, render_html, score_document
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from ..scoring.whatif import MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits, whatif_search
+from ..scoring.whatif import (MAX_OVERLAP, candidate_offsets, edit_from_dict, whatif_document, whatif_edits,
+                              whatif_search)
 from . import codec
 from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor
@@ -50,6 +51,8 @@ log = logging.getLogger("foveal.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/v1/norms", "/healthz", "/readyz",
           "/metrics", "/")
+#: Most positions one /v1/whatif search may try (each is a full prediction).
+MAX_SEARCH_POSITIONS = 400
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
             if state.batcher is not None:
                 await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
 
-    app = FastAPI(title="foveal", version=__version__, lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and users run air-gapped.
+    app = FastAPI(title="foveal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predict where people look at an image and score its elements. Errors are "
                               '`{"error": {"code", "message"}}`.')
     app.state.foveal = state
@@ -221,9 +225,13 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         deadline = _deadline(request, state)
         batcher = _batcher(state)
         cells = codec.parse_grid(grid) if grid else None
-        data, name = await codec.image_bytes(request)
-        decoded = await _decode(state, data, name)
-        smap = await batcher.submit(decoded, deadline)
+        batcher.expect()
+        try:
+            data, name = await codec.image_bytes(request)
+            codec.check_pixels(data, state.config.max_pixels)  # a header read: refuse a bomb before it queues
+        finally:
+            batcher.arrived()
+        smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
         if format == "npy":
             return Response(codec.npy(smap), media_type="application/x-npy", headers=_map_headers(smap))
         if format == "png":
@@ -238,7 +246,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             if cells is not None:
                 doc["grid"] = codec.grid(smap, *cells)
             if overlay:
-                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(decoded.pixels)))}
+                pixels = decode(data, state.config.max_pixels).pixels
+                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(pixels)))}
             return doc
 
         return JSONResponse(await run_in_threadpool(document))
@@ -353,8 +362,15 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 edits = [edit_from_dict(e, f"edits[{i}]") for i, e in enumerate(raw)]
                 body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
             else:
+                options = _search_options(codec.json_field(search_text, "search"))
+                tried, _ = candidate_offsets(decoded.pixels.shape[:2], spec.elements, options["name"],
+                                             grid=options["grid"], step=options["step"],
+                                             max_overlap=options["max_overlap"])
+                if len(tried) > MAX_SEARCH_POSITIONS:
+                    raise InputError(f"field 'search': {len(tried)} positions to try, this service tries at most "
+                                     f"{MAX_SEARCH_POSITIONS} per request; use a coarser grid or a larger step")
                 body, outcome, n = whatif_search(predictor, decoded.pixels, spec.elements, batch_size=batch_size,
-                                                 **_search_options(codec.json_field(search_text, "search")))
+                                                 **options)
             inputs = {"image": filename, "image_sha256": decoded.sha256, "elements": "elements"}
             doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n,
                                   batch_size=batch_size)

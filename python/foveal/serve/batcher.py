@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests' images coalesced into ``Engine.predict_batch`` calls.
 
-One worker task takes what is queued (up to ``max_batch`` images), optionally waiting ``max_wait_ms`` for a batch
-to fill, and runs it on a single dedicated thread, so the event loop never blocks and the engine is only ever
+One worker task takes what is queued (up to ``max_batch`` images), waiting at most ``max_wait_ms`` for a batch
+to fill, but only while other requests are known to be on their way (announced with :meth:`Batcher.expect`,
+still being read or decoded), so a lone request never waits for company that is not coming; it runs the batch on a single dedicated thread, so the event loop never blocks and the engine is only ever
 called from one thread at a time (the concurrency contract in docs/SERVING.md).  While a batch runs, new requests
 queue up and form the next one, so batches grow with load even with no wait at all.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 
 from ..errors import FovealError, ServiceError
-from ..imageio import DecodedImage
+from ..imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
 from ..saliency_map import SaliencyMap
 from .metrics import ServiceMetrics
 
@@ -41,7 +42,7 @@ def deadline_exceeded() -> ServiceError:
 
 @dataclass
 class _Item:
-    image: DecodedImage
+    image: ImageLike  # decoded, or bytes the engine thread decodes
     deadline: float | None  # time.monotonic() value, or None
     future: asyncio.Future
     queued_at: float = field(default_factory=time.monotonic)
@@ -69,14 +70,15 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
-        self._full: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self._closing = False
+        self._arriving = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker task on the running event loop."""
         self._loop = asyncio.get_running_loop()
-        self._wakeup, self._full = asyncio.Event(), asyncio.Event()
+        self._wakeup, self._changed = asyncio.Event(), asyncio.Event()
         self._task = self._loop.create_task(self._work(), name="foveal-batcher")
 
     async def stop(self) -> None:
@@ -98,11 +100,22 @@ class Batcher:
         return len(self._pending)
 
     # -- submitting --------------------------------------------------------------------------------------------
-    async def submit(self, image: DecodedImage, deadline: float | None = None) -> SaliencyMap:
-        """The map of one decoded image, computed in some batch; raises the image's own error."""
+    def expect(self, n: int = 1) -> None:
+        """Announce ``n`` images on their way (being received or decoded); a partial batch may wait for them."""
+        self._arriving += n
+
+    def arrived(self, n: int = 1) -> None:
+        """The announced images were submitted or will never be (call once per :meth:`expect`, in a finally)."""
+        self._arriving -= n
+        if self._changed is not None:
+            self._changed.set()
+
+    async def submit(self, image: ImageLike, deadline: float | None = None) -> SaliencyMap:
+        """The map of one image (decoded, or encoded bytes that the engine thread decodes), computed in some
+        batch; raises the image's own error."""
         return (await self.submit_many([image], deadline))[0]
 
-    async def submit_many(self, images: Sequence[DecodedImage], deadline: float | None = None) -> list[SaliencyMap]:
+    async def submit_many(self, images: Sequence[ImageLike], deadline: float | None = None) -> list[SaliencyMap]:
         """Maps of several images (queued together, refused together when the queue has no room for all)."""
         if self._closing or self._loop is None:
             raise ServiceError("the service is shutting down; retry on another instance", status=503,
@@ -115,10 +128,9 @@ class Batcher:
         items = [_Item(image, deadline, self._loop.create_future()) for image in images]
         self._pending.extend(items)
         self.metrics.queue_depth.set(len(self._pending))
-        assert self._wakeup is not None and self._full is not None
+        assert self._wakeup is not None and self._changed is not None
         self._wakeup.set()
-        if len(self._pending) >= self.max_batch:
-            self._full.set()
+        self._changed.set()
         futures = [item.future for item in items]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
@@ -140,7 +152,7 @@ class Batcher:
 
     # -- the worker --------------------------------------------------------------------------------------------
     async def _work(self) -> None:
-        assert self._wakeup is not None and self._full is not None
+        assert self._wakeup is not None
         while True:
             if not self._pending:
                 if self._closing:
@@ -148,12 +160,7 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self.max_wait > 0 and len(self._pending) < self.max_batch and not self._closing:
-                self._full.clear()
-                try:
-                    await asyncio.wait_for(self._full.wait(), self.max_wait)
-                except asyncio.TimeoutError:
-                    pass
+            await self._fill()
             batch = self._take()
             self.metrics.queue_depth.set(len(self._pending))
             if not batch:
@@ -179,6 +186,20 @@ class Batcher:
                 else:
                     item.future.set_exception(result)
 
+    async def _fill(self) -> None:
+        """Wait up to ``max_wait`` for a partial batch to fill, while announced images are still arriving."""
+        assert self._changed is not None
+        until = time.monotonic() + self.max_wait
+        while len(self._pending) < self.max_batch and self._arriving > 0 and not self._closing:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
     def _take(self) -> list[_Item]:
         """Up to ``max_batch`` live items; expired ones are failed with 504 without running."""
         batch: list[_Item] = []
@@ -194,19 +215,30 @@ class Batcher:
             batch.append(item)
         return batch
 
-    def _run(self, images: list[DecodedImage]) -> list[Any]:
-        """On the engine thread: one batched call; if it raises, each image alone so only bad ones fail."""
-        try:
-            return list(self.engine.predict_batch(images, batch_size=len(images)))
-        except FovealError:
-            if len(images) == 1:
-                raise
-        results: list[Any] = []
-        for image in images:
+    def _run(self, images: list[Any]) -> list[Any]:
+        """On the engine thread: decode what is still encoded, one batched call on the good images; if that call
+        raises, each image alone, so only the bad ones fail."""
+        results: list[Any] = [None] * len(images)
+        ready: list[tuple[int, DecodedImage]] = []
+        max_pixels = getattr(self.engine, "max_pixels", DEFAULT_MAX_PIXELS)
+        for i, image in enumerate(images):
             try:
-                results.append(self.engine.predict_batch([image], batch_size=1)[0])
+                ready.append((i, decode(image, max_pixels)))
             except FovealError as exc:
-                results.append(exc)
+                results[i] = exc
+        if not ready:
+            return results
+        try:
+            maps = list(self.engine.predict_batch([d for _, d in ready], batch_size=len(ready)))
+        except FovealError:
+            maps = []
+            for _, image in ready:
+                try:
+                    maps.append(self.engine.predict_batch([image], batch_size=1)[0])
+                except FovealError as exc:
+                    maps.append(exc)
+        for (i, _), result in zip(ready, maps):
+            results[i] = result
         return results
 
 
@@ -218,11 +250,7 @@ class ThreadPredictor:
         self._batcher, self._deadline = batcher, deadline
 
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[SaliencyMap]:
-        from ..imageio import decode
-
-        engine = self._batcher.engine
-        decoded = [decode(image, getattr(engine, "max_pixels", 100_000_000)) for image in images]
         assert self._batcher._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._batcher.submit_many(decoded, self._deadline),
+        future = asyncio.run_coroutine_threadsafe(self._batcher.submit_many(list(images), self._deadline),
                                                   self._batcher._loop)
         return future.result()

@@ -150,9 +150,10 @@ def png16(smap: SaliencyMap) -> tuple[bytes, float]:
 
 
 def npy(smap: SaliencyMap) -> bytes:
+    """The map as a float32 ``.npy`` file (header, then the C-order data)."""
     buf = io.BytesIO()
-    np.save(buf, smap.prob)
-    return buf.getvalue()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(smap.prob))
+    return buf.getvalue() + smap.prob.tobytes()
 
 
 def parse_grid(text: str) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from .auth import KeyChecker, presented_key
 from .metrics import ServiceMetrics
 
 #: Paths answered without an API key: liveness/readiness probes, the page and the API's own description.
-OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")
 
 
 class Guard:

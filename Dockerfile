@@ -1,0 +1,36 @@
+# The foveal HTTP service on the CPU: `foveal serve` with the shipped models baked into the image.
+#
+#   podman build -t foveal-serve .            (or docker build; BASE may name any Debian-like image with python3)
+#   podman run --rm -p 8080:8080 foveal-serve
+#
+# docs/SERVING.md: deployment, what was verified on which machine.
+ARG BASE=python:3.11-slim-bookworm
+
+FROM ${BASE} AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ make cmake \
+ && (python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+     || apt-get install -y --no-install-recommends python3-dev) \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir --upgrade pip
+WORKDIR /src
+COPY pyproject.toml CMakeLists.txt README.md ./
+COPY csrc csrc
+COPY python python
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels .
+
+FROM ${BASE}
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin foveal
+COPY --from=build /wheels /wheels
+RUN python3 -m venv /opt/foveal \
+ && /opt/foveal/bin/pip install --no-cache-dir "$(ls /wheels/foveal-*.whl)[serve]" \
+ && rm -rf /wheels \
+ # The model ships inside the package: fail the build now if it cannot load, not at the first request.
+ && /opt/foveal/bin/python -c "import foveal; print(foveal.Engine())"
+ENV PATH=/opt/foveal/bin:$PATH PYTHONUNBUFFERED=1
+USER foveal
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2).status != 200)"]
+# In a container the service must listen beyond loopback; publish the port only where it is wanted.
+ENTRYPOINT ["foveal", "serve", "--host", "0.0.0.0", "--port", "8080"]

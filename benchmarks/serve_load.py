@@ -1,0 +1,231 @@
+"""Load test of ``foveal serve`` on loopback, with in-process ``Engine`` as the baseline in the same run.
+
+    PYTHONPATH=python python benchmarks/serve_load.py [--rounds 3] [--seconds 8] [--concurrency 1,8,32]
+    PYTHONPATH=python python benchmarks/serve_load.py --soak-s 600          # the soak: RSS and lost requests
+
+The service runs in a subprocess (``python -m foveal serve`` on 127.0.0.1); the load generator is this process's
+own asyncio + httpx client.  Each round runs, per concurrency level, the in-process baseline and then the
+service, so both see the same machine state; results are the median over rounds with the range.
+
+Baselines (what a strong engineer would do without a service):
+- concurrency 1: ``engine.predict(jpeg_bytes)`` in a loop (decode, network, postprocess; the service does the
+  same per request plus HTTP and the map's transfer);
+- concurrency 8 and 32: ``engine.predict_batch(32 × jpeg_bytes, batch_size=max_batch)``, images per second.
+
+Every loop is bounded by a request count and a time limit.  Nothing leaves 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def jpeg_800x600() -> bytes:
+    """The example creative resized to 800×600, as a quality-90 JPEG."""
+    from PIL import Image
+
+    with Image.open(ROOT / "examples" / "creative.png") as image:
+        buf = io.BytesIO()
+        image.convert("RGB").resize((800, 600), Image.LANCZOS).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, max_batch: int, max_wait_ms: float, log: Path) -> subprocess.Popen:
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                 "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
+                                 "--max-queue", "1024"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not become ready in 120 s")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def load(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int,
+               params: dict[str, str]) -> tuple[list[float], int, float]:
+    """``concurrency`` workers posting ``body`` until ``seconds`` or ``max_requests``: latencies, errors, wall."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def worker() -> None:
+            nonlocal errors, sent
+            while time.perf_counter() < stop and sent < max_requests:
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/predict", params=params, content=body,
+                                          headers={"Content-Type": "image/jpeg"})
+                    ok = r.status_code == 200 and len(r.content) > 0
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return latencies, errors, wall
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def in_process_predict(engine, body: bytes, seconds: float, max_requests: int) -> list[float]:
+    out = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop and len(out) < max_requests:
+        t0 = time.perf_counter()
+        engine.predict(body)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def in_process_batch(engine, body: bytes, n: int, batch_size: int, seconds: float) -> float:
+    """Images per second of ``predict_batch`` over repeated ``n``-image calls."""
+    done, start = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - start < seconds:
+        engine.predict_batch([body] * n, batch_size=batch_size)
+        done += n
+    return done / (time.perf_counter() - start)
+
+
+def summarise(name: str, rows: list[dict[str, float]]) -> str:
+    def med(key: str) -> str:
+        vals = [r[key] for r in rows]
+        return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
+    keys = [k for k in ("p50", "p90", "p99", "rps", "errors") if k in rows[0]]
+    return f"{name:<34} " + "  ".join(f"{k} {med(k)}" for k in keys)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=8.0, help="per measurement (bounded also by --requests)")
+    p.add_argument("--requests", type=int, default=2000, help="most requests per measurement")
+    p.add_argument("--concurrency", default="1,8,32")
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--format", default="npy", help="response format of /v1/predict: npy, png or json")
+    p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
+    p.add_argument("--soak-concurrency", type=int, default=8)
+    args = p.parse_args()
+
+    import foveal
+
+    body = jpeg_800x600()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"foveal-serve-bench-{port}.log"
+    server = start_server(port, args.max_batch, args.max_wait_ms, log)
+    params = {"format": args.format} if args.format != "json" else {"map": "true"}
+    threads = os.environ.get("FOVEAL_NUM_THREADS", "default")
+    print(f"foveal {foveal.__version__}, 800x600 JPEG ({len(body) / 1024:.0f} KiB), response {args.format}, "
+          f"max_batch {args.max_batch}, max_wait_ms {args.max_wait_ms}, threads {threads}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    try:
+        if args.soak_s > 0:
+            soak(url, server.pid, body, args, params)
+            return
+        engine = foveal.Engine()
+        engine.predict_batch([body] * 2)  # warm
+        levels = [int(c) for c in args.concurrency.split(",")]
+        results: dict[str, list[dict[str, float]]] = {}
+        for r in range(args.rounds):
+            for c in levels:
+                if c == 1:
+                    lat = in_process_predict(engine, body, args.seconds, args.requests)
+                    results.setdefault("in-process predict (c=1)", []).append(
+                        {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / sum(lat)})
+                else:
+                    rate = in_process_batch(engine, body, 32, args.max_batch, args.seconds)
+                    results.setdefault(f"in-process predict_batch (32, bs {args.max_batch})", []).append(
+                        {"rps": rate})
+                lat, errors, wall = asyncio.run(load(url, body, c, args.seconds, args.requests, params))
+                results.setdefault(f"service c={c}", []).append(
+                    {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / wall,
+                     "errors": float(errors)})
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        print("median over rounds (range); latencies in ms, throughput in requests (images) per second")
+        for name, rows in results.items():
+            print(summarise(name, rows))
+        base = statistics.median(r["p50"] for r in results["in-process predict (c=1)"]) \
+            if "in-process predict (c=1)" in results else None
+        if base is not None and "service c=1" in results:
+            overhead = [s["p50"] - b["p50"] for s, b in zip(results["service c=1"],
+                                                           results["in-process predict (c=1)"])]
+            print(f"service p50 overhead at c=1, per round: {', '.join(f'{o:+.2f} ms' for o in overhead)} "
+                  f"(baseline p50 {base:.1f} ms)")
+        batch_key = f"in-process predict_batch (32, bs {args.max_batch})"
+        for c in levels:
+            if c > 1 and batch_key in results:
+                ratios = [s["rps"] / b["rps"] for s, b in zip(results[f"service c={c}"], results[batch_key])]
+                print(f"service c={c} throughput / in-process predict_batch, per round: "
+                      f"{', '.join(f'{x:.2f}' for x in ratios)}")
+    finally:
+        server.terminate()
+        code = server.wait(timeout=60)
+        print(f"server exit code after SIGTERM: {code}")
+
+
+def soak(url: str, pid: int, body: bytes, args, params) -> None:
+    """Constant load for ``soak_s``; server RSS sampled every 5 s; growth after warm-up (first 10 %)."""
+    samples: list[tuple[float, float]] = []
+    total, errors = 0, 0
+    start = time.perf_counter()
+    chunk = 5.0
+    while time.perf_counter() - start < args.soak_s:
+        lat, err, _ = asyncio.run(load(url, body, args.soak_concurrency, chunk, 100_000, params))
+        total, errors = total + len(lat), errors + err
+        samples.append((time.perf_counter() - start, rss_mib(pid)))
+    warm = [rss for t, rss in samples if t >= 0.1 * args.soak_s]
+    first, last, peak = warm[0], warm[-1], max(warm)
+    print(f"soak {args.soak_s:.0f} s at concurrency {args.soak_concurrency}: {total} requests, {errors} errors "
+          f"or lost; server RSS after warm-up {first:.0f} MiB → {last:.0f} MiB (peak {peak:.0f}), growth "
+          f"{100 * (last - first) / first:+.1f} %")
+    print("RSS samples (s, MiB): " + ", ".join(f"{t:.0f}:{r:.0f}" for t, r in samples[:: max(1, len(samples) // 20)]))
+
+
+if __name__ == "__main__":
+    main()
