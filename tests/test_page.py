@@ -66,10 +66,15 @@ def driver(downloads):
 
 @pytest.fixture
 def page(driver, service):
+    """The page, freshly loaded at 1280×800; afterwards, no script error and no Content-Security-Policy refusal."""
     driver.set_window_size(1280, 800)
     driver.get(service + "/")
     wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#colormap option').length") > 0)
-    return driver
+    driver.get_log("browser")
+    yield driver
+    problems = [e["message"] for e in driver.get_log("browser")
+                if e["level"] == "SEVERE" and (e["source"] in ("javascript", "security") or "Refused" in e["message"])]
+    assert not problems, problems
 
 
 def wait(driver, condition, timeout: float = 30.0, what: str = "the page"):
@@ -162,6 +167,19 @@ def cli_shares(image: Path, elements: list[dict], tmp_path: Path) -> dict[str, f
                     "--no-report", "-q"], check=True, env=env, timeout=120)
     doc = json.loads((out / "scores.json").read_text())
     return {e["name"]: e["share"] for e in doc["elements"]}
+
+
+def test_page_is_served_with_a_strict_content_security_policy(service):
+    import httpx
+
+    r = httpx.get(service + "/", timeout=30)
+    assert r.status_code == 200 and "<title>foveal" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "<script>" not in r.text and "style=" not in r.text  # nothing inline for the policy to block
+    js_file = httpx.get(service + "/js/app.js", timeout=30)
+    assert js_file.headers["content-type"].startswith("text/javascript")
+    assert "http://" not in js_file.text and "https://" not in js_file.text  # no CDN, nothing fetched elsewhere
 
 
 def test_upload_draws_overlay_legend_and_views(page):

@@ -122,9 +122,9 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
         app.add_exception_handler(exc_class, handler)
     _routes(app, state)
     if config.static_dir and Path(config.static_dir, "index.html").is_file():
-        from starlette.staticfiles import StaticFiles
+        from .page import PageFiles
 
-        app.mount("/", StaticFiles(directory=config.static_dir, html=True), name="static")
+        app.mount("/", PageFiles(directory=config.static_dir, html=True), name="static")
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
