@@ -322,6 +322,26 @@ def test_bad_files_show_readable_errors(page, tmp_path):
     shot(page, "6-bad-file")
 
 
+def test_detected_elements_are_proposed_then_accepted(page, service):
+    import httpx
+
+    if "/v1/detect" not in httpx.get(service + "/openapi.json", timeout=30).json()["paths"]:
+        pytest.skip("this build has no automatic element detection (foveal.detect, issue 18), so no /v1/detect")
+    upload(page, EXAMPLES / "creative.png")
+    button = page.find_element("id", "detect")
+    assert button.is_displayed()
+    button.click()
+    wait(page, lambda d: d.find_element("id", "proposals").is_displayed(), timeout=120, what="the proposals")
+    proposed = page.find_elements("css selector", "#proposal-list li")
+    assert proposed and not element_rows(page), "proposals are offered, not applied"
+    assert len(page.find_elements("css selector", "#proposal-boxes .box")) == len(proposed)
+    shot(page, "9-proposals")
+    page.find_element("id", "accept-all").click()
+    wait(page, lambda d: len(element_rows(d)) == len(proposed) and served(d), what="the accepted elements")
+    assert not page.find_element("id", "proposals").is_displayed()
+    assert {r["kind"] for r in element_rows(page)} <= {"cta", "headline", "body_text", "product", "logo", "face"}
+
+
 def test_api_key_is_asked_once_and_sent_as_a_header(driver, tmp_path, norms_file):
     keys = tmp_path / "keys.txt"
     keys.write_text(KEY + "\n")

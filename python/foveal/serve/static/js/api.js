@@ -23,7 +23,8 @@ export class Api {
   async request(path, { method = "GET", body = null, query = null } = {}) {
     const url = query ? `${path}?${new URLSearchParams(query)}` : path;
     for (let attempt = 0; ; attempt++) {
-      const headers = this.key ? { "X-API-Key": this.key } : {};
+      const sent = this.key;
+      const headers = sent ? { "X-API-Key": sent } : {};
       let response;
       try {
         response = await fetch(url, { method, body, headers });
@@ -32,13 +33,17 @@ export class Api {
       }
       if ((response.status === 401 || response.status === 403) && attempt === 0) {
         const error = await readError(response);
-        const key = await this.askKey(error.message);
-        if (key) {
-          this.key = key;
-          sessionStorage.setItem(KEY_STORAGE, key);
-          continue;
+        // Concurrent calls refused together share one prompt; a key entered meanwhile is simply retried.
+        if (this.key === sent) {
+          this.prompt ??= this.askKey(error.message).finally(() => { this.prompt = null; });
+          const key = await this.prompt;
+          if (!key) throw error;
+          if (this.key === sent) {
+            this.key = key;
+            sessionStorage.setItem(KEY_STORAGE, key);
+          }
         }
-        throw error;
+        continue;
       }
       if (!response.ok) throw await readError(response);
       return response;
@@ -86,6 +91,19 @@ export class Api {
       method: "POST", body: whatifForm(file, elementFile, edits), query: { format: "edited" },
     });
     return response.blob();
+  }
+
+  /** Proposed elements for a creative: the element file `foveal detect` writes (confidence, source "auto"). */
+  async detect(file) {
+    const form = new FormData();
+    form.append("image", file);
+    return this.json("/v1/detect", { method: "POST", body: form });
+  }
+
+  /** The API paths this service offers (its OpenAPI schema). */
+  async paths() {
+    const schema = await this.json("/openapi.json");
+    return new Set(Object.keys(schema.paths ?? {}));
   }
 
   /** {serving: the model this service runs, models: the shipped cards}. */

@@ -109,10 +109,10 @@ async function loadCreative(which, file) {
   const { width, height } = bitmap;
   const creative = {
     file, bitmap, width, height, rgba: null, map: null, pixels: null,
-    elements: [], format: null, served: undefined, servedKey: null, local: null,
+    elements: [], proposals: [], format: null, served: undefined, servedKey: null, local: null,
   };
   const previous = state.creatives[which];
-  const template = which === "B" ? state.creatives.A : previous;
+  const template = previous ?? (which === "B" ? state.creatives.A : null);
   if (template) creative.elements = carryElements(template, width, height);
   if (previous && which === "A") creative.format = previous.format;
   state.creatives[which] = creative;
@@ -120,6 +120,8 @@ async function loadCreative(which, file) {
   state.ghosts.clear();
   $("whatif-result").hidden = true;
   refresh();
+  // With elements already there, the service's full scores are asked for now, beside the map, not after it.
+  if (creative.elements.length) serveScores(which);
   creative.rgba = imagePixels(bitmap, width, height);
   try {
     const map = await prediction;
@@ -259,6 +261,70 @@ async function importElements(file) {
   }
 }
 
+// ------------------------------------------------------------------------------------------------- proposals
+
+/** Ask the service's detector for elements; they are offered, not applied, until the user accepts them. */
+async function proposeElements() {
+  const c = current();
+  if (!c?.map) return;
+  clearError();
+  status("Detecting elements…");
+  $("detect").disabled = true;
+  try {
+    const doc = await api.detect(c.file);
+    const spec = parseElementFile(JSON.stringify(doc), c.width, c.height, "proposed elements");
+    c.proposals = spec.elements.map((e, i) => ({ ...e, confidence: doc.elements[i].confidence ?? null,
+      text: doc.elements[i].text ?? null }));
+    status(c.proposals.length ? `${c.proposals.length} element(s) proposed: accept or dismiss each`
+      : "No element was found automatically; draw the boxes yourself.");
+  } catch (err) {
+    showError(`detection: ${err.message}`);
+    status("");
+  } finally {
+    $("detect").disabled = false;
+    refresh();
+  }
+}
+
+function acceptProposals(indices) {
+  const c = current();
+  let elements = [...c.elements];
+  for (const i of indices) {
+    const p = c.proposals[i];
+    if (elements.some((e) => e.box.join() === p.box.join())) continue; // already an element
+    const taken = new Set(elements.map((e) => e.name));
+    let name = p.name;
+    for (let k = 2; taken.has(name); k++) name = `${p.name} ${k}`;
+    elements.push({ name, kind: p.kind, box: [...p.box] });
+  }
+  c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  setElements(elements);
+}
+
+function dismissProposals(indices) {
+  const c = current();
+  c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  refresh();
+}
+
+function refreshProposals(c) {
+  const proposals = c?.proposals ?? [];
+  $("proposals").hidden = !proposals.length;
+  $("proposal-list").replaceChildren(...proposals.map((p, i) => h("li", { dataset: { kind: p.kind } },
+    h("span", { class: "swatch" }),
+    h("span", { class: "what" }, `${p.kind} "${p.name}"`, p.text ? ` · ${JSON.stringify(p.text)}` : "",
+      p.confidence === null ? "" : ` · ${Math.round(100 * p.confidence)}%`),
+    h("button", { type: "button", class: "small", onclick: () => acceptProposals([i]) }, "Accept"),
+    h("button", { type: "button", class: "small", onclick: () => dismissProposals([i]) }, "Dismiss"))));
+  const layer = $("proposal-boxes");
+  layer.replaceChildren(...(state.whatif ? [] : proposals).map((p) => {
+    const box = h("div", { class: "box proposal", dataset: { kind: p.kind } },
+      h("span", { class: "box-label" }, `${p.name}?`));
+    editor.place(box, p.box);
+    return box;
+  }));
+}
+
 // ----------------------------------------------------------------------------------------------------- what-if
 
 /** The box an element would have after its what-if edit (scale about its centre, then move). */
@@ -339,7 +405,7 @@ function scheduleServer() {
 /** The service's score document for a creative's current elements (cached by elements + norms). */
 async function serveScores(which) {
   const c = state.creatives[which];
-  if (!c?.map || !c.elements.length) return null;
+  if (!c?.elements.length) return null;
   const key = serverKey(c);
   if (c.servedKey === key && c.served) return c.served;
   c.served = null;
@@ -359,7 +425,7 @@ async function serveScores(which) {
     }
     return doc;
   } catch (err) {
-    if (serverKey(c) === key) {
+    if (serverKey(c) === key && state.creatives[which] === c) {
       c.served = undefined;
       showError(`scores: ${err.message}`);
       refreshScores();
@@ -405,6 +471,8 @@ function refresh() {
     rename: renameElement, kind: setKind, remove: removeElement, select: (name) => { state.selected = name; refreshBoxes(); },
   });
   $("elements-empty").hidden = Boolean(c?.elements.length);
+  refreshProposals(c);
+  $("detect").disabled = !c?.map;
   refreshScores();
   refreshComparison();
   const list = edits();
@@ -644,6 +712,9 @@ function wire() {
   });
   $("key-button").hidden = !api.key;
   $("error-close").addEventListener("click", clearError);
+  $("detect").addEventListener("click", proposeElements);
+  $("accept-all").addEventListener("click", () => acceptProposals(current().proposals.map((_, i) => i)));
+  $("dismiss-all").addEventListener("click", () => dismissProposals(current().proposals.map((_, i) => i)));
   refresh();
 }
 
@@ -660,6 +731,11 @@ async function loadServiceInfo() {
     for (const name of await api.normNames()) $("norms").append(h("option", { value: name }, name));
   } catch {
     // A service without norms: only "none" is offered.
+  }
+  try {
+    $("detect").hidden = !(await api.paths()).has("/v1/detect");
+  } catch {
+    // No schema: no automatic detection offered.
   }
 }
 
