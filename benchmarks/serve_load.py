@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+RESPONSES = {"npy": {"format": "npy"}, "png": {"format": "png"}, "json": {"format": "json"},
+             "grid": {"format": "json", "map": "false", "grid": "32x24"}}
 
 
 def jpeg_800x600() -> bytes:
@@ -147,7 +149,9 @@ def main() -> None:
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
-    p.add_argument("--format", default="npy", help="response format of /v1/predict: npy, png or json")
+    p.add_argument("--format", default="npy", choices=sorted(RESPONSES),
+                   help="what /v1/predict returns: npy (the exact float32 map), png (16-bit PNG), json (document with "
+                        "the PNG map in base64), grid (document with a 32x24 grid only)")
     p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
     p.add_argument("--soak-concurrency", type=int, default=8)
     args = p.parse_args()
@@ -159,7 +163,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"foveal-serve-bench-{port}.log"
     server = start_server(port, args.max_batch, args.max_wait_ms, log)
-    params = {"format": args.format} if args.format != "json" else {"map": "true"}
+    params = RESPONSES[args.format]
     threads = os.environ.get("FOVEAL_NUM_THREADS", "default")
     print(f"foveal {foveal.__version__}, 800x600 JPEG ({len(body) / 1024:.0f} KiB), response {args.format}, "
           f"max_batch {args.max_batch}, max_wait_ms {args.max_wait_ms}, threads {threads}, {os.cpu_count()} CPUs, "
