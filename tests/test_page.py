@@ -5,6 +5,8 @@ browser is installed.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -367,6 +369,9 @@ def test_downloads(page, downloads):
 
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")
+    from selenium.webdriver.support.ui import Select
+
+    Select(page.find_element("id", "norms")).select_by_value("examples")  # percentiles, scores, pass in the files
     wait(page, served, what="the service's scores")
     for kind, name in (("json", "scores.json"), ("csv", "scores.csv"), ("map", "map.png"),
                        ("overlay", "overlay.png"), ("report", "report.html")):
@@ -379,8 +384,26 @@ def test_downloads(page, downloads):
     assert [e["name"] for e in doc["elements"]] == ["logo", "headline", "face", "product", "body", "cta"]
     for name, share in local_shares(page).items():
         assert abs(share - next(e["share"] for e in doc["elements"] if e["name"] == name)) <= 1e-6
-    csv = (downloads / "creative.scores.csv").read_text().splitlines()
-    assert csv[0].startswith("creative,image_sha256,format,model") and len(csv) == 7
+    # scores.csv: the header and cell format of `foveal score DIR`'s scores.csv (Python's csv module and reprs).
+    from foveal.cli.score import CSV_HEADER
+
+    def cell(v):
+        return "" if v is None else v
+
+    def real(v):  # JSON.stringify writes 75.0 as 75; the CLI's CSV writes Python floats
+        return None if v is None else float(v)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    c = doc["creative"]
+    for e in doc["elements"]:
+        writer.writerow([cell(v) for v in (
+            "creative", doc["input"]["image_sha256"], doc["format"], doc["model"]["name"], doc["model"]["sha256"],
+            e["name"], e["kind"], *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]),
+            real(e["lift"]), e["rank"], real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]),
+            real(c["background_share"]), real(c["focus"]), real(c["top10_share"]))])
+    assert (downloads / "creative.scores.csv").read_text() == buf.getvalue()
     smap = SaliencyMap.from_png(downloads / "creative.map.png")
     assert smap.shape == (600, 600)
     with Image.open(downloads / "creative.overlay.png") as overlay:

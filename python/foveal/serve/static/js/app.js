@@ -11,6 +11,7 @@ import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor } from "./editor.js";
 import { ElementError, checkElements, elementFile, freshName, makeElement, parseElementFile } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
+import { overlayPng, save, scoresCsv } from "./downloads.js";
 import { h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
@@ -120,8 +121,6 @@ async function loadCreative(which, file) {
   state.ghosts.clear();
   $("whatif-result").hidden = true;
   refresh();
-  // With elements already there, the service's full scores are asked for now, beside the map, not after it.
-  if (creative.elements.length) serveScores(which);
   creative.rgba = imagePixels(bitmap, width, height);
   try {
     const map = await prediction;
@@ -152,6 +151,9 @@ async function loadCreative(which, file) {
     if (current() === creative) refreshScores();
     document.body.dataset.ready = String(Number(document.body.dataset.ready || 0) + 1);
   }));
+  // The full scores now, not after the debounce; not beside the map either: on a small CPU a second prediction
+  // running with the first would delay the overlay, the part a person waits for.
+  serveScores(which);
   scheduleServer();
 }
 
@@ -405,7 +407,7 @@ function scheduleServer() {
 /** The service's score document for a creative's current elements (cached by elements + norms). */
 async function serveScores(which) {
   const c = state.creatives[which];
-  if (!c?.elements.length) return null;
+  if (!c?.map || !c.elements.length) return null;
   const key = serverKey(c);
   if (c.servedKey === key && c.served) return c.served;
   c.served = null;
@@ -567,70 +569,13 @@ function paintSmall(canvas, c, fill) {
 
 // ------------------------------------------------------------------------------------------------- downloads
 
-function save(blob, name) {
-  const url = URL.createObjectURL(blob);
-  const a = h("a", { href: url, download: name });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-}
-
-const CSV_HEADER = ["creative", "image_sha256", "format", "model", "model_sha256", "element", "kind", "x", "y", "w",
-  "h", "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed", "conversion_share",
-  "background_share", "focus", "top10_share"];
-
-/** The rows `foveal score DIR` writes to scores.csv, for one creative's score document. */
-function scoresCsv(doc, creative) {
-  const cell = (v) => {
-    if (v === null || v === undefined) return "";
-    if (typeof v === "boolean") return v ? "True" : "False";
-    const s = String(v);
-    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  const rows = [CSV_HEADER];
-  for (const e of doc.elements) {
-    rows.push([creative, doc.input?.image_sha256, doc.format, doc.model?.name, doc.model?.sha256, e.name, e.kind,
-      ...e.box, e.area_fraction, e.share, e.density, e.lift, e.rank, e.percentile, e.score, e.passed,
-      doc.creative.conversion_share, doc.creative.background_share, doc.creative.focus, doc.creative.top10_share]);
-  }
-  return `${rows.map((r) => r.map(cell).join(",")).join("\n")}\n`;
-}
-
-async function overlayPng(c) {
-  const canvas = new OffscreenCanvas(c.width, c.height);
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(c.width, c.height);
-  renderView(img, c.rgba, c.map, "overlay", state.opacity, state.cmap);
-  ctx.putImageData(img, 0, 0);
-  const line = Math.max(2, Math.round(Math.min(c.width, c.height) / 300));
-  const size = Math.max(11, Math.round(Math.min(c.width, c.height) / 42));
-  ctx.font = `${size}px system-ui, sans-serif`;
-  const styles = getComputedStyle(document.documentElement);
-  for (const e of c.local.elements) {
-    const colour = styles.getPropertyValue(`--${e.kind}`).trim();
-    const [x, y, w, hh] = e.box;
-    ctx.strokeStyle = colour;
-    ctx.lineWidth = line;
-    ctx.strokeRect(x + line / 2, y + line / 2, w - line, hh - line);
-    const text = `${e.name} ${pct(e.share)}`;
-    const tw = ctx.measureText(text).width + 6;
-    const ty = y >= size + 4 ? y - size - 4 : y;
-    ctx.fillStyle = colour;
-    ctx.fillRect(x, ty, tw, size + 4);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(text, x + 3, ty + size);
-  }
-  return canvas.convertToBlob({ type: "image/png" });
-}
-
 async function download(kind) {
   const c = current();
   if (!c?.map) return;
   clearError();
   const stem = c.file.name.replace(/\.[^.]+$/, "") || "creative";
   try {
-    if (kind === "overlay") return save(await overlayPng(c), `${stem}.overlay.png`);
+    if (kind === "overlay") return save(await overlayPng(c, state.opacity, state.cmap), `${stem}.overlay.png`);
     if (kind === "map") return save(await api.mapPng(c.file), `${stem}.map.png`);
     if (kind === "report") {
       const blob = await api.report(c.file, elementFile(c.elements, c.format), {

@@ -80,8 +80,8 @@ export function renderScores(root, local, served, selected) {
       h("td", { class: s.passed === null ? "" : s.passed ? "pass" : "fail" },
         s.passed === null ? "–" : s.passed ? "pass" : "fail"),
     ];
-    return h("tr", { class: e.name === selected ? "selected" : null, dataset: { name: e.name } },
-      h("td", { class: "el-name" }, e.name), h("td", {}, e.kind),
+    return h("tr", { class: e.name === selected ? "selected" : null, dataset: { name: e.name, kind: e.kind } },
+      h("td", { class: "el-name", title: e.kind }, h("span", { class: "swatch" }), e.name),
       h("td", { class: "num share", dataset: { share: String(e.share) } }, pct(e.share, 2)),
       h("td", { class: "num" }, num(e.lift)), h("td", { class: "num" }, String(e.rank)), ...cells);
   }));
