@@ -418,6 +418,14 @@ def test_narrow_window_and_keyboard_reachable_upload(page):
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")
     assert js(page, "return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    # Boxes are keyboard-operable too: focus one, nudge it with the arrow keys, delete it.
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.ARROW_RIGHT, Keys.SHIFT + Keys.ARROW_UP)
+    wait(page, lambda d: next(r["box"] for r in element_rows(d) if r["name"] == "cta") == [401, 510, 150, 44],
+         what="the nudged box")
+    page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.DELETE)
+    wait(page, lambda d: "cta" not in [r["name"] for r in element_rows(d)], what="the deleted box")
     page.get(page.current_url)
     body = page.find_element("tag name", "body")
     for _ in range(5):
