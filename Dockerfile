@@ -1,8 +1,9 @@
 # The foveal HTTP service on the CPU: `foveal serve` with the shipped models baked into the image.
 #
-#   podman build -t foveal-serve .            (or docker build; BASE may name any Debian-like image with python3)
+#   podman build --format docker -t foveal-serve .   (docker format keeps HEALTHCHECK; or docker build)
 #   podman run --rm -p 8080:8080 foveal-serve
 #
+# Behind a proxy that re-signs TLS, give pip its CA:  podman build --secret id=pip_ca,src=/path/to/ca.pem .
 # docs/SERVING.md: deployment, what was verified on which machine.
 ARG BASE=python:3.11-slim-bookworm
 
@@ -12,17 +13,21 @@ RUN apt-get update \
  && (python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
      || apt-get install -y --no-install-recommends python3-dev) \
  && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir --upgrade pip
 WORKDIR /src
 COPY pyproject.toml CMakeLists.txt README.md ./
 COPY csrc csrc
 COPY python python
-RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels .
+RUN --mount=type=secret,id=pip_ca \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+ && python3 -m venv /opt/build \
+ && /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels .
 
 FROM ${BASE}
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin foveal
+RUN useradd --system --uid 10001 --create-home --home-dir /home/foveal --shell /usr/sbin/nologin foveal
 COPY --from=build /wheels /wheels
-RUN python3 -m venv /opt/foveal \
+RUN --mount=type=secret,id=pip_ca \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+ && python3 -m venv /opt/foveal \
  && /opt/foveal/bin/pip install --no-cache-dir "$(ls /wheels/foveal-*.whl)[serve]" \
  && rm -rf /wheels \
  # The model ships inside the package: fail the build now if it cannot load, not at the first request.
