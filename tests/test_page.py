@@ -5,6 +5,7 @@ browser is installed.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -184,6 +185,42 @@ def test_page_is_served_with_a_strict_content_security_policy(service):
     assert "http://" not in js_file.text and "https://" not in js_file.text  # no CDN, nothing fetched elsewhere
 
 
+def test_page_arithmetic_matches_the_library(page):
+    """The page's own modules, run in the browser, against foveal's Python on the same numbers: box stats and
+    creative shares (foveal.scoring.scores), A/B resampling (scoring.compare), element-file rounding (elements)."""
+    import numpy as np
+
+    from foveal import SaliencyMap
+    from foveal.scoring import parse_elements, score_creative
+    from foveal.scoring.compare import resample_mass
+
+    rng = np.random.default_rng(7)
+    prob = rng.gamma(0.3, size=(37, 53)).astype(np.float32)
+    prob /= prob.sum(dtype=np.float64)
+    spec = {"units": "relative", "elements": [
+        {"name": n, "kind": k, "box": [float(v) for v in rng.uniform(0.0, 0.45, 4)]}
+        for n, k in (("a", "cta"), ("b", "headline"), ("c", "logo"), ("d", "other"), ("e", "product"))]}
+    result = page.execute_async_script("""
+        const [prob, h, w, text, done] = arguments;
+        Promise.all([import('/js/attention.js'), import('/js/render.js'), import('/js/elements.js')]).then(([a, r, el]) => {
+          const map = new a.AttentionMap(Float32Array.from(prob), h, w);
+          const spec = el.parseElementFile(text, w, h);
+          a.mapStatistics(map);
+          const local = a.scoreLocally(map, spec.elements);
+          done({boxes: spec.elements.map((e) => e.box), local,
+                resampled: Array.from(r.resampleMass(map.prob, h, w, 20, 71))});
+        });""", prob.ravel().tolist(), 37, 53, json.dumps(spec))
+    elements = parse_elements(spec, (37, 53)).elements
+    assert result["boxes"] == [list(e.box) for e in elements]
+    expected = score_creative(SaliencyMap(prob), elements)
+    for got, want in zip(result["local"]["elements"], expected.elements):
+        for key in ("share", "density", "lift", "area_fraction", "rank"):
+            assert got[key] == pytest.approx(getattr(want, key), rel=1e-12, abs=1e-15), (want.name, key)
+    for key in ("conversion_share", "other_elements_share", "background_share", "focus", "top10_share"):
+        assert result["local"]["creative"][key] == pytest.approx(getattr(expected, key), rel=1e-9, abs=1e-12), key
+    np.testing.assert_allclose(result["resampled"], resample_mass(prob, (20, 71)).ravel(), rtol=1e-10, atol=1e-15)
+
+
 def test_upload_draws_overlay_legend_and_views(page):
     upload(page, EXAMPLES / "creative.png")
     assert js(page, "return document.getElementById('view').dataset.state") == "overlay"
@@ -202,6 +239,15 @@ def test_upload_draws_overlay_legend_and_views(page):
     page.find_element("css selector", "input[name=view][value=overlay]").click()
     assert "model foveal-lite0" in page.find_element("id", "model-info").text
     shot(page, "1-overlay")
+    # Dropping a file on the image area loads it the same way (a DragEvent carrying a real File).
+    data = base64.b64encode((EXAMPLES / "creative_b.png").read_bytes()).decode()
+    js(page, """const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+        document.getElementById('stage').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));""",
+       data)
+    wait(page, lambda d: js(d, "return document.body.dataset.ready") == "2", what="the dropped creative")
+    assert page.find_element("id", "status").text.startswith("dropped.png: 600×600")
 
 
 def test_drawn_box_share_matches_foveal_score(page, tmp_path):
