@@ -30,7 +30,7 @@ const state = {
   ghosts: new Map(),
   norms: "",
   passPercentile: 70,
-  comparison: null,
+  paintedAB: null, // the A and B maps the side-by-side panels were last painted from
 };
 
 const api = new Api(askKey);
@@ -448,7 +448,6 @@ async function serveComparison() {
   try {
     const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format));
     if (seq !== compareSeq) return;
-    state.comparison = doc;
     renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
   } catch (err) {
     if (seq === compareSeq) showError(`comparison: ${err.message}`);
@@ -549,8 +548,8 @@ function refreshComparison() {
   const show = Boolean(A?.map && B?.map);
   $("ab").hidden = !show;
   if (!show) return;
-  if (state.comparisonMaps !== `${A.file.name}|${A.map.total}|${B.file.name}|${B.map.total}`) {
-    state.comparisonMaps = `${A.file.name}|${A.map.total}|${B.file.name}|${B.map.total}`;
+  if (state.paintedAB?.a !== A.map || state.paintedAB?.b !== B.map) {
+    state.paintedAB = { a: A.map, b: B.map };
     paintSmall($("ab-a"), A, (img) => renderView(img, A.rgba, A.map, "overlay", 0.7, state.cmap));
     paintSmall($("ab-b"), B, (img) => renderView(img, B.rgba, B.map, "overlay", 0.7, state.cmap));
     const diff = differenceMap(A.map, B.map);
@@ -602,7 +601,7 @@ function wire() {
     else loadCreative("B", e.target.files[0]);
     e.target.value = "";
   });
-  $("remove-b").addEventListener("click", () => { state.creatives.B = null; state.active = "A"; state.comparison = null; refresh(); });
+  $("remove-b").addEventListener("click", () => { state.creatives.B = null; state.active = "A"; refresh(); });
   for (const input of document.querySelectorAll("input[name=which]")) {
     input.addEventListener("change", () => { state.active = input.value; state.selected = null; state.ghosts.clear(); refresh(); });
   }
@@ -624,7 +623,7 @@ function wire() {
     state.opacity = Number(e.target.value) / 100;
     if (current()?.map) drawStage(current());
   });
-  $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.comparisonMaps = null; refresh(); });
+  $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.paintedAB = null; refresh(); });
   $("import-elements").addEventListener("change", (e) => { if (e.target.files[0]) importElements(e.target.files[0]); e.target.value = ""; });
   $("export-elements").addEventListener("click", () => {
     const c = current();

@@ -1,7 +1,7 @@
 // An attention map in the page: the probability surface the service returned and its float64 summed-area table,
 // so every box statistic costs four reads, exactly as foveal.SaliencyMap.box_stats (docs/SCORING.md).
 
-export const CONVERSION_KINDS = new Set(["cta", "headline", "product"]);
+const CONVERSION_KINDS = new Set(["cta", "headline", "product"]);
 const TOP_FRACTION = 0.1;
 
 export class AttentionMap {
@@ -92,7 +92,7 @@ export class AttentionMap {
 }
 
 /** (H+1) x (W+1) float64 table with a zero top row and left column: row prefix plus the row above. */
-export function summedAreaTable(prob, height, width) {
+function summedAreaTable(prob, height, width) {
   const stride = width + 1;
   const sat = new Float64Array((height + 1) * stride);
   const running = new Float64Array(width);
@@ -132,7 +132,7 @@ function selectKth(a, k) {
 }
 
 /** Competition ranks: 1 = largest; equal values share the better rank (1, 2, 2, 4). */
-export function competitionRanks(values) {
+function competitionRanks(values) {
   return values.map((v) => 1 + values.filter((o) => o > v).length);
 }
 
