@@ -12,6 +12,9 @@ Baselines (what a strong engineer would do without a service):
   same per request plus HTTP and the map's transfer);
 - concurrency 8 and 32: ``engine.predict_batch(32 × jpeg_bytes, batch_size=max_batch)``, images per second.
 
+CPU time per request (the server process's, all threads, from /proc) is reported beside wall time: on a shared,
+overloaded machine wall-clock latency measures the scheduler as much as the code, CPU time much less so.
+
 Every loop is bounded by a request count and a time limit.  Nothing leaves 127.0.0.1.
 """
 from __future__ import annotations
@@ -72,6 +75,12 @@ def start_server(port: int, max_batch: int, max_wait_ms: float, log: Path) -> su
     raise SystemExit("server did not become ready in 120 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -114,14 +123,16 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
 
-def in_process_predict(engine, body: bytes, seconds: float, max_requests: int) -> list[float]:
+def in_process_predict(engine, body: bytes, seconds: float, max_requests: int) -> tuple[list[float], float]:
+    """Latencies of ``engine.predict`` in a loop, and the CPU seconds per call (every thread of this process)."""
     out = []
     stop = time.perf_counter() + seconds
+    cpu0 = time.process_time()
     while time.perf_counter() < stop and len(out) < max_requests:
         t0 = time.perf_counter()
         engine.predict(body)
         out.append(time.perf_counter() - t0)
-    return out
+    return out, (time.process_time() - cpu0) / len(out)
 
 
 def in_process_batch(engine, body: bytes, n: int, batch_size: int, seconds: float) -> float:
@@ -137,7 +148,7 @@ def summarise(name: str, rows: list[dict[str, float]]) -> str:
     def med(key: str) -> str:
         vals = [r[key] for r in rows]
         return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
-    keys = [k for k in ("p50", "p90", "p99", "rps", "errors") if k in rows[0]]
+    keys = [k for k in ("p50", "p90", "p99", "rps", "errors", "cpu_ms", "client_cpu_ms") if k in rows[0]]
     return f"{name:<34} " + "  ".join(f"{k} {med(k)}" for k in keys)
 
 
@@ -179,17 +190,21 @@ def main() -> None:
         for r in range(args.rounds):
             for c in levels:
                 if c == 1:
-                    lat = in_process_predict(engine, body, args.seconds, args.requests)
+                    lat, cpu = in_process_predict(engine, body, args.seconds, args.requests)
                     results.setdefault("in-process predict (c=1)", []).append(
-                        {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / sum(lat)})
+                        {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / sum(lat),
+                         "cpu_ms": 1e3 * cpu})
                 else:
                     rate = in_process_batch(engine, body, 32, args.max_batch, args.seconds)
                     results.setdefault(f"in-process predict_batch (32, bs {args.max_batch})", []).append(
                         {"rps": rate})
+                server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
                 lat, errors, wall = asyncio.run(load(url, body, c, args.seconds, args.requests, params))
+                server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu0, time.process_time() - client_cpu0
                 results.setdefault(f"service c={c}", []).append(
                     {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / wall,
-                     "errors": float(errors)})
+                     "errors": float(errors), "cpu_ms": 1e3 * server_cpu / len(lat),
+                     "client_cpu_ms": 1e3 * client_cpu / len(lat)})
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         print("median over rounds (range); latencies in ms, throughput in requests (images) per second")
         for name, rows in results.items():
@@ -201,6 +216,10 @@ def main() -> None:
                                                            results["in-process predict (c=1)"])]
             print(f"service p50 overhead at c=1, per round: {', '.join(f'{o:+.2f} ms' for o in overhead)} "
                   f"(baseline p50 {base:.1f} ms)")
+            cpu = [s["cpu_ms"] - b["cpu_ms"] for s, b in zip(results["service c=1"],
+                                                            results["in-process predict (c=1)"])]
+            print(f"server CPU per request minus in-process CPU per predict at c=1, per round: "
+                  f"{', '.join(f'{o:+.2f} ms' for o in cpu)}")
         batch_key = f"in-process predict_batch (32, bs {args.max_batch})"
         for c in levels:
             if c > 1 and batch_key in results:

@@ -38,7 +38,7 @@ from ..scoring import compare as comparing
 from ..scoring.norms import Norms, load_norms
 from ..scoring.report import draw_boxes, render_html, score_document
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from ..scoring.whatif import (MAX_OVERLAP, candidate_offsets, edit_from_dict, whatif_document, whatif_edits,
+from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits,
                               whatif_search)
 from . import codec
 from .auth import KeyChecker, load_keys
@@ -364,12 +364,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
             else:
                 options = _search_options(codec.json_field(search_text, "search"))
-                tried, _ = candidate_offsets(decoded.pixels.shape[:2], spec.elements, options["name"],
-                                             grid=options["grid"], step=options["step"],
-                                             max_overlap=options["max_overlap"])
-                if len(tried) > MAX_SEARCH_POSITIONS:
-                    raise InputError(f"field 'search': {len(tried)} positions to try, this service tries at most "
-                                     f"{MAX_SEARCH_POSITIONS} per request; use a coarser grid or a larger step")
+                _check_search_size(decoded.pixels.shape[:2], spec.elements, options)
                 body, outcome, n = whatif_search(predictor, decoded.pixels, spec.elements, batch_size=batch_size,
                                                  **options)
             inputs = {"image": filename, "image_sha256": decoded.sha256, "elements": "elements"}
@@ -455,6 +450,24 @@ def _pass_percentile(text: str | None) -> float:
     if not 0 < value <= 100:
         raise InputError(f"pass_percentile must be a number in (0, 100], got {text!r}")
     return value
+
+
+def _check_search_size(image_hw: tuple[int, int], elements: Any, options: dict[str, Any]) -> None:
+    """Refuse a search over more than :data:`MAX_SEARCH_POSITIONS` positions, counted before any is built."""
+    box = next((e.box for e in elements if e.name == options["name"]), None)
+    if box is None:
+        return  # whatif_search names the missing element
+    x, y, w, h = box
+    step = options["step"]
+    if step is not None:
+        count = ((x // step + 1 + (image_hw[1] - w - x) // step)
+                 * (y // step + 1 + (image_hw[0] - h - y) // step))
+    else:
+        cols, rows = options["grid"] or DEFAULT_GRID
+        count = cols * rows
+    if count > MAX_SEARCH_POSITIONS:
+        raise InputError(f"field 'search': {count} positions to try, this service tries at most "
+                         f"{MAX_SEARCH_POSITIONS} per request; use a coarser grid or a larger step")
 
 
 def _search_options(obj: Any) -> dict[str, Any]:

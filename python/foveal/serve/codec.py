@@ -17,7 +17,6 @@ from starlette.requests import Request
 from .. import cpu
 from ..errors import ElementSpecError, ImageError, InputError, ServiceError
 from ..saliency_map import SaliencyMap
-from ..scoring.compare import resample_mass
 from ..scoring.elements import ElementSpec, parse_elements
 
 #: Raw request bodies /v1/predict accepts besides multipart uploads.
@@ -167,9 +166,15 @@ def parse_grid(text: str) -> tuple[int, int]:
 
 
 def grid(smap: SaliencyMap, cols: int, rows: int) -> dict[str, Any]:
-    """The map's mass summed into ``rows x cols`` cells (rows top to bottom); the values sum to 1."""
-    cells = resample_mass(smap.prob, (min(rows, smap.shape[0]), min(cols, smap.shape[1])))
-    return {"rows": int(cells.shape[0]), "cols": int(cells.shape[1]), "values": cells.astype(float).tolist()}
+    """The map's mass summed into ``rows x cols`` cells (rows top to bottom), from the summed-area table: cell
+    edges fall on whole pixels (``round(i * H / rows)``), so the values sum to the map's total, 1."""
+    height, width = smap.shape
+    rows, cols = min(rows, height), min(cols, width)
+    ys = np.rint(np.linspace(0, height, rows + 1)).astype(np.int64)
+    xs = np.rint(np.linspace(0, width, cols + 1)).astype(np.int64)
+    corners = smap.sat[np.ix_(ys, xs)]
+    cells = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    return {"rows": rows, "cols": cols, "values": cells.tolist()}
 
 
 def png_rgb(pixels: np.ndarray) -> bytes:
