@@ -125,7 +125,8 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     if config.static_dir and Path(config.static_dir, "index.html").is_file():
         from .page import PageFiles
 
-        app.mount("/", PageFiles(directory=config.static_dir, html=True), name="static")
+        app.mount("/", PageFiles(directory=config.static_dir, html=True, api_routes=app.router.routes),
+                  name="static")
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
