@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import time
@@ -51,7 +52,7 @@ log = logging.getLogger("foveal.serve")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/v1/norms", "/healthz", "/readyz",
-          "/metrics", "/")
+          "/metrics", "/", "/v1/detect")
 #: Most positions one /v1/whatif search may try (each is a full prediction).
 MAX_SEARCH_POSITIONS = 400
 
@@ -123,9 +124,10 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
         app.add_exception_handler(exc_class, handler)
     _routes(app, state)
     if config.static_dir and Path(config.static_dir, "index.html").is_file():
-        from starlette.staticfiles import StaticFiles
+        from .page import PageFiles
 
-        app.mount("/", StaticFiles(directory=config.static_dir, html=True), name="static")
+        app.mount("/", PageFiles(directory=config.static_dir, html=True, api_routes=app.router.routes),
+                  name="static")
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
@@ -382,6 +384,18 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             return JSONResponse(doc)
 
         return await run_in_threadpool(work)
+
+    if importlib.util.find_spec("foveal.detect") is not None:  # issue 18's detector, when this build has it
+        @app.post("/v1/detect", tags=["score"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})
+        async def detect(request: Request) -> Response:
+            """One image (raw body or multipart field `image`) → proposed elements: the element file
+            `foveal detect` writes (each with `confidence` and `source: "auto"`), for the page to offer."""
+            from ..detect import detect as detect_image, element_file
+
+            data, name = await codec.image_bytes(request)
+            decoded = await _decode(state, data, name)
+            return JSONResponse(await run_in_threadpool(
+                lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2])))
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:

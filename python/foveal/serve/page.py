@@ -1,0 +1,42 @@
+"""The web page's files (``serve/static/``), served at ``/`` with headers that lock the page to its own origin.
+
+The page is plain ES modules and CSS with no inline script or style in its markup, so a strict Content Security
+Policy costs nothing: scripts, styles and requests come only from the service itself (the page works air-gapped),
+images also from ``blob:`` (the what-if's edited creative) and ``data:``, and no other site may frame it.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from starlette.routing import BaseRoute, Match
+from starlette.staticfiles import StaticFiles
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "X-Frame-Options": "DENY"}
+
+
+class PageFiles(StaticFiles):
+    """StaticFiles with :data:`HEADERS` on every response (``.js`` goes out as ``text/javascript``).
+
+    Mounted at ``/``, it would answer an API path asked with the wrong method (``GET /v1/predict``) with 404;
+    ``api_routes`` lets such a request reach its route, whose answer is the API's 405 with ``Allow``.
+    """
+
+    def __init__(self, *, api_routes: Sequence[BaseRoute] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_routes = tuple(api_routes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        for route in self.api_routes:
+            match, child = route.matches(scope)
+            if match == Match.PARTIAL:
+                await route.handle({**scope, **child}, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def get_response(self, path, scope):
+        response = await super().get_response(path, scope)
+        response.headers.update(HEADERS)
+        return response

@@ -1,0 +1,165 @@
+// The page's client of the foveal service (docs/SERVING.md): same origin, API key sent as a header when the
+// service asks for one, errors turned into one readable line.
+
+import { parseNpy } from "./npy.js";
+
+const KEY_STORAGE = "foveal.apiKey";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Api {
+  /** askKey: async (reason) => key or null; called once when the service answers 401/403. */
+  constructor(askKey) {
+    this.askKey = askKey;
+    this.key = sessionStorage.getItem(KEY_STORAGE);
+  }
+
+  async request(path, { method = "GET", body = null, query = null } = {}) {
+    const url = query ? `${path}?${new URLSearchParams(query)}` : path;
+    for (let attempt = 0; ; attempt++) {
+      const sent = this.key;
+      const headers = sent ? { "X-API-Key": sent } : {};
+      let response;
+      try {
+        response = await fetch(url, { method, body, headers });
+      } catch (err) {
+        throw new ApiError(0, "network", `cannot reach the foveal service (${err.message}); is \`foveal serve\` running?`);
+      }
+      if ((response.status === 401 || response.status === 403) && attempt === 0) {
+        const error = await readError(response);
+        // Concurrent calls refused together share one prompt; a key entered meanwhile is simply retried.
+        if (this.key === sent) {
+          this.prompt ??= this.askKey(error.message).finally(() => { this.prompt = null; });
+          const key = await this.prompt;
+          if (!key) throw error;
+          if (this.key === sent) {
+            this.key = key;
+            sessionStorage.setItem(KEY_STORAGE, key);
+          }
+        }
+        continue;
+      }
+      if (!response.ok) throw await readError(response);
+      return response;
+    }
+  }
+
+  async json(path, options) {
+    return (await this.request(path, options)).json();
+  }
+
+  /** The creative's attention map as float32 probabilities: {data, height, width, provenance}. */
+  async predictMap(file) {
+    const form = new FormData();
+    form.append("image", file);
+    const response = await this.request("/v1/predict", { method: "POST", body: form, query: { format: "npy" } });
+    const map = parseNpy(await response.arrayBuffer());
+    const provenance = response.headers.get("X-Foveal-Provenance");
+    map.provenance = provenance ? JSON.parse(provenance) : {};
+    return map;
+  }
+
+  /** The `foveal score` document for a creative and its elements (norms by name, or none). */
+  async score(file, elementFile, { norms = null, passPercentile = null, format = null } = {}) {
+    const form = scoreForm(file, elementFile, norms, passPercentile, format);
+    return this.json("/v1/score", { method: "POST", body: form });
+  }
+
+  async compare(fileA, elementsA, fileB, elementsB) {
+    const form = new FormData();
+    form.append("image_a", fileA);
+    form.append("elements_a", JSON.stringify(elementsA));
+    form.append("image_b", fileB);
+    form.append("elements_b", JSON.stringify(elementsB));
+    return this.json("/v1/compare", { method: "POST", body: form });
+  }
+
+  /** edits: [{op: "move", element, dx, dy} | {op: "scale", element, factor}] (the CLI's whatif.json form) */
+  async whatif(file, elementFile, edits) {
+    return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, edits) });
+  }
+
+  /** The edited creative of a what-if, as a PNG blob. */
+  async whatifImage(file, elementFile, edits) {
+    const response = await this.request("/v1/whatif", {
+      method: "POST", body: whatifForm(file, elementFile, edits), query: { format: "edited" },
+    });
+    return response.blob();
+  }
+
+  /** Proposed elements for a creative: the element file `foveal detect` writes (confidence, source "auto"). */
+  async detect(file) {
+    const form = new FormData();
+    form.append("image", file);
+    return this.json("/v1/detect", { method: "POST", body: form });
+  }
+
+  /** The API paths this service offers (its OpenAPI schema). */
+  async paths() {
+    const schema = await this.json("/openapi.json");
+    return new Set(Object.keys(schema.paths ?? {}));
+  }
+
+  /** {serving: the model this service runs, models: the shipped cards}. */
+  async models() {
+    return this.json("/v1/models");
+  }
+
+  /** Names of the norms this service has. */
+  async normNames() {
+    const doc = await this.json("/v1/norms");
+    return Object.keys(doc.norms ?? {}).sort();
+  }
+
+  /** The 16-bit map PNG (its scale in the foveal:scale text chunk, readable by SaliencyMap.from_png). */
+  async mapPng(file) {
+    const form = new FormData();
+    form.append("image", file);
+    return (await this.request("/v1/predict", { method: "POST", body: form, query: { format: "png" } })).blob();
+  }
+
+  /** The self-contained report.html of `foveal score`, as a blob. */
+  async report(file, elementFile, { norms = null, passPercentile = null, format = null } = {}) {
+    const form = scoreForm(file, elementFile, norms, passPercentile, format);
+    return (await this.request("/v1/score", { method: "POST", body: form, query: { format: "html" } })).blob();
+  }
+}
+
+function scoreForm(file, elementFile, norms, passPercentile, format) {
+  const form = new FormData();
+  form.append("image", file);
+  form.append("elements", JSON.stringify(elementFile));
+  if (norms) form.append("norms", norms);
+  if (passPercentile !== null) form.append("pass_percentile", String(passPercentile));
+  if (format) form.append("format", format);
+  return form;
+}
+
+function whatifForm(file, elementFile, edits) {
+  const form = new FormData();
+  form.append("image", file);
+  form.append("elements", JSON.stringify(elementFile));
+  form.append("edits", JSON.stringify(edits));
+  return form;
+}
+
+async function readError(response) {
+  let code = `http_${response.status}`;
+  let message = `the service answered ${response.status} ${response.statusText}`;
+  try {
+    const body = await response.json();
+    const error = body.error ?? body;
+    if (error.code) code = error.code;
+    if (typeof error.message === "string") message = error.message;
+    else if (typeof error.detail === "string") message = error.detail;
+  } catch {
+    // Not JSON (a proxy's page): keep the status line.
+  }
+  return new ApiError(response.status, code, message);
+}

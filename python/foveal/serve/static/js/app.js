@@ -1,0 +1,687 @@
+// The foveal page: upload a creative, see its attention, score its elements, compare, try edits, download.
+//
+// Only a new image needs the network for the map: element shares, lifts, ranks and the creative-level shares are
+// computed here from the float32 map /v1/predict returns (summed-area table, four reads per box), the same
+// definitions as `foveal score`. The service's /v1/score document (percentile, pass, recommendations) follows a
+// moment later for the same elements, and is what the JSON/CSV downloads contain.
+
+import { Api } from "./api.js";
+import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
+import { COLORMAPS, gradientCss } from "./colormap.js";
+import { BoxEditor } from "./editor.js";
+import { ElementError, checkElements, elementFile, freshName, makeElement, parseElementFile } from "./elements.js";
+import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
+import { overlayPng, save, scoresCsv } from "./downloads.js";
+import { h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
+
+const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
+const SERVER_DELAY_MS = 250;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  active: "A",
+  creatives: { A: null, B: null },
+  selected: null,
+  view: "overlay",
+  opacity: 0.7,
+  cmap: "viridis",
+  whatif: false,
+  ghosts: new Map(),
+  norms: "",
+  passPercentile: 70,
+  paintedAB: null, // the A and B maps the side-by-side panels were last painted from
+};
+
+const api = new Api(askKey);
+const editor = new BoxEditor($("boxes"), {
+  canCreate: () => !state.whatif,
+  onCreate: createElement,
+  onChange: changeBox,
+  onSelect: (name) => { state.selected = name; refresh(); },
+  onDelete: removeElement,
+});
+
+// ---------------------------------------------------------------------------------------------------- messages
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error-box").hidden = false;
+}
+
+function clearError() {
+  $("error-box").hidden = true;
+  $("error").textContent = "";
+}
+
+function status(text) {
+  $("status").textContent = text;
+}
+
+function askKey(reason) {
+  const dialog = $("key-dialog");
+  $("key-reason").textContent = reason || "The service needs an API key.";
+  $("key-input").value = "";
+  return new Promise((resolve) => {
+    const done = (value) => {
+      dialog.removeEventListener("close", onClose);
+      $("key-cancel").removeEventListener("click", onCancel);
+      resolve(value);
+    };
+    const onClose = () => done(dialog.returnValue === "ok" ? $("key-input").value.trim() || null : null);
+    const onCancel = () => { dialog.close("cancel"); };
+    dialog.addEventListener("close", onClose);
+    $("key-cancel").addEventListener("click", onCancel);
+    dialog.showModal();
+    $("key-input").focus();
+    $("key-button").hidden = false;
+  });
+}
+
+// --------------------------------------------------------------------------------------------------- creatives
+
+const current = () => state.creatives[state.active];
+
+function isImageFile(file) {
+  return ACCEPTED.includes(file.type) || /\.(png|jpe?g|webp)$/i.test(file.name);
+}
+
+/** Decode, predict and show a creative as A or B. */
+async function loadCreative(which, file) {
+  clearError();
+  if (!isImageFile(file)) {
+    showError(`${file.name} is not a PNG, JPEG or WebP image; choose a creative in one of those formats.`);
+    return;
+  }
+  const started = performance.now();
+  performance.mark("foveal:file");
+  status(`Predicting attention on ${file.name}…`);
+  // The upload starts at once; the browser decodes the image for display while the service predicts.
+  const prediction = api.predictMap(file);
+  prediction.catch(() => {}); // awaited below, unless the image cannot even be decoded here
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    showError(`${file.name} could not be read as an image (corrupt, or not really a PNG, JPEG or WebP).`);
+    status("");
+    return;
+  }
+  const { width, height } = bitmap;
+  const creative = {
+    file, bitmap, width, height, rgba: null, map: null, pixels: null,
+    elements: [], proposals: [], format: null, served: undefined, servedKey: null, local: null,
+  };
+  const previous = state.creatives[which];
+  const template = previous ?? (which === "B" ? state.creatives.A : null);
+  if (template) creative.elements = carryElements(template, width, height);
+  if (previous && which === "A") creative.format = previous.format;
+  state.creatives[which] = creative;
+  state.active = which;
+  state.ghosts.clear();
+  $("whatif-result").hidden = true;
+  refresh();
+  creative.rgba = imagePixels(bitmap, width, height);
+  try {
+    const map = await prediction;
+    if (map.width !== width || map.height !== height) {
+      throw new Error(`the service's map is ${map.width}×${map.height} but the image decodes to ${width}×${height}`);
+    }
+    if (state.creatives[which] !== creative) return; // replaced while predicting
+    creative.map = new AttentionMap(map.data, map.height, map.width);
+    creative.provenance = map.provenance;
+  } catch (err) {
+    if (state.creatives[which] === creative) {
+      state.creatives[which] = previous;
+      state.active = previous || which === "A" ? which : "A";
+    }
+    showError(`${file.name}: ${err.message}`);
+    status("");
+    refresh();
+    return;
+  }
+  refresh();
+  // Overlay drawn and element scores shown: measured once the frame holding them has been produced.
+  requestAnimationFrame(() => setTimeout(() => {
+    performance.measure("foveal:drawn", "foveal:file");
+    const ms = performance.now() - started;
+    status(`${file.name}: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
+    // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
+    mapStatistics(creative.map);
+    if (current() === creative) refreshScores();
+    document.body.dataset.ready = String(Number(document.body.dataset.ready || 0) + 1);
+  }));
+  // The full scores now, not after the debounce; not beside the map either: on a small CPU a second prediction
+  // running with the first would delay the overlay, the part a person waits for.
+  serveScores(which);
+  scheduleServer();
+}
+
+/** Elements of another creative carried onto a new one (scaled when the size differs, dropped when outside). */
+function carryElements(from, width, height) {
+  const sx = width / from.width;
+  const sy = height / from.height;
+  const out = [];
+  for (const e of from.elements) {
+    const [x, y, w, hh] = e.box;
+    try {
+      const box = sx === 1 && sy === 1 ? e.box : [x * sx, y * sy, w * sx, hh * sy];
+      out.push(makeElement(e.name, e.kind, box, width, height));
+    } catch {
+      // An element that does not fit the new image is left out; the list shows what remains.
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------- elements
+
+function setElements(elements) {
+  current().elements = elements;
+  current().served = undefined;
+  refresh();
+  scheduleServer();
+}
+
+function createElement(box) {
+  const c = current();
+  if (!c) return;
+  const name = freshName(c.elements);
+  state.selected = name;
+  setElements([...c.elements, { name, kind: "other", box }]);
+  const input = document.querySelector(`#elements-table tr[data-name="${CSS.escape(name)}"] input`);
+  input?.focus();
+  input?.select();
+}
+
+function changeBox(name, box, final) {
+  const c = current();
+  if (state.whatif) {
+    changeGhost(name, box, final);
+    return;
+  }
+  const elements = c.elements.map((e) => (e.name === name ? { ...e, box } : e));
+  if (!final) {
+    c.elements = elements;
+    refreshScores();
+    return;
+  }
+  try {
+    checkElements(elements);
+  } catch (err) {
+    showError(err.message);
+    refresh();
+    return;
+  }
+  setElements(elements);
+}
+
+function removeElement(name) {
+  if (state.selected === name) state.selected = null;
+  state.ghosts.delete(name);
+  setElements(current().elements.filter((e) => e.name !== name));
+}
+
+function renameElement(old, name) {
+  name = name.trim();
+  if (!name) {
+    showError("An element needs a name; the old name was kept.");
+    refresh();
+    return;
+  }
+  if (name !== old && current().elements.some((e) => e.name === name)) {
+    showError(`Another element is already called ${JSON.stringify(name)}; names must be unique.`);
+    refresh();
+    return;
+  }
+  clearError();
+  if (state.selected === old) state.selected = name;
+  if (state.ghosts.has(old)) { state.ghosts.set(name, state.ghosts.get(old)); state.ghosts.delete(old); }
+  setElements(current().elements.map((e) => (e.name === old ? { ...e, name } : e)));
+}
+
+function setKind(name, kind) {
+  setElements(current().elements.map((e) => (e.name === name ? { ...e, kind } : e)));
+}
+
+async function importElements(file) {
+  clearError();
+  const c = current();
+  if (!c) {
+    showError("Upload a creative first: element boxes are resolved against its size.");
+    return;
+  }
+  try {
+    const spec = parseElementFile(await file.text(), c.width, c.height, file.name);
+    c.format = spec.format;
+    state.selected = null;
+    setElements(spec.elements);
+    status(`Imported ${spec.elements.length} element(s) from ${file.name}`);
+  } catch (err) {
+    if (!(err instanceof ElementError)) throw err;
+    showError(err.message);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- proposals
+
+/** Ask the service's detector for elements; they are offered, not applied, until the user accepts them. */
+async function proposeElements() {
+  const c = current();
+  if (!c?.map) return;
+  clearError();
+  status("Detecting elements…");
+  $("detect").disabled = true;
+  try {
+    const doc = await api.detect(c.file);
+    const spec = parseElementFile(JSON.stringify(doc), c.width, c.height, "proposed elements");
+    c.proposals = spec.elements.map((e, i) => ({ ...e, confidence: doc.elements[i].confidence ?? null,
+      text: doc.elements[i].text ?? null }));
+    status(c.proposals.length ? `${c.proposals.length} element(s) proposed: accept or dismiss each`
+      : "No element was found automatically; draw the boxes yourself.");
+  } catch (err) {
+    showError(`detection: ${err.message}`);
+    status("");
+  } finally {
+    $("detect").disabled = false;
+    refresh();
+  }
+}
+
+function acceptProposals(indices) {
+  const c = current();
+  let elements = [...c.elements];
+  for (const i of indices) {
+    const p = c.proposals[i];
+    if (elements.some((e) => e.box.join() === p.box.join())) continue; // already an element
+    const taken = new Set(elements.map((e) => e.name));
+    let name = p.name;
+    for (let k = 2; taken.has(name); k++) name = `${p.name} ${k}`;
+    elements.push({ name, kind: p.kind, box: [...p.box] });
+  }
+  c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  setElements(elements);
+}
+
+function dismissProposals(indices) {
+  const c = current();
+  c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  refresh();
+}
+
+function refreshProposals(c) {
+  const proposals = c?.proposals ?? [];
+  $("proposals").hidden = !proposals.length;
+  $("proposal-list").replaceChildren(...proposals.map((p, i) => h("li", { dataset: { kind: p.kind } },
+    h("span", { class: "swatch" }),
+    h("span", { class: "what" }, `${p.kind} "${p.name}"`, p.text ? ` · ${JSON.stringify(p.text)}` : "",
+      p.confidence === null ? "" : ` · ${Math.round(100 * p.confidence)}%`),
+    h("button", { type: "button", class: "small", onclick: () => acceptProposals([i]) }, "Accept"),
+    h("button", { type: "button", class: "small", onclick: () => dismissProposals([i]) }, "Dismiss"))));
+  const layer = $("proposal-boxes");
+  layer.replaceChildren(...(state.whatif ? [] : proposals).map((p) => {
+    const box = h("div", { class: "box proposal", dataset: { kind: p.kind } },
+      h("span", { class: "box-label" }, `${p.name}?`));
+    editor.place(box, p.box);
+    return box;
+  }));
+}
+
+// ----------------------------------------------------------------------------------------------------- what-if
+
+/** The box an element would have after its what-if edit (scale about its centre, then move). */
+function ghostBox(e, g) {
+  const [x, y, w, hh] = e.box;
+  const nw = Math.max(1, Math.round(w * g.factor));
+  const nh = Math.max(1, Math.round(hh * g.factor));
+  return [x + Math.floor((w - nw) / 2) + g.dx, y + Math.floor((hh - nh) / 2) + g.dy, nw, nh];
+}
+
+function changeGhost(name, box, final) {
+  const e = current().elements.find((el) => el.name === name);
+  const g = { ...(state.ghosts.get(name) ?? { dx: 0, dy: 0, factor: 1 }) };
+  const before = ghostBox(e, g);
+  if (box[2] !== before[2] || box[3] !== before[3]) {
+    g.factor = Math.max(0.1, Math.round((100 * box[2]) / e.box[2]) / 100);
+  } else {
+    const base = ghostBox(e, { ...g, dx: 0, dy: 0 });
+    g.dx = box[0] - base[0];
+    g.dy = box[1] - base[1];
+  }
+  state.ghosts.set(name, g);
+  if (final) refresh();
+}
+
+function edits() {
+  const out = [];
+  for (const e of current()?.elements ?? []) {
+    const g = state.ghosts.get(e.name);
+    if (!g) continue;
+    if (g.factor !== 1) out.push({ op: "scale", element: e.name, factor: g.factor });
+    if (g.dx || g.dy) out.push({ op: "move", element: e.name, dx: g.dx, dy: g.dy });
+  }
+  return out;
+}
+
+async function runWhatif() {
+  const c = current();
+  const list = edits();
+  if (!c?.map || !list.length) return;
+  clearError();
+  status("Re-scoring the edited creative…");
+  $("whatif-run").disabled = true;
+  try {
+    const spec = elementFile(c.elements, c.format);
+    const [doc, edited] = await Promise.all([api.whatif(c.file, spec, list), api.whatifImage(c.file, spec, list)]);
+    renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0] }, doc);
+    const image = $("whatif-image");
+    if (image.src) URL.revokeObjectURL(image.src);
+    image.src = URL.createObjectURL(edited);
+    $("whatif-figure").hidden = false;
+    $("whatif-result").hidden = false;
+    status("What-if scored.");
+  } catch (err) {
+    showError(`what-if: ${err.message}`);
+    status("");
+  } finally {
+    $("whatif-run").disabled = !edits().length;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ the service
+
+let serverTimer = null;
+
+function serverKey(c) {
+  return JSON.stringify([elementFile(c.elements, c.format), state.norms, state.passPercentile]);
+}
+
+function scheduleServer() {
+  clearTimeout(serverTimer);
+  serverTimer = setTimeout(() => {
+    for (const which of ["A", "B"]) serveScores(which);
+    serveComparison();
+  }, SERVER_DELAY_MS);
+}
+
+/** The service's score document for a creative's current elements (cached by elements + norms). */
+async function serveScores(which) {
+  const c = state.creatives[which];
+  if (!c?.map || !c.elements.length) return null;
+  const key = serverKey(c);
+  if (c.servedKey === key && c.served) return c.served;
+  c.served = null;
+  if (state.active === which) refreshScores();
+  const request = c.request?.key === key ? c.request.promise
+    : api.score(c.file, elementFile(c.elements, c.format), {
+      norms: state.norms || null, passPercentile: state.passPercentile, format: c.format,
+    });
+  c.request = { key, promise: request };
+  try {
+    const doc = await request;
+    if (serverKey(c) === key) {
+      c.served = doc;
+      c.servedKey = key;
+      if (state.active === which) refreshScores();
+      performance.measure("foveal:served", "foveal:file"); // the service's percentiles and recommendations shown
+    }
+    return doc;
+  } catch (err) {
+    if (serverKey(c) === key && state.creatives[which] === c) {
+      c.served = undefined;
+      showError(`scores: ${err.message}`);
+      refreshScores();
+    }
+    return null;
+  } finally {
+    if (c.request?.key === key) c.request = null;
+  }
+}
+
+let compareSeq = 0;
+
+async function serveComparison() {
+  const { A, B } = state.creatives;
+  if (!A?.map || !B?.map || !A.elements.length || !B.elements.length) return;
+  const seq = ++compareSeq;
+  $("ab").dataset.pending = "1"; // the last verdict stays, greyed, until this one arrives
+  try {
+    const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format));
+    if (seq !== compareSeq) return;
+    renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
+  } catch (err) {
+    if (seq === compareSeq) showError(`comparison: ${err.message}`);
+  } finally {
+    if (seq === compareSeq) delete $("ab").dataset.pending;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- rendering
+
+function refresh() {
+  const c = current();
+  $("stage").classList.toggle("empty", !c);
+  $("dropzone").hidden = Boolean(c);
+  $("frame").hidden = !c;
+  $("which").hidden = !state.creatives.B;
+  document.querySelector(`input[name=which][value=${state.active}]`).checked = true;
+  $("remove-b").hidden = !state.creatives.B;
+  if (c) drawStage(c);
+  $("legend").hidden = !c?.map || state.view === "image";
+  renderElementList($("elements-table").tBodies[0], c?.elements ?? [], state.selected, {
+    rename: renameElement, kind: setKind, remove: removeElement, select: (name) => { state.selected = name; refreshBoxes(); },
+  });
+  $("elements-empty").hidden = Boolean(c?.elements.length);
+  refreshProposals(c);
+  $("detect").disabled = !c?.map;
+  refreshScores();
+  refreshComparison();
+  const list = edits();
+  $("edits").replaceChildren(...list.map((e) => h("li", {}, e.op === "move"
+    ? `move ${e.element} by (${e.dx >= 0 ? "+" : ""}${e.dx}, ${e.dy >= 0 ? "+" : ""}${e.dy}) px`
+    : `scale ${e.element} by ×${e.factor}`)));
+  $("whatif-run").disabled = !list.length || !c?.map;
+  $("whatif-reset").disabled = !list.length;
+  for (const button of document.querySelectorAll("[data-download]")) {
+    const needsElements = ["json", "csv", "report"].includes(button.dataset.download);
+    button.disabled = !c?.map || (needsElements && !c.elements.length);
+  }
+}
+
+function drawStage(c) {
+  const canvas = $("view");
+  if (canvas.width !== c.width || canvas.height !== c.height) {
+    canvas.width = c.width;
+    canvas.height = c.height;
+  }
+  editor.setSize(c.width, c.height);
+  const ctx = canvas.getContext("2d");
+  if (!c.map) {
+    ctx.drawImage(c.bitmap, 0, 0);
+  } else {
+    if (!c.pixels) c.pixels = ctx.createImageData(c.width, c.height);
+    renderView(c.pixels, c.rgba, c.map, state.view, state.opacity, state.cmap);
+    $("legend-bar").style.background = state.view === "map" ? "linear-gradient(to right, #000, #fff)"
+      : gradientCss(state.cmap);
+    $("legend-scale").textContent = `brightest = ${(c.map.max * c.width * c.height).toFixed(1)}× the average pixel`;
+    ctx.putImageData(c.pixels, 0, 0);
+  }
+  canvas.dataset.state = c.map ? state.view : "image-only";
+}
+
+function refreshBoxes() {
+  const c = current();
+  if (!c) return;
+  const byName = new Map((c.local?.elements ?? []).map((e) => [e.name, e]));
+  const served = new Map((c.served?.elements ?? []).map((e) => [e.name, e]));
+  const items = c.elements.map((e) => {
+    if (state.whatif) {
+      const g = state.ghosts.get(e.name) ?? { dx: 0, dy: 0, factor: 1 };
+      return { ...e, box: ghostBox(e, g), dashed: true, label: `${e.name} (what-if)` };
+    }
+    const s = byName.get(e.name);
+    const score = served.get(e.name)?.score;
+    const label = s ? `${e.name} ${pct(s.share)}${score == null ? "" : ` · ${score}`}` : e.name;
+    return { ...e, label };
+  });
+  editor.render(items, state.selected);
+}
+
+function refreshScores() {
+  const c = current();
+  const root = { cards: $("creative-cards"), chart: $("chart"), table: $("scores-table").tBodies[0], notes: $("norm-notes"), recs: $("recs") };
+  if (!c?.map) {
+    for (const node of [root.cards, root.chart, root.table]) node.replaceChildren();
+    root.notes.textContent = "";
+    refreshBoxes();
+    return;
+  }
+  c.local = scoreLocally(c.map, c.elements);
+  const served = c.servedKey === serverKey(c) && c.served ? c.served : c.served === undefined ? undefined : null;
+  renderScores(root, c.local, served ?? (c.elements.length ? null : undefined), state.selected);
+  if (!c.elements.length) root.recs.replaceChildren(h("li", { class: "meta" }, "Draw or import elements to score them."));
+  refreshBoxes();
+}
+
+function refreshComparison() {
+  const { A, B } = state.creatives;
+  const show = Boolean(A?.map && B?.map);
+  $("ab").hidden = !show;
+  if (!show) return;
+  if (state.paintedAB?.a !== A.map || state.paintedAB?.b !== B.map) {
+    state.paintedAB = { a: A.map, b: B.map };
+    paintSmall($("ab-a"), A, (img) => renderView(img, A.rgba, A.map, "overlay", 0.7, state.cmap));
+    paintSmall($("ab-b"), B, (img) => renderView(img, B.rgba, B.map, "overlay", 0.7, state.cmap));
+    const diff = differenceMap(A.map, B.map);
+    paintSmall($("ab-diff"), B, (img) => renderDifference(img, B.rgba, diff));
+  }
+}
+
+function paintSmall(canvas, c, fill) {
+  canvas.width = c.width;
+  canvas.height = c.height;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(c.width, c.height);
+  fill(img);
+  ctx.putImageData(img, 0, 0);
+}
+
+// ------------------------------------------------------------------------------------------------- downloads
+
+async function download(kind) {
+  const c = current();
+  if (!c?.map) return;
+  clearError();
+  const stem = c.file.name.replace(/\.[^.]+$/, "") || "creative";
+  try {
+    if (kind === "overlay") return save(await overlayPng(c, state.opacity, state.cmap), `${stem}.overlay.png`);
+    if (kind === "map") return save(await api.mapPng(c.file), `${stem}.map.png`);
+    if (kind === "report") {
+      const blob = await api.report(c.file, elementFile(c.elements, c.format), {
+        norms: state.norms || null, passPercentile: state.passPercentile, format: c.format });
+      return save(blob, `${stem}.report.html`);
+    }
+    const doc = await serveScores(state.active);
+    if (!doc) return;
+    if (kind === "json") save(new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" }), `${stem}.scores.json`);
+    else save(new Blob([scoresCsv(doc, stem)], { type: "text/csv" }), `${stem}.scores.csv`);
+  } catch (err) {
+    showError(`${kind} download: ${err.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------- wiring
+
+function wire() {
+  for (const name of COLORMAPS) $("colormap").append(h("option", { value: name, selected: name === state.cmap }, name));
+  $("file-a").addEventListener("change", (e) => { if (e.target.files[0]) loadCreative("A", e.target.files[0]); e.target.value = ""; });
+  $("file-b").addEventListener("change", (e) => {
+    if (!e.target.files[0]) return;
+    if (!state.creatives.A?.map) showError("Upload creative A first; B is compared against it.");
+    else loadCreative("B", e.target.files[0]);
+    e.target.value = "";
+  });
+  $("remove-b").addEventListener("click", () => { state.creatives.B = null; state.active = "A"; refresh(); });
+  for (const input of document.querySelectorAll("input[name=which]")) {
+    input.addEventListener("change", () => { state.active = input.value; state.selected = null; state.ghosts.clear(); refresh(); });
+  }
+  const stage = $("stage");
+  stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("dragover"); });
+  stage.addEventListener("dragleave", () => stage.classList.remove("dragover"));
+  stage.addEventListener("drop", (e) => {
+    e.preventDefault();
+    stage.classList.remove("dragover");
+    const file = e.dataTransfer.files[0];
+    if (file) loadCreative(state.creatives.B ? state.active : "A", file);
+  });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => e.preventDefault());
+  for (const input of document.querySelectorAll("input[name=view]")) {
+    input.addEventListener("change", () => { state.view = input.value; refresh(); });
+  }
+  $("opacity").addEventListener("input", (e) => {
+    state.opacity = Number(e.target.value) / 100;
+    if (current()?.map) drawStage(current());
+  });
+  $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.paintedAB = null; refresh(); });
+  $("import-elements").addEventListener("change", (e) => { if (e.target.files[0]) importElements(e.target.files[0]); e.target.value = ""; });
+  $("export-elements").addEventListener("click", () => {
+    const c = current();
+    if (!c) return;
+    const text = `${JSON.stringify(elementFile(c.elements, c.format), null, 2)}\n`;
+    save(new Blob([text], { type: "application/json" }), `${c.file.name.replace(/\.[^.]+$/, "")}.json`);
+  });
+  $("clear-elements").addEventListener("click", () => { if (current()) { state.selected = null; setElements([]); } });
+  $("norms").addEventListener("change", (e) => { state.norms = e.target.value; refresh(); scheduleServer(); });
+  $("pass-percentile").addEventListener("change", (e) => {
+    const v = Number(e.target.value);
+    if (!(v > 0 && v <= 100)) {
+      showError("The pass percentile must be a number in (0, 100].");
+      e.target.value = String(state.passPercentile);
+      return;
+    }
+    state.passPercentile = v;
+    refresh();
+    scheduleServer();
+  });
+  $("whatif-mode").addEventListener("change", (e) => { state.whatif = e.target.checked; refresh(); });
+  $("whatif-run").addEventListener("click", runWhatif);
+  $("whatif-reset").addEventListener("click", () => { state.ghosts.clear(); $("whatif-result").hidden = true; refresh(); });
+  for (const button of document.querySelectorAll("[data-download]")) {
+    button.addEventListener("click", () => download(button.dataset.download));
+  }
+  $("key-button").addEventListener("click", async () => {
+    const key = await askKey("Enter the API key to use for this tab.");
+    if (key) { api.key = key; sessionStorage.setItem("foveal.apiKey", key); }
+  });
+  $("key-button").hidden = !api.key;
+  $("error-close").addEventListener("click", clearError);
+  $("detect").addEventListener("click", proposeElements);
+  $("accept-all").addEventListener("click", () => acceptProposals(current().proposals.map((_, i) => i)));
+  $("dismiss-all").addEventListener("click", () => dismissProposals(current().proposals.map((_, i) => i)));
+  refresh();
+}
+
+async function loadServiceInfo() {
+  try {
+    const { serving } = await api.models();
+    if (serving) {
+      $("model-info").textContent = `model ${serving.name} ${serving.version ?? ""} · ${serving.precision} on ${serving.backend}`;
+    }
+  } catch (err) {
+    showError(err.message);
+  }
+  try {
+    for (const name of await api.normNames()) $("norms").append(h("option", { value: name }, name));
+  } catch {
+    // A service without norms: only "none" is offered.
+  }
+  try {
+    $("detect").hidden = !(await api.paths()).has("/v1/detect");
+  } catch {
+    // No schema: no automatic detection offered.
+  }
+}
+
+wire();
+loadServiceInfo();

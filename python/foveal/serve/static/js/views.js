@@ -1,0 +1,129 @@
+// DOM for the panels. Every user-supplied string (element names, messages quoting them) goes in as text
+// (textContent / option.text), never as markup.
+
+import { ELEMENT_KINDS } from "./elements.js";
+
+/** createElement with attributes and children (strings become text nodes). */
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k in node && typeof v !== "string") node[k] = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+
+export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(digits)}%`);
+export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
+const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+
+/** The editable element list: name, kind, box, delete. Rows are updated in place, so focus survives a re-render. */
+export function renderElementList(tbody, elements, selected, on) {
+  const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.name, tr]));
+  const nameOf = (ev) => ev.target.closest("tr").dataset.name;
+  tbody.replaceChildren(...elements.map((e) => {
+    let tr = rows.get(e.name);
+    if (!tr) {
+      const name = h("input", { type: "text", onchange: (ev) => on.rename(nameOf(ev), ev.target.value),
+        onfocus: (ev) => on.select(nameOf(ev)) });
+      const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: (ev) => on.select(nameOf(ev)) },
+        ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
+      const remove = h("button", { type: "button", class: "small", onclick: (ev) => on.remove(nameOf(ev)) }, "✕");
+      tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind), h("td", { class: "num" }),
+        h("td", {}, remove));
+    }
+    const [name, kind, remove] = tr.querySelectorAll("input, select, button");
+    tr.dataset.name = e.name;
+    tr.dataset.kind = e.kind;
+    tr.className = e.name === selected ? "selected" : "";
+    if (name.value !== e.name) name.value = e.name;
+    if (kind.value !== e.kind) kind.value = e.kind;
+    name.setAttribute("aria-label", `name of element ${e.name}`);
+    kind.setAttribute("aria-label", `kind of element ${e.name}`);
+    remove.setAttribute("aria-label", `delete element ${e.name}`);
+    tr.children[2].textContent = e.box.join(", ");
+    return tr;
+  }));
+}
+
+/**
+ * Scores: the local numbers (share, lift, rank, creative-level) now, and the service's percentile, score, pass
+ * and recommendations once its document for the same elements arrives (`served`, or null while pending).
+ */
+export function renderScores(root, local, served, selected) {
+  const byName = new Map((served?.elements ?? []).map((e) => [e.name, e]));
+  const waiting = served === null;
+  const c = local.creative;
+  root.cards.replaceChildren(
+    card("conversion share", pct(c.conversion_share), "cta + headline + product"),
+    card("other elements", pct(c.other_elements_share), "logo, text, faces…"),
+    card("background", pct(c.background_share), "on no element"),
+    card("focus", c.focus === null ? "…" : num(c.focus), "0 uniform … 1 one point"),
+    card("top 10% pixels hold", c.top10_share === null ? "…" : pct(c.top10_share), "0.1 = scattered"));
+  const maxShare = Math.max(1e-9, ...local.elements.map((e) => e.share));
+  root.chart.replaceChildren(...local.elements.flatMap((e) => [
+    h("span", { class: "chart-name" }, e.name),
+    h("span", { class: "bar-wrap", dataset: { kind: e.kind } },
+      barOf(e.share / maxShare), h("span", { class: "chart-value" }, pct(e.share))),
+  ]));
+  root.table.replaceChildren(...local.elements.map((e) => {
+    const s = byName.get(e.name);
+    const pending = (text) => h("td", { class: "num pending" }, text);
+    const cells = waiting || !s ? [pending("…"), pending("…"), pending("…")] : [
+      h("td", { class: "num" }, s.percentile === null ? "–" : num(s.percentile, 1)),
+      h("td", { class: "num" }, s.score === null ? "–" : String(s.score)),
+      h("td", { class: s.passed === null ? "" : s.passed ? "pass" : "fail" },
+        s.passed === null ? "–" : s.passed ? "pass" : "fail"),
+    ];
+    return h("tr", { class: e.name === selected ? "selected" : null, dataset: { name: e.name, kind: e.kind } },
+      h("td", { class: "el-name", title: e.kind }, h("span", { class: "swatch" }), e.name),
+      h("td", { class: "num share", dataset: { share: String(e.share) } }, pct(e.share, 2)),
+      h("td", { class: "num" }, num(e.lift)), h("td", { class: "num" }, String(e.rank)), ...cells);
+  }));
+  const notes = new Set((served?.elements ?? []).map((e) => e.norm_note).filter(Boolean));
+  if (served?.norms?.warning) notes.add(served.norms.warning);
+  root.notes.textContent = [...notes].join(" · ");
+  const recs = served?.recommendations;
+  root.recs.replaceChildren(...(recs === undefined
+    ? [h("li", { class: "meta" }, waiting ? "Asking the service for percentiles and recommendations…" : "")]
+    : recs.length ? recs.map((r) => h("li", {}, h("span", { class: `sev ${r.severity}` }, r.severity), r.message))
+      : [h("li", { class: "meta" }, "No recommendation fires: nothing stands out as needing a fix.")]));
+}
+
+function card(title, value, caption) {
+  return h("div", { class: "card" }, h("span", {}, title), h("b", {}, value), h("span", {}, caption));
+}
+
+function barOf(fraction) {
+  const bar = h("span", { class: "bar" });
+  bar.style.width = `${Math.max(0.5, 100 * fraction) * 0.8}%`;
+  return bar;
+}
+
+/** A/B: verdict, per-element deltas, notes (the service's compare document). */
+export function renderComparison(root, doc) {
+  root.verdict.className = `verdict ${doc.verdict.replace(/ /g, "-")}`;
+  root.verdict.textContent = doc.summary ?? doc.verdict;
+  root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
+    h("td", {}, e.name), h("td", { class: "num" }, pct(e.share_a)), h("td", { class: "num" }, pct(e.share_b)),
+    h("td", { class: "num" }, pp(e.delta_share)), h("td", { class: e.effect }, e.effect))));
+  const notes = [...(doc.notes ?? [])];
+  if (doc.only_in_a?.length) notes.push(`only in A: ${doc.only_in_a.join(", ")}`);
+  if (doc.only_in_b?.length) notes.push(`only in B: ${doc.only_in_b.join(", ")}`);
+  if (doc.moved_mass !== undefined) notes.push(`${pct(doc.moved_mass)} of the attention moved`);
+  root.notes.textContent = notes.join(" · ");
+}
+
+/** What-if: the statement, before/after shares, verdict. */
+export function renderWhatif(root, doc) {
+  root.verdict.className = `verdict ${doc.verdict.replace(/ /g, "-")}`;
+  root.verdict.textContent = `${doc.statement}. Overall: ${doc.summary ?? doc.verdict}`;
+  root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
+    h("td", {}, e.name), h("td", { class: "num" }, pct(e.share_a)), h("td", { class: "num" }, pct(e.share_b)),
+    h("td", { class: "num" }, pp(e.delta_share)))));
+}

@@ -1,0 +1,483 @@
+"""The web page in a real browser: headless Debian Chromium (Selenium) against the real service on a loopback port.
+
+Screenshots go to tests/artifacts/page/ (git-ignored) for a person to look at.  Skips, saying why, only when no
+browser is installed.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.page_harness import ROOT, browser_missing, chromium, running_service
+
+MISSING = browser_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"page tests need a browser: {MISSING}")
+
+EXAMPLES = ROOT / "examples"
+ARTIFACTS = Path(os.environ.get("FOVEAL_ARTIFACTS", ROOT / "tests" / "artifacts")) / "page"
+XSS = '<img src=x onerror="window.__xss=1">'
+KEY = "page-test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def norms_file(tmp_path_factory) -> Path:
+    """Norms from the example reference creatives, so the page can offer percentiles and pass/fail."""
+    from foveal import Engine
+    from foveal.fileio import write_json
+    from foveal.scoring import build_norms, load_elements, score_creative
+
+    engine = Engine()
+    images = sorted((EXAMPLES / "references").glob("*.png"))
+    maps = engine.predict_batch(images)
+    scored = []
+    for image, smap in zip(images, maps):
+        spec = load_elements(image.with_suffix(".json"), smap.shape)
+        scored.append(score_creative(smap, spec.elements, format=spec.format))
+    path = tmp_path_factory.mktemp("norms") / "norms.json"
+    write_json(path, build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256}).to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def service(norms_file):
+    with running_service(norms={"examples": str(norms_file)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads):
+    d = chromium(download_dir=downloads)
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+@pytest.fixture
+def page(driver, service):
+    """The page, freshly loaded at 1280×800; afterwards, no script error and no Content-Security-Policy refusal."""
+    driver.set_window_size(1280, 800)
+    driver.get(service + "/")
+    wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#colormap option').length") > 0)
+    driver.get_log("browser")
+    yield driver
+    problems = [e["message"] for e in driver.get_log("browser")
+                if e["level"] == "SEVERE" and (e["source"] in ("javascript", "security") or "Refused" in e["message"])]
+    assert not problems, problems
+
+
+def wait(driver, condition, timeout: float = 30.0, what: str = "the page"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+    except Exception:
+        shot(driver, "timeout")
+        error = driver.execute_script("return document.getElementById('error').textContent")
+        raise AssertionError(f"timed out waiting for {what}; page error: {error!r}") from None
+
+
+def shot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def upload(driver, path: Path, input_id: str = "file-a") -> None:
+    """Choose ``path`` in a file input and wait until its map is predicted and drawn."""
+    before = int(js(driver, "return Number(document.body.dataset.ready || 0)"))
+    driver.find_element("id", input_id).send_keys(str(path))
+    wait(driver, lambda d: int(js(d, "return Number(document.body.dataset.ready || 0)")) > before,
+         what=f"the map of {path.name}")
+
+
+def import_elements(driver, path: Path) -> None:
+    driver.find_element("id", "import-elements").send_keys(str(path))
+    wait(driver, lambda d: len(element_rows(d)) > 0, what="imported elements")
+
+
+def retype(field, text: str) -> None:
+    """Replace a text field's value the way a person does (select all, type, Enter): no empty intermediate."""
+    from selenium.webdriver.common.keys import Keys
+
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text + Keys.ENTER)
+
+
+def element_rows(driver) -> list[dict]:
+    return js(driver, """return [...document.querySelectorAll('#elements-table tbody tr')].map((tr) => ({
+        name: tr.querySelector('input').value, kind: tr.querySelector('select').value,
+        box: tr.children[2].textContent.split(',').map(Number)}));""")
+
+
+def local_shares(driver) -> dict[str, float]:
+    return js(driver, """return Object.fromEntries([...document.querySelectorAll('#scores-table tbody tr')]
+        .map((tr) => [tr.dataset.name, Number(tr.querySelector('.share').dataset.share)]));""")
+
+
+def served(driver) -> bool:
+    """The service's scores for the current elements have arrived (no pending cells)."""
+    return js(driver, """const rows = document.querySelectorAll('#scores-table tbody tr');
+        return rows.length > 0 && !document.querySelector('#scores-table .pending');""")
+
+
+def to_viewport(driver, x: float, y: float) -> tuple[int, int]:
+    """Image pixel (x, y) → viewport coordinates over the displayed canvas."""
+    return tuple(js(driver, """const c = document.getElementById('view'), r = c.getBoundingClientRect();
+        return [Math.round(r.left + arguments[0] * r.width / c.width),
+                Math.round(r.top + arguments[1] * r.height / c.height)];""", x, y))
+
+
+def drag(driver, start: tuple[int, int], end: tuple[int, int], steps: int = 6) -> None:
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(driver)
+    pointer = actions.pointer_action
+    pointer.move_to_location(*start).pointer_down()
+    for i in range(1, steps + 1):
+        pointer.move_to_location(round(start[0] + (end[0] - start[0]) * i / steps),
+                                 round(start[1] + (end[1] - start[1]) * i / steps))
+    pointer.pointer_up()
+    actions.perform()
+
+
+def cli_shares(image: Path, elements: list[dict], tmp_path: Path) -> dict[str, float]:
+    """``foveal score`` on the same image and boxes, as a user would run it."""
+    spec = tmp_path / "elements.json"
+    spec.write_text(json.dumps({"units": "px", "elements": elements}))
+    out = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    subprocess.run([sys.executable, "-m", "foveal", "score", str(image), "--elements", str(spec), "-o", str(out),
+                    "--no-report", "-q"], check=True, env=env, timeout=120)
+    doc = json.loads((out / "scores.json").read_text())
+    return {e["name"]: e["share"] for e in doc["elements"]}
+
+
+def test_page_is_served_with_a_strict_content_security_policy(service):
+    import httpx
+
+    r = httpx.get(service + "/", timeout=30)
+    assert r.status_code == 200 and "<title>foveal" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "<script>" not in r.text and "style=" not in r.text  # nothing inline for the policy to block
+    js_file = httpx.get(service + "/js/app.js", timeout=30)
+    assert js_file.headers["content-type"].startswith("text/javascript")
+    assert "http://" not in js_file.text and "https://" not in js_file.text  # no CDN, nothing fetched elsewhere
+
+
+def test_page_arithmetic_matches_the_library(page):
+    """The page's own modules, run in the browser, against foveal's Python on the same numbers: box stats and
+    creative shares (foveal.scoring.scores), A/B resampling (scoring.compare), element-file rounding (elements)."""
+    import numpy as np
+
+    from foveal import SaliencyMap
+    from foveal.scoring import parse_elements, score_creative
+    from foveal.scoring.compare import resample_mass
+
+    rng = np.random.default_rng(7)
+    prob = rng.gamma(0.3, size=(37, 53)).astype(np.float32)
+    prob /= prob.sum(dtype=np.float64)
+    spec = {"units": "relative", "elements": [
+        {"name": n, "kind": k, "box": [float(v) for v in rng.uniform(0.0, 0.45, 4)]}
+        for n, k in (("a", "cta"), ("b", "headline"), ("c", "logo"), ("d", "other"), ("e", "product"))]}
+    result = page.execute_async_script("""
+        const [prob, h, w, text, done] = arguments;
+        Promise.all([import('/js/attention.js'), import('/js/render.js'), import('/js/elements.js')]).then(([a, r, el]) => {
+          const map = new a.AttentionMap(Float32Array.from(prob), h, w);
+          const spec = el.parseElementFile(text, w, h);
+          a.mapStatistics(map);
+          const local = a.scoreLocally(map, spec.elements);
+          done({boxes: spec.elements.map((e) => e.box), local,
+                resampled: Array.from(r.resampleMass(map.prob, h, w, 20, 71))});
+        });""", prob.ravel().tolist(), 37, 53, json.dumps(spec))
+    elements = parse_elements(spec, (37, 53)).elements
+    assert result["boxes"] == [list(e.box) for e in elements]
+    expected = score_creative(SaliencyMap(prob), elements)
+    for got, want in zip(result["local"]["elements"], expected.elements):
+        for key in ("share", "density", "lift", "area_fraction", "rank"):
+            assert got[key] == pytest.approx(getattr(want, key), rel=1e-12, abs=1e-15), (want.name, key)
+    for key in ("conversion_share", "other_elements_share", "background_share", "focus", "top10_share"):
+        assert result["local"]["creative"][key] == pytest.approx(getattr(expected, key), rel=1e-9, abs=1e-12), key
+    np.testing.assert_allclose(result["resampled"], resample_mass(prob, (20, 71)).ravel(), rtol=1e-10, atol=1e-15)
+
+
+def test_upload_draws_overlay_legend_and_views(page):
+    upload(page, EXAMPLES / "creative.png")
+    assert js(page, "return document.getElementById('view').dataset.state") == "overlay"
+    assert page.find_element("id", "legend").is_displayed()
+    # The overlay differs from the creative alone, and the raw map is grey.
+    pixels = """const c = document.getElementById('view');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 97 == 0));"""
+    overlay = js(page, pixels)
+    page.find_element("css selector", "input[name=view][value=image]").click()
+    image = js(page, pixels)
+    page.find_element("css selector", "input[name=view][value=map]").click()
+    grey = js(page, pixels)
+    assert sum(abs(a - b) for a, b in zip(overlay, image)) > 1000
+    assert js(page, "return document.getElementById('view').dataset.state") == "map"
+    assert len(set(grey)) > 10
+    page.find_element("css selector", "input[name=view][value=overlay]").click()
+    assert "model foveal-lite0" in page.find_element("id", "model-info").text
+    shot(page, "1-overlay")
+    # Dropping a file on the image area loads it the same way (a DragEvent carrying a real File).
+    data = base64.b64encode((EXAMPLES / "creative_b.png").read_bytes()).decode()
+    js(page, """const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+        document.getElementById('stage').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));""",
+       data)
+    wait(page, lambda d: js(d, "return document.body.dataset.ready") == "2", what="the dropped creative")
+    assert page.find_element("id", "status").text.startswith("dropped.png: 600×600")
+
+
+def test_drawn_box_share_matches_foveal_score(page, tmp_path):
+    upload(page, EXAMPLES / "creative.png")
+    drag(page, to_viewport(page, 395.4, 515.2), to_viewport(page, 556.8, 569.6))
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the drawn box")
+    retype(page.find_element("css selector", "#elements-table tbody input"), "shop now")
+    wait(page, lambda d: element_rows(d)[0]["name"] == "shop now", what="the new name")
+    from selenium.webdriver.support.ui import Select
+
+    Select(page.find_element("css selector", "#elements-table tbody select")).select_by_value("cta")
+    Select(page.find_element("id", "norms")).select_by_value("examples")
+    wait(page, served, what="the service's scores")
+    rows = element_rows(page)
+    assert rows[0]["name"] == "shop now" and rows[0]["kind"] == "cta"
+    box = rows[0]["box"]
+    assert box[2] > 100 and box[3] > 30, box
+    share = local_shares(page)["shop now"]
+    expected = cli_shares(EXAMPLES / "creative.png", rows, tmp_path)["shop now"]
+    assert abs(share - expected) <= 1e-6, (share, expected)
+    # With norms chosen, percentile, score and pass come from the service.
+    cells = js(page, "return [...document.querySelectorAll('#scores-table tbody tr td')].map((td) => td.textContent)")
+    assert cells[-1] in ("pass", "fail") and cells[-2].isdigit(), cells
+    assert page.find_element("css selector", "#boxes .box .box-label").text.startswith("shop now ")
+    shot(page, "2-drawn-box")
+
+
+def test_second_creative_shows_side_by_side_difference_and_verdict(page):
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    assert page.find_element("id", "which").is_displayed()
+    import_elements(page, EXAMPLES / "creative_b.json")  # B is active: its own boxes
+    wait(page, lambda d: js(d, "return !document.getElementById('ab').dataset.pending") and
+         len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the per-element deltas")
+    verdict = page.find_element("id", "verdict").text
+    assert verdict.split(":")[0] in ("better", "worse", "mixed", "no material change"), verdict
+    assert "conversion elements" in verdict
+    assert js(page, """const c = document.getElementById('ab-diff');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let red = 0, blue = 0;
+        for (let i = 0; i < d.length; i += 4) { if (d[i] > d[i + 2] + 40) red++; if (d[i + 2] > d[i] + 40) blue++; }
+        return red > 100 && blue > 100;"""), "the difference map shows both gains (red) and losses (blue)"
+    page.execute_script("document.getElementById('ab').scrollIntoView()")
+    shot(page, "3-ab")
+
+
+def test_drag_box_rescores_instantly_and_whatif_rescores_on_the_service(page, service):
+    import httpx
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    before = local_shares(page)["cta"]
+    x, y, w, h = next(r["box"] for r in element_rows(page) if r["name"] == "cta")
+    drag(page, to_viewport(page, x + w / 2, y + h / 2), to_viewport(page, x + w / 2 - 200, y + h / 2 - 60))
+    wait(page, lambda d: next(r["box"] for r in element_rows(d) if r["name"] == "cta")[:2] != [x, y],
+         what="the moved box")
+    moved = element_rows(page)
+    after = local_shares(page)["cta"]
+    assert after != before
+    wait(page, served, what="the service's scores after the move")
+    files = {"image": ("creative.png", (EXAMPLES / "creative.png").read_bytes(), "image/png")}
+    doc = httpx.post(f"{service}/v1/score", files=files, data={"elements": json.dumps(moved)}, timeout=60).json()
+    expected = {e["name"]: e["share"] for e in doc["elements"]}
+    for name, share in local_shares(page).items():
+        assert abs(share - expected[name]) <= 1e-6, (name, share, expected[name])
+    # What-if on the original boxes: drag the CTA's ghost up 80 px, re-score on the service, see before/after.
+    import_elements(page, EXAMPLES / "creative.json")
+    original = element_rows(page)
+    page.find_element("id", "whatif-mode").click()
+    x, y, w, h = next(r["box"] for r in original if r["name"] == "cta")
+    drag(page, to_viewport(page, x + w / 2, y + h / 2), to_viewport(page, x + w / 2, y + h / 2 - 80))
+    assert "move cta by (+0, -" in page.find_element("id", "edits").text
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert "'cta'" in page.find_element("id", "whatif-verdict").text
+    assert len(page.find_elements("css selector", "#whatif-table tbody tr")) == 6
+    wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
+         what="the edited creative")
+    assert element_rows(page) == original, "what-if edits leave the elements themselves alone"
+    page.execute_script("document.getElementById('whatif-result').scrollIntoView()")
+    shot(page, "4-whatif")
+
+
+def test_xss_name_renders_as_text(page):
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    retype(page.find_element("css selector", "#elements-table tbody tr input"), XSS)
+    wait(page, lambda d: served(d) and XSS in [r["name"] for r in element_rows(d)], what="the renamed element")
+    time.sleep(0.3)
+    assert js(page, "return window.__xss") is None
+    assert js(page, "return document.querySelectorAll('img[src=x]').length") == 0
+    labels = [e.text for e in page.find_elements("css selector", "#boxes .box-label")]
+    assert any(label.startswith(XSS) for label in labels), labels
+    assert XSS in page.find_element("id", "scores-table").text
+    assert XSS in page.find_element("id", "recs").text  # the service quotes the name; still text
+    shot(page, "5-xss")
+
+
+def test_bad_files_show_readable_errors(page, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    page.find_element("id", "file-a").send_keys(str(text))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: error.is_displayed(), what="the error")
+    assert "not a PNG, JPEG or WebP" in error.text
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 50)
+    page.find_element("id", "file-a").send_keys(str(fake))
+    wait(page, lambda d: "fake.png" in error.text, what="the error about fake.png")
+    assert "could not be read as an image" in error.text
+    assert "Traceback" not in error.text
+    assert page.find_element("id", "dropzone").is_displayed()
+    bad = tmp_path / "bad.json"
+    upload(page, EXAMPLES / "creative.png")
+    bad.write_text('{"elements": [{"name": "cta", "kind": "button", "box": [0, 0, 10, 10]}]}')
+    page.find_element("id", "import-elements").send_keys(str(bad))
+    wait(page, lambda d: "kind" in error.text, what="the element file error")
+    assert "must be one of cta, headline" in error.text
+    shot(page, "6-bad-file")
+
+
+def test_detected_elements_are_proposed_then_accepted(page, service):
+    import httpx
+
+    if "/v1/detect" not in httpx.get(service + "/openapi.json", timeout=30).json()["paths"]:
+        pytest.skip("this build has no automatic element detection (foveal.detect, issue 18), so no /v1/detect")
+    upload(page, EXAMPLES / "creative.png")
+    button = page.find_element("id", "detect")
+    assert button.is_displayed()
+    button.click()
+    wait(page, lambda d: d.find_element("id", "proposals").is_displayed(), timeout=120, what="the proposals")
+    proposed = page.find_elements("css selector", "#proposal-list li")
+    assert proposed and not element_rows(page), "proposals are offered, not applied"
+    assert len(page.find_elements("css selector", "#proposal-boxes .box")) == len(proposed)
+    shot(page, "9-proposals")
+    page.find_element("id", "accept-all").click()
+    wait(page, lambda d: len(element_rows(d)) == len(proposed) and served(d), what="the accepted elements")
+    assert not page.find_element("id", "proposals").is_displayed()
+    assert {r["kind"] for r in element_rows(page)} <= {"cta", "headline", "body_text", "product", "logo", "face"}
+
+
+def test_api_key_is_asked_once_and_sent_as_a_header(driver, tmp_path, norms_file):
+    keys = tmp_path / "keys.txt"
+    keys.write_text(KEY + "\n")
+    with running_service(api_keys_file=str(keys)) as url:
+        driver.get(url + "/")
+        driver.execute_script("sessionStorage.clear()")
+        driver.get(url + "/")
+        wait(driver, lambda d: d.find_element("id", "key-dialog").is_displayed(), what="the key prompt")
+        driver.find_element("id", "key-input").send_keys(KEY + "\n")
+        wait(driver, lambda d: "foveal-lite0" in d.find_element("id", "model-info").text, what="the model info")
+        upload(driver, EXAMPLES / "creative.png")
+        import_elements(driver, EXAMPLES / "creative.json")
+        wait(driver, served, what="scores with the key")
+        assert not driver.find_element("id", "key-dialog").is_displayed()
+        assert js(driver, "return sessionStorage.getItem('foveal.apiKey')") == KEY
+        shot(driver, "7-api-key")
+
+
+def test_downloads(page, downloads):
+    from PIL import Image
+
+    from foveal import SaliencyMap
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    from selenium.webdriver.support.ui import Select
+
+    Select(page.find_element("id", "norms")).select_by_value("examples")  # percentiles, scores, pass in the files
+    wait(page, served, what="the service's scores")
+    for kind, name in (("json", "scores.json"), ("csv", "scores.csv"), ("map", "map.png"),
+                       ("overlay", "overlay.png"), ("report", "report.html")):
+        page.find_element("css selector", f"[data-download={kind}]").click()
+        deadline = time.monotonic() + 30
+        while not (downloads / f"creative.{name}").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (downloads / f"creative.{name}").is_file(), f"{kind} download did not arrive"
+    doc = json.loads((downloads / "creative.scores.json").read_text())
+    assert [e["name"] for e in doc["elements"]] == ["logo", "headline", "face", "product", "body", "cta"]
+    for name, share in local_shares(page).items():
+        assert abs(share - next(e["share"] for e in doc["elements"] if e["name"] == name)) <= 1e-6
+    # scores.csv: the header and cell format of `foveal score DIR`'s scores.csv (Python's csv module and reprs).
+    from foveal.cli.score import CSV_HEADER
+
+    def cell(v):
+        return "" if v is None else v
+
+    def real(v):  # JSON.stringify writes 75.0 as 75; the CLI's CSV writes Python floats
+        return None if v is None else float(v)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    c = doc["creative"]
+    for e in doc["elements"]:
+        writer.writerow([cell(v) for v in (
+            "creative", doc["input"]["image_sha256"], doc["format"], doc["model"]["name"], doc["model"]["sha256"],
+            e["name"], e["kind"], *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]),
+            real(e["lift"]), e["rank"], real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]),
+            real(c["background_share"]), real(c["focus"]), real(c["top10_share"]))])
+    assert (downloads / "creative.scores.csv").read_text() == buf.getvalue()
+    smap = SaliencyMap.from_png(downloads / "creative.map.png")
+    assert smap.shape == (600, 600)
+    with Image.open(downloads / "creative.overlay.png") as overlay:
+        assert overlay.size == (600, 600)
+    assert "<html" in (downloads / "creative.report.html").read_text()
+
+
+def test_narrow_window_and_keyboard_reachable_upload(page):
+    from selenium.webdriver.common.keys import Keys
+
+    page.set_window_size(420, 900)
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    assert js(page, "return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    # Boxes are keyboard-operable too: focus one, nudge it with the arrow keys, delete it.
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.ARROW_RIGHT, Keys.SHIFT + Keys.ARROW_UP)
+    wait(page, lambda d: next(r["box"] for r in element_rows(d) if r["name"] == "cta") == [401, 510, 150, 44],
+         what="the nudged box")
+    page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.DELETE)
+    wait(page, lambda d: "cta" not in [r["name"] for r in element_rows(d)], what="the deleted box")
+    page.get(page.current_url)
+    body = page.find_element("tag name", "body")
+    for _ in range(5):
+        body.send_keys(Keys.TAB) if _ == 0 else page.switch_to.active_element.send_keys(Keys.TAB)
+        if js(page, "return document.activeElement.id") == "file-a":
+            break
+    assert js(page, "return document.activeElement.id") == "file-a", "Tab reaches the file picker"
+    upload(page, EXAMPLES / "creative.png")
+    shot(page, "8-narrow")
