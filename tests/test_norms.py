@@ -124,3 +124,11 @@ def test_load_errors(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([1]))
     with pytest.raises(InputError, match="not a foveal norms file"):
         load_norms(tmp_path / "list.json")
+
+
+def test_a_version_1_norms_file_written_again_stays_version_1():
+    """A calibration proposal built on version 1 norms must stay loadable: it cannot claim a graph it never knew."""
+    v1 = {"foveal_norms": 1, "quantity": "share", "model": {"name": "m", "sha256": "ab" * 32},
+          "formats": {"80x60": {"creatives": 2, "kinds": {"cta": [0.1, 0.2]}}}}
+    again = norms_from_dict(norms_from_dict(v1).to_dict())
+    assert again.to_dict()["foveal_norms"] == 1 and again.model["graph_sha256"] is None

@@ -95,9 +95,11 @@ class Norms:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "foveal_norms": NORMS_VERSION,
+            # Norms read from a version 1 file (no graph recorded) stay version 1 when written again (a calibration
+            # proposal built on them), rather than claim a graph they never knew.
+            "foveal_norms": NORMS_VERSION if self.model.get("graph_sha256") else 1,
             "quantity": QUANTITY,
-            "model": dict(self.model),
+            "model": {k: v for k, v in self.model.items() if v is not None},
             "foveal_version": self.foveal_version,
             "formats": {fmt: {"creatives": self.creatives[fmt],
                               "kinds": {k: v.tolist() for k, v in sorted(kinds.items())},
