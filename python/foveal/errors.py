@@ -28,3 +28,7 @@ class ModelError(FovealError):
 
 class BackendUnavailableError(FovealError, RuntimeError):
     """A requested network backend (tensorrt, torch, onnxruntime) cannot run on this machine."""
+
+
+class DetectorUnavailableError(FovealError, RuntimeError):
+    """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""
