@@ -72,16 +72,18 @@ class Detector:
             ctas.append((box, confidence, text))
         for box, confidence, text in _merge_boxes(ctas):
             found.append(Detection("cta", box, round(confidence, 3), text))
-        blocks = group_lines([line for line in lines if id(line) not in on_button])
-        found += self._text_blocks(rgb, blocks)
         if self.faces is not None:
             min_face = max(20.0, self.min_face * min(hw))
             faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None)
                      for f in self.faces.detect(rgb, min_face)]
             found += [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
-        product = product_region(self.cv2, rgb, [d.box for d in found])
+        product = product_region(self.cv2, rgb, [line.box for line in lines] + [d.box for d in found])
         if product is not None:
             found.append(Detection("product", product[0], round(0.5 + 0.5 * product[1], 3)))
+        # Text printed on the product (packaging, signs in a photo) belongs to the product, not to the message.
+        free = [line for line in lines if id(line) not in on_button
+                and (product is None or _inside(line.box, product[0]) < 0.5)]
+        found += self._text_blocks(rgb, group_lines(free))
         order = {k: i for i, k in enumerate(DETECTED_KINDS)}
         return sorted(found, key=lambda d: (order[d.kind], d.box[1], d.box[0]))
 
@@ -90,20 +92,24 @@ class Detector:
         if not blocks:
             return []
         hw = rgb.shape[:2]
-        headline = max(blocks, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
+        # Wordmarks by a corner are logos; the headline is the largest type among the rest.
+        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw)]
+        rest = [b for b in blocks if b not in corner] or corner
+        headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
         out = [Detection("headline", headline.box, round(headline.score, 3))]
-        logos, body = [], []
-        for block in blocks:
-            if block is headline:
-                continue
-            if len(block.lines) <= 2 and near_corner(block.box, hw):
-                logos.append((mark_beside(self.cv2, rgb, block.box), 0.6 * block.score, None))
-            else:
-                body.append((block.box, block.score, None))
+        logos = [(mark_beside(self.cv2, rgb, b.box), 0.6 * b.score, None) for b in corner if b is not headline]
+        body = [(b.box, b.score, None) for b in rest if b is not headline and b not in corner]
         out += [Detection("logo", box, round(c, 3)) for box, c, _ in _merge_boxes(logos)]
         body = [(box, c, t) for box, c, t in _merge_boxes(body) if not intersects(box, headline.box)]
         out += [Detection("body_text", box, round(c, 3)) for box, c, _ in body]
         return out
+
+
+def _inside(box: Box, outer: Box) -> float:
+    """The fraction of ``box`` that lies inside ``outer``."""
+    ix = max(0, min(box[2], outer[2]) - max(box[0], outer[0]))
+    iy = max(0, min(box[3], outer[3]) - max(box[1], outer[1]))
+    return ix * iy / max(1, (box[2] - box[0]) * (box[3] - box[1]))
 
 
 def _merge_boxes(items: list[tuple[Box, float, Any]]) -> list[tuple[Box, float, Any]]:

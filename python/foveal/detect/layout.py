@@ -73,13 +73,13 @@ def iou(a: Box, b: Box) -> float:
 
 def _same_block(a: TextLine, b: TextLine) -> bool:
     ha, hb = a.height, b.height
-    if max(ha, hb) > 1.6 * min(ha, hb):
+    if max(ha, hb) > 1.35 * min(ha, hb):
         return False  # a change of type size starts a new block
     h = max(ha, hb)
     v_overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
     h_gap = max(a.box[0], b.box[0]) - min(a.box[2], b.box[2])
     if v_overlap > 0.5 * min(ha, hb):
-        return h_gap < 1.2 * h  # words of one line that detection split
+        return h_gap < 0.6 * h  # words of one line that detection split (a wider gap sets a logo or a column apart)
     v_gap = max(a.box[1], b.box[1]) - min(a.box[3], b.box[3])
     return h_gap < 0 and v_gap < 0.8 * h  # stacked lines that share a column
 
@@ -111,6 +111,10 @@ def near_corner(box: Box, image_hw: tuple[int, int]) -> bool:
     x0, y0, x1, y1 = box
     if (x1 - x0) > 0.4 * w or (y1 - y0) * (x1 - x0) > 0.05 * w * h:
         return False
-    by_side = x0 < 0.12 * w or x1 > 0.88 * w
-    by_end = y0 < 0.15 * h or y1 > 0.85 * h or w > 3 * h
+    # Corner zones scale with the short side, so a tall story's top text is not a corner; a banner's ends are
+    # a fraction of its length.
+    short = min(w, h)
+    side = 0.08 * w if w > 3 * h else 0.2 * short
+    by_side = x0 < side or x1 > w - side
+    by_end = y0 < 0.15 * short or y1 > h - 0.15 * short or w > 3 * h
     return by_side and by_end

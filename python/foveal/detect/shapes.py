@@ -30,7 +30,7 @@ def find_button(cv2, rgb: np.ndarray, box: Box) -> tuple[Box, float] | None:
     pad = max(2, int(round(0.2 * th)))
     wx0, wy0 = max(0, x0 - 3 * th), max(0, y0 - 2 * th)
     wx1, wy1 = min(w_img, x1 + 3 * th), min(h_img, y1 + 2 * th)
-    window = np.ascontiguousarray(rgb[wy0:wy1, wx0:wx1])
+    window = rgb[wy0:wy1, wx0:wx1].copy()  # floodFill needs a writable image, even in mask-only mode
     wh, ww = window.shape[:2]
     bx0, by0, bx1, by1 = x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0
     cy, cx = (by0 + by1) // 2, (bx0 + bx1) // 2
@@ -127,7 +127,8 @@ def product_region(cv2, rgb: np.ndarray, exclude: list[Box]) -> tuple[Box, float
     grey = grey.astype(np.float32)
     energy = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3))
     energy = cv2.blur(energy, (5, 5))
-    busy = (energy > 6.0).astype(np.uint8)
+    # Sharper than the rest of the creative: a softened photo background has some detail, the product much more.
+    busy = (energy > max(6.0, 3.0 * float(np.median(energy)))).astype(np.uint8)
     for x0, y0, x1, y1 in exclude:
         busy[int(y0 * sh / h):int(np.ceil(y1 * sh / h)), int(x0 * sw / w):int(np.ceil(x1 * sw / w))] = 0
     busy = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
