@@ -16,7 +16,7 @@ from ..errors import FovealError
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,14 +9,16 @@ never overlap (overlapping ones are merged), so attention is never counted twice
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..errors import ElementSpecError
 from ..imageio import ImageLike, load_image
-from ..scoring.elements import Element, format_of
+from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import Block, Box, group_lines, intersects, is_imperative, near_corner, union, MAX_CTA_CHARS
 from .models import INSTALL_HINT, require_cv2
 from .shapes import find_button, mark_beside, product_region
@@ -166,6 +168,26 @@ def detect_elements(image: ImageLike) -> list[Element]:
     return to_elements(detect(image))
 
 
+def detected_spec(image: ImageLike) -> ElementSpec:
+    """The elements of ``image`` found automatically, validated as an element file would be (``source`` "auto").
+
+    Raises :class:`~foveal.errors.ElementSpecError` when nothing is found, and
+    :class:`~foveal.errors.DetectorUnavailableError` without the ``foveal[detect]`` extra.
+    """
+    rgb = load_image(image)
+    elements = detect_elements(rgb)
+    if not elements:
+        raise ElementSpecError(f"{_name(image)}: automatic detection found no elements (no text, button, face or "
+                               "product); write an element file for it")
+    check_elements(elements, rgb.shape[:2], SOURCE)
+    return ElementSpec(elements=tuple(elements), format=None, source=SOURCE)
+
+
+def _name(image: ImageLike) -> str:
+    source = getattr(image, "source", None)
+    return str(source if source is not None else image if isinstance(image, (str, os.PathLike)) else "image")
+
+
 def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict[str, Any]:
     """The standard element file (what ``foveal score --elements`` reads), each element marked ``source: auto``
     with its ``confidence`` (and ``text`` where it was read)."""
@@ -179,4 +201,4 @@ def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict
 
 
 __all__ = ["Detection", "Detector", "DETECTED_KINDS", "INSTALL_HINT", "default_detector", "detect",
-           "detect_elements", "element_file", "to_elements"]
+           "detect_elements", "detected_spec", "element_file", "to_elements"]
