@@ -50,10 +50,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--failures", type=Path, help="write the worst creatives with boxes drawn here")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--det-side", type=int, default=960, help="text detection's longer side in pixels")
     parser.add_argument("--no-engine", action="store_true", help="skip the attention comparison and timing")
     args = parser.parse_args()
     images = sorted(args.folder.glob("*.png"))[: args.limit or None]
-    detector = Detector()
+    detector = Detector(det_side=args.det_side)
     engine = None if args.no_engine else Engine()
     # Faces are measured on photographs (docs/DETECTION.md): the synthetic set's product shots hold unlabelled ones.
     kinds = [k for k in DETECTED_KINDS if k != "face"]
@@ -95,7 +96,7 @@ def main() -> None:
                        "recall": round(c["tp"] / c["truth"], 3),
                        "share_mad_pp": round(statistics.mean(share_diff[kind]), 2) if share_diff[kind] else None}
     result = {"creatives": len(images), "kinds": table,
-              "threads": os.environ.get("FOVEAL_NUM_THREADS", "default")}
+              "threads": os.environ.get("FOVEAL_NUM_THREADS", "default"), "det_side": args.det_side}
     if t_detect:
         result["speed_1080x1080"] = {
             "n": len(t_detect),
