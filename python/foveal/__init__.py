@@ -7,6 +7,7 @@
 """
 from ._version import __version__
 from .backends import available_backends
+from .detect import detect_elements
 from .engine import Engine
 from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError,
                      ModelError)
@@ -17,5 +18,5 @@ from .saliency_map import SaliencyMap
 __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "ElementSpecError", "ModelError",
-    "BackendUnavailableError",
+    "BackendUnavailableError", "detect_elements",
 ]
