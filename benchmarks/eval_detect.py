@@ -47,13 +47,20 @@ def _xyxy(box) -> tuple[int, int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--shard", default="0/1", help="K/N: evaluate every N-th creative from the K-th (run N "
+                        "processes, then --merge their --out files)")
+    parser.add_argument("--merge", type=Path, nargs="*", help="merge these shard results instead of evaluating")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--failures", type=Path, help="write the worst creatives with boxes drawn here")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--det-side", type=int, default=960, help="text detection's longer side in pixels")
     parser.add_argument("--no-engine", action="store_true", help="skip the attention comparison and timing")
     args = parser.parse_args()
-    images = sorted(args.folder.glob("*.png"))[: args.limit or None]
+    if args.merge:
+        _report(*_merged(args.merge), args)
+        return
+    k, n = (int(v) for v in args.shard.split("/"))
+    images = sorted(args.folder.glob("*.png"))[: args.limit or None][k::n]
     detector = Detector(det_side=args.det_side)
     engine = None if args.no_engine else Engine()
     # Faces are measured on photographs (docs/DETECTION.md): the synthetic set's product shots hold unlabelled ones.
@@ -87,25 +94,49 @@ def main() -> None:
                 share_diff[kind].append(abs(share(fb) - share(tb)))
         if misses:
             failures.append((misses, path, found, truth_doc))
+    raw = {"creatives": len(images), "counts": counts, "share_diff": share_diff, "t_detect": t_detect,
+           "t_predict": t_predict}
+    if args.out:
+        args.out.with_suffix(".raw.json").write_text(json.dumps(raw))
+    _report(raw, args)
+    if args.failures:
+        _draw_failures(args.failures, sorted(failures, key=lambda f: (-f[0], f[1].name))[:12])
+
+
+def _merged(paths: list[Path]) -> tuple[dict]:
+    parts = [json.loads(p.read_text()) for p in paths]
+    raw = {"creatives": sum(p["creatives"] for p in parts), "counts": {}, "share_diff": {}, "t_detect": [],
+           "t_predict": []}
+    for p in parts:
+        for kind, c in p["counts"].items():
+            total = raw["counts"].setdefault(kind, {"tp": 0, "truth": 0, "found": 0})
+            for key in total:
+                total[key] += c[key]
+        for kind, values in p["share_diff"].items():
+            raw["share_diff"].setdefault(kind, []).extend(values)
+        raw["t_detect"] += p["t_detect"]
+        raw["t_predict"] += p["t_predict"]
+    return (raw,)
+
+
+def _report(raw: dict, args: argparse.Namespace) -> None:
     table = {}
-    for kind, c in counts.items():
+    for kind, c in raw["counts"].items():
         if not c["truth"]:
             continue
+        diffs = raw["share_diff"][kind]
         table[kind] = {"truth": c["truth"], "found": c["found"],
                        "precision": round(c["tp"] / c["found"], 3) if c["found"] else None,
                        "recall": round(c["tp"] / c["truth"], 3),
-                       "share_mad_pp": round(statistics.mean(share_diff[kind]), 2) if share_diff[kind] else None}
-    result = {"creatives": len(images), "kinds": table,
+                       "share_mad_pp": round(statistics.mean(diffs), 2) if diffs else None}
+    result = {"creatives": raw["creatives"], "kinds": table,
               "threads": os.environ.get("FOVEAL_NUM_THREADS", "default"), "det_side": args.det_side}
-    if t_detect:
-        result["speed_1080x1080"] = {
-            "n": len(t_detect),
-            "detect_ms": _stats(t_detect), "predict_ms": _stats(t_predict)}
+    if raw["t_detect"]:
+        result["speed_1080x1080"] = {"n": len(raw["t_detect"]), "detect_ms": _stats(raw["t_detect"]),
+                                     "predict_ms": _stats(raw["t_predict"])}
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
-    if args.failures:
-        _draw_failures(args.failures, sorted(failures, key=lambda f: (-f[0], f[1].name))[:12])
 
 
 def _stats(values: list[float]) -> dict[str, float]:
