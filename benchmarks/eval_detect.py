@@ -69,6 +69,7 @@ def main() -> None:
     share_diff = {k: [] for k in kinds}
     t_detect, t_predict = [], []
     failures = []
+    raw = {"creatives": 0, "counts": counts, "share_diff": share_diff, "t_detect": t_detect, "t_predict": t_predict}
     for path in images:
         truth_doc = json.loads(path.with_suffix(".json").read_text())
         rgb = load_image(path)
@@ -94,10 +95,9 @@ def main() -> None:
                 share_diff[kind].append(abs(share(fb) - share(tb)))
         if misses:
             failures.append((misses, path, found, truth_doc))
-    raw = {"creatives": len(images), "counts": counts, "share_diff": share_diff, "t_detect": t_detect,
-           "t_predict": t_predict}
-    if args.out:
-        args.out.with_suffix(".raw.json").write_text(json.dumps(raw))
+        raw["creatives"] += 1
+        if args.out:  # after every creative, so a run cut short still reports what it measured
+            args.out.with_suffix(".raw.json").write_text(json.dumps(raw))
     _report(raw, args)
     if args.failures:
         _draw_failures(args.failures, sorted(failures, key=lambda f: (-f[0], f[1].name))[:12])
