@@ -40,3 +40,7 @@ class ServiceError(FovealError):
                  retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.retry_after = status, code, retry_after
+
+
+class DetectorUnavailableError(FovealError, RuntimeError):
+    """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""

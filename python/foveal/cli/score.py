@@ -42,6 +42,7 @@ from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores
 from . import add_engine_options, make_engine
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+AUTO = "auto"  # --elements auto: detect the elements instead of reading a file
 CSV_NAME, JOURNAL_NAME, SETTINGS_NAME = "scores.csv", "scores.journal", "scores.settings.json"
 CSV_HEADER = ("creative", "image_sha256", "format", "model", "model_sha256", "element", "kind", "x", "y", "w", "h",
               "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed",
@@ -56,8 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=FORMAT_SUMMARY, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", type=Path, metavar="IMAGE|DIR", help="a creative, or a folder of creatives")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--elements", type=Path, metavar="FILE",
-                   help="element file (.json/.csv) for IMAGE (default: IMAGE's name with .json or .csv beside it)")
+    p.add_argument("--elements", type=_element_source, metavar="FILE|auto",
+                   help="element file (.json/.csv) for IMAGE (default: IMAGE's name with .json or .csv beside it); "
+                        "'auto': detect the elements (pip install 'foveal[detect]'), for a folder too")
     p.add_argument("--elements-dir", type=Path, metavar="EDIR",
                    help="folder of element files named like the creatives (default: DIR itself)")
     add_scoring_options(p)
@@ -138,13 +140,26 @@ def iter_predicted(engine, items: Sequence[tuple[Path, Path]], batch_size: int,
         for image, elements in items[start:start + batch_size]:
             try:
                 decoded = decode(image, engine.max_pixels)
-                ready.append((image, elements, decoded, load_elements(elements, decoded.pixels.shape[:2])))
+                ready.append((image, elements, decoded, _resolve_elements(elements, decoded)))
             except FovealError as exc:
                 failed[image] = exc
         maps = iter(engine.predict_batch([r[2] for r in ready], batch_size=batch_size)) if ready else iter(())
         by_image = {r[0]: Predicted(*r, next(maps)) for r in ready}
         for image, _ in items[start:start + batch_size]:
             yield image, by_image.get(image) or failed[image]
+
+
+def _element_source(text: str) -> Path | str:
+    return AUTO if text == AUTO else Path(text)
+
+
+def _resolve_elements(elements: Path | str, decoded: DecodedImage) -> ElementSpec:
+    """The one place ``--elements auto`` turns into elements: detected on the decoded creative."""
+    if elements == AUTO:
+        from ..detect import detected_spec
+
+        return detected_spec(decoded)
+    return load_elements(elements, decoded.pixels.shape[:2])
 
 
 def _load_norms(args: argparse.Namespace, engine) -> tuple[Norms | None, str | None]:
@@ -172,6 +187,10 @@ def _write_outputs(out: Path, p: Predicted, scores: CreativeScores, doc: dict, h
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.pass_percentile <= 100:
         raise InputError(f"--pass-percentile must be in (0, 100], got {args.pass_percentile:g}")
+    if args.elements == AUTO:
+        from ..detect import default_detector
+
+        default_detector()  # without the detect extra, fail once, before any work
     if args.image.is_dir():
         return run_batch(args)
     if args.elements_dir is not None:
@@ -271,8 +290,9 @@ def resume(out: Path, settings: dict[str, object]) -> set[str]:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    if args.elements is not None:
-        raise InputError("--elements names one file; for a folder of creatives use --elements-dir EDIR")
+    if args.elements not in (None, AUTO):
+        raise InputError("--elements names one file; for a folder of creatives use --elements-dir EDIR or "
+                         "--elements auto")
     images = list_images(args.image)
     reserved = [p.name for p in images if p.stem in (CSV_NAME, JOURNAL_NAME, SETTINGS_NAME)]
     if reserved:
@@ -294,7 +314,7 @@ def run_batch(args: argparse.Namespace) -> int:
         if image.stem in done:
             continue
         try:
-            todo.append((image, find_element_file(image, elements_dir)))
+            todo.append((image, AUTO if args.elements == AUTO else find_element_file(image, elements_dir)))
         except FovealError as exc:
             failures += 1
             print(f"foveal: error: {exc}", file=sys.stderr)

@@ -1,0 +1,58 @@
+"""``foveal detect IMAGE... -o DIR``: propose element boxes (face, headline, body text, CTA, logo, product).
+
+Writes ``DIR/<name>.json`` per image: the standard element file ``foveal score --elements`` reads, each element
+with its ``confidence`` and ``source: "auto"``, for a person to accept or edit.  Needs ``pip install
+'foveal[detect]'``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import FovealError, InputError
+from ..fileio import write_json
+from ..imageio import DEFAULT_MAX_PIXELS, decode
+from ..progress import progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="propose element boxes (faces, text, CTA, logo, product) for creatives",
+                       description="Write <name>.json per image: detected elements with confidence and "
+                                   "source \"auto\", ready for `foveal score --elements`.")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--overwrite", action="store_true", help="replace element files already in DIR")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..detect import default_detector, element_file
+
+    stems = [image.stem for image in args.images]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise InputError(f"several inputs share the name {clashes[0]!r}; their element files would collide")
+    targets = [args.out / f"{stem}.json" for stem in stems]
+    if not args.overwrite:
+        existing = [t for t in targets if t.exists()]
+        if existing:
+            raise InputError(f"{existing[0]} exists (maybe edited by hand); pass --overwrite or another -o DIR")
+    detector = default_detector()  # fails here, once, without the detect extra
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    bar = progress(list(zip(args.images, targets)), total=len(targets), label="detect",
+                   enabled=not args.quiet and len(targets) > 1)
+    for image, target in bar:
+        try:
+            decoded = decode(image, DEFAULT_MAX_PIXELS)
+            detections = detector.detect(decoded.pixels)
+        except FovealError as exc:
+            failures += 1
+            print(f"foveal: error: {exc}", file=sys.stderr)
+            continue
+        write_json(target, element_file(detections, decoded.pixels.shape[:2]))
+    if not args.quiet:
+        print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
+              f"{args.out}", file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,204 @@
+"""Automatic element detection: faces, headline, body text, calls to action, logos and the product, as boxes.
+
+>>> from foveal.detect import detect_elements
+>>> detect_elements("creative.png")          # [Element(name='headline', kind='headline', box=(...)), ...]
+
+Needs the optional dependencies of ``pip install 'foveal[detect]'`` (the graphs ship inside those wheels; nothing
+is downloaded).  Each kind's rule is in docs/DETECTION.md.  Detection is deterministic, and boxes of one kind
+never overlap (overlapping ones are merged), so attention is never counted twice inside a kind.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ElementSpecError
+from ..imageio import ImageLike, load_image
+from ..scoring.elements import Element, ElementSpec, check_elements, format_of
+from .layout import Block, Box, group_lines, intersects, is_imperative, near_corner, union, MAX_CTA_CHARS
+from .models import INSTALL_HINT, require_cv2
+from .shapes import find_button, mark_beside, product_region
+
+#: Kinds the detector proposes, in the order it reports them.
+DETECTED_KINDS: tuple[str, ...] = ("headline", "body_text", "cta", "logo", "face", "product")
+SOURCE = "auto"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A proposed element: its kind and box, how sure the rule or model is (0..1), and any text it read."""
+
+    kind: str
+    box: Box  # half-open (x0, y0, x1, y1) in image pixels
+    confidence: float
+    text: str | None = None
+
+
+class Detector:
+    """Loads the text and face graphs once; :meth:`detect` is then safe to call from many threads.
+
+    ``det_side``: the longer side, in pixels, text detection runs at (smaller is faster, misses smaller type).
+    ``min_face``: the smallest face reported, as a fraction of the image's shorter side.
+    """
+
+    def __init__(self, det_side: int = 960, min_face: float = 0.04, faces: bool = True) -> None:
+        from .faces import FaceDetector
+        from .text import TextReader
+
+        self.cv2 = require_cv2()
+        self.text = TextReader(det_side)
+        self.faces = FaceDetector() if faces else None
+        self.min_face = min_face
+
+    def detect(self, image: ImageLike) -> list[Detection]:
+        """Every element found in ``image``, by kind (:data:`DETECTED_KINDS` order), then top to bottom."""
+        rgb = load_image(image)
+        hw = rgb.shape[:2]
+        found: list[Detection] = []
+        lines = self.text.lines(rgb)
+        buttons = [(line, find_button(self.cv2, rgb, line.box)) for line in lines]
+        # One read for every line on a button: is it short and imperative?
+        candidates = [(line, b) for line, b in buttons if b is not None]
+        texts = self.text.read(rgb, [line.box for line, _ in candidates])
+        on_button: set[int] = set()
+        ctas: list[tuple[Box, float, str]] = []
+        for (line, (box, strength)), (text, _) in zip(candidates, texts):
+            if not text or len(text) > MAX_CTA_CHARS:
+                continue
+            on_button.add(id(line))
+            confidence = strength * (0.95 if is_imperative(text) else 0.7)
+            ctas.append((box, confidence, text))
+        for box, confidence, text in _merge_boxes(ctas):
+            found.append(Detection("cta", box, round(confidence, 3), text))
+        if self.faces is not None:
+            min_face = max(20.0, self.min_face * min(hw))
+            faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None)
+                     for f in self.faces.detect(rgb, min_face)]
+            found += [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
+        product = product_region(self.cv2, rgb, [line.box for line in lines] + [d.box for d in found])
+        if product is not None:
+            found.append(Detection("product", product[0], round(0.5 + 0.5 * product[1], 3)))
+        # Text printed on the product (packaging, signs in a photo) belongs to the product, not to the message.
+        free = [line for line in lines if id(line) not in on_button
+                and (product is None or _inside(line.box, product[0]) < 0.5)]
+        found += self._text_blocks(rgb, group_lines(free))
+        order = {k: i for i, k in enumerate(DETECTED_KINDS)}
+        return sorted(found, key=lambda d: (order[d.kind], d.box[1], d.box[0]))
+
+    def _text_blocks(self, rgb: np.ndarray, blocks: list[Block]) -> list[Detection]:
+        """Headline (the largest type), logos (small wordmarks by a corner, with their mark), body text."""
+        if not blocks:
+            return []
+        hw = rgb.shape[:2]
+        # Wordmarks by a corner are logos; the headline is the largest type among the rest.
+        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw)]
+        rest = [b for b in blocks if b not in corner] or corner
+        headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
+        out = [Detection("headline", headline.box, round(headline.score, 3))]
+        logos = [(mark_beside(self.cv2, rgb, b.box), 0.6 * b.score, None) for b in corner if b is not headline]
+        body = [(b.box, b.score, None) for b in rest if b is not headline and b not in corner]
+        out += [Detection("logo", box, round(c, 3)) for box, c, _ in _merge_boxes(logos)]
+        body = [(box, c, t) for box, c, t in _merge_boxes(body) if not intersects(box, headline.box)]
+        out += [Detection("body_text", box, round(c, 3)) for box, c, _ in body]
+        return out
+
+
+def _inside(box: Box, outer: Box) -> float:
+    """The fraction of ``box`` that lies inside ``outer``."""
+    ix = max(0, min(box[2], outer[2]) - max(box[0], outer[0]))
+    iy = max(0, min(box[3], outer[3]) - max(box[1], outer[1]))
+    return ix * iy / max(1, (box[2] - box[0]) * (box[3] - box[1]))
+
+
+def _merge_boxes(items: list[tuple[Box, float, Any]]) -> list[tuple[Box, float, Any]]:
+    """Overlapping boxes of one kind merged into their union (keeping the best confidence), until none overlap."""
+    items = sorted(items, key=lambda t: (-t[1], t[0]))
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                if intersects(items[i][0], items[j][0]):
+                    a, b = items[i], items[j]
+                    items[i] = (union([a[0], b[0]]), max(a[1], b[1]), a[2] if a[1] >= b[1] else b[2])
+                    del items[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return items
+
+
+_default: Detector | None = None
+_default_lock = threading.Lock()
+
+
+def default_detector() -> Detector:
+    """The process-wide :class:`Detector`, built on first use (the CLI, the service and the page share it)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Detector()
+        return _default
+
+
+def detect(image: ImageLike) -> list[Detection]:
+    """:meth:`Detector.detect` with the default detector."""
+    return default_detector().detect(image)
+
+
+def to_elements(detections: list[Detection]) -> list[Element]:
+    """Detections as scoring elements named by kind (``cta``, ``cta_2``...)."""
+    counts: dict[str, int] = {}
+    out = []
+    for d in detections:
+        counts[d.kind] = counts.get(d.kind, 0) + 1
+        name = d.kind if counts[d.kind] == 1 else f"{d.kind}_{counts[d.kind]}"
+        x0, y0, x1, y1 = d.box
+        out.append(Element(name=name, kind=d.kind, box=(x0, y0, x1 - x0, y1 - y0)))
+    return out
+
+
+def detect_elements(image: ImageLike) -> list[Element]:
+    """The elements of ``image`` found automatically, ready for :func:`foveal.scoring.scores.score_creative`."""
+    return to_elements(detect(image))
+
+
+def detected_spec(image: ImageLike) -> ElementSpec:
+    """The elements of ``image`` found automatically, validated as an element file would be (``source`` "auto").
+
+    Raises :class:`~foveal.errors.ElementSpecError` when nothing is found, and
+    :class:`~foveal.errors.DetectorUnavailableError` without the ``foveal[detect]`` extra.
+    """
+    rgb = load_image(image)
+    elements = detect_elements(rgb)
+    if not elements:
+        raise ElementSpecError(f"{_name(image)}: automatic detection found no elements (no text, button, face or "
+                               "product); write an element file for it")
+    check_elements(elements, rgb.shape[:2], SOURCE)
+    return ElementSpec(elements=tuple(elements), format=None, source=SOURCE)
+
+
+def _name(image: ImageLike) -> str:
+    source = getattr(image, "source", None)
+    return str(source if source is not None else image if isinstance(image, (str, os.PathLike)) else "image")
+
+
+def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict[str, Any]:
+    """The standard element file (what ``foveal score --elements`` reads), each element marked ``source: auto``
+    with its ``confidence`` (and ``text`` where it was read)."""
+    elements = []
+    for element, d in zip(to_elements(detections), detections):
+        item = {**element.to_dict(), "confidence": d.confidence, "source": SOURCE}
+        if d.text:
+            item["text"] = d.text
+        elements.append(item)
+    return {"format": format_of(image_hw), "units": "px", "source": SOURCE, "elements": elements}
+
+
+__all__ = ["Detection", "Detector", "DETECTED_KINDS", "INSTALL_HINT", "default_detector", "detect",
+           "detect_elements", "detected_spec", "element_file", "to_elements"]

