@@ -10,14 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import FovealError, InputError
+from ..batch import BatchItem, BatchOptions, Scorer, list_images
+from ..errors import InputError
 from ..fileio import write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms
-from ..scoring.scores import score_creative
 from . import _add_global_options, add_engine_options, make_engine
-from .score import iter_predicted, list_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,14 +41,16 @@ def run_build(args: argparse.Namespace) -> int:
     elements_dir = args.elements or args.folder
     if not elements_dir.is_dir():
         raise InputError(f"--elements {elements_dir}: not a folder")
-    items = [(image, find_element_file(image, elements_dir)) for image in images]
+    items = [BatchItem(image.stem, str(image), str(find_element_file(image, elements_dir))) for image in images]
     engine = make_engine(args)
+    scorer = Scorer(engine, BatchOptions(format=args.format), batch_size=args.batch_size)
+    chunks = (scorer.score_creatives(items[i:i + args.batch_size]) for i in range(0, len(items), args.batch_size))
     scored = []
-    results = iter_predicted(engine, items, args.batch_size)
-    for image, result in progress(results, total=len(items), label="norms", enabled=not args.quiet):
-        if isinstance(result, FovealError):
-            raise InputError(f"reference creative {image.name}: {result}")
-        scored.append(score_creative(result.smap, result.spec.elements, format=args.format or result.spec.format))
+    for item, result in zip(items, progress((r for c in chunks for r in c), total=len(items), label="norms",
+                                            enabled=not args.quiet)):
+        if isinstance(result, Exception):
+            raise InputError(f"reference creative {Path(item.image).name}: {result}")
+        scored.append(result.scores)
     norms = build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256})
     write_json(args.out, norms.to_dict())
     if not args.quiet:
