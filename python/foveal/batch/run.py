@@ -24,6 +24,9 @@ class BatchSummary:
     skipped: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     norms_warning: str | None = None
+    #: Seconds per stage, summed over workers: decode, predict, score (see :attr:`Scorer.seconds`) and commit
+    #: (writing the tables); wall is the run's elapsed time.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -39,17 +42,22 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     """
     out = Path(out)
     check_items(items, out)
+    start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
     with BatchStore(out, batch_settings(engine_identity(engine), options)) as store:
         todo = [item for item in items if item.creative_id not in store.done]
         summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
         chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))
         results = (r for chunk in chunks for r in chunk)
+        commit = 0.0
         for chunk in commit_chunks(progress(results, total=len(todo), label="score", enabled=show_progress),
                                    commit_every):
+            t = time.perf_counter()
             store.commit(chunk)
+            commit += time.perf_counter() - t
         summary.scored = len(store.committed)
     summary.errors = store.errors
+    summary.seconds = {**scorer.seconds, "commit": commit, "wall": time.perf_counter() - start}
     return summary
 
 

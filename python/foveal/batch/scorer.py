@@ -8,6 +8,7 @@ files); the tables are written by the one committer (store.py).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,6 +98,9 @@ class Scorer:
     def __init__(self, engine, options: BatchOptions = BatchOptions(), out: str | Path = ".",
                  batch_size: int = 16) -> None:
         self.engine, self.options, self.out, self.batch_size = engine, options, Path(out), batch_size
+        #: Seconds spent so far per stage: decode (image and elements), predict (network batches), score
+        #: (scores, reports, maps).
+        self.seconds = {"decode": 0.0, "predict": 0.0, "score": 0.0}
         self.norms: Norms | None = None
         self.norms_warning: str | None = None
         if options.norms is not None:
@@ -107,7 +111,9 @@ class Scorer:
     def score(self, items: Sequence[BatchItem]) -> list[CreativeResult]:
         """One result per item, in order; a bad image or element spec is that item's ``error``."""
         results = []
-        for item, scored in zip(items, self.score_creatives(items)):
+        scored_items = self.score_creatives(items)
+        start = time.perf_counter()
+        for item, scored in zip(items, scored_items):
             if isinstance(scored, Exception):
                 results.append(_failed(item, scored))
                 continue
@@ -118,11 +124,13 @@ class Scorer:
             results.append(CreativeResult(item.creative_id, item.image,
                                           element_rows(item, scored.scores, scored.smap.provenance),
                                           creative_row(item, scored.scores, scored.smap.provenance)))
+        self.seconds["score"] += time.perf_counter() - start
         return results
 
     def score_creatives(self, items: Sequence[BatchItem]) -> list[Scored | Exception]:
         """Decode, read elements, predict (in network batches) and score ``items``: one :class:`Scored` or the
         exception that stopped it per item, in order."""
+        t0 = time.perf_counter()
         prepared: list[_Ready | Exception] = []
         for item in items:
             try:
@@ -130,7 +138,9 @@ class Scorer:
             except Exception as exc:  # noqa: BLE001 - one creative's failure must never stop the batch
                 prepared.append(exc)
         ready = [r for r in prepared if isinstance(r, _Ready)]
+        t1 = time.perf_counter()
         maps = dict(zip((r.item.creative_id for r in ready), self._predict([r.decoded for r in ready])))
+        t2 = time.perf_counter()
         out: list[Scored | Exception] = []
         for r in prepared:
             if isinstance(r, Exception):
@@ -146,6 +156,10 @@ class Scorer:
                 out.append(Scored(r.item, r.decoded, r.spec, smap, scores))
             except FovealError as exc:
                 out.append(exc)
+        t3 = time.perf_counter()
+        self.seconds["decode"] += t1 - t0
+        self.seconds["predict"] += t2 - t1
+        self.seconds["score"] += t3 - t2
         return out
 
     def write_report(self, folder: str | Path, scored: Scored) -> None:

@@ -19,10 +19,12 @@ percentile is refused.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, BatchSummary, Scorer, is_batch_input, read_inputs, run_batch
+from ..batch.run import COMMIT_EVERY
 from ..errors import InputError
 from ..scoring.elements import find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
@@ -48,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true",
                    help="one creative: scores.json only; a batch: no reports/ folder, tables only")
     p.add_argument("--maps", action="store_true", help="batch: also write maps/<id>.npy (float32, sums to 1)")
+    p.add_argument("--commit-every", type=int, default=COMMIT_EVERY, metavar="N",
+                   help="batch: make results durable every N creatives (or 30 s); a crash loses at most that "
+                        "much work (default: %(default)s)")
     add_ray_options(p)
     add_engine_options(p)
     p.set_defaults(handler=run)
@@ -121,16 +126,17 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
     if args.ray is not None:
         from ..batch.on_ray import EngineSpec, run_batch_on_ray
 
+        logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's per-run INFO lines are not ours to print
         spec = EngineSpec(args.model, args.device, args.precision, int(args.max_pixels))
         summary = run_batch_on_ray(items, args.out, spec, options, address=args.ray, actors=args.actors,
                                    cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size,
-                                   show_progress=not args.quiet)
+                                   commit_every=args.commit_every, show_progress=not args.quiet)
     else:
         for flag, given in (("--actors", args.actors), ("--cpus-per-actor", args.cpus_per_actor != 1)):
             if given:
                 raise InputError(f"{flag} sizes Ray actors; add --ray to run on Ray")
         summary = run_batch(items, args.out, make_engine(args), options, batch_size=args.batch_size,
-                            show_progress=not args.quiet)
+                            commit_every=args.commit_every, show_progress=not args.quiet)
     return report_summary(summary, args.quiet)
 
 
