@@ -127,7 +127,7 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
                                                         "out": str(out), "batch_size": batch_size},
                     batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
                     **per_actor)
-                results = _results(dataset, seconds)
+                results = _results(dataset, seconds, start)
                 for chunk in commit_chunks(progress(results, total=len(todo), label="score", enabled=show_progress),
                                            commit_every):
                     t = time.perf_counter()
@@ -142,8 +142,9 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
             ray.shutdown()
 
 
-def _results(dataset, seconds: dict[str, float]) -> Iterator[CreativeResult]:
+def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[CreativeResult]:
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        seconds.setdefault("startup", time.perf_counter() - start)
         for stage in STAGES:
             seconds[stage] += float(np.sum(batch[f"{stage}_seconds"]))
         for text in batch["result"]:

@@ -25,7 +25,8 @@ class BatchSummary:
     errors: list[dict[str, Any]] = field(default_factory=list)
     norms_warning: str | None = None
     #: Seconds per stage, summed over workers: decode, predict, score (see :attr:`Scorer.seconds`) and commit
-    #: (writing the tables); wall is the run's elapsed time.
+    #: (writing the tables); wall is the run's elapsed time; on Ray, startup is the time to the first result
+    #: (joining or starting the cluster, starting the actors, their first batch).
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
