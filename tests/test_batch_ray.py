@@ -144,10 +144,6 @@ def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creative
     for name in ("c000", "c031", "c047"):
         np.testing.assert_allclose(np.load(out / "maps" / f"{name}.npy"), np.load(single / "maps" / f"{name}.npy"),
                                    atol=1e-9)
-    # A rerun skips everything already written (and starts no actors).
-    again = run_batch_on_ray(read_inputs(creatives), out, options=BatchOptions(maps=True), address=None)
-    assert (again.scored, again.skipped, again.failed) == (0, N - 1, 1)
-    assert_same_tables(out, single)
 
 
 @pytest.mark.slow

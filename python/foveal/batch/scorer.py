@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import FovealError
+from ..errors import ElementSpecError, FovealError
 from ..fileio import write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
@@ -184,7 +184,7 @@ class Scorer:
             try:
                 obj = json.loads(item.elements)
             except (json.JSONDecodeError, RecursionError) as exc:
-                raise FovealError(f"{item.creative_id}: malformed element JSON ({exc})") from None
+                raise ElementSpecError(f"{item.creative_id}: malformed element JSON ({exc})") from None
             spec = parse_elements(obj, hw, f"{item.creative_id} elements")
         else:
             spec = load_elements(item.elements, hw)
