@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..batch import BatchItem, BatchOptions, Scorer, list_images
+from ..batch import BatchItem, BatchOptions, Scorer, read_inputs
 from ..errors import InputError
 from ..fileio import write_json
 from ..progress import progress
@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    images = list_images(args.folder)
+    if not args.folder.is_dir():
+        raise InputError(f"{args.folder}: not a folder")
+    images = [Path(item.image) for item in read_inputs(args.folder)]
     elements_dir = args.elements or args.folder
     if not elements_dir.is_dir():
         raise InputError(f"--elements {elements_dir}: not a folder")
