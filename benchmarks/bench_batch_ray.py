@@ -7,7 +7,7 @@ median and range of wall time and creatives/s, the steady-state rate on Ray (aft
 and the per-stage split (decode, predict, score: CPU-seconds summed over actors; commit: the driver's table writes).
 
 Run: PYTHONPATH=python python benchmarks/bench_batch_ray.py [--creatives 500] [--rounds 3] [--actors 2]
-(``FOVEAL_NUM_THREADS=1`` for one thread in the single process).  Not part of CI.
+(``FOVEAL_NUM_THREADS=1`` for one thread in the single process; ``--device cuda`` on a GPU node).  Not in CI.
 """
 from __future__ import annotations
 
@@ -51,19 +51,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: one GPU actor per --actors")
+    parser.add_argument("--gpus-per-actor", type=float, default=1.0)
     args = parser.parse_args()
 
     import ray
 
     from foveal import Engine
     from foveal.batch import read_inputs, run_batch
-    from foveal.batch.on_ray import run_batch_on_ray
+    from foveal.batch.on_ray import EngineSpec, run_batch_on_ray
 
     work = Path(tempfile.mkdtemp(prefix="foveal-bench-batch-"))
     try:
         make_banners(work / "in", args.creatives)
         items = read_inputs(work / "in")
-        engine = Engine()
+        engine = Engine(device=args.device)
+        spec = EngineSpec(device=args.device)
         t = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         cluster_start = time.perf_counter() - t
@@ -72,7 +75,8 @@ def main() -> None:
             for name in runs:  # interleaved: load changes on this shared machine hit both alike
                 out = work / f"out-{r}-{name.split()[0]}"
                 if name.startswith("ray"):
-                    s = run_batch_on_ray(items, out, address=None, actors=args.actors, batch_size=args.batch_size)
+                    s = run_batch_on_ray(items, out, spec, address=None, actors=args.actors,
+                                         gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size)
                 else:
                     s = run_batch(items, out, engine, batch_size=args.batch_size)
                 assert s.scored == args.creatives and not s.errors, s

@@ -83,7 +83,8 @@ def _engine_identity(ray, engine: EngineSpec, per_actor: dict[str, Any]) -> dict
 
 def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: EngineSpec = EngineSpec(),
                      options: BatchOptions = BatchOptions(), *, address: str | None = "local",
-                     actors: int | None = None, cpus_per_actor: int = 1, batch_size: int = 16,
+                     actors: int | None = None, cpus_per_actor: int = 1, gpus_per_actor: float = 1.0,
+                     batch_size: int = 16,
                      commit_every: int = COMMIT_EVERY, show_progress: bool = False,
                      init_options: dict[str, Any] | None = None) -> BatchSummary:
     """:func:`~foveal.batch.run_batch` on Ray: the same tables and rules, scored by a pool of actors.
@@ -91,23 +92,27 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     Args:
         address: ``"local"`` starts a Ray cluster inside this process (stopped at the end); an address
             (``"host:6379"``, ``"auto"``) joins a running one; None uses the Ray this process already initialised.
-        actors: size of the actor pool (default: one per GPU for a GPU ``engine.device`` on a cluster with GPUs,
-            else the cluster's CPUs // ``cpus_per_actor``).
-        cpus_per_actor: CPUs reserved by (and ONNX Runtime threads of) each CPU actor.
+        actors: size of the actor pool (default: the cluster's GPUs // ``gpus_per_actor`` for a GPU
+            ``engine.device`` on a cluster with GPUs, else its CPUs // ``cpus_per_actor``).
+        cpus_per_actor: CPUs reserved by each actor (on CPU actors also their ONNX Runtime and kernel threads).
+        gpus_per_actor: GPU share of each GPU actor; below 1 packs several actors on a GPU, so that their
+            CPU-side decoding and scoring run in parallel.
         init_options: extra ``ray.init`` keywords for ``"local"`` (e.g. ``num_cpus``, ``object_store_memory``).
     """
     ray = _import_ray()
     out = Path(out)
     check_items(items, out)
-    if cpus_per_actor < 1 or (actors is not None and actors < 1):
-        raise InputError(f"actors and cpus_per_actor must be at least 1, got {actors} and {cpus_per_actor}")
+    if cpus_per_actor < 1 or (actors is not None and actors < 1) or not 0 < gpus_per_actor <= 1:
+        raise InputError(f"actors and cpus_per_actor must be at least 1 and gpus_per_actor in (0, 1], got "
+                         f"{actors}, {cpus_per_actor} and {gpus_per_actor}")
     start = time.perf_counter()
     started = _connect(ray, address, init_options or {})
     try:
         resources = ray.cluster_resources()
         gpu = engine.device != "cpu" and resources.get("GPU", 0) >= 1
-        per_actor = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": cpus_per_actor}
-        pool = actors or max(1, int(resources.get("GPU" if gpu else "CPU", 1) // (1 if gpu else cpus_per_actor)))
+        per_actor = {"num_gpus": gpus_per_actor, "num_cpus": cpus_per_actor} if gpu else {"num_cpus": cpus_per_actor}
+        pool = actors or max(1, int(resources["GPU"] / gpus_per_actor if gpu else
+                                    resources.get("CPU", 1) // cpus_per_actor))
         if not gpu and engine.threads is None:
             engine = replace(engine, threads=cpus_per_actor)
         identity = _engine_identity(ray, engine, per_actor)

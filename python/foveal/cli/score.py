@@ -71,15 +71,18 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
-    """--ray [ADDRESS], --actors, --cpus-per-actor (needs ``pip install "foveal[ray]"``)."""
+    """--ray [ADDRESS], --actors, --cpus-per-actor, --gpus-per-actor (needs ``pip install "foveal[ray]"``)."""
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the batch on Ray: 'local' (the default) starts a cluster in this process; an address "
-                        "(host:6379, auto) joins one. GPU devices get one GPU per actor")
+                        "(host:6379, auto) joins one. A GPU --device gets GPU actors (--gpus-per-actor)")
     p.add_argument("--actors", type=int, metavar="N",
-                   help="--ray: actors, each with its own engine (default: the cluster's GPUs for a GPU device, "
-                        "else its CPUs / --cpus-per-actor)")
+                   help="--ray: actors, each with its own engine (default: the cluster's GPUs / --gpus-per-actor for a "
+                        "GPU device, else its CPUs / --cpus-per-actor)")
     p.add_argument("--cpus-per-actor", type=int, default=1, metavar="C",
-                   help="--ray: CPUs (and ONNX Runtime threads) per CPU actor (default: %(default)s)")
+                   help="--ray: CPUs per actor (and, on CPU actors, their threads) (default: %(default)s)")
+    p.add_argument("--gpus-per-actor", type=float, default=1.0, metavar="G",
+                   help="--ray with a GPU --device: GPU share per actor; 0.25 packs 4 actors on a GPU so their "
+                        "decoding runs in parallel (default: %(default)g)")
 
 
 def options_from_args(args: argparse.Namespace) -> BatchOptions:
@@ -129,10 +132,12 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
         logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's per-run INFO lines are not ours to print
         spec = EngineSpec(args.model, args.device, args.precision, int(args.max_pixels))
         summary = run_batch_on_ray(items, args.out, spec, options, address=args.ray, actors=args.actors,
-                                   cpus_per_actor=args.cpus_per_actor, batch_size=args.batch_size,
+                                   cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
+                                   batch_size=args.batch_size,
                                    commit_every=args.commit_every, show_progress=not args.quiet)
     else:
-        for flag, given in (("--actors", args.actors), ("--cpus-per-actor", args.cpus_per_actor != 1)):
+        for flag, given in (("--actors", args.actors), ("--cpus-per-actor", args.cpus_per_actor != 1),
+                            ("--gpus-per-actor", args.gpus_per_actor != 1)):
             if given:
                 raise InputError(f"{flag} sizes Ray actors; add --ray to run on Ray")
         summary = run_batch(items, args.out, make_engine(args), options, batch_size=args.batch_size,
