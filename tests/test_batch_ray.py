@@ -146,6 +146,15 @@ def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creative
                                    atol=1e-9)
 
 
+def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp_path):
+    from foveal import InputError
+    from foveal.batch.on_ray import EngineSpec
+
+    with pytest.raises(InputError, match="needs GPUs but the Ray cluster has none"):
+        run_batch_on_ray(read_inputs(creatives), tmp_path / "out", EngineSpec(device="cuda"), address=None)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp_path):
     """SIGKILL one actor process while it scores: Ray restarts it and retries its batch; nothing is doubled."""

@@ -187,6 +187,9 @@ def test_batch_argument_mistakes(small_folder, capsys):
         (["score", small_folder / "single.png", "--elements-dir", small_folder], "--elements FILE"),
         (["score", creatives, "--elements-dir", small_folder / "nope"], "not a folder"),
         (["score", small_folder / "elements"], "no images"),
+        (["score", creatives, "--actors", "2"], "add --ray"),
+        (["score", small_folder / "single.png", "--ray"], "--ray is for a batch"),
+        (["score", small_folder / "list.txt"], "not found"),
     ]
     for argv, text in cases:
         assert run(*argv, "-o", small_folder / "out") == 1

@@ -27,6 +27,7 @@ from .scorer import BatchOptions, CreativeResult, Scorer
 from .store import BatchStore, batch_settings, engine_identity
 
 STAGES = ("decode", "predict", "score")
+CPU_DEVICES = ("cpu", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _identity(engine: dict[str, Any]) -> dict[str, Any]:
 
 def _engine_identity(ray, engine: EngineSpec, per_actor: dict[str, Any]) -> dict[str, Any]:
     """The graph the actors will run: built here for the CPU, on a GPU worker otherwise (this host may have none)."""
-    if engine.device == "cpu":
+    if engine.device in CPU_DEVICES:
         return _identity(asdict(replace(engine, threads=None)))
     return ray.get(ray.remote(_identity).options(**per_actor).remote(asdict(engine)))
 
@@ -109,7 +110,10 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     started = _connect(ray, address, init_options or {})
     try:
         resources = ray.cluster_resources()
-        gpu = engine.device != "cpu" and resources.get("GPU", 0) >= 1
+        gpu = engine.device not in CPU_DEVICES and resources.get("GPU", 0) >= 1
+        if engine.device not in CPU_DEVICES + ("auto",) and not gpu:
+            raise InputError(f"device {engine.device!r} needs GPUs but the Ray cluster has none; use device 'cpu' "
+                             "(or 'auto'), or add GPU nodes")
         per_actor = {"num_gpus": gpus_per_actor, "num_cpus": cpus_per_actor} if gpu else {"num_cpus": cpus_per_actor}
         pool = actors or max(1, int(resources["GPU"] / gpus_per_actor if gpu else
                                     resources.get("CPU", 1) // cpus_per_actor))
