@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, BatchSummary, Scorer, is_batch_input, read_inputs, run_batch
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"image not found: {args.image}")
     elements = args.elements or find_element_file(args.image, args.image.parent)
     engine = make_engine(args)
-    scorer = Scorer(engine, BatchOptions(**{**options.__dict__, "html": not args.no_report}))
+    scorer = Scorer(engine, replace(options, html=not args.no_report))
     scored = scorer.score_creatives([BatchItem(args.image.stem, str(args.image), str(elements))])[0]
     if isinstance(scored, Exception):
         raise scored
