@@ -33,6 +33,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "pyt
        # Loopback-only test clusters: no memory monitor killing workers on this shared VM, no token files.
        "RAY_memory_monitor_refresh_ms": "0", "RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 N = 48
+RAY_CLI = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
 
 
 def rows_by_key(out: Path) -> dict[tuple[str, str], dict]:
@@ -89,7 +90,7 @@ def single(creatives, tmp_path_factory) -> Path:
 def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_path):
     port = free_port()
     start = subprocess.run(
-        ["ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+        [RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
          "--object-store-memory", str(80 * 2**20), "--include-dashboard", "false", "--disable-usage-stats"],
         env=ENV, capture_output=True, text=True, timeout=120)
     try:
@@ -100,7 +101,7 @@ def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_pa
         assert proc.returncode == 1 and "c007" in err and err.count("foveal: error:") == 1, err[-2000:]
         assert_same_tables(out, single)
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=ENV, capture_output=True, timeout=60)
+        subprocess.run([RAY_CLI, "stop", "--force"], env=ENV, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
