@@ -107,12 +107,19 @@ def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_pa
 @pytest.fixture(scope="module")
 def cluster() -> str:
     """A Ray cluster in this process: 2 CPUs, 80 MiB object store, no dashboard; its GCS address."""
-    os.environ.update({k: ENV[k] for k in ("PYTHONPATH", "RAY_memory_monitor_refresh_ms", "RAY_AUTH_MODE")})
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+    keys = ("PYTHONPATH", "RAY_memory_monitor_refresh_ms", "RAY_AUTH_MODE")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: ENV[k] for k in keys})  # the cluster's workers inherit them
     try:
+        ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creatives, single, tmp_path):
