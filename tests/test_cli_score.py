@@ -12,7 +12,7 @@ from PIL import Image
 
 from foveal import DEFAULT_MODEL
 from foveal.cli import main
-from foveal.cli import score as score_cli
+from foveal.batch import CSV_HEADER
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CREATIVE, ELEMENTS = EXAMPLES / "creative.png", EXAMPLES / "creative.json"
@@ -151,61 +151,17 @@ def test_batch_scores_every_creative_once(small_folder):
     out = small_folder / "out"
     assert run("score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out) == 0
     rows = read_csv(out / "scores.csv")
-    assert list(rows[0]) == list(score_cli.CSV_HEADER)
-    assert len(rows) == 6 * 6 and len({(r["creative"], r["element"]) for r in rows}) == 36
+    assert list(rows[0]) == list(CSV_HEADER)
+    assert len(rows) == 6 * 6 and len({(r["creative_id"], r["element"]) for r in rows}) == 36
     assert (out / "scores.journal").read_text().count("\n") == 6
-    for stem in {r["creative"] for r in rows}:
-        assert sorted(p.name for p in (out / stem).iterdir()) == ["overlay.png", "report.html", "scores.json"]
+    for stem in {r["creative_id"] for r in rows}:
+        assert sorted(p.name for p in (out / "reports" / stem).iterdir()) == ["overlay.png", "report.html", "scores.json"]
     # Same numbers as scoring the creative alone.
     alone = small_folder / "alone"
     assert run("score", small_folder / "creatives" / "ref_02.png", "--elements",
                small_folder / "elements" / "ref_02.json", "-o", alone, "--no-report") == 0
     shares = {e["name"]: e["share"] for e in json.loads((alone / "scores.json").read_text())["elements"]}
-    assert {r["element"]: float(r["share"]) for r in rows if r["creative"] == "ref_02"} == shares
-
-
-@pytest.mark.parametrize("fail_on", ["journal", "rows", "report"])
-def test_batch_resumes_without_duplicates_or_losses(small_folder, monkeypatch, fail_on):
-    args = ["score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "--no-report"]
-    clean = small_folder / "clean"
-    assert run(*args, "-o", clean) == 0
-    expected = sorted(tuple(r.values()) for r in read_csv(clean / "scores.csv"))
-
-    # Crash on the third creative: after its rows are written but before its journal line ("journal"), while
-    # writing its rows ("rows", half a row reaches the file), or before anything of it is written ("report").
-    calls = {"append": 0, "report": 0}
-    real_append, real_report = score_cli._append_durably, score_cli.write_report
-
-    def crashing_append(fh, text):
-        calls["append"] += 1
-        if fail_on == "journal" and calls["append"] == 6:  # 3rd creative: rows ok (call 5), journal (call 6) dies
-            raise RuntimeError("power cut")
-        if fail_on == "rows" and calls["append"] == 5:
-            real_append(fh, text[: len(text) // 2])
-            raise RuntimeError("power cut")
-        real_append(fh, text)
-
-    def crashing_report(*a, **k):
-        calls["report"] += 1
-        if fail_on == "report" and calls["report"] == 3:
-            raise KeyboardInterrupt
-        real_report(*a, **k)
-
-    monkeypatch.setattr(score_cli, "_append_durably", crashing_append)
-    monkeypatch.setattr(score_cli, "write_report", crashing_report)
-    out = small_folder / "out"
-    assert run(*args, "-o", out) in (1, 130)
-    assert (out / "scores.journal").read_text().count("\n") == 2
-    partial = (out / "scores.csv").read_text().count("ref_02")
-    assert partial == 6 if fail_on == "journal" else 0 < partial < 6 if fail_on == "rows" else partial == 0
-    monkeypatch.setattr(score_cli, "_append_durably", real_append)
-    monkeypatch.setattr(score_cli, "write_report", real_report)
-
-    assert run(*args, "-o", out) == 0
-    got = sorted(tuple(r.values()) for r in read_csv(out / "scores.csv"))
-    assert got == expected
-    assert run(*args, "-o", out) == 0  # everything done: nothing rescored, nothing appended
-    assert sorted(tuple(r.values()) for r in read_csv(out / "scores.csv")) == expected
+    assert {r["element"]: float(r["share"]) for r in rows if r["creative_id"] == "ref_02"} == shares
 
 
 def test_batch_bad_creative_reported_others_scored(small_folder, capsys):
@@ -216,7 +172,7 @@ def test_batch_bad_creative_reported_others_scored(small_folder, capsys):
     assert run(*args) == 1
     err = capsys.readouterr().err
     assert "ref_01" in err and "ref_03" in err and err.count("foveal: error:") == 2
-    assert {r["creative"] for r in read_csv(out / "scores.csv")} == {"ref_00", "ref_02", "ref_04", "ref_05"}
+    assert {r["creative_id"] for r in read_csv(out / "scores.csv")} == {"ref_00", "ref_02", "ref_04", "ref_05"}
     # Fixing the inputs and rerunning scores just the two that failed.
     shutil.copy(EXAMPLES / "references" / "ref_03.json", small_folder / "elements" / "ref_03.json")
     spec = json.loads((EXAMPLES / "references" / "ref_01.json").read_text())
@@ -224,7 +180,7 @@ def test_batch_bad_creative_reported_others_scored(small_folder, capsys):
         {"units": "relative", "elements": [{**e, "box": [v / 600 for v in e["box"]]} for e in spec["elements"]]}))
     assert run(*args) == 1  # ref_03.json is in 600x600 pixels: outside a 200x200 image
     assert "ref_03" in capsys.readouterr().err
-    assert len({r["creative"] for r in read_csv(out / "scores.csv")}) == 5
+    assert len({r["creative_id"] for r in read_csv(out / "scores.csv")}) == 5
 
 
 def test_batch_refuses_to_resume_with_other_settings(small_folder, capsys):
@@ -244,13 +200,16 @@ def test_batch_argument_mistakes(small_folder, capsys):
         (["score", small_folder / "single.png", "--elements-dir", small_folder], "--elements FILE"),
         (["score", creatives, "--elements-dir", small_folder / "nope"], "not a folder"),
         (["score", small_folder / "elements"], "no images"),
+        (["score", creatives, "--actors", "2"], "add --ray"),
+        (["score", small_folder / "single.png", "--ray"], "--ray is for a batch"),
+        (["score", small_folder / "list.txt"], "not found"),
     ]
     for argv, text in cases:
         assert run(*argv, "-o", small_folder / "out") == 1
         assert text in capsys.readouterr().err
     Image.new("RGB", (10, 10)).save(creatives / "ref_00.jpg")
     assert run("score", creatives, "-o", small_folder / "out") == 1
-    assert "share the name 'ref_00'" in capsys.readouterr().err
+    assert "share the creative id 'ref_00'" in capsys.readouterr().err
     assert not (small_folder / "out").exists()
 
 
@@ -259,7 +218,8 @@ def test_batch_refuses_foreign_csv(small_folder, capsys):
     out.mkdir()
     (out / "scores.csv").write_text("a,b\n1,2\n")
     assert run("score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out) == 1
-    assert "header differs" in capsys.readouterr().err
+    assert "no scores.settings.json; use a new output folder" in capsys.readouterr().err
+    assert (out / "scores.csv").read_text() == "a,b\n1,2\n"
 
 
 def test_norms_build_refuses_bad_reference(small_folder, capsys):

@@ -431,7 +431,7 @@ def test_downloads(page, downloads):
     for name, share in local_shares(page).items():
         assert abs(share - next(e["share"] for e in doc["elements"] if e["name"] == name)) <= 1e-6
     # scores.csv: the header and cell format of `foveal score DIR`'s scores.csv (Python's csv module and reprs).
-    from foveal.cli.score import CSV_HEADER
+    from foveal.batch import CSV_HEADER
 
     def cell(v):
         return "" if v is None else v
@@ -445,10 +445,11 @@ def test_downloads(page, downloads):
     c = doc["creative"]
     for e in doc["elements"]:
         writer.writerow([cell(v) for v in (
-            "creative", doc["input"]["image_sha256"], doc["format"], doc["model"]["name"], doc["model"]["sha256"],
-            e["name"], e["kind"], *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]),
-            real(e["lift"]), e["rank"], real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]),
-            real(c["background_share"]), real(c["focus"]), real(c["top10_share"]))])
+            "creative", doc["input"]["image"], doc["input"]["image_sha256"], doc["format"], e["name"], e["kind"],
+            *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]), real(e["lift"]), e["rank"],
+            real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]), real(c["background_share"]),
+            real(c["focus"]), real(c["top10_share"]), doc["model"]["name"], doc["model"]["sha256"],
+            doc["model"]["graph_sha256"], doc["model"]["precision"])])
     assert (downloads / "creative.scores.csv").read_text() == buf.getvalue()
     smap = SaliencyMap.from_png(downloads / "creative.map.png")
     assert smap.shape == (600, 600)

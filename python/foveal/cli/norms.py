@@ -1,8 +1,7 @@
 """``foveal norms build DIR --elements EDIR -o norms.json``: reference shares for exact percentiles.
 
 Scores every creative in DIR (your top performers) with the element file of the same name from EDIR, and stores
-the sorted element shares per format and kind, with the model's name and sha256 and the sha256 and precision of
-the graph that ran (norms apply only to scores of that graph).  A bad reference creative stops
+the sorted element shares per format and kind, with the model's name and sha256.  A bad reference creative stops
 the build (nothing is written): silently dropping one would shift every percentile computed from the norms.
 """
 from __future__ import annotations
@@ -11,14 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import FovealError, InputError
+from ..batch import BatchItem, BatchOptions, Scorer, read_inputs
+from ..errors import InputError
 from ..fileio import write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms, engine_identity
-from ..scoring.scores import score_creative
 from . import _add_global_options, add_engine_options, make_engine
-from .score import iter_predicted, list_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,24 +37,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    images = list_images(args.folder)
+    if not args.folder.is_dir():
+        raise InputError(f"{args.folder}: not a folder")
+    images = [Path(item.image) for item in read_inputs(args.folder)]
     elements_dir = args.elements or args.folder
     if not elements_dir.is_dir():
         raise InputError(f"--elements {elements_dir}: not a folder")
-    items = [(image, find_element_file(image, elements_dir)) for image in images]
+    items = [BatchItem(image.stem, str(image), str(find_element_file(image, elements_dir))) for image in images]
     engine = make_engine(args)
+    scorer = Scorer(engine, BatchOptions(format=args.format), batch_size=args.batch_size)
+    chunks = (scorer.score_creatives(items[i:i + args.batch_size]) for i in range(0, len(items), args.batch_size))
     scored = []
-    results = iter_predicted(engine, items, args.batch_size)
-    for image, result in progress(results, total=len(items), label="norms", enabled=not args.quiet):
-        if isinstance(result, FovealError):
-            raise InputError(f"reference creative {image.name}: {result}")
-        scored.append(score_creative(result.smap, result.spec.elements, format=args.format or result.spec.format))
+    for item, result in zip(items, progress((r for c in chunks for r in c), total=len(items), label="norms",
+                                            enabled=not args.quiet)):
+        if isinstance(result, Exception):
+            raise InputError(f"reference creative {Path(item.image).name}: {result}")
+        scored.append(result.scores)
     norms = build_norms(scored, engine_identity(engine))
     write_json(args.out, norms.to_dict())
     if not args.quiet:
         for fmt, kinds in sorted(norms.formats.items()):
             counts = ", ".join(f"{kind} {len(v)}" for kind, v in sorted(kinds.items()))
             print(f"foveal: format {fmt}: {norms.creatives[fmt]} creative(s); elements: {counts}", file=sys.stderr)
-        print(f"foveal: norms ({engine.model.name}, {engine.precision} graph) written to {args.out}",
-              file=sys.stderr)
+        print(f"foveal: norms ({engine.model.name}) written to {args.out}", file=sys.stderr)
     return 0

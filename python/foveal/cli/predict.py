@@ -12,7 +12,7 @@ from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
 from . import add_engine_options, error_line, make_engine
-from .score import list_images
+from ..batch import list_images
 
 # What one image writes into the output folder, by suffix after its stem.
 _PNG, _OVERLAY, _NPY = ".png", ".overlay.png", ".npy"

@@ -63,10 +63,15 @@ def score_document(smap: MapLike, elements: Sequence[Element], provenance: dict[
     norms_info = None if norms is None else {
         "source": norms_source or norms.source, "model": norms.model, "creatives": norms.creatives.get(scores.format),
         "warning": norms_warning}
-    doc = build_document(scores, recommend(scores, thresholds=thresholds), provenance, image=image,
-                         elements=elements_source,
-                         norms=norms_info)
-    return scores, doc
+    return scores, scores_document(scores, provenance, image=image, elements_source=elements_source,
+                                   norms=norms_info, thresholds=thresholds)
+
+
+def scores_document(scores: CreativeScores, provenance: dict[str, Any], *, image: str, elements_source: str,
+                    norms: dict[str, Any] | None = None, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """The ``scores.json`` document of already computed scores (the batch scores first, reports later)."""
+    return build_document(scores, recommend(scores, thresholds=thresholds), provenance, image=image,
+                          elements=elements_source, norms=norms)
 
 
 def _label(e: ElementScore) -> str:

@@ -14,9 +14,9 @@ export function save(blob, name) {
 }
 
 // The header of `foveal score DIR`'s scores.csv; FLOATS are written the way Python writes floats.
-const CSV_HEADER = ["creative", "image_sha256", "format", "model", "model_sha256", "element", "kind", "x", "y", "w",
-  "h", "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed", "conversion_share",
-  "background_share", "focus", "top10_share"];
+const CSV_HEADER = ["creative_id", "image", "image_sha256", "format", "element", "kind", "x", "y", "w", "h",
+  "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed", "conversion_share",
+  "background_share", "focus", "top10_share", "model", "model_sha256", "graph_sha256", "precision"];
 const FLOATS = new Set(["area_fraction", "share", "density", "lift", "percentile", "conversion_share",
   "background_share", "focus", "top10_share"]);
 
@@ -41,10 +41,11 @@ export function scoresCsv(doc, creative) {
     const s = typeof v === "number" && FLOATS.has(column) ? pyFloat(v) : String(v);
     return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  const rows = doc.elements.map((e) => [creative, doc.input?.image_sha256, doc.format, doc.model?.name,
-    doc.model?.sha256, e.name, e.kind, ...e.box, e.area_fraction, e.share, e.density, e.lift, e.rank, e.percentile,
-    e.score, e.passed, doc.creative.conversion_share, doc.creative.background_share, doc.creative.focus,
-    doc.creative.top10_share].map((v, i) => cell(v, CSV_HEADER[i])));
+  const rows = doc.elements.map((e) => [creative, doc.input?.image, doc.input?.image_sha256, doc.format, e.name,
+    e.kind, ...e.box, e.area_fraction, e.share, e.density, e.lift, e.rank, e.percentile, e.score, e.passed,
+    doc.creative.conversion_share, doc.creative.background_share, doc.creative.focus, doc.creative.top10_share,
+    doc.model?.name, doc.model?.sha256, doc.model?.graph_sha256, doc.model?.precision,
+  ].map((v, i) => cell(v, CSV_HEADER[i])));
   return `${[CSV_HEADER, ...rows].map((r) => r.join(",")).join("\n")}\n`;
 }
 

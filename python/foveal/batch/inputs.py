@@ -1,0 +1,175 @@
+"""What a batch scores: creatives from a folder, a list file, or a Parquet/CSV table of paths.
+
+Each creative becomes a :class:`BatchItem`: an id (unique in the batch; it names the creative's rows, report folder
+and map), the image path, and where its elements come from: an element file, inline element JSON, or (None) the
+file of the same name in the elements folder.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
+TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
+BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
+_ID = re.compile(r"[^/\\\x00-\x1f]{1,200}")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One creative of a batch.
+
+    ``elements`` is a path to an element file (.json/.csv), element JSON text (starting with ``[`` or ``{``), or
+    None: the element file named like the image in the batch's elements folder (default: the image's folder).
+    """
+
+    creative_id: str
+    image: str
+    elements: str | None = None
+
+
+def is_batch_input(path: Path) -> bool:
+    """Whether ``path`` names a batch (folder, list file, table) rather than one image."""
+    return path.is_dir() or path.suffix.lower() in LIST_SUFFIXES | TABLE_SUFFIXES
+
+
+def read_inputs(source: str | Path) -> list[BatchItem]:
+    """The creatives named by ``source``: a folder of images, a list file (``.txt``: one image path a line,
+    relative to the list's folder, ``#`` comments), or a table (``.parquet``/``.csv``).
+
+    A table has an ``image`` (or ``path``) column and optionally ``creative_id`` and ``elements`` (an element file's
+    path or element JSON); or one row per element with ``name, kind, x, y, w, h`` (and ``units``) columns, grouped
+    into creatives by ``creative_id`` (else by image).  Relative paths are relative to the table's folder.
+    """
+    source = Path(source)
+    if source.is_dir():
+        return _unique(_from_paths(list_images(source)), source)
+    if not source.is_file():
+        raise InputError(f"{source}: not found (give a folder, a list file .txt, or a table .parquet/.csv)")
+    suffix = source.suffix.lower()
+    if suffix in LIST_SUFFIXES:
+        return _unique(_from_paths(_read_list(source)), source)
+    if suffix in TABLE_SUFFIXES:
+        return _unique(_from_table(source), source)
+    raise InputError(f"{source}: a batch is a folder, a list file ({', '.join(sorted(LIST_SUFFIXES))}) or a table "
+                     f"({', '.join(sorted(TABLE_SUFFIXES))}); got {suffix or 'no suffix'}")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; names (stems) must be unique."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def check_creative_id(value: Any, where: str) -> str:
+    """A creative id names files (``reports/<id>/``, ``maps/<id>.npy``): non-empty text without slashes or
+    control characters, not starting with a dot, at most 200 characters."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or value.startswith("."):
+        raise InputError(f"{where}: creative_id {value!r} cannot name a file: use 1-200 characters, no slashes, "
+                         "control characters or leading dot")
+    return value
+
+
+def _from_paths(paths: Iterable[Path]) -> list[BatchItem]:
+    return [BatchItem(p.stem, str(p)) for p in paths]
+
+
+def _unique(items: list[BatchItem], source: Path) -> list[BatchItem]:
+    if not items:
+        raise InputError(f"{source}: no creatives listed")
+    seen: dict[str, BatchItem] = {}
+    for item in items:
+        check_creative_id(item.creative_id, str(source))
+        if item.creative_id in seen:
+            raise InputError(f"{source}: {seen[item.creative_id].image} and {item.image} share the creative id "
+                             f"{item.creative_id!r}; their rows, reports and maps would collide: rename one"
+                             f"{' or give a creative_id column' if source.is_file() else ''}")
+        seen[item.creative_id] = item
+    return items
+
+
+def _read_list(path: Path) -> list[Path]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list file ({exc})") from None
+    return [_resolve(line.strip(), path.parent) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _resolve(text: str, base: Path) -> Path:
+    p = Path(text)
+    return p if p.is_absolute() else base / p
+
+
+def _from_table(path: Path) -> list[BatchItem]:
+    columns = _read_table(path)
+    image_col = "image" if "image" in columns else "path" if "path" in columns else None
+    if image_col is None:
+        raise InputError(f"{path}: a table needs an 'image' (or 'path') column; got {', '.join(columns) or 'none'}")
+    n = len(columns[image_col])
+    images = [_cell(v, path, image_col, i) for i, v in enumerate(columns[image_col])]
+    ids = ([_cell(v, path, "creative_id", i) for i, v in enumerate(columns["creative_id"])]
+           if "creative_id" in columns else [Path(p).stem for p in images])
+    if all(c in columns for c in BOX_COLUMNS):
+        return _long_table(path, columns, images, ids)
+    if "elements" in columns:
+        elements = [_elements_cell(v, path, i) for i, v in enumerate(columns["elements"])]
+    else:
+        elements = [None] * n
+    return [BatchItem(ids[i], str(_resolve(images[i], path.parent)), elements[i]) for i in range(n)]
+
+
+def _long_table(path: Path, columns: dict[str, list[Any]], images: list[str], ids: list[str]) -> list[BatchItem]:
+    """One row per element: group rows into creatives (in order of first appearance)."""
+    groups: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+    for i, cid in enumerate(ids):
+        image, elements = groups.setdefault(cid, (images[i], []))
+        if image != images[i]:
+            raise InputError(f"{path}: row {i + 1}: creative {cid!r} has two images ({image}, {images[i]})")
+        element = {"name": columns["name"][i], "kind": columns["kind"][i],
+                   "box": [columns[c][i] for c in "xywh"]}
+        if columns.get("units") and columns["units"][i] is not None:
+            element["units"] = columns["units"][i]
+        elements.append(element)
+    return [BatchItem(cid, str(_resolve(image, path.parent)), json.dumps(elements, allow_nan=False))
+            for cid, (image, elements) in groups.items()]
+
+
+def _read_table(path: Path) -> dict[str, list[Any]]:
+    import pyarrow as pa
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        else:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: cannot read the table ({str(exc).splitlines()[0]})") from None
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def _cell(value: Any, path: Path, column: str, row: int) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{path}: row {row + 1}: column {column!r} is empty")
+    return str(value).strip()
+
+
+def _elements_cell(value: Any, path: Path, row: int) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None  # this creative's element file is found by name
+    text = str(value).strip()
+    return text if text[0] in "[{" else str(_resolve(text, path.parent))

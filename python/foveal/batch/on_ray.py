@@ -1,0 +1,200 @@
+"""The batch on a Ray cluster: Ray Data feeds the creatives to an actor pool, one Engine per actor.
+
+Each actor runs :class:`~foveal.batch.Scorer` (decode + predict + score, reports and maps when asked) on batches
+of creatives; the results stream back to this process, the only writer of the tables, which commits them to the
+same :class:`~foveal.batch.BatchStore` as the single-process batch.  So the tables, resume and exactly-once rules
+are the same: Ray restarts a killed actor and retries its batch, and a creative that arrives twice is committed
+once.  Actors read the images themselves: on a multi-node cluster the inputs (and ``OUT``, when reports or maps
+are asked) must be on storage every node mounts at the same path.  Needs ``pip install "foveal[ray]"``.
+"""
+from __future__ import annotations
+
+import time
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import FovealError, InputError
+from ..imageio import DEFAULT_MAX_PIXELS
+from ..progress import progress
+from ..scoring.norms import load_norms
+from .inputs import BatchItem
+from .run import COMMIT_EVERY, BatchSummary, check_items, commit_chunks
+from .scorer import BatchOptions, CreativeResult, Scorer
+from .store import BatchStore, batch_settings, engine_identity
+
+STAGES = ("decode", "predict", "score")
+CPU_DEVICES = ("cpu", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How each actor builds its :class:`~foveal.Engine` (an engine itself cannot travel between processes)."""
+
+    model: str = "default"
+    device: str = "cpu"
+    precision: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    #: ONNX Runtime and foveal kernel threads on the CPU (None: every CPU the process may use).
+    threads: int | None = None
+
+    def build(self):
+        from ..engine import Engine
+
+        if self.threads is None:
+            return Engine(self.model, device=self.device, precision=self.precision, max_pixels=self.max_pixels)
+        # Read by the native kernels at their first call; an actor's process has made none yet.
+        os.environ["FOVEAL_NUM_THREADS"] = str(self.threads)
+        return Engine(self.model, device=self.device, precision=self.precision, max_pixels=self.max_pixels,
+                      threads=self.threads)
+
+
+class _ScoreActor:
+    """One actor of the pool: an engine, and a Scorer run on each batch Ray Data hands it."""
+
+    def __init__(self, engine: dict[str, Any], options: dict[str, Any], out: str, batch_size: int) -> None:
+        self.scorer = Scorer(EngineSpec(**engine).build(), BatchOptions(**options), out, batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items = [BatchItem(str(c), str(i), str(e) if e else None)
+                 for c, i, e in zip(batch["creative_id"], batch["image"], batch["elements"])]
+        before = dict(self.scorer.seconds)
+        results = self.scorer.score(items)
+        columns = {"creative_id": np.array([r.creative_id for r in results], dtype=object),
+                   "result": np.array([r.to_json() for r in results], dtype=object)}
+        for stage in STAGES:  # spread the batch's stage times over its rows so the driver can sum them
+            columns[f"{stage}_seconds"] = np.full(len(results), (self.scorer.seconds[stage] - before[stage])
+                                                  / max(len(results), 1))
+        return columns
+
+
+def _identity(engine: dict[str, Any]) -> dict[str, Any]:
+    return engine_identity(EngineSpec(**engine).build())
+
+
+def _engine_identity(ray, engine: EngineSpec, per_actor: dict[str, Any]) -> dict[str, Any]:
+    """The graph the actors will run: built here for the CPU, on a GPU worker otherwise (this host may have none)."""
+    if engine.device in CPU_DEVICES:
+        return _identity(asdict(replace(engine, threads=None)))
+    return ray.get(ray.remote(_identity).options(**per_actor).remote(asdict(engine)))
+
+
+def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: EngineSpec = EngineSpec(),
+                     options: BatchOptions = BatchOptions(), *, address: str | None = "local",
+                     actors: int | None = None, cpus_per_actor: int = 1, gpus_per_actor: float = 1.0,
+                     batch_size: int = 16,
+                     commit_every: int = COMMIT_EVERY, show_progress: bool = False,
+                     init_options: dict[str, Any] | None = None) -> BatchSummary:
+    """:func:`~foveal.batch.run_batch` on Ray: the same tables and rules, scored by a pool of actors.
+
+    Args:
+        address: ``"local"`` starts a Ray cluster inside this process (stopped at the end); an address
+            (``"host:6379"``, ``"auto"``) joins a running one; None uses the Ray this process already initialised.
+        actors: size of the actor pool (default: the cluster's GPUs // ``gpus_per_actor`` for a GPU
+            ``engine.device`` on a cluster with GPUs, else its CPUs // ``cpus_per_actor``).
+        cpus_per_actor: CPUs reserved by each actor (on CPU actors also their ONNX Runtime and kernel threads).
+        gpus_per_actor: GPU share of each GPU actor; below 1 packs several actors on a GPU, so that their
+            CPU-side decoding and scoring run in parallel.
+        init_options: extra ``ray.init`` keywords for ``"local"`` (e.g. ``num_cpus``, ``object_store_memory``).
+    """
+    ray = _import_ray()
+    out = Path(out)
+    check_items(items, out)
+    if cpus_per_actor < 1 or (actors is not None and actors < 1) or not 0 < gpus_per_actor <= 1:
+        raise InputError(f"actors and cpus_per_actor must be at least 1 and gpus_per_actor in (0, 1], got "
+                         f"{actors}, {cpus_per_actor} and {gpus_per_actor}")
+    start = time.perf_counter()
+    started = _connect(ray, address, init_options or {})
+    try:
+        resources = ray.cluster_resources()
+        gpu = engine.device not in CPU_DEVICES and resources.get("GPU", 0) >= 1
+        if engine.device not in CPU_DEVICES + ("auto",) and not gpu:
+            raise InputError(f"device {engine.device!r} needs GPUs but the Ray cluster has none; use device 'cpu' "
+                             "(or 'auto'), or add GPU nodes")
+        per_actor = {"num_gpus": gpus_per_actor, "num_cpus": cpus_per_actor} if gpu else {"num_cpus": cpus_per_actor}
+        pool = actors or max(1, int(resources["GPU"] / gpus_per_actor if gpu else
+                                    resources.get("CPU", 1) // cpus_per_actor))
+        if not gpu and engine.threads is None:
+            engine = replace(engine, threads=cpus_per_actor)
+        identity = _engine_identity(ray, engine, per_actor)
+        warning = None
+        if options.norms is not None:
+            warning = load_norms(options.norms).check_graph(identity, options.allow_model_mismatch)
+        with BatchStore(out, batch_settings(identity, options)) as store:
+            todo = [item for item in items if item.creative_id not in store.done]
+            summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=warning)
+            seconds = dict.fromkeys(STAGES, 0.0)
+            commit = 0.0
+            if todo:
+                pool = min(pool, -(-len(todo) // batch_size))  # no more actors than blocks to give them
+                dataset = _dataset(ray, todo, batch_size).map_batches(
+                    _ScoreActor, fn_constructor_kwargs={"engine": asdict(engine), "options": asdict(options),
+                                                        "out": str(out), "batch_size": batch_size},
+                    batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
+                    **per_actor)
+                results = _results(dataset, seconds, start)
+                for chunk in commit_chunks(progress(results, total=len(todo), label="score", enabled=show_progress),
+                                           commit_every):
+                    t = time.perf_counter()
+                    store.commit(chunk)
+                    commit += time.perf_counter() - t
+            summary.scored = len(store.committed)
+        summary.errors = store.errors
+        summary.seconds = {**seconds, "commit": commit, "wall": time.perf_counter() - start}
+        return summary
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[CreativeResult]:
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        seconds.setdefault("startup", time.perf_counter() - start)
+        for stage in STAGES:
+            seconds[stage] += float(np.sum(batch[f"{stage}_seconds"]))
+        for text in batch["result"]:
+            yield CreativeResult.from_json(str(text))
+
+
+def _dataset(ray, todo: Sequence[BatchItem], batch_size: int):
+    """The creatives as Ray Data blocks of ``batch_size`` rows, so every actor gets work from the start."""
+    import pyarrow as pa
+
+    blocks = [pa.table({"creative_id": [i.creative_id for i in chunk], "image": [i.image for i in chunk],
+                        "elements": [i.elements or "" for i in chunk]})
+              for chunk in (todo[s:s + batch_size] for s in range(0, len(todo), batch_size))]
+    return ray.data.from_arrow(blocks)
+
+
+def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
+    """Start or join a cluster; True when this call started Ray (and so must stop it)."""
+    if address is None:
+        if not ray.is_initialized():
+            raise InputError("address=None uses an initialised Ray, but ray.init() was not called")
+        return False
+    if ray.is_initialized():
+        raise InputError("Ray is already initialised in this process; pass address=None to use it")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": "ERROR", "configure_logging": True}
+    try:
+        if address == "local":
+            ray.init(**kwargs, **init_options)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InputError(f"cannot {'start' if address == 'local' else 'join'} a Ray cluster"
+                         f"{'' if address == 'local' else ' at ' + address}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the batch needs Ray Data, not just Ray core
+    except ImportError:
+        raise FovealError('Ray is not installed: pip install "foveal[ray]"') from None
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray

@@ -1,0 +1,298 @@
+"""The batch's output folder: tables written exactly once per creative, resumable after any crash.
+
+Layout of ``OUT``::
+
+    scores.csv             one row per element (ELEMENT_COLUMNS), appended per commit
+    elements/part-*.parquet  the same rows as Parquet
+    creatives/part-*.parquet one row per creative (CREATIVE_COLUMNS)
+    errors.parquet, errors.csv  creatives that failed in the last run (retried by the next one)
+    scores.journal         ids of committed creatives, one JSON string a line
+    scores.settings.json   model, graph, precision and scoring settings every row shares
+    reports/<id>/, maps/<id>.npy  when asked
+
+A commit writes the chunk's Parquet parts (each atomically), appends its CSV rows (fsynced), then appends its ids
+to the journal (fsynced): the journal is the truth.  Opening the folder again drops whatever a crash left beyond
+it (rows and parts of creatives not journaled, ``*.part`` temporaries, a cut journal line), so every creative ends
+up in every table exactly once.  One process at a time: a lock file refuses a second writer.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Iterable, Sequence
+
+from ..errors import InputError
+from ..fileio import atomic_write, write_json, write_text
+from ..models import file_sha256
+from .scorer import BatchOptions, CreativeResult
+
+CSV_NAME, JOURNAL_NAME, SETTINGS_NAME, LOCK_NAME = "scores.csv", "scores.journal", "scores.settings.json", ".lock"
+ELEMENTS_DIR, CREATIVES_DIR, ERRORS_NAME = "elements", "creatives", "errors"
+IDENTITY = ("model", "model_sha256", "graph_sha256", "precision")
+ELEMENT_COLUMNS = ("creative_id", "image", "image_sha256", "format", "element", "kind", "x", "y", "w", "h",
+                   "area_fraction", "share", "density", "lift", "rank", "percentile", "score", "passed",
+                   "conversion_share", "background_share", "focus", "top10_share", *IDENTITY)
+CREATIVE_COLUMNS = ("creative_id", "image", "image_sha256", "format", "height", "width", "elements",
+                    "conversion_share", "other_elements_share", "background_share", "focus", "top10_share",
+                    *IDENTITY)
+ERROR_COLUMNS = ("creative_id", "image", "error", *IDENTITY)
+CSV_HEADER = ELEMENT_COLUMNS
+
+
+def _schemas():
+    import pyarrow as pa
+
+    s, f, i, b = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+    types = {"creative_id": s, "image": s, "image_sha256": s, "format": s, "element": s, "kind": s, "x": i, "y": i,
+             "w": i, "h": i, "area_fraction": f, "share": f, "density": f, "lift": f, "rank": i, "percentile": f,
+             "score": i, "passed": b, "conversion_share": f, "background_share": f, "focus": f, "top10_share": f,
+             "height": i, "width": i, "elements": i, "other_elements_share": f, "error": s, "model": s,
+             "model_sha256": s, "graph_sha256": s, "precision": s}
+    return {name: pa.schema([(c, types[c]) for c in cols]) for name, cols in
+            ((ELEMENTS_DIR, ELEMENT_COLUMNS), (CREATIVES_DIR, CREATIVE_COLUMNS), (ERRORS_NAME, ERROR_COLUMNS))}
+
+
+def batch_settings(engine_identity: dict[str, Any], options: BatchOptions) -> dict[str, Any]:
+    """What every row of one output folder must share: a resumed run with other settings would mix numbers."""
+    return {**{k: engine_identity[k] for k in IDENTITY},
+            "norms_sha256": None if options.norms is None else file_sha256(options.norms),
+            "format": options.format, "pass_percentile": options.pass_percentile}
+
+
+def engine_identity(engine) -> dict[str, Any]:
+    """model, model_sha256, graph_sha256 and precision of an :class:`~foveal.Engine`."""
+    return {"model": engine.model.name, "model_sha256": engine.model.sha256, "graph_sha256": engine.graph_sha256,
+            "precision": engine.precision}
+
+
+class BatchStore:
+    """Open (or resume) a batch output folder; :meth:`commit` chunks of results; :meth:`close` at the end.
+
+    ``done`` holds the creative ids already committed by earlier runs.  Raises :class:`InputError` when the folder
+    holds a run with other settings, foreign files, or is being written by another process.
+    """
+
+    def __init__(self, out: str | Path, settings: dict[str, Any]) -> None:
+        self.out = Path(out)
+        self.settings = settings
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder {self.out}: {exc.strerror or exc}") from None
+        if not self.out.is_dir():
+            raise InputError(f"{self.out}: not a folder")
+        self._lock = _lock(self.out / LOCK_NAME)
+        self.errors: list[dict[str, Any]] = []
+        self.committed: set[str] = set()
+        try:
+            self._check_settings()
+            _remove_temporaries(self.out)
+            self.done = self._recover()
+            self._next_part = 1 + max((_part_number(p) for d in (ELEMENTS_DIR, CREATIVES_DIR)
+                                       for p in (self.out / d).glob("part-*.parquet")), default=0)
+            self._csv = (self.out / CSV_NAME).open("a", encoding="utf-8", newline="")
+            self._journal = (self.out / JOURNAL_NAME).open("a", encoding="utf-8")
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def __enter__(self) -> BatchStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def commit(self, results: Iterable[CreativeResult]) -> None:
+        """Make ``results`` durable: successes into the tables and journal, failures into :attr:`errors`."""
+        ok = []
+        for r in results:
+            if r.creative_id in self.done or r.creative_id in self.committed:
+                continue  # a chunk retried by Ray after its first result arrived: keep the first
+            if r.error is not None:
+                self.errors = [e for e in self.errors if e["creative_id"] != r.creative_id]
+                self.errors.append({"creative_id": r.creative_id, "image": r.image, "error": r.error,
+                                    **{k: self.settings[k] for k in IDENTITY}})
+            else:
+                ok.append(r)
+        if not ok:
+            return
+        for r in ok:
+            mixed = [k for k in IDENTITY if r.creative[k] != self.settings[k]]
+            if mixed:
+                raise InputError(f"{r.creative_id} was scored with another {', '.join(mixed)} than this batch's "
+                                 f"({', '.join(f'{k}={self.settings[k]}' for k in mixed)}); refusing to mix graphs")
+        elements = [row for r in ok for row in r.elements]
+        part = f"part-{self._next_part:06d}.parquet"
+        self._next_part += 1
+        _write_parquet(self.out / ELEMENTS_DIR / part, ELEMENTS_DIR, elements)
+        _write_parquet(self.out / CREATIVES_DIR / part, CREATIVES_DIR, [r.creative for r in ok])
+        _append_durably(self._csv, _csv_text([_csv_cells(row) for row in elements]))
+        _append_durably(self._journal, "".join(json.dumps(r.creative_id) + "\n" for r in ok))
+        self.committed.update(r.creative_id for r in ok)
+        self.errors = [e for e in self.errors if e["creative_id"] not in self.committed]
+
+    def close(self) -> None:
+        """Write the errors table (``errors.parquet`` and ``errors.csv``) and release the folder."""
+        if self._lock.closed:
+            return
+        try:
+            self._csv.close()
+            self._journal.close()
+            _write_parquet(self.out / f"{ERRORS_NAME}.parquet", ERRORS_NAME, self.errors)
+            write_text(self.out / f"{ERRORS_NAME}.csv",
+                       _csv_text([ERROR_COLUMNS, *([e[c] for c in ERROR_COLUMNS] for e in self.errors)]))
+        finally:
+            self._lock.close()
+
+    def _check_settings(self) -> None:
+        saved = self.out / SETTINGS_NAME
+        if not saved.exists():
+            if (self.out / JOURNAL_NAME).exists() or (self.out / CSV_NAME).exists():
+                raise InputError(f"{self.out} holds batch files but no {SETTINGS_NAME}; use a new output folder")
+            write_json(saved, self.settings)
+            return
+        try:
+            before = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{saved}: unreadable ({exc}); use a new output folder") from None
+        if not isinstance(before, dict):
+            raise InputError(f"{saved}: not a settings object; use a new output folder")
+        changed = sorted(k for k in self.settings.keys() | before.keys() if before.get(k) != self.settings.get(k))
+        if changed:
+            raise InputError(f"{self.out} holds a run with other settings ({', '.join(changed)} differ): resuming "
+                             "would mix incomparable rows; use a new output folder, or the same settings")
+
+    def _recover(self) -> set[str]:
+        """Committed ids: journaled and present in every table; everything else is dropped from every table."""
+        journal = self.out / JOURNAL_NAME
+        text = journal.read_text(encoding="utf-8") if journal.exists() else ""
+        # A line without its newline was cut by a crash: that chunk is not committed.
+        lines = text.split("\n")[:-1]
+        try:
+            done = {json.loads(line) for line in lines if line}
+        except json.JSONDecodeError:
+            raise InputError(f"{journal}: corrupt; use a new output folder") from None
+        csv_ids = self._csv_ids()
+        part_ids = {d: _part_ids(self.out / d) for d in (ELEMENTS_DIR, CREATIVES_DIR)}
+        done &= csv_ids
+        for d in part_ids:
+            done &= set(part_ids[d])
+        for d in (ELEMENTS_DIR, CREATIVES_DIR):
+            _filter_parts(self.out / d, d, done)
+        self._filter_csv(done)
+        kept = "".join(dict.fromkeys(line + "\n" for line in lines if line and json.loads(line) in done))
+        if text != kept and (done or text):
+            write_text(journal, kept)
+        return done
+
+    def _csv_ids(self) -> set[str]:
+        table = self.out / CSV_NAME
+        if not table.exists():
+            write_text(table, _csv_text([CSV_HEADER]))
+            return set()
+        with table.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != CSV_HEADER:
+                raise InputError(f"{table}: header differs from this foveal version's ({','.join(CSV_HEADER[:4])}"
+                                 ",...); use a new output folder")
+            return {row[0] for row in reader if len(row) == len(CSV_HEADER)}
+
+    def _filter_csv(self, done: set[str]) -> None:
+        table = self.out / CSV_NAME
+        with table.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = [r for r in rows[1:] if len(r) == len(CSV_HEADER) and r[0] in done]
+        if len(keep) != len(rows) - 1 or not table.read_text(encoding="utf-8").endswith("\n"):
+            with atomic_write(table, "w") as fh:
+                fh.write(_csv_text([CSV_HEADER, *keep]))
+
+
+def _lock(path: Path) -> IO[str]:
+    fh = path.open("a")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise InputError(f"{path.parent}: another foveal batch is writing there; wait for it to end, or use "
+                         "another output folder") from None
+    return fh
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Delete the ``.NAME.XXXX.part`` files atomic writes leave when a process is killed mid-write."""
+    for root, _dirs, files in os.walk(out):
+        for name in files:
+            if name.startswith(".") and name.endswith(".part"):
+                os.unlink(os.path.join(root, name))
+
+
+def _part_number(path: Path) -> int:
+    try:
+        return int(path.stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _part_ids(folder: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    for part in sorted(folder.glob("part-*.parquet")):
+        ids += pq.read_table(part, columns=["creative_id"]).column("creative_id").to_pylist()
+    return ids
+
+
+def _filter_parts(folder: Path, name: str, done: set[str]) -> None:
+    """Rewrite (or delete) part files holding creatives not in ``done``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for part in sorted(folder.glob("part-*.parquet")):
+        table = pq.read_table(part)
+        keep = pc.is_in(table.column("creative_id"), value_set=_string_array(done))
+        if pc.all(keep).as_py() is not False:
+            continue
+        table = table.filter(keep)
+        if table.num_rows:
+            with atomic_write(part, "wb") as fh:
+                pq.write_table(table, fh)
+        else:
+            part.unlink()
+
+
+def _string_array(values: Iterable[str]):
+    import pyarrow as pa
+
+    return pa.array(sorted(values), pa.string())
+
+
+def _write_parquet(path: Path, name: str, rows: Sequence[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schemas()[name]
+    table = pa.Table.from_pylist([{c: row[c] for c in schema.names} for row in rows], schema=schema)
+    with atomic_write(path, "wb") as fh:
+        pq.write_table(table, fh)
+
+
+def _csv_cells(row: dict[str, Any]) -> list[Any]:
+    return ["" if row[c] is None else row[c] for c in CSV_HEADER]
+
+
+def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def _append_durably(fh: IO[str], text: str) -> None:
+    """Append and fsync: the rows (or journal lines) survive a crash before the next step starts."""
+    fh.write(text)
+    fh.flush()
+    os.fsync(fh.fileno())

@@ -1,0 +1,228 @@
+"""foveal.batch in one process: inputs, tables, errors, maps, resume after crashes, settings and graph checks."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from foveal import Engine, InputError
+from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
+                          BatchStore, read_inputs, run_batch)
+from foveal.batch import store as store_module
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def make_creatives(folder: Path, n: int, size: int = 96) -> list[Path]:
+    """``n`` small creatives with a relative-units element file beside each (seeded, different per index)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(17)
+    paths = []
+    for i in range(n):
+        pixels = np.full((size, size, 3), 40 + 3 * i % 200, np.uint8)
+        x, y = rng.integers(0, size // 2, 2)
+        pixels[y:y + size // 3, x:x + size // 3] = rng.integers(0, 256, 3)
+        path = folder / f"c{i:03d}.png"
+        Image.fromarray(pixels).save(path)
+        (folder / f"c{i:03d}.json").write_text(json.dumps({"units": "relative", "elements": [
+            {"name": "cta", "kind": "cta", "box": [0.1, 0.6, 0.3, 0.2]},
+            {"name": "logo", "kind": "logo", "box": [0.6, 0.05, 0.3, 0.2]}]}))
+        paths.append(path)
+    return paths
+
+
+def tables(out: Path) -> tuple[pa.Table, pa.Table]:
+    return pq.read_table(out / "elements"), pq.read_table(out / "creatives")
+
+
+def csv_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "scores.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    make_creatives(tmp_path / "in", 6)
+    return tmp_path / "in"
+
+
+def test_tables_rows_identity_and_csv_agree(folder, tmp_path, engine):
+    out = tmp_path / "out"
+    summary = run_batch(read_inputs(folder), out, engine)
+    assert (summary.scored, summary.skipped, summary.failed) == (6, 0, 0)
+    elements, creatives = tables(out)
+    assert elements.column_names == list(ELEMENT_COLUMNS) and creatives.column_names == list(CREATIVE_COLUMNS)
+    assert elements.num_rows == 12 and sorted(creatives.column("creative_id").to_pylist()) == \
+        [f"c{i:03d}" for i in range(6)]
+    for table in (elements, creatives):
+        assert set(table.column("graph_sha256").to_pylist()) == {engine.graph_sha256}
+        assert set(table.column("precision").to_pylist()) == {engine.precision}
+        assert set(table.column("model").to_pylist()) == {engine.model.name}
+    rows = csv_rows(out)
+    assert tuple(rows[0]) == CSV_HEADER and len(rows) == 12
+    assert [float(r["share"]) for r in rows] == elements.column("share").to_pylist()
+    # Same share as predicting the creative alone.
+    smap = engine.predict(folder / "c003.png")
+    cta = [r for r in elements.to_pylist() if r["creative_id"] == "c003" and r["element"] == "cta"][0]
+    assert cta["share"] == pytest.approx(smap.share([cta["x"], cta["y"], cta["w"], cta["h"]]), abs=1e-12)
+    settings = json.loads((out / "scores.settings.json").read_text())
+    assert settings["graph_sha256"] == engine.graph_sha256 and settings["precision"] == engine.precision
+    assert not (out / "reports").exists() and not (out / "maps").exists()  # only when asked
+    assert pq.read_table(out / "errors.parquet").num_rows == 0
+
+
+def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
+    images = sorted(folder.glob("*.png"))
+    (tmp_path / "list.txt").write_text("# creatives\n" + "\n".join(f"in/{p.name}" for p in images) + "\n\n")
+    specs = {p.stem: json.loads(p.with_suffix(".json").read_text()) for p in images}
+    pq.write_table(pa.table({"image": [str(p) for p in images], "creative_id": [f"id-{p.stem}" for p in images],
+                             "elements": [json.dumps(specs[p.stem]) for p in images]}), tmp_path / "t.parquet")
+    long = [{"creative_id": p.stem, "path": f"in/{p.name}", "units": "relative", "name": e["name"],
+             "kind": e["kind"], **dict(zip("xywh", e["box"]))} for p in images for e in specs[p.stem]["elements"]]
+    with (tmp_path / "long.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(long[0]))
+        writer.writeheader()
+        writer.writerows(long)
+    shares = {}
+    for name in ("list.txt", "t.parquet", "long.csv"):
+        items = read_inputs(tmp_path / name)
+        assert len(items) == 6
+        run_batch(items, tmp_path / f"out-{name}", engine)
+        rows = tables(tmp_path / f"out-{name}")[0].to_pylist()
+        shares[name] = sorted((r["creative_id"].removeprefix("id-"), r["element"], r["share"]) for r in rows)
+    assert shares["list.txt"] == shares["t.parquet"] == shares["long.csv"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("creative_id,image\na,x.png\na,y.png\n", "share the creative id 'a'"),
+    ("image\n\n", "no creatives listed"),
+    ("creative_id,image\nx/y,a.png\n", "cannot name a file"),
+    ("name,kind\n", "needs an 'image'"),
+])
+def test_bad_tables_refused(tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_inputs(tmp_path / "t.csv")
+
+
+def test_failures_go_to_errors_table_and_are_retried(folder, tmp_path, engine):
+    (folder / "c001.png").write_bytes(b"not an image")
+    (folder / "c004.json").write_text('{"elements": [{"name": "x", "kind": "cta", "box": [0, 0, 500, 10]}]}')
+    out = tmp_path / "out"
+    summary = run_batch(read_inputs(folder), out, engine)
+    assert (summary.scored, summary.failed) == (4, 2)
+    errors = pq.read_table(out / "errors.parquet")
+    assert errors.column_names == list(ERROR_COLUMNS)
+    assert errors.column("creative_id").to_pylist() == ["c001", "c004"]
+    assert all(e for e in errors.column("error").to_pylist())
+    with (out / "errors.csv").open() as fh:
+        assert [r["creative_id"] for r in csv.DictReader(fh)] == ["c001", "c004"]
+    make_creatives(folder, 6)  # fixed: the rerun scores just those two
+    summary = run_batch(read_inputs(folder), out, engine)
+    assert (summary.scored, summary.skipped, summary.failed) == (2, 4, 0)
+    assert sorted(tables(out)[1].column("creative_id").to_pylist()) == [f"c{i:03d}" for i in range(6)]
+    assert pq.read_table(out / "errors.parquet").num_rows == 0
+
+
+def test_maps_and_reports_when_asked(folder, tmp_path, engine):
+    out = tmp_path / "out"
+    run_batch(read_inputs(folder)[:2], out, engine, BatchOptions(maps=True, reports=True, html=False))
+    prob = np.load(out / "maps" / "c000.npy")
+    assert prob.shape == (96, 96) and prob.dtype == np.float32 and prob.sum() == pytest.approx(1, abs=1e-4)
+    assert sorted(p.name for p in (out / "reports" / "c001").iterdir()) == ["scores.json"]
+
+
+@pytest.mark.parametrize("fail_on", ["journal", "rows", "parquet", "report"])
+def test_resume_after_crash_no_duplicates_or_losses(folder, tmp_path, engine, monkeypatch, fail_on):
+    items, options = read_inputs(folder), BatchOptions(reports=True, html=False)
+    clean = tmp_path / "clean"
+    run_batch(items, clean, engine, options, batch_size=2, commit_every=1)
+    expected = sorted(tuple(r.values()) for r in csv_rows(clean))
+
+    # Crash on the third commit: after its rows, before its journal line ("journal"); halfway through its CSV rows
+    # ("rows"); after its elements part, before its creatives part ("parquet"); before its report ("report").
+    calls = {"append": 0, "parquet": 0, "report": 0}
+    real_append, real_parquet = store_module._append_durably, store_module._write_parquet
+    from foveal.batch import scorer as scorer_module
+    real_report = scorer_module.write_report
+
+    def append(fh, text):
+        calls["append"] += 1
+        if fail_on == "journal" and calls["append"] == 6:
+            raise RuntimeError("power cut")
+        if fail_on == "rows" and calls["append"] == 5:
+            real_append(fh, text[: len(text) // 2])
+            raise RuntimeError("power cut")
+        real_append(fh, text)
+
+    def parquet(path, name, rows):
+        calls["parquet"] += 1
+        if fail_on == "parquet" and calls["parquet"] == 6:
+            raise KeyboardInterrupt
+        real_parquet(path, name, rows)
+
+    def report(*a, **k):
+        calls["report"] += 1
+        if fail_on == "report" and calls["report"] == 3:
+            raise KeyboardInterrupt
+        real_report(*a, **k)
+
+    monkeypatch.setattr(store_module, "_append_durably", append)
+    monkeypatch.setattr(store_module, "_write_parquet", parquet)
+    monkeypatch.setattr(scorer_module, "write_report", report)
+    out = tmp_path / "out"
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        run_batch(items, out, engine, options, batch_size=2, commit_every=1)
+    monkeypatch.undo()
+    assert (out / "scores.journal").read_text().count("\n") == 2
+    (out / "elements" / ".part-000009.parquet.x1y2.part").write_bytes(b"half")  # as a kill -9 leaves them
+
+    summary = run_batch(items, out, engine, options, batch_size=2, commit_every=1)
+    assert summary.skipped == 2 and summary.scored == 4
+    assert sorted(tuple(r.values()) for r in csv_rows(out)) == expected
+    elements, creatives = tables(out)
+    assert sorted(creatives.column("creative_id").to_pylist()) == [f"c{i:03d}" for i in range(6)]
+    assert elements.num_rows == 12 and len(set(zip(*[elements.column(c).to_pylist()
+                                                     for c in ("creative_id", "element")]))) == 12
+    assert not list(out.rglob("*.part"))
+    assert run_batch(items, out, engine, options).scored == 0  # all done: nothing rescored or appended
+    assert sorted(tuple(r.values()) for r in csv_rows(out)) == expected
+
+
+def test_resume_refuses_another_graph_or_settings(folder, tmp_path, engine):
+    items, out = read_inputs(folder)[:2], tmp_path / "out"
+    run_batch(items, out, engine)
+    fp32 = Engine(precision="fp32")
+    assert fp32.graph_sha256 != engine.graph_sha256
+    with pytest.raises(InputError, match="graph_sha256, precision differ"):
+        run_batch(read_inputs(folder), out, fp32)
+    with pytest.raises(InputError, match="pass_percentile differ"):
+        run_batch(read_inputs(folder), out, engine, BatchOptions(pass_percentile=50))
+    assert len(csv_rows(out)) == 4 and tables(out)[1].num_rows == 2
+
+
+def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine):
+    out = tmp_path / "out"
+    settings = {"model": "m", "model_sha256": "s", "graph_sha256": "g", "precision": "fp32"}
+    with BatchStore(out, settings):
+        with pytest.raises(InputError, match="another foveal batch is writing"):
+            BatchStore(out, settings)
+    with pytest.raises(InputError, match="one of the batch's output files"):
+        run_batch([BatchItem("a", str(out / "scores.csv"))], out, engine)
+    with pytest.raises(InputError, match="non-empty sequence"):
+        run_batch("creatives/", out, engine)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="appears twice"):
+        run_batch([BatchItem("a", "x.png"), BatchItem("a", "y.png")], out, engine)
+    assert os.listdir(out)  # the refused runs left the folder as it was
