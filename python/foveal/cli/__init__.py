@@ -19,7 +19,7 @@ from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,8 @@ onnxruntime against torch at several shapes before anything is written.  Used by
 from __future__ import annotations
 
 import copy
+import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -74,18 +76,28 @@ def to_onnx(network: torch.nn.Module, card: dict[str, Any]) -> onnx.ModelProto:
     rows = torch.export.Dim("h", min=1)
     cols = torch.export.Dim("w", min=1)
     example = torch.rand(1, 3, 9 * multiple, 12 * multiple)
-    program = torch.onnx.export(
-        network,
-        (example,),
-        input_names=[card["input"]["name"]],
-        output_names=[card["output"]["name"]],
-        dynamic_shapes=({0: batch, 2: multiple * rows, 3: multiple * cols},),
-        opset_version=OPSET,
-        dynamo=True,
-        optimize=True,
-        external_data=False,
-        verbose=False,
-    )
+    # The exporter logs that torchvision's ops are not registered and warns about its own deprecated internals;
+    # neither concerns these networks, and `foveal finetune` promises readable output.
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.onnx.export(
+                network,
+                (example,),
+                input_names=[card["input"]["name"]],
+                output_names=[card["output"]["name"]],
+                dynamic_shapes=({0: batch, 2: multiple * rows, 3: multiple * cols},),
+                opset_version=OPSET,
+                dynamo=True,
+                optimize=True,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
     return _clean(program.model_proto, card)
 
 

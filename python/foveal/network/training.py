@@ -99,7 +99,7 @@ def batches(items: list[Item], size: int, rng: random.Random | None) -> list[lis
     return out
 
 
-def nll(logd: torch.Tensor, batch: list[Item]) -> torch.Tensor:
+def fixation_nll(logd: torch.Tensor, batch: list[Item]) -> torch.Tensor:
     """Mean over images of the mean −log p (nats) of their fixations, density renormalised on the valid grid."""
     losses = []
     for k, it in enumerate(batch):
@@ -139,7 +139,7 @@ def evaluate_items(model: Trainable, items: list[Item], keys: list[int], val_den
         for batch in batches(items, 16, None):
             logd = model(stack(batch, keys))
             for k, it in enumerate(batch):
-                nll.append(nll(logd[k:k + 1], [it]).item())
+                nll.append(fixation_nll(logd[k:k + 1], [it]).item())
                 density, xs, ys, sigma = val_dens[items.index(it)]
                 prob = upsample(logd[k, 0].numpy(), it.resized, it.resized, it.stride)
                 cc.append(metrics.cc(metrics.metric_map("CC", prob, sigma), density))
@@ -203,7 +203,7 @@ def fit(model: Trainable, train: list[list[Item]], val: list[Item], keys: list[i
     for epoch in range(1, epochs + 1):
         t0, losses = time.time(), []
         for b in batches([rng.choice(views) for views in train], batch, rng):
-            loss = nll(model(stack(b, keys)), b)
+            loss = fixation_nll(model(stack(b, keys)), b)
             opt.zero_grad()
             loss.backward()
             opt.step()
