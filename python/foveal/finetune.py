@@ -66,7 +66,7 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
     return {"sha256": digest.hexdigest(), "files": count, "bytes": size}
 
 
-def check_dataset(ds: Dataset, root: Path) -> None:
+def check_dataset(ds: Dataset, root: Path, train_images: int | None = None) -> None:
     """Refuse data that cannot give a meaningful fit, with what to do (see the module constants for why)."""
     if not ds.has_fixations:
         raise InputError(f"{root}: this dataset has density maps only; fine-tuning fits fixations, so add "
@@ -93,12 +93,20 @@ def check_dataset(ds: Dataset, root: Path) -> None:
         raise InputError(f"{root}: {len(ds)} images with fixations; fine-tuning needs at least {MIN_IMAGES}, so "
                          f"that the fixed 80/10/10 split leaves 2 images to choose the epoch on (val) and 2 to "
                          f"score on (test)")
-    train = ds.split("train")
+    train = _train_split(ds, train_images)
     n_fix = sum(len(train.fixations(i)) for i in range(len(train)))
     if n_fix < MIN_TRAIN_FIXATIONS:
         raise InputError(f"{root}: the train split holds {n_fix} fixations; fine-tuning needs at least "
                          f"{MIN_TRAIN_FIXATIONS} (the readout and centre prior have ~5,400 parameters: fewer "
                          f"fixations fit noise); add images or viewers")
+
+
+def _train_split(ds: Dataset, limit: int | None) -> Dataset:
+    """The train split, or ``limit`` of its images chosen at random (seed 0: the same images every run)."""
+    train = ds.split("train")
+    if limit is None or limit >= len(train):
+        return train
+    return train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:limit]), train.name)
 
 
 def _base_network(base: str | os.PathLike) -> tuple[ModelCard, Path]:
@@ -149,7 +157,7 @@ def _evaluation(model_dir_onnx: Path, base: ModelCard, ds: Dataset) -> dict:
 
 def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.PathLike = "foveal-lite0",
              epochs: int = 10, train_blocks: int = 0, seed: int = 0, lr: float = 1e-3, batch: int = 8,
-             working_size: int | None = None, name: str | None = None,
+             working_size: int | None = None, name: str | None = None, train_images: int | None = None,
              log: Callable[[str], None] | None = None) -> FinetuneResult:
     """Fine-tune ``base`` on the dataset at ``data`` and write the model folder ``out`` (which must not exist).
 
@@ -164,12 +172,14 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         batch: images per optimiser step.
         working_size: longest side the model sees (default: the base's); the card records it.
         name: the model's name (default: the folder's name).
+        train_images: fit on only this many images of the train split, a seeded random choice (e.g. to see how
+            much data a gain needs); val and test stay whole.
         log: called with one line per step (epoch scores, timings); None for silence.
     """
     say = log or (lambda _line: None)
     t0 = time.time()
     out, root = Path(out), Path(data)
-    if epochs < 1 or train_blocks < 0 or batch < 1 or not lr > 0:
+    if epochs < 1 or train_blocks < 0 or batch < 1 or not lr > 0 or (train_images or 1) < 1:
         raise InputError(f"need epochs >= 1, train_blocks >= 0, batch >= 1 and lr > 0, got {epochs}, "
                          f"{train_blocks}, {batch}, {lr}")
     if os.path.lexists(out):
@@ -178,7 +188,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         raise InputError(f"{out.parent} is not a folder; create it first or choose another output path")
     base_card, weights = _base_network(base)
     ds = load_dataset(root)
-    check_dataset(ds, root)
+    check_dataset(ds, root, train_images)
     torch = _torch()
     from .network import deepgaze
     from .network.onnx_export import OPSET, fused, to_onnx, verify
@@ -199,10 +209,10 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     keys = sorted({t for t in taps if t < start} | ({start - 1} if train_blocks else set()))
     frozen = fused(net).backbone  # the base's own backbone, BatchNorm folded: the features it was trained on
     frozen.eval()
-    train_ds, val_ds = ds.split("train"), ds.split("val")
+    train_ds, val_ds = _train_split(ds, train_images), ds.split("val")
     fingerprint = data_fingerprint(root)
-    say(f"data {root}: {len(ds)} images ({len(train_ds)} train, {len(val_ds)} val, {len(ds) - len(train_ds) - len(val_ds)}"
-        f" test), fingerprint {fingerprint['sha256'][:12]}; base {base_card.name}")
+    say(f"data {root}: {len(ds)} images ({len(train_ds)} train, {len(val_ds)} val, {len(ds.split('test'))} test), "
+        f"fingerprint {fingerprint['sha256'][:12]}; base {base_card.name}")
     train_cache = backbone_features(frozen, train_ds, tuple(keys), size, (False, True), pad)
     val_cache = backbone_features(frozen, val_ds, tuple(keys), size, (False,), pad)
     train = items_of(train_ds, train_cache, (False, True), stride)
@@ -235,7 +245,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         inference = fused(net)
         card = _card_fields(base_card, name, size, fingerprint, root)
         card["provenance"]["data"].update(
-            name=ds.name, images={s: len(ds.split(s)) for s in ("train", "val", "test")},
+            name=ds.name, images={s: len(train_ds if s == "train" else ds.split(s)) for s in ("train", "val", "test")},
             train_fixations=sum(len(f) for f in (train_ds.fixations(i) for i in range(len(train_ds)))))
         model_bytes = to_onnx(inference, card).SerializeToString()
         worst = verify(inference, model_bytes, card)
@@ -249,7 +259,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
             "by": f"foveal finetune {__version__}",
             "exporter": f"torch {torch.__version__} dynamo exporter, opset {OPSET}; max |ort - torch| {worst:.1e}",
             "training": {
-                "epochs": epochs, "train_blocks": train_blocks, "trained_from_block": start, "seed": seed,
+                "epochs": epochs, "train_images": len(train_ds), "train_blocks": train_blocks,
+                "trained_from_block": start, "seed": seed,
                 "lr": lr, "backbone_lr": lr / 10 if train_blocks else None, "batch": batch, "patience": PATIENCE,
                 "working_size": size, "loss": f"mean fixation negative log-likelihood on the stride-{stride} grid",
                 "split": "the dataset's fixed split: ids sorted, numpy default_rng(0).permutation, 80 % train "

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"least {MIN_IMAGES} images and {MIN_TRAIN_FIXATIONS} train fixations.")
     p.add_argument("data", type=Path, metavar="DATA",
                    help="a dataset foveal eval reads, with fixations (images + fixations.csv/.json, OSIE, NUS Scene)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="model folder to create (must not exist)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+                   help="model folder to create (must not exist)")
     p.add_argument("--base", default="foveal-lite0",
                    help="model to start from: foveal-lite0 or a folder foveal finetune wrote (default: %(default)s)")
     p.add_argument("--epochs", type=_at_least(1), default=10,
@@ -31,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_at_least(1), default=8, help="images per step (default: %(default)s)")
     p.add_argument("--working-size", type=_at_least(32), metavar="PX",
                    help="longest side the model sees (default: the base model's)")
+    p.add_argument("--train-images", type=_at_least(1), metavar="N",
+                   help="fit on N of the train split's images only, a seeded random choice (default: all)")
     p.add_argument("--name", help="the model's name (default: DIR's name)")
     p.set_defaults(handler=run)
 
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = finetune(args.data, args.out, base=args.base, epochs=args.epochs, train_blocks=args.train_blocks,
                       seed=args.seed, lr=args.lr, batch=args.batch, working_size=args.working_size,
-                      name=args.name, log=None if args.quiet else log)
+                      name=args.name, train_images=args.train_images, log=None if args.quiet else log)
     for warning in result.warnings:
         print(f"foveal: warning: {warning}", file=sys.stderr)
     evaluation = result.card["provenance"]["evaluation"]
