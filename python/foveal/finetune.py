@@ -34,7 +34,7 @@ __all__ = ["MIN_IMAGES", "MIN_TRAIN_FIXATIONS", "FinetuneResult", "data_fingerpr
 # The fixed 80/10/10 split of 20 images leaves 2 to choose the epoch on (val) and 2 to score on (test): fewer
 # leaves a split empty or a single image, whose metrics say nothing.
 MIN_IMAGES = 20
-# The readout and centre prior hold ~5,400 parameters; a floor (a rule of thumb, not a measured threshold) below
+# The readout and centre prior hold ~7,900 parameters; a floor (a rule of thumb, not a measured threshold) below
 # which the fit follows individual fixations rather than where this kind of image draws the eyes.
 MIN_TRAIN_FIXATIONS = 500
 # Epochs without a better val NLL before training stops.
@@ -97,7 +97,7 @@ def check_dataset(ds: Dataset, root: Path, train_images: int | None = None) -> N
     n_fix = sum(len(train.fixations(i)) for i in range(len(train)))
     if n_fix < MIN_TRAIN_FIXATIONS:
         raise InputError(f"{root}: the train split holds {n_fix} fixations; fine-tuning needs at least "
-                         f"{MIN_TRAIN_FIXATIONS} (the readout and centre prior have ~5,400 parameters: fewer "
+                         f"{MIN_TRAIN_FIXATIONS} (the readout and centre prior have ~7,900 parameters: fewer "
                          f"fixations fit noise); add images or viewers")
 
 
