@@ -234,7 +234,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     say(f"base on val: NLL {base_val['NLL']:.4f} CC {base_val['CC']:.4f} NSS {base_val['NSS']:.3f}")
     best = fit(model, train, val, keys, val_dens, groups, epochs, PATIENCE, batch, seed, say, "finetune",
                baseline=base_val)
-    warnings = _overfitting(best, base_val, epochs)
+    warnings = _overfitting(best, base_val)
     extra_blur, calibrated = calibrate_blur(model, val, keys, val_dens, say)
     net.eval()
     fit_s = time.time() - t0
@@ -269,8 +269,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
                 "extra_blur_cells": extra_blur, "fit_seconds": round(fit_s, 1), "warnings": list(warnings),
             },
         })
-        _write_card(card, tmp / f"{name}.json")
-        card["metrics"] = {}
+        _write_card(card, tmp / f"{name}.json")  # the Engine that scores the graph reads its working size here
         evaluation = _evaluation(tmp / f"{name}.onnx", base_card, ds)
         card["metrics"] = {evaluation["split"]: {m: v["mean"] for m, v in evaluation["finetuned"].items()}}
         card["provenance"]["evaluation"] = evaluation
@@ -287,14 +286,14 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     return FinetuneResult(out, card, warnings)
 
 
-def _overfitting(best: dict, base_val: dict, epochs: int) -> tuple[str, ...]:
+def _overfitting(best: dict, base_val: dict) -> tuple[str, ...]:
     """Warnings (with numbers) when val stopped improving before the last epoch, or never beat the base."""
     history, chosen = best["val_NLL"], best["epoch"]
     if chosen == 0:
         return (f"val NLL never improved on the base's {base_val['NLL']:.4f} (epochs: "
                 f"{', '.join(f'{v:.4f}' for v in history)}); the folder holds the base's weights with a val-chosen "
                 f"blur: this data does not teach the model more than it knows, or needs more images",)
-    if chosen < len(history) or len(history) < epochs:
+    if chosen < len(history):
         return (f"val NLL stopped improving after epoch {chosen} of {len(history)} run ({history[chosen - 1]:.4f}, "
                 f"then {', '.join(f'{v:.4f}' for v in history[chosen:])}): the model began to overfit the train "
                 f"split; epoch {chosen} is kept (more images, or fewer --epochs / --train-blocks)",)
