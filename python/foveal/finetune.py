@@ -213,8 +213,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     fingerprint = data_fingerprint(root)
     say(f"data {root}: {len(ds)} images ({len(train_ds)} train, {len(val_ds)} val, {len(ds.split('test'))} test), "
         f"fingerprint {fingerprint['sha256'][:12]}; base {base_card.name}")
-    train_cache = backbone_features(frozen, train_ds, tuple(keys), size, (False, True), pad)
-    val_cache = backbone_features(frozen, val_ds, tuple(keys), size, (False,), pad)
+    train_cache = backbone_features(frozen, train_ds, tuple(keys), size, (False, True), pad, say)
+    val_cache = backbone_features(frozen, val_ds, tuple(keys), size, (False,), pad, say)
     train = items_of(train_ds, train_cache, (False, True), stride)
     val = [views[0] for views in items_of(val_ds, val_cache, (False,), stride)]
     val_dens = val_targets(val_ds, val_cache)

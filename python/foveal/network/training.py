@@ -37,11 +37,12 @@ def preprocess(image: np.ndarray, working_size: int = 384, pad_multiple: int = 3
 
 
 def backbone_features(backbone: EfficientNetLite, ds: Dataset, taps: tuple[int, ...], working_size: int,
-                      flips: tuple[bool, ...], pad_multiple: int = 32) -> dict:
+                      flips: tuple[bool, ...], pad_multiple: int = 32,
+                      log: Callable[[str], None] = lambda _line: None) -> dict:
     """Outputs of blocks ``taps`` of an eval-mode ``backbone`` for every image of ``ds`` (and mirror image),
     in the layout of ``engine.features.cache_features``: ``{"resized", "feats": [[{tap: float16}, ...], ...]}``
     with one entry per flip of ``flips``, in that order."""
-    feats, resized = [], []
+    feats, resized, t0 = [], [], time.time()
     with torch.inference_mode():
         for i in range(len(ds)):
             img = ds.image(i)
@@ -52,6 +53,8 @@ def backbone_features(backbone: EfficientNetLite, ds: Dataset, taps: tuple[int, 
                 views.append({t: o[0].half() for t, o in zip(taps, outs)})
             feats.append(views)
             resized.append(rhw)
+            if (i + 1) % 50 == 0:
+                log(f"features {ds.name}: {i + 1}/{len(ds)} images, {time.time() - t0:.0f} s")
     return {"resized": resized, "feats": feats}
 
 
