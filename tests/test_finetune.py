@@ -46,8 +46,11 @@ def tuned(tmp_path_factory):
     out = base / "model"
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "foveal", "finetune", str(data), "-o", str(out), "--epochs", "2",
-                           "--working-size", "64", "--seed", "1"], capture_output=True, text=True, timeout=900)
+    # `import engine` fails in the child, as from an installed wheel: fine-tuning must not need the source tree.
+    run = ("import sys; sys.modules['engine'] = None; from foveal.cli import main; "
+           f"sys.exit(main(['finetune', {str(data)!r}, '-o', {str(out)!r}, '--epochs', '2', '--working-size', '64', "
+           "'--seed', '1']))")
+    proc = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=900)
     return data, out, proc
 
 
