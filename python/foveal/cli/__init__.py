@@ -19,7 +19,8 @@ from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", "serve", "outcomes", "calibrate")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", "finetune", "serve", "outcomes",
+            "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +87,8 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network."""
-    parser.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
+    parser.add_argument("--model", default="default",
+                        help="model name, path to an .onnx file, or a model folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs; fp32: the "

@@ -1,4 +1,6 @@
-"""PyTorch definitions of foveal's networks, for the torch backend and for ``engine/`` (training and export).
+"""PyTorch definitions of foveal's networks, their training loop and ONNX export: for the torch backend, for
+``foveal finetune`` and for ``engine/`` (training recipes).
 
-Importing ``foveal`` never imports this package or torch: only the torch backend and ``engine/`` do, lazily.
+Importing ``foveal`` never imports this package or torch: only the torch backend, fine-tuning and ``engine/`` do,
+lazily.
 """

@@ -169,3 +169,10 @@ def load(name_or_path: str | Path) -> SaliencyNet:
     if missing or unexpected:
         raise ValueError(f"{path} does not fit {cfg}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.eval()
+
+
+def save(model: SaliencyNet, path: str | Path) -> None:
+    """Write weights (float32) + config to a safetensors file."""
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+    save_file(state, str(path), metadata={"foveal": json.dumps(model.config())})

@@ -1,0 +1,187 @@
+"""foveal finetune: a tiny synthetic eye-tracking folder (fixations on a bright blob), fine-tuned for two epochs at
+a small working size, through the CLI; the refusals; the card's provenance; the result as a model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+
+from foveal import Engine  # noqa: E402
+from foveal.cli import main  # noqa: E402
+from foveal.errors import InputError, ModelError  # noqa: E402
+from foveal.finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, data_fingerprint, finetune  # noqa: E402
+from foveal.models import load_card  # noqa: E402
+
+W, H = 96, 64
+
+
+def make_dataset(root, n=24, per_image=30, seed=0):
+    """``n`` images with one bright blob each and ``per_image`` fixations scattered around it (fixations.csv)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    rows = ["image,x,y,subject"]
+    yy, xx = np.mgrid[0:H, 0:W]
+    for i in range(n):
+        cx, cy = rng.uniform(15, W - 15), rng.uniform(12, H - 12)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 6.0 ** 2))
+        img = (40 + 200 * blob[..., None] * np.array([1.0, 0.9, 0.3]) + rng.normal(0, 8, (H, W, 3)))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"im{i:02d}.png")
+        for k in range(per_image):
+            x, y = np.clip(rng.normal(cx, 4), 0, W - 0.01), np.clip(rng.normal(cy, 4), 0, H - 0.01)
+            rows.append(f"im{i:02d}.png,{x:.2f},{y:.2f},{k % 5}")
+    (root / "fixations.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One CLI run shared by the tests below: (data folder, model folder, exit code, stdout+stderr)."""
+    base = tmp_path_factory.mktemp("ft")
+    data = make_dataset(base / "data")
+    out = base / "model"
+    import subprocess
+    import sys
+    # `import engine` fails in the child, as from an installed wheel: fine-tuning must not need the source tree.
+    run = ("import sys; sys.modules['engine'] = None; from foveal.cli import main; "
+           f"sys.exit(main(['finetune', {str(data)!r}, '-o', {str(out)!r}, '--epochs', '2', '--working-size', '64', "
+           "'--seed', '1']))")
+    proc = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=900)
+    return data, out, proc
+
+
+def test_cli_writes_a_model_folder(tuned):
+    data, out, proc = tuned
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model.safetensors"]
+    assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
+    assert "finetune epoch 1" in proc.stderr and "base on val" in proc.stderr
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left behind
+
+
+def test_card_records_base_data_settings_and_test_metrics(tuned):
+    data, out, _ = tuned
+    card = json.loads((out / "model.json").read_text())
+    base = load_card("foveal-lite0")
+    prov = card["provenance"]
+    assert prov["base"] == {"name": "foveal-lite0", "version": base.version, "sha256": base.sha256}
+    assert prov["data"]["fingerprint"] == data_fingerprint(data)
+    assert prov["data"]["images"] == {"train": 19, "val": 3, "test": 2}
+    training = prov["training"]
+    assert training["epochs"] == 2 and training["seed"] == 1 and training["working_size"] == 64
+    assert training["train_blocks"] == 0 and len(training["val"]["selected"]["val_NLL"]) <= 2
+    assert card["input"]["working_size"] == 64 and card["version"].startswith(base.version + "+ft.")
+    ev = prov["evaluation"]
+    assert ev["split"] == "data-test" and ev["images"] == 2 and ev["precision"] == "fp32"
+    for m in ("IG", "NSS", "CC", "KLD"):
+        got, ref, diff = ev["finetuned"][m], ev["base"][m], ev["finetuned_minus_base"][m]
+        assert got["ci95"][0] <= got["mean"] <= got["ci95"][1]
+        assert diff["mean"] == pytest.approx(got["mean"] - ref["mean"], abs=2e-4)
+        assert card["metrics"]["data-test"][m] == got["mean"]
+
+
+def test_fingerprint_changes_with_any_byte(tmp_path):
+    data = make_dataset(tmp_path / "d", n=3, per_image=2)
+    before = data_fingerprint(data)
+    assert before["files"] == 4
+    text = (data / "fixations.csv").read_text()
+    (data / "fixations.csv").write_text(text.replace("im00.png,", "im00.png,1", 1))
+    assert data_fingerprint(data)["sha256"] != before["sha256"]
+
+
+def test_engine_cli_and_norms_load_the_folder(tuned, tmp_path):
+    data, out, _ = tuned
+    engine = Engine(model=out)
+    assert engine.model.name == "model" and engine.model.input.working_size == 64
+    img = np.asarray(Image.open(data / "images" / "im03.png").convert("RGB"))
+    smap = engine.predict(img)
+    assert smap.prob.shape == (H, W) and abs(float(smap.prob.sum()) - 1) < 1e-5
+    assert smap.provenance["model"] == "model"
+    assert main(["predict", str(data / "images" / "im03.png"), "--model", str(out), "-o", str(tmp_path / "p"),
+                 "-q"]) == 0
+    assert main(["eval", "--dataset", str(data), "--model", str(out), "--metrics", "NSS,CC", "-q"]) == 0
+
+
+def test_the_fine_tuned_model_can_be_a_base(tuned, tmp_path):
+    """Its weights sit beside its card, so it is accepted as --base (refused only for data reasons here)."""
+    _, out, _ = tuned
+    few = make_dataset(tmp_path / "few", n=MIN_IMAGES - 1)
+    with pytest.raises(InputError, match=f"at least {MIN_IMAGES}"):
+        finetune(few, tmp_path / "m", base=out)
+
+
+def test_refuses_a_base_without_weights(tmp_path):
+    with pytest.raises(ModelError, match="no .safetensors"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "m", base="itti-koch")
+
+
+def test_refuses_too_few_images_and_says_why(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d", n=MIN_IMAGES - 1)
+    assert main(["finetune", str(data), "-o", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert f"{MIN_IMAGES - 1} images" in err and f"at least {MIN_IMAGES}" in err and "val" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_refuses_too_few_fixations(tmp_path):
+    data = make_dataset(tmp_path / "d", n=MIN_IMAGES, per_image=5)
+    with pytest.raises(InputError, match=f"at least {MIN_TRAIN_FIXATIONS}"):
+        finetune(data, tmp_path / "m")
+
+
+def test_refuses_images_without_fixations(tmp_path):
+    data = make_dataset(tmp_path / "d")
+    Image.new("RGB", (W, H)).save(data / "images" / "extra.png")
+    with pytest.raises(InputError, match="have no fixations.*extra.png"):
+        finetune(data, tmp_path / "m")
+
+
+def test_refuses_fixations_outside_images(tmp_path):
+    data = make_dataset(tmp_path / "d")
+    with open(data / "fixations.csv", "a") as f:
+        f.write(f"im00.png,{W + 5},10,0\n")
+    with pytest.raises(InputError, match="outside its 96x64 image"):
+        finetune(data, tmp_path / "m")
+
+
+def test_refuses_density_maps_only(tmp_path):
+    data = make_dataset(tmp_path / "d", n=2)
+    (data / "fixations.csv").unlink()
+    (data / "maps").mkdir()
+    for p in (data / "images").iterdir():
+        Image.new("L", (W, H), 7).save(data / "maps" / p.name)
+    with pytest.raises(InputError, match="density maps only"):
+        finetune(data, tmp_path / "m")
+
+
+def test_never_overwrites_an_existing_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "m")
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_refuses_a_folder_holding_two_models(tuned, tmp_path):
+    _, out, _ = tuned
+    import shutil
+    two = tmp_path / "two"
+    shutil.copytree(out, two)
+    shutil.copy(two / "model.onnx", two / "other.onnx")
+    shutil.copy(two / "model.json", two / "other.json")
+    with pytest.raises(ModelError, match="expected one"):
+        Engine(model=two)
+
+
+def test_overfitting_warning_gives_the_numbers():
+    from foveal.finetune import _overfitting
+
+    base = {"NLL": 2.5}
+    (w,) = _overfitting({"epoch": 2, "val_NLL": [2.41, 2.40, 2.43, 2.47, 2.52]}, base)
+    assert "after epoch 2 of 5" in w and "2.4000" in w and "2.4300, 2.4700, 2.5200" in w
+    (w,) = _overfitting({"epoch": 0, "val_NLL": [2.6, 2.7, 2.8]}, base)
+    assert "never improved on the base's 2.5000" in w
+    assert _overfitting({"epoch": 3, "val_NLL": [2.45, 2.42, 2.41]}, base) == ()
