@@ -162,7 +162,7 @@ def stage_two_threads(engine: Engine) -> dict[str, Any]:
     jobs = [images(4, 720 + 40 * j, 1080, seed=10 + j) for j in range(8)]
 
     def run(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(m.prob.copy(), m.box_stats(BOXES[:4])["share"]) for m in engine.predict_batch(batch)]
+        return [(m.prob.copy(), m.box_stats(BOXES[:3])["share"]) for m in engine.predict_batch(batch)]
 
     serial = [run(b) for b in jobs]
     with ThreadPoolExecutor(2) as pool:
