@@ -111,9 +111,9 @@ def test_two_threads_on_one_gpu_engine_give_the_serial_results(monkeypatch, card
     other threads, equals bit for bit what the same calls made one after another give."""
     from concurrent.futures import ThreadPoolExecutor
 
-    engine = emulated_engine(monkeypatch, card, working_size=64)
+    engine = emulated_engine(monkeypatch, card, working_size=32)
     rng = np.random.default_rng(3)
-    jobs = [[rng.integers(0, 256, (24 + 8 * j, 32, 3), dtype=np.uint8) for _ in range(2)] for j in range(2)]
+    jobs = [[rng.integers(0, 256, (16 + 8 * j, 24, 3), dtype=np.uint8)] for j in range(2)]  # one image a thread
     boxes = np.array([[0, 0, 8, 8], [4, 6, 20, 10]])
 
     def run(images):

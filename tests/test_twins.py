@@ -11,6 +11,7 @@ references in test_cpu_reference.py.
 """
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -266,6 +267,8 @@ def test_device_map_answers_like_the_host_map(twin, shape) -> None:
     np.testing.assert_allclose(device.sat, host.sat, rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(device.prob, prob)
     assert device.prob is device.prob and not device.prob.flags.writeable  # copied once
+    pickled = pickle.loads(pickle.dumps(device))  # Ray / multiprocessing: a host map
+    assert type(pickled) is SaliencyMap and pickled.share([0, 0, w, h]) == pytest.approx(1.0, abs=1e-6)
     elements = [Element("cta", "cta", tuple(int(v) for v in boxes[1])), Element("logo", "logo", (0, 0, 1, 1))]
     on_host, on_device = score_creative(host, elements), score_creative(device, elements)
     for a, b in zip(on_host.elements, on_device.elements):

@@ -52,6 +52,10 @@ class DeviceSaliencyMap(SaliencyMap):
         self._host_sat: np.ndarray | None = None
         self._total: float | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (Ray, multiprocessing, deepcopy) as a host SaliencyMap: device memory does not cross processes.
+        return SaliencyMap, (self.prob, self.provenance)
+
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.device_prob.shape)  # type: ignore[return-value]
