@@ -135,11 +135,13 @@ class Engine:
         return results
 
     def _map(self, prob: Any, image: DecodedImage) -> SaliencyMap:
-        """The map of one image: on the device (a :class:`DeviceSaliencyMap`) when the GPU path computed it."""
+        """The map of one image: a :class:`DeviceSaliencyMap` for a device array (the GPU path), else on the host."""
         if self._backend.on_gpu:
+            from . import gpu
             from .device_map import DeviceSaliencyMap
 
-            return DeviceSaliencyMap(prob, self._provenance(image))
+            if gpu.is_device_array(prob):
+                return DeviceSaliencyMap(prob, self._provenance(image))
         return SaliencyMap(prob, self._provenance(image))
 
     def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
