@@ -3,12 +3,18 @@
 # CUDA, pybind11, scikit-build-core, cmake, pytest-benchmark; no internet, TensorRT optional):
 #   1. build and install the package (pip install --no-build-isolation --no-deps .);
 #   2. run every GPU test (pytest -m gpu): CPU/GPU kernel twins, GPU backends, Engine on CUDA;
-#   3. run the GPU benchmarks (benchmarks/test_bench_gpu.py) and write a Markdown report.
-# Everything lands in $OUT (default ./gpu_check_out), at most 8 files:
-#   gpu_report.md (device, phase results, benchmark table), summary.json, build.log, pytest_gpu.log,
-#   pytest_gpu.xml, bench_gpu.log, bench_gpu.json.
-# Each phase has its own time limit so the whole check ends within 8 minutes; a failed phase does not stop the
-# next ones, and the exit status is non-zero if any failed.
+#   3. run the GPU benchmarks (benchmarks/test_bench_gpu.py);
+#   4. check the device-resident path against issue 21's targets (benchmarks/gpu_device_path.py): post-network
+#      stages at 1080², SAT vs the HBM roofline, batch-64 images/s end to end from decoded images, batch-1 p99,
+#      two threads on one Engine equal to the serial calls;
+#   and write a Markdown report.
+# Everything lands in $OUT (default ./gpu_check_out), at most 11 files:
+#   gpu_report.md (device, phase results, benchmark and device-path tables), summary.json, build.log,
+#   pytest_gpu.log, pytest_gpu.xml, bench_gpu.log, bench_gpu.json, device_path.log, device_path.json,
+#   device_path.md.
+# Each phase has its own time limit so the whole check ends within 8 minutes (limits 100+140+100+120 s, each
+# plus at most 10 s to kill); a failed phase does not stop the next ones, and the exit status is non-zero if any
+# failed (device_path fails when a target is missed).
 # Run from anywhere: bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,17 +37,19 @@ phase() {  # phase NAME LIMIT_S LOG COMMAND...: run with a time limit, record st
 }
 : >"$OUT/.phases"
 
-phase build 120 "$OUT/build.log" "$PY" -m pip install --no-build-isolation --no-deps --no-input .
+phase build 100 "$OUT/build.log" "$PY" -m pip install --no-build-isolation --no-deps --no-input .
 
 # Only the test files that hold GPU tests are collected: the others may import packages (hypothesis, scipy,
 # pysaliency...) this machine lacks. -W default: on an unattended run a third-party warning is reported (in the
 # log's warnings summary), not turned into an error by the project's filterwarnings=error.
 mapfile -t gpu_tests < <(grep -l "pytest.mark.gpu" tests/test_*.py)
-phase tests 160 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu "${gpu_tests[@]}" -W default -ra \
+phase tests 140 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu "${gpu_tests[@]}" -W default -ra \
   --junitxml="$OUT/pytest_gpu.xml" -p no:cacheprovider
 
-phase bench 150 "$OUT/bench_gpu.log" "$PY" -m pytest benchmarks/test_bench_gpu.py -W default -ra -p no:cacheprovider \
+phase bench 100 "$OUT/bench_gpu.log" "$PY" -m pytest benchmarks/test_bench_gpu.py -W default -ra -p no:cacheprovider \
   --benchmark-json="$OUT/bench_gpu.json" --benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-warmup=on
+
+phase device_path 120 "$OUT/device_path.log" "$PY" benchmarks/gpu_device_path.py "$OUT"
 
 "$PY" - "$OUT" "$((SECONDS - started))" <<'PY'
 """Write gpu_report.md and summary.json from the phase results and the benchmark JSON."""
@@ -67,7 +75,7 @@ def tail(name: str, lines: int = 1) -> str:
 
 report = [f"# foveal GPU check\n", f"Device: {device}\n", f"Total: {total} s\n", "| phase | exit | seconds | last line |",
           "|---|---|---|---|"]
-logs = {"build": "build.log", "tests": "pytest_gpu.log", "bench": "bench_gpu.log"}
+logs = {"build": "build.log", "tests": "pytest_gpu.log", "bench": "bench_gpu.log", "device_path": "device_path.log"}
 for name, rc, seconds in phases:
     report.append(f"| {name} | {rc} | {seconds} | {tail(logs[name]).replace('|', '/')} |")
 
@@ -94,6 +102,11 @@ if bench.is_file():
             rows.append({"group": group, "name": b["name"], "median_s": median, "per_image_s": per,
                          "speedup": None if base is None else base / median, **extra})
 summary["benchmarks"] = rows
+device_path = out / "device_path.json"
+if device_path.is_file():
+    summary["device_path"] = json.loads(device_path.read_text())
+    report += ["", (out / "device_path.md").read_text() if (out / "device_path.md").is_file() else
+               "## Device-resident path: stopped before its table (see device_path.json)"]
 (out / "gpu_report.md").write_text("\n".join(report) + "\n")
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 print("\n".join(report))

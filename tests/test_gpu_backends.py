@@ -65,19 +65,19 @@ def test_cuda_device_without_gpu_is_unavailable(card) -> None:
         torch_cuda.TorchBackend(card)
 
 
-def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
-    """The Engine's GPU branch (batched foveal.gpu launches around the network, on the backend's stream) gives the
-    CPU branch's maps. The kernels run on the CPU emulation and the network on ONNX Runtime behind a stand-in GPU
-    backend, so this breaks loudly if the Engine's GPU wiring changes shape."""
+def emulated_engine(monkeypatch, card, working_size: int | None = None):
+    """An Engine whose GPU branch runs: foveal.gpu on the CPU emulation, the network on ONNX Runtime behind a
+    stand-in GPU backend (``working_size`` shrinks the card's input so the emulation stays fast)."""
     import contextlib
+    import dataclasses
 
     from test_gpu_emulator import emulated_gpu
 
     from foveal import Engine
 
     _, xp = emulated_gpu(monkeypatch)
-    on_cpu, emulated = Engine(card.name, device="cpu"), Engine(card.name, device="cpu")
-    ort = emulated._backend
+    engine = Engine(card.name, device="cpu")
+    ort = engine._backend
 
     class EmulatedGpuBackend:
         name, device, on_gpu, precision = "emulated", "cuda:0", True, ort.precision
@@ -87,11 +87,46 @@ def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
             assert isinstance(batch, xp.ndarray), "the Engine must hand the network a device array"
             return xp.asarray(ort.run(np.asarray(batch)))
 
-    monkeypatch.setattr(emulated, "_backend", EmulatedGpuBackend())
+    monkeypatch.setattr(engine, "_backend", EmulatedGpuBackend())
+    if working_size is not None:
+        engine.model = dataclasses.replace(card, input=dataclasses.replace(card.input, working_size=working_size))
+    return engine
+
+
+def test_engine_gpu_branch_on_emulated_kernels(monkeypatch, card, rgb) -> None:
+    """The Engine's GPU branch (batched foveal.gpu launches around the network, on the backend's stream) gives the
+    CPU branch's maps, as device-resident maps. This breaks loudly if the Engine's GPU wiring changes shape."""
+    from foveal import DeviceSaliencyMap, Engine
+
+    emulated, on_cpu = emulated_engine(monkeypatch, card), Engine(card.name, device="cpu")
     images = [rgb, np.ascontiguousarray(rgb[::-1, ::2]), rgb]
     for a, b in zip(emulated.predict_batch(images), on_cpu.predict_batch(images)):
+        assert isinstance(a, DeviceSaliencyMap) and a._host is None, "the map must stay on the device"
         assert a.shape == b.shape and type(a.prob) is np.ndarray
         np.testing.assert_allclose(a.prob, b.prob, rtol=1e-4, atol=1e-10)
+
+
+def test_two_threads_on_one_gpu_engine_give_the_serial_results(monkeypatch, card) -> None:
+    """Two threads share one GPU Engine (emulated kernels): every map, and every box query on it made from the
+    other threads, equals bit for bit what the same calls made one after another give."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = emulated_engine(monkeypatch, card, working_size=32)
+    rng = np.random.default_rng(3)
+    jobs = [[rng.integers(0, 256, (16 + 8 * j, 24, 3), dtype=np.uint8)] for j in range(2)]  # one image a thread
+    boxes = np.array([[0, 0, 8, 8], [4, 6, 20, 10]])
+
+    def run(images):
+        maps = engine.predict_batch(images)
+        return [(m.box_stats(boxes)["share"], m.prob.copy()) for m in maps]
+
+    serial = [run(images) for images in jobs]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(run, jobs))
+    for expected, got in zip(serial, threaded):
+        for (share_a, prob_a), (share_b, prob_b) in zip(expected, got):
+            np.testing.assert_array_equal(prob_b, prob_a)
+            np.testing.assert_array_equal(share_b, share_a)
 
 
 def softmax(log_density: np.ndarray) -> np.ndarray:

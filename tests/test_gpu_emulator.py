@@ -225,7 +225,8 @@ class EmulatedCupy:
     float32, float64 = np.float32, np.float64
     RawModule = _Module
     cuda = SimpleNamespace(runtime=SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1),
-                           alloc_pinned_memory=bytearray, Event=lambda disable_timing=False: _Event())
+                           alloc_pinned_memory=bytearray, Event=lambda disable_timing=False: _Event(),
+                           get_current_stream=lambda: _Event())
 
     @staticmethod
     def empty(shape: Any, dtype: Any = np.float64) -> EmulatedArray:
@@ -250,6 +251,7 @@ class EmulatedCupy:
         return np.array(a)
 
     concatenate = staticmethod(lambda arrays: _dev(np.concatenate([np.asarray(a) for a in arrays])))
+    stack = staticmethod(lambda arrays, axis=0: _dev(np.stack([np.asarray(a) for a in arrays], axis=axis)))
     isfinite = staticmethod(lambda a: _dev(np.isfinite(np.asarray(a))))
     argwhere = staticmethod(lambda a: _dev(np.argwhere(np.asarray(a))))
 
@@ -286,3 +288,44 @@ def test_emulation_rejects_wrong_argument_types(monkeypatch) -> None:
     kernel = xp.RawModule(code=gpu.kernel_source("sat.cu")).get_function("sat_row_carries")
     with pytest.raises(AssertionError, match="int given int64"):
         kernel((1,), (32, 1), (xp.empty((1, 1)), np.int64(1), np.int32(1)))
+
+
+def test_batch_scoring_is_one_box_launch_and_one_sat_per_size(monkeypatch) -> None:
+    """Many maps × many boxes: one SAT launch sequence per map size, one box-sum launch, no map copied to the
+    host; a second query reuses the SATs."""
+    gpu, xp = emulated_gpu(monkeypatch)
+    from foveal import DeviceSaliencyMap, box_stats_batch
+
+    launches: list[str] = []
+    kernel = gpu._kernel
+    monkeypatch.setattr(gpu, "_kernel", lambda file, name, *a: launches.append(name) or kernel(file, name, *a))
+    rng = np.random.default_rng(0)
+    maps = [DeviceSaliencyMap(xp.asarray(rng.random(s, dtype=np.float32))) for s in [(20, 30)] * 2 + [(7, 3)]]
+    boxes = [np.array([[0, 0, 2, 2], [1, 1, 1, 1], [0, 0, m.shape[1], m.shape[0]]]) for m in maps]
+    stats = box_stats_batch(maps, boxes)
+    assert launches.count("box_sums") == 1 and launches.count("sat_tiles_f32") == 2
+    assert all(m._host is None and m._host_sat is None for m in maps)
+    np.testing.assert_allclose([s["share"][2] for s in stats], 1.0, rtol=1e-12)
+    launches.clear()
+    box_stats_batch(maps, boxes)
+    assert launches == ["box_sums"]
+
+
+def test_lazy_state_is_built_once_under_threads(monkeypatch) -> None:
+    """Eight threads query one fresh map at once: one SAT build, one host copy, identical answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gpu, xp = emulated_gpu(monkeypatch)
+    from foveal import DeviceSaliencyMap
+
+    builds: list[str] = []
+    batch = gpu.summed_area_table_batch
+    monkeypatch.setattr(gpu, "summed_area_table_batch", lambda p: builds.append("sat") or batch(p))
+    smap = DeviceSaliencyMap(xp.asarray(np.random.default_rng(1).random((30, 40), dtype=np.float32)))
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 30, 20]])
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: (smap.box_stats(boxes)["share"], smap.prob), range(8)))
+    assert builds == ["sat"]
+    for share, prob in results:
+        np.testing.assert_array_equal(share, results[0][0])
+        assert prob is results[0][1]

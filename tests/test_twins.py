@@ -11,6 +11,7 @@ references in test_cpu_reference.py.
 """
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -244,3 +245,59 @@ def test_pipeline_stays_on_one_stream() -> None:
     np.testing.assert_allclose(sums[0], 1.0, atol=1e-6)
     expected = cpu.box_sums(cpu.summed_area_table(cupy.asnumpy(prob)), np.array([[0, 0, 320, 240]]))
     np.testing.assert_allclose(sums[1], expected[0], atol=1e-12)
+
+
+# The device-resident map: the same API and answers as the host SaliencyMap; SATs as above, float64 sums.
+@pytest.mark.parametrize("shape", [(1, 1), (45, 300)])
+def test_device_map_answers_like_the_host_map(twin, shape) -> None:
+    from foveal import DeviceSaliencyMap, SaliencyMap
+    from foveal.scoring.elements import Element
+    from foveal.scoring.scores import score_creative
+
+    prob = random_prob(*shape, seed=11)
+    host, device = SaliencyMap(prob), DeviceSaliencyMap(twin.xp.asarray(prob))
+    h, w = shape
+    boxes = np.array([[0, 0, w, h], [w // 3, h // 4, max(1, w // 2), max(1, h // 2)], [w - 1, h - 1, 1, 1]])
+    assert device.shape == host.shape and device._host is None
+    for key, value in host.box_stats(boxes).items():
+        np.testing.assert_allclose(device.box_stats(boxes)[key], value, rtol=1e-12, atol=1e-15, err_msg=key)
+    assert device._host is None, "a box query must not copy the map to the host"
+    assert device.share([0, 0, w, h]) == pytest.approx(1.0, abs=1e-6)
+    assert device.total == pytest.approx(host.total, rel=1e-12)
+    np.testing.assert_allclose(device.sat, host.sat, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(device.prob, prob)
+    assert device.prob is device.prob and not device.prob.flags.writeable  # copied once
+    pickled = pickle.loads(pickle.dumps(device))  # Ray / multiprocessing: a host map
+    assert type(pickled) is SaliencyMap and pickled.share([0, 0, w, h]) == pytest.approx(1.0, abs=1e-6)
+    elements = [Element("cta", "cta", tuple(int(v) for v in boxes[1])), Element("logo", "logo", (0, 0, 1, 1))]
+    on_host, on_device = score_creative(host, elements), score_creative(device, elements)
+    for a, b in zip(on_host.elements, on_device.elements):
+        assert a.share == pytest.approx(b.share, rel=1e-9, abs=1e-15)
+        assert a.lift == pytest.approx(b.lift, rel=1e-9, abs=1e-12)
+
+
+def test_device_map_refuses_what_the_host_map_refuses(twin) -> None:
+    from foveal import DeviceSaliencyMap, InputError
+
+    negative = np.full((4, 5), 0.05, np.float32)
+    negative[0, 0] = -0.01
+    with pytest.raises(InputError, match="not a distribution"):
+        DeviceSaliencyMap(twin.xp.asarray(negative)).box_stats([0, 0, 2, 2])
+    with pytest.raises(InputError, match="device"):
+        DeviceSaliencyMap(negative)
+    with pytest.raises(InputError, match="outside"):
+        DeviceSaliencyMap(twin.xp.asarray(random_prob(4, 5))).box_stats([9, 0, 2, 2])
+
+
+def test_box_stats_batch_matches_map_by_map(twin) -> None:
+    from foveal import DeviceSaliencyMap, SaliencyMap, box_stats_batch
+
+    shapes = [(40, 60), (17, 9), (40, 60)]
+    probs = [random_prob(*s, seed=i) for i, s in enumerate(shapes)]
+    maps = [DeviceSaliencyMap(twin.xp.asarray(p)) for p in probs]
+    boxes = [np.array([[0, 0, w, h], [1, 2, 3, 4]]) if i != 1 else np.zeros((0, 4), np.int64)
+             for i, (h, w) in enumerate(shapes)]
+    got = box_stats_batch(maps, boxes)
+    for p, b, stats in zip(probs, boxes, got):
+        for key, value in SaliencyMap(p).box_stats(b).items():
+            np.testing.assert_allclose(stats[key], value, rtol=1e-12, atol=1e-15)

@@ -9,6 +9,7 @@ from ._version import __version__
 from .backends import available_backends
 from .client import Client
 from .detect import detect_elements
+from .device_map import DeviceSaliencyMap, box_stats_batch
 from .engine import Engine
 from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError,
                      ModelError, ServiceError)
@@ -19,5 +20,5 @@ from .saliency_map import SaliencyMap
 __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "ElementSpecError", "ModelError",
-    "BackendUnavailableError", "Client", "ServiceError", "detect_elements",
+    "BackendUnavailableError", "Client", "ServiceError", "detect_elements", "DeviceSaliencyMap", "box_stats_batch",
 ]

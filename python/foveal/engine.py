@@ -41,8 +41,10 @@ class Engine:
     per-call state on the Engine, and concurrent calls return exactly what the same calls made one after another
     return (tested bit for bit on ONNX Runtime and on the torch backend's CPU mode). On a GPU backend the network
     runs on one stream with one set of TensorRT contexts and CUDA-graph buffers, so calls on one Engine are
-    serialised by a lock; batch the work (``predict_batch``) rather than threading it. A returned
-    :class:`SaliencyMap` is safe to read from many threads.
+    serialised by a lock (held until the batch's maps are complete on the device); batch the work
+    (``predict_batch``) rather than threading it. On a GPU backend the maps are :class:`DeviceSaliencyMap`: they,
+    their SATs and box queries stay on the device (see :mod:`foveal.device_map`). A returned map, host or device,
+    is safe to read from many threads.
 
     Errors: a bad image is an :class:`ImageError`; a model that breaks the contract (wrong output grid for its
     stride, NaN, inf, empty or integer output) is a :class:`ModelError` that names the model.
@@ -129,12 +131,23 @@ class Engine:
                             raise _indexed(outcome, i, len(items)) from None
                         results[i] = outcome
                     else:
-                        results[i] = SaliencyMap(outcome, self._provenance(decoded[i]))
+                        results[i] = self._map(outcome, decoded[i])
         return results
 
+    def _map(self, prob: Any, image: DecodedImage) -> SaliencyMap:
+        """The map of one image: a :class:`DeviceSaliencyMap` for a device array (the GPU path), else on the host."""
+        if self._backend.on_gpu:
+            from . import gpu
+            from .device_map import DeviceSaliencyMap
+
+            if gpu.is_device_array(prob):
+                return DeviceSaliencyMap(prob, self._provenance(image))
+        return SaliencyMap(prob, self._provenance(image))
+
     def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
-        """One network batch: images sharing ``plans[i].padded_hw`` → host probability maps (or, per image, the
-        ModelError of a network output that breaks the contract)."""
+        """One network batch: images sharing ``plans[i].padded_hw`` → probability maps, host arrays on the CPU path
+        and device arrays on the GPU path (or, per image, the ModelError of a network output that breaks the
+        contract)."""
         if self._backend.on_gpu:
             with self._gpu_lock:  # one stream, one set of TensorRT contexts and CUDA-graph buffers (see class doc)
                 return self._run_gpu(decoded, plans)
@@ -156,8 +169,10 @@ class Engine:
             out.append(cpu.postprocess(grid, p.image_hw, p.valid_hw, self.blur_sigma))
         return out
 
-    def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
-        # Upload, network and postprocess are queued on the backend's stream; only the maps come back to the host.
+    def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[Any]:
+        # Upload, network and postprocess are queued on the backend's stream; the maps stay on the device. The
+        # stream is synchronised before the lock is released, so a map is complete before any other thread or
+        # stream can read it, and the next call cannot overwrite what this one's postprocess still reads.
         from . import gpu
 
         spec = self.model.input
@@ -172,7 +187,8 @@ class Engine:
             except InputError as exc:  # the grid is not finite: the model's fault, for the whole batch
                 raise ModelError(f"model {self.model.name!r} ({self._backend.name}) broke its contract: {exc}") \
                     from None
-            return [prob.get() for prob in probs]
+            gpu.synchronize()
+            return probs
 
     def _check_grid(self, log_density: Any, n: int, padded_hw: tuple[int, int]) -> None:
         """ModelError unless the output is float N×1×(H/stride)×(W/stride) for an N×3×H×W input (a wrong stride

@@ -29,7 +29,7 @@ except ImportError:  # the CPU path must not need CuPy
 
 __all__ = ["preprocess", "postprocess", "summed_area_table", "box_sums", "colorize", "overlay",
            "preprocess_batch", "postprocess_batch", "summed_area_table_batch", "box_sums_batch", "cuda_dir",
-           "unavailable"]
+           "is_device_array", "synchronize", "unavailable"]
 
 _HERE = Path(__file__).resolve().parent
 _COMMON = '#include "cuda/common.cuh"'
@@ -64,6 +64,16 @@ def _cupy() -> Any:
     if cp is None:
         raise BackendUnavailableError("foveal.gpu needs CuPy: pip install 'foveal[gpu]' (cupy-cuda13x)")
     return cp
+
+
+def is_device_array(a: Any) -> bool:
+    """Whether ``a`` is a CuPy array (False without CuPy)."""
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+def synchronize() -> None:
+    """Wait until everything queued on CuPy's current stream has run."""
+    _cupy().cuda.get_current_stream().synchronize()
 
 
 def unavailable() -> str | None:
