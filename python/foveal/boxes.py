@@ -151,7 +151,8 @@ def _shown(values: np.ndarray, box_format: str, units: str) -> str:
 
 
 def _span(rounded: np.ndarray) -> str:
-    x0, y0, x1, y1 = (f"{v:.0f}" for v in rounded.tolist())
+    # Whole pixels as integers; beyond 1e15 the digits mean nothing and would make the message a page long.
+    x0, y0, x1, y1 = (f"{v:.0f}" if abs(v) < 1e15 else f"{v:.3g}" for v in rounded.tolist())
     return f"x {x0}..{x1}, y {y0}..{y1}"
 
 
