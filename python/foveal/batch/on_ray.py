@@ -9,8 +9,8 @@ are asked) must be on storage every node mounts at the same path.  Needs ``pip i
 """
 from __future__ import annotations
 
-import time
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,10 +19,9 @@ import numpy as np
 
 from ..errors import FovealError, InputError
 from ..imageio import DEFAULT_MAX_PIXELS
-from ..progress import progress
 from ..scoring.norms import load_norms
 from .inputs import BatchItem
-from .run import COMMIT_EVERY, BatchSummary, check_items, commit_chunks
+from .run import COMMIT_EVERY, BatchSummary, check_items, commit_all
 from .scorer import BatchOptions, CreativeResult, Scorer
 from .store import BatchStore, batch_settings, engine_identity
 
@@ -135,12 +134,8 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
                                                         "out": str(out), "batch_size": batch_size},
                     batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
                     **per_actor)
-                results = _results(dataset, seconds, start)
-                for chunk in commit_chunks(progress(results, total=len(todo), label="score", enabled=show_progress),
-                                           commit_every):
-                    t = time.perf_counter()
-                    store.commit(chunk)
-                    commit += time.perf_counter() - t
+                commit = commit_all(store, _results(dataset, seconds, start), len(todo), commit_every,
+                                    show_progress)
             summary.scored = len(store.committed)
         summary.errors = store.errors
         summary.seconds = {**seconds, "commit": commit, "wall": time.perf_counter() - start}

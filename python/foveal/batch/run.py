@@ -49,17 +49,23 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
         todo = [item for item in items if item.creative_id not in store.done]
         summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
         chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))
-        results = (r for chunk in chunks for r in chunk)
-        commit = 0.0
-        for chunk in commit_chunks(progress(results, total=len(todo), label="score", enabled=show_progress),
-                                   commit_every):
-            t = time.perf_counter()
-            store.commit(chunk)
-            commit += time.perf_counter() - t
+        commit = commit_all(store, (r for chunk in chunks for r in chunk), len(todo), commit_every, show_progress)
         summary.scored = len(store.committed)
     summary.errors = store.errors
     summary.seconds = {**scorer.seconds, "commit": commit, "wall": time.perf_counter() - start}
     return summary
+
+
+def commit_all(store: BatchStore, results: Iterator[CreativeResult], total: int, commit_every: int,
+               show_progress: bool) -> float:
+    """Commit a stream of results to ``store`` in chunks (:func:`commit_chunks`); returns the seconds spent
+    committing."""
+    seconds = 0.0
+    for chunk in commit_chunks(progress(results, total=total, label="score", enabled=show_progress), commit_every):
+        t = time.perf_counter()
+        store.commit(chunk)
+        seconds += time.perf_counter() - t
+    return seconds
 
 
 def commit_chunks(results: Iterator[CreativeResult] | Any, commit_every: int,
