@@ -19,7 +19,7 @@ from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
-COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "serve", "outcomes", "calibrate")
+COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "serve", "outcomes", "calibrate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
