@@ -93,43 +93,56 @@ def main() -> None:
     parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per comparison")
+    parser.add_argument("--parts", default="predict,batch,score", help="which comparisons (comma-separated)")
     args = parser.parse_args()
     engine = Engine()
     print(f"foveal threads {_native.num_threads}, competing processes {args.load}, cpus {os.cpu_count()}, "
           f"{engine.model.name} {engine.precision} on {engine.backend}")
     hd = synthetic_jpeg(1080, 1920)
     load = competing_load(args.load) if args.load else contextlib.nullcontext()
+    parts = set(args.parts.split(","))
     with load, tempfile.TemporaryDirectory() as tmp:
-        print(table("\npredict, 1920x1080 JPEG, + 3 box shares", compare({
-            "full decode, SAT on first query": lambda: full_decode_predict(engine, hd),
-            "foveal predict(bytes)": lambda: fast_predict(engine, hd),
-        }, baseline="full decode, SAT on first query", rounds=args.rounds, max_seconds=args.max_seconds)))
+        if "predict" in parts:
+            print(table("\npredict, 1920x1080 JPEG, + 3 box shares", compare({
+                "full decode, SAT on first query": lambda: full_decode_predict(engine, hd),
+                "foveal predict(bytes)": lambda: fast_predict(engine, hd),
+            }, baseline="full decode, SAT on first query", rounds=args.rounds, max_seconds=args.max_seconds)))
+        if "batch" in parts:
+            batch(engine, Path(tmp), args)
+        if "score" in parts:
+            score_dir(Path(tmp), args)
 
-        square = write_jpegs(Path(tmp), 16, (1080, 1080))
-        print(table("\n16 JPEGs 1080x1080 (per 16 images)", compare({
-            "one by one predict": lambda: [engine.predict(p) for p in square],
-            "predict_batch(16)": lambda: engine.predict_batch(square, batch_size=16),
-        }, baseline="one by one predict", rounds=max(3, args.rounds // 3), max_seconds=args.max_seconds)))
-        print("\npredict_batch peak RSS growth (MiB): " + ", ".join(
-            f"{n} images {peak_mib(lambda: engine.predict_batch((square * 2)[:n], batch_size=16)):.0f}"
-            for n in (16, 32)) + f" (one map + its SAT: {(1080 * 1080 * 4 + 1081 * 1081 * 8) / 2**20:.1f} MiB)")
 
-        folder = Path(tmp) / "dir"
-        folder.mkdir()
-        write_jpegs(folder, 4, (1080, 1920))
-        runs = iter(range(10_000))
+def batch(engine: Engine, tmp: Path, args: argparse.Namespace) -> None:
+    """predict_batch(16) against one by one on 16 1080² JPEGs, and peak memory at 16 and 32 images."""
+    square = write_jpegs(tmp, 16, (1080, 1080))
+    print(table("\n16 JPEGs 1080x1080 (per 16 images)", compare({
+        "one by one predict": lambda: [engine.predict(p) for p in square],
+        "predict_batch(16)": lambda: engine.predict_batch(square, batch_size=16),
+    }, baseline="one by one predict", rounds=max(3, args.rounds // 3), max_seconds=args.max_seconds)))
+    print("\npredict_batch peak RSS growth (MiB): " + ", ".join(
+        f"{n} images {peak_mib(lambda: engine.predict_batch((square * 2)[:n], batch_size=16)):.0f}"
+        for n in (16, 32)) + f" (one map + its SAT: {(1080 * 1080 * 4 + 1081 * 1081 * 8) / 2**20:.1f} MiB)")
 
-        def score(level: int) -> None:
-            fileio.PNG_COMPRESS_LEVEL = report.PNG_COMPRESS_LEVEL = level  # read at call time
-            with contextlib.redirect_stderr(io.StringIO()):
-                assert cli_main(["-q", "score", str(folder), "-o", str(Path(tmp) / f"out{next(runs)}")]) == 0
-            fileio.PNG_COMPRESS_LEVEL = report.PNG_COMPRESS_LEVEL = 1
 
-        timings = compare({"score DIR, PNG level 6": lambda: score(6), "score DIR, PNG level 1": lambda: score(1)},
-                          baseline="score DIR, PNG level 6", rounds=max(3, args.rounds // 3),
-                          max_seconds=args.max_seconds)
-        print(table("\nfoveal score DIR, 4 JPEGs 1920x1080 with reports (per folder)", timings))
-        print("images/s: " + ", ".join(f"{t.name} {4e3 / t.median_ms:.2f}" for t in timings))
+def score_dir(tmp: Path, args: argparse.Namespace) -> None:
+    """foveal score DIR with reports, PNGs at zlib level 6 (Pillow's default) against 1 (foveal's)."""
+    folder = tmp / "dir"
+    folder.mkdir()
+    write_jpegs(folder, 4, (1080, 1920))
+    runs = iter(range(10_000))
+
+    def score(level: int) -> None:
+        fileio.PNG_COMPRESS_LEVEL = report.PNG_COMPRESS_LEVEL = level  # read at call time
+        with contextlib.redirect_stderr(io.StringIO()):
+            assert cli_main(["-q", "score", str(folder), "-o", str(tmp / f"out{next(runs)}")]) == 0
+        fileio.PNG_COMPRESS_LEVEL = report.PNG_COMPRESS_LEVEL = 1
+
+    timings = compare({"score DIR, PNG level 6": lambda: score(6), "score DIR, PNG level 1": lambda: score(1)},
+                      baseline="score DIR, PNG level 6", rounds=max(3, args.rounds // 3),
+                      max_seconds=args.max_seconds)
+    print(table("\nfoveal score DIR, 4 JPEGs 1920x1080 with reports (per folder)", timings))
+    print("images/s: " + ", ".join(f"{t.name} {4e3 / t.median_ms:.2f}" for t in timings))
 
 
 if __name__ == "__main__":
