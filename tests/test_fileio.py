@@ -135,3 +135,18 @@ def test_inputs_are_read_to_a_bound(tmp_path):
     with pytest.raises(InputError, match="larger than"):
         read_input(big, 1 << 20)
     assert len(read_input(big, 10 << 20)) == 10 << 20
+
+
+def test_save_png_uses_the_fast_zlib_level(tmp_path):
+    """PNGs (maps, overlays, reports) are written at zlib level 1: the stream header's FLEVEL says "fastest"."""
+    import struct
+
+    from foveal.fileio import save_png
+
+    path = tmp_path / "o.png"
+    save_png(path, np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))
+    data = path.read_bytes()
+    at = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[at - 4:at])
+    zlib_header = data[at + 4:at + 6]
+    assert length > 0 and zlib_header[0] & 0x0F == 8 and zlib_header[1] >> 6 == 0  # deflate, FLEVEL 0 = fastest

@@ -5,7 +5,9 @@ import operator
 import os
 import threading
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,7 +40,8 @@ class Engine:
             options it takes; one that no backend tried takes is an :class:`InputError` naming the backends.
 
     Thread safety: one Engine may be shared by any number of threads. ``predict`` and ``predict_batch`` keep no
-    per-call state on the Engine, and concurrent calls return exactly what the same calls made one after another
+    per-call state on the Engine (each ``predict_batch`` call with more than one image has its own decode thread,
+    joined before it returns), and concurrent calls return exactly what the same calls made one after another
     return (tested bit for bit on ONNX Runtime and on the torch backend's CPU mode). On a GPU backend the network
     runs on one stream with one set of TensorRT contexts and CUDA-graph buffers, so calls on one Engine are
     serialised by a lock (held until the batch's maps are complete on the device); batch the work
@@ -93,80 +96,108 @@ class Engine:
                       errors: str = "raise") -> list[Any]:
         """Saliency maps of many images, in order; images sharing a padded input size run as one batch.
 
-        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image.
+        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image. The list
+        streams: one thread decodes the next image while the network runs, and at most ``batch_size`` decoded
+        images wait for a batch at a time, so memory grows with the returned maps, not with the inputs' pixels.
         ``errors="raise"``: return ``list[SaliencyMap]``, or raise the first failing image's error (its index in
-        the message); nothing runs when an image cannot be decoded. ``errors="return"``: return one entry per
-        image, its :class:`SaliencyMap` or the :class:`FovealError` that stopped it (an image that cannot be
-        decoded, or a network batch that failed), so one bad image costs no other image its map.
+        the message) when it is met. ``errors="return"``: return one entry per image, its :class:`SaliencyMap` or
+        the :class:`FovealError` that stopped it (an image that cannot be decoded, or a network batch that
+        failed), so one bad image costs no other image its map.
         """
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
         batch_size = _batch_size(batch_size)
         items = _image_list(images)
         results: list[SaliencyMap | FovealError | None] = [None] * len(items)
-        decoded: dict[int, DecodedImage] = {}
-        for i, image in enumerate(items):
+        waiting: dict[tuple[int, int], list[tuple[int, DecodedImage, Plan]]] = defaultdict(list)
+
+        def settle(i: int, outcome: SaliencyMap | FovealError) -> None:
+            if isinstance(outcome, FovealError) and errors == "raise":
+                raise _indexed(outcome, i, len(items)) from None
+            results[i] = outcome
+
+        def flush(key: tuple[int, int]) -> None:
+            chunk = waiting.pop(key)
             try:
-                decoded[i] = decode(image, self.max_pixels)
+                outcomes = self._run([d for _, d, _ in chunk], [p for _, _, p in chunk])
             except FovealError as exc:
                 if errors == "raise":
-                    raise _indexed(exc, i, len(items)) from None
-                results[i] = exc
-        plans = {i: plan(*d.pixels.shape[:2], self.model) for i, d in decoded.items()}
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, p in plans.items():
-            groups[p.padded_hw].append(i)
-        for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
-                try:
-                    outcomes = self._run([decoded[i] for i in chunk], [plans[i] for i in chunk])
-                except FovealError as exc:
-                    if errors == "raise":
-                        raise
-                    outcomes = [exc] * len(chunk)
-                for i, outcome in zip(chunk, outcomes):
-                    if isinstance(outcome, FovealError):
-                        if errors == "raise":
-                            raise _indexed(outcome, i, len(items)) from None
-                        results[i] = outcome
-                    else:
-                        results[i] = self._map(outcome, decoded[i])
+                    raise
+                outcomes = [exc] * len(chunk)
+            for (i, decoded, _), outcome in zip(chunk, outcomes):
+                settle(i, outcome if isinstance(outcome, FovealError) else self._map(outcome, decoded))
+
+        with closing(self._decoded(items)) as stream:  # closing: an error raised here stops the decode thread
+            for i, decoded in enumerate(stream):
+                if isinstance(decoded, FovealError):
+                    settle(i, decoded)
+                    continue
+                p = plan(*decoded.image_hw, self.model)
+                waiting[p.padded_hw].append((i, decoded, p))
+                if len(waiting[p.padded_hw]) == batch_size:
+                    flush(p.padded_hw)
+                elif sum(map(len, waiting.values())) >= batch_size:  # many sizes: run the largest group
+                    flush(max(waiting, key=lambda k: len(waiting[k])))
+        while waiting:
+            flush(next(iter(waiting)))
         return results
 
-    def _map(self, prob: Any, image: DecodedImage) -> SaliencyMap:
-        """The map of one image: a :class:`DeviceSaliencyMap` for a device array (the GPU path), else on the host."""
+    def _decoded(self, items: list[Any]) -> Iterator[DecodedImage | FovealError]:
+        """Each item decoded (reduced to what the network needs where the format allows), the next one decoding on
+        a helper thread while the caller works on this one."""
+        def one(image: Any) -> DecodedImage | FovealError:
+            try:
+                return decode(image, self.max_pixels, min_side=self.model.input.working_size)
+            except FovealError as exc:
+                return exc
+
+        if len(items) < 2:
+            yield from map(one, items)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="foveal-decode") as pool:
+            pending = pool.submit(one, items[0])
+            for nxt in items[1:]:
+                current = pending.result()
+                pending = pool.submit(one, nxt)
+                yield current
+            yield pending.result()
+
+    def _map(self, outcome: tuple[Any, Any], image: DecodedImage) -> SaliencyMap:
+        """The map of one image from ``(prob, sat or None)``: a :class:`DeviceSaliencyMap` for a device array (the
+        GPU path), else a host map."""
+        prob, sat = outcome
         if self._backend.on_gpu:
             from . import gpu
             from .device_map import DeviceSaliencyMap
 
             if gpu.is_device_array(prob):
                 return DeviceSaliencyMap(prob, self._provenance(image))
-        return SaliencyMap(prob, self._provenance(image))
+        return SaliencyMap(prob, self._provenance(image), sat=sat)
 
-    def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
-        """One network batch: images sharing ``plans[i].padded_hw`` → probability maps, host arrays on the CPU path
-        and device arrays on the GPU path (or, per image, the ModelError of a network output that breaks the
-        contract)."""
+    def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[tuple[Any, Any] | ModelError]:
+        """One network batch: images sharing ``plans[i].padded_hw`` → (probability map, its summed-area table or
+        None) per image: host arrays on the CPU path, a device array (its SAT built on the device when asked) on the
+        GPU path; or the ModelError of a network output that breaks the contract."""
         if self._backend.on_gpu:
             with self._gpu_lock:  # one stream, one set of TensorRT contexts and CUDA-graph buffers (see class doc)
-                return self._run_gpu(decoded, plans)
+                return [(prob, None) for prob in self._run_gpu(decoded, plans)]
         return self._run_cpu(decoded, plans)
 
-    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[np.ndarray | ModelError]:
+    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[tuple[np.ndarray, Any] | ModelError]:
         spec = self.model.input
         inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
                   for d, p in zip(decoded, plans)]
         log_density = self._backend.run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
         self._check_grid(log_density, len(plans), plans[0].padded_hw)
-        out: list[np.ndarray | ModelError] = []
+        out: list[tuple[np.ndarray, Any] | ModelError] = []
         for i, p in enumerate(plans):
             grid = log_density[i, 0]
             if not np.isfinite(grid).all():
                 out.append(ModelError(f"model {self.model.name!r} ({self._backend.name}) returned NaN or infinite "
                                       "log-density for this image; the model is broken, not the image"))
                 continue
-            out.append(cpu.postprocess(grid, p.image_hw, p.valid_hw, self.blur_sigma))
+            # The map's summed-area table comes out of the same pass, so the first box query costs no extra pass.
+            out.append(cpu.postprocess_sat(grid, p.image_hw, p.valid_hw, self.blur_sigma))
         return out
 
     def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[Any]:

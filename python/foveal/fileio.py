@@ -185,8 +185,14 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
+#: zlib level of every PNG foveal writes: level 1 encodes a 1080p overlay about 3x faster than Pillow's default 6
+#: (4.2 vs 12.9 ms) for a file a few percent larger.
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(path: str | os.PathLike, array: np.ndarray, **pnginfo: str) -> None:
-    """Save a uint8/uint16 grey or uint8 RGB/RGBA array as PNG, atomically; ``pnginfo`` goes into text chunks."""
+    """Save a uint8/uint16 grey or uint8 RGB/RGBA array as PNG (fast zlib level, :data:`PNG_COMPRESS_LEVEL`),
+    atomically; ``pnginfo`` goes into text chunks."""
     from PIL import Image, PngImagePlugin
 
     if array.dtype == np.uint16 and array.ndim == 2:
@@ -199,7 +205,7 @@ def save_png(path: str | os.PathLike, array: np.ndarray, **pnginfo: str) -> None
     for key, value in pnginfo.items():
         info.add_text(key, value)
     with atomic_write(path, "wb") as fh:
-        image.save(fh, format="PNG", pnginfo=info)
+        image.save(fh, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def _json_default(obj: Any) -> Any:

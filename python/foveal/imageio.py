@@ -30,11 +30,25 @@ ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Pixels plus where they came from (sha256 of the encoded file, or of the pixels for in-memory input)."""
+    """Pixels plus where they came from (sha256 of the encoded file, or of the pixels for in-memory input).
 
-    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    ``image_hw`` is the image's full (height, width), upright. It equals ``pixels.shape[:2]`` unless the image was
+    decoded reduced (``decode(..., min_side=...)``), when ``pixels`` is a smaller rendering of the same image.
+    """
+
+    pixels: np.ndarray  # (h, w, 3) uint8 RGB
     sha256: str
     source: str
+    image_hw: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.image_hw == (0, 0):
+            object.__setattr__(self, "image_hw", tuple(self.pixels.shape[:2]))
+
+    @property
+    def reduced(self) -> bool:
+        """Whether ``pixels`` is smaller than the image."""
+        return tuple(self.pixels.shape[:2]) != self.image_hw
 
 
 def load_image(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -51,8 +65,13 @@ def checked_max_pixels(value: object) -> int:
     return int(value)
 
 
-def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode ``src`` (path, bytes, PIL image or array) into a :class:`DecodedImage`."""
+def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: int | None = None) -> DecodedImage:
+    """Decode ``src`` (path, bytes, PIL image or array) into a :class:`DecodedImage`.
+
+    ``min_side``: the caller only needs the image at ``min_side`` pixels on its longest side, so an encoded JPEG is
+    decoded at the largest DCT-domain reduction (1/2, 1/4 or 1/8, Pillow's ``draft``) that keeps its longest side
+    at least ``min_side``; ``image_hw`` stays the full size. Other formats and in-memory images decode whole.
+    """
     from PIL import Image
 
     max_pixels = checked_max_pixels(max_pixels)
@@ -70,17 +89,17 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage
         data = bytes(src)
         if not data:
             raise ImageError("<bytes>: no data (empty image)")
-        return DecodedImage(_decode_stream(io.BytesIO(data), "<bytes>", max_pixels), hashlib.sha256(data).hexdigest(),
-                            "<bytes>")
+        pixels, image_hw = _decode_stream(io.BytesIO(data), "<bytes>", max_pixels, min_side)
+        return DecodedImage(pixels, hashlib.sha256(data).hexdigest(), "<bytes>", image_hw)
     if isinstance(src, (str, os.PathLike)):
         name = os.fspath(src)
         with open_input(name, max_file_bytes(max_pixels), "image file", ImageError) as fh:
             if os.fstat(fh.fileno()).st_size == 0:
                 raise ImageError(f"{name}: file is empty")
-            pixels = _decode_stream(fh, name, max_pixels)
+            pixels, image_hw = _decode_stream(fh, name, max_pixels, min_side)
             fh.seek(0)
             sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
-        return DecodedImage(pixels, sha256, name)
+        return DecodedImage(pixels, sha256, name, image_hw)
     raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}")
 
 
@@ -123,10 +142,20 @@ def _allow_in_pillow(max_pixels: int) -> None:
             Image.MAX_IMAGE_PIXELS = int(max_pixels)
 
 
-def _decode_stream(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
+def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
+                   min_side: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixels (reduced when ``min_side`` allows, see :func:`decode`) and the image's full upright (height, width)."""
     from PIL import Image
 
     image = open_pillow(fh, name, max_pixels)
+    width, height = image.size
+    if min_side is not None and image.format == "JPEG":
+        # draft keeps each side >= the requested one; asking for the longest side scaled to min_side (rounded up)
+        # keeps the longest side >= min_side whatever the EXIF rotation, since both sides shrink by one factor.
+        longest = max(image.size)
+        if longest > min_side:
+            scale = min_side / longest
+            image.draft(image.mode, tuple(max(1, math.ceil(side * scale)) for side in image.size))
     try:
         image.load()
     except Image.DecompressionBombError as exc:
@@ -135,7 +164,11 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode this image") from None
-    return _to_rgb(image, name)
+    stored = image.size[::-1]  # (h, w) as decoded, before any EXIF turn
+    pixels = _to_rgb(image, name)
+    # The EXIF transpose turned the image by 90 degrees exactly when the decoded axes came out swapped.
+    turned = tuple(pixels.shape[:2]) != stored
+    return pixels, ((width, height) if turned else (height, width))
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:

@@ -30,10 +30,14 @@ def overlay_ramp(t: np.ndarray) -> np.ndarray:
 class SaliencyMap:
     """Probability that a fixation lands on each pixel: ``prob`` is (H, W) float32 and sums to 1.
 
-    Box queries go through a float64 summed-area table built on first use, so each box costs four reads.
+    Box queries go through a float64 summed-area table built on first use, so each box costs four reads. A caller
+    that already has the table (the Engine's CPU path builds it in the same pass as the map,
+    :func:`foveal.cpu.postprocess_sat`) passes it as ``sat``: it must be ``summed_area_table(prob)``, (H+1, W+1)
+    float64; only its shape, dtype and total are checked.
     """
 
-    def __init__(self, prob: np.ndarray, provenance: dict[str, Any] | None = None) -> None:
+    def __init__(self, prob: np.ndarray, provenance: dict[str, Any] | None = None, *,
+                 sat: np.ndarray | None = None) -> None:
         prob = np.asarray(prob)
         if prob.ndim != 2 or prob.size == 0:
             raise InputError(f"prob: expected a non-empty (H, W) array, got shape {prob.shape}")
@@ -41,6 +45,20 @@ class SaliencyMap:
             raise InputError(f"prob: expected a float array, got {prob.dtype}")
         self.prob = np.ascontiguousarray(prob, dtype=np.float32)
         self.provenance: dict[str, Any] = dict(provenance or {})
+        if sat is not None:
+            self.__dict__["sat"] = self._checked_sat(sat)
+
+    def _checked_sat(self, sat: np.ndarray) -> np.ndarray:
+        """A precomputed table for this map's ``prob``, seeding the cached :attr:`sat`."""
+        expected = (self.shape[0] + 1, self.shape[1] + 1)
+        if not isinstance(sat, np.ndarray) or sat.dtype != np.float64 or sat.shape != expected:
+            raise InputError(f"sat: expected a float64 {expected} summed-area table of prob, got "
+                             f"{getattr(sat, 'dtype', type(sat).__name__)} {getattr(sat, 'shape', '')}")
+        total = float(sat[-1, -1])
+        if not (np.isfinite(total) and total > 0):
+            raise InputError(f"sat: this map is not a distribution (total {total:g}); box queries need a positive "
+                             "finite total")
+        return np.ascontiguousarray(sat)
 
     def __repr__(self) -> str:
         model = self.provenance.get("model", "?")

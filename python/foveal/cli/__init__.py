@@ -20,7 +20,7 @@ from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
 COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", "finetune", "serve", "outcomes",
-            "calibrate")
+            "calibrate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

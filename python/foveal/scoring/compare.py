@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import PNG_COMPRESS_LEVEL
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
 from .report import draw_boxes, legend_strip, run_header
@@ -422,7 +423,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(figure).save(buf, format="PNG")
+    Image.fromarray(figure).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     rows = "".join(
         f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td><td>{_pct(e["share_a"])}</td>'
         f'<td>{_pct(e["share_b"])}</td><td>{_pp(e["delta_share"])}</td><td>{e["lift_a"]:.2f}</td>'

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import cpu
 from .._version import __version__
-from ..fileio import save_png, write_json, write_text
+from ..fileio import PNG_COMPRESS_LEVEL, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
@@ -135,7 +135,7 @@ def _png_uri(pixels: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -1,0 +1,192 @@
+"""Latency and throughput of an Engine on this machine: per-stage percentiles and images/s at batch sizes.
+
+What a user runs (``foveal bench``) before sizing a deployment, like ``trtexec`` or ``onnxruntime_perf_test`` for a
+bare model, but for the whole path an image takes: decode → preprocess → network → postprocess → box queries.
+Every loop is bounded by a repeat count and a time budget.
+"""
+from __future__ import annotations
+
+import io
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import cpu
+from ._version import __version__
+from .engine import Engine
+from .errors import InputError
+from .geometry import plan
+from .imageio import ImageLike, decode
+from .saliency_map import SaliencyMap
+
+#: Boxes per box-query call: a creative's elements many times over, as a what-if search asks.
+BOX_QUERIES = 1000
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """Milliseconds per call of one stage, over ``n`` calls."""
+
+    stage: str
+    n: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class Throughput:
+    batch_size: int
+    images: int
+    images_per_s: float
+
+
+@dataclass
+class BenchReport:
+    engine: dict[str, Any]
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    images: list[str]
+    stages: list[StageTiming] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """The report as plain-text tables."""
+        lines = [f"engine   {self.engine['model']} {self.engine['precision']} on {self.engine['backend']} "
+                 f"({self.engine['device']})",
+                 f"machine  {self.machine['cpu']}, {self.machine['cpus_usable']} usable CPUs, "
+                 f"{self.machine['native_threads']} kernel threads, {self.machine['platform']}",
+                 "versions " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
+                 f"images   {len(self.images)}: {', '.join(self.images[:3])}{' ...' if len(self.images) > 3 else ''}",
+                 "", f"{'stage':<22} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
+        lines += [f"{s.stage:<22} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}" for s in self.stages]
+        lines += ["", f"{'batch size':<22} {'images':>6} {'images/s':>9}"]
+        lines += [f"{t.batch_size:<22} {t.images:>6} {t.images_per_s:>9.1f}" for t in self.throughput]
+        return "\n".join(lines)
+
+
+def synthetic_jpeg(height: int = 1080, width: int = 1920, seed: int = 0) -> bytes:
+    """A photographic-looking JPEG (smooth gradients, noise and a few bright blobs) for runs without images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx / width * 200, yy / height * 180, (xx + yy) / (width + height) * 160], axis=2)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(40, 200)
+        base += (((yy - cy) ** 2 + (xx - cx) ** 2) < r * r)[..., None] * rng.uniform(-80, 80, 3)
+    pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int = 20,
+              batch_sizes: Sequence[int] = (1, 8, 16), max_seconds: float = 30.0) -> BenchReport:
+    """Time each stage ``repeats`` times per image (cycling the images) and ``predict_batch`` at each batch size.
+
+    ``images`` are paths or encoded bytes (decode is a stage); none: one synthetic 1920×1080 JPEG. Each of the
+    stage loop and the throughput loop stops early after ``max_seconds``.
+    """
+    if repeats < 1:
+        raise InputError(f"repeats must be >= 1, got {repeats}")
+    if any(int(b) < 1 for b in batch_sizes):
+        raise InputError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    sources = list(images) or [synthetic_jpeg()]
+    names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
+    report = BenchReport(_engine_info(engine), machine_info(), versions(), names)
+    report.stages = _stages(engine, sources, repeats, max_seconds)
+    report.throughput = [_throughput(engine, sources, int(b), max_seconds / max(1, len(batch_sizes)))
+                         for b in batch_sizes]
+    return report
+
+
+def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds: float) -> list[StageTiming]:
+    # The stages the Engine's CPU path runs, called one by one (on a GPU backend the three device stages run as one
+    # queued call, timed together, as splitting them would add synchronisations the engine never makes).
+    spec, card = engine.model.input, engine.model
+    times: dict[str, list[float]] = {}
+
+    def timed(stage: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        times.setdefault(stage, []).append(time.perf_counter() - t0)
+        return out
+
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + max_seconds
+    for i in range(repeats * len(sources)):
+        source = sources[i % len(sources)]
+        decoded = timed("decode", lambda: decode(source, engine.max_pixels, min_side=spec.working_size))
+        p = plan(*decoded.image_hw, card)
+        if engine._backend.on_gpu:
+            prob = timed("preprocess+network+postprocess", lambda: engine._run([decoded], [p])[0])[0]
+            smap_args: tuple[Any, Any] = (prob, None)
+        else:
+            x = timed("preprocess", lambda: cpu.preprocess(decoded.pixels, p.resized_hw, p.padded_hw, spec.mean,
+                                                           spec.std))
+            grid = timed("network", lambda: engine._backend.run(x))[0, 0]
+            smap_args = timed("postprocess", lambda: cpu.postprocess_sat(grid, p.image_hw, p.valid_hw,
+                                                                         engine.blur_sigma))
+        smap = SaliencyMap(smap_args[0], sat=smap_args[1])
+        h, w = smap.shape
+        x0, y0 = rng.integers(0, w, BOX_QUERIES), rng.integers(0, h, BOX_QUERIES)
+        boxes = np.stack([x0, y0, rng.integers(1, w - x0 + 1), rng.integers(1, h - y0 + 1)], axis=1)
+        timed(f"box queries ({BOX_QUERIES})", lambda: smap.box_stats(boxes))
+        timed("predict (end to end)", lambda: engine.predict(source))
+        if time.monotonic() > deadline:
+            break
+    return [StageTiming(stage, len(t), *(float(np.percentile(t, q)) * 1e3 for q in (50, 90, 99)))
+            for stage, t in times.items()]
+
+
+def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_seconds: float) -> Throughput:
+    """Images/s of ``predict_batch`` over two batches' worth of images (at least 8), repeated within the budget."""
+    work = [sources[i % len(sources)] for i in range(max(2 * batch_size, 8))]
+    engine.predict_batch(work[:batch_size], batch_size=batch_size)  # warm-up at this batch's shape
+    done, t0 = 0, time.perf_counter()
+    while True:
+        engine.predict_batch(work, batch_size=batch_size)
+        done += len(work)
+        if time.perf_counter() - t0 > max_seconds / 2 or done >= 4 * len(work):
+            break
+    return Throughput(batch_size, done, done / (time.perf_counter() - t0))
+
+
+def _engine_info(engine: Engine) -> dict[str, Any]:
+    return {"model": engine.model.name, "backend": engine.backend, "device": engine._backend.device,
+            "precision": engine.precision, "graph_sha256": engine.graph_sha256}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, CPUs this process may use, the native kernels' thread count, OS."""
+    from . import _native
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cpus_usable": usable, "native_threads": int(_native.num_threads),
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def versions() -> dict[str, str]:
+    """foveal and the libraries on the measured path."""
+    import PIL
+
+    out = {"foveal": __version__, "numpy": np.__version__, "pillow": PIL.__version__}
+    for module in ("onnxruntime", "torch", "tensorrt", "cupy"):  # those the engine's backend loaded
+        if module in sys.modules:
+            out[module] = str(getattr(sys.modules[module], "__version__", "?"))
+    return out

@@ -1,0 +1,50 @@
+"""``foveal bench [IMAGES...]``: per-stage latency percentiles and throughput of the engine on this machine."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..bench import run_bench
+from . import make_engine
+from .predict import expand
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure latency per stage and throughput on this machine",
+                       description="Time decode, preprocess, network, postprocess and box queries (p50/p90/p99) "
+                                   "and predict_batch throughput at each --batch size, on IMAGES (files or "
+                                   "folders; none: a synthetic 1920x1080 JPEG). Set FOVEAL_NUM_THREADS to pin the "
+                                   "kernels' thread count.")
+    p.add_argument("images", nargs="*", type=Path, metavar="IMAGE|FOLDER")
+    p.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
+                   help="graph to run (default: %(default)s)")
+    p.add_argument("--batch", type=_sizes, default=(1, 8, 16), metavar="N[,N...]",
+                   help="batch sizes for the throughput table (default: 1,8,16)")
+    p.add_argument("--repeats", type=int, default=20, help="timed calls per stage and image (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=30.0,
+                   help="time budget of the stage loop and of the throughput loop (default: %(default)s)")
+    p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    p.set_defaults(handler=run)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8,16, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = make_engine(args)
+    report = run_bench(engine, expand(args.images) if args.images else [], repeats=args.repeats,
+                       batch_sizes=args.batch, max_seconds=args.max_seconds)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), file=sys.stdout)
+    return 0

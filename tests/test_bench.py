@@ -1,0 +1,58 @@
+"""foveal bench: every stage timed with ordered percentiles, throughput per batch size, table and JSON."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from foveal import Engine
+from foveal.bench import run_bench, synthetic_jpeg
+from foveal.cli import main
+from foveal.errors import InputError
+
+STAGES = ["decode", "preprocess", "network", "postprocess", "box queries (1000)", "predict (end to end)"]
+
+
+def _small_jpeg(path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)).save(buf, "JPEG")
+    path.write_bytes(buf.getvalue())
+
+
+def test_run_bench_times_every_stage_and_batch_size(tmp_path) -> None:
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    report = run_bench(Engine("itti-koch"), [image], repeats=3, batch_sizes=(1, 2), max_seconds=20)
+    assert [s.stage for s in report.stages] == STAGES
+    for s in report.stages:
+        assert s.n == 3 and 0 < s.p50_ms <= s.p90_ms <= s.p99_ms
+    assert [t.batch_size for t in report.throughput] == [1, 2]
+    assert all(t.images >= 8 and t.images_per_s > 0 for t in report.throughput)
+    assert report.machine["cpus_usable"] >= 1 and report.versions["foveal"]
+    assert report.images == [str(image)]
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["engine"]["model"] == "itti-koch" and len(doc["stages"]) == len(STAGES)
+    assert "p99 ms" in report.table() and "images/s" in report.table()
+    with pytest.raises(InputError, match="repeats"):
+        run_bench(Engine("itti-koch"), [image], repeats=0)
+
+
+def test_synthetic_image_is_a_1080p_jpeg() -> None:
+    image = Image.open(io.BytesIO(synthetic_jpeg()))
+    assert image.format == "JPEG" and image.size == (1920, 1080)
+
+
+def test_cli_bench_json_and_bad_image(tmp_path, capsys) -> None:
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    assert main(["bench", str(image), "--model", "itti-koch", "--repeats", "2", "--batch", "1", "--json",
+                 "--max-seconds", "10"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["stage"] for s in doc["stages"]] == STAGES and doc["throughput"][0]["batch_size"] == 1
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    assert main(["bench", str(bad), "--model", "itti-koch", "--repeats", "1", "--batch", "1"]) == 1
+    assert "not a recognised image format" in capsys.readouterr().err
