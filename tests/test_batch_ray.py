@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import foveal
 from foveal import Engine
 from foveal.batch import BatchOptions, read_inputs, run_batch
 
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
 from foveal.batch.on_ray import run_batch_on_ray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])),
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")])),
        # Loopback-only test clusters: no memory monitor killing workers on this shared VM, no token files.
        "RAY_memory_monitor_refresh_ms": "0", "RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 N = 48

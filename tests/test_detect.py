@@ -3,6 +3,7 @@ the CLI (`foveal detect`, `foveal score --elements auto`), and the message witho
 from __future__ import annotations
 
 import importlib.util
+import os
 import json
 import subprocess
 import sys
@@ -11,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.creatives import FORMATS, fonts, make_creative, truth_file
+import foveal
 from foveal.cli import main
 from foveal.detect import DETECTED_KINDS, Detector, detect_elements, element_file
 from foveal.detect.layout import intersects, iou, is_imperative
 from foveal.scoring.elements import parse_elements
 
 ROOT = Path(__file__).resolve().parents[1]
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
 EXAMPLES = ROOT / "examples"
 # The example creatives stand in for photographs: backgrounds and product shots with real texture.
 PHOTOS = sorted(EXAMPLES.glob("**/*.png"))
@@ -146,7 +150,7 @@ def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path
             f"sys.exit(main(['score', {str(EXAMPLES / 'creative.png')!r}, '--elements', 'auto', '-o', "
             f"{str(tmp_path / 'out')!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": FOVEAL_PATH, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"foveal: error: {blocked} is not installed; automatic element detection needs the detect extra: "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import foveal
 from tests.page_harness import ROOT, browser_missing, chromium, running_service
 
 MISSING = browser_missing()
@@ -165,7 +166,7 @@ def cli_shares(image: Path, elements: list[dict], tmp_path: Path) -> dict[str, f
     spec = tmp_path / "elements.json"
     spec.write_text(json.dumps({"units": "px", "elements": elements}))
     out = tmp_path / "cli"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__))}
     subprocess.run([sys.executable, "-m", "foveal", "score", str(image), "--elements", str(spec), "-o", str(out),
                     "--no-report", "-q"], check=True, env=env, timeout=120)
     doc = json.loads((out / "scores.json").read_text())

@@ -25,6 +25,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
+import foveal
 from foveal import Client, Engine, ElementSpecError, ImageError, SaliencyMap, ServiceError  # noqa: E402
 from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
@@ -32,12 +33,13 @@ from foveal.serve import ServeConfig, create_app  # noqa: E402
 from foveal.serve.codec import elements_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
 EXAMPLE = ROOT / "examples" / "creative.png"
 EXAMPLE_B = ROOT / "examples" / "creative_b.png"
 ELEMENTS = (ROOT / "examples" / "creative.json").read_text()
 ELEMENTS_B = (ROOT / "examples" / "creative_b.json").read_text()
 KEY = "test-key-0123456789abcdef"
-PYTHON_PATH = str(ROOT / "python")
 
 
 def free_port() -> int:
@@ -378,7 +380,7 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
 # -- graceful shutdown -----------------------------------------------------------------------------------------
 def test_sigterm_drains_in_flight_requests(tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": PYTHON_PATH}
+    env = {**os.environ, "PYTHONPATH": FOVEAL_PATH}
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--max-batch", "2"],

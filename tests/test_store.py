@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+import foveal
 from foveal.cli import main
 from foveal.errors import FovealError, InputError
 from foveal.store import SCHEMA_VERSION, Store
@@ -20,7 +21,9 @@ from foveal.store import schema as s
 from tests.store_fixtures import scored
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'python'}{os.pathsep}{ROOT}"}
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
+ENV = {**os.environ, "PYTHONPATH": f"{FOVEAL_PATH}{os.pathsep}{ROOT}"}
 FOVEAL = [sys.executable, "-m", "foveal"]
 
 

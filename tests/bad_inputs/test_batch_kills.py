@@ -20,11 +20,14 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+import foveal
 from foveal import Engine
 from foveal.batch import BatchOptions, read_inputs, run_batch
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")]))}
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")]))}
 N, KILLS, BUDGET_S = 24, 4, 120.0
 
 
