@@ -130,3 +130,9 @@ def test_overlay_has_a_colour_legend():
     assert strip.shape == (14, 100, 3)
     lum = strip[0].astype(float) @ [0.299, 0.587, 0.114]
     assert lum[-1] > lum[50] > lum[10]  # from the grey image through purple to the bright peak colour
+
+
+def test_html_names_the_graph_that_ran_not_only_the_model():
+    """int8, fp16 and fp32 graphs give different shares: the report names the precision and that graph's sha256."""
+    page = render_html(document(), np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert "fp32 graph (sha256 efefefefefef" in page and "abababababab" not in page

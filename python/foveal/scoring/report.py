@@ -234,7 +234,8 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
     notes += [html.escape(m) for m in missing]
     size = doc["image_size"]
     meta = html.escape(f'{size["width"]}×{size["height"]} · format {doc["format"]} · model {model["name"]} '
-                       f'{model["version"] or ""} (sha256 {str(model["sha256"])[:12]}…) on {doc["backend"]} · '
+                       f'{model["version"] or ""}, {model.get("precision") or "fp32"} graph '
+                       f'(sha256 {str(model.get("graph_sha256") or model["sha256"])[:12]}…) on {doc["backend"]} · '
                        f'foveal {doc["foveal_version"]}')
     definitions = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
                                    for k, v in doc["definitions"].items()) + "</dl>"
