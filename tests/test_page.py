@@ -35,6 +35,7 @@ def norms_file(tmp_path_factory) -> Path:
     from foveal import Engine
     from foveal.fileio import write_json
     from foveal.scoring import build_norms, load_elements, score_creative
+    from foveal.scoring.norms import engine_identity
 
     engine = Engine()
     images = sorted((EXAMPLES / "references").glob("*.png"))
@@ -44,7 +45,7 @@ def norms_file(tmp_path_factory) -> Path:
         spec = load_elements(image.with_suffix(".json"), smap.shape)
         scored.append(score_creative(smap, spec.elements, format=spec.format))
     path = tmp_path_factory.mktemp("norms") / "norms.json"
-    write_json(path, build_norms(scored, {"name": engine.model.name, "sha256": engine.model.sha256}).to_dict())
+    write_json(path, build_norms(scored, engine_identity(engine)).to_dict())
     return path
 
 
