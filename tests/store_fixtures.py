@@ -31,9 +31,11 @@ def scored(seed: int, cta_weight: float | None = None, graph: str = GRAPH) -> tu
     return score_creative(smap, elements), provenance
 
 
-def record_until(url: str, stop_file: str, at_least: int, at_most: int, limit_s: float) -> None:
+def record_until(url: str, stop_file: str, at_least: int, at_most: int, limit_s: float,
+                 started_file: str | None = None) -> None:
     """Record creatives ``n0, n1...`` one transaction each (a scoring process's pattern) until ``stop_file``
-    exists, at least ``at_least`` and at most ``at_most`` of them, for at most ``limit_s`` seconds; print the count."""
+    exists, at least ``at_least`` and at most ``at_most`` of them, for at most ``limit_s`` seconds; print the count.
+    ``started_file`` is created once the first creative is committed."""
     import time
     from pathlib import Path
 
@@ -46,4 +48,6 @@ def record_until(url: str, stop_file: str, at_least: int, at_most: int, limit_s:
             scores, provenance = scored(count)
             store.record(f"n{count}", scores, provenance, vertical="retail", tags=["load"])
             count += 1
+            if count == 1 and started_file:
+                Path(started_file).touch()
     print(count)

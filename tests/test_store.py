@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -271,11 +272,19 @@ def test_two_processes_importing_and_scoring_at_once_lose_no_row(store_url, tmp_
     for f in range(4):
         lines = [f"{cid},2024-{1 + f:02d}-{d:02d},{1000 + d},{d}" for cid in ids for d in range(1, 11)]
         files.append(str(_write(tmp_path / f"o{f}.csv", "creative_id,date,impressions,clicks\n" + "\n".join(lines))))
-    stop = tmp_path / "stop"
+    stop, started = tmp_path / "stop", tmp_path / "started"
     recorder = subprocess.Popen(
         [sys.executable, "-c", "from tests.store_fixtures import record_until; "
-         f"record_until({store_url!r}, {str(stop)!r}, at_least=10, at_most=2000, limit_s=120)"],
+         f"record_until({store_url!r}, {str(stop)!r}, at_least=10, at_most=2000, limit_s=120, "
+         f"started_file={str(started)!r})"],
         env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The import starts once the recorder is writing (its interpreter start-up can outlast a whole import), and
+    # the recorder goes on until the import is over: their transactions interleave by construction.
+    deadline = time.monotonic() + 120
+    while not started.exists() and recorder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the recorder never committed a creative: " + (recorder.stderr.read() if
+                                                                            recorder.poll() is not None else "")
     importer = subprocess.run([*FOVEAL, "outcomes", "import", *files, "--db", store_url, "-q"], env=ENV,
                               capture_output=True, text=True, timeout=180)
     stop.touch()
