@@ -22,6 +22,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from foveal.detect import kind_names
+
 FORMATS = ((300, 250), (728, 90), (1200, 628), (1080, 1080), (1080, 1920))
 LATIN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
                "LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf", "LiberationSerif-Bold.ttf",
@@ -274,11 +276,8 @@ def make_creative(seed: int, pics: list[Path], latin: list[str], cjk: list[str])
 
 
 def truth_file(truth: list[Truth], size) -> dict:
-    counts: dict[str, int] = {}
     elements = []
-    for t in truth:
-        counts[t.kind] = counts.get(t.kind, 0) + 1
-        name = t.kind if counts[t.kind] == 1 else f"{t.kind}_{counts[t.kind]}"
+    for name, t in zip(kind_names([t.kind for t in truth]), truth):
         x0, y0, x1, y1 = t.box
         elements.append({"name": name, "kind": t.kind, "box": [x0, y0, x1 - x0, y1 - y0], "text": t.text})
     return {"format": f"{size[0]}x{size[1]}", "units": "px", "elements": elements}

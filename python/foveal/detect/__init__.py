@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -151,16 +151,20 @@ def detect(image: ImageLike) -> list[Detection]:
     return default_detector().detect(image)
 
 
+def kind_names(kinds: Sequence[str]) -> list[str]:
+    """Element names for boxes of these kinds, in order: each kind's first is the kind itself, then ``cta_2``..."""
+    counts: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append(kind if counts[kind] == 1 else f"{kind}_{counts[kind]}")
+    return names
+
+
 def to_elements(detections: list[Detection]) -> list[Element]:
     """Detections as scoring elements named by kind (``cta``, ``cta_2``...)."""
-    counts: dict[str, int] = {}
-    out = []
-    for d in detections:
-        counts[d.kind] = counts.get(d.kind, 0) + 1
-        name = d.kind if counts[d.kind] == 1 else f"{d.kind}_{counts[d.kind]}"
-        x0, y0, x1, y1 = d.box
-        out.append(Element(name=name, kind=d.kind, box=(x0, y0, x1 - x0, y1 - y0)))
-    return out
+    return [Element(name=name, kind=d.kind, box=(d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]))
+            for name, d in zip(kind_names([d.kind for d in detections]), detections)]
 
 
 def detect_elements(image: ImageLike) -> list[Element]:
