@@ -4,7 +4,7 @@
     PYTHONPATH=python python benchmarks/serve_load.py --soak-s 600          # the soak: RSS and lost requests
 
 The service runs in a subprocess (``python -m foveal serve`` on 127.0.0.1); the load generator is this process's
-own asyncio + httpx client.  Each round runs, per concurrency level, the in-process baseline and then the
+own bare asyncio HTTP/1.1 client (``--client httpx`` for httpx).  Each round runs, per concurrency level, the in-process baseline and then the
 service, so both see the same machine state; results are the median over rounds with the range.
 
 Baselines (what a strong engineer would do without a service):
@@ -89,8 +89,10 @@ def rss_mib(pid: int) -> float:
 
 
 async def load(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int,
-               params: dict[str, str]) -> tuple[list[float], int, float]:
+               params: dict[str, str], client: str = "raw") -> tuple[list[float], int, float]:
     """``concurrency`` workers posting ``body`` until ``seconds`` or ``max_requests``: latencies, errors, wall."""
+    if client == "raw":
+        return await load_raw(url, body, concurrency, seconds, max_requests, params)
     import httpx
 
     latencies: list[float] = []
@@ -119,6 +121,80 @@ async def load(url: str, body: bytes, concurrency: int, seconds: float, max_requ
     return latencies, errors, wall
 
 
+class _Exchange(asyncio.BufferedProtocol):
+    """One keep-alive HTTP/1.1 connection that reads each response into one reused buffer (no per-chunk copies):
+    what a C or Go client costs, where Python stream readers spend milliseconds per 2 MB map."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(8 * 2**20)
+        self.filled = 0
+        self.done: asyncio.Future | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.filled == len(self.buffer):
+            self.buffer.extend(bytes(len(self.buffer)))
+        return memoryview(self.buffer)[self.filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.filled += nbytes
+        end = self.buffer.find(b"\r\n\r\n", 0, self.filled)
+        if end < 0 or self.done is None or self.done.done():
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]) if b"content-length:" in head else 0
+        if self.filled >= end + 4 + length:
+            status = head.split(b" ", 2)[1]
+            self.done.set_result(status == b"200" and length > 0)
+
+    def connection_lost(self, exc) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(False)
+
+    async def exchange(self, request: bytes) -> bool:
+        self.filled = 0
+        self.done = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        return await self.done
+
+
+async def load_raw(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int,
+                   params: dict[str, str]) -> tuple[list[float], int, float]:
+    """:func:`load` with a bare keep-alive HTTP/1.1 client (:class:`_Exchange`), so that the load generator
+    takes little of this 2-core machine's CPU from the server it measures (httpx spends milliseconds a request)."""
+    from urllib.parse import urlencode, urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    request = (f"POST /v1/predict?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    stop = time.perf_counter() + seconds
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        nonlocal errors, sent
+        transport, conn = await loop.create_connection(_Exchange, host, port)
+        try:
+            while time.perf_counter() < stop and sent < max_requests:
+                sent += 1
+                t0 = time.perf_counter()
+                ok = await asyncio.wait_for(conn.exchange(request), 60)
+                latencies.append(time.perf_counter() - t0)
+                errors += not ok
+        finally:
+            transport.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - start
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
@@ -133,6 +209,42 @@ def in_process_predict(engine, body: bytes, seconds: float, max_requests: int) -
         engine.predict(body)
         out.append(time.perf_counter() - t0)
     return out, (time.process_time() - cpu0) / len(out)
+
+
+async def paired(url: str, server: int, engine, body: bytes, params: dict[str, str], seconds: float,
+                 max_pairs: int) -> tuple[list[float], list[float], float, float, float]:
+    """Concurrency 1, interleaved: in-process ``engine.predict`` and one service request, alternately (which goes
+    first alternates too), so both see the same moment of this noisy machine and their difference per pair is the
+    service's own cost.  Returns both latency lists, the server's CPU seconds per request, this process's CPU
+    seconds per in-process predict and per service request (the load generator's own cost)."""
+    from urllib.parse import urlencode, urlsplit
+
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    request = (f"POST /v1/predict?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+    transport, conn = await asyncio.get_running_loop().create_connection(_Exchange, host, port)
+    local, remote = [], []
+    local_cpu = remote_cpu = server_cpu = 0.0
+    stop = time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < stop and len(local) < max_pairs:
+            for first in ((True, False) if len(local) % 2 else (False, True)):
+                c0, t0 = time.process_time(), time.perf_counter()
+                if first:
+                    engine.predict(body)
+                    local.append(time.perf_counter() - t0)
+                    local_cpu += time.process_time() - c0
+                else:
+                    s0 = cpu_seconds(server)
+                    if not await asyncio.wait_for(conn.exchange(request), 60):
+                        raise SystemExit("a request failed during the paired run")
+                    remote.append(time.perf_counter() - t0)
+                    remote_cpu += time.process_time() - c0
+                    server_cpu += cpu_seconds(server) - s0
+    finally:
+        transport.close()
+    n = len(remote)
+    return local, remote, server_cpu / n, local_cpu / len(local), remote_cpu / n
 
 
 def in_process_batch(engine, body: bytes, n: int, batch_size: int, seconds: float) -> float:
@@ -163,6 +275,8 @@ def main() -> None:
     p.add_argument("--format", default="npy", choices=sorted(RESPONSES),
                    help="what /v1/predict returns: npy (the exact float32 map), png (16-bit PNG), json (document with "
                         "the PNG map in base64), grid (document with a 32x24 grid only)")
+    p.add_argument("--client", default="raw", choices=("raw", "httpx"),
+                   help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU) or httpx")
     p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
     p.add_argument("--soak-concurrency", type=int, default=8)
     args = p.parse_args()
@@ -177,7 +291,7 @@ def main() -> None:
     params = RESPONSES[args.format]
     threads = os.environ.get("FOVEAL_NUM_THREADS", "default")
     print(f"foveal {foveal.__version__}, 800x600 JPEG ({len(body) / 1024:.0f} KiB), response {args.format}, "
-          f"max_batch {args.max_batch}, max_wait_ms {args.max_wait_ms}, threads {threads}, {os.cpu_count()} CPUs, "
+          f"client {args.client}, max_batch {args.max_batch}, max_wait_ms {args.max_wait_ms}, threads {threads}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
     try:
         if args.soak_s > 0:
@@ -189,6 +303,19 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {}
         for r in range(args.rounds):
             for c in levels:
+                if c == 1 and args.client == "raw":
+                    local, remote, server_cpu, local_cpu, client_cpu = asyncio.run(
+                        paired(url, server.pid, engine, body, params, 2 * args.seconds, args.requests))
+                    results.setdefault("in-process predict (c=1)", []).append(
+                        {"p50": pct(local, 50), "p90": pct(local, 90), "p99": pct(local, 99),
+                         "rps": len(local) / sum(local), "cpu_ms": 1e3 * local_cpu})
+                    results.setdefault("service c=1", []).append(
+                        {"p50": pct(remote, 50), "p90": pct(remote, 90), "p99": pct(remote, 99),
+                         "rps": len(remote) / sum(remote), "errors": 0.0, "cpu_ms": 1e3 * server_cpu,
+                         "client_cpu_ms": 1e3 * client_cpu})
+                    results.setdefault("paired difference (c=1)", []).append(
+                        {"p50": pct([b - a for a, b in zip(local, remote)], 50)})
+                    continue
                 if c == 1:
                     lat, cpu = in_process_predict(engine, body, args.seconds, args.requests)
                     results.setdefault("in-process predict (c=1)", []).append(
@@ -199,7 +326,8 @@ def main() -> None:
                     results.setdefault(f"in-process predict_batch (32, bs {args.max_batch})", []).append(
                         {"rps": rate})
                 server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
-                lat, errors, wall = asyncio.run(load(url, body, c, args.seconds, args.requests, params))
+                lat, errors, wall = asyncio.run(load(url, body, c, args.seconds, args.requests, params,
+                                                     args.client))
                 server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu0, time.process_time() - client_cpu0
                 results.setdefault(f"service c={c}", []).append(
                     {"p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99), "rps": len(lat) / wall,
@@ -216,6 +344,9 @@ def main() -> None:
                                                            results["in-process predict (c=1)"])]
             print(f"service p50 overhead at c=1, per round: {', '.join(f'{o:+.2f} ms' for o in overhead)} "
                   f"(baseline p50 {base:.1f} ms)")
+            if "paired difference (c=1)" in results:
+                print("median of per-pair differences (service − in-process) at c=1, per round: "
+                      + ", ".join(f"{r['p50']:+.2f} ms" for r in results["paired difference (c=1)"]))
             cpu = [s["cpu_ms"] - b["cpu_ms"] for s, b in zip(results["service c=1"],
                                                             results["in-process predict (c=1)"])]
             print(f"server CPU per request minus in-process CPU per predict at c=1, per round: "
@@ -239,7 +370,7 @@ def soak(url: str, pid: int, body: bytes, args, params) -> None:
     start = time.perf_counter()
     chunk = 5.0
     while time.perf_counter() - start < args.soak_s:
-        lat, err, _ = asyncio.run(load(url, body, args.soak_concurrency, chunk, 100_000, params))
+        lat, err, _ = asyncio.run(load(url, body, args.soak_concurrency, chunk, 100_000, params, args.client))
         total, errors = total + len(lat), errors + err
         samples.append((time.perf_counter() - start, rss_mib(pid)))
     warm = [rss for t, rss in samples if t >= 0.1 * args.soak_s]

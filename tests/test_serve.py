@@ -434,12 +434,10 @@ def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     culprit_sha = hashlib.sha256(culprit).hexdigest()
 
     class Fragile:  # the real engine, failing whenever the culprit is in the call (as a broken model would)
-        max_pixels = engine.max_pixels
-
-        def predict_batch(self, batch, batch_size=16):
-            if any(d.sha256 == culprit_sha for d in batch):
+        def predict_batch(self, batch, batch_size=16, errors="raise"):
+            if any(hashlib.sha256(b).hexdigest() == culprit_sha for b in batch):
                 raise InputError("this image breaks the model")
-            return engine.predict_batch(batch, batch_size)
+            return engine.predict_batch(batch, batch_size, errors=errors)
 
     async def run():
         batcher = Batcher(Fragile(), max_batch=8, max_wait_ms=0)

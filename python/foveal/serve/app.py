@@ -236,7 +236,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             batcher.arrived()
         smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
         if format == "npy":
-            return Response(codec.npy(smap), media_type="application/x-npy", headers=_map_headers(smap))
+            return codec.NpyResponse(smap.prob, _map_headers(smap))
         if format == "png":
             png, scale = await run_in_threadpool(codec.png16, smap)
             return Response(png, media_type="image/png", headers={**_map_headers(smap), "X-Foveal-Scale": repr(scale)})

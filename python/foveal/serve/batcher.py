@@ -1,14 +1,15 @@
 """Dynamic batching: concurrent requests' images coalesced into ``Engine.predict_batch`` calls.
 
 One worker task takes what is queued (up to ``max_batch`` images), waiting at most ``max_wait_ms`` for a batch
-to fill, but only while other requests are known to be on their way (announced with :meth:`Batcher.expect`,
-still being read or decoded), so a lone request never waits for company that is not coming; it runs the batch on a single dedicated thread, so the event loop never blocks and the engine is only ever
-called from one thread at a time (the concurrency contract in docs/SERVING.md).  While a batch runs, new requests
-queue up and form the next one, so batches grow with load even with no wait at all.
+to fill, but only while other requests are known to be on their way (announced with :meth:`Batcher.expect`, still
+being read), so a lone request never waits for company that is not coming.  It runs the batch on a single
+dedicated thread, so the event loop never blocks and the engine is only ever called from one thread at a time (the
+concurrency contract in docs/SERVING.md); encoded images are decoded there by the engine itself, as in-process
+``predict_batch`` does.  While a batch runs, new requests queue up and form the next one, so batches grow with
+load even with no wait at all.
 
 Each image gets exactly its own result.  An image that fails (a :class:`FovealError` from the engine) fails alone:
-when a batch call raises, its images are re-run one by one so the good ones still get their maps; an engine whose
-``predict_batch`` returns exceptions in place of maps is understood as well.
+an image that failed in a batch of several is re-run by itself, so the good ones still get their maps.
 
 Overload is bounded: more than ``max_queue`` waiting images → :class:`ServiceError` 503 with a retry hint; an image
 whose deadline passes while it waits is dropped before it reaches the model (504).
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 
 from ..errors import FovealError, ServiceError
-from ..imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, decode
+from ..imageio import DecodedImage, ImageLike
 from ..saliency_map import SaliencyMap
 from .metrics import ServiceMetrics
 
@@ -32,7 +33,7 @@ log = logging.getLogger("foveal.serve")
 
 
 class Predictor(Protocol):
-    def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[Any]: ...
+    def predict_batch(self, images: Iterable[Any], batch_size: int = 16, *, errors: str = "raise") -> list[Any]: ...
 
 
 def deadline_exceeded() -> ServiceError:
@@ -216,29 +217,20 @@ class Batcher:
         return batch
 
     def _run(self, images: list[Any]) -> list[Any]:
-        """On the engine thread: decode what is still encoded, one batched call on the good images; if that call
-        raises, each image alone, so only the bad ones fail."""
-        results: list[Any] = [None] * len(images)
-        ready: list[tuple[int, DecodedImage]] = []
-        max_pixels = getattr(self.engine, "max_pixels", DEFAULT_MAX_PIXELS)
-        for i, image in enumerate(images):
-            try:
-                ready.append((i, decode(image, max_pixels)))
-            except FovealError as exc:
-                results[i] = exc
-        if not ready:
-            return results
+        """On the engine thread: one batched call (the engine decodes image *i + 1* while the network runs on image
+        *i*, as in-process ``predict_batch`` does); an image that failed in a call with others is re-run alone, so
+        an image that breaks its network batch costs the other images nothing."""
         try:
-            maps = list(self.engine.predict_batch([d for _, d in ready], batch_size=len(ready)))
-        except FovealError:
-            maps = []
-            for _, image in ready:
-                try:
-                    maps.append(self.engine.predict_batch([image], batch_size=1)[0])
-                except FovealError as exc:
-                    maps.append(exc)
-        for (i, _), result in zip(ready, maps):
-            results[i] = result
+            results = list(self.engine.predict_batch(images, batch_size=len(images), errors="return"))
+        except FovealError as exc:
+            results = [exc] * len(images)
+        if len(images) > 1:
+            for i, result in enumerate(results):
+                if isinstance(result, FovealError):
+                    try:
+                        results[i] = self.engine.predict_batch([images[i]], batch_size=1, errors="return")[0]
+                    except FovealError as exc:
+                        results[i] = exc
         return results
 
 

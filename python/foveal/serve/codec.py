@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+from starlette.responses import Response
 
 from .. import cpu
 from ..errors import ElementSpecError, ImageError, InputError, ServiceError
@@ -148,11 +149,23 @@ def png16(smap: SaliencyMap) -> tuple[bytes, float]:
     return buf.getvalue(), float(scale)
 
 
-def npy(smap: SaliencyMap) -> bytes:
-    """The map as a float32 ``.npy`` file (header, then the C-order data)."""
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(smap.prob))
-    return buf.getvalue() + smap.prob.tobytes()
+class NpyResponse(Response):
+    """A map as a float32 ``.npy`` body (header, then the C-order data), sent from the map's own memory: no copy of
+    its megabytes is made per request."""
+
+    media_type = "application/x-npy"
+
+    def __init__(self, prob: np.ndarray, headers: dict[str, str]) -> None:
+        prob = np.ascontiguousarray(prob, dtype=np.float32)
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(prob))
+        self._chunks = (buf.getvalue(), memoryview(prob).cast("B"))
+        super().__init__(headers={**headers, "content-length": str(sum(map(len, self._chunks)))})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self._chunks[0], "more_body": True})
+        await send({"type": "http.response.body", "body": self._chunks[1]})
 
 
 def parse_grid(text: str) -> tuple[int, int]:
