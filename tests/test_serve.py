@@ -452,3 +452,70 @@ def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     for payload, result in zip(payloads, results):
         if payload is not culprit:
             assert np.array_equal(result.prob, engine.predict(payload).prob)
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one exposition line (``name{labels}``), 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_workers_share_one_metrics_endpoint(tmp_path):
+    """With --workers 2 the port is shared, so /metrics must sum both processes, whichever one answers."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": FOVEAL_PATH, "FOVEAL_NUM_THREADS": "1"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--workers", "2"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    healthz = 'foveal_requests_total{route="/healthz",status="200"}'
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # both workers up and published: the shared gauge counts them
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if metric(httpx.get(f"{base}/metrics", timeout=2).text, "foveal_ready") == 2:
+                    break
+            time.sleep(0.2)
+        for _ in range(40):  # a new connection each: the kernel spreads them over the two workers
+            assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        deadline = time.monotonic() + 20
+        while True:  # other workers' counts arrive within their publishing period (1 s)
+            counts = [metric(httpx.get(f"{base}/metrics", timeout=10).text, healthz) for _ in range(4)]
+            if counts == [40] * 4:
+                break
+            assert time.monotonic() < deadline, f"/metrics answers {counts} /healthz requests, 40 were made"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_path):
+    from foveal.serve.metrics import MetricsExchange, ServiceMetrics
+
+    mine, other = ServiceMetrics(), ServiceMetrics()
+    for m, n in ((mine, 3), (other, 5)):
+        for _ in range(n):
+            m.requests.inc(route="/v1/predict", status="200")
+            m.latency.observe(0.02, route="/v1/predict")
+        m.in_flight.set(n)
+    exchange = MetricsExchange(tmp_path, mine)
+    MetricsExchange(tmp_path, other).publish()
+    (tmp_path / f"{os.getpid()}.json").rename(tmp_path / "1.json")  # pid 1 (init) is alive
+    text = exchange.render()
+    assert metric(text, 'foveal_requests_total{route="/v1/predict",status="200"}') == 8
+    assert metric(text, 'foveal_request_duration_seconds_count{route="/v1/predict"}') == 8
+    assert metric(text, 'foveal_request_duration_seconds_bucket{route="/v1/predict",le="0.025"}') == 8
+    assert metric(text, "foveal_requests_in_flight") == 8
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "1.json").rename(tmp_path / f"{int(dead.stdout)}.json")  # a worker that has exited
+    text = exchange.render()
+    assert metric(text, 'foveal_requests_total{route="/v1/predict",status="200"}') == 8
+    assert metric(text, "foveal_requests_in_flight") == 3

@@ -46,7 +46,7 @@ from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor
 from .errors import HANDLERS
 from .guard import Guard
-from .metrics import CONTENT_TYPE, ServiceMetrics
+from .metrics import CONTENT_TYPE, MetricsExchange, ServiceMetrics
 
 log = logging.getLogger("foveal.serve")
 
@@ -62,7 +62,9 @@ class ServeConfig:
     """Everything ``foveal serve`` can set; :func:`create_app` takes it whole or as keyword overrides.
 
     ``norms`` maps a name clients use (``norms=NAME`` on /v1/score) to a norms.json path.  ``request_timeout_s``
-    is the deadline of a request that sends no ``X-Deadline-Ms``.
+    is the deadline of a request that sends no ``X-Deadline-Ms``.  ``metrics_dir``: a directory shared by the
+    worker processes of one service, so that ``/metrics`` sums them all (:class:`~.metrics.MetricsExchange`;
+    ``foveal serve --workers N`` makes one).
     """
 
     model: str = "default"
@@ -79,6 +81,7 @@ class ServeConfig:
     norms: dict[str, str] = field(default_factory=dict)
     static_dir: str | None = str(STATIC_DIR)
     warmup: bool = True
+    metrics_dir: str | None = None
 
 
 @dataclass
@@ -87,6 +90,7 @@ class _State:
     metrics: ServiceMetrics
     engine: Any = None
     batcher: Batcher | None = None
+    exchange: MetricsExchange | None = None
     norms: dict[str, Norms] = field(default_factory=dict)
     ready: bool = False
 
@@ -101,12 +105,14 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     """
     config = replace(config or ServeConfig(), **overrides)
     metrics = ServiceMetrics()
-    state = _State(config=config, metrics=metrics, engine=engine)
+    state = _State(config=config, metrics=metrics, engine=engine,
+                   exchange=MetricsExchange(config.metrics_dir, metrics) if config.metrics_dir else None)
     keys = KeyChecker(load_keys(config.api_keys_file)) if config.api_keys_file else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _start(state)
+        publisher = asyncio.create_task(_publish(state.exchange)) if state.exchange else None
         try:
             yield
         finally:
@@ -114,6 +120,9 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
             metrics.ready.set(0)
             if state.batcher is not None:
                 await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
+            if publisher is not None:
+                publisher.cancel()
+                state.exchange.publish()  # the final counts stay in the other workers' sums
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and users run air-gapped.
     app = FastAPI(title="foveal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -155,6 +164,13 @@ async def _start(state: _State) -> None:
     state.ready = True
     state.metrics.ready.set(1)
     log.info("foveal serve ready: %r", state.engine)
+
+
+async def _publish(exchange: MetricsExchange) -> None:
+    """This worker's snapshot into the shared directory, every ``period_s``, for as long as it serves."""
+    while True:
+        await asyncio.to_thread(exchange.publish)
+        await asyncio.sleep(exchange.period_s)
 
 
 def _deadline(request: Request, state: _State) -> float:
@@ -431,7 +447,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus text exposition (docs/SERVING.md lists the metrics)."""
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+        text = state.exchange.render() if state.exchange else state.metrics.render()
+        return Response(text, media_type=CONTENT_TYPE)
 
 
 def _norms(state: _State, name: str | None) -> Norms | None:

@@ -2,15 +2,18 @@
 
 Names follow Prometheus practice: prefix ``foveal_``, base units (``_seconds``), counters end in ``_total``, and
 labels take only bounded values (route templates, status codes, rejection reasons).  Every method is thread-safe:
-the batcher's worker thread and the event loop both record.  Metrics are per process; with ``--workers N`` each
-worker answers ``/metrics`` for itself (docs/SERVING.md).
+the batcher's worker thread and the event loop both record.  With ``--workers N`` the worker processes share
+their series through :class:`MetricsExchange`, so whichever worker answers ``/metrics`` reports the whole service.
 """
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import os
 import threading
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 #: Web latencies, from a fast predict on a small image to a what-if search.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -66,10 +69,18 @@ class Counter(_Metric):
         with self._lock:
             return self._values.get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list:
         with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [f"{self.name}{_labels(k)} {_number(v)}" for k, v in items]
+            return [[list(map(list, k)), v] for k, v in self._values.items()]
+
+    def render(self, others: Sequence[list] = ()) -> list[str]:
+        with self._lock:
+            values = dict(self._values)
+        for snapshot in others:
+            for key, v in snapshot:
+                key = tuple(map(tuple, key))
+                values[key] = values.get(key, 0.0) + v
+        return self.header() + [f"{self.name}{_labels(k)} {_number(v)}" for k, v in sorted(values.items())]
 
 
 class Gauge(_Metric):
@@ -94,8 +105,11 @@ class Gauge(_Metric):
         with self._lock:
             return self._value
 
-    def render(self) -> list[str]:
-        return self.header() + [f"{self.name} {_number(self.value)}"]
+    def snapshot(self) -> float:
+        return self.value
+
+    def render(self, others: Sequence[float] = ()) -> list[str]:
+        return self.header() + [f"{self.name} {_number(self.value + sum(others))}"]
 
 
 class Histogram(_Metric):
@@ -124,9 +138,19 @@ class Histogram(_Metric):
             series = self._series.get(tuple(sorted(labels.items())))
             return 0.0 if series is None else series[-1]
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list:
         with self._lock:
-            items = sorted((k, list(v)) for k, v in self._series.items())
+            return [[list(map(list, k)), list(v)] for k, v in self._series.items()]
+
+    def render(self, others: Sequence[list] = ()) -> list[str]:
+        with self._lock:
+            series_of = {k: list(v) for k, v in self._series.items()}
+        for snapshot in others:
+            for key, v in snapshot:
+                key = tuple(map(tuple, key))
+                mine = series_of.setdefault(key, [0.0] * len(v))
+                series_of[key] = [a + b for a, b in zip(mine, v)]
+        items = sorted(series_of.items())
         lines = self.header()
         for key, series in items:
             running = 0.0
@@ -158,14 +182,67 @@ class ServiceMetrics:
         self.batch_size = Histogram("foveal_batch_size", "Images per predict_batch call.", BATCH_BUCKETS)
         self.images = Counter("foveal_images_total", "Images predicted, by outcome (ok or error).")
         self.rejected = Counter("foveal_rejected_total", "Requests refused before the model ran, by reason.")
-        self.ready = Gauge("foveal_ready", "1 when the model is loaded and warmed and the service is not draining.")
+        self.ready = Gauge("foveal_ready", "Workers whose model is loaded and warmed and that are not draining (1 "
+                           "with one worker).")
 
     def all(self) -> Iterable[_Metric]:
         return (self.requests, self.latency, self.receive, self.send, self.in_flight, self.queue_depth,
                 self.queue_wait, self.compute, self.batch_size, self.images, self.rejected, self.ready)
 
-    def render(self) -> str:
+    def snapshot(self) -> dict[str, Any]:
+        """Every series, JSON-able, for :class:`MetricsExchange`."""
+        return {m.name: m.snapshot() for m in self.all()}
+
+    def render(self, others: Sequence[dict[str, Any]] = ()) -> str:
+        """The exposition text: this process's series plus ``others`` (other workers' snapshots), summed."""
         lines: list[str] = []
         for metric in self.all():
-            lines += metric.render()
+            lines += metric.render([o[metric.name] for o in others if metric.name in o])
         return "\n".join(lines) + "\n"
+
+
+class MetricsExchange:
+    """Worker processes of one service publish snapshots into a shared ``directory`` (one file per process, written
+    atomically), and read each other's, so that any worker's ``/metrics`` answers for all of them.
+
+    Snapshots of other workers are at most ``period_s`` old.  A worker that has exited keeps its counters and
+    histograms in the sum (so totals never go backwards when uvicorn replaces a worker), but not its gauges.
+    """
+
+    def __init__(self, directory: str | os.PathLike, metrics: ServiceMetrics, period_s: float = 1.0) -> None:
+        self.directory, self.metrics, self.period_s = Path(directory), metrics, period_s
+        self._own = self.directory / f"{os.getpid()}.json"
+
+    def publish(self) -> None:
+        tmp = self._own.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.metrics.snapshot()))
+        os.replace(tmp, self._own)
+
+    def others(self) -> list[dict[str, Any]]:
+        """The other workers' latest snapshots; an exited worker's without its gauges."""
+        gauges = {m.name for m in self.metrics.all() if isinstance(m, Gauge)}
+        found = []
+        for path in sorted(self.directory.glob("*.json")):
+            if path == self._own:
+                continue
+            try:
+                snapshot = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # a worker's file being replaced or removed right now
+            if not _alive(int(path.stem)):
+                snapshot = {k: v for k, v in snapshot.items() if k not in gauges}
+            found.append(snapshot)
+        return found
+
+    def render(self) -> str:
+        return self.metrics.render(self.others())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

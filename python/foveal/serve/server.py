@@ -1,10 +1,14 @@
-"""Run the app on uvicorn: one process, or ``workers`` processes each with its own engine."""
+"""Run the app on uvicorn: one process, or ``workers`` processes each with its own engine (and one shared
+``/metrics``)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 
 from .app import ServeConfig, create_app
@@ -30,15 +34,21 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
                    proxy_headers=False, server_header=False)
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
     # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
+    cleanup = contextlib.ExitStack()
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _drained) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         if workers > 1:
+            if config.metrics_dir is None:  # the workers' shared /metrics, removed when the service stops
+                shared = tempfile.mkdtemp(prefix="foveal-metrics-")
+                cleanup.callback(shutil.rmtree, shared, ignore_errors=True)
+                config = dataclasses.replace(config, metrics_dir=shared)
             os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
             uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
         else:
             uvicorn.run(create_app(config, engine=engine), **options)
     finally:
+        cleanup.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
