@@ -128,6 +128,8 @@ class _Exchange(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self.buffer = bytearray(8 * 2**20)
         self.filled = 0
+        self.expected: int | None = None  # bytes of the whole response, once its headers are read
+        self.ok = False
         self.done: asyncio.Future | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -141,21 +143,25 @@ class _Exchange(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.filled += nbytes
-        end = self.buffer.find(b"\r\n\r\n", 0, self.filled)
-        if end < 0 or self.done is None or self.done.done():
+        if self.done is None or self.done.done():
             return
-        head = bytes(self.buffer[:end]).lower()
-        length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]) if b"content-length:" in head else 0
-        if self.filled >= end + 4 + length:
-            status = head.split(b" ", 2)[1]
-            self.done.set_result(status == b"200" and length > 0)
+        if self.expected is None:  # headers not parsed yet: look for their end in the new bytes only
+            end = self.buffer.find(b"\r\n\r\n", max(0, self.filled - nbytes - 3), self.filled)
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower()
+            length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0]) \
+                if b"content-length:" in head else 0
+            self.expected, self.ok = end + 4 + length, head.split(b" ", 2)[1] == b"200" and length > 0
+        if self.filled >= self.expected:
+            self.done.set_result(self.ok)
 
     def connection_lost(self, exc) -> None:
         if self.done is not None and not self.done.done():
             self.done.set_result(False)
 
     async def exchange(self, request: bytes) -> bool:
-        self.filled = 0
+        self.filled, self.expected, self.ok = 0, None, False
         self.done = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)
