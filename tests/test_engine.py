@@ -155,6 +155,39 @@ def test_onnxruntime_threads_sleep_between_runs():
     assert options.intra_op_num_threads == 2
 
 
+def test_onnxruntime_threads_default_to_the_kernels_count():
+    """ORT's own default counts the machine's cores, not FOVEAL_NUM_THREADS or a container's CPU quota."""
+    from foveal import cpu
+    from foveal.backends.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(foveal.load_card("itti-koch"))
+    assert backend._session.get_session_options().intra_op_num_threads == backend.threads == cpu.thread_count()
+
+
+def test_cpu_batches_run_one_image_per_core_and_equal_predict_bit_for_bit(rgb, tmp_path):
+    """predict_batch's single-threaded lanes give the maps predict's multi-threaded session gives, in order, with
+    a bad image failing alone; the shipped int8 and fp32 graphs both."""
+    from foveal import cpu
+
+    if cpu.thread_count() < 2:
+        pytest.skip("one usable CPU: predict_batch has a single lane, the predict path itself")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    tall = np.ascontiguousarray(np.rot90(rgb))
+    images = [rgb, tall, rgb[:, ::-1].copy(), np.full((300, 40, 3), 200, np.uint8), rgb[::2, ::3].copy()]
+    for precision in ("int8", "fp32"):
+        engine = Engine(precision=precision)
+        assert len(engine._cpu_lanes()) == cpu.thread_count()
+        maps = engine.predict_batch(images + [str(bad)] + images, errors="return")
+        assert isinstance(maps[len(images)], foveal.ImageError)
+        for image, smap in zip(images + [None] + images, maps):
+            if image is not None:
+                single = engine.predict(image)
+                assert np.array_equal(smap.prob, single.prob) and np.array_equal(smap.sat, single.sat)
+        with pytest.raises(foveal.ImageError, match=r"^images\[5\]"):
+            engine.predict_batch(images + [str(bad)] + images)
+
+
 @pytest.mark.parametrize("images", ["a.png", b"\x89PNG", np.zeros((20, 30, 3), np.uint8), Image.new("RGB", (4, 4))])
 def test_predict_batch_refuses_a_single_image(engine, images):
     """A string (or bytes, or one array) is iterable; predicting its characters or rows was a silent wrong answer."""

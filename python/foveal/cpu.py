@@ -40,6 +40,12 @@ def checked_blur_sigma(value: object) -> float:
     return sigma
 
 
+def thread_count() -> int:
+    """Threads the kernels use: ``FOVEAL_NUM_THREADS``, else the CPUs this process may run on (affinity and cgroup
+    quota included)."""
+    return int(_native.num_threads)
+
+
 def _call(kernel: Callable[..., _R], *args: object) -> _R:
     """Run a native kernel, re-raising its ValueError (bad user input) as InputError."""
     try:

@@ -65,6 +65,8 @@ class Engine:
         self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
         self.graph: ModelCard = graphs.get(self._backend.name, self.model)
         self._gpu_lock = threading.Lock()
+        self._lanes: list[Any] | None = None  # single-threaded twin sessions, made by the first batch that uses them
+        self._lanes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r}, "
@@ -94,13 +96,16 @@ class Engine:
 
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
                       errors: str = "raise") -> list[Any]:
-        """Saliency maps of many images, in order; images sharing a padded input size run as one batch.
+        """Saliency maps of many images, in order.
 
-        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image. The list
-        streams: one thread decodes the next image while the network runs, and at most ``batch_size`` decoded
-        images wait for a batch at a time, so memory grows with the returned maps, not with the inputs' pixels.
-        ``errors="raise"``: return ``list[SaliencyMap]``, or raise the first failing image's error (its index in
-        the message) when it is met. ``errors="return"``: return one entry per image, its :class:`SaliencyMap` or
+        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image. On the CPU
+        (ONNX Runtime) the images run side by side, one per core, each on a single-threaded twin of the session
+        from decode to map (batching the network does not pay on CPUs; overlapping whole images does), and
+        ``batch_size`` is not used. On other backends images sharing a padded input size run as batches of up to
+        ``batch_size``; the list streams (one thread decodes the next image while the network runs), and at most
+        ``batch_size`` decoded images wait for a batch. Either way memory grows with the returned maps, not with
+        the inputs' pixels. ``errors="raise"``: return ``list[SaliencyMap]``, or raise the failing image's error
+        (the first in order among those met; its index in the message). ``errors="return"``: return one entry per image, its :class:`SaliencyMap` or
         the :class:`FovealError` that stopped it (an image that cannot be decoded, or a network batch that
         failed), so one bad image costs no other image its map.
         """
@@ -108,6 +113,9 @@ class Engine:
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
         batch_size = _batch_size(batch_size)
         items = _image_list(images)
+        lanes = self._cpu_lanes() if len(items) > 1 else []
+        if lanes:
+            return self._predict_lanes(items, lanes, errors)
         results: list[SaliencyMap | FovealError | None] = [None] * len(items)
         waiting: dict[tuple[int, int], list[tuple[int, DecodedImage, Plan]]] = defaultdict(list)
 
@@ -140,6 +148,49 @@ class Engine:
                     flush(max(waiting, key=lambda k: len(waiting[k])))
         while waiting:
             flush(next(iter(waiting)))
+        return results
+
+    def _cpu_lanes(self) -> list[Any]:
+        """The backend's single-threaded twins (one per thread it would use), if it has them: ONNX Runtime on CPU."""
+        if self._lanes is None:
+            with self._lanes_lock:
+                if self._lanes is None:
+                    make = getattr(self._backend, "lanes", None)
+                    self._lanes = make() if make is not None else []
+        return self._lanes
+
+    def _predict_lanes(self, items: list[Any], lanes: list[Any], errors: str) -> list[Any]:
+        """``predict_batch`` on CPU: each lane takes the next image and carries it through decode, network and
+        postprocess on its own core, so images overlap stage for stage and no core waits on another's share of
+        one image; at most one image per lane is in flight besides the returned maps."""
+        results: list[Any] = [None] * len(items)
+        order = iter(range(len(items)))
+        take = threading.Lock()
+        failed = threading.Event()
+
+        def work(lane: Any) -> None:
+            while not (errors == "raise" and failed.is_set()):
+                with take:
+                    i = next(order, None)
+                if i is None:
+                    return
+                try:
+                    decoded = decode(items[i], self.max_pixels, min_side=self.model.input.working_size)
+                    outcome = self._run_cpu([decoded], [plan(*decoded.image_hw, self.model)], lane)[0]
+                    if isinstance(outcome, ModelError):
+                        raise outcome
+                    results[i] = self._map(outcome, decoded)
+                except FovealError as exc:
+                    results[i] = exc
+                    failed.set()
+
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="foveal-lane") as pool:
+            for done in [pool.submit(work, lane) for lane in lanes]:
+                done.result()
+        if errors == "raise":
+            for i, result in enumerate(results):
+                if isinstance(result, FovealError):
+                    raise _indexed(result, i, len(items)) from None
         return results
 
     def _decoded(self, items: list[Any]) -> Iterator[DecodedImage | FovealError]:
@@ -183,11 +234,12 @@ class Engine:
                 return [(prob, None) for prob in self._run_gpu(decoded, plans)]
         return self._run_cpu(decoded, plans)
 
-    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[tuple[np.ndarray, Any] | ModelError]:
+    def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan], backend: Any = None
+                 ) -> list[tuple[np.ndarray, Any] | ModelError]:
         spec = self.model.input
         inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
                   for d, p in zip(decoded, plans)]
-        log_density = self._backend.run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
+        log_density = (backend or self._backend).run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
         self._check_grid(log_density, len(plans), plans[0].padded_hw)
         out: list[tuple[np.ndarray, Any] | ModelError] = []
         for i, p in enumerate(plans):

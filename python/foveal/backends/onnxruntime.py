@@ -21,6 +21,8 @@ class OnnxRuntimeBackend:
         return None
 
     def __init__(self, card: ModelCard, threads: int | None = None) -> None:
+        """``threads``: ONNX Runtime's intra-op threads; default (None or 0) the kernels' count
+        (:func:`foveal.cpu.thread_count`: ``FOVEAL_NUM_THREADS``, else the CPUs this process may use)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -28,11 +30,14 @@ class OnnxRuntimeBackend:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
             raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: ONNX Runtime's default), "
                              f"got {threads!r}")
+        from .. import cpu
+
+        # ORT's own default counts the machine's cores, not a container's CPU quota or FOVEAL_NUM_THREADS.
+        self.threads = threads or cpu.thread_count()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         # ORT's pool threads otherwise spin for a while after each run, on the cores that foveal's own pre- and
         # postprocessing threads (and any other session) need next: end-to-end predict was up to 1.4x slower with
         # spinning on 2 cores, and the network alone no faster (docs/PERFORMANCE.md).
@@ -49,7 +54,14 @@ class OnnxRuntimeBackend:
                 f"the graph has inputs {inputs} and outputs {outputs}; see docs/MODEL_CONTRACT.md"
             )
         self._input, self._output, self._model = card.input.name, card.output_name, card.name
+        self._card = card
         self.precision = card.precision
+
+    def lanes(self) -> list[OnnxRuntimeBackend]:
+        """One single-threaded twin session per thread of this one, for ``Engine.predict_batch`` to run different
+        images side by side: on CPUs that beats splitting each image over threads (batching does not pay either),
+        and the maps are bit for bit the same (tests/test_engine.py checks it)."""
+        return [OnnxRuntimeBackend(self._card, threads=1) for _ in range(self.threads)] if self.threads > 1 else []
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:
