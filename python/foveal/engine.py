@@ -40,8 +40,8 @@ class Engine:
             options it takes; one that no backend tried takes is an :class:`InputError` naming the backends.
 
     Thread safety: one Engine may be shared by any number of threads. ``predict`` and ``predict_batch`` keep no
-    per-call state on the Engine (each ``predict_batch`` call with more than one image has its own decode thread,
-    joined before it returns), and concurrent calls return exactly what the same calls made one after another
+    per-call state on the Engine (each ``predict_batch`` call with more than one image has its own worker threads,
+    joined before it returns; the CPU's single-threaded twin sessions they use are made once, under a lock), and concurrent calls return exactly what the same calls made one after another
     return (tested bit for bit on ONNX Runtime and on the torch backend's CPU mode). On a GPU backend the network
     runs on one stream with one set of TensorRT contexts and CUDA-graph buffers, so calls on one Engine are
     serialised by a lock (held until the batch's maps are complete on the device); batch the work
