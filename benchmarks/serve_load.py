@@ -34,7 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESPONSES = {"npy": {"format": "npy"}, "png": {"format": "png"}, "json": {"format": "json"},
-             "grid": {"format": "json", "map": "false", "grid": "32x24"}}
+             "grid": {"format": "json", "map": "false", "grid": "32x24"},
+             "provenance": {"format": "json", "map": "false"}}
 
 
 def jpeg_800x600() -> bytes:
@@ -280,7 +281,8 @@ def main() -> None:
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--format", default="npy", choices=sorted(RESPONSES),
                    help="what /v1/predict returns: npy (the exact float32 map), png (16-bit PNG), json (document with "
-                        "the PNG map in base64), grid (document with a 32x24 grid only)")
+                        "the PNG map in base64), grid (document with a 32x24 grid only), provenance (document "
+                        "without the map: the smallest answer)")
     p.add_argument("--client", default="raw", choices=("raw", "httpx"),
                    help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU) or httpx")
     p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
