@@ -19,9 +19,11 @@ import numpy as np
 from ..errors import ElementSpecError
 from ..imageio import ImageLike, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
-from .layout import Block, Box, group_lines, intersects, is_imperative, near_corner, union, MAX_CTA_CHARS
+from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
+                     MAX_CTA_CHARS)
 from .models import INSTALL_HINT, require_cv2
 from .shapes import find_button, mark_beside, product_region
+from .text import TextLine
 
 #: Kinds the detector proposes, in the order it reports them.
 DETECTED_KINDS: tuple[str, ...] = ("headline", "body_text", "cta", "logo", "face", "product")
@@ -85,17 +87,19 @@ class Detector:
         # Text printed on the product (packaging, signs in a photo) belongs to the product, not to the message.
         free = [line for line in lines if id(line) not in on_button
                 and (product is None or _inside(line.box, product[0]) < 0.5)]
-        found += self._text_blocks(rgb, group_lines(free))
+        found += self._text_blocks(rgb, group_lines(free), lines)
         order = {k: i for i, k in enumerate(DETECTED_KINDS)}
         return sorted(found, key=lambda d: (order[d.kind], d.box[1], d.box[0]))
 
-    def _text_blocks(self, rgb: np.ndarray, blocks: list[Block]) -> list[Detection]:
-        """Headline (the largest type), logos (small wordmarks by a corner, with their mark), body text."""
+    def _text_blocks(self, rgb: np.ndarray, blocks: list[Block], lines: list[TextLine]) -> list[Detection]:
+        """Headline (the largest type), logos (small wordmarks by a corner, with their mark), body text; ``lines``
+        are all the text lines found, buttons' included."""
         if not blocks:
             return []
         hw = rgb.shape[:2]
-        # Wordmarks by a corner are logos; the headline is the largest type among the rest.
-        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw)]
+        # Wordmarks by a corner, standing apart from the other text, are logos (a short headline set in a corner
+        # leads a stack of body copy or a button); the headline is the largest type among the rest.
+        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw) and stands_apart(b.box, lines)]
         rest = [b for b in blocks if b not in corner] or corner
         headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
         out = [Detection("headline", headline.box, round(headline.score, 3))]

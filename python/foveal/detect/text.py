@@ -18,6 +18,7 @@ _REC_HEIGHT = 48
 _PIXEL_THRESHOLD = 0.3  # DB's binarisation threshold on the text probability
 _BOX_THRESHOLD = 0.5    # mean probability a region needs to count as text
 _UNCLIP = 1.5           # DB maps shrunk text kernels; grow each box by area * ratio / perimeter
+_INK_SHARE = 0.1        # the share of a line's pixels, farthest from its surround in colour, taken as its ink
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class TextLine:
 
     box: tuple[int, int, int, int]
     score: float
+    ink: tuple[int, int, int] | None = None  # the type's colour (RGB); None for a box too small to tell
 
     @property
     def height(self) -> int:
@@ -34,6 +36,22 @@ class TextLine:
     @property
     def width(self) -> int:
         return self.box[2] - self.box[0]
+
+
+def ink_colour(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int] | None:
+    """The colour of the type in ``box``: the median of the pixels farthest in colour from the box's rim.
+
+    A detected line's box is grown beyond its ink, so its rim is the surround; the farthest tenth of the pixels
+    are the cores of the strokes, which anti-aliasing leaves untouched even in small type.
+    """
+    x0, y0, x1, y1 = box
+    crop = rgb[y0:y1, x0:x1].astype(np.float32)
+    if crop.shape[0] < 3 or crop.shape[1] < 3:
+        return None
+    rim = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+    distance = np.sqrt(((crop - np.median(rim, axis=0)) ** 2).sum(-1))
+    ink = crop[distance >= np.quantile(distance, 1 - _INK_SHARE)]
+    return tuple(int(round(v)) for v in np.median(ink, axis=0))
 
 
 class TextReader:
@@ -73,7 +91,7 @@ class TextReader:
             box = (max(0, int(round((x0 - grow) * sx))), max(0, int(round((y0 - grow) * sy))),
                    min(w, int(round((x0 + bw + grow) * sx))), min(h, int(round((y0 + bh + grow) * sy))))
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-                found.append(TextLine(box, score))
+                found.append(TextLine(box, score, ink_colour(rgb, box)))
         return sorted(found, key=lambda t: (t.box[1], t.box[0]))
 
     def read(self, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
