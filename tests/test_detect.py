@@ -224,3 +224,14 @@ def test_corner_headline_over_body_in_another_colour(detector):
     for kind, box in boxes.items():
         hits = [d.box for d in found if d.kind == kind]
         assert len(hits) == 1 and iou(hits[0], box) >= 0.5, (kind, box, [(d.kind, d.box) for d in found])
+
+
+def test_text_is_detected_at_a_size_set_by_the_shorter_side(detector):
+    # Type is sized by a creative's shorter side: each format's shorter side reaches 640 px (small formats are
+    # upscaled, so 9 px body type is legible to the network), unless the longer side would pass 1280.
+    size = detector.text.input_size
+    assert size(1080, 1080) == (640, 640)
+    assert size(628, 1200) == (640, 1216)
+    assert size(1920, 1080) == (1152, 640)
+    assert size(250, 300) == (640, 768)
+    assert size(90, 728) == (160, 1280)  # a banner: its length caps the scale

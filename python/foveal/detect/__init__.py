@@ -43,16 +43,18 @@ class Detection:
 class Detector:
     """Loads the text and face graphs once; :meth:`detect` is then safe to call from many threads.
 
-    ``det_side``: the longer side, in pixels, text detection runs at (smaller is faster, misses smaller type).
+    ``det_short``, ``det_long``: text detection runs on the image resized so its shorter side is ``det_short``
+    pixels, or its longer side ``det_long`` if that is smaller (smaller is faster, misses smaller type).
     ``min_face``: the smallest face reported, as a fraction of the image's shorter side.
     """
 
-    def __init__(self, det_side: int = 960, min_face: float = 0.04, faces: bool = True) -> None:
+    def __init__(self, det_short: int = 640, det_long: int = 1280, min_face: float = 0.04,
+                 faces: bool = True) -> None:
         from .faces import FaceDetector
         from .text import TextReader
 
         self.cv2 = require_cv2()
-        self.text = TextReader(det_side)
+        self.text = TextReader(det_short, det_long)
         self.faces = FaceDetector() if faces else None
         self.min_face = min_face
 
