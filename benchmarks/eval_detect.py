@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--failures", type=Path, help="write the worst creatives with boxes drawn here")
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument("--det-side", type=int, default=960, help="text detection's longer side in pixels")
+    parser.add_argument("--det-short", type=int, default=640, help="text detection's shorter side in pixels")
+    parser.add_argument("--det-long", type=int, default=1280, help="text detection's longest longer side")
     parser.add_argument("--no-engine", action="store_true", help="skip the attention comparison and timing")
     args = parser.parse_args()
     if args.merge:
@@ -61,7 +62,7 @@ def main() -> None:
         return
     k, n = (int(v) for v in args.shard.split("/"))
     images = sorted(args.folder.glob("*.png"))[: args.limit or None][k::n]
-    detector = Detector(det_side=args.det_side)
+    detector = Detector(det_short=args.det_short, det_long=args.det_long)
     engine = None if args.no_engine else Engine()
     # Faces are measured on photographs (docs/DETECTION.md): the synthetic set's product shots hold unlabelled ones.
     kinds = [k for k in DETECTED_KINDS if k != "face"]
@@ -130,7 +131,8 @@ def _report(raw: dict, args: argparse.Namespace) -> None:
                        "recall": round(c["tp"] / c["truth"], 3),
                        "share_mad_pp": round(statistics.mean(diffs), 2) if diffs else None}
     result = {"creatives": raw["creatives"], "kinds": table,
-              "threads": os.environ.get("FOVEAL_NUM_THREADS", "default"), "det_side": args.det_side}
+              "threads": os.environ.get("FOVEAL_NUM_THREADS", "default"), "det_short": args.det_short,
+              "det_long": args.det_long}
     if raw["t_detect"]:
         result["speed_1080x1080"] = {"n": len(raw["t_detect"]), "detect_ms": _stats(raw["t_detect"]),
                                      "predict_ms": _stats(raw["t_predict"])}

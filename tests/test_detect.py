@@ -9,13 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.creatives import FORMATS, fonts, make_creative, truth_file
 import foveal
 from foveal.cli import main
 from foveal.detect import DETECTED_KINDS, Detector, detect_elements, element_file
-from foveal.detect.layout import intersects, iou, is_imperative
+from foveal.detect.layout import group_lines, intersects, iou, is_imperative, stands_apart
+from foveal.detect.text import TextLine, ink_colour
 from foveal.scoring.elements import parse_elements
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +167,71 @@ def test_faces_on_an_osie_photograph(detector, data_dir):
     assert len(found) == 1
     x0, y0, x1, y1 = found[0].box
     assert 380 < (x0 + x1) / 2 < 600 and 120 < (y0 + y1) / 2 < 320 and 100 < x1 - x0 < 260
+
+
+def _line(box, ink=None) -> TextLine:
+    return TextLine(box, 0.9, ink)
+
+
+def test_stacked_lines_in_another_colour_start_a_new_block():
+    # A 12 px headline over 10 px body copy: sizes too close to tell apart, colours not.
+    head, body1, body2 = (16, 101, 147, 113), (16, 121, 151, 131), (16, 132, 44, 142)
+    blocks = group_lines([_line(head, (60, 70, 70)), _line(body1, (90, 20, 110)), _line(body2, (92, 22, 108))])
+    assert [b.box for b in blocks] == [head, (16, 121, 151, 142)]
+    same = group_lines([_line(head, (60, 70, 70)), _line(body1, (62, 72, 75)), _line(body2, (61, 70, 72))])
+    assert [b.box for b in same] == [(16, 101, 151, 142)]
+    assert len(group_lines([_line(head), _line(body1)])) == 1  # no colour known: size and spacing decide
+
+
+def test_ink_colour_is_the_type_not_the_ground():
+    rgb = np.full((30, 120, 3), (240, 230, 200), np.uint8)
+    rgb[10:20, 8:112:6] = (200, 20, 30)  # thin vertical strokes, a tenth or so of the box
+    rgb[10:20, 9:112:6] = (200, 20, 30)
+    assert ink_colour(rgb, (0, 0, 120, 30)) == (200, 20, 30)
+    assert ink_colour(rgb, (0, 0, 2, 30)) is None
+
+
+def test_a_wordmark_stands_apart_a_corner_headline_does_not():
+    # 300x250: a 17 px headline in the top-left corner with body copy 14 px below it; the brand bottom right.
+    headline, body, logo = (16, 29, 104, 46), (15, 60, 96, 70), (239, 224, 285, 235)
+    lines = [_line(b) for b in (headline, body, logo)]
+    assert not stands_apart(headline, lines)
+    assert stands_apart(logo, lines)
+    assert stands_apart(headline, [_line(headline), _line((15, 80, 96, 90)), _line(logo)])  # body farther down
+
+
+def test_corner_headline_over_body_in_another_colour(detector):
+    """Small type close together (the 300x250 case): a one-line headline by the top-left corner, body copy in
+    another colour just below it, a button and the brand's wordmark in the bottom-right corner."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    latin, _ = fonts()
+    if not latin:
+        pytest.skip("no TrueType fonts (Debian: fonts-dejavu-core fonts-liberation fonts-noto-core)")
+    font = latin[0]
+    img = Image.new("RGB", (300, 250), (235, 225, 205))
+    draw = ImageDraw.Draw(img)
+    boxes = {}
+    for kind, xy, text, size, colour in (("headline", (15, 26), "Summer sale", 20, (30, 40, 90)),
+                                         ("body_text", (15, 52), "Free delivery over 50.", 12, (150, 40, 30)),
+                                         ("logo", (225, 222), "Lumio", 13, (20, 20, 20))):
+        f = ImageFont.truetype(font, size)
+        boxes[kind] = draw.textbbox(xy, text, font=f)
+        draw.text(xy, text, font=f, fill=colour)
+    draw.rounded_rectangle((15, 80, 105, 108), radius=6, fill=(20, 110, 60))
+    draw.text((26, 86), "Shop now", font=ImageFont.truetype(font, 13), fill=(255, 255, 255))
+    found = detector.detect(np.asarray(img))
+    for kind, box in boxes.items():
+        hits = [d.box for d in found if d.kind == kind]
+        assert len(hits) == 1 and iou(hits[0], box) >= 0.5, (kind, box, [(d.kind, d.box) for d in found])
+
+
+def test_text_is_detected_at_a_size_set_by_the_shorter_side(detector):
+    # Type is sized by a creative's shorter side: each format's shorter side reaches 640 px (small formats are
+    # upscaled, so 9 px body type is legible to the network), unless the longer side would pass 1280.
+    size = detector.text.input_size
+    assert size(1080, 1080) == (640, 640)
+    assert size(628, 1200) == (640, 1216)
+    assert size(1920, 1080) == (1152, 640)
+    assert size(250, 300) == (640, 768)
+    assert size(90, 728) == (160, 1280)  # a banner: its length caps the scale

@@ -19,9 +19,11 @@ import numpy as np
 from ..errors import ElementSpecError
 from ..imageio import ImageLike, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
-from .layout import Block, Box, group_lines, intersects, is_imperative, near_corner, union, MAX_CTA_CHARS
+from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
+                     MAX_CTA_CHARS)
 from .models import INSTALL_HINT, require_cv2
 from .shapes import find_button, mark_beside, product_region
+from .text import TextLine
 
 #: Kinds the detector proposes, in the order it reports them.
 DETECTED_KINDS: tuple[str, ...] = ("headline", "body_text", "cta", "logo", "face", "product")
@@ -41,16 +43,18 @@ class Detection:
 class Detector:
     """Loads the text and face graphs once; :meth:`detect` is then safe to call from many threads.
 
-    ``det_side``: the longer side, in pixels, text detection runs at (smaller is faster, misses smaller type).
+    ``det_short``, ``det_long``: text detection runs on the image resized so its shorter side is ``det_short``
+    pixels, or its longer side ``det_long`` if that is smaller (smaller is faster, misses smaller type).
     ``min_face``: the smallest face reported, as a fraction of the image's shorter side.
     """
 
-    def __init__(self, det_side: int = 960, min_face: float = 0.04, faces: bool = True) -> None:
+    def __init__(self, det_short: int = 640, det_long: int = 1280, min_face: float = 0.04,
+                 faces: bool = True) -> None:
         from .faces import FaceDetector
         from .text import TextReader
 
         self.cv2 = require_cv2()
-        self.text = TextReader(det_side)
+        self.text = TextReader(det_short, det_long)
         self.faces = FaceDetector() if faces else None
         self.min_face = min_face
 
@@ -85,17 +89,19 @@ class Detector:
         # Text printed on the product (packaging, signs in a photo) belongs to the product, not to the message.
         free = [line for line in lines if id(line) not in on_button
                 and (product is None or _inside(line.box, product[0]) < 0.5)]
-        found += self._text_blocks(rgb, group_lines(free))
+        found += self._text_blocks(rgb, group_lines(free), lines)
         order = {k: i for i, k in enumerate(DETECTED_KINDS)}
         return sorted(found, key=lambda d: (order[d.kind], d.box[1], d.box[0]))
 
-    def _text_blocks(self, rgb: np.ndarray, blocks: list[Block]) -> list[Detection]:
-        """Headline (the largest type), logos (small wordmarks by a corner, with their mark), body text."""
+    def _text_blocks(self, rgb: np.ndarray, blocks: list[Block], lines: list[TextLine]) -> list[Detection]:
+        """Headline (the largest type), logos (small wordmarks by a corner, with their mark), body text; ``lines``
+        are all the text lines found, buttons' included."""
         if not blocks:
             return []
         hw = rgb.shape[:2]
-        # Wordmarks by a corner are logos; the headline is the largest type among the rest.
-        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw)]
+        # Wordmarks by a corner, standing apart from the other text, are logos (a short headline set in a corner
+        # leads a stack of body copy or a button); the headline is the largest type among the rest.
+        corner = [b for b in blocks if len(b.lines) == 1 and near_corner(b.box, hw) and stands_apart(b.box, lines)]
         rest = [b for b in blocks if b not in corner] or corner
         headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
         out = [Detection("headline", headline.box, round(headline.score, 3))]

@@ -22,7 +22,11 @@ CTA_WORDS: tuple[str, ...] = (
     "comprar", "compra", "descubr", "pide", "reserva", "registr", "prueba", "ahora",
     "acquista", "scopri", "ordina", "prova", "iscriviti", "compre", "saiba", "peca",
     "koop", "bestel", "ontdek", "立即", "购买", "马上", "了解", "注册", "下载", "抢购", "查看", "订购", "立刻", "领取")
-MAX_CTA_CHARS = 28  # a call to action is a few words; a longer line on a filled shape is a banner or a label
+#: Colour distance (RGB) between two stacked lines' type beyond which they are set apart (a headline over body
+#: copy in another colour), however close their sizes; the same distance a button's fill needs from its surround.
+INK_CONTRAST = 40.0
+MAX_CTA_CHARS = 28
+SIZE_STEP = 1.35  # line heights further apart than this are different type sizes (a new block)  # a call to action is a few words; a longer line on a filled shape is a banner or a label
 
 
 def normalise(text: str) -> str:
@@ -73,7 +77,7 @@ def iou(a: Box, b: Box) -> float:
 
 def _same_block(a: TextLine, b: TextLine) -> bool:
     ha, hb = a.height, b.height
-    if max(ha, hb) > 1.35 * min(ha, hb):
+    if max(ha, hb) > SIZE_STEP * min(ha, hb):
         return False  # a change of type size starts a new block
     h = max(ha, hb)
     v_overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
@@ -81,7 +85,15 @@ def _same_block(a: TextLine, b: TextLine) -> bool:
     if v_overlap > 0.5 * min(ha, hb):
         return h_gap < 0.6 * h  # words of one line that detection split (a wider gap sets a logo or a column apart)
     v_gap = max(a.box[1], b.box[1]) - min(a.box[3], b.box[3])
-    return h_gap < 0 and v_gap < 0.8 * h  # stacked lines that share a column
+    if h_gap >= 0 or v_gap >= 0.8 * h:
+        return False  # stacked lines must share a column and be close
+    # Type sizes of a headline and its body copy can be close on small formats (the body cannot shrink below
+    # legibility); their colours usually differ.
+    return a.ink is None or b.ink is None or _distance(a.ink, b.ink) < INK_CONTRAST
+
+
+def _distance(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    return sum((p - q) ** 2 for p, q in zip(a, b)) ** 0.5
 
 
 def group_lines(lines: list[TextLine]) -> list[Block]:
@@ -118,3 +130,17 @@ def near_corner(box: Box, image_hw: tuple[int, int]) -> bool:
     by_side = x0 < side or x1 > w - side
     by_end = y0 < 0.15 * short or y1 > h - 0.15 * short or w > 3 * h
     return by_side and by_end
+
+
+def stands_apart(box: Box, lines: list[TextLine]) -> bool:
+    """Whether no other text line is stacked right above or below ``box`` in its column (within its own height):
+    a brand's wordmark stands alone, a headline leads body copy or a button."""
+    h = box[3] - box[1]
+    for line in lines:
+        o = line.box
+        if o == box or max(box[0], o[0]) >= min(box[2], o[2]):
+            continue  # itself, or not in its column
+        v_gap = max(box[1], o[1]) - min(box[3], o[3])
+        if 0 <= v_gap < h:
+            return False
+    return True

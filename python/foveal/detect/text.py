@@ -1,6 +1,7 @@
 """Text lines and their words: PP-OCRv4 detection (a DB text-probability map) and CTC recognition.
 
-Detection runs once on the whole image, resized so its longer side is ``det_side`` pixels; recognition runs only
+Detection runs once on the whole image, resized so its shorter side is ``det_short`` pixels (type in a creative is
+sized by its shorter side), unless that makes the longer side exceed ``det_long``; recognition runs only
 on the lines that the layout rules need to read (candidate buttons), which keeps OCR's cost near one network pass.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ _REC_HEIGHT = 48
 _PIXEL_THRESHOLD = 0.3  # DB's binarisation threshold on the text probability
 _BOX_THRESHOLD = 0.5    # mean probability a region needs to count as text
 _UNCLIP = 1.5           # DB maps shrunk text kernels; grow each box by area * ratio / perimeter
+_INK_SHARE = 0.1        # the share of a line's pixels, farthest from its surround in colour, taken as its ink
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class TextLine:
 
     box: tuple[int, int, int, int]
     score: float
+    ink: tuple[int, int, int] | None = None  # the type's colour (RGB); None for a box too small to tell
 
     @property
     def height(self) -> int:
@@ -36,23 +39,47 @@ class TextLine:
         return self.box[2] - self.box[0]
 
 
+def ink_colour(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int] | None:
+    """The colour of the type in ``box``: the median of the pixels farthest in colour from the box's rim.
+
+    A detected line's box is grown beyond its ink, so its rim is the surround; the farthest tenth of the pixels
+    (squared RGB distance) are the cores of the strokes, which anti-aliasing leaves untouched even in small type.
+    """
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return None
+    step = max(1, (y1 - y0) // 24)  # strokes grow with the type: a sparser sample of large type sees them as well
+    crop = rgb[y0:y1:step, x0:x1:step].astype(np.float32)
+    rim = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+    distance = ((crop - np.median(rim, axis=0)) ** 2).sum(-1).ravel()
+    k = int((1 - _INK_SHARE) * (distance.size - 1))
+    # At least half as far from the surround as the farthest pixel: thin type may cover less than the tenth.
+    ink = crop.reshape(-1, 3)[distance >= max(np.partition(distance, k)[k], 0.25 * distance.max())]
+    return tuple(int(round(v)) for v in np.median(ink, axis=0))
+
+
 class TextReader:
     """PP-OCRv4 text detection and recognition on ONNX Runtime."""
 
-    def __init__(self, det_side: int = 960) -> None:
+    def __init__(self, det_short: int = 640, det_long: int = 1280) -> None:
         self.cv2 = require_cv2()
-        self.det_side = det_side
+        self.det_short, self.det_long = det_short, det_long
         self._det = session(graph_path(_PACKAGE, _DET_GRAPH))
         self._rec = session(graph_path(_PACKAGE, _REC_GRAPH))
         chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
 
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        """The (height, width) text detection sees an ``h`` x ``w`` image at: multiples of 32, the network's stride."""
+        scale = min(self.det_short / min(h, w), self.det_long / max(h, w))
+        return max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32)
+
     def lines(self, rgb: np.ndarray) -> list[TextLine]:
         """Detected text lines, sorted top to bottom then left to right."""
         cv2 = self.cv2
         h, w = rgb.shape[:2]
-        scale = self.det_side / max(h, w)
-        rh, rw = (max(32, int(round(v * scale / 32)) * 32) for v in (h, w))
+        rh, rw = self.input_size(h, w)
+        scale = rw / w
         small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         # PaddleOCR's graphs were trained on BGR input normalised to [-1, 1].
         x = (small[:, :, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
@@ -73,7 +100,7 @@ class TextReader:
             box = (max(0, int(round((x0 - grow) * sx))), max(0, int(round((y0 - grow) * sy))),
                    min(w, int(round((x0 + bw + grow) * sx))), min(h, int(round((y0 + bh + grow) * sy))))
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-                found.append(TextLine(box, score))
+                found.append(TextLine(box, score, ink_colour(rgb, box)))
         return sorted(found, key=lambda t: (t.box[1], t.box[0]))
 
     def read(self, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[tuple[str, float]]:
