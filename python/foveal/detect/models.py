@@ -10,7 +10,6 @@ The packages are only located, never imported: foveal runs the graphs with its o
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from ..errors import DetectorUnavailableError
@@ -36,17 +35,17 @@ def graph_path(package: str, relative: str) -> Path:
 
 
 def session(path: Path):
-    """A CPU ONNX Runtime session for ``path``; ``FOVEAL_NUM_THREADS`` caps its threads as for the Engine."""
+    """A CPU ONNX Runtime session for ``path``, on as many threads as the Engine's (:func:`foveal.cpu.thread_count`)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise DetectorUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}") from None
+    from .. import cpu
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    threads = int(os.environ.get("FOVEAL_NUM_THREADS", "0") or 0)
-    if threads > 0:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = cpu.thread_count()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
