@@ -202,6 +202,44 @@ async def load_raw(url: str, body: bytes, concurrency: int, seconds: float, max_
     return latencies, errors, time.perf_counter() - start
 
 
+_WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("FOVEAL_BENCH_BODY"), "rb"))
+wrk.method, wrk.body = "POST", f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "image/jpeg"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("FOVEAL %d %d %d %f %f %f\\n", summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"""
+
+
+def load_wrk(url: str, body: bytes, concurrency: int, seconds: float, params: dict[str, str]) -> dict[str, float]:
+    """The load from ``wrk`` (Debian's ``wrk``: a C client on one thread, epoll, keep-alive), for latencies that
+    include no Python client at all: p50/p90/p99 (ms), requests per second, errors, requests."""
+    import shutil
+    import tempfile
+    from urllib.parse import urlencode
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("--client wrk needs wrk (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        script, data = Path(tmp, "post.lua"), Path(tmp, "body.jpg")
+        script.write_text(_WRK_SCRIPT)
+        data.write_bytes(body)
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
+                              "-s", str(script), f"{url}/v1/predict?{urlencode(params)}"],
+                             env={**os.environ, "FOVEAL_BENCH_BODY": str(data)}, capture_output=True, text=True,
+                             timeout=seconds + 120, check=True).stdout
+    fields = next(line for line in out.splitlines() if line.startswith("FOVEAL ")).split()[1:]
+    requests, duration_us, errors = (int(x) for x in fields[:3])
+    p50, p90, p99 = (float(x) / 1e3 for x in fields[3:])
+    return {"p50": p50, "p90": p90, "p99": p99, "rps": requests / (duration_us / 1e6), "errors": float(errors),
+            "requests": float(requests)}
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
@@ -283,8 +321,10 @@ def main() -> None:
                    help="what /v1/predict returns: npy (the exact float32 map), png (16-bit PNG), json (document with "
                         "the PNG map in base64), grid (document with a 32x24 grid only), provenance (document "
                         "without the map: the smallest answer)")
-    p.add_argument("--client", default="raw", choices=("raw", "httpx"),
-                   help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU) or httpx")
+    p.add_argument("--client", default="raw", choices=("raw", "httpx", "wrk"),
+                   help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU), httpx, or wrk (C; "
+                        "apt-get install wrk; at concurrency 1 it alternates with in-process predict in blocks, "
+                        "not call by call)")
     p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
     p.add_argument("--soak-concurrency", type=int, default=8)
     args = p.parse_args()
@@ -334,6 +374,11 @@ def main() -> None:
                     results.setdefault(f"in-process predict_batch (32, bs {args.max_batch})", []).append(
                         {"rps": rate})
                 server_cpu0, client_cpu0 = cpu_seconds(server.pid), time.process_time()
+                if args.client == "wrk":
+                    row = load_wrk(url, body, c, args.seconds, params)
+                    row["cpu_ms"] = 1e3 * (cpu_seconds(server.pid) - server_cpu0) / row.pop("requests")
+                    results.setdefault(f"service c={c}", []).append(row)
+                    continue
                 lat, errors, wall = asyncio.run(load(url, body, c, args.seconds, args.requests, params,
                                                      args.client))
                 server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu0, time.process_time() - client_cpu0
