@@ -4,10 +4,9 @@
 
 writes, beside the model's fp32 graph in ``python/foveal/models/``:
 
-* ``<name>.int8.onnx``: ONNX Runtime static quantisation in QDQ format (int8 weights per output channel, uint8
-  activations with ranges calibrated on OSIE and Scene *train* images through the runtime's own preprocessing),
-  with the layers whose quantisation moves the map most kept in float (:func:`float_nodes`): the stem and the
-  first :data:`FLOAT_BLOCKS` blocks, and the whole readout.  ONNX Runtime's CPU provider runs the rest with
+* ``<name>.int8.onnx``: :func:`foveal.network.quantize.int8_graph` (ONNX Runtime static quantisation in QDQ
+  format, the stem, the first blocks and the readout kept in float), activation ranges calibrated on OSIE and
+  Scene *train* images through the runtime's own preprocessing.  ONNX Runtime's CPU provider runs the rest with
   integer convolutions (docs/MODEL.md, "Reduced-precision graphs", gives its speed and agreement).
 * ``<name>.fp16.onnx``: the same graph with fp16 weights and arithmetic, float32 input and output.  TensorRT 11
   and TensorRT for RTX are strongly typed (a network runs in the types its graph declares), so this graph is
@@ -22,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from engine.cards import write_bytes_atomic, write_card
 from engine.features import preprocess
@@ -37,19 +34,13 @@ from foveal import Engine
 from foveal.datasets import load_osie, load_scene
 from foveal.evaluate import evaluate
 from foveal.models import ModelCard, file_sha256, load_card
+from foveal.network.quantize import FORMAT, int8_graph
 
 # The source tree's model folder (not the installed package's): what --ship and engine.export write to.
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
 
 # Calibration images: every k-th train image of each dataset (the split's order is already a seeded shuffle).
 CALIBRATION = {"osie": 20, "scene": 10}
-
-# Backbone blocks (after the stem) kept in float in the int8 graph.  Quantising the stem or block 0 alone moves
-# an element's share on the example creatives by up to 9 and 6.5 pp; chosen on OSIE + Scene val by share
-# agreement against speed (docs/MODEL.md): 5 blocks halve the val differences again but cut int8's lead
-# over fp32 further (1.29x against 1.37x by median).
-FLOAT_BLOCKS = 2
-
 
 def calibration_inputs(data: Path, working_size: int, pad_multiple: int) -> list[np.ndarray]:
     """1×3×H×W float32 network inputs for the calibration images, preprocessed as at run time."""
@@ -62,91 +53,15 @@ def calibration_inputs(data: Path, working_size: int, pad_multiple: int) -> list
     return inputs
 
 
-def float_nodes(model: onnx.ModelProto, blocks: int = FLOAT_BLOCKS) -> list[str]:
-    """Names of the nodes of ``model`` that the int8 graph keeps in float.
-
-    * The readout: every node the backbone's last convolution does not depend on (normalisation of the taps,
-      projections, head, blur, centre prior, log-softmax).  It costs a few per cent of the network's time and
-      ends in a log-density, which uint8 cannot hold to the precision a share needs.
-    * The stem's and the first ``blocks`` blocks' convolutions (torch names ``backbone._conv_stem``,
-      ``backbone._blocks.<i>``), and each Add all of whose inputs come from float nodes.
-    """
-    nodes = list(model.graph.node)
-    producer = {out: n for n in nodes for out in n.output}
-    backbone = [n for n in nodes if n.op_type == "Conv" and n.input[1].startswith("backbone.")]
-    needed, stack = set(), [backbone[-1]]
-    while stack:
-        node = stack.pop()
-        if node.name not in needed:
-            needed.add(node.name)
-            stack += [producer[i] for i in node.input if i in producer]
-    early = ("backbone._conv_stem.",) + tuple(f"backbone._blocks.{i}." for i in range(blocks))
-    floats = {n.name for n in backbone if n.input[1].startswith(early)}
-    for n in nodes:
-        if n.op_type == "Add" and n.name in needed and all(
-                i in producer and producer[i].name in floats for i in n.input):
-            floats.add(n.name)
-    return [n.name for n in nodes if n.name not in needed or n.name in floats]
-
-
 def to_int8(card: ModelCard, data: Path) -> tuple[bytes, dict]:
     """The int8 QDQ graph of ``card`` and how it was made."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     spec = card.input
-    inputs = calibration_inputs(data, spec.working_size, spec.pad_multiple)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items = iter(inputs)
-
-        def get_next(self) -> dict | None:
-            x = next(self._items, None)
-            return None if x is None else {spec.name: x}
-
-    with tempfile.TemporaryDirectory() as tmp:
-        pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        quant_pre_process(str(card.onnx_path), str(pre))
-        # Calibration runs image by image; shapes differ between images (aspect ratios), which MinMax allows.
-        quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=float_nodes(onnx.load(str(pre))))
-        graph = vectorised_softplus(onnx.load(str(q))).SerializeToString()
+    graph = int8_graph(card.onnx_path, spec.name, calibration_inputs(data, spec.working_size, spec.pad_multiple))
     return graph, {
-        "format": "ONNX QDQ: int8 weights (symmetric, per output channel), uint8 activations (MinMax); "
-                  f"the stem, blocks 0-{FLOAT_BLOCKS - 1} and the readout in float",
+        "format": FORMAT,
         "calibration": f"{CALIBRATION['osie']} OSIE + {CALIBRATION['scene']} NUS Scene train images "
                        "(evenly spaced in each train split), at the working size",
     }
-
-
-def vectorised_softplus(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with each Softplus node replaced by ``relu(x) + log(1 + exp(-|x|))``, the same function.
-
-    ONNX Runtime's CPU Softplus kernel evaluates element by element; the seven replacement nodes run its
-    vectorised kernels, which makes the int8 graph about 6 % faster here (docs/PERFORMANCE.md).
-    """
-    one = "vectorised_softplus_one"
-    nodes, replaced = [], 0
-    for node in model.graph.node:
-        if node.op_type != "Softplus":
-            nodes.append(node)
-            continue
-        replaced += 1
-        x, y, t = node.input[0], node.output[0], f"{node.output[0]}_softplus"
-        nodes += [helper.make_node("Relu", [x], [f"{t}_relu"]),
-                  helper.make_node("Abs", [x], [f"{t}_abs"]),
-                  helper.make_node("Neg", [f"{t}_abs"], [f"{t}_neg"]),
-                  helper.make_node("Exp", [f"{t}_neg"], [f"{t}_exp"]),
-                  helper.make_node("Add", [f"{t}_exp", one], [f"{t}_1p"]),
-                  helper.make_node("Log", [f"{t}_1p"], [f"{t}_log"]),
-                  helper.make_node("Add", [f"{t}_relu", f"{t}_log"], [y])]
-    if replaced:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        model.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
-    return model
 
 
 def to_fp16(card: ModelCard) -> tuple[bytes, dict]:

@@ -15,7 +15,7 @@ from foveal import Engine  # noqa: E402
 from foveal.cli import main  # noqa: E402
 from foveal.errors import InputError, ModelError  # noqa: E402
 from foveal.finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, data_fingerprint, finetune  # noqa: E402
-from foveal.models import load_card  # noqa: E402
+from foveal.models import file_sha256, load_card  # noqa: E402
 
 W, H = 96, 64
 
@@ -57,7 +57,8 @@ def tuned(tmp_path_factory):
 def test_cli_writes_a_model_folder(tuned):
     data, out, proc = tuned
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.json", "model.onnx",
+                                                     "model.safetensors"]
     assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
     assert "finetune epoch 1" in proc.stderr and "base on val" in proc.stderr
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left behind
@@ -82,6 +83,21 @@ def test_card_records_base_data_settings_and_test_metrics(tuned):
         assert got["ci95"][0] <= got["mean"] <= got["ci95"][1]
         assert diff["mean"] == pytest.approx(got["mean"] - ref["mean"], abs=2e-4)
         assert card["metrics"]["data-test"][m] == got["mean"]
+        assert card["int8"]["metrics"]["data-test"][m] == ev["int8"][m]["mean"]
+
+
+def test_the_folder_carries_an_int8_graph_that_auto_precision_runs(tuned):
+    """Like a shipped model: calibrated on the data's own train images, recorded with its sha256, chosen on the CPU
+    by precision="auto", and close to the fp32 graph's map."""
+    data, out, _ = tuned
+    card = json.loads((out / "model.json").read_text())
+    assert card["int8"]["onnx"] == "model.int8.onnx" and card["int8"]["sha256"] == file_sha256(out / "model.int8.onnx")
+    assert card["int8"]["calibration"].startswith("19 train images of data")
+    img = np.asarray(Image.open(data / "images" / "im03.png").convert("RGB"))
+    int8, fp32 = Engine(model=out), Engine(model=out, precision="fp32")
+    assert int8.precision == "int8" and int8.graph_sha256 == card["int8"]["sha256"]
+    a, b = int8.predict(img).prob, fp32.predict(img).prob
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 
 def test_fingerprint_changes_with_any_byte(tmp_path):

@@ -1,4 +1,5 @@
-"""engine/quantize.py: the fp16 and int8 graphs it makes run on ONNX Runtime and agree with the fp32 graph."""
+"""engine/quantize.py and foveal.network.quantize: the fp16 and int8 graphs run on ONNX Runtime and agree with the
+fp32 graph."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,8 @@ from foveal.models import load_card
 quantize = pytest.importorskip("engine.quantize", reason="needs the source checkout's engine/ and onnx")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
+
+from foveal.network import quantize as package_quantize  # noqa: E402
 
 
 def _run(graph: bytes, x: np.ndarray) -> np.ndarray:
@@ -31,7 +34,7 @@ def test_fp16_graph_keeps_float32_io_and_the_output(card):
 def test_vectorised_softplus_is_the_same_function(card):
     model = onnx.load(str(card.onnx_path))
     assert any(n.op_type == "Softplus" for n in model.graph.node)
-    graph = quantize.vectorised_softplus(model).SerializeToString()
+    graph = package_quantize.vectorised_softplus(model).SerializeToString()
     assert not any(n.op_type == "Softplus" for n in onnx.load_from_string(graph).graph.node)
     x = ((np.random.default_rng(1).integers(0, 256, (2, 3, 96, 64)) - 127.0) / 128.0).astype(np.float32)
     np.testing.assert_allclose(_run(graph, x), _run(card.onnx_path.read_bytes(), x), rtol=0, atol=1e-5)
@@ -52,7 +55,7 @@ def test_int8_graph_is_calibrated_on_train_images(card, data_dir):
 
 def test_int8_graph_keeps_the_stem_early_blocks_and_readout_in_float(card):
     model = onnx.load(str(card.onnx_path))
-    floats = set(quantize.float_nodes(model, blocks=2))
+    floats = set(package_quantize.float_nodes(model, blocks=2))
     weight = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
     assert {n.name for n in model.graph.node if n.op_type in ("LogSoftmax", "Resize")} <= floats
     assert {name for name, w in weight.items() if not w.startswith("backbone.")} <= floats  # readout and blur
@@ -60,7 +63,7 @@ def test_int8_graph_keeps_the_stem_early_blocks_and_readout_in_float(card):
                                                                   "backbone._blocks.1."))} <= floats
     assert not {name for name, w in weight.items() if w.startswith("backbone._blocks.2.")} & floats
     # The residual add of block 2 reads block 1's (float) and block 2's (int8) outputs: quantised.
-    assert len(floats) < len(set(quantize.float_nodes(model, blocks=5)))
+    assert len(floats) < len(set(package_quantize.float_nodes(model, blocks=5)))
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])

@@ -132,13 +132,40 @@ def _torch():
     return torch
 
 
+#: Most train images the int8 graph's activation ranges are calibrated on (evenly spaced in the train split).
+CALIBRATION_IMAGES = 30
+
+
+def _int8(card: ModelCard, train: Dataset) -> dict:
+    """The int8 graph of ``card``'s fp32 graph, written beside it, calibrated on train images preprocessed as at run
+    time; its card entry."""
+    from . import cpu
+    from .geometry import plan
+    from .network.quantize import FORMAT, int8_graph
+
+    spec = card.input
+    picks = np.linspace(0, len(train) - 1, min(CALIBRATION_IMAGES, len(train))).round().astype(int)
+
+    def inputs():
+        for i in picks:
+            pixels = train.image(int(i))
+            p = plan(*pixels.shape[:2], card)
+            yield cpu.preprocess(pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
+
+    target = card.onnx_path.with_name(f"{card.name}.int8.onnx")
+    target.write_bytes(int8_graph(card.onnx_path, spec.name, inputs()))
+    return {"onnx": target.name, "sha256": file_sha256(target), "format": FORMAT,
+            "calibration": f"{len(picks)} train images of {train.name} (evenly spaced), at the working size"}
+
+
 def _evaluation(model_dir_onnx: Path, base: ModelCard, ds: Dataset) -> dict:
-    """Test-split metrics of the fine-tuned and base fp32 graphs, with 95 % intervals of each mean and of the
-    paired per-image difference (bootstrap over images, seed 0)."""
+    """Test-split metrics of the fine-tuned (fp32 and int8) and base fp32 graphs, with 95 % intervals of each mean
+    and of the paired per-image difference, fine-tuned fp32 - base (bootstrap over images, seed 0)."""
     from .engine import Engine
     from .evaluate import evaluate
 
     tuned = evaluate(Engine(str(model_dir_onnx), precision="fp32"), ds, split="test", progress=False)
+    tuned_int8 = evaluate(Engine(str(model_dir_onnx), precision="int8"), ds, split="test", progress=False)
     before = evaluate(Engine(str(base.card_path), precision="fp32"), ds, split="test", progress=False)
     n = len(tuned.images)
     picks = np.random.default_rng(0).integers(0, n, (2000, n))
@@ -154,7 +181,8 @@ def _evaluation(model_dir_onnx: Path, base: ModelCard, ds: Dataset) -> dict:
         lo, hi = np.percentile(d[picks].mean(axis=1), [2.5, 97.5])
         diff[m] = {"mean": round(float(d.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
     return {"split": tuned.dataset, "images": n, "fixations": int(sum(tuned.fixations)), "precision": "fp32",
-            "finetuned": summary(tuned), "base": summary(before), "finetuned_minus_base": diff,
+            "finetuned": summary(tuned), "int8": summary(tuned_int8), "base": summary(before),
+            "finetuned_minus_base": diff,
             "lower_is_better": ["KLD"]}
 
 
@@ -273,8 +301,12 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
             },
         })
         _write_card(card, tmp / f"{name}.json")  # the Engine that scores the graph reads its working size here
+        card["int8"] = _int8(load_card(tmp / f"{name}.json"), train_ds)
+        say(f"int8 graph calibrated on {card['int8']['calibration']}")
+        _write_card(card, tmp / f"{name}.json")
         evaluation = _evaluation(tmp / f"{name}.onnx", base_card, ds)
         card["metrics"] = {evaluation["split"]: {m: v["mean"] for m, v in evaluation["finetuned"].items()}}
+        card["int8"]["metrics"] = {evaluation["split"]: {m: v["mean"] for m, v in evaluation["int8"].items()}}
         card["provenance"]["evaluation"] = evaluation
         card["provenance"]["training"]["total_seconds"] = round(time.time() - t0, 1)
         _write_card(card, tmp / f"{name}.json")
