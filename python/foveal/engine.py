@@ -41,13 +41,13 @@ class Engine:
 
     Thread safety: one Engine may be shared by any number of threads. ``predict`` and ``predict_batch`` keep no
     per-call state on the Engine (each ``predict_batch`` call with more than one image has its own worker threads,
-    joined before it returns; the CPU's single-threaded twin sessions they use are made once, under a lock), and concurrent calls return exactly what the same calls made one after another
-    return (tested bit for bit on ONNX Runtime and on the torch backend's CPU mode). On a GPU backend the network
-    runs on one stream with one set of TensorRT contexts and CUDA-graph buffers, so calls on one Engine are
-    serialised by a lock (held until the batch's maps are complete on the device); batch the work
-    (``predict_batch``) rather than threading it. On a GPU backend the maps are :class:`DeviceSaliencyMap`: they,
-    their SATs and box queries stay on the device (see :mod:`foveal.device_map`). A returned map, host or device,
-    is safe to read from many threads.
+    joined before it returns; the CPU's single-threaded twin sessions they use are made once, under a lock), and
+    concurrent calls return exactly what the same calls made one after another return (tested bit for bit on ONNX
+    Runtime and on the torch backend's CPU mode). On a GPU backend the network runs on one stream with one set of
+    TensorRT contexts and CUDA-graph buffers, so calls on one Engine are serialised by a lock (held until the
+    batch's maps are complete on the device); batch the work (``predict_batch``) rather than threading it. On a GPU
+    backend the maps are :class:`DeviceSaliencyMap`: they, their SATs and box queries stay on the device (see
+    :mod:`foveal.device_map`). A returned map, host or device, is safe to read from many threads.
 
     Errors: a bad image is an :class:`ImageError`; a model that breaks the contract (wrong output grid for its
     stride, NaN, inf, empty or integer output) is a :class:`ModelError` that names the model.
@@ -105,9 +105,9 @@ class Engine:
         ``batch_size``; the list streams (one thread decodes the next image while the network runs), and at most
         ``batch_size`` decoded images wait for a batch. Either way memory grows with the returned maps, not with
         the inputs' pixels. ``errors="raise"``: return ``list[SaliencyMap]``, or raise the failing image's error
-        (the first in order among those met; its index in the message). ``errors="return"``: return one entry per image, its :class:`SaliencyMap` or
-        the :class:`FovealError` that stopped it (an image that cannot be decoded, or a network batch that
-        failed), so one bad image costs no other image its map.
+        (the first in order among those met; its index in the message). ``errors="return"``: return one entry per
+        image, its :class:`SaliencyMap` or the :class:`FovealError` that stopped it (an image that cannot be
+        decoded, or a network batch that failed), so one bad image costs no other image its map.
         """
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
@@ -175,7 +175,7 @@ class Engine:
                 if i is None:
                     return
                 try:
-                    decoded = decode(items[i], self.max_pixels, min_side=self.model.input.working_size)
+                    decoded = self._decode(items[i])
                     outcome = self._run_cpu([decoded], [plan(*decoded.image_hw, self.model)], lane)[0]
                     if isinstance(outcome, ModelError):
                         raise outcome
@@ -193,12 +193,17 @@ class Engine:
                     raise _indexed(result, i, len(items)) from None
         return results
 
+    def _decode(self, image: Any) -> DecodedImage:
+        """``image`` decoded for the network: reduced to its working size where the format allows (JPEG ``draft``),
+        the full size kept in ``image_hw`` for the map."""
+        return decode(image, self.max_pixels, min_side=self.model.input.working_size)
+
     def _decoded(self, items: list[Any]) -> Iterator[DecodedImage | FovealError]:
-        """Each item decoded (reduced to what the network needs where the format allows), the next one decoding on
-        a helper thread while the caller works on this one."""
+        """Each item decoded (:meth:`_decode`), the next one decoding on a helper thread while the caller works on
+        this one."""
         def one(image: Any) -> DecodedImage | FovealError:
             try:
-                return decode(image, self.max_pixels, min_side=self.model.input.working_size)
+                return self._decode(image)
             except FovealError as exc:
                 return exc
 
