@@ -28,7 +28,7 @@ class OnnxRuntimeBackend:
         except ImportError as exc:
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-            raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: ONNX Runtime's default), "
+            raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: foveal's thread count), "
                              f"got {threads!r}")
         from .. import cpu
 

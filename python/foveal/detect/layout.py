@@ -25,8 +25,8 @@ CTA_WORDS: tuple[str, ...] = (
 #: Colour distance (RGB) between two stacked lines' type beyond which they are set apart (a headline over body
 #: copy in another colour), however close their sizes; the same distance a button's fill needs from its surround.
 INK_CONTRAST = 40.0
-MAX_CTA_CHARS = 28
-SIZE_STEP = 1.35  # line heights further apart than this are different type sizes (a new block)  # a call to action is a few words; a longer line on a filled shape is a banner or a label
+MAX_CTA_CHARS = 28  # a call to action is a few words; a longer line on a filled shape is a banner or a label
+SIZE_STEP = 1.35  # line heights further apart than this are different type sizes (a new block)
 
 
 def normalise(text: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 
 from ..errors import FovealError, ServiceError
-from ..imageio import DecodedImage, ImageLike
+from ..imageio import ImageLike
 from ..saliency_map import SaliencyMap
 from .metrics import ServiceMetrics
 
