@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.creatives import fonts, make_creative, photos
+from benchmarks.creatives import DATA, fonts, make_creative, photos
 from foveal import Engine
 from foveal.detect import Detector
 from foveal.detect.shapes import find_button, product_region
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--creatives", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--alt-short", type=int, default=960)
-    parser.add_argument("--photos", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--photos", type=Path, default=DATA)
     args = parser.parse_args()
     latin, cjk = fonts()
     pics = photos(args.photos)

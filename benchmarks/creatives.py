@@ -25,6 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from foveal.detect import kind_names
 
 FORMATS = ((300, 250), (728, 90), (1200, 628), (1080, 1080), (1080, 1920))
+#: The eye-tracking data beside the checkout (../shared/data): its photos are the creatives' backgrounds.
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LATIN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
                "LiberationSans-Regular.ttf", "LiberationSans-Bold.ttf", "LiberationSerif-Bold.ttf",
                "LiberationSansNarrow-Bold.ttf", "NotoSans-Regular.ttf", "NotoSans-Bold.ttf", "NotoSerif-Bold.ttf",
@@ -288,7 +290,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--count", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--photos", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--photos", type=Path, default=DATA)
     args = parser.parse_args()
     latin, cjk = fonts()
     pics = photos(args.photos)
