@@ -169,24 +169,36 @@ class _Exchange(asyncio.BufferedProtocol):
         return await self.done
 
 
+def predict_request(url: str, body: bytes, params: dict[str, str]) -> bytes:
+    """The whole HTTP/1.1 request posting the JPEG ``body`` to ``url``'s /v1/predict, for :class:`_Exchange`."""
+    from urllib.parse import urlencode, urlsplit
+
+    where = urlsplit(url)
+    return (f"POST /v1/predict?{urlencode(params)} HTTP/1.1\r\nHost: {where.hostname}:{where.port}\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+
+
+async def connect(url: str) -> tuple[asyncio.Transport, _Exchange]:
+    """A keep-alive connection to ``url``'s host and port."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    return await asyncio.get_running_loop().create_connection(_Exchange, where.hostname, where.port)
+
+
 async def load_raw(url: str, body: bytes, concurrency: int, seconds: float, max_requests: int,
                    params: dict[str, str]) -> tuple[list[float], int, float]:
     """:func:`load` with a bare keep-alive HTTP/1.1 client (:class:`_Exchange`), so that the load generator
     takes little of this 2-core machine's CPU from the server it measures (httpx spends milliseconds a request)."""
-    from urllib.parse import urlencode, urlsplit
-
-    host, port = urlsplit(url).hostname, urlsplit(url).port
-    request = (f"POST /v1/predict?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii") + body
+    request = predict_request(url, body, params)
     latencies: list[float] = []
     errors = 0
     sent = 0
     stop = time.perf_counter() + seconds
-    loop = asyncio.get_running_loop()
 
     async def worker() -> None:
         nonlocal errors, sent
-        transport, conn = await loop.create_connection(_Exchange, host, port)
+        transport, conn = await connect(url)
         try:
             while time.perf_counter() < stop and sent < max_requests:
                 sent += 1
@@ -262,12 +274,8 @@ async def paired(url: str, server: int, engine, body: bytes, params: dict[str, s
     first alternates too), so both see the same moment of this noisy machine and their difference per pair is the
     service's own cost.  Returns both latency lists, the server's CPU seconds per request, this process's CPU
     seconds per in-process predict and per service request (the load generator's own cost)."""
-    from urllib.parse import urlencode, urlsplit
-
-    host, port = urlsplit(url).hostname, urlsplit(url).port
-    request = (f"POST /v1/predict?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n").encode("ascii") + body
-    transport, conn = await asyncio.get_running_loop().create_connection(_Exchange, host, port)
+    request = predict_request(url, body, params)
+    transport, conn = await connect(url)
     local, remote = [], []
     local_cpu = remote_cpu = server_cpu = 0.0
     stop = time.perf_counter() + seconds
