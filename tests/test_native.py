@@ -174,6 +174,22 @@ def test_large_outputs_are_recycled_without_stale_values():
     assert second.flags.writeable and second.flags.c_contiguous
 
 
+def test_a_pool_full_of_an_earlier_workloads_buffers_still_recycles_a_new_size():
+    """The newest freed buffer is kept and the oldest kept ones make room: four freed 1080p tables must not lock
+    out the 2100² tables that follow (the buffer they free is the one the next call gets)."""
+    small = [cpu.summed_area_table(np.ones((1080, 1080), np.float32)) for _ in range(4)]
+    del small
+    gc.collect()
+    big = np.ones((2100, 2100), np.float32)
+    first = cpu.summed_area_table(big)
+    address, nbytes = first.__array_interface__["data"][0], first.nbytes
+    del first
+    gc.collect()
+    other = np.empty(nbytes, np.uint8)  # had the table gone back to the OS, this would be its memory
+    assert cpu.summed_area_table(big).__array_interface__["data"][0] == address
+    del other
+
+
 def test_results_do_not_depend_on_the_thread_count():
     """Kernels split work at fixed boundaries, so 1 and 3 threads give bit-identical results."""
     script = (

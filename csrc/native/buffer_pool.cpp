@@ -62,16 +62,25 @@ void *pool_take(std::size_t bytes, std::size_t *capacity) {
 }
 
 void pool_give(void *ptr, std::size_t capacity) {
-    Pool &p = pool();
-    {
-        std::lock_guard<std::mutex> lock(p.mutex);
-        if (capacity >= kPoolMinBytes && p.kept.size() < kMaxKept && p.kept_bytes + capacity <= kMaxKeptBytes) {
-            p.kept.emplace_back(ptr, capacity);
-            p.kept_bytes += capacity;
-            return;
-        }
+    if (capacity < kPoolMinBytes || capacity > kMaxKeptBytes) {
+        std::free(ptr);
+        return;
     }
-    std::free(ptr);
+    // The buffer just freed is kept, the oldest ones make room: the sizes in use now are the ones asked for next,
+    // and a pool full of an earlier workload's buffers would otherwise refuse every new size for good.
+    std::vector<void *> evicted;
+    {
+        Pool &p = pool();
+        std::lock_guard<std::mutex> lock(p.mutex);
+        while (!p.kept.empty() && (p.kept.size() >= kMaxKept || p.kept_bytes + capacity > kMaxKeptBytes)) {
+            evicted.push_back(p.kept.front().first);
+            p.kept_bytes -= p.kept.front().second;
+            p.kept.erase(p.kept.begin());
+        }
+        p.kept.emplace_back(ptr, capacity);
+        p.kept_bytes += capacity;
+    }
+    for (void *old : evicted) std::free(old);
 }
 
 }  // namespace foveal

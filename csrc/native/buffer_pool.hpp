@@ -16,7 +16,8 @@ constexpr std::size_t kPoolMinBytes = std::size_t{2} << 20;
 // size), else newly allocated; nullptr when out of memory.
 void *pool_take(std::size_t bytes, std::size_t *capacity);
 
-// Keeps a large buffer for reuse (at most four buffers, 512 MiB in all) or frees it.
+// Keeps a large buffer for reuse (at most four buffers, 512 MiB in all; the oldest kept ones are freed to make
+// room) or frees it.
 void pool_give(void *ptr, std::size_t capacity);
 
 }  // namespace foveal
