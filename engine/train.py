@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.weights is not None:
         net = deepgaze.load(args.weights)
-        if net.config() != deepgaze.create(args.variant, taps, hidden).config():
+        fresh = deepgaze.create(args.variant, taps, hidden, imagenet=False).config()
+        if any(net.config()[k] != fresh[k] for k in ("variant", "taps", "hidden")):  # not the calibration
             raise SystemExit(f"{args.weights} holds {net.config()}, not the network these arguments describe")
         best1 = best = {"weights": str(args.weights)}
     else:

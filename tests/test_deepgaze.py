@@ -146,6 +146,36 @@ def test_weights_round_trip(small_net: deepgaze.SaliencyNet, tmp_path: Path) -> 
         deepgaze.load(tmp_path / "absent.safetensors")
 
 
+def test_domain_calibration_flattens_and_mixes_in_the_centre_bias(tmp_path: Path) -> None:
+    from engine.domain_calibration import calibrated
+    from foveal.metrics import centre_bias_log_density
+    from foveal.network.onnx_export import to_onnx
+
+    torch.manual_seed(1)
+    net = deepgaze.create(imagenet=False).eval()
+    x = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        plain = net(x)
+        net.readout.temperature, net.readout.centre_mix = 0.8, 0.1
+        got = net(x)
+    assert torch.allclose(torch.logsumexp(got.flatten(1), 1), torch.zeros(2), atol=1e-5)
+    # The graph computes on its grid what engine.domain_calibration scores at full resolution.
+    centre = centre_bias_log_density(tuple(got.shape[-2:]))
+    for k in range(2):
+        want = calibrated(np.exp(plain[k, 0].double().numpy()), centre, 0.8, 0.1)
+        np.testing.assert_allclose(np.exp(got[k, 0].double().numpy()), want, rtol=1e-4, atol=1e-9)
+    # Stored in the weights, and baked into the exported graph.
+    deepgaze.save(net, tmp_path / "w.safetensors")
+    loaded = deepgaze.load(tmp_path / "w.safetensors")
+    assert (loaded.readout.temperature, loaded.readout.centre_mix) == (0.8, 0.1)
+    card = {"input": {"name": "image", "pad_multiple": 32}, "output": {"name": "log_density", "stride": 8},
+            "description": "calibrated"}
+    sess = ort.InferenceSession(to_onnx(deepgaze.fused(loaded), card).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    (onnx_out,) = sess.run(None, {"image": x.numpy()})
+    np.testing.assert_allclose(onnx_out, got.numpy(), atol=1e-4, rtol=0)
+
+
 def test_training_postprocess_matches_the_runtime_kernel() -> None:
     rng = np.random.default_rng(0)
     logd = rng.normal(size=(36, 48)).astype(np.float32)

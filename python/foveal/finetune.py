@@ -228,6 +228,9 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
 
     torch.manual_seed(seed)
     net = deepgaze.load(weights)
+    # The base's domain calibration hedges for images unlike its training data; fine-tuning fits the team's own
+    # domain by likelihood, and its val split picks the blur, so the fitted density is used as it is.
+    net.readout.temperature, net.readout.centre_mix = 1.0, 0.0
     taps, stride = net.taps, net.stride
     if not 0 <= train_blocks <= max(taps):
         raise InputError(f"train_blocks must be between 0 and {max(taps)} (the blocks the network runs), "

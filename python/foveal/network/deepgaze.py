@@ -5,6 +5,7 @@ ImageNet initialisation, BatchNorm folding and saving for training and export.
 
     image ─► EfficientNet-Lite ─► taps at strides 8 / 16 / 32 ─► 1×1 convs (16 → 16 → 1) at stride 8
           ─► Gaussian blur (learned sigma) ─► + log centre prior (learned, aspect-aware) ─► log-softmax
+          ─► domain calibration (temperature, mixture with the fitted centre bias; identity unless set)
 
 The output grid is that of the finest tap (stride 8 for the default taps 4 / 10 / 15).  The first 1×1 layer is
 linear, so it is applied to each tap *before* bilinear upsampling to that grid (identical result, ~30× cheaper
@@ -15,6 +16,11 @@ of the cell it stands for (pixels s·k … s·k + s − 1, where the trainer cou
 corner to corner (fine cell k reads coarse position k·s_fine/s_coarse), and the blur kernel is centred
 (s − 1) / (2s) cells off so that output cell k reads the logits at its own middle.  Both misalignments were
 worth 0.08 nats of val NLL with a frozen backbone (docs/TRAINING.md).
+
+Domain calibration: a density fitted by likelihood on photos is overconfident on other images (ads, designs,
+another dataset's photos).  ``temperature`` < 1 flattens it (density ** T, renormalised) and ``centre_mix``
+mixes in :data:`foveal.metrics.CENTRE_BIAS`; both are constants of the graph, chosen on cross-dataset
+validation (``engine/domain_calibration.py``), and stored in the weights' config, not trained.
 
 Output: N×1×(H/stride)×(W/stride) log-density (sums to 1 over the padded grid).  Kümmerer et al.,
 "Understanding low- and high-level contributions to fixation prediction", ICCV 2017 (DeepGaze II) describe the
@@ -30,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import CENTRE_BIAS
 from .backbone import EfficientNetLite, block_strides
 
 # At stride 8: the kernel is normalised, so sigma can grow to ~3 cells (~1 degree at 384 px ×3); finer grids
@@ -62,6 +69,9 @@ class Readout(nn.Module):
         self.register_buffer("extra_blur", torch.tensor(0.0))
         # Centre prior: -(u²/sx² + v²/sy²) / 2, u, v in units of the longer side from the grid centre.
         self.log_prior_sigma = nn.Parameter(torch.tensor([math.log(0.3), math.log(0.3)]))
+        # Plain floats, not buffers: they select graph structure at export and are saved in the config.
+        self.temperature = 1.0
+        self.centre_mix = 0.0
 
     def blur_kernel(self) -> torch.Tensor:
         """The separable kernel, centred ``centre_offset`` cells right of (below) the cell it writes."""
@@ -80,6 +90,24 @@ class Readout(nn.Module):
         sy, sx = torch.exp(self.log_prior_sigma[1]), torch.exp(self.log_prior_sigma[0])
         v, u = (ys - h / 2) / (long * sy), (xs - w / 2) / (long * sx)
         return -0.5 * (v[:, None] ** 2 + u[None, :] ** 2)
+
+    def centre_bias(self, like: torch.Tensor) -> torch.Tensor:
+        """Log of :data:`foveal.metrics.CENTRE_BIAS` on the grid of ``like`` (h×w, unnormalised)."""
+        ys = torch.cumsum(torch.ones_like(like[0, 0, :, 0]), 0) - 0.5
+        xs = torch.cumsum(torch.ones_like(like[0, 0, 0, :]), 0) - 0.5
+        (mx, my), (sx, sy) = CENTRE_BIAS["mean"], CENTRE_BIAS["sigma"]
+        v, u = (ys / (ys[-1] + 0.5) - my) / sy, (xs / (xs[-1] + 0.5) - mx) / sx
+        return -0.5 * (v[:, None] ** 2 + u[None, :] ** 2)
+
+    def calibrate(self, log_density: torch.Tensor) -> torch.Tensor:
+        """Apply the domain calibration to an N×1×h×w log-density; the identity at its defaults."""
+        x = log_density
+        if self.temperature != 1.0:
+            x = torch.log_softmax(self.temperature * x.flatten(1), dim=1).view_as(x)
+        if self.centre_mix > 0.0:
+            centre = torch.log_softmax(self.centre_bias(x).flatten(), dim=0).view(1, 1, *x.shape[-2:])
+            x = torch.log((1.0 - self.centre_mix) * torch.exp(x) + self.centre_mix * torch.exp(centre))
+        return x
 
     def logits(self, taps: list[torch.Tensor]) -> torch.Tensor:
         """Unnormalised log-density on the first tap's grid, before blur and prior."""
@@ -104,7 +132,7 @@ class Readout(nn.Module):
         x = F.conv2d(x, k.view(1, 1, 1, -1))
         x = F.conv2d(x, k.view(1, 1, -1, 1))
         x = x + self.prior(x)
-        return torch.log_softmax(x.flatten(1), dim=1).view_as(x)
+        return self.calibrate(torch.log_softmax(x.flatten(1), dim=1).view_as(x))
 
 
 class SaliencyNet(nn.Module):
@@ -124,7 +152,8 @@ class SaliencyNet(nn.Module):
         self.readout = Readout([self.backbone.channels[t] for t in taps], hidden, self.stride)
 
     def config(self) -> dict:
-        return {"variant": self.variant, "taps": list(self.taps), "hidden": list(self.readout.hidden)}
+        return {"variant": self.variant, "taps": list(self.taps), "hidden": list(self.readout.hidden),
+                "temperature": self.readout.temperature, "centre_mix": self.readout.centre_mix}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.backbone(x, self.taps))
@@ -164,6 +193,9 @@ def load(name_or_path: str | Path) -> SaliencyNet:
     with safe_open(str(path), "pt") as f:
         cfg = json.loads(f.metadata()["foveal"])
     model = SaliencyNet(cfg["variant"], tuple(cfg["taps"]), tuple(cfg["hidden"]))
+    # Weights saved before the domain calibration existed have none: the identity.
+    model.readout.temperature = float(cfg.get("temperature", 1.0))
+    model.readout.centre_mix = float(cfg.get("centre_mix", 0.0))
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not saved: unused at inference
     if missing or unexpected:
