@@ -338,6 +338,39 @@ def test_concurrent_first_opens_create_the_schema_once(store_url):
         assert conn.execute(sa.select(sa.func.count()).select_from(s.schema_versions)).scalar() == SCHEMA_VERSION
 
 
+def test_connections_racing_to_switch_a_new_sqlite_file_to_wal_all_succeed(tmp_path):
+    """SQLite answers "database is locked" at once, without its busy wait, to one of two connections switching a
+    new file to WAL together (separate processes opening a new store); on the bare driver, eight connections on
+    each of 30 new files hit that several times."""
+    import sqlite3
+    import threading
+
+    from foveal.store.database import BUSY_TIMEOUT_S, _sqlite_connect
+
+    failures = []
+    for k in range(30):
+        path = tmp_path / f"new{k}.db"
+        barrier = threading.Barrier(8)
+
+        def first_connect():
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+            try:
+                barrier.wait(timeout=30)
+                _sqlite_connect(conn, None)  # what every new store connection runs first
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            except sqlite3.OperationalError as exc:
+                failures.append(str(exc))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=first_connect) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert failures == []
+
+
 def test_the_same_new_creative_recorded_by_two_writers_at_once(store_url):
     from concurrent.futures import ThreadPoolExecutor
 

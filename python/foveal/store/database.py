@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -61,10 +62,28 @@ def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     # which fails under concurrency instead of waiting).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, and the writer never blocks readers
+    _wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.close()
+
+
+def _wal(cur: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (readers never block the writer, nor the writer readers), retried while locked.
+
+    Switching needs an exclusive lock; when two connections open a new file at once, SQLite answers one of them
+    "database is locked" at once instead of calling the busy handler (it would otherwise deadlock), so the wait is
+    ours.  WAL is a property of the file: after the first switch this returns at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
