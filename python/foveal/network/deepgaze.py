@@ -105,7 +105,8 @@ class Readout(nn.Module):
         if self.temperature != 1.0:
             x = torch.log_softmax(self.temperature * x.flatten(1), dim=1).view_as(x)
         if self.centre_mix > 0.0:
-            centre = torch.log_softmax(self.centre_bias(x).flatten(), dim=0).view(1, 1, *x.shape[-2:])
+            # Normalised as a 1×(h·w) row: TensorRT's softmax needs two dimensions or more.
+            centre = torch.log_softmax(self.centre_bias(x).reshape(1, -1), dim=1).view(1, 1, *x.shape[-2:])
             x = torch.log((1.0 - self.centre_mix) * torch.exp(x) + self.centre_mix * torch.exp(centre))
         return x
 
