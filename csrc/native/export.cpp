@@ -62,12 +62,17 @@ float checked_max(const float *v, index_t n, const char *what, bool non_negative
     return m;
 }
 
-// q = round(p * k) in float64 (so |p - q * scale| <= scale / 2 holds at 16 bits), capped at `levels`.
+// q = round(p * k) in float64 (so |p - q * scale| <= scale / 2 holds at 16 bits), capped at `levels`, and at least
+// 1 where p > 0. A density's tail is far below max / 510: rounded to 0, half of a typical 8-bit map became holes,
+// and whoever normalises the PNG and takes logs (KLD, information gain) scored the holes, not the model (OSIE val
+// KLD 0.69 from the 8-bit PNG against 0.46 from the map; 0.51 with the floor).
 template <class Q>
 inline void quantize_range(const float *p, index_t n, double k, Q *q) {
     const double levels = static_cast<double>(std::numeric_limits<Q>::max());
-    for (index_t i = 0; i < n; ++i)
-        q[i] = static_cast<Q>(static_cast<std::int32_t>(std::min(levels, std::floor(double{p[i]} * k + 0.5))));
+    for (index_t i = 0; i < n; ++i) {
+        const double v = std::min(levels, std::floor(double{p[i]} * k + 0.5));
+        q[i] = static_cast<Q>(static_cast<std::int32_t>(std::max(v, p[i] > 0.0f ? 1.0 : 0.0)));
+    }
 }
 
 FOVEAL_CLONES

@@ -185,7 +185,9 @@ def quantize(prob: ArrayLike, bits: int = 8) -> tuple[NDArray[np.uint8] | NDArra
     """Quantize ``prob`` float32[H, W] (finite, >= 0) to ``bits`` = 8 or 16.
 
     Returns ``(q, scale)`` with q uint8|uint16[H, W], ``prob ~= q * scale`` within ``scale / 2`` and
-    ``scale = max(prob) / (2**bits - 1)`` (0.0 for an all-zero map).
+    ``scale = max(prob) / (2**bits - 1)`` (0.0 for an all-zero map), except that a positive value below
+    ``scale / 2`` is stored as 1: a pixel is 0 only where ``prob`` is, so a reader that normalises the image and
+    takes logs (KLD, information gain) sees the density's tail, not holes.
     """
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits not in (8, 16):
         raise InputError(f"bits must be 8 or 16, got {bits!r}")

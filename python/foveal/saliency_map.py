@@ -134,8 +134,9 @@ class SaliencyMap:
     def from_png(cls, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> "SaliencyMap":
         """Read a map written by :meth:`to_png` back into probabilities.
 
-        Values are ``pixel * scale``, each within ``scale / 2`` of the original, so the total is 1 only up to that
-        quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are refused from their
+        Values are ``pixel * scale``, each within ``scale / 2`` of the original (within ``scale`` where the original
+        was below ``scale / 2``: those are stored as 1, not 0; :func:`foveal.cpu.quantize`), so the total is 1 only up
+        to that quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are refused from their
         header, like images.
         """
         name, max_pixels = os.fspath(path), checked_max_pixels(max_pixels)
