@@ -4,8 +4,8 @@ The graph as exported from Paddle spells each activation of PPLCNetV3 out in ele
 convolution is followed by a learnable scalar affine (``Mul`` then ``Add``), every hard-swish is ``Add 3``,
 ``Clip 0..6``, ``Mul`` and ``Div 6``.  ONNX Runtime fuses none of them, and these passes over full-size feature
 maps cost about a third of the network's time.  Folding ``conv(x) * a + b`` into the convolution's weights and bias,
-and writing each hard-swish as ONNX's ``HardSwish``, computes the same function (outputs agree to float rounding)
-with far fewer passes.  Done in memory when the detector loads; needs the ``onnx`` package (the detect extra).
+an activation's ``x * a + b`` into the unpadded convolutions it feeds, and writing each hard-swish as ONNX's
+``HardSwish`` computes the same function (outputs agree to float rounding) with far fewer passes.  Done in memory when the detector loads; needs the ``onnx`` package (the detect extra).
 """
 from __future__ import annotations
 
@@ -70,9 +70,32 @@ def folded_graph(path: Path) -> bytes:
         name = conv.output[0]
         weights[name + "_folded_w"] = (w * np.float32(a)).astype(w.dtype)
         weights[name + "_folded_b"] = (bias * np.float32(a) + np.float32(b)).astype(w.dtype)
+        consts.update(weights)  # the next fold may take these weights further
         del conv.input[1:]
         conv.input.extend([name + "_folded_w", name + "_folded_b"])
         conv.output[0] = add.output[0]
+        dropped.update((id(mul), id(add)))
+    for mul in nodes:
+        # an affine after an activation, feeding only unpadded convolutions (pointwise ones): into their weights
+        add = only_user(mul.output[0], "Add") if mul.op_type == "Mul" and id(mul) not in dropped else None
+        k = next((i for i, name in enumerate(mul.input) if scalar(name) is not None), None) if add else None
+        a = scalar(mul.input[k]) if k is not None else None
+        b = scalar(other_input(add, mul.output[0])) if a is not None else None
+        convs = users.get(add.output[0], []) if b is not None else []
+        if not convs or not all(_unpadded(c) and c.input[0] == add.output[0] and c.input[1] in consts
+                                for c in convs):
+            continue
+        for conv in convs:
+            w = consts[conv.input[1]]
+            bias = consts[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], w.dtype)
+            name = conv.output[0]
+            weights[name + "_folded_in_w"] = (w * np.float32(a)).astype(w.dtype)
+            weights[name + "_folded_in_b"] = (bias + np.float32(b) * w.sum(axis=(1, 2, 3))).astype(w.dtype)
+            conv.input[0] = mul.input[1 - k]
+            for stale in conv.input[1:]:
+                weights.pop(stale, None)
+            del conv.input[1:]
+            conv.input.extend([name + "_folded_in_w", name + "_folded_in_b"])
         dropped.update((id(mul), id(add)))
     for div in nodes:
         # x * clip(x + 3, 0, 6) / 6
@@ -103,3 +126,13 @@ def folded_graph(path: Path) -> bytes:
     graph.node.extend(kept)
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in weights.items())
     return model.SerializeToString()
+
+
+def _unpadded(conv) -> bool:
+    """A convolution over the whole input without padding or groups: conv(a x + b) = a conv(x) + b sum(w) exactly
+    (zero padding would see b only inside the image)."""
+    attrs = {a.name: a for a in conv.attribute}
+    pads = list(attrs["pads"].ints) if "pads" in attrs else []
+    auto = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+    group = attrs["group"].i if "group" in attrs else 1
+    return conv.op_type == "Conv" and not any(pads) and auto in ("NOTSET", "VALID") and group == 1
