@@ -263,3 +263,22 @@ def test_folded_text_graph_computes_what_the_paddle_export_does(creatives):
     assert runs[0].shape == runs[1].shape == (1, 1, 224, 288)
     assert np.abs(runs[0] - runs[1]).max() < 1e-4
     assert runs[0].max() > 0.5  # there is text in the crop: the comparison covers confident pixels
+
+
+def test_folded_recognition_graph_reads_what_the_paddle_export_reads(creatives):
+    import onnxruntime as ort
+    from PIL import Image
+
+    from foveal.detect.fold import folded_graph
+    from foveal.detect.models import graph_path
+    from foveal.detect.text import _PACKAGE, _REC_GRAPH
+
+    path = graph_path(_PACKAGE, _REC_GRAPH)
+    # the top-left 48-row strip of every creative, as the reader feeds crops (BGR in [-1, 1], 48 px tall)
+    strips = [np.asarray(Image.open(p).convert("RGB"))[:48, :160, ::-1] for p, _ in creatives]
+    batch = np.stack([np.pad(s, ((0, 0), (0, 160 - s.shape[1]), (0, 0))) for s in strips])
+    x = (batch.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+    original, folded = (ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                        for g in (str(path), folded_graph(path)))
+    assert np.abs(original - folded).max() < 1e-4
+    assert (original.argmax(-1) == folded.argmax(-1)).all()

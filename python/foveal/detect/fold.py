@@ -1,11 +1,12 @@
-"""PP-OCRv4's text detection graph with its scalar affines folded into the convolutions and its hard-swish fused.
+"""PP-OCRv4's text graphs with their scalar affines folded into the convolutions and their hard-swish fused.
 
-The graph as exported from Paddle spells each activation of PPLCNetV3 out in elementwise nodes: every
-convolution is followed by a learnable scalar affine (``Mul`` then ``Add``), every hard-swish is ``Add 3``,
-``Clip 0..6``, ``Mul`` and ``Div 6``.  ONNX Runtime fuses none of them, and these passes over full-size feature
-maps cost about a third of the network's time.  Folding ``conv(x) * a + b`` into the convolution's weights and bias,
-an activation's ``x * a + b`` into the unpadded convolutions it feeds, and writing each hard-swish as ONNX's
-``HardSwish`` computes the same function (outputs agree to float rounding) with far fewer passes.  Done in memory when the detector loads; needs the ``onnx`` package (the detect extra).
+The detection and recognition graphs as exported from Paddle spell each activation of their PPLCNetV3 backbones
+out in elementwise nodes: every convolution is followed by a learnable scalar affine (``Mul`` then ``Add``), every
+hard-swish is ``Add 3``, ``Clip 0..6``, ``Mul`` and ``Div 6``.  ONNX Runtime fuses none of them, and these passes
+over full-size feature maps cost about a quarter of the networks' time.  Folding ``conv(x) * a + b`` into the
+convolution's weights and bias, an activation's ``x * a + b`` into the unpadded convolutions it feeds, and writing
+each hard-swish as ONNX's ``HardSwish`` computes the same function (outputs agree to float rounding) with far
+fewer passes.  Done in memory when the detector loads; needs the ``onnx`` package (the detect extra).
 """
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ class TextReader:
         self.cv2 = require_cv2()
         self.det_short, self.det_long = det_short, det_long
         self._det = session(folded_graph(graph_path(_PACKAGE, _DET_GRAPH)))
-        self._rec = session(graph_path(_PACKAGE, _REC_GRAPH))
+        self._rec = session(folded_graph(graph_path(_PACKAGE, _REC_GRAPH)))
         chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
 
