@@ -282,3 +282,53 @@ def test_folded_recognition_graph_reads_what_the_paddle_export_reads(creatives):
                         for g in (str(path), folded_graph(path)))
     assert np.abs(original - folded).max() < 1e-4
     assert (original.argmax(-1) == folded.argmax(-1)).all()
+
+
+def test_fold_keeps_the_function_and_every_output_the_caller_reads(tmp_path):
+    """A small graph in Paddle's spelling: a padded conv, its scalar affine, a hard-swish chain, an affine and a
+    pointwise conv.  Folded, it computes the same; an intermediate value that is itself a graph output stays."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from foveal.detect.fold import folded_graph
+
+    rng = np.random.default_rng(0)
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.float32)))
+
+    def graph(extra_output: bool) -> Path:
+        nodes = [const("w1", rng.normal(size=(4, 3, 3, 3))), const("b1", rng.normal(size=4)),
+                 const("a", [1.7]), const("c", [-0.3]), const("three", 3.0), const("zero", 0.0), const("six", 6.0),
+                 const("a2", [0.8]), const("c2", [0.25]), const("w2", rng.normal(size=(5, 4, 1, 1))),
+                 helper.make_node("Conv", ["x", "w1", "b1"], ["y1"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Mul", ["a", "y1"], ["y2"]), helper.make_node("Add", ["y2", "c"], ["y3"]),
+                 helper.make_node("Add", ["y3", "three"], ["h1"]),
+                 helper.make_node("Clip", ["h1", "zero", "six"], ["h2"]),
+                 helper.make_node("Mul", ["y3", "h2"], ["h3"]), helper.make_node("Div", ["h3", "six"], ["h4"]),
+                 helper.make_node("Mul", ["a2", "h4"], ["z1"]), helper.make_node("Add", ["z1", "c2"], ["z2"]),
+                 helper.make_node("Conv", ["z2", "w2"], ["y"])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        if extra_output:
+            outputs.append(helper.make_tensor_value_info("z2", TensorProto.FLOAT, None))
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              outputs)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+        model.ir_version = 8
+        path = tmp_path / f"g{int(extra_output)}.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32) * 2
+    for extra in (False, True):
+        path = graph(extra)
+        folded = folded_graph(path)
+        ops = [n.op_type for n in onnx.load_from_string(folded).graph.node if n.op_type != "Constant"]
+        # the affine feeding the pointwise conv folds only when no caller reads its result
+        assert ops == (["Conv", "HardSwish", "Mul", "Add", "Conv"] if extra else ["Conv", "HardSwish", "Conv"])
+        want, got = (ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+                     for g in (str(path), folded))
+        assert len(want) == len(got) == 1 + extra
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -43,6 +43,7 @@ def folded_graph(path: Path) -> bytes:
         for name in node.input:
             users[name].append(node)
     producer = {out: node for node in nodes for out in node.output}
+    outputs = {o.name for o in graph.output}  # a value the caller reads is never folded away
 
     def scalar(name: str) -> float | None:
         value = consts.get(name)
@@ -64,14 +65,14 @@ def folded_graph(path: Path) -> bytes:
         add = mul and only_user(mul.output[0], "Add")
         a = mul and scalar(other_input(mul, conv.output[0]))
         b = add and scalar(other_input(add, mul.output[0]))
-        if a is None or b is None:
+        if a is None or b is None or {conv.output[0], mul.output[0]} & outputs:
             continue
         w = consts[conv.input[1]]
         bias = consts[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], w.dtype)
         name = conv.output[0]
         weights[name + "_folded_w"] = (w * np.float32(a)).astype(w.dtype)
         weights[name + "_folded_b"] = (bias * np.float32(a) + np.float32(b)).astype(w.dtype)
-        consts.update(weights)  # the next fold may take these weights further
+        consts.update(weights)  # the forward fold below may take these weights further
         del conv.input[1:]
         conv.input.extend([name + "_folded_w", name + "_folded_b"])
         conv.output[0] = add.output[0]
@@ -83,8 +84,8 @@ def folded_graph(path: Path) -> bytes:
         a = scalar(mul.input[k]) if k is not None else None
         b = scalar(other_input(add, mul.output[0])) if a is not None else None
         convs = users.get(add.output[0], []) if b is not None else []
-        if not convs or not all(_unpadded(c) and c.input[0] == add.output[0] and c.input[1] in consts
-                                for c in convs):
+        if not convs or {mul.output[0], add.output[0]} & outputs or not all(
+                _unpadded(c) and c.input[0] == add.output[0] and c.input[1] in consts for c in convs):
             continue
         for conv in convs:
             w = consts[conv.input[1]]
@@ -114,7 +115,8 @@ def folded_graph(path: Path) -> bytes:
         if add is None or add.op_type != "Add" or len(users[add.output[0]]) != 1:
             continue
         x = other_input(mul, clip.output[0])
-        if x not in add.input or scalar(other_input(add, x)) != 3.0:
+        if x not in add.input or scalar(other_input(add, x)) != 3.0 or \
+                {add.output[0], clip.output[0], mul.output[0]} & outputs:
             continue
         div.op_type = "HardSwish"
         del div.input[:]
