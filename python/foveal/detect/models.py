@@ -34,8 +34,9 @@ def graph_path(package: str, relative: str) -> Path:
     return path
 
 
-def session(path: Path):
-    """A CPU ONNX Runtime session for ``path``, on as many threads as the Engine's (:func:`foveal.cpu.thread_count`)."""
+def session(graph: Path | bytes):
+    """A CPU ONNX Runtime session for a graph file (or a serialised graph), on as many threads as the Engine's
+    (:func:`foveal.cpu.thread_count`)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -47,7 +48,8 @@ def session(path: Path):
     options.log_severity_level = 3
     options.intra_op_num_threads = cpu.thread_count()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def require_cv2():

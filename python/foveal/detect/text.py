@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fold import folded_graph
 from .models import graph_path, require_cv2, session
 
 _PACKAGE = "rapidocr_onnxruntime"
@@ -64,8 +65,8 @@ class TextReader:
     def __init__(self, det_short: int = 640, det_long: int = 1280) -> None:
         self.cv2 = require_cv2()
         self.det_short, self.det_long = det_short, det_long
-        self._det = session(graph_path(_PACKAGE, _DET_GRAPH))
-        self._rec = session(graph_path(_PACKAGE, _REC_GRAPH))
+        self._det = session(folded_graph(graph_path(_PACKAGE, _DET_GRAPH)))
+        self._rec = session(folded_graph(graph_path(_PACKAGE, _REC_GRAPH)))
         chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
 
@@ -81,9 +82,13 @@ class TextReader:
         rh, rw = self.input_size(h, w)
         scale = rw / w
         small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        # PaddleOCR's graphs were trained on BGR input normalised to [-1, 1].
-        x = (small[:, :, ::-1].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
-        prob = self._det.run(None, {"x": np.ascontiguousarray(x)})[0][0, 0]
+        # PaddleOCR's graphs were trained on BGR input normalised to [-1, 1]; written plane by plane into the
+        # network's layout, without the temporaries of a whole-image expression.
+        x = np.empty((1, 3, rh, rw), np.float32)
+        for plane, channel in enumerate((2, 1, 0)):
+            np.divide(small[:, :, channel], 127.5, out=x[0, plane], dtype=np.float32)
+        x -= 1.0
+        prob = self._det.run(None, {"x": x})[0][0, 0]
         binary = (prob > _PIXEL_THRESHOLD).astype(np.uint8)
         binary = cv2.dilate(binary, np.ones((2, 2), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
