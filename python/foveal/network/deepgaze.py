@@ -83,9 +83,7 @@ class Readout(nn.Module):
 
     def prior(self, like: torch.Tensor) -> torch.Tensor:
         """Log centre prior on the grid of ``like`` (N×1×h×w); built from tensor ops so ONNX shapes stay dynamic."""
-        ys = torch.cumsum(torch.ones_like(like[0, 0, :, 0]), 0) - 0.5  # cell centres 0.5, 1.5, ...
-        xs = torch.cumsum(torch.ones_like(like[0, 0, 0, :]), 0) - 0.5
-        h, w = ys[-1] + 0.5, xs[-1] + 0.5
+        ys, xs, h, w = _cell_centres(like)
         long = torch.maximum(h, w)
         sy, sx = torch.exp(self.log_prior_sigma[1]), torch.exp(self.log_prior_sigma[0])
         v, u = (ys - h / 2) / (long * sy), (xs - w / 2) / (long * sx)
@@ -93,10 +91,9 @@ class Readout(nn.Module):
 
     def centre_bias(self, like: torch.Tensor) -> torch.Tensor:
         """Log of :data:`foveal.metrics.CENTRE_BIAS` on the grid of ``like`` (h×w, unnormalised)."""
-        ys = torch.cumsum(torch.ones_like(like[0, 0, :, 0]), 0) - 0.5
-        xs = torch.cumsum(torch.ones_like(like[0, 0, 0, :]), 0) - 0.5
+        ys, xs, h, w = _cell_centres(like)
         (mx, my), (sx, sy) = CENTRE_BIAS["mean"], CENTRE_BIAS["sigma"]
-        v, u = (ys / (ys[-1] + 0.5) - my) / sy, (xs / (xs[-1] + 0.5) - mx) / sx
+        v, u = (ys / h - my) / sy, (xs / w - mx) / sx
         return -0.5 * (v[:, None] ** 2 + u[None, :] ** 2)
 
     def calibrate(self, log_density: torch.Tensor) -> torch.Tensor:
@@ -158,6 +155,14 @@ class SaliencyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(self.backbone(x, self.taps))
+
+
+def _cell_centres(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row and column cell centres (0.5, 1.5, ...) of the grid of ``like`` (N×C×h×w) and h, w as tensors, built
+    from tensor ops so ONNX shapes stay dynamic."""
+    ys = torch.cumsum(torch.ones_like(like[0, 0, :, 0]), 0) - 0.5
+    xs = torch.cumsum(torch.ones_like(like[0, 0, 0, :]), 0) - 0.5
+    return ys, xs, ys[-1] + 0.5, xs[-1] + 0.5
 
 
 def upsample_corners(y: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
