@@ -19,6 +19,7 @@ import numpy as np
 from foveal import Engine
 from foveal import metrics as M
 from foveal.datasets import load_dataset
+from foveal.geometry import plan
 
 ASPECT = 150 / 800  # a 16:3 strip
 MIN_FIXATIONS = 5
@@ -30,7 +31,6 @@ def main() -> None:
     p.add_argument("--model", default="foveal-lite0")
     args = p.parse_args()
     engine = Engine(args.model, precision="fp32")
-    card = engine.model.input
     ig: dict[str, list[float]] = {"bottom": [], "split": []}
     for name in ("osie", "scene"):
         val = load_dataset(args.data / name).split("val")
@@ -46,9 +46,8 @@ def main() -> None:
                 strip = np.ascontiguousarray(image[top:top + h])
                 xs, ys = fix.x[inside], fix.y[inside] - top
                 centre = M.centre_bias_log_density((h, width))
-                scale = card.working_size / max(h, width)
-                rh = h * scale
-                half = round((-(-rh // card.pad_multiple) * card.pad_multiple - rh) / scale / 2)
+                p = plan(h, width, engine.model)  # the runtime's own resize and padding
+                half = round((p.padded_hw[0] - p.resized_hw[0]) * width / p.resized_hw[1] / 2)
                 split = engine.predict(cv2.copyMakeBorder(strip, half, half, 0, 0, cv2.BORDER_REPLICATE)).prob
                 split = split[half:half + h].astype(np.float64)
                 for key, prob in (("bottom", engine.predict(strip).prob.astype(np.float64)),
