@@ -43,8 +43,9 @@ def full_decode_predict(engine: Engine, data: bytes) -> float:
     """The pre-issue-20 path: full decode, postprocess, then the SAT built by the first box query."""
     pixels = decode(data, engine.max_pixels).pixels
     spec, p = engine.model.input, plan(*pixels.shape[:2], engine.model)
-    grid = engine._backend.run(cpu.preprocess(pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std))[0, 0]
-    prob = cpu.postprocess(grid, p.image_hw, p.valid_hw, engine.blur_sigma)
+    grid = engine._backend.run(cpu.preprocess(pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std,
+                                              p.offset_hw))[0, 0]
+    prob = cpu.postprocess(grid, p.image_hw, p.valid_hw, engine.blur_sigma, p.origin_hw)
     return float(SaliencyMap(prob).box_stats(BOXES)["share"][0])
 
 

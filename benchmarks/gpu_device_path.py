@@ -111,11 +111,11 @@ def stage_post_network(engine: Engine) -> dict[str, Any]:
                       rng.integers(1, 180, 100)], axis=1)
 
     def run() -> np.ndarray:
-        prob = gpu.postprocess_batch(grid, [p.image_hw], [p.valid_hw], engine.blur_sigma)[0]
+        prob = gpu.postprocess_batch(grid, [p.image_hw], [p.valid_hw], engine.blur_sigma, [p.origin_hw])[0]
         return DeviceSaliencyMap(prob).box_stats(boxes)["share"]
 
     flat = cupy.full((1080, 1080), 1.0 / 1080**2, np.float32)
-    parts = {"postprocess": lambda: gpu.postprocess_batch(grid, [p.image_hw], [p.valid_hw], engine.blur_sigma),
+    parts = {"postprocess": lambda: gpu.postprocess_batch(grid, [p.image_hw], [p.valid_hw], engine.blur_sigma, [p.origin_hw]),
              "sat": lambda: gpu.summed_area_table(flat)}
     result = {"all": summary(event_times(run, 500))}
     result.update({k: summary(event_times(fn, 500)) for k, fn in parts.items()})

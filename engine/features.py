@@ -44,29 +44,31 @@ def cache_features(ds: Dataset, variant: str, taps: tuple[int, ...], path: Path,
                    threads: int = 2, log=print) -> dict:
     """Backbone outputs of blocks ``taps`` for every image of ``ds`` and its mirror image, cached at ``path``.
 
-    Returns ``{"ids", "resized", "feats": [[{tap: float16 tensor}, flipped], ...]}``; reuses ``path`` if it
-    holds the same images, variant and working size, and at least these taps.
+    Returns ``{"ids", "resized", "offset", "feats": [[{tap: float16 tensor}, flipped], ...]}``; reuses ``path`` if
+    it holds the same images, variant and working size, and at least these taps.
     """
-    key = {"ids": ds.ids, "variant": variant, "working_size": working_size, "preprocess": "foveal.cpu"}
+    key = {"ids": ds.ids, "variant": variant, "working_size": working_size, "preprocess": "foveal.cpu",
+           "padding": "centred"}
     if path.is_file():
         cached = torch.load(path, weights_only=False)
         if {k: cached["key"].get(k) for k in key} == key and set(taps) <= set(cached["key"]["taps"]):
             return cached
     key["taps"] = list(taps)
     sess, t0 = _session(variant, taps, threads), time.time()
-    feats, resized = [], []
+    feats, resized, offset = [], [], []
     for i in range(len(ds)):
         img = ds.image(i)
         pair = []
         for flip in (False, True):
-            x, rhw = preprocess(img[:, ::-1] if flip else img, working_size)
+            x, p = preprocess(img[:, ::-1] if flip else img, working_size)
             outs = sess.run(None, {"image": x[None]})
             pair.append({t: torch.from_numpy(o[0]).half() for t, o in zip(taps, outs)})
         feats.append(pair)
-        resized.append(rhw)
+        resized.append(p.resized_hw)
+        offset.append(p.offset_hw)
         if (i + 1) % 100 == 0:
             log(f"features {ds.name}: {i + 1}/{len(ds)} images, {time.time() - t0:.0f} s")
-    out = {"key": key, "ids": ds.ids, "resized": resized, "feats": feats}
+    out = {"key": key, "ids": ds.ids, "resized": resized, "offset": offset, "feats": feats}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
     return out

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from foveal import cpu
+from foveal.errors import InputError
 
 SETTINGS = settings(max_examples=25, deadline=None)
 # Sizes that include 1, odd sizes and extreme aspect ratios when drawn in pairs.
@@ -30,12 +31,13 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return w
 
 
-def bilinear_weights(n_in: int, n_out: int, valid: float | None = None) -> np.ndarray:
-    """n_out x n_in interpolation matrix sampling at (o + 0.5) * valid / n_out - 0.5, clamped to [0, n_in - 1]."""
+def bilinear_weights(n_in: int, n_out: int, valid: float | None = None, origin: float = 0.0) -> np.ndarray:
+    """n_out x n_in interpolation matrix sampling at origin + (o + 0.5) * valid / n_out - 0.5, clamped to
+    [0, n_in - 1]."""
     valid = n_in if valid is None else valid
     w = np.zeros((n_out, n_in))
     for o in range(n_out):
-        g = min(max((o + 0.5) * valid / n_out - 0.5, 0.0), n_in - 1.0)
+        g = min(max(origin + (o + 0.5) * valid / n_out - 0.5, 0.0), n_in - 1.0)
         i0 = int(math.floor(g))
         i1 = min(i0 + 1, n_in - 1)
         w[o, i0] += 1.0 - (g - i0)
@@ -47,21 +49,21 @@ def resize_weights(n_in: int, n_out: int) -> np.ndarray:
     return area_weights(n_in, n_out) if n_out < n_in else bilinear_weights(n_in, n_out)
 
 
-def preprocess_ref(image, resized_hw, padded_hw, mean, std):
-    (h, w, _), (rh, rw), (ph, pw) = image.shape, resized_hw, padded_hw
+def preprocess_ref(image, resized_hw, padded_hw, mean, std, offset_hw=(0, 0)):
+    (h, w, _), (rh, rw), (ph, pw), (top, left) = image.shape, resized_hw, padded_hw, offset_hw
     wy, wx = resize_weights(h, rh), resize_weights(w, rw)
     out = np.empty((1, 3, ph, pw))
     for c in range(3):
         plane = (wy @ image[:, :, c].astype(np.float64) @ wx.T - mean[c]) / std[c]
-        out[0, c] = np.pad(plane, ((0, ph - rh), (0, pw - rw)), mode="edge")
+        out[0, c] = np.pad(plane, ((top, ph - rh - top), (left, pw - rw - left)), mode="edge")
     return out
 
 
-def postprocess_ref(grid, out_hw, valid_hw, blur_sigma=0.0):
+def postprocess_ref(grid, out_hw, valid_hw, blur_sigma=0.0, origin_hw=(0.0, 0.0)):
     from scipy.ndimage import gaussian_filter1d
 
-    ay = bilinear_weights(grid.shape[0], out_hw[0], valid_hw[0])
-    ax = bilinear_weights(grid.shape[1], out_hw[1], valid_hw[1])
+    ay = bilinear_weights(grid.shape[0], out_hw[0], valid_hw[0], origin_hw[0])
+    ax = bilinear_weights(grid.shape[1], out_hw[1], valid_hw[1], origin_hw[1])
     v = ay @ grid.astype(np.float64) @ ax.T
     if blur_sigma > 0:
         radius = math.ceil(3 * blur_sigma)
@@ -86,14 +88,16 @@ def random_prob(rng, h, w, dtype=np.float32):
 
 
 @SETTINGS
-@given(h=sizes, w=sizes, rh=sizes, rw=sizes, pad_h=st.integers(0, 9), pad_w=st.integers(0, 9), seed=seeds)
-def test_preprocess_matches_weight_matrices(h, w, rh, rw, pad_h, pad_w, seed):
+@given(h=sizes, w=sizes, rh=sizes, rw=sizes, pad_h=st.integers(0, 9), pad_w=st.integers(0, 9),
+       before=st.tuples(st.floats(0, 1), st.floats(0, 1)), seed=seeds)
+def test_preprocess_matches_weight_matrices(h, w, rh, rw, pad_h, pad_w, before, seed):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     mean, std = rng.uniform(0, 255, 3), rng.uniform(0.5, 255, 3)
-    got = cpu.preprocess(image, (rh, rw), (rh + pad_h, rw + pad_w), mean, std)
+    offset = (round(pad_h * before[0]), round(pad_w * before[1]))
+    got = cpu.preprocess(image, (rh, rw), (rh + pad_h, rw + pad_w), mean, std, offset)
     assert got.dtype == np.float32 and got.shape == (1, 3, rh + pad_h, rw + pad_w)
-    ref = preprocess_ref(image, (rh, rw), (rh + pad_h, rw + pad_w), mean, std)
+    ref = preprocess_ref(image, (rh, rw), (rh + pad_h, rw + pad_w), mean, std, offset)
     # Compare on the 0..255 scale: float32 accumulation over the taps.
     np.testing.assert_allclose(got * std[:, None, None], ref * std[:, None, None], atol=2e-3, rtol=0)
 
@@ -124,22 +128,39 @@ def test_preprocess_identity_and_constant_image():
     np.testing.assert_allclose(cpu.preprocess(flat, (7, 1), (7, 1), (100, 0, 0), (2, 1, 1)), expected, rtol=1e-5)
 
 
+def test_preprocess_centred_in_its_padding():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    got = cpu.preprocess(image, (5, 6), (9, 7), (0, 0, 0), (1, 1, 1), (2, 1))[0]
+    np.testing.assert_array_equal(got[:, 2:7, 1:7], image.transpose(2, 0, 1))
+    for row in (0, 1):  # padding above repeats the first row, below the last, left the first column
+        np.testing.assert_array_equal(got[:, row, 1:], image[0].T)
+    for row in (7, 8):
+        np.testing.assert_array_equal(got[:, row, 1:], image[4].T)
+    np.testing.assert_array_equal(got[:, :, 0], got[:, :, 1])
+    for offset in ((5, 0), (0, 2), (-1, 0)):
+        with pytest.raises(InputError, match="offset_hw must place the resized image inside the padding"):
+            cpu.preprocess(image, (5, 6), (9, 7), (0, 0, 0), (1, 1, 1), offset)
+
+
 # ---- postprocess ------------------------------------------------------------------------------------------------
 
 
 @SETTINGS
 @given(
     gh=st.integers(1, 24), gw=st.integers(1, 24), h=sizes, w=sizes, fill_h=st.floats(0.3, 1.0),
-    fill_w=st.floats(0.3, 1.0), blur=st.sampled_from([0.0, 0.4, 1.5, 7.0]), offset=st.floats(-50, 50), seed=seeds,
+    fill_w=st.floats(0.3, 1.0), blur=st.sampled_from([0.0, 0.4, 1.5, 7.0]), offset=st.floats(-50, 50),
+    before=st.tuples(st.floats(0, 1), st.floats(0, 1)), seed=seeds,
 )
-def test_postprocess_matches_reference(gh, gw, h, w, fill_h, fill_w, blur, offset, seed):
+def test_postprocess_matches_reference(gh, gw, h, w, fill_h, fill_w, blur, offset, before, seed):
     rng = np.random.default_rng(seed)
     grid = (rng.normal(0, 3, (gh, gw)) + offset).astype(np.float32)
     valid = (gh * fill_h, gw * fill_w)
-    got = cpu.postprocess(grid, (h, w), valid, blur_sigma=blur)
+    origin = (gh * (1 - fill_h) * before[0], gw * (1 - fill_w) * before[1])
+    got = cpu.postprocess(grid, (h, w), valid, blur_sigma=blur, origin_hw=origin)
     assert got.dtype == np.float32 and got.shape == (h, w)
     assert abs(got.sum(dtype=np.float64) - 1.0) < 1e-6
-    ref = postprocess_ref(grid, (h, w), valid, blur)
+    ref = postprocess_ref(grid, (h, w), valid, blur, origin)
     np.testing.assert_allclose(got, ref, rtol=5e-5, atol=1e-6 / (h * w))
 
 

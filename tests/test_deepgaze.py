@@ -12,7 +12,9 @@ ort = pytest.importorskip("onnxruntime")
 from engine import deepgaze  # noqa: E402
 from engine.backbone import pretrained  # noqa: E402
 from foveal.network.backbone import EfficientNetLite  # noqa: E402
-from foveal.network.training import upsample  # noqa: E402
+from foveal.network import training  # noqa: E402
+from foveal.datasets import Fixations  # noqa: E402
+from foveal.geometry import layout  # noqa: E402
 from foveal import cpu  # noqa: E402
 from foveal.models import MODELS_DIR, load_card  # noqa: E402
 
@@ -176,12 +178,46 @@ def test_domain_calibration_flattens_and_mixes_in_the_centre_bias(tmp_path: Path
     np.testing.assert_allclose(onnx_out, got.numpy(), atol=1e-4, rtol=0)
 
 
-def test_training_postprocess_matches_the_runtime_kernel() -> None:
-    rng = np.random.default_rng(0)
-    logd = rng.normal(size=(36, 48)).astype(np.float32)
-    for out_hw, resized in (((600, 800), (288, 384)), ((123, 457), (103, 384)), ((40, 30), (384, 288))):
-        want = cpu.postprocess(logd, out_hw, (resized[0] / 8, resized[1] / 8))
-        np.testing.assert_allclose(upsample(logd, resized, out_hw, 8), want, rtol=1e-4, atol=1e-9)
+class _OneFixation:
+    """The two methods of a Dataset that ``items_of`` reads: one image of ``shape`` fixated once at (x, y)."""
+
+    def __init__(self, shape: tuple[int, int], x: float, y: float) -> None:
+        self.shape_hw, self.fix = shape, Fixations.from_arrays([x], [y])
+
+    def __len__(self) -> int:
+        return 1
+
+    def shape(self, i: int) -> tuple[int, int]:
+        return self.shape_hw
+
+    def fixations(self, i: int) -> Fixations:
+        return self.fix
+
+
+@pytest.mark.parametrize("shape", [(90, 728), (728, 90), (600, 800), (250, 300)])
+def test_training_scores_a_fixation_where_the_runtime_map_puts_its_cell(shape: tuple[int, int]) -> None:
+    # Training and the runtime must place the image on the padded grid alike: a grid that is high on exactly the
+    # cell training bins a fixation into must give the runtime map's mass around that fixation.
+    h, w = shape
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x, p = training.preprocess(image)
+    runtime = layout(h, w, 384, 32, 8)
+    assert p.offset_hw == runtime.offset_hw and p.resized_hw == runtime.resized_hw
+    np.testing.assert_array_equal(x, cpu.preprocess(image, runtime.resized_hw, runtime.padded_hw, [127.0] * 3,
+                                                    [128.0] * 3, runtime.offset_hw)[0])
+    gh, gw = runtime.padded_hw[0] // 8, runtime.padded_hw[1] // 8
+    for fx, fy in ((0.5, 0.5), (w - 1.0, h - 1.0), (w * 0.3, h * 0.7)):
+        cache = {"resized": [p.resized_hw], "offset": [p.offset_hw],
+                 "feats": [[{0: torch.zeros(1, gh, gw)}]]}
+        (item,), = training.items_of(_OneFixation(shape, fx, fy), cache, (False,), 8)
+        rows, cols = item.cells
+        cell = int(item.fixation_cells[0])
+        grid = np.full((gh, gw), -30.0, np.float32)
+        grid[rows.start + cell // (cols.stop - cols.start), cols.start + cell % (cols.stop - cols.start)] = 0.0
+        prob = cpu.postprocess(grid, (h, w), runtime.valid_hw, 0.0, runtime.origin_hw)
+        py, px = np.unravel_index(np.argmax(prob), prob.shape)
+        # The map's peak lies within half a cell (in image pixels) of the fixation.
+        assert abs(py - fy) <= 4 * h / runtime.resized_hw[0] + 1 and abs(px - fx) <= 4 * w / runtime.resized_hw[1] + 1
 
 
 @shipped

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 import foveal
+import foveal.geometry
 from foveal import Engine, InputError, SaliencyMap
 from foveal.backends import resolve
 
@@ -37,6 +38,28 @@ def test_extreme_aspects(engine, hw):
     image = np.random.default_rng(0).integers(0, 255, (*hw, 3), dtype=np.uint8)
     smap = engine.predict(image)
     assert smap.shape == hw and abs(smap.total - 1) < 1e-5
+
+
+@pytest.mark.parametrize("hw", [(90, 728), (728, 90)])
+def test_banner_maps_centre_where_the_banner_does(engine, hw):
+    """A featureless banner is mostly padding on the network's input. itti-koch's map of it is its centre prior,
+    laid out on the padded input; the padding is split around the image, so the map's mass centres on the
+    banner's middle (with the padding after the image it sat at 51.6 of 90 rows)."""
+    smap = engine.predict(np.full((*hw, 3), 128, np.uint8))
+    axis = 0 if hw[0] < hw[1] else 1  # the banner's short side
+    profile = smap.prob.sum(axis=1 - axis, dtype=np.float64)
+    centroid = float(profile @ np.arange(hw[axis])) / float(profile.sum())
+    assert abs(centroid - (hw[axis] - 1) / 2) < 0.02 * hw[axis]
+
+
+@pytest.mark.parametrize("hw", [(90, 728), (250, 300), (628, 1200), (1080, 1080), (1920, 1080), (1, 5000), (33, 7)])
+def test_plan_centres_the_image_on_the_input(engine, hw):
+    p = foveal.geometry.plan(*hw, engine.model)
+    for axis in (0, 1):
+        before = p.offset_hw[axis]
+        after = p.padded_hw[axis] - p.resized_hw[axis] - before
+        assert 0 <= before <= after <= before + 1
+        assert p.origin_hw[axis] == before / engine.model.stride
 
 
 def test_box_queries_match_numpy(engine, rgb):

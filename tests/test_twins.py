@@ -60,20 +60,23 @@ def image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 # Preprocess: float32 accumulation in a different order; values are O(1) after normalisation.
-@pytest.mark.parametrize("hw, resized, padded", [
-    ((1, 1), (1, 1), (32, 32)),          # 1x1, all padding
-    ((1, 1), (5, 3), (32, 32)),          # enlarge a single pixel
-    ((37, 53), (37, 53), (64, 64)),      # identity size, odd
-    ((37, 53), (19, 27), (32, 32)),      # area shrink, non-integer ratio
-    ((29, 31), (77, 83), (96, 96)),      # bilinear enlarge
-    ((3000, 4000), (288, 384), (288, 384)),  # large photo to the working size
-    ((2048, 512), (384, 96), (384, 96)),     # 4:1
-    ((5, 997), (1, 384), (32, 384)),         # extreme aspect: short side clamped to 1
+@pytest.mark.parametrize("hw, resized, padded, offset", [
+    ((1, 1), (1, 1), (32, 32), (0, 0)),          # 1x1, all padding
+    ((1, 1), (1, 1), (32, 32), (15, 31)),        # 1x1 at the far corner
+    ((1, 1), (5, 3), (32, 32), (13, 14)),        # enlarge a single pixel
+    ((37, 53), (37, 53), (64, 64), (13, 5)),     # identity size, odd, padding on all sides
+    ((37, 53), (19, 27), (32, 32), (0, 0)),      # area shrink, non-integer ratio
+    ((29, 31), (77, 83), (96, 96), (9, 6)),      # bilinear enlarge
+    ((3000, 4000), (288, 384), (288, 384), (0, 0)),  # large photo to the working size
+    ((2048, 512), (384, 96), (384, 96), (0, 0)),     # 4:1
+    ((5, 997), (1, 384), (32, 384), (15, 0)),        # extreme aspect: short side clamped to 1, centred
+    ((90, 728), (47, 384), (64, 384), (8, 0)),       # a 728x90 banner as the plan places it
 ])
-def test_preprocess(twin, hw, resized, padded) -> None:
+def test_preprocess(twin, hw, resized, padded, offset) -> None:
     fits(twin, hw[0] * hw[1] // 16, padded[0] * padded[1])
     img = image(*hw)
-    twins(lambda k: k.preprocess(img, resized, padded, IMAGENET_MEAN, IMAGENET_STD), twin, rtol=1e-5, atol=2e-5)
+    twins(lambda k: k.preprocess(img, resized, padded, IMAGENET_MEAN, IMAGENET_STD, offset), twin, rtol=1e-5,
+          atol=2e-5)
 
 
 def test_preprocess_fp16_rounds_the_float32_result(twin) -> None:
@@ -87,10 +90,14 @@ def test_preprocess_fp16_rounds_the_float32_result(twin) -> None:
 def test_preprocess_batch_matches_one_by_one(twin) -> None:
     images = [image(50, 70, 1), image(700, 300, 2), image(1, 1, 3), twin.xp.asarray(image(33, 33, 4))]
     resized = [(46, 64), (64, 28), (1, 1), (64, 64)]
-    batch = twin.xp.asnumpy(twin.k.preprocess_batch(images, resized, (64, 64), IMAGENET_MEAN, IMAGENET_STD))
-    for i, (img, r) in enumerate(zip(images, resized)):
-        expected = cpu.preprocess(twin.xp.asnumpy(img), r, (64, 64), IMAGENET_MEAN, IMAGENET_STD)
+    offsets = [(9, 0), (0, 18), (63, 2), (0, 0)]  # each image placed where its own plan puts it
+    batch = twin.xp.asnumpy(twin.k.preprocess_batch(images, resized, (64, 64), IMAGENET_MEAN, IMAGENET_STD,
+                                                    offsets))
+    for i, (img, r, o) in enumerate(zip(images, resized, offsets)):
+        expected = cpu.preprocess(twin.xp.asnumpy(img), r, (64, 64), IMAGENET_MEAN, IMAGENET_STD, o)
         np.testing.assert_allclose(batch[i:i + 1], expected, rtol=1e-5, atol=2e-5)
+    with pytest.raises(ValueError, match="offset_hw must place the resized image inside the padding"):
+        twin.k.preprocess_batch(images[:1], resized[:1], (64, 64), IMAGENET_MEAN, IMAGENET_STD, [(19, 0)])
 
 
 def log_density(gh: int, gw: int, seed: int = 0, scale: float = 4.0) -> np.ndarray:
@@ -98,21 +105,22 @@ def log_density(gh: int, gw: int, seed: int = 0, scale: float = 4.0) -> np.ndarr
 
 
 # Postprocess: both sum exp in float64; exp and interpolation differ by a few ulp of values up to ~20.
-@pytest.mark.parametrize("grid, out_hw, valid_hw, sigma", [
-    ((1, 1), (1, 1), (1.0, 1.0), 0.0),
-    ((1, 1), (7, 5), (0.3, 0.9), 2.0),
-    ((3, 5), (1, 1), (2.5, 4.0), 0.0),
-    ((24, 24), (383, 517), (17.9, 24.0), 0.0),
-    ((24, 24), (383, 517), (17.9, 24.0), 3.5),
-    ((24, 6), (4000, 1000), (24.0, 6.0), 0.0),
-    ((24, 32), (1080, 1920), (22.5, 32.0), 8.0),
+@pytest.mark.parametrize("grid, out_hw, valid_hw, sigma, origin_hw", [
+    ((1, 1), (1, 1), (1.0, 1.0), 0.0, (0.0, 0.0)),
+    ((1, 1), (7, 5), (0.3, 0.9), 2.0, (0.35, 0.05)),
+    ((3, 5), (1, 1), (2.5, 4.0), 0.0, (0.25, 0.5)),
+    ((24, 24), (383, 517), (17.9, 24.0), 0.0, (3.05, 0.0)),
+    ((24, 24), (383, 517), (17.9, 24.0), 3.5, (3.05, 0.0)),
+    ((24, 6), (4000, 1000), (24.0, 6.0), 0.0, (0.0, 0.0)),
+    ((24, 32), (1080, 1920), (22.5, 32.0), 8.0, (0.75, 0.0)),
+    ((8, 48), (90, 728), (5.875, 48.0), 0.0, (1.0, 0.0)),   # a 728x90 banner as the plan places it
 ])
-def test_postprocess(twin, grid, out_hw, valid_hw, sigma) -> None:
+def test_postprocess(twin, grid, out_hw, valid_hw, sigma, origin_hw) -> None:
     fits(twin, out_hw[0] * out_hw[1])
     ld = log_density(*grid)
 
     def body(k):
-        prob = k.postprocess(ld, out_hw, valid_hw, sigma)
+        prob = k.postprocess(ld, out_hw, valid_hw, sigma, origin_hw)
         assert abs(float(prob.astype(np.float64).sum()) - 1.0) < 1e-6
         return prob
 
@@ -123,10 +131,11 @@ def test_postprocess_batch_matches_one_by_one(twin) -> None:
     grids = np.stack([log_density(12, 16, s) for s in range(4)])[:, None]  # the network's N x 1 x h x w
     out_hws = [(90, 120), (1, 1), (301, 77), (12, 16)]
     valid_hws = [(11.25, 15.0), (1.0, 1.0), (12.0, 3.1), (12.0, 16.0)]
+    origin_hws = [(0.375, 0.5), (5.5, 7.5), (0.0, 6.45), (0.0, 0.0)]
     for sigma in (0.0, 1.5):
-        maps = twin.k.postprocess_batch(twin.xp.asarray(grids), out_hws, valid_hws, sigma)
+        maps = twin.k.postprocess_batch(twin.xp.asarray(grids), out_hws, valid_hws, sigma, origin_hws)
         for i, prob in enumerate(maps):
-            expected = cpu.postprocess(grids[i, 0], out_hws[i], valid_hws[i], sigma)
+            expected = cpu.postprocess(grids[i, 0], out_hws[i], valid_hws[i], sigma, origin_hws[i])
             np.testing.assert_allclose(twin.xp.asnumpy(prob), expected, rtol=1e-4, atol=1e-12)
 
 

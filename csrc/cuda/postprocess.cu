@@ -1,10 +1,10 @@
 // Postprocess, GPU twin of csrc/native's postprocess, batched over maps of different output sizes:
-// log-density grid (shifted by its max) -> bilinear upsample of the valid region -> optional separable Gaussian
+// log-density grid (shifted by its max) -> bilinear upsample of the image's window -> optional separable Gaussian
 // blur (vertical, then horizontal, as the CPU) -> softmax.
 //
 // Every kernel runs on a (blocks, maps) grid and strides over its map's pixels. Per map, desc holds int64
-// {H, W, offset of the map in the flat output}, valid holds double {valid_h, valid_w} in grid cells and gmax the
-// grid's max.
+// {H, W, offset of the map in the flat output}, window holds double {top, left, height, width}, the image's region
+// of the grid in cells, and gmax the grid's max.
 // Softmax is three passes (block max, block sum of exp in double, normalise); the per-block partials are combined
 // in a fixed order by every block, so results are deterministic and every map sums to 1 within float rounding.
 // Without blur the passes sample the grid on the fly ("sampled"), so the map is written exactly once; with blur
@@ -17,7 +17,7 @@ struct Maps {
   const float* grid;  // N x gh x gw log-density
   int gh, gw;
   const long long* desc;
-  const double* valid;
+  const double* window;
   const float* gmax;  // per map: the grid's max
 };
 
@@ -31,13 +31,14 @@ struct Map {
         offset(desc[3 * blockIdx.y + 2]), size((long long)H * W) {}
 };
 
-// Output pixel (Y, X) samples the grid at g = (Y + 0.5) * valid_h / H - 0.5 (likewise x), clamped to the grid,
+// Output pixel (Y, X) samples the grid at g = top + (Y + 0.5) * height / H - 0.5 (likewise x), clamped to the grid,
 // after shifting the grid by its max (gmax[n]) as the CPU does: values near zero keep more float precision.
 __device__ __forceinline__ float sample(const Maps& m, const Map& map, long long i) {
   const int n = map.n, Y = int(i / map.W), X = int(i - (long long)Y * map.W);
   const float* g = m.grid + (long long)n * m.gh * m.gw;
-  const double gy = fmin(fmax((Y + 0.5) * (m.valid[2 * n] / map.H) - 0.5, 0.0), double(m.gh - 1));
-  const double gx = fmin(fmax((X + 0.5) * (m.valid[2 * n + 1] / map.W) - 0.5, 0.0), double(m.gw - 1));
+  const double* win = m.window + 4 * n;
+  const double gy = fmin(fmax(win[0] + (Y + 0.5) * (win[2] / map.H) - 0.5, 0.0), double(m.gh - 1));
+  const double gx = fmin(fmax(win[1] + (X + 0.5) * (win[3] / map.W) - 0.5, 0.0), double(m.gw - 1));
   const int y0 = int(gy), x0 = int(gx);
   const int y1 = min(y0 + 1, m.gh - 1), x1 = min(x0 + 1, m.gw - 1);
   const float ty = float(gy - y0), tx = float(gx - x0), shift = m.gmax[n];
@@ -123,8 +124,8 @@ __device__ void blur(const float* in, const long long* desc, const float* taps, 
 }  // namespace
 
 #define FOVEAL_MAPS_ARGS \
-  const float *grid, int gh, int gw, const long long *desc, const double *valid, const float *gmax
-#define FOVEAL_MAPS Maps{grid, gh, gw, desc, valid, gmax}
+  const float *grid, int gh, int gw, const long long *desc, const double *window, const float *gmax
+#define FOVEAL_MAPS Maps{grid, gh, gw, desc, window, gmax}
 
 extern "C" __global__ void upsample_log_density(FOVEAL_MAPS_ARGS, float* out) {
   const Maps m = FOVEAL_MAPS;

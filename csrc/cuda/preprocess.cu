@@ -1,6 +1,6 @@
 // Fused preprocess, GPU twin of csrc/native's preprocess: uint8 HWC RGB -> resize -> x * scale + offset
 // (scale = 1/std, offset = -mean/std, as the CPU computes them) -> NCHW,
-// edge-padded bottom/right, for a whole batch in one launch (blockIdx.z = image).
+// placed at a per-image offset inside edge padding, for a whole batch in one launch (blockIdx.z = image).
 //
 // Resize conventions (per axis, as on the CPU): area average when shrinking, output cell o covering input
 // [o*s, (o+1)*s) with s = in/out, each input pixel weighted by its overlap; bilinear when enlarging (or equal),
@@ -48,7 +48,7 @@ __device__ void store<float>(float* p, float v) { *p = v; }
 template <>
 __device__ void store<unsigned short>(unsigned short* p, float v) { *p = foveal::float_to_half_bits(v); }
 
-// desc: per image int64 {device pointer to uint8 HxWx3, H, W, resized H, resized W}.
+// desc: per image int64 {device pointer to uint8 HxWx3, H, W, resized H, resized W, top, left}.
 template <typename Out>
 __device__ void preprocess(const long long* __restrict__ desc, int hp, int wp, float k0, float k1, float k2,
                            float b0, float b1, float b2, Out* __restrict__ out) {
@@ -56,11 +56,11 @@ __device__ void preprocess(const long long* __restrict__ desc, int hp, int wp, f
   const int y = blockIdx.y * blockDim.y + threadIdx.y;
   const int n = blockIdx.z;
   if (x >= wp || y >= hp) return;
-  const long long* d = desc + 5 * n;
+  const long long* d = desc + 7 * n;
   const unsigned char* img = reinterpret_cast<const unsigned char*>(d[0]);
-  const int h = int(d[1]), w = int(d[2]), rh = int(d[3]), rw = int(d[4]);
-  // Edge padding repeats the last resized row/column.
-  const Taps ty(min(y, rh - 1), h, rh), tx(min(x, rw - 1), w, rw);
+  const int h = int(d[1]), w = int(d[2]), rh = int(d[3]), rw = int(d[4]), top = int(d[5]), left = int(d[6]);
+  // Edge padding repeats the first or last resized row/column.
+  const Taps ty(min(max(y - top, 0), rh - 1), h, rh), tx(min(max(x - left, 0), rw - 1), w, rw);
   float r = 0.f, g = 0.f, bl = 0.f;
   for (int iy = ty.first; iy <= ty.last; ++iy) {
     const float wy = ty.weight(iy);

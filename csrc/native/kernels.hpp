@@ -10,18 +10,24 @@
 namespace foveal {
 
 // uint8 RGB HWC (h x w) -> float32 planar 3 x ph x pw: resized to rh x rw (area average when shrinking,
-// half-pixel bilinear when enlarging, per axis), (x - mean) / stddev, edge-replicated into the padding.
+// half-pixel bilinear when enlarging, per axis), (x - mean) / stddev, placed with its top-left corner at
+// (top, left) and edge-replicated into the padding on every side.
 void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, index_t rw, index_t ph, index_t pw,
-                const double mean[3], const double stddev[3], float *out);
+                index_t top, index_t left, const double mean[3], const double stddev[3], float *out);
 
-// float32 log-density grid (gh x gw) -> float32 probability map (h x w) summing to one.
-void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+// The image's region of the network's output grid, in (fractional) grid cells.
+struct Window {
+    double top, left, height, width;
+};
+
+// float32 log-density grid (gh x gw) -> float32 probability map (h x w) summing to one: the window upsampled.
+void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out);
 
 // postprocess, and the summed-area table of its output (as summed_area_table gives it) in the same pass as the
 // normalisation: the map is read once more instead of twice.
-void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h,
-                     double valid_w, double blur_sigma, float *out, double *sat);
+void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
+                     double blur_sigma, float *out, double *sat);
 
 // Summed-area table (h+1) x (w+1) of an h x w map, zero top row and left column.
 void summed_area_table(const float *map, index_t h, index_t w, double *sat);

@@ -86,7 +86,8 @@ PYBIND11_MODULE(_native, m) {
     m.def(
         "preprocess",
         [](const carray<std::uint8_t> &image, std::pair<index_t, index_t> resized_hw,
-           std::pair<index_t, index_t> padded_hw, std::array<double, 3> mean, std::array<double, 3> std) {
+           std::pair<index_t, index_t> padded_hw, std::array<double, 3> mean, std::array<double, 3> std,
+           std::pair<index_t, index_t> offset_hw) {
             require_image(image, "image");
             // Sizes are checked by the kernel; clamping keeps a bad size from failing in the allocator first.
             auto out = new_array<float>({1, 3, std::max<index_t>(padded_hw.first, 0),
@@ -95,32 +96,36 @@ PYBIND11_MODULE(_native, m) {
             float *dst = out.mutable_data();
             py::gil_scoped_release release;
             foveal::preprocess(src, image.shape(0), image.shape(1), resized_hw.first, resized_hw.second,
-                               padded_hw.first, padded_hw.second, mean.data(), std.data(), dst);
+                               padded_hw.first, padded_hw.second, offset_hw.first, offset_hw.second, mean.data(),
+                               std.data(), dst);
             return out;
         },
         py::arg("image"), py::arg("resized_hw"), py::arg("padded_hw"), py::arg("mean"), py::arg("std"),
-        "uint8[H, W, 3] RGB -> float32[1, 3, Hp, Wp]: resized, (x - mean) / std, edge-padded.");
+        py::arg("offset_hw"), "uint8[H, W, 3] RGB -> float32[1, 3, Hp, Wp]: resized, (x - mean) / std, placed at "
+        "offset_hw inside edge padding.");
 
     m.def(
         "postprocess",
         [](const carray<float> &log_density, std::pair<index_t, index_t> out_hw, std::pair<double, double> valid_hw,
-           double blur_sigma) {
+           double blur_sigma, std::pair<double, double> origin_hw) {
+            const foveal::Window window{origin_hw.first, origin_hw.second, valid_hw.first, valid_hw.second};
             require_2d(log_density, "log_density", "(h, w)");
             auto out = new_array<float>({std::max<index_t>(out_hw.first, 0), std::max<index_t>(out_hw.second, 0)});
             const float *src = log_density.data();
             float *dst = out.mutable_data();
             py::gil_scoped_release release;
-            foveal::postprocess(src, log_density.shape(0), log_density.shape(1), out_hw.first, out_hw.second,
-                                valid_hw.first, valid_hw.second, blur_sigma, dst);
+            foveal::postprocess(src, log_density.shape(0), log_density.shape(1), out_hw.first, out_hw.second, window,
+                                blur_sigma, dst);
             return out;
         },
-        py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma") = 0.0,
+        py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma"), py::arg("origin_hw"),
         "float32[h, w] log-density -> float32[H, W] probability map summing to 1.");
 
     m.def(
         "postprocess_sat",
         [](const carray<float> &log_density, std::pair<index_t, index_t> out_hw, std::pair<double, double> valid_hw,
-           double blur_sigma) {
+           double blur_sigma, std::pair<double, double> origin_hw) {
+            const foveal::Window window{origin_hw.first, origin_hw.second, valid_hw.first, valid_hw.second};
             require_2d(log_density, "log_density", "(h, w)");
             const index_t h = std::max<index_t>(out_hw.first, 0), w = std::max<index_t>(out_hw.second, 0);
             auto out = new_array<float>({h, w});
@@ -131,11 +136,11 @@ PYBIND11_MODULE(_native, m) {
             {
                 py::gil_scoped_release release;
                 foveal::postprocess_sat(src, log_density.shape(0), log_density.shape(1), out_hw.first,
-                                        out_hw.second, valid_hw.first, valid_hw.second, blur_sigma, dst, table);
+                                        out_hw.second, window, blur_sigma, dst, table);
             }
             return py::make_tuple(out, sat);
         },
-        py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma") = 0.0,
+        py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma"), py::arg("origin_hw"),
         "postprocess and the summed-area table of its output, from one read of the map: (prob, sat).");
 
     m.def("summed_area_table", &summed_area_table<float>, py::arg("prob"));

@@ -1,4 +1,4 @@
-// Log-density grid -> probability map: bilinear upsample of the valid region, optional Gaussian blur, softmax.
+// Log-density grid -> probability map: bilinear upsample of the image's window, optional Gaussian blur, softmax.
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -14,21 +14,21 @@ constexpr index_t kRowChunk = 16;
 // float underflow, and every value exp drops (below shift - 88) is under e^-68 of the largest.
 constexpr float kMaxShiftSlack = 20.0f;
 
-// Bilinear taps for output index o on a grid axis of `cells` values: grid coordinate (o+0.5)*valid/out - 0.5,
-// clamped to the grid.
+// Bilinear taps for output index o on a grid axis of `cells` values: grid coordinate
+// origin + (o+0.5)*valid/out - 0.5, clamped to the grid.
 struct Taps {
     std::vector<index_t> i0, i1;
     std::vector<float> frac;
 };
 
-Taps bilinear_taps(index_t out_size, double valid, index_t cells) {
+Taps bilinear_taps(index_t out_size, double origin, double valid, index_t cells) {
     Taps t;
     t.i0.resize(static_cast<std::size_t>(out_size));
     t.i1.resize(static_cast<std::size_t>(out_size));
     t.frac.resize(static_cast<std::size_t>(out_size));
     const double step = valid / static_cast<double>(out_size);
     for (index_t o = 0; o < out_size; ++o) {
-        double g = (o + 0.5) * step - 0.5;
+        double g = origin + (o + 0.5) * step - 0.5;
         g = std::min<double>(std::max(g, 0.0), static_cast<double>(cells - 1));
         const index_t i0 = static_cast<index_t>(std::floor(g));
         t.i0[o] = i0;
@@ -181,15 +181,17 @@ void gaussian_blur(float *map, index_t h, index_t w, double sigma, float *chunk_
 }
 
 // Upsampled (and blurred) exp of the log-density, unnormalised, into `out`; returns its float64 total.
-double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                double blur_sigma, float *out) {
     require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
                                     std::to_string(gw));
     require(h >= 1 && w >= 1, "out_hw must be at least (1, 1), got (" + std::to_string(h) + ", " +
                                   std::to_string(w) + ")");
-    require(std::isfinite(valid_h) && std::isfinite(valid_w) && valid_h > 0.0 && valid_w > 0.0,
-            "valid_hw must be positive and finite, got (" + std::to_string(valid_h) + ", " +
-                std::to_string(valid_w) + ")");
+    require(std::isfinite(window.height) && std::isfinite(window.width) && window.height > 0.0 && window.width > 0.0,
+            "valid_hw must be positive and finite, got (" + std::to_string(window.height) + ", " +
+                std::to_string(window.width) + ")");
+    require(std::isfinite(window.top) && std::isfinite(window.left),
+            "origin_hw must be finite, got (" + std::to_string(window.top) + ", " + std::to_string(window.left) + ")");
     require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
             "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
 
@@ -202,7 +204,8 @@ double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, 
                                         std::to_string(i / gw) + ", " + std::to_string(i % gw) + ")");
         grid_max = std::max(grid_max, grid[i]);
     }
-    const Taps ty = bilinear_taps(h, valid_h, gh), tx = bilinear_taps(w, valid_w, gw);
+    const Taps ty = bilinear_taps(h, window.top, window.height, gh);
+    const Taps tx = bilinear_taps(w, window.left, window.width, gw);
     std::vector<float> cols(static_cast<std::size_t>(gh * w));  // grid rows interpolated along x
     parallel_for(gh, std::max<index_t>(1, (1 << 16) / w), [&](index_t g0, index_t g1) {
         for (index_t gy = g0; gy < g1; ++gy) {
@@ -260,15 +263,15 @@ double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, 
 
 }  // namespace
 
-void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h, double valid_w,
+void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out) {
-    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, valid_h, valid_w, blur_sigma, out));
+    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, window, blur_sigma, out));
     parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
 }
 
-void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, double valid_h,
-                     double valid_w, double blur_sigma, float *out, double *sat) {
-    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, valid_h, valid_w, blur_sigma, out));
+void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
+                     double blur_sigma, float *out, double *sat) {
+    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, window, blur_sigma, out));
     scaled_summed_area_table(out, h, w, inv, sat);
 }
 

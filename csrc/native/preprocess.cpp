@@ -1,4 +1,5 @@
-// Resize + normalise + pad: uint8 RGB HWC -> float32 NCHW, the network's input.
+// Resize + normalise + pad: uint8 RGB HWC -> float32 NCHW, the network's input, the image at an offset inside
+// edge-replicated padding.
 #include <cmath>
 #include <vector>
 
@@ -62,13 +63,17 @@ void accumulate_row(float *acc, const std::uint8_t *src, float weight, index_t n
 }  // namespace
 
 void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, index_t rw, index_t ph, index_t pw,
-                const double mean[3], const double stddev[3], float *out) {
+                index_t top, index_t left, const double mean[3], const double stddev[3], float *out) {
     require(h >= 1 && w >= 1, "image must be at least 1x1, got " + std::to_string(h) + "x" + std::to_string(w));
     require(rh >= 1 && rw >= 1, "resized_hw must be at least (1, 1), got (" + std::to_string(rh) + ", " +
                                     std::to_string(rw) + ")");
     require(ph >= rh && pw >= rw, "padded_hw must be >= resized_hw, got padded (" + std::to_string(ph) + ", " +
                                       std::to_string(pw) + ") for resized (" + std::to_string(rh) + ", " +
                                       std::to_string(rw) + ")");
+    require(top >= 0 && left >= 0 && top + rh <= ph && left + rw <= pw,
+            "offset_hw must place the resized image inside the padding, got offset (" + std::to_string(top) + ", " +
+                std::to_string(left) + ") for resized (" + std::to_string(rh) + ", " + std::to_string(rw) +
+                ") in padded (" + std::to_string(ph) + ", " + std::to_string(pw) + ")");
     float scale[3], offset[3];
     for (int c = 0; c < 3; ++c) {
         require(std::isfinite(mean[c]), "mean must be finite, got mean[" + std::to_string(c) + "] = " +
@@ -91,7 +96,8 @@ void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, ind
                 const float wk = wy.weight[oy * wy.taps + k];
                 if (wk != 0.0f) accumulate_row(rows.data(), image + (wy.first[oy] + k) * row_len, wk, row_len);
             }
-            float *dst[3] = {out + oy * pw, out + plane + oy * pw, out + 2 * plane + oy * pw};
+            const index_t row = (top + oy) * pw + left;
+            float *dst[3] = {out + row, out + plane + row, out + 2 * plane + row};
             for (index_t ox = 0; ox < rw; ++ox) {
                 const float *wk = &wx.weight[ox * wx.taps];
                 const float *src = rows.data() + wx.first[ox] * 3;
@@ -105,12 +111,17 @@ void preprocess(const std::uint8_t *image, index_t h, index_t w, index_t rh, ind
                 dst[1][ox] = g * scale[1] + offset[1];
                 dst[2][ox] = b * scale[2] + offset[2];
             }
-            for (int c = 0; c < 3; ++c) std::fill(dst[c] + rw, dst[c] + pw, dst[c][rw - 1]);
+            for (int c = 0; c < 3; ++c) {
+                std::fill(dst[c] - left, dst[c], dst[c][0]);
+                std::fill(dst[c] + rw, dst[c] + pw - left, dst[c][rw - 1]);
+            }
         }
     });
     for (int c = 0; c < 3; ++c) {
-        const float *last = out + c * plane + (rh - 1) * pw;
-        for (index_t y = rh; y < ph; ++y) std::copy(last, last + pw, out + c * plane + y * pw);
+        float *channel = out + c * plane;
+        const float *first = channel + top * pw, *last = channel + (top + rh - 1) * pw;
+        for (index_t y = 0; y < top; ++y) std::copy(first, first + pw, channel + y * pw);
+        for (index_t y = top + rh; y < ph; ++y) std::copy(last, last + pw, channel + y * pw);
     }
 }
 

@@ -132,10 +132,10 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
             smap_args: tuple[Any, Any] = (prob, None)
         else:
             x = timed("preprocess", lambda: cpu.preprocess(decoded.pixels, p.resized_hw, p.padded_hw, spec.mean,
-                                                           spec.std))
+                                                           spec.std, p.offset_hw))
             grid = timed("network", lambda: engine._backend.run(x))[0, 0]
             smap_args = timed("postprocess", lambda: cpu.postprocess_sat(grid, p.image_hw, p.valid_hw,
-                                                                         engine.blur_sigma))
+                                                                         engine.blur_sigma, p.origin_hw))
         smap = SaliencyMap(smap_args[0], sat=smap_args[1])
         h, w = smap.shape
         x0, y0 = rng.integers(0, w, BOX_QUERIES), rng.integers(0, h, BOX_QUERIES)

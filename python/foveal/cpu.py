@@ -106,12 +106,14 @@ def preprocess(
     padded_hw: tuple[int, int],
     mean: Sequence[float],
     std: Sequence[float],
+    offset_hw: tuple[int, int] = (0, 0),
 ) -> NDArray[np.float32]:
     """Turn an RGB image into the network input.
 
     ``image`` uint8[H, W, 3] is resized to ``resized_hw`` (area average along an axis that shrinks, half-pixel
-    bilinear along one that grows), normalised ``(x - mean[c]) / std[c]`` and edge-padded at the bottom/right
-    to ``padded_hw``.  Returns float32[1, 3, Hp, Wp].
+    bilinear along one that grows), normalised ``(x - mean[c]) / std[c]``, placed with its top-left corner at
+    ``offset_hw`` in a ``padded_hw`` input and edge-replicated into the padding on every side.  Returns
+    float32[1, 3, Hp, Wp].
     """
     return _call(
         _native.preprocess,
@@ -120,6 +122,7 @@ def preprocess(
         _pair(padded_hw, "padded_hw", operator.index),
         _triple(mean, "mean"),
         _triple(std, "std"),
+        _pair(offset_hw, "offset_hw", operator.index),
     )
 
 
@@ -128,18 +131,21 @@ def postprocess(
     out_hw: tuple[int, int],
     valid_hw: tuple[float, float],
     blur_sigma: float = 0.0,
+    origin_hw: tuple[float, float] = (0.0, 0.0),
 ) -> NDArray[np.float32]:
     """Turn the network's log-density grid into a probability map.
 
     ``log_density`` float32[h, w] (any additive constant) is sampled bilinearly at output pixel (Y, X) from grid
-    point ``((Y + 0.5) * valid_h / H - 0.5, ...)`` clamped to the grid, blurred by a Gaussian of ``blur_sigma``
+    point ``(origin_h + (Y + 0.5) * valid_h / H - 0.5, ...)`` clamped to the grid (the image's window:
+    ``valid_hw`` cells from ``origin_hw``), blurred by a Gaussian of ``blur_sigma``
     output pixels (radius ceil(3 sigma), reflected edges; at most ``MAX_BLUR_SIGMA``) when ``blur_sigma > 0``,
     then softmaxed over all pixels.  Returns float32[H, W] summing to 1 (float64 sum within 1e-6).  NaN or inf
     input raises InputError.
     """
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     out = _pair(out_hw, "out_hw", operator.index)
-    return _call(_native.postprocess, grid, out, _pair(valid_hw, "valid_hw", float), checked_blur_sigma(blur_sigma))
+    return _call(_native.postprocess, grid, out, _pair(valid_hw, "valid_hw", float), checked_blur_sigma(blur_sigma),
+                 _pair(origin_hw, "origin_hw", float))
 
 
 def postprocess_sat(
@@ -147,12 +153,14 @@ def postprocess_sat(
     out_hw: tuple[int, int],
     valid_hw: tuple[float, float],
     blur_sigma: float = 0.0,
+    origin_hw: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """:func:`postprocess` and :func:`summed_area_table` of its result, bit for bit, in fewer passes over the map:
     the normalisation and the table share one read.  Returns ``(prob, sat)``."""
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     out = _pair(out_hw, "out_hw", operator.index)
-    return _call(_native.postprocess_sat, grid, out, _pair(valid_hw, "valid_hw", float), float(blur_sigma))
+    return _call(_native.postprocess_sat, grid, out, _pair(valid_hw, "valid_hw", float),
+                 checked_blur_sigma(blur_sigma), _pair(origin_hw, "origin_hw", float))
 
 
 def summed_area_table(prob: ArrayLike) -> NDArray[np.float64]:

@@ -242,7 +242,7 @@ class Engine:
     def _run_cpu(self, decoded: list[DecodedImage], plans: list[Plan], backend: Any = None
                  ) -> list[tuple[np.ndarray, Any] | ModelError]:
         spec = self.model.input
-        inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
+        inputs = [cpu.preprocess(d.pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std, p.offset_hw)
                   for d, p in zip(decoded, plans)]
         log_density = (backend or self._backend).run(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
         self._check_grid(log_density, len(plans), plans[0].padded_hw)
@@ -254,7 +254,7 @@ class Engine:
                                       "log-density for this image; the model is broken, not the image"))
                 continue
             # The map's summed-area table comes out of the same pass, so the first box query costs no extra pass.
-            out.append(cpu.postprocess_sat(grid, p.image_hw, p.valid_hw, self.blur_sigma))
+            out.append(cpu.postprocess_sat(grid, p.image_hw, p.valid_hw, self.blur_sigma, p.origin_hw))
         return out
 
     def _run_gpu(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[Any]:
@@ -266,12 +266,13 @@ class Engine:
         spec = self.model.input
         with self._backend.stream:
             batch = gpu.preprocess_batch([d.pixels for d in decoded], [p.resized_hw for p in plans],
-                                         plans[0].padded_hw, spec.mean, spec.std)
+                                         plans[0].padded_hw, spec.mean, spec.std, [p.offset_hw for p in plans])
             log_density = self._backend.run(batch)
             self._check_grid(log_density, len(plans), plans[0].padded_hw)
             try:
                 probs = gpu.postprocess_batch(log_density, [p.image_hw for p in plans],
-                                              [p.valid_hw for p in plans], self.blur_sigma)
+                                              [p.valid_hw for p in plans], self.blur_sigma,
+                                              [p.origin_hw for p in plans])
             except InputError as exc:  # the grid is not finite: the model's fault, for the whole batch
                 raise ModelError(f"model {self.model.name!r} ({self._backend.name}) broke its contract: {exc}") \
                     from None

@@ -150,7 +150,7 @@ def _int8(card: ModelCard, train: Dataset) -> dict:
         for i in picks:
             pixels = train.image(int(i))
             p = plan(*pixels.shape[:2], card)
-            yield cpu.preprocess(pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std)
+            yield cpu.preprocess(pixels, p.resized_hw, p.padded_hw, spec.mean, spec.std, p.offset_hw)
 
     target = card.onnx_path.with_name(f"{card.name}.int8.onnx")
     target.write_bytes(int8_graph(card.onnx_path, spec.name, inputs()))

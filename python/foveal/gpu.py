@@ -171,24 +171,27 @@ def _float_map(a: Any, name: str, ndim: int, layout: str, dtypes: tuple = (np.fl
 
 
 def preprocess(image: Any, resized_hw: tuple[int, int], padded_hw: tuple[int, int], mean: Sequence[float],
-               std: Sequence[float], *, dtype: Any = np.float32) -> Any:
+               std: Sequence[float], offset_hw: tuple[int, int] = (0, 0), *, dtype: Any = np.float32) -> Any:
     """Twin of :func:`foveal.cpu.preprocess`: uint8[H, W, 3] → float32 (or float16) [1, 3, Hp, Wp] on the GPU.
 
     .. seealso:: :func:`foveal.cpu.preprocess`
     """
-    return preprocess_batch([image], [resized_hw], padded_hw, mean, std, dtype=dtype)
+    return preprocess_batch([image], [resized_hw], padded_hw, mean, std, [offset_hw], dtype=dtype)
 
 
 def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int]], padded_hw: tuple[int, int],
-                     mean: Sequence[float], std: Sequence[float], *, dtype: Any = np.float32) -> Any:
-    """Preprocess images of any sizes into one [N, 3, Hp, Wp] batch with one kernel launch.
+                     mean: Sequence[float], std: Sequence[float],
+                     offset_hws: Sequence[tuple[int, int]] | None = None, *, dtype: Any = np.float32) -> Any:
+    """Preprocess images of any sizes into one [N, 3, Hp, Wp] batch with one kernel launch; image i sits at
+    ``offset_hws[i]`` (default: the top-left corner).
 
     ``dtype`` float32 or float16 (rounded to nearest). Host images are uploaded through a pinned buffer.
     """
     xp = _cupy()
-    if len(images) == 0 or len(images) != len(resized_hws):
-        raise InputError(f"images and resized_hws must be non-empty and of equal length, got {len(images)} and "
-                         f"{len(resized_hws)}")
+    offset_hws = [(0, 0)] * len(images) if offset_hws is None else offset_hws
+    if len(images) == 0 or not len(images) == len(resized_hws) == len(offset_hws):
+        raise InputError(f"images, resized_hws and offset_hws must be non-empty and of equal length, got "
+                         f"{len(images)}, {len(resized_hws)} and {len(offset_hws)}")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise TypeError(f"dtype must be float32 or float16, got {dtype}")
@@ -199,9 +202,9 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
             raise InputError(f"mean must be finite, got mean[{c}] = {mean[c]}")
         if not math.isfinite(std[c]) or std[c] == 0.0:
             raise InputError(f"std must be finite and non-zero, got std[{c}] = {std[c]}")
-    desc = np.empty((len(images), 5), dtype=np.int64)
+    desc = np.empty((len(images), 7), dtype=np.int64)
     device_images = []
-    for i, (image, resized) in enumerate(zip(images, resized_hws)):
+    for i, (image, resized, offset_hw) in enumerate(zip(images, resized_hws, offset_hws)):
         image = _as_array(image)
         _check_image(image, f"images[{i}]" if len(images) > 1 else "image")
         rh, rw = _pair(resized, "resized_hw", int)
@@ -209,9 +212,13 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
             raise InputError(f"resized_hw must be at least (1, 1), got ({rh}, {rw})")
         if ph < rh or pw < rw:
             raise InputError(f"padded_hw must be >= resized_hw, got padded ({ph}, {pw}) for resized ({rh}, {rw})")
+        top, left = _pair(offset_hw, "offset_hw", int)
+        if top < 0 or left < 0 or top + rh > ph or left + rw > pw:
+            raise InputError(f"offset_hw must place the resized image inside the padding, got offset ({top}, {left}) "
+                             f"for resized ({rh}, {rw}) in padded ({ph}, {pw})")
         img = xp.ascontiguousarray(_to_device(image))
         device_images.append(img)  # keeps the upload alive until the launch below is queued
-        desc[i] = (img.data.ptr, img.shape[0], img.shape[1], rh, rw)
+        desc[i] = (img.data.ptr, img.shape[0], img.shape[1], rh, rw, top, left)
     # As the CPU: x * (1/std) + (-mean/std), both rounded to float from double.
     scale = [np.float32(1.0 / s) for s in std]
     offset = [np.float32(-m / s) for m, s in zip(mean, std)]
@@ -224,7 +231,7 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
 
 
 def postprocess(log_density: Any, out_hw: tuple[int, int], valid_hw: tuple[float, float],
-                blur_sigma: float = 0.0) -> Any:
+                blur_sigma: float = 0.0, origin_hw: tuple[float, float] = (0.0, 0.0)) -> Any:
     """Twin of :func:`foveal.cpu.postprocess`: float32[h, w] log-density → float32[H, W] summing to 1.
 
     .. seealso:: :func:`foveal.cpu.postprocess`
@@ -232,7 +239,7 @@ def postprocess(log_density: Any, out_hw: tuple[int, int], valid_hw: tuple[float
     log_density = _as_array(log_density)
     if log_density.ndim != 2:
         raise InputError(f"log_density must have shape (h, w), got {log_density.shape}")
-    return postprocess_batch(log_density[None], [out_hw], [valid_hw], blur_sigma)[0]
+    return postprocess_batch(log_density[None], [out_hw], [valid_hw], blur_sigma, [origin_hw])[0]
 
 
 def gaussian_taps(sigma: float) -> np.ndarray:
@@ -244,9 +251,10 @@ def gaussian_taps(sigma: float) -> np.ndarray:
 
 
 def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], valid_hws: Sequence[tuple[float, float]],
-                      blur_sigma: float = 0.0) -> list[Any]:
+                      blur_sigma: float = 0.0, origin_hws: Sequence[tuple[float, float]] | None = None) -> list[Any]:
     """Postprocess N maps of one grid size (``log_density`` [N, h, w] or the network's [N, 1, h, w]) into
-    probability maps of their own sizes, four or five launches for the whole batch.
+    probability maps of their own sizes, four or five launches for the whole batch; map i is the window of
+    ``valid_hws[i]`` cells from ``origin_hws[i]`` (default: the grid's top-left corner).
 
     Raises InputError when the grid holds NaN or inf (this costs one device synchronisation per batch).
     """
@@ -256,21 +264,25 @@ def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], vali
         log_density = log_density[:, 0]
     grid = _float_map(log_density, "log_density", 3, "(N, h, w)")
     n, gh, gw = grid.shape
-    if len(out_hws) != n or len(valid_hws) != n:
-        raise InputError(f"need one out_hw and valid_hw per map: {n} maps, {len(out_hws)} out_hws, "
-                         f"{len(valid_hws)} valid_hws")
+    origin_hws = [(0.0, 0.0)] * n if origin_hws is None else origin_hws
+    if len(out_hws) != n or len(valid_hws) != n or len(origin_hws) != n:
+        raise InputError(f"need one out_hw, valid_hw and origin_hw per map: {n} maps, {len(out_hws)} out_hws, "
+                         f"{len(valid_hws)} valid_hws, {len(origin_hws)} origin_hws")
     blur_sigma = checked_blur_sigma(blur_sigma)
     desc = np.empty((n, 3), dtype=np.int64)
-    valid = np.empty((n, 2), dtype=np.float64)
+    window = np.empty((n, 4), dtype=np.float64)
     offset = 0
-    for i, (out_hw, valid_hw) in enumerate(zip(out_hws, valid_hws)):
+    for i, (out_hw, valid_hw, origin_hw) in enumerate(zip(out_hws, valid_hws, origin_hws)):
         h, w = _pair(out_hw, "out_hw", int)
         vh, vw = _pair(valid_hw, "valid_hw", float)
+        top, left = _pair(origin_hw, "origin_hw", float)
         if h < 1 or w < 1:
             raise InputError(f"out_hw must be at least (1, 1), got ({h}, {w})")
         if not (math.isfinite(vh) and math.isfinite(vw) and vh > 0 and vw > 0):
             raise InputError(f"valid_hw must be positive and finite, got ({vh}, {vw})")
-        desc[i], valid[i] = (h, w, offset), (vh, vw)
+        if not (math.isfinite(top) and math.isfinite(left)):
+            raise InputError(f"origin_hw must be finite, got ({top}, {left})")
+        desc[i], window[i] = (h, w, offset), (top, left, vh, vw)
         offset += h * w
     if not bool(xp.isfinite(grid).all()):
         where = tuple(int(v) for v in xp.argwhere(~xp.isfinite(grid))[0].get())
@@ -279,7 +291,7 @@ def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], vali
     largest = int((desc[:, 0] * desc[:, 1]).max())
     blocks = _blocks(largest, _THREADS * 8, 512)  # per map; partials are combined by every block
     launch = ((blocks, n), (_THREADS,))
-    maps = (grid, np.int32(gh), np.int32(gw), xp.asarray(desc), xp.asarray(valid), gmax)
+    maps = (grid, np.int32(gh), np.int32(gw), xp.asarray(desc), xp.asarray(window), gmax)
     out = xp.empty(offset, dtype=np.float32)
     pmax = xp.empty(n * blocks, dtype=np.float32)
     psum = xp.empty(n * blocks, dtype=np.float64)

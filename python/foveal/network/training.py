@@ -17,55 +17,57 @@ import torch
 
 from .. import cpu, metrics
 from ..datasets import Dataset, gaussian_density
+from ..geometry import Plan, layout
 from . import deepgaze
 from .backbone import MEAN, STD, EfficientNetLite
 
 
-def resized_shape(h: int, w: int, working_size: int) -> tuple[int, int]:
-    """The contract's size policy: longest side to ``working_size``, the other rounded, at least 1."""
-    if h >= w:
-        return working_size, max(1, round(w * working_size / h))
-    return max(1, round(h * working_size / w)), working_size
-
-
-def preprocess(image: np.ndarray, working_size: int = 384, pad_multiple: int = 32
-               ) -> tuple[np.ndarray, tuple[int, int]]:
-    """uint8 H×W×3 → (float32 3×Hp×Wp, (resized_h, resized_w)) through the runtime's own kernel."""
-    rh, rw = resized_shape(*image.shape[:2], working_size)
-    padded = (-(-rh // pad_multiple) * pad_multiple, -(-rw // pad_multiple) * pad_multiple)
-    return cpu.preprocess(image, (rh, rw), padded, [MEAN] * 3, [STD] * 3)[0], (rh, rw)
+def preprocess(image: np.ndarray, working_size: int = 384, pad_multiple: int = 32) -> tuple[np.ndarray, Plan]:
+    """uint8 H×W×3 → (float32 3×Hp×Wp, its plan) through the runtime's own plan and kernel (the plan's cell
+    sizes are in pixels: stride 1)."""
+    p = layout(*image.shape[:2], working_size, pad_multiple, 1)
+    return cpu.preprocess(image, p.resized_hw, p.padded_hw, [MEAN] * 3, [STD] * 3, p.offset_hw)[0], p
 
 
 def backbone_features(backbone: EfficientNetLite, ds: Dataset, taps: tuple[int, ...], working_size: int,
                       flips: tuple[bool, ...], pad_multiple: int = 32,
                       log: Callable[[str], None] = lambda _line: None) -> dict:
     """Outputs of blocks ``taps`` of an eval-mode ``backbone`` for every image of ``ds`` (and mirror image),
-    in the layout of ``engine.features.cache_features``: ``{"resized", "feats": [[{tap: float16}, ...], ...]}``
-    with one entry per flip of ``flips``, in that order."""
-    feats, resized, t0 = [], [], time.time()
+    in the layout of ``engine.features.cache_features``: ``{"resized", "offset", "feats": [[{tap: float16}, ...],
+    ...]}`` with one entry per flip of ``flips``, in that order (a mirror image has its original's plan)."""
+    feats, resized, offset, t0 = [], [], [], time.time()
     with torch.inference_mode():
         for i in range(len(ds)):
             img = ds.image(i)
             views = []
             for flip in flips:
-                x, rhw = preprocess(np.ascontiguousarray(img[:, ::-1]) if flip else img, working_size, pad_multiple)
+                x, p = preprocess(np.ascontiguousarray(img[:, ::-1]) if flip else img, working_size, pad_multiple)
                 outs = backbone(torch.from_numpy(x[None]), taps)
                 views.append({t: o[0].half() for t, o in zip(taps, outs)})
             feats.append(views)
-            resized.append(rhw)
+            resized.append(p.resized_hw)
+            offset.append(p.offset_hw)
             if (i + 1) % 50 == 0:
                 log(f"features {ds.name}: {i + 1}/{len(ds)} images, {time.time() - t0:.0f} s")
-    return {"resized": resized, "feats": feats}
+    return {"resized": resized, "offset": offset, "feats": feats}
 
 
 class Item:
-    """One training/validation image (one flip): cached features and fixation cells on its valid grid
-    (``stride`` input pixels per cell)."""
+    """One training/validation image (one flip): cached features, the image's place on the input (``resized``
+    and ``offset`` in pixels), and its fixations as indices into ``cells``, the slice of the output grid (cells of
+    ``stride`` input pixels) that the image touches."""
 
-    def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], cells: torch.Tensor,
-                 valid: tuple[int, int], stride: int) -> None:
-        self.feats, self.resized, self.cells, self.valid, self.stride = feats, resized, cells, valid, stride
+    def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], offset: tuple[int, int],
+                 fixation_cells: torch.Tensor, stride: int) -> None:
+        self.feats, self.resized, self.offset, self.stride = feats, resized, offset, stride
+        self.fixation_cells = fixation_cells
         self.shape = tuple(next(iter(feats.values())).shape[-2:])
+        self.cells = window_cells(resized, offset, stride)
+
+
+def window_cells(resized: tuple[int, int], offset: tuple[int, int], stride: int) -> tuple[slice, slice]:
+    """Rows and columns of the output grid that an image of ``resized`` pixels at ``offset`` touches."""
+    return tuple(slice(o // stride, -(-(o + r) // stride)) for r, o in zip(resized, offset))  # type: ignore[return-value]
 
 
 def items_of(ds: Dataset, cache: dict, flips: tuple[bool, ...], stride: int) -> list[list[Item]]:
@@ -73,15 +75,16 @@ def items_of(ds: Dataset, cache: dict, flips: tuple[bool, ...], stride: int) -> 
     items = []
     for i in range(len(ds)):
         h, w = ds.shape(i)
-        rh, rw = cache["resized"][i]
-        vh, vw = -(-rh // stride), -(-rw // stride)
+        (rh, rw), (top, left) = cache["resized"][i], cache["offset"][i]
+        rows, cols = window_cells((rh, rw), (top, left), stride)
+        vh, vw = rows.stop - rows.start, cols.stop - cols.start
         views = []
         for flip in flips:
             fix = ds.fixations(i)
             fix = fix.flipped(w) if flip else fix
-            cy = np.clip(np.floor(fix.y * rh / h / stride), 0, vh - 1).astype(np.int64)
-            cx = np.clip(np.floor(fix.x * rw / w / stride), 0, vw - 1).astype(np.int64)
-            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), torch.from_numpy(cy * vw + cx), (vh, vw),
+            cy = np.clip(np.floor((top + fix.y * rh / h) / stride) - rows.start, 0, vh - 1).astype(np.int64)
+            cx = np.clip(np.floor((left + fix.x * rw / w) / stride) - cols.start, 0, vw - 1).astype(np.int64)
+            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), (top, left), torch.from_numpy(cy * vw + cx),
                               stride))
         items.append(views)
     return items
@@ -106,9 +109,8 @@ def fixation_nll(logd: torch.Tensor, batch: list[Item]) -> torch.Tensor:
     """Mean over images of the mean −log p (nats) of their fixations, density renormalised on the valid grid."""
     losses = []
     for k, it in enumerate(batch):
-        vh, vw = it.valid
-        lp = torch.log_softmax(logd[k, 0, :vh, :vw].reshape(-1), 0)
-        losses.append(-lp[it.cells].mean())
+        lp = torch.log_softmax(logd[k, 0][it.cells].reshape(-1), 0)
+        losses.append(-lp[it.fixation_cells].mean())
     return torch.stack(losses).mean()
 
 
@@ -144,32 +146,13 @@ def evaluate_items(model: Trainable, items: list[Item], keys: list[int], val_den
             for k, it in enumerate(batch):
                 nll.append(fixation_nll(logd[k:k + 1], [it]).item())
                 density, xs, ys, sigma = val_dens[items.index(it)]
-                prob = upsample(logd[k, 0].numpy(), it.resized, it.resized, it.stride)
+                prob = cpu.postprocess(logd[k, 0].numpy(), it.resized, tuple(r / it.stride for r in it.resized),
+                                       origin_hw=tuple(o / it.stride for o in it.offset))
                 cc.append(metrics.cc(metrics.metric_map("CC", prob, sigma), density))
                 nss.append(metrics.nss(prob, xs, ys))
     model.train()
     freeze_bn(model)
     return {"NLL": float(np.mean(nll)), "CC": float(np.mean(cc)), "NSS": float(np.mean(nss))}
-
-
-def upsample(logd: np.ndarray, resized: tuple[int, int], out_hw: tuple[int, int], stride: int) -> np.ndarray:
-    """The contract's postprocess in NumPy: sample the valid grid bilinearly at output pixels, softmax."""
-    vh, vw = resized[0] / stride, resized[1] / stride
-    h, w = logd.shape
-    H, W = out_hw
-
-    def axis(n_out: int, valid: float, n_grid: int):
-        g = np.clip((np.arange(n_out) + 0.5) * valid / n_out - 0.5, 0, n_grid - 1)
-        lo = np.floor(g).astype(np.int64)
-        hi = np.minimum(lo + 1, n_grid - 1)
-        return lo, hi, g - lo
-
-    y0, y1, fy = axis(H, vh, h)
-    x0, x1, fx = axis(W, vw, w)
-    rows = logd[y0] * (1 - fy)[:, None] + logd[y1] * fy[:, None]
-    vals = rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
-    p = np.exp(vals - vals.max())
-    return p / p.sum()
 
 
 def param_groups(module: torch.nn.Module, lr: float, weight_decay: float) -> list[dict]:
