@@ -31,6 +31,7 @@ from engine import cards, deepgaze
 from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
 from engine.features import cache_features
+from engine.layouts import strips
 from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
 from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--working-size", type=int, default=384, help="longest side at inference (and on val)")
     p.add_argument("--train-sizes", default="384",
                    help="longest sides seen in training, e.g. 320,384,448 (one drawn per image and epoch)")
+    p.add_argument("--strips", type=int, default=0,
+                   help="banner-shaped strips cut from each train image (engine/layouts.py), each trained on as an "
+                        "image of its own, at the working size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch and onnxruntime threads (1: OpenMP spinning is ruinous on a shared CPU)")
@@ -194,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         sub = ds.split("train")
         per_size = [items_of(sub, cached(sub, size), (False, True), stride) for size in train_sizes]
         train += [[view for views in per_image for view in views] for per_image in zip(*per_size)]
+        if args.strips:
+            cut = strips(sub, args.strips, args.seed)
+            train += items_of(cut, cached(cut, args.working_size), (False, True), stride)
+            log(f"{sub.name}: {len(cut)} strips of {args.strips * len(sub)} drawn kept (>= 5 fixations)")
         sub = ds.split("val")
         cache = cached(sub, args.working_size)
         val += [views[0] for views in items_of(sub, cache, (False,), stride)]

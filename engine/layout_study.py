@@ -1,0 +1,95 @@
+"""Score trained weights on val whole images and val banner strips, own dataset and the other one.
+
+    python -m engine.layout_study --data ../shared/data --trained-on osie \\
+        --weights plain=runs/a/osie-lite0.safetensors --weights strips=runs/b/osie-lite0.safetensors
+
+Each weights file (a ``python -m engine.train --val-only`` run) gets the shipped domain calibration and is
+exported to a temporary folder, then scored through the runtime (fp32) on the val split of every dataset: whole
+images (``foveal eval``'s metrics) and the 16:3 strips of ``benchmarks/banner_padding.py`` (IG, NSS). Paired
+differences against the first weights are over the same images or strips. No test split is read.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from engine import deepgaze
+from engine.train import export
+from foveal import Engine
+from foveal import metrics as M
+from foveal.datasets import load_dataset
+from foveal.evaluate import evaluate
+
+STRIP_ASPECT = 150 / 800  # a 16:3 strip, as benchmarks/banner_padding.py
+MIN_FIXATIONS = 5
+CALIBRATION = {"temperature": 0.9, "centre_mix": 0.05}  # foveal-lite0 1.3.0's (docs/TRAINING.md)
+
+
+def strip_scores(engine: Engine, data: Path, name: str) -> np.ndarray:
+    """(IG, NSS) per strip cut from the top, middle and bottom of every val image of dataset ``name``."""
+    val = load_dataset(data / name).split("val")
+    rows = []
+    for i in range(len(val)):
+        image, fix = val.image(i), val.fixations(i)
+        height, width = image.shape[:2]
+        h = max(8, round(width * STRIP_ASPECT))
+        for top in (0, (height - h) // 2, height - h):
+            inside = (fix.y >= top) & (fix.y < top + h)
+            if inside.sum() < MIN_FIXATIONS:
+                continue
+            prob = engine.predict(np.ascontiguousarray(image[top:top + h])).prob.astype(np.float64)
+            xs, ys = fix.x[inside], fix.y[inside] - top
+            rows.append((M.information_gain(prob, M.centre_bias_log_density((h, width)), xs, ys),
+                         M.nss(prob, xs, ys)))
+    return np.array(rows)
+
+
+def paired(d: np.ndarray) -> str:
+    boots = d[np.random.default_rng(0).integers(0, len(d), (2000, len(d)))].mean(1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return f"{d.mean():+.3f} ({lo:+.3f} to {hi:+.3f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.layout_study", description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
+    p.add_argument("--trained-on", required=True, help="the dataset the weights were trained on (for the labels)")
+    p.add_argument("--weights", action="append", required=True, metavar="LABEL=SAFETENSORS")
+    args = p.parse_args(argv)
+    runs = dict(w.split("=", 1) for w in args.weights)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, weights in runs.items():
+            net = deepgaze.load(Path(weights))
+            net.readout.temperature, net.readout.centre_mix = CALIBRATION["temperature"], CALIBRATION["centre_mix"]
+            out = Path(tmp) / label
+            out.mkdir()
+            training = {"data": {args.trained_on: weights}, "working_size": 384}
+            onnx_path, _ = export(net.eval(), out, f"{args.trained_on}-{label}", "0.0.0-study", training)
+            engine = Engine(str(onnx_path), precision="fp32")
+            results[label] = {}
+            for name in ("osie", "scene"):
+                whole = evaluate(engine, load_dataset(args.data / name), split="val", progress=False)
+                results[label][name] = (whole, strip_scores(engine, args.data, name))
+    first = next(iter(runs))
+    for name in ("osie", "scene"):
+        where = "own" if name == args.trained_on else "cross"
+        for label, by in results.items():
+            whole, cut = by[name]
+            a = whole.aggregate
+            line = (f"{name} val ({where}) {label}: whole IG {a['IG']:.3f} NSS {a['NSS']:.3f} CC {a['CC']:.3f} "
+                    f"KLD {a['KLD']:.3f}; {len(cut)} strips IG {cut[:, 0].mean():.3f} NSS {cut[:, 1].mean():.3f}")
+            if label != first:
+                base_whole, base_cut = results[first][name]
+                line += (f"; vs {first}: whole IG {paired(whole.per_image['IG'] - base_whole.per_image['IG'])}, "
+                         f"strips IG {paired(cut[:, 0] - base_cut[:, 0])}")
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

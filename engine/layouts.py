@@ -1,0 +1,65 @@
+"""Banner-shaped strips cut from a dataset's images, with the fixations that fell inside them.
+
+Ads come in shapes photos do not (728×90 leaderboards, 160×600 skyscrapers, 320×50 mobile banners), and on the
+network's input such a shape is mostly padding. Training on strips shows the readout and its centre prior views
+of that shape. A strip is not an ad: its fixations were made by people viewing the whole photo, so a strip near
+a photo's edge holds fixations pulled towards the photo's centre; strips are cut at every height of the photo
+so that this pull averages out, and they are scored on val strips cut the same way (benchmarks/banner_padding.py)
+as well as on whole images.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from foveal.datasets import Dataset, Fixations
+
+#: Long side : short side of the strips, drawn per strip (16:3 is 728×90's neighbour 5.3:1, 3:1 a 300×100).
+ASPECTS = (3.0, 4.0, 16 / 3, 8.0)
+#: A strip with fewer fixations says little about where they go.
+MIN_FIXATIONS = 5
+
+
+class Strips(Dataset):
+    """Strips of ``parent``: ``boxes[k] = (image index, top, left, height, width)`` in the parent's pixels."""
+
+    def __init__(self, parent: Dataset, boxes: list[tuple[int, int, int, int, int]], name: str) -> None:
+        fixations = []
+        for i, y, x, h, w in boxes:
+            f = parent.fixations(i)
+            inside = (f.y >= y) & (f.y < y + h) & (f.x >= x) & (f.x < x + w)
+            fixations.append(Fixations(f.x[inside] - x, f.y[inside] - y, f.subject[inside]))
+        super().__init__(name, [f"{parent.ids[i]}@{y},{x},{h},{w}" for i, y, x, h, w in boxes],
+                         [parent.path(i) for i, *_ in boxes], fixations, None, lambda h, w: 0.0,
+                         [(h, w) for _, _, _, h, w in boxes])
+        self._parent, self.boxes = parent, boxes
+
+    def image(self, i: int) -> np.ndarray:
+        k, y, x, h, w = self.boxes[self._check(i)]
+        return np.ascontiguousarray(self._parent.image(k)[y:y + h, x:x + w])
+
+    def sigma(self, i: int) -> float:
+        """The parent image's sigma: a strip shows the photo at the size it was viewed."""
+        return self._parent.sigma(self.boxes[self._check(i)][0])
+
+
+def strips(ds: Dataset, per_image: int, seed: int = 0) -> Strips:
+    """``per_image`` strips of every image of ``ds`` (each horizontal or vertical, aspect from :data:`ASPECTS`,
+    at a uniformly drawn position), keeping those with at least :data:`MIN_FIXATIONS` fixations."""
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for i in range(len(ds)):
+        h, w = ds.shape(i)
+        fix = ds.fixations(i)
+        for _ in range(per_image):
+            aspect, across = rng.choice(ASPECTS), rng.random() < 0.5
+            if across:  # a horizontal band, the photo's full width
+                sh, sw = max(8, round(w / aspect)), w
+            else:
+                sh, sw = h, max(8, round(h / aspect))
+            if sh > h or sw > w:
+                continue
+            y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+            inside = (fix.y >= y) & (fix.y < y + sh) & (fix.x >= x) & (fix.x < x + sw)
+            if inside.sum() >= MIN_FIXATIONS:
+                boxes.append((i, y, x, sh, sw))
+    return Strips(ds, boxes, f"{ds.name}-strips{per_image}s{seed}")

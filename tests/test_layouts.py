@@ -1,0 +1,37 @@
+"""engine/layouts.py: banner-shaped training strips keep their own fixations, pixels and viewing scale."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from engine.layouts import ASPECTS, MIN_FIXATIONS, strips
+from foveal.datasets import load_folder
+
+
+def test_strips_crop_pixels_fixations_and_keep_the_photos_sigma(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    rows = ["image,x,y,subject"]
+    for k, (h, w) in enumerate([(300, 400), (400, 300), (240, 960)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{k}.png")
+        rows += [f"{k}.png,{x:.2f},{y:.2f},{s % 3}" for s, (x, y) in
+                 enumerate(zip(rng.uniform(0, w, 200), rng.uniform(0, h, 200)))]
+    (tmp_path / "fixations.csv").write_text("\n".join(rows) + "\n")
+    ds = load_folder(tmp_path)
+    cut = strips(ds, 6, seed=1)
+    assert 10 <= len(cut) <= 18 and cut.name == f"{ds.name}-strips6s1"
+    for i in range(len(cut)):
+        k, y, x, h, w = cut.boxes[i]
+        assert cut.shape(i) == (h, w) and cut.image(i).shape == (h, w, 3)
+        np.testing.assert_array_equal(cut.image(i), ds.image(k)[y:y + h, x:x + w])
+        assert any(abs(max(h, w) / min(h, w) - a) < 0.1 * a for a in ASPECTS)
+        assert min(h, w) in ds.shape(k) or max(h, w) in ds.shape(k)  # a band across the whole photo
+        f, parent = cut.fixations(i), ds.fixations(k)
+        inside = (parent.x >= x) & (parent.x < x + w) & (parent.y >= y) & (parent.y < y + h)
+        assert len(f) == inside.sum() >= MIN_FIXATIONS
+        np.testing.assert_array_equal(f.x, parent.x[inside] - x)
+        np.testing.assert_array_equal(f.y, parent.y[inside] - y)
+        assert ((f.x >= 0) & (f.x < w) & (f.y >= 0) & (f.y < h)).all()
+        assert cut.sigma(i) == ds.sigma(k)
+        assert abs(cut.density(i).sum() - 1) < 1e-9
+    assert strips(ds, 6, seed=1).boxes == cut.boxes  # deterministic
