@@ -30,6 +30,7 @@ import torch
 from engine import cards, deepgaze
 from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
+from engine.augment import Photometric
 from engine.features import cache_features
 from engine.layouts import strips
 from foveal.datasets import Dataset, load_osie, load_scene
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strips", type=int, default=0,
                    help="banner-shaped strips cut from each train image (engine/layouts.py), each trained on as an "
                         "image of its own, at the working size")
+    p.add_argument("--photometric", type=int, default=0,
+                   help="photometric renderings of each train image (engine/augment.py), extra views of it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch and onnxruntime threads (1: OpenMP spinning is ruinous on a shared CPU)")
@@ -196,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for ds in datasets.values():
         sub = ds.split("train")
-        per_size = [items_of(sub, cached(sub, size), (False, True), stride) for size in train_sizes]
+        renderings = [sub] + [Photometric(sub, k, args.seed) for k in range(args.photometric)]
+        per_size = [items_of(r, cached(r, size), (False, True), stride) for r in renderings for size in train_sizes]
         train += [[view for views in per_image for view in views] for per_image in zip(*per_size)]
         if args.strips:
             cut = strips(sub, args.strips, args.seed)

@@ -1,14 +1,16 @@
-"""engine/layouts.py: banner-shaped training strips keep their own fixations, pixels and viewing scale."""
+"""Extra training views: banner-shaped strips (engine/layouts.py) and photometric renderings (engine/augment.py)
+keep the fixations, pixels and viewing scale they are owed."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
+from engine.augment import Photometric, render
 from engine.layouts import ASPECTS, MIN_FIXATIONS, strips
 from foveal.datasets import load_folder
 
 
-def test_strips_crop_pixels_fixations_and_keep_the_photos_sigma(tmp_path) -> None:
+def _folder(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()
     rows = ["image,x,y,subject"]
@@ -17,7 +19,11 @@ def test_strips_crop_pixels_fixations_and_keep_the_photos_sigma(tmp_path) -> Non
         rows += [f"{k}.png,{x:.2f},{y:.2f},{s % 3}" for s, (x, y) in
                  enumerate(zip(rng.uniform(0, w, 200), rng.uniform(0, h, 200)))]
     (tmp_path / "fixations.csv").write_text("\n".join(rows) + "\n")
-    ds = load_folder(tmp_path)
+    return load_folder(tmp_path)
+
+
+def test_strips_crop_pixels_fixations_and_keep_the_photos_sigma(tmp_path) -> None:
+    ds = _folder(tmp_path)
     cut = strips(ds, 6, seed=1)
     assert 10 <= len(cut) <= 18 and cut.name == f"{ds.name}-strips6s1"
     for i in range(len(cut)):
@@ -35,3 +41,22 @@ def test_strips_crop_pixels_fixations_and_keep_the_photos_sigma(tmp_path) -> Non
         assert cut.sigma(i) == ds.sigma(k)
         assert abs(cut.density(i).sum() - 1) < 1e-9
     assert strips(ds, 6, seed=1).boxes == cut.boxes  # deterministic
+
+
+def test_photometric_renderings_change_colours_not_fixations(tmp_path) -> None:
+    ds = _folder(tmp_path)
+    variants = [Photometric(ds, k, seed=3) for k in range(2)]
+    for i in range(len(ds)):
+        original = ds.image(i)
+        renders = [v.image(i) for v in variants]
+        for v, r in zip(variants, renders):
+            assert r.shape == original.shape and r.dtype == np.uint8 and not np.array_equal(r, original)
+            np.testing.assert_array_equal(r, v.image(i))  # deterministic
+            assert v.shape(i) == ds.shape(i) and v.sigma(i) == ds.sigma(i)
+            np.testing.assert_array_equal(v.fixations(i).x, ds.fixations(i).x)
+            np.testing.assert_array_equal(v.fixations(i).y, ds.fixations(i).y)
+        assert not np.array_equal(renders[0], renders[1])
+    flat = np.full((4, 4, 3), 128, np.uint8)
+    for seed in range(20):  # a flat grey stays flat grey under every rendering
+        out = render(flat, np.random.default_rng(seed))
+        assert (out == out[0, 0]).all() and out[0, 0, 0] == out[0, 0, 1] == out[0, 0, 2]
