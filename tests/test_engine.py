@@ -213,6 +213,22 @@ def test_cpu_batches_run_one_image_per_core_and_equal_predict_bit_for_bit(rgb, t
             engine.predict_batch(images + [str(bad)] + images)
 
 
+def test_one_thread_batches_run_image_by_image_and_equal_predict_bit_for_bit(rgb):
+    """With one thread there are no lanes; images of one size still run one network call each (a batch of them
+    is slower on a CPU), so the maps are predict's exactly."""
+    engine = Engine(threads=1)
+    assert engine._cpu_lanes() == []
+    images = [rgb, rgb[:, ::-1].copy(), rgb, np.ascontiguousarray(np.rot90(rgb))]
+    calls = []
+    run = engine._backend.run
+    engine._backend.run = lambda batch: calls.append(batch.shape[0]) or run(batch)
+    maps = engine.predict_batch(images, batch_size=16)
+    assert calls == [1, 1, 1, 1]
+    for image, smap in zip(images, maps):
+        single = engine.predict(image)
+        assert np.array_equal(smap.prob, single.prob) and np.array_equal(smap.sat, single.sat)
+
+
 @pytest.mark.parametrize("images", ["a.png", b"\x89PNG", np.zeros((20, 30, 3), np.uint8), Image.new("RGB", (4, 4))])
 def test_predict_batch_refuses_a_single_image(engine, images):
     """A string (or bytes, or one array) is iterable; predicting its characters or rows was a silent wrong answer."""
