@@ -5,7 +5,7 @@
 
 Each weights file (a ``python -m engine.train --val-only`` run) gets the shipped domain calibration and is
 exported to a temporary folder, then scored through the runtime (fp32) on the val split of every dataset: whole
-images (``foveal eval``'s metrics) and the 16:3 strips of ``benchmarks/banner_padding.py`` (IG, NSS). Paired
+images (``foveal eval``'s metrics) and banner strips (``engine.layouts.banner_strips``: IG, NSS). Paired
 differences against the first weights are over the same images or strips. No test split is read.
 """
 from __future__ import annotations
@@ -18,33 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from engine import deepgaze
+from engine.layouts import banner_strips
 from engine.train import export
 from foveal import Engine
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.evaluate import evaluate
 
-STRIP_ASPECT = 150 / 800  # a 16:3 strip, as benchmarks/banner_padding.py
-MIN_FIXATIONS = 5
 CALIBRATION = {"temperature": 0.9, "centre_mix": 0.05}  # foveal-lite0 1.3.0's (docs/TRAINING.md)
 
 
 def strip_scores(engine: Engine, data: Path, name: str) -> np.ndarray:
-    """(IG, NSS) per strip cut from the top, middle and bottom of every val image of dataset ``name``."""
-    val = load_dataset(data / name).split("val")
+    """(IG, NSS) per banner strip (:func:`engine.layouts.banner_strips`) of the val images of dataset ``name``."""
     rows = []
-    for i in range(len(val)):
-        image, fix = val.image(i), val.fixations(i)
-        height, width = image.shape[:2]
-        h = max(8, round(width * STRIP_ASPECT))
-        for top in (0, (height - h) // 2, height - h):
-            inside = (fix.y >= top) & (fix.y < top + h)
-            if inside.sum() < MIN_FIXATIONS:
-                continue
-            prob = engine.predict(np.ascontiguousarray(image[top:top + h])).prob.astype(np.float64)
-            xs, ys = fix.x[inside], fix.y[inside] - top
-            rows.append((M.information_gain(prob, M.centre_bias_log_density((h, width)), xs, ys),
-                         M.nss(prob, xs, ys)))
+    for strip, xs, ys in banner_strips(load_dataset(data / name).split("val")):
+        prob = engine.predict(strip).prob.astype(np.float64)
+        rows.append((M.information_gain(prob, M.centre_bias_log_density(strip.shape[:2]), xs, ys),
+                     M.nss(prob, xs, ys)))
     return np.array(rows)
 
 

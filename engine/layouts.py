@@ -4,10 +4,12 @@ Ads come in shapes photos do not (728×90 leaderboards, 160×600 skyscrapers, 32
 network's input such a shape is mostly padding. Training on strips shows the readout and its centre prior views
 of that shape. A strip is not an ad: its fixations were made by people viewing the whole photo, so a strip near
 a photo's edge holds fixations pulled towards the photo's centre; strips are cut at every height of the photo
-so that this pull averages out, and they are scored on val strips cut the same way (benchmarks/banner_padding.py)
-as well as on whole images.
+so that this pull averages out, and they are scored on val strips (:func:`banner_strips`) as well as on whole
+images.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -17,6 +19,8 @@ from foveal.datasets import Dataset, Fixations
 ASPECTS = (3.0, 4.0, 16 / 3, 8.0)
 #: A strip with fewer fixations says little about where they go.
 MIN_FIXATIONS = 5
+#: Height : width of the strips that score a model on banners (16:3, 150 rows of an 800-wide photo).
+BANNER_ASPECT = 150 / 800
 
 
 class Strips(Dataset):
@@ -63,3 +67,17 @@ def strips(ds: Dataset, per_image: int, seed: int = 0) -> Strips:
             if inside.sum() >= MIN_FIXATIONS:
                 boxes.append((i, y, x, sh, sw))
     return Strips(ds, boxes, f"{ds.name}-strips{per_image}s{seed}")
+
+
+def banner_strips(ds: Dataset) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Full-width strips of :data:`BANNER_ASPECT` cut from the top, middle and bottom of every image of ``ds``,
+    those with at least :data:`MIN_FIXATIONS` fixations: (pixels, fixation x, fixation y) in the strip's own
+    coordinates."""
+    for i in range(len(ds)):
+        image, fix = ds.image(i), ds.fixations(i)
+        height, width = image.shape[:2]
+        h = max(8, round(width * BANNER_ASPECT))
+        for top in (0, (height - h) // 2, height - h):
+            inside = (fix.y >= top) & (fix.y < top + h)
+            if inside.sum() >= MIN_FIXATIONS:
+                yield np.ascontiguousarray(image[top:top + h]), fix.x[inside], fix.y[inside] - top

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from engine.augment import Photometric, render
-from engine.layouts import ASPECTS, MIN_FIXATIONS, strips
+from engine.layouts import ASPECTS, BANNER_ASPECT, MIN_FIXATIONS, banner_strips, strips
 from foveal.datasets import load_folder
 
 
@@ -60,3 +60,18 @@ def test_photometric_renderings_change_colours_not_fixations(tmp_path) -> None:
     for seed in range(20):  # a flat grey stays flat grey under every rendering
         out = render(flat, np.random.default_rng(seed))
         assert (out == out[0, 0]).all() and out[0, 0, 0] == out[0, 0, 1] == out[0, 0, 2]
+
+
+def test_banner_strips_are_full_width_bands_with_their_fixations(tmp_path) -> None:
+    ds = _folder(tmp_path)
+    got = list(banner_strips(ds))
+    assert len(got) == 3 * len(ds)  # 200 fixations per image: every band holds at least 5
+    for k, (strip, xs, ys) in enumerate(got):
+        image, fix = ds.image(k // 3), ds.fixations(k // 3)
+        h, w = strip.shape[:2]
+        assert w == image.shape[1] and h == max(8, round(w * BANNER_ASPECT))
+        top = (0, (image.shape[0] - h) // 2, image.shape[0] - h)[k % 3]
+        np.testing.assert_array_equal(strip, image[top:top + h])
+        inside = (fix.y >= top) & (fix.y < top + h)
+        np.testing.assert_array_equal(xs, fix.x[inside])
+        np.testing.assert_array_equal(ys, fix.y[inside] - top)

@@ -1,12 +1,12 @@
 """Banner shapes: the map with the network's padding split around the image (as the runtime places it) against
 the padding all after the image (bottom/right, as foveal placed it before).
 
-    python benchmarks/banner_padding.py --data ../shared/data [--model foveal-lite0]
+    python -m engine.banner_padding --data ../shared/data [--model foveal-lite0]
 
-Strips with a 16:3 banner's aspect are cut from the top, middle and bottom of each val image of OSIE and NUS
-Scene (kept when they hold at least 5 fixations). Each strip runs through the runtime's own kernels twice: once
-at the plan's offset and window, once at offset zero. Prints information gain and NSS per dataset and the paired
-difference (docs/MODEL.md, "Banner shapes").
+The banner strips of the OSIE and NUS Scene val images (``engine.layouts.banner_strips``: 16:3, top, middle and
+bottom of each image, at least 5 fixations) each run through the runtime's own kernels twice: once at the plan's
+offset and window, once at offset zero. Prints information gain and NSS per dataset and the paired difference
+(docs/MODEL.md, "Banner shapes").
 """
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.layouts import banner_strips
 from foveal import Engine, cpu
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.geometry import plan
-
-ASPECT = 150 / 800  # a 16:3 strip
-MIN_FIXATIONS = 5
 
 
 def predict(engine: Engine, image: np.ndarray, centred: bool) -> np.ndarray:
@@ -33,31 +31,21 @@ def predict(engine: Engine, image: np.ndarray, centred: bool) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.banner_padding", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
     p.add_argument("--model", default="foveal-lite0")
     args = p.parse_args()
     engine = Engine(args.model, precision="fp32")
     ig: dict[str, list[float]] = {"after": [], "split": []}
     for name in ("osie", "scene"):
-        val = load_dataset(args.data / name).split("val")
         rows: dict[str, list[tuple[float, float]]] = {"after": [], "split": []}
-        for i in range(len(val)):
-            image, fix = val.image(i), val.fixations(i)
-            height, width = image.shape[:2]
-            h = max(8, round(width * ASPECT))
-            for top in (0, (height - h) // 2, height - h):
-                inside = (fix.y >= top) & (fix.y < top + h)
-                if inside.sum() < MIN_FIXATIONS:
-                    continue
-                strip = np.ascontiguousarray(image[top:top + h])
-                xs, ys = fix.x[inside], fix.y[inside] - top
-                centre = M.centre_bias_log_density((h, width))
-                np.testing.assert_allclose(predict(engine, strip, True), engine.predict(strip).prob, rtol=1e-4,
-                                           atol=1e-9)  # the runtime's own map
-                for key in rows:
-                    prob = predict(engine, strip, key == "split")
-                    rows[key].append((M.information_gain(prob, centre, xs, ys), M.nss(prob, xs, ys)))
+        for strip, xs, ys in banner_strips(load_dataset(args.data / name).split("val")):
+            centre = M.centre_bias_log_density(strip.shape[:2])
+            np.testing.assert_allclose(predict(engine, strip, True), engine.predict(strip).prob, rtol=1e-4,
+                                       atol=1e-9)  # the runtime's own map
+            for key in rows:
+                prob = predict(engine, strip, key == "split")
+                rows[key].append((M.information_gain(prob, centre, xs, ys), M.nss(prob, xs, ys)))
         for key, values in rows.items():
             v = np.array(values)
             print(f"{name} val, {len(v)} strips, padding {key}: IG {v[:, 0].mean():.3f}  NSS {v[:, 1].mean():.3f}")
