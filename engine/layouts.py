@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from foveal.datasets import Dataset, Fixations
+from foveal.datasets import Dataset
 
 #: Long side : short side of the strips, drawn per strip (16:3 is 728×90's neighbour 5.3:1, 3:1 a 300×100).
 ASPECTS = (3.0, 4.0, 16 / 3, 8.0)
@@ -27,11 +27,7 @@ class Strips(Dataset):
     """Strips of ``parent``: ``boxes[k] = (image index, top, left, height, width)`` in the parent's pixels."""
 
     def __init__(self, parent: Dataset, boxes: list[tuple[int, int, int, int, int]], name: str) -> None:
-        fixations = []
-        for i, y, x, h, w in boxes:
-            f = parent.fixations(i)
-            inside = (f.y >= y) & (f.y < y + h) & (f.x >= x) & (f.x < x + w)
-            fixations.append(Fixations(f.x[inside] - x, f.y[inside] - y, f.subject[inside]))
+        fixations = [parent.fixations(i).cropped(y, x, h, w) for i, y, x, h, w in boxes]
         super().__init__(name, [f"{parent.ids[i]}@{y},{x},{h},{w}" for i, y, x, h, w in boxes],
                          [parent.path(i) for i, *_ in boxes], fixations, None, lambda h, w: 0.0,
                          [(h, w) for _, _, _, h, w in boxes])
@@ -63,8 +59,7 @@ def strips(ds: Dataset, per_image: int, seed: int = 0) -> Strips:
             if sh > h or sw > w:
                 continue
             y, x = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
-            inside = (fix.y >= y) & (fix.y < y + sh) & (fix.x >= x) & (fix.x < x + sw)
-            if inside.sum() >= MIN_FIXATIONS:
+            if len(fix.cropped(y, x, sh, sw)) >= MIN_FIXATIONS:
                 boxes.append((i, y, x, sh, sw))
     return Strips(ds, boxes, f"{ds.name}-strips{per_image}s{seed}")
 
@@ -78,6 +73,6 @@ def banner_strips(ds: Dataset) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndar
         height, width = image.shape[:2]
         h = max(8, round(width * BANNER_ASPECT))
         for top in (0, (height - h) // 2, height - h):
-            inside = (fix.y >= top) & (fix.y < top + h)
-            if inside.sum() >= MIN_FIXATIONS:
-                yield np.ascontiguousarray(image[top:top + h]), fix.x[inside], fix.y[inside] - top
+            inside = fix.cropped(top, 0, h, width)
+            if len(inside) >= MIN_FIXATIONS:
+                yield np.ascontiguousarray(image[top:top + h]), inside.x, inside.y

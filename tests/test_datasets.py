@@ -130,6 +130,14 @@ def test_gaussian_density_centre_and_width() -> None:
     np.testing.assert_allclose(empty, 1 / 12)
 
 
+def test_cropped_fixations_are_those_inside_the_box_in_its_coordinates() -> None:
+    f = Fixations.from_arrays([1.0, 5.0, 9.99, 10.0, 4.0], [2.0, 3.0, 4.0, 4.0, 7.0], [0, 1, 2, 3, 4])
+    c = f.cropped(2.0, 1.0, 5.0, 9.0)  # rows [2, 7), columns [1, 10)
+    np.testing.assert_array_equal(c.x, [0.0, 4.0, 8.99])
+    np.testing.assert_array_equal(c.y, [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(c.subject, [0, 1, 2])
+
+
 def test_flipped_fixations_follow_the_mirror_image() -> None:
     f = Fixations.from_arrays([0.25, 9.0], [1.0, 2.0], [3, 4]).flipped(10)
     np.testing.assert_array_equal(f.x, [9.75, 1.0])

@@ -74,6 +74,11 @@ class Fixations:
         """The fixations of the horizontally mirrored image of this width."""
         return Fixations(width - self.x, self.y.copy(), self.subject.copy())
 
+    def cropped(self, top: float, left: float, height: float, width: float) -> "Fixations":
+        """The fixations inside the box (half-open), in the box's own coordinates."""
+        inside = (self.y >= top) & (self.y < top + height) & (self.x >= left) & (self.x < left + width)
+        return Fixations(self.x[inside] - left, self.y[inside] - top, self.subject[inside])
+
 
 def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Sum of one isotropic Gaussian per fixation, evaluated at pixel centres, normalised to sum 1 (float64).

@@ -58,11 +58,10 @@ class Item:
     ``stride`` input pixels) that the image touches."""
 
     def __init__(self, feats: dict[int, torch.Tensor], resized: tuple[int, int], offset: tuple[int, int],
-                 fixation_cells: torch.Tensor, stride: int) -> None:
+                 cells: tuple[slice, slice], fixation_cells: torch.Tensor, stride: int) -> None:
         self.feats, self.resized, self.offset, self.stride = feats, resized, offset, stride
-        self.fixation_cells = fixation_cells
+        self.cells, self.fixation_cells = cells, fixation_cells
         self.shape = tuple(next(iter(feats.values())).shape[-2:])
-        self.cells = window_cells(resized, offset, stride)
 
 
 def window_cells(resized: tuple[int, int], offset: tuple[int, int], stride: int) -> tuple[slice, slice]:
@@ -84,8 +83,8 @@ def items_of(ds: Dataset, cache: dict, flips: tuple[bool, ...], stride: int) -> 
             fix = fix.flipped(w) if flip else fix
             cy = np.clip(np.floor((top + fix.y * rh / h) / stride) - rows.start, 0, vh - 1).astype(np.int64)
             cx = np.clip(np.floor((left + fix.x * rw / w) / stride) - cols.start, 0, vw - 1).astype(np.int64)
-            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), (top, left), torch.from_numpy(cy * vw + cx),
-                              stride))
+            views.append(Item(cache["feats"][i][int(flip)], (rh, rw), (top, left), (rows, cols),
+                              torch.from_numpy(cy * vw + cx), stride))
         items.append(views)
     return items
 
