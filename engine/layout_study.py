@@ -3,7 +3,7 @@
     python -m engine.layout_study --data ../shared/data --trained-on osie \\
         --weights plain=runs/a/osie-lite0.safetensors --weights strips=runs/b/osie-lite0.safetensors
 
-Each weights file (a ``python -m engine.train --val-only`` run) gets the shipped domain calibration and is
+Each weights file (a ``python -m engine.train --val-only`` run) gets the shipped model's domain calibration (read from its weights) and is
 exported to a temporary folder, then scored through the runtime (fp32) on the val split of every dataset: whole
 images (``foveal eval``'s metrics) and banner strips (``engine.layouts.banner_strips``: IG, NSS). Paired
 differences against the first weights are over the same images or strips. No test split is read.
@@ -24,9 +24,6 @@ from foveal import Engine
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.evaluate import evaluate
-
-CALIBRATION = {"temperature": 0.9, "centre_mix": 0.05}  # foveal-lite0 1.3.0's (docs/TRAINING.md)
-
 
 def strip_scores(engine: Engine, data: Path, name: str) -> np.ndarray:
     """(IG, NSS) per banner strip (:func:`engine.layouts.banner_strips`) of the val images of dataset ``name``."""
@@ -51,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", action="append", required=True, metavar="LABEL=SAFETENSORS")
     args = p.parse_args(argv)
     runs = dict(w.split("=", 1) for w in args.weights)
+    shipped = deepgaze.load("foveal-lite0").readout
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, weights in runs.items():
             net = deepgaze.load(Path(weights))
-            net.readout.temperature, net.readout.centre_mix = CALIBRATION["temperature"], CALIBRATION["centre_mix"]
+            net.readout.temperature, net.readout.centre_mix = shipped.temperature, shipped.centre_mix
             out = Path(tmp) / label
             out.mkdir()
             training = {"data": {args.trained_on: weights}, "working_size": 384}
