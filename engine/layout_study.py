@@ -1,12 +1,14 @@
-"""Score trained weights on val whole images and val banner strips, own dataset and the other one.
+"""Score trained weights on val whole images, val banner strips and val letterboxed photos, own dataset and the
+other one.
 
     python -m engine.layout_study --data ../shared/data --trained-on osie \\
         --weights plain=runs/a/osie-lite0.safetensors --weights strips=runs/b/osie-lite0.safetensors
 
 Each weights file (a ``python -m engine.train --val-only`` run) gets the shipped model's domain calibration (read from its weights) and is
 exported to a temporary folder, then scored through the runtime (fp32) on the val split of every dataset: whole
-images (``foveal eval``'s metrics) and banner strips (``engine.layouts.banner_strips``: IG, NSS). Paired
-differences against the first weights are over the same images or strips. No test split is read.
+images (``foveal eval``'s metrics), banner strips (``engine.layouts.banner_strips``) and the photos on three ad
+canvases (``engine.layouts.letterboxed_views``), the last two by IG and NSS. Paired differences against the
+first weights are over the same images, strips or canvases. No test split is read.
 """
 from __future__ import annotations
 
@@ -18,19 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from engine import deepgaze
-from engine.layouts import banner_strips
+from engine.layouts import banner_strips, letterboxed_views
 from engine.train import export
 from foveal import Engine
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.evaluate import evaluate
 
-def strip_scores(engine: Engine, data: Path, name: str) -> np.ndarray:
-    """(IG, NSS) per banner strip (:func:`engine.layouts.banner_strips`) of the val images of dataset ``name``."""
+LAYOUTS = {"strips": banner_strips, "letterbox": letterboxed_views}
+
+
+def layout_scores(engine: Engine, data: Path, name: str, layout: str) -> np.ndarray:
+    """(IG, NSS) per view of ``layout`` (:data:`LAYOUTS`) of the val images of dataset ``name``."""
     rows = []
-    for strip, xs, ys in banner_strips(load_dataset(data / name).split("val")):
-        prob = engine.predict(strip).prob.astype(np.float64)
-        rows.append((M.information_gain(prob, M.centre_bias_log_density(strip.shape[:2]), xs, ys),
+    for pixels, xs, ys in LAYOUTS[layout](load_dataset(data / name).split("val")):
+        prob = engine.predict(pixels).prob.astype(np.float64)
+        rows.append((M.information_gain(prob, M.centre_bias_log_density(pixels.shape[:2]), xs, ys),
                      M.nss(prob, xs, ys)))
     return np.array(rows)
 
@@ -62,19 +67,20 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = {}
             for name in ("osie", "scene"):
                 whole = evaluate(engine, load_dataset(args.data / name), split="val", progress=False)
-                results[label][name] = (whole, strip_scores(engine, args.data, name))
+                results[label][name] = (whole, {k: layout_scores(engine, args.data, name, k) for k in LAYOUTS})
     first = next(iter(runs))
     for name in ("osie", "scene"):
         where = "own" if name == args.trained_on else "cross"
         for label, by in results.items():
-            whole, cut = by[name]
+            whole, views = by[name]
             a = whole.aggregate
             line = (f"{name} val ({where}) {label}: whole IG {a['IG']:.3f} NSS {a['NSS']:.3f} CC {a['CC']:.3f} "
-                    f"KLD {a['KLD']:.3f}; {len(cut)} strips IG {cut[:, 0].mean():.3f} NSS {cut[:, 1].mean():.3f}")
+                    f"KLD {a['KLD']:.3f}" + "".join(f"; {len(v)} {k} IG {v[:, 0].mean():.3f} NSS {v[:, 1].mean():.3f}"
+                                                   for k, v in views.items()))
             if label != first:
-                base_whole, base_cut = results[first][name]
-                line += (f"; vs {first}: whole IG {paired(whole.per_image['IG'] - base_whole.per_image['IG'])}, "
-                         f"strips IG {paired(cut[:, 0] - base_cut[:, 0])}")
+                base_whole, base_views = results[first][name]
+                line += (f"; vs {first}: whole IG {paired(whole.per_image['IG'] - base_whole.per_image['IG'])}"
+                         + "".join(f", {k} IG {paired(v[:, 0] - base_views[k][:, 0])}" for k, v in views.items()))
             print(line, flush=True)
     return 0
 

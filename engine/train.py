@@ -32,7 +32,7 @@ from engine.backbone import LICENCE
 from engine.export import OPSET, to_onnx, verify
 from engine.augment import Photometric
 from engine.features import cache_features
-from engine.layouts import strips
+from engine.layouts import letterboxed, strips
 from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
 from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strips", type=int, default=0,
                    help="banner-shaped strips cut from each train image (engine/layouts.py), each trained on as an "
                         "image of its own, at the working size")
+    p.add_argument("--letterbox", type=int, default=0,
+                   help="letterboxed views of each train image on ad canvases (engine/layouts.py), each trained on "
+                        "as an item of its own")
     p.add_argument("--photometric", type=int, default=0,
                    help="photometric renderings of each train image (engine/augment.py), extra views of it")
     p.add_argument("--seed", type=int, default=0)
@@ -206,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             cut = strips(sub, args.strips, args.seed)
             train += items_of(cut, cached(cut, args.working_size), (False, True), stride)
             log(f"{sub.name}: {len(cut)} strips of {args.strips * len(sub)} drawn kept (>= 5 fixations)")
+        if args.letterbox:
+            boxed = letterboxed(sub, args.letterbox, args.seed)
+            train += items_of(boxed, cached(boxed, args.working_size), (False, True), stride)
         sub = ds.split("val")
         cache = cached(sub, args.working_size)
         val += [views[0] for views in items_of(sub, cache, (False,), stride)]

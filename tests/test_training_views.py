@@ -1,12 +1,13 @@
-"""Extra training views: banner-shaped strips (engine/layouts.py) and photometric renderings (engine/augment.py)
-keep the fixations, pixels and viewing scale they are owed."""
+"""Extra training views: banner-shaped strips and letterboxed photos (engine/layouts.py) and photometric renderings
+(engine/augment.py) keep the fixations, pixels and viewing scale they are owed."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
 from engine.augment import Photometric, render
-from engine.layouts import ASPECTS, BANNER_ASPECT, MIN_FIXATIONS, banner_strips, strips
+from engine.layouts import (ASPECTS, BANNER_ASPECT, CANVAS_ASPECTS, MIN_FIXATIONS, PHOTO_SPAN, banner_strips,
+                            letterboxed, letterboxed_views, strips)
 from foveal.datasets import load_folder
 
 
@@ -75,3 +76,47 @@ def test_banner_strips_are_full_width_bands_with_their_fixations(tmp_path) -> No
         inside = (fix.y >= top) & (fix.y < top + h)
         np.testing.assert_array_equal(xs, fix.x[inside])
         np.testing.assert_array_equal(ys, fix.y[inside] - top)
+
+
+def test_letterboxed_views_put_the_photo_and_its_fixations_on_an_ad_canvas(tmp_path) -> None:
+    ds = _folder(tmp_path)
+    boxed = letterboxed(ds, 8, seed=2)
+    assert len(boxed) == 8 * len(ds) and boxed.name == f"{ds.name}-letterbox8s2"
+    colours = set()
+    for i in range(len(boxed)):
+        k, ch, cw, top, left, colour = boxed.layouts[i]
+        photo, canvas = ds.image(k), boxed.image(i)
+        h, w = photo.shape[:2]
+        assert boxed.shape(i) == (ch, cw) and canvas.shape == (ch, cw, 3)
+        assert any(abs(cw / ch - a) < 0.02 * a for a in CANVAS_ASPECTS)
+        span = max(w / cw, h / ch)  # the constraining side's share
+        assert PHOTO_SPAN[0] - 0.01 <= span <= PHOTO_SPAN[1] + 0.01 and h <= ch - top and w <= cw - left
+        np.testing.assert_array_equal(canvas[top:top + h, left:left + w], photo)
+        margin = np.ones((ch, cw), bool)
+        margin[top:top + h, left:left + w] = False
+        expected = np.rint(photo.reshape(-1, 3).mean(0)) if colour is None else colour
+        assert margin.any() and (canvas[margin] == np.asarray(expected, np.uint8)).all()
+        colours.add("mean" if colour is None else tuple(colour))
+        f, parent = boxed.fixations(i), ds.fixations(k)
+        np.testing.assert_array_equal(f.x, parent.x + left)
+        np.testing.assert_array_equal(f.y, parent.y + top)
+        np.testing.assert_array_equal(f.subject, parent.subject)
+        assert boxed.sigma(i) == ds.sigma(k) and abs(boxed.density(i).sum() - 1) < 1e-9
+    assert {(255, 255, 255), (0, 0, 0), "mean"} <= colours and len(colours) > 3  # and random colours
+    assert letterboxed(ds, 8, seed=2).layouts == boxed.layouts  # deterministic
+
+
+def test_letterboxed_val_views_are_three_canvases_per_photo(tmp_path) -> None:
+    ds = _folder(tmp_path)
+    got = list(letterboxed_views(ds))
+    assert len(got) == 3 * len(ds)
+    for k, (canvas, xs, ys) in enumerate(got):
+        photo, fix = ds.image(k // 3), ds.fixations(k // 3)
+        (h, w), (ch, cw) = photo.shape[:2], canvas.shape[:2]
+        aspect = (1.0, 1200 / 628, 9 / 16)[k % 3]
+        assert abs(cw / ch - aspect) < 0.02 * aspect and abs(max(w / cw, h / ch) - 0.7) < 0.01
+        top, left = round(ys[0] - fix.y[0]), round(xs[0] - fix.x[0])
+        assert (top, left) == [((ch - h) // 2, (cw - w) // 2), ((ch - h) // 2, 0), (0, (cw - w) // 2)][k % 3]
+        np.testing.assert_array_equal(canvas[top:top + h, left:left + w], photo)
+        np.testing.assert_allclose(xs - left, fix.x)
+        np.testing.assert_allclose(ys - top, fix.y)
