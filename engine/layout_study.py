@@ -49,7 +49,8 @@ def paired(d: np.ndarray) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.layout_study", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
-    p.add_argument("--trained-on", required=True, help="the dataset the weights were trained on (for the labels)")
+    p.add_argument("--trained-on", required=True,
+                   help="the dataset(s) the weights were trained on, comma-separated (for the labels)")
     p.add_argument("--weights", action="append", required=True, metavar="LABEL=SAFETENSORS")
     args = p.parse_args(argv)
     runs = dict(w.split("=", 1) for w in args.weights)
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / label
             out.mkdir()
             training = {"data": {args.trained_on: weights}, "working_size": 384}
-            onnx_path, _ = export(net.eval(), out, f"{args.trained_on}-{label}", "0.0.0-study", training)
+            onnx_path, _ = export(net.eval(), out, f"{args.trained_on.replace(',', '-')}-{label}", "0.0.0-study",
+                                  training)
             engine = Engine(str(onnx_path), precision="fp32")
             results[label] = {}
             for name in ("osie", "scene"):
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[label][name] = (whole, {k: layout_scores(engine, args.data, name, k) for k in LAYOUTS})
     first = next(iter(runs))
     for name in ("osie", "scene"):
-        where = "own" if name == args.trained_on else "cross"
+        where = "own" if name in args.trained_on.split(",") else "cross"
         for label, by in results.items():
             whole, views = by[name]
             a = whole.aggregate

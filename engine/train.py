@@ -138,6 +138,17 @@ def _earlier_run(weights: Path) -> dict:
     return {"weights": str(weights), "log": keep}
 
 
+def balanced(per_dataset: list[list], rng: np.random.Generator) -> list:
+    """Every dataset's items, the smaller datasets' topped up with a seeded draw of their own items (each item at
+    most once more than any other) so that each dataset contributes as many as the largest."""
+    target = max(map(len, per_dataset))
+    out = []
+    for items in per_dataset:
+        repeats, extra = divmod(target, len(items))
+        out += items * repeats + [items[i] for i in rng.choice(len(items), extra, replace=False)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="folder holding osie/ and scene/")
@@ -165,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--letterbox", type=int, default=0,
                    help="letterboxed views of each train image on ad canvases (engine/layouts.py), each trained on "
                         "as an item of its own")
+    p.add_argument("--balance", action="store_true",
+                   help="with several datasets, each contributes as many train images per epoch as the largest")
     p.add_argument("--photometric", type=int, default=0,
                    help="photometric renderings of each train image (engine/augment.py), extra views of it")
     p.add_argument("--seed", type=int, default=0)
@@ -193,29 +206,32 @@ def main(argv: list[str] | None = None) -> int:
 
     loaders = {"osie": load_osie, "scene": load_scene}
     datasets = {name: loaders[name](args.data / name) for name in args.datasets.split(",")}
-    train, val, val_dens = [], [], []
+    val, val_dens = [], []
     train_sizes = sorted({int(s) for s in args.train_sizes.split(",")})
 
     def cached(sub: Dataset, size: int) -> dict:
         return cache_features(sub, args.variant, cached_taps, args.cache / f"{sub.name}-{args.variant}-{size}.pt",
                               size, args.threads, log)
 
+    per_dataset = []
     for ds in datasets.values():
         sub = ds.split("train")
         renderings = [sub] + [Photometric(sub, k, args.seed) for k in range(args.photometric)]
         per_size = [items_of(r, cached(r, size), (False, True), stride) for r in renderings for size in train_sizes]
-        train += [[view for views in per_image for view in views] for per_image in zip(*per_size)]
+        items = [[view for views in per_image for view in views] for per_image in zip(*per_size)]
         if args.strips:
             cut = strips(sub, args.strips, args.seed)
-            train += items_of(cut, cached(cut, args.working_size), (False, True), stride)
+            items += items_of(cut, cached(cut, args.working_size), (False, True), stride)
             log(f"{sub.name}: {len(cut)} strips of {args.strips * len(sub)} drawn kept (>= 5 fixations)")
         if args.letterbox:
             boxed = letterboxed(sub, args.letterbox, args.seed)
-            train += items_of(boxed, cached(boxed, args.working_size), (False, True), stride)
+            items += items_of(boxed, cached(boxed, args.working_size), (False, True), stride)
+        per_dataset.append(items)
         sub = ds.split("val")
         cache = cached(sub, args.working_size)
         val += [views[0] for views in items_of(sub, cache, (False,), stride)]
         val_dens += val_targets(sub, cache)
+    train = balanced(per_dataset, np.random.default_rng(args.seed)) if args.balance else sum(per_dataset, [])
     log(f"items: {len(train)} train images x {len(train[0])} views (sizes {train_sizes}, mirrored), {len(val)} val; "
         f"features cached in {time.time() - t_start:.0f} s")
 

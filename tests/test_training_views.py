@@ -1,5 +1,6 @@
 """Extra training views: banner-shaped strips and letterboxed photos (engine/layouts.py) and photometric renderings
-(engine/augment.py) keep the fixations, pixels and viewing scale they are owed."""
+(engine/augment.py) keep the fixations, pixels and viewing scale they are owed; balanced sampling
+(engine/train.py) gives each dataset an equal share of an epoch."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ from PIL import Image
 from engine.augment import Photometric, render
 from engine.layouts import (ASPECTS, BANNER_ASPECT, CANVAS_ASPECTS, MIN_FIXATIONS, PHOTO_SPAN, banner_strips,
                             letterboxed, letterboxed_views, strips)
+from engine.train import balanced
 from foveal.datasets import load_folder
 
 
@@ -120,3 +122,14 @@ def test_letterboxed_val_views_are_three_canvases_per_photo(tmp_path) -> None:
         np.testing.assert_array_equal(canvas[top:top + h, left:left + w], photo)
         np.testing.assert_allclose(xs - left, fix.x)
         np.testing.assert_allclose(ys - top, fix.y)
+
+
+def test_balanced_tops_up_the_smaller_datasets_evenly() -> None:
+    big, small, tiny = [f"a{i}" for i in range(10)], [f"b{i}" for i in range(4)], ["c0", "c1", "c2"]
+    out = balanced([big, small, tiny], np.random.default_rng(0))
+    assert len(out) == 30 and out[:10] == big
+    for items in (small, tiny):
+        counts = [out.count(x) for x in items]
+        assert sum(counts) == 10 and max(counts) - min(counts) <= 1  # each item at most once more than another
+    assert balanced([big, small, tiny], np.random.default_rng(0)) == out  # seeded
+    assert balanced([big, big[:]], np.random.default_rng(0)) == big + big  # equal datasets: unchanged
