@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             net.readout.temperature, net.readout.centre_mix = shipped.temperature, shipped.centre_mix
             out = Path(tmp) / label
             out.mkdir()
-            training = {"data": {args.trained_on: weights}, "working_size": 384}
+            training = {"data": {name: weights for name in args.trained_on.split(",")}, "working_size": 384}
             onnx_path, _ = export(net.eval(), out, f"{args.trained_on.replace(',', '-')}-{label}", "0.0.0-study",
                                   training)
             engine = Engine(str(onnx_path), precision="fp32")
