@@ -33,23 +33,32 @@ CANVAS_ASPECTS = (1.0, 1200 / 628, 0.8, 9 / 16, 1.2, 16 / 9)
 PHOTO_SPAN = (0.55, 0.9)
 
 
-class Strips(Dataset):
+class _Views(Dataset):
+    """Views made from ``parent``'s images: view k from image ``sources[k]``, id ``<parent id>@<tags[k]>``, shown
+    at the parent's viewing scale (so its sigma is the parent image's)."""
+
+    def __init__(self, parent: Dataset, name: str, sources: list[int], tags: list[str], fixations: list,
+                 shapes: list[tuple[int, int]]) -> None:
+        super().__init__(name, [f"{parent.ids[i]}@{t}" for i, t in zip(sources, tags)],
+                         [parent.path(i) for i in sources], fixations, None, lambda h, w: 0.0, shapes)
+        self._parent, self._sources = parent, sources
+
+    def sigma(self, i: int) -> float:
+        return self._parent.sigma(self._sources[self._check(i)])
+
+
+class Strips(_Views):
     """Strips of ``parent``: ``boxes[k] = (image index, top, left, height, width)`` in the parent's pixels."""
 
     def __init__(self, parent: Dataset, boxes: list[tuple[int, int, int, int, int]], name: str) -> None:
-        fixations = [parent.fixations(i).cropped(y, x, h, w) for i, y, x, h, w in boxes]
-        super().__init__(name, [f"{parent.ids[i]}@{y},{x},{h},{w}" for i, y, x, h, w in boxes],
-                         [parent.path(i) for i, *_ in boxes], fixations, None, lambda h, w: 0.0,
+        super().__init__(parent, name, [i for i, *_ in boxes], [f"{y},{x},{h},{w}" for _, y, x, h, w in boxes],
+                         [parent.fixations(i).cropped(y, x, h, w) for i, y, x, h, w in boxes],
                          [(h, w) for _, _, _, h, w in boxes])
-        self._parent, self.boxes = parent, boxes
+        self.boxes = boxes
 
     def image(self, i: int) -> np.ndarray:
         k, y, x, h, w = self.boxes[self._check(i)]
         return np.ascontiguousarray(self._parent.image(k)[y:y + h, x:x + w])
-
-    def sigma(self, i: int) -> float:
-        """The parent image's sigma: a strip shows the photo at the size it was viewed."""
-        return self._parent.sigma(self.boxes[self._check(i)][0])
 
 
 def strips(ds: Dataset, per_image: int, seed: int = 0) -> Strips:
@@ -88,26 +97,22 @@ def banner_strips(ds: Dataset) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndar
                 yield np.ascontiguousarray(image[top:top + h]), inside.x, inside.y
 
 
-class Letterboxed(Dataset):
+class Letterboxed(_Views):
     """Photos of ``parent`` on flat canvases: ``layouts[k] = (image index, canvas height, canvas width, top, left,
     colour)``, the photo's top-left corner at (top, left) in canvas pixels, at the photo's own scale; colour is an
     (r, g, b) or None for the photo's mean colour."""
 
     def __init__(self, parent: Dataset, layouts: list[tuple[int, int, int, int, int, tuple[int, int, int] | None]],
                  name: str) -> None:
-        fixations = [parent.fixations(i).cropped(-top, -left, ch, cw) for i, ch, cw, top, left, _ in layouts]
-        super().__init__(name, [f"{parent.ids[i]}@box{ch}x{cw}+{top}+{left}" for i, ch, cw, top, left, _ in layouts],
-                         [parent.path(i) for i, *_ in layouts], fixations, None, lambda h, w: 0.0,
+        super().__init__(parent, name, [i for i, *_ in layouts],
+                         [f"box{ch}x{cw}+{top}+{left}" for _, ch, cw, top, left, _ in layouts],
+                         [parent.fixations(i).cropped(-top, -left, ch, cw) for i, ch, cw, top, left, _ in layouts],
                          [(ch, cw) for _, ch, cw, *_ in layouts])
-        self._parent, self.layouts = parent, layouts
+        self.layouts = layouts
 
     def image(self, i: int) -> np.ndarray:
         k, ch, cw, top, left, colour = self.layouts[self._check(i)]
         return on_canvas(self._parent.image(k), ch, cw, top, left, colour)
-
-    def sigma(self, i: int) -> float:
-        """The parent image's sigma: the photo keeps its size on the canvas."""
-        return self._parent.sigma(self.layouts[self._check(i)][0])
 
 
 def on_canvas(photo: np.ndarray, ch: int, cw: int, top: int, left: int,
