@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", action="append", required=True, metavar="LABEL=SAFETENSORS")
     args = p.parse_args(argv)
     runs = dict(w.split("=", 1) for w in args.weights)
+    trained_on = args.trained_on.split(",")
     shipped = deepgaze.load("foveal-lite0").readout
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             net.readout.temperature, net.readout.centre_mix = shipped.temperature, shipped.centre_mix
             out = Path(tmp) / label
             out.mkdir()
-            training = {"data": {name: weights for name in args.trained_on.split(",")}, "working_size": 384}
-            onnx_path, _ = export(net.eval(), out, f"{args.trained_on.replace(',', '-')}-{label}", "0.0.0-study",
-                                  training)
+            training = {"data": {name: weights for name in trained_on}, "working_size": 384}
+            onnx_path, _ = export(net.eval(), out, f"{'-'.join(trained_on)}-{label}", "0.0.0-study", training)
             engine = Engine(str(onnx_path), precision="fp32")
             results[label] = {}
             for name in ("osie", "scene"):
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[label][name] = (whole, {k: layout_scores(engine, args.data, name, k) for k in LAYOUTS})
     first = next(iter(runs))
     for name in ("osie", "scene"):
-        where = "own" if name in args.trained_on.split(",") else "cross"
+        where = "own" if name in trained_on else "cross"
         for label, by in results.items():
             whole, views = by[name]
             a = whole.aggregate
