@@ -12,7 +12,7 @@
 namespace foveal {
 namespace {
 
-constexpr std::size_t kMaxKept = 4;
+constexpr std::size_t kMaxKept = 8;
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
 constexpr std::size_t kMaxKeptBytes = std::size_t{512} << 20;
 

@@ -7,16 +7,17 @@
 
 namespace foveal {
 
-// Smaller buffers are freed at once (malloc recycles them). Larger ones are kept: malloc hands a freed multi-MiB
-// block back to the OS as soon as it sits at the top of the heap, so a table made and dropped per image (the
-// engine's, at 1080p) would pay fresh, zeroed pages every time.
-constexpr std::size_t kPoolMinBytes = std::size_t{2} << 20;
+// Smaller buffers are freed at once (malloc recycles them). Larger ones are kept: glibc serves blocks over its
+// 128 KiB mmap threshold with fresh pages, and trims a freed block at the top of the heap back to the OS, so a
+// table made and dropped per image (an ad's map or table is 0.1-4 MiB) would pay a zeroed page per 4 KiB every
+// time: at 500x500 that was five times the table's own cost.
+constexpr std::size_t kPoolMinBytes = std::size_t{64} << 10;
 
 // At least `bytes` bytes, 64-byte aligned, from the pool when a kept buffer fits (no more than twice the
 // size), else newly allocated; nullptr when out of memory.
 void *pool_take(std::size_t bytes, std::size_t *capacity);
 
-// Keeps a large buffer for reuse (at most four buffers, 512 MiB in all; the oldest kept ones are freed to make
+// Keeps a large buffer for reuse (at most eight buffers, 512 MiB in all; the oldest kept ones are freed to make
 // room) or frees it.
 void pool_give(void *ptr, std::size_t capacity);
 
