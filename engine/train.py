@@ -36,7 +36,7 @@ from engine.layouts import letterboxed, strips
 from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
 from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
-                                     val_targets)
+                                     set_feature_normalisation, val_targets)
 
 PAD_MULTIPLE = 32
 _NAMES = {"osie": "OSIE", "scene": "NUS Scene"}
@@ -106,11 +106,7 @@ def _train(args: argparse.Namespace, taps: tuple[int, ...], hidden: tuple[int, .
            ) -> tuple[deepgaze.SaliencyNet, dict, dict]:
     """Phase 1 (readout on frozen features), then phase 2 (fine-tuning from block ``start``) if asked."""
     net = deepgaze.create(args.variant, taps, hidden)
-    views = [it for group in train for it in group]
-    stats = torch.cat([torch.stack([it.feats[t].float().mean((1, 2)) for it in views]) for t in taps], 1)
-    sq = torch.cat([torch.stack([it.feats[t].float().pow(2).mean((1, 2)) for it in views]) for t in taps], 1)
-    net.readout.mean.copy_(stats.mean(0))
-    net.readout.std.copy_((sq.mean(0) - stats.mean(0) ** 2).clamp_min(1e-6).sqrt())
+    set_feature_normalisation(net.readout, [it for group in train for it in group], list(taps))
     for prm in net.backbone.parameters():
         prm.requires_grad_(False)
 

@@ -1,6 +1,7 @@
 """Extra training views: banner-shaped strips and letterboxed photos (engine/layouts.py) and photometric renderings
 (engine/augment.py) keep the fixations, pixels and viewing scale they are owed; balanced sampling
-(engine/train.py) gives each dataset an equal share of an epoch."""
+(engine/train.py) gives each dataset an equal share of an epoch; the text channel (engine/text_channel.py) lies
+where its image lies on the network's input."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from engine.augment import Photometric, render
 from engine.layouts import (ASPECTS, BANNER_ASPECT, CANVAS_ASPECTS, MIN_FIXATIONS, PHOTO_SPAN, banner_strips,
                             letterboxed, letterboxed_views, strips)
+from engine.text_channel import text_cells
 from engine.train import balanced
 from foveal.datasets import load_folder
 
@@ -133,3 +135,16 @@ def test_balanced_tops_up_the_smaller_datasets_evenly() -> None:
         assert sum(counts) == 10 and max(counts) - min(counts) <= 1  # each item at most once more than another
     assert balanced([big, small, tiny], np.random.default_rng(0)) == out  # seeded
     assert balanced([big, big[:]], np.random.default_rng(0)) == big + big  # equal datasets: unchanged
+
+
+def test_text_channel_cells_follow_the_image_onto_the_padded_grid() -> None:
+    """A text block in the top-left quarter of a 60x80 detection map, for an image resized to 30x40 and placed
+    at (row 8, column 4) of a 6x6-cell grid of 8-pixel cells, covers exactly the cells it overlaps."""
+    prob = np.zeros((60, 80), np.float32)
+    prob[:30, :40] = 1.0  # 15x20 once resized
+    cells = text_cells(prob, (30, 40), (8, 4), (6, 6), 8)
+    assert cells.shape == (6, 6)
+    canvas = np.zeros((48, 48), np.float32)
+    canvas[8:23, 4:24] = 1.0
+    np.testing.assert_allclose(cells, canvas.reshape(6, 8, 6, 8).mean((1, 3)), atol=1e-6)
+    assert cells[0, 0] == 0.0 and cells[1, 0] == 0.5 and cells[1, 1] == 1.0 and cells[4, 4] == 0.0

@@ -75,20 +75,26 @@ class TextReader:
         scale = min(self.det_short / min(h, w), self.det_long / max(h, w))
         return max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32)
 
-    def lines(self, rgb: np.ndarray) -> list[TextLine]:
-        """Detected text lines, sorted top to bottom then left to right."""
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """The detection network's text probability (float32 in [0, 1]) at the size :meth:`input_size` gives."""
         cv2 = self.cv2
         h, w = rgb.shape[:2]
         rh, rw = self.input_size(h, w)
-        scale = rw / w
-        small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        small = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA if rw < w else cv2.INTER_LINEAR)
         # PaddleOCR's graphs were trained on BGR input normalised to [-1, 1]; written plane by plane into the
         # network's layout, without the temporaries of a whole-image expression.
         x = np.empty((1, 3, rh, rw), np.float32)
         for plane, channel in enumerate((2, 1, 0)):
             np.divide(small[:, :, channel], 127.5, out=x[0, plane], dtype=np.float32)
         x -= 1.0
-        prob = self._det.run(None, {"x": x})[0][0, 0]
+        return self._det.run(None, {"x": x})[0][0, 0]
+
+    def lines(self, rgb: np.ndarray) -> list[TextLine]:
+        """Detected text lines, sorted top to bottom then left to right."""
+        cv2 = self.cv2
+        h, w = rgb.shape[:2]
+        prob = self.probability(rgb)
+        rh, rw = prob.shape
         binary = (prob > _PIXEL_THRESHOLD).astype(np.uint8)
         binary = cv2.dilate(binary, np.ones((2, 2), np.uint8))
         n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)

@@ -64,6 +64,15 @@ class Item:
         self.shape = tuple(next(iter(feats.values())).shape[-2:])
 
 
+def set_feature_normalisation(readout: torch.nn.Module, views: list[Item], keys: list) -> None:
+    """The readout's fixed per-channel feature mean and std, from the features ``keys`` (in the readout's channel
+    order) of the training views."""
+    stats = torch.cat([torch.stack([it.feats[t].float().mean((1, 2)) for it in views]) for t in keys], 1)
+    sq = torch.cat([torch.stack([it.feats[t].float().pow(2).mean((1, 2)) for it in views]) for t in keys], 1)
+    readout.mean.copy_(stats.mean(0))
+    readout.std.copy_((sq.mean(0) - stats.mean(0) ** 2).clamp_min(1e-6).sqrt())
+
+
 def window_cells(resized: tuple[int, int], offset: tuple[int, int], stride: int) -> tuple[slice, slice]:
     """Rows and columns of the output grid that an image of ``resized`` pixels at ``offset`` touches."""
     return tuple(slice(o // stride, -(-(o + r) // stride)) for r, o in zip(resized, offset))  # type: ignore[return-value]
