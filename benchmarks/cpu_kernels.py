@@ -5,8 +5,8 @@
     python benchmarks/cpu_kernels.py --load 1              # beside one competing CPU-bound process
 
 Baselines are what a strong engineer would write with the usual tools: cv2.resize (INTER_LINEAR, float32) of the
-engine's real 48x48 log-density grid, a float32 max-subtracted cv2.exp with a float64 total, cv2.integral to
-float64, and NumPy fancy indexing for the boxes.
+engine's real 48x48 log-density grid, a float32 max-subtracted cv2.exp in place with a float64 total
+(cv2.sumElems), cv2.integral to float64, and NumPy fancy indexing for the boxes.
 """
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ GRID = 48  # the engine's output grid for a square image at the 384-px working s
 
 def cv2_softmax(grid: np.ndarray, size: int) -> np.ndarray:
     up = cv2.resize(grid, (size, size), interpolation=cv2.INTER_LINEAR)
-    e = cv2.exp(up - up.max())  # float32; on this VM's NumPy, np.exp(float32) at 1080² is 10× slower (12 ms)
-    e *= np.float32(1.0 / e.sum(dtype=np.float64))
-    return e
+    cv2.subtract(up, float(up.max()), dst=up)
+    cv2.exp(up, dst=up)  # float32; on this VM's NumPy, np.exp(float32) at 1080² is 10× slower (12 ms)
+    # OpenCV sums float32 in float64, 4.6x faster than NumPy's sum(dtype=float64) at 1080²
+    up *= np.float32(1.0 / cv2.sumElems(up)[0])
+    return up
 
 
 def numpy_box_sums(sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
