@@ -4,8 +4,10 @@
     FOVEAL_NUM_THREADS=1 PYTHONPATH=python python benchmarks/bench_detect.py
 
 Generated 1080x1080 creatives (benchmarks/creatives.py); after one warm-up pass, each round times, per creative,
-detection with the default settings, detection with text found at a larger size (``--alt-short``: the shorter side
-text detection runs at), and the default Engine's prediction, interleaved so machine load hits all alike.  Prints
+detection with the default settings, the same with faces found after the text instead of beside it
+(``Detector(concurrent=False)``; the default with one thread), detection with text found at a larger size
+(``--alt-short``: the shorter side text detection runs at), and the default Engine's prediction, interleaved so
+machine load hits all alike.  Prints
 medians and ranges in milliseconds, and where detection's time goes (text lines, buttons and reading, faces,
 product).
 """
@@ -42,25 +44,27 @@ def main() -> None:
     # Seeds 3, 8, 13... are the 1080x1080 format.
     images = [np.asarray(make_creative(100003 + 5 * i, pics, latin, cjk)[0]) for i in range(args.creatives)]
     detector, alt, engine = Detector(), Detector(det_short=args.alt_short), Engine()
-    timings: dict[str, list[float]] = {"detect": [], "detect_alt": [], "predict": []}
+    sequential = Detector(concurrent=False)
+    timings: dict[str, list[float]] = {"detect": [], "detect_sequential": [], "detect_alt": [], "predict": []}
     stages: dict[str, list[float]] = {"text_lines": [], "buttons_and_read": [], "faces": [], "product": []}
     for image in images:  # warm-up: sessions, arenas, page cache
-        detector.detect(image), alt.detect(image), engine.predict(image)
+        detector.detect(image), sequential.detect(image), alt.detect(image), engine.predict(image)
     for _ in range(args.rounds):
         for image in images:
-            for name, run in (("detect", detector.detect), ("predict", engine.predict), ("detect_alt", alt.detect)):
+            for name, run in (("detect", detector.detect), ("predict", engine.predict),
+                              ("detect_sequential", sequential.detect), ("detect_alt", alt.detect)):
                 t0 = time.perf_counter()
                 run(image)
                 timings[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            lines = detector.text.lines(image)
+            lines = sequential.text.lines(image)
             t1 = time.perf_counter()
-            found = [(line, find_button(detector.cv2, image, line.box)) for line in lines]
-            detector.text.read(image, [line.box for line, b in found if b is not None])
+            found = [(line, find_button(sequential.cv2, image, line.box)) for line in lines]
+            sequential.text.read(image, [line.box for line, b in found if b is not None])
             t2 = time.perf_counter()
-            detector.faces.detect(image, 0.04 * 1080)
+            sequential.faces.detect(image, 0.04 * 1080)
             t3 = time.perf_counter()
-            product_region(detector.cv2, image, [line.box for line in lines])
+            product_region(sequential.cv2, image, [line.box for line in lines])
             t4 = time.perf_counter()
             for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 stages[key].append(value)

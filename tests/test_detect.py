@@ -90,6 +90,20 @@ def test_detection_is_deterministic_and_kinds_never_overlap(detector, creatives)
     assert all(0 < d.confidence <= 1 for d in first)
 
 
+def test_faces_beside_the_text_find_what_faces_after_it_do(creatives):
+    """The helper thread for faces changes when they are found, not what: every format, and four callers at once
+    sharing one detector (its face jobs queue on the one helper)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [path for path, _ in creatives]
+    side, serial = Detector(concurrent=True), Detector(concurrent=False)
+    assert side._side is not None and serial._side is None
+    expected = [serial.detect(p) for p in paths]
+    assert [side.detect(p) for p in paths] == expected
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(side.detect, paths * 2)) == expected * 2
+
+
 def test_element_file_is_the_standard_schema_with_confidence_and_source(detector, creatives):
     path = creatives[0][0]
     doc = element_file(detector.detect(path), (250, 300))

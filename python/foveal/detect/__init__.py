@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -46,22 +47,35 @@ class Detector:
     ``det_short``, ``det_long``: text detection runs on the image resized so its shorter side is ``det_short``
     pixels, or its longer side ``det_long`` if that is smaller (smaller is faster, misses smaller type).
     ``min_face``: the smallest face reported, as a fraction of the image's shorter side.
+    ``concurrent``: find faces on a helper thread (one ONNX Runtime thread) while the text is found and read
+    (default: when :func:`foveal.cpu.thread_count` is two or more). MTCNN's small graphs gain little from a second
+    thread, so the text network keeps every thread and the faces take the time it leaves idle.
     """
 
     def __init__(self, det_short: int = 640, det_long: int = 1280, min_face: float = 0.04,
-                 faces: bool = True) -> None:
+                 faces: bool = True, concurrent: bool | None = None) -> None:
+        from .. import cpu
         from .faces import FaceDetector
         from .text import TextReader
 
         self.cv2 = require_cv2()
-        self.text = TextReader(det_short, det_long)
-        self.faces = FaceDetector() if faces else None
+        threads = cpu.thread_count()
+        side = faces and (threads > 1 if concurrent is None else concurrent)
+        self.text = TextReader(det_short, det_long, threads)
+        self.faces = FaceDetector(1 if side else threads) if faces else None
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="foveal-faces") if side else None
         self.min_face = min_face
+
+    def _faces(self, rgb: np.ndarray) -> list[Detection]:
+        assert self.faces is not None
+        min_face = max(20.0, self.min_face * min(rgb.shape[:2]))
+        faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None) for f in self.faces.detect(rgb, min_face)]
+        return [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
 
     def detect(self, image: ImageLike) -> list[Detection]:
         """Every element found in ``image``, by kind (:data:`DETECTED_KINDS` order), then top to bottom."""
         rgb = load_image(image)
-        hw = rgb.shape[:2]
+        faces = self._side.submit(self._faces, rgb) if self._side is not None else None
         found: list[Detection] = []
         lines = self.text.lines(rgb)
         buttons = [(line, find_button(self.cv2, rgb, line.box)) for line in lines]
@@ -78,11 +92,10 @@ class Detector:
             ctas.append((box, confidence, text))
         for box, confidence, text in _merge_boxes(ctas):
             found.append(Detection("cta", box, round(confidence, 3), text))
-        if self.faces is not None:
-            min_face = max(20.0, self.min_face * min(hw))
-            faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None)
-                     for f in self.faces.detect(rgb, min_face)]
-            found += [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
+        if faces is not None:
+            found += faces.result()
+        elif self.faces is not None:
+            found += self._faces(rgb)
         product = product_region(self.cv2, rgb, [line.box for line in lines] + [d.box for d in found])
         if product is not None:
             found.append(Detection("product", product[0], round(0.5 + 0.5 * product[1], 3)))

@@ -48,9 +48,9 @@ def _refine(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 class FaceDetector:
     """MTCNN face boxes ``(x0, y0, x1, y1, score)`` in image pixels."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         self.cv2 = require_cv2()
-        self._pnet, self._rnet, self._onet = (session(graph_path(_PACKAGE, f"{n}.onnx"))
+        self._pnet, self._rnet, self._onet = (session(graph_path(_PACKAGE, f"{n}.onnx"), threads)
                                               for n in ("pnet", "rnet", "onet"))
 
     @staticmethod

@@ -34,9 +34,9 @@ def graph_path(package: str, relative: str) -> Path:
     return path
 
 
-def session(graph: Path | bytes):
-    """A CPU ONNX Runtime session for a graph file (or a serialised graph), on as many threads as the Engine's
-    (:func:`foveal.cpu.thread_count`)."""
+def session(graph: Path | bytes, threads: int | None = None):
+    """A CPU ONNX Runtime session for a graph file (or a serialised graph), on ``threads`` threads (default: as
+    many as the Engine's, :func:`foveal.cpu.thread_count`)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -46,7 +46,7 @@ def session(graph: Path | bytes):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    options.intra_op_num_threads = cpu.thread_count()
+    options.intra_op_num_threads = threads or cpu.thread_count()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = graph if isinstance(graph, bytes) else str(graph)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -62,11 +62,11 @@ def ink_colour(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, in
 class TextReader:
     """PP-OCRv4 text detection and recognition on ONNX Runtime."""
 
-    def __init__(self, det_short: int = 640, det_long: int = 1280) -> None:
+    def __init__(self, det_short: int = 640, det_long: int = 1280, threads: int | None = None) -> None:
         self.cv2 = require_cv2()
         self.det_short, self.det_long = det_short, det_long
-        self._det = session(folded_graph(graph_path(_PACKAGE, _DET_GRAPH)))
-        self._rec = session(folded_graph(graph_path(_PACKAGE, _REC_GRAPH)))
+        self._det = session(folded_graph(graph_path(_PACKAGE, _DET_GRAPH)), threads)
+        self._rec = session(folded_graph(graph_path(_PACKAGE, _REC_GRAPH)), threads)
         chars = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._alphabet = ["", *chars, " "]  # CTC blank first, space last, as the graph was trained
 
