@@ -91,6 +91,7 @@ def per_image_bits(model: Trainable, items: list[Item], keys: list) -> np.ndarra
 
 def train_arm(text: bool, seed: int, train: list[list[Item]], val: list[Item], val_dens: list, args, log
               ) -> Trainable:
+    """A readout trained on ``train``'s frozen features, with the text channel as one more input when ``text``."""
     torch.manual_seed(seed)
     net = deepgaze.create(VARIANT, TAPS, HIDDEN)
     keys: list = list(TAPS)
@@ -107,6 +108,7 @@ def train_arm(text: bool, seed: int, train: list[list[Item]], val: list[Item], v
 
 
 def paired(d: np.ndarray) -> dict:
+    """Mean of paired differences with its 95 % bootstrap interval (2,000 resamples of the images)."""
     boots = d[np.random.default_rng(0).integers(0, len(d), (2000, len(d)))].mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": len(d)}
