@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.intervals import paired_interval
 from engine.layouts import banner_strips
 from foveal import Engine, cpu
 from foveal import metrics as M
@@ -51,9 +52,8 @@ def main() -> None:
             print(f"{name} val, {len(v)} strips, padding {key}: IG {v[:, 0].mean():.3f}  NSS {v[:, 1].mean():.3f}")
             ig[key] += list(v[:, 0])
     diff = np.array(ig["split"]) - np.array(ig["after"])
-    boots = diff[np.random.default_rng(0).integers(0, len(diff), (2000, len(diff)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    print(f"split - after, paired over {len(diff)} strips: IG {diff.mean():+.3f} ({lo:+.3f} to {hi:+.3f})")
+    mean, lo, hi = paired_interval(diff)
+    print(f"split - after, paired over {len(diff)} strips: IG {mean:+.3f} ({lo:+.3f} to {hi:+.3f})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import deepgaze
+from engine.intervals import paired_interval
 from engine.layouts import banner_strips, letterboxed_views
 from engine.train import export
 from foveal import Engine
@@ -41,9 +42,8 @@ def layout_scores(engine: Engine, data: Path, name: str, layout: str) -> np.ndar
 
 
 def paired(d: np.ndarray) -> str:
-    boots = d[np.random.default_rng(0).integers(0, len(d), (2000, len(d)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return f"{d.mean():+.3f} ({lo:+.3f} to {hi:+.3f})"
+    mean, lo, hi = paired_interval(d)
+    return f"{mean:+.3f} ({lo:+.3f} to {hi:+.3f})"
 
 
 def main(argv: list[str] | None = None) -> int:

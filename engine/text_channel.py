@@ -26,6 +26,7 @@ import torch
 
 from engine import deepgaze
 from engine.features import cache_features
+from engine.intervals import paired_interval
 from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.detect.text import TextReader
 from foveal.network.deepgaze import Readout
@@ -108,10 +109,9 @@ def train_arm(text: bool, seed: int, train: list[list[Item]], val: list[Item], v
 
 
 def paired(d: np.ndarray) -> dict:
-    """Mean of paired differences with its 95 % bootstrap interval (2,000 resamples of the images)."""
-    boots = d[np.random.default_rng(0).integers(0, len(d), (2000, len(d)))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "n": len(d)}
+    """:func:`engine.intervals.paired_interval` as a result document, with the number of images."""
+    mean, lo, hi = paired_interval(d)
+    return {"mean": mean, "lo": lo, "hi": hi, "n": len(d)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         texty = np.array([float(it.feats[TEXT].max()) > TEXT_SEEN for it in items])
         mean_q = {arm: {k: float(np.mean([q[k] for q in qs])) for k in ("CC", "NSS")}
                   for arm, qs in quality[name].items()}
+        r, t = paired(d), paired(d[texty])
         result["val"][name] = {"text - plain, bits/fixation, per seed": per_seed,
-                               "text - plain, seed-averaged": paired(d),
-                               f"same, images with a cell over {TEXT_SEEN}": paired(d[texty]),
+                               "text - plain, seed-averaged": r,
+                               f"same, images with a cell over {TEXT_SEEN}": t,
                                "CC and NSS, mean over seeds": mean_q}
-        r, t = result["val"][name]["text - plain, seed-averaged"], paired(d[texty])
         log(f"val {name}: text - plain per seed " + ", ".join(f"{x['mean']:+.4f}" for x in per_seed)
             + f"; seed-averaged {r['mean']:+.4f} bits/fixation ({r['lo']:+.4f} to {r['hi']:+.4f}), on the "
             f"{t['n']} images with text {t['mean']:+.4f} ({t['lo']:+.4f} to {t['hi']:+.4f}); CC "
