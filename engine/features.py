@@ -40,13 +40,15 @@ def _session(variant: str, taps: tuple[int, ...], threads: int):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def cache_features(ds: Dataset, variant: str, taps: tuple[int, ...], path: Path, working_size: int = 384,
+def cache_features(ds: Dataset, variant: str, taps: tuple[int, ...], folder: Path, working_size: int = 384,
                    threads: int = 2, log=print) -> dict:
-    """Backbone outputs of blocks ``taps`` for every image of ``ds`` and its mirror image, cached at ``path``.
+    """Backbone outputs of blocks ``taps`` for every image of ``ds`` and its mirror image, cached in ``folder`` as
+    ``<ds.name>-<variant>-<working_size>.pt``.
 
-    Returns ``{"ids", "resized", "offset", "feats": [[{tap: float16 tensor}, flipped], ...]}``; reuses ``path`` if
+    Returns ``{"ids", "resized", "offset", "feats": [[{tap: float16 tensor}, flipped], ...]}``; reuses the file if
     it holds the same images, variant and working size, and at least these taps.
     """
+    path = folder / f"{ds.name}-{variant}-{working_size}.pt"
     key = {"ids": ds.ids, "variant": variant, "working_size": working_size, "preprocess": "foveal.cpu",
            "padding": "centred"}
     if path.is_file():

@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def prepared(ds: Dataset, split: str, flips: tuple[bool, ...]) -> tuple[list[list[Item]], Dataset, dict]:
         sub = ds.split(split)
-        cache = cache_features(sub, VARIANT, TAPS, args.cache / f"{sub.name}-{VARIANT}-{SIZE}.pt", SIZE,
-                               args.threads, log)
+        cache = cache_features(sub, VARIANT, TAPS, args.cache, SIZE, args.threads, log)
         items = items_of(sub, cache, flips, stride)
         with_text(items, cache_text(sub, cache, reader, stride, args.cache / f"{sub.name}-text-{SIZE}.pt", log))
         return items, sub, cache

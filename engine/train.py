@@ -206,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     train_sizes = sorted({int(s) for s in args.train_sizes.split(",")})
 
     def cached(sub: Dataset, size: int) -> dict:
-        return cache_features(sub, args.variant, cached_taps, args.cache / f"{sub.name}-{args.variant}-{size}.pt",
-                              size, args.threads, log)
+        return cache_features(sub, args.variant, cached_taps, args.cache, size, args.threads, log)
 
     per_dataset = []
     for ds in datasets.values():
