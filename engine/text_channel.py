@@ -27,6 +27,7 @@ import torch
 from engine import deepgaze
 from engine.features import cache_features
 from engine.intervals import paired_interval
+from engine.train import Log
 from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.detect.text import TextReader
 from foveal.network.deepgaze import Readout
@@ -128,12 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def log(msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        with open(args.out / "text_channel.log", "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
+    log = Log(args.out / "text_channel.log")
     reader = TextReader()
     stride = deepgaze.output_stride(VARIANT, TAPS)
 
