@@ -7,9 +7,8 @@ Generated 1080x1080 creatives (benchmarks/creatives.py); after one warm-up pass,
 detection with the default settings, the same with faces found after the text instead of beside it
 (``Detector(concurrent=False)``; the default with one thread), detection with text found at a larger size
 (``--alt-short``: the shorter side text detection runs at), and the default Engine's prediction, interleaved so
-machine load hits all alike.  Prints
-medians and ranges in milliseconds, and where detection's time goes (text lines, buttons and reading, faces,
-product).
+machine load hits all alike.  Prints medians and ranges in milliseconds, and where detection's time goes (text
+lines, buttons and reading, faces, product).
 """
 from __future__ import annotations
 

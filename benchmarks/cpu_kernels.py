@@ -60,7 +60,7 @@ def main() -> None:
     load = competing_load(args.load) if args.load else contextlib.nullcontext()
     with load:
         # An ad's table (1.4 MiB here) sits between malloc's mmap threshold and the sizes usually benchmarked.
-        half_page = np.ascontiguousarray(cv2.resize(cv2_softmax(grid, 600), (300, 600)))
+        half_page = cv2.resize(cv2_softmax(grid, 600), (300, 600))
         print(table("\nSAT 300x600 (a half-page ad) float32 -> float64", compare({
             "cv2.integral": lambda: cv2.integral(half_page, sdepth=cv2.CV_64F),
             "foveal": lambda: cpu.summed_area_table(half_page),
