@@ -164,6 +164,30 @@ def test_postprocess_matches_reference(gh, gw, h, w, fill_h, fill_w, blur, offse
     np.testing.assert_allclose(got, ref, rtol=5e-5, atol=1e-6 / (h * w))
 
 
+@pytest.mark.parametrize("spread", [1.0, 4.0, 15.0])
+def test_postprocess_large_maps_match_the_reference(spread):
+    """Map-sized outputs, where most rows are products of the row above (see ExpRows in postprocess.cpp), stay
+    within the reference's tolerance however steep the log-density."""
+    grid = np.random.default_rng(5).normal(0, spread, (34, 60)).astype(np.float32)
+    for out_hw, valid, origin in [((1080, 1920), (34.0, 60.0), (0.0, 0.0)), ((601, 957), (30.5, 51.0), (1.5, 4.0))]:
+        got = cpu.postprocess(grid, out_hw, valid, 0.0, origin)
+        assert abs(got.sum(dtype=np.float64) - 1.0) < 1e-6
+        np.testing.assert_allclose(got, postprocess_ref(grid, out_hw, valid, 0.0, origin), rtol=5e-5, atol=1e-30)
+
+
+def test_postprocess_rows_rising_out_of_underflow_are_exact():
+    """A row whose values underflowed (a trough 150 nats deep) cannot be scaled back up: the rows below it are
+    computed afresh, so a value that climbs out of the trough within a grid cell is still its own exp."""
+    grid = np.zeros((9, 12), np.float32)
+    grid[::2] = -150.0
+    grid[:, ::3] += np.linspace(0, -20, 9, dtype=np.float32)[:, None]
+    got = cpu.postprocess(grid, (100, 500), (9.0, 12.0))  # 11 rows a cell: up to 15 nats from one row to the next
+    ref = postprocess_ref(grid, (100, 500), (9.0, 12.0))
+    seen = ref > 1e-30 * ref.max()
+    np.testing.assert_allclose(got[seen], ref[seen], rtol=5e-5)
+    assert (got[ref > 1e-36] > 0).all()
+
+
 def test_postprocess_large_map_sums_to_one_and_is_uniform_for_flat_grid():
     got = cpu.postprocess(np.zeros((135, 135), np.float32), (1080, 1080), (135.0, 135.0), blur_sigma=3.0)
     assert abs(got.sum(dtype=np.float64) - 1.0) < 1e-6

@@ -212,7 +212,8 @@ def test_results_do_not_depend_on_the_thread_count():
         "import hashlib, numpy as np; from foveal import cpu; rng = np.random.default_rng(7);"
         "p = rng.random((1500, 700), dtype=np.float32); g = rng.normal(0, 3, (60, 40)).astype(np.float32);"
         "out = [cpu.summed_area_table(p), cpu.summed_area_table(p.astype(np.float64)),"
-        " cpu.postprocess(g, (900, 600), (55.5, 40.0), 2.5), cpu.quantize(p, 16)[0]];"
+        " cpu.postprocess(g, (900, 600), (55.5, 40.0), 2.5), cpu.postprocess(g, (1001, 613), (55.5, 40.0)),"
+        " *cpu.postprocess_sat(g, (480, 1270), (59.0, 33.5), 0.0, (0.7, 3.0)), cpu.quantize(p, 16)[0]];"
         "print(hashlib.sha256(b''.join(a.tobytes() for a in out)).hexdigest())"
     )
     digests = {

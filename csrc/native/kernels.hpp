@@ -33,8 +33,13 @@ void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index
 void summed_area_table(const float *map, index_t h, index_t w, double *sat);
 void summed_area_table(const double *map, index_t h, index_t w, double *sat);
 
-// map *= scale (in float), then its summed-area table: one read of the map for both.
-void scaled_summed_area_table(float *map, index_t h, index_t w, float scale, double *sat);
+// Writes rows [y0, y1) of a map; y0 is a multiple of kSatRowAlign.
+using RowFill = std::function<void(index_t y0, index_t y1)>;
+constexpr index_t kSatRowAlign = 8;
+
+// summed_area_table of a map that `fill` writes a block of rows at a time, each just before the table reads it
+// (from any thread, once per row); so map and table take one pass over memory together.
+void summed_area_table_filled(const float *map, index_t h, index_t w, const RowFill &fill, double *sat);
 
 // Sums of n half-open boxes (x0, y0, x1, y1) clipped to the h x w image behind `sat`.
 void box_sums(const double *sat, index_t h, index_t w, const std::int64_t *boxes, index_t n, double *out);

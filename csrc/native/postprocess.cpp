@@ -1,4 +1,5 @@
 // Log-density grid -> probability map: bilinear upsample of the image's window, optional Gaussian blur, softmax.
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -15,10 +16,11 @@ constexpr index_t kRowChunk = 16;
 constexpr float kMaxShiftSlack = 20.0f;
 
 // Bilinear taps for output index o on a grid axis of `cells` values: grid coordinate
-// origin + (o+0.5)*valid/out - 0.5, clamped to the grid.
+// origin + (o+0.5)*valid/out - 0.5, clamped to the grid (`edge`: it was).
 struct Taps {
     std::vector<index_t> i0, i1;
     std::vector<float> frac;
+    std::vector<char> edge;
 };
 
 Taps bilinear_taps(index_t out_size, double origin, double valid, index_t cells) {
@@ -26,10 +28,12 @@ Taps bilinear_taps(index_t out_size, double origin, double valid, index_t cells)
     t.i0.resize(static_cast<std::size_t>(out_size));
     t.i1.resize(static_cast<std::size_t>(out_size));
     t.frac.resize(static_cast<std::size_t>(out_size));
+    t.edge.resize(static_cast<std::size_t>(out_size));
     const double step = valid / static_cast<double>(out_size);
     for (index_t o = 0; o < out_size; ++o) {
-        double g = origin + (o + 0.5) * step - 0.5;
-        g = std::min<double>(std::max(g, 0.0), static_cast<double>(cells - 1));
+        const double unclamped = origin + (o + 0.5) * step - 0.5;
+        const double g = std::min<double>(std::max(unclamped, 0.0), static_cast<double>(cells - 1));
+        t.edge[o] = g != unclamped;
         const index_t i0 = static_cast<index_t>(std::floor(g));
         t.i0[o] = i0;
         t.i1[o] = std::min(i0 + 1, cells - 1);
@@ -180,9 +184,106 @@ void gaussian_blur(float *map, index_t h, index_t w, double sigma, float *chunk_
     });
 }
 
-// Upsampled (and blurred) exp of the log-density, unnormalised, into `out`; returns its float64 total.
-double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
-               double blur_sigma, float *out) {
+// v *= q, results below FLT_MIN flushed to zero (so runs of products never slow down on subnormals); returns the
+// smallest result.
+FOVEAL_CLONES
+float multiply_flush(float *v, const float *q, index_t n) {
+    typedef float f8 __attribute__((vector_size(32)));
+    f8 lanes;
+    for (int j = 0; j < 8; ++j) lanes[j] = INFINITY;
+    const f8 zero = {};
+    index_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 a, b;
+        std::memcpy(&a, v + i, sizeof a);
+        std::memcpy(&b, q + i, sizeof b);
+        f8 x = a * b;
+        x = x >= FLT_MIN ? x : zero;
+        std::memcpy(v + i, &x, sizeof x);
+        lanes = x < lanes ? x : lanes;
+    }
+    float m = INFINITY;
+    for (; i < n; ++i) {
+        const float x = v[i] * q[i];
+        v[i] = x >= FLT_MIN ? x : 0.0f;
+        m = std::min(m, v[i]);
+    }
+    for (int j = 0; j < 8; ++j) m = std::min(m, lanes[j]);
+    return m;
+}
+
+FOVEAL_CLONES
+float row_min(const float *v, index_t n) {
+    typedef float f8 __attribute__((vector_size(32)));
+    f8 lanes;
+    for (int j = 0; j < 8; ++j) lanes[j] = INFINITY;
+    index_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 x;
+        std::memcpy(&x, v + i, sizeof x);
+        lanes = x < lanes ? x : lanes;
+    }
+    float m = INFINITY;
+    for (; i < n; ++i) m = std::min(m, v[i]);
+    for (int j = 0; j < 8; ++j) m = std::min(m, lanes[j]);
+    return m;
+}
+
+// Per-lane running max and float64 sum of rows of values, lane = column % 8: the order of the additions depends
+// on the row width only.
+struct RowStats {
+    alignas(32) float max[8];
+    alignas(32) double sum[8];
+    RowStats() {
+        std::fill(max, max + 8, -INFINITY);
+        std::fill(sum, sum + 8, 0.0);
+    }
+    float total_max() const { return *std::max_element(max, max + 8); }
+    double total_sum() const {
+        double t = 0.0;
+        for (double x : sum) t += x;
+        return t;
+    }
+};
+
+FOVEAL_CLONES
+void add_row_stats(const float *v, index_t n, RowStats &stats) {
+    typedef float f8 __attribute__((vector_size(32)));
+    f8 mx;
+    std::memcpy(&mx, stats.max, sizeof mx);
+    double lanes[8];
+    std::copy(stats.sum, stats.sum + 8, lanes);
+    index_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        f8 x;
+        std::memcpy(&x, v + i, sizeof x);
+        mx = x > mx ? x : mx;
+    }
+    for (index_t k = 0; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(v[k + j]);
+    std::memcpy(stats.max, &mx, sizeof mx);
+    std::copy(lanes, lanes + 8, stats.sum);
+    for (; i < n; ++i) {
+        stats.max[i % 8] = std::max(stats.max[i % 8], v[i]);
+        stats.sum[i % 8] += static_cast<double>(v[i]);
+    }
+}
+
+// The window's log-density, shifted by the grid max, interpolated along x: one row per grid row. Rows of the
+// upsampled map are blends of two of these.
+struct Upsample {
+    index_t h, w;
+    Taps ty;
+    float dy;  // grid cells from one map row to the next
+    std::vector<float> cols;  // gh x w
+
+    const float *row0(index_t y) const { return cols.data() + ty.i0[y] * w; }
+    const float *row1(index_t y) const { return cols.data() + ty.i1[y] * w; }
+    // Row y of the upsampled log-density into dst.
+    void row(index_t y, float *dst) const { lerp_rows(dst, row0(y), row1(y), ty.frac[y], w); }
+};
+
+Upsample upsample(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window) {
     require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
                                     std::to_string(gw));
     require(h >= 1 && w >= 1, "out_hw must be at least (1, 1), got (" + std::to_string(h) + ", " +
@@ -192,8 +293,6 @@ double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, 
                 std::to_string(window.width) + ")");
     require(std::isfinite(window.top) && std::isfinite(window.left),
             "origin_hw must be finite, got (" + std::to_string(window.top) + ", " + std::to_string(window.left) + ")");
-    require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
-            "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
 
     // Shift by the grid max first: values near zero keep more float precision through interpolation, and a
     // bilinear blend of values <= 0 stays <= 0, so without a blur the shifted values need no second max.
@@ -204,75 +303,175 @@ double density(const float *grid, index_t gh, index_t gw, index_t h, index_t w, 
                                         std::to_string(i / gw) + ", " + std::to_string(i % gw) + ")");
         grid_max = std::max(grid_max, grid[i]);
     }
-    const Taps ty = bilinear_taps(h, window.top, window.height, gh);
+    Upsample up{h, w, bilinear_taps(h, window.top, window.height, gh), static_cast<float>(window.height / h),
+                std::vector<float>(gh * w)};
     const Taps tx = bilinear_taps(w, window.left, window.width, gw);
-    std::vector<float> cols(static_cast<std::size_t>(gh * w));  // grid rows interpolated along x
     parallel_for(gh, std::max<index_t>(1, (1 << 16) / w), [&](index_t g0, index_t g1) {
         for (index_t gy = g0; gy < g1; ++gy) {
             const float *src = grid + gy * gw;
-            float *dst = cols.data() + gy * w;
+            float *dst = up.cols.data() + gy * w;
             for (index_t x = 0; x < w; ++x) {
                 const float a = src[tx.i0[x]] - grid_max, b = src[tx.i1[x]] - grid_max;
                 dst[x] = a + tx.frac[x] * (b - a);
             }
         }
     });
-    // Max-subtracted exp in float, float64 sum. Per-chunk sums (and maxima, with a blur) are combined in a fixed
-    // order, so the result does not depend on the thread count.
+    return up;
+}
+
+// Rows of exp(v - shift) for the upsampled log-density v, made with few exps. Between two grid rows v is linear
+// in y, so a row is the row above it times exp(dy * (lower grid row - upper grid row)), one product per value,
+// with those factors computed once per grid row. A run of such rows starts from exact exps at a restart row:
+// every kSatRowAlign-th row, where the grid rows change, at the clamped edges, and after a row holding a value
+// below FLT_MIN (a zero or a subnormal has lost the precision a product would scale up). So a row depends on its
+// run's restart row only, not on how rows are split among threads or blocks, and is within a few 1e-7 of its
+// own exp (relative) for maps of ordinary range.
+class ExpRows {
+  public:
+    explicit ExpRows(const Upsample &up)
+        : up_(up), restart_(static_cast<std::size_t>(up.h)), factors_(up.cols.size()) {
+        const Taps &ty = up.ty;
+        for (index_t y = 0; y < up.h; ++y)
+            restart_[y] = y % kSatRowAlign == 0 || ty.edge[y] || ty.edge[y - 1] || ty.i0[y] != ty.i0[y - 1];
+        const index_t gh = static_cast<index_t>(up.cols.size()) / up.w;
+        for (index_t g = 0; g + 1 < gh; ++g) {
+            float *q = factors_.data() + g * up.w;
+            const float *a = up.cols.data() + g * up.w;
+            for (index_t x = 0; x < up.w; ++x) q[x] = std::min(up.dy * (a[x + up.w] - a[x]), 88.0f);
+            exp_shifted(q, up.w, 0.0f);
+        }
+    }
+
+    // Rows [y0, y1) (y0 a restart row): exp(v - shift) * scale into dst when given; max and float64 sum of
+    // exp(v - shift) into stats when given.
+    void rows(index_t y0, index_t y1, float shift, float scale, float *dst, RowStats *stats) const {
+        const index_t w = up_.w;
+        std::vector<float> e(static_cast<std::size_t>(w));
+        float smallest = 0.0f;
+        for (index_t y = y0; y < y1; ++y) {
+            if (restart_[y] || !(smallest >= FLT_MIN)) {
+                up_.row(y, e.data());
+                exp_shifted(e.data(), w, shift);
+                smallest = row_min(e.data(), w);
+            } else {
+                smallest = multiply_flush(e.data(), factors_.data() + up_.ty.i0[y] * w, w);
+            }
+            if (stats) add_row_stats(e.data(), w, *stats);
+            if (dst) scale_into(dst + (y - y0) * w, e.data(), scale, w);
+        }
+    }
+
+  private:
+    const Upsample &up_;
+    std::vector<char> restart_;
+    std::vector<float> factors_;  // row g: exp(dy * (cols row g+1 - cols row g)); unused for the last grid row
+};
+
+// The exp shift of the map (the max of v, or near it) and the float64 total of exp(v - shift). The shift must be
+// known before the map exists: a blend of rows is at most the same blend of their maxima, an upper bound on the
+// map's max. Where the bound is far above the max (row maxima in different columns), exp would lose the map to
+// underflow; that rare case takes the true max and sums again. Per-chunk sums combine in a fixed order, so the
+// result does not depend on the thread count.
+std::pair<float, double> shift_and_total(const Upsample &up, const ExpRows &rows) {
+    const index_t gh = static_cast<index_t>(up.cols.size()) / up.w;
+    std::vector<float> row_maxes(static_cast<std::size_t>(gh));
+    for (index_t g = 0; g < gh; ++g) row_maxes[g] = row_max(up.cols.data() + g * up.w, up.w);
+    float shift = -INFINITY;
+    for (index_t y = 0; y < up.h; ++y) {
+        const float a = row_maxes[up.ty.i0[y]], b = row_maxes[up.ty.i1[y]];
+        shift = std::max(shift, a + up.ty.frac[y] * (b - a));
+    }
+    const index_t n_chunks = (up.h + kRowChunk - 1) / kRowChunk;
+    std::vector<RowStats> stats(static_cast<std::size_t>(n_chunks));
+    auto sum_rows = [&](float s) {
+        std::fill(stats.begin(), stats.end(), RowStats());
+        parallel_for(up.h, kRowChunk, [&](index_t y0, index_t y1) {
+            rows.rows(y0, y1, s, 1.0f, nullptr, &stats[static_cast<std::size_t>(y0 / kRowChunk)]);
+        });
+    };
+    sum_rows(shift);
+    float top = -INFINITY;
+    for (const RowStats &s : stats) top = std::max(top, s.total_max());
+    if (!(top >= std::exp(-kMaxShiftSlack))) {
+        std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
+        parallel_for(up.h, kRowChunk, [&](index_t y0, index_t y1) {
+            std::vector<float> v(static_cast<std::size_t>(up.w));
+            float m = -INFINITY;
+            for (index_t y = y0; y < y1; ++y) {
+                up.row(y, v.data());
+                m = std::max(m, row_max(v.data(), up.w));
+            }
+            maxes[static_cast<std::size_t>(y0 / kRowChunk)] = m;
+        });
+        shift = *std::max_element(maxes.begin(), maxes.end());
+        sum_rows(shift);
+    }
+    double total = 0.0;
+    for (const RowStats &s : stats) total += s.total_sum();
+    return {shift, total};
+}
+
+// The upsampled map blurred, its exp shifted by the blurred max, unnormalised, into `out`; returns its float64
+// total.
+double blurred_density(const Upsample &up, double blur_sigma, float *out) {
+    const index_t h = up.h, w = up.w;
     const index_t n_chunks = (h + kRowChunk - 1) / kRowChunk;
     std::vector<double> sums(static_cast<std::size_t>(n_chunks));
-    auto lerp = [&](index_t y0, index_t y1) {
-        for (index_t y = y0; y < y1; ++y)
-            lerp_rows(out + y * w, cols.data() + ty.i0[y] * w, cols.data() + ty.i1[y] * w, ty.frac[y], w);
-    };
-    if (blur_sigma > 0.0) {
-        std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
-        parallel_for(h, kRowChunk, lerp);
-        gaussian_blur(out, h, w, blur_sigma, maxes.data());
-        const float shift = *std::max_element(maxes.begin(), maxes.end());
-        parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
-            sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
-        });
-    } else {
-        // One pass, lerp then exp while the chunk is in cache, needs the shift before the map exists: a blend of
-        // rows is at most the same blend of their maxima, an upper bound on the map's max. Where the bound is
-        // far above the max (row maxima in different columns), exp would lose the map to underflow; that rare
-        // case runs the pass again with the true max.
-        std::vector<float> row_maxes(static_cast<std::size_t>(gh));
-        for (index_t g = 0; g < gh; ++g) row_maxes[g] = row_max(cols.data() + g * w, w);
-        float bound = -INFINITY;
-        for (index_t y = 0; y < h; ++y)
-            bound = std::max(bound, row_maxes[ty.i0[y]] + ty.frac[y] * (row_maxes[ty.i1[y]] - row_maxes[ty.i0[y]]));
-        std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
-        auto lerp_exp = [&](float shift) {
-            parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
-                lerp(y0, y1);
-                const std::size_t c = static_cast<std::size_t>(y0 / kRowChunk);
-                maxes[c] = row_max(out + y0 * w, (y1 - y0) * w);
-                sums[c] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
-            });
-        };
-        lerp_exp(bound);
-        const float top = *std::max_element(maxes.begin(), maxes.end());
-        if (bound - top > kMaxShiftSlack) lerp_exp(top);
-    }
+    std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        for (index_t y = y0; y < y1; ++y) up.row(y, out + y * w);
+    });
+    gaussian_blur(out, h, w, blur_sigma, maxes.data());
+    const float shift = *std::max_element(maxes.begin(), maxes.end());
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) {
+        sums[static_cast<std::size_t>(y0 / kRowChunk)] = exp_shifted_sum(out + y0 * w, (y1 - y0) * w, shift);
+    });
     double total = 0.0;
     for (double s : sums) total += s;
     return total;
 }
 
+void check_blur_sigma(double blur_sigma) {
+    require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
+            "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
+}
+
 }  // namespace
 
+// Without a blur the map is never stored unnormalised: a first pass only sums exp(v - shift) (cheap, see
+// ExpRows), and the second writes each value once, already normalised.
 void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out) {
-    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, window, blur_sigma, out));
-    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
+    check_blur_sigma(blur_sigma);
+    const Upsample up = upsample(grid, gh, gw, h, w, window);
+    if (blur_sigma > 0.0) {
+        const float inv = static_cast<float>(1.0 / blurred_density(up, blur_sigma, out));
+        parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
+        return;
+    }
+    const ExpRows rows(up);
+    const auto [shift, total] = shift_and_total(up, rows);
+    const float inv = static_cast<float>(1.0 / total);
+    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { rows.rows(y0, y1, shift, inv, out + y0 * w, nullptr); });
 }
 
 void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                      double blur_sigma, float *out, double *sat) {
-    const float inv = static_cast<float>(1.0 / density(grid, gh, gw, h, w, window, blur_sigma, out));
-    scaled_summed_area_table(out, h, w, inv, sat);
+    check_blur_sigma(blur_sigma);
+    const Upsample up = upsample(grid, gh, gw, h, w, window);
+    if (blur_sigma > 0.0) {
+        const float inv = static_cast<float>(1.0 / blurred_density(up, blur_sigma, out));
+        summed_area_table_filled(out, h, w, [&](index_t y0, index_t y1) {
+            scale_row(out + y0 * w, (y1 - y0) * w, inv);
+        }, sat);
+        return;
+    }
+    const ExpRows rows(up);
+    const auto [shift, total] = shift_and_total(up, rows);
+    const float inv = static_cast<float>(1.0 / total);
+    summed_area_table_filled(out, h, w, [&](index_t y0, index_t y1) {
+        rows.rows(y0, y1, shift, inv, out + y0 * w, nullptr);
+    }, sat);
 }
 
 }  // namespace foveal

@@ -25,7 +25,9 @@ namespace {
 constexpr std::size_t kStreamBytes = std::size_t{48} << 20;
 // Map bytes per block: read twice, the second time from L2.
 constexpr std::size_t kBlockBytes = std::size_t{256} << 10;
-constexpr index_t kMinBlockRows = 8;
+// Blocks are whole multiples of this many rows, so a map written block by block (summed_area_table_filled) is
+// asked for rows from a multiple of kSatRowAlign.
+constexpr index_t kBlockRowMultiple = kSatRowAlign;
 
 template <class T>
 void add_rows_generic(double *acc, const T *map, index_t rows, index_t w) {
@@ -177,15 +179,10 @@ struct Rows {
     double *row(index_t i) const { return data.get() + i * stride; }
 };
 
-FOVEAL_CLONES
-void scale_values(float *v, index_t n, float s) {
-    for (index_t i = 0; i < n; ++i) v[i] *= s;
-}
-
-// `scaled` (the map itself, or null) is multiplied by `scale` block by block just before the block is summed, so
-// the scaling costs no pass of its own.
+// `fill` (when given) writes each block's map rows just before the block reads them, so making the map costs no
+// pass over memory of its own: the rows are still in L2 when the table is built from them.
 template <class T>
-void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = nullptr, float scale = 1.0f) {
+void sat_impl(const T *map, index_t h, index_t w, double *sat, const RowFill *fill = nullptr) {
     require(h >= 1 && w >= 1, "prob must be at least 1x1, got " + std::to_string(h) + "x" + std::to_string(w));
     const bool stream = static_cast<std::size_t>((h + 1) * (w + 1)) * sizeof(double) >= kStreamBytes &&
                         reinterpret_cast<std::uintptr_t>(sat) % 32 == 0;
@@ -199,7 +196,8 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = n
         sat_rows = &sat_rows_avx2<T>;
     }
 #endif
-    const index_t block = std::max<index_t>(kMinBlockRows, static_cast<index_t>(kBlockBytes / (sizeof(T) * w)));
+    const index_t fit = static_cast<index_t>(kBlockBytes / (sizeof(T) * w)) / kBlockRowMultiple * kBlockRowMultiple;
+    const index_t block = std::max<index_t>(kBlockRowMultiple, fit);
     const index_t n_blocks = (h + block - 1) / block;
     const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), n_blocks));
 
@@ -220,7 +218,7 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = n
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
         for (index_t b = next++; b < n_blocks; b = next++) {
             const index_t y0 = b * block, rows = std::min(block, h - y0);
-            if (scaled) scale_values(scaled + y0 * w, rows * w, scale);
+            if (fill) (*fill)(y0, y0 + rows);
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
@@ -247,8 +245,8 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, float *scaled = n
 
 void summed_area_table(const float *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
 void summed_area_table(const double *map, index_t h, index_t w, double *sat) { sat_impl(map, h, w, sat); }
-void scaled_summed_area_table(float *map, index_t h, index_t w, float scale, double *sat) {
-    sat_impl<float>(map, h, w, sat, map, scale);
+void summed_area_table_filled(const float *map, index_t h, index_t w, const RowFill &fill, double *sat) {
+    sat_impl<float>(map, h, w, sat, &fill);
 }
 
 }  // namespace foveal
