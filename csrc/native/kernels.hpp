@@ -35,7 +35,7 @@ void summed_area_table(const double *map, index_t h, index_t w, double *sat);
 
 // Writes rows [y0, y1) of a map; y0 is a multiple of kSatRowAlign.
 using RowFill = std::function<void(index_t y0, index_t y1)>;
-constexpr index_t kSatRowAlign = 8;
+constexpr index_t kSatRowAlign = 16;
 
 // summed_area_table of a map that `fill` writes a block of rows at a time, each just before the table reads it
 // (from any thread, once per row); so map and table take one pass over memory together.

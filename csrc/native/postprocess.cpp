@@ -11,6 +11,7 @@ namespace foveal {
 namespace {
 
 constexpr index_t kRowChunk = 16;
+static_assert(kRowChunk % kSatRowAlign == 0, "row chunks must start on ExpRows restart rows");
 // How far above the map's max a softmax shift may be: the largest value then still has exp >= e^-20, far from
 // float underflow, and every value exp drops (below shift - 88) is under e^-68 of the largest.
 constexpr float kMaxShiftSlack = 20.0f;
