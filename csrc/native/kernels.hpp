@@ -38,7 +38,8 @@ using RowFill = std::function<void(index_t y0, index_t y1)>;
 constexpr index_t kSatRowAlign = 16;
 
 // summed_area_table of a map that `fill` writes a block of rows at a time, each just before the table reads it
-// (from any thread, once per row); so map and table take one pass over memory together.
+// (from any thread, once per row); so map and table take one pass over memory together. An exception from `fill`
+// is rethrown after every block is done (the table is then garbage).
 void summed_area_table_filled(const float *map, index_t h, index_t w, const RowFill &fill, double *sat);
 
 // Sums of n half-open boxes (x0, y0, x1, y1) clipped to the h x w image behind `sat`.

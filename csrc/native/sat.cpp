@@ -8,7 +8,9 @@
 // and the result does not depend on the thread count.
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <vector>
 
@@ -214,11 +216,22 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, const RowFill *fi
     }
     std::fill(sat, sat + w + 1, 0.0);
     std::atomic<index_t> next{0};
+    // A throwing fill must not leave the other threads waiting on its block: its block goes on with whatever the
+    // rows hold, and the first exception is rethrown once every thread is done.
+    std::exception_ptr fill_error;
+    std::mutex fill_error_mutex;
     run_threads(n_threads, [&](int t) {
         double *colsum = scratch.row(2 * t), *running = scratch.row(2 * t + 1);
         for (index_t b = next++; b < n_blocks; b = next++) {
             const index_t y0 = b * block, rows = std::min(block, h - y0);
-            if (fill) (*fill)(y0, y0 + rows);
+            if (fill) {
+                try {
+                    (*fill)(y0, y0 + rows);
+                } catch (...) {
+                    const std::lock_guard<std::mutex> lock(fill_error_mutex);
+                    if (!fill_error) fill_error = std::current_exception();
+                }
+            }
             if (b + 1 < n_blocks) {
                 std::fill(colsum, colsum + w, 0.0);
                 add_rows(colsum, map + y0 * w, rows, w);
@@ -239,6 +252,7 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, const RowFill *fi
                      ahead_rows ? map + ahead0 * w : nullptr, ahead_rows);
         }
     });
+    if (fill_error) std::rethrow_exception(fill_error);
 }
 
 }  // namespace
