@@ -21,11 +21,13 @@ struct Window {
 };
 
 // float32 log-density grid (gh x gw) -> float32 probability map (h x w) summing to one: the window upsampled.
+// Without a blur most rows are products of the row above (see ExpRows in postprocess.cpp), within a few 1e-7 of
+// their own exps.
 void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out);
 
-// postprocess, and the summed-area table of its output (as summed_area_table gives it) in the same pass as the
-// normalisation: the map is read once more instead of twice.
+// postprocess, and the summed-area table of its output (as summed_area_table gives it): each block of map rows is
+// written just before the table reads it, so map and table take one pass over memory together.
 void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                      double blur_sigma, float *out, double *sat);
 

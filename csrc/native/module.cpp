@@ -141,7 +141,8 @@ PYBIND11_MODULE(_native, m) {
             return py::make_tuple(out, sat);
         },
         py::arg("log_density"), py::arg("out_hw"), py::arg("valid_hw"), py::arg("blur_sigma"), py::arg("origin_hw"),
-        "postprocess and the summed-area table of its output, from one read of the map: (prob, sat).");
+        "postprocess and the summed-area table of its output, the map written block by block beside its table: "
+        "(prob, sat).");
 
     m.def("summed_area_table", &summed_area_table<float>, py::arg("prob"));
     m.def("summed_area_table", &summed_area_table<double>, py::arg("prob"),

@@ -156,7 +156,8 @@ def postprocess_sat(
     origin_hw: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """:func:`postprocess` and :func:`summed_area_table` of its result, bit for bit, in fewer passes over the map:
-    the normalisation and the table share one read.  Returns ``(prob, sat)``."""
+    each block of map rows is written (normalised) just before the table is built from it, while it is still in
+    cache.  Returns ``(prob, sat)``."""
     grid = _array(log_density, "log_density", "f", np.float32, 2, "(h, w)")
     out = _pair(out_hw, "out_hw", operator.index)
     return _call(_native.postprocess_sat, grid, out, _pair(valid_hw, "valid_hw", float),
