@@ -21,8 +21,8 @@ struct Window {
 };
 
 // float32 log-density grid (gh x gw) -> float32 probability map (h x w) summing to one: the window upsampled.
-// Without a blur most rows are products of the row above (see ExpRows in postprocess.cpp), within a few 1e-7 of
-// their own exps.
+// Without a blur most rows are products of the row above (see ExpRows in postprocess.cpp), within a few 1e-6
+// (relative) of their own exps.
 void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out);
 

@@ -325,8 +325,8 @@ Upsample upsample(const float *grid, index_t gh, index_t gw, index_t h, index_t 
 // with those factors computed once per grid row. A run of such rows starts from exact exps at a restart row:
 // every kSatRowAlign-th row, where the grid rows change, at the clamped edges, and after a row holding a value
 // below FLT_MIN (a zero or a subnormal has lost the precision a product would scale up). So a row depends on its
-// run's restart row only, not on how rows are split among threads or blocks, and is within a few 1e-7 of its
-// own exp (relative) for maps of ordinary range.
+// run's restart row only, not on how rows are split among threads or blocks, and is within a few 1e-6 of its
+// own exp (relative; at most 2.0e-6 on the shipped model's maps of 40 OSIE photos and the example creatives).
 class ExpRows {
   public:
     explicit ExpRows(const Upsample &up)
