@@ -432,47 +432,38 @@ double blurred_density(const Upsample &up, double blur_sigma, float *out) {
     return total;
 }
 
-void check_blur_sigma(double blur_sigma) {
+// The normalised map, made through `use(fill)`: fill(y0, y1) writes rows [y0, y1) of `out` (y0 a multiple of
+// kSatRowAlign), from any thread. Without a blur the map is never stored unnormalised: a first pass only sums
+// exp(v - shift) (cheap, see ExpRows), and fill writes each value once, already normalised. With one, the blurred
+// density is stored first and fill scales it in place.
+void normalised_rows(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
+                     double blur_sigma, float *out, const std::function<void(const RowFill &)> &use) {
     require(std::isfinite(blur_sigma) && blur_sigma >= 0.0,
             "blur_sigma must be finite and >= 0, got " + std::to_string(blur_sigma));
+    const Upsample up = upsample(grid, gh, gw, h, w, window);
+    if (blur_sigma > 0.0) {
+        const float inv = static_cast<float>(1.0 / blurred_density(up, blur_sigma, out));
+        use([&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
+        return;
+    }
+    const ExpRows rows(up);
+    const auto [shift, total] = shift_and_total(up, rows);
+    const float inv = static_cast<float>(1.0 / total);
+    use([&](index_t y0, index_t y1) { rows.rows(y0, y1, shift, inv, out + y0 * w, nullptr); });
 }
 
 }  // namespace
 
-// Without a blur the map is never stored unnormalised: a first pass only sums exp(v - shift) (cheap, see
-// ExpRows), and the second writes each value once, already normalised.
 void postprocess(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                  double blur_sigma, float *out) {
-    check_blur_sigma(blur_sigma);
-    const Upsample up = upsample(grid, gh, gw, h, w, window);
-    if (blur_sigma > 0.0) {
-        const float inv = static_cast<float>(1.0 / blurred_density(up, blur_sigma, out));
-        parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { scale_row(out + y0 * w, (y1 - y0) * w, inv); });
-        return;
-    }
-    const ExpRows rows(up);
-    const auto [shift, total] = shift_and_total(up, rows);
-    const float inv = static_cast<float>(1.0 / total);
-    parallel_for(h, kRowChunk, [&](index_t y0, index_t y1) { rows.rows(y0, y1, shift, inv, out + y0 * w, nullptr); });
+    normalised_rows(grid, gh, gw, h, w, window, blur_sigma, out,
+                    [&](const RowFill &fill) { parallel_for(h, kRowChunk, fill); });
 }
 
 void postprocess_sat(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window,
                      double blur_sigma, float *out, double *sat) {
-    check_blur_sigma(blur_sigma);
-    const Upsample up = upsample(grid, gh, gw, h, w, window);
-    if (blur_sigma > 0.0) {
-        const float inv = static_cast<float>(1.0 / blurred_density(up, blur_sigma, out));
-        summed_area_table_filled(out, h, w, [&](index_t y0, index_t y1) {
-            scale_row(out + y0 * w, (y1 - y0) * w, inv);
-        }, sat);
-        return;
-    }
-    const ExpRows rows(up);
-    const auto [shift, total] = shift_and_total(up, rows);
-    const float inv = static_cast<float>(1.0 / total);
-    summed_area_table_filled(out, h, w, [&](index_t y0, index_t y1) {
-        rows.rows(y0, y1, shift, inv, out + y0 * w, nullptr);
-    }, sat);
+    normalised_rows(grid, gh, gw, h, w, window, blur_sigma, out,
+                    [&](const RowFill &fill) { summed_area_table_filled(out, h, w, fill, sat); });
 }
 
 }  // namespace foveal

@@ -27,9 +27,6 @@ namespace {
 constexpr std::size_t kStreamBytes = std::size_t{48} << 20;
 // Map bytes per block: read twice, the second time from L2.
 constexpr std::size_t kBlockBytes = std::size_t{256} << 10;
-// Blocks are whole multiples of this many rows, so a map written block by block (summed_area_table_filled) is
-// asked for rows from a multiple of kSatRowAlign.
-constexpr index_t kBlockRowMultiple = kSatRowAlign;
 
 template <class T>
 void add_rows_generic(double *acc, const T *map, index_t rows, index_t w) {
@@ -201,8 +198,10 @@ void sat_impl(const T *map, index_t h, index_t w, double *sat, const RowFill *fi
         sat_rows = &sat_rows_avx2<T>;
     }
 #endif
-    const index_t fit = static_cast<index_t>(kBlockBytes / (sizeof(T) * w)) / kBlockRowMultiple * kBlockRowMultiple;
-    const index_t block = std::max<index_t>(kBlockRowMultiple, fit);
+    // Whole multiples of kSatRowAlign rows, so a map written block by block (summed_area_table_filled) is asked
+    // for rows from a multiple of it.
+    const index_t fit = static_cast<index_t>(kBlockBytes / (sizeof(T) * w)) / kSatRowAlign * kSatRowAlign;
+    const index_t block = std::max<index_t>(kSatRowAlign, fit);
     const index_t n_blocks = (h + block - 1) / block;
     const int n_threads = static_cast<int>(std::min<index_t>(thread_count(), n_blocks));
 
