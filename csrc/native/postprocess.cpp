@@ -230,45 +230,17 @@ float row_min(const float *v, index_t n) {
     return m;
 }
 
-// Per-lane running max and float64 sum of rows of values, lane = column % 8: the order of the additions depends
+// Running max and float64 sum of rows of values; each row summed by sum_f64, so the order of the additions depends
 // on the row width only.
 struct RowStats {
-    alignas(32) float max[8];
-    alignas(32) double sum[8];
-    RowStats() {
-        std::fill(max, max + 8, -INFINITY);
-        std::fill(sum, sum + 8, 0.0);
-    }
-    float total_max() const { return *std::max_element(max, max + 8); }
-    double total_sum() const {
-        double t = 0.0;
-        for (double x : sum) t += x;
-        return t;
+    float max = -INFINITY;
+    double sum = 0.0;
+
+    void add_row(const float *v, index_t n) {
+        max = std::max(max, row_max(v, n));
+        sum += sum_f64(v, n);
     }
 };
-
-FOVEAL_CLONES
-void add_row_stats(const float *v, index_t n, RowStats &stats) {
-    typedef float f8 __attribute__((vector_size(32)));
-    f8 mx;
-    std::memcpy(&mx, stats.max, sizeof mx);
-    double lanes[8];
-    std::copy(stats.sum, stats.sum + 8, lanes);
-    index_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 x;
-        std::memcpy(&x, v + i, sizeof x);
-        mx = x > mx ? x : mx;
-    }
-    for (index_t k = 0; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(v[k + j]);
-    std::memcpy(stats.max, &mx, sizeof mx);
-    std::copy(lanes, lanes + 8, stats.sum);
-    for (; i < n; ++i) {
-        stats.max[i % 8] = std::max(stats.max[i % 8], v[i]);
-        stats.sum[i % 8] += static_cast<double>(v[i]);
-    }
-}
 
 // The window's log-density, shifted by the grid max, interpolated along x: one row per grid row. Rows of the
 // upsampled map are blends of two of these.
@@ -357,7 +329,7 @@ class ExpRows {
             } else {
                 smallest = multiply_flush(e.data(), factors_.data() + up_.ty.i0[y] * w, w);
             }
-            if (stats) add_row_stats(e.data(), w, *stats);
+            if (stats) stats->add_row(e.data(), w);
             if (dst) scale_into(dst + (y - y0) * w, e.data(), scale, w);
         }
     }
@@ -392,7 +364,7 @@ std::pair<float, double> shift_and_total(const Upsample &up, const ExpRows &rows
     };
     sum_rows(shift);
     float top = -INFINITY;
-    for (const RowStats &s : stats) top = std::max(top, s.total_max());
+    for (const RowStats &s : stats) top = std::max(top, s.max);
     if (!(top >= std::exp(-kMaxShiftSlack))) {
         std::vector<float> maxes(static_cast<std::size_t>(n_chunks));
         parallel_for(up.h, kRowChunk, [&](index_t y0, index_t y1) {
@@ -408,7 +380,7 @@ std::pair<float, double> shift_and_total(const Upsample &up, const ExpRows &rows
         sum_rows(shift);
     }
     double total = 0.0;
-    for (const RowStats &s : stats) total += s.total_sum();
+    for (const RowStats &s : stats) total += s.sum;
     return {shift, total};
 }
 
