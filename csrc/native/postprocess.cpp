@@ -69,23 +69,28 @@ void lerp_rows(float *dst, const float *a, const float *b, float t, index_t n) {
     for (index_t i = 0; i < n; ++i) dst[i] = a[i] + t * (b[i] - a[i]);
 }
 
-// Eight-lane maxima in a GCC vector type: a plain max loop only vectorises under -ffast-math.
-FOVEAL_CLONES
-float row_max(const float *v, index_t n) {
+// The largest (or smallest) of n values, in eight lanes of a GCC vector type: a plain max loop only vectorises
+// under -ffast-math.
+template <bool Largest>
+FOVEAL_CLONES float row_extreme(const float *v, index_t n) {
     typedef float f8 __attribute__((vector_size(32)));
+    const float start = Largest ? -INFINITY : INFINITY;
     f8 lanes;
-    for (int j = 0; j < 8; ++j) lanes[j] = -INFINITY;
+    for (int j = 0; j < 8; ++j) lanes[j] = start;
     index_t i = 0;
     for (; i + 8 <= n; i += 8) {
         f8 x;
         std::memcpy(&x, v + i, sizeof x);
-        lanes = x > lanes ? x : lanes;
+        lanes = (Largest ? x > lanes : x < lanes) ? x : lanes;
     }
-    float m = -INFINITY;
-    for (; i < n; ++i) m = std::max(m, v[i]);
-    for (int j = 0; j < 8; ++j) m = std::max(m, lanes[j]);
+    float m = start;
+    for (; i < n; ++i) m = Largest ? std::max(m, v[i]) : std::min(m, v[i]);
+    for (int j = 0; j < 8; ++j) m = Largest ? std::max(m, lanes[j]) : std::min(m, lanes[j]);
     return m;
 }
+
+float row_max(const float *v, index_t n) { return row_extreme<true>(v, n); }
+float row_min(const float *v, index_t n) { return row_extreme<false>(v, n); }
 
 // exp(x - shift) in float with a branch-free Cephes-style polynomial so the loop vectorises; |rel err| < 2 ulp.
 // Inputs are <= 0 after the shift; clamping at -88 makes 2^k underflow to exactly 0 below about -87.7.
@@ -209,23 +214,6 @@ float multiply_flush(float *v, const float *q, index_t n) {
         v[i] = x >= FLT_MIN ? x : 0.0f;
         m = std::min(m, v[i]);
     }
-    for (int j = 0; j < 8; ++j) m = std::min(m, lanes[j]);
-    return m;
-}
-
-FOVEAL_CLONES
-float row_min(const float *v, index_t n) {
-    typedef float f8 __attribute__((vector_size(32)));
-    f8 lanes;
-    for (int j = 0; j < 8; ++j) lanes[j] = INFINITY;
-    index_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 x;
-        std::memcpy(&x, v + i, sizeof x);
-        lanes = x < lanes ? x : lanes;
-    }
-    float m = INFINITY;
-    for (; i < n; ++i) m = std::min(m, v[i]);
     for (int j = 0; j < 8; ++j) m = std::min(m, lanes[j]);
     return m;
 }
