@@ -145,6 +145,9 @@ def test_predict_formats_match_engine(http, engine):
     assert doc["shape"] == [600, 600] and doc["provenance"] == expected.provenance
     grid = np.array(doc["grid"]["values"])
     assert grid.shape == (6, 8) and abs(grid.sum() - 1) < 1e-6
+    quick = http.post("/v1/predict", params={"grid": "8x6", "map": "no"}, content=data,
+                      headers={"Content-Type": "image/png"}).json()  # answered on the event loop
+    assert quick == {"shape": doc["shape"], "provenance": doc["provenance"], "grid": doc["grid"]}
     from PIL import Image
 
     import base64
@@ -299,8 +302,11 @@ def test_bad_fields(http):
         "elements": ELEMENTS, "search": '{"element": "cta", "step": 1}'})) == (400, "invalid_input")
     assert error_of(http.post("/v1/predict", params={"grid": "0x5"}, content=EXAMPLE.read_bytes(),
                               headers={"Content-Type": "image/png"})) == (400, "invalid_input")
-    assert error_of(http.post("/v1/predict", params={"format": "gif"}, content=b"x",
-                              headers={"Content-Type": "image/png"})) == (422, "invalid_request")
+    for query in ({"format": "gif"}, {"map": "maybe"}, {"overlay": "2"}):
+        response = http.post("/v1/predict", params=query, content=b"x", headers={"Content-Type": "image/png"})
+        assert error_of(response) == (400, "invalid_input")
+        assert next(iter(query)) in response.json()["error"]["message"]
+    assert error_of(http.post("/v1/score", params={"format": "gif"}, files=files)) == (422, "invalid_request")
     assert error_of(http.get("/v1/nothing")) == (404, "not_found")
     assert error_of(http.get("/v1/predict")) == (405, "method_not_allowed")
 

@@ -228,22 +228,71 @@ _FILE = {"type": "string", "format": "binary"}
 _ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --elements` reads (text or file)"}
 
 
+_TRUE, _FALSE = ("true", "t", "yes", "y", "on", "1"), ("false", "f", "no", "n", "off", "0")
+#: Most grid cells a JSON answer builds on the event loop (bigger grids go to a worker thread).
+QUICK_GRID_CELLS = 64 * 64
+
+
+@dataclass(frozen=True)
+class _PredictOptions:
+    """/v1/predict's query, read by hand: FastAPI's per-parameter validation costs a quarter of a millisecond per
+    request, a tenth of what the whole service may add to a prediction."""
+
+    format: str = "json"
+    map: bool = True
+    cells: tuple[int, int] | None = None
+    overlay: bool = False
+
+    @classmethod
+    def of(cls, request: Request) -> "_PredictOptions":
+        query = request.query_params
+        fmt = query.get("format", "json")
+        if fmt not in ("json", "png", "npy"):
+            raise InputError(f"format must be json, png or npy, got {fmt!r}")
+        grid = query.get("grid")
+        return cls(fmt, _flag(query, "map", True), codec.parse_grid(grid) if grid else None,
+                   _flag(query, "overlay", False))
+
+    @property
+    def quick(self) -> bool:
+        """A JSON answer without PNGs and with at most :data:`QUICK_GRID_CELLS` cells."""
+        return not (self.map or self.overlay) and (self.cells is None or
+                                                    self.cells[0] * self.cells[1] <= QUICK_GRID_CELLS)
+
+
+def _flag(query: Any, name: str, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise InputError(f"{name} must be true or false, got {raw!r}")
+
+
+_PREDICT_PARAMETERS = [
+    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "png", "npy"], "default": "json"},
+     "description": "json: a document with the map as base64 16-bit PNG; png: the 16-bit PNG itself (scale in "
+                    "X-Foveal-Scale and its foveal:scale text chunk); npy: float32 .npy, the exact map"},
+    {"name": "map", "in": "query", "schema": {"type": "boolean", "default": True},
+     "description": "json: include the 16-bit PNG map"},
+    {"name": "grid", "in": "query", "schema": {"type": "string"},
+     "description": "json: also the map's mass summed into COLSxROWS cells, e.g. 32x24"},
+    {"name": "overlay", "in": "query", "schema": {"type": "boolean", "default": False},
+     "description": "json: also the colourised overlay as base64 PNG"},
+]
+
+
 def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that lists the API
-    @app.post("/v1/predict", tags=["predict"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}},
-              responses={200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}}})
-    async def predict(request: Request,
-                      format: Literal["json", "png", "npy"] = Query("json", description="json: a document with "
-                      "the map as base64 16-bit PNG; png: the 16-bit PNG itself (scale in X-Foveal-Scale and its "
-                      "foveal:scale text chunk); npy: float32 .npy, the exact map"),
-                      map: bool = Query(True, description="json: include the 16-bit PNG map"),
-                      grid: str | None = Query(None, description="json: also the map's mass summed into COLSxROWS "
-                                               "cells, e.g. 32x24"),
-                      overlay: bool = Query(False, description="json: also the colourised overlay as base64 PNG"),
-                      ) -> Response:
+    @app.post("/v1/predict", tags=["predict"], responses={
+        200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}}},
+        openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}, "parameters": _PREDICT_PARAMETERS})
+    async def predict(request: Request) -> Response:
         """One image (raw body or multipart field `image`) → its saliency map and provenance."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        cells = codec.parse_grid(grid) if grid else None
+        options = _PredictOptions.of(request)
         batcher.expect()
         try:
             data, name = await codec.image_bytes(request)
@@ -251,25 +300,26 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         finally:
             batcher.arrived()
         smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
-        if format == "npy":
+        if options.format == "npy":
             return codec.NpyResponse(smap.prob, _map_headers(smap))
-        if format == "png":
+        if options.format == "png":
             png, scale = await run_in_threadpool(codec.png16, smap)
             return Response(png, media_type="image/png", headers={**_map_headers(smap), "X-Foveal-Scale": repr(scale)})
 
         def document() -> dict[str, Any]:
             doc: dict[str, Any] = {"shape": list(smap.shape), "provenance": smap.provenance}
-            if map:
+            if options.map:
                 png, scale = codec.png16(smap)
                 doc["map"] = {"format": "png16", "scale": scale, "data": codec.b64(png)}
-            if cells is not None:
-                doc["grid"] = codec.grid(smap, *cells)
-            if overlay:
+            if options.cells is not None:
+                doc["grid"] = codec.grid(smap, *options.cells)
+            if options.overlay:
                 pixels = decode(data, state.config.max_pixels).pixels
                 doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(pixels)))}
             return doc
 
-        return JSONResponse(await run_in_threadpool(document))
+        # A quick check (provenance, a small grid) takes tens of microseconds: a thread hop would cost more.
+        return codec.JSONDocument(document() if options.quick else await run_in_threadpool(document))
 
     @app.post("/v1/score", tags=["score"], openapi_extra=_multipart(["image", "elements"], {
         "image": _FILE, "elements": _ELEMENTS,
@@ -302,7 +352,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             if output == "html":
                 return HTMLResponse(render_html(doc, decoded.pixels, draw_boxes(smap.overlay(decoded.pixels),
                                                                                 scores)))
-            return JSONResponse(doc)
+            return codec.JSONDocument(doc)
 
         return await run_in_threadpool(work)
 
@@ -340,7 +390,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                       for key, (_, name), d in zip("ab", files, decoded)}
             doc = comparing.build_document(comparison, scores_a, scores_b, diff, map_b.provenance, inputs)
             if output == "json":
-                return JSONResponse(doc)
+                return codec.JSONDocument(doc)
             figure = comparing.compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b,
                                               diff)
             if output == "png":
@@ -397,7 +447,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                                                   outcome.edited.image, outcome.map_after, outcome.after, diff,
                                                   labels=("before", "after"))
                 return Response(codec.png_rgb(figure), media_type="image/png")
-            return JSONResponse(doc)
+            return codec.JSONDocument(doc)
 
         return await run_in_threadpool(work)
 
@@ -410,7 +460,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
             data, name = await codec.image_bytes(request)
             decoded = await _decode(state, data, name)
-            return JSONResponse(await run_in_threadpool(
+            return codec.JSONDocument(await run_in_threadpool(
                 lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2])))
 
     @app.get("/v1/models", tags=["service"])
