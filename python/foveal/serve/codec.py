@@ -177,7 +177,7 @@ class JSONDocument(Response):
     def render(self, content: Any) -> bytes:
         import orjson
 
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def parse_grid(text: str) -> tuple[int, int]:
