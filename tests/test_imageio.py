@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -82,8 +83,14 @@ def test_garbage_bytes(payload, match):
 
 def test_truncated_file(rgb):
     data = _encode(Image.fromarray(rgb), "JPEG")
-    with pytest.raises(ImageError, match="corrupt or truncated"):
+    with pytest.raises(ImageError, match="corrupt, truncated"):
         load_image(data[: len(data) // 2])
+
+
+def test_unsupported_pixel_format():
+    dds = b"DDS " + struct.pack("<I", 124) + bytes(120)  # Pillow opens it, then raises NotImplementedError
+    with pytest.raises(ImageError, match="unsupported image"):
+        load_image(dds)
 
 
 def test_missing_file_and_directory(tmp_path):
@@ -125,7 +132,7 @@ def test_max_pixels_above_pillows_own_bomb_limit(monkeypatch, tmp_path):
     path.write_bytes(_png_header_only(20000, 20000))  # 400 MP: over Pillow's 179 MP, under max_pixels=5e8
     with pytest.raises(ImageError, match="exceeds the limit"):
         load_image(path)
-    with pytest.raises(ImageError, match="corrupt or truncated"):  # got past the header: no bomb error
+    with pytest.raises(ImageError, match="corrupt, truncated"):  # got past the header: no bomb error
         load_image(path, max_pixels=int(5e8))
 
 

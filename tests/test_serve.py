@@ -272,6 +272,7 @@ def test_client_returns_engine_objects(url, engine):
 @pytest.mark.parametrize("body, code", [
     (b"", "invalid_image"), (b"GIF89a broken", "invalid_image"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "invalid_image"),
     (b"http://169.254.169.254/latest/meta-data/", "invalid_image"),  # a URL is bytes, never fetched
+    (b"DDS " + (124).to_bytes(4, "little") + bytes(120), "invalid_image"),  # Pillow: NotImplementedError
 ])
 def test_bad_images(http, body, code):
     assert error_of(http.post("/v1/predict", content=body, headers={"Content-Type": "image/png"})) == (400, code)
@@ -281,6 +282,8 @@ def test_bad_images(http, body, code):
     ("{not json", "malformed JSON"), ('[{"name": "a", "kind": "banana", "box": [0, 0, 5, 5]}]', "kind"),
     ('[{"name": "a", "kind": "cta", "box": [590, 590, 50, 50]}]', "outside"), ("[]", "no elements"),
     ("[" * 100_000 + "]" * 100_000, "elements"),
+    ('[{"name": "a", "kind": "cta", "box": [1' + "0" * 5000 + ', 5, 5, 5]}]', "unreadable JSON"),
+    ('[{"name": "\\ud800", "kind": "cta", "box": [0, 0, 5, 5]}]', "surrogate"),
 ])
 def test_bad_elements(http, elements, fragment):
     response = http.post("/v1/score", files={"image": ("c.png", EXAMPLE.read_bytes())}, data={"elements": elements})
@@ -300,15 +303,30 @@ def test_bad_fields(http):
         (400, "invalid_input")
     assert error_of(http.post("/v1/whatif", files=files, data={
         "elements": ELEMENTS, "search": '{"element": "cta", "step": 1}'})) == (400, "invalid_input")
-    assert error_of(http.post("/v1/predict", params={"grid": "0x5"}, content=EXAMPLE.read_bytes(),
-                              headers={"Content-Type": "image/png"})) == (400, "invalid_input")
+    for grid in ("0x5", "\u00b2x2", "\u0663x2", ""):  # a superscript and an Arabic-Indic digit are not ASCII digits
+        assert error_of(http.post("/v1/predict", params={"grid": grid}, content=EXAMPLE.read_bytes(),
+                                  headers={"Content-Type": "image/png"})) == (400, "invalid_input")
     for query in ({"format": "gif"}, {"map": "maybe"}, {"overlay": "2"}):
         response = http.post("/v1/predict", params=query, content=b"x", headers={"Content-Type": "image/png"})
         assert error_of(response) == (400, "invalid_input")
         assert next(iter(query)) in response.json()["error"]["message"]
     assert error_of(http.post("/v1/score", params={"format": "gif"}, files=files)) == (422, "invalid_request")
     assert error_of(http.get("/v1/nothing")) == (404, "not_found")
-    assert error_of(http.get("/v1/predict")) == (405, "method_not_allowed")
+    wrong_method = http.get("/v1/predict")
+    assert error_of(wrong_method) == (405, "method_not_allowed") and wrong_method.headers["allow"] == "POST"
+    assert "use POST" in wrong_method.json()["error"]["message"]
+    for path in ("/healthz", "/readyz", "/v1/models", "/metrics"):
+        head = http.head(path)
+        assert head.status_code == 200 and head.content == b""
+
+
+def test_image_as_a_plain_multipart_field(http, engine):
+    """A part without a filename (Go's CreateFormField, curl -F 'image=<file') carries the image's bytes too."""
+    data = EXAMPLE.read_bytes()
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + data + b"\r\n--b--\r\n")
+    raw = http.post("/v1/predict", params={"format": "npy"}, content=body,
+                    headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert raw.status_code == 200 and np.array_equal(np.load(io.BytesIO(raw.content)), engine.predict(data).prob)
 
 
 @pytest.mark.parametrize("route, content_type", [
@@ -334,6 +352,44 @@ def test_oversize_bodies_and_pixels(http):
     huge = png(np.zeros((1000, 1001, 3), np.uint8))  # 1.001 MP, a few kB encoded
     assert error_of(http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})) == \
         (413, "too_many_pixels")
+    bomb = png_header(14000, 14000)  # over twice Pillow's own limit: refused by Pillow before foveal's check
+    assert error_of(http.post("/v1/predict", content=bomb, headers={"Content-Type": "image/png"})) == \
+        (413, "too_many_pixels")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_client_gone_mid_body_and_stalled_body(engine):
+    """A client that leaves mid-body is no server error (499 in the metrics, no traceback); one that stalls gets 408
+    once the request's time is up, instead of holding its connection forever."""
+    app = create_app(ServeConfig(warmup=False, request_timeout_s=1.0), engine=engine)
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+    with running(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as gone:
+            gone.sendall(head + b"x" * 1000)
+            time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+            stalled.sendall(head + b"x" * 1000)
+            started = time.monotonic()
+            answer = stalled.recv(65536)
+            assert b" 408 " in answer.split(b"\r\n", 1)[0] and b"request_timeout" in answer
+            assert time.monotonic() - started < 5
+        deadline = time.monotonic() + 10
+        while 'status="499"' not in (metrics := httpx.get(f"{base}/metrics").text):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.05)
+    assert 'route="/v1/predict",status="500"' not in metrics
 
 
 def test_api_keys(url):
@@ -372,6 +428,40 @@ def test_queue_overflow_gets_503_with_retry_after(engine):
     assert refused and all(error_of(r) == (503, "queue_full") and r.headers["retry-after"] == "1" for r in refused)
     assert all(r.status_code in (200, 503) for r in responses)
     assert f'foveal_rejected_total{{reason="queue_full"}} {len(refused)}' in metrics
+
+
+def test_search_larger_than_the_queue(engine):
+    """A what-if search tries more positions than --max-queue holds: they are queued a part at a time."""
+    app = create_app(ServeConfig(max_queue=2, max_batch=8, warmup=False), engine=engine)
+    with running(app) as base:
+        doc = httpx.post(f"{base}/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())}, timeout=120,
+                         data={"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [3, 3]})})
+    assert doc.status_code == 200, doc.text
+    assert doc.json()["timing"]["images_predicted"] > 2
+
+
+def test_detect_is_bounded_like_predict(engine):
+    """/v1/detect runs one detection at a time, refuses beyond --max-queue (503) and honours X-Deadline-Ms."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    app = create_app(ServeConfig(max_queue=2, warmup=False), engine=engine)
+    payload = EXAMPLE.read_bytes()
+
+    async def fire(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=8)) as client:
+            return await asyncio.gather(*(client.post("/v1/detect", content=payload,
+                                                      headers={"Content-Type": "image/png"}) for _ in range(8)))
+
+    with running(app) as base:
+        responses = asyncio.run(fire(base))
+        headers = {"Content-Type": "image/png"}
+        late = httpx.post(f"{base}/v1/detect", content=payload, headers={**headers, "X-Deadline-Ms": "1"}, timeout=60)
+        bad = httpx.post(f"{base}/v1/detect", content=payload, headers={**headers, "X-Deadline-Ms": "soon"})
+        again = httpx.post(f"{base}/v1/detect", content=payload, headers=headers, timeout=120)
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused and all(error_of(r) == (503, "queue_full") and r.headers["retry-after"] == "1" for r in refused)
+    done = [r for r in responses if r.status_code == 200]
+    assert done and all(r.json() == done[0].json() for r in done) and again.json() == done[0].json()
+    assert error_of(late) == (504, "deadline_exceeded") and error_of(bad) == (400, "invalid_input")
 
 
 def test_cors_off_by_default_and_on_when_asked(engine, url):

@@ -117,24 +117,25 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     """
     from PIL import Image, UnidentifiedImageError
 
-    _allow_in_pillow(max_pixels)
+    allow_in_pillow(max_pixels)
     # No warnings.catch_warnings() here: it swaps the process-wide filter list and races other threads. With
     # Pillow's limit at least max_pixels, its bomb warning only fires for images refused just below anyway.
     try:
         image = Image.open(fh)
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
-    except Image.DecompressionBombError:
-        # Pillow's limit is at least max_pixels (above), so this image is over twice foveal's own limit.
-        raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP more than twice over; "
-                         "downscale it or raise max_pixels") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
+        # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
+        raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP (by its header); downscale it or "
+                         "raise max_pixels") from None
+    except Exception as exc:  # noqa: BLE001 - plugins raise OSError, SyntaxError, NotImplementedError, struct.error...
+        raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
     _check_size(image.size, max_pixels, name)
     return image
 
 
-def _allow_in_pillow(max_pixels: int) -> None:
+def allow_in_pillow(max_pixels: int) -> None:
+    """Raise Pillow's process-wide bomb limit to ``max_pixels`` if it is lower (never lowers it)."""
     from PIL import Image
 
     with _PILLOW_LIMIT_LOCK:
@@ -160,10 +161,10 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
         image.load()
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode this image") from None
+    except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
+        raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
     stored = image.size[::-1]  # (h, w) as decoded, before any EXIF turn
     pixels = _to_rgb(image, name)
     # The EXIF transpose turned the image by 90 degrees exactly when the decoded axes came out swapped.

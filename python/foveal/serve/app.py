@@ -25,6 +25,7 @@ from typing import Any, AsyncIterator, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
+from fastapi.routing import APIRoute
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -46,6 +47,7 @@ from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor
 from .errors import HANDLERS
 from .guard import Guard
+from .lane import Lane
 from .metrics import CONTENT_TYPE, MetricsExchange, ServiceMetrics
 
 log = logging.getLogger("foveal.serve")
@@ -62,7 +64,8 @@ class ServeConfig:
     """Everything ``foveal serve`` can set; :func:`create_app` takes it whole or as keyword overrides.
 
     ``norms`` maps a name clients use (``norms=NAME`` on /v1/score) to a norms.json path.  ``request_timeout_s``
-    is the deadline of a request that sends no ``X-Deadline-Ms``.  ``metrics_dir``: a directory shared by the
+    is the deadline of a request that sends no ``X-Deadline-Ms``, and the time every request's body may take to
+    arrive (408 after it).  ``metrics_dir``: a directory shared by the
     worker processes of one service, so that ``/metrics`` sums them all (:class:`~.metrics.MetricsExchange`;
     ``foveal serve --workers N`` makes one).
     """
@@ -88,6 +91,7 @@ class ServeConfig:
 class _State:
     config: ServeConfig
     metrics: ServiceMetrics
+    detect_lane: Lane
     engine: Any = None
     batcher: Batcher | None = None
     exchange: MetricsExchange | None = None
@@ -106,7 +110,9 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     config = replace(config or ServeConfig(), **overrides)
     metrics = ServiceMetrics()
     state = _State(config=config, metrics=metrics, engine=engine,
-                   exchange=MetricsExchange(config.metrics_dir, metrics) if config.metrics_dir else None)
+                   exchange=MetricsExchange(config.metrics_dir, metrics) if config.metrics_dir else None,
+                   # one detection at a time: it already uses every core (text network and faces side by side)
+                   detect_lane=Lane("detect", workers=1, max_queue=config.max_queue, metrics=metrics))
     keys = KeyChecker(load_keys(config.api_keys_file)) if config.api_keys_file else None
 
     @contextlib.asynccontextmanager
@@ -120,6 +126,7 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
             metrics.ready.set(0)
             if state.batcher is not None:
                 await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
+            await asyncio.to_thread(state.detect_lane.shutdown)
             if publisher is not None:
                 publisher.cancel()
                 state.exchange.publish()  # the final counts stay in the other workers' sums
@@ -140,7 +147,8 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
-    app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys)
+    app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys,
+                       body_timeout_s=config.request_timeout_s)
     return app
 
 
@@ -250,7 +258,7 @@ class _PredictOptions:
         if fmt not in ("json", "png", "npy"):
             raise InputError(f"format must be json, png or npy, got {fmt!r}")
         grid = query.get("grid")
-        return cls(fmt, _flag(query, "map", True), codec.parse_grid(grid) if grid else None,
+        return cls(fmt, _flag(query, "map", True), None if grid is None else codec.parse_grid(grid),
                    _flag(query, "overlay", False))
 
     @property
@@ -458,10 +466,11 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             `foveal detect` writes (each with `confidence` and `source: "auto"`), for the page to offer."""
             from ..detect import detect as detect_image, element_file
 
+            deadline = _deadline(request, state)
             data, name = await codec.image_bytes(request)
             decoded = await _decode(state, data, name)
-            return codec.JSONDocument(await run_in_threadpool(
-                lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2])))
+            return codec.JSONDocument(await state.detect_lane.run(
+                lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2]), deadline))
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
@@ -499,6 +508,11 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Prometheus text exposition (docs/SERVING.md lists the metrics)."""
         text = state.exchange.render() if state.exchange else state.metrics.render()
         return Response(text, media_type=CONTENT_TYPE)
+
+    for route in list(app.router.routes):  # HEAD wherever GET, for probes and load balancers (not in the schema)
+        if isinstance(route, APIRoute) and route.methods == {"GET"}:
+            app.add_api_route(route.path, route.endpoint, methods=["HEAD"], include_in_schema=False,
+                              response_class=route.response_class)
 
 
 def _norms(state: _State, name: str | None) -> Norms | None:

@@ -242,7 +242,13 @@ class ThreadPredictor:
         self._batcher, self._deadline = batcher, deadline
 
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[SaliencyMap]:
-        assert self._batcher._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._batcher.submit_many(list(images), self._deadline),
-                                                  self._batcher._loop)
-        return future.result()
+        """Maps of ``images``, queued at most ``max_queue`` at a time (a what-if search may try more positions
+        than the queue holds; it waits for each part's maps before queueing the next)."""
+        loop, items = self._batcher._loop, list(images)
+        assert loop is not None
+        step = self._batcher.max_queue
+        maps: list[SaliencyMap] = []
+        for start in range(0, len(items), step):
+            part = items[start:start + step]
+            maps += asyncio.run_coroutine_threadsafe(self._batcher.submit_many(part, self._deadline), loop).result()
+        return maps

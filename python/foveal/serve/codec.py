@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import cpu
-from ..errors import ElementSpecError, ImageError, InputError, ServiceError
+from ..errors import ImageError, InputError, ServiceError
+from ..imageio import allow_in_pillow
 from ..saliency_map import SaliencyMap
-from ..scoring.elements import ElementSpec, parse_elements
+from ..scoring.elements import ElementSpec, parse_elements_json
+from ..scoring.textfile import parse_json
 
 #: Raw request bodies /v1/predict accepts besides multipart uploads.
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -49,7 +50,7 @@ class Form:
         if name in self.files:
             data, filename = self.files[name]
         elif name in self.fields:
-            data, filename = self.fields[name].encode("utf-8"), name
+            data, filename = _field_bytes(self.fields[name]), name
         else:
             raise InputError(f"multipart field {name!r} is missing; attach the image as a file field {name!r}")
         if not data:
@@ -68,6 +69,17 @@ class Form:
         if required:
             raise InputError(f"multipart field {name!r} is missing")
         return None
+
+
+def _field_bytes(text: str) -> bytes:
+    """The bytes sent as a plain (filename-less) multipart field.  Starlette decodes such a field as UTF-8, or as
+    Latin-1 (one character per byte) when it is not valid UTF-8; an image never is (PNG's and JPEG's first bytes
+    are not), so encoding its text as Latin-1 gives back exactly the bytes sent.  Text with characters beyond
+    Latin-1 can only have been UTF-8."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 async def form_of(request: Request, expected: str) -> Form:
@@ -108,33 +120,31 @@ def check_pixels(data: bytes, max_pixels: int) -> None:
     """413 for an image over the pixel limit, read from its header before anything is decoded."""
     from PIL import Image
 
+    allow_in_pillow(max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
+        # over Pillow's limit, which is at least max_pixels
+        raise _too_many_pixels(f"the image is over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP", max_pixels) from None
     except Exception:  # noqa: BLE001 - undecodable headers are reported by decode() with its own message
         return
     if width * height > max_pixels:
-        raise ServiceError(f"the image is {width}x{height} = {width * height / 1e6:.1f} MP, over this service's "
-                           f"limit of {max_pixels / 1e6:.1f} MP; downscale it", status=413, code="too_many_pixels")
+        raise _too_many_pixels(f"the image is {width}x{height} = {width * height / 1e6:.1f} MP", max_pixels)
+
+
+def _too_many_pixels(what: str, max_pixels: int) -> ServiceError:
+    return ServiceError(f"{what}, over this service's limit of {max_pixels / 1e6:.1f} MP; downscale it", status=413,
+                        code="too_many_pixels")
 
 
 def elements_of(text: str, image_hw: tuple[int, int], source: str = "elements") -> ElementSpec:
     """Validate element JSON text (the CLI's element file format) against an image of size ``(H, W)``."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ElementSpecError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") \
-            from None
-    except RecursionError:
-        raise ElementSpecError(f"{source}: JSON nested too deeply") from None
-    return parse_elements(obj, image_hw, source)
+    return parse_elements_json(text, image_hw, source)
 
 
 def json_field(text: str, name: str) -> Any:
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"field {name!r}: malformed JSON ({exc})") from None
+    return parse_json(text, f"field {name!r}")
 
 
 def png16(smap: SaliencyMap) -> tuple[bytes, float]:
@@ -183,7 +193,7 @@ class JSONDocument(Response):
 def parse_grid(text: str) -> tuple[int, int]:
     """``"32x24"`` → (cols, rows)."""
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or min(int(p) for p in parts) < 1 \
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts) or min(int(p) for p in parts) < 1 \
             or int(parts[0]) * int(parts[1]) > MAX_GRID_CELLS:
         raise InputError(f"grid: expected COLSxROWS with positive whole numbers and at most {MAX_GRID_CELLS} cells "
                          f"(e.g. 32x24), got {text!r}")

@@ -5,8 +5,8 @@ import logging
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 
 from ..errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
                       ServiceError)
@@ -23,8 +23,11 @@ FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
 )
 
 
-def error_response(status: int, code: str, message: str, retry_after: float | None = None) -> JSONResponse:
-    headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+def error_response(status: int, code: str, message: str, retry_after: float | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
@@ -47,7 +50,11 @@ async def foveal_error(request: Request, exc: Exception) -> JSONResponse:
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    message = str(exc.detail)
+    allowed = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allowed:
+        message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=exc.headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -57,10 +64,16 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed the connection before its request was read: nobody to answer, nothing to log.  The status
+    (nginx's 499, "client closed request") is only what /metrics counts."""
+    return Response(status_code=499)
+
+
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error; the server log has the details")
 
 
 HANDLERS = {FovealError: foveal_error, HTTPException: http_error, RequestValidationError: validation_error,
-            Exception: internal_error}
+            ClientDisconnect: client_gone, Exception: internal_error}

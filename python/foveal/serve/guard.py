@@ -1,6 +1,7 @@
 """The ASGI layer every request passes first: API keys, body size limit, per-route metrics and network time."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any, Callable
@@ -17,13 +18,14 @@ class Guard:
     """Pure ASGI middleware (no buffering of bodies, so it adds microseconds, not copies).
 
     ``routes`` lists the route templates used as metric labels; any other path is labelled ``other`` so a
-    scanner cannot grow the label set.
+    scanner cannot grow the label set.  A body still incomplete ``body_timeout_s`` after the request began is
+    answered 408, so a client that stops sending mid-body does not hold its connection and request slot forever.
     """
 
     def __init__(self, app: Callable, *, metrics: ServiceMetrics, routes: tuple[str, ...], max_body_bytes: int,
-                 keys: KeyChecker | None) -> None:
+                 keys: KeyChecker | None, body_timeout_s: float) -> None:
         self.app, self.metrics, self.routes = app, metrics, frozenset(routes)
-        self.max_body_bytes, self.keys = max_body_bytes, keys
+        self.max_body_bytes, self.keys, self.body_timeout_s = max_body_bytes, keys, body_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -50,7 +52,7 @@ class Guard:
             if refusal is not None:
                 await _send_error(send_timed, refusal)
                 return
-            await self.app(scope, self._limited(receive, route), send_timed)
+            await self.app(scope, self._limited(receive, route, started + self.body_timeout_s), send_timed)
         finally:
             metrics.in_flight.add(-1)
             metrics.requests.inc(route=route, status=str(status[0]))
@@ -68,14 +70,22 @@ class Guard:
             return _too_large(self.max_body_bytes)
         return None
 
-    def _limited(self, receive: Callable, route: str) -> Callable:
-        """``receive`` that counts body bytes (a chunked body has no Content-Length) and times the body."""
+    def _limited(self, receive: Callable, route: str, until: float) -> Callable:
+        """``receive`` that counts body bytes (a chunked body has no Content-Length), times the body and gives it
+        until ``until`` (a ``time.perf_counter()`` value) to arrive whole."""
         seen = [0]
         first: list[float] = []
-        limit, metrics = self.max_body_bytes, self.metrics
+        complete = [False]
+        limit, metrics, timeout_s = self.max_body_bytes, self.metrics, self.body_timeout_s
 
         async def wrapped() -> dict[str, Any]:
-            message = await receive()
+            if complete[0]:  # later calls wait for the client to disconnect, for as long as the answer takes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, until - time.perf_counter()))
+            except asyncio.TimeoutError:
+                raise ServiceError(f"the request body did not arrive within {timeout_s:g} s; send it whole and "
+                                   "without pauses", status=408, code="request_timeout") from None
             if message["type"] == "http.request":
                 if not first:
                     first.append(time.perf_counter())
@@ -83,6 +93,7 @@ class Guard:
                 if seen[0] > limit:
                     raise _too_large(limit)
                 if not message.get("more_body", False):
+                    complete[0] = True
                     metrics.receive.observe(time.perf_counter() - first[0], route=route)
             return message
 

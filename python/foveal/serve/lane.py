@@ -1,0 +1,56 @@
+"""A bounded lane for heavy per-request work that is not the engine's (detection): its own worker threads, at most
+``max_queue`` jobs waiting or running, and each job dropped unrun when its request's deadline passed first.
+
+Without it such work runs on the event loop's shared thread pool (tens of threads), so a burst of requests runs
+all at once: every one slower, and memory growing with the burst instead of with the lane's width.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from typing import Any, Callable
+
+from ..errors import ServiceError
+from .batcher import deadline_exceeded
+from .metrics import ServiceMetrics
+
+
+class Lane:
+    """``workers`` threads; :meth:`run` refuses with 503 beyond ``max_queue`` unfinished jobs and with 504 when the
+    deadline passes before the result is ready (a job already running finishes, unseen)."""
+
+    def __init__(self, name: str, *, workers: int, max_queue: int, metrics: ServiceMetrics) -> None:
+        self.name, self.max_queue, self.metrics = name, max_queue, metrics
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"foveal-{name}")
+        self._unfinished = 0
+
+    async def run(self, fn: Callable[[], Any], deadline: float) -> Any:
+        if self._unfinished >= self.max_queue:
+            self.metrics.rejected.inc(reason="queue_full")
+            raise ServiceError(f"the service is overloaded ({self._unfinished} {self.name} requests in progress, "
+                               f"limit {self.max_queue}); retry after a moment", status=503, code="queue_full",
+                               retry_after=1.0)
+
+        def job() -> Any:
+            if time.monotonic() >= deadline:  # its request has been answered 504 already: skip the work
+                return None
+            return fn()
+
+        self._unfinished += 1
+        future = asyncio.get_running_loop().run_in_executor(self._pool, job)
+        future.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            self.metrics.rejected.inc(reason="deadline")
+            raise deadline_exceeded() from None
+
+    def _finished(self, future: asyncio.Future) -> None:
+        self._unfinished -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved, so an abandoned job's error is not logged as never retrieved
+
+    def shutdown(self) -> None:
+        """Finish the jobs in progress and stop the threads."""
+        self._pool.shutdown(wait=True)
