@@ -7,6 +7,7 @@ from PIL import Image
 
 import foveal
 import foveal.geometry
+import foveal.saliency_map as saliency_map
 from foveal import Engine, InputError, SaliencyMap
 from foveal.backends import resolve
 
@@ -105,6 +106,17 @@ def test_overlay(engine, rgb, tmp_path):
     assert out.shape == rgb.shape and out.dtype == np.uint8 and (tmp_path / "o.png").is_file()
     with pytest.raises(InputError, match="must match"):
         smap.overlay(rgb[:10])
+
+
+def test_overlay_in_row_blocks_equals_one_block(monkeypatch):
+    """The blend runs a block of rows at a time (bounded memory); the colours keep the whole map's scale."""
+    rng = np.random.default_rng(3)
+    prob = rng.random((101, 77), dtype=np.float32) ** 8  # the peak sits in one block only
+    image = rng.integers(0, 256, (101, 77, 3), dtype=np.uint8)
+    smap = SaliencyMap(prob / prob.sum())
+    whole = smap.overlay(image)
+    monkeypatch.setattr(saliency_map, "OVERLAY_BLOCK_PIXELS", 77 * 7)
+    np.testing.assert_array_equal(smap.overlay(image), whole)
 
 
 @pytest.mark.parametrize("colour", [(0, 0, 0), (200, 20, 20), (255, 255, 255), (40, 40, 160)])

@@ -20,6 +20,8 @@ OVERLAY_BASE = (80.0, 170.0)
 #: Bottom of the colormap left out, so the faintest heat is a visible purple rather than black.
 OVERLAY_CMAP_START = 0.2
 OVERLAY_ALPHA = 0.9
+#: Pixels the overlay blends at a time (bounds its float32 temporaries to a few MB).
+OVERLAY_BLOCK_PIXELS = 1 << 18
 
 
 def overlay_ramp(t: np.ndarray) -> np.ndarray:
@@ -175,13 +177,22 @@ class SaliencyMap:
         if not 0.0 <= alpha <= 1.0:
             raise InputError(f"overlay: alpha must be in [0, 1], got {alpha}")
         peak = float(self.prob.max())
-        t = self.prob / peak if peak > 0 else np.zeros_like(self.prob)
-        colours = cpu.colorize(overlay_ramp(t), cmap).astype(np.float32)
-        grey = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        low, high = OVERLAY_BASE
-        base = (low + grey * ((high - low) / 255.0))[..., None]
-        weight = (alpha * np.sqrt(t))[..., None]
-        out = np.clip(base + (colours - base) * weight + 0.5, 0, 255).astype(np.uint8)
+
+        def scaled(prob: np.ndarray) -> np.ndarray:
+            return prob / peak if peak > 0 else np.zeros_like(prob)
+
+        colourmap = cpu.colorize(overlay_ramp(scaled(self.prob)), cmap)  # whole: colorize scales by its input's max
+        out = np.empty(self.shape + (3,), np.uint8)
+        # The blend a block of rows at a time: its float32 temporaries for a whole 30 MP image come to about 2 GB.
+        step = max(1, OVERLAY_BLOCK_PIXELS // self.shape[1])
+        for y in range(0, self.shape[0], step):
+            t = scaled(self.prob[y:y + step])
+            colours = colourmap[y:y + step].astype(np.float32)
+            grey = image[y:y + step, :, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            low, high = OVERLAY_BASE
+            base = (low + grey * ((high - low) / 255.0))[..., None]
+            weight = (alpha * np.sqrt(t))[..., None]
+            out[y:y + step] = np.clip(base + (colours - base) * weight + 0.5, 0, 255)
         if path is not None:
             save_png(path, out)
         return out
