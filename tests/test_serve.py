@@ -440,6 +440,34 @@ def test_search_larger_than_the_queue(engine):
     assert doc.json()["timing"]["images_predicted"] > 2
 
 
+def test_abandoned_search_stops(engine):
+    """A what-if search whose client leaves stops within a batch instead of running its 400 positions."""
+    app = create_app(ServeConfig(max_batch=4, warmup=False), engine=engine)
+    fields = {"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [20, 20]})}
+    request = httpx.Request("POST", "http://x/", files={"image": ("c.png", EXAMPLE.read_bytes())}, data=fields)
+    body, content_type = request.read(), request.headers["content-type"]
+
+    def images_done(base: str) -> float:
+        lines = httpx.get(f"{base}/metrics").text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("foveal_images_total{"))
+
+    with running(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(f"POST /v1/whatif HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            deadline = time.monotonic() + 30
+            while images_done(base) < 8:  # the search is under way
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        time.sleep(1.0)  # the batch running when it left finishes
+        settled = images_done(base)
+        time.sleep(1.5)
+        assert images_done(base) == settled < 100
+        metrics = httpx.get(f"{base}/metrics").text
+    assert 'route="/v1/whatif",status="499"' in metrics
+
+
 def test_detect_is_bounded_like_predict(engine):
     """/v1/detect runs one detection at a time, refuses beyond --max-queue (503) and honours X-Deadline-Ms."""
     pytest.importorskip("rapidocr_onnxruntime")

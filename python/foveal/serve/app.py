@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -208,6 +209,13 @@ async def _decode(state: _State, data: bytes, name: str) -> DecodedImage:
         return decode(data, state.config.max_pixels)
 
     return await run_in_threadpool(work)
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set ``gone`` when the client disconnects (its body is read: what ``receive`` returns next is that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 def _batcher(state: _State) -> Batcher:
@@ -428,7 +436,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                              "object naming the element to place)")
         decoded = await _decode(state, data, filename)
         spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
-        predictor = ThreadPredictor(batcher, deadline)
+        gone = threading.Event()  # a search is seconds of work: stop it when its client leaves
+        predictor = ThreadPredictor(batcher, deadline, gone)
         batch_size = state.config.max_batch
 
         def work() -> Response:
@@ -457,7 +466,11 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 return Response(codec.png_rgb(figure), media_type="image/png")
             return codec.JSONDocument(doc)
 
-        return await run_in_threadpool(work)
+        watcher = asyncio.create_task(_watch_disconnect(request, gone))
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            watcher.cancel()
 
     if importlib.util.find_spec("foveal.detect") is not None:  # issue 18's detector, when this build has it
         @app.post("/v1/detect", tags=["score"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})

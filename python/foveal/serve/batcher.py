@@ -20,6 +20,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
@@ -236,10 +237,14 @@ class Batcher:
 
 class ThreadPredictor:
     """``predict_batch`` for library code running on a worker thread (compare, what-if): its images go through
-    the batcher like any request's, sharing batches with them and respecting the queue limit and deadline."""
+    the batcher like any request's, sharing batches with them and respecting the queue limit and deadline.
 
-    def __init__(self, batcher: Batcher, deadline: float | None) -> None:
-        self._batcher, self._deadline = batcher, deadline
+    ``gone``, once set (the client disconnected), fails the call in progress and every later one with 499, and
+    takes that call's images still queued out of the queue: an abandoned search stops within one batch.
+    """
+
+    def __init__(self, batcher: Batcher, deadline: float | None, gone: threading.Event | None = None) -> None:
+        self._batcher, self._deadline, self._gone = batcher, deadline, gone
 
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16) -> list[SaliencyMap]:
         """Maps of ``images``, queued at most ``max_queue`` at a time (a what-if search may try more positions
@@ -250,5 +255,16 @@ class ThreadPredictor:
         maps: list[SaliencyMap] = []
         for start in range(0, len(items), step):
             part = items[start:start + step]
-            maps += asyncio.run_coroutine_threadsafe(self._batcher.submit_many(part, self._deadline), loop).result()
+            maps += self._wait(asyncio.run_coroutine_threadsafe(self._batcher.submit_many(part, self._deadline), loop))
         return maps
+
+    def _wait(self, future: concurrent.futures.Future) -> list[SaliencyMap]:
+        while True:
+            if self._gone is not None and self._gone.is_set():
+                future.cancel()  # cancels submit_many, which cancels its images' futures: the batcher skips them
+                raise ServiceError("the client disconnected; the rest of its work was dropped", status=499,
+                                   code="client_gone")
+            try:
+                return future.result(timeout=None if self._gone is None else 0.05)
+            except concurrent.futures.TimeoutError:
+                continue
