@@ -110,11 +110,20 @@ def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
     ("image\n\n", "no creatives listed"),
     ("creative_id,image\nx/y,a.png\n", "cannot name a file"),
     ("name,kind\n", "needs an 'image'"),
+    ("image,image\na.png,b.png\n", "column 'image' appears more than once"),
+    ("image,name,kind,x,y,w,h\na.png,cta,cta,inf,5,5,5\n", "column 'x' is inf"),
+    ("image,name,kind,x,y,w,h\na.png,cta,cta,5,,5,5\n", "column 'y' is empty"),
 ])
 def test_bad_tables_refused(tmp_path, text, message):
     (tmp_path / "t.csv").write_text(text)
     with pytest.raises(InputError, match=message):
         read_inputs(tmp_path / "t.csv")
+
+
+def test_table_ids_are_kept_as_written(tmp_path):
+    """No type guessing on ids: outcomes keyed by 00123 must find the creative 00123."""
+    (tmp_path / "t.csv").write_text("image,creative_id\na.png,00123\nb.png,1e3\nc.png,true\n")
+    assert [item.creative_id for item in read_inputs(tmp_path / "t.csv")] == ["00123", "1e3", "true"]
 
 
 def test_failures_go_to_errors_table_and_are_retried(folder, tmp_path, engine):

@@ -43,3 +43,18 @@ def test_an_input_named_like_an_output_is_never_replaced(out, command, capsys):
     assert "refusing to write" in err and len(err.strip().splitlines()) == 1
     after = _snapshot(out)
     assert {name: after[name] for name in before} == before  # every input intact (other outputs may be written)
+
+
+@pytest.mark.parametrize("command", ["score", "compare"])
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_output(tmp_path, command, capsys):
+    """Scores, reports and stores are UTF-8: a name the OS cannot decode is refused in one line, nothing written."""
+    image = tmp_path / "bad\udcff.png"  # the bytes b"bad\xff.png"
+    shutil.copy(EXAMPLES / "creative.png", image)
+    elements = str(EXAMPLES / "creative.json")
+    argv = (["score", str(image), "--elements", elements] if command == "score" else
+            ["compare", str(image), str(EXAMPLES / "creative_b.png"), "--elements", elements,
+             str(EXAMPLES / "creative_b.json")])
+    assert main(["-q", *argv, "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "bad?.png: the image's file name is not valid UTF-8; rename it" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

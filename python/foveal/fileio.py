@@ -164,6 +164,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: not when it holds a lone surrogate (an undecodable file name from
+    the OS, or JSON's ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unicode_name(path: str | os.PathLike, what: str) -> str:
+    """``path`` as text for a document (scores, reports and stores are UTF-8), or InputError naming ``what``."""
+    text = os.fspath(path)
+    if not is_unicode(text):
+        raise InputError(f"{text.encode('utf-8', 'replace').decode()}: {what} is not valid UTF-8; rename it")
+    return text
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` as UTF-8, atomically."""
     with atomic_write(path, "w") as fh:

@@ -7,17 +7,21 @@ file of the same name in the elements folder.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
+from ..fileio import unicode_name
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
 BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
+#: Columns a CSV table holds as text whatever they look like.
+TEXT_COLUMNS = ("creative_id", "image", "path", "elements", "name", "kind", "units")
 _ID = re.compile(r"[^/\\\x00-\x1f]{1,200}")
 
 
@@ -32,6 +36,13 @@ class BatchItem:
     creative_id: str
     image: str
     elements: str | None = None
+
+    def __post_init__(self) -> None:
+        # The name goes into scores, reports and stores, all UTF-8; the OS hands undecodable bytes over as lone
+        # surrogates, which none of them can hold.
+        for what, text in (("the image's file name", self.image), ("the element file's name", self.elements or ""),
+                           ("the creative id", self.creative_id)):
+            unicode_name(text, what)
 
 
 def is_batch_input(path: Path) -> bool:
@@ -137,7 +148,7 @@ def _long_table(path: Path, columns: dict[str, list[Any]], images: list[str], id
         if image != images[i]:
             raise InputError(f"{path}: row {i + 1}: creative {cid!r} has two images ({image}, {images[i]})")
         element = {"name": columns["name"][i], "kind": columns["kind"][i],
-                   "box": [columns[c][i] for c in "xywh"]}
+                   "box": [_box_cell(columns[c][i], path, c, i) for c in "xywh"]}
         if columns.get("units") and columns["units"][i] is not None:
             element["units"] = columns["units"][i]
         elements.append(element)
@@ -156,9 +167,14 @@ def _read_table(path: Path) -> dict[str, list[Any]]:
         else:
             import pyarrow.csv as pcsv
 
-            table = pcsv.read_csv(path)
+            # Ids and names stay text: a guessed type would turn the id 00123 into 123.0 and 1e3 into 1000.0.
+            text = pcsv.ConvertOptions(column_types={c: pa.string() for c in TEXT_COLUMNS})
+            table = pcsv.read_csv(path, convert_options=text)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read the table ({str(exc).splitlines()[0]})") from None
+    repeated = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once; keep one")
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
@@ -166,6 +182,16 @@ def _cell(value: Any, path: Path, column: str, row: int) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InputError(f"{path}: row {row + 1}: column {column!r} is empty")
     return str(value).strip()
+
+
+def _box_cell(value: Any, path: Path, column: str, row: int) -> Any:
+    """A box coordinate as read; an empty or non-finite one refused here, since the element JSON made from the
+    row cannot hold it (any other bad value is reported by the element checks, with the element's name)."""
+    if value is None:
+        raise InputError(f"{path}: row {row + 1}: column {column!r} is empty or not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{path}: row {row + 1}: column {column!r} is {value}; a box needs finite numbers")
+    return value
 
 
 def _elements_cell(value: Any, path: Path, row: int) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fileio import save_png, write_json, write_text
+from ..fileio import save_png, unicode_name, write_json, write_text
 from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     scores_b = score_creative(map_b, specs[1].elements, format=specs[1].format)
     comparison = compare_scores(scores_a, scores_b, allow_format_mismatch=args.allow_format_mismatch)
     diff = difference_map(map_a.prob, map_b.prob)
-    inputs = {key: {"image": str(path), "elements": str(f), "image_sha256": d.sha256}
+    inputs = {key: {"image": unicode_name(path, "the image's file name"),
+                    "elements": unicode_name(f, "the element file's name"), "image_sha256": d.sha256}
               for key, path, f, d in zip("ab", (args.image_a, args.image_b), element_files, decoded)}
     doc = build_document(comparison, scores_a, scores_b, diff, map_b.provenance, inputs)
     figure = compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b, diff)

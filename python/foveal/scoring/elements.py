@@ -38,6 +38,7 @@ import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
 from ..errors import ElementSpecError, InputError
+from ..fileio import is_unicode
 from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
@@ -136,18 +137,11 @@ def _short(value: Any, limit: int = 60) -> str:
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ElementSpecError(f"{where}: field 'name' must be a non-empty string, got {_short(name)}")
-    if not _is_unicode(name):  # a lone surrogate (JSON's "\ud800") cannot be written back out as UTF-8
+    if not is_unicode(name):  # a lone surrogate (JSON's "\ud800") cannot be written back out as UTF-8
         raise ElementSpecError(f"{where}: field 'name' holds a lone UTF-16 surrogate, got {name!r}; use a valid "
                                "Unicode name")
     return name
 
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_box_values(box: Any, where: str) -> list[float]:
