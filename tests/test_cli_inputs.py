@@ -58,3 +58,19 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_any_output(tmp_path, com
     err = capsys.readouterr().err.strip()
     assert "bad?.png: the image's file name is not valid UTF-8; rename it" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("command", ["predict", "score", "compare", "whatif", "detect"])
+def test_out_naming_a_file_is_refused_before_any_work(tmp_path, command, capsys):
+    target = tmp_path / "taken.json"
+    target.write_text("{}")
+    image, elements = str(EXAMPLES / "creative.png"), str(EXAMPLES / "creative.json")
+    argv = {"predict": ["predict", image], "score": ["score", image, "--elements", elements],
+            "compare": ["compare", image, str(EXAMPLES / "creative_b.png"), "--elements", elements,
+                        str(EXAMPLES / "creative_b.json")],
+            "whatif": ["whatif", image, "--elements", elements, "--move", "logo:10,10"],
+            "detect": ["detect", image]}[command]
+    assert main(["-q", *argv, "-o", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"-o {target}: exists and is not a folder" in err and len(err.splitlines()) == 1
+    assert target.read_text() == "{}"

@@ -78,9 +78,18 @@ def test_duplicate_stems_refused(tmp_path, rgb):
     from foveal.cli import build_parser
     from foveal.cli.predict import run
 
-    with pytest.raises(InputError, match="share the name"):
+    with pytest.raises(InputError, match="would both write a.png"):
         run(build_parser().parse_args(["predict", str(tmp_path / "a.png"), str(tmp_path / "x" / "a.png"), "-o",
                                        str(tmp_path / "o")]))
+    Image.fromarray(rgb).save(tmp_path / "x" / "b.png")
+    Image.fromarray(rgb).save(tmp_path / "x" / "b.overlay.png")  # its map would be b.png's overlay
+    with pytest.raises(InputError, match="would both write b.overlay.png"):
+        run(build_parser().parse_args(["predict", str(tmp_path / "x" / "b.png"), str(tmp_path / "x" / "b.overlay.png"),
+                                       "-o", str(tmp_path / "o")]))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        run(build_parser().parse_args(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "file")]))
+    assert not (tmp_path / "o").exists()
 
 
 def test_npy_only_on_request(tmp_path, rgb):

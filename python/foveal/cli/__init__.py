@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import FovealError
+from ..errors import FovealError, InputError
 from ..fileio import inputs_protected
 from ..models import PRECISIONS
 
@@ -83,6 +83,12 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
     if isinstance(getattr(args, "model", None), str):
         named.append(Path(args.model))
     return [path for path in named if path.is_file()]
+
+
+def check_out_folder(path: Path) -> None:
+    """``-o`` must name a folder (created when the first output is written), not an existing file."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:

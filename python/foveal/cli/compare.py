@@ -14,7 +14,7 @@ from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
 from ..scoring.scores import score_creative
-from . import add_engine_options, make_engine
+from . import add_engine_options, check_out_folder, make_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_folder(args.out)
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
     element_files = args.elements if len(args.elements) == 2 else args.elements * 2

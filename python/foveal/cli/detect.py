@@ -14,6 +14,7 @@ from ..errors import FovealError, InputError
 from ..fileio import write_json
 from ..imageio import DEFAULT_MAX_PIXELS, decode
 from ..progress import progress
+from . import check_out_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_folder(args.out)
     from ..detect import default_detector, element_file
 
     stems = [image.stem for image in args.images]

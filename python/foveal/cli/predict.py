@@ -11,7 +11,7 @@ from ..fileio import check_not_input, note_input
 from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
-from . import add_engine_options, error_line, make_engine
+from . import add_engine_options, check_out_folder, error_line, make_engine
 from ..batch import list_images
 
 # What one image writes into the output folder, by suffix after its stem.
@@ -36,18 +36,27 @@ def expand(paths: Sequence[Path]) -> list[Path]:
     images: list[Path] = []
     for path in paths:
         images.extend(list_images(path) if path.is_dir() else [path])
-    stems = [image.stem for image in images]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
-    if clashes:
-        raise InputError(f"several inputs share the name {clashes[0]!r}; their outputs would overwrite each other")
     return images
 
 
+def _check_outputs(images: Sequence[Path], suffixes: Sequence[str]) -> None:
+    """No two images may write the same file: a.png and a.jpg both make a.png; a.png's overlay is a.overlay.png's
+    map."""
+    seen: dict[str, Path] = {}
+    for image in images:
+        for suffix in suffixes:
+            name = f"{image.stem}{suffix}"
+            if name in seen:
+                raise InputError(f"{seen[name]} and {image} would both write {name}; rename one or predict them "
+                                 "into different folders")
+            seen[name] = image
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"-o {args.out}: exists and is not a folder")
+    check_out_folder(args.out)
     images = expand(args.images)
     suffixes = (_PNG, _OVERLAY, _NPY) if args.npy else (_PNG, _OVERLAY)
+    _check_outputs(images, suffixes)
     for image in images:
         note_input(image)
     for image in images:  # before any work: an output must never replace an input

@@ -30,7 +30,7 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import add_engine_options, make_engine
+from . import add_engine_options, check_out_folder, make_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,6 +117,7 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_folder(args.out)
     options = options_from_args(args)
     if options.db is None and (args.creative_id or args.vertical or args.tag):
         raise InputError("--creative-id, --vertical and --tag describe the creative in a store: add --db URL")

@@ -26,7 +26,7 @@ from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
 from ..scoring.recommend import Thresholds
 from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
-from . import add_engine_options, make_engine
+from . import add_engine_options, check_out_folder, make_engine
 
 PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
 
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_folder(args.out)
     if bool(args.edits) == (args.search is not None):
         args.parser.error("give edits (--move/--scale/--swap) or --search NAME, not both" if args.edits
                           else "nothing to do: give --move/--scale/--swap edits or --search NAME")
