@@ -6,8 +6,8 @@ import json
 import pytest
 
 from foveal.errors import ElementSpecError, InputError
-from foveal.scoring.elements import (Element, check_elements, find_element_file, format_of, load_elements,
-                                     make_element, parse_elements, parse_elements_csv)
+from foveal.scoring.elements import (MAX_ELEMENTS, Element, check_elements, find_element_file, format_of,
+                                     load_elements, make_element, parse_elements, parse_elements_csv)
 
 HW = (200, 400)  # height, width
 
@@ -116,6 +116,15 @@ def test_empty_and_wrongly_typed_files_refused():
         parse_elements({"format": 1080, "elements": [el()]}, HW)
 
 
+def test_element_count_is_bounded():
+    many = [el(f"e{i}", box=(i % 190, i // 190, 1, 1)) for i in range(MAX_ELEMENTS + 1)]
+    parse_elements(many[:MAX_ELEMENTS], (200, 200))
+    with pytest.raises(ElementSpecError, match="more than the 10,000 a creative may have"):
+        parse_elements(many, (200, 200))
+    with pytest.raises(ElementSpecError, match="surrogate"):
+        parse_elements([el("bad\ud800")], HW)
+
+
 def test_element_spec_error_is_an_input_error():
     assert issubclass(ElementSpecError, InputError) and issubclass(ElementSpecError, ValueError)
 
@@ -127,6 +136,7 @@ def test_element_spec_error_is_an_input_error():
     ("name,kind,x,y,w,h\ncta,cta,1,2,3,4,5\n", "line 2: expected 6"),
     ("name,kind,x,y,w,h\n", "no elements"),
     ("", "header must contain"),
+    ("name,kind,x,y,w,h,x\ncta,cta,1,2,3,4,5\n", "column 'x' more than once"),
 ])
 def test_bad_csv(text, match):
     with pytest.raises(ElementSpecError, match=match):

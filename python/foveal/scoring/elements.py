@@ -45,6 +45,8 @@ from .textfile import parse_json, read_text
 ELEMENT_KINDS: tuple[str, ...] = ("cta", "headline", "body_text", "product", "logo", "face", "other")
 #: Kinds that carry the message to a conversion; attention on them is the creative's "conversion share".
 CONVERSION_KINDS: frozenset[str] = frozenset({"cta", "headline", "product"})
+#: Most elements one creative may have: a report draws every one, and 360,000 boxes took minutes.
+MAX_ELEMENTS = 10_000
 CSV_COLUMNS: tuple[str, ...] = ("name", "kind", "x", "y", "w", "h")
 #: The CSV header for corner boxes (implies ``box_format`` xyxy).
 CSV_XYXY_COLUMNS: tuple[str, ...] = ("name", "kind", "x0", "y0", "x1", "y1")
@@ -221,6 +223,9 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     elements = list(elements)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
+    if len(elements) > MAX_ELEMENTS:
+        raise ElementSpecError(f"{source}: {len(elements):,} elements, more than the {MAX_ELEMENTS:,} a creative may "
+                               "have; score the ones a reader would notice")
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
     names: dict[str, int] = {}
     boxes: dict[tuple[int, int, int, int], int] = {}
@@ -305,6 +310,10 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
     columns, default_format = CSV_COLUMNS, "xywh"
     if all(c in header for c in CSV_XYXY_COLUMNS) and not all(c in header for c in CSV_COLUMNS):
         columns, default_format = CSV_XYXY_COLUMNS, "xyxy"
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise ElementSpecError(f"{source}: CSV header names column {', '.join(map(repr, repeated))} more than once; "
+                               "keep one")
     missing = [c for c in columns if c not in header]
     if missing:
         raise ElementSpecError(f"{source}: CSV header must contain {','.join(CSV_COLUMNS)} (or "
