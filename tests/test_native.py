@@ -276,3 +276,15 @@ def test_fused_postprocess_sat_checks_like_postprocess():
         cpu.postprocess_sat(np.array([[0.0, np.nan]], np.float32), (4, 4), (1.0, 2.0))
     with pytest.raises(InputError, match="out_hw"):
         cpu.postprocess_sat(np.zeros((2, 2), np.float32), (0, 4), (2.0, 2.0))
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc", "1025", "10000", " "])
+def test_bad_thread_count_is_an_input_error(monkeypatch, value):
+    """Thousands of threads hung every command; 0 or text were silently ignored."""
+    from foveal import Engine, InputError, cpu
+
+    monkeypatch.setenv("FOVEAL_NUM_THREADS", value)
+    with pytest.raises(InputError, match="FOVEAL_NUM_THREADS must be a whole number from 1 to 1024"):
+        cpu.thread_count()
+    with pytest.raises(InputError, match="FOVEAL_NUM_THREADS"):
+        Engine("itti-koch")

@@ -71,7 +71,7 @@ int cgroup_cpus() {
 int detect_threads() {
     if (const char *env = std::getenv("FOVEAL_NUM_THREADS")) {
         const int n = std::atoi(env);
-        if (n >= 1) return n;
+        if (n >= 1) return std::min(n, kMaxThreads);
     }
     int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 #if defined(__linux__)

@@ -9,6 +9,7 @@ functions with the same signatures.
 from __future__ import annotations
 
 import math
+import os
 import numbers
 import operator
 from collections.abc import Callable, Sequence
@@ -40,9 +41,19 @@ def checked_blur_sigma(value: object) -> float:
     return sigma
 
 
+#: Most threads ``FOVEAL_NUM_THREADS`` may ask for (the native pool caps itself there too).
+MAX_THREADS = 1024
+
+
 def thread_count() -> int:
     """Threads the kernels use: ``FOVEAL_NUM_THREADS``, else the CPUs this process may run on (affinity and cgroup
-    quota included)."""
+    quota included).  A ``FOVEAL_NUM_THREADS`` that is not a whole number from 1 to :data:`MAX_THREADS` is an
+    InputError here (the native pool, which cannot raise at import, ignores it)."""
+    raw = os.environ.get("FOVEAL_NUM_THREADS")
+    if raw is not None and not (raw.strip().isascii() and raw.strip().isdigit()
+                                and 1 <= int(raw) <= MAX_THREADS):
+        raise InputError(f"FOVEAL_NUM_THREADS must be a whole number from 1 to {MAX_THREADS}, got {raw!r}; unset it "
+                         "to use every CPU this process may run on")
     return int(_native.num_threads)
 
 
