@@ -166,6 +166,21 @@ def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_an_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
+    """ray.init retried such an address for minutes; the CLI answers in seconds with one line."""
+    with socket.socket() as s:  # a loopback port that was free a moment ago: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "foveal", "score", str(creatives), "-o", str(tmp_path / "out"),
+                           "--ray", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH})
+    assert proc.returncode == 1 and time.monotonic() - started < 60
+    assert proc.stderr.strip().splitlines() == [f"foveal: error: cannot reach a Ray cluster at 127.0.0.1:{port} "
+                                                "(Connection refused); start one there with 'ray start --head' or "
+                                                "give the address it printed"]
+
+
 @pytest.mark.slow
 def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp_path):
     """SIGKILL one actor process while it scores: Ray restarts it and retries its batch; nothing is doubled."""

@@ -10,6 +10,7 @@ are asked) must be on storage every node mounts at the same path.  Needs ``pip i
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -174,6 +175,8 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
         raise InputError("Ray is already initialised in this process; pass address=None to use it")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
+    if address != "local":
+        _check_reachable(address)
     try:
         if address == "local":
             ray.init(**kwargs, **init_options)
@@ -183,6 +186,19 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
         raise InputError(f"cannot {'start' if address == 'local' else 'join'} a Ray cluster"
                          f"{'' if address == 'local' else ' at ' + address}: {str(exc).splitlines()[0]}") from None
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no TCP connection is refused at once: ``ray.init`` would
+    retry it for minutes, printing a log line a second."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one there with "
+                         "'ray start --head' or give the address it printed") from None
 
 
 def _import_ray():
