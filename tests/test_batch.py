@@ -219,6 +219,8 @@ def test_resume_refuses_another_graph_or_settings(folder, tmp_path, engine):
         run_batch(read_inputs(folder), out, fp32)
     with pytest.raises(InputError, match="pass_percentile differ"):
         run_batch(read_inputs(folder), out, engine, BatchOptions(pass_percentile=50))
+    with pytest.raises(InputError, match="maps differ"):  # a resume skips done creatives: it could not add their maps
+        run_batch(read_inputs(folder), out, engine, BatchOptions(maps=True))
     assert len(csv_rows(out)) == 4 and tables(out)[1].num_rows == 2
 
 

@@ -60,7 +60,9 @@ def batch_settings(engine_identity: dict[str, Any], options: BatchOptions) -> di
     """What every row of one output folder must share: a resumed run with other settings would mix numbers."""
     return {**{k: engine_identity[k] for k in IDENTITY},
             "norms_sha256": None if options.norms is None else file_sha256(options.norms),
-            "format": options.format, "pass_percentile": options.pass_percentile}
+            "format": options.format, "pass_percentile": options.pass_percentile,
+            # what each creative writes besides the tables: a resume skips done creatives, so it cannot add them
+            "reports": options.reports, "html": options.html and options.reports, "maps": options.maps}
 
 
 def engine_identity(engine) -> dict[str, Any]:
