@@ -87,6 +87,11 @@ def test_truncated_file(rgb):
         load_image(data[: len(data) // 2])
 
 
+def test_a_small_pixel_limit_is_named_in_pixels(rgb):
+    with pytest.raises(ImageError, match=r"32x32 = 1,024 pixels exceeds the limit of 1,000 pixels"):
+        decode(_encode(Image.fromarray(rgb[:32, :32]), "PNG"), max_pixels=1000)
+
+
 def test_unsupported_pixel_format():
     dds = b"DDS " + struct.pack("<I", 124) + bytes(120)  # Pillow opens it, then raises NotImplementedError
     with pytest.raises(ImageError, match="unsupported image"):

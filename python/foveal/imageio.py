@@ -126,7 +126,7 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
-        raise ImageError(f"{name}: exceeds the limit of {max_pixels / 1e6:.1f} MP (by its header); downscale it or "
+        raise ImageError(f"{name}: exceeds the limit of {pixel_count(max_pixels)} (by its header); downscale it or "
                          "raise max_pixels") from None
     except Exception as exc:  # noqa: BLE001 - plugins raise OSError, SyntaxError, NotImplementedError, struct.error...
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
@@ -172,14 +172,19 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
     return pixels, ((width, height) if turned else (height, width))
 
 
+def pixel_count(n: int) -> str:
+    """``n`` pixels for a message: megapixels, or the count itself where one decimal of a megapixel says 0.0."""
+    return f"{n / 1e6:.1f} MP" if n >= 100_000 else f"{n:,} pixels"
+
+
 def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
     width, height = size
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageError(
-            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-            f"{max_pixels / 1e6:.1f} MP; downscale it or raise max_pixels"
+            f"{name}: {width}x{height} = {pixel_count(width * height)} exceeds the limit of "
+            f"{pixel_count(max_pixels)}; downscale it or raise max_pixels"
         )
 
 

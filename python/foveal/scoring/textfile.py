@@ -37,5 +37,8 @@ def parse_json(text: str, source: str, error: type[InputError] = InputError) -> 
         raise error(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise error(f"{source}: JSON nested too deeply to be a foveal file") from None
-    except ValueError as exc:  # e.g. an integer over Python's 4,300-digit conversion limit
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python's limit on converting long integers
+            raise error(f"{source}: a number in the JSON has more than 4,300 digits; no foveal file needs one") \
+                from None
         raise error(f"{source}: unreadable JSON ({str(exc)[:120]})") from None

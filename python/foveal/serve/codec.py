@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from .. import cpu
 from ..errors import ImageError, InputError, ServiceError
-from ..imageio import allow_in_pillow
+from ..imageio import allow_in_pillow, pixel_count
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, parse_elements_json
 from ..scoring.textfile import parse_json
@@ -130,11 +130,11 @@ def check_pixels(data: bytes, max_pixels: int) -> None:
     except Exception:  # noqa: BLE001 - undecodable headers are reported by decode() with its own message
         return
     if width * height > max_pixels:
-        raise _too_many_pixels(f"the image is {width}x{height} = {width * height / 1e6:.1f} MP", max_pixels)
+        raise _too_many_pixels(f"the image is {width}x{height} = {pixel_count(width * height)}", max_pixels)
 
 
 def _too_many_pixels(what: str, max_pixels: int) -> ServiceError:
-    return ServiceError(f"{what}, over this service's limit of {max_pixels / 1e6:.1f} MP; downscale it", status=413,
+    return ServiceError(f"{what}, over this service's limit of {pixel_count(max_pixels)}; downscale it", status=413,
                         code="too_many_pixels")
 
 
