@@ -100,6 +100,15 @@ def test_norms_build_then_score_with_percentiles(tmp_path, norms_file):
         assert e["score"] == int(e["percentile"] + 0.5) and e["passed"] == (e["percentile"] >= 70)
 
 
+def test_a_format_the_norms_lack_is_refused(tmp_path, norms_file, capsys):
+    """An explicit --format missing from the norms is a typo: every percentile would be null, with no word."""
+    out = tmp_path / "out"
+    assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", norms_file, "--format", "60x600") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"foveal: error: format '60x600' is not in the norms {norms_file} (they have 600x600); name one "
+                   "of those"] and not out.exists()
+
+
 def test_norms_from_another_model_refused_unless_allowed(tmp_path, norms_file, capsys):
     other = json.loads(norms_file.read_text())
     other["model"] = {"name": "other", "sha256": "f" * 64, "graph_sha256": "f" * 64, "precision": "fp32"}

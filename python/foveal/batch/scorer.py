@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ElementSpecError, FovealError
+from ..errors import ElementSpecError, FovealError, InputError
 from ..fileio import write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
@@ -114,6 +114,10 @@ class Scorer:
         if options.norms is not None:
             self.norms = load_norms(options.norms)
             self.norms_warning = self.norms.check_graph(engine_identity(engine), options.allow_model_mismatch)
+            if options.format is not None and options.format not in self.norms.formats:
+                # an explicit format the norms lack is a typo, not a creative without references
+                raise InputError(f"format {options.format!r} is not in the norms {options.norms} (they have "
+                                 f"{', '.join(sorted(self.norms.formats))}); name one of those")
         self.store = None
         if options.db is not None:
             from ..store import Store
