@@ -74,3 +74,15 @@ def test_out_naming_a_file_is_refused_before_any_work(tmp_path, command, capsys)
     err = capsys.readouterr().err.strip()
     assert f"-o {target}: exists and is not a folder" in err and len(err.splitlines()) == 1
     assert target.read_text() == "{}"
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
+    import foveal.cli.predict
+
+    def exhausted(args):
+        raise MemoryError("Unable to allocate 4.47 GiB")
+
+    monkeypatch.setattr(foveal.cli.predict, "run", exhausted)
+    assert main(["-q", "predict", str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("foveal: error: not enough memory")

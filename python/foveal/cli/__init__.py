@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("foveal: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("foveal: error: not enough memory for this input; use smaller images, or lower --max-pixels to refuse "
+              "such images up front", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if os.environ.get("FOVEAL_DEBUG"):
             raise
