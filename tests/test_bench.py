@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import time
 
 import numpy as np
 import pytest
@@ -56,3 +58,30 @@ def test_cli_bench_json_and_bad_image(tmp_path, capsys) -> None:
     bad.write_bytes(b"not a jpeg")
     assert main(["bench", str(bad), "--model", "itti-koch", "--repeats", "1", "--batch", "1"]) == 1
     assert "not a recognised image format" in capsys.readouterr().err
+
+
+def test_a_batch_size_that_cannot_fit_the_time_budget_is_skipped(tmp_path) -> None:
+    # A predict_batch call cannot stop midway: 1000 images a batch (3000 in its warm-up and first call) take tens of
+    # seconds, so within a 2 s budget that row is skipped, saying why, and the run still ends on time.
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    engine = Engine("itti-koch")
+    t0 = time.perf_counter()
+    report = run_bench(engine, [image], repeats=1, batch_sizes=(1, 1000), max_seconds=2)
+    assert time.perf_counter() - t0 < 10
+    small, large = report.throughput
+    assert small.images >= 8 and small.images_per_s > 0 and not small.skipped
+    assert large.images == 0 and large.images_per_s is None
+    assert "skipped" in large.skipped and "--max-seconds" in large.skipped and large.skipped in report.table()
+    assert json.loads(json.dumps(report.to_dict()))["throughput"][1]["images_per_s"] is None
+
+
+@pytest.mark.parametrize("seconds", [-1.0, 0.0, math.nan, math.inf])
+def test_max_seconds_must_be_positive_and_finite(tmp_path, seconds, capsys) -> None:
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    with pytest.raises(InputError, match="max_seconds must be a positive number of seconds"):
+        run_bench(Engine("itti-koch"), [image], repeats=1, batch_sizes=(1,), max_seconds=seconds)
+    assert main(["bench", str(image), "--model", "itti-koch", "--repeats", "1", "--batch", "1",
+                 "--max-seconds", str(seconds)]) == 1
+    assert f"max_seconds must be a positive number of seconds, got {seconds}" in capsys.readouterr().err

@@ -77,6 +77,8 @@ def test_density_map_folder(tmp_path: Path) -> None:
     ("image,x,y\nmissing.png,1,1\n", "not found"),
     ("image,x,y\na.png,30,1\n", "outside"),
     ("image,x,y\na.png,-0.5,1\n", "outside"),
+    pytest.param("image,x,y\na.png," + "1" * 131_073 + ",2\n", "not a CSV.*field limit", id="field-over-limit"),
+    ("image,x,y,subject\na.png,1,2,99999999999999999999999\n", "subject 99999999999999999999999 is not a whole"),
 ])
 def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
     _images(tmp_path, {"a.png": (20, 30)})
@@ -92,12 +94,71 @@ def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
     ('{"a.png": [[1, true]]}', "fixation 0"),
     ('{"a.png": 3}', "must be a list"),
     ('{"a.png": {"s": [[1, 2, 3]]}}', "fixation 0"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="deep-nesting"),
+    pytest.param('{"a.png": [[' + "1" * 401 + ", 2]]}", "finite numbers", id="int-beyond-float"),
+    pytest.param('{"a.png": [[' + "1" * 5000 + ", 2]]}", "finite numbers", id="int-over-4300-digits"),
+    ('{"a.png": [[1, 2, 1.7]]}', "subject 1.7 is not a whole number"),
+    ('{"a.png": [[1, 2, 1e300]]}', r"subject 1e\+300 is not a whole number"),
 ])
 def test_bad_json(tmp_path: Path, content: str, match: str) -> None:
     _images(tmp_path, {"a.png": (20, 30)})
     (tmp_path / "fixations.json").write_text(content)
     with pytest.raises(InputError, match=match):
         load_dataset(tmp_path)
+
+
+def test_csv_not_utf8(tmp_path: Path) -> None:
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.csv").write_bytes(b"image,x,y\na\xe9.png,1,2\n")
+    with pytest.raises(InputError, match="fixations.csv: not UTF-8"):
+        load_dataset(tmp_path)
+
+
+def test_subject_ids_are_whole_numbers_kept_exactly(tmp_path: Path) -> None:
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.json").write_text('{"a.png": [[1, 2, 999999999999999], [3, 4, 2.0], [5, 6, -1]]}')
+    np.testing.assert_array_equal(load_dataset(tmp_path).fixations(0).subject, [999999999999999, 2, -1])
+
+
+def _mat_dataset(root: Path, layout: str, files: dict[str, object]) -> Path:
+    """An OSIE (``eye/``) or NUS Scene (``tidy/``) folder with one stimulus and the given .mat files (bytes are
+    written as they are, dicts through scipy.io.savemat)."""
+    scipy_io = pytest.importorskip("scipy.io")
+    (root / "stimuli").mkdir(parents=True)
+    (root / layout).mkdir()
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(root / "stimuli" / "1.jpg")
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (root / layout / name).write_bytes(content)
+        else:
+            scipy_io.savemat(str(root / layout / name), content)
+    return root
+
+
+def _struct(**fields: object) -> np.ndarray:
+    """A 1x1 MATLAB struct with these fields."""
+    s = np.zeros((1, 1), [(k, "O") for k in fields])
+    for k, v in fields.items():
+        s[0, 0][k] = v
+    return s
+
+
+_SIZES = {"imgInfo": _struct(sizes=np.array([[60, 80]]))}
+
+
+@pytest.mark.parametrize("layout, files, match", [
+    ("eye", {"fixations.mat": b"x\n"}, r"cannot read MATLAB file .*eye/fixations.mat: MatReadError"),
+    ("tidy", {"fixations.mat": b"x\n"}, r"cannot read MATLAB file .*tidy/fixations.mat: MatReadError"),
+    ("eye", {"fixations.mat": {"fixations": np.zeros((2, 2))}}, r"eye/fixations.mat: 'fixations' is not OSIE's"),
+    ("eye", {"fixations.mat": {"fixations": _struct(img="1.jpg")}}, "is not OSIE's.*no field of name subjects"),
+    ("tidy", {"fixations.mat": {"fixations": np.zeros((1, 2))}, "imgInfo.mat": _SIZES},
+     r"tidy/fixations.mat: 'fixations' is not NUS Scene's"),
+    ("tidy", {"fixations.mat": {"fixations": np.zeros((1, 1))}, "imgInfo.mat": {"imgInfo": np.zeros((1, 1))}},
+     r"tidy/imgInfo.mat: 'imgInfo' does not hold the images' sizes"),
+], ids=["osie-garbage", "scene-garbage", "osie-numbers", "osie-no-subjects", "scene-numbers", "scene-no-sizes"])
+def test_bad_mat_files(tmp_path: Path, layout: str, files: dict[str, object], match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        load_dataset(_mat_dataset(tmp_path, layout, files))
 
 
 def test_bad_layouts(tmp_path: Path) -> None:

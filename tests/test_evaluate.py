@@ -145,6 +145,8 @@ def test_confidence_intervals(tmp_path):
     assert ci["NSS"][0] <= lo90 and hi90 <= ci["NSS"][1]
     with pytest.raises(InputError, match="level"):
         result.confidence_intervals(level=1.5)
+    with pytest.raises(InputError, match="seed must be a whole number >= 0"):
+        result.confidence_intervals(seed=-1)
 
 
 def test_result_serialises(tmp_path):
@@ -180,6 +182,8 @@ def test_density_only_dataset(tmp_path):
     ({"split": "test"}, InputError, "no images"),
     ({"batch_size": 0}, InputError, "batch_size"),
     ({"maps": "blurred"}, InputError, "maps must be one of"),
+    ({"seed": -1}, InputError, "seed must be a whole number >= 0, got -1"),
+    ({"seed": 1.5}, InputError, "seed must be a whole number >= 0, got 1.5"),
     ({"model": 42}, InputError, "must be an Engine"),
     ({"model": _FakeEngine({s: np.ones((2, 2)) for s in SHAPES})}, ModelError, "must have their image's size"),
 ])
@@ -213,6 +217,7 @@ def test_human_consistency_is_each_half_predicting_the_other(tmp_path):
     (1, {}, "two or more"),
     (3, {"metrics": ["IG"]}, "human consistency scores"),
     (3, {"repeats": 0}, "repeats"),
+    (3, {"seed": -1}, "seed must be a whole number >= 0"),
 ])
 def test_human_consistency_bad_arguments(tmp_path, viewers, kwargs, match):
     ds = load_dataset(_folder(tmp_path / "ds", viewers=viewers))
@@ -278,6 +283,7 @@ def test_cli_centre_bias_matches_the_api(tmp_path, capsys):
       "--metrics", "NSS,XYZ"], "unknown metric 'XYZ'"),
     (["eval", "--dataset", "ds", "--split", "all", "--model", "human", "--metrics", "IG"],
      "human consistency scores"),
+    (["eval", "--dataset", "ds", "--split", "all", "--seed", "-1"], "seed must be a whole number >= 0, got -1"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, argv, text):
     _folder(tmp_path / "ds")

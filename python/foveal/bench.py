@@ -7,6 +7,7 @@ Every loop is bounded by a repeat count and a time budget.
 from __future__ import annotations
 
 import io
+import math
 import os
 import platform
 import sys
@@ -26,6 +27,8 @@ from .saliency_map import SaliencyMap
 
 #: Boxes per box-query call: a creative's elements many times over, as a what-if search asks.
 BOX_QUERIES = 1000
+# The stage whose time per image sizes the throughput loop's calls before they run.
+_END_TO_END = "predict (end to end)"
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,12 @@ class StageTiming:
 
 @dataclass(frozen=True)
 class Throughput:
+    """``images_per_s`` is None when the batch size did not fit the time budget; ``skipped`` says so."""
+
     batch_size: int
     images: int
-    images_per_s: float
+    images_per_s: float | None
+    skipped: str = ""
 
 
 @dataclass
@@ -69,7 +75,8 @@ class BenchReport:
                  "", f"{'stage':<22} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
         lines += [f"{s.stage:<22} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}" for s in self.stages]
         lines += ["", f"{'batch size':<22} {'images':>6} {'images/s':>9}"]
-        lines += [f"{t.batch_size:<22} {t.images:>6} {t.images_per_s:>9.1f}" for t in self.throughput]
+        lines += [f"{t.batch_size:<22} {t.images:>6} {t.images_per_s:>9.1f}" if t.images_per_s is not None else
+                  f"{t.batch_size:<22} {t.images:>6} {'-':>9}  {t.skipped}" for t in self.throughput]
         return "\n".join(lines)
 
 
@@ -94,18 +101,23 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     """Time each stage ``repeats`` times per image (cycling the images) and ``predict_batch`` at each batch size.
 
     ``images`` are paths or encoded bytes (decode is a stage); none: one synthetic 1920×1080 JPEG. Each of the
-    stage loop and the throughput loop stops early after ``max_seconds``.
+    stage loop and the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not
+    end within the throughput loop's budget is skipped, and its row says so.
     """
     if repeats < 1:
         raise InputError(f"repeats must be >= 1, got {repeats}")
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
     if any(int(b) < 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
     sources = list(images) or [synthetic_jpeg()]
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names)
     report.stages = _stages(engine, sources, repeats, max_seconds)
-    report.throughput = [_throughput(engine, sources, int(b), max_seconds / max(1, len(batch_sizes)))
-                         for b in batch_sizes]
+    image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
+    deadline = time.perf_counter() + max_seconds
+    report.throughput = [_throughput(engine, sources, int(b), max_seconds / max(1, len(batch_sizes)),
+                                     image_seconds, deadline) for b in batch_sizes]
     return report
 
 
@@ -141,24 +153,37 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
         x0, y0 = rng.integers(0, w, BOX_QUERIES), rng.integers(0, h, BOX_QUERIES)
         boxes = np.stack([x0, y0, rng.integers(1, w - x0 + 1), rng.integers(1, h - y0 + 1)], axis=1)
         timed(f"box queries ({BOX_QUERIES})", lambda: smap.box_stats(boxes))
-        timed("predict (end to end)", lambda: engine.predict(source))
+        timed(_END_TO_END, lambda: engine.predict(source))
         if time.monotonic() > deadline:
             break
     return [StageTiming(stage, len(t), *(float(np.percentile(t, q)) * 1e3 for q in (50, 90, 99)))
             for stage, t in times.items()]
 
 
-def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_seconds: float) -> Throughput:
-    """Images/s of ``predict_batch`` over two batches' worth of images (at least 8), repeated within the budget."""
-    work = [sources[i % len(sources)] for i in range(max(2 * batch_size, 8))]
+def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_seconds: float,
+                image_seconds: float, deadline: float) -> Throughput:
+    """Images/s of ``predict_batch`` over two batches' worth of images (at least 8), repeated within the budget.
+
+    A call cannot stop midway, so none starts that would end past ``deadline``: the warm-up and first timed call are
+    estimated at ``image_seconds`` an image (the stage loop's end to end), later calls at the last one's time.
+    """
+    count = max(2 * batch_size, 8)
+    needed = (batch_size + count) * image_seconds
+    if time.perf_counter() + needed > deadline:
+        return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({batch_size + count} images) "
+                          f"would take about {needed:.1f} s at {image_seconds * 1e3:.1f} ms an image, past the time "
+                          "budget; use a smaller batch or a larger --max-seconds")
+    work = [sources[i % len(sources)] for i in range(count)]
     engine.predict_batch(work[:batch_size], batch_size=batch_size)  # warm-up at this batch's shape
     done, t0 = 0, time.perf_counter()
     while True:
+        start = time.perf_counter()
         engine.predict_batch(work, batch_size=batch_size)
         done += len(work)
-        if time.perf_counter() - t0 > max_seconds / 2 or done >= 4 * len(work):
+        end = time.perf_counter()
+        if end - t0 > max_seconds / 2 or done >= 4 * len(work) or end + (end - start) > deadline:
             break
-    return Throughput(batch_size, done, done / (time.perf_counter() - t0))
+    return Throughput(batch_size, done, done / (end - t0))
 
 
 def _engine_info(engine: Engine) -> dict[str, Any]:

@@ -230,8 +230,9 @@ def _loadmat(path: Path) -> dict:
                           "`pip install scipy`)") from e
     try:
         return scipy.io.loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as e:
-        raise InputError(f"cannot read MATLAB file {path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - SciPy's reader meets a corrupt file with almost any exception
+        # (MatReadError, zlib.error, IndexError, TypeError, UnboundLocalError, MemoryError...), none of them its own.
+        raise InputError(f"cannot read MATLAB file {path}: {type(e).__name__}: {e}; is it a .mat file?") from e
 
 
 def _one_degree(reference_sigma: float) -> Callable[[int, int], float]:
@@ -255,11 +256,26 @@ def load_osie(root: str | Path) -> Dataset:
     """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based → 0-based)."""
     root = Path(root)
     files = {p.name: p for p in _stimuli(root)}
-    mat = _loadmat(root / "eye" / "fixations.mat")
+    path = root / "eye" / "fixations.mat"
+    mat = _loadmat(path)
     if "fixations" not in mat:
-        raise InputError(f"{root / 'eye' / 'fixations.mat'}: no 'fixations' variable; is this OSIE's file?")
+        raise InputError(f"{path}: no 'fixations' variable; is this OSIE's file?")
+    try:
+        by_name = _osie_fixations(mat["fixations"])
+    except (IndexError, KeyError, TypeError, ValueError) as e:  # what indexing a differently shaped variable raises
+        raise InputError(f"{path}: 'fixations' is not OSIE's array of img and subjects (fix_x, fix_y) records "
+                         f"({type(e).__name__}: {e}); is this OSIE's file?") from e
+    missing = sorted(set(by_name) - set(files))
+    if missing:
+        raise InputError(f"{root}: fixations.mat names images missing from stimuli/: {missing[:5]}")
+    ids = sorted(by_name)
+    return Dataset("osie", ids, [files[n] for n in ids], [by_name[n] for n in ids], None,
+                   lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids))
+
+
+def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
     by_name: dict[str, Fixations] = {}
-    for entry in mat["fixations"].reshape(-1):
+    for entry in fixations.reshape(-1):
         name = str(entry["img"].reshape(-1)[0].reshape(-1)[0])
         xs, ys, ss = [], [], []
         for s, subj in enumerate(entry["subjects"].reshape(-1)[0].reshape(-1)):
@@ -270,41 +286,47 @@ def load_osie(root: str | Path) -> Dataset:
             ys.append(y)
             ss.append(np.full(x.shape, s, np.int64))
         by_name[name] = Fixations(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss))
-    missing = sorted(set(by_name) - set(files))
-    if missing:
-        raise InputError(f"{root}: fixations.mat names images missing from stimuli/: {missing[:5]}")
-    ids = sorted(by_name)
-    return Dataset("osie", ids, [files[n] for n in ids], [by_name[n] for n in ids], None,
-                   lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids))
+    return by_name
 
 
 def load_scene(root: str | Path) -> Dataset:
     """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, offset) per viewer."""
     root = Path(root)
     files = _stimuli(root)
-    cells = _loadmat(root / "tidy" / "fixations.mat").get("fixations")
-    info = _loadmat(root / "tidy" / "imgInfo.mat").get("imgInfo")
+    tidy = root / "tidy"
+    cells = _loadmat(tidy / "fixations.mat").get("fixations")
+    info = _loadmat(tidy / "imgInfo.mat").get("imgInfo")
     if cells is None or info is None:
-        raise InputError(f"{root / 'tidy'}: expected 'fixations' in fixations.mat and 'imgInfo' in imgInfo.mat")
-    shapes = np.asarray(info.reshape(-1)[0][0], np.int64)
+        raise InputError(f"{tidy}: expected 'fixations' in fixations.mat and 'imgInfo' in imgInfo.mat")
+    try:
+        shapes = np.asarray(info.reshape(-1)[0][0], np.int64)
+    except (IndexError, KeyError, TypeError, ValueError) as e:  # what indexing a differently shaped variable raises
+        raise InputError(f"{tidy / 'imgInfo.mat'}: 'imgInfo' does not hold the images' sizes "
+                         f"({type(e).__name__}: {e}); is this NUS Scene's file?") from e
     if cells.shape[0] != len(files) or shapes.shape != (len(files), 2):
         raise InputError(f"{root}: {len(files)} stimuli but fixations.mat has {cells.shape[0]} rows and "
-                         f"imgInfo {shapes.shape[0]}; the files do not belong together")
-    fixations = []
-    for row in cells:
-        xs, ys, ss = [], [], []
-        for s, cell in enumerate(row):
-            a = np.asarray(cell, np.float64)
-            if a.size == 0:
-                continue
-            # Columns are (row, col): read as (x, y) 7.6 % of the points would leave their image.
-            ys.append(a[:, 0])
-            xs.append(a[:, 1])
-            ss.append(np.full(a.shape[0], s, np.int64))
-        fixations.append(Fixations.from_arrays(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss))
-                         if xs else Fixations.from_arrays([], []))
+                         f"imgInfo sizes of shape {shapes.shape}; the files do not belong together")
+    try:
+        fixations = [_scene_fixations(row) for row in cells]
+    except (IndexError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{tidy / 'fixations.mat'}: 'fixations' is not NUS Scene's cells of (row, col, ...) rows "
+                         f"per image and viewer ({type(e).__name__}: {e}); is this NUS Scene's file?") from e
     return Dataset("scene", [p.name for p in files], files, fixations, None,
                    _one_degree(OSIE_PIXELS_PER_DEGREE), [tuple(s) for s in shapes])
+
+
+def _scene_fixations(row: np.ndarray) -> Fixations:
+    xs, ys, ss = [], [], []
+    for s, cell in enumerate(row):
+        a = np.asarray(cell, np.float64)
+        if a.size == 0:
+            continue
+        # Columns are (row, col): read as (x, y) 7.6 % of the points would leave their image.
+        ys.append(a[:, 0])
+        xs.append(a[:, 1])
+        ss.append(np.full(a.shape[0], s, np.int64))
+    return (Fixations.from_arrays(np.concatenate(xs), np.concatenate(ys), np.concatenate(ss))
+            if xs else Fixations.from_arrays([], []))
 
 
 def _folder_images(root: Path) -> Path:
@@ -315,23 +337,39 @@ def _folder_images(root: Path) -> Path:
 
 
 def _read_csv(path: Path) -> dict[str, list[tuple[float, float, int]]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _csv_rows(path, csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e}); save it as UTF-8") from e
+    except csv.Error as e:  # a field over the csv module's limit (131,072 characters), a NUL byte...
+        raise InputError(f"{path}: not a CSV of image,x,y[,subject] rows ({e})") from e
+
+
+def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float, float, int]]]:
     rows: dict[str, list[tuple[float, float, int]]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if header[:3] != ["image", "x", "y"] or header[3:] not in ([], ["subject"]):
-            raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
-        reader.fieldnames = header
-        for line, rec in enumerate(reader, start=2):
-            try:
-                x, y = float(rec["x"]), float(rec["y"])
-                s = int(rec["subject"]) if "subject" in rec and rec["subject"] not in (None, "") else 0
-            except (TypeError, ValueError) as e:
-                raise InputError(f"{path}:{line}: x, y must be numbers and subject an integer ({e})") from e
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise InputError(f"{path}:{line}: fixation ({x}, {y}) is not finite")
-            rows.setdefault(str(rec["image"]).strip(), []).append((x, y, s))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if header[:3] != ["image", "x", "y"] or header[3:] not in ([], ["subject"]):
+        raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
+    reader.fieldnames = header
+    for line, rec in enumerate(reader, start=2):
+        try:
+            x, y = float(rec["x"]), float(rec["y"])
+            s = int(rec["subject"]) if "subject" in rec and rec["subject"] not in (None, "") else 0
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}:{line}: x, y must be numbers and subject an integer ({e})") from e
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InputError(f"{path}:{line}: fixation ({x}, {y}) is not finite")
+        rows.setdefault(str(rec["image"]).strip(), []).append((x, y, _subject(s, f"{path}:{line}")))
     return rows
+
+
+def _subject(value: float, where: str) -> int:
+    """A subject id, checked: rows are stored as float64, which holds whole numbers of up to 15 digits exactly."""
+    if not (abs(value) < 10**15 and float(value).is_integer()):
+        raise InputError(f"{where}: subject {value!r} is not a whole number of at most 15 digits; subjects are "
+                         f"viewer ids such as 0, 1, 2")
+    return int(value)
 
 
 def _json_points(path: Path, name: str, points: object, subject: int | None) -> list[tuple[float, float, int]]:
@@ -344,16 +382,21 @@ def _json_points(path: Path, name: str, points: object, subject: int | None) -> 
         if not ok:
             raise InputError(f"{path}: fixation {k} of {name!r} is {p!r}; expected [x, y]"
                              + (" or [x, y, subject]" if subject is None else "") + " with finite numbers")
-        s = subject if subject is not None else (int(p[2]) if len(p) == 3 else 0)
+        s = subject if subject is not None else (
+            _subject(p[2], f"{path}: fixation {k} of {name!r}") if len(p) == 3 else 0)
         out.append((float(p[0]), float(p[1]), s))
     return out
 
 
 def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Integers read as floats, as coordinates and subject ids are stored: float() takes any number of digits,
+        # where int() refuses over 4,300 and an int beyond 1e308 cannot become a float.
+        data = json.loads(path.read_text(encoding="utf-8"), parse_int=float)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError as e:
+        raise InputError(f"{path}: JSON nested too deeply to read; expected {{\"image\": [[x, y], ...], ...}}") from e
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected an object mapping image names to fixations, got {type(data).__name__}")
     rows: dict[str, list[tuple[float, float, int]]] = {}
