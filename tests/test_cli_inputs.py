@@ -1,6 +1,7 @@
 """No subcommand's output may replace one of its inputs, whatever the output folder."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -86,3 +87,17 @@ def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     assert main(["-q", "predict", str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("foveal: error: not enough memory")
+
+
+@pytest.mark.parametrize("extra, code, message", [
+    (["--creative-id", "", "--db", "sqlite:///never.db"], 1, "--creative-id: creative_id '' cannot name a file"),
+    (["--actors", "0"], 2, "argument --actors: must be at least 1, got 0"),
+    (["--commit-every", "0"], 2, "argument --commit-every: must be at least 1, got 0"),
+])
+def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, code, message, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if code == 2 else contextlib.nullcontext():
+        assert main(["-q", "score", str(EXAMPLES / "creative.png"), "--elements", str(EXAMPLES / "creative.json"),
+                     "-o", str(tmp_path / "out"), *extra]) == code
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert not (tmp_path / "never.db").exists()

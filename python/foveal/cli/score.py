@@ -25,12 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, BatchSummary, Scorer, is_batch_input, read_inputs, run_batch
+from ..batch.inputs import check_creative_id
 from ..batch.run import COMMIT_EVERY
 from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import add_engine_options, check_out_folder, make_engine
+from . import _positive_int, add_engine_options, check_out_folder, make_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true",
                    help="one creative: scores.json only; a batch: no reports/ folder, tables only")
     p.add_argument("--maps", action="store_true", help="batch: also write maps/<id>.npy (float32, sums to 1)")
-    p.add_argument("--commit-every", type=int, default=COMMIT_EVERY, metavar="N",
+    p.add_argument("--commit-every", type=_positive_int, default=COMMIT_EVERY, metavar="N",
                    help="batch: make results durable every N creatives (or 30 s); a crash loses at most that "
                         "much work (default: %(default)s)")
     add_store_options(p)
@@ -94,7 +95,7 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the batch on Ray: 'local' (the default) starts a cluster in this process; an address "
                         "(host:6379, auto) joins one. A GPU --device gets GPU actors (--gpus-per-actor)")
-    p.add_argument("--actors", type=int, metavar="N",
+    p.add_argument("--actors", type=_positive_int, metavar="N",
                    help="--ray: actors, each with its own engine (default: the cluster's GPUs / --gpus-per-actor for a "
                         "GPU device, else its CPUs / --cpus-per-actor)")
     p.add_argument("--cpus-per-actor", type=int, default=1, metavar="C",
@@ -119,6 +120,8 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
 def run(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
     options = options_from_args(args)
+    if args.creative_id is not None:
+        check_creative_id(args.creative_id, "--creative-id")
     if options.db is None and (args.creative_id or args.vertical or args.tag):
         raise InputError("--creative-id, --vertical and --tag describe the creative in a store: add --db URL")
     if args.elements == AUTO:
