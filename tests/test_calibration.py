@@ -11,8 +11,8 @@ import pytest
 import scipy.stats as ss
 
 from foveal.calibration.analysis import Settings, analyse, build_data, decile_table
-from foveal.calibration.stats import (benjamini_hochberg, fisher_drop_test, kendall_weighted, rank_correlation,
-                                      resample_weights, spearman_weighted)
+from foveal.calibration.stats import (benjamini_hochberg, fisher_drop_test, kendall_weighted, pooled_rate_interval,
+                                      rank_correlation, resample_weights, spearman_weighted)
 from foveal.calibration.thresholds import propose
 from foveal.cli import main
 from foveal.errors import InputError
@@ -223,6 +223,9 @@ def test_adopted_norms_change_who_passes():
 def test_calibrate_errors(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'e.db'}"
     assert main(["calibrate", "--db", url, "-o", str(tmp_path / "o")]) == 1
+    assert "no store at" in capsys.readouterr().err and not (tmp_path / "e.db").exists()
+    Store(url).close()
+    assert main(["calibrate", "--db", url, "-o", str(tmp_path / "o")]) == 1
     assert "no predictions" in capsys.readouterr().err
     with Store(url) as store:
         store.record("a", *scored(1))
@@ -239,7 +242,40 @@ def test_calibrate_errors(tmp_path, capsys):
     assert main(["calibrate", "--db", url, "--by", "colour", "-o", str(tmp_path / "o")]) == 1
     assert "--by colour" in capsys.readouterr().err
     assert main(["calibrate", "--db", url, "--window", "0d", "-o", str(tmp_path / "o")]) == 1
+    capsys.readouterr()
+    for option, message in [(["--pass-percentile", "0"], "--pass-percentile must be in (0, 100], got 0"),
+                            (["--pass-percentile", "150"], "--pass-percentile must be in (0, 100], got 150"),
+                            (["--seed", "-1"], "--seed must be a whole number >= 0, got -1"),
+                            (["--bootstrap", "100000000"], "--bootstrap 100000000: use at most 100000"),
+                            (["--window", "2d", "--step", "1d", "--until", "1900-01-01"],
+                             "--until 1900-01-01: before the first outcome; choose a day from 2024-01-01"),
+                            (["--window", "2d", "--step", "1d", "--until", "9999-12-31"],
+                             "--until 9999-12-31: 2+ days after the last outcome")]:
+        assert main(["calibrate", "--db", url, "--graph", "ab", *option, "-o", str(tmp_path / "o")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_bootstrap_memory_is_bounded_whatever_the_resample_count():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    score = rng.random(300)
+    rate = score + rng.random(300)
+    tracemalloc.start()
+    try:
+        corr = rank_correlation(score, rate, np.random.default_rng(1), 20_000)
+        pooled_rate_interval(rng.integers(1, 50, 300), rng.integers(100, 200, 300), np.random.default_rng(2), 20_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80e6  # about 35 MB in chunks; the (20000, 300) matrices at once took 190 MB
+    # the chunks draw the same resamples as one matrix would
+    rhos = spearman_weighted(score, rate, resample_weights(300, 20_000, np.random.default_rng(1)))
+    assert corr.spearman_ci == pytest.approx(tuple(np.quantile(rhos, [0.025, 0.975])))
+    with pytest.raises(InputError, match="--bootstrap 100001: use at most 100000"):
+        Settings(bootstrap=100_001)
 
 
 def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():

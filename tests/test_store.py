@@ -83,6 +83,52 @@ def test_bad_urls(url, message):
         Store(url)
 
 
+def test_a_file_that_is_not_a_database_or_a_folder_is_one_clear_error(tmp_path, capsys):
+    image = tmp_path / "creative.png"
+    image.write_bytes((ROOT / "examples" / "creative_b.png").read_bytes())
+    before = image.read_bytes()
+    with pytest.raises(FovealError, match="creative.png is not an SQLite database"):
+        Store(str(image))
+    assert image.read_bytes() == before
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="is a folder, not a database file"):
+        Store(f"sqlite:///{tmp_path / 'folder'}")
+    for command in (["calibrate", "-o", str(tmp_path / "o")], ["outcomes", "import", str(image)]):
+        assert main([*command, "--db", str(image)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("foveal: error:") and "not an SQLite database" in err and err.count("\n") == 1
+
+
+def test_opening_an_existing_store_refuses_a_missing_or_foreign_database(tmp_path, capsys):
+    missing = tmp_path / "typo.db"
+    with pytest.raises(InputError, match="no store at"):
+        Store(f"sqlite:///{missing}", create=False)
+    outcomes = _write(tmp_path / "o.csv", "creative_id,date,impressions,clicks\na,2024-03-01,10,1\n")
+    assert main(["outcomes", "import", str(outcomes), "--db", f"sqlite:///{missing}"]) == 1
+    assert main(["calibrate", "--db", f"sqlite:///{missing}", "-o", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.count("no store at") == 2
+    assert not list(tmp_path.glob("typo.db*"))  # nothing created
+    other = tmp_path / "other.db"
+    engine = sa.create_engine(f"sqlite:///{other}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE notes (x INTEGER)")
+    engine.dispose()
+    with pytest.raises(FovealError, match="holds no foveal store"):
+        Store(f"sqlite:///{other}", create=False)
+    assert sa.inspect(sa.create_engine(f"sqlite:///{other}")).get_table_names() == ["notes"]
+    _store_with(f"sqlite:///{tmp_path / 'real.db'}").close()
+    with Store(f"sqlite:///{tmp_path / 'real.db'}", create=False) as store:
+        assert store.counts()["creatives"] == 3
+
+
+def test_opening_an_existing_store_refuses_an_empty_database_on_both_backends(store_url):
+    with pytest.raises(FovealError, match="no store at|holds no foveal store"):
+        Store(store_url, create=False)
+    Store(store_url).close()  # nothing was half-created: the store is made as usual
+    with Store(store_url, create=False) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+
+
 def test_unreachable_postgres_is_one_clear_error():
     with pytest.raises(FovealError, match="cannot open the database"):
         Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
@@ -173,6 +219,17 @@ BAD_FILES = {
     "header_only": ("creative_id,date,impressions,clicks\n", r"no data rows"),
     "negative_spend": ("creative_id,date,impressions,clicks,spend\na,2024-03-01,10,1,-2\n",
                        r"line 2: spend '-2' must be"),
+    "conversions_over_clicks": ("creative_id,date,impressions,clicks,conversions\na,2024-03-01,10,1,50\n",
+                                r"line 2: conversions 50 > clicks 1"),
+    "over_64_bits": ("creative_id,date,impressions,clicks\na,2024-03-01,1e30,10\na,2024-03-02,99999999999999999999,1\n"
+                     "a,2024-03-03,9223372036854775808,1\n",
+                     r"line 2: impressions '1e30' is above 9223372036854775807 \(2\^63-1\).*line 3: impressions "
+                     r"'99999999999999999999' is above.*line 4: impressions '9223372036854775808' is above"),
+    "field_too_long": ("creative_id,date,impressions,clicks\na,2024-03-01,10," + "1" * 140_000 + "\n",
+                       r"line 2: not a valid CSV row \(field larger than field limit.*check that every quoted field "
+                       r"is closed"),
+    "open_quote": ('creative_id,date,impressions,clicks\na,2024-03-01,10,"1\n' + "b,2024-03-01,10,1\n" * 20_000,
+                   r"line \d+: not a valid CSV row"),
 }
 
 
@@ -218,6 +275,43 @@ def test_bad_parquet_row_numbers_and_damaged_file(tmp_path):
             store.import_outcomes(_write(tmp_path / "o.txt", "x"))
 
 
+def test_counts_up_to_64_bits_are_imported_exactly_and_summed_across_sources(tmp_path):
+    biggest = 2**63 - 1
+    path = _write(tmp_path / "big.csv", "creative_id,date,impressions,clicks,source\n"
+                  f"a,2024-03-01,{biggest},9007199254740993,meta\na,2024-03-01,{biggest},1,google\n")
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        assert store.import_outcomes(path).inserted == 2
+        with store.engine.begin() as conn:
+            stored = conn.execute(sa.select(s.outcomes.c.impressions, s.outcomes.c.clicks)
+                                  .order_by(s.outcomes.c.source)).all()
+        assert [tuple(r) for r in stored] == [(biggest, 1), (biggest, 9007199254740993)]  # not rounded via float
+        # the day's sum passes 64 bits: SQLite's integer sum() would fail
+        assert store.outcome_rows() == [("a", date(2024, 3, 1), pytest.approx(2.0 * biggest), pytest.approx(
+            9007199254740994), None)]
+
+
+def test_parquet_counts_over_64_bits_and_boolean_counts_are_rejected(tmp_path):
+    pq.write_table(pa.table({"creative_id": ["a", "b"], "date": [date(2024, 3, 1)] * 2,
+                             "impressions": pa.array([2**64 - 1, 10], pa.uint64()), "clicks": [1, 1],
+                             "conversions": [None, True]}), tmp_path / "o.parquet")
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        with pytest.raises(InputError, match=r"row 1: impressions 18446744073709551615 is above 9223372036854775807"
+                                             r".*row 2: conversions True is a boolean, not a count"):
+            store.import_outcomes(tmp_path / "o.parquet")
+        assert store.counts()["outcomes"] == 0
+
+
+def test_outcomes_file_that_is_a_pipe_or_folder_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        for name in ("pipe.csv", "folder.csv"):
+            with pytest.raises(InputError, match="not a regular file"):
+                store.import_outcomes(tmp_path / name)  # must not block reading the pipe
+        with pytest.raises(InputError, match="file not found"):
+            store.import_outcomes(tmp_path / "missing.csv")
+
+
 def test_outcomes_cli(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     _store_with(url).close()
@@ -233,6 +327,8 @@ def test_outcomes_cli(tmp_path, capsys):
     assert err.count("\n") == 1
     assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=nonsense"]) == 1
     assert "COLUMN=FIELD" in capsys.readouterr().err
+    assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=creative_id", "--map", "Ad=date"]) == 1
+    assert "column 'Ad' is mapped twice (to 'creative_id' and 'date')" in capsys.readouterr().err
 
 
 def test_score_cli_records_one_creative_and_a_folder(tmp_path, capsys):

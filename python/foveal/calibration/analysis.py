@@ -13,7 +13,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from .stats import (CONFIDENCE, benjamini_hochberg, fisher_drop_test, pooled_rate_interval, rank_correlation)
+from .stats import (CONFIDENCE, MAX_BOOTSTRAP, benjamini_hochberg, fisher_drop_test, pooled_rate_interval,
+                    rank_correlation)
 
 METRICS = {"ctr": ("clicks", "impressions"), "cvr": ("conversions", "clicks")}
 SEGMENT_FIELDS = ("vertical", "format", "tag")
@@ -60,6 +61,13 @@ class Settings:
             raise InputError(f"--alpha {self.alpha}: must be in (0, 1)")
         if self.bootstrap < 0 or self.min_impressions < 1 or self.min_clicks < 0:
             raise InputError("--bootstrap, --min-impressions and --min-clicks must be positive")
+        if self.bootstrap > MAX_BOOTSTRAP:
+            raise InputError(f"--bootstrap {self.bootstrap}: use at most {MAX_BOOTSTRAP} resamples; more only take "
+                             "longer without making the 95% intervals any more useful")
+        if not 0 < self.pass_percentile <= 100:  # as `foveal score` checks it
+            raise InputError(f"--pass-percentile must be in (0, 100], got {self.pass_percentile:g}")
+        if self.seed < 0:  # NumPy's generators take none
+            raise InputError(f"--seed must be a whole number >= 0, got {self.seed}")
 
     @property
     def primary(self) -> str:
@@ -76,7 +84,7 @@ class Data:
     formats: list[str]
     creative: np.ndarray                                       # per outcome row: creative index
     day: np.ndarray                                            # per outcome row: date.toordinal()
-    counts: dict[str, np.ndarray]                              # impressions, clicks, conversions per row
+    counts: dict[str, np.ndarray]                              # impressions, clicks, conversions per row (float)
 
 
 def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple], by: Sequence[str]) -> Data:
@@ -102,11 +110,13 @@ def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple],
         for key in keys:
             segments.setdefault(key, []).append(i)
     rows = [(index[r[0]], r[1].toordinal(), r[2], r[3], r[4]) for r in outcomes if r[0] in index]
-    arr = np.array([r[:4] for r in rows], np.int64).reshape(-1, 4)
-    conversions = np.array([-1 if r[4] is None else r[4] for r in rows], np.int64)
+    keys = np.array([r[:2] for r in rows], np.int64).reshape(-1, 2)
+    # Counts as floats: a day's sum may pass 64 bits, and the window sums (bincount weights) are floats anyway.
+    counts = np.array([r[2:4] for r in rows], np.float64).reshape(-1, 2)
+    conversions = np.array([-1 if r[4] is None else r[4] for r in rows], np.float64)
     return Data(ids=ids, segments={k: np.array(v) for k, v in sorted(segments.items())}, scores=scores,
-                formats=[p.get("format") or "" for p in predictions], creative=arr[:, 0], day=arr[:, 1],
-                counts={"impressions": arr[:, 2], "clicks": arr[:, 3], "conversions": conversions})
+                formats=[p.get("format") or "" for p in predictions], creative=keys[:, 0], day=keys[:, 1],
+                counts={"impressions": counts[:, 0], "clicks": counts[:, 1], "conversions": conversions})
 
 
 def segment_name(key: tuple[tuple[str, str], ...]) -> str:
@@ -155,8 +165,12 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     if settings.score is not None and settings.score not in data.scores:
         raise InputError(f"--score {settings.score!r}: no such score in the store (have: "
                          f"{', '.join(data.scores) or 'none'})")
-    first = int(data.day.min())
-    last = settings.until.toordinal() if settings.until else int(data.day.max())
+    first, newest = int(data.day.min()), int(data.day.max())
+    last = settings.until.toordinal() if settings.until else newest
+    # Past the data by a whole window, the recent window would be empty (and every window up to it written out).
+    if not first <= last < newest + settings.window_days:
+        side = "before the first outcome" if last < first else f"{settings.window_days}+ days after the last outcome"
+        raise InputError(f"--until {settings.until}: {side}; choose a day from {_iso(first)} to {_iso(newest)}")
     ends = window_ends(first, last, settings)
     if not ends:
         raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "

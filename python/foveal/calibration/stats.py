@@ -1,20 +1,27 @@
 """The statistics of calibration, vectorised: rank correlations with bootstrap intervals, binned outcome rates, a
 one-sided test for a fall in correlation, and Benjamini–Hochberg control across many tests.
 
-Every bootstrap here resamples creatives (pairs of predicted score and outcome rate) with replacement, ``B`` times
-at once as a ``(B, n)`` matrix of how often each creative is drawn, and reports the 2.5th and 97.5th percentiles
-(a percentile interval).
+Every bootstrap here resamples creatives (pairs of predicted score and outcome rate) with replacement, many times
+at once as a ``(B, n)`` matrix of how often each creative is drawn (in chunks of at most :data:`CHUNK_CELLS` cells,
+so memory does not grow with the number of resamples), and reports the 2.5th and 97.5th percentiles (a percentile
+interval).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.special import ndtr
 
 BOOTSTRAP = 1000
+#: More resamples only take longer: here the Monte Carlo error of an interval's ends is already a tenth of the
+#: default's (it shrinks as 1/sqrt(B)).
+MAX_BOOTSTRAP = 100_000
 CONFIDENCE = 0.95
+#: Resample matrix cells computed at once (8 MB per float64 array; the statistics hold a few such arrays).
+CHUNK_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,15 @@ def resample_weights(n: int, bootstrap: int, rng: np.random.Generator) -> np.nda
     """``(bootstrap, n)`` multiplicities: how often each of ``n`` creatives is drawn in each resample of size n."""
     draws = rng.integers(0, n, size=(bootstrap, n)) + n * np.arange(bootstrap)[:, None]
     return np.bincount(draws.ravel(), minlength=bootstrap * n).reshape(bootstrap, n).astype(np.float64)
+
+
+def _resampled(n: int, bootstrap: int, rng: np.random.Generator,
+               statistic: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``statistic`` (of a ``(b, n)`` weight matrix, one value per row along the last axis) over ``bootstrap``
+    resamples, computed a chunk of rows at a time."""
+    rows = max(1, CHUNK_CELLS // n)
+    return np.concatenate([statistic(resample_weights(n, min(rows, bootstrap - start), rng))
+                           for start in range(0, bootstrap, rows)], axis=-1)
 
 
 def spearman_weighted(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -91,9 +107,10 @@ def rank_correlation(score: np.ndarray, rate: np.ndarray, rng: np.random.Generat
     tau = float(kendall_weighted(score, rate, once)[0])
     if bootstrap == 0:  # point estimates only (large simulations)
         return Correlation(n, _finite(rho), None, _finite(tau), None)
-    w = resample_weights(n, bootstrap, rng)
-    return Correlation(n, _finite(rho), _interval(spearman_weighted(score, rate, w)) if math.isfinite(rho) else None,
-                       _finite(tau), _interval(kendall_weighted(score, rate, w)) if math.isfinite(tau) else None)
+    rhos, taus = _resampled(n, bootstrap, rng, lambda w: np.stack([spearman_weighted(score, rate, w),
+                                                                   kendall_weighted(score, rate, w)]))
+    return Correlation(n, _finite(rho), _interval(rhos) if math.isfinite(rho) else None,
+                       _finite(tau), _interval(taus) if math.isfinite(tau) else None)
 
 
 def pooled_rate_interval(numerators: np.ndarray, denominators: np.ndarray, rng: np.random.Generator,
@@ -104,8 +121,7 @@ def pooled_rate_interval(numerators: np.ndarray, denominators: np.ndarray, rng: 
     rate = float(num.sum() / den.sum())
     if len(num) < 2 or bootstrap == 0:
         return rate, None
-    w = resample_weights(len(num), bootstrap, rng)
-    return rate, _interval((w @ num) / (w @ den))
+    return rate, _interval(_resampled(len(num), bootstrap, rng, lambda w: (w @ num) / (w @ den)))
 
 
 def fisher_drop_test(r_ref: float, n_ref: int, r_new: float, n_new: int) -> tuple[float, float]:

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="false-alarm level (BH q value) for drift flags "
                    "(default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the "
-                   "intervals (default: %(default)s)")
+                   "intervals, 100 to 100000 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     p.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD",
                    help="analyse outcomes up to this day (default: the last one)")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         min_clicks=args.min_clicks, min_creatives=args.min_creatives, alpha=args.alpha, bootstrap=args.bootstrap,
         seed=args.seed, score=args.score, pass_percentile=args.pass_percentile, until=args.until)
     norms = None if args.norms is None else load_norms(args.norms)
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:  # it reads a store: a new one would hold nothing
         result = calibrate(store, settings, norms=norms, graph=args.graph)
     paths = write_calibration(args.out, result)
     for flag in result.document["flags"]:

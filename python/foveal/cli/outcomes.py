@@ -1,9 +1,10 @@
 """``foveal outcomes import FILE... --db URL``: load in-market results (impressions, clicks, conversions) into a
 calibration store.
 
-Each file is validated whole (negative counts, clicks above impressions, bad dates, unknown creative ids are
-reported with their line numbers) and imported in one transaction: all its rows or none.  Rows are keyed by
-creative, date and source, so importing a file again changes nothing and a corrected file updates its rows.
+Each file is validated whole (negative counts, clicks above impressions or conversions above clicks, bad dates,
+unknown creative ids are reported with their line numbers) and imported in one transaction: all its rows or none.
+Rows are keyed by creative, date and source, so importing a file again changes nothing and a corrected file updates
+its rows.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def run_import(args: argparse.Namespace) -> int:
     from ..store import Store
 
     mapping = parse_mapping(args.map)
-    with Store(args.db) as store:
+    with Store(args.db, create=False) as store:  # outcomes belong to creatives already recorded there
         for path in args.files:  # one transaction per file: a bad file stops here, earlier files stay imported
             summary = store.import_outcomes(path, mapping)
             if not args.quiet:

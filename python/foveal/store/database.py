@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ..errors import FovealError, InputError
 
@@ -41,12 +41,22 @@ def parse_url(text: str) -> sa.URL:
     return url
 
 
-def create_engine(url: sa.URL) -> sa.Engine:
-    """An engine whose transactions are safe for several writing processes at once."""
+def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
+    """An engine whose transactions are safe for several writing processes at once.
+
+    With ``create=False`` a missing SQLite file is refused here, before connecting would create it empty.
+    """
     if url.get_backend_name() == "sqlite":
-        folder = Path(url.database).expanduser().resolve().parent
+        path = Path(url.database).expanduser()
+        folder = path.resolve().parent
         if not folder.is_dir():
             raise InputError(f"--db {describe(url)}: folder {folder} does not exist")
+        if path.is_dir():
+            raise InputError(f"--db {describe(url)}: {path} is a folder, not a database file; name a file in it, "
+                             f"e.g. {path / 'foveal.db'}")
+        if not create and not path.exists():
+            raise InputError(f"--db {describe(url)}: no store at {path}; record predictions in it first with "
+                             "`foveal score ... --db URL`")
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -92,8 +102,14 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def connect_error(url: sa.URL, exc: OperationalError) -> FovealError:
+def connect_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     """A one-line FovealError for a database that cannot be reached or opened."""
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-    return FovealError(f"--db {describe(url)}: cannot open the database ({reason}); check the URL and that the "
-                       "server is running")
+    reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+    if url.get_backend_name() == "postgresql":
+        return FovealError(f"--db {describe(url)}: cannot open the database ({reason}); check the URL and that the "
+                           "server is running")
+    if "not a database" in reason:  # SQLite's "file is not a database"
+        return FovealError(f"--db {describe(url)}: {url.database} is not an SQLite database, so not a foveal "
+                           "store; point --db at a foveal store or at a new file")
+    return FovealError(f"--db {describe(url)}: cannot open the SQLite file ({reason}); check that it is a foveal "
+                       "store you may read and write")

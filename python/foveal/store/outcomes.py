@@ -19,6 +19,8 @@ REQUIRED = ("creative_id", "date", "impressions", "clicks")
 OPTIONAL = ("conversions", "spend", "source")
 FIELDS = REQUIRED + OPTIONAL
 SHOWN_ERRORS = 8
+#: The largest count a store column (a 64-bit signed integer, in SQLite and PostgreSQL) holds.
+MAX_COUNT = 2**63 - 1
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
@@ -30,14 +32,20 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
             raise InputError(f"--map {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}")
         if field in mapping.values():
             raise InputError(f"--map: two columns map to {field!r}; map each field once")
+        if column in mapping:  # a dict would keep only the last of them
+            raise InputError(f"--map: column {column!r} is mapped twice (to {mapping[column]!r} and {field!r}); "
+                             "map each column once")
         mapping[column] = field
     return mapping
 
 
 def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's rows as dicts of typed fields plus ``line``, and the problems found (``"line 4: ..."``)."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: file not found")
+    if not path.is_file():  # a pipe or device could block the read, or never end
+        raise InputError(f"{path}: not a regular file (a folder, pipe or device); name an outcomes .csv or "
+                         ".parquet file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         columns, records, unit = _read_csv(path)
@@ -103,7 +111,7 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
         raise InputError(f"{path}: empty file; expected a header row "
                          f"({', '.join(REQUIRED)}, ...)") from None
     except csv.Error as exc:
-        raise InputError(f"{path}: line 1: {exc}") from None
+        raise InputError(f"{path}: line 1: {_csv_problem(exc)}") from None
     if len(set(header)) != len(header):
         raise InputError(f"{path}: the header repeats a column name ({', '.join(header)})")
 
@@ -117,8 +125,13 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
                     continue
                 yield reader.line_num, dict(zip(header, cells))
         except csv.Error as exc:
-            raise InputError(f"{path}: line {reader.line_num}: {exc}") from None
+            raise InputError(f"{path}: line {reader.line_num}: {_csv_problem(exc)}") from None
     return header, records(), "line"
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    # The usual cause is a quote left open, which runs the field on through the lines after it.
+    return f"not a valid CSV row ({exc}); check that every quoted field is closed and fix the file"
 
 
 def _read_parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
@@ -148,9 +161,9 @@ def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     row["spend"] = _parse_spend(values.get("spend"), problems)
     source = values.get("source")
     row["source"] = "" if _blank(source) else str(source).strip()
-    if isinstance(row["impressions"], int) and isinstance(row["clicks"], int) \
-            and row["clicks"] > row["impressions"]:
-        problems.append(f"clicks {row['clicks']} > impressions {row['impressions']}")
+    for part, whole in (("clicks", "impressions"), ("conversions", "clicks")):  # each a subset of the one before
+        if isinstance(row[part], int) and isinstance(row[whole], int) and row[part] > row[whole]:
+            problems.append(f"{part} {row[part]} > {whole} {row[whole]}")
     return row, problems
 
 
@@ -179,18 +192,39 @@ def _parse_count(name: str, value: Any, required: bool, problems: list[str]) -> 
         if required:
             problems.append(f"{name} is empty")
         return None
+    if isinstance(value, bool):  # a Parquet boolean column would otherwise count True as 1
+        problems.append(f"{name} {value!r} is a boolean, not a count")
+        return None
     try:
-        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+        number = _whole(value)
     except (TypeError, ValueError):
         problems.append(f"{name} {value!r} is not a number")
         return None
-    if not math.isfinite(number) or number != int(number):
+    if number is None:
         problems.append(f"{name} {value!r} is not a whole number")
         return None
     if number < 0:
         problems.append(f"{name} {value!r} is negative")
         return None
-    return int(number)
+    if number > MAX_COUNT:
+        problems.append(f"{name} {value!r} is above {MAX_COUNT} (2^63-1), the largest count a store holds")
+        return None
+    return number
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an exact int (None when it is not whole).  Integers are taken as they are, not through a float
+    that would round those above 2^53."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip() if isinstance(value, str) else None
+    if text is not None:
+        try:
+            return int(text)
+        except ValueError:
+            pass  # "1e3", "10.0": whole numbers written as floats
+    number = float(text) if text is not None else float(value)
+    return int(number) if math.isfinite(number) and number == int(number) else None
 
 
 def _parse_spend(value: Any, problems: list[str]) -> float | None:

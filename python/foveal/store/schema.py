@@ -128,11 +128,18 @@ def _lock(conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x66_6F_76_65})
 
 
-def migrate(engine: sa.Engine) -> int:
-    """Bring the database up to :data:`SCHEMA_VERSION`; return the version it had before (0 for a new one)."""
+def migrate(engine: sa.Engine, *, create: bool = True) -> int:
+    """Bring the database up to :data:`SCHEMA_VERSION`; return the version it had before (0 for a new one).
+
+    With ``create=False`` a database without foveal's tables is refused rather than given them.
+    """
     with engine.begin() as conn:
         _lock(conn)
-        before = schema_version(conn) or 0
+        before = schema_version(conn)
+        if before is None and not create:
+            raise FovealError("the database holds no foveal store; record predictions in it first with "
+                              "`foveal score ... --db URL`")
+        before = before or 0
         if before > SCHEMA_VERSION:
             raise FovealError(f"the database's schema is version {before} but this foveal knows versions up to "
                               f"{SCHEMA_VERSION}: it was written by a newer foveal; upgrade foveal to use it")

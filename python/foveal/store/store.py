@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
 from ..errors import InputError
@@ -41,12 +41,14 @@ class Store:
     >>> store.record("spring-a", scores, smap.provenance, vertical="retail", tags=["spring"])
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False`` opens only an existing store (for commands that read one or add outcomes to its
+        creatives): a mistyped URL is refused instead of leaving an empty database behind."""
         self.url = parse_url(url)
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url, create=create)
         try:
-            s.migrate(self.engine)
-        except OperationalError as exc:
+            s.migrate(self.engine, create=create)
+        except DBAPIError as exc:  # unreachable server, or a file that is not an SQLite database
             self.engine.dispose()
             raise connect_error(self.url, exc) from None
         except BaseException:
@@ -192,14 +194,20 @@ class Store:
                 out[pid]["scores"][f"{kind}_share"] = share
         return list(out.values())
 
-    def outcome_rows(self) -> list[tuple[str, Any, int, int, int | None]]:
-        """Every outcome as ``(creative_id, date, impressions, clicks, conversions)``, sources summed per day."""
+    def outcome_rows(self) -> list[tuple[str, Any, float, float, float | None]]:
+        """Every outcome as ``(creative_id, date, impressions, clicks, conversions)``, sources summed per day.
+
+        The sums are floating point: each count fits 64 bits, but several sources' counts of a day may add up past
+        them, where SQLite's integer sum() fails.
+        """
         o = s.outcomes.c
+
+        def total(column: sa.Column) -> sa.ColumnElement:
+            return sa.func.sum(sa.cast(column, sa.Float))
         with self.engine.begin() as conn:
             return [tuple(r) for r in conn.execute(
-                sa.select(o.creative_id, o.date, sa.func.sum(o.impressions), sa.func.sum(o.clicks),
-                          sa.func.sum(o.conversions)).group_by(o.creative_id, o.date)
-                .order_by(o.creative_id, o.date))]
+                sa.select(o.creative_id, o.date, total(o.impressions), total(o.clicks), total(o.conversions))
+                .group_by(o.creative_id, o.date).order_by(o.creative_id, o.date))]
 
     def counts(self) -> dict[str, int]:
         """Rows per table (creatives, predictions, prediction_elements, prediction_scores, outcomes)."""
