@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foveal.errors import ElementSpecError
-from foveal.scoring.elements import ELEMENT_KINDS, ElementSpec, load_elements, parse_elements
+from foveal.scoring.elements import ELEMENT_KINDS, MAX_ELEMENTS, ElementSpec, load_elements, parse_elements
 
 HW = (200, 300)
 FAST = settings(max_examples=150, deadline=None,
@@ -123,12 +123,13 @@ def test_kinds_are_case_insensitive_with_did_you_mean():
         parse_elements([{"name": "a", "kind": "headlin", "box": [0, 0, 10, 10]}], HW)
 
 
-def test_20k_element_file_parses(tmp_path):
-    # Linear in the elements (benchmarks/bench_elements.py times 100,000); all boxes distinct.
-    items = [{"name": f"e{i}", "kind": "other", "box": [i % 290, (i // 290) % 190, 10, 10]} for i in range(20_000)]
+def test_an_element_file_at_the_limit_parses(tmp_path):
+    # All boxes distinct; one element more is refused (test_scoring_elements.py).
+    items = [{"name": f"e{i}", "kind": "other", "box": [i % 290, (i // 290) % 190, 10, 10]}
+             for i in range(MAX_ELEMENTS)]
     path = tmp_path / "e.json"
     path.write_text(json.dumps(items), encoding="utf-8")
-    assert len(load_elements(path, HW)) == 20_000
+    assert len(load_elements(path, HW)) == MAX_ELEMENTS
 
 
 @pytest.mark.parametrize("parse, text", [
