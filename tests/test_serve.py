@@ -408,8 +408,10 @@ def test_deadline_exceeded(http):
     response = http.post("/v1/predict", content=EXAMPLE.read_bytes(),
                          headers={"Content-Type": "image/png", "X-Deadline-Ms": "1"})
     assert error_of(response) == (504, "deadline_exceeded")
-    assert error_of(http.post("/v1/predict", content=b"x", headers={"Content-Type": "image/png",
-                                                                    "X-Deadline-Ms": "soon"})) == (400, "invalid_input")
+    for bad in ("soon", "0", "-1", "nan", "inf", "1e309", "1_000", "1e3", "0x10"):
+        assert error_of(http.post("/v1/predict", content=b"x", headers={"Content-Type": "image/png",
+                                                                        "X-Deadline-Ms": bad})) == \
+            (400, "invalid_input"), bad
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -182,17 +183,18 @@ async def _publish(exchange: MetricsExchange) -> None:
         await asyncio.sleep(exchange.period_s)
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _deadline(request: Request, state: _State) -> float:
     """Absolute deadline (monotonic) from ``X-Deadline-Ms`` (milliseconds from now), else the default timeout."""
     raw = request.headers.get("x-deadline-ms")
     if raw is None:
         return time.monotonic() + state.config.request_timeout_s
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = float("nan")
-    if not ms > 0 or ms == float("inf"):
-        raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds, got {raw!r}")
+    # Plain decimals only: float() would also take "1_000", "1e3" and "infinity".
+    ms = float(raw) if _DECIMAL.fullmatch(raw) else 0.0
+    if not 0 < ms < 1e12:
+        raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds such as 250, got {raw!r}")
     return time.monotonic() + ms / 1000.0
 
 
