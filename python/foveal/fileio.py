@@ -138,8 +138,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
-    if target.is_dir():
+    if "\0" in str(target):
+        raise InputError(f"cannot write {str(target)!r}: a file name cannot hold a NUL byte")
+    try:
+        kind = target.stat().st_mode
+    except FileNotFoundError:
+        kind = None
+    except OSError as exc:  # a name too long, a loop of links...
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}; give a valid file name") from None
+    if kind is not None and stat.S_ISDIR(kind):
         raise InputError(f"cannot write {target}: it is a folder; give a file name")
+    if kind is not None and not stat.S_ISREG(kind):  # renaming over it would replace a device or a pipe
+        raise InputError(f"cannot write {target}: it is not a regular file (a device, pipe or socket); give a file "
+                         "name")
     check_not_input(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

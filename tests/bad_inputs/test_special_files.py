@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,23 @@ def test_dataset_folder_with_a_fifo_image(tmp_path):
 
     error = _bounded(load)
     assert isinstance(error, FovealError) and "not a regular file" in str(error), error
+
+
+def test_writers_never_replace_special_files_or_take_bad_names(tmp_path):
+    """Writes rename a temporary over the target: over a FIFO (or, as root, /dev/full) that replaced the node."""
+    import numpy as np
+
+    smap = SaliencyMap(np.full((4, 4), 1 / 16, np.float32))
+    fifo = tmp_path / "map.png"
+    os.mkfifo(fifo)
+    for target in (fifo, "/dev/null"):
+        with pytest.raises(FovealError, match="not a regular file"):
+            smap.to_png(target)
+        with pytest.raises(FovealError, match="not a regular file"):
+            smap.to_npy(target)
+    assert fifo.is_fifo() and not Path("/dev/null").is_file()
+    with pytest.raises(FovealError, match="NUL byte"):
+        smap.to_png(tmp_path / "a\0.png")
+    with pytest.raises(FovealError, match="cannot write .*valid file name"):
+        smap.to_png(tmp_path / ("a" * 300 + ".png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]
