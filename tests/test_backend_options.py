@@ -34,6 +34,7 @@ def test_gpu_options_do_not_break_the_cpu_fallback(rgb):
     ("auto", {"turbo": 1}, r"'turbo' is taken by no backend.*tensorrt takes .*torch takes .*onnxruntime takes"),
     ("cpu", {"threads": -1}, "threads must be a whole number"),
     ("cpu", {"threads": "2"}, "threads must be a whole number"),
+    ("cpu", {"threads": 10**6}, "threads must be a whole number from 0 .* to 1024"),
 ])
 def test_an_option_no_backend_takes_is_a_clear_error(device, options, match):
     with pytest.raises(InputError, match=match):

@@ -27,11 +27,12 @@ class OnnxRuntimeBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-            raise InputError(f"onnxruntime backend: threads must be a whole number >= 0 (0: foveal's thread count), "
-                             f"got {threads!r}")
         from .. import cpu
 
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 0 <= threads <= cpu.MAX_THREADS):
+            raise InputError(f"onnxruntime backend: threads must be a whole number from 0 (foveal's thread count) to "
+                             f"{cpu.MAX_THREADS}, got {threads!r}")
         # ORT's own default counts the machine's cores, not a container's CPU quota or FOVEAL_NUM_THREADS.
         self.threads = threads or cpu.thread_count()
         options = ort.SessionOptions()
