@@ -268,6 +268,18 @@ def test_client_returns_engine_objects(url, engine):
         nowhere.predict(EXAMPLE)
 
 
+def test_client_checks_its_arguments_and_hides_passwords():
+    with Client("http://user:secret@127.0.0.1:1") as client, pytest.raises(ServiceError) as info:
+        client.predict(EXAMPLE)
+    assert "secret" not in str(info.value) + repr(client) and "user:***@127.0.0.1:1" in repr(client)
+    for url in ("localhost:8080", "ftp://x", "http://[::1", None, b"http://x"):
+        with pytest.raises(foveal.InputError, match="Client: "):
+            Client(url)
+    for options in ({"api_key": "\u00fc" * 20}, {"timeout": -1}, {"timeout": float("nan")}, {"deadline_ms": "abc"}):
+        with pytest.raises(foveal.InputError, match="Client: "):
+            Client("http://127.0.0.1:1", **options)
+
+
 # -- every error case ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, code", [
     (b"", "invalid_image"), (b"GIF89a broken", "invalid_image"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "invalid_image"),

@@ -47,17 +47,23 @@ class Client:
             import httpx
         except ImportError:
             raise FovealError('foveal.Client needs httpx: pip install "foveal[serve]"') from None
+        self.url, self._shown = _checked_url(url)
         headers = {"User-Agent": "foveal-client"}
         if api_key:
+            if not isinstance(api_key, str) or not api_key.isascii() or not api_key.isprintable():
+                raise InputError("Client: api_key must be printable ASCII text (it travels in an HTTP header)")
             headers["Authorization"] = f"Bearer {api_key}"
+        for name, value in (("timeout", timeout), ("deadline_ms", deadline_ms)):
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and 0 < value < float("inf")):
+                raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = repr(float(deadline_ms))
-        self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
     def __repr__(self) -> str:
-        return f"Client({self.url!r})"
+        return f"Client({self._shown!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -147,9 +153,10 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
-            raise ServiceError(f"{self.url}{path}: no answer within the client timeout", code="timeout") from None
+            raise ServiceError(f"{self._shown}{path}: no answer within the client timeout", code="timeout") from None
         except httpx.HTTPError as exc:
-            raise ServiceError(f"{self.url}{path}: cannot reach the service ({exc})", code="unreachable") from None
+            raise ServiceError(f"{self._shown}{path}: cannot reach the service ({exc})", code="unreachable") \
+                from None
         if response.status_code >= 400:
             raise _error_of(response)
         return response
@@ -203,3 +210,25 @@ def _elements_text(elements: Any) -> str:
     if isinstance(elements, str):
         return elements
     return json.dumps(elements)
+
+
+def _checked_url(url: object) -> tuple[str, str]:
+    """``url`` without a trailing slash, and the same with any password replaced by ``***`` (for messages)."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. http://127.0.0.1:8080"
+    if not isinstance(url, str):
+        raise InputError(f"Client: the service URL must be text, {example}; got {type(url).__name__}")
+    try:
+        parts = urlsplit(url.rstrip("/"))
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"Client: {url!r} is not a URL ({exc}); {example}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"Client: {url!r}: give an http:// or https:// URL with a host, {example}")
+    shown = url.rstrip("/")
+    if parts.password is not None:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        netloc = f"{parts.username}:***@{host}" + (f":{port}" if port is not None else "")
+        shown = parts._replace(netloc=netloc).geturl()
+    return url.rstrip("/"), shown
