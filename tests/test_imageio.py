@@ -154,3 +154,27 @@ def test_bad_arrays(array, match):
 def test_unsupported_type():
     with pytest.raises(ImageError, match="expected a path"):
         load_image(12345)  # type: ignore[arg-type]
+
+
+def test_pil_images_pillow_cannot_convert_or_read(rgb):
+    la = Image.frombytes("La", (120, 90), Image.fromarray(rgb).convert("LA").tobytes())
+    with pytest.raises(ImageError, match="cannot read this La image"):
+        load_image(la)
+    closed = Image.fromarray(rgb)
+    closed.close()
+    with pytest.raises(ImageError, match="closed image"):
+        load_image(closed)
+
+
+def test_from_png_refuses_palette_and_bad_provenance(tmp_path):
+    from PIL import PngImagePlugin
+
+    from foveal import InputError, SaliencyMap
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("foveal:scale", "0.001")
+    Image.fromarray(np.array([[0, 100, 200]], np.uint8)).convert("P").save(tmp_path / "p.png", pnginfo=info)
+    with pytest.raises(InputError, match="a P image; maps are 8- or 16-bit grey"):  # indices times scale otherwise
+        SaliencyMap.from_png(tmp_path / "p.png")
+    with pytest.raises(InputError, match="provenance: expected a dict"):
+        SaliencyMap(np.full((2, 2), 0.25, np.float32), provenance=[1, 2])

@@ -196,23 +196,22 @@ def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
         pass
     mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode == "PA":
-        image = image.convert("RGBA")
-    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _grey_to_rgb(_high_depth_to_uint8(np.asarray(image), mode))
-    mode = image.mode
-    if mode in ("RGBA", "LA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    if image.mode != "RGB":
-        try:
+    try:  # a closed image, a lazily read truncated file, a mode Pillow cannot convert (La, ...)
+        if mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode == "PA":
+            image = image.convert("RGBA")
+        elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return _grey_to_rgb(_high_depth_to_uint8(np.asarray(image), mode))
+        if image.mode in ("RGBA", "LA", "RGBa", "La"):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        if image.mode != "RGB":
             image = image.convert("RGB")
-        except (ValueError, OSError) as exc:
-            raise ImageError(f"{name}: cannot convert image mode {mode} to RGB ({exc})") from None
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{name}: cannot read this {mode} image ({exc})") from None
 
 
 def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 from functools import cached_property
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,6 +47,8 @@ class SaliencyMap:
         if not np.issubdtype(prob.dtype, np.floating):
             raise InputError(f"prob: expected a float array, got {prob.dtype}")
         self.prob = np.ascontiguousarray(prob, dtype=np.float32)
+        if provenance is not None and not isinstance(provenance, Mapping):
+            raise InputError(f"provenance: expected a dict of where the map came from, got {type(provenance).__name__}")
         self.provenance: dict[str, Any] = dict(provenance or {})
         if sat is not None:
             self.__dict__["sat"] = self._checked_sat(sat)
@@ -147,6 +150,9 @@ class SaliencyMap:
                 image = open_pillow(fh, name, max_pixels)
             except ImageError as exc:
                 raise InputError(f"not a foveal saliency PNG: {exc}") from None
+            if image.mode not in ("L", "I;16", "I"):  # to_png writes grey levels; a palette's are only indices
+                raise InputError(f"{name}: not a foveal saliency PNG (a {image.mode} image; maps are 8- or 16-bit "
+                                 "grey)")
             try:
                 scale = float(image.text[_SCALE_KEY])  # type: ignore[attr-defined]
                 values = np.asarray(image, dtype=np.float64)
