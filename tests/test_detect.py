@@ -15,6 +15,7 @@ import pytest
 from benchmarks.creatives import FORMATS, fonts, make_creative, truth_file
 import foveal
 from foveal.cli import main
+from foveal.errors import InputError
 from foveal.detect import DETECTED_KINDS, Detector, detect_elements, element_file
 from foveal.detect.layout import group_lines, intersects, iou, is_imperative, stands_apart
 from foveal.detect.text import TextLine, ink_colour
@@ -346,3 +347,13 @@ def test_fold_keeps_the_function_and_every_output_the_caller_reads(tmp_path):
         assert len(want) == len(got) == 1 + extra
         for a, b in zip(want, got):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"det_short": 0}, "det_short must be a whole number of pixels"), ({"det_long": "x"}, "det_long"),
+    ({"min_face": -1}, "min_face is a fraction"), ({"min_face": float("nan")}, "min_face"),
+])
+def test_detector_options_are_checked(options, match):
+    """det_short=0 silently turned text detection off: only the product was found."""
+    with pytest.raises(InputError, match=match):
+        Detector(**options)

@@ -256,3 +256,14 @@ def test_parse_good_forms():
 def test_parse_malformed(parse, text):
     with pytest.raises(InputError, match=r"^--(move|scale|swap): "):
         parse(text)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda: Scale("cta", 0), "factor must be a number"), (lambda: Scale("cta", float("nan")), "factor"),
+    (lambda: Scale("cta", 1e300), "factor"), (lambda: Move("cta", 0.5, 0), "whole pixels"),
+    (lambda: Swap("cta", "cta"), "cannot swap with itself"),
+])
+def test_edits_check_themselves(edit, match):
+    """Built in Python (not parsed from the CLI), an edit still refuses what parse_* refuses."""
+    with pytest.raises(InputError, match=match):
+        edit()

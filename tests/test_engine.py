@@ -108,6 +108,17 @@ def test_overlay(engine, rgb, tmp_path):
         smap.overlay(rgb[:10])
 
 
+@pytest.mark.parametrize("prob, image, alpha, match", [
+    (np.full((4, 4), 1 / 16), np.zeros((4, 4, 3), np.float32), 0.5, "uint8"),
+    (np.full((4, 4), 1 / 16), np.zeros((4, 4, 3), np.uint8), "0.5", "alpha must be a number"),
+    (np.full((4, 4), np.nan), np.zeros((4, 4, 3), np.uint8), 0.5, "not a probability map"),
+    (np.full((4, 4), -1.0), np.zeros((4, 4, 3), np.uint8), 0.5, "not a probability map"),
+])
+def test_overlay_checks_its_inputs(prob, image, alpha, match):
+    with pytest.raises(InputError, match=match):
+        SaliencyMap(prob.astype(np.float32)).overlay(image, alpha=alpha)
+
+
 def test_overlay_in_row_blocks_equals_one_block(monkeypatch):
     """The blend runs a block of rows at a time (bounded memory); the colours keep the whole map's scale."""
     rng = np.random.default_rng(3)

@@ -163,6 +163,7 @@ def test_kernels_run_concurrently_from_threads():
 def test_large_outputs_are_recycled_without_stale_values():
     """Big tables reuse freed memory; every value is rewritten, so a reused buffer never leaks old data."""
     big = np.ones((2100, 2100), np.float32)
+    gc.collect()  # earlier tests' garbage, freed between the two calls, could hand the pool a better-fitting buffer
     first = cpu.summed_area_table(big)
     address = first.__array_interface__["data"][0]
     del first
@@ -288,3 +289,10 @@ def test_bad_thread_count_is_an_input_error(monkeypatch, value):
         cpu.thread_count()
     with pytest.raises(InputError, match="FOVEAL_NUM_THREADS"):
         Engine("itti-koch")
+
+
+def test_unsigned_boxes_beyond_int64_are_refused():
+    """uint64 2**64 - 5 wrapped to -5 and was clipped into the image: a sum of the wrong box."""
+    sat = cpu.summed_area_table(np.ones((8, 8), np.float32))
+    with pytest.raises(InputError, match="outside any image"):
+        cpu.box_sums(sat, np.array([[2**64 - 5, 0, 5, 5]], np.uint64))

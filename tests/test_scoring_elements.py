@@ -173,3 +173,14 @@ def test_check_elements_catches_edited_boxes_leaving_the_image():
 
 def test_format_is_width_by_height():
     assert format_of((1920, 1080)) == "1080x1920"
+
+
+@pytest.mark.parametrize("image_hw", [None, (600,), ("a", "b"), (float("nan"), 600), (-5, 5), (0, 10), (True, 5)])
+def test_image_size_is_checked(image_hw):
+    with pytest.raises(InputError, match="image_hw: expected the image's"):
+        parse_elements([el()], image_hw)
+
+
+def test_check_elements_wants_elements():
+    with pytest.raises(InputError, match="expected Element objects"):
+        check_elements([{"name": "a"}], HW)

@@ -198,6 +198,8 @@ def box_sums(sat: ArrayLike, boxes: ArrayLike) -> NDArray[np.float64]:
         raise TypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
     if b.ndim != 2 or b.shape[1] != 4:
         raise InputError(f"boxes must have shape (N, 4) as (x0, y0, x1, y1), got {b.shape}")
+    if b.dtype.kind == "u" and b.size and int(b.max()) > np.iinfo(np.int64).max:  # would wrap to a negative int64
+        raise InputError(f"boxes: a coordinate of {int(b.max())} is outside any image")
     return _call(_native.box_sums, table, np.ascontiguousarray(b, dtype=np.int64))
 
 

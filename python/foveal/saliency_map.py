@@ -180,9 +180,13 @@ class SaliencyMap:
         if image.ndim != 3 or image.shape[2] < 3 or image.shape[:2] != self.shape:
             raise InputError(f"overlay: image is {image.shape}, map is {self.shape}; they must match: give the "
                              "(H, W, 3) image the map was predicted from")
-        if not 0.0 <= alpha <= 1.0:
-            raise InputError(f"overlay: alpha must be in [0, 1], got {alpha}")
+        if image.dtype != np.uint8:
+            raise InputError(f"overlay: image must be uint8 RGB (0-255), got dtype {image.dtype}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0.0 <= alpha <= 1.0:
+            raise InputError(f"overlay: alpha must be a number in [0, 1], got {alpha!r}")
         peak = float(self.prob.max())
+        if not (math.isfinite(peak) and float(self.prob.min()) >= 0):
+            raise InputError("overlay: the map holds NaN, infinite or negative values; it is not a probability map")
 
         def scaled(prob: np.ndarray) -> np.ndarray:
             return prob / peak if peak > 0 else np.zeros_like(prob)

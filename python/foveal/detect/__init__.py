@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ElementSpecError
+from ..errors import ElementSpecError, InputError
 from ..imageio import ImageLike, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
@@ -58,6 +58,11 @@ class Detector:
         from .faces import FaceDetector
         from .text import TextReader
 
+        for name, value in (("det_short", det_short), ("det_long", det_long)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 32 <= value <= 8192:
+                raise InputError(f"Detector: {name} must be a whole number of pixels from 32 to 8192, got {value!r}")
+        if isinstance(min_face, bool) or not isinstance(min_face, (int, float)) or not 0 < min_face < 1:
+            raise InputError(f"Detector: min_face is a fraction of the short side in (0, 1), got {min_face!r}")
         self.cv2 = require_cv2()
         threads = cpu.thread_count()
         side = faces and (threads > 1 if concurrent is None else concurrent)

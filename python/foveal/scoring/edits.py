@@ -39,6 +39,10 @@ class Move:
     dx: int
     dy: int
 
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (self.dx, self.dy)):
+            raise InputError(f"move {self.name!r}: dx and dy are whole pixels, got {self.dx!r}, {self.dy!r}")
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -47,6 +51,11 @@ class Scale:
     name: str
     factor: float
 
+    def __post_init__(self) -> None:
+        f = self.factor
+        if isinstance(f, bool) or not isinstance(f, (int, float, np.number)) or not 0 < f <= MAX_SCALE:
+            raise InputError(f"scale {self.name!r}: the factor must be a number in (0, {MAX_SCALE:g}], got {f!r}")
+
 
 @dataclass(frozen=True)
 class Swap:
@@ -54,6 +63,10 @@ class Swap:
 
     first: str
     second: str
+
+    def __post_init__(self) -> None:
+        if self.first == self.second:
+            raise InputError(f"swap: an element cannot swap with itself ({self.first!r})")
 
 
 Edit = Union[Move, Scale, Swap]

@@ -206,6 +206,7 @@ def make_element(name: Any, kind: Any, box: Any, image_hw: Sequence[int], *, uni
 
     Raises :class:`ElementSpecError` naming ``where`` and the offending field.
     """
+    image_hw = checked_hw(image_hw)
     name = _check_name(name, where)
     where_named = f"{where} ({name!r})"
     kind = normalise_kind(kind, where_named)
@@ -215,14 +216,30 @@ def make_element(name: Any, kind: Any, box: Any, image_hw: Sequence[int], *, uni
     return _resolve([name], [kind], [values], [box_format], [units], [where], image_hw)[0]
 
 
+def checked_hw(image_hw: Any) -> tuple[int, int]:
+    """``(height, width)`` of the image elements are placed on, as whole pixels >= 1, else InputError."""
+    try:
+        h, w = image_hw
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"image_hw: expected the image's (height, width) in whole pixels >= 1, got {image_hw!r}")
+    return int(h), int(w)
+
+
 def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements", *,
                    identical_boxes: bool = False) -> None:
     """Check a resolved element list as a whole: at least one element, known kinds, inside the image, no duplicate
     names and (unless ``identical_boxes``, as an edit may produce) no two names on the identical box.  Raises
     :class:`ElementSpecError`."""
     elements = list(elements)
+    image_hw = checked_hw(image_hw)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
+    if not all(isinstance(e, Element) for e in elements):
+        raise InputError(f"{source}: expected Element objects (foveal.Element or parse_elements' result), got "
+                         f"{_short(next(e for e in elements if not isinstance(e, Element)))}")
     if len(elements) > MAX_ELEMENTS:
         raise ElementSpecError(f"{source}: {len(elements):,} elements, more than the {MAX_ELEMENTS:,} a creative may "
                                "have; score the ones a reader would notice")
@@ -252,6 +269,7 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
 def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
     """Validate decoded JSON (a list of elements, or ``{"elements": [...], "format": ..., "units": ...,
     "box_format": ...}``)."""
+    image_hw = checked_hw(image_hw)
     fmt = None
     default_units, default_format = "px", "xywh"
     if isinstance(obj, dict):
@@ -305,6 +323,7 @@ def parse_elements_csv(text: str, image_hw: Sequence[int], source: str = "elemen
 
 
 def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
+    image_hw = checked_hw(image_hw)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [c.strip().lower() for c in (reader.fieldnames or [])]
     columns, default_format = CSV_COLUMNS, "xywh"
