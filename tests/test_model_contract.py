@@ -146,3 +146,21 @@ def test_from_png_refuses_a_bomb_and_odd_files(tmp_path):
         SaliencyMap.from_png(tmp_path / "small.png")
     with pytest.raises(InputError, match="not a regular file"):
         SaliencyMap.from_png("/dev/zero")
+
+
+def test_finite_log_densities_too_extreme_for_a_map_are_model_errors(tmp_path):
+    """About ±3e38 on either side of an edge overflowed the interpolation into a NaN map, reported as the caller's
+    InputError ('not a distribution')."""
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 8, 8], [2 / 192] * 192)
+    bias = helper.make_tensor("b", TensorProto.FLOAT, [1], [-1.0])
+    path = _model(tmp_path / "extreme.onnx", [
+        helper.make_node("Conv", ["image", "w", "b"], ["y"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Tanh", ["y"], ["t"]), helper.make_node("Mul", ["t", "g"], ["u"]),
+        helper.make_node("Mul", ["u", "k"], ["log_density"])],
+        initializers=[weights, bias, _const("g", 1.3130352855), _const("k", 3e38)])
+    halves = np.zeros((256, 256, 3), np.uint8)
+    halves[:, 128:] = 255
+    engine = Engine(path)
+    with pytest.raises(ModelError, match="extreme: its output gave no probability map"):
+        engine.predict(halves)
+    assert all(isinstance(r, ModelError) for r in engine.predict_batch([halves, halves], errors="return"))
