@@ -31,6 +31,7 @@ from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
 from foveal.serve import ServeConfig, create_app  # noqa: E402
 from foveal.serve.codec import elements_of  # noqa: E402
+from test_imageio import _png_header_only  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # where foveal is imported from: the installed package in CI, python/ in a checkout
@@ -364,21 +365,9 @@ def test_oversize_bodies_and_pixels(http):
     huge = png(np.zeros((1000, 1001, 3), np.uint8))  # 1.001 MP, a few kB encoded
     assert error_of(http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})) == \
         (413, "too_many_pixels")
-    bomb = png_header(14000, 14000)  # over twice Pillow's own limit: refused by Pillow before foveal's check
+    bomb = _png_header_only(14000, 14000)  # over twice Pillow's own limit: refused by Pillow before foveal's check
     assert error_of(http.post("/v1/predict", content=bomb, headers={"Content-Type": "image/png"})) == \
         (413, "too_many_pixels")
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` x ``height`` pixels and holds none."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
 def test_client_gone_mid_body_and_stalled_body(engine):

@@ -37,6 +37,12 @@ class Predictor(Protocol):
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16, *, errors: str = "raise") -> list[Any]: ...
 
 
+def queue_full(waiting: str, limit: int) -> ServiceError:
+    """503 with a retry hint: ``waiting`` says what is already waiting (e.g. ``"12 images queued"``)."""
+    return ServiceError(f"the service is overloaded ({waiting}, limit {limit}); retry after a moment", status=503,
+                        code="queue_full", retry_after=1.0)
+
+
 def deadline_exceeded() -> ServiceError:
     return ServiceError("the request's deadline passed before its result was ready; raise X-Deadline-Ms or retry "
                         "when the service is less loaded", status=504, code="deadline_exceeded")
@@ -124,9 +130,7 @@ class Batcher:
                                code="shutting_down", retry_after=1.0)
         if len(self._pending) + len(images) > self.max_queue:
             self.metrics.rejected.inc(reason="queue_full")
-            raise ServiceError(f"the service is overloaded ({len(self._pending)} images queued, limit "
-                               f"{self.max_queue}); retry after a moment", status=503, code="queue_full",
-                               retry_after=1.0)
+            raise queue_full(f"{len(self._pending)} images queued", self.max_queue)
         items = [_Item(image, deadline, self._loop.create_future()) for image in images]
         self._pending.extend(items)
         self.metrics.queue_depth.set(len(self._pending))

@@ -11,8 +11,7 @@ import concurrent.futures
 import time
 from typing import Any, Callable
 
-from ..errors import ServiceError
-from .batcher import deadline_exceeded
+from .batcher import deadline_exceeded, queue_full
 from .metrics import ServiceMetrics
 
 
@@ -28,9 +27,7 @@ class Lane:
     async def run(self, fn: Callable[[], Any], deadline: float) -> Any:
         if self._unfinished >= self.max_queue:
             self.metrics.rejected.inc(reason="queue_full")
-            raise ServiceError(f"the service is overloaded ({self._unfinished} {self.name} requests in progress, "
-                               f"limit {self.max_queue}); retry after a moment", status=503, code="queue_full",
-                               retry_after=1.0)
+            raise queue_full(f"{self._unfinished} {self.name} requests in progress", self.max_queue)
 
         def job() -> Any:
             if time.monotonic() >= deadline:  # its request has been answered 504 already: skip the work
