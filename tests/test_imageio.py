@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foveal import ImageError, load_image
-from foveal.imageio import decode
+from foveal import ImageError, TooManyPixelsError, load_image
+from foveal.imageio import check_header, decode
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -88,8 +88,23 @@ def test_truncated_file(rgb):
 
 
 def test_a_small_pixel_limit_is_named_in_pixels(rgb):
-    with pytest.raises(ImageError, match=r"32x32 = 1,024 pixels exceeds the limit of 1,000 pixels"):
+    with pytest.raises(TooManyPixelsError, match=r"32x32 = 1,024 pixels, over the limit of 1,000 pixels") as info:
         decode(_encode(Image.fromarray(rgb[:32, :32]), "PNG"), max_pixels=1000)
+    assert (info.value.detail, info.value.limit) == ("32x32 = 1,024 pixels", 1000)
+
+
+def test_check_header_refuses_before_decoding(rgb):
+    """The header alone decides: a bomb or a non-image is refused, a truncated image passes (decode reports it)."""
+    data = _encode(Image.fromarray(rgb[:32, :32]), "PNG")
+    check_header(data[:60], max_pixels=1024)
+    with pytest.raises(TooManyPixelsError):
+        check_header(data, max_pixels=1000)
+    with pytest.raises(TooManyPixelsError, match="too large by its header"):
+        check_header(_png_header_only(20000, 20000))  # over twice Pillow's limit (raised to max_pixels, 1e8)
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        check_header(b"GIF? no")
+    with pytest.raises(ImageError, match="no data"):
+        check_header(b"")
 
 
 def test_unsupported_pixel_format():
@@ -108,14 +123,14 @@ def test_missing_file_and_directory(tmp_path):
 def test_pixel_limit_checked_before_decoding():
     # A 10000×10000 PNG of zeros compresses to a few hundred kB: a decompression bomb in miniature.
     big = _encode(Image.new("L", (10000, 10000)))
-    with pytest.raises(ImageError, match="exceeds the limit"):
+    with pytest.raises(ImageError, match="over the limit of"):
         load_image(big, max_pixels=10_000_000)
 
 
 def test_max_pixels_not_pillows_limit_decides(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow alone would refuse anything over 200 pixels
     assert load_image(_encode(Image.new("L", (30, 30)))).shape == (30, 30, 3)
-    with pytest.raises(ImageError, match="exceeds the limit"):
+    with pytest.raises(ImageError, match="over the limit of"):
         load_image(_encode(Image.new("L", (30, 30))), max_pixels=500)
 
 
@@ -135,7 +150,7 @@ def test_max_pixels_above_pillows_own_bomb_limit(monkeypatch, tmp_path):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
     path = tmp_path / "huge.png"
     path.write_bytes(_png_header_only(20000, 20000))  # 400 MP: over Pillow's 179 MP, under max_pixels=5e8
-    with pytest.raises(ImageError, match="exceeds the limit"):
+    with pytest.raises(ImageError, match="over the limit of"):
         load_image(path)
     with pytest.raises(ImageError, match="corrupt, truncated"):  # got past the header: no bomb error
         load_image(path, max_pixels=int(5e8))

@@ -139,7 +139,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 def test_from_png_refuses_a_bomb_and_odd_files(tmp_path):
     (tmp_path / "bomb.png").write_bytes(_png_header_only(40000, 40000))
-    with pytest.raises(InputError, match="exceeds the limit"):
+    with pytest.raises(InputError, match="over the limit of"):
         SaliencyMap.from_png(tmp_path / "bomb.png")
     (tmp_path / "small.png").write_bytes(_png_header_only(40, 40))  # under the limit, but holds no pixels
     with pytest.raises(InputError, match="not a foveal saliency PNG"):

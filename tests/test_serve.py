@@ -363,8 +363,12 @@ def test_oversize_bodies_and_pixels(http):
     assert error_of(http.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/png"})) == \
         (413, "body_too_large")
     huge = png(np.zeros((1000, 1001, 3), np.uint8))  # 1.001 MP, a few kB encoded
-    assert error_of(http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})) == \
-        (413, "too_many_pixels")
+    answer = http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})
+    assert error_of(answer) == (413, "too_many_pixels")
+    assert answer.json()["error"]["message"] == \
+        "the image is 1001x1000 = 1.0 MP, over this service's limit of 1.0 MP; downscale it"
+    files = {"image": ("big.png", huge, "image/png")}
+    assert error_of(http.post("/v1/score", files=files, data={"elements": "[]"})) == (413, "too_many_pixels")
     bomb = _png_header_only(14000, 14000)  # over twice Pillow's own limit: refused by Pillow before foveal's check
     assert error_of(http.post("/v1/predict", content=bomb, headers={"Content-Type": "image/png"})) == \
         (413, "too_many_pixels")

@@ -18,6 +18,18 @@ class ImageError(InputError):
     """An image cannot be decoded, is truncated, too large, or of an unsupported kind."""
 
 
+class TooManyPixelsError(ImageError):
+    """An image over the pixel limit, known from its header before any decoding.
+
+    ``detail`` says what was found (``"12000x12000 = 144.0 MP"``, or that Pillow refused the header as a bomb) and
+    ``limit`` is the limit it broke, so a caller (the service) can phrase its own refusal.
+    """
+
+    def __init__(self, message: str, *, detail: str, limit: int) -> None:
+        super().__init__(message)
+        self.detail, self.limit = detail, limit
+
+
 class ElementSpecError(InputError):
     """An element specification (boxes to score) is invalid."""
 

@@ -19,7 +19,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, TooManyPixelsError
 from .fileio import open_input
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -86,9 +86,7 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
         pixels = _to_rgb(src, "<PIL image>")
         return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<PIL image>")
     if isinstance(src, (bytes, bytearray, memoryview)):
-        data = bytes(src)
-        if not data:
-            raise ImageError("<bytes>: no data (empty image)")
+        data = _nonempty(src)
         pixels, image_hw = _decode_stream(io.BytesIO(data), "<bytes>", max_pixels, min_side)
         return DecodedImage(pixels, hashlib.sha256(data).hexdigest(), "<bytes>", image_hw)
     if isinstance(src, (str, os.PathLike)):
@@ -101,6 +99,20 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
             sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
         return DecodedImage(pixels, sha256, name, image_hw)
     raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}")
+
+
+def check_header(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse encoded ``data`` from its header alone, before any pixel is decoded: ImageError when it is no image
+    foveal reads, TooManyPixelsError when it is over ``max_pixels``."""
+    with open_pillow(io.BytesIO(_nonempty(data)), "<bytes>", checked_max_pixels(max_pixels)):
+        pass
+
+
+def _nonempty(data: bytes | bytearray | memoryview) -> bytes:
+    data = bytes(data)
+    if not data:
+        raise ImageError("<bytes>: no data (empty image)")
+    return data
 
 
 def max_file_bytes(max_pixels: int) -> int:
@@ -126,8 +138,9 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
-        raise ImageError(f"{name}: exceeds the limit of {pixel_count(max_pixels)} (by its header); downscale it or "
-                         "raise max_pixels") from None
+        detail = "too large by its header"
+        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {pixel_count(max_pixels)}; downscale it or "
+                                 "raise max_pixels", detail=detail, limit=max_pixels) from None
     except Exception as exc:  # noqa: BLE001 - plugins raise OSError, SyntaxError, NotImplementedError, struct.error...
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
     _check_size(image.size, max_pixels, name)
@@ -182,10 +195,9 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(
-            f"{name}: {width}x{height} = {pixel_count(width * height)} exceeds the limit of "
-            f"{pixel_count(max_pixels)}; downscale it or raise max_pixels"
-        )
+        detail = f"{width}x{height} = {pixel_count(width * height)}"
+        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {pixel_count(max_pixels)}; downscale it or "
+                                 "raise max_pixels", detail=detail, limit=max_pixels)
 
 
 def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821

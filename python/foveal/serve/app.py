@@ -34,7 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from .._version import __version__
 from ..errors import InputError, ServiceError
-from ..imageio import DecodedImage, decode
+from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
 from ..scoring import compare as comparing
@@ -205,12 +205,8 @@ def _check_deadline(deadline: float) -> None:
         raise deadline_exceeded()
 
 
-async def _decode(state: _State, data: bytes, name: str) -> DecodedImage:
-    def work() -> DecodedImage:
-        codec.check_pixels(data, state.config.max_pixels)
-        return decode(data, state.config.max_pixels)
-
-    return await run_in_threadpool(work)
+async def _decode(state: _State, data: bytes) -> DecodedImage:
+    return await run_in_threadpool(decode, data, state.config.max_pixels)
 
 
 async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
@@ -313,8 +309,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         options = _PredictOptions.of(request)
         batcher.expect()
         try:
-            data, name = await codec.image_bytes(request)
-            codec.check_pixels(data, state.config.max_pixels)  # a header read: refuse a bomb before it queues
+            data, _ = await codec.image_bytes(request)
+            check_header(data, state.config.max_pixels)  # refuse a bomb before it queues
         finally:
             batcher.arrived()
         smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
@@ -358,7 +354,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         pass_text = form.text("pass_percentile")
         norms = _norms(state, norms_name)
         pass_percentile = _pass_percentile(pass_text)
-        decoded = await _decode(state, data, filename)
+        decoded = await _decode(state, data)
         spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
         smap = await batcher.submit(decoded, deadline)
 
@@ -393,7 +389,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         if any(t is None for t in texts):
             raise InputError("give element JSON as field 'elements' (both creatives) or 'elements_a' and "
                              "'elements_b'")
-        decoded = [await _decode(state, data, name) for data, name in files]
+        decoded = [await _decode(state, data) for data, _ in files]
         specs = [await run_in_threadpool(codec.elements_of, text, d.pixels.shape[:2], f"elements_{key}")
                  for text, d, key in zip(texts, decoded, "ab")]
         map_a, map_b = await batcher.submit_many(decoded, deadline)
@@ -436,7 +432,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         if (edits_text is None) == (search_text is None):
             raise InputError("give exactly one of the fields 'edits' (a JSON list of edits) or 'search' (a JSON "
                              "object naming the element to place)")
-        decoded = await _decode(state, data, filename)
+        decoded = await _decode(state, data)
         spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
         gone = threading.Event()  # a search is seconds of work: stop it when its client leaves
         predictor = ThreadPredictor(batcher, deadline, gone)
@@ -482,8 +478,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             from ..detect import detect as detect_image, element_file
 
             deadline = _deadline(request, state)
-            data, name = await codec.image_bytes(request)
-            decoded = await _decode(state, data, name)
+            data, _ = await codec.image_bytes(request)
+            decoded = await _decode(state, data)
             return codec.JSONDocument(await state.detect_lane.run(
                 lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2]), deadline))
 

@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from .. import cpu
 from ..errors import ImageError, InputError, ServiceError
-from ..imageio import allow_in_pillow, pixel_count
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, parse_elements_json
 from ..scoring.textfile import parse_json
@@ -114,28 +113,6 @@ async def image_bytes(request: Request) -> tuple[bytes, str]:
         return data, "<body>"
     form = await form_of(request, "the image as a raw image/* body or a multipart/form-data field 'image'")
     return form.file("image")
-
-
-def check_pixels(data: bytes, max_pixels: int) -> None:
-    """413 for an image over the pixel limit, read from its header before anything is decoded."""
-    from PIL import Image
-
-    allow_in_pillow(max_pixels)
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
-        # over Pillow's limit, which is at least max_pixels
-        raise _too_many_pixels(f"the image is over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP", max_pixels) from None
-    except Exception:  # noqa: BLE001 - undecodable headers are reported by decode() with its own message
-        return
-    if width * height > max_pixels:
-        raise _too_many_pixels(f"the image is {width}x{height} = {pixel_count(width * height)}", max_pixels)
-
-
-def _too_many_pixels(what: str, max_pixels: int) -> ServiceError:
-    return ServiceError(f"{what}, over this service's limit of {pixel_count(max_pixels)}; downscale it", status=413,
-                        code="too_many_pixels")
 
 
 def elements_of(text: str, image_hw: tuple[int, int], source: str = "elements") -> ElementSpec:

@@ -9,12 +9,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
-                      ServiceError)
+                      ServiceError, TooManyPixelsError)
+from ..imageio import pixel_count
 
 log = logging.getLogger("foveal.serve")
 
 #: (class, status, code), most specific first.
 FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
+    (TooManyPixelsError, 413, "too_many_pixels"),
     (ImageError, 400, "invalid_image"),
     (ElementSpecError, 422, "invalid_elements"),
     (InputError, 400, "invalid_input"),
@@ -44,6 +46,8 @@ async def foveal_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FovealError)
     status, code = status_of(exc)
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, TooManyPixelsError):  # the library's advice (raise max_pixels) is the operator's, not the client's
+        message = f"the image is {exc.detail}, over this service's limit of {pixel_count(exc.limit)}; downscale it"
     return error_response(status, code, message, getattr(exc, "retry_after", None))
 
 
