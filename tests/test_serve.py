@@ -27,10 +27,10 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import foveal
 from foveal import Client, Engine, ElementSpecError, ImageError, SaliencyMap, ServiceError  # noqa: E402
+from foveal.scoring.elements import parse_elements_json  # noqa: E402
 from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
 from foveal.serve import ServeConfig, create_app  # noqa: E402
-from foveal.serve.codec import elements_of  # noqa: E402
 from test_imageio import _png_header_only  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,7 +251,7 @@ def test_client_returns_engine_objects(url, engine):
         maps = client.predict_batch([EXAMPLE, EXAMPLE_B])
         assert np.array_equal(maps[1].prob, engine.predict(EXAMPLE_B).prob)
         doc = client.score(EXAMPLE, ROOT / "examples" / "creative.json")
-        spec = elements_of(ELEMENTS, (600, 600))
+        spec = parse_elements_json(ELEMENTS, (600, 600))
         _, local = score_document(expected, spec.elements, expected.provenance, image="creative.png",
                                   elements_source="elements", format=spec.format,
                                   thresholds=Thresholds.of_card(engine.graph))

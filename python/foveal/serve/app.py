@@ -38,10 +38,12 @@ from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
 from ..scoring import compare as comparing
+from ..scoring.elements import parse_elements_json
 from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, render_html, score_document
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
+from ..scoring.textfile import parse_json
 from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits,
                               whatif_search)
 from . import codec
@@ -355,7 +357,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         norms = _norms(state, norms_name)
         pass_percentile = _pass_percentile(pass_text)
         decoded = await _decode(state, data)
-        spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
+        spec = await run_in_threadpool(parse_elements_json, elements_text, decoded.pixels.shape[:2])
         smap = await batcher.submit(decoded, deadline)
 
         def work() -> Response:
@@ -390,7 +392,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             raise InputError("give element JSON as field 'elements' (both creatives) or 'elements_a' and "
                              "'elements_b'")
         decoded = [await _decode(state, data) for data, _ in files]
-        specs = [await run_in_threadpool(codec.elements_of, text, d.pixels.shape[:2], f"elements_{key}")
+        specs = [await run_in_threadpool(parse_elements_json, text, d.pixels.shape[:2], f"elements_{key}")
                  for text, d, key in zip(texts, decoded, "ab")]
         map_a, map_b = await batcher.submit_many(decoded, deadline)
 
@@ -433,7 +435,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             raise InputError("give exactly one of the fields 'edits' (a JSON list of edits) or 'search' (a JSON "
                              "object naming the element to place)")
         decoded = await _decode(state, data)
-        spec = await run_in_threadpool(codec.elements_of, elements_text, decoded.pixels.shape[:2])
+        spec = await run_in_threadpool(parse_elements_json, elements_text, decoded.pixels.shape[:2])
         gone = threading.Event()  # a search is seconds of work: stop it when its client leaves
         predictor = ThreadPredictor(batcher, deadline, gone)
         batch_size = state.config.max_batch
@@ -441,13 +443,13 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         def work() -> Response:
             start = time.perf_counter()
             if edits_text is not None:
-                raw = codec.json_field(edits_text, "edits")
+                raw = parse_json(edits_text, "field 'edits'")
                 if not isinstance(raw, list) or not raw:
                     raise InputError("field 'edits': expected a non-empty JSON list of edits")
                 edits = [edit_from_dict(e, f"edits[{i}]") for i, e in enumerate(raw)]
                 body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
             else:
-                options = _search_options(codec.json_field(search_text, "search"))
+                options = _search_options(parse_json(search_text, "field 'search'"))
                 _check_search_size(decoded.pixels.shape[:2], spec.elements, options)
                 body, outcome, n = whatif_search(predictor, decoded.pixels, spec.elements, batch_size=batch_size,
                                                  thresholds=Thresholds.of_card(state.engine.graph), **options)

@@ -17,8 +17,6 @@ from starlette.responses import Response
 from .. import cpu
 from ..errors import ImageError, InputError, ServiceError
 from ..saliency_map import SaliencyMap
-from ..scoring.elements import ElementSpec, parse_elements_json
-from ..scoring.textfile import parse_json
 
 #: Raw request bodies /v1/predict accepts besides multipart uploads.
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -113,15 +111,6 @@ async def image_bytes(request: Request) -> tuple[bytes, str]:
         return data, "<body>"
     form = await form_of(request, "the image as a raw image/* body or a multipart/form-data field 'image'")
     return form.file("image")
-
-
-def elements_of(text: str, image_hw: tuple[int, int], source: str = "elements") -> ElementSpec:
-    """Validate element JSON text (the CLI's element file format) against an image of size ``(H, W)``."""
-    return parse_elements_json(text, image_hw, source)
-
-
-def json_field(text: str, name: str) -> Any:
-    return parse_json(text, f"field {name!r}")
 
 
 def png16(smap: SaliencyMap) -> tuple[bytes, float]:
