@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from foveal import ImageError, TooManyPixelsError, load_image
-from foveal.imageio import check_header, decode
+from foveal.imageio import DecodedImage, check_header, decode
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -193,3 +193,26 @@ def test_from_png_refuses_palette_and_bad_provenance(tmp_path):
         SaliencyMap.from_png(tmp_path / "p.png")
     with pytest.raises(InputError, match="provenance: expected a dict"):
         SaliencyMap(np.full((2, 2), 0.25, np.float32), provenance=[1, 2])
+
+
+@pytest.mark.parametrize("pixels, hw, match", [
+    (np.zeros((10, 10), np.uint8), (0, 0), "non-empty"),
+    (np.zeros((10, 10, 3), np.float32), (0, 0), "float32"),
+    (np.zeros((0, 10, 3), np.uint8), (0, 0), "non-empty"),
+    ("pixels", (0, 0), "got str"),
+    (np.zeros((10, 10, 3), np.uint8), (5, 5), "at least the pixels'"),
+    (np.zeros((10, 10, 3), np.uint8), (10.5, 10), "whole numbers"),
+])
+def test_decoded_image_is_checked_when_made(pixels, hw, match):
+    with pytest.raises(ImageError, match=match):
+        DecodedImage(pixels, "sha", "made by hand", hw)
+
+
+def test_a_decoded_image_keeps_to_the_pixel_limit_by_its_full_size():
+    """A reduced rendering stands for its full-size image: the map is made at image_hw, so the limit applies there."""
+    small = DecodedImage(np.zeros((10, 10, 3), np.uint8), "sha", "reduced", (1000, 1000))
+    assert decode(small) is small
+    with pytest.raises(TooManyPixelsError, match="1000x1000"):
+        decode(small, max_pixels=10_000)
+    strided = DecodedImage(np.zeros((10, 20, 3), np.uint8)[:, ::2], "sha", "strided")
+    assert strided.pixels.flags.c_contiguous and strided.image_hw == (10, 10)

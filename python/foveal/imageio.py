@@ -42,8 +42,23 @@ class DecodedImage:
     image_hw: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
-        if self.image_hw == (0, 0):
-            object.__setattr__(self, "image_hw", tuple(self.pixels.shape[:2]))
+        pixels = self.pixels
+        if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 3
+                and pixels.shape[2] == 3 and pixels.size):
+            got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+            raise ImageError(f"DecodedImage.pixels: expected a non-empty (H, W, 3) uint8 RGB array, got {got}")
+        if not (isinstance(self.sha256, str) and isinstance(self.source, str)):
+            raise ImageError("DecodedImage: sha256 and source must be strings")
+        if not pixels.flags.c_contiguous:  # the kernels read rows in place
+            object.__setattr__(self, "pixels", np.ascontiguousarray(pixels))
+        if tuple(self.image_hw) == (0, 0):
+            object.__setattr__(self, "image_hw", tuple(pixels.shape[:2]))
+        hw = tuple(self.image_hw)
+        if not (len(hw) == 2 and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in hw)
+                and hw[0] >= pixels.shape[0] and hw[1] >= pixels.shape[1]):
+            raise ImageError(f"DecodedImage.image_hw: expected whole numbers (height, width) at least the pixels' "
+                             f"{pixels.shape[:2]}, got {self.image_hw!r}")
+        object.__setattr__(self, "image_hw", (int(hw[0]), int(hw[1])))
 
     @property
     def reduced(self) -> bool:
@@ -77,6 +92,7 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
     max_pixels = checked_max_pixels(max_pixels)
 
     if isinstance(src, DecodedImage):
+        _check_size(src.image_hw[::-1], max_pixels, src.source)  # image_hw is the size the map will have
         return src
     if isinstance(src, np.ndarray):
         pixels = _from_array(src, max_pixels)
