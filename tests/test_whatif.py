@@ -130,8 +130,11 @@ def test_no_valid_position_says_what_to_change():
         candidate_offsets((96, 128), big, "cta", grid=(3, 3), max_overlap=0.05)
 
 
-@pytest.mark.parametrize("text,ok", [("5x5", (5, 5)), ("3X2", (3, 2)), ("5", None), ("0x3", None), ("ax2", None)])
+@pytest.mark.parametrize("text,ok", [("5x5", (5, 5)), ("3X2", (3, 2)), ("5", None), ("0x3", None), ("ax2", None),
+                                     ("²x2", None), ("５x5", None), ("5x٥", None)])
 def test_parse_grid(text, ok):
+    """Only ASCII digits: '²' passes str.isdigit() but int() refuses it (an internal error, before), and full-width
+    or Arabic-Indic digits are refused alike."""
     if ok:
         assert parse_grid(text) == ok
     else:
@@ -250,6 +253,7 @@ def test_cli_search_reports_best_positions_batched(tmp_path, monkeypatch):
     (["--move", "cta:0,-100000"], "outside the"),
     (["--scale", "cta:0"], "--scale"),
     (["--search", "cta", "--grid", "2"], "--grid"),
+    (["--search", "cta", "--grid", "²x2"], "--grid"),
     (["--search", "nope"], "no element named 'nope'"),
 ])
 def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, args, text):

@@ -227,7 +227,7 @@ def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element],
 def parse_grid(text: str) -> tuple[int, int]:
     """``"5x5"`` → (columns, rows); each at least 1."""
     parts = [p.strip() for p in text.lower().split("x")]
-    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 4 for p in parts) or \
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts) or \
             not all(1 <= int(p) <= MAX_GRID for p in parts):
         raise InputError(f"--grid: expected COLSxROWS with whole numbers 1..{MAX_GRID} (e.g. 5x5), got {text[:40]!r}")
     return int(parts[0]), int(parts[1])
