@@ -77,7 +77,7 @@ def test_foreign_database_is_refused(tmp_path):
 
 @pytest.mark.parametrize("url, message", [
     ("mysql://u@h/db", "SQLite or PostgreSQL"), ("sqlite://", "in-memory"),
-    ("sqlite:////no/such/folder/x.db", "does not exist")])
+    ("sqlite:////no/such/folder/x.db", "does not exist"), ("postgresql://u@h:54x2/db", "not a database URL")])
 def test_bad_urls(url, message):
     with pytest.raises(InputError, match=message):
         Store(url)

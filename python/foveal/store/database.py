@@ -27,7 +27,7 @@ def parse_url(text: str) -> sa.URL:
         text = f"sqlite:///{Path(text).expanduser()}"
     try:
         url = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise InputError(f"--db {text!r}: not a database URL; use sqlite:///FILE.db or "
                          "postgresql+psycopg://USER@HOST/DB") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
