@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,27 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_any_output(tmp_path, com
     assert main(["-q", *argv, "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
     err = capsys.readouterr().err.strip()
     assert "bad?.png: the image's file name is not valid UTF-8; rename it" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("option, text", [
+    ("--norms", "bad?.json: the norms file's name is not valid UTF-8; rename it"),
+    ("--format", "format 'bad?' is not valid UTF-8"),
+    ("--elements", "field 'format' holds a lone UTF-16 surrogate"),
+])
+def test_an_undecodable_norms_name_or_format_is_refused_before_any_output(tmp_path, option, text, capsys):
+    """Both are written into scores.json and report.html: they once failed the report half-written (overlay.png
+    left behind, "internal error: UnicodeEncodeError")."""
+    norms = tmp_path / "bad\udcff.json"  # the bytes b"bad\xff.json"
+    norms.write_text("{}")
+    spec = tmp_path / "elements.json"
+    spec.write_text(json.dumps({**json.loads((EXAMPLES / "creative.json").read_text()), "format": "600x600\ud800"}))
+    value = {"--norms": str(norms), "--format": "bad\udcff", "--elements": str(spec)}[option]
+    argv = ["score", str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch"]
+    assert main(["-q", *argv, *([] if option == "--elements" else ["--elements", str(EXAMPLES / "creative.json")]),
+                 option, value]) == 1
+    err = capsys.readouterr().err.strip()
+    assert text in err and len(err.splitlines()) == 1 and "internal error" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

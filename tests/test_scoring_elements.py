@@ -114,6 +114,8 @@ def test_empty_and_wrongly_typed_files_refused():
         parse_elements({"elements": {"cta": [1, 2, 3, 4]}}, HW)
     with pytest.raises(ElementSpecError, match="'format'"):
         parse_elements({"format": 1080, "elements": [el()]}, HW)
+    with pytest.raises(ElementSpecError, match="'format' holds a lone UTF-16 surrogate"):
+        parse_elements({"format": "1080x1080\ud800", "elements": [el()]}, HW)  # report.html could not hold it
 
 
 def test_element_count_is_bounded():

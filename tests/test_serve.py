@@ -297,6 +297,7 @@ def test_bad_images(http, body, code):
     ("[" * 100_000 + "]" * 100_000, "elements"),
     ('[{"name": "a", "kind": "cta", "box": [1' + "0" * 5000 + ', 5, 5, 5]}]', "more than 4,300 digits"),
     ('[{"name": "\\ud800", "kind": "cta", "box": [0, 0, 5, 5]}]', "surrogate"),
+    ('{"format": "\\ud800", "elements": [{"name": "a", "kind": "cta", "box": [0, 0, 5, 5]}]}', "surrogate"),
 ])
 def test_bad_elements(http, elements, fragment):
     response = http.post("/v1/score", files={"image": ("c.png", EXAMPLE.read_bytes())}, data={"elements": elements})

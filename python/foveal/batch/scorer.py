@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ElementSpecError, FovealError, InputError
-from ..fileio import write_npy
+from ..fileio import is_unicode, unicode_name, write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements, parse_elements
@@ -58,6 +58,15 @@ class BatchOptions:
     db: str | None = None
     vertical: str | None = None
     tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Both go into every scores.json and report.html (UTF-8); the OS hands an undecodable argument or file
+        # name over as lone surrogates, which would fail the first report half-written.
+        if self.norms is not None:
+            unicode_name(self.norms, "the norms file's name")
+        if self.format is not None and not is_unicode(self.format):
+            raise InputError(f"format {self.format.encode('utf-8', 'replace').decode()!r} is not valid UTF-8; "
+                             "name a format of the norms")
 
 
 @dataclass

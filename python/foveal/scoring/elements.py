@@ -279,6 +279,9 @@ def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") 
         fmt = obj.get("format")
         if fmt is not None and (not isinstance(fmt, str) or not fmt.strip()):
             raise ElementSpecError(f"{source}: field 'format' must be a non-empty string, got {_short(fmt)}")
+        if fmt is not None and not is_unicode(fmt):  # it goes into scores.json and report.html, both UTF-8
+            raise ElementSpecError(f"{source}: field 'format' holds a lone UTF-16 surrogate, got {_short(fmt)}; use "
+                                   "a valid Unicode name")
         default_units = _check_choice(obj.get("units", "px"), UNITS, "units", source)
         default_format = _check_choice(obj.get("box_format", "xywh"), BOX_FORMATS, "box_format", source)
         items = obj["elements"]
