@@ -155,7 +155,7 @@ def test_unmatched_elements_are_listed_and_kind_changes_noted():
 def test_different_formats_are_refused_or_qualified():
     a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS, format="728x90")
     b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS, format="300x250")
-    with pytest.raises(InputError, match="different formats are not comparable"):
+    with pytest.raises(InputError, match="different formats are not comparable.*or set allow_format_mismatch"):
         compare_scores(a, b)
     c = compare_scores(a, b, allow_format_mismatch=True)
     assert c.verdict == "better" and not c.same_format and "indicative" in c.summary and c.notes

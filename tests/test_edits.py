@@ -254,7 +254,7 @@ def test_parse_good_forms():
     (parse_swap, "cta,cta"), (parse_swap, "a,b,c"),
 ])
 def test_parse_malformed(parse, text):
-    with pytest.raises(InputError, match=r"^--(move|scale|swap): "):
+    with pytest.raises(InputError, match=r"^(move|scale|swap): "):
         parse(text)
 
 

@@ -53,7 +53,7 @@ def test_model_mismatch_refused_or_warned():
     norms = build_norms([scored(10, 100, 30)], MODEL)
     assert norms.check_graph(MODEL) is None
     other = {"name": "deepgaze", "sha256": "cd" * 32, "graph_sha256": "cd" * 32, "precision": "fp32"}
-    with pytest.raises(InputError, match="--allow-model-mismatch"):
+    with pytest.raises(InputError, match="or set allow_model_mismatch to compare anyway$"):
         norms.check_graph(other)
     assert "not comparable" in norms.check_graph(other, allow_mismatch=True)
 

@@ -151,9 +151,9 @@ def test_search_sizes_are_bounded():
     from foveal.scoring.whatif import candidate_offsets
 
     elements = (Element("cta", "cta", (10, 10, 20, 20)),)
-    with pytest.raises(InputError, match="larger --step"):
+    with pytest.raises(InputError, match="larger step or a smaller grid"):
         candidate_offsets((1000, 1000), elements, "cta", step=1)
-    with pytest.raises(InputError, match="--grid"):
+    with pytest.raises(InputError, match="^grid: columns and rows must be 1..100"):
         candidate_offsets((100, 100), elements, "cta", grid=(10**9, 2))
     with pytest.raises(InputError, match="no valid position"):
         candidate_offsets((100, 100), elements, "cta", step=10**30)

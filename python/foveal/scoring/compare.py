@@ -184,8 +184,8 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         mismatch = (f"A is format {a.format} and B is {b.format}: shares of different formats are not comparable "
                     "(the layout sets them)")
         if not allow_format_mismatch:
-            raise InputError(mismatch + "; compare variants of one format, or pass --allow-format-mismatch "
-                             "(Python: allow_format_mismatch=True) to see a qualified comparison")
+            raise InputError(mismatch + "; compare variants of one format, or set allow_format_mismatch to see a "
+                             "qualified comparison")
         notes.append(mismatch + "; the verdict is indicative only")
     for ea in a.elements:
         eb = b_by_name.get(ea.name)

@@ -22,7 +22,7 @@ from .elements import Element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
-#: Largest --scale factor: beyond it no element fits any image (and w * factor would overflow).
+#: Largest scale factor: beyond it no element fits any image (and w * factor would overflow).
 MAX_SCALE = 1000.0
 #: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
 HOLE_MARGIN = 3
@@ -89,7 +89,7 @@ def parse_move(text: str) -> Move:
     name, sep, offset = text.rpartition(":")
     match = re.fullmatch(rf"\s*({_INT})\s*,\s*({_INT})\s*", offset)
     if not sep or not name.strip() or match is None:
-        raise InputError(f"--move: expected NAME:DX,DY in whole pixels (e.g. cta:0,-60), got {text!r}")
+        raise InputError(f"move: expected NAME:DX,DY in whole pixels (e.g. cta:0,-60), got {text!r}")
     return Move(name.strip(), int(match[1]), int(match[2]))
 
 
@@ -97,10 +97,10 @@ def parse_scale(text: str) -> Scale:
     """Parse ``NAME:FACTOR`` (e.g. ``logo:0.8``); the factor must be a positive finite number."""
     name, sep, factor = text.rpartition(":")
     if not sep or not name.strip() or re.fullmatch(rf"\s*{_NUMBER}\s*", factor) is None:
-        raise InputError(f"--scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
+        raise InputError(f"scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
     value = float(factor)
     if not 0 < value <= MAX_SCALE:
-        raise InputError(f"--scale: the factor must be a positive number up to {MAX_SCALE:g}, got "
+        raise InputError(f"scale: the factor must be a positive number up to {MAX_SCALE:g}, got "
                          f"{factor.strip()[:20]!r} in {text[:60]!r}")
     return Scale(name.strip(), value)
 
@@ -109,9 +109,9 @@ def parse_swap(text: str) -> Swap:
     """Parse ``NAME,NAME`` (e.g. ``cta,headline``); the two names must differ."""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2 or not all(parts):
-        raise InputError(f"--swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}")
+        raise InputError(f"swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}")
     if parts[0] == parts[1]:
-        raise InputError(f"--swap: the two elements must differ, got {text!r}")
+        raise InputError(f"swap: the two elements must differ, got {text!r}")
     return Swap(parts[0], parts[1])
 
 
@@ -230,26 +230,27 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
     current = {e.name: e for e in elements}
     for edit in edits:
         if isinstance(edit, Move):
-            e = _lookup(current, edit.name, "--move")
+            e = _lookup(current, edit.name, "move")
             x, y, w, h = e.box
             moved = (x + edit.dx, y + edit.dy, w, h)
-            _check_inside(moved, image.shape, f"--move {edit.name}:{edit.dx},{edit.dy}", _move_hint(e.box, image.shape))
+            _check_inside(moved, image.shape, f"moving {edit.name!r} by ({edit.dx}, {edit.dy})",
+                          _move_hint(e.box, image.shape))
             image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)], _others(current, e.name))
             current[e.name] = Element(e.name, e.kind, moved)
         elif isinstance(edit, Scale):
-            e = _lookup(current, edit.name, "--scale")
+            e = _lookup(current, edit.name, "scale")
             x, y, w, h = e.box
             nw, nh = (max(1, int(v)) for v in round_half_up([w * edit.factor, h * edit.factor]))
             scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
-            _check_inside(scaled, image.shape, f"--scale {edit.name}:{edit.factor:g}", "use a smaller factor")
+            _check_inside(scaled, image.shape, f"scaling {edit.name!r} by {edit.factor:g}", "use a smaller factor")
             patch = _resize(image[y:y + h, x:x + w], nw, nh)
             image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name))
             current[e.name] = Element(e.name, e.kind, scaled)
         elif isinstance(edit, Swap):
-            a = _lookup(current, edit.first, "--swap")
-            b = _lookup(current, edit.second, "--swap")
+            a = _lookup(current, edit.first, "swap")
+            b = _lookup(current, edit.second, "swap")
             a_new, b_new = _centred_on(a.box, b.box), _centred_on(b.box, a.box)
-            what = f"--swap {edit.first},{edit.second}"
+            what = f"swapping {edit.first!r} and {edit.second!r}"
             _check_inside(a_new, image.shape, what, f"{edit.first!r} does not fit centred on {edit.second!r}")
             _check_inside(b_new, image.shape, what, f"{edit.second!r} does not fit centred on {edit.first!r}")
             image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)],
@@ -269,7 +270,7 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
     Every offset is checked before the first variant is produced.
     """
     by_name = {e.name: e for e in elements}
-    e = _lookup(by_name, name, "--search")
+    e = _lookup(by_name, name, "search")
     x, y, w, h = e.box
     offsets = list(offsets)
     for dx, dy in offsets:

@@ -68,8 +68,8 @@ class Norms:
         """The sorted shares for ``(format, kind)``, or ``(None, reason)`` when the norms have none."""
         if format not in self.formats:
             have = ", ".join(sorted(self.formats)) or "none"
-            return None, (f"norms have no format {format!r} (have: {have}); build norms for it or pass --format "
-                          "to compare against another")
+            return None, (f"norms have no format {format!r} (have: {have}); build norms for it or give another "
+                          "format to compare against")
         values = self.formats[format].get(kind)
         if values is None or len(values) == 0:
             return None, f"norms for format {format!r} have no {kind!r} elements"
@@ -89,8 +89,8 @@ class Norms:
             why = f"{self.source} was built with {_graph(mine)} but scores come from {_graph(theirs)}"
         msg = why + "; shares from different graphs are not comparable"
         if not allow_mismatch:
-            raise InputError(msg + ": rebuild the norms with this model and precision, or pass "
-                                   "--allow-model-mismatch (Python: allow_model_mismatch=True)")
+            raise InputError(msg + ": rebuild the norms with this model and precision, or set "
+                                   "allow_model_mismatch to compare anyway")
         return msg
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
 
 def load_norms(path: str | Path) -> Norms:
     """Read and validate a norms JSON file."""
-    source = f"--norms {path}"
+    source = f"norms file {path}"
     text = read_text(path, "norms file", MAX_NORMS_BYTES, missing_hint="; build one with `foveal norms build`")
     return norms_from_dict(parse_json(text, source), str(path))
 

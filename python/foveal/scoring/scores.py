@@ -231,7 +231,7 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
         share = shares[i]
         percentile = score = passed = threshold = norm_n = None
         if norms is None:
-            note = "no norms given (--norms): percentile, score and pass need reference creatives"
+            note = "no norms given: percentile, score and pass need norms of reference creatives"
         else:
             values, note = norms.lookup(fmt, e.kind)
             if values is not None:

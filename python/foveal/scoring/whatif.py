@@ -43,7 +43,7 @@ CONTENT_GRADIENT = 24
 #: Width (pixels) of the ring around the element's current box whose content fraction sets the allowance.
 SURROUND = 8
 DEFAULT_GRID = (5, 5)
-#: Most columns or rows a --grid may ask for.
+#: Most columns or rows a grid may ask for.
 MAX_GRID = 100
 #: Most positions one search may try: each is a model run (about 2 minutes on one CPU core at 2,500).
 MAX_POSITIONS = 2500
@@ -180,7 +180,7 @@ def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Eleme
     """The body of ``whatif.json`` for a position search, its best outcome, and how many images were predicted.
     ``thresholds`` are the model card's (``Thresholds.of_card``), for the recommendations."""
     if top < 1:
-        raise InputError(f"--top must be at least 1, got {top}")
+        raise InputError(f"top must be at least 1, got {top}")
     positions = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step, max_overlap=max_overlap,
                                   image=image)
     result = search_position(engine, image, elements, name, positions.offsets, batch_size=batch_size,
@@ -215,7 +215,7 @@ def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element],
               batch_size: int = 16) -> EditOutcome:
     """Apply ``edits`` and score the original and the edited creative from one batched model call."""
     if not edits:
-        raise InputError("no edit given: use --move NAME:DX,DY, --scale NAME:FACTOR or --swap NAME,NAME")
+        raise InputError("no edit given: give at least one move NAME:DX,DY, scale NAME:FACTOR or swap NAME,NAME")
     edited = apply_edits(image, elements, edits)
     map_before, map_after = engine.predict_batch([image, edited.image], batch_size=batch_size)
     before = score_creative(map_before, elements)
@@ -229,7 +229,7 @@ def parse_grid(text: str) -> tuple[int, int]:
     parts = [p.strip() for p in text.lower().split("x")]
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 4 for p in parts) or \
             not all(1 <= int(p) <= MAX_GRID for p in parts):
-        raise InputError(f"--grid: expected COLSxROWS with whole numbers 1..{MAX_GRID} (e.g. 5x5), got {text[:40]!r}")
+        raise InputError(f"grid: expected COLSxROWS with whole numbers 1..{MAX_GRID} (e.g. 5x5), got {text[:40]!r}")
     return int(parts[0]), int(parts[1])
 
 
@@ -253,23 +253,23 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     a 5x5 grid).  ``image`` (H×W×3 uint8) enables the unboxed-content check.
     """
     if grid is not None and step is not None:
-        raise InputError("give either --grid or --step, not both")
+        raise InputError("give either grid or step, not both")
     if step is not None and step < 1:
-        raise InputError(f"--step must be a positive number of pixels, got {step}")
+        raise InputError(f"step must be a positive number of pixels, got {step}")
     if grid is not None and not all(1 <= int(n) <= MAX_GRID for n in grid):
-        raise InputError(f"--grid: columns and rows must be 1..{MAX_GRID}, got {grid[0]}x{grid[1]}")
+        raise InputError(f"grid: columns and rows must be 1..{MAX_GRID}, got {grid[0]}x{grid[1]}")
     if not 0.0 <= max_overlap <= 1.0:
-        raise InputError(f"--max-overlap must be a fraction in [0, 1], got {max_overlap}")
+        raise InputError(f"max_overlap must be a fraction in [0, 1], got {max_overlap}")
     by_name = {e.name: e for e in elements}
     if name not in by_name:
-        raise InputError(f"--search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
+        raise InputError(f"search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
     x, y, w, h = by_name[name].box
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
     xs = _positions(x, w, img_w, step, (grid or DEFAULT_GRID)[0])
     ys = _positions(y, h, img_h, step, (grid or DEFAULT_GRID)[1])
     if len(xs) * len(ys) > MAX_POSITIONS:
-        raise InputError(f"--search {name}: {len(xs) * len(ys)} positions to try, each a model run; at most "
-                         f"{MAX_POSITIONS}: use a larger --step or a smaller --grid")
+        raise InputError(f"search {name!r}: {len(xs) * len(ys)} positions to try, each a model run; at most "
+                         f"{MAX_POSITIONS}: use a larger step or a smaller grid")
     others = [e for e in elements if e.name != name]
     content = allowance = None
     if image is not None:
@@ -287,9 +287,9 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
                 continue
             offsets.append((nx - x, ny - y))
     if not offsets:
-        raise InputError(f"--search {name}: no valid position: {overlapping} position(s) overlap another element by "
+        raise InputError(f"search {name!r}: no valid position: {overlapping} position(s) overlap another element by "
                          f"more than {max_overlap:g} of the smaller box and {busy} cover unboxed content (text or "
-                         "images no element describes); raise --max-overlap, use a finer --grid/--step, or box "
+                         "images no element describes); raise max_overlap, use a finer grid or step, or box "
                          "that content as an element")
     return Positions(offsets, overlapping, busy, allowance)
 
@@ -346,7 +346,7 @@ def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Ele
     iteration over batches (e.g. a progress bar).
     """
     if batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if not offsets:
         raise InputError(f"search_position: no positions to try for {name!r}")
     stream: Iterator[tuple[tuple[int, int] | None, EditedCreative]] = _with_baseline(
