@@ -76,8 +76,10 @@ def test_foreign_database_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("url, message", [
-    ("mysql://u@h/db", "SQLite or PostgreSQL"), ("sqlite://", "in-memory"),
-    ("sqlite:////no/such/folder/x.db", "does not exist"), ("postgresql://u@h:54x2/db", "not a database URL")])
+    ("mysql://u@h/db", "^database mysql://u@h/db: foveal stores live in SQLite or PostgreSQL"),
+    ("sqlite://", "^an in-memory SQLite database"), ("sqlite:////no/such/folder/x.db", "does not exist"),
+    ("a b://x", "^'a b://x' is not a database URL; use sqlite:///FILE.db"),
+    ("postgresql://u@h:54x2/db", "is not a database URL")])
 def test_bad_urls(url, message):
     with pytest.raises(InputError, match=message):
         Store(url)

@@ -28,13 +28,13 @@ def parse_url(text: str) -> sa.URL:
     try:
         url = make_url(text)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise InputError(f"--db {text!r}: not a database URL; use sqlite:///FILE.db or "
+        raise InputError(f"{text!r} is not a database URL; use sqlite:///FILE.db or "
                          "postgresql+psycopg://USER@HOST/DB") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise InputError(f"--db {describe(url)}: foveal stores live in SQLite or PostgreSQL, not "
+        raise InputError(f"database {describe(url)}: foveal stores live in SQLite or PostgreSQL, not "
                          f"{url.get_backend_name()!r}")
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-        raise InputError("--db: an in-memory SQLite database would vanish on exit; name a file, "
+        raise InputError("an in-memory SQLite database would vanish on exit; name a file, "
                          "e.g. sqlite:///foveal.db")
     if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
         url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver foveal depends on
@@ -50,12 +50,12 @@ def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
         path = Path(url.database).expanduser()
         folder = path.resolve().parent
         if not folder.is_dir():
-            raise InputError(f"--db {describe(url)}: folder {folder} does not exist")
+            raise InputError(f"database {describe(url)}: folder {folder} does not exist")
         if path.is_dir():
-            raise InputError(f"--db {describe(url)}: {path} is a folder, not a database file; name a file in it, "
+            raise InputError(f"database {describe(url)}: {path} is a folder, not a database file; name a file in it, "
                              f"e.g. {path / 'foveal.db'}")
         if not create and not path.exists():
-            raise InputError(f"--db {describe(url)}: no store at {path}; record predictions in it first with "
+            raise InputError(f"database {describe(url)}: no store at {path}; record predictions in it first with "
                              "`foveal score ... --db URL`")
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_connect)
@@ -64,7 +64,7 @@ def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError as exc:
-        raise FovealError(f"--db {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
+        raise FovealError(f"database {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -106,10 +106,10 @@ def connect_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     """A one-line FovealError for a database that cannot be reached or opened."""
     reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
     if url.get_backend_name() == "postgresql":
-        return FovealError(f"--db {describe(url)}: cannot open the database ({reason}); check the URL and that the "
+        return FovealError(f"database {describe(url)}: cannot open the database ({reason}); check the URL and that the "
                            "server is running")
     if "not a database" in reason:  # SQLite's "file is not a database"
-        return FovealError(f"--db {describe(url)}: {url.database} is not an SQLite database, so not a foveal "
-                           "store; point --db at a foveal store or at a new file")
-    return FovealError(f"--db {describe(url)}: cannot open the SQLite file ({reason}); check that it is a foveal "
+        return FovealError(f"database {describe(url)}: {url.database} is not an SQLite database, so not a foveal "
+                           "store; use a foveal store or a new file")
+    return FovealError(f"database {describe(url)}: cannot open the SQLite file ({reason}); check that it is a foveal "
                        "store you may read and write")

@@ -29,11 +29,11 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         column, sep, field = pair.partition("=")
         if not sep or not column or field not in FIELDS:
-            raise InputError(f"--map {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}")
+            raise InputError(f"mapping {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}")
         if field in mapping.values():
-            raise InputError(f"--map: two columns map to {field!r}; map each field once")
+            raise InputError(f"mapping: two columns map to {field!r}; map each field once")
         if column in mapping:  # a dict would keep only the last of them
-            raise InputError(f"--map: column {column!r} is mapped twice (to {mapping[column]!r} and {field!r}); "
+            raise InputError(f"mapping: column {column!r} is mapped twice (to {mapping[column]!r} and {field!r}); "
                              "map each column once")
         mapping[column] = field
     return mapping
@@ -55,13 +55,13 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
         raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
     missing_columns = [c for c in mapping if c not in columns]
     if missing_columns:
-        raise InputError(f"{path}: --map names column(s) {', '.join(missing_columns)} that the file lacks "
+        raise InputError(f"{path}: the mapping names column(s) {', '.join(missing_columns)} that the file lacks "
                          f"(it has: {', '.join(columns)})")
     rename = {c: mapping.get(c, c) for c in columns}
     lacking = [f for f in REQUIRED if f not in rename.values()]
     if lacking:
         raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {', '.join(columns)}); "
-                         "rename them or pass --map COLUMN=FIELD")
+                         "rename the columns or map them (COLUMN=FIELD)")
     rows, errors, seen = [], [], {}
     for line, record in records:
         where = f"{unit} {line}"

@@ -117,7 +117,7 @@ def schema_version(conn: Connection) -> int | None:
     if schema_versions.name not in names:
         if names & {t.name for t in VERSION_1_TABLES}:
             raise FovealError("the database has tables named like foveal's but no foveal_schema table: it is not a "
-                              "foveal store (or was damaged); point --db at a new database")
+                              "foveal store (or was damaged); use a new database")
         return None
     return int(conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar() or 0)
 

@@ -117,7 +117,7 @@ class Store:
         if row.image_sha256 and image_sha and row.image_sha256 != image_sha:
             raise InputError(f"creative {creative_id!r} is recorded with another image (sha256 "
                              f"{row.image_sha256[:12]}…, this one {image_sha[:12]}…); give this image its own "
-                             "--creative-id")
+                             "creative_id")
         changes = {"format": fmt, "image_sha256": row.image_sha256 or image_sha}
         if vertical is not None:
             changes["vertical"] = vertical
