@@ -49,25 +49,25 @@ class Settings:
     def __post_init__(self) -> None:
         bad = [f for f in self.by if f not in SEGMENT_FIELDS]
         if bad or len(set(self.by)) != len(self.by):
-            raise InputError(f"--by {','.join(self.by)}: segment by distinct fields among {', '.join(SEGMENT_FIELDS)}")
+            raise InputError(f"by {','.join(self.by)}: segment by distinct fields among {', '.join(SEGMENT_FIELDS)}")
         if self.metric not in METRICS:
-            raise InputError(f"--metric {self.metric!r}: choose one of {', '.join(METRICS)}")
+            raise InputError(f"metric {self.metric!r}: choose one of {', '.join(METRICS)}")
         if self.window_days < 2 or not 1 <= self.step_days <= self.window_days:
-            raise InputError(f"--window {self.window_days}d/--step {self.step_days}d: the window needs 2 days or "
+            raise InputError(f"window {self.window_days}d, step {self.step_days}d: the window needs 2 days or "
                              "more and the step 1 day up to the window")
         if self.min_creatives < 5:
-            raise InputError(f"--min-creatives {self.min_creatives}: a rank correlation needs at least 5 creatives")
+            raise InputError(f"min_creatives {self.min_creatives}: a rank correlation needs at least 5 creatives")
         if not 0 < self.alpha < 1:
-            raise InputError(f"--alpha {self.alpha}: must be in (0, 1)")
+            raise InputError(f"alpha {self.alpha}: must be in (0, 1)")
         if self.bootstrap < 0 or self.min_impressions < 1 or self.min_clicks < 0:
-            raise InputError("--bootstrap, --min-impressions and --min-clicks must be positive")
+            raise InputError("bootstrap, min_impressions and min_clicks must be positive")
         if self.bootstrap > MAX_BOOTSTRAP:
-            raise InputError(f"--bootstrap {self.bootstrap}: use at most {MAX_BOOTSTRAP} resamples; more only take "
+            raise InputError(f"bootstrap {self.bootstrap}: use at most {MAX_BOOTSTRAP} resamples; more only take "
                              "longer without making the 95% intervals any more useful")
         if not 0 < self.pass_percentile <= 100:  # as `foveal score` checks it
-            raise InputError(f"--pass-percentile must be in (0, 100], got {self.pass_percentile:g}")
+            raise InputError(f"pass_percentile must be in (0, 100], got {self.pass_percentile:g}")
         if self.seed < 0:  # NumPy's generators take none
-            raise InputError(f"--seed must be a whole number >= 0, got {self.seed}")
+            raise InputError(f"seed must be a whole number >= 0, got {self.seed}")
 
     @property
     def primary(self) -> str:
@@ -163,18 +163,18 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     if data.day.size == 0:
         raise InputError("no outcomes for the scored creatives: import some with `foveal outcomes import`")
     if settings.score is not None and settings.score not in data.scores:
-        raise InputError(f"--score {settings.score!r}: no such score in the store (have: "
+        raise InputError(f"score {settings.score!r}: no such score in the store (have: "
                          f"{', '.join(data.scores) or 'none'})")
     first, newest = int(data.day.min()), int(data.day.max())
     last = settings.until.toordinal() if settings.until else newest
     # Past the data by a whole window, the recent window would be empty (and every window up to it written out).
     if not first <= last < newest + settings.window_days:
         side = "before the first outcome" if last < first else f"{settings.window_days}+ days after the last outcome"
-        raise InputError(f"--until {settings.until}: {side}; choose a day from {_iso(first)} to {_iso(newest)}")
+        raise InputError(f"until {settings.until}: {side}; choose a day from {_iso(first)} to {_iso(newest)}")
     ends = window_ends(first, last, settings)
     if not ends:
         raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "
-                         "use a shorter --window or wait for more data")
+                         "use a shorter window or wait for more data")
     rng = np.random.default_rng(settings.seed)
     windows = [(end - settings.window_days + 1, end) for end in ends]
     totals = [window_totals(data, a, b, settings) for a, b in windows]

@@ -33,7 +33,7 @@ def choose_graph(predictions: list[dict[str, Any]], graph: str | None) -> list[d
     if len(graphs) > 1:
         found = ", ".join(f"{g[:12]} ({n} creatives)" for g, n in graphs.most_common())
         raise InputError(f"the latest predictions come from {len(graphs)} model graphs ({found}); scores of "
-                         "different graphs are not comparable: pass --graph PREFIX to choose one")
+                         "different graphs are not comparable: choose one with graph (a prefix of its sha256)")
     return predictions
 
 
@@ -46,7 +46,7 @@ def calibrate(store, settings: Settings, *, norms: Norms | None = None, graph: s
     doc["model"] = {"name": first["model"], "graph_sha256": first["graph_sha256"], "precision": first["precision"]}
     result = Calibration(doc)
     if norms is None:
-        doc["thresholds_note"] = "pass --norms NORMS.json to propose pass thresholds"
+        doc["thresholds_note"] = "give norms to propose pass thresholds"
     else:
         add_thresholds(result, data, settings, norms)
     return result
