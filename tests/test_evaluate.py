@@ -306,3 +306,16 @@ def test_real_test_split_images(data_dir):
     network = evaluate("default", few, split=None, progress=False, metrics=["AUC-Judd", "NSS", "CC", "IG"])
     assert network.provenance["backend"] == "onnxruntime"
     assert 0.6 < network.aggregate["AUC-Judd"] <= 1.0 and network.aggregate["NSS"] > 0.3
+
+
+def test_an_image_without_fixations_names_the_metrics_that_need_none(tmp_path):
+    from foveal.datasets import Dataset
+
+    full = load_dataset(_folder(tmp_path / "ds"))
+    fixations = [full.fixations(i) for i in range(len(full))]
+    fixations[1] = Fixations.from_arrays([], [])  # a folder drops such images; a Dataset built in Python may not
+    ds = Dataset("built", full.ids, [full.path(i) for i in range(len(full))], fixations, None, lambda h, w: 2.0)
+    with pytest.raises(InputError, match=r"^image 'img01.png' of built has no fixations; .*\(drop the image or "
+                                         r"choose metrics among CC, KLD and SIM\)$"):
+        evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS"], progress=False)
+    assert evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["CC"], progress=False).metrics == ("CC",)

@@ -198,6 +198,7 @@ def test_overfitting_warning_gives_the_numbers():
     base = {"NLL": 2.5}
     (w,) = _overfitting({"epoch": 2, "val_NLL": [2.41, 2.40, 2.43, 2.47, 2.52]}, base)
     assert "after epoch 2 of 5" in w and "2.4000" in w and "2.4300, 2.4700, 2.5200" in w
+    assert w.endswith("(more images, or fewer epochs or train_blocks)")
     (w,) = _overfitting({"epoch": 0, "val_NLL": [2.6, 2.7, 2.8]}, base)
     assert "never improved on the base's 2.5000" in w
     assert _overfitting({"epoch": 3, "val_NLL": [2.45, 2.42, 2.41]}, base) == ()

@@ -172,7 +172,7 @@ def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_s
     if time.perf_counter() + needed > deadline:
         return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({batch_size + count} images) "
                           f"would take about {needed:.1f} s at {image_seconds * 1e3:.1f} ms an image, past the time "
-                          "budget; use a smaller batch or a larger --max-seconds")
+                          "budget; use a smaller batch or a larger max_seconds")
     work = [sources[i % len(sources)] for i in range(count)]
     engine.predict_batch(work[:batch_size], batch_size=batch_size)  # warm-up at this batch's shape
     done, t0 = 0, time.perf_counter()

@@ -155,7 +155,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         empty = [dataset.ids[i] for i, f in enumerate(fixations) if len(f) == 0]
         if empty and any(m in _FIXATION_METRICS for m in names):
             raise InputError(f"image {empty[0]!r} of {dataset.name} has no fixations; fixation metrics need some "
-                             f"(drop the image or choose --metrics CC,KLD,SIM)")
+                             f"(drop the image or choose metrics among CC, KLD and SIM)")
     shuffled = _ShuffledNegatives(dataset, fixations) if "sAUC" in names else None
 
     def predictions():

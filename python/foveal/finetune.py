@@ -335,7 +335,7 @@ def _overfitting(best: dict, base_val: dict) -> tuple[str, ...]:
     if chosen < len(history) and max(history[chosen:]) - history[chosen - 1] > OVERFIT_RISE:
         return (f"val NLL stopped improving after epoch {chosen} of {len(history)} run ({history[chosen - 1]:.4f}, "
                 f"then {', '.join(f'{v:.4f}' for v in history[chosen:])}): the model began to overfit the train "
-                f"split; epoch {chosen} is kept (more images, or fewer --epochs / --train-blocks)",)
+                f"split; epoch {chosen} is kept (more images, or fewer epochs or train_blocks)",)
     return ()
 
 
