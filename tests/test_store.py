@@ -79,7 +79,8 @@ def test_foreign_database_is_refused(tmp_path):
     ("mysql://u@h/db", "^database mysql://u@h/db: foveal stores live in SQLite or PostgreSQL"),
     ("sqlite://", "^an in-memory SQLite database"), ("sqlite:////no/such/folder/x.db", "does not exist"),
     ("a b://x", "^'a b://x' is not a database URL; use sqlite:///FILE.db"),
-    ("postgresql://u@h:54x2/db", "is not a database URL")])
+    ("postgresql://u@h:54x2/db", "is not a database URL"),
+    ("postgresql://u:s3cret@h:54x2/db", r"^'postgresql://u:\*\*\*@h:54x2/db' is not a database URL")])
 def test_bad_urls(url, message):
     with pytest.raises(InputError, match=message):
         Store(url)

@@ -1,6 +1,7 @@
 """Opening a store URL: an SQLite file (WAL, foreign keys, writers queue instead of failing) or PostgreSQL."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -28,7 +29,8 @@ def parse_url(text: str) -> sa.URL:
     try:
         url = make_url(text)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise InputError(f"{text!r} is not a database URL; use sqlite:///FILE.db or "
+        shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", text)  # unparsed, so describe() cannot hide it
+        raise InputError(f"{shown!r} is not a database URL; use sqlite:///FILE.db or "
                          "postgresql+psycopg://USER@HOST/DB") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise InputError(f"database {describe(url)}: foveal stores live in SQLite or PostgreSQL, not "
