@@ -194,7 +194,7 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
                 entry["scores"][name] = corr.to_dict()
             seg["windows"].append(entry)
             usable.append(bool(entry["scores"]))
-        seg.update(_drift_pair(seg["windows"], usable, windows, settings))
+        seg.update(_drift_pair(usable, windows, settings))
         for name in data.scores:
             test = _drift_test(seg, name)
             if test is not None:
@@ -228,8 +228,7 @@ def _settings_dict(settings: Settings) -> dict[str, Any]:
     return d
 
 
-def _drift_pair(entries: list[dict], usable: list[bool], windows: list[tuple[int, int]],
-                settings: Settings) -> dict[str, Any]:
+def _drift_pair(usable: list[bool], windows: list[tuple[int, int]], settings: Settings) -> dict[str, Any]:
     """The reference window (the segment's first with enough creatives) and the recent one (the last), when they
     do not overlap."""
     first = next((i for i, u in enumerate(usable) if u), None)
