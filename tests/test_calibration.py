@@ -294,3 +294,48 @@ def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():
     assert window["scores"]["conversion_share"]["spearman"] > 0.9
     with pytest.raises(InputError, match="^score 'cta_share': no such score"):
         analyse(data, Settings(score="cta_share", window_days=28))
+
+
+def test_calibration_page_of_hostile_segments_holds_them_as_text_and_runs_no_script(tmp_path):
+    """Verticals, tags, creative ids and outcome sources come from whoever fed the store: ``foveal calibrate`` for
+    real on such a store writes a page that holds the segment names as text (html.parser) and, in Chromium, runs
+    none of them, shows them and refuses inline script by its own policy."""
+    from tests.html_audit import PAYLOADS, assert_inert_in_browser, assert_only_text
+    from tests.page_harness import browser_missing, chromium
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    verticals, tag = PAYLOADS[:2], PAYLOADS[3]
+    rng = np.random.default_rng(3)
+    lines = ["creative_id,date,impressions,clicks,conversions,source"]
+    with Store(url) as store:
+        for v, vertical in enumerate(verticals):
+            for i in range(30):
+                creative = f"{PAYLOADS[2]}{v}-{i}"
+                scores, provenance = scored(100 * v + i, cta_weight=float(rng.beta(2, 12)))
+                store.record(creative, scores, provenance, vertical=vertical, tags=[tag])
+                z = (scores.element("cta").share - 0.13) / 0.08
+                quoted = '"' + creative.replace('"', '""') + '"'
+                for d in range(0, 84, 3):  # the second vertical stops following the CTA share: a drift flag
+                    strength = 0.0 if v == 1 and d >= 54 else 0.7
+                    impressions = int(rng.poisson(1500))
+                    clicks = int(rng.binomial(impressions, min(0.01 * np.exp(strength * z), 0.5)))
+                    lines.append(f"{quoted},{date.fromordinal(DAY0 + d).isoformat()},{impressions},{clicks},0,"
+                                 f'"{PAYLOADS[5]}"')
+    (tmp_path / "outcomes.csv").write_text("\n".join(lines) + "\n")
+    assert main(["outcomes", "import", str(tmp_path / "outcomes.csv"), "--db", url, "-q"]) == 0
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--db", url, "--by", "vertical,tag", "--window", "4w", "--step", "28d",
+                 "--bootstrap", "100", "-o", str(out), "-q"]) == 0
+    page = (out / "calibration.html").read_text(encoding="utf-8")
+    assert "Drift flagged" in page
+    shown = [*verticals, tag]
+    assert_only_text(page, shown, images=0)
+    if (missing := browser_missing()) is not None:
+        pytest.skip(f"the browser half needs a browser: {missing}")
+    driver = chromium()
+    try:
+        driver.get((out / "calibration.html").as_uri())
+        assert_inert_in_browser(driver, shown, images=0)
+        assert driver.execute_script("return document.querySelectorAll('svg').length") >= 4  # the page still works
+    finally:
+        driver.quit()

@@ -349,6 +349,42 @@ def test_xss_name_renders_as_text(page):
     shot(page, "5-xss")
 
 
+# Another site's page posting a form (a file set through DataTransfer) to the service: a top-level navigation.
+CROSS_SITE_FORM = """const [action, b64, name, fields, elements] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const form = document.createElement("form");
+Object.assign(form, { method: "post", enctype: "multipart/form-data", action });
+for (const field of fields) {
+  const input = Object.assign(document.createElement("input"), { type: "file", name: field });
+  const files = new DataTransfer();
+  files.items.add(new File([bytes], name, { type: "image/png" }));
+  input.files = files.files;
+  form.append(input);
+}
+form.append(Object.assign(document.createElement("input"), { type: "hidden", name: "elements", value: elements }));
+document.body.append(form);
+form.submit();"""
+
+
+def test_html_answers_hold_hostile_names_as_text_and_refuse_script(driver, service):
+    """/v1/score and /v1/compare with format=html answer pages on the service's origin built from the caller's
+    names, and any site can have a browser post a form there.  Posted so from another origin, each page holds the
+    names as text, runs none of them, loads its images and refuses inline script by its Content-Security-Policy."""
+    from tests.html_audit import FILE_NAME, PAYLOADS, assert_inert_in_browser
+
+    elements = json.dumps({"elements": [{"name": n, "kind": "cta" if i == 0 else "other",
+                                         "box": [10 + 70 * i, 10 + 70 * i, 60, 60]} for i, n in enumerate(PAYLOADS)]})
+    png = base64.b64encode((EXAMPLES / "creative.png").read_bytes()).decode("ascii")
+    shown = [*PAYLOADS, FILE_NAME.replace('"', "%22")]  # a browser sends a file name's quotes as %22
+    for path, fields, images in (("/v1/score", ["image"], 3), ("/v1/compare", ["image_a", "image_b"], 1)):
+        driver.get("data:text/html,<title>elsewhere</title>")
+        driver.execute_script(CROSS_SITE_FORM, f"{service}{path}?format=html", png, FILE_NAME, fields, elements)
+        wait(driver, lambda d: d.title.startswith("foveal "), what=f"the page {path} answers")
+        assert driver.current_url.startswith(service + path)
+        assert_inert_in_browser(driver, shown, images)
+        assert driver.find_elements("css selector", "table tr")[1].text.startswith(PAYLOADS[0])
+
+
 def test_bad_files_show_readable_errors(page, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from foveal.scoring.report import (KIND_COLOURS, LEGEND_TEXT, _bar_chart, build_
                                    render_html, write_report)
 from foveal.scoring.scores import score_creative
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 H, W = 120, 160
 PROV = {"model": "itti-koch", "model_version": "1.0.0", "model_sha256": "ab" * 32, "backend": "onnxruntime",
         "precision": "fp32", "graph_sha256": "ef" * 32, "image_sha256": "cd" * 32}
@@ -136,3 +138,42 @@ def test_html_names_the_graph_that_ran_not_only_the_model():
     """int8, fp16 and fp32 graphs give different shares: the report names the precision and that graph's sha256."""
     page = render_html(document(), np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
     assert "fp32 graph (sha256 efefefefefef" in page and "abababababab" not in page
+
+
+def test_report_of_hostile_names_holds_them_as_text_and_runs_no_script(tmp_path):
+    """``foveal score`` for real with hostile names everywhere the report shows one: the image's and the norms'
+    file names, every element name (one 100,000 characters long), the format and the norms' model name.  The page
+    holds each as text (html.parser), and in Chromium runs none of them, shows them, loads its images and refuses
+    inline script by its own policy, opened from disk as a mailed report would be."""
+    from foveal.cli import main
+    from tests.html_audit import FILE_NAME, PAYLOADS, assert_inert_in_browser, assert_only_text
+    from tests.page_harness import browser_missing, chromium
+
+    names = [*PAYLOADS, "x" * 100_000]
+    fmt = PAYLOADS[1]
+    image = tmp_path / FILE_NAME
+    image.write_bytes((EXAMPLES / "creative.png").read_bytes())
+    spec = tmp_path / "elements.json"
+    spec.write_text(json.dumps({"format": fmt, "elements": [
+        {"name": n, "kind": k, "box": [10 + 60 * i, 10 + 60 * i, 50, 50]}
+        for i, (n, k) in enumerate(zip(names, ["cta", "headline", "product", "logo", "face", "body_text", "other",
+                                               "cta"]))]}))
+    norms = tmp_path / FILE_NAME.replace(".png", ".json")
+    norms.write_text(json.dumps({"foveal_norms": 1, "quantity": "share", "model": {"name": PAYLOADS[0],
+                                 "sha256": "00" * 32}, "formats": {fmt: {"creatives": 3, "kinds": {
+                                     "cta": [0.01, 0.02, 0.03], "logo": [0.01, 0.5, 0.9]}}}}))
+    out = tmp_path / "out"
+    assert main(["-q", "score", str(image), "--elements", str(spec), "--norms", str(norms),
+                 "--allow-model-mismatch", "-o", str(out), "--model", "itti-koch"]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    shown = [*names, FILE_NAME, norms.name]
+    assert_only_text(page, shown, images=3)
+    if (missing := browser_missing()) is not None:
+        pytest.skip(f"the browser half needs a browser: {missing}")
+    driver = chromium()
+    try:
+        driver.get((out / "report.html").as_uri())
+        assert_inert_in_browser(driver, shown, images=3)
+        assert driver.title == f"foveal report: {FILE_NAME}"
+    finally:
+        driver.quit()

@@ -6,6 +6,8 @@ import html
 from datetime import date
 from typing import Any, Sequence
 
+from ..scoring.report import DOCUMENT_CSP
+
 W, H, PAD = 370, 220, 44
 INK, MUTED, ACCENT, REF, ALERT = "#1f2430", "#8a8f98", "#1864d6", "#9aa3ad", "#d6336c"
 
@@ -219,5 +221,6 @@ def render_html(doc: dict[str, Any]) -> str:
     method = f"<h2>Method</h2><p class='note'>{_esc(doc['drift_method'])}</p>"
     if doc.get("thresholds_note"):
         method += f"<p class='note'>{_esc(doc['thresholds_note'])}</p>"
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>foveal calibration</title>"
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f'<meta http-equiv="Content-Security-Policy" content="{DOCUMENT_CSP}"><title>foveal calibration</title>'
             f"<style>{CSS}</style></head><body>{head}{flags}{segments}{method}</body></html>\n")

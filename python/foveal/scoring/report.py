@@ -24,6 +24,11 @@ from .norms import Norms
 from .recommend import Recommendation, Thresholds, recommend
 from .scores import DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, ElementScore, MapLike, score_creative
 
+#: The policy of every HTML page foveal writes (report, calibration, the service's HTML answers): no script, no
+#: fetch, images only embedded (``data:``), styles only inline.  The pages need nothing else, so a name that ever
+#: slipped past escaping could still not run or load anything, even in a report opened from disk.
+DOCUMENT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
     "logo": (130, 60, 200), "face": (0, 150, 110), "other": (70, 70, 70)}
@@ -241,6 +246,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
                                    for k, v in doc["definitions"].items()) + "</dl>"
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(
+        csp=DOCUMENT_CSP,
         title=html.escape(Path(doc["input"]["image"]).name),
         meta=meta,
         cards="".join(f'<div class="card"><span>{html.escape(a)}</span><b>{b}</b><span>{html.escape(c)}</span></div>'

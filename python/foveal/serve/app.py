@@ -53,6 +53,7 @@ from .errors import HANDLERS
 from .guard import Guard
 from .lane import Lane
 from .metrics import CONTENT_TYPE, MetricsExchange, ServiceMetrics
+from .page import DOCUMENT_HEADERS
 
 log = logging.getLogger("foveal.serve")
 
@@ -367,7 +368,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                                          thresholds=Thresholds.of_card(state.engine.graph))
             if output == "html":
                 return HTMLResponse(render_html(doc, decoded.pixels, draw_boxes(smap.overlay(decoded.pixels),
-                                                                                scores)))
+                                                                                scores)), headers=DOCUMENT_HEADERS)
             return codec.JSONDocument(doc)
 
         return await run_in_threadpool(work)
@@ -411,7 +412,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                                               diff)
             if output == "png":
                 return Response(codec.png_rgb(figure), media_type="image/png")
-            return HTMLResponse(comparing.render_html(doc, figure))
+            return HTMLResponse(comparing.render_html(doc, figure), headers=DOCUMENT_HEADERS)
 
         return await run_in_threadpool(work)
 

@@ -11,10 +11,16 @@ from typing import Any, Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 
+from ..scoring.report import DOCUMENT_CSP
+
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY"}
+#: The API's HTML answers (``/v1/score?format=html``, ``/v1/compare?format=html``): pages built from the caller's
+#: names, on this origin, that a cross-site form could ask for; no script may ever run in them.
+DOCUMENT_HEADERS = {"Content-Security-Policy": DOCUMENT_CSP + "; frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 
 class PageFiles(StaticFiles):
