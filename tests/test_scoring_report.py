@@ -108,7 +108,7 @@ def test_norms_without_the_format_say_so_in_words():
     doc = document(norms=norms, norms_info={"source": "/abs/path/to/norms.json", "model": norms.model,
                                             "creatives": None, "warning": None})
     page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
-    assert "None reference" not in page and f"format {fmt}: no reference creatives of this format" in page
+    assert "None reference" not in page and f"format <bdi>{fmt}</bdi>: no reference creatives of this format" in page
     assert "/abs/path" not in page and "norms.json" in page
 
 
@@ -177,3 +177,33 @@ def test_report_of_hostile_names_holds_them_as_text_and_runs_no_script(tmp_path)
         assert driver.title == f"foveal report: {FILE_NAME}"
     finally:
         driver.quit()
+
+
+def test_a_right_to_left_override_in_a_name_reverses_only_that_name(tmp_path):
+    """U+202E in the format or an element name (an agency's file) once reversed the rest of the line in Chromium:
+    the model and graph after the format in the header, the kind after the name in the chart."""
+    from tests.page_harness import browser_missing, chromium
+
+    if (missing := browser_missing()) is not None:
+        pytest.skip(f"needs a browser: {missing}")
+    doc = document(name="cta\u202eevil")
+    doc["format"] = "160x120\u202e"
+    path = tmp_path / "report.html"
+    path.write_text(render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8)), encoding="utf-8")
+    driver = chromium()
+    try:
+        driver.get(path.as_uri())
+        # Left edges of the first and last letter of a word that follows the name: in reading order unless reversed.
+        meta = driver.execute_script("""const node = document.querySelector('.meta').lastChild;
+            const at = (i) => { const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+                                return r.getBoundingClientRect().left; };
+            const i = node.data.indexOf('model');
+            return [at(i), at(i + 4)];""")
+        chart = driver.execute_script("""const text = [...document.querySelectorAll('svg text')]
+                .find((t) => t.textContent.includes('(cta)'));
+            const i = text.textContent.indexOf('(cta)');
+            return [text.getStartPositionOfChar(i).x, text.getStartPositionOfChar(i + 4).x];""")
+    finally:
+        driver.quit()
+    assert meta[0] < meta[1], "the header after the format reads right to left"
+    assert chart[0] < chart[1], "the chart's kind after the name reads right to left"

@@ -153,6 +153,12 @@ def _data_uri(pixels: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _bdi(text: str) -> str:
+    """A name from the caller, escaped and bidi-isolated: a right-to-left override in it (U+202E) cannot reverse
+    the report's own words after it."""
+    return f"<bdi>{html.escape(text)}</bdi>"
+
+
 def _fmt_pct(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{100 * v:.{digits}f}%"
 
@@ -176,7 +182,8 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
             colour = "#0b7a3e" if e["passed"] else "#c0262d"
         width = bar_w * e["share"] / scale
         tick = label_w + bar_w * e["area_fraction"] / scale
-        name = html.escape(e["name"] if e["name"] == e["kind"] else f'{e["name"]} ({e["kind"]})')
+        # U+2068/U+2069 isolate the name (SVG has no <bdi>): an override in it cannot reverse " (kind)".
+        name = html.escape(f'\u2068{e["name"]}\u2069' + ("" if e["name"] == e["kind"] else f' ({e["kind"]})'))
         parts += [
             f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{name}</text>',
             f'<rect x="{label_w}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" rx="3" fill="{colour}"/>',
@@ -231,17 +238,17 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         count = norms["creatives"]
         against = (f'{count} reference creative{"s" if count != 1 else ""}' if count else
                    "no reference creatives of this format")
-        notes.append(html.escape(f'Percentiles against {Path(str(norms["source"])).name} (format {doc["format"]}: '
-                                 f'{against}); pass = percentile ≥ {doc["pass_percentile"]:g}.'))
+        notes.append(f'Percentiles against {_bdi(Path(str(norms["source"])).name)} (format {_bdi(doc["format"])}: '
+                     + html.escape(f'{against}); pass = percentile ≥ {doc["pass_percentile"]:g}.'))
         if norms.get("warning"):
             notes.append("Warning: " + html.escape(norms["warning"]))
     missing = sorted({e["norm_note"] for e in doc["elements"] if norms is not None and e["norm_note"]})
     notes += [html.escape(m) for m in missing]
     size = doc["image_size"]
-    meta = html.escape(f'{size["width"]}×{size["height"]} · format {doc["format"]} · model {model["name"]} '
-                       f'{model["version"] or ""}, {model.get("precision") or "fp32"} graph '
-                       f'(sha256 {str(model.get("graph_sha256") or model["sha256"])[:12]}…) on {doc["backend"]} · '
-                       f'foveal {doc["foveal_version"]}')
+    meta = (f'{size["width"]}×{size["height"]} · format {_bdi(doc["format"])} · '
+            + html.escape(f'model {model["name"]} {model["version"] or ""}, {model.get("precision") or "fp32"} graph '
+                          f'(sha256 {str(model.get("graph_sha256") or model["sha256"])[:12]}…) on {doc["backend"]} · '
+                          f'foveal {doc["foveal_version"]}'))
     definitions = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
                                    for k, v in doc["definitions"].items()) + "</dl>"
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
