@@ -509,6 +509,51 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
         assert allowed.headers["access-control-allow-origin"] == "https://ok.example"
 
 
+def test_cors_preflight_needs_no_key(engine, keyfile):
+    """A browser sends no credentials on a preflight: with keys and CORS both on, the preflight is answered by the
+    CORS layer, and the real request still needs its key."""
+    app = create_app(ServeConfig(api_keys_file=str(keyfile), cors_origins=("https://ok.example",), warmup=False),
+                     engine=engine)
+    preflight = {"Origin": "https://ok.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "x-api-key,content-type"}
+    with running(app) as base:
+        allowed = httpx.options(f"{base}/v1/predict", headers=preflight)
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://ok.example"
+        assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
+        assert error_of(httpx.options(f"{base}/v1/predict", headers={"Origin": "https://ok.example"})) == \
+            (401, "unauthorized")
+        assert error_of(httpx.post(f"{base}/v1/predict", content=EXAMPLE.read_bytes(),
+                                   headers={"Content-Type": "image/png", "Origin": "https://ok.example"})) == \
+            (401, "unauthorized")
+
+
+def test_mounted_under_a_prefix_keeps_keys_limits_and_route_labels(engine, keyfile):
+    """``parent_app.mount("/foveal", app)`` (docs/SERVING.md): the parent runs the app's lifespan, and the app still
+    asks for keys, applies its limits and labels its routes, although every path starts with the prefix."""
+    from fastapi import FastAPI
+
+    app = create_app(ServeConfig(api_keys_file=str(keyfile), max_body_bytes=50_000, warmup=False), engine=engine)
+    parent = FastAPI(lifespan=lambda _: app.router.lifespan_context(app))
+    parent.mount("/foveal", app)
+    data = EXAMPLE.read_bytes()
+    with running(parent) as base:
+        assert httpx.get(f"{base}/foveal/readyz").status_code == 200
+        missing = httpx.post(f"{base}/foveal/v1/predict", content=data, headers={"Content-Type": "image/png"})
+        assert error_of(missing) == (401, "unauthorized")
+        assert error_of(httpx.get(f"{base}/foveal/metrics")) == (401, "unauthorized")
+        key = {"X-API-Key": KEY}
+        ok = httpx.post(f"{base}/foveal/v1/predict", params={"map": "false"}, content=data,
+                        headers={"Content-Type": "image/png", **key})
+        assert ok.status_code == 200
+        big = httpx.post(f"{base}/foveal/v1/predict", content=os.urandom(50_001),
+                         headers={"Content-Type": "image/png", **key})
+        assert error_of(big) == (413, "body_too_large")
+        assert "limit of 0.0477 MiB" in big.json()["error"]["message"]
+        text = httpx.get(f"{base}/foveal/metrics", headers=key).text
+    assert 'foveal_requests_total{route="/v1/predict",status="200"} 1' in text
+    assert 'foveal_requests_total{route="/v1/predict",status="413"} 1' in text
+
+
 # -- graceful shutdown -----------------------------------------------------------------------------------------
 def test_sigterm_drains_in_flight_requests(tmp_path):
     port = free_port()

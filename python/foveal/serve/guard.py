@@ -31,7 +31,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
+        path = route_path(scope)
         route = path if path in self.routes else "other"
         started = time.perf_counter()
         status = [500]
@@ -60,7 +60,12 @@ class Guard:
 
     def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
+        # A browser's CORS preflight never carries credentials: it asks whether the real request (with its key) may
+        # be sent, and is answered by the CORS layer (or 405 without one) with no data.
+        preflight = scope["method"] == "OPTIONS" and "origin" in headers and \
+            "access-control-request-method" in headers
+        if self.keys is not None and not preflight and path not in OPEN_PATHS and \
+                (path.startswith("/v1/") or path == "/metrics"):
             try:
                 self.keys.check(presented_key(headers))
             except ServiceError as exc:
@@ -100,8 +105,17 @@ class Guard:
         return wrapped
 
 
+def route_path(scope: dict[str, Any]) -> str:
+    """The request's path inside this app: mounted under a prefix (``parent.mount("/foveal", app)``), the scope's
+    ``path`` still starts with the prefix, which ``root_path`` holds."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
+
+
 def _too_large(limit: int) -> ServiceError:
-    return ServiceError(f"the request body is over this service's limit of {limit / 2**20:.1f} MiB; send a smaller "
+    return ServiceError(f"the request body is over this service's limit of {limit / 2**20:.3g} MiB; send a smaller "
                         "image", status=413, code="body_too_large")
 
 
