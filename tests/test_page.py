@@ -385,6 +385,30 @@ def test_html_answers_hold_hostile_names_as_text_and_refuse_script(driver, servi
         assert driver.find_elements("css selector", "table tr")[1].text.startswith(PAYLOADS[0])
 
 
+def test_a_right_to_left_override_in_a_name_reverses_only_that_name(page, tmp_path):
+    """U+202E in an element's name once reversed the share and score after it on the box ("45" read as "54"), and
+    in a file's name the status line after it."""
+    image = tmp_path / "ad\u202e.png"
+    image.write_bytes((EXAMPLES / "creative.png").read_bytes())
+    spec = json.loads((EXAMPLES / "creative.json").read_text())
+    spec["elements"][-1]["name"] = "cta\u202e"
+    (tmp_path / "elements.json").write_text(json.dumps(spec))
+    # Left edges of two characters of the page's own text after the name: in reading order unless reversed.
+    order = """const [selector, first, last] = arguments;
+        const node = document.querySelector(selector).lastChild;
+        const at = (i) => { const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+                            return r.getBoundingClientRect().left; };
+        return [node.data, at(node.data.indexOf(first)), at(node.data.indexOf(last))];"""
+    upload(page, image)
+    text, first, last = js(page, order, "#status", "attention", "ms")
+    assert "600×600, attention" in text and first < last, text
+    import_elements(page, tmp_path / "elements.json")
+    wait(page, served, what="the service's scores")
+    text, first, last = js(page, order, "#boxes .box[data-name='cta\u202e'] .box-label", " ", "%")
+    assert text.startswith(" ") and text.endswith("%") and first < last, text
+    shot(page, "10-rtl-override")
+
+
 def test_bad_files_show_readable_errors(page, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")

@@ -12,7 +12,7 @@ import { BoxEditor } from "./editor.js";
 import { ElementError, checkElements, elementFile, freshName, makeElement, parseElementFile } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
-import { h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
+import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
 const SERVER_DELAY_MS = 250;
@@ -44,8 +44,9 @@ const editor = new BoxEditor($("boxes"), {
 
 // ---------------------------------------------------------------------------------------------------- messages
 
-function showError(message) {
-  $("error").textContent = message;
+/** Text and nodes (a file's name in bdi()), shown as text. */
+function showError(...message) {
+  $("error").replaceChildren(...message);
   $("error-box").hidden = false;
 }
 
@@ -54,8 +55,8 @@ function clearError() {
   $("error").textContent = "";
 }
 
-function status(text) {
-  $("status").textContent = text;
+function status(...text) {
+  $("status").replaceChildren(...text);
 }
 
 function askKey(reason) {
@@ -90,12 +91,12 @@ function isImageFile(file) {
 async function loadCreative(which, file) {
   clearError();
   if (!isImageFile(file)) {
-    showError(`${file.name} is not a PNG, JPEG or WebP image; choose a creative in one of those formats.`);
+    showError(bdi(file.name), " is not a PNG, JPEG or WebP image; choose a creative in one of those formats.");
     return;
   }
   const started = performance.now();
   performance.mark("foveal:file");
-  status(`Predicting attention on ${file.name}…`);
+  status("Predicting attention on ", bdi(file.name), "…");
   // The upload starts at once; the browser decodes the image for display while the service predicts.
   const prediction = api.predictMap(file);
   prediction.catch(() => {}); // awaited below, unless the image cannot even be decoded here
@@ -103,7 +104,7 @@ async function loadCreative(which, file) {
   try {
     bitmap = await createImageBitmap(file);
   } catch {
-    showError(`${file.name} could not be read as an image (corrupt, or not really a PNG, JPEG or WebP).`);
+    showError(bdi(file.name), " could not be read as an image (corrupt, or not really a PNG, JPEG or WebP).");
     status("");
     return;
   }
@@ -135,7 +136,7 @@ async function loadCreative(which, file) {
       state.creatives[which] = previous;
       state.active = previous || which === "A" ? which : "A";
     }
-    showError(`${file.name}: ${err.message}`);
+    showError(bdi(file.name), `: ${err.message}`);
     status("");
     refresh();
     return;
@@ -145,7 +146,7 @@ async function loadCreative(which, file) {
   requestAnimationFrame(() => setTimeout(() => {
     performance.measure("foveal:drawn", "foveal:file");
     const ms = performance.now() - started;
-    status(`${file.name}: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
+    status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
     // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
     mapStatistics(creative.map);
     if (current() === creative) refreshScores();
@@ -256,7 +257,7 @@ async function importElements(file) {
     c.format = spec.format;
     state.selected = null;
     setElements(spec.elements);
-    status(`Imported ${spec.elements.length} element(s) from ${file.name}`);
+    status(`Imported ${spec.elements.length} element(s) from `, bdi(file.name));
   } catch (err) {
     if (!(err instanceof ElementError)) throw err;
     showError(err.message);
@@ -314,14 +315,14 @@ function refreshProposals(c) {
   $("proposals").hidden = !proposals.length;
   $("proposal-list").replaceChildren(...proposals.map((p, i) => h("li", { dataset: { kind: p.kind } },
     h("span", { class: "swatch" }),
-    h("span", { class: "what" }, `${p.kind} "${p.name}"`, p.text ? ` · ${JSON.stringify(p.text)}` : "",
+    h("span", { class: "what" }, `${p.kind} "`, bdi(p.name), '"', p.text ? ` · ${JSON.stringify(p.text)}` : "",
       p.confidence === null ? "" : ` · ${Math.round(100 * p.confidence)}%`),
     h("button", { type: "button", class: "small", onclick: () => acceptProposals([i]) }, "Accept"),
     h("button", { type: "button", class: "small", onclick: () => dismissProposals([i]) }, "Dismiss"))));
   const layer = $("proposal-boxes");
   layer.replaceChildren(...(state.whatif ? [] : proposals).map((p) => {
     const box = h("div", { class: "box proposal", dataset: { kind: p.kind } },
-      h("span", { class: "box-label" }, `${p.name}?`));
+      h("span", { class: "box-label" }, bdi(p.name), "?"));
     editor.place(box, p.box);
     return box;
   }));
@@ -477,9 +478,9 @@ function refresh() {
   refreshScores();
   refreshComparison();
   const list = edits();
-  $("edits").replaceChildren(...list.map((e) => h("li", {}, e.op === "move"
-    ? `move ${e.element} by (${e.dx >= 0 ? "+" : ""}${e.dx}, ${e.dy >= 0 ? "+" : ""}${e.dy}) px`
-    : `scale ${e.element} by ×${e.factor}`)));
+  $("edits").replaceChildren(...list.map((e) => h("li", {}, `${e.op} `, bdi(e.element), e.op === "move"
+    ? ` by (${e.dx >= 0 ? "+" : ""}${e.dx}, ${e.dy >= 0 ? "+" : ""}${e.dy}) px`
+    : ` by ×${e.factor}`)));
   $("whatif-run").disabled = !list.length || !c?.map;
   $("whatif-reset").disabled = !list.length;
   for (const button of document.querySelectorAll("[data-download]")) {
@@ -517,11 +518,11 @@ function refreshBoxes() {
   const items = c.elements.map((e) => {
     if (state.whatif) {
       const g = state.ghosts.get(e.name) ?? { dx: 0, dy: 0, factor: 1 };
-      return { ...e, box: ghostBox(e, g), dashed: true, label: `${e.name} (what-if)` };
+      return { ...e, box: ghostBox(e, g), dashed: true, label: " (what-if)" };
     }
     const s = byName.get(e.name);
     const score = served.get(e.name)?.score;
-    const label = s ? `${e.name} ${pct(s.share)}${score == null ? "" : ` · ${score}`}` : e.name;
+    const label = s ? ` ${pct(s.share)}${score == null ? "" : ` · ${score}`}` : "";
     return { ...e, label };
   });
   editor.render(items, state.selected);

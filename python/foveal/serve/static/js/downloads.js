@@ -66,7 +66,7 @@ export async function overlayPng(c, opacity, cmap) {
     ctx.strokeStyle = colour;
     ctx.lineWidth = line;
     ctx.strokeRect(x + line / 2, y + line / 2, w - line, hh - line);
-    const text = `${e.name} ${pct(e.share)}`;
+    const text = `\u2068${e.name}\u2069 ${pct(e.share)}`; // isolated: an override in the name keeps to it
     const tw = ctx.measureText(text).width + 6;
     const ty = y >= size + 4 ? y - size - 4 : y;
     ctx.fillStyle = colour;

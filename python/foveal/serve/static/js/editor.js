@@ -30,7 +30,7 @@ export class BoxEditor {
     this.height = height;
   }
 
-  /** items: [{name, kind, box, label, dashed}] drawn in order. */
+  /** items: [{name, kind, box, label, dashed}] drawn in order; a box shows its name, then its label. */
   render(items, selected) {
     this.items = items;
     this.selected = selected;
@@ -60,7 +60,11 @@ export class BoxEditor {
       el.classList.toggle("ghost", Boolean(item.dashed));
       el.setAttribute("role", "button");
       el.setAttribute("aria-label", `${item.kind} box ${item.name}: ${item.box.join(", ")}`);
-      el.querySelector(".box-label").textContent = item.label;
+      const label = el.querySelector(".box-label");
+      if (label.textContent !== item.name + item.label) {
+        // The name isolated: an override in it must not reverse the share and score after it.
+        label.replaceChildren(Object.assign(document.createElement("bdi"), { textContent: item.name }), item.label);
+      }
       this.place(el, item.box);
     }
     for (const el of keep.values()) el.remove();

@@ -18,6 +18,12 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+/**
+ * A name from the user or their files, bidi-isolated: a right-to-left override in it (U+202E) reverses only the
+ * name, never the page's own words and numbers after it ("45" read as "54").
+ */
+export const bdi = (text) => h("bdi", {}, text);
+
 export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(digits)}%`);
 export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -112,11 +118,12 @@ export function renderComparison(root, doc) {
   root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
     h("td", {}, e.name), h("td", { class: "num" }, pct(e.share_a)), h("td", { class: "num" }, pct(e.share_b)),
     h("td", { class: "num" }, pp(e.delta_share)), h("td", { class: e.effect }, e.effect))));
+  const names = (list) => list.flatMap((name, i) => [i ? ", " : "", bdi(name)]);
   const notes = [...(doc.notes ?? [])];
-  if (doc.only_in_a?.length) notes.push(`only in A: ${doc.only_in_a.join(", ")}`);
-  if (doc.only_in_b?.length) notes.push(`only in B: ${doc.only_in_b.join(", ")}`);
+  if (doc.only_in_a?.length) notes.push(["only in A: ", ...names(doc.only_in_a)]);
+  if (doc.only_in_b?.length) notes.push(["only in B: ", ...names(doc.only_in_b)]);
   if (doc.moved_mass !== undefined) notes.push(`${pct(doc.moved_mass)} of the attention moved`);
-  root.notes.textContent = notes.join(" · ");
+  root.notes.replaceChildren(...notes.flatMap((note, i) => [i ? " · " : "", note].flat()));
 }
 
 /** What-if: the statement, before/after shares, verdict. */
