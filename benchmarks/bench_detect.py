@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root, for benchmarks.creatives
 from benchmarks.creatives import DATA, fonts, make_creative, photos
 from foveal import Engine
 from foveal.detect import Detector
