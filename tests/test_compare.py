@@ -289,3 +289,25 @@ def test_compare_page_titles_use_file_names(tmp_path):
                  str(out)]) == 0
     title = re.search(r"<title>(.*?)</title>", (out / "compare.html").read_text()).group(1)
     assert title == f"foveal compare: {a.name} vs {b.name}"
+
+
+def test_compare_page_keeps_hostile_names_as_text_under_a_no_script_policy(tmp_path):
+    """Element names come from files agencies send: compare.html shows them as text, and its policy forbids any
+    script a missed escape would let in."""
+    from tests.html_audit import PAYLOADS, assert_only_text
+
+    (tmp_path / "given").mkdir()
+    (a, b), (ea, _) = _examples(tmp_path / "given")  # the repository's examples when present: only read here
+    spec = json.loads(ea.read_text())
+    spec["elements"][1]["name"] = PAYLOADS[0]
+    spec["elements"].append({"name": PAYLOADS[1], "kind": "logo", "box": [0, 0, 4, 4], "units": "px"})
+    elements = tmp_path / "hostile.json"
+    elements.write_text(json.dumps(spec))
+    hostile = tmp_path / "\u202eb.png"  # a right-to-left override in a file name
+    hostile.write_bytes(b.read_bytes())
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(a), str(hostile), "--elements", str(elements), "-o", str(out)]) == 0
+    page = (out / "compare.html").read_text()
+    assert_only_text(page, PAYLOADS[:2], images=1)
+    assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'' in page
+    assert f"<h1><bdi>{a.name}</bdi> vs <bdi>\u202eb.png</bdi></h1>" in page

@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..fileio import PNG_COMPRESS_LEVEL
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import draw_boxes, legend_strip, run_header
+from .report import DOCUMENT_CSP, draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
@@ -392,7 +392,8 @@ def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequenc
 
 
 _HTML = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>foveal compare: {title}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}"><title>foveal compare: {title}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, "DejaVu Sans", sans-serif; color: #1d232a; background: #f4f5f7; margin: 0; }}
 main {{ max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }}
@@ -406,7 +407,7 @@ th {{ background: #eceef2; }} td:nth-child(-n+2), th:nth-child(-n+2) {{ text-ali
 .helps {{ color: #0b7a3e; }} .hurts {{ color: #c0262d; }} .neutral {{ color: #8a939c; }}
 dt {{ font-weight: 600; margin-top: 6px; }} dd {{ margin: 0 0 0 16px; font-size: 13px; }}
 </style></head><body><main>
-<h1>{title}</h1><div class="meta">{meta}</div>
+<h1>{heading}</h1><div class="meta">{meta}</div>
 <div class="verdict"><b>{verdict}</b><br>{summary}</div>
 <figure><img alt="A and B attention and their difference" src="{figure}">
 <figcaption>Predicted attention on A and B with element shares, and B − A over B: red = B draws more attention
@@ -437,8 +438,11 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
                     + ([f"Only in B: {', '.join(doc['only_in_b'])}"] if doc["only_in_b"] else []) + doc["notes"])
     model = doc["model"]
     a, b = doc["input"]["a"], doc["input"]["b"]
+    names = Path(a["image"]).name, Path(b["image"]).name
     return _HTML.format(
-        title=html.escape(f'{Path(a["image"]).name} vs {Path(b["image"]).name}'),
+        csp=DOCUMENT_CSP, title=html.escape(f"{names[0]} vs {names[1]}"),
+        # <bdi>: a right-to-left override in one file name must not reverse the rest of the heading
+        heading=" vs ".join(f"<bdi>{html.escape(n)}</bdi>" for n in names),
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),
