@@ -3,6 +3,7 @@ a small working size, through the CLI; the refusals; the card's provenance; the 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -60,6 +61,9 @@ def test_cli_writes_a_model_folder(tuned):
     assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.json", "model.onnx",
                                                      "model.safetensors"]
     assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
+    # the difference and its interval to the same 4 decimals: at 3, a +0.0006 mean printed as "(+0.001 to +0.001)"
+    nss = next(line for line in proc.stdout.splitlines() if line.startswith("| NSS |"))
+    assert re.fullmatch(r"\| NSS \| \d\.\d{4} \| \d\.\d{4} \| [+-]\d\.\d{4} \([+-]\d\.\d{4} to [+-]\d\.\d{4}\) \|", nss), nss
     assert "finetune epoch 1" in proc.stderr and "base on val" in proc.stderr
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left behind
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     for m, v in evaluation["finetuned"].items():
         d = evaluation["finetuned_minus_base"][m]
         print(f"| {m}{' ↓' if m == 'KLD' else ''} | {v['mean']:.4f} | {evaluation['base'][m]['mean']:.4f} | "
-              f"{d['mean']:+.4f} ({d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f}) |")
+              f"{d['mean']:+.4f} ({d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f}) |")
     print(f"foveal: model written to {result.folder} (test split: {evaluation['images']} images); "
           f"use it with --model {result.folder}")
     return 0
