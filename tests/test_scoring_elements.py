@@ -6,7 +6,7 @@ import json
 import pytest
 
 from foveal.errors import ElementSpecError, InputError
-from foveal.scoring.elements import (MAX_ELEMENTS, Element, check_elements, find_element_file, format_of,
+from foveal.scoring.elements import (MAX_ELEMENTS, MAX_NAME_CHARS, Element, check_elements, find_element_file, format_of,
                                      load_elements, make_element, parse_elements, parse_elements_csv)
 
 HW = (200, 400)  # height, width
@@ -186,3 +186,10 @@ def test_image_size_is_checked(image_hw):
 def test_check_elements_wants_elements():
     with pytest.raises(InputError, match="expected Element objects"):
         check_elements([{"name": "a"}], HW)
+
+
+def test_element_name_length_is_bounded():
+    """A name is repeated in every table, chart and error line: 200 characters is plenty, 100,000 is a mistake."""
+    parse_elements([el("n" * MAX_NAME_CHARS)], HW)
+    with pytest.raises(ElementSpecError, match=r"'name' is 100,000 characters long \('nnn.*…\); use at most 200$"):
+        parse_elements([el("n" * 100_000)], HW)

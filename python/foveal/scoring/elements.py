@@ -131,6 +131,10 @@ def normalise_kind(kind: Any, where: str = "element") -> str:
                            f"{_short(kind)}{hint}")
 
 
+#: Longest element name, in characters.
+MAX_NAME_CHARS = 200
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
@@ -139,9 +143,12 @@ def _short(value: Any, limit: int = 60) -> str:
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ElementSpecError(f"{where}: field 'name' must be a non-empty string, got {_short(name)}")
+    if len(name) > MAX_NAME_CHARS:  # a name is a label: it is repeated in every table, chart and message
+        raise ElementSpecError(f"{where}: field 'name' is {len(name):,} characters long ({_short(name)}); use at most "
+                               f"{MAX_NAME_CHARS}")
     if not is_unicode(name):  # a lone surrogate (JSON's "\ud800") cannot be written back out as UTF-8
-        raise ElementSpecError(f"{where}: field 'name' holds a lone UTF-16 surrogate, got {name!r}; use a valid "
-                               "Unicode name")
+        raise ElementSpecError(f"{where}: field 'name' holds a lone UTF-16 surrogate, got {_short(name)}; use a "
+                               "valid Unicode name")
     return name
 
 
