@@ -176,7 +176,7 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
     assert main(["calibrate", "--db", store_url, "--by", "vertical", "--window", "4w", "--step", "28d",
                  "--bootstrap", "200", "--norms", str(tmp_path / "norms.json"), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "may be drifting on vertical=travel" in err and "vertical=retail" not in err
+    assert "may be drifting on \u2068vertical=travel\u2069:" in err and "vertical=retail" not in err
     doc = json.loads((out / "calibration.json").read_text())
     segs = {s["name"]: s for s in doc["segments"]}
     assert segs["vertical=travel"]["flagged"] and not segs["vertical=retail"]["flagged"]
