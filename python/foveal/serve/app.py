@@ -201,13 +201,6 @@ def _deadline(request: Request, state: _State) -> float:
     return time.monotonic() + ms / 1000.0
 
 
-def _check_deadline(deadline: float) -> None:
-    from .batcher import deadline_exceeded
-
-    if time.monotonic() >= deadline:
-        raise deadline_exceeded()
-
-
 async def _decode(state: _State, data: bytes) -> DecodedImage:
     return await run_in_threadpool(decode, data, state.config.max_pixels)
 
