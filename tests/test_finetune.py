@@ -63,7 +63,8 @@ def test_cli_writes_a_model_folder(tuned):
     assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
     # the difference and its interval to the same 4 decimals: at 3, a +0.0006 mean printed as "(+0.001 to +0.001)"
     nss = next(line for line in proc.stdout.splitlines() if line.startswith("| NSS |"))
-    assert re.fullmatch(r"\| NSS \| \d\.\d{4} \| \d\.\d{4} \| [+-]\d\.\d{4} \([+-]\d\.\d{4} to [+-]\d\.\d{4}\) \|", nss), nss
+    number = r"[+-]\d\.\d{4}"
+    assert re.fullmatch(rf"\| NSS \| \d\.\d{{4}} \| \d\.\d{{4}} \| {number} \({number} to {number}\) \|", nss), nss
     assert "finetune epoch 1" in proc.stderr and "base on val" in proc.stderr
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left behind
 
