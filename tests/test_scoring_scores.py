@@ -167,6 +167,8 @@ def test_to_dict_carries_definitions_and_is_json_ready():
     d = score_creative(two_blobs(), [E("cta", "cta", (0, 0, 10, 10))]).to_dict()
     assert d["definitions"] == DEFINITIONS
     assert set(d["creative"]) <= set(DEFINITIONS)
+    # every number an element carries is defined (docs/SCORING.md: "Every number foveal score writes is defined")
+    assert set(d["elements"][0]) - {"name", "kind"} <= set(DEFINITIONS)
     assert set(DEFINITIONS) >= {"share", "lift", "percentile", "score", "passed"}
     json.dumps(d, allow_nan=False)
 

@@ -45,6 +45,9 @@ DEFAULT_PASS_PERCENTILE = 70.0
 TOP_FRACTION = 0.10
 
 DEFINITIONS: dict[str, str] = {
+    "box": "[x, y, w, h] in whole pixels from the top-left corner: the element's box after rounding, as scored",
+    "area": "box area in pixels (w * h)",
+    "area_fraction": "box area / image area (N pixels)",
     "share": "attention inside the box / attention on the whole image",
     "density": "attention inside the box / box area in pixels",
     "lift": "share / (box area / image area); 1.0 = what a uniform map gives",
@@ -54,6 +57,8 @@ DEFINITIONS: dict[str, str] = {
     "score": "floor(percentile + 0.5): the percentile as a whole number 0..100; null without norms",
     "passed": "percentile >= pass_percentile (default 70), i.e. share >= threshold_share; null without norms",
     "threshold_share": "smallest reference share t with (# reference shares <= t) >= pass_percentile% of them",
+    "norm_n": "how many reference shares (same kind and format) the element was compared with; null without them",
+    "norm_note": "why no reference shares were compared with (no norms, no such format or kind); null when they were",
     "conversion_share": "attention inside the union of cta, headline and product boxes (pixel mask, no double "
                         "counting)",
     "other_elements_share": "attention inside the union of the other boxes, outside the conversion boxes",
