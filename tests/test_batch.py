@@ -120,6 +120,17 @@ def test_bad_tables_refused(tmp_path, text, message):
         read_inputs(tmp_path / "t.csv")
 
 
+def test_table_units_cell_left_empty_means_pixels(tmp_path):
+    """A long table mixing pixel and relative creatives leaves ``units`` empty on pixel rows (a CSV has no null),
+    as an element CSV may: the empty cell is the default, pixels."""
+    (tmp_path / "t.csv").write_text("creative_id,image,name,kind,x,y,w,h,units\n"
+                                    "p,a.png,cta,cta,400,520,150,44,\n"
+                                    "r,b.png,cta,cta,0.1,0.1,0.2,0.1, relative\n")
+    items = {item.creative_id: json.loads(item.elements) for item in read_inputs(tmp_path / "t.csv")}
+    assert items["p"] == [{"name": "cta", "kind": "cta", "box": [400, 520, 150, 44]}]
+    assert items["r"][0]["units"] == "relative"
+
+
 def test_table_ids_are_kept_as_written(tmp_path):
     """No type guessing on ids: outcomes keyed by 00123 must find the creative 00123."""
     (tmp_path / "t.csv").write_text("image,creative_id\na.png,00123\nb.png,1e3\nc.png,true\n")

@@ -149,8 +149,9 @@ def _long_table(path: Path, columns: dict[str, list[Any]], images: list[str], id
             raise InputError(f"{path}: row {i + 1}: creative {cid!r} has two images ({image}, {images[i]})")
         element = {"name": columns["name"][i], "kind": columns["kind"][i],
                    "box": [_box_cell(columns[c][i], path, c, i) for c in "xywh"]}
-        if columns.get("units") and columns["units"][i] is not None:
-            element["units"] = columns["units"][i]
+        units = columns["units"][i] if "units" in columns else None
+        if units is not None and str(units).strip():  # an empty cell is the default (pixels), as in element CSVs
+            element["units"] = str(units).strip()
         elements.append(element)
     return [BatchItem(cid, str(_resolve(image, path.parent)), json.dumps(elements, allow_nan=False))
             for cid, (image, elements) in groups.items()]
