@@ -522,9 +522,11 @@ def test_cors_preflight_needs_no_key(engine, keyfile):
         assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
         assert error_of(httpx.options(f"{base}/v1/predict", headers={"Origin": "https://ok.example"})) == \
             (401, "unauthorized")
-        assert error_of(httpx.post(f"{base}/v1/predict", content=EXAMPLE.read_bytes(),
-                                   headers={"Content-Type": "image/png", "Origin": "https://ok.example"})) == \
-            (401, "unauthorized")
+        refused = httpx.post(f"{base}/v1/predict", content=EXAMPLE.read_bytes(),
+                             headers={"Content-Type": "image/png", "Origin": "https://ok.example"})
+        # the refusal carries the CORS headers, so the page that sent it can read why (not a bare CORS failure)
+        assert error_of(refused) == (401, "unauthorized")
+        assert refused.headers["access-control-allow-origin"] == "https://ok.example"
 
 
 def test_mounted_under_a_prefix_keeps_keys_limits_and_route_labels(engine, keyfile):
@@ -696,3 +698,28 @@ def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_pa
     text = exchange.render()
     assert metric(text, 'foveal_requests_total{route="/v1/predict",status="200"}') == 8
     assert metric(text, "foveal_requests_in_flight") == 3
+
+
+def test_warm_up_keeps_to_a_small_pixel_limit(engine):
+    """The warm-up image is sized within the service's own max_pixels (it used to be 640x480 always, and any limit
+    under 307,200 pixels failed startup)."""
+    app = create_app(ServeConfig(max_pixels=200_000), engine=engine)
+    with running(app) as base:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+
+
+def test_norms_of_another_graph_are_refused_with_the_services_remedy(tmp_path, capsys):
+    """`foveal serve` has no way to accept a mismatch, so its refusal names only the remedy it has."""
+    from foveal.cli import main
+
+    old = tmp_path / "old.json"  # a version 1 norms file: it records no graph, so it matches none
+    old.write_text(json.dumps({"foveal_norms": 1, "quantity": "share", "model": {"name": "foveal-lite0", "sha256": "ab" * 32},
+                               "formats": {"feed": {"creatives": 2, "kinds": {"cta": [0.3, 0.1]}}}}))
+    assert main(["serve", "--norms", f"old={old}", "--port", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("foveal: error: norms 'old': ") and "\n" not in err
+    assert err.endswith("rebuild them with the model and precision this service runs")
+    assert "allow_model_mismatch" not in err

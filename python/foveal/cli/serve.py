@@ -66,11 +66,10 @@ def run(args: argparse.Namespace) -> int:
                          cors_origins=tuple(args.cors_origin), norms=norms)
     # Load the model and norms here so a bad --model or --norms is a one-line error before the server starts.
     from ..engine import Engine
-    from ..scoring.norms import engine_identity, load_norms
+    from ..serve.app import service_norms
 
     engine = Engine(config.model, device=config.device, precision=config.precision, max_pixels=config.max_pixels)
-    for path in norms.values():
-        load_norms(path).check_graph(engine_identity(engine))
+    service_norms(engine, norms)
     serve(config, engine=engine if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
           log_level="info" if args.verbose else "warning")
     return 0

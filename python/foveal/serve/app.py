@@ -18,12 +18,13 @@ import contextlib
 import importlib.util
 import json
 import logging
+import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Literal, Mapping
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -149,12 +150,26 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
 
         app.mount("/", PageFiles(directory=config.static_dir, html=True, api_routes=app.router.routes),
                   name="static")
-    if config.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys,
                        body_timeout_s=config.request_timeout_s)
+    if config.cors_origins:  # added last, so outermost: the guard's own refusals (401, 413...) carry its headers too
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
     return app
+
+
+def service_norms(engine: Any, paths: Mapping[str, str]) -> dict[str, Norms]:
+    """The named norms files, each checked against ``engine``'s graph: a service has no way to accept norms of
+    another graph, so a mismatch is refused with the one remedy it has."""
+    loaded = {}
+    for name, path in paths.items():
+        norms = load_norms(path)
+        mismatch = norms.check_graph(engine_identity(engine), allow_mismatch=True)
+        if mismatch:
+            raise InputError(f"norms {name!r}: {mismatch}; rebuild them with the model and precision this service "
+                             "runs")
+        loaded[name] = norms
+    return loaded
 
 
 async def _start(state: _State) -> None:
@@ -164,15 +179,13 @@ async def _start(state: _State) -> None:
 
         state.engine = await asyncio.to_thread(Engine, config.model, device=config.device,
                                                precision=config.precision, max_pixels=config.max_pixels)
-    for name, path in config.norms.items():
-        norms = load_norms(path)
-        norms.check_graph(engine_identity(state.engine))
-        state.norms[name] = norms
+    state.norms.update(service_norms(state.engine, config.norms))
     state.batcher = Batcher(state.engine, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
                             max_queue=config.max_queue, metrics=state.metrics)
     state.batcher.start()
     if config.warmup:  # first runs allocate and tune; a ready service answers at full speed
-        blank = np.full((480, 640, 3), 128, np.uint8)
+        side = min(1.0, math.sqrt(config.max_pixels / (480 * 640)))  # within the service's own pixel limit
+        blank = np.full((max(1, int(480 * side)), max(1, int(640 * side)), 3), 128, np.uint8)
         await state.batcher.run_sync(lambda: state.engine.predict_batch([blank, blank], batch_size=2))
     state.ready = True
     state.metrics.ready.set(1)

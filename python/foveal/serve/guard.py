@@ -60,11 +60,8 @@ class Guard:
 
     def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        # A browser's CORS preflight never carries credentials: it asks whether the real request (with its key) may
-        # be sent, and is answered by the CORS layer (or 405 without one) with no data.
-        preflight = scope["method"] == "OPTIONS" and "origin" in headers and \
-            "access-control-request-method" in headers
-        if self.keys is not None and not preflight and path not in OPEN_PATHS and \
+        # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
+        if self.keys is not None and path not in OPEN_PATHS and \
                 (path.startswith("/v1/") or path == "/metrics"):
             try:
                 self.keys.check(presented_key(headers))
