@@ -68,6 +68,7 @@ def test_wrong_dtype_raises_type_error(call, match):
         (lambda: post(valid_hw=(0.0, 4.0)), "valid_hw must be positive"),
         (lambda: post(out_hw=(10**10, 10**10)), "cannot allocate"),
         (lambda: post(out_hw=(10**6, 10**6)), "cannot allocate"),
+        (lambda: post(out_hw=(2**25, 2)), "out_hw sides must be at most 16777216 pixels"),  # 700 MB of row tables
         (lambda: cpu.summed_area_table(np.zeros((0, 3), np.float32)), "prob must not be empty"),
         # bad values
         (lambda: pre(std=(1, 0, 1)), r"std must be finite and non-zero, got std\[1\]"),
@@ -296,3 +297,22 @@ def test_unsigned_boxes_beyond_int64_are_refused():
     sat = cpu.summed_area_table(np.ones((8, 8), np.float32))
     with pytest.raises(InputError, match="outside any image"):
         cpu.box_sums(sat, np.array([[2**64 - 5, 0, 5, 5]], np.uint64))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="reads MemAvailable from Linux's /proc/meminfo")
+def test_an_output_beyond_available_memory_is_refused_not_killed():
+    """Linux overcommits: an output larger than the memory there is used to be handed out, and the process was killed
+    when it was written. In a child process, so a regression kills the child, not the test run."""
+    script = """
+import numpy as np
+from foveal import cpu
+from foveal.errors import InputError
+kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+side = int((1.2 * kib * 1024 / 4) ** 0.5)  # a float32 map 1.2x the memory available
+try:
+    cpu.postprocess(np.zeros((4, 4), np.float32), (side, side), (4.0, 4.0))
+except InputError as e:
+    print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "cannot allocate an output of shape" in out.stdout, (out.returncode, out.stderr)

@@ -1,7 +1,10 @@
 #include "buffer_pool.hpp"
 
 #include <cstdlib>
+#include <fstream>
+#include <limits>
 #include <mutex>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -27,6 +30,33 @@ Pool &pool() {
     return *p;
 }
 
+// Below this, a request is served without looking at the machine's memory.
+constexpr std::size_t kCheckBytes = std::size_t{1} << 30;
+
+// Bytes this process may still get without the kernel's OOM killer stepping in: MemAvailable, capped by the
+// room left under a cgroup v2 memory limit (a container's). SIZE_MAX when neither is known.
+std::size_t available_bytes() {
+    std::size_t available = std::numeric_limits<std::size_t>::max();
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key, unit;
+    std::size_t kib = 0;
+    while (meminfo >> key >> kib >> unit)
+        if (key == "MemAvailable:") {
+            available = kib * 1024;
+            break;
+        }
+    std::ifstream self("/proc/self/cgroup");
+    for (std::string line; std::getline(self, line);)
+        if (line.rfind("0::", 0) == 0) {
+            const std::string dir = "/sys/fs/cgroup" + line.substr(3);
+            std::ifstream max_file(dir + "/memory.max"), current_file(dir + "/memory.current");
+            std::size_t limit = 0, used = 0;
+            if (max_file >> limit && current_file >> used)  // "max" (no limit) fails to parse: no cap
+                available = std::min(available, limit > used ? limit - used : 0);
+        }
+    return available;
+}
+
 }  // namespace
 
 void *pool_take(std::size_t bytes, std::size_t *capacity) {
@@ -50,6 +80,9 @@ void *pool_take(std::size_t bytes, std::size_t *capacity) {
         *capacity = rounded;
         return std::aligned_alloc(64, rounded);
     }
+    // Linux overcommits: an allocation beyond the memory there is succeeds, and the process is killed later, when
+    // its pages are first written. Refused here instead, as an error the caller can act on.
+    if (bytes >= kCheckBytes && bytes > available_bytes()) return nullptr;
     // A fresh large buffer costs a page fault per page on first touch: 2 MiB pages take 512x fewer (NumPy asks
     // for them too). The kernel may still refuse; the advice is only that.
     const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;

@@ -14,7 +14,8 @@ namespace foveal {
 constexpr std::size_t kPoolMinBytes = std::size_t{64} << 10;
 
 // At least `bytes` bytes, 64-byte aligned, from the pool when a kept buffer fits (no more than twice the
-// size), else newly allocated; nullptr when out of memory.
+// size), else newly allocated; nullptr when out of memory, or when a request of 1 GiB or more is larger than
+// the memory the machine (or its cgroup) has available.
 void *pool_take(std::size_t bytes, std::size_t *capacity);
 
 // Keeps a large buffer for reuse (at most eight buffers, 512 MiB in all; the oldest kept ones are freed to make

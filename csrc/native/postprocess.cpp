@@ -244,11 +244,16 @@ struct Upsample {
     void row(index_t y, float *dst) const { lerp_rows(dst, row0(y), row1(y), ty.frac[y], w); }
 };
 
+constexpr index_t kMaxSide = index_t{1} << 24;
+
 Upsample upsample(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window) {
     require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
                                     std::to_string(gw));
     require(h >= 1 && w >= 1, "out_hw must be at least (1, 1), got (" + std::to_string(h) + ", " +
                                   std::to_string(w) + ")");
+    // Per-row and per-column interpolation tables take ~21 bytes an entry: a side of 2^31 would ask for 45 GB.
+    require(h <= kMaxSide && w <= kMaxSide, "out_hw sides must be at most " + std::to_string(kMaxSide) +
+                                                " pixels, got (" + std::to_string(h) + ", " + std::to_string(w) + ")");
     require(std::isfinite(window.height) && std::isfinite(window.width) && window.height > 0.0 && window.width > 0.0,
             "valid_hw must be positive and finite, got (" + std::to_string(window.height) + ", " +
                 std::to_string(window.width) + ")");
