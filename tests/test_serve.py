@@ -723,3 +723,44 @@ def test_norms_of_another_graph_are_refused_with_the_services_remedy(tmp_path, c
     assert err.startswith("foveal: error: norms 'old': ") and "\n" not in err
     assert err.endswith("rebuild them with the model and precision this service runs")
     assert "allow_model_mismatch" not in err
+
+
+def test_client_pointed_at_another_server_says_so():
+    """A Client at the wrong port (another app answering 200 with its own page) raises a ServiceError saying the
+    answer is no foveal answer, not a NumPy or JSON decoding error."""
+    import http.server
+
+    class NotFoveal(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self._answer()
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self._answer()
+
+        def _answer(self):
+            body = b"<html>some other app</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFoveal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with Client(f"http://127.0.0.1:{server.server_address[1]}") as client:
+            for call in (lambda: client.predict(EXAMPLE), lambda: client.score(EXAMPLE, ELEMENTS), client.models,
+                         client.norms):
+                with pytest.raises(ServiceError, match="is no foveal .*; is http://127.0.0.1:.* a foveal service") \
+                        as info:
+                    call()
+                assert info.value.code == "bad_answer"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

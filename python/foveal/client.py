@@ -10,12 +10,13 @@ Errors come back as the :class:`FovealError` subclass the service raised (``Imag
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -79,8 +80,10 @@ class Client:
         """Saliency map of one image (path, bytes, PIL image or uint8 array): the service's exact float32 map."""
         response = self._post("/v1/predict", params={"format": "npy"}, content=_encode(image),
                               headers={"Content-Type": "application/octet-stream"})
-        prob = np.load(io.BytesIO(response.content), allow_pickle=False)
-        return SaliencyMap(prob, json.loads(response.headers.get("x-foveal-provenance", "{}")))
+        with self._answer(response, "map"):
+            prob = np.load(io.BytesIO(response.content), allow_pickle=False)
+            provenance = json.loads(response.headers.get("x-foveal-provenance", "{}"))
+            return SaliencyMap(prob, provenance)
 
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
         """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them).
@@ -104,15 +107,15 @@ class Client:
             fields["format"] = format
         if pass_percentile is not None:
             fields["pass_percentile"] = repr(float(pass_percentile))
-        return self._post("/v1/score", files={"image": _file(image)}, data=fields).json()
+        return self._document(self._post("/v1/score", files={"image": _file(image)}, data=fields))
 
     def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any,
                 elements_b: Any | None = None) -> dict[str, Any]:
         """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both)."""
         data = {"elements_a": _elements_text(elements_a),
                 "elements_b": _elements_text(elements_a if elements_b is None else elements_b)}
-        return self._post("/v1/compare", files={"image_a": _file(image_a), "image_b": _file(image_b)},
-                          data=data).json()
+        return self._document(self._post("/v1/compare", files={"image_a": _file(image_a),
+                                                               "image_b": _file(image_b)}, data=data))
 
     def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
                search: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -123,15 +126,16 @@ class Client:
             data["edits"] = json.dumps(list(edits))
         if search is not None:
             data["search"] = json.dumps(search)
-        return self._post("/v1/whatif", files={"image": _file(image)}, data=data).json()
+        return self._document(self._post("/v1/whatif", files={"image": _file(image)}, data=data))
 
     def models(self) -> dict[str, Any]:
         """The model the service runs and the shipped models' cards."""
-        return self._get("/v1/models").json()
+        return self._document(self._get("/v1/models"))
 
     def norms(self) -> dict[str, Any]:
         """Norms the service has, by name."""
-        return self._get("/v1/norms").json()["norms"]
+        with self._answer(self._get("/v1/norms"), "norms list") as response:
+            return dict(response.json()["norms"])
 
     def ready(self) -> bool:
         """True when the service has its model loaded and warmed and is not shutting down."""
@@ -141,6 +145,25 @@ class Client:
             return False
 
     # -- transport ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _answer(self, response: Any, what: str) -> Iterator[Any]:
+        """Decoding a 200 answer: one that is no foveal answer (another server on that port, a proxy's page) is a
+        ServiceError saying so, not whatever the decoder raised."""
+        try:
+            yield response
+        except Exception as exc:  # noqa: BLE001 - np.load, json and SaliencyMap each raise their own kinds
+            path = response.request.url.path
+            raise ServiceError(f"{self._shown}{path}: the answer is no foveal {what} ({type(exc).__name__}); is "
+                               f"{self._shown} a foveal service?", status=response.status_code,
+                               code="bad_answer") from None
+
+    def _document(self, response: Any) -> dict[str, Any]:
+        with self._answer(response, "document"):
+            doc = response.json()
+            if not isinstance(doc, dict):
+                raise TypeError("not a JSON object")
+            return doc
+
     def _get(self, path: str):
         return self._send("GET", path)
 
