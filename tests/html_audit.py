@@ -2,8 +2,10 @@
 ``html.parser``, and the page itself in headless Chromium (tests/page_harness.py)."""
 from __future__ import annotations
 
+import contextlib
 from html.parser import HTMLParser
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 #: Each sets ``window.__pwned`` if it ever runs; each is a valid element name, segment name or creative id.
 PAYLOADS: tuple[str, ...] = (
@@ -65,3 +67,23 @@ def assert_inert_in_browser(driver: Any, payloads: Sequence[str], images: int) -
     assert driver.execute_script("return [...document.images].filter((i) => i.complete && i.naturalWidth > 0)"
                                  ".length") == images
     assert driver.execute_script(PROBE) is None, "the page's Content-Security-Policy lets inline script run"
+
+
+@contextlib.contextmanager
+def written_page_checked(path: Path, payloads: Sequence[str], images: int) -> Iterator[Any]:
+    """Both checks on a page foveal wrote to ``path``: its markup, then the page in Chromium (the test skips there
+    when no browser is installed); yields the driver for the caller's own checks on the page."""
+    import pytest
+
+    from tests.page_harness import browser_missing, chromium
+
+    assert_only_text(path.read_text(encoding="utf-8"), payloads, images)
+    if (missing := browser_missing()) is not None:
+        pytest.skip(f"the browser half needs a browser: {missing}")
+    driver = chromium()
+    try:
+        driver.get(path.as_uri())
+        assert_inert_in_browser(driver, payloads, images)
+        yield driver
+    finally:
+        driver.quit()

@@ -142,14 +142,13 @@ def test_html_names_the_graph_that_ran_not_only_the_model():
 
 def test_report_of_hostile_names_holds_them_as_text_and_runs_no_script(tmp_path):
     """``foveal score`` for real with hostile names everywhere the report shows one: the image's and the norms'
-    file names, every element name (one 100,000 characters long), the format and the norms' model name.  The page
+    file names, every element name (one as long as allowed), the format and the norms' model name.  The page
     holds each as text (html.parser), and in Chromium runs none of them, shows them, loads its images and refuses
     inline script by its own policy, opened from disk as a mailed report would be."""
     from foveal.cli import main
-    from tests.html_audit import FILE_NAME, PAYLOADS, assert_inert_in_browser, assert_only_text
-    from tests.page_harness import browser_missing, chromium
+    from tests.html_audit import FILE_NAME, PAYLOADS, written_page_checked
 
-    names = [*PAYLOADS, "x" * 100_000]
+    names = [*PAYLOADS, "x" * 200]  # the longest name allowed
     fmt = PAYLOADS[1]
     image = tmp_path / FILE_NAME
     image.write_bytes((EXAMPLES / "creative.png").read_bytes())
@@ -165,18 +164,8 @@ def test_report_of_hostile_names_holds_them_as_text_and_runs_no_script(tmp_path)
     out = tmp_path / "out"
     assert main(["-q", "score", str(image), "--elements", str(spec), "--norms", str(norms),
                  "--allow-model-mismatch", "-o", str(out), "--model", "itti-koch"]) == 0
-    page = (out / "report.html").read_text(encoding="utf-8")
-    shown = [*names, FILE_NAME, norms.name]
-    assert_only_text(page, shown, images=3)
-    if (missing := browser_missing()) is not None:
-        pytest.skip(f"the browser half needs a browser: {missing}")
-    driver = chromium()
-    try:
-        driver.get((out / "report.html").as_uri())
-        assert_inert_in_browser(driver, shown, images=3)
+    with written_page_checked(out / "report.html", [*names, FILE_NAME, norms.name], images=3) as driver:
         assert driver.title == f"foveal report: {FILE_NAME}"
-    finally:
-        driver.quit()
 
 
 def test_a_right_to_left_override_in_a_name_reverses_only_that_name(tmp_path):
