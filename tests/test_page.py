@@ -544,3 +544,59 @@ def test_narrow_window_and_keyboard_reachable_upload(page):
     assert js(page, "return document.activeElement.id") == "file-a", "Tab reaches the file picker"
     upload(page, EXAMPLES / "creative.png")
     shot(page, "8-narrow")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What users do wrong and what networks do: each of these once left the page wrong, stuck or silently lossy.
+
+
+def test_element_files_are_read_as_foveal_score_reads_them(page, tmp_path):
+    """The page once refused kinds in other cases ("CTA"), read corner boxes ("box_format": "xyxy") as [x, y, w, h]
+    (a wrong box, silently, when it fitted), and took files the service then refused (a 201-character name,
+    fractions given as pixels); an empty element list replaced the user's boxes with none."""
+    from foveal.errors import ElementSpecError
+    from foveal.scoring import parse_elements
+
+    width, height = 200, 100
+    cases = [
+        [{"name": "a", "kind": "CTA", "box": [10, 20, 100, 50]},
+         {"name": "b", "kind": "Body text", "box": [0, 0, 5, 5]},
+         {"name": "c", "kind": "body-text", "box": [1, 1, 5, 5]}],
+        {"box_format": "xyxy", "elements": [{"name": "cta", "kind": "cta", "box": [10, 20, 110, 70]}]},
+        {"units": "relative", "elements": [
+            {"name": "a", "kind": "logo", "box": [0.1, 0.1, 0.5, 0.55], "box_format": "xyxy"},
+            {"name": "b", "kind": "cta", "box": [10, 10, 20, 20], "units": "px"}]},
+        {"box_format": "xyxy", "elements": [{"name": "a", "kind": "cta", "box": [50, 50, 40, 60]}]},
+        {"box_format": "corners", "elements": [{"name": "a", "kind": "cta", "box": [5, 5, 40, 60]}]},
+        [{"name": "a", "kind": "cta", "box": [0.05, 0.05, 0.9, 0.9]}],
+        [{"name": "a", "kind": "cta", "box": [0, 0, 1, 1]}],
+        [{"name": "x" * 200, "kind": "cta", "box": [0, 0, 10, 10]}],
+        [{"name": "\U0001F6D2" * 200, "kind": "cta", "box": [0, 0, 10, 10]}],
+        [{"name": "x" * 201, "kind": "cta", "box": [0, 0, 10, 10]}],
+        [{"name": "a\ud800", "kind": "cta", "box": [0, 0, 10, 10]}],
+        [{"name": "a", "kind": "button", "box": [0, 0, 10, 10]}],
+        [],
+        {"elements": []},
+    ]
+    texts = [json.dumps(case) for case in cases]
+    got = page.execute_async_script("""
+        const [texts, w, h, done] = arguments;
+        import('/js/elements.js').then((el) => done(texts.map((text) => {
+          try { return el.parseElementFile(text, w, h).elements.map((e) => [e.name.length, e.kind, e.box]); }
+          catch (err) { return String(err.message); }
+        })));""", texts, width, height)
+    for case, text, result in zip(cases, texts, got):
+        try:
+            spec = parse_elements(json.loads(text), (height, width))
+        except ElementSpecError:
+            assert isinstance(result, str), (case, result)  # refused by both
+        else:
+            assert result == [[len(e.name.encode("utf-16-le")) // 2, e.kind, list(e.box)] for e in spec.elements], case
+    # An element file the page refuses leaves the boxes as they were, and says why.
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    page.find_element("id", "import-elements").send_keys(str(empty))
+    wait(page, lambda d: "no elements" in d.find_element("id", "error").text, what="the refusal of empty.json")
+    assert len(element_rows(page)) == 6

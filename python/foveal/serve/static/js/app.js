@@ -9,7 +9,9 @@ import { Api } from "./api.js";
 import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor } from "./editor.js";
-import { ElementError, checkElements, elementFile, freshName, makeElement, parseElementFile } from "./elements.js";
+import {
+  ElementError, checkElements, checkName, elementFile, freshName, makeElement, parseElementFile,
+} from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
 import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
@@ -230,6 +232,13 @@ function renameElement(old, name) {
     refresh();
     return;
   }
+  try {
+    checkName(name, "the new name");
+  } catch (err) {
+    showError(err.message, "; the old name was kept.");
+    refresh();
+    return;
+  }
   if (name !== old && current().elements.some((e) => e.name === name)) {
     showError(`Another element is already called ${JSON.stringify(name)}; names must be unique.`);
     refresh();
@@ -275,7 +284,8 @@ async function proposeElements() {
   $("detect").disabled = true;
   try {
     const doc = await api.detect(c.file);
-    const spec = parseElementFile(JSON.stringify(doc), c.width, c.height, "proposed elements");
+    const spec = doc.elements?.length ? parseElementFile(JSON.stringify(doc), c.width, c.height, "proposed elements")
+      : { elements: [] };
     c.proposals = spec.elements.map((e, i) => ({ ...e, confidence: doc.elements[i].confidence ?? null,
       text: doc.elements[i].text ?? null }));
     status(c.proposals.length ? `${c.proposals.length} element(s) proposed: accept or dismiss each`

@@ -1,35 +1,80 @@
 // Element files in the page: the JSON schema of the CLI (python/foveal/scoring/elements.py, docs/SCORING.md),
-// read with the same rules (units declared, never guessed; edges rounded to the nearest pixel; boxes inside the
-// image; unique names; no two names on one box) so a file the page accepts is one `foveal score` accepts.
+// read with the same rules (kinds in any case; units and box order declared, never guessed; edges rounded to the
+// nearest pixel; boxes inside the image; names unique, at most 200 characters; no two names on one box; at least
+// one element) so a file the page accepts is one `foveal score` accepts, with the same boxes.
 
 export const ELEMENT_KINDS = ["cta", "headline", "body_text", "product", "logo", "face", "other"];
+export const MAX_NAME_CHARS = 200;
+const MAX_ELEMENTS = 10_000;
 
 export class ElementError extends Error {}
 
-/** Resolve one element to an integer pixel box; throws ElementError naming the element and field. */
-export function makeElement(name, kind, box, width, height, units = "px", where = "element") {
+/** A name `foveal score` accepts (non-empty, at most 200 characters, valid Unicode), or ElementError. */
+export function checkName(name, where = "element") {
   if (typeof name !== "string" || !name.trim()) {
     throw new ElementError(`${where}: field 'name' must be a non-empty string`);
   }
+  const chars = [...name].length; // code points, as Python counts them
+  if (chars > MAX_NAME_CHARS) {
+    throw new ElementError(`${where}: field 'name' is ${chars} characters long; use at most ${MAX_NAME_CHARS}`);
+  }
+  if (!name.isWellFormed()) {
+    throw new ElementError(`${where}: field 'name' holds a lone UTF-16 surrogate; use a valid Unicode name`);
+  }
+  return name;
+}
+
+/** The kind a file means: case, spaces and hyphens forgiven ("Body text" → body_text), as the CLI reads it. */
+function normaliseKind(kind, where) {
+  const key = typeof kind === "string" ? kind.trim().toLowerCase().replace(/-/g, " ").split(/\s+/).join("_") : null;
+  if (!ELEMENT_KINDS.includes(key)) {
+    throw new ElementError(`${where}: field 'kind' must be one of ${ELEMENT_KINDS.join(", ")} (any case); `
+      + `got ${JSON.stringify(kind)}`);
+  }
+  return key;
+}
+
+function checkChoice(value, choices, field, where) {
+  if (!choices.includes(value)) {
+    const allowed = choices.map((c) => `'${c}'`).join(" or ");
+    throw new ElementError(`${where}: field '${field}' must be ${allowed}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Resolve one element to an integer pixel box; throws ElementError naming the element and field.
+ * boxFormat "xywh": [x, y, w, h]; "xyxy": corners [x0, y0, x1, y1].
+ */
+export function makeElement(name, kind, box, width, height, units = "px", where = "element", boxFormat = "xywh") {
+  checkName(name, where);
   where = `${where} (${JSON.stringify(name)})`;
-  if (!ELEMENT_KINDS.includes(kind)) {
-    throw new ElementError(`${where}: field 'kind' must be one of ${ELEMENT_KINDS.join(", ")}; got ${JSON.stringify(kind)}`);
-  }
-  if (units !== "px" && units !== "relative") {
-    throw new ElementError(`${where}: field 'units' must be 'px' or 'relative', got ${JSON.stringify(units)}`);
-  }
+  kind = normaliseKind(kind, where);
+  checkChoice(units, ["px", "relative"], "units", where);
+  checkChoice(boxFormat, ["xywh", "xyxy"], "box_format", where);
   if (!Array.isArray(box) || box.length !== 4 || !box.every((v) => typeof v === "number" && Number.isFinite(v))) {
     throw new ElementError(`${where}: field 'box' must be a list of 4 finite numbers [x, y, w, h]`);
   }
-  const [x, y, w, h] = box;
-  if (w <= 0 || h <= 0) throw new ElementError(`${where}: field 'box' has zero or negative width or height`);
+  const shown = `box [${box.join(", ")}] ([${boxFormat === "xywh" ? "x, y, w, h" : "x0, y0, x1, y1"}], ${units})`;
+  const [a, b, c, d] = box;
+  if (boxFormat === "xywh" && (c <= 0 || d <= 0)) {
+    throw new ElementError(`${where}: field 'box' has zero or negative width or height`);
+  }
+  if (boxFormat === "xyxy" && (c <= a || d <= b)) {
+    throw new ElementError(`${where}: field 'box': ${shown} needs x1 > x0 and y1 > y0`);
+  }
+  const [x, y, x2, y2] = boxFormat === "xywh" ? [a, b, a + c, b + d] : [a, b, c, d];
+  if (units === "px" && x >= 0 && y >= 0 && x2 <= 1 && y2 <= 1 && !box.every(Number.isInteger)) {
+    throw new ElementError(`${where}: field 'box': ${shown} is in pixels (the default), but its edges all lie `
+      + "between 0 and 1: if these are fractions of the image, declare units \"relative\"");
+  }
   const [sx, sy] = units === "relative" ? [width, height] : [1, 1];
   const x0 = Math.floor(x * sx + 0.5);
-  const x1 = Math.floor((x + w) * sx + 0.5);
+  const x1 = Math.floor(x2 * sx + 0.5);
   const y0 = Math.floor(y * sy + 0.5);
-  const y1 = Math.floor((y + h) * sy + 0.5);
+  const y1 = Math.floor(y2 * sy + 0.5);
   if (x0 < 0 || y0 < 0 || x1 > width || y1 > height) {
-    throw new ElementError(`${where}: box [${box.join(", ")}] (${units}) lies outside the ${width}x${height} image`);
+    throw new ElementError(`${where}: ${shown} lies outside the ${width}x${height} image`);
   }
   if (x1 <= x0 || y1 <= y0) throw new ElementError(`${where}: box rounds to an empty pixel box`);
   return { name, kind, box: [x0, y0, x1 - x0, y1 - y0] };
@@ -37,6 +82,9 @@ export function makeElement(name, kind, box, width, height, units = "px", where 
 
 /** The whole-list rules: unique names, no two names on the identical box. */
 export function checkElements(elements, source = "elements") {
+  if (elements.length > MAX_ELEMENTS) {
+    throw new ElementError(`${source}: ${elements.length} elements, more than the ${MAX_ELEMENTS} a creative may have`);
+  }
   const names = new Map();
   const boxes = new Map();
   elements.forEach((e, i) => {
@@ -62,17 +110,20 @@ export function parseElementFile(text, width, height, source = "elements") {
   }
   let format = null;
   let units = "px";
+  let boxFormat = "xywh";
   let items = obj;
   if (obj && typeof obj === "object" && !Array.isArray(obj)) {
     if (!("elements" in obj)) throw new ElementError(`${source}: a JSON object needs an 'elements' list`);
     format = obj.format ?? null;
-    if (format !== null && (typeof format !== "string" || !format.trim())) {
-      throw new ElementError(`${source}: field 'format' must be a non-empty string`);
+    if (format !== null && (typeof format !== "string" || !format.trim() || !format.isWellFormed())) {
+      throw new ElementError(`${source}: field 'format' must be a non-empty string of valid Unicode`);
     }
-    units = obj.units ?? "px";
+    units = checkChoice(obj.units ?? "px", ["px", "relative"], "units", source);
+    boxFormat = checkChoice(obj.box_format ?? "xywh", ["xywh", "xyxy"], "box_format", source);
     items = obj.elements;
   }
   if (!Array.isArray(items)) throw new ElementError(`${source}: 'elements' must be a JSON list of objects`);
+  if (!items.length) throw new ElementError(`${source}: no elements; give at least one element to score`);
   const elements = items.map((item, i) => {
     const where = `${source}: element ${i}`;
     if (!item || typeof item !== "object" || Array.isArray(item)) {
@@ -81,7 +132,8 @@ export function parseElementFile(text, width, height, source = "elements") {
     for (const key of ["name", "kind", "box"]) {
       if (!(key in item)) throw new ElementError(`${where}: missing field '${key}' (each element needs name, kind, box)`);
     }
-    return makeElement(item.name, item.kind, item.box, width, height, item.units ?? units, where);
+    return makeElement(item.name, item.kind, item.box, width, height, item.units ?? units, where,
+      item.box_format ?? boxFormat);
   });
   checkElements(elements, source);
   return { elements, format };
