@@ -600,3 +600,22 @@ def test_element_files_are_read_as_foveal_score_reads_them(page, tmp_path):
     page.find_element("id", "import-elements").send_keys(str(empty))
     wait(page, lambda d: "no elements" in d.find_element("id", "error").text, what="the refusal of empty.json")
     assert len(element_rows(page)) == 6
+
+
+def test_the_file_chosen_last_is_the_one_shown(page, tmp_path):
+    """A large file chosen first decodes after a small one chosen next: it once replaced the later choice."""
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (320, 200), (200, 40, 40)).save(small)
+    js(page, """const decode = window.createImageBitmap;
+        let calls = 0;
+        window.createImageBitmap = (...args) => (calls++ ? decode(...args)
+          : new Promise((resolve) => { setTimeout(resolve, 1500); }).then(() => decode(...args))
+            .finally(() => { window.__slowDecoded = true; }));""")
+    page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
+    upload(page, small)
+    wait(page, lambda d: js(d, "return window.__slowDecoded === true"), what="the slow decode")
+    time.sleep(0.5)
+    assert js(page, "const c = document.getElementById('view'); return [c.width, c.height]") == [320, 200]
+    assert page.find_element("id", "status").text.startswith("small.png: 320×200")

@@ -84,6 +84,7 @@ function askKey(reason) {
 // --------------------------------------------------------------------------------------------------- creatives
 
 const current = () => state.creatives[state.active];
+const loads = { A: 0, B: 0 }; // files chosen per slot: a slower earlier one never replaces a later one
 
 function isImageFile(file) {
   return ACCEPTED.includes(file.type) || /\.(png|jpe?g|webp)$/i.test(file.name);
@@ -96,6 +97,7 @@ async function loadCreative(which, file) {
     showError(bdi(file.name), " is not a PNG, JPEG or WebP image; choose a creative in one of those formats.");
     return;
   }
+  const load = ++loads[which];
   const started = performance.now();
   performance.mark("foveal:file");
   status("Predicting attention on ", bdi(file.name), "…");
@@ -106,8 +108,13 @@ async function loadCreative(which, file) {
   try {
     bitmap = await createImageBitmap(file);
   } catch {
+    if (loads[which] !== load) return;
     showError(bdi(file.name), " could not be read as an image (corrupt, or not really a PNG, JPEG or WebP).");
     status("");
+    return;
+  }
+  if (loads[which] !== load) { // another file was chosen meanwhile
+    bitmap.close();
     return;
   }
   const { width, height } = bitmap;
@@ -134,10 +141,9 @@ async function loadCreative(which, file) {
     creative.map = new AttentionMap(map.data, map.height, map.width);
     creative.provenance = map.provenance;
   } catch (err) {
-    if (state.creatives[which] === creative) {
-      state.creatives[which] = previous;
-      state.active = previous || which === "A" ? which : "A";
-    }
+    if (state.creatives[which] !== creative) return; // replaced while predicting
+    state.creatives[which] = previous;
+    state.active = previous || which === "A" ? which : "A";
     showError(bdi(file.name), `: ${err.message}`);
     status("");
     refresh();
