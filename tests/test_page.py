@@ -619,3 +619,29 @@ def test_the_file_chosen_last_is_the_one_shown(page, tmp_path):
     time.sleep(0.5)
     assert js(page, "const c = document.getElementById('view'); return [c.width, c.height]") == [320, 200]
     assert page.find_element("id", "status").text.startswith("small.png: 320×200")
+
+
+def test_scores_that_could_not_be_fetched_say_so_and_retry(page):
+    """With the service unreachable, the scores once showed "…" and "Asking the service…" for ever."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, served, what="the service's scores")
+    # The service goes away (stopped, network down): every call fails as fetch then fails.
+    js(page, """const real = window.fetch;
+        window.__down = true;
+        window.fetch = (...args) => (window.__down ? Promise.reject(new TypeError('Failed to fetch'))
+          : real(...args));""")
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.ARROW_RIGHT)
+    wait(page, lambda d: "cannot reach the foveal service" in d.find_element("id", "error").text, what="the failure")
+    assert not page.find_elements("css selector", "#scores-table .pending"), "no wait for an answer that cannot come"
+    recs = page.find_element("id", "recs")
+    assert "could not be fetched" in recs.text and "Asking" not in recs.text
+    js(page, "window.__down = false")  # the service is back
+    recs.find_element("tag name", "button").click()
+    wait(page, lambda d: served(d) and d.find_elements("css selector", "#recs .sev"), what="the scores after Retry")
+    assert not page.find_element("id", "error-box").is_displayed()
+    assert next(r["box"] for r in element_rows(page) if r["name"] == "cta") == [401, 520, 150, 44]

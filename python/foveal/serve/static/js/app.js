@@ -57,6 +57,11 @@ function clearError() {
   $("error").textContent = "";
 }
 
+/** Clear the message if it still says `text` (a failure that has since been recovered from). */
+function clearErrorIf(text) {
+  if ($("error").textContent === text) clearError();
+}
+
 function status(...text) {
   $("status").replaceChildren(...text);
 }
@@ -427,7 +432,9 @@ async function serveScores(which) {
   if (!c?.map || !c.elements.length) return null;
   const key = serverKey(c);
   if (c.servedKey === key && c.served) return c.served;
+  const failure = c.failed ? `scores: ${c.failed.message}` : null;
   c.served = null;
+  c.failed = null;
   if (state.active === which) refreshScores();
   const request = c.request?.key === key ? c.request.promise
     : api.score(c.file, elementFile(c.elements, c.format), {
@@ -439,6 +446,7 @@ async function serveScores(which) {
     if (serverKey(c) === key) {
       c.served = doc;
       c.servedKey = key;
+      if (failure) clearErrorIf(failure);
       if (state.active === which) refreshScores();
       performance.measure("foveal:served", "foveal:file"); // the service's percentiles and recommendations shown
     }
@@ -446,6 +454,7 @@ async function serveScores(which) {
   } catch (err) {
     if (serverKey(c) === key && state.creatives[which] === c) {
       c.served = undefined;
+      c.failed = { key, message: err.message }; // shown in place of the service's numbers, with a retry
       showError(`scores: ${err.message}`);
       refreshScores();
     }
@@ -554,8 +563,11 @@ function refreshScores() {
     return;
   }
   c.local = scoreLocally(c.map, c.elements);
-  const served = c.servedKey === serverKey(c) && c.served ? c.served : c.served === undefined ? undefined : null;
-  renderScores(root, c.local, served ?? (c.elements.length ? null : undefined), state.selected);
+  const key = serverKey(c);
+  const failed = c.failed?.key === key ? { message: c.failed.message, retry: () => serveScores(state.active) } : null;
+  const served = c.servedKey === key && c.served ? c.served : c.served === undefined ? undefined : null;
+  renderScores(root, c.local, failed ? undefined : served ?? (c.elements.length ? null : undefined), state.selected,
+    failed);
   if (!c.elements.length) root.recs.replaceChildren(h("li", { class: "meta" }, "Draw or import elements to score them."));
   refreshBoxes();
 }

@@ -60,8 +60,9 @@ export function renderElementList(tbody, elements, selected, on) {
 /**
  * Scores: the local numbers (share, lift, rank, creative-level) now, and the service's percentile, score, pass
  * and recommendations once its document for the same elements arrives (`served`, or null while pending).
+ * `failed` ({message, retry}): the service could not be asked; said so, with a button that asks again.
  */
-export function renderScores(root, local, served, selected) {
+export function renderScores(root, local, served, selected, failed = null) {
   const byName = new Map((served?.elements ?? []).map((e) => [e.name, e]));
   const waiting = served === null;
   const c = local.creative;
@@ -80,7 +81,9 @@ export function renderScores(root, local, served, selected) {
   root.table.replaceChildren(...local.elements.map((e) => {
     const s = byName.get(e.name);
     const pending = (text) => h("td", { class: "num pending" }, text);
-    const cells = waiting || !s ? [pending("…"), pending("…"), pending("…")] : [
+    const missing = () => h("td", { class: "num", title: "the service's scores could not be fetched" }, "–");
+    const cells = failed ? [missing(), missing(), missing()]
+      : waiting || !s ? [pending("…"), pending("…"), pending("…")] : [
       h("td", { class: "num" }, s.percentile === null ? "–" : num(s.percentile, 1)),
       h("td", { class: "num" }, s.score === null ? "–" : String(s.score)),
       h("td", { class: s.passed === null ? "" : s.passed ? "pass" : "fail" },
@@ -95,7 +98,10 @@ export function renderScores(root, local, served, selected) {
   if (served?.norms?.warning) notes.add(served.norms.warning);
   root.notes.textContent = [...notes].join(" · ");
   const recs = served?.recommendations;
-  root.recs.replaceChildren(...(recs === undefined
+  root.recs.replaceChildren(...(failed ? [h("li", { class: "meta" },
+    `The service's percentiles and recommendations could not be fetched (${failed.message}) `,
+    h("button", { type: "button", class: "small", onclick: failed.retry }, "Retry"))]
+    : recs === undefined
     ? [h("li", { class: "meta" }, waiting ? "Asking the service for percentiles and recommendations…" : "")]
     : recs.length ? recs.map((r) => h("li", {}, h("span", { class: `sev ${r.severity}` }, r.severity), r.message))
       : [h("li", { class: "meta" }, "No recommendation fires: nothing stands out as needing a fix.")]));
