@@ -645,3 +645,30 @@ def test_scores_that_could_not_be_fetched_say_so_and_retry(page):
     wait(page, lambda d: served(d) and d.find_elements("css selector", "#recs .sev"), what="the scores after Retry")
     assert not page.find_element("id", "error-box").is_displayed()
     assert next(r["box"] for r in element_rows(page) if r["name"] == "cta") == [401, 520, 150, 44]
+
+
+def test_a_busy_service_is_asked_again_after_its_retry_after(page):
+    """503 with Retry-After (queue full, starting, draining) once failed the upload at once; a 504 told the person
+    to raise X-Deadline-Ms, which the page does not let them set."""
+    refuse = """const [status, code, message, times] = arguments;
+        const real = window.fetch;
+        window.__refused = 0;
+        window.fetch = (url, ...rest) => {
+          if (!String(url).startsWith('/v1/predict') || window.__refused >= times) return real(url, ...rest);
+          window.__refused++;
+          return Promise.resolve(new Response(JSON.stringify({ error: { code, message } }),
+            { status, headers: { 'Content-Type': 'application/json', 'Retry-After': '1' } }));
+        };"""
+    js(page, refuse, 503, "queue_full", "the service is overloaded (1 images queued, limit 1); retry after a moment", 2)
+    started = time.monotonic()
+    upload(page, EXAMPLES / "creative.png")
+    assert js(page, "return window.__refused") == 2 and time.monotonic() - started >= 2
+    assert not page.find_element("id", "error-box").is_displayed()
+    js(page, refuse, 504, "deadline_exceeded", "the request's deadline passed before its result was ready; raise "
+       "X-Deadline-Ms or retry when the service is less loaded", 1)
+    page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative_b.png"))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: error.is_displayed(), what="the 504")
+    assert "did not answer within its time limit" in error.text and "X-Deadline-Ms" not in error.text
+    assert page.find_element("id", "status").text == ""
+    assert js(page, "return document.getElementById('view').width") == 600  # the creative before stays

@@ -4,6 +4,10 @@
 import { parseNpy } from "./npy.js";
 
 const KEY_STORAGE = "foveal.apiKey";
+// A busy service (503 with Retry-After: queue full, starting, draining) is asked again after the wait it names,
+// at most this many times, each wait capped.
+const BUSY_RETRIES = 3;
+const BUSY_WAIT_CAP_S = 5;
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -22,6 +26,7 @@ export class Api {
 
   async request(path, { method = "GET", body = null, query = null } = {}) {
     const url = query ? `${path}?${new URLSearchParams(query)}` : path;
+    let busy = 0;
     for (let attempt = 0; ; attempt++) {
       const sent = this.key;
       const headers = sent ? { "X-API-Key": sent } : {};
@@ -43,6 +48,14 @@ export class Api {
             sessionStorage.setItem(KEY_STORAGE, key);
           }
         }
+        continue;
+      }
+      const wait = Number(response.headers.get("Retry-After") ?? NaN); // seconds; an HTTP date is not waited for
+      if (response.status === 503 && wait >= 0 && busy < BUSY_RETRIES) {
+        busy++;
+        await response.body?.cancel();
+        await new Promise((resolve) => { setTimeout(resolve, 1000 * Math.min(wait, BUSY_WAIT_CAP_S)); });
+        attempt--; // a wait is not a key attempt
         continue;
       }
       if (!response.ok) throw await readError(response);
@@ -149,6 +162,11 @@ function whatifForm(file, elementFile, edits) {
   return form;
 }
 
+// Refusals whose message names what only an API caller can change (X-Deadline-Ms): said in the page's words.
+const PAGE_MESSAGES = {
+  deadline_exceeded: "the service did not answer within its time limit; try again in a moment",
+};
+
 async function readError(response) {
   let code = `http_${response.status}`;
   let message = `the service answered ${response.status} ${response.statusText}`;
@@ -161,5 +179,5 @@ async function readError(response) {
   } catch {
     // Not JSON (a proxy's page): keep the status line.
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, PAGE_MESSAGES[code] ?? message);
 }
