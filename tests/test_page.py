@@ -672,3 +672,34 @@ def test_a_busy_service_is_asked_again_after_its_retry_after(page):
     assert "did not answer within its time limit" in error.text and "X-Deadline-Ms" not in error.text
     assert page.find_element("id", "status").text == ""
     assert js(page, "return document.getElementById('view').width") == 600  # the creative before stays
+
+
+def test_api_key_prompt_is_not_repeated_and_the_norms_follow_the_key(driver, tmp_path, norms_file):
+    """Cancelling the key prompt once brought a second prompt at once, with the API's wording; a key given later
+    never brought the service's norms and model line."""
+    from selenium.webdriver.common.keys import Keys
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text(KEY + "\n")
+    with running_service(api_keys_file=str(keys), norms={"examples": str(norms_file)}) as url:
+        driver.get(url + "/")
+        driver.execute_script("sessionStorage.clear()")
+        driver.get(url + "/")
+
+        def dialog(d):
+            return d.find_element("id", "key-dialog").is_displayed()
+
+        wait(driver, dialog, what="the key prompt")
+        assert "needs an API key" in driver.find_element("id", "key-reason").text
+        driver.find_element("id", "key-input").send_keys(Keys.ESCAPE)
+        wait(driver, lambda d: "needs an API key" in d.find_element("id", "error").text, what="the message")
+        time.sleep(1)
+        assert not dialog(driver), "cancelled once, not asked again until the person does something"
+        assert driver.find_element("id", "key-button").is_displayed()
+        driver.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
+        wait(driver, dialog, what="the key prompt on upload")
+        driver.find_element("id", "key-input").send_keys(KEY + Keys.ENTER)
+        wait(driver, lambda d: js(d, "return document.body.dataset.ready") == "1", what="the map with the key")
+        norms = "return [...document.querySelectorAll('#norms option')].map((o) => o.value)"
+        wait(driver, lambda d: "examples" in js(d, norms), what="the service's norms")
+        assert "foveal-lite0" in driver.find_element("id", "model-info").text

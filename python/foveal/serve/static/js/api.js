@@ -18,9 +18,13 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  /** askKey: async (reason) => key or null; called once when the service answers 401/403. */
-  constructor(askKey) {
+  /**
+   * askKey: async (error) => key or null; called once when the service answers 401/403 (concurrent refusals share
+   * one prompt). onKeyAccepted: called when a key entered at such a prompt is accepted by the service.
+   */
+  constructor(askKey, onKeyAccepted = () => {}) {
     this.askKey = askKey;
+    this.onKeyAccepted = onKeyAccepted;
     this.key = sessionStorage.getItem(KEY_STORAGE);
   }
 
@@ -40,9 +44,13 @@ export class Api {
         const error = await readError(response);
         // Concurrent calls refused together share one prompt; a key entered meanwhile is simply retried.
         if (this.key === sent) {
-          this.prompt ??= this.askKey(error.message).finally(() => { this.prompt = null; });
+          this.prompt ??= this.askKey(error).finally(() => { this.prompt = null; });
           const key = await this.prompt;
-          if (!key) throw error;
+          if (!key) {
+            throw new ApiError(error.status, error.code, error.status === 401
+              ? "this service needs an API key and none was entered; use API key… at the top to enter one"
+              : `${error.message}; use API key… at the top to enter another`);
+          }
           if (this.key === sent) {
             this.key = key;
             sessionStorage.setItem(KEY_STORAGE, key);
@@ -59,6 +67,7 @@ export class Api {
         continue;
       }
       if (!response.ok) throw await readError(response);
+      if (attempt > 0) this.onKeyAccepted();
       return response;
     }
   }

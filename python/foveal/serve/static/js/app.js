@@ -35,7 +35,7 @@ const state = {
   paintedAB: null, // the A and B maps the side-by-side panels were last painted from
 };
 
-const api = new Api(askKey);
+const api = new Api(askKey, () => loadServiceInfo());
 const editor = new BoxEditor($("boxes"), {
   canCreate: () => !state.whatif,
   onCreate: createElement,
@@ -66,9 +66,12 @@ function status(...text) {
   $("status").replaceChildren(...text);
 }
 
+/** The key prompt; `reason` is a sentence, or the service's 401/403 refusal. */
 function askKey(reason) {
   const dialog = $("key-dialog");
-  $("key-reason").textContent = reason || "The service needs an API key.";
+  $("key-reason").textContent = typeof reason === "string" ? reason : reason?.status === 403
+    ? `The service did not accept the key (${reason.message}). Enter a valid key; it is kept for this tab only.`
+    : "This foveal service needs an API key. Enter the key you were given; it is kept for this tab only.";
   $("key-input").value = "";
   return new Promise((resolve) => {
     const done = (value) => {
@@ -681,7 +684,7 @@ function wire() {
   }
   $("key-button").addEventListener("click", async () => {
     const key = await askKey("Enter the API key to use for this tab.");
-    if (key) { api.key = key; sessionStorage.setItem("foveal.apiKey", key); }
+    if (key) { api.key = key; sessionStorage.setItem("foveal.apiKey", key); loadServiceInfo(); }
   });
   $("key-button").hidden = !api.key;
   $("error-close").addEventListener("click", clearError);
@@ -691,7 +694,14 @@ function wire() {
   refresh();
 }
 
-async function loadServiceInfo() {
+let serviceInfo = null; // the load of the model line, norms and detection offer, once it has succeeded or is under way
+
+function loadServiceInfo() {
+  serviceInfo ??= fetchServiceInfo().then((loaded) => { if (!loaded) serviceInfo = null; });
+}
+
+/** The model line, the norms to choose from, automatic detection; false when the service wants a key first. */
+async function fetchServiceInfo() {
   try {
     const { serving } = await api.models();
     if (serving) {
@@ -699,6 +709,8 @@ async function loadServiceInfo() {
     }
   } catch (err) {
     showError(err.message);
+    // The key was asked for once and not given: the rest waits until a key is accepted (Api's onKeyAccepted).
+    if (err.status === 401 || err.status === 403) return false;
   }
   try {
     for (const name of await api.normNames()) $("norms").append(h("option", { value: name }, name));
@@ -710,6 +722,7 @@ async function loadServiceInfo() {
   } catch {
     // No schema: no automatic detection offered.
   }
+  return true;
 }
 
 wire();
