@@ -703,3 +703,25 @@ def test_api_key_prompt_is_not_repeated_and_the_norms_follow_the_key(driver, tmp
         norms = "return [...document.querySelectorAll('#norms option')].map((o) => o.value)"
         wait(driver, lambda d: "examples" in js(d, norms), what="the service's norms")
         assert "foveal-lite0" in driver.find_element("id", "model-info").text
+
+
+def test_double_clicks_remove_one_element_and_download_once(page, tmp_path):
+    """The second click of a double click on ✕ landed on the row that moved up and deleted it too; a double click
+    on a download asked the service twice and saved two files."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    image = tmp_path / "twice.png"
+    image.write_bytes((EXAMPLES / "creative.png").read_bytes())
+    upload(page, image)
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, served, what="the service's scores")
+    ActionChains(page).double_click(page.find_element("css selector", "#elements-table tbody tr button")).perform()
+    wait(page, lambda d: len(element_rows(d)) < 6, what="the removal")
+    time.sleep(0.3)
+    assert [r["name"] for r in element_rows(page)] == ["headline", "face", "product", "body", "cta"]
+    reports = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('format=html')).length"
+    button = page.find_element("css selector", "[data-download=report]")
+    ActionChains(page).double_click(button).perform()
+    wait(page, lambda d: js(d, reports) >= 1 and button.is_enabled(), what="the report download")
+    time.sleep(0.3)
+    assert js(page, reports) == 1

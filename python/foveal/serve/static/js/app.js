@@ -14,7 +14,7 @@ import {
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
-import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderWhatif } from "./views.js";
+import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderWhatif, singleClick } from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
 const SERVER_DELAY_MS = 250;
@@ -341,8 +341,8 @@ function refreshProposals(c) {
     h("span", { class: "swatch" }),
     h("span", { class: "what" }, `${p.kind} "`, bdi(p.name), '"', p.text ? ` · ${JSON.stringify(p.text)}` : "",
       p.confidence === null ? "" : ` · ${Math.round(100 * p.confidence)}%`),
-    h("button", { type: "button", class: "small", onclick: () => acceptProposals([i]) }, "Accept"),
-    h("button", { type: "button", class: "small", onclick: () => dismissProposals([i]) }, "Dismiss"))));
+    h("button", { type: "button", class: "small", onclick: singleClick(() => acceptProposals([i])) }, "Accept"),
+    h("button", { type: "button", class: "small", onclick: singleClick(() => dismissProposals([i])) }, "Dismiss"))));
   const layer = $("proposal-boxes");
   layer.replaceChildren(...(state.whatif ? [] : proposals).map((p) => {
     const box = h("div", { class: "box proposal", dataset: { kind: p.kind } },
@@ -511,9 +511,17 @@ function refresh() {
     : ` by ×${e.factor}`)));
   $("whatif-run").disabled = !list.length || !c?.map;
   $("whatif-reset").disabled = !list.length;
+  refreshDownloads();
+}
+
+const downloading = new Set(); // kinds whose download is under way: a second click asks nothing again
+
+function refreshDownloads() {
+  const c = current();
   for (const button of document.querySelectorAll("[data-download]")) {
-    const needsElements = ["json", "csv", "report"].includes(button.dataset.download);
-    button.disabled = !c?.map || (needsElements && !c.elements.length);
+    const kind = button.dataset.download;
+    const needsElements = ["json", "csv", "report"].includes(kind);
+    button.disabled = !c?.map || (needsElements && !c.elements.length) || downloading.has(kind);
   }
 }
 
@@ -602,9 +610,11 @@ function paintSmall(canvas, c, fill) {
 
 async function download(kind) {
   const c = current();
-  if (!c?.map) return;
+  if (!c?.map || downloading.has(kind)) return;
   clearError();
   const stem = c.file.name.replace(/\.[^.]+$/, "") || "creative";
+  downloading.add(kind);
+  refreshDownloads();
   try {
     if (kind === "overlay") return save(await overlayPng(c, state.opacity, state.cmap), `${stem}.overlay.png`);
     if (kind === "map") return save(await api.mapPng(c.file), `${stem}.map.png`);
@@ -619,6 +629,9 @@ async function download(kind) {
     else save(new Blob([scoresCsv(doc, stem)], { type: "text/csv" }), `${stem}.scores.csv`);
   } catch (err) {
     showError(`${kind} download: ${err.message}`);
+  } finally {
+    downloading.delete(kind);
+    refreshDownloads();
   }
 }
 

@@ -24,6 +24,12 @@ export function h(tag, attrs = {}, ...children) {
  */
 export const bdi = (text) => h("bdi", {}, text);
 
+/**
+ * A click handler for a button that removes its own row: the second click of a double click would land on the
+ * row that moved up under the pointer, so only the first click of a sequence acts (a key press's detail is 0).
+ */
+export const singleClick = (handler) => (event) => { if (event.detail < 2) handler(event); };
+
 export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(digits)}%`);
 export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -39,7 +45,8 @@ export function renderElementList(tbody, elements, selected, on) {
         onfocus: (ev) => on.select(nameOf(ev)) });
       const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: (ev) => on.select(nameOf(ev)) },
         ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
-      const remove = h("button", { type: "button", class: "small", onclick: (ev) => on.remove(nameOf(ev)) }, "✕");
+      const remove = h("button", { type: "button", class: "small",
+        onclick: singleClick((ev) => on.remove(nameOf(ev))) }, "✕");
       tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind), h("td", { class: "num" }),
         h("td", {}, remove));
     }
