@@ -725,3 +725,24 @@ def test_double_clicks_remove_one_element_and_download_once(page, tmp_path):
     wait(page, lambda d: js(d, reports) >= 1 and button.is_enabled(), what="the report download")
     time.sleep(0.3)
     assert js(page, reports) == 1
+
+
+def test_ab_verdict_is_not_left_standing_for_another_pair(page, tmp_path):
+    """B replaced by a creative that cannot be compared (another format, or no elements) once kept the previous
+    B's verdict and deltas on screen, beside the new B."""
+    from PIL import Image
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    import_elements(page, EXAMPLES / "creative_b.json")
+    wait(page, lambda d: js(d, "return !document.getElementById('ab').dataset.pending") and
+         len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the first verdict")
+    wide = tmp_path / "wide.png"
+    Image.open(EXAMPLES / "creative_b.png").convert("RGB").resize((900, 450)).save(wide)
+    upload(page, wide, "file-b")
+    wait(page, lambda d: d.find_element("id", "verdict").text.startswith("No comparison"), what="no verdict")
+    assert "900x450" in page.find_element("id", "verdict").text
+    assert not page.find_elements("css selector", "#delta-table tbody tr")
+    page.find_element("id", "clear-elements").click()  # B without elements
+    wait(page, lambda d: d.find_element("id", "verdict").text.startswith("B has no elements"), what="the reason")

@@ -471,18 +471,34 @@ let compareSeq = 0;
 
 async function serveComparison() {
   const { A, B } = state.creatives;
-  if (!A?.map || !B?.map || !A.elements.length || !B.elements.length) return;
+  if (!A?.map || !B?.map) return;
   const seq = ++compareSeq;
+  if (!A.elements.length || !B.elements.length) {
+    delete $("ab").dataset.pending;
+    noComparison(`${A.elements.length ? "B" : "A"} has no elements yet: draw or import them to compare.`);
+    return;
+  }
   $("ab").dataset.pending = "1"; // the last verdict stays, greyed, until this one arrives
   try {
     const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format));
     if (seq !== compareSeq) return;
     renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
   } catch (err) {
-    if (seq === compareSeq) showError(`comparison: ${err.message}`);
+    if (seq !== compareSeq) return;
+    showError(`comparison: ${err.message}`);
+    noComparison(`No comparison: ${err.message} `,
+      h("button", { type: "button", class: "small", onclick: () => serveComparison() }, "Retry"));
   } finally {
     if (seq === compareSeq) delete $("ab").dataset.pending;
   }
+}
+
+/** The A/B verdict replaced by why there is none: an earlier verdict must not stand for the current pair. */
+function noComparison(...why) {
+  $("verdict").className = "verdict";
+  $("verdict").replaceChildren(...why);
+  $("delta-table").tBodies[0].replaceChildren();
+  $("ab-notes").textContent = "";
 }
 
 // ------------------------------------------------------------------------------------------------- rendering
