@@ -746,3 +746,19 @@ def test_ab_verdict_is_not_left_standing_for_another_pair(page, tmp_path):
     assert not page.find_elements("css selector", "#delta-table tbody tr")
     page.find_element("id", "clear-elements").click()  # B without elements
     wait(page, lambda d: d.find_element("id", "verdict").text.startswith("B has no elements"), what="the reason")
+
+
+def test_whatif_scale_that_would_cross_an_edge_stays_inside(page):
+    """Scaling a box by its corner past the image's edge once made an edit the service refused ("outside the
+    image; use a smaller factor"): the edit now takes the move that keeps it inside."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").click()
+    x, y, w, h = next(r["box"] for r in element_rows(page) if r["name"] == "face")
+    drag(page, to_viewport(page, x + w - 1, y + h - 1), to_viewport(page, 599, 599))
+    label = page.find_element("css selector", "#boxes .box[data-name=face]").get_attribute("aria-label")
+    gx, gy, gw, gh = map(int, label.split(": ")[1].split(", "))
+    assert gw > 2 * w and 0 <= gx and 0 <= gy and gx + gw <= 600 and gy + gh <= 600, label
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert not page.find_element("id", "error-box").is_displayed()

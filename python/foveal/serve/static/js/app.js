@@ -363,27 +363,39 @@ function ghostBox(e, g) {
 }
 
 function changeGhost(name, box, final) {
-  const e = current().elements.find((el) => el.name === name);
+  const c = current();
+  const e = c.elements.find((el) => el.name === name);
   const g = { ...(state.ghosts.get(name) ?? { dx: 0, dy: 0, factor: 1 }) };
   const before = ghostBox(e, g);
   if (box[2] !== before[2] || box[3] !== before[3]) {
-    g.factor = Math.max(0.1, Math.round((100 * box[2]) / e.box[2]) / 100);
+    const most = Math.floor(100 * Math.min(c.width / e.box[2], c.height / e.box[3])) / 100; // still fits the image
+    g.factor = Math.min(most, Math.max(0.1, Math.round((100 * box[2]) / e.box[2]) / 100));
   } else {
     const base = ghostBox(e, { ...g, dx: 0, dy: 0 });
     g.dx = box[0] - base[0];
     g.dy = box[1] - base[1];
   }
+  // The edited element stays inside the image (the service refuses an edit that leaves it): a scale about the
+  // centre that would cross an edge takes the move that keeps it in.
+  const [x, y, w, hh] = ghostBox(e, { ...g, dx: 0, dy: 0 });
+  g.dx = Math.min(c.width - x - w, Math.max(-x, g.dx));
+  g.dy = Math.min(c.height - y - hh, Math.max(-y, g.dy));
   state.ghosts.set(name, g);
   if (final) refresh();
 }
 
+/**
+ * The what-if edits, in the order the service applies them, each step inside the image: a shrink before the
+ * move (it stays within the old box), a growth after it (it holds the moved box). Either order ends on ghostBox.
+ */
 function edits() {
   const out = [];
   for (const e of current()?.elements ?? []) {
     const g = state.ghosts.get(e.name);
     if (!g) continue;
-    if (g.factor !== 1) out.push({ op: "scale", element: e.name, factor: g.factor });
-    if (g.dx || g.dy) out.push({ op: "move", element: e.name, dx: g.dx, dy: g.dy });
+    const scale = g.factor !== 1 ? [{ op: "scale", element: e.name, factor: g.factor }] : [];
+    const move = g.dx || g.dy ? [{ op: "move", element: e.name, dx: g.dx, dy: g.dy }] : [];
+    out.push(...(g.factor > 1 ? [...move, ...scale] : [...scale, ...move]));
   }
   return out;
 }
