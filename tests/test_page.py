@@ -762,3 +762,17 @@ def test_whatif_scale_that_would_cross_an_edge_stays_inside(page):
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert not page.find_element("id", "error-box").is_displayed()
+
+
+def test_elements_left_out_of_a_smaller_creative_are_counted(page, tmp_path):
+    """B starts with A's boxes, scaled; those too small for B were once dropped without a word."""
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (6, 6), (90, 90, 200)).save(tiny)
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, tiny, "file-b")
+    kept = len(element_rows(page))
+    assert kept < 6
+    assert f"{6 - kept} element(s) did not fit this image" in page.find_element("id", "status").text

@@ -132,7 +132,10 @@ async function loadCreative(which, file) {
   };
   const previous = state.creatives[which];
   const template = previous ?? (which === "B" ? state.creatives.A : null);
-  if (template) creative.elements = carryElements(template, width, height);
+  if (template) {
+    creative.elements = carryElements(template, width, height);
+    creative.leftOut = template.elements.length - creative.elements.length;
+  }
   if (previous && which === "A") creative.format = previous.format;
   state.creatives[which] = creative;
   state.active = which;
@@ -162,7 +165,9 @@ async function loadCreative(which, file) {
   requestAnimationFrame(() => setTimeout(() => {
     performance.measure("foveal:drawn", "foveal:file");
     const ms = performance.now() - started;
-    status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms`);
+    const leftOut = creative.leftOut ? ` · ${creative.leftOut} element(s) did not fit this image and were left out`
+      : "";
+    status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms${leftOut}`);
     // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
     mapStatistics(creative.map);
     if (current() === creative) refreshScores();
@@ -174,18 +179,25 @@ async function loadCreative(which, file) {
   scheduleServer();
 }
 
-/** Elements of another creative carried onto a new one (scaled when the size differs, dropped when outside). */
+/**
+ * Elements of another creative carried onto a new one (scaled when the size differs); one that rounds to nothing
+ * or onto the box of one already carried is left out (the status line counts them).
+ */
 function carryElements(from, width, height) {
   const sx = width / from.width;
   const sy = height / from.height;
   const out = [];
+  const boxes = new Set();
   for (const e of from.elements) {
     const [x, y, w, hh] = e.box;
     try {
       const box = sx === 1 && sy === 1 ? e.box : [x * sx, y * sy, w * sx, hh * sy];
-      out.push(makeElement(e.name, e.kind, box, width, height));
+      const carried = makeElement(e.name, e.kind, box, width, height);
+      if (boxes.has(carried.box.join())) continue;
+      boxes.add(carried.box.join());
+      out.push(carried);
     } catch {
-      // An element that does not fit the new image is left out; the list shows what remains.
+      // Too small for the new image: left out.
     }
   }
   return out;
