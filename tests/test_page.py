@@ -705,7 +705,7 @@ def test_api_key_prompt_is_not_repeated_and_the_norms_follow_the_key(driver, tmp
         assert "foveal-lite0" in driver.find_element("id", "model-info").text
 
 
-def test_double_clicks_remove_one_element_and_download_once(page, tmp_path):
+def test_double_clicks_remove_one_element_and_download_once(page, tmp_path, downloads):
     """The second click of a double click on ✕ landed on the row that moved up and deleted it too; a double click
     on a download asked the service twice and saved two files."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -723,8 +723,11 @@ def test_double_clicks_remove_one_element_and_download_once(page, tmp_path):
     button = page.find_element("css selector", "[data-download=report]")
     ActionChains(page).double_click(button).perform()
     wait(page, lambda d: js(d, reports) >= 1 and button.is_enabled(), what="the report download")
-    time.sleep(0.3)
+    ActionChains(page).double_click(page.find_element("css selector", "[data-download=json]")).perform()
+    wait(page, lambda d: (downloads / "twice.scores.json").is_file(), what="the scores download")
+    time.sleep(0.5)
     assert js(page, reports) == 1
+    assert sorted(p.name for p in downloads.glob("twice.*")) == ["twice.report.html", "twice.scores.json"]
 
 
 def test_ab_verdict_is_not_left_standing_for_another_pair(page, tmp_path):

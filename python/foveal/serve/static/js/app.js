@@ -710,12 +710,12 @@ function wire() {
   });
   $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.paintedAB = null; refresh(); });
   $("import-elements").addEventListener("change", (e) => { if (e.target.files[0]) importElements(e.target.files[0]); e.target.value = ""; });
-  $("export-elements").addEventListener("click", () => {
+  $("export-elements").addEventListener("click", singleClick(() => {
     const c = current();
     if (!c) return;
     const text = `${JSON.stringify(elementFile(c.elements, c.format), null, 2)}\n`;
     save(new Blob([text], { type: "application/json" }), `${c.file.name.replace(/\.[^.]+$/, "")}.json`);
-  });
+  }));
   $("clear-elements").addEventListener("click", () => { if (current()) { state.selected = null; setElements([]); } });
   $("norms").addEventListener("change", (e) => { state.norms = e.target.value; refresh(); scheduleServer(); });
   $("pass-percentile").addEventListener("change", (e) => {
@@ -732,8 +732,8 @@ function wire() {
   $("whatif-mode").addEventListener("change", (e) => { state.whatif = e.target.checked; refresh(); });
   $("whatif-run").addEventListener("click", runWhatif);
   $("whatif-reset").addEventListener("click", () => { state.ghosts.clear(); $("whatif-result").hidden = true; refresh(); });
-  for (const button of document.querySelectorAll("[data-download]")) {
-    button.addEventListener("click", () => download(button.dataset.download));
+  for (const button of document.querySelectorAll("[data-download]")) { // one file for a double click
+    button.addEventListener("click", singleClick(() => download(button.dataset.download)));
   }
   $("key-button").addEventListener("click", async () => {
     const key = await askKey("Enter the API key to use for this tab.");
