@@ -189,6 +189,14 @@ def test_compare_and_whatif(http):
     assert doc["verdict"] in ("better", "worse", "mixed", "no material change") and doc["elements"]
     figure = http.post("/v1/compare", params={"format": "png"}, files=files, data={"elements": ELEMENTS})
     assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+    # formats come from the element files, as in `foveal compare`; a mismatch is refused unless allowed
+    story = json.dumps({**json.loads(ELEMENTS_B), "format": "1080x1920"})
+    refused = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story})
+    assert error_of(refused) == (400, "invalid_input") and "allow_format_mismatch" in refused.json()["error"]["message"]
+    allowed = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story,
+                                                          "allow_format_mismatch": "true"}).json()
+    assert allowed["formats"] == {"a": "600x600", "b": "1080x1920", "same": False}
+    assert any("indicative" in n for n in allowed["notes"])
 
     edit = [{"op": "move", "element": "cta", "dx": 0, "dy": -60}]
     doc = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},

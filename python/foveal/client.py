@@ -109,11 +109,12 @@ class Client:
             fields["pass_percentile"] = repr(float(pass_percentile))
         return self._document(self._post("/v1/score", files={"image": _file(image)}, data=fields))
 
-    def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any,
-                elements_b: Any | None = None) -> dict[str, Any]:
+    def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any, elements_b: Any | None = None, *,
+                allow_format_mismatch: bool = False) -> dict[str, Any]:
         """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both)."""
         data = {"elements_a": _elements_text(elements_a),
-                "elements_b": _elements_text(elements_a if elements_b is None else elements_b)}
+                "elements_b": _elements_text(elements_a if elements_b is None else elements_b),
+                "allow_format_mismatch": "true" if allow_format_mismatch else "false"}
         return self._document(self._post("/v1/compare", files={"image_a": _file(image_a),
                                                                "image_b": _file(image_b)}, data=data))
 

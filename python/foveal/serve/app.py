@@ -273,8 +273,8 @@ class _PredictOptions:
         if fmt not in ("json", "png", "npy"):
             raise InputError(f"format must be json, png or npy, got {fmt!r}")
         grid = query.get("grid")
-        return cls(fmt, _flag(query, "map", True), None if grid is None else codec.parse_grid(grid),
-                   _flag(query, "overlay", False))
+        return cls(fmt, _flag(query.get("map"), "map", True), None if grid is None else codec.parse_grid(grid),
+                   _flag(query.get("overlay"), "overlay", False))
 
     @property
     def quick(self) -> bool:
@@ -283,8 +283,8 @@ class _PredictOptions:
                                                     self.cells[0] * self.cells[1] <= QUICK_GRID_CELLS)
 
 
-def _flag(query: Any, name: str, default: bool) -> bool:
-    raw = query.get(name)
+def _flag(raw: str | None, name: str, default: bool) -> bool:
+    """A true/false query parameter or form field; ``default`` when absent."""
     if raw is None:
         return default
     if raw.lower() in _TRUE:
@@ -381,7 +381,10 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
     @app.post("/v1/compare", tags=["score"], openapi_extra=_multipart(["image_a", "image_b"], {
         "image_a": _FILE, "image_b": _FILE, "elements": _ELEMENTS,
-        "elements_a": _ELEMENTS, "elements_b": _ELEMENTS}))
+        "elements_a": _ELEMENTS, "elements_b": _ELEMENTS,
+        "allow_format_mismatch": {"type": "boolean", "default": False, "description": "compare creatives of "
+                                  "different formats anyway (the summary is qualified), as `foveal compare "
+                                  "--allow-format-mismatch`"}}))
     async def compare(request: Request, output: Literal["json", "html", "png"] = Query(
             "json", alias="format", description="json: compare.json; html: compare.html; png: compare.png")
             ) -> Response:
@@ -393,6 +396,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         files = [form.file("image_a"), form.file("image_b")]
         both = form.text("elements")
         texts = [form.text("elements_a"), form.text("elements_b")]
+        allow_mismatch = _flag(form.text("allow_format_mismatch"), "allow_format_mismatch", False)
         if both is not None:
             texts = [t if t is not None else both for t in texts]
         if any(t is None for t in texts):
@@ -406,8 +410,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         def work() -> Response:
             from ..scoring.scores import score_creative
 
-            scores_a, scores_b = score_creative(map_a, specs[0].elements), score_creative(map_b, specs[1].elements)
-            comparison = comparing.compare_scores(scores_a, scores_b)
+            scores_a, scores_b = (score_creative(m, spec.elements, format=spec.format)
+                                  for m, spec in zip((map_a, map_b), specs))
+            comparison = comparing.compare_scores(scores_a, scores_b, allow_format_mismatch=allow_mismatch)
             diff = comparing.difference_map(map_a.prob, map_b.prob)
             inputs = {key: {"image": name, "elements": f"elements_{key}", "image_sha256": d.sha256}
                       for key, (_, name), d in zip("ab", files, decoded)}
