@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 
 from foveal import Engine, InputError
 from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
-                          BatchStore, read_inputs, run_batch)
+                          BatchStore, CreativeResult, read_inputs, run_batch)
 from foveal.batch import store as store_module
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -248,3 +249,20 @@ def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine)
     with pytest.raises(InputError, match="appears twice"):
         run_batch([BatchItem("a", "x.png"), BatchItem("a", "y.png")], out, engine)
     assert os.listdir(out)  # the refused runs left the folder as it was
+
+# --- Faults a data team causes: kills, signals, damaged folders, a full disk, messy lists ---------------------------
+
+
+def test_many_failures_cost_no_scan_per_failure(tmp_path):
+    """40,000 images gone missing (a storage outage): their errors are kept by id, not found by scanning a list."""
+    settings = {"model": "m", "model_sha256": "s", "graph_sha256": "g", "precision": "fp32"}
+    started = time.monotonic()
+    with BatchStore(tmp_path / "out", settings) as store:
+        for start in range(0, 40_000, 256):
+            store.commit(CreativeResult(f"m{i:05d}", f"m{i:05d}.png", error="image file not found")
+                         for i in range(start, min(start + 256, 40_000)))
+        store.commit([CreativeResult("m00003", "m00003.png", error="again")])
+        assert len(store.errors) == 40_000 and store.errors[-1] == {
+            "creative_id": "m00003", "image": "m00003.png", "error": "again", **settings}
+    assert time.monotonic() - started < 20  # a scan per failure: over a minute
+    assert pq.read_table(tmp_path / "out" / "errors.parquet").num_rows == 40_000

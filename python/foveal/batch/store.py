@@ -88,7 +88,8 @@ class BatchStore:
         if not self.out.is_dir():
             raise InputError(f"{self.out}: not a folder")
         self._lock = _lock(self.out / LOCK_NAME)
-        self.errors: list[dict[str, Any]] = []
+        # by creative id: a batch where most images fail must not cost a scan of the failures per failure
+        self._errors: dict[str, dict[str, Any]] = {}
         self.committed: set[str] = set()
         try:
             self._check_settings()
@@ -101,6 +102,11 @@ class BatchStore:
         except BaseException:
             self._lock.close()
             raise
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Rows of the errors table: the creatives that failed in this run and were not committed since."""
+        return list(self._errors.values())
 
     def __enter__(self) -> BatchStore:
         return self
@@ -115,9 +121,9 @@ class BatchStore:
             if r.creative_id in self.done or r.creative_id in self.committed:
                 continue  # a chunk retried by Ray after its first result arrived: keep the first
             if r.error is not None:
-                self.errors = [e for e in self.errors if e["creative_id"] != r.creative_id]
-                self.errors.append({"creative_id": r.creative_id, "image": r.image, "error": r.error,
-                                    **{k: self.settings[k] for k in IDENTITY}})
+                self._errors.pop(r.creative_id, None)  # the latest failure, in the order failures came
+                self._errors[r.creative_id] = {"creative_id": r.creative_id, "image": r.image, "error": r.error,
+                                               **{k: self.settings[k] for k in IDENTITY}}
             else:
                 ok.append(r)
         if not ok:
@@ -135,7 +141,8 @@ class BatchStore:
         _append_durably(self._csv, _csv_text([_csv_cells(row) for row in elements]))
         _append_durably(self._journal, "".join(json.dumps(r.creative_id) + "\n" for r in ok))
         self.committed.update(r.creative_id for r in ok)
-        self.errors = [e for e in self.errors if e["creative_id"] not in self.committed]
+        for r in ok:
+            self._errors.pop(r.creative_id, None)
 
     def close(self) -> None:
         """Write the errors table (``errors.parquet`` and ``errors.csv``) and release the folder."""
