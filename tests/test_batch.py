@@ -4,6 +4,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+import foveal
 from foveal import Engine, InputError
 from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
                           BatchStore, CreativeResult, read_inputs, run_batch)
@@ -266,3 +270,70 @@ def test_many_failures_cost_no_scan_per_failure(tmp_path):
             "creative_id": "m00003", "image": "m00003.png", "error": "again", **settings}
     assert time.monotonic() - started < 20  # a scan per failure: over a minute
     assert pq.read_table(tmp_path / "out" / "errors.parquet").num_rows == 40_000
+
+
+FOVEAL_PATH = str(Path(foveal.__file__).resolve().parents[1])  # the installed package in CI, python/ in a checkout
+
+
+def cli(*argv: object) -> subprocess.Popen:
+    """``foveal -q score ARGV`` in a child process, as a scheduler runs it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "foveal", "-q", "score", *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journaled(out: Path) -> int:
+    path = out / "scores.journal"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def assert_same_as(out: Path, clean: Path) -> None:
+    """The rows of one clean run, each creative once, values equal to the last bit; nothing half-written left."""
+    want, got = csv_rows(clean), csv_rows(out)
+    assert sorted(tuple(r.values()) for r in got) == sorted(tuple(r.values()) for r in want)
+    for a, b in zip(tables(out), tables(clean)):
+        assert sorted(map(tuple, (r.values() for r in a.to_pylist()))) == \
+            sorted(map(tuple, (r.values() for r in b.to_pylist())))
+    ids = tables(out)[1].column("creative_id").to_pylist()
+    assert len(ids) == len(set(ids)) and sorted((out / "scores.journal").read_text().split()) == \
+        sorted(json.dumps(i) for i in ids)
+    assert not list(out.rglob("*.part"))
+
+
+def non_ascii_creatives(folder: Path, n: int) -> None:
+    """Creatives whose element names hold commas, quotes and multi-byte characters (quoted CSV cells)."""
+    make_creatives(folder, n, size=64)
+    for spec in folder.glob("*.json"):
+        spec.write_text(json.dumps({"units": "relative", "elements": [
+            {"name": "Jetzt kaufen, schön", "kind": "cta", "box": [0.1, 0.6, 0.3, 0.2]},
+            {"name": 'Marke "Ü" — 品牌', "kind": "logo", "box": [0.6, 0.05, 0.3, 0.2]}]}, ensure_ascii=False),
+            encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_killed_terminated_interrupted_then_resumed_equals_one_clean_run(tmp_path):
+    """Real processes: SIGKILL, SIGTERM and SIGINT each arrive mid-batch (after a few more commits); TERM and INT end
+    with one line and a non-zero status, and the last run's tables equal those of one uninterrupted run."""
+    non_ascii_creatives(tmp_path / "in", 120)
+    args = (tmp_path / "in", "--no-report", "--commit-every", "1", "--batch-size", "1")
+    clean = cli(*args, "-o", tmp_path / "clean")
+    assert clean.communicate(timeout=300) == ("", "") and clean.returncode == 0
+    out = tmp_path / "out"
+    for sig, code, line in ((signal.SIGKILL, -signal.SIGKILL, None), (signal.SIGTERM, 143, "foveal: terminated"),
+                            (signal.SIGINT, 130, "foveal: interrupted")):
+        proc, target, deadline = cli(*args, "-o", out), journaled(out) + 2, time.monotonic() + 120
+        try:
+            while journaled(out) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proc.poll() is None, f"ended before {sig.name}: {proc.communicate()[1][-2000:]}"
+            proc.send_signal(sig)
+        finally:
+            _, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, err[-2000:]
+        if line is not None:
+            assert err.splitlines() == [line]
+    before = journaled(out)
+    assert 6 <= before < 120
+    last = cli(*args, "-o", out)
+    assert last.communicate(timeout=300) == ("", "") and last.returncode == 0
+    assert_same_as(out, tmp_path / "clean")

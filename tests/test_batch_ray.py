@@ -157,6 +157,31 @@ def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creative
                                    atol=1e-9)
 
 
+@pytest.mark.slow
+def test_cli_terminated_on_its_own_cluster_then_resumed_without_ray(creatives, single, tmp_path):
+    """SIGTERM (a scheduler's stop) to ``foveal score --ray``, which started its own cluster: one last line and exit
+    143, as without Ray (ray.init had made SIGTERM a bare exit 15); the single-process batch then finishes the folder
+    with the reference's rows."""
+    out = tmp_path / "out"
+    proc = cli(creatives, "-o", out, "--ray", "--actors", "1", "--no-report", "--maps", "--batch-size", "2",
+               "--commit-every", "2")
+    journal, deadline = out / "scores.journal", time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and journal.read_text().count("\n") >= 4:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()[1][-2000:]}"
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "foveal: terminated", err[-2000:]
+    written = journal.read_text().count("\n")
+    summary = run_batch(read_inputs(creatives), out, Engine(), BatchOptions(maps=True))
+    assert summary.skipped == written and summary.scored + summary.skipped == N - 1 and summary.failed == 1
+    assert_same_tables(out, single)
+
+
 def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp_path):
     from foveal import InputError
     from foveal.batch.on_ray import EngineSpec

@@ -10,7 +10,9 @@ are asked) must be on storage every node mounts at the same path.  Needs ``pip i
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -177,6 +179,10 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
                               "logging_level": "ERROR", "configure_logging": True}
     if address != "local":
         _check_reachable(address)
+    # ray.init makes SIGTERM a bare sys.exit(15); a handler the caller set (the CLI's: one line, exit 143, the
+    # same clean-up as Ctrl-C, which stops this cluster too) is put back. Without one, Ray's stays.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address == "local":
             ray.init(**kwargs, **init_options)
@@ -185,6 +191,9 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot {'start' if address == 'local' else 'join'} a Ray cluster"
                          f"{'' if address == 'local' else ' at ' + address}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if callable(previous):
+            signal.signal(signal.SIGTERM, previous)
     return True
 
 

@@ -1,7 +1,7 @@
 """``foveal`` command line: one module per subcommand, each with ``register(subparsers)``.
 
-Exit codes: 0 success, 1 a foveal error (bad input, model, backend), 2 usage error. Errors are one line on stderr;
-set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.
+Exit codes: 0 success, 1 a foveal error (bad input, model, backend), 2 usage error, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM). Errors are one line on stderr; set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.
 """
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -41,7 +43,27 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object) -> Non
                         help="log which backend runs and any fallback")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop), raised where the command is, so that it ends as on Ctrl-C: files
+    half-written are removed, a batch closes its output folder, a Ray cluster it started is stopped."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    # The default SIGTERM action ends the process on the spot, without a word or any clean-up.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if main_thread:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -55,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except FovealError as exc:
         print(error_line(exc), file=sys.stderr)
         return 1
+    except Terminated:
+        print("foveal: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("foveal: interrupted", file=sys.stderr)
         return 130
