@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,3 +338,94 @@ def test_killed_terminated_interrupted_then_resumed_equals_one_clean_run(tmp_pat
     last = cli(*args, "-o", out)
     assert last.communicate(timeout=300) == ("", "") and last.returncode == 0
     assert_same_as(out, tmp_path / "clean")
+
+
+@pytest.fixture
+def partial(folder, tmp_path, engine) -> tuple[Path, Path]:
+    """A finished batch (three commits) and a clean copy to compare with."""
+    items = read_inputs(folder)
+    for name in ("clean", "out"):
+        run_batch(items, tmp_path / name, engine, commit_every=2)
+    return tmp_path / "out", tmp_path / "clean"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda out: (out / "scores.journal").write_bytes(b'"c000"\n\x9c\xff\x00garbage\n'), "corrupt"),
+    (lambda out: (out / "scores.journal").write_text((out / "scores.journal").read_text() + "{}\n"), "corrupt"),
+    (lambda out: ((out / "scores.journal").unlink(), (out / "scores.journal").mkdir()), "Is a directory"),
+    (lambda out: (out / "elements" / "part-000002.parquet").write_bytes(b"PAR1 not parquet"), "not a part"),
+    (lambda out: pq.write_table(pa.table({"x": [1]}), out / "creatives" / "part-000007.parquet"), "not a part"),
+    (lambda out: ((out / ".lock").unlink(), (out / ".lock").mkdir()), "Is a directory"),
+])
+def test_damaged_folder_is_one_line_that_says_what_to_do(partial, folder, engine, damage, message):
+    out, clean = partial
+    damage(out)
+    with pytest.raises(InputError, match=message) as refused:
+        run_batch(read_inputs(folder), out, engine)
+    text = str(refused.value)
+    assert "\n" not in text and ("delete it" in text or "fix that, or use another output folder" in text)
+    broken = Path(text.split(":")[0].removeprefix("cannot use "))
+    assert broken.exists() and broken.parent in (out, out / "elements", out / "creatives")
+    shutil.rmtree(broken) if broken.is_dir() else broken.unlink()  # as the message says; then it resumes
+    run_batch(read_inputs(folder), out, engine)
+    assert_same_as(out, clean)
+
+
+@pytest.mark.parametrize("damage", ["csv row lost", "csv row doubled", "csv row garbled", "part copied",
+                                    "part deleted", "cut inside a character"])
+def test_damaged_rows_are_rescored_never_lost_or_doubled(partial, folder, engine, damage):
+    """Whatever a crash or a careless hand did to the tables, each creative ends up whole and once in each."""
+    out, clean = partial
+    table = out / "scores.csv"
+    lines = table.read_bytes().splitlines(keepends=True)
+    if damage == "csv row lost":
+        table.write_bytes(b"".join(lines[:3] + lines[4:]))
+    elif damage == "csv row doubled":
+        table.write_bytes(b"".join(lines + lines[5:7]))
+    elif damage == "csv row garbled":
+        table.write_bytes(b"".join(lines[:1] + [lines[1].replace(b"cta", b"ct\xff", 1)] + lines[2:]))
+    elif damage == "part copied":
+        shutil.copy(out / "elements" / "part-000001.parquet", out / "elements" / "part-000009.parquet")
+    elif damage == "part deleted":
+        (out / "creatives" / "part-000003.parquet").unlink()
+    else:  # a kill (or a full disk) cut the last append inside a two-byte character
+        table.write_bytes(b"".join(lines) + 'c005,caf\u00e9'.encode()[:-1])
+        (out / "scores.journal").write_text("".join(f'"c00{i}"\n' for i in range(5)))
+    assert damage.startswith("part") or table.read_bytes() != b"".join(lines)
+    summary = run_batch(read_inputs(folder), out, engine)
+    assert summary.scored >= 1 and summary.scored + summary.skipped == 6
+    assert_same_as(out, clean)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
+    ["unshare", "-rm", "true"], capture_output=True).returncode != 0,
+    reason="needs unshare -rm (a private mount namespace) to mount a small filesystem")
+def test_full_disk_and_read_only_folder_are_one_line_and_resumable(tmp_path):
+    """A real full filesystem (a 48 KiB tmpfs in a private mount namespace), then the same one read-only, then
+    enlarged: one line saying what to do each time, and the batch resumes to the rows of a clean run."""
+    non_ascii_creatives(tmp_path / "in", 40)
+    args = f"-q score {tmp_path / 'in'} --no-report --commit-every 2"
+    clean = cli(*args.split()[2:], "-o", tmp_path / "clean")
+    assert clean.communicate(timeout=300)[1] == "" and clean.returncode == 0
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = f"""
+        run() {{ {sys.executable} -m foveal {args} -o {mnt}/out 2>{tmp_path}/err$1; echo $? >{tmp_path}/rc$1; }}
+        mount -t tmpfs -o size=48k tmpfs {mnt} || exit 99
+        run 1; run 2
+        mount -o remount,ro {mnt}; run 3
+        mount -o remount,rw,size=20m {mnt}; run 4
+        cp -r {mnt}/out {tmp_path}/out
+    """
+    env = {**os.environ, "PYTHONPATH": FOVEAL_PATH}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = [((tmp_path / f"rc{i}").read_text().strip(), (tmp_path / f"err{i}").read_text()) for i in range(1, 5)]
+    assert [rc for rc, _ in runs] == ["1", "1", "1", "0"], runs
+    for _, err in runs[:2]:  # full: while scoring, or while reopening the folder
+        assert err.count("\n") == 1 and err.startswith("foveal: error: cannot write ") and (
+            "No space left on device; free some space, then run again" in err), err
+    assert runs[2][1].count("\n") == 1 and runs[2][1].startswith("foveal: error: cannot use ") and \
+        "Read-only file system" in runs[2][1] and runs[3][1] == ""
+    assert_same_as(tmp_path / "out", tmp_path / "clean")

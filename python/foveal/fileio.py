@@ -11,6 +11,7 @@ blocking or reading) of bounded size, so no input can hang the process or fill i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -23,6 +24,8 @@ import numpy as np
 
 from .errors import InputError
 
+#: errno values of a full disk (or quota): the user's to fix, not a failure of foveal.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # Files the running command reads, as (device, inode): None outside inputs_protected().
 _inputs: set[tuple[int, int]] | None = None
 _inputs_lock = threading.Lock()
@@ -158,13 +161,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
-            yield fh
+        fh = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
+        try:
+            try:
+                yield fh
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:  # the block's own failures (reading an input...) stay its own
+                    raise
+                raise InputError(f"cannot write {target}: {exc.strerror}; free some space, then run again") from None
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
             except OSError as exc:
-                raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+                remedy = "; free some space, then run again" if exc.errno in DISK_FULL else ""
+                raise InputError(f"cannot write {target}: {exc.strerror or exc}{remedy}") from None
+        finally:
+            # After a failed write, closing flushes the rest again and fails again: the first error is the one
+            # to report, and the temporary is deleted anyway. After fsync there is nothing left to flush.
+            with contextlib.suppress(OSError):
+                fh.close()
         try:
             os.replace(tmp, target)
         except OSError as exc:

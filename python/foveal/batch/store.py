@@ -12,8 +12,11 @@ Layout of ``OUT``::
 
 A commit writes the chunk's Parquet parts (each atomically), appends its CSV rows (fsynced), then appends its ids
 to the journal (fsynced): the journal is the truth.  Opening the folder again drops whatever a crash left beyond
-it (rows and parts of creatives not journaled, ``*.part`` temporaries, a cut journal line), so every creative ends
-up in every table exactly once.  One process at a time: a lock file refuses a second writer.
+it (rows and parts of creatives not journaled, ``*.part`` temporaries, a cut journal line or CSV row), and every
+journaled creative that is not whole and once in every table (a part or CSV line deleted or copied since), so every
+creative ends up in every table exactly once.  A journal or part file foveal cannot have written, a full disk or a
+read-only folder is an :class:`InputError` saying what to do.  One process at a time: a lock file refuses a second
+writer.
 """
 from __future__ import annotations
 
@@ -22,11 +25,12 @@ import fcntl
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
 from ..errors import InputError
-from ..fileio import atomic_write, write_json, write_text
+from ..fileio import DISK_FULL, atomic_write, is_unicode, write_json, write_text
 from ..models import file_sha256
 from .scorer import BatchOptions, CreativeResult
 
@@ -41,6 +45,8 @@ CREATIVE_COLUMNS = ("creative_id", "image", "image_sha256", "format", "height", 
                     *IDENTITY)
 ERROR_COLUMNS = ("creative_id", "image", "error", *IDENTITY)
 CSV_HEADER = ELEMENT_COLUMNS
+#: What to do about a damaged commit record: without it the tables are rebuilt by rescoring.
+JOURNAL_REMEDY = "delete it to rescore this folder's creatives, or use a new output folder"
 
 
 def _schemas():
@@ -99,8 +105,10 @@ class BatchStore:
                                        for p in (self.out / d).glob("part-*.parquet")), default=0)
             self._csv = (self.out / CSV_NAME).open("a", encoding="utf-8", newline="")
             self._journal = (self.out / JOURNAL_NAME).open("a", encoding="utf-8")
-        except BaseException:
+        except BaseException as exc:
             self._lock.close()
+            if isinstance(exc, OSError):  # a read-only folder, a table replaced by a folder...
+                raise _unusable(exc, self.out) from None
             raise
 
     @property
@@ -111,8 +119,14 @@ class BatchStore:
     def __enter__(self) -> BatchStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except InputError:
+            if exc is None:
+                raise
+            # what stopped the batch is the error to report; closing failed after it, mostly for the same reason
+            # (a full disk)
 
     def commit(self, results: Iterable[CreativeResult]) -> None:
         """Make ``results`` durable: successes into the tables and journal, failures into :attr:`errors`."""
@@ -149,8 +163,11 @@ class BatchStore:
         if self._lock.closed:
             return
         try:
-            self._csv.close()
-            self._journal.close()
+            # Closing flushes what a failed append (a full disk) left buffered: safe, since rows beyond the journal
+            # are dropped on reopening and journal lines only ever follow their whole rows.
+            failed = [exc for exc in (_close(self._csv), _close(self._journal)) if exc is not None]
+            if failed:
+                raise _unusable(failed[0], self.out)
             _write_parquet(self.out / f"{ERRORS_NAME}.parquet", ERRORS_NAME, self.errors)
             write_text(self.out / f"{ERRORS_NAME}.csv",
                        _csv_text([ERROR_COLUMNS, *([e[c] for c in ERROR_COLUMNS] for e in self.errors)]))
@@ -176,53 +193,52 @@ class BatchStore:
                              "would mix incomparable rows; use a new output folder, or the same settings")
 
     def _recover(self) -> set[str]:
-        """Committed ids: journaled and present in every table; everything else is dropped from every table."""
+        """Committed ids: journaled, and whole and once in every table; everything else is dropped from every
+        table."""
         journal = self.out / JOURNAL_NAME
-        text = journal.read_text(encoding="utf-8") if journal.exists() else ""
-        # A line without its newline was cut by a crash: that chunk is not committed.
-        lines = text.split("\n")[:-1]
-        try:
-            done = {json.loads(line) for line in lines if line}
-        except json.JSONDecodeError:
-            raise InputError(f"{journal}: corrupt; use a new output folder") from None
-        csv_ids = self._csv_ids()
-        part_ids = {d: _part_ids(self.out / d) for d in (ELEMENTS_DIR, CREATIVES_DIR)}
-        done &= csv_ids
-        for d in part_ids:
-            done &= set(part_ids[d])
+        text, ids = _read_journal(journal)
+        rows, whole = self._read_csv()
+        in_csv = Counter(row[0] for row in rows)
+        elements, creatives = (Counter(_part_ids(self.out / d)) for d in (ELEMENTS_DIR, CREATIVES_DIR))
+        # Whole and once in every table: one creative row, and as many CSV rows as element rows (a commit writes a
+        # creative's element rows into one part, and scoring needs at least one). A row lost or doubled by damage
+        # makes its creative not done, so it is dropped everywhere and rescored.
+        done = {i for i in ids if creatives[i] == 1 and 0 < elements[i] == in_csv[i]}
         for d in (ELEMENTS_DIR, CREATIVES_DIR):
             _filter_parts(self.out / d, d, done)
-        self._filter_csv(done)
-        kept = "".join(dict.fromkeys(line + "\n" for line in lines if line and json.loads(line) in done))
+        keep = [row for row in rows if row[0] in done]
+        if len(keep) != len(rows) or not whole:
+            with atomic_write(self.out / CSV_NAME, "w") as fh:
+                fh.write(_csv_text([CSV_HEADER, *keep]))
+        kept = "".join(json.dumps(i) + "\n" for i in dict.fromkeys(ids) if i in done)
         if text != kept and (done or text):
             write_text(journal, kept)
         return done
 
-    def _csv_ids(self) -> set[str]:
+    def _read_csv(self) -> tuple[list[list[str]], bool]:
+        """The CSV's whole rows (without the header), and whether it holds nothing else (such as a row a crash cut,
+        maybe inside a multi-byte character) and ends with a newline."""
         table = self.out / CSV_NAME
         if not table.exists():
             write_text(table, _csv_text([CSV_HEADER]))
-            return set()
-        with table.open(encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or tuple(header) != CSV_HEADER:
-                raise InputError(f"{table}: header differs from this foveal version's ({','.join(CSV_HEADER[:4])}"
-                                 ",...); use a new output folder")
-            return {row[0] for row in reader if len(row) == len(CSV_HEADER)}
-
-    def _filter_csv(self, done: set[str]) -> None:
-        table = self.out / CSV_NAME
-        with table.open(encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))
-        keep = [r for r in rows[1:] if len(r) == len(CSV_HEADER) and r[0] in done]
-        if len(keep) != len(rows) - 1 or not table.read_text(encoding="utf-8").endswith("\n"):
-            with atomic_write(table, "w") as fh:
-                fh.write(_csv_text([CSV_HEADER, *keep]))
+            return [], True
+        # surrogateescape: bytes a cut left are kept apart (as lone surrogates) instead of failing the whole read
+        text = table.read_text(encoding="utf-8", errors="surrogateescape")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows or tuple(rows[0]) != CSV_HEADER:
+            raise InputError(f"{table}: header differs from this foveal version's ({','.join(CSV_HEADER[:4])}"
+                             ",...); use a new output folder")
+        keep = [r for r in rows[1:] if len(r) == len(CSV_HEADER)]
+        if not is_unicode(text):
+            keep = [r for r in keep if all(map(is_unicode, r))]
+        return keep, len(keep) == len(rows) - 1 and text.endswith("\n")
 
 
 def _lock(path: Path) -> IO[str]:
-    fh = path.open("a")
+    try:
+        fh = path.open("a")
+    except OSError as exc:
+        raise _unusable(exc, path.parent) from None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -230,6 +246,39 @@ def _lock(path: Path) -> IO[str]:
         raise InputError(f"{path.parent}: another foveal batch is writing there; wait for it to end, or use "
                          "another output folder") from None
     return fh
+
+
+def _unusable(exc: OSError, out: Path) -> InputError:
+    """A one-line error for an output folder that cannot be read or written as a batch folder needs."""
+    where = exc.filename or out
+    if exc.errno in DISK_FULL:
+        return InputError(f"cannot write {where}: {exc.strerror}; free some space, then run again")
+    return InputError(f"cannot use {where}: {exc.strerror or exc}; {out} must be a writable batch output folder: "
+                      "fix that, or use another output folder")
+
+
+def _close(fh: IO[str]) -> OSError | None:
+    try:
+        fh.close()
+    except OSError as exc:
+        exc.filename = exc.filename or fh.name
+        return exc
+    return None
+
+
+def _read_journal(journal: Path) -> tuple[str, list[str]]:
+    """The journal's text and its ids in order; a last line without its newline was cut by a crash: that chunk is
+    not committed."""
+    if not journal.exists():
+        return "", []
+    try:
+        text = journal.read_text(encoding="utf-8")  # foveal writes JSON strings (ASCII): other bytes are damage
+        ids = [json.loads(line) for line in text.split("\n")[:-1] if line]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{journal}: corrupt (not foveal's journal lines); {JOURNAL_REMEDY}") from None
+    if not all(isinstance(i, str) for i in ids):
+        raise InputError(f"{journal}: corrupt (a line is not a creative id); {JOURNAL_REMEDY}")
+    return text, ids
 
 
 def _remove_temporaries(out: Path) -> None:
@@ -247,12 +296,32 @@ def _part_number(path: Path) -> int:
         return 0
 
 
-def _part_ids(folder: Path) -> list[str]:
+def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
+    """One part file of the table ``name`` (its ``columns``), or InputError if it is not one foveal wrote: parts
+    are written whole (atomically), so a damaged one was damaged afterwards."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    schema = _schemas()[name]
+    try:
+        if not part.is_file():
+            raise OSError("not a file")
+        table = pq.read_table(part, columns=columns)
+        if table.schema.remove_metadata() != (schema if columns is None else pa.schema(
+                [schema.field(c) for c in columns])):
+            raise pa.ArrowInvalid(f"its columns are not the {name} table's")
+    except (OSError, pa.ArrowException) as exc:
+        # Arrow's first sentence, without the path it repeats ("Could not open ... '<path>': ...")
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split("': ", 1)[-1].split(". ", 1)[0]
+        raise InputError(f"{part}: not a part of this batch's {name} table ({reason}); delete it to rescore "
+                         "its creatives, or use a new output folder") from None
+    return table
+
+
+def _part_ids(folder: Path) -> list[str]:
     ids: list[str] = []
     for part in sorted(folder.glob("part-*.parquet")):
-        ids += pq.read_table(part, columns=["creative_id"]).column("creative_id").to_pylist()
+        ids += _read_part(part, folder.name, ["creative_id"]).column("creative_id").to_pylist()
     return ids
 
 
@@ -262,7 +331,7 @@ def _filter_parts(folder: Path, name: str, done: set[str]) -> None:
     import pyarrow.parquet as pq
 
     for part in sorted(folder.glob("part-*.parquet")):
-        table = pq.read_table(part)
+        table = _read_part(part, name)
         keep = pc.is_in(table.column("creative_id"), value_set=_string_array(done))
         if pc.all(keep).as_py() is not False:
             continue
@@ -302,6 +371,10 @@ def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
 
 def _append_durably(fh: IO[str], text: str) -> None:
     """Append and fsync: the rows (or journal lines) survive a crash before the next step starts."""
-    fh.write(text)
-    fh.flush()
-    os.fsync(fh.fileno())
+    try:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    except OSError as exc:  # a full disk: what was written is beyond the journal, dropped when the folder reopens
+        exc.filename = exc.filename or fh.name
+        raise _unusable(exc, Path(fh.name).parent) from None
