@@ -255,6 +255,7 @@ def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine)
         run_batch([BatchItem("a", "x.png"), BatchItem("a", "y.png")], out, engine)
     assert os.listdir(out)  # the refused runs left the folder as it was
 
+
 # --- Faults a data team causes: kills, signals, damaged folders, a full disk, messy lists ---------------------------
 
 
@@ -429,3 +430,30 @@ def test_full_disk_and_read_only_folder_are_one_line_and_resumable(tmp_path):
     assert runs[2][1].count("\n") == 1 and runs[2][1].startswith("foveal: error: cannot use ") and \
         "Read-only file system" in runs[2][1] and runs[3][1] == ""
     assert_same_as(tmp_path / "out", tmp_path / "clean")
+
+
+def test_list_files_as_editors_and_scripts_write_them(tmp_path, engine, monkeypatch):
+    """A byte-order mark, CRLF, a file listed twice, a link to a deleted image, relative paths from two folders."""
+    make_creatives(tmp_path / "in", 3)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "l.txt").write_bytes("\ufeffc000.png\r\n\r\n../in/c001.png\r\n".encode().replace(
+        b"c000.png", b"../in/c000.png"))
+    monkeypatch.chdir(tmp_path)
+    here = read_inputs("lists/l.txt")
+    monkeypatch.chdir(lists)
+    assert read_inputs("l.txt") == here  # a resume from another folder records the same images
+    assert [i.creative_id for i in here] == ["c000", "c001"]
+    assert all(Path(i.image).is_absolute() and Path(i.image).is_file() for i in here)
+
+    (lists / "twice.txt").write_text("../in/c000.png\n./../in/c000.png\n")
+    with pytest.raises(InputError, match=r"c000.png is listed twice; list each creative once"):
+        read_inputs("twice.txt")
+
+    gone = tmp_path / "in" / "c009.png"
+    gone.symlink_to(tmp_path / "deleted.png")
+    items = read_inputs(tmp_path / "in")
+    assert [i.creative_id for i in items] == ["c000", "c001", "c002", "c009"]
+    summary = run_batch(items, tmp_path / "out", engine)
+    assert summary.scored == 3 and [e["creative_id"] for e in summary.errors] == ["c009"]
+    assert "not found" in summary.errors[0]["error"]

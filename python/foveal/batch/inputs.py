@@ -56,7 +56,8 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
 
     A table has an ``image`` (or ``path``) column and optionally ``creative_id`` and ``elements`` (an element file's
     path or element JSON); or one row per element with ``name, kind, x, y, w, h`` (and ``units``) columns, grouped
-    into creatives by ``creative_id`` (else by image).  Relative paths are relative to the table's folder.
+    into creatives by ``creative_id`` (else by image).  Relative paths are relative to the table's folder.  Every
+    image (and element file) path is made absolute, so a resume from another folder records the same ``image``.
     """
     source = Path(source)
     if source.is_dir():
@@ -73,10 +74,14 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name; names (stems) must be unique."""
+    """Image files directly inside ``folder``, sorted by name; names (stems) must be unique.
+
+    A link to no file is listed too: the image it stood for fails as "not found" instead of vanishing unreported.
+    """
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                    and (p.is_file() or (p.is_symlink() and not p.exists())))
     if not images:
         raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return images
@@ -92,7 +97,7 @@ def check_creative_id(value: Any, where: str) -> str:
 
 
 def _from_paths(paths: Iterable[Path]) -> list[BatchItem]:
-    return [BatchItem(p.stem, str(p)) for p in paths]
+    return [BatchItem(p.stem, str(p.absolute())) for p in paths]
 
 
 def _unique(items: list[BatchItem], source: Path) -> list[BatchItem]:
@@ -101,6 +106,8 @@ def _unique(items: list[BatchItem], source: Path) -> list[BatchItem]:
     seen: dict[str, BatchItem] = {}
     for item in items:
         check_creative_id(item.creative_id, str(source))
+        if item == seen.get(item.creative_id):
+            raise InputError(f"{source}: {item.image} is listed twice; list each creative once")
         if item.creative_id in seen:
             raise InputError(f"{source}: {seen[item.creative_id].image} and {item.image} share the creative id "
                              f"{item.creative_id!r}; their rows, reports and maps would collide: rename one"
@@ -111,15 +118,19 @@ def _unique(items: list[BatchItem], source: Path) -> list[BatchItem]:
 
 def _read_list(path: Path) -> list[Path]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark, which is no part of the first path
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the list file ({exc})") from None
     return [_resolve(line.strip(), path.parent) for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _resolve(text: str, base: Path) -> Path:
+    """``text`` as an absolute path, taken from ``base`` when relative.  Absolute, so that the tables name the same
+    file whichever folder a run (or its resume, or a Ray worker) starts in; not resolved (``..`` kept), so that a
+    path through a linked folder means what it says."""
     p = Path(text)
-    return p if p.is_absolute() else base / p
+    return (p if p.is_absolute() else base / p).absolute()
 
 
 def _from_table(path: Path) -> list[BatchItem]:
