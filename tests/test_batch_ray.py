@@ -125,6 +125,16 @@ def cluster() -> str:
                 os.environ[k] = v
 
 
+def _wait_for_commits(proc, journal: Path, lines: int = 4, timeout_s: float = 240) -> None:
+    """Until the batch ``proc`` has committed ``lines`` journal lines; it must still be running then."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") >= lines:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()[1][-2000:]}"
+
+
 def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creatives, single, tmp_path):
     """The CLI joins the cluster, is SIGKILLed after a few commits; the library reruns on the same cluster: the
     tables equal the single-process batch (shares to 1e-6, same rows), each creative once, the bad image in the
@@ -132,13 +142,9 @@ def test_driver_killed_midway_then_rerun_equals_single_process(cluster, creative
     out = tmp_path / "out"
     proc = cli(creatives, "-o", out, "--ray", cluster, "--actors", "2", "--no-report", "--maps", "--batch-size", "2",
                "--commit-every", "2", start_new_session=True)
-    journal, deadline = out / "scores.journal", time.monotonic() + 240
+    journal = out / "scores.journal"
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and journal.read_text().count("\n") >= 4:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"finished before it could be killed: {proc.communicate()[1][-2000:]}"
+        _wait_for_commits(proc, journal)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and anything it started, as a power cut would
     finally:
         proc.communicate(timeout=30)
@@ -165,13 +171,9 @@ def test_cli_terminated_on_its_own_cluster_then_resumed_without_ray(creatives, s
     out = tmp_path / "out"
     proc = cli(creatives, "-o", out, "--ray", "--actors", "1", "--no-report", "--maps", "--batch-size", "2",
                "--commit-every", "2")
-    journal, deadline = out / "scores.journal", time.monotonic() + 240
+    journal = out / "scores.journal"
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and journal.read_text().count("\n") >= 4:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()[1][-2000:]}"
+        _wait_for_commits(proc, journal)
         proc.send_signal(signal.SIGTERM)
     finally:
         _, err = proc.communicate(timeout=120)
