@@ -26,6 +26,7 @@ from .errors import InputError
 
 #: errno values of a full disk (or quota): the user's to fix, not a failure of foveal.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
 # Files the running command reads, as (device, inode): None outside inputs_protected().
 _inputs: set[tuple[int, int]] | None = None
 _inputs_lock = threading.Lock()
@@ -132,6 +133,12 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temporary name beside {target}")
 
 
+def cannot_write(target: str | os.PathLike, exc: OSError) -> InputError:
+    """The one-line error for a failed write of ``target``, telling a full disk by what to do about it."""
+    remedy = "; free some space, then run again" if exc.errno in DISK_FULL else ""
+    return InputError(f"cannot write {target}: {exc.strerror or exc}{remedy}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
@@ -168,13 +175,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             except OSError as exc:
                 if exc.errno not in DISK_FULL:  # the block's own failures (reading an input...) stay its own
                     raise
-                raise InputError(f"cannot write {target}: {exc.strerror}; free some space, then run again") from None
+                raise cannot_write(target, exc) from None
             try:
                 fh.flush()
                 os.fsync(fh.fileno())
             except OSError as exc:
-                remedy = "; free some space, then run again" if exc.errno in DISK_FULL else ""
-                raise InputError(f"cannot write {target}: {exc.strerror or exc}{remedy}") from None
+                raise cannot_write(target, exc) from None
         finally:
             # After a failed write, closing flushes the rest again and fails again: the first error is the one
             # to report, and the temporary is deleted anyway. After fsync there is nothing left to flush.

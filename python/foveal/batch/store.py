@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
 from ..errors import InputError
-from ..fileio import DISK_FULL, atomic_write, is_unicode, write_json, write_text
+from ..fileio import DISK_FULL, atomic_write, cannot_write, is_unicode, write_json, write_text
 from ..models import file_sha256
 from .scorer import BatchOptions, CreativeResult
 
@@ -252,7 +252,7 @@ def _unusable(exc: OSError, out: Path) -> InputError:
     """A one-line error for an output folder that cannot be read or written as a batch folder needs."""
     where = exc.filename or out
     if exc.errno in DISK_FULL:
-        return InputError(f"cannot write {where}: {exc.strerror}; free some space, then run again")
+        return cannot_write(where, exc)
     return InputError(f"cannot use {where}: {exc.strerror or exc}; {out} must be a writable batch output folder: "
                       "fix that, or use another output folder")
 
