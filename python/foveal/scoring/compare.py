@@ -37,7 +37,7 @@ from ..errors import InputError
 from ..fileio import PNG_COMPRESS_LEVEL
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import DOCUMENT_CSP, draw_boxes, legend_strip, run_header
+from .report import DOCUMENT_CSP, bdi, draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import CreativeScores
 
@@ -441,8 +441,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     names = Path(a["image"]).name, Path(b["image"]).name
     return _HTML.format(
         csp=DOCUMENT_CSP, title=html.escape(f"{names[0]} vs {names[1]}"),
-        # <bdi>: a right-to-left override in one file name must not reverse the rest of the heading
-        heading=" vs ".join(f"<bdi>{html.escape(n)}</bdi>" for n in names),
+        heading=" vs ".join(map(bdi, names)),  # an override in one name must not reverse the rest of the heading
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),

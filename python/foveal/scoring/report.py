@@ -153,7 +153,7 @@ def _data_uri(pixels: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _bdi(text: str) -> str:
+def bdi(text: str) -> str:
     """A name from the caller, escaped and bidi-isolated: a right-to-left override in it (U+202E) cannot reverse
     the report's own words after it."""
     return f"<bdi>{html.escape(text)}</bdi>"
@@ -238,17 +238,17 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         count = norms["creatives"]
         against = (f'{count} reference creative{"s" if count != 1 else ""}' if count else
                    "no reference creatives of this format")
-        notes.append(f'Percentiles against {_bdi(Path(str(norms["source"])).name)} (format {_bdi(doc["format"])}: '
+        notes.append(f'Percentiles against {bdi(Path(str(norms["source"])).name)} (format {bdi(doc["format"])}: '
                      + html.escape(f'{against}); pass = percentile ≥ {doc["pass_percentile"]:g}.'))
         if norms.get("warning"):
             notes.append("Warning: " + html.escape(norms["warning"]))
     missing = sorted({e["norm_note"] for e in doc["elements"] if norms is not None and e["norm_note"]})
     notes += [html.escape(m) for m in missing]
     size = doc["image_size"]
-    meta = (f'{size["width"]}×{size["height"]} · format {_bdi(doc["format"])} · '
+    graph = str(model.get("graph_sha256") or model["sha256"])[:12]
+    meta = (f'{size["width"]}×{size["height"]} · format {bdi(doc["format"])} · '
             + html.escape(f'model {model["name"]} {model["version"] or ""}, {model.get("precision") or "fp32"} graph '
-                          f'(sha256 {str(model.get("graph_sha256") or model["sha256"])[:12]}…) on {doc["backend"]} · '
-                          f'foveal {doc["foveal_version"]}'))
+                          f'(sha256 {graph}…) on {doc["backend"]} · foveal {doc["foveal_version"]}'))
     definitions = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
                                    for k, v in doc["definitions"].items()) + "</dl>"
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))

@@ -2,6 +2,8 @@
 // resize it, arrow keys nudge the selected box (Shift: 10 px), Delete removes it. Coordinates are whole image
 // pixels; boxes always stay inside the image.
 
+import { bdi } from "./views.js";
+
 const MIN_SIZE = 2;
 const CORNERS = ["nw", "ne", "sw", "se"];
 
@@ -63,7 +65,7 @@ export class BoxEditor {
       const label = el.querySelector(".box-label");
       if (label.textContent !== item.name + item.label) {
         // The name isolated: an override in it must not reverse the share and score after it.
-        label.replaceChildren(Object.assign(document.createElement("bdi"), { textContent: item.name }), item.label);
+        label.replaceChildren(bdi(item.name), item.label);
       }
       this.place(el, item.box);
     }
