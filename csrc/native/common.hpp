@@ -36,8 +36,8 @@ bool cpu_has_avx2();
 // Most workers FOVEAL_NUM_THREADS may ask for (foveal.cpu.MAX_THREADS refuses more before any work).
 inline constexpr int kMaxThreads = 1024;
 
-// Worker count: FOVEAL_NUM_THREADS when set (>= 1, at most kMaxThreads), else the CPUs this process may really use: its affinity mask,
-// capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host gets 2 workers, not 64).
+// Worker count: FOVEAL_NUM_THREADS when set (>= 1, at most kMaxThreads), else the CPUs this process may really use:
+// its affinity mask, capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host gets 2 workers, not 64).
 int thread_count();
 
 // Runs fn(tid) for every tid in [0, n) on the process's persistent workers and the calling thread, and returns

@@ -260,9 +260,9 @@ def _flag_message(seg: dict[str, Any], fell: dict[str, dict[str, Any]], settings
                       for name, t in sorted(fell.items()))
     # U+2068/U+2069 isolate the segment's values (users' verticals and tags): a right-to-left override in one must
     # not reverse the rest of the sentence, in the report or on a terminal
-    return (f"the model may be drifting on \u2068{seg['name']}\u2069: rank correlation with {settings.metric}, reference window "
-            f"{ref['start']}..{ref['end']} → recent window {new['start']}..{new['end']}: {drops}; check what "
-            "changed in this segment and update your benchmark thresholds")
+    return (f"the model may be drifting on \u2068{seg['name']}\u2069: rank correlation with {settings.metric}, "
+            f"reference window {ref['start']}..{ref['end']} → recent window {new['start']}..{new['end']}: {drops}; "
+            "check what changed in this segment and update your benchmark thresholds")
 
 
 def _q(q: float) -> str:

@@ -61,8 +61,7 @@ class Guard:
     def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
-        if self.keys is not None and path not in OPEN_PATHS and \
-                (path.startswith("/v1/") or path == "/metrics"):
+        if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
             try:
                 self.keys.check(presented_key(headers))
             except ServiceError as exc:

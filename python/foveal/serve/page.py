@@ -19,8 +19,7 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
            "X-Frame-Options": "DENY"}
 #: The API's HTML answers (``/v1/score?format=html``, ``/v1/compare?format=html``): pages built from the caller's
 #: names, on this origin, that a cross-site form could ask for; no script may ever run in them.
-DOCUMENT_HEADERS = {"Content-Security-Policy": DOCUMENT_CSP + "; frame-ancestors 'none'",
-                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+DOCUMENT_HEADERS = {**HEADERS, "Content-Security-Policy": DOCUMENT_CSP + "; frame-ancestors 'none'"}
 
 
 class PageFiles(StaticFiles):
