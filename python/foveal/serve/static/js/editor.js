@@ -1,20 +1,34 @@
 // The box layer over the creative: draw a box by dragging on empty image, drag a box to move it, drag a corner to
-// resize it, arrow keys nudge the selected box (Shift: 10 px), Delete removes it. Coordinates are whole image
-// pixels; boxes always stay inside the image.
+// resize it; from the keyboard, arrow keys move the selected box, Alt+arrow or Ctrl+arrow resize it (right and down
+// grow it, left and up shrink it; Shift: 10 px), Delete removes it. Coordinates are whole image pixels; boxes
+// always stay inside the image and are at least 1 px wide and high.
 
 import { bdi } from "./views.js";
 
-const MIN_SIZE = 2;
+const MIN_SIZE = 2; // a drawn box narrower than this was a click, not a drag (unless the image itself is narrower)
 const CORNERS = ["nw", "ne", "sw", "se"];
+
+/** [x, y, w, h] moved by (dx, dy), its size kept, stopped at the edges of a width x height image. */
+export function moveBox([x, y, w, h], dx, dy, width, height) {
+  return [Math.min(width - w, Math.max(0, x + dx)), Math.min(height - h, Math.max(0, y + dy)), w, h];
+}
+
+/** [x, y, w, h] grown by (dw, dh) from its top-left corner, at least 1 px and inside a width x height image. */
+export function resizeBox([x, y, w, h], dw, dh, width, height) {
+  return [x, y, Math.min(width - x, Math.max(1, w + dw)), Math.min(height - y, Math.max(1, h + dh))];
+}
 
 export class BoxEditor {
   /**
    * layer: the element over the canvas that holds the boxes (same size as the displayed image).
-   * callbacks: onCreate(box) → element name or null, onChange(name, box, final), onSelect(name), onDelete(name).
+   * callbacks: onCreate(box) → element name or null, onChange(name, box, final), onSelect(name), onDelete(name),
+   * onStuck(name, box): a key press that cannot move or resize the box any further.
+   * describedBy: the id of the text that tells how to operate a box, read out when a box gets focus.
    */
-  constructor(layer, callbacks) {
+  constructor(layer, callbacks, describedBy = null) {
     this.layer = layer;
     this.cb = callbacks;
+    this.describedBy = describedBy;
     this.width = 0;
     this.height = 0;
     this.items = [];      // [{name, kind, box, label, ghost?}]
@@ -61,6 +75,7 @@ export class BoxEditor {
       el.classList.toggle("selected", item.name === selected);
       el.classList.toggle("ghost", Boolean(item.dashed));
       el.setAttribute("role", "button");
+      if (this.describedBy) el.setAttribute("aria-describedby", this.describedBy);
       el.setAttribute("aria-label", `${item.kind} box ${item.name}: ${item.box.join(", ")}`);
       const label = el.querySelector(".box-label");
       if (label.textContent !== item.name + item.label) {
@@ -125,7 +140,8 @@ export class BoxEditor {
     if (this.layer.hasPointerCapture(event.pointerId)) this.layer.releasePointerCapture(event.pointerId);
     if (drag.mode === "create") {
       drag.el.remove();
-      if (drag.box && drag.box[2] >= MIN_SIZE && drag.box[3] >= MIN_SIZE) this.cb.onCreate(drag.box);
+      const [w, h] = [Math.min(MIN_SIZE, this.width), Math.min(MIN_SIZE, this.height)];
+      if (drag.box && drag.box[2] >= w && drag.box[3] >= h) this.cb.onCreate(drag.box);
       return;
     }
     this.cb.onChange(drag.name, drag.box, true);
@@ -146,9 +162,7 @@ export class BoxEditor {
     const [x, y, w, h] = this.drag.orig;
     const dx = Math.round(px - start[0]);
     const dy = Math.round(py - start[1]);
-    if (mode === "move") {
-      return [Math.min(W - w, Math.max(0, x + dx)), Math.min(H - h, Math.max(0, y + dy)), w, h];
-    }
+    if (mode === "move") return moveBox(this.drag.orig, dx, dy, W, H);
     let x0 = x;
     let y0 = y;
     let x1 = x + w;
@@ -171,13 +185,16 @@ export class BoxEditor {
       return;
     }
     const step = event.shiftKey ? 10 : 1;
-    const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
-    if (!(event.key in moves)) return;
-    const [dx, dy] = moves[event.key];
-    const [x, y, w, h] = item.box;
-    const box = [Math.min(this.width - w, Math.max(0, x + dx)), Math.min(this.height - h, Math.max(0, y + dy)), w, h];
+    const arrows = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+    if (!(event.key in arrows) || event.metaKey) return;
+    const [dx, dy] = arrows[event.key];
+    // Alt or Ctrl: whichever of the two the person's system leaves to the page (macOS takes Ctrl+arrow).
+    const resize = event.altKey || event.ctrlKey;
+    const box = resize ? resizeBox(item.box, dx, dy, this.width, this.height)
+      : moveBox(item.box, dx, dy, this.width, this.height);
     this.cb.onSelect(item.name);
-    this.cb.onChange(item.name, box, true);
+    if (box.every((v, i) => v === item.box[i])) this.cb.onStuck?.(item.name, item.box);
+    else this.cb.onChange(item.name, box, true);
     event.preventDefault();
   }
 }
