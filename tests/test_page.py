@@ -128,7 +128,7 @@ def retype(field, text: str) -> None:
 def element_rows(driver) -> list[dict]:
     return js(driver, """return [...document.querySelectorAll('#elements-table tbody tr')].map((tr) => ({
         name: tr.querySelector('input').value, kind: tr.querySelector('select').value,
-        box: tr.children[2].textContent.split(',').map(Number)}));""")
+        box: [...tr.querySelectorAll('input[type=number]')].map((input) => Number(input.value))}));""")
 
 
 def local_shares(driver) -> dict[str, float]:
@@ -779,3 +779,143 @@ def test_elements_left_out_of_a_smaller_creative_are_counted(page, tmp_path):
     kept = len(element_rows(page))
     assert kept < 6
     assert f"{6 - kept} element(s) did not fit this image" in page.find_element("id", "status").text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The element editor from the keyboard alone (WCAG 2.1.1), and with creatives of a few pixels.
+
+
+def box_status(driver) -> str:
+    return driver.find_element("id", "box-status").text
+
+
+def service_shares(service: str, image: Path, elements: list[dict]) -> dict[str, float]:
+    import httpx
+
+    files = {"image": (image.name, image.read_bytes(), "image/png")}
+    doc = httpx.post(f"{service}/v1/score", files=files, data={"elements": json.dumps(elements)}, timeout=60).json()
+    return {e["name"]: e["share"] for e in doc["elements"]}
+
+
+def test_keyboard_alone_adds_moves_resizes_and_types_boxes(page, service, downloads, tmp_path):
+    """A box could only be created by dragging with a mouse and resized only by dragging a corner, and there was
+    no way to give exact coordinates: the element editor was closed to keyboard and screen-reader users."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    image = tmp_path / "keys.png"
+    image.write_bytes((EXAMPLES / "creative.png").read_bytes())
+    upload(page, image)
+    add = page.find_element("id", "add-element")
+    assert add.is_displayed() and add.is_enabled()
+    add.send_keys(Keys.ENTER)
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the added element")
+    assert element_rows(page) == [{"name": "element 1", "kind": "other", "box": [225, 225, 150, 150]}]
+    focused = page.switch_to.active_element
+    assert focused.get_attribute("data-name") == "element 1", "the new box has focus: the arrow keys act on it"
+    wait(page, served, what="the service's scores of the added box")
+    added = local_shares(page)["element 1"]
+
+    def press(*keys, modifier=None):
+        chain = ActionChains(page)
+        if modifier:
+            chain.key_down(modifier)
+        chain.send_keys(*keys)
+        if modifier:
+            chain.key_up(modifier)
+        chain.perform()
+
+    press(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_DOWN)  # move by 1 px
+    press(Keys.ARROW_RIGHT, modifier=Keys.ALT)  # 1 px wider
+    ActionChains(page).key_down(Keys.SHIFT).key_down(Keys.ALT).send_keys(Keys.ARROW_DOWN).key_up(Keys.ALT) \
+        .key_up(Keys.SHIFT).perform()  # 10 px higher
+    press(Keys.ARROW_LEFT, Keys.ARROW_LEFT, modifier=Keys.CONTROL)  # 2 px narrower, with the other modifier
+    wait(page, lambda d: element_rows(d)[0]["box"] == [227, 226, 149, 160], what="the moved and resized box")
+    box = page.find_element("css selector", "#boxes .box[data-name='element 1']")
+    assert box.get_attribute("aria-label").endswith(": 227, 226, 149, 160")
+    assert "element 1: x 227, y 226, width 149, height 160" in box_status(page)
+    assert page.switch_to.active_element == box, "focus stays on the box while it changes"
+    wait(page, served, what="the service's scores after the keys")
+    rows = element_rows(page)
+    shares = local_shares(page)
+    assert shares["element 1"] != added
+    assert abs(shares["element 1"] - service_shares(service, image, rows)["element 1"]) <= 1e-6
+    # Stopped at the edges: never outside the image, never under 1 px, and it says why.
+    press(*[Keys.ARROW_RIGHT] * 40, modifier=Keys.SHIFT)
+    wait(page, lambda d: element_rows(d)[0]["box"] == [451, 226, 149, 160], what="the box at the right edge")
+    press(Keys.ARROW_RIGHT, modifier=Keys.ALT)
+    wait(page, lambda d: "cannot go further" in box_status(d), what="the edge announced")
+    ActionChains(page).key_down(Keys.SHIFT).key_down(Keys.ALT).send_keys(*[Keys.ARROW_LEFT] * 16) \
+        .key_up(Keys.ALT).key_up(Keys.SHIFT).perform()
+    wait(page, lambda d: element_rows(d)[0]["box"] == [451, 226, 1, 160], what="the box 1 px wide")
+    # Exact coordinates typed in the list: x and y move the box, width and height resize it, clamped the same way.
+    row = page.find_element("css selector", "#elements-table tbody tr")
+    field = {name: row.find_element("css selector", f"input[data-index='{i}']")
+             for i, name in enumerate(("x", "y", "w", "h"))}
+    assert field["x"].get_attribute("aria-label") == "x of element element 1, in image pixels"
+    field["x"].send_keys(Keys.CONTROL, "a")
+    field["x"].send_keys("120", Keys.TAB)  # applied on leaving the field; focus goes on to y, kept by the re-render
+    wait(page, lambda d: element_rows(d)[0]["box"][0] == 120, what="the typed x")
+    assert page.switch_to.active_element == field["y"]
+    retype(field["w"], "200")
+    wait(page, lambda d: element_rows(d)[0]["box"] == [120, 226, 200, 160], what="the typed x and width")
+    retype(field["y"], "1000")  # past the bottom: as far down as the box fits
+    wait(page, lambda d: element_rows(d)[0]["box"] == [120, 440, 200, 160], what="the clamped y")
+    assert "y 1000 kept to 440" in box_status(page)
+    retype(field["h"], "0")
+    wait(page, lambda d: element_rows(d)[0]["box"] == [120, 440, 200, 1], what="the clamped height")
+    field["h"].send_keys(Keys.ARROW_UP, Keys.ARROW_UP)  # the number field's own stepping
+    wait(page, lambda d: element_rows(d)[0]["box"] == [120, 440, 200, 3], what="the stepped height")
+    retype(field["h"], "59.6")
+    wait(page, lambda d: element_rows(d)[0]["box"] == [120, 440, 200, 60], what="the rounded height")
+    field["w"].send_keys(Keys.CONTROL, "a")
+    field["w"].send_keys(Keys.BACKSPACE, Keys.ENTER)  # nothing is not a width
+    wait(page, lambda d: "must be a number of image pixels" in d.find_element("id", "error").text,
+         what="the refused width")
+    assert element_rows(page)[0]["box"] == [120, 440, 200, 60] and field["w"].get_attribute("value") == "200"
+    # A second element, by Space this time, on a box of its own; then the file export holds exactly these boxes.
+    add.send_keys(Keys.SPACE)
+    wait(page, lambda d: len(element_rows(d)) == 2, what="the second element")
+    assert element_rows(page)[1] == {"name": "element 2", "kind": "other", "box": [225, 225, 150, 150]}
+    wait(page, served, what="the service's scores of both")
+    rows = element_rows(page)
+    expected = service_shares(service, image, rows)
+    for name, share in local_shares(page).items():
+        assert abs(share - expected[name]) <= 1e-6, (name, share, expected[name])
+    page.find_element("id", "export-elements").send_keys(Keys.ENTER)
+    wait(page, lambda d: (downloads / "keys.json").is_file(), what="the exported elements")
+    exported = json.loads((downloads / "keys.json").read_text())
+    assert exported["elements"] == rows
+    shot(page, "11-keyboard")
+
+
+def test_keyboard_scales_a_whatif_edit_and_typed_boxes_keep_it_inside(page):
+    """In what-if edit mode Alt+arrow scales the edit (either side sets the factor, and a 1 px step is never
+    rounded back to the factor before); a box typed smaller keeps its edit inside the image."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").send_keys(Keys.SPACE)
+    assert not page.find_element("id", "add-element").is_enabled(), "what-if edits boxes; it adds none"
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    chain = ActionChains(page).key_down(Keys.ALT)
+    chain.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN, Keys.ARROW_UP).key_up(Keys.ALT).perform()
+    wait(page, lambda d: "scale cta by ×1.02" in d.find_element("id", "edits").text, what="the keyed scale")
+    assert element_rows(page)[-1]["box"] == [400, 520, 150, 44], "what-if leaves the element itself alone"
+    ActionChains(page).key_down(Keys.SHIFT).send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN).key_up(Keys.SHIFT).perform()
+    wait(page, lambda d: "move cta by (+0, +" in d.find_element("id", "edits").text, what="the keyed move")
+    label = page.find_element("css selector", "#boxes .box[data-name=cta]").get_attribute("aria-label")
+    gx, gy, gw, gh = map(int, label.split(": ")[1].split(", "))
+    assert (gw, gh) == (153, 45) and gy + gh <= 600, label
+    field = page.find_element("css selector", "#elements-table tr[data-name=cta] input[data-index='3']")
+    retype(field, "80")
+    wait(page, lambda d: element_rows(d)[-1]["box"] == [400, 520, 150, 80], what="the typed height")
+    label = page.find_element("css selector", "#boxes .box[data-name=cta]").get_attribute("aria-label")
+    gx, gy, gw, gh = map(int, label.split(": ")[1].split(", "))
+    assert 0 <= gy and gy + gh <= 600, label
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert not page.find_element("id", "error-box").is_displayed()

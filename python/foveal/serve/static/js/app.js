@@ -8,9 +8,9 @@
 import { Api } from "./api.js";
 import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
-import { BoxEditor } from "./editor.js";
+import { BoxEditor, moveBox, resizeBox } from "./editor.js";
 import {
-  ElementError, checkElements, checkName, elementFile, freshName, makeElement, parseElementFile,
+  ElementError, checkElements, checkName, elementFile, freeBox, freshName, makeElement, parseElementFile,
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
@@ -42,7 +42,9 @@ const editor = new BoxEditor($("boxes"), {
   onChange: changeBox,
   onSelect: (name) => { state.selected = name; refresh(); },
   onDelete: removeElement,
-});
+  onStuck: (name, box) => announceBox(name, box, state.whatif ? "cannot go further: the what-if edit stays inside "
+    + "the image" : "cannot go further: a box stays inside the image and at least 1 px wide and high"),
+}, "hint");
 
 // ---------------------------------------------------------------------------------------------------- messages
 
@@ -64,6 +66,13 @@ function clearErrorIf(text) {
 
 function status(...text) {
   $("status").replaceChildren(...text);
+}
+
+/** Say where a box now is (read out by screen readers as it changes), and why when it was stopped short. */
+function announceBox(name, [x, y, w, hh], note = "") {
+  const what = state.whatif ? " (what-if)" : "";
+  $("box-status").replaceChildren(bdi(name), `${what}: x ${x}, y ${y}, width ${w}, height ${hh}`,
+    note ? ` (${note})` : "");
 }
 
 /** The key prompt; `reason` is a sentence, or the service's 401/403 refusal. */
@@ -212,15 +221,47 @@ function setElements(elements) {
   scheduleServer();
 }
 
+/** A drawn box becomes an element: its name field gets focus, to be named at once. */
 function createElement(box) {
   const c = current();
   if (!c) return;
-  const name = freshName(c.elements);
-  state.selected = name;
-  setElements([...c.elements, { name, kind: "other", box }]);
+  const name = addElement(box);
+  if (!name) return;
   const input = document.querySelector(`#elements-table tr[data-name="${CSS.escape(name)}"] input`);
   input?.focus();
   input?.select();
+}
+
+/** A new element named "element N" on `box`, selected; null (and the reason shown) when another holds the box. */
+function addElement(box) {
+  const c = current();
+  const name = freshName(c.elements);
+  const elements = [...c.elements, { name, kind: "other", box }];
+  try {
+    checkElements(elements);
+  } catch (err) {
+    showError(err.message);
+    return null;
+  }
+  state.selected = name;
+  setElements(elements);
+  announceBox(name, box, "added");
+  return name;
+}
+
+/** The Add element button: a box of a default size, focused, so the arrow keys move and resize it at once. */
+function addDefaultElement() {
+  const c = current();
+  if (!c || state.whatif) return;
+  const box = freeBox(c.elements, c.width, c.height);
+  if (!box) {
+    showError(`Every box a ${c.width}×${c.height} image can hold is already an element's; `
+      + "move or resize one, or remove it, first.");
+    return;
+  }
+  clearError();
+  const name = addElement(box);
+  document.querySelector(`#boxes .box[data-name="${CSS.escape(name)}"]`)?.focus();
 }
 
 function changeBox(name, box, final) {
@@ -229,12 +270,18 @@ function changeBox(name, box, final) {
     changeGhost(name, box, final);
     return;
   }
-  const elements = c.elements.map((e) => (e.name === name ? { ...e, box } : e));
   if (!final) {
-    c.elements = elements;
+    c.elements = c.elements.map((e) => (e.name === name ? { ...e, box } : e));
     refreshScores();
     return;
   }
+  setBox(name, box);
+}
+
+/** An element's box changed for good (a drag ended, a key press, a typed coordinate): checked, then re-scored. */
+function setBox(name, box, note = "") {
+  const c = current();
+  const elements = c.elements.map((e) => (e.name === name ? { ...e, box } : e));
   try {
     checkElements(elements);
   } catch (err) {
@@ -242,7 +289,40 @@ function changeBox(name, box, final) {
     refresh();
     return;
   }
+  // A what-if edit recorded on the old box is kept, as far as it still fits the new one.
+  if (state.ghosts.has(name)) fitGhost(c, elements.find((e) => e.name === name), state.ghosts.get(name));
   setElements(elements);
+  announceBox(name, box, note);
+}
+
+const BOX_FIELDS = ["x", "y", "width", "height"];
+
+/** A coordinate typed in the element list: x or y moves the box, width or height resizes it, as the keys do. */
+function typeCoordinate(name, index, text) {
+  const c = current();
+  const e = c?.elements.find((el) => el.name === name);
+  if (!e) return;
+  const value = text.trim() ? Number(text) : NaN;
+  if (!Number.isFinite(value)) {
+    showError(`The ${BOX_FIELDS[index]} of `, bdi(name),
+      ` must be a number of image pixels; it stays ${e.box[index]}.`);
+    refresh();
+    return;
+  }
+  clearError();
+  const wanted = Math.round(value); // whole pixels, as a drag gives
+  const delta = wanted - e.box[index];
+  const box = index < 2 ? moveBox(e.box, index === 0 ? delta : 0, index === 1 ? delta : 0, c.width, c.height)
+    : resizeBox(e.box, index === 2 ? delta : 0, index === 3 ? delta : 0, c.width, c.height);
+  state.selected = name;
+  const note = box[index] === wanted ? "" : `${BOX_FIELDS[index]} ${wanted} kept to ${box[index]}: a box stays `
+    + `inside the ${c.width}×${c.height} image and at least 1 px wide and high`;
+  if (box.every((v, i) => v === e.box[i])) {
+    refresh(); // the field shows the box's value again
+    announceBox(name, box, note);
+  } else {
+    setBox(name, box, note);
+  }
 }
 
 function removeElement(name) {
@@ -380,20 +460,34 @@ function changeGhost(name, box, final) {
   const g = { ...(state.ghosts.get(name) ?? { dx: 0, dy: 0, factor: 1 }) };
   const before = ghostBox(e, g);
   if (box[2] !== before[2] || box[3] !== before[3]) {
-    const most = Math.floor(100 * Math.min(c.width / e.box[2], c.height / e.box[3])) / 100; // still fits the image
-    g.factor = Math.min(most, Math.max(0.1, Math.round((100 * box[2]) / e.box[2]) / 100));
+    // A scale keeps proportions: the side that changed sets it (a key press changes one), rounded the way it
+    // went so that a 1 px step never rounds back to the factor before.
+    const side = box[2] !== before[2] ? 2 : 3;
+    const ratio = (100 * box[side]) / e.box[side];
+    g.factor = Math.max(0.1, (box[side] > before[side] ? Math.ceil(ratio - 1e-9) : Math.floor(ratio + 1e-9)) / 100);
   } else {
     const base = ghostBox(e, { ...g, dx: 0, dy: 0 });
     g.dx = box[0] - base[0];
     g.dy = box[1] - base[1];
   }
-  // The edited element stays inside the image (the service refuses an edit that leaves it): a scale about the
-  // centre that would cross an edge takes the move that keeps it in.
+  fitGhost(c, e, g);
+  if (final) {
+    refresh();
+    announceBox(name, ghostBox(e, g));
+  }
+}
+
+/**
+ * The edited element stays inside the image (the service refuses an edit that leaves it): a scale that would not
+ * fit is cut to one that does, and a scale about the centre that would cross an edge takes the move that keeps it in.
+ */
+function fitGhost(c, e, g) {
+  const most = Math.floor(100 * Math.min(c.width / e.box[2], c.height / e.box[3])) / 100;
+  g.factor = Math.min(most, g.factor);
   const [x, y, w, hh] = ghostBox(e, { ...g, dx: 0, dy: 0 });
   g.dx = Math.min(c.width - x - w, Math.max(-x, g.dx));
   g.dy = Math.min(c.height - y - hh, Math.max(-y, g.dy));
-  state.ghosts.set(name, g);
-  if (final) refresh();
+  state.ghosts.set(e.name, g);
 }
 
 /**
@@ -538,8 +632,10 @@ function refresh() {
   if (c) drawStage(c);
   $("legend").hidden = !c?.map || state.view === "image";
   renderElementList($("elements-table").tBodies[0], c?.elements ?? [], state.selected, {
-    rename: renameElement, kind: setKind, remove: removeElement, select: (name) => { state.selected = name; refreshBoxes(); },
-  });
+    rename: renameElement, kind: setKind, remove: removeElement, box: typeCoordinate,
+    select: (name) => { state.selected = name; refreshBoxes(); },
+  }, c);
+  $("add-element").disabled = !c || state.whatif;
   $("elements-empty").hidden = Boolean(c?.elements.length);
   refreshProposals(c);
   $("detect").disabled = !c?.map;
@@ -709,6 +805,7 @@ function wire() {
     if (current()?.map) drawStage(current());
   });
   $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.paintedAB = null; refresh(); });
+  $("add-element").addEventListener("click", addDefaultElement);
   $("import-elements").addEventListener("change", (e) => { if (e.target.files[0]) importElements(e.target.files[0]); e.target.value = ""; });
   $("export-elements").addEventListener("click", singleClick(() => {
     const c = current();

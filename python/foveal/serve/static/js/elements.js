@@ -150,3 +150,27 @@ export function freshName(elements, stem = "element") {
   const used = new Set(elements.map((e) => e.name));
   for (let i = 1; ; i++) if (!used.has(`${stem} ${i}`)) return `${stem} ${i}`;
 }
+
+/**
+ * The box a new element gets: a quarter of the image each way, centred; when an element holds that box already
+ * (two names on one box are refused), the next free spot down and to the right, then a smaller box anywhere.
+ * Null when every box the image can hold is taken (a 1x1 image holds one).
+ */
+export function freeBox(elements, width, height) {
+  const taken = new Set(elements.map((e) => e.box.join()));
+  const w0 = Math.max(1, Math.round(width / 4));
+  const h0 = Math.max(1, Math.round(height / 4));
+  const step = [Math.max(1, Math.round(w0 / 4)), Math.max(1, Math.round(h0 / 4))];
+  for (let x = Math.floor((width - w0) / 2), y = Math.floor((height - h0) / 2);
+    x + w0 <= width && y + h0 <= height; x += step[0], y += step[1]) {
+    if (!taken.has([x, y, w0, h0].join())) return [x, y, w0, h0];
+  }
+  for (let w = w0; w >= 1; w--) {
+    for (let h = h0; h >= 1; h--) {
+      for (let y = 0; y + h <= height; y++) {
+        for (let x = 0; x + w <= width; x++) if (!taken.has([x, y, w, h].join())) return [x, y, w, h];
+      }
+    }
+  }
+  return null;
+}

@@ -34,23 +34,35 @@ export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `
 export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
-/** The editable element list: name, kind, box, delete. Rows are updated in place, so focus survives a re-render. */
-export function renderElementList(tbody, elements, selected, on) {
+const COORDINATES = [["x", "x"], ["y", "y"], ["w", "width"], ["h", "height"]];
+
+/**
+ * The editable element list: name, kind, box (x, y, width, height in image pixels), delete. Rows are updated in
+ * place and only moved when the order changes, so focus survives a re-render. `image`: {width, height}, for the
+ * ranges the coordinate fields offer.
+ */
+export function renderElementList(tbody, elements, selected, on, image) {
   const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.name, tr]));
   const nameOf = (ev) => ev.target.closest("tr").dataset.name;
-  tbody.replaceChildren(...elements.map((e) => {
+  const select = (ev) => on.select(nameOf(ev));
+  const wanted = elements.map((e) => {
     let tr = rows.get(e.name);
+    rows.delete(e.name);
     if (!tr) {
-      const name = h("input", { type: "text", onchange: (ev) => on.rename(nameOf(ev), ev.target.value),
-        onfocus: (ev) => on.select(nameOf(ev)) });
-      const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: (ev) => on.select(nameOf(ev)) },
+      const name = h("input", { type: "text", class: "name", onchange: (ev) => on.rename(nameOf(ev), ev.target.value),
+        onfocus: select });
+      const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: select },
         ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
+      const coordinates = COORDINATES.map(([short], i) => h("label", { class: "coordinate" }, short,
+        h("input", { type: "number", step: "1", inputmode: "numeric", dataset: { index: String(i) },
+          onchange: (ev) => on.box(nameOf(ev), i, ev.target.value), onfocus: select })));
       const remove = h("button", { type: "button", class: "small",
         onclick: singleClick((ev) => on.remove(nameOf(ev))) }, "✕");
-      tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind), h("td", { class: "num" }),
-        h("td", {}, remove));
+      tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind),
+        h("td", {}, h("div", { class: "coordinates" }, coordinates)), h("td", {}, remove));
     }
-    const [name, kind, remove] = tr.querySelectorAll("input, select, button");
+    const name = tr.querySelector("input.name");
+    const kind = tr.querySelector("select");
     tr.dataset.name = e.name;
     tr.dataset.kind = e.kind;
     tr.className = e.name === selected ? "selected" : "";
@@ -58,10 +70,19 @@ export function renderElementList(tbody, elements, selected, on) {
     if (kind.value !== e.kind) kind.value = e.kind;
     name.setAttribute("aria-label", `name of element ${e.name}`);
     kind.setAttribute("aria-label", `kind of element ${e.name}`);
-    remove.setAttribute("aria-label", `delete element ${e.name}`);
-    tr.children[2].textContent = e.box.join(", ");
+    tr.querySelector("button").setAttribute("aria-label", `delete element ${e.name}`);
+    const [x, y, w, hh] = e.box;
+    const ranges = [[0, image.width - w], [0, image.height - hh], [1, image.width - x], [1, image.height - y]];
+    for (const input of tr.querySelectorAll("input[type=number]")) {
+      const i = Number(input.dataset.index);
+      if (input.value !== String(e.box[i])) input.value = String(e.box[i]);
+      [input.min, input.max] = ranges[i].map(String);
+      input.setAttribute("aria-label", `${COORDINATES[i][1]} of element ${e.name}, in image pixels`);
+    }
     return tr;
-  }));
+  });
+  for (const tr of rows.values()) tr.remove();
+  wanted.forEach((tr, i) => { if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] ?? null); });
 }
 
 /**
