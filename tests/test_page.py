@@ -919,3 +919,47 @@ def test_keyboard_scales_a_whatif_edit_and_typed_boxes_keep_it_inside(page):
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert not page.find_element("id", "error-box").is_displayed()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (1, 500)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_creative_of_a_few_pixels_takes_drawn_and_added_boxes(page, tmp_path, size):
+    """A 1×1 creative was shown 1 px large and a drawn box had to be 2 px wide: no box could be drawn at all."""
+    from PIL import Image
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    width, height = size
+    image = tmp_path / f"tiny{width}x{height}.png"
+    Image.new("RGB", size, (200, 60, 40)).save(image)
+    upload(page, image)
+    shown = js(page, "const r = document.getElementById('view').getBoundingClientRect(); return [r.width, r.height]")
+    assert min(shown) >= 24 and max(shown) >= 240, shown
+    drag(page, to_viewport(page, 0.05, 0.05), to_viewport(page, width - 0.05, height - 0.05))
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the drawn box")
+    assert element_rows(page)[0]["box"] == [0, 0, width, height]
+    add = page.find_element("id", "add-element")
+    add.send_keys(Keys.ENTER)
+    if size == (1, 1):
+        wait(page, lambda d: "Every box a 1×1 image can hold" in d.find_element("id", "error").text,
+             what="the refusal")
+        assert len(element_rows(page)) == 1
+        box = page.find_element("css selector", "#boxes .box")
+        js(page, "arguments[0].focus()", box)
+        ActionChains(page).key_down(Keys.ALT).send_keys(Keys.ARROW_RIGHT, Keys.ARROW_LEFT).key_up(Keys.ALT) \
+            .send_keys(Keys.ARROW_DOWN).perform()
+        wait(page, lambda d: "cannot go further" in box_status(d), what="the edge announced")
+        assert element_rows(page)[0]["box"] == [0, 0, 1, 1]
+    else:
+        added = {(2, 3): [0, 1, 1, 1], (1, 500): [0, 187, 1, 125]}[size]
+        wait(page, lambda d: len(element_rows(d)) == 2, what="the added box")
+        assert element_rows(page)[1]["box"] == added
+        assert page.switch_to.active_element.get_attribute("data-name") == "element 2"
+        ActionChains(page).key_down(Keys.ALT).send_keys(Keys.ARROW_RIGHT, Keys.ARROW_DOWN).key_up(Keys.ALT) \
+            .send_keys(Keys.ARROW_UP).perform()
+        x, y, w, h = added
+        grown = [x, y - 1, min(width - x, w + 1), h + 1]
+        wait(page, lambda d: element_rows(d)[1]["box"] == grown, what="the keyed box")
+    wait(page, served, what="the service's scores")
+    assert local_shares(page)["element 1"] == pytest.approx(1.0, abs=1e-6), "a box on the whole image holds it all"
+    shot(page, f"12-tiny-{width}x{height}")
+

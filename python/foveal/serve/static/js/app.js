@@ -18,6 +18,8 @@ import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderW
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
 const SERVER_DELAY_MS = 250;
+const ENLARGED_SIDE = 240;
+const MIN_SIDE = 24;
 
 const $ = (id) => document.getElementById(id);
 
@@ -661,11 +663,26 @@ function refreshDownloads() {
   }
 }
 
+/**
+ * The size to show a small creative at, in CSS pixels, or null for its own size: enlarged (its pixels drawn as
+ * squares) until its longer side is ENLARGED_SIDE, and a sliver (1×500) widened to MIN_SIDE, so that its boxes can
+ * be seen, drawn and pointed at.
+ */
+function enlargedSize(width, height) {
+  const scale = Math.max(1, ENLARGED_SIDE / Math.max(width, height));
+  const size = [width, height].map((side) => Math.max(MIN_SIDE, side * scale));
+  return scale > 1 || size[0] > width || size[1] > height ? size : null;
+}
+
 function drawStage(c) {
   const canvas = $("view");
   if (canvas.width !== c.width || canvas.height !== c.height) {
     canvas.width = c.width;
     canvas.height = c.height;
+    const shown = enlargedSize(c.width, c.height);
+    canvas.style.width = shown ? `${shown[0]}px` : "";
+    canvas.style.height = shown ? `${shown[1]}px` : "";
+    $("frame").classList.toggle("enlarged", Boolean(shown));
   }
   editor.setSize(c.width, c.height);
   const ctx = canvas.getContext("2d");
