@@ -886,6 +886,9 @@ def test_keyboard_alone_adds_moves_resizes_and_types_boxes(page, service, downlo
     wait(page, lambda d: (downloads / "keys.json").is_file(), what="the exported elements")
     exported = json.loads((downloads / "keys.json").read_text())
     assert exported["elements"] == rows
+    page.find_element("css selector", "#boxes .box[data-name='element 2']").send_keys(Keys.DELETE)
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the deleted box")
+    assert box_status(page) == "element 2 removed"
     shot(page, "11-keyboard")
 
 

@@ -152,6 +152,7 @@ async function loadCreative(which, file) {
   state.active = which;
   state.ghosts.clear();
   $("whatif-result").hidden = true;
+  $("box-status").textContent = ""; // it spoke of the boxes before
   refresh();
   creative.rgba = imagePixels(bitmap, width, height);
   try {
@@ -331,6 +332,7 @@ function removeElement(name) {
   if (state.selected === name) state.selected = null;
   state.ghosts.delete(name);
   setElements(current().elements.filter((e) => e.name !== name));
+  $("box-status").replaceChildren(bdi(name), " removed");
 }
 
 function renameElement(old, name) {
@@ -801,7 +803,13 @@ function wire() {
   });
   $("remove-b").addEventListener("click", () => { state.creatives.B = null; state.active = "A"; refresh(); });
   for (const input of document.querySelectorAll("input[name=which]")) {
-    input.addEventListener("change", () => { state.active = input.value; state.selected = null; state.ghosts.clear(); refresh(); });
+    input.addEventListener("change", () => {
+      state.active = input.value;
+      state.selected = null;
+      state.ghosts.clear();
+      $("box-status").textContent = ""; // it spoke of the other creative's boxes
+      refresh();
+    });
   }
   const stage = $("stage");
   stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("dragover"); });
