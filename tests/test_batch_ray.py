@@ -1,16 +1,20 @@
 """foveal.batch on a real local Ray cluster (loopback): the same rows as one process, failures, kills, resume.
 
-One cluster runs in this process (``ray.init`` with 2 CPUs and a small object store) for most tests; one test
-starts ``ray start --head`` on 127.0.0.1 and has the CLI join it by address (``ray stop`` in its teardown).
-Every wait is bounded.
+One cluster runs in this process (``ray.init`` with 2 CPUs, a small object store and its own temp folder) for most
+tests; one test starts ``ray start --head`` on 127.0.0.1 with its own temp folder and ports and has the CLI join it
+by address. Each test stops only the processes of its own cluster, found by that temp folder or by descent from this
+process, never by name (``ray stop``) or title: a cluster someone else runs on this host stays up. Every wait is
+bounded.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,7 +36,9 @@ from foveal.batch.on_ray import run_batch_on_ray  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 # where foveal is imported from: the installed package in CI, python/ in a checkout
 FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")])),
+# Without RAY_ADDRESS: a test names the cluster it means, and a user's variable must not lead it to theirs.
+ENV = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+       "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")])),
        # Loopback-only test clusters: no memory monitor killing workers on this shared VM, no token files.
        "RAY_memory_monitor_refresh_ms": "0", "RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 N = 48
@@ -89,14 +95,29 @@ def single(creatives, tmp_path_factory) -> Path:
     return out
 
 
+def short_temp_dir() -> str:
+    """A Ray temp folder of this test's own; short, as Ray's socket paths under it must fit in 107 bytes."""
+    return tempfile.mkdtemp(prefix="fvray-", dir="/tmp")
+
+
 @pytest.mark.slow
 def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_path):
+    temp_dir = short_temp_dir()
     port = free_port()
-    start = subprocess.run(
-        [RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-         "--object-store-memory", str(80 * 2**20), "--include-dashboard", "false", "--disable-usage-stats"],
-        env=ENV, capture_output=True, text=True, timeout=120)
+    # Every port with a fixed default gets a free one, so that a cluster already on this host is no obstacle.
+    names = ["dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+             "metrics-export-port", "node-manager-port", "object-manager-port"]
+    from ray._private.utils import get_ray_client_dependency_error
+
+    if get_ray_client_dependency_error() is None:  # a client server (default port 10001) runs only with ray[client]
+        names.append("ray-client-server-port")
+    ports = [f"--{name}={free_port()}" for name in names]
     try:
+        start = subprocess.run(
+            [RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), *ports,
+             "--temp-dir", temp_dir, "--num-cpus", "2", "--object-store-memory", str(80 * 2**20),
+             "--include-dashboard", "false", "--disable-usage-stats"],
+            env=ENV, capture_output=True, text=True, timeout=120)
         assert start.returncode == 0, start.stderr[-2000:]
         out = tmp_path / "out"
         proc = cli(creatives, "-o", out, "--ray", f"127.0.0.1:{port}", "--actors", "2", "--no-report")
@@ -104,20 +125,79 @@ def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_pa
         assert proc.returncode == 1 and "c007" in err and err.count("foveal: error:") == 1, err[-2000:]
         assert_same_tables(out, single)
     finally:
-        subprocess.run([RAY_CLI, "stop", "--force"], env=ENV, capture_output=True, timeout=60)
+        stop_processes(processes_of_cluster(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:  # gone, or another user's
+        return b""
+
+
+def processes_of_cluster(temp_dir: str) -> set[int]:
+    """The processes of the cluster whose Ray temp folder is ``temp_dir``: those whose command line names it
+    (GCS, raylet...) and Ray processes (``ray::`` agents, workers) holding one of its files (their logs) open."""
+    def holds_open(pid: str) -> bool:
+        try:
+            return any(os.readlink(fd).startswith(temp_dir) for fd in Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            return False
+
+    return {int(pid) for pid in filter(str.isdigit, os.listdir("/proc"))
+            if temp_dir.encode() in (cmdline := _read(f"/proc/{pid}/cmdline"))
+            or cmdline.startswith(b"ray::") and holds_open(pid)}
+
+
+def stop_processes(pids: set[int], grace_s: float = 10) -> None:
+    """SIGTERM ``pids``, then SIGKILL those still there after ``grace_s``."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and (pids := {p for p in pids if alive(p)}):
+            time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    stat = _read(f"/proc/{pid}/stat")
+    return bool(stat) and stat.rpartition(b")")[2].split()[0] != b"Z"
+
+
+def descendants(root: int) -> set[int]:
+    """The processes below ``root`` (children, their children...)."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        stat = _read(f"/proc/{pid}/stat")
+        if stat:
+            parents[int(pid)] = int(stat.rpartition(b")")[2].split()[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 @pytest.fixture(scope="module")
 def cluster() -> str:
-    """A Ray cluster in this process: 2 CPUs, 80 MiB object store, no dashboard; its GCS address."""
+    """A Ray cluster in this process: 2 CPUs, 80 MiB object store, no dashboard, its own temp folder; its GCS
+    address. ``address="local"``: without it ray.init joins RAY_ADDRESS or the last 'ray start' on this host."""
     keys = ("PYTHONPATH", "RAY_memory_monitor_refresh_ms", "RAY_AUTH_MODE")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update({k: ENV[k] for k in keys})  # the cluster's workers inherit them
+    temp_dir = short_temp_dir()
     try:
-        ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False,
+                 log_to_driver=False, _temp_dir=temp_dir)
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -233,14 +313,7 @@ def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp
 
 
 def _actor_pids(name: str) -> list[int]:
-    """Processes of this cluster's actors whose title names ``name`` (Ray sets ``ray::MapWorker(...)``)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                title = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if title.startswith("ray::") and name in title and int(entry.name) != os.getpid():
-                pids.append(int(entry.name))
-    return pids
+    """Processes of this process's cluster (started below it: raylet, then workers) whose title names ``name``
+    (Ray sets ``ray::MapWorker(...)``); an actor of another cluster on this host has the same title."""
+    return [pid for pid in descendants(os.getpid())
+            if _read(f"/proc/{pid}/cmdline").startswith(b"ray::") and name.encode() in _read(f"/proc/{pid}/cmdline")]

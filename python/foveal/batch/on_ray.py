@@ -185,7 +185,9 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address == "local":
-            ray.init(**kwargs, **init_options)
+            # "local" explicitly: without an address, ray.init joins the cluster named by RAY_ADDRESS or the last
+            # 'ray start' on this host, and would score on (and leave running) a cluster that is not ours.
+            ray.init(address="local", **kwargs, **init_options)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
