@@ -73,8 +73,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*argv: object, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "foveal", "-q", "score", *map(str, argv)], env=ENV,
+def cli(*argv: object, env: dict[str, str] = ENV, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "foveal", "-q", "score", *map(str, argv)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -262,6 +262,31 @@ def test_cli_terminated_on_its_own_cluster_then_resumed_without_ray(creatives, s
     summary = run_batch(read_inputs(creatives), out, Engine(), BatchOptions(maps=True))
     assert summary.skipped == written and summary.scored + summary.skipped == N - 1 and summary.failed == 1
     assert_same_tables(out, single)
+
+
+@pytest.mark.slow
+def test_cli_sigkilled_on_its_own_cluster_leaves_no_ray_process(cluster, creatives, tmp_path):
+    """SIGKILL to ``foveal score --ray`` alone (not its group): Ray kills its head processes with it, but the
+    raylet's agents stayed up a minute or more; foveal's reaper stops every process of that cluster in seconds.
+    RAY_ADDRESS names another cluster (this process's): ``--ray`` still starts its own (ray.init without an
+    address would join that one)."""
+    out = tmp_path / "out"
+    proc = cli(creatives, "-o", out, "--ray", "--actors", "1", "--no-report", "--batch-size", "2", "--commit-every",
+               "2", env={**ENV, "RAY_ADDRESS": cluster})
+    try:
+        _wait_for_commits(proc, out / "scores.journal", lines=2)
+        ours = descendants(proc.pid)
+        assert any(_read(f"/proc/{pid}/cmdline").startswith(b"ray::") for pid in ours), "it started no cluster"
+        proc.kill()
+    finally:
+        _, err = proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (left := {pid for pid in ours if alive(pid)}):
+        time.sleep(0.2)
+    try:
+        assert not left, ([_read(f"/proc/{pid}/cmdline")[:30] for pid in left], err[-3000:])
+    finally:
+        stop_processes(left)
 
 
 def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp_path):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -110,7 +112,10 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
                          f"{actors}, {cpus_per_actor} and {gpus_per_actor}")
     start = time.perf_counter()
     started = _connect(ray, address, init_options or {})
+    reaper = None
     try:
+        if started and address == "local":
+            reaper = _start_reaper(ray)
         resources = ray.cluster_resources()
         gpu = engine.device not in CPU_DEVICES and resources.get("GPU", 0) >= 1
         if engine.device not in CPU_DEVICES + ("auto",) and not gpu:
@@ -146,6 +151,7 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     finally:
         if started:
             ray.shutdown()
+        _stop_reaper(reaper)
 
 
 def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[CreativeResult]:
@@ -197,6 +203,29 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
         if callable(previous):
             signal.signal(signal.SIGTERM, previous)
     return True
+
+
+def _start_reaper(ray) -> subprocess.Popen | None:
+    """A process that stops the local cluster ray.init just started once this process is gone, even after a
+    SIGKILL (see :mod:`foveal.batch._ray_reaper`); None where the session folder is not known (another Ray)."""
+    try:
+        session_dir = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:
+        return None
+    # Its own session: a signal to this process's group (a terminal's Ctrl-C, a killpg) must not take it along.
+    return subprocess.Popen([sys.executable, "-u", str(Path(__file__).with_name("_ray_reaper.py")), session_dir],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_reaper(reaper: subprocess.Popen | None) -> None:
+    """Close the reaper's pipe (as this process's exit would) and give it time to stop leftovers."""
+    if reaper is None:
+        return
+    reaper.stdin.close()
+    try:
+        reaper.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass  # it goes on by itself; this run's results are committed already
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
