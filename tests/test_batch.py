@@ -20,7 +20,7 @@ from PIL import Image
 import foveal
 from foveal import Engine, InputError
 from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
-                          BatchStore, CreativeResult, read_inputs, run_batch)
+                          BatchStore, BatchSummary, CreativeResult, read_inputs, run_batch)
 from foveal.batch import store as store_module
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -457,3 +457,17 @@ def test_list_files_as_editors_and_scripts_write_them(tmp_path, engine, monkeypa
     summary = run_batch(items, tmp_path / "out", engine)
     assert summary.scored == 3 and [e["creative_id"] for e in summary.errors] == ["c009"]
     assert "not found" in summary.errors[0]["error"]
+
+
+def test_many_failures_are_counted_on_the_terminal_and_listed_in_the_table(tmp_path, capsys):
+    """A batch with thousands of failures prints the first few and where all of them are, not a line each."""
+    from foveal.cli.score import ERRORS_SHOWN, report_summary
+
+    errors = [{"creative_id": f"b{i:04d}", "error": "file is empty"} for i in range(ERRORS_SHOWN + 5)]
+    assert report_summary(BatchSummary(tmp_path, scored=3, errors=errors), quiet=False) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:ERRORS_SHOWN] == [f"foveal: error: b{i:04d}: file is empty" for i in range(ERRORS_SHOWN)]
+    assert lines[ERRORS_SHOWN:] == [
+        f"foveal: error: 5 more failed creative(s): all {ERRORS_SHOWN + 5} are in {tmp_path / 'errors.csv'}",
+        f"foveal: scored 3 creative(s), 0 already done, {ERRORS_SHOWN + 5} failed → {tmp_path}"]
+

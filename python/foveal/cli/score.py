@@ -168,7 +168,8 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
     if args.ray is not None:
         from ..batch.on_ray import EngineSpec, run_batch_on_ray
 
-        logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data's per-run INFO lines are not ours to print
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        quiet_ray_data(args.verbose)
         spec = EngineSpec(args.model, args.device, args.precision, int(args.max_pixels))
         summary = run_batch_on_ray(items, args.out, spec, options, address=args.ray, actors=args.actors,
                                    cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor,
@@ -184,12 +185,35 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
     return report_summary(summary, args.quiet)
 
 
+def quiet_ray_data(verbose: bool) -> None:
+    """Ray Data prints its own lines to the console (each run's start, plan and end, that its progress bars are
+    off, at INFO and WARNING), between the command's progress lines; it keeps them in its log file in the Ray session
+    folder.  Its console handler is set to errors only, unless ``--verbose``."""
+    try:
+        import ray.data  # noqa: F401 - sets up the "ray.data" logger and its handlers (once per process)
+    except ImportError:
+        return  # run_batch_on_ray says what to install
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+#: Failures listed on the terminal at the end of a batch; all of them are in OUT/errors.csv and errors.parquet.
+ERRORS_SHOWN = 20
+
+
 def report_summary(summary: BatchSummary, quiet: bool) -> int:
-    """Print the batch's warning, failures and totals; exit status 1 when any creative failed."""
+    """Print the batch's warning, failures (the first ``ERRORS_SHOWN``) and totals; exit status 1 when any creative
+    failed."""
     if summary.norms_warning:
         print(f"foveal: warning: {summary.norms_warning}", file=sys.stderr)
-    for e in summary.errors:
+    for e in summary.errors[:ERRORS_SHOWN]:
         print(f"foveal: error: {e['creative_id']}: {e['error']}", file=sys.stderr)
+    if summary.failed > ERRORS_SHOWN:
+        # A batch of millions with a bad source can fail thousands; the table, not the terminal, is the place to
+        # read them (and a rerun retries them).
+        print(f"foveal: error: {summary.failed - ERRORS_SHOWN} more failed creative(s): all "
+              f"{summary.failed} are in {summary.out / 'errors.csv'}", file=sys.stderr)
     if not quiet:
         print(f"foveal: scored {summary.scored} creative(s), {summary.skipped} already done, {summary.failed} failed "
               f"→ {summary.out}", file=sys.stderr)
