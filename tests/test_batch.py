@@ -471,3 +471,15 @@ def test_many_failures_are_counted_on_the_terminal_and_listed_in_the_table(tmp_p
         f"foveal: error: 5 more failed creative(s): all {ERRORS_SHOWN + 5} are in {tmp_path / 'errors.csv'}",
         f"foveal: scored 3 creative(s), 0 already done, {ERRORS_SHOWN + 5} failed → {tmp_path}"]
 
+
+def test_progress_in_a_log_says_the_time_left_and_a_line_a_minute(capsys, monkeypatch):
+    from foveal import progress as progress_module
+
+    assert list(progress_module.progress(range(50), label="score")) == list(range(50))
+    lines = capsys.readouterr().err.splitlines()  # not a terminal: a line per 10 %
+    assert len(lines) == 10 and lines[-1].startswith("score [##############################] 50/50 (")
+    assert all(line.endswith(" left)") for line in lines[:-1]) and lines[-1].endswith("/s)")
+    assert [progress_module._duration(s) for s in (4.4, 65, 7620)] == ["4s", "1m05s", "2h07m"]
+    monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)  # a slow batch: a line per interval
+    list(progress_module.progress(range(5), total=1000, label="score"))
+    assert len(capsys.readouterr().err.splitlines()) == 5

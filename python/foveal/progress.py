@@ -6,12 +6,15 @@ import time
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+LOG_EVERY_SECONDS = 60.0
 
 
 def progress(items: Iterable[T], total: int | None = None, label: str = "", enabled: bool = True) -> Iterator[T]:
     """Yield ``items`` while drawing ``label [#####.....] i/total rate`` on stderr.
 
-    Redraws at most ~10 times a second; on a non-terminal stderr (logs, CI) it prints a line per 10% instead.
+    Redraws at most ~10 times a second; on a non-terminal stderr (logs, CI) it prints a line per 10% instead, and
+    one a minute at least, so that the log of an hours-long batch shows it is alive.  With a total, the line ends
+    with the time left at the rate so far.
     """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
@@ -30,10 +33,12 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
         rate = done / max(now - start, 1e-9)
         if tty and (now - last > 0.1 or done == total):
             last = now
-            stream.write("\r" + _bar(label, done, total, rate))
+            stream.write("\r" + _bar(label, done, total, rate) + "\033[K")  # erase what a longer line left
             stream.flush()
-        elif not tty and total and done * 100 >= next_pct * total:
-            next_pct += 10
+        elif not tty and (total and done * 100 >= next_pct * total or now - last >= LOG_EVERY_SECONDS):
+            last = now
+            while total and done * 100 >= next_pct * total:
+                next_pct += 10
             stream.write(_bar(label, done, total, rate) + "\n")
     if tty and done:
         stream.write("\n")
@@ -44,4 +49,15 @@ def _bar(label: str, done: int, total: int | None, rate: float) -> str:
         return f"{label} {done} ({rate:.1f}/s)"
     width = 30
     filled = int(width * done / total)
-    return f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:.1f}/s)"
+    left = f", {_duration((total - done) / rate)} left" if 0 < done < total else ""
+    return f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:.1f}/s{left})"
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
