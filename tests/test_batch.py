@@ -483,3 +483,12 @@ def test_progress_in_a_log_says_the_time_left_and_a_line_a_minute(capsys, monkey
     monkeypatch.setattr(progress_module, "LOG_EVERY_SECONDS", 0.0)  # a slow batch: a line per interval
     list(progress_module.progress(range(5), total=1000, label="score"))
     assert len(capsys.readouterr().err.splitlines()) == 5
+
+
+def test_a_folder_of_subfolders_says_how_to_batch_them(tmp_path):
+    make_creatives(tmp_path / "creatives" / "campaign-a", 1)
+    with pytest.raises(InputError, match=r"no images .*; subfolders are not searched: give a list file"):
+        read_inputs(tmp_path / "creatives")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no images \([^)]*\)$"):  # no subfolder: no hint
+        read_inputs(tmp_path / "empty")

@@ -61,7 +61,15 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
     """
     source = Path(source)
     if source.is_dir():
-        return _unique(_from_paths(list_images(source)), source)
+        try:
+            images = list_images(source)
+        except InputError as exc:
+            # Creatives sorted into subfolders (per campaign, per client) are a common layout: say how to batch them.
+            if not any(p.is_dir() for p in source.iterdir()):
+                raise
+            raise InputError(f"{exc}; subfolders are not searched: give a list file (.txt, one image path a line) "
+                             "or a table (.parquet/.csv) naming the images in them") from None
+        return _unique(_from_paths(images), source)
     if not source.is_file():
         raise InputError(f"{source}: not found (give a folder, a list file .txt, or a table .parquet/.csv)")
     suffix = source.suffix.lower()
