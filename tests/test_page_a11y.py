@@ -70,6 +70,89 @@ def loaded(page, b: bool = True) -> None:
         wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) > 0, what="the A/B deltas")
 
 
+def ax_nodes(driver, ignored: bool = False) -> list[dict]:
+    """Chromium's accessibility tree (what assistive technology reads); ignored nodes left out unless asked for."""
+    driver.execute_cdp_cmd("Accessibility.enable", {})
+    nodes = driver.execute_cdp_cmd("Accessibility.getFullAXTree", {})["nodes"]
+    return [n for n in nodes if ignored or not n.get("ignored")]
+
+
+def name_of(node: dict) -> str:
+    return node.get("name", {}).get("value", "")
+
+
+def role_of(node: dict) -> str:
+    return node.get("role", {}).get("value", "")
+
+
+def props_of(node: dict) -> dict:
+    return {p["name"]: p["value"].get("value") for p in node.get("properties", [])}
+
+
+CONTROLS = {"button", "checkbox", "radio", "textbox", "combobox", "slider", "spinbutton", "link", "switch", "tab"}
+
+
+def test_every_control_and_picture_has_a_name_role_and_state(page):
+    """The colormap select was named "colormap" beside its visible label "colours" (WCAG 2.5.3); the A and B
+    radios were in no named group; the overlay, the bar chart and the A/B pictures had no text alternative at all;
+    the slider read "70", not "70%"."""
+    loaded(page)
+    page.find_element("id", "whatif-mode").click()
+    nodes = ax_nodes(page)
+    unnamed = [(role_of(n), n.get("value")) for n in nodes if role_of(n) in CONTROLS and not name_of(n).strip()]
+    assert not unnamed, unnamed
+    assert js(page, """const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+        return ids.filter((id, i) => ids.indexOf(id) !== i);""") == []
+    assert js(page, "return document.documentElement.lang") == "en"
+    # Visible labels are in the names (speech input users say what they see).
+    for label in page.find_elements("css selector", "label:not(.visually-hidden)"):
+        control = label.find_elements("css selector", "input, select")
+        text = js(page, """return [...arguments[0].childNodes].filter((n) => n.nodeType === 3)
+            .map((n) => n.textContent).join(' ').trim()""", label)
+        if control and text and control[0].is_displayed():
+            assert text.split(":")[0] in control[0].accessible_name, (text, control[0].accessible_name)
+    assert page.find_element("id", "colormap").accessible_name == "colours"
+    opacity = page.find_element("id", "opacity")
+    assert opacity.get_attribute("aria-valuetext") == "70%"
+    opacity.send_keys(Keys.ARROW_LEFT)
+    assert opacity.get_attribute("aria-valuetext") == "69%"
+    # The A/B switch is a named radio group with its state.
+    by_id = {n["nodeId"]: n for n in ax_nodes(page, ignored=True)}
+    radio_b = next(n for n in nodes if role_of(n) == "radio" and name_of(n) == "B")
+    parent = by_id[radio_b["parentId"]]
+    while role_of(parent) not in ("radiogroup", "group", "RootWebArea"):
+        parent = by_id[parent["parentId"]]
+    assert role_of(parent) == "radiogroup" and name_of(parent) == "editing"
+    assert props_of(radio_b)["checked"] == "true"
+    # Headings give an outline; the scores panel is part of the main content, not a complementary aside.
+    headings = [(props_of(n)["level"], name_of(n)) for n in nodes if role_of(n) == "heading"]
+    assert headings[:3] == [(1, "foveal"), (2, "Creative"), (2, "Elements")], headings
+    assert not [n for n in nodes if role_of(n) == "complementary"]
+    # Pictures: the overlay and the chart carry the numbers, the A/B pictures say what they show.
+    shares = js(page, """return [...document.querySelectorAll('#scores-table tbody tr')].map((tr) =>
+        [tr.dataset.name, tr.querySelector('.share').textContent])""")
+    chart = page.find_element("id", "chart")
+    assert chart.aria_role == "image"
+    for name, share in shares:
+        assert f"{name} {share}" in chart.accessible_name, (name, share, chart.accessible_name)
+    view = page.find_element("id", "view")
+    assert view.aria_role == "image" and "creative_b.png" in view.accessible_name
+    assert "the average pixel" in view.accessible_name
+    description = js(page, "return arguments[0].getAttribute('aria-describedby')", view)
+    assert "chart" in description.split()
+    for canvas in ("ab-a", "ab-b", "ab-diff"):
+        element = page.find_element("id", canvas)
+        assert element.aria_role == "image" and element.accessible_name, canvas
+    assert "red" in page.find_element("id", "ab-diff").accessible_name
+    # Tables: column headers, and each row headed by its element's name.
+    for table in ("scores-table", "delta-table", "elements-table"):
+        element = page.find_element("id", table)
+        assert element.accessible_name, table
+        assert element.find_elements("css selector", "thead th[scope=col]")
+    assert page.find_elements("css selector", "#scores-table tbody th[scope=row]")
+    assert page.find_elements("css selector", "#delta-table tbody th[scope=row]")
+
+
 def tab_through(driver, limit: int = 120) -> list[dict]:
     """Press Tab from the top of the page until focus leaves it; the focus ring of each control reached."""
     # Focus on the heading (for a moment focusable) sets where sequential navigation starts: the top.

@@ -699,6 +699,11 @@ function drawStage(c) {
     ctx.putImageData(c.pixels, 0, 0);
   }
   canvas.dataset.state = c.map ? state.view : "image-only";
+  // The picture in words; its description (aria-describedby) is the chart's: each element's share.
+  const shown = { overlay: "attention overlay on ", map: "attention map of ", image: "" }[c.map ? state.view : "image"];
+  canvas.setAttribute("aria-label", `${shown}${c.file.name}, ${c.width}×${c.height} px: ${c.map
+    ? `the brightest pixel holds ${(c.map.max * c.width * c.height).toFixed(1)}× the average pixel's attention`
+    : "attention not predicted yet"}`);
 }
 
 function refreshBoxes() {
@@ -747,6 +752,8 @@ function refreshComparison() {
     state.paintedAB = { a: A.map, b: B.map };
     paintSmall($("ab-a"), A, (img) => renderView(img, A.rgba, A.map, "overlay", 0.7, state.cmap));
     paintSmall($("ab-b"), B, (img) => renderView(img, B.rgba, B.map, "overlay", 0.7, state.cmap));
+    $("ab-a").setAttribute("aria-label", `A: attention overlay on ${A.file.name}; shares per element in the table below`);
+    $("ab-b").setAttribute("aria-label", `B: attention overlay on ${B.file.name}; shares per element in the table below`);
     const diff = differenceMap(A.map, B.map);
     paintSmall($("ab-diff"), B, (img) => renderDifference(img, B.rgba, diff));
   }
@@ -827,6 +834,7 @@ function wire() {
   }
   $("opacity").addEventListener("input", (e) => {
     state.opacity = Number(e.target.value) / 100;
+    e.target.setAttribute("aria-valuetext", `${e.target.value}%`);
     if (current()?.map) drawStage(current());
   });
   $("colormap").addEventListener("change", (e) => { state.cmap = e.target.value; state.paintedAB = null; refresh(); });

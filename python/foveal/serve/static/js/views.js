@@ -101,6 +101,9 @@ export function renderScores(root, local, served, selected, failed = null) {
     card("focus", c.focus === null ? "…" : num(c.focus), "0 uniform … 1 one point"),
     card("top 10% pixels hold", c.top10_share === null ? "…" : pct(c.top10_share), "0.1 = scattered"));
   const maxShare = Math.max(1e-9, ...local.elements.map((e) => e.share));
+  // The bars as a picture whose name carries their numbers: what the overlay's description reads out too.
+  root.chart.setAttribute("aria-label", `share of attention per element: ${local.elements.length
+    ? local.elements.map((e) => `${e.name} ${pct(e.share, 2)}`).join(", ") : "no elements yet"}`);
   root.chart.replaceChildren(...local.elements.flatMap((e) => [
     h("span", { class: "chart-name" }, e.name),
     h("span", { class: "bar-wrap", dataset: { kind: e.kind } },
@@ -118,7 +121,7 @@ export function renderScores(root, local, served, selected, failed = null) {
         s.passed === null ? "–" : s.passed ? "pass" : "fail"),
     ];
     return h("tr", { class: e.name === selected ? "selected" : null, dataset: { name: e.name, kind: e.kind } },
-      h("td", { class: "el-name", title: e.kind }, h("span", { class: "swatch" }), e.name),
+      h("th", { scope: "row", class: "el-name", title: e.kind }, h("span", { class: "swatch" }), e.name),
       h("td", { class: "num share", dataset: { share: String(e.share) } }, pct(e.share, 2)),
       h("td", { class: "num" }, num(e.lift)), h("td", { class: "num" }, String(e.rank)), ...cells);
   }));
@@ -150,8 +153,9 @@ export function renderComparison(root, doc) {
   root.verdict.className = `verdict ${doc.verdict.replace(/ /g, "-")}`;
   root.verdict.textContent = doc.summary ?? doc.verdict;
   root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
-    h("td", {}, e.name), h("td", { class: "num" }, pct(e.share_a)), h("td", { class: "num" }, pct(e.share_b)),
-    h("td", { class: "num" }, pp(e.delta_share)), h("td", { class: e.effect }, e.effect))));
+    h("th", { scope: "row" }, e.name), h("td", { class: "num" }, pct(e.share_a)),
+    h("td", { class: "num" }, pct(e.share_b)), h("td", { class: "num" }, pp(e.delta_share)),
+    h("td", { class: e.effect }, e.effect))));
   const names = (list) => list.flatMap((name, i) => [i ? ", " : "", bdi(name)]);
   const notes = [...(doc.notes ?? [])];
   if (doc.only_in_a?.length) notes.push(["only in A: ", ...names(doc.only_in_a)]);
@@ -165,6 +169,6 @@ export function renderWhatif(root, doc) {
   root.verdict.className = `verdict ${doc.verdict.replace(/ /g, "-")}`;
   root.verdict.textContent = `${doc.statement}. Overall: ${doc.summary ?? doc.verdict}`;
   root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
-    h("td", {}, e.name), h("td", { class: "num" }, pct(e.share_a)), h("td", { class: "num" }, pct(e.share_b)),
-    h("td", { class: "num" }, pp(e.delta_share)))));
+    h("th", { scope: "row" }, e.name), h("td", { class: "num" }, pct(e.share_a)),
+    h("td", { class: "num" }, pct(e.share_b)), h("td", { class: "num" }, pp(e.delta_share)))));
 }
