@@ -188,3 +188,35 @@ def test_keyboard_reaches_every_control_with_a_visible_contrasting_focus_ring(pa
     js(page, "document.getElementById('file-a').focus()")
     assert js(page, "return getComputedStyle(document.getElementById('view-mode')).outlineStyle") == "none"
     shot(page, "a11y-focus")
+
+
+def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, norms_file):
+    """The key prompt had no accessible name: a screen reader said "dialog" and nothing else."""
+    keys_dir = norms_file.parent
+    keys = keys_dir / "keys.txt"
+    keys.write_text(KEY + "\n")
+    with running_service(api_keys_file=str(keys)) as url:
+        driver.get(url + "/")
+        driver.execute_script("sessionStorage.clear()")
+        driver.get(url + "/")
+        dialog = driver.find_element("id", "key-dialog")
+        wait(driver, lambda d: dialog.is_displayed(), what="the key prompt")
+        assert dialog.aria_role == "dialog" and dialog.accessible_name == "API key"
+        assert "needs an API key" in js(driver, """const id = arguments[0].getAttribute('aria-describedby');
+            return document.getElementById(id).textContent""", dialog)
+        assert js(driver, "return document.activeElement.id") == "key-input"
+        for _ in range(6):  # Tab stays in the modal prompt
+            ActionChains(driver).send_keys(Keys.TAB).perform()
+            assert js(driver, "return document.activeElement === document.body || "
+                              "Boolean(document.activeElement.closest('#key-dialog'))")
+        ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+        wait(driver, lambda d: not dialog.is_displayed(), what="the prompt closed")
+        button = driver.find_element("id", "key-button")
+        wait(driver, lambda d: button.is_displayed(), what="the API key button")
+        button.send_keys(Keys.ENTER)
+        wait(driver, lambda d: dialog.is_displayed(), what="the prompt again")
+        assert js(driver, "return document.activeElement.id") == "key-input"
+        driver.find_element("id", "key-cancel").send_keys(Keys.ENTER)
+        wait(driver, lambda d: not dialog.is_displayed(), what="the prompt cancelled")
+        time.sleep(0.2)
+        assert js(driver, "return document.activeElement.id") == "key-button", "focus is back where it was"
