@@ -41,6 +41,31 @@ const shown = (el) => { const r = el.getBoundingClientRect(); return r.width > 1
 
 # Every piece of visible text whose contrast with what is behind it is below 4.5:1 (3:1 for large text: 24 px, or
 # 18.66 px bold); text over the creative is measured against its own label background. Disabled controls are exempt.
+LOW_CONTRAST = COLOURS + """
+const low = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+const seen = new Set();
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement;
+  if (!walker.currentNode.textContent.trim() || seen.has(el) || !shown(el)) continue;
+  seen.add(el);
+  if (el.closest(':disabled, option')) continue;
+  const style = getComputedStyle(el);
+  let under = behind(el);
+  if (!under) continue;
+  let opacity = 1;
+  for (let e = el; e; e = e.parentElement) opacity *= Number(getComputedStyle(e).opacity);
+  const fg = parse(style.color);
+  const r = ratio(blend([fg[0], fg[1], fg[2], fg[3] * opacity], under), under);
+  const size = parseFloat(style.fontSize);
+  const large = size >= 24 || (Number(style.fontWeight) >= 700 && size >= 18.66);
+  if (r < (large ? 3 : 4.5)) low.push(`${el.textContent.trim().slice(0, 30)}: ${r.toFixed(2)}:1`);
+}
+return low;
+"""
+
+# The focused control's focus indicator: its outline (on a file input, the outline of the label that stands for it),
+# the outline's contrast with the colour around the control and with the ring inside it (box-shadow), if any.
 FOCUS_RING = COLOURS + """
 const el = document.activeElement;
 const ringed = el.type === 'file' ? document.querySelector(`label.button[for="${el.id}"]:has(+ input)`) : el;
@@ -188,6 +213,35 @@ def test_keyboard_reaches_every_control_with_a_visible_contrasting_focus_ring(pa
     js(page, "document.getElementById('file-a').focus()")
     assert js(page, "return getComputedStyle(document.getElementById('view-mode')).outlineStyle") == "none"
     shot(page, "a11y-focus")
+
+
+def test_text_has_enough_contrast_in_every_state_and_colour_scheme(page, tmp_path):
+    """The labels on the boxes were white on the product orange (2.7:1) and the face green (3.8:1); the A/B
+    verdict and deltas waiting for the next comparison were faded to half opacity (3.2:1)."""
+    loaded(page)
+    states = {"loaded": js(page, LOW_CONTRAST)}
+    js(page, "document.getElementById('ab').dataset.pending = '1'")  # the verdict while the next one is asked for
+    states["A/B pending"] = js(page, LOW_CONTRAST)
+    js(page, "delete document.getElementById('ab').dataset.pending")
+    page.find_element("id", "whatif-mode").click()
+    states["what-if"] = js(page, LOW_CONTRAST)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    page.find_element("id", "file-a").send_keys(str(text))
+    wait(page, lambda d: d.find_element("id", "error").is_displayed(), what="the error")
+    states["error"] = js(page, LOW_CONTRAST)
+    # The page has one (light) colour scheme: a dark system preference must not change its colours.
+    colours = "return [...document.querySelectorAll('body, button, .panel > section, .error')].map((e) => " \
+        "getComputedStyle(e).color + getComputedStyle(e).backgroundColor)"
+    light = js(page, colours)
+    try:
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+            {"name": "prefers-color-scheme", "value": "dark"}]})
+        assert js(page, colours) == light
+        states["dark"] = js(page, LOW_CONTRAST)
+    finally:
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert not any(states.values()), states
 
 
 def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, norms_file):
