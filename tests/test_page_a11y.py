@@ -308,6 +308,58 @@ def test_reflows_at_320_px_and_at_200_percent_text(page):
         .every((e) => getComputedStyle(e).transitionDuration.split(',').every((t) => parseFloat(t) === 0))""")
 
 
+def test_messages_are_read_out_without_taking_focus_and_removals_keep_focus(page, tmp_path):
+    """Errors (refused file, refused upload, service down) are alerts and status lines are polite live regions,
+    read out where focus stays. Dismissing the message, deleting a row from its ✕, or removing B dropped focus to
+    the start of the page."""
+    loaded(page)
+    assert page.find_element("id", "status").get_attribute("role") == "status"
+    assert page.find_element("id", "box-status").get_attribute("aria-live") == "polite"
+    field = page.find_element("id", "pass-percentile")
+    field.click()
+    error = page.find_element("id", "error")
+
+    def alert_says(text):
+        def check(d):
+            alerts = [n for n in ax_nodes(d) if role_of(n) == "alert"]
+            return any(text in name_of(n) or text in d.find_element("id", "error").text for n in alerts)
+        return check
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    page.find_element("id", "file-a").send_keys(str(notes))
+    wait(page, alert_says("not a PNG, JPEG or WebP"), what="the alert")
+    assert error.get_attribute("role") == "alert"
+    js(page, "arguments[0].focus()", field)
+    js(page, """window.__real = window.fetch; window.fetch = (url, ...rest) => String(url).startsWith('/v1/predict')
+        ? Promise.resolve(new Response(JSON.stringify({error: {code: 'too_large', message: 'the image is too large'}}),
+            {status: 413, headers: {'Content-Type': 'application/json'}})) : window.__real(url, ...rest);""")
+    page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
+    wait(page, lambda d: "too large" in error.text, what="the refusal")
+    assert js(page, "return document.activeElement.id") == "pass-percentile", "the message did not take focus"
+    js(page, "window.fetch = (url) => Promise.reject(new TypeError('Failed to fetch'))")
+    page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
+    wait(page, lambda d: "cannot reach the foveal service" in error.text, what="service down")
+    assert js(page, "return document.activeElement.id") == "pass-percentile"
+    js(page, "window.fetch = window.__real")
+    page.find_element("id", "error-close").send_keys(Keys.ENTER)
+    assert not error.is_displayed()
+    assert js(page, "return document.activeElement.id") == "file-a", "focus moves on to the next control"
+    # Deleting a row from the list: focus goes to the next row's ✕, and to Add element after the last.
+    count = len(element_rows(page))
+    first = page.find_element("css selector", "#elements-table tbody tr button")
+    first.send_keys(Keys.ENTER)
+    wait(page, lambda d: len(element_rows(d)) == count - 1, what="the deleted row")
+    assert js(page, "return document.activeElement.getAttribute('aria-label')") \
+        == f"delete element {element_rows(page)[0]['name']}"
+    for _ in range(count - 1):
+        page.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(page, lambda d: not element_rows(d), what="all rows deleted")
+    assert js(page, "return document.activeElement.id") == "add-element"
+    page.find_element("id", "remove-b").send_keys(Keys.ENTER)
+    assert js(page, "return document.activeElement.id") == "file-b"
+
+
 def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, norms_file):
     """The key prompt had no accessible name: a screen reader said "dialog" and nothing else."""
     keys_dir = norms_file.parent
@@ -338,3 +390,28 @@ def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, norms
         wait(driver, lambda d: not dialog.is_displayed(), what="the prompt cancelled")
         time.sleep(0.2)
         assert js(driver, "return document.activeElement.id") == "key-button", "focus is back where it was"
+
+
+def test_accepting_or_dismissing_a_proposal_keeps_focus_among_the_proposals(page, service):
+    """Accept or Dismiss removes its own proposal: focus fell to the top of the page each time."""
+    import httpx
+
+    if "/v1/detect" not in httpx.get(service + "/openapi.json", timeout=30).json()["paths"]:
+        pytest.skip("this build has no automatic element detection, so no proposals")
+    upload(page, EXAMPLES / "creative.png")
+    page.find_element("id", "detect").send_keys(Keys.ENTER)
+    wait(page, lambda d: d.find_element("id", "proposals").is_displayed(), timeout=120, what="the proposals")
+    count = len(page.find_elements("css selector", "#proposal-list li"))
+    if count < 3:
+        pytest.skip(f"the detector proposed {count} element(s) on the example; this needs 3")
+    accept = page.find_element("css selector", "#proposal-list li button")
+    accept.send_keys(Keys.ENTER)
+    wait(page, lambda d: len(d.find_elements("css selector", "#proposal-list li")) == count - 1, what="one accepted")
+    assert js(page, "return document.activeElement.textContent") == "Accept"
+    assert js(page, "return document.activeElement.closest('li') === document.querySelector('#proposal-list li')")
+    page.switch_to.active_element.send_keys(Keys.TAB, Keys.ENTER)  # Dismiss, beside it
+    wait(page, lambda d: len(d.find_elements("css selector", "#proposal-list li")) == count - 2, what="one dismissed")
+    assert js(page, "return document.activeElement.textContent") == "Dismiss"
+    page.find_element("id", "accept-all").send_keys(Keys.ENTER)
+    wait(page, lambda d: not d.find_element("id", "proposals").is_displayed(), what="all accepted")
+    assert js(page, "return document.activeElement.id") == "detect"

@@ -328,6 +328,18 @@ function typeCoordinate(name, index, text) {
   }
 }
 
+/**
+ * The ✕ of a row in the element list: the row goes, and focus moves to the ✕ of the row that took its place (after
+ * the last row, to Add element), not back to the top of the page.
+ */
+function removeListed(name) {
+  const rows = $("elements-table").tBodies[0].rows;
+  const index = [...rows].findIndex((tr) => tr.dataset.name === name);
+  removeElement(name);
+  const next = rows[Math.min(index, rows.length - 1)]?.querySelector("button");
+  (next ?? ($("add-element").disabled ? $("import-elements") : $("add-element"))).focus();
+}
+
 function removeElement(name) {
   if (state.selected === name) state.selected = null;
   state.ghosts.delete(name);
@@ -430,6 +442,16 @@ function dismissProposals(indices) {
   refresh();
 }
 
+/**
+ * After a proposal is accepted or dismissed, focus goes to the same button of the proposal that took its place (or
+ * the one before), or to Propose elements when none is left: not back to the top of the page.
+ */
+function focusProposal(index, label) {
+  const items = $("proposal-list").children;
+  const item = items[Math.min(index, items.length - 1)];
+  (item ? [...item.querySelectorAll("button")].find((b) => b.textContent === label) : $("detect")).focus();
+}
+
 function refreshProposals(c) {
   const proposals = c?.proposals ?? [];
   $("proposals").hidden = !proposals.length;
@@ -437,8 +459,14 @@ function refreshProposals(c) {
     h("span", { class: "swatch" }),
     h("span", { class: "what" }, `${p.kind} "`, bdi(p.name), '"', p.text ? ` · ${JSON.stringify(p.text)}` : "",
       p.confidence === null ? "" : ` · ${Math.round(100 * p.confidence)}%`),
-    h("button", { type: "button", class: "small", onclick: singleClick(() => acceptProposals([i])) }, "Accept"),
-    h("button", { type: "button", class: "small", onclick: singleClick(() => dismissProposals([i])) }, "Dismiss"))));
+    h("button", { type: "button", class: "small", onclick: singleClick(() => {
+      acceptProposals([i]);
+      focusProposal(i, "Accept");
+    }) }, "Accept"),
+    h("button", { type: "button", class: "small", onclick: singleClick(() => {
+      dismissProposals([i]);
+      focusProposal(i, "Dismiss");
+    }) }, "Dismiss"))));
   const layer = $("proposal-boxes");
   layer.replaceChildren(...(state.whatif ? [] : proposals).map((p) => {
     const box = h("div", { class: "box proposal", dataset: { kind: p.kind } },
@@ -636,7 +664,7 @@ function refresh() {
   if (c) drawStage(c);
   $("legend").hidden = !c?.map || state.view === "image";
   renderElementList($("elements-table").tBodies[0], c?.elements ?? [], state.selected, {
-    rename: renameElement, kind: setKind, remove: removeElement, box: typeCoordinate,
+    rename: renameElement, kind: setKind, remove: removeListed, box: typeCoordinate,
     select: (name) => { state.selected = name; refreshBoxes(); },
   }, c);
   $("add-element").disabled = !c || state.whatif;
@@ -808,7 +836,12 @@ function wire() {
     else loadCreative("B", e.target.files[0]);
     e.target.value = "";
   });
-  $("remove-b").addEventListener("click", () => { state.creatives.B = null; state.active = "A"; refresh(); });
+  $("remove-b").addEventListener("click", () => {
+    state.creatives.B = null;
+    state.active = "A";
+    refresh();
+    $("file-b").focus(); // Remove B is hidden now: focus stays on the A/B controls
+  });
   for (const input of document.querySelectorAll("input[name=which]")) {
     input.addEventListener("change", () => {
       state.active = input.value;
@@ -870,10 +903,19 @@ function wire() {
     if (key) { api.key = key; sessionStorage.setItem("foveal.apiKey", key); loadServiceInfo(); }
   });
   $("key-button").hidden = !api.key;
-  $("error-close").addEventListener("click", clearError);
+  $("error-close").addEventListener("click", () => {
+    clearError();
+    $("file-a").focus(); // on to the control after the message, not back to the top of the page
+  });
   $("detect").addEventListener("click", proposeElements);
-  $("accept-all").addEventListener("click", () => acceptProposals(current().proposals.map((_, i) => i)));
-  $("dismiss-all").addEventListener("click", () => dismissProposals(current().proposals.map((_, i) => i)));
+  $("accept-all").addEventListener("click", () => {
+    acceptProposals(current().proposals.map((_, i) => i));
+    $("detect").focus(); // the proposals are gone
+  });
+  $("dismiss-all").addEventListener("click", () => {
+    dismissProposals(current().proposals.map((_, i) => i));
+    $("detect").focus();
+  });
   refresh();
 }
 
