@@ -132,8 +132,8 @@ def test_every_control_and_picture_has_a_name_role_and_state(page):
     # Visible labels are in the names (speech input users say what they see).
     for label in page.find_elements("css selector", "label:not(.visually-hidden)"):
         control = label.find_elements("css selector", "input, select")
-        text = js(page, """return [...arguments[0].childNodes].filter((n) => n.nodeType === 3)
-            .map((n) => n.textContent).join(' ').trim()""", label)
+        text = " ".join(js(page, """return [...arguments[0].childNodes].filter((n) => n.nodeType === 3)
+            .map((n) => n.textContent).join(' ')""", label).split())
         if control and text and control[0].is_displayed():
             assert text.split(":")[0] in control[0].accessible_name, (text, control[0].accessible_name)
     assert page.find_element("id", "colormap").accessible_name == "colours"
@@ -415,3 +415,38 @@ def test_accepting_or_dismissing_a_proposal_keeps_focus_among_the_proposals(page
     page.find_element("id", "accept-all").send_keys(Keys.ENTER)
     wait(page, lambda d: not d.find_element("id", "proposals").is_displayed(), what="all accepted")
     assert js(page, "return document.activeElement.id") == "detect"
+
+
+def test_a_whatif_edit_is_made_without_dragging(page):
+    """A what-if edit could only be made by dragging a box, or from the keyboard: no single-pointer way without a
+    drag (WCAG 2.5.7). The selected element's edit is now three numbers, stepped with clicks or typed."""
+    from selenium.webdriver.support.ui import Select
+
+    from tests.test_page import retype
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, served, what="the service's scores")  # the panel's layout settled: the click lands on the stepper
+    assert not page.find_element("id", "whatif-fields").is_displayed()
+    page.find_element("id", "whatif-mode").click()
+    Select(page.find_element("id", "whatif-element")).select_by_value("cta")
+    assert "selected" in page.find_element("css selector", "#boxes .box[data-name=cta]").get_attribute("class")
+    scale = page.find_element("id", "whatif-scale")
+    assert scale.get_attribute("value") == "100" and scale.accessible_name.startswith("scale")
+    js(page, "arguments[0].scrollIntoView({block: 'center'})", scale)
+    size = scale.size
+    # The stepper's up arrow, at the right end of the field: one click, no drag.
+    ActionChains(page).move_to_element_with_offset(scale, size["width"] // 2 - 6, -size["height"] // 4).click().perform()
+    wait(page, lambda d: "scale cta by ×1.01" in d.find_element("id", "edits").text, what="the stepped scale")
+    retype(page.find_element("id", "whatif-dx"), "-20")
+    wait(page, lambda d: "move cta by (-20, +0) px" in d.find_element("id", "edits").text, what="the typed move")
+    assert element_rows(page)[-1]["box"] == [400, 520, 150, 44], "what-if leaves the element itself alone"
+    retype(page.find_element("id", "whatif-dy"), "1000")
+    wait(page, lambda d: "kept inside the image" in d.find_element("id", "box-status").text, what="the kept edit")
+    label = page.find_element("css selector", "#boxes .box[data-name=cta]").get_attribute("aria-label")
+    x, y, w, h = map(int, label.split(": ")[1].split(", "))
+    assert y + h == 600 and x == 400 + (150 - w) // 2 - 20, label
+    assert page.find_element("id", "whatif-dy").get_attribute("value") == str(600 - h - (520 + (44 - h) // 2))
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert not page.find_element("id", "error-box").is_displayed()

@@ -538,6 +538,59 @@ function edits() {
   return out;
 }
 
+const EDIT_FIELDS = ["whatif-dx", "whatif-dy", "whatif-scale"];
+
+/**
+ * The what-if edit of one element as numbers (move right, move down, scale), for the selected element: a way to
+ * make an edit without dragging (WCAG 2.5.7), with a click on the fields' steppers or by typing.
+ */
+function refreshEditFields(c) {
+  const names = c?.elements.map((e) => e.name) ?? [];
+  $("whatif-fields").hidden = !state.whatif || !names.length;
+  if ($("whatif-fields").hidden) return;
+  const select = $("whatif-element");
+  if (JSON.stringify([...select.options].map((o) => o.value)) !== JSON.stringify(names)) {
+    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+  }
+  select.value = names.includes(state.selected) ? state.selected : names[0];
+  showEdit(state.ghosts.get(select.value) ?? { dx: 0, dy: 0, factor: 1 }, true);
+}
+
+/**
+ * The edit's numbers in the fields; with `spare`, not in the field being edited (a stepper click steps on press
+ * and commits on release: a refresh in between, such as scores arriving, would undo the step).
+ */
+function showEdit(g, spare = false) {
+  [g.dx, g.dy, Math.round(100 * g.factor)].forEach((v, i) => {
+    const field = $(EDIT_FIELDS[i]);
+    if (field.value !== String(v) && !(spare && field === document.activeElement)) field.value = String(v);
+  });
+}
+
+/** An edit typed (or stepped) in the what-if fields: recorded as a drag or the keys record it, inside the image. */
+function typeEdit() {
+  const c = current();
+  const name = $("whatif-element").value;
+  const e = c?.elements.find((el) => el.name === name);
+  if (!e) return;
+  const [dx, dy, scale] = EDIT_FIELDS.map((id) => ($(id).value.trim() ? Number($(id).value) : NaN));
+  if (![dx, dy, scale].every(Number.isFinite) || scale <= 0) {
+    showError("A what-if edit needs a number of pixels to move by and a scale above 0 %; the edit of ", bdi(name),
+      " stays as it was.");
+    refresh();
+    return;
+  }
+  clearError();
+  const g = { dx: Math.round(dx), dy: Math.round(dy), factor: Math.max(0.1, Math.round(scale) / 100) };
+  const wanted = [g.dx, g.dy, g.factor].join();
+  fitGhost(c, e, g);
+  state.selected = name;
+  refresh();
+  showEdit(g); // the edit as kept inside the image
+  announceBox(name, ghostBox(e, g), [g.dx, g.dy, g.factor].join() === wanted ? ""
+    : "kept inside the image: the service refuses an edit that leaves it");
+}
+
 async function runWhatif() {
   const c = current();
   const list = edits();
@@ -679,6 +732,7 @@ function refresh() {
     : ` by ×${e.factor}`)));
   $("whatif-run").disabled = !list.length || !c?.map;
   $("whatif-reset").disabled = !list.length;
+  refreshEditFields(c);
   refreshDownloads();
 }
 
@@ -893,6 +947,8 @@ function wire() {
     scheduleServer();
   });
   $("whatif-mode").addEventListener("change", (e) => { state.whatif = e.target.checked; refresh(); });
+  $("whatif-element").addEventListener("change", (e) => { state.selected = e.target.value; refresh(); });
+  for (const id of EDIT_FIELDS) $(id).addEventListener("change", typeEdit);
   $("whatif-run").addEventListener("click", runWhatif);
   $("whatif-reset").addEventListener("click", () => { state.ghosts.clear(); $("whatif-result").hidden = true; refresh(); });
   for (const button of document.querySelectorAll("[data-download]")) { // one file for a double click
