@@ -320,9 +320,14 @@ def test_messages_are_read_out_without_taking_focus_and_removals_keep_focus(page
     error = page.find_element("id", "error")
 
     def alert_says(text):
+        """An alert in the accessibility tree whose text (its subtree's, as a screen reader reads it) has `text`."""
         def check(d):
-            alerts = [n for n in ax_nodes(d) if role_of(n) == "alert"]
-            return any(text in name_of(n) or text in d.find_element("id", "error").text for n in alerts)
+            nodes = {n["nodeId"]: n for n in ax_nodes(d, ignored=True)}
+
+            def read(node):
+                own = [name_of(node)] if role_of(node) == "StaticText" else []
+                return " ".join(own + [read(nodes[c]) for c in node.get("childIds", []) if c in nodes])
+            return any(text in read(n) for n in nodes.values() if role_of(n) == "alert" and not n.get("ignored"))
         return check
 
     notes = tmp_path / "notes.txt"
@@ -335,11 +340,11 @@ def test_messages_are_read_out_without_taking_focus_and_removals_keep_focus(page
         ? Promise.resolve(new Response(JSON.stringify({error: {code: 'too_large', message: 'the image is too large'}}),
             {status: 413, headers: {'Content-Type': 'application/json'}})) : window.__real(url, ...rest);""")
     page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
-    wait(page, lambda d: "too large" in error.text, what="the refusal")
+    wait(page, alert_says("too large"), what="the refusal")
     assert js(page, "return document.activeElement.id") == "pass-percentile", "the message did not take focus"
     js(page, "window.fetch = (url) => Promise.reject(new TypeError('Failed to fetch'))")
     page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
-    wait(page, lambda d: "cannot reach the foveal service" in error.text, what="service down")
+    wait(page, alert_says("cannot reach the foveal service"), what="service down")
     assert js(page, "return document.activeElement.id") == "pass-percentile"
     js(page, "window.fetch = window.__real")
     page.find_element("id", "error-close").send_keys(Keys.ENTER)
