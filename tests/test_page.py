@@ -892,6 +892,32 @@ def test_keyboard_alone_adds_moves_resizes_and_types_boxes(page, service, downlo
     shot(page, "11-keyboard")
 
 
+def test_a_stepper_press_survives_a_re_render_before_its_release(page):
+    """A number field's stepper steps on press and commits on release; a re-render in between (scores arriving)
+    wrote the box's old value back into the field, and the release then committed the old value."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    upload(page, EXAMPLES / "creative.png")
+    page.find_element("id", "add-element").click()
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the added element")
+    wait(page, served, what="the service's scores")  # the list's layout settled: the press lands on the stepper
+    before = element_rows(page)[0]["box"]
+    field = page.find_element("css selector", "#elements-table tbody tr input[data-index='3']")
+    js(page, "arguments[0].scrollIntoView({block: 'center'})", field)
+    size = field.size
+    ActionChains(page).move_to_element_with_offset(field, size["width"] // 2 - 6, -size["height"] // 4) \
+        .click_and_hold().perform()
+    try:
+        stepped = field.get_attribute("value")
+        # A re-render while the stepper is held, as any refresh of the page makes one.
+        js(page, "document.querySelector('input[name=view][value=map]').click()")
+        assert field.get_attribute("value") == stepped, "the re-render wrote into the field being stepped"
+    finally:
+        ActionChains(page).release().perform()
+    assert int(stepped) > before[3]
+    wait(page, lambda d: element_rows(d)[0]["box"][3] == int(stepped), what="the stepped height committed")
+
+
 def test_keyboard_scales_a_whatif_edit_and_typed_boxes_keep_it_inside(page):
     """In what-if edit mode Alt+arrow scales the edit (either side sets the factor, and a 1 px step is never
     rounded back to the factor before); a box typed smaller keeps its edit inside the image."""

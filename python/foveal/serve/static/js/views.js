@@ -42,6 +42,7 @@ const COORDINATES = [["x", "x"], ["y", "y"], ["w", "width"], ["h", "height"]];
  * ranges the coordinate fields offer.
  */
 export function renderElementList(tbody, elements, selected, on, image) {
+  const unpress = (ev) => { delete ev.target.dataset.pressed; };
   const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.name, tr]));
   const nameOf = (ev) => ev.target.closest("tr").dataset.name;
   const select = (ev) => on.select(nameOf(ev));
@@ -55,7 +56,11 @@ export function renderElementList(tbody, elements, selected, on, image) {
         ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
       const coordinates = COORDINATES.map(([short], i) => h("label", { class: "coordinate" }, short,
         h("input", { type: "number", step: "1", inputmode: "numeric", dataset: { index: String(i) },
-          onchange: (ev) => on.box(nameOf(ev), i, ev.target.value), onfocus: select })));
+          onchange: (ev) => on.box(nameOf(ev), i, ev.target.value), onfocus: select,
+          // A stepper steps on press and commits on release: a re-render in between (scores arriving) must not
+          // write the old value back, or the release would commit it.
+          onpointerdown: (ev) => { ev.target.dataset.pressed = "1"; },
+          onpointerup: unpress, onpointercancel: unpress, onblur: unpress })));
       const remove = h("button", { type: "button", class: "small",
         onclick: singleClick((ev) => on.remove(nameOf(ev))) }, "✕");
       tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind),
@@ -75,7 +80,7 @@ export function renderElementList(tbody, elements, selected, on, image) {
     const ranges = [[0, image.width - w], [0, image.height - hh], [1, image.width - x], [1, image.height - y]];
     for (const input of tr.querySelectorAll("input[type=number]")) {
       const i = Number(input.dataset.index);
-      if (input.value !== String(e.box[i])) input.value = String(e.box[i]);
+      if (input.value !== String(e.box[i]) && !input.dataset.pressed) input.value = String(e.box[i]);
       [input.min, input.max] = ranges[i].map(String);
       input.setAttribute("aria-label", `${COORDINATES[i][1]} of element ${e.name}, in image pixels`);
     }
