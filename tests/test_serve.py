@@ -609,6 +609,76 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
             proc.wait()
 
 
+def _answer_on(sock: socket.socket, limit_s: float) -> bytes:
+    """Everything the server sends on ``sock`` until it closes it, waiting at most ``limit_s``."""
+    sock.settimeout(limit_s)
+    chunks = []
+    with contextlib.suppress(socket.timeout):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    raise AssertionError(f"still open after {limit_s} s, having sent {b''.join(chunks)!r}")
+
+
+def test_connections_that_never_finish_their_headers_are_answered_and_closed(tmp_path):
+    """uvicorn alone kept a connection that sent nothing, or headers without end, open for ever, took 300 MB of
+    headers into memory, and answered a request it could not parse in plain text. `foveal serve` gives every
+    request's headers a deadline and a size limit, and answers in the API's JSON."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--model", "itti-koch",
+                                 "--header-timeout-s", "1"], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                                stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def error(answer: bytes) -> tuple[int, dict]:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower() and b"connection: close" in head.lower(), head
+        return int(head.split()[1]), json.loads(body)["error"]
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        with connect() as silent, connect() as slow:
+            started = time.monotonic()
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the blank line that ends them never comes
+            assert _answer_on(silent, 10) == b"", "a connection that said nothing is closed without an answer"
+            status, body = error(_answer_on(slow, 10))
+            assert (status, body["code"]) == (408, "request_timeout") and "within 1 s" in body["message"]
+            assert 0.9 < time.monotonic() - started < 8
+        with connect() as endless:
+            with contextlib.suppress(OSError):  # the server may close while the rest is still being sent
+                endless.sendall(b"GET /healthz HTTP/1.1\r\n"
+                                + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 4000) for i in range(40)))
+            status, body = error(_answer_on(endless, 10))
+            assert (status, body["code"]) == (431, "headers_too_large"), body
+        with connect() as garbled:
+            garbled.sendall(b"HELLO THERE\r\n\r\n")
+            status, body = error(_answer_on(garbled, 10))
+            assert (status, body["code"]) == (400, "bad_request"), body
+        # A request whose headers and large body come in one go is not mistaken for large headers.
+        payload = png(np.random.default_rng(3).integers(0, 256, (200, 200, 3), dtype=np.uint8))
+        assert len(payload) > 64 * 2**10
+        with connect() as ok:
+            ok.sendall(b"POST /v1/predict?format=json&map=false HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                       b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            answer = _answer_on(ok, 30)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, "the server still serves"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+
+
 def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     """When the batched engine call raises, every image is re-run alone: only the culprit fails."""
     from foveal import InputError

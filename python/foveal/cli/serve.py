@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=float, default=40e6, help="largest image (default: 40e6)")
     p.add_argument("--timeout-ms", type=float, default=60000, help="deadline of a request without "
                    "X-Deadline-Ms (default: %(default)s)")
+    p.add_argument("--header-timeout-s", type=float, default=10.0, help="time a connection has to send a request's "
+                   "headers, from its opening or the request's first byte; 408 and closed after it (default: "
+                   "%(default)s)")
     p.add_argument("--api-keys", type=Path, metavar="FILE", help="require one of these keys (one per line)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
@@ -54,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise InputError(f"--norms {name}: file not found: {path}")
         norms[name] = str(Path(path).resolve())
-    if args.max_wait_ms < 0 or args.max_body_mb <= 0 or args.max_pixels < 1 or args.timeout_ms <= 0:
-        raise InputError("--max-wait-ms must be >= 0; --max-body-mb, --max-pixels and --timeout-ms must be > 0")
+    if (args.max_wait_ms < 0 or args.max_body_mb <= 0 or args.max_pixels < 1 or args.timeout_ms <= 0
+            or not args.header_timeout_s > 0):
+        raise InputError("--max-wait-ms must be >= 0; --max-body-mb, --max-pixels, --timeout-ms and "
+                         "--header-timeout-s must be > 0")
     if args.api_keys is not None and not args.api_keys.is_file():
         raise InputError(f"--api-keys: file not found: {args.api_keys}")
     config = ServeConfig(model=args.model, device=args.device, precision=args.precision, max_batch=args.max_batch,
@@ -71,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(config.model, device=config.device, precision=config.precision, max_pixels=config.max_pixels)
     service_norms(engine, norms)
     serve(config, engine=engine if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
-          log_level="info" if args.verbose else "warning")
+          log_level="info" if args.verbose else "warning", header_timeout_s=args.header_timeout_s)
     return 0

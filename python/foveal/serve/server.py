@@ -25,13 +25,17 @@ def app_from_env():
 
 
 def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          log_level: str = "info", graceful_timeout_s: float = 30.0) -> None:
+          log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
-    ``graceful_timeout_s``) and return.  ``engine``: an engine already built from ``config`` (one worker only)."""
+    ``graceful_timeout_s``) and return.  ``engine``: an engine already built from ``config`` (one worker only).
+    A connection whose request headers have not all arrived ``header_timeout_s`` after it opened (or after the
+    request's first byte) is answered 408 and closed (:mod:`foveal.serve.connection`)."""
     import uvicorn
 
+    from .connection import connection_factory
+
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
-                   proxy_headers=False, server_header=False)
+                   proxy_headers=False, server_header=False, http=connection_factory(header_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
     # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
     cleanup = contextlib.ExitStack()

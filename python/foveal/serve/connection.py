@@ -1,0 +1,111 @@
+"""The HTTP connection ``foveal serve`` runs: uvicorn's httptools protocol with what it lacks for a service on a
+network: a deadline and a size limit for a request's headers, and JSON bodies on the errors uvicorn answers itself.
+
+Without them, uvicorn keeps a connection that never sends a request, or sends its headers a byte a minute, open for
+ever (a few hundred of them exhaust the process's file descriptors), and takes headers without end (300 MB in 0.6 s
+on loopback, all held in memory). The deadline runs from the moment a connection opens, and again from the first
+byte of each request on a kept-alive one, to the end of its headers; the body has its own timeout
+(``ServeConfig.request_timeout_s``) and size limit, and idle kept-alive connections uvicorn's timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from typing import Any, Callable
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: The most bytes a request line and its headers may take (nginx's default buffers hold 32 KiB, Node's 16 KiB).
+MAX_HEADER_BYTES = 64 * 2**10
+#: How long a refused request's remaining bytes are read and dropped after its answer: closing a socket with unread
+#: bytes sends a reset, which can destroy the answer before the client reads it.
+LINGER_S = 2.0
+
+class Connection(HttpToolsProtocol):
+    """One client connection: its request headers must all arrive within ``header_timeout_s`` of its opening,
+    or of the request's first byte."""
+
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = header_timeout_s
+        self._deadline: asyncio.TimerHandle | None = None
+        self._request_begun = False
+        self._in_headers = True  # the bytes arriving are a request line or headers
+        self._header_bytes = 0
+        self._refused = False  # answered with an error: what the client still sends is dropped
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them.
+        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+            self._disarm()
+            self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} "
+                                                   "bytes; send fewer or shorter headers")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_begun = self._in_headers = True
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._request_begun = self._in_headers = False
+        self._header_bytes = 0
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if not self._request_begun:  # nothing to answer: a connection that never said anything is closed
+            self.transport.close()
+            return
+        self._answer(408, "request_timeout", f"the request's headers did not arrive within {self.header_timeout_s:g} "
+                                             "s; send them in one go")
+
+    def _answer(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+        head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),
+                 b"connection: close\r\n\r\n"]
+        self.transport.write(b"".join(head) + body)
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def connection_factory(header_timeout_s: float) -> Callable[..., Connection]:
+    """What uvicorn's ``http`` setting takes: it builds each connection with this header deadline (a partial of a
+    module-level class, so it pickles into ``workers > 1``'s processes)."""
+    return functools.partial(Connection, header_timeout_s=header_timeout_s)
