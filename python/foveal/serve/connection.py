@@ -83,6 +83,10 @@ class Connection(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request behind one still being answered: uvicorn stops reading until that one is done.
+            self._arm()
+            return
         if not self._request_begun:  # nothing to answer: a connection that never said anything is closed
             self.transport.close()
             return
