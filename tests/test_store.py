@@ -190,6 +190,15 @@ def test_import_is_idempotent_and_keyed_by_creative_date_source(store_url, tmp_p
     assert ("a", date(2024, 3, 2), 950, 9, None) in rows
 
 
+def test_a_day_with_a_source_of_unknown_conversions_has_unknown_conversions(store_url, tmp_path):
+    # SQL's sum() skips NULLs: meta's 1 conversion alone would pass for the day's total over both sources' clicks
+    path = _write(tmp_path / "o.csv", "creative_id,date,impressions,clicks,conversions,source\n"
+                  "a,2024-03-01,1000,12,1,meta\na,2024-03-01,800,10,,google\na,2024-03-02,500,5,2,meta\n")
+    with _store_with(store_url) as store:
+        store.import_outcomes(path)
+        assert store.outcome_rows() == [("a", date(2024, 3, 1), 1800, 22, None), ("a", date(2024, 3, 2), 500, 5, 2)]
+
+
 def test_import_parquet_with_column_mapping(store_url, tmp_path):
     table = pa.table({"Ad": ["a", "b"], "Day": [date(2024, 3, 1), date(2024, 3, 2)], "Impr": [100, 200],
                       "Clicks": [3, 4]})

@@ -195,7 +195,8 @@ class Store:
         return list(out.values())
 
     def outcome_rows(self) -> list[tuple[str, Any, float, float, float | None]]:
-        """Every outcome as ``(creative_id, date, impressions, clicks, conversions)``, sources summed per day.
+        """Every outcome as ``(creative_id, date, impressions, clicks, conversions)``, sources summed per day;
+        conversions are None (unknown) on a day where any source left them unknown.
 
         The sums are floating point: each count fits 64 bits, but several sources' counts of a day may add up past
         them, where SQLite's integer sum() fails.
@@ -204,9 +205,11 @@ class Store:
 
         def total(column: sa.Column) -> sa.ColumnElement:
             return sa.func.sum(sa.cast(column, sa.Float))
+        # sum() skips NULLs: one source's conversions would pass for the day's, over every source's clicks
+        conversions = sa.case((sa.func.count(o.conversions) == sa.func.count(), total(o.conversions)))
         with self.engine.begin() as conn:
             return [tuple(r) for r in conn.execute(
-                sa.select(o.creative_id, o.date, total(o.impressions), total(o.clicks), total(o.conversions))
+                sa.select(o.creative_id, o.date, total(o.impressions), total(o.clicks), conversions)
                 .group_by(o.creative_id, o.date).order_by(o.creative_id, o.date))]
 
     def counts(self) -> dict[str, int]:
