@@ -296,6 +296,20 @@ def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():
         analyse(data, Settings(score="cta_share", window_days=28))
 
 
+def test_numbers_do_not_depend_on_the_order_the_store_returns_creatives_in():
+    # PostgreSQL orders ids by the database's collation, SQLite by code point: the bootstrap's draws and the split
+    # of tied scores between decile bins must follow the creatives, not their order
+    rng = np.random.default_rng(5)
+    predictions = [{"creative_id": f"c{i:02d}", "vertical": "v", "format": "f", "tags": [],
+                    "scores": {"cta_share": float(s)}} for i, s in enumerate(np.round(rng.random(30), 1))]
+    rows = [(p["creative_id"], date.fromordinal(DAY0 + d), 1500,
+             int(rng.binomial(1500, 0.01 + 0.02 * p["scores"]["cta_share"])), None)
+            for p in predictions for d in range(28)]
+    forward, backward = (analyse(build_data(p, rows, ()), Settings(bootstrap=200))
+                         for p in (predictions, predictions[::-1]))
+    assert forward == backward
+
+
 def test_calibration_page_of_hostile_segments_holds_them_as_text_and_runs_no_script(tmp_path):
     """Verticals, tags, creative ids and outcome sources come from whoever fed the store: ``foveal calibrate`` for
     real on such a store writes a page that holds the segment names as text (html.parser) and, in Chromium, runs

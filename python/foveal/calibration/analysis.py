@@ -90,6 +90,9 @@ class Data:
 def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple], by: Sequence[str]) -> Data:
     """Arrays from :meth:`Store.latest_predictions` and :meth:`Store.outcome_rows` (rows of creatives without a
     prediction are ignored)."""
+    # In code-point order whatever the database's collation: the bootstrap's draws and the split of tied scores
+    # between decile bins follow this order, so SQLite and PostgreSQL stores give the same numbers
+    predictions = sorted(predictions, key=lambda p: p["creative_id"])
     ids = [p["creative_id"] for p in predictions]
     index = {cid: i for i, cid in enumerate(ids)}
     names = sorted({k for p in predictions for k in p["scores"]
