@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats as ss
 
+from foveal.calibration import calibrate
 from foveal.calibration.analysis import Settings, analyse, build_data, decile_table
 from foveal.calibration.stats import (benjamini_hochberg, fisher_drop_test, kendall_weighted, pooled_rate_interval,
                                       rank_correlation, resample_weights, spearman_weighted)
@@ -199,6 +200,34 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
             kind_pass = proposed.pass_percentiles["80x60"]["cta"]
             assert kind_pass == name["thresholds"]["cta"]["after"]["pass_percentile"]
     assert (tmp_path / "norms.json").read_text() == before
+
+
+@pytest.mark.parametrize("metric", ["ctr", "cvr"])
+def test_sqlite_and_postgresql_stores_give_the_same_calibration(metric, postgres_server, tmp_path):
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    docs = []
+    for url, folder in ((f"sqlite:///{tmp_path / 'f.db'}", tmp_path / "lite"), (f"{postgres_server}/{name}",
+                                                                                   tmp_path / "pg")):
+        folder.mkdir()
+        outcomes = _campaign_store(url, folder)
+        # a second source on some days, one without conversions: summed per day, conversions then unknown
+        extra = folder / "extra.csv"
+        extra.write_text("creative_id,date,impressions,clicks,conversions,source\n" + "".join(
+            f"retail-{i},{date.fromordinal(DAY0 + 3 * i).isoformat()},700,{i},{'' if i % 2 else i // 4},other\n"
+            for i in range(20)))
+        with Store(url) as store:
+            store.import_outcomes(outcomes)
+            store.import_outcomes(extra)
+            docs.append(calibrate(store, Settings(by=("vertical", "tag"), metric=metric, min_clicks=5,
+                                                  bootstrap=100), norms=load_norms(folder / "norms.json")).document)
+    assert docs[0] == docs[1] and docs[0]["segments"][0]["windows"][-1]["scores"]
 
 
 def test_adopted_norms_change_who_passes():
