@@ -105,6 +105,9 @@ def test_decile_table_uses_fewer_bins_for_few_creatives():
     rng = np.random.default_rng(0)
     rows = decile_table(rng.random(23), rng.integers(0, 10, 23), np.full(23, 100), rng, 100)
     assert len(rows) == 4 and sum(r["n"] for r in rows) == 23
+    # --min-creatives 5 to 9 lets a window of fewer than 10 through: one bin, not two of fewer than 5
+    rows = decile_table(rng.random(7), rng.integers(0, 10, 7), np.full(7, 100), rng, 100)
+    assert [r["n"] for r in rows] == [7]
 
 
 def _threshold_case(centre: float, seed: int) -> dict:

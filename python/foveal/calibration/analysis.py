@@ -298,8 +298,8 @@ def _primary_views(data: Data, members: np.ndarray, windows: list[tuple[int, int
 def decile_table(score: np.ndarray, num: np.ndarray, den: np.ndarray, rng: np.random.Generator,
                  bootstrap: int) -> list[dict[str, Any]]:
     """Creatives cut into (up to) ten equal-count bins of predicted score; each bin's pooled outcome rate with a
-    bootstrap interval.  Fewer bins when there are under 50 creatives (at least 5 per bin)."""
-    bins = int(min(10, max(2, len(score) // 5)))
+    bootstrap interval.  Fewer bins when there are under 50 creatives (at least 5 per bin: one under 10)."""
+    bins = int(min(10, max(1, len(score) // 5)))
     order = np.argsort(score, kind="stable")
     rows = []
     for b, part in enumerate(np.array_split(order, bins)):
