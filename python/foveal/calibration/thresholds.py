@@ -3,8 +3,9 @@ from the rest, proposed as a new norms file (the user adopts it by scoring with 
 
 Separation is Youden's J = (share of top performers that pass) − (share of the others that pass), over the
 creatives of the segment's recent window; J is 0 for a threshold that passes both groups alike and 1 for a perfect
-split.  Among equally good thresholds the one closest to the current threshold wins, so a proposal only moves when
-the data say so.
+split.  Among equally good thresholds the one closest to the current threshold wins.  The proposal's J is measured
+on the creatives it was chosen on, so it overstates what it will do on new ones (docs/CALIBRATION.md says by how
+much).
 """
 from __future__ import annotations
 
