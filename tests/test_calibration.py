@@ -13,7 +13,7 @@ import scipy.stats as ss
 from foveal.calibration import calibrate
 from foveal.calibration.analysis import Settings, analyse, build_data, decile_table
 from foveal.calibration.stats import (benjamini_hochberg, fisher_drop_test, kendall_weighted, pooled_rate_interval,
-                                      rank_correlation, resample_weights, spearman_weighted)
+                                      rank_correlation, resample_weights, spearman_weighted, wilson_interval)
 from foveal.calibration.thresholds import propose, separation
 from foveal.cli import main
 from foveal.errors import InputError
@@ -108,6 +108,24 @@ def test_decile_table_uses_fewer_bins_for_few_creatives():
     # --min-creatives 5 to 9 lets a window of fewer than 10 through: one bin, not two of fewer than 5
     rows = decile_table(rng.random(7), rng.integers(0, 10, 7), np.full(7, 100), rng, 100)
     assert [r["n"] for r in rows] == [7]
+
+
+def test_a_rate_interval_is_never_narrower_than_its_counting_noise():
+    """Resampling creatives that all had 0 clicks gave the interval [0, 0], as if a rate of 0 were certain."""
+    rng = np.random.default_rng(0)
+    rate, ci = pooled_rate_interval(np.zeros(8), np.full(8, 1000.0), rng, 500)
+    # Wilson's upper end for 0 of n is z² / (n + z²)
+    z2 = ss.norm.ppf(0.975) ** 2
+    assert rate == 0 and ci[0] == 0 and ci[1] == pytest.approx(z2 / (8000 + z2), rel=1e-9)
+    lo, hi = wilson_interval(10, 100)  # the textbook case
+    assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)
+    # Creatives that differ: the bootstrap is the wider, and is kept as it is.
+    num, den = np.array([5, 50, 10, 80, 3, 40.0]), np.full(6, 1000.0)
+    _, wide = pooled_rate_interval(num, den, np.random.default_rng(1), 500)
+    boot = np.random.default_rng(1)
+    draws = [(num[i].sum() / den[i].sum()) for i in boot.integers(0, 6, (500, 6))]
+    assert wide[1] - wide[0] > 2 * (wilson_interval(188, 6000)[1] - wilson_interval(188, 6000)[0])
+    assert wide[0] < np.quantile(draws, 0.1) and wide[1] > np.quantile(draws, 0.9)
 
 
 def _threshold_case(centre: float, seed: int) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 BOOTSTRAP = 1000
 #: More resamples only take longer: here the Monte Carlo error of an interval's ends is already a tenth of the
@@ -116,12 +116,27 @@ def rank_correlation(score: np.ndarray, rate: np.ndarray, rng: np.random.Generat
 def pooled_rate_interval(numerators: np.ndarray, denominators: np.ndarray, rng: np.random.Generator,
                          bootstrap: int = BOOTSTRAP) -> tuple[float, tuple[float, float] | None]:
     """The pooled (denominator-weighted) rate ``Σ num / Σ den`` of a group of creatives, with a bootstrap 95 %
-    interval over creatives (so differences between creatives, not just counting noise, widen it)."""
+    interval over creatives (so differences between creatives, not just counting noise, widen it), widened where
+    it is narrower than the Wilson interval of the pooled counts: resampling creatives that all have 0 clicks gives
+    [0, 0], as if 0 were certain, and few clicks understate the counting noise the same way."""
     num, den = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
     rate = float(num.sum() / den.sum())
     if len(num) < 2 or bootstrap == 0:
         return rate, None
-    return rate, _interval(_resampled(len(num), bootstrap, rng, lambda w: (w @ num) / (w @ den)))
+    ci = _interval(_resampled(len(num), bootstrap, rng, lambda w: (w @ num) / (w @ den)))
+    if ci is None:
+        return rate, None
+    lo, hi = wilson_interval(float(num.sum()), float(den.sum()))
+    return rate, (min(ci[0], lo), max(ci[1], hi))
+
+
+def wilson_interval(successes: float, trials: float) -> tuple[float, float]:
+    """Wilson's score 95 % interval of a binomial rate (``trials`` > 0): the counting noise alone."""
+    z = float(ndtri(1 - (1 - CONFIDENCE) / 2))
+    p, z2n = successes / trials, z * z / trials
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / trials + z2n / (4 * trials)) / (1 + z2n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def fisher_drop_test(r_ref: float, n_ref: int, r_new: float, n_new: int) -> tuple[float, float]:
