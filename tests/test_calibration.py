@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import scipy.stats as ss
 
 from foveal.calibration import calibrate
-from foveal.calibration.analysis import Settings, analyse, build_data, decile_table
+from foveal.calibration.analysis import Settings, analyse, build_data, decile_table, segment_name
 from foveal.calibration.stats import (benjamini_hochberg, fisher_drop_test, kendall_weighted, pooled_rate_interval,
                                       rank_correlation, resample_weights, spearman_weighted, wilson_interval)
 from foveal.calibration.thresholds import propose, separation
@@ -87,6 +88,20 @@ def test_no_drift_anywhere_flags_almost_nothing():
     flags = _flags(analyse(simulate(200, 3 * WINDOW, seed=5), Settings(window_days=WINDOW, step_days=WINDOW,
                                                                          bootstrap=0)))
     assert flags.mean() <= 0.05
+
+
+def test_a_segments_intervals_do_not_depend_on_the_other_segments():
+    """One generator for the whole run made a segment's bootstrap intervals move whenever a segment was added to
+    the store (or a new one appeared in the data), though nothing about that segment changed."""
+    data = simulate(3, 2 * WINDOW, seed=8)
+    settings = Settings(window_days=WINDOW, step_days=WINDOW, bootstrap=200)
+    whole = {s["name"]: s for s in analyse(data, settings)["segments"]}
+    last = list(data.segments)[-1]
+    alone = analyse(replace(data, segments={last: data.segments[last]}), settings)["segments"]
+    assert len(whole) == 3 and [s["name"] for s in alone] == [segment_name(last)]
+    mine = whole[segment_name(last)]
+    assert alone[0]["windows"] == mine["windows"] and alone[0]["deciles"] == mine["deciles"]
+    assert any(w["scores"] for w in mine["windows"]) and mine["deciles"]
 
 
 def test_deciles_rise_with_a_predictive_score():

@@ -4,6 +4,8 @@ separates good from poor performers.  Everything here works on plain arrays; :mo
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -160,6 +162,13 @@ def _iso(day: int) -> str:
     return date.fromordinal(day).isoformat()
 
 
+def segment_rng(seed: int, key: tuple[tuple[str, str], ...]) -> np.random.Generator:
+    """The bootstrap's generator for one segment, from the run's seed and the segment's key alone: a segment's
+    intervals do not move when other segments are added to the store or left out of a run."""
+    digest = hashlib.sha256(json.dumps(sorted(key)).encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
 def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     """The calibration document (without thresholds): per segment, correlations over windows, reference vs
     recent drift tests (Benjamini–Hochberg across the run), deciles and scatter of the primary score."""
@@ -178,13 +187,13 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     if not ends:
         raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "
                          "use a shorter window or wait for more data")
-    rng = np.random.default_rng(settings.seed)
     windows = [(end - settings.window_days + 1, end) for end in ends]
     totals = [window_totals(data, a, b, settings) for a, b in windows]
     segments, tests = [], []
     for key, members in data.segments.items():
         seg: dict[str, Any] = {"name": segment_name(key), "key": dict(key), "slug": slug(key),
                                "creatives": int(len(members)), "windows": []}
+        rng = segment_rng(settings.seed, key)
         usable = []
         for (a, b), (num, den, ok) in zip(windows, totals):
             sel = members[ok[members]]
