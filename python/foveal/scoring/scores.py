@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 
 DEFAULT_PASS_PERCENTILE = 70.0
 TOP_FRACTION = 0.10
+#: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
+MATERIAL_CHANGE = 0.005
+# A share difference is a difference of two float64 shares: 10.5% - 10.0% is 0.004999999999999991, yet it is the
+# 0.5 pp the report quotes.  Slack far below any real difference in attention keeps such a change material.
+_MATERIAL_SLACK = 1e-12
 
 DEFINITIONS: dict[str, str] = {
     "box": "[x, y, w, h] in whole pixels from the top-left corner: the element's box after rounding, as scored",
@@ -153,9 +158,20 @@ def threshold_value(sorted_values: np.ndarray, pass_percentile: float) -> float:
     if not 0.0 < pass_percentile <= 100.0:
         raise InputError(f"pass_percentile must be in (0, 100], got {pass_percentile}")
     n = len(sorted_values)
-    # Guard the float product (0.7 * 10 = 7.000000000000001) so ceil does not step past an exact count.
-    k = max(1, math.ceil(round(pass_percentile * n / 100.0, 9)))
+    # The smallest count k whose percentile passes, by the very expression percentile_of and the pass test use:
+    # a count rounded from pass_percentile * n / 100 broke "passed <=> share >= threshold" for 70.000000001.
+    counts = np.arange(1, n + 1)
+    k = int(counts[100.0 * counts / n >= pass_percentile][0])
     return float(sorted_values[k - 1])
+
+
+def material_direction(delta: float) -> int:
+    """+1 for a gain of at least :data:`MATERIAL_CHANGE`, -1 for such a loss, 0 for no material change."""
+    if delta >= MATERIAL_CHANGE - _MATERIAL_SLACK:
+        return 1
+    if delta <= -MATERIAL_CHANGE + _MATERIAL_SLACK:
+        return -1
+    return 0
 
 
 def competition_ranks(values: Sequence[float]) -> list[int]:
