@@ -98,7 +98,7 @@ class DeviceSaliencyMap(SaliencyMap):
     def box_sum(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> np.ndarray:
         """Mass inside each box: (N,) float64, summed on the device."""
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
-        return _sums([self.device_sat], xyxy, np.zeros(len(xyxy), np.int64))
+        return np.clip(_sums([self.device_sat], xyxy, np.zeros(len(xyxy), np.int64)), 0.0, self.total)
 
     def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
         """As :meth:`SaliencyMap.box_stats`; the sums come from the device SAT, only they cross to the host."""
@@ -154,7 +154,8 @@ def box_stats_batch(maps: Sequence[DeviceSaliencyMap], boxes: Sequence[Any], *, 
     sums = _sums([m._device_sat for m in maps], xyxy, index)
     out, start = [], 0
     for m, r, n in zip(maps, resolved, counts):
-        s, start = sums[start:start + n], start + n
+        # Clipped into [0, total] as SaliencyMap.box_stats does: the four reads can cancel to -6e-17.
+        s, start = np.clip(sums[start:start + n], 0.0, m._total), start + n
         height, width = m.shape
         area = ((r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])).astype(np.float64)
         share = s / m._total

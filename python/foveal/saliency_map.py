@@ -94,7 +94,14 @@ class SaliencyMap:
     def box_sum(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> np.ndarray:
         """Mass inside each box: (N,) float64.  Boxes follow :mod:`foveal.boxes` (refused, never clipped,
         when they run off the image)."""
-        return cpu.box_sums(self.sat, resolve_boxes(boxes, self.shape, box_format=box_format, units=units))
+        xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
+        return self._sums(xyxy)
+
+    def _sums(self, xyxy: np.ndarray) -> np.ndarray:
+        # The four reads of a box on zero attention can cancel to -6e-17 (or past the total by as little):
+        # attention is never negative nor more than all of it, so the rounding is clipped back into range.
+        sums = cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
+        return np.clip(sums, 0.0, self.total)
 
     def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
         """Per box: ``sum``, ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
@@ -104,7 +111,7 @@ class SaliencyMap:
         share = sum / total; lift = share / (area / image area), so 1.0 means "as much as an average region".
         """
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
-        sums = cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
+        sums = self._sums(xyxy)
         height, width = self.shape
         area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
         share = sums / self.total

@@ -31,7 +31,8 @@ export class AttentionMap {
 
   /** share, density, lift, area_fraction of one box (the definitions of docs/SCORING.md). */
   boxStats(box) {
-    const sum = this.boxSum(box);
+    // The four reads can cancel to -6e-17 on a box of zero attention: clipped into [0, total] as the library does.
+    const sum = Math.min(this.total, Math.max(0, this.boxSum(box)));
     const area = box[2] * box[3];
     const share = sum / this.total;
     const areaFraction = area / (this.height * this.width);
