@@ -39,10 +39,8 @@ from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
 from .report import DOCUMENT_CSP, bdi, draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
-from .scores import CreativeScores
+from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
-#: Smallest |Δshare| (as a fraction of all attention) that counts as a change: 0.5 percentage points.
-MATERIAL_CHANGE = 0.005
 #: Two ``WxH`` sizes are one format when their aspect ratios differ by at most this fraction.
 ASPECT_TOLERANCE = 0.02
 
@@ -136,16 +134,12 @@ class Comparison:
 
 def change_of(delta: float) -> str:
     """``"gained"``, ``"lost"`` or ``"no material change"`` for a share difference."""
-    if delta >= MATERIAL_CHANGE:
-        return "gained"
-    if delta <= -MATERIAL_CHANGE:
-        return "lost"
-    return "no material change"
+    return {1: "gained", -1: "lost", 0: "no material change"}[material_direction(delta)]
 
 
 def verdict_of(delta_conversion: float, delta_distractors: float) -> str:
     """The verdict for a change in conversion and distractor attention (see the module docstring)."""
-    conv, dist = _direction(delta_conversion), _direction(delta_distractors)
+    conv, dist = material_direction(delta_conversion), material_direction(delta_distractors)
     if conv == 0 and dist == 0:
         return "no material change"
     if conv == dist:
@@ -459,7 +453,3 @@ def _pct(v: float) -> str:
 
 def _pp(v: float) -> str:
     return f"{v * 100:+.1f} pp"
-
-
-def _direction(delta: float) -> int:
-    return 1 if delta >= MATERIAL_CHANGE else -1 if delta <= -MATERIAL_CHANGE else 0
