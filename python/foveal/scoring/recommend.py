@@ -18,8 +18,9 @@ draw more attention, and no failing element is told to draw less.
   ``"scoring"``, calibrated by ``engine/calibrate_scoring.py`` as the 10th percentile over OSIE train images,
   because sharper models concentrate more); a model without one (a user's ONNX) gets no ``low_focus`` rule.
   Severity medium.
-- ``whatif``: the edits a what-if search found that raise an element's share, best first (at most
-  :data:`MAX_WHATIF`), passed in as :class:`WhatIfResult`.  Severity low.
+- ``whatif``: the edits a what-if search found that raise an element's share materially (by at least
+  :data:`MATERIAL_CHANGE`, as compare counts a change), best first (at most :data:`MAX_WHATIF`), passed in as
+  :class:`WhatIfResult`.  Severity low.
 
 Every rule is linear in the number of elements.
 """
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..errors import ModelError
-from .scores import CreativeScores, ElementScore
+from .scores import CreativeScores, ElementScore, material_direction
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
 DISTRACTOR_KINDS: frozenset[str] = frozenset({"logo", "body_text", "other"})
@@ -204,7 +205,9 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             {"top10_share": scores.top10_share, "focus": scores.focus, "threshold": limit,
              "threshold_source": thresholds.source}))
 
-    gains = sorted((w for w in whatif if w.delta_share > 0), key=lambda w: w.delta_share, reverse=True)
+    # Only a gain compare would call material: +0.0 points is no reason to move an element.
+    gains = sorted((w for w in whatif if material_direction(w.delta_share) > 0), key=lambda w: w.delta_share,
+                   reverse=True)
     for i, w in enumerate(gains[:MAX_WHATIF], start=1):
         recs.append(Recommendation(
             f"whatif:{i}", "low",
