@@ -49,6 +49,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def started_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+    """``foveal serve ARGS`` on a free loopback port, once its /readyz answers 200: (process, base URL, log)."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), *args],
+                                env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"foveal serve did not become ready: {log.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return proc, base, log
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running(app):
     """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
@@ -566,21 +585,8 @@ def test_mounted_under_a_prefix_keeps_keys_limits_and_route_labels(engine, keyfi
 
 # -- graceful shutdown -----------------------------------------------------------------------------------------
 def test_sigterm_drains_in_flight_requests(tmp_path):
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": FOVEAL_PATH}
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--max-batch", "2"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log = started_cli(tmp_path, "--max-batch", "2")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
         payloads = images(10)
 
         async def fire() -> list[httpx.Response]:
@@ -624,13 +630,8 @@ def test_connections_that_never_finish_their_headers_are_answered_and_closed(tmp
     """uvicorn alone kept a connection that sent nothing, or headers without end, open for ever, took 300 MB of
     headers into memory, and answered a request it could not parse in plain text. `foveal serve` gives every
     request's headers a deadline and a size limit, and answers in the API's JSON."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--model", "itti-koch",
-                                 "--header-timeout-s", "1"], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
-                                stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--header-timeout-s", "1")
+    port = int(base.rsplit(":", 1)[1])
 
     def connect() -> socket.socket:
         return socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -641,13 +642,6 @@ def test_connections_that_never_finish_their_headers_are_answered_and_closed(tmp
         return int(head.split()[1]), json.loads(body)["error"]
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
         with connect() as silent, connect() as slow:
             started = time.monotonic()
             slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the blank line that ends them never comes
