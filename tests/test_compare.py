@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from foveal import DEFAULT_MODEL, Engine, load_card
 from foveal.cli import main
+from foveal.engine import _graphs
 from foveal.errors import InputError
 from foveal.saliency_map import SaliencyMap
 from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors, same_format,
@@ -222,6 +224,34 @@ def test_cli_compare_writes_json_png_html(tmp_path, capsys):
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page and doc["verdict"] in page
     figure = np.asarray(Image.open(out / "compare.png"))
     assert figure.shape[0] > hb and figure.shape[1] > 3 * wb  # three panels at B's height, plus labels
+
+
+def test_decisions_leave_out_only_the_graphs_too_coarse_for_them():
+    """compare and what-if decide at 0.5 pp, where int8 rounding changed 20 of 340 verdicts (docs/MODEL.md)."""
+    card = load_card(DEFAULT_MODEL)
+    assert Engine().precision == "int8"  # predict and score: the fastest graph
+    assert Engine(for_decisions=True).precision == "fp32"
+    assert Engine(precision="int8", for_decisions=True).precision == "int8"  # asked for: run as asked
+    assert Engine(precision="fp16", for_decisions=True).precision == "fp16"
+    graphs = _graphs(card, "auto", for_decisions=True)
+    assert "onnxruntime" not in graphs and graphs["tensorrt"].precision == "fp16"  # fp16 stays on GPUs
+    assert _graphs(card, "auto")["onnxruntime"].precision == "int8"
+
+
+def test_cli_compare_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_path):
+    """int8 rounding changed 20 of 340 measured verdicts (docs/MODEL.md), so compare's "auto" runs fp32 on the CPU;
+    asked for int8 explicitly, it runs int8 and the document carries the caveat."""
+    (a, b), (ea, eb) = _examples(tmp_path)
+    docs = {}
+    for precision in ("auto", "int8"):
+        out = tmp_path / precision
+        assert main(["-q", "compare", str(a), str(b), "--elements", str(ea), str(eb), "--precision", precision,
+                     "--no-html", "-o", str(out)]) == 0
+        docs[precision] = json.loads((out / "compare.json").read_text())
+    assert docs["auto"]["model"]["precision"] == "fp32"
+    assert not any("int8 graph" in note for note in docs["auto"]["notes"])
+    assert docs["int8"]["model"]["precision"] == "int8"
+    assert any("int8 graph" in note and "precision fp32" in note for note in docs["int8"]["notes"])
 
 
 def test_cli_compare_different_sizes_one_element_file(tmp_path):

@@ -206,6 +206,8 @@ def test_compare_and_whatif(http):
     files = {"image_a": ("a.png", EXAMPLE.read_bytes()), "image_b": ("b.png", EXAMPLE_B.read_bytes())}
     doc = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": ELEMENTS_B}).json()
     assert doc["verdict"] in ("better", "worse", "mixed", "no material change") and doc["elements"]
+    # One engine serves every route, int8 by default on the CPU: its decisions carry the int8 caveat
+    assert doc["model"]["precision"] == "int8" and any("int8 graph" in n for n in doc["notes"])
     figure = http.post("/v1/compare", params={"format": "png"}, files=files, data={"elements": ELEMENTS})
     assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
     # formats come from the element files, as in `foveal compare`; a mismatch is refused unless allowed
@@ -221,6 +223,7 @@ def test_compare_and_whatif(http):
     doc = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
                     data={"elements": ELEMENTS, "edits": json.dumps(edit)}).json()
     assert doc["mode"] == "edits" and doc["edits"] == edit and doc["timing"]["images_predicted"] == 2
+    assert any("int8 graph" in n for n in doc["notes"])
     doc = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
                     data={"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [2, 2], "top": 2})})
     assert doc.status_code == 200, doc.text

@@ -247,6 +247,23 @@ def test_cli_search_reports_best_positions_batched(tmp_path, monkeypatch):
                                           "dy": search["best"][0]["dy"]}]
 
 
+@pytest.mark.parametrize("mode", [["--move", "cta:0,-20"], ["--search", "cta", "--grid", "2x2"]])
+def test_cli_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_path, mode):
+    """A search ranks and recommends at compare's 0.5 pp threshold, where the int8 graph's rounding changes calls:
+    "auto" runs fp32 on the CPU; int8, asked for explicitly, runs and carries the caveat."""
+    image, elements = _example(tmp_path)
+    docs = {}
+    for precision in ("auto", "int8"):
+        out = tmp_path / precision
+        assert main(["-q", "whatif", str(image), "--elements", str(elements), *mode, "--precision", precision,
+                     "-o", str(out)]) == 0
+        docs[precision] = json.loads((out / "whatif.json").read_text())
+    assert docs["auto"]["model"]["precision"] == "fp32"
+    assert not any("int8 graph" in note for note in docs["auto"].get("notes", []))
+    assert docs["int8"]["model"]["precision"] == "int8"
+    assert any("int8 graph" in note and "precision fp32" in note for note in docs["int8"]["notes"])
+
+
 @pytest.mark.parametrize("args,text", [
     (["--move", "button:0,10"], "no element named 'button'"),
     (["--move", "cta:0"], "error: move: expected NAME:DX,DY"),

@@ -27,6 +27,14 @@ VARIANTS = ("fp16", "int8")
 MAX_CARD_BYTES = 16 << 20
 # What Engine(precision=...) accepts: "auto" picks each backend's fastest graph.
 PRECISIONS = ("auto", "fp32", *VARIANTS)
+# What precision="auto" runs on each backend that has a faster graph than fp32 (others run fp32).
+AUTO_PRECISIONS = {"onnxruntime": "int8", "tensorrt": "fp16"}
+# Graphs too coarse for decisions taken at compare's 0.5 pp material-change threshold (compare verdicts, what-if
+# searches and their recommendations): foveal-lite0's int8 graph changed 20 of 340 A/B verdicts and 113 of 1,835
+# per-element calls against its fp32 graph; the fp16 graph 3 and 6, all within 0.03 pp of the threshold
+# (benchmarks/decision_agreement.py, docs/MODEL.md).  For decisions "auto" runs fp32 instead of these, and a
+# decision made on one says so.
+COARSE_FOR_DECISIONS = ("int8",)
 
 # What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
 _BARE_ONNX_CARD: dict[str, Any] = {

@@ -120,15 +120,17 @@ def check_out_folder(path: Path) -> None:
         raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
 
 
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network."""
+def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:
+    """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network;
+    ``for_decisions``: the command decides at the material-change threshold (see :func:`make_engine`)."""
     parser.add_argument("--model", default="default",
                         help="model name, path to an .onnx file, or a model folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    auto = ("auto: the fp32 graph on the CPU (int8 rounding changes verdicts near the threshold), fp16 on GPUs"
+            if for_decisions else "auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs; fp32: the "
-                             "float graph everywhere; fp16: the fp16 graph; int8: the int8 graph (CPU only) "
-                             "(default: %(default)s)")
+                        help=f"{auto}; fp32: the float graph everywhere; fp16: the fp16 graph; int8: the int8 graph "
+                             "(CPU only) (default: %(default)s)")
     parser.add_argument("--batch-size", type=_positive_int, default=16,
                         help="images per network batch (default: %(default)s)")
     parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
@@ -141,11 +143,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def make_engine(args: argparse.Namespace):
-    """The Engine described by :func:`add_engine_options`' arguments."""
+def make_engine(args: argparse.Namespace, *, for_decisions: bool = False):
+    """The Engine described by :func:`add_engine_options`' arguments; ``for_decisions`` for commands whose output
+    is a decision at the material-change threshold (compare, whatif): see ``Engine(for_decisions=...)``."""
     from ..engine import Engine
 
-    return Engine(args.model, device=args.device, precision=args.precision, max_pixels=args.max_pixels)
+    return Engine(args.model, device=args.device, precision=args.precision, for_decisions=for_decisions,
+                  max_pixels=args.max_pixels)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-html", action="store_true", help="write compare.json and compare.png only")
     p.add_argument("--allow-format-mismatch", action="store_true",
                    help="compare creatives of different formats anyway (the verdict is marked indicative)")
-    add_engine_options(p)
+    add_engine_options(p, for_decisions=True)
     p.set_defaults(handler=run, parser=p)
 
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
     element_files = args.elements if len(args.elements) == 2 else args.elements * 2
-    engine = make_engine(args)
+    engine = make_engine(args, for_decisions=True)
     decoded = [decode(path, engine.max_pixels) for path in (args.image_a, args.image_b)]
     specs = [load_elements(f, d.pixels.shape[:2]) for f, d in zip(element_files, decoded)]
     map_a, map_b = engine.predict_batch(decoded, batch_size=args.batch_size)

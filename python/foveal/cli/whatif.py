@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="largest overlap with another element, as a fraction of the smaller box "
                              "(default: %(default)g)")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
-    add_engine_options(p)
+    add_engine_options(p, for_decisions=True)
     p.set_defaults(handler=run, parser=p, edits=None)
 
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--grid and --step go with --search")
     edits = [PARSERS[kind](text) for kind, text in args.edits or []]
     grid = parse_grid(args.grid) if args.grid is not None else None
-    engine = make_engine(args)
+    engine = make_engine(args, for_decisions=True)
     decoded = decode(args.image, engine.max_pixels)
     elements = load_elements(args.elements, decoded.pixels.shape[:2]).elements
     start = time.perf_counter()

@@ -199,13 +199,16 @@ def whatif_document(body: dict[str, Any], outcome: EditOutcome, inputs: dict[str
     """``whatif.json``: what ran, the inputs, the body from :func:`whatif_edits` / :func:`whatif_search`, timing
     and definitions; ``foveal whatif`` writes it and ``POST /v1/whatif`` returns it."""
     from .compare import DEFINITIONS as COMPARE_DEFINITIONS
+    from .compare import graph_notes
     from .report import run_header
     from .scores import DEFINITIONS as SCORE_DEFINITIONS
 
+    coarse = graph_notes(outcome.map_before.provenance)  # the search ranks and recommends at the same threshold
     return {
         **run_header(outcome.map_before.provenance),
         "input": inputs,
         **body,
+        **({"notes": [*body.get("notes", []), *coarse]} if coarse else {}),
         "timing": {"seconds": seconds, "images_predicted": images_predicted, "batch_size": batch_size},
         "definitions": {**DEFINITIONS, **COMPARE_DEFINITIONS, **SCORE_DEFINITIONS},
     }

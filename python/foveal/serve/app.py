@@ -4,7 +4,11 @@ Routes (docs/SERVING.md has the reference; the app publishes its OpenAPI schema 
 
 - ``POST /v1/predict``: one image → its map (JSON with a 16-bit PNG, a grid, an overlay; or raw PNG / ``.npy``).
 - ``POST /v1/score``: image + element JSON [+ norms name] → the ``scores.json`` of ``foveal score``.
-- ``POST /v1/compare``, ``POST /v1/whatif``: ``compare.json`` / ``whatif.json`` as the CLI writes them.
+- ``POST /v1/compare``, ``POST /v1/whatif``: ``compare.json`` / ``whatif.json`` as the CLI writes them, from the
+  service's one engine: the CLI decides on the fp32 graph (``Engine(for_decisions=True)``), a service with the
+  default precision on the CPU on the int8 graph, and its documents carry the int8 caveat in ``notes``.  A second
+  engine for decisions would split the batcher's one worker thread; serve with ``precision="fp32"`` for
+  reference decisions (every route then runs about 1.4x the int8 network time).
 - ``GET /v1/models``, ``GET /v1/norms``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 
 Concurrency contract: an :class:`~foveal.Engine` is used from one thread at a time.  The app owns one engine and
