@@ -341,3 +341,13 @@ def test_compare_page_keeps_hostile_names_as_text_under_a_no_script_policy(tmp_p
     assert_only_text(page, PAYLOADS[:2], images=1)
     assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'' in page
     assert f"<h1><bdi>{a.name}</bdi> vs <bdi>\u202eb.png</bdi></h1>" in page
+
+
+def test_a_change_just_under_the_threshold_is_not_printed_as_one_on_it():
+    """0.496 pp is "no material change"; printed with one decimal it read "+0.5 pp", the threshold itself."""
+    from foveal.scoring.compare import _pp, change_of
+
+    assert change_of(0.00496) == "no material change" and _pp(0.00496) == "+0.496 pp"
+    assert _pp(-0.0049999) == "-0.49999 pp"
+    assert _pp(0.004999999999999991) == "+0.5 pp" and change_of(0.004999999999999991) == "gained"
+    assert _pp(0.012) == "+1.2 pp" and _pp(0.0) == "+0.0 pp"

@@ -468,4 +468,11 @@ def _pct(v: float) -> str:
 
 
 def _pp(v: float) -> str:
-    return f"{v * 100:+.1f} pp"
+    # One decimal, or as many more as it takes to show a change on its own side of the material threshold:
+    # 0.496 pp is "no material change", and printed "+0.5 pp" it would read as one.
+    material = material_direction(v) != 0
+    for digits in range(1, 7):
+        text = f"{v * 100:+.{digits}f}"
+        if (abs(float(text)) >= MATERIAL_CHANGE * 100) == material:
+            break
+    return f"{text} pp"
