@@ -602,6 +602,17 @@ def test_element_files_are_read_as_foveal_score_reads_them(page, tmp_path):
     assert len(element_rows(page)) == 6
 
 
+def test_share_differences_are_printed_as_foveal_compare_prints_them(page):
+    """The A/B and what-if tables printed a 0.496 pp change as "+0.5 pp" beside "no material change"."""
+    from foveal.scoring.compare import _pp
+
+    values = [0.00496, -0.00496, 0.0049999, 0.004999999999999991, 0.005, 0.012, -0.0312, 0.0, 0.0045]
+    got = page.execute_async_script("""
+        const [values, done] = arguments;
+        import('/js/views.js').then((v) => done(values.map((x) => v.pp(x))));""", values)
+    assert got == [_pp(v).replace("-", "\u2212") for v in values]
+
+
 def test_the_file_chosen_last_is_the_one_shown(page, tmp_path):
     """A large file chosen first decodes after a small one chosen next: it once replaced the later choice."""
     from PIL import Image

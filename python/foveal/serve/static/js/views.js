@@ -31,7 +31,21 @@ export const bdi = (text) => h("bdi", {}, text);
 export const singleClick = (handler) => (event) => { if (event.detail < 2) handler(event); };
 
 export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(digits)}%`);
-export const pp = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(100 * v).toFixed(1)} pp`;
+// foveal compare's material change (scoring/scores.py MATERIAL_CHANGE and its rounding slack), in points.
+const MATERIAL_PP = 0.5;
+const materialPp = (v) => Math.abs(100 * v) >= MATERIAL_PP - 1e-10;
+/**
+ * A share difference in percentage points: one decimal, or as many more as it takes to show it on its own side of
+ * the material threshold (a 0.496 pp change is not material, and "+0.5 pp" would read as if it were).
+ */
+export const pp = (v) => {
+  let text = "";
+  for (let digits = 1; digits < 7; digits += 1) {
+    text = Math.abs(100 * v).toFixed(digits);
+    if ((Number(text) >= MATERIAL_PP) === materialPp(v)) break;
+  }
+  return `${v >= 0 ? "+" : "−"}${text} pp`;
+};
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 
 const COORDINATES = [["x", "x"], ["y", "y"], ["w", "width"], ["h", "height"]];
