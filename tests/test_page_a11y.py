@@ -455,3 +455,21 @@ def test_a_whatif_edit_is_made_without_dragging(page):
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert not page.find_element("id", "error-box").is_displayed()
+
+
+def test_enter_and_space_select_a_box_and_the_selection_is_exposed(page):
+    """A box is a button, but Enter and Space did nothing on it, and which box was selected was only drawn."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    before = element_rows(page)
+    boxes = {b.get_attribute("data-name"): b for b in page.find_elements("css selector", "#boxes .box")}
+    assert len(boxes) >= 2
+    for name, key in zip(list(boxes)[:2], (Keys.ENTER, Keys.SPACE)):
+        js(page, "arguments[0].focus()", boxes[name])
+        boxes[name].send_keys(key)
+        wait(page, lambda d: "selected" in d.find_element(
+            "css selector", f"#boxes .box[data-name='{name}']").get_attribute("class"), what=f"{name} selected")
+        pressed = {b.get_attribute("data-name"): b.get_attribute("aria-pressed")
+                   for b in page.find_elements("css selector", "#boxes .box")}
+        assert pressed == {n: str(n == name).lower() for n in pressed}, pressed
+    assert element_rows(page) == before, "a key that selects a box does not move it"

@@ -75,6 +75,7 @@ export class BoxEditor {
       el.classList.toggle("selected", item.name === selected);
       el.classList.toggle("ghost", Boolean(item.dashed));
       el.setAttribute("role", "button");
+      el.setAttribute("aria-pressed", String(item.name === selected)); // the selected box, for screen readers too
       if (this.describedBy) el.setAttribute("aria-describedby", this.describedBy);
       el.setAttribute("aria-label", `${item.kind} box ${item.name}: ${item.box.join(", ")}`);
       const label = el.querySelector(".box-label");
@@ -181,6 +182,11 @@ export class BoxEditor {
     if (!item) return;
     if (event.key === "Delete" || event.key === "Backspace") {
       this.cb.onDelete(item.name);
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "Enter" || event.key === " ") { // a button: Enter and Space select it, as a click does
+      this.cb.onSelect(item.name);
       event.preventDefault();
       return;
     }
