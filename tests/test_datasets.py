@@ -11,6 +11,7 @@ from PIL import Image
 from foveal.datasets import (OSIE_PIXELS_PER_DEGREE, SPLITS, Fixations, gaussian_density, load_dataset,
                              load_folder)
 from foveal.errors import FovealError, InputError
+from foveal.metrics import pixel_indices
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "osie").is_dir() or not (DATA / "scene").is_dir(),
@@ -221,6 +222,23 @@ def test_split_is_a_deterministic_partition(csv_dataset: Path, tmp_path_factory:
         ds.split("training")
     with pytest.raises(IndexError):
         ds.fixations(20)
+
+
+def test_osie_matlab_coordinates_land_in_matlabs_pixel(tmp_path: Path) -> None:
+    # OSIE's fix_x/fix_y are MATLAB's 1-based pixel coordinates: pixel k is centred on k, so MATLAB's pixel is
+    # round(c) and the 0-based pixel round(c) - 1.  foveal's (floor(y), floor(x)) must agree, and the Gaussian of
+    # a fixation on a pixel centre must peak on that pixel.
+    c = np.array([[1.0, 1.6, 2.4, 400.0, 799.6, 800.4]])
+    subjects = np.empty((1, 1), object)
+    subjects[0, 0] = _struct(fix_x=c, fix_y=c * 0.75, fix_duration=np.ones_like(c))
+    root = _mat_dataset(tmp_path, "eye", {"fixations.mat": {"fixations": _struct(img="1.jpg", subjects=subjects)}})
+    f = load_dataset(root).fixations(0)
+    row, col = pixel_indices(f.x, f.y, (600, 800))
+    np.testing.assert_array_equal(col, np.round(c[0]) - 1)
+    np.testing.assert_array_equal(row, np.round(c[0] * 0.75) - 1)
+    d = gaussian_density(Fixations.from_arrays(f.x[3:4], f.y[3:4]), (600, 800), 24.0)
+    assert np.unravel_index(d.argmax(), d.shape) == (row[3], col[3]) == (299, 399)
+    assert d[299, 398] == pytest.approx(d[299, 400])  # centred on the pixel, not on its left edge
 
 
 @pytest.mark.data

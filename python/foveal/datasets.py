@@ -253,7 +253,7 @@ def _stimuli(root: Path, folder: str = "stimuli") -> list[Path]:
 
 
 def load_osie(root: str | Path) -> Dataset:
-    """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based → 0-based)."""
+    """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based pixel centres → 0-based)."""
     root = Path(root)
     files = {p.name: p for p in _stimuli(root)}
     path = root / "eye" / "fixations.mat"
@@ -280,8 +280,11 @@ def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
         xs, ys, ss = [], [], []
         for s, subj in enumerate(entry["subjects"].reshape(-1)[0].reshape(-1)):
             rec = subj.reshape(-1)[0]
-            x = np.asarray(rec["fix_x"], np.float64).reshape(-1) - 1.0
-            y = np.asarray(rec["fix_y"], np.float64).reshape(-1) - 1.0
+            # MATLAB's 1-based pixel k is centred on k, covering [k - 0.5, k + 0.5); foveal's 0-based pixel k - 1
+            # covers [k - 1, k), so the shift is half a pixel less than one.  With `- 1`, floor() put 45 % of
+            # OSIE's fixations in the pixel left of (or above) the one MATLAB's round() gives.
+            x = np.asarray(rec["fix_x"], np.float64).reshape(-1) - 0.5
+            y = np.asarray(rec["fix_y"], np.float64).reshape(-1) - 0.5
             xs.append(x)
             ys.append(y)
             ss.append(np.full(x.shape, s, np.int64))
