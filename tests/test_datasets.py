@@ -80,6 +80,8 @@ def test_density_map_folder(tmp_path: Path) -> None:
     ("image,x,y\na.png,-0.5,1\n", "outside"),
     pytest.param("image,x,y\na.png," + "1" * 131_073 + ",2\n", "not a CSV.*field limit", id="field-over-limit"),
     ("image,x,y,subject\na.png,1,2,99999999999999999999999\n", "subject 99999999999999999999999 is not a whole"),
+    ("image,x,y,subject\na.png,1,2,3\na.png,1,2,\n", r"fixations.csv:3: subject is empty but line 2 has one"),
+    ("image,x,y,subject\na.png,1,2\na.png,1,2,3\n", r"fixations.csv:2: subject is empty but line 3 has one"),
 ])
 def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
     _images(tmp_path, {"a.png": (20, 30)})
@@ -95,6 +97,7 @@ def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
     ('{"a.png": [[1, true]]}', "fixation 0"),
     ('{"a.png": 3}', "must be a list"),
     ('{"a.png": {"s": [[1, 2, 3]]}}', "fixation 0"),
+    ('{"a.png": [[1, 2, 3], [1, 2]]}', r"mix \[x, y\] and \[x, y, subject\]"),
     pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="deep-nesting"),
     pytest.param('{"a.png": [[' + "1" * 401 + ", 2]]}", "finite numbers", id="int-beyond-float"),
     pytest.param('{"a.png": [[' + "1" * 5000 + ", 2]]}", "finite numbers", id="int-over-4300-digits"),
@@ -113,6 +116,12 @@ def test_csv_not_utf8(tmp_path: Path) -> None:
     (tmp_path / "fixations.csv").write_bytes(b"image,x,y\na\xe9.png,1,2\n")
     with pytest.raises(InputError, match="fixations.csv: not UTF-8"):
         load_dataset(tmp_path)
+
+
+def test_an_all_blank_subject_column_means_no_subjects(tmp_path: Path) -> None:
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.csv").write_text("image,x,y,subject\na.png,1,2,\na.png,3,4,\n")
+    np.testing.assert_array_equal(load_dataset(tmp_path).fixations(0).subject, [0, 0])
 
 
 def test_subject_ids_are_whole_numbers_kept_exactly(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ Three layouts load through :func:`load_dataset`, which detects them:
 * **OSIE** (Xu et al., J. Vision 2014): ``stimuli/*.jpg`` + ``eye/fixations.mat``.
 * **NUS Scene** (Liang et al., 2015): ``stimuli/*.jpg`` + ``tidy/fixations.mat`` (+ ``tidy/imgInfo.mat``).
 * **A folder of your own**: images in ``images/`` or ``stimuli/`` (or the folder itself), and either
-  ``fixations.csv`` (header ``image,x,y[,subject]``), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
+  ``fixations.csv`` (header ``image,x,y[,subject]``; a subject on every row or none), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
   carry a third subject column, or ``{"a.jpg": {"subject": [[x, y], ...]}}``), and/or density maps as
   ``maps/<image stem>.png`` the size of their image.
 
@@ -355,10 +355,17 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float,
     if header[:3] != ["image", "x", "y"] or header[3:] not in ([], ["subject"]):
         raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
     reader.fieldnames = header
+    blank = given = 0  # first line with an empty / a filled subject cell
     for line, rec in enumerate(reader, start=2):
+        has_subject = "subject" in rec and rec["subject"] not in (None, "")
+        blank, given = blank or (0 if has_subject else line), given or (line if has_subject else 0)
+        if blank and given:
+            # A blank read as viewer 0 would pool these rows with the real viewer 0 (human consistency, splits).
+            raise InputError(f"{path}:{blank}: subject is empty but line {given} has one; give every row a "
+                             f"subject or leave the column out")
         try:
             x, y = float(rec["x"]), float(rec["y"])
-            s = int(rec["subject"]) if "subject" in rec and rec["subject"] not in (None, "") else 0
+            s = int(rec["subject"]) if has_subject else 0
         except (TypeError, ValueError) as e:
             raise InputError(f"{path}:{line}: x, y must be numbers and subject an integer ({e})") from e
         if not (math.isfinite(x) and math.isfinite(y)):
@@ -388,6 +395,9 @@ def _json_points(path: Path, name: str, points: object, subject: int | None) -> 
         s = subject if subject is not None else (
             _subject(p[2], f"{path}: fixation {k} of {name!r}") if len(p) == 3 else 0)
         out.append((float(p[0]), float(p[1]), s))
+    if subject is None and len({len(p) for p in points}) > 1:  # as in the CSV: no silent viewer 0 among real ones
+        raise InputError(f"{path}: fixations of {name!r} mix [x, y] and [x, y, subject]; give every fixation a "
+                         f"subject or none")
     return out
 
 
