@@ -5,9 +5,9 @@ Three layouts load through :func:`load_dataset`, which detects them:
 * **OSIE** (Xu et al., J. Vision 2014): ``stimuli/*.jpg`` + ``eye/fixations.mat``.
 * **NUS Scene** (Liang et al., 2015): ``stimuli/*.jpg`` + ``tidy/fixations.mat`` (+ ``tidy/imgInfo.mat``).
 * **A folder of your own**: images in ``images/`` or ``stimuli/`` (or the folder itself), and either
-  ``fixations.csv`` (header ``image,x,y[,subject]``; a subject on every row or none), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
+  ``fixations.csv`` (header ``image,x,y[,subject]``), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
   carry a third subject column, or ``{"a.jpg": {"subject": [[x, y], ...]}}``), and/or density maps as
-  ``maps/<image stem>.png`` the size of their image.
+  ``maps/<image stem>.png`` the size of their image.  Subjects are given for every fixation or for none.
 
 Coordinates are 0-based float pixels of the stored image: pixel (0, 0) covers [0, 1) × [0, 1).  Reading the
 ``.mat`` files needs SciPy (``pip install "foveal[eval]"``, SciPy only, no torch); everything else needs only NumPy and
