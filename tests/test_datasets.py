@@ -48,11 +48,12 @@ def test_csv_folder(csv_dataset: Path) -> None:
 
 
 def test_json_folder_with_and_without_subjects(tmp_path: Path) -> None:
-    _images(tmp_path, {"a.jpg": (10, 10), "b.jpg": (10, 10)})
+    _images(tmp_path, {"a.jpg": (10, 10), "b.jpg": (10, 10), "c.jpg": (10, 10)})
     (tmp_path / "fixations.json").write_text(json.dumps(
-        {"a.jpg": [[1, 2], [3, 4, 7]], "b.jpg": {"anna": [[5, 5]], "ben": [[6, 6], [7, 7]]}}))
+        {"a.jpg": [[1, 2, 3], [3, 4, 7]], "b.jpg": {"anna": [[5, 5]], "ben": [[6, 6], [7, 7]]}, "c.jpg": [[1, 1]]}))
     ds = load_folder(tmp_path)
-    np.testing.assert_array_equal(ds.fixations(0).subject, [0, 7])
+    np.testing.assert_array_equal(ds.fixations(0).subject, [3, 7])
+    np.testing.assert_array_equal(ds.fixations(2).subject, [0])
     np.testing.assert_array_equal(ds.fixations(1).subject, [0, 1, 1])
     np.testing.assert_array_equal(ds.fixations(1).x, [5, 6, 7])
 
