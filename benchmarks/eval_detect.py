@@ -6,7 +6,8 @@
 
 Per kind: precision and recall at IoU >= 0.5 (one-to-one, greedy by IoU); the attention share (default model) of
 the auto boxes against the true boxes, summed per kind per creative, as the mean absolute difference in percentage
-points; and, on the 1080x1080 creatives, detection time against the saliency prediction's, interleaved per image.
+points over the creatives where the kind has a true box or a detection; and, on the 1080x1080 creatives, detection
+time against the saliency prediction's, interleaved per image.
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ from foveal.imageio import load_image
 
 
 def match(truth: list[tuple[int, ...]], found: list[tuple[int, ...]], threshold: float = 0.5) -> int:
-    """True positives: pairs with IoU >= threshold, each box used once, best pairs first."""
+    """True positives: pairs with IoU >= threshold, each box used once, best pairs first.
+
+    Greedy is the optimal (largest) one-to-one matching on the generated sets: they hold at most one true box per
+    kind, so every truth either has a partner at the threshold or not, whichever is taken."""
     pairs = sorted(((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)), reverse=True)
     used_t, used_f, hits = set(), set(), 0
     for value, i, j in pairs:
@@ -37,6 +41,16 @@ def match(truth: list[tuple[int, ...]], found: list[tuple[int, ...]], threshold:
             used_f.add(j)
             hits += 1
     return hits
+
+
+def share_diff(smap, truth: list[tuple[int, ...]], found: list[tuple[int, ...]]) -> float | None:
+    """|attention share of the found boxes - that of the true boxes|, in percentage points; None where the kind has
+    neither: a spurious box takes attention a creative without that kind gives it none of, so it counts, while the
+    0-against-0 of a kind that is absent and not found would only dilute the mean."""
+    if not truth and not found:
+        return None
+    share = lambda boxes: 100 * sum(smap.share([b[0], b[1], b[2] - b[0], b[3] - b[1]]) for b in boxes)
+    return abs(share(found) - share(truth))
 
 
 def _xyxy(box) -> tuple[int, int, int, int]:
@@ -67,10 +81,10 @@ def main() -> None:
     # Faces are measured on photographs (docs/DETECTION.md): the synthetic set's product shots hold unlabelled ones.
     kinds = [k for k in DETECTED_KINDS if k != "face"]
     counts = {k: {"tp": 0, "truth": 0, "found": 0} for k in kinds}
-    share_diff = {k: [] for k in kinds}
+    share_diffs = {k: [] for k in kinds}
     t_detect, t_predict = [], []
     failures = []
-    raw = {"creatives": 0, "counts": counts, "share_diff": share_diff, "t_detect": t_detect, "t_predict": t_predict}
+    raw = {"creatives": 0, "counts": counts, "share_diff": share_diffs, "t_detect": t_detect, "t_predict": t_predict}
     for path in images:
         truth_doc = json.loads(path.with_suffix(".json").read_text())
         rgb = load_image(path)
@@ -91,9 +105,9 @@ def main() -> None:
             counts[kind]["truth"] += len(tb)
             counts[kind]["found"] += len(fb)
             misses += len(tb) - hits + len(fb) - hits
-            if smap is not None and tb:
-                share = lambda boxes: 100 * sum(smap.share([b[0], b[1], b[2] - b[0], b[3] - b[1]]) for b in boxes)
-                share_diff[kind].append(abs(share(fb) - share(tb)))
+            diff = share_diff(smap, tb, fb) if smap is not None else None
+            if diff is not None:
+                share_diffs[kind].append(diff)
         if misses:
             failures.append((misses, path, found, truth_doc))
         raw["creatives"] += 1

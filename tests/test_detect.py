@@ -91,6 +91,37 @@ def test_detection_is_deterministic_and_kinds_never_overlap(detector, creatives)
     assert all(0 < d.confidence <= 1 for d in first)
 
 
+def test_detection_on_one_thread_is_what_the_default_threads_find(detector, creatives):
+    """FOVEAL_NUM_THREADS is read once, at import: a second process on one thread must give the same boxes on every
+    format, and no two boxes of one kind overlap on any of them (attention is never counted twice)."""
+    paths = [str(path) for path, _ in creatives]
+    code = ("import json, sys; from foveal.detect import Detector; d = Detector(); "
+            "print(json.dumps([[[x.kind, list(x.box)] for x in d.detect(p)] for p in sys.argv[1:]]))")
+    env = {**os.environ, "FOVEAL_NUM_THREADS": "1", "PYTHONPATH": FOVEAL_PATH}
+    proc = subprocess.run([sys.executable, "-c", code, *paths], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = [detector.detect(p) for p in paths]
+    assert json.loads(proc.stdout) == [[[d.kind, list(d.box)] for d in f] for f in found]
+    for f in found:
+        for kind in DETECTED_KINDS:
+            boxes = [d.box for d in f if d.kind == kind]
+            assert not any(intersects(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), kind
+
+
+def test_attention_difference_counts_a_spurious_box_and_skips_an_absent_kind():
+    """benchmarks/eval_detect.py: a box found where the creative has none of its kind is scored (its attention
+    against none), a kind neither drawn nor found is not (0 against 0 would only dilute the mean)."""
+    from benchmarks.eval_detect import match, share_diff
+
+    smap = foveal.SaliencyMap(np.full((10, 20), 1 / 200, np.float32))
+    assert share_diff(smap, [], []) is None
+    assert share_diff(smap, [], [(0, 0, 10, 10)]) == pytest.approx(50)
+    assert share_diff(smap, [(0, 0, 10, 10)], [(0, 0, 10, 5)]) == pytest.approx(25)
+    # half-open corners: IoU of a box half as wide is exactly 0.5, which counts; a third (50 of 150 pixels) does not
+    assert match([(0, 0, 10, 10)], [(0, 0, 5, 10)]) == 1 and match([(0, 0, 10, 10)], [(5, 0, 15, 10)]) == 0
+    assert match([(0, 0, 10, 10)], [(0, 0, 10, 10), (0, 0, 10, 10)]) == 1  # a duplicate is a false positive
+
+
 def test_faces_beside_the_text_find_what_faces_after_it_do(creatives):
     """The helper thread for faces changes when they are found, not what: every format, and four callers at once
     sharing one detector (its face jobs queue on the one helper)."""
