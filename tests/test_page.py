@@ -929,6 +929,26 @@ def test_a_stepper_press_survives_a_re_render_before_its_release(page):
     wait(page, lambda d: element_rows(d)[0]["box"][3] == int(stepped), what="the stepped height committed")
 
 
+def test_typing_in_a_coordinate_field_survives_a_re_render_before_it_is_committed(page):
+    """A re-render (scores arriving, a view chosen) wrote the box's value over a coordinate being typed."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    page.find_element("id", "add-element").click()
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the added element")
+    wait(page, served, what="the service's scores")
+    field = page.find_element("css selector", "#elements-table tbody tr input[data-index='0']")
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("12")
+    js(page, "document.querySelector('input[name=view][value=map]').click()")  # a re-render while typing
+    assert field.get_attribute("value") == "12", "the re-render wrote into the field being typed in"
+    field.send_keys(Keys.ENTER)
+    wait(page, lambda d: element_rows(d)[0]["box"][0] == 12, what="the typed x committed")
+    retype(field, "5000")  # committed and clamped: the field shows the box's x, though it still has focus
+    wait(page, lambda d: field.get_attribute("value") == "450", what="the clamped x shown in the focused field")
+
+
 def test_keyboard_scales_a_whatif_edit_and_typed_boxes_keep_it_inside(page):
     """In what-if edit mode Alt+arrow scales the edit (either side sets the factor, and a 1 px step is never
     rounded back to the factor before); a box typed smaller keeps its edit inside the image."""

@@ -14,7 +14,9 @@ import {
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
-import { bdi, h, pct, renderComparison, renderElementList, renderScores, renderWhatif, singleClick } from "./views.js";
+import {
+  bdi, committed, h, pct, renderComparison, renderElementList, renderScores, renderWhatif, showValue, singleClick,
+} from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
 const SERVER_DELAY_MS = 250;
@@ -553,22 +555,13 @@ function refreshEditFields(c) {
     select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
   }
   select.value = names.includes(state.selected) ? state.selected : names[0];
-  showEdit(state.ghosts.get(select.value) ?? { dx: 0, dy: 0, factor: 1 }, true);
-}
-
-/**
- * The edit's numbers in the fields; with `spare`, not in the field being edited (a stepper click steps on press
- * and commits on release: a refresh in between, such as scores arriving, would undo the step).
- */
-function showEdit(g, spare = false) {
-  [g.dx, g.dy, Math.round(100 * g.factor)].forEach((v, i) => {
-    const field = $(EDIT_FIELDS[i]);
-    if (field.value !== String(v) && !(spare && field === document.activeElement)) field.value = String(v);
-  });
+  const g = state.ghosts.get(select.value) ?? { dx: 0, dy: 0, factor: 1 };
+  [g.dx, g.dy, Math.round(100 * g.factor)].forEach((v, i) => showValue($(EDIT_FIELDS[i]), v));
 }
 
 /** An edit typed (or stepped) in the what-if fields: recorded as a drag or the keys record it, inside the image. */
-function typeEdit() {
+function typeEdit(event) {
+  committed(event.target);
   const c = current();
   const name = $("whatif-element").value;
   const e = c?.elements.find((el) => el.name === name);
@@ -585,8 +578,7 @@ function typeEdit() {
   const wanted = [g.dx, g.dy, g.factor].join();
   fitGhost(c, e, g);
   state.selected = name;
-  refresh();
-  showEdit(g); // the edit as kept inside the image
+  refresh(); // the fields show the edit as kept inside the image
   announceBox(name, ghostBox(e, g), [g.dx, g.dy, g.factor].join() === wanted ? ""
     : "kept inside the image: the service refuses an edit that leaves it");
 }

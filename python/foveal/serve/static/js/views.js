@@ -30,6 +30,21 @@ export const bdi = (text) => h("bdi", {}, text);
  */
 export const singleClick = (handler) => (event) => { if (event.detail < 2) handler(event); };
 
+/**
+ * Show `value` in a field the page fills, unless the person is editing it: focused, holding text the page did not
+ * put there and that is not committed yet (typed, or stepped: a stepper steps on press and commits on release). A
+ * re-render in between, such as scores arriving, would otherwise undo the edit.
+ */
+export function showValue(input, value) {
+  const text = String(value);
+  if (input === document.activeElement && input.value !== input.dataset.shown) return;
+  if (input.value !== text) input.value = text;
+  input.dataset.shown = text;
+}
+
+/** A field's text is committed (its change event): the next re-render shows the page's value in it again. */
+export const committed = (input) => { input.dataset.shown = input.value; };
+
 export const pct = (v, digits = 1) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(digits)}%`);
 // foveal compare's material change (scoring/scores.py MATERIAL_CHANGE and its rounding slack), in points.
 const MATERIAL_PP = 0.5;
@@ -56,7 +71,6 @@ const COORDINATES = [["x", "x"], ["y", "y"], ["w", "width"], ["h", "height"]];
  * ranges the coordinate fields offer.
  */
 export function renderElementList(tbody, elements, selected, on, image) {
-  const unpress = (ev) => { delete ev.target.dataset.pressed; };
   const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.name, tr]));
   const nameOf = (ev) => ev.target.closest("tr").dataset.name;
   const select = (ev) => on.select(nameOf(ev));
@@ -70,11 +84,7 @@ export function renderElementList(tbody, elements, selected, on, image) {
         ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
       const coordinates = COORDINATES.map(([short], i) => h("label", { class: "coordinate" }, short,
         h("input", { type: "number", step: "1", inputmode: "numeric", dataset: { index: String(i) },
-          onchange: (ev) => on.box(nameOf(ev), i, ev.target.value), onfocus: select,
-          // A stepper steps on press and commits on release: a re-render in between (scores arriving) must not
-          // write the old value back, or the release would commit it.
-          onpointerdown: (ev) => { ev.target.dataset.pressed = "1"; },
-          onpointerup: unpress, onpointercancel: unpress, onblur: unpress })));
+          onchange: (ev) => { committed(ev.target); on.box(nameOf(ev), i, ev.target.value); }, onfocus: select })));
       const remove = h("button", { type: "button", class: "small",
         onclick: singleClick((ev) => on.remove(nameOf(ev))) }, "✕");
       tr = h("tr", {}, h("td", {}, name), h("td", {}, h("span", { class: "swatch" }), kind),
@@ -94,7 +104,7 @@ export function renderElementList(tbody, elements, selected, on, image) {
     const ranges = [[0, image.width - w], [0, image.height - hh], [1, image.width - x], [1, image.height - y]];
     for (const input of tr.querySelectorAll("input[type=number]")) {
       const i = Number(input.dataset.index);
-      if (input.value !== String(e.box[i]) && !input.dataset.pressed) input.value = String(e.box[i]);
+      showValue(input, e.box[i]);
       [input.min, input.max] = ranges[i].map(String);
       input.setAttribute("aria-label", `${COORDINATES[i][1]} of element ${e.name}, in image pixels`);
     }
