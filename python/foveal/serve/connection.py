@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from http import HTTPStatus
 from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -21,6 +22,7 @@ MAX_HEADER_BYTES = 64 * 2**10
 #: How long a refused request's remaining bytes are read and dropped after its answer: closing a socket with unread
 #: bytes sends a reset, which can destroy the answer before the client reads it.
 LINGER_S = 2.0
+
 
 class Connection(HttpToolsProtocol):
     """One client connection: its request headers must all arrive within ``header_timeout_s`` of its opening,
@@ -47,7 +49,6 @@ class Connection(HttpToolsProtocol):
         super().data_received(data)
         # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them.
         if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-            self._disarm()
             self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} "
                                                    "bytes; send fewer or shorter headers")
 
@@ -67,7 +68,6 @@ class Connection(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        self._disarm()
         self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
 
     def _arm(self) -> None:
@@ -94,9 +94,11 @@ class Connection(HttpToolsProtocol):
                                              "s; send them in one go")
 
     def _answer(self, status: int, code: str, message: str) -> None:
+        """The JSON error answer, then the end of the connection: what the client still sends is dropped for
+        :data:`LINGER_S` first."""
+        self._disarm()
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
-        head = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),
                  b"connection: close\r\n\r\n"]
