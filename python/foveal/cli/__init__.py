@@ -134,6 +134,7 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     parser.add_argument("--batch-size", type=_positive_int, default=16,
                         help="images per network batch (default: %(default)s)")
     parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    parser.set_defaults(for_decisions=for_decisions)
 
 
 def _positive_int(text: str) -> int:
@@ -143,13 +144,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def make_engine(args: argparse.Namespace, *, for_decisions: bool = False):
-    """The Engine described by :func:`add_engine_options`' arguments; ``for_decisions`` for commands whose output
-    is a decision at the material-change threshold (compare, whatif): see ``Engine(for_decisions=...)``."""
+def make_engine(args: argparse.Namespace):
+    """The Engine described by :func:`add_engine_options`' arguments, for decisions when the command registered
+    itself as deciding (see ``Engine(for_decisions=...)``); commands with options of their own decide nothing."""
     from ..engine import Engine
 
-    return Engine(args.model, device=args.device, precision=args.precision, for_decisions=for_decisions,
-                  max_pixels=args.max_pixels)
+    return Engine(args.model, device=args.device, precision=args.precision,
+                  for_decisions=getattr(args, "for_decisions", False), max_pixels=args.max_pixels)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
     element_files = args.elements if len(args.elements) == 2 else args.elements * 2
-    engine = make_engine(args, for_decisions=True)
+    engine = make_engine(args)
     decoded = [decode(path, engine.max_pixels) for path in (args.image_a, args.image_b)]
     specs = [load_elements(f, d.pixels.shape[:2]) for f, d in zip(element_files, decoded)]
     map_a, map_b = engine.predict_batch(decoded, batch_size=args.batch_size)

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--grid and --step go with --search")
     edits = [PARSERS[kind](text) for kind, text in args.edits or []]
     grid = parse_grid(args.grid) if args.grid is not None else None
-    engine = make_engine(args, for_decisions=True)
+    engine = make_engine(args)
     decoded = decode(args.image, engine.max_pixels)
     elements = load_elements(args.elements, decoded.pixels.shape[:2]).elements
     start = time.perf_counter()
