@@ -120,13 +120,14 @@ def pooled_rate_interval(numerators: np.ndarray, denominators: np.ndarray, rng: 
     it is narrower than the Wilson interval of the pooled counts: resampling creatives that all have 0 clicks gives
     [0, 0], as if 0 were certain, and few clicks understate the counting noise the same way."""
     num, den = np.asarray(numerators, np.float64), np.asarray(denominators, np.float64)
-    rate = float(num.sum() / den.sum())
+    total_num, total_den = float(num.sum()), float(den.sum())
+    rate = total_num / total_den
     if len(num) < 2 or bootstrap == 0:
         return rate, None
     ci = _interval(_resampled(len(num), bootstrap, rng, lambda w: (w @ num) / (w @ den)))
     if ci is None:
         return rate, None
-    lo, hi = wilson_interval(float(num.sum()), float(den.sum()))
+    lo, hi = wilson_interval(total_num, total_den)
     return rate, (min(ci[0], lo), max(ci[1], hi))
 
 
