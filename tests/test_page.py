@@ -6,6 +6,7 @@ browser is installed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -102,6 +103,19 @@ def shot(driver, name: str) -> Path:
 
 def js(driver, script: str, *args):
     return driver.execute_script(script, *args)
+
+
+@contextlib.contextmanager
+def keyed_page(driver, folder: Path, **service_options):
+    """The page of a service that needs ``KEY`` (its key file written into ``folder``), opened in a tab that holds no
+    key yet; yields the service's URL."""
+    keys = folder / "keys.txt"
+    keys.write_text(KEY + "\n")
+    with running_service(api_keys_file=str(keys), **service_options) as url:
+        driver.get(url + "/")
+        driver.execute_script("sessionStorage.clear()")  # a key an earlier test entered would skip the prompt
+        driver.get(url + "/")
+        yield url
 
 
 def upload(driver, path: Path, input_id: str = "file-a") -> None:
@@ -453,12 +467,7 @@ def test_detected_elements_are_proposed_then_accepted(page, service):
 
 
 def test_api_key_is_asked_once_and_sent_as_a_header(driver, tmp_path, norms_file):
-    keys = tmp_path / "keys.txt"
-    keys.write_text(KEY + "\n")
-    with running_service(api_keys_file=str(keys)) as url:
-        driver.get(url + "/")
-        driver.execute_script("sessionStorage.clear()")
-        driver.get(url + "/")
+    with keyed_page(driver, tmp_path):
         wait(driver, lambda d: d.find_element("id", "key-dialog").is_displayed(), what="the key prompt")
         driver.find_element("id", "key-input").send_keys(KEY + "\n")
         wait(driver, lambda d: "foveal-lite0" in d.find_element("id", "model-info").text, what="the model info")
@@ -690,12 +699,7 @@ def test_api_key_prompt_is_not_repeated_and_the_norms_follow_the_key(driver, tmp
     never brought the service's norms and model line."""
     from selenium.webdriver.common.keys import Keys
 
-    keys = tmp_path / "keys.txt"
-    keys.write_text(KEY + "\n")
-    with running_service(api_keys_file=str(keys), norms={"examples": str(norms_file)}) as url:
-        driver.get(url + "/")
-        driver.execute_script("sessionStorage.clear()")
-        driver.get(url + "/")
+    with keyed_page(driver, tmp_path, norms={"examples": str(norms_file)}):
 
         def dialog(d):
             return d.find_element("id", "key-dialog").is_displayed()

@@ -9,10 +9,9 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from tests.page_harness import running_service
 from tests.test_page import (  # noqa: F401  (fixtures: the service with norms, one browser, a fresh page)
-    EXAMPLES, KEY, MISSING, downloads, driver, element_rows, import_elements, js, norms_file, page, served, service,
-    shot, upload, wait,
+    EXAMPLES, MISSING, downloads, driver, element_rows, import_elements, js, keyed_page, norms_file, page, served,
+    service, shot, upload, wait,
 )
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"page tests need a browser: {MISSING}")
@@ -365,15 +364,9 @@ def test_messages_are_read_out_without_taking_focus_and_removals_keep_focus(page
     assert js(page, "return document.activeElement.id") == "file-b"
 
 
-def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, norms_file):
+def test_key_prompt_is_a_named_dialog_that_keeps_and_returns_focus(driver, tmp_path):
     """The key prompt had no accessible name: a screen reader said "dialog" and nothing else."""
-    keys_dir = norms_file.parent
-    keys = keys_dir / "keys.txt"
-    keys.write_text(KEY + "\n")
-    with running_service(api_keys_file=str(keys)) as url:
-        driver.get(url + "/")
-        driver.execute_script("sessionStorage.clear()")
-        driver.get(url + "/")
+    with keyed_page(driver, tmp_path):
         dialog = driver.find_element("id", "key-dialog")
         wait(driver, lambda d: dialog.is_displayed(), what="the key prompt")
         assert dialog.aria_role == "dialog" and dialog.accessible_name == "API key"
