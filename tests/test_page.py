@@ -105,6 +105,18 @@ def js(driver, script: str, *args):
     return driver.execute_script(script, *args)
 
 
+def double_click(driver, element) -> None:
+    """A real double click on ``element``. Pointer actions, unlike ``element.click()``, neither scroll the element
+    into view nor check that it is what the pointer would hit; a miss would pass as "nothing happened"."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    js(driver, "arguments[0].scrollIntoView({block: 'center'})", element)
+    hit = ("const r = arguments[0].getBoundingClientRect();"
+           "return arguments[0].contains(document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2))")
+    assert js(driver, hit, element), f"{element.text or element.tag_name!r} is covered where a click would land"
+    ActionChains(driver).double_click(element).perform()
+
+
 @contextlib.contextmanager
 def keyed_page(driver, folder: Path, **service_options):
     """The page of a service that needs ``KEY`` (its key file written into ``folder``), opened in a tab that holds no
@@ -723,22 +735,22 @@ def test_api_key_prompt_is_not_repeated_and_the_norms_follow_the_key(driver, tmp
 def test_double_clicks_remove_one_element_and_download_once(page, tmp_path, downloads):
     """The second click of a double click on ✕ landed on the row that moved up and deleted it too; a double click
     on a download asked the service twice and saved two files."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
     image = tmp_path / "twice.png"
     image.write_bytes((EXAMPLES / "creative.png").read_bytes())
     upload(page, image)
     import_elements(page, EXAMPLES / "creative.json")
     wait(page, served, what="the service's scores")
-    ActionChains(page).double_click(page.find_element("css selector", "#elements-table tbody tr button")).perform()
+    double_click(page, page.find_element("css selector", "#elements-table tbody tr button"))
     wait(page, lambda d: len(element_rows(d)) < 6, what="the removal")
-    time.sleep(0.3)
+    # The service's scores for the five arrive later and re-lay the panel out: a click during that lands elsewhere.
+    wait(page, lambda d: served(d) and len(d.find_elements("css selector", "#scores-table tbody tr")) == 5,
+         what="the scores of the remaining elements")
     assert [r["name"] for r in element_rows(page)] == ["headline", "face", "product", "body", "cta"]
     reports = "return performance.getEntriesByType('resource').filter((e) => e.name.includes('format=html')).length"
     button = page.find_element("css selector", "[data-download=report]")
-    ActionChains(page).double_click(button).perform()
+    double_click(page, button)
     wait(page, lambda d: js(d, reports) >= 1 and button.is_enabled(), what="the report download")
-    ActionChains(page).double_click(page.find_element("css selector", "[data-download=json]")).perform()
+    double_click(page, page.find_element("css selector", "[data-download=json]"))
     wait(page, lambda d: (downloads / "twice.scores.json").is_file(), what="the scores download")
     time.sleep(0.5)
     assert js(page, reports) == 1
