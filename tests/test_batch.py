@@ -89,6 +89,38 @@ def test_tables_rows_identity_and_csv_agree(folder, tmp_path, engine):
     assert pq.read_table(out / "errors.parquet").num_rows == 0
 
 
+def test_csv_cells_that_a_spreadsheet_would_run_are_text_and_resume_reads_them_back(tmp_path, engine):
+    """A file or element name starting with = + - @ is a formula to a spreadsheet opening scores.csv (CSV
+    injection): written with a leading ', which resuming strips again to recognise the creatives it committed."""
+    from foveal.fileio import spreadsheet_text
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["=HYPERLINK(1)", "+1", "-2", "@SUM(A1)", "'quoted", "plain"]
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((64, 64, 3), 30 * i, np.uint8)).save(folder / f"{name}.png")
+        (folder / f"{name}.json").write_text(json.dumps({"units": "relative", "elements": [
+            {"name": name, "kind": "cta", "box": [0.1, 0.1, 0.5, 0.5]}]}))
+    (folder / "=broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    summary = run_batch(read_inputs(folder), out, engine)
+    assert (summary.scored, summary.failed) == (6, 1)
+    text = (out / "scores.csv").read_text()
+    rows = csv_rows(out)
+    assert sorted(r["creative_id"] for r in rows) == sorted(["'=HYPERLINK(1)", "'+1", "'-2", "'@SUM(A1)", "''quoted",
+                                                             "plain"])
+    for r in rows:
+        assert r["element"] == r["creative_id"] and spreadsheet_text(r["creative_id"]) in names
+        assert float(r["share"]) > 0  # numbers stay numbers
+    elements = tables(out)[0].to_pylist()  # Parquet is for programs: it keeps the text as it is
+    assert sorted(r["element"] for r in elements) == sorted(names)
+    with (out / "errors.csv").open(newline="") as fh:
+        assert next(csv.DictReader(fh))["creative_id"] == "'=broken"
+    again = run_batch(read_inputs(folder), out, engine)
+    assert (again.scored, again.skipped) == (0, 6)
+    assert (out / "scores.csv").read_text() == text
+
+
 def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
     images = sorted(folder.glob("*.png"))
     (tmp_path / "list.txt").write_text("# creatives\n" + "\n".join(f"in/{p.name}" for p in images) + "\n\n")

@@ -491,6 +491,32 @@ def test_api_key_is_asked_once_and_sent_as_a_header(driver, tmp_path, norms_file
         shot(driver, "7-api-key")
 
 
+def scores_csv(doc: dict, creative: str) -> str:
+    """The scores.csv that `foveal score DIR` writes for the score document ``doc``: its header, and its cells
+    through the batch store's rules (Python's csv module and float reprs, formula-like text made text)."""
+    from foveal.batch import CSV_HEADER
+    from foveal.fileio import spreadsheet_cell
+
+    def cell(v):
+        return "" if v is None else spreadsheet_cell(v)
+
+    def real(v):  # JSON.stringify writes 75.0 as 75; the CLI's CSV writes Python floats
+        return None if v is None else float(v)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    c = doc["creative"]
+    for e in doc["elements"]:
+        writer.writerow([cell(v) for v in (
+            creative, doc["input"]["image"], doc["input"]["image_sha256"], doc["format"], e["name"], e["kind"],
+            *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]), real(e["lift"]), e["rank"],
+            real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]), real(c["background_share"]),
+            real(c["focus"]), real(c["top10_share"]), doc["model"]["name"], doc["model"]["sha256"],
+            doc["model"]["graph_sha256"], doc["model"]["precision"])])
+    return buf.getvalue()
+
+
 def test_downloads(page, downloads):
     from PIL import Image
 
@@ -513,32 +539,35 @@ def test_downloads(page, downloads):
     assert [e["name"] for e in doc["elements"]] == ["logo", "headline", "face", "product", "body", "cta"]
     for name, share in local_shares(page).items():
         assert abs(share - next(e["share"] for e in doc["elements"] if e["name"] == name)) <= 1e-6
-    # scores.csv: the header and cell format of `foveal score DIR`'s scores.csv (Python's csv module and reprs).
-    from foveal.batch import CSV_HEADER
-
-    def cell(v):
-        return "" if v is None else v
-
-    def real(v):  # JSON.stringify writes 75.0 as 75; the CLI's CSV writes Python floats
-        return None if v is None else float(v)
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    c = doc["creative"]
-    for e in doc["elements"]:
-        writer.writerow([cell(v) for v in (
-            "creative", doc["input"]["image"], doc["input"]["image_sha256"], doc["format"], e["name"], e["kind"],
-            *e["box"], real(e["area_fraction"]), real(e["share"]), real(e["density"]), real(e["lift"]), e["rank"],
-            real(e["percentile"]), e["score"], e["passed"], real(c["conversion_share"]), real(c["background_share"]),
-            real(c["focus"]), real(c["top10_share"]), doc["model"]["name"], doc["model"]["sha256"],
-            doc["model"]["graph_sha256"], doc["model"]["precision"])])
-    assert (downloads / "creative.scores.csv").read_text() == buf.getvalue()
+    assert (downloads / "creative.scores.csv").read_text() == scores_csv(doc, "creative")
     smap = SaliencyMap.from_png(downloads / "creative.map.png")
     assert smap.shape == (600, 600)
     with Image.open(downloads / "creative.overlay.png") as overlay:
         assert overlay.size == (600, 600)
     assert "<html" in (downloads / "creative.report.html").read_text()
+
+
+def test_csv_download_writes_formula_like_names_as_text(page, tmp_path, downloads):
+    """An element named like a formula (=, +, -, @) ran as one in the spreadsheet opening the page's scores.csv."""
+    image = tmp_path / "=sheet.png"
+    image.write_bytes((EXAMPLES / "creative.png").read_bytes())
+    names = ["=HYPERLINK(1)", "+1", "-cta", "@SUM(A1)", "'quoted", "plain"]
+    spec = tmp_path / "formulas.json"
+    spec.write_text(json.dumps({"units": "px", "elements": [
+        {"name": n, "kind": "cta", "box": [10 + 90 * i, 10, 80, 80]} for i, n in enumerate(names)]}))
+    upload(page, image)
+    import_elements(page, spec)
+    wait(page, served, what="the service's scores")
+    for kind in ("json", "csv"):
+        page.find_element("css selector", f"[data-download={kind}]").click()
+        wait(page, lambda d: (downloads / f"=sheet.scores.{kind}").is_file(), what=f"the {kind} download")
+    doc = json.loads((downloads / "=sheet.scores.json").read_text())
+    assert [e["name"] for e in doc["elements"]] == names  # the document keeps the names as they are
+    text = (downloads / "=sheet.scores.csv").read_text()
+    assert text == scores_csv(doc, "=sheet")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["element"] for r in rows] == ["'=HYPERLINK(1)", "'+1", "'-cta", "'@SUM(A1)", "''quoted", "plain"]
+    assert {r["creative_id"] for r in rows} == {"'=sheet"}
 
 
 def test_narrow_window_and_keyboard_reachable_upload(page):

@@ -214,6 +214,23 @@ def unicode_name(path: str | os.PathLike, what: str) -> str:
     return text
 
 
+#: First characters with which a spreadsheet reads a CSV cell as a formula (OWASP's "CSV injection"), and the quote
+#: that marks such a cell as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` as a cell of a CSV people open in a spreadsheet: text starting like a formula (``=``, ``+``, ``-``,
+    ``@``, a tab or a CR; a name or a file name can) gets a leading ``'``, which spreadsheets read as "text". Text
+    already starting with ``'`` gets one more, so :func:`spreadsheet_text` undoes it exactly; numbers are kept."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+
+
+def spreadsheet_text(cell: str) -> str:
+    """The text :func:`spreadsheet_cell` wrote as ``cell``."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` as UTF-8, atomically."""
     with atomic_write(path, "w") as fh:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
 from ..errors import InputError
-from ..fileio import DISK_FULL, atomic_write, cannot_write, is_unicode, write_json, write_text
+from ..fileio import (DISK_FULL, atomic_write, cannot_write, is_unicode, spreadsheet_cell, spreadsheet_text,
+                      write_json, write_text)
 from ..models import file_sha256
 from .scorer import BatchOptions, CreativeResult
 
@@ -169,8 +170,8 @@ class BatchStore:
             if failed:
                 raise _unusable(failed[0], self.out)
             _write_parquet(self.out / f"{ERRORS_NAME}.parquet", ERRORS_NAME, self.errors)
-            write_text(self.out / f"{ERRORS_NAME}.csv",
-                       _csv_text([ERROR_COLUMNS, *([e[c] for c in ERROR_COLUMNS] for e in self.errors)]))
+            rows = ([spreadsheet_cell(e[c]) for c in ERROR_COLUMNS] for e in self.errors)
+            write_text(self.out / f"{ERRORS_NAME}.csv", _csv_text([ERROR_COLUMNS, *rows]))
         finally:
             self._lock.close()
 
@@ -198,7 +199,7 @@ class BatchStore:
         journal = self.out / JOURNAL_NAME
         text, ids = _read_journal(journal)
         rows, whole = self._read_csv()
-        in_csv = Counter(row[0] for row in rows)
+        in_csv = Counter(spreadsheet_text(row[0]) for row in rows)
         elements, creatives = (Counter(_part_ids(self.out / d)) for d in (ELEMENTS_DIR, CREATIVES_DIR))
         # Whole and once in every table: one creative row, and as many CSV rows as element rows (a commit writes a
         # creative's element rows into one part, and scoring needs at least one). A row lost or doubled by damage
@@ -206,7 +207,7 @@ class BatchStore:
         done = {i for i in ids if creatives[i] == 1 and 0 < elements[i] == in_csv[i]}
         for d in (ELEMENTS_DIR, CREATIVES_DIR):
             _filter_parts(self.out / d, d, done)
-        keep = [row for row in rows if row[0] in done]
+        keep = [row for row in rows if spreadsheet_text(row[0]) in done]
         if len(keep) != len(rows) or not whole:
             with atomic_write(self.out / CSV_NAME, "w") as fh:
                 fh.write(_csv_text([CSV_HEADER, *keep]))
@@ -360,7 +361,7 @@ def _write_parquet(path: Path, name: str, rows: Sequence[dict[str, Any]]) -> Non
 
 
 def _csv_cells(row: dict[str, Any]) -> list[Any]:
-    return ["" if row[c] is None else row[c] for c in CSV_HEADER]
+    return ["" if row[c] is None else spreadsheet_cell(row[c]) for c in CSV_HEADER]
 
 
 def _csv_text(rows: Iterable[Sequence[Any]]) -> str:

@@ -33,12 +33,17 @@ function pyFloat(v) {
   return Number.isInteger(v) ? `${s}.0` : s;
 }
 
+// Text a spreadsheet would run as a formula gets a leading ' (foveal.fileio.spreadsheet_cell, the same rule).
+const FORMULA_START = /^[=+\-@\t\r']/;
+
 /** The rows `foveal score DIR` writes to scores.csv, for one creative's score document. */
 export function scoresCsv(doc, creative) {
   const cell = (v, column) => {
     if (v === null || v === undefined) return "";
     if (typeof v === "boolean") return v ? "True" : "False";
-    const s = typeof v === "number" && FLOATS.has(column) ? pyFloat(v) : String(v);
+    let s;
+    if (typeof v === "number") s = FLOATS.has(column) ? pyFloat(v) : String(v);
+    else s = String(v).replace(FORMULA_START, "'$&");
     return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   const rows = doc.elements.map((e) => [creative, doc.input?.image, doc.input?.image_sha256, doc.format, e.name,
