@@ -342,6 +342,13 @@ def test_calibrate_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "7"])
+def test_settings_refuse_a_seed_numpy_cannot_take(seed):
+    """The Python API's seed is checked up front like the CLI's (1.5 once passed and failed at the first resample)."""
+    with pytest.raises(InputError, match=f"seed must be a whole number >= 0, got {seed!r}"):
+        Settings(seed=seed)
+
+
 def test_bootstrap_memory_is_bounded_whatever_the_resample_count():
     import tracemalloc
 

@@ -67,7 +67,7 @@ class EvalResult:
         """
         if not 0 < level < 1 or n_boot < 1:
             raise InputError(f"need 0 < level < 1 and n_boot >= 1, got {level} and {n_boot}")
-        _check_seed(seed)
+        check_seed(seed)
         n = len(self.images)
         picks = np.random.default_rng(seed).integers(0, n, (n_boot, n))
         tail = (1 - level) / 2 * 100
@@ -145,7 +145,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     names = _check_metrics(metrics, dataset)
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    _check_seed(seed)
+    check_seed(seed)
     if maps not in MAPS:
         raise InputError(f"maps must be one of {', '.join(MAPS)}, got {maps!r}")
     predict, model_name, provenance = _predictor(model)
@@ -203,7 +203,7 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
                          f"{unsupported[0] if unsupported else '(none)'!r}")
     if repeats < 1:
         raise InputError(f"repeats must be >= 1, got {repeats}")
-    _check_seed(seed)
+    check_seed(seed)
     values = {m: np.empty(len(dataset)) for m in names}
     counts = []
     for i in progress_bar(range(len(dataset)), total=len(dataset), label=f"eval {HUMAN_MODEL} on {dataset.name}",
@@ -244,8 +244,9 @@ def _split_of(dataset: Any, split: str | None) -> Any:
     return dataset
 
 
-def _check_seed(seed: Any) -> None:
-    # NumPy's generators take only non-negative integers: refused here, not by default_rng at the first image.
+def check_seed(seed: Any) -> None:
+    """InputError unless ``seed`` is a whole number >= 0: NumPy's generators take nothing else, and would refuse it
+    with a traceback at the first resample instead of up front."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from ..evaluate import check_seed
 from .stats import (CONFIDENCE, MAX_BOOTSTRAP, benjamini_hochberg, fisher_drop_test, pooled_rate_interval,
                     rank_correlation)
 
@@ -68,8 +69,7 @@ class Settings:
                              "longer without making the 95% intervals any more useful")
         if not 0 < self.pass_percentile <= 100:  # as `foveal score` checks it
             raise InputError(f"pass_percentile must be in (0, 100], got {self.pass_percentile:g}")
-        if self.seed < 0:  # NumPy's generators take none
-            raise InputError(f"seed must be a whole number >= 0, got {self.seed}")
+        check_seed(self.seed)
 
     @property
     def primary(self) -> str:
