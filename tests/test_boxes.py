@@ -28,6 +28,26 @@ def test_api_and_element_files_round_the_same_way(smap, box):
     assert smap.box_sum(box)[0] == pytest.approx(smap.prob[y:y + h, x:x + w].sum(dtype=np.float64), abs=1e-12)
 
 
+def test_halves_computed_a_hair_low_still_round_up():
+    """0.29 of 50 px is 14.5 to the person who wrote it, 14.499999999999998 in floating point: it rounded down, in
+    about 2 % of the decimal fractions that land on a half. Checked against exact decimal arithmetic."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    checked = 0
+    for width in range(1, 401):
+        for k in range(1, 1000):
+            exact = Decimal(k) / 1000 * width
+            if exact % 1 != Decimal("0.5"):
+                continue
+            x1 = resolve_boxes([0, 0, k / 1000, 1], (1, width), box_format="xyxy", units="relative")[0, 2]
+            assert x1 == int(exact.to_integral_value(ROUND_HALF_UP)), (k / 1000, width)
+            checked += 1
+    assert checked > 1900
+    # a pixel edge made by x + w, and one just under a half, which stays down
+    assert resolve_boxes([10.2, 0, 4.3, 1], (1, 100)).tolist() == [[10, 0, 15, 1]]
+    assert resolve_boxes([14.4999999, 0, 10, 1], (1, 100)).tolist() == [[14, 0, 24, 1]]
+
+
 def test_api_refuses_boxes_off_the_image_like_element_files(smap):
     box = [190, 90, 20, 20]
     with pytest.raises(ElementSpecError, match="outside"):

@@ -617,6 +617,9 @@ def test_element_files_are_read_as_foveal_score_reads_them(page, tmp_path):
             {"name": "a", "kind": "logo", "box": [0.1, 0.1, 0.5, 0.55], "box_format": "xyxy"},
             {"name": "b", "kind": "cta", "box": [10, 10, 20, 20], "units": "px"}]},
         {"box_format": "xyxy", "elements": [{"name": "a", "kind": "cta", "box": [50, 50, 40, 60]}]},
+        # halves that floating point computes a hair low (0.145 × 100 = 14.499999999999998) still round up
+        {"units": "relative", "elements": [{"name": "a", "kind": "cta", "box": [0.2, 0.145, 0.1, 0.14]},
+                                           {"name": "b", "kind": "cta", "box": [0.2, 0.565, 0.1, 0.01]}]},
         {"box_format": "corners", "elements": [{"name": "a", "kind": "cta", "box": [5, 5, 40, 60]}]},
         [{"name": "a", "kind": "cta", "box": [0.05, 0.05, 0.9, 0.9]}],
         [{"name": "a", "kind": "cta", "box": [0, 0, 1, 1]}],

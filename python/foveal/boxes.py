@@ -11,7 +11,8 @@ Rule, the same everywhere (Python API, CLI, element files):
    fractional pixel boxes whose edges all lie within [0, 1] are refused: they are relative boxes missing their
    units (whole numbers such as ``[0, 0, 1, 1]`` are a 1x1 pixel box);
 2. relative values are multiplied by the image width or height;
-3. each edge is rounded to the nearest pixel, halves up: ``x0 = floor(x + 0.5)``, ``x1 = floor(x + w + 0.5)``;
+3. each edge is rounded to the nearest pixel, halves up: ``x0 = floor(x + 0.5)``, ``x1 = floor(x + w + 0.5)``,
+   where a value within floating-point noise of a half is the half (:func:`round_half_up`);
 4. the rounded box must be non-empty and lie inside the image: ``0 <= x0 < x1 <= W`` and ``0 <= y0 < y1 <= H``.
    A box that runs off the image is refused, never clipped (a clipped box silently measures another region).
 """
@@ -27,10 +28,18 @@ BOX_FORMATS: tuple[str, ...] = ("xywh", "xyxy")
 UNITS: tuple[str, ...] = ("px", "relative")
 
 
+#: How close (relative to the value, at least 1) a value must be to a half to count as one: a few hundred times the
+#: error of the products and sums that make an edge, far below any edge a person means.
+HALF_SLACK = 1e-12
+
+
 def round_half_up(values: Any) -> np.ndarray:
     """The rounding every pixel coordinate takes: to the nearest whole number, halves up (``floor(v + 0.5)``);
-    unlike ``np.rint`` and ``round``, which send halves to the even neighbour (10.5 → 10, 11.5 → 12)."""
-    return np.floor(np.asarray(values, np.float64) + 0.5)
+    unlike ``np.rint`` and ``round``, which send halves to the even neighbour (10.5 → 10, 11.5 → 12). A half that
+    floating point computed a hair low is still a half: 0.29 of 50 px is 14.499999999999998, which rounds to 15
+    like the 14.5 it stands for (:data:`HALF_SLACK`; the page's ``roundHalfUp`` is the same rule)."""
+    v = np.asarray(values, np.float64)
+    return np.floor(v + 0.5 + HALF_SLACK * np.maximum(1.0, np.abs(v)))
 
 
 def _default_label(i: int) -> str:

@@ -10,7 +10,7 @@ import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor, moveBox, resizeBox } from "./editor.js";
 import {
-  ElementError, checkElements, checkName, elementFile, freeBox, freshName, makeElement, parseElementFile,
+  ElementError, checkElements, checkName, elementFile, freeBox, freshName, makeElement, parseElementFile, roundHalfUp,
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
@@ -483,8 +483,8 @@ function refreshProposals(c) {
 /** The box an element would have after its what-if edit (scale about its centre, then move). */
 function ghostBox(e, g) {
   const [x, y, w, hh] = e.box;
-  const nw = Math.max(1, Math.round(w * g.factor));
-  const nh = Math.max(1, Math.round(hh * g.factor));
+  const nw = Math.max(1, roundHalfUp(w * g.factor));
+  const nh = Math.max(1, roundHalfUp(hh * g.factor));
   return [x + Math.floor((w - nw) / 2) + g.dx, y + Math.floor((hh - nh) / 2) + g.dy, nw, nh];
 }
 

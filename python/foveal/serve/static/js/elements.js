@@ -9,6 +9,11 @@ const MAX_ELEMENTS = 10_000;
 
 export class ElementError extends Error {}
 
+// foveal.boxes.round_half_up: to the nearest pixel, halves up, a half computed a hair low (0.29 × 50 =
+// 14.499999999999998) still a half; the same operations in the same order, so the same pixels as the service.
+const HALF_SLACK = 1e-12;
+export const roundHalfUp = (v) => Math.floor(v + 0.5 + HALF_SLACK * Math.max(1, Math.abs(v)));
+
 /** A name `foveal score` accepts (non-empty, at most 200 characters, valid Unicode), or ElementError. */
 export function checkName(name, where = "element") {
   if (typeof name !== "string" || !name.trim()) {
@@ -69,10 +74,7 @@ export function makeElement(name, kind, box, width, height, units = "px", where 
       + "between 0 and 1: if these are fractions of the image, declare units \"relative\"");
   }
   const [sx, sy] = units === "relative" ? [width, height] : [1, 1];
-  const x0 = Math.floor(x * sx + 0.5);
-  const x1 = Math.floor(x2 * sx + 0.5);
-  const y0 = Math.floor(y * sy + 0.5);
-  const y1 = Math.floor(y2 * sy + 0.5);
+  const [x0, x1, y0, y1] = [x * sx, x2 * sx, y * sy, y2 * sy].map(roundHalfUp);
   if (x0 < 0 || y0 < 0 || x1 > width || y1 > height) {
     throw new ElementError(`${where}: ${shown} lies outside the ${width}x${height} image`);
   }
