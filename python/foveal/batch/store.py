@@ -200,13 +200,14 @@ class BatchStore:
         text, ids = _read_journal(journal)
         rows, whole = self._read_csv()
         in_csv = Counter(spreadsheet_text(row[0]) for row in rows)
-        elements, creatives = (Counter(_part_ids(self.out / d)) for d in (ELEMENTS_DIR, CREATIVES_DIR))
+        parts = {d: _part_ids(self.out / d) for d in (ELEMENTS_DIR, CREATIVES_DIR)}
+        elements, creatives = (Counter(i for in_part in parts[d].values() for i in in_part) for d in parts)
         # Whole and once in every table: one creative row, and as many CSV rows as element rows (a commit writes a
         # creative's element rows into one part, and scoring needs at least one). A row lost or doubled by damage
         # makes its creative not done, so it is dropped everywhere and rescored.
         done = {i for i in ids if creatives[i] == 1 and 0 < elements[i] == in_csv[i]}
         for d in (ELEMENTS_DIR, CREATIVES_DIR):
-            _filter_parts(self.out / d, d, done)
+            _filter_parts(parts[d], d, done)
         keep = [row for row in rows if spreadsheet_text(row[0]) in done]
         if len(keep) != len(rows) or not whole:
             with atomic_write(self.out / CSV_NAME, "w") as fh:
@@ -319,35 +320,28 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
     return table
 
 
-def _part_ids(folder: Path) -> list[str]:
-    ids: list[str] = []
-    for part in sorted(folder.glob("part-*.parquet")):
-        ids += _read_part(part, folder.name, ["creative_id"]).column("creative_id").to_pylist()
-    return ids
+def _part_ids(folder: Path) -> dict[Path, list[str]]:
+    """Each part file of ``folder``'s table and the creative ids of its rows, in row order."""
+    return {part: _read_part(part, folder.name, ["creative_id"]).column("creative_id").to_pylist()
+            for part in sorted(folder.glob("part-*.parquet"))}
 
 
-def _filter_parts(folder: Path, name: str, done: set[str]) -> None:
-    """Rewrite (or delete) part files holding creatives not in ``done``."""
-    import pyarrow.compute as pc
+def _filter_parts(parts: dict[Path, list[str]], name: str, done: set[str]) -> None:
+    """Rewrite (or delete) the part files holding creatives not in ``done``; ``parts``: :func:`_part_ids`. A part
+    whose creatives are all done is not read again: a resumed batch of a million creatives reads each part once."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for part in sorted(folder.glob("part-*.parquet")):
-        table = _read_part(part, name)
-        keep = pc.is_in(table.column("creative_id"), value_set=_string_array(done))
-        if pc.all(keep).as_py() is not False:
+    for part, ids in parts.items():
+        keep = [i in done for i in ids]
+        if all(keep):
             continue
-        table = table.filter(keep)
-        if table.num_rows:
-            with atomic_write(part, "wb") as fh:
-                pq.write_table(table, fh)
-        else:
+        if not any(keep):
             part.unlink()
-
-
-def _string_array(values: Iterable[str]):
-    import pyarrow as pa
-
-    return pa.array(sorted(values), pa.string())
+            continue
+        table = _read_part(part, name).filter(pa.array(keep))
+        with atomic_write(part, "wb") as fh:
+            pq.write_table(table, fh)
 
 
 def _write_parquet(path: Path, name: str, rows: Sequence[dict[str, Any]]) -> None:
