@@ -793,11 +793,35 @@ def test_norms_of_another_graph_are_refused_with_the_services_remedy(tmp_path, c
     old = tmp_path / "old.json"  # a version 1 norms file: it records no graph, so it matches none
     old.write_text(json.dumps({"foveal_norms": 1, "quantity": "share", "model": {"name": "foveal-lite0", "sha256": "ab" * 32},
                                "formats": {"feed": {"creatives": 2, "kinds": {"cta": [0.3, 0.1]}}}}))
-    assert main(["serve", "--norms", f"old={old}", "--port", "1"]) == 1
+    assert main(["serve", "--norms", f"old={old}", "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("foveal: error: norms 'old': ") and "\n" not in err
     assert err.endswith("rebuild them with the model and precision this service runs")
     assert "allow_model_mismatch" not in err
+
+
+def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(capsys):
+    """uvicorn said a port in use only as its own log line (exit status 3), and took port 70000 while listening on
+    another, announcing 70000."""
+    from foveal.cli import main
+    from foveal.errors import InputError
+    from foveal.serve import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, message in [(["--port", str(port)], f"cannot listen on 127.0.0.1:{port}: address already in use; "
+                                                      "choose another port, or stop the process that listens on it"),
+                              (["--port", "70000"], "port 70000: must be a whole number from 0 to 65535"),
+                              (["--port", "-1"], "port -1: must be a whole number from 0 to 65535"),
+                              (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8080: cannot assign requested "
+                                                        "address; give an address of this machine")]:
+            assert main(["serve", *args]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("foveal: error: " + message) and err.count("\n") == 1, err
+        with pytest.raises(InputError, match="address already in use"):
+            serve(ServeConfig(), port=port)
 
 
 def test_client_pointed_at_another_server_says_so():

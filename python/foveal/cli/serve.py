@@ -46,9 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         from ..serve import ServeConfig, serve
+        from ..serve.server import check_listen
     except ImportError as exc:
         raise FovealError(f"foveal serve needs the serve extra ({exc.name} is missing): "
                           "pip install \"foveal[serve]\"") from None
+    check_listen(args.host, args.port)  # before the model loads: a port in use is said at once
     norms = {}
     for item in args.norms:
         name, sep, path = item.partition("=")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 
+from ..errors import InputError
 from .app import ServeConfig, create_app
 
 #: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
@@ -24,6 +27,33 @@ def app_from_env():
     return create_app(ServeConfig(**raw))
 
 
+_BIND_HINTS = {errno.EADDRINUSE: "choose another port, or stop the process that listens on it",
+               errno.EADDRNOTAVAIL: "give an address of this machine",
+               errno.EACCES: "ports below 1024 need privileges; choose a higher one"}
+
+
+def check_listen(host: str, port: int) -> None:
+    """InputError, saying what to do, unless the service can listen on ``host``:``port``: uvicorn reports a port
+    in use or a name that does not resolve only as a log line and exit status 3, and takes a port above 65535
+    (announcing it, while the socket listens on another)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port {port!r}: must be a whole number from 0 to 65535 (0: any free port)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = (getattr(exc, "strerror", None) or str(exc)).lower()
+        raise InputError(f"cannot listen on {host!r}: {reason}; give an address of this machine (127.0.0.1: this "
+                         "machine only, 0.0.0.0: every network interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = _BIND_HINTS.get(exc.errno, "choose another address or port")
+            raise InputError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; {hint}") from None
+
+
 def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
@@ -34,6 +64,7 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
 
     from .connection import connection_factory
 
+    check_listen(host, port)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
                    proxy_headers=False, server_header=False, http=connection_factory(header_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
