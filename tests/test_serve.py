@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -822,6 +823,34 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(capsy
             assert err.startswith("foveal: error: " + message) and err.count("\n") == 1, err
         with pytest.raises(InputError, match="address already in use"):
             serve(ServeConfig(), port=port)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_wait_ms", float("nan"), "max_wait_ms must be a finite number >= 0, got nan"),
+    ("max_wait_ms", -1, "max_wait_ms must be a finite number >= 0"),
+    ("request_timeout_s", float("inf"), "request_timeout_s must be a finite number > 0, got inf"),
+    ("max_batch", 0, "max_batch must be a whole number >= 1, got 0"),
+    ("max_queue", 2.5, "max_queue must be a whole number >= 1, got 2.5"),
+    ("max_body_bytes", True, "max_body_bytes must be a whole number >= 1, got True")])
+def test_service_settings_a_batcher_cannot_run_on_are_refused(field, value, message):
+    """A NaN wait passed every "< 0" check and left the batcher waiting on a NaN timeout."""
+    from foveal.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        ServeConfig(**{field: value})
+
+
+def test_nan_service_settings_are_one_line_in_the_cli_and_the_library(capsys):
+    """--max-body-mb nan was an internal error; --max-wait-ms nan started a service."""
+    from foveal.cli import main
+    from foveal.errors import InputError
+
+    with pytest.raises(InputError, match="header_timeout_s must be a finite number > 0, got nan"):
+        foveal.serve.serve(ServeConfig(), port=0, header_timeout_s=float("nan"))
+    for flag in ("--max-wait-ms", "--max-body-mb", "--timeout-ms", "--header-timeout-s", "--max-pixels"):
+        assert main(["serve", flag, "nan"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("foveal: error: --max-wait-ms must be a finite number") and err.count("\n") == 1
 
 
 def test_client_pointed_at_another_server_says_so():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import FovealError, InputError
@@ -59,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise InputError(f"--norms {name}: file not found: {path}")
         norms[name] = str(Path(path).resolve())
-    if (args.max_wait_ms < 0 or args.max_body_mb <= 0 or args.max_pixels < 1 or args.timeout_ms <= 0
-            or not args.header_timeout_s > 0):
-        raise InputError("--max-wait-ms must be >= 0; --max-body-mb, --max-pixels, --timeout-ms and "
-                         "--header-timeout-s must be > 0")
+    if not (0 <= args.max_wait_ms < math.inf and 0 < args.max_body_mb < math.inf and 1 <= args.max_pixels < math.inf
+            and 0 < args.timeout_ms < math.inf and 0 < args.header_timeout_s < math.inf):  # NaN fails each
+        raise InputError("--max-wait-ms must be a finite number >= 0; --max-body-mb, --max-pixels, --timeout-ms "
+                         "and --header-timeout-s finite numbers > 0")
     if args.api_keys is not None and not args.api_keys.is_file():
         raise InputError(f"--api-keys: file not found: {args.api_keys}")
     config = ServeConfig(model=args.model, device=args.device, precision=args.precision, max_batch=args.max_batch,

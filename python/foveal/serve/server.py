@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -65,6 +66,9 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     from .connection import connection_factory
 
     check_listen(host, port)
+    for name, value in (("header_timeout_s", header_timeout_s), ("graceful_timeout_s", graceful_timeout_s)):
+        if not 0 < value < math.inf:  # NaN fails too
+            raise InputError(f"{name} must be a finite number > 0, got {value!r}")
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
                    proxy_headers=False, server_header=False, http=connection_factory(header_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
