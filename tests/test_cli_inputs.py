@@ -123,3 +123,19 @@ def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, cod
                      "-o", str(tmp_path / "out"), *extra]) == code
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "foveal: error: the following arguments are required: COMMAND (see foveal --help)"),
+    (["frob"], "foveal: error: argument COMMAND: invalid choice: 'frob'"),
+    (["compare", "a.png"], "foveal compare: error: the following arguments are required: B, --elements"),
+    (["score", "a.png", "--pass-percentile", "abc"], "foveal score: error: argument --pass-percentile: invalid float"),
+    (["predict", "a.png", "--bits", "7\n8"], "foveal predict: error: argument --bits: invalid int value: '7\\n8'"),
+])
+def test_usage_errors_are_one_line_with_exit_status_2(argv, message, capsys):
+    """argparse printed the whole usage (a dozen lines) before the line that says what is wrong."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "usage:" not in err

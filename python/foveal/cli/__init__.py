@@ -14,6 +14,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import FovealError, InputError
@@ -25,8 +26,17 @@ COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", 
             "calibrate", "bench")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its usage errors on one line like every other error (argparse prints the whole
+    usage first: a dozen lines before the one that says what is wrong), and its exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        text = message.replace("\r", "\\r").replace("\n", "\\n")
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="foveal", description="Predict where people look, and score it.")
+    parser = _Parser(prog="foveal", description="Predict where people look, and score it.")
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
