@@ -374,6 +374,17 @@ def test_image_as_a_plain_multipart_field(http, engine):
     assert raw.status_code == 200 and np.array_equal(np.load(io.BytesIO(raw.content)), engine.predict(data).prob)
 
 
+def test_a_field_sent_twice_is_refused_not_half_read(http):
+    """Two images in one /v1/predict, or two element files in one /v1/score: the last one was used, silently."""
+    data = EXAMPLE.read_bytes()
+    twice = http.post("/v1/predict", files=[("image", ("a.png", data)), ("image", ("b.png", data))])
+    assert error_of(twice) == (400, "invalid_input")
+    assert "multipart field 'image' is sent more than once" in twice.json()["error"]["message"]
+    elements = json.dumps({"elements": [{"name": "a", "kind": "cta", "box": [0, 0, 10, 10]}]})
+    scored = http.post("/v1/score", files={"image": ("a.png", data)}, data={"elements": [elements, elements]})
+    assert error_of(scored) == (400, "invalid_input")
+
+
 @pytest.mark.parametrize("route, content_type", [
     ("/v1/predict", "text/plain"), ("/v1/predict", "application/json"), ("/v1/score", "application/json"),
     ("/v1/score", "image/png"), ("/v1/compare", "text/csv"), ("/v1/whatif", None),

@@ -92,6 +92,9 @@ async def form_of(request: Request, expected: str) -> Form:
     try:
         files, fields = {}, {}
         for name, value in form.multi_items():
+            if name in files or name in fields:  # else the last one would silently win
+                raise InputError(f"multipart field {name!r} is sent more than once; send each field once (one "
+                                 "image per request, one request per image)")
             if isinstance(value, UploadFile):
                 files[name] = (await value.read(), value.filename or name)
             else:
