@@ -7,7 +7,11 @@ from __future__ import annotations
 
 
 class FovealError(Exception):
-    """Base class of every error foveal raises on purpose."""
+    """Base class of every error foveal raises on purpose; its message is one line."""
+
+    def __str__(self) -> str:
+        # A name from the caller (a file name may hold line breaks) must not break the message into lines.
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class InputError(FovealError, ValueError):

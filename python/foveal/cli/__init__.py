@@ -105,10 +105,9 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
-def error_line(exc: BaseException) -> str:
-    """``foveal: error: <message>`` on one line: line breaks (a file name may hold them) are written as escapes."""
-    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
-    return f"foveal: error: {text}"
+def error_line(exc: FovealError) -> str:
+    """``foveal: error: <message>``, one line as every FovealError's message is."""
+    return f"foveal: error: {exc}"
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:
