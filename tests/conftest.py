@@ -5,6 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# The property tests draw the same examples on every run (derandomized), so that a landing fails only on what it
+# changed, never on a rare example met by chance (two were, and both are fixed and pinned). Search afresh with
+# `pytest --hypothesis-profile=explore` (add --hypothesis-seed=N to repeat a search).
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("fixed")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
