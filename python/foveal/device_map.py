@@ -21,7 +21,7 @@ import numpy as np
 from . import gpu
 from .boxes import resolve_boxes
 from .errors import InputError
-from .saliency_map import SaliencyMap
+from .saliency_map import SaliencyMap, box_stats_from_sums, clipped_sums
 
 _SAT_BUILD = threading.Lock()  # one lock for every lazy SAT: batch builds cover many maps, so no per-map lock order
 
@@ -98,7 +98,7 @@ class DeviceSaliencyMap(SaliencyMap):
     def box_sum(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> np.ndarray:
         """Mass inside each box: (N,) float64, summed on the device."""
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
-        return np.clip(_sums([self.device_sat], xyxy, np.zeros(len(xyxy), np.int64)), 0.0, self.total)
+        return clipped_sums(_sums([self.device_sat], xyxy, np.zeros(len(xyxy), np.int64)), self.total)
 
     def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
         """As :meth:`SaliencyMap.box_stats`; the sums come from the device SAT, only they cross to the host."""
@@ -152,13 +152,6 @@ def box_stats_batch(maps: Sequence[DeviceSaliencyMap], boxes: Sequence[Any], *, 
     xyxy = np.concatenate(resolved) if resolved else np.zeros((0, 4), np.int64)
     index = np.repeat(np.arange(len(maps), dtype=np.int64), counts)
     sums = _sums([m._device_sat for m in maps], xyxy, index)
-    out, start = [], 0
-    for m, r, n in zip(maps, resolved, counts):
-        # Clipped into [0, total] as SaliencyMap.box_stats does: the four reads can cancel to -6e-17.
-        s, start = np.clip(sums[start:start + n], 0.0, m._total), start + n
-        height, width = m.shape
-        area = ((r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])).astype(np.float64)
-        share = s / m._total
-        out.append({"sum": s, "area": area, "density": s / area, "share": share,
-                    "lift": share / (area / (height * width))})
-    return out
+    ends = np.cumsum(counts)
+    return [box_stats_from_sums(sums[end - n:end], r, m._total, m.shape)
+            for m, r, n, end in zip(maps, resolved, counts, ends)]

@@ -30,6 +30,24 @@ def overlay_ramp(t: np.ndarray) -> np.ndarray:
     return (OVERLAY_CMAP_START + (1.0 - OVERLAY_CMAP_START) * np.asarray(t, np.float32)).astype(np.float32)
 
 
+def clipped_sums(sums: np.ndarray, total: float) -> np.ndarray:
+    """Box sums read from a summed-area table, clipped into [0, total]: the four reads of a box on zero attention can
+    cancel to -6e-17 (or pass the total by as little), and attention is never negative nor more than all of it."""
+    return np.clip(sums, 0.0, total)
+
+
+def box_stats_from_sums(sums: np.ndarray, xyxy: np.ndarray, total: float, shape: tuple[int, int]
+                        ) -> dict[str, np.ndarray]:
+    """:meth:`SaliencyMap.box_stats` from the table's raw sums of the resolved boxes ``xyxy`` of a map of ``shape``
+    (the host and the device maps alike)."""
+    sums = clipped_sums(sums, total)
+    height, width = shape
+    area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
+    share = sums / total
+    return {"sum": sums, "area": area, "density": sums / area, "share": share,
+            "lift": share / (area / (height * width))}
+
+
 class SaliencyMap:
     """Probability that a fixation lands on each pixel: ``prob`` is (H, W) float32 and sums to 1.
 
@@ -95,13 +113,10 @@ class SaliencyMap:
         """Mass inside each box: (N,) float64.  Boxes follow :mod:`foveal.boxes` (refused, never clipped,
         when they run off the image)."""
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
-        return self._sums(xyxy)
+        return clipped_sums(self._raw_sums(xyxy), self.total)
 
-    def _sums(self, xyxy: np.ndarray) -> np.ndarray:
-        # The four reads of a box on zero attention can cancel to -6e-17 (or past the total by as little):
-        # attention is never negative nor more than all of it, so the rounding is clipped back into range.
-        sums = cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
-        return np.clip(sums, 0.0, self.total)
+    def _raw_sums(self, xyxy: np.ndarray) -> np.ndarray:
+        return cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
 
     def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
         """Per box: ``sum``, ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
@@ -111,12 +126,7 @@ class SaliencyMap:
         share = sum / total; lift = share / (area / image area), so 1.0 means "as much as an average region".
         """
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
-        sums = self._sums(xyxy)
-        height, width = self.shape
-        area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
-        share = sums / self.total
-        return {"sum": sums, "area": area, "density": sums / area, "share": share,
-                "lift": share / (area / (height * width))}
+        return box_stats_from_sums(self._raw_sums(xyxy), xyxy, self.total, self.shape)
 
     def _one(self, box: Any, what: str, box_format: str, units: str) -> dict[str, np.ndarray]:
         stats = self.box_stats(box, box_format=box_format, units=units)
