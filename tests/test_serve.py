@@ -903,3 +903,17 @@ def test_client_pointed_at_another_server_says_so():
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_wait_ms": float("nan")}, "max_wait_ms must be a finite number >= 0, got nan"),
+    ({"max_wait_ms": float("inf")}, "max_wait_ms must be a finite number >= 0, got inf"),
+    ({"max_batch": 0}, "max_batch must be a whole number >= 1, got 0"),
+    ({"max_queue": 1.5}, "max_queue must be a whole number >= 1, got 1.5")])
+def test_a_batcher_built_directly_refuses_what_it_cannot_run_on(kwargs, message):
+    """Its own check was "< 0": a NaN or infinite wait, which would hold a lone image for ever, passed."""
+    from foveal.errors import InputError
+    from foveal.serve.batcher import Batcher
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        Batcher(object(), **kwargs)

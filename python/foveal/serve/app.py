@@ -53,7 +53,7 @@ from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_
                               whatif_search)
 from . import codec
 from .auth import KeyChecker, load_keys
-from .batcher import Batcher, ThreadPredictor
+from .batcher import Batcher, ThreadPredictor, finite, whole
 from .errors import HANDLERS
 from .guard import Guard
 from .lane import Lane
@@ -97,19 +97,11 @@ class ServeConfig:
     metrics_dir: str | None = None
 
     def __post_init__(self) -> None:
-        # Checked here, for every caller: a NaN slips through "< 0" tests and stalls the batcher's wait.
+        # Checked here, for every caller (FastAPI mounts included), before a model loads.
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_pixels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
-        if not _real(self.max_wait_ms) or not 0 <= self.max_wait_ms < math.inf:
-            raise InputError(f"max_wait_ms must be a finite number >= 0, got {self.max_wait_ms!r}")
-        if not _real(self.request_timeout_s) or not 0 < self.request_timeout_s < math.inf:
-            raise InputError(f"request_timeout_s must be a finite number > 0, got {self.request_timeout_s!r}")
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            whole(name, getattr(self, name))
+        finite("max_wait_ms", self.max_wait_ms, zero=True)
+        finite("request_timeout_s", self.request_timeout_s, zero=False)
 
 
 @dataclass

@@ -20,12 +20,15 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 
-from ..errors import FovealError, ServiceError
+import numpy as np
+
+from ..errors import FovealError, InputError, ServiceError
 from ..imageio import ImageLike
 from ..saliency_map import SaliencyMap
 from .metrics import ServiceMetrics
@@ -35,6 +38,20 @@ log = logging.getLogger("foveal.serve")
 
 class Predictor(Protocol):
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16, *, errors: str = "raise") -> list[Any]: ...
+
+
+def whole(name: str, value: Any) -> None:
+    """InputError unless ``value`` is a whole number >= 1 (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def finite(name: str, value: Any, *, zero: bool) -> None:
+    """InputError unless ``value`` is a finite real number, > 0 (or >= 0 with ``zero``).  Written so that NaN,
+    which fails every comparison, fails it too: a NaN wait passed "< 0" checks and stalled the batcher."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not real or not (0 <= value if zero else 0 < value) or not value < math.inf:
+        raise InputError(f"{name} must be a finite number {'>=' if zero else '>'} 0, got {value!r}")
 
 
 def queue_full(waiting: str, limit: int) -> ServiceError:
@@ -68,8 +85,9 @@ class Batcher:
 
     def __init__(self, engine: Predictor, *, max_batch: int = 16, max_wait_ms: float = 2.0, max_queue: int = 256,
                  metrics: ServiceMetrics | None = None) -> None:
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_ms >= 0")
+        whole("max_batch", max_batch)
+        whole("max_queue", max_queue)
+        finite("max_wait_ms", max_wait_ms, zero=True)
         self.engine = engine
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
         self.metrics = metrics or ServiceMetrics()

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import errno
 import json
-import math
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ import threading
 
 from ..errors import InputError
 from .app import ServeConfig, create_app
+from .batcher import finite
 
 #: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
 CONFIG_ENV = "FOVEAL_SERVE_CONFIG"
@@ -66,9 +66,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     from .connection import connection_factory
 
     check_listen(host, port)
-    for name, value in (("header_timeout_s", header_timeout_s), ("graceful_timeout_s", graceful_timeout_s)):
-        if not 0 < value < math.inf:  # NaN fails too
-            raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    finite("header_timeout_s", header_timeout_s, zero=False)
+    finite("graceful_timeout_s", graceful_timeout_s, zero=False)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
                    proxy_headers=False, server_header=False, http=connection_factory(header_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
