@@ -161,6 +161,39 @@ def test_missing_norms_are_null_with_a_reason():
     assert chosen.format == "feed" and chosen.elements[0].percentile == 0.0
 
 
+def test_elements_from_an_iterator_are_all_scored():
+    boxes = [E("cta", "cta", (0, 0, 18, 10)), E("logo", "logo", (50, 0, 6, 10))]
+    listed = score_creative(uniform(), boxes)
+    streamed = score_creative(uniform(), iter(boxes))  # read once, not once per pass over the elements
+    assert streamed == listed and len(streamed.elements) == 2 and streamed.conversion_share > 0
+    assert score_elements(uniform(), (e for e in boxes)) == listed.elements
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"smap": np.full((H, W), 1.0 / N, np.float32)}, "smap: expected a SaliencyMap.*SaliencyMap\\(prob\\)"),
+    ({"smap": None}, "smap: expected a SaliencyMap"),
+    ({"elements": None}, "elements: expected a list of Element objects"),
+    ({"elements": "cta.json"}, "elements: expected a list of Element objects.*load_elements"),
+    ({"norms": "norms.json"}, "norms: expected a Norms.*load_norms"),
+    ({"norms": {"1080x1080": {}}}, "norms: expected a Norms"),
+    ({"pass_percentile": True}, "pass_percentile must be a number"),
+    ({"pass_percentile": "70"}, "pass_percentile must be a number"),
+    ({"format": 1080}, "format: expected a format name"),
+])
+def test_wrong_arguments_are_input_errors(kwargs, match):
+    args = {"smap": uniform(), "elements": [E("cta", "cta", (0, 0, 18, 10))], **kwargs}
+    for score in (score_creative, score_elements):
+        with pytest.raises(InputError, match=match):
+            score(**args)
+
+
+def test_numpy_pass_percentiles_are_numbers():
+    norms = norms_for("100x60", cta=[0.01, 0.02, 0.03, 0.04, 0.05])
+    for value in (np.float32(60), np.int64(60), np.float64(60)):
+        cs = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms, pass_percentile=value)
+        assert cs.elements[0].passed is True and type(cs.pass_percentile) is float
+
+
 def test_to_dict_carries_definitions_and_is_json_ready():
     import json
 

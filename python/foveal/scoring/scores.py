@@ -30,6 +30,8 @@ Per creative (boxes unioned with a pixel mask, so overlapping boxes are never co
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -225,6 +227,30 @@ def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
     return float(top.sum(dtype=np.float64) / flat.sum(dtype=np.float64))
 
 
+def _checked_arguments(smap: Any, elements: Any, norms: Any, format: Any, pass_percentile: Any
+                       ) -> tuple[tuple[Element, ...], float]:
+    """The arguments :func:`score_elements` and :func:`score_creative` share, else InputError: ``elements`` as a
+    tuple (an iterator is read once, not emptied by the first of several passes) and ``pass_percentile`` a float."""
+    from .norms import Norms  # norms imports this module
+
+    if not (hasattr(smap, "prob") and hasattr(smap, "box_stats")):
+        hint = "; wrap an array of probabilities as SaliencyMap(prob)" if isinstance(smap, np.ndarray) else ""
+        raise InputError(f"smap: expected a SaliencyMap (what Engine.predict returns), got {type(smap).__name__}"
+                         f"{hint}")
+    if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
+        raise InputError(f"elements: expected a list of Element objects (from load_elements or make_element), got "
+                         f"{type(elements).__name__}")
+    if norms is not None and not isinstance(norms, Norms):
+        raise InputError(f"norms: expected a Norms (from load_norms(path) or build_norms), got "
+                         f"{type(norms).__name__}")
+    if format is not None and not isinstance(format, str):
+        raise InputError(f"format: expected a format name such as \"1080x1080\", got {format!r}")
+    if (isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real)
+            or not 0.0 < pass_percentile <= 100.0):
+        raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
+    return tuple(elements), float(pass_percentile)
+
+
 def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
                    allow_model_mismatch: bool = False) -> tuple[ElementScore, ...]:
@@ -233,10 +259,9 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).  Norms built with another
     graph than the one in the map's provenance are refused (InputError) unless ``allow_model_mismatch``.
     """
+    elements, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     if not elements:
         return ()
-    if not (isinstance(pass_percentile, (int, float)) and 0.0 < pass_percentile <= 100.0):
-        raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
     # Element objects built directly skip make_element; an edit may legitimately put two on one box.
     check_elements(elements, smap.prob.shape, "elements", identical_boxes=True)
     provenance = getattr(smap, "provenance", None) or {}
@@ -273,6 +298,7 @@ def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
                    allow_model_mismatch: bool = False) -> CreativeScores:
     """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share)."""
+    elements, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     prob = smap.prob
     h, w = prob.shape
     fmt = format or format_of((h, w))
