@@ -188,6 +188,25 @@ def test_check_elements_wants_elements():
         check_elements([{"name": "a"}], HW)
 
 
+@pytest.mark.parametrize("element, match", [
+    (Element("cta", "cta", (0, 0, 5)), r"element 0 \('cta'\): box \(0, 0, 5\) must be 4 whole pixels"),
+    (Element("cta", "cta", "0055"), "box '0055' must be 4 whole pixels"),
+    (Element("cta", "cta", (0.5, 0, 5, 5)), r"box \(0.5, 0, 5, 5\) must be 4 whole pixels.*make_element"),
+    (Element("cta", "cta", (True, 0, 5, 5)), "must be 4 whole pixels"),
+    (Element(None, "cta", (0, 0, 5, 5)), "element 0: field 'name' must be a non-empty string, got None"),
+    (Element("", "cta", (0, 0, 5, 5)), "field 'name' must be a non-empty string"),
+])
+def test_check_elements_checks_elements_built_directly(element, match):
+    with pytest.raises(ElementSpecError, match=match):
+        check_elements([element], HW)
+
+
+def test_check_elements_takes_numpy_whole_pixels():
+    import numpy as np
+
+    check_elements([Element("cta", "cta", tuple(np.array([0, 0, 5, 5])))], HW)
+
+
 def test_element_name_length_is_bounded():
     """A name is repeated in every table, chart and error line: 200 characters is plenty, 100,000 is a mistake."""
     parse_elements([el("n" * MAX_NAME_CHARS)], HW)

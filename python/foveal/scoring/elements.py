@@ -254,6 +254,12 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     names: dict[str, int] = {}
     boxes: dict[tuple[int, int, int, int], int] = {}
     for i, e in enumerate(elements):
+        # Elements built directly skip make_element: their name and box are unchecked until here.
+        _check_name(e.name, f"{source}: element {i}")
+        if not (isinstance(e.box, (tuple, list)) and len(e.box) == 4
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in e.box)):
+            raise ElementSpecError(f"{source}: element {i} ({e.name!r}): box {_short(e.box)} must be 4 whole pixels "
+                                   "(x, y, w, h); make_element resolves other boxes to pixels")
         x0, y0, x1, y1 = e.xyxy
         if e.kind not in ELEMENT_KINDS:
             raise ElementSpecError(f"{source}: element {i} ({e.name!r}): kind {e.kind!r} is not one of "
