@@ -312,6 +312,65 @@ def test_client_checks_its_arguments_and_hides_passwords():
             Client("http://127.0.0.1:1", **options)
 
 
+def test_client_refuses_what_engine_refuses_before_sending(tmp_path):
+    """Arguments the Engine refuses are refused by the Client the same way, before any request (port 1: none could
+    be answered), and never with a TypeError or by splitting one image into rows."""
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    with Client("http://127.0.0.1:1") as client:
+        for images, match in ((rgb, "an array of images must be N×H×W×C"), (None, "expected a list of images"),
+                              (EXAMPLE, "got one PosixPath"), (b"png", "got one bytes")):
+            with pytest.raises(foveal.InputError, match=match):
+                client.predict_batch(images)
+        for size in ("2", 0, None):
+            with pytest.raises(foveal.InputError, match="batch_size must be"):
+                client.predict_batch([rgb], batch_size=size)
+        with pytest.raises(foveal.InputError, match="pass_percentile must be a number"):
+            client.score(rgb, ELEMENTS, pass_percentile="abc")
+        with pytest.raises(foveal.InputError, match="edits: expected a list of edits"):
+            client.whatif(rgb, ELEMENTS, edits=5)
+        latin = tmp_path / "latin.json"
+        latin.write_bytes('[{"name": "caf\xe9", "kind": "cta", "box": [0, 0, 5, 5]}]'.encode("latin-1"))
+        with pytest.raises(ElementSpecError, match="latin.json: element file is not UTF-8 text"):
+            client.score(rgb, latin)
+        with pytest.raises(ElementSpecError, match="the service reads JSON element files"):
+            client.score(rgb, str(tmp_path / "creative.csv"))
+        with pytest.raises(ElementSpecError, match="elements: cannot send.*not JSON"):
+            client.score(rgb, [{"name": "cta", "kind": "cta", "box": object()}])
+
+
+def test_client_never_waits_on_a_fifo(tmp_path):
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def predict() -> None:
+        with Client("http://127.0.0.1:1") as client:
+            try:
+                client.predict(fifo)
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome.append(exc)
+
+    thread = threading.Thread(target=predict, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        with open(fifo, "wb"):  # let the blocked open return, so the thread ends
+            pass
+        pytest.fail("Client.predict blocked on a FIFO")
+    assert isinstance(outcome[0], ImageError) and "not a regular file" in str(outcome[0])
+
+
+def test_client_sends_elements_as_loaded(url, engine):
+    """An ElementSpec, a list of Element objects and boxes holding numpy numbers go as the JSON they stand for."""
+    spec = parse_elements_json(ELEMENTS, (600, 600))
+    with Client(url, api_key=KEY) as client:
+        expected = client.score(EXAMPLE, ELEMENTS)
+        assert client.score(EXAMPLE, spec)["elements"] == expected["elements"]
+        assert client.score(EXAMPLE, list(spec.elements))["elements"] == expected["elements"]
+        boxes = [{**e.to_dict(), "box": np.asarray(e.box)} for e in spec.elements]
+        assert client.score(EXAMPLE, boxes)["elements"] == expected["elements"]
+
+
 # -- every error case ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, code", [
     (b"", "invalid_image"), (b"GIF89a broken", "invalid_image"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "invalid_image"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .engine import checked_batch_size, image_list
 from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
                      ServiceError)
-from .imageio import ImageLike
+from .fileio import json_default, read_input
+from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
 
 _ERRORS: dict[str, type[FovealError]] = {
@@ -89,10 +92,8 @@ class Client:
         """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them).
 
         Raises the first failure, as :meth:`Engine.predict_batch` does."""
-        if isinstance(images, (str, bytes, os.PathLike)):
-            raise InputError("predict_batch: expected a list of images, got a single one; use predict()")
-        items = list(images)
-        with ThreadPoolExecutor(max_workers=max(1, min(batch_size, 64))) as pool:
+        items, batch_size = image_list(images), checked_batch_size(batch_size)
+        with ThreadPoolExecutor(max_workers=min(batch_size, 64)) as pool:
             return list(pool.map(self.predict, items))
 
     # -- what the CLI does -------------------------------------------------------------------------------------
@@ -106,6 +107,8 @@ class Client:
         if format is not None:
             fields["format"] = format
         if pass_percentile is not None:
+            if isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real):
+                raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
             fields["pass_percentile"] = repr(float(pass_percentile))
         return self._document(self._post("/v1/score", files={"image": _file(image)}, data=fields))
 
@@ -124,9 +127,12 @@ class Client:
         "dx": 0, "dy": -60}]``, or ``search`` like ``{"element": "cta", "grid": [5, 5], "top": 3}``."""
         data = {"elements": _elements_text(elements)}
         if edits is not None:
-            data["edits"] = json.dumps(list(edits))
+            if isinstance(edits, (str, bytes, dict)) or not isinstance(edits, Iterable):
+                raise InputError(f"edits: expected a list of edits such as {{\"op\": \"move\", \"element\": NAME, "
+                                 f"\"dx\": DX, \"dy\": DY}}, got {type(edits).__name__}")
+            data["edits"] = _json(list(edits), "edits", InputError)
         if search is not None:
-            data["search"] = json.dumps(search)
+            data["search"] = _json(search, "search", InputError)
         return self._document(self._post("/v1/whatif", files={"image": _file(image)}, data=data))
 
     def models(self) -> dict[str, Any]:
@@ -203,10 +209,8 @@ def _error_of(response) -> FovealError:
 def _encode(image: ImageLike) -> bytes:
     """Bytes to upload: files and encoded bytes as they are, arrays and PIL images as lossless PNG."""
     if isinstance(image, (str, os.PathLike)):
-        try:
-            return Path(image).read_bytes()
-        except OSError as exc:
-            raise ImageError(f"cannot read image {os.fspath(image)}: {exc.strerror or exc}") from None
+        # Engine's checks: a regular file (a FIFO would block forever), no larger than an image can be
+        return read_input(image, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
     from PIL import Image
@@ -225,15 +229,36 @@ def _file(image: ImageLike) -> tuple[str, bytes, str]:
 
 
 def _elements_text(elements: Any) -> str:
-    if isinstance(elements, os.PathLike) or (isinstance(elements, str) and elements.lower().endswith(".json")
-                                             and not elements.lstrip().startswith(("{", "["))):
-        try:
-            return Path(elements).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ElementSpecError(f"{os.fspath(elements)}: cannot read element file ({exc})") from None
+    """Element JSON to send: a .json file's text, JSON text as it is, or the JSON of elements in memory (dicts,
+    :class:`Element` objects or an :class:`ElementSpec`)."""
+    from .scoring.elements import MAX_ELEMENT_FILE_BYTES, Element, ElementSpec
+    from .scoring.textfile import read_text
+
+    if isinstance(elements, (str, os.PathLike)) and not str(elements).lstrip().startswith(("{", "[")):
+        suffix = Path(elements).suffix.lower()
+        if suffix == ".csv":
+            raise ElementSpecError(f"{os.fspath(elements)}: the service reads JSON element files; load it with "
+                                   "foveal.scoring.load_elements and pass the result")
+        if isinstance(elements, os.PathLike) or suffix == ".json":
+            return read_text(elements, "element file", MAX_ELEMENT_FILE_BYTES, ElementSpecError)
     if isinstance(elements, str):
         return elements
-    return json.dumps(elements)
+    if isinstance(elements, ElementSpec):
+        elements = {"elements": list(elements), **({"format": elements.format} if elements.format else {})}
+    if isinstance(elements, (list, tuple)):
+        elements = [e.to_dict() if isinstance(e, Element) else e for e in elements]
+    elif isinstance(elements, dict) and isinstance(elements.get("elements"), (list, tuple)):
+        elements = {**elements, "elements": [e.to_dict() if isinstance(e, Element) else e
+                                             for e in elements["elements"]]}
+    return _json(elements, "elements", ElementSpecError)
+
+
+def _json(obj: Any, what: str, error: type[InputError]) -> str:
+    """``obj`` as JSON text (numpy numbers and arrays as JSON numbers and lists), else ``error`` naming ``what``."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=json_default)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{what}: cannot send this as JSON ({exc}); give plain numbers, text, lists and dicts") from None
 
 
 def _checked_url(url: object) -> tuple[str, str]:

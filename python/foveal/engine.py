@@ -117,8 +117,8 @@ class Engine:
         """
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
-        batch_size = _batch_size(batch_size)
-        items = _image_list(images)
+        batch_size = checked_batch_size(batch_size)
+        items = image_list(images)
         lanes = self._cpu_lanes() if len(items) > 1 else []
         if lanes:
             return self._predict_lanes(items, lanes, errors)
@@ -312,7 +312,7 @@ class Engine:
                 "precision": self.precision, "foveal_version": __version__, "image_sha256": image.sha256}
 
 
-def _image_list(images: Any) -> list[Any]:
+def image_list(images: Any) -> list[Any]:
     """``images`` as a list of single images; a single image (which may itself be iterable) is refused."""
     single = (str, bytes, bytearray, memoryview, os.PathLike, DecodedImage)
     if isinstance(images, np.ndarray):
@@ -329,7 +329,7 @@ def _image_list(images: Any) -> list[Any]:
         raise InputError(f"images: expected a list of images, got {type(images).__name__}") from None
 
 
-def _batch_size(value: Any) -> int:
+def checked_batch_size(value: Any) -> int:
     try:
         size = operator.index(value)
     except TypeError:

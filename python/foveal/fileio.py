@@ -240,7 +240,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (NaN refused: it is not JSON), atomically."""
     try:
-        text = json.dumps(obj, indent=2, allow_nan=False, default=_json_default)
+        text = json.dumps(obj, indent=2, allow_nan=False, default=json_default)
     except ValueError as exc:
         raise InputError(f"cannot write {os.fspath(path)}: {exc}") from exc
     write_text(path, text + "\n")
@@ -275,7 +275,7 @@ def save_png(path: str | os.PathLike, array: np.ndarray, **pnginfo: str) -> None
         image.save(fh, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
