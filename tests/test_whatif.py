@@ -14,7 +14,7 @@ from foveal.errors import InputError
 from foveal.saliency_map import SaliencyMap
 from foveal.scoring.edits import Move, Swap, apply_edits
 from foveal.scoring.elements import Element, load_elements
-from foveal.scoring.whatif import candidate_offsets, parse_grid, run_edits, search_position
+from foveal.scoring.whatif import candidate_offsets, parse_grid, run_edits, search_position, whatif_search
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "creative.png"
@@ -116,11 +116,42 @@ def test_positions_overlapping_another_element_are_rejected():
     ({"grid": (2, 2), "step": 10}, "either grid or step"),
     ({"step": 0}, "^step must be a positive"),
     ({"max_overlap": 1.5}, r"^max_overlap must be a fraction in \[0, 1\], got 1.5$"),
+    ({"max_overlap": "0.1"}, r"^max_overlap must be a fraction in \[0, 1\], got '0.1'$"),
+    ({"step": 1.5}, "^step must be a positive whole number of pixels, got 1.5"),
+    ({"step": "10"}, "^step must be a positive whole number of pixels, got '10'"),
+    ({"grid": 5}, r"^grid: columns and rows must be 1..100, a \(columns, rows\) pair of whole numbers; got 5$"),
+    ({"grid": (2.5, 2)}, r"^grid: columns and rows must be 1..100, .*; got \(2.5, 2\)$"),
+    ({"grid": "5x5"}, r"^grid: columns and rows must be 1..100, .*; got '5x5'; parse_grid reads"),
 ])
 def test_candidate_errors(kwargs, text):
     kwargs.setdefault("name", "cta")
     with pytest.raises(InputError, match=text):
         candidate_offsets((96, 128), SMALL, **kwargs)
+
+
+def test_numpy_whole_numbers_are_whole_numbers():
+    grid = candidate_offsets((96, 128), SMALL[:1], "cta", grid=(3, 2), max_overlap=0.0)
+    assert candidate_offsets((96, 128), SMALL[:1], "cta", grid=np.array([3, 2]), max_overlap=np.float32(0)) == grid
+    assert candidate_offsets((96, 128), SMALL[:1], "cta", step=np.int64(40)).offsets == \
+        candidate_offsets((96, 128), SMALL[:1], "cta", step=40).offsets
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda e: run_edits(e, str(EXAMPLE), SMALL, [Move("cta", 1, 1)]),
+     "image: expected the creative's pixels.*load_image"),
+    (lambda e: run_edits(e, _small_creative()[..., 0], SMALL, [Move("cta", 1, 1)]),
+     r"image: expected .*got uint8 \(96, 128\)"),
+    (lambda e: run_edits(e, _small_creative(), SMALL, [{"op": "move", "element": "cta", "dx": 1, "dy": 1}]),
+     "edits: expected Move, Scale or Swap.*edit_from_dict"),
+    (lambda e: run_edits(e, _small_creative(), SMALL, ["cta:1,1"]), "edits: expected Move, Scale or Swap.*parse_move"),
+    (lambda e: whatif_search(e, _small_creative(), SMALL, "cta", grid=(2, 2), top="3"),
+     "^top must be a whole number >= 1"),
+    (lambda e: whatif_search(e, _small_creative(), SMALL, "cta", grid=(2, 2), top=None), "^top must be a whole number"),
+    (lambda e: whatif_search(e, str(EXAMPLE), SMALL, "cta"), "image: expected the creative's pixels"),
+])
+def test_whatif_arguments_are_input_errors(call, text):
+    with pytest.raises(InputError, match=text):
+        call(Spotlight((0, 0, 10, 10)))
 
 
 def test_no_valid_position_says_what_to_change():

@@ -227,6 +227,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
 
     Raises :class:`InputError` for an unknown element name or an edit that would leave the image.
     """
+    image = checked_image(image)
     current = {e.name: e for e in elements}
     for edit in edits:
         if isinstance(edit, Move):
@@ -258,8 +259,19 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             current[a.name] = Element(a.name, a.kind, a_new)
             current[b.name] = Element(b.name, b.kind, b_new)
         else:
-            raise TypeError(f"apply_edits: unknown edit {edit!r}")
+            raise InputError(f"edits: expected Move, Scale or Swap objects (parse_move, parse_scale and parse_swap "
+                             f"read them from text; foveal.scoring.whatif.edit_from_dict from a dict), got "
+                             f"{edit!r:.60}")
     return EditedCreative(image=image, elements=tuple(current[e.name] for e in elements))
+
+
+def checked_image(image: object) -> np.ndarray:
+    """``image`` if it is a creative's pixels, (H, W, 3) uint8, else InputError (an edit needs the pixels)."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise InputError(f"image: expected the creative's pixels, an (H, W, 3) uint8 array (foveal.load_image reads "
+                         f"one from a file), got {got}")
+    return image
 
 
 def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,

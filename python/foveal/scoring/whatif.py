@@ -16,6 +16,7 @@ never a candidate.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -25,7 +26,7 @@ from ..boxes import round_half_up
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, compare_scores
-from .edits import GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, move_variants
+from .edits import GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_image, move_variants
 from .elements import Element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
@@ -179,8 +180,9 @@ def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Eleme
                   ) -> tuple[dict[str, Any], EditOutcome, int]:
     """The body of ``whatif.json`` for a position search, its best outcome, and how many images were predicted.
     ``thresholds`` are the model card's (``Thresholds.of_card``), for the recommendations."""
-    if top < 1:
-        raise InputError(f"top must be at least 1, got {top}")
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise InputError(f"top must be a whole number >= 1, got {top!r}")
+    image = checked_image(image)
     positions = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step, max_overlap=max_overlap,
                                   image=image)
     result = search_position(engine, image, elements, name, positions.offsets, batch_size=batch_size,
@@ -257,19 +259,25 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     """
     if grid is not None and step is not None:
         raise InputError("give either grid or step, not both")
-    if step is not None and step < 1:
-        raise InputError(f"step must be a positive number of pixels, got {step}")
-    if grid is not None and not all(1 <= int(n) <= MAX_GRID for n in grid):
-        raise InputError(f"grid: columns and rows must be 1..{MAX_GRID}, got {grid[0]}x{grid[1]}")
-    if not 0.0 <= max_overlap <= 1.0:
-        raise InputError(f"max_overlap must be a fraction in [0, 1], got {max_overlap}")
+    if step is not None and not (_whole(step) and step >= 1):
+        raise InputError(f"step must be a positive whole number of pixels, got {step!r}")
+    if grid is not None and not (isinstance(grid, (tuple, list, np.ndarray)) and len(grid) == 2
+                                 and all(_whole(n) and 1 <= n <= MAX_GRID for n in grid)):
+        hint = "; parse_grid reads text such as '5x5'" if isinstance(grid, str) else ""
+        raise InputError(f"grid: columns and rows must be 1..{MAX_GRID}, a (columns, rows) pair of whole numbers; "
+                         f"got {grid!r}{hint}")
+    if isinstance(max_overlap, bool) or not isinstance(max_overlap, numbers.Real) or not 0.0 <= max_overlap <= 1.0:
+        raise InputError(f"max_overlap must be a fraction in [0, 1], got {max_overlap!r}")
+    if image is not None:
+        image = checked_image(image)
     by_name = {e.name: e for e in elements}
     if name not in by_name:
         raise InputError(f"search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
     x, y, w, h = by_name[name].box
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
-    xs = _positions(x, w, img_w, step, (grid or DEFAULT_GRID)[0])
-    ys = _positions(y, h, img_h, step, (grid or DEFAULT_GRID)[1])
+    cols, rows = DEFAULT_GRID if grid is None else (int(grid[0]), int(grid[1]))
+    xs = _positions(x, w, img_w, step, cols)
+    ys = _positions(y, h, img_h, step, rows)
     if len(xs) * len(ys) > MAX_POSITIONS:
         raise InputError(f"search {name!r}: {len(xs) * len(ys)} positions to try, each a model run; at most "
                          f"{MAX_POSITIONS}: use a larger step or a smaller grid")
@@ -296,6 +304,10 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
                          "images no element describes); raise max_overlap, use a finer grid or step, or box "
                          "that content as an element")
     return Positions(offsets, overlapping, busy, allowance)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _positions(current: int, size: int, extent: int, step: int | None, count: int) -> np.ndarray:
