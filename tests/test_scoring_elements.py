@@ -207,6 +207,20 @@ def test_check_elements_takes_numpy_whole_pixels():
     check_elements([Element("cta", "cta", tuple(np.array([0, 0, 5, 5])))], HW)
 
 
+def test_make_element_takes_numpy_numbers():
+    import numpy as np
+
+    expected = make_element("cta", "cta", [1, 2, 10, 10], HW)
+    for box in ([np.int64(1), np.int32(2), 10, 10], [np.float32(1), np.float64(2), 10, 10], np.array([1, 2, 10, 10]),
+                np.array([1.0, 2.0, 10.0, 10.0], np.float32)):
+        assert make_element("cta", "cta", box, HW) == expected
+    for box, match in ((np.array([True, False, True, True]), "value x must be a number"),
+                       (np.zeros((2, 4)), "must be a list of 4 numbers"),
+                       ([np.float32("nan"), 0, 5, 5], "value x must be finite")):
+        with pytest.raises(ElementSpecError, match=match):
+            make_element("cta", "cta", box, HW)
+
+
 def test_element_name_length_is_bounded():
     """A name is repeated in every table, chart and error line: 200 characters is plenty, 100,000 is a mistake."""
     parse_elements([el("n" * MAX_NAME_CHARS)], HW)

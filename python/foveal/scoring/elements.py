@@ -30,6 +30,7 @@ import csv
 import difflib
 import io
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -154,6 +155,8 @@ def _check_name(name: Any, where: str) -> str:
 
 
 def _check_box_values(box: Any, where: str) -> list[float]:
+    if isinstance(box, np.ndarray) and box.ndim == 1:  # a box computed in numpy (make_element); JSON has lists
+        box = box.tolist()
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         raise ElementSpecError(f"{where}: field 'box' must be a list of 4 numbers [x, y, w, h], got {_short(box)}")
     if all(type(v) is int or type(v) is float for v in box):  # the common case, checked in one pass
@@ -166,7 +169,7 @@ def _check_box_values(box: Any, where: str) -> list[float]:
     values = []
     for label, v in zip("xywh", box):
         # bool is an int subclass; true/false in a box is always a mistake.
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
             raise ElementSpecError(f"{where}: field 'box' value {label} must be a number, got {_short(v)}")
         try:
             f = float(v)
