@@ -84,6 +84,19 @@ def test_version_1_norms_are_read_but_match_no_graph():
         norms.check_graph(MODEL)
 
 
+@pytest.mark.parametrize("scored_list, model, match", [
+    ("one", None, "build_norms: model must be a dict naming the graph.*engine_identity"),
+    ("one", "itti-koch", "build_norms: model must be a dict naming the graph"),
+    (None, MODEL, "build_norms: scored must be a list of CreativeScores"),
+    ("scores.json", MODEL, "build_norms: scored must be a list of CreativeScores"),
+    ([{"format": "10x10"}], MODEL, r"build_norms: scored\[0\] is a dict, not CreativeScores.*score_creative"),
+])
+def test_build_arguments_are_checked(scored_list, model, match):
+    scored_list = [scored(10, 100, 30)] if scored_list == "one" else scored_list
+    with pytest.raises(InputError, match=match):
+        build_norms(scored_list, model)
+
+
 def test_empty_build_refused():
     with pytest.raises(InputError, match="at least one"):
         build_norms([], MODEL)

@@ -115,6 +115,12 @@ def build_norms(scored: Iterable[CreativeScores], model: Mapping[str, Any]) -> N
     ``model`` identifies the graph every creative was predicted with (:func:`engine_identity`, or
     :func:`graph_identity` of the maps' provenance): name, sha256, graph_sha256 and precision.
     """
+    if not isinstance(model, Mapping):
+        raise InputError(f"build_norms: model must be a dict naming the graph (name, sha256, graph_sha256, precision), "
+                         f"got {type(model).__name__}; use foveal.scoring.norms.engine_identity(engine)")
+    if isinstance(scored, (str, bytes, Mapping)) or not isinstance(scored, Iterable):
+        raise InputError(f"build_norms: scored must be a list of CreativeScores (score_creative's results), got "
+                         f"{type(scored).__name__}")
     identity = graph_identity(model)
     missing = [k for k in IDENTITY_KEYS if not isinstance(identity[k], str) or not identity[k]]
     if missing:
@@ -122,7 +128,10 @@ def build_norms(scored: Iterable[CreativeScores], model: Mapping[str, Any]) -> N
                          "(use foveal.scoring.norms.engine_identity(engine))")
     lists: dict[str, dict[str, list[float]]] = {}
     creatives: dict[str, int] = {}
-    for cs in scored:
+    for i, cs in enumerate(scored):
+        if not isinstance(cs, CreativeScores):
+            raise InputError(f"build_norms: scored[{i}] is a {type(cs).__name__}, not CreativeScores; score each "
+                             "reference creative with score_creative")
         kinds = lists.setdefault(cs.format, {})
         creatives[cs.format] = creatives.get(cs.format, 0) + 1
         for e in cs.elements:
