@@ -93,6 +93,25 @@ def test_output_that_is_a_folder_or_unwritable_is_an_input_error(tmp_path):
             write_json(locked / "x.json", {})
 
 
+@pytest.mark.parametrize("path", [None, 3, b"map.png", ["map.png"]])
+def test_a_path_that_is_no_path_is_an_input_error(tmp_path, path):
+    """Every reader and writer of the public API refuses a non-path with an InputError, not a TypeError."""
+    from foveal import SaliencyMap
+    from foveal.scoring import find_element_file, load_elements, load_norms
+
+    smap = SaliencyMap(np.full((4, 4), 1 / 16, np.float32))
+    calls = [lambda: smap.to_png(path), lambda: smap.to_npy(path),
+             lambda: SaliencyMap.from_png(path),
+             lambda: load_elements(path, (4, 4)), lambda: load_norms(path), lambda: find_element_file(path, tmp_path),
+             lambda: find_element_file("a.png", path), lambda: write_json(path, {})]
+    if path is not None:  # overlay's path=None means "do not save"
+        calls.append(lambda: smap.overlay(np.zeros((4, 4, 3), np.uint8), path))
+    for call in calls:
+        with pytest.raises(InputError, match="expected a file path \\(str or pathlib.Path\\), got"):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_inputs_are_never_replaced_while_protected(tmp_path):
     import os
 

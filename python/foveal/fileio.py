@@ -75,6 +75,13 @@ def check_not_input(path: str | os.PathLike) -> None:
                          "overwritten; write the outputs to another folder")
 
 
+def checked_path(path: object, what: str, error: type[InputError] = InputError) -> str:
+    """``path`` (a ``str`` or ``os.PathLike``) as text, else ``error``: None, a number or bytes is no file name."""
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise error(f"{what}: expected a file path (str or pathlib.Path), got {type(path).__name__}")
+    return os.fspath(path)
+
+
 def open_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
                error: type[InputError] = InputError) -> BinaryIO:
     """Open a user's input for binary reading: a regular file of at most ``max_bytes`` bytes, else ``error``.
@@ -82,7 +89,7 @@ def open_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
     FIFOs, sockets and devices are refused before any read (a FIFO is opened non-blocking, so a missing writer
     cannot hang the call). The file is remembered as an input (see :func:`inputs_protected`).
     """
-    name = os.fspath(path)
+    name = checked_path(path, what, error)
     if "\0" in str(name):
         raise error(f"{what} path contains a NUL character: {name!r}")
     try:
@@ -147,7 +154,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    target = Path(path)
+    target = Path(checked_path(path, "output"))
     if "\0" in str(target):
         raise InputError(f"cannot write {str(target)!r}: a file name cannot hold a NUL byte")
     try:

@@ -12,7 +12,7 @@ import numpy as np
 from . import cpu
 from .boxes import resolve_boxes
 from .errors import ImageError, InputError
-from .fileio import open_input, save_png, write_npy
+from .fileio import checked_path, open_input, save_png, write_npy
 from .imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, max_file_bytes, open_pillow
 
 _SCALE_KEY = "foveal:scale"
@@ -161,7 +161,7 @@ class SaliencyMap:
         to that quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are refused from their
         header, like images.
         """
-        name, max_pixels = os.fspath(path), checked_max_pixels(max_pixels)
+        name, max_pixels = checked_path(path, "saliency PNG"), checked_max_pixels(max_pixels)
         with open_input(name, max_file_bytes(max_pixels), "saliency PNG") as fh:
             try:
                 image = open_pillow(fh, name, max_pixels)

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
 from ..errors import ElementSpecError, InputError
-from ..fileio import is_unicode
+from ..fileio import checked_path, is_unicode
 from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
@@ -391,7 +391,7 @@ def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "eleme
 
 def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
     """Read and validate an element file (``.json`` or ``.csv``) against an image of size ``(H, W)``."""
-    path = Path(path)
+    path = Path(checked_path(path, "element file", ElementSpecError))
     suffix = path.suffix.lower()
     if suffix not in ELEMENT_FILE_SUFFIXES:
         raise ElementSpecError(f"{path}: element files must end in .json or .csv")
@@ -403,9 +403,10 @@ def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
 
 def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:
     """The element file for ``image_path`` in ``elements_dir``: same stem, ``.json`` preferred over ``.csv``."""
-    stem = Path(image_path).stem
+    stem = Path(checked_path(image_path, "image", ElementSpecError)).stem
+    folder = Path(checked_path(elements_dir, "elements folder", ElementSpecError))
     for suffix in ELEMENT_FILE_SUFFIXES:
-        candidate = Path(elements_dir) / (stem + suffix)
+        candidate = folder / (stem + suffix)
         if candidate.is_file():
             return candidate
     raise ElementSpecError(f"no element file for {Path(image_path).name}: expected {stem}.json or {stem}.csv "

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..fileio import read_input
+from ..fileio import checked_path, read_input
 
 
 def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputError] = InputError,
               missing_hint: str = "") -> str:
     """The UTF-8 text of ``path`` (a leading BOM dropped); ``what`` names the file in messages, ``missing_hint``
     follows "not found"."""
-    path = Path(path)
+    path = Path(checked_path(path, what, error))
     if not path.exists():
         raise error(f"{path}: {what} not found{missing_hint}")
     data = read_input(path, max_bytes, what, error)  # regular files only, bounded, and protected from overwriting
