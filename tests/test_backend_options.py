@@ -44,6 +44,9 @@ def test_an_option_no_backend_takes_is_a_clear_error(device, options, match):
 def test_threads_option_reaches_onnxruntime(rgb):
     engine = Engine("itti-koch", device="cpu", threads=1)
     assert engine._backend._session.get_session_options().intra_op_num_threads == 1
+    numpy_count = Engine("itti-koch", device="cpu", threads=np.int64(1))  # a count read from a config array
+    assert numpy_count._backend._session.get_session_options().intra_op_num_threads == 1
+    assert type(numpy_count._backend.threads) is int
 
 
 def test_only_unavailable_falls_back(monkeypatch):

@@ -1,6 +1,8 @@
 """The CPU backend: ONNX Runtime's CPU execution provider."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputError, ModelError
@@ -29,12 +31,12 @@ class OnnxRuntimeBackend:
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
         from .. import cpu
 
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                     or not 0 <= threads <= cpu.MAX_THREADS):
             raise InputError(f"onnxruntime backend: threads must be a whole number from 0 (foveal's thread count) to "
                              f"{cpu.MAX_THREADS}, got {threads!r}")
         # ORT's own default counts the machine's cores, not a container's CPU quota or FOVEAL_NUM_THREADS.
-        self.threads = threads or cpu.thread_count()
+        self.threads = int(threads or cpu.thread_count())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
