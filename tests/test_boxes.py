@@ -86,3 +86,18 @@ def test_pixel_boxes_declared_relative_get_the_right_hint():
     with pytest.raises(ElementSpecError, match='look like pixels, so drop units "relative"') as info:
         make_element("a", "cta", [40, 20, 60, 30], HW, units="relative")
     assert "need \"units\"" not in str(info.value)
+
+
+def test_box_stats_batch_takes_host_maps(smap):
+    """Engine(device="auto") falls back to host maps on a machine without a GPU; batch queries still answer."""
+    from foveal import box_stats_batch
+
+    other = SaliencyMap(np.full((10, 20), 1 / 200, np.float32))
+    boxes = [[[0, 0, 10, 10], [5, 5, 20, 30]], [[0, 0, 20, 10]]]
+    stats = box_stats_batch(iter([smap, other]), iter(boxes))
+    for got, m, b in zip(stats, [smap, other], boxes):
+        expected = m.box_stats(b)
+        assert got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in got)
+    assert box_stats_batch([], []) == []
+    with pytest.raises(InputError, match="box_stats_batch: maps must be SaliencyMaps .* got ndarray"):
+        box_stats_batch([smap.prob], [[0, 0, 1, 1]])

@@ -311,6 +311,22 @@ def test_batch_scoring_is_one_box_launch_and_one_sat_per_size(monkeypatch) -> No
     assert launches == ["box_sums"]
 
 
+def test_batch_scoring_mixes_device_and_host_maps(monkeypatch) -> None:
+    """Host maps in the list (an engine that fell back to the CPU) are answered in place, device maps batched."""
+    gpu, xp = emulated_gpu(monkeypatch)
+    from foveal import DeviceSaliencyMap, SaliencyMap, box_stats_batch
+
+    rng = np.random.default_rng(1)
+    probs = [rng.random(s, dtype=np.float32) for s in [(20, 30), (7, 3), (20, 30)]]
+    maps = [DeviceSaliencyMap(xp.asarray(probs[0])), SaliencyMap(probs[1]), DeviceSaliencyMap(xp.asarray(probs[2]))]
+    boxes = [[[0, 0, 2, 2], [1, 1, 1, 1]], [[0, 0, 3, 7]], [[5, 5, 10, 10]]]
+    stats = box_stats_batch(maps, boxes)
+    for got, prob, b in zip(stats, probs, boxes):
+        expected = SaliencyMap(prob).box_stats(b)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-9)
+
+
 def test_lazy_state_is_built_once_under_threads(monkeypatch) -> None:
     """Eight threads query one fresh map at once: one SAT build, one host copy, identical answers."""
     from concurrent.futures import ThreadPoolExecutor

@@ -138,20 +138,34 @@ def _sums(tables: list[Any], xyxy: np.ndarray, index: np.ndarray) -> np.ndarray:
     return gpu.box_sums_batch(tables, xyxy, index).get()
 
 
-def box_stats_batch(maps: Sequence[DeviceSaliencyMap], boxes: Sequence[Any], *, box_format: str = "xywh",
+def box_stats_batch(maps: Sequence[SaliencyMap], boxes: Sequence[Any], *, box_format: str = "xywh",
                     units: str = "px") -> list[dict[str, np.ndarray]]:
-    """``maps[i].box_stats(boxes[i])`` for every i, with one box-sum launch for all the boxes of all the maps.
+    """``maps[i].box_stats(boxes[i])`` for every i, with one box-sum launch for all the boxes of all the device maps.
 
-    SATs a map lacks are built first (one launch sequence per map size); only the sums come back to the host.
+    SATs a device map lacks are built first (one launch sequence per map size); only the sums come back to the host.
+    Host maps (an engine that fell back to the CPU) are answered by their own ``box_stats``, so the same code runs
+    on either.
     """
+    maps, boxes = list(maps), list(boxes)
     if len(maps) != len(boxes):
         raise InputError(f"box_stats_batch: one box list per map, got {len(maps)} maps and {len(boxes)} box lists")
+    bad = next((m for m in maps if not isinstance(m, SaliencyMap)), None)
+    if bad is not None:
+        raise InputError(f"box_stats_batch: maps must be SaliencyMaps (what Engine.predict returns), got "
+                         f"{type(bad).__name__}")
+    out: list[Any] = [None if isinstance(m, DeviceSaliencyMap) else m.box_stats(b, box_format=box_format, units=units)
+                      for m, b in zip(maps, boxes)]
+    on_device = [i for i, m in enumerate(maps) if isinstance(m, DeviceSaliencyMap)]
+    if not on_device:
+        return out
+    maps, boxes = [maps[i] for i in on_device], [boxes[i] for i in on_device]
     resolved = [resolve_boxes(b, m.shape, box_format=box_format, units=units) for m, b in zip(maps, boxes)]
     _build_sats(maps)
     counts = [len(r) for r in resolved]
-    xyxy = np.concatenate(resolved) if resolved else np.zeros((0, 4), np.int64)
+    xyxy = np.concatenate(resolved)
     index = np.repeat(np.arange(len(maps), dtype=np.int64), counts)
     sums = _sums([m._device_sat for m in maps], xyxy, index)
     ends = np.cumsum(counts)
-    return [box_stats_from_sums(sums[end - n:end], r, m._total, m.shape)
-            for m, r, n, end in zip(maps, resolved, counts, ends)]
+    for i, m, r, n, end in zip(on_device, maps, resolved, counts, ends):
+        out[i] = box_stats_from_sums(sums[end - n:end], r, m._total, m.shape)
+    return out
