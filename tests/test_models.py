@@ -44,6 +44,11 @@ def test_bad_names_and_cards(tmp_path):
         load_card("no-such-model")
     with pytest.raises(ModelError, match="not found"):
         load_card(tmp_path / "missing.onnx")
+    with pytest.raises(ModelError, match=f"model file not found: {tmp_path / 'missing.json'}$"):
+        load_card(tmp_path / "missing.json")
+    for blank in ("", "  "):  # an empty setting is not the current folder
+        with pytest.raises(ModelError, match="^model: no model named; use one of foveal-lite0, itti-koch or a path"):
+            load_card(blank)
     (tmp_path / "m.onnx").write_bytes(b"junk")
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(ModelError, match="cannot read model card"):

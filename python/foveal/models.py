@@ -103,6 +103,8 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
     text = os.fspath(model)
     if not isinstance(text, str) or "\0" in text:
         raise ModelError(f"model: expected a model name or a path to an .onnx file, got {text!r}")
+    if not text.strip():
+        raise ModelError(f"model: no model named; use one of {', '.join(_known_models())} or a path to an .onnx file")
     if text == "default":
         text = DEFAULT_MODEL
     if text in available_models():
@@ -116,17 +118,18 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         if not isinstance(onnx, str):
             raise ModelError(f"model card {path}: \"onnx\" must be a file name, got {onnx!r}")
         return _card_from(raw, path.parent / onnx, verify=False, card_path=path)
-    if path.suffix == ".onnx" or path.exists():
+    if path.suffix in (".onnx", ".json") or path.exists():
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
         card_path = path.with_suffix(".json")
         if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
             return _card_from(_read_json(card_path), path, verify=False, card_path=card_path)
         return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path, verify=False)
-    raise ModelError(
-        f"unknown model {text!r}: use one of {', '.join(available_models()) or '(none shipped)'} "
-        "or a path to an .onnx file"
-    )
+    raise ModelError(f"unknown model {text!r}: use one of {', '.join(_known_models())} or a path to an .onnx file")
+
+
+def _known_models() -> list[str]:
+    return available_models() or ["(none shipped)"]
 
 
 def _card_in_folder(folder: Path) -> Path:
