@@ -139,10 +139,17 @@ def test_element_spec_error_is_an_input_error():
     ("name,kind,x,y,w,h\n", "no elements"),
     ("", "header must contain"),
     ("name,kind,x,y,w,h,x\ncta,cta,1,2,3,4,5\n", "column 'x' more than once"),
+    (b"name,kind,x,y,w,h\ncta,cta,1,2,3,4\n", "expected CSV text, got bytes; decode it first"),
+    (None, "expected CSV text, got NoneType"),
 ])
 def test_bad_csv(text, match):
     with pytest.raises(ElementSpecError, match=match):
         parse_elements_csv(text, HW)
+
+
+def test_csv_text_with_a_byte_order_mark():
+    """Spreadsheets save UTF-8 CSV with a BOM; read as text (open(path).read()) it stays on the first column's name."""
+    assert parse_elements_csv("\ufeffname,kind,x,y,w,h\ncta,cta,1,2,3,4\n", HW).elements[0].box == (1, 2, 3, 4)
 
 
 def test_load_elements_files(tmp_path):

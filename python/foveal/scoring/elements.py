@@ -330,6 +330,10 @@ def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") 
 def parse_elements_csv(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
     """Validate CSV text with header ``name,kind,x,y,w,h`` or ``name,kind,x0,y0,x1,y1`` (optional ``units`` and
     ``box_format`` columns)."""
+    if not isinstance(text, str):
+        hint = "; decode it first (data.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+        raise ElementSpecError(f"{source}: expected CSV text, got {type(text).__name__}{hint}")
+    text = text.removeprefix("\ufeff")  # a spreadsheet's byte order mark, left on by a plain read of the file
     limit = csv.field_size_limit()
     try:
         csv.field_size_limit(MAX_CSV_FIELD)
