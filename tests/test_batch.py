@@ -490,6 +490,11 @@ def test_list_files_as_editors_and_scripts_write_them(tmp_path, engine, monkeypa
     assert summary.scored == 3 and [e["creative_id"] for e in summary.errors] == ["c009"]
     assert "not found" in summary.errors[0]["error"]
 
+    loop = tmp_path / "in" / "c010.png"
+    loop.symlink_to(loop)  # a link to itself: that creative fails, the batch goes on
+    summary = run_batch(read_inputs(tmp_path / "in"), tmp_path / "out", engine)
+    assert [e["creative_id"] for e in summary.errors] == ["c009", "c010"]
+
 
 def test_many_failures_are_counted_on_the_terminal_and_listed_in_the_table(tmp_path, capsys):
     """A batch with thousands of failures prints the first few and where all of them are, not a line each."""

@@ -1,6 +1,7 @@
 """The single-process batch: score creatives with one Engine, committing chunks to a :class:`BatchStore`."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,8 @@ def check_items(items: Sequence[BatchItem], out: Path) -> None:
     if isinstance(items, (str, bytes, Path)) or not items:
         raise InputError("a batch needs a non-empty sequence of BatchItem (see foveal.batch.read_inputs)")
     seen: set[str] = set()
-    own = {(out / name).resolve() for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}
+    # realpath, not Path.resolve: a link loop among the inputs fails as that creative, not as the whole batch
+    own = {os.path.realpath(out / name) for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}
     for item in items:
         if not isinstance(item, BatchItem):
             raise InputError(f"a batch item must be a BatchItem, got {type(item).__name__}")
@@ -98,6 +100,6 @@ def check_items(items: Sequence[BatchItem], out: Path) -> None:
             raise InputError(f"creative id {item.creative_id!r} appears twice in the batch; ids must be unique")
         seen.add(item.creative_id)
         paths = [item.image] + ([item.elements] if item.elements and item.elements[0] not in "[{" else [])
-        if any(Path(p).resolve() in own for p in paths):
+        if any(os.path.realpath(p) in own for p in paths):
             raise InputError(f"{item.image}: an input is one of the batch's output files in {out}; "
                              "use another output folder")
