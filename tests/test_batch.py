@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from foveal import Engine, InputError
 from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
                           BatchStore, BatchSummary, CreativeResult, read_inputs, run_batch)
 from foveal.batch import store as store_module
+from foveal.batch.scorer import AUTO
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -270,7 +272,14 @@ def test_resume_refuses_another_graph_or_settings(folder, tmp_path, engine):
         run_batch(read_inputs(folder), out, engine, BatchOptions(pass_percentile=50))
     with pytest.raises(InputError, match="maps differ"):  # a resume skips done creatives: it could not add their maps
         run_batch(read_inputs(folder), out, engine, BatchOptions(maps=True))
+    # Detected elements (--elements auto) and the element files name other boxes, and no row says which it holds.
+    detected = [dataclasses.replace(item, elements=AUTO) for item in read_inputs(folder)]
+    with pytest.raises(InputError, match="elements differ"):
+        run_batch(detected, out, engine)
     assert len(csv_rows(out)) == 4 and tables(out)[1].num_rows == 2
+    run_batch(detected[:1], tmp_path / "auto", engine)
+    with pytest.raises(InputError, match="elements differ"):
+        run_batch(read_inputs(folder), tmp_path / "auto", engine)
 
 
 def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine):

@@ -46,7 +46,7 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     check_items(items, out)
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
-    with BatchStore(out, batch_settings(engine_identity(engine), options)) as store:
+    with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:
         todo = [item for item in items if item.creative_id not in store.done]
         summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
         chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))

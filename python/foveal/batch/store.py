@@ -33,7 +33,8 @@ from ..errors import InputError
 from ..fileio import (DISK_FULL, atomic_write, cannot_write, is_unicode, spreadsheet_cell, spreadsheet_text,
                       write_json, write_text)
 from ..models import file_sha256
-from .scorer import BatchOptions, CreativeResult
+from .inputs import BatchItem
+from .scorer import AUTO, BatchOptions, CreativeResult
 
 CSV_NAME, JOURNAL_NAME, SETTINGS_NAME, LOCK_NAME = "scores.csv", "scores.journal", "scores.settings.json", ".lock"
 ELEMENTS_DIR, CREATIVES_DIR, ERRORS_NAME = "elements", "creatives", "errors"
@@ -63,13 +64,17 @@ def _schemas():
             ((ELEMENTS_DIR, ELEMENT_COLUMNS), (CREATIVES_DIR, CREATIVE_COLUMNS), (ERRORS_NAME, ERROR_COLUMNS))}
 
 
-def batch_settings(engine_identity: dict[str, Any], options: BatchOptions) -> dict[str, Any]:
+def batch_settings(engine_identity: dict[str, Any], options: BatchOptions,
+                   items: Sequence[BatchItem]) -> dict[str, Any]:
     """What every row of one output folder must share: a resumed run with other settings would mix numbers."""
+    # Detected elements are other boxes than an element file's, and no row says which it holds. Recorded only when
+    # detected, so that a folder written before this key existed still resumes.
+    detected = {"elements": AUTO} if any(item.elements == AUTO for item in items) else {}
     return {**{k: engine_identity[k] for k in IDENTITY},
             "norms_sha256": None if options.norms is None else file_sha256(options.norms),
             "format": options.format, "pass_percentile": options.pass_percentile,
             # what each creative writes besides the tables: a resume skips done creatives, so it cannot add them
-            "reports": options.reports, "html": options.html and options.reports, "maps": options.maps}
+            "reports": options.reports, "html": options.html and options.reports, "maps": options.maps, **detected}
 
 
 def engine_identity(engine) -> dict[str, Any]:
