@@ -277,9 +277,22 @@ def test_resume_refuses_another_graph_or_settings(folder, tmp_path, engine):
     with pytest.raises(InputError, match="elements differ"):
         run_batch(detected, out, engine)
     assert len(csv_rows(out)) == 4 and tables(out)[1].num_rows == 2
-    run_batch(detected[:1], tmp_path / "auto", engine)
+    run_batch([detected[0], items[1]], tmp_path / "auto", engine)  # items[1] commits with or without foveal[detect]
     with pytest.raises(InputError, match="elements differ"):
         run_batch(read_inputs(folder), tmp_path / "auto", engine)
+
+
+def test_a_run_that_committed_nothing_leaves_its_settings_open(folder, tmp_path, engine):
+    """Stopped before its first commit (Ctrl-C on noticing a forgotten --maps), or every creative failed: there are
+    no rows to mix, so the rerun's settings replace the first run's."""
+    out = tmp_path / "out"
+    summary = run_batch([BatchItem("gone", str(folder / "gone.png"))], out, engine)
+    assert summary.failed == 1 and not (out / "scores.journal").read_text()
+    summary = run_batch(read_inputs(folder), out, engine, BatchOptions(maps=True))
+    assert (summary.scored, summary.failed) == (6, 0) and len(list((out / "maps").glob("*.npy"))) == 6
+    assert json.loads((out / "scores.settings.json").read_text())["maps"] is True
+    with pytest.raises(InputError, match="maps differ"):  # now there are rows to keep apart
+        run_batch(read_inputs(folder), out, engine)
 
 
 def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine):

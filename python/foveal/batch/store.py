@@ -194,7 +194,11 @@ class BatchStore:
         if not isinstance(before, dict):
             raise InputError(f"{saved}: not a settings object; use a new output folder")
         changed = sorted(k for k in self.settings.keys() | before.keys() if before.get(k) != self.settings.get(k))
-        if changed:
+        if changed and not _read_journal(self.out / JOURNAL_NAME)[1]:
+            # nothing committed (stopped before its first commit, or every creative failed): no rows to mix, and
+            # what that run left beyond the journal is dropped by the recovery
+            write_json(saved, self.settings)
+        elif changed:
             raise InputError(f"{self.out} holds a run with other settings ({', '.join(changed)} differ): resuming "
                              "would mix incomparable rows; use a new output folder, or the same settings")
 
