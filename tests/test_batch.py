@@ -196,6 +196,36 @@ def test_failures_go_to_errors_table_and_are_retried(folder, tmp_path, engine):
     assert pq.read_table(out / "errors.parquet").num_rows == 0
 
 
+def test_a_run_stopped_early_still_lists_the_failures_it_did_not_retry(folder, tmp_path, engine, monkeypatch):
+    """Ctrl-C (or SIGTERM) on a resume before it reached last run's failures: errors.csv must not say they are gone."""
+    (folder / "c004.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    run_batch(read_inputs(folder)[2:], out, engine)  # c002-c005 done but c004, which failed
+    from foveal.batch import scorer as scorer_module
+
+    real = scorer_module.Scorer.score
+
+    def stop_at_c004(self, items):
+        if any(i.creative_id == "c004" for i in items):
+            raise KeyboardInterrupt
+        return real(self, items)
+
+    monkeypatch.setattr(scorer_module.Scorer, "score", stop_at_c004)
+    with pytest.raises(KeyboardInterrupt):  # c000, c001 are new: scored and committed, then the stop
+        run_batch(read_inputs(folder), out, engine, batch_size=2, commit_every=2)
+    monkeypatch.undo()
+    assert pq.read_table(out / "creatives").num_rows == 5
+    with (out / "errors.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["creative_id"] for r in rows] == ["c004"] and "not a recognised image" in rows[0]["error"]
+    summary = run_batch(read_inputs(folder), out, engine)  # the rerun retries it: still failing, listed once
+    assert (summary.scored, summary.skipped, summary.failed) == (0, 5, 1)
+    assert pq.read_table(out / "errors.parquet").column("creative_id").to_pylist() == ["c004"]
+    (folder / "c004.png").unlink()  # no longer an input: a finished run no longer lists it
+    assert run_batch(read_inputs(folder), out, engine).failed == 0
+    assert pq.read_table(out / "errors.parquet").num_rows == 0
+
+
 def test_maps_and_reports_when_asked(folder, tmp_path, engine):
     out = tmp_path / "out"
     run_batch(read_inputs(folder)[:2], out, engine, BatchOptions(maps=True, reports=True, html=False))
