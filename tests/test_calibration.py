@@ -388,6 +388,22 @@ def test_cvr_uses_conversions_over_clicks_and_skips_unknown_conversions():
         analyse(data, Settings(score="cta_share", window_days=28))
 
 
+def test_cvr_with_min_clicks_0_leaves_out_creatives_without_clicks(tmp_path, capsys):
+    # a creative with no clicks has no conversion rate (0/0): it must not enter the ranks, bins or scatter as NaN
+    predictions = [{"creative_id": f"c{i}", "vertical": "v", "format": "f", "tags": [], "model": "m",
+                    "graph_sha256": "g", "precision": "fp32", "scores": {"conversion_share": i / 30}}
+                   for i in range(30)]
+    rows = [(f"c{i}", date.fromordinal(DAY0 + d), 2000, 0 if i < 5 else 40, 0 if i < 5 else i % 7)
+            for i in range(30) for d in range(28)]
+    with np.errstate(all="raise"):  # no 0/0 anywhere
+        doc = analyse(build_data(predictions, rows, ()), Settings(metric="cvr", min_clicks=0, bootstrap=100))
+    segment = doc["segments"][0]
+    assert segment["windows"][-1]["creatives_with_outcomes"] == 25
+    assert segment["windows"][-1]["scores"]["conversion_share"]["n"] == 25
+    assert all(np.isfinite(point[1]) for point in segment["scatter"]["recent"]["points"])
+    assert all(np.isfinite(row["rate"]) for row in segment["deciles"])
+
+
 def test_numbers_do_not_depend_on_the_order_the_store_returns_creatives_in():
     # PostgreSQL orders ids by the database's collation, SQLite by code point: the bootstrap's draws and the split
     # of tied scores between decile bins must follow the creatives, not their order

@@ -144,7 +144,7 @@ def window_ends(first: int, last: int, settings: Settings) -> list[int]:
 
 def window_totals(data: Data, start: int, end: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per creative over days ``[start, end]``: outcome numerator, denominator, and whether it is eligible (enough
-    impressions, and clicks for cvr; no unknown conversions in the window for cvr)."""
+    impressions, and for cvr enough clicks, at least one, and no unknown conversions in the window)."""
     mask = (data.day >= start) & (data.day <= end)
     n = len(data.ids)
     c = data.creative[mask]
@@ -155,7 +155,9 @@ def window_totals(data: Data, start: int, end: int, settings: Settings) -> tuple
     conv = data.counts["conversions"][mask]
     unknown = np.bincount(c, conv < 0, minlength=n) > 0
     conversions = np.bincount(c, np.maximum(conv, 0), minlength=n)
-    return conversions, clicks, (impressions >= settings.min_impressions) & (clicks >= settings.min_clicks) & ~unknown
+    # clicks > 0 whatever min_clicks: without clicks there is no conversion rate (0/0), only NaN in the ranks
+    enough = (impressions >= settings.min_impressions) & (clicks >= max(settings.min_clicks, 1))
+    return conversions, clicks, enough & ~unknown
 
 
 def _iso(day: int) -> str:
