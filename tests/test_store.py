@@ -137,6 +137,26 @@ def test_unreachable_postgres_is_one_clear_error():
         Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
 
 
+def test_a_postgres_port_that_never_answers_is_an_error_not_a_hang(monkeypatch):
+    # a firewall, proxy or other service that accepts the connection and says nothing: libpq waits forever
+    # unless told otherwise
+    import socket
+
+    from foveal.store import database
+
+    monkeypatch.setattr(database, "CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.monotonic()
+        with pytest.raises(FovealError, match="cannot open the database .*timeout"):
+            Store(f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/none")
+        monkeypatch.setattr(database, "CONNECT_TIMEOUT_S", 3600)  # the URL's own limit wins
+        with pytest.raises(FovealError, match="cannot open the database .*timeout"):
+            Store(f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/none?connect_timeout=2")
+        assert time.monotonic() - start < 30
+
+
 def test_record_stores_provenance_elements_and_creative_scores(store_url):
     scores, provenance = scored(1)
     with Store(store_url) as store:

@@ -15,6 +15,9 @@ from ..errors import FovealError, InputError
 
 #: How long a writer waits for another process's transaction before giving up (SQLite busy timeout).
 BUSY_TIMEOUT_S = 60.0
+#: How long connecting to a PostgreSQL server may take: libpq would wait forever on a port that accepts the
+#: connection and never answers (a firewall, a proxy, another service).
+CONNECT_TIMEOUT_S = 30
 
 
 def describe(url: sa.URL) -> str:
@@ -64,7 +67,8 @@ def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        timeout = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}  # the URL's wins
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
     except NoSuchModuleError as exc:
         raise FovealError(f"database {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
 
