@@ -18,6 +18,7 @@ from foveal.cli import main
 from foveal.errors import FovealError, InputError
 from foveal.store import SCHEMA_VERSION, Store
 from foveal.store import schema as s
+from foveal.store.outcomes import read_outcomes
 
 from tests.store_fixtures import scored
 
@@ -331,6 +332,16 @@ def test_parquet_counts_over_64_bits_and_boolean_counts_are_rejected(tmp_path):
                                              r".*row 2: conversions True is a boolean, not a count"):
             store.import_outcomes(tmp_path / "o.parquet")
         assert store.counts()["outcomes"] == 0
+
+
+def test_unnamed_columns_of_a_spreadsheet_export_are_ignored_like_other_extra_columns(tmp_path):
+    # Excel and Sheets export the empty columns right of the data as ",,": several columns named ""
+    path = _write(tmp_path / "export.csv", "creative_id,date,impressions,clicks,,,notes\n"
+                  "a,2024-03-01,10,1,,,x\nb,2024-03-01,20,2,,,\n")
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        assert store.import_outcomes(path).inserted == 2
+    with pytest.raises(InputError, match=r"the header repeats a column name \(clicks\)"):
+        read_outcomes(_write(tmp_path / "twice.csv", "creative_id,date,impressions,clicks,clicks\n"), {})
 
 
 def test_outcomes_file_that_is_a_pipe_or_folder_is_refused(tmp_path):

@@ -112,8 +112,11 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
                          f"({', '.join(REQUIRED)}, ...)") from None
     except csv.Error as exc:
         raise InputError(f"{path}: line 1: {_csv_problem(exc)}") from None
-    if len(set(header)) != len(header):
-        raise InputError(f"{path}: the header repeats a column name ({', '.join(header)})")
+    # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
+    repeated = sorted({h for h in header if h and header.count(h) > 1})
+    if repeated:
+        raise InputError(f"{path}: the header repeats a column name ({', '.join(repeated)}); give each column its "
+                         "own name")
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
         try:
