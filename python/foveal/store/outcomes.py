@@ -112,6 +112,11 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
                          f"({', '.join(REQUIRED)}, ...)") from None
     except csv.Error as exc:
         raise InputError(f"{path}: line 1: {_csv_problem(exc)}") from None
+    separators = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
+    other = [name for sep, name in separators.items() if len(header) == 1 and sep in header[0]]
+    if other:  # the usual export of a spreadsheet set to a European locale
+        raise InputError(f"{path}: the header is one column, {header[0]!r}: the file looks separated by {other[0]}; "
+                         "foveal reads comma-separated CSV: export the file with commas")
     # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
     repeated = sorted({h for h in header if h and header.count(h) > 1})
     if repeated:
