@@ -348,6 +348,20 @@ def test_unnamed_columns_of_a_spreadsheet_export_are_ignored_like_other_extra_co
         read_outcomes(_write(tmp_path / "twice.csv", "creative_id,date,impressions,clicks,clicks\n"), {})
 
 
+def test_an_outcomes_file_not_in_utf8_says_to_save_it_as_utf8(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("creative_id,date,impressions,clicks\ncafé,2024-03-01,10,1\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1.csv: line 2 is not UTF-8 text \(byte 0xe9\); save the file as "
+                                         r"CSV UTF-8 and import again$"):
+        read_outcomes(path, {})
+    path.write_bytes("creative_id,date,impressions,clicks\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"line 1 is not UTF-8 text \(byte 0xff\)"):
+        read_outcomes(path, {})
+    path.write_bytes(b"\xef\xbb\xbfcreative_id,date,impressions,clicks\na,2024-03-01,10,1\n\x93b\x94,2024-03-01,1,1\n")
+    with pytest.raises(InputError, match=r"line 3 is not UTF-8 text \(byte 0x93\)"):  # a BOM, then Windows-1252
+        read_outcomes(path, {})
+
+
 def test_outcomes_file_that_is_a_pipe_or_folder_is_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.csv")
     (tmp_path / "folder.csv").mkdir()

@@ -101,9 +101,16 @@ def _line_number(message: str) -> int:
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel writes a byte-order mark
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read as UTF-8 text ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")  # Excel writes a byte-order mark
+    except UnicodeDecodeError as exc:  # Excel's plain "CSV" is the system's code page (Latin-1, Windows-1252...)
+        read = exc.object  # after a byte-order mark, which exc.start does not count
+        line = read.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}: line {line} is not UTF-8 text (byte 0x{read[exc.start]:02x}); save the file as "
+                         "CSV UTF-8 and import again") from None
     reader = csv.reader(text.splitlines(keepends=True))
     try:
         header = [h.strip() for h in next(reader)]
