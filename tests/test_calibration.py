@@ -328,6 +328,8 @@ def test_calibrate_errors(tmp_path, capsys):
     assert "error: by colour: segment by distinct fields" in capsys.readouterr().err
     assert main(["calibrate", "--db", url, "--window", "0d", "-o", str(tmp_path / "o")]) == 1
     capsys.readouterr()
+    assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o.csv")]) == 1  # before any work
+    assert f"error: -o {tmp_path / 'o.csv'}: exists and is not a folder; name a folder" in capsys.readouterr().err
     for option, message in [(["--pass-percentile", "0"], "error: pass_percentile must be in (0, 100], got 0"),
                             (["--pass-percentile", "150"], "error: pass_percentile must be in (0, 100], got 150"),
                             (["--seed", "-1"], "error: seed must be a whole number >= 0, got -1"),

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import InputError
+from . import check_out_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring.norms import load_norms
     from ..store import Store
 
+    check_out_folder(args.out)  # before the analysis, which may take minutes
     if args.bootstrap < 100:
         raise InputError(f"--bootstrap {args.bootstrap}: use at least 100 resamples for a 95% interval")
     settings = Settings(by=tuple(f.strip() for f in args.by.split(",") if f.strip()), window_days=parse_days(
