@@ -63,6 +63,8 @@ def test_benjamini_hochberg_and_fisher_test():
     z, pv = fisher_drop_test(0.6, 80, 0.0, 80)
     assert z > 3 and pv < 1e-3
     assert fisher_drop_test(0.3, 50, 0.5, 50)[1] > 0.5  # a rise is not a drop
+    z, pv = fisher_drop_test(0.99, 40, -0.15, 40)  # a collapse: p far below 1e-16, not rounded to 0
+    assert z > 10 and pv == pytest.approx(ss.norm.sf(z), rel=1e-9) and pv > 0
 
 
 def _flags(doc) -> np.ndarray:

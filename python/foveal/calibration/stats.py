@@ -152,7 +152,7 @@ def fisher_drop_test(r_ref: float, n_ref: int, r_new: float, n_new: int) -> tupl
     clip = 0.999999
     z_ref, z_new = math.atanh(max(-clip, min(clip, r_ref))), math.atanh(max(-clip, min(clip, r_new)))
     stat = (z_ref - z_new) / math.sqrt(var(r_ref, n_ref) + var(r_new, n_new))
-    return stat, float(1.0 - ndtr(stat))
+    return stat, float(ndtr(-stat))  # not 1 - ndtr(stat): that rounds every p below 1e-16 to 0
 
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
