@@ -78,6 +78,8 @@ def test_foreign_database_is_refused(tmp_path):
 
 @pytest.mark.parametrize("url, message", [
     ("mysql://u@h/db", "^database mysql://u@h/db: foveal stores live in SQLite or PostgreSQL"),
+    ("postgres://u:pw@h/db", r"^database postgres://u:\*\*\*@h/db: foveal stores live in SQLite or PostgreSQL, not "
+                             r"'postgres'; use sqlite:///FILE.db or postgresql\+psycopg://USER@HOST/DB$"),
     ("sqlite://", "^an in-memory SQLite database"), ("sqlite:////no/such/folder/x.db", "does not exist"),
     ("a b://x", "^'a b://x' is not a database URL; use sqlite:///FILE.db"),
     ("postgresql://u@h:54x2/db", "is not a database URL"),

@@ -37,7 +37,7 @@ def parse_url(text: str) -> sa.URL:
                          "postgresql+psycopg://USER@HOST/DB") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise InputError(f"database {describe(url)}: foveal stores live in SQLite or PostgreSQL, not "
-                         f"{url.get_backend_name()!r}")
+                         f"{url.get_backend_name()!r}; use sqlite:///FILE.db or postgresql+psycopg://USER@HOST/DB")
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise InputError("an in-memory SQLite database would vanish on exit; name a file, "
                          "e.g. sqlite:///foveal.db")
