@@ -260,6 +260,19 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
     assert (tmp_path / "norms.json").read_text() == before
 
 
+def test_calibrate_never_writes_over_its_own_store(tmp_path, capsys):
+    # a store file that happens to bear an output's name, in the output folder
+    out = tmp_path / "cal"
+    out.mkdir()
+    store = out / "calibration.json"
+    outcomes = _campaign_store(f"sqlite:///{store}", tmp_path)
+    assert main(["outcomes", "import", str(outcomes), "--db", str(store), "-q"]) == 0
+    before = store.read_bytes()
+    assert main(["calibrate", "--db", str(store), "--bootstrap", "100", "-o", str(out), "-q"]) == 1
+    assert "it is one of this run's inputs" in capsys.readouterr().err
+    assert store.read_bytes() == before
+
+
 @pytest.mark.parametrize("metric", ["ctr", "cvr"])
 def test_sqlite_and_postgresql_stores_give_the_same_calibration(metric, postgres_server, tmp_path):
     import uuid

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
 from ..errors import InputError
+from ..fileio import note_input
 from ..scoring.scores import CreativeScores
 from . import schema as s
 from .database import connect_error, create_engine, describe, parse_url
@@ -54,6 +55,8 @@ class Store:
         except BaseException:
             self.engine.dispose()
             raise
+        if self.url.get_backend_name() == "sqlite":  # no output of the running command may replace the store
+            note_input(Path(self.url.database).expanduser())
 
     def __repr__(self) -> str:
         return f"Store({describe(self.url)!r})"
