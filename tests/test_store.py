@@ -267,8 +267,11 @@ BAD_FILES = {
     "field_too_long": ("creative_id,date,impressions,clicks\na,2024-03-01,10," + "1" * 140_000 + "\n",
                        r"line 2: not a valid CSV row \(field larger than field limit.*check that every quoted field "
                        r"is closed"),
-    "open_quote": ('creative_id,date,impressions,clicks\na,2024-03-01,10,"1\n' + "b,2024-03-01,10,1\n" * 20_000,
-                   r"line \d+: not a valid CSV row"),
+    "open_quote": ('creative_id,date,impressions,clicks\nb,2024-03-01,10,1\na,2024-03-01,10,"1\n'
+                   + "b,2024-03-02,10,1\n" * 20_000, r"line 3: not a valid CSV row"),  # where the quote opens
+    "quoted_line_breaks": ('creative_id,date,impressions,clicks\n"a\nb",2024-03-01,10,1\n"a",2024-03-01,"1\n0",1\n'
+                           "a,2024-03-01,5,6\n", r"line 2: unknown creative_id 'a\\nb'; line 4: impressions '1\\n0' "
+                           "is not a number; line 6: clicks 6 > impressions 5"),  # a row's line is its first
 }
 
 

@@ -131,16 +131,20 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
                          "own name")
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        # A row is reported at the line it starts on: line_num is where it ends, later when a quoted field holds
+        # line breaks, and at the end of the file when a quote is never closed.
+        start = reader.line_num + 1
         try:
             for cells in reader:
+                line, start = start, reader.line_num + 1
                 if not any(c.strip() for c in cells):
                     continue
                 if len(cells) != len(header):
-                    yield reader.line_num, {"__width__": f"{len(cells)} cells, the header has {len(header)}"}
+                    yield line, {"__width__": f"{len(cells)} cells, the header has {len(header)}"}
                     continue
-                yield reader.line_num, dict(zip(header, cells))
+                yield line, dict(zip(header, cells))
         except csv.Error as exc:
-            raise InputError(f"{path}: line {reader.line_num}: {_csv_problem(exc)}") from None
+            raise InputError(f"{path}: line {start}: {_csv_problem(exc)}") from None
     return header, records(), "line"
 
 
