@@ -367,6 +367,17 @@ def test_an_outcomes_file_not_in_utf8_says_to_save_it_as_utf8(tmp_path):
         read_outcomes(path, {})
 
 
+def test_a_mapped_column_is_read_instead_of_one_that_bears_the_fields_name(tmp_path):
+    # the export has both; --map says which one is meant, whatever their order
+    for header, row in (("creative_id,date,impressions,Clicks,clicks", "a,2024-03-01,100,7,1"),
+                        ("clicks,creative_id,date,impressions,Clicks", "1,a,2024-03-01,100,7")):
+        rows, errors = read_outcomes(_write(tmp_path / "both.csv", f"{header}\n{row}\n"), {"Clicks": "clicks"})
+        assert not errors and rows[0]["clicks"] == 7
+    rows, errors = read_outcomes(_write(tmp_path / "ids.csv", "Ad,creative_id,date,impressions,clicks\n"
+                                        "a,internal-9,2024-03-01,100,7\n"), {"Ad": "creative_id"})
+    assert not errors and rows[0]["creative_id"] == "a"
+
+
 def test_outcomes_file_that_is_a_pipe_or_folder_is_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.csv")
     (tmp_path / "folder.csv").mkdir()

@@ -57,7 +57,9 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     if missing_columns:
         raise InputError(f"{path}: the mapping names column(s) {', '.join(missing_columns)} that the file lacks "
                          f"(it has: {', '.join(columns)})")
-    rename = {c: mapping.get(c, c) for c in columns}
+    # A column mapped onto a field is read instead of one that bears the field's name: the mapping says which is
+    # meant (otherwise the later of the two in the file would win, silently).
+    rename = {c: mapping[c] if c in mapping else None if c in mapping.values() else c for c in columns}
     lacking = [f for f in REQUIRED if f not in rename.values()]
     if lacking:
         raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {', '.join(columns)}); "
