@@ -304,6 +304,15 @@ def test_all_errors_are_listed_in_line_order(tmp_path):
     assert "\n" not in message
 
 
+def test_a_parquet_file_that_repeats_a_column_name_is_refused_by_name(tmp_path):
+    table = pa.Table.from_arrays([pa.array(["a"]), pa.array([date(2024, 3, 1)]), pa.array([100]), pa.array([1]),
+                                  pa.array([50])], names=["creative_id", "date", "impressions", "clicks", "clicks"])
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(InputError, match=r"twice.parquet: the file repeats a column name \(clicks\); give each "
+                                         r"column its own name$"):
+        read_outcomes(tmp_path / "twice.parquet", {})
+
+
 def test_bad_parquet_row_numbers_and_damaged_file(tmp_path):
     pq.write_table(pa.table({"creative_id": ["a", "a"], "date": ["2024-03-01", "x"], "impressions": [1, 2],
                              "clicks": [0, 1]}), tmp_path / "o.parquet")
@@ -349,7 +358,7 @@ def test_unnamed_columns_of_a_spreadsheet_export_are_ignored_like_other_extra_co
                   "a,2024-03-01,10,1,,,x\nb,2024-03-01,20,2,,,\n")
     with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
         assert store.import_outcomes(path).inserted == 2
-    with pytest.raises(InputError, match=r"the header repeats a column name \(clicks\)"):
+    with pytest.raises(InputError, match=r"the file repeats a column name \(clicks\)"):
         read_outcomes(_write(tmp_path / "twice.csv", "creative_id,date,impressions,clicks,clicks\n"), {})
 
 

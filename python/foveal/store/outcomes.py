@@ -53,6 +53,11 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
         columns, records, unit = _read_parquet(path)
     else:
         raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
+    # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
+    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if repeated:  # each row is read as a dict: the later column would win, silently
+        raise InputError(f"{path}: the file repeats a column name ({', '.join(repeated)}); give each column its own "
+                         "name")
     missing_columns = [c for c in mapping if c not in columns]
     if missing_columns:
         raise InputError(f"{path}: the mapping names column(s) {', '.join(missing_columns)} that the file lacks "
@@ -126,11 +131,6 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
     if other:  # the usual export of a spreadsheet set to a European locale
         raise InputError(f"{path}: the header is one column, {header[0]!r}: the file looks separated by {other[0]}; "
                          "foveal reads comma-separated CSV: export the file with commas")
-    # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
-    repeated = sorted({h for h in header if h and header.count(h) > 1})
-    if repeated:
-        raise InputError(f"{path}: the header repeats a column name ({', '.join(repeated)}); give each column its "
-                         "own name")
 
     def records() -> Iterator[tuple[int, dict[str, Any]]]:
         # A row is reported at the line it starts on: line_num is where it ends, later when a quoted field holds
@@ -161,9 +161,10 @@ def _read_parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, 
     except ImportError:
         raise InputError(f"{path}: reading Parquet needs pyarrow (pip install 'foveal[store]')") from None
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()  # not read_table: it refuses repeated column names with a schema dump
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
     columns = table.column_names
     data = table.to_pylist()
     return columns, ((i + 1, r) for i, r in enumerate(data)), "row"
