@@ -976,3 +976,15 @@ def test_a_batcher_built_directly_refuses_what_it_cannot_run_on(kwargs, message)
 
     with pytest.raises(InputError, match=re.escape(message)):
         Batcher(object(), **kwargs)
+
+
+def test_a_queue_too_small_for_a_compare_is_refused_at_startup(capsys):
+    """With a queue of one image every /v1/compare was answered 503 "retry after a moment", which never works."""
+    from foveal.cli import main
+    from foveal.errors import InputError
+
+    with pytest.raises(InputError, match="max_queue must be at least 2, got 1: /v1/compare queues its two images"):
+        ServeConfig(max_queue=1)
+    assert main(["serve", "--port", "0", "--max-queue", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == "foveal: error: --max-queue 1: use at least 2; a compare queues its two images together\n"

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         from ..serve import ServeConfig, serve
+        from ..serve.app import MIN_QUEUE
         from ..serve.server import check_listen
     except ImportError as exc:
         raise FovealError(f"foveal serve needs the serve extra ({exc.name} is missing): "
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             and 0 < args.timeout_ms < math.inf and 0 < args.header_timeout_s < math.inf):  # NaN fails each
         raise InputError("--max-wait-ms must be a finite number >= 0; --max-body-mb, --max-pixels, --timeout-ms "
                          "and --header-timeout-s finite numbers > 0")
+    if args.max_queue < MIN_QUEUE:
+        raise InputError(f"--max-queue {args.max_queue}: use at least {MIN_QUEUE}; a compare queues its two images "
+                         "together")
     if args.api_keys is not None and not args.api_keys.is_file():
         raise InputError(f"--api-keys: file not found: {args.api_keys}")
     config = ServeConfig(model=args.model, device=args.device, precision=args.precision, max_batch=args.max_batch,

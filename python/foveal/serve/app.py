@@ -65,6 +65,8 @@ log = logging.getLogger("foveal.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/v1/norms", "/healthz", "/readyz",
           "/metrics", "/", "/v1/detect")
+#: The smallest queue every route can use: /v1/compare queues two images at once.
+MIN_QUEUE = 2
 #: Most positions one /v1/whatif search may try (each is a full prediction).
 MAX_SEARCH_POSITIONS = 400
 
@@ -100,6 +102,9 @@ class ServeConfig:
         # Checked here, for every caller (FastAPI mounts included), before a model loads.
         for name in ("max_batch", "max_queue", "max_body_bytes", "max_pixels"):
             whole(name, getattr(self, name))
+        if self.max_queue < MIN_QUEUE:
+            raise InputError(f"max_queue must be at least {MIN_QUEUE}, got {self.max_queue}: /v1/compare queues its "
+                             "two images together, and a queue of one would refuse every compare")
         finite("max_wait_ms", self.max_wait_ms, zero=True)
         finite("request_timeout_s", self.request_timeout_s, zero=False)
 
