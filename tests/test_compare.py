@@ -142,6 +142,15 @@ def test_mass_moving_from_a_distractor_to_the_cta_is_better():
     assert compare_scores(b, a).verdict == "worse"
 
 
+def test_compare_scores_refuses_what_is_not_scores():
+    """compare_scores(a, None) was an AttributeError traceback."""
+    a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS)
+    with pytest.raises(InputError, match="compare_scores: b must be CreativeScores .* got NoneType"):
+        compare_scores(a, None)
+    with pytest.raises(InputError, match="compare_scores: a must be CreativeScores .* got dict"):
+        compare_scores({}, a)
+
+
 def test_unmatched_elements_are_listed_and_kind_changes_noted():
     a_elems = ELEMENTS[:2]
     b_elems = (Element("cta", "headline", (60, 60, 20, 20)), Element("logo", "logo", (60, 0, 20, 10)))

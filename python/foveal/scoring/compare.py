@@ -171,6 +171,10 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
     Creatives of different formats (:func:`same_format`) are refused (InputError) unless
     ``allow_format_mismatch``, which qualifies the summary and adds a note.
     """
+    for label, scores in (("a", a), ("b", b)):
+        if not isinstance(scores, CreativeScores):
+            raise InputError(f"compare_scores: {label} must be CreativeScores (what score_creative returns), got "
+                             f"{type(scores).__name__}")
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
     deltas, notes = [], []
