@@ -160,6 +160,33 @@ def test_bad_tables_refused(tmp_path, text, message):
         read_inputs(tmp_path / "t.csv")
 
 
+def test_hidden_files_in_a_folder_are_not_creatives(tmp_path):
+    """macOS leaves a ._NAME file beside each file copied to a foreign disk: its '._c000' could not be a creative
+    id, and one refused the whole batch."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "c000.png")
+    (tmp_path / "._c000.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    (tmp_path / ".hidden.jpg").write_bytes(b"")
+    assert [item.creative_id for item in read_inputs(tmp_path)] == ["c000"]
+
+
+def test_a_file_name_that_cannot_be_an_id_is_named_with_what_to_do(tmp_path):
+    """It said "creative_id 'a\\tb' cannot name a file", about an id the user never gave."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a\tb.png")
+    with pytest.raises(InputError, match=r"a\tb\.png: the file's name 'a\\tb' cannot serve as a creative id .*: "
+                                         "rename the file or move it out of the batch"):
+        read_inputs(tmp_path)
+
+
+def test_a_list_file_sharing_an_id_is_not_told_of_a_column_it_cannot_have(tmp_path):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / sub / "dup.png")
+    (tmp_path / "list.txt").write_text("x/dup.png\ny/dup.png\n")
+    with pytest.raises(InputError, match="share the creative id 'dup'; their rows, reports and maps would collide: "
+                                         "rename one$"):
+        read_inputs(tmp_path / "list.txt")
+
+
 def test_table_units_cell_left_empty_means_pixels(tmp_path):
     """A long table mixing pixel and relative creatives leaves ``units`` empty on pixel rows (a CSV has no null),
     as an element CSV may: the empty cell is the default, pixels."""

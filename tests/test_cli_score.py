@@ -136,7 +136,7 @@ def test_norms_of_another_precision_refused_and_the_graph_recorded(tmp_path, nor
 
 
 @pytest.mark.parametrize("setup, argv, text", [
-    (None, ["missing.png", "--elements", ELEMENTS], "image not found"),
+    (None, ["missing.png", "--elements", ELEMENTS], "missing.png: not found (give an image, a folder of images"),
     ('[{"name": "cta", "kind": "cta", "box": [590, 0, 20, 20]}]', ["IMG", "--elements", "EL"], "outside"),
     ('[{"name": "cta", "kind": "button", "box": [0, 0, 20, 20]}]', ["IMG", "--elements", "EL"], "'kind'"),
     ('{"elements": [', ["IMG", "--elements", "EL"], "malformed JSON"),

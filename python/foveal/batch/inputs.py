@@ -69,12 +69,12 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
                 raise
             raise InputError(f"{exc}; subfolders are not searched: give a list file (.txt, one image path a line) "
                              "or a table (.parquet/.csv) naming the images in them") from None
-        return _unique(_from_paths(images), source)
+        return _unique(_from_paths(images), source, named_by_file=True)
     if not source.is_file():
         raise InputError(f"{source}: not found (give a folder, a list file .txt, or a table .parquet/.csv)")
     suffix = source.suffix.lower()
     if suffix in LIST_SUFFIXES:
-        return _unique(_from_paths(_read_list(source)), source)
+        return _unique(_from_paths(_read_list(source)), source, named_by_file=True)
     if suffix in TABLE_SUFFIXES:
         return _unique(_from_table(source), source)
     raise InputError(f"{source}: a batch is a folder, a list file ({', '.join(sorted(LIST_SUFFIXES))}) or a table "
@@ -84,11 +84,13 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name; names (stems) must be unique.
 
-    A link to no file is listed too: the image it stood for fails as "not found" instead of vanishing unreported.
+    Hidden files (a leading dot) are not listed, as a file browser does not show them: macOS leaves a ``._NAME``
+    metadata file beside every file copied to a foreign disk, with the image's suffix and no image inside. A link
+    to no file is listed: the image it stood for fails as "not found" instead of vanishing unreported.
     """
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
                     and (p.is_file() or (p.is_symlink() and not p.exists())))
     if not images:
         raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -108,18 +110,28 @@ def _from_paths(paths: Iterable[Path]) -> list[BatchItem]:
     return [BatchItem(p.stem, str(p.absolute())) for p in paths]
 
 
-def _unique(items: list[BatchItem], source: Path) -> list[BatchItem]:
+def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False) -> list[BatchItem]:
+    """``items``, checked: valid and unique creative ids.  ``named_by_file``: the ids are the images' file names
+    (a folder or a list file), so a bad or shared one is the file's to rename."""
     if not items:
         raise InputError(f"{source}: no creatives listed")
     seen: dict[str, BatchItem] = {}
     for item in items:
-        check_creative_id(item.creative_id, str(source))
+        if named_by_file:
+            try:
+                check_creative_id(item.creative_id, str(source))
+            except InputError:
+                raise InputError(f"{item.image}: the file's name {item.creative_id!r} cannot serve as a creative id "
+                                 "(1-200 characters, no control characters or leading dot): rename the file or "
+                                 "move it out of the batch") from None
+        else:
+            check_creative_id(item.creative_id, str(source))
         if item == seen.get(item.creative_id):
             raise InputError(f"{source}: {item.image} is listed twice; list each creative once")
         if item.creative_id in seen:
             raise InputError(f"{source}: {seen[item.creative_id].image} and {item.image} share the creative id "
                              f"{item.creative_id!r}; their rows, reports and maps would collide: rename one"
-                             f"{' or give a creative_id column' if source.is_file() else ''}")
+                             f"{'' if named_by_file else ' or give a creative_id column'}")
         seen[item.creative_id] = item
     return items
 

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise InputError(f"{flag} is for a batch (folder, list file or table); for one image use --elements FILE")
     if not args.image.is_file():
-        raise InputError(f"image not found: {args.image}")
+        raise InputError(f"{args.image}: not found (give an image, a folder of images, a list file .txt or a table "
+                         ".parquet/.csv)")
     elements = args.elements or find_element_file(args.image, args.image.parent)
     engine = make_engine(args)
     scorer = Scorer(engine, replace(options, html=not args.no_report))
