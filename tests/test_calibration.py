@@ -258,6 +258,12 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
             kind_pass = proposed.pass_percentiles["80x60"]["cta"]
             assert kind_pass == name["thresholds"]["cta"]["after"]["pass_percentile"]
     assert (tmp_path / "norms.json").read_text() == before
+    # a rerun into the folder removes the proposals it no longer makes: adopting one would apply a stale threshold
+    stale = out / "proposed_norms" / "vertical-travel.json"
+    stale.write_text((out / segs["vertical=retail"]["proposed_norms"]).read_text())
+    assert main(["calibrate", "--db", store_url, "--by", "vertical", "--window", "4w", "--step", "28d",
+                 "--bootstrap", "200", "--norms", str(tmp_path / "norms.json"), "-o", str(out), "-q"]) == 0
+    assert not stale.exists() and (out / segs["vertical=retail"]["proposed_norms"]).is_file()
 
 
 def test_calibrate_never_writes_over_its_own_store(tmp_path, capsys):

@@ -16,6 +16,10 @@ from .analysis import Data, Settings, analyse, build_data, window_totals
 from .thresholds import creative_percentiles, propose, proposed_norms
 
 
+#: Where proposed norms files go, inside the output folder.
+PROPOSALS_DIR = "proposed_norms"
+
+
 @dataclass
 class Calibration:
     """The ``calibration.json`` document and the proposed norms files (segment slug → norms dict)."""
@@ -83,13 +87,17 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
                 for fmt in sorted({f for f, h in zip(formats, have) if h}):
                     passes.setdefault(fmt, {})[kind] = proposal["after"]["pass_percentile"]
         if passes:
-            name = f"proposed_norms/{seg['slug']}.json"
+            name = f"{PROPOSALS_DIR}/{seg['slug']}.json"
             seg["proposed_norms"] = name
             result.proposals[name] = proposed_norms(norms, passes)
 
 
 def write_calibration(out: Path, result: Calibration) -> list[Path]:
-    """Write the run's files into ``out`` (atomically, each); return their paths."""
+    """Write the run's files into ``out`` (atomically, each); return their paths.
+
+    Proposals an earlier run left in ``out/proposed_norms/`` that this run does not make are removed, once
+    ``calibration.json`` (which names the current ones) is written: adopting one would apply an outdated threshold.
+    """
     from .report import render_html
 
     written = []
@@ -98,4 +106,8 @@ def write_calibration(out: Path, result: Calibration) -> list[Path]:
         written.append(out / name)
     write_json(out / "calibration.json", result.document)
     write_text(out / "calibration.html", render_html(result.document))
+    folder = out / PROPOSALS_DIR
+    if folder.is_dir():
+        for stale in sorted(set(folder.glob("*.json")) - set(written)):
+            stale.unlink(missing_ok=True)
     return [out / "calibration.json", out / "calibration.html", *written]
