@@ -101,3 +101,18 @@ def test_box_stats_batch_takes_host_maps(smap):
     assert box_stats_batch([], []) == []
     with pytest.raises(InputError, match="box_stats_batch: maps must be SaliencyMaps .* got ndarray"):
         box_stats_batch([smap.prob], [[0, 0, 1, 1]])
+
+
+@pytest.mark.parametrize("boxes", [[True, 0, 5, 5], [[0, 0, 5, 5], [0, np.True_, 5, 5]], ((1, 1, False, 4),)])
+def test_a_bool_among_box_numbers_is_refused_like_an_element_files(smap, boxes):
+    """NumPy turned [True, 0, 5, 5] into integers, so the API measured a box an element file refuses."""
+    with pytest.raises(InputError, match="box coordinates must be real numbers, got a bool"):
+        smap.box_stats(boxes)
+
+
+def test_a_bool_batch_size_is_refused():
+    from foveal.engine import checked_batch_size
+
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got True"):
+        checked_batch_size(True)
+    assert checked_batch_size(np.int64(3)) == 3

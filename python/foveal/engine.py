@@ -331,6 +331,8 @@ def image_list(images: Any) -> list[Any]:
 
 def checked_batch_size(value: Any) -> int:
     try:
+        if isinstance(value, (bool, np.bool_)):  # operator.index takes True as 1
+            raise TypeError
         size = operator.index(value)
     except TypeError:
         raise InputError(f"batch_size must be an integer >= 1, got {value!r}") from None
