@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from foveal import SaliencyMap
+from foveal.errors import InputError
 from foveal.scoring.elements import Element
 from foveal.scoring.norms import Norms
 from foveal.scoring.recommend import recommend
@@ -96,9 +97,19 @@ def test_write_report_files_and_scores_only_mode(tmp_path):
 
 def test_nothing_written_when_rendering_fails(tmp_path):
     doc = document()
-    with pytest.raises(OSError, match="cannot write mode F"):  # float pixels cannot become a JPEG
+    with pytest.raises(InputError, match=r"write_report: image must be \(H, W, 3\) uint8 pixels, got float64"):
         write_report(tmp_path / "c", doc, np.zeros((H, W), np.float64), np.zeros((H, W), np.float64))
     assert not (tmp_path / "c").exists()
+
+
+def test_an_overlay_of_another_size_is_refused(tmp_path):
+    """It was written as is: a report whose overlay showed another image's size."""
+    image = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(InputError, match=f"the overlay is {W}x10 but the image {W}x{H}"):
+        write_report(tmp_path / "d", document(), image, image[:10])
+    with pytest.raises(InputError, match="doc must be a scores document"):
+        write_report(tmp_path / "d", {}, image, image)
+    assert not (tmp_path / "d").exists()
 
 
 def test_norms_without_the_format_say_so_in_words():

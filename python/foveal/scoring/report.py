@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import cpu
 from .._version import __version__
+from ..errors import InputError
 from ..fileio import PNG_COMPRESS_LEVEL, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
@@ -279,6 +280,17 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
     partial file behind.
     """
     out = Path(out_dir)
+    if html_report:
+        for name, pixels in (("image", image), ("overlay", overlay)):
+            if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8 and pixels.ndim == 3
+                    and pixels.shape[2] == 3):
+                got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+                raise InputError(f"write_report: {name} must be (H, W, 3) uint8 pixels, got {got}")
+        if overlay.shape != image.shape:
+            raise InputError(f"write_report: the overlay is {overlay.shape[1]}x{overlay.shape[0]} but the image "
+                             f"{image.shape[1]}x{image.shape[0]}; draw it with SaliencyMap.overlay(image)")
+    if not isinstance(doc, dict) or not isinstance(doc.get("creative"), dict):
+        raise InputError("write_report: doc must be a scores document (score_document's second result)")
     page = render_html(doc, image, overlay) if html_report else None
     if page is not None:
         save_png(out / "overlay.png", overlay)
