@@ -515,10 +515,12 @@ def test_deadline_exceeded(http):
     response = http.post("/v1/predict", content=EXAMPLE.read_bytes(),
                          headers={"Content-Type": "image/png", "X-Deadline-Ms": "1"})
     assert error_of(response) == (504, "deadline_exceeded")
-    for bad in ("soon", "0", "-1", "nan", "inf", "1e309", "1_000", "1e3", "0x10"):
-        assert error_of(http.post("/v1/predict", content=b"x", headers={"Content-Type": "image/png",
-                                                                        "X-Deadline-Ms": bad})) == \
-            (400, "invalid_input"), bad
+    for bad in ("soon", "0", "-1", "nan", "inf", "1e309", "1_000", "1e3", "0x10", "1000000000000"):
+        answer = http.post("/v1/predict", content=b"x", headers={"Content-Type": "image/png", "X-Deadline-Ms": bad})
+        assert error_of(answer) == (400, "invalid_input"), bad
+        # a positive number too large was told to be a positive number
+        assert answer.json()["error"]["message"].startswith("X-Deadline-Ms must be a positive number of "
+                                                            "milliseconds below 1e+12 such as 250")
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

@@ -215,6 +215,8 @@ async def _publish(exchange: MetricsExchange) -> None:
         await asyncio.sleep(exchange.period_s)
 
 
+#: Deadlines from this far on (about 31 years) are no deadline, and beyond what a monotonic clock adds exactly.
+MAX_DEADLINE_MS = 1e12
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
@@ -225,8 +227,9 @@ def _deadline(request: Request, state: _State) -> float:
         return time.monotonic() + state.config.request_timeout_s
     # Plain decimals only: float() would also take "1_000", "1e3" and "infinity".
     ms = float(raw) if _DECIMAL.fullmatch(raw) else 0.0
-    if not 0 < ms < 1e12:
-        raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds such as 250, got {raw!r}")
+    if not 0 < ms < MAX_DEADLINE_MS:
+        raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds below {MAX_DEADLINE_MS:.0e} such "
+                         f"as 250, got {raw!r}")
     return time.monotonic() + ms / 1000.0
 
 
