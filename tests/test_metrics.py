@@ -141,6 +141,64 @@ def test_fixation_pixels_floor_and_clip():
     assert row.tolist() == [0, 1, 1, 0, 1]
 
 
+# --- a 4x4 map against plain-loop references written from the published definitions ------------------------
+
+MAP4 = np.arange(16.0).reshape(4, 4)  # value 4 * row + col
+# Pixels (3, 3) = 15 twice (a repeat), (0, 0) = 0 on the border and (1, 2) = 6.
+FIX4_X, FIX4_Y = np.array([3.5, 3.99, 0.0, 2.9]), np.array([3.1, 3.5, 0.0, 1.5])
+DENS4 = np.abs(np.cos(np.arange(16.0))).reshape(4, 4)
+
+
+def _loop_refs(s, xs, ys, d):
+    """AUC-Judd, NSS, CC, KLD, SIM, IG (uniform baseline) as loops over pixels, MIT/pysaliency conventions."""
+    h, w = s.shape
+    fixated = [(int(y), int(x)) for x, y in zip(xs, ys)]
+    pos = [s[p] for p in fixated]
+    neg = [s[r, c] for r in range(h) for c in range(w) if (r, c) not in fixated]
+    roc = [(0.0, 0.0)] + [(sum(v >= t for v in neg) / len(neg), sum(v >= t for v in pos) / len(pos))
+                          for t in sorted(set(pos), reverse=True)] + [(1.0, 1.0)]
+    judd = sum((f1 - f0) * (t0 + t1) / 2 for (f0, t0), (f1, t1) in zip(roc, roc[1:]))
+    vals = s.ravel().tolist()
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
+    nss = sum((v - mean) / std for v in pos) / len(pos)
+    dv = d.ravel().tolist()
+    dm = sum(dv) / len(dv)
+    cc = sum((a - mean) * (b - dm) for a, b in zip(vals, dv)) / math.sqrt(
+        sum((a - mean) ** 2 for a in vals) * sum((b - dm) ** 2 for b in dv))
+    p = [v / sum(vals) for v in vals]
+    q = [v / sum(dv) for v in dv]
+    kld = sum(b * math.log(M.EPS + b / (a + M.EPS)) for a, b in zip(p, q))
+    sim = sum(min(a, b) for a, b in zip(p, q))
+    ig = sum(math.log2(M.EPS + p[r * w + c]) - math.log2(M.EPS + 1 / (h * w)) for r, c in fixated) / len(fixated)
+    return {"AUC-Judd": judd, "NSS": nss, "CC": cc, "KLD": kld, "SIM": sim, "IG": ig}
+
+
+def _foveal_values(s, xs, ys, d):
+    return {"AUC-Judd": M.auc_judd(s, xs, ys), "NSS": M.nss(s, xs, ys), "CC": M.cc(s, d), "KLD": M.kld(s, d),
+            "SIM": M.sim(s, d), "IG": M.information_gain(s, np.zeros(s.shape), xs, ys)}
+
+
+def test_4x4_by_hand_and_against_loops():
+    # Thresholds 15, 6, 0; the 13 unfixated pixels hold 1-5 and 7-14, 8 of them >= 6.
+    by_hand = 0.5 * 8 / 13 * (2 / 4 + 3 / 4) + 0.5 * 5 / 13 * (3 / 4 + 1)  # trapezoids (0, 2/4)-(8/13, 3/4)-(1, 1)
+    assert M.auc_judd(MAP4, FIX4_X, FIX4_Y) == pytest.approx(by_hand, abs=1e-15)
+    expected = _loop_refs(MAP4, FIX4_X, FIX4_Y, DENS4)
+    for name, value in _foveal_values(MAP4, FIX4_X, FIX4_Y, DENS4).items():
+        assert value == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-170, 1e170, 1e300])
+def test_metrics_do_not_depend_on_the_map_magnitude(scale):
+    """Squares of values beyond ~1e154 overflow and below ~1e-154 underflow; neither may change a score."""
+    expected = _loop_refs(MAP4, FIX4_X, FIX4_Y, DENS4)
+    for name, value in _foveal_values(MAP4 * scale, FIX4_X, FIX4_Y, DENS4).items():
+        assert value == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
+    assert M.cc(MAP4, DENS4 * scale) == pytest.approx(expected["CC"], rel=1e-12)
+    assert M.kld(MAP4, DENS4 * scale) == pytest.approx(expected["KLD"], rel=1e-12)
+    np.testing.assert_allclose(M.gaussian_blur(MAP4 * scale, 1.0), M.gaussian_blur(MAP4, 1.0), rtol=1e-12)
+
+
 # --- properties ------------------------------------------------------------------------------------------------
 
 # Integer-valued maps: an affine rescale then keeps every order and tie exactly, which the AUC check relies on.
@@ -302,7 +360,7 @@ def test_gaussian_blur_matches_scipy(seed):
 
 def test_gaussian_blur_edges():
     p = np.random.default_rng(0).random((7, 9))
-    np.testing.assert_array_equal(M.gaussian_blur(p, 0.0), p / p.sum())
+    np.testing.assert_allclose(M.gaussian_blur(p, 0.0), p / p.sum(), rtol=1e-15, atol=0)
     wide = M.gaussian_blur(p, 1e4)  # wider than the image: flat, no wrap-around
     assert wide.sum() == pytest.approx(1.0) and wide.min() >= 0 and np.ptp(wide) < 1e-3 * wide.max()
     for bad in (-1.0, np.nan, np.inf):

@@ -51,10 +51,18 @@ def _distribution(values: np.ndarray, name: str) -> np.ndarray:
     p = _map(values, name)
     if (p < 0).any():
         raise InputError(f"{name} has negative values (min {p.min():g}); KLD, SIM and IG need a non-negative map")
-    total = p.sum()
-    if not total > 0:
+    top = p.max()
+    if not top > 0:
         raise InputError(f"{name} sums to 0; KLD, SIM and IG need a map with some positive mass")
-    return p / total
+    p = p / top  # the sum of a map of values near 1e308 overflows to inf, which would zero every pixel
+    return p / p.sum()
+
+
+def _unit(s: np.ndarray) -> np.ndarray:
+    """``s`` divided by its largest magnitude: squared values beyond ~1e154 overflow and below ~1e-154 underflow,
+    which turned the std of such a map into inf or 0 (NSS 0 or NaN, CC 0 or inf) though both metrics are
+    scale-invariant."""
+    return s / np.abs(s).max()
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
@@ -167,6 +175,7 @@ def nss(saliency_map: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> float:
     # Constancy is tested exactly: the std of a constant map computed in floating point can be ~1e-17, not 0.
     if s.max() == s.min():
         return 0.0
+    s = _unit(s)
     return float(((s[row, col] - s.mean()) / s.std()).mean())
 
 
@@ -181,6 +190,8 @@ def cc(saliency_map: np.ndarray, density: np.ndarray) -> float:
     constant_a, constant_b = a.max() == a.min(), b.max() == b.min()
     if constant_a or constant_b:
         return 1.0 if constant_a and constant_b else 0.0
+    a = _unit(a)
+    b = _unit(b)
     a = a - a.mean()
     b = b - b.mean()
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
