@@ -413,6 +413,8 @@ def test_blurring_helps_cc_only_when_the_prediction_is_sharp():
     (lambda: M.auc_judd(np.ones((1, 2)), [0.5, 1.5], [0.5, 0.5]), "every pixel is fixated"),
     (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], n_splits=0), "n_splits"),
     (lambda: M.auc([], [1.0]), "positives and negatives"),
+    (lambda: M.auc([np.nan], [1.0, 2.0]), "NaN"),  # was 1.0: a NaN sorted above every negative
+    (lambda: M.auc([1.0], [2.0, np.nan]), "NaN"),
     (lambda: M.centre_bias_log_density((0, 4)), "shape"),
 ])
 def test_bad_input_raises_input_error(call, match):

@@ -105,6 +105,8 @@ def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     neg = np.sort(np.asarray(negatives, dtype=np.float64).reshape(-1))
     if pos.size == 0 or neg.size == 0:
         raise InputError(f"auc needs positives and negatives, got {pos.size} and {neg.size}")
+    if np.isnan(pos).any() or np.isnan(neg).any():  # NaN sorts last: it would win or lose every comparison
+        raise InputError("auc: positives and negatives must not be NaN; a NaN score has no rank")
     below = np.searchsorted(neg, pos, side="left")
     not_above = np.searchsorted(neg, pos, side="right")
     return float((below + not_above).sum() / (2.0 * pos.size * neg.size))
