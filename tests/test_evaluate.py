@@ -179,7 +179,7 @@ def test_density_only_dataset(tmp_path):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"metrics": ["AUC"]}, InputError, "unknown metric 'AUC'"),
     ({"metrics": []}, InputError, "unknown metric"),
-    ({"split": "test"}, InputError, "no images"),
+    ({"split": "test"}, InputError, r"has 4 images, too few for a test split .*; evaluate every image \(no split\)"),
     ({"batch_size": 0}, InputError, "batch_size"),
     ({"maps": "blurred"}, InputError, "maps must be one of"),
     ({"seed": -1}, InputError, "seed must be a whole number >= 0, got -1"),

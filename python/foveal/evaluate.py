@@ -238,7 +238,10 @@ def _split_of(dataset: Any, split: str | None) -> Any:
     if isinstance(dataset, (str, os.PathLike)):
         dataset = load_dataset(dataset)
     if split is not None:
-        dataset = dataset.split(split)
+        whole, dataset = dataset, dataset.split(split)
+        if len(dataset) == 0 < len(whole):
+            raise InputError(f"dataset {whole.name!r} has {len(whole)} images, too few for a {split} split "
+                             f"(80/10/10 %); evaluate every image (no split) or add images")
     if len(dataset) == 0:
         raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
     return dataset
