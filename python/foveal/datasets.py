@@ -293,7 +293,7 @@ def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
 
 
 def load_scene(root: str | Path) -> Dataset:
-    """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, offset) per viewer."""
+    """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, duration) per viewer."""
     root = Path(root)
     files = _stimuli(root)
     tidy = root / "tidy"
