@@ -388,3 +388,20 @@ def test_detector_options_are_checked(options, match):
     """det_short=0 silently turned text detection off: only the product was found."""
     with pytest.raises(InputError, match=match):
         Detector(**options)
+
+
+@pytest.mark.parametrize("width", [20, 40, 100])
+def test_product_box_stays_inside_a_banner_narrower_than_the_detail_grid(width):
+    """The detail grid is at least 8 cells on each side, so on a 20000 x 40 banner its cells are not square: the
+    box must be mapped back per axis, or it starts past the image's edge (x0 > x1)."""
+    cv2 = pytest.importorskip("cv2")
+    from foveal.detect.shapes import product_region
+
+    rgb = np.full((20000, width, 3), 128, np.uint8)
+    rgb[9000:11000, width * 3 // 4:] = np.random.default_rng(1).integers(0, 255, (2000, width - width * 3 // 4, 3))
+    for image in (rgb, np.ascontiguousarray(rgb.transpose(1, 0, 2))):
+        found = product_region(cv2, image, [])
+        assert found is not None
+        x0, y0, x1, y1 = found[0]
+        h, w = image.shape[:2]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (found, image.shape)

@@ -140,6 +140,7 @@ def product_region(cv2, rgb: np.ndarray, exclude: list[Box]) -> tuple[Box, float
     x0, y0, bw, bh, area = (int(v) for v in stats[best])
     if area < 0.02 * sw * sh or bw * bh > 0.85 * sw * sh:
         return None  # nothing, or texture everywhere (a sharp photo background): no single product
-    box = (int(x0 / scale), int(y0 / scale), min(w, int(np.ceil((x0 + bw) / scale))),
-           min(h, int(np.ceil((y0 + bh) / scale))))
+    # Per axis, as the grid was resized: a side of fewer than 8 cells' worth of pixels was stretched to 8.
+    fx, fy = w / sw, h / sh
+    box = (int(x0 * fx), int(y0 * fy), min(w, int(np.ceil((x0 + bw) * fx))), min(h, int(np.ceil((y0 + bh) * fy))))
     return box, float(min(1.0, area / (bw * bh)))
