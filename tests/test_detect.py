@@ -175,6 +175,26 @@ def test_cli_detect_bad_image_is_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "out" / "bad.json").exists()
 
 
+def test_cli_detect_a_file_it_cannot_write_loses_no_other_image(creatives, tmp_path, capsys):
+    """One image whose element file cannot be written (its name is a folder; it would replace an input) fails on
+    its own line; the images after it are still detected and written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    images = []
+    for p, _ in creatives[:2]:
+        images.append(folder / p.name)
+        images[-1].write_bytes(p.read_bytes())
+    (folder / "0000.json").mkdir()
+    as_json = folder / "2.json"  # an image named like its own element file
+    as_json.write_bytes(images[1].read_bytes())
+    before = as_json.read_bytes()
+    assert run("detect", images[0], as_json, images[1], "-o", folder, "--overwrite") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("foveal: error:") for line in err), err
+    assert as_json.read_bytes() == before
+    assert json.loads((folder / "0001.json").read_text())["elements"]
+
+
 def test_score_elements_auto_single_and_folder(creatives, tmp_path):
     path = creatives[3][0]
     out = tmp_path / "one"

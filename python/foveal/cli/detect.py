@@ -46,14 +46,12 @@ def run(args: argparse.Namespace) -> int:
     bar = progress(list(zip(args.images, targets)), total=len(targets), label="detect",
                    enabled=not args.quiet and len(targets) > 1)
     for image, target in bar:
-        try:
+        try:  # writing too: a file that cannot be written (a folder, an input) loses no other image's
             decoded = decode(image, DEFAULT_MAX_PIXELS)
-            detections = detector.detect(decoded.pixels)
+            write_json(target, element_file(detector.detect(decoded.pixels), decoded.pixels.shape[:2]))
         except FovealError as exc:
             failures += 1
             print(f"foveal: error: {exc}", file=sys.stderr)
-            continue
-        write_json(target, element_file(detections, decoded.pixels.shape[:2]))
     if not args.quiet:
         print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
               f"{args.out}", file=sys.stderr)
