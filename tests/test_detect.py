@@ -195,6 +195,16 @@ def test_cli_detect_a_file_it_cannot_write_loses_no_other_image(creatives, tmp_p
     assert json.loads((folder / "0001.json").read_text())["elements"]
 
 
+def test_cli_detect_out_folder_that_cannot_be_made_is_one_line_error(creatives, tmp_path, capsys):
+    image = creatives[0][0]
+    assert run("detect", image, "-o", tmp_path / "x" / "y") == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert run("detect", image, "-o", blocker / "sub") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("foveal: error: -o ") and str(blocker / "sub") in err[0], err
+
+
 def test_score_elements_auto_single_and_folder(creatives, tmp_path):
     path = creatives[3][0]
     out = tmp_path / "one"

@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
         if existing:
             raise InputError(f"{existing[0]} exists (maybe edited by hand); pass --overwrite or another -o DIR")
     detector = default_detector()  # fails here, once, without the detect extra
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file on the way, no permission: said once, not once per image
+        raise InputError(f"-o {args.out}: cannot create this folder ({exc.strerror or exc}); choose a writable "
+                         "location") from None
     failures = 0
     bar = progress(list(zip(args.images, targets)), total=len(targets), label="detect",
                    enabled=not args.quiet and len(targets) > 1)
