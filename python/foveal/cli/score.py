@@ -159,6 +159,9 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
     if args.elements not in (None, AUTO):
         raise InputError("--elements names one file; for a batch use --elements-dir EDIR (or an elements column), "
                          "or --elements auto")
+    if args.elements == AUTO and options.elements_dir is not None:  # detection would ignore the folder's files
+        raise InputError("--elements auto detects every creative's elements, so --elements-dir would be ignored; "
+                         "give one of them")
     if args.creative_id:
         raise InputError("--creative-id names one creative; a batch records each creative under its own id")
     if options.elements_dir is not None and not Path(options.elements_dir).is_dir():
