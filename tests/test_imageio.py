@@ -93,6 +93,16 @@ def test_a_small_pixel_limit_is_named_in_pixels(rgb):
     assert (info.value.detail, info.value.limit) == ("32x32 = 1,024 pixels", 1000)
 
 
+def test_a_count_just_over_the_limit_is_not_rounded_onto_it():
+    """10001x10000 against 100 MP read "100.0 MP, over the limit of 100.0 MP"."""
+    from foveal.imageio import _check_size
+
+    with pytest.raises(TooManyPixelsError, match="10001x10000 = 100,010,000 pixels, over the limit of 100,000,000;"):
+        _check_size((10001, 10000), 100_000_000, "big.png")
+    with pytest.raises(TooManyPixelsError, match="20000x10000 = 200.0 MP, over the limit of 100.0 MP;"):
+        _check_size((20000, 10000), 100_000_000, "big.png")
+
+
 def test_check_header_refuses_before_decoding(rgb):
     """The header alone decides: a bomb or a non-image is refused, a truncated image passes (decode reports it)."""
     data = _encode(Image.fromarray(rgb[:32, :32]), "PNG")

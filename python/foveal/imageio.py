@@ -211,9 +211,12 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        detail = f"{width}x{height} = {pixel_count(width * height)}"
-        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {pixel_count(max_pixels)}; downscale it or "
-                                 "raise max_pixels", detail=detail, limit=max_pixels)
+        count, limit = pixel_count(width * height), pixel_count(max_pixels)
+        if count == limit:  # 100,010,000 over 100,000,000 is no news as "100.0 MP over 100.0 MP"
+            count, limit = f"{width * height:,} pixels", f"{max_pixels:,}"
+        detail = f"{width}x{height} = {count}"
+        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {limit}; downscale it or raise max_pixels",
+                                 detail=detail, limit=max_pixels)
 
 
 def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821
