@@ -749,6 +749,76 @@ def test_connections_that_never_finish_their_headers_are_answered_and_closed(tmp
         assert proc.wait(timeout=60) == 0, log.read_text()
 
 
+class _Wire(asyncio.Transport):
+    """The server's side of a connection, recording what it writes: bytes fed to a :class:`Connection` directly
+    arrive in exactly one read, which a socket cannot promise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out, self.eof, self.closed = bytearray(), False, False
+
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data) -> None:
+        assert not self.eof, "written after write_eof"
+        self.out += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _one_read(*reads: bytes) -> tuple[bytes, list[str]]:
+    """What a ``foveal serve`` connection answers when its bytes arrive in these reads, and the paths its app saw."""
+    from uvicorn.server import ServerState
+
+    from foveal.serve.connection import connection_factory
+
+    seen: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run() -> bytes:
+        config = uvicorn.Config(app, log_level="critical")
+        connection = connection_factory(5.0)(config=config, server_state=ServerState(), app_state={},
+                                             _loop=asyncio.get_running_loop())
+        wire = _Wire()
+        connection.connection_made(wire)
+        for data in reads:
+            connection.data_received(data)
+            await asyncio.sleep(0.01)
+        connection.connection_lost(None)
+        return bytes(wire.out)
+
+    return asyncio.run(run()), seen
+
+
+def test_a_request_both_garbled_and_too_large_is_answered_once():
+    """A read over 64 KiB that the parser refuses was answered 400, then 431 on the same connection, which raised
+    in the event loop (a traceback in the log)."""
+    answer, seen = _one_read(b"GET /healthz HTTP/1.1\r\nX-A: b\x00" + b"c" * 70000 + b"\r\n\r\n")
+    assert answer.count(b"\r\n\r\n") == 1 and answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert seen == []
+
+
 def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     """When the batched engine call raises, every image is re-run alone: only the culprit fails."""
     from foveal import InputError

@@ -47,8 +47,9 @@ class Connection(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         super().data_received(data)
-        # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them.
-        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+        # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them,
+        # and the parser may have refused it already.
+        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self._refused:
             self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} "
                                                    "bytes; send fewer or shorter headers")
 
