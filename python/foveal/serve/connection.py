@@ -24,6 +24,10 @@ MAX_HEADER_BYTES = 64 * 2**10
 LINGER_S = 2.0
 
 
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request that has been answered."""
+
+
 class Connection(HttpToolsProtocol):
     """One client connection: its request headers must all arrive within ``header_timeout_s`` of its opening,
     or of the request's first byte."""
@@ -34,7 +38,8 @@ class Connection(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._request_begun = False
         self._in_headers = True  # the bytes arriving are a request line or headers
-        self._header_bytes = 0
+        self._header_bytes = 0  # every byte read while in headers, so also a header still unfinished
+        self._head_bytes = 0  # the request line's and headers' own bytes, known once they are complete
         self._refused = False  # answered with an error: what the client still sends is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -47,21 +52,32 @@ class Connection(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         super().data_received(data)
-        # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them,
-        # and the parser may have refused it already.
+        # Checked once the parser has seen the bytes: a chunk that ends the headers may carry a large body after them
+        # (headers that end in it are measured in on_headers_complete), and the parser may have refused it already.
         if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self._refused:
-            self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} "
-                                                   "bytes; send fewer or shorter headers")
+            self._too_large()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._request_begun = self._in_headers = True
+        self._head_bytes = 0
         self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
 
     def on_headers_complete(self) -> None:
         self._disarm()
         self._request_begun = self._in_headers = False
         self._header_bytes = 0
+        if self._head_bytes > MAX_HEADER_BYTES:  # they came whole in one read, so data_received never saw them open
+            self._too_large()
+            raise _Refused  # stops the parser: the request never reaches the app
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -69,7 +85,12 @@ class Connection(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
+        if not self._refused:  # else the parser stopped at a request already answered (431)
+            self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
+
+    def _too_large(self) -> None:
+        self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} bytes; "
+                                               "send fewer or shorter headers")
 
     def _arm(self) -> None:
         self._disarm()
