@@ -783,24 +783,25 @@ class _Wire(asyncio.Transport):
         pass
 
 
-def _one_read(*reads: bytes) -> tuple[bytes, list[str]]:
-    """What a ``foveal serve`` connection answers when its bytes arrive in these reads, and the paths its app saw."""
+def _one_read(*reads: bytes, status: int = 200) -> tuple[bytes, list[str], _Wire]:
+    """What a ``foveal serve`` connection answers when its bytes arrive in these reads (to an app answering
+    ``status`` without reading the body), the paths its app saw, and the connection's transport."""
     from uvicorn.server import ServerState
 
     from foveal.serve.connection import connection_factory
 
     seen: list[str] = []
+    wire = _Wire()
 
     async def app(scope, receive, send) -> None:
         seen.append(scope["path"])
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def run() -> bytes:
         config = uvicorn.Config(app, log_level="critical")
         connection = connection_factory(5.0)(config=config, server_state=ServerState(), app_state={},
                                              _loop=asyncio.get_running_loop())
-        wire = _Wire()
         connection.connection_made(wire)
         for data in reads:
             connection.data_received(data)
@@ -808,7 +809,7 @@ def _one_read(*reads: bytes) -> tuple[bytes, list[str]]:
         connection.connection_lost(None)
         return bytes(wire.out)
 
-    return asyncio.run(run()), seen
+    return asyncio.run(run()), seen, wire
 
 
 def test_headers_over_the_limit_are_refused_however_they_arrive():
@@ -817,19 +818,31 @@ def test_headers_over_the_limit_are_refused_however_they_arrive():
     pad = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 4000) for i in range(25))
     for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + pad + b"\r\n",
                     b"GET /healthz?" + b"q" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
-        answer, seen = _one_read(request)
+        answer, seen, _ = _one_read(request)
         assert answer.startswith(b"HTTP/1.1 431 ") and b'"headers_too_large"' in answer, answer[:200]
         assert seen == []
-    answer, seen = _one_read(b"GET /healthz?" + b"q" * 60000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer, seen, _ = _one_read(b"GET /healthz?" + b"q" * 60000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ") and seen == ["/healthz"]
 
 
 def test_a_request_both_garbled_and_too_large_is_answered_once():
     """A read over 64 KiB that the parser refuses was answered 400, then 431 on the same connection, which raised
     in the event loop (a traceback in the log)."""
-    answer, seen = _one_read(b"GET /healthz HTTP/1.1\r\nX-A: b\x00" + b"c" * 70000 + b"\r\n\r\n")
+    answer, seen, _ = _one_read(b"GET /healthz HTTP/1.1\r\nX-A: b\x00" + b"c" * 70000 + b"\r\n\r\n")
     assert answer.count(b"\r\n\r\n") == 1 and answer.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert seen == []
+
+
+def test_a_request_answered_before_its_body_arrived_ends_its_connection():
+    """Answered before its body had all arrived (a 413 by Content-Length, a 401, a 408 for a stalled body), the
+    connection stayed open, reading and dropping the rest of the body without any deadline: a client trickling
+    bytes after its refusal held it for ever. It is now closed after the answer (the rest read and dropped for a
+    moment first, so the answer is not lost to a reset); a request whose body came whole keeps its connection."""
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
+    answer, _, wire = _one_read(head % 10**12 + b"x" * 1000, b"x" * 1000, status=413)
+    assert answer.startswith(b"HTTP/1.1 413 ") and answer.endswith(b"ok") and wire.eof
+    answer, _, wire = _one_read(head % 3 + b"abc", status=400)
+    assert answer.startswith(b"HTTP/1.1 400 ") and not wire.eof
 
 
 def test_batcher_isolates_an_image_that_breaks_its_batch(engine):

@@ -80,6 +80,16 @@ class Connection(HttpToolsProtocol):
             raise _Refused  # stops the parser: the request never reaches the app
         super().on_headers_complete()
 
+    def on_response_complete(self) -> None:
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            # Answered before its body had all arrived (a refusal, a timeout): kept alive, the connection would go
+            # on reading the rest, of any length, with no deadline.
+            self.server_state.total_requests += 1
+            self.flow.resume_reading()  # what is still coming is read and dropped, not left to reset the answer
+            self._close_gently()
+            return
+        super().on_response_complete()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
@@ -116,15 +126,19 @@ class Connection(HttpToolsProtocol):
                                              "s; send them in one go")
 
     def _answer(self, status: int, code: str, message: str) -> None:
-        """The JSON error answer, then the end of the connection: what the client still sends is dropped for
-        :data:`LINGER_S` first."""
-        self._disarm()
+        """The JSON error answer, then the end of the connection (:meth:`_close_gently`)."""
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
         head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
         head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body),
                  b"connection: close\r\n\r\n"]
         self.transport.write(b"".join(head) + body)
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        """End the connection after its answer: what the client still sends is dropped for :data:`LINGER_S`
+        first."""
+        self._disarm()
         self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
