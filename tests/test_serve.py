@@ -523,6 +523,20 @@ def test_deadline_exceeded(http):
                                                             "milliseconds below 1e+12 such as 250")
 
 
+def test_a_header_that_decides_the_request_sent_twice_is_refused(url):
+    """Two keys, deadlines or content types: the key check took the last and the deadline the first, so which one
+    counted depended on the header, and a proxy checking the first key could be bypassed. Neither is guessed."""
+    data = EXAMPLE.read_bytes()
+    key, png_type = ("Authorization", f"Bearer {KEY}"), ("Content-Type", "image/png")
+    for twice in ([("Authorization", "Bearer nope"), key], [key, ("X-API-Key", "x" * 24), ("X-API-Key", KEY)],
+                  [key, ("X-Deadline-Ms", "1"), ("X-Deadline-Ms", "60000")], [key, ("Content-Type", "text/plain")]):
+        answer = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data, headers=[png_type, *twice])
+        assert error_of(answer) == (400, "invalid_input") and "more than once" in answer.json()["error"]["message"]
+    ok = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data,
+                    headers=[png_type, key, ("X-API-Key", KEY), ("Accept", "a/b"), ("Accept", "c/d")])
+    assert ok.status_code == 200
+
+
 def test_queue_overflow_gets_503_with_retry_after(engine):
     app = create_app(ServeConfig(max_queue=2, max_batch=1, max_wait_ms=0, warmup=False), engine=engine)
     payload = EXAMPLE.read_bytes()

@@ -12,6 +12,9 @@ from .metrics import ServiceMetrics
 
 #: Paths answered without an API key: liveness/readiness probes, the page and the API's own description.
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")
+#: Headers that decide how a request is handled: sent twice, which one counts would be a guess (and a proxy that
+#: checked the first key could be passed with a second).
+SINGLE_HEADERS = frozenset(("authorization", "x-api-key", "x-deadline-ms", "content-type"))
 
 
 class Guard:
@@ -59,7 +62,13 @@ class Guard:
             metrics.latency.observe(time.perf_counter() - started, route=route)
 
     def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            if name in headers and name in SINGLE_HEADERS:
+                return ServiceError(f"the header {name} is sent more than once; send it once", status=400,
+                                    code="invalid_input")
+            headers[name] = raw_value.decode("latin-1")
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
         if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
             try:
