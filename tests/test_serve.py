@@ -453,6 +453,19 @@ def test_wrong_content_types(http, route, content_type):
     assert error_of(http.post(route, content=b"{}", headers=headers)) == (415, "unsupported_media_type")
 
 
+def test_a_compressed_body_is_refused_as_such(http):
+    """A gzip-compressed PNG was decoded as it came and answered 400 'not a recognised image format', sending its
+    client to look for a fault in the image; the service does not decompress bodies, and says so (RFC 9110, 415)."""
+    import gzip
+
+    answer = http.post("/v1/predict", content=gzip.compress(EXAMPLE.read_bytes()),
+                       headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+    assert error_of(answer) == (415, "unsupported_media_type") and "uncompressed" in answer.json()["error"]["message"]
+    plain = http.post("/v1/predict", params={"map": "false"}, content=EXAMPLE.read_bytes(),
+                      headers={"Content-Type": "image/png", "Content-Encoding": "identity"})
+    assert plain.status_code == 200
+
+
 def test_oversize_bodies_and_pixels(http):
     big = os.urandom(2**20 + 1)
     assert error_of(http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})) == \

@@ -75,6 +75,10 @@ class Guard:
                 self.keys.check(presented_key(headers))
             except ServiceError as exc:
                 return exc
+        coding = headers.get("content-encoding", "identity").strip().lower()
+        if coding not in ("identity", ""):  # else a compressed image would be refused as not being one
+            return ServiceError(f"Content-Encoding {coding} is not accepted here; send the body uncompressed",
+                                status=415, code="unsupported_media_type")
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return _too_large(self.max_body_bytes)
