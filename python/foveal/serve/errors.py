@@ -55,10 +55,14 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = str(exc.detail)
-    allowed = (exc.headers or {}).get("Allow")
+    headers = dict(exc.headers or {})
+    allowed = headers.get("Allow")
     if exc.status_code == 405 and allowed:
+        methods = [m.strip() for m in allowed.split(",")]
+        if "GET" in methods and "HEAD" not in methods:  # HEAD is a route of its own wherever GET is (create_app)
+            headers["Allow"] = allowed = ", ".join([*methods, "HEAD"])
         message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=exc.headers)
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
