@@ -526,6 +526,21 @@ def test_api_keys(url):
     assert ok.status_code == 200
 
 
+def test_a_key_no_client_can_send_is_refused_when_the_keys_load(tmp_path):
+    """A non-ASCII key loaded, yet could never match: header values reach the service as Latin-1, and
+    foveal.Client refuses such a key. The key file says so before the service starts."""
+    from foveal import InputError
+    from foveal.serve.auth import load_keys
+
+    path = tmp_path / "keys.txt"
+    path.write_text(f"{KEY}\nключ-0123456789abcdef\n", encoding="utf-8")
+    with pytest.raises(InputError, match="printable ASCII") as refused:
+        load_keys(path)
+    assert "\n" not in str(refused.value)
+    path.write_text(f"{KEY}\nwith inner space 0123456789\n")
+    assert load_keys(path) == (KEY, "with inner space 0123456789")
+
+
 def test_deadline_exceeded(http):
     response = http.post("/v1/predict", content=EXAMPLE.read_bytes(),
                          headers={"Content-Type": "image/png", "X-Deadline-Ms": "1"})

@@ -9,6 +9,8 @@ from typing import Iterable
 
 from ..errors import InputError, ServiceError
 
+_GENERATE = 'generate them with `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+
 
 def load_keys(path: str | os.PathLike) -> tuple[str, ...]:
     """Keys from a file: one per line; blank lines and ``#`` comments ignored; at least one key."""
@@ -22,8 +24,10 @@ def load_keys(path: str | os.PathLike) -> tuple[str, ...]:
     short = [k for k in keys if len(k) < 16]
     if short:
         raise InputError(f"API key file {os.fspath(path)}: keys must be at least 16 characters (one has "
-                         f"{len(short[0])}); generate them with `python -c \"import secrets; "
-                         "print(secrets.token_urlsafe(32))\"`")
+                         f"{len(short[0])}); {_GENERATE}")
+    if not all(k.isascii() and k.isprintable() for k in keys):  # headers arrive as Latin-1; foveal.Client refuses
+        raise InputError(f"API key file {os.fspath(path)}: keys must be printable ASCII (one is not), as clients send "
+                         f"them in an HTTP header; {_GENERATE}")
     return keys
 
 
