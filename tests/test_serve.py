@@ -483,7 +483,7 @@ def test_oversize_bodies_and_pixels(http):
     answer = http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})
     assert error_of(answer) == (413, "too_many_pixels")
     assert answer.json()["error"]["message"] == \
-        "the image is 1001x1000 = 1.0 MP, over this service's limit of 1.0 MP; downscale it"
+        "the image is 1001x1000 = 1,001,000 pixels, over this service's limit of 1,000,000; downscale it"
     files = {"image": ("big.png", huge, "image/png")}
     assert error_of(http.post("/v1/score", files=files, data={"elements": "[]"})) == (413, "too_many_pixels")
     bomb = _png_header_only(14000, 14000)  # over twice Pillow's own limit: refused by Pillow before foveal's check

@@ -26,12 +26,13 @@ class TooManyPixelsError(ImageError):
     """An image over the pixel limit, known from its header before any decoding.
 
     ``detail`` says what was found (``"12000x12000 = 144.0 MP"``, or that Pillow refused the header as a bomb) and
-    ``limit`` is the limit it broke, so a caller (the service) can phrase its own refusal.
+    ``limit`` is the limit it broke, ``limit_text`` the same in the detail's units (``"100.0 MP"``), so a caller
+    (the service) can phrase its own refusal.
     """
 
-    def __init__(self, message: str, *, detail: str, limit: int) -> None:
+    def __init__(self, message: str, *, detail: str, limit: int, limit_text: str) -> None:
         super().__init__(message)
-        self.detail, self.limit = detail, limit
+        self.detail, self.limit, self.limit_text = detail, limit, limit_text
 
 
 class ElementSpecError(InputError):

@@ -154,9 +154,9 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
-        detail = "too large by its header"
-        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {pixel_count(max_pixels)}; downscale it or "
-                                 "raise max_pixels", detail=detail, limit=max_pixels) from None
+        detail, limit = "too large by its header", pixel_count(max_pixels)
+        raise TooManyPixelsError(f"{name}: {detail}, over the limit of {limit}; downscale it or raise max_pixels",
+                                 detail=detail, limit=max_pixels, limit_text=limit) from None
     except Exception as exc:  # noqa: BLE001 - plugins raise OSError, SyntaxError, NotImplementedError, struct.error...
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
     _check_size(image.size, max_pixels, name)
@@ -216,7 +216,7 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
             count, limit = f"{width * height:,} pixels", f"{max_pixels:,}"
         detail = f"{width}x{height} = {count}"
         raise TooManyPixelsError(f"{name}: {detail}, over the limit of {limit}; downscale it or raise max_pixels",
-                                 detail=detail, limit=max_pixels)
+                                 detail=detail, limit=max_pixels, limit_text=limit)
 
 
 def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821

@@ -10,7 +10,6 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
                       ServiceError, TooManyPixelsError)
-from ..imageio import pixel_count
 
 log = logging.getLogger("foveal.serve")
 
@@ -47,7 +46,7 @@ async def foveal_error(request: Request, exc: Exception) -> JSONResponse:
     status, code = status_of(exc)
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, TooManyPixelsError):  # the library's advice (raise max_pixels) is the operator's, not a client's
-        message = f"the image is {exc.detail}, over this service's limit of {pixel_count(exc.limit)}; downscale it"
+        message = f"the image is {exc.detail}, over this service's limit of {exc.limit_text}; downscale it"
     return error_response(status, code, message, getattr(exc, "retry_after", None))
 
 
