@@ -793,6 +793,50 @@ def test_connections_that_never_finish_their_headers_are_answered_and_closed(tmp
         assert proc.wait(timeout=60) == 0, log.read_text()
 
 
+def test_a_client_that_reads_none_of_its_answer_is_cut_off(tmp_path):
+    """An answer is handed whole to the connection's write buffer: a client that never read it held that memory
+    (160 MB for a 40 MP map as .npy) for ever. A reader that keeps reading, however slowly, gets all of it."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--timeout-ms", "1500", "--verbose")
+    port = int(base.rsplit(":", 1)[1])
+    payload = png(np.full((1500, 2000, 3), 90, np.uint8))
+    size = 128 + 4 * 1500 * 2000  # the .npy header and the float32 map: 12 MB, beyond what the kernel's buffers take
+
+    def request(small_window: bool) -> socket.socket:
+        sock = socket.socket()
+        if small_window:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"POST /v1/predict?format=npy HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        return sock
+
+    def drain(sock: socket.socket, pause_s: float, limit_s: float) -> int:
+        sock.settimeout(limit_s)
+        got, started = 0, time.monotonic()
+        with contextlib.suppress(OSError):  # a reset ends it too
+            while time.monotonic() - started < limit_s:
+                chunk = sock.recv(2**18)
+                if not chunk:
+                    break
+                got += len(chunk)
+                time.sleep(pause_s)
+        return got
+
+    try:
+        with request(small_window=True) as stalled:
+            time.sleep(5.0)  # reads nothing for over three times the 1.5 s
+            assert drain(stalled, 0.0, 10) < size, "the stalled answer was kept"
+        with request(small_window=False) as slow:  # 256 kB a read, 10 reads a second: about 5 s in all
+            started = time.monotonic()
+            assert drain(slow, 0.1, 60) >= size
+            assert time.monotonic() - started > 1.5
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, "the server still serves"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    assert log.read_text().count("read none of its answer for 1.5 s") == 1, log.read_text()
+
+
 class _Wire(asyncio.Transport):
     """The server's side of a connection, recording what it writes: bytes fed to a :class:`Connection` directly
     arrive in exactly one read, which a socket cannot promise."""
@@ -844,7 +888,7 @@ def _one_read(*reads: bytes, status: int = 200) -> tuple[bytes, list[str], _Wire
 
     async def run() -> bytes:
         config = uvicorn.Config(app, log_level="critical")
-        connection = connection_factory(5.0)(config=config, server_state=ServerState(), app_state={},
+        connection = connection_factory(5.0, 60.0)(config=config, server_state=ServerState(), app_state={},
                                              _loop=asyncio.get_running_loop())
         connection.connection_made(wire)
         for data in reads:

@@ -6,16 +6,24 @@ ever (a few hundred of them exhaust the process's file descriptors), and takes h
 on loopback, all held in memory). The deadline runs from the moment a connection opens, and again from the first
 byte of each request on a kept-alive one, to the end of its headers; the body has its own timeout
 (``ServeConfig.request_timeout_s``) and size limit, and idle kept-alive connections uvicorn's timeout.
+
+An answer has a deadline too: uvicorn hands it whole to the connection's write buffer, and a client that reads
+none of it would hold that memory for ever (a 40 MP map as ``.npy`` is 160 MB). While the buffer is over its high
+mark, a client that has read nothing for ``send_timeout_s`` is cut off (as nginx's ``send_timeout``: a slow reader
+that keeps reading is not).
 """
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import logging
 from http import HTTPStatus
 from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("foveal.serve")
 
 #: The most bytes a request line and its headers may take (nginx's default buffers hold 32 KiB, Node's 16 KiB).
 MAX_HEADER_BYTES = 64 * 2**10
@@ -32,9 +40,11 @@ class Connection(HttpToolsProtocol):
     """One client connection: its request headers must all arrive within ``header_timeout_s`` of its opening,
     or of the request's first byte."""
 
-    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, header_timeout_s: float, send_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout_s = header_timeout_s
+        self.header_timeout_s, self.send_timeout_s = header_timeout_s, send_timeout_s
+        self._send_watch: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes waiting in the write buffer when the watch was last armed
         self._deadline: asyncio.TimerHandle | None = None
         self._request_begun = False
         self._in_headers = True  # the bytes arriving are a request line or headers
@@ -92,7 +102,36 @@ class Connection(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unwatch_send()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send()
+
+    def resume_writing(self) -> None:
+        self._unwatch_send()
+        super().resume_writing()
+
+    def _watch_send(self) -> None:
+        self._unwatch_send()
+        self._unsent = self.transport.get_write_buffer_size()
+        self._send_watch = self.loop.call_later(self.send_timeout_s, self._send_stalled)
+
+    def _unwatch_send(self) -> None:
+        if self._send_watch is not None:
+            self._send_watch.cancel()
+            self._send_watch = None
+
+    def _send_stalled(self) -> None:
+        self._send_watch = None
+        if self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() < self._unsent:  # it reads, slowly: another period
+            self._watch_send()
+            return
+        log.info("closing a connection from %s: it read none of its answer for %g s", self.client, self.send_timeout_s)
+        self.transport.abort()  # close() would wait for the buffer to drain: the memory is what must go
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # else the parser stopped at a request already answered (431)
@@ -147,7 +186,7 @@ class Connection(HttpToolsProtocol):
             self.transport.close()
 
 
-def connection_factory(header_timeout_s: float) -> Callable[..., Connection]:
-    """What uvicorn's ``http`` setting takes: it builds each connection with this header deadline (a partial of a
+def connection_factory(header_timeout_s: float, send_timeout_s: float) -> Callable[..., Connection]:
+    """What uvicorn's ``http`` setting takes: it builds each connection with these deadlines (a partial of a
     module-level class, so it pickles into ``workers > 1``'s processes)."""
-    return functools.partial(Connection, header_timeout_s=header_timeout_s)
+    return functools.partial(Connection, header_timeout_s=header_timeout_s, send_timeout_s=send_timeout_s)

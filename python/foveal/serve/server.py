@@ -60,7 +60,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
     ``graceful_timeout_s``) and return.  ``engine``: an engine already built from ``config`` (one worker only).
     A connection whose request headers have not all arrived ``header_timeout_s`` after it opened (or after the
-    request's first byte) is answered 408 and closed (:mod:`foveal.serve.connection`)."""
+    request's first byte) is answered 408 and closed, and one whose client reads none of its answer for
+    ``config.request_timeout_s`` is cut off (:mod:`foveal.serve.connection`)."""
     import uvicorn
 
     from .connection import connection_factory
@@ -69,7 +70,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     finite("header_timeout_s", header_timeout_s, zero=False)
     finite("graceful_timeout_s", graceful_timeout_s, zero=False)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
-                   proxy_headers=False, server_header=False, http=connection_factory(header_timeout_s))
+                   proxy_headers=False, server_header=False,
+                   http=connection_factory(header_timeout_s, send_timeout_s=config.request_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
     # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
     cleanup = contextlib.ExitStack()
