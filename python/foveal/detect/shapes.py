@@ -30,7 +30,7 @@ def find_button(cv2, rgb: np.ndarray, box: Box) -> tuple[Box, float] | None:
     pad = max(2, int(round(0.2 * th)))
     wx0, wy0 = max(0, x0 - 3 * th), max(0, y0 - 2 * th)
     wx1, wy1 = min(w_img, x1 + 3 * th), min(h_img, y1 + 2 * th)
-    window = rgb[wy0:wy1, wx0:wx1].copy()  # floodFill needs a writable image, even in mask-only mode
+    window = rgb[wy0:wy1, wx0:wx1]
     wh, ww = window.shape[:2]
     bx0, by0, bx1, by1 = x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0
     cy, cx = (by0 + by1) // 2, (bx0 + bx1) // 2
@@ -45,9 +45,12 @@ def find_button(cv2, rgb: np.ndarray, box: Box) -> tuple[Box, float] | None:
     mask = np.zeros((wh + 2, ww + 2), np.uint8)
     flags = 4 | (255 << 8) | cv2.FLOODFILL_MASK_ONLY
     step = (_FLOOD_STEP,) * 3
+    # Flooded on a 3x3 median of the window: a JPEG's block and ringing noise on a flat fill breaks the small steps
+    # the flood takes between neighbours (a flat fill and its edges are a median's fixed points).
+    smooth = cv2.medianBlur(np.ascontiguousarray(window), 3)
     for seed in seeds:
         if not mask[seed[1] + 1, seed[0] + 1]:
-            cv2.floodFill(window, mask, seed, (0, 0, 0), step, step, flags)
+            cv2.floodFill(smooth, mask, seed, (0, 0, 0), step, step, flags)
     filled = mask[1:-1, 1:-1] > 0
     ys, xs = np.nonzero(filled)
     fx0, fy0, fx1, fy1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
