@@ -321,6 +321,42 @@ def test_an_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
                                                 "give the address it printed"]
 
 
+@pytest.mark.parametrize("reply", [b"HTTP/1.0 400 Bad request\r\n\r\n", None])
+def test_an_address_that_is_not_ray_is_refused_at_once(creatives, tmp_path, reply):
+    """A port that takes connections but is no Ray GCS (a web server; a service that never answers): ray.init
+    retried it 20 times at about 40 s each; the CLI answers in seconds with one line."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        server.settimeout(60)
+        for _ in range(5):  # bounded: the probe, and ray.init's first tries on the old code
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            if reply is not None:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "foveal", "score", str(creatives), "-o", str(tmp_path / "out"),
+                               "--ray", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=90,
+                              env={**os.environ, "PYTHONPATH": FOVEAL_PATH})
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 1 and time.monotonic() - started < 30
+    assert proc.stderr.strip().splitlines() == [f"foveal: error: 127.0.0.1:{port} is not a Ray cluster (it does not "
+                                                "answer as a Ray GCS does); give the address 'ray start --head' "
+                                                "printed (port 6379 unless --port said otherwise)"]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp_path):
     """SIGKILL one actor process while it scores: Ray restarts it and retries its batch; nothing is doubled."""

@@ -32,6 +32,9 @@ from .store import BatchStore, batch_settings, engine_identity
 
 STAGES = ("decode", "predict", "score")
 CPU_DEVICES = ("cpu", "onnxruntime")
+#: The client connection preface and an empty SETTINGS frame; the type byte of the frame a server answers with.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+HTTP2_SETTINGS = 0x04
 
 
 @dataclass(frozen=True)
@@ -230,16 +233,37 @@ def _stop_reaper(reaper: subprocess.Popen | None) -> None:
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no TCP connection is refused at once: ``ray.init`` would
-    retry it for minutes, printing a log line a second."""
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no TCP connection, or takes one but does not speak gRPC
+    as Ray's GCS (and client server) do, is refused at once: ``ray.init`` would retry it for minutes (20 tries of
+    about 40 s at a port that is not Ray), printing a log line every few seconds."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto" and other forms Ray resolves itself
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
     except OSError as exc:
         raise InputError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one there with "
                          "'ray start --head' or give the address it printed") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):  # the probe speaks plain HTTP/2
+            _check_grpc(conn, address)
+
+
+def _check_grpc(conn: socket.socket, address: str) -> None:
+    """An HTTP/2 server (gRPC) answers a client's connection preface with a SETTINGS frame (RFC 9113, 3.4)."""
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:
+        header = b""
+    if len(header) < 9 or header[3] != HTTP2_SETTINGS:
+        raise InputError(f"{address} is not a Ray cluster (it does not answer as a Ray GCS does); give the address "
+                         "'ray start --head' printed (port 6379 unless --port said otherwise)")
 
 
 def _import_ray():
