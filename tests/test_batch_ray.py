@@ -381,6 +381,40 @@ def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp
     assert_same_tables(out, single)
 
 
+@pytest.mark.slow
+def test_an_actor_that_dies_on_every_try_ends_the_run_then_it_resumes(cluster, creatives, single, tmp_path):
+    """A creative that kills every actor it reaches (a crash, out of memory), made here by killing each actor as it
+    scores: Ray restarted actors and retried the batch without end; the run now stops with one FovealError after a
+    few tries, keeps what it committed, and a rerun completes it."""
+    from foveal.batch.on_ray import ACTOR_DEATHS
+
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_every_actor() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline and len(killed) < 3 * (ACTOR_DEATHS + 1):
+            for pid in _actor_pids("_ScoreActor)).submit"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_every_actor, daemon=True)
+    killer.start()
+    out = tmp_path / "out"
+    try:
+        with pytest.raises(foveal.FovealError, match="died 4 times") as info:
+            run_batch_on_ray(read_inputs(creatives), out, address=None, actors=1, batch_size=4)
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert "\n" not in str(info.value)
+    assert len(killed) < 3 * (ACTOR_DEATHS + 1), "the run went on after every try of its batch had failed"
+    summary = run_batch_on_ray(read_inputs(creatives), out, address=None, actors=2, batch_size=4)
+    assert summary.scored + summary.skipped == N - 1
+    assert_same_tables(out, single)
+
+
 def _actor_pids(name: str) -> list[int]:
     """Processes of this process's cluster (started below it: raylet, then workers) whose title names ``name``
     (Ray sets ``ray::MapWorker(...)``); an actor of another cluster on this host has the same title."""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,6 +36,8 @@ CPU_DEVICES = ("cpu", "onnxruntime")
 #: The client connection preface and an empty SETTINGS frame; the type byte of the frame a server answers with.
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 HTTP2_SETTINGS = 0x04
+#: Times a batch is retried after the actor scoring it died.
+ACTOR_DEATHS = 3
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,15 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
             commit = 0.0
             if todo:
                 pool = min(pool, -(-len(todo) // batch_size))  # no more actors than blocks to give them
-                dataset = _dataset(ray, todo, batch_size).map_batches(
-                    _ScoreActor, fn_constructor_kwargs={"engine": asdict(engine), "options": asdict(options),
-                                                        "out": str(out), "batch_size": batch_size},
-                    batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
-                    **per_actor)
+                with warnings.catch_warnings():
+                    # Ray Data takes max_task_retries only among its "ray_remote_args", which it calls deprecated
+                    # but names no replacement for; without it, it retries a batch whose actor dies without end.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    dataset = _dataset(ray, todo, batch_size).map_batches(
+                        _ScoreActor, fn_constructor_kwargs={"engine": asdict(engine), "options": asdict(options),
+                                                            "out": str(out), "batch_size": batch_size},
+                        batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
+                        max_task_retries=ACTOR_DEATHS, **per_actor)
                 commit = commit_all(store, _results(dataset, seconds, start), len(todo), commit_every,
                                     show_progress)
             summary.scored = len(store.committed)
@@ -159,7 +166,21 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
 
 
 def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[CreativeResult]:
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+    from ray.exceptions import RayError
+
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    while True:
+        try:
+            batch = next(batches, None)
+        except RayError as exc:
+            # Ray restarts a dead actor without end; its batch is retried ACTOR_DEATHS times, so a creative that
+            # kills every actor it reaches (a crash, the node out of memory) ends the run instead of looping.
+            raise FovealError(f"the Ray batch stopped ({type(exc).__name__}): the actor scoring a batch of creatives "
+                              f"died {ACTOR_DEATHS + 1} times (a creative that crashes the engine or exhausts memory?) "
+                              "or Ray failed; what was committed is kept: rerun to resume (a smaller batch size "
+                              "narrows a culprit down), and see Ray's logs for the cause") from None
+        if batch is None:
+            return
         seconds.setdefault("startup", time.perf_counter() - start)
         for stage in STAGES:
             seconds[stage] += float(np.sum(batch[f"{stage}_seconds"]))
