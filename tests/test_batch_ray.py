@@ -8,6 +8,7 @@ bounded.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -379,6 +380,26 @@ def test_worker_killed_midway_each_creative_once(cluster, creatives, single, tmp
     assert killed, "no actor process was found to kill"
     assert (summary.scored, summary.failed) == (N - 1, 1)
     assert_same_tables(out, single)
+
+
+def test_ray_data_errors_stay_off_the_console_unless_verbose(capfd):
+    """Ray Data logs a failed run's traceback at ERROR before the command says what happened in one line (a batch
+    whose actor kept dying): its console lines are off, its log file keeps them, and --verbose shows them."""
+    from foveal.cli.score import quiet_ray_data
+
+    handlers = logging.getLogger("ray.data").handlers
+    levels = [h.level for h in handlers]
+    log = logging.getLogger("ray.data._internal.execution.streaming_executor_state")
+    try:
+        quiet_ray_data(verbose=False)
+        log.error("An exception was raised from a task\nTraceback (most recent call last):")
+        assert "Traceback" not in capfd.readouterr().err
+        quiet_ray_data(verbose=True)
+        log.error("An exception was raised from a task\nTraceback (most recent call last):")
+        assert "Traceback" in capfd.readouterr().err
+    finally:
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
 
 
 @pytest.mark.slow

@@ -191,15 +191,16 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
 
 def quiet_ray_data(verbose: bool) -> None:
     """Ray Data prints its own lines to the console (each run's start, plan and end, that its progress bars are
-    off, at INFO and WARNING), between the command's progress lines; it keeps them in its log file in the Ray session
-    folder.  Its console handler is set to errors only, unless ``--verbose``."""
+    off, at INFO and WARNING; a failed run's traceback at ERROR, which the command then says in one line), between
+    the command's progress lines; it keeps them in its log file in the Ray session folder.  Its console handler is
+    turned off, unless ``--verbose``."""
     try:
         import ray.data  # noqa: F401 - sets up the "ray.data" logger and its handlers (once per process)
     except ImportError:
         return  # run_batch_on_ray says what to install
     for handler in logging.getLogger("ray.data").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.INFO if verbose else logging.ERROR)
+            handler.setLevel(logging.INFO if verbose else logging.CRITICAL + 1)
 
 
 #: Failures listed on the terminal at the end of a batch; all of them are in OUT/errors.csv and errors.parquet.
