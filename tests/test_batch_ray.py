@@ -307,6 +307,27 @@ def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_an_actor_larger_than_every_node_is_refused(cluster, creatives, tmp_path):
+    """An actor reserving more CPUs than any node has never starts: Ray Data waited for it without end."""
+    from foveal import InputError
+
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_batch_on_ray(read_inputs(creatives), tmp_path / "out", address=None, cpus_per_actor=3)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)  # bounded: the old code never returned
+    thread.start()
+    thread.join(timeout=60)
+    assert raised and isinstance(raised[0], InputError), raised
+    assert str(raised[0]) == ("an actor needs 3 CPUs on one node, but no node of the Ray cluster has that many "
+                              "(the largest has 2 CPUs); lower cpus_per_actor, or add larger nodes")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
     """ray.init retried such an address for minutes; the CLI answers in seconds with one line."""
     with socket.socket() as s:  # a loopback port that was free a moment ago: connection refused

@@ -128,6 +128,7 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
             raise InputError(f"device {engine.device!r} needs GPUs but the Ray cluster has none; use device 'cpu' "
                              "(or 'auto'), or add GPU nodes")
         per_actor = {"num_gpus": gpus_per_actor, "num_cpus": cpus_per_actor} if gpu else {"num_cpus": cpus_per_actor}
+        _check_fits(ray, per_actor)
         pool = actors or max(1, int(resources["GPU"] / gpus_per_actor if gpu else
                                     resources.get("CPU", 1) // cpus_per_actor))
         if not gpu and engine.threads is None:
@@ -163,6 +164,19 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         if started:
             ray.shutdown()
         _stop_reaper(reaper)
+
+
+def _check_fits(ray, per_actor: dict[str, float]) -> None:
+    """Refuse an actor no node can hold: Ray Data would wait for it to start without end."""
+    need = {"CPU": per_actor["num_cpus"], "GPU": per_actor.get("num_gpus", 0)}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(res.get(k, 0) >= v for k, v in need.items()) for res in nodes):
+        return
+    largest = max(nodes, key=lambda res: (res.get("GPU", 0) >= need["GPU"], res.get("CPU", 0)), default={})
+    wanted = f"{need['CPU']:g} CPUs" + (f" and {need['GPU']:g} GPU" if need["GPU"] else "")
+    has = f"{largest.get('CPU', 0):g} CPUs" + (f" and {largest.get('GPU', 0):g} GPUs" if need["GPU"] else "")
+    raise InputError(f"an actor needs {wanted} on one node, but no node of the Ray cluster has that many (the largest "
+                     f"has {has}); lower cpus_per_actor, or add larger nodes")
 
 
 def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[CreativeResult]:
