@@ -343,6 +343,19 @@ def test_an_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
                                                 "give the address it printed"]
 
 
+def test_auto_with_a_ray_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
+    """--ray auto joins the cluster RAY_ADDRESS names: a dead one is refused in seconds, as a named address is."""
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "foveal", "score", str(creatives), "-o", str(tmp_path / "out"),
+                           "--ray", "auto"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH, "RAY_ADDRESS": f"127.0.0.1:{port}"})
+    assert proc.returncode == 1 and time.monotonic() - started < 30
+    assert proc.stderr.strip().splitlines() == [f"foveal: error: cannot reach a Ray cluster at 127.0.0.1:{port} "
+                                                "(RAY_ADDRESS) (Connection refused); start one there with 'ray start "
+                                                "--head' or give the address it printed"]
+
+
 @pytest.mark.parametrize("reply", [b"HTTP/1.0 400 Bad request\r\n\r\n", None])
 def test_an_address_that_is_not_ray_is_refused_at_once(creatives, tmp_path, reply):
     """A port that takes connections but is no Ray GCS (a web server; a service that never answers): ray.init

@@ -223,7 +223,9 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
     if address != "local":
-        _check_reachable(address)
+        # "auto" joins the cluster RAY_ADDRESS names when it is set: the same checks apply to it.
+        named = os.environ.get("RAY_ADDRESS", "") if address == "auto" else ""
+        _check_reachable(named or address, f"{named} (RAY_ADDRESS)" if named else None)
     # ray.init makes SIGTERM a bare sys.exit(15); a handler the caller set (the CLI's: one line, exit 143, the
     # same clean-up as Ctrl-C, which stops this cluster too) is put back. Without one, Ray's stays.
     main_thread = threading.current_thread() is threading.main_thread()
@@ -267,21 +269,22 @@ def _stop_reaper(reaper: subprocess.Popen | None) -> None:
         pass  # it goes on by itself; this run's results are committed already
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def _check_reachable(address: str, name: str | None = None, timeout_s: float = 5.0) -> None:
     """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that takes no TCP connection, or takes one but does not speak gRPC
     as Ray's GCS (and client server) do, is refused at once: ``ray.init`` would retry it for minutes (20 tries of
-    about 40 s at a port that is not Ray), printing a log line every few seconds."""
+    about 40 s at a port that is not Ray), printing a log line every few seconds. ``name``: the address in messages."""
+    name = name or address
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto" and other forms Ray resolves itself
     try:
         conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
     except OSError as exc:
-        raise InputError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one there with "
+        raise InputError(f"cannot reach a Ray cluster at {name} ({exc.strerror or exc}); start one there with "
                          "'ray start --head' or give the address it printed") from None
     with conn:
         if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):  # the probe speaks plain HTTP/2
-            _check_grpc(conn, address)
+            _check_grpc(conn, name)
 
 
 def _check_grpc(conn: socket.socket, address: str) -> None:
