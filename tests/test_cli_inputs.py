@@ -115,6 +115,8 @@ def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     (["--creative-id", "", "--db", "sqlite:///never.db"], 1, "--creative-id: creative_id '' cannot name a file"),
     (["--actors", "0"], 2, "argument --actors: must be at least 1, got 0"),
     (["--commit-every", "0"], 2, "argument --commit-every: must be at least 1, got 0"),
+    (["--cpus-per-actor", "0"], 2, "argument --cpus-per-actor: must be at least 1, got 0"),
+    (["--gpus-per-actor", "2"], 2, "argument --gpus-per-actor: must be above 0 and at most 1, got 2"),
 ])
 def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, code, message, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -98,11 +98,18 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--actors", type=_positive_int, metavar="N",
                    help="--ray: actors, each with its own engine (default: the cluster's GPUs / --gpus-per-actor for a "
                         "GPU device, else its CPUs / --cpus-per-actor)")
-    p.add_argument("--cpus-per-actor", type=int, default=1, metavar="C",
+    p.add_argument("--cpus-per-actor", type=_positive_int, default=1, metavar="C",
                    help="--ray: CPUs per actor (and, on CPU actors, their threads) (default: %(default)s)")
-    p.add_argument("--gpus-per-actor", type=float, default=1.0, metavar="G",
+    p.add_argument("--gpus-per-actor", type=_gpu_share, default=1.0, metavar="G",
                    help="--ray with a GPU --device: GPU share per actor; 0.25 packs 4 actors on a GPU so their "
                         "decoding runs in parallel (default: %(default)g)")
+
+
+def _gpu_share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value:g}")
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> BatchOptions:
