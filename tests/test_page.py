@@ -655,6 +655,33 @@ def test_element_files_are_read_as_foveal_score_reads_them(page, tmp_path):
     assert len(element_rows(page)) == 6
 
 
+def test_refused_boxes_say_what_to_do_as_foveal_score_does(page):
+    """The page refused a box outside the image, one of zero width and one that rounds to nothing without saying
+    what to do ("lies outside the 200x100 image"), where `foveal score` says it and names the likely mistake."""
+    from foveal.errors import ElementSpecError
+    from foveal.scoring import parse_elements
+
+    width, height = 200, 100
+    cases = [
+        [{"name": "a", "kind": "cta", "box": [150, 60, 100, 50]}],
+        [{"name": "a", "kind": "cta", "box": [10, 10, 0, 5]}],
+        [{"name": "a", "kind": "cta", "box": [10.2, 10, 0.2, 5]}],
+        [{"name": "a", "kind": "cta", "box": [10, 20, 150, 90]}],  # corners given as [x, y, w, h]
+        {"units": "relative", "elements": [{"name": "a", "kind": "cta", "box": [10, 20, 50, 30]}]},  # pixels
+    ]
+    texts = [json.dumps(case) for case in cases]
+    got = page.execute_async_script("""
+        const [texts, w, h, done] = arguments;
+        import('/js/elements.js').then((el) => done(texts.map((text) => {
+          try { el.parseElementFile(text, w, h); return null; } catch (err) { return String(err.message); }
+        })));""", texts, width, height)
+    for case, message in zip(cases, got):
+        with pytest.raises(ElementSpecError) as refused:
+            parse_elements(case, (height, width))
+        expected = str(refused.value)
+        assert message is not None and message.endswith(expected[expected.index("box ["):]), (message, expected)
+
+
 def test_share_differences_are_printed_as_foveal_compare_prints_them(page):
     """The A/B and what-if tables printed a 0.496 pp change as "+0.5 pp" beside "no material change"."""
     from foveal.scoring.compare import _pp

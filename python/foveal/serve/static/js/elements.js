@@ -47,6 +47,17 @@ function checkChoice(value, choices, field, where) {
   return value;
 }
 
+/** Which other reading of an outside box's values would fit, when one would: the likely mistake (foveal.boxes). */
+function outsideHint([a, b, c, d], boxFormat, units, width, height) {
+  if (units === "relative" && Math.max(Math.abs(a), Math.abs(b), Math.abs(c), Math.abs(d)) > 1) {
+    return "; relative values are fractions 0..1 of the image: these look like pixels, so drop units \"relative\"";
+  }
+  if (boxFormat === "xywh" && c > a && d > b && c <= width && d <= height && a >= 0 && b >= 0) {
+    return "; if the box is [x0, y0, x1, y1] (corners), declare box_format \"xyxy\" (foveal's default is [x, y, w, h])";
+  }
+  return "";
+}
+
 /**
  * Resolve one element to an integer pixel box; throws ElementError naming the element and field.
  * boxFormat "xywh": [x, y, w, h]; "xyxy": corners [x0, y0, x1, y1].
@@ -63,7 +74,7 @@ export function makeElement(name, kind, box, width, height, units = "px", where 
   const shown = `box [${box.join(", ")}] ([${boxFormat === "xywh" ? "x, y, w, h" : "x0, y0, x1, y1"}], ${units})`;
   const [a, b, c, d] = box;
   if (boxFormat === "xywh" && (c <= 0 || d <= 0)) {
-    throw new ElementError(`${where}: field 'box' has zero or negative width or height`);
+    throw new ElementError(`${where}: field 'box': ${shown} has zero or negative width or height; w and h must be > 0`);
   }
   if (boxFormat === "xyxy" && (c <= a || d <= b)) {
     throw new ElementError(`${where}: field 'box': ${shown} needs x1 > x0 and y1 > y0`);
@@ -76,9 +87,14 @@ export function makeElement(name, kind, box, width, height, units = "px", where 
   const [sx, sy] = units === "relative" ? [width, height] : [1, 1];
   const [x0, x1, y0, y1] = [x * sx, x2 * sx, y * sy, y2 * sy].map(roundHalfUp);
   if (x0 < 0 || y0 < 0 || x1 > width || y1 > height) {
-    throw new ElementError(`${where}: ${shown} lies outside the ${width}x${height} image`);
+    const hint = outsideHint(box, boxFormat, units, width, height);
+    throw new ElementError(`${where}: field 'box': ${shown} covers pixels x ${x0}..${x1}, y ${y0}..${y1}, outside the `
+      + `${width}x${height} image; boxes must lie inside the image${hint}`);
   }
-  if (x1 <= x0 || y1 <= y0) throw new ElementError(`${where}: box rounds to an empty pixel box`);
+  if (x1 <= x0 || y1 <= y0) {
+    throw new ElementError(`${where}: field 'box': ${shown} rounds to an empty pixel box; make it at least one pixel `
+      + "wide and high");
+  }
   return { name, kind, box: [x0, y0, x1 - x0, y1 - y0] };
 }
 
