@@ -303,6 +303,28 @@ def test_drawn_box_share_matches_foveal_score(page, tmp_path):
     shot(page, "2-drawn-box")
 
 
+def test_a_box_dragged_onto_another_elements_box_goes_back(page, tmp_path):
+    """A drag that ended on another element's exact box was refused with a message, yet the box stayed there: the
+    list, the boxes and the local scores showed two elements on one box, which the service refuses."""
+    from PIL import Image
+
+    image = tmp_path / "corner.png"
+    Image.new("RGB", (500, 300), (90, 140, 200)).save(image)
+    spec = tmp_path / "corner.json"
+    spec.write_text(json.dumps([{"name": "a", "kind": "cta", "box": [100, 50, 100, 100]},
+                                {"name": "b", "kind": "logo", "box": [400, 200, 100, 100]}]))
+    upload(page, image)
+    import_elements(page, spec)
+    # Far past the bottom-right corner: the move stops at the edges, exactly on b's box.
+    drag(page, to_viewport(page, 150, 100), to_viewport(page, 499, 299))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: "identical box" in error.text, what="the refusal of the drag")
+    assert [r["box"] for r in element_rows(page)] == [[100, 50, 100, 100], [400, 200, 100, 100]]
+    boxes = js(page, "return [...document.querySelectorAll('#boxes .box')].map((b) => b.getAttribute('aria-label'))")
+    assert boxes == ["cta box a: 100, 50, 100, 100", "logo box b: 400, 200, 100, 100"], boxes
+    wait(page, served, what="the service's scores of the boxes as they are")
+
+
 def test_second_creative_shows_side_by_side_difference_and_verdict(page):
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")

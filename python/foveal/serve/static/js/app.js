@@ -276,9 +276,14 @@ function changeBox(name, box, final) {
     return;
   }
   if (!final) {
+    c.beforeDrag ??= c.elements; // what a drag that ends refused goes back to
     c.elements = c.elements.map((e) => (e.name === name ? { ...e, box } : e));
     refreshScores();
     return;
+  }
+  if (c.beforeDrag) {
+    c.elements = c.beforeDrag;
+    delete c.beforeDrag;
   }
   setBox(name, box);
 }
@@ -292,6 +297,7 @@ function setBox(name, box, note = "") {
   } catch (err) {
     showError(err.message);
     refresh();
+    scheduleServer(); // a drag's boxes may have been asked for meanwhile: the service's scores of these boxes
     return;
   }
   // A what-if edit recorded on the old box is kept, as far as it still fits the new one.
