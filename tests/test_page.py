@@ -760,6 +760,25 @@ def test_scores_that_could_not_be_fetched_say_so_and_retry(page):
     assert next(r["box"] for r in element_rows(page) if r["name"] == "cta") == [401, 520, 150, 44]
 
 
+def test_a_service_that_never_answers_is_given_up_on_and_said_so(page):
+    """A service that took a request and never answered (a stopped process, a network dropping packets) left the page
+    on "Predicting attention…" for ever: no call had a limit of its own."""
+    # The page's 120 s, shortened to 1.5 s here; the service's answers held back in the browser, for ever.
+    js(page, """const timeout = AbortSignal.timeout.bind(AbortSignal);
+        AbortSignal.timeout = (ms) => timeout(ms === 120000 ? 1500 : ms);""")
+    page.execute_cdp_cmd("Fetch.enable", {"patterns": [{"urlPattern": "*/v1/predict*"}]})
+    try:
+        page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative.png"))
+        error = page.find_element("id", "error")
+        wait(page, lambda d: error.is_displayed(), timeout=20, what="the page to give up on the service")
+        assert error.text == ("creative.png: the foveal service did not answer within 120 s; check that `foveal serve` "
+                              "is running and not stuck, then try again")
+        assert not page.find_element("id", "status").text.startswith("Predicting")
+        assert page.find_element("id", "dropzone").is_displayed()
+    finally:
+        page.execute_cdp_cmd("Fetch.disable", {})
+
+
 def test_a_busy_service_is_asked_again_after_its_retry_after(page):
     """503 with Retry-After (queue full, starting, draining) once failed the upload at once; a 504 told the person
     to raise X-Deadline-Ms, which the page does not let them set."""

@@ -8,6 +8,9 @@ const KEY_STORAGE = "foveal.apiKey";
 // at most this many times, each wait capped.
 const BUSY_RETRIES = 3;
 const BUSY_WAIT_CAP_S = 5;
+// A service that has not answered after this long is taken as stuck (a stopped process, a network that drops
+// packets): one that works answers 504 at its own deadline (60 s unless `foveal serve --timeout-ms` says more).
+const ANSWER_WAIT_S = 120;
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -36,8 +39,12 @@ export class Api {
       const headers = sent ? { "X-API-Key": sent } : {};
       let response;
       try {
-        response = await fetch(url, { method, body, headers });
+        response = await fetch(url, { method, body, headers, signal: AbortSignal.timeout(1000 * ANSWER_WAIT_S) });
       } catch (err) {
+        if (err.name === "TimeoutError") {
+          throw new ApiError(0, "no_answer", `the foveal service did not answer within ${ANSWER_WAIT_S} s; check `
+            + "that `foveal serve` is running and not stuck, then try again");
+        }
         throw new ApiError(0, "network", `cannot reach the foveal service (${err.message}); is \`foveal serve\` running?`);
       }
       if ((response.status === 401 || response.status === 403) && attempt === 0) {
