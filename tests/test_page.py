@@ -468,8 +468,13 @@ def test_bad_files_show_readable_errors(page, tmp_path):
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 50)
     page.find_element("id", "file-a").send_keys(str(fake))
     wait(page, lambda d: "fake.png" in error.text, what="the error about fake.png")
-    assert "could not be read as an image" in error.text
+    assert "could not be read as an image" in error.text and error.text.endswith("; save it again or choose another.")
     assert "Traceback" not in error.text
+    empty = tmp_path / "empty.jpg"  # an upload cut short, a placeholder synced but not downloaded
+    empty.write_bytes(b"")
+    page.find_element("id", "file-a").send_keys(str(empty))
+    wait(page, lambda d: "empty.jpg" in error.text, what="the error about empty.jpg")
+    assert error.text == "empty.jpg is empty (0 bytes); choose the creative's image file itself."
     assert page.find_element("id", "dropzone").is_displayed()
     bad = tmp_path / "bad.json"
     upload(page, EXAMPLES / "creative.png")

@@ -118,6 +118,10 @@ async function loadCreative(which, file) {
     showError(bdi(file.name), " is not a PNG, JPEG or WebP image; choose a creative in one of those formats.");
     return;
   }
+  if (!file.size) { // nothing to decode or to send
+    showError(bdi(file.name), " is empty (0 bytes); choose the creative's image file itself.");
+    return;
+  }
   const load = ++loads[which];
   const started = performance.now();
   performance.mark("foveal:file");
@@ -130,7 +134,8 @@ async function loadCreative(which, file) {
     bitmap = await createImageBitmap(file);
   } catch {
     if (loads[which] !== load) return;
-    showError(bdi(file.name), " could not be read as an image (corrupt, or not really a PNG, JPEG or WebP).");
+    showError(bdi(file.name), " could not be read as an image (corrupt, or not really a PNG, JPEG or WebP); "
+      + "save it again or choose another.");
     status("");
     return;
   }
