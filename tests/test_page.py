@@ -323,6 +323,20 @@ def test_a_box_dragged_onto_another_elements_box_goes_back(page, tmp_path):
     boxes = js(page, "return [...document.querySelectorAll('#boxes .box')].map((b) => b.getAttribute('aria-label'))")
     assert boxes == ["cta box a: 100, 50, 100, 100", "logo box b: 400, 200, 100, 100"], boxes
     wait(page, served, what="the service's scores of the boxes as they are")
+    # A box deleted from the keyboard during a drag stays deleted when the drag ends.
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.keys import Keys
+
+    press = ActionBuilder(page)
+    press.pointer_action.move_to_location(*to_viewport(page, 150, 100)).pointer_down()
+    press.pointer_action.move_to_location(*to_viewport(page, 170, 110))
+    press.perform()
+    page.find_element("css selector", "#boxes .box[data-name='a']").send_keys(Keys.DELETE)
+    release = ActionBuilder(page)
+    release.pointer_action.move_to_location(*to_viewport(page, 180, 120)).pointer_up()
+    release.perform()
+    time.sleep(0.5)
+    assert [r["name"] for r in element_rows(page)] == ["b"]
 
 
 def test_second_creative_shows_side_by_side_difference_and_verdict(page):

@@ -226,6 +226,7 @@ function carryElements(from, width, height) {
 
 function setElements(elements) {
   current().elements = elements;
+  delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
   refresh();
   scheduleServer();
