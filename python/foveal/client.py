@@ -231,7 +231,7 @@ def _file(image: ImageLike) -> tuple[str, bytes, str]:
 def _elements_text(elements: Any) -> str:
     """Element JSON to send: a .json file's text, JSON text as it is, or the JSON of elements in memory (dicts,
     :class:`Element` objects or an :class:`ElementSpec`)."""
-    from .scoring.elements import MAX_ELEMENT_FILE_BYTES, Element, ElementSpec
+    from .scoring.elements import MAX_ELEMENT_FILE_BYTES, ElementSpec
     from .scoring.textfile import read_text
 
     if isinstance(elements, (str, os.PathLike)) and not str(elements).lstrip().startswith(("{", "[")):
@@ -245,20 +245,22 @@ def _elements_text(elements: Any) -> str:
         return elements
     if isinstance(elements, ElementSpec):
         elements = {"elements": list(elements), **({"format": elements.format} if elements.format else {})}
-    if isinstance(elements, (list, tuple)):
-        elements = [e.to_dict() if isinstance(e, Element) else e for e in elements]
-    elif isinstance(elements, dict) and isinstance(elements.get("elements"), (list, tuple)):
-        elements = {**elements, "elements": [e.to_dict() if isinstance(e, Element) else e
-                                             for e in elements["elements"]]}
     return _json(elements, "elements", ElementSpecError)
 
 
 def _json(obj: Any, what: str, error: type[InputError]) -> str:
-    """``obj`` as JSON text (numpy numbers and arrays as JSON numbers and lists), else ``error`` naming ``what``."""
+    """``obj`` as JSON text (:class:`Element` objects in their file form, numpy numbers and arrays as JSON numbers
+    and lists), else ``error`` naming ``what``."""
     try:
-        return json.dumps(obj, allow_nan=False, default=json_default)
+        return json.dumps(obj, allow_nan=False, default=_wire_default)
     except (TypeError, ValueError) as exc:
         raise error(f"{what}: cannot send this as JSON ({exc}); give plain numbers, text, lists and dicts") from None
+
+
+def _wire_default(obj: Any) -> Any:
+    from .scoring.elements import Element
+
+    return obj.to_dict() if isinstance(obj, Element) else json_default(obj)
 
 
 def _checked_url(url: object) -> tuple[str, str]:

@@ -138,8 +138,7 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         if options.norms is not None:
             warning = load_norms(options.norms).check_graph(identity, options.allow_model_mismatch)
         with BatchStore(out, batch_settings(identity, options, items)) as store:
-            todo = [item for item in items if item.creative_id not in store.done]
-            store.retry(item.creative_id for item in todo)
+            todo = store.todo(items)
             summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=warning)
             seconds = dict.fromkeys(STAGES, 0.0)
             commit = 0.0

@@ -47,8 +47,7 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
     with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:
-        todo = [item for item in items if item.creative_id not in store.done]
-        store.retry(item.creative_id for item in todo)
+        todo = store.todo(items)
         summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
         chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))
         commit = commit_all(store, (r for chunk in chunks for r in chunk), len(todo), commit_every, show_progress)

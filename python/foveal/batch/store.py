@@ -134,17 +134,20 @@ class BatchStore:
             # what stopped the batch is the error to report; closing failed after it, mostly for the same reason
             # (a full disk)
 
-    def retry(self, ids: Iterable[str]) -> None:
-        """This run will score ``ids``: those that failed in the last run stay in :attr:`errors` until it retries
-        them, so that a run stopped early (Ctrl-C, SIGTERM) still lists every failure it did not get to."""
+    def todo(self, items: Sequence[BatchItem]) -> list[BatchItem]:
+        """The ``items`` this run is to score: those not committed yet.  Those of them that failed in the last run
+        stay in :attr:`errors` until retried, so that a run stopped early (Ctrl-C, SIGTERM) still lists every
+        failure it did not get to."""
+        todo = [item for item in items if item.creative_id not in self.done]
         try:
             last = _read_part(self.out / f"{ERRORS_NAME}.parquet", ERRORS_NAME).to_pylist()
         except InputError:
-            return  # none, or damaged: it only reported the last run, and is rewritten on closing
+            return todo  # none, or damaged: it only reported the last run, and is rewritten on closing
         last_by_id = {row["creative_id"]: row for row in last}
-        for i in ids:
-            if i in last_by_id and i not in self._errors:
-                self._errors[i] = last_by_id[i]
+        for item in todo:
+            if item.creative_id in last_by_id and item.creative_id not in self._errors:
+                self._errors[item.creative_id] = last_by_id[item.creative_id]
+        return todo
 
     def commit(self, results: Iterable[CreativeResult]) -> None:
         """Make ``results`` durable: successes into the tables and journal, failures into :attr:`errors`."""
