@@ -25,6 +25,8 @@ inline void require(bool ok, const std::string &message) {
 // runs everywhere and still uses wide vectors where the CPU has them.
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define FOVEAL_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+// Hand-vectorised kernels, called only where cpu_has_avx2().
+#define FOVEAL_AVX2 __attribute__((target("avx2,fma")))
 #define FOVEAL_X86 1
 #else
 #define FOVEAL_CLONES

@@ -7,6 +7,10 @@
 
 #include "kernels.hpp"
 
+#if FOVEAL_X86
+#include <immintrin.h>
+#endif
+
 namespace foveal {
 namespace {
 
@@ -190,32 +194,128 @@ void gaussian_blur(float *map, index_t h, index_t w, double sigma, float *chunk_
     });
 }
 
-// v *= q, results below FLT_MIN flushed to zero (so runs of products never slow down on subnormals); returns the
-// smallest result.
-FOVEAL_CLONES
-float multiply_flush(float *v, const float *q, index_t n) {
-    typedef float f8 __attribute__((vector_size(32)));
-    f8 lanes;
-    for (int j = 0; j < 8; ++j) lanes[j] = INFINITY;
-    const f8 zero = {};
-    index_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        f8 a, b;
-        std::memcpy(&a, v + i, sizeof a);
-        std::memcpy(&b, q + i, sizeof b);
-        f8 x = a * b;
-        x = x >= FLT_MIN ? x : zero;
-        std::memcpy(v + i, &x, sizeof x);
-        lanes = x < lanes ? x : lanes;
-    }
+// The rows between two restarts are made by products (ExpRows), so their loops are most of the map's arithmetic.
+// Each takes one pass over the row: v *= q with results below FLT_MIN flushed to zero (runs of products then
+// never slow down on subnormals), and the smallest result returned; `product_into` also writes v * scale to dst,
+// `product_stats` adds the row's max and float64 sum to running ones. Sums go in 16 lanes (lane i % 16 for all
+// but the last n % 16 values, which are added first), so the AVX2 and portable versions add in the same order
+// and agree bit for bit. Several independent accumulators: with one, each step waits four cycles on the last.
+constexpr index_t kSumLanes = 16;
+
+float product_into_portable(float *v, const float *q, float *dst, float scale, index_t n) {
     float m = INFINITY;
+    for (index_t i = 0; i < n; ++i) {
+        const float x = v[i] * q[i];
+        v[i] = x >= FLT_MIN ? x : 0.0f;
+        dst[i] = v[i] * scale;
+        m = std::min(m, v[i]);
+    }
+    return m;
+}
+
+float product_stats_portable(float *v, const float *q, index_t n, float &top, double &sum) {
+    double lanes[kSumLanes] = {};
+    const index_t body = n - n % kSumLanes;
+    float m = INFINITY;
+    for (index_t i = 0; i < n; ++i) {
+        const float x = v[i] * q[i];
+        v[i] = x >= FLT_MIN ? x : 0.0f;
+        m = std::min(m, v[i]);
+        top = std::max(top, v[i]);
+        if (i < body) lanes[i % kSumLanes] += static_cast<double>(v[i]);
+    }
+    double total = 0.0;
+    for (index_t i = body; i < n; ++i) total += static_cast<double>(v[i]);
+    for (double x : lanes) total += x;
+    sum += total;
+    return m;
+}
+
+#if FOVEAL_X86
+FOVEAL_AVX2 inline __m256 product8(float *v, const float *q, __m256 flush) {
+    const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(v), _mm256_loadu_ps(q));
+    const __m256 kept = _mm256_and_ps(x, _mm256_cmp_ps(x, flush, _CMP_GE_OQ));
+    _mm256_storeu_ps(v, kept);
+    return kept;
+}
+
+FOVEAL_AVX2 inline float lanes_min(__m256 a) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+FOVEAL_AVX2 inline float lanes_max(__m256 a) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+FOVEAL_AVX2 float product_into_avx2(float *v, const float *q, float *dst, float scale, index_t n) {
+    const __m256 flush = _mm256_set1_ps(FLT_MIN), s = _mm256_set1_ps(scale);
+    __m256 low[4];
+    for (__m256 &l : low) l = _mm256_set1_ps(INFINITY);
+    index_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; ++k) {
+            const __m256 x = product8(v + i + 8 * k, q + i + 8 * k, flush);
+            _mm256_storeu_ps(dst + i + 8 * k, _mm256_mul_ps(x, s));
+            low[k] = _mm256_min_ps(low[k], x);
+        }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = product8(v + i, q + i, flush);
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(x, s));
+        low[0] = _mm256_min_ps(low[0], x);
+    }
+    const float rest = product_into_portable(v + i, q + i, dst + i, scale, n - i);
+    return std::min(rest, lanes_min(_mm256_min_ps(_mm256_min_ps(low[0], low[1]), _mm256_min_ps(low[2], low[3]))));
+}
+
+FOVEAL_AVX2 float product_stats_avx2(float *v, const float *q, index_t n, float &top, double &sum) {
+    const __m256 flush = _mm256_set1_ps(FLT_MIN);
+    __m256 low[2], high[2];
+    __m256d lanes[4];
+    for (int k = 0; k < 2; ++k) low[k] = _mm256_set1_ps(INFINITY), high[k] = _mm256_set1_ps(-INFINITY);
+    for (__m256d &l : lanes) l = _mm256_setzero_pd();
+    index_t i = 0;
+    for (; i + kSumLanes <= n; i += kSumLanes)
+        for (int k = 0; k < 2; ++k) {
+            const __m256 x = product8(v + i + 8 * k, q + i + 8 * k, flush);
+            low[k] = _mm256_min_ps(low[k], x);
+            high[k] = _mm256_max_ps(high[k], x);
+            lanes[2 * k] = _mm256_add_pd(lanes[2 * k], _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+            lanes[2 * k + 1] = _mm256_add_pd(lanes[2 * k + 1], _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+        }
+    float m = INFINITY;
+    double total = 0.0;
     for (; i < n; ++i) {
         const float x = v[i] * q[i];
         v[i] = x >= FLT_MIN ? x : 0.0f;
         m = std::min(m, v[i]);
+        top = std::max(top, v[i]);
+        total += static_cast<double>(v[i]);
     }
-    for (int j = 0; j < 8; ++j) m = std::min(m, lanes[j]);
-    return m;
+    alignas(32) double spilled[kSumLanes];
+    for (int k = 0; k < 4; ++k) _mm256_store_pd(spilled + 4 * k, lanes[k]);
+    for (double x : spilled) total += x;
+    sum += total;
+    top = std::max(top, lanes_max(_mm256_max_ps(high[0], high[1])));
+    return std::min(m, lanes_min(_mm256_min_ps(low[0], low[1])));
+}
+#endif
+
+float product_into(float *v, const float *q, float *dst, float scale, index_t n) {
+#if FOVEAL_X86
+    if (cpu_has_avx2()) return product_into_avx2(v, q, dst, scale, n);
+#endif
+    return product_into_portable(v, q, dst, scale, n);
+}
+
+float product_stats(float *v, const float *q, index_t n, float &top, double &sum) {
+#if FOVEAL_X86
+    if (cpu_has_avx2()) return product_stats_avx2(v, q, n, top, sum);
+#endif
+    return product_stats_portable(v, q, n, top, sum);
 }
 
 // Running max and float64 sum of rows of values; each row summed by sum_f64, so the order of the additions depends
@@ -308,22 +408,27 @@ class ExpRows {
         }
     }
 
-    // Rows [y0, y1) (y0 a restart row): exp(v - shift) * scale into dst when given; max and float64 sum of
-    // exp(v - shift) into stats when given.
+    // Rows [y0, y1) (y0 a restart row) of exp(v - shift): their max and float64 sum into stats when given, else
+    // times scale into dst.
     void rows(index_t y0, index_t y1, float shift, float scale, float *dst, RowStats *stats) const {
         const index_t w = up_.w;
         std::vector<float> e(static_cast<std::size_t>(w));
         float smallest = 0.0f;
         for (index_t y = y0; y < y1; ++y) {
+            float *out = stats ? nullptr : dst + (y - y0) * w;
             if (restart_[y] || !(smallest >= FLT_MIN)) {
                 up_.row(y, e.data());
                 exp_shifted(e.data(), w, shift);
                 smallest = row_min(e.data(), w);
-            } else {
-                smallest = multiply_flush(e.data(), factors_.data() + up_.ty.i0[y] * w, w);
+                if (stats)
+                    stats->add_row(e.data(), w);
+                else
+                    scale_into(out, e.data(), scale, w);
+                continue;
             }
-            if (stats) stats->add_row(e.data(), w);
-            if (dst) scale_into(dst + (y - y0) * w, e.data(), scale, w);
+            const float *q = factors_.data() + up_.ty.i0[y] * w;
+            smallest = stats ? product_stats(e.data(), q, w, stats->max, stats->sum)
+                             : product_into(e.data(), q, out, scale, w);
         }
     }
 
