@@ -1158,3 +1158,68 @@ def test_a_creative_of_a_few_pixels_takes_drawn_and_added_boxes(page, tmp_path, 
     assert local_shares(page)["element 1"] == pytest.approx(1.0, abs=1e-6), "a box on the whole image holds it all"
     shot(page, f"12-tiny-{width}x{height}")
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Errors with a way forward, states that reset.
+
+
+def resized(tmp_path: Path, name: str, size: tuple[int, int]) -> Path:
+    from PIL import Image
+
+    path = tmp_path / name
+    Image.open(EXAMPLES / "creative.png").convert("RGB").resize(size).save(path)
+    return path
+
+
+def test_creatives_of_different_formats_are_compared_with_the_page_s_own_control(page, tmp_path):
+    """A 300x250 against a 728x90 was refused with advice to "set allow_format_mismatch", which the page had no
+    control for, and a Retry that could only be refused again."""
+    upload(page, resized(tmp_path, "rectangle.png", (300, 250)))
+    page.find_element("id", "add-element").click()
+    upload(page, resized(tmp_path, "leaderboard.png", (728, 90)), "file-b")
+    verdict = page.find_element("id", "verdict")
+    wait(page, lambda d: verdict.text.startswith("No comparison"), what="the refusal")
+    error = page.find_element("id", "error")
+    for text in (verdict.text, error.text):
+        assert "300x250" in text and "728x90" in text and "allow_format_mismatch" not in text, text
+        assert "compare different formats anyway" in text, text
+    assert not verdict.find_elements("tag name", "button"), "a Retry that can only be refused again"
+    anyway = page.find_element("id", "ab-mismatch")
+    assert anyway.is_displayed() and not anyway.is_selected()
+    anyway.click()
+    wait(page, lambda d: verdict.text.startswith("formats differ (300x250 vs 728x90), indicative only"),
+         what="the qualified verdict")
+    assert page.find_elements("css selector", "#delta-table tbody tr")
+    assert not page.find_element("id", "error-box").is_displayed(), "the refusal is no longer true"
+    anyway.click()  # unticked: refused again
+    wait(page, lambda d: verdict.text.startswith("No comparison"), what="the refusal again")
+
+
+def test_retry_is_offered_only_where_asking_again_can_help(page):
+    """Every failure of the comparison and of the scores came with a Retry, a refusal of the input (4xx) too."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the verdict")
+    # The service is unreachable for the comparison (a retry can help) and refuses the scores (a retry cannot).
+    js(page, """const real = window.fetch;
+        window.__down = true;
+        window.fetch = (url, ...rest) => {
+          if (window.__down && String(url).startsWith('/v1/compare')) return Promise.reject(new TypeError('Failed to fetch'));
+          if (window.__down && String(url).startsWith('/v1/score')) return Promise.resolve(new Response(
+            JSON.stringify({ error: { code: 'invalid_input', message: 'norms "x" do not fit' } }),
+            { status: 400, headers: { 'Content-Type': 'application/json' } }));
+          return real(url, ...rest);
+        };""")
+    page.find_element("id", "clear-elements").click()  # B's elements: re-scored and re-compared
+    import_elements(page, EXAMPLES / "creative_b.json")
+    verdict = page.find_element("id", "verdict")
+    wait(page, lambda d: "cannot reach the foveal service" in verdict.text, what="the failed comparison")
+    recs = page.find_element("id", "recs")
+    wait(page, lambda d: "could not be fetched" in recs.text, what="the refused scores")
+    assert not recs.find_elements("tag name", "button"), "a Retry of a refusal that cannot change"
+    js(page, "window.__down = false")
+    verdict.find_element("tag name", "button").click()
+    wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the verdict again")
+    assert "comparison:" not in page.find_element("id", "error").text

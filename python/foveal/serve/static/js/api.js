@@ -20,6 +20,12 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Whether asking again may go otherwise: the service was unreachable, busy, failing or wanting a key. A 4xx refuses
+ * the input itself, which a retry would send unchanged.
+ */
+export const canRetry = (err) => !(err.status >= 400 && err.status < 500) || [401, 403, 408, 429].includes(err.status);
+
 export class Api {
   /**
    * askKey: async (error) => key or null; called once when the service answers 401/403 (concurrent refusals share
@@ -100,12 +106,14 @@ export class Api {
     return this.json("/v1/score", { method: "POST", body: form });
   }
 
-  async compare(fileA, elementsA, fileB, elementsB) {
+  /** allowFormatMismatch: compare creatives of different formats anyway (the verdict then says it is indicative). */
+  async compare(fileA, elementsA, fileB, elementsB, { allowFormatMismatch = false } = {}) {
     const form = new FormData();
     form.append("image_a", fileA);
     form.append("elements_a", JSON.stringify(elementsA));
     form.append("image_b", fileB);
     form.append("elements_b", JSON.stringify(elementsB));
+    form.append("allow_format_mismatch", String(allowFormatMismatch));
     return this.json("/v1/compare", { method: "POST", body: form });
   }
 

@@ -5,7 +5,7 @@
 // definitions as `foveal score`. The service's /v1/score document (percentile, pass, recommendations) follows a
 // moment later for the same elements, and is what the JSON/CSV downloads contain.
 
-import { Api } from "./api.js";
+import { Api, canRetry } from "./api.js";
 import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor, moveBox, resizeBox } from "./editor.js";
@@ -36,6 +36,7 @@ const state = {
   ghosts: new Map(),
   norms: "",
   passPercentile: 70,
+  allowMismatch: false, // compare creatives of different formats anyway (an indicative verdict)
   paintedAB: null, // the A and B maps the side-by-side panels were last painted from
 };
 
@@ -664,7 +665,7 @@ async function serveScores(which) {
   } catch (err) {
     if (serverKey(c) === key && state.creatives[which] === c) {
       c.served = undefined;
-      c.failed = { key, message: err.message }; // shown in place of the service's numbers, with a retry
+      c.failed = { key, message: err.message, retry: canRetry(err) }; // shown in place of the service's numbers
       showError(`scores: ${err.message}`);
       refreshScores();
     }
@@ -675,6 +676,7 @@ async function serveScores(which) {
 }
 
 let compareSeq = 0;
+let compareError = null; // the message a failed comparison showed, cleared once one succeeds
 
 async function serveComparison() {
   const { A, B } = state.creatives;
@@ -682,19 +684,25 @@ async function serveComparison() {
   const seq = ++compareSeq;
   if (!A.elements.length || !B.elements.length) {
     delete $("ab").dataset.pending;
+    if (compareError) clearErrorIf(compareError);
     noComparison(`${A.elements.length ? "B" : "A"} has no elements yet: draw or import them to compare.`);
     return;
   }
   $("ab").dataset.pending = "1"; // the last verdict stays, greyed, until this one arrives
   try {
-    const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format));
+    const doc = await api.compare(A.file, elementFile(A.elements, A.format), B.file, elementFile(B.elements, B.format),
+      { allowFormatMismatch: state.allowMismatch });
     if (seq !== compareSeq) return;
+    if (compareError) clearErrorIf(compareError);
     renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
   } catch (err) {
     if (seq !== compareSeq) return;
-    showError(`comparison: ${err.message}`);
-    noComparison(`No comparison: ${err.message} `,
-      h("button", { type: "button", class: "small", onclick: () => serveComparison() }, "Retry"));
+    // The service's advice names its API field; on the page, the field is the A/B section's checkbox.
+    const message = err.message.replace("set allow_format_mismatch", "tick \"compare different formats anyway\"");
+    compareError = `comparison: ${message}`;
+    showError(compareError);
+    noComparison(`No comparison: ${message}`, ...(canRetry(err)
+      ? [" ", h("button", { type: "button", class: "small", onclick: () => serveComparison() }, "Retry")] : []));
   } finally {
     if (seq === compareSeq) delete $("ab").dataset.pending;
   }
@@ -821,7 +829,8 @@ function refreshScores() {
   }
   c.local = scoreLocally(c.map, c.elements);
   const key = serverKey(c);
-  const failed = c.failed?.key === key ? { message: c.failed.message, retry: () => serveScores(state.active) } : null;
+  const failed = c.failed?.key === key
+    ? { message: c.failed.message, retry: c.failed.retry ? () => serveScores(state.active) : null } : null;
   const served = c.servedKey === key && c.served ? c.served : c.served === undefined ? undefined : null;
   renderScores(root, c.local, failed ? undefined : served ?? (c.elements.length ? null : undefined), state.selected,
     failed);
@@ -950,6 +959,7 @@ function wire() {
     refresh();
     scheduleServer();
   });
+  $("ab-mismatch").addEventListener("change", (e) => { state.allowMismatch = e.target.checked; serveComparison(); });
   $("whatif-mode").addEventListener("change", (e) => { state.whatif = e.target.checked; refresh(); });
   $("whatif-element").addEventListener("change", (e) => { state.selected = e.target.value; refresh(); });
   for (const id of EDIT_FIELDS) $(id).addEventListener("change", typeEdit);

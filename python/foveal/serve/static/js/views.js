@@ -117,7 +117,8 @@ export function renderElementList(tbody, elements, selected, on, image) {
 /**
  * Scores: the local numbers (share, lift, rank, creative-level) now, and the service's percentile, score, pass
  * and recommendations once its document for the same elements arrives (`served`, or null while pending).
- * `failed` ({message, retry}): the service could not be asked; said so, with a button that asks again.
+ * `failed` ({message, retry}): the service could not be asked; said so, with a button that asks again when `retry`
+ * is not null (a retry can help).
  */
 export function renderScores(root, local, served, selected, failed = null) {
   const byName = new Map((served?.elements ?? []).map((e) => [e.name, e]));
@@ -159,8 +160,8 @@ export function renderScores(root, local, served, selected, failed = null) {
   root.notes.textContent = [...notes].join(" · ");
   const recs = served?.recommendations;
   root.recs.replaceChildren(...(failed ? [h("li", { class: "meta" },
-    `The service's percentiles and recommendations could not be fetched (${failed.message}) `,
-    h("button", { type: "button", class: "small", onclick: failed.retry }, "Retry"))]
+    `The service's percentiles and recommendations could not be fetched (${failed.message})`,
+    failed.retry && [" ", h("button", { type: "button", class: "small", onclick: failed.retry }, "Retry")])]
     : recs === undefined
     ? [h("li", { class: "meta" }, waiting ? "Asking the service for percentiles and recommendations…" : "")]
     : recs.length ? recs.map((r) => h("li", {}, h("span", { class: `sev ${r.severity}` }, r.severity), r.message))
