@@ -1223,3 +1223,56 @@ def test_retry_is_offered_only_where_asking_again_can_help(page):
     verdict.find_element("tag name", "button").click()
     wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the verdict again")
     assert "comparison:" not in page.find_element("id", "error").text
+
+
+PROPOSED = {"units": "px", "elements": [
+    {"name": "button", "kind": "cta", "box": [400, 520, 150, 44], "confidence": 0.9, "source": "auto"},
+    {"name": "title", "kind": "headline", "box": [34, 94, 410, 52], "confidence": 0.8, "source": "auto"}]}
+
+
+def propose_on_request(driver) -> None:
+    """/v1/detect answers PROPOSED when the page calls ``window.__release()``: as soon as it is asked, or later."""
+    js(driver, """const real = window.fetch;
+        window.__asked = 0;
+        window.fetch = (url, ...rest) => {
+          if (!String(url).startsWith('/v1/detect')) return real(url, ...rest);
+          window.__asked++;
+          return new Promise((resolve) => { window.__release = () => resolve(new Response(arguments[0],
+            { status: 200, headers: { 'Content-Type': 'application/json' } })); });
+        };""".replace("arguments[0]", json.dumps(json.dumps(PROPOSED))))
+
+
+def test_removing_b_leaves_nothing_said_of_b_on_screen(page):
+    """After Remove B the status line still said "2 element(s) proposed: accept or dismiss each" of B's
+    proposals, gone with B; a detection of B answered after Remove B said it too, and the line stayed after every
+    proposal had been accepted."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    propose_on_request(page)
+    js(page, "document.getElementById('detect').hidden = false")  # offered by a service with a detector
+    page.find_element("id", "detect").click()
+    wait(page, lambda d: js(d, "return window.__asked") == 1, what="the detection")
+    js(page, "window.__release()")
+    status = page.find_element("id", "status")
+    wait(page, lambda d: "proposed" in status.text, what="B's proposals")
+    page.find_element("id", "remove-b").click()
+    assert "proposed" not in status.text, status.text
+    assert not page.find_element("id", "proposals").is_displayed()
+    # A detection of B still under way when B goes: its answer says nothing of B either.
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    page.find_element("id", "detect").click()
+    wait(page, lambda d: js(d, "return window.__asked") == 2, what="the second detection")
+    page.find_element("id", "remove-b").click()
+    js(page, "window.__release()")
+    time.sleep(0.3)
+    assert "proposed" not in status.text and "Detecting" not in status.text, status.text
+    assert not page.find_element("id", "proposals").is_displayed()
+    # A's own proposals: once all are accepted, the line offering them goes too.
+    page.find_element("id", "detect").click()
+    wait(page, lambda d: js(d, "return window.__asked") == 3, what="A's detection")
+    js(page, "window.__release()")
+    wait(page, lambda d: "proposed" in status.text, what="A's proposals")
+    page.find_element("id", "accept-all").click()
+    assert "proposed" not in status.text, status.text
+

@@ -73,6 +73,11 @@ function status(...text) {
   $("status").replaceChildren(...text);
 }
 
+/** Clear the status line if it still says `text` (what it spoke of is gone). */
+function clearStatusIf(text) {
+  if (text && $("status").textContent === text) status("");
+}
+
 /** Say where a box now is (read out by screen readers as it changes), and why when it was stopped short. */
 function announceBox(name, [x, y, w, hh], note = "") {
   const what = state.whatif ? " (what-if)" : "";
@@ -417,7 +422,8 @@ async function proposeElements() {
   const c = current();
   if (!c?.map) return;
   clearError();
-  status("Detecting elements…");
+  const asking = "Detecting elements…";
+  status(asking);
   $("detect").disabled = true;
   try {
     const doc = await api.detect(c.file);
@@ -425,12 +431,13 @@ async function proposeElements() {
       : { elements: [] };
     c.proposals = spec.elements.map((e, i) => ({ ...e, confidence: doc.elements[i].confidence ?? null,
       text: doc.elements[i].text ?? null }));
-    status(c.proposals.length ? `${c.proposals.length} element(s) proposed: accept or dismiss each`
-      : "No element was found automatically; draw the boxes yourself.");
+    c.offer = c.proposals.length ? `${c.proposals.length} element(s) proposed: accept or dismiss each`
+      : "No element was found automatically; draw the boxes yourself.";
+    if (current() === c) status(c.offer); // not of a creative removed or switched away from meanwhile
   } catch (err) {
-    showError(`detection: ${err.message}`);
-    status("");
+    if (current() === c) showError(`detection: ${err.message}`);
   } finally {
+    clearStatusIf(asking);
     $("detect").disabled = false;
     refresh();
   }
@@ -448,12 +455,14 @@ function acceptProposals(indices) {
     elements.push({ name, kind: p.kind, box: [...p.box] });
   }
   c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  if (!c.proposals.length) clearStatusIf(c.offer);
   setElements(elements);
 }
 
 function dismissProposals(indices) {
   const c = current();
   c.proposals = c.proposals.filter((_, i) => !indices.includes(i));
+  if (!c.proposals.length) clearStatusIf(c.offer);
   refresh();
 }
 
@@ -904,6 +913,7 @@ function wire() {
     e.target.value = "";
   });
   $("remove-b").addEventListener("click", () => {
+    status(""); // it may speak of B: its upload, its proposals
     state.creatives.B = null;
     state.active = "A";
     refresh();
@@ -911,6 +921,7 @@ function wire() {
   });
   for (const input of document.querySelectorAll("input[name=which]")) {
     input.addEventListener("change", () => {
+      clearStatusIf(current()?.offer); // the other creative's proposals are not on screen
       state.active = input.value;
       state.selected = null;
       state.ghosts.clear();
