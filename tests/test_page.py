@@ -1276,3 +1276,24 @@ def test_removing_b_leaves_nothing_said_of_b_on_screen(page):
     page.find_element("id", "accept-all").click()
     assert "proposed" not in status.text, status.text
 
+
+
+def test_removing_b_drops_its_whatif_edits_and_result(page):
+    """What-if edits recorded on B's boxes were kept by name after Remove B and applied to A's boxes of the same
+    names; B's what-if result stayed on screen under A."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    page.find_element("id", "whatif-mode").click()
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    wait(page, lambda d: d.find_elements("css selector", "#edits li"), what="B's edit")
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="B's what-if")
+    page.find_element("id", "remove-b").click()
+    assert not page.find_elements("css selector", "#edits li"), "B's edit carried onto A"
+    assert not page.find_element("id", "whatif-result").is_displayed()
+    assert "cta" not in page.find_element("id", "box-status").text

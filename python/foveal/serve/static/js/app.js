@@ -163,9 +163,7 @@ async function loadCreative(which, file) {
   if (previous && which === "A") creative.format = previous.format;
   state.creatives[which] = creative;
   state.active = which;
-  state.ghosts.clear();
-  $("whatif-result").hidden = true;
-  $("box-status").textContent = ""; // it spoke of the boxes before
+  leaveCreative();
   refresh();
   creative.rgba = imagePixels(bitmap, width, height);
   try {
@@ -202,6 +200,13 @@ async function loadCreative(which, file) {
   // running with the first would delay the overlay, the part a person waits for.
   serveScores(which);
   scheduleServer();
+}
+
+/** Another creative is shown: the what-if edits and result and the box line, all of the one before, go. */
+function leaveCreative() {
+  state.ghosts.clear(); // by element name: the next creative may have elements of the same names
+  $("whatif-result").hidden = true;
+  $("box-status").textContent = "";
 }
 
 /**
@@ -916,6 +921,8 @@ function wire() {
     status(""); // it may speak of B: its upload, its proposals
     state.creatives.B = null;
     state.active = "A";
+    state.selected = null;
+    leaveCreative();
     refresh();
     $("file-b").focus(); // Remove B is hidden now: focus stays on the A/B controls
   });
@@ -924,8 +931,7 @@ function wire() {
       clearStatusIf(current()?.offer); // the other creative's proposals are not on screen
       state.active = input.value;
       state.selected = null;
-      state.ghosts.clear();
-      $("box-status").textContent = ""; // it spoke of the other creative's boxes
+      leaveCreative();
       refresh();
     });
   }
