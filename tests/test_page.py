@@ -1297,3 +1297,25 @@ def test_removing_b_drops_its_whatif_edits_and_result(page):
     assert not page.find_elements("css selector", "#edits li"), "B's edit carried onto A"
     assert not page.find_element("id", "whatif-result").is_displayed()
     assert "cta" not in page.find_element("id", "box-status").text
+
+
+def test_removing_b_takes_back_the_refusal_of_the_pair(page, tmp_path):
+    """The message refusing to compare A with B (formats differ) stayed on screen after Remove B, of a pair that was
+    no more; a comparison answered after Remove B would have shown one too."""
+    upload(page, resized(tmp_path, "rectangle.png", (300, 250)))
+    page.find_element("id", "add-element").click()
+    upload(page, resized(tmp_path, "leaderboard.png", (728, 90)), "file-b")
+    error = page.find_element("id", "error")
+    wait(page, lambda d: error.text.startswith("comparison:"), what="the refusal")
+    page.find_element("id", "remove-b").click()
+    assert not error.is_displayed(), error.text
+    # A comparison under way when B goes: its refusal is not shown.
+    js(page, """const real = window.fetch;
+        window.fetch = (url, ...rest) => String(url).startsWith('/v1/compare')
+          ? new Promise((resolve) => { window.__answer = () => resolve(real(url, ...rest)); }) : real(url, ...rest);""")
+    upload(page, resized(tmp_path, "leaderboard.png", (728, 90)), "file-b")
+    wait(page, lambda d: js(d, "return Boolean(window.__answer)"), what="the comparison under way")
+    page.find_element("id", "remove-b").click()
+    js(page, "window.__answer()")
+    time.sleep(0.5)
+    assert not error.is_displayed(), error.text

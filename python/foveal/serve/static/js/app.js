@@ -722,6 +722,13 @@ async function serveComparison() {
   }
 }
 
+/** B is gone: a comparison still under way is not shown, and the message refusing the pair is taken back. */
+function dropComparison() {
+  compareSeq++;
+  delete $("ab").dataset.pending;
+  if (compareError) clearErrorIf(compareError);
+}
+
 /** The A/B verdict replaced by why there is none: an earlier verdict must not stand for the current pair. */
 function noComparison(...why) {
   $("verdict").className = "verdict";
@@ -920,6 +927,7 @@ function wire() {
   $("remove-b").addEventListener("click", () => {
     status(""); // it may speak of B: its upload, its proposals
     state.creatives.B = null;
+    dropComparison();
     state.active = "A";
     state.selected = null;
     leaveCreative();
