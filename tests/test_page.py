@@ -1319,3 +1319,16 @@ def test_removing_b_takes_back_the_refusal_of_the_pair(page, tmp_path):
     js(page, "window.__answer()")
     time.sleep(0.5)
     assert not error.is_displayed(), error.text
+
+
+def test_export_is_offered_only_for_a_file_that_can_be_read_back(page, downloads):
+    """Export JSON was enabled without elements (and without a creative): it saved {"elements": []}, a file that
+    `foveal score --elements` and the page's own Import JSON refuse ("no elements")."""
+    export = page.find_element("id", "export-elements")
+    assert not export.is_enabled(), "nothing to export before a creative"
+    upload(page, EXAMPLES / "creative.png")
+    assert not export.is_enabled(), "nothing to export before an element"
+    page.find_element("id", "add-element").click()
+    assert export.is_enabled()
+    page.find_element("id", "clear-elements").click()
+    assert not export.is_enabled()

@@ -754,6 +754,7 @@ function refresh() {
     select: (name) => { state.selected = name; refreshBoxes(); },
   }, c);
   $("add-element").disabled = !c || state.whatif;
+  $("export-elements").disabled = !c?.elements.length; // an empty list is a file foveal score (and Import) refuses
   $("elements-empty").hidden = Boolean(c?.elements.length);
   refreshProposals(c);
   $("detect").disabled = !c?.map;
