@@ -1332,3 +1332,27 @@ def test_export_is_offered_only_for_a_file_that_can_be_read_back(page, downloads
     assert export.is_enabled()
     page.find_element("id", "clear-elements").click()
     assert not export.is_enabled()
+
+
+def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
+    """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    page.find_element("id", "whatif-mode").click()
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    js(page, """const real = window.fetch;
+        window.__held = [];
+        window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
+          ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); }) : real(url, ...rest);""")
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")
+    page.find_element("id", "remove-b").click()
+    js(page, "window.__held.forEach((answer) => answer())")
+    time.sleep(2)
+    assert not page.find_element("id", "whatif-result").is_displayed()
+    assert "What-if" not in page.find_element("id", "status").text

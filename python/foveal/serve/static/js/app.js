@@ -204,8 +204,7 @@ async function loadCreative(which, file) {
 
 /** Another creative is shown: the what-if edits and result and the box line, all of the one before, go. */
 function leaveCreative() {
-  state.ghosts.clear(); // by element name: the next creative may have elements of the same names
-  $("whatif-result").hidden = true;
+  dropEdits(); // by element name: the next creative may have elements of the same names
   $("box-status").textContent = "";
 }
 
@@ -610,16 +609,28 @@ function typeEdit(event) {
     : "kept inside the image: the service refuses an edit that leaves it");
 }
 
+let whatifSeq = 0; // moves on when the edits are dropped: a what-if still under way is then not shown
+
+/** The what-if edits and their result go (Reset edits, another creative shown). */
+function dropEdits() {
+  state.ghosts.clear();
+  whatifSeq++;
+  $("whatif-result").hidden = true;
+}
+
 async function runWhatif() {
   const c = current();
   const list = edits();
   if (!c?.map || !list.length) return;
   clearError();
-  status("Re-scoring the edited creative…");
+  const asking = "Re-scoring the edited creative…";
+  status(asking);
   $("whatif-run").disabled = true;
+  const seq = whatifSeq;
   try {
     const spec = elementFile(c.elements, c.format);
     const [doc, edited] = await Promise.all([api.whatif(c.file, spec, list), api.whatifImage(c.file, spec, list)]);
+    if (seq !== whatifSeq) return;
     renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0] }, doc);
     const image = $("whatif-image");
     if (image.src) URL.revokeObjectURL(image.src);
@@ -628,9 +639,9 @@ async function runWhatif() {
     $("whatif-result").hidden = false;
     status("What-if scored.");
   } catch (err) {
-    showError(`what-if: ${err.message}`);
-    status("");
+    if (seq === whatifSeq) showError(`what-if: ${err.message}`);
   } finally {
+    clearStatusIf(asking);
     $("whatif-run").disabled = !edits().length;
   }
 }
@@ -990,7 +1001,7 @@ function wire() {
   $("whatif-element").addEventListener("change", (e) => { state.selected = e.target.value; refresh(); });
   for (const id of EDIT_FIELDS) $(id).addEventListener("change", typeEdit);
   $("whatif-run").addEventListener("click", runWhatif);
-  $("whatif-reset").addEventListener("click", () => { state.ghosts.clear(); $("whatif-result").hidden = true; refresh(); });
+  $("whatif-reset").addEventListener("click", () => { dropEdits(); refresh(); });
   for (const button of document.querySelectorAll("[data-download]")) { // one file for a double click
     button.addEventListener("click", singleClick(() => download(button.dataset.download)));
   }
