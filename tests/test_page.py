@@ -1356,3 +1356,28 @@ def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
     time.sleep(2)
     assert not page.find_element("id", "whatif-result").is_displayed()
     assert "What-if" not in page.find_element("id", "status").text
+
+
+def test_the_whatif_is_asked_once_while_it_runs(page):
+    """Re-score edited creative was disabled while its what-if ran, but any change on the page (a key on a box)
+    enabled it again: a second click asked the service again, and the older answer could arrive last."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").click()
+    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    js(page, "arguments[0].focus()", box)
+    box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    js(page, """const real = window.fetch;
+        window.__held = [];
+        window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
+          ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); }) : real(url, ...rest);""")
+    run = page.find_element("id", "whatif-run")
+    run.click()
+    wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")
+    box.send_keys(Keys.SHIFT, Keys.ARROW_UP)  # another edit meanwhile
+    assert not run.is_enabled(), "a second what-if while the first runs"
+    js(page, "window.__held.forEach((answer) => answer())")
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    assert run.is_enabled(), "the next edit can be re-scored"

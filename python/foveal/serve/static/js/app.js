@@ -610,6 +610,11 @@ function typeEdit(event) {
 }
 
 let whatifSeq = 0; // moves on when the edits are dropped: a what-if still under way is then not shown
+let whatifRunning = false; // one what-if at a time: a change meanwhile must not offer a second
+
+function refreshWhatifRun() {
+  $("whatif-run").disabled = !edits().length || !current()?.map || whatifRunning;
+}
 
 /** The what-if edits and their result go (Reset edits, another creative shown). */
 function dropEdits() {
@@ -625,7 +630,8 @@ async function runWhatif() {
   clearError();
   const asking = "Re-scoring the edited creative…";
   status(asking);
-  $("whatif-run").disabled = true;
+  whatifRunning = true;
+  refreshWhatifRun();
   const seq = whatifSeq;
   try {
     const spec = elementFile(c.elements, c.format);
@@ -642,7 +648,8 @@ async function runWhatif() {
     if (seq === whatifSeq) showError(`what-if: ${err.message}`);
   } finally {
     clearStatusIf(asking);
-    $("whatif-run").disabled = !edits().length;
+    whatifRunning = false;
+    refreshWhatifRun();
   }
 }
 
@@ -775,7 +782,7 @@ function refresh() {
   $("edits").replaceChildren(...list.map((e) => h("li", {}, `${e.op} `, bdi(e.element), e.op === "move"
     ? ` by (${e.dx >= 0 ? "+" : ""}${e.dx}, ${e.dy >= 0 ? "+" : ""}${e.dy}) px`
     : ` by ×${e.factor}`)));
-  $("whatif-run").disabled = !list.length || !c?.map;
+  refreshWhatifRun();
   $("whatif-reset").disabled = !list.length;
   refreshEditFields(c);
   refreshDownloads();
