@@ -1381,3 +1381,19 @@ def test_the_whatif_is_asked_once_while_it_runs(page):
     js(page, "window.__held.forEach((answer) => answer())")
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert run.is_enabled(), "the next edit can be re-scored"
+
+
+def test_elements_are_proposed_once_while_the_detector_runs(page):
+    """Propose elements was disabled while the detector ran, but any change on the page enabled it again: a
+    second click started a second detection (each one takes every core of the service)."""
+    upload(page, EXAMPLES / "creative.png")
+    propose_on_request(page)
+    detect = page.find_element("id", "detect")
+    js(page, "arguments[0].hidden = false", detect)  # offered by a service with a detector
+    detect.click()
+    wait(page, lambda d: js(d, "return window.__asked") == 1, what="the detection")
+    page.find_element("id", "add-element").click()  # a change meanwhile
+    assert not detect.is_enabled(), "a second detection while the first runs"
+    js(page, "window.__release()")
+    wait(page, lambda d: d.find_element("id", "proposals").is_displayed(), what="the proposals")
+    assert detect.is_enabled()

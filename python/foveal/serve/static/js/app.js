@@ -421,6 +421,8 @@ async function importElements(file) {
 
 // ------------------------------------------------------------------------------------------------- proposals
 
+let detecting = false; // one detection at a time (each takes every core of the service)
+
 /** Ask the service's detector for elements; they are offered, not applied, until the user accepts them. */
 async function proposeElements() {
   const c = current();
@@ -428,6 +430,7 @@ async function proposeElements() {
   clearError();
   const asking = "Detecting elements…";
   status(asking);
+  detecting = true;
   $("detect").disabled = true;
   try {
     const doc = await api.detect(c.file);
@@ -442,7 +445,7 @@ async function proposeElements() {
     if (current() === c) showError(`detection: ${err.message}`);
   } finally {
     clearStatusIf(asking);
-    $("detect").disabled = false;
+    detecting = false;
     refresh();
   }
 }
@@ -775,7 +778,7 @@ function refresh() {
   $("export-elements").disabled = !c?.elements.length; // an empty list is a file foveal score (and Import) refuses
   $("elements-empty").hidden = Boolean(c?.elements.length);
   refreshProposals(c);
-  $("detect").disabled = !c?.map;
+  $("detect").disabled = !c?.map || detecting;
   refreshScores();
   refreshComparison();
   const list = edits();
