@@ -1397,3 +1397,29 @@ def test_elements_are_proposed_once_while_the_detector_runs(page):
     js(page, "window.__release()")
     wait(page, lambda d: d.find_element("id", "proposals").is_displayed(), what="the proposals")
     assert detect.is_enabled()
+
+
+def test_whatif_edits_kept_through_an_import_stay_inside_the_image(page, tmp_path):
+    """An element file imported during what-if kept each edit by name, unchecked against the new boxes: a move that
+    fitted the old cta pushed the imported one out of the image, and the service refused the what-if."""
+    from selenium.webdriver.support.ui import Select
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").click()
+    Select(page.find_element("id", "whatif-element")).select_by_value("cta")
+    retype(page.find_element("id", "whatif-dx"), "50")  # 400 + 150 + 50: against the right edge
+    wait(page, lambda d: "move cta by (+50, +0) px" in d.find_element("id", "edits").text, what="the edit")
+    moved = json.loads((EXAMPLES / "creative.json").read_text())
+    next(e for e in moved["elements"] if e["name"] == "cta")["box"] = [440, 520, 150, 44]
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    page.find_element("id", "import-elements").send_keys(str(tmp_path / "moved.json"))
+    wait(page, lambda d: next(r["box"] for r in element_rows(d) if r["name"] == "cta")[0] == 440, what="the import")
+    label = page.find_element("css selector", "#boxes .box[data-name=cta]").get_attribute("aria-label")
+    x, _, w, _ = map(int, label.split(": ")[1].split(", "))
+    assert x + w <= 600, label
+    assert "move cta by (+10, +0) px" in page.find_element("id", "edits").text
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed() or d.find_element("id", "error").text,
+         timeout=60, what="the what-if")
+    assert not page.find_element("id", "error-box").is_displayed(), page.find_element("id", "error").text

@@ -235,6 +235,13 @@ function carryElements(from, width, height) {
 // ---------------------------------------------------------------------------------------------------- elements
 
 function setElements(elements) {
+  // A what-if edit is kept by name, as far as it still fits its element's box (moved, resized or imported anew);
+  // an element that is gone takes its edit with it.
+  for (const [name, g] of state.ghosts) {
+    const e = elements.find((el) => el.name === name);
+    if (e) fitGhost(current(), e, g);
+    else state.ghosts.delete(name);
+  }
   current().elements = elements;
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
@@ -316,8 +323,6 @@ function setBox(name, box, note = "") {
     scheduleServer(); // a drag's boxes may have been asked for meanwhile: the service's scores of these boxes
     return;
   }
-  // A what-if edit recorded on the old box is kept, as far as it still fits the new one.
-  if (state.ghosts.has(name)) fitGhost(c, elements.find((e) => e.name === name), state.ghosts.get(name));
   setElements(elements);
   announceBox(name, box, note);
 }
@@ -366,7 +371,6 @@ function removeListed(name) {
 
 function removeElement(name) {
   if (state.selected === name) state.selected = null;
-  state.ghosts.delete(name);
   setElements(current().elements.filter((e) => e.name !== name));
   $("box-status").replaceChildren(bdi(name), " removed");
 }
