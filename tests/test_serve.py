@@ -735,6 +735,68 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
             proc.wait()
 
 
+def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path):
+    """Ctrl-C twice: uvicorn stops waiting and cancels the requests still in flight, which it answered with a
+    plain-text 500 (and a traceback in the log), and the process exited 0 as after a full drain."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--verbose")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            # in flight until the service stops: its body never arrives whole
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+            until = time.monotonic() + 20
+            while metric(httpx.get(f"{base}/metrics").text, "foveal_requests_in_flight") < 2:  # it and /metrics
+                assert time.monotonic() < until, "the request never arrived"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            assert proc.poll() is None, "the first Ctrl-C drains: the request is still waited for"
+            proc.send_signal(signal.SIGINT)
+            head, _, body = _answer_on(sock, 20).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ") and b"content-type: application/json" in head.lower(), head
+        assert b"retry-after: 1" in head.lower() and b"connection: close" in head.lower(), head
+        assert json.loads(body)["error"]["code"] == "shutting_down"
+        assert proc.wait(timeout=30) == 130
+        text = log.read_text()
+        assert "Traceback" not in text and "foveal: interrupted" in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_request_still_in_flight_when_the_drain_times_out_gets_503(tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    code = ("from foveal.serve import ServeConfig, serve\n"
+            f"serve(ServeConfig(model='itti-koch'), port={port}, graceful_timeout_s=0.5)")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        until = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < until, log.read_text()
+            with contextlib.suppress(OSError):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            time.sleep(0.1)
+        with sock:
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            head, _, body = _answer_on(sock, 20).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ") and b"content-type: application/json" in head.lower(), head
+        assert json.loads(body)["error"]["code"] == "shutting_down"
+        assert proc.wait(timeout=30) == 0 and "Traceback" not in log.read_text(), log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _answer_on(sock: socket.socket, limit_s: float) -> bytes:
     """Everything the server sends on ``sock`` until it closes it, waiting at most ``limit_s``."""
     sock.settimeout(limit_s)

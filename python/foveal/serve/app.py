@@ -143,15 +143,21 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
         publisher = asyncio.create_task(_publish(state.exchange)) if state.exchange else None
         try:
             yield
-        finally:
-            state.ready = False
-            metrics.ready.set(0)
-            if state.batcher is not None:
-                await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
+        except asyncio.CancelledError:
+            # The server stops at once (a second Ctrl-C) and cancels this task with the requests: nothing is
+            # finished, and the stop is not logged as a failed shutdown with the cancellation's traceback.
+            forced = True
+        else:
+            forced = False
+        state.ready = False
+        metrics.ready.set(0)
+        if state.batcher is not None and not forced:
+            await state.batcher.stop()  # uvicorn has drained the requests; this finishes any queued image
+        if not forced:
             await asyncio.to_thread(state.detect_lane.shutdown)
-            if publisher is not None:
-                publisher.cancel()
-                state.exchange.publish()  # the final counts stay in the other workers' sums
+        if publisher is not None:
+            publisher.cancel()
+            state.exchange.publish()  # the final counts stay in the other workers' sums
 
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN, and users run air-gapped.
     app = FastAPI(title="foveal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

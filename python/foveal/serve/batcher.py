@@ -60,6 +60,12 @@ def queue_full(waiting: str, limit: int) -> ServiceError:
                         code="queue_full", retry_after=1.0)
 
 
+def shutting_down() -> ServiceError:
+    """503 for a request that arrived, or was still in progress, when the service stopped."""
+    return ServiceError("the service is shutting down; retry on another instance", status=503, code="shutting_down",
+                        retry_after=1.0)
+
+
 def deadline_exceeded() -> ServiceError:
     return ServiceError("the request's deadline passed before its result was ready; raise X-Deadline-Ms or retry "
                         "when the service is less loaded", status=504, code="deadline_exceeded")
@@ -144,8 +150,7 @@ class Batcher:
     async def submit_many(self, images: Sequence[ImageLike], deadline: float | None = None) -> list[SaliencyMap]:
         """Maps of several images (queued together, refused together when the queue has no room for all)."""
         if self._closing or self._loop is None:
-            raise ServiceError("the service is shutting down; retry on another instance", status=503,
-                               code="shutting_down", retry_after=1.0)
+            raise shutting_down()
         if len(self._pending) + len(images) > self.max_queue:
             self.metrics.rejected.inc(reason="queue_full")
             raise queue_full(f"{len(self._pending)} images queued", self.max_queue)
@@ -195,6 +200,10 @@ class Batcher:
             try:
                 results = await self._loop.run_in_executor(  # type: ignore[union-attr]
                     self._thread, self._run, [item.image for item in batch])
+            except asyncio.CancelledError:  # the server stops at once: so does the worker (the batch runs out unseen)
+                for item in batch:
+                    item.future.cancel()
+                raise
             except BaseException as exc:  # noqa: BLE001 - never let the worker die with futures pending
                 log.exception("batch of %d failed", len(batch))
                 results = [exc] * len(batch)

@@ -24,11 +24,16 @@ FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
 )
 
 
+def retry_after_value(seconds: float) -> str:
+    """A ``Retry-After`` value: whole seconds (RFC 9110's delay-seconds), at least 1."""
+    return str(max(1, round(seconds)))
+
+
 def error_response(status: int, code: str, message: str, retry_after: float | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     headers = dict(headers or {})
     if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+        headers["Retry-After"] = retry_after_value(retry_after)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 

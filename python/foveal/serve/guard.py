@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 from ..errors import ServiceError
 from .auth import KeyChecker, presented_key
+from .batcher import shutting_down
+from .errors import retry_after_value
 from .metrics import ServiceMetrics
 
 #: Paths answered without an API key: liveness/readiness probes, the page and the API's own description.
@@ -56,6 +58,12 @@ class Guard:
                 await _send_error(send_timed, refusal)
                 return
             await self.app(scope, self._limited(receive, route, started + self.body_timeout_s), send_timed)
+        except asyncio.CancelledError:
+            if first_sent:
+                raise  # cut off mid-answer: the server closes the connection
+            # The server stops at once (uvicorn: a second Ctrl-C, or the graceful timeout passed) and cancels what
+            # is in flight; answered here, such a request gets the API's 503, not the server's plain-text 500.
+            await _send_error(send_timed, shutting_down(), close=True)
         finally:
             metrics.in_flight.add(-1)
             metrics.requests.inc(route=route, status=str(status[0]))
@@ -128,10 +136,15 @@ def _too_large(limit: int) -> ServiceError:
                         "image", status=413, code="body_too_large")
 
 
-async def _send_error(send: Callable, exc: ServiceError) -> None:
+async def _send_error(send: Callable, exc: ServiceError, *, close: bool = False) -> None:
+    """The JSON error answer; ``close``: the connection ends after it."""
     body = json.dumps({"error": {"code": exc.code, "message": str(exc)}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="foveal"'))
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", retry_after_value(exc.retry_after).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -58,7 +58,9 @@ def check_listen(host: str, port: int) -> None:
 def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
-    ``graceful_timeout_s``) and return.  ``engine``: an engine already built from ``config`` (one worker only).
+    ``graceful_timeout_s``; those still unanswered then get 503 ``shutting_down``) and return.  A second SIGINT
+    while draining stops at once: what is in flight gets that 503, queued images are dropped, and (one worker)
+    KeyboardInterrupt is raised.  ``engine``: an engine already built from ``config`` (one worker only).
     A connection whose request headers have not all arrived ``header_timeout_s`` after it opened (or after the
     request's first byte) is answered 408 and closed, and one whose client reads none of its answer for
     ``config.request_timeout_s`` is cut off (:mod:`foveal.serve.connection`)."""
@@ -86,7 +88,10 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
             os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
             uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
         else:
-            uvicorn.run(create_app(config, engine=engine), **options)
+            server = uvicorn.Server(uvicorn.Config(create_app(config, engine=engine), **options))
+            server.run()
+            if server.force_exit:  # a second Ctrl-C cut the drain short: interrupted, not drained
+                raise KeyboardInterrupt
     finally:
         cleanup.close()
         for sig, handler in previous.items():
