@@ -654,6 +654,17 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
     with running(app) as base:
         allowed = httpx.options(f"{base}/v1/predict", headers={**preflight, "Origin": "https://ok.example"})
         assert allowed.headers["access-control-allow-origin"] == "https://ok.example"
+        # refused preflights were text/plain ("Disallowed CORS origin"); every error of the API is its JSON
+        refused = httpx.options(f"{base}/v1/predict", headers=preflight)
+        assert error_of(refused) == (403, "cors_refused")
+        assert "access-control-allow-origin" not in refused.headers
+        assert "origin 'https://evil.example' is not allowed" in refused.json()["error"]["message"]
+        refused = httpx.options(f"{base}/v1/predict", headers={
+            "Origin": "https://ok.example", "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type, x-secret"})
+        assert error_of(refused) == (403, "cors_refused")
+        message = refused.json()["error"]["message"]
+        assert "method PUT" in message and "header x-secret" in message and "GET, POST" in message, message
 
 
 def test_cors_preflight_needs_no_key(engine, keyfile):

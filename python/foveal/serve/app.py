@@ -33,7 +33,6 @@ from typing import Any, AsyncIterator, Literal, Mapping
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.routing import APIRoute
-from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
@@ -54,6 +53,7 @@ from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_
 from . import codec
 from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor, finite, whole
+from .cors import CORS
 from .errors import HANDLERS
 from .guard import Guard
 from .lane import Lane
@@ -175,7 +175,7 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys,
                        body_timeout_s=config.request_timeout_s)
     if config.cors_origins:  # added last, so outermost: the guard's own refusals (401, 413...) carry its headers too
-        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORS, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
     return app
 
