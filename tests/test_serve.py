@@ -1006,6 +1006,56 @@ def test_a_request_answered_before_its_body_arrived_ends_its_connection():
     assert answer.startswith(b"HTTP/1.1 400 ") and not wire.eof
 
 
+WEBSOCKET = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"Sec-WebSocket-Version: 13\r\n")
+
+
+def test_an_upgrade_request_is_answered_as_plain_http_or_refused_in_json(tmp_path):
+    """uvicorn answered a WebSocket handshake with an empty 403 that no key check, JSON body or /metrics saw, and
+    read an upgrade request's body as the other protocol's bytes: dropped, the request got 'the body is empty'.
+    The service has no WebSocket or HTTP/2 endpoint: it answers an upgrade request as the HTTP request it also is
+    (RFC 9110 7.8), and one with a body, which its parser cannot read, with the API's JSON 400."""
+    answer, seen, wire = _one_read(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + WEBSOCKET + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and seen == ["/healthz"], answer
+    assert b"connection: close" in answer.lower(), "what follows the upgrade request cannot be read: closed"
+    data = EXAMPLE.read_bytes()
+    answer, seen, wire = _one_read(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                   b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AA\r\n"
+                                   b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and seen == [] and wire.eof, answer[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "Upgrade" in error["message"], error
+
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /v1/predict HTTP/1.1\r\nHost: x\r\n" + WEBSOCKET + b"\r\n")
+            head, _, body = _answer_on(sock, 10).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405 ") and json.loads(body)["error"]["code"] == "method_not_allowed", head
+        text = httpx.get(f"{base}/metrics").text
+        assert metric(text, 'foveal_requests_total{route="/v1/predict",status="405"}') == 1
+        assert "Unsupported upgrade" not in log.read_text(), "a client's header is no warning for the operator"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+
+
+def test_a_websocket_handshake_to_a_mounted_app_is_refused_in_json_and_counted(url):
+    """Mounted in a server that speaks WebSocket (here uvicorn with wsproto), the handshake reaches the app, which
+    refused it with an empty 403 that /metrics never counted."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /v1/predict HTTP/1.1\r\nHost: x\r\n" + WEBSOCKET + b"\r\n")
+        head, _, body = _answer_on(sock, 10).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ") and b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert error["code"] == "not_found" and "WebSocket" in error["message"], error
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    assert metric(text, 'foveal_requests_total{route="/v1/predict",status="404"}') == 1
+
+
 def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     """When the batched engine call raises, every image is re-run alone: only the culprit fails."""
     from foveal import InputError

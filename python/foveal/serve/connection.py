@@ -42,6 +42,9 @@ class Connection(HttpToolsProtocol):
 
     def __init__(self, *args: Any, header_timeout_s: float, send_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The service has no WebSocket endpoint: a handshake is answered as the plain HTTP request it also is (RFC
+        # 9110 7.8 lets a server ignore Upgrade), through the app's key check, JSON errors and /metrics.
+        self.ws_protocol_class = None
         self.header_timeout_s, self.send_timeout_s = header_timeout_s, send_timeout_s
         self._send_watch: asyncio.TimerHandle | None = None
         self._unsent = 0  # bytes waiting in the write buffer when the watch was last armed
@@ -88,7 +91,19 @@ class Connection(HttpToolsProtocol):
         if self._head_bytes > MAX_HEADER_BYTES:  # they came whole in one read, so data_received never saw them open
             self._too_large()
             raise _Refused  # stops the parser: the request never reaches the app
+        if self.parser.should_upgrade() and _has_body(self.headers):
+            # The parser takes what follows an upgrade request's headers for the new protocol's: the body is lost.
+            self._answer(400, "bad_request", "a request with a body cannot ask for a protocol upgrade here; send it "
+                                             "without the Upgrade header")
+            raise _Refused
         super().on_headers_complete()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """The parser stopped after an upgrade request's headers, which is answered as plain HTTP: what followed
+        them in the same read was taken for the other protocol's, so the connection ends after the answer.  Not
+        logged (uvicorn warns): a client's header is no news for the operator."""
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
@@ -184,6 +199,12 @@ class Connection(HttpToolsProtocol):
             self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
         else:
             self.transport.close()
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with these headers (names in lower case) has a body."""
+    return any(name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+               for name, value in headers)
 
 
 def connection_factory(header_timeout_s: float, send_timeout_s: float) -> Callable[..., Connection]:

@@ -33,6 +33,9 @@ class Guard:
         self.max_body_bytes, self.keys, self.body_timeout_s = max_body_bytes, keys, body_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "websocket":
+            await self._refuse_websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -68,6 +71,29 @@ class Guard:
             metrics.in_flight.add(-1)
             metrics.requests.inc(route=route, status=str(status[0]))
             metrics.latency.observe(time.perf_counter() - started, route=route)
+
+    async def _refuse_websocket(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        """The service has no WebSocket endpoint (``foveal serve`` answers a handshake as plain HTTP); a server that
+        speaks WebSocket hands the app the handshake, which is refused in the API's JSON where that server can send
+        an HTTP answer to a handshake, and counted like any refused request."""
+        started = time.perf_counter()
+        path = route_path(scope)
+        route = path if path in self.routes else "other"
+        await receive()  # websocket.connect
+        if "websocket.http.response" in scope.get("extensions", {}):
+            error = ServiceError(f"there is no WebSocket endpoint at {path}; this service answers plain HTTP "
+                                 "requests", status=404, code="not_found")
+
+            async def send_http(message: dict[str, Any]) -> None:
+                await send({**message, "type": "websocket." + message["type"]})
+
+            await _send_error(send_http, error)
+            status = error.status
+        else:
+            await send({"type": "websocket.close", "code": 1008})  # the server answers the handshake 403
+            status = 403
+        self.metrics.requests.inc(route=route, status=str(status))
+        self.metrics.latency.observe(time.perf_counter() - started, route=route)
 
     def _refusal(self, scope: dict[str, Any], path: str) -> ServiceError | None:
         headers: dict[str, str] = {}
