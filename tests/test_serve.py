@@ -426,6 +426,20 @@ def test_bad_fields(http):
         assert error_of(put) == (405, "method_not_allowed") and put.headers["allow"] == "GET, HEAD", path
 
 
+def test_a_multipart_part_with_a_very_long_filename_says_so(http):
+    """The multipart parser refuses a part header line over 4 KiB; the answer was 'malformed multipart body (400:
+    Invalid multipart data.)', which names neither the cause nor the remedy."""
+    files = {"image": ("a" * 5000 + ".png", EXAMPLE.read_bytes(), "image/png")}
+    for route, data in (("/v1/predict", None), ("/v1/score", {"elements": ELEMENTS})):
+        response = http.post(route, files=files, data=data)
+        assert error_of(response) == (400, "invalid_input")
+        message = response.json()["error"]["message"]
+        assert "file name" in message and "shorter" in message, message
+    too_many = {f"f{i}": (f"{i}.png", b"x") for i in range(9)}
+    message = http.post("/v1/predict", files=too_many).json()["error"]["message"]
+    assert "Too many files" in message and "Invalid multipart data" not in message, message
+
+
 def test_image_as_a_plain_multipart_field(http, engine):
     """A part without a filename (Go's CreateFormField, curl -F 'image=<file') carries the image's bytes too."""
     data = EXAMPLE.read_bytes()

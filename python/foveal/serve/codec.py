@@ -88,7 +88,7 @@ async def form_of(request: Request, expected: str) -> Form:
     except ServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's malformed body
-        raise InputError(f"malformed multipart body ({exc}); send multipart/form-data") from None
+        raise InputError(_multipart_error(exc)) from None
     try:
         files, fields = {}, {}
         for name, value in form.multi_items():
@@ -102,6 +102,22 @@ async def form_of(request: Request, expected: str) -> Form:
         return Form(files, fields)
     finally:
         await form.close()
+
+
+def _multipart_error(exc: BaseException) -> str:
+    """What is wrong with a multipart body, from the parser's own reason: Starlette reports every parse error as
+    'Invalid multipart data.', with the parser's exception as its cause (and the request turns that into an
+    HTTPException)."""
+    from starlette.formparsers import MultiPartException
+
+    found: BaseException | None = exc
+    while found is not None and not isinstance(found, MultiPartException):
+        found = found.__cause__ or found.__context__
+    reason = str(exc if found is None else found.__cause__ or found).rstrip(".")
+    if "header size" in reason.lower():  # python-multipart's limit on a part's header line (4 KiB)
+        return (f"multipart body: a part's header is too long ({reason}), most likely its file name; give the file a "
+                "shorter name (a few hundred characters at most)")
+    return f"malformed multipart body ({reason}); send multipart/form-data"
 
 
 async def image_bytes(request: Request) -> tuple[bytes, str]:
