@@ -1287,6 +1287,50 @@ def test_client_pointed_at_another_server_says_so():
         thread.join(10)
 
 
+def test_client_reads_retry_after_as_seconds_or_an_http_date():
+    """RFC 9110 allows a Retry-After of delay-seconds or an HTTP-date (what proxies and load balancers send); the
+    Client read only whole seconds, took a superscript digit for one (and raised ValueError), and ignored the rest."""
+    import email.utils
+    import http.server
+    from urllib.parse import unquote
+
+    class Overloaded(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"error": {"code": "queue_full", "message": "busy; retry after a moment"}}'
+            self.send_response(503)  # with a Date header, which an HTTP-date is measured from
+            self.send_header("Retry-After", unquote(self.path.rsplit("/", 1)[1]))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    earlier = email.utils.formatdate(time.time() - 30, usegmt=True)
+    try:
+        with Client(f"http://127.0.0.1:{server.server_address[1]}") as client:
+            def retry_after(value: str) -> float | None:
+                with pytest.raises(ServiceError) as info:
+                    client._get(f"/v1/models/{value}")
+                assert (info.value.status, info.value.code) == (503, "queue_full")
+                return info.value.retry_after
+
+            assert retry_after("7") == 7 and retry_after("1.5") == 1.5 and retry_after("0") == 0
+            assert 27 <= retry_after(later) <= 31 and retry_after(earlier) == 0
+            assert retry_after("99999999") == foveal.client.MAX_RETRY_AFTER_S == retry_after("9" * 400)
+            for unreadable in ("soon", "%C2%B2", "-5", "nan", "inf", "1e3"):
+                assert retry_after(unreadable) is None, unreadable
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"max_wait_ms": float("nan")}, "max_wait_ms must be a finite number >= 0, got nan"),
     ({"max_wait_ms": float("inf")}, "max_wait_ms must be a finite number >= 0, got inf"),

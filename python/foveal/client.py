@@ -11,10 +11,13 @@ Errors come back as the :class:`FovealError` subclass the service raised (``Imag
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 import numbers
 import os
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -27,6 +30,10 @@ from .errors import (BackendUnavailableError, ElementSpecError, FovealError, Ima
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
+
+#: Longest wait :attr:`ServiceError.retry_after` reports: a proxy's hint of hours is no reason for a caller to sleep
+#: that long (and a date far ahead is more likely a wrong clock).
+MAX_RETRY_AFTER_S = 3600.0
 
 _ERRORS: dict[str, type[FovealError]] = {
     "invalid_image": ImageError, "invalid_elements": ElementSpecError, "invalid_input": InputError,
@@ -201,9 +208,40 @@ def _error_of(response) -> FovealError:
     cls = _ERRORS.get(code)
     if cls is not None and (response.status_code < 500 or cls in (ModelError, BackendUnavailableError)):
         return cls(message)  # type: ignore[misc]
-    retry = response.headers.get("retry-after")
     return ServiceError(message, status=response.status_code, code=code,
-                        retry_after=float(retry) if retry and retry.isdigit() else None)
+                        retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")))
+
+
+def _retry_after(value: str | None, date: str | None) -> float | None:
+    """Seconds to wait before retrying, from a ``Retry-After`` header: RFC 9110's delay-seconds (a decimal is read
+    too) or HTTP-date (measured from the answer's ``Date``, else this machine's clock), at most
+    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if re.fullmatch(r"[0-9]+(\.[0-9]*)?", text):
+        seconds = float(text)  # inf for hundreds of digits: bounded below
+    else:
+        when = _http_date(text)
+        if when is None:
+            return None
+        sent = _http_date(date or "")
+        seconds = when - (time.time() if sent is None else sent)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as a POSIX time; None if it is not
+    one."""
+    import email.utils
+
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # asctime has no zone: HTTP-dates are GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def _encode(image: ImageLike) -> bytes:
