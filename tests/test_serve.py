@@ -482,6 +482,23 @@ def test_a_compressed_body_is_refused_as_such(http):
     assert plain.status_code == 200
 
 
+def test_a_transfer_coding_other_than_chunked_is_refused_as_such(url):
+    """The parser undoes chunked and passes any other transfer coding through: a gzip-coded image was read as
+    the image's bytes and refused as not being one. RFC 9112 (6.1): a coding the server does not know is a 501."""
+    import gzip
+
+    data = gzip.compress(EXAMPLE.read_bytes())
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nConnection: close\r\n"
+                     b"Authorization: Bearer %s\r\nTransfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                     % (KEY.encode(), len(data), data))
+        head, _, body = _answer_on(sock, 20).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 "), head
+    error = json.loads(body)["error"]
+    assert error["code"] == "not_implemented" and "gzip" in error["message"], error
+
+
 def test_oversize_bodies_and_pixels(http):
     big = os.urandom(2**20 + 1)
     assert error_of(http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})) == \

@@ -113,6 +113,10 @@ class Guard:
         if coding not in ("identity", ""):  # else a compressed image would be refused as not being one
             return ServiceError(f"Content-Encoding {coding} is not accepted here; send the body uncompressed",
                                 status=415, code="unsupported_media_type")
+        codings = [c.strip() for c in headers.get("transfer-encoding", "").lower().split(",") if c.strip()]
+        if any(c != "chunked" for c in codings):  # the parser undoes chunked only: the rest would reach the route
+            return ServiceError(f"Transfer-Encoding {', '.join(codings)} is not supported here; send the body as it "
+                                "is (chunked or with a Content-Length)", status=501, code="not_implemented")
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return _too_large(self.max_body_bytes)
