@@ -312,6 +312,29 @@ def test_client_checks_its_arguments_and_hides_passwords():
             Client("http://127.0.0.1:1", **options)
 
 
+def test_client_raises_what_engine_raises_for_an_oversize_image(url):
+    """An image over the service's pixel limit is an ImageError from the Client as from Engine.predict (it was a
+    bare ServiceError, which ``except ImageError`` missed)."""
+    huge = png(np.zeros((1000, 1001, 3), np.uint8))
+    with Client(url, api_key=KEY) as client, pytest.raises(foveal.TooManyPixelsError) as info:
+        client.predict(huge)
+    assert isinstance(info.value, foveal.ImageError) and info.value.limit is None
+    assert str(info.value) == info.value.detail == \
+        "the image is 1001x1000 = 1,001,000 pixels, over this service's limit of 1,000,000; downscale it"
+
+
+def test_client_sends_its_deadline_as_the_service_reads_it(url):
+    """A tiny deadline goes out as a plain decimal (repr gave '1e-05', which the service refuses as malformed) and
+    passes before any result; one past the service's bound is refused by the Client itself."""
+    assert Client("http://127.0.0.1:1", deadline_ms=1e-5)._http.headers["X-Deadline-Ms"] == "0.00001"
+    assert Client("http://127.0.0.1:1", deadline_ms=250)._http.headers["X-Deadline-Ms"] == "250"
+    with Client(url, api_key=KEY, deadline_ms=1e-5) as client, pytest.raises(ServiceError) as info:
+        client.predict(EXAMPLE)
+    assert (info.value.status, info.value.code) == (504, "deadline_exceeded")
+    with pytest.raises(foveal.InputError, match="deadline_ms must be below 1e"):
+        Client("http://127.0.0.1:1", deadline_ms=2e12)
+
+
 def test_client_refuses_what_engine_refuses_before_sending(tmp_path):
     """Arguments the Engine refuses are refused by the Client the same way, before any request (port 1: none could
     be answered), and never with a TypeError or by splitting one image into rows."""

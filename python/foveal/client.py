@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import decimal
 import io
 import json
 import numbers
@@ -26,10 +27,14 @@ import numpy as np
 
 from .engine import checked_batch_size, image_list
 from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
-                     ServiceError)
+                     ServiceError, TooManyPixelsError)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
+
+#: ``X-Deadline-Ms`` from this far on (about 31 years) is no deadline, and beyond what a monotonic clock adds
+#: exactly: the service refuses it, and the client does not send it.
+MAX_DEADLINE_MS = 1e12
 
 #: Longest wait :attr:`ServiceError.retry_after` reports: a proxy's hint of hours is no reason for a caller to sleep
 #: that long (and a date far ahead is more likely a wrong clock).
@@ -69,7 +74,7 @@ class Client:
                                           and 0 < value < float("inf")):
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
-            headers["X-Deadline-Ms"] = repr(float(deadline_ms))
+            headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
@@ -205,11 +210,22 @@ def _error_of(response) -> FovealError:
         code, message = str(error["code"]), str(error["message"])
     except Exception:  # noqa: BLE001 - a proxy's HTML error page, say
         code, message = "http_error", f"HTTP {response.status_code} from {response.url}"
+    if code == "too_many_pixels" and response.status_code == 413:  # an ImageError, as Engine.predict raises it
+        return TooManyPixelsError(message, detail=message, limit=None, limit_text=None)
     cls = _ERRORS.get(code)
     if cls is not None and (response.status_code < 500 or cls in (ModelError, BackendUnavailableError)):
         return cls(message)  # type: ignore[misc]
     return ServiceError(message, status=response.status_code, code=code,
                         retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")))
+
+
+def _deadline_header(ms: float) -> str:
+    """``X-Deadline-Ms`` for a deadline of ``ms``: the plain decimal the service reads (``repr`` would give 1e-05),
+    below its bound; InputError otherwise."""
+    if not ms < MAX_DEADLINE_MS:
+        raise InputError(f"Client: deadline_ms must be below {MAX_DEADLINE_MS:.0e} (about 31 years), got {ms!r}")
+    text = format(decimal.Decimal(repr(float(ms))), "f")
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _retry_after(value: str | None, date: str | None) -> float | None:

@@ -27,10 +27,11 @@ class TooManyPixelsError(ImageError):
 
     ``detail`` says what was found (``"12000x12000 = 144.0 MP"``, or that Pillow refused the header as a bomb) and
     ``limit`` is the limit it broke, ``limit_text`` the same in the detail's units (``"100.0 MP"``), so a caller
-    (the service) can phrase its own refusal.
+    (the service) can phrase its own refusal. A refusal relayed by :class:`foveal.Client` has the service's message
+    as its detail and no limit (the service's is its operator's, not the client's).
     """
 
-    def __init__(self, message: str, *, detail: str, limit: int, limit_text: str) -> None:
+    def __init__(self, message: str, *, detail: str, limit: int | None, limit_text: str | None) -> None:
         super().__init__(message)
         self.detail, self.limit, self.limit_text = detail, limit, limit_text
 

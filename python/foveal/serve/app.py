@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from .._version import __version__
+from ..client import MAX_DEADLINE_MS
 from ..errors import InputError, ServiceError
 from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
@@ -221,8 +222,6 @@ async def _publish(exchange: MetricsExchange) -> None:
         await asyncio.sleep(exchange.period_s)
 
 
-#: Deadlines from this far on (about 31 years) are no deadline, and beyond what a monotonic clock adds exactly.
-MAX_DEADLINE_MS = 1e12
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
