@@ -365,6 +365,16 @@ def test_calibrate_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("day", ["20240101", "2024-W01-1", "2024-1-1", "\u0662\u0660\u0662\u0664-01-01", "2024-02-30"])
+def test_until_takes_only_the_documented_date_form(day, tmp_path, capsys):
+    # date.fromisoformat took the first two (Python 3.11): the docs promise YYYY-MM-DD
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", "--db", str(tmp_path / "none.db"), "--until", day, "-o", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --until: {day!r} is not a date (YYYY-MM-DD)" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, "7"])
 def test_settings_refuse_a_seed_numpy_cannot_take(seed):
     """The Python API's seed is checked up front like the CLI's (1.5 once passed and failed at the first resample)."""

@@ -246,6 +246,11 @@ BAD_FILES = {
                   "a whole number"),
     "not_number": ("creative_id,date,impressions,clicks\na,2024-03-01,ten,1\n", r"line 2: impressions 'ten' is not "
                    "a number"),
+    # date.fromisoformat takes these too (Python 3.11); the docs promise YYYY-MM-DD
+    "compact_date": ("creative_id,date,impressions,clicks\na,20240301,10,1\n",
+                     r"line 2: date '20240301' is not a date \(YYYY-MM-DD\)"),
+    "week_date": ("creative_id,date,impressions,clicks\na,2024-W09-5,10,1\n",
+                  r"line 2: date '2024-W09-5' is not a date \(YYYY-MM-DD\)"),
     "missing_column": ("creative_id,date,clicks\na,2024-03-01,1\n", r"no column for impressions"),
     "duplicate_key": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\na,2024-03-01,12,1\n",
                       r"line 3: repeats line 2"),

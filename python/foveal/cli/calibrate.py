@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import InputError
+from ..store.outcomes import parse_day
 from . import check_out_folder
 
 
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the "
                    "intervals, 100 to 100000 (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
-    p.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD",
+    p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="analyse outcomes up to this day (default: the last one)")
     p.add_argument("--norms", type=Path, metavar="FILE", help="norms.json: propose pass thresholds against it "
                    "(written to DIR/proposed_norms/, never over FILE)")
@@ -52,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--graph", metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
                    "(needed when the store holds several)")
     p.set_defaults(handler=run)
+
+
+def _day(text: str) -> date:
+    try:
+        return parse_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
