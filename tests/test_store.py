@@ -251,6 +251,14 @@ BAD_FILES = {
                      r"line 2: date '20240301' is not a date \(YYYY-MM-DD\)"),
     "week_date": ("creative_id,date,impressions,clicks\na,2024-W09-5,10,1\n",
                   r"line 2: date '2024-W09-5' is not a date \(YYYY-MM-DD\)"),
+    # int() and float() take Python literals and any script's digits; no ad server writes these
+    "python_number_forms": ("creative_id,date,impressions,clicks,conversions,spend\na,2024-03-01,1_000,1,,\n"
+                            "a,2024-03-02,\u0661\u0662,1,,\na,2024-03-03,12\u00a0,1,,\na,2024-03-04,12,1,\uff11,\n"
+                            "a,2024-03-05,12,1,,1_0.5\na,2024-03-06,12,1,,\u0661.5\n",
+                            r"line 2: impressions '1_000' is not a number.*line 3: impressions '\u0661\u0662' is "
+                            r"not a number.*line 4: impressions '12\\xa0' is not a number.*line 5: conversions "
+                            r"'\uff11' is not a number.*line 6: spend '1_0.5' is not a number.*line 7: spend "
+                            r"'\u0661.5' is not a number"),
     "missing_column": ("creative_id,date,clicks\na,2024-03-01,1\n", r"no column for impressions"),
     "duplicate_key": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\na,2024-03-01,12,1\n",
                       r"line 3: repeats line 2"),
@@ -288,6 +296,17 @@ def test_bad_outcome_files_are_rejected_whole_with_line_numbers(name, tmp_path):
         with pytest.raises(InputError, match=message):
             store.import_outcomes(path)
         assert store.counts()["outcomes"] == 0  # nothing from a bad file, not even its good rows
+
+
+def test_counts_and_dates_in_the_documented_forms_are_read(tmp_path):
+    path = _write(tmp_path / "forms.csv", "creative_id,date,impressions,clicks,spend\n"
+                  "a,2024-03-01,1200,3,1.5\na, 2024-03-02 , 1200 ,3, 2 \na,2024-03-03,1200.0,3,1e1\n"
+                  "a,2024-03-04,1.2e3,3,.5\n")
+    rows, errors = read_outcomes(path, {})
+    assert not errors
+    assert [(r["date"], r["impressions"], r["spend"]) for r in rows] == [
+        (date(2024, 3, 1), 1200, 1.5), (date(2024, 3, 2), 1200, 2.0), (date(2024, 3, 3), 1200, 10.0),
+        (date(2024, 3, 4), 1200, 0.5)]
 
 
 def test_bad_file_rolls_back_on_postgres_too(store_url, tmp_path):

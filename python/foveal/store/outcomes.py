@@ -22,8 +22,13 @@ FIELDS = REQUIRED + OPTIONAL
 SHOWN_ERRORS = 8
 #: The largest count a store column (a 64-bit signed integer, in SQLite and PostgreSQL) holds.
 MAX_COUNT = 2**63 - 1
+#: A number as spreadsheets and ad servers write it: ASCII digits, a sign, decimals, an exponent. int() and float()
+#: also take Python's "1_000", other scripts' digits ("١٢") and "nan", which no such file holds.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 #: The one date form the docs promise; date.fromisoformat also takes "20240301" and "2024-W09-5" (Python 3.11).
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+#: What is stripped around a field: spaces after the commas, not the no-break spaces of a formatted number.
+PADDING = " \t"
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
@@ -216,7 +221,7 @@ def _parse_date(value: Any, problems: list[str]) -> date | None:
         problems.append("date is empty")
         return None
     try:
-        return parse_day(str(value).strip())
+        return parse_day(str(value).strip(PADDING))
     except ValueError:
         problems.append(f"date {value!r} is not a date (YYYY-MM-DD)")
         return None
@@ -252,7 +257,7 @@ def _whole(value: Any) -> int | None:
     that would round those above 2^53."""
     if isinstance(value, int):
         return value
-    text = str(value).strip() if isinstance(value, str) else None
+    text = _number_text(value) if isinstance(value, str) else None
     if text is not None:
         try:
             return int(text)
@@ -262,11 +267,19 @@ def _whole(value: Any) -> int | None:
     return int(number) if math.isfinite(number) and number == int(number) else None
 
 
+def _number_text(text: str) -> str:
+    """``text`` without its padding, or ValueError when it is not a number in the form of :data:`NUMBER`."""
+    text = text.strip(PADDING)
+    if not NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return text
+
+
 def _parse_spend(value: Any, problems: list[str]) -> float | None:
     if _blank(value):
         return None
     try:
-        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+        number = float(_number_text(value)) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         problems.append(f"spend {value!r} is not a number")
         return None
