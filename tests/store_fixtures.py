@@ -51,3 +51,26 @@ def record_until(url: str, stop_file: str, at_least: int, at_most: int, limit_s:
             if count == 1 and started_file:
                 Path(started_file).touch()
     print(count)
+
+
+#: Root's capabilities to ignore file permissions, dropped for :func:`without_root_override`.
+_OVERRIDES = "-dac_override,-dac_read_search"
+
+
+def without_root_override(command: list[str]) -> list[str]:
+    """``command`` run so that file permissions apply to it: as root, through setpriv without the capabilities that
+    override them (a read-only file would otherwise be writable); skips the test where that cannot be done."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return command
+    prefix = [shutil.which("setpriv") or "setpriv", "--bounding-set", _OVERRIDES, "--inh-caps", _OVERRIDES, "--"]
+    try:
+        subprocess.run([*prefix, "true"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("running as root without setpriv (util-linux) to drop root's override of file permissions")
+    return [*prefix, *command]

@@ -21,7 +21,7 @@ from foveal.errors import InputError
 from foveal.scoring.norms import load_norms, norms_from_dict
 from foveal.store import Store
 from tests.campaign_sim import DAY0, simulate
-from tests.store_fixtures import scored
+from tests.store_fixtures import scored, without_root_override
 
 WINDOW = 28
 
@@ -277,6 +277,34 @@ def test_calibrate_never_writes_over_its_own_store(tmp_path, capsys):
     assert main(["calibrate", "--db", str(store), "--bootstrap", "100", "-o", str(out), "-q"]) == 1
     assert "it is one of this run's inputs" in capsys.readouterr().err
     assert store.read_bytes() == before
+
+
+def test_calibrate_reads_a_store_it_may_not_write(tmp_path):
+    """Calibration only reads: a store file without write permission, in a folder without it, is calibrated."""
+    import os
+    import subprocess
+    import sys
+
+    import foveal
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    db = folder / "foveal.db"
+    outcomes = _campaign_store(f"sqlite:///{db}", tmp_path)
+    assert main(["outcomes", "import", str(outcomes), "--db", str(db), "-q"]) == 0
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(foveal.__file__)),
+                                                       str(Path(__file__).resolve().parents[1])])}
+    try:
+        run = subprocess.run(without_root_override([sys.executable, "-m", "foveal", "calibrate", "--db", str(db),
+                                                    "--bootstrap", "100", "-q", "-o", str(tmp_path / "cal")]),
+                             env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        folder.chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["data"]["creatives"] == 80
+    assert sorted(p.name for p in folder.iterdir()) == ["foveal.db"]
 
 
 @pytest.mark.parametrize("metric", ["ctr", "cvr"])

@@ -20,7 +20,7 @@ from foveal.store import SCHEMA_VERSION, Store
 from foveal.store import schema as s
 from foveal.store.outcomes import read_outcomes
 
-from tests.store_fixtures import scored
+from tests.store_fixtures import scored, without_root_override
 
 ROOT = Path(__file__).resolve().parents[1]
 # where foveal is imported from: the installed package in CI, python/ in a checkout
@@ -133,6 +133,62 @@ def test_opening_an_existing_store_refuses_an_empty_database_on_both_backends(st
     Store(store_url).close()  # nothing was half-created: the store is made as usual
     with Store(store_url, create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_a_store_opened_read_only_is_read_and_its_schema_checked_not_upgraded(store_url, monkeypatch):
+    with pytest.raises(FovealError, match="no store at|holds no foveal store"):  # no file; an empty database
+        Store(store_url, read_only=True).close()
+    _store_with(store_url).close()
+    with Store(store_url, read_only=True) as store:
+        assert store.counts()["creatives"] == 3 and len(store.latest_predictions()) == 3
+    monkeypatch.setattr(s, "SCHEMA_VERSION", s.SCHEMA_VERSION + 1)
+    with pytest.raises(FovealError, match=r"schema is version 1, older than this foveal's 2; upgrade it by writing"):
+        Store(store_url, read_only=True)
+    monkeypatch.undo()
+    with Store(store_url) as store:
+        assert store.schema_version() == 1
+
+
+def _read_only_store(tmp_path: Path, file_mode: int, folder_mode: int) -> Path:
+    """A store with three creatives at ``tmp_path/ro/s.db``, the file and its folder then given these modes."""
+    db = tmp_path / "ro" / "s.db"
+    db.parent.mkdir()
+    _store_with(f"sqlite:///{db}").close()
+    db.chmod(file_mode)
+    db.parent.chmod(folder_mode)
+    return db
+
+
+@pytest.mark.parametrize("file_mode, folder_mode", [(0o444, 0o755), (0o444, 0o555)])
+def test_a_store_nobody_may_write_is_read_and_left_as_it_was(file_mode, folder_mode, tmp_path):
+    db = _read_only_store(tmp_path, file_mode, folder_mode)
+    code = f"from foveal.store import Store\nwith Store({str(db)!r}, read_only=True) as s: print(s.counts())"
+    try:
+        reader = subprocess.run(without_root_override([sys.executable, "-c", code]), env=ENV, capture_output=True,
+                                text=True, timeout=120)
+        assert reader.returncode == 0, reader.stderr
+        assert "'creatives': 3" in reader.stdout
+        # no -shm or -wal left behind: a read-only -shm would refuse writers once the file is writable again
+        assert sorted(p.name for p in db.parent.iterdir()) == ["s.db"]
+    finally:
+        db.parent.chmod(0o755)
+
+
+def test_a_store_in_a_folder_you_may_not_write_says_what_to_do(tmp_path):
+    # WAL mode: reading needs s.db-shm beside the file; while the file may be written, it cannot be read without
+    db = _read_only_store(tmp_path, 0o644, 0o555)
+    code = ("import sys\nfrom foveal.errors import FovealError\nfrom foveal.store import Store\n"
+            f"try:\n    Store({str(db)!r}, read_only=True)\nexcept FovealError as exc:\n    sys.exit(str(exc))")
+    try:
+        reader = subprocess.run(without_root_override([sys.executable, "-c", code]), env=ENV, capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        db.parent.chmod(0o755)
+    assert reader.returncode == 1
+    assert reader.stderr == (f"database sqlite:///{db}: cannot read it without creating s.db-shm beside it (the "
+                             f"store is in WAL mode) in {db.parent}, which you may not write; make that folder "
+                             f"writable, or if nothing writes the store any more, remove its write permission "
+                             f"(chmod a-w {db})\n")
 
 
 def test_unreachable_postgres_is_one_clear_error():

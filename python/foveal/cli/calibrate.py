@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         min_clicks=args.min_clicks, min_creatives=args.min_creatives, alpha=args.alpha, bootstrap=args.bootstrap,
         seed=args.seed, score=args.score, pass_percentile=args.pass_percentile, until=args.until)
     norms = None if args.norms is None else load_norms(args.norms)
-    with Store(args.db, create=False) as store:  # it reads a store: a new one would hold nothing
+    with Store(args.db, read_only=True) as store:  # it only reads: an existing store, even one it may not write
         result = calibrate(store, settings, norms=norms, graph=args.graph)
     paths = write_calibration(args.out, result)
     for flag in result.document["flags"]:

@@ -1,10 +1,12 @@
 """Opening a store URL: an SQLite file (WAL, foreign keys, writers queue instead of failing) or PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -46,10 +48,11 @@ def parse_url(text: str) -> sa.URL:
     return url
 
 
-def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
+def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) -> sa.Engine:
     """An engine whose transactions are safe for several writing processes at once.
 
-    With ``create=False`` a missing SQLite file is refused here, before connecting would create it empty.
+    With ``create=False`` a missing SQLite file is refused here, before connecting would create it empty.  With
+    ``read_only`` (which implies it) an SQLite file is opened read-only: it is read even where it may not be written.
     """
     if url.get_backend_name() == "sqlite":
         path = Path(url.database).expanduser()
@@ -59,9 +62,16 @@ def create_engine(url: sa.URL, *, create: bool = True) -> sa.Engine:
         if path.is_dir():
             raise InputError(f"database {describe(url)}: {path} is a folder, not a database file; name a file in it, "
                              f"e.g. {path / 'foveal.db'}")
-        if not create and not path.exists():
+        if (read_only or not create) and not path.exists():
             raise InputError(f"database {describe(url)}: no store at {path}; record predictions in it first with "
                              "`foveal score ... --db URL`")
+        if read_only:
+            uri = _read_only_uri(url, path)
+            engine = sa.create_engine(url, creator=lambda: sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False))
+            event.listen(engine, "connect", _sqlite_connect_read_only)
+            event.listen(engine, "begin", _sqlite_begin_read)
+            return engine
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -82,6 +92,45 @@ def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.close()
+
+
+def _sqlite_connect_read_only(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    dbapi_conn.isolation_level = None  # BEGIN is the "begin" event's, as for writers
+    dbapi_conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+
+
+def _sqlite_begin_read(conn: sa.Connection) -> None:
+    # A deferred transaction: one snapshot for all its reads, without the write lock that would queue writers.
+    conn.exec_driver_sql("BEGIN")
+
+
+def _read_only_uri(url: sa.URL, path: Path) -> str:
+    """The URI that opens ``path`` read-only.
+
+    A WAL-mode file is read through its ``-shm`` index, which SQLite creates beside it where it is missing: in a
+    folder that may not be written that fails.  A file that nobody may write (no write permission bit) and that has
+    no transaction pending beside it (a ``-wal`` with frames, a ``-journal``) cannot change while it is read, so it
+    is opened ``immutable``: without locks or ``-shm``, and nothing is left beside it.  Otherwise the error says
+    what to do.
+    """
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    wal, journal = (path.with_name(path.name + suffix) for suffix in ("-wal", "-journal"))
+    if not path.stat().st_mode & 0o222 and not journal.exists() and (not wal.exists() or not wal.stat().st_size):
+        return uri + "&immutable=1"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc):  # any other problem is the store's open to report
+            return uri
+        chmod = "" if wal.exists() and wal.stat().st_size else (
+            f", or if nothing writes the store any more, remove its write permission (chmod a-w {path})")
+        raise FovealError(f"database {describe(url)}: cannot read it without creating {path.name}-shm beside it (the "
+                          f"store is in WAL mode) in {path.parent}, which you may not write; make that folder "
+                          f"writable{chmod}") from None
+    except sqlite3.Error:  # not a database...: reported by the store's open
+        pass
+    return uri
 
 
 def _wal(cur: sqlite3.Cursor) -> None:

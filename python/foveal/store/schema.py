@@ -128,6 +128,30 @@ def _lock(conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x66_6F_76_65})
 
 
+def _known_version(conn: Connection, create: bool) -> int:
+    """The database's schema version (0: none), refused when this foveal does not know it, or when it is 0 and a
+    store is not to be created."""
+    version = schema_version(conn)
+    if version is None and not create:
+        raise FovealError("the database holds no foveal store; record predictions in it first with "
+                          "`foveal score ... --db URL`")
+    version = version or 0
+    if version > SCHEMA_VERSION:
+        raise FovealError(f"the database's schema is version {version} but this foveal knows versions up to "
+                          f"{SCHEMA_VERSION}: it was written by a newer foveal; upgrade foveal to use it")
+    return version
+
+
+def check_current(engine: sa.Engine) -> None:
+    """Refuse a database whose schema is not :data:`SCHEMA_VERSION`, without changing it (for a store only read)."""
+    with engine.begin() as conn:
+        version = _known_version(conn, create=False)
+    if version < SCHEMA_VERSION:
+        raise FovealError(f"the database's schema is version {version}, older than this foveal's "
+                          f"{SCHEMA_VERSION}; upgrade it by writing to it once (e.g. `foveal outcomes import ... "
+                          "--db URL`)")
+
+
 def migrate(engine: sa.Engine, *, create: bool = True) -> int:
     """Bring the database up to :data:`SCHEMA_VERSION`; return the version it had before (0 for a new one).
 
@@ -135,14 +159,7 @@ def migrate(engine: sa.Engine, *, create: bool = True) -> int:
     """
     with engine.begin() as conn:
         _lock(conn)
-        before = schema_version(conn)
-        if before is None and not create:
-            raise FovealError("the database holds no foveal store; record predictions in it first with "
-                              "`foveal score ... --db URL`")
-        before = before or 0
-        if before > SCHEMA_VERSION:
-            raise FovealError(f"the database's schema is version {before} but this foveal knows versions up to "
-                              f"{SCHEMA_VERSION}: it was written by a newer foveal; upgrade foveal to use it")
+        before = _known_version(conn, create)
         if before == 0:
             schema_versions.create(conn, checkfirst=True)
     for version in range(before + 1, SCHEMA_VERSION + 1):

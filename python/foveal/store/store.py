@@ -42,13 +42,18 @@ class Store:
     >>> store.record("spring-a", scores, smap.provenance, vertical="retail", tags=["spring"])
     """
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         """``create=False`` opens only an existing store (for commands that read one or add outcomes to its
-        creatives): a mistyped URL is refused instead of leaving an empty database behind."""
+        creatives): a mistyped URL is refused instead of leaving an empty database behind.  ``read_only`` (which
+        implies it) is for reading only: an SQLite file is opened read-only, so a file or folder that may not be
+        written is read too, and the schema is checked, not upgraded."""
         self.url = parse_url(url)
-        self.engine = create_engine(self.url, create=create)
+        self.engine = create_engine(self.url, create=create, read_only=read_only)
         try:
-            s.migrate(self.engine, create=create)
+            if read_only:
+                s.check_current(self.engine)
+            else:
+                s.migrate(self.engine, create=create)
         except DBAPIError as exc:  # unreachable server, or a file that is not an SQLite database
             self.engine.dispose()
             raise connect_error(self.url, exc) from None
