@@ -266,6 +266,67 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
     assert not stale.exists() and (out / segs["vertical=retail"]["proposed_norms"]).is_file()
 
 
+def _calibrate_args(url: str, tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    return ["calibrate", "--db", url, "--by", "vertical", "--window", "4w", "--step", "28d", "--bootstrap", "100",
+            "--norms", str(tmp_path / "norms.json"), "-o", str(out), "-q", *extra]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_calibration_that_fails_midway_leaves_the_previous_one_whole(tmp_path, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module("foveal.calibration.calibrate")  # the package's `calibrate` is the function
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["outcomes", "import", str(_campaign_store(url, tmp_path)), "--db", url, "-q"]) == 0
+    out = tmp_path / "cal"
+    assert main(_calibrate_args(url, tmp_path, out)) == 0
+    before = _files(out)
+    assert "calibration.html" in before and any(name.startswith("proposed_norms/") for name in before)
+    write_text = module.write_text
+
+    def disk_full_at_the_page(path, text):
+        if Path(path).name == "calibration.html":
+            raise InputError(f"cannot write {path}: No space left on device; free some space, then run again")
+        write_text(path, text)
+
+    monkeypatch.setattr(module, "write_text", disk_full_at_the_page)
+    assert main(_calibrate_args(url, tmp_path, out, "--seed", "1")) == 1  # other intervals: another set
+    assert "No space left on device" in capsys.readouterr().err
+    assert _files(out) == before  # the previous run's set, whole: not new numbers beside old proposals
+    monkeypatch.undo()
+    assert main(_calibrate_args(url, tmp_path, out, "--seed", "1")) == 0
+    assert json.loads((out / "calibration.json").read_text())["settings"]["seed"] == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left beside the folder
+
+
+def test_calibrate_replaces_only_a_folder_of_its_own_and_never_an_input(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["outcomes", "import", str(_campaign_store(url, tmp_path)), "--db", url, "-q"]) == 0
+    mine = tmp_path / "reports"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(_calibrate_args(url, tmp_path, mine)) == 1
+    err = capsys.readouterr().err
+    assert f"{mine}: holds notes.txt besides a calibration's files" in err and err.count("\n") == 1
+    assert _files(mine) == {"notes.txt": b"mine"}
+    # the norms given are an earlier proposal, in the folder the run would replace
+    adopted = tmp_path / "cal" / "proposed_norms" / "vertical-old.json"
+    adopted.parent.mkdir(parents=True)
+    adopted.write_bytes((tmp_path / "norms.json").read_bytes())
+    args = _calibrate_args(url, tmp_path, tmp_path / "cal")
+    args[args.index("--norms") + 1] = str(adopted)
+    assert main(args) == 1
+    assert f"refusing to write {adopted}: it is one of this run's inputs" in capsys.readouterr().err
+    assert adopted.read_bytes() == (tmp_path / "norms.json").read_bytes()
+    # the working folder: replaced, it would leave the shell in a deleted folder
+    monkeypatch.chdir(tmp_path / "cal" / "proposed_norms")
+    assert main(_calibrate_args(url, tmp_path, Path(".."))) == 1
+    assert "the current folder is in it" in capsys.readouterr().err
+
+
 def test_calibrate_never_writes_over_its_own_store(tmp_path, capsys):
     # a store file that happens to bear an output's name, in the output folder
     out = tmp_path / "cal"

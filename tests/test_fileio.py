@@ -169,3 +169,29 @@ def test_save_png_uses_the_fast_zlib_level(tmp_path):
     (length,) = struct.unpack(">I", data[at - 4:at])
     zlib_header = data[at + 4:at + 6]
     assert length > 0 and zlib_header[0] & 0x0F == 8 and zlib_header[1] >> 6 == 0  # deflate, FLEVEL 0 = fastest
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "moved-aside"])
+def test_a_folder_replacement_appears_whole_or_not_at_all(exchange, tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import foveal.fileio as fileio
+
+    if not exchange:  # a system without renameat2's exchange: the old folder is moved aside first
+        monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)
+    target = tmp_path / "set"
+    with fileio.folder_replacement(target) as new:
+        write_json(new / "a.json", 1)
+    assert sorted(p.name for p in target.iterdir()) == ["a.json"]
+    target.chmod(0o750)
+    with pytest.raises(RuntimeError), fileio.folder_replacement(target) as new:
+        write_json(new / "a.json", 2)
+        raise RuntimeError("boom")
+    assert json.loads((target / "a.json").read_text()) == 1  # untouched
+    (tmp_path / "link").symlink_to(target)
+    with fileio.folder_replacement(tmp_path / "link") as new:  # the folder a link names is replaced, not the link
+        write_json(new / "b.json", 3)
+    assert sorted(p.name for p in target.iterdir()) == ["b.json"] and (tmp_path / "link").is_symlink()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750  # the owner's permissions stay
+    assert sorted(os.listdir(tmp_path)) == ["link", "set"]  # nothing left beside it

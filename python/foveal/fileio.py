@@ -11,10 +11,12 @@ blocking or reading) of bounded size, so no input can hang the process or fill i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import secrets
+import shutil
 import stat
 import threading
 from pathlib import Path
@@ -201,6 +203,87 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def folder_replacement(target: str | os.PathLike) -> Iterator[Path]:
+    """A new, empty folder beside ``target`` for the block to fill; when the block succeeds it takes ``target``'s
+    place in one step (what ``target`` held is deleted), else it is deleted and ``target`` stays as it was.
+
+    So a set of files appears whole or not at all.  The step is one atomic exchange where the system has it (Linux);
+    elsewhere ``target`` is moved aside first: for an instant there is no ``target``, never a mix of old and new.
+    The caller makes sure ``target`` holds nothing else worth keeping.
+    """
+    target = Path(os.path.realpath(checked_path(target, "output folder")))  # a link to a folder: that folder
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        new = _new_sibling(target, "part")
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
+    try:
+        yield new
+        try:
+            if target.is_dir():
+                os.chmod(new, stat.S_IMODE(target.stat().st_mode))  # keep the permissions its owner gave it
+            old = _swap_in(new, target)
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _new_sibling(target: Path, suffix: str) -> Path:
+    """A new, empty hidden folder beside ``target`` (0777 less the umask, as ``mkdir`` makes it)."""
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{secrets.token_hex(6)}.{suffix}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
+def _swap_in(new: Path, target: Path) -> Path | None:
+    """Put folder ``new`` in ``target``'s place; return where ``target``'s old content now is (None: it had none)."""
+    try:
+        os.rename(new, target)  # no target, or an empty folder: replaced in one step
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+    if _exchange(new, target):
+        return new
+    aside = _new_sibling(target, "old")
+    os.rename(target, aside)  # onto the empty folder just made
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    return aside
+
+
+#: Linux's renameat2 arguments: the current folder, and the flag that swaps two paths.
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux's renameat2); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a kernel or file system without it
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
 
 
 def is_unicode(text: str) -> bool:

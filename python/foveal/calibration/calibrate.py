@@ -2,6 +2,7 @@
 and ``proposed_norms/<segment>.json``."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import write_json, write_text
+from ..fileio import check_not_input, folder_replacement, write_json, write_text
 from ..scoring.norms import Norms
 from .analysis import Data, Settings, analyse, build_data, window_totals
 from .thresholds import creative_percentiles, propose, proposed_norms
@@ -18,6 +19,8 @@ from .thresholds import creative_percentiles, propose, proposed_norms
 
 #: Where proposed norms files go, inside the output folder.
 PROPOSALS_DIR = "proposed_norms"
+#: The files beside it in the output folder.
+OUTPUT_FILES = ("calibration.json", "calibration.html")
 
 
 @dataclass
@@ -92,22 +95,50 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
             result.proposals[name] = proposed_norms(norms, passes)
 
 
-def write_calibration(out: Path, result: Calibration) -> list[Path]:
-    """Write the run's files into ``out`` (atomically, each); return their paths.
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder that a run could not replace whole: one that holds anything besides an earlier
+    calibration's files (it would be deleted), or an input of the run, or the current folder."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; name a folder (it is created if needed)")
+    real = Path(os.path.realpath(out))
+    here = Path.cwd()
+    if real == here or real in here.parents:  # replaced, it would leave the shell in a deleted folder
+        raise InputError(f"{out}: the current folder is in it, and a calibration replaces its folder whole; write it "
+                         "to another folder")
+    ours, other = [], []
+    for entry in sorted(real.iterdir()):
+        if entry.name == PROPOSALS_DIR and entry.is_dir() and not entry.is_symlink():
+            for item in sorted(entry.iterdir()):
+                mine = item.suffix == ".json" and item.is_file() and not item.is_symlink()
+                (ours if mine else other).append(item)
+        elif entry.name in OUTPUT_FILES and entry.is_file() and not entry.is_symlink():
+            ours.append(entry)
+        else:
+            other.append(entry)
+    for path in ours + other:
+        check_not_input(path)
+    if other:
+        names = ", ".join(str(p.relative_to(real)) for p in other[:3])
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        raise InputError(f"{out}: holds {names}{more} besides a calibration's files, and a calibration replaces its "
+                         "folder whole; write it to a new folder, or to one only calibrations are written to")
 
-    Proposals an earlier run left in ``out/proposed_norms/`` that this run does not make are removed, once
-    ``calibration.json`` (which names the current ones) is written: adopting one would apply an outdated threshold.
+
+def write_calibration(out: Path, result: Calibration) -> list[Path]:
+    """Write the run's files into ``out`` and return their paths.
+
+    They appear together or not at all: written into a new folder beside ``out``, which then takes its place in
+    one step, so ``out`` never holds a mix of this run's and an earlier run's files (numbers of one beside proposed
+    norms of the other), nor proposals this run no longer makes.
     """
     from .report import render_html
 
-    written = []
-    for name, doc in result.proposals.items():
-        write_json(out / name, doc)
-        written.append(out / name)
-    write_json(out / "calibration.json", result.document)
-    write_text(out / "calibration.html", render_html(result.document))
-    folder = out / PROPOSALS_DIR
-    if folder.is_dir():
-        for stale in sorted(set(folder.glob("*.json")) - set(written)):
-            stale.unlink(missing_ok=True)
-    return [out / "calibration.json", out / "calibration.html", *written]
+    check_output_folder(out)
+    with folder_replacement(out) as new:
+        for name, doc in result.proposals.items():
+            write_json(new / name, doc)
+        write_json(new / "calibration.json", result.document)
+        write_text(new / "calibration.html", render_html(result.document))
+    return [out / "calibration.json", out / "calibration.html", *(out / name for name in result.proposals)]

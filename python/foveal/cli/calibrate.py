@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1])
     p.add_argument("--db", required=True, metavar="URL", help="the store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder, the calibrations' own: "
+                   "a run replaces its files whole (created if needed)")
     p.add_argument("--by", default="", metavar="FIELDS", help="segment by any of vertical,format,tag "
                    "(default: all creatives together)")
     p.add_argument("--window", default="28d", metavar="DAYS", help="rolling window length, e.g. 28d or 4w "
@@ -65,10 +66,12 @@ def _day(text: str) -> date:
 def run(args: argparse.Namespace) -> int:
     from ..calibration import Settings, calibrate, write_calibration
     from ..calibration.analysis import parse_days
+    from ..calibration.calibrate import check_output_folder
     from ..scoring.norms import load_norms
     from ..store import Store
 
     check_out_folder(args.out)  # before the analysis, which may take minutes
+    check_output_folder(args.out)
     if args.bootstrap < 100:
         raise InputError(f"--bootstrap {args.bootstrap}: use at least 100 resamples for a 95% interval")
     settings = Settings(by=tuple(f.strip() for f in args.by.split(",") if f.strip()), window_days=parse_days(
