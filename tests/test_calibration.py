@@ -106,6 +106,19 @@ def test_a_segments_intervals_do_not_depend_on_the_other_segments():
     assert any(w["scores"] for w in mine["windows"]) and mine["deciles"]
 
 
+def test_segments_get_distinct_file_names_whatever_their_values():
+    """A segment's slug names its proposed norms file: two segments of one slug wrote one file, the second over the
+    first (a/b and a b; Retail and retail on a case-insensitive disk), and a long one could not be written at all."""
+    data = simulate(5, 2 * WINDOW, seed=1)
+    values = ["a/b", "a b", "A/B", "x" * 200, "retail"]
+    data = replace(data, segments={(("vertical", v),): m for v, m in zip(values, data.segments.values())})
+    slugs = [s["slug"] for s in analyse(data, Settings(window_days=WINDOW, step_days=WINDOW, bootstrap=100))[
+        "segments"]]
+    assert len({s.lower() for s in slugs}) == 5
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,100}", s) for s in slugs)
+    assert "vertical-retail" in slugs  # a name that is already distinct stays as it reads
+
+
 def test_deciles_rise_with_a_predictive_score():
     data = simulate(1, 60, strength=0.8, launches_per_day=6, seed=3)
     doc = analyse(data, Settings(window_days=WINDOW, step_days=WINDOW, bootstrap=200))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, Iterable, Sequence
@@ -128,8 +129,24 @@ def segment_name(key: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{f}={v}" for f, v in key) or "all"
 
 
-def slug(key: tuple[tuple[str, str], ...]) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{f}-{v}" for f, v in key) or "all").strip("-")
+#: The longest slug: a file name holds 255 bytes, and a segment of three 200-character values would pass that.
+MAX_SLUG = 100
+
+
+def slugs(keys: Iterable[tuple[tuple[str, str], ...]]) -> dict[tuple[tuple[str, str], ...], str]:
+    """Each segment's slug, which names its proposed norms file: its values in file-name characters, distinct from
+    the others' even on a case-insensitive disk (``a/b`` and ``a b``, ``Retail`` and ``retail`` read alike), with a
+    digest of the key where they are not, or where the slug would be too long."""
+    keys = list(keys)
+    plain = {k: re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(f"{f}-{v}" for f, v in k) or "all").strip("-")
+             for k in keys}
+    alike = Counter(s.lower() for s in plain.values())
+    return {k: s if alike[s.lower()] == 1 and len(s) <= MAX_SLUG else f"{s[:MAX_SLUG - 13]}-{_digest(k).hex()[:12]}"
+            for k, s in plain.items()}
+
+
+def _digest(key: tuple[tuple[str, str], ...]) -> bytes:
+    return hashlib.sha256(json.dumps(sorted(key)).encode()).digest()
 
 
 def window_ends(first: int, last: int, settings: Settings) -> list[int]:
@@ -167,8 +184,7 @@ def _iso(day: int) -> str:
 def segment_rng(seed: int, key: tuple[tuple[str, str], ...]) -> np.random.Generator:
     """The bootstrap's generator for one segment, from the run's seed and the segment's key alone: a segment's
     intervals do not move when other segments are added to the store or left out of a run."""
-    digest = hashlib.sha256(json.dumps(sorted(key)).encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+    return np.random.default_rng([seed, int.from_bytes(_digest(key)[:8], "little")])
 
 
 def analyse(data: Data, settings: Settings) -> dict[str, Any]:
@@ -192,8 +208,9 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     windows = [(end - settings.window_days + 1, end) for end in ends]
     totals = [window_totals(data, a, b, settings) for a, b in windows]
     segments, tests = [], []
+    names = slugs(data.segments)
     for key, members in data.segments.items():
-        seg: dict[str, Any] = {"name": segment_name(key), "key": dict(key), "slug": slug(key),
+        seg: dict[str, Any] = {"name": segment_name(key), "key": dict(key), "slug": names[key],
                                "creatives": int(len(members)), "windows": []}
         rng = segment_rng(settings.seed, key)
         usable = []
