@@ -174,9 +174,14 @@ def test_a_store_nobody_may_write_is_read_and_left_as_it_was(file_mode, folder_m
         db.parent.chmod(0o755)
 
 
-def test_a_store_in_a_folder_you_may_not_write_says_what_to_do(tmp_path):
-    # WAL mode: reading needs s.db-shm beside the file; while the file may be written, it cannot be read without
-    db = _read_only_store(tmp_path, 0o644, 0o555)
+@pytest.mark.parametrize("open_elsewhere", [False, True])
+def test_a_store_in_a_folder_you_may_not_write_says_what_to_do(open_elsewhere, tmp_path):
+    # WAL mode: reading needs s.db-shm beside the file; while the file may be written, it cannot be read without,
+    # nor while a connection has it open (its s.db-wal is there): a writer opened before the chmod may still write
+    db = _read_only_store(tmp_path, 0o444 if open_elsewhere else 0o644, 0o755)
+    if open_elsewhere:
+        (db.parent / "s.db-wal").touch()
+    db.parent.chmod(0o555)
     code = ("import sys\nfrom foveal.errors import FovealError\nfrom foveal.store import Store\n"
             f"try:\n    Store({str(db)!r}, read_only=True)\nexcept FovealError as exc:\n    sys.exit(str(exc))")
     try:
@@ -185,10 +190,11 @@ def test_a_store_in_a_folder_you_may_not_write_says_what_to_do(tmp_path):
     finally:
         db.parent.chmod(0o755)
     assert reader.returncode == 1
+    chmod = "" if open_elsewhere else f", or if nothing writes the store any more, remove its write permission " \
+                                      f"(chmod a-w {db})"
     assert reader.stderr == (f"database sqlite:///{db}: cannot read it without creating s.db-shm beside it (the "
                              f"store is in WAL mode) in {db.parent}, which you may not write; make that folder "
-                             f"writable, or if nothing writes the store any more, remove its write permission "
-                             f"(chmod a-w {db})\n")
+                             f"writable{chmod}\n")
 
 
 def test_unreachable_postgres_is_one_clear_error():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 import time
@@ -108,22 +109,23 @@ def _read_only_uri(url: sa.URL, path: Path) -> str:
     """The URI that opens ``path`` read-only.
 
     A WAL-mode file is read through its ``-shm`` index, which SQLite creates beside it where it is missing: in a
-    folder that may not be written that fails.  A file that nobody may write (no write permission bit) and that has
-    no transaction pending beside it (a ``-wal`` with frames, a ``-journal``) cannot change while it is read, so it
-    is opened ``immutable``: without locks or ``-shm``, and nothing is left beside it.  Otherwise the error says
-    what to do.
+    folder that may not be written that fails.  A file that nobody may write (no write permission bit) and that no
+    connection has open (no ``-wal`` or ``-journal`` beside it) cannot change while it is read, so it is opened
+    ``immutable``: without locks or ``-shm``, and nothing is left beside it.  Otherwise the error says what to do.
     """
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     wal, journal = (path.with_name(path.name + suffix) for suffix in ("-wal", "-journal"))
-    if not path.stat().st_mode & 0o222 and not journal.exists() and (not wal.exists() or not wal.stat().st_size):
+    if not path.stat().st_mode & 0o222 and not journal.exists() and not wal.exists():
         return uri + "&immutable=1"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "readonly" not in str(exc):  # any other problem is the store's open to report
+    except sqlite3.OperationalError:
+        # "attempt to write a readonly database", or "unable to open" beside an -wal: any other problem (a file
+        # that may not be read...) is the store's open to report
+        if not os.access(path, os.R_OK) or os.access(path.parent, os.W_OK):
             return uri
-        chmod = "" if wal.exists() and wal.stat().st_size else (
+        chmod = "" if wal.exists() or journal.exists() else (
             f", or if nothing writes the store any more, remove its write permission (chmod a-w {path})")
         raise FovealError(f"database {describe(url)}: cannot read it without creating {path.name}-shm beside it (the "
                           f"store is in WAL mode) in {path.parent}, which you may not write; make that folder "
