@@ -235,7 +235,8 @@ def _campaign_store(url: str, tmp_path: Path, seed: int = 0) -> Path:
                     day = date.fromordinal(DAY0 + d).isoformat()
                     lines.append(f"{vertical}-{i},{day},{impressions},{clicks},{int(rng.binomial(clicks, .1))},ads")
     (tmp_path / "outcomes.csv").write_text("\n".join(lines) + "\n")
-    norms = {"foveal_norms": 1, "quantity": "share", "model": {"name": "test-model", "sha256": "cd" * 32},
+    norms = {"foveal_norms": 2, "quantity": "share",
+             "model": {"name": "test-model", "sha256": "cd" * 32, "graph_sha256": "ab" * 32, "precision": "fp32"},
              "formats": {"80x60": {"creatives": 80, "kinds": {"cta": sorted(shares), "headline": [0.1, 0.2]}}}}
     (tmp_path / "norms.json").write_text(json.dumps(norms))
     return tmp_path / "outcomes.csv"
@@ -338,6 +339,25 @@ def test_calibrate_replaces_only_a_folder_of_its_own_and_never_an_input(tmp_path
     monkeypatch.chdir(tmp_path / "cal" / "proposed_norms")
     assert main(_calibrate_args(url, tmp_path, Path(".."))) == 1
     assert "the current folder is in it" in capsys.readouterr().err
+
+
+def test_norms_of_another_graph_are_refused_unless_allowed(tmp_path, capsys):
+    """A share is comparable only with norms of the graph that predicted it (as `foveal score --norms` checks):
+    percentiles in another graph's norms, and thresholds proposed from them, mean nothing."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["outcomes", "import", str(_campaign_store(url, tmp_path)), "--db", url, "-q"]) == 0
+    norms = json.loads((tmp_path / "norms.json").read_text())
+    norms["model"]["graph_sha256"] = "ef" * 32
+    (tmp_path / "norms.json").write_text(json.dumps(norms))
+    assert main(_calibrate_args(url, tmp_path, tmp_path / "cal")) == 1
+    err = capsys.readouterr().err
+    assert "was built with model 'test-model' fp32 graph (sha256 efefefefefef…) but scores come from" in err
+    assert "shares from different graphs are not comparable" in err and err.count("\n") == 1
+    assert not (tmp_path / "cal").exists()
+    assert main([*_calibrate_args(url, tmp_path, tmp_path / "cal"), "--allow-model-mismatch"]) == 0
+    assert "warning: " in capsys.readouterr().err
+    doc = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert "shares from different graphs are not comparable" in doc["norms_warning"]
 
 
 def test_calibrate_never_writes_over_its_own_store(tmp_path, capsys):

@@ -44,17 +44,26 @@ def choose_graph(predictions: list[dict[str, Any]], graph: str | None) -> list[d
     return predictions
 
 
-def calibrate(store, settings: Settings, *, norms: Norms | None = None, graph: str | None = None) -> Calibration:
-    """Calibrate the latest predictions in ``store`` against its outcomes."""
+def calibrate(store, settings: Settings, *, norms: Norms | None = None, graph: str | None = None,
+              allow_model_mismatch: bool = False) -> Calibration:
+    """Calibrate the latest predictions in ``store`` against its outcomes.
+
+    ``norms`` of another graph than the predictions' are refused (InputError), as in scoring, unless
+    ``allow_model_mismatch``, which records a warning (``norms_warning``) instead.
+    """
     predictions = choose_graph(store.latest_predictions(graph), graph)
+    first = predictions[0]
+    model = {"name": first["model"], "graph_sha256": first["graph_sha256"], "precision": first["precision"]}
+    warning = None if norms is None else norms.check_graph(model, allow_model_mismatch)
     data = build_data(predictions, store.outcome_rows(), settings.by)
     doc = analyse(data, settings)
-    first = predictions[0]
-    doc["model"] = {"name": first["model"], "graph_sha256": first["graph_sha256"], "precision": first["precision"]}
+    doc["model"] = model
     result = Calibration(doc)
     if norms is None:
         doc["thresholds_note"] = "give norms to propose pass thresholds"
     else:
+        if warning:
+            doc["norms_warning"] = warning
         add_thresholds(result, data, settings, norms)
     return result
 

@@ -208,6 +208,7 @@ def _segment(seg: dict[str, Any], score: str, metric: str) -> str:
 def render_html(doc: dict[str, Any]) -> str:
     """The page for a ``calibration.json`` document."""
     s, d, m = doc["settings"], doc["data"], doc.get("model", {})
+    mismatch = f'<div class="flag">{_esc(doc["norms_warning"])}</div>' if doc.get("norms_warning") else ""
     flags = "".join(f'<div class="flag">{_esc(f["message"])}</div>' for f in doc["flags"]) or (
         '<div class="ok">No segment\'s correlation fell by more than chance (Benjamini–Hochberg, '
         f'α={s["alpha"]}).</div>')
@@ -223,4 +224,4 @@ def render_html(doc: dict[str, Any]) -> str:
         method += f"<p class='note'>{_esc(doc['thresholds_note'])}</p>"
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f'<meta http-equiv="Content-Security-Policy" content="{DOCUMENT_CSP}"><title>foveal calibration</title>'
-            f"<style>{CSS}</style></head><body>{head}{flags}{segments}{method}</body></html>\n")
+            f"<style>{CSS}</style></head><body>{head}{mismatch}{flags}{segments}{method}</body></html>\n")

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(written to DIR/proposed_norms/, never over FILE)")
     p.add_argument("--pass-percentile", type=float, default=70.0, metavar="P",
                    help="the current pass percentile where the norms set none (default: %(default)g)")
+    p.add_argument("--allow-model-mismatch", action="store_true",
+                   help="use --norms built with another model graph than the predictions' (a warning, not an error)")
     p.add_argument("--graph", metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
                    "(needed when the store holds several)")
     p.set_defaults(handler=run)
@@ -80,12 +82,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, score=args.score, pass_percentile=args.pass_percentile, until=args.until)
     norms = None if args.norms is None else load_norms(args.norms)
     with Store(args.db, read_only=True) as store:  # it only reads: an existing store, even one it may not write
-        result = calibrate(store, settings, norms=norms, graph=args.graph)
+        result = calibrate(store, settings, norms=norms, graph=args.graph,
+                           allow_model_mismatch=args.allow_model_mismatch)
     paths = write_calibration(args.out, result)
-    for flag in result.document["flags"]:
-        print(f"foveal: warning: {flag['message']}", file=sys.stderr)
+    doc = result.document
+    for message in [doc.get("norms_warning"), *(flag["message"] for flag in doc["flags"])]:
+        if message:
+            print(f"foveal: warning: {message}", file=sys.stderr)
     if not args.quiet:
-        segs = result.document["segments"]
+        segs = doc["segments"]
         print(f"foveal: calibrated {len(segs)} segment(s), {sum(s['flagged'] for s in segs)} flagged for drift, "
               f"{len(result.proposals)} proposed norms file(s) → {paths[1]}", file=sys.stderr)
     return 0
