@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from foveal.errors import InputError
+from foveal.errors import ElementSpecError, InputError
 from foveal.scoring.edits import (BORDER_RADIUS, GHOST_MARGIN, HOLE_MARGIN, Move, Scale, Swap, apply_edits, fill_holes, move_variants,
                                   parse_move, parse_scale, parse_swap)
 from foveal.scoring.elements import Element
@@ -235,6 +235,22 @@ def test_move_variants_equal_apply_edits():
 def test_move_variants_check_every_offset_first():
     with pytest.raises(InputError, match="outside"):
         next(move_variants(_noise(80, 100), ELEMENTS, "cta", [(0, 0), (0, 100)]))
+
+
+OFF_EDGE = (Element("cta", "cta", (95, 50, 10, 10)), Element("logo", "logo", (60, 5, 30, 12)))
+
+
+@pytest.mark.parametrize("edit", [Move("cta", -50, 0), Scale("cta", 0.5), Swap("cta", "logo")])
+def test_an_element_off_the_image_is_refused_not_edited(edit):
+    # cta's box runs 5 px off a 100 px wide image: moved, its 5 px slice would not fill its 10 px box (a numpy
+    # error), and scaled by 0.5 the slice would be squashed into a 5x5 box at x=97 without a word.
+    with pytest.raises(ElementSpecError, match=r"'cta'.*outside"):
+        apply_edits(_noise(80, 100), OFF_EDGE, [edit])
+
+
+def test_move_variants_refuse_an_element_off_the_image():
+    with pytest.raises(ElementSpecError, match=r"'cta'.*outside"):
+        next(move_variants(_noise(80, 100), OFF_EDGE, "cta", [(-50, 0)]))
 
 
 # --- parsing --------------------------------------------------------------------------------------------------

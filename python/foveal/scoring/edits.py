@@ -18,7 +18,7 @@ import numpy as np
 
 from ..boxes import round_half_up
 from ..errors import InputError
-from .elements import Element
+from .elements import Element, check_elements
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
@@ -225,9 +225,11 @@ def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
 def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit]) -> EditedCreative:
     """Apply ``edits`` in order to ``image`` (H×W×3 uint8) and its ``elements``; the inputs are not modified.
 
-    Raises :class:`InputError` for an unknown element name or an edit that would leave the image.
+    Raises :class:`InputError` for an unknown element name, an element already off the image or an edit that would
+    leave it.
     """
     image = checked_image(image)
+    elements = checked_elements(elements, image)
     current = {e.name: e for e in elements}
     for edit in edits:
         if isinstance(edit, Move):
@@ -274,6 +276,15 @@ def checked_image(image: object) -> np.ndarray:
     return image
 
 
+def checked_elements(elements: Sequence[Element], image: np.ndarray) -> tuple[Element, ...]:
+    """``elements`` as a tuple, else ElementSpecError: a box off the image would be cut short by the slicing and
+    pasted into its full box (or, scaled, squashed) without a word."""
+    elements = tuple(elements)
+    # An edited creative's elements may be edited again, and an edit may leave two of them on one box.
+    check_elements(elements, image.shape[:2], "elements", identical_boxes=True)
+    return elements
+
+
 def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
                   offsets: Iterable[tuple[int, int]]) -> Iterator[EditedCreative]:
     """``apply_edits(image, elements, [Move(name, dx, dy)])`` for each ``(dx, dy)`` in ``offsets``, lazily.
@@ -281,6 +292,8 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
     The hole is filled once and shared, so a search over many positions costs one fill plus a paste each.
     Every offset is checked before the first variant is produced.
     """
+    image = checked_image(image)
+    elements = checked_elements(elements, image)
     by_name = {e.name: e for e in elements}
     e = _lookup(by_name, name, "search")
     x, y, w, h = e.box
