@@ -329,3 +329,31 @@ def test_search_may_land_on_another_elements_box():
     assert (80, 0) in offsets
     result = search_position(Spotlight((90, 70, 30, 14)), image, twins, "cta", [(80, 0)])
     assert result.candidates[0].box == (90, 70, 30, 14)
+
+
+def _map_with_share(share: float, y: int) -> SaliencyMap:
+    """A 100x100 map putting ``share`` of the attention, evenly, on the 10x10 box at (0, y)."""
+    prob = np.full((100, 100), (1 - share) / 9900)
+    prob[y:y + 10, :10] = share / 100
+    return SaliencyMap(prob)
+
+
+def test_statements_never_round_an_immaterial_change_up_to_the_threshold():
+    # +0.496 pp is "no material change" for compare (and for the whatif recommendations); printed "+0.5 pp" the
+    # statement would read as a material gain.
+    from foveal.scoring.compare import compare_scores
+    from foveal.scoring.edits import EditedCreative
+    from foveal.scoring.scores import score_creative
+    from foveal.scoring.whatif import EditOutcome, change_statement, outcome_document
+
+    before_map, after_map = _map_with_share(0.030, 0), _map_with_share(0.03496, 1)
+    elements = (Element("cta", "cta", (0, 0, 10, 10)),)
+    moved = (Element("cta", "cta", (0, 1, 10, 10)),)
+    before, after = score_creative(before_map, elements), score_creative(after_map, moved)
+    outcome = EditOutcome(edits=(Move("cta", 0, 1),), edited=EditedCreative(np.zeros((100, 100, 3), np.uint8), moved),
+                          map_before=before_map, map_after=after_map, before=before, after=after,
+                          comparison=compare_scores(before, after))
+    assert outcome.comparison.element("cta").change == "no material change"
+    for text in (outcome_document(outcome)["statement"], change_statement("cta", "move 'cta'", 0.030, 0.03496)):
+        points = float(text.rsplit("(", 1)[1].split(" pp")[0])
+        assert 0.49 < points < 0.5, text

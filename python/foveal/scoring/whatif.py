@@ -25,7 +25,7 @@ import numpy as np
 from ..boxes import round_half_up
 from ..errors import InputError
 from ..saliency_map import SaliencyMap
-from .compare import Comparison, compare_scores
+from .compare import Comparison, _pp, compare_scores
 from .edits import GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_image, move_variants
 from .elements import Element
 from .recommend import Thresholds, WhatIfResult, recommend
@@ -428,8 +428,7 @@ def _overlap(a: Sequence[int], b: Sequence[int]) -> int:
 def change_statement(name: str, edit: str, before: float, after: float) -> str:
     """``"move 'cta' by (+0, -60) px raises the share of 'cta' from 3.1% to 7.2% (+4.1 pp)"``."""
     verb = "raises" if after > before else "lowers" if after < before else "leaves"
-    return (f"{edit} {verb} the share of {name!r} from {100 * before:.1f}% to {100 * after:.1f}% "
-            f"({100 * (after - before):+.1f} pp)")
+    return f"{edit} {verb} the share of {name!r} from {100 * before:.1f}% to {100 * after:.1f}% ({_pp(after - before)})"
 
 
 def outcome_document(outcome: EditOutcome) -> dict[str, Any]:
@@ -437,7 +436,8 @@ def outcome_document(outcome: EditOutcome) -> dict[str, Any]:
     before = {e.name: e for e in outcome.before.elements}
     edited_names = {e.name for e in outcome.edited.elements if e.box != before[e.name].box}
     edit_text = "; ".join(describe_edit(e) for e in outcome.edits)
-    changes = ", ".join(f"{e.name!r} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({100 * e.delta_share:+.1f} pp)"
+    # _pp, as compare prints it: a change under the material threshold never reads as +0.5 pp.
+    changes = ", ".join(f"{e.name!r} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({_pp(e.delta_share)})"
                         for e in outcome.comparison.elements if e.name in edited_names)
     return {
         "edits": [edit_to_dict(e) for e in outcome.edits],
