@@ -73,6 +73,22 @@ def test_norms_decide_cta_and_headline_when_given():
     assert "headline_weak:title" in ids(recommend(score_creative(smap, [CTA, HEAD])))
 
 
+def test_a_kinds_own_pass_percentile_is_the_one_quoted():
+    # The norms set the CTA's pass mark at 90 (as foveal calibrate proposes) while the creative's default stays 70:
+    # the message must quote the mark the CTA was judged by, beside the share that mark needs.
+    fmt = f"{W}x{H}"
+    smap = peaked({CTA.box: 0.065})  # plus 2% of the uniform rest: a share of 0.0837
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 10},
+                  formats={fmt: {"cta": np.arange(1, 11) / 100}}, pass_percentiles={fmt: {"cta": 90.0}})
+    cs = score_creative(smap, [CTA], norms=norms)
+    cta = cs.element("buy")
+    # 8 of the 10 references (0.01 .. 0.08) are <= the CTA's share; 9 are needed for 90%: 0.09.
+    assert cta.percentile == 80.0 and cta.passed is False and cta.threshold_share == 0.09
+    rec = next(r for r in recommend(cs) if r.id == "cta_weak:buy")
+    assert "passing needs 9.0% (the 90th percentile)" in rec.message, rec.message
+    assert rec.numbers["pass_percentile"] == 90.0
+
+
 def test_low_focus_only_for_scattered_maps():
     uniform = SaliencyMap(np.full((H, W), 1e-4, np.float32))
     limits = Thresholds(0.62, "test")

@@ -85,6 +85,22 @@ def test_html_states_norms_and_verdicts():
     assert "green = passes its norm" in page
 
 
+def test_html_states_a_kinds_own_pass_percentile():
+    # The norms pass the CTA only from the 90th percentile: "pass = percentile >= 70" alone would contradict a CTA
+    # at the 80th percentile marked "fail".
+    fmt = f"{W}x{H}"
+    norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={fmt: 10},
+                  formats={fmt: {"cta": np.arange(1, 11) / 100, "logo": np.arange(1, 11) / 100}},
+                  pass_percentiles={fmt: {"cta": 90.0}})
+    doc = document(norms=norms, norms_info={"source": "n.json", "model": norms.model, "creatives": 10,
+                                            "warning": None})
+    cta = doc["elements"][0]
+    assert cta["pass_percentile"] == 90.0 and doc["elements"][1]["pass_percentile"] == 70.0
+    page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert "pass = percentile ≥ 70; cta: ≥ 90 (set by the norms)." in page
+    assert document()["elements"][0]["pass_percentile"] is None  # no norms, no pass mark
+
+
 def test_write_report_files_and_scores_only_mode(tmp_path):
     doc = document()
     image = np.zeros((H, W, 3), np.uint8)

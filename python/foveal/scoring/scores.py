@@ -63,6 +63,8 @@ DEFINITIONS: dict[str, str] = {
                   "ties count in the creative's favour; null without norms",
     "score": "floor(percentile + 0.5): the percentile as a whole number 0..100; null without norms",
     "passed": "percentile >= pass_percentile (default 70), i.e. share >= threshold_share; null without norms",
+    "pass_percentile": "per element: the percentile it must reach to pass, the norms' own for its format and kind "
+                       "when they set one, else the creative's pass_percentile; null without norms",
     "threshold_share": "smallest reference share t with (# reference shares <= t) >= pass_percentile% of them",
     "norm_n": "how many reference shares (same kind and format) the element was compared with; null without them",
     "norm_note": "why no reference shares were compared with (no norms, no such format or kind); null when they were",
@@ -102,6 +104,8 @@ class ElementScore:
     threshold_share: float | None
     norm_n: int | None
     norm_note: str | None
+    #: The percentile ``passed`` was judged at: the norms' own for this format and kind, else the creative's.
+    pass_percentile: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -275,7 +279,7 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     out = []
     for i, e in enumerate(elements):
         share = shares[i]
-        percentile = score = passed = threshold = norm_n = None
+        percentile = score = passed = threshold = norm_n = kind_pass = None
         if norms is None:
             note = "no norms given: percentile, score and pass need norms of reference creatives"
         else:
@@ -290,7 +294,7 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
         out.append(ElementScore(
             name=e.name, kind=e.kind, box=e.box, area=e.area, area_fraction=e.area / (h * w), share=share,
             density=densities[i], lift=lifts[i], rank=ranks[i], percentile=percentile, score=score, passed=passed,
-            threshold_share=threshold, norm_n=norm_n, norm_note=note))
+            threshold_share=threshold, norm_n=norm_n, norm_note=note, pass_percentile=kind_pass))
     return tuple(out)
 
 
