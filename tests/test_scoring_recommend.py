@@ -1,6 +1,8 @@
 """Recommendation rules fire on the numbers they state, and only then."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -69,7 +71,7 @@ def test_norms_decide_cta_and_headline_when_given():
     recs = recommend(cs)
     assert "cta_weak:buy" in ids(recs) and "headline_weak:title" not in ids(recs)
     msg = next(r for r in recs if r.id == "cta_weak:buy").message
-    assert "score 0: 0th percentile" in msg and "passing needs 40.0% (the 70th percentile)" in msg
+    assert "score 0: percentile 0.0 of its norm" in msg and "passing needs 40.0% (the 70th percentile)" in msg
     assert "headline_weak:title" in ids(recommend(score_creative(smap, [CTA, HEAD])))
 
 
@@ -87,6 +89,21 @@ def test_a_kinds_own_pass_percentile_is_the_one_quoted():
     rec = next(r for r in recommend(cs) if r.id == "cta_weak:buy")
     assert "passing needs 9.0% (the 90th percentile)" in rec.message, rec.message
     assert rec.numbers["pass_percentile"] == 90.0
+
+
+def test_a_failing_percentile_is_never_quoted_as_the_pass_mark():
+    # 16 of 23 references lie below the CTA's share: the 69.57th percentile, which fails a pass mark of 70 though
+    # its score rounds to 70. "score 70: 70th percentile ... passing needs the 70th percentile" contradicts the fail.
+    fmt = f"{W}x{H}"
+    smap = peaked({CTA.box: 0.02})  # plus 2% of the uniform rest: a share of 0.0396
+    refs = np.r_[np.full(16, 0.01), np.full(7, 0.05)]
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 23}, formats={fmt: {"cta": refs}})
+    cs = score_creative(smap, [CTA], norms=norms)
+    cta = cs.element("buy")
+    assert cta.percentile == pytest.approx(100 * 16 / 23) and cta.score == 70 and cta.passed is False
+    message = next(r for r in recommend(cs) if r.id == "cta_weak:buy").message
+    quoted = float(re.search(r"percentile ([\d.]+) of its norm", message)[1])
+    assert 69.5 < quoted < 70, message
 
 
 def test_low_focus_only_for_scattered_maps():

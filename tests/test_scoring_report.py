@@ -101,6 +101,22 @@ def test_html_states_a_kinds_own_pass_percentile():
     assert document()["elements"][0]["pass_percentile"] is None  # no norms, no pass mark
 
 
+def test_a_failing_percentile_is_not_printed_as_the_pass_mark():
+    # 2,100 of 3,001 references lie below the CTA: the 69.977th percentile fails 70, and "70.0" beside "fail" reads
+    # as a contradiction.
+    fmt = f"{W}x{H}"
+    share = scored()[1].element("cta").share
+    refs = np.r_[np.full(2100, share / 2), np.full(901, share * 2)]
+    norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={fmt: 3001}, formats={fmt: {"cta": refs}})
+    doc = document(norms=norms, norms_info={"source": "n.json", "model": norms.model, "creatives": 3001,
+                                            "warning": None})
+    assert doc["elements"][0]["percentile"] == pytest.approx(100 * 2100 / 3001) and not doc["elements"][0]["passed"]
+    page = render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    row = re.search(r"<tr><td>cta</td>.*?</tr>", page)[0]
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert float(cells[6]) < 70 and "fail" in cells[8], cells
+
+
 def test_write_report_files_and_scores_only_mode(tmp_path):
     doc = document()
     image = np.zeros((H, W, 3), np.uint8)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..errors import ModelError
-from .scores import CreativeScores, ElementScore, material_direction
+from .scores import CreativeScores, ElementScore, material_direction, percentile_text
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
 DISTRACTOR_KINDS: frozenset[str] = frozenset({"logo", "body_text", "other"})
@@ -124,8 +124,10 @@ def _standing(e: ElementScore, n: int) -> str:
     if e.score is None:
         below = ", below 1 = less than its area's share" if e.lift < 1 else ""
         return f"lift {e.lift:.2f}{below}; {rank}"
-    return (f"lift {e.lift:.2f}, {rank}, score {e.score}: {_ordinal(e.score)} percentile of its norm; passing "
-            f"needs {_pct(e.threshold_share or 0.0)} (the {_ordinal(e.pass_percentile or 0.0)} percentile)")
+    # The percentile itself, not the rounded score: a score of 70 may be the 69.6th percentile, which fails 70.
+    mark = e.pass_percentile or 0.0
+    return (f"lift {e.lift:.2f}, {rank}, score {e.score}: percentile {percentile_text(e.percentile or 0.0, mark)} of "
+            f"its norm; passing needs {_pct(e.threshold_share or 0.0)} (the {_ordinal(mark)} percentile)")
 
 
 def _numbers(e: ElementScore, n: int) -> dict[str, Any]:

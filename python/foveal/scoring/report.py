@@ -23,7 +23,8 @@ from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
 from .recommend import Recommendation, Thresholds, recommend
-from .scores import DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, ElementScore, MapLike, score_creative
+from .scores import (DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, ElementScore, MapLike, percentile_text,
+                     score_creative)
 
 #: The policy of every HTML page foveal writes (report, calibration, the service's HTML answers): no script, no
 #: fetch, images only embedded (``data:``), styles only inline.  The pages need nothing else, so a name that ever
@@ -206,7 +207,7 @@ def _table(elements: Sequence[dict[str, Any]]) -> str:
             verdict = '<span class="na">n/a</span>'
         else:
             verdict = '<span class="pass">pass</span>' if e["passed"] else '<span class="fail">fail</span>'
-        pct = "—" if e["percentile"] is None else f'{e["percentile"]:.1f}'
+        pct = "—" if e["percentile"] is None else percentile_text(e["percentile"], e["pass_percentile"])
         score = "—" if e["score"] is None else str(e["score"])
         rows.append(f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td>'
                     f'<td>{_fmt_pct(e["share"])}</td><td>{_fmt_pct(e["area_fraction"])}</td>'

@@ -171,6 +171,17 @@ def threshold_value(sorted_values: np.ndarray, pass_percentile: float) -> float:
     return float(sorted_values[k - 1])
 
 
+def percentile_text(percentile: float, pass_percentile: float) -> str:
+    """``percentile`` with one decimal, or as many more as it takes to print it on its own side of the pass mark:
+    69.98 fails a mark of 70, and printed "70.0" beside "fail" it would read as a pass."""
+    passed = percentile >= pass_percentile
+    for digits in range(1, 7):
+        text = f"{percentile:.{digits}f}"
+        if (float(text) >= pass_percentile) == passed:
+            break
+    return text
+
+
 def material_direction(delta: float) -> int:
     """+1 for a gain of at least :data:`MATERIAL_CHANGE`, -1 for such a loss, 0 for no material change."""
     if delta >= MATERIAL_CHANGE - _MATERIAL_SLACK:
