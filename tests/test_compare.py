@@ -360,3 +360,16 @@ def test_a_change_just_under_the_threshold_is_not_printed_as_one_on_it():
     assert _pp(-0.0049999) == "-0.49999 pp"
     assert _pp(0.004999999999999991) == "+0.5 pp" and change_of(0.004999999999999991) == "gained"
     assert _pp(0.012) == "+1.2 pp" and _pp(0.0) == "+0.0 pp"
+
+
+def test_cli_compare_refusing_one_output_writes_none(tmp_path, capsys):
+    # The element file sits in the output folder under the name of an output: refused, and no compare.png either.
+    (a, b), (ea, _) = _examples(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    elements = out / "compare.json"
+    elements.write_bytes(ea.read_bytes())
+    assert main(["-q", "compare", str(a), str(b), "--elements", str(elements), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one of this run's inputs" in err[0], err
+    assert [p.name for p in out.iterdir()] == ["compare.json"] and elements.read_bytes() == ea.read_bytes()

@@ -134,6 +134,16 @@ def test_nothing_written_when_rendering_fails(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_nothing_written_when_a_later_file_is_refused(tmp_path):
+    # scores.json, the last file written, cannot be: a folder holds its name. overlay.png and report.html of this
+    # run must not be left beside it.
+    (tmp_path / "d" / "scores.json").mkdir(parents=True)
+    image = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(InputError, match="scores.json: it is a folder"):
+        write_report(tmp_path / "d", document(), image, image)
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["scores.json"]
+
+
 def test_an_overlay_of_another_size_is_refused(tmp_path):
     """It was written as is: a report whose overlay showed another image's size."""
     image = np.zeros((H, W, 3), np.uint8)

@@ -357,3 +357,17 @@ def test_statements_never_round_an_immaterial_change_up_to_the_threshold():
     for text in (outcome_document(outcome)["statement"], change_statement("cta", "move 'cta'", 0.030, 0.03496)):
         points = float(text.rsplit("(", 1)[1].split(" pp")[0])
         assert 0.49 < points < 0.5, text
+
+
+def test_cli_refusing_one_output_writes_none(tmp_path, capsys):
+    # Whatif again on the edited.png of a run, into the same folder: that input would be replaced, which is refused,
+    # and nothing else may be written either (a new whatif.png beside the old whatif.json would mismatch it).
+    image, elements = _example(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    edited = out / "edited.png"
+    edited.write_bytes(image.read_bytes())
+    assert main(["-q", "whatif", str(edited), "--elements", str(elements), "--move", "cta:0,-20", "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one of this run's inputs" in err[0], err
+    assert [p.name for p in out.iterdir()] == ["edited.png"] and edited.read_bytes() == image.read_bytes()

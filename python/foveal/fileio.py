@@ -148,14 +148,12 @@ def cannot_write(target: str | os.PathLike, exc: OSError) -> InputError:
     return InputError(f"cannot write {target}: {exc.strerror or exc}{remedy}")
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
+def check_output(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if :func:`atomic_write` may write it, else the :class:`InputError` it would raise: a NUL
+    in the name, a name the OS refuses, a folder or a device in its place, or an input of the running command.
 
-    An output that is a folder, cannot be created, or would replace an input raises :class:`InputError`.
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    A command writing several files checks them all first, so that a refused one leaves none of the others
+    written."""
     target = Path(checked_path(path, "output"))
     if "\0" in str(target):
         raise InputError(f"cannot write {str(target)!r}: a file name cannot hold a NUL byte")
@@ -171,6 +169,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise InputError(f"cannot write {target}: it is not a regular file (a device, pipe or socket); give a file "
                          "name")
     check_not_input(target)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
+
+    An output that is a folder, cannot be created, or would replace an input raises :class:`InputError`.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
+    target = check_output(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temporary(target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fileio import save_png, unicode_name, write_json, write_text
+from ..fileio import check_output, save_png, unicode_name, write_json, write_text
 from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
@@ -52,10 +52,13 @@ def run(args: argparse.Namespace) -> int:
     doc = build_document(comparison, scores_a, scores_b, diff, map_b.provenance, inputs)
     figure = compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b, diff)
     page = None if args.no_html else render_html(doc, figure)
-    save_png(args.out / "compare.png", figure)
+    png_file, html_file, json_file = (args.out / name for name in ("compare.png", "compare.html", "compare.json"))
+    for target in (png_file, json_file) if page is None else (png_file, html_file, json_file):
+        check_output(target)  # all first: a refused compare.json must not leave a new compare.png beside the old
+    save_png(png_file, figure)
     if page is not None:
-        write_text(args.out / "compare.html", page)
-    write_json(args.out / "compare.json", doc)
+        write_text(html_file, page)
+    write_json(json_file, doc)
     if not args.quiet:
         print(f"foveal: {comparison.summary}; {100 * doc['moved_mass']:.1f}% of attention moved. "
               f"Wrote {args.out}/compare.json")

@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..fileio import save_png, write_json
+from ..fileio import check_output, save_png, write_json
 from ..imageio import decode
 from ..progress import progress
 from ..scoring.compare import compare_figure, difference_map
@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
     diff = difference_map(outcome.map_before.prob, outcome.map_after.prob)
     figure = compare_figure(decoded.pixels, outcome.map_before, outcome.before, outcome.edited.image,
                             outcome.map_after, outcome.after, diff, labels=("before", "after"))
-    save_png(args.out / "whatif.png", figure)
-    save_png(args.out / "edited.png", outcome.edited.image)
-    write_json(args.out / "whatif.json", doc)
+    preview_file, edited_file, json_file = (args.out / name for name in ("whatif.png", "edited.png", "whatif.json"))
+    for target in (preview_file, edited_file, json_file):
+        check_output(target)  # all first: an input named edited.png must not leave a new whatif.png beside the old
+    save_png(preview_file, figure)
+    save_png(edited_file, outcome.edited.image)
+    write_json(json_file, doc)
     if not args.quiet:
         line = body["statement"] if edits else body["search"]["best"][0]["statement"]
         print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "

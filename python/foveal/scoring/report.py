@@ -18,7 +18,7 @@ import numpy as np
 from .. import cpu
 from .._version import __version__
 from ..errors import InputError
-from ..fileio import PNG_COMPRESS_LEVEL, save_png, write_json, write_text
+from ..fileio import PNG_COMPRESS_LEVEL, check_output, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
@@ -282,8 +282,8 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
                  html_report: bool = True) -> None:
     """Write ``scores.json`` and, with ``html_report``, ``overlay.png`` and ``report.html`` into ``out_dir``.
 
-    Everything is rendered before the first file is written, each file atomically, so a failure leaves no
-    partial file behind.
+    Everything is rendered and every target checked (:func:`~foveal.fileio.check_output`) before the first file is
+    written, each file atomically, so a failure leaves no partial file behind.
     """
     out = Path(out_dir)
     if html_report:
@@ -298,6 +298,8 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
     if not isinstance(doc, dict) or not isinstance(doc.get("creative"), dict):
         raise InputError("write_report: doc must be a scores document (score_document's second result)")
     page = render_html(doc, image, overlay) if html_report else None
+    for name in ("overlay.png", "report.html", "scores.json") if page is not None else ("scores.json",):
+        check_output(out / name)  # all first: a refused scores.json must not leave this run's report beside the old
     if page is not None:
         save_png(out / "overlay.png", overlay)
         write_text(out / "report.html", page)
