@@ -144,6 +144,18 @@ def test_nothing_written_when_a_later_file_is_refused(tmp_path):
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["scores.json"]
 
 
+def test_a_creative_without_elements_gets_a_report(tmp_path):
+    # score_creative takes an empty element list (the creative-level numbers still hold); its report must not
+    # fail on a chart with no bars.
+    smap = scored()[0]
+    scores = score_creative(smap, [])
+    doc = build_document(scores, recommend(scores), PROV, image="ad.png", elements="ad.json", norms=None)
+    image = np.zeros((H, W, 3), np.uint8)
+    write_report(tmp_path / "e", doc, image, image)
+    page = (tmp_path / "e" / "report.html").read_text()
+    assert "No elements were scored" in page and "<rect" not in page
+
+
 def test_an_overlay_of_another_size_is_refused(tmp_path):
     """It was written as is: a report whose overlay showed another image's size."""
     image = np.zeros((H, W, 3), np.uint8)

@@ -167,6 +167,8 @@ def _fmt_pct(v: float | None, digits: int = 1) -> str:
 
 def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
     """Inline SVG: one bar per element (share), a tick at its area fraction (what a uniform map would give)."""
+    if not elements:  # score_creative takes an empty list; there is nothing to scale the bars by
+        return "<p>No elements were scored: the creative-level numbers above cover the whole image.</p>"
     rows = sorted(elements, key=lambda e: e["share"], reverse=True)
     label_w, bar_w, row_h, top = 190, 620, 30, 28
     scale = max(max(max(e["share"], e["area_fraction"]) for e in rows), 1e-12)
