@@ -373,3 +373,20 @@ def test_cli_compare_refusing_one_output_writes_none(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one of this run's inputs" in err[0], err
     assert [p.name for p in out.iterdir()] == ["compare.json"] and elements.read_bytes() == ea.read_bytes()
+
+
+def test_names_listed_in_a_sentence_are_isolated_from_each_other():
+    # "Only in A: NAME, NAME" is running text: a right-to-left override in one name would run on and reverse the
+    # names after it, so each name is isolated as the heading's file names are. (Notes quote names with repr,
+    # which writes an override as \u202e.)
+    from foveal.scoring.compare import build_document, render_html
+
+    smap = SaliencyMap(np.full((40, 60), 1 / 2400))
+    a = score_creative(smap, (Element("cta", "cta", (0, 0, 10, 10)), Element("\u202eold", "logo", (20, 0, 10, 10)),
+                              Element("gone", "other", (40, 0, 10, 10))))
+    b = score_creative(smap, (Element("cta", "headline", (0, 0, 10, 10)),))
+    inputs = {k: {"image": f"{k}.png", "elements": f"{k}.json", "image_sha256": None} for k in "ab"}
+    doc = build_document(compare_scores(a, b), a, b, np.zeros((40, 60)), {}, inputs)
+    page = render_html(doc, np.zeros((8, 8, 3), np.uint8))
+    assert "Only in A: <bdi>\u202eold</bdi>, <bdi>gone</bdi>" in page
+    assert "element &#x27;cta&#x27; is a cta in A and a headline in B" in page

@@ -447,9 +447,10 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
         for e in doc["elements"])
     table = ("<table><tr><th>element</th><th>kind</th><th>share A</th><th>share B</th><th>Δshare</th>"
              f"<th>lift A</th><th>lift B</th><th>Δlift</th><th>change</th></tr>{rows}</table>")
-    extra = "".join(f"<p>{html.escape(line)}</p>" for line in
-                    ([f"Only in A: {', '.join(doc['only_in_a'])}"] if doc["only_in_a"] else [])
-                    + ([f"Only in B: {', '.join(doc['only_in_b'])}"] if doc["only_in_b"] else []) + doc["notes"])
+    # Each name isolated: an override in one must not reverse the names after it.
+    only = [f"<p>Only in {side.upper()}: {', '.join(map(bdi, doc['only_in_' + side]))}</p>"
+            for side in "ab" if doc["only_in_" + side]]
+    extra = "".join(only + [f"<p>{html.escape(line)}</p>" for line in doc["notes"]])
     model = doc["model"]
     a, b = doc["input"]["a"], doc["input"]["b"]
     names = Path(a["image"]).name, Path(b["image"]).name
