@@ -261,3 +261,20 @@ def test_a_right_to_left_override_in_a_name_reverses_only_that_name(tmp_path):
         driver.quit()
     assert meta[0] < meta[1], "the header after the format reads right to left"
     assert chart[0] < chart[1], "the chart's kind after the name reads right to left"
+
+
+def test_a_long_name_in_the_chart_keeps_its_start_and_the_whole_name_as_a_tooltip():
+    # The label is right-aligned in a 190-unit column: a long name ran off the chart's left edge, so names that
+    # differ in their first words ("summer_sale_..." vs "winter_sale_...") showed as the same tail.
+    names = ["summer_sale_2026_primary_button_cta_v2", "winter_sale_2026_primary_button_cta_v2"]
+    elements = [{"name": n, "kind": "cta", "share": 0.1 * (i + 1), "area_fraction": 0.05, "lift": 2.0,
+                 "passed": None} for i, n in enumerate(names)]
+    svg = _bar_chart(elements)
+    labels = re.findall(r'<text x="182" y="[\d.]+" text-anchor="end">(.*?)</text>', svg)
+    visible = lambda text: html.unescape(text).replace("\u2068", "").replace("\u2069", "")  # noqa: E731
+    assert len(labels) == 2
+    shown = [visible(re.sub(r"<title>.*?</title>", "", label)) for label in labels]
+    titles = [visible(re.search(r"<title>(.*?)</title>", label)[1]) for label in labels]
+    assert all(len(s) <= 24 for s in shown), shown  # 13-unit text: about 7 units a character, 182 units of room
+    assert sorted(s[:6] for s in shown) == ["summer", "winter"]
+    assert sorted(titles) == [f"{n} (cta)" for n in names]

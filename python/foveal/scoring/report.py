@@ -165,6 +165,10 @@ def _fmt_pct(v: float | None, digits: int = 1) -> str:
     return "—" if v is None else f"{100 * v:.{digits}f}%"
 
 
+#: Characters of "name (kind)" the bar chart's label column holds at its font size.
+LABEL_CHARS = 24
+
+
 def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
     """Inline SVG: one bar per element (share), a tick at its area fraction (what a uniform map would give)."""
     if not elements:  # score_creative takes an empty list; there is nothing to scale the bars by
@@ -186,10 +190,15 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
             colour = "#0b7a3e" if e["passed"] else "#c0262d"
         width = bar_w * e["share"] / scale
         tick = label_w + bar_w * e["area_fraction"] / scale
-        # U+2068/U+2069 isolate the name (SVG has no <bdi>): an override in it cannot reverse " (kind)".
-        name = html.escape(f'\u2068{e["name"]}\u2069' + ("" if e["name"] == e["kind"] else f' ({e["kind"]})'))
+        # U+2068/U+2069 isolate the name (SVG has no <bdi>): an override in it cannot reverse " (kind)". A name too
+        # long for the label column is cut at its end (its start tells names apart); the tooltip holds it whole.
+        kind = "" if e["name"] == e["kind"] else f' ({e["kind"]})'
+        room = LABEL_CHARS - len(kind)
+        shown = e["name"] if len(e["name"]) <= room else e["name"][:room - 1] + "…"
+        name = html.escape(f"\u2068{shown}\u2069{kind}")
+        title = html.escape(f'\u2068{e["name"]}\u2069{kind}')
         parts += [
-            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{name}</text>',
+            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end"><title>{title}</title>{name}</text>',
             f'<rect x="{label_w}" y="{y + 5}" width="{width:.1f}" height="{row_h - 10}" rx="3" fill="{colour}"/>',
             f'<line x1="{tick:.1f}" x2="{tick:.1f}" y1="{y + 2}" y2="{y + row_h - 2}" stroke="#111" stroke-width="2"/>',
             # Beside its own bar, whatever the tick does; a white halo keeps it legible where the tick crosses it.
