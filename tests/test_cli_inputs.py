@@ -47,15 +47,17 @@ def test_an_input_named_like_an_output_is_never_replaced(out, command, capsys):
     assert {name: after[name] for name in before} == before  # every input intact (other outputs may be written)
 
 
-@pytest.mark.parametrize("command", ["score", "compare"])
+@pytest.mark.parametrize("command", ["score", "compare", "whatif"])
 def test_a_file_name_that_is_not_utf8_is_refused_before_any_output(tmp_path, command, capsys):
-    """Scores, reports and stores are UTF-8: a name the OS cannot decode is refused in one line, nothing written."""
+    """Scores, reports and stores are UTF-8: a name the OS cannot decode is refused in one line, nothing written.
+    (whatif.json held it as a lone surrogate, "\\udcff", which strict JSON readers refuse.)"""
     image = tmp_path / "bad\udcff.png"  # the bytes b"bad\xff.png"
     shutil.copy(EXAMPLES / "creative.png", image)
     elements = str(EXAMPLES / "creative.json")
-    argv = (["score", str(image), "--elements", elements] if command == "score" else
-            ["compare", str(image), str(EXAMPLES / "creative_b.png"), "--elements", elements,
-             str(EXAMPLES / "creative_b.json")])
+    argv = {"score": ["score", str(image), "--elements", elements],
+            "compare": ["compare", str(image), str(EXAMPLES / "creative_b.png"), "--elements", elements,
+                        str(EXAMPLES / "creative_b.json")],
+            "whatif": ["whatif", str(image), "--elements", elements, "--move", "cta:0,-20"]}[command]
     assert main(["-q", *argv, "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
     err = capsys.readouterr().err.strip()
     assert "bad?.png: the image's file name is not valid UTF-8; rename it" in err and len(err.splitlines()) == 1

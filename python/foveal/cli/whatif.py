@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..fileio import check_output, save_png, write_json
+from ..fileio import check_output, save_png, unicode_name, write_json
 from ..imageio import decode
 from ..progress import progress
 from ..scoring.compare import compare_figure, difference_map
@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--grid and --step go with --search")
     edits = [PARSERS[kind](text) for kind, text in args.edits or []]
     grid = parse_grid(args.grid) if args.grid is not None else None
+    # whatif.json is UTF-8: a name the OS cannot decode would go in as a lone surrogate.
+    image_name = unicode_name(args.image, "the image's file name")
+    elements_name = unicode_name(args.elements, "the element file's name")
     engine = make_engine(args)
     decoded = decode(args.image, engine.max_pixels)
     elements = load_elements(args.elements, decoded.pixels.shape[:2]).elements
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                                                 step=args.step, top=args.top, max_overlap=args.max_overlap,
                                                 batch_size=args.batch_size, progress=bar,
                                                 thresholds=Thresholds.of_card(engine.graph))
-    inputs = {"image": str(args.image), "image_sha256": decoded.sha256, "elements": str(args.elements)}
+    inputs = {"image": image_name, "image_sha256": decoded.sha256, "elements": elements_name}
     doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n_images,
                           batch_size=args.batch_size)
     diff = difference_map(outcome.map_before.prob, outcome.map_after.prob)
