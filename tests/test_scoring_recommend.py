@@ -184,3 +184,21 @@ def test_a_malformed_card_threshold_is_a_model_error(entry):
         Thresholds.of_card(replace(card, raw={**card.raw, "scoring": entry}))
     assert Thresholds.of_card(replace(card, raw={k: v for k, v in card.raw.items() if k != "scoring"})) \
         .low_focus_top10 is None
+
+
+def test_scores_built_without_a_pass_mark_fall_back_to_the_creatives():
+    # ElementScore's pass_percentile defaults to None, for scores built before it existed or by hand: the
+    # creative's mark is the one they were judged by.
+    from dataclasses import replace
+
+    fmt = f"{W}x{H}"
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 3},
+                  formats={fmt: {"cta": np.array([0.2, 0.3, 0.4])}})
+    cs = score_creative(peaked({CTA.box: 0.05}), [CTA], norms=norms)
+    cs = replace(cs, elements=tuple(replace(e, pass_percentile=None) for e in cs.elements))
+    message = next(r for r in recommend(cs) if r.id == "cta_weak:buy").message
+    assert "passing needs 40.0% (the 70th percentile)" in message, message
+    from foveal.scoring.report import build_document, render_html
+
+    doc = build_document(cs, recommend(cs), {}, image="a.png", elements="a.json", norms=None)
+    assert "<td>0.0</td>" in render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))

@@ -117,7 +117,7 @@ def _ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def _standing(e: ElementScore, n: int) -> str:
+def _standing(e: ElementScore, n: int, default_mark: float) -> str:
     """How the element compares, in words: score (rounded percentile) and the share needed to pass, or the lift
     and rank."""
     rank = f"ranks {_ordinal(e.rank)} of {n} elements"
@@ -125,7 +125,7 @@ def _standing(e: ElementScore, n: int) -> str:
         below = ", below 1 = less than its area's share" if e.lift < 1 else ""
         return f"lift {e.lift:.2f}{below}; {rank}"
     # The percentile itself, not the rounded score: a score of 70 may be the 69.6th percentile, which fails 70.
-    mark = e.pass_percentile or 0.0
+    mark = default_mark if e.pass_percentile is None else e.pass_percentile  # None: built without one
     return (f"lift {e.lift:.2f}, {rank}, score {e.score}: percentile {percentile_text(e.percentile or 0.0, mark)} of "
             f"its norm; passing needs {_pct(e.threshold_share or 0.0)} (the {_ordinal(mark)} percentile)")
 
@@ -161,6 +161,7 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
     recs: list[Recommendation] = []
     elements = scores.elements
     n = len(elements)
+    pp = scores.pass_percentile
     top_two = _top_two(elements)
     best_cta = max((e.share for e in elements if e.kind == "cta"), default=None)
 
@@ -169,7 +170,7 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             if not (_fails(e) or _low_rank(e, n)):
                 continue
             numbers = _numbers(e, n)
-            message = f"CTA {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n)})"
+            message = f"CTA {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n, pp)})"
             top = _strongest_other(top_two, e)
             if top is not None:
                 numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
@@ -179,13 +180,13 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
         elif e.kind == "headline" and _fails(e):
             recs.append(Recommendation(
                 f"headline_weak:{e.name}", "medium",
-                f"Headline {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n)}). {_FIXES['headline']}",
+                f"Headline {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n, pp)}). {_FIXES['headline']}",
                 _numbers(e, n)))
         elif e.passed is False:
             fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
             recs.append(Recommendation(
                 f"{e.kind}_weak:{e.name}", "medium" if e.kind == "product" else "low",
-                f"{e.kind} {e.name!r} gets {_pct(e.share)} of attention, below its norm ({_standing(e, n)}). "
+                f"{e.kind} {e.name!r} gets {_pct(e.share)} of attention, below its norm ({_standing(e, n, pp)}). "
                 f"{fix}", _numbers(e, n)))
         elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta

@@ -209,7 +209,7 @@ def _bar_chart(elements: Sequence[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def _table(elements: Sequence[dict[str, Any]]) -> str:
+def _table(elements: Sequence[dict[str, Any]], pass_mark: float) -> str:
     head = ("<tr><th>element</th><th>kind</th><th>share</th><th>area</th><th>lift</th><th>rank</th>"
             "<th>percentile</th><th>score</th><th>pass</th></tr>")
     rows = []
@@ -218,7 +218,8 @@ def _table(elements: Sequence[dict[str, Any]]) -> str:
             verdict = '<span class="na">n/a</span>'
         else:
             verdict = '<span class="pass">pass</span>' if e["passed"] else '<span class="fail">fail</span>'
-        pct = "—" if e["percentile"] is None else percentile_text(e["percentile"], e["pass_percentile"])
+        mark = e.get("pass_percentile") or pass_mark  # scores built without one were judged by the creative's
+        pct = "—" if e["percentile"] is None else percentile_text(e["percentile"], mark)
         score = "—" if e["score"] is None else str(e["score"])
         rows.append(f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td>'
                     f'<td>{_fmt_pct(e["share"])}</td><td>{_fmt_pct(e["area_fraction"])}</td>'
@@ -283,7 +284,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         legend_text=html.escape(LEGEND_TEXT),
         score_caption="" if norms is None else " · score (0–100 percentile)",
         chart=_bar_chart(doc["elements"]),
-        table=_table(doc["elements"]),
+        table=_table(doc["elements"], doc["pass_percentile"]),
         recommendations=_recommendations(doc["recommendations"]),
         definitions=definitions,
     )
