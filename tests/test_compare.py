@@ -13,7 +13,7 @@ from PIL import Image
 from foveal import DEFAULT_MODEL, Engine, load_card
 from foveal.cli import main
 from foveal.engine import _graphs
-from foveal.errors import InputError
+from foveal.errors import FormatMismatchError, InputError
 from foveal.saliency_map import SaliencyMap
 from foveal.scoring.compare import (MATERIAL_CHANGE, compare_scores, difference_map, diverging_colors, same_format,
                                     moved_mass, render_difference, resample_mass, verdict_of)
@@ -166,8 +166,11 @@ def test_unmatched_elements_are_listed_and_kind_changes_noted():
 def test_different_formats_are_refused_or_qualified():
     a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS, format="728x90")
     b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS, format="300x250")
-    with pytest.raises(InputError, match="different formats are not comparable.*or set allow_format_mismatch"):
+    with pytest.raises(FormatMismatchError, match="different formats are not comparable.*or set allow_format_") as info:
         compare_scores(a, b)
+    assert isinstance(info.value, InputError)
+    assert info.value.mismatch == ("A is format 728x90 and B is 300x250: shares of different formats are not "
+                                   "comparable (the layout sets them)")
     c = compare_scores(a, b, allow_format_mismatch=True)
     assert c.verdict == "better" and not c.same_format and "indicative" in c.summary and c.notes
     assert same_format("1080x1080", "600x600") and same_format("feed", "feed") and not same_format("feed", "story")
@@ -263,7 +266,7 @@ def test_cli_compare_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_
     assert any("int8 graph" in note and "precision fp32" in note for note in docs["int8"]["notes"])
 
 
-def test_cli_compare_different_sizes_one_element_file(tmp_path):
+def test_cli_compare_different_sizes_one_element_file(tmp_path, capsys):
     spec = {"units": "relative", "elements": [
         {"name": "cta", "kind": "cta", "box": [0.6, 0.7, 0.25, 0.125]},
         {"name": "headline", "kind": "headline", "box": [0.0625, 0.0625, 0.4375, 0.1]}]}
@@ -275,6 +278,8 @@ def test_cli_compare_different_sizes_one_element_file(tmp_path):
             "-o", str(out), "--no-html"]
     # 160x120 against 200x240 are two formats: no confident verdict (it used to give one), unless asked.
     assert main(argv) == 1 and not out.exists()
+    err = capsys.readouterr().err  # the CLI's advice is its flag, not the library's argument
+    assert "or pass --allow-format-mismatch to see" in err and "allow_format_mismatch" not in err
     assert main([*argv, "--allow-format-mismatch"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["compare.json", "compare.png"]
     doc = json.loads((out / "compare.json").read_text())

@@ -214,7 +214,7 @@ def test_compare_and_whatif(http):
     # formats come from the element files, as in `foveal compare`; a mismatch is refused unless allowed
     story = json.dumps({**json.loads(ELEMENTS_B), "format": "1080x1920"})
     refused = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story})
-    assert error_of(refused) == (400, "invalid_input") and "allow_format_mismatch" in refused.json()["error"]["message"]
+    assert error_of(refused) == (400, "format_mismatch") and "allow_format_mismatch" in refused.json()["error"]["message"]
     allowed = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story,
                                                           "allow_format_mismatch": "true"}).json()
     assert allowed["formats"] == {"a": "600x600", "b": "1080x1920", "same": False}
@@ -288,6 +288,9 @@ def test_client_returns_engine_objects(url, engine):
                                   thresholds=Thresholds.of_card(engine.graph))
         assert doc == json.loads(json.dumps(local))
         assert client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B)["elements"]
+        story = json.dumps({**json.loads(ELEMENTS_B), "format": "1080x1920"})
+        with pytest.raises(foveal.FormatMismatchError, match="set allow_format_mismatch"):
+            client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, story)
         assert client.ready() and client.models()["serving"]["precision"] == engine.precision
         with pytest.raises(ImageError, match="not a recognised image"):
             client.predict(b"definitely not an image")

@@ -26,8 +26,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .engine import checked_batch_size, image_list
-from .errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
-                     ServiceError, TooManyPixelsError)
+from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
+                     InputError, ModelError, ServiceError, TooManyPixelsError)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
@@ -42,6 +42,7 @@ MAX_RETRY_AFTER_S = 3600.0
 
 _ERRORS: dict[str, type[FovealError]] = {
     "invalid_image": ImageError, "invalid_elements": ElementSpecError, "invalid_input": InputError,
+    "format_mismatch": FormatMismatchError,
     "invalid_request": InputError, "model_error": ModelError, "backend_unavailable": BackendUnavailableError}
 
 

@@ -36,6 +36,15 @@ class TooManyPixelsError(ImageError):
         self.detail, self.limit, self.limit_text = detail, limit, limit_text
 
 
+class FormatMismatchError(InputError):
+    """Two creatives of different formats were compared without allowing it; ``mismatch`` says how they differ, so a
+    caller (the CLI, the service's page) can phrase its own way to allow it."""
+
+    def __init__(self, message: str, *, mismatch: str | None = None) -> None:
+        super().__init__(message)
+        self.mismatch = mismatch if mismatch is not None else message
+
+
 class ElementSpecError(InputError):
     """An element specification (boxes to score) is invalid."""
 

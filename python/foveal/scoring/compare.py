@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import FormatMismatchError, InputError
 from ..fileio import PNG_COMPRESS_LEVEL
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
@@ -183,8 +183,8 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         mismatch = (f"A is format {a.format} and B is {b.format}: shares of different formats are not comparable "
                     "(the layout sets them)")
         if not allow_format_mismatch:
-            raise InputError(mismatch + "; compare variants of one format, or set allow_format_mismatch to see a "
-                             "qualified comparison")
+            raise FormatMismatchError(mismatch + "; compare variants of one format, or set allow_format_mismatch to "
+                                      "see a qualified comparison", mismatch=mismatch)
         notes.append(mismatch + "; the verdict is indicative only")
     for ea in a.elements:
         eb = b_by_name.get(ea.name)

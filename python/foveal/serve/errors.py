@@ -8,8 +8,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import (BackendUnavailableError, ElementSpecError, FovealError, ImageError, InputError, ModelError,
-                      ServiceError, TooManyPixelsError)
+from ..errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
+                      InputError, ModelError, ServiceError, TooManyPixelsError)
 
 log = logging.getLogger("foveal.serve")
 
@@ -18,6 +18,7 @@ FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
     (TooManyPixelsError, 413, "too_many_pixels"),
     (ImageError, 400, "invalid_image"),
     (ElementSpecError, 422, "invalid_elements"),
+    (FormatMismatchError, 400, "format_mismatch"),
     (InputError, 400, "invalid_input"),
     (BackendUnavailableError, 503, "backend_unavailable"),
     (ModelError, 500, "model_error"),

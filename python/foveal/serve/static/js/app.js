@@ -737,7 +737,8 @@ async function serveComparison() {
   } catch (err) {
     if (seq !== compareSeq) return;
     // The service's advice names its API field; on the page, the field is the A/B section's checkbox.
-    const message = err.message.replace("set allow_format_mismatch", "tick \"compare different formats anyway\"");
+    const message = err.code === "format_mismatch"
+      ? err.message.replace("set allow_format_mismatch", "tick \"compare different formats anyway\"") : err.message;
     compareError = `comparison: ${message}`;
     showError(compareError);
     noComparison(`No comparison: ${message}`, ...(canRetry(err)
