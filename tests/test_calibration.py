@@ -188,6 +188,20 @@ def test_threshold_stays_when_the_current_one_is_best():
     assert not result["changed"] and result["after"]["youden_j"] == pytest.approx(1.0)
 
 
+def test_before_judges_each_creative_by_its_own_formats_threshold():
+    """A segment of two formats whose norms set different pass marks: "before" is what happens now, each creative
+    judged by its own format's mark (it used to judge all by the most common format's)."""
+    pct = np.array([80.0, 85.0, 95.0, 60.0, 75.0, 92.0, 50.0, 65.0])
+    current = np.array([90.0, 90.0, 90.0, 70.0, 70.0, 70.0, 70.0, 70.0])  # three of 300x250 at 90, five at 70
+    rate = np.array([0.01, 0.01, 0.03, 0.01, 0.03, 0.03, 0.01, 0.01])
+    before = propose(pct, rate, current)["before"]
+    passed = pct >= current  # 95 (of the 90s), 75 and 92 (of the 70s)
+    assert before["pass_rate"] == pytest.approx(passed.mean()) == pytest.approx(3 / 8)
+    assert before["youden_j"] == pytest.approx(1.0)  # the passes are exactly the three top performers
+    assert before["pass_percentile"] == 70.0  # the most common mark is the one shown
+    assert propose(pct, rate, np.full(8, 70.0))["before"]["youden_j"] == pytest.approx(1 - 2 / 5)  # 80, 85 pass
+
+
 def test_proposed_threshold_j_is_optimistic_as_the_docs_say():
     # docs/CALIBRATION.md: the after J is measured on the creatives it was chosen on; on new creatives of the same
     # segment it is lower, and most proposals move although the current threshold does about as well

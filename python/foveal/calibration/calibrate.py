@@ -76,7 +76,6 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
     for seg, (key, members) in zip(result.document["segments"], data.segments.items()):
         sel = members[ok[members]]
         formats = [data.formats[i] for i in sel]
-        common = Counter(formats).most_common(1)[0][0] if formats else ""
         seg["thresholds"] = {}
         passes: dict[str, dict[str, float]] = {}
         seg["thresholds_skipped"] = {}
@@ -92,7 +91,8 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
                 seg["thresholds_skipped"][kind] = (f"{kind}_share does not predict {settings.metric} in the recent "
                                                    "window (Spearman 95% interval reaches 0): no threshold proposed")
                 continue
-            current = norms.pass_percentile_for(common, kind, settings.pass_percentile)
+            current = np.array([norms.pass_percentile_for(f, kind, settings.pass_percentile)
+                                for f, h in zip(formats, have) if h])
             proposal = propose(pct[have], num[sel][have] / den[sel][have], current)
             seg["thresholds"][kind] = proposal
             if proposal["changed"]:

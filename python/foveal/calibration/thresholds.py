@@ -19,28 +19,37 @@ from ..scoring.scores import percentile_of
 CANDIDATES = np.arange(1, 101, dtype=np.float64)
 
 
-def separation(percentiles: np.ndarray, top: np.ndarray, threshold: float) -> dict[str, Any]:
+def separation(percentiles: np.ndarray, top: np.ndarray, threshold: float | np.ndarray) -> dict[str, Any]:
     """How a pass threshold splits creatives: Youden's J, pass rate, and the share of top performers among those
-    that pass and among those that fail."""
+    that pass and among those that fail. ``threshold`` may be one per creative (its format's); the one shown is then
+    the most common of them."""
     passed = percentiles >= threshold
     tpr = float(passed[top].mean()) if top.any() else 0.0
     fpr = float(passed[~top].mean()) if (~top).any() else 0.0
-    return {"pass_percentile": float(threshold), "youden_j": tpr - fpr, "pass_rate": float(passed.mean()),
+    values, counts = np.unique(np.asarray(threshold, dtype=np.float64), return_counts=True)
+    return {"pass_percentile": float(values[np.argmax(counts)]), "youden_j": tpr - fpr,
+            "pass_rate": float(passed.mean()),
             "top_share_passed": float(top[passed].mean()) if passed.any() else None,
             "top_share_failed": float(top[~passed].mean()) if (~passed).any() else None}
 
 
-def propose(percentiles: np.ndarray, rates: np.ndarray, current: float) -> dict[str, Any]:
-    """The threshold (1..100) with the largest Youden's J between above-median ``rates`` and the rest."""
+def propose(percentiles: np.ndarray, rates: np.ndarray, current: float | np.ndarray) -> dict[str, Any]:
+    """The threshold (1..100) with the largest Youden's J between above-median ``rates`` and the rest.
+
+    ``current``: the threshold in force, one for all or one per creative (a segment's formats may each have their
+    own); "before" judges each creative by its own, and among equally good thresholds the one closest to the most
+    common current one wins.
+    """
     top = rates > np.median(rates)
     passed = percentiles[None, :] >= CANDIDATES[:, None]
     tpr = passed[:, top].mean(1) if top.any() else np.zeros(len(CANDIDATES))
     fpr = passed[:, ~top].mean(1) if (~top).any() else np.zeros(len(CANDIDATES))
     j = tpr - fpr
     best = np.flatnonzero(np.isclose(j, j.max(), atol=1e-12))
-    choice = float(CANDIDATES[best[np.argmin(np.abs(CANDIDATES[best] - current))]])
-    return {"n": int(len(rates)), "top_performers": int(top.sum()), "before": separation(percentiles, top, current),
-            "after": separation(percentiles, top, choice), "changed": choice != current}
+    before = separation(percentiles, top, current)
+    choice = float(CANDIDATES[best[np.argmin(np.abs(CANDIDATES[best] - before["pass_percentile"]))]])
+    return {"n": int(len(rates)), "top_performers": int(top.sum()), "before": before,
+            "after": separation(percentiles, top, choice), "changed": bool(np.any(np.asarray(current) != choice))}
 
 
 def creative_percentiles(shares: np.ndarray, formats: list[str], kind: str, norms: Norms) -> np.ndarray:
