@@ -116,12 +116,26 @@ def good() -> dict:
     (lambda d: d["formats"]["feed"]["kinds"].update(cta=[]), "kind 'cta'"),
     (lambda d: d["formats"]["feed"]["kinds"].update(cta=[0.1, 1.5]), "kind 'cta'"),
     (lambda d: d["formats"]["feed"]["kinds"].update(cta=["0.1"]), "kind 'cta'"),
+    (lambda d: d["formats"]["feed"]["kinds"].update(ctaa=[0.1]), "kinds: field 'kind' must be one of .*'ctaa'; "
+                                                                  "did you mean 'cta'"),
+    (lambda d: d["formats"]["feed"]["kinds"].update(CTA=[0.1]), "kind 'CTA' is given twice"),
+    (lambda d: d["formats"]["feed"].update(pass_percentiles={"logo": 50}), "'pass_percentiles'"),
 ])
 def test_bad_norms_refused(mutate, match):
     d = good()
     mutate(d)
     with pytest.raises(InputError, match=match):
         norms_from_dict(d, "n.json")
+
+
+def test_kinds_are_read_in_any_case_as_element_files_read_them():
+    """A hand-edited norms file with "CTA" used to load and then never match a cta element ("no 'cta' elements")."""
+    d = good()
+    d["formats"]["feed"]["kinds"] = {"CTA": [0.3, 0.1], "Body text": [0.2]}
+    d["formats"]["feed"]["pass_percentiles"] = {"Cta": 80}
+    norms = norms_from_dict(d)
+    assert norms.lookup("feed", "cta")[0].tolist() == [0.1, 0.3] and norms.lookup("feed", "body_text")[1] is None
+    assert norms.pass_percentile_for("feed", "cta", 70) == 80.0
 
 
 def test_loaded_values_are_sorted():

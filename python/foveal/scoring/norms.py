@@ -24,6 +24,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from .elements import normalise_kind
 from .scores import CreativeScores
 from .textfile import parse_json, read_text
 
@@ -170,23 +171,36 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
             raise InputError(f"{where}: field 'creatives' must be a positive integer, got {count!r}")
         creatives[fmt] = count
         formats[fmt] = {}
-        for kind, values in entry["kinds"].items():
+        for raw_kind, values in entry["kinds"].items():
+            # Kinds are read as element files read them (any case): a hand-edited "CTA" would otherwise never match.
+            kind = normalise_kind(raw_kind, f"{where}: kinds")
+            if kind in formats[fmt]:
+                raise InputError(f"{where}: kind {raw_kind!r} is given twice (kinds are read in any case); keep one")
             # Range first: math.isfinite overflows on a huge int, and 0 <= v <= 1 already excludes it and NaN.
             ok = isinstance(values, list) and values and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values)
             if not ok:
-                raise InputError(f"{where}: kind {kind!r} must be a non-empty list of shares in [0, 1]")
+                raise InputError(f"{where}: kind {raw_kind!r} must be a non-empty list of shares in [0, 1]")
             formats[fmt][kind] = np.sort(np.asarray(values, dtype=np.float64))
         raw_passes = entry.get("pass_percentiles", {})
-        ok = isinstance(raw_passes, dict) and all(
+        kinds = {_known_kind(k): p for k, p in raw_passes.items()} if isinstance(raw_passes, dict) else None
+        ok = kinds is not None and len(kinds) == len(raw_passes) and all(
             k in formats[fmt] and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
-            for k, p in raw_passes.items())
+            for k, p in kinds.items())
         if not ok:
             raise InputError(f"{where}: 'pass_percentiles' must map kinds present in 'kinds' to numbers in (0, 100]")
-        if raw_passes:
-            passes[fmt] = {k: float(p) for k, p in raw_passes.items()}
+        if kinds:
+            passes[fmt] = {k: float(p) for k, p in kinds.items()}
     return Norms(model=graph_identity(model), formats=formats, creatives=creatives,  # type: ignore[arg-type]
                  source=source, foveal_version=str(obj.get("foveal_version", "unknown")), pass_percentiles=passes)
+
+
+def _known_kind(kind: Any) -> Any:
+    """``kind`` as :func:`normalise_kind` reads it, or as it is when it is no kind (refused by the caller)."""
+    try:
+        return normalise_kind(kind)
+    except InputError:
+        return kind
 
 
 def load_norms(path: str | Path) -> Norms:
