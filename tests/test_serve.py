@@ -624,6 +624,18 @@ def test_a_header_that_decides_the_request_sent_twice_is_refused(url):
     assert ok.status_code == 200
 
 
+def test_a_query_parameter_given_twice_is_refused(url):
+    """?format=json&format=npy silently took the last: which answer a client gets must not be a guess, as for the
+    headers that decide a request."""
+    data = EXAMPLE.read_bytes()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/png"}
+    for query in ("format=json&format=npy", "map=false&grid=4x4&map=true", "map=false&map="):
+        answer = httpx.post(f"{url}/v1/predict?{query}", content=data, headers=headers)
+        assert error_of(answer) == (400, "invalid_input"), query
+        assert answer.json()["error"]["message"].endswith("is given more than once; give it once")
+    assert httpx.post(f"{url}/v1/predict?map=false&grid=4x4", content=data, headers=headers).status_code == 200
+
+
 def test_queue_overflow_gets_503_with_retry_after(engine):
     app = create_app(ServeConfig(max_queue=2, max_batch=1, max_wait_ms=0, warmup=False), engine=engine)
     payload = EXAMPLE.read_bytes()

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 
 from ..errors import ServiceError
 from .auth import KeyChecker, presented_key
@@ -109,6 +111,11 @@ class Guard:
                 self.keys.check(presented_key(headers))
             except ServiceError as exc:
                 return exc
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        twice = sorted(name for name, n in Counter(name for name, _ in query).items() if n > 1)
+        if twice:  # as for the headers above: which copy counts would be a guess (the framework takes the last)
+            return ServiceError(f"the query parameter {twice[0]} is given more than once; give it once", status=400,
+                                code="invalid_input")
         coding = headers.get("content-encoding", "identity").strip().lower()
         if coding not in ("identity", ""):  # else a compressed image would be refused as not being one
             return ServiceError(f"Content-Encoding {coding} is not accepted here; send the body uncompressed",
