@@ -559,6 +559,7 @@ def scores_csv(doc: dict, creative: str) -> str:
 
 
 def test_downloads(page, downloads):
+    import numpy as np
     from PIL import Image
 
     from foveal import SaliencyMap
@@ -585,6 +586,13 @@ def test_downloads(page, downloads):
     assert smap.shape == (600, 600)
     with Image.open(downloads / "creative.overlay.png") as overlay:
         assert overlay.size == (600, 600)
+        rgb = np.asarray(overlay.convert("RGB")).astype(int)
+    # Labels are written in the ink the page uses: black on the orange product and green face boxes (white there
+    # was under 3.9:1), white on the red CTA. A label sits on the 18-px band above its box (font 14 px at 600²).
+    for (x, y), ink in (((380, 190), "black"), ((71, 197), "black"), ((400, 520), "white")):
+        band = rgb[y - 16:y - 2, x + 3:x + 30]
+        dark, light = (band.max(axis=2) < 60).sum(), (band.min(axis=2) > 200).sum()
+        assert (dark > 5 and light == 0) if ink == "black" else (light > 5 and dark == 0), (x, y, dark, light)
     assert "<html" in (downloads / "creative.report.html").read_text()
 
 

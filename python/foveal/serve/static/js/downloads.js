@@ -76,7 +76,7 @@ export async function overlayPng(c, opacity, cmap) {
     const ty = y >= size + 4 ? y - size - 4 : y;
     ctx.fillStyle = colour;
     ctx.fillRect(x, ty, tw, size + 4);
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = styles.getPropertyValue(`--${e.kind}-ink`).trim() || "#fff"; // the label's ink on screen
     ctx.fillText(text, x + 3, ty + size);
   }
   return canvas.convertToBlob({ type: "image/png" });
