@@ -60,6 +60,18 @@ def test_document_has_provenance_scores_and_definitions():
     json.dumps(doc, allow_nan=False)
 
 
+def test_report_of_a_map_without_provenance_says_so():
+    """A map made by hand (no Engine) read "model None , fp32 graph (sha256 None…) on None" in its report."""
+    smap, scores = scored()
+    doc = build_document(scores, recommend(scores), smap.provenance, image="ad.png", elements="ad.json",
+                         norms=None)
+    image = np.zeros((H, W, 3), np.uint8)
+    page = render_html(doc, image, image)
+    assert "None" not in page and "a map without provenance (no model recorded)" in page
+    assert "model itti-koch 1.0.0, fp32 graph (sha256 efefefefefef…) on onnxruntime" in render_html(
+        document(), image, image)
+
+
 def test_html_is_self_contained_and_escapes_names():
     doc = document(name="<script>alert(1)</script>")
     image = np.zeros((H, W, 3), np.uint8)

@@ -264,10 +264,15 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
     missing = sorted({e["norm_note"] for e in doc["elements"] if norms is not None and e["norm_note"]})
     notes += [html.escape(m) for m in missing]
     size = doc["image_size"]
-    graph = str(model.get("graph_sha256") or model["sha256"])[:12]
+    graph = model.get("graph_sha256") or model["sha256"]
+    if model["name"] is None:  # a SaliencyMap made by hand, not by an Engine
+        made = "a map without provenance (no model recorded)"
+    else:
+        made = (f'model {model["name"]} {model["version"] or ""}, {model.get("precision") or "fp32"} graph'
+                + (f" (sha256 {str(graph)[:12]}…)" if graph else "")
+                + (f' on {doc["backend"]}' if doc["backend"] else ""))
     meta = (f'{size["width"]}×{size["height"]} · format {bdi(doc["format"])} · '
-            + html.escape(f'model {model["name"]} {model["version"] or ""}, {model.get("precision") or "fp32"} graph '
-                          f'(sha256 {graph}…) on {doc["backend"]} · foveal {doc["foveal_version"]}'))
+            + html.escape(f'{made} · foveal {doc["foveal_version"]}'))
     definitions = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
                                    for k, v in doc["definitions"].items()) + "</dl>"
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
