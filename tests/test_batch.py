@@ -391,8 +391,11 @@ FOVEAL_PATH = str(Path(foveal.__file__).resolve().parents[1])  # the installed p
 def cli(*argv: object) -> subprocess.Popen:
     """``foveal -q score ARGV`` in a child process, as a scheduler runs it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [FOVEAL_PATH, os.environ.get("PYTHONPATH")]))}
+    # A suite started in the background (a shell's `cmd &`) hands SIGINT down ignored, and Python then sets no
+    # Ctrl-C handler: the child must get SIGINT as a scheduler's foreground job would.
     return subprocess.Popen([sys.executable, "-m", "foveal", "-q", "score", *map(str, argv)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def journaled(out: Path) -> int:
