@@ -1183,6 +1183,11 @@ def test_workers_share_one_metrics_endpoint(tmp_path):
                 if metric(httpx.get(f"{base}/metrics", timeout=2).text, "foveal_ready") == 2:
                     break
             time.sleep(0.2)
+        if sys.platform.startswith("linux"):  # the workers start with glibc's arenas capped (cap_malloc_arenas)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            assert len(children) >= 2
+            for child in children:
+                assert b"MALLOC_ARENA_MAX=2" in Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
         for _ in range(40):  # a new connection each: the kernel spreads them over the two workers
             assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         deadline = time.monotonic() + 20
@@ -1198,6 +1203,18 @@ def test_workers_share_one_metrics_endpoint(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas are a Linux matter")
+def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
+    """Each thread may otherwise take an arena of its own, and memory freed in one stays there: the soak's RSS grew
+    8.6 % in 10 minutes. A MALLOC_ARENA_MAX the user set (glibc has read it) is left to rule."""
+    from foveal.serve.server import cap_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert cap_malloc_arenas()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
+    assert not cap_malloc_arenas()
 
 
 def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_path):
