@@ -1285,10 +1285,8 @@ def test_removing_b_leaves_nothing_said_of_b_on_screen(page):
     assert "proposed" not in status.text, status.text
 
 
-
-def test_removing_b_drops_its_whatif_edits_and_result(page):
-    """What-if edits recorded on B's boxes were kept by name after Remove B and applied to A's boxes of the same
-    names; B's what-if result stayed on screen under A."""
+def edit_b(page) -> None:
+    """A and B uploaded with the example elements, and B's CTA moved in what-if mode (one edit recorded)."""
     from selenium.webdriver.common.keys import Keys
 
     upload(page, EXAMPLES / "creative.png")
@@ -1298,6 +1296,12 @@ def test_removing_b_drops_its_whatif_edits_and_result(page):
     box = page.find_element("css selector", "#boxes .box[data-name=cta]")
     js(page, "arguments[0].focus()", box)
     box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+
+
+def test_removing_b_drops_its_whatif_edits_and_result(page):
+    """What-if edits recorded on B's boxes were kept by name after Remove B and applied to A's boxes of the same
+    names; B's what-if result stayed on screen under A."""
+    edit_b(page)
     wait(page, lambda d: d.find_elements("css selector", "#edits li"), what="B's edit")
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="B's what-if")
@@ -1342,21 +1346,18 @@ def test_export_is_offered_only_for_a_file_that_can_be_read_back(page, downloads
     assert not export.is_enabled()
 
 
-def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
-    """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
-    from selenium.webdriver.common.keys import Keys
-
-    upload(page, EXAMPLES / "creative.png")
-    import_elements(page, EXAMPLES / "creative.json")
-    upload(page, EXAMPLES / "creative_b.png", "file-b")
-    page.find_element("id", "whatif-mode").click()
-    box = page.find_element("css selector", "#boxes .box[data-name=cta]")
-    js(page, "arguments[0].focus()", box)
-    box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+def hold_whatif(page) -> None:
+    """Hold the page's what-if requests until ``window.__held.forEach((answer) => answer())`` lets them go."""
     js(page, """const real = window.fetch;
         window.__held = [];
         window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
           ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); }) : real(url, ...rest);""")
+
+
+def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
+    """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
+    edit_b(page)
+    hold_whatif(page)
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")
     page.find_element("id", "remove-b").click()
@@ -1377,10 +1378,7 @@ def test_the_whatif_is_asked_once_while_it_runs(page):
     box = page.find_element("css selector", "#boxes .box[data-name=cta]")
     js(page, "arguments[0].focus()", box)
     box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
-    js(page, """const real = window.fetch;
-        window.__held = [];
-        window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
-          ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); }) : real(url, ...rest);""")
+    hold_whatif(page)
     run = page.find_element("id", "whatif-run")
     run.click()
     wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")

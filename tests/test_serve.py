@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -67,6 +68,22 @@ def started_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, Path
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return proc, base, log
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def other_server(handler) -> Iterator[str]:
+    """A plain ``http.server`` answering with ``handler`` on a free loopback port, in a thread; yield its base URL."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @contextlib.contextmanager
@@ -1342,21 +1359,13 @@ def test_client_pointed_at_another_server_says_so():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFoveal)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with Client(f"http://127.0.0.1:{server.server_address[1]}") as client:
-            for call in (lambda: client.predict(EXAMPLE), lambda: client.score(EXAMPLE, ELEMENTS), client.models,
-                         client.norms):
-                with pytest.raises(ServiceError, match="is no foveal .*; is http://127.0.0.1:.* a foveal service") \
-                        as info:
-                    call()
-                assert info.value.code == "bad_answer"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with other_server(NotFoveal) as base, Client(base) as client:
+        for call in (lambda: client.predict(EXAMPLE), lambda: client.score(EXAMPLE, ELEMENTS), client.models,
+                     client.norms):
+            with pytest.raises(ServiceError, match="is no foveal .*; is http://127.0.0.1:.* a foveal service") \
+                    as info:
+                call()
+            assert info.value.code == "bad_answer"
 
 
 def test_client_reads_retry_after_as_seconds_or_an_http_date():
@@ -1379,28 +1388,20 @@ def test_client_reads_retry_after_as_seconds_or_an_http_date():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     earlier = email.utils.formatdate(time.time() - 30, usegmt=True)
-    try:
-        with Client(f"http://127.0.0.1:{server.server_address[1]}") as client:
-            def retry_after(value: str) -> float | None:
-                with pytest.raises(ServiceError) as info:
-                    client._get(f"/v1/models/{value}")
-                assert (info.value.status, info.value.code) == (503, "queue_full")
-                return info.value.retry_after
+    with other_server(Overloaded) as base, Client(base) as client:
+        def retry_after(value: str) -> float | None:
+            with pytest.raises(ServiceError) as info:
+                client._get(f"/v1/models/{value}")
+            assert (info.value.status, info.value.code) == (503, "queue_full")
+            return info.value.retry_after
 
-            assert retry_after("7") == 7 and retry_after("1.5") == 1.5 and retry_after("0") == 0
-            assert 27 <= retry_after(later) <= 31 and retry_after(earlier) == 0
-            assert retry_after("99999999") == foveal.client.MAX_RETRY_AFTER_S == retry_after("9" * 400)
-            for unreadable in ("soon", "%C2%B2", "-5", "nan", "inf", "1e3"):
-                assert retry_after(unreadable) is None, unreadable
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+        assert retry_after("7") == 7 and retry_after("1.5") == 1.5 and retry_after("0") == 0
+        assert 27 <= retry_after(later) <= 31 and retry_after(earlier) == 0
+        assert retry_after("99999999") == foveal.client.MAX_RETRY_AFTER_S == retry_after("9" * 400)
+        for unreadable in ("soon", "%C2%B2", "-5", "nan", "inf", "1e3"):
+            assert retry_after(unreadable) is None, unreadable
 
 
 @pytest.mark.parametrize("kwargs, message", [
