@@ -1214,7 +1214,8 @@ def test_retry_is_offered_only_where_asking_again_can_help(page):
     js(page, """const real = window.fetch;
         window.__down = true;
         window.fetch = (url, ...rest) => {
-          if (window.__down && String(url).startsWith('/v1/compare')) return Promise.reject(new TypeError('Failed to fetch'));
+          if (window.__down && String(url).startsWith('/v1/compare'))
+            return Promise.reject(new TypeError('Failed to fetch'));
           if (window.__down && String(url).startsWith('/v1/score')) return Promise.resolve(new Response(
             JSON.stringify({ error: { code: 'invalid_input', message: 'norms "x" do not fit' } }),
             { status: 400, headers: { 'Content-Type': 'application/json' } }));
@@ -1351,7 +1352,8 @@ def hold_whatif(page) -> None:
     js(page, """const real = window.fetch;
         window.__held = [];
         window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
-          ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); }) : real(url, ...rest);""")
+          ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); })
+          : real(url, ...rest);""")
 
 
 def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):

@@ -231,7 +231,8 @@ def test_compare_and_whatif(http):
     # formats come from the element files, as in `foveal compare`; a mismatch is refused unless allowed
     story = json.dumps({**json.loads(ELEMENTS_B), "format": "1080x1920"})
     refused = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story})
-    assert error_of(refused) == (400, "format_mismatch") and "allow_format_mismatch" in refused.json()["error"]["message"]
+    assert error_of(refused) == (400, "format_mismatch")
+    assert "allow_format_mismatch" in refused.json()["error"]["message"]
     allowed = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": story,
                                                           "allow_format_mismatch": "true"}).json()
     assert allowed["formats"] == {"a": "600x600", "b": "1080x1920", "same": False}
