@@ -127,3 +127,137 @@ def test_streaming_batch_matches_one_by_one_with_errors_in_place(engine: Engine,
                 assert np.allclose(got.prob, want.prob, rtol=1e-4, atol=1e-9)
     with pytest.raises(FovealError, match=r"images\[3\]"):
         engine.predict_batch(images, batch_size=2)
+
+
+
+def test_predict_stream_answers_each_image_before_its_input_ends(engine: Engine) -> None:
+    """Fed from a queue, as the service feeds it: each image's map (or error) is handed over while the input is
+    still open, equal to predict's; the call returns when its input ends."""
+    import queue
+    import threading
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    def source():
+        while (image := inbox.get()) is not None:
+            yield image
+
+    rgb = np.asarray(Image.open(EXAMPLES / "creative.png").convert("RGB"))
+    runner = threading.Thread(target=engine.predict_stream, args=(source(), lambda i, r: results.put((i, r))))
+    runner.start()
+    try:
+        inbox.put(rgb)
+        index, smap = results.get(timeout=60)
+        assert index == 0 and np.array_equal(smap.prob, engine.predict(rgb).prob)
+        inbox.put(b"not an image")
+        index, error = results.get(timeout=60)
+        assert index == 1 and isinstance(error, FovealError) and "image" in str(error)
+    finally:
+        inbox.put(None)
+        runner.join(60)
+    assert not runner.is_alive()
+
+
+class _Backlog:
+    """An iterator over ``images`` that says how many are left (as the service's queue does) and records, for each
+    image taken, whether a map had been handed over before."""
+
+    def __init__(self, images: list, first_done) -> None:
+        self.images, self.first_done, self.pulled = list(images), first_done, []
+
+    def __iter__(self):
+        return self
+
+    def __length_hint__(self) -> int:
+        return len(self.images)
+
+    def __next__(self):
+        if not self.images:
+            raise StopIteration
+        self.pulled.append(self.first_done.is_set())
+        return self.images.pop(0)
+
+
+def test_predict_stream_runs_a_backlog_side_by_side_and_stops_on_a_failing_callback(engine: Engine) -> None:
+    """With images waiting, the second is taken while the first still runs (one by one, it would only be taken
+    after the first map); an exception from ``on_result`` stops the lanes without running the rest and is raised
+    to the caller."""
+    import threading
+
+    if engine.lanes < 2:
+        pytest.skip("one usable CPU: the engine runs images one by one")
+    big = np.random.default_rng(2).integers(0, 255, (3000, 3000, 3), np.uint8)
+    first_done = threading.Event()
+    backlog = _Backlog([big] + [np.full((64, 64, 3), 90, np.uint8)] * 40, first_done)
+
+    def on_result(index: int, smap: object) -> None:
+        assert isinstance(smap, SaliencyMap)
+        first_done.set()
+        raise KeyError("enough")
+
+    with pytest.raises(KeyError, match="enough"):
+        engine.predict_stream(backlog, on_result)
+    assert backlog.pulled[:2] == [False, False], "the second image waited for the first one's map"
+    assert len(backlog.pulled) < 41
+
+
+def test_predict_stream_runs_a_lone_image_on_the_engines_own_session(engine: Engine) -> None:
+    """An image that arrives with every lane idle and nothing else waiting runs as predict() runs it, on every
+    thread of the engine's own session; a backlog runs on the single-threaded lanes."""
+    import queue
+    import threading
+
+    if engine.lanes < 2:
+        pytest.skip("one usable CPU: there are no lanes")
+    engine = Engine()
+    own: list[int] = []
+    run = engine._backend.run
+    engine._backend.run = lambda batch: own.append(threading.get_ident()) or run(batch)
+    rgb = np.asarray(Image.open(EXAMPLES / "creative.png").convert("RGB"))
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    class Feed:
+        def __iter__(self):
+            return self
+
+        def __length_hint__(self) -> int:
+            return inbox.qsize()
+
+        def __next__(self):
+            image = inbox.get()
+            if image is None:
+                raise StopIteration
+            return image
+
+    runner = threading.Thread(target=engine.predict_stream, args=(Feed(), lambda i, r: results.put(r)))
+    runner.start()
+    try:
+        for _ in range(4):  # one at a time: each waits for the previous map
+            inbox.put(rgb)
+            assert isinstance(results.get(timeout=60), SaliencyMap)
+    finally:
+        inbox.put(None)
+        runner.join(60)
+    # The first image may go to whichever lane was reading when it came; after that the lane that ran the last
+    # one reads the next, so no other thread is woken.
+    assert len(own) == 4 and len(set(own[1:])) == 1, "a lone image left the engine's own session or moved threads"
+    own.clear()
+    engine.predict_stream(_Backlog([rgb] * 6, threading.Event()), lambda i, r: None)
+    assert len(own) < 6, "a backlog ran image by image on the engine's own session"
+
+
+def test_predict_stream_refuses_one_image_at_once_and_passes_on_its_input_failing(engine: Engine) -> None:
+    seen: list[int] = []
+    with pytest.raises(InputError, match="predict"):
+        engine.predict_stream("creative.png", lambda i, r: seen.append(i))
+
+    def source():
+        yield np.full((64, 64, 3), 90, np.uint8)
+        raise ValueError("the feed broke")
+
+    with pytest.raises(ValueError, match="the feed broke"):
+        engine.predict_stream(source(), lambda i, r: seen.append(i))
+    assert seen == [0]

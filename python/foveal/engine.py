@@ -8,7 +8,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -44,8 +44,8 @@ class Engine:
             ``threads=`` (onnxruntime) or ``fp16=``, ``cuda_graph=`` (tensorrt, torch). Each backend gets only the
             options it takes; one that no backend tried takes is an :class:`InputError` naming the backends.
 
-    Thread safety: one Engine may be shared by any number of threads. ``predict`` and ``predict_batch`` keep no
-    per-call state on the Engine (each ``predict_batch`` call with more than one image has its own worker threads,
+    Thread safety: one Engine may be shared by any number of threads. ``predict``, ``predict_batch`` and
+    ``predict_stream`` keep no per-call state on the Engine (each call that runs lanes has its own worker threads,
     joined before it returns; the CPU's single-threaded twin sessions they use are made once, under a lock), and
     concurrent calls return exactly what the same calls made one after another return (tested bit for bit on ONNX
     Runtime and on the torch backend's CPU mode). On a GPU backend the network runs on one stream with one set of
@@ -167,39 +167,126 @@ class Engine:
                     self._lanes = make() if make is not None else []
         return self._lanes
 
+    def predict_stream(self, images: Iterable[ImageLike],
+                       on_result: Callable[[int, SaliencyMap | FovealError], None]) -> None:
+        """Predict ``images`` as they come: ``on_result(index, map)`` for each the moment it is done, ``index``
+        counting from 0 in ``images``; an image that fails gives its :class:`FovealError` in place of the map.
+        Returns once ``images`` is exhausted and every result delivered.
+
+        ``images`` is read lazily, one image whenever a lane is free, so it may block, fed from a queue (a service
+        does that).  On the CPU (ONNX Runtime) each image runs on one of the engine's single-threaded twins, one per
+        thread, so results come in the order they finish, and ``on_result`` is called on the lane's thread (the
+        calling thread is one of them); an image taken while the other lanes are idle and nothing else is waiting
+        (``operator.length_hint(images)`` is 0) gets all the engine's threads, as :meth:`predict` does.  On other
+        backends, or with one thread, the images run one by one, in order, on the calling thread.  An exception
+        from ``images`` or ``on_result`` stops the lanes once their current images are done and is raised here.
+        """
+        source = image_iter(images)
+        lanes = self._cpu_lanes()
+        if not lanes:
+            for i, image in enumerate(source):
+                on_result(i, self.predict_batch([image], errors="return")[0])
+            return
+        self._run_lanes(source, lanes, on_result, threading.Event())
+
+    @property
+    def lanes(self) -> int:
+        """Images :meth:`predict_batch` and :meth:`predict_stream` run side by side: on the CPU one per thread (each
+        on a single-threaded twin of the session, made on first use), else 0 (images batch through the network)."""
+        return len(self._cpu_lanes())
+
     def _predict_lanes(self, items: list[Any], lanes: list[Any], errors: str) -> list[Any]:
         """``predict_batch`` on CPU: each lane takes the next image and carries it through decode, network and
         postprocess on its own core, so images overlap stage for stage and no core waits on another's share of
         one image; at most one image per lane is in flight besides the returned maps."""
         results: list[Any] = [None] * len(items)
-        order = iter(range(len(items)))
-        take = threading.Lock()
-        failed = threading.Event()
+        stop = threading.Event()
 
-        def work(lane: Any) -> None:
-            while not (errors == "raise" and failed.is_set()):
-                with take:
-                    i = next(order, None)
-                if i is None:
-                    return
-                try:
-                    decoded = self._decode(items[i])
-                    outcome = self._run_cpu([decoded], [plan(*decoded.image_hw, self.model)], lane)[0]
-                    if isinstance(outcome, ModelError):
-                        raise outcome
-                    results[i] = self._map(outcome, decoded)
-                except FovealError as exc:
-                    results[i] = exc
-                    failed.set()
+        def keep(i: int, result: Any) -> None:
+            results[i] = result
+            if errors == "raise" and isinstance(result, FovealError):
+                stop.set()  # the lanes finish what they hold; the first failure in order among those met is raised
 
-        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="foveal-lane") as pool:
-            for done in [pool.submit(work, lane) for lane in lanes]:
-                done.result()
+        self._run_lanes(iter(items), lanes, keep, stop)
         if errors == "raise":
             for i, result in enumerate(results):
                 if isinstance(result, FovealError):
                     raise _indexed(result, i, len(items)) from None
         return results
+
+    def _run_lanes(self, source: Iterator[Any], lanes: list[Any], on_result: Callable[[int, Any], None],
+                   stop: threading.Event) -> None:
+        """Every image of ``source`` through the lanes, the calling thread running the first one: one lane at a
+        time reads ``source`` (it may block, or be a generator), then works on the image and hands ``on_result``
+        its outcome; no lane takes another once ``stop`` is set.  An exception from ``source`` or ``on_result``
+        sets it and is raised once every lane has stopped.
+
+        An image read while every lane is idle and nothing else waits (``operator.length_hint(source)`` is 0) runs
+        on the engine's own session, every thread, and no other lane reads meanwhile: a lone image keeps the path
+        and the thread of :meth:`predict`, and wakes no other thread.  Otherwise the reader passes reading on and
+        runs the image on its single-threaded twin."""
+        state = threading.Condition()
+        reading: list[Any] = [None]  # the lane reading ``source``, if any
+        taken, busy, exhausted = [0], [0], [False]
+        failures: list[BaseException] = []
+        end = object()
+
+        def work(lane: Any) -> None:
+            try:
+                while True:
+                    with state:
+                        while reading[0] is not None and not (stop.is_set() or exhausted[0]):
+                            state.wait()
+                        if stop.is_set() or exhausted[0]:
+                            return
+                        reading[0] = lane
+                    image = next(source, end)  # outside the lock: it may wait for input
+                    with state:
+                        reading[0] = None
+                        if image is end:
+                            exhausted[0] = True
+                            return
+                        index = taken[0]
+                        taken[0] += 1
+                        alone = busy[0] == 0 and operator.length_hint(source) == 0
+                        busy[0] += 1
+                        if not alone:
+                            state.notify()  # another free lane reads the next image meanwhile
+                    try:
+                        result = self._on_lane(image, None if alone else lane)
+                    finally:
+                        with state:
+                            busy[0] -= 1
+                    on_result(index, result)
+            except BaseException as exc:  # noqa: BLE001 - raised on the calling thread once the lanes stop
+                failures.append(exc)
+                stop.set()
+            finally:
+                with state:
+                    if reading[0] is lane:
+                        reading[0] = None
+                    state.notify_all()  # the others see ``stop`` or the end, or take over reading
+
+        threads = [threading.Thread(target=work, args=(lane,), name=f"foveal-lane-{k}")
+                   for k, lane in enumerate(lanes[1:], 1)]
+        for thread in threads:
+            thread.start()
+        try:
+            work(lanes[0])
+        finally:
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
+
+    def _on_lane(self, image: Any, backend: Any) -> SaliencyMap | FovealError:
+        """One image from decode to map on ``backend`` (a single-threaded twin session, or None: the engine's own)."""
+        try:
+            decoded = self._decode(image)
+            outcome = self._run_cpu([decoded], [plan(*decoded.image_hw, self.model)], backend)[0]
+            return outcome if isinstance(outcome, ModelError) else self._map(outcome, decoded)
+        except FovealError as exc:
+            return exc
 
     def _decode(self, image: Any) -> DecodedImage:
         """``image`` decoded for the network: reduced to its working size where the format allows (JPEG ``draft``),
@@ -314,17 +401,23 @@ class Engine:
 
 def image_list(images: Any) -> list[Any]:
     """``images`` as a list of single images; a single image (which may itself be iterable) is refused."""
+    return list(image_iter(images))
+
+
+def image_iter(images: Any) -> Iterator[Any]:
+    """``images`` as an iterator of single images, read lazily; a single image (which may itself be iterable) is
+    refused."""
     single = (str, bytes, bytearray, memoryview, os.PathLike, DecodedImage)
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
             raise InputError(f"images: an array of images must be N×H×W×C (4-D), got shape {images.shape}; for one "
                              "image use predict()")
-        return list(images)
+        return iter(images)
     if isinstance(images, single) or type(images).__module__.startswith("PIL."):
         raise InputError(f"images: expected a list of images, got one {type(images).__name__}; for one image use "
                          "predict() or pass [image]")
     try:
-        return list(images)
+        return iter(images)
     except TypeError:
         raise InputError(f"images: expected a list of images, got {type(images).__name__}") from None
 
