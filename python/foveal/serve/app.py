@@ -203,13 +203,15 @@ async def _start(state: _State) -> None:
         state.engine = await asyncio.to_thread(Engine, config.model, device=config.device,
                                                precision=config.precision, max_pixels=config.max_pixels)
     state.norms.update(service_norms(state.engine, config.norms))
-    state.batcher = Batcher(state.engine, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-                            max_queue=config.max_queue, metrics=state.metrics)
+    # Off the event loop: the batcher asks the engine for its CPU lanes, which makes their sessions.
+    state.batcher = await asyncio.to_thread(Batcher, state.engine, max_batch=config.max_batch,
+                                            max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
+                                            metrics=state.metrics)
     state.batcher.start()
     if config.warmup:  # first runs allocate and tune; a ready service answers at full speed
         side = min(1.0, math.sqrt(config.max_pixels / (480 * 640)))  # within the service's own pixel limit
         blank = np.full((max(1, int(480 * side)), max(1, int(640 * side)), 3), 128, np.uint8)
-        await state.batcher.run_sync(lambda: state.engine.predict_batch([blank, blank], batch_size=2))
+        await state.batcher.warm_up([blank, blank])
     state.ready = True
     state.metrics.ready.set(1)
     log.info("foveal serve ready: %r", state.engine)

@@ -1,4 +1,5 @@
-"""Dynamic batching: concurrent requests' images coalesced into ``Engine.predict_batch`` calls.
+"""Dynamic batching: concurrent requests' images coalesced into ``Engine.predict_batch`` calls, or streamed to
+the CPU lanes.
 
 One worker task takes what is queued (up to ``max_batch`` images), waiting at most ``max_wait_ms`` for a batch
 to fill, but only while other requests are known to be on their way (announced with :meth:`Batcher.expect`, still
@@ -7,6 +8,11 @@ dedicated thread, so the event loop never blocks and the engine is only ever cal
 concurrency contract in docs/SERVING.md); encoded images are decoded there by the engine itself, as in-process
 ``predict_batch`` does.  While a batch runs, new requests queue up and form the next one, so batches grow with
 load even with no wait at all.
+
+On the CPU the engine does not batch the network: ``predict_batch`` runs its images side by side, one per core, on
+single-threaded lanes.  There the batcher feeds the lanes a stream instead (``Engine.predict_stream``): each lane
+takes the next queued image as soon as it is free, so no lane idles at a batch's end waiting for the other's last
+image, and each result goes back the moment it is ready.  The engine is still called from the one worker thread.
 
 Each image gets exactly its own result.  An image that fails (a :class:`FovealError` from the engine) fails alone:
 an image that failed in a batch of several is re-run by itself, so the good ones still get their maps.
@@ -21,6 +27,7 @@ import collections
 import concurrent.futures
 import logging
 import math
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +44,9 @@ log = logging.getLogger("foveal.serve")
 
 
 class Predictor(Protocol):
+    """What the batcher calls.  An engine that also has ``lanes`` (> 0) and ``predict_stream``, as
+    :class:`foveal.Engine` on the CPU does, is fed a stream instead of batches."""
+
     def predict_batch(self, images: Iterable[Any], batch_size: int = 16, *, errors: str = "raise") -> list[Any]: ...
 
 
@@ -105,31 +115,48 @@ class Batcher:
         self._changed: asyncio.Event | None = None
         self._closing = False
         self._arriving = 0
+        # An engine that runs images side by side on CPU lanes takes them one per free lane from a queue it reads
+        # itself (Engine.predict_stream): no lane waits at a batch's end for the other's last image.
+        self._inbox: queue.SimpleQueue[_Item | None] | None = (
+            queue.SimpleQueue() if getattr(engine, "lanes", 0) > 0 and hasattr(engine, "predict_stream") else None)
+        self._running: dict[int, tuple[_Item, float]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker task on the running event loop."""
         self._loop = asyncio.get_running_loop()
         self._wakeup, self._changed = asyncio.Event(), asyncio.Event()
-        self._task = self._loop.create_task(self._work(), name="foveal-batcher")
+        work = self._work() if self._inbox is None else self._work_stream()
+        self._task = self._loop.create_task(work, name="foveal-batcher")
 
     async def stop(self) -> None:
         """Finish every queued image, then stop the worker and its thread."""
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
+        if self._inbox is not None:
+            self._inbox.put(None)  # after every queued image: submit refuses from now on
         if self._task is not None:
             await self._task
         self._thread.shutdown(wait=True)
 
-    def run_sync(self, fn, *args):
-        """Run ``fn(*args)`` on the engine thread (for warm-up): awaitable."""
-        assert self._loop is not None
-        return self._loop.run_in_executor(self._thread, fn, *args)
+    @property
+    def streaming(self) -> bool:
+        """Images go to the engine's lanes one at a time as each lane frees up, rather than in batches."""
+        return self._inbox is not None
 
     @property
     def depth(self) -> int:
-        return len(self._pending)
+        return len(self._pending) if self._inbox is None else self._inbox.qsize()
+
+    async def warm_up(self, images: Sequence[ImageLike]) -> None:
+        """Run ``images`` through the path requests take, every lane included, without counting them in the
+        metrics (call before the service takes requests)."""
+        counted, self.metrics = self.metrics, ServiceMetrics()
+        try:
+            await self.submit_many(images)
+        finally:
+            self.metrics = counted
 
     # -- submitting --------------------------------------------------------------------------------------------
     def expect(self, n: int = 1) -> None:
@@ -151,15 +178,20 @@ class Batcher:
         """Maps of several images (queued together, refused together when the queue has no room for all)."""
         if self._closing or self._loop is None:
             raise shutting_down()
-        if len(self._pending) + len(images) > self.max_queue:
+        depth = self.depth
+        if depth + len(images) > self.max_queue:
             self.metrics.rejected.inc(reason="queue_full")
-            raise queue_full(f"{len(self._pending)} images queued", self.max_queue)
+            raise queue_full(f"{depth} images queued", self.max_queue)
         items = [_Item(image, deadline, self._loop.create_future()) for image in images]
-        self._pending.extend(items)
-        self.metrics.queue_depth.set(len(self._pending))
-        assert self._wakeup is not None and self._changed is not None
-        self._wakeup.set()
-        self._changed.set()
+        if self._inbox is not None:
+            for item in items:
+                self._inbox.put(item)
+        else:
+            self._pending.extend(items)
+            assert self._wakeup is not None and self._changed is not None
+            self._wakeup.set()
+            self._changed.set()
+        self.metrics.queue_depth.set(self.depth)
         futures = [item.future for item in items]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
@@ -248,6 +280,65 @@ class Batcher:
             batch.append(item)
         return batch
 
+    # -- the streaming worker (CPU lanes) ------------------------------------------------------------------------
+    async def _work_stream(self) -> None:
+        assert self._loop is not None and self._inbox is not None
+        try:
+            await self._loop.run_in_executor(self._thread, self._stream)
+        except asyncio.CancelledError:  # the server stops at once: queued images are dropped, running ones finish
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.future.cancel()
+            self._inbox.put(None)
+            raise
+
+    def _stream(self) -> None:
+        """On the engine thread: feed the engine's lanes until :meth:`stop`, each lane handing its result to the
+        event loop itself.  An unexpected failure fails the images on the lanes and starts the stream again."""
+        assert self._loop is not None
+        loop = self._loop
+
+        def deliver(index: int, result: Any) -> None:
+            item, started = self._running.pop(index)
+            loop.call_soon_threadsafe(self._settle, item, result, started, time.monotonic())
+
+        while True:
+            try:
+                self.engine.predict_stream(_Feed(self), deliver)  # type: ignore[attr-defined]
+                return
+            except Exception as exc:  # noqa: BLE001 - never let the worker die with futures pending
+                if loop.is_closed():
+                    return  # the server stopped at once and closed its loop while the lanes finished: nobody waits
+                log.exception("the engine's lanes failed")
+                now = time.monotonic()
+                for item, started in self._running.values():
+                    loop.call_soon_threadsafe(self._settle, item, exc, started, now)
+                self._running.clear()
+
+    def _expire(self, item: _Item) -> None:
+        self.metrics.rejected.inc(reason="deadline")
+        if not item.future.done():
+            item.future.set_exception(deadline_exceeded())
+
+    def _settle(self, item: _Item, result: Any, started: float, ended: float) -> None:
+        """On the event loop: one streamed image's result to its request, and its metrics."""
+        self.metrics.queue_wait.observe(started - item.queued_at)
+        self.metrics.compute.observe(ended - started)
+        self.metrics.batch_size.observe(1)
+        ok = not isinstance(result, BaseException)
+        self.metrics.images.inc(outcome="ok" if ok else "error")
+        self.metrics.queue_depth.set(self.depth)
+        if item.future.done():
+            return
+        if ok:
+            item.future.set_result(result)
+        else:
+            item.future.set_exception(result)
+
     def _run(self, images: list[Any]) -> list[Any]:
         """On the engine thread: one batched call (the engine decodes image *i + 1* while the network runs on image
         *i*, as in-process ``predict_batch`` does); an image that failed in a call with others is re-run alone, so
@@ -264,6 +355,39 @@ class Batcher:
                     except FovealError as exc:
                         results[i] = exc
         return results
+
+
+class _Feed:
+    """The queued images, read by the engine's lanes (one at a time, under the engine's lock) until the
+    :meth:`Batcher.stop` marker; an image whose request is gone or whose deadline passed is skipped unrun.  Its
+    length hint is the queue's depth: a lone image with idle lanes gets every core."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self._batcher, self._index = batcher, 0
+
+    def __iter__(self) -> "_Feed":
+        return self
+
+    def __length_hint__(self) -> int:
+        return self._batcher.depth
+
+    def __next__(self) -> ImageLike:
+        batcher = self._batcher
+        assert batcher._loop is not None and batcher._inbox is not None
+        while True:
+            item = batcher._inbox.get()
+            if item is None:
+                batcher._inbox.put(None)  # for the next read, and a stream started again after a failure
+                raise StopIteration
+            now = time.monotonic()
+            if item.future.done():
+                continue
+            if item.deadline is not None and now >= item.deadline:
+                batcher._loop.call_soon_threadsafe(batcher._expire, item)
+                continue
+            batcher._running[self._index] = (item, now)
+            self._index += 1
+            return item.image
 
 
 class ThreadPredictor:
