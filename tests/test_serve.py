@@ -1204,6 +1204,95 @@ def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
             assert np.array_equal(result.prob, engine.predict(payload).prob)
 
 
+def test_batcher_stream_survives_a_failing_lane(engine):
+    """On the CPU the batcher feeds the engine's lanes a stream. An unexpected exception there (not a FovealError:
+    a bug, a broken backend) fails the image it hit, the images already running still get their maps, and the
+    stream starts again for the rest and for later requests."""
+    import hashlib
+
+    from foveal.serve.batcher import Batcher
+
+    payloads = images(6)
+    culprit_sha = hashlib.sha256(payloads[3]).hexdigest()
+
+    class Breaking:  # the real engine, whose lanes fail on reading the culprit
+        lanes = 2
+
+        def predict_batch(self, batch, batch_size=16, errors="raise"):
+            return engine.predict_batch(batch, batch_size, errors=errors)
+
+        def predict_stream(self, images, on_result):
+            def checked():
+                for image in images:
+                    if hashlib.sha256(image).hexdigest() == culprit_sha:
+                        raise RuntimeError("a lane broke")
+                    yield image
+
+            engine.predict_stream(checked(), on_result)
+
+    async def run():
+        batcher = Batcher(Breaking(), max_batch=8, max_wait_ms=0)
+        assert batcher.streaming
+        batcher.start()
+        try:
+            first = await asyncio.gather(*(batcher.submit(p) for p in payloads), return_exceptions=True)
+            return first, await batcher.submit(payloads[0])
+        finally:
+            await batcher.stop()
+
+    results, later = asyncio.run(run())
+    assert isinstance(results[3], RuntimeError)
+    for i, (payload, result) in enumerate(zip(payloads, results)):
+        if i != 3:
+            assert np.array_equal(result.prob, engine.predict(payload).prob), i
+    assert np.array_equal(later.prob, engine.predict(payloads[0]).prob)
+
+
+def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
+    """Images queued behind a long one whose deadline passes are answered 504 at their deadline and never reach
+    the engine's lanes; later images still run."""
+    import time
+
+    from foveal import ServiceError
+    from foveal.serve.batcher import Batcher
+
+    big = np.random.default_rng(3).integers(0, 255, (3000, 3000, 3), np.uint8)
+    small = [np.full((64, 64, 3), v, np.uint8) for v in (30, 60, 90)]
+    read: list[int] = []
+
+    class Recording:  # the real engine, noting each image its lanes read
+        lanes = 2
+
+        def predict_batch(self, batch, batch_size=16, errors="raise"):
+            return engine.predict_batch(batch, batch_size, errors=errors)
+
+        def predict_stream(self, images, on_result):
+            def noted():  # no length hint: each image runs alone, so the small ones wait for the big one
+                for image in images:
+                    read.append(image.shape[0])
+                    yield image
+
+            engine.predict_stream(noted(), on_result)
+
+    async def run():
+        batcher = Batcher(Recording(), max_batch=8, max_wait_ms=0)
+        batcher.start()
+        try:
+            slow = asyncio.ensure_future(batcher.submit(big))
+            await asyncio.sleep(0.01)
+            soon = time.monotonic() + 0.005
+            late = await asyncio.gather(*(batcher.submit(image, soon) for image in small[:2]), return_exceptions=True)
+            await slow
+            return late, await batcher.submit(small[2])
+        finally:
+            await batcher.stop()
+
+    late, after = asyncio.run(run())
+    assert all(isinstance(e, ServiceError) and (e.status, e.code) == (504, "deadline_exceeded") for e in late), late
+    assert read == [3000, 64], read  # the big image, then only the one submitted after it
+    assert np.array_equal(after.prob, engine.predict(small[2]).prob)
+
+
 def metric(text: str, series: str) -> float:
     """The value of one exposition line (``name{labels}``), 0 when absent."""
     for line in text.splitlines():
