@@ -358,9 +358,9 @@ class Batcher:
 
 
 class _Feed:
-    """The queued images, read by the engine's lanes (one at a time, under the engine's lock) until the
-    :meth:`Batcher.stop` marker; an image whose request is gone or whose deadline passed is skipped unrun.  Its
-    length hint is the queue's depth: a lone image with idle lanes gets every core."""
+    """The queued images, read by the engine's lanes (one lane reads at a time) until the :meth:`Batcher.stop`
+    marker; an image whose request is gone or whose deadline passed is skipped unrun.  Its length hint is the
+    queue's depth: a lone image with idle lanes gets every core."""
 
     def __init__(self, batcher: Batcher) -> None:
         self._batcher, self._index = batcher, 0
