@@ -207,6 +207,7 @@ def test_predict_stream_runs_a_lone_image_on_the_engines_own_session(engine: Eng
     thread of the engine's own session; a backlog runs on the single-threaded lanes."""
     import queue
     import threading
+    import time
 
     if engine.lanes < 2:
         pytest.skip("one usable CPU: there are no lanes")
@@ -235,14 +236,15 @@ def test_predict_stream_runs_a_lone_image_on_the_engines_own_session(engine: Eng
     runner = threading.Thread(target=engine.predict_stream, args=(Feed(), lambda i, r: results.put(r)))
     runner.start()
     try:
-        for _ in range(4):  # one at a time: each waits for the previous map
+        for i in range(4):  # one at a time: each waits for the previous map
             inbox.put(rgb)
             assert isinstance(results.get(timeout=60), SaliencyMap)
+            if i == 0:  # the first may go to whichever lane was reading; let every lane start before going on
+                time.sleep(0.05)
     finally:
         inbox.put(None)
         runner.join(60)
-    # The first image may go to whichever lane was reading when it came; after that the lane that ran the last
-    # one reads the next, so no other thread is woken.
+    # Once the lanes run, the lane that ran the last image reads the next, so no other thread is woken.
     assert len(own) == 4 and len(set(own[1:])) == 1, "a lone image left the engine's own session or moved threads"
     own.clear()
     engine.predict_stream(_Backlog([rgb] * 6, threading.Event()), lambda i, r: None)

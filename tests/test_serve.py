@@ -1248,6 +1248,44 @@ def test_batcher_stream_survives_a_failing_lane(engine):
     assert np.array_equal(later.prob, engine.predict(payloads[0]).prob)
 
 
+def test_batcher_stream_fails_an_image_that_hits_a_bug_at_once():
+    """An unexpected exception while a lane works on an image (a bug, not a bad image) is that image's answer at
+    once, even while another lane waits on the queue for the next request; the other images run."""
+    import time
+
+    from foveal.serve.batcher import Batcher
+
+    buggy = Engine()
+    if buggy.lanes == 0:
+        pytest.skip("one usable CPU: no lanes, the batcher batches")
+    payloads = images(3)
+    decode = buggy._decode
+
+    def broken(image):
+        if image is payloads[0]:
+            time.sleep(0.3)  # the other lane is done with its image and waiting on the queue by then
+            raise RuntimeError("a bug in decoding")
+        return decode(image)
+
+    buggy._decode = broken
+
+    async def run():
+        batcher = Batcher(buggy, max_batch=8, max_wait_ms=0)
+        batcher.start()
+        try:
+            first = await asyncio.wait_for(asyncio.gather(*(batcher.submit(p) for p in payloads[:2]),
+                                                          return_exceptions=True), 30)
+            return first, await asyncio.wait_for(batcher.submit(payloads[2]), 30)
+        finally:
+            await batcher.stop()
+
+    (failed, good), later = asyncio.run(run())
+    assert isinstance(failed, RuntimeError) and str(failed) == "a bug in decoding"
+    reference = Engine()
+    assert np.array_equal(good.prob, reference.predict(payloads[1]).prob)
+    assert np.array_equal(later.prob, reference.predict(payloads[2]).prob)
+
+
 def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
     """Images queued behind a long one whose deadline passes are answered 504 at their deadline and never reach
     the engine's lanes; later images still run."""
@@ -1278,6 +1316,10 @@ def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
         batcher = Batcher(Recording(), max_batch=8, max_wait_ms=0)
         batcher.start()
         try:
+            # First one image alone, so that both lanes have started: the one that ran it reads next and the other
+            # waits (a lane still starting could otherwise read a small image before its deadline).
+            await batcher.submit(np.full((48, 48, 3), 10, np.uint8))
+            await asyncio.sleep(0.05)
             slow = asyncio.ensure_future(batcher.submit(big))
             await asyncio.sleep(0.01)
             soon = time.monotonic() + 0.005
@@ -1289,7 +1331,7 @@ def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
 
     late, after = asyncio.run(run())
     assert all(isinstance(e, ServiceError) and (e.status, e.code) == (504, "deadline_exceeded") for e in late), late
-    assert read == [3000, 64], read  # the big image, then only the one submitted after it
+    assert read == [48, 3000, 64], read  # the big image, then only the one submitted after it
     assert np.array_equal(after.prob, engine.predict(small[2]).prob)
 
 

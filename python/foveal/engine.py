@@ -168,9 +168,10 @@ class Engine:
         return self._lanes
 
     def predict_stream(self, images: Iterable[ImageLike],
-                       on_result: Callable[[int, SaliencyMap | FovealError], None]) -> None:
+                       on_result: Callable[[int, SaliencyMap | Exception], None]) -> None:
         """Predict ``images`` as they come: ``on_result(index, map)`` for each the moment it is done, ``index``
-        counting from 0 in ``images``; an image that fails gives its :class:`FovealError` in place of the map.
+        counting from 0 in ``images``; an image that fails gives its :class:`FovealError` in place of the map (on
+        the CPU lanes, an unexpected exception too: a bug fails its image at once, not the stream).
         Returns once ``images`` is exhausted and every result delivered.
 
         ``images`` is read lazily, one image whenever a lane is free, so it may block, fed from a queue (a service
@@ -203,6 +204,8 @@ class Engine:
         stop = threading.Event()
 
         def keep(i: int, result: Any) -> None:
+            if isinstance(result, Exception) and not isinstance(result, FovealError):
+                raise result  # a bug, not a bad image: raised once the lanes stop, as before there were lanes
             results[i] = result
             if errors == "raise" and isinstance(result, FovealError):
                 stop.set()  # the lanes finish what they hold; the first failure in order among those met is raised
@@ -279,13 +282,14 @@ class Engine:
         if failures:
             raise failures[0]
 
-    def _on_lane(self, image: Any, backend: Any) -> SaliencyMap | FovealError:
-        """One image from decode to map on ``backend`` (a single-threaded twin session, or None: the engine's own)."""
+    def _on_lane(self, image: Any, backend: Any) -> SaliencyMap | Exception:
+        """One image from decode to map on ``backend`` (a single-threaded twin session, or None: the engine's own);
+        what stopped it in place of the map, a FovealError or, for a bug, any other exception."""
         try:
             decoded = self._decode(image)
             outcome = self._run_cpu([decoded], [plan(*decoded.image_hw, self.model)], backend)[0]
             return outcome if isinstance(outcome, ModelError) else self._map(outcome, decoded)
-        except FovealError as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to on_result at once, so its caller hears of it now
             return exc
 
     def _decode(self, image: Any) -> DecodedImage:
