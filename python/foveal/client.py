@@ -102,7 +102,8 @@ class Client:
             return SaliencyMap(prob, provenance)
 
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
-        """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them).
+        """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them, or
+        on the CPU spreads them over its lanes).
 
         Raises the first failure, as :meth:`Engine.predict_batch` does."""
         items, batch_size = image_list(images), checked_batch_size(batch_size)
