@@ -242,14 +242,7 @@ class Batcher:
             self.metrics.compute.observe(time.monotonic() - started)
             self.metrics.batch_size.observe(len(batch))
             for item, result in zip(batch, results):
-                ok = not isinstance(result, BaseException)
-                self.metrics.images.inc(outcome="ok" if ok else "error")
-                if item.future.done():  # cancelled: deadline passed or client gone while it ran
-                    continue
-                if ok:
-                    item.future.set_result(result)
-                else:
-                    item.future.set_exception(result)
+                self._answer(item, result)
 
     async def _fill(self) -> None:
         """Wait up to ``max_wait`` for a partial batch to fill, while announced images are still arriving."""
@@ -274,8 +267,7 @@ class Batcher:
             if item.future.done():
                 continue
             if item.deadline is not None and now >= item.deadline:
-                self.metrics.rejected.inc(reason="deadline")
-                item.future.set_exception(deadline_exceeded())
+                self._expire(item)
                 continue
             batch.append(item)
         return batch
@@ -320,24 +312,30 @@ class Batcher:
                 self._running.clear()
 
     def _expire(self, item: _Item) -> None:
+        """On the event loop: 504 for an image whose deadline passed before it ran."""
         self.metrics.rejected.inc(reason="deadline")
         if not item.future.done():
             item.future.set_exception(deadline_exceeded())
 
-    def _settle(self, item: _Item, result: Any, started: float, ended: float) -> None:
-        """On the event loop: one streamed image's result to its request, and its metrics."""
-        self.metrics.queue_wait.observe(started - item.queued_at)
-        self.metrics.compute.observe(ended - started)
-        self.metrics.batch_size.observe(1)
+    def _answer(self, item: _Item, result: Any) -> None:
+        """On the event loop: an image's map or error to its request (unless it was cancelled while it ran: its
+        deadline passed or its client left), counted by outcome."""
         ok = not isinstance(result, BaseException)
         self.metrics.images.inc(outcome="ok" if ok else "error")
-        self.metrics.queue_depth.set(self.depth)
         if item.future.done():
             return
         if ok:
             item.future.set_result(result)
         else:
             item.future.set_exception(result)
+
+    def _settle(self, item: _Item, result: Any, started: float, ended: float) -> None:
+        """On the event loop: one streamed image's result to its request, and its metrics."""
+        self.metrics.queue_wait.observe(started - item.queued_at)
+        self.metrics.compute.observe(ended - started)
+        self.metrics.batch_size.observe(1)
+        self.metrics.queue_depth.set(self.depth)
+        self._answer(item, result)
 
     def _run(self, images: list[Any]) -> list[Any]:
         """On the engine thread: one batched call (the engine decodes image *i + 1* while the network runs on image
