@@ -1204,6 +1204,23 @@ def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
             assert np.array_equal(result.prob, engine.predict(payload).prob)
 
 
+class WrappedSource:
+    """The real engine behind the batcher's streaming mode, its lanes reading the queue through ``wrap`` (a
+    generator function of the images), so a test can break or watch the reads. A generator has no length hint:
+    each image runs alone, the others waiting for it."""
+
+    lanes = 2
+
+    def __init__(self, engine: Engine, wrap) -> None:
+        self.engine, self.wrap = engine, wrap
+
+    def predict_batch(self, batch, batch_size=16, errors="raise"):
+        return self.engine.predict_batch(batch, batch_size, errors=errors)
+
+    def predict_stream(self, images, on_result):
+        self.engine.predict_stream(self.wrap(images), on_result)
+
+
 def test_batcher_stream_survives_a_failing_lane(engine):
     """On the CPU the batcher feeds the engine's lanes a stream. An unexpected exception there (not a FovealError:
     a bug, a broken backend) fails the image it hit, the images already running still get their maps, and the
@@ -1215,23 +1232,14 @@ def test_batcher_stream_survives_a_failing_lane(engine):
     payloads = images(6)
     culprit_sha = hashlib.sha256(payloads[3]).hexdigest()
 
-    class Breaking:  # the real engine, whose lanes fail on reading the culprit
-        lanes = 2
-
-        def predict_batch(self, batch, batch_size=16, errors="raise"):
-            return engine.predict_batch(batch, batch_size, errors=errors)
-
-        def predict_stream(self, images, on_result):
-            def checked():
-                for image in images:
-                    if hashlib.sha256(image).hexdigest() == culprit_sha:
-                        raise RuntimeError("a lane broke")
-                    yield image
-
-            engine.predict_stream(checked(), on_result)
+    def breaking(images):  # the lanes fail on reading the culprit
+        for image in images:
+            if hashlib.sha256(image).hexdigest() == culprit_sha:
+                raise RuntimeError("a lane broke")
+            yield image
 
     async def run():
-        batcher = Batcher(Breaking(), max_batch=8, max_wait_ms=0)
+        batcher = Batcher(WrappedSource(engine, breaking), max_batch=8, max_wait_ms=0)
         assert batcher.streaming
         batcher.start()
         try:
@@ -1248,7 +1256,7 @@ def test_batcher_stream_survives_a_failing_lane(engine):
     assert np.array_equal(later.prob, engine.predict(payloads[0]).prob)
 
 
-def test_batcher_stream_fails_an_image_that_hits_a_bug_at_once():
+def test_batcher_stream_fails_an_image_that_hits_a_bug_at_once(engine):
     """An unexpected exception while a lane works on an image (a bug, not a bad image) is that image's answer at
     once, even while another lane waits on the queue for the next request; the other images run."""
     import time
@@ -1281,9 +1289,8 @@ def test_batcher_stream_fails_an_image_that_hits_a_bug_at_once():
 
     (failed, good), later = asyncio.run(run())
     assert isinstance(failed, RuntimeError) and str(failed) == "a bug in decoding"
-    reference = Engine()
-    assert np.array_equal(good.prob, reference.predict(payloads[1]).prob)
-    assert np.array_equal(later.prob, reference.predict(payloads[2]).prob)
+    assert np.array_equal(good.prob, engine.predict(payloads[1]).prob)
+    assert np.array_equal(later.prob, engine.predict(payloads[2]).prob)
 
 
 def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
@@ -1298,22 +1305,13 @@ def test_batcher_stream_drops_images_whose_deadline_passed_in_the_queue(engine):
     small = [np.full((64, 64, 3), v, np.uint8) for v in (30, 60, 90)]
     read: list[int] = []
 
-    class Recording:  # the real engine, noting each image its lanes read
-        lanes = 2
-
-        def predict_batch(self, batch, batch_size=16, errors="raise"):
-            return engine.predict_batch(batch, batch_size, errors=errors)
-
-        def predict_stream(self, images, on_result):
-            def noted():  # no length hint: each image runs alone, so the small ones wait for the big one
-                for image in images:
-                    read.append(image.shape[0])
-                    yield image
-
-            engine.predict_stream(noted(), on_result)
+    def recording(images):  # each image run alone: the small ones wait for the big one
+        for image in images:
+            read.append(image.shape[0])
+            yield image
 
     async def run():
-        batcher = Batcher(Recording(), max_batch=8, max_wait_ms=0)
+        batcher = Batcher(WrappedSource(engine, recording), max_batch=8, max_wait_ms=0)
         batcher.start()
         try:
             # First one image alone, so that both lanes have started: the one that ran it reads next and the other
