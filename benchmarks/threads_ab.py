@@ -1,0 +1,94 @@
+"""The default thread count against FOVEAL_NUM_THREADS=1, each in its own process, calls interleaved.
+
+    python benchmarks/threads_ab.py                  # predict on a 1920x1080 JPEG, machine otherwise idle
+    python benchmarks/threads_ab.py --load 1         # beside one competing CPU-bound process
+    python benchmarks/threads_ab.py --image my.jpg   # your own image
+
+FOVEAL_NUM_THREADS is read once per process (the kernels' pool and ONNX Runtime's threads alike), so the two
+thread counts cannot share one process. Here each runs in a worker process that keeps its Engine warm and times
+one ``predict(bytes)`` plus three box shares whenever the parent asks; the parent asks them in turn, alternating
+which goes first, so both see the same stretch of the machine's load. While one worker runs, the other waits on
+its pipe and uses no CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleaved import competing_load  # noqa: E402
+
+WORKER = """
+import sys, time
+from foveal import Engine
+from foveal.bench import synthetic_jpeg
+data = open(sys.argv[1], "rb").read() if sys.argv[1] else synthetic_jpeg(1080, 1920)
+engine = Engine()
+boxes = [[100, 100, 400, 200], [800, 500, 300, 100], [0, 0, 1920, 1080]]
+for _ in range(3):
+    engine.predict(data).box_stats(boxes)
+print("ready", flush=True)
+for _ in sys.stdin:
+    t0 = time.perf_counter()
+    engine.predict(data).box_stats(boxes)
+    print(time.perf_counter() - t0, flush=True)
+"""
+
+CASES = {"default threads": {}, "1 thread": {"FOVEAL_NUM_THREADS": "1"}}
+
+
+def start(env: dict[str, str], image: str) -> subprocess.Popen:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, image], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, **env})
+    if worker.stdout.readline().strip() != "ready":
+        raise SystemExit(f"worker {env or 'default'} did not start (exit {worker.wait()})")
+    return worker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--image", default="", help="a JPEG (default: foveal bench's synthetic 1920x1080 one)")
+    args = parser.parse_args()
+    os.environ.pop("FOVEAL_NUM_THREADS", None)
+    workers = {name: start(env, args.image) for name, env in CASES.items()}
+    times: dict[str, list[float]] = {name: [] for name in workers}
+    load = competing_load(args.load) if args.load else contextlib.nullcontext()
+    try:
+        with load:
+            time.sleep(1.0)  # the competing processes are running before the first call
+            deadline = time.monotonic() + args.max_seconds
+            names = list(workers)
+            for r in range(args.rounds):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    worker = workers[name]
+                    worker.stdin.write("go\n")
+                    worker.stdin.flush()
+                    times[name].append(float(worker.stdout.readline()) * 1e3)
+                if time.monotonic() > deadline:
+                    break
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait(timeout=30)
+    print(f"predict(bytes) + 3 box shares, {args.image or 'synthetic 1920x1080 JPEG'}, competing processes "
+          f"{args.load}, cpus {os.cpu_count()}, {len(times['1 thread'])} rounds")
+    print(f"{'threads':<16} {'median ms':>9} {'p10':>7} {'p90':>7} {'min':>7} {'max':>7}")
+    for name, t in times.items():
+        deciles = statistics.quantiles(t, n=10)
+        print(f"{name:<16} {statistics.median(t):>9.2f} {deciles[0]:>7.2f} {deciles[-1]:>7.2f} {min(t):>7.2f} "
+              f"{max(t):>7.2f}")
+    ratio = statistics.median(times["1 thread"]) / statistics.median(times["default threads"])
+    print(f"default threads are {ratio:.2f}x one thread's speed (1 thread median / default median)")
+
+
+if __name__ == "__main__":
+    main()
