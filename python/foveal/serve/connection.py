@@ -140,7 +140,9 @@ class Connection(HttpToolsProtocol):
 
     def _send_stalled(self) -> None:
         self._send_watch = None
-        if self.transport.is_closing():
+        # Not is_closing(): uvicorn closes an idle kept-alive connection after its answer, and close() waits for the
+        # unread buffer to drain, for ever if the client reads nothing.
+        if self.transport.get_write_buffer_size() == 0:
             return
         if self.transport.get_write_buffer_size() < self._unsent:  # it reads, slowly: another period
             self._watch_send()
