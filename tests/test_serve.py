@@ -33,6 +33,7 @@ from foveal.scoring.elements import parse_elements_json  # noqa: E402
 from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
 from foveal.serve import ServeConfig, create_app  # noqa: E402
+from foveal.serve.connection import connection_factory  # noqa: E402
 from test_imageio import _png_header_only  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +88,12 @@ def other_server(handler) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running(app):
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+def running(app, plain_uvicorn: bool = False):
+    """Serve ``app`` with uvicorn and ``foveal serve``'s own connections (``plain_uvicorn``: uvicorn's) on a free
+    loopback port in a thread; yield its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    options = {} if plain_uvicorn else {"http": connection_factory(10.0, send_timeout_s=60.0)}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -574,15 +577,18 @@ def test_a_transfer_coding_other_than_chunked_is_refused_as_such(url):
 
 def test_oversize_bodies_and_pixels(http):
     big = os.urandom(2**20 + 1)
-    assert error_of(http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})) == \
-        (413, "body_too_large")
+    refused = http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})
+    # Refused before the body arrived, the connection ends after the answer, and the answer says so: a client that
+    # sent its next request on it would lose that request.
+    assert error_of(refused) == (413, "body_too_large") and refused.headers["connection"] == "close"
 
     def chunks():  # no Content-Length: the limit is counted as the body streams in
         for _ in range(40):
             yield os.urandom(65536)
 
-    assert error_of(http.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/png"})) == \
-        (413, "body_too_large")
+    refused = http.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/png"})
+    assert error_of(refused) == (413, "body_too_large") and refused.headers["connection"] == "close"
+    assert http.get("/healthz").status_code == 200, "the client's next request goes on a new connection"
     huge = png(np.zeros((1000, 1001, 3), np.uint8))  # 1.001 MP, a few kB encoded
     answer = http.post("/v1/predict", content=huge, headers={"Content-Type": "image/png"})
     assert error_of(answer) == (413, "too_many_pixels")
@@ -610,6 +616,7 @@ def test_client_gone_mid_body_and_stalled_body(engine):
             started = time.monotonic()
             answer = stalled.recv(65536)
             assert b" 408 " in answer.split(b"\r\n", 1)[0] and b"request_timeout" in answer
+            assert b"\r\nconnection: close\r\n" in answer.split(b"\r\n\r\n", 1)[0] + b"\r\n"
             assert time.monotonic() - started < 5
         deadline = time.monotonic() + 10
         while 'status="499"' not in (metrics := httpx.get(f"{base}/metrics").text):
@@ -1066,8 +1073,6 @@ def _one_read(*reads: bytes, status: int = 200) -> tuple[bytes, list[str], _Wire
     ``status`` without reading the body), the paths its app saw, and the connection's transport."""
     from uvicorn.server import ServerState
 
-    from foveal.serve.connection import connection_factory
-
     seen: list[str] = []
     wire = _Wire()
 
@@ -1159,17 +1164,19 @@ def test_an_upgrade_request_is_answered_as_plain_http_or_refused_in_json(tmp_pat
         assert proc.wait(timeout=60) == 0, log.read_text()
 
 
-def test_a_websocket_handshake_to_a_mounted_app_is_refused_in_json_and_counted(url):
+def test_a_websocket_handshake_to_a_mounted_app_is_refused_in_json_and_counted(keyfile, engine):
     """Mounted in a server that speaks WebSocket (here uvicorn with wsproto), the handshake reaches the app, which
     refused it with an empty 403 that /metrics never counted."""
-    port = int(url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /v1/predict HTTP/1.1\r\nHost: x\r\n" + WEBSOCKET + b"\r\n")
-        head, _, body = _answer_on(sock, 10).partition(b"\r\n\r\n")
+    app = create_app(ServeConfig(api_keys_file=str(keyfile), warmup=False), engine=engine)
+    with running(app, plain_uvicorn=True) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /v1/predict HTTP/1.1\r\nHost: x\r\n" + WEBSOCKET + b"\r\n")
+            head, _, body = _answer_on(sock, 10).partition(b"\r\n\r\n")
+        text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert head.startswith(b"HTTP/1.1 404 ") and b"content-type: application/json" in head.lower(), head
     error = json.loads(body)["error"]
     assert error["code"] == "not_found" and "WebSocket" in error["message"], error
-    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert metric(text, 'foveal_requests_total{route="/v1/predict",status="404"}') == 1
 
 

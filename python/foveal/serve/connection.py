@@ -54,6 +54,7 @@ class Connection(HttpToolsProtocol):
         self._header_bytes = 0  # every byte read while in headers, so also a header still unfinished
         self._head_bytes = 0  # the request line's and headers' own bytes, known once they are complete
         self._refused = False  # answered with an error: what the client still sends is dropped
+        self._ends = False  # the answer being sent said Connection: close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -97,6 +98,27 @@ class Connection(HttpToolsProtocol):
                                              "without the Upgrade header")
             raise _Refused
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.send = self._ending_send(self.cycle)
+
+    def _ending_send(self, cycle: Any) -> Callable:
+        """``cycle.send`` for an answer that may start before its request's body has all arrived (a refusal, a
+        timeout): such a connection ends after the answer (:meth:`on_response_complete`), and the answer says so
+        (``Connection: close``), or a client would send its next request into a closing connection."""
+        send = cycle.send
+
+        async def ending_send(message: dict[str, Any]) -> None:
+            if message["type"] != "http.response.start" or not cycle.more_body:
+                await send(message)
+                return
+            self._ends = True
+            cycle.keep_alive = False  # uvicorn then writes the header ...
+            try:
+                await send(message)
+            finally:
+                cycle.keep_alive = True  # ... but does not close at once: unread bytes would reset the answer
+
+        return ending_send
 
     def _unsupported_upgrade_warning(self) -> None:
         """The parser stopped after an upgrade request's headers, which is answered as plain HTTP: what followed
@@ -106,7 +128,7 @@ class Connection(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
-        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+        if self.cycle is not None and (self._ends or self.cycle.more_body) and not self.transport.is_closing():
             # Answered before its body had all arrived (a refusal, a timeout): kept alive, the connection would go
             # on reading the rest, of any length, with no deadline.
             self.server_state.total_requests += 1
