@@ -189,6 +189,9 @@ def test_predict_formats_match_engine(http, engine):
     quick = http.post("/v1/predict", params={"grid": "8x6", "map": "no"}, content=data,
                       headers={"Content-Type": "image/png"}).json()  # answered on the event loop
     assert quick == {"shape": doc["shape"], "provenance": doc["provenance"], "grid": doc["grid"]}
+    fine = http.post("/v1/predict", params={"grid": "601x2", "map": "no"}, content=data,
+                     headers={"Content-Type": "image/png"}).json()["grid"]  # one cell per pixel at most, as documented
+    assert (fine["cols"], fine["rows"]) == (600, 2) and np.array(fine["values"]).shape == (2, 600)
     from PIL import Image
 
     import base64
@@ -491,7 +494,11 @@ def test_bad_fields(http):
         assert error_of(response) == (400, "invalid_input")
         assert next(iter(query)) in response.json()["error"]["message"]
     assert error_of(http.post("/v1/score", params={"format": "gif"}, files=files)) == (422, "invalid_request")
-    assert error_of(http.get("/v1/nothing")) == (404, "not_found")
+    missing = http.get("/v1/nothing")
+    assert error_of(missing) == (404, "not_found") and "/openapi.json" in missing.json()["error"]["message"]
+    assert error_of(http.post("/v1/whatif", files=files, data={  # a misspelt key is not an edit doing nothing
+        "elements": ELEMENTS, "edits": '[{"op": "move", "element": "cta", "dx": 1, "dy": 0, "dz": 3}]'})) == \
+        (400, "invalid_input")
     wrong_method = http.get("/v1/predict")
     assert error_of(wrong_method) == (405, "method_not_allowed") and wrong_method.headers["allow"] == "POST"
     assert "use POST" in wrong_method.json()["error"]["message"]
@@ -623,6 +630,38 @@ def test_client_gone_mid_body_and_stalled_body(engine):
             assert time.monotonic() < deadline, metrics
             time.sleep(0.05)
     assert 'route="/v1/predict",status="500"' not in metrics
+
+
+def test_multipart_bodies_cut_short(engine):
+    """A client that leaves mid-way through a multipart body is gone (499 in the metrics), not a malformed request
+    (400); a body that ends before its closing boundary is malformed, and the answer says it was cut short instead
+    of calling the half-sent field missing."""
+    app = create_app(ServeConfig(warmup=False), engine=engine)
+    data = EXAMPLE.read_bytes()
+    body = (b'--XX\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png'
+            b'\r\n\r\n' + data + b'\r\n--XX\r\nContent-Disposition: form-data; name="elements"\r\n\r\n' + EXAMPLE.with_suffix(".json").read_bytes()
+            + b'\r\n--XX--\r\n')
+    head = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with running(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port)) as gone:
+                gone.sendall(head + body[:len(body) // 2])
+                time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while metric(text := httpx.get(f"{base}/metrics").text, 'foveal_requests_total{route="/v1/score",'
+                                                                 'status="499"}') < 2:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        assert metric(text, 'foveal_requests_total{route="/v1/score",status="400"}') == 0
+        cut = body[:len(body) // 2]
+        answer = httpx.post(f"{base}/v1/predict", content=cut,
+                            headers={"Content-Type": "multipart/form-data; boundary=XX"})
+        assert error_of(answer) == (400, "invalid_input") and "cut short" in answer.json()["error"]["message"]
+        whole = httpx.post(f"{base}/v1/score", content=body,
+                           headers={"Content-Type": "multipart/form-data; boundary=XX"})
+        assert whole.status_code == 200, whole.text
 
 
 def test_api_keys(url):

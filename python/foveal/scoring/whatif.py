@@ -139,12 +139,18 @@ def edit_to_dict(edit: Edit) -> dict[str, Any]:
     raise TypeError(f"edit_to_dict: unknown edit {edit!r}")
 
 
+_EDIT_KEYS = {"move": {"op", "element", "dx", "dy"}, "scale": {"op", "element", "factor"}, "swap": {"op", "elements"}}
+
+
 def edit_from_dict(obj: Any, where: str = "edit") -> Edit:
     """The inverse of :func:`edit_to_dict`: ``{"op": "move", "element": NAME, "dx": DX, "dy": DY}``,
     ``{"op": "scale", "element": NAME, "factor": F}`` or ``{"op": "swap", "elements": [NAME, NAME]}``."""
     if not isinstance(obj, dict) or obj.get("op") not in ("move", "scale", "swap"):
         raise InputError(f"{where}: expected an object with \"op\": \"move\", \"scale\" or \"swap\", got {obj!r}")
     op = obj["op"]
+    unknown = set(obj) - _EDIT_KEYS[op]
+    if unknown:  # a misspelt key ("factr") would otherwise be an edit that silently does something else
+        raise InputError(f"{where}: unknown keys {sorted(unknown)} for {op}; it takes {sorted(_EDIT_KEYS[op])}")
     if op == "swap":
         names = obj.get("elements")
         if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n for n in names):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from email.message import Message
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,12 @@ async def form_of(request: Request, expected: str) -> Form:
     """The request's multipart form, read whole and its temporary files closed; 415 for other content types."""
     if media_type(request) != "multipart/form-data":
         raise unsupported(request, expected)
+    # Read first, outside the parser's error handling: a client that leaves mid-body is gone (499), not malformed.
+    body = await request.body()
+    boundary = _boundary(request)
+    if boundary and b"--" + boundary + b"--" not in body:  # the parser drops an unfinished part without a word
+        raise InputError("the multipart body ends before its closing boundary: it was cut short; send the whole "
+                         "body")
     try:
         form = await request.form(max_files=8, max_fields=32, max_part_size=16 * 2**20)
     except ServiceError:
@@ -102,6 +109,14 @@ async def form_of(request: Request, expected: str) -> Form:
         return Form(files, fields)
     finally:
         await form.close()
+
+
+def _boundary(request: Request) -> bytes:
+    """The multipart boundary the Content-Type names (empty if none: the parser reports that)."""
+    header = Message()
+    header["content-type"] = request.headers.get("content-type", "")
+    boundary = header.get_param("boundary")
+    return boundary.encode("latin-1", "replace") if isinstance(boundary, str) else b""
 
 
 def _multipart_error(exc: BaseException) -> str:

@@ -67,6 +67,8 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         if "GET" in methods and "HEAD" not in methods:  # HEAD is a route of its own wherever GET is (create_app)
             headers["Allow"] = allowed = ", ".join([*methods, "HEAD"])
         message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+    elif exc.status_code == 404:
+        message = f"nothing is at {request.url.path}; the API's routes are listed at /openapi.json"
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers)
 
 
