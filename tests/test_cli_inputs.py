@@ -143,3 +143,20 @@ def test_usage_errors_are_one_line_with_exit_status_2(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "usage:" not in err
+
+
+@pytest.mark.parametrize("argv", [["predict", "-o", "OUT", ""], ["score", "", "-o", "OUT"],
+                                  ["norms", "build", "", "-o", "OUT/n.json"], ["bench", ""],
+                                  ["score", str(EXAMPLES / "creative.png"), "--format", "", "-o", "OUT"]])
+def test_an_empty_argument_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, argv, capsys):
+    """``Path("")`` is ``.``: a script passing an unset variable ran the command on whatever the working folder
+    held, and an empty --format was taken as no format."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLES / "creative.png", tmp_path / "a.png")  # what an empty path would have found
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main(["-q", *(a.replace("OUT", str(out)) for a in argv)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert ("an empty path" in err or "an empty name" in err) and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

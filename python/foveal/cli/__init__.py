@@ -146,6 +146,21 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     parser.set_defaults(for_decisions=for_decisions)
 
 
+def path_arg(text: str) -> Path:
+    """A path argument; an empty one is refused (``Path("")`` is the current folder, so a script passing an unset
+    variable would work on whatever is there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder (an unset shell variable?)")
+    return Path(text)
+
+
+def name_arg(text: str) -> str:
+    """A name argument (a format, ...); an empty one is refused rather than read as the option left out."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name; give one or leave the option out")
+    return text
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

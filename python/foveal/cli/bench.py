@@ -4,10 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ..bench import run_bench
-from . import make_engine
+from . import make_engine, path_arg
 from .predict import expand
 
 
@@ -17,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "and predict_batch throughput at each --batch size, on IMAGES (files or "
                                    "folders; none: a synthetic 1920x1080 JPEG). Set FOVEAL_NUM_THREADS to pin the "
                                    "kernels' thread count.")
-    p.add_argument("images", nargs="*", type=Path, metavar="IMAGE|FOLDER")
+    p.add_argument("images", nargs="*", type=path_arg, metavar="IMAGE|FOLDER")
     p.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from pathlib import Path
 
 from ..errors import InputError
 from ..store.outcomes import parse_day
-from . import check_out_folder
+from . import check_out_folder, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.split("\n\n")[1])
     p.add_argument("--db", required=True, metavar="URL", help="the store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder, the calibrations' own: "
-                   "a run replaces its files whole (created if needed)")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR",
+                   help="output folder, the calibrations' own: a run replaces its files whole (created if needed)")
     p.add_argument("--by", default="", metavar="FIELDS", help="segment by any of vertical,format,tag "
                    "(default: all creatives together)")
     p.add_argument("--window", default="28d", metavar="DAYS", help="rolling window length, e.g. 28d or 4w "
@@ -47,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="analyse outcomes up to this day (default: the last one)")
-    p.add_argument("--norms", type=Path, metavar="FILE", help="norms.json: propose pass thresholds against it "
+    p.add_argument("--norms", type=path_arg, metavar="FILE", help="norms.json: propose pass thresholds against it "
                    "(written to DIR/proposed_norms/, never over FILE)")
     p.add_argument("--pass-percentile", type=float, default=70.0, metavar="P",
                    help="the current pass percentile where the norms set none (default: %(default)g)")

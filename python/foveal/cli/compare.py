@@ -7,7 +7,6 @@ Nothing is written unless everything succeeded.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import FormatMismatchError
 from ..fileio import check_output, save_png, unicode_name, write_json, write_text
@@ -15,18 +14,18 @@ from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
 from ..scoring.scores import score_creative
-from . import add_engine_options, check_out_folder, make_engine
+from . import add_engine_options, check_out_folder, make_engine, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="A/B: where attention moved between two creatives",
                        description="Compare creative B with A: difference map B - A, per-element change in share "
                                    "and lift, and a verdict on conversion elements vs distractors.")
-    p.add_argument("image_a", type=Path, metavar="A", help="the reference creative")
-    p.add_argument("image_b", type=Path, metavar="B", help="the variant")
-    p.add_argument("--elements", type=Path, nargs="+", required=True, metavar="FILE",
+    p.add_argument("image_a", type=path_arg, metavar="A", help="the reference creative")
+    p.add_argument("image_b", type=path_arg, metavar="B", help="the variant")
+    p.add_argument("--elements", type=path_arg, nargs="+", required=True, metavar="FILE",
                    help="element files for A and B (one file: the same for both)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--no-html", action="store_true", help="write compare.json and compare.png only")
     p.add_argument("--allow-format-mismatch", action="store_true",
                    help="compare creatives of different formats anyway (the verdict is marked indicative)")

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..errors import FovealError, InputError
 from ..fileio import write_json
 from ..imageio import DEFAULT_MAX_PIXELS, decode
 from ..progress import progress
-from . import check_out_folder
+from . import check_out_folder, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="propose element boxes (faces, text, CTA, logo, product) for creatives",
                        description="Write <name>.json per image: detected elements with confidence and "
                                    "source \"auto\", ready for `foveal score --elements`.")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--overwrite", action="store_true", help="replace element files already in DIR")
     p.set_defaults(handler=run)
 

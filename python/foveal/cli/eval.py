@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import fileio
 from ..datasets import load_dataset
 from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, evaluate, human_consistency
 from ..metrics import METRICS
-from . import add_engine_options, make_engine
+from . import add_engine_options, make_engine, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"average. --model {CENTRE_BIAS_MODEL} evaluates the centre-bias baseline; --model "
                     f"{HUMAN_MODEL} the split-half consistency of the dataset's viewers (the ceiling; raw maps). "
                     "With -o, writes eval.json (every image's values) and eval.md (the table).")
-    p.add_argument("--dataset", type=Path, required=True, metavar="PATH",
+    p.add_argument("--dataset", type=path_arg, required=True, metavar="PATH",
                    help="OSIE or NUS Scene folder, or a folder of images with fixations.csv/.json or maps/")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
                    help="the dataset's fixed split to score (default: %(default)s)")
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "MIT/Tuebingen protocol; raw: the density itself for every metric (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of AUC-Borji's random draws, and with --model human "
                    "of the viewers' split into halves (default: %(default)s)")
-    p.add_argument("-o", "--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
+    p.add_argument("-o", "--out", type=path_arg, metavar="DIR", help="write eval.json and eval.md here")
     add_engine_options(p)
     p.set_defaults(handler=run)
 

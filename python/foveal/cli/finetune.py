@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, finetune
+from . import path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,9 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "its test split against the base, and write DIR: <name>.onnx, its card <name>.json (base, data "
                     "fingerprint, settings, test metrics) and <name>.safetensors. Use it as --model DIR. Needs at "
                     f"least {MIN_IMAGES} images and {MIN_TRAIN_FIXATIONS} train fixations.")
-    p.add_argument("data", type=Path, metavar="DATA",
+    p.add_argument("data", type=path_arg, metavar="DATA",
                    help="a dataset foveal eval reads, with fixations (images + fixations.csv/.json, OSIE, NUS Scene)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR",
                    help="model folder to create (must not exist)")
     p.add_argument("--base", default="foveal-lite0",
                    help="model to start from: foveal-lite0 or a folder foveal finetune wrote (default: %(default)s)")

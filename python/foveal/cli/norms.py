@@ -16,7 +16,7 @@ from ..fileio import write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms, engine_identity
-from . import _add_global_options, add_engine_options, make_engine
+from . import _add_global_options, add_engine_options, make_engine, name_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="norms_command", required=True, metavar="ACTION")
     b = actions.add_parser("build", help="score reference creatives and store their element shares",
                            description=__doc__.split("\n\n")[1])
-    b.add_argument("folder", type=Path, metavar="DIR", help="folder of reference creatives")
-    b.add_argument("--elements", type=Path, metavar="EDIR",
+    b.add_argument("folder", type=path_arg, metavar="DIR", help="folder of reference creatives")
+    b.add_argument("--elements", type=path_arg, metavar="EDIR",
                    help="folder of element files named like the creatives (default: DIR itself)")
-    b.add_argument("--format", metavar="NAME", help="format name for every creative (default: each element "
-                   "file's \"format\", else the image size WxH, e.g. 1080x1080)")
-    b.add_argument("-o", "--out", type=Path, required=True, metavar="FILE", help="norms JSON to write")
+    b.add_argument("--format", type=name_arg, metavar="NAME",
+                   help="format name for every creative (default: each element file's \"format\", else the image size "
+                        "WxH, e.g. 1080x1080)")
+    b.add_argument("-o", "--out", type=path_arg, required=True, metavar="FILE", help="norms JSON to write")
     add_engine_options(b)
     _add_global_options(b, default=argparse.SUPPRESS)  # `-q`/`-v` after `build` too, like every other command
     b.set_defaults(handler=run_build)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..store.outcomes import FIELDS, REQUIRED, parse_mapping
-from . import _add_global_options
+from . import _add_global_options, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="outcomes_command", required=True, metavar="ACTION")
     i = actions.add_parser("import", help="validate and import outcome files (CSV or Parquet)",
                            description=__doc__.split("\n\n")[1])
-    i.add_argument("files", type=Path, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
+    i.add_argument("files", type=path_arg, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
     i.add_argument("--db", required=True, metavar="URL",
                    help="the store: sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB")
     i.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",

@@ -11,7 +11,7 @@ from ..fileio import check_not_input, note_input
 from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
-from . import add_engine_options, check_out_folder, error_line, make_engine
+from . import add_engine_options, check_out_folder, error_line, make_engine, path_arg
 from ..batch import list_images
 
 # What one image writes into the output folder, by suffix after its stem.
@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write <name>.png (greyscale map) and <name>.overlay.png per image, and "
                                    "<name>.npy (float32 probabilities) with --npy. A FOLDER stands for the images "
                                    "directly inside it. Outputs never replace an input.")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE|FOLDER")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE|FOLDER")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default: %(default)s)")
     p.add_argument("--npy", action="store_true", help="also write the float32 probability map as <name>.npy")
     add_engine_options(p)

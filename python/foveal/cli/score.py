@@ -31,7 +31,7 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import _positive_int, add_engine_options, check_out_folder, make_engine
+from . import _positive_int, add_engine_options, check_out_folder, make_engine, name_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,15 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "report.html. A batch (folder, list file .txt, table .parquet/.csv) writes scores.csv and "
                     "Parquet tables, resumably, in one process or on Ray (--ray).",
         epilog=FORMAT_SUMMARY, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", type=Path, metavar="INPUT",
+    p.add_argument("image", type=path_arg, metavar="INPUT",
                    help="a creative, or a batch: a folder of creatives, a list file (.txt, one image path a line) "
                         "or a table (.parquet/.csv: column image, optional creative_id and elements, or one row "
                         "per element with name,kind,x,y,w,h)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--elements", type=_element_source, metavar="FILE|auto",
                    help="element file (.json/.csv) for IMAGE (default: IMAGE's name with .json or .csv beside it); "
                         "'auto': detect the elements (pip install 'foveal[detect]'), for a batch too")
-    p.add_argument("--elements-dir", type=Path, metavar="EDIR",
+    p.add_argument("--elements-dir", type=path_arg, metavar="EDIR",
                    help="batch: folder of element files named like the creatives (default: each image's folder)")
     add_scoring_options(p)
     p.add_argument("--no-report", action="store_true",
@@ -80,10 +80,11 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """--norms/--format/--pass-percentile/--allow-model-mismatch (shared with commands that score)."""
-    p.add_argument("--norms", type=Path, metavar="FILE", help="norms.json from `foveal norms build`: enables "
+    p.add_argument("--norms", type=path_arg, metavar="FILE", help="norms.json from `foveal norms build`: enables "
                    "percentile, score (0-100) and pass/fail")
-    p.add_argument("--format", metavar="NAME", help="format to compare against in the norms (default: the "
-                   "element file's \"format\", else the image size WxH)")
+    p.add_argument("--format", type=name_arg, metavar="NAME",
+                   help="format to compare against in the norms (default: the element file's \"format\", else the "
+                        "image size WxH)")
     p.add_argument("--pass-percentile", type=float, default=DEFAULT_PASS_PERCENTILE, metavar="P",
                    help="an element passes at or above this percentile of its norm (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import FovealError, InputError
 from ..models import PRECISIONS
-from . import _positive_int
+from . import _positive_int, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--header-timeout-s", type=float, default=10.0, help="time a connection has to send a request's "
                    "headers, from its opening or the request's first byte; 408 and closed after it (default: "
                    "%(default)s)")
-    p.add_argument("--api-keys", type=Path, metavar="FILE", help="require one of these keys (one per line)")
+    p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--norms", action="append", default=[], metavar="NAME=FILE",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from ..fileio import check_output, save_png, unicode_name, write_json
 from ..imageio import decode
@@ -26,7 +25,7 @@ from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
 from ..scoring.recommend import Thresholds
 from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
-from . import add_engine_options, check_out_folder, make_engine
+from . import add_engine_options, check_out_folder, make_engine, path_arg
 
 PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
 
@@ -43,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Edit a creative's pixels (move, scale or swap elements; holes are filled from "
                                    "their surroundings), re-run the model and report each element's share before "
                                    "and after; or search the best position of one element.")
-    p.add_argument("image", type=Path, metavar="IMAGE")
-    p.add_argument("--elements", type=Path, required=True, metavar="FILE", help="element file (.json/.csv)")
+    p.add_argument("image", type=path_arg, metavar="IMAGE")
+    p.add_argument("--elements", type=path_arg, required=True, metavar="FILE", help="element file (.json/.csv)")
     edits = p.add_argument_group("edits (applied in the order given)")
     edits.add_argument("--move", action=_EditAction, dest="edits", const="move", metavar="NAME:DX,DY",
                        help="move an element by whole pixels (dy < 0 is up), e.g. cta:0,-60")
@@ -60,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--max-overlap", type=float, default=MAX_OVERLAP, metavar="F",
                         help="largest overlap with another element, as a fraction of the smaller box "
                              "(default: %(default)g)")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     add_engine_options(p, for_decisions=True)
     p.set_defaults(handler=run, parser=p, edits=None)
 
