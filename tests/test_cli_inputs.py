@@ -132,7 +132,7 @@ def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, cod
 @pytest.mark.parametrize("argv, message", [
     ([], "foveal: error: the following arguments are required: COMMAND (see foveal --help)"),
     (["frob"], "foveal: error: argument COMMAND: invalid choice: 'frob'"),
-    (["compare", "a.png"], "foveal compare: error: the following arguments are required: B, --elements"),
+    (["compare", "a.png"], "foveal compare: error: the following arguments are required: --elements"),
     (["score", "a.png", "--pass-percentile", "abc"], "foveal score: error: argument --pass-percentile: invalid float"),
     (["predict", "a.png", "--bits", "7\n8"], "foveal predict: error: argument --bits: invalid int value: '7\\n8'"),
 ])
@@ -160,3 +160,14 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(tmp_path, m
     err = capsys.readouterr().err
     assert ("an empty path" in err or "an empty name" in err) and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_compare_says_the_creatives_go_before_elements(tmp_path, capsys):
+    """--elements takes one or two files; given first, it took the creatives too, and argparse then said A and B
+    were missing without saying why."""
+    files = [str(EXAMPLES / n) for n in ("creative.json", "creative_b.json", "creative.png", "creative_b.png")]
+    with pytest.raises(SystemExit) as stop:
+        main(["-q", "compare", "--elements", *files, "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "give the creatives A and B before --elements" in err and "took the images" in err
+    assert not (tmp_path / "out").exists()

@@ -19,10 +19,13 @@ from . import add_engine_options, check_out_folder, make_engine, path_arg
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="A/B: where attention moved between two creatives",
+                       usage="foveal compare A B --elements FILE [FILE] -o DIR [options]",
                        description="Compare creative B with A: difference map B - A, per-element change in share "
                                    "and lift, and a verdict on conversion elements vs distractors.")
-    p.add_argument("image_a", type=path_arg, metavar="A", help="the reference creative")
-    p.add_argument("image_b", type=path_arg, metavar="B", help="the variant")
+    # Optional to argparse only so that run() can say why they are missing: --elements takes one or two files,
+    # and given before A and B it takes them too.
+    p.add_argument("image_a", type=path_arg, nargs="?", metavar="A", help="the reference creative")
+    p.add_argument("image_b", type=path_arg, nargs="?", metavar="B", help="the variant")
     p.add_argument("--elements", type=path_arg, nargs="+", required=True, metavar="FILE",
                    help="element files for A and B (one file: the same for both)")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
@@ -34,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image_b is None:
+        took = " (it took the images too)" if len(args.elements) > 2 else ""
+        args.parser.error(f"give the creatives A and B before --elements, which takes one or two files{took}")
     check_out_folder(args.out)
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
