@@ -283,3 +283,21 @@ def test_edits_check_themselves(edit, match):
     """Built in Python (not parsed from the CLI), an edit still refuses what parse_* refuses."""
     with pytest.raises(InputError, match=match):
         edit()
+
+
+def test_an_edit_that_changes_no_box_changes_no_pixel():
+    """A zero move or a scale by 1 puts the patch back where it was: no hole is cut and filled around it (the fill
+    used to repaint the element's ghost margin, and failed outright on an element covering the image)."""
+    image = _noise(60, 80, seed=4)
+    elements = [Element("cta", "cta", (20, 20, 30, 15)), Element("all", "product", (0, 0, 80, 60))]
+    for edit in (Move("cta", 0, 0), Scale("cta", 1.0), Move("all", 0, 0)):
+        edited = apply_edits(image, elements, [edit])
+        np.testing.assert_array_equal(edited.image, image)
+        assert edited.image is not image and edited.elements == tuple(elements)
+
+
+def test_an_element_covering_the_image_cannot_leave_a_hole():
+    image = _noise(40, 40, seed=5)
+    with pytest.raises(InputError, match=r"^scaling 'all': the element covers the whole image, so nothing is left "
+                                         r"to fill the space it leaves; give it a box smaller than the image$"):
+        apply_edits(image, [Element("all", "product", (0, 0, 40, 40))], [Scale("all", 0.5)])

@@ -238,7 +238,8 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             moved = (x + edit.dx, y + edit.dy, w, h)
             _check_inside(moved, image.shape, f"moving {edit.name!r} by ({edit.dx}, {edit.dy})",
                           _move_hint(e.box, image.shape))
-            image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)], _others(current, e.name))
+            image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)], _others(current, e.name),
+                              f"moving {edit.name!r}")
             current[e.name] = Element(e.name, e.kind, moved)
         elif isinstance(edit, Scale):
             e = _lookup(current, edit.name, "scale")
@@ -247,7 +248,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
             _check_inside(scaled, image.shape, f"scaling {edit.name!r} by {edit.factor:g}", "use a smaller factor")
             patch = _resize(image[y:y + h, x:x + w], nw, nh)
-            image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name))
+            image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name), f"scaling {edit.name!r}")
             current[e.name] = Element(e.name, e.kind, scaled)
         elif isinstance(edit, Swap):
             a = _lookup(current, edit.first, "swap")
@@ -257,7 +258,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             _check_inside(a_new, image.shape, what, f"{edit.first!r} does not fit centred on {edit.second!r}")
             _check_inside(b_new, image.shape, what, f"{edit.second!r} does not fit centred on {edit.first!r}")
             image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)],
-                              _others(current, a.name, b.name))
+                              _others(current, a.name, b.name), what)
             current[a.name] = Element(a.name, a.kind, a_new)
             current[b.name] = Element(b.name, b.kind, b_new)
         else:
@@ -301,7 +302,8 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
     for dx, dy in offsets:
         _check_inside((x + dx, y + dy, w, h), image.shape, f"moving {name!r} by ({dx}, {dy})",
                       _move_hint(e.box, image.shape))
-    filled = fill_holes(image, _hole_mask(image.shape[:2], [e.box], [o.box for o in elements if o.name != name]))
+    filled = fill_holes(image, _checked_hole(image.shape[:2], [e.box], [o.box for o in elements if o.name != name],
+                                             f"moving {name!r}"))
     patch = image[y:y + h, x:x + w]
     for dx, dy in offsets:
         out = filled.copy()
@@ -324,11 +326,25 @@ def _hole_mask(shape: tuple[int, int], boxes: Sequence[Sequence[int]], keep: Seq
     return mask
 
 
+def _checked_hole(shape: tuple[int, int], boxes: Sequence[Sequence[int]], keep: Sequence[Sequence[int]],
+                  what: str) -> np.ndarray:
+    """:func:`_hole_mask`, refused for ``what`` (an edit) when it leaves no pixel to fill the hole from."""
+    mask = _hole_mask(shape, boxes, keep)
+    if mask.all():
+        raise InputError(f"{what}: the element covers the whole image, so nothing is left to fill the space it "
+                         "leaves; give it a box smaller than the image")
+    return mask
+
+
 def _relocate(image: np.ndarray, moves: list[tuple[tuple[int, int, int, int], np.ndarray, tuple[int, ...]]],
-              keep: Sequence[Sequence[int]]) -> np.ndarray:
+              keep: Sequence[Sequence[int]], what: str) -> np.ndarray:
     """Cut every source box (with its ghost margin, sparing the ``keep`` boxes), fill the holes together, then
-    paste each patch at its target box, in order."""
-    out = fill_holes(image, _hole_mask(image.shape[:2], [box for box, _, _ in moves], keep))
+    paste each patch at its target box, in order. A patch going back where it came from, the same size, is no
+    change (no hole is cut and filled around it)."""
+    moves = [m for m in moves if not (tuple(m[0]) == tuple(m[2]) and m[1].shape[:2] == (m[0][3], m[0][2]))]
+    if not moves:
+        return image.copy()
+    out = fill_holes(image, _checked_hole(image.shape[:2], [box for box, _, _ in moves], keep, what))
     for _, patch, (x, y, w, h) in moves:
         out[y:y + h, x:x + w] = patch
     return out
