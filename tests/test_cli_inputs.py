@@ -171,3 +171,14 @@ def test_compare_says_the_creatives_go_before_elements(tmp_path, capsys):
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "give the creatives A and B before --elements" in err and "took the images" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_checks_its_output_folder_before_evaluating(tmp_path, capsys):
+    """-o naming a file was refused only once the whole evaluation had run; now before anything is read (the
+    dataset named here does not exist, so an evaluation would have failed on it first)."""
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("keep me")
+    assert main(["-q", "eval", "--dataset", str(tmp_path / "no-such-dataset"), "-o", str(not_a_folder)]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and len(err.strip().splitlines()) == 1, err
+    assert not_a_folder.read_text() == "keep me"

@@ -7,7 +7,7 @@ from .. import fileio
 from ..datasets import load_dataset
 from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, evaluate, human_consistency
 from ..metrics import METRICS
-from . import add_engine_options, make_engine, path_arg
+from . import add_engine_options, check_out_folder, make_engine, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_out_folder(args.out)  # before the evaluation, not after it
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     dataset = load_dataset(args.dataset)
     split = None if args.split == "all" else args.split
