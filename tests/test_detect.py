@@ -191,9 +191,11 @@ def test_cli_detect_writes_element_files_and_never_overwrites(creatives, tmp_pat
 def test_cli_detect_bad_image_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    assert run("detect", bad, "-o", tmp_path / "out") == 1
-    err = capsys.readouterr().err
-    assert err.startswith("foveal: error:") and "Traceback" not in err
+    argv = ["detect", str(bad), "-o", str(tmp_path / "out")]
+    for quiet in (["-q"], []):  # without -q, no summary line follows the one error ("0 of 1 written")
+        assert main([*quiet, *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("foveal: error:") and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out" / "bad.json").exists()
 
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         except FovealError as exc:
             failures += 1
             print(f"foveal: error: {exc}", file=sys.stderr)
-    if not args.quiet:
+    if not args.quiet and (len(targets) > 1 or not failures):  # one image's failure is its error line alone
         print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
               f"{args.out}", file=sys.stderr)
     return 1 if failures else 0
