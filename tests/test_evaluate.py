@@ -319,3 +319,18 @@ def test_an_image_without_fixations_names_the_metrics_that_need_none(tmp_path):
                                          r"choose metrics among CC, KLD and SIM\)$"):
         evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS"], progress=False)
     assert evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["CC"], progress=False).metrics == ("CC",)
+
+
+def test_an_image_with_every_pixel_fixated_is_named_before_any_map(tmp_path):
+    """AUC-Judd has no negatives on an image whose every pixel is fixated (a 2x2 image, four fixations): the error
+    used to come from the metric mid-run, without the image's name or what to do."""
+    root = _folder(tmp_path / "ds")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(root / "images" / "tiny.png")
+    with (root / "fixations.csv").open("a") as fh:
+        fh.write("".join(f"tiny.png,{x + 0.5},{y + 0.5},0\n" for x in range(2) for y in range(2)))
+    ds = load_dataset(root)
+    with pytest.raises(InputError, match=r"^image 'tiny.png' of .* has every pixel fixated, so AUC-Judd has no "
+                                         r"unfixated pixel to rank against \(drop the image or leave AUC-Judd out"):
+        evaluate(CENTRE_BIAS_MODEL, ds, split=None, progress=False)
+    result = evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS", "AUC-Borji"], progress=False)
+    assert len(result.images) == len(SHAPES) + 1

@@ -156,6 +156,12 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         if empty and any(m in _FIXATION_METRICS for m in names):
             raise InputError(f"image {empty[0]!r} of {dataset.name} has no fixations; fixation metrics need some "
                              f"(drop the image or choose metrics among CC, KLD and SIM)")
+        if "AUC-Judd" in names:
+            full = next((i for i, f in enumerate(fixations) if _every_pixel_fixated(f, dataset.shape(i))), None)
+            if full is not None:
+                raise InputError(f"image {dataset.ids[full]!r} of {dataset.name} has every pixel fixated, so "
+                                 "AUC-Judd has no unfixated pixel to rank against (drop the image or leave AUC-Judd "
+                                 "out of the metrics)")
     shuffled = _ShuffledNegatives(dataset, fixations) if "sAUC" in names else None
 
     def predictions():
@@ -178,6 +184,15 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
+
+
+def _every_pixel_fixated(fix: Any, shape: Sequence[int]) -> bool:
+    """Whether ``fix`` hits every pixel of an image of ``shape`` (only tiny images can be)."""
+    height, width = shape[:2]
+    if len(fix) < height * width:
+        return False
+    row, col = M.pixel_indices(fix.x, fix.y, (height, width))
+    return np.unique(row * width + col).size == height * width
 
 
 def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequence[str] | None = None,
