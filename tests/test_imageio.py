@@ -226,3 +226,17 @@ def test_a_decoded_image_keeps_to_the_pixel_limit_by_its_full_size():
         decode(small, max_pixels=10_000)
     strided = DecodedImage(np.zeros((10, 20, 3), np.uint8)[:, ::2], "sha", "strided")
     assert strided.pixels.flags.c_contiguous and strided.image_hw == (10, 10)
+
+
+def test_an_ndarray_subclass_is_read_as_the_plain_array_it_holds():
+    """np.matrix went on into NumPy as itself: np.repeat on its (H, W, 1) view corrupted the heap (NumPy 2.4), and a
+    contiguous one raised a bare ValueError."""
+    import warnings
+
+    grey = np.arange(48 * 64, dtype=np.uint8).reshape(48, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # NumPy discourages np.matrix; users still have them
+        matrices = [np.asmatrix(grey), np.asmatrix(np.zeros((600, 600, 3), np.uint8)[:, :, 0])]
+    for image in matrices:
+        expected = np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
+        np.testing.assert_array_equal(decode(image).pixels, expected)

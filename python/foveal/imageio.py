@@ -95,7 +95,7 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
         _check_size(src.image_hw[::-1], max_pixels, src.source)  # image_hw is the size the map will have
         return src
     if isinstance(src, np.ndarray):
-        pixels = _from_array(src, max_pixels)
+        pixels = _from_array(np.asarray(src), max_pixels)  # a subclass (np.matrix) as the plain array it holds
         return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<array>")
     if isinstance(src, Image.Image):
         _check_size(src.size, max_pixels, "<PIL image>")
