@@ -116,3 +116,21 @@ def test_a_bool_batch_size_is_refused():
     with pytest.raises(InputError, match="batch_size must be an integer >= 1, got True"):
         checked_batch_size(True)
     assert checked_batch_size(np.int64(3)) == 3
+
+
+def test_a_map_and_its_table_cannot_be_written_and_pickle_as_the_map():
+    """Written through the map, prob and its table went out of step: box queries answered from the old table."""
+    import copy
+    import pickle
+
+    prob = np.random.default_rng(4).random((30, 40)).astype(np.float32)
+    prob /= prob.sum()
+    smap = SaliencyMap(prob, {"model": "test"})
+    share = smap.share([0, 0, 10, 10])
+    for array in (smap.prob, smap.sat):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0, 0] = 1.0
+    assert prob.flags.writeable  # the caller's own array is not frozen
+    for clone in (pickle.loads(pickle.dumps(smap)), copy.deepcopy(smap)):
+        assert type(clone) is SaliencyMap and clone.provenance == {"model": "test"}
+        assert not clone.prob.flags.writeable and clone.share([0, 0, 10, 10]) == pytest.approx(share)

@@ -85,7 +85,9 @@ class DeviceSaliencyMap(SaliencyMap):
             table = self.device_sat
             with self._lock:
                 if self._host_sat is None:
-                    self._host_sat = table.get()
+                    host = table.get()
+                    host.flags.writeable = False  # as the host map's own table
+                    self._host_sat = host
         return self._host_sat
 
     @property

@@ -48,13 +48,23 @@ def box_stats_from_sums(sums: np.ndarray, xyxy: np.ndarray, total: float, shape:
             "lift": share / (area / (height * width))}
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written: a map's values and its table must stay in step (the caller's
+    own array, if it gave one, stays writeable)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 class SaliencyMap:
     """Probability that a fixation lands on each pixel: ``prob`` is (H, W) float32 and sums to 1.
 
     Box queries go through a float64 summed-area table built on first use, so each box costs four reads. A caller
     that already has the table (the Engine's CPU path builds it in the same pass as the map,
     :func:`foveal.cpu.postprocess_sat`) passes it as ``sat``: it must be ``summed_area_table(prob)``, (H+1, W+1)
-    float64; only its shape, dtype and total are checked.
+    float64; only its shape, dtype and total are checked. ``prob`` and ``sat`` are read-only views, so the two stay
+    in step (a float32 ``prob`` given here is kept without a copy: leave it unchanged); a map pickles (or copies)
+    as its ``prob`` and provenance, the table rebuilt on first use.
     """
 
     def __init__(self, prob: np.ndarray, provenance: dict[str, Any] | None = None, *,
@@ -64,7 +74,7 @@ class SaliencyMap:
             raise InputError(f"prob: expected a non-empty (H, W) array, got shape {prob.shape}")
         if not np.issubdtype(prob.dtype, np.floating):
             raise InputError(f"prob: expected a float array, got {prob.dtype}")
-        self.prob = np.ascontiguousarray(prob, dtype=np.float32)
+        self.prob = _read_only(np.ascontiguousarray(prob, dtype=np.float32))
         if provenance is not None and not isinstance(provenance, Mapping):
             raise InputError(f"provenance: expected a dict of where the map came from, got {type(provenance).__name__}")
         self.provenance: dict[str, Any] = dict(provenance or {})
@@ -81,7 +91,10 @@ class SaliencyMap:
         if not (np.isfinite(total) and total > 0):
             raise InputError(f"sat: this map is not a distribution (total {total:g}); box queries need a positive "
                              "finite total")
-        return np.ascontiguousarray(sat)
+        return _read_only(np.ascontiguousarray(sat))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return SaliencyMap, (self.prob, self.provenance)
 
     def __repr__(self) -> str:
         model = self.provenance.get("model", "?")
@@ -102,7 +115,7 @@ class SaliencyMap:
         if not (np.isfinite(total) and total > 0) or float(self.prob.min()) < 0:
             raise InputError(f"this map is not a distribution (total {total:g}, min {float(self.prob.min()):g}): "
                              "box queries need finite, non-negative values with a positive total")
-        return table
+        return _read_only(table)
 
     @property
     def total(self) -> float:
