@@ -263,3 +263,56 @@ def test_predict_stream_refuses_one_image_at_once_and_passes_on_its_input_failin
     with pytest.raises(ValueError, match="the feed broke"):
         engine.predict_stream(source(), lambda i, r: seen.append(i))
     assert seen == [0]
+    with pytest.raises(InputError, match="on_result: expected a function"):
+        engine.predict_stream([np.full((64, 64, 3), 90, np.uint8)], None)
+
+
+def test_a_stopped_stream_does_not_wait_for_a_lane_blocked_on_its_input(engine: Engine) -> None:
+    """A failure on the calling thread (or Ctrl-C) stops the stream while another lane waits in ``next(images)``
+    on an input that has nothing more yet (a service's queue): the call raises at once instead of waiting for the
+    next input, and the waiting lane drops what it reads then."""
+    import threading
+    import time
+
+    if engine.lanes < 2:
+        pytest.skip("one usable CPU: there are no lanes")
+    caller, release = threading.get_ident(), threading.Event()
+    small = np.full((64, 64, 3), 90, np.uint8)
+
+    big = np.random.default_rng(3).integers(0, 255, (1500, 1500, 3), np.uint8)
+
+    class Waiting:
+        """Two images (said to be waiting, so both lanes take one: the calling thread a big one, so the other lane
+        is the one left waiting), then nothing until ``release``."""
+
+        def __init__(self) -> None:
+            self.left = 2
+
+        def __iter__(self):
+            return self
+
+        def __length_hint__(self) -> int:
+            return self.left
+
+        def __next__(self):
+            if self.left:
+                self.left -= 1
+                return big if threading.get_ident() == caller else small
+            release.wait(10)
+            return small
+
+    delivered: list[int] = []
+
+    def on_result(index: int, smap: object) -> None:
+        delivered.append(index)
+        if threading.get_ident() == caller:
+            raise KeyError("stop here")
+
+    started = time.monotonic()
+    with pytest.raises(KeyError, match="stop here"):
+        engine.predict_stream(Waiting(), on_result)
+    assert time.monotonic() - started < 5, "the call waited for the input to yield again"
+    before = len(delivered)
+    release.set()
+    time.sleep(0.3)
+    assert len(delivered) == before <= 2, "a lane ran an image read after the stream had stopped"

@@ -129,7 +129,7 @@ class Engine:
 
         def settle(i: int, outcome: SaliencyMap | FovealError) -> None:
             if isinstance(outcome, FovealError) and errors == "raise":
-                raise _indexed(outcome, i, len(items)) from None
+                raise indexed_error(outcome, i, len(items)) from None
             results[i] = outcome
 
         def flush(key: tuple[int, int]) -> None:
@@ -182,6 +182,9 @@ class Engine:
         backends, or with one thread, the images run one by one, in order, on the calling thread.  An exception
         from ``images`` or ``on_result`` stops the lanes once their current images are done and is raised here.
         """
+        if not callable(on_result):
+            raise InputError(f"on_result: expected a function called as on_result(index, map), got "
+                             f"{type(on_result).__name__}")
         source = image_iter(images)
         lanes = self._cpu_lanes()
         if not lanes:
@@ -214,7 +217,7 @@ class Engine:
         if errors == "raise":
             for i, result in enumerate(results):
                 if isinstance(result, FovealError):
-                    raise _indexed(result, i, len(items)) from None
+                    raise indexed_error(result, i, len(items)) from None
         return results
 
     def _run_lanes(self, source: Iterator[Any], lanes: list[Any], on_result: Callable[[int, Any], None],
@@ -227,14 +230,19 @@ class Engine:
         An image read while every lane is idle and nothing else waits (``operator.length_hint(source)`` is 0) runs
         on the engine's own session, every thread, and no other lane reads meanwhile: a lone image keeps the path
         and the thread of :meth:`predict`, and wakes no other thread.  Otherwise the reader passes reading on and
-        runs the image on its single-threaded twin."""
+        runs the image on its single-threaded twin.
+
+        Once stopped by a failure (or Ctrl-C on the calling thread), the call returns without waiting for a lane
+        blocked in ``next(source)``: that lane drops what it reads next and ends (its thread is a daemon)."""
         state = threading.Condition()
         reading: list[Any] = [None]  # the lane reading ``source``, if any
         taken, busy, exhausted = [0], [0], [False]
+        done = [False] * len(lanes)
         failures: list[BaseException] = []
         end = object()
 
-        def work(lane: Any) -> None:
+        def work(k: int) -> None:
+            lane = lanes[k]
             try:
                 while True:
                     with state:
@@ -248,6 +256,8 @@ class Engine:
                         reading[0] = None
                         if image is end:
                             exhausted[0] = True
+                            return
+                        if stop.is_set():  # stopped while this lane waited for input: nobody takes a result
                             return
                         index = taken[0]
                         taken[0] += 1
@@ -268,17 +278,23 @@ class Engine:
                 with state:
                     if reading[0] is lane:
                         reading[0] = None
+                    done[k] = True
                     state.notify_all()  # the others see ``stop`` or the end, or take over reading
 
-        threads = [threading.Thread(target=work, args=(lane,), name=f"foveal-lane-{k}")
-                   for k, lane in enumerate(lanes[1:], 1)]
+        threads = [threading.Thread(target=work, args=(k,), name=f"foveal-lane-{k}", daemon=True)
+                   for k in range(1, len(lanes))]
         for thread in threads:
             thread.start()
         try:
-            work(lanes[0])
+            work(0)
         finally:
-            for thread in threads:
-                thread.join()
+            try:
+                with state:  # every lane done, or (stopped) blocked reading the source, where none can be woken
+                    state.wait_for(lambda: all(done[k] or (stop.is_set() and reading[0] is lanes[k])
+                                               for k in range(1, len(lanes))))
+            except BaseException:  # Ctrl-C while waiting: the lanes take no further image
+                stop.set()
+                raise
         if failures:
             raise failures[0]
 
@@ -438,14 +454,14 @@ def checked_batch_size(value: Any) -> int:
     return size
 
 
-def _indexed(exc: FovealError, index: int, count: int) -> FovealError:
-    """``exc`` with the failing image's position in front of its message (when there is more than one image)."""
+def indexed_error(exc: FovealError, index: int, count: int) -> FovealError:
+    """``exc`` with the failing image's position in front of its message (when there is more than one image), its
+    attributes (a ServiceError's status, a TooManyPixelsError's limit) kept."""
     if count == 1:
         return exc
-    try:
-        return type(exc)(f"images[{index}]: {exc}")
-    except TypeError:  # an error class with another constructor keeps its own message
-        return exc
+    indexed = type(exc).__new__(type(exc), f"images[{index}]: {exc}")  # not __init__: its keywords vary by class
+    indexed.__dict__.update(exc.__dict__)
+    return indexed
 
 
 def _graphs(card: ModelCard, precision: str, *, for_decisions: bool = False) -> dict[str, ModelCard]:
