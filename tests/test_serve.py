@@ -347,10 +347,19 @@ def test_client_returns_engine_objects(url, engine):
         assert client.ready() and client.models()["serving"]["precision"] == engine.precision
         with pytest.raises(ImageError, match="not a recognised image"):
             client.predict(b"definitely not an image")
+        mixed = client.predict_batch([EXAMPLE, b"definitely not an image"], errors="return")  # as Engine's
+        assert isinstance(mixed[0], SaliencyMap) and isinstance(mixed[1], ImageError)
+        with pytest.raises(ImageError, match=r"^images\[1\]: .*not a recognised image"):
+            client.predict_batch([EXAMPLE, b"definitely not an image"])
         with pytest.raises(ElementSpecError, match="kind"):
             client.score(EXAMPLE, [{"name": "x", "kind": "banana", "box": [0, 0, 10, 10]}])
+    with pytest.raises(ServiceError, match="this Client is closed; make a new one") as info:
+        client.predict(EXAMPLE)
     with Client(url) as anonymous, pytest.raises(ServiceError) as info:
         anonymous.predict(EXAMPLE)
+    assert info.value.status == 401 and info.value.code == "unauthorized"
+    with Client(url) as anonymous, pytest.raises(ServiceError, match=r"^images\[0\]: ") as info:
+        anonymous.predict_batch([EXAMPLE, EXAMPLE])  # the index is added; the status and code are kept
     assert info.value.status == 401 and info.value.code == "unauthorized"
     with Client("http://127.0.0.1:1") as nowhere, pytest.raises(ServiceError, match="cannot reach"):
         nowhere.predict(EXAMPLE)

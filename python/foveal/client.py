@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .engine import checked_batch_size, image_list
+from .engine import checked_batch_size, image_list, indexed_error
 from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
                      InputError, ModelError, ServiceError, TooManyPixelsError)
 from .fileio import json_default, read_input
@@ -76,6 +76,7 @@ class Client:
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
+        self._closed = False
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
@@ -84,6 +85,7 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+        self._closed = True
 
     def __enter__(self) -> "Client":
         return self
@@ -101,14 +103,30 @@ class Client:
             provenance = json.loads(response.headers.get("x-foveal-provenance", "{}"))
             return SaliencyMap(prob, provenance)
 
-    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16) -> list[SaliencyMap]:
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: str = "raise") -> list[Any]:
         """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them, or
         on the CPU spreads them over its lanes).
 
-        Raises the first failure, as :meth:`Engine.predict_batch` does."""
+        ``errors`` as in :meth:`Engine.predict_batch`: ``"raise"`` raises the first failure in order, its index in
+        the message; ``"return"`` gives each image its map or the :class:`FovealError` that stopped it."""
+        if errors not in ("raise", "return"):
+            raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
         items, batch_size = image_list(images), checked_batch_size(batch_size)
+
+        def one(image: ImageLike) -> SaliencyMap | FovealError:
+            try:
+                return self.predict(image)
+            except FovealError as exc:
+                return exc
+
         with ThreadPoolExecutor(max_workers=min(batch_size, 64)) as pool:
-            return list(pool.map(self.predict, items))
+            results = list(pool.map(one, items))
+        if errors == "raise":
+            for i, result in enumerate(results):
+                if isinstance(result, FovealError):
+                    raise indexed_error(result, i, len(results)) from None
+        return results
 
     # -- what the CLI does -------------------------------------------------------------------------------------
     def score(self, image: ImageLike, elements: Any, *, norms: str | None = None, format: str | None = None,
@@ -194,6 +212,8 @@ class Client:
     def _send(self, method: str, path: str, **kwargs: Any):
         import httpx
 
+        if self._closed:
+            raise ServiceError(f"{self._shown}: this Client is closed; make a new one", code="closed")
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
