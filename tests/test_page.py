@@ -1152,6 +1152,10 @@ def test_a_creative_of_a_few_pixels_takes_drawn_and_added_boxes(page, tmp_path, 
             .send_keys(Keys.ARROW_DOWN).perform()
         wait(page, lambda d: "cannot go further" in box_status(d), what="the edge announced")
         assert element_rows(page)[0]["box"] == [0, 0, 1, 1]
+        page.find_element("id", "clear-elements").click()  # the refusal is no longer true: it goes
+        wait(page, lambda d: not d.find_element("id", "error-box").is_displayed(), what="the refusal cleared")
+        drag(page, to_viewport(page, 0.05, 0.05), to_viewport(page, width - 0.05, height - 0.05))
+        wait(page, lambda d: len(element_rows(d)) == 1, what="the box drawn again")
     else:
         added = {(2, 3): [0, 1, 1, 1], (1, 500): [0, 187, 1, 125]}[size]
         wait(page, lambda d: len(element_rows(d)) == 2, what="the added box")
@@ -1170,6 +1174,41 @@ def test_a_creative_of_a_few_pixels_takes_drawn_and_added_boxes(page, tmp_path, 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Errors with a way forward, states that reset.
+
+
+def test_messages_go_once_untrue_and_say_what_to_do(page):
+    """A refused pass percentile stayed on screen after a good one was taken; a proxy's non-JSON 502 said only its
+    status line; and in two columns the page was twice the content's height (an unpositioned hidden input escaped
+    the scrolling panel), so tabbing to it showed an empty window."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    layout_bottom = js(page, "return document.querySelector('.layout').getBoundingClientRect().bottom + scrollY")
+    assert js(page, "return document.documentElement.scrollHeight") <= layout_bottom + 40
+    field = page.find_element("id", "pass-percentile")
+    error = page.find_element("id", "error")
+    retype(field, "0")
+    wait(page, lambda d: "pass percentile must be" in error.text, what="the refusal")
+    retype(field, "20")
+    wait(page, lambda d: not d.find_element("id", "error-box").is_displayed(), what="the refusal cleared")
+    js(page, """window.__real = window.fetch; window.fetch = (url, ...rest) => String(url).startsWith('/v1/predict')
+        ? Promise.resolve(new Response('<html><body>502 Bad Gateway</body></html>',
+            {status: 502, statusText: 'Bad Gateway', headers: {'Content-Type': 'text/html'}})) : window.__real(url, ...rest);""")
+    try:
+        page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative_b.png"))
+        wait(page, lambda d: "502" in error.text, what="the gateway's refusal")
+        assert error.text.endswith("answered 502 Bad Gateway; check that `foveal serve` is running behind it, then "
+                                   "try again"), error.text
+    finally:
+        js(page, "window.fetch = window.__real")
+
+
+def test_a_refused_key_says_to_enter_another(driver, tmp_path):
+    with keyed_page(driver, tmp_path):
+        wait(driver, lambda d: d.find_element("id", "key-dialog").is_displayed(), what="the key prompt")
+        driver.find_element("id", "key-input").send_keys("wrong-key-0123456789xx\n")
+        error = driver.find_element("id", "error")
+        wait(driver, lambda d: "API key" in error.text, what="the refusal")
+        assert error.text.endswith("; use API key… at the top to enter another"), error.text
 
 
 def resized(tmp_path: Path, name: str, size: tuple[int, int]) -> Path:

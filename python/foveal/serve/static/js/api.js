@@ -79,6 +79,10 @@ export class Api {
         attempt--; // a wait is not a key attempt
         continue;
       }
+      if (response.status === 401 || response.status === 403) { // the key just entered was refused too
+        const error = await readError(response);
+        throw new ApiError(error.status, error.code, `${error.message}; use API key… at the top to enter another`);
+      }
       if (!response.ok) throw await readError(response);
       if (attempt > 0) this.onKeyAccepted();
       return response;
@@ -201,7 +205,10 @@ async function readError(response) {
     if (typeof error.message === "string") message = error.message;
     else if (typeof error.detail === "string") message = error.detail;
   } catch {
-    // Not JSON (a proxy's page): keep the status line.
+    // Not JSON (a proxy's page): the status line, and what to do about it.
+    message += response.status >= 500
+      ? "; check that `foveal serve` is running behind it, then try again"
+      : "; check that the page comes from `foveal serve`, then reload it";
   }
   return new ApiError(response.status, code, PAGE_MESSAGES[code] ?? message);
 }

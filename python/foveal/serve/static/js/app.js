@@ -64,6 +64,8 @@ function clearError() {
   $("error").textContent = "";
 }
 
+const BAD_PASS_PERCENTILE = "The pass percentile must be a number in (0, 100].";
+
 /** Clear the message if it still says `text` (a failure that has since been recovered from). */
 function clearErrorIf(text) {
   if ($("error").textContent === text) clearError();
@@ -242,6 +244,7 @@ function setElements(elements) {
     if (e) fitGhost(current(), e, g);
     else state.ghosts.delete(name);
   }
+  clearErrorIf(noFreeBox(current())); // boxes changed: that may no longer be true
   current().elements = elements;
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
@@ -277,14 +280,18 @@ function addElement(box) {
   return name;
 }
 
+function noFreeBox(c) {
+  return `Every box a ${c.width}×${c.height} image can hold is already an element's; move or resize one, or remove it, `
+    + "first.";
+}
+
 /** The Add element button: a box of a default size, focused, so the arrow keys move and resize it at once. */
 function addDefaultElement() {
   const c = current();
   if (!c || state.whatif) return;
   const box = freeBox(c.elements, c.width, c.height);
   if (!box) {
-    showError(`Every box a ${c.width}×${c.height} image can hold is already an element's; `
-      + "move or resize one, or remove it, first.");
+    showError(noFreeBox(c));
     return;
   }
   clearError();
@@ -1003,10 +1010,11 @@ function wire() {
   $("pass-percentile").addEventListener("change", (e) => {
     const v = Number(e.target.value);
     if (!(v > 0 && v <= 100)) {
-      showError("The pass percentile must be a number in (0, 100].");
+      showError(BAD_PASS_PERCENTILE);
       e.target.value = String(state.passPercentile);
       return;
     }
+    clearErrorIf(BAD_PASS_PERCENTILE);
     state.passPercentile = v;
     refresh();
     scheduleServer();
