@@ -503,6 +503,8 @@ def test_bad_fields(http):
         assert error_of(response) == (400, "invalid_input")
         assert next(iter(query)) in response.json()["error"]["message"]
     assert error_of(http.post("/v1/score", params={"format": "gif"}, files=files)) == (422, "invalid_request")
+    bom = http.post("/v1/score", files=files, data={"elements": "\ufeff" + ELEMENTS})  # as foveal score reads files
+    assert bom.status_code == 200, bom.text
     missing = http.get("/v1/nothing")
     assert error_of(missing) == (404, "not_found") and "/openapi.json" in missing.json()["error"]["message"]
     assert error_of(http.post("/v1/whatif", files=files, data={  # a misspelt key is not an edit doing nothing

@@ -30,7 +30,9 @@ def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputErro
 
 
 def parse_json(text: str, source: str, error: type[InputError] = InputError) -> Any:
-    """``json.loads`` with every refusal as ``error``."""
+    """``json.loads`` with every refusal as ``error``; a leading byte order mark is dropped, as files' are."""
+    if isinstance(text, str):
+        text = text.removeprefix("\ufeff")  # text sent whole (a form field, a string) keeps an editor's BOM
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
