@@ -471,14 +471,19 @@ def partial(folder, tmp_path, engine) -> tuple[Path, Path]:
     (lambda out: (out / "elements" / "part-000002.parquet").write_bytes(b"PAR1 not parquet"), "not a part"),
     (lambda out: pq.write_table(pa.table({"x": [1]}), out / "creatives" / "part-000007.parquet"), "not a part"),
     (lambda out: ((out / ".lock").unlink(), (out / ".lock").mkdir()), "Is a directory"),
+    # A file where a table's folder was read as an empty table, and every committed row was dropped.
+    (lambda out: (shutil.rmtree(out / "elements"), (out / "elements").write_text("")), "not a folder"),
+    (lambda out: (shutil.rmtree(out / "creatives"), (out / "creatives").write_text("")), "not a folder"),
 ])
 def test_damaged_folder_is_one_line_that_says_what_to_do(partial, folder, engine, damage, message):
     out, clean = partial
     damage(out)
+    kept = {name: (out / name).read_bytes() for name in ("scores.csv", "scores.journal") if (out / name).is_file()}
     with pytest.raises(InputError, match=message) as refused:
         run_batch(read_inputs(folder), out, engine)
+    assert {name: (out / name).read_bytes() for name in kept} == kept, "a refused run changed the tables"
     text = str(refused.value)
-    assert "\n" not in text and ("delete it" in text or "fix that, or use another output folder" in text)
+    assert "\n" not in text and ("delete it" in text or "use another output folder" in text)
     broken = Path(text.split(":")[0].removeprefix("cannot use "))
     assert broken.exists() and broken.parent in (out, out / "elements", out / "creatives")
     shutil.rmtree(broken) if broken.is_dir() else broken.unlink()  # as the message says; then it resumes

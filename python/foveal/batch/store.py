@@ -220,6 +220,10 @@ class BatchStore:
     def _recover(self) -> set[str]:
         """Committed ids: journaled, and whole and once in every table; everything else is dropped from every
         table."""
+        for d in (ELEMENTS_DIR, CREATIVES_DIR):  # read as empty tables, they would drop every committed row
+            if (self.out / d).exists() and not (self.out / d).is_dir():
+                raise InputError(f"cannot use {self.out / d}: not a folder; {self.out} must be a batch output "
+                                 "folder: move that file away, or use another output folder")
         journal = self.out / JOURNAL_NAME
         text, ids = _read_journal(journal)
         rows, whole = self._read_csv()
