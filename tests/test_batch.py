@@ -153,6 +153,9 @@ def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
     ("image,image\na.png,b.png\n", "column 'image' appears more than once"),
     ("image,name,kind,x,y,w,h\na.png,cta,cta,inf,5,5,5\n", "column 'x' is inf"),
     ("image,name,kind,x,y,w,h\na.png,cta,cta,5,,5,5\n", "column 'y' is empty"),
+    # Boxes under other names were dropped for the element files beside the images.
+    ("image,name,kind,x,y,width,height\na.png,cta,cta,5,5,5,5\n", "has name,kind,x,y but not w,h"),
+    ("image,name,kind,x,y,w\na.png,cta,cta,5,5,5\n", "has name,kind,x,y,w but not h"),
 ])
 def test_bad_tables_refused(tmp_path, text, message):
     (tmp_path / "t.csv").write_text(text)

@@ -164,6 +164,11 @@ def _from_table(path: Path) -> list[BatchItem]:
            if "creative_id" in columns else [Path(p).stem for p in images])
     if all(c in columns for c in BOX_COLUMNS):
         return _long_table(path, columns, images, ids)
+    some = [c for c in BOX_COLUMNS if c in columns]
+    if any(c in columns for c in "xywh"):  # else its boxes would give way to the element files beside the images
+        missing = [c for c in BOX_COLUMNS if c not in columns]
+        raise InputError(f"{path}: a table of one row per element needs the columns {','.join(BOX_COLUMNS)}; it has "
+                         f"{','.join(some)} but not {','.join(missing)} (rename them, e.g. width to w)")
     if "elements" in columns:
         elements = [_elements_cell(v, path, i) for i, v in enumerate(columns["elements"])]
     else:
