@@ -654,3 +654,31 @@ def test_the_same_new_creative_recorded_by_two_writers_at_once(store_url):
     with Store(store_url) as store:
         assert store.counts()["creatives"] == 1 and store.counts()["predictions"] == 4
         assert sorted(store.latest_predictions()[0]["tags"]) == ["a", "t0", "t1", "t2", "t3"]
+
+
+def test_a_write_the_database_refuses_is_one_line_and_keeps_nothing(tmp_path):
+    """A read-only store file, a lost server or a role without rights failed as 'internal error' with
+    SQLAlchemy's statement and parameters dumped over several lines; it is one line, and the step is rolled back.
+    (The store file is read-only to `foveal outcomes import`: as root, without root's override of permissions.)"""
+    db = _read_only_store(tmp_path, 0o444, 0o755)
+    outcomes = _write(tmp_path / "o.csv", OUTCOMES)
+    try:
+        run = subprocess.run(without_root_override([*FOVEAL, "outcomes", "import", str(outcomes), "--db",
+                                                    f"sqlite:///{db}"]),
+                             env=ENV, capture_output=True, text=True, timeout=120)
+    finally:
+        db.parent.chmod(0o755)
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "the store failed (attempt to write a readonly database); nothing of this step was kept" in run.stderr
+    with Store(f"sqlite:///{db}", read_only=True) as store:
+        assert store.counts()["outcomes"] == 0
+
+
+def test_a_foveal_schema_table_foveal_did_not_write_is_refused(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE foveal_schema (version TEXT)")
+        conn.exec_driver_sql("INSERT INTO foveal_schema VALUES ('abc')")
+    engine.dispose()
+    with pytest.raises(FovealError, match="^the database's foveal_schema table holds 'abc', not a version number"):
+        Store(f"sqlite:///{tmp_path / 'v.db'}")

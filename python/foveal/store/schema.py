@@ -119,7 +119,12 @@ def schema_version(conn: Connection) -> int | None:
             raise FovealError("the database has tables named like foveal's but no foveal_schema table: it is not a "
                               "foveal store (or was damaged); use a new database")
         return None
-    return int(conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar() or 0)
+    version = conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar()
+    try:
+        return int(version or 0)
+    except (TypeError, ValueError):  # a table of that name that foveal did not write
+        raise FovealError(f"the database's foveal_schema table holds {str(version)[:40]!r}, not a version number: it "
+                          "is not a foveal store (or was damaged); use a new database") from None
 
 
 def _lock(conn: Connection) -> None:

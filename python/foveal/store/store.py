@@ -1,10 +1,11 @@
 """:class:`Store`: creatives, the predictions foveal made for them, and the outcomes they had in market."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -14,7 +15,7 @@ from ..errors import InputError
 from ..fileio import note_input
 from ..scoring.scores import CreativeScores
 from . import schema as s
-from .database import connect_error, create_engine, describe, parse_url
+from .database import connect_error, create_engine, describe, parse_url, write_error
 from .outcomes import check, read_outcomes
 
 #: The creative-level numbers stored as ``prediction_scores`` rows.
@@ -66,6 +67,16 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({describe(self.url)!r})"
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """One transaction; what the database refuses or loses on the way (a read-only file, a server gone, a
+        role without rights) is a one-line FovealError, not SQLAlchemy's statement dump."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise write_error(self.url, exc) from None
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -92,7 +103,7 @@ class Store:
                              "that was scored")
         image_sha = provenance.get("image_sha256")
         now = scored_at or datetime.now(timezone.utc)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._upsert_creative(conn, creative_id, image_sha, scores.format, vertical, tags, now)
             pid = conn.execute(s.predictions.insert().values(
                 creative_id=creative_id, model=str(provenance.get("model")),
@@ -142,7 +153,7 @@ class Store:
         path = Path(path)
         rows, errors = read_outcomes(path, mapping or {})
         now = datetime.now(timezone.utc)
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             ids = sorted({r["creative_id"] for r in rows})
             known = set()
             for start in range(0, len(ids), 500):
@@ -179,7 +190,7 @@ class Store:
         if graph_sha256:
             latest = latest.where(p.graph_sha256.startswith(graph_sha256, autoescape=True))
         latest = latest.group_by(p.creative_id).subquery()
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             rows = conn.execute(
                 sa.select(latest.c.pid, c.creative_id, c.vertical, p.format, p.model, p.graph_sha256, p.precision,
                           p.scored_at).join(s.predictions, p.prediction_id == latest.c.pid)
@@ -215,19 +226,19 @@ class Store:
             return sa.func.sum(sa.cast(column, sa.Float))
         # sum() skips NULLs: one source's conversions would pass for the day's, over every source's clicks
         conversions = sa.case((sa.func.count(o.conversions) == sa.func.count(), total(o.conversions)))
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             return [tuple(r) for r in conn.execute(
                 sa.select(o.creative_id, o.date, total(o.impressions), total(o.clicks), conversions)
                 .group_by(o.creative_id, o.date).order_by(o.creative_id, o.date))]
 
     def counts(self) -> dict[str, int]:
         """Rows per table (creatives, predictions, prediction_elements, prediction_scores, outcomes)."""
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
                     for t in (s.creatives, s.predictions, s.prediction_elements, s.prediction_scores, s.outcomes)}
 
     def schema_version(self) -> int:
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             return s.schema_version(conn) or 0
 
 
