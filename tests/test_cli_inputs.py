@@ -182,3 +182,15 @@ def test_eval_checks_its_output_folder_before_evaluating(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "exists and is not a folder" in err and len(err.strip().splitlines()) == 1, err
     assert not_a_folder.read_text() == "keep me"
+
+
+def test_advice_names_flags_not_the_librarys_arguments(tmp_path, capsys):
+    """The library's messages name its arguments (max_pixels); on the command line they name the flag."""
+    assert main(["-q", "score", str(EXAMPLES / "creative.png"), "--elements", str(EXAMPLES / "creative.json"),
+                 "--max-pixels", "1000", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith("downscale it or raise --max-pixels") and "max_pixels" not in err, err
+    with pytest.raises(SystemExit):
+        main(["score", str(EXAMPLES / "creative.png"), "--commit-every", "abc", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "expected a whole number, got 'abc'" in err and "_positive_int" not in err, err

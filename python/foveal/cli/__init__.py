@@ -105,9 +105,17 @@ def _main(argv: list[str] | None) -> int:
         return 1
 
 
+#: The library's advice names its own arguments; on the command line the same thing is a flag.
+_FLAGS = (("raise max_pixels", "raise --max-pixels"), ("set allow_model_mismatch", "pass --allow-model-mismatch"),
+          ("choose one with graph (", "choose one with --graph ("))
+
+
 def error_line(exc: FovealError) -> str:
-    """``foveal: error: <message>``, one line as every FovealError's message is."""
-    return f"foveal: error: {exc}"
+    """``foveal: error: <message>``, one line as every FovealError's message is, in the command line's words."""
+    text = str(exc)
+    for argument, flag in _FLAGS:
+        text = text.replace(argument, flag)
+    return f"foveal: error: {text}"
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:
@@ -162,7 +170,10 @@ def name_arg(text: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:  # argparse would name this function: "invalid _positive_int value"
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

@@ -13,7 +13,7 @@ from ..errors import FovealError, InputError
 from ..fileio import write_json
 from ..imageio import DEFAULT_MAX_PIXELS, decode
 from ..progress import progress
-from . import check_out_folder, path_arg
+from . import check_out_folder, error_line, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             write_json(target, element_file(detector.detect(decoded.pixels), decoded.pixels.shape[:2]))
         except FovealError as exc:
             failures += 1
-            print(f"foveal: error: {exc}", file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
     if not args.quiet and (len(targets) > 1 or not failures):  # one image's failure is its error line alone
         print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
               f"{args.out}", file=sys.stderr)
