@@ -476,7 +476,7 @@ def test_calibrate_errors(tmp_path, capsys):
     with Store(url) as store:
         store.record("b", *scored(2, graph="ef" * 32))
     assert main(["calibrate", "--db", url, "-o", str(tmp_path / "o")]) == 1
-    assert "choose one with graph (a prefix of its sha256)" in capsys.readouterr().err
+    assert "choose one with --graph (a prefix of its sha256)" in capsys.readouterr().err
     (tmp_path / "o.csv").write_text("creative_id,date,impressions,clicks\na,2024-01-01,5000,10\n")
     assert main(["outcomes", "import", str(tmp_path / "o.csv"), "--db", url, "-q"]) == 0
     assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o")]) == 1

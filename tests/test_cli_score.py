@@ -116,7 +116,7 @@ def test_norms_from_another_model_refused_unless_allowed(tmp_path, norms_file, c
     out = tmp_path / "out"
     assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "set allow_model_mismatch" in err[0] and not out.exists()
+    assert len(err) == 1 and "pass --allow-model-mismatch" in err[0] and not out.exists()
     assert run("score", CREATIVE, "--elements", ELEMENTS, "-o", out, "--norms", tmp_path / "other.json",
                "--allow-model-mismatch") == 0
     assert "not comparable" in json.loads((out / "scores.json").read_text())["norms"]["warning"]
