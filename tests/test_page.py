@@ -1192,7 +1192,8 @@ def test_messages_go_once_untrue_and_say_what_to_do(page):
     wait(page, lambda d: not d.find_element("id", "error-box").is_displayed(), what="the refusal cleared")
     js(page, """window.__real = window.fetch; window.fetch = (url, ...rest) => String(url).startsWith('/v1/predict')
         ? Promise.resolve(new Response('<html><body>502 Bad Gateway</body></html>',
-            {status: 502, statusText: 'Bad Gateway', headers: {'Content-Type': 'text/html'}})) : window.__real(url, ...rest);""")
+            {status: 502, statusText: 'Bad Gateway', headers: {'Content-Type': 'text/html'}}))
+        : window.__real(url, ...rest);""")
     try:
         page.find_element("id", "file-a").send_keys(str(EXAMPLES / "creative_b.png"))
         wait(page, lambda d: "502" in error.text, what="the gateway's refusal")

@@ -650,8 +650,8 @@ def test_multipart_bodies_cut_short(engine):
     app = create_app(ServeConfig(warmup=False), engine=engine)
     data = EXAMPLE.read_bytes()
     body = (b'--XX\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png'
-            b'\r\n\r\n' + data + b'\r\n--XX\r\nContent-Disposition: form-data; name="elements"\r\n\r\n' + EXAMPLE.with_suffix(".json").read_bytes()
-            + b'\r\n--XX--\r\n')
+            b'\r\n\r\n' + data + b'\r\n--XX\r\nContent-Disposition: form-data; name="elements"\r\n\r\n'
+            + EXAMPLE.with_suffix(".json").read_bytes() + b'\r\n--XX--\r\n')
     head = (b"POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
     with running(app) as base:
@@ -673,6 +673,16 @@ def test_multipart_bodies_cut_short(engine):
         whole = httpx.post(f"{base}/v1/score", content=body,
                            headers={"Content-Type": "multipart/form-data; boundary=XX"})
         assert whole.status_code == 200, whole.text
+
+
+def test_a_server_without_the_detect_extra_says_so_as_501():
+    """The server, not the client, lacks what detection needs: 501 with the install hint, not a 400 blaming the
+    request."""
+    from foveal.errors import DetectorUnavailableError
+    from foveal.serve.errors import status_of
+
+    refusal = DetectorUnavailableError("rapidocr_onnxruntime is not installed")
+    assert status_of(refusal) == (501, "detection_unavailable")
 
 
 def test_api_keys(url):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import logging
 import math
@@ -510,18 +509,17 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         finally:
             watcher.cancel()
 
-    if importlib.util.find_spec("foveal.detect") is not None:  # issue 18's detector, when this build has it
-        @app.post("/v1/detect", tags=["score"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})
-        async def detect(request: Request) -> Response:
-            """One image (raw body or multipart field `image`) → proposed elements: the element file
-            `foveal detect` writes (each with `confidence` and `source: "auto"`), for the page to offer."""
-            from ..detect import detect as detect_image, element_file
+    @app.post("/v1/detect", tags=["score"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})
+    async def detect(request: Request) -> Response:
+        """One image (raw body or multipart field `image`) → proposed elements: the element file
+        `foveal detect` writes (each with `confidence` and `source: "auto"`), for the page to offer."""
+        from ..detect import detect as detect_image, element_file
 
-            deadline = _deadline(request, state)
-            data, _ = await codec.image_bytes(request)
-            decoded = await _decode(state, data)
-            return codec.JSONDocument(await state.detect_lane.run(
-                lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2]), deadline))
+        deadline = _deadline(request, state)
+        data, _ = await codec.image_bytes(request)
+        decoded = await _decode(state, data)
+        return codec.JSONDocument(await state.detect_lane.run(
+            lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2]), deadline))
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:

@@ -8,8 +8,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
-                      InputError, ModelError, ServiceError, TooManyPixelsError)
+from ..errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
+                      FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError)
 
 log = logging.getLogger("foveal.serve")
 
@@ -21,6 +21,7 @@ FOVEAL_STATUS: tuple[tuple[type[FovealError], int, str], ...] = (
     (FormatMismatchError, 400, "format_mismatch"),
     (InputError, 400, "invalid_input"),
     (BackendUnavailableError, 503, "backend_unavailable"),
+    (DetectorUnavailableError, 501, "detection_unavailable"),  # the server lacks the detect extra
     (ModelError, 500, "model_error"),
 )
 

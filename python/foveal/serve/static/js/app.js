@@ -281,8 +281,8 @@ function addElement(box) {
 }
 
 function noFreeBox(c) {
-  return `Every box a ${c.width}×${c.height} image can hold is already an element's; move or resize one, or remove it, `
-    + "first.";
+  return `Every box a ${c.width}×${c.height} image can hold is already an element's; `
+    + "move or resize one, or remove it, first.";
 }
 
 /** The Add element button: a box of a default size, focused, so the arrow keys move and resize it at once. */
