@@ -685,6 +685,19 @@ def test_a_server_without_the_detect_extra_says_so_as_501():
     assert status_of(refusal) == (501, "detection_unavailable")
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_key_file_it_cannot_use_stops_the_start_in_one_line(tmp_path, workers):
+    """With workers, each worker read the key file as it started, died on a short key and was started again, for
+    ever, a traceback each time, the port held; the file is read before anything starts."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text("short\n")
+    run = subprocess.run([sys.executable, "-m", "foveal", "serve", "--port", str(free_port()), "--model", "itti-koch",
+                          "--api-keys", str(keys), "--workers", workers],
+                         env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.count("\n") == 1 and "keys must be at least 16 characters" in run.stderr, run.stderr
+
+
 def test_api_keys(url):
     data = EXAMPLE.read_bytes()
     missing = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png"})

@@ -17,6 +17,7 @@ import threading
 
 from ..errors import InputError
 from .app import ServeConfig, create_app
+from .auth import load_keys
 from .batcher import finite
 
 #: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
@@ -93,6 +94,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     from .connection import connection_factory
 
     check_listen(host, port)
+    if config.api_keys_file:  # read here too: a worker that cannot read it would die and be restarted for ever
+        load_keys(config.api_keys_file)
     finite("header_timeout_s", header_timeout_s, zero=False)
     finite("graceful_timeout_s", graceful_timeout_s, zero=False)
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
