@@ -1474,8 +1474,41 @@ def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
     assert not cap_malloc_arenas()
 
 
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """SIGKILL to `foveal serve --workers 2` left both workers serving, orphaned, on the port a restarted service
+    then found taken; they drain and exit."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
+
+    def stat(pid: int) -> list[str]:  # the fields after the command name; [] once the process is gone
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return []
+
+    def workers() -> list[int]:  # uvicorn's worker processes: spawned children of the service
+        pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+        return [p for p in pids if stat(p)[1:2] == [str(proc.pid)]
+                and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    deadline = time.monotonic() + 30
+    while len(found := workers()) < 2:
+        assert time.monotonic() < deadline, "the workers were not found"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(stat(p)[:1] not in ([], ["Z"]) for p in found):
+        if time.monotonic() > deadline:
+            for p in found:
+                with contextlib.suppress(OSError):
+                    os.kill(p, signal.SIGKILL)
+            raise AssertionError(f"orphaned workers still running: {log.read_text()}")
+        time.sleep(0.1)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/readyz", timeout=2)
+
+
 def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_path):
-    from foveal.serve.metrics import MetricsExchange, ServiceMetrics
+    from foveal.serve.metrics import MetricsExchange, ServiceMetrics, _start_time
 
     mine, other = ServiceMetrics(), ServiceMetrics()
     for m, n in ((mine, 3), (other, 5)):
@@ -1485,17 +1518,21 @@ def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_pa
         m.in_flight.set(n)
     exchange = MetricsExchange(tmp_path, mine)
     MetricsExchange(tmp_path, other).publish()
-    (tmp_path / f"{os.getpid()}.json").rename(tmp_path / "1.json")  # pid 1 (init) is alive
+    alive = tmp_path / f"1-{_start_time(1)}.json"  # pid 1 (init) is alive
+    (tmp_path / f"{os.getpid()}-{_start_time(os.getpid())}.json").rename(alive)
     text = exchange.render()
     assert metric(text, 'foveal_requests_total{route="/v1/predict",status="200"}') == 8
     assert metric(text, 'foveal_request_duration_seconds_count{route="/v1/predict"}') == 8
     assert metric(text, 'foveal_request_duration_seconds_bucket{route="/v1/predict",le="0.025"}') == 8
     assert metric(text, "foveal_requests_in_flight") == 8
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "1.json").rename(tmp_path / f"{int(dead.stdout)}.json")  # a worker that has exited
+    gone = tmp_path / f"{int(dead.stdout)}-1.json"  # a worker that has exited
+    alive.rename(gone)
     text = exchange.render()
     assert metric(text, 'foveal_requests_total{route="/v1/predict",status="200"}') == 8
     assert metric(text, "foveal_requests_in_flight") == 3
+    gone.rename(tmp_path / "1-0.json")  # its pid now another process's (init's, started at another time)
+    assert metric(exchange.render(), "foveal_requests_in_flight") == 3
 
 
 def test_warm_up_keeps_to_a_small_pixel_limit(engine):

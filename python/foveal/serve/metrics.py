@@ -211,7 +211,9 @@ class MetricsExchange:
 
     def __init__(self, directory: str | os.PathLike, metrics: ServiceMetrics, period_s: float = 1.0) -> None:
         self.directory, self.metrics, self.period_s = Path(directory), metrics, period_s
-        self._own = self.directory / f"{os.getpid()}.json"
+        # Named by pid and start time: a pid alone is reused, and an unrelated process would bring a dead worker's
+        # gauges back.
+        self._own = self.directory / f"{os.getpid()}-{_start_time(os.getpid())}.json"
 
     def publish(self) -> None:
         tmp = self._own.with_suffix(".tmp")
@@ -229,7 +231,8 @@ class MetricsExchange:
                 snapshot = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # a worker's file being replaced or removed right now
-            if not _alive(int(path.stem)):
+            pid, _, started = path.stem.partition("-")
+            if not _alive(int(pid), started):
                 snapshot = {k: v for k, v in snapshot.items() if k not in gauges}
             found.append(snapshot)
         return found
@@ -238,11 +241,21 @@ class MetricsExchange:
         return self.metrics.render(self.others())
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started: str) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (:func:`_start_time`) still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _start_time(pid) == started
+
+
+def _start_time(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks since boot (/proc/PID/stat, field 22); "" without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # after the command name, which may hold spaces and ")"

@@ -22,13 +22,29 @@ from .batcher import finite
 
 #: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
 CONFIG_ENV = "FOVEAL_SERVE_CONFIG"
+#: The pid of the ``foveal serve`` process that starts the workers.
+PARENT_ENV = "FOVEAL_SERVE_PARENT"
+_PR_SET_PDEATHSIG = 1
 
 
 def app_from_env():
     """Factory for uvicorn's worker processes: the app described by :data:`CONFIG_ENV`."""
+    _end_with_parent(int(os.environ.get(PARENT_ENV, "0")))
     raw = json.loads(os.environ[CONFIG_ENV])
     raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
     return create_app(ServeConfig(**raw))
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: this worker is sent SIGTERM (and drains) when ``parent`` dies, even killed: else its workers went on
+    serving, orphaned, on a port a restarted service then finds taken."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if parent and os.getppid() != parent:  # it died before the request above was made
+        raise SystemExit("foveal serve: the parent process is gone")
 
 
 _BIND_HINTS = {errno.EADDRINUSE: "choose another port, or stop the process that listens on it",
@@ -113,6 +129,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
                 cleanup.callback(shutil.rmtree, shared, ignore_errors=True)
                 config = dataclasses.replace(config, metrics_dir=shared)
             os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
+            os.environ[PARENT_ENV] = str(os.getpid())
+            cleanup.callback(os.environ.pop, PARENT_ENV, None)
             if "MALLOC_ARENA_MAX" not in os.environ:  # glibc reads it as each worker process starts
                 os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
                 cleanup.callback(os.environ.pop, "MALLOC_ARENA_MAX", None)
