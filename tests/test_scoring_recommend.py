@@ -202,3 +202,25 @@ def test_scores_built_without_a_pass_mark_fall_back_to_the_creatives():
 
     doc = build_document(cs, recommend(cs), {}, image="a.png", elements="a.json", norms=None)
     assert "<td>0.0</td>" in render_html(doc, np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+
+
+def test_a_failing_share_is_printed_below_the_share_it_needs_and_the_mark_in_full():
+    """A CTA a millionth below its threshold read "gets 28.2% ... passing needs 28.2%", and a pass mark of 70.0000001
+    was printed "the 70th percentile" beside a percentile of 70.0 that fails it."""
+    fmt = f"{W}x{H}"
+    smap = peaked({CTA.box: 0.05})
+    share = score_creative(smap, [CTA]).element("buy").share
+    refs = np.r_[np.full(6, share / 2), [share * (1 + 1e-6)], np.full(3, 1.0)]
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 10}, formats={fmt: {"cta": refs}})
+    cta = score_creative(smap, [CTA], norms=norms).element("buy")
+    assert cta.passed is False and cta.threshold_share > cta.share
+    message = next(r for r in recommend(score_creative(smap, [CTA], norms=norms)) if r.id == "cta_weak:buy").message
+    gets = float(re.search(r"gets ([\d.]+)% of attention", message)[1])
+    needs = float(re.search(r"passing needs ([\d.]+)%", message)[1])
+    assert gets < needs, message
+    refs = np.r_[np.full(6, share / 2), [share], np.full(3, 1.0)]  # the CTA at exactly the 70th percentile
+    norms = Norms(model={"name": "m", "sha256": "0"}, creatives={fmt: 10}, formats={fmt: {"cta": refs}})
+    scores = score_creative(smap, [CTA], norms=norms, pass_percentile=70.0000001)
+    assert scores.element("buy").passed is False
+    message = next(r for r in recommend(scores) if r.id == "cta_weak:buy").message
+    assert "(the 70.0000001th percentile)" in message, message

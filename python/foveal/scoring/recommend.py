@@ -94,8 +94,19 @@ class Recommendation:
         return asdict(self)
 
 
-def _pct(share: float) -> str:
-    return f"{100 * share:.1f}%"
+def _pct(share: float, digits: int = 1) -> str:
+    return f"{100 * share:.{digits}f}%"
+
+
+def _share_digits(e: ElementScore) -> int:
+    """Decimals for an element's share and the share it needs to pass: one, or as many more as it takes to print a
+    failing share below what it needs (28.2% against "passing needs 28.2%" reads as a pass)."""
+    if e.passed is not False or e.threshold_share is None:
+        return 1
+    for digits in range(1, 7):
+        if float(f"{100 * e.share:.{digits}f}") < float(f"{100 * e.threshold_share:.{digits}f}"):
+            return digits
+    return 6
 
 
 def _fails(e: ElementScore) -> bool:
@@ -111,7 +122,7 @@ def _low_rank(e: ElementScore, n: int) -> bool:
 def _ordinal(value: float) -> str:
     """1st, 2nd, 3rd, 11th, 72nd; a fractional percentile keeps its decimals (72.5th)."""
     if value != int(value):
-        return f"{value:g}th"
+        return f"{value:.15g}th"  # every digit: a mark of 70.0000001 printed "70" would pass a 70.0 that fails
     n = int(value)
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -127,7 +138,8 @@ def _standing(e: ElementScore, n: int, default_mark: float) -> str:
     # The percentile itself, not the rounded score: a score of 70 may be the 69.6th percentile, which fails 70.
     mark = default_mark if e.pass_percentile is None else e.pass_percentile  # None: built without one
     return (f"lift {e.lift:.2f}, {rank}, score {e.score}: percentile {percentile_text(e.percentile or 0.0, mark)} of "
-            f"its norm; passing needs {_pct(e.threshold_share or 0.0)} (the {_ordinal(mark)} percentile)")
+            f"its norm; passing needs {_pct(e.threshold_share or 0.0, _share_digits(e))} (the {_ordinal(mark)} "
+            "percentile)")
 
 
 def _numbers(e: ElementScore, n: int) -> dict[str, Any]:
@@ -170,7 +182,7 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             if not (_fails(e) or _low_rank(e, n)):
                 continue
             numbers = _numbers(e, n)
-            message = f"CTA {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n, pp)})"
+            message = f"CTA {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)})"
             top = _strongest_other(top_two, e)
             if top is not None:
                 numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
@@ -180,18 +192,19 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
         elif e.kind == "headline" and _fails(e):
             recs.append(Recommendation(
                 f"headline_weak:{e.name}", "medium",
-                f"Headline {e.name!r} gets {_pct(e.share)} of attention ({_standing(e, n, pp)}). {_FIXES['headline']}",
+                f"Headline {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)}). "
+                f"{_FIXES['headline']}",
                 _numbers(e, n)))
         elif e.passed is False:
             fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
             recs.append(Recommendation(
                 f"{e.kind}_weak:{e.name}", "medium" if e.kind == "product" else "low",
-                f"{e.kind} {e.name!r} gets {_pct(e.share)} of attention, below its norm ({_standing(e, n, pp)}). "
+                f"{e.kind} {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention, below its norm ({_standing(e, n, pp)}). "
                 f"{fix}", _numbers(e, n)))
         elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta
             numbers = _numbers(e, n) | {"best_cta_share": best_cta}
-            message = (f"{e.kind} {e.name!r} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
+            message = (f"{e.kind} {e.name!r} takes {_pct(e.share, _share_digits(e))} of attention on {_pct(e.area_fraction)} of the "
                        f"area (lift {e.lift:.2f})")
             if best_cta is not None and outdraws:
                 message += f", more than the best CTA ({_pct(best_cta)})"

@@ -255,9 +255,9 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         # The norms may set a kind's own pass mark (foveal calibrate proposes them): name each one that differs.
         own = {e["kind"]: e["pass_percentile"] for e in doc["elements"]
                if e.get("pass_percentile") is not None and e["pass_percentile"] != doc["pass_percentile"]}
-        marks = "".join(f"; {kind}: ≥ {p:g}" for kind, p in sorted(own.items()))
+        marks = "".join(f"; {kind}: ≥ {p:.15g}" for kind, p in sorted(own.items()))
         notes.append(f'Percentiles against {bdi(Path(str(norms["source"])).name)} (format {bdi(doc["format"])}: '
-                     + html.escape(f'{against}); pass = percentile ≥ {doc["pass_percentile"]:g}'
+                     + html.escape(f'{against}); pass = percentile ≥ {doc["pass_percentile"]:.15g}'
                                    + (f"{marks} (set by the norms)." if marks else ".")))
         if norms.get("warning"):
             notes.append("Warning: " + html.escape(norms["warning"]))
