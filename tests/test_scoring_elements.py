@@ -233,3 +233,12 @@ def test_element_name_length_is_bounded():
     parse_elements([el("n" * MAX_NAME_CHARS)], HW)
     with pytest.raises(ElementSpecError, match=r"'name' is 100,000 characters long \('nnn.*…\); use at most 200$"):
         parse_elements([el("n" * 100_000)], HW)
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "\x1b[31mred", "tab\there", "\ufdd0x", "x\U0001fffe"])
+def test_a_name_with_a_control_character_or_noncharacter_is_refused(name):
+    """Reports are HTML with SVG inside: NUL, ESC, form feeds and noncharacters made them invalid documents."""
+    with pytest.raises(ElementSpecError, match="holds a control character or a Unicode noncharacter, got .*; use "
+                                               "printable text$"):
+        parse_elements([el(name)], HW)
+    parse_elements([el("\u202ebidi \u00e9t\u00e9 \u4e2d")], HW)  # format characters and any script are fine

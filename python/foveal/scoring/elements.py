@@ -31,6 +31,7 @@ import difflib
 import io
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -150,7 +151,17 @@ def _check_name(name: Any, where: str) -> str:
     if not is_unicode(name):  # a lone surrogate (JSON's "\ud800") cannot be written back out as UTF-8
         raise ElementSpecError(f"{where}: field 'name' holds a lone UTF-16 surrogate, got {_short(name)}; use a "
                                "valid Unicode name")
+    if any(unicodedata.category(c) == "Cc" or _noncharacter(c) for c in name):
+        # NUL, ESC, a tab... are no label, and HTML, SVG and XML reports cannot hold them
+        raise ElementSpecError(f"{where}: field 'name' holds a control character or a Unicode noncharacter, got "
+                               f"{_short(name)}; use printable text")
     return name
+
+
+def _noncharacter(c: str) -> bool:
+    """U+FDD0..U+FDEF and the last two code points of every plane: never for interchange."""
+    code = ord(c)
+    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
 
 
 
