@@ -332,7 +332,7 @@ def test_compare_page_titles_use_file_names(tmp_path):
     assert main(["-q", "compare", str(a.resolve()), str(b.resolve()), "--elements", str(ea), str(eb), "-o",
                  str(out)]) == 0
     title = re.search(r"<title>(.*?)</title>", (out / "compare.html").read_text()).group(1)
-    assert title == f"foveal compare: {a.name} vs {b.name}"
+    assert title == f"foveal compare: \u2068{a.name}\u2069 vs \u2068{b.name}\u2069"  # each name isolated
 
 
 def test_compare_page_keeps_hostile_names_as_text_under_a_no_script_policy(tmp_path):
@@ -355,6 +355,7 @@ def test_compare_page_keeps_hostile_names_as_text_under_a_no_script_policy(tmp_p
     assert_only_text(page, PAYLOADS[:2], images=1)
     assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'' in page
     assert f"<h1><bdi>{a.name}</bdi> vs <bdi>\u202eb.png</bdi></h1>" in page
+    assert f"<title>foveal compare: \u2068{a.name}\u2069 vs \u2068\u202eb.png\u2069</title>" in page  # the tab too
 
 
 def test_a_change_just_under_the_threshold_is_not_printed_as_one_on_it():
