@@ -130,15 +130,16 @@ def read_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
     return data
 
 
-def _create_temporary(target: Path) -> tuple[int, Path]:
+def _create_temporary(target: Path, made: list[Path]) -> int:
     """A new, exclusive temporary sibling of ``target``, created with the permissions an ordinary ``open()`` gives
-    (0666 less the umask: the kernel applies it, so the process umask is never read or changed)."""
+    (0666 less the umask: the kernel applies it, so the process umask is never read or changed); its name goes into
+    ``made`` before it exists, so that a Ctrl-C or SIGTERM raised the moment it is made still finds it to delete."""
     for _ in range(100):
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
+        made.append(target.parent / f".{target.name}.{secrets.token_hex(6)}.part")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+            return os.open(made[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
-            continue
+            made.pop()  # another's
     raise FileExistsError(f"no free temporary name beside {target}")
 
 
@@ -181,12 +182,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
     target = check_output(path)
+    made: list[Path] = []
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temporary(target)
-    except OSError as exc:
-        raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
-    try:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = _create_temporary(target, made)
+        except OSError as exc:
+            raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
+        tmp = made[-1]
         fh = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
         try:
             try:
@@ -210,8 +213,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         except OSError as exc:
             raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        for tmp in made:
+            with contextlib.suppress(OSError):  # gone already, or never made: what stopped the write is the error
+                os.unlink(tmp)
         raise
 
 
