@@ -334,3 +334,15 @@ def test_an_image_with_every_pixel_fixated_is_named_before_any_map(tmp_path):
         evaluate(CENTRE_BIAS_MODEL, ds, split=None, progress=False)
     result = evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS", "AUC-Borji"], progress=False)
     assert len(result.images) == len(SHAPES) + 1
+
+
+def test_cli_eval_refuses_an_empty_metric_list(tmp_path, capsys):
+    """`--metrics ''` (an unset variable) scored every metric, while `--metrics ,` was refused."""
+    from foveal.cli import main
+
+    root = _folder(tmp_path / "ds")
+    for empty in ("", ","):
+        assert main(["-q", "eval", "--dataset", str(root), "--split", "all", "--model", CENTRE_BIAS_MODEL,
+                     "--metrics", empty]) == 1
+        err = capsys.readouterr().err
+        assert "unknown metric '(none given)'" in err and len(err.splitlines()) == 1, err

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_folder(args.out)  # before the evaluation, not after it
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    # None only when --metrics is left out: an empty list is refused by the library, not read as every metric
+    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
     dataset = load_dataset(args.dataset)
     split = None if args.split == "all" else args.split
     if args.model == HUMAN_MODEL:
