@@ -88,6 +88,10 @@ class _Item:
     future: asyncio.Future
     queued_at: float = field(default_factory=time.monotonic)
 
+    def expired(self, now: float) -> bool:
+        """Whether its deadline passed (it is answered 504 instead of running)."""
+        return self.deadline is not None and now >= self.deadline
+
 
 class Batcher:
     """Coalesce concurrent single-image requests into batched engine calls.
@@ -266,7 +270,7 @@ class Batcher:
             item = self._pending.popleft()
             if item.future.done():
                 continue
-            if item.deadline is not None and now >= item.deadline:
+            if item.expired(now):
                 self._expire(item)
                 continue
             batch.append(item)
@@ -380,7 +384,7 @@ class _Feed:
             now = time.monotonic()
             if item.future.done():
                 continue
-            if item.deadline is not None and now >= item.deadline:
+            if item.expired(now):
                 batcher._loop.call_soon_threadsafe(batcher._expire, item)
                 continue
             batcher._running[self._index] = (item, now)
