@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .engine import checked_batch_size, image_list, indexed_error
+from .engine import checked_batch_size, image_list, raise_first_error
 from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
                      InputError, ModelError, ServiceError, TooManyPixelsError)
 from .fileio import json_default, read_input
@@ -123,9 +123,7 @@ class Client:
         with ThreadPoolExecutor(max_workers=min(batch_size, 64)) as pool:
             results = list(pool.map(one, items))
         if errors == "raise":
-            for i, result in enumerate(results):
-                if isinstance(result, FovealError):
-                    raise indexed_error(result, i, len(results)) from None
+            raise_first_error(results)
         return results
 
     # -- what the CLI does -------------------------------------------------------------------------------------

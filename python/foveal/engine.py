@@ -46,7 +46,8 @@ class Engine:
 
     Thread safety: one Engine may be shared by any number of threads. ``predict``, ``predict_batch`` and
     ``predict_stream`` keep no per-call state on the Engine (each call that runs lanes has its own worker threads,
-    joined before it returns; the CPU's single-threaded twin sessions they use are made once, under a lock), and
+    joined before it returns, but for a lane a stopped stream leaves blocked on its input, which ends once that
+    yields; the CPU's single-threaded twin sessions they use are made once, under a lock), and
     concurrent calls return exactly what the same calls made one after another return (tested bit for bit on ONNX
     Runtime and on the torch backend's CPU mode). On a GPU backend the network runs on one stream with one set of
     TensorRT contexts and CUDA-graph buffers, so calls on one Engine are serialised by a lock (held until the
@@ -215,9 +216,7 @@ class Engine:
 
         self._run_lanes(iter(items), lanes, keep, stop)
         if errors == "raise":
-            for i, result in enumerate(results):
-                if isinstance(result, FovealError):
-                    raise indexed_error(result, i, len(items)) from None
+            raise_first_error(results)
         return results
 
     def _run_lanes(self, source: Iterator[Any], lanes: list[Any], on_result: Callable[[int, Any], None],
@@ -452,6 +451,13 @@ def checked_batch_size(value: Any) -> int:
     if size < 1:
         raise InputError(f"batch_size must be >= 1, got {size}")
     return size
+
+
+def raise_first_error(results: list[Any]) -> None:
+    """Raise the first :class:`FovealError` in ``results`` (``errors="raise"``), with its index, if any."""
+    for i, result in enumerate(results):
+        if isinstance(result, FovealError):
+            raise indexed_error(result, i, len(results)) from None
 
 
 def indexed_error(exc: FovealError, index: int, count: int) -> FovealError:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
-from email.message import Message
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
 
 import numpy as np
