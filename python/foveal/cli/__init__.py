@@ -107,7 +107,8 @@ def _main(argv: list[str] | None) -> int:
 
 #: The library's advice names its own arguments; on the command line the same thing is a flag.
 _FLAGS = (("raise max_pixels", "raise --max-pixels"), ("set allow_model_mismatch", "pass --allow-model-mismatch"),
-          ("choose one with graph (", "choose one with --graph ("))
+          ("set allow_format_mismatch", "pass --allow-format-mismatch"), ("choose one with graph (", "choose one with "
+                                                                                                   "--graph ("))
 
 
 def error_line(exc: FovealError) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import FormatMismatchError
 from ..fileio import check_output, save_png, unicode_name, write_json, write_text
 from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
@@ -50,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
     map_a, map_b = engine.predict_batch(decoded, batch_size=args.batch_size)
     scores_a = score_creative(map_a, specs[0].elements, format=specs[0].format)
     scores_b = score_creative(map_b, specs[1].elements, format=specs[1].format)
-    try:
-        comparison = compare_scores(scores_a, scores_b, allow_format_mismatch=args.allow_format_mismatch)
-    except FormatMismatchError as exc:  # the library's advice names its argument; here it is a flag
-        raise FormatMismatchError(f"{exc.mismatch}; compare variants of one format, or pass --allow-format-mismatch "
-                                  "to see a qualified comparison", mismatch=exc.mismatch) from None
+    comparison = compare_scores(scores_a, scores_b, allow_format_mismatch=args.allow_format_mismatch)
     diff = difference_map(map_a.prob, map_b.prob)
     inputs = {key: {"image": unicode_name(path, "the image's file name"),
                     "elements": unicode_name(f, "the element file's name"), "image_sha256": d.sha256}
