@@ -199,12 +199,12 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
             recs.append(Recommendation(
                 f"{e.kind}_weak:{e.name}", "medium" if e.kind == "product" else "low",
-                f"{e.kind} {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention, below its norm ({_standing(e, n, pp)}). "
-                f"{fix}", _numbers(e, n)))
+                f"{e.kind} {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention, below its norm "
+                f"({_standing(e, n, pp)}). {fix}", _numbers(e, n)))
         elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta
             numbers = _numbers(e, n) | {"best_cta_share": best_cta}
-            message = (f"{e.kind} {e.name!r} takes {_pct(e.share, _share_digits(e))} of attention on {_pct(e.area_fraction)} of the "
+            message = (f"{e.kind} {e.name!r} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
                        f"area (lift {e.lift:.2f})")
             if best_cta is not None and outdraws:
                 message += f", more than the best CTA ({_pct(best_cta)})"
