@@ -159,17 +159,22 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _first_line(exc: DBAPIError) -> str:
+    """The driver's own reason, without SQLAlchemy's statement, parameters and link."""
+    return (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+
+
 def write_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     """A one-line FovealError for a read or write the database refused or lost mid-way (nothing of it was kept:
     each store call is one transaction)."""
-    reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+    reason = _first_line(exc)
     return FovealError(f"database {describe(url)}: the store failed ({reason}); nothing of this step was kept: check "
                        "that the database may be written and the server is up, then rerun")
 
 
 def connect_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     """A one-line FovealError for a database that cannot be reached or opened."""
-    reason = (str(exc.orig) if exc.orig is not None else str(exc)).strip().splitlines()[0]
+    reason = _first_line(exc)
     if url.get_backend_name() == "postgresql":
         return FovealError(f"database {describe(url)}: cannot open the database ({reason}); check the URL and that the "
                            "server is running")
