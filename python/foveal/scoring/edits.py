@@ -341,7 +341,7 @@ def _relocate(image: np.ndarray, moves: list[tuple[tuple[int, int, int, int], np
     """Cut every source box (with its ghost margin, sparing the ``keep`` boxes), fill the holes together, then
     paste each patch at its target box, in order. A patch going back where it came from, the same size, is no
     change (no hole is cut and filled around it)."""
-    moves = [m for m in moves if not (tuple(m[0]) == tuple(m[2]) and m[1].shape[:2] == (m[0][3], m[0][2]))]
+    moves = [m for m in moves if tuple(m[0]) != tuple(m[2])]  # a patch is always its target's size
     if not moves:
         return image.copy()
     out = fill_holes(image, _checked_hole(image.shape[:2], [box for box, _, _ in moves], keep, what))
