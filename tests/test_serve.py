@@ -942,10 +942,12 @@ def test_sigterm_drains_in_flight_requests(tmp_path):
             proc.wait()
 
 
-def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path, workers):
     """Ctrl-C twice: uvicorn stops waiting and cancels the requests still in flight, which it answered with a
-    plain-text 500 (and a traceback in the log), and the process exited 0 as after a full drain."""
-    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--verbose")
+    plain-text 500 (and a traceback in the log), and the process exited 0 as after a full drain. With workers,
+    uvicorn's supervisor ended them by SIGTERM alone: what they held was cut without an answer."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--verbose", "--workers", workers)
     port = int(base.rsplit(":", 1)[1])
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -967,6 +969,44 @@ def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path):
         assert proc.wait(timeout=30) == 130
         text = log.read_text()
         assert "Traceback" not in text and "foveal: interrupted" in text, text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_refuse_new_connections_once_draining_and_answer_what_they_hold(tmp_path):
+    """With --workers, uvicorn's parent kept the listening socket open through the drain: the kernel accepted new
+    connections that no worker would take and reset them when the last worker ended. Now the port refuses at once,
+    while a request a worker already holds is still answered."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
+    port = int(base.rsplit(":", 1)[1])
+    png = images(1)[0]
+    try:
+        until = time.monotonic() + 60
+        while metric(httpx.get(f"{base}/metrics").text, "foveal_ready") < 2:
+            assert time.monotonic() < until, log.read_text()
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as held:
+            held.sendall(b"POST /v1/predict?format=npy HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(png) + png[:20])
+            time.sleep(0.5)  # the request is a worker's
+            proc.send_signal(signal.SIGTERM)
+            until = time.monotonic() + 10
+            while True:  # refused, not accepted and left waiting for a worker
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2):
+                        pass
+                except ConnectionRefusedError:
+                    break
+                assert time.monotonic() < until, "the port still accepts connections while draining"
+                time.sleep(0.05)
+            assert proc.poll() is None, "the held request keeps the service draining"
+            held.sendall(png[20:])
+            head, _, body = _answer_on(held, 20).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert "Traceback" not in log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -1474,29 +1514,72 @@ def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
     assert not cap_malloc_arenas()
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name; [] once the process is gone."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return []
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The worker processes of ``foveal serve --workers`` (pid ``parent``): its spawned children."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if proc_stat(pid)[1:2] == [str(parent)] and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_a_worker_that_dies_is_replaced(tmp_path):
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(first := worker_pids(proc.pid)) < 2:
+            assert time.monotonic() < deadline, "the workers were not found"
+            time.sleep(0.1)
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not (len(now := worker_pids(proc.pid)) == 2 and first[0] not in now
+                   and metric(httpx.get(f"{base}/metrics", timeout=5).text, "foveal_ready") == 2):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_that_cannot_start_stop_the_service_with_a_foveal_error(tmp_path):
+    """The CLI loads the model before it starts any worker; a library caller of serve() may not have."""
+    code = ("import sys\nfrom foveal.errors import FovealError\nfrom foveal.serve import ServeConfig, serve\n"
+            f"try:\n    serve(ServeConfig(model='no-such-model'), port={free_port()}, workers=2)\n"
+            "except FovealError as exc:\n    sys.exit(f'refused: {exc}')\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "refused: a worker process could not start" in done.stderr, done.stderr
+    assert "unknown model 'no-such-model'" in done.stderr  # the worker's own error, in the log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
 def test_workers_end_when_their_parent_is_killed(tmp_path):
     """SIGKILL to `foveal serve --workers 2` left both workers serving, orphaned, on the port a restarted service
     then found taken; they drain and exit."""
     proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
-
-    def stat(pid: int) -> list[str]:  # the fields after the command name; [] once the process is gone
-        with contextlib.suppress(OSError):
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return []
-
-    def workers() -> list[int]:  # uvicorn's worker processes: spawned children of the service
-        pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-        return [p for p in pids if stat(p)[1:2] == [str(proc.pid)]
-                and b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-
     deadline = time.monotonic() + 30
-    while len(found := workers()) < 2:
+    while len(found := worker_pids(proc.pid)) < 2:
         assert time.monotonic() < deadline, "the workers were not found"
         time.sleep(0.1)
     proc.kill()
     proc.wait(timeout=10)
     deadline = time.monotonic() + 30
-    while any(stat(p)[:1] not in ([], ["Z"]) for p in found):
+    while any(proc_stat(p)[:1] not in ([], ["Z"]) for p in found):
         if time.monotonic() > deadline:
             for p in found:
                 with contextlib.suppress(OSError):

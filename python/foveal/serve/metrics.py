@@ -206,7 +206,7 @@ class MetricsExchange:
     atomically), and read each other's, so that any worker's ``/metrics`` answers for all of them.
 
     Snapshots of other workers are at most ``period_s`` old.  A worker that has exited keeps its counters and
-    histograms in the sum (so totals never go backwards when uvicorn replaces a worker), but not its gauges.
+    histograms in the sum (so totals never go backwards when a worker is replaced), but not its gauges.
     """
 
     def __init__(self, directory: str | os.PathLike, metrics: ServiceMetrics, period_s: float = 1.0) -> None:

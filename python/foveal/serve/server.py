@@ -6,7 +6,6 @@ import contextlib
 import ctypes
 import dataclasses
 import errno
-import json
 import os
 import shutil
 import signal
@@ -19,33 +18,6 @@ from ..errors import InputError
 from .app import ServeConfig, create_app
 from .auth import load_keys
 from .batcher import finite
-
-#: How ``workers > 1`` hands the configuration to uvicorn's worker processes, which import the app by name.
-CONFIG_ENV = "FOVEAL_SERVE_CONFIG"
-#: The pid of the ``foveal serve`` process that starts the workers.
-PARENT_ENV = "FOVEAL_SERVE_PARENT"
-_PR_SET_PDEATHSIG = 1
-
-
-def app_from_env():
-    """Factory for uvicorn's worker processes: the app described by :data:`CONFIG_ENV`."""
-    _end_with_parent(int(os.environ.get(PARENT_ENV, "0")))
-    raw = json.loads(os.environ[CONFIG_ENV])
-    raw["cors_origins"] = tuple(raw.get("cors_origins", ()))
-    return create_app(ServeConfig(**raw))
-
-
-def _end_with_parent(parent: int) -> None:
-    """Linux: this worker is sent SIGTERM (and drains) when ``parent`` dies, even killed: else its workers went on
-    serving, orphaned, on a port a restarted service then finds taken."""
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if parent and os.getppid() != parent:  # it died before the request above was made
-        raise SystemExit("foveal serve: the parent process is gone")
-
 
 _BIND_HINTS = {errno.EADDRINUSE: "choose another port, or stop the process that listens on it",
                errno.EADDRNOTAVAIL: "give an address of this machine",
@@ -98,8 +70,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
           log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
     ``graceful_timeout_s``; those still unanswered then get 503 ``shutting_down``) and return.  A second SIGINT
-    while draining stops at once: what is in flight gets that 503, queued images are dropped, and (one worker)
-    KeyboardInterrupt is raised.  ``engine``: an engine already built from ``config`` (one worker only).
+    while draining stops at once: what is in flight gets that 503, queued images are dropped, and
+    KeyboardInterrupt is raised. With ``workers > 1`` (main thread only) the port closes as the drain begins.  ``engine``: an engine already built from ``config`` (one worker only).
     A connection whose request headers have not all arrived ``header_timeout_s`` after it opened (or after the
     request's first byte) is answered 408 and closed, and one whose client reads none of its answer for
     ``config.request_timeout_s`` is cut off (:mod:`foveal.serve.connection`). glibc's malloc arenas are capped
@@ -108,6 +80,7 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     import uvicorn
 
     from .connection import connection_factory
+    from .workers import run_workers
 
     check_listen(host, port)
     if config.api_keys_file:  # read here too: a worker that cannot read it would die and be restarted for ever
@@ -121,6 +94,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
     cleanup = contextlib.ExitStack()
     main = threading.current_thread() is threading.main_thread()
+    if workers > 1 and not main:
+        raise InputError("workers > 1 handles SIGINT and SIGTERM itself, so serve() must run in the main thread")
     previous = {s: signal.signal(s, _drained) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         if workers > 1:
@@ -128,13 +103,10 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
                 shared = tempfile.mkdtemp(prefix="foveal-metrics-")
                 cleanup.callback(shutil.rmtree, shared, ignore_errors=True)
                 config = dataclasses.replace(config, metrics_dir=shared)
-            os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
-            os.environ[PARENT_ENV] = str(os.getpid())
-            cleanup.callback(os.environ.pop, PARENT_ENV, None)
             if "MALLOC_ARENA_MAX" not in os.environ:  # glibc reads it as each worker process starts
                 os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
                 cleanup.callback(os.environ.pop, "MALLOC_ARENA_MAX", None)
-            uvicorn.run("foveal.serve.server:app_from_env", factory=True, workers=workers, **options)
+            run_workers(config, options, workers)
         else:
             cap_malloc_arenas()  # before the app's threads start: each would otherwise get an arena of its own
             server = uvicorn.Server(uvicorn.Config(create_app(config, engine=engine), **options))

@@ -1,0 +1,174 @@
+"""``workers > 1``: worker processes sharing one listening socket, each running the app on its own uvicorn server.
+
+foveal supervises them itself rather than through uvicorn's ``Multiprocess`` so that a drain closes the port at
+once: uvicorn's parent kept its copy of the socket open until the last worker ended, so the kernel went on
+accepting connections that no worker would take and reset them at the end. Here the parent closes its copy when
+the drain starts and each worker closes its own as it starts draining, so new connections are refused at once (a
+balancer or client tries elsewhere) while those already accepted are answered. A second Ctrl-C reaches the
+workers as it reaches one server: what they hold is answered 503 ``shutting_down``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from ..errors import FovealError
+from .app import ServeConfig, create_app
+from .server import _drained
+
+logger = logging.getLogger("uvicorn.error")
+
+_PR_SET_PDEATHSIG = 1
+#: A worker's exit status when its server never started (uvicorn's own code for a startup failure).
+STARTUP_FAILURE = 3
+#: How long past the graceful timeout the parent waits for a draining worker before killing it: the worker
+#: answers what it still holds with 503 at the timeout, then finishes its queued images and its lifespan.
+_EXIT_GRACE_S = 15.0
+
+
+def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> None:
+    """Serve ``config`` on ``workers`` processes until SIGINT/SIGTERM, then drain them and return; raise
+    KeyboardInterrupt when a second signal cut the drain short, and :class:`FovealError` when a worker could not
+    start. ``options``: uvicorn ``Config`` keywords (host, port, graceful timeout...). Main thread only: it
+    handles the signals."""
+    import uvicorn
+
+    sock = uvicorn.Config(app=None, **options).bind_socket()
+    supervisor = _Supervisor(config, options, sock, workers)
+    previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        supervisor.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        supervisor.stop(signal.SIGKILL)  # only if run() itself failed: workers must not outlive their parent
+        supervisor.close()
+        sock.close()
+    if supervisor.failed is not None:
+        raise FovealError(supervisor.failed)
+    if supervisor.forced:
+        raise KeyboardInterrupt
+
+
+class _Supervisor:
+    def __init__(self, config: ServeConfig, options: dict[str, Any], sock: socket.socket, workers: int) -> None:
+        self._context = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads' locks
+        self._config, self._options, self._sock = config, options, sock
+        self._workers: dict[int, tuple[multiprocessing.Process, Any]] = {}
+        self._wanted = workers
+        self._drain_deadline: float | None = None
+        self._signals: list[int] = []
+        self._wake, self._waker = socket.socketpair()  # a signal wakes run() from its wait at once
+        self._waker.setblocking(False)
+        self.forced = False
+        self.failed: str | None = None
+
+    def run(self) -> None:
+        for _ in range(self._wanted):
+            self._start()
+        while self._workers:
+            if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                logger.error("workers still running %.0f s after the drain began; killing them",
+                             self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S)
+                self.stop(signal.SIGKILL)
+            sentinels = {process.sentinel: pid for pid, (process, _) in self._workers.items()}
+            for ready in multiprocessing.connection.wait([self._wake, *sentinels], timeout=1.0):
+                if ready is self._wake:
+                    self._wake.recv(64)
+                else:
+                    self._ended(sentinels[ready])
+            while self._signals:
+                self._on_signal(self._signals.pop(0))
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        """Signal handler: noted and acted on by :meth:`run`, which may be busy starting a worker just now."""
+        self._signals.append(signum)
+        with contextlib.suppress(OSError):
+            self._waker.send(b"\0")
+
+    def stop(self, signum: int) -> None:
+        for process, _ in self._workers.values():
+            if process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    def close(self) -> None:
+        self._wake.close()
+        self._waker.close()
+
+    def _on_signal(self, signum: int) -> None:
+        """The first SIGINT/SIGTERM drains every worker; a second one stops them at once."""
+        if self._drain_deadline is None:
+            self._drain("Shutting down: draining the workers")
+        else:
+            self.forced = True
+            self.stop(signal.SIGINT)  # uvicorn's forced exit: a second SIGINT while it drains
+
+    def _drain(self, message: str) -> None:
+        logger.info(message)
+        self._drain_deadline = time.monotonic() + self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S
+        self._sock.close()  # the workers close theirs as they begin to drain: then the port refuses
+        self.stop(signal.SIGTERM)
+
+    def _start(self) -> None:
+        ready = self._context.Event()
+        process = self._context.Process(target=_worker, name="foveal-worker", daemon=False,
+                                        args=(self._config, self._options, self._sock, ready, os.getpid()))
+        process.start()
+        self._workers[process.pid] = (process, ready)
+        logger.info("Started worker process [%d]", process.pid)
+
+    def _ended(self, pid: int) -> None:
+        process, ready = self._workers.pop(pid)
+        process.join()
+        if self._drain_deadline is not None:
+            return
+        if not ready.is_set():
+            self.failed = (f"a worker process could not start (exit status {process.exitcode}); its error is in the "
+                           "log above")
+            self._drain("A worker could not start: stopping the others")
+            return
+        logger.warning("Worker process [%d] ended (exit status %s); starting another", pid, process.exitcode)
+        self._start()
+
+
+def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, ready: Any, parent: int) -> None:
+    """A worker process: the app on a uvicorn server over the parent's socket until it is told to drain."""
+    import uvicorn
+
+    _end_with_parent(parent)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                ready.set()
+
+    server = Server(uvicorn.Config(create_app(config), **options))
+    # uvicorn re-raises the signal it drained on once done; a no-op handler then lets the worker exit 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _drained)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: this worker is sent SIGTERM (and drains) when ``parent`` dies, even killed: else its workers went on
+    serving, orphaned, on a port a restarted service then finds taken."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request above was made
+        raise SystemExit("foveal serve: the parent process is gone")
