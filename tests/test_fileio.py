@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +220,25 @@ def test_a_ctrl_c_the_moment_the_temporary_is_made_leaves_no_temporary(tmp_path,
             fh.write(b"never")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
+    ["unshare", "-rm", "true"], capture_output=True).returncode != 0,
+    reason="needs unshare -rm (a private mount namespace) to mount a small filesystem")
+def test_a_full_disk_under_a_npy_map_is_the_one_line_disk_full_error(tmp_path):
+    """np.save writes a real file with tofile(), whose short write is an OSError without an errno: it came out as
+    an internal error instead of saying to free space."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = ("import numpy as np\nfrom foveal import InputError, SaliencyMap\n"
+            f"try:\n    SaliencyMap(np.ones((600, 600))).to_npy({str(mnt / 'map.npy')!r})\n"
+            "except InputError as exc:\n    print(exc)\n")
+    (tmp_path / "save.py").write_text(code)
+    script = f"mount -t tmpfs -o size=64k tmpfs {mnt} || exit 99; {sys.executable} {tmp_path / 'save.py'}; ls -a {mnt}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    message, *listing = done.stdout.splitlines()
+    assert message.startswith("cannot write ") and message.endswith(
+        "No space left on device; free some space, then run again"), message
+    assert listing == [".", ".."]  # the temporary file is gone

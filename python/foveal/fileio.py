@@ -353,7 +353,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Save a NumPy array (``.npy``), atomically."""
     with atomic_write(path, "wb") as fh:
-        np.save(fh, array)
+        # Through write(): on a real file np.save uses tofile(), whose short write on a full disk is an OSError
+        # without an errno, so it could not be told apart from any other failure.
+        np.lib.format.write_array(_WriteOnly(fh), np.asanyarray(array), allow_pickle=False)
+
+
+class _WriteOnly:
+    def __init__(self, fh: BinaryIO) -> None:
+        self.write = fh.write
 
 
 #: zlib level of every PNG foveal writes: level 1 encodes a 1080p overlay about 3x faster than Pillow's default 6
@@ -374,6 +381,9 @@ def save_png(path: str | os.PathLike, array: np.ndarray, **pnginfo: str) -> None
         raise InputError(f"save_png: expected uint8 (H,W[,3|4]) or uint16 (H,W), got {array.dtype} {array.shape}")
     info = PngImagePlugin.PngInfo()
     for key, value in pnginfo.items():
+        if not 1 <= len(key) <= 79 or not all(" " <= c <= "~" or "\xa1" <= c <= "\xff" for c in key):
+            raise InputError(f"PNG text key {key!r}: a PNG keyword is 1 to 79 printable Latin-1 characters; "
+                             "rename it")
         info.add_text(key, value)
     with atomic_write(path, "wb") as fh:
         image.save(fh, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
