@@ -100,6 +100,29 @@ def test_png_round_trip(engine, rgb, tmp_path):
         assert image.mode.startswith("I") and image.text["foveal:model"] == "itti-koch"
 
 
+def test_png_text_keys_cannot_replace_the_scale_or_break_the_file(tmp_path):
+    """A provenance key 'scale' was written over the stored scale (from_png then read the map 2040 times too
+    large); a key PNG cannot hold raised a UnicodeEncodeError."""
+    prob = np.full((4, 4), 1 / 16, np.float32)
+    with pytest.raises(InputError, match=r"provenance key 'scale' is where to_png stores the map's scale; rename"):
+        SaliencyMap(prob, {"scale": 0.5}).to_png(tmp_path / "s.png")
+    with pytest.raises(InputError, match=r"PNG text key 'foveal:ключ': a PNG keyword is 1 to 79 printable Latin-1"):
+        SaliencyMap(prob, {"ключ": 1}).to_png(tmp_path / "k.png")
+    with pytest.raises(InputError, match="PNG text key"):
+        SaliencyMap(prob, {"k" * 73: 1}).to_png(tmp_path / "k.png")
+    assert not list(tmp_path.iterdir())
+    SaliencyMap(prob, {"zoom": 0.5, "k" * 72: "ключ"}).to_png(tmp_path / "ok.png")  # values may be any text
+    back = SaliencyMap.from_png(tmp_path / "ok.png")
+    assert back.prob == pytest.approx(prob)
+
+
+def test_a_masked_array_with_masked_entries_is_refused():
+    hidden = np.ma.masked_array([[1.0, 1.0], [1.0, 1e6]], mask=[[0, 0], [0, 1]])
+    with pytest.raises(InputError, match=r"masked entries; fill them first"):
+        SaliencyMap(hidden)
+    assert SaliencyMap(np.ma.masked_array([[1.0, 3.0]], mask=False)).share([0, 0, 1, 1]) == pytest.approx(0.25)
+
+
 def test_overlay(engine, rgb, tmp_path):
     smap = engine.predict(rgb)
     out = smap.overlay(rgb, tmp_path / "o.png")

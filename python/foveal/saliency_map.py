@@ -69,6 +69,8 @@ class SaliencyMap:
 
     def __init__(self, prob: np.ndarray, provenance: dict[str, Any] | None = None, *,
                  sat: np.ndarray | None = None) -> None:
+        if isinstance(prob, np.ma.MaskedArray) and np.ma.getmaskarray(prob).any():  # asarray would use what is hidden
+            raise InputError("prob: the masked array has masked entries; fill them first (prob.filled(0))")
         prob = np.asarray(prob)
         if prob.ndim != 2 or prob.size == 0:
             raise InputError(f"prob: expected a non-empty (H, W) array, got shape {prob.shape}")
@@ -159,10 +161,12 @@ class SaliencyMap:
     def to_png(self, path: str | os.PathLike, bits: int = 8) -> float:
         """Write a greyscale PNG scaled to the map's maximum; returns (and stores in the PNG) the scale factor
         that turns pixel values back into probabilities: ``prob ≈ value * scale``."""
+        meta = {f"foveal:{k}": str(v) for k, v in self.provenance.items()}
+        if _SCALE_KEY in meta:  # it would replace the scale, and from_png would read wrong probabilities
+            raise InputError(f"provenance key {_SCALE_KEY.partition(':')[2]!r} is where to_png stores the map's "
+                             "scale; rename it before writing the PNG")
         quantised, scale = cpu.quantize(self.prob, bits)
-        meta = {_SCALE_KEY: repr(float(scale))}
-        meta.update({f"foveal:{k}": str(v) for k, v in self.provenance.items()})
-        save_png(path, quantised, **meta)
+        save_png(path, quantised, **meta, **{_SCALE_KEY: repr(float(scale))})
         return float(scale)
 
     @classmethod
