@@ -71,7 +71,8 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
     ``graceful_timeout_s``; those still unanswered then get 503 ``shutting_down``) and return.  A second SIGINT
     while draining stops at once: what is in flight gets that 503, queued images are dropped, and
-    KeyboardInterrupt is raised. With ``workers > 1`` (main thread only) the port closes as the drain begins.  ``engine``: an engine already built from ``config`` (one worker only).
+    KeyboardInterrupt is raised. With ``workers > 1`` (main thread only) the port closes as the drain begins.
+    ``engine``: an engine already built from ``config`` (one worker only).
     A connection whose request headers have not all arrived ``header_timeout_s`` after it opened (or after the
     request's first byte) is answered 408 and closed, and one whose client reads none of its answer for
     ``config.request_timeout_s`` is cut off (:mod:`foveal.serve.connection`). glibc's malloc arenas are capped
