@@ -31,6 +31,10 @@ struct Map {
         offset(desc[3 * blockIdx.y + 2]), size((long long)H * W) {}
 };
 
+// Shifted log-densities are floored as on the CPU (postprocess.cpp): finite values ±3e38 apart overflowed to -inf
+// after the shift and the blend gave NaN; anything this far below the max has exp 0 at any tap weight.
+constexpr float kLowest = -1e30f;
+
 // Output pixel (Y, X) samples the grid at g = top + (Y + 0.5) * height / H - 0.5 (likewise x), clamped to the grid,
 // after shifting the grid by its max (gmax[n]) as the CPU does: values near zero keep more float precision.
 __device__ __forceinline__ float sample(const Maps& m, const Map& map, long long i) {
@@ -42,8 +46,8 @@ __device__ __forceinline__ float sample(const Maps& m, const Map& map, long long
   const int y0 = int(gy), x0 = int(gx);
   const int y1 = min(y0 + 1, m.gh - 1), x1 = min(x0 + 1, m.gw - 1);
   const float ty = float(gy - y0), tx = float(gx - x0), shift = m.gmax[n];
-  const float a0 = g[y0 * m.gw + x0] - shift, b0 = g[y0 * m.gw + x1] - shift;
-  const float a1 = g[y1 * m.gw + x0] - shift, b1 = g[y1 * m.gw + x1] - shift;
+  const float a0 = fmaxf(g[y0 * m.gw + x0] - shift, kLowest), b0 = fmaxf(g[y0 * m.gw + x1] - shift, kLowest);
+  const float a1 = fmaxf(g[y1 * m.gw + x0] - shift, kLowest), b1 = fmaxf(g[y1 * m.gw + x1] - shift, kLowest);
   const float c0 = a0 + tx * (b0 - a0), c1 = a1 + tx * (b1 - a1);
   return c0 + ty * (c1 - c0);
 }

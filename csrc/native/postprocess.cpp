@@ -345,6 +345,10 @@ struct Upsample {
 };
 
 constexpr index_t kMaxSide = index_t{1} << 24;
+// Shifted log-densities are floored here: finite values ±3e38 apart overflowed to -inf after the shift, and the
+// blend a + t * (b - a) then gave 0 * inf = NaN. Anything this far below the max has exp 0 at any tap weight
+// a map's pixels can have (the floor only changes values whose exp was already 0).
+constexpr float kLowest = -1e30f;
 
 Upsample upsample(const float *grid, index_t gh, index_t gw, index_t h, index_t w, const Window &window) {
     require(gh >= 1 && gw >= 1, "log_density must be at least 1x1, got " + std::to_string(gh) + "x" +
@@ -377,7 +381,8 @@ Upsample upsample(const float *grid, index_t gh, index_t gw, index_t h, index_t 
             const float *src = grid + gy * gw;
             float *dst = up.cols.data() + gy * w;
             for (index_t x = 0; x < w; ++x) {
-                const float a = src[tx.i0[x]] - grid_max, b = src[tx.i1[x]] - grid_max;
+                const float a = std::max(src[tx.i0[x]] - grid_max, kLowest),
+                            b = std::max(src[tx.i1[x]] - grid_max, kLowest);
                 dst[x] = a + tx.frac[x] * (b - a);
             }
         }

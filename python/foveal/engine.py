@@ -1,7 +1,6 @@
 """Engine: one model on one backend, turning images into SaliencyMaps."""
 from __future__ import annotations
 
-import math
 import operator
 import os
 import threading
@@ -342,10 +341,6 @@ class Engine:
 
             if gpu.is_device_array(prob):
                 return DeviceSaliencyMap(prob, self._provenance(image))
-        if sat is not None and not (math.isfinite(float(sat[-1, -1])) and sat[-1, -1] > 0):
-            # finite log-densities so extreme that the map overflowed: the model's fault, not the caller's
-            raise ModelError(f"{self.graph.name}: its output gave no probability map (total {float(sat[-1, -1]):g}); "
-                             "its log-densities are out of any useful range")
         return SaliencyMap(prob, self._provenance(image), sat=sat)
 
     def _run(self, decoded: list[DecodedImage], plans: list[Plan]) -> list[tuple[Any, Any] | ModelError]:
