@@ -100,6 +100,7 @@ def test_broken_outputs_are_model_errors_naming_the_model(tmp_path, image, case,
     ({"output": {"stride": 0}}, "between 1"), ({"postprocess": {"blur_sigma": 1e12}}, "blur_sigma"),
     ({"postprocess": {"blur_sigma": "wide"}}, "ValueError"), ({"onnx": 5}, "file name"),
     ({"input": {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, "x"], "std": [1, 1, 1]}}, "ValueError"),
+    ({"input": {"working_size": 65536, "pad_multiple": 32, "mean": [0] * 3, "std": [255] * 3}}, "over 8192 pixels"),
 ])
 def test_malformed_cards_are_model_errors(tmp_path, card_change, match):
     path = _pooled(tmp_path / "mine.onnx", 8)
@@ -167,3 +168,26 @@ def test_finite_log_densities_far_apart_give_a_map_not_nan(tmp_path):
     for blur in (0.0, 3.0):
         prob = cpu.postprocess(np.array([[3e38, -3e38]], np.float32), (1, 4), (1.0, 2.0), blur)
         assert np.isfinite(prob).all() and prob.sum() == pytest.approx(1.0) and prob[0, 0] > 0.5
+
+
+@pytest.mark.parametrize("elem_type, shape, extra, match", [
+    (TensorProto.DOUBLE, ["N", 3, "H", "W"], False, r"is tensor\(double\), not float32"),
+    (TensorProto.FLOAT, ["N", 3, "H"], False, r"not N×3×H×W"),
+    (TensorProto.FLOAT, ["N", "H", "W", 3], False, r"channels last"),
+    (TensorProto.FLOAT, ["N", 1, "H", "W"], False, r"has 1 channels, not 3"),
+    (TensorProto.FLOAT, ["N", 3, 384, 384], False, r"H, W fixed; N, H and W must be dynamic"),
+    (TensorProto.FLOAT, [1, 3, "H", "W"], False, r"N fixed"),
+    (TensorProto.FLOAT, ["N", 3, "H", "W"], True, r"is one of 2 inputs the graph needs"),
+])
+def test_a_graph_input_that_breaks_the_contract_is_refused_at_load(tmp_path, elem_type, shape, extra, match):
+    """Such models loaded, then failed image by image with ONNX Runtime's own message (or ran only at one size)."""
+    inputs = [helper.make_tensor_value_info("image", elem_type, shape)]
+    if extra:
+        inputs.append(helper.make_tensor_value_info("scale", TensorProto.FLOAT, [1]))
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["log_density"])], "m", inputs,
+                              [helper.make_tensor_value_info("log_density", elem_type, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "odd.onnx")
+    with pytest.raises(ModelError, match=rf"odd.onnx: its input 'image' .*{match}.*docs/MODEL_CONTRACT.md"):
+        Engine(str(tmp_path / "odd.onnx"))

@@ -215,12 +215,19 @@ def _card_from(raw: dict, onnx_path: Path, verify: bool, card_path: Path | None 
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelError(f"model card for {onnx_path.name} is malformed ({type(exc).__name__}: {exc}); "
                          "see docs/MODEL_CONTRACT.md") from None
+    if card.input.working_size > MAX_WORKING_SIZE:
+        raise ModelError(f"model card for {onnx_path.name}: input.working_size {card.input.working_size} is over "
+                         f"{MAX_WORKING_SIZE} pixels; a network input that large cannot be allocated in practice")
     if (card.input.pad_multiple <= 0 or card.input.working_size < card.input.pad_multiple or card.stride <= 0
             or card.input.pad_multiple % card.stride):
         raise ModelError(f"model card for {onnx_path.name}: need working_size >= pad_multiple > 0 and pad_multiple "
                          f"divisible by stride > 0, got {card.input.working_size}/{card.input.pad_multiple}/"
                          f"{card.stride}")
     return card
+
+
+#: The longest network input side a card may ask for: 8192² float32 RGB is already 768 MiB per image.
+MAX_WORKING_SIZE = 8192
 
 
 def _whole(value: object) -> int:

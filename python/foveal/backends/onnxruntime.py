@@ -39,7 +39,9 @@ class OnnxRuntimeBackend:
         self.threads = int(threads or cpu.thread_count())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # ORT's warnings about unused initialisers are noise to a user
+        # Fatal only: ORT logs a failed run in colour before raising, and foveal raises it as one line itself;
+        # its warnings about unused initialisers are noise to a user.
+        options.log_severity_level = 4
         options.intra_op_num_threads = self.threads
         # ORT's pool threads otherwise spin for a while after each run, on the cores that foveal's own pre- and
         # postprocessing threads (and any other session) need next: end-to-end predict was up to 1.4x slower with
@@ -56,6 +58,10 @@ class OnnxRuntimeBackend:
                 f"{card.onnx_path.name}: expected input {card.input.name!r} and output {card.output_name!r}, "
                 f"the graph has inputs {inputs} and outputs {outputs}; see docs/MODEL_CONTRACT.md"
             )
+        spec = next(i for i in self._session.get_inputs() if i.name == card.input.name)
+        breach = _input_breach(spec.type, spec.shape, len(inputs))
+        if breach:
+            raise ModelError(f"{card.onnx_path.name}: its input {spec.name!r} {breach}; see docs/MODEL_CONTRACT.md")
         self._input, self._output, self._model = card.input.name, card.output_name, card.name
         self._card = card
         self.precision = card.precision
@@ -74,3 +80,24 @@ class OnnxRuntimeBackend:
                              f"{exc}") from None
         # Integer or float64 output is passed on as it is: the Engine refuses what breaks the contract.
         return out.astype(np.float32, copy=False) if out.dtype == np.float16 else out
+
+
+def _input_breach(kind: str, shape: list, inputs: int) -> str | None:
+    """What a graph input declared as ``kind`` and ``shape`` breaks of the contract (the only input, float32
+    N×3×H×W with N, H and W dynamic), if anything: else each image would fail on it with ONNX Runtime's words."""
+    if inputs != 1:
+        return f"is one of {inputs} inputs the graph needs; the contract is a single input"
+    if kind != "tensor(float)":
+        return f"is {kind}, not float32"
+    if len(shape) != 4:
+        return f"has shape {shape}, not N×3×H×W"
+    if shape[3] == 3 and shape[1] != 3:
+        return f"has shape {shape}, channels last; the contract is N×3×H×W"
+    if isinstance(shape[1], int) and shape[1] != 3:
+        return f"has {shape[1]} channels, not 3"
+    fixed = [axis for axis, dim in zip("NHW", (shape[0], shape[2], shape[3])) if isinstance(dim, int)]
+    if fixed:
+        return (f"has shape {shape}: {', '.join(fixed)} fixed; N, H and W must be dynamic (each image is sized "
+                "to its own aspect ratio)")
+    return None
+
