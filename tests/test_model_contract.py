@@ -191,3 +191,12 @@ def test_a_graph_input_that_breaks_the_contract_is_refused_at_load(tmp_path, ele
     onnx.save(model, tmp_path / "odd.onnx")
     with pytest.raises(ModelError, match=rf"odd.onnx: its input 'image' .*{match}.*docs/MODEL_CONTRACT.md"):
         Engine(str(tmp_path / "odd.onnx"))
+
+
+def test_a_graph_failing_at_run_time_prints_nothing_of_its_own(tmp_path, image, capfd):
+    """ONNX Runtime logged the failed run in colour on stderr before foveal raised its one-line ModelError."""
+    path = _model(tmp_path / "square.onnx", [helper.make_node("Transpose", ["image"], ["t"], perm=[0, 1, 3, 2]),
+                                              helper.make_node("Add", ["image", "t"], ["log_density"])])
+    with pytest.raises(ModelError, match="onnxruntime failed to run model 'square'"):
+        Engine(path).predict(image)  # 100×140: not square
+    assert capfd.readouterr().err == ""
