@@ -507,6 +507,10 @@ def test_bad_fields(http):
     assert bom.status_code == 200, bom.text
     missing = http.get("/v1/nothing")
     assert error_of(missing) == (404, "not_found") and "/openapi.json" in missing.json()["error"]["message"]
+    for method in ("POST", "PUT", "DELETE"):  # the page's files answered 405 "use GET, HEAD" to any path
+        mistyped = http.request(method, "/v1/predit", content=b"x", headers={"Content-Type": "image/png"})
+        assert error_of(mistyped) == (404, "not_found"), method
+    assert error_of(http.post("/index.html")) == (405, "method_not_allowed")  # the page's own file
     assert error_of(http.post("/v1/whatif", files=files, data={  # a misspelt key is not an edit doing nothing
         "elements": ELEMENTS, "edits": '[{"op": "move", "element": "cta", "dx": 1, "dy": 0, "dz": 3}]'})) == \
         (400, "invalid_input")

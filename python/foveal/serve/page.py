@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 
@@ -42,6 +43,9 @@ class PageFiles(StaticFiles):
         await super().__call__(scope, receive, send)
 
     async def get_response(self, path, scope):
+        if scope["method"] not in ("GET", "HEAD") and self.lookup_path(path)[1] is None:
+            # StaticFiles answers 405 "use GET" before looking: a POST to a mistyped API path must be a 404
+            raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers.update(HEADERS)
         return response
