@@ -623,6 +623,30 @@ def test_oversize_bodies_and_pixels(http):
         (413, "too_many_pixels")
 
 
+def test_a_score_format_the_named_norms_lack_is_refused_as_the_cli_refuses_it(tmp_path, engine):
+    """The service scored it with every percentile null ('norms have no format'), where foveal score --format
+    stops: a format named by the caller that the norms lack is a typo."""
+    from foveal.scoring.elements import Element
+    from foveal.scoring.norms import build_norms, engine_identity
+    from foveal.scoring.scores import score_creative
+
+    smap = SaliencyMap(np.full((600, 600), 1 / 360000, np.float32))
+    refs = [score_creative(smap, [Element("cta", "cta", (0, 0, w, 60))]) for w in (60, 120, 240)]
+    (tmp_path / "n.json").write_text(json.dumps(build_norms(refs, engine_identity(engine)).to_dict()))
+    app = create_app(ServeConfig(warmup=False, norms={"display": str(tmp_path / "n.json")}), engine=engine)
+    files = {"image": ("a.png", EXAMPLE.read_bytes(), "image/png")}
+    with running(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+        typo = http.post("/v1/score", files=files, data={"elements": ELEMENTS, "norms": "display",
+                                                         "format": "123x456"})
+        assert error_of(typo) == (400, "invalid_input")
+        assert typo.json()["error"]["message"] == ("format '123x456' is not in the norms 'display' (they have "
+                                                   "600x600); name one of those")
+        named = http.post("/v1/score", files=files, data={"elements": ELEMENTS, "norms": "display",
+                                                          "format": "600x600"})
+        cta = next(e for e in named.json()["elements"] if e["kind"] == "cta")
+        assert named.status_code == 200 and cta["percentile"] is not None
+
+
 def test_client_gone_mid_body_and_stalled_body(engine):
     """A client that leaves mid-body is no server error (499 in the metrics, no traceback); one that stalls gets 408
     once the request's time is up, instead of holding its connection forever."""

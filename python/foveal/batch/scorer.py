@@ -123,10 +123,8 @@ class Scorer:
         if options.norms is not None:
             self.norms = load_norms(options.norms)
             self.norms_warning = self.norms.check_graph(engine_identity(engine), options.allow_model_mismatch)
-            if options.format is not None and options.format not in self.norms.formats:
-                # an explicit format the norms lack is a typo, not a creative without references
-                raise InputError(f"format {options.format!r} is not in the norms {options.norms} (they have "
-                                 f"{', '.join(sorted(self.norms.formats))}); name one of those")
+            if options.format is not None:
+                self.norms.require_format(options.format, str(options.norms))
         self.store = None
         if options.db is not None:
             from ..store import Store

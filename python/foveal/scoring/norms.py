@@ -65,6 +65,13 @@ class Norms:
         """The pass percentile these norms set for ``(format, kind)``, else ``default``."""
         return self.pass_percentiles.get(format, {}).get(kind, default)
 
+    def require_format(self, format: str, named: str) -> None:
+        """InputError unless these norms (``named`` in the message) have ``format``: a format asked for by name
+        that they lack is a typo, not a creative without references."""
+        if format not in self.formats:
+            raise InputError(f"format {format!r} is not in the norms {named} (they have "
+                             f"{', '.join(sorted(self.formats)) or 'none'}); name one of those")
+
     def lookup(self, format: str, kind: str) -> tuple[np.ndarray | None, str | None]:
         """The sorted shares for ``(format, kind)``, or ``(None, reason)`` when the norms have none."""
         if format not in self.formats:

@@ -387,6 +387,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         fmt = form.text("format")
         pass_text = form.text("pass_percentile")
         norms = _norms(state, norms_name)
+        if norms is not None and fmt:
+            norms.require_format(fmt, repr(norms_name))
         pass_percentile = _pass_percentile(pass_text)
         decoded = await _decode(state, data)
         spec = await run_in_threadpool(parse_elements_json, elements_text, decoded.pixels.shape[:2])
