@@ -1757,6 +1757,68 @@ def test_client_pointed_at_another_server_says_so():
             assert info.value.code == "bad_answer"
 
 
+def test_client_errors_from_other_servers_urls_and_element_paths():
+    """A refusal without a foveal error in it was code 'http_error', which the docs do not list; a bad answer under
+    a path prefix named the prefix twice; a URL with a query sent every call to the wrong place; an element file
+    without .json was sent as JSON text and refused as malformed JSON."""
+    import http.server
+
+    class Plain(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>bad gateway</html>" if self.path.endswith("/v1/norms") else b"<html>page</html>"
+            self.send_response(502 if self.path.endswith("/v1/norms") else 200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with other_server(Plain) as base, Client(f"{base}/prefix") as client:
+        with pytest.raises(ServiceError) as info:
+            client.norms()
+        assert (info.value.status, info.value.code) == (502, "bad_answer")
+        assert str(info.value).startswith(f"{base}/prefix/v1/norms: HTTP 502 without a foveal error in it")
+        with pytest.raises(ServiceError, match=rf"^{re.escape(base)}/prefix/v1/models: the answer is no foveal"):
+            client.models()
+    for url in ("http://127.0.0.1:8080/?token=abc", "http://127.0.0.1:8080/#top", " http://127.0.0.1:8080",
+                "http://127.0.0.1:8080?"):
+        with pytest.raises(foveal.InputError, match="Client: "):
+            Client(url)
+    with pytest.raises(ElementSpecError, match=r"neither JSON text nor a \.json element file"):
+        Client("http://127.0.0.1:9").score(EXAMPLE, "elements/creative.el")
+
+
+def test_client_timeout_bounds_the_whole_request():
+    """httpx's timeout bounds each read: a server sending one byte a second held the caller for as long as it
+    sent."""
+    import http.server
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "30")
+            self.end_headers()
+            for _ in range(30):  # bounded: 30 bytes, one every 0.2 s (6 s if the client waited for all)
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+        def log_message(self, *args):
+            pass
+
+    with other_server(Trickle) as base, Client(base, timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as info:
+            client.models()
+        assert info.value.code == "timeout" and time.monotonic() - started < 2.5
+
+
 def test_client_reads_retry_after_as_seconds_or_an_http_date():
     """RFC 9110 allows a Retry-After of delay-seconds or an HTTP-date (what proxies and load balancers send); the
     Client read only whole seconds, took a superscript digit for one (and raised ValueError), and ignored the rest."""

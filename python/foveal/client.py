@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -52,7 +53,9 @@ class Client:
     Args:
         url: the service's base URL, e.g. ``http://127.0.0.1:8080``.
         api_key: sent as ``Authorization: Bearer`` when the service requires keys.
-        timeout: seconds per request (connect, read and write).
+        timeout: seconds for a whole request: one whose answer has not arrived in full by then is given up
+            (``ServiceError`` code ``timeout``; a server that stopped sending is noticed at once, one that
+            trickles its answer within one more read, at most ``timeout`` later).
         deadline_ms: sent as ``X-Deadline-Ms``: the service gives up (504) after this long.
 
     Thread-safe: one connection pool serves every thread.
@@ -76,7 +79,8 @@ class Client:
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
-        self._closed = False
+        self._closed, self._timeout = False, float(timeout)
+        self._prefix = urlsplit(self.url).path
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
 
@@ -189,7 +193,7 @@ class Client:
         try:
             yield response
         except Exception as exc:  # noqa: BLE001 - np.load, json and SaliencyMap each raise their own kinds
-            path = response.request.url.path
+            path = response.request.url.path.removeprefix(self._prefix)
             raise ServiceError(f"{self._shown}{path}: the answer is no foveal {what} ({type(exc).__name__}); is "
                                f"{self._shown} a foveal service?", status=response.status_code,
                                code="bad_answer") from None
@@ -212,24 +216,39 @@ class Client:
 
         if self._closed:
             raise ServiceError(f"{self._shown}: this Client is closed; make a new one", code="closed")
+        timed_out = ServiceError(f"{self._shown}{path}: no answer within the client timeout ({self._timeout:g} s)",
+                                 code="timeout")
+        deadline = time.monotonic() + self._timeout
         try:
-            response = self._http.request(method, path, **kwargs)
+            # httpx bounds each connect, read and write, not the request: a server trickling its answer held the
+            # caller for as long as it liked, so the body is read here, the clock checked between reads.
+            with self._http.stream(method, path, **kwargs) as streamed:
+                raw = []
+                for chunk in streamed.iter_raw():
+                    raw.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise timed_out
         except httpx.TimeoutException:
-            raise ServiceError(f"{self._shown}{path}: no answer within the client timeout", code="timeout") from None
+            raise timed_out from None
         except httpx.HTTPError as exc:
             raise ServiceError(f"{self._shown}{path}: cannot reach the service ({exc})", code="unreachable") \
                 from None
+        response = httpx.Response(streamed.status_code, headers=streamed.headers, content=b"".join(raw),
+                                  request=streamed.request)
         if response.status_code >= 400:
-            raise _error_of(response)
+            raise _error_of(response, f"{self._shown}{path}")
         return response
 
 
-def _error_of(response) -> FovealError:
+def _error_of(response, where: str) -> FovealError:
+    """The error a refusal from ``where`` (the URL as messages show it) stands for."""
     try:
         error = response.json()["error"]
         code, message = str(error["code"]), str(error["message"])
     except Exception:  # noqa: BLE001 - a proxy's HTML error page, say
-        code, message = "http_error", f"HTTP {response.status_code} from {response.url}"
+        code = "bad_answer"
+        message = (f"{where}: HTTP {response.status_code} without a foveal error in it; is this a foveal service, "
+                   "or a proxy in front of one that failed?")
     if code == "too_many_pixels" and response.status_code == 413:  # an ImageError, as Engine.predict raises it
         return TooManyPixelsError(message, detail=message, limit=None, limit_text=None)
     cls = _ERRORS.get(code)
@@ -308,13 +327,15 @@ def _elements_text(elements: Any) -> str:
     from .scoring.elements import MAX_ELEMENT_FILE_BYTES, ElementSpec
     from .scoring.textfile import read_text
 
-    if isinstance(elements, (str, os.PathLike)) and not str(elements).lstrip().startswith(("{", "[")):
+    if isinstance(elements, (str, os.PathLike)) and not str(elements).lstrip("\ufeff \t\r\n").startswith(("{", "[")):
         suffix = Path(elements).suffix.lower()
         if suffix == ".csv":
             raise ElementSpecError(f"{os.fspath(elements)}: the service reads JSON element files; load it with "
                                    "foveal.scoring.load_elements and pass the result")
         if isinstance(elements, os.PathLike) or suffix == ".json":
             return read_text(elements, "element file", MAX_ELEMENT_FILE_BYTES, ElementSpecError)
+        raise ElementSpecError(f"elements {str(elements)[:80]!r}: neither JSON text nor a .json element file; give "
+                               "a path ending in .json, JSON text, or the elements themselves")
     if isinstance(elements, str):
         return elements
     if isinstance(elements, ElementSpec):
@@ -339,8 +360,6 @@ def _wire_default(obj: Any) -> Any:
 
 def _checked_url(url: object) -> tuple[str, str]:
     """``url`` without a trailing slash, and the same with any password replaced by ``***`` (for messages)."""
-    from urllib.parse import urlsplit
-
     example = "e.g. http://127.0.0.1:8080"
     if not isinstance(url, str):
         raise InputError(f"Client: the service URL must be text, {example}; got {type(url).__name__}")
@@ -349,8 +368,11 @@ def _checked_url(url: object) -> tuple[str, str]:
         port = parts.port
     except ValueError as exc:
         raise InputError(f"Client: {url!r} is not a URL ({exc}); {example}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
         raise InputError(f"Client: {url!r}: give an http:// or https:// URL with a host, {example}")
+    if parts.query or parts.fragment or url.rstrip("/").endswith(("?", "#")):
+        raise InputError(f"Client: {parts._replace(query='', fragment='').geturl()}: give the service's base URL "
+                         "without a query or fragment (a key goes in api_key=)")
     shown = url.rstrip("/")
     if parts.password is not None:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
