@@ -219,6 +219,52 @@ def test_cli_detect_a_file_it_cannot_write_loses_no_other_image(creatives, tmp_p
     assert json.loads((folder / "0001.json").read_text())["elements"]
 
 
+def test_cli_detect_writes_no_empty_file_and_keeps_one_that_appears_meanwhile(creatives, tmp_path, capsys,
+                                                                              monkeypatch):
+    """A blank image gave an element file with no elements, which foveal score refuses, and 'written'; a file made
+    while detection ran (written by hand, or by a second run) was replaced although --overwrite was not given."""
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 250), "white").save(blank)
+    assert main(["detect", str(blank), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "automatic detection found no elements" in err and "no file written" in err
+    assert not (tmp_path / "out" / "blank.json").exists()
+
+    image, out = creatives[0][0], tmp_path / "race"
+    by_hand = b'{"elements": [{"name": "h", "kind": "headline", "box": [1, 1, 5, 5]}]}'
+    real = Detector.detect
+
+    def slow(self, *args, **kwargs):  # someone saves the file while the image is being detected
+        (out / f"{image.stem}.json").write_bytes(by_hand)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "detect", slow)
+    assert main(["detect", str(image), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "appeared while detecting" in err and "kept it: pass --overwrite" in err, err
+    assert (out / f"{image.stem}.json").read_bytes() == by_hand
+    assert [p.name for p in out.iterdir()] == [f"{image.stem}.json"]  # no temporary left
+    assert main(["-q", "detect", str(image), "-o", str(out), "--overwrite"]) == 0
+    assert (out / f"{image.stem}.json").read_bytes() != by_hand
+
+
+def test_detection_takes_the_callers_pixel_limit(detector, creatives, tmp_path, capsys):
+    """--elements auto (and the service's /v1/detect) checked every image again at the default 100 MP, so a
+    --max-pixels raised above it was ignored; foveal detect had no --max-pixels, yet its message advised it."""
+    from foveal.detect import detected_spec
+    from foveal.imageio import DecodedImage, decode
+
+    pixels = decode(creatives[0][0]).pixels
+    huge = DecodedImage(pixels, "0" * 64, "huge.png", image_hw=(10100, 10000))  # the size a 101 MP file declares
+    with pytest.raises(foveal.ImageError, match="over the limit of 100.0 MP"):
+        detected_spec(huge)
+    assert detected_spec(huge, max_pixels=2e8).elements == detected_spec(pixels).elements
+    assert run("detect", creatives[0][0], "-o", tmp_path / "small", "--max-pixels", "1000") == 1
+    assert "over the limit of 1,000 pixels; downscale it or raise --max-pixels" in capsys.readouterr().err
+
+
 def test_cli_detect_out_folder_that_cannot_be_made_is_one_line_error(creatives, tmp_path, capsys):
     image = creatives[0][0]
     assert run("detect", image, "-o", tmp_path / "x" / "y") == 0

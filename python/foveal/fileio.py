@@ -174,10 +174,12 @@ def check_output(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = True) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.
 
-    An output that is a folder, cannot be created, or would replace an input raises :class:`InputError`.
+    An output that is a folder, cannot be created, or would replace an input raises :class:`InputError`. With
+    ``replace=False`` a file that is at ``path`` when the write completes (made meanwhile by someone else) is
+    kept, and :class:`FileExistsError` raised.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
@@ -209,7 +211,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             with contextlib.suppress(OSError):
                 fh.close()
         try:
-            os.replace(tmp, target)
+            _put(tmp, target, replace)
+        except FileExistsError:
+            raise
         except OSError as exc:
             raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     except BaseException:
@@ -217,6 +221,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             with contextlib.suppress(OSError):  # gone already, or never made: what stopped the write is the error
                 os.unlink(tmp)
         raise
+
+
+def _put(tmp: Path, target: Path, replace: bool) -> None:
+    """Move the finished ``tmp`` to ``target``; without ``replace``, never over a file there (a hard link fails
+    if the name is taken, where a rename would replace it)."""
+    if replace:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if target.exists() or target.is_symlink():  # a filesystem without hard links: checked, then renamed
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from None
+        os.replace(tmp, target)
+        return
+    with contextlib.suppress(OSError):  # written: a stray temporary is no reason to call the write failed
+        os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -335,19 +360,20 @@ def spreadsheet_text(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` as UTF-8, atomically."""
-    with atomic_write(path, "w") as fh:
+def write_text(path: str | os.PathLike, text: str, *, replace: bool = True) -> None:
+    """Write ``text`` as UTF-8, atomically (``replace``: as in :func:`atomic_write`)."""
+    with atomic_write(path, "w", replace=replace) as fh:
         fh.write(text)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (NaN refused: it is not JSON), atomically."""
+def write_json(path: str | os.PathLike, obj: Any, *, replace: bool = True) -> None:
+    """Write ``obj`` as indented JSON (NaN refused: it is not JSON), atomically (``replace``: as in
+    :func:`atomic_write`)."""
     try:
         text = json.dumps(obj, indent=2, allow_nan=False, default=json_default)
     except ValueError as exc:
         raise InputError(f"cannot write {os.fspath(path)}: {exc}") from exc
-    write_text(path, text + "\n")
+    write_text(path, text + "\n", replace=replace)
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

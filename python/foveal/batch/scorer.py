@@ -211,7 +211,7 @@ class Scorer:
         if item.elements == AUTO:
             from ..detect import detected_spec
 
-            spec = detected_spec(decoded)
+            spec = detected_spec(decoded, self.engine.max_pixels)
         elif item.elements is None:
             elements_dir = self.options.elements_dir or str(Path(item.image).parent)
             spec = load_elements(find_element_file(item.image, elements_dir), hw)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import FovealError, InputError
+from ..errors import ElementSpecError, FovealError, InputError
 from ..fileio import write_json
-from ..imageio import DEFAULT_MAX_PIXELS, decode
+from ..imageio import decode
 from ..progress import progress
 from . import check_out_folder, error_line, path_arg
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--overwrite", action="store_true", help="replace element files already in DIR")
+    p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
     p.set_defaults(handler=run)
 
 
@@ -50,8 +51,16 @@ def run(args: argparse.Namespace) -> int:
                    enabled=not args.quiet and len(targets) > 1)
     for image, target in bar:
         try:  # writing too: a file that cannot be written (a folder, an input) loses no other image's
-            decoded = decode(image, DEFAULT_MAX_PIXELS)
-            write_json(target, element_file(detector.detect(decoded.pixels), decoded.pixels.shape[:2]))
+            decoded = decode(image, args.max_pixels)
+            found = detector.detect(decoded, args.max_pixels)
+            if not found:  # an empty element file is one foveal score refuses
+                raise ElementSpecError(f"{image}: automatic detection found no elements (no text, button, face or "
+                                       "product); no file written: write its element file by hand")
+            write_json(target, element_file(found, decoded.pixels.shape[:2]), replace=args.overwrite)
+        except FileExistsError:
+            failures += 1
+            print(f"foveal: error: {target} appeared while detecting (maybe written by hand); kept it: pass "
+                  "--overwrite to replace it", file=sys.stderr)
         except FovealError as exc:
             failures += 1
             print(error_line(exc), file=sys.stderr)

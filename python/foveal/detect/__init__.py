@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ElementSpecError, InputError
-from ..imageio import ImageLike, load_image
+from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
                      MAX_CTA_CHARS)
@@ -77,9 +77,10 @@ class Detector:
         faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None) for f in self.faces.detect(rgb, min_face)]
         return [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
 
-    def detect(self, image: ImageLike) -> list[Detection]:
-        """Every element found in ``image``, by kind (:data:`DETECTED_KINDS` order), then top to bottom."""
-        rgb = load_image(image)
+    def detect(self, image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Detection]:
+        """Every element found in ``image`` (refused over ``max_pixels``), by kind (:data:`DETECTED_KINDS` order),
+        then top to bottom."""
+        rgb = load_image(image, max_pixels)
         faces = self._side.submit(self._faces, rgb) if self._side is not None else None
         found: list[Detection] = []
         lines = self.text.lines(rgb)
@@ -170,9 +171,9 @@ def default_detector() -> Detector:
         return _default
 
 
-def detect(image: ImageLike) -> list[Detection]:
+def detect(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Detection]:
     """:meth:`Detector.detect` with the default detector."""
-    return default_detector().detect(image)
+    return default_detector().detect(image, max_pixels)
 
 
 def kind_names(kinds: Sequence[str]) -> list[str]:
@@ -191,19 +192,20 @@ def to_elements(detections: list[Detection]) -> list[Element]:
             for name, d in zip(kind_names([d.kind for d in detections]), detections)]
 
 
-def detect_elements(image: ImageLike) -> list[Element]:
-    """The elements of ``image`` found automatically, ready for :func:`foveal.scoring.scores.score_creative`."""
-    return to_elements(detect(image))
+def detect_elements(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Element]:
+    """The elements of ``image`` (refused over ``max_pixels``) found automatically, ready for
+    :func:`foveal.scoring.scores.score_creative`."""
+    return to_elements(detect(image, max_pixels))
 
 
-def detected_spec(image: ImageLike) -> ElementSpec:
+def detected_spec(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ElementSpec:
     """The elements of ``image`` found automatically, validated as an element file would be (``source`` "auto").
 
     Raises :class:`~foveal.errors.ElementSpecError` when nothing is found, and
     :class:`~foveal.errors.DetectorUnavailableError` without the ``foveal[detect]`` extra.
     """
-    rgb = load_image(image)
-    elements = detect_elements(rgb)
+    rgb = load_image(image, max_pixels)
+    elements = detect_elements(rgb, max_pixels)
     if not elements:
         raise ElementSpecError(f"{_name(image)}: automatic detection found no elements (no text, button, face or "
                                "product); write an element file for it")

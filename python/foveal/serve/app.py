@@ -521,7 +521,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         data, _ = await codec.image_bytes(request)
         decoded = await _decode(state, data)
         return codec.JSONDocument(await state.detect_lane.run(
-            lambda: element_file(detect_image(decoded.pixels), decoded.pixels.shape[:2]), deadline))
+            lambda: element_file(detect_image(decoded, state.config.max_pixels), decoded.pixels.shape[:2]),
+            deadline))
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
