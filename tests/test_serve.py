@@ -192,6 +192,22 @@ def test_predict_formats_match_engine(http, engine):
     fine = http.post("/v1/predict", params={"grid": "601x2", "map": "no"}, content=data,
                      headers={"Content-Type": "image/png"}).json()["grid"]  # one cell per pixel at most, as documented
     assert (fine["cols"], fine["rows"]) == (600, 2) and np.array(fine["values"]).shape == (2, 600)
+    # 1000x65 is cut to 600x65 first, then held to the cap (it was refused for its 65,000 cells before the cut)
+    cut = http.post("/v1/predict", params={"grid": "1000x65", "map": "no"}, content=data,
+                    headers={"Content-Type": "image/png"}).json()["grid"]
+    assert (cut["cols"], cut["rows"]) == (600, 65)
+    over = http.post("/v1/predict", params={"grid": "300x300", "map": "no"}, content=data,
+                     headers={"Content-Type": "image/png"})
+    assert error_of(over) == (400, "invalid_input") and "cut to the image's 600x600" in over.json()["error"]["message"]
+    # edges at floor(i * H / rows + 1/2) in integers: 600 rows in 144 cells puts edge 3 at 12.5 -> 13, edge 15 at
+    # 62.5 -> 63 (np.rint's float linspace gave 12 and 63)
+    odd = http.post("/v1/predict", params={"grid": "1x144", "map": "no"}, content=data,
+                    headers={"Content-Type": "image/png"}).json()["grid"]
+    edges = [(2 * i * 600 + 144) // 288 for i in range(145)]
+    assert edges[3] == 13 and edges[15] == 63
+    rows = expected.prob.astype(np.float64).sum(axis=1)
+    assert np.allclose([v[0] for v in odd["values"]], [rows[a:b].sum() for a, b in zip(edges, edges[1:])],
+                       atol=1e-9)
     from PIL import Image
 
     import base64
@@ -495,7 +511,8 @@ def test_bad_fields(http):
         (400, "invalid_input")
     assert error_of(http.post("/v1/whatif", files=files, data={
         "elements": ELEMENTS, "search": '{"element": "cta", "step": 1}'})) == (400, "invalid_input")
-    for grid in ("0x5", "\u00b2x2", "\u0663x2", ""):  # a superscript and an Arabic-Indic digit are not ASCII digits
+    for grid in ("0x5", "\u00b2x2", "\u0663x2", "", "9" * 5000 + "x2"):  # a superscript and an Arabic-Indic digit
+        # are not ASCII digits; 5000 digits are more than int() reads
         assert error_of(http.post("/v1/predict", params={"grid": grid}, content=EXAMPLE.read_bytes(),
                                   headers={"Content-Type": "image/png"})) == (400, "invalid_input")
     for query in ({"format": "gif"}, {"map": "maybe"}, {"overlay": "2"}):

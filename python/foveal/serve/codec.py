@@ -193,20 +193,23 @@ class JSONDocument(Response):
 def parse_grid(text: str) -> tuple[int, int]:
     """``"32x24"`` → (cols, rows)."""
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts) or min(int(p) for p in parts) < 1 \
-            or int(parts[0]) * int(parts[1]) > MAX_GRID_CELLS:
-        raise InputError(f"grid: expected COLSxROWS with positive whole numbers and at most {MAX_GRID_CELLS} cells "
-                         f"(e.g. 32x24), got {text!r}")
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts) \
+            or min(int(p) for p in parts) < 1:
+        raise InputError(f"grid: expected COLSxROWS with positive whole numbers (e.g. 32x24), got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
 def grid(smap: SaliencyMap, cols: int, rows: int) -> dict[str, Any]:
-    """The map's mass summed into ``rows x cols`` cells (rows top to bottom), from the summed-area table: cell
-    edges fall on whole pixels (``round(i * H / rows)``), so the values sum to the map's total, 1."""
+    """The map's mass summed into ``rows x cols`` cells (rows top to bottom; cut to one cell per pixel at most),
+    from the summed-area table: cell edges fall on whole pixels, row edge ``i`` at ``floor(i * H / rows + 1/2)``
+    computed in integers (so any language gets the same cells), and the values sum to the map's total, 1."""
     height, width = smap.shape
     rows, cols = min(rows, height), min(cols, width)
-    ys = np.rint(np.linspace(0, height, rows + 1)).astype(np.int64)
-    xs = np.rint(np.linspace(0, width, cols + 1)).astype(np.int64)
+    if rows * cols > MAX_GRID_CELLS:
+        raise InputError(f"grid: {cols}x{rows} cells (cut to the image's {width}x{height} pixels) is over the limit of "
+                         f"{MAX_GRID_CELLS}; ask for a coarser grid")
+    ys = (2 * np.arange(rows + 1, dtype=np.int64) * height + rows) // (2 * rows)
+    xs = (2 * np.arange(cols + 1, dtype=np.int64) * width + cols) // (2 * cols)
     corners = smap.sat[np.ix_(ys, xs)]
     cells = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
     return {"rows": rows, "cols": cols, "values": cells.tolist()}
