@@ -339,14 +339,23 @@ BAD_FILES = {
                      "a,2024-03-03,9223372036854775808,1\n",
                      r"line 2: impressions '1e30' is above 9223372036854775807 \(2\^63-1\).*line 3: impressions "
                      r"'99999999999999999999' is above.*line 4: impressions '9223372036854775808' is above"),
+    "nearly_whole": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1.0000000000000001\na,2024-03-02,10,1e-400\n"
+                     "a,2024-03-03,12345678901234567891e-1,0\n",  # a float read each as whole (1, 0 and ...768)
+                     r"line 2: clicks '1.0000000000000001' is not a whole number.*line 3: clicks '1e-400' is not a "
+                     r"whole number.*line 4: impressions '12345678901234567891e-1' is not a whole number"),
+    "unstorable_labels": ("creative_id,date,impressions,clicks,source\na,2024-03-01,10,1," + "S" * 201 + "\n"
+                          "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n",  # PostgreSQL: a store error, no line
+                          r"line 2: source 'S{40}' is not 1-200 printable characters.*line 3: source 'a\\x01b' is "
+                          r"not 1-200.*line 4: creative_id 'a\\x00' is not 1-200 printable characters"),
     "field_too_long": ("creative_id,date,impressions,clicks\na,2024-03-01,10," + "1" * 140_000 + "\n",
                        r"line 2: not a valid CSV row \(field larger than field limit.*check that every quoted field "
                        r"is closed"),
     "open_quote": ('creative_id,date,impressions,clicks\nb,2024-03-01,10,1\na,2024-03-01,10,"1\n'
                    + "b,2024-03-02,10,1\n" * 20_000, r"line 3: not a valid CSV row"),  # where the quote opens
     "quoted_line_breaks": ('creative_id,date,impressions,clicks\n"a\nb",2024-03-01,10,1\n"a",2024-03-01,"1\n0",1\n'
-                           "a,2024-03-01,5,6\n", r"line 2: unknown creative_id 'a\\nb'; line 4: impressions '1\\n0' "
-                           "is not a number; line 6: clicks 6 > impressions 5"),  # a row's line is its first
+                           "a,2024-03-01,5,6\n", r"line 2: creative_id 'a\\nb' is not 1-200 printable characters; line "
+                           r"4: impressions '1\\n0' is not a number; line 6: clicks 6 > impressions 5"),  # a row's
+    # line is its first
 }
 
 
@@ -363,12 +372,12 @@ def test_bad_outcome_files_are_rejected_whole_with_line_numbers(name, tmp_path):
 def test_counts_and_dates_in_the_documented_forms_are_read(tmp_path):
     path = _write(tmp_path / "forms.csv", "creative_id,date,impressions,clicks,spend\n"
                   "a,2024-03-01,1200,3,1.5\na, 2024-03-02 , 1200 ,3, 2 \na,2024-03-03,1200.0,3,1e1\n"
-                  "a,2024-03-04,1.2e3,3,.5\n")
+                  "a,2024-03-04,1.2e3,3,.5\na,2024-03-05,9007199254740993.0,3,\n")
     rows, errors = read_outcomes(path, {})
     assert not errors
     assert [(r["date"], r["impressions"], r["spend"]) for r in rows] == [
         (date(2024, 3, 1), 1200, 1.5), (date(2024, 3, 2), 1200, 2.0), (date(2024, 3, 3), 1200, 10.0),
-        (date(2024, 3, 4), 1200, 0.5)]
+        (date(2024, 3, 4), 1200, 0.5), (date(2024, 3, 5), 9007199254740993, None)]  # exact: not through a float
 
 
 def test_bad_file_rolls_back_on_postgres_too(store_url, tmp_path):
@@ -573,6 +582,31 @@ def test_two_processes_importing_and_scoring_at_once_lose_no_row(store_url, tmp_
     assert counts["creatives"] == 30 + recorded and counts["predictions"] == 30 + recorded
     assert counts["prediction_elements"] == 3 * (30 + recorded)
     assert counts["prediction_scores"] == 5 * (30 + recorded)
+
+
+def test_two_imports_of_the_same_rows_in_opposite_orders_both_land(store_url, tmp_path):
+    """Rows were written in file order, so two imports of the same keys in opposite orders locked them in opposite
+    orders and PostgreSQL ended one as a deadlock (4 rounds of 4 in the report)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"c{i:02d}" for i in range(20)]
+    _store_with(store_url, ids).close()
+    keys = [(cid, f"2024-{1 + d // 28:02d}-{1 + d % 28:02d}") for cid in ids for d in range(150)]
+    for round_ in range(2):  # new keys, then the same keys changed: inserts, then updates
+        forward = [f"{c},{d},{1000 + round_},{round_}" for c, d in keys]
+        backward = [f"{c},{d},{2000 + round_},{round_}" for c, d in reversed(keys)]
+        files = [_write(tmp_path / f"{name}{round_}.csv", "creative_id,date,impressions,clicks\n" + "\n".join(rows))
+                 for name, rows in (("fwd", forward), ("rev", backward))]
+
+        def load(path: Path):
+            with Store(store_url) as store:
+                return store.import_outcomes(path)
+
+        with ThreadPoolExecutor(2) as pool:
+            summaries = list(pool.map(load, files))  # both land: neither raises
+        assert all(x.inserted + x.updated + x.unchanged == len(keys) for x in summaries)
+        with Store(store_url) as store:
+            assert store.counts()["outcomes"] == len(keys)
 
 
 def test_migration_steps_run_in_order_once(store_url, monkeypatch):

@@ -8,6 +8,7 @@ from a file with any bad row.
 from __future__ import annotations
 
 import csv
+import decimal
 import math
 import re
 from datetime import date, datetime
@@ -185,16 +186,26 @@ def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     row["creative_id"] = "" if _blank(cid) else str(cid).strip()
     if not row["creative_id"]:
         problems.append("creative_id is empty")
+    elif not is_label(row["creative_id"]):
+        problems.append(f"creative_id {row['creative_id'][:40]!r} is not 1-200 printable characters")
     row["date"] = _parse_date(values.get("date"), problems)
     for name in ("impressions", "clicks", "conversions"):
         row[name] = _parse_count(name, values.get(name), name != "conversions", problems)
     row["spend"] = _parse_spend(values.get("spend"), problems)
     source = values.get("source")
     row["source"] = "" if _blank(source) else str(source).strip()
+    if row["source"] and not is_label(row["source"]):
+        problems.append(f"source {row['source'][:40]!r} is not 1-200 printable characters")
     for part, whole in (("clicks", "impressions"), ("conversions", "clicks")):  # each a subset of the one before
         if isinstance(row[part], int) and isinstance(row[whole], int) and row[part] > row[whole]:
             problems.append(f"{part} {row[part]} > {whole} {row[whole]}")
     return row, problems
+
+
+def is_label(text: str) -> bool:
+    """Whether non-empty ``text`` may be a creative id, tag, vertical or source in the store: at most 200
+    characters, none of them a control character (PostgreSQL refuses NUL, and ids are shown on one line)."""
+    return len(text) <= 200 and not any(ord(ch) < 32 for ch in text)
 
 
 def _blank(value: Any) -> bool:
@@ -253,18 +264,20 @@ def _parse_count(name: str, value: Any, required: bool, problems: list[str]) -> 
 
 
 def _whole(value: Any) -> int | None:
-    """``value`` as an exact int (None when it is not whole).  Integers are taken as they are, not through a float
-    that would round those above 2^53."""
+    """``value`` as an exact int (None when it is not whole).  Text goes through Decimal, not a float that would
+    round counts above 2^53 and fractions within 1e-16 of a whole number (1.0000000000000001, 1e-400)."""
     if isinstance(value, int):
         return value
-    text = _number_text(value) if isinstance(value, str) else None
-    if text is not None:
-        try:
-            return int(text)
-        except ValueError:
-            pass  # "1e3", "10.0": whole numbers written as floats
-    number = float(text) if text is not None else float(value)
-    return int(number) if math.isfinite(number) and number == int(number) else None
+    if isinstance(value, str):
+        number = decimal.Decimal(_number_text(value))
+    elif isinstance(value, decimal.Decimal):  # a Parquet decimal column
+        number = value
+    else:
+        number = decimal.Decimal(float(value))  # a Parquet float: exactly the binary value it holds
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    # 1e999999 is whole, but int() of it would build a million digits: anything that long is over MAX_COUNT anyway
+    return int(number) if number.adjusted() <= 20 else MAX_COUNT + 1
 
 
 def _number_text(text: str) -> str:

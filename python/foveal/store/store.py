@@ -16,7 +16,7 @@ from ..fileio import note_input
 from ..scoring.scores import CreativeScores
 from . import schema as s
 from .database import connect_error, create_engine, describe, parse_url, write_error
-from .outcomes import check, read_outcomes
+from .outcomes import check, is_label, read_outcomes
 
 #: The creative-level numbers stored as ``prediction_scores`` rows.
 CREATIVE_SCORES = ("conversion_share", "other_elements_share", "background_share", "focus", "top10_share")
@@ -177,8 +177,11 @@ class Store:
                     updates.append({**_strip_line(r), "imported_at": now})
                 else:
                     unchanged += 1
-            for start in range(0, len(inserts) + len(updates), 1000):
-                _upsert_outcomes(conn, (inserts + updates)[start:start + 1000])
+            # In key order: two imports of the same keys in different file orders otherwise lock rows in opposite
+            # orders, and PostgreSQL ends one of them as a deadlock.
+            changed = sorted(inserts + updates, key=lambda r: (r["creative_id"], r["date"], r["source"]))
+            for start in range(0, len(changed), 1000):
+                _upsert_outcomes(conn, changed[start:start + 1000])
         return ImportSummary(str(path), len(inserts), len(updates), unchanged)
 
     def latest_predictions(self, graph_sha256: str | None = None) -> list[dict[str, Any]]:
@@ -268,6 +271,6 @@ def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 def _check_id(value: Any, what: str) -> str:
     text = str(value).strip() if value is not None else ""
-    if not text or len(text) > 200 or any(ord(ch) < 32 for ch in text):
+    if not text or not is_label(text):
         raise InputError(f"{what} {value!r}: must be 1-200 printable characters")
     return text
