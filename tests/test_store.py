@@ -534,8 +534,20 @@ def test_score_cli_records_one_creative_and_a_folder(tmp_path, capsys):
     # another image under a used id is refused; store options without --db too
     capsys.readouterr()
     assert main(["score", str(examples / "creative_b.png"), "--elements", str(examples / "creative_b.json"), "-o",
-                 str(tmp_path / "two"), "--no-report", "-q", "--db", url, "--creative-id", "hero"]) == 1
+                 str(tmp_path / "two"), "-q", "--db", url, "--creative-id", "hero"]) == 1
     assert "another image" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()  # refused by the store: no report that looks like a success
+    (folder / "hero.png").write_bytes((examples / "creative_b.png").read_bytes())  # not the image 'hero' has
+    (folder / "hero.json").write_bytes((examples / "creative_b.json").read_bytes())
+    assert main(["score", str(folder), "-o", str(tmp_path / "many2"), "-q", "--db", url]) == 1
+    assert sorted(p.name for p in (tmp_path / "many2" / "reports").iterdir()) == ["creative", "creative_b"]
+    # a vertical or tag the store cannot hold: refused once, before anything is scored
+    capsys.readouterr()
+    for flags in (["--vertical", "x" * 201], ["--tag", " "]):
+        assert main(["score", str(folder), "-o", str(tmp_path / "many3"), "-q", "--db", url, *flags]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "must be 1-200 printable characters" in err, err
+        assert not (tmp_path / "many3").exists()
     assert main(["score", str(examples / "creative.png"), "-o", str(tmp_path / "three"), "--vertical", "x"]) == 1
     assert "add --db URL" in capsys.readouterr().err
 

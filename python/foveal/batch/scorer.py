@@ -127,8 +127,12 @@ class Scorer:
                 self.norms.require_format(options.format, str(options.norms))
         self.store = None
         if options.db is not None:
-            from ..store import Store
+            from ..store import Store, check_label
 
+            # once, before any work: each creative would otherwise be scored, then refused on its own line
+            for value, what in ((options.vertical, "vertical"), *((tag, "tag") for tag in options.tags)):
+                if value is not None:
+                    check_label(value, what)
             self.store = Store(options.db)
 
     def score(self, items: Sequence[BatchItem]) -> list[CreativeResult]:
@@ -140,17 +144,19 @@ class Scorer:
             if isinstance(scored, Exception):
                 results.append(_failed(item, scored))
                 continue
-            if self.options.reports:
-                self.write_report(self.out / REPORTS_DIR / item.creative_id, scored)
-            if self.options.maps:
-                write_npy(self.out / MAPS_DIR / f"{item.creative_id}.npy", scored.smap.prob)
-            if self.store is not None:  # before the batch commits it: a crash in between re-records, never loses
+            # Recorded before its files are written, so a creative the store refuses leaves no report that looks
+            # like a success; and before the batch commits it: a crash in between re-records, never loses.
+            if self.store is not None:
                 try:
                     self.store.record(item.creative_id, scored.scores, scored.smap.provenance,
                                       vertical=self.options.vertical, tags=list(self.options.tags))
                 except FovealError as exc:
                     results.append(_failed(item, exc))
                     continue
+            if self.options.reports:
+                self.write_report(self.out / REPORTS_DIR / item.creative_id, scored)
+            if self.options.maps:
+                write_npy(self.out / MAPS_DIR / f"{item.creative_id}.npy", scored.smap.prob)
             results.append(CreativeResult(item.creative_id, item.image,
                                           element_rows(item, scored.scores, scored.smap.provenance),
                                           creative_row(item, scored.scores, scored.smap.provenance)))

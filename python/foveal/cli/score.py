@@ -151,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
     scored = scorer.score_creatives([item])[0]
     if isinstance(scored, Exception):
         raise scored
-    scorer.write_report(args.out, scored)
-    if scorer.store is not None:
+    if scorer.store is not None:  # first: a creative the store refuses gets no report
         scorer.store.record(item.creative_id, scored.scores, scored.smap.provenance, vertical=options.vertical,
                             tags=list(options.tags))
+    scorer.write_report(args.out, scored)
     if scorer.norms_warning:
         print(f"foveal: warning: {scorer.norms_warning}", file=sys.stderr)
     if not args.quiet:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import FovealError
 
-__all__ = ["Store", "ImportSummary", "SCHEMA_VERSION", "CREATIVE_SCORES"]
+__all__ = ["Store", "ImportSummary", "SCHEMA_VERSION", "CREATIVE_SCORES", "check_label"]
 
 
 def __getattr__(name: str) -> Any:

@@ -94,9 +94,9 @@ class Store:
         creative id already recorded with another image is refused: its outcomes would be credited to the wrong
         picture.
         """
-        creative_id = _check_id(creative_id, "creative id")
-        vertical = None if vertical is None else _check_id(vertical, "vertical")
-        tags = sorted({_check_id(t, "tag") for t in tags})
+        creative_id = check_label(creative_id, "creative id")
+        vertical = None if vertical is None else check_label(vertical, "vertical")
+        tags = sorted({check_label(t, "tag") for t in tags})
         graph = provenance.get("graph_sha256")
         if not graph:
             raise InputError("record: provenance has no graph_sha256; pass the SaliencyMap.provenance of the map "
@@ -269,7 +269,8 @@ def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
-def _check_id(value: Any, what: str) -> str:
+def check_label(value: Any, what: str) -> str:
+    """``value`` stripped, as a creative id, vertical or tag may be stored (:func:`is_label`); else InputError."""
     text = str(value).strip() if value is not None else ""
     if not text or not is_label(text):
         raise InputError(f"{what} {value!r}: must be 1-200 printable characters")
