@@ -173,6 +173,36 @@ def test_health_ready_models_norms_openapi(url, http):
     assert {"/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/metrics"} <= set(paths)
 
 
+def test_openapi_describes_the_answers_the_service_gives(url, http):
+    """The schema declared no error answer but FastAPI's 422 HTTPValidationError, which the service never sends,
+    and neither the raw bodies the client sends, the other content types, X-Deadline-Ms nor the API keys: a client
+    generated from it could not read a refusal."""
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}  # this service checks keys
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for status, answer in operation["responses"].items():
+                if status != "200":
+                    assert answer["content"]["application/json"]["schema"] == error, (path, status)
+            if method == "post":
+                assert {"400", "413", "415", "503", "504"} <= set(operation["responses"]), path
+                assert any(p["name"] == "X-Deadline-Ms" for p in operation["parameters"]), path
+            assert ("security" in operation) == (path not in ("/healthz", "/readyz")), path
+    post = {path: item["post"] for path, item in schema["paths"].items() if "post" in item}
+    assert "application/octet-stream" in post["/v1/predict"]["requestBody"]["content"]
+    assert set(post["/v1/compare"]["responses"]["200"]["content"]) == {"application/json", "text/html", "image/png"}
+    assert "422" in post["/v1/score"]["responses"] and "501" in post["/v1/detect"]["responses"]
+    assert schema["paths"]["/readyz"]["get"]["responses"]["503"]["description"] == "`not_ready` or `shutting_down`"
+    # what the schema promises is what comes back: a refused format is the declared 422 with an Error body
+    refused = http.post("/v1/score", params={"format": "xml"}, files={"image": ("a.png", b"x", "image/png")},
+                        data={"elements": ELEMENTS})
+    assert "422" in post["/v1/score"]["responses"] and error_of(refused) == (422, "invalid_request")
+    open_schema = create_app(ServeConfig(warmup=False), engine=object()).openapi()  # no keys: no security
+    assert "securitySchemes" not in open_schema["components"] and "security" not in json.dumps(open_schema["paths"])
+
+
 def test_predict_formats_match_engine(http, engine):
     data = EXAMPLE.read_bytes()
     expected = engine.predict(data)

@@ -58,6 +58,7 @@ from .errors import HANDLERS
 from .guard import Guard
 from .lane import Lane
 from .metrics import CONTENT_TYPE, MetricsExchange, ServiceMetrics
+from .openapi import complete
 from .page import DOCUMENT_HEADERS
 
 log = logging.getLogger("foveal.serve")
@@ -167,6 +168,14 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     for exc_class, handler in HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
     _routes(app, state)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # FastAPI's first call caches its own schema; this one replaces it
+            app.openapi_schema = complete(generated(), keys=keys is not None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if config.static_dir and Path(config.static_dir, "index.html").is_file():
         from .page import PageFiles
 
@@ -263,6 +272,7 @@ def _map_headers(smap: SaliencyMap) -> dict[str, str]:
 
 _IMAGE_BODY = {"content": {
     "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                                        "properties": {"image": {"type": "string", "format": "binary"}}}}}}
 
@@ -273,6 +283,12 @@ def _multipart(required: list[str], properties: dict[str, dict]) -> dict:
 
 
 _FILE = {"type": "string", "format": "binary"}
+_TYPES = {"json": "application/json", "html": "text/html", "png": "image/png"}
+
+
+def _answers(*formats: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a document route in the schema: one content type per ``format`` it offers."""
+    return {200: {"content": {_TYPES[f]: {} for f in formats}}}
 _ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --elements` reads (text or file)"}
 
 
@@ -369,7 +385,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         # A quick check (provenance, a small grid) takes tens of microseconds: a thread hop would cost more.
         return codec.JSONDocument(document() if options.quick else await run_in_threadpool(document))
 
-    @app.post("/v1/score", tags=["score"], openapi_extra=_multipart(["image", "elements"], {
+    @app.post("/v1/score", tags=["score"], responses=_answers("json", "html"),
+              openapi_extra=_multipart(["image", "elements"], {
         "image": _FILE, "elements": _ELEMENTS,
         "norms": {"type": "string", "description": "name of norms this server has (GET /v1/norms)"},
         "format": {"type": "string", "description": "format to compare against in the norms"},
@@ -406,7 +423,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
         return await run_in_threadpool(work)
 
-    @app.post("/v1/compare", tags=["score"], openapi_extra=_multipart(["image_a", "image_b"], {
+    @app.post("/v1/compare", tags=["score"], responses=_answers("json", "html", "png"),
+              openapi_extra=_multipart(["image_a", "image_b"], {
         "image_a": _FILE, "image_b": _FILE, "elements": _ELEMENTS,
         "elements_a": _ELEMENTS, "elements_b": _ELEMENTS,
         "allow_format_mismatch": {"type": "boolean", "default": False, "description": "compare creatives of "
@@ -454,7 +472,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
         return await run_in_threadpool(work)
 
-    @app.post("/v1/whatif", tags=["score"], openapi_extra=_multipart(["image", "elements"], {
+    @app.post("/v1/whatif", tags=["score"], responses=_answers("json", "png"),
+              openapi_extra=_multipart(["image", "elements"], {
         "image": _FILE, "elements": _ELEMENTS,
         "edits": {"type": "string", "description": 'JSON list of edits: {"op": "move", "element": NAME, "dx": DX, '
                   '"dy": DY}, {"op": "scale", "element": NAME, "factor": F}, {"op": "swap", "elements": [A, B]}'},
