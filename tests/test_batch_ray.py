@@ -120,18 +120,26 @@ def test_cli_joins_a_ray_start_head_cluster_by_address(creatives, single, tmp_pa
         names.append("ray-client-server-port")
     ports = [f"--{name}={free_port()}" for name in names]
     try:
-        start = subprocess.run(
+        start = subprocess.run(  # started in its own folder: its workers read relative paths from there
             [RAY_CLI, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), *ports,
              "--temp-dir", temp_dir, "--num-cpus", "2", "--object-store-memory", str(80 * 2**20),
              "--include-dashboard", "false", "--disable-usage-stats"],
-            env=ENV, capture_output=True, text=True, timeout=120)
+            env=ENV, capture_output=True, text=True, timeout=120, cwd=temp_dir)
         assert start.returncode == 0, start.stderr[-2000:]
-        out = tmp_path / "out"
-        proc = cli(creatives, "-o", out, "--ray", f"127.0.0.1:{port}", "--actors", "2", "--no-report")
+        # Relative OUT and store, from the driver's folder: the actors wrote maps and recorded creatives relative to
+        # the folder 'ray start' ran in (and read norms and element folders from there), with exit 0.
+        proc = cli(creatives, "-o", "out", "--ray", f"127.0.0.1:{port}", "--actors", "2", "--no-report", "--maps",
+                   "--db", "sqlite:///store.db", cwd=tmp_path)
         _, err = proc.communicate(timeout=150)
         assert proc.returncode == 1 and "c007" in err and err.count("foveal: error:") == 1, err[-2000:]
         assert_no_ray_data_lines(err)
-        assert_same_tables(out, single)
+        assert_same_tables(tmp_path / "out", single)
+        assert len(list((tmp_path / "out" / "maps").glob("*.npy"))) == N - 1
+        assert not (Path(temp_dir) / "out").exists() and not (Path(temp_dir) / "store.db").exists()
+        from foveal.store import Store
+
+        with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+            assert store.counts()["predictions"] == N - 1
     finally:
         stop_processes(processes_of_cluster(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -478,6 +486,30 @@ def test_an_actor_that_dies_on_every_try_ends_the_run_then_it_resumes(cluster, c
     summary = run_batch_on_ray(read_inputs(creatives), out, address=None, actors=2, batch_size=4)
     assert summary.scored + summary.skipped == N - 1
     assert_same_tables(out, single)
+
+
+def test_a_refusal_that_stops_the_run_in_an_actor_is_one_line_as_without_ray(cluster, creatives, tmp_path):
+    """A report that cannot be written (a full disk; here a file where OUT/reports should be) was 'the actor died 4
+    times ... a creative that crashes the engine?': Ray hands the driver only a traceback's text."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "reports").write_text("a file where the reports go")
+    with pytest.raises(foveal.FovealError) as info:
+        run_batch_on_ray(read_inputs(creatives), out, options=BatchOptions(reports=True), address=None, actors=1,
+                         batch_size=4)
+    assert str(info.value).startswith(f"cannot write {out / 'reports'}/") and "\n" not in str(info.value), info.value
+
+
+def test_a_bad_store_or_norms_format_is_refused_before_a_cluster_starts(creatives, tmp_path):
+    """Checked only in each actor's constructor: ~190 lines of worker tracebacks, 'the actor died 4 times', and a
+    half-made OUT; without Ray, one line and no OUT."""
+    (tmp_path / "notdb.db").write_text("garbage")
+    started = time.monotonic()
+    proc = cli(creatives, "-o", tmp_path / "out", "--ray", "--no-report", "--db", f"sqlite:///{tmp_path / 'notdb.db'}")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.count("\n") == 1 and err.startswith("foveal: error: "), err[-2000:]
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    assert time.monotonic() - started < 30  # no cluster was started for it
 
 
 def _actor_pids(name: str) -> list[int]:

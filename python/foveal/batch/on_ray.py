@@ -25,10 +25,9 @@ import numpy as np
 
 from ..errors import FovealError, InputError
 from ..imageio import DEFAULT_MAX_PIXELS
-from ..scoring.norms import load_norms
 from .inputs import BatchItem
 from .run import COMMIT_EVERY, BatchSummary, check_items, commit_all
-from .scorer import BatchOptions, CreativeResult, Scorer
+from .scorer import BatchOptions, CreativeResult, Scorer, open_options
 from .store import BatchStore, batch_settings, engine_identity
 
 STAGES = ("decode", "predict", "score")
@@ -72,9 +71,16 @@ class _ScoreActor:
         items = [BatchItem(str(c), str(i), str(e) if e else None)
                  for c, i, e in zip(batch["creative_id"], batch["image"], batch["elements"])]
         before = dict(self.scorer.seconds)
-        results = self.scorer.score(items)
+        try:
+            results = self.scorer.score(items)
+        except FovealError as exc:
+            # What stops the whole run (a full disk under OUT): Ray would hand the driver only its traceback's text,
+            # so it travels as data and the driver raises it, one line as without Ray.
+            return {"creative_id": np.array([""], dtype=object), "result": np.array([""], dtype=object),
+                    "stop": np.array([str(exc)], dtype=object), **{f"{s}_seconds": np.zeros(1) for s in STAGES}}
         columns = {"creative_id": np.array([r.creative_id for r in results], dtype=object),
-                   "result": np.array([r.to_json() for r in results], dtype=object)}
+                   "result": np.array([r.to_json() for r in results], dtype=object),
+                   "stop": np.full(len(results), "", dtype=object)}
         for stage in STAGES:  # spread the batch's stage times over its rows so the driver can sum them
             columns[f"{stage}_seconds"] = np.full(len(results), (self.scorer.seconds[stage] - before[stage])
                                                   / max(len(results), 1))
@@ -111,11 +117,15 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         init_options: extra ``ray.init`` keywords for ``"local"`` (e.g. ``num_cpus``, ``object_store_memory``).
     """
     ray = _import_ray()
-    out = Path(out)
+    out, options = Path(out).absolute(), _absolute(options)
     check_items(items, out)
     if cpus_per_actor < 1 or (actors is not None and actors < 1) or not 0 < gpus_per_actor <= 1:
         raise InputError(f"actors and cpus_per_actor must be at least 1 and gpus_per_actor in (0, 1], got "
                          f"{actors}, {cpus_per_actor} and {gpus_per_actor}")
+    # Checked here, once, before a cluster starts: in the actors a bad store or format is a traceback in each.
+    norms, db = open_options(options)
+    if db is not None:
+        db.close()
     start = time.perf_counter()
     started = _connect(ray, address, init_options or {})
     reaper = None
@@ -135,8 +145,8 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
             engine = replace(engine, threads=cpus_per_actor)
         identity = _engine_identity(ray, engine, per_actor)
         warning = None
-        if options.norms is not None:
-            warning = load_norms(options.norms).check_graph(identity, options.allow_model_mismatch)
+        if norms is not None:
+            warning = norms.check_graph(identity, options.allow_model_mismatch)
         with BatchStore(out, batch_settings(identity, options, items)) as store:
             todo = store.todo(items)
             summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=warning)
@@ -163,6 +173,19 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         if started:
             ray.shutdown()
         _stop_reaper(reaper)
+
+
+def _absolute(options: BatchOptions) -> BatchOptions:
+    """``options`` with every path absolute: the actors of a joined cluster run in the folder its ``ray start`` ran
+    in, and read relative paths from there (other norms, another database, element files not found)."""
+    def path(value: str | None) -> str | None:
+        return None if value is None else os.path.abspath(value)
+
+    if options.db is not None:
+        from ..store.database import absolute_url
+
+        options = replace(options, db=absolute_url(options.db))
+    return replace(options, elements_dir=path(options.elements_dir), norms=path(options.norms))
 
 
 def _check_fits(ray, per_actor: dict[str, float]) -> None:
@@ -194,6 +217,10 @@ def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[Creat
                               "narrows a culprit down), and see Ray's logs for the cause") from None
         if batch is None:
             return
+        stop = next((str(text) for text in batch["stop"] if text), None)
+        if stop is not None:
+            batches.close()  # now, while Ray is up: collected after its shutdown, it logs errors of its own
+            raise FovealError(stop)
         seconds.setdefault("startup", time.perf_counter() - start)
         for stage in STAGES:
             seconds[stage] += float(np.sum(batch[f"{stage}_seconds"]))
@@ -221,10 +248,11 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
         raise InputError("Ray is already initialised in this process; pass address=None to use it")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": "ERROR", "configure_logging": True}
+    # "auto" joins the cluster RAY_ADDRESS names when it is set: the same checks apply to it.
+    named = os.environ.get("RAY_ADDRESS", "") if address == "auto" else ""
+    shown = f"{named} (RAY_ADDRESS)" if named else address
     if address != "local":
-        # "auto" joins the cluster RAY_ADDRESS names when it is set: the same checks apply to it.
-        named = os.environ.get("RAY_ADDRESS", "") if address == "auto" else ""
-        _check_reachable(named or address, f"{named} (RAY_ADDRESS)" if named else None)
+        _check_reachable(named or address, shown)
     # ray.init makes SIGTERM a bare sys.exit(15); a handler the caller set (the CLI's: one line, exit 143, the
     # same clean-up as Ctrl-C, which stops this cluster too) is put back. Without one, Ray's stays.
     main_thread = threading.current_thread() is threading.main_thread()
@@ -237,8 +265,13 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InputError(f"cannot {'start' if address == 'local' else 'join'} a Ray cluster"
-                         f"{'' if address == 'local' else ' at ' + address}: {str(exc).splitlines()[0]}") from None
+        if address == "local":
+            raise InputError(f"cannot start a Ray cluster: {str(exc).splitlines()[0]}") from None
+        hint = ""
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":  # the refusal itself is only in Ray's log lines
+            hint = ("; if that cluster uses Ray's token authentication ('ray start' turns it on since Ray 2.59), "
+                    "run with RAY_AUTH_MODE=token")
+        raise InputError(f"cannot join a Ray cluster at {shown}: {str(exc).splitlines()[0]}{hint}") from None
     finally:
         if callable(previous):
             signal.signal(signal.SIGTERM, previous)

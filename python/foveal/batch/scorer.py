@@ -105,6 +105,24 @@ class Scored:
     scores: CreativeScores
 
 
+def open_options(options: BatchOptions) -> tuple[Norms | None, Any]:
+    """The norms and the calibration store ``options`` name, checked as a batch uses them: one InputError before any
+    work, where each creative would otherwise be scored, then refused on its own line."""
+    norms = None
+    if options.norms is not None:
+        norms = load_norms(options.norms)
+        if options.format is not None:
+            norms.require_format(options.format, str(options.norms))
+    if options.db is None:
+        return norms, None
+    from ..store import Store, check_label
+
+    for value, what in ((options.vertical, "vertical"), *((tag, "tag") for tag in options.tags)):
+        if value is not None:
+            check_label(value, what)
+    return norms, Store(options.db)
+
+
 class Scorer:
     """Scores chunks of :class:`BatchItem` with one engine and one :class:`BatchOptions`.
 
@@ -117,23 +135,11 @@ class Scorer:
         #: Seconds spent so far per stage: decode (image and elements), predict (network batches), score
         #: (scores, reports, maps).
         self.seconds = {"decode": 0.0, "predict": 0.0, "score": 0.0}
-        self.norms: Norms | None = None
-        self.norms_warning: str | None = None
         self.thresholds = Thresholds.of_card(engine.graph)
-        if options.norms is not None:
-            self.norms = load_norms(options.norms)
+        self.norms, self.store = open_options(options)
+        self.norms_warning: str | None = None
+        if self.norms is not None:
             self.norms_warning = self.norms.check_graph(engine_identity(engine), options.allow_model_mismatch)
-            if options.format is not None:
-                self.norms.require_format(options.format, str(options.norms))
-        self.store = None
-        if options.db is not None:
-            from ..store import Store, check_label
-
-            # once, before any work: each creative would otherwise be scored, then refused on its own line
-            for value, what in ((options.vertical, "vertical"), *((tag, "tag") for tag in options.tags)):
-                if value is not None:
-                    check_label(value, what)
-            self.store = Store(options.db)
 
     def score(self, items: Sequence[BatchItem]) -> list[CreativeResult]:
         """One result per item, in order; a bad image or element spec is that item's ``error``."""

@@ -49,6 +49,15 @@ def parse_url(text: str) -> sa.URL:
     return url
 
 
+def absolute_url(text: str) -> str:
+    """``text`` (as :func:`parse_url` reads it) with an SQLite file's path made absolute, for processes that run in
+    another folder (a Ray cluster's workers); other databases unchanged."""
+    url = parse_url(text)
+    if url.get_backend_name() != "sqlite":
+        return text
+    return url.set(database=str(Path(url.database).expanduser().absolute())).render_as_string(hide_password=False)
+
+
 def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) -> sa.Engine:
     """An engine whose transactions are safe for several writing processes at once.
 
