@@ -306,6 +306,34 @@ def test_cli_sigkilled_on_its_own_cluster_leaves_no_ray_process(cluster, creativ
         stop_processes(left)
 
 
+@pytest.mark.slow
+def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives, tmp_path):
+    """Killed while ray.init was still starting the cluster (its agents up, the call not yet returned): the reaper
+    started only after ray.init returned, so the agents stayed up a minute or more."""
+    from foveal.batch._ray_reaper import Cluster, cluster_pids
+
+    proc = cli(creatives, "-o", tmp_path / "out", "--ray", "--actors", "1", "--no-report")
+    deadline = time.monotonic() + 60
+    agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")  # the raylet starts them while ray.init waits
+    try:
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "its cluster's agents never started"
+            ours = descendants(proc.pid)
+            if any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in ours):
+                break
+            time.sleep(0.01)
+        proc.kill()
+    finally:
+        proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (left := cluster_pids(Cluster(proc.pid)) | {p for p in ours if alive(p)}):
+        time.sleep(0.2)
+    try:
+        assert not left, [_read(f"/proc/{pid}/cmdline")[:40] for pid in left]
+    finally:
+        stop_processes(left)
+
+
 def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp_path):
     from foveal import InputError
     from foveal.batch.on_ray import EngineSpec

@@ -9,6 +9,7 @@ are asked) must be on storage every node mounts at the same path.  Needs ``pip i
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -127,11 +128,11 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     if db is not None:
         db.close()
     start = time.perf_counter()
-    started = _connect(ray, address, init_options or {})
-    reaper = None
+    # Before ray.init: a Ctrl-C or a kill while it starts the cluster must not leave its agents running either.
+    started, reaper = False, _start_reaper() if address == "local" else None
     try:
-        if started and address == "local":
-            reaper = _start_reaper(ray)
+        started = _connect(ray, address, init_options or {})
+        _name_session(ray, reaper)
         resources = ray.cluster_resources()
         gpu = engine.device not in CPU_DEVICES and resources.get("GPU", 0) >= 1
         if engine.device not in CPU_DEVICES + ("auto",) and not gpu:
@@ -278,16 +279,25 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     return True
 
 
-def _start_reaper(ray) -> subprocess.Popen | None:
-    """A process that stops the local cluster ray.init just started once this process is gone, even after a
-    SIGKILL (see :mod:`foveal.batch._ray_reaper`); None where the session folder is not known (another Ray)."""
-    try:
-        session_dir = ray._private.worker._global_node.get_session_dir_path()
-    except AttributeError:
-        return None
+def _start_reaper() -> subprocess.Popen:
+    """A process that stops the local cluster this process starts once this process is gone, even after a SIGKILL
+    (see :mod:`foveal.batch._ray_reaper`)."""
     # Its own session: a signal to this process's group (a terminal's Ctrl-C, a killpg) must not take it along.
-    return subprocess.Popen([sys.executable, "-u", str(Path(__file__).with_name("_ray_reaper.py")), session_dir],
+    return subprocess.Popen([sys.executable, "-u", str(Path(__file__).with_name("_ray_reaper.py")), str(os.getpid())],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+
+
+def _name_session(ray, reaper: subprocess.Popen | None) -> None:
+    """Tell the reaper the session folder of the cluster ray.init started (until then it goes by this pid)."""
+    if reaper is None:
+        return
+    try:
+        folder = ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:  # another Ray: the reaper keeps to the folder named after this process
+        return
+    with contextlib.suppress(OSError):  # a reaper gone already has nothing to stop
+        reaper.stdin.write(os.fsencode(folder) + b"\n")
+        reaper.stdin.flush()
 
 
 def _stop_reaper(reaper: subprocess.Popen | None) -> None:
