@@ -193,6 +193,19 @@ def test_a_graph_input_that_breaks_the_contract_is_refused_at_load(tmp_path, ele
         Engine(str(tmp_path / "odd.onnx"))
 
 
+def test_a_graph_input_declared_without_a_shape_is_any_size(tmp_path, image):
+    """ONNX lets an input leave its shape undeclared; ONNX Runtime reports [] for it, and such a model runs."""
+    nodes = [helper.make_node("AveragePool", ["image"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
+             helper.make_node("ReduceMean", ["pooled"], ["log_density"], keepdims=1, axes=[1])]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("image", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("log_density", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "shapeless.onnx")
+    smap = Engine(str(tmp_path / "shapeless.onnx")).predict(image)
+    assert smap.shape == (100, 140) and abs(smap.total - 1) < 1e-5
+
+
 def test_a_graph_failing_at_run_time_prints_nothing_of_its_own(tmp_path, image, capfd):
     """ONNX Runtime logged the failed run in colour on stderr before foveal raised its one-line ModelError."""
     path = _model(tmp_path / "square.onnx", [helper.make_node("Transpose", ["image"], ["t"], perm=[0, 1, 3, 2]),

@@ -340,9 +340,12 @@ BAD_FILES = {
                      r"line 2: impressions '1e30' is above 9223372036854775807 \(2\^63-1\).*line 3: impressions "
                      r"'99999999999999999999' is above.*line 4: impressions '9223372036854775808' is above"),
     "nearly_whole": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1.0000000000000001\na,2024-03-02,10,1e-400\n"
-                     "a,2024-03-03,12345678901234567891e-1,0\n",  # a float read each as whole (1, 0 and ...768)
+                     "a,2024-03-03,12345678901234567891e-1,0\na,2024-03-04,1e99999999999999999999,0\n"
+                     "a,2024-03-05,10,1e-99999999999999999999\n",  # a float read the first three as whole; the
+                     # last two are beyond Decimal's exponents
                      r"line 2: clicks '1.0000000000000001' is not a whole number.*line 3: clicks '1e-400' is not a "
-                     r"whole number.*line 4: impressions '12345678901234567891e-1' is not a whole number"),
+                     r"whole number.*line 4: impressions '12345678901234567891e-1' is not a whole number.*line 5: "
+                     r"impressions '1e99999999999999999999' is above .*line 6: clicks '1e-99999999999999999999' is not"),
     "unstorable_labels": ("creative_id,date,impressions,clicks,source\na,2024-03-01,10,1," + "S" * 201 + "\n"
                           "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n",  # PostgreSQL: a store error, no line
                           r"line 2: source 'S{40}' is not 1-200 printable characters.*line 3: source 'a\\x01b' is "

@@ -89,6 +89,8 @@ def _input_breach(kind: str, shape: list, inputs: int) -> str | None:
         return f"is one of {inputs} inputs the graph needs; the contract is a single input"
     if kind != "tensor(float)":
         return f"is {kind}, not float32"
+    if not shape:  # declared without a shape: any size, which the contract allows
+        return None
     if len(shape) != 4:
         return f"has shape {shape}, not N×3×H×W"
     if shape[3] == 3 and shape[1] != 3:

@@ -269,7 +269,11 @@ def _whole(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        number = decimal.Decimal(_number_text(value))
+        text = _number_text(value)
+        try:
+            number = decimal.Decimal(text)
+        except decimal.InvalidOperation:  # an exponent beyond Decimal's own range: far above or below any count
+            return None if "-" in text.lower().partition("e")[2] else MAX_COUNT + 1
     elif isinstance(value, decimal.Decimal):  # a Parquet decimal column
         number = value
     else:
