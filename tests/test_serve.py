@@ -1036,6 +1036,9 @@ def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path, w
             proc.send_signal(signal.SIGINT)
             time.sleep(0.5)
             assert proc.poll() is None, "the first Ctrl-C drains: the request is still waited for"
+            proc.send_signal(signal.SIGTERM)  # a repeated SIGTERM (an orchestrator's) does not force it
+            time.sleep(0.5)
+            assert proc.poll() is None, "a SIGTERM while draining cut the drain short"
             proc.send_signal(signal.SIGINT)
             head, _, body = _answer_on(sock, 20).partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503 ") and b"content-type: application/json" in head.lower(), head
@@ -1608,6 +1611,29 @@ def worker_pids(parent: int) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_ctrl_c_while_workers_start_is_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: a worker still importing raised KeyboardInterrupt, and
+    multiprocessing printed its traceback, one per worker."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(free_port()), "--model",
+                                 "itti-koch", "--workers", "2"], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(worker_pids(proc.pid)) < 2:  # spawned: importing foveal, not yet serving
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert "Traceback" not in log.read_text() and "KeyboardInterrupt" not in log.read_text(), log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
 def test_a_worker_that_dies_is_replaced(tmp_path):
     proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
     try:
@@ -1833,6 +1859,27 @@ def test_client_errors_from_other_servers_urls_and_element_paths():
                 "http://127.0.0.1:8080?"):
         with pytest.raises(foveal.InputError, match="Client: "):
             Client(url)
+    with pytest.raises(foveal.InputError) as info:
+        Client("http://me:s3cret@127.0.0.1:8080/?x=1")
+    assert "s3cret" not in str(info.value) and "me:***@127.0.0.1:8080" in str(info.value)
+
+    class NotGzip(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"this is not gzip"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with other_server(NotGzip) as base, Client(base) as client:  # httpx.DecodingError escaped as it was
+        with pytest.raises(ServiceError) as info:
+            client.models()
+        assert info.value.code == "bad_answer" and "cannot be decoded" in str(info.value)
     with pytest.raises(ElementSpecError, match=r"neither JSON text nor a \.json element file"):
         Client("http://127.0.0.1:9").score(EXAMPLE, "elements/creative.el")
 

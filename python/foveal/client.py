@@ -54,8 +54,8 @@ class Client:
         url: the service's base URL, e.g. ``http://127.0.0.1:8080``.
         api_key: sent as ``Authorization: Bearer`` when the service requires keys.
         timeout: seconds for a whole request: one whose answer has not arrived in full by then is given up
-            (``ServiceError`` code ``timeout``; a server that stopped sending is noticed at once, one that
-            trickles its answer within one more read, at most ``timeout`` later).
+            (``ServiceError`` code ``timeout``), noticed at the next read, so at most ``timeout`` later (each
+            connect, read and write waits at most ``timeout`` too).
         deadline_ms: sent as ``X-Deadline-Ms``: the service gives up (504) after this long.
 
     Thread-safe: one connection pool serves every thread.
@@ -228,13 +228,17 @@ class Client:
                     raw.append(chunk)
                     if time.monotonic() > deadline:
                         raise timed_out
+            # Decoded (gzip...) as it is built: inside the try, so an answer that does not decode is a bad answer.
+            response = httpx.Response(streamed.status_code, headers=streamed.headers, content=b"".join(raw),
+                                      request=streamed.request)
         except httpx.TimeoutException:
             raise timed_out from None
+        except httpx.DecodingError as exc:
+            raise ServiceError(f"{self._shown}{path}: the answer cannot be decoded ({exc}); is {self._shown} a "
+                               "foveal service?", code="bad_answer") from None
         except httpx.HTTPError as exc:
             raise ServiceError(f"{self._shown}{path}: cannot reach the service ({exc})", code="unreachable") \
                 from None
-        response = httpx.Response(streamed.status_code, headers=streamed.headers, content=b"".join(raw),
-                                  request=streamed.request)
         if response.status_code >= 400:
             raise _error_of(response, f"{self._shown}{path}")
         return response
@@ -370,12 +374,13 @@ def _checked_url(url: object) -> tuple[str, str]:
         raise InputError(f"Client: {url!r} is not a URL ({exc}); {example}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or url != url.strip():
         raise InputError(f"Client: {url!r}: give an http:// or https:// URL with a host, {example}")
-    if parts.query or parts.fragment or url.rstrip("/").endswith(("?", "#")):
-        raise InputError(f"Client: {parts._replace(query='', fragment='').geturl()}: give the service's base URL "
-                         "without a query or fragment (a key goes in api_key=)")
     shown = url.rstrip("/")
     if parts.password is not None:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         netloc = f"{parts.username}:***@{host}" + (f":{port}" if port is not None else "")
         shown = parts._replace(netloc=netloc).geturl()
+    if parts.query or parts.fragment or url.rstrip("/").endswith(("?", "#")):
+        base = urlsplit(shown)._replace(query="", fragment="").geturl().rstrip("?#")
+        raise InputError(f"Client: {base}: give the service's base URL without a query or fragment (a key goes in "
+                         "api_key=)")
     return url.rstrip("/"), shown

@@ -106,10 +106,11 @@ class _Supervisor:
         self._waker.close()
 
     def _on_signal(self, signum: int) -> None:
-        """The first SIGINT/SIGTERM drains every worker; a second one stops them at once."""
+        """The first SIGINT/SIGTERM drains every worker; a SIGINT (a second Ctrl-C) while draining stops them at
+        once, as it stops one server (a repeated SIGTERM does not)."""
         if self._drain_deadline is None:
             self._drain("Shutting down: draining the workers")
-        else:
+        elif signum == signal.SIGINT:
             self.forced = True
             self.stop(signal.SIGINT)  # uvicorn's forced exit: a second SIGINT while it drains
 
@@ -123,7 +124,14 @@ class _Supervisor:
         ready = self._context.Event()
         process = self._context.Process(target=_worker, name="foveal-worker", daemon=False,
                                         args=(self._config, self._options, self._sock, ready, os.getpid()))
-        process.start()
+        # Started with SIGINT ignored (kept across exec, and Python then installs no KeyboardInterrupt of its own):
+        # a terminal's Ctrl-C reaches the workers too, and one still importing printed a traceback. The parent
+        # relays it as SIGTERM, and once serving, uvicorn's own handler takes SIGINT again.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self._workers[process.pid] = (process, ready)
         logger.info("Started worker process [%d]", process.pid)
 
