@@ -1656,6 +1656,19 @@ def test_a_worker_that_dies_is_replaced(tmp_path):
             proc.wait()
 
 
+def test_workers_on_a_port_taken_after_the_check_is_a_foveal_error():
+    """uvicorn's bind exits the process (SystemExit) when the port is taken: between foveal's check and the bind."""
+    from foveal.serve.workers import run_workers
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(foveal.FovealError, match=rf"cannot listen on 127.0.0.1:{port}: it was taken after"):
+            run_workers(ServeConfig(model="itti-koch"), {"host": "127.0.0.1", "port": port, "log_level": "critical",
+                                                         "timeout_graceful_shutdown": 1.0}, 2)
+
+
 def test_workers_that_cannot_start_stop_the_service_with_a_foveal_error(tmp_path):
     """The CLI loads the model before it starts any worker; a library caller of serve() may not have."""
     code = ("import sys\nfrom foveal.errors import FovealError\nfrom foveal.serve import ServeConfig, serve\n"

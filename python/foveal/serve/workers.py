@@ -42,7 +42,11 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> N
     handles the signals."""
     import uvicorn
 
-    sock = uvicorn.Config(app=None, **options).bind_socket()
+    try:
+        sock = uvicorn.Config(app=None, **options).bind_socket()
+    except SystemExit:  # uvicorn logs the bind error and exits; check_listen passed, so the port was taken since
+        raise FovealError(f"cannot listen on {options['host']}:{options['port']}: it was taken after foveal checked "
+                          "it; choose another port, or stop the process that listens on it") from None
     supervisor = _Supervisor(config, options, sock, workers)
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
