@@ -1664,7 +1664,7 @@ def test_workers_on_a_port_taken_after_the_check_is_a_foveal_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(foveal.FovealError, match=rf"cannot listen on 127.0.0.1:{port}: it was taken after"):
+        with pytest.raises(foveal.InputError, match=rf"cannot listen on 127.0.0.1:{port}: address already in use"):
             run_workers(ServeConfig(model="itti-koch"), {"host": "127.0.0.1", "port": port, "log_level": "critical",
                                                          "timeout_graceful_shutdown": 1.0}, 2)
 

@@ -28,6 +28,12 @@ def check_listen(host: str, port: int) -> None:
     """InputError, saying what to do, unless the service can listen on ``host``:``port``: uvicorn reports a port
     in use or a name that does not resolve only as a log line and exit status 3, and takes a port above 65535
     (announcing it, while the socket listens on another)."""
+    bound(host, port).close()
+
+
+def bound(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` as uvicorn binds (``SO_REUSEADDR``: a port in TIME_WAIT is free),
+    inheritable by worker processes; InputError saying what to do when it cannot be."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"port {port!r}: must be a whole number from 0 to 65535 (0: any free port)")
     try:
@@ -37,13 +43,16 @@ def check_listen(host: str, port: int) -> None:
         reason = (getattr(exc, "strerror", None) or str(exc)).lower()
         raise InputError(f"cannot listen on {host!r}: {reason}; give an address of this machine (127.0.0.1: this "
                          "machine only, 0.0.0.0: every network interface)") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            hint = _BIND_HINTS.get(exc.errno, "choose another address or port")
-            raise InputError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; {hint}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = _BIND_HINTS.get(exc.errno, "choose another address or port")
+        raise InputError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; {hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 #: glibc malloc arenas for the service's processes. The default allows eight per core, each thread may take one,

@@ -40,13 +40,10 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> N
     KeyboardInterrupt when a second signal cut the drain short, and :class:`FovealError` when a worker could not
     start. ``options``: uvicorn ``Config`` keywords (host, port, graceful timeout...). Main thread only: it
     handles the signals."""
-    import uvicorn
+    from .server import bound
 
-    try:
-        sock = uvicorn.Config(app=None, **options).bind_socket()
-    except SystemExit:  # uvicorn logs the bind error and exits; check_listen passed, so the port was taken since
-        raise FovealError(f"cannot listen on {options['host']}:{options['port']}: it was taken after foveal checked "
-                          "it; choose another port, or stop the process that listens on it") from None
+    sock = bound(options["host"], options["port"])  # not uvicorn's bind_socket: it exits the process on failure
+    logger.info("Listening on %s:%d", options["host"], sock.getsockname()[1])
     supervisor = _Supervisor(config, options, sock, workers)
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
