@@ -558,6 +558,10 @@ def test_bad_fields(http):
         mistyped = http.request(method, "/v1/predit", content=b"x", headers={"Content-Type": "image/png"})
         assert error_of(mistyped) == (404, "not_found"), method
     assert error_of(http.post("/index.html")) == (405, "method_not_allowed")  # the page's own file
+    whole = http.get("/").content
+    for bad_range in ("bytes=999999-", "bytes=abc", "bytes=5-2", "bytes=0-10"):  # a plain-text 400, an empty 416
+        page = http.get("/", headers={"Range": bad_range})
+        assert page.status_code == 200 and page.content == whole, (bad_range, page.status_code)
     assert error_of(http.post("/v1/whatif", files=files, data={  # a misspelt key is not an edit doing nothing
         "elements": ELEMENTS, "edits": '[{"op": "move", "element": "cta", "dx": 1, "dy": 0, "dz": 3}]'})) == \
         (400, "invalid_input")

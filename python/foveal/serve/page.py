@@ -40,6 +40,9 @@ class PageFiles(StaticFiles):
             if match == Match.PARTIAL:
                 await route.handle({**scope, **child}, receive, send)
                 return
+        # Whole files only (HTTP lets a server ignore Range): Starlette answered a bad Range with a plain-text 400
+        # or an empty 416, not the API's JSON errors, and the page's small files gain nothing from parts.
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", ()) if k != b"range"]}
         await super().__call__(scope, receive, send)
 
     async def get_response(self, path, scope):
