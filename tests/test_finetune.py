@@ -3,7 +3,10 @@ a small working size, through the CLI; the refusals; the card's provenance; the 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,11 +15,15 @@ from PIL import Image
 pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
+import foveal  # noqa: E402
 from foveal import Engine  # noqa: E402
 from foveal.cli import main  # noqa: E402
 from foveal.errors import InputError, ModelError  # noqa: E402
 from foveal.finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, data_fingerprint, finetune  # noqa: E402
 from foveal.models import file_sha256, load_card  # noqa: E402
+
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
 
 W, H = 96, 64
 
@@ -209,3 +216,15 @@ def test_overfitting_warning_gives_the_numbers():
     assert _overfitting({"epoch": 3, "val_NLL": [2.45, 2.42, 2.41]}, base) == ()
     # the flat tail of the cosine schedule (NUS Scene, 100 images) is not overfitting
     assert _overfitting({"epoch": 2, "val_NLL": [2.45, 2.41, 2.41005]}, base) == ()
+
+
+def test_without_torch_the_train_extra_is_named_before_the_data_is_read(tmp_path):
+    """With neither SciPy nor torch, the first error named the eval extra (for the MATLAB fixations), and only after
+    installing it did the user learn that fine-tuning needs the train extra, which holds SciPy too."""
+    code = ("import sys; sys.modules['scipy'] = sys.modules['scipy.io'] = sys.modules['torch'] = None\n"
+            "from foveal.finetune import finetune\nfrom foveal.errors import FovealError\n"
+            f"try:\n    finetune({str(tmp_path / 'no-data')!r}, {str(tmp_path / 'out')!r})\n"
+            "except FovealError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and 'pip install "foveal[train]"' in done.stdout, (done.stdout, done.stderr)

@@ -1814,6 +1814,16 @@ def test_nan_service_settings_are_one_line_in_the_cli_and_the_library(capsys):
         assert err.startswith("foveal: error: --max-wait-ms must be a finite number") and err.count("\n") == 1
 
 
+def test_without_the_serve_extra_the_import_says_how_to_get_it():
+    """from foveal.serve import create_app (the documented entry point) raised ModuleNotFoundError: fastapi."""
+    code = ("import sys; sys.modules['fastapi'] = None\nfrom foveal.errors import FovealError\n"
+            "try:\n    from foveal.serve import create_app\nexcept FovealError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == (
+        'foveal.serve needs the serve extra (fastapi is missing): pip install "foveal[serve]"\n'), done.stderr
+
+
 def test_client_pointed_at_another_server_says_so():
     """A Client at the wrong port (another app answering 200 with its own page) raises a ServiceError saying the
     answer is no foveal answer, not a NumPy or JSON decoding error."""

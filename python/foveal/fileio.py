@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -358,6 +359,14 @@ def spreadsheet_cell(value: Any) -> Any:
 def spreadsheet_text(cell: str) -> str:
     """The text :func:`spreadsheet_cell` wrote as ``cell``."""
     return cell[1:] if cell.startswith("'") else cell
+
+
+def stream_sha256(fh: BinaryIO) -> str:
+    """Hex sha256 of what ``fh`` has left to read, a MiB at a time (``hashlib.file_digest`` is Python 3.11+)."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str, *, replace: bool = True) -> None:

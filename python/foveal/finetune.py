@@ -217,10 +217,10 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a folder; create it first or choose another output path")
+    torch = _torch()  # first: reading the data would otherwise name only the part of the train extra it needs
     base_card, weights = _base_network(base)
     ds = load_dataset(root)
     check_dataset(ds, root, train_images)
-    torch = _torch()
     from .network import deepgaze
     from .network.onnx_export import OPSET, fused, to_onnx, verify
     from .network.training import (Trainable, backbone_features, calibrate_blur, evaluate_items, fit, items_of,

@@ -20,7 +20,7 @@ from typing import BinaryIO, Union
 import numpy as np
 
 from .errors import ImageError, TooManyPixelsError
-from .fileio import open_input
+from .fileio import open_input, stream_sha256
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _PILLOW_LIMIT_LOCK = threading.Lock()
@@ -112,7 +112,7 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
                 raise ImageError(f"{name}: file is empty")
             pixels, image_hw = _decode_stream(fh, name, max_pixels, min_side)
             fh.seek(0)
-            sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+            sha256 = stream_sha256(fh)
         return DecodedImage(pixels, sha256, name, image_hw)
     raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}")
 

@@ -6,7 +6,6 @@ read from ``<file>.json`` beside it when present, else from the defaults below p
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -17,7 +16,7 @@ from typing import Any
 
 from .cpu import MAX_BLUR_SIGMA
 from .errors import InputError, ModelError
-from .fileio import read_input
+from .fileio import read_input, stream_sha256
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "foveal-lite0"
@@ -149,11 +148,8 @@ def _load_shipped(name: str) -> ModelCard:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return stream_sha256(fh)
 
 
 def _read_json(path: Path) -> dict:
