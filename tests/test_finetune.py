@@ -67,6 +67,9 @@ def test_cli_writes_a_model_folder(tuned):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.json", "model.onnx",
                                                      "model.safetensors"]
+    # readable by others, as the folder is (safetensors wrote its weights 0600: no one else could build on them)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == dict.fromkeys(
+        ["model.int8.onnx", "model.json", "model.onnx", "model.safetensors"], "0o644")
     assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
     # the difference and its interval to the same 4 decimals: at 3, a +0.0006 mean printed as "(+0.001 to +0.001)"
     nss = next(line for line in proc.stdout.splitlines() if line.startswith("| NSS |"))
@@ -184,6 +187,34 @@ def test_refuses_density_maps_only(tmp_path):
         Image.new("L", (W, H), 7).save(data / "maps" / p.name)
     with pytest.raises(InputError, match="density maps only"):
         finetune(data, tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["../victim/m1", "a/b", ".hidden", "x" * 101])
+def test_a_name_that_could_reach_another_folder_is_refused_before_any_work(tmp_path, name):
+    """The name names the files: '../victim/m1' trained, then overwrote another model's graph, card and weights."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "m1.onnx").write_bytes(b"the other model")
+    with pytest.raises(InputError, match="model name .*: use 1-100 letters, digits"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "m", name=name)
+    assert (victim / "m1.onnx").read_bytes() == b"the other model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "victim"]
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0])
+def test_a_learning_rate_that_cannot_train_is_refused(tmp_path, lr):
+    """lr=inf passed 'lr > 0' and failed after the features as 'log_density must be finite'."""
+    with pytest.raises(InputError, match="a finite lr > 0"):
+        finetune(tmp_path / "no-data", tmp_path / "m", lr=lr)
+
+
+def test_fixations_csv_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: the header read '\\ufeffimage,x,y,subject' and was refused."""
+    from foveal.datasets import load_dataset
+
+    data = make_dataset(tmp_path / "d", n=3)
+    (data / "fixations.csv").write_bytes(b"\xef\xbb\xbf" + (data / "fixations.csv").read_bytes())
+    assert len(load_dataset(data)) == 3
 
 
 def test_never_overwrites_an_existing_folder(tmp_path):

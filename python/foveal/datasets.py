@@ -341,7 +341,7 @@ def _folder_images(root: Path) -> Path:
 
 def _read_csv(path: Path) -> dict[str, list[tuple[float, float, int]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             return _csv_rows(path, csv.DictReader(f))
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e}); save it as UTF-8") from e

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -67,6 +69,15 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
         digest.update(file_sha256(path).encode("ascii"))
         count, size = count + 1, size + path.stat().st_size
     return {"sha256": digest.hexdigest(), "files": count, "bytes": size}
+
+
+def _checked_name(name: str) -> str:
+    """A model name: it names the folder's files, so one that reaches another folder ('../victim/m1') or hides
+    ('.m') is refused before any work."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name):
+        raise InputError(f"model name {name!r}: use 1-100 letters, digits, '.', '_', '+' or '-', starting with a "
+                         "letter or digit (it names the model's files)")
+    return name
 
 
 def check_dataset(ds: Dataset, root: Path, train_images: int | None = None) -> None:
@@ -210,13 +221,16 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     say = log or (lambda _line: None)
     t0 = time.time()
     out, root = Path(out), Path(data)
-    if epochs < 1 or train_blocks < 0 or batch < 1 or not lr > 0 or (train_images or 1) < 1:
-        raise InputError(f"need epochs >= 1, train_blocks >= 0, batch >= 1 and lr > 0, got {epochs}, "
+    if epochs < 1 or train_blocks < 0 or batch < 1 or not 0 < lr < math.inf or (train_images or 1) < 1:
+        raise InputError(f"need epochs >= 1, train_blocks >= 0, batch >= 1 and a finite lr > 0, got {epochs}, "
                          f"{train_blocks}, {batch}, {lr}")
+    name = _checked_name(name or out.name)
     if os.path.lexists(out):
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent} is not a folder; create it first or choose another output path")
+    if not os.access(out.parent, os.W_OK | os.X_OK):  # said now, not after the training
+        raise InputError(f"{out.parent} is not writable; choose another output path")
     torch = _torch()  # first: reading the data would otherwise name only the part of the train extra it needs
     base_card, weights = _base_network(base)
     ds = load_dataset(root)
@@ -273,8 +287,11 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     net.eval()
     fit_s = time.time() - t0
 
-    name = name or out.name
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as exc:  # read-only although access() allowed it (an immutable folder, a read-only mount)
+        raise InputError(f"cannot write in {out.parent} ({exc.strerror or exc}); choose another output path") \
+            from None
     try:
         inference = fused(net)
         card = _card_fields(base_card, name, size, fingerprint, root)
@@ -314,7 +331,15 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         card["provenance"]["training"]["total_seconds"] = round(time.time() - t0, 1)
         _write_card(card, tmp / f"{name}.json")
         os.chmod(tmp, 0o755)
-        os.rename(tmp, out)
+        for written in tmp.iterdir():  # safetensors writes 0600: others could not use the folder as a base
+            os.chmod(written, 0o644)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another run wrote it meanwhile
+            if not os.path.lexists(out):
+                raise
+            raise InputError(f"{out} appeared while fine-tuning (another run?); it is kept, and this model was not "
+                             "written: choose another path") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
