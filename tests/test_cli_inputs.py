@@ -194,3 +194,16 @@ def test_advice_names_flags_not_the_librarys_arguments(tmp_path, capsys):
         main(["score", str(EXAMPLES / "creative.png"), "--commit-every", "abc", "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert "expected a whole number, got 'abc'" in err and "_positive_int" not in err, err
+
+
+def test_error_lines_name_only_flags_the_command_has(tmp_path, capsys):
+    """'raise max_pixels' became 'raise --max-pixels' for every command, and foveal finetune (which has no such
+    option) then advised a flag that argparse refuses."""
+    import argparse
+
+    from foveal.cli import error_line
+    from foveal.errors import ImageError
+
+    exc = ImageError("big.png: 12000x9000 = 108.0 MP, over the limit of 100.0 MP; downscale it or raise max_pixels")
+    assert error_line(exc, argparse.Namespace(max_pixels=1e8)).endswith("downscale it or raise --max-pixels")
+    assert error_line(exc, argparse.Namespace()).endswith("over the limit of 100.0 MP; downscale it")

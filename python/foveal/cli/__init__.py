@@ -85,7 +85,7 @@ def _main(argv: list[str] | None) -> int:
         with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
             return int(args.handler(args) or 0)
     except FovealError as exc:
-        print(error_line(exc), file=sys.stderr)
+        print(error_line(exc, args), file=sys.stderr)
         return 1
     except Terminated:
         print("foveal: terminated", file=sys.stderr)
@@ -106,16 +106,23 @@ def _main(argv: list[str] | None) -> int:
 
 
 #: The library's advice names its own arguments; on the command line the same thing is a flag.
-_FLAGS = (("raise max_pixels", "raise --max-pixels"), ("set allow_model_mismatch", "pass --allow-model-mismatch"),
-          ("set allow_format_mismatch", "pass --allow-format-mismatch"), ("choose one with graph (", "choose one with "
-                                                                                                   "--graph ("))
+#: Library words for a setting → the command line's flag, where the command has that option (``dest``); a command
+#: without it leaves the advice out rather than name a flag it does not take.
+_FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise max_pixels", "")),
+          ("set allow_model_mismatch", "pass --allow-model-mismatch", "allow_model_mismatch", None),
+          ("set allow_format_mismatch", "pass --allow-format-mismatch", "allow_format_mismatch", None),
+          ("choose one with graph (", "choose one with --graph (", "graph", None))
 
 
-def error_line(exc: FovealError) -> str:
-    """``foveal: error: <message>``, one line as every FovealError's message is, in the command line's words."""
+def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:
+    """``foveal: error: <message>``, one line as every FovealError's message is, in the command line's words
+    (``args``: the command's, so that only flags it has are named)."""
     text = str(exc)
-    for argument, flag in _FLAGS:
-        text = text.replace(argument, flag)
+    for argument, flag, dest, without in _FLAGS:
+        if args is None or hasattr(args, dest):
+            text = text.replace(argument, flag)
+        elif without is not None:
+            text = text.replace(*without)
     return f"foveal: error: {text}"
 
 

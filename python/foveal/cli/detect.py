@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                   "--overwrite to replace it", file=sys.stderr)
         except FovealError as exc:
             failures += 1
-            print(error_line(exc), file=sys.stderr)
+            print(error_line(exc, args), file=sys.stderr)
     if not args.quiet and (len(targets) > 1 or not failures):  # one image's failure is its error line alone
         print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
               f"{args.out}", file=sys.stderr)

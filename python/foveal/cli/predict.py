@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                                           enabled=not args.quiet and len(images) > 1):
         if isinstance(result, FovealError):
             failures += 1
-            print(error_line(result), file=sys.stderr)
+            print(error_line(result, args), file=sys.stderr)
             continue
         result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
         result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
