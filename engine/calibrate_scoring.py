@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +21,16 @@ from foveal.datasets import load_osie
 from foveal.engine import Engine
 from foveal.scoring.scores import top_share
 
+from engine.cards import write_bytes_atomic
+
 PERCENTILE = 10.0
 
 
 def calibrate(card_path: Path, data: Path, images: int, batch_size: int = 8) -> dict:
-    """The card's ``"scoring"`` entry, measured."""
-    engine = Engine(card_path.stem, precision="fp32")
+    """The card's ``"scoring"`` entry, measured on the graph the card describes (not a shipped model that has
+    the same file name)."""
+    onnx = json.loads(card_path.read_text(encoding="utf-8")).get("onnx", card_path.with_suffix(".onnx").name)
+    engine = Engine(str(card_path.parent / onnx), precision="fp32")
     train = load_osie(data / "osie").split("train")
     n = min(images, len(train))
     shares = []
@@ -63,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     items = list(card.items())
     at = next((i + 1 for i, (k, _) in enumerate(items) if k == "postprocess"), len(items))
     card = dict(items[:at] + [("scoring", scoring)] + items[at:])
-    fd, tmp = tempfile.mkstemp(dir=args.card.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(card, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, args.card)
+    write_bytes_atomic(args.card, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     print(json.dumps(card["scoring"], indent=2), file=sys.stderr)
     return 0
 

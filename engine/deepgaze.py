@@ -31,10 +31,13 @@ def build() -> SaliencyNet:
 
 
 def card_fields() -> dict:
-    """The shipped card's own fields (export regenerates file name, sha256 and export provenance)."""
+    """The shipped card's own fields (export regenerates file name, sha256 and export provenance). What belongs to
+    the shipped graph's bytes is left out: its int8/fp16 variants, metrics and scoring calibration are measured
+    again on the new graph (engine.quantize, foveal eval, engine.calibrate_scoring)."""
     import foveal
     card = json.loads((Path(foveal.__file__).parent / "models" / f"{SHIPPED}.json").read_text(encoding="utf-8"))
-    for key in ("onnx", "sha256"):
+    for key in ("onnx", "sha256", "int8", "fp16", "scoring"):
         card.pop(key, None)
+    card["metrics"] = {}
     card["provenance"] = {k: v for k, v in card["provenance"].items() if k in ("source", "training")}
     return card

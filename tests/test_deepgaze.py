@@ -236,6 +236,14 @@ def test_shipped_card() -> None:
         assert {"CC", "NSS", "AUC-Judd"} <= set(raw["metrics"][split])
 
 
+def test_a_fresh_export_carries_nothing_measured_on_the_shipped_graph() -> None:
+    """engine.export copied the shipped card's int8/fp16 entries, metrics and scoring calibration onto a new graph:
+    the default Engine then looked for an int8 file the export never wrote, and scoring named another graph."""
+    fields = deepgaze.card_fields()
+    assert not {"int8", "fp16", "scoring", "onnx", "sha256"} & set(fields) and fields["metrics"] == {}
+    assert fields["input"] == load_card(NAME).raw["input"] and fields["name"] == NAME
+
+
 @shipped
 def test_shipped_onnx_matches_torch() -> None:
     import onnx
