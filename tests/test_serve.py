@@ -1646,14 +1646,89 @@ def test_a_worker_that_dies_is_replaced(tmp_path):
             assert time.monotonic() < deadline, "the workers were not found"
             time.sleep(0.1)
         os.kill(first[0], signal.SIGKILL)
+        # ...and its replacement too, while it starts (the OOM killer, say): that stopped the whole service, healthy
+        # worker included, as 'could not start; its error is in the log above' (there was none)
+        deadline = time.monotonic() + 30
+        while not (replacement := [pid for pid in worker_pids(proc.pid) if pid not in first]):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        os.kill(replacement[0], signal.SIGKILL)
         deadline = time.monotonic() + 60
-        while not (len(now := worker_pids(proc.pid)) == 2 and first[0] not in now
+        while not (len(now := worker_pids(proc.pid)) == 2 and first[0] not in now and replacement[0] not in now
                    and metric(httpx.get(f"{base}/metrics", timeout=5).text, "foveal_ready") == 2):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
+def test_a_worker_told_to_stop_before_uvicorn_listens_does_not_serve(tmp_path):
+    """A SIGTERM between the worker's start and uvicorn's own signal handlers went to a no-op handler: killed, the
+    parent left its workers serving as orphans. The window is widened here by holding uvicorn's start 3 s."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import os, pathlib, sys, time\n"
+        "if any('multiprocessing' in a for a in sys.argv):  # worker processes only\n"
+        "    import uvicorn.server\n"
+        "    run = uvicorn.server.Server.run\n"
+        "    def held(self, *a, **k):\n"
+        f"        pathlib.Path({str(tmp_path)!r}, f'held-{{os.getpid()}}').touch()\n"
+        "        time.sleep(3)\n"
+        "        return run(self, *a, **k)\n"
+        "    uvicorn.server.Server.run = held\n")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--model", "itti-koch",
+                                 "--workers", "2"], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), FOVEAL_PATH])})
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("held-*"))) < 2:  # both workers inside the hold: no uvicorn handler yet
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        found = [int(p.name.split("-")[1]) for p in tmp_path.glob("held-*")]
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(proc_stat(pid)[:1] not in ([], ["Z"]) for pid in found):
+            if time.monotonic() > deadline:
+                for pid in found:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"orphaned workers still running: {log.read_text()}")
+            time.sleep(0.1)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_workers_that_keep_failing_to_start_stop_the_service_in_one_line(tmp_path, keyfile):
+    """Its key file deleted after the start, every replacement worker fails to build the app: each printed a full
+    traceback (multiprocessing's), and the first failure stopped the service."""
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes(keyfile.read_bytes())
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2", "--api-keys", str(keys))
+    try:
+        keys.unlink()
+        os.kill(worker_pids(proc.pid)[0], signal.SIGKILL)
+        assert proc.wait(timeout=120) == 1, log.read_text()
+        text = log.read_text()
+        assert "Traceback" not in text and "cannot read it" in text, text
+        assert text.count("starting another") == 5, text  # the first crash, then four failed starts
+        last = text.strip().splitlines()[-1]
+        assert last.startswith("foveal: error: a worker process could not start (5 times in a row) (exit status 3); "
+                               "its error is in the log above"), last
     finally:
         if proc.poll() is None:
             proc.kill()

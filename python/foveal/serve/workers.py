@@ -23,13 +23,14 @@ from typing import Any
 
 from ..errors import FovealError
 from .app import ServeConfig, create_app
-from .server import _drained
 
 logger = logging.getLogger("uvicorn.error")
 
 _PR_SET_PDEATHSIG = 1
 #: A worker's exit status when its server never started (uvicorn's own code for a startup failure).
 STARTUP_FAILURE = 3
+#: Replacement workers in a row that may end before they are ready before the service stops.
+MAX_FAILED_STARTS = 5
 #: How long past the graceful timeout the parent waits for a draining worker before killing it: the worker
 #: answers what it still holds with 503 at the timeout, then finishes its queued images and its lifespan.
 _EXIT_GRACE_S = 15.0
@@ -70,6 +71,9 @@ class _Supervisor:
         self._signals: list[int] = []
         self._wake, self._waker = socket.socketpair()  # a signal wakes run() from its wait at once
         self._waker.setblocking(False)
+        self._starting: set[int] = set()  # workers not yet seen ready
+        self._served = False  # some worker has been ready: the settings work
+        self._failed_starts = 0  # replacements in a row that ended before they were ready
         self.forced = False
         self.failed: str | None = None
 
@@ -81,6 +85,9 @@ class _Supervisor:
                 logger.error("workers still running %.0f s after the drain began; killing them",
                              self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S)
                 self.stop(signal.SIGKILL)
+            for pid in [pid for pid in self._starting if self._workers[pid][1].is_set()]:
+                self._starting.discard(pid)
+                self._served, self._failed_starts = True, 0
             sentinels = {process.sentinel: pid for pid, (process, _) in self._workers.items()}
             for ready in multiprocessing.connection.wait([self._wake, *sentinels], timeout=1.0):
                 if ready is self._wake:
@@ -125,28 +132,39 @@ class _Supervisor:
         ready = self._context.Event()
         process = self._context.Process(target=_worker, name="foveal-worker", daemon=False,
                                         args=(self._config, self._options, self._sock, ready, os.getpid()))
-        # Started with SIGINT ignored (kept across exec, and Python then installs no KeyboardInterrupt of its own):
-        # a terminal's Ctrl-C reaches the workers too, and one still importing printed a traceback. The parent
-        # relays it as SIGTERM, and once serving, uvicorn's own handler takes SIGINT again.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Started with SIGINT blocked (the mask is kept across exec): a terminal's Ctrl-C reaches the workers too, and
+        # one still importing died with a traceback. The worker unblocks it once it notes signals itself, and a
+        # Ctrl-C for this process meanwhile waits until the mask is back instead of being lost.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             process.start()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._workers[process.pid] = (process, ready)
+        self._starting.add(process.pid)
         logger.info("Started worker process [%d]", process.pid)
 
     def _ended(self, pid: int) -> None:
         process, ready = self._workers.pop(pid)
+        self._starting.discard(pid)
         process.join()
         if self._drain_deadline is not None:
             return
+        code = process.exitcode
+        how = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+        if ready.is_set() or any(other.is_set() for _, other in self._workers.values()):
+            self._served = True
         if not ready.is_set():
-            self.failed = (f"a worker process could not start (exit status {process.exitcode}); its error is in the "
-                           "log above")
-            self._drain("A worker could not start: stopping the others")
-            return
-        logger.warning("Worker process [%d] ended (exit status %s); starting another", pid, process.exitcode)
+            # Before the service ever served, the settings are at fault: stop. After, a replacement may die by
+            # accident (the OOM killer) and is replaced again, up to MAX_FAILED_STARTS in a row.
+            self._failed_starts += 1
+            if not self._served or self._failed_starts >= MAX_FAILED_STARTS:
+                told = "; its error is in the log above" if code == STARTUP_FAILURE else ""
+                tries = f" ({self._failed_starts} times in a row)" if self._served else ""
+                self.failed = f"a worker process could not start{tries} ({how}){told}"
+                self._drain("A worker could not start: stopping the others")
+                return
+        logger.warning("Worker process [%d] ended (%s); starting another", pid, how)
         self._start()
 
 
@@ -154,18 +172,29 @@ def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, r
     """A worker process: the app on a uvicorn server over the parent's socket until it is told to drain."""
     import uvicorn
 
+    # SIGINT and SIGTERM are noted until uvicorn takes them over (just before its startup): one that came earlier
+    # (the parent draining, or gone) was lost, and the worker went on to serve, orphaned or holding up the drain.
+    # uvicorn re-raises the signal it drained on once done: noted again here, it lets the worker exit 0.
+    told: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: told.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now (_start)
     _end_with_parent(parent)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            if told:  # told to stop before uvicorn listened for it: never start serving
+                self.should_exit = True
+                return
             await super().startup(sockets)
             if self.started:
                 ready.set()
 
-    server = Server(uvicorn.Config(create_app(config), **options))
-    # uvicorn re-raises the signal it drained on once done; a no-op handler then lets the worker exit 0.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _drained)
+    try:
+        server = Server(uvicorn.Config(create_app(config), **options))
+    except FovealError as exc:  # a key file gone since the service started...: one line, not a traceback
+        logging.getLogger("foveal.serve").error("worker %d: %s", os.getpid(), exc)
+        sys.exit(STARTUP_FAILURE)
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
