@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Iterator
 
@@ -69,6 +70,17 @@ def started_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, Path
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return proc, base, log
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``proc``, killed and waited for on the way out if it is still running (a failed test leaves no server)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @contextlib.contextmanager
@@ -1064,7 +1076,7 @@ def test_workers_refuse_new_connections_once_draining_and_answer_what_they_hold(
     proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
     port = int(base.rsplit(":", 1)[1])
     png = images(1)[0]
-    try:
+    with reaped(proc):
         until = time.monotonic() + 60
         while metric(httpx.get(f"{base}/metrics").text, "foveal_ready") < 2:
             assert time.monotonic() < until, log.read_text()
@@ -1089,10 +1101,6 @@ def test_workers_refuse_new_connections_once_draining_and_answer_what_they_hold(
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert proc.wait(timeout=60) == 0, log.read_text()
         assert "Traceback" not in log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_a_request_still_in_flight_when_the_drain_times_out_gets_503(tmp_path):
@@ -1614,6 +1622,18 @@ def worker_pids(parent: int) -> list[int]:
     return found
 
 
+def assert_orphans_end(workers: list[int], log: Path, limit_s: float) -> None:
+    """The ``workers`` of a killed ``foveal serve`` end within ``limit_s`` (SIGKILLed, and the test failed, if not)."""
+    deadline = time.monotonic() + limit_s
+    while any(proc_stat(pid)[:1] not in ([], ["Z"]) for pid in workers):
+        if time.monotonic() > deadline:
+            for pid in workers:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"orphaned workers still running: {log.read_text()}")
+        time.sleep(0.1)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
 def test_ctrl_c_while_workers_start_is_no_traceback(tmp_path):
     """A terminal's Ctrl-C reaches the whole process group: a worker still importing raised KeyboardInterrupt, and
@@ -1640,7 +1660,7 @@ def test_ctrl_c_while_workers_start_is_no_traceback(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
 def test_a_worker_that_dies_is_replaced(tmp_path):
     proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2")
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 30
         while len(first := worker_pids(proc.pid)) < 2:
             assert time.monotonic() < deadline, "the workers were not found"
@@ -1661,10 +1681,6 @@ def test_a_worker_that_dies_is_replaced(tmp_path):
         assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc")
@@ -1689,7 +1705,7 @@ def test_a_worker_told_to_stop_before_uvicorn_listens_does_not_serve(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), "--model", "itti-koch",
                                  "--workers", "2"], stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), FOVEAL_PATH])})
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 60
         while len(list(tmp_path.glob("held-*"))) < 2:  # both workers inside the hold: no uvicorn handler yet
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -1697,20 +1713,9 @@ def test_a_worker_told_to_stop_before_uvicorn_listens_does_not_serve(tmp_path):
         found = [int(p.name.split("-")[1]) for p in tmp_path.glob("held-*")]
         proc.kill()
         proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while any(proc_stat(pid)[:1] not in ([], ["Z"]) for pid in found):
-            if time.monotonic() > deadline:
-                for pid in found:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"orphaned workers still running: {log.read_text()}")
-            time.sleep(0.1)
+        assert_orphans_end(found, log, 20)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_workers_that_keep_failing_to_start_stop_the_service_in_one_line(tmp_path, keyfile):
@@ -1719,7 +1724,7 @@ def test_workers_that_keep_failing_to_start_stop_the_service_in_one_line(tmp_pat
     keys = tmp_path / "keys.txt"
     keys.write_bytes(keyfile.read_bytes())
     proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--workers", "2", "--api-keys", str(keys))
-    try:
+    with reaped(proc):
         keys.unlink()
         os.kill(worker_pids(proc.pid)[0], signal.SIGKILL)
         assert proc.wait(timeout=120) == 1, log.read_text()
@@ -1729,10 +1734,6 @@ def test_workers_that_keep_failing_to_start_stop_the_service_in_one_line(tmp_pat
         last = text.strip().splitlines()[-1]
         assert last.startswith("foveal: error: a worker process could not start (5 times in a row) (exit status 3); "
                                "its error is in the log above"), last
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_workers_on_a_port_taken_after_the_check_is_a_foveal_error():
@@ -1771,14 +1772,7 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
         time.sleep(0.1)
     proc.kill()
     proc.wait(timeout=10)
-    deadline = time.monotonic() + 30
-    while any(proc_stat(p)[:1] not in ([], ["Z"]) for p in found):
-        if time.monotonic() > deadline:
-            for p in found:
-                with contextlib.suppress(OSError):
-                    os.kill(p, signal.SIGKILL)
-            raise AssertionError(f"orphaned workers still running: {log.read_text()}")
-        time.sleep(0.1)
+    assert_orphans_end(found, log, 30)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base}/readyz", timeout=2)
 
@@ -1899,29 +1893,31 @@ def test_without_the_serve_extra_the_import_says_how_to_get_it():
         'foveal.serve needs the serve extra (fastapi is missing): pip install "foveal[serve]"\n'), done.stderr
 
 
+class Canned(BaseHTTPRequestHandler):
+    """A handler for :func:`other_server` that answers with :meth:`answer` and logs nothing."""
+
+    def answer(self, status: int, body: bytes, **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 def test_client_pointed_at_another_server_says_so():
     """A Client at the wrong port (another app answering 200 with its own page) raises a ServiceError saying the
     answer is no foveal answer, not a NumPy or JSON decoding error."""
-    import http.server
-
-    class NotFoveal(http.server.BaseHTTPRequestHandler):
+    class NotFoveal(Canned):
         def do_GET(self):
-            self._answer()
+            self.answer(200, b"<html>some other app</html>", Content_Type="text/html")
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("content-length") or 0))
-            self._answer()
-
-        def _answer(self):
-            body = b"<html>some other app</html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            self.do_GET()
 
     with other_server(NotFoveal) as base, Client(base) as client:
         for call in (lambda: client.predict(EXAMPLE), lambda: client.score(EXAMPLE, ELEMENTS), client.models,
@@ -1936,19 +1932,11 @@ def test_client_errors_from_other_servers_urls_and_element_paths():
     """A refusal without a foveal error in it was code 'http_error', which the docs do not list; a bad answer under
     a path prefix named the prefix twice; a URL with a query sent every call to the wrong place; an element file
     without .json was sent as JSON text and refused as malformed JSON."""
-    import http.server
-
-    class Plain(http.server.BaseHTTPRequestHandler):
+    class Plain(Canned):
         def do_GET(self):
-            body = b"<html>bad gateway</html>" if self.path.endswith("/v1/norms") else b"<html>page</html>"
-            self.send_response(502 if self.path.endswith("/v1/norms") else 200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            gateway = self.path.endswith("/v1/norms")
+            self.answer(502 if gateway else 200, b"<html>bad gateway</html>" if gateway else b"<html>page</html>",
+                        Content_Type="text/html")
 
     with other_server(Plain) as base, Client(f"{base}/prefix") as client:
         with pytest.raises(ServiceError) as info:
@@ -1965,18 +1953,9 @@ def test_client_errors_from_other_servers_urls_and_element_paths():
         Client("http://me:s3cret@127.0.0.1:8080/?x=1")
     assert "s3cret" not in str(info.value) and "me:***@127.0.0.1:8080" in str(info.value)
 
-    class NotGzip(http.server.BaseHTTPRequestHandler):
+    class NotGzip(Canned):
         def do_GET(self):
-            body = b"this is not gzip"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            self.answer(200, b"this is not gzip", Content_Type="application/json", Content_Encoding="gzip")
 
     with other_server(NotGzip) as base, Client(base) as client:  # httpx.DecodingError escaped as it was
         with pytest.raises(ServiceError) as info:
@@ -1989,9 +1968,7 @@ def test_client_errors_from_other_servers_urls_and_element_paths():
 def test_client_timeout_bounds_the_whole_request():
     """httpx's timeout bounds each read: a server sending one byte a second held the caller for as long as it
     sent."""
-    import http.server
-
-    class Trickle(http.server.BaseHTTPRequestHandler):
+    class Trickle(Canned):
         def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -2004,9 +1981,6 @@ def test_client_timeout_bounds_the_whole_request():
                 except OSError:
                     return
                 time.sleep(0.2)
-
-        def log_message(self, *args):
-            pass
 
     with other_server(Trickle) as base, Client(base, timeout=1.0) as client:
         started = time.monotonic()
