@@ -38,7 +38,7 @@ _EXIT_GRACE_S = 15.0
 
 def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> None:
     """Serve ``config`` on ``workers`` processes until SIGINT/SIGTERM, then drain them and return; raise
-    KeyboardInterrupt when a second signal cut the drain short, and :class:`FovealError` when a worker could not
+    KeyboardInterrupt when a SIGINT during the drain cut it short, and :class:`FovealError` when a worker could not
     start. ``options``: uvicorn ``Config`` keywords (host, port, graceful timeout...). Main thread only: it
     handles the signals."""
     from .server import bound
