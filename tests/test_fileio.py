@@ -6,13 +6,16 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import foveal
 from foveal import InputError
 from foveal.fileio import atomic_write, save_png, write_json
+
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -236,7 +239,7 @@ def test_a_full_disk_under_a_npy_map_is_the_one_line_disk_full_error(tmp_path):
     (tmp_path / "save.py").write_text(code)
     script = f"mount -t tmpfs -o size=64k tmpfs {mnt} || exit 99; {sys.executable} {tmp_path / 'save.py'}; ls -a {mnt}"
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")})
+                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH})
     assert done.returncode == 0 and done.stderr == "", done.stderr
     message, *listing = done.stdout.splitlines()
     assert message.startswith("cannot write ") and message.endswith(

@@ -71,9 +71,11 @@ class _Supervisor:
         self._signals: list[int] = []
         self._wake, self._waker = socket.socketpair()  # a signal wakes run() from its wait at once
         self._waker.setblocking(False)
-        self._starting: set[int] = set()  # workers not yet seen ready
+        self._starts = 0  # workers started so far
+        self._starting: dict[int, int] = {}  # workers not yet seen ready: which start each was
         self._served = False  # some worker has been ready: the settings work
-        self._failed_starts = 0  # replacements in a row that ended before they were ready
+        self._failed_starts = 0  # replacements in a row that ended before they were ready...
+        self._failed_start = 0  # ...the last of them being this start
         self.forced = False
         self.failed: str | None = None
 
@@ -86,8 +88,9 @@ class _Supervisor:
                              self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S)
                 self.stop(signal.SIGKILL)
             for pid in [pid for pid in self._starting if self._workers[pid][1].is_set()]:
-                self._starting.discard(pid)
-                self._served, self._failed_starts = True, 0
+                self._served = True
+                if self._starting.pop(pid) > self._failed_start:  # a worker started since the last failure works
+                    self._failed_starts = 0
             sentinels = {process.sentinel: pid for pid, (process, _) in self._workers.items()}
             for ready in multiprocessing.connection.wait([self._wake, *sentinels], timeout=1.0):
                 if ready is self._wake:
@@ -141,12 +144,13 @@ class _Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self._workers[process.pid] = (process, ready)
-        self._starting.add(process.pid)
+        self._starts += 1
+        self._starting[process.pid] = self._starts
         logger.info("Started worker process [%d]", process.pid)
 
     def _ended(self, pid: int) -> None:
         process, ready = self._workers.pop(pid)
-        self._starting.discard(pid)
+        start = self._starting.pop(pid, 0)
         process.join()
         if self._drain_deadline is not None:
             return
@@ -157,7 +161,7 @@ class _Supervisor:
         if not ready.is_set():
             # Before the service ever served, the settings are at fault: stop. After, a replacement may die by
             # accident (the OOM killer) and is replaced again, up to MAX_FAILED_STARTS in a row.
-            self._failed_starts += 1
+            self._failed_starts, self._failed_start = self._failed_starts + 1, start
             if not self._served or self._failed_starts >= MAX_FAILED_STARTS:
                 told = "; its error is in the log above" if code == STARTUP_FAILURE else ""
                 tries = f" ({self._failed_starts} times in a row)" if self._served else ""
