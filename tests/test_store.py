@@ -345,7 +345,8 @@ BAD_FILES = {
                      # last two are beyond Decimal's exponents
                      r"line 2: clicks '1.0000000000000001' is not a whole number.*line 3: clicks '1e-400' is not a "
                      r"whole number.*line 4: impressions '12345678901234567891e-1' is not a whole number.*line 5: "
-                     r"impressions '1e99999999999999999999' is above .*line 6: clicks '1e-99999999999999999999' is not"),
+                     r"impressions '1e99999999999999999999' is above .*line 6: clicks '1e-99999999999999999999' "
+                     r"is not"),
     "unstorable_labels": ("creative_id,date,impressions,clicks,source\na,2024-03-01,10,1," + "S" * 201 + "\n"
                           "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n",  # PostgreSQL: a store error, no line
                           r"line 2: source 'S{40}' is not 1-200 printable characters.*line 3: source 'a\\x01b' is "
