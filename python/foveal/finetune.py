@@ -316,7 +316,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
                 "working_size": size, "loss": f"mean fixation negative log-likelihood on the stride-{stride} grid",
                 "split": "the dataset's fixed split: ids sorted, numpy default_rng(0).permutation, 80 % train "
                          "(+ mirror images) / 10 % val (epoch and blur chosen) / 10 % test (scored once)",
-                "val": {"base": base_val, "selected": best, "final (with extra blur)": calibrated},
+                "val": {f"base at {size} px": base_val, "selected": best, "final (with extra blur)": calibrated},
                 "extra_blur_cells": extra_blur, "fit_seconds": round(fit_s, 1), "warnings": list(warnings),
             },
         })
@@ -325,6 +325,10 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         say(f"int8 graph calibrated on {card['int8']['calibration']}")
         _write_card(card, tmp / f"{name}.json")
         evaluation = _evaluation(tmp / f"{name}.onnx", base_card, ds)
+        below = _below_base(evaluation, size, base_card.input.working_size)
+        if below:  # val compared the base run at this model's size: at its own, the base may be far better
+            warnings += (below,)
+            card["provenance"]["training"]["warnings"] = list(warnings)
         card["metrics"] = {evaluation["split"]: {m: v["mean"] for m, v in evaluation["finetuned"].items()}}
         card["int8"]["metrics"] = {evaluation["split"]: {m: v["mean"] for m, v in evaluation["int8"].items()}}
         card["provenance"]["evaluation"] = evaluation
@@ -362,6 +366,19 @@ def _overfitting(best: dict, base_val: dict) -> tuple[str, ...]:
                 f"then {', '.join(f'{v:.4f}' for v in history[chosen:])}): the model began to overfit the train "
                 f"split; epoch {chosen} is kept (more images, or fewer epochs or train_blocks)",)
     return ()
+
+
+def _below_base(evaluation: dict, size: int, base_size: int) -> str | None:
+    """A warning when the fine-tuned graph scores below the base as shipped on the test split (the whole 95 %
+    interval of the paired NSS difference below 0): val chose the epoch against the base run at ``size``."""
+    low, high = evaluation["finetuned_minus_base"]["NSS"]["ci95"]
+    if high >= 0:
+        return None
+    tuned, base = evaluation["finetuned"]["NSS"]["mean"], evaluation["base"]["NSS"]["mean"]
+    why = (f"; it sees images at {size} px where the base sees {base_size}, and val compared the base run at {size}"
+           if size != base_size else "")
+    return (f"on the test split it scores below the base as shipped (NSS {tuned:.3f} against {base:.3f}, difference "
+            f"{low:+.3f} to {high:+.3f}){why}: keep using the base")
 
 
 def _card_fields(base: ModelCard, name: str, working_size: int, fingerprint: dict, root: Path) -> dict:
