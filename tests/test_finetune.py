@@ -276,3 +276,20 @@ def test_a_model_below_the_base_on_test_is_warned_about():
                        "base run at 128: keep using the base")
     assert _below_base(evaluation(3.30, 3.34, [-0.1, 0.02]), 128, 384) is None  # not clearly below
     assert "it sees images" not in _below_base(evaluation(3.0, 3.3, [-0.4, -0.2]), 384, 384)
+
+
+def test_an_osie_layout_with_an_image_its_fixations_do_not_list_is_refused(tmp_path, data_dir):
+    """The unlisted-image check ran on folder datasets only: an image added to an OSIE-style stimuli/ was dropped."""
+    from foveal.finetune import check_dataset
+    from foveal.datasets import load_dataset
+
+    root = tmp_path / "osie"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "eye").mkdir()
+    (root / "eye" / "fixations.mat").symlink_to(data_dir / "osie" / "eye" / "fixations.mat")
+    for image in (data_dir / "osie" / "stimuli").iterdir():
+        (root / "stimuli" / image.name).symlink_to(image)
+    check_dataset(load_dataset(root), root)  # the real layout, whole: accepted
+    Image.new("RGB", (80, 60)).save(root / "stimuli" / "extra.png")
+    with pytest.raises(InputError, match=r"stimuli: 1 image\(s\) have no fixations, e.g. \['extra.png'\]"):
+        check_dataset(load_dataset(root), root)

@@ -85,15 +85,14 @@ def check_dataset(ds: Dataset, root: Path, train_images: int | None = None) -> N
     if not ds.has_fixations:
         raise InputError(f"{root}: this dataset has density maps only; fine-tuning fits fixations, so add "
                          f"fixations.csv or fixations.json (image,x,y[,subject])")
-    if not any((root / sub / "fixations.mat").is_file() for sub in ("eye", "tidy")):  # a folder dataset
-        image_dir = _folder_images(root)
-        listed = set(ds.ids)
-        unlisted = sorted(p.name for p in image_dir.iterdir()
-                          if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed)
-        if unlisted:
-            raise InputError(f"{image_dir}: {len(unlisted)} image(s) have no fixations, e.g. {unlisted[:3]}; add "
-                             f"their fixations or move them out of the folder (silently dropping them would "
-                             f"change what the model learns)")
+    image_dir = _folder_images(root)  # also OSIE's and NUS Scene's stimuli/, whose .mat lists every image
+    listed = set(ds.ids)
+    unlisted = sorted(p.name for p in image_dir.iterdir()
+                      if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed)
+    if unlisted:
+        raise InputError(f"{image_dir}: {len(unlisted)} image(s) have no fixations, e.g. {unlisted[:3]}; add "
+                         f"their fixations or move them out of the folder (silently dropping them would "
+                         f"change what the model learns)")
     for i in range(len(ds)):
         fix, (h, w) = ds.fixations(i), ds.shape(i)
         if len(fix) == 0:
