@@ -87,10 +87,7 @@ class _Supervisor:
                 logger.error("workers still running %.0f s after the drain began; killing them",
                              self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S)
                 self.stop(signal.SIGKILL)
-            for pid in [pid for pid in self._starting if self._workers[pid][1].is_set()]:
-                self._served = True
-                if self._starting.pop(pid) > self._failed_start:  # a worker started since the last failure works
-                    self._failed_starts = 0
+            self._note_ready()
             sentinels = {process.sentinel: pid for pid, (process, _) in self._workers.items()}
             for ready in multiprocessing.connection.wait([self._wake, *sentinels], timeout=1.0):
                 if ready is self._wake:
@@ -148,7 +145,16 @@ class _Supervisor:
         self._starting[process.pid] = self._starts
         logger.info("Started worker process [%d]", process.pid)
 
+    def _note_ready(self) -> None:
+        """Workers ready since the last look: the service has served, and one started after the last failed start
+        ends that run of failures."""
+        for pid in [pid for pid in self._starting if self._workers[pid][1].is_set()]:
+            self._served = True
+            if self._starting.pop(pid) > self._failed_start:
+                self._failed_starts = 0
+
     def _ended(self, pid: int) -> None:
+        self._note_ready()  # the ended worker included: it may have been ready before the loop last looked
         process, ready = self._workers.pop(pid)
         start = self._starting.pop(pid, 0)
         process.join()
@@ -156,8 +162,6 @@ class _Supervisor:
             return
         code = process.exitcode
         how = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
-        if ready.is_set() or any(other.is_set() for _, other in self._workers.values()):
-            self._served = True
         if not ready.is_set():
             # Before the service ever served, the settings are at fault: stop. After, a replacement may die by
             # accident (the OOM killer) and is replaced again, up to MAX_FAILED_STARTS in a row.
