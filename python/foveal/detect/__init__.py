@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ElementSpecError, InputError
-from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, load_image
+from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
                      MAX_CTA_CHARS)
@@ -204,12 +204,12 @@ def detected_spec(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ele
     Raises :class:`~foveal.errors.ElementSpecError` when nothing is found, and
     :class:`~foveal.errors.DetectorUnavailableError` without the ``foveal[detect]`` extra.
     """
-    rgb = load_image(image, max_pixels)
-    elements = detect_elements(rgb, max_pixels)
+    decoded = decode(image, max_pixels)  # once: detection takes it as it is, where an array would be hashed again
+    elements = detect_elements(decoded, max_pixels)
     if not elements:
         raise ElementSpecError(f"{_name(image)}: automatic detection found no elements (no text, button, face or "
                                "product); write an element file for it")
-    check_elements(elements, rgb.shape[:2], SOURCE)
+    check_elements(elements, decoded.pixels.shape[:2], SOURCE)
     return ElementSpec(elements=tuple(elements), format=None, source=SOURCE)
 
 
