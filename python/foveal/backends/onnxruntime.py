@@ -102,4 +102,3 @@ def _input_breach(kind: str, shape: list, inputs: int) -> str | None:
         return (f"has shape {shape}: {', '.join(fixed)} fixed; N, H and W must be dynamic (each image is sized "
                 "to its own aspect ratio)")
     return None
-

@@ -283,13 +283,13 @@ def _multipart(required: list[str], properties: dict[str, dict]) -> dict:
 
 
 _FILE = {"type": "string", "format": "binary"}
+_ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --elements` reads (text or file)"}
 _TYPES = {"json": "application/json", "html": "text/html", "png": "image/png"}
 
 
 def _answers(*formats: str) -> dict[int | str, dict[str, Any]]:
     """The 200 answer of a document route in the schema: one content type per ``format`` it offers."""
     return {200: {"content": {_TYPES[f]: {} for f in formats}}}
-_ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --elements` reads (text or file)"}
 
 
 _TRUE, _FALSE = ("true", "t", "yes", "y", "on", "1"), ("false", "f", "no", "n", "off", "0")
