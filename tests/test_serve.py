@@ -54,12 +54,15 @@ def free_port() -> int:
 
 
 def started_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
-    """``foveal serve ARGS`` on a free loopback port, once its /readyz answers 200: (process, base URL, log)."""
+    """``foveal serve ARGS`` on a free loopback port, once its /readyz answers 200: (process, base URL, log).
+
+    Its temporary files go under ``tmp_path``: a test that SIGKILLs it leaves the workers' metrics folder behind."""
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", str(port), *args],
-                                env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, stdout=out, stderr=subprocess.STDOUT)
+                                env={**os.environ, "PYTHONPATH": FOVEAL_PATH, "TMPDIR": str(tmp_path)},
+                                stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
