@@ -208,6 +208,23 @@ def test_check_elements_checks_elements_built_directly(element, match):
         check_elements([element], HW)
 
 
+def test_a_box_given_as_a_list_is_scored_and_edited():
+    """A list box passed the check and then failed as a dict key with a bare TypeError."""
+    import numpy as np
+
+    from foveal import SaliencyMap
+    from foveal.scoring.edits import Move, apply_edits
+    from foveal.scoring.scores import score_creative
+
+    with pytest.raises(ElementSpecError, match="identical box"):
+        check_elements([Element("a", "cta", [1, 1, 5, 5]), Element("b", "logo", (1, 1, 5, 5))], HW)
+    smap = SaliencyMap(np.full((60, 60), 1 / 3600, np.float32))
+    scores = score_creative(smap, [Element("a", "cta", [1, 1, 5, 5])])
+    assert scores.elements[0].share == pytest.approx(25 / 3600)
+    edited = apply_edits(np.zeros((50, 50, 3), np.uint8), [Element("a", "cta", [1, 1, 5, 5])], [Move("a", 2, 2)])
+    assert edited.elements[0].box == (3, 3, 5, 5)
+
+
 def test_check_elements_takes_numpy_whole_pixels():
     import numpy as np
 

@@ -259,7 +259,7 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
     if not all(isinstance(e, Element) for e in elements):
-        raise InputError(f"{source}: expected Element objects (foveal.Element or parse_elements' result), got "
+        raise InputError(f"{source}: expected Element objects (foveal.scoring.Element or parse_elements' result), got "
                          f"{_short(next(e for e in elements if not isinstance(e, Element)))}")
     if len(elements) > MAX_ELEMENTS:
         raise ElementSpecError(f"{source}: {len(elements):,} elements, more than the {MAX_ELEMENTS:,} a creative may "
@@ -284,13 +284,14 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
         if e.name in names:
             raise ElementSpecError(f"{source}: elements {names[e.name]} and {i} are both named {e.name!r}; "
                                    "element names must be unique")
-        if e.box in boxes and not identical_boxes:
-            j = boxes[e.box]
+        box = tuple(e.box)  # a list is a box too, but not a key
+        if box in boxes and not identical_boxes:
+            j = boxes[box]
             raise ElementSpecError(f"{source}: elements {j} ({elements[j].name!r}) and {i} ({e.name!r}) have the "
                                    f"identical box {list(e.box)}: the same element named twice? remove one or "
                                    "fix its box")
         names[e.name] = i
-        boxes[e.box] = i
+        boxes[box] = i
 
 
 def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
