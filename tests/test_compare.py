@@ -266,6 +266,16 @@ def test_cli_compare_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_
     assert any("int8 graph" in note and "precision fp32" in note for note in docs["int8"]["notes"])
 
 
+def test_cli_compare_without_html_removes_the_earlier_page(tmp_path):
+    """compare --no-html left the previous run's compare.html, whose verdict contradicted the new compare.json."""
+    (a, b), (ea, eb) = _examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(a), str(b), "--elements", str(ea), str(eb), "-o", str(out)]) == 0
+    assert (out / "compare.html").is_file()
+    assert main(["-q", "compare", str(a), str(a), "--elements", str(ea), "--no-html", "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["compare.json", "compare.png"]
+
+
 def test_cli_compare_different_sizes_one_element_file(tmp_path, capsys):
     spec = {"units": "relative", "elements": [
         {"name": "cta", "kind": "cta", "box": [0.6, 0.7, 0.25, 0.125]},

@@ -139,6 +139,20 @@ def test_write_report_files_and_scores_only_mode(tmp_path):
     assert json.loads((tmp_path / "b" / "scores.json").read_text()) == json.loads(json.dumps(doc))
 
 
+def test_scores_only_run_removes_the_earlier_report_it_would_contradict(tmp_path):
+    """A --no-report run left the previous run's report.html and overlay.png beside the new scores.json."""
+    image = np.zeros((H, W, 3), np.uint8)
+    write_report(tmp_path / "a", document("cta"), image, image)
+    write_report(tmp_path / "a", document("button"), image, image, html_report=False)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["scores.json"]
+    # Files of the user's under those names are not foveal's to remove.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "report.html").write_text("<html>my notes</html>")
+    Image.fromarray(image).save(tmp_path / "b" / "overlay.png")
+    write_report(tmp_path / "b", document(), image, image, html_report=False)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["overlay.png", "report.html", "scores.json"]
+
+
 def test_nothing_written_when_rendering_fails(tmp_path):
     doc = document()
     with pytest.raises(InputError, match=r"write_report: image must be \(H, W, 3\) uint8 pixels, got float64"):

@@ -174,6 +174,28 @@ def check_output(path: str | os.PathLike) -> Path:
     return target
 
 
+def remove_stale(path: str | os.PathLike, mark: bytes) -> bool:
+    """Remove ``path`` if foveal wrote it (``mark`` is in its first 4 KiB): an earlier run's output that this run does
+    not write, which would sit beside this run's outputs and disagree with them. A file of the user's, an input of
+    the running command, a link or a folder is left alone. True if it was removed."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        check_not_input(path)
+        with open(path, "rb") as fh:
+            if mark not in fh.read(4096):
+                return False
+    except (OSError, InputError):
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    return True
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = True) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` only if the block succeeds.

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import check_output, save_png, unicode_name, write_json, write_text
+from ..fileio import check_output, remove_stale, save_png, unicode_name, write_json, write_text
 from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
+from ..scoring.report import GENERATOR_META
 from ..scoring.scores import score_creative
 from . import add_engine_options, check_out_folder, make_engine, path_arg
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     save_png(png_file, figure)
     if page is not None:
         write_text(html_file, page)
+    else:  # an earlier run's page would contradict this compare.json
+        remove_stale(html_file, GENERATOR_META.encode())
     write_json(json_file, doc)
     if not args.quiet:
         print(f"foveal: {comparison.summary}; {100 * doc['moved_mass']:.1f}% of attention moved. "

@@ -38,7 +38,7 @@ from ..fileio import PNG_COMPRESS_LEVEL
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import DOCUMENT_CSP, bdi, draw_boxes, legend_strip, run_header
+from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
@@ -406,7 +406,7 @@ def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequenc
 
 
 _HTML = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{generator}
 <meta http-equiv="Content-Security-Policy" content="{csp}"><title>foveal compare: {title}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, "DejaVu Sans", sans-serif; color: #1d232a; background: #f4f5f7; margin: 0; }}
@@ -455,7 +455,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     a, b = doc["input"]["a"], doc["input"]["b"]
     names = Path(a["image"]).name, Path(b["image"]).name
     return _HTML.format(
-        csp=DOCUMENT_CSP, title=html.escape(f"\u2068{names[0]}\u2069 vs \u2068{names[1]}\u2069"),  # as the heading
+        csp=DOCUMENT_CSP, generator=GENERATOR_META, title=html.escape(f"\u2068{names[0]}\u2069 vs \u2068{names[1]}\u2069"),  # as the heading
         heading=" vs ".join(map(bdi, names)),  # an override in one name must not reverse the rest of the heading
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),

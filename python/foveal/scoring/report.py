@@ -18,7 +18,7 @@ import numpy as np
 from .. import cpu
 from .._version import __version__
 from ..errors import InputError
-from ..fileio import PNG_COMPRESS_LEVEL, check_output, save_png, write_json, write_text
+from ..fileio import PNG_COMPRESS_LEVEL, check_output, remove_stale, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
@@ -30,6 +30,10 @@ from .scores import (DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, Eleme
 #: fetch, images only embedded (``data:``), styles only inline.  The pages need nothing else, so a name that ever
 #: slipped past escaping could still not run or load anything, even in a report opened from disk.
 DOCUMENT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+#: In the head of every HTML page foveal writes, so that a later run can tell its own earlier page from the user's.
+GENERATOR_META = '<meta name="generator" content="foveal">'
+#: The same for a report's overlay.png, as a PNG text chunk.
+_OVERLAY_TEXT = {"Software": "foveal"}
 
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
@@ -277,7 +281,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
                                    for k, v in doc["definitions"].items()) + "</dl>"
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(
-        csp=DOCUMENT_CSP,
+        csp=DOCUMENT_CSP, generator=GENERATOR_META,
         title=html.escape(Path(doc["input"]["image"]).name),
         meta=meta,
         cards="".join(f'<div class="card"><span>{html.escape(a)}</span><b>{b}</b><span>{html.escape(c)}</span></div>'
@@ -318,6 +322,9 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
     for name in ("overlay.png", "report.html", "scores.json") if page is not None else ("scores.json",):
         check_output(out / name)  # all first: a refused scores.json must not leave this run's report beside the old
     if page is not None:
-        save_png(out / "overlay.png", overlay)
+        save_png(out / "overlay.png", overlay, **_OVERLAY_TEXT)
         write_text(out / "report.html", page)
+    else:  # an earlier run's report would describe another creative than this scores.json
+        remove_stale(out / "report.html", GENERATOR_META.encode())
+        remove_stale(out / "overlay.png", b"\0".join(k.encode() for k in next(iter(_OVERLAY_TEXT.items()))))
     write_json(out / "scores.json", doc)
