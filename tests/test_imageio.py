@@ -72,6 +72,49 @@ def test_exif_orientation_is_applied(rgb):
     assert out.shape == (120, 90, 3)
 
 
+def test_a_near_square_turned_jpeg_decoded_reduced_keeps_its_displayed_shape():
+    """Decoded at a reduction, a 799x800 JPEG came out square, so its EXIF turn went unnoticed and the map was made
+    800 high and 799 wide."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(Image.new("RGB", (800, 799), (90, 120, 40)), "JPEG", exif=exif.tobytes())
+    for min_side in (None, 384, 100):
+        decoded = decode(data, min_side=min_side)
+        assert decoded.image_hw == (800, 799), min_side
+        assert decoded.pixels.shape[0] >= decoded.pixels.shape[1]
+
+
+@pytest.mark.parametrize("mode, key", [("L", 5), ("RGB", (10, 20, 30)), ("I;16", 500)])
+def test_a_colour_key_is_transparent_like_alpha(mode, key):
+    """A PNG's tRNS colour key on a grey or RGB image was read as its key colour, not as the white beneath."""
+    shape, dtype = {"L": ((2, 2), np.uint8), "RGB": ((2, 2, 3), np.uint8), "I;16": ((2, 2), np.uint16)}[mode]
+    values = np.zeros(shape, dtype)
+    values[0, 0] = key
+    out = load_image(_encode(Image.fromarray(values), transparency=key))
+    np.testing.assert_array_equal(out[0, 0], [255, 255, 255])
+    np.testing.assert_array_equal(out[1, 1], [0, 0, 0])
+
+
+def test_float_and_32_bit_images_outside_their_range_are_refused(tmp_path):
+    """One +inf pixel turned a float TIFF black; negative 32-bit values wrapped round to white."""
+    ramp = np.tile(np.linspace(0, 1, 20, dtype=np.float32), (4, 1))
+    ramp[0, 0] = np.inf
+    with pytest.raises(ImageError, match="NaN or infinite values.*8- or 16-bit"):
+        load_image(_encode(Image.fromarray(ramp), "TIFF"))
+    signed = np.arange(-10, 10, dtype=np.int32).reshape(4, 5) * 100
+    with pytest.raises(ImageError, match="values outside 0..65535"):
+        load_image(_encode(Image.fromarray(signed), "TIFF"))
+    np.testing.assert_array_equal(load_image(_encode(Image.fromarray(np.abs(signed)), "TIFF"))[0, :2, 0], [4, 4])
+
+
+def test_a_jpeg_pillow_cannot_decode_is_named_as_one(rgb):
+    data = bytearray(_encode(Image.fromarray(rgb), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 4] = 12  # the frame's sample precision: 12-bit
+    with pytest.raises(ImageError, match="a JPEG that cannot be decoded here .12-bit"):
+        load_image(bytes(data))
+
+
 @pytest.mark.parametrize("payload, match", [
     (b"", "empty"),
     (b"not an image at all", "not a recognised image format"),

@@ -151,6 +151,10 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     try:
         image = Image.open(fh)
     except UnidentifiedImageError:
+        fh.seek(0)
+        if fh.read(3) == b"\xff\xd8\xff":  # Pillow opens 8-bit JPEGs only
+            raise ImageError(f"{name}: a JPEG that cannot be decoded here (12-bit samples, arithmetic coding or "
+                             "lossless JPEG); save it as an ordinary 8-bit JPEG or as PNG") from None
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
@@ -194,10 +198,9 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
         raise ImageError(f"{name}: not enough memory to decode this image") from None
     except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
-    stored = image.size[::-1]  # (h, w) as decoded, before any EXIF turn
-    pixels = _to_rgb(image, name)
-    # The EXIF transpose turned the image by 90 degrees exactly when the decoded axes came out swapped.
-    turned = tuple(pixels.shape[:2]) != stored
+    # Asked of the EXIF tag, not of the decoded axes: a reduced decode of a near-square image can be square.
+    image, turned = _upright(image)
+    pixels = _to_rgb(image, name, upright=True)
     return pixels, ((width, height) if turned else (height, width))
 
 
@@ -219,21 +222,36 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
                                  detail=detail, limit=max_pixels, limit_text=limit)
 
 
-def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821
-    from PIL import Image, ImageOps
+def _upright(image: "PIL.Image.Image") -> tuple["PIL.Image.Image", bool]:  # noqa: F821
+    """``image`` turned as its EXIF orientation says (as a browser shows it), and whether its axes were swapped."""
+    from PIL import ImageOps
 
     try:
-        image = ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(0x0112)
+        return ImageOps.exif_transpose(image), orientation in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
-        pass
+        return image, False
+
+
+def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False) -> np.ndarray:  # noqa: F821
+    """RGB pixels as a browser shows ``image``: EXIF-turned (unless already ``upright``), transparency on white."""
+    from PIL import Image
+
+    if not upright:
+        image, _ = _upright(image)
     mode = image.mode
     try:  # a closed image, a lazily read truncated file, a mode Pillow cannot convert (La, ...)
         if mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif mode == "PA":
+        elif mode == "PA" or (mode in ("L", "RGB") and "transparency" in image.info):  # a colour key (tRNS)
             image = image.convert("RGBA")
         elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _grey_to_rgb(_high_depth_to_uint8(np.asarray(image), mode))
+            values = np.asarray(image)
+            grey = _high_depth_to_uint8(values, mode, name)
+            key = image.info.get("transparency")
+            if isinstance(key, int) and mode != "F":
+                grey[values == key] = 255  # transparent: the white a browser shows beneath
+            return _grey_to_rgb(grey)
         if image.mode in ("RGBA", "LA", "RGBa", "La"):
             rgba = image.convert("RGBA")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -241,18 +259,26 @@ def _to_rgb(image: "PIL.Image.Image", name: str) -> np.ndarray:  # noqa: F821
         if image.mode != "RGB":
             image = image.convert("RGB")
         return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    except ImageError:
+        raise
     except (ValueError, OSError) as exc:
         raise ImageError(f"{name}: cannot read this {mode} image ({exc})") from None
 
 
-def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+def _high_depth_to_uint8(values: np.ndarray, mode: str, name: str) -> np.ndarray:
     if mode == "F":
-        values = np.nan_to_num(values.astype(np.float64), nan=0.0)
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ImageError(f"{name}: this floating-point image holds NaN or infinite values, which have no "
+                             "brightness; save it as an 8- or 16-bit image")
         peak = float(values.max(initial=0.0))
         scale = 255.0 if peak <= 1.0 else (1.0 if peak <= 255.0 else 255.0 / 65535.0)
         return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    if values.dtype.kind == "i" and values.size and (values.min() < 0 or values.max() > 65535):
+        raise ImageError(f"{name}: this 32-bit integer image holds values outside 0..65535, whose brightness is "
+                         "unknown; save it as an 8- or 16-bit image")
     # 16-bit greys (PNG, TIFF) use the full 0..65535 range.
-    return np.clip((values.astype(np.uint32) + 128) // 257, 0, 255).astype(np.uint8)
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
@@ -268,7 +294,7 @@ def _from_array(array: np.ndarray, max_pixels: int) -> np.ndarray:
         raise ImageError(f"image array: expected shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
     _check_size((array.shape[1], array.shape[0]), max_pixels, "<array>")
     if array.dtype == np.uint16:
-        array = _high_depth_to_uint8(array, "I;16")
+        array = _high_depth_to_uint8(array, "I;16", "<array>")
     if array.shape[2] == 1:
         return _grey_to_rgb(array[:, :, 0])
     if array.shape[2] == 4:
