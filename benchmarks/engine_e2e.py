@@ -5,9 +5,10 @@
     python benchmarks/engine_e2e.py --load 1              # beside one competing CPU-bound process
 
 Baselines, run in the same rounds:
-- "full decode": the same Engine given the fully decoded image (Pillow's full-size JPEG decode, then preprocess,
-  network, ``cpu.postprocess`` and a separate ``cpu.summed_area_table`` on the first box query): the path the
-  engine took before it decoded at the network's size and built the table with the map.
+- "full decode": the same Engine's stages called one by one (Pillow's full-size JPEG decode, preprocess, network,
+  ``cpu.postprocess`` and a separate ``cpu.summed_area_table`` on the first box query): the path the engine took
+  before it built the table with the map. ``predict`` runs against it by default (full decode) and with
+  ``Engine(reduced_decode=True)``.
 - one by one: ``[engine.predict(p) for p in paths]`` against ``engine.predict_batch(paths, 16)``.
 - ``foveal score DIR`` with reports, PNGs at Pillow's default zlib level 6 against foveal's level 1.
 Peak memory of ``predict_batch`` is the resident-set growth (sampled) at 16 and 32 images, returned maps included.
@@ -49,7 +50,7 @@ def full_decode_predict(engine: Engine, data: bytes) -> float:
     return float(SaliencyMap(prob).box_stats(BOXES)["share"][0])
 
 
-def fast_predict(engine: Engine, data: bytes) -> float:
+def engine_predict(engine: Engine, data: bytes) -> float:
     return float(engine.predict(data).box_stats(BOXES)["share"][0])
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per comparison")
     parser.add_argument("--parts", default="predict,batch,score", help="which comparisons (comma-separated)")
     args = parser.parse_args()
-    engine = Engine()
+    engine, reduced = Engine(), Engine(reduced_decode=True)
     print(f"foveal threads {_native.num_threads}, competing processes {args.load}, cpus {os.cpu_count()}, "
           f"{engine.model.name} {engine.precision} on {engine.backend}")
     hd = synthetic_jpeg(1080, 1920)
@@ -106,7 +107,8 @@ def main() -> None:
         if "predict" in parts:
             print(table("\npredict, 1920x1080 JPEG, + 3 box shares", compare({
                 "full decode, SAT on first query": lambda: full_decode_predict(engine, hd),
-                "foveal predict(bytes)": lambda: fast_predict(engine, hd),
+                "foveal predict(bytes)": lambda: engine_predict(engine, hd),
+                "foveal predict(bytes), reduced decode": lambda: engine_predict(reduced, hd),
             }, baseline="full decode, SAT on first query", rounds=args.rounds, max_seconds=args.max_seconds)))
         if "batch" in parts:
             batch(engine, Path(tmp), args)

@@ -16,8 +16,8 @@ from foveal.errors import FovealError, InputError
 from foveal.imageio import decode, load_image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# Tolerance of a map from a reduced JPEG decode against the full decode: the network sees the same image resized
-# to 384 px from a DCT-downscaled source instead of the full one.
+# Tolerance of a map from Engine(reduced_decode=True) against the default full decode on these images: the network
+# sees the same image resized to 384 px from a DCT-downscaled source instead of the full one.
 MIN_CC = 0.99
 MAX_SHARE_DIFF = 0.03  # per box, as an absolute share of attention (int8 graph; measured up to 0.021)
 
@@ -25,6 +25,11 @@ MAX_SHARE_DIFF = 0.03  # per box, as an absolute share of attention (int8 graph;
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     return Engine()
+
+
+@pytest.fixture(scope="module")
+def reduced() -> Engine:
+    return Engine(reduced_decode=True)
 
 
 def _jpeg(image: Image.Image, **save: object) -> bytes:
@@ -84,11 +89,27 @@ def test_reduced_decode_keeps_the_full_size_and_the_file_hash(tmp_path: Path) ->
     assert not decode(png.getvalue(), min_side=384).reduced  # only JPEG has a DCT-domain reduction
 
 
+def test_a_jpeg_has_one_map_whichever_way_it_comes_in(engine: Engine, reduced: Engine, tmp_path: Path) -> None:
+    """predict(path or bytes) decoded JPEGs reduced while foveal score, /v1/score and predict(pixels) decoded them in
+    full, so the page's live shares (from /v1/predict) and the downloaded scores.json differed by up to 1.5 pp."""
+    data, boxes = _enlarged_example("creative")
+    path = tmp_path / "creative.jpg"
+    path.write_bytes(data)
+    want = engine.predict(decode(path)).prob
+    for source in (path, data, load_image(path)):
+        assert np.array_equal(engine.predict(source).prob, want)
+    assert np.array_equal(engine.predict_batch([path, data])[1].prob, want)
+    assert engine.decode_mode == "in full" and reduced.decode_mode == "reduced"
+    assert not np.array_equal(reduced.predict(path).prob, want)  # the opt-in reduced decode is another map
+    with pytest.raises(InputError, match="reduced_decode must be True or False"):
+        Engine(reduced_decode="yes")
+
+
 @pytest.mark.parametrize("name", ["creative", "creative_b"])
-def test_reduced_decode_map_matches_full_decode_on_examples(engine: Engine, name: str) -> None:
+def test_reduced_decode_map_matches_full_decode_on_examples(engine: Engine, reduced: Engine, name: str) -> None:
     data, boxes = _enlarged_example(name)
     full = engine.predict(decode(data))  # a DecodedImage is used as given: full pixels
-    fast = engine.predict(data)
+    fast = reduced.predict(data)
     assert fast.shape == full.shape == (1200, 1200)
     assert np.corrcoef(full.prob.ravel(), fast.prob.ravel())[0, 1] >= MIN_CC
     diff = np.abs(full.box_stats(boxes)["share"] - fast.box_stats(boxes)["share"])
@@ -96,12 +117,12 @@ def test_reduced_decode_map_matches_full_decode_on_examples(engine: Engine, name
     assert fast.provenance["image_sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_reduced_decode_map_matches_full_decode_on_osie(engine: Engine, data_dir: Path) -> None:
+def test_reduced_decode_map_matches_full_decode_on_osie(engine: Engine, reduced: Engine, data_dir: Path) -> None:
     paths = sorted((data_dir / "osie" / "stimuli").glob("*.jpg"))[:4]
     boxes = [[0, 0, 400, 300], [400, 0, 400, 300], [0, 300, 400, 300], [200, 150, 400, 300]]
     for path in paths:
         full = engine.predict(load_image(path))
-        fast = engine.predict(path)
+        fast = reduced.predict(path)
         assert fast.shape == full.shape
         assert np.corrcoef(full.prob.ravel(), fast.prob.ravel())[0, 1] >= MIN_CC, path.name
         diff = np.abs(full.box_stats(boxes)["share"] - fast.box_stats(boxes)["share"])

@@ -22,7 +22,7 @@ from ._version import __version__
 from .engine import Engine
 from .errors import InputError
 from .geometry import plan
-from .imageio import ImageLike, decode
+from .imageio import ImageLike
 from .saliency_map import SaliencyMap
 
 #: Boxes per box-query call: a creative's elements many times over, as a what-if search asks.
@@ -67,7 +67,7 @@ class BenchReport:
     def table(self) -> str:
         """The report as plain-text tables."""
         lines = [f"engine   {self.engine['model']} {self.engine['precision']} on {self.engine['backend']} "
-                 f"({self.engine['device']})",
+                 f"({self.engine['device']}), JPEGs decoded {self.engine['decode']}",
                  f"machine  {self.machine['cpu']}, {self.machine['cpus_usable']} usable CPUs, "
                  f"{self.machine['native_threads']} kernel threads, {self.machine['platform']}",
                  "versions " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
@@ -137,7 +137,7 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
     deadline = time.monotonic() + max_seconds
     for i in range(repeats * len(sources)):
         source = sources[i % len(sources)]
-        decoded = timed("decode", lambda: decode(source, engine.max_pixels, min_side=spec.working_size))
+        decoded = timed("decode", lambda: engine._decode(source))
         p = plan(*decoded.image_hw, card)
         if engine._backend.on_gpu:
             prob = timed("preprocess+network+postprocess", lambda: engine._run([decoded], [p])[0])[0]
@@ -188,7 +188,7 @@ def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_s
 
 def _engine_info(engine: Engine) -> dict[str, Any]:
     return {"model": engine.model.name, "backend": engine.backend, "device": engine._backend.device,
-            "precision": engine.precision, "graph_sha256": engine.graph_sha256}
+            "precision": engine.precision, "graph_sha256": engine.graph_sha256, "decode": engine.decode_mode}
 
 
 def machine_info() -> dict[str, Any]:

@@ -193,7 +193,8 @@ def make_engine(args: argparse.Namespace):
     from ..engine import Engine
 
     return Engine(args.model, device=args.device, precision=args.precision,
-                  for_decisions=getattr(args, "for_decisions", False), max_pixels=args.max_pixels)
+                  for_decisions=getattr(args, "for_decisions", False), max_pixels=args.max_pixels,
+                  reduced_decode=getattr(args, "reduced_decode", False))
 
 
 if __name__ == "__main__":

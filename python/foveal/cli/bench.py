@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=30.0,
                    help="time budget of the stage loop and of the throughput loop (default: %(default)s)")
     p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    p.add_argument("--reduced-decode", action="store_true",
+                   help="decode JPEGs at the network's size (faster; maps differ from the full decode's: see "
+                        "docs/PERFORMANCE.md)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     p.set_defaults(handler=run)
 
