@@ -412,6 +412,11 @@ def test_blurring_helps_cc_only_when_the_prediction_is_sharp():
     (lambda: M.sim(np.zeros((3, 3)), np.ones((3, 3))), "sums to 0"),
     (lambda: M.auc_judd(np.ones((1, 2)), [0.5, 1.5], [0.5, 0.5]), "every pixel is fixated"),
     (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], n_splits=0), "n_splits"),
+    (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], n_splits=2.5), "n_splits must be a whole number"),
+    (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], n_splits=10**12), "from 1 to 10,000"),  # 22 TiB of draws
+    (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], rng=-1), "rng must be a numpy Generator"),
+    (lambda: M.auc_borji(np.ones((3, 3)), [1.0], [1.0], rng=1.5), "rng must be"),
+    (lambda: M.nss(np.array([["a", "b"]]), [0.0], [0.0]), "H×W array of numbers"),
     (lambda: M.auc([], [1.0]), "positives and negatives"),
     (lambda: M.auc([np.nan], [1.0, 2.0]), "NaN"),  # was 1.0: a NaN sorted above every negative
     (lambda: M.auc([1.0], [2.0, np.nan]), "NaN"),

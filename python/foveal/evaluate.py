@@ -228,14 +228,15 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
         if len(viewers) < 2:
             raise InputError(f"image {dataset.ids[i]!r} of {dataset.name} has fixations of {len(viewers)} viewer(s); "
                              f"human consistency needs two or more (a subject column)")
-        rng = np.random.default_rng([seed, i])
+        # Two streams: the halves must not depend on whether AUC-Borji, which draws too, was asked for.
+        splits, draws = np.random.default_rng([seed, i]), np.random.default_rng([seed, i, 1])
         scores: dict[str, list[float]] = {m: [] for m in names}
         for _ in range(repeats):
-            first = np.isin(fix.subject, rng.permutation(viewers)[:len(viewers) // 2])
+            first = np.isin(fix.subject, splits.permutation(viewers)[:len(viewers) // 2])
             halves = [Fixations(fix.x[k], fix.y[k], fix.subject[k]) for k in (first, ~first)]
             maps = [gaussian_density(half, shape, sigma) for half in halves]
             for a, b in ((0, 1), (1, 0)):
-                item = _Item(halves[b], maps[b], None, rng)
+                item = _Item(halves[b], maps[b], None, draws)
                 for m in names:
                     scores[m].append(_SCORERS[m](maps[a], item))
         for m in names:

@@ -12,7 +12,7 @@ Conventions, stated once:
 * Fixations are 0-based float pixel coordinates: pixel ``(row, col)`` covers ``[col, col+1) × [row, row+1)``, so a
   fixation counts at ``(floor(y), floor(x))`` (pysaliency's ``x_int``).  Coordinates less than one pixel outside
   the image (rounding in the recorded data) are clipped onto its border; farther ones are an error.
-* KLD and IG use the MIT benchmark's regulariser ``EPS = 2.2204e-16`` (MATLAB ``eps``):
+* KLD and IG use the regulariser ``EPS = 2.2204e-16`` (MATLAB's ``eps`` as MATLAB prints it, and pysaliency's):
   ``KLD = Σ q log(EPS + q / (p + EPS))`` and ``IG = mean log2(EPS + p) - log2(EPS + b)``, p, q, b renormalised.
 * Per-image metrics average over that image's fixations; :mod:`foveal.evaluate` averages images.
 """
@@ -27,6 +27,8 @@ __all__ = ["EPS", "METRICS", "CENTRE_BIAS", "pixel_indices", "auc", "auc_judd", 
            "gaussian_blur", "metric_map"]
 
 EPS = 2.2204e-16
+#: Most draws auc_borji takes: each holds one value per fixation in memory.
+MAX_SPLITS = 10_000
 METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
 
 # Centre-bias baseline: an axis-aligned Gaussian in coordinates normalised by the image's width and height
@@ -39,7 +41,10 @@ CENTRE_BIAS = {"mean": (0.5113, 0.4821), "sigma": (0.2375, 0.1949)}
 
 
 def _map(saliency_map: np.ndarray, name: str = "saliency_map") -> np.ndarray:
-    s = np.asarray(saliency_map, dtype=np.float64)
+    try:
+        s = np.asarray(saliency_map, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an H×W array of numbers, got {type(saliency_map).__name__}") from None
     if s.ndim != 2 or s.size == 0:
         raise InputError(f"{name} must be a non-empty H×W array, got shape {s.shape}")
     if not np.isfinite(s).all():
@@ -143,8 +148,13 @@ def auc_borji(saliency_map: np.ndarray, xs: np.ndarray, ys: np.ndarray, n_splits
     """
     s = _map(saliency_map)
     row, col = pixel_indices(xs, ys, s.shape)
-    if n_splits < 1:
-        raise InputError(f"auc_borji: n_splits must be >= 1, got {n_splits}")
+    if not (isinstance(n_splits, (int, np.integer)) and not isinstance(n_splits, bool)
+            and 1 <= n_splits <= MAX_SPLITS):
+        raise InputError(f"auc_borji: n_splits must be a whole number from 1 to {MAX_SPLITS:,} (the MIT code draws "
+                         f"100), got {n_splits!r}")
+    if not (rng is None or isinstance(rng, np.random.Generator)
+            or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0)):
+        raise InputError(f"auc_borji: rng must be a numpy Generator, a whole-number seed >= 0 or None, got {rng!r}")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     pos = np.sort(s[row, col])
     neg = s.reshape(-1)[gen.integers(0, s.size, size=(n_splits, pos.size))]
