@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from foveal import load_image
 from foveal import metrics as M
 from foveal.cli import main
 from foveal.datasets import Fixations, gaussian_density, load_dataset
@@ -186,6 +187,8 @@ def test_density_only_dataset(tmp_path):
     ({"seed": 1.5}, InputError, "seed must be a whole number >= 0, got 1.5"),
     ({"model": 42}, InputError, "must be an Engine"),
     ({"model": _FakeEngine({s: np.ones((2, 2)) for s in SHAPES})}, ModelError, "must have their image's size"),
+    ({"model": _FakeEngine({s: np.full(s, np.nan) for s in SHAPES})}, InputError,
+     r"^fake's map of image '\w+.png' of ds: .*NaN"),
 ])
 def test_bad_arguments(tmp_path, kwargs, error, match):
     ds = load_dataset(_folder(tmp_path / "ds"))
@@ -355,3 +358,20 @@ def test_cli_eval_refuses_an_empty_metric_list(tmp_path, capsys):
                      "--metrics", empty]) == 1
         err = capsys.readouterr().err
         assert "unknown metric '(none given)'" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_stimulus_that_does_not_match_its_fixations_is_named_as_the_datasets_fault(tmp_path, data_dir):
+    """A NUS Scene image swapped for one of another size was blamed on the model ("itti-koch returned a ... map")."""
+    root = tmp_path / "scene"
+    (root / "stimuli").mkdir(parents=True)
+    (root / "tidy").symlink_to(data_dir / "scene" / "tidy")
+    stimuli = sorted((data_dir / "scene" / "stimuli").iterdir())
+    for path in stimuli:
+        (root / "stimuli" / path.name).symlink_to(path)
+    ds = load_dataset(root).split("test")
+    first = root / "stimuli" / ds.ids[0]
+    other = next(p for p in stimuli if load_image(p).shape != load_image(first).shape)
+    first.unlink()
+    first.symlink_to(other)
+    with pytest.raises(InputError, match=r"image '[^']+' of .* is \d+x\d+, but the dataset's fixations are on a"):
+        evaluate("itti-koch", ds.subset(range(1), "one"), split=None, metrics=["NSS"], progress=False)

@@ -167,20 +167,29 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     def predictions():
         for start in range(0, len(dataset), batch_size):
             batch = range(start, min(start + batch_size, len(dataset)))
-            yield from zip(batch, predict([dataset.image(i) for i in batch], [dataset.shape(i) for i in batch]))
+            images = [dataset.image(i) for i in batch]
+            yield from zip(batch, predict(images, [dataset.shape(i) for i in batch]), (im.shape[:2] for im in images))
 
     values = {m: np.empty(len(dataset)) for m in names}
     bar = progress_bar(predictions(), total=len(dataset), label=f"eval {model_name} on {dataset.name}",
                        enabled=progress)
-    for i, prob in bar:
+    for i, prob, image_hw in bar:
         if prob.shape != tuple(dataset.shape(i)):
-            raise ModelError(f"{model_name} returned a {prob.shape} map for the {dataset.shape(i)} image "
-                             f"{dataset.ids[i]!r}; maps must have their image's size")
+            (h, w), (dh, dw) = image_hw, dataset.shape(i)
+            if prob.shape != image_hw:
+                raise ModelError(f"{model_name} returned a {prob.shape} map for the {image_hw} image "
+                                 f"{dataset.ids[i]!r}; maps must have their image's size")
+            raise InputError(f"image {dataset.ids[i]!r} of {dataset.name} is {w}x{h}, but the dataset's fixations "
+                             f"are on a {dw}x{dh} image; put back the stimulus file that belongs to them (was it "
+                             "replaced or resized?)")
         item = _Item(fixations[i] if fixations is not None else None,
                      dataset.density(i) if {"CC", "KLD", "SIM"} & set(names) else None,
                      shuffled(i) if shuffled else None, np.random.default_rng([seed, i]))
-        for m, smap in _maps_for(prob, names, dataset.sigma(i), maps).items():
-            values[m][i] = _SCORERS[m](smap, item)
+        try:
+            for m, smap in _maps_for(prob, names, dataset.sigma(i), maps).items():
+                values[m][i] = _SCORERS[m](smap, item)
+        except InputError as exc:  # a model's map that no metric takes: say whose and of which image
+            raise InputError(f"{model_name}'s map of image {dataset.ids[i]!r} of {dataset.name}: {exc}") from None
     counts = [len(f) for f in fixations] if fixations is not None else [0] * len(dataset)
     provenance = {**provenance, "foveal_version": __version__, "seed": seed}
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
