@@ -101,6 +101,25 @@ def test_out_naming_a_file_is_refused_before_any_work(tmp_path, command, capsys)
     assert target.read_text() == "{}"
 
 
+@pytest.mark.parametrize("command", ["predict", "score", "eval"])
+def test_out_under_a_file_is_refused_before_any_work(tmp_path, command, capsys, monkeypatch):
+    """-o afile/sub ran a whole evaluation, then failed to write eval.json ("Not a directory")."""
+    import foveal.cli.eval
+
+    monkeypatch.setattr(foveal.cli.eval, "load_dataset", lambda *a: pytest.fail("the work ran first"))
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "sub" / "deeper"
+    image = str(EXAMPLES / "creative.png")
+    argv = {"predict": ["predict", image], "score": ["score", image, "--elements", str(EXAMPLES / "creative.json")],
+            "eval": ["eval", "--dataset", str(tmp_path), "--model", "centre-bias"]}[command]
+    assert main(["-q", *argv, "-o", str(target)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'afile'} is a file, so no folder can be made under it" in err and len(err.splitlines()) == 1
+    (tmp_path / "out" / "eval.md").mkdir(parents=True)  # an output's name taken by a folder
+    assert main(["-q", "eval", "--dataset", str(tmp_path), "--model", "centre-bias", "-o", str(tmp_path / "out")]) == 1
+    assert "eval.md: it is a folder" in capsys.readouterr().err
+
+
 def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     import foveal.cli.predict
 

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import FovealError, InputError
-from ..fileio import inputs_protected
+from ..fileio import check_output, inputs_protected
 from ..models import PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
@@ -139,10 +139,22 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
     return [path for path in named if path.is_file()]
 
 
-def check_out_folder(path: Path) -> None:
-    """``-o`` must name a folder (created when the first output is written), not an existing file."""
-    if path.exists() and not path.is_dir():
-        raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
+def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:
+    """``-o`` must name a folder (created when the first output is written), not an existing file nor one under a
+    file; each of ``outputs``, file names in it, must be writable there (:func:`~foveal.fileio.check_output`).
+    Commands check it before their work, so a bad ``-o`` does not throw that work away."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
+        above = path.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise InputError(f"-o {path}: {above} is a file, so no folder can be made under it; name another folder")
+    except OSError as exc:  # a name too long, a loop of links...
+        raise InputError(f"-o {path}: {exc.strerror or exc}; name a valid folder") from None
+    for name in outputs:
+        check_output(path / name)
 
 
 def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:

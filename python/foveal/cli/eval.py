@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
-        check_out_folder(args.out)  # before the evaluation, not after it
+        check_out_folder(args.out, ("eval.json", "eval.md"))  # before the evaluation, not after it
     # None only when --metrics is left out: an empty list is refused by the library, not read as every metric
     metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
     dataset = load_dataset(args.dataset)
