@@ -51,7 +51,7 @@ def tuned(tmp_path_factory):
     """One CLI run shared by the tests below: (data folder, model folder, exit code, stdout+stderr)."""
     base = tmp_path_factory.mktemp("ft")
     data = make_dataset(base / "data")
-    out = base / "model"
+    out = base / "models" / "model"  # as docs/FINETUNE.md's first command: models/ is made, not required
     import subprocess
     import sys
     # `import engine` fails in the child, as from an installed wheel: fine-tuning must not need the source tree.
@@ -215,6 +215,12 @@ def test_fixations_csv_with_a_byte_order_mark_is_read(tmp_path):
     data = make_dataset(tmp_path / "d", n=3)
     (data / "fixations.csv").write_bytes(b"\xef\xbb\xbf" + (data / "fixations.csv").read_bytes())
     assert len(load_dataset(data)) == 3
+
+
+def test_an_output_under_a_file_is_refused_before_training(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="afile is not a folder, so .* cannot be made under it"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "afile" / "sub" / "m")
 
 
 def test_never_overwrites_an_existing_folder(tmp_path):

@@ -226,10 +226,13 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     name = _checked_name(name or out.name)
     if os.path.lexists(out):
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent} is not a folder; create it first or choose another output path")
-    if not os.access(out.parent, os.W_OK | os.X_OK):  # said now, not after the training
-        raise InputError(f"{out.parent} is not writable; choose another output path")
+    above = out.parent  # the folders up to it are made when the model is written, as other commands make -o
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise InputError(f"{above} is not a folder, so {out} cannot be made under it; choose another output path")
+    if not os.access(above, os.W_OK | os.X_OK):  # said now, not after the training
+        raise InputError(f"{above} is not writable; choose another output path")
     torch = _torch()  # first: reading the data would otherwise name only the part of the train extra it needs
     base_card, weights = _base_network(base)
     ds = load_dataset(root)
@@ -287,6 +290,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     fit_s = time.time() - t0
 
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as exc:  # read-only although access() allowed it (an immutable folder, a read-only mount)
         raise InputError(f"cannot write in {out.parent} ({exc.strerror or exc}); choose another output path") \
