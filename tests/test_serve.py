@@ -976,6 +976,21 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
         assert "method PUT" in message and "header x-secret" in message and "GET, POST" in message, message
 
 
+@pytest.mark.parametrize("origin", ["ex.com", "https://ex.com/", "https://Ex.com", "https://ex.com/app", "", None])
+def test_a_cors_origin_no_browser_sends_is_refused_at_start(origin, capsys):
+    """--cors-origin ex.com started fine and then refused every preflight from http://ex.com: CORS silently off."""
+    from foveal.cli import main
+
+    with pytest.raises(foveal.InputError, match="is not one a browser sends: give scheme://host"):
+        ServeConfig(cors_origins=(origin,))
+    if origin:
+        assert main(["serve", "--port", str(free_port()), "--cors-origin", origin]) == 1
+        err = capsys.readouterr().err
+        assert "is not one a browser sends" in err and len(err.strip().splitlines()) == 1, err
+    assert ServeConfig(cors_origins=["*", "http://localhost:8080", "https://[::1]"]).cors_origins == (
+        "*", "http://localhost:8080", "https://[::1]")
+
+
 def test_cors_preflight_needs_no_key(engine, keyfile):
     """A browser sends no credentials on a preflight: with keys and CORS both on, the preflight is answered by the
     CORS layer, and the real request still needs its key."""

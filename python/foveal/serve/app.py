@@ -53,7 +53,7 @@ from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_
 from . import codec
 from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor, finite, whole
-from .cors import CORS
+from .cors import CORS, check_origins
 from .errors import HANDLERS
 from .guard import Guard
 from .lane import Lane
@@ -108,6 +108,7 @@ class ServeConfig:
                              "two images together, and a queue of one would refuse every compare")
         finite("max_wait_ms", self.max_wait_ms, zero=True)
         finite("request_timeout_s", self.request_timeout_s, zero=False)
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
 
 
 @dataclass

@@ -2,11 +2,29 @@
 answers it in plain text) and saying what was refused."""
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
+from ..errors import InputError
 from .errors import error_response
+
+# What a browser sends as Origin: a scheme and a host, lower case, with a port when it is not the scheme's default.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9._~-]+)(:[0-9]{1,5})?")
+
+
+def check_origins(origins: object) -> tuple[str, ...]:
+    """``origins`` as allowed CORS origins, else InputError: each ``"*"`` (any) or an origin exactly as browsers
+    send it. ``example.com`` or ``https://example.com/`` would never match one, and CORS would be silently off."""
+    if isinstance(origins, str) or not isinstance(origins, (tuple, list)):
+        raise InputError(f"cors_origins: expected a list of origins, got {type(origins).__name__}")
+    for origin in origins:
+        if origin != "*" and not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+            raise InputError(f"CORS origin {origin!r} is not one a browser sends: give scheme://host[:port] in lower "
+                             "case, without a path or a trailing slash (e.g. https://ads.example.com), or * for any")
+    return tuple(origins)
 
 
 class CORS(CORSMiddleware):
