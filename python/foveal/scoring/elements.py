@@ -7,9 +7,9 @@ JSON, either a bare list or an object::
     [{"name": "cta", "kind": "cta", "box": [x, y, w, h]}, ...]
     {"format": "1080x1080", "units": "relative", "elements": [...]}
 
-CSV, with a header row (``units`` column optional)::
+CSV, with a header row (``units`` and ``box_format`` columns optional)::
 
-    name,kind,x,y,w,h[,units]
+    name,kind,x,y,w,h[,units][,box_format]
 
 Boxes are ``[x, y, w, h]`` in pixels unless declared otherwise; order and units are never guessed from the values:
 
@@ -57,7 +57,7 @@ FORMAT_SUMMARY = """\
 element file (JSON or CSV), one box per element:
   [{"name": "cta", "kind": "cta", "box": [x, y, w, h]}, ...]
   {"format": "1080x1080", "units": "relative", "box_format": "xywh", "elements": [...]}
-  CSV: name,kind,x,y,w,h[,units]   (or name,kind,x0,y0,x1,y1 for corner boxes)
+  CSV: name,kind,x,y,w,h[,units][,box_format]   (or name,kind,x0,y0,x1,y1 for corner boxes)
 box: [x, y, w, h] from the top-left corner, in pixels; "units": "relative" for fractions of the image width
   (x, w) and height (y, h); "box_format": "xyxy" for [x0, y0, x1, y1]. Both may be set per element or for the
   file. Edges round to the nearest pixel (halves up); boxes must lie inside the image.
