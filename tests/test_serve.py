@@ -682,6 +682,25 @@ def test_a_transfer_coding_other_than_chunked_is_refused_as_such(url):
     assert error["code"] == "not_implemented" and "gzip" in error["message"], error
 
 
+def test_a_body_that_is_not_http_is_not_counted_as_a_client_leaving(url, http):
+    """A bad chunk size is answered 400 by the connection, after the app had started on the request: /metrics
+    counted it as a 499 (the client closed), though SERVING.md says such requests are not in /metrics."""
+    before = http.get("/metrics").text
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nAuthorization: Bearer %s"
+                     b"\r\nTransfer-Encoding: chunked\r\n\r\n" % KEY.encode())
+        time.sleep(0.3)  # the app is reading the body
+        sock.sendall(b"zz\r\n")
+        head, _, body = _answer_on(sock, 20).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and json.loads(body)["error"]["code"] == "bad_request", head
+    time.sleep(0.3)
+    after = http.get("/metrics").text
+    for status in ("400", "499"):
+        series = f'foveal_requests_total{{route="/v1/predict",status="{status}"}}'
+        assert metric(after, series) == metric(before, series), status
+
+
 def test_oversize_bodies_and_pixels(http):
     big = os.urandom(2**20 + 1)
     refused = http.post("/v1/predict", content=big, headers={"Content-Type": "image/png"})

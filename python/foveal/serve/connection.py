@@ -30,6 +30,9 @@ MAX_HEADER_BYTES = 64 * 2**10
 #: How long a refused request's remaining bytes are read and dropped after its answer: closing a socket with unread
 #: bytes sends a reset, which can destroy the answer before the client reads it.
 LINGER_S = 2.0
+#: Set in the scope of a request the connection answered itself after the app had started on it (a body that is
+#: not HTTP: a bad chunk size): the app then sees a disconnect, which is not the client leaving.
+MALFORMED = "foveal.malformed"
 
 
 class _Refused(Exception):
@@ -174,6 +177,8 @@ class Connection(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # else the parser stopped at a request already answered (431)
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.scope[MALFORMED] = True
             self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
 
     def _too_large(self) -> None:

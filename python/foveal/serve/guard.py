@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from ..errors import ServiceError
 from .auth import KeyChecker, presented_key
 from .batcher import shutting_down
+from .connection import MALFORMED
 from .errors import retry_after_value
 from .metrics import ServiceMetrics
 
@@ -71,8 +72,9 @@ class Guard:
             await _send_error(send_timed, shutting_down(), close=True)
         finally:
             metrics.in_flight.add(-1)
-            metrics.requests.inc(route=route, status=str(status[0]))
-            metrics.latency.observe(time.perf_counter() - started, route=route)
+            if not scope.get(MALFORMED):  # answered 400 by the connection, as the requests it refuses before the app
+                metrics.requests.inc(route=route, status=str(status[0]))
+                metrics.latency.observe(time.perf_counter() - started, route=route)
 
     async def _refuse_websocket(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         """The service has no WebSocket endpoint (``foveal serve`` answers a handshake as plain HTTP); a server that
