@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
 #: Columns a CSV table holds as text whatever they look like.
 TEXT_COLUMNS = ("creative_id", "image", "path", "elements", "name", "kind", "units")
 _ID = re.compile(r"[^/\\\x00-\x1f]{1,200}")
+MAX_ID_BYTES = 200
+ID_RULE = "1-200 characters (200 bytes in UTF-8), no slashes, control characters or leading dot"
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,12 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def check_creative_id(value: Any, where: str) -> str:
-    """A creative id names files (``reports/<id>/``, ``maps/<id>.npy``): non-empty text without slashes or
-    control characters, not starting with a dot, at most 200 characters."""
-    if not isinstance(value, str) or not _ID.fullmatch(value) or value.startswith("."):
-        raise InputError(f"{where}: creative_id {value!r} cannot name a file: use 1-200 characters, no slashes, "
-                         "control characters or leading dot")
+    """A creative id names files (``reports/<id>/``, ``maps/<id>.npy`` and its temporary name, 23 bytes longer):
+    non-empty text without slashes or control characters, not starting with a dot, at most 200 bytes as a file
+    name (file systems count a name's bytes, 255 at most, and a character may take four)."""
+    if (not isinstance(value, str) or not _ID.fullmatch(value) or value.startswith(".")
+            or len(os.fsencode(value)) > MAX_ID_BYTES):
+        raise InputError(f"{where}: creative_id {value!r} cannot name a file: use {ID_RULE}")
     return value
 
 
@@ -122,8 +126,7 @@ def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False) -
                 check_creative_id(item.creative_id, str(source))
             except InputError:
                 raise InputError(f"{item.image}: the file's name {item.creative_id!r} cannot serve as a creative id "
-                                 "(1-200 characters, no control characters or leading dot): rename the file or "
-                                 "move it out of the batch") from None
+                                 f"({ID_RULE}): rename the file or move it out of the batch") from None
         else:
             check_creative_id(item.creative_id, str(source))
         if item == seen.get(item.creative_id):
