@@ -155,6 +155,9 @@ def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
     ("image,image\na.png,b.png\n", "column 'image' appears more than once"),
     ("image,name,kind,x,y,w,h\na.png,cta,cta,inf,5,5,5\n", "column 'x' is inf"),
     ("image,name,kind,x,y,w,h\na.png,cta,cta,5,,5,5\n", "column 'y' is empty"),
+    # One typo made the column text: every creative failed, the good ones with "value x must be a number, got '10'"
+    ("creative_id,image,name,kind,x,y,w,h\nc0,a.png,cta,cta,10,10,50,20\nc1,b.png,cta,cta,1O,10,50,20\n",
+     r"row 2: column 'x' is '1O', not a number"),
     # Boxes under other names were dropped for the element files beside the images.
     ("image,name,kind,x,y,width,height\na.png,cta,cta,5,5,5,5\n", "has name,kind,x,y but not w,h"),
     ("image,name,kind,x,y,w\na.png,cta,cta,5,5,5\n", "has name,kind,x,y,w but not h"),

@@ -229,6 +229,12 @@ def _box_cell(value: Any, path: Path, column: str, row: int) -> Any:
     row cannot hold it (any other bad value is reported by the element checks, with the element's name)."""
     if value is None:
         raise InputError(f"{path}: row {row + 1}: column {column!r} is empty or not a number")
+    if isinstance(value, str):  # one cell that is no number makes the reader take the whole column as text
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InputError(f"{path}: row {row + 1}: column {column!r} is {value!r}, not a number") from None
+        value = int(value) if value.is_integer() else value
     if isinstance(value, float) and not math.isfinite(value):
         raise InputError(f"{path}: row {row + 1}: column {column!r} is {value}; a box needs finite numbers")
     return value
