@@ -27,6 +27,14 @@ def test_path_bytes_pil_and_array_agree(tmp_path, rgb):
         np.testing.assert_array_equal(out, rgb)
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (3, 7), (1081, 1921), (4000, 5000)])  # the last in several Pillow blocks
+def test_rgb_pixels_are_pillows_whichever_way_they_are_copied_out(hw):
+    pixels = np.random.default_rng(0).integers(0, 256, (*hw, 3), np.uint8)
+    out = load_image(Image.fromarray(pixels))
+    assert out.flags.c_contiguous and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, pixels)
+
+
 def test_sha256_is_of_the_file_bytes(tmp_path, rgb):
     import hashlib
 
