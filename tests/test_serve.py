@@ -682,6 +682,23 @@ def test_a_transfer_coding_other_than_chunked_is_refused_as_such(url):
     assert error["code"] == "not_implemented" and "gzip" in error["message"], error
 
 
+def test_a_pipelined_request_whose_body_is_still_arriving_is_answered(url):
+    """The connection ended after an answer when the *last parsed* request's body was unfinished: a POST pipelined
+    behind a GET was dropped unanswered, on an answer that had not said Connection: close."""
+    body = png(np.random.default_rng(0).integers(0, 256, (400, 500, 3), np.uint8))  # ~600 kB: many reads
+    port = int(url.rsplit(":", 1)[1])
+    auth = b"Authorization: Bearer %s\r\n" % KEY.encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /v1/predict?map=false HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n%s"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (auth, len(body), body))
+        data = b""
+        deadline = time.monotonic() + 20
+        while (chunk := sock.recv(65536)) and time.monotonic() < deadline:
+            data += chunk
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == [b"200", b"200"], data[:300]
+
+
 def test_a_body_that_is_not_http_is_not_counted_as_a_client_leaving(url, http):
     """A bad chunk size is answered 400 by the connection, after the app had started on the request: /metrics
     counted it as a 499 (the client closed), though SERVING.md says such requests are not in /metrics."""

@@ -58,6 +58,7 @@ class Connection(HttpToolsProtocol):
         self._head_bytes = 0  # the request line's and headers' own bytes, known once they are complete
         self._refused = False  # answered with an error: what the client still sends is dropped
         self._ends = False  # the answer being sent said Connection: close
+        self._answering: Any = None  # the cycle whose answer is being sent: pipelined requests parse ahead of it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -111,6 +112,8 @@ class Connection(HttpToolsProtocol):
         send = cycle.send
 
         async def ending_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self._answering = cycle
             if message["type"] != "http.response.start" or not cycle.more_body:
                 await send(message)
                 return
@@ -131,7 +134,10 @@ class Connection(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
-        if self.cycle is not None and (self._ends or self.cycle.more_body) and not self.transport.is_closing():
+        # The answered request, not self.cycle: that is the last one parsed, which may be a pipelined request
+        # behind it whose body is still arriving, and it would be dropped unanswered.
+        cycle, self._answering = self._answering or self.cycle, None
+        if cycle is not None and (self._ends or cycle.more_body) and not self.transport.is_closing():
             # Answered before its body had all arrived (a refusal, a timeout): kept alive, the connection would go
             # on reading the rest, of any length, with no deadline.
             self.server_state.total_requests += 1
