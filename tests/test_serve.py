@@ -682,6 +682,21 @@ def test_a_transfer_coding_other_than_chunked_is_refused_as_such(url):
     assert error["code"] == "not_implemented" and "gzip" in error["message"], error
 
 
+def test_an_expired_image_leaves_the_queue_gauge_and_is_counted_once(http):
+    """An image the lanes skipped (its deadline passed) left foveal_queue_depth at 1 until another image ran; and
+    a deadline both the request and the lane saw pass was counted twice in foveal_rejected_total."""
+    series = 'foveal_rejected_total{reason="deadline"}'
+    before = metric(http.get("/metrics").text, series)
+    answers = [http.post("/v1/predict", params={"map": "false"}, content=EXAMPLE.read_bytes(),
+                         headers={"Content-Type": "image/png", "X-Deadline-Ms": "0.01"}) for _ in range(3)]
+    assert all(error_of(a) == (504, "deadline_exceeded") for a in answers)
+    deadline = time.monotonic() + 10
+    while metric(text := http.get("/metrics").text, "foveal_queue_depth") != 0:
+        assert time.monotonic() < deadline, "the queue gauge kept the skipped images"
+        time.sleep(0.05)
+    assert metric(text, series) - before == 3
+
+
 def test_a_pipelined_request_whose_body_is_still_arriving_is_answered(url):
     """The connection ended after an answer when the *last parsed* request's body was unfinished: a POST pipelined
     behind a GET was dropped unanswered, on an answer that had not said Connection: close."""
@@ -884,6 +899,14 @@ def test_deadline_exceeded(http):
         # a positive number too large was told to be a positive number
         assert answer.json()["error"]["message"].startswith("X-Deadline-Ms must be a positive number of "
                                                             "milliseconds below 1e+12 such as 250")
+    # Whitespace after a field value is not part of it (RFC 9110 5.5): "250   " was refused.
+    port = int(str(http.base_url).rstrip("/").rsplit(":", 1)[1])
+    body = EXAMPLE.read_bytes()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"POST /v1/predict?map=false HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Authorization: Bearer %s\r\nX-Deadline-Ms: 60000 \t \r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (KEY.encode(), len(body), body))
+        assert _answer_on(sock, 20).startswith(b"HTTP/1.1 200 ")
 
 
 def test_a_header_that_decides_the_request_sent_twice_is_refused(url):

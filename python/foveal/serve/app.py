@@ -241,8 +241,10 @@ def _deadline(request: Request, state: _State) -> float:
     raw = request.headers.get("x-deadline-ms")
     if raw is None:
         return time.monotonic() + state.config.request_timeout_s
-    # Plain decimals only: float() would also take "1_000", "1e3" and "infinity".
-    ms = float(raw) if _DECIMAL.fullmatch(raw) else 0.0
+    # Plain decimals only: float() would also take "1_000", "1e3" and "infinity". Whitespace around a field value
+    # is not part of it (RFC 9110 5.5); the parser strips only the leading.
+    value = raw.strip(" \t")
+    ms = float(value) if _DECIMAL.fullmatch(value) else 0.0
     if not 0 < ms < MAX_DEADLINE_MS:
         raise InputError(f"X-Deadline-Ms must be a positive number of milliseconds below {MAX_DEADLINE_MS:.0e} such "
                          f"as 250, got {raw!r}")

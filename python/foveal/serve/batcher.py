@@ -316,10 +316,16 @@ class Batcher:
                 self._running.clear()
 
     def _expire(self, item: _Item) -> None:
-        """On the event loop: 504 for an image whose deadline passed before it ran."""
-        self.metrics.rejected.inc(reason="deadline")
+        """On the event loop: 504 for an image whose deadline passed before it ran (counted once: the request's own
+        wait may have timed out and counted it first)."""
         if not item.future.done():
+            self.metrics.rejected.inc(reason="deadline")
             item.future.set_exception(deadline_exceeded())
+        self._note_depth()
+
+    def _note_depth(self) -> None:
+        """On the event loop: the queue-depth gauge, after the lanes skipped an image that will not run."""
+        self.metrics.queue_depth.set(self.depth)
 
     def _answer(self, item: _Item, result: Any) -> None:
         """On the event loop: an image's map or error to its request (unless it was cancelled while it ran: its
@@ -382,7 +388,8 @@ class _Feed:
                 batcher._inbox.put(None)  # for the next read, and a stream started again after a failure
                 raise StopIteration
             now = time.monotonic()
-            if item.future.done():
+            if item.future.done():  # its request is gone
+                batcher._loop.call_soon_threadsafe(batcher._note_depth)
                 continue
             if item.expired(now):
                 batcher._loop.call_soon_threadsafe(batcher._expire, item)
