@@ -311,6 +311,21 @@ def test_batch_scoring_is_one_box_launch_and_one_sat_per_size(monkeypatch) -> No
     assert launches == ["box_sums"]
 
 
+def test_box_sums_cover_more_boxes_than_the_grid_has_threads(monkeypatch) -> None:
+    """The launcher caps the grid at 65,536 blocks; the kernel took one box a thread, so from the 16,777,217th box
+    on it returned uninitialised memory. The same path with the cap scaled down to two blocks of 256 threads."""
+    gpu, xp = emulated_gpu(monkeypatch)
+    from foveal import cpu
+
+    blocks = gpu._blocks
+    monkeypatch.setattr(gpu, "_blocks", lambda n, per=256, cap=2: blocks(n, per, cap))
+    prob = np.random.default_rng(0).random((20, 30)).astype(np.float32)
+    prob /= prob.sum()
+    boxes = np.tile(np.array([[0, 0, 30, 20], [3, 4, 10, 9]], np.int64), (350, 1))  # 700 > 2 x 256
+    got = xp.asnumpy(gpu.box_sums(cpu.summed_area_table(prob), boxes))
+    np.testing.assert_allclose(got, cpu.box_sums(cpu.summed_area_table(prob), boxes), rtol=1e-12)
+
+
 def test_batch_scoring_mixes_device_and_host_maps(monkeypatch) -> None:
     """Host maps in the list (an engine that fell back to the CPU) are answered in place, device maps batched."""
     gpu, xp = emulated_gpu(monkeypatch)
