@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from foveal.errors import InputError
+
 SHIM = r"""
 #include <barrier>
 #include <cmath>
@@ -324,6 +326,25 @@ def test_box_sums_cover_more_boxes_than_the_grid_has_threads(monkeypatch) -> Non
     boxes = np.tile(np.array([[0, 0, 30, 20], [3, 4, 10, 9]], np.int64), (350, 1))  # 700 > 2 x 256
     got = xp.asnumpy(gpu.box_sums(cpu.summed_area_table(prob), boxes))
     np.testing.assert_allclose(got, cpu.box_sums(cpu.summed_area_table(prob), boxes), rtol=1e-12)
+
+
+def test_launches_keep_to_cudas_grid_limits(monkeypatch) -> None:
+    """Maps went in grid z and tile rows in grid y, both at most 65,535: 70,000 same-size maps or a 3,000,000-row
+    map failed with a driver error, and a side of 2^31 wrapped negative in the postprocess and returned
+    uninitialised memory. The same paths with the limit scaled down to 2."""
+    gpu, xp = emulated_gpu(monkeypatch)
+    from foveal import cpu
+
+    monkeypatch.setattr(gpu, "MAX_GRID_YZ", 2)
+    probs = np.random.default_rng(0).random((5, 9, 7)).astype(np.float32)
+    sats = xp.asnumpy(gpu.summed_area_table_batch(probs))  # five maps in chunks of two
+    np.testing.assert_allclose(sats, [cpu.summed_area_table(p) for p in probs], rtol=1e-12)
+    with pytest.raises(InputError, match="taller than the GPU summed-area table takes .64.; query it on the CPU"):
+        gpu.summed_area_table_batch(np.ones((1, 65, 3), np.float32))
+    with pytest.raises(InputError, match="a batch holds at most 2 maps"):
+        gpu.postprocess_batch(np.zeros((3, 4, 4), np.float32), [(8, 8)] * 3, [(4, 4)] * 3)
+    with pytest.raises(InputError, match="out_hw sides must be at most 16777216 pixels"):
+        gpu.postprocess_batch(np.zeros((1, 4, 4), np.float32), [(1, 2**31)], [(4, 4)])
 
 
 def test_batch_scoring_mixes_device_and_host_maps(monkeypatch) -> None:

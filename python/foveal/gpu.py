@@ -36,6 +36,10 @@ _COMMON = '#include "cuda/common.cuh"'
 SAT_TILE_H = 32  # rows per SAT tile (FOVEAL_SAT_TILE_H in sat.cu); TILE_W is fixed at 128 there
 _SAT_TILE_W = 128
 _THREADS = 256
+#: CUDA's largest grid y and z: launches that put maps or tile rows there are split or refused beyond it.
+MAX_GRID_YZ = 65535
+#: The longest side the postprocess takes, as on the CPU (csrc/native/postprocess.cpp kMaxSide).
+MAX_SIDE = 1 << 24
 
 
 def cuda_dir() -> Path:
@@ -192,6 +196,8 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
     if len(images) == 0 or not len(images) == len(resized_hws) == len(offset_hws):
         raise InputError(f"images, resized_hws and offset_hws must be non-empty and of equal length, got "
                          f"{len(images)}, {len(resized_hws)} and {len(offset_hws)}")
+    if len(images) > MAX_GRID_YZ:  # one grid row of blocks per image
+        raise InputError(f"a batch holds at most {MAX_GRID_YZ:,} images, got {len(images):,}; split it")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
         raise TypeError(f"dtype must be float32 or float16, got {dtype}")
@@ -264,6 +270,8 @@ def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], vali
         log_density = log_density[:, 0]
     grid = _float_map(log_density, "log_density", 3, "(N, h, w)")
     n, gh, gw = grid.shape
+    if n > MAX_GRID_YZ:  # one grid row of blocks per map
+        raise InputError(f"a batch holds at most {MAX_GRID_YZ:,} maps, got {n:,}; split it")
     origin_hws = [(0.0, 0.0)] * n if origin_hws is None else origin_hws
     if len(out_hws) != n or len(valid_hws) != n or len(origin_hws) != n:
         raise InputError(f"need one out_hw, valid_hw and origin_hw per map: {n} maps, {len(out_hws)} out_hws, "
@@ -278,6 +286,8 @@ def postprocess_batch(log_density: Any, out_hws: Sequence[tuple[int, int]], vali
         top, left = _pair(origin_hw, "origin_hw", float)
         if h < 1 or w < 1:
             raise InputError(f"out_hw must be at least (1, 1), got ({h}, {w})")
+        if h > MAX_SIDE or w > MAX_SIDE:  # the kernel reads sides as int: 2^31 wrapped negative and wrote nothing
+            raise InputError(f"out_hw sides must be at most {MAX_SIDE} pixels, got ({h}, {w})")
         if not (math.isfinite(vh) and math.isfinite(vw) and vh > 0 and vw > 0):
             raise InputError(f"valid_hw must be positive and finite, got ({vh}, {vw})")
         if not (math.isfinite(top) and math.isfinite(left)):
@@ -331,15 +341,28 @@ def sat_bytes(n: int, h: int, w: int, itemsize: int = 4) -> int:
 
 
 def summed_area_table_batch(probs: Any) -> Any:
-    """Summed-area tables of N equal-sized maps [N, H, W] → float64[N, H+1, W+1] in five launches."""
+    """Summed-area tables of N equal-sized maps [N, H, W] → float64[N, H+1, W+1] in five launches (per 65,535
+    maps: CUDA's limit on a grid's y and z, which hold the tile rows and the maps)."""
     xp = _cupy()
     p = _float_map(probs, "prob", 3, "(N, H, W)", (np.float32, np.float64))
+    n, h, w = p.shape
+    if -(-h // SAT_TILE_H) > MAX_GRID_YZ:
+        raise InputError(f"a map {h:,} pixels tall is taller than the GPU summed-area table takes "
+                         f"({MAX_GRID_YZ * SAT_TILE_H:,}); query it on the CPU (SaliencyMap)")
+    out = xp.empty((n, h + 1, w + 1), dtype=np.float64)
+    for start in range(0, n, MAX_GRID_YZ):
+        _sat_into(p[start:start + MAX_GRID_YZ], out[start:start + MAX_GRID_YZ])
+    return out
+
+
+def _sat_into(p: Any, out: Any) -> None:
+    """The five launches of :func:`summed_area_table_batch` for at most MAX_GRID_YZ maps, into ``out``."""
+    xp = _cupy()
     n, h, w = p.shape
     suffix = "f32" if p.dtype == np.float32 else "f64"
     ntx, nty = -(-w // _SAT_TILE_W), -(-h // SAT_TILE_H)
     rowsum = xp.empty((n, h, ntx), dtype=np.float64)
     colsum = xp.empty((n, nty, w), dtype=np.float64)
-    out = xp.empty((n, h + 1, w + 1), dtype=np.float64)
     defines = (("FOVEAL_SAT_TILE_H", SAT_TILE_H),)
     h32, w32 = np.int32(h), np.int32(w)
     tiles = (ntx, nty, n)
@@ -349,7 +372,6 @@ def summed_area_table_batch(probs: Any) -> Any:
     prefix_threads = min(1024, -(-w // 32) * 32)
     _kernel("sat.cu", "sat_strip_prefix", defines)((nty, n), (prefix_threads,), (colsum, w32, np.int32(nty)))
     _kernel("sat.cu", f"sat_tiles_{suffix}", defines)(tiles, (_SAT_TILE_W,), (p, h32, w32, rowsum, colsum, out))
-    return out
 
 
 def box_sums(sat: Any, boxes: Any) -> Any:
