@@ -15,9 +15,9 @@
 # $OUT (default ./gpu_check_out) ends with three files: gpu_report.md (device, phase results, benchmark and
 # device-path tables), summary.json, and logs.tgz (build.log, preflight.log, pytest_gpu.log, pytest_gpu.xml,
 # bench_gpu.log, bench_gpu.json, device_path.log, device_path.json, device_path.md).
-# Each phase has its own time limit so the whole check ends within 8 minutes (limits 100+90+140+100+120 s, each
-# plus at most 10 s to kill; preflight takes seconds unless the import fails, and then the last three are
-# skipped); a failed phase does not stop the next ones (except a failed preflight: every later
+# Each phase has its own time limit, so the whole check ends within 10 minutes at worst (limits 100+90+140+100+120 s,
+# each plus at most 10 s to kill) and within about 9 when the preflight takes its usual seconds (if the import
+# fails, the last three are skipped); a failed phase does not stop the next ones (except a failed preflight: every later
 # phase imports the module), and the exit status is non-zero if any failed (device_path fails when a target is
 # missed).
 # Run from anywhere: bash benchmarks/gpu_check.sh

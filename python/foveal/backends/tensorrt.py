@@ -2,7 +2,7 @@
 
 The engine is built once per (model sha256, TensorRT version, GPU name and compute capability, precision,
 profiles) and kept as a plan file in the cache folder (``$FOVEAL_TRT_CACHE``, else ``$XDG_CACHE_HOME/foveal/trt``,
-else ``~/.cache/foveal/trt``), beside a timing cache per TensorRT version and GPU that makes later builds fast.
+else ``~/.cache/foveal/trt``), beside a timing cache per TensorRT version and GPU model that makes later builds fast.
 Batches run asynchronously on the backend's own stream (``set_tensor_address`` + ``execute_async_v3``); batch 1
 replays a captured CUDA graph. Not exercised by CI (no GPU there): see docs/GPU.md.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ class TensorRTBackend:
         self.precision = "fp16" if build_precision == "fp16" else card.precision
         key = cache_key(card.sha256, describe(trt), gpu_name, cc, self._profiles, build_precision)
         self._plan_path = folder / f"{card.name}-{key}.plan"
-        self._timing_path = folder / f"timing-{trt.__version__}-{cc}.cache"
+        # Per GPU model, not only per compute capability: TensorRT refuses a timing cache made on another device.
+        gpu_slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-") or "gpu"
+        self._timing_path = folder / f"timing-{trt.__version__}-{cc}-{gpu_slug}.cache"
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         engine = None
@@ -103,6 +106,8 @@ class TensorRTBackend:
         if engine is None:
             engine = self._build(card, fp16)
         self._engine = engine
+        # The graph's own types: an ONNX graph may take or give float16, which TensorRT keeps.
+        self._in_dtype, self._out_dtype = (self._io_dtype(name) for name in (self._input, self._output))
         self._contexts: dict[int, Any] = {}
         self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any, Any]] = {}
 
@@ -119,6 +124,14 @@ class TensorRTBackend:
         if engine is None:
             raise ModelError(f"TensorRT built but cannot load the engine for {card.name}")
         return engine
+
+    def _io_dtype(self, name: str) -> Any:
+        kinds = {self._trt.DataType.FLOAT: self._cupy.float32, self._trt.DataType.HALF: self._cupy.float16}
+        dtype = self._engine.get_tensor_dtype(name)
+        if dtype not in kinds:
+            raise ModelError(f"the TensorRT engine's tensor {name!r} is {dtype}; foveal feeds and reads float32 or "
+                             "float16 tensors")
+        return kinds[dtype]
 
     def _context(self, profile: int) -> Any:
         ctx = self._engine.create_execution_context()
@@ -141,7 +154,7 @@ class TensorRTBackend:
         before its later work."""
         cupy = self._cupy
         caller = cupy.cuda.get_current_stream()
-        batch = cupy.ascontiguousarray(cupy.asarray(batch), dtype=cupy.float32)
+        batch = cupy.ascontiguousarray(cupy.asarray(batch), dtype=self._in_dtype)
         shape = tuple(batch.shape)
         profile = choose_profile(self._profiles, shape)  # type: ignore[arg-type]
         self.stream.wait_event(caller.record())
@@ -152,8 +165,9 @@ class TensorRTBackend:
                 if profile not in self._contexts:
                     self._contexts[profile] = self._context(profile)
                 ctx = self._contexts[profile]
-                out = cupy.empty(self._output_shape(ctx, shape), dtype=cupy.float32)
+                out = cupy.empty(self._output_shape(ctx, shape), dtype=self._out_dtype)
                 self._execute(ctx, batch, out)
+            out = out.astype(cupy.float32, copy=False)
         caller.wait_event(self.stream.record())
         return out
 
@@ -163,8 +177,8 @@ class TensorRTBackend:
         cupy, shape = self._cupy, tuple(batch.shape)
         if shape not in self._graphs:
             ctx = self._context(profile)
-            static_in = cupy.empty(shape, dtype=cupy.float32)
-            static_out = cupy.empty(self._output_shape(ctx, shape), dtype=cupy.float32)
+            static_in = cupy.empty(shape, dtype=self._in_dtype)
+            static_out = cupy.empty(self._output_shape(ctx, shape), dtype=self._out_dtype)
             self._execute(ctx, static_in, static_out)  # TensorRT does its lazy setup outside the capture
             self.stream.begin_capture()
             try:
@@ -175,4 +189,4 @@ class TensorRTBackend:
         _, graph, static_in, static_out = self._graphs[shape]
         static_in[...] = batch
         graph.launch(self.stream)
-        return static_out.copy()  # the next replay overwrites static_out
+        return static_out.astype(cupy.float32)  # a copy: the next replay overwrites static_out

@@ -119,7 +119,9 @@ class TorchBackend:
             for _ in range(2):
                 self._forward(static_in)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self._torch_stream):
+            # thread_local: the default ("global") capture fails when any other thread makes an unsafe CUDA call
+            # meanwhile (CuPy growing its pool for a map's table, a kernel compiled for a box query).
+            with torch.cuda.graph(graph, stream=self._torch_stream, capture_error_mode="thread_local"):
                 static_out = self._forward(static_in)
             self._graphs[shape] = (graph, static_in, static_out)
         graph, static_in, static_out = self._graphs[shape]
