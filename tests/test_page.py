@@ -1471,3 +1471,75 @@ def test_whatif_edits_kept_through_an_import_stay_inside_the_image(page, tmp_pat
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed() or d.find_element("id", "error").text,
          timeout=60, what="the what-if")
     assert not page.find_element("id", "error-box").is_displayed(), page.find_element("id", "error").text
+
+
+def test_a_declared_format_stays_with_the_size_it_was_declared_for(page, tmp_path):
+    """An element file's "format": "600x600", imported on a 600x600 creative, was carried to a 1080x1920 story
+    uploaded next: the story was scored against 600x600 norms, with no word of it."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    js(page, """const real = window.fetch;
+        window.__formats = [];
+        window.fetch = (url, init, ...rest) => {
+          if (String(url).startsWith('/v1/score')) window.__formats.push(JSON.parse(init.body.get('elements')).format);
+          return real(url, init, ...rest);
+        };""")
+    upload(page, EXAMPLES / "creative_b.png")  # 600x600 too: a new version of the creative keeps the format
+    wait(page, lambda d: js(d, "return window.__formats") == ["600x600"], what="the 600x600 version's scores")
+    upload(page, resized(tmp_path, "story.png", (1080, 1920)))
+    wait(page, lambda d: len(js(d, "return window.__formats")) > 1, what="the story's scores asked")
+    assert js(page, "return window.__formats")[1:] == [None] * (len(js(page, "return window.__formats")) - 1)
+
+
+def test_import_refuses_what_foveal_score_refuses(page, tmp_path):
+    """A name holding a control character, or a Latin-1 file, was imported (the latter with U+FFFD in the name),
+    replacing the elements, though `foveal score` refuses both; Export JSON then wrote a file it cannot read."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    before = element_rows(page)
+    error = page.find_element("id", "error")
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps([{"name": "a\u0085b", "kind": "cta", "box": [10, 10, 100, 100]}]))
+    page.find_element("id", "import-elements").send_keys(str(control))
+    wait(page, lambda d: "control character or a Unicode noncharacter" in error.text, what="the refusal")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(json.dumps([{"name": "café", "kind": "cta", "box": [10, 10, 100, 100]}],
+                                 ensure_ascii=False).encode("latin-1"))
+    page.find_element("id", "import-elements").send_keys(str(latin))
+    wait(page, lambda d: "latin.json: element file is not UTF-8 text" in error.text, what="the refusal")
+    assert element_rows(page) == before
+
+
+def test_a_whatif_result_goes_when_its_boxes_change(page):
+    """The what-if's before/after table stayed on screen after its elements were moved, renamed or removed."""
+    edit_b(page)
+    page.find_element("id", "whatif-run").click()
+    result = page.find_element("id", "whatif-result")
+    wait(page, lambda d: result.is_displayed(), timeout=60, what="the what-if")
+    page.find_element("id", "whatif-mode").click()
+    page.find_element("id", "clear-elements").click()
+    assert not result.is_displayed()
+
+
+def test_a_box_label_shows_no_score_of_its_old_place_while_dragged(page):
+    """Held mid-drag, a box's label showed its live share beside the service's score of where it had been."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.support.ui import Select
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    Select(page.find_element("id", "norms")).select_by_value("examples")
+    wait(page, served, what="the service's scores")
+    label = page.find_element("css selector", "#boxes .box[data-name=cta] .box-label")
+    assert " · " in label.text, label.text
+    x, y, w, h = next(r["box"] for r in element_rows(page) if r["name"] == "cta")
+    actions = ActionBuilder(page)
+    start = to_viewport(page, x + w / 2, y + h / 2)
+    actions.pointer_action.move_to_location(*start).pointer_down().move_to_location(start[0] - 40, start[1] - 40)
+    actions.perform()
+    try:
+        assert " · " not in label.text, label.text
+    finally:
+        release = ActionBuilder(page)
+        release.pointer_action.pointer_up()
+        release.perform()

@@ -162,7 +162,10 @@ async function loadCreative(which, file) {
     creative.elements = carryElements(template, width, height);
     creative.leftOut = template.elements.length - creative.elements.length;
   }
-  if (previous && which === "A") creative.format = previous.format;
+  // A declared format describes images of the size it came with; a creative of another size has its own.
+  if (previous && which === "A" && previous.width === width && previous.height === height) {
+    creative.format = previous.format;
+  }
   state.creatives[which] = creative;
   state.active = which;
   leaveCreative();
@@ -248,6 +251,7 @@ function setElements(elements) {
   current().elements = elements;
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
+  $("whatif-result").hidden = true; // its before/after shares were of the boxes just replaced
   refresh();
   scheduleServer();
 }
@@ -418,8 +422,15 @@ async function importElements(file) {
     showError("Upload a creative first: element boxes are resolved against its size.");
     return;
   }
+  let text;
+  try { // as the CLI: a file that is not UTF-8 is refused, not read with replacement characters
+    text = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+  } catch {
+    showError(`${file.name}: element file is not UTF-8 text; save it as UTF-8`);
+    return;
+  }
   try {
-    const spec = parseElementFile(await file.text(), c.width, c.height, file.name);
+    const spec = parseElementFile(text, c.width, c.height, file.name);
     c.format = spec.format;
     state.selected = null;
     setElements(spec.elements);
@@ -859,7 +870,9 @@ function refreshBoxes() {
   const c = current();
   if (!c) return;
   const byName = new Map((c.local?.elements ?? []).map((e) => [e.name, e]));
-  const served = new Map((c.served?.elements ?? []).map((e) => [e.name, e]));
+  // Only the service's answer for these very boxes: during a drag the box moves on while the answer is older.
+  const answered = c.served && c.servedKey === serverKey(c) ? c.served.elements : [];
+  const served = new Map(answered.map((e) => [e.name, e]));
   const items = c.elements.map((e) => {
     if (state.whatif) {
       const g = state.ghosts.get(e.name) ?? { dx: 0, dy: 0, factor: 1 };

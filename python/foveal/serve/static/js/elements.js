@@ -26,7 +26,18 @@ export function checkName(name, where = "element") {
   if (!name.isWellFormed()) {
     throw new ElementError(`${where}: field 'name' holds a lone UTF-16 surrogate; use a valid Unicode name`);
   }
+  if ([...name].some(isControlOrNoncharacter)) { // as the CLI: reports cannot hold them
+    throw new ElementError(`${where}: field 'name' holds a control character or a Unicode noncharacter; `
+      + "use printable text");
+  }
   return name;
+}
+
+/** Unicode category Cc (U+0000-U+001F, U+007F-U+009F), or a noncharacter (U+FDD0-U+FDEF, U+xxFFFE/F). */
+function isControlOrNoncharacter(char) {
+  const code = char.codePointAt(0);
+  return code <= 0x1f || (code >= 0x7f && code <= 0x9f) || (code >= 0xfdd0 && code <= 0xfdef)
+    || (code & 0xfffe) === 0xfffe;
 }
 
 /** The kind a file means: case, spaces and hyphens forgiven ("Body text" → body_text), as the CLI reads it. */
