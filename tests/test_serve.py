@@ -1035,7 +1035,9 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
         assert "method PUT" in message and "header x-secret" in message and "GET, POST" in message, message
 
 
-@pytest.mark.parametrize("origin", ["ex.com", "https://ex.com/", "https://Ex.com", "https://ex.com/app", "", None])
+@pytest.mark.parametrize("origin", ["ex.com", "https://ex.com/", "https://Ex.com", "https://ex.com/app", "", None,
+                                    "https://ex.com:443", "http://ex.com:80", "http://ex.com:99999",
+                                    "http://ex.com:080"])
 def test_a_cors_origin_no_browser_sends_is_refused_at_start(origin, capsys):
     """--cors-origin ex.com started fine and then refused every preflight from http://ex.com: CORS silently off."""
     from foveal.cli import main
@@ -1046,8 +1048,10 @@ def test_a_cors_origin_no_browser_sends_is_refused_at_start(origin, capsys):
         assert main(["serve", "--port", str(free_port()), "--cors-origin", origin]) == 1
         err = capsys.readouterr().err
         assert "is not one a browser sends" in err and len(err.strip().splitlines()) == 1, err
-    assert ServeConfig(cors_origins=["*", "http://localhost:8080", "https://[::1]"]).cors_origins == (
-        "*", "http://localhost:8080", "https://[::1]")
+    kept = ("*", "http://localhost:8080", "https://[::1]", "https://ex.com:80")
+    assert ServeConfig(cors_origins=list(kept)).cors_origins == kept
+    with pytest.raises(foveal.InputError, match="'null' .* would let every page in"):
+        ServeConfig(cors_origins=("null",))
 
 
 def test_cors_preflight_needs_no_key(engine, keyfile):

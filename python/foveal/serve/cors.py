@@ -12,18 +12,28 @@ from ..errors import InputError
 from .errors import error_response
 
 # What a browser sends as Origin: a scheme and a host, lower case, with a port when it is not the scheme's default.
-_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9._~-]+)(:[0-9]{1,5})?")
+_ORIGIN = re.compile(r"([a-z][a-z0-9+.-]*)://(\[[0-9a-f:.]+\]|[a-z0-9._~-]+)(?::([1-9][0-9]{0,4}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def check_origins(origins: object) -> tuple[str, ...]:
     """``origins`` as allowed CORS origins, else InputError: each ``"*"`` (any) or an origin exactly as browsers
-    send it. ``example.com`` or ``https://example.com/`` would never match one, and CORS would be silently off."""
+    send it. ``example.com``, ``https://example.com/`` or ``https://example.com:443`` would never match one, and
+    CORS would be silently off."""
     if isinstance(origins, str) or not isinstance(origins, (tuple, list)):
         raise InputError(f"cors_origins: expected a list of origins, got {type(origins).__name__}")
     for origin in origins:
-        if origin != "*" and not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+        if origin == "*":
+            continue
+        if origin == "null":  # any page can make a sandboxed frame that sends it: allowing it would allow anyone
+            raise InputError("CORS origin 'null' (sent by file:// pages and sandboxed frames, which any site can "
+                             "create) would let every page in; serve the page from an http(s) origin and name that")
+        match = _ORIGIN.fullmatch(origin) if isinstance(origin, str) else None
+        port = int(match[3]) if match and match[3] else None
+        if not match or (port is not None and (port > 65535 or port == _DEFAULT_PORTS.get(match[1]))):
             raise InputError(f"CORS origin {origin!r} is not one a browser sends: give scheme://host[:port] in lower "
-                             "case, without a path or a trailing slash (e.g. https://ads.example.com), or * for any")
+                             "case, without a path, a trailing slash or the scheme's default port (e.g. "
+                             "https://ads.example.com), or * for any")
     return tuple(origins)
 
 
