@@ -119,8 +119,21 @@ def test_a_jpeg_pillow_cannot_decode_is_named_as_one(rgb):
     data = bytearray(_encode(Image.fromarray(rgb), "JPEG"))
     sof = data.index(b"\xff\xc0")
     data[sof + 4] = 12  # the frame's sample precision: 12-bit
-    with pytest.raises(ImageError, match="a JPEG that cannot be decoded here .12-bit"):
+    with pytest.raises(ImageError, match=r"a JPEG that cannot be decoded here \(12-bit samples\)"):
         load_image(bytes(data))
+    data[sof + 4] = 8
+    # An ordinary JPEG cut short, or JPEG's first bytes before garbage, is damaged, not of another kind.
+    for damaged in (data[:20], data[:sof], b"\xff\xd8\xff" + b"hello" * 20):
+        with pytest.raises(ImageError, match="a corrupt or truncated JPEG"):
+            load_image(bytes(damaged))
+
+
+def test_a_colour_key_of_a_low_bit_depth_grey_png_is_its_raw_sample():
+    """Pillow scales 1-, 2- and 4-bit greys to 0..255 but hands their tRNS key over raw: the key never matched."""
+    one = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
+    np.testing.assert_array_equal(load_image(_encode(one, transparency=0))[..., 0], [[255, 255], [255, 255]])
+    four = Image.fromarray(np.array([[0, 51], [51, 255]], np.uint8))
+    np.testing.assert_array_equal(load_image(_encode(four, bits=4, transparency=3))[..., 0], [[0, 255], [255, 255]])
 
 
 @pytest.mark.parametrize("payload, match", [

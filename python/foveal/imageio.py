@@ -152,9 +152,13 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         image = Image.open(fh)
     except UnidentifiedImageError:
         fh.seek(0)
-        if fh.read(3) == b"\xff\xd8\xff":  # Pillow opens 8-bit JPEGs only
-            raise ImageError(f"{name}: a JPEG that cannot be decoded here (12-bit samples, arithmetic coding or "
-                             "lossless JPEG); save it as an ordinary 8-bit JPEG or as PNG") from None
+        head = fh.read(1 << 20)
+        frame = _jpeg_frame(head)
+        if frame is not None:
+            raise ImageError(f"{name}: a JPEG that cannot be decoded here ({frame}); save it as an ordinary 8-bit "
+                             "JPEG or as PNG") from None
+        if head.startswith(b"\xff\xd8\xff"):
+            raise ImageError(f"{name}: a corrupt or truncated JPEG; send the whole file, or save it again") from None
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
@@ -165,6 +169,21 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
     _check_size(image.size, max_pixels, name)
     return image
+
+
+def _jpeg_frame(head: bytes) -> str | None:
+    """Why Pillow cannot open the JPEG starting ``head``, from its frame header: ``"12-bit samples"`` (Pillow
+    takes 8-bit JPEGs only); None when ``head`` is no JPEG or its frame is an 8-bit one (the file is damaged)."""
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 4 <= len(head) and head[at] == 0xFF:
+        marker, length = head[at + 1], int.from_bytes(head[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            precision = head[at + 4] if at + 4 < len(head) else 8
+            return None if precision == 8 else f"{precision}-bit samples"
+        at += 2 + length
+    return None
 
 
 def allow_in_pillow(max_pixels: int) -> None:
@@ -183,6 +202,9 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
 
     image = open_pillow(fh, name, max_pixels)
     width, height = image.size
+    # A PNG's colour key is a raw sample; Pillow scales 1-, 2- and 4-bit greys to 0..255 but not their key.
+    depth = image.tile[0][3] if image.format == "PNG" and image.tile else None
+    key_scale = {"1": 255, "L;1": 255, "L;2": 85, "L;4": 17}.get(depth if isinstance(depth, str) else "")
     if min_side is not None and image.format == "JPEG":
         # draft keeps each side >= the requested one; asking for the longest side scaled to min_side (rounded up)
         # keeps the longest side >= min_side whatever the EXIF rotation, since both sides shrink by one factor.
@@ -198,6 +220,10 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
         raise ImageError(f"{name}: not enough memory to decode this image") from None
     except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
+    if key_scale and isinstance(image.info.get("transparency"), int):
+        if image.mode == "1":
+            image = image.convert("L")
+        image.info["transparency"] = image.info.get("transparency", 0) * key_scale
     # Asked of the EXIF tag, not of the decoded axes: a reduced decode of a near-square image can be square.
     image, turned = _upright(image)
     pixels = _to_rgb(image, name, upright=True)
