@@ -120,6 +120,18 @@ def test_out_under_a_file_is_refused_before_any_work(tmp_path, command, capsys, 
     assert "eval.md: it is a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, taken", [("whatif", "whatif.json"), ("compare", "compare.json")])
+def test_an_output_name_taken_by_a_folder_is_refused_before_the_work(tmp_path, command, taken, capsys, monkeypatch):
+    for module in ("whatif", "compare"):
+        monkeypatch.setattr(f"foveal.cli.{module}.make_engine", lambda *a: pytest.fail("the work ran first"))
+    (tmp_path / "out" / taken).mkdir(parents=True)
+    image, elements = str(EXAMPLES / "creative.png"), str(EXAMPLES / "creative.json")
+    argv = {"whatif": ["whatif", image, "--elements", elements, "--search", "cta"],
+            "compare": ["compare", image, str(EXAMPLES / "creative_b.png"), "--elements", elements]}[command]
+    assert main(["-q", *argv, "-o", str(tmp_path / "out")]) == 1
+    assert f"{taken}: it is a folder" in capsys.readouterr().err
+
+
 def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     import foveal.cli.predict
 

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.image_b is None:
         took = " (it took the images too)" if len(args.elements) > 2 else ""
         args.parser.error(f"give the creatives A and B before --elements, which takes one or two files{took}")
-    check_out_folder(args.out)
+    check_out_folder(args.out, ("compare.png", "compare.json") if args.no_html else
+                     ("compare.png", "compare.html", "compare.json"))
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
     element_files = args.elements if len(args.elements) == 2 else args.elements * 2

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_out_folder(args.out)
+    check_out_folder(args.out, ("whatif.png", "edited.png", "whatif.json"))  # before the search, not after
     if bool(args.edits) == (args.search is not None):
         args.parser.error("give edits (--move/--scale/--swap) or --search NAME, not both" if args.edits
                           else "nothing to do: give --move/--scale/--swap edits or --search NAME")
