@@ -42,6 +42,32 @@ def test_run_bench_times_every_stage_and_batch_size(tmp_path) -> None:
         run_bench(Engine("itti-koch"), [image], repeats=0)
 
 
+def test_each_image_is_run_once_untimed_before_the_timed_rounds(tmp_path, monkeypatch) -> None:
+    """The first, cold call was a timed sample: decode p99 read 142 ms against a 13 ms p50."""
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    engine = Engine("itti-koch")
+    calls = []
+    decode = engine._decode
+    monkeypatch.setattr(engine, "_decode", lambda source: calls.append(source) or decode(source))
+    report = run_bench(engine, [image], repeats=3, batch_sizes=(1,), max_seconds=20)
+    assert report.stages[0].stage == "decode" and report.stages[0].n == 3
+    assert len([c for c in calls if c == image]) >= 4  # one warm-up and three timed, before the batch loop
+    assert report.to_dict()["settings"] == {"repeats": 3, "max_seconds": 20.0, "batch_sizes": [1]}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"images": "a.jpg"}, "got a single one; pass \\[image\\]"),
+    ({"repeats": 2.5}, "repeats must be a whole number"),
+    ({"batch_sizes": ("a",)}, "batch sizes must be whole numbers"),
+    ({"batch_sizes": (1.7,)}, "batch sizes must be whole numbers"),  # was run as batch size 1
+    ({"max_seconds": "3"}, "max_seconds must be a positive number"),
+])
+def test_run_bench_refuses_bad_arguments_in_one_line(kwargs, match) -> None:
+    with pytest.raises(InputError, match=match):
+        run_bench(Engine("itti-koch"), **{"images": [b"x"], **kwargs})
+
+
 def test_synthetic_image_is_a_1080p_jpeg() -> None:
     image = Image.open(io.BytesIO(synthetic_jpeg()))
     assert image.format == "JPEG" and image.size == (1920, 1080)

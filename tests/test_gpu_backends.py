@@ -179,3 +179,19 @@ def test_engine_on_cuda_agrees_with_cpu(rgb) -> None:
 def test_torch_backend_refuses_an_int8_graph() -> None:
     with pytest.raises(BackendUnavailableError, match="not the int8 graph"):
         torch_cuda.TorchBackend(load_card("default").variant("int8"), device="cpu")
+
+
+def test_bench_times_the_gpu_branch(monkeypatch, card, rgb, tmp_path) -> None:
+    """foveal bench on a GPU backend built a host SaliencyMap from the device map and failed ("Implicit conversion
+    to a NumPy array is not allowed"): the device stages are one timed call, and the box queries run on the
+    DeviceSaliencyMap the Engine makes."""
+    from PIL import Image
+
+    from foveal.bench import run_bench
+
+    image = tmp_path / "small.png"
+    Image.fromarray(np.ascontiguousarray(rgb[:40, :60])).save(image)
+    report = run_bench(emulated_engine(monkeypatch, card, working_size=64), [image], repeats=1, batch_sizes=(1,),
+                       max_seconds=60)
+    assert [s.stage for s in report.stages] == ["decode", "preprocess+network+postprocess", "box queries (1000)",
+                                                "predict (end to end)"]

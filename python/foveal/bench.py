@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import platform
 import sys
@@ -20,10 +21,9 @@ import numpy as np
 from . import cpu
 from ._version import __version__
 from .engine import Engine
-from .errors import InputError
+from .errors import FovealError, InputError
 from .geometry import plan
 from .imageio import ImageLike
-from .saliency_map import SaliencyMap
 
 #: Boxes per box-query call: a creative's elements many times over, as a what-if search asks.
 BOX_QUERIES = 1000
@@ -58,6 +58,7 @@ class BenchReport:
     machine: dict[str, Any]
     versions: dict[str, str]
     images: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)  # repeats, max_seconds, batch_sizes
     stages: list[StageTiming] = field(default_factory=list)
     throughput: list[Throughput] = field(default_factory=list)
 
@@ -104,15 +105,19 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     stage loop and the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not
     end within the throughput loop's budget is skipped, and its row says so.
     """
-    if repeats < 1:
-        raise InputError(f"repeats must be >= 1, got {repeats}")
-    if not (math.isfinite(max_seconds) and max_seconds > 0):
-        raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds}")
-    if any(int(b) < 1 for b in batch_sizes):
-        raise InputError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)):
+        raise InputError("images: expected a list of paths or encoded images, got a single one; pass [image]")
+    if not _whole(repeats) or repeats < 1:
+        raise InputError(f"repeats must be a whole number >= 1, got {repeats!r}")
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real) or not (
+            math.isfinite(max_seconds) and max_seconds > 0):
+        raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+    if isinstance(batch_sizes, (str, bytes)) or not all(_whole(b) and b >= 1 for b in batch_sizes):
+        raise InputError(f"batch sizes must be whole numbers >= 1, got {batch_sizes!r}")
     sources = list(images) or [synthetic_jpeg()]
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
-    report = BenchReport(_engine_info(engine), machine_info(), versions(), names)
+    settings = {"repeats": int(repeats), "max_seconds": float(max_seconds), "batch_sizes": [int(b) for b in batch_sizes]}
+    report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
     report.stages = _stages(engine, sources, repeats, max_seconds)
     image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
     deadline = time.perf_counter() + max_seconds
@@ -121,40 +126,49 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     return report
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds: float) -> list[StageTiming]:
     # The stages the Engine's CPU path runs, called one by one (on a GPU backend the three device stages run as one
     # queued call, timed together, as splitting them would add synchronisations the engine never makes).
     spec, card = engine.model.input, engine.model
     times: dict[str, list[float]] = {}
 
+    warm = [False]  # each image goes through once untimed first: p99 is latency, not start-up
+
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
         out = fn()
-        times.setdefault(stage, []).append(time.perf_counter() - t0)
+        if warm[0]:
+            times.setdefault(stage, []).append(time.perf_counter() - t0)
         return out
 
     rng = np.random.default_rng(0)
     deadline = time.monotonic() + max_seconds
-    for i in range(repeats * len(sources)):
+    for i in range(-len(sources), repeats * len(sources)):
+        warm[0] = i >= 0
         source = sources[i % len(sources)]
         decoded = timed("decode", lambda: engine._decode(source))
         p = plan(*decoded.image_hw, card)
-        if engine._backend.on_gpu:
-            prob = timed("preprocess+network+postprocess", lambda: engine._run([decoded], [p])[0])[0]
-            smap_args: tuple[Any, Any] = (prob, None)
+        if engine._backend.on_gpu:  # the map stays on the device: a DeviceSaliencyMap
+            outcome = timed("preprocess+network+postprocess", lambda: engine._run([decoded], [p])[0])
+            if isinstance(outcome, FovealError):  # a network output that breaks the model contract
+                raise outcome
         else:
             x = timed("preprocess", lambda: cpu.preprocess(decoded.pixels, p.resized_hw, p.padded_hw, spec.mean,
                                                            spec.std, p.offset_hw))
             grid = timed("network", lambda: engine._backend.run(x))[0, 0]
-            smap_args = timed("postprocess", lambda: cpu.postprocess_sat(grid, p.image_hw, p.valid_hw,
-                                                                         engine.blur_sigma, p.origin_hw))
-        smap = SaliencyMap(smap_args[0], sat=smap_args[1])
+            outcome = timed("postprocess", lambda: cpu.postprocess_sat(grid, p.image_hw, p.valid_hw,
+                                                                       engine.blur_sigma, p.origin_hw))
+        smap = engine._map(outcome, decoded)
         h, w = smap.shape
         x0, y0 = rng.integers(0, w, BOX_QUERIES), rng.integers(0, h, BOX_QUERIES)
         boxes = np.stack([x0, y0, rng.integers(1, w - x0 + 1), rng.integers(1, h - y0 + 1)], axis=1)
         timed(f"box queries ({BOX_QUERIES})", lambda: smap.box_stats(boxes))
         timed(_END_TO_END, lambda: engine.predict(source))
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and times:
             break
     return [StageTiming(stage, len(t), *(float(np.percentile(t, q)) * 1e3 for q in (50, 90, 99)))
             for stage, t in times.items()]
