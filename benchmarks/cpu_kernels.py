@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleaved import compare, competing_load, table  # noqa: E402
+from interleaved import at_least, compare, competing_load, table  # noqa: E402
 
 from foveal import _native, cpu  # noqa: E402
 
@@ -49,8 +49,8 @@ def boxes_for(size: int, n: int = 100) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--load", type=at_least(0), default=0, help="competing CPU-bound processes")
+    parser.add_argument("--rounds", type=at_least(1), default=30)
     args = parser.parse_args()
     if os.environ.get("FOVEAL_NUM_THREADS") == "1":
         cv2.setNumThreads(1)

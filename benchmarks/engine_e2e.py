@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleaved import compare, competing_load, table  # noqa: E402
+from interleaved import at_least, compare, competing_load, seconds, table  # noqa: E402
 
 from foveal import Engine, _native, cpu, fileio  # noqa: E402
 from foveal.bench import synthetic_jpeg  # noqa: E402
@@ -92,11 +92,14 @@ def peak_mib(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="per comparison")
+    parser.add_argument("--load", type=at_least(0), default=0, help="competing CPU-bound processes")
+    parser.add_argument("--rounds", type=at_least(1), default=15)
+    parser.add_argument("--max-seconds", type=seconds, default=60.0, help="per comparison")
     parser.add_argument("--parts", default="predict,batch,score", help="which comparisons (comma-separated)")
     args = parser.parse_args()
+    unknown = set(args.parts.split(",")) - {"predict", "batch", "score"}
+    if unknown or not args.parts:
+        parser.error(f"--parts takes predict, batch and score, comma-separated; got {args.parts!r}")
     engine, reduced = Engine(), Engine(reduced_decode=True)
     print(f"foveal threads {_native.num_threads}, competing processes {args.load}, cpus {os.cpu_count()}, "
           f"{engine.model.name} {engine.precision} on {engine.backend}")

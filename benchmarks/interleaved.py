@@ -10,8 +10,11 @@ case's median and range come from the same stretch of time as its baseline's.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 import multiprocessing
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -58,10 +61,35 @@ def table(title: str, timings: list[Timing]) -> str:
     return "\n".join([head, *(t.row() for t in timings)])
 
 
-def _spin(stop: Any, seconds: float) -> None:
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0 (nan would never end a loop)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _spin(stop: Any, seconds: float, parent: int) -> None:
     end = time.monotonic() + seconds
     x = 0
-    while not stop.is_set() and time.monotonic() < end:
+    # The parent's pid too: a parent killed by SIGTERM runs no finally, and its load would spin on for minutes.
+    while not stop.is_set() and time.monotonic() < end and os.getppid() == parent:
         for i in range(100_000):
             x += i * i
 
@@ -71,7 +99,7 @@ def competing_load(processes: int = 1, max_seconds: float = 600.0) -> Iterator[N
     """``processes`` CPU-bound processes run while the block does; each stops by itself after ``max_seconds``."""
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    workers = [ctx.Process(target=_spin, args=(stop, max_seconds), daemon=True) for _ in range(processes)]
+    workers = [ctx.Process(target=_spin, args=(stop, max_seconds, os.getpid()), daemon=True) for _ in range(processes)]
     for w in workers:
         w.start()
     try:

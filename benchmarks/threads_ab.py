@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleaved import competing_load  # noqa: E402
+from interleaved import at_least, competing_load, seconds  # noqa: E402
 
 WORKER = """
 import sys, time
@@ -30,7 +30,8 @@ from foveal import Engine
 from foveal.bench import synthetic_jpeg
 data = open(sys.argv[1], "rb").read() if sys.argv[1] else synthetic_jpeg(1080, 1920)
 engine = Engine()
-boxes = [[100, 100, 400, 200], [800, 500, 300, 100], [0, 0, 1920, 1080]]
+h, w = engine.predict(data).shape
+boxes = [[w // 19, h // 11, w // 5, h // 5], [w * 5 // 12, h * 5 // 11, w // 6, h // 10], [0, 0, w, h]]
 for _ in range(3):
     engine.predict(data).box_stats(boxes)
 print("ready", flush=True)
@@ -53,11 +54,13 @@ def start(env: dict[str, str], image: str) -> subprocess.Popen:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load", type=int, default=0, help="competing CPU-bound processes")
-    parser.add_argument("--rounds", type=int, default=100)
-    parser.add_argument("--max-seconds", type=float, default=120.0)
-    parser.add_argument("--image", default="", help="a JPEG (default: foveal bench's synthetic 1920x1080 one)")
+    parser.add_argument("--load", type=at_least(0), default=0, help="competing CPU-bound processes")
+    parser.add_argument("--rounds", type=at_least(2), default=100)
+    parser.add_argument("--max-seconds", type=seconds, default=120.0)
+    parser.add_argument("--image", default="", help="an image (default: foveal bench's synthetic 1920x1080 JPEG)")
     args = parser.parse_args()
+    if args.image and not os.path.isfile(args.image):
+        parser.error(f"--image {args.image}: no such file")
     os.environ.pop("FOVEAL_NUM_THREADS", None)
     workers = {name: start(env, args.image) for name, env in CASES.items()}
     times: dict[str, list[float]] = {name: [] for name in workers}
