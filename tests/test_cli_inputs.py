@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -238,3 +239,42 @@ def test_error_lines_name_only_flags_the_command_has(tmp_path, capsys):
     exc = ImageError("big.png: 12000x9000 = 108.0 MP, over the limit of 100.0 MP; downscale it or raise max_pixels")
     assert error_line(exc, argparse.Namespace(max_pixels=1e8)).endswith("downscale it or raise --max-pixels")
     assert error_line(exc, argparse.Namespace()).endswith("over the limit of 100.0 MP; downscale it")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`foveal bench --json | head -2` ended in "foveal: internal error: BrokenPipeError"."""
+    import subprocess
+    import sys
+
+    import foveal
+
+    env = {**os.environ, "PYTHONPATH": str(Path(foveal.__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "foveal", "bench", str(EXAMPLES / "creative.png"), "--model",
+                             "itti-koch", "--repeats", "1", "--batch", "1", "--max-seconds", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b"", err
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    import foveal.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(foveal.cli, "build_parser", interrupted)
+    assert main(["predict", "x.png"]) == 130
+    assert capsys.readouterr().err == "foveal: interrupted\n"
+
+
+def test_an_import_interrupted_by_ctrl_c_is_not_a_missing_package():
+    """onnxruntime's C extension, interrupted while it initialises, raises ImportError("initialization failed")
+    caused by the KeyboardInterrupt: the CLI said onnxruntime was not installed."""
+    from foveal.backends.onnxruntime import _interrupted
+
+    failed = ImportError("initialization failed")
+    failed.__cause__ = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        _interrupted(failed)
+    _interrupted(ImportError("No module named 'onnxruntime'"))  # a missing package stays one

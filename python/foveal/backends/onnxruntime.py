@@ -19,6 +19,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
+            _interrupted(exc)
             return f"onnxruntime is not installed ({exc}); pip install onnxruntime"
         return None
 
@@ -28,6 +29,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError as exc:
+            _interrupted(exc)
             raise BackendUnavailableError(f"onnxruntime is not installed ({exc})") from None
         from .. import cpu
 
@@ -102,3 +104,10 @@ def _input_breach(kind: str, shape: list, inputs: int) -> str | None:
         return (f"has shape {shape}: {', '.join(fixed)} fixed; N, H and W must be dynamic (each image is sized "
                 "to its own aspect ratio)")
     return None
+
+
+def _interrupted(exc: ImportError) -> None:
+    """Re-raise the Ctrl-C behind ``exc``: a C extension interrupted while it initialises reports ImportError
+    ("initialization failed") caused by the KeyboardInterrupt, which is no missing package."""
+    if isinstance(exc.__cause__, KeyboardInterrupt):
+        raise exc.__cause__

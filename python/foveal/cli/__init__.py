@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command: a Ctrl-C may well land here
+    except KeyboardInterrupt:
+        print("foveal: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     # Pillow warns about corrupt metadata and large images; a file foveal can read is read, one it cannot is a
@@ -93,6 +97,11 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("foveal: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (| head): nothing more to say, and nowhere to say it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # else the interpreter's last flush reports the pipe at exit
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except MemoryError:
         print("foveal: error: not enough memory for this input; use smaller images, or lower --max-pixels to refuse "
               "such images up front", file=sys.stderr)
