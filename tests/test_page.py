@@ -1489,6 +1489,13 @@ def test_a_declared_format_stays_with_the_size_it_was_declared_for(page, tmp_pat
     upload(page, resized(tmp_path, "story.png", (1080, 1920)))
     wait(page, lambda d: len(js(d, "return window.__formats")) > 1, what="the story's scores asked")
     assert js(page, "return window.__formats")[1:] == [None] * (len(js(page, "return window.__formats")) - 1)
+    # B as A: its declared format stays with a new upload of its size (it was kept for A only).
+    upload(page, EXAMPLES / "creative.png")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    import_elements(page, EXAMPLES / "creative.json")
+    js(page, "window.__formats = []")
+    upload(page, EXAMPLES / "creative.png", "file-b")
+    wait(page, lambda d: "600x600" in js(d, "return window.__formats"), what="B's declared format kept")
 
 
 def test_import_refuses_what_foveal_score_refuses(page, tmp_path):
@@ -1511,7 +1518,8 @@ def test_import_refuses_what_foveal_score_refuses(page, tmp_path):
 
 
 def test_a_whatif_result_goes_when_its_boxes_change(page):
-    """The what-if's before/after table stayed on screen after its elements were moved, renamed or removed."""
+    """The what-if's before/after table stayed on screen after its elements were moved, renamed or removed; and one
+    answered after they changed came back."""
     edit_b(page)
     page.find_element("id", "whatif-run").click()
     result = page.find_element("id", "whatif-result")
@@ -1519,6 +1527,19 @@ def test_a_whatif_result_goes_when_its_boxes_change(page):
     page.find_element("id", "whatif-mode").click()
     page.find_element("id", "clear-elements").click()
     assert not result.is_displayed()
+    # A what-if still on its way when the boxes change is of the old boxes: not shown when it lands.
+    page.get(page.current_url)
+    wait(page, lambda d: js(d, "return document.querySelectorAll('#colormap option').length") > 0)
+    edit_b(page)
+    hold_whatif(page)
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: js(d, "return window.__held.length") > 0, what="the what-if under way")
+    page.find_element("id", "whatif-mode").click()
+    page.find_element("id", "clear-elements").click()
+    js(page, "window.__held.forEach((answer) => answer())")
+    time.sleep(2)
+    result = page.find_element("id", "whatif-result")  # the page was loaded again
+    assert not result.is_displayed(), result.text[:300]
 
 
 def test_a_box_label_shows_no_score_of_its_old_place_while_dragged(page):

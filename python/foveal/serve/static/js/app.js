@@ -163,7 +163,7 @@ async function loadCreative(which, file) {
     creative.leftOut = template.elements.length - creative.elements.length;
   }
   // A declared format describes images of the size it came with; a creative of another size has its own.
-  if (previous && which === "A" && previous.width === width && previous.height === height) {
+  if (previous && previous.width === width && previous.height === height) {
     creative.format = previous.format;
   }
   state.creatives[which] = creative;
@@ -252,6 +252,7 @@ function setElements(elements) {
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
   $("whatif-result").hidden = true; // its before/after shares were of the boxes just replaced
+  whatifSeq++; // and an answer still on its way is of those boxes too
   refresh();
   scheduleServer();
 }
