@@ -136,7 +136,7 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
     spec, card = engine.model.input, engine.model
     times: dict[str, list[float]] = {}
 
-    warm = [False]  # each image goes through once untimed first: p99 is latency, not start-up
+    warm = [False]  # one image goes through once untimed first: p99 is latency, not start-up
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -147,9 +147,9 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
 
     rng = np.random.default_rng(0)
     deadline = time.monotonic() + max_seconds
-    for i in range(-len(sources), repeats * len(sources)):
+    for i in range(-1, repeats * len(sources)):
         warm[0] = i >= 0
-        source = sources[i % len(sources)]
+        source = sources[max(i, 0) % len(sources)]
         decoded = timed("decode", lambda: engine._decode(source))
         p = plan(*decoded.image_hw, card)
         if engine._backend.on_gpu:  # the map stays on the device: a DeviceSaliencyMap
