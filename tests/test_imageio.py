@@ -121,6 +121,10 @@ def test_a_jpeg_pillow_cannot_decode_is_named_as_one(rgb):
     data[sof + 4] = 12  # the frame's sample precision: 12-bit
     with pytest.raises(ImageError, match=r"a JPEG that cannot be decoded here \(12-bit samples\)"):
         load_image(bytes(data))
+    # Fill bytes before a marker, and a frame behind more than a megabyte of ICC profile, are still read.
+    icc = b"".join(b"\xff\xe2\xff\xf0" + bytes(0xFFEE) for _ in range(17))
+    with pytest.raises(ImageError, match=r"\(12-bit samples\)"):
+        load_image(bytes(data[:2] + icc + data[2:sof] + b"\xff\xff" + data[sof:]))
     data[sof + 4] = 8
     # An ordinary JPEG cut short, or JPEG's first bytes before garbage, is damaged, not of another kind.
     for damaged in (data[:20], data[:sof], b"\xff\xd8\xff" + b"hello" * 20):
@@ -133,7 +137,10 @@ def test_a_colour_key_of_a_low_bit_depth_grey_png_is_its_raw_sample():
     one = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
     np.testing.assert_array_equal(load_image(_encode(one, transparency=0))[..., 0], [[255, 255], [255, 255]])
     four = Image.fromarray(np.array([[0, 51], [51, 255]], np.uint8))
-    np.testing.assert_array_equal(load_image(_encode(four, bits=4, transparency=3))[..., 0], [[0, 255], [255, 255]])
+    data = _encode(four, bits=4, transparency=3)
+    np.testing.assert_array_equal(load_image(data)[..., 0], [[0, 255], [255, 255]])
+    # The same file opened by the caller (lazily, as Image.open does) gives the same pixels.
+    np.testing.assert_array_equal(load_image(Image.open(io.BytesIO(data)))[..., 0], [[0, 255], [255, 255]])
 
 
 @pytest.mark.parametrize("payload, match", [

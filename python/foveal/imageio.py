@@ -15,7 +15,7 @@ import numbers
 import os
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
@@ -151,13 +151,12 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     try:
         image = Image.open(fh)
     except UnidentifiedImageError:
-        fh.seek(0)
-        head = fh.read(1 << 20)
-        frame = _jpeg_frame(head)
+        frame = _jpeg_frame(fh)
         if frame is not None:
             raise ImageError(f"{name}: a JPEG that cannot be decoded here ({frame}); save it as an ordinary 8-bit "
                              "JPEG or as PNG") from None
-        if head.startswith(b"\xff\xd8\xff"):
+        fh.seek(0)
+        if fh.read(3) == b"\xff\xd8\xff":
             raise ImageError(f"{name}: a corrupt or truncated JPEG; send the whole file, or save it again") from None
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
@@ -171,18 +170,33 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     return image
 
 
-def _jpeg_frame(head: bytes) -> str | None:
-    """Why Pillow cannot open the JPEG starting ``head``, from its frame header: ``"12-bit samples"`` (Pillow
-    takes 8-bit JPEGs only); None when ``head`` is no JPEG or its frame is an 8-bit one (the file is damaged)."""
-    if not head.startswith(b"\xff\xd8"):
+def _jpeg_frame(fh: BinaryIO) -> str | None:
+    """Why Pillow cannot open the JPEG in ``fh``, from its frame header: ``"12-bit samples"`` (Pillow takes 8-bit
+    JPEGs only); None when ``fh`` holds no JPEG, or its frame is an 8-bit one, or none is found (it is damaged).
+    Segments are skipped by their lengths, so an ICC profile of any size before the frame is no obstacle."""
+    fh.seek(0)
+    if fh.read(2) != b"\xff\xd8":
         return None
-    at = 2
-    while at + 4 <= len(head) and head[at] == 0xFF:
-        marker, length = head[at + 1], int.from_bytes(head[at + 2:at + 4], "big")
+    for _ in range(1 << 16):  # a bound on segments, so no file can keep this loop going
+        byte = fh.read(1)
+        if byte != b"\xff":
+            return None
+        while byte == b"\xff":  # fill bytes may precede a marker (T.81 B.1.1.2)
+            byte = fh.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a segment
+            continue
+        size = fh.read(2)
+        if marker in (0xD9, 0xDA) or len(size) < 2:  # the image's end or its scan, and no frame before: damaged
+            return None
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
-            precision = head[at + 4] if at + 4 < len(head) else 8
-            return None if precision == 8 else f"{precision}-bit samples"
-        at += 2 + length
+            precision = fh.read(1)
+            return None if not precision or precision[0] == 8 else f"{precision[0]}-bit samples"
+        if int.from_bytes(size, "big") < 2:
+            return None
+        fh.seek(int.from_bytes(size, "big") - 2, os.SEEK_CUR)
     return None
 
 
@@ -202,9 +216,7 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
 
     image = open_pillow(fh, name, max_pixels)
     width, height = image.size
-    # A PNG's colour key is a raw sample; Pillow scales 1-, 2- and 4-bit greys to 0..255 but not their key.
-    depth = image.tile[0][3] if image.format == "PNG" and image.tile else None
-    key_scale = {"1": 255, "L;1": 255, "L;2": 85, "L;4": 17}.get(depth if isinstance(depth, str) else "")
+    key = _colour_key(image)  # before load, which forgets the PNG's bit depth
     if min_side is not None and image.format == "JPEG":
         # draft keeps each side >= the requested one; asking for the longest side scaled to min_side (rounded up)
         # keeps the longest side >= min_side whatever the EXIF rotation, since both sides shrink by one factor.
@@ -220,14 +232,21 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
         raise ImageError(f"{name}: not enough memory to decode this image") from None
     except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
         raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
-    if key_scale and isinstance(image.info.get("transparency"), int):
-        if image.mode == "1":
-            image = image.convert("L")
-        image.info["transparency"] = image.info.get("transparency", 0) * key_scale
     # Asked of the EXIF tag, not of the decoded axes: a reduced decode of a near-square image can be square.
     image, turned = _upright(image)
-    pixels = _to_rgb(image, name, upright=True)
+    pixels = _to_rgb(image, name, upright=True, key=key)
     return pixels, ((width, height) if turned else (height, width))
+
+
+def _colour_key(image: "PIL.Image.Image") -> Any:  # noqa: F821
+    """The tRNS colour key of a grey or RGB ``image`` in its decoded values, or None. A PNG's key is a raw sample,
+    and Pillow scales 1-, 2- and 4-bit greys to 0..255 but not their key; their depth is known only until load."""
+    key = image.info.get("transparency")
+    if image.mode not in ("1", "L", "RGB", "I;16", "I;16B", "I;16L", "I;16N", "I") or key is None:
+        return None
+    depth = image.tile[0][3] if image.format == "PNG" and image.tile else None
+    scale = {"1": 255, "L;1": 255, "L;2": 85, "L;4": 17}.get(depth if isinstance(depth, str) else "")
+    return key * scale if scale and isinstance(key, int) else key
 
 
 def pixel_count(n: int) -> str:
@@ -261,23 +280,30 @@ def _upright(image: "PIL.Image.Image") -> tuple["PIL.Image.Image", bool]:  # noq
         return image, False
 
 
-def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False) -> np.ndarray:  # noqa: F821
-    """RGB pixels as a browser shows ``image``: EXIF-turned (unless already ``upright``), transparency on white."""
+def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False, key: Any = None) -> np.ndarray:  # noqa: F821
+    """RGB pixels as a browser shows ``image``: EXIF-turned (unless already ``upright``), transparency on white.
+    ``key``: its colour key (:func:`_colour_key`), found here when not given."""
     from PIL import Image
 
+    if key is None:
+        key = _colour_key(image)
     if not upright:
         image, _ = _upright(image)
     mode = image.mode
     try:  # a closed image, a lazily read truncated file, a mode Pillow cannot convert (La, ...)
+        if key is not None and mode in ("1", "L", "RGB"):  # a colour key: its pixels are the white beneath
+            values = np.asarray(image.convert("L") if mode == "1" else image)
+            pixels = np.array(_rgb_array(image.convert("RGB") if mode != "RGB" else image))  # writable
+            pixels[(values == key).all(axis=-1) if mode == "RGB" else values == key] = 255
+            return pixels
         if mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        elif mode == "PA" or (mode in ("L", "RGB") and "transparency" in image.info):  # a colour key (tRNS)
+        elif mode == "PA":
             image = image.convert("RGBA")
         elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             values = np.asarray(image)
             grey = _high_depth_to_uint8(values, mode, name)
-            key = image.info.get("transparency")
-            if isinstance(key, int) and mode != "F":
+            if isinstance(key, int):
                 grey[values == key] = 255  # transparent: the white a browser shows beneath
             return _grey_to_rgb(grey)
         if image.mode in ("RGBA", "LA", "RGBa", "La"):
