@@ -17,6 +17,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -160,6 +161,10 @@ class _Kernel:
                 values.append(_SCALARS[t](arg.item()))
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values))
         dims = [*(tuple(grid) + (1, 1))[:3], *(tuple(block) + (1, 1))[:3]]
+        # CUDA's limits (grid y and z as foveal.gpu knows them, which a test may lower to reach them cheaply)
+        limit = sys.modules["foveal.gpu"].MAX_GRID_YZ
+        assert dims[0] < 2**31 and dims[1] <= limit and dims[2] <= limit, f"{self.name}: grid {dims[:3]} over the limit"
+        assert dims[3] * dims[4] * dims[5] <= 1024, f"{self.name}: block {dims[3:]} has over 1024 threads"
         done = threading.Event()
         worker = threading.Thread(target=lambda: (self._launch(pointers, *dims), done.set()), daemon=True)
         worker.start()
@@ -345,6 +350,8 @@ def test_launches_keep_to_cudas_grid_limits(monkeypatch) -> None:
         gpu.postprocess_batch(np.zeros((3, 4, 4), np.float32), [(8, 8)] * 3, [(4, 4)] * 3)
     with pytest.raises(InputError, match="out_hw sides must be at most 16777216 pixels"):
         gpu.postprocess_batch(np.zeros((1, 4, 4), np.float32), [(1, 2**31)], [(4, 4)])
+    with pytest.raises(InputError, match="padded_hw is 17 rows, taller than the GPU preprocess takes .16."):
+        gpu.preprocess_batch([np.zeros((17, 1, 3), np.uint8)], [(17, 1)], (17, 8), (0, 0, 0), (1, 1, 1))
 
 
 def test_batch_scoring_mixes_device_and_host_maps(monkeypatch) -> None:

@@ -202,6 +202,9 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
     if dtype not in (np.float32, np.float16):
         raise TypeError(f"dtype must be float32 or float16, got {dtype}")
     ph, pw = _pair(padded_hw, "padded_hw", int)
+    if -(-ph // 8) > MAX_GRID_YZ:  # eight rows a block, the blocks in grid y
+        raise InputError(f"padded_hw is {ph:,} rows, taller than the GPU preprocess takes ({MAX_GRID_YZ * 8:,}); "
+                         "use the CPU")
     mean, std = _triple(mean, "mean"), _triple(std, "std")
     for c in range(3):
         if not math.isfinite(mean[c]):
