@@ -624,3 +624,28 @@ def test_a_folder_of_subfolders_says_how_to_batch_them(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"no images \([^)]*\)$"):  # no subfolder: no hint
         read_inputs(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"pass_percentile": 500}, r"pass_percentile must be a number in \(0, 100\], got 500"),
+    ({"pass_percentile": "50"}, "pass_percentile must be a number"),
+    ({"elements_dir": "/nonexistent"}, "elements_dir /nonexistent: no such folder"),
+    ({"reports": "no"}, "reports must be True or False, got 'no'"),
+    ({"tags": "spring"}, r"pass \['spring'\] for one tag"),
+])
+def test_batch_options_are_checked_when_made(options, match):
+    """A bad setting was accepted, then failed every creative one by one (pass_percentile=500, a missing
+    elements_dir), or meant its opposite (reports="no" wrote reports)."""
+    with pytest.raises(InputError, match=match):
+        BatchOptions(**options)
+
+
+def test_run_batch_refuses_a_generator_and_batch_size_0_before_making_its_folder(tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    items = [BatchItem("a", str(image), '[{"name": "cta", "kind": "cta", "box": [0, 0, 4, 4]}]')]
+    for call, match in ((lambda: run_batch((i for i in items), tmp_path / "o1", None), "a non-empty sequence"),
+                        (lambda: run_batch(items, tmp_path / "o2", None, batch_size=0), "batch_size must be >= 1")):
+        with pytest.raises(InputError, match=match):
+            call()
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()

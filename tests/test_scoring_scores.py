@@ -234,3 +234,26 @@ def test_shares_match_a_brute_force_mask_sum(seed, raw_boxes):
             conv[y:y + h, x:x + w] = True
     assert cs.conversion_share == pytest.approx(prob[conv].sum(dtype=np.float64) / total, abs=1e-6)
     assert cs.conversion_share + cs.other_elements_share + cs.background_share == pytest.approx(1.0)
+
+
+def test_norms_built_directly_are_sorted_and_flags_are_true_or_false():
+    """Norms handed unsorted shares gave percentile 100 and a pass for what sorted ones put at 67 and a fail; a
+    string such as "no" counted as True for allow_model_mismatch."""
+    import numpy as np
+
+    from foveal import SaliencyMap
+    from foveal.errors import InputError
+    from foveal.scoring import Norms, make_element, score_creative
+
+    smap = SaliencyMap(np.full((100, 200), 5e-5, np.float32))
+    cta = [make_element("cta", "cta", [0, 0, 20, 50], (100, 200))]
+    model = {"name": "m", "sha256": "a", "graph_sha256": "b", "precision": "fp32"}
+    scores = [score_creative(smap, cta, norms=Norms(model, {"200x100": {"cta": refs}}, {"200x100": 3})).elements[0]
+              for refs in ([0.01, 0.02, 0.9], [0.9, 0.01, 0.02])]
+    assert [(e.percentile, e.passed) for e in scores] == [(scores[0].percentile, False)] * 2
+    with pytest.raises(InputError, match="must be finite"):
+        Norms(model, {"200x100": {"cta": [0.1, float("nan")]}}, {"200x100": 2})
+    mapped = SaliencyMap(np.full((100, 200), 5e-5, np.float32), {"graph_sha256": "other", "model": "m"})
+    with pytest.raises(InputError, match="allow_model_mismatch must be True or False, got 'no'"):
+        score_creative(mapped, cta, norms=Norms(model, {"200x100": {"cta": [0.1]}}, {"200x100": 1}),
+                       allow_model_mismatch="no")

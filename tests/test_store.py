@@ -732,3 +732,23 @@ def test_a_foveal_schema_table_foveal_did_not_write_is_refused(tmp_path):
     engine.dispose()
     with pytest.raises(FovealError, match="^the database's foveal_schema table holds 'abc', not a version number"):
         Store(f"sqlite:///{tmp_path / 'v.db'}")
+
+
+def test_a_tag_given_as_one_string_or_an_id_that_is_no_text_is_refused(tmp_path):
+    """tags="spring" was stored as six one-letter tags; record(5, ...) stored the creative id "5"."""
+    import numpy as np
+
+    from foveal import SaliencyMap
+    from foveal.scoring import make_element, score_creative
+    from foveal.store import Store
+
+    prov = {"model": "m", "graph_sha256": "b" * 64, "image_sha256": "c" * 64, "precision": "fp32"}
+    scores = score_creative(SaliencyMap(np.full((100, 200), 5e-5, np.float32), prov),
+                            [make_element("cta", "cta", [0, 0, 20, 50], (100, 200))])
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")
+    with pytest.raises(InputError, match=r"tags: expected a list of tags, got 'spring'; pass \['spring'\]"):
+        store.record("c1", scores, prov, tags="spring")
+    with pytest.raises(InputError, match="creative id 5: must be text"):
+        store.record(5, scores, prov)
+    store.record("c1", scores, prov, tags=["spring"])
+    assert store.latest_predictions()[0]["tags"] == ["spring"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backends, cpu
 from ._version import __version__
-from .errors import FovealError, InputError, ModelError
+from .errors import FovealError, InputError, ModelError, checked_flag
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import AUTO_PRECISIONS, COARSE_FOR_DECISIONS, PRECISIONS, ModelCard, load_card
@@ -70,9 +70,8 @@ class Engine:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.max_pixels = checked_max_pixels(max_pixels)
-        if not isinstance(reduced_decode, bool):
-            raise InputError(f"reduced_decode must be True or False, got {reduced_decode!r}")
-        self.reduced_decode = reduced_decode
+        self.reduced_decode = checked_flag(reduced_decode, "reduced_decode")
+        for_decisions, strict = checked_flag(for_decisions, "for_decisions"), checked_flag(strict, "strict")
         self.model: ModelCard = load_card(model)
         self.blur_sigma = cpu.checked_blur_sigma(self.model.blur_sigma if blur_sigma is None else blur_sigma)
         graphs = _graphs(self.model, precision, for_decisions=for_decisions)

@@ -71,3 +71,10 @@ class ServiceError(FovealError):
 
 class DetectorUnavailableError(FovealError, RuntimeError):
     """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""
+
+
+def checked_flag(value: object, name: str) -> bool:
+    """``value`` as a yes/no setting, else InputError: a string such as ``"no"`` would otherwise count as True."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bool too
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -18,6 +18,10 @@ Conventions, stated once:
 """
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 import numpy as np
 
 from .errors import InputError
@@ -27,6 +31,8 @@ __all__ = ["EPS", "METRICS", "CENTRE_BIAS", "pixel_indices", "auc", "auc_judd", 
            "gaussian_blur", "metric_map"]
 
 EPS = 2.2204e-16
+#: Largest centre-bias map made (foveal's own image limit): 10^12 pixels asked for 7 TiB.
+MAX_PIXELS = 100_000_000
 #: Most draws auc_borji takes: each holds one value per fixation in memory.
 MAX_SPLITS = 10_000
 METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "CC", "KLD", "SIM", "IG")
@@ -50,6 +56,20 @@ def _map(saliency_map: np.ndarray, name: str = "saliency_map") -> np.ndarray:
     if not np.isfinite(s).all():
         raise InputError(f"{name} contains NaN or infinite values; a saliency map must be finite")
     return s
+
+
+def _shape(shape: Any, name: str) -> tuple[int, int]:
+    """``shape`` as (H, W) of whole numbers >= 1, else InputError (a -1 index would read the last pixel)."""
+    if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise InputError(f"{name} must be (H, W) with whole numbers H, W >= 1, got {shape!r}")
+    return int(shape[0]), int(shape[1])
+
+
+def _eps(eps: Any) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (math.isfinite(eps) and eps >= 0):
+        raise InputError(f"eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def _distribution(values: np.ndarray, name: str) -> np.ndarray:
@@ -81,9 +101,12 @@ def pixel_indices(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
 
     Raises InputError for unequal lengths, no fixations, non-finite values, or points more than a pixel outside.
     """
-    x = np.asarray(xs, dtype=np.float64).reshape(-1)
-    y = np.asarray(ys, dtype=np.float64).reshape(-1)
-    h, w = shape
+    try:
+        x = np.asarray(xs, dtype=np.float64).reshape(-1)
+        y = np.asarray(ys, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: x and y must be sequences of numbers") from None
+    h, w = _shape(shape, "shape")
     if x.shape != y.shape:
         raise InputError(f"{name}: x and y must have one length, got {x.size} and {y.size}")
     if x.size == 0:
@@ -214,6 +237,7 @@ def kld(saliency_map: np.ndarray, density: np.ndarray, eps: float = EPS) -> floa
 
     Both maps are renormalised to sum 1; lower is better, 0 for a perfect prediction.
     """
+    eps = _eps(eps)
     p = _distribution(saliency_map, "saliency_map")
     q = _distribution(density, "density")
     _same_shape(p, q, "saliency_map", "density")
@@ -238,6 +262,7 @@ def information_gains(saliency_map: np.ndarray, baseline_log_density: np.ndarray
     ``saliency_map`` is a probability map (renormalised); ``baseline_log_density`` is a natural-log density over
     the same pixels (renormalised, so any additive constant is fine), e.g. :func:`centre_bias_log_density`.
     """
+    eps = _eps(eps)
     p = _distribution(saliency_map, "saliency_map")
     logb = _map(baseline_log_density, "baseline_log_density")
     _same_shape(p, logb, "saliency_map", "baseline_log_density")
@@ -255,9 +280,9 @@ def information_gain(saliency_map: np.ndarray, baseline_log_density: np.ndarray,
 
 def centre_bias_log_density(shape: tuple[int, int]) -> np.ndarray:
     """The fitted centre-bias baseline (:data:`CENTRE_BIAS`) as an H×W natural-log density summing to 1."""
-    h, w = (int(v) for v in shape)
-    if h < 1 or w < 1:
-        raise InputError(f"centre_bias_log_density: shape must be (H, W) with H, W >= 1, got {shape}")
+    h, w = _shape(shape, "centre_bias_log_density: shape")
+    if h * w > MAX_PIXELS:
+        raise InputError(f"centre_bias_log_density: shape {shape} is {h * w:,} pixels, over {MAX_PIXELS:,}")
     (mx, my), (sx, sy) = CENTRE_BIAS["mean"], CENTRE_BIAS["sigma"]
     u = (np.arange(w) + 0.5) / w
     v = (np.arange(h) + 0.5) / h

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..engine import checked_batch_size
 from ..errors import InputError
+from ..fileio import checked_path
 from ..progress import progress
 from .inputs import BatchItem, check_creative_id
 from .scorer import BatchOptions, CreativeResult, Scorer
@@ -42,8 +44,11 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     Failed creatives are recorded in the errors table (and ``summary.errors``), never raised; a rerun retries them.
     Results are committed every ``commit_every`` creatives (or 30 s), so a crash loses at most that much work.
     """
-    out = Path(out)
+    out = Path(checked_path(out, "out"))
     check_items(items, out)
+    batch_size = checked_batch_size(batch_size)  # before the output folder is made
+    if not isinstance(options, BatchOptions):
+        raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
     with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:
@@ -87,8 +92,8 @@ def commit_chunks(results: Iterator[CreativeResult] | Any, commit_every: int,
 
 def check_items(items: Sequence[BatchItem], out: Path) -> None:
     """Refuse an empty batch, duplicate ids, and inputs that are the batch's own output files."""
-    if isinstance(items, (str, bytes, Path)) or not items:
-        raise InputError("a batch needs a non-empty sequence of BatchItem (see foveal.batch.read_inputs)")
+    if isinstance(items, (str, bytes, Path)) or not isinstance(items, Sequence) or not items:  # a generator too
+        raise InputError("a batch needs a non-empty sequence (a list) of BatchItem (see foveal.batch.read_inputs)")
     seen: set[str] = set()
     # realpath, not Path.resolve: a link loop among the inputs fails as that creative, not as the whole batch
     own = {os.path.realpath(out / name) for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}

@@ -8,12 +8,14 @@ files); the tables are written by the one committer (store.py).
 from __future__ import annotations
 
 import json
+import numbers
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ElementSpecError, FovealError, InputError
+from ..errors import ElementSpecError, FovealError, InputError, checked_flag
 from ..fileio import is_unicode, unicode_name, write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
@@ -60,6 +62,16 @@ class BatchOptions:
     tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Checked here, once: a bad setting would otherwise fail every creative of the batch, one by one.
+        for name in ("allow_model_mismatch", "reports", "html", "maps"):
+            checked_flag(getattr(self, name), name)
+        if (isinstance(self.pass_percentile, bool) or not isinstance(self.pass_percentile, numbers.Real)
+                or not 0.0 < self.pass_percentile <= 100.0):
+            raise InputError(f"pass_percentile must be a number in (0, 100], got {self.pass_percentile!r}")
+        if self.elements_dir is not None and not os.path.isdir(self.elements_dir):
+            raise InputError(f"elements_dir {self.elements_dir}: no such folder; give the folder of the element files")
+        if isinstance(self.tags, str):
+            raise InputError(f"tags: expected a list of tags, got {self.tags!r}; pass [{self.tags!r}] for one tag")
         # Both go into every scores.json and report.html (UTF-8); the OS hands an undecodable argument or file
         # name over as lone surrogates, which would fail the first report half-written.
         if self.norms is not None:

@@ -61,6 +61,23 @@ class Norms:
     foveal_version: str = field(default=__version__)
     pass_percentiles: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Percentiles are read by bisection: shares handed over unsorted (Norms built directly) gave wrong ones.
+        if not isinstance(self.formats, Mapping) or not all(isinstance(k, Mapping) for k in self.formats.values()):
+            raise InputError("Norms: formats must map each format to {kind: shares}")
+        formats = {}
+        for fmt, kinds in self.formats.items():
+            formats[fmt] = {}
+            for kind, shares in kinds.items():
+                try:
+                    values = np.sort(np.asarray(shares, dtype=np.float64).ravel())
+                except (TypeError, ValueError):
+                    raise InputError(f"Norms: the shares of {fmt} {kind} must be numbers") from None
+                if not np.isfinite(values).all():
+                    raise InputError(f"Norms: the shares of {fmt} {kind} must be finite")
+                formats[fmt][kind] = values
+        object.__setattr__(self, "formats", formats)
+
     def pass_percentile_for(self, format: str, kind: str, default: float) -> float:
         """The pass percentile these norms set for ``(format, kind)``, else ``default``."""
         return self.pass_percentiles.get(format, {}).get(kind, default)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, checked_flag
 from .elements import CONVERSION_KINDS, Element, check_elements, format_of
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     check_elements(elements, smap.prob.shape, "elements", identical_boxes=True)
     provenance = getattr(smap, "provenance", None) or {}
     if norms is not None and provenance.get("graph_sha256"):
-        norms.check_graph(provenance, allow_model_mismatch)
+        norms.check_graph(provenance, checked_flag(allow_model_mismatch, "allow_model_mismatch"))
     h, w = smap.prob.shape
     fmt = format or format_of((h, w))
     stats = smap.box_stats(np.array([e.box for e in elements], dtype=np.int64))

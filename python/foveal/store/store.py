@@ -96,6 +96,8 @@ class Store:
         """
         creative_id = check_label(creative_id, "creative id")
         vertical = None if vertical is None else check_label(vertical, "vertical")
+        if isinstance(tags, str) or not isinstance(tags, Iterable):  # "spring" was stored as six one-letter tags
+            raise InputError(f"tags: expected a list of tags, got {tags!r}; pass [{tags!r}] for one tag")
         tags = sorted({check_label(t, "tag") for t in tags})
         graph = provenance.get("graph_sha256")
         if not graph:
@@ -271,7 +273,9 @@ def _upsert_outcomes(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 def check_label(value: Any, what: str) -> str:
     """``value`` stripped, as a creative id, vertical or tag may be stored (:func:`is_label`); else InputError."""
-    text = str(value).strip() if value is not None else ""
+    if not isinstance(value, str):  # str() of a list or a number would be stored as if it were the label
+        raise InputError(f"{what} {value!r}: must be text (1-200 printable characters), got {type(value).__name__}")
+    text = value.strip()
     if not text or not is_label(text):
         raise InputError(f"{what} {value!r}: must be 1-200 printable characters")
     return text
