@@ -375,3 +375,9 @@ def test_a_stimulus_that_does_not_match_its_fixations_is_named_as_the_datasets_f
     first.symlink_to(other)
     with pytest.raises(InputError, match=r"image '[^']+' of .* is \d+x\d+, but the dataset's fixations are on a"):
         evaluate("itti-koch", ds.subset(range(1), "one"), split=None, metrics=["NSS"], progress=False)
+
+
+def test_one_metric_name_given_as_a_string_is_told_to_be_a_list(tmp_path):
+    ds = load_dataset(_folder(tmp_path / "ds"))
+    with pytest.raises(InputError, match=r"pass \['NSS'\]"):
+        evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics="NSS", progress=False)

@@ -388,3 +388,12 @@ def test_lazy_state_is_built_once_under_threads(monkeypatch) -> None:
     for share, prob in results:
         np.testing.assert_array_equal(share, results[0][0])
         assert prob is results[0][1]
+
+
+@pytest.mark.parametrize("maps, boxes", [([None], [[[0, 0, 1, 1]]]), (None, None), ("map", [[0, 0, 1, 1]])])
+def test_box_stats_batch_refuses_what_is_not_a_list_of_maps(maps, boxes) -> None:
+    """A None among the maps passed the check (None was also its "nothing found"), and died in an AttributeError."""
+    from foveal import box_stats_batch
+
+    with pytest.raises(InputError, match="box_stats_batch: "):
+        box_stats_batch(maps, boxes)

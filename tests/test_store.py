@@ -752,3 +752,13 @@ def test_a_tag_given_as_one_string_or_an_id_that_is_no_text_is_refused(tmp_path)
         store.record(5, scores, prov)
     store.record("c1", scores, prov, tags=["spring"])
     assert store.latest_predictions()[0]["tags"] == ["spring"]
+
+
+def test_a_store_opens_from_a_path_object(tmp_path):
+    """Store(Path("x.db")) died with "argument of type 'PosixPath' is not iterable", though Store("x.db") works."""
+    from foveal.store import Store
+
+    Store(tmp_path / "p.db")
+    assert (tmp_path / "p.db").is_file()
+    with pytest.raises(InputError, match="expected a database URL or a file path, got NoneType"):
+        Store(None)

@@ -14,7 +14,7 @@ Box-sum launches write only their own fresh output, so concurrent queries on one
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -148,13 +148,16 @@ def box_stats_batch(maps: Sequence[SaliencyMap], boxes: Sequence[Any], *, box_fo
     Host maps (an engine that fell back to the CPU) are answered by their own ``box_stats``, so the same code runs
     on either.
     """
+    if any(isinstance(x, (SaliencyMap, str, bytes)) or not isinstance(x, Iterable) for x in (maps, boxes)):
+        raise InputError("box_stats_batch: expected a list of maps and a list of box lists, one per map (for one "
+                         "map, call its box_stats)")
     maps, boxes = list(maps), list(boxes)
     if len(maps) != len(boxes):
         raise InputError(f"box_stats_batch: one box list per map, got {len(maps)} maps and {len(boxes)} box lists")
-    bad = next((m for m in maps if not isinstance(m, SaliencyMap)), None)
-    if bad is not None:
+    bad = [m for m in maps if not isinstance(m, SaliencyMap)]  # None itself may be the bad one
+    if bad:
         raise InputError(f"box_stats_batch: maps must be SaliencyMaps (what Engine.predict returns), got "
-                         f"{type(bad).__name__}")
+                         f"{type(bad[0]).__name__}")
     out: list[Any] = [None if isinstance(m, DeviceSaliencyMap) else m.box_stats(b, box_format=box_format, units=units)
                       for m, b in zip(maps, boxes)]
     on_device = [i for i, m in enumerate(maps) if isinstance(m, DeviceSaliencyMap)]

@@ -297,6 +297,8 @@ def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -
 def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
     if metrics is None:
         return default_metrics(dataset)
+    if isinstance(metrics, str):  # "NSS" was read letter by letter: unknown metric 'N'
+        raise InputError(f"metrics: expected a list of metric names, got {metrics!r}; pass [{metrics!r}]")
     names = tuple(metrics)
     unknown = [m for m in names if m not in M.METRICS]
     if unknown or not names:

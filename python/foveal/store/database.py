@@ -30,6 +30,10 @@ def describe(url: sa.URL) -> str:
 
 def parse_url(text: str) -> sa.URL:
     """``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``, or a bare file path (an SQLite file)."""
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
+    if not isinstance(text, str):
+        raise InputError(f"expected a database URL or a file path, got {type(text).__name__}")
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser()}"
     try:
