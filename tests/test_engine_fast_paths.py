@@ -337,3 +337,19 @@ def test_a_stopped_stream_does_not_wait_for_a_lane_blocked_on_its_input(engine: 
     release.set()
     time.sleep(0.3)
     assert len(delivered) == before <= 2, "a lane ran an image read after the stream had stopped"
+
+
+def test_errors_and_engines_across_processes(engine: Engine) -> None:
+    """A TooManyPixelsError could not be unpickled (required keyword arguments), so a process pool's worker that
+    raised one hung Pool.map; pickling an Engine raised ONNX Runtime's TypeError."""
+    import pickle
+
+    from foveal.errors import TooManyPixelsError
+
+    with pytest.raises(TooManyPixelsError) as raised:
+        Engine("itti-koch", max_pixels=100).predict(np.zeros((40, 40, 3), np.uint8))
+    back = pickle.loads(pickle.dumps(raised.value))
+    assert str(back) == str(raised.value) and (back.detail, back.limit) == (raised.value.detail, 100)
+    with pytest.raises(InputError, match="cannot be pickled or sent to another process; make one in each worker"):
+        pickle.dumps(engine)
+

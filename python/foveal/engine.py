@@ -81,6 +81,10 @@ class Engine:
         self._lanes: list[Any] | None = None  # single-threaded twin sessions, made by the first batch that uses them
         self._lanes_lock = threading.Lock()
 
+    def __reduce__(self) -> Any:
+        raise InputError("an Engine holds native sessions and cannot be pickled or sent to another process; make one "
+                         "in each worker (e.g. in a process pool's initializer)")
+
     def __repr__(self) -> str:
         return (f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r}, "
                 f"precision={self.precision!r})")
@@ -296,15 +300,19 @@ class Engine:
                    for k in range(1, len(lanes))]
         for thread in threads:
             thread.start()
+        def stopped() -> bool:  # every lane done, or (stopped) blocked reading the source, where none can be woken
+            return all(done[k] or (stop.is_set() and reading[0] is lanes[k]) for k in range(1, len(lanes)))
+
         try:
             work(0)
         finally:
             try:
-                with state:  # every lane done, or (stopped) blocked reading the source, where none can be woken
-                    state.wait_for(lambda: all(done[k] or (stop.is_set() and reading[0] is lanes[k])
-                                               for k in range(1, len(lanes))))
-            except BaseException:  # Ctrl-C while waiting: the lanes take no further image
+                with state:
+                    state.wait_for(stopped)
+            except BaseException:  # Ctrl-C while waiting: the lanes take no further image ...
                 stop.set()
+                with state:  # ... and one mid-image finishes it: a daemon thread left in native code aborts the
+                    state.wait_for(stopped)  # interpreter at exit ("terminate called without an active exception")
                 raise
         if failures:
             raise failures[0]

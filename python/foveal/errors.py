@@ -31,7 +31,9 @@ class TooManyPixelsError(ImageError):
     as its detail and no limit (the service's is its operator's, not the client's).
     """
 
-    def __init__(self, message: str, *, detail: str, limit: int | None, limit_text: str | None) -> None:
+    # Defaults: pickle rebuilds an exception from its message alone (a process pool hands errors back that way).
+    def __init__(self, message: str, *, detail: str = "", limit: int | None = None,
+                 limit_text: str | None = None) -> None:
         super().__init__(message)
         self.detail, self.limit, self.limit_text = detail, limit, limit_text
 
