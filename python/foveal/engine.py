@@ -300,6 +300,7 @@ class Engine:
                    for k in range(1, len(lanes))]
         for thread in threads:
             thread.start()
+
         def stopped() -> bool:  # every lane done, or (stopped) blocked reading the source, where none can be woken
             return all(done[k] or (stop.is_set() and reading[0] is lanes[k]) for k in range(1, len(lanes)))
 
