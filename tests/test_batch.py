@@ -629,7 +629,7 @@ def test_a_folder_of_subfolders_says_how_to_batch_them(tmp_path):
 @pytest.mark.parametrize("options, match", [
     ({"pass_percentile": 500}, r"pass_percentile must be a number in \(0, 100\], got 500"),
     ({"pass_percentile": "50"}, "pass_percentile must be a number"),
-    ({"elements_dir": "/nonexistent"}, "elements_dir /nonexistent: no such folder"),
+    ({"elements_dir": "/nonexistent"}, "elements_dir /nonexistent: not a folder"),
     ({"reports": "no"}, "reports must be True or False, got 'no'"),
     ({"tags": "spring"}, r"pass \['spring'\] for one tag"),
 ])

@@ -69,7 +69,7 @@ class BatchOptions:
                 or not 0.0 < self.pass_percentile <= 100.0):
             raise InputError(f"pass_percentile must be a number in (0, 100], got {self.pass_percentile!r}")
         if self.elements_dir is not None and not os.path.isdir(self.elements_dir):
-            raise InputError(f"elements_dir {self.elements_dir}: no such folder; give the folder of the element files")
+            raise InputError(f"elements_dir {self.elements_dir}: not a folder; give the folder of the element files")
         if isinstance(self.tags, str):
             raise InputError(f"tags: expected a list of tags, got {self.tags!r}; pass [{self.tags!r}] for one tag")
         # Both go into every scores.json and report.html (UTF-8); the OS hands an undecodable argument or file

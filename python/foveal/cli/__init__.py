@@ -120,7 +120,8 @@ def _main(argv: list[str] | None) -> int:
 _FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise max_pixels", "")),
           ("set allow_model_mismatch", "pass --allow-model-mismatch", "allow_model_mismatch", None),
           ("set allow_format_mismatch", "pass --allow-format-mismatch", "allow_format_mismatch", None),
-          ("choose one with graph (", "choose one with --graph (", "graph", None))
+          ("choose one with graph (", "choose one with --graph (", "graph", None),
+          ("elements_dir ", "--elements-dir ", "elements_dir", None))
 
 
 def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:

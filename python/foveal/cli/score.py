@@ -172,8 +172,6 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
                          "give one of them")
     if args.creative_id:
         raise InputError("--creative-id names one creative; a batch records each creative under its own id")
-    if options.elements_dir is not None and not Path(options.elements_dir).is_dir():
-        raise InputError(f"--elements-dir {options.elements_dir}: not a folder")
     items = read_inputs(args.image)
     if args.elements == AUTO:
         items = [item if item.elements is not None else replace(item, elements=AUTO) for item in items]
