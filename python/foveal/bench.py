@@ -116,7 +116,8 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
         raise InputError(f"batch sizes must be whole numbers >= 1, got {batch_sizes!r}")
     sources = list(images) or [synthetic_jpeg()]
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
-    settings = {"repeats": int(repeats), "max_seconds": float(max_seconds), "batch_sizes": [int(b) for b in batch_sizes]}
+    settings = {"repeats": int(repeats), "max_seconds": float(max_seconds),
+                "batch_sizes": [int(b) for b in batch_sizes]}
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
     report.stages = _stages(engine, sources, repeats, max_seconds)
     image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3

@@ -280,7 +280,8 @@ def _upright(image: "PIL.Image.Image") -> tuple["PIL.Image.Image", bool]:  # noq
         return image, False
 
 
-def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False, key: Any = None) -> np.ndarray:  # noqa: F821
+def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False,  # noqa: F821
+            key: Any = None) -> np.ndarray:
     """RGB pixels as a browser shows ``image``: EXIF-turned (unless already ``upright``), transparency on white.
     ``key``: its colour key (:func:`_colour_key`), found here when not given."""
     from PIL import Image

@@ -455,7 +455,8 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     a, b = doc["input"]["a"], doc["input"]["b"]
     names = Path(a["image"]).name, Path(b["image"]).name
     return _HTML.format(
-        csp=DOCUMENT_CSP, generator=GENERATOR_META, title=html.escape(f"\u2068{names[0]}\u2069 vs \u2068{names[1]}\u2069"),  # as the heading
+        csp=DOCUMENT_CSP, generator=GENERATOR_META,
+        title=html.escape(f"\u2068{names[0]}\u2069 vs \u2068{names[1]}\u2069"),  # as the heading
         heading=" vs ".join(map(bdi, names)),  # an override in one name must not reverse the rest of the heading
         meta=html.escape(f'model {model["name"]} {model["version"] or ""} on {doc["backend"]} · '
                          f'foveal {doc["foveal_version"]}'),
