@@ -194,9 +194,10 @@ def _jpeg_frame(fh: BinaryIO) -> str | None:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
             precision = fh.read(1)
             return None if not precision or precision[0] == 8 else f"{precision[0]}-bit samples"
-        if int.from_bytes(size, "big") < 2:
+        length = int.from_bytes(size, "big")  # counts its own two bytes
+        if length < 2:
             return None
-        fh.seek(int.from_bytes(size, "big") - 2, os.SEEK_CUR)
+        fh.seek(length - 2, os.SEEK_CUR)
     return None
 
 
@@ -238,11 +239,15 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
     return pixels, ((width, height) if turned else (height, width))
 
 
+#: Pillow's modes of grey samples wider than a byte ("F", floats, is handled beside them).
+_INTEGER_GREYS = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
 def _colour_key(image: "PIL.Image.Image") -> Any:  # noqa: F821
     """The tRNS colour key of a grey or RGB ``image`` in its decoded values, or None. A PNG's key is a raw sample,
     and Pillow scales 1-, 2- and 4-bit greys to 0..255 but not their key; their depth is known only until load."""
     key = image.info.get("transparency")
-    if image.mode not in ("1", "L", "RGB", "I;16", "I;16B", "I;16L", "I;16N", "I") or key is None:
+    if image.mode not in ("1", "L", "RGB", *_INTEGER_GREYS) or key is None:
         return None
     depth = image.tile[0][3] if image.format == "PNG" and image.tile else None
     scale = {"1": 255, "L;1": 255, "L;2": 85, "L;4": 17}.get(depth if isinstance(depth, str) else "")
@@ -301,7 +306,7 @@ def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False,  # no
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         elif mode == "PA":
             image = image.convert("RGBA")
-        elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        elif mode in (*_INTEGER_GREYS, "F"):
             values = np.asarray(image)
             grey = _high_depth_to_uint8(values, mode, name)
             if isinstance(key, int):

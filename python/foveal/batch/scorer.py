@@ -8,7 +8,6 @@ files); the tables are written by the one committer (store.py).
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from ..scoring.elements import ElementSpec, find_element_file, load_elements, pa
 from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, scores_document, write_report
-from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, score_creative
+from ..scoring.scores import DEFAULT_PASS_PERCENTILE, CreativeScores, checked_pass_percentile, score_creative
 from .inputs import BatchItem
 
 REPORTS_DIR, MAPS_DIR = "reports", "maps"
@@ -65,9 +64,7 @@ class BatchOptions:
         # Checked here, once: a bad setting would otherwise fail every creative of the batch, one by one.
         for name in ("allow_model_mismatch", "reports", "html", "maps"):
             checked_flag(getattr(self, name), name)
-        if (isinstance(self.pass_percentile, bool) or not isinstance(self.pass_percentile, numbers.Real)
-                or not 0.0 < self.pass_percentile <= 100.0):
-            raise InputError(f"pass_percentile must be a number in (0, 100], got {self.pass_percentile!r}")
+        checked_pass_percentile(self.pass_percentile)
         if self.elements_dir is not None and not os.path.isdir(self.elements_dir):
             raise InputError(f"elements_dir {self.elements_dir}: not a folder; give the folder of the element files")
         if isinstance(self.tags, str):

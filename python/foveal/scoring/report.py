@@ -32,8 +32,8 @@ from .scores import (DEFAULT_PASS_PERCENTILE, DEFINITIONS, CreativeScores, Eleme
 DOCUMENT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 #: In the head of every HTML page foveal writes, so that a later run can tell its own earlier page from the user's.
 GENERATOR_META = '<meta name="generator" content="foveal">'
-#: The same for a report's overlay.png, as a PNG text chunk.
-_OVERLAY_TEXT = {"Software": "foveal"}
+#: The same for a report's overlay.png, as a PNG text chunk, and that chunk's bytes in the file.
+_OVERLAY_TEXT, _OVERLAY_MARK = {"Software": "foveal"}, b"Software\0foveal"
 
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
@@ -326,5 +326,5 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
         write_text(out / "report.html", page)
     else:  # an earlier run's report would describe another creative than this scores.json
         remove_stale(out / "report.html", GENERATOR_META.encode())
-        remove_stale(out / "overlay.png", b"\0".join(k.encode() for k in next(iter(_OVERLAY_TEXT.items()))))
+        remove_stale(out / "overlay.png", _OVERLAY_MARK)
     write_json(out / "scores.json", doc)

@@ -260,10 +260,14 @@ def _checked_arguments(smap: Any, elements: Any, norms: Any, format: Any, pass_p
                          f"{type(norms).__name__}")
     if format is not None and not isinstance(format, str):
         raise InputError(f"format: expected a format name such as \"1080x1080\", got {format!r}")
-    if (isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real)
-            or not 0.0 < pass_percentile <= 100.0):
-        raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
-    return tuple(elements), float(pass_percentile)
+    return tuple(elements), checked_pass_percentile(pass_percentile)
+
+
+def checked_pass_percentile(value: Any) -> float:
+    """``value`` as a pass percentile, a number in (0, 100], else InputError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value <= 100.0:
+        raise InputError(f"pass_percentile must be a number in (0, 100], got {value!r}")
+    return float(value)
 
 
 def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
