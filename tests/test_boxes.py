@@ -111,11 +111,13 @@ def test_a_bool_among_box_numbers_is_refused_like_an_element_files(smap, boxes):
 
 
 def test_a_bool_batch_size_is_refused():
-    from foveal.engine import checked_batch_size
+    from foveal.errors import checked_count
 
     with pytest.raises(InputError, match="batch_size must be an integer >= 1, got True"):
-        checked_batch_size(True)
-    assert checked_batch_size(np.int64(3)) == 3
+        checked_count(True, "batch_size")
+    with pytest.raises(InputError, match="batch_size must be an integer >= 1, got np.True_"):
+        checked_count(np.True_, "batch_size")
+    assert checked_count(np.int64(3), "batch_size") == 3
 
 
 def test_a_map_and_its_table_cannot_be_written_and_pickle_as_the_map():

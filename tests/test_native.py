@@ -83,7 +83,8 @@ def test_wrong_dtype_raises_type_error(call, match):
         (lambda: cpu.quantize(PROB, bits=12), "bits must be 8 or 16, got 12"),
         (lambda: cpu.colorize(f32([[np.inf]])), "values must be finite"),
         (lambda: cpu.colorize(PROB, cmap="jet"), "cmap must be 'turbo' or 'inferno', got 'jet'"),
-        (lambda: cpu.overlay(IMAGE, PROB, alpha=1.5), r"alpha must be in \[0, 1\]"),
+        (lambda: cpu.overlay(IMAGE, PROB, alpha=1.5), r"alpha must be a number in \[0, 1\], got 1.5"),
+        (lambda: cpu.overlay(IMAGE, PROB, alpha=None), r"alpha must be a number in \[0, 1\], got None"),
     ],
 )
 def test_bad_input_raises_input_error(call, match):

@@ -14,7 +14,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -105,16 +105,23 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     stage loop and the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not
     end within the throughput loop's budget is skipped, and its row says so.
     """
+    if not isinstance(engine, Engine):
+        raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
     if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)):
         raise InputError("images: expected a list of paths or encoded images, got a single one; pass [image]")
+    if not isinstance(images, Iterable):
+        raise InputError(f"images: expected a list of paths or encoded images, got {type(images).__name__}")
     if not _whole(repeats) or repeats < 1:
         raise InputError(f"repeats must be a whole number >= 1, got {repeats!r}")
     if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real) or not (
             math.isfinite(max_seconds) and max_seconds > 0):
         raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
-    if isinstance(batch_sizes, (str, bytes)) or not all(_whole(b) and b >= 1 for b in batch_sizes):
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable) \
+            or not all(_whole(b) and b >= 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be whole numbers >= 1, got {batch_sizes!r}")
     sources = list(images) or [synthetic_jpeg()]
+    if not all(isinstance(s, (str, os.PathLike, bytes, bytearray, memoryview)) for s in sources):
+        raise InputError("images: expected paths or encoded images (bytes); decoding is one of the timed stages")
     names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
     settings = {"repeats": int(repeats), "max_seconds": float(max_seconds),
                 "batch_sizes": [int(b) for b in batch_sizes]}

@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .engine import checked_batch_size, image_list, raise_first_error
+from .engine import image_list, raise_first_error
 from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
-                     InputError, ModelError, ServiceError, TooManyPixelsError)
+                     InputError, ModelError, ServiceError, TooManyPixelsError, checked_count)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
@@ -74,8 +74,9 @@ class Client:
                 raise InputError("Client: api_key must be printable ASCII text (it travels in an HTTP header)")
             headers["Authorization"] = f"Bearer {api_key}"
         for name, value in (("timeout", timeout), ("deadline_ms", deadline_ms)):
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and 0 < value < float("inf")):
+            optional = name == "deadline_ms"
+            if not (optional and value is None) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                         and 0 < value < float("inf")):
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
@@ -116,7 +117,7 @@ class Client:
         the message; ``"return"`` gives each image its map or the :class:`FovealError` that stopped it."""
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
-        items, batch_size = image_list(images), checked_batch_size(batch_size)
+        items, batch_size = image_list(images), checked_count(batch_size, "batch_size")
 
         def one(image: ImageLike) -> SaliencyMap | FovealError:
             try:

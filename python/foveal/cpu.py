@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from foveal import _native
-from foveal.errors import InputError
+from foveal.errors import DtypeError, InputError
 
 __all__ = ["preprocess", "postprocess", "postprocess_sat", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
 
@@ -66,11 +66,11 @@ def _call(kernel: Callable[..., _R], *args: object) -> _R:
 
 
 def _array(x: ArrayLike, name: str, kinds: str, dtype: type, ndim: int, layout: str) -> NDArray:
-    """``x`` as a C-contiguous ``dtype`` array; TypeError unless its dtype kind is in ``kinds``."""
+    """``x`` as a C-contiguous ``dtype`` array; DtypeError unless its dtype kind is in ``kinds``."""
     a = np.asarray(x)
     if a.dtype.kind not in kinds:
         expected = "floating" if kinds == "f" else "real"
-        raise TypeError(f"{name} must be a {expected} array ({np.dtype(dtype).name}), got dtype {a.dtype}")
+        raise DtypeError(f"{name} must be a {expected} array ({np.dtype(dtype).name}), got dtype {a.dtype}")
     if a.ndim != ndim:
         raise InputError(f"{name} must have shape {layout}, got {a.shape}")
     if a.size == 0:
@@ -81,7 +81,7 @@ def _array(x: ArrayLike, name: str, kinds: str, dtype: type, ndim: int, layout: 
 def _check_image(a: Any, name: str) -> None:
     """Dtype and shape checks shared with the GPU twin (works on NumPy and CuPy arrays)."""
     if a.dtype != np.uint8:
-        raise TypeError(f"{name} must be a uint8 RGB array (H, W, 3), got dtype {a.dtype}")
+        raise DtypeError(f"{name} must be a uint8 RGB array (H, W, 3), got dtype {a.dtype}")
     if a.ndim != 3 or a.shape[2] != 3:
         raise InputError(f"{name} must have shape (H, W, 3), got {a.shape}")
     if a.size == 0:
@@ -105,10 +105,20 @@ def _pair(value: Sequence[float], name: str, kind: Callable[[object], object]) -
 
 
 def _triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
-    v = np.asarray(value, dtype=np.float64).ravel()
+    try:
+        v = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        v = np.empty(0)
     if v.shape != (3,):
-        raise InputError(f"{name} must have 3 values (R, G, B), got {np.shape(value)}")
+        raise InputError(f"{name} must have 3 values (R, G, B), got {value!r:.60}")
     return float(v[0]), float(v[1]), float(v[2])
+
+
+def _alpha(value: object) -> float:
+    """``value`` as a blend weight in [0, 1], else InputError (shared with the GPU twin)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise InputError(f"alpha must be a number in [0, 1], got {value!r}")
+    return float(value)
 
 
 def preprocess(
@@ -195,7 +205,7 @@ def box_sums(sat: ArrayLike, boxes: ArrayLike) -> NDArray[np.float64]:
     table = _array(sat, "sat", "f", np.float64, 2, "(H+1, W+1)")
     b = np.asarray(boxes)
     if b.dtype.kind not in "iu":
-        raise TypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
+        raise DtypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
     if b.ndim != 2 or b.shape[1] != 4:
         raise InputError(f"boxes must have shape (N, 4) as (x0, y0, x1, y1), got {b.shape}")
     if b.dtype.kind == "u" and b.size and int(b.max()) > np.iinfo(np.int64).max:  # would wrap to a negative int64
@@ -231,5 +241,5 @@ def overlay(image: ArrayLike, prob: ArrayLike, alpha: float = 0.6, cmap: str = "
     Returns uint8[H, W, 3].
     """
     return _call(
-        _native.overlay, _image(image), _array(prob, "prob", "f", np.float32, 2, "(H, W)"), float(alpha), str(cmap)
+        _native.overlay, _image(image), _array(prob, "prob", "f", np.float32, 2, "(H, W)"), _alpha(alpha), str(cmap)
     )

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from foveal.errors import FovealError, ImageError, InputError
-from foveal.fileio import open_input
+from foveal.fileio import checked_path, open_input
 from foveal.imageio import DEFAULT_MAX_PIXELS, load_image, max_file_bytes, open_pillow
 
 __all__ = ["Fixations", "Dataset", "load_dataset", "load_osie", "load_scene", "load_folder",
@@ -254,7 +254,7 @@ def _stimuli(root: Path, folder: str = "stimuli") -> list[Path]:
 
 def load_osie(root: str | Path) -> Dataset:
     """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based pixel centres → 0-based)."""
-    root = Path(root)
+    root = Path(checked_path(root, "OSIE folder"))
     files = {p.name: p for p in _stimuli(root)}
     path = root / "eye" / "fixations.mat"
     mat = _loadmat(path)
@@ -294,7 +294,7 @@ def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
 
 def load_scene(root: str | Path) -> Dataset:
     """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, duration) per viewer."""
-    root = Path(root)
+    root = Path(checked_path(root, "NUS Scene folder"))
     files = _stimuli(root)
     tidy = root / "tidy"
     cells = _loadmat(tidy / "fixations.mat").get("fixations")
@@ -423,7 +423,9 @@ def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
 
 def load_folder(root: str | Path, name: str | None = None) -> Dataset:
     """A folder dataset: images plus fixations.csv / fixations.json and/or maps/<stem>.png (see module doc)."""
-    root = Path(root)
+    root = Path(checked_path(root, "dataset"))
+    if not root.is_dir():
+        raise InputError(f"dataset path {root} is not a folder")
     image_dir = _folder_images(root)
     files = {p.name: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     csv_path, json_path, map_dir = root / "fixations.csv", root / "fixations.json", root / "maps"
@@ -465,7 +467,7 @@ def load_folder(root: str | Path, name: str | None = None) -> Dataset:
 
 def load_dataset(path: str | Path) -> Dataset:
     """Load OSIE, NUS Scene or a folder dataset, detected from the files under ``path``."""
-    root = Path(path)
+    root = Path(checked_path(path, "dataset"))
     if not root.is_dir():
         raise InputError(f"dataset path {root} is not a folder")
     if (root / "eye" / "fixations.mat").is_file():

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backends, cpu
 from ._version import __version__
-from .errors import FovealError, InputError, ModelError, checked_flag
+from .errors import FovealError, InputError, ModelError, checked_count, checked_flag
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import AUTO_PRECISIONS, COARSE_FOR_DECISIONS, PRECISIONS, ModelCard, load_card
@@ -134,7 +134,7 @@ class Engine:
         """
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
-        batch_size = checked_batch_size(batch_size)
+        batch_size = checked_count(batch_size, "batch_size")
         items = image_list(images)
         lanes = self._cpu_lanes() if len(items) > 1 else []
         if lanes:
@@ -457,17 +457,6 @@ def image_iter(images: Any) -> Iterator[Any]:
     except TypeError:
         raise InputError(f"images: expected a list of images, got {type(images).__name__}") from None
 
-
-def checked_batch_size(value: Any) -> int:
-    try:
-        if isinstance(value, (bool, np.bool_)):  # operator.index takes True as 1
-            raise TypeError
-        size = operator.index(value)
-    except TypeError:
-        raise InputError(f"batch_size must be an integer >= 1, got {value!r}") from None
-    if size < 1:
-        raise InputError(f"batch_size must be >= 1, got {size}")
-    return size
 
 
 def raise_first_error(results: list[Any]) -> None:

@@ -5,6 +5,10 @@ Every error a user can cause is a :class:`FovealError`; the CLI prints its messa
 """
 from __future__ import annotations
 
+import operator
+
+import numpy as np
+
 
 class FovealError(Exception):
     """Base class of every error foveal raises on purpose; its message is one line."""
@@ -16,6 +20,10 @@ class FovealError(Exception):
 
 class InputError(FovealError, ValueError):
     """A value handed to foveal is malformed (bad image, box, array, JSON...)."""
+
+
+class DtypeError(InputError, TypeError):
+    """An array of a dtype a kernel does not take: an InputError, and a TypeError as NumPy raises for one."""
 
 
 class ImageError(InputError):
@@ -75,8 +83,21 @@ class DetectorUnavailableError(FovealError, RuntimeError):
     """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""
 
 
+def checked_count(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as a whole number >= ``minimum``, else InputError (a float, None or True is refused, not cast)."""
+    if isinstance(value, (bool, np.bool_)):  # operator.index takes True as 1
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    try:
+        count = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if count < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {count}")
+    return count
+
+
 def checked_flag(value: object, name: str) -> bool:
     """``value`` as a yes/no setting, else InputError: a string such as ``"no"`` would otherwise count as True."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bool too
+    if not isinstance(value, (bool, np.bool_)):
         raise InputError(f"{name} must be True or False, got {value!r}")
     return bool(value)

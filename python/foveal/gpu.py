@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .cpu import _check_image, _pair, _triple, checked_blur_sigma
-from .errors import BackendUnavailableError, InputError
+from .cpu import _alpha, _check_image, _pair, _triple, checked_blur_sigma
+from .errors import BackendUnavailableError, DtypeError, InputError
 
 try:
     import cupy as cp
@@ -161,11 +161,11 @@ def _as_array(a: Any) -> Any:
 
 
 def _float_map(a: Any, name: str, ndim: int, layout: str, dtypes: tuple = (np.float32,)) -> Any:
-    """``a`` as a C-contiguous CuPy array of one of ``dtypes`` (else the first); TypeError unless floating."""
+    """``a`` as a C-contiguous CuPy array of one of ``dtypes`` (else the first); DtypeError unless floating."""
     xp = _cupy()
     a = _as_array(a)
     if a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating array ({np.dtype(dtypes[0]).name}), got dtype {a.dtype}")
+        raise DtypeError(f"{name} must be a floating array ({np.dtype(dtypes[0]).name}), got dtype {a.dtype}")
     if a.ndim != ndim:
         raise InputError(f"{name} must have shape {layout}, got {a.shape}")
     if a.size == 0:
@@ -200,7 +200,7 @@ def preprocess_batch(images: Sequence[Any], resized_hws: Sequence[tuple[int, int
         raise InputError(f"a batch holds at most {MAX_GRID_YZ:,} images, got {len(images):,}; split it")
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float16):
-        raise TypeError(f"dtype must be float32 or float16, got {dtype}")
+        raise DtypeError(f"dtype must be float32 or float16, got {dtype}")
     ph, pw = _pair(padded_hw, "padded_hw", int)
     if -(-ph // 8) > MAX_GRID_YZ:  # eight rows a block, the blocks in grid y
         raise InputError(f"padded_hw is {ph:,} rows, taller than the GPU preprocess takes ({MAX_GRID_YZ * 8:,}); "
@@ -413,7 +413,7 @@ def box_sums_batch(sats: Sequence[Any] | Any, boxes: Any, map_index: Any) -> Any
             raise InputError(f"sat must be at least 2x2 (an (H+1)x(W+1) table), got {t.shape[0]}x{t.shape[1]}")
     b = boxes.get() if isinstance(boxes, xp.ndarray) else np.asarray(boxes)
     if b.dtype.kind not in "iu":
-        raise TypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
+        raise DtypeError(f"boxes must be an integer array (int64), got dtype {b.dtype}")
     if b.ndim != 2 or b.shape[1] != 4:
         raise InputError(f"boxes must have shape (N, 4) as (x0, y0, x1, y1), got {b.shape}")
     index = map_index.get() if isinstance(map_index, xp.ndarray) else np.asarray(map_index)
@@ -465,7 +465,7 @@ def colorize(values: Any, cmap: str = "turbo") -> Any:
     xp = _cupy()
     values = _as_array(values)
     if values.dtype.kind not in "fiu":
-        raise TypeError(f"values must be a real array (float32), got dtype {values.dtype}")
+        raise DtypeError(f"values must be a real array (float32), got dtype {values.dtype}")
     v = _float_map(values.astype(np.float32, copy=False), "values", 2, "(H, W)")
     lut = _lut(str(cmap))
     m = _checked_max(v, "values", False)
@@ -486,9 +486,7 @@ def overlay(image: Any, prob: Any, alpha: float = 0.6, cmap: str = "turbo") -> A
     p = _float_map(prob, "prob", 2, "(H, W)")
     if p.shape != image.shape[:2]:
         raise InputError(f"prob must have the image's shape {image.shape[:2]}, got {p.shape}")
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise InputError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = _alpha(alpha)
     lut = _lut(str(cmap))
     m = _checked_max(p, "prob", True)
     k = np.float32(1.0) / m if m > 0 else np.float32(0.0)

@@ -298,8 +298,9 @@ def gaussian_blur(density: np.ndarray, sigma: float, truncate: float = 5.0) -> n
     gives the density map its fixations are expected to produce.  Separable, through real FFTs.
     """
     p = _distribution(density, "density")
-    if not np.isfinite(sigma) or sigma < 0:
-        raise InputError(f"gaussian_blur: sigma must be a finite number >= 0, got {sigma}")
+    for name, value in (("sigma", sigma), ("truncate", truncate)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 <= value < math.inf):
+            raise InputError(f"gaussian_blur: {name} must be a finite number >= 0, got {value!r}")
     if sigma == 0:
         return p
     for axis in (0, 1):

@@ -50,6 +50,8 @@ def _backend_class(name: str) -> type:
 
 def backend_options(name: str) -> tuple[str, ...]:
     """The options backend ``name`` takes (its constructor's keyword arguments after the model card)."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise InputError(f"backend {name!r}: no such backend; choose one of {', '.join(_REGISTRY)}")
     try:
         parameters = inspect.signature(_backend_class(name).__init__).parameters.values()
     except ImportError:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
-from ..fileio import unicode_name
+from ..fileio import checked_path, unicode_name
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
@@ -62,7 +62,7 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
     into creatives by ``creative_id`` (else by image).  Relative paths are relative to the table's folder.  Every
     image (and element file) path is made absolute, so a resume from another folder records the same ``image``.
     """
-    source = Path(source)
+    source = Path(checked_path(source, "batch input"))
     if source.is_dir():
         try:
             images = list_images(source)
@@ -84,13 +84,14 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
                      f"({', '.join(sorted(TABLE_SUFFIXES))}); got {suffix or 'no suffix'}")
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name; names (stems) must be unique.
 
     Hidden files (a leading dot) are not listed, as a file browser does not show them: macOS leaves a ``._NAME``
     metadata file beside every file copied to a foreign disk, with the image's suffix and no image inside. A link
     to no file is listed: the image it stood for fails as "not found" instead of vanishing unreported.
     """
+    folder = Path(checked_path(folder, "folder"))
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")

@@ -10,6 +10,7 @@ are asked) must be on storage every node mounts at the same path.  Needs ``pip i
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import signal
 import socket
@@ -24,7 +25,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import FovealError, InputError
+from ..errors import FovealError, InputError, checked_count
+from ..fileio import checked_path
 from ..imageio import DEFAULT_MAX_PIXELS
 from .inputs import BatchItem
 from .run import COMMIT_EVERY, BatchSummary, check_items, commit_all
@@ -118,11 +120,18 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         init_options: extra ``ray.init`` keywords for ``"local"`` (e.g. ``num_cpus``, ``object_store_memory``).
     """
     ray = _import_ray()
-    out, options = Path(out).absolute(), _absolute(options)
+    if not isinstance(engine, EngineSpec):
+        raise InputError(f"engine: expected an EngineSpec (each actor builds its Engine), got {type(engine).__name__}")
+    if not isinstance(options, BatchOptions):
+        raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
+    out, options = Path(checked_path(out, "out")).absolute(), _absolute(options)
     check_items(items, out)
-    if cpus_per_actor < 1 or (actors is not None and actors < 1) or not 0 < gpus_per_actor <= 1:
-        raise InputError(f"actors and cpus_per_actor must be at least 1 and gpus_per_actor in (0, 1], got "
-                         f"{actors}, {cpus_per_actor} and {gpus_per_actor}")
+    batch_size, commit_every = checked_count(batch_size, "batch_size"), checked_count(commit_every, "commit_every")
+    cpus_per_actor = checked_count(cpus_per_actor, "cpus_per_actor")
+    if actors is not None:
+        actors = checked_count(actors, "actors")
+    if isinstance(gpus_per_actor, bool) or not isinstance(gpus_per_actor, numbers.Real) or not 0 < gpus_per_actor <= 1:
+        raise InputError(f"gpus_per_actor must be a share of a GPU in (0, 1], got {gpus_per_actor!r}")
     # Checked here, once, before a cluster starts: in the actors a bad store or format is a traceback in each.
     norms, db = open_options(options)
     if db is not None:

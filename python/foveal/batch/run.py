@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..engine import checked_batch_size
-from ..errors import InputError
+from ..errors import InputError, checked_count
 from ..fileio import checked_path
 from ..progress import progress
 from .inputs import BatchItem, check_creative_id
@@ -46,7 +45,10 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     """
     out = Path(checked_path(out, "out"))
     check_items(items, out)
-    batch_size = checked_batch_size(batch_size)  # before the output folder is made
+    batch_size = checked_count(batch_size, "batch_size")  # before the output folder is made
+    commit_every = checked_count(commit_every, "commit_every")
+    if not all(hasattr(engine, a) for a in ("graph", "predict_batch")):
+        raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
     if not isinstance(options, BatchOptions):
         raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ElementSpecError, FovealError, InputError, checked_flag
-from ..fileio import is_unicode, unicode_name, write_npy
+from ..fileio import checked_path, is_unicode, unicode_name, write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
 from ..scoring.elements import ElementSpec, find_element_file, load_elements, parse_elements
@@ -65,6 +65,13 @@ class BatchOptions:
         for name in ("allow_model_mismatch", "reports", "html", "maps"):
             checked_flag(getattr(self, name), name)
         checked_pass_percentile(self.pass_percentile)
+        for name in ("elements_dir", "norms", "db"):
+            value = getattr(self, name)
+            if value is not None:
+                checked_path(value, name)
+        for name in ("format", "vertical"):
+            if not (getattr(self, name) is None or isinstance(getattr(self, name), str)):
+                raise InputError(f"{name}: expected text or None, got {getattr(self, name)!r}")
         if self.elements_dir is not None and not os.path.isdir(self.elements_dir):
             raise InputError(f"elements_dir {self.elements_dir}: not a folder; give the folder of the element files")
         if isinstance(self.tags, str):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -15,8 +16,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..errors import InputError
+from ..errors import InputError, checked_count
 from ..evaluate import check_seed
+from ..scoring.scores import checked_pass_percentile
 from .stats import (CONFIDENCE, MAX_BOOTSTRAP, benjamini_hochberg, fisher_drop_test, pooled_rate_interval,
                     rank_correlation)
 
@@ -51,10 +53,21 @@ class Settings:
     until: date | None = None     # analyse outcomes up to this day (default: the last day with outcomes)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.by, (tuple, list)) and all(isinstance(f, str) for f in self.by)):
+            raise InputError(f"by: expected a tuple of field names among {', '.join(SEGMENT_FIELDS)}, got {self.by!r}")
+        for name in ("window_days", "step_days", "min_creatives", "bootstrap", "min_impressions", "min_clicks"):
+            checked_count(getattr(self, name), name, minimum=0)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
+            raise InputError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
+        if not (self.score is None or isinstance(self.score, str)):
+            raise InputError(f"score: expected the name of a score (text) or None, got {self.score!r}")
+        if not (self.until is None or isinstance(self.until, date)):
+            raise InputError(f"until: expected a datetime.date or None, got {self.until!r}")
+        checked_pass_percentile(self.pass_percentile)
         bad = [f for f in self.by if f not in SEGMENT_FIELDS]
         if bad or len(set(self.by)) != len(self.by):
             raise InputError(f"by {','.join(self.by)}: segment by distinct fields among {', '.join(SEGMENT_FIELDS)}")
-        if self.metric not in METRICS:
+        if not isinstance(self.metric, str) or self.metric not in METRICS:
             raise InputError(f"metric {self.metric!r}: choose one of {', '.join(METRICS)}")
         if self.window_days < 2 or not 1 <= self.step_days <= self.window_days:
             raise InputError(f"window {self.window_days}d, step {self.step_days}d: the window needs 2 days or "
@@ -68,8 +81,6 @@ class Settings:
         if self.bootstrap > MAX_BOOTSTRAP:
             raise InputError(f"bootstrap {self.bootstrap}: use at most {MAX_BOOTSTRAP} resamples; more only take "
                              "longer without making the 95% intervals any more useful")
-        if not 0 < self.pass_percentile <= 100:  # as `foveal score` checks it
-            raise InputError(f"pass_percentile must be in (0, 100], got {self.pass_percentile:g}")
         check_seed(self.seed)
 
     @property

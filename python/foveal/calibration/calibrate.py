@@ -51,6 +51,15 @@ def calibrate(store, settings: Settings, *, norms: Norms | None = None, graph: s
     ``norms`` of another graph than the predictions' are refused (InputError), as in scoring, unless
     ``allow_model_mismatch``, which records a warning (``norms_warning``) instead.
     """
+    if not all(hasattr(store, a) for a in ("latest_predictions", "outcome_rows")):
+        raise InputError(f"store: expected a foveal.store.Store, got {type(store).__name__}")
+    if not isinstance(settings, Settings):
+        raise InputError(f"settings: expected a foveal.calibration.analysis.Settings, got {type(settings).__name__}")
+    if not (norms is None or isinstance(norms, Norms)):
+        raise InputError(f"norms: expected Norms (foveal.scoring.norms.load_norms reads them) or None, got "
+                         f"{type(norms).__name__}")
+    if not (graph is None or isinstance(graph, str)):
+        raise InputError(f"graph: expected a graph_sha256 (text) or None, got {graph!r}")
     predictions = choose_graph(store.latest_predictions(graph), graph)
     first = predictions[0]
     model = {"name": first["model"], "graph_sha256": first["graph_sha256"], "precision": first["precision"]}

@@ -221,13 +221,17 @@ def _name(image: ImageLike) -> str:
 def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict[str, Any]:
     """The standard element file (what ``foveal score --elements`` reads), each element marked ``source: auto``
     with its ``confidence`` (and ``text`` where it was read)."""
+    detections = list(detections) if isinstance(detections, (list, tuple)) else [None]
+    if not all(isinstance(d, Detection) for d in detections):
+        raise InputError("detections: expected the list of Detection objects Detector.detect returns")
+    fmt = format_of(image_hw)
     elements = []
     for element, d in zip(to_elements(detections), detections):
         item = {**element.to_dict(), "confidence": d.confidence, "source": SOURCE}
         if d.text:
             item["text"] = d.text
         elements.append(item)
-    return {"format": format_of(image_hw), "units": "px", "source": SOURCE, "elements": elements}
+    return {"format": fmt, "units": "px", "source": SOURCE, "elements": elements}
 
 
 __all__ = ["Detection", "Detector", "DETECTED_KINDS", "INSTALL_HINT", "default_detector", "detect",

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from ..boxes import round_half_up
 from ..errors import InputError
-from .elements import Element, check_elements
+from .elements import Element, check_elements, element_list
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
@@ -31,6 +31,11 @@ HOLE_MARGIN = 3
 GHOST_MARGIN = 2
 
 
+def _check_names(edit: str, *names: object) -> None:
+    if not all(isinstance(n, str) for n in names):
+        raise InputError(f"{edit}: an element is named by its name (text), got {', '.join(map(repr, names)):.80}")
+
+
 @dataclass(frozen=True)
 class Move:
     """Translate element ``name`` by ``(dx, dy)`` pixels (``dy < 0`` is up)."""
@@ -40,6 +45,7 @@ class Move:
     dy: int
 
     def __post_init__(self) -> None:
+        _check_names("move", self.name)
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (self.dx, self.dy)):
             raise InputError(f"move {self.name!r}: dx and dy are whole pixels, got {self.dx!r}, {self.dy!r}")
 
@@ -52,6 +58,7 @@ class Scale:
     factor: float
 
     def __post_init__(self) -> None:
+        _check_names("scale", self.name)
         f = self.factor
         if isinstance(f, bool) or not isinstance(f, (int, float, np.number)) or not 0 < f <= MAX_SCALE:
             raise InputError(f"scale {self.name!r}: the factor must be a number in (0, {MAX_SCALE:g}], got {f!r}")
@@ -65,6 +72,7 @@ class Swap:
     second: str
 
     def __post_init__(self) -> None:
+        _check_names("swap", self.first, self.second)
         if self.first == self.second:
             raise InputError(f"swap: an element cannot swap with itself ({self.first!r})")
 
@@ -231,6 +239,8 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
     image = checked_image(image)
     elements = checked_elements(elements, image)
     current = {e.name: e for e in elements}
+    if isinstance(edits, (str, bytes, Mapping)) or not isinstance(edits, Iterable):
+        raise InputError(f"edits: expected a list of Move, Scale or Swap objects, got {type(edits).__name__}")
     for edit in edits:
         if isinstance(edit, Move):
             e = _lookup(current, edit.name, "move")
@@ -280,7 +290,7 @@ def checked_image(image: object) -> np.ndarray:
 def checked_elements(elements: Sequence[Element], image: np.ndarray) -> tuple[Element, ...]:
     """``elements`` as a tuple, else ElementSpecError: a box off the image would be cut short by the slicing and
     pasted into its full box (or, scaled, squashed) without a word."""
-    elements = tuple(elements)
+    elements = tuple(element_list(elements))
     # An edited creative's elements may be edited again, and an edit may leave two of them on one box.
     check_elements(elements, image.shape[:2], "elements", identical_boxes=True)
     return elements
@@ -373,7 +383,7 @@ def _centred_on(box: tuple[int, int, int, int], target: tuple[int, int, int, int
 
 
 def _lookup(current: dict[str, Element], name: str, option: str) -> Element:
-    if name not in current:
+    if not isinstance(name, str) or name not in current:
         raise InputError(f"{option}: no element named {name!r}; the elements are {', '.join(sorted(current))}")
     return current[name]
 

@@ -34,7 +34,7 @@ import numbers
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -114,8 +114,8 @@ class ElementSpec:
 
 def format_of(image_hw: Sequence[int]) -> str:
     """The format name inferred from an image size: ``"WxH"`` in pixels (``(1920, 1080)`` → ``"1080x1920"``)."""
-    h, w = image_hw
-    return f"{int(w)}x{int(h)}"
+    h, w = checked_hw(image_hw)
+    return f"{w}x{h}"
 
 
 def normalise_kind(kind: Any, where: str = "element") -> str:
@@ -249,12 +249,19 @@ def checked_hw(image_hw: Any) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def element_list(elements: Iterable[Element], source: str = "elements") -> list[Element]:
+    """``elements`` as a list, else InputError: None or a number is no element list."""
+    if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
+        raise InputError(f"{source}: expected a list of Element objects, got {type(elements).__name__}")
+    return list(elements)
+
+
 def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source: str = "elements", *,
                    identical_boxes: bool = False) -> None:
     """Check a resolved element list as a whole: at least one element, known kinds, inside the image, no duplicate
     names and (unless ``identical_boxes``, as an edit may produce) no two names on the identical box.  Raises
     :class:`ElementSpecError`."""
-    elements = list(elements)
+    elements = element_list(elements, source)
     image_hw = checked_hw(image_hw)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")

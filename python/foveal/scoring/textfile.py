@@ -31,6 +31,8 @@ def read_text(path: str | Path, what: str, max_bytes: int, error: type[InputErro
 
 def parse_json(text: str, source: str, error: type[InputError] = InputError) -> Any:
     """``json.loads`` with every refusal as ``error``; a leading byte order mark is dropped, as files' are."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise error(f"{source}: expected JSON text, got {type(text).__name__}")
     if isinstance(text, str):
         text = text.removeprefix("\ufeff")  # text sent whole (a form field, a string) keeps an editor's BOM
     try:

@@ -23,10 +23,11 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ..boxes import round_half_up
-from ..errors import InputError
+from ..errors import InputError, checked_count
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
-from .edits import GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_image, move_variants
+from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
+                    checked_image, move_variants)
 from .elements import Element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
@@ -188,7 +189,9 @@ def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Eleme
     ``thresholds`` are the model card's (``Thresholds.of_card``), for the recommendations."""
     if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
         raise InputError(f"top must be a whole number >= 1, got {top!r}")
+    _checked_run(engine, batch_size)
     image = checked_image(image)
+    elements = checked_elements(elements, image)
     positions = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step, max_overlap=max_overlap,
                                   image=image)
     result = search_position(engine, image, elements, name, positions.offsets, batch_size=batch_size,
@@ -222,10 +225,19 @@ def whatif_document(body: dict[str, Any], outcome: EditOutcome, inputs: dict[str
     }
 
 
+def _checked_run(engine: Predictor, batch_size: int) -> int:
+    """``batch_size`` checked, and ``engine`` something that predicts, before any edit is made."""
+    if not callable(getattr(engine, "predict_batch", None)):
+        raise InputError(f"engine: expected a foveal.Engine (or anything with predict_batch), got "
+                         f"{type(engine).__name__}")
+    return checked_count(batch_size, "batch_size")
+
+
 def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
               batch_size: int = 16) -> EditOutcome:
     """Apply ``edits`` and score the original and the edited creative from one batched model call."""
-    if not edits:
+    batch_size = _checked_run(engine, batch_size)
+    if isinstance(edits, (list, tuple)) and not edits:
         raise InputError("no edit given: give at least one move NAME:DX,DY, scale NAME:FACTOR or swap NAME,NAME")
     edited = apply_edits(image, elements, edits)
     map_before, map_after = engine.predict_batch([image, edited.image], batch_size=batch_size)
@@ -277,7 +289,7 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     if image is not None:
         image = checked_image(image)
     by_name = {e.name: e for e in elements}
-    if name not in by_name:
+    if not isinstance(name, str) or name not in by_name:
         raise InputError(f"search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
     x, y, w, h = by_name[name].box
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
@@ -367,8 +379,7 @@ def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Ele
     The first batch also carries the unedited image (the baseline).  ``progress(chunks, total)`` wraps the
     iteration over batches (e.g. a progress bar).
     """
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = _checked_run(engine, batch_size)
     if not offsets:
         raise InputError(f"search_position: no positions to try for {name!r}")
     stream: Iterator[tuple[tuple[int, int] | None, EditedCreative]] = _with_baseline(

@@ -50,6 +50,11 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
 
 def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's rows as dicts of typed fields plus ``line``, and the problems found (``"line 4: ..."``)."""
+    if not (isinstance(mapping, Mapping) and all(isinstance(c, str) and f in FIELDS for c, f in mapping.items())):
+        raise InputError(f"mapping: expected {{column: field}} with each field one of {', '.join(FIELDS)}, got "
+                         f"{mapping!r:.80}")
+    if len(set(mapping.values())) != len(mapping):
+        raise InputError("mapping: two columns map to one field; map each field once")
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if not path.is_file():  # a pipe or device could block the read, or never end

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
 from ..errors import InputError
-from ..fileio import note_input
+from ..fileio import checked_path, note_input
 from ..scoring.scores import CreativeScores
 from . import schema as s
 from .database import connect_error, create_engine, describe, parse_url, write_error
@@ -99,6 +99,14 @@ class Store:
         if isinstance(tags, str) or not isinstance(tags, Iterable):  # "spring" was stored as six one-letter tags
             raise InputError(f"tags: expected a list of tags, got {tags!r}; pass [{tags!r}] for one tag")
         tags = sorted({check_label(t, "tag") for t in tags})
+        if not isinstance(scores, CreativeScores):
+            raise InputError(f"record: scores must be the CreativeScores of score_creative, got "
+                             f"{type(scores).__name__}")
+        if not isinstance(provenance, Mapping):
+            raise InputError(f"record: provenance must be the SaliencyMap.provenance dict, got "
+                             f"{type(provenance).__name__}")
+        if not (scored_at is None or isinstance(scored_at, datetime)):
+            raise InputError(f"record: scored_at must be a datetime or None, got {scored_at!r}")
         graph = provenance.get("graph_sha256")
         if not graph:
             raise InputError("record: provenance has no graph_sha256; pass the SaliencyMap.provenance of the map "
@@ -152,8 +160,8 @@ class Store:
 
         Rows are keyed by (creative, date, source): importing the same file again changes nothing.
         """
-        path = Path(path)
-        rows, errors = read_outcomes(path, mapping or {})
+        path = Path(checked_path(path, "outcomes file"))
+        rows, errors = read_outcomes(path, {} if mapping is None else mapping)
         now = datetime.now(timezone.utc)
         with self._transaction() as conn:
             ids = sorted({r["creative_id"] for r in rows})
