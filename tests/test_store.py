@@ -351,6 +351,8 @@ BAD_FILES = {
                           "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n",  # PostgreSQL: a store error, no line
                           r"line 2: source 'S{40}' is not 1-200 printable characters.*line 3: source 'a\\x01b' is "
                           r"not 1-200.*line 4: creative_id 'a\\x00' is not 1-200 printable characters"),
+    "future_date": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\na,2204-02-29,10,1\n",
+                    r"line 3: date 2204-02-29 is in the future; outcomes are of days already run"),
     "field_too_long": ("creative_id,date,impressions,clicks\na,2024-03-01,10," + "1" * 140_000 + "\n",
                        r"line 2: not a valid CSV row \(field larger than field limit.*check that every quoted field "
                        r"is closed"),
@@ -376,12 +378,15 @@ def test_bad_outcome_files_are_rejected_whole_with_line_numbers(name, tmp_path):
 def test_counts_and_dates_in_the_documented_forms_are_read(tmp_path):
     path = _write(tmp_path / "forms.csv", "creative_id,date,impressions,clicks,spend\n"
                   "a,2024-03-01,1200,3,1.5\na, 2024-03-02 , 1200 ,3, 2 \na,2024-03-03,1200.0,3,1e1\n"
-                  "a,2024-03-04,1.2e3,3,.5\na,2024-03-05,9007199254740993.0,3,\n")
+                  "a,2024-03-04,1.2e3,3,.5\na,2024-03-05,9007199254740993.0,3,\n"
+                  "a,2024-03-06,10,0e21,\na,2024-03-07,10,0e99999999999999999999,\n")  # zeros, whatever exponent
     rows, errors = read_outcomes(path, {})
     assert not errors
     assert [(r["date"], r["impressions"], r["spend"]) for r in rows] == [
         (date(2024, 3, 1), 1200, 1.5), (date(2024, 3, 2), 1200, 2.0), (date(2024, 3, 3), 1200, 10.0),
-        (date(2024, 3, 4), 1200, 0.5), (date(2024, 3, 5), 9007199254740993, None)]  # exact: not through a float
+        (date(2024, 3, 4), 1200, 0.5), (date(2024, 3, 5), 9007199254740993, None),  # exact: not through a float
+        (date(2024, 3, 6), 10, None), (date(2024, 3, 7), 10, None)]
+    assert [r["clicks"] for r in rows[-2:]] == [0, 0]
 
 
 def test_bad_file_rolls_back_on_postgres_too(store_url, tmp_path):
@@ -674,7 +679,7 @@ def test_connections_racing_to_switch_a_new_sqlite_file_to_wal_all_succeed(tmp_p
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
             try:
                 barrier.wait(timeout=30)
-                _sqlite_connect(conn, None)  # what every new store connection runs first
+                _sqlite_connect(conn, None, create=True)  # what every new store connection runs first
                 assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             except sqlite3.OperationalError as exc:
                 failures.append(str(exc))
@@ -762,3 +767,49 @@ def test_a_store_opens_from_a_path_object(tmp_path):
     assert (tmp_path / "p.db").is_file()
     with pytest.raises(InputError, match="expected a database URL or a file path, got NoneType"):
         Store(None)
+
+
+def test_a_refused_import_leaves_another_applications_database_as_it_was(tmp_path, capsys):
+    """Opening switched the file to WAL (a lasting change, with -wal and -shm files beside it) before the check
+    that refused it; a 0-byte file became a 4 KiB database."""
+    import hashlib
+    import sqlite3
+
+    other, empty = tmp_path / "other.db", tmp_path / "empty.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x INTEGER)")
+    empty.touch()
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    outcomes = _write(tmp_path / "o.csv", "creative_id,date,impressions,clicks\na,2024-03-01,10,1\n")
+    for db in (other, empty):
+        assert main(["outcomes", "import", str(outcomes), "--db", str(db)]) == 1
+        assert "holds no foveal store" in capsys.readouterr().err
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before and empty.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "o.csv", "other.db"]
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_mapping_dict_is_checked_as_the_cli_checks_its_map(tmp_path):
+    """Two columns mapped to creative_id credited the row to the last one, silently."""
+    path = _write(tmp_path / "two.csv", "A,B,date,impressions,clicks\na,b,2024-03-01,100,5\n")
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        for mapping, message in [({"A": "creative_id", "B": "creative_id"}, "two columns map to one field"),
+                                 ({"A": "bogus"}, "each field one of creative_id"),
+                                 ("A=creative_id", r"expected \{column: field\}")]:
+            with pytest.raises(InputError, match=message):
+                store.import_outcomes(path, mapping)
+        assert store.counts()["outcomes"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["f" * 65, "a\x00b", "a\nb"])
+def test_a_format_no_store_can_keep_is_refused_before_it_is_written(store_url, fmt):
+    """A format over the column's 64 characters, or holding NUL, was stored by SQLite and refused by PostgreSQL
+    as a failed store ("check that the server is up, then rerun")."""
+    from dataclasses import replace
+
+    scores, provenance = scored(1)
+    with Store(store_url) as store:
+        with pytest.raises(InputError, match="a format name is at most 64 printable characters"):
+            store.record("a", replace(scores, format=fmt), provenance)
+        assert store.counts()["predictions"] == 0

@@ -18,7 +18,7 @@ from ..errors import ElementSpecError, FovealError, InputError, checked_flag
 from ..fileio import checked_path, is_unicode, unicode_name, write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
-from ..scoring.elements import ElementSpec, find_element_file, load_elements, parse_elements
+from ..scoring.elements import ElementSpec, checked_format, find_element_file, load_elements, parse_elements
 from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, scores_document, write_report
@@ -83,6 +83,8 @@ class BatchOptions:
         if self.format is not None and not is_unicode(self.format):
             raise InputError(f"format {self.format.encode('utf-8', 'replace').decode()!r} is not valid UTF-8; "
                              "name a format of the norms")
+        if self.format is not None:
+            checked_format(self.format)
 
 
 @dataclass

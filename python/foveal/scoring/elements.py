@@ -49,6 +49,8 @@ ELEMENT_KINDS: tuple[str, ...] = ("cta", "headline", "body_text", "product", "lo
 CONVERSION_KINDS: frozenset[str] = frozenset({"cta", "headline", "product"})
 #: Most elements one creative may have: a report draws every one, and 360,000 boxes took minutes.
 MAX_ELEMENTS = 10_000
+#: Longest format name: the store keeps formats in a column this wide (PostgreSQL enforces it, SQLite would not).
+MAX_FORMAT_CHARS = 64
 CSV_COLUMNS: tuple[str, ...] = ("name", "kind", "x", "y", "w", "h")
 #: The CSV header for corner boxes (implies ``box_format`` xyxy).
 CSV_XYXY_COLUMNS: tuple[str, ...] = ("name", "kind", "x0", "y0", "x1", "y1")
@@ -116,6 +118,20 @@ def format_of(image_hw: Sequence[int]) -> str:
     """The format name inferred from an image size: ``"WxH"`` in pixels (``(1920, 1080)`` → ``"1080x1920"``)."""
     h, w = checked_hw(image_hw)
     return f"{w}x{h}"
+
+
+def checked_format(value: Any, what: str = "format", error: type[InputError] = InputError) -> str:
+    """``value`` as a format name, else ``error`` naming it ``what``: text of 1 to :data:`MAX_FORMAT_CHARS`
+    printable characters (it keys the norms, names a store column of that width, and goes into scores.json and
+    report.html, both UTF-8)."""
+    if not isinstance(value, str) or not value.strip():
+        raise error(f"{what} must be a non-empty string such as \"1080x1080\", got {_short(value)}")
+    if not is_unicode(value):
+        raise error(f"{what} holds a lone UTF-16 surrogate, got {_short(value)}; use a valid Unicode name")
+    if len(value) > MAX_FORMAT_CHARS or not value.isprintable():
+        raise error(f"{what} {_short(value)}: a format name is at most {MAX_FORMAT_CHARS} printable characters "
+                    "(no line breaks or control characters), such as \"1080x1080\"")
+    return value
 
 
 def normalise_kind(kind: Any, where: str = "element") -> str:
@@ -312,11 +328,8 @@ def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") 
             raise ElementSpecError(f"{source}: a JSON object needs an 'elements' list; got keys "
                                    f"{_short(sorted(map(str, obj)))}")
         fmt = obj.get("format")
-        if fmt is not None and (not isinstance(fmt, str) or not fmt.strip()):
-            raise ElementSpecError(f"{source}: field 'format' must be a non-empty string, got {_short(fmt)}")
-        if fmt is not None and not is_unicode(fmt):  # it goes into scores.json and report.html, both UTF-8
-            raise ElementSpecError(f"{source}: field 'format' holds a lone UTF-16 surrogate, got {_short(fmt)}; use "
-                                   "a valid Unicode name")
+        if fmt is not None:
+            fmt = checked_format(fmt, f"{source}: field 'format'", ElementSpecError)
         default_units = _check_choice(obj.get("units", "px"), UNITS, "units", source)
         default_format = _check_choice(obj.get("box_format", "xywh"), BOX_FORMATS, "box_format", source)
         items = obj["elements"]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence
 import numpy as np
 
 from ..errors import InputError, checked_flag
-from .elements import CONVERSION_KINDS, Element, check_elements, format_of
+from .elements import CONVERSION_KINDS, Element, check_elements, checked_format, format_of
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -258,8 +258,8 @@ def _checked_arguments(smap: Any, elements: Any, norms: Any, format: Any, pass_p
     if norms is not None and not isinstance(norms, Norms):
         raise InputError(f"norms: expected a Norms (from load_norms(path) or build_norms), got "
                          f"{type(norms).__name__}")
-    if format is not None and not isinstance(format, str):
-        raise InputError(f"format: expected a format name such as \"1080x1080\", got {format!r}")
+    if format is not None:
+        checked_format(format)
     return tuple(elements), checked_pass_percentile(pass_percentile)
 
 

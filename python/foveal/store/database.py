@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -87,7 +88,7 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
             event.listen(engine, "begin", _sqlite_begin_read)
             return engine
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "connect", functools.partial(_sqlite_connect, create=create))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
@@ -97,12 +98,15 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
         raise FovealError(f"database {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
 
 
-def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object, *, create: bool) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it and upgrade locks mid-transaction,
     # which fails under concurrency instead of waiting).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    _wal(cur)
+    # WAL is a lasting property of the file: another application's database that the store is about to refuse
+    # (create=False and no foveal tables) must be left exactly as it was.
+    if create or cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'foveal_schema'").fetchone():
+        _wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.close()

@@ -11,7 +11,7 @@ import csv
 import decimal
 import math
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -230,17 +230,24 @@ def parse_day(text: str) -> date:
 
 def _parse_date(value: Any, problems: list[str]) -> date | None:
     if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if _blank(value):
+        day = value.date()
+    elif isinstance(value, date):
+        day = value
+    elif _blank(value):
         problems.append("date is empty")
         return None
-    try:
-        return parse_day(str(value).strip(PADDING))
-    except ValueError:
-        problems.append(f"date {value!r} is not a date (YYYY-MM-DD)")
+    else:
+        try:
+            day = parse_day(str(value).strip(PADDING))
+        except ValueError:
+            problems.append(f"date {value!r} is not a date (YYYY-MM-DD)")
+            return None
+    # A mistyped year (2204 for 2024) would make calibration's latest window that day's, empty of every other
+    # outcome: drift would go unchecked without a word. A day ahead of UTC is allowed for time zones east of it.
+    if day > datetime.now(timezone.utc).date() + timedelta(days=1):
+        problems.append(f"date {day.isoformat()} is in the future; outcomes are of days already run")
         return None
+    return day
 
 
 def _parse_count(name: str, value: Any, required: bool, problems: list[str]) -> int | None:
@@ -278,13 +285,18 @@ def _whole(value: Any) -> int | None:
         try:
             number = decimal.Decimal(text)
         except decimal.InvalidOperation:  # an exponent beyond Decimal's own range: far above or below any count
-            return None if "-" in text.lower().partition("e")[2] else MAX_COUNT + 1
+            mantissa, _, exponent = text.lower().partition("e")
+            if not mantissa.strip("+-0."):  # 0e99999999999999999999 is still zero
+                return 0
+            return None if "-" in exponent else MAX_COUNT + 1
     elif isinstance(value, decimal.Decimal):  # a Parquet decimal column
         number = value
     else:
         number = decimal.Decimal(float(value))  # a Parquet float: exactly the binary value it holds
     if not number.is_finite() or number != number.to_integral_value():
         return None
+    if number.is_zero():  # 0e21: its exponent alone would count as a huge number below
+        return 0
     # 1e999999 is whole, but int() of it would build a million digits: anything that long is over MAX_COUNT anyway
     return int(number) if number.adjusted() <= 20 else MAX_COUNT + 1
 

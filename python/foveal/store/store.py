@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from .._version import __version__
 from ..errors import InputError
 from ..fileio import checked_path, note_input
+from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
 from . import schema as s
 from .database import connect_error, create_engine, describe, parse_url, write_error
@@ -102,6 +103,7 @@ class Store:
         if not isinstance(scores, CreativeScores):
             raise InputError(f"record: scores must be the CreativeScores of score_creative, got "
                              f"{type(scores).__name__}")
+        checked_format(scores.format, "record: the scores' format")
         if not isinstance(provenance, Mapping):
             raise InputError(f"record: provenance must be the SaliencyMap.provenance dict, got "
                              f"{type(provenance).__name__}")
