@@ -117,7 +117,8 @@ CASES = ["cpu.overlay", "cpu.preprocess", "cpu.summed_area_table", "cpu.box_sums
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_each_argument_of_the_wrong_type_is_a_foveal_error(cases, case):
+def test_each_argument_of_the_wrong_type_is_a_foveal_error(cases, case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # text where a path belongs ("zz") is a relative path: an output folder lands here
     function, base = cases[case]
     for name in base:
         for wrong in WRONG:
