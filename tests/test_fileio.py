@@ -12,7 +12,7 @@ import pytest
 
 import foveal
 from foveal import InputError
-from foveal.fileio import atomic_write, save_png, write_json
+from foveal.fileio import atomic_write, folder_replacement, save_png, write_json
 
 # where foveal is imported from: the installed package in CI, python/ in a checkout
 FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
@@ -245,3 +245,19 @@ def test_a_full_disk_under_a_npy_map_is_the_one_line_disk_full_error(tmp_path):
     assert message.startswith("cannot write ") and message.endswith(
         "No space left on device; free some space, then run again"), message
     assert listing == [".", ".."]  # the temporary file is gone
+
+
+@pytest.mark.parametrize("length", [236, 237, 255])
+def test_a_legal_name_of_up_to_255_bytes_is_written_as_a_file_and_as_a_folder(tmp_path, length):
+    """The temporary sibling was the name plus 19 bytes: a 237-255 byte name failed as "File name too long"."""
+    stem = "é" * ((length - 5) // 2) + "x" * ((length - 5) % 2)  # two bytes a letter: a cut may split one
+    target = tmp_path / f"{stem}.json"
+    assert len(os.fsencode(target.name)) == length
+    write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    folder = tmp_path / f"{stem}.dirs"
+    assert len(os.fsencode(folder.name)) == length
+    with folder_replacement(folder) as new:
+        (new / "f.txt").write_text("x")
+    assert (folder / "f.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, folder.name])

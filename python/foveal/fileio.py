@@ -29,6 +29,8 @@ from .errors import InputError
 
 #: errno values of a full disk (or quota): the user's to fix, not a failure of foveal.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: Longest file name (bytes) of Linux's file systems, macOS's and Windows' (in UTF-16 units there).
+NAME_MAX = 255
 
 # Files the running command reads, as (device, inode): None outside inputs_protected().
 _inputs: set[tuple[int, int]] | None = None
@@ -131,12 +133,20 @@ def read_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
     return data
 
 
+def _sibling_name(target: Path, suffix: str) -> Path:
+    """``.NAME.XXXXXXXXXXXX.SUFFIX`` beside ``target``, NAME cut short so that the whole fits the 255 bytes a file
+    name may have: a legal target name of 237-255 bytes must not fail as "File name too long"."""
+    tail = f".{secrets.token_hex(6)}.{suffix}"
+    name = os.fsencode(target.name)[:NAME_MAX - 1 - len(tail)]
+    return target.parent / f".{os.fsdecode(name)}{tail}"
+
+
 def _create_temporary(target: Path, made: list[Path]) -> int:
     """A new, exclusive temporary sibling of ``target``, created with the permissions an ordinary ``open()`` gives
     (0666 less the umask: the kernel applies it, so the process umask is never read or changed); its name goes into
     ``made`` before it exists, so that a Ctrl-C or SIGTERM raised the moment it is made still finds it to delete."""
     for _ in range(100):
-        made.append(target.parent / f".{target.name}.{secrets.token_hex(6)}.part")
+        made.append(_sibling_name(target, "part"))
         try:
             return os.open(made[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
@@ -300,7 +310,7 @@ def folder_replacement(target: str | os.PathLike) -> Iterator[Path]:
 def _new_sibling(target: Path, suffix: str) -> Path:
     """A new, empty hidden folder beside ``target`` (0777 less the umask, as ``mkdir`` makes it)."""
     for _ in range(100):
-        path = target.parent / f".{target.name}.{secrets.token_hex(6)}.{suffix}"
+        path = _sibling_name(target, suffix)
         try:
             os.mkdir(path, 0o777)
             return path

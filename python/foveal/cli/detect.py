@@ -7,6 +7,7 @@ with its ``confidence`` and ``source: "auto"``, for a person to accept or edit. 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import ElementSpecError, FovealError, InputError
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"several inputs share the name {clashes[0]!r}; their element files would collide")
     targets = [args.out / f"{stem}.json" for stem in stems]
     if not args.overwrite:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for t in targets if os.path.lexists(t)]  # a link to nothing is in the way too
         if existing:
             raise InputError(f"{existing[0]} exists (maybe edited by hand); pass --overwrite or another -o DIR")
     detector = default_detector()  # fails here, once, without the detect extra

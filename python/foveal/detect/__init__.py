@@ -9,6 +9,7 @@ never overlap (overlapping ones are merged), so attention is never counted twice
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ElementSpecError, InputError
+from ..errors import DetectorUnavailableError, ElementSpecError, InputError
 from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
                      MAX_CTA_CHARS)
-from .models import INSTALL_HINT, require_cv2
+from .models import INSTALL_HINT, graph_path, require_cv2
 from .shapes import find_button, mark_beside, product_region
 from .text import TextLine
 
@@ -160,6 +161,22 @@ def _merge_boxes(items: list[tuple[Box, float, Any]]) -> list[tuple[Box, float, 
 
 _default: Detector | None = None
 _default_lock = threading.Lock()
+
+
+def unavailable_reason() -> str | None:
+    """Why automatic detection cannot run here (the detect extra missing or incomplete), or None; nothing is
+    loaded, so a service can say whether it offers detection without building a detector."""
+    from . import faces, text
+
+    try:
+        require_cv2()
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise DetectorUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}")
+        for package, graph in (*text.GRAPHS, *faces.GRAPHS):
+            graph_path(package, graph)
+    except DetectorUnavailableError as exc:
+        return str(exc)
+    return None
 
 
 def default_detector() -> Detector:

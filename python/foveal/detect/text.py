@@ -16,6 +16,8 @@ from .models import graph_path, require_cv2, session
 _PACKAGE = "rapidocr_onnxruntime"
 _DET_GRAPH = "models/ch_PP-OCRv4_det_infer.onnx"
 _REC_GRAPH = "models/ch_PP-OCRv4_rec_infer.onnx"
+#: (package, file) of the text detection and recognition graphs.
+GRAPHS = ((_PACKAGE, _DET_GRAPH), (_PACKAGE, _REC_GRAPH))
 _REC_HEIGHT = 48
 _PIXEL_THRESHOLD = 0.3  # DB's binarisation threshold on the text probability
 _BOX_THRESHOLD = 0.5    # mean probability a region needs to count as text

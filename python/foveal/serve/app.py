@@ -37,6 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from .._version import __version__
 from ..client import MAX_DEADLINE_MS
+from ..detect import unavailable_reason as detection_unavailable
 from ..errors import InputError, ServiceError
 from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
@@ -121,6 +122,8 @@ class _State:
     exchange: MetricsExchange | None = None
     norms: dict[str, Norms] = field(default_factory=dict)
     ready: bool = False
+    #: Why automatic detection cannot run here (None: it can); /v1/models says whether it is offered.
+    detection_unavailable: str | None = None
 
 
 def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overrides: Any) -> FastAPI:
@@ -136,7 +139,8 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     state = _State(config=config, metrics=metrics, engine=engine,
                    exchange=MetricsExchange(config.metrics_dir, metrics) if config.metrics_dir else None,
                    # one detection at a time: it already uses every core (text network and faces side by side)
-                   detect_lane=Lane("detect", workers=1, max_queue=config.max_queue, metrics=metrics))
+                   detect_lane=Lane("detect", workers=1, max_queue=config.max_queue, metrics=metrics),
+                   detection_unavailable=detection_unavailable())
     keys = KeyChecker(load_keys(config.api_keys_file)) if config.api_keys_file else None
 
     @contextlib.asynccontextmanager
@@ -548,7 +552,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
-        """The model this service runs (graph, precision, backend) and the cards of every shipped model."""
+        """The model this service runs (graph, precision, backend), the cards of every shipped model, and whether
+        `/v1/detect` can propose elements here (`detection`: it needs the `detect` extra)."""
         engine = state.engine
         serving = None if engine is None else {
             "name": engine.model.name, "version": engine.model.version, "sha256": engine.model.sha256,
@@ -558,7 +563,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         for name in available_models():
             card = load_card(name)
             cards[name] = {k: v for k, v in card.raw.items()}
-        return {"serving": serving, "models": cards}
+        return {"serving": serving, "models": cards, "detection": state.detection_unavailable is None}
 
     @app.get("/v1/norms", tags=["service"])
     async def norms() -> dict[str, Any]:

@@ -141,13 +141,7 @@ export class Api {
     return this.json("/v1/detect", { method: "POST", body: form });
   }
 
-  /** The API paths this service offers (its OpenAPI schema). */
-  async paths() {
-    const schema = await this.json("/openapi.json");
-    return new Set(Object.keys(schema.paths ?? {}));
-  }
-
-  /** {serving: the model this service runs, models: the shipped cards}. */
+  /** {serving: the model this service runs, models: the shipped cards, detection: whether /v1/detect works}. */
   async models() {
     return this.json("/v1/models");
   }

@@ -1072,7 +1072,8 @@ function loadServiceInfo() {
 /** The model line, the norms to choose from, automatic detection; false when the service wants a key first. */
 async function fetchServiceInfo() {
   try {
-    const { serving } = await api.models();
+    const { serving, detection } = await api.models();
+    $("detect").hidden = detection !== true; // the button would only ever answer "not installed"
     if (serving) {
       $("model-info").textContent = `model ${serving.name} ${serving.version ?? ""} · ${serving.precision} on ${serving.backend}`;
     }
@@ -1085,11 +1086,6 @@ async function fetchServiceInfo() {
     for (const name of await api.normNames()) $("norms").append(h("option", { value: name }, name));
   } catch {
     // A service without norms: only "none" is offered.
-  }
-  try {
-    $("detect").hidden = !(await api.paths()).has("/v1/detect");
-  } catch {
-    // No schema: no automatic detection offered.
   }
   return true;
 }
