@@ -383,6 +383,33 @@ def test_a_wordmark_stands_apart_a_corner_headline_does_not():
     assert stands_apart(headline, [_line(headline), _line((15, 80, 96, 90)), _line(logo)])  # body farther down
 
 
+@pytest.mark.parametrize("size, gap", [((1200, 628), 40), ((728, 90), 8)])
+def test_buttons_side_by_side_on_a_flat_fill_are_no_product(detector, size, gap):
+    """The outlines of two buttons a few pixels apart, which spread beyond their masked boxes, were closed into one
+    region and reported as the product, taking the buttons' attention with it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    latin, _ = fonts()
+    if not latin:
+        pytest.skip("no TrueType fonts (Debian: fonts-dejavu-core fonts-liberation fonts-noto-core)")
+    w, h = size
+    img = Image.new("RGB", size, (240, 236, 228))
+    draw = ImageDraw.Draw(img)
+    small = h < 200
+    draw.text((20 if small else 80, 8 if small else 104), "Spring is here", fill=(20, 20, 20),
+              font=ImageFont.truetype(latin[0], 26 if small else 60))
+    font = ImageFont.truetype(latin[0], 14 if small else 28)
+    x, y, pad, tall = (330, 30, 14, 34) if small else (80, 480, 28, 64)
+    for label, colour in (("Shop now", (210, 50, 40)), ("Learn more", (30, 70, 160))):
+        right = x + int(draw.textlength(label, font=font)) + 2 * pad
+        draw.rounded_rectangle((x, y, right, y + tall), radius=8, fill=colour)
+        draw.text((x + pad, y + tall // 4), label, fill="white", font=font)
+        x = right + gap
+    found = detector.detect(np.asarray(img))
+    assert sum(d.kind == "cta" for d in found) == 2, found
+    assert not [d for d in found if d.kind == "product"], found
+
+
 def test_corner_headline_over_body_in_another_colour(detector):
     """Small type close together (the 300x250 case): a one-line headline by the top-left corner, body copy in
     another colour just below it, a button and the brand's wordmark in the bottom-right corner."""

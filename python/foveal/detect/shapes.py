@@ -117,6 +117,9 @@ def mark_beside(cv2, rgb: np.ndarray, box: Box) -> Box:
     return gx0, gy0, gx1, gy1
 
 
+_SPREAD = 3
+
+
 def product_region(cv2, rgb: np.ndarray, exclude: list[Box]) -> tuple[Box, float] | None:
     """The largest sharply textured region outside the ``exclude`` boxes (text, buttons, faces), or None.
 
@@ -132,8 +135,11 @@ def product_region(cv2, rgb: np.ndarray, exclude: list[Box]) -> tuple[Box, float
     energy = cv2.blur(energy, (5, 5))
     # Sharper than the rest of the creative: a softened photo background has some detail, the product much more.
     busy = (energy > max(6.0, 3.0 * float(np.median(energy)))).astype(np.uint8)
+    # A box's edges spread its energy _SPREAD cells beyond it (the Laplacian's one, the blur's two): masking only
+    # the box left its outline, and closing joined the outlines of neighbouring buttons into a "product".
     for x0, y0, x1, y1 in exclude:
-        busy[int(y0 * sh / h):int(np.ceil(y1 * sh / h)), int(x0 * sw / w):int(np.ceil(x1 * sw / w))] = 0
+        busy[max(0, int(y0 * sh / h) - _SPREAD):int(np.ceil(y1 * sh / h)) + _SPREAD,
+             max(0, int(x0 * sw / w) - _SPREAD):int(np.ceil(x1 * sw / w)) + _SPREAD] = 0
     busy = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     busy = cv2.morphologyEx(busy, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(busy, connectivity=8)
