@@ -86,8 +86,6 @@ def test_a_button_survives_jpeg_compression(detector, data_dir, seed):
     were found in the PNG and lost (as body text) once saved at JPEG quality 75."""
     import io
 
-    from PIL import Image
-
     from benchmarks.creatives import photos
 
     latin, cjk = fonts()

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.image_b is None:
         took = " (it took the images too)" if len(args.elements) > 2 else ""
         args.parser.error(f"give the creatives A and B before --elements, which takes one or two files{took}")
-    check_out_folder(args.out, ("compare.png", "compare.json") if args.no_html else
-                     ("compare.png", "compare.html", "compare.json"))
+    outputs = ("compare.png", "compare.json") if args.no_html else ("compare.png", "compare.html", "compare.json")
+    check_out_folder(args.out, outputs)
     if len(args.elements) > 2:
         args.parser.error(f"--elements takes one or two files (A's and B's), got {len(args.elements)}")
     element_files = args.elements if len(args.elements) == 2 else args.elements * 2
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     figure = compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b, diff)
     page = None if args.no_html else render_html(doc, figure)
     png_file, html_file, json_file = (args.out / name for name in ("compare.png", "compare.html", "compare.json"))
-    for target in (png_file, json_file) if page is None else (png_file, html_file, json_file):
-        check_output(target)  # all first: a refused compare.json must not leave a new compare.png beside the old
+    for name in outputs:  # again, all first: one made meanwhile must not leave a new compare.png beside the old
+        check_output(args.out / name)
     save_png(png_file, figure)
     if page is not None:
         write_text(html_file, page)

@@ -27,6 +27,9 @@ from ..scoring.recommend import Thresholds
 from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
 from . import add_engine_options, check_out_folder, make_engine, path_arg
 
+#: The files a run writes into its -o folder.
+OUTPUTS = ("whatif.png", "edited.png", "whatif.json")
+
 PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
 
 
@@ -65,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_out_folder(args.out, ("whatif.png", "edited.png", "whatif.json"))  # before the search, not after
+    check_out_folder(args.out, OUTPUTS)  # before the search, not after
     if bool(args.edits) == (args.search is not None):
         args.parser.error("give edits (--move/--scale/--swap) or --search NAME, not both" if args.edits
                           else "nothing to do: give --move/--scale/--swap edits or --search NAME")
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     diff = difference_map(outcome.map_before.prob, outcome.map_after.prob)
     figure = compare_figure(decoded.pixels, outcome.map_before, outcome.before, outcome.edited.image,
                             outcome.map_after, outcome.after, diff, labels=("before", "after"))
-    preview_file, edited_file, json_file = (args.out / name for name in ("whatif.png", "edited.png", "whatif.json"))
+    preview_file, edited_file, json_file = (args.out / name for name in OUTPUTS)
     for target in (preview_file, edited_file, json_file):
         check_output(target)  # all first: an input named edited.png must not leave a new whatif.png beside the old
     save_png(preview_file, figure)
