@@ -649,3 +649,41 @@ def test_run_batch_refuses_a_generator_and_batch_size_0_before_making_its_folder
         with pytest.raises(InputError, match=match):
             call()
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+_CTRL_C_DURING_PANDAS_IMPORT = """
+import os, signal, sys
+class CtrlC:
+    fired = False
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas.core.api" and not CtrlC.fired:  # what pyarrow imports on its first table
+            CtrlC.fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlC())
+from foveal.cli import main
+status = main(sys.argv[1:])
+print("pandas imported" if CtrlC.fired else "pandas not imported")
+sys.exit(status)
+"""
+
+
+def test_a_ctrl_c_while_pyarrow_imports_pandas_stops_the_batch(tmp_path):
+    """pyarrow imports pandas on its first table, in Cython code that swallows a KeyboardInterrupt: a Ctrl-C in that
+    half second was lost at the first commit and the batch ran to its end, exit 0."""
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_PANDAS_IMPORT, "-q", "score",
+                          str(EXAMPLES / "references"), "-o", str(out), "--model", "itti-koch"],
+                         env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 130 and "interrupted" in run.stderr, (run.returncode, run.stdout, run.stderr)
+    assert "pandas imported" in run.stdout
+    assert not (out / "scores.journal").read_text()  # nothing committed after the interrupt
+
+
+def test_decoding_an_image_never_imports_pandas(tmp_path):
+    """The decode's Arrow export went through pa.array and to_numpy, whose first use imports pandas in that same
+    Cython code: a Ctrl-C during a command's first decode was lost and predict wrote its maps, exit 0."""
+    run = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_PANDAS_IMPORT, "-q", "predict",
+                          str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch"],
+                         env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "pandas not imported" in run.stdout, (run.returncode, run.stdout, run.stderr)

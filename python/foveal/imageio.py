@@ -336,8 +336,12 @@ def _rgb_array(image: "PIL.Image.Image") -> np.ndarray:  # noqa: F821
         import pyarrow as pa
 
         try:
-            rgbx = pa.array(image).flatten().to_numpy(zero_copy_only=True).reshape(image.height, image.width, 4)
-        except (ValueError, TypeError, pa.ArrowException):
+            # Not pa.array(image) nor .to_numpy(): on first use both import pandas inside Cython code that
+            # swallows a KeyboardInterrupt, so a Ctrl-C during a command's first decode was lost (exit 0).
+            channels = pa.Array._import_from_c_capsule(*image.__arrow_c_array__()).flatten()
+            rgbx = np.frombuffer(channels.buffers()[1], np.uint8, count=len(channels), offset=channels.offset)
+            rgbx = rgbx.reshape(image.height, image.width, 4)
+        except (ValueError, TypeError, AttributeError, pa.ArrowException):
             pass
         else:
             rgb = np.empty((image.height, image.width, 3), np.uint8)
