@@ -142,3 +142,40 @@ def test_output_path_that_is_a_file(tmp_path, rgb, capsys):
     (tmp_path / "out").write_text("x")
     assert main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_the_same_image_twice_is_refused_as_listed_twice(tmp_path, rgb, capsys):
+    """It was told to "rename one" of two mentions of one file."""
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    for argv in ([str(tmp_path / "a.png")] * 2, [str(tmp_path), str(tmp_path / "a.png")]):
+        assert main(["predict", *argv, "-o", str(tmp_path / "o")]) == 1
+        assert "a.png is listed twice" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_image_is_predicted(tmp_path, rgb, capsys,
+                                                                                   monkeypatch):
+    """a.overlay.png being a folder stopped the run after a.png was written, and b was never predicted."""
+    images, out = tmp_path / "in", tmp_path / "out"
+    images.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(rgb).save(images / f"{name}.png")
+    (out / "a.overlay.png").mkdir(parents=True)
+    assert main(["predict", str(images), "-o", str(out)]) == 1
+    assert "cannot write" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.overlay.png"]
+    (out / "a.overlay.png").rmdir()
+
+    from foveal.saliency_map import SaliencyMap
+
+    real = SaliencyMap.overlay
+
+    def blocked(self, image, path=None, *args, **kwargs):  # the folder appears while the run goes on
+        if path is not None and path.name == "a.overlay.png":
+            path.mkdir()
+        return real(self, image, path, *args, **kwargs)
+
+    monkeypatch.setattr(SaliencyMap, "overlay", blocked)
+    assert main(["-q", "predict", str(images), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.count("cannot write") == 1
+    assert {"b.png", "b.overlay.png"} <= {p.name for p in out.iterdir()}  # the image after it still done

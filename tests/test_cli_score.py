@@ -238,6 +238,19 @@ def test_norms_build_refuses_bad_reference(small_folder, capsys):
     assert "ref_04" in capsys.readouterr().err and not out.exists()
 
 
+def test_norms_build_checks_its_output_before_scoring(small_folder, capsys, monkeypatch):
+    """-o a folder, or a path under a file, was refused only after every reference creative was scored."""
+    import foveal.cli.norms
+
+    monkeypatch.setattr(foveal.cli.norms, "make_engine", lambda args: pytest.fail("scored before the -o check"))
+    creatives = small_folder / "creatives"
+    image = next(creatives.glob("*.png"))
+    for out, message in [(creatives, "it is a folder"), (image / "n.json", "Not a directory"),
+                         (image, "one of this run's inputs")]:
+        assert run("norms", "build", creatives, "--elements", small_folder / "elements", "-o", out) == 1
+        assert message in capsys.readouterr().err
+
+
 def test_norms_build_explicit_format(small_folder):
     out = small_folder / "norms.json"
     assert main(["norms", "build", str(small_folder / "creatives"), "--elements", str(small_folder / "elements"),

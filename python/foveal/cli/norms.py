@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, Scorer, read_inputs
 from ..errors import InputError
-from ..fileio import write_json
+from ..fileio import check_output, note_input, write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms, engine_identity
@@ -45,6 +45,10 @@ def run_build(args: argparse.Namespace) -> int:
     if not elements_dir.is_dir():
         raise InputError(f"--elements {elements_dir}: not a folder")
     items = [BatchItem(image.stem, str(image), str(find_element_file(image, elements_dir))) for image in images]
+    for item in items:
+        note_input(item.image)
+        note_input(item.elements)
+    check_output(args.out)  # before scoring every reference creative, not after
     engine = make_engine(args)
     scorer = Scorer(engine, BatchOptions(format=args.format), batch_size=args.batch_size)
     chunks = (scorer.score_creatives(items[i:i + args.batch_size]) for i in range(0, len(items), args.batch_size))

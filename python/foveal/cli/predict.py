@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import FovealError, InputError
-from ..fileio import check_not_input, note_input
+from ..fileio import check_output, note_input
 from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
@@ -43,7 +44,11 @@ def _check_outputs(images: Sequence[Path], suffixes: Sequence[str]) -> None:
     """No two images may write the same file: a.png and a.jpg both make a.png; a.png's overlay is a.overlay.png's
     map."""
     seen: dict[str, Path] = {}
+    real: set[str] = set()
     for image in images:
+        if os.path.realpath(image) in real:  # renaming one of them is no way out
+            raise InputError(f"{image} is listed twice (a folder and a file in it count too); list each image once")
+        real.add(os.path.realpath(image))
         for suffix in suffixes:
             name = f"{image.stem}{suffix}"
             if name in seen:
@@ -59,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(images, suffixes)
     for image in images:
         note_input(image)
-    for image in images:  # before any work: an output must never replace an input
+    for image in images:  # before any work: an output must never replace an input, nor fail after hours of it
         for suffix in suffixes:
-            check_not_input(args.out / f"{image.stem}{suffix}")
+            check_output(args.out / f"{image.stem}{suffix}")
     engine = make_engine(args)
     failures = 0
     results = _predicted(engine, images, args.batch_size)
@@ -71,10 +76,14 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             print(error_line(result, args), file=sys.stderr)
             continue
-        result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
-        result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
-        if args.npy:
-            result.to_npy(args.out / f"{path.stem}{_NPY}")
+        try:  # a file that became unwritable meanwhile costs its image, not the images after it
+            result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
+            result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
+            if args.npy:
+                result.to_npy(args.out / f"{path.stem}{_NPY}")
+        except FovealError as exc:
+            failures += 1
+            print(error_line(exc, args), file=sys.stderr)
     if not args.quiet:
         written = f"{len(images) - failures} of {len(images)}" if failures else f"{len(images)}"
         print(f"foveal: {written} map(s) written to {args.out} "
