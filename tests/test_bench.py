@@ -112,3 +112,20 @@ def test_max_seconds_must_be_positive_and_finite(tmp_path, seconds, capsys) -> N
     assert main(["bench", str(image), "--model", "itti-koch", "--repeats", "1", "--batch", "1",
                  "--max-seconds", str(seconds)]) == 1
     assert f"max_seconds must be a positive number of seconds, got {seconds}" in capsys.readouterr().err
+
+
+def test_a_model_that_returns_nan_is_blamed_in_bench_as_in_predict(tmp_path) -> None:
+    """bench ran the stages one by one, past the engine's contract checks: a NaN model read "log_density must be
+    finite", where predict and score say the model is broken."""
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    from foveal.errors import ModelError
+    from tests.test_model_contract import _const, _pooled
+
+    model = _pooled(tmp_path / "nan.onnx", 8, [helper.make_node("Mul", ["mean", "c"], ["log_density"])],
+                    initializers=[_const("c", float("nan"))])
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    with pytest.raises(ModelError, match="model 'nan' .* returned NaN or infinite log-density"):
+        run_bench(Engine(model), [image], repeats=1, batch_sizes=(1,), max_seconds=5)

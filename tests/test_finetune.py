@@ -204,8 +204,40 @@ def test_a_name_that_could_reach_another_folder_is_refused_before_any_work(tmp_p
 @pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0])
 def test_a_learning_rate_that_cannot_train_is_refused(tmp_path, lr):
     """lr=inf passed 'lr > 0' and failed after the features as 'log_density must be finite'."""
-    with pytest.raises(InputError, match="a finite lr > 0"):
+    with pytest.raises(InputError, match="lr must be a finite number > 0"):
         finetune(tmp_path / "no-data", tmp_path / "m", lr=lr)
+
+
+@pytest.mark.parametrize("argument, value, message", [
+    ("epochs", 1.5, "epochs must be an integer >= 1"), ("epochs", "3", "epochs must be an integer"),
+    ("working_size", 100.5, "working_size must be an integer"), ("train_images", 0, "train_images must be >= 1"),
+    ("train_images", True, "train_images must be an integer"), ("train_blocks", None, "train_blocks must be"),
+    ("lr", "0.1", "lr must be a finite number"), ("seed", "x", "seed must be a whole number"),
+    ("seed", 2**70, "seed must be below 2\\*\\*63"), ("name", 5, "name must be text"),
+    ("data", None, "data: expected a file path"), ("out", None, "out: expected a file path")])
+def test_arguments_of_the_wrong_type_are_refused_before_any_work(tmp_path, argument, value, message):
+    """epochs=1.5 failed with a bare TypeError after the feature pass, working_size=100.5 after the whole training;
+    train_images=0 was read as "all" and True as 1."""
+    arguments = {"data": make_dataset(tmp_path / "d"), "out": tmp_path / "m", argument: value}
+    with pytest.raises(InputError, match=message):
+        finetune(**arguments)
+    assert not (tmp_path / "m").exists()
+
+
+def test_weights_that_are_damaged_or_not_a_foveal_network_are_a_model_error(tmp_path):
+    """A damaged base .safetensors was "internal error: SafetensorError", one without foveal's metadata a TypeError."""
+    from safetensors.numpy import save_file
+
+    from foveal.models import MODELS_DIR
+    from foveal.network import deepgaze
+
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes((MODELS_DIR / "foveal-lite0.safetensors").read_bytes()[:1000])
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(foreign))
+    for path in (damaged, foreign, tmp_path / "missing.safetensors"):
+        with pytest.raises(ModelError, match="not a foveal network's weights|no weights at"):
+            deepgaze.load(path)
 
 
 def test_fixations_csv_with_a_byte_order_mark_is_read(tmp_path):

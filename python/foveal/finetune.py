@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 import shutil
@@ -28,7 +29,9 @@ import numpy as np
 
 from ._version import __version__
 from .datasets import IMAGE_SUFFIXES, Dataset, _folder_images, load_dataset
-from .errors import FovealError, InputError, ModelError
+from .errors import FovealError, InputError, ModelError, checked_count
+from .evaluate import check_seed
+from .fileio import checked_path
 from .models import ModelCard, file_sha256, load_card
 
 __all__ = ["MIN_IMAGES", "MIN_TRAIN_FIXATIONS", "FinetuneResult", "data_fingerprint", "check_dataset", "finetune"]
@@ -219,10 +222,21 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     """
     say = log or (lambda _line: None)
     t0 = time.time()
-    out, root = Path(out), Path(data)
-    if epochs < 1 or train_blocks < 0 or batch < 1 or not 0 < lr < math.inf or (train_images or 1) < 1:
-        raise InputError(f"need epochs >= 1, train_blocks >= 0, batch >= 1 and a finite lr > 0, got {epochs}, "
-                         f"{train_blocks}, {batch}, {lr}")
+    out, root = Path(checked_path(out, "out")), Path(checked_path(data, "data"))
+    # Types first: a float epochs or working_size failed only after the feature pass, or the whole training.
+    epochs, batch = checked_count(epochs, "epochs"), checked_count(batch, "batch")
+    train_blocks = checked_count(train_blocks, "train_blocks", minimum=0)
+    if train_images is not None:
+        train_images = checked_count(train_images, "train_images")
+    if working_size is not None:
+        working_size = checked_count(working_size, "working_size")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise InputError(f"lr must be a finite number > 0, got {lr!r}")
+    check_seed(seed)
+    if seed >= 2**63:  # torch's generator takes a signed 64-bit seed
+        raise InputError(f"seed must be below 2**63, got {seed}")
+    if not (name is None or isinstance(name, str)):
+        raise InputError(f"name must be text or None, got {name!r}")
     name = _checked_name(name or out.name)
     if os.path.lexists(out):
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from ..metrics import CENTRE_BIAS
 from .backbone import EfficientNetLite, block_strides
 
@@ -186,7 +187,7 @@ def load(name_or_path: str | Path) -> SaliencyNet:
 
     Returns the module in eval mode on the CPU (move it with ``.to(device)``).
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from ..models import MODELS_DIR
@@ -195,17 +196,22 @@ def load(name_or_path: str | Path) -> SaliencyNet:
     if path.suffix != ".safetensors":
         path = MODELS_DIR / f"{name_or_path}.safetensors"
     if not path.is_file():
-        raise FileNotFoundError(f"no weights at {path}; pass a shipped model name or a .safetensors path")
-    with safe_open(str(path), "pt") as f:
-        cfg = json.loads(f.metadata()["foveal"])
-    model = SaliencyNet(cfg["variant"], tuple(cfg["taps"]), tuple(cfg["hidden"]))
-    # Weights saved before the domain calibration existed have none: the identity.
-    model.readout.temperature = float(cfg.get("temperature", 1.0))
-    model.readout.centre_mix = float(cfg.get("centre_mix", 0.0))
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+        raise ModelError(f"no weights at {path}; pass a shipped model name or a .safetensors path")
+    try:
+        with safe_open(str(path), "pt") as f:
+            cfg = json.loads((f.metadata() or {})["foveal"])
+        model = SaliencyNet(cfg["variant"], tuple(cfg["taps"]), tuple(cfg["hidden"]))
+        # Weights saved before the domain calibration existed have none: the identity.
+        model.readout.temperature = float(cfg.get("temperature", 1.0))
+        model.readout.centre_mix = float(cfg.get("centre_mix", 0.0))
+        missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # a damaged file, a safetensors file of another network, tensors of the wrong shape
+        raise ModelError(f"{path}: not a foveal network's weights, or damaged ({type(exc).__name__}: "
+                         f"{str(exc)[:160]}); use the .safetensors file foveal wrote beside the model") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]  # not saved: unused at inference
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit {cfg}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise ModelError(f"{path} does not fit {cfg}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.eval()
 
 
