@@ -131,3 +131,25 @@ def test_an_unwritable_tensorrt_cache_is_a_warning_not_a_failure(tmp_path, caplo
     with caplog.at_level("WARNING", logger="foveal"):
         tensorrt._write(blocker / "model.plan", b"plan")
     assert "cache not written" in caplog.text and blocker.read_text() == "x"
+
+
+def test_fp32_asked_of_a_gpu_backend_is_run_in_fp32(monkeypatch):
+    """TensorRT 10 and torch default to fp16 kernels, and precision="fp32" never said otherwise: an fp32 engine on a
+    GPU ran (and reported) fp16."""
+    seen = []
+
+    def capture(card, device, strict=False, graphs=None, **options):
+        seen.append(options)
+        raise BackendUnavailableError("captured")
+
+    monkeypatch.setattr(backends, "select", capture)
+    for device in ("auto", "cuda", ["torch", "onnxruntime"]):
+        with pytest.raises(BackendUnavailableError):
+            Engine("itti-koch", device=device, precision="fp32")
+    with pytest.raises(BackendUnavailableError):
+        Engine("itti-koch", device="cpu", precision="fp32")  # ONNX Runtime takes no fp16: none is passed
+    with pytest.raises(BackendUnavailableError):
+        Engine("itti-koch", device="auto")  # auto keeps each backend's own default
+    assert seen == [{"fp16": False}] * 3 + [{}, {}]
+    with pytest.raises(InputError, match="precision='fp32' with fp16=True"):
+        Engine("itti-koch", device="cuda", precision="fp32", fp16=True)

@@ -75,6 +75,11 @@ class Engine:
         self.model: ModelCard = load_card(model)
         self.blur_sigma = cpu.checked_blur_sigma(self.model.blur_sigma if blur_sigma is None else blur_sigma)
         graphs = _graphs(self.model, precision, for_decisions=for_decisions)
+        if precision == "fp32" and any("fp16" in backends.backend_options(name) for name in backends.resolve(device)):
+            # TensorRT 10 and torch pick fp16 kernels unless told not to: fp32 asked for is fp32 run.
+            if backend_options.get("fp16", False) is not False:
+                raise InputError("precision='fp32' with fp16=True: the two contradict; drop one")
+            backend_options = {**backend_options, "fp16": False}
         self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
         self.graph: ModelCard = graphs.get(self._backend.name, self.model)
         self._gpu_lock = threading.Lock()
