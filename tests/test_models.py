@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from foveal import ModelError, available_models, load_card
+from foveal import Engine, ModelError, available_models, load_card, models
 from foveal.geometry import plan
 from foveal.models import DEFAULT_MODEL
 
@@ -114,3 +114,38 @@ def test_damaged_int8_graph_is_refused(tmp_path):
     (tmp_path / f"{card.name}.json").write_text(json.dumps(raw))
     with pytest.raises(ModelError, match="not found"):
         load_card(tmp_path / f"{card.name}.onnx").variant("int8")
+
+
+def _user_folder(tmp_path, base="default"):
+    """A copy of a shipped model in a folder of its own, as ``foveal finetune`` writes one: graphs and a card that
+    states their sha256."""
+    card = load_card(base)
+    for precision in card.precisions:
+        shutil.copy(card.variant(precision).onnx_path, tmp_path)
+    (tmp_path / f"{card.name}.json").write_text(json.dumps(card.raw))
+    return card
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_a_swapped_graph_in_a_users_folder_is_refused(tmp_path, precision):
+    """The fp32 graph of a user's folder was not checked at all: another graph ran under the card's name."""
+    card = _user_folder(tmp_path)
+    assert load_card(tmp_path).variant(precision).sha256 == card.variant(precision).sha256
+    graph = tmp_path / card.variant(precision).onnx_path.name
+    shutil.copy(load_card("itti-koch").onnx_path, graph)
+    field = "sha256" if precision == "fp32" else f"{precision}.sha256"
+    with pytest.raises(ModelError, match=rf"^{graph.name}: sha256 .* does not match its card \({card.name}.json "
+                                         rf"{field}: .*changed after its card was written.*restore it") as info:
+        load_card(tmp_path).variant(precision)
+    assert "reinstall" not in str(info.value) and "\n" not in str(info.value)
+    for path in (tmp_path, tmp_path / f"{card.name}.json", tmp_path / f"{card.name}.onnx"):
+        with pytest.raises(ModelError, match="does not match its card"):
+            Engine(path, precision=precision)
+
+
+def test_a_damaged_shipped_graph_says_reinstall(tmp_path, monkeypatch):
+    card = _user_folder(tmp_path, "itti-koch")
+    shutil.copy(load_card("default").onnx_path, tmp_path / "itti-koch.onnx")
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelError, match=r"^itti-koch.onnx: .*does not match its card.*reinstall foveal$"):
+        models._load_shipped.__wrapped__(card.name)

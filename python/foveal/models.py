@@ -86,7 +86,8 @@ class ModelCard:
         if not isinstance(entry, dict) or not isinstance(entry.get("onnx"), str):
             raise ModelError(f"model {self.name!r} ships no {precision} graph (it has: {', '.join(self.precisions)})")
         path = self.onnx_path.parent / entry["onnx"]
-        return replace(self, onnx_path=path, sha256=_checked_sha256(path, entry.get("sha256")), precision=precision)
+        sha = _checked_sha256(path, entry.get("sha256"), self.card_path, f"{precision}.sha256")
+        return replace(self, onnx_path=path, sha256=sha, precision=precision)
 
 
 def available_models() -> list[str]:
@@ -116,14 +117,14 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         onnx = raw.get("onnx", path.with_suffix(".onnx").name)
         if not isinstance(onnx, str):
             raise ModelError(f"model card {path}: \"onnx\" must be a file name, got {onnx!r}")
-        return _card_from(raw, path.parent / onnx, verify=False, card_path=path)
+        return _card_from(raw, path.parent / onnx, card_path=path)
     if path.suffix in (".onnx", ".json") or path.exists():
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
         card_path = path.with_suffix(".json")
         if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
-            return _card_from(_read_json(card_path), path, verify=False, card_path=card_path)
-        return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path, verify=False)
+            return _card_from(_read_json(card_path), path, card_path=card_path)
+        return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path)
     raise ModelError(f"unknown model {text!r}: use one of {', '.join(_known_models())} or a path to an .onnx file")
 
 
@@ -144,7 +145,7 @@ def _card_in_folder(folder: Path) -> Path:
 def _load_shipped(name: str) -> ModelCard:
     card_path = MODELS_DIR / f"{name}.json"
     raw = _read_json(card_path)
-    return _card_from(raw, MODELS_DIR / raw.get("onnx", f"{name}.onnx"), verify=True, card_path=card_path)
+    return _card_from(raw, MODELS_DIR / raw.get("onnx", f"{name}.onnx"), card_path=card_path)
 
 
 def file_sha256(path: Path) -> str:
@@ -164,15 +165,24 @@ def _read_json(path: Path) -> dict:
     return raw
 
 
-def _checked_sha256(path: Path, expected: object) -> str:
-    """The file's sha256; a ModelError when it is missing or a card gave another sha256 (damaged or swapped)."""
+def _checked_sha256(path: Path, expected: object, card_path: Path | None, field: str = "sha256") -> str:
+    """The file's sha256; a ModelError when it is missing or differs from the sha256 its card states in ``field``.
+
+    Every graph whose card states a sha256 is checked, shipped or not: a fine-tuned folder's graph swapped for
+    another would otherwise run under the card's name, version and preprocessing.  The file is hashed anyway (its
+    sha256 is in every map's provenance), so the check costs nothing more.
+    """
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     sha = file_sha256(path)
-    if expected not in (None, sha):
-        raise ModelError(f"{path.name}: sha256 {sha[:12]}… does not match its card ({str(expected)[:12]}…); "
-                         "the package is damaged: reinstall foveal")
-    return sha
+    if expected is None or expected == sha:
+        return sha
+    where = f"{card_path.name} {field}" if card_path is not None else field
+    mismatch = f"{path.name}: sha256 {sha[:12]}… does not match its card ({where}: {str(expected)[:12]}…)"
+    if path.resolve().parent == MODELS_DIR:
+        raise ModelError(f"{mismatch}; the package is damaged: reinstall foveal")
+    raise ModelError(f"{mismatch}; the file changed after its card was written (swapped or damaged): restore it, or "
+                     f"if the change was intended set the card's {field} to {sha} or remove it")
 
 
 def _section(raw: dict, key: str, required: bool = True) -> dict:
@@ -185,8 +195,8 @@ def _section(raw: dict, key: str, required: bool = True) -> dict:
     return value
 
 
-def _card_from(raw: dict, onnx_path: Path, verify: bool, card_path: Path | None = None) -> ModelCard:
-    sha = _checked_sha256(onnx_path, raw.get("sha256") if verify else None)
+def _card_from(raw: dict, onnx_path: Path, card_path: Path | None = None) -> ModelCard:
+    sha = _checked_sha256(onnx_path, raw.get("sha256"), card_path)
     try:
         spec, output = _section(raw, "input"), _section(raw, "output")
         mean, std = tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["std"])
