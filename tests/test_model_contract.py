@@ -3,6 +3,7 @@ InputError blaming the image; malformed cards and out-of-range blur are refused 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -98,8 +99,9 @@ def test_broken_outputs_are_model_errors_naming_the_model(tmp_path, image, case,
 @pytest.mark.parametrize("card_change, match", [
     ({"postprocess": []}, "postprocess"), ({"input": "rgb"}, "input"), ({"output": {"stride": 8.5}}, "whole number"),
     ({"output": {"stride": 0}}, "between 1"), ({"postprocess": {"blur_sigma": 1e12}}, "blur_sigma"),
-    ({"postprocess": {"blur_sigma": "wide"}}, "ValueError"), ({"onnx": 5}, "file name"),
-    ({"input": {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, "x"], "std": [1, 1, 1]}}, "ValueError"),
+    ({"postprocess": {"blur_sigma": "wide"}}, "blur_sigma must be a number"), ({"onnx": 5}, "file name"),
+    ({"input": {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, "x"], "std": [1, 1, 1]}},
+     "input.mean must be a number"),
     ({"input": {"working_size": 65536, "pad_multiple": 32, "mean": [0] * 3, "std": [255] * 3}}, "over 8192 pixels"),
 ])
 def test_malformed_cards_are_model_errors(tmp_path, card_change, match):
@@ -108,6 +110,43 @@ def test_malformed_cards_are_model_errors(tmp_path, card_change, match):
     (tmp_path / "mine.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match=match):
         load_card(tmp_path / "mine.json")
+
+
+_INPUT = {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, 0], "std": [255, 255, 255]}
+
+
+@pytest.mark.parametrize("card_change, match", [
+    ({"input": {**_INPUT, "std": "255"}}, 'input.std must be a list of 3 numbers, got "255"'),
+    ({"input": {**_INPUT, "mean": ["0", "0", "0"]}}, 'input.mean must be a number, got "0"'),
+    ({"input": {**_INPUT, "mean": [True, False, True]}}, "input.mean must be a number, got true"),
+    ({"input": {**_INPUT, "std": [255, 255, 255, 255]}}, "input.std must be a list of 3 numbers"),
+    ({"input": {**_INPUT, "std": [255, 255, 1e400]}}, "input.std must be finite"),
+    ({"postprocess": {"blur_sigma": "2"}}, 'postprocess.blur_sigma must be a number, got "2"'),
+    ({"postprocess": {"blur_sigma": True}}, "postprocess.blur_sigma must be a number, got true"),
+    ({"name": None}, "name must be non-empty text, got null"), ({"name": ""}, "name must be non-empty text"),
+    ({"version": 2}, "version must be non-empty text, got 2"),
+    ({"input": {**_INPUT, "name": ["image"]}}, "input.name must be non-empty text"),
+    ({"output": {"stride": 8, "name": 0}}, "output.name must be non-empty text"),
+    ({"input": {**_INPUT, "color": "BGR"}}, 'input.color must be "RGB", the only one foveal feeds, got "BGR"'),
+    ({"input": {**_INPUT, "layout": "NHWC"}}, 'input.layout must be "NCHW"'),
+    ({"input": {**_INPUT, "dtype": "float16"}}, 'input.dtype must be "float32"'),
+    ({"input": {**_INPUT, "pad_mode": "zero"}}, 'input.pad_mode must be "edge"'),
+])
+def test_card_fields_of_the_wrong_type_or_an_unsupported_value_are_refused(tmp_path, card_change, match):
+    """float() and tuple() converted them: "255" became std (2, 5, 5), true a mean of 1, null the name 'None', and
+    BGR, NHWC, float16 or zero padding were ignored while the network was fed RGB, NCHW, float32 and edge padding."""
+    path = _pooled(tmp_path / "mine.onnx", 8)
+    (tmp_path / "mine.json").write_text(json.dumps({**load_card(path).raw, **card_change}))
+    with pytest.raises(ModelError, match=rf"^model card for mine.onnx is malformed \(\w+Error: {re.escape(match)}"):
+        load_card(tmp_path / "mine.json")
+
+
+def test_card_fields_foveal_feeds_may_be_stated_or_left_out(tmp_path):
+    path = _pooled(tmp_path / "mine.onnx", 8)
+    fed = {"layout": "NCHW", "dtype": "float32", "color": "RGB", "pad_mode": "edge"}
+    for spec in ({**_INPUT, **fed}, _INPUT):
+        (tmp_path / "mine.json").write_text(json.dumps({"input": spec, "output": {"stride": 8}}))
+        assert load_card(path).input.std == (255.0, 255.0, 255.0)
 
 
 @pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf"), 1e12, 1e19, "3", None])

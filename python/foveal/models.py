@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,10 @@ AUTO_PRECISIONS = {"onnxruntime": "int8", "tensorrt": "fp16"}
 # (benchmarks/decision_agreement.py, docs/MODEL.md).  For decisions "auto" runs fp32 instead of these, and a
 # decision made on one says so.
 COARSE_FOR_DECISIONS = ("int8",)
+
+# The input a card may describe but foveal feeds only one way (RGB, NCHW float32, edge padding): a card asking for
+# another is refused, for it would be ignored and the network fed what it does not expect.
+FIXED_INPUT = {"layout": "NCHW", "dtype": "float32", "color": "RGB", "pad_mode": "edge"}
 
 # What a bare user ONNX file is assumed to be when it comes without a card (documented in MODEL_CONTRACT.md).
 _BARE_ONNX_CARD: dict[str, Any] = {
@@ -199,20 +204,25 @@ def _card_from(raw: dict, onnx_path: Path, card_path: Path | None = None) -> Mod
     sha = _checked_sha256(onnx_path, raw.get("sha256"), card_path)
     try:
         spec, output = _section(raw, "input"), _section(raw, "output")
-        mean, std = tuple(float(v) for v in spec["mean"]), tuple(float(v) for v in spec["std"])
-        if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
-            raise ValueError("mean and std need 3 finite values each, std > 0")
-        blur_sigma = float(_section(raw, "postprocess", required=False).get("blur_sigma", 0.0))
-        if not (math.isfinite(blur_sigma) and 0.0 <= blur_sigma <= MAX_BLUR_SIGMA):
+        for key, fed in FIXED_INPUT.items():
+            if spec.get(key, fed) != fed:
+                raise ValueError(f"input.{key} must be {_shown(fed)}, the only one foveal feeds, got "
+                                 f"{_shown(spec[key])}")
+        mean, std = _three(spec["mean"], "input.mean"), _three(spec["std"], "input.std")
+        if min(std) <= 0:
+            raise ValueError(f"input.std must be > 0, got {list(std)}")
+        blur_sigma = _real(_section(raw, "postprocess", required=False).get("blur_sigma", 0.0),
+                           "postprocess.blur_sigma")
+        if not 0.0 <= blur_sigma <= MAX_BLUR_SIGMA:
             raise ValueError(f"postprocess.blur_sigma must be in [0, {MAX_BLUR_SIGMA:g}], got {blur_sigma}")
         card = ModelCard(
-            name=str(raw.get("name", onnx_path.stem)),
-            version=str(raw.get("version", "unknown")),
+            name=_text(raw.get("name", onnx_path.stem), "name"),
+            version=_text(raw.get("version", "unknown"), "version"),
             onnx_path=onnx_path,
             sha256=sha,
-            input=InputSpec(str(spec.get("name", "image")), _whole(spec["working_size"]),
-                            _whole(spec["pad_multiple"]), mean, std),  # type: ignore[arg-type]
-            output_name=str(output.get("name", "log_density")),
+            input=InputSpec(_text(spec.get("name", "image"), "input.name"), _whole(spec["working_size"]),
+                            _whole(spec["pad_multiple"]), mean, std),
+            output_name=_text(output.get("name", "log_density"), "output.name"),
             stride=_whole(output["stride"]),
             blur_sigma=blur_sigma,
             raw=raw,
@@ -234,6 +244,38 @@ def _card_from(raw: dict, onnx_path: Path, card_path: Path | None = None) -> Mod
 
 #: The longest network input side a card may ask for: 8192² float32 RGB is already 768 MiB per image.
 MAX_WORKING_SIZE = 8192
+
+
+def _real(value: object, field: str) -> float:
+    """A card's number: a finite JSON number (true, "2" or null are refused, not converted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field} must be a number, got {_shown(value)}")
+    number = float(value)  # an integer too large for a float is an OverflowError
+    if not math.isfinite(number):
+        raise ValueError(f"{field} must be finite, got {number}")
+    return number
+
+
+def _three(value: object, field: str) -> tuple[float, float, float]:
+    """A card's per-channel numbers: a JSON list of 3 numbers (a string such as "255" is not 3 numbers)."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise TypeError(f"{field} must be a list of 3 numbers, got {_shown(value)}")
+    return _real(value[0], field), _real(value[1], field), _real(value[2], field)
+
+
+def _text(value: object, field: str) -> str:
+    """A card's name, version or tensor name: non-empty text (null would otherwise name a model 'None')."""
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{field} must be non-empty text, got {_shown(value)}")
+    return value
+
+
+def _shown(value: object) -> str:
+    """``value`` as a card error quotes it, kept short: a card may hold anything."""
+    if isinstance(value, (list, dict)):
+        return reprlib.repr(value)
+    text = json.dumps(value)  # as the card spells it: "255", true, null
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _whole(value: object) -> int:
