@@ -149,6 +149,29 @@ def test_card_fields_foveal_feeds_may_be_stated_or_left_out(tmp_path):
         assert load_card(path).input.std == (255.0, 255.0, 255.0)
 
 
+@pytest.mark.parametrize("pooled", [True, False])
+def test_a_card_that_makes_every_output_grid_one_cell_is_refused(tmp_path, image, pooled):
+    """working_size = pad_multiple = stride: every image came out 1×1, a uniform map, with no error."""
+    if pooled:
+        path = _pooled(tmp_path / "one.onnx", 32)
+    else:
+        path = _model(tmp_path / "one.onnx", [helper.make_node("GlobalAveragePool", ["image"], ["g"]),
+                                              helper.make_node("ReduceMean", ["g"], ["log_density"], axes=[1])])
+    card = {"input": {"working_size": 32, "pad_multiple": 32, "mean": [0] * 3, "std": [255] * 3},
+            "output": {"stride": 32}}
+    (tmp_path / "one.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"^model card for one.onnx: .* all 32, so every image gets a 1x1 output "
+                                         r"grid \(a uniform map\); raise working_size"):
+        Engine(path).predict(image)
+    card["input"]["working_size"] = 64  # two cells along the long side: a map, if a coarse one
+    (tmp_path / "one.json").write_text(json.dumps(card))
+    if pooled:
+        assert Engine(path).predict(image).shape == (100, 140)
+    else:  # one cell where the card means two: the output grid's shape gives it away
+        with pytest.raises(ModelError, match="output shape"):
+            Engine(path).predict(image)
+
+
 @pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf"), 1e12, 1e19, "3", None])
 def test_blur_sigma_is_bounded_everywhere(sigma):
     grid = np.zeros((4, 4), np.float32)

@@ -239,6 +239,10 @@ def _card_from(raw: dict, onnx_path: Path, card_path: Path | None = None) -> Mod
         raise ModelError(f"model card for {onnx_path.name}: need working_size >= pad_multiple > 0 and pad_multiple "
                          f"divisible by stride > 0, got {card.input.working_size}/{card.input.pad_multiple}/"
                          f"{card.stride}")
+    if card.input.working_size == card.stride:  # then pad_multiple is too: every image is one cell, a uniform map
+        raise ModelError(f"model card for {onnx_path.name}: working_size, pad_multiple and stride are all "
+                         f"{card.stride}, so every image gets a 1x1 output grid (a uniform map); raise working_size "
+                         "to several strides")
     return card
 
 
