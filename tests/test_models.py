@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -149,3 +150,23 @@ def test_a_damaged_shipped_graph_says_reinstall(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
     with pytest.raises(ModelError, match=r"^itti-koch.onnx: .*does not match its card.*reinstall foveal$"):
         models._load_shipped.__wrapped__(card.name)
+
+
+def test_a_variant_graph_loaded_by_its_path_is_refused(tmp_path):
+    """It ran as a bare ONNX file: mean 0 / std 255 where its card says 127 / 128, and 'version unknown'."""
+    card = load_card("default")
+    for precision in ("fp16", "int8"):
+        with pytest.raises(ModelError, match=rf"^{card.name}.{precision}.onnx is the {precision} graph of the model "
+                                             rf"'{card.name}', not a model of its own: load '{card.name}' with "
+                                             rf"precision='{precision}' \(CLI: --model {card.name} --precision "
+                                             rf"{precision}\)$"):
+            load_card(card.variant(precision).onnx_path)
+    _user_folder(tmp_path)
+    own = re.escape(str(tmp_path / f"{card.name}.json"))
+    with pytest.raises(ModelError, match=rf"graph of the model '{own}'.*--model {own} --precision int8\)$"):
+        Engine(tmp_path / f"{card.name}.int8.onnx")
+    assert load_card(tmp_path / f"{card.name}.json").variant("int8").precision == "int8"
+    (tmp_path / "other.json").write_text("{not json")  # another file's broken card is not this file's
+    shutil.copy(tmp_path / f"{card.name}.onnx", tmp_path / "other.onnx")
+    (tmp_path / f"{card.name}.json").unlink()
+    assert load_card(tmp_path / f"{card.name}.int8.onnx").version == "unknown"  # no card lists it: a bare file

@@ -129,6 +129,7 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         card_path = path.with_suffix(".json")
         if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
             return _card_from(_read_json(card_path), path, card_path=card_path)
+        _refuse_variant(path)
         return _card_from({**_BARE_ONNX_CARD, "name": path.stem}, path)
     raise ModelError(f"unknown model {text!r}: use one of {', '.join(_known_models())} or a path to an .onnx file")
 
@@ -144,6 +145,25 @@ def _card_in_folder(folder: Path) -> Path:
         raise ModelError(f"model folder {folder}: expected one <name>.json card beside its <name>.onnx, found "
                          f"{len(cards)}; pass the .onnx or .json path instead")
     return cards[0]
+
+
+def _refuse_variant(path: Path) -> None:
+    """A ModelError when a card in ``path``'s folder lists it as its int8 or fp16 graph: loaded as a bare ONNX file
+    it would get the bare defaults' preprocessing and no identity, not its card's."""
+    for card_path in sorted(path.parent.glob("*.json")):
+        if not card_path.with_suffix(".onnx").is_file():  # a model's card sits beside its fp32 graph
+            continue
+        try:
+            raw = _read_json(card_path)
+        except ModelError:  # not a card this file could belong to
+            continue
+        for precision in VARIANTS:
+            entry = raw.get(precision)
+            if isinstance(entry, dict) and entry.get("onnx") == path.name:
+                model = card_path.stem if card_path.resolve().parent == MODELS_DIR else str(card_path)
+                raise ModelError(f"{path.name} is the {precision} graph of the model {model!r}, not a model of its "
+                                 f"own: load {model!r} with precision={precision!r} (CLI: --model {model} "
+                                 f"--precision {precision})")
 
 
 @lru_cache(maxsize=None)
