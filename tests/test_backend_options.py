@@ -153,3 +153,6 @@ def test_fp32_asked_of_a_gpu_backend_is_run_in_fp32(monkeypatch):
     assert seen == [{"fp16": False}] * 3 + [{}, {}]
     with pytest.raises(InputError, match="precision='fp32' with fp16=True"):
         Engine("itti-koch", device="cuda", precision="fp32", fp16=True)
+    for agreeing in (False, np.False_):  # NumPy's False agrees as well
+        with pytest.raises(BackendUnavailableError):
+            Engine("itti-koch", device="cuda", precision="fp32", fp16=agreeing)

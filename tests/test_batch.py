@@ -669,8 +669,9 @@ sys.exit(status)
 
 
 def test_a_ctrl_c_while_pyarrow_imports_pandas_stops_the_batch(tmp_path):
-    """pyarrow imports pandas on its first table, in Cython code that swallows a KeyboardInterrupt: a Ctrl-C in that
-    half second was lost at the first commit and the batch ran to its end, exit 0."""
+    """The first decode imported pandas (through pyarrow's Arrow export) in Cython code that swallows a
+    KeyboardInterrupt: a Ctrl-C in that half second was lost and the batch ran to its end, exit 0. pandas is now
+    first imported by the first Parquet table, where an interrupt goes through."""
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_PANDAS_IMPORT, "-q", "score",
                           str(EXAMPLES / "references"), "-o", str(out), "--model", "itti-koch"],

@@ -179,3 +179,26 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_image_is_predict
     assert main(["-q", "predict", str(images), "-o", str(out)]) == 1
     assert capsys.readouterr().err.count("cannot write") == 1
     assert {"b.png", "b.overlay.png"} <= {p.name for p in out.iterdir()}  # the image after it still done
+
+
+def test_a_full_disk_stops_the_run_at_the_first_image(tmp_path, rgb, capsys, monkeypatch):
+    """A write that fails for want of space will fail for every later image too: predicting them all, one error
+    line each, is hours of work thrown away."""
+    import errno
+
+    from foveal.fileio import cannot_write
+
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(rgb).save(images / f"{name}.png")
+    written = []
+
+    def full(self, path, bits=8):
+        written.append(path.name)
+        raise cannot_write(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(SaliencyMap, "to_png", full)
+    assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
+    err = capsys.readouterr().err
+    assert written == ["a.png"] and err.count("free some space") == 1, (written, err)

@@ -567,3 +567,20 @@ def test_product_box_stays_inside_a_banner_narrower_than_the_detail_grid(width):
         x0, y0, x1, y1 = found[0]
         h, w = image.shape[:2]
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (found, image.shape)
+
+
+def test_detection_is_unavailable_without_any_package_it_needs(monkeypatch):
+    """Without onnx (which folds the text graphs) /v1/models said detection was offered, and the page's button
+    could only answer "not installed"."""
+    import importlib.util
+
+    from foveal.detect import unavailable_reason
+
+    _need_extra()
+    assert unavailable_reason() is None
+    real = importlib.util.find_spec
+    for missing in ("onnx", "onnxruntime"):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, m=missing: None if name == m else real(name, *a))
+        assert unavailable_reason() == f"{missing} is not installed; automatic element detection needs the detect " \
+                                       "extra: pip install 'foveal[detect]'"

@@ -261,3 +261,14 @@ def test_a_legal_name_of_up_to_255_bytes_is_written_as_a_file_and_as_a_folder(tm
         (new / "f.txt").write_text("x")
     assert (folder / "f.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, folder.name])
+
+
+def test_a_temporary_name_cut_to_fit_keeps_whole_characters():
+    """Cut mid-character, the name was not UTF-8, which macOS's file systems refuse."""
+    from pathlib import Path
+
+    from foveal.fileio import NAME_MAX, _sibling_name
+
+    for stem in ("日" * 83, "é" * 125 + "x"):
+        name = _sibling_name(Path("/tmp") / f"{stem}.json", "part").name
+        assert len(name.encode("utf-8")) <= NAME_MAX and name.endswith(".part")

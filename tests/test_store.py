@@ -794,7 +794,7 @@ def test_a_mapping_dict_is_checked_as_the_cli_checks_its_map(tmp_path):
     """Two columns mapped to creative_id credited the row to the last one, silently."""
     path = _write(tmp_path / "two.csv", "A,B,date,impressions,clicks\na,b,2024-03-01,100,5\n")
     with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
-        for mapping, message in [({"A": "creative_id", "B": "creative_id"}, "two columns map to one field"),
+        for mapping, message in [({"A": "creative_id", "B": "creative_id"}, "two columns map to 'creative_id'"),
                                  ({"A": "bogus"}, "each field one of creative_id"),
                                  ("A=creative_id", r"expected \{column: field\}")]:
             with pytest.raises(InputError, match=message):
@@ -810,6 +810,15 @@ def test_a_format_no_store_can_keep_is_refused_before_it_is_written(store_url, f
 
     scores, provenance = scored(1)
     with Store(store_url) as store:
-        with pytest.raises(InputError, match="a format name is at most 64 printable characters"):
+        with pytest.raises(InputError, match="a store keeps format names of at most 64 printable characters"):
             store.record("a", replace(scores, format=fmt), provenance)
         assert store.counts()["predictions"] == 0
+
+
+def test_a_long_format_name_is_scored_without_a_store_and_refused_with_one(tmp_path):
+    """The store's column width is the store's rule, not scoring's: only a batch that records is held to it."""
+    from foveal.batch.scorer import BatchOptions
+
+    assert BatchOptions(format="f" * 80).format == "f" * 80
+    with pytest.raises(InputError, match="a store keeps format names of at most 64"):
+        BatchOptions(format="f" * 80, db=str(tmp_path / "s.db"))

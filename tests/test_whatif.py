@@ -371,3 +371,13 @@ def test_cli_refusing_one_output_writes_none(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "one of this run's inputs" in err[0], err
     assert [p.name for p in out.iterdir()] == ["edited.png"] and edited.read_bytes() == image.read_bytes()
+
+
+def test_edits_given_as_an_iterator_are_applied_and_recorded():
+    """An iterator was read by the edit and then found empty: the image changed but whatif.json listed no edit,
+    and an empty iterator passed the "no edit given" check."""
+    engine, image = Engine("itti-koch"), _small_creative()
+    outcome = run_edits(engine, image, SMALL, (e for e in [Move("cta", 1, 0)]))
+    assert outcome.edits == (Move("cta", 1, 0),)
+    with pytest.raises(InputError, match="no edit given"):
+        run_edits(engine, image, SMALL, iter([]))

@@ -120,9 +120,7 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
             or not all(_whole(b) and b >= 1 for b in batch_sizes):
         raise InputError(f"batch sizes must be whole numbers >= 1, got {batch_sizes!r}")
     sources = list(images) or [synthetic_jpeg()]
-    if not all(isinstance(s, (str, os.PathLike, bytes, bytearray, memoryview)) for s in sources):
-        raise InputError("images: expected paths or encoded images (bytes); decoding is one of the timed stages")
-    names = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"<{len(s)} bytes>" for s in sources]
+    names = [_name(s) for s in sources]
     settings = {"repeats": int(repeats), "max_seconds": float(max_seconds),
                 "batch_sizes": [int(b) for b in batch_sizes]}
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
@@ -214,6 +212,15 @@ def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_s
 def _engine_info(engine: Engine) -> dict[str, Any]:
     return {"model": engine.model.name, "backend": engine.backend, "device": engine._backend.device,
             "precision": engine.precision, "graph_sha256": engine.graph_sha256, "decode": engine.decode_mode}
+
+
+def _name(image: Any) -> str:
+    """How the report names an image: its path, else what it is (an unreadable one is refused when decoded)."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"<{len(image)} bytes>"
+    return f"<{type(image).__name__}>"
 
 
 def machine_info() -> dict[str, Any]:

@@ -74,9 +74,9 @@ class Client:
                 raise InputError("Client: api_key must be printable ASCII text (it travels in an HTTP header)")
             headers["Authorization"] = f"Bearer {api_key}"
         for name, value in (("timeout", timeout), ("deadline_ms", deadline_ms)):
-            optional = name == "deadline_ms"
-            if not (optional and value is None) and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                         and 0 < value < float("inf")):
+            if value is None and name == "deadline_ms":  # no deadline of the client's own
+                continue
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)

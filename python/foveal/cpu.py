@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from foveal import _native
-from foveal.errors import DtypeError, InputError
+from foveal.errors import DtypeError, InputError, real_number
 
 __all__ = ["preprocess", "postprocess", "postprocess_sat", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
 
@@ -116,9 +116,10 @@ def _triple(value: Sequence[float], name: str) -> tuple[float, float, float]:
 
 def _alpha(value: object) -> float:
     """``value`` as a blend weight in [0, 1], else InputError (shared with the GPU twin)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+    alpha = real_number(value)
+    if alpha is None or not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be a number in [0, 1], got {value!r}")
-    return float(value)
+    return alpha
 
 
 def preprocess(

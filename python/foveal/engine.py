@@ -77,8 +77,9 @@ class Engine:
         graphs = _graphs(self.model, precision, for_decisions=for_decisions)
         if precision == "fp32" and any("fp16" in backends.backend_options(name) for name in backends.resolve(device)):
             # TensorRT 10 and torch pick fp16 kernels unless told not to: fp32 asked for is fp32 run.
-            if backend_options.get("fp16", False) is not False:
-                raise InputError("precision='fp32' with fp16=True: the two contradict; drop one")
+            fp16 = backend_options.get("fp16")
+            if fp16 is not None and checked_flag(fp16, "fp16"):
+                raise InputError(f"precision='fp32' with fp16={fp16!r}: the two contradict; drop one")
             backend_options = {**backend_options, "fp16": False}
         self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
         self.graph: ModelCard = graphs.get(self._backend.name, self.model)
@@ -461,7 +462,6 @@ def image_iter(images: Any) -> Iterator[Any]:
         return iter(images)
     except TypeError:
         raise InputError(f"images: expected a list of images, got {type(images).__name__}") from None
-
 
 
 def raise_first_error(results: list[Any]) -> None:

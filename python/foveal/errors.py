@@ -5,6 +5,7 @@ Every error a user can cause is a :class:`FovealError`; the CLI prints its messa
 """
 from __future__ import annotations
 
+import numbers
 import operator
 
 import numpy as np
@@ -24,6 +25,10 @@ class InputError(FovealError, ValueError):
 
 class DtypeError(InputError, TypeError):
     """An array of a dtype a kernel does not take: an InputError, and a TypeError as NumPy raises for one."""
+
+
+class DiskFullError(InputError):
+    """A write failed for want of space (or quota): the user's to fix, and no later write of the run can succeed."""
 
 
 class ImageError(InputError):
@@ -81,6 +86,16 @@ class ServiceError(FovealError):
 
 class DetectorUnavailableError(FovealError, RuntimeError):
     """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""
+
+
+def real_number(value: object) -> float | None:
+    """``value`` as a float when it is a real number (a NumPy scalar or 0-d array too), else None: a bool, text or
+    None is not one, though ``float()`` would take some of them."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 def checked_count(value: object, name: str, minimum: int = 1) -> int:

@@ -25,7 +25,7 @@ from typing import IO, Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from .errors import InputError
+from .errors import DiskFullError, InputError
 
 #: errno values of a full disk (or quota): the user's to fix, not a failure of foveal.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -137,8 +137,9 @@ def _sibling_name(target: Path, suffix: str) -> Path:
     """``.NAME.XXXXXXXXXXXX.SUFFIX`` beside ``target``, NAME cut short so that the whole fits the 255 bytes a file
     name may have: a legal target name of 237-255 bytes must not fail as "File name too long"."""
     tail = f".{secrets.token_hex(6)}.{suffix}"
-    name = os.fsencode(target.name)[:NAME_MAX - 1 - len(tail)]
-    return target.parent / f".{os.fsdecode(name)}{tail}"
+    # Cut whole characters: macOS refuses a name that is not UTF-8, as half a character would leave it.
+    name = os.fsencode(target.name)[:NAME_MAX - 1 - len(tail)].decode("utf-8", "ignore")
+    return target.parent / f".{name}{tail}"
 
 
 def _create_temporary(target: Path, made: list[Path]) -> int:
@@ -156,8 +157,9 @@ def _create_temporary(target: Path, made: list[Path]) -> int:
 
 def cannot_write(target: str | os.PathLike, exc: OSError) -> InputError:
     """The one-line error for a failed write of ``target``, telling a full disk by what to do about it."""
-    remedy = "; free some space, then run again" if exc.errno in DISK_FULL else ""
-    return InputError(f"cannot write {target}: {exc.strerror or exc}{remedy}")
+    if exc.errno in DISK_FULL:
+        return DiskFullError(f"cannot write {target}: {exc.strerror or exc}; free some space, then run again")
+    return InputError(f"cannot write {target}: {exc.strerror or exc}")
 
 
 def check_output(path: str | os.PathLike) -> Path:
@@ -289,7 +291,7 @@ def folder_replacement(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(os.path.realpath(checked_path(target, "output folder")))  # a link to a folder: that folder
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        new = _new_sibling(target, "part")
+        new = new_sibling_folder(target, "part")
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     try:
@@ -307,8 +309,9 @@ def folder_replacement(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _new_sibling(target: Path, suffix: str) -> Path:
-    """A new, empty hidden folder beside ``target`` (0777 less the umask, as ``mkdir`` makes it)."""
+def new_sibling_folder(target: Path, suffix: str) -> Path:
+    """A new, empty hidden folder ``.NAME.XXXX.SUFFIX`` beside ``target`` (0777 less the umask, as ``mkdir`` makes
+    it), its name within the 255 bytes a file name may have whatever ``target``'s."""
     for _ in range(100):
         path = _sibling_name(target, suffix)
         try:
@@ -329,7 +332,7 @@ def _swap_in(new: Path, target: Path) -> Path | None:
             raise
     if _exchange(new, target):
         return new
-    aside = _new_sibling(target, "old")
+    aside = new_sibling_folder(target, "old")
     os.rename(target, aside)  # onto the empty folder just made
     try:
         os.rename(new, target)

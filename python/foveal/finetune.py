@@ -18,7 +18,6 @@ import numbers
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,7 +30,7 @@ from ._version import __version__
 from .datasets import IMAGE_SUFFIXES, Dataset, _folder_images, load_dataset
 from .errors import FovealError, InputError, ModelError, checked_count
 from .evaluate import check_seed
-from .fileio import checked_path
+from .fileio import checked_path, new_sibling_folder
 from .models import ModelCard, file_sha256, load_card
 
 __all__ = ["MIN_IMAGES", "MIN_TRAIN_FIXATIONS", "FinetuneResult", "data_fingerprint", "check_dataset", "finetune"]
@@ -305,7 +304,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        tmp = new_sibling_folder(out, "tmp")
     except OSError as exc:  # read-only although access() allowed it (an immutable folder, a read-only mount)
         raise InputError(f"cannot write in {out.parent} ({exc.strerror or exc}); choose another output path") \
             from None

@@ -338,6 +338,7 @@ def _rgb_array(image: "PIL.Image.Image") -> np.ndarray:  # noqa: F821
         try:
             # Not pa.array(image) nor .to_numpy(): on first use both import pandas inside Cython code that
             # swallows a KeyboardInterrupt, so a Ctrl-C during a command's first decode was lost (exit 0).
+            # _import_from_c_capsule is pyarrow's (14+) reader of the C data interface; without it, the slow way.
             channels = pa.Array._import_from_c_capsule(*image.__arrow_c_array__()).flatten()
             rgbx = np.frombuffer(channels.buffers()[1], np.uint8, count=len(channels), offset=channels.offset)
             rgbx = rgbx.reshape(image.height, image.width, 4)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, real_number
 
 __all__ = ["EPS", "METRICS", "CENTRE_BIAS", "pixel_indices", "auc", "auc_judd", "auc_borji", "auc_shuffled",
            "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density",
@@ -299,8 +299,10 @@ def gaussian_blur(density: np.ndarray, sigma: float, truncate: float = 5.0) -> n
     """
     p = _distribution(density, "density")
     for name, value in (("sigma", sigma), ("truncate", truncate)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 <= value < math.inf):
+        number = real_number(value)
+        if number is None or not 0 <= number < math.inf:
             raise InputError(f"gaussian_blur: {name} must be a finite number >= 0, got {value!r}")
+    sigma, truncate = float(sigma), float(truncate)
     if sigma == 0:
         return p
     for axis in (0, 1):

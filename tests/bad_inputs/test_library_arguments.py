@@ -135,3 +135,11 @@ def test_the_kernels_dtype_refusal_is_an_input_error_and_a_type_error():
     with pytest.raises(FovealError, match="prob must be a floating array") as info:
         cpu.summed_area_table(np.ones((4, 4), np.int64))
     assert isinstance(info.value, TypeError)
+
+
+def test_numbers_from_numpy_are_numbers():
+    """The stricter checks must not refuse what NumPy hands back: a scalar, or a 0-d array from a reduction."""
+    image, prob = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), np.float32)
+    for alpha in (np.float32(0.5), np.array(0.5), 1):
+        assert cpu.overlay(image, prob, alpha).shape == (8, 8, 3)
+    assert metrics.gaussian_blur(prob.astype(np.float64) / 64, np.array(1.5), np.int64(3)).sum() == pytest.approx(1)

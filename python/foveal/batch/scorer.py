@@ -69,9 +69,8 @@ class BatchOptions:
             value = getattr(self, name)
             if value is not None:
                 checked_path(value, name)
-        for name in ("format", "vertical"):
-            if not (getattr(self, name) is None or isinstance(getattr(self, name), str)):
-                raise InputError(f"{name}: expected text or None, got {getattr(self, name)!r}")
+        if not (self.vertical is None or isinstance(self.vertical, str)):
+            raise InputError(f"vertical: expected text or None, got {self.vertical!r}")
         if self.elements_dir is not None and not os.path.isdir(self.elements_dir):
             raise InputError(f"elements_dir {self.elements_dir}: not a folder; give the folder of the element files")
         if isinstance(self.tags, str):
@@ -80,11 +79,11 @@ class BatchOptions:
         # name over as lone surrogates, which would fail the first report half-written.
         if self.norms is not None:
             unicode_name(self.norms, "the norms file's name")
-        if self.format is not None and not is_unicode(self.format):
-            raise InputError(f"format {self.format.encode('utf-8', 'replace').decode()!r} is not valid UTF-8; "
-                             "name a format of the norms")
         if self.format is not None:
-            checked_format(self.format)
+            if isinstance(self.format, str) and not is_unicode(self.format):  # what the OS makes of a bad argument
+                raise InputError(f"format {self.format.encode('utf-8', 'replace').decode()!r} is not valid UTF-8; "
+                                 "name a format of the norms")
+            checked_format(self.format, stored=self.db is not None)
 
 
 @dataclass

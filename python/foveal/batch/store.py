@@ -25,8 +25,6 @@ import fcntl
 import io
 import json
 import os
-import signal
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
@@ -106,7 +104,6 @@ class BatchStore:
         self._errors: dict[str, dict[str, Any]] = {}
         self.committed: set[str] = set()
         try:
-            _prepare_pyarrow()
             self._check_settings()
             _remove_temporaries(self.out)
             self.done = self._recover()
@@ -312,27 +309,6 @@ def _read_journal(journal: Path) -> tuple[str, list[str]]:
     if not all(isinstance(i, str) for i in ids):
         raise InputError(f"{journal}: corrupt (a line is not a creative id); {JOURNAL_REMEDY}")
     return text, ids
-
-
-def _prepare_pyarrow() -> None:
-    """Let pyarrow import pandas now, with Ctrl-C held back until it is done.
-
-    pyarrow imports pandas the first time it builds a table, inside Cython code that swallows a KeyboardInterrupt:
-    a Ctrl-C in that half second was lost at the first commit and the batch ran to its end."""
-    import pyarrow as pa
-
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
-        pa.Table.from_pylist([])  # only the main thread handles signals; None: a handler not set from Python
-        return
-    caught: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
-    try:
-        pa.Table.from_pylist([])
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def _remove_temporaries(out: Path) -> None:

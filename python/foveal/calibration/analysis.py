@@ -76,8 +76,8 @@ class Settings:
             raise InputError(f"min_creatives {self.min_creatives}: a rank correlation needs at least 5 creatives")
         if not 0 < self.alpha < 1:
             raise InputError(f"alpha {self.alpha}: must be in (0, 1)")
-        if self.bootstrap < 0 or self.min_impressions < 1 or self.min_clicks < 0:
-            raise InputError("bootstrap, min_impressions and min_clicks must be positive")
+        if self.min_impressions < 1:
+            raise InputError(f"min_impressions must be at least 1, got {self.min_impressions}")
         if self.bootstrap > MAX_BOOTSTRAP:
             raise InputError(f"bootstrap {self.bootstrap}: use at most {MAX_BOOTSTRAP} resamples; more only take "
                              "longer without making the 95% intervals any more useful")

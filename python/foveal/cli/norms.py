@@ -49,8 +49,9 @@ def run_build(args: argparse.Namespace) -> int:
         note_input(item.image)
         note_input(item.elements)
     check_output(args.out)  # before scoring every reference creative, not after
+    options = BatchOptions(format=args.format)
     engine = make_engine(args)
-    scorer = Scorer(engine, BatchOptions(format=args.format), batch_size=args.batch_size)
+    scorer = Scorer(engine, options, batch_size=args.batch_size)
     chunks = (scorer.score_creatives(items[i:i + args.batch_size]) for i in range(0, len(items), args.batch_size))
     scored = []
     for item, result in zip(items, progress((r for c in chunks for r in c), total=len(items), label="norms",

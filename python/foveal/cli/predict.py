@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import FovealError, InputError
+from ..errors import DiskFullError, FovealError, InputError
 from ..fileio import check_output, note_input
 from ..imageio import DecodedImage, decode
 from ..progress import progress
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
             if args.npy:
                 result.to_npy(args.out / f"{path.stem}{_NPY}")
+        except DiskFullError:
+            raise  # every later image would fail the same way
         except FovealError as exc:
             failures += 1
             print(error_line(exc, args), file=sys.stderr)

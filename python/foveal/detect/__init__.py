@@ -164,14 +164,15 @@ _default_lock = threading.Lock()
 
 
 def unavailable_reason() -> str | None:
-    """Why automatic detection cannot run here (the detect extra missing or incomplete), or None; nothing is
+    """Why automatic detection cannot run here (the detect extra missing or incomplete), or None; no network is
     loaded, so a service can say whether it offers detection without building a detector."""
     from . import faces, text
 
     try:
         require_cv2()
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise DetectorUnavailableError(f"onnxruntime is not installed; {INSTALL_HINT}")
+        for package in ("onnxruntime", "onnx"):  # onnx folds the text graphs (fold.py)
+            if importlib.util.find_spec(package) is None:
+                raise DetectorUnavailableError(f"{package} is not installed; {INSTALL_HINT}")
         for package, graph in (*text.GRAPHS, *faces.GRAPHS):
             graph_path(package, graph)
     except DetectorUnavailableError as exc:
@@ -238,8 +239,7 @@ def _name(image: ImageLike) -> str:
 def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict[str, Any]:
     """The standard element file (what ``foveal score --elements`` reads), each element marked ``source: auto``
     with its ``confidence`` (and ``text`` where it was read)."""
-    detections = list(detections) if isinstance(detections, (list, tuple)) else [None]
-    if not all(isinstance(d, Detection) for d in detections):
+    if not (isinstance(detections, (list, tuple)) and all(isinstance(d, Detection) for d in detections)):
         raise InputError("detections: expected the list of Detection objects Detector.detect returns")
     fmt = format_of(image_hw)
     elements = []

@@ -239,9 +239,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
     image = checked_image(image)
     elements = checked_elements(elements, image)
     current = {e.name: e for e in elements}
-    if isinstance(edits, (str, bytes, Mapping)) or not isinstance(edits, Iterable):
-        raise InputError(f"edits: expected a list of Move, Scale or Swap objects, got {type(edits).__name__}")
-    for edit in edits:
+    for edit in edit_list(edits):
         if isinstance(edit, Move):
             e = _lookup(current, edit.name, "move")
             x, y, w, h = e.box
@@ -276,6 +274,13 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
                              f"read them from text; foveal.scoring.whatif.edit_from_dict from a dict), got "
                              f"{edit!r:.60}")
     return EditedCreative(image=image, elements=tuple(current[e.name] for e in elements))
+
+
+def edit_list(edits: Iterable[Edit]) -> tuple[Edit, ...]:
+    """``edits`` as a tuple (an iterator is read once, and what-if records the edits it applied), else InputError."""
+    if isinstance(edits, (str, bytes, Mapping)) or not isinstance(edits, Iterable):
+        raise InputError(f"edits: expected a list of Move, Scale or Swap objects, got {type(edits).__name__}")
+    return tuple(edits)
 
 
 def checked_image(image: object) -> np.ndarray:

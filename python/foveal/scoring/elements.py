@@ -49,7 +49,7 @@ ELEMENT_KINDS: tuple[str, ...] = ("cta", "headline", "body_text", "product", "lo
 CONVERSION_KINDS: frozenset[str] = frozenset({"cta", "headline", "product"})
 #: Most elements one creative may have: a report draws every one, and 360,000 boxes took minutes.
 MAX_ELEMENTS = 10_000
-#: Longest format name: the store keeps formats in a column this wide (PostgreSQL enforces it, SQLite would not).
+#: Longest format name a store keeps: its column is this wide (PostgreSQL enforces it, SQLite would not).
 MAX_FORMAT_CHARS = 64
 CSV_COLUMNS: tuple[str, ...] = ("name", "kind", "x", "y", "w", "h")
 #: The CSV header for corner boxes (implies ``box_format`` xyxy).
@@ -120,17 +120,18 @@ def format_of(image_hw: Sequence[int]) -> str:
     return f"{w}x{h}"
 
 
-def checked_format(value: Any, what: str = "format", error: type[InputError] = InputError) -> str:
-    """``value`` as a format name, else ``error`` naming it ``what``: text of 1 to :data:`MAX_FORMAT_CHARS`
-    printable characters (it keys the norms, names a store column of that width, and goes into scores.json and
-    report.html, both UTF-8)."""
+def checked_format(value: Any, what: str = "format", error: type[InputError] = InputError, *,
+                   stored: bool = False) -> str:
+    """``value`` as a format name, else ``error`` naming it ``what``: non-empty text that is valid Unicode (it goes
+    into scores.json and report.html, both UTF-8); ``stored`` (to be kept in a store): also at most
+    :data:`MAX_FORMAT_CHARS` printable characters, the store's column."""
     if not isinstance(value, str) or not value.strip():
         raise error(f"{what} must be a non-empty string such as \"1080x1080\", got {_short(value)}")
     if not is_unicode(value):
         raise error(f"{what} holds a lone UTF-16 surrogate, got {_short(value)}; use a valid Unicode name")
-    if len(value) > MAX_FORMAT_CHARS or not value.isprintable():
-        raise error(f"{what} {_short(value)}: a format name is at most {MAX_FORMAT_CHARS} printable characters "
-                    "(no line breaks or control characters), such as \"1080x1080\"")
+    if stored and (len(value) > MAX_FORMAT_CHARS or not value.isprintable()):
+        raise error(f"{what} {_short(value)}: a store keeps format names of at most {MAX_FORMAT_CHARS} printable "
+                    "characters (no line breaks or control characters), such as \"1080x1080\"")
     return value
 
 
@@ -178,7 +179,6 @@ def _noncharacter(c: str) -> bool:
     """U+FDD0..U+FDEF and the last two code points of every plane: never for interchange."""
     code = ord(c)
     return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
-
 
 
 def _check_box_values(box: Any, where: str) -> list[float]:

@@ -27,7 +27,7 @@ from ..errors import InputError, checked_count
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
-                    checked_image, move_variants)
+                    checked_image, edit_list, move_variants)
 from .elements import Element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
@@ -189,7 +189,6 @@ def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Eleme
     ``thresholds`` are the model card's (``Thresholds.of_card``), for the recommendations."""
     if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
         raise InputError(f"top must be a whole number >= 1, got {top!r}")
-    _checked_run(engine, batch_size)
     image = checked_image(image)
     elements = checked_elements(elements, image)
     positions = candidate_offsets(image.shape[:2], elements, name, grid=grid, step=step, max_overlap=max_overlap,
@@ -236,14 +235,14 @@ def _checked_run(engine: Predictor, batch_size: int) -> int:
 def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
               batch_size: int = 16) -> EditOutcome:
     """Apply ``edits`` and score the original and the edited creative from one batched model call."""
-    batch_size = _checked_run(engine, batch_size)
-    if isinstance(edits, (list, tuple)) and not edits:
+    batch_size, edits = _checked_run(engine, batch_size), edit_list(edits)
+    if not edits:
         raise InputError("no edit given: give at least one move NAME:DX,DY, scale NAME:FACTOR or swap NAME,NAME")
     edited = apply_edits(image, elements, edits)
     map_before, map_after = engine.predict_batch([image, edited.image], batch_size=batch_size)
     before = score_creative(map_before, elements)
     after = score_creative(map_after, edited.elements)
-    return EditOutcome(edits=tuple(edits), edited=edited, map_before=map_before, map_after=map_after,
+    return EditOutcome(edits=edits, edited=edited, map_before=map_before, map_after=map_after,
                        before=before, after=after, comparison=compare_scores(before, after))
 
 

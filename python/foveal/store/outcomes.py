@@ -39,22 +39,27 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
         column, sep, field = pair.partition("=")
         if not sep or not column or field not in FIELDS:
             raise InputError(f"mapping {pair!r}: expected COLUMN=FIELD with FIELD one of {', '.join(FIELDS)}")
-        if field in mapping.values():
-            raise InputError(f"mapping: two columns map to {field!r}; map each field once")
         if column in mapping:  # a dict would keep only the last of them
             raise InputError(f"mapping: column {column!r} is mapped twice (to {mapping[column]!r} and {field!r}); "
                              "map each column once")
         mapping[column] = field
+    return check_mapping(mapping)
+
+
+def check_mapping(mapping: Any) -> Mapping[str, str]:
+    """``mapping`` if it maps file columns (non-empty text) to fields, each field at most once; else InputError."""
+    if not (isinstance(mapping, Mapping) and all(isinstance(c, str) and c and f in FIELDS for c, f in mapping.items())):
+        raise InputError(f"mapping: expected {{column: field}} with each field one of {', '.join(FIELDS)}, got "
+                         f"{mapping!r:.80}")
+    twice = sorted({f for f in mapping.values() if list(mapping.values()).count(f) > 1})
+    if twice:  # the row would take the last of the columns, silently
+        raise InputError(f"mapping: two columns map to {twice[0]!r}; map each field once")
     return mapping
 
 
 def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's rows as dicts of typed fields plus ``line``, and the problems found (``"line 4: ..."``)."""
-    if not (isinstance(mapping, Mapping) and all(isinstance(c, str) and f in FIELDS for c, f in mapping.items())):
-        raise InputError(f"mapping: expected {{column: field}} with each field one of {', '.join(FIELDS)}, got "
-                         f"{mapping!r:.80}")
-    if len(set(mapping.values())) != len(mapping):
-        raise InputError("mapping: two columns map to one field; map each field once")
+    check_mapping(mapping)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if not path.is_file():  # a pipe or device could block the read, or never end

@@ -103,7 +103,7 @@ class Store:
         if not isinstance(scores, CreativeScores):
             raise InputError(f"record: scores must be the CreativeScores of score_creative, got "
                              f"{type(scores).__name__}")
-        checked_format(scores.format, "record: the scores' format")
+        checked_format(scores.format, "record: the scores' format", stored=True)
         if not isinstance(provenance, Mapping):
             raise InputError(f"record: provenance must be the SaliencyMap.provenance dict, got "
                              f"{type(provenance).__name__}")
