@@ -16,6 +16,7 @@ from foveal.network import training  # noqa: E402
 from foveal.datasets import Fixations  # noqa: E402
 from foveal.geometry import layout  # noqa: E402
 from foveal import cpu  # noqa: E402
+from foveal.errors import ModelError  # noqa: E402
 from foveal.models import MODELS_DIR, load_card  # noqa: E402
 
 NAME = "foveal-lite0"
@@ -144,7 +145,7 @@ def test_weights_round_trip(small_net: deepgaze.SaliencyNet, tmp_path: Path) -> 
         assert loaded.config() == net.config() and loaded.stride == net.stride
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0)
-    with pytest.raises(FileNotFoundError, match="no weights"):
+    with pytest.raises(ModelError, match="no weights"):
         deepgaze.load(tmp_path / "absent.safetensors")
 
 

@@ -126,7 +126,7 @@ def checked_format(value: Any, what: str = "format", error: type[InputError] = I
     into scores.json and report.html, both UTF-8); ``stored`` (to be kept in a store): also at most
     :data:`MAX_FORMAT_CHARS` printable characters, the store's column."""
     if not isinstance(value, str) or not value.strip():
-        raise error(f"{what} must be a non-empty string such as \"1080x1080\", got {_short(value)}")
+        raise error(f"{what}: expected a format name such as \"1080x1080\", got {_short(value)}")
     if not is_unicode(value):
         raise error(f"{what} holds a lone UTF-16 surrogate, got {_short(value)}; use a valid Unicode name")
     if stored and (len(value) > MAX_FORMAT_CHARS or not value.isprintable()):
