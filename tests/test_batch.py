@@ -688,3 +688,15 @@ def test_decoding_an_image_never_imports_pandas(tmp_path):
                           str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch"],
                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "pandas not imported" in run.stdout, (run.returncode, run.stdout, run.stderr)
+
+
+def test_relative_option_paths_are_recorded_absolute_as_with_ray(tmp_path, monkeypatch):
+    """Without Ray, errors and reports named "edir/c000.json"; with Ray, the absolute path of the same file."""
+    make_creatives(tmp_path / "in", 2)
+    (tmp_path / "edir").mkdir()
+    for name in ("c000", "c001"):
+        (tmp_path / "edir" / f"{name}.json").write_text('[{"name": "x", "kind": "button", "box": [1, 1, 5, 5]}]')
+    monkeypatch.chdir(tmp_path)
+    summary = run_batch(read_inputs("in"), "out", Engine("itti-koch"), BatchOptions(elements_dir="edir"))
+    assert [e["error"].split(":")[0] for e in summary.errors] == [str(tmp_path / "edir" / f"c00{i}.json")
+                                                                   for i in range(2)]

@@ -334,6 +334,74 @@ def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives
         stop_processes(left)
 
 
+@pytest.mark.slow
+def test_cli_terminated_while_ray_starts_its_cluster_says_so_and_stops_it(creatives, tmp_path):
+    """ray.init put in its own SIGTERM handler (a bare sys.exit(15)) until it returned: a SIGTERM meanwhile ended the
+    run with status 15 and no message, once with a C++ stack dump."""
+    from foveal.batch._ray_reaper import Cluster, cluster_pids
+
+    proc = cli(creatives, "-o", tmp_path / "out", "--ray", "--actors", "1", "--no-report")
+    deadline = time.monotonic() + 60
+    agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
+    try:
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "its cluster's agents never started"
+            ours = descendants(proc.pid)
+            if any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in ours):
+                break
+            time.sleep(0.01)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    assert proc.returncode == 143 and last == "foveal: terminated", (proc.returncode, err[-2000:])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (left := cluster_pids(Cluster(proc.pid)) | {p for p in ours if alive(p)}):
+        time.sleep(0.2)
+    try:
+        assert not left, [_read(f"/proc/{pid}/cmdline")[:40] for pid in left]
+    finally:
+        stop_processes(left)
+
+
+def test_a_misspelt_device_is_refused_before_a_cluster_starts(creatives, tmp_path):
+    """It was taken for a GPU device, and refused as "needs GPUs" only once a cluster had started."""
+    from foveal import InputError
+    from foveal.batch.on_ray import EngineSpec
+
+    with pytest.raises(InputError, match="unknown device/backend 'bogus'"):
+        run_batch_on_ray(read_inputs(creatives), tmp_path / "out", EngineSpec(device="bogus"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_actors_that_cannot_start_are_named_as_the_cause():
+    """Actors that died in their constructor (foveal not importable on the workers) ended the run with "the actor
+    died 4 times (a creative that crashes the engine?)", blaming the creatives."""
+    import traceback
+
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from foveal.batch.on_ray import _results
+
+    try:
+        raise ModuleNotFoundError("No module named 'foveal'")
+    except ModuleNotFoundError as exc:
+        died = ActorDiedError(RayTaskError("MapWorker.__init__", traceback.format_exc(), exc))
+
+    class Dataset:  # hands out what Ray Data's iterator raised
+        def iter_batches(self, **_):
+            raise died
+            yield
+
+    with pytest.raises(foveal.FovealError) as info:
+        next(_results(Dataset(), {}, 0.0))
+    message = str(info.value)
+    assert message.startswith("the Ray batch's actors could not start (ModuleNotFoundError: No module named "
+                              "'foveal'); every node needs foveal") and "\n" not in message, message
+
+
 def test_gpu_device_on_a_cluster_without_gpus_is_refused(cluster, creatives, tmp_path):
     from foveal import InputError
     from foveal.batch.on_ray import EngineSpec

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,12 +26,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..backends import resolve
 from ..errors import FovealError, InputError, checked_count
 from ..fileio import checked_path
 from ..imageio import DEFAULT_MAX_PIXELS
 from .inputs import BatchItem
 from .run import COMMIT_EVERY, BatchSummary, check_items, commit_all
-from .scorer import BatchOptions, CreativeResult, Scorer, open_options
+from .scorer import BatchOptions, CreativeResult, Scorer, absolute_options, open_options
 from .store import BatchStore, batch_settings, engine_identity
 
 STAGES = ("decode", "predict", "score")
@@ -122,9 +124,10 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     ray = _import_ray()
     if not isinstance(engine, EngineSpec):
         raise InputError(f"engine: expected an EngineSpec (each actor builds its Engine), got {type(engine).__name__}")
+    resolve(engine.device)  # a misspelt device is refused here, not taken for a GPU one once a cluster is up
     if not isinstance(options, BatchOptions):
         raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
-    out, options = Path(checked_path(out, "out")).absolute(), _absolute(options)
+    out, options = Path(checked_path(out, "out")).absolute(), absolute_options(options)
     check_items(items, out)
     batch_size, commit_every = checked_count(batch_size, "batch_size"), checked_count(commit_every, "commit_every")
     cpus_per_actor = checked_count(cpus_per_actor, "cpus_per_actor")
@@ -185,19 +188,6 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         _stop_reaper(reaper)
 
 
-def _absolute(options: BatchOptions) -> BatchOptions:
-    """``options`` with every path absolute: the actors of a joined cluster run in the folder its ``ray start`` ran
-    in, and read relative paths from there (other norms, another database, element files not found)."""
-    def path(value: str | None) -> str | None:
-        return None if value is None else os.path.abspath(value)
-
-    if options.db is not None:
-        from ..store.database import absolute_url
-
-        options = replace(options, db=absolute_url(options.db))
-    return replace(options, elements_dir=path(options.elements_dir), norms=path(options.norms))
-
-
 def _check_fits(ray, per_actor: dict[str, float]) -> None:
     """Refuse an actor no node can hold: Ray Data would wait for it to start without end."""
     need = {"CPU": per_actor["num_cpus"], "GPU": per_actor.get("num_gpus", 0)}
@@ -219,6 +209,10 @@ def _results(dataset, seconds: dict[str, float], start: float) -> Iterator[Creat
         try:
             batch = next(batches, None)
         except RayError as exc:
+            if getattr(exc, "actor_init_failed", False):  # no creative's fault: the actors cannot be made
+                raise FovealError(f"the Ray batch's actors could not start ({_last_line(str(exc))}); every node needs "
+                                  "foveal and its dependencies installed as on this machine (docs/SCALING.md); "
+                                  "nothing was scored") from None
             # Ray restarts a dead actor without end; its batch is retried ACTOR_DEATHS times, so a creative that
             # kills every actor it reaches (a crash, the node out of memory) ends the run instead of looping.
             raise FovealError(f"the Ray batch stopped ({type(exc).__name__}): the actor scoring a batch of creatives "
@@ -248,6 +242,12 @@ def _dataset(ray, todo: Sequence[BatchItem], batch_size: int):
     return ray.data.from_arrow(blocks)
 
 
+def _last_line(text: str) -> str:
+    """The last line of a remote traceback (the error itself), without the terminal colours Ray adds."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"
+
+
 def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     """Start or join a cluster; True when this call started Ray (and so must stop it)."""
     if address is None:
@@ -274,6 +274,12 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
             ray.init(address="local", **kwargs, **init_options)
         else:
             ray.init(address=address, **kwargs)
+    except SystemExit as exc:
+        # Ray's own SIGTERM handler, in place while ray.init ran, made a SIGTERM a bare exit: the caller's handler
+        # (the CLI's: one line, exit 143, the cluster stopped) is what it was meant for.
+        if callable(previous) and exc.code == signal.SIGTERM:
+            previous(signal.SIGTERM, None)
+        raise
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if address == "local":
             raise InputError(f"cannot start a Ray cluster: {str(exc).splitlines()[0]}") from None

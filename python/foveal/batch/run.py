@@ -11,7 +11,7 @@ from ..errors import InputError, checked_count
 from ..fileio import checked_path
 from ..progress import progress
 from .inputs import BatchItem, check_creative_id
-from .scorer import BatchOptions, CreativeResult, Scorer
+from .scorer import BatchOptions, CreativeResult, Scorer, absolute_options
 from .store import CSV_NAME, ERRORS_NAME, BatchStore, batch_settings, engine_identity
 
 COMMIT_EVERY, COMMIT_SECONDS = 256, 30.0
@@ -51,6 +51,7 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
         raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
     if not isinstance(options, BatchOptions):
         raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
+    options = absolute_options(options)  # as recorded with Ray: reports and errors name the same files
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
     with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,6 +85,20 @@ class BatchOptions:
                                  "name a format of the norms")
             checked_format(self.format, stored=self.db is not None)
 
+
+
+def absolute_options(options: BatchOptions) -> BatchOptions:
+    """``options`` with every path absolute, as a batch records them (reports, the errors table), with or without
+    Ray: the actors of a joined cluster run in the folder its ``ray start`` ran in, and would read relative paths
+    from there (other norms, another database, element files not found)."""
+    def path(value: str | None) -> str | None:
+        return None if value is None else os.path.abspath(value)
+
+    if options.db is not None:
+        from ..store.database import absolute_url
+
+        options = replace(options, db=absolute_url(options.db))
+    return replace(options, elements_dir=path(options.elements_dir), norms=path(options.norms))
 
 @dataclass
 class CreativeResult:
