@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -306,13 +307,12 @@ def test_cli_sigkilled_on_its_own_cluster_leaves_no_ray_process(cluster, creativ
         stop_processes(left)
 
 
-@pytest.mark.slow
-def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives, tmp_path):
-    """Killed while ray.init was still starting the cluster (its agents up, the call not yet returned): the reaper
-    started only after ray.init returned, so the agents stayed up a minute or more."""
+def _once_ray_starts(creatives, out: Path, stop: Callable[[subprocess.Popen], None]) -> tuple[int, str]:
+    """Run the CLI on its own cluster, ``stop`` it while ray.init is still starting that cluster (its agents up, the
+    call not yet returned), check that no process of the cluster is left; its exit status and stderr."""
     from foveal.batch._ray_reaper import Cluster, cluster_pids
 
-    proc = cli(creatives, "-o", tmp_path / "out", "--ray", "--actors", "1", "--no-report")
+    proc = cli(creatives, "-o", out, "--ray", "--actors", "1", "--no-report")
     deadline = time.monotonic() + 60
     agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")  # the raylet starts them while ray.init waits
     try:
@@ -322,9 +322,11 @@ def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives
             if any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in ours):
                 break
             time.sleep(0.01)
-        proc.kill()
+        stop(proc)
+        _, err = proc.communicate(timeout=60)
     finally:
-        proc.communicate(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (left := cluster_pids(Cluster(proc.pid)) | {p for p in ours if alive(p)}):
         time.sleep(0.2)
@@ -332,38 +334,23 @@ def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives
         assert not left, [_read(f"/proc/{pid}/cmdline")[:40] for pid in left]
     finally:
         stop_processes(left)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_cli_killed_while_ray_starts_its_cluster_leaves_no_ray_process(creatives, tmp_path):
+    """Killed while ray.init was still starting the cluster: the reaper started only after ray.init returned, so
+    the agents stayed up a minute or more."""
+    _once_ray_starts(creatives, tmp_path / "out", subprocess.Popen.kill)
 
 
 @pytest.mark.slow
 def test_cli_terminated_while_ray_starts_its_cluster_says_so_and_stops_it(creatives, tmp_path):
     """ray.init put in its own SIGTERM handler (a bare sys.exit(15)) until it returned: a SIGTERM meanwhile ended the
     run with status 15 and no message, once with a C++ stack dump."""
-    from foveal.batch._ray_reaper import Cluster, cluster_pids
-
-    proc = cli(creatives, "-o", tmp_path / "out", "--ray", "--actors", "1", "--no-report")
-    deadline = time.monotonic() + 60
-    agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
-    try:
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "its cluster's agents never started"
-            ours = descendants(proc.pid)
-            if any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in ours):
-                break
-            time.sleep(0.01)
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    status, err = _once_ray_starts(creatives, tmp_path / "out", subprocess.Popen.terminate)
     last = err.strip().splitlines()[-1] if err.strip() else ""
-    assert proc.returncode == 143 and last == "foveal: terminated", (proc.returncode, err[-2000:])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (left := cluster_pids(Cluster(proc.pid)) | {p for p in ours if alive(p)}):
-        time.sleep(0.2)
-    try:
-        assert not left, [_read(f"/proc/{pid}/cmdline")[:40] for pid in left]
-    finally:
-        stop_processes(left)
+    assert status == 143 and last == "foveal: terminated", (status, err[-2000:])
 
 
 def test_a_misspelt_device_is_refused_before_a_cluster_starts(creatives, tmp_path):
