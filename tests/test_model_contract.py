@@ -97,7 +97,7 @@ def test_broken_outputs_are_model_errors_naming_the_model(tmp_path, image, case,
 
 
 @pytest.mark.parametrize("card_change, match", [
-    ({"postprocess": []}, "postprocess"), ({"input": "rgb"}, "input"), ({"output": {"stride": 8.5}}, "whole number"),
+    ({"postprocess": []}, "postprocess"), ({"input": "rgb"}, "input"), ({"output": {"stride": 8.5}}, "output.stride must be a whole number"),
     ({"output": {"stride": 0}}, "between 1"), ({"postprocess": {"blur_sigma": 1e12}}, "blur_sigma"),
     ({"postprocess": {"blur_sigma": "wide"}}, "blur_sigma must be a number"), ({"onnx": 5}, "file name"),
     ({"input": {"working_size": 384, "pad_multiple": 32, "mean": [0, 0, "x"], "std": [1, 1, 1]}},

@@ -935,6 +935,15 @@ def test_a_query_parameter_given_twice_is_refused(url):
     assert httpx.post(f"{url}/v1/predict?map=false&grid=4x4", content=data, headers=headers).status_code == 200
 
 
+def test_an_unknown_query_parameter_is_refused(url):
+    """?gird=32x24 (a typo) was ignored: the answer came without its grid, and nothing said why."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/png"}
+    answer = httpx.post(f"{url}/v1/predict?map=false&gird=32x24", content=EXAMPLE.read_bytes(), headers=headers)
+    assert error_of(answer) == (400, "invalid_input")
+    assert answer.json()["error"]["message"] == ("unknown query parameter 'gird': /v1/predict takes format, map, grid "
+                                                 "and overlay")
+
+
 def test_queue_overflow_gets_503_with_retry_after(engine):
     app = create_app(ServeConfig(max_queue=2, max_batch=1, max_wait_ms=0, warmup=False), engine=engine)
     payload = EXAMPLE.read_bytes()

@@ -240,10 +240,10 @@ def _card_from(raw: dict, onnx_path: Path, card_path: Path | None = None) -> Mod
             version=_text(raw.get("version", "unknown"), "version"),
             onnx_path=onnx_path,
             sha256=sha,
-            input=InputSpec(_text(spec.get("name", "image"), "input.name"), _whole(spec["working_size"]),
-                            _whole(spec["pad_multiple"]), mean, std),
+            input=InputSpec(_text(spec.get("name", "image"), "input.name"), _whole(spec["working_size"], "input.working_size"),
+                            _whole(spec["pad_multiple"], "input.pad_multiple"), mean, std),
             output_name=_text(output.get("name", "log_density"), "output.name"),
-            stride=_whole(output["stride"]),
+            stride=_whole(output["stride"], "output.stride"),
             blur_sigma=blur_sigma,
             raw=raw,
             card_path=card_path,
@@ -302,10 +302,10 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
 
 
-def _whole(value: object) -> int:
+def _whole(value: object, field: str) -> int:
     """A card's size field: a JSON integer (a float such as 8.5 or a string is refused, not truncated)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected a whole number, got {value!r}")
+        raise TypeError(f"{field} must be a whole number, got {_shown(value)}")
     if not 0 < value <= 1 << 16:
-        raise ValueError(f"expected a size between 1 and 65536, got {value}")
+        raise ValueError(f"{field} must be a size between 1 and 65536, got {value}")
     return value

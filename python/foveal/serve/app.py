@@ -317,6 +317,9 @@ class _PredictOptions:
     @classmethod
     def of(cls, request: Request) -> "_PredictOptions":
         query = request.query_params
+        unknown = sorted(set(query) - {"format", "map", "grid", "overlay"})
+        if unknown:  # a misspelt ?gird=32x24 would otherwise answer without the grid, and no word why
+            raise InputError(f"unknown query parameter {unknown[0]!r}: /v1/predict takes format, map, grid and overlay")
         fmt = query.get("format", "json")
         if fmt not in ("json", "png", "npy"):
             raise InputError(f"format must be json, png or npy, got {fmt!r}")
