@@ -268,7 +268,8 @@ def checked_hw(image_hw: Any) -> tuple[int, int]:
 def element_list(elements: Iterable[Element], source: str = "elements") -> list[Element]:
     """``elements`` as a list, else InputError: None or a number is no element list."""
     if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
-        raise InputError(f"{source}: expected a list of Element objects, got {type(elements).__name__}")
+        raise InputError(f"{source}: expected a list of Element objects (from load_elements or make_element), got "
+                         f"{type(elements).__name__}")
     return list(elements)
 
 

@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import InputError, checked_flag
-from .elements import CONVERSION_KINDS, Element, check_elements, checked_format, format_of
+from .elements import CONVERSION_KINDS, Element, check_elements, checked_format, element_list, format_of
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -252,9 +251,7 @@ def _checked_arguments(smap: Any, elements: Any, norms: Any, format: Any, pass_p
         hint = "; wrap an array of probabilities as SaliencyMap(prob)" if isinstance(smap, np.ndarray) else ""
         raise InputError(f"smap: expected a SaliencyMap (what Engine.predict returns), got {type(smap).__name__}"
                          f"{hint}")
-    if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
-        raise InputError(f"elements: expected a list of Element objects (from load_elements or make_element), got "
-                         f"{type(elements).__name__}")
+    elements = element_list(elements)
     if norms is not None and not isinstance(norms, Norms):
         raise InputError(f"norms: expected a Norms (from load_norms(path) or build_norms), got "
                          f"{type(norms).__name__}")

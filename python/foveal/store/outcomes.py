@@ -11,6 +11,7 @@ import csv
 import decimal
 import math
 import re
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -51,7 +52,7 @@ def check_mapping(mapping: Any) -> Mapping[str, str]:
     if not (isinstance(mapping, Mapping) and all(isinstance(c, str) and c and f in FIELDS for c, f in mapping.items())):
         raise InputError(f"mapping: expected {{column: field}} with each field one of {', '.join(FIELDS)}, got "
                          f"{mapping!r:.80}")
-    twice = sorted({f for f in mapping.values() if list(mapping.values()).count(f) > 1})
+    twice = sorted(field for field, n in Counter(mapping.values()).items() if n > 1)
     if twice:  # the row would take the last of the columns, silently
         raise InputError(f"mapping: two columns map to {twice[0]!r}; map each field once")
     return mapping
