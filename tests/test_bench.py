@@ -57,11 +57,21 @@ def test_one_image_is_run_once_untimed_before_the_timed_rounds(tmp_path, monkeyp
     assert report.to_dict()["settings"] == {"repeats": 3, "max_seconds": 20.0, "batch_sizes": [1]}
 
 
+def test_run_bench_runs_every_batch_size_of_a_generator(tmp_path) -> None:
+    """Checking the sizes once consumed a generator, so the report then had no batch size at all."""
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    report = run_bench(Engine("itti-koch"), [image], repeats=2, batch_sizes=(b for b in (1, 2)), max_seconds=20)
+    assert [row.batch_size for row in report.throughput] == [1, 2]
+    assert report.to_dict()["settings"]["batch_sizes"] == [1, 2]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"images": "a.jpg"}, "got a single one; pass \\[image\\]"),
-    ({"repeats": 2.5}, "repeats must be a whole number"),
-    ({"batch_sizes": ("a",)}, "batch sizes must be whole numbers"),
-    ({"batch_sizes": (1.7,)}, "batch sizes must be whole numbers"),  # was run as batch size 1
+    ({"repeats": 2.5}, "repeats must be an integer >= 1"),
+    ({"batch_sizes": ("a",)}, "batch size must be an integer >= 1"),
+    ({"batch_sizes": (1.7,)}, "batch size must be an integer >= 1"),  # was run as batch size 1
+    ({"batch_sizes": 8}, "batch_sizes: expected a list"),
     ({"max_seconds": "3"}, "max_seconds must be a positive number"),
 ])
 def test_run_bench_refuses_bad_arguments_in_one_line(kwargs, match) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import numbers
 import os
 import platform
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 from . import cpu
 from ._version import __version__
 from .engine import Engine
-from .errors import FovealError, InputError
+from .errors import FovealError, InputError, checked_count, real_number
 from .geometry import plan
 from .imageio import ImageLike
 
@@ -111,29 +110,24 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
         raise InputError("images: expected a list of paths or encoded images, got a single one; pass [image]")
     if not isinstance(images, Iterable):
         raise InputError(f"images: expected a list of paths or encoded images, got {type(images).__name__}")
-    if not _whole(repeats) or repeats < 1:
-        raise InputError(f"repeats must be a whole number >= 1, got {repeats!r}")
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real) or not (
-            math.isfinite(max_seconds) and max_seconds > 0):
+    repeats = checked_count(repeats, "repeats")
+    seconds = real_number(max_seconds)
+    if seconds is None or not (math.isfinite(seconds) and seconds > 0):
         raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
-    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable) \
-            or not all(_whole(b) and b >= 1 for b in batch_sizes):
-        raise InputError(f"batch sizes must be whole numbers >= 1, got {batch_sizes!r}")
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable):
+        raise InputError(f"batch_sizes: expected a list of whole numbers >= 1, got {batch_sizes!r}")
+    # A list first: a generator checked by iterating it would then run no batch size at all.
+    batch_sizes = [checked_count(b, "batch size") for b in list(batch_sizes)]
     sources = list(images) or [synthetic_jpeg()]
     names = [_name(s) for s in sources]
-    settings = {"repeats": int(repeats), "max_seconds": float(max_seconds),
-                "batch_sizes": [int(b) for b in batch_sizes]}
+    settings = {"repeats": repeats, "max_seconds": seconds, "batch_sizes": batch_sizes}
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
-    report.stages = _stages(engine, sources, repeats, max_seconds)
+    report.stages = _stages(engine, sources, repeats, seconds)
     image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
-    deadline = time.perf_counter() + max_seconds
-    report.throughput = [_throughput(engine, sources, int(b), max_seconds / max(1, len(batch_sizes)),
+    deadline = time.perf_counter() + seconds
+    report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
                                      image_seconds, deadline) for b in batch_sizes]
     return report
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds: float) -> list[StageTiming]:
