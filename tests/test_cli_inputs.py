@@ -167,6 +167,15 @@ def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, cod
     (["compare", "a.png"], "foveal compare: error: the following arguments are required: --elements"),
     (["score", "a.png", "--pass-percentile", "abc"], "foveal score: error: argument --pass-percentile: invalid float"),
     (["predict", "a.png", "--bits", "7\n8"], "foveal predict: error: argument --bits: invalid int value: '7\\n8'"),
+    # An option the command does not have: its own --help lists its options, `foveal --help` does not.
+    (["finetune", "DATA", "-o", "OUT", "--data", "x"],
+     "foveal finetune: error: unrecognized arguments: --data x (see foveal finetune --help)"),
+    (["norms", "build", "DIR", "-o", "n.json", "--bogus"],
+     "foveal norms build: error: unrecognized arguments: --bogus (see foveal norms build --help)"),
+    (["norms", "--bogus", "build", "DIR", "-o", "n.json"],
+     "foveal norms: error: unrecognized arguments: --bogus (see foveal norms --help)"),
+    (["--bogus", "predict", "a.png", "-o", "OUT"],
+     "foveal: error: unrecognized arguments: --bogus (see foveal --help)"),
 ])
 def test_usage_errors_are_one_line_with_exit_status_2(argv, message, capsys):
     """argparse printed the whole usage (a dozen lines) before the line that says what is wrong."""

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,11 +36,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    """A subcommand's parser. argparse hands the arguments a subcommand does not know up to ``foveal``, which then
+    names itself and its own --help, where no command's options are listed; the command refuses them instead."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="foveal", description="Predict where people look, and score it.")
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     _add_global_options(parser, default=False)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     for command in sub.choices.values():  # so `foveal predict ... -q` works as well as `foveal -q predict ...`
