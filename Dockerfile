@@ -14,7 +14,7 @@ RUN apt-get update \
      || apt-get install -y --no-install-recommends python3-dev) \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml CMakeLists.txt README.md ./
+COPY pyproject.toml CMakeLists.txt README.md LICENSE ./
 COPY csrc csrc
 COPY python python
 RUN --mount=type=secret,id=pip_ca \

@@ -2161,3 +2161,11 @@ def test_a_queue_too_small_for_a_compare_is_refused_at_startup(capsys):
     assert main(["serve", "--port", "0", "--max-queue", "1"]) == 1
     err = capsys.readouterr().err
     assert err == "foveal: error: --max-queue 1: use at least 2; a compare queues its two images together\n"
+
+
+def test_the_container_build_copies_the_licence():
+    """The build stage copied pyproject, CMake, README and the sources only, so the wheel it built (and the image)
+    carried no LICENSE: scikit-build-core ships the LICENSE it finds beside pyproject.toml."""
+    build_stage = (ROOT / "Dockerfile").read_text(encoding="utf-8").split("\nFROM ")[1]
+    copied = {path for line in build_stage.splitlines() if line.startswith("COPY ") for path in line.split()[1:-1]}
+    assert {"pyproject.toml", "CMakeLists.txt", "README.md", "LICENSE", "csrc", "python"} <= copied, copied
