@@ -326,6 +326,24 @@ def test_without_the_detect_extra_the_error_says_how_to_get_it(blocked, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_an_opencv_that_cannot_load_is_not_called_missing(tmp_path):
+    """opencv-python (what rapidocr-onnxruntime installs) needs the system's libGL; without it (slim images) the
+    import fails, and the error said opencv was not installed and to install the extra that was installed."""
+    (tmp_path / "cv2").mkdir()
+    (tmp_path / "cv2" / "__init__.py").write_text(
+        "raise ImportError('libGL.so.1: cannot open shared object file: No such file or directory')")
+    code = (f"from foveal.cli import main; import sys; sys.exit(main(['detect', {str(EXAMPLES / 'creative.png')!r}, "
+            f"'-o', {str(tmp_path / 'out')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": f"{tmp_path}:{FOVEAL_PATH}", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "foveal: error: opencv is installed but cannot be loaded (libGL.so.1: cannot open shared object file: No "
+        "such file or directory); install the system library it names (libGL on Debian/Ubuntu: apt-get install "
+        "libgl1)"]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.data
 def test_faces_on_an_osie_photograph(detector, data_dir):
     # OSIE 1020: a girl reading in bed, one face, checked by eye (docs/DETECTION.md).

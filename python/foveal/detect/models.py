@@ -56,6 +56,9 @@ def require_cv2():
     """OpenCV (a dependency of rapidocr-onnxruntime), or the install hint."""
     try:
         import cv2
-    except ImportError:
+    except ModuleNotFoundError:
         raise DetectorUnavailableError(f"opencv is not installed; {INSTALL_HINT}") from None
+    except ImportError as exc:  # installed, but a shared library it links is not (libGL on slim images)
+        raise DetectorUnavailableError(f"opencv is installed but cannot be loaded ({exc}); install the system "
+                                       "library it names (libGL on Debian/Ubuntu: apt-get install libgl1)") from None
     return cv2
