@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from foveal.cli import build_parser
 from foveal.scoring.elements import ELEMENT_KINDS, FORMAT_SUMMARY
@@ -36,3 +39,17 @@ def test_score_help_shows_the_element_format():
     text = score.format_help()
     assert FORMAT_SUMMARY.splitlines()[0] in text and '"units": "relative"' in text and "x0,y0,x1,y1" in text
     assert all(kind in FORMAT_SUMMARY for kind in ELEMENT_KINDS)
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists() or shutil.which("git") is None, reason="needs a git checkout")
+def test_what_the_readme_writes_in_the_checkout_is_ignored():
+    """scikit-build-core's sdist takes every file git does not ignore: after the README's first command and its
+    Python snippet, an sdist built from the checkout shipped out/ (scores, overlay, report), map.png and overlay.png."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    written = [f"{folder.rstrip('/')}/scores.json" for folder in re.findall(r" -o (\S+)", first)]
+    written += re.findall(r'"([\w.]+\.png)"', snippet.replace('load_image("examples/creative.png")', ""))
+    assert written == ["out/scores.json", "map.png", "overlay.png"]
+    for path in written:
+        assert subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0, path
