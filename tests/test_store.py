@@ -197,6 +197,25 @@ def test_a_store_in_a_folder_you_may_not_write_says_what_to_do(open_elsewhere, t
                              f"writable{chmod}\n")
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_without_the_store_extra_db_says_how_to_get_it(batch, tmp_path):
+    """A batch's --db read the store's database module directly, past the check that names the extra: "internal
+    error: ModuleNotFoundError: No module named 'sqlalchemy'"."""
+    image = ROOT / "examples" / "creative.png"
+    if batch:
+        (tmp_path / "in").mkdir()
+        for name in ("creative.png", "creative.json"):
+            (tmp_path / "in" / name).write_bytes((ROOT / "examples" / name).read_bytes())
+        image = tmp_path / "in"
+    code = ("import sys; sys.modules['sqlalchemy'] = None; from foveal.cli import main; "
+            f"sys.exit(main(['score', {str(image)!r}, '-o', {str(tmp_path / 'out')!r}, '--db', 'sqlite:///s.db']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV,
+                          cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr == "foveal: error: the calibration store needs SQLAlchemy: pip install 'foveal[store]'\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.db").exists()
+
+
 def test_unreachable_postgres_is_one_clear_error():
     with pytest.raises(FovealError, match="cannot open the database"):
         Store("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")

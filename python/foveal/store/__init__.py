@@ -12,6 +12,9 @@ from ..errors import FovealError
 
 __all__ = ["Store", "ImportSummary", "SCHEMA_VERSION", "CREATIVE_SCORES", "check_label"]
 
+#: What a user without the store extra is told.
+NEEDS_SQLALCHEMY = "the calibration store needs SQLAlchemy: pip install 'foveal[store]'"
+
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
@@ -19,7 +22,7 @@ def __getattr__(name: str) -> Any:
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:  # say how to get it instead of a traceback
-        raise FovealError("the calibration store needs SQLAlchemy: pip install 'foveal[store]'") from None
+        raise FovealError(NEEDS_SQLALCHEMY) from None
     from . import schema, store
 
     return getattr(schema if name == "SCHEMA_VERSION" else store, name)

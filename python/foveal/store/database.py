@@ -10,12 +10,16 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-
 from ..errors import FovealError, InputError
+from . import NEEDS_SQLALCHEMY
+
+try:  # also imported directly (a batch's --db), past foveal.store's own check
+    import sqlalchemy as sa
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+except ImportError:
+    raise FovealError(NEEDS_SQLALCHEMY) from None
 
 #: How long a writer waits for another process's transaction before giving up (SQLite busy timeout).
 BUSY_TIMEOUT_S = 60.0
