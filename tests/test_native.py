@@ -317,3 +317,20 @@ except InputError as e:
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "cannot allocate an output of shape" in out.stdout, (out.returncode, out.stderr)
+
+
+def test_a_tree_without_the_built_module_says_to_build_it(tmp_path):
+    """A source tree on PYTHONPATH that was never built (or built for another Python) said "cannot import name
+    '_native' from partially initialized module 'foveal' (most likely due to a circular import)"."""
+    import shutil
+
+    import foveal
+
+    shutil.copytree(os.path.dirname(foveal.__file__), tmp_path / "foveal",
+                    ignore=shutil.ignore_patterns("_native*.so", "*.onnx", "*.safetensors", "__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "import foveal"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: foveal's C++ module foveal._native is not built for this Python in "), last
+    assert "circular import" not in last and last.endswith("build it with `pip install .`"), last

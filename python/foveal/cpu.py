@@ -13,12 +13,21 @@ import os
 import numbers
 import operator
 from collections.abc import Callable, Sequence
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from foveal import _native
+try:
+    from foveal import _native
+except ImportError:
+    _HERE = os.path.dirname(__file__)
+    if any(os.path.exists(os.path.join(_HERE, "_native" + suffix)) for suffix in EXTENSION_SUFFIXES):
+        raise  # built, but it cannot load: the error names why
+    # A source tree never built (or built for another Python): Python's own words blame "a circular import".
+    raise ImportError(f"foveal's C++ module foveal._native is not built for this Python in {_HERE}; build it "
+                      "with `pip install .`") from None
 from foveal.errors import DtypeError, InputError, real_number
 
 __all__ = ["preprocess", "postprocess", "postprocess_sat", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
