@@ -304,3 +304,16 @@ def test_a_long_name_in_the_chart_keeps_its_start_and_the_whole_name_as_a_toolti
     assert all(len(s) <= 24 for s in shown), shown  # 13-unit text: about 7 units a character, 182 units of room
     assert sorted(s[:6] for s in shown) == ["summer", "winter"]
     assert sorted(titles) == [f"{n} (cta)" for n in names]
+
+
+def test_a_strip_longer_than_jpeg_allows_gets_a_report(tmp_path):
+    """A 70000x4 banner stopped `foveal score` with an internal error: the report embeds JPEGs, whose sides end at
+    65500 pixels."""
+    prob = np.full((4, 70_000), 1.0 / (4 * 70_000), np.float32)
+    scores = score_creative(SaliencyMap(prob), [Element("cta", "cta", (0, 0, 10, 2))])
+    doc = build_document(scores, recommend(scores), PROV, image="strip.png", elements="strip.json", norms=None)
+    image = np.zeros((4, 70_000, 3), np.uint8)
+    write_report(tmp_path, doc, image, image)
+    page = (tmp_path / "report.html").read_text()
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert [Image.open(io.BytesIO(base64.b64decode(u))).size for u in uris[:2]] == [(70_000, 4)] * 2

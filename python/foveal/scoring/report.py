@@ -150,10 +150,17 @@ def _png_uri(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+#: Longest side libjpeg (through Pillow) encodes; a longer strip is embedded as PNG.
+JPEG_MAX_SIDE = 65500
+
+
 def _data_uri(pixels: np.ndarray) -> str:
-    """JPEG (quality 88) as a data URI: a tenth of a PNG's size for photographic overlays."""
+    """JPEG (quality 88) as a data URI: a tenth of a PNG's size for photographic overlays. PNG for an image with a
+    side over :data:`JPEG_MAX_SIDE` (a banner strip), which JPEG cannot hold."""
     from PIL import Image
 
+    if max(pixels.shape[:2]) > JPEG_MAX_SIDE:
+        return _png_uri(pixels)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=88)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
