@@ -153,6 +153,16 @@ def test_the_same_image_twice_is_refused_as_listed_twice(tmp_path, rgb, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_link_beside_its_image_is_refused_naming_both(tmp_path, rgb, capsys):
+    """A folder holding latest.png -> v3.png was refused as "v3.png is listed twice", which the user never did."""
+    Image.fromarray(rgb).save(tmp_path / "v3.png")
+    (tmp_path / "latest.png").symlink_to("v3.png")
+    assert main(["predict", str(tmp_path), "-o", str(tmp_path / "o")]) == 1
+    assert (f"{tmp_path / 'latest.png'} and {tmp_path / 'v3.png'} are the same file (a link); list only one of them"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_any_image_is_predicted(tmp_path, rgb, capsys,
                                                                                    monkeypatch):
     """a.overlay.png being a folder stopped the run after a.png was written, and b was never predicted."""

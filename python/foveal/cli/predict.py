@@ -44,11 +44,14 @@ def _check_outputs(images: Sequence[Path], suffixes: Sequence[str]) -> None:
     """No two images may write the same file: a.png and a.jpg both make a.png; a.png's overlay is a.overlay.png's
     map."""
     seen: dict[str, Path] = {}
-    real: set[str] = set()
+    real: dict[str, Path] = {}
     for image in images:
-        if os.path.realpath(image) in real:  # renaming one of them is no way out
+        first = real.get(os.path.realpath(image))
+        if first is not None and os.path.abspath(first) == os.path.abspath(image):  # renaming one is no way out
             raise InputError(f"{image} is listed twice (a folder and a file in it count too); list each image once")
-        real.add(os.path.realpath(image))
+        if first is not None:  # a link beside the file it names: naming only one of them leaves the user guessing
+            raise InputError(f"{first} and {image} are the same file (a link); list only one of them")
+        real[os.path.realpath(image)] = image
         for suffix in suffixes:
             name = f"{image.stem}{suffix}"
             if name in seen:
