@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -141,6 +142,20 @@ def test_a_colour_key_of_a_low_bit_depth_grey_png_is_its_raw_sample():
     np.testing.assert_array_equal(load_image(data)[..., 0], [[0, 255], [255, 255]])
     # The same file opened by the caller (lazily, as Image.open does) gives the same pixels.
     np.testing.assert_array_equal(load_image(Image.open(io.BytesIO(data)))[..., 0], [[0, 255], [255, 255]])
+
+
+def test_a_colour_key_of_a_16_bit_rgb_png_is_compared_at_8_bits():
+    """Pillow reads a 16-bit RGB PNG as 8-bit samples but hands its tRNS key over in 16 bits: the key never matched,
+    and transparent pixels showed their colour, not the white beneath."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    samples = np.array([[[10, 20, 30], [40, 50, 60]]], np.uint16) * 257  # 1x2, as 8-bit values widened
+    rows = b"\0" + samples.astype(">u2").tobytes()
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+            + chunk(b"tRNS", struct.pack(">HHH", *samples[0, 0].tolist())) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+    np.testing.assert_array_equal(load_image(data), [[[255, 255, 255], [40, 50, 60]]])
 
 
 @pytest.mark.parametrize("payload, match", [

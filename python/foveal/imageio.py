@@ -250,6 +250,10 @@ def _colour_key(image: "PIL.Image.Image") -> Any:  # noqa: F821
     if image.mode not in ("1", "L", "RGB", *_INTEGER_GREYS) or key is None:
         return None
     depth = image.tile[0][3] if image.format == "PNG" and image.tile else None
+    if depth == "RGB;16B" and isinstance(key, tuple):
+        # Pillow reads a 16-bit RGB PNG as its samples' high bytes but hands its key over as 16-bit samples; only
+        # the high bytes can be compared (a colour within 1/256 of the key's goes with it).
+        return tuple(int(k) >> 8 for k in key)
     scale = {"1": 255, "L;1": 255, "L;2": 85, "L;4": 17}.get(depth if isinstance(depth, str) else "")
     return key * scale if scale and isinstance(key, int) else key
 
