@@ -1,8 +1,10 @@
 """`foveal predict` end to end, exit codes and one-line errors."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +144,19 @@ def test_output_path_that_is_a_file(tmp_path, rgb, capsys):
     (tmp_path / "out").write_text("x")
     assert main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_image(tmp_path, rgb, capsys, monkeypatch):
+    """On a read-only disk every image was predicted, then failed to be written, with one error line each."""
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    (tmp_path / "ro").mkdir()
+    real_access = os.access
+    # A read-only mount, emulated: root writes into any folder whatever its mode bits.
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path / "ro" and real_access(p, mode))
+    monkeypatch.setattr(SaliencyMap, "to_png", lambda *a, **k: pytest.fail("predicted into an unwritable folder"))
+    for out in (tmp_path / "ro", tmp_path / "ro" / "new" / "sub"):
+        assert main(["predict", str(tmp_path / "a.png"), "-o", str(out)]) == 1
+        assert f"-o {out}: {tmp_path / 'ro'} is not writable (a read-only disk" in capsys.readouterr().err
 
 
 def test_the_same_image_twice_is_refused_as_listed_twice(tmp_path, rgb, capsys):

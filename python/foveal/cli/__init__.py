@@ -164,16 +164,20 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
 
 def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:
     """``-o`` must name a folder (created when the first output is written), not an existing file nor one under a
-    file; each of ``outputs``, file names in it, must be writable there (:func:`~foveal.fileio.check_output`).
-    Commands check it before their work, so a bad ``-o`` does not throw that work away."""
+    file, in a place this process may write (not a read-only disk or another user's folder); each of ``outputs``,
+    file names in it, must be writable there (:func:`~foveal.fileio.check_output`). Commands check it before their
+    work, so a bad ``-o`` does not throw that work away."""
     try:
         if path.exists() and not path.is_dir():
             raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
-        above = path.parent
+        above = path
         while not above.exists() and above != above.parent:
             above = above.parent
         if not above.is_dir():
             raise InputError(f"-o {path}: {above} is a file, so no folder can be made under it; name another folder")
+        if not os.access(above, os.W_OK | os.X_OK):  # else every output fails, each after its image's work
+            raise InputError(f"-o {path}: {above} is not writable (a read-only disk, or a folder this user may not "
+                             "write); make it writable or name another folder")
     except OSError as exc:  # a name too long, a loop of links...
         raise InputError(f"-o {path}: {exc.strerror or exc}; name a valid folder") from None
     for name in outputs:
