@@ -175,8 +175,9 @@ class SaliencyMap:
 
         Values are ``pixel * scale`` rounded to float32, each within ``scale / 2`` of the original (within ``scale``
         where the original was below ``scale / 2``: those are stored as 1, not 0; :func:`foveal.cpu.quantize`), plus
-        that float32 rounding (half a unit in the last place of the value, which a 16-bit map's largest values make
-        visible: 0.5021 ``scale`` at worst), so the total is 1 only up to that quantisation error; shares divide by
+        that float32 rounding (half a unit in the last place of the value, at most 2**-24 of it, which a 16-bit map's
+        largest values make visible: 65535 * 2**-24 = 0.0039 ``scale``, so 0.5039 ``scale`` at worst), so the total
+        is 1 only up to that quantisation error; shares divide by
         the actual total. Maps over ``max_pixels`` are refused from their header, like images.
         """
         name, max_pixels = checked_path(path, "saliency PNG"), checked_max_pixels(max_pixels)
