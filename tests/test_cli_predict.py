@@ -126,7 +126,7 @@ def test_an_output_name_matching_a_later_input_is_refused_before_any_work(tmp_pa
 def test_folders_expand_and_progress_counts_images(tmp_path, rgb, capsys, monkeypatch):
     folder = tmp_path / "creatives"
     folder.mkdir()
-    for name in ("a.png", "b.jpg", "c.webp"):
+    for name in ("a.png", "b.jpg", "c.webp", "e.JFIF"):  # .jfif, a JPEG as Windows browsers save one, was skipped
         Image.fromarray(rgb).save(folder / name)
     (folder / "notes.txt").write_text("not an image")
     Image.fromarray(rgb).save(tmp_path / "d.png")
@@ -134,9 +134,9 @@ def test_folders_expand_and_progress_counts_images(tmp_path, rgb, capsys, monkey
     assert main(["predict", str(folder), str(tmp_path / "d.png"), "-o", str(tmp_path / "out"), "--model", "itti-koch",
                  "--batch-size", "3"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        f"{s}{x}" for s in "abcd" for x in (".overlay.png", ".png")]
+        f"{s}{x}" for s in "abcde" for x in (".overlay.png", ".png")]
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("predict")]
-    assert [line.split("] ")[1].split(" ")[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert [line.split("] ")[1].split(" ")[0] for line in lines] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
 
 
 def test_output_path_that_is_a_file(tmp_path, rgb, capsys):

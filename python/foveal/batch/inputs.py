@@ -17,7 +17,9 @@ from typing import Any, Iterable
 from ..errors import InputError
 from ..fileio import checked_path, unicode_name
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+#: What a folder's images end with (any case). ``.jfif`` and ``.jpe`` are JPEGs too: browsers on Windows save web
+#: images as ``.jfif``, which a folder run skipped without a word.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
 BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
