@@ -289,6 +289,10 @@ def test_from_png_refuses_palette_and_bad_provenance(tmp_path):
         SaliencyMap.from_png(tmp_path / "p.png")
     with pytest.raises(InputError, match="provenance: expected a dict"):
         SaliencyMap(np.full((2, 2), 0.25, np.float32), provenance=[1, 2])
+    # A map saved again by a tool that drops text chunks: it said only "KeyError: 'foveal:scale'".
+    Image.fromarray(np.array([[0, 100, 200]], np.uint8)).save(tmp_path / "stripped.png")
+    with pytest.raises(InputError, match=r"no foveal:scale text chunk, .*strips PNG metadata.*or its --npy"):
+        SaliencyMap.from_png(tmp_path / "stripped.png")
 
 
 @pytest.mark.parametrize("pixels, hw, match", [

@@ -192,7 +192,11 @@ class SaliencyMap:
             try:
                 scale = float(image.text[_SCALE_KEY])  # type: ignore[attr-defined]
                 values = np.asarray(image, dtype=np.float64)
-            except (OSError, KeyError, ValueError, AttributeError, SyntaxError, EOFError) as exc:
+            except KeyError:  # a PNG optimiser or an image editor saving it again drops text chunks
+                raise InputError(f"{name}: no {_SCALE_KEY} text chunk, so its values cannot be turned back into "
+                                 "probabilities (a tool that strips PNG metadata drops it); read the PNG foveal "
+                                 "wrote, or its --npy") from None
+            except (OSError, ValueError, AttributeError, SyntaxError, EOFError) as exc:
                 raise InputError(f"{name}: not a foveal saliency PNG ({type(exc).__name__}: {exc})") from None
         if values.ndim != 2 or not math.isfinite(scale) or scale < 0:
             raise InputError(f"{name}: not a foveal saliency PNG (a {values.shape} image with scale {scale})")
