@@ -214,8 +214,16 @@ def test_openapi_describes_the_answers_the_service_gives(url, http):
     refused = http.post("/v1/score", params={"format": "xml"}, files={"image": ("a.png", b"x", "image/png")},
                         data={"elements": ELEMENTS})
     assert "422" in post["/v1/score"]["responses"] and error_of(refused) == (422, "invalid_request")
-    open_schema = create_app(ServeConfig(warmup=False), engine=object()).openapi()  # no keys: no security
+    unstarted = create_app(ServeConfig(warmup=False), engine=object())
+    open_schema = unstarted.openapi()  # no keys: no security
     assert "securitySchemes" not in open_schema["components"] and "security" not in json.dumps(open_schema["paths"])
+
+    async def readyz() -> httpx.Response:  # its lifespan not run, as a mounted app's while its parent starts
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=unstarted), base_url="http://app") as client:
+            return await client.get("/readyz")
+
+    not_ready = asyncio.run(readyz())  # the declared Error, not {"status": "not ready"}
+    assert error_of(not_ready) == (503, "not_ready") and not_ready.headers["retry-after"] == "1"
 
 
 def test_predict_formats_match_engine(http, engine):

@@ -266,10 +266,14 @@ async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
     gone.set()
 
 
+def _not_ready() -> ServiceError:
+    return ServiceError("the service is not ready (loading the model or shutting down); retry shortly", status=503,
+                        code="not_ready", retry_after=1.0)
+
+
 def _batcher(state: _State) -> Batcher:
     if not state.ready or state.batcher is None:
-        raise ServiceError("the service is not ready (loading the model or shutting down); retry shortly",
-                           status=503, code="not_ready", retry_after=1.0)
+        raise _not_ready()
     return state.batcher
 
 
@@ -581,8 +585,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
     @app.get("/readyz", tags=["service"])
     async def readyz() -> Response:
         """Ready: the model is loaded and warmed and the service is not shutting down (else 503)."""
-        if not state.ready:
-            return JSONResponse({"status": "not ready"}, status_code=503, headers={"Retry-After": "1"})
+        if not state.ready:  # the API's error body, as the schema declares, for clients that read it
+            raise _not_ready()
         return JSONResponse({"status": "ready", "queue_depth": state.batcher.depth if state.batcher else 0})
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
