@@ -202,8 +202,11 @@ def test_openapi_describes_the_answers_the_service_gives(url, http):
                 if status != "200":
                     assert answer["content"]["application/json"]["schema"] == error, (path, status)
             if method == "post":
-                assert {"400", "413", "415", "503", "504"} <= set(operation["responses"]), path
-                assert any(p["name"] == "X-Deadline-Ms" for p in operation["parameters"]), path
+                # 501: a Transfer-Encoding other than chunked, refused on any POST
+                assert {"400", "413", "415", "501", "503", "504"} <= set(operation["responses"]), path
+                assert "not_implemented" in operation["responses"]["501"]["description"], path
+                deadline = next(p for p in operation["parameters"] if p["name"] == "X-Deadline-Ms")
+                assert deadline["schema"]["exclusiveMaximum"] == 1e12, path  # the service refuses 1e12 itself
             assert ("security" in operation) == (path not in ("/healthz", "/readyz")), path
     post = {path: item["post"] for path, item in schema["paths"].items() if "post" in item}
     assert "application/octet-stream" in post["/v1/predict"]["requestBody"]["content"]

@@ -20,7 +20,7 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
 #: What a POST that runs the network may answer besides 200: status → error codes.
 _RUNS = {400: ("invalid_image", "invalid_input", "bad_request"), 408: ("request_timeout",),
          413: ("body_too_large", "too_many_pixels"), 415: ("unsupported_media_type",), 500: ("model_error",),
-         503: ("queue_full", "not_ready", "shutting_down"), 504: ("deadline_exceeded",)}
+         501: ("not_implemented",), 503: ("queue_full", "not_ready", "shutting_down"), 504: ("deadline_exceeded",)}
 #: Route by route, what it answers on top of :data:`_RUNS`.
 _ROUTE = {"/v1/score": {422: ("invalid_elements", "invalid_request")},
           "/v1/compare": {400: ("format_mismatch",), 422: ("invalid_elements", "invalid_request")},
@@ -30,7 +30,7 @@ _ROUTE = {"/v1/score": {422: ("invalid_elements", "invalid_request")},
 _KEYS = {401: ("unauthorized",), 403: ("forbidden",)}
 
 DEADLINE = {"name": "X-Deadline-Ms", "in": "header", "required": False,
-            "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 1e12},
+            "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12},
             "description": "give up (504 deadline_exceeded) this many milliseconds after the request arrives"}
 
 
