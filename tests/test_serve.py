@@ -654,6 +654,22 @@ def test_a_field_sent_twice_is_refused_not_half_read(http):
     assert error_of(scored) == (400, "invalid_input")
 
 
+def test_a_field_no_route_reads_is_refused_not_ignored(http):
+    """A misspelt 'norm' or 'pass_percentle' was ignored: the scores came without the norms, or at the default
+    percentile, and nothing said why; a grid sent as a form field came back without its grid."""
+    files = {"image": ("c.png", EXAMPLE.read_bytes())}
+    for route, data in (("/v1/score", {"elements": ELEMENTS, "pass_percentle": "90"}),
+                        ("/v1/predict", {"grid": "4x4"}),
+                        ("/v1/compare", {"elements": ELEMENTS, "image_b": EXAMPLE_B.read_text("latin-1"),
+                                         "allow_mismatch": "true"}),
+                        ("/v1/whatif", {"elements": ELEMENTS, "edits": "[]", "serch": "{}"})):
+        sent = dict(files) if route != "/v1/compare" else {"image_a": files["image"]}
+        answer = http.post(route, files=sent, data=data)
+        assert error_of(answer) == (400, "invalid_input"), route
+        assert answer.json()["error"]["message"].startswith(f"multipart field {list(data)[-1]!r} is not one {route} "
+                                                           "takes; send only "), answer.text
+
+
 @pytest.mark.parametrize("route, content_type", [
     ("/v1/predict", "text/plain"), ("/v1/predict", "application/json"), ("/v1/score", "application/json"),
     ("/v1/score", "image/png"), ("/v1/compare", "text/csv"), ("/v1/whatif", None),

@@ -411,7 +411,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Image + elements → the `scores.json` document `foveal score` writes (same code, same schema)."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'")
+        form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'",
+                                   ("image", "elements", "norms", "format", "pass_percentile"))
         data, filename = form.file("image")
         elements_text = form.text("elements", required=True)
         norms_name = form.text("norms")
@@ -451,7 +452,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         `compare.json` document `foveal compare` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements")
+        form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements",
+                                   ("image_a", "image_b", "elements", "elements_a", "elements_b",
+                                    "allow_format_mismatch"))
         files = [form.file("image_a"), form.file("image_b")]
         both = form.text("elements")
         texts = [form.text("elements_a"), form.text("elements_b")]
@@ -499,7 +502,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Edits (or a position search) on a creative → the `whatif.json` document `foveal whatif` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search")
+        form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search",
+                                   ("image", "elements", "edits", "search"))
         data, filename = form.file("image")
         elements_text = form.text("elements", required=True)
         edits_text, search_text = form.text("edits"), form.text("search")

@@ -8,7 +8,7 @@ import base64
 import io
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 from starlette.datastructures import UploadFile
@@ -80,8 +80,9 @@ def _field_bytes(text: str) -> bytes:
         return text.encode("utf-8")
 
 
-async def form_of(request: Request, expected: str) -> Form:
-    """The request's multipart form, read whole and its temporary files closed; 415 for other content types."""
+async def form_of(request: Request, expected: str, names: Collection[str]) -> Form:
+    """The request's multipart form, read whole and its temporary files closed; 415 for other content types, and
+    400 for a field not in ``names``."""
     if media_type(request) != "multipart/form-data":
         raise unsupported(request, expected)
     # Read first, outside the parser's error handling: a client that leaves mid-body is gone (499), not malformed.
@@ -99,6 +100,9 @@ async def form_of(request: Request, expected: str) -> Form:
     try:
         files, fields = {}, {}
         for name, value in form.multi_items():
+            if name not in names:  # a misspelt 'norm' or 'pass_percentle' would otherwise be ignored without a word
+                raise InputError(f"multipart field {name!r} is not one {request.url.path} takes; send only "
+                                 f"{', '.join(sorted(names))}")
             if name in files or name in fields:  # else the last one would silently win
                 raise InputError(f"multipart field {name!r} is sent more than once; send each field once (one "
                                  "image per request, one request per image)")
@@ -143,7 +147,7 @@ async def image_bytes(request: Request) -> tuple[bytes, str]:
         if not data:
             raise ImageError("the request body is empty; send the image's bytes")
         return data, "<body>"
-    form = await form_of(request, "the image as a raw image/* body or a multipart/form-data field 'image'")
+    form = await form_of(request, "the image as a raw image/* body or a multipart/form-data field 'image'", ("image",))
     return form.file("image")
 
 
