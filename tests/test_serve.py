@@ -969,6 +969,12 @@ def test_an_unknown_query_parameter_is_refused(url):
     assert error_of(answer) == (400, "invalid_input")
     assert answer.json()["error"]["message"] == ("unknown query parameter 'gird': /v1/predict takes format, map, grid "
                                                  "and overlay")
+    # ?norms=display on /v1/score was ignored too: the scores came without the norms
+    answer = httpx.post(f"{url}/v1/score?norms=display", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                        data={"elements": ELEMENTS}, headers={"Authorization": f"Bearer {KEY}"})
+    assert error_of(answer) == (400, "invalid_input")
+    assert answer.json()["error"]["message"] == ("unknown query parameter 'norms': /v1/score takes format in its query; "
+                                                 "send the other fields in the multipart body")
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

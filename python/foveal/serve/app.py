@@ -338,6 +338,15 @@ class _PredictOptions:
                                                     self.cells[0] * self.cells[1] <= QUICK_GRID_CELLS)
 
 
+def _only_format_query(request: Request) -> None:
+    """Refuse a query parameter other than ``format`` on a route whose input is its body: ``?norms=display`` would
+    otherwise be ignored, and the scores come without the norms."""
+    unknown = sorted(set(request.query_params) - {"format"})
+    if unknown:
+        raise InputError(f"unknown query parameter {unknown[0]!r}: {request.url.path} takes format in its query; send "
+                         "the other fields in the multipart body")
+
+
 def _flag(raw: str | None, name: str, default: bool) -> bool:
     """A true/false query parameter or form field; ``default`` when absent."""
     if raw is None:
@@ -411,6 +420,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Image + elements → the `scores.json` document `foveal score` writes (same code, same schema)."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
+        _only_format_query(request)
         form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'",
                                    ("image", "elements", "norms", "format", "pass_percentile"))
         data, filename = form.file("image")
@@ -452,6 +462,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         `compare.json` document `foveal compare` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
+        _only_format_query(request)
         form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements",
                                    ("image_a", "image_b", "elements", "elements_a", "elements_b",
                                     "allow_format_mismatch"))
@@ -502,6 +513,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Edits (or a position search) on a creative → the `whatif.json` document `foveal whatif` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
+        _only_format_query(request)
         form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search",
                                    ("image", "elements", "edits", "search"))
         data, filename = form.file("image")
