@@ -894,7 +894,7 @@ def test_api_keys(url):
     missing = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png"})
     assert error_of(missing) == (401, "unauthorized") and missing.headers["www-authenticate"].startswith("Bearer")
     wrong = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png", "X-API-Key": "x" * 24})
-    assert error_of(wrong) == (403, "forbidden")
+    assert error_of(wrong) == (403, "forbidden") and "ask its operator" in wrong.json()["error"]["message"]  # what to do
     assert error_of(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer nope"})) == (403, "forbidden")
     ok = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data,
                     headers={"Content-Type": "image/png", "X-API-Key": "another-key-abcdefghijklmnop"})

@@ -47,7 +47,8 @@ class KeyChecker:
         for known in self._digests:
             match |= hmac.compare_digest(digest, known)
         if not match:
-            raise ServiceError("the API key is not valid for this service", status=403, code="forbidden")
+            raise ServiceError("the API key is not valid for this service; send one of its keys (ask its operator "
+                               "for one)", status=403, code="forbidden")
 
 
 def presented_key(headers) -> str | None:
