@@ -92,7 +92,9 @@ async def form_of(request: Request, expected: str, names: Collection[str]) -> Fo
         raise InputError("the multipart body ends before its closing boundary: it was cut short; send the whole "
                          "body")
     try:
-        form = await request.form(max_files=8, max_fields=32, max_part_size=16 * 2**20)
+        # A plain (filename-less) part may hold the image: bounded by the body, which the guard bounds, and not
+        # by a size of its own (16 MiB refused a 20 MB image under the 32 MiB body limit as malformed)
+        form = await request.form(max_files=8, max_fields=32, max_part_size=max(1, len(body)))
     except ServiceError:
         raise
     except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's malformed body
