@@ -590,6 +590,9 @@ def test_bad_fields(http):
         # are not ASCII digits; 5000 digits are more than int() reads
         assert error_of(http.post("/v1/predict", params={"grid": grid}, content=EXAMPLE.read_bytes(),
                                   headers={"Content-Type": "image/png"})) == (400, "invalid_input")
+    # ten digits are refused for their size, which the message gives ('positive whole numbers' was no reason)
+    ten = http.post("/v1/predict", params={"grid": "1000000000x1"}, content=b"x", headers={"Content-Type": "image/png"})
+    assert "from 1 to 999999999" in ten.json()["error"]["message"]
     for query in ({"format": "gif"}, {"map": "maybe"}, {"overlay": "2"}):
         response = http.post("/v1/predict", params=query, content=b"x", headers={"Content-Type": "image/png"})
         assert error_of(response) == (400, "invalid_input")

@@ -201,7 +201,7 @@ def parse_grid(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in parts) \
             or min(int(p) for p in parts) < 1:
-        raise InputError(f"grid: expected COLSxROWS with positive whole numbers (e.g. 32x24), got {text!r}")
+        raise InputError(f"grid: expected COLSxROWS with whole numbers from 1 to 999999999 (e.g. 32x24), got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
