@@ -278,6 +278,15 @@ def test_cli_search_reports_best_positions_batched(tmp_path, monkeypatch):
                                           "dy": search["best"][0]["dy"]}]
 
 
+def test_a_search_records_the_default_grid_it_used():
+    """whatif.json said "grid": null, "step": null for a search without either, hiding the 5x5 grid it ran."""
+    image = _small_creative()
+    for kwargs, recorded in (({}, ([5, 5], None)), ({"step": 20}, (None, 20)), ({"grid": (2, 3)}, ([2, 3], None))):
+        body, _, _ = whatif_search(Spotlight((98, 80, 10, 10)), image, SMALL, "cta", **kwargs)
+        positions = body["search"]["positions"]
+        assert (positions["grid"], positions["step"]) == recorded, kwargs
+
+
 @pytest.mark.parametrize("mode", [["--move", "cta:0,-20"], ["--search", "cta", "--grid", "2x2"]])
 def test_cli_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_path, mode):
     """A search ranks and recommends at compare's 0.5 pp threshold, where the int8 graph's rounding changes calls:

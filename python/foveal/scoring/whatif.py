@@ -468,6 +468,8 @@ def search_document(result: SearchResult, *, top: int, positions: Positions, gri
     """The ``search`` part of ``whatif.json``: settings, baseline, the ``top`` best positions, every candidate."""
     name = result.element
     base = result.baseline.element(name)
+    if grid is None and step is None:  # the grid the positions came from: "grid": null would hide it
+        grid = DEFAULT_GRID
     best = []
     for rank, c in enumerate(result.candidates[:top], start=1):
         after = c.scores.element(name)
