@@ -689,6 +689,29 @@ def test_a_field_no_route_reads_is_refused_not_ignored(http):
                                                            "takes; send only "), answer.text
 
 
+def test_a_list_of_edits_is_bounded_like_a_search(http):
+    """20,000 one-pixel moves in one request held a thread for over a minute, past any deadline, before the 504."""
+    moves = json.dumps([{"op": "move", "element": "cta", "dx": (-1) ** i, "dy": 0} for i in range(401)])
+    response = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                         data={"elements": ELEMENTS, "edits": moves})
+    assert error_of(response) == (400, "invalid_input")
+    assert "401 edits, this service applies at most 400" in response.json()["error"]["message"]
+
+
+def test_an_unknown_file_field_is_refused_not_ignored(http):
+    """A misspelt 'norm' was answered 200 with every percentile null, and a third image 'image_c' left out of the
+    compare, without a word."""
+    image = ("a.png", EXAMPLE.read_bytes())
+    for route, files, data, field in (
+            ("/v1/score", {"image": image}, {"elements": ELEMENTS, "norm": "display"}, "norm"),
+            ("/v1/compare", {"image_a": image, "image_b": image, "image_c": image}, {"elements": ELEMENTS}, "image_c"),
+            ("/v1/whatif", {"image": image}, {"elements": ELEMENTS, "edit": "[]", "edits": "[]"}, "edit"),
+            ("/v1/predict", {"image": image, "overlay": image}, None, "overlay")):
+        response = http.post(route, files=files, data=data)
+        assert error_of(response) == (400, "invalid_input"), route
+        assert f"multipart field {field!r} is not one {route} takes" in response.json()["error"]["message"], route
+
+
 @pytest.mark.parametrize("route, content_type", [
     ("/v1/predict", "text/plain"), ("/v1/predict", "application/json"), ("/v1/score", "application/json"),
     ("/v1/score", "image/png"), ("/v1/compare", "text/csv"), ("/v1/whatif", None),

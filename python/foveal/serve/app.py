@@ -71,6 +71,9 @@ ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models",
 MIN_QUEUE = 2
 #: Most positions one /v1/whatif search may try (each is a full prediction).
 MAX_SEARCH_POSITIONS = 400
+#: Most edits one /v1/whatif request may apply: each fills a hole and copies the image (milliseconds to a tenth of
+#: a second), on a thread the deadline cannot stop, so 20,000 one-pixel moves held the service for over a minute.
+MAX_EDITS = 400
 
 
 @dataclass(frozen=True)
@@ -534,6 +537,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 raw = parse_json(edits_text, "field 'edits'")
                 if not isinstance(raw, list) or not raw:
                     raise InputError("field 'edits': expected a non-empty JSON list of edits")
+                if len(raw) > MAX_EDITS:
+                    raise InputError(f"field 'edits': {len(raw)} edits, this service applies at most {MAX_EDITS} per "
+                                     "request; give each element one move and one scale")
                 edits = [edit_from_dict(e, f"edits[{i}]") for i, e in enumerate(raw)]
                 body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
             else:
