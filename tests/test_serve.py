@@ -567,6 +567,9 @@ def test_bad_images(http, body, code):
     ('[{"name": "a", "kind": "cta", "box": [1' + "0" * 5000 + ', 5, 5, 5]}]', "more than 4,300 digits"),
     ('[{"name": "\\ud800", "kind": "cta", "box": [0, 0, 5, 5]}]', "surrogate"),
     ('{"format": "\\ud800", "elements": [{"name": "a", "kind": "cta", "box": [0, 0, 5, 5]}]}', "surrogate"),
+    # curl -F elements=@creative.csv: "malformed JSON at line 1 column 1" named no remedy
+    ("name,kind,x,y,w,h\ncta,cta,400,520,150,44\n", "this is CSV (header 'name,kind,x,y,w,h'), not element JSON; "
+                                                    "give the JSON form"),
 ])
 def test_bad_elements(http, elements, fragment):
     response = http.post("/v1/score", files={"image": ("c.png", EXAMPLE.read_bytes())}, data={"elements": elements})

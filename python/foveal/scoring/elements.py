@@ -423,7 +423,18 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
 
 def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
     """Validate the text of a JSON element file."""
-    return parse_elements(parse_json(text, source, ElementSpecError), image_hw, source)
+    try:
+        obj = parse_json(text, source, ElementSpecError)
+    except ElementSpecError:
+        # A CSV element file sent where JSON is read (curl -F elements=@creative.csv) was "malformed JSON at line 1
+        # column 1", which names no remedy.
+        first = text.removeprefix("\ufeff").partition("\n")[0] if isinstance(text, str) else ""
+        if [c.strip().lower() for c in first.split(",")][:2] == ["name", "kind"]:
+            raise ElementSpecError(f"{source}: this is CSV (header {_short(first.strip(), 80)}), not element JSON; "
+                                   "give the JSON form, or a file named .csv where a file is read (foveal.Client "
+                                   "sends one as JSON)") from None
+        raise
+    return parse_elements(obj, image_hw, source)
 
 
 def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
