@@ -692,6 +692,21 @@ def test_a_field_no_route_reads_is_refused_not_ignored(http):
                                                            "takes; send only "), answer.text
 
 
+def test_a_search_is_refused_by_the_positions_it_would_try():
+    """The service counted a step search's positions without the edge margins: it refused the example CTA at step
+    25 as 418 positions, over its 400, where the search lays out 357, and quoted 644 for step 20 (546)."""
+    from foveal.serve.app import _check_search_size
+    from foveal.scoring.elements import load_elements
+    from foveal.scoring.whatif import candidate_offsets
+
+    elements = load_elements(ROOT / "examples" / "creative.json", (600, 600)).elements
+    _check_search_size((600, 600), elements, {"name": "cta", "grid": None, "step": 25})
+    with pytest.raises(foveal.InputError, match="^field 'search': 546 positions to try, this service tries at most 400"):
+        _check_search_size((600, 600), elements, {"name": "cta", "grid": None, "step": 20})
+    laid_out = candidate_offsets((600, 600), elements, "cta", step=25)
+    assert len(laid_out.offsets) + laid_out.rejected_overlap + laid_out.rejected_content + 1 == 357  # + the current
+
+
 def test_a_list_of_edits_is_bounded_like_a_search(http):
     """20,000 one-pixel moves in one request held a thread for over a minute, past any deadline, before the 504."""
     moves = json.dumps([{"op": "move", "element": "cta", "dx": (-1) ** i, "dy": 0} for i in range(401)])

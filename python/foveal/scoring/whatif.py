@@ -291,10 +291,7 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     if not isinstance(name, str) or name not in by_name:
         raise InputError(f"search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
     x, y, w, h = by_name[name].box
-    img_h, img_w = int(image_hw[0]), int(image_hw[1])
-    cols, rows = DEFAULT_GRID if grid is None else (int(grid[0]), int(grid[1]))
-    xs = _positions(x, w, img_w, step, cols)
-    ys = _positions(y, h, img_h, step, rows)
+    xs, ys = _lattice(image_hw, by_name[name].box, grid, step)
     if len(xs) * len(ys) > MAX_POSITIONS:
         raise InputError(f"search {name!r}: {len(xs) * len(ys)} positions to try, each a model run; at most "
                          f"{MAX_POSITIONS}: use a larger step or a smaller grid")
@@ -325,6 +322,22 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
 
 def _whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def position_count(image_hw: Sequence[int], box: Sequence[int], *, grid: tuple[int, int] | None = None,
+                   step: int | None = None) -> int:
+    """How many positions a search of the element at ``box`` lays out (the current one included), before the
+    overlap and content rules: what :data:`MAX_POSITIONS` bounds, counted without editing any image."""
+    xs, ys = _lattice(image_hw, box, grid, step)
+    return len(xs) * len(ys)
+
+
+def _lattice(image_hw: Sequence[int], box: Sequence[int], grid: tuple[int, int] | None, step: int | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The top-left x and y coordinates a search lays out for the element at ``box`` (default: a 5x5 grid)."""
+    x, y, w, h = box
+    cols, rows = DEFAULT_GRID if grid is None else (int(grid[0]), int(grid[1]))
+    return (_positions(x, w, int(image_hw[1]), step, cols), _positions(y, h, int(image_hw[0]), step, rows))
 
 
 def _positions(current: int, size: int, extent: int, step: int | None, count: int) -> np.ndarray:

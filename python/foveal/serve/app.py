@@ -49,7 +49,7 @@ from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, render_html, score_document
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
 from ..scoring.textfile import parse_json
-from ..scoring.whatif import (DEFAULT_GRID, MAX_OVERLAP, edit_from_dict, whatif_document, whatif_edits,
+from ..scoring.whatif import (MAX_OVERLAP, edit_from_dict, position_count, whatif_document, whatif_edits,
                               whatif_search)
 from . import codec
 from .auth import KeyChecker, load_keys
@@ -649,14 +649,8 @@ def _check_search_size(image_hw: tuple[int, int], elements: Any, options: dict[s
     box = next((e.box for e in elements if e.name == options["name"]), None)
     if box is None:
         return  # whatif_search names the missing element
-    x, y, w, h = box
-    step = options["step"]
-    if step is not None:
-        count = ((x // step + 1 + (image_hw[1] - w - x) // step)
-                 * (y // step + 1 + (image_hw[0] - h - y) // step))
-    else:
-        cols, rows = options["grid"] or DEFAULT_GRID
-        count = cols * rows
+    # As the search lays them out (inside the edge margins): a count of its own refused searches within the bound.
+    count = position_count(image_hw, box, grid=options["grid"], step=options["step"])
     if count > MAX_SEARCH_POSITIONS:
         raise InputError(f"field 'search': {count} positions to try, this service tries at most "
                          f"{MAX_SEARCH_POSITIONS} per request; use a coarser grid or a larger step")
