@@ -346,6 +346,20 @@ def test_compare_and_whatif(http):
     assert doc.json()["mode"] == "search" and len(doc.json()["search"]["best"]) == 2
 
 
+def test_a_compare_names_the_image_it_refuses(http):
+    """Either image of a compare was refused as '<bytes>: not a recognised image format', or 'the image is ...
+    over this service's limit', which left the client to guess which of the two."""
+    good = ("a.png", EXAMPLE.read_bytes())
+    broken = http.post("/v1/compare", files={"image_a": good, "image_b": ("b.png", b"not an image")},
+                       data={"elements": ELEMENTS})
+    assert error_of(broken) == (400, "invalid_image")
+    assert broken.json()["error"]["message"].startswith("field 'image_b': not a recognised image format")
+    large = http.post("/v1/compare", files={"image_a": ("a.png", png(np.zeros((1001, 1000, 3), np.uint8))),
+                                            "image_b": good}, data={"elements": ELEMENTS})
+    assert error_of(large) == (413, "too_many_pixels")
+    assert "1000x1001 = 1,001,000 pixels (field 'image_a'), over this service's limit" in large.json()["error"]["message"]
+
+
 def test_metrics(http):
     http.post("/v1/predict", params={"map": "false"}, content=EXAMPLE.read_bytes(),
               headers={"Content-Type": "image/png"})

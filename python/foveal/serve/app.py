@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from .._version import __version__
 from ..client import MAX_DEADLINE_MS
 from ..detect import unavailable_reason as detection_unavailable
-from ..errors import InputError, ServiceError
+from ..errors import ImageError, InputError, ServiceError, TooManyPixelsError
 from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
@@ -258,8 +258,19 @@ def _deadline(request: Request, state: _State) -> float:
     return time.monotonic() + ms / 1000.0
 
 
-async def _decode(state: _State, data: bytes) -> DecodedImage:
-    return await run_in_threadpool(decode, data, state.config.max_pixels)
+async def _decode(state: _State, data: bytes, field: str | None = None) -> DecodedImage:
+    """``data`` decoded; ``field`` names the image in a refusal, where a request has more than one (a compare)."""
+    try:
+        return await run_in_threadpool(decode, data, state.config.max_pixels)
+    except TooManyPixelsError as exc:
+        if field is None:
+            raise
+        raise TooManyPixelsError(str(exc), detail=f"{exc.detail} (field {field!r})", limit=exc.limit,
+                                 limit_text=exc.limit_text) from None
+    except ImageError as exc:
+        if field is None:
+            raise
+        raise ImageError(f"field {field!r}: {str(exc).removeprefix('<bytes>: ')}") from None
 
 
 async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
@@ -478,7 +489,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         if any(t is None for t in texts):
             raise InputError("give element JSON as field 'elements' (both creatives) or 'elements_a' and "
                              "'elements_b'")
-        decoded = [await _decode(state, data) for data, _ in files]
+        decoded = [await _decode(state, data, field) for (data, _), field in zip(files, ("image_a", "image_b"))]
         specs = [await run_in_threadpool(parse_elements_json, text, d.pixels.shape[:2], f"elements_{key}")
                  for text, d, key in zip(texts, decoded, "ab")]
         map_a, map_b = await batcher.submit_many(decoded, deadline)
