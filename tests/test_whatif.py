@@ -217,6 +217,22 @@ def test_run_edits_scores_both_images_in_one_call(engine):
         run_edits(spy, image, SMALL, [])
 
 
+def test_an_edit_that_pastes_one_element_over_another_says_so():
+    """Moving the CTA onto the logo hid the logo under it and read as 'better' (the logo's attention now counted
+    as conversion), without a word that the edit covered another element."""
+    from foveal.scoring.whatif import whatif_edits
+
+    image, spotlight = _small_creative(), Spotlight((98, 80, 10, 10))
+    body, _, _ = whatif_edits(spotlight, image, SMALL, [Move("cta", 80, -66)])
+    assert body["notes"] == ["after the edits 'cta' and 'logo' overlap on 100% of the smaller box (over max_overlap, "
+                             "0.1): the element pasted there hides the other, so part of this change is a hidden "
+                             "element, not attention that moved"]
+    assert whatif_edits(spotlight, image, SMALL, [Move("cta", 60, -20)])[0]["notes"] == []
+    # A search asked to allow overlaps does not note what it was allowed
+    searched, _, _ = whatif_search(spotlight, image, SMALL, "cta", grid=(5, 5), max_overlap=1.0)
+    assert searched["best_edit"]["notes"] == []
+
+
 # --- CLI --------------------------------------------------------------------------------------------------------
 
 def _example(tmp_path: Path) -> tuple[Path, Path]:

@@ -199,7 +199,7 @@ def whatif_search(engine: Predictor, image: np.ndarray, elements: Sequence[Eleme
     body = {"mode": "search",
             "search": search_document(result, top=top, positions=positions, grid=grid, step=step,
                                       max_overlap=max_overlap),
-            "best_edit": outcome_document(result.best),
+            "best_edit": outcome_document(result.best, max_overlap=max_overlap),
             "recommendations": [r.to_dict() for r in recs if r.id.startswith("whatif:")]}
     return body, result.best, len(positions.offsets) + 1
 
@@ -460,20 +460,45 @@ def change_statement(name: str, edit: str, before: float, after: float) -> str:
     return f"{edit} {verb} the share of {name!r} from {100 * before:.1f}% to {100 * after:.1f}% ({_pp(after - before)})"
 
 
-def outcome_document(outcome: EditOutcome) -> dict[str, Any]:
-    """The part of ``whatif.json`` describing one edit outcome: edits, boxes after, comparison, statements."""
+def outcome_document(outcome: EditOutcome, max_overlap: float = MAX_OVERLAP) -> dict[str, Any]:
+    """The part of ``whatif.json`` describing one edit outcome: edits, boxes after, comparison, statements, and a
+    note for each pair of elements the edits made overlap by more than ``max_overlap`` (as a search counts it)."""
     before = {e.name: e for e in outcome.before.elements}
     edited_names = {e.name for e in outcome.edited.elements if e.box != before[e.name].box}
     edit_text = "; ".join(describe_edit(e) for e in outcome.edits)
     # _pp, as compare prints it: a change under the material threshold never reads as +0.5 pp.
     changes = ", ".join(f"{e.name!r} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({_pp(e.delta_share)})"
                         for e in outcome.comparison.elements if e.name in edited_names)
+    body = outcome.comparison.to_dict()
     return {
         "edits": [edit_to_dict(e) for e in outcome.edits],
         "elements_after": [e.to_dict() for e in outcome.edited.elements],
         "statement": f"{edit_text}: {changes}" if changes else f"{edit_text}: no element box changed",
-        **outcome.comparison.to_dict(),
+        **body,
+        "notes": body["notes"] + _cover_notes(before, outcome.edited.elements, edited_names, max_overlap),
     }
+
+
+def _cover_notes(before: dict[str, Any], after: Sequence[Element], edited: set[str], max_overlap: float
+                 ) -> list[str]:
+    """A note for each pair of elements, one of them edited, that the edits made overlap by more than
+    ``max_overlap`` of the smaller box: the pasted element hides the other there, and its attention counts as the
+    union of the boxes says (a CTA pasted over the logo turned 'distractors' into 'conversion', read as 'better')."""
+    notes = []
+    for i, a in enumerate(after):
+        if a.name not in edited:
+            continue
+        for j, b in enumerate(after):  # each pair once: an edited b pairs with the a's after it itself
+            if j == i or (b.name in edited and j < i):
+                continue
+            covered = _overlap(a.box, b.box)
+            if covered <= _overlap(before[a.name].box, before[b.name].box) or \
+                    covered <= max_overlap * min(a.area, b.area) * (1 + 1e-9):
+                continue
+            notes.append(f"after the edits {a.name!r} and {b.name!r} overlap on {covered / min(a.area, b.area):.0%} of "
+                         f"the smaller box (over max_overlap, {max_overlap:g}): the element pasted there hides "
+                         "the other, so part of this change is a hidden element, not attention that moved")
+    return notes
 
 
 def search_document(result: SearchResult, *, top: int, positions: Positions, grid: tuple[int, int] | None,
