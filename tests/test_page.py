@@ -388,6 +388,8 @@ def test_drag_box_rescores_instantly_and_whatif_rescores_on_the_service(page, se
     page.find_element("id", "whatif-run").click()
     wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
     assert "'cta'" in page.find_element("id", "whatif-verdict").text
+    # The service decides on its int8 graph: the what-if said so in its notes, which the page left out
+    assert "int8 graph" in page.find_element("id", "whatif-notes").text
     assert len(page.find_elements("css selector", "#whatif-table tbody tr")) == 6
     wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
          what="the edited creative")

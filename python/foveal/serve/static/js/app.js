@@ -663,7 +663,7 @@ async function runWhatif() {
     const spec = elementFile(c.elements, c.format);
     const [doc, edited] = await Promise.all([api.whatif(c.file, spec, list), api.whatifImage(c.file, spec, list)]);
     if (seq !== whatifSeq) return;
-    renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0] }, doc);
+    renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0], notes: $("whatif-notes") }, doc);
     const image = $("whatif-image");
     if (image.src) URL.revokeObjectURL(image.src);
     image.src = URL.createObjectURL(edited);

@@ -194,11 +194,12 @@ export function renderComparison(root, doc) {
   root.notes.replaceChildren(...notes.flatMap((note, i) => [i ? " · " : "", note].flat()));
 }
 
-/** What-if: the statement, before/after shares, verdict. */
+/** What-if: the statement, before/after shares, verdict, notes (the int8 caveat, an element pasted over another). */
 export function renderWhatif(root, doc) {
   root.verdict.className = `verdict ${doc.verdict.replace(/ /g, "-")}`;
   root.verdict.textContent = `${doc.statement}. Overall: ${doc.summary ?? doc.verdict}`;
   root.table.replaceChildren(...doc.elements.map((e) => h("tr", { dataset: { name: e.name } },
     h("th", { scope: "row" }, e.name), h("td", { class: "num" }, pct(e.share_a)),
     h("td", { class: "num" }, pct(e.share_b)), h("td", { class: "num" }, pp(e.delta_share)))));
+  root.notes.textContent = (doc.notes ?? []).join(" · ");
 }
