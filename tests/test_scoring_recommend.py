@@ -46,6 +46,8 @@ def test_weak_cta_names_strongest_competitor_with_numbers():
     assert "brand" in cta.message and "60.2%" in cta.message
     distractor = next(r for r in recs if r.id == "distractor:brand")
     assert distractor.severity == "medium" and distractor.numbers["lift"] > 1
+    # "takes 60.2% of attention on 2.0% of the area": the area it quotes is among its numbers too
+    assert "on 2.0% of the area" in distractor.message and distractor.numbers["area_fraction"] == 0.02
 
 
 def test_strong_cta_no_cta_or_distractor_rule():
@@ -89,6 +91,7 @@ def test_a_kinds_own_pass_percentile_is_the_one_quoted():
     rec = next(r for r in recommend(cs) if r.id == "cta_weak:buy")
     assert "passing needs 9.0% (the 90th percentile)" in rec.message, rec.message
     assert rec.numbers["pass_percentile"] == 90.0
+    assert "score 80" in rec.message and rec.numbers["score"] == 80
 
 
 def test_a_failing_percentile_is_never_quoted_as_the_pass_mark():

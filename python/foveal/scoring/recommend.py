@@ -143,9 +143,10 @@ def _standing(e: ElementScore, n: int, default_mark: float) -> str:
 
 
 def _numbers(e: ElementScore, n: int) -> dict[str, Any]:
-    return {"element": e.name, "kind": e.kind, "share": e.share, "lift": e.lift, "rank": e.rank, "elements": n,
-            "percentile": e.percentile, "passed": e.passed, "pass_percentile": e.pass_percentile,
-            "threshold_share": e.threshold_share}
+    # Every number a message quotes (a distractor's area, a weak element's score) is here for a program to read.
+    return {"element": e.name, "kind": e.kind, "share": e.share, "area_fraction": e.area_fraction, "lift": e.lift,
+            "rank": e.rank, "elements": n, "percentile": e.percentile, "score": e.score, "passed": e.passed,
+            "pass_percentile": e.pass_percentile, "threshold_share": e.threshold_share}
 
 
 def _strongest_other(top_two: list[ElementScore], e: ElementScore) -> ElementScore | None:
