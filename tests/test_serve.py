@@ -1768,6 +1768,38 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
+def test_serve_says_where_it_answers_once_ready_and_closes_idle_connections_when_told(tmp_path):
+    """Without -v, `foveal serve --port 0` printed nothing, so nothing said which port it drew; and the 5 s after
+    which a kept-alive connection closes could not be set above a load balancer's idle timeout."""
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "foveal", "serve", "--port", "0", "--model", "itti-koch",
+                                 "--keep-alive-s", "0.5"], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                                stdout=subprocess.DEVNULL, stderr=out)
+    with reaped(proc):
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"foveal: serving on (http://127\.0\.0\.1:\d+) \(Ctrl-C to stop\)\n",
+                                      log.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        base = found.group(1)
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200  # said once it answers, not before
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            for _ in range(20):  # headers and body may come in two segments
+                answer += sock.recv(65536)
+                if answer.endswith(b"}"):
+                    break
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)  # idle past --keep-alive-s: the service has closed its end
+            assert sock.recv(65536) == b""
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert log.read_text().count("foveal: serving on") == 1
+
+
 def test_workers_share_one_metrics_endpoint(tmp_path):
     """With --workers 2 the port is shared, so /metrics must sum both processes, whichever one answers."""
     port = free_port()
@@ -1786,6 +1818,10 @@ def test_workers_share_one_metrics_endpoint(tmp_path):
                 if metric(httpx.get(f"{base}/metrics", timeout=2).text, "foveal_ready") == 2:
                     break
             time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while f"foveal: serving on {base} (Ctrl-C to stop)" not in log.read_text():  # the supervisor looks each 1 s
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         if sys.platform.startswith("linux"):  # the workers start with glibc's arenas capped (cap_malloc_arenas)
             children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
             assert len(children) >= 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from ..errors import FovealError, InputError
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--header-timeout-s", type=float, default=10.0, help="time a connection has to send a request's "
                    "headers, from its opening or the request's first byte; 408 and closed after it (default: "
                    "%(default)s)")
+    p.add_argument("--keep-alive-s", type=float, default=5.0, help="a kept-alive connection idle this long is "
+                   "closed; set it above the idle timeout of a proxy or load balancer in front (default: "
+                   "%(default)s)")
     p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
@@ -62,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--norms {name}: file not found: {path}")
         norms[name] = str(Path(path).resolve())
     if not (0 <= args.max_wait_ms < math.inf and 0 < args.max_body_mb < math.inf and 1 <= args.max_pixels < math.inf
-            and 0 < args.timeout_ms < math.inf and 0 < args.header_timeout_s < math.inf):  # NaN fails each
-        raise InputError("--max-wait-ms must be a finite number >= 0; --max-body-mb, --max-pixels, --timeout-ms "
-                         "and --header-timeout-s finite numbers > 0")
+            and 0 < args.timeout_ms < math.inf and 0 < args.header_timeout_s < math.inf
+            and 0 < args.keep_alive_s < math.inf):  # NaN fails each
+        raise InputError("--max-wait-ms must be a finite number >= 0; --max-body-mb, --max-pixels, --timeout-ms, "
+                         "--header-timeout-s and --keep-alive-s finite numbers > 0")
     if args.max_queue < MIN_QUEUE:
         raise InputError(f"--max-queue {args.max_queue}: use at least {MIN_QUEUE}; a compare queues its two images "
                          "together")
@@ -83,5 +88,11 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(config.model, device=config.device, precision=config.precision, max_pixels=config.max_pixels)
     service_norms(engine, norms)
     serve(config, engine=engine if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
-          log_level="info" if args.verbose else "warning", header_timeout_s=args.header_timeout_s)
+          log_level="info" if args.verbose else "warning", header_timeout_s=args.header_timeout_s,
+          keep_alive_s=args.keep_alive_s, on_ready=None if args.quiet else _announce)
     return 0
+
+
+def _announce(url: str) -> None:
+    # The one line a user (or a script that started it with --port 0) needs: where it answers, once it does.
+    print(f"foveal: serving on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ import socket
 import sys
 import tempfile
 import threading
+from typing import Any, Callable
 
 from ..errors import InputError
 from .app import ServeConfig, create_app
@@ -76,7 +77,8 @@ def cap_malloc_arenas() -> bool:
 
 
 def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0) -> None:
+          log_level: str = "info", graceful_timeout_s: float = 30.0, header_timeout_s: float = 10.0,
+          keep_alive_s: float = 5.0, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; then stop accepting, let in-flight requests finish (up to
     ``graceful_timeout_s``; those still unanswered then get 503 ``shutting_down``) and return.  A second SIGINT
     while draining stops at once: what is in flight gets that 503, queued images are dropped, and
@@ -86,8 +88,11 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     request's first byte) is answered 408 and closed, and one whose client reads none of its answer for
     ``config.request_timeout_s`` is cut off (:mod:`foveal.serve.connection`). glibc's malloc arenas are capped
     (:func:`cap_malloc_arenas`; workers are started with ``MALLOC_ARENA_MAX``) unless ``MALLOC_ARENA_MAX`` is
-    set."""
+    set. A kept-alive connection idle for ``keep_alive_s`` is closed: a proxy's or client's pool must drop idle
+    connections sooner. ``on_ready(url)`` is called once, with the address it listens on (the port that ``port=0``
+    drew), when the service first answers requests (with ``workers > 1``: when the first worker does)."""
     import uvicorn
+
 
     from .connection import connection_factory
     from .workers import run_workers
@@ -97,8 +102,11 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
         load_keys(config.api_keys_file)
     finite("header_timeout_s", header_timeout_s, zero=False)
     finite("graceful_timeout_s", graceful_timeout_s, zero=False)
+    finite("keep_alive_s", keep_alive_s, zero=False)
+    if on_ready is not None and not callable(on_ready):
+        raise InputError(f"on_ready must be a function taking the service's URL, got {type(on_ready).__name__}")
     options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
-                   proxy_headers=False, server_header=False,
+                   timeout_keep_alive=keep_alive_s, proxy_headers=False, server_header=False,
                    http=connection_factory(header_timeout_s, send_timeout_s=config.request_timeout_s))
     # uvicorn handles SIGINT/SIGTERM itself (drain, then shut down) and re-raises the signal to the handler it
     # found when done; a no-op handler there makes a drained shutdown exit 0 instead of dying by the signal.
@@ -116,10 +124,10 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
             if "MALLOC_ARENA_MAX" not in os.environ:  # glibc reads it as each worker process starts
                 os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)
                 cleanup.callback(os.environ.pop, "MALLOC_ARENA_MAX", None)
-            run_workers(config, options, workers)
+            run_workers(config, options, workers, on_ready)
         else:
             cap_malloc_arenas()  # before the app's threads start: each would otherwise get an arena of its own
-            server = uvicorn.Server(uvicorn.Config(create_app(config, engine=engine), **options))
+            server = _server(uvicorn.Config(create_app(config, engine=engine), **options), on_ready)
             server.run()
             if server.force_exit:  # a second Ctrl-C cut the drain short: interrupted, not drained
                 raise KeyboardInterrupt
@@ -127,6 +135,25 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
         cleanup.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def service_url(address: tuple) -> str:
+    """The base URL of a listening socket's address (``getsockname()``), IPv6 in brackets."""
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _server(config: Any, on_ready: Callable[[str], None] | None) -> Any:
+    """A uvicorn server that calls ``on_ready(url)`` once its app has started and its socket listens."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if on_ready is not None and not self.should_exit and self.servers:
+                on_ready(service_url(self.servers[0].sockets[0].getsockname()))
+
+    return Server(config)
 
 
 def _drained(signum: int, frame: object) -> None:

@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import FovealError
 from .app import ServeConfig, create_app
@@ -36,16 +36,18 @@ MAX_FAILED_STARTS = 5
 _EXIT_GRACE_S = 15.0
 
 
-def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> None:
+def run_workers(config: ServeConfig, options: dict[str, Any], workers: int,
+                on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``config`` on ``workers`` processes until SIGINT/SIGTERM, then drain them and return; raise
     KeyboardInterrupt when a SIGINT during the drain cut it short, and :class:`FovealError` when a worker could not
     start. ``options``: uvicorn ``Config`` keywords (host, port, graceful timeout...). Main thread only: it
-    handles the signals."""
-    from .server import bound
+    handles the signals. ``on_ready(url)``: called once, when the first worker is ready."""
+    from .server import bound, service_url
 
     sock = bound(options["host"], options["port"])  # not uvicorn's bind_socket: it exits the process on failure
     logger.info("Listening on %s:%d", options["host"], sock.getsockname()[1])
-    supervisor = _Supervisor(config, options, sock, workers)
+    url = service_url(sock.getsockname())
+    supervisor = _Supervisor(config, options, sock, workers, None if on_ready is None else lambda: on_ready(url))
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         supervisor.run()
@@ -62,7 +64,8 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int) -> N
 
 
 class _Supervisor:
-    def __init__(self, config: ServeConfig, options: dict[str, Any], sock: socket.socket, workers: int) -> None:
+    def __init__(self, config: ServeConfig, options: dict[str, Any], sock: socket.socket, workers: int,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self._context = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads' locks
         self._config, self._options, self._sock = config, options, sock
         self._workers: dict[int, tuple[multiprocessing.Process, Any]] = {}
@@ -74,6 +77,7 @@ class _Supervisor:
         self._starts = 0  # workers started so far
         self._starting: dict[int, int] = {}  # workers not yet seen ready: which start each was
         self._served = False  # some worker has been ready: the settings work
+        self._on_ready = on_ready
         self._failed_starts = 0  # replacements in a row that ended before they were ready...
         self._failed_start = 0  # ...the last of them being this start
         self.forced = False
@@ -149,6 +153,8 @@ class _Supervisor:
         """Workers ready since the last look: the service has served, and one started after the last failed start
         ends that run of failures."""
         for pid in [pid for pid in self._starting if self._workers[pid][1].is_set()]:
+            if not self._served and self._on_ready is not None:
+                self._on_ready()
             self._served = True
             if self._starting.pop(pid) > self._failed_start:
                 self._failed_starts = 0
