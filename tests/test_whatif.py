@@ -338,7 +338,9 @@ def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, a
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args", [[], ["--move", "cta:0,1", "--search", "cta"], ["--move", "cta:0,1", "--step", "5"]])
+@pytest.mark.parametrize("args", [[], ["--move", "cta:0,1", "--search", "cta"], ["--move", "cta:0,1", "--step", "5"],
+                                  # a search's settings with edits were ignored without a word
+                                  ["--move", "cta:0,1", "--top", "5"], ["--move", "cta:0,1", "--max-overlap", "0.5"]])
 def test_cli_mode_errors_are_usage_errors(tmp_path, args):
     image, elements = _example(tmp_path)
     with pytest.raises(SystemExit) as exc:

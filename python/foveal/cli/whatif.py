@@ -58,10 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--search", metavar="NAME", help="try many positions for this element")
     search.add_argument("--grid", metavar="COLSxROWS", help="positions spread over the image (default: 5x5)")
     search.add_argument("--step", type=int, metavar="PX", help="positions every PX pixels from the current one")
-    search.add_argument("--top", type=int, default=3, metavar="N", help="best positions to report (default: 3)")
-    search.add_argument("--max-overlap", type=float, default=MAX_OVERLAP, metavar="F",
+    search.add_argument("--top", type=int, metavar="N", help="best positions to report (default: 3)")
+    search.add_argument("--max-overlap", type=float, metavar="F",
                         help="largest overlap with another element, as a fraction of the smaller box "
-                             "(default: %(default)g)")
+                             f"(default: {MAX_OVERLAP:g})")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     add_engine_options(p, for_decisions=True)
     p.set_defaults(handler=run, parser=p, edits=None)
@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.edits) == (args.search is not None):
         args.parser.error("give edits (--move/--scale/--swap) or --search NAME, not both" if args.edits
                           else "nothing to do: give --move/--scale/--swap edits or --search NAME")
-    if args.search is None and (args.grid is not None or args.step is not None):
-        args.parser.error("--grid and --step go with --search")
+    if args.search is None and any(v is not None for v in (args.grid, args.step, args.top, args.max_overlap)):
+        # else an option given with edits would be ignored without a word
+        args.parser.error("--grid, --step, --top and --max-overlap go with --search")
     edits = [PARSERS[kind](text) for kind, text in args.edits or []]
     grid = parse_grid(args.grid) if args.grid is not None else None
     # whatif.json is UTF-8: a name the OS cannot decode would go in as a lone surrogate.
@@ -87,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         body, outcome, n_images = whatif_edits(engine, decoded.pixels, elements, edits, batch_size=args.batch_size)
     else:
         bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
+        given = {k: v for k, v in (("top", args.top), ("max_overlap", args.max_overlap)) if v is not None}
         body, outcome, n_images = whatif_search(engine, decoded.pixels, elements, args.search, grid=grid,
-                                                step=args.step, top=args.top, max_overlap=args.max_overlap,
+                                                step=args.step, **given,
                                                 batch_size=args.batch_size, progress=bar,
                                                 thresholds=Thresholds.of_card(engine.graph))
     inputs = {"image": image_name, "image_sha256": decoded.sha256, "elements": elements_name}
