@@ -312,6 +312,10 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
                 busy += 1
                 continue
             offsets.append((nx - x, ny - y))
+    if not offsets and not overlapping and not busy:  # the lattice held only the current position
+        raise InputError(f"search {name!r}: no position to try but the current one: "
+                         f"{'the step' if step is not None else 'the grid'} finds no other place for the "
+                         f"{w}x{h} box inside the image's edge margins; use a smaller step or a finer grid")
     if not offsets:
         raise InputError(f"search {name!r}: no valid position: {overlapping} position(s) overlap another element by "
                          f"more than {max_overlap:g} of the smaller box and {busy} cover unboxed content (text or "
