@@ -1049,6 +1049,11 @@ def test_an_unknown_query_parameter_is_refused(url):
     assert error_of(answer) == (400, "invalid_input")
     assert answer.json()["error"]["message"] == ("unknown query parameter 'norms': /v1/score takes format in its query; "
                                                  "send the other fields in the multipart body")
+    # /v1/detect reads no parameter at all
+    answer = httpx.post(f"{url}/v1/detect?min_face=0.02", content=EXAMPLE.read_bytes(), headers=headers)
+    assert error_of(answer) == (400, "invalid_input")
+    assert answer.json()["error"]["message"] == "unknown query parameter 'min_face': /v1/detect takes none; send only " \
+                                                "the image"
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

@@ -584,6 +584,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         from ..detect import detect as detect_image, element_file
 
         deadline = _deadline(request, state)
+        if request.query_params:  # it reads none: a parameter sent to tune it would be ignored without a word
+            raise InputError(f"unknown query parameter {sorted(request.query_params)[0]!r}: /v1/detect takes none; "
+                             "send only the image")
         data, _ = await codec.image_bytes(request)
         decoded = await _decode(state, data)
         return codec.JSONDocument(await state.detect_lane.run(
