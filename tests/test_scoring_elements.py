@@ -138,6 +138,7 @@ def test_element_spec_error_is_an_input_error():
     ("name,kind,x,y,w,h\ncta,cta,1,2,3,4,5\n", "line 2: expected 6"),
     ("name,kind,x,y,w,h\n", "no elements"),
     ("", "header must contain"),
+    ("name;kind;x;y;w;h\ncta;cta;1;2;3;4\n", "separate columns with commas, not semicolons$"),  # Excel in Europe
     ("name,kind,x,y,w,h,x\ncta,cta,1,2,3,4,5\n", "column 'x' more than once"),
     (b"name,kind,x,y,w,h\ncta,cta,1,2,3,4\n", "expected CSV text, got bytes; decode it first"),
     (None, "expected CSV text, got NoneType"),

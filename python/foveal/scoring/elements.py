@@ -391,9 +391,11 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
                                "keep one")
     missing = [c for c in columns if c not in header]
     if missing:
+        # Excel writes CSV with semicolons where the decimal mark is a comma: the whole header is then one column.
+        hint = "; separate columns with commas, not semicolons" if len(header) == 1 and ";" in header[0] else ""
         raise ElementSpecError(f"{source}: CSV header must contain {','.join(CSV_COLUMNS)} (or "
                                f"{','.join(CSV_XYXY_COLUMNS)}); missing {','.join(missing)} (header was "
-                               f"{_short(header, 200)})")
+                               f"{_short(header, 200)}){hint}")
     reader.fieldnames = header
     names, kinds, boxes, formats, units, wheres = [], [], [], [], [], []
     for row in reader:
