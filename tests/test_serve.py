@@ -317,6 +317,19 @@ def test_a_jpegs_predicted_map_gives_the_shares_score_answers(http):
     assert np.allclose(smap.box_stats(boxes)["share"], [e["share"] for e in doc["elements"]], rtol=0, atol=1e-6)
 
 
+def test_compare_names_the_element_field_the_client_sent(http):
+    """One 'elements' field for both creatives, refused against image B, was blamed on 'elements_b', a field the
+    client never sent."""
+    from PIL import Image
+
+    small = io.BytesIO()
+    Image.open(EXAMPLE).convert("RGB").resize((100, 100)).save(small, "PNG")
+    files = {"image_a": ("a.png", EXAMPLE.read_bytes()), "image_b": ("b.png", small.getvalue())}
+    answer = http.post("/v1/compare", files=files, data={"elements": ELEMENTS})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["message"].startswith("elements (on image_b): "), answer.text
+
+
 def test_compare_and_whatif(http):
     files = {"image_a": ("a.png", EXAMPLE.read_bytes()), "image_b": ("b.png", EXAMPLE_B.read_bytes())}
     doc = http.post("/v1/compare", files=files, data={"elements_a": ELEMENTS, "elements_b": ELEMENTS_B}).json()

@@ -484,14 +484,16 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         both = form.text("elements")
         texts = [form.text("elements_a"), form.text("elements_b")]
         allow_mismatch = _flag(form.text("allow_format_mismatch"), "allow_format_mismatch", False)
+        # A refusal names the field the client sent: 'elements' read against image B is not 'elements_b'.
+        sources = [f"elements_{key}" if t is not None else f"elements (on image_{key})" for t, key in zip(texts, "ab")]
         if both is not None:
             texts = [t if t is not None else both for t in texts]
         if any(t is None for t in texts):
             raise InputError("give element JSON as field 'elements' (both creatives) or 'elements_a' and "
                              "'elements_b'")
         decoded = [await _decode(state, data, field) for (data, _), field in zip(files, ("image_a", "image_b"))]
-        specs = [await run_in_threadpool(parse_elements_json, text, d.pixels.shape[:2], f"elements_{key}")
-                 for text, d, key in zip(texts, decoded, "ab")]
+        specs = [await run_in_threadpool(parse_elements_json, text, d.pixels.shape[:2], source)
+                 for text, d, source in zip(texts, decoded, sources)]
         map_a, map_b = await batcher.submit_many(decoded, deadline)
 
         def work() -> Response:
