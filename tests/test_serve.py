@@ -2156,14 +2156,16 @@ def test_nan_service_settings_are_one_line_in_the_cli_and_the_library(capsys):
         assert err.startswith("foveal: error: --max-wait-ms must be a finite number") and err.count("\n") == 1
 
 
-def test_without_the_serve_extra_the_import_says_how_to_get_it():
-    """from foveal.serve import create_app (the documented entry point) raised ModuleNotFoundError: fastapi."""
-    code = ("import sys; sys.modules['fastapi'] = None\nfrom foveal.errors import FovealError\n"
+@pytest.mark.parametrize("missing", ["fastapi", "python_multipart"])
+def test_without_the_serve_extra_the_import_says_how_to_get_it(missing):
+    """from foveal.serve import create_app (the documented entry point) raised ModuleNotFoundError: fastapi; and a
+    server without python-multipart started, then answered every upload 400 as a malformed body."""
+    code = (f"import sys; sys.modules[{missing!r}] = None\nfrom foveal.errors import FovealError\n"
             "try:\n    from foveal.serve import create_app\nexcept FovealError as exc:\n    print(exc)\n")
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == (
-        'foveal.serve needs the serve extra (fastapi is missing): pip install "foveal[serve]"\n'), done.stderr
+        f'foveal.serve needs the serve extra ({missing} is missing): pip install "foveal[serve]"\n'), done.stderr
 
 
 class Canned(BaseHTTPRequestHandler):

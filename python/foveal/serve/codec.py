@@ -11,6 +11,9 @@ from email.message import Message
 from typing import Any, Collection
 
 import numpy as np
+# Starlette imports its form parser only when a form arrives; imported here, a server without it fails at start
+# with the serve extra's hint instead of answering every upload 400 as if the client's body were malformed.
+import python_multipart  # noqa: F401
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
