@@ -100,6 +100,15 @@ def test_png_round_trip(engine, rgb, tmp_path):
         assert image.mode.startswith("I") and image.text["foveal:model"] == "itti-koch"
 
 
+def test_png_round_trip_keeps_the_provenance(engine, rgb, tmp_path):
+    """from_png dropped the provenance to_png stored, so norms of another model no longer refused the map."""
+    smap = engine.predict(rgb)
+    smap.to_png(tmp_path / "m.png", bits=16)
+    back = SaliencyMap.from_png(tmp_path / "m.png")
+    assert back.provenance == {**smap.provenance, "source": str(tmp_path / "m.png")}
+    assert repr(back) == f"SaliencyMap(shape={rgb.shape[:2]}, model='itti-koch', backend='onnxruntime')"
+
+
 def test_png_text_keys_cannot_replace_the_scale_or_break_the_file(tmp_path):
     """A provenance key 'scale' was written over the stored scale (from_png then read the map 2040 times too
     large); a key PNG cannot hold raised a UnicodeEncodeError."""

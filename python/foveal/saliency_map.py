@@ -179,6 +179,9 @@ class SaliencyMap:
         largest values make visible: 65535 * 2**-24 = 0.0039 ``scale``, so 0.5039 ``scale`` at worst), so the total
         is 1 only up to that quantisation error; shares divide by
         the actual total. Maps over ``max_pixels`` are refused from their header, like images.
+
+        The provenance is what :meth:`to_png` stored (its values as text) plus ``source``, the path read: norms
+        checked against a map read back refuse another model's map as they refuse it before it was written.
         """
         name, max_pixels = checked_path(path, "saliency PNG"), checked_max_pixels(max_pixels)
         with open_input(name, max_file_bytes(max_pixels), "saliency PNG") as fh:
@@ -190,7 +193,8 @@ class SaliencyMap:
                 raise InputError(f"{name}: not a foveal saliency PNG (a {image.mode} image; maps are 8- or 16-bit "
                                  "grey)")
             try:
-                scale = float(image.text[_SCALE_KEY])  # type: ignore[attr-defined]
+                text = image.text  # type: ignore[attr-defined]
+                scale = float(text[_SCALE_KEY])
                 values = np.asarray(image, dtype=np.float64)
             except KeyError:  # a PNG optimiser or an image editor saving it again drops text chunks
                 raise InputError(f"{name}: no {_SCALE_KEY} text chunk, so its values cannot be turned back into "
@@ -200,7 +204,9 @@ class SaliencyMap:
                 raise InputError(f"{name}: not a foveal saliency PNG ({type(exc).__name__}: {exc})") from None
         if values.ndim != 2 or not math.isfinite(scale) or scale < 0:
             raise InputError(f"{name}: not a foveal saliency PNG (a {values.shape} image with scale {scale})")
-        return cls((values * scale).astype(np.float32), {"source": name})
+        provenance = {key.partition(":")[2]: value for key, value in text.items()
+                      if key.startswith("foveal:") and key != _SCALE_KEY}
+        return cls((values * scale).astype(np.float32), {**provenance, "source": name})
 
     def to_npy(self, path: str | os.PathLike) -> None:
         """Save ``prob`` as a float32 ``.npy``."""
