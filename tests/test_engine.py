@@ -145,6 +145,10 @@ def test_overlay(engine, rgb, tmp_path):
     (np.full((4, 4), 1 / 16), np.zeros((4, 4, 3), np.uint8), "0.5", "alpha must be a number"),
     (np.full((4, 4), np.nan), np.zeros((4, 4, 3), np.uint8), 0.5, "not a probability map"),
     (np.full((4, 4), -1.0), np.zeros((4, 4, 3), np.uint8), 0.5, "not a probability map"),
+    # A grey image of the map's size was told "image is (4, 4), map is (4, 4); they must match"; a path "image is ()".
+    (np.full((4, 4), 1 / 16), np.zeros((4, 4), np.uint8), 0.5, r"must be \(H, W, 3\) RGB, got shape \(4, 4\); "
+     r"foveal.load_image\(image\) gives RGB"),
+    (np.full((4, 4), 1 / 16), "creative.png", 0.5, r"got a str; read the file first: overlay\(foveal.load_image"),
 ])
 def test_overlay_checks_its_inputs(prob, image, alpha, match):
     with pytest.raises(InputError, match=match):

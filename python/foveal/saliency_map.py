@@ -222,8 +222,14 @@ class SaliencyMap:
         skipped, :func:`overlay_ramp`) with blend weight ``alpha * sqrt(t)``, so faint attention still shows and
         unattended pixels show the image.
         """
+        if isinstance(image, (str, bytes, os.PathLike)):  # as an array it is 0-d: "image is ()" said nothing
+            raise InputError(f"overlay: image must be the (H, W, 3) uint8 pixels, got a {type(image).__name__}; "
+                             "read the file first: overlay(foveal.load_image(path))")
         image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] < 3 or image.shape[:2] != self.shape:
+        if image.ndim != 3 or image.shape[2] < 3:  # a grey image of the map's size is no size mismatch
+            raise InputError(f"overlay: image must be (H, W, 3) RGB, got shape {image.shape}; "
+                             "foveal.load_image(image) gives RGB for a grey image too")
+        if image.shape[:2] != self.shape:
             raise InputError(f"overlay: image is {image.shape}, map is {self.shape}; they must match: give the "
                              "(H, W, 3) image the map was predicted from")
         if image.dtype != np.uint8:
