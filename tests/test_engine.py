@@ -132,6 +132,16 @@ def test_a_masked_array_with_masked_entries_is_refused():
     assert SaliencyMap(np.ma.masked_array([[1.0, 3.0]], mask=False)).share([0, 0, 1, 1]) == pytest.approx(0.25)
 
 
+def test_share_and_lift_take_an_array_box_in_their_hints_too():
+    """share and lift were hinted Sequence[float], so mypy refused smap.share(np.array([x, y, w, h])), which runs."""
+    import inspect
+
+    hint = inspect.signature(SaliencyMap.box_stats).parameters["boxes"].annotation
+    for method in (SaliencyMap.share, SaliencyMap.lift):
+        assert inspect.signature(method).parameters["box"].annotation == hint
+    assert SaliencyMap(np.full((2, 2), 0.25)).share(np.array([0, 0, 1, 2])) == pytest.approx(0.5)
+
+
 def test_overlay(engine, rgb, tmp_path):
     smap = engine.predict(rgb)
     out = smap.overlay(rgb, tmp_path / "o.png")

@@ -5,7 +5,7 @@ import math
 import os
 from functools import cached_property
 from collections.abc import Mapping
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -150,11 +150,11 @@ class SaliencyMap:
                              f"use box_stats(boxes)[{what!r}]")
         return stats
 
-    def share(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
-        """Share of attention inside one box (0..1)."""
+    def share(self, box: Any, *, box_format: str = "xywh", units: str = "px") -> float:
+        """Share of attention inside one box (0..1): four numbers (a list, tuple or array), as in :meth:`box_stats`."""
         return float(self._one(box, "share", box_format, units)["share"][0])
 
-    def lift(self, box: Sequence[float], *, box_format: str = "xywh", units: str = "px") -> float:
+    def lift(self, box: Any, *, box_format: str = "xywh", units: str = "px") -> float:
         """Share of one box divided by its area fraction (1.0 = average)."""
         return float(self._one(box, "lift", box_format, units)["lift"][0])
 
