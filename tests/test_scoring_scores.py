@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from foveal import SaliencyMap
 from foveal.errors import InputError
-from foveal.scoring.elements import Element
+from foveal.scoring.elements import Element, parse_elements
 from foveal.scoring.norms import Norms
 from foveal.scoring.scores import (DEFINITIONS, competition_ranks, focus, percentile_of, score_creative,
                                    score_elements, threshold_value, top_share, union_share)
@@ -159,6 +159,18 @@ def test_missing_norms_are_null_with_a_reason():
     chosen = score_creative(uniform(), [E("cta", "cta", (0, 0, 18, 10))], norms=norms_for("feed", cta=[0.1]),
                             format="feed")
     assert chosen.format == "feed" and chosen.elements[0].percentile == 0.0
+
+
+def test_an_element_file_is_scored_against_its_own_format():
+    """score_creative(smap, load_elements(...)) compared against the WxH norms, not the file's "format" as
+    `foveal score` does, so Python found no norms where the CLI gave percentiles."""
+    spec = parse_elements({"format": "feed", "elements": [{"name": "cta", "kind": "cta", "box": [0, 0, 18, 10]}]},
+                          (H, W))
+    norms = norms_for("feed", cta=[0.1])
+    cta = score_creative(uniform(), spec, norms=norms).elements[0]
+    assert cta.percentile == 0.0 and cta.norm_note is None
+    assert score_elements(uniform(), spec, norms=norms)[0].percentile == 0.0
+    assert score_creative(uniform(), spec, norms=norms, format="100x60").elements[0].percentile is None
 
 
 def test_elements_from_an_iterator_are_all_scored():

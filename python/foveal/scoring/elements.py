@@ -34,7 +34,7 @@ import numbers
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class ElementSpec:
     def __len__(self) -> int:
         return len(self.elements)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Element]:
         return iter(self.elements)
 
 

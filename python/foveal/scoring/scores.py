@@ -32,12 +32,13 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from ..errors import InputError, checked_flag
-from .elements import CONVERSION_KINDS, Element, check_elements, checked_format, element_list, format_of
+from .elements import (CONVERSION_KINDS, Element, ElementSpec, check_elements, checked_format, element_list,
+                       format_of)
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -242,22 +243,25 @@ def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
 
 
 def _checked_arguments(smap: Any, elements: Any, norms: Any, format: Any, pass_percentile: Any
-                       ) -> tuple[tuple[Element, ...], float]:
+                       ) -> tuple[tuple[Element, ...], str | None, float]:
     """The arguments :func:`score_elements` and :func:`score_creative` share, else InputError: ``elements`` as a
-    tuple (an iterator is read once, not emptied by the first of several passes) and ``pass_percentile`` a float."""
+    tuple (an iterator is read once, not emptied by the first of several passes), ``format`` (by default an
+    :class:`ElementSpec`'s own, as ``foveal score`` takes the element file's) and ``pass_percentile`` a float."""
     from .norms import Norms  # norms imports this module
 
     if not (hasattr(smap, "prob") and hasattr(smap, "box_stats")):
         hint = "; wrap an array of probabilities as SaliencyMap(prob)" if isinstance(smap, np.ndarray) else ""
         raise InputError(f"smap: expected a SaliencyMap (what Engine.predict returns), got {type(smap).__name__}"
                          f"{hint}")
+    if format is None and isinstance(elements, ElementSpec):
+        format = elements.format
     elements = element_list(elements)
     if norms is not None and not isinstance(norms, Norms):
         raise InputError(f"norms: expected a Norms (from load_norms(path) or build_norms), got "
                          f"{type(norms).__name__}")
     if format is not None:
         checked_format(format)
-    return tuple(elements), checked_pass_percentile(pass_percentile)
+    return tuple(elements), format, checked_pass_percentile(pass_percentile)
 
 
 def checked_pass_percentile(value: Any) -> float:
@@ -267,15 +271,16 @@ def checked_pass_percentile(value: Any) -> float:
     return float(value)
 
 
-def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
+def score_elements(smap: MapLike, elements: Iterable[Element], *, norms: Norms | None = None,
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
                    allow_model_mismatch: bool = False) -> tuple[ElementScore, ...]:
     """Per-element scores (input order).  Box sums come from the map's summed-area table: O(1) per box.
 
-    ``format`` selects the norms to compare against (default: ``"WxH"`` of the map).  Norms built with another
+    ``elements``: a sequence of :class:`Element`, or the :class:`ElementSpec` of an element file. ``format``
+    selects the norms to compare against (default: the ElementSpec's declared format, else ``"WxH"`` of the map).  Norms built with another
     graph than the one in the map's provenance are refused (InputError) unless ``allow_model_mismatch``.
     """
-    elements, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
+    elements, format, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     if not elements:
         return ()
     # Element objects built directly skip make_element; an edit may legitimately put two on one box.
@@ -310,11 +315,12 @@ def score_elements(smap: MapLike, elements: Sequence[Element], *, norms: Norms |
     return tuple(out)
 
 
-def score_creative(smap: MapLike, elements: Sequence[Element], *, norms: Norms | None = None,
+def score_creative(smap: MapLike, elements: Iterable[Element], *, norms: Norms | None = None,
                    format: str | None = None, pass_percentile: float = DEFAULT_PASS_PERCENTILE,
                    allow_model_mismatch: bool = False) -> CreativeScores:
-    """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share)."""
-    elements, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
+    """Element scores plus creative-level numbers (conversion vs other vs background, focus, top-10% share);
+    ``elements`` and ``format`` as in :func:`score_elements`."""
+    elements, format, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     prob = smap.prob
     h, w = prob.shape
     fmt = format or format_of((h, w))
