@@ -310,6 +310,20 @@ def test_predict_batch_takes_a_stack_of_images(engine, rgb):
     assert len(maps) == 2 and maps[0].shape == rgb.shape[:2]
 
 
+def test_predict_batch_takes_a_column_of_images_and_refuses_a_table(engine, rgb, tmp_path):
+    """A 1-D array of paths (a DataFrame column's to_numpy()) was refused as "must be N×H×W×C (4-D) ... for one
+    image use predict()"; a DataFrame itself was read as its column names, "image file not found: path"."""
+    pd = pytest.importorskip("pandas")
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    table = pd.DataFrame({"path": [str(tmp_path / "a.png")] * 2})
+    single = engine.predict(tmp_path / "a.png").prob
+    for column in (np.array(table["path"].tolist()), table["path"].to_numpy(dtype=object)):
+        maps = engine.predict_batch(column)
+        assert len(maps) == 2 and all(np.array_equal(m.prob, single) for m in maps)
+    with pytest.raises(InputError, match=r"got a DataFrame; pass its column of images, e.g. df\["):
+        engine.predict_batch(table)
+
+
 def test_one_bad_image_costs_no_other_image_its_map(engine, rgb, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     tall = np.ascontiguousarray(np.rot90(rgb))

@@ -126,11 +126,11 @@ class Engine:
                       errors: str = "raise") -> list[Any]:
         """Saliency maps of many images, in order.
 
-        ``images`` is a list (or any iterable, or an N×H×W×3 array) of images, never a single image. On the CPU
-        (ONNX Runtime) the images run side by side, one per core, each on a single-threaded twin of the session
-        from decode to map (batching the network does not pay on CPUs; overlapping whole images does), one at a
-        time with the next one decoding meanwhile when the engine has one thread, and ``batch_size`` is not
-        used. On other backends images sharing a padded input size run as batches of up to
+        ``images`` is a list (or any iterable, an N×H×W×3 array, or a 1-D array of paths) of images, never a single
+        image. On the CPU (ONNX Runtime) the images run side by side, one per core, each on a single-threaded twin
+        of the session from decode to map (batching the network does not pay on CPUs; overlapping whole images
+        does), one at a time with the next one decoding meanwhile when the engine has one thread, and
+        ``batch_size`` is not used. On other backends images sharing a padded input size run as batches of up to
         ``batch_size``; the list streams (one thread decodes the next image while the network runs), and at most
         ``batch_size`` decoded images wait for a batch. Either way memory grows with the returned maps, not with
         the inputs' pixels. ``errors="raise"``: return ``list[SaliencyMap]``, or raise the failing image's error
@@ -451,6 +451,8 @@ def image_iter(images: Any) -> Iterator[Any]:
     refused."""
     single = (str, bytes, bytearray, memoryview, os.PathLike, DecodedImage)
     if isinstance(images, np.ndarray):
+        if images.ndim == 1 and images.dtype.kind in "OU":  # a column of paths or images: df["path"].to_numpy()
+            return iter(images.tolist())
         if images.ndim != 4:
             raise InputError(f"images: an array of images must be N×H×W×C (4-D), got shape {images.shape}; for one "
                              "image use predict()")
@@ -458,6 +460,9 @@ def image_iter(images: Any) -> Iterator[Any]:
     if isinstance(images, single) or type(images).__module__.startswith("PIL."):
         raise InputError(f"images: expected a list of images, got one {type(images).__name__}; for one image use "
                          "predict() or pass [image]")
+    if type(images).__name__ == "DataFrame":  # iterating one yields its column names, each "image file not found"
+        raise InputError("images: expected a list of images, got a DataFrame; pass its column of images, e.g. "
+                         "df[\"path\"]")
     try:
         return iter(images)
     except TypeError:
