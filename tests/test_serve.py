@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import re
 import signal
 import socket
@@ -516,6 +517,14 @@ def test_client_sends_its_deadline_as_the_service_reads_it(url):
     assert (info.value.status, info.value.code) == (504, "deadline_exceeded")
     with pytest.raises(foveal.InputError, match="deadline_ms must be below 1e"):
         Client("http://127.0.0.1:1", deadline_ms=2e12)
+
+
+def test_a_client_pickles_as_its_settings(url):
+    """Sending a Client to a Ray task or a process pool failed with "TypeError: cannot pickle '_thread.RLock'"."""
+    with Client(url, api_key=KEY, timeout=30, deadline_ms=60_000) as client:
+        with pickle.loads(pickle.dumps(client)) as copy:
+            assert repr(copy) == repr(client) and copy._http.headers == client._http.headers
+            assert copy._timeout == 30 and copy.predict(EXAMPLE).shape == client.predict(EXAMPLE).shape
 
 
 def test_client_refuses_what_engine_refuses_before_sending(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import functools
 import io
 import json
 import numbers
@@ -58,7 +59,8 @@ class Client:
             connect, read and write waits at most ``timeout`` too).
         deadline_ms: sent as ``X-Deadline-Ms``: the service gives up (504) after this long.
 
-    Thread-safe: one connection pool serves every thread.
+    Thread-safe: one connection pool serves every thread. A Client pickles (for Ray or a process pool) as its
+    settings: the copy opens connections of its own.
     """
 
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 60.0,
@@ -81,9 +83,14 @@ class Client:
         if deadline_ms is not None:
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
         self._closed, self._timeout = False, float(timeout)
+        self._settings = {"api_key": api_key, "timeout": timeout, "deadline_ms": deadline_ms}
         self._prefix = urlsplit(self.url).path
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray tasks and process pools are sent a Client: it travels as its settings, and opens its own connections.
+        return functools.partial(Client, self.url, **self._settings), ()
 
     def __repr__(self) -> str:
         return f"Client({self._shown!r})"
