@@ -254,6 +254,11 @@ def test_max_pixels_above_pillows_own_bomb_limit(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("array, match", [
     (np.zeros((4, 4, 3), np.float32), "dtype"),
+    # The refusals of a data scientist's usual arrays said what was wrong, not how to convert them.
+    (np.zeros((4, 4, 3), np.float64), r"got float64; convert it: \(a \* 255\).round\(\).astype\(np.uint8\) for "
+     r"values in 0..1, a.round\(\).astype\(np.uint8\) for 0..255"),
+    (np.zeros((4, 4, 3), np.int64), r"got int64; convert it: a.astype\(np.uint8\) for values in 0..255"),
+    (np.zeros((3, 8, 8), np.uint8), r"got \(3, 8, 8\); channels go last: a.transpose\(1, 2, 0\)"),
     (np.zeros((4, 4, 2), np.uint8), "shape"),
     (np.zeros((0, 4, 3), np.uint8), "no pixels"),
 ])

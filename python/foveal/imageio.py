@@ -378,11 +378,16 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 def _from_array(array: np.ndarray, max_pixels: int) -> np.ndarray:
     if array.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"image array: expected dtype uint8 (or uint16), got {array.dtype}")
+        # Whether floats run 0..1 or 0..255 cannot be told from the values of every image, so none is guessed.
+        how = ("(a * 255).round().astype(np.uint8) for values in 0..1, a.round().astype(np.uint8) for 0..255"
+               if array.dtype.kind == "f" else "a.astype(np.uint8) for values in 0..255")
+        raise ImageError(f"image array: expected dtype uint8 (or uint16), got {array.dtype}; convert it: {how}")
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ImageError(f"image array: expected shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        chw = array.ndim == 3 and array.shape[0] in (1, 3, 4)  # channels first, as torch keeps them
+        raise ImageError(f"image array: expected shape (H, W), (H, W, 3) or (H, W, 4), got {array.shape}"
+                         + ("; channels go last: a.transpose(1, 2, 0)" if chw else ""))
     _check_size((array.shape[1], array.shape[0]), max_pixels, "<array>")
     if array.dtype == np.uint16:
         array = _high_depth_to_uint8(array, "I;16", "<array>")
