@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -44,6 +45,9 @@ def test_round_trip_through_json(tmp_path):
     back = load_norms(tmp_path / "n.json")
     assert back.model == MODEL and back.creatives == norms.creatives
     assert back.formats["100x10"]["cta"].tolist() == norms.formats["100x10"]["cta"].tolist()
+    # == raised "The truth value of an array with more than one element is ambiguous" (the dataclass's own __eq__).
+    assert back == norms and back == pickle.loads(pickle.dumps(back))
+    assert back != build_norms([scored(10, 100, 30)], MODEL)
     # The percentile of a reference share against its own norms is exact after the round trip.
     cs = score_creative(uniform(10, 100), [Element("cta", "cta", (0, 0, 30, 10))], norms=back)
     assert cs.elements[0].percentile == 100.0
