@@ -372,6 +372,12 @@ def test_one_writer_at_a_time_and_inputs_never_outputs(folder, tmp_path, engine)
         run_batch("creatives/", out, engine)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="appears twice"):
         run_batch([BatchItem("a", "x.png"), BatchItem("a", "y.png")], out, engine)
+    # A list of paths, or a DataFrame, was refused without saying how to make a batch of it.
+    with pytest.raises(InputError, match=r"got str; read_inputs\(folder, list file or table\) gives them"):
+        run_batch(["x.png"], out, engine)  # type: ignore[list-item]
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(InputError, match=r"got a DataFrame; save it as a table \(df.to_parquet"):
+        read_inputs(pd.DataFrame({"image": ["x.png"]}))  # type: ignore[arg-type]
     assert os.listdir(out)  # the refused runs left the folder as it was
 
 

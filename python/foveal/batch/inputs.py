@@ -64,6 +64,9 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
     into creatives by ``creative_id`` (else by image).  Relative paths are relative to the table's folder.  Every
     image (and element file) path is made absolute, so a resume from another folder records the same ``image``.
     """
+    if type(source).__name__ == "DataFrame":  # a table in memory: read_inputs reads its rows from a file
+        raise InputError("batch input: expected a file path, got a DataFrame; save it as a table "
+                         "(df.to_parquet(\"batch.parquet\")) and read that, or make a BatchItem per row")
     source = Path(checked_path(source, "batch input"))
     if source.is_dir():
         try:

@@ -102,7 +102,8 @@ def check_items(items: Sequence[BatchItem], out: Path) -> None:
     own = {os.path.realpath(out / name) for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}
     for item in items:
         if not isinstance(item, BatchItem):
-            raise InputError(f"a batch item must be a BatchItem, got {type(item).__name__}")
+            raise InputError(f"a batch item must be a BatchItem, got {type(item).__name__}; read_inputs(folder, list "
+                             "file or table) gives them, or BatchItem(creative_id, image_path)")
         check_creative_id(item.creative_id, "batch")
         if item.creative_id in seen:
             raise InputError(f"creative id {item.creative_id!r} appears twice in the batch; ids must be unique")
