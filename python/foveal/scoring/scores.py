@@ -277,8 +277,9 @@ def score_elements(smap: MapLike, elements: Iterable[Element], *, norms: Norms |
     """Per-element scores (input order).  Box sums come from the map's summed-area table: O(1) per box.
 
     ``elements``: a sequence of :class:`Element`, or the :class:`ElementSpec` of an element file. ``format``
-    selects the norms to compare against (default: the ElementSpec's declared format, else ``"WxH"`` of the map).  Norms built with another
-    graph than the one in the map's provenance are refused (InputError) unless ``allow_model_mismatch``.
+    selects the norms to compare against (default: the ElementSpec's declared format, else ``"WxH"`` of the map).
+    Norms built with another graph than the one in the map's provenance are refused (InputError) unless
+    ``allow_model_mismatch``.
     """
     elements, format, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     if not elements:
