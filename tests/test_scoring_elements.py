@@ -7,7 +7,8 @@ import pytest
 
 from foveal.errors import ElementSpecError, InputError
 from foveal.scoring.elements import (MAX_ELEMENTS, MAX_NAME_CHARS, Element, check_elements, find_element_file, format_of,
-                                     load_elements, make_element, parse_elements, parse_elements_csv)
+                                     load_elements, make_element, parse_elements, parse_elements_csv,
+                                     parse_elements_json)
 
 HW = (200, 400)  # height, width
 
@@ -260,3 +261,11 @@ def test_a_name_with_a_control_character_or_noncharacter_is_refused(name):
                                                "printable text$"):
         parse_elements([el(name)], HW)
     parse_elements([el("\u202ebidi \u00e9t\u00e9 \u4e2d")], HW)  # format characters and any script are fine
+
+
+@pytest.mark.parametrize("header", ["name,kind,x,y,w,h", "kind,name,x0,y0,x1,y1", "x,y,w,h,Name,Kind"])
+def test_csv_sent_as_json_is_named_csv_whatever_its_column_order(header):
+    """A CSV read as JSON is told to be JSON; the check took only a header starting name,kind, though the CSV
+    reader takes its columns in any order, and 'kind,name,...' was 'malformed JSON at line 1 column 1'."""
+    with pytest.raises(ElementSpecError, match=r"^elements: this is CSV \(header "):
+        parse_elements_json(f"{header}\ncta,cta,1,2,3,4\n", HW)

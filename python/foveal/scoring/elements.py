@@ -431,7 +431,7 @@ def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "eleme
         # A CSV element file sent where JSON is read (curl -F elements=@creative.csv) was "malformed JSON at line 1
         # column 1", which names no remedy.
         first = text.removeprefix("\ufeff").partition("\n")[0] if isinstance(text, str) else ""
-        if [c.strip().lower() for c in first.split(",")][:2] == ["name", "kind"]:
+        if {"name", "kind"} <= {c.strip().lower() for c in first.split(",")}:  # in any order, as CSV reads them
             raise ElementSpecError(f"{source}: this is CSV (header {_short(first.strip(), 80)}), not element JSON; "
                                    "give the JSON form, or a file named .csv where a file is read (foveal.Client "
                                    "sends one as JSON)") from None
