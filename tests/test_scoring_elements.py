@@ -269,3 +269,12 @@ def test_csv_sent_as_json_is_named_csv_whatever_its_column_order(header):
     reader takes its columns in any order, and 'kind,name,...' was 'malformed JSON at line 1 column 1'."""
     with pytest.raises(ElementSpecError, match=r"^elements: this is CSV \(header "):
         parse_elements_json(f"{header}\ncta,cta,1,2,3,4\n", HW)
+
+
+def test_csv_sent_as_json_names_the_client_s_way_in():
+    """The refusal said foveal.Client sends a CSV element file as JSON; the Client refuses a .csv path, and sends
+    as JSON what load_elements reads from it."""
+    with pytest.raises(ElementSpecError) as refused:
+        parse_elements_json("name,kind,x,y,w,h\ncta,cta,1,2,3,4\n", HW)
+    assert str(refused.value).endswith("(foveal.Client refuses a .csv path: pass it what "
+                                       "foveal.scoring.load_elements reads)")

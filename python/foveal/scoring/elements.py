@@ -434,7 +434,7 @@ def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "eleme
         if {"name", "kind"} <= {c.strip().lower() for c in first.split(",")}:  # in any order, as CSV reads them
             raise ElementSpecError(f"{source}: this is CSV (header {_short(first.strip(), 80)}), not element JSON; "
                                    "give the JSON form, or a file named .csv where a file is read (foveal.Client "
-                                   "sends one as JSON)") from None
+                                   "refuses a .csv path: pass it what foveal.scoring.load_elements reads)") from None
         raise
     return parse_elements(obj, image_hw, source)
 
