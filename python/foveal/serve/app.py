@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Mapping
+from typing import Any, AsyncIterator, Collection, Literal, Mapping
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -335,9 +335,7 @@ class _PredictOptions:
     @classmethod
     def of(cls, request: Request) -> "_PredictOptions":
         query = request.query_params
-        unknown = sorted(set(query) - {"format", "map", "grid", "overlay"})
-        if unknown:  # a misspelt ?gird=32x24 would otherwise answer without the grid, and no word why
-            raise InputError(f"unknown query parameter {unknown[0]!r}: /v1/predict takes format, map, grid and overlay")
+        _known_query(request, {"format", "map", "grid", "overlay"}, "format, map, grid and overlay")
         fmt = query.get("format", "json")
         if fmt not in ("json", "png", "npy"):
             raise InputError(f"format must be json, png or npy, got {fmt!r}")
@@ -352,13 +350,16 @@ class _PredictOptions:
                                                     self.cells[0] * self.cells[1] <= QUICK_GRID_CELLS)
 
 
-def _only_format_query(request: Request) -> None:
-    """Refuse a query parameter other than ``format`` on a route whose input is its body: ``?norms=display`` would
-    otherwise be ignored, and the scores come without the norms."""
-    unknown = sorted(set(request.query_params) - {"format"})
+def _known_query(request: Request, names: Collection[str], takes: str) -> None:
+    """Refuse a query parameter the route does not read (``takes`` says what it does): a misspelt ``?gird=32x24``,
+    or ``?norms=display`` where the norms go in the body, would otherwise be ignored without a word."""
+    unknown = sorted(set(request.query_params) - set(names))
     if unknown:
-        raise InputError(f"unknown query parameter {unknown[0]!r}: {request.url.path} takes format in its query; send "
-                         "the other fields in the multipart body")
+        raise InputError(f"unknown query parameter {unknown[0]!r}: {request.url.path} takes {takes}")
+
+
+#: What /v1/score, /v1/compare and /v1/whatif take in their query: their inputs are multipart fields.
+_FORMAT_ONLY = "format in its query; send the other fields in the multipart body"
 
 
 def _flag(raw: str | None, name: str, default: bool) -> bool:
@@ -434,7 +435,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Image + elements → the `scores.json` document `foveal score` writes (same code, same schema)."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        _only_format_query(request)
+        _known_query(request, {"format"}, _FORMAT_ONLY)
         form = await codec.form_of(request, "multipart/form-data with fields 'image' and 'elements'",
                                    ("image", "elements", "norms", "format", "pass_percentile"))
         data, filename = form.file("image")
@@ -476,7 +477,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         `compare.json` document `foveal compare` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        _only_format_query(request)
+        _known_query(request, {"format"}, _FORMAT_ONLY)
         form = await codec.form_of(request, "multipart/form-data with fields image_a, image_b and elements",
                                    ("image_a", "image_b", "elements", "elements_a", "elements_b",
                                     "allow_format_mismatch"))
@@ -529,7 +530,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Edits (or a position search) on a creative → the `whatif.json` document `foveal whatif` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        _only_format_query(request)
+        _known_query(request, {"format"}, _FORMAT_ONLY)
         form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search",
                                    ("image", "elements", "edits", "search"))
         data, filename = form.file("image")
@@ -586,9 +587,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         from ..detect import detect as detect_image, element_file
 
         deadline = _deadline(request, state)
-        if request.query_params:  # it reads none: a parameter sent to tune it would be ignored without a word
-            raise InputError(f"unknown query parameter {sorted(request.query_params)[0]!r}: /v1/detect takes none; "
-                             "send only the image")
+        _known_query(request, (), "none; send only the image")
         data, _ = await codec.image_bytes(request)
         decoded = await _decode(state, data)
         return codec.JSONDocument(await state.detect_lane.run(
