@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -322,8 +323,6 @@ except InputError as e:
 def test_a_tree_without_the_built_module_says_to_build_it(tmp_path):
     """A source tree on PYTHONPATH that was never built (or built for another Python) said "cannot import name
     '_native' from partially initialized module 'foveal' (most likely due to a circular import)"."""
-    import shutil
-
     import foveal
 
     shutil.copytree(os.path.dirname(foveal.__file__), tmp_path / "foveal",

@@ -41,7 +41,6 @@ def test_score_help_shows_the_element_format():
     assert all(kind in FORMAT_SUMMARY for kind in ELEMENT_KINDS)
 
 
-
 def test_no_help_shows_restructuredtext_markup():
     """calibrate's description is its module docstring, whose ``--by``/``--norms`` reached the terminal as such."""
     def parsers(parser):
@@ -53,6 +52,7 @@ def test_no_help_shows_restructuredtext_markup():
     for parser in parsers(build_parser()):
         text = parser.format_help()
         assert "``" not in text and ":func:" not in text, parser.prog
+
 
 @pytest.mark.skipif(not (ROOT / ".git").exists() or shutil.which("git") is None, reason="needs a git checkout")
 def test_what_the_readme_writes_in_the_checkout_is_ignored():

@@ -371,7 +371,8 @@ def test_a_compare_names_the_image_it_refuses(http):
     large = http.post("/v1/compare", files={"image_a": ("a.png", png(np.zeros((1001, 1000, 3), np.uint8))),
                                             "image_b": good}, data={"elements": ELEMENTS})
     assert error_of(large) == (413, "too_many_pixels")
-    assert "1000x1001 = 1,001,000 pixels (field 'image_a'), over this service's limit" in large.json()["error"]["message"]
+    assert ("1000x1001 = 1,001,000 pixels (field 'image_a'), over this service's limit"
+            in large.json()["error"]["message"])
 
 
 def test_metrics(http):
@@ -737,7 +738,8 @@ def test_a_search_is_refused_by_the_positions_it_would_try():
 
     elements = load_elements(ROOT / "examples" / "creative.json", (600, 600)).elements
     _check_search_size((600, 600), elements, {"name": "cta", "grid": None, "step": 25})
-    with pytest.raises(foveal.InputError, match="^field 'search': 546 positions to try, this service tries at most 400"):
+    with pytest.raises(foveal.InputError,
+                       match="^field 'search': 546 positions to try, this service tries at most 400"):
         _check_search_size((600, 600), elements, {"name": "cta", "grid": None, "step": 20})
     laid_out = candidate_offsets((600, 600), elements, "cta", step=25)
     assert len(laid_out.offsets) + laid_out.rejected_overlap + laid_out.rejected_content + 1 == 357  # + the current
@@ -990,7 +992,8 @@ def test_api_keys(url):
     missing = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png"})
     assert error_of(missing) == (401, "unauthorized") and missing.headers["www-authenticate"].startswith("Bearer")
     wrong = httpx.post(f"{url}/v1/predict", content=data, headers={"Content-Type": "image/png", "X-API-Key": "x" * 24})
-    assert error_of(wrong) == (403, "forbidden") and "ask its operator" in wrong.json()["error"]["message"]  # what to do
+    assert error_of(wrong) == (403, "forbidden")
+    assert "ask its operator" in wrong.json()["error"]["message"]  # what to do
     assert error_of(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer nope"})) == (403, "forbidden")
     ok = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data,
                     headers={"Content-Type": "image/png", "X-API-Key": "another-key-abcdefghijklmnop"})
@@ -1069,13 +1072,13 @@ def test_an_unknown_query_parameter_is_refused(url):
     answer = httpx.post(f"{url}/v1/score?norms=display", files={"image": ("c.png", EXAMPLE.read_bytes())},
                         data={"elements": ELEMENTS}, headers={"Authorization": f"Bearer {KEY}"})
     assert error_of(answer) == (400, "invalid_input")
-    assert answer.json()["error"]["message"] == ("unknown query parameter 'norms': /v1/score takes format in its query; "
-                                                 "send the other fields in the multipart body")
+    assert answer.json()["error"]["message"] == ("unknown query parameter 'norms': /v1/score takes format in its "
+                                                 "query; send the other fields in the multipart body")
     # /v1/detect reads no parameter at all
     answer = httpx.post(f"{url}/v1/detect?min_face=0.02", content=EXAMPLE.read_bytes(), headers=headers)
     assert error_of(answer) == (400, "invalid_input")
-    assert answer.json()["error"]["message"] == "unknown query parameter 'min_face': /v1/detect takes none; send only " \
-                                                "the image"
+    assert answer.json()["error"]["message"] == ("unknown query parameter 'min_face': /v1/detect takes none; send "
+                                                 "only the image")
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

@@ -98,13 +98,13 @@ def test_step_walks_whole_steps_from_the_current_position():
     assert {dx for dx, _ in offsets} == {0, 40, 80} and {dy for _, dy in offsets} == {-40, 0}
 
 
-
 def test_a_search_with_nowhere_else_to_go_says_so():
     """A step wider than the free space left only the current position, refused as 'no valid position: 0 overlap
     and 0 cover unboxed content', which named no cause."""
     with pytest.raises(InputError, match="no position to try but the current one: the step finds no other place for "
                                          "the 30x14 box.*use a smaller step"):
         candidate_offsets((96, 128), SMALL[:1], "cta", step=200)
+
 
 def test_positions_overlapping_another_element_are_rejected():
     positions = candidate_offsets((96, 128), SMALL, "cta", grid=(5, 5), max_overlap=0.1)

@@ -177,8 +177,8 @@ class SaliencyMap:
         where the original was below ``scale / 2``: those are stored as 1, not 0; :func:`foveal.cpu.quantize`), plus
         that float32 rounding (half a unit in the last place of the value, at most 2**-24 of it, which a 16-bit map's
         largest values make visible: 65535 * 2**-24 = 0.0039 ``scale``, so 0.5039 ``scale`` at worst), so the total
-        is 1 only up to that quantisation error; shares divide by
-        the actual total. Maps over ``max_pixels`` are refused from their header, like images.
+        is 1 only up to that quantisation error; shares divide by the actual total. Maps over ``max_pixels`` are
+        refused from their header, like images.
 
         The provenance is what :meth:`to_png` stored (its values as text) plus ``source``, the path read: norms
         checked against a map read back refuse another model's map as they refuse it before it was written.

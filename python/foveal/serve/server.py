@@ -93,7 +93,6 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     drew), when the service first answers requests (with ``workers > 1``: when the first worker does)."""
     import uvicorn
 
-
     from .connection import connection_factory
     from .workers import run_workers
 
