@@ -25,9 +25,12 @@ except ImportError:
     _HERE = os.path.dirname(__file__)
     if any(os.path.exists(os.path.join(_HERE, "_native" + suffix)) for suffix in EXTENSION_SUFFIXES):
         raise  # built, but it cannot load: the error names why
-    # A source tree never built (or built for another Python): Python's own words blame "a circular import".
-    raise ImportError(f"foveal's C++ module foveal._native is not built for this Python in {_HERE}; build it "
-                      "with `pip install .`") from None
+    # A source tree never built (or built for another Python): Python's own words blame "a circular import". Found
+    # first on the path, the tree hides a foveal that `pip install .` built, so installing alone changes nothing.
+    raise ImportError(f"foveal's C++ module foveal._native is not built for this Python in {_HERE}, which is first "
+                      "on the path: take its folder off PYTHONPATH (or leave it as the current folder) to use the "
+                      "foveal `pip install .` installs, or put a built copy first (`pip install --target DIR .`, DIR "
+                      "on PYTHONPATH)") from None
 from foveal.errors import DtypeError, InputError, real_number
 
 __all__ = ["preprocess", "postprocess", "postprocess_sat", "summed_area_table", "box_sums", "quantize", "colorize", "overlay"]
