@@ -18,7 +18,7 @@ from . import check_out_folder, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    # The description is the docstring's second paragraph, its reST ``quotes`` shown as the other commands' `quotes`.
+    # The docstring's reST ``quotes`` would reach the terminal as typed; the other commands' help quotes `so`.
     p = sub.add_parser("calibrate", help="correlate predictions with outcomes, flag drift, propose thresholds",
                        description=__doc__.split("\n\n")[1].replace("``", "`"))
     p.add_argument("--db", required=True, metavar="URL", help="the store (sqlite:///foveal.db or "

@@ -492,7 +492,7 @@ def _cover_notes(before: dict[str, Any], after: Sequence[Element], edited: set[s
     for i, a in enumerate(after):
         if a.name not in edited:
             continue
-        for j, b in enumerate(after):  # each pair once: an edited b pairs with the a's after it itself
+        for j, b in enumerate(after):  # each pair once: two edited elements are met from the earlier one
             if j == i or (b.name in edited and j < i):
                 continue
             covered = _overlap(a.box, b.box)
