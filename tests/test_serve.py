@@ -745,6 +745,16 @@ def test_a_search_is_refused_by_the_positions_it_would_try():
     assert len(laid_out.offsets) + laid_out.rejected_overlap + laid_out.rejected_content + 1 == 357  # + the current
 
 
+def test_a_search_with_both_grid_and_step_is_refused_for_that(http):
+    """Both were counted as the step's positions, so a fine step was told to 'use a coarser grid or a larger step',
+    and a coarser one then refused as grid and step together."""
+    search = json.dumps({"element": "cta", "grid": [5, 5], "step": 2})
+    answer = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                       data={"elements": ELEMENTS, "search": search})
+    assert error_of(answer) == (400, "invalid_input")
+    assert answer.json()["error"]["message"] == "field 'search': give grid or step, not both"
+
+
 def test_a_list_of_edits_is_bounded_like_a_search(http):
     """20,000 one-pixel moves in one request held a thread for over a minute, past any deadline, before the 504."""
     moves = json.dumps([{"op": "move", "element": "cta", "dx": (-1) ** i, "dy": 0} for i in range(401)])

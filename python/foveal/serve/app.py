@@ -682,6 +682,8 @@ def _search_options(obj: Any) -> dict[str, Any]:
     if grid is not None and (not isinstance(grid, list) or len(grid) != 2
                              or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 50 for v in grid)):
         raise InputError(f"field 'search': grid must be [COLS, ROWS], whole numbers 1..50, got {grid!r}")
+    if grid is not None and obj.get("step") is not None:  # else the size bound, counting the step's, says to coarsen
+        raise InputError("field 'search': give grid or step, not both")
     for key in ("step", "top"):
         v = obj.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
