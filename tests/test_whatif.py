@@ -104,6 +104,9 @@ def test_a_search_with_nowhere_else_to_go_says_so():
     with pytest.raises(InputError, match="no position to try but the current one: the step finds no other place for "
                                          "the 30x14 box.*use a smaller step"):
         candidate_offsets((96, 128), SMALL[:1], "cta", step=200)
+    # A box that nearly fills the image is centred whatever the step: a smaller one would not help either
+    with pytest.raises(InputError, match="the 120x90 box nearly fills the image .* search a smaller element"):
+        candidate_offsets((96, 128), (Element("cta", "cta", (4, 3, 120, 90)),), "cta", step=1)
 
 
 def test_positions_overlapping_another_element_are_rejected():

@@ -313,6 +313,9 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
                 continue
             offsets.append((nx - x, ny - y))
     if not offsets and not overlapping and not busy:  # the lattice held only the current position
+        if np.prod([len(a) for a in _lattice(image_hw, (x, y, w, h), None, 1)]) == 1:  # no step could do better
+            raise InputError(f"search {name!r}: the {w}x{h} box nearly fills the image inside its edge margins, so "
+                             "there is no other position to try; search a smaller element")
         raise InputError(f"search {name!r}: no position to try but the current one: "
                          f"{'the step' if step is not None else 'the grid'} finds no other place for the "
                          f"{w}x{h} box inside the image's edge margins; use a smaller step or a finer grid")
