@@ -1067,6 +1067,30 @@ def test_keyboard_alone_adds_moves_resizes_and_types_boxes(page, service, downlo
     shot(page, "11-keyboard")
 
 
+def test_a_box_moved_or_selected_leaves_the_creative_unpainted(page):
+    """Every key press on a box, and every click selecting one, repainted the whole overlay, twice per key press:
+    on a 6000×4000 photo a third of a second each, so each arrow key lagged by more than half a second."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    page.find_element("id", "add-element").click()
+    wait(page, lambda d: len(element_rows(d)) == 1, what="the added element")
+    js(page, """const ctx = document.getElementById('view').getContext('2d');
+        window.paints = 0;
+        for (const name of ['putImageData', 'drawImage']) {
+          const paint = ctx[name].bind(ctx);
+          ctx[name] = (...args) => { window.paints++; return paint(...args); };
+        }""")
+    box = page.find_element("css selector", "#boxes .box")
+    for key in (Keys.ARROW_RIGHT, Keys.ARROW_DOWN, Keys.ENTER):
+        box.send_keys(key)
+    wait(page, lambda d: element_rows(d)[0]["box"] == [226, 226, 150, 150], what="the moved box")
+    page.find_element("css selector", "#elements-table input.name").click()  # selects the element too
+    assert js(page, "return window.paints") == 0, "nothing on the picture changed"
+    page.find_element("css selector", "input[name=view][value=map]").click()
+    assert js(page, "return window.paints") == 1, "the picture changed: painted once"
+
+
 def test_a_stepper_press_survives_a_re_render_before_its_release(page):
     """A number field's stepper steps on press and commits on release; a re-render in between (scores arriving)
     wrote the box's old value back into the field, and the release then committed the old value."""

@@ -38,6 +38,7 @@ const state = {
   passPercentile: 70,
   allowMismatch: false, // compare creatives of different formats anyway (an indicative verdict)
   paintedAB: null, // the A and B maps the side-by-side panels were last painted from
+  paintedStage: null, // what the creative's canvas was last painted with: [creative, map, view, opacity, colours]
 };
 
 const api = new Api(askKey, () => loadServiceInfo());
@@ -848,16 +849,22 @@ function drawStage(c) {
     $("frame").classList.toggle("enlarged", Boolean(shown));
   }
   editor.setSize(c.width, c.height);
-  const ctx = canvas.getContext("2d");
-  if (!c.map) {
-    ctx.drawImage(c.bitmap, 0, 0);
-  } else {
-    if (!c.pixels) c.pixels = ctx.createImageData(c.width, c.height);
-    renderView(c.pixels, c.rgba, c.map, state.view, state.opacity, state.cmap);
-    $("legend-bar").style.background = state.view === "map" ? "linear-gradient(to right, #000, #fff)"
-      : gradientCss(state.cmap);
-    $("legend-scale").textContent = `brightest = ${(c.map.max * c.width * c.height).toFixed(1)}× the average pixel`;
-    ctx.putImageData(c.pixels, 0, 0);
+  // Painted only when the picture changed: a box selected, moved or renamed leaves it as it is, and repainting a
+  // 6000×4000 photo takes a third of a second, which every key press on a box would wait for.
+  const look = [c, c.map, state.view, state.opacity, state.cmap];
+  if (!look.every((v, i) => v === state.paintedStage?.[i])) {
+    state.paintedStage = look;
+    const ctx = canvas.getContext("2d");
+    if (!c.map) {
+      ctx.drawImage(c.bitmap, 0, 0);
+    } else {
+      if (!c.pixels) c.pixels = ctx.createImageData(c.width, c.height);
+      renderView(c.pixels, c.rgba, c.map, state.view, state.opacity, state.cmap);
+      $("legend-bar").style.background = state.view === "map" ? "linear-gradient(to right, #000, #fff)"
+        : gradientCss(state.cmap);
+      $("legend-scale").textContent = `brightest = ${(c.map.max * c.width * c.height).toFixed(1)}× the average pixel`;
+      ctx.putImageData(c.pixels, 0, 0);
+    }
   }
   canvas.dataset.state = c.map ? state.view : "image-only";
   // The picture in words; its description (aria-describedby) is the chart's: each element's share.
