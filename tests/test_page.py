@@ -1289,6 +1289,23 @@ def test_creatives_of_different_formats_are_compared_with_the_page_s_own_control
     wait(page, lambda d: verdict.text.startswith("No comparison"), what="the refusal again")
 
 
+def test_b_of_a_s_size_is_compared_in_a_s_declared_format(page, tmp_path):
+    """A imported with "format": "social_square" and a B of its size, which starts with A's boxes, were refused as
+    creatives of different formats (social_square against 600x600), where `foveal compare` with the one element
+    file compares them."""
+    spec = json.loads((EXAMPLES / "creative.json").read_text())
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({**spec, "format": "social_square"}))
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, named)
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    verdict = page.find_element("id", "verdict")
+    wait(page, lambda d: verdict.text and not js(d, "return document.getElementById('ab').dataset.pending"),
+         what="the verdict")
+    assert not verdict.text.startswith("No comparison"), verdict.text
+    assert page.find_elements("css selector", "#delta-table tbody tr")
+
+
 def test_retry_is_offered_only_where_asking_again_can_help(page):
     """Every failure of the comparison and of the scores came with a Retry, a refusal of the input (4xx) too."""
     upload(page, EXAMPLES / "creative.png")

@@ -163,9 +163,10 @@ async function loadCreative(which, file) {
     creative.elements = carryElements(template, width, height);
     creative.leftOut = template.elements.length - creative.elements.length;
   }
-  // A declared format describes images of the size it came with; a creative of another size has its own.
-  if (previous && previous.width === width && previous.height === height) {
-    creative.format = previous.format;
+  // A declared format describes images of the size it came with; a creative of another size has its own. A new B
+  // of A's size is a variant of A's format, as `foveal compare` reads one element file for both.
+  if (template && template.width === width && template.height === height) {
+    creative.format = template.format;
   }
   state.creatives[which] = creative;
   state.active = which;
