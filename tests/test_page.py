@@ -501,6 +501,22 @@ def test_bad_files_show_readable_errors(page, tmp_path):
     shot(page, "6-bad-file")
 
 
+def test_an_image_too_large_for_the_browser_is_refused_for_its_size(page, tmp_path):
+    """A valid 30000x20000 PNG, past what Chromium decodes, was called corrupt ("save it again or choose
+    another"), where the service refuses it for its size and says to downscale it."""
+    from PIL import Image
+
+    huge = tmp_path / "poster.png"
+    Image.new("1", (30000, 20000)).save(huge)
+    upload(page, EXAMPLES / "creative.png")
+    page.find_element("id", "file-a").send_keys(str(huge))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: "poster.png" in error.text, what="the error about poster.png")
+    assert "over this service's limit" in error.text and error.text.endswith("downscale it"), error.text
+    assert js(page, "return [document.getElementById('view').width, document.getElementById('view').height]") == [
+        600, 600], "the previous creative stays"
+
+
 def test_a_service_without_detection_offers_no_propose_button(driver, monkeypatch):
     """The button was shown whenever the schema listed /v1/detect, which it always does: without the detect extra
     it could only ever answer 501 "not installed"."""

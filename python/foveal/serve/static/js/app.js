@@ -19,6 +19,7 @@ import {
 } from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
+const TOO_LARGE = ["too_many_pixels", "body_too_large"]; // the service's codes for an image over its limits
 const SERVER_DELAY_MS = 250;
 const ENLARGED_SIDE = 240;
 const MIN_SIDE = 24;
@@ -142,9 +143,12 @@ async function loadCreative(which, file) {
   try {
     bitmap = await createImageBitmap(file);
   } catch {
+    // The browser refuses an image past its own size limit as it refuses a corrupt one: the service's refusal of
+    // its size, when that is the reason, says what to do ("save it again" would not help).
+    const tooLarge = await prediction.then(() => null, (err) => (TOO_LARGE.includes(err.code) ? err : null));
     if (loads[which] !== load) return;
-    showError(bdi(file.name), " could not be read as an image (corrupt, or not really a PNG, JPEG or WebP); "
-      + "save it again or choose another.");
+    showError(bdi(file.name), tooLarge ? `: ${tooLarge.message}` : " could not be read as an image (corrupt, or "
+      + "not really a PNG, JPEG or WebP); save it again or choose another.");
     status("");
     return;
   }
