@@ -517,6 +517,23 @@ def test_an_image_too_large_for_the_browser_is_refused_for_its_size(page, tmp_pa
         600, 600], "the previous creative stays"
 
 
+def test_a_webp_whose_rotation_the_browser_ignores_says_what_to_do(page, tmp_path):
+    """A WebP with an EXIF rotation, which the service applies and Chromium does not, was refused with only "the
+    service's map is 600×800 but the image decodes to 800×600": nothing a marketer could act on."""
+    from PIL import Image
+
+    image = Image.open(EXAMPLES / "creative_b.png").convert("RGB").resize((800, 600))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    rotated = tmp_path / "phone.webp"
+    image.save(rotated, exif=exif.tobytes())
+    page.find_element("id", "file-a").send_keys(str(rotated))
+    error = page.find_element("id", "error")
+    wait(page, lambda d: "phone.webp" in error.text, what="the error about phone.webp")
+    assert "600×800" in error.text and "800×600" in error.text, error.text
+    assert error.text.endswith("save it with the rotation applied to its pixels, or as PNG or JPEG, and upload that")
+
+
 def test_a_service_without_detection_offers_no_propose_button(driver, monkeypatch):
     """The button was shown whenever the schema listed /v1/detect, which it always does: without the detect extra
     it could only ever answer 501 "not installed"."""

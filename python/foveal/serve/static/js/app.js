@@ -180,7 +180,10 @@ async function loadCreative(which, file) {
   try {
     const map = await prediction;
     if (map.width !== width || map.height !== height) {
-      throw new Error(`the service's map is ${map.width}×${map.height} but the image decodes to ${width}×${height}`);
+      // Chromium ignores a WebP's EXIF orientation, which the service applies: rotated pixels read the same in both.
+      const turned = map.width === height && map.height === width ? " (an EXIF rotation the browser ignores)" : "";
+      throw new Error(`the service reads it as ${map.width}×${map.height} but this browser as ${width}×${height}`
+        + `${turned}; save it with the rotation applied to its pixels, or as PNG or JPEG, and upload that`);
     }
     if (state.creatives[which] !== creative) return; // replaced while predicting
     creative.map = new AttentionMap(map.data, map.height, map.width);
