@@ -1526,6 +1526,29 @@ def test_the_whatif_is_asked_once_while_it_runs(page):
     assert run.is_enabled(), "the next edit can be re-scored"
 
 
+def test_a_button_busy_for_a_moment_keeps_the_keyboard_focus(page):
+    """A download, or Re-score edited creative, pressed from the keyboard is disabled while it runs; Chromium then
+    dropped focus to the page, and it stayed there: no focus ring anywhere, and Enter did nothing."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, served, what="the service's scores")
+    page.find_element("id", "whatif-mode").click()
+    page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    js(page, """const real = window.fetch;
+        window.__held = [];
+        window.fetch = (...args) => new Promise((resolve) => { window.__held.push(() => resolve(real(...args))); });""")
+    for button in (page.find_element("css selector", "[data-download=map]"), page.find_element("id", "whatif-run")):
+        js(page, "arguments[0].focus()", button)
+        button.send_keys(Keys.ENTER)
+        wait(page, lambda d: js(d, "return window.__held.length"), what="the request under way")
+        assert not button.is_enabled()
+        js(page, "window.__held.splice(0).forEach((answer) => answer())")
+        wait(page, lambda d: button.is_enabled(), timeout=60, what="the button free again")
+        assert page.switch_to.active_element == button, js(page, "return document.activeElement.outerHTML")
+
+
 def test_elements_are_proposed_once_while_the_detector_runs(page):
     """Propose elements was disabled while the detector ran, but any change on the page enabled it again: a
     second click started a second detection (each one takes every core of the service)."""

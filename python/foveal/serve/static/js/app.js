@@ -82,6 +82,17 @@ function clearStatusIf(text) {
   if (text && $("status").textContent === text) status("");
 }
 
+/**
+ * A button disabled while its task runs loses focus to the page (Chromium moves it to the body): the function
+ * returned, called once the task is over and the button enabled again, gives focus back to it if it had it.
+ */
+function keepFocus(button) {
+  const had = document.activeElement === button;
+  return () => {
+    if (had && !button.disabled && document.activeElement === document.body) button.focus();
+  };
+}
+
 /** Say where a box now is (read out by screen readers as it changes), and why when it was stopped short. */
 function announceBox(name, [x, y, w, hh], note = "") {
   const what = state.whatif ? " (what-if)" : "";
@@ -462,6 +473,7 @@ async function proposeElements() {
   clearError();
   const asking = "Detecting elements…";
   status(asking);
+  const refocus = keepFocus($("detect"));
   detecting = true;
   $("detect").disabled = true;
   try {
@@ -479,6 +491,7 @@ async function proposeElements() {
     clearStatusIf(asking);
     detecting = false;
     refresh();
+    refocus();
   }
 }
 
@@ -665,6 +678,7 @@ async function runWhatif() {
   clearError();
   const asking = "Re-scoring the edited creative…";
   status(asking);
+  const refocus = keepFocus($("whatif-run"));
   whatifRunning = true;
   refreshWhatifRun();
   const seq = whatifSeq;
@@ -685,6 +699,7 @@ async function runWhatif() {
     clearStatusIf(asking);
     whatifRunning = false;
     refreshWhatifRun();
+    refocus();
   }
 }
 
@@ -954,6 +969,7 @@ async function download(kind) {
   if (!c?.map || downloading.has(kind)) return;
   clearError();
   const stem = c.file.name.replace(/\.[^.]+$/, "") || "creative";
+  const refocus = keepFocus(document.querySelector(`[data-download=${kind}]`));
   downloading.add(kind);
   refreshDownloads();
   try {
@@ -973,6 +989,7 @@ async function download(kind) {
   } finally {
     downloading.delete(kind);
     refreshDownloads();
+    refocus();
   }
 }
 
