@@ -1339,6 +1339,20 @@ def test_b_of_a_s_size_is_compared_in_a_s_declared_format(page, tmp_path):
     assert page.find_elements("css selector", "#delta-table tbody tr")
 
 
+def test_a_pair_over_the_body_limit_together_says_so(driver):
+    """A and B, each accepted alone, were refused as a pair with "send a smaller image": neither was too large,
+    and the page did not say that the two travel in one request."""
+    with running_service(max_body_bytes=30_000) as url:  # room for one example creative, not for two
+        driver.get(url + "/")
+        upload(driver, EXAMPLES / "creative.png")
+        import_elements(driver, EXAMPLES / "creative.json")
+        upload(driver, EXAMPLES / "creative_b.png", "file-b")
+        verdict = driver.find_element("id", "verdict")
+        wait(driver, lambda d: verdict.text.startswith("No comparison"), what="the refusal")
+        assert "A and B go in one request" in verdict.text and "smaller image" not in verdict.text, verdict.text
+        assert verdict.text.endswith("or start `foveal serve` with a larger --max-body-mb"), verdict.text
+
+
 def test_retry_is_offered_only_where_asking_again_can_help(page):
     """Every failure of the comparison and of the scores came with a Retry, a refusal of the input (4xx) too."""
     upload(page, EXAMPLES / "creative.png")

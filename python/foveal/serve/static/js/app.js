@@ -757,6 +757,8 @@ async function serveScores(which) {
   }
 }
 
+const mib = (bytes) => Number((bytes / 2 ** 20).toPrecision(3)); // as the service writes its limit
+
 let compareSeq = 0;
 let compareError = null; // the message a failed comparison showed, cleared once one succeeds
 
@@ -779,9 +781,15 @@ async function serveComparison() {
     renderComparison({ verdict: $("verdict"), table: $("delta-table").tBodies[0], notes: $("ab-notes") }, doc);
   } catch (err) {
     if (seq !== compareSeq) return;
-    // The service's advice names its API field; on the page, the field is the A/B section's checkbox.
+    // The service's advice names its API field; on the page, the field is the A/B section's checkbox. Its advice
+    // for a body over the limit is "send a smaller image", and A and B, each taken alone, were not too large.
     const message = err.code === "format_mismatch"
-      ? err.message.replace("set allow_format_mismatch", "tick \"compare different formats anyway\"") : err.message;
+      ? err.message.replace("set allow_format_mismatch", "tick \"compare different formats anyway\"")
+      : err.code === "body_too_large"
+        ? `${err.message.split(";")[0]}: A and B go in one request, ${mib(A.file.size + B.file.size)} MiB `
+          + "together; save them smaller (as JPEG, or with fewer pixels), or start `foveal serve` with a larger "
+          + "--max-body-mb"
+        : err.message;
     compareError = `comparison: ${message}`;
     showError(compareError);
     noComparison(`No comparison: ${message}`, ...(canRetry(err)
