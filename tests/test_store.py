@@ -83,10 +83,20 @@ def test_foreign_database_is_refused(tmp_path):
     ("sqlite://", "^an in-memory SQLite database"), ("sqlite:////no/such/folder/x.db", "does not exist"),
     ("a b://x", "^'a b://x' is not a database URL; use sqlite:///FILE.db"),
     ("postgresql://u@h:54x2/db", "is not a database URL"),
-    ("postgresql://u:s3cret@h:54x2/db", r"^'postgresql://u:\*\*\*@h:54x2/db' is not a database URL")])
+    ("postgresql://u:s3cret@h:54x2/db", r"^'postgresql://u:\*\*\*@h:54x2/db' is not a database URL"),
+    ("postgresql://u@h:54x2/db?sslpassword=s3cret&x=1", r"^'postgresql://u@h:54x2/db\?sslpassword=\*\*\*&x=1' is not"),
+    ("mysql://u@h/db?password=s3cret", r"^database mysql://u@h/db\?password=\*\*\*: foveal stores live in")])
 def test_bad_urls(url, message):
     with pytest.raises(InputError, match=message):
         Store(url)
+
+
+def test_a_password_in_the_query_is_not_printed(capsys):
+    """libpq takes ``?password=`` in a URL as it takes ``user:password@``: neither reaches a message."""
+    url = "postgresql+psycopg://bob@127.0.0.1:1/db?password=s3cret&connect_timeout=5"
+    assert main(["outcomes", "import", os.devnull, "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret" not in err and "db?connect_timeout=5&password=***: cannot open the database" in err
 
 
 def test_a_file_that_is_not_a_database_or_a_folder_is_one_clear_error(tmp_path, capsys):

@@ -28,9 +28,13 @@ BUSY_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 30
 
 
+#: A password given in a URL's query (libpq's connection URIs take every keyword there: ``?password=...``).
+_QUERY_SECRET = re.compile(r"([?&](?:ssl)?password=)[^&]*")
+
+
 def describe(url: sa.URL) -> str:
-    """The URL as it may be printed: never with its password."""
-    return url.render_as_string(hide_password=True)
+    """The URL as it may be printed: never with its password, in its user part or in its query."""
+    return _QUERY_SECRET.sub(r"\1***", url.render_as_string(hide_password=True))
 
 
 def parse_url(text: str) -> sa.URL:
@@ -45,6 +49,7 @@ def parse_url(text: str) -> sa.URL:
         url = make_url(text)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", text)  # unparsed, so describe() cannot hide it
+        shown = _QUERY_SECRET.sub(r"\1***", shown)
         raise InputError(f"{shown!r} is not a database URL; use sqlite:///FILE.db or "
                          "postgresql+psycopg://USER@HOST/DB") from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
