@@ -56,6 +56,7 @@ class Connection(HttpToolsProtocol):
         self._in_headers = True  # the bytes arriving are a request line or headers
         self._header_bytes = 0  # every byte read while in headers, so also a header still unfinished
         self._head_bytes = 0  # the request line's and headers' own bytes, known once they are complete
+        self._trailing = False  # a chunk's size line was read and none of its data yet: after the last, trailers
         self._refused = False  # answered with an error: what the client still sends is dropped
         self._ends = False  # the answer being sent said Connection: close
         self._answering: Any = None  # the cycle whose answer is being sent: pipelined requests parse ahead of it
@@ -86,8 +87,27 @@ class Connection(HttpToolsProtocol):
         self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._trailing:
+            # A trailer field of a chunked body: uvicorn would add it to the headers the app (and its key check) has
+            # already read, or reads only if it came in time (RFC 9110 6.5: never merged), so it is dropped.
+            return
         super().on_header(name, value)
         self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+
+    def on_chunk_header(self) -> None:
+        # What follows a chunk's size line is measured as headers are until its data begins: after the last
+        # (empty) chunk, trailer fields, which would otherwise be read without limit.
+        self._trailing = self._in_headers = True
+        self._header_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._trailing = self._in_headers = False
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._trailing = self._in_headers = False
+        self._header_bytes = 0
+        super().on_message_complete()
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -188,6 +208,12 @@ class Connection(HttpToolsProtocol):
             self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
 
     def _too_large(self) -> None:
+        if self._trailing:
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.scope[MALFORMED] = True  # the app has the request, and sees the client leave
+            self._answer(431, "headers_too_large", f"the trailer fields after the chunked body take over "
+                                                   f"{MAX_HEADER_BYTES} bytes; send the body without them")
+            return
         self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} bytes; "
                                                "send fewer or shorter headers")
 
