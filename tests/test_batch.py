@@ -149,6 +149,7 @@ def test_list_file_and_tables_give_the_same_rows(folder, tmp_path, engine):
     ("creative_id,image\na,x.png\na,y.png\n", "share the creative id 'a'"),
     ("image\n\n", "no creatives listed"),
     ("creative_id,image\nx/y,a.png\n", "cannot name a file"),
+    ("creative_id,image\nx\x9b2J,a.png\n", "cannot name a file"),  # a C1 control, CSI to a terminal
     # 200 characters, 400 bytes: reports/<id>/ and maps/<id>.npy were too long a file name, and stopped the batch
     ("creative_id,image\n" + "é" * 200 + ",a.png\n", r"cannot name a file: use 1-200 characters \(200 bytes"),
     ("name,kind\n", "needs an 'image'"),

@@ -377,9 +377,11 @@ BAD_FILES = {
                      r"impressions '1e99999999999999999999' is above .*line 6: clicks '1e-99999999999999999999' "
                      r"is not"),
     "unstorable_labels": ("creative_id,date,impressions,clicks,source\na,2024-03-01,10,1," + "S" * 201 + "\n"
-                          "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n",  # PostgreSQL: a store error, no line
+                          "a,2024-03-02,10,1,a\x01b\na\x00,2024-03-03,10,1,\n"  # PostgreSQL: a store error, no line
+                          "a,2024-03-04,10,1,a\x9b2Jb\na\x7f,2024-03-05,10,1,\n",  # C1 CSI and DEL were stored
                           r"line 2: source 'S{40}' is not 1-200 printable characters.*line 3: source 'a\\x01b' is "
-                          r"not 1-200.*line 4: creative_id 'a\\x00' is not 1-200 printable characters"),
+                          r"not 1-200.*line 4: creative_id 'a\\x00' is not 1-200 printable characters.*line 5: source "
+                          r"'a\\x9b2Jb' is not 1-200.*line 6: creative_id 'a\\x7f' is not 1-200"),
     "future_date": ("creative_id,date,impressions,clicks\na,2024-03-01,10,1\na,2204-02-29,10,1\n",
                     r"line 3: date 2204-02-29 is in the future; outcomes are of days already run"),
     "field_too_long": ("creative_id,date,impressions,clicks\na,2024-03-01,10," + "1" * 140_000 + "\n",
@@ -581,7 +583,7 @@ def test_score_cli_records_one_creative_and_a_folder(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "many2" / "reports").iterdir()) == ["creative", "creative_b"]
     # a vertical or tag the store cannot hold: refused once, before anything is scored
     capsys.readouterr()
-    for flags in (["--vertical", "x" * 201], ["--tag", " "]):
+    for flags in (["--vertical", "x" * 201], ["--tag", " "], ["--tag", "a\x9b2J"]):
         assert main(["score", str(folder), "-o", str(tmp_path / "many3"), "-q", "--db", url, *flags]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "must be 1-200 printable characters" in err, err

@@ -25,7 +25,7 @@ TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
 BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
 #: Columns a CSV table holds as text whatever they look like.
 TEXT_COLUMNS = ("creative_id", "image", "path", "elements", "name", "kind", "units")
-_ID = re.compile(r"[^/\\\x00-\x1f]{1,200}")
+_ID = re.compile(r"[^/\\\x00-\x1f\x7f-\x9f]{1,200}")
 MAX_ID_BYTES = 200
 ID_RULE = "1-200 characters (200 bytes in UTF-8), no slashes, control characters or leading dot"
 

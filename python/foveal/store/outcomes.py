@@ -215,8 +215,9 @@ def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def is_label(text: str) -> bool:
     """Whether non-empty ``text`` may be a creative id, tag, vertical or source in the store: at most 200
-    characters, none of them a control character (PostgreSQL refuses NUL, and ids are shown on one line)."""
-    return len(text) <= 200 and not any(ord(ch) < 32 for ch in text)
+    characters, none of them a control character (PostgreSQL refuses NUL, and ids are shown on one line): C0, DEL
+    or C1, whose U+009B a terminal may run as an escape sequence."""
+    return len(text) <= 200 and not any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in text)
 
 
 def _blank(value: Any) -> bool:
