@@ -169,6 +169,16 @@ def test_bad_tables_refused(tmp_path, text, message):
         read_inputs(tmp_path / "t.csv")
 
 
+def test_a_wide_header_is_refused_at_once_in_a_bounded_message(tmp_path):
+    """A table's header of 5,000 columns took 10 s to check for repeated names (50,000: minutes, a hang), and its
+    refusal listed every name."""
+    (tmp_path / "t.csv").write_text(",".join(f"c{i}" for i in range(5000)) + "\n" + ",".join("1" * 5000) + "\n")
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"needs an 'image' \(or 'path'\) column; got c0, .*, c11 and 4,988 more$"):
+        read_inputs(tmp_path / "t.csv")
+    assert time.monotonic() - started < 5
+
+
 def test_hidden_files_in_a_folder_are_not_creatives(tmp_path):
     """macOS leaves a ._NAME file beside each file copied to a foreign disk: its '._c000' could not be a creative
     id, and one refused the whole batch."""

@@ -379,6 +379,18 @@ def unicode_name(path: str | os.PathLike, what: str) -> str:
     return text
 
 
+#: Most column names a message lists: a table's header is whoever made the file's, of any width.
+SHOWN_COLUMNS = 12
+
+
+def column_list(columns: Iterable[Any]) -> str:
+    """Column names for a one-line message: the first :data:`SHOWN_COLUMNS`, each cut to 40 characters, and how
+    many more there are (listing all of a 50,000-column header made a 5.5 MB message)."""
+    names = [str(c) for c in columns]
+    shown = ", ".join(c if len(c) <= 40 else c[:40] + "…" for c in names[:SHOWN_COLUMNS])
+    return shown + (f" and {len(names) - SHOWN_COLUMNS:,} more" if len(names) > SHOWN_COLUMNS else "")
+
+
 #: First characters with which a spreadsheet reads a CSV cell as a formula (OWASP's "CSV injection"), and the quote
 #: that marks such a cell as text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import InputError
+from ..fileio import column_list
 
 REQUIRED = ("creative_id", "date", "impressions", "clicks")
 OPTIONAL = ("conversions", "spend", "source")
@@ -74,20 +75,20 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     else:
         raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
     # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
-    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    repeated = sorted(c for c, n in Counter(columns).items() if c and n > 1)  # not columns.count: n² on a wide file
     if repeated:  # each row is read as a dict: the later column would win, silently
-        raise InputError(f"{path}: the file repeats a column name ({', '.join(repeated)}); give each column its own "
-                         "name")
+        raise InputError(f"{path}: the file repeats a column name ({column_list(repeated)}); give each column its "
+                         "own name")
     missing_columns = [c for c in mapping if c not in columns]
     if missing_columns:
         raise InputError(f"{path}: the mapping names column(s) {', '.join(missing_columns)} that the file lacks "
-                         f"(it has: {', '.join(columns)})")
+                         f"(it has: {column_list(columns)})")
     # A column mapped onto a field is read instead of one that bears the field's name: the mapping says which is
     # meant (otherwise the later of the two in the file would win, silently).
     rename = {c: mapping[c] if c in mapping else None if c in mapping.values() else c for c in columns}
     lacking = [f for f in REQUIRED if f not in rename.values()]
     if lacking:
-        raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {', '.join(columns)}); "
+        raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {column_list(columns)}); "
                          "rename the columns or map them (COLUMN=FIELD)")
     rows, errors, seen = [], [], {}
     for line, record in records:
