@@ -191,7 +191,7 @@ def test_hidden_files_in_a_folder_are_not_creatives(tmp_path):
 def test_a_file_name_that_cannot_be_an_id_is_named_with_what_to_do(tmp_path):
     """It said "creative_id 'a\\tb' cannot name a file", about an id the user never gave."""
     Image.new("RGB", (8, 8)).save(tmp_path / "a\tb.png")
-    with pytest.raises(InputError, match=r"a\tb\.png: the file's name 'a\\tb' cannot serve as a creative id .*: "
+    with pytest.raises(InputError, match=r"a\\tb\.png: the file's name 'a\\tb' cannot serve as a creative id .*: "
                                          "rename the file or move it out of the batch"):
         read_inputs(tmp_path)
 

@@ -167,6 +167,8 @@ def test_score_options_out_of_range_are_refused_not_ignored(tmp_path, extra, cod
     (["compare", "a.png"], "foveal compare: error: the following arguments are required: --elements"),
     (["score", "a.png", "--pass-percentile", "abc"], "foveal score: error: argument --pass-percentile: invalid float"),
     (["predict", "a.png", "--bits", "7\n8"], "foveal predict: error: argument --bits: invalid int value: '7\\n8'"),
+    (["predict", "a.png", "-o", "o", "--bogus\x1b[2J"],
+     "foveal predict: error: unrecognized arguments: --bogus\\x1b[2J (see foveal predict --help)"),
     # An option the command does not have: its own --help lists its options, `foveal --help` does not.
     (["finetune", "DATA", "-o", "OUT", "--data", "x"],
      "foveal finetune: error: unrecognized arguments: --data x (see foveal finetune --help)"),

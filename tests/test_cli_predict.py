@@ -73,6 +73,17 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, monkeypatch, argv, code, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_file_name_cannot_drive_the_terminal(tmp_path, capsys):
+    """Only line breaks were escaped in messages: a file name from an uploader holding ESC or BEL reached the
+    terminal raw, where it can set the window title, erase the lines above or print fake ones."""
+    bad = tmp_path / "b\x1b]0;title\x07\x1b[1A\x1b[2K\u009b2J\u2028.png"
+    bad.write_bytes(b"not an image")
+    assert main(["predict", str(bad), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "b\\x1b]0;title\\x07\\x1b[1A\\x1b[2K\\x9b2J\\u2028.png: not a recognised image" in err, err
+    assert err.count("\n") == 1 and err[:-1].isprintable()
+
+
 def test_duplicate_stems_refused(tmp_path, rgb):
     (tmp_path / "x").mkdir()
     Image.fromarray(rgb).save(tmp_path / "a.png")

@@ -11,12 +11,23 @@ import operator
 import numpy as np
 
 
+#: Control characters (C0, DEL, C1) and Unicode's line and paragraph separators, as a message shows them.
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+            ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and line separator escaped (``\\n``, ``\\x1b``): a name from the
+    caller (a file name may hold line breaks, or a terminal's escape sequences) must neither break a message into
+    lines nor drive the terminal or log viewer that shows it."""
+    return text.translate(_ESCAPES)
+
+
 class FovealError(Exception):
     """Base class of every error foveal raises on purpose; its message is one line."""
 
     def __str__(self) -> str:
-        # A name from the caller (a file name may hold line breaks) must not break the message into lines.
-        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+        return one_line(super().__str__())
 
 
 class InputError(FovealError, ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .._version import __version__
-from ..errors import FovealError, InputError
+from ..errors import FovealError, InputError, one_line
 from ..fileio import check_output, inputs_protected
 from ..models import PRECISIONS
 
@@ -32,8 +32,7 @@ class _Parser(argparse.ArgumentParser):
     usage first: a dozen lines before the one that says what is wrong), and its exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        text = message.replace("\r", "\\r").replace("\n", "\\n")
-        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 class _CommandParser(_Parser):
@@ -122,7 +121,7 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if os.environ.get("FOVEAL_DEBUG"):
             raise
-        print(f"foveal: internal error: {type(exc).__name__}: {exc} (set FOVEAL_DEBUG=1 for details)",
+        print(f"foveal: internal error: {type(exc).__name__}: {one_line(str(exc))} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
 
