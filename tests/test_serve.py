@@ -1178,6 +1178,11 @@ def test_cors_off_by_default_and_on_when_asked(engine, url):
     with running(app) as base:
         allowed = httpx.options(f"{base}/v1/predict", headers={**preflight, "Origin": "https://ok.example"})
         assert allowed.headers["access-control-allow-origin"] == "https://ok.example"
+        # a page on that origin could not read a map's scale, its provenance or a 503's Retry-After
+        answer = httpx.post(f"{base}/v1/predict?format=png", content=EXAMPLE.read_bytes(),
+                            headers={"Content-Type": "image/png", "Origin": "https://ok.example"})
+        exposed = {h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")}
+        assert {"x-foveal-scale", "x-foveal-provenance", "retry-after"} <= exposed and "x-foveal-scale" in answer.headers
         # refused preflights were text/plain ("Disallowed CORS origin"); every error of the API is its JSON
         refused = httpx.options(f"{base}/v1/predict", headers=preflight)
         assert error_of(refused) == (403, "cors_refused")

@@ -192,8 +192,11 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys,
                        body_timeout_s=config.request_timeout_s)
     if config.cors_origins:  # added last, so outermost: the guard's own refusals (401, 413...) carry its headers too
+        # A page's script reads only the headers a browser is told it may: the map's scale and provenance, and
+        # how long a busy service asks it to wait.
         app.add_middleware(CORS, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"])
+                           allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"],
+                           expose_headers=["X-Foveal-Scale", "X-Foveal-Provenance", "Retry-After"])
     return app
 
 
