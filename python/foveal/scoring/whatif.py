@@ -27,7 +27,7 @@ from ..errors import InputError, checked_count
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
-                    checked_image, edit_list, move_variants)
+                    checked_image, edit_list, move_variants, unknown_element)
 from .elements import Element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
@@ -289,7 +289,7 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
         image = checked_image(image)
     by_name = {e.name: e for e in elements}
     if not isinstance(name, str) or name not in by_name:
-        raise InputError(f"search: no element named {name!r}; the elements are {', '.join(sorted(by_name))}")
+        raise unknown_element("search", name, by_name)
     x, y, w, h = by_name[name].box
     xs, ys = _lattice(image_hw, by_name[name].box, grid, step)
     if len(xs) * len(ys) > MAX_POSITIONS:
