@@ -618,6 +618,8 @@ def test_bad_fields(http):
     assert error_of(http.post("/v1/score", files=files)) == (400, "invalid_input")  # no elements
     assert error_of(http.post("/v1/score", files=files, data={"elements": ELEMENTS, "norms": "nope"})) == \
         (400, "invalid_input")
+    unknown = http.post("/v1/score", files=files, data={"elements": ELEMENTS, "norms": "n" * 100_000})
+    assert error_of(unknown) == (400, "invalid_input") and len(unknown.content) < 500  # it quoted all 100,000
     assert error_of(http.post("/v1/score", files=files, data={"elements": ELEMENTS, "pass_percentile": "200"})) == \
         (400, "invalid_input")
     assert error_of(http.post("/v1/whatif", files=files, data={"elements": ELEMENTS})) == (400, "invalid_input")

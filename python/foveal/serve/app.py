@@ -43,7 +43,7 @@ from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
 from ..scoring import compare as comparing
-from ..scoring.elements import parse_elements_json
+from ..scoring.elements import _short, parse_elements_json
 from ..scoring.norms import Norms, engine_identity, load_norms
 from ..scoring.recommend import Thresholds
 from ..scoring.report import draw_boxes, render_html, score_document
@@ -646,7 +646,7 @@ def _norms(state: _State, name: str | None) -> Norms | None:
         return None
     if name not in state.norms:
         have = ", ".join(sorted(state.norms)) or "none"
-        raise InputError(f"norms {name!r} are not on this server (have: {have}); see GET /v1/norms")
+        raise InputError(f"norms {_short(name)} are not on this server (have: {have}); see GET /v1/norms")
     return state.norms[name]
 
 
