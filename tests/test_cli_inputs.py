@@ -142,7 +142,15 @@ def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(foveal.cli.predict, "run", exhausted)
     assert main(["-q", "predict", str(EXAMPLES / "creative.png"), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("foveal: error: not enough memory")
+    assert len(err) == 1 and err[0].startswith("foveal: error: not enough memory") and "--max-pixels" in err[0]
+    # a 300 KB Parquet outcomes file can hold 20 million rows: no image, and no --max-pixels to lower
+    import foveal.cli.outcomes
+
+    monkeypatch.setattr(foveal.cli.outcomes, "run_import", exhausted)
+    assert main(["-q", "outcomes", "import", str(tmp_path / "o.parquet"), "--db", str(tmp_path / "s.db")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["foveal: error: not enough memory for this input; split the input into smaller files, or free "
+                   "memory"]
 
 
 @pytest.mark.parametrize("extra, code, message", [

@@ -115,8 +115,10 @@ def _main(argv: list[str] | None) -> int:
         os.close(devnull)
         return 128 + signal.SIGPIPE
     except MemoryError:
-        print("foveal: error: not enough memory for this input; use smaller images, or lower --max-pixels to refuse "
-              "such images up front", file=sys.stderr)
+        # Only commands that read images have --max-pixels; an outcomes or calibration run ran out on a table.
+        advice = ("use smaller images, or lower --max-pixels to refuse such images up front"
+                  if hasattr(args, "max_pixels") else "split the input into smaller files, or free memory")
+        print(f"foveal: error: not enough memory for this input; {advice}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if os.environ.get("FOVEAL_DEBUG"):
