@@ -1290,6 +1290,22 @@ def test_a_refused_key_says_to_enter_another(driver, tmp_path):
         assert error.text.endswith("; use API key… at the top to enter another"), error.text
 
 
+def test_a_key_no_header_can_carry_is_refused_at_the_prompt(driver, tmp_path):
+    """A key typed with a character outside printable ASCII (a typographic apostrophe) was kept for the tab, and
+    every call then failed in fetch itself: "cannot reach the foveal service ...; is `foveal serve` running?",
+    with no prompt to correct it. Keys are printable ASCII: the prompt refuses such a key and stays open."""
+    with keyed_page(driver, tmp_path):
+        wait(driver, lambda d: d.find_element("id", "key-dialog").is_displayed(), what="the key prompt")
+        field = driver.find_element("id", "key-input")
+        field.send_keys("it’s-0123456789abcdef\n")
+        assert driver.find_element("id", "key-dialog").is_displayed() and not js(driver, "return arguments[0]"
+                                                                                ".validity.valid", field)
+        assert js(driver, "return sessionStorage.getItem('foveal.apiKey')") is None
+        field.clear()
+        field.send_keys(KEY + "\n")
+        wait(driver, lambda d: "foveal-lite0" in d.find_element("id", "model-info").text, what="the model info")
+
+
 def resized(tmp_path: Path, name: str, size: tuple[int, int]) -> Path:
     from PIL import Image
 
