@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -175,6 +176,12 @@ def test_find_element_file_prefers_json(tmp_path):
     assert find_element_file("ad.jpg", tmp_path) == tmp_path / "ad.json"
     with pytest.raises(ElementSpecError, match="other.json or other.csv"):
         find_element_file("other.png", tmp_path)
+    # a FIFO or a folder under the name was reported as no element file at all, "expected pipe.json"
+    os.mkfifo(tmp_path / "pipe.json")
+    (tmp_path / "dir.csv").mkdir()
+    for stem in ("pipe", "dir"):
+        with pytest.raises(ElementSpecError, match=rf"{stem}\.(json|csv): not a regular file .* must be a file$"):
+            find_element_file(f"{stem}.png", tmp_path)
 
 
 def test_check_elements_catches_edited_boxes_leaving_the_image():

@@ -455,9 +455,13 @@ def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:
     """The element file for ``image_path`` in ``elements_dir``: same stem, ``.json`` preferred over ``.csv``."""
     stem = Path(checked_path(image_path, "image", ElementSpecError)).stem
     folder = Path(checked_path(elements_dir, "elements folder", ElementSpecError))
-    for suffix in ELEMENT_FILE_SUFFIXES:
-        candidate = folder / (stem + suffix)
+    candidates = [folder / (stem + suffix) for suffix in ELEMENT_FILE_SUFFIXES]
+    for candidate in candidates:
         if candidate.is_file():
             return candidate
+    for candidate in candidates:  # there, but no file: "no element file ... expected it" would send the user looking
+        if candidate.exists():
+            raise ElementSpecError(f"{candidate}: not a regular file (a folder, FIFO, socket or device); the element "
+                                   f"file for {Path(image_path).name} must be a file")
     raise ElementSpecError(f"no element file for {Path(image_path).name}: expected {stem}.json or {stem}.csv "
                            f"in {elements_dir}")
