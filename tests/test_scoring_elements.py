@@ -285,3 +285,13 @@ def test_csv_sent_as_json_names_the_client_s_way_in():
         parse_elements_json("name,kind,x,y,w,h\ncta,cta,1,2,3,4\n", HW)
     assert str(refused.value).endswith("(foveal.Client refuses a .csv path: pass it what "
                                        "foveal.scoring.load_elements reads)")
+
+
+@pytest.mark.parametrize("fmt", ["ban\x00ner", "\x1b[31mred\x07", "line\nbreak", "\ufdd0x", "f" * 201])
+def test_a_format_name_that_is_no_label_is_refused(fmt):
+    """A format goes where element names go (every table row, report.html) but was only checked for lone
+    surrogates: NUL, ESC and BEL reached report.html raw, and a 1 MB format was copied into every row."""
+    with pytest.raises(ElementSpecError, match=r"'format' .*: a format name is at most 200 characters of printable "
+                                               r"text, such as \"1080x1080\"$"):
+        parse_elements({"format": fmt, "elements": [el()]}, HW)
+    parse_elements({"format": "\u202ebanner \u00e9t\u00e9 " + "f" * 188, "elements": [el()]}, HW)

@@ -122,9 +122,10 @@ def format_of(image_hw: Sequence[int]) -> str:
 
 def checked_format(value: Any, what: str = "format", error: type[InputError] = InputError, *,
                    stored: bool = False) -> str:
-    """``value`` as a format name, else ``error`` naming it ``what``: non-empty text that is valid Unicode (it goes
-    into scores.json and report.html, both UTF-8); ``stored`` (to be kept in a store): also at most
-    :data:`MAX_FORMAT_CHARS` printable characters, the store's column."""
+    """``value`` as a format name, else ``error`` naming it ``what``: a label like an element name (non-empty valid
+    Unicode of at most :data:`MAX_NAME_CHARS` characters, no control character: it goes into scores.json, every
+    table row and report.html); ``stored`` (to be kept in a store): also at most :data:`MAX_FORMAT_CHARS`
+    printable characters, the store's column."""
     if not isinstance(value, str) or not value.strip():
         raise error(f"{what}: expected a format name such as \"1080x1080\", got {_short(value)}")
     if not is_unicode(value):
@@ -132,6 +133,9 @@ def checked_format(value: Any, what: str = "format", error: type[InputError] = I
     if stored and (len(value) > MAX_FORMAT_CHARS or not value.isprintable()):
         raise error(f"{what} {_short(value)}: a store keeps format names of at most {MAX_FORMAT_CHARS} printable "
                     "characters (no line breaks or control characters), such as \"1080x1080\"")
+    if len(value) > MAX_NAME_CHARS or any(unicodedata.category(c) == "Cc" or _noncharacter(c) for c in value):
+        raise error(f"{what} {_short(value)}: a format name is at most {MAX_NAME_CHARS} characters of printable "
+                    "text, such as \"1080x1080\"")
     return value
 
 
