@@ -381,3 +381,14 @@ def test_one_metric_name_given_as_a_string_is_told_to_be_a_list(tmp_path):
     ds = load_dataset(_folder(tmp_path / "ds"))
     with pytest.raises(InputError, match=r"pass \['NSS'\]"):
         evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics="NSS", progress=False)
+
+
+def test_cli_stdout_is_the_table_alone(tmp_path, capsys):
+    """`foveal eval ... -o DIR > table.md`: the line saying where the files went is on stderr, not in the table."""
+    data = _folder(tmp_path / "ds")
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(data), "--split", "all", "--model", "centre-bias", "--metrics", "NSS",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.out == (out / "eval.md").read_text()
+    assert f"eval.json and eval.md written to {out}" in printed.err
