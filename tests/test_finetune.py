@@ -70,7 +70,8 @@ def test_cli_writes_a_model_folder(tuned):
     # readable by others, as the folder is (safetensors wrote its weights 0600: no one else could build on them)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == dict.fromkeys(
         ["model.int8.onnx", "model.json", "model.onnx", "model.safetensors"], "0o644")
-    assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stdout
+    assert "| NSS |" in proc.stdout and f"--model {out}" in proc.stderr
+    assert all(line.startswith("|") for line in proc.stdout.splitlines())  # the table alone: `> results.md`
     # the difference and its interval to the same 4 decimals: at 3, a +0.0006 mean printed as "(+0.001 to +0.001)"
     nss = next(line for line in proc.stdout.splitlines() if line.startswith("| NSS |"))
     number = r"[+-]\d\.\d{4}"

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         d = evaluation["finetuned_minus_base"][m]
         print(f"| {m}{' ↓' if m == 'KLD' else ''} | {v['mean']:.4f} | {evaluation['base'][m]['mean']:.4f} | "
               f"{d['mean']:+.4f} ({d['ci95'][0]:+.4f} to {d['ci95'][1]:+.4f}) |")
-    print(f"foveal: model written to {result.folder} (test split: {evaluation['images']} images); "
-          f"use it with --model {result.folder}")
+    if not args.quiet:  # stderr, like every command's summary: stdout holds the table alone
+        print(f"foveal: model written to {result.folder} (test split: {evaluation['images']} images); "
+              f"use it with --model {result.folder}", file=sys.stderr)
     return 0
