@@ -80,6 +80,16 @@ def test_cli_writes_a_model_folder(tuned):
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left behind
 
 
+def test_the_graph_holds_no_exporter_metadata(tuned):
+    """torch.export's range constraints were a set printed in hash order: the same fine-tuning run twice gave graphs
+    with different sha256s (a batch resume or a store then takes them for different models)."""
+    import onnx
+
+    _, out, _ = tuned
+    for name in ("model.onnx", "model.int8.onnx"):
+        assert not onnx.load(str(out / name)).graph.metadata_props, name
+
+
 def test_card_records_base_data_settings_and_test_metrics(tuned):
     data, out, _ = tuned
     card = json.loads((out / "model.json").read_text())
