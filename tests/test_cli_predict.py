@@ -49,9 +49,10 @@ def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
     Image.fromarray(rgb).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     assert main(["predict", str(tmp_path / "bad.png"), str(tmp_path / "good.png"), "-o", str(tmp_path / "out")]) == 1
-    assert "foveal: 1 of 2 map(s) written to" in capsys.readouterr().out
+    assert "foveal: 1 of 2 map(s) written to" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "good.png"), "-o", str(tmp_path / "out2")]) == 0
-    assert "foveal: 1 map(s) written to" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "foveal: 1 map(s) written to" in printed.err and printed.out == ""  # on stderr, as foveal score's
 
 
 @pytest.mark.parametrize("argv, code, text", [

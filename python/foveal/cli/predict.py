@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
         except FovealError as exc:
             failures += 1
             print(error_line(exc, args), file=sys.stderr)
-    if not args.quiet:
+    if not args.quiet and (len(images) > 1 or not failures):  # one image's failure is its error line alone
         written = f"{len(images) - failures} of {len(images)}" if failures else f"{len(images)}"
         print(f"foveal: {written} map(s) written to {args.out} "
-              f"({engine.model.name} {engine.precision} on {engine.backend})")
+              f"({engine.model.name} {engine.precision} on {engine.backend})", file=sys.stderr)
     return 1 if failures else 0
 
 
