@@ -297,3 +297,14 @@ def test_an_import_interrupted_by_ctrl_c_is_not_a_missing_package():
     with pytest.raises(KeyboardInterrupt):
         _interrupted(failed)
     _interrupted(ImportError("No module named 'onnxruntime'"))  # a missing package stays one
+
+
+def test_help_gives_the_exit_statuses_scripts_branch_on(capsys):
+    """A folder run with one bad image exits 1 with the others written: a script must be able to read that, and
+    every status main() returns, in `foveal --help`."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for status in ("0 done", "1 an error", "any image or creative of a run of several failed", "2 a malformed",
+                   "130 Ctrl-C", "143 SIGTERM"):
+        assert status in text

@@ -27,6 +27,13 @@ COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", 
             "calibrate", "bench")
 
 
+#: What scripts branch on; `foveal --help` ends with it.
+EXIT_STATUS = ("exit status: 0 done; 1 an error (bad input, model, backend), also when any image or creative of a "
+               "run of several failed (predict, detect, a score batch: each failure is one line on stderr, the "
+               "others are written); 2 a malformed command line; 130 Ctrl-C; 143 SIGTERM (foveal serve: both drain "
+               "and exit 0). Set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, with its usage errors on one line like every other error (argparse prints the whole
     usage first: a dozen lines before the one that says what is wrong), and its exit status 2."""
@@ -48,7 +55,7 @@ class _CommandParser(_Parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="foveal", description="Predict where people look, and score it.")
+    parser = _Parser(prog="foveal", description="Predict where people look, and score it.", epilog=EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
