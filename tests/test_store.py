@@ -558,6 +558,11 @@ def test_outcomes_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("foveal: error:") and "line 2: clicks 2 > impressions 1" in err
     assert err.count("\n") == 1
+    # a bad file stops the import: the files after it are named, else a rerun of the bad one alone would miss them
+    later = _write(tmp_path / "later.csv", "creative_id,date,impressions,clicks\na,2024-03-06,10,1\n")
+    assert main(["outcomes", "import", str(bad), str(later), "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith(f"the files after it were not imported either: {later}")
     assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=nonsense"]) == 1
     assert "COLUMN=FIELD" in capsys.readouterr().err
     assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=creative_id", "--map", "Ad=date"]) == 1

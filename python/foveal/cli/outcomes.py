@@ -3,6 +3,7 @@ calibration store.
 
 Each file is validated whole (negative counts, clicks above impressions or conversions above clicks, bad dates,
 unknown creative ids are reported with their line numbers) and imported in one transaction: all its rows or none.
+A bad file stops the import: the files before it stay imported, the files after it are named in the error.
 Rows are keyed by creative, date and source, so importing a file again changes nothing and a corrected file updates
 its rows.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import FovealError
 from ..store.outcomes import FIELDS, REQUIRED, parse_mapping
 from . import _add_global_options, path_arg
 
@@ -36,8 +38,17 @@ def run_import(args: argparse.Namespace) -> int:
 
     mapping = parse_mapping(args.map)
     with Store(args.db, create=False) as store:  # outcomes belong to creatives already recorded there
-        for path in args.files:  # one transaction per file: a bad file stops here, earlier files stay imported
-            summary = store.import_outcomes(path, mapping)
+        # One transaction per file: a bad file stops here, earlier files stay imported, and the files after it are
+        # named (a corrected file updates rows, so their order counts; a rerun of the bad file alone misses them).
+        for n, path in enumerate(args.files):
+            try:
+                summary = store.import_outcomes(path, mapping)
+            except FovealError as exc:
+                rest = args.files[n + 1:]
+                if not rest:
+                    raise
+                raise FovealError(f"{exc}; the files after it were not imported either: "
+                                  f"{', '.join(map(str, rest))}") from None
             if not args.quiet:
                 print(f"foveal: {path}: {summary.rows} row(s): {summary.inserted} new, {summary.updated} updated, "
                       f"{summary.unchanged} unchanged", file=sys.stderr)
