@@ -357,15 +357,16 @@ def test_compare_page_keeps_hostile_names_as_text_under_a_no_script_policy(tmp_p
     spec["elements"].append({"name": PAYLOADS[1], "kind": "logo", "box": [0, 0, 4, 4], "units": "px"})
     elements = tmp_path / "hostile.json"
     elements.write_text(json.dumps(spec))
-    hostile = tmp_path / "\u202eb.png"  # a right-to-left override in a file name
+    hostile = tmp_path / "\u202eb\x1b[2J.png"  # a right-to-left override, and ESC, which HTML cannot hold raw
     hostile.write_bytes(b.read_bytes())
     out = tmp_path / "out"
     assert main(["-q", "compare", str(a), str(hostile), "--elements", str(elements), "-o", str(out)]) == 0
     page = (out / "compare.html").read_text()
     assert_only_text(page, PAYLOADS[:2], images=1)
     assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'' in page
-    assert f"<h1><bdi>{a.name}</bdi> vs <bdi>\u202eb.png</bdi></h1>" in page
-    assert f"<title>foveal compare: \u2068{a.name}\u2069 vs \u2068\u202eb.png\u2069</title>" in page  # the tab too
+    assert f"<h1><bdi>{a.name}</bdi> vs <bdi>\u202eb\\x1b[2J.png</bdi></h1>" in page and "\x1b" not in page
+    shown = "\u202eb\\x1b[2J.png"
+    assert f"<title>foveal compare: \u2068{a.name}\u2069 vs \u2068{shown}\u2069</title>" in page  # the tab too
 
 
 def test_a_change_just_under_the_threshold_is_not_printed_as_one_on_it():

@@ -85,6 +85,17 @@ def test_html_is_self_contained_and_escapes_names():
     assert page.count("<rect") == 2 and "No norms were given" in page
 
 
+def test_a_file_name_with_control_characters_is_shown_escaped():
+    """A file's name may hold ESC, BEL or a form feed (an uploader's, or an upload's filename): they went into the
+    report's title and heading raw, which an HTML page cannot hold; they are shown as escapes, as in messages."""
+    doc = document()
+    doc["input"]["image"] = "dir/ad\x1b[31m\x07\x0c.png"
+    image = np.zeros((H, W, 3), np.uint8)
+    page = render_html(doc, image, image)
+    assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", page)
+    assert "<h1>ad\\x1b[31m\\x07\\x0c.png</h1>" in page
+
+
 def test_html_states_norms_and_verdicts():
     fmt = f"{W}x{H}"
     norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={fmt: 4},

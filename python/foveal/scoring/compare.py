@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import FormatMismatchError, InputError
+from ..errors import FormatMismatchError, InputError, one_line
 from ..fileio import PNG_COMPRESS_LEVEL
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
@@ -453,7 +453,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     extra = "".join(only + [f"<p>{html.escape(line)}</p>" for line in doc["notes"]])
     model = doc["model"]
     a, b = doc["input"]["a"], doc["input"]["b"]
-    names = Path(a["image"]).name, Path(b["image"]).name
+    names = one_line(Path(a["image"]).name), one_line(Path(b["image"]).name)  # a file's name may hold ESC, BEL...
     return _HTML.format(
         csp=DOCUMENT_CSP, generator=GENERATOR_META,
         title=html.escape(f"\u2068{names[0]}\u2069 vs \u2068{names[1]}\u2069"),  # as the heading

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import cpu
 from .._version import __version__
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..fileio import PNG_COMPRESS_LEVEL, check_output, remove_stale, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
@@ -169,7 +169,7 @@ def _data_uri(pixels: np.ndarray) -> str:
 def bdi(text: str) -> str:
     """A name from the caller, escaped and bidi-isolated: a right-to-left override in it (U+202E) cannot reverse
     the report's own words after it."""
-    return f"<bdi>{html.escape(text)}</bdi>"
+    return f"<bdi>{html.escape(one_line(text))}</bdi>"
 
 
 def _fmt_pct(v: float | None, digits: int = 1) -> str:
@@ -289,7 +289,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
     template = Template(resources.files(__package__).joinpath("report.html").read_text(encoding="utf-8"))
     return template.substitute(
         csp=DOCUMENT_CSP, generator=GENERATOR_META,
-        title=html.escape(Path(doc["input"]["image"]).name),
+        title=html.escape(one_line(Path(doc["input"]["image"]).name)),  # a file's name may hold ESC, BEL...
         meta=meta,
         cards="".join(f'<div class="card"><span>{html.escape(a)}</span><b>{b}</b><span>{html.escape(c)}</span></div>'
                       for a, b, c in cards),
