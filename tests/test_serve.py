@@ -1149,6 +1149,24 @@ def test_abandoned_search_stops(engine):
     assert 'route="/v1/whatif",status="499"' in metrics
 
 
+def test_allowed_hosts_refuse_a_rebound_name(engine):
+    """Any Host was answered, so a page whose name an attacker points at 127.0.0.1 (DNS rebinding) could read a
+    loopback service without keys; --allowed-host names the hosts it answers to, probes and the page included."""
+    app = create_app(ServeConfig(allowed_hosts=("localhost", "*.example.com"), warmup=False), engine=engine)
+    with running(app) as base:
+        port = base.rpartition(":")[2]
+        for host, status in (("localhost", 200), (f"localhost:{port}", 200), (f"API.example.com:{port}", 200),
+                             (f"attacker.test:{port}", 400), (f"127.0.0.1:{port}", 400), ("example.com", 400)):
+            for path in ("/healthz", "/v1/models", "/"):
+                answer = httpx.get(f"{base}{path}", headers={"Host": host}, timeout=30)
+                assert answer.status_code == status, (host, path, answer.text)
+                if status == 400:
+                    assert error_of(answer) == (400, "unknown_host")
+                    assert "--allowed-host" in answer.json()["error"]["message"]
+    with pytest.raises(foveal.InputError, match="allowed host 'localhost:8080': give a host name"):
+        ServeConfig(allowed_hosts=("localhost:8080",))
+
+
 def test_detect_is_bounded_like_predict(engine):
     """/v1/detect runs one detection at a time, refuses beyond --max-queue (503) and honours X-Deadline-Ms."""
     pytest.importorskip("rapidocr_onnxruntime")

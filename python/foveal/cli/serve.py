@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="answer only requests whose Host header names NAME (repeatable; *.example.com for any "
+                        "name under it; default: any host); against DNS rebinding of a loopback service")
     p.add_argument("--norms", action="append", default=[], metavar="NAME=FILE",
                    help="norms clients may name in /v1/score (repeatable)")
     p.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own engine "
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                          max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=int(args.max_pixels),
                          request_timeout_s=args.timeout_ms / 1000.0,
                          api_keys_file=None if args.api_keys is None else str(args.api_keys.resolve()),
-                         cors_origins=tuple(args.cors_origin), norms=norms)
+                         cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host), norms=norms)
     # Load the model and norms here so a bad --model or --norms is a one-line error before the server starts.
     from ..engine import Engine
     from ..serve.app import service_norms

@@ -56,7 +56,7 @@ from .auth import KeyChecker, load_keys
 from .batcher import Batcher, ThreadPredictor, finite, whole
 from .cors import CORS, check_origins
 from .errors import HANDLERS
-from .guard import Guard
+from .guard import Guard, check_hosts
 from .lane import Lane
 from .metrics import CONTENT_TYPE, MetricsExchange, ServiceMetrics
 from .openapi import complete
@@ -98,6 +98,7 @@ class ServeConfig:
     request_timeout_s: float = 60.0
     api_keys_file: str | None = None
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     norms: dict[str, str] = field(default_factory=dict)
     static_dir: str | None = str(STATIC_DIR)
     warmup: bool = True
@@ -113,6 +114,7 @@ class ServeConfig:
         finite("max_wait_ms", self.max_wait_ms, zero=True)
         finite("request_timeout_s", self.request_timeout_s, zero=False)
         object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
+        object.__setattr__(self, "allowed_hosts", check_hosts(self.allowed_hosts))
 
 
 @dataclass
@@ -190,7 +192,7 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
         app.mount("/", PageFiles(directory=config.static_dir, html=True, api_routes=app.router.routes),
                   name="static")
     app.add_middleware(Guard, metrics=metrics, routes=ROUTES, max_body_bytes=config.max_body_bytes, keys=keys,
-                       body_timeout_s=config.request_timeout_s)
+                       body_timeout_s=config.request_timeout_s, allowed_hosts=config.allowed_hosts)
     if config.cors_origins:  # added last, so outermost: the guard's own refusals (401, 413...) carry its headers too
         # A page's script reads only the headers a browser is told it may: the map's scale and provenance, and
         # how long a busy service asks it to wait.

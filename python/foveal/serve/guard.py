@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
-from ..errors import ServiceError
+from ..errors import InputError, ServiceError
 from .auth import KeyChecker, presented_key
 from .batcher import shutting_down
 from .connection import MALFORMED
@@ -22,6 +22,33 @@ OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")
 SINGLE_HEADERS = frozenset(("authorization", "x-api-key", "x-deadline-ms", "content-type"))
 
 
+def check_hosts(hosts: Any) -> tuple[str, ...]:
+    """Allowed host names, lower case: ``api.example.com``, ``*.example.com`` (any name under it), ``127.0.0.1``,
+    ``[::1]``; InputError for a name with a port, a scheme or a path."""
+    if isinstance(hosts, str) or not isinstance(hosts, (tuple, list)):
+        raise InputError(f"allowed_hosts: expected a list of host names, got {type(hosts).__name__}")
+    checked = []
+    for host in hosts:
+        name = host.strip().lower() if isinstance(host, str) else None
+        bare = name.removeprefix("*.") if name else ""
+        ipv6 = bare.startswith("[") and bare.endswith("]") and ":" in bare
+        if not bare or not (ipv6 or all(c.isalnum() or c in "-._" for c in bare)) or not bare.isascii():
+            raise InputError(f"allowed host {host!r}: give a host name as clients write it in the URL, without "
+                             "scheme, port or path (api.example.com, *.example.com, 127.0.0.1, [::1])")
+        checked.append(name)
+    return tuple(checked)
+
+
+def host_allowed(header: str, allowed: tuple[str, ...]) -> bool:
+    """Whether a Host header (``name`` or ``name:port``) names one of ``allowed``."""
+    header = header.strip().lower()
+    if header.startswith("["):  # an IPv6 address: [::1]:8080
+        name = header[:header.find("]") + 1]
+    else:
+        name = header.partition(":")[0]
+    return bool(name) and any(name == a or (a.startswith("*.") and name.endswith(a[1:])) for a in allowed)
+
+
 class Guard:
     """Pure ASGI middleware (no buffering of bodies, so it adds microseconds, not copies).
 
@@ -31,9 +58,10 @@ class Guard:
     """
 
     def __init__(self, app: Callable, *, metrics: ServiceMetrics, routes: tuple[str, ...], max_body_bytes: int,
-                 keys: KeyChecker | None, body_timeout_s: float) -> None:
+                 keys: KeyChecker | None, body_timeout_s: float, allowed_hosts: tuple[str, ...] = ()) -> None:
         self.app, self.metrics, self.routes = app, metrics, frozenset(routes)
         self.max_body_bytes, self.keys, self.body_timeout_s = max_body_bytes, keys, body_timeout_s
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] == "websocket":
@@ -107,6 +135,11 @@ class Guard:
                 return ServiceError(f"the header {name} is sent more than once; send it once", status=400,
                                     code="invalid_input")
             headers[name] = raw_value.decode("latin-1")
+        if self.allowed_hosts and not host_allowed(headers.get("host", ""), self.allowed_hosts):
+            # A page whose name an attacker points at this machine (DNS rebinding) sends its own name as Host.
+            return ServiceError(f"the Host header {headers.get('host', '')[:80]!r} names no host this service "
+                                "answers to; address it by one of its --allowed-host names", status=400,
+                                code="unknown_host")
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
         if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
             try:

@@ -18,7 +18,7 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
                    "message": {"type": "string", "description": "one line saying what to do"}}}}}
 
 #: What a POST that runs the network may answer besides 200: status → error codes.
-_RUNS = {400: ("invalid_image", "invalid_input", "bad_request"), 408: ("request_timeout",),
+_RUNS = {400: ("invalid_image", "invalid_input", "bad_request", "unknown_host"), 408: ("request_timeout",),
          413: ("body_too_large", "too_many_pixels"), 415: ("unsupported_media_type",), 500: ("model_error",),
          501: ("not_implemented",), 503: ("queue_full", "not_ready", "shutting_down"), 504: ("deadline_exceeded",)}
 #: Route by route, what it answers on top of :data:`_RUNS`.
