@@ -156,7 +156,7 @@ def test_search_sizes_are_bounded():
         candidate_offsets((1000, 1000), elements, "cta", step=1)
     with pytest.raises(InputError, match="^grid: columns and rows must be 1..100"):
         candidate_offsets((100, 100), elements, "cta", grid=(10**9, 2))
-    with pytest.raises(InputError, match="no valid position"):
+    with pytest.raises(InputError, match="no position to try but the current one: the step finds no other place"):
         candidate_offsets((100, 100), elements, "cta", step=10**30)
 
 
