@@ -308,3 +308,17 @@ def test_help_gives_the_exit_statuses_scripts_branch_on(capsys):
     for status in ("0 done", "1 an error", "any image or creative of a run of several failed", "2 a malformed",
                    "130 Ctrl-C", "143 SIGTERM"):
         assert status in text
+
+
+def test_model_options_mean_the_same_in_every_command():
+    """bench and serve described --model without model folders and --precision auto without what it picks."""
+    from foveal.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+
+    def helps(command):
+        return {a.dest: a.help for a in command._actions if a.dest in ("model", "device", "precision")}
+    expected = helps(commands["predict"])
+    for name in ("score", "eval", "bench", "serve"):
+        assert helps(commands[name]) == expected, name
+    assert "model folder" in expected["model"] and "auto: the model's int8 graph" in expected["precision"]

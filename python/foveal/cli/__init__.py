@@ -195,6 +195,14 @@ def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:
 def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:
     """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network;
     ``for_decisions``: the command decides at the material-change threshold (see :func:`make_engine`)."""
+    add_model_options(parser, for_decisions=for_decisions)
+    parser.add_argument("--batch-size", type=_positive_int, default=16,
+                        help="images per network batch (default: %(default)s)")
+    parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:
+    """--model/--device/--precision, the same words in every command (bench and serve batch their own way)."""
     parser.add_argument("--model", default="default",
                         help="model name, path to an .onnx file, or a model folder (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
@@ -203,9 +211,6 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help=f"{auto}; fp32: the float graph everywhere; fp16: the fp16 graph; int8: the int8 graph "
                              "(CPU only) (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_positive_int, default=16,
-                        help="images per network batch (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
     parser.set_defaults(for_decisions=for_decisions)
 
 

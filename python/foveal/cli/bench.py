@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..bench import run_bench
-from . import make_engine, path_arg
+from . import add_model_options, make_engine, path_arg
 from .predict import expand
 
 
@@ -17,10 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "folders; none: a synthetic 1920x1080 JPEG). Set FOVEAL_NUM_THREADS to pin the "
                                    "kernels' thread count.")
     p.add_argument("images", nargs="*", type=path_arg, metavar="IMAGE|FOLDER")
-    p.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto",
-                   help="graph to run (default: %(default)s)")
+    add_model_options(p)
     p.add_argument("--batch", type=_sizes, default=(1, 8, 16), metavar="N[,N...]",
                    help="batch sizes for the throughput table (default: 1,8,16)")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per stage and image (default: %(default)s)")

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FovealError, InputError
-from ..models import PRECISIONS
-from . import _positive_int, path_arg
+from . import _positive_int, add_model_options, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "in-flight requests and exits 0. See docs/SERVING.md.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                    "0.0.0.0 to accept other machines)")
-    p.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
-    p.add_argument("--model", default="default", help="model name or path to an .onnx file (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="graph to run (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on; 0: any free one, announced on stderr "
+                   "(unless -q) once the service answers (default: %(default)s)")
+    add_model_options(p)
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per network call "
                    "(default: %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a partial batch waits for more "
