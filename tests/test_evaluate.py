@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -392,3 +393,15 @@ def test_cli_stdout_is_the_table_alone(tmp_path, capsys):
     printed = capsys.readouterr()
     assert printed.out == (out / "eval.md").read_text()
     assert f"eval.json and eval.md written to {out}" in printed.err
+
+
+def test_cli_table_on_a_stdout_that_cannot_encode_it(tmp_path):
+    """A Windows console or redirect (cp1252) has no "↓" for "KLD ↓": the command failed after the evaluation,
+    before writing eval.json; the character is now escaped, as on stderr."""
+    _folder(tmp_path / "ds")
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    proc = subprocess.run([sys.executable, "-m", "foveal", "-q", "eval", "--dataset", str(tmp_path / "ds"), "--split",
+                           "all", "--model", "centre-bias", "--metrics", "KLD", "-o", str(tmp_path / "out")],
+                          capture_output=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert b"| KLD \\u2193 |" in proc.stdout and (tmp_path / "out" / "eval.json").is_file()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import signal
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    # What stdout cannot encode (a Windows console's or redirect's code page has no "↓" for eval's "KLD ↓") is
+    # written escaped, as on stderr, rather than failing the command after its work, before its files are written.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         parser = build_parser()  # imports every command: a Ctrl-C may well land here
     except KeyboardInterrupt:
