@@ -405,3 +405,17 @@ def test_cli_table_on_a_stdout_that_cannot_encode_it(tmp_path):
                           capture_output=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert b"| KLD \\u2193 |" in proc.stdout and (tmp_path / "out" / "eval.json").is_file()
+
+
+def test_cli_writes_its_files_even_when_stdout_is_gone(tmp_path):
+    """`foveal eval ... -o DIR | true`: the table was printed before the files were written, so a reader that had
+    left (broken pipe) cost eval.json and eval.md, the product of the whole evaluation."""
+    _folder(tmp_path / "ds")
+    proc = subprocess.Popen([sys.executable, "-m", "foveal", "-q", "eval", "--dataset", str(tmp_path / "ds"),
+                             "--split", "all", "--model", "centre-bias", "--metrics", "NSS",
+                             "-o", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the table
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err == b"", err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.json", "eval.md"]

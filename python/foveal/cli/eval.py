@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(model, dataset, split=split, metrics=metrics, progress=not args.quiet,
                           batch_size=args.batch_size, seed=args.seed, maps=args.maps)
     table = result.to_markdown()
-    print(table, end="")  # stdout holds the table alone (`> table.md`); what the command says goes to stderr
-    if args.out is not None:
+    if args.out is not None:  # first: a reader of stdout that is gone (`| true`) must not cost the evaluation
         fileio.write_json(args.out / "eval.json", result.to_dict())
         fileio.write_text(args.out / "eval.md", table)
-        if not args.quiet:
-            print(f"foveal: eval.json and eval.md written to {args.out}", file=sys.stderr)
+    print(table, end="")  # stdout holds the table alone (`> table.md`); what the command says goes to stderr
+    if args.out is not None and not args.quiet:
+        print(f"foveal: eval.json and eval.md written to {args.out}", file=sys.stderr)
     return 0
