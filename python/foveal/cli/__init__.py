@@ -30,7 +30,7 @@ COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", 
 
 #: What scripts branch on; `foveal --help` ends with it.
 EXIT_STATUS = ("exit status: 0 done; 1 an error (bad input, model, backend), also when any image or creative of a "
-               "run of several failed (predict, detect, a score batch: each failure is one line on stderr, the "
+               "run of several failed (predict, detect, a score batch: the failures are named on stderr, the "
                "others are written); 2 a malformed command line; 130 Ctrl-C; 143 SIGTERM (foveal serve: both drain "
                "and exit 0). Set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.")
 
