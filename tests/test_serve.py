@@ -1350,6 +1350,19 @@ def test_a_second_ctrl_c_answers_what_is_in_flight_503_and_exits_130(tmp_path, w
             proc.wait()
 
 
+def test_verbose_workers_log_what_one_verbose_server_logs(tmp_path):
+    """A spawned worker starts with logging unconfigured, so with --workers -v foveal's own info lines (the service
+    ready, a client cut off for reading nothing) reached no log; only warnings did, through Python's last resort."""
+    proc, base, log = started_cli(tmp_path, "--model", "itti-koch", "--verbose", "--workers", "2")
+    with reaped(proc):
+        until = time.monotonic() + 60
+        while log.read_text().count("foveal serve ready: Engine(") < 2:  # one line per worker, as from one server
+            assert time.monotonic() < until, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+
+
 def test_workers_refuse_new_connections_once_draining_and_answer_what_they_hold(tmp_path):
     """With --workers, uvicorn's parent kept the listening socket open through the drain: the kernel accepted new
     connections that no worker would take and reset them when the last worker ended. Now the port refuses at once,

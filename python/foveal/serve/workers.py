@@ -185,6 +185,7 @@ class _Supervisor:
 def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, ready: Any, parent: int) -> None:
     """A worker process: the app on a uvicorn server over the parent's socket until it is told to drain."""
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     # SIGINT and SIGTERM are noted until uvicorn takes them over (just before its startup): one that came earlier
     # (the parent draining, or gone) was lost, and the worker went on to serve, orphaned or holding up the drain.
@@ -194,6 +195,10 @@ def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, r
         signal.signal(sig, lambda signum, frame: told.append(signum))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now (_start)
     _end_with_parent(parent)
+    # A spawned process starts with logging unconfigured: foveal's own lines (ready, a non-reading client cut off)
+    # reached only Python's last-resort handler, warnings and above, where one server logs them at its level.
+    level = options["log_level"]
+    logging.basicConfig(level=LOG_LEVELS.get(level, level) if isinstance(level, str) else level, format="%(message)s")
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
