@@ -2249,7 +2249,21 @@ def test_nan_service_settings_are_one_line_in_the_cli_and_the_library(capsys):
     for flag in ("--max-wait-ms", "--max-body-mb", "--timeout-ms", "--header-timeout-s", "--max-pixels"):
         assert main(["serve", flag, "nan"]) == 1
         err = capsys.readouterr().err
-        assert err.startswith("foveal: error: --max-wait-ms must be a finite number") and err.count("\n") == 1
+        assert err.startswith(f"foveal: error: {flag} must be a finite number") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--keep-alive-s", "0"], "--keep-alive-s must be a finite number > 0, got 0"),
+    (["--timeout-ms", "-5"], "--timeout-ms must be a finite number > 0, got -5"),
+    (["--max-body-mb", "1e-9"], "--max-body-mb must be a finite number >= 9.53674e-07 (one byte), got 1e-09")])
+def test_a_bad_number_in_the_cli_is_named_with_its_flag(capsys, args, message):
+    """One message for every numeric flag led with --max-wait-ms whichever was wrong, and a body limit under a
+    byte passed it and was refused as the library's max_body_bytes."""
+    from foveal.cli import main
+
+    assert main(["serve", *args]) == 1
+    err = capsys.readouterr().err
+    assert err == f"foveal: error: {message}\n", err
 
 
 @pytest.mark.parametrize("missing", ["fastapi", "python_multipart"])

@@ -66,11 +66,16 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise InputError(f"--norms {name}: file not found: {path}")
         norms[name] = str(Path(path).resolve())
-    if not (0 <= args.max_wait_ms < math.inf and 0 < args.max_body_mb < math.inf and 1 <= args.max_pixels < math.inf
-            and 0 < args.timeout_ms < math.inf and 0 < args.header_timeout_s < math.inf
-            and 0 < args.keep_alive_s < math.inf):  # NaN fails each
-        raise InputError("--max-wait-ms must be a finite number >= 0; --max-body-mb, --max-pixels, --timeout-ms, "
-                         "--header-timeout-s and --keep-alive-s finite numbers > 0")
+    # The flag given is named: one message for all of them led with --max-wait-ms whichever was wrong. NaN fails each.
+    for flag, value, least in (("--max-wait-ms", args.max_wait_ms, 0), ("--max-body-mb", args.max_body_mb, 2**-20),
+                               ("--max-pixels", args.max_pixels, 1)):
+        if not least <= value < math.inf:
+            unit = " (one byte)" if flag == "--max-body-mb" else ""
+            raise InputError(f"{flag} must be a finite number >= {least:g}{unit}, got {value:g}")
+    for flag, value in (("--timeout-ms", args.timeout_ms), ("--header-timeout-s", args.header_timeout_s),
+                        ("--keep-alive-s", args.keep_alive_s)):
+        if not 0 < value < math.inf:
+            raise InputError(f"{flag} must be a finite number > 0, got {value:g}")
     if args.max_queue < MIN_QUEUE:
         raise InputError(f"--max-queue {args.max_queue}: use at least {MIN_QUEUE}; a compare queues its two images "
                          "together")
