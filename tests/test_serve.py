@@ -2224,6 +2224,21 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(capsy
             serve(ServeConfig(), port=port)
 
 
+def test_workers_without_a_writable_temporary_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    """A read-only root file system (a hardened container's, /tmp included) failed --workers as an internal error."""
+    import tempfile
+
+    from foveal.cli import main
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocked))
+    assert main(["serve", "--port", "0", "--model", "itti-koch", "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"foveal: error: cannot make the workers' shared /metrics folder in {blocked}: not a directory; "
+                   "set TMPDIR to a writable folder\n"), err
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("max_wait_ms", float("nan"), "max_wait_ms must be a finite number >= 0, got nan"),
     ("max_wait_ms", -1, "max_wait_ms must be a finite number >= 0"),

@@ -117,7 +117,11 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     try:
         if workers > 1:
             if config.metrics_dir is None:  # the workers' shared /metrics, removed when the service stops
-                shared = tempfile.mkdtemp(prefix="foveal-metrics-")
+                try:
+                    shared = tempfile.mkdtemp(prefix="foveal-metrics-")
+                except OSError as exc:  # a container's read-only root file system, /tmp included
+                    raise InputError(f"cannot make the workers' shared /metrics folder in {tempfile.gettempdir()}: "
+                                     f"{(exc.strerror or str(exc)).lower()}; set TMPDIR to a writable folder") from None
                 cleanup.callback(shutil.rmtree, shared, ignore_errors=True)
                 config = dataclasses.replace(config, metrics_dir=shared)
             if "MALLOC_ARENA_MAX" not in os.environ:  # glibc reads it as each worker process starts
