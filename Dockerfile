@@ -1,7 +1,7 @@
 # The foveal HTTP service on the CPU: `foveal serve` with the shipped models baked into the image.
 #
 #   podman build --format docker -t foveal-serve .   (docker format keeps HEALTHCHECK; or docker build)
-#   podman run --rm -p 8080:8080 foveal-serve
+#   podman run --rm --stop-timeout 35 -p 8080:8080 foveal-serve   (stop waits 10 s by default; a drain takes up to 30)
 #
 # Behind a proxy that re-signs TLS, give pip its CA:  podman build --secret id=pip_ca,src=/path/to/ca.pem .
 # docs/SERVING.md: deployment, what was verified on which machine.
