@@ -2174,6 +2174,24 @@ def test_metrics_exchange_sums_workers_and_drops_an_exited_workers_gauges(tmp_pa
     assert metric(exchange.render(), "foveal_requests_in_flight") == 3
 
 
+def test_a_worker_killed_after_a_scrape_takes_back_nothing_the_scrape_reported(tmp_path):
+    """A worker answered /metrics from memory and published every second: killed just after a scrape, its file held
+    less than that scrape reported, and the next scrape's total went down (32 to 2 with --workers 2), which
+    Prometheus reads as a counter reset."""
+    from foveal.serve.metrics import MetricsExchange, ServiceMetrics, _start_time
+
+    counted = ServiceMetrics()
+    killed = MetricsExchange(tmp_path, counted)
+    killed.publish()
+    for _ in range(3):
+        counted.requests.inc(route="/healthz", status="200")
+    series = 'foveal_requests_total{route="/healthz",status="200"}'
+    assert metric(killed.render(), series) == 3  # the scrape it answered, just before it was killed
+    survivor = MetricsExchange(tmp_path, ServiceMetrics())
+    survivor._own = tmp_path / f"1-{_start_time(1)}.json"  # another worker's file (pid 1's, so not this one's)
+    assert metric(survivor.render(), series) == 3
+
+
 def test_warm_up_keeps_to_a_small_pixel_limit(engine):
     """The warm-up image is sized within the service's own max_pixels (it used to be 640x480 always, and any limit
     under 307,200 pixels failed startup)."""

@@ -214,11 +214,18 @@ class MetricsExchange:
         # Named by pid and start time: a pid alone is reused, and an unrelated process would bring a dead worker's
         # gauges back.
         self._own = self.directory / f"{os.getpid()}-{_start_time(os.getpid())}.json"
+        # The publishing task's thread and a scrape on the event loop both publish: one at a time, or an older
+        # snapshot could be written over a newer one.
+        self._publishing = threading.Lock()
 
-    def publish(self) -> None:
-        tmp = self._own.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.metrics.snapshot()))
-        os.replace(tmp, self._own)
+    def publish(self) -> dict[str, Any]:
+        """Write this worker's snapshot (atomically) for the others to read, and return it."""
+        with self._publishing:
+            snapshot = self.metrics.snapshot()
+            tmp = self._own.with_suffix(".tmp")
+            tmp.write_text(json.dumps(snapshot))
+            os.replace(tmp, self._own)
+        return snapshot
 
     def others(self) -> list[dict[str, Any]]:
         """The other workers' latest snapshots; an exited worker's without its gauges."""
@@ -238,7 +245,10 @@ class MetricsExchange:
         return found
 
     def render(self) -> str:
-        return self.metrics.render(self.others())
+        """Every worker's series, summed. This worker's are published first and reported as published: else one
+        killed (SIGKILL, out of memory) just after answering a scrape took back what it had counted since its last
+        publication, and Prometheus reads a total that goes down as a counter reset, its whole value an increase."""
+        return ServiceMetrics().render([self.publish(), *self.others()])
 
 
 def _alive(pid: int, started: str) -> bool:
