@@ -2105,6 +2105,29 @@ def test_workers_that_keep_failing_to_start_stop_the_service_in_one_line(tmp_pat
                                "its error is in the log above"), last
 
 
+def test_workers_listen_on_every_address_the_host_names(monkeypatch):
+    """Where /etc/hosts names localhost ::1 and 127.0.0.1 (Debian's default), one server listened on both but
+    --workers only on the first (::1), so IPv4 clients of `--host localhost --workers 2` were refused."""
+    from foveal.serve.server import bound
+
+    resolve = socket.getaddrinfo
+
+    def both(host, port, *args, **kwargs):
+        if host != "localhost":
+            return resolve(host, port, *args, **kwargs)
+        return [*resolve("::1", port, *args, **kwargs), *resolve("127.0.0.1", port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", both)
+    socks = bound("localhost", 0)
+    try:
+        addresses = sorted((s.getsockname()[0], s.getsockname()[1]) for s in socks)
+        assert [host for host, _ in addresses] == ["127.0.0.1", "::1"], addresses
+        assert addresses[0][1] == addresses[1][1], "port 0 drew one port for both"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def test_workers_on_a_port_taken_after_the_check_is_a_foveal_error():
     """uvicorn's bind exits the process (SystemExit) when the port is taken: between foveal's check and the bind."""
     from foveal.serve.workers import run_workers

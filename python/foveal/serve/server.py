@@ -29,31 +29,40 @@ def check_listen(host: str, port: int) -> None:
     """InputError, saying what to do, unless the service can listen on ``host``:``port``: uvicorn reports a port
     in use or a name that does not resolve only as a log line and exit status 3, and takes a port above 65535
     (announcing it, while the socket listens on another)."""
-    bound(host, port).close()
+    for sock in bound(host, port):
+        sock.close()
 
 
-def bound(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host``:``port`` as uvicorn binds (``SO_REUSEADDR``: a port in TIME_WAIT is free),
-    inheritable by worker processes; InputError saying what to do when it cannot be."""
+def bound(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to ``port`` on every address ``host`` names, as uvicorn binds (``localhost``: ``::1`` and
+    ``127.0.0.1`` where both are configured, else IPv4 clients are refused; ``SO_REUSEADDR``: a port in TIME_WAIT
+    is free), inheritable by worker processes; InputError saying what to do when they cannot be."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InputError(f"port {port!r}: must be a whole number from 0 to 65535 (0: any free port)")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         reason = (getattr(exc, "strerror", None) or str(exc)).lower()
         raise InputError(f"cannot listen on {host!r}: {reason}; give an address of this machine (127.0.0.1: this "
                          "machine only, 0.0.0.0: every network interface)") from None
-    sock = socket.socket(family, kind, proto)
+    addresses = list(dict.fromkeys(found))
+    socks: list[socket.socket] = []
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        for family, kind, proto, _, address in addresses:
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and len(addresses) > 1:  # "::" would also take the IPv4 wildcard's port
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # Port 0: every address on the port the first one drew, so the one URL announced reaches them all.
+            sock.bind((address[0], socks[0].getsockname()[1] if len(socks) > 1 else port, *address[2:]))
+            sock.set_inheritable(True)
     except OSError as exc:
-        sock.close()
+        for sock in socks:
+            sock.close()
         hint = _BIND_HINTS.get(exc.errno, "choose another address or port")
         raise InputError(f"cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()}; {hint}") from None
-    sock.set_inheritable(True)
-    return sock
+    return socks
 
 
 #: glibc malloc arenas for the service's processes. The default allows eight per core, each thread may take one,

@@ -1,4 +1,4 @@
-"""``workers > 1``: worker processes sharing one listening socket, each running the app on its own uvicorn server.
+"""``workers > 1``: worker processes sharing the listening sockets, each running the app on its own uvicorn server.
 
 foveal supervises them itself rather than through uvicorn's ``Multiprocess`` so that a drain closes the port at
 once: uvicorn's parent kept its copy of the socket open until the last worker ended, so the kernel went on
@@ -44,10 +44,10 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int,
     handles the signals. ``on_ready(url)``: called once, when the first worker is ready."""
     from .server import bound, service_url
 
-    sock = bound(options["host"], options["port"])  # not uvicorn's bind_socket: it exits the process on failure
-    logger.info("Listening on %s:%d", options["host"], sock.getsockname()[1])
-    url = service_url(sock.getsockname())
-    supervisor = _Supervisor(config, options, sock, workers, None if on_ready is None else lambda: on_ready(url))
+    socks = bound(options["host"], options["port"])  # not uvicorn's bind_socket: it exits the process on failure
+    logger.info("Listening on %s:%d", options["host"], socks[0].getsockname()[1])
+    url = service_url(socks[0].getsockname())
+    supervisor = _Supervisor(config, options, socks, workers, None if on_ready is None else lambda: on_ready(url))
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         supervisor.run()
@@ -56,7 +56,8 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int,
             signal.signal(sig, handler)
         supervisor.stop(signal.SIGKILL)  # only if run() itself failed: workers must not outlive their parent
         supervisor.close()
-        sock.close()
+        for sock in socks:
+            sock.close()
     if supervisor.failed is not None:
         raise FovealError(supervisor.failed)
     if supervisor.forced:
@@ -64,10 +65,10 @@ def run_workers(config: ServeConfig, options: dict[str, Any], workers: int,
 
 
 class _Supervisor:
-    def __init__(self, config: ServeConfig, options: dict[str, Any], sock: socket.socket, workers: int,
+    def __init__(self, config: ServeConfig, options: dict[str, Any], socks: list[socket.socket], workers: int,
                  on_ready: Callable[[], None] | None = None) -> None:
         self._context = multiprocessing.get_context("spawn")  # a fork would copy the parent's threads' locks
-        self._config, self._options, self._sock = config, options, sock
+        self._config, self._options, self._socks = config, options, socks
         self._workers: dict[int, tuple[multiprocessing.Process, Any]] = {}
         self._wanted = workers
         self._drain_deadline: float | None = None
@@ -129,13 +130,14 @@ class _Supervisor:
     def _drain(self, message: str) -> None:
         logger.info(message)
         self._drain_deadline = time.monotonic() + self._options["timeout_graceful_shutdown"] + _EXIT_GRACE_S
-        self._sock.close()  # the workers close theirs as they begin to drain: then the port refuses
+        for sock in self._socks:  # the workers close theirs as they begin to drain: then the port refuses
+            sock.close()
         self.stop(signal.SIGTERM)
 
     def _start(self) -> None:
         ready = self._context.Event()
         process = self._context.Process(target=_worker, name="foveal-worker", daemon=False,
-                                        args=(self._config, self._options, self._sock, ready, os.getpid()))
+                                        args=(self._config, self._options, self._socks, ready, os.getpid()))
         # Started with SIGINT blocked (the mask is kept across exec): a terminal's Ctrl-C reaches the workers too, and
         # one still importing died with a traceback. The worker unblocks it once it notes signals itself, and a
         # Ctrl-C for this process meanwhile waits until the mask is back instead of being lost.
@@ -182,8 +184,9 @@ class _Supervisor:
         self._start()
 
 
-def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, ready: Any, parent: int) -> None:
-    """A worker process: the app on a uvicorn server over the parent's socket until it is told to drain."""
+def _worker(config: ServeConfig, options: dict[str, Any], socks: list[socket.socket], ready: Any,
+            parent: int) -> None:
+    """A worker process: the app on a uvicorn server over the parent's sockets until it is told to drain."""
     import uvicorn
     from uvicorn.config import LOG_LEVELS
 
@@ -214,7 +217,7 @@ def _worker(config: ServeConfig, options: dict[str, Any], sock: socket.socket, r
     except FovealError as exc:  # a key file gone since the service started...: one line, not a traceback
         logging.getLogger("foveal.serve").error("worker %d: %s", os.getpid(), exc)
         sys.exit(STARTUP_FAILURE)
-    server.run(sockets=[sock])
+    server.run(sockets=socks)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
