@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -2213,6 +2214,8 @@ def test_a_worker_killed_after_a_scrape_takes_back_nothing_the_scrape_reported(t
     survivor = MetricsExchange(tmp_path, ServiceMetrics())
     survivor._own = tmp_path / f"1-{_start_time(1)}.json"  # another worker's file (pid 1's, so not this one's)
     assert metric(survivor.render(), series) == 3
+    shutil.rmtree(tmp_path)  # a scrape is answered even where this worker cannot publish
+    assert metric(killed.render(), series) == 3
 
 
 def test_warm_up_keeps_to_a_small_pixel_limit(engine):

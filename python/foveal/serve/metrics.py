@@ -248,7 +248,11 @@ class MetricsExchange:
         """Every worker's series, summed. This worker's are published first and reported as published: else one
         killed (SIGKILL, out of memory) just after answering a scrape took back what it had counted since its last
         publication, and Prometheus reads a total that goes down as a counter reset, its whole value an increase."""
-        return ServiceMetrics().render([self.publish(), *self.others()])
+        try:
+            mine = self.publish()
+        except OSError:  # a full disk, the folder removed: the scrape is still answered, with what is in memory
+            mine = self.metrics.snapshot()
+        return ServiceMetrics().render([mine, *self.others()])
 
 
 def _alive(pid: int, started: str) -> bool:
