@@ -1566,21 +1566,22 @@ class _Wire(asyncio.Transport):
         pass
 
 
-def _one_read(*reads: bytes, status: int = 200) -> tuple[bytes, list[str], _Wire]:
-    """What a ``foveal serve`` connection answers when its bytes arrive in these reads (to an app answering
-    ``status`` without reading the body), the paths its app saw, and the connection's transport."""
+def _one_read(*reads: bytes, status: int = 200, app=None) -> tuple[bytes, list[str], _Wire]:
+    """What a ``foveal serve`` connection answers when its bytes arrive in these reads (to ``app``, by default one
+    answering ``status`` without reading the body), the paths the default app saw, and the connection's
+    transport."""
     from uvicorn.server import ServerState
 
     seen: list[str] = []
     wire = _Wire()
 
-    async def app(scope, receive, send) -> None:
+    async def answering(scope, receive, send) -> None:
         seen.append(scope["path"])
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def run() -> bytes:
-        config = uvicorn.Config(app, log_level="critical")
+        config = uvicorn.Config(app or answering, log_level="critical")
         connection = connection_factory(5.0, 60.0)(config=config, server_state=ServerState(), app_state={},
                                              _loop=asyncio.get_running_loop())
         connection.connection_made(wire)
@@ -1630,11 +1631,8 @@ def test_trailer_fields_are_dropped_and_bounded():
     """uvicorn added a chunked body's trailer fields to the headers the app was given: an API key sent after the
     body passed the key check when it came in the same read as the headers, and trailers had no size limit (300 MB
     of them were held in memory). They are dropped (RFC 9110 6.5: never merged), and over 64 KiB of them is a 431."""
-    from uvicorn.server import ServerState
-
-    async def run(*reads: bytes) -> tuple[bytes, list[list[bytes]]]:
+    def run(*reads: bytes) -> tuple[bytes, list[list[bytes]]]:
         seen: list[list[bytes]] = []
-        wire = _Wire()
 
         async def app(scope, receive, send) -> None:
             message = await receive()
@@ -1645,20 +1643,12 @@ def test_trailer_fields_are_dropped_and_bounded():
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        connection = connection_factory(5.0, 60.0)(config=uvicorn.Config(app, log_level="critical"),
-                                                   server_state=ServerState(), app_state={},
-                                                   _loop=asyncio.get_running_loop())
-        connection.connection_made(wire)
-        for data in reads:
-            connection.data_received(data)
-            await asyncio.sleep(0.01)
-        connection.connection_lost(None)
-        return bytes(wire.out), seen
+        return _one_read(*reads, app=app)[0], seen
 
     head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
-    answer, seen = asyncio.run(run(head + b"X-API-Key: " + b"k" * 20 + b"\r\n\r\n"))
+    answer, seen = run(head + b"X-API-Key: " + b"k" * 20 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ") and seen == [[b"host", b"transfer-encoding"]], (answer, seen)
-    answer, seen = asyncio.run(run(head, *[b"X-Pad: " + b"a" * 30000 + b"\r\n"] * 4, b"\r\n"))
+    answer, seen = run(head, *[b"X-Pad: " + b"a" * 30000 + b"\r\n"] * 4, b"\r\n")
     assert answer.startswith(b"HTTP/1.1 431 ") and b"trailer fields" in answer and seen == [], answer[:300]
 
 
