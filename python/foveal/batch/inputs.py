@@ -10,12 +10,11 @@ import json
 import math
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import InputError
+from ..errors import InputError, repeated
 from ..fileio import checked_path, column_list, unicode_name
 
 #: What a folder's images end with (any case). ``.jfif`` and ``.jpe`` are JPEGs too: browsers on Windows save web
@@ -219,11 +218,9 @@ def _read_table(path: Path) -> dict[str, list[Any]]:
             table = pcsv.read_csv(path, convert_options=text)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read the table ({str(exc).splitlines()[0]})") from None
-    # Counted once: column_names builds a new list at each call, and a count per column is n² (minutes for a
-    # header of 50,000 names).
-    repeated = sorted(name for name, n in Counter(table.column_names).items() if n > 1)
-    if repeated:
-        raise InputError(f"{path}: column {column_list(map(repr, repeated))} appears more than once; keep one")
+    twice = repeated(table.column_names)
+    if twice:
+        raise InputError(f"{path}: column {column_list(map(repr, twice))} appears more than once; keep one")
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 

@@ -86,7 +86,6 @@ class BatchOptions:
             checked_format(self.format, stored=self.db is not None)
 
 
-
 def absolute_options(options: BatchOptions) -> BatchOptions:
     """``options`` with every path absolute, as a batch records them (reports, the errors table), with or without
     Ray: the actors of a joined cluster run in the folder its ``ray start`` ran in, and would read relative paths
@@ -99,6 +98,7 @@ def absolute_options(options: BatchOptions) -> BatchOptions:
 
         options = replace(options, db=absolute_url(options.db))
     return replace(options, elements_dir=path(options.elements_dir), norms=path(options.norms))
+
 
 @dataclass
 class CreativeResult:

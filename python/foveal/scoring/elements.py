@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
-from ..errors import ElementSpecError, InputError
+from ..errors import ElementSpecError, InputError, repeated
 from ..fileio import checked_path, is_unicode
 from .textfile import parse_json, read_text
 
@@ -389,9 +389,9 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
     columns, default_format = CSV_COLUMNS, "xywh"
     if all(c in header for c in CSV_XYXY_COLUMNS) and not all(c in header for c in CSV_COLUMNS):
         columns, default_format = CSV_XYXY_COLUMNS, "xyxy"
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise ElementSpecError(f"{source}: CSV header names column {', '.join(map(repr, repeated))} more than once; "
+    twice = repeated(header)
+    if twice:
+        raise ElementSpecError(f"{source}: CSV header names column {', '.join(map(repr, twice))} more than once; "
                                "keep one")
     missing = [c for c in columns if c not in header]
     if missing:

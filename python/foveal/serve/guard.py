@@ -4,11 +4,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
-from ..errors import InputError, ServiceError
+from ..errors import InputError, ServiceError, repeated
 from .auth import KeyChecker, presented_key
 from .batcher import shutting_down
 from .connection import MALFORMED
@@ -147,7 +146,7 @@ class Guard:
             except ServiceError as exc:
                 return exc
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        twice = sorted(name for name, n in Counter(name for name, _ in query).items() if n > 1)
+        twice = repeated(name for name, _ in query)
         if twice:  # as for the headers above: which copy counts would be a guess (the framework takes the last)
             return ServiceError(f"the query parameter {twice[0]} is given more than once; give it once", status=400,
                                 code="invalid_input")

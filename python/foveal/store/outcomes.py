@@ -11,12 +11,11 @@ import csv
 import decimal
 import math
 import re
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..errors import InputError
+from ..errors import InputError, repeated
 from ..fileio import column_list
 
 REQUIRED = ("creative_id", "date", "impressions", "clicks")
@@ -53,7 +52,7 @@ def check_mapping(mapping: Any) -> Mapping[str, str]:
     if not (isinstance(mapping, Mapping) and all(isinstance(c, str) and c and f in FIELDS for c, f in mapping.items())):
         raise InputError(f"mapping: expected {{column: field}} with each field one of {', '.join(FIELDS)}, got "
                          f"{mapping!r:.80}")
-    twice = sorted(field for field, n in Counter(mapping.values()).items() if n > 1)
+    twice = repeated(mapping.values())
     if twice:  # the row would take the last of the columns, silently
         raise InputError(f"mapping: two columns map to {twice[0]!r}; map each field once")
     return mapping
@@ -75,9 +74,9 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     else:
         raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
     # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
-    repeated = sorted(c for c, n in Counter(columns).items() if c and n > 1)  # not columns.count: n² on a wide file
-    if repeated:  # each row is read as a dict: the later column would win, silently
-        raise InputError(f"{path}: the file repeats a column name ({column_list(repeated)}); give each column its "
+    twice = repeated(c for c in columns if c)
+    if twice:  # each row is read as a dict: the later column would win, silently
+        raise InputError(f"{path}: the file repeats a column name ({column_list(twice)}); give each column its "
                          "own name")
     missing_columns = [c for c in mapping if c not in columns]
     if missing_columns:
