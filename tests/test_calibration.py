@@ -1,6 +1,7 @@
 """Calibration statistics, checked against scipy and by simulated campaigns with known strength and drift."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import replace
@@ -307,6 +308,21 @@ def test_calibrate_cli_end_to_end(store_url, tmp_path, capsys):
     assert main(["calibrate", "--db", store_url, "--by", "vertical", "--window", "4w", "--step", "28d",
                  "--bootstrap", "200", "--norms", str(tmp_path / "norms.json"), "-o", str(out), "-q"]) == 0
     assert not stale.exists() and (out / segs["vertical=retail"]["proposed_norms"]).is_file()
+
+
+def test_a_segment_with_too_few_creatives_for_a_threshold_says_so(tmp_path):
+    """With --norms, a kind left without a proposal is explained on the page and in calibration.json, also when the
+    segment has too few creatives with a percentile (a run that proposes nothing must not be silent about why)."""
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    assert main(["outcomes", "import", str(_campaign_store(url, tmp_path)), "--db", url, "-q"]) == 0
+    out = tmp_path / "cal"
+    assert main(_calibrate_args(url, tmp_path, out, "--min-creatives", "25")) == 0  # 40 creatives, 50 needed
+    doc = json.loads((out / "calibration.json").read_text())
+    retail = next(s for s in doc["segments"] if s["name"] == "vertical=retail")
+    assert retail["thresholds"] == {}
+    assert "40 creatives" in retail["thresholds_skipped"]["cta"] and "50" in retail["thresholds_skipped"]["cta"]
+    assert "no logo" in retail["thresholds_skipped"]["logo"]  # the norms hold no logo shares for its format
+    assert html.escape(retail["thresholds_skipped"]["cta"]) in (out / "calibration.html").read_text()
 
 
 def _calibrate_args(url: str, tmp_path: Path, out: Path, *extra: str) -> list[str]:

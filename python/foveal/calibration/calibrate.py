@@ -92,7 +92,18 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
         for kind in kinds:
             pct = creative_percentiles(data.scores[f"{kind}_share"][sel], formats, kind, norms)
             have = np.isfinite(pct)
-            if have.sum() < 2 * settings.min_creatives:
+            need = 2 * settings.min_creatives
+            if have.sum() < need:
+                with_kind = int(np.isfinite(data.scores[f"{kind}_share"][sel]).sum())
+                if not with_kind:  # no creative here has such an element: nothing to explain
+                    continue
+                if not have.any():
+                    why = f"the norms hold no {kind} shares for this segment's formats ({', '.join(sorted(set(formats)))})"
+                else:
+                    why = (f"{int(have.sum())} of the recent window's {with_kind} creatives with a {kind} have a "
+                           f"percentile in the norms; a threshold needs at least {need}, twice the creatives a "
+                           "correlation needs")
+                seg["thresholds_skipped"][kind] = f"{why}: no threshold proposed"
                 continue
             ci = (recent.get(f"{kind}_share") or {}).get("spearman_ci")
             if not ci or ci[0] <= 0:
