@@ -322,3 +322,13 @@ def test_model_options_mean_the_same_in_every_command():
     for name in ("score", "eval", "bench", "serve"):
         assert helps(commands[name]) == expected, name
     assert "model folder" in expected["model"] and "auto: the model's int8 graph" in expected["precision"]
+
+
+def test_model_help_names_the_default_model(capsys):
+    """`--model` said "(default: default)", which names no model a user can look up."""
+    from foveal import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {DEFAULT_MODEL})" in text and "(default: default)" not in text

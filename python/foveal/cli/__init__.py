@@ -21,7 +21,7 @@ from typing import NoReturn
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
 from ..fileio import check_output, inputs_protected
-from ..models import PRECISIONS
+from ..models import DEFAULT_MODEL, PRECISIONS
 
 # Subcommand modules, in the order `foveal --help` lists them.
 COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", "finetune", "serve", "outcomes",
@@ -209,7 +209,7 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
 def add_model_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:
     """--model/--device/--precision, the same words in every command (bench and serve batch their own way)."""
     parser.add_argument("--model", default="default",
-                        help="model name, path to an .onnx file, or a model folder (default: %(default)s)")
+                        help=f"model name, path to an .onnx file, or a model folder (default: {DEFAULT_MODEL})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
     auto = ("auto: the fp32 graph on the CPU (int8 rounding changes verdicts near the threshold), fp16 on GPUs"
             if for_decisions else "auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs")
