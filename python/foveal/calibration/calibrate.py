@@ -98,7 +98,8 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
                 if not with_kind:  # no creative here has such an element: nothing to explain
                     continue
                 if not have.any():
-                    why = f"the norms hold no {kind} shares for this segment's formats ({', '.join(sorted(set(formats)))})"
+                    listed = ", ".join(sorted(set(formats)))
+                    why = f"the norms hold no {kind} shares for this segment's formats ({listed})"
                 else:
                     why = (f"{int(have.sum())} of the recent window's {with_kind} creatives with a {kind} have a "
                            f"percentile in the norms; a threshold needs at least {need}, twice the creatives a "
