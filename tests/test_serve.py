@@ -231,6 +231,18 @@ def test_openapi_describes_the_answers_the_service_gives(url, http):
     assert error_of(not_ready) == (503, "not_ready") and not_ready.headers["retry-after"] == "1"
 
 
+def test_serve_help_names_every_route():
+    """`foveal serve --help` listed neither /v1/detect, /v1/norms nor the page at /."""
+    from foveal.cli import build_parser
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # noqa: SLF001 - no public getter
+    text = " ".join(serve.format_help().split())
+    app = create_app(ServeConfig(warmup=False), engine=object())
+    paths = {route.path for route in app.routes if getattr(route, "include_in_schema", False)}
+    assert "/v1/detect" in paths and all(path in text for path in paths), sorted(p for p in paths if p not in text)
+    assert "the web page at /" in text
+
+
 def test_predict_formats_match_engine(http, engine):
     data = EXAMPLE.read_bytes()
     expected = engine.predict(data)

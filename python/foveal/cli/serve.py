@@ -13,8 +13,9 @@ from . import _positive_int, add_model_options, path_arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve predictions and scores over HTTP (JSON API, dynamic batching)",
                        description="Run the foveal HTTP service: POST /v1/predict, /v1/score, /v1/compare, "
-                                   "/v1/whatif; GET /v1/models, /healthz, /readyz, /metrics. SIGTERM drains "
-                                   "in-flight requests and exits 0. See docs/SERVING.md.")
+                                   "/v1/whatif, /v1/detect; GET /v1/models, /v1/norms, /healthz, /readyz, /metrics, "
+                                   "and the web page at /. SIGTERM drains in-flight requests and exits 0. See "
+                                   "docs/SERVING.md and docs/WEB.md.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                    "0.0.0.0 to accept other machines)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on; 0: any free one, announced on stderr "
