@@ -602,3 +602,13 @@ def test_detection_is_unavailable_without_any_package_it_needs(monkeypatch):
                             lambda name, *a, m=missing: None if name == m else real(name, *a))
         assert unavailable_reason() == f"{missing} is not installed; automatic element detection needs the detect " \
                                        "extra: pip install 'foveal[detect]'"
+
+
+@pytest.mark.parametrize("limit", ["nan", "0", "-5", "inf"])
+def test_cli_detect_bad_max_pixels_is_said_once_before_any_work(limit, tmp_path, capsys):
+    """A bad --max-pixels was found per image: the same error once per image, after an empty -o folder was made."""
+    images = [EXAMPLES / "creative.png", EXAMPLES / "creative_b.png"]
+    assert main(["detect", *map(str, images), "-o", str(tmp_path / "out"), "--max-pixels", limit]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"foveal: error: max_pixels must be a finite number >= 1, got {float(limit)!r}"], err
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ import sys
 
 from ..errors import ElementSpecError, FovealError, InputError
 from ..fileio import write_json
-from ..imageio import decode
+from ..imageio import checked_max_pixels, decode
 from ..progress import progress
 from . import check_out_folder, error_line, path_arg
 
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
+    max_pixels = checked_max_pixels(args.max_pixels)  # once, before the folder is made: not once per image
     from ..detect import default_detector, element_file
 
     stems = [image.stem for image in args.images]
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
                    enabled=not args.quiet and len(targets) > 1)
     for image, target in bar:
         try:  # writing too: a file that cannot be written (a folder, an input) loses no other image's
-            decoded = decode(image, args.max_pixels)
-            found = detector.detect(decoded, args.max_pixels)
+            decoded = decode(image, max_pixels)
+            found = detector.detect(decoded, max_pixels)
             if not found:  # an empty element file is one foveal score refuses
                 raise ElementSpecError(f"{image}: automatic detection found no elements (no text, button, face or "
                                        "product); no file written: write its element file by hand")
