@@ -278,6 +278,14 @@ def test_csv_sent_as_json_is_named_csv_whatever_its_column_order(header):
         parse_elements_json(f"{header}\ncta,cta,1,2,3,4\n", HW)
 
 
+@pytest.mark.parametrize("text", ["auto", '"auto"', "auto\n", "\ufeffauto"])
+def test_auto_sent_as_element_json_says_where_detection_is(text):
+    """'auto' (foveal score --elements auto) sent to the service's /v1/score was "malformed JSON at line 1 column 1"
+    (or "must be a JSON list of objects, got str" when quoted): neither says that detection is a route of its own."""
+    with pytest.raises(ElementSpecError, match=r"^elements: 'auto' is not element JSON; .*POST /v1/detect"):
+        parse_elements_json(text, HW)
+
+
 def test_csv_sent_as_json_names_the_client_s_way_in():
     """The refusal said foveal.Client sends a CSV element file as JSON; the Client refuses a .csv path, and sends
     as JSON what load_elements reads from it."""

@@ -620,6 +620,9 @@ def test_bad_images(http, body, code):
     # curl -F elements=@creative.csv: "malformed JSON at line 1 column 1" named no remedy
     ("name,kind,x,y,w,h\ncta,cta,400,520,150,44\n", "this is CSV (header 'name,kind,x,y,w,h'), not element JSON; "
                                                     "give the JSON form"),
+    # foveal score --elements auto's word: "malformed JSON" did not say detection is /v1/detect's
+    ("auto", "'auto' is not element JSON; elements are not detected here: detect them first (the service's POST "
+             "/v1/detect"),
 ])
 def test_bad_elements(http, elements, fragment):
     response = http.post("/v1/score", files={"image": ("c.png", EXAMPLE.read_bytes())}, data={"elements": elements})

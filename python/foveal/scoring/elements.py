@@ -429,6 +429,10 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
 
 def parse_elements_json(text: str, image_hw: Sequence[int], source: str = "elements") -> ElementSpec:
     """Validate the text of a JSON element file."""
+    if isinstance(text, str) and text.strip("\ufeff \t\r\n\"") == "auto":  # foveal score's word, sent to the service
+        raise ElementSpecError(f"{source}: 'auto' is not element JSON; elements are not detected here: detect them "
+                               "first (the service's POST /v1/detect, or foveal.detect.Detector) and send the element "
+                               "file that returns")
     try:
         obj = parse_json(text, source, ElementSpecError)
     except ElementSpecError:
