@@ -126,7 +126,10 @@ class Detector:
         headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
         out = [Detection("headline", headline.box, round(headline.score, 3))]
         logos = [(mark_beside(self.cv2, rgb, b.box), 0.6 * b.score, None) for b in corner if b is not headline]
-        body = [(b.box, b.score, None) for b in rest if b is not headline and b not in corner]
+        # Blocks crossing the headline go before the merge, or their union with the body around them would cross it
+        # too and a text-heavy page would lose the body copy beside its headline with them.
+        body = [(b.box, b.score, None) for b in rest
+                if b is not headline and b not in corner and not intersects(b.box, headline.box)]
         out += [Detection("logo", box, round(c, 3)) for box, c, _ in _merge_boxes(logos)]
         body = [(box, c, t) for box, c, t in _merge_boxes(body) if not intersects(box, headline.box)]
         out += [Detection("body_text", box, round(c, 3)) for box, c, _ in body]
