@@ -604,6 +604,15 @@ def test_detection_is_unavailable_without_any_package_it_needs(monkeypatch):
                                        "extra: pip install 'foveal[detect]'"
 
 
+def test_the_error_without_the_extra_is_public_beside_the_backends_one():
+    """detect_elements raises it without the detect extra, but only BackendUnavailableError could be caught as
+    foveal.X; a caller had to reach into foveal.errors for this one."""
+    from foveal import errors
+
+    assert foveal.DetectorUnavailableError is errors.DetectorUnavailableError
+    assert {"DetectorUnavailableError", "BackendUnavailableError"} <= set(foveal.__all__)
+
+
 @pytest.mark.parametrize("limit", ["nan", "0", "-5", "inf"])
 def test_cli_detect_bad_max_pixels_is_said_once_before_any_work(limit, tmp_path, capsys):
     """A bad --max-pixels was found per image: the same error once per image, after an empty -o folder was made."""

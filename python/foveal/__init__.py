@@ -11,8 +11,8 @@ from .client import Client
 from .detect import detect_elements
 from .device_map import DeviceSaliencyMap, box_stats_batch
 from .engine import Engine
-from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
-                     InputError, ModelError, ServiceError, TooManyPixelsError)
+from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
+                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError)
 from .imageio import load_image
 from .models import DEFAULT_MODEL, available_models, load_card
 from .saliency_map import SaliencyMap
@@ -21,5 +21,5 @@ __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "TooManyPixelsError", "ElementSpecError", "ModelError",
     "FormatMismatchError",
-    "BackendUnavailableError", "Client", "ServiceError", "detect_elements", "DeviceSaliencyMap", "box_stats_batch",
+    "BackendUnavailableError", "DetectorUnavailableError", "Client", "ServiceError", "detect_elements", "DeviceSaliencyMap", "box_stats_batch",
 ]
