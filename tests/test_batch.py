@@ -717,3 +717,21 @@ def test_relative_option_paths_are_recorded_absolute_as_with_ray(tmp_path, monke
     summary = run_batch(read_inputs("in"), "out", Engine("itti-koch"), BatchOptions(elements_dir="edir"))
     assert [e["error"].split(":")[0] for e in summary.errors] == [str(tmp_path / "edir" / f"c00{i}.json")
                                                                    for i in range(2)]
+
+
+def test_run_batch_closes_the_calibration_store_it_opened(folder, tmp_path, engine, monkeypatch):
+    """A process that runs batch after batch (a scheduler's worker) kept one database connection per run open, until
+    a garbage collection found it: PostgreSQL refuses connections past its limit."""
+    from foveal.store import Store
+
+    closed = []
+    close = Store.close
+    monkeypatch.setattr(Store, "close", lambda self: (closed.append(self), close(self))[1])
+    items = read_inputs(folder)[:2]
+    summary = run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"sqlite:///{tmp_path / 'f.db'}"))
+    assert summary.scored == 2 and len(closed) == 1
+    lock = store_module._lock(tmp_path / "out" / store_module.LOCK_NAME)  # another writer: the run is refused...
+    with lock:
+        with pytest.raises(InputError, match="another foveal batch is writing"):
+            run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"sqlite:///{tmp_path / 'f.db'}"))
+    assert len(closed) == 2  # ...and closes the store all the same

@@ -54,12 +54,19 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     options = absolute_options(options)  # as recorded with Ray: reports and errors name the same files
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
-    with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:
-        todo = store.todo(items)
-        summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
-        chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))
-        commit = commit_all(store, (r for chunk in chunks for r in chunk), len(todo), commit_every, show_progress)
-        summary.scored = len(store.committed)
+    try:
+        with BatchStore(out, batch_settings(engine_identity(engine), options, items)) as store:
+            todo = store.todo(items)
+            summary = BatchSummary(out, skipped=len(items) - len(todo), norms_warning=scorer.norms_warning)
+            chunks = (scorer.score(todo[i:i + batch_size]) for i in range(0, len(todo), batch_size))
+            commit = commit_all(store, (r for chunk in chunks for r in chunk), len(todo), commit_every,
+                                show_progress)
+            summary.scored = len(store.committed)
+    finally:
+        # Its connection would stay open until a garbage collection: a process running batch after batch would
+        # pile them up past the server's limit.
+        if scorer.store is not None:
+            scorer.store.close()
     summary.errors = store.errors
     summary.seconds = {**scorer.seconds, "commit": commit, "wall": time.perf_counter() - start}
     return summary
