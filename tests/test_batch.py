@@ -206,6 +206,17 @@ def test_a_list_file_sharing_an_id_is_not_told_of_a_column_it_cannot_have(tmp_pa
         read_inputs(tmp_path / "list.txt")
 
 
+def test_a_table_sharing_an_id_in_its_creative_id_column_is_told_to_fix_that_column(tmp_path):
+    """It was told to "give a creative_id column", which it has."""
+    (tmp_path / "t.csv").write_text("creative_id,image\nx1,a.png\nx1,b.png\n")
+    with pytest.raises(InputError, match="share the creative id 'x1'; their rows, reports and maps would collide: "
+                                         "give each creative its own creative_id$"):
+        read_inputs(tmp_path / "t.csv")
+    (tmp_path / "u.csv").write_text("image\nx/a.png\ny/a.png\n")  # ids from the file names: a column would do
+    with pytest.raises(InputError, match="share the creative id 'a'.*: rename one or give a creative_id column$"):
+        read_inputs(tmp_path / "u.csv")
+
+
 def test_table_units_cell_left_empty_means_pixels(tmp_path):
     """A long table mixing pixel and relative creatives leaves ``units`` empty on pixel rows (a CSV has no null),
     as an element CSV may: the empty cell is the default, pixels."""

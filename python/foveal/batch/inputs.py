@@ -84,7 +84,7 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
     if suffix in LIST_SUFFIXES:
         return _unique(_from_paths(_read_list(source)), source, named_by_file=True)
     if suffix in TABLE_SUFFIXES:
-        return _unique(_from_table(source), source)
+        return _from_table(source)
     raise InputError(f"{source}: a batch is a folder, a list file ({', '.join(sorted(LIST_SUFFIXES))}) or a table "
                      f"({', '.join(sorted(TABLE_SUFFIXES))}); got {suffix or 'no suffix'}")
 
@@ -120,9 +120,11 @@ def _from_paths(paths: Iterable[Path]) -> list[BatchItem]:
     return [BatchItem(p.stem, str(p.absolute())) for p in paths]
 
 
-def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False) -> list[BatchItem]:
+def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False,
+            ids_given: bool = False) -> list[BatchItem]:
     """``items``, checked: valid and unique creative ids.  ``named_by_file``: the ids are the images' file names
-    (a folder or a list file), so a bad or shared one is the file's to rename."""
+    (a folder or a list file), so a bad or shared one is the file's to rename; ``ids_given``: they come from a
+    table's ``creative_id`` column, so a shared one is that column's to fix."""
     if not items:
         raise InputError(f"{source}: no creatives listed")
     seen: dict[str, BatchItem] = {}
@@ -138,9 +140,10 @@ def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False) -
         if item == seen.get(item.creative_id):
             raise InputError(f"{source}: {item.image} is listed twice; list each creative once")
         if item.creative_id in seen:
+            remedy = ("give each creative its own creative_id" if ids_given else
+                      f"rename one{'' if named_by_file else ' or give a creative_id column'}")
             raise InputError(f"{source}: {seen[item.creative_id].image} and {item.image} share the creative id "
-                             f"{item.creative_id!r}; their rows, reports and maps would collide: rename one"
-                             f"{'' if named_by_file else ' or give a creative_id column'}")
+                             f"{item.creative_id!r}; their rows, reports and maps would collide: {remedy}")
         seen[item.creative_id] = item
     return items
 
@@ -172,7 +175,7 @@ def _from_table(path: Path) -> list[BatchItem]:
     ids = ([_cell(v, path, "creative_id", i) for i, v in enumerate(columns["creative_id"])]
            if "creative_id" in columns else [Path(p).stem for p in images])
     if all(c in columns for c in BOX_COLUMNS):
-        return _long_table(path, columns, images, ids)
+        return _unique(_long_table(path, columns, images, ids), path)  # ids grouped: none is shared
     some = [c for c in BOX_COLUMNS if c in columns]
     if any(c in columns for c in "xywh"):  # else its boxes would give way to the element files beside the images
         missing = [c for c in BOX_COLUMNS if c not in columns]
@@ -182,7 +185,8 @@ def _from_table(path: Path) -> list[BatchItem]:
         elements = [_elements_cell(v, path, i) for i, v in enumerate(columns["elements"])]
     else:
         elements = [None] * n
-    return [BatchItem(ids[i], str(_resolve(images[i], path.parent)), elements[i]) for i in range(n)]
+    return _unique([BatchItem(ids[i], str(_resolve(images[i], path.parent)), elements[i]) for i in range(n)], path,
+                   ids_given="creative_id" in columns)
 
 
 def _long_table(path: Path, columns: dict[str, list[Any]], images: list[str], ids: list[str]) -> list[BatchItem]:
