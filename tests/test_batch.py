@@ -746,3 +746,26 @@ def test_run_batch_closes_the_calibration_store_it_opened(folder, tmp_path, engi
         with pytest.raises(InputError, match="another foveal batch is writing"):
             run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"sqlite:///{tmp_path / 'f.db'}"))
     assert len(closed) == 2  # ...and closes the store all the same
+
+
+def test_a_store_that_may_not_be_written_is_refused_before_any_creative_is_scored(store_url, folder, tmp_path):
+    """A read-only SQLite file, or a PostgreSQL database that only reads (a standby, a read-only default), was
+    found out creative by creative, each scored first and then refused: a day's batch thrown away line by line."""
+    import psycopg
+
+    from foveal.store import Store
+    from tests.store_fixtures import without_root_override
+
+    Store(store_url).close()  # a store that exists, so that opening it writes nothing
+    if store_url.startswith("sqlite"):
+        Path(store_url.removeprefix("sqlite:///")).chmod(0o444)
+    else:
+        base, name = store_url.rsplit("/", 1)
+        with psycopg.connect(base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    run = subprocess.run(without_root_override([sys.executable, "-m", "foveal", "-q", "score", str(folder), "-o",
+                                                str(tmp_path / "out"), "--no-report", "--db", store_url]),
+                         env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "the store failed" in run.stderr and "may be written" in run.stderr
+    assert not (tmp_path / "out").exists()  # refused before the batch began

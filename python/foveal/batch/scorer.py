@@ -151,7 +151,13 @@ def open_options(options: BatchOptions) -> tuple[Norms | None, Any]:
     for value, what in ((options.vertical, "vertical"), *((tag, "tag") for tag in options.tags)):
         if value is not None:
             check_label(value, what)
-    return norms, Store(options.db)
+    store = Store(options.db)
+    try:
+        store.check_writable()
+    except BaseException:
+        store.close()
+        raise
+    return norms, store
 
 
 class Scorer:

@@ -78,6 +78,18 @@ class Store:
         except DBAPIError as exc:
             raise write_error(self.url, exc) from None
 
+    def check_writable(self) -> None:
+        """Raise the one-line FovealError :meth:`record` would if the store may not be written (a read-only file, a
+        standby or read-only database, a role that may only read), writing nothing: for a batch, which would
+        otherwise score every creative before each is refused."""
+        try:
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                conn.execute(_insert(conn)(s.creatives).on_conflict_do_nothing(), {
+                    "creative_id": "foveal-write-check", "created_at": datetime.now(timezone.utc)})
+                transaction.rollback()
+        except DBAPIError as exc:
+            raise write_error(self.url, exc) from None
+
     def close(self) -> None:
         self.engine.dispose()
 
