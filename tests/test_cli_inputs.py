@@ -310,6 +310,30 @@ def test_help_gives_the_exit_statuses_scripts_branch_on(capsys):
         assert status in text
 
 
+def test_a_sigterm_a_library_turned_into_its_own_keyboard_interrupt_still_ends_as_terminated(monkeypatch, capsys):
+    """Ray's blocking calls (ray.get, the Ray batch's wait for results) swallow the exception a signal handler raises
+    and raise a KeyboardInterrupt of their own: a SIGTERM to `foveal score --ray` ended as "interrupted", exit 130."""
+    import signal
+    import time
+
+    from foveal.cli import score
+
+    def handler(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # the signal's handler runs here
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # as Ray's check_status does
+        return 0
+
+    monkeypatch.setattr(score, "run", handler)
+    assert main(["score", str(EXAMPLES / "creative.png"), "-o", "never"]) == 143
+    assert capsys.readouterr().err.strip() == "foveal: terminated"
+    # a Ctrl-C after it, in another command of the same process, is an interrupt again
+    monkeypatch.setattr(score, "run", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["score", str(EXAMPLES / "creative.png"), "-o", "never"]) == 130
+
+
 def test_model_options_mean_the_same_in_every_command():
     """bench and serve described --model without model folders and --precision auto without what it picks."""
     from foveal.cli import build_parser

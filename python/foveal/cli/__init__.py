@@ -78,13 +78,20 @@ class Terminated(KeyboardInterrupt):
     half-written are removed, a batch closes its output folder, a Ray cluster it started is stopped."""
 
 
+#: Set by the SIGTERM handler: a library may turn the Terminated it raised into a KeyboardInterrupt of its own (Ray's
+#: blocking calls do), and the command must still end as terminated.
+_sigterm = threading.Event()
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _sigterm.set()
     raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     # The default SIGTERM action ends the process on the spot, without a word or any clean-up.
     main_thread = threading.current_thread() is threading.main_thread()
+    _sigterm.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _main(argv)
@@ -115,10 +122,10 @@ def _main(argv: list[str] | None) -> int:
     except FovealError as exc:
         print(error_line(exc, args), file=sys.stderr)
         return 1
-    except Terminated:
-        print("foveal: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated) or _sigterm.is_set():
+            print("foveal: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("foveal: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader left (| head): nothing more to say, and nowhere to say it
