@@ -356,7 +356,8 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float,
         raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
     reader.fieldnames = header
     blank = given = 0  # first line with an empty / a filled subject cell
-    for line, rec in enumerate(reader, start=2):
+    for rec in reader:
+        line = reader.line_num  # of the file (the row's last line): the reader skips blank lines, so rows != lines
         has_subject = "subject" in rec and rec["subject"] not in (None, "")
         blank, given = blank or (0 if has_subject else line), given or (line if has_subject else 0)
         if blank and given:
