@@ -83,6 +83,10 @@ def test_density_map_folder(tmp_path: Path) -> None:
     ("image,x,y,subject\na.png,1,2,99999999999999999999999\n", "subject 99999999999999999999999 is not a whole"),
     ("image,x,y,subject\na.png,1,2,3\na.png,1,2,\n", r"fixations.csv:3: subject is empty but line 2 has one"),
     ("image,x,y,subject\na.png,1,2\na.png,1,2,3\n", r"fixations.csv:2: subject is empty but line 3 has one"),
+    # a value past the header's columns (a subject with no header, "1,5" decimal commas) was silently dropped
+    ("image,x,y\na.png,1,2,7\n", r"fixations.csv:2: 4 values but the header names 3"),
+    ("image,x,y\na.png,1,5,2,5\n", r"fixations.csv:2: 5 values but the header names 3"),
+    ("image,x,y\na.png,1,2,\na.png,1,2,7\n", r"fixations.csv:3: 4 values but the header names 3"),
     # csv skips blank lines; the message still names the line of the file, not the count of rows
     ("image,x,y\n\n\na.png,one,1\n", r"fixations.csv:4: x, y must be numbers"),
     ("image,x,y,subject\na.png,1,2,3\n\na.png,1,2,\n", r"fixations.csv:4: subject is empty but line 2 has one"),

@@ -358,6 +358,12 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float,
     blank = given = 0  # first line with an empty / a filled subject cell
     for rec in reader:
         line = reader.line_num  # of the file (the row's last line): the reader skips blank lines, so rows != lines
+        # Values past the header (a subject with no header, decimal commas) land under None, unread; empty ones
+        # (a trailing comma) lose nothing.
+        if any(v.strip() for v in rec.get(None, ())):
+            raise InputError(f"{path}:{line}: {len(header) + len(rec[None])} values but the header names "
+                             f"{len(header)} ({','.join(header)}); quote values that hold a comma, and name a "
+                             f"subject column in the header")
         has_subject = "subject" in rec and rec["subject"] not in (None, "")
         blank, given = blank or (0 if has_subject else line), given or (line if has_subject else 0)
         if blank and given:
