@@ -126,6 +126,16 @@ def test_csv_not_utf8(tmp_path: Path) -> None:
         load_dataset(tmp_path)
 
 
+def test_fixation_files_may_start_with_a_utf8_bom(tmp_path: Path) -> None:
+    """Notepad and Excel save UTF-8 with a BOM; the CSV reader skipped it, the JSON reader refused the file."""
+    _images(tmp_path / "csv", {"a.png": (20, 30)})
+    _images(tmp_path / "json", {"a.png": (20, 30)})
+    (tmp_path / "csv" / "fixations.csv").write_bytes(b"\xef\xbb\xbfimage,x,y\na.png,1,2\n")
+    (tmp_path / "json" / "fixations.json").write_bytes(b'\xef\xbb\xbf{"a.png": [[1, 2]]}')
+    for kind in ("csv", "json"):
+        np.testing.assert_array_equal(load_dataset(tmp_path / kind).fixations(0).x, [1.0])
+
+
 def test_an_all_blank_subject_column_means_no_subjects(tmp_path: Path) -> None:
     _images(tmp_path, {"a.png": (20, 30)})
     (tmp_path / "fixations.csv").write_text("image,x,y,subject\na.png,1,2,\na.png,3,4,\n")

@@ -412,7 +412,7 @@ def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
     try:
         # Integers read as floats, as coordinates and subject ids are stored: float() takes any number of digits,
         # where int() refuses over 4,300 and an int beyond 1e308 cannot become a float.
-        data = json.loads(path.read_text(encoding="utf-8"), parse_int=float)
+        data = json.loads(path.read_text(encoding="utf-8-sig"), parse_int=float)  # -sig: a BOM, as the CSV allows
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from e
     except RecursionError as e:
