@@ -382,6 +382,8 @@ def test_one_metric_name_given_as_a_string_is_told_to_be_a_list(tmp_path):
     ds = load_dataset(_folder(tmp_path / "ds"))
     with pytest.raises(InputError, match=r"pass \['NSS'\]"):
         evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics="NSS", progress=False)
+    with pytest.raises(InputError, match=r"pass \['NSS'\]"):  # said "got 'N'"
+        human_consistency(ds, split=None, metrics="NSS", progress=False)
 
 
 def test_cli_stdout_is_the_table_alone(tmp_path, capsys):

@@ -220,7 +220,7 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     dataset = _split_of(dataset, split)
     if not dataset.has_fixations:
         raise InputError(f"dataset {dataset.name!r} has density maps only; human consistency needs fixations")
-    names = HUMAN_METRICS if metrics is None else tuple(metrics)
+    names = HUMAN_METRICS if metrics is None else _metric_names(metrics)
     unsupported = [m for m in names if m not in HUMAN_METRICS]
     if unsupported or not names:
         raise InputError(f"human consistency scores {', '.join(HUMAN_METRICS)}; got "
@@ -294,12 +294,17 @@ def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -
     return out
 
 
+def _metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of names; a lone string is refused, not split into letters."""
+    if isinstance(metrics, str):  # "NSS" was read letter by letter: unknown metric 'N'
+        raise InputError(f"metrics: expected a list of metric names, got {metrics!r}; pass [{metrics!r}]")
+    return tuple(metrics)
+
+
 def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
     if metrics is None:
         return default_metrics(dataset)
-    if isinstance(metrics, str):  # "NSS" was read letter by letter: unknown metric 'N'
-        raise InputError(f"metrics: expected a list of metric names, got {metrics!r}; pass [{metrics!r}]")
-    names = tuple(metrics)
+    names = _metric_names(metrics)
     unknown = [m for m in names if m not in M.METRICS]
     if unknown or not names:
         raise InputError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; "
