@@ -149,6 +149,8 @@ def test_confidence_intervals(tmp_path):
         result.confidence_intervals(level=1.5)
     with pytest.raises(InputError, match="seed must be a whole number >= 0"):
         result.confidence_intervals(seed=-1)
+    with pytest.raises(InputError, match="n_boot must be a whole number >= 1, got 2.5"):  # was a TypeError
+        result.confidence_intervals(n_boot=2.5)
 
 
 def test_result_serialises(tmp_path):
@@ -183,6 +185,8 @@ def test_density_only_dataset(tmp_path):
     ({"metrics": []}, InputError, "unknown metric"),
     ({"split": "test"}, InputError, r"has 4 images, too few for a test split .*; evaluate every image \(no split\)"),
     ({"batch_size": 0}, InputError, "batch_size"),
+    ({"batch_size": 2.5}, InputError, "batch_size must be a whole number >= 1, got 2.5"),  # was a TypeError
+    ({"batch_size": None}, InputError, "batch_size must be a whole number >= 1, got None"),
     ({"maps": "blurred"}, InputError, "maps must be one of"),
     ({"seed": -1}, InputError, "seed must be a whole number >= 0, got -1"),
     ({"seed": 1.5}, InputError, "seed must be a whole number >= 0, got 1.5"),
@@ -230,6 +234,7 @@ def test_human_halves_do_not_depend_on_the_metrics_asked_for(tmp_path):
     (1, {}, "two or more"),
     (3, {"metrics": ["IG"]}, "human consistency scores"),
     (3, {"repeats": 0}, "repeats"),
+    (3, {"repeats": 2.5}, "repeats must be a whole number >= 1, got 2.5"),  # was a TypeError
     (3, {"seed": -1}, "seed must be a whole number >= 0"),
 ])
 def test_human_consistency_bad_arguments(tmp_path, viewers, kwargs, match):

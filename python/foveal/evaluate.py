@@ -65,8 +65,9 @@ class EvalResult:
         A split of 50-70 images measures a model with an uncertainty of the order of the differences between
         good models; these intervals say how much.
         """
-        if not 0 < level < 1 or n_boot < 1:
-            raise InputError(f"need 0 < level < 1 and n_boot >= 1, got {level} and {n_boot}")
+        if not 0 < level < 1:
+            raise InputError(f"need 0 < level < 1, got {level}")
+        _check_whole(n_boot, "n_boot", 1)
         check_seed(seed)
         n = len(self.images)
         picks = np.random.default_rng(seed).integers(0, n, (n_boot, n))
@@ -143,8 +144,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     """
     dataset = _split_of(dataset, split)
     names = _check_metrics(metrics, dataset)
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    _check_whole(batch_size, "batch_size", 1)
     check_seed(seed)
     if maps not in MAPS:
         raise InputError(f"maps must be one of {', '.join(MAPS)}, got {maps!r}")
@@ -225,8 +225,7 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     if unsupported or not names:
         raise InputError(f"human consistency scores {', '.join(HUMAN_METRICS)}; got "
                          f"{unsupported[0] if unsupported else '(none)'!r}")
-    if repeats < 1:
-        raise InputError(f"repeats must be >= 1, got {repeats}")
+    _check_whole(repeats, "repeats", 1)
     check_seed(seed)
     values = {m: np.empty(len(dataset)) for m in names}
     counts = []
@@ -277,6 +276,13 @@ def check_seed(seed: Any) -> None:
     with a traceback at the first resample instead of up front."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
+
+
+def _check_whole(value: Any, name: str, minimum: int) -> None:
+    """InputError unless ``value`` is a whole number >= ``minimum``: a float or None reached range() or NumPy as a
+    TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -> dict[str, np.ndarray]:
