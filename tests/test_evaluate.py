@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foveal import load_image
+from foveal import Engine, load_image
 from foveal import metrics as M
 from foveal.cli import main
 from foveal.datasets import Fixations, gaussian_density, load_dataset
@@ -426,3 +426,13 @@ def test_cli_writes_its_files_even_when_stdout_is_gone(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141 and err == b"", err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.json", "eval.md"]
+
+
+def test_provenance_names_the_graph_that_ran(tmp_path):
+    """eval.json named only the card's (fp32) sha256, so an int8 or fp16 row could not say which graph it scored;
+    every other output of foveal names it as graph_sha256."""
+    engine = Engine("foveal-lite0", precision="int8")
+    got = evaluate(engine, load_dataset(_folder(tmp_path / "ds")), split=None, metrics=["NSS"], progress=False)
+    provenance = got.to_dict()["provenance"]
+    assert provenance["precision"] == "int8" and provenance["model_sha256"] == engine.model.sha256
+    assert provenance["graph_sha256"] == engine.graph_sha256 != engine.model.sha256

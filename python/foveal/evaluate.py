@@ -341,7 +341,8 @@ def _predictor(model: Any):
         return [smap.prob for smap in model.predict_batch(images, batch_size=len(images))]
     card = model.model
     return network, card.name, {"model": card.name, "model_version": card.version, "model_sha256": card.sha256,
-                                "backend": model.backend, "precision": getattr(model, "precision", "fp32")}
+                                "graph_sha256": getattr(model, "graph_sha256", card.sha256), "backend": model.backend,
+                                "precision": getattr(model, "precision", "fp32")}
 
 
 class _ShuffledNegatives:
