@@ -79,6 +79,9 @@ def test_density_map_folder(tmp_path: Path) -> None:
     ("image,x,y\nmissing.png,1,1\n", "not found"),
     ("image,x,y\na.png,30,1\n", "outside"),
     ("image,x,y\na.png,-0.5,1\n", "outside"),
+    # the file and line of the fixation, not just the dataset folder
+    ("image,x,y\na.png,1,1\n\na.png,30,1\n", r"fixations.csv:4: fixation of 'a.png' \(30, 1\) is outside its 30x20"),
+    ("image,x,y\na.png,1,1\nmissing.png,1,1\n", r"fixations.csv:3: fixation of 'missing.png' names an image not found"),
     pytest.param("image,x,y\na.png," + "1" * 131_073 + ",2\n", "not a CSV.*field limit", id="field-over-limit"),
     ("image,x,y,subject\na.png,1,2,99999999999999999999999\n", "subject 99999999999999999999999 is not a whole"),
     ("image,x,y,subject\na.png,1,2,3\na.png,1,2,\n", r"fixations.csv:3: subject is empty but line 2 has one"),
@@ -111,6 +114,9 @@ def test_bad_csv(tmp_path: Path, content: str, match: str) -> None:
     pytest.param('{"a.png": [[' + "1" * 5000 + ", 2]]}", "finite numbers", id="int-over-4300-digits"),
     ('{"a.png": [[1, 2, 1.7]]}', "subject 1.7 is not a whole number"),
     ('{"a.png": [[1, 2, 1e300]]}', r"subject 1e\+300 is not a whole number"),
+    ('{"a.png": [[1, 2], [1, 20]]}', r"fixations.json: fixation 1 of 'a.png' \(1, 20\) is outside its 30x20 image"),
+    ('{"a.png": [[1, 2]], "b.png": [[1, 2]]}', r"fixations.json: fixation 0 of 'b.png' names an image not found in"),
+    ('{"a.png": [[1, 2]], "b.png": []}', r"fixations.json: 'b.png' names an image not found in"),
 ])
 def test_bad_json(tmp_path: Path, content: str, match: str) -> None:
     _images(tmp_path, {"a.png": (20, 30)})

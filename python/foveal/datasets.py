@@ -332,6 +332,10 @@ def _scene_fixations(row: np.ndarray) -> Fixations:
             if xs else Fixations.from_arrays([], []))
 
 
+# One fixation as read from a file: x, y, subject, and where it stands ("fixations.csv:7") for error messages.
+_Row = tuple[float, float, int, str]
+
+
 def _folder_images(root: Path) -> Path:
     for sub in ("images", "stimuli"):
         if (root / sub).is_dir():
@@ -339,7 +343,7 @@ def _folder_images(root: Path) -> Path:
     return root
 
 
-def _read_csv(path: Path) -> dict[str, list[tuple[float, float, int]]]:
+def _read_csv(path: Path) -> dict[str, list[_Row]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             return _csv_rows(path, csv.DictReader(f))
@@ -349,8 +353,8 @@ def _read_csv(path: Path) -> dict[str, list[tuple[float, float, int]]]:
         raise InputError(f"{path}: not a CSV of image,x,y[,subject] rows ({e})") from e
 
 
-def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float, float, int]]]:
-    rows: dict[str, list[tuple[float, float, int]]] = {}
+def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[_Row]]:
+    rows: dict[str, list[_Row]] = {}
     header = [h.strip() for h in (reader.fieldnames or [])]
     if header[:3] != ["image", "x", "y"] or header[3:] not in ([], ["subject"]):
         raise InputError(f"{path}: header must be 'image,x,y' or 'image,x,y,subject', got {','.join(header)!r}")
@@ -377,7 +381,8 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> dict[str, list[tuple[float,
             raise InputError(f"{path}:{line}: x, y must be numbers and subject an integer ({e})") from e
         if not (math.isfinite(x) and math.isfinite(y)):
             raise InputError(f"{path}:{line}: fixation ({x}, {y}) is not finite")
-        rows.setdefault(str(rec["image"]).strip(), []).append((x, y, _subject(s, f"{path}:{line}")))
+        image, where = str(rec["image"]).strip(), f"{path}:{line}"
+        rows.setdefault(image, []).append((x, y, _subject(s, where), f"{where}: fixation of {image!r}"))
     return rows
 
 
@@ -389,7 +394,7 @@ def _subject(value: float, where: str) -> int:
     return int(value)
 
 
-def _json_points(path: Path, name: str, points: object, subject: int | None) -> list[tuple[float, float, int]]:
+def _json_points(path: Path, name: str, points: object, subject: int | None) -> list[_Row]:
     if not isinstance(points, list):
         raise InputError(f"{path}: fixations of {name!r} must be a list of [x, y] or [x, y, subject]")
     out = []
@@ -401,14 +406,14 @@ def _json_points(path: Path, name: str, points: object, subject: int | None) -> 
                              + (" or [x, y, subject]" if subject is None else "") + " with finite numbers")
         s = subject if subject is not None else (
             _subject(p[2], f"{path}: fixation {k} of {name!r}") if len(p) == 3 else 0)
-        out.append((float(p[0]), float(p[1]), s))
+        out.append((float(p[0]), float(p[1]), s, f"{path}: fixation {k} of {name!r}"))
     if subject is None and len({len(p) for p in points}) > 1:  # as in the CSV: no silent viewer 0 among real ones
         raise InputError(f"{path}: fixations of {name!r} mix [x, y] and [x, y, subject]; give every fixation a "
                          f"subject or none")
     return out
 
 
-def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
+def _read_json(path: Path) -> dict[str, list[_Row]]:
     try:
         # Integers read as floats, as coordinates and subject ids are stored: float() takes any number of digits,
         # where int() refuses over 4,300 and an int beyond 1e308 cannot become a float.
@@ -419,7 +424,7 @@ def _read_json(path: Path) -> dict[str, list[tuple[float, float, int]]]:
         raise InputError(f"{path}: JSON nested too deeply to read; expected {{\"image\": [[x, y], ...], ...}}") from e
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected an object mapping image names to fixations, got {type(data).__name__}")
-    rows: dict[str, list[tuple[float, float, int]]] = {}
+    rows: dict[str, list[_Row]] = {}
     for name, value in data.items():
         if isinstance(value, dict):  # {"subject": [[x, y], ...]}: subjects numbered in order of appearance
             rows[name] = [pt for s, pts in enumerate(value.values()) for pt in _json_points(path, name, pts, s)]
@@ -444,7 +449,10 @@ def load_folder(root: str | Path, name: str | None = None) -> Dataset:
     if rows is not None:
         missing = sorted(set(rows) - set(files))
         if missing:
-            raise InputError(f"{root}: fixations name images not found in {image_dir}: {missing[:5]}")
+            first = rows[missing[0]]  # a JSON entry may list no fixations
+            where = first[0][3] if first else f"{csv_path if csv_path.is_file() else json_path}: {missing[0]!r}"
+            more = f" (and {len(missing) - 1} other names: {missing[1:5]})" if len(missing) > 1 else ""
+            raise InputError(f"{where} names an image not found in {image_dir}{more}")
         ids = sorted(rows)
     else:
         ids = sorted(files)
@@ -460,12 +468,12 @@ def load_folder(root: str | Path, name: str | None = None) -> Dataset:
     if rows is not None:
         fixations = []
         for n in ids:
-            a = np.asarray(rows[n], np.float64).reshape(-1, 3)
+            a = np.asarray([r[:3] for r in rows[n]], np.float64).reshape(-1, 3)
             h, w = _header_shape(files[n])
             bad = ~((a[:, 0] >= 0) & (a[:, 0] < w) & (a[:, 1] >= 0) & (a[:, 1] < h))
             if bad.any():
-                x, y = a[bad][0, :2]
-                raise InputError(f"{root}: fixation ({x:g}, {y:g}) of {n!r} is outside its {w}x{h} image; "
+                k = int(np.argmax(bad))
+                raise InputError(f"{rows[n][k][3]} ({a[k, 0]:g}, {a[k, 1]:g}) is outside its {w}x{h} image; "
                                  f"coordinates are 0-based pixels with 0 <= x < width, 0 <= y < height")
             fixations.append(Fixations(a[:, 0].copy(), a[:, 1].copy(), a[:, 2].astype(np.int64)))
     return Dataset(name or root.name, ids, [files[n] for n in ids], fixations, density_paths,
