@@ -124,9 +124,10 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
     report.stages = _stages(engine, sources, repeats, seconds)
     image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
+    lanes = engine.lanes  # made now, as the engine's own session was, not inside the first timed call
     deadline = time.perf_counter() + seconds
     report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
-                                     image_seconds, deadline) for b in batch_sizes]
+                                     image_seconds, deadline, lanes) for b in batch_sizes]
     return report
 
 
@@ -178,20 +179,23 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
 
 
 def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_seconds: float,
-                image_seconds: float, deadline: float) -> Throughput:
-    """Images/s of ``predict_batch`` over two batches' worth of images (at least 8), repeated within the budget.
+                image_seconds: float, deadline: float, lanes: int) -> Throughput:
+    """Images/s of ``predict_batch`` over two batches' worth of images (at least 8, and two per CPU lane), repeated
+    within the budget.
 
-    A call cannot stop midway, so none starts that would end past ``deadline``: the warm-up and first timed call are
-    estimated at ``image_seconds`` an image (the stage loop's end to end), later calls at the last one's time.
+    The warm-up runs a batch, and an image on every CPU lane (each lane's session runs cold once); an image on its
+    own would take none of them. A call cannot stop midway, so none starts that would end past ``deadline``: the
+    warm-up and first timed call are estimated at ``image_seconds`` an image (the stage loop's end to end), later
+    calls at the last one's time.
     """
-    count = max(2 * batch_size, 8)
-    needed = (batch_size + count) * image_seconds
+    count, warm = max(2 * batch_size, 8, 2 * lanes), max(batch_size, lanes)
+    needed = (warm + count) * image_seconds
     if time.perf_counter() + needed > deadline:
-        return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({batch_size + count} images) "
+        return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({warm + count} images) "
                           f"would take about {needed:.1f} s at {image_seconds * 1e3:.1f} ms an image, past the time "
                           "budget; use a smaller batch or a larger max_seconds")
     work = [sources[i % len(sources)] for i in range(count)]
-    engine.predict_batch(work[:batch_size], batch_size=batch_size)  # warm-up at this batch's shape
+    engine.predict_batch(work[:warm], batch_size=batch_size)  # warm-up at this batch's shape
     done, t0 = 0, time.perf_counter()
     while True:
         start = time.perf_counter()
