@@ -163,3 +163,13 @@ def test_cpu_throughput_times_warm_lanes_and_gives_every_lane_work(tmp_path, mon
     warm_up, *timed = calls
     assert warm_up[0] >= 6 and timed and all(n >= 12 and made for n, made in timed)
     assert report.throughput[0].images == sum(n for n, _ in timed)
+
+
+def test_a_batch_size_given_twice_is_measured_once(tmp_path) -> None:
+    """``--batch 1,1,1`` ran batch size 1 three times on a third of the budget each: the later rows read "skipped"
+    for a size the table had just measured."""
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    report = run_bench(Engine("itti-koch"), [image], repeats=1, batch_sizes=(2, 1, 2, 1), max_seconds=20)
+    assert [row.batch_size for row in report.throughput] == [2, 1]
+    assert report.settings["batch_sizes"] == [2, 1]

@@ -116,8 +116,9 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
         raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
     if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable):
         raise InputError(f"batch_sizes: expected a list of whole numbers >= 1, got {batch_sizes!r}")
-    # A list first: a generator checked by iterating it would then run no batch size at all.
-    batch_sizes = [checked_count(b, "batch size") for b in list(batch_sizes)]
+    # A list first: a generator checked by iterating it would then run no batch size at all. A size given twice is
+    # measured once, not again on a share of the budget.
+    batch_sizes = list(dict.fromkeys(checked_count(b, "batch size") for b in list(batch_sizes)))
     sources = list(images) or [synthetic_jpeg()]
     names = [_name(s) for s in sources]
     settings = {"repeats": repeats, "max_seconds": seconds, "batch_sizes": batch_sizes}
