@@ -87,7 +87,7 @@ def main() -> None:
           f"{args.load}, cpus {os.cpu_count()}, {len(times['1 thread'])} rounds")
     print(f"{'threads':<16} {'median ms':>9} {'p10':>7} {'p90':>7} {'min':>7} {'max':>7}")
     for name, t in times.items():
-        deciles = statistics.quantiles(t, n=10)
+        deciles = statistics.quantiles(t, n=10, method="inclusive")  # within the times, as numpy.percentile
         print(f"{name:<16} {statistics.median(t):>9.2f} {deciles[0]:>7.2f} {deciles[-1]:>7.2f} {min(t):>7.2f} "
               f"{max(t):>7.2f}")
     ratio = statistics.median(times["1 thread"]) / statistics.median(times["default threads"])
