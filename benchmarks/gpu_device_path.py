@@ -13,6 +13,7 @@ repetitions and seconds, each recorded even when a later one fails:
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -28,7 +29,10 @@ from foveal import DeviceSaliencyMap, Engine, box_stats_batch, gpu
 from foveal.geometry import plan
 from foveal.imageio import decode
 
-import cupy  # noqa: E402  (after foveal: its import error says what to install)
+try:
+    import cupy
+except ImportError:  # --help still works; main() says what to install
+    cupy = None
 
 TARGETS = {"post_network_ms": 0.2, "sat_roofline_pct": 60.0, "batch64_images_per_s": 2000.0, "batch1_p99_ms": 5.0}
 STAGE_SECONDS = 20.0
@@ -174,6 +178,8 @@ def stage_two_threads(engine: Engine) -> dict[str, Any]:
 
 
 def main(out: Path) -> int:
+    if cupy is None:
+        raise SystemExit("gpu_device_path.py needs CuPy and an NVIDIA GPU: pip install 'foveal[gpu]'")
     out.mkdir(parents=True, exist_ok=True)
     engine = Engine(device="cuda", strict=True)
     results: dict[str, Any] = {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
@@ -208,4 +214,7 @@ def main(out: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "gpu_check_out")))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("gpu_check_out"),
+                        help="folder for device_path.json and device_path.md (default: gpu_check_out)")
+    sys.exit(main(parser.parse_args().out))

@@ -26,3 +26,10 @@ def test_threads_ab_deciles_lie_within_the_times() -> None:
     for row in rows:
         median, p10, p90, low, high = map(float, row[-5:])
         assert low <= p10 <= median <= p90 <= high
+
+
+def test_gpu_device_path_answers_help_without_a_gpu(tmp_path) -> None:
+    """``--help`` was taken for the output folder (a GPU machine would have run the check into ./--help), and
+    without CuPy the script ended in a ModuleNotFoundError traceback."""
+    run = _script("gpu_device_path.py", "--help")
+    assert run.returncode == 0 and "usage:" in run.stdout and "out" in run.stdout, run.stderr
