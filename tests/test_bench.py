@@ -173,3 +173,20 @@ def test_a_batch_size_given_twice_is_measured_once(tmp_path) -> None:
     report = run_bench(Engine("itti-koch"), [image], repeats=1, batch_sizes=(2, 1, 2, 1), max_seconds=20)
     assert [row.batch_size for row in report.throughput] == [2, 1]
     assert report.settings["batch_sizes"] == [2, 1]
+
+
+def test_table_columns_line_up_with_the_gpu_stage_name() -> None:
+    """On a GPU backend the 30-character "preprocess+network+postprocess" overran the 22-character stage column and
+    pushed its numbers 8 characters right of the headings."""
+    from foveal.bench import BenchReport, StageTiming
+
+    engine = {"model": "m", "precision": "fp16", "backend": "torch", "device": "cuda:0", "decode": "in full"}
+    report = BenchReport(engine, {"cpu": "c", "cpus_usable": 1, "native_threads": 1, "platform": "p"}, {"foveal": "0"},
+                         ["a"],
+                         stages=[StageTiming("decode", 3, 1.0, 2.0, 3.0),
+                                 StageTiming("preprocess+network+postprocess", 3, 1.0, 2.0, 3.0),
+                                 StageTiming("predict (end to end)", 3, 1.0, 2.0, 3.0)])
+    lines = report.table().splitlines()
+    header = next(line for line in lines if line.startswith("stage"))
+    rows = [line for line in lines if line.startswith(("decode", "preprocess+", "predict"))]
+    assert len(rows) == 3 and {len(row) for row in rows} == {len(header)}

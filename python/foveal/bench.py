@@ -66,14 +66,16 @@ class BenchReport:
 
     def table(self) -> str:
         """The report as plain-text tables."""
+        width = max([22] + [len(s.stage) for s in self.stages])  # a GPU run's "preprocess+network+postprocess": 30
         lines = [f"engine   {self.engine['model']} {self.engine['precision']} on {self.engine['backend']} "
                  f"({self.engine['device']}), JPEGs decoded {self.engine['decode']}",
                  f"machine  {self.machine['cpu']}, {self.machine['cpus_usable']} usable CPUs, "
                  f"{self.machine['native_threads']} kernel threads, {self.machine['platform']}",
                  "versions " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
                  f"images   {len(self.images)}: {', '.join(self.images[:3])}{' ...' if len(self.images) > 3 else ''}",
-                 "", f"{'stage':<22} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
-        lines += [f"{s.stage:<22} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}" for s in self.stages]
+                 "", f"{'stage':<{width}} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
+        lines += [f"{s.stage:<{width}} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}"
+                  for s in self.stages]
         lines += ["", f"{'batch size':<22} {'images':>6} {'images/s':>9}"]
         lines += [f"{t.batch_size:<22} {t.images:>6} {t.images_per_s:>9.1f}" if t.images_per_s is not None else
                   f"{t.batch_size:<22} {t.images:>6} {'-':>9}  {t.skipped}" for t in self.throughput]
