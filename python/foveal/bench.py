@@ -186,19 +186,19 @@ def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_s
     """Images/s of ``predict_batch`` over two batches' worth of images (at least 8, and two per CPU lane), repeated
     within the budget.
 
-    The warm-up runs a batch, and an image on every CPU lane (each lane's session runs cold once); an image on its
-    own would take none of them. A call cannot stop midway, so none starts that would end past ``deadline``: the
-    warm-up and first timed call are estimated at ``image_seconds`` an image (the stage loop's end to end), later
-    calls at the last one's time.
+    The warm-up is the very call timed next: a smaller one leaves the first timed call cold (each CPU lane's session
+    runs once, every map it returns is allocated for the first time). A call cannot stop midway, so none starts
+    that would end past ``deadline``: the warm-up and first timed call are estimated at ``image_seconds`` an image
+    (the stage loop's end to end), later calls at the last one's time.
     """
-    count, warm = max(2 * batch_size, 8, 2 * lanes), max(batch_size, lanes)
-    needed = (warm + count) * image_seconds
+    count = max(2 * batch_size, 8, 2 * lanes)
+    needed = 2 * count * image_seconds
     if time.perf_counter() + needed > deadline:
-        return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({warm + count} images) "
+        return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({2 * count} images) "
                           f"would take about {needed:.1f} s at {image_seconds * 1e3:.1f} ms an image, past the time "
                           "budget; use a smaller batch or a larger max_seconds")
     work = [sources[i % len(sources)] for i in range(count)]
-    engine.predict_batch(work[:warm], batch_size=batch_size)  # warm-up at this batch's shape
+    engine.predict_batch(work, batch_size=batch_size)
     done, t0 = 0, time.perf_counter()
     while True:
         start = time.perf_counter()
