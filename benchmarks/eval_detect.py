@@ -76,6 +76,8 @@ def main() -> None:
         return
     k, n = (int(v) for v in args.shard.split("/"))
     images = sorted(args.folder.glob("*.png"))[: args.limit or None][k::n]
+    if not images:  # else a mistyped folder reads as a report of zeros
+        parser.error(f"{args.folder}: no creatives (.png with its .json truth) to evaluate in this shard")
     detector = Detector(det_short=args.det_short, det_long=args.det_long)
     engine = None if args.no_engine else Engine()
     # Faces are measured on photographs (docs/DETECTION.md): the synthetic set's product shots hold unlabelled ones.

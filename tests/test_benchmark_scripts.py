@@ -33,3 +33,9 @@ def test_gpu_device_path_answers_help_without_a_gpu(tmp_path) -> None:
     without CuPy the script ended in a ModuleNotFoundError traceback."""
     run = _script("gpu_device_path.py", "--help")
     assert run.returncode == 0 and "usage:" in run.stdout and "out" in run.stdout, run.stderr
+
+
+def test_eval_detect_refuses_a_folder_without_creatives(tmp_path) -> None:
+    """A mistyped folder was evaluated as zero creatives: a report of zeros and exit status 0."""
+    run = _script("eval_detect.py", str(tmp_path / "nope"), "--no-engine")
+    assert run.returncode == 2 and "no creatives" in run.stderr and "Traceback" not in run.stderr
