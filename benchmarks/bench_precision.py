@@ -22,6 +22,18 @@ from foveal import Engine
 from foveal.geometry import plan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's engine/ (share_agreement)
+from benchmarks.interleaved import at_least  # noqa: E402
+
+
+def _size(text: str) -> tuple[int, int]:
+    """An argparse type: ``HxW``, each side a whole number >= 1."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H x W like 600x800, got {text!r}") from None
+    if min(h, w) < 1:
+        raise argparse.ArgumentTypeError(f"each side must be at least 1, got {text!r}")
+    return h, w
 
 
 def _photo_like(h: int, w: int) -> np.ndarray:
@@ -33,14 +45,14 @@ def _photo_like(h: int, w: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="foveal-lite0")
-    p.add_argument("--rounds", type=int, default=30)
-    p.add_argument("--size", default="600x800", help="image H x W (default 600x800)")
+    p.add_argument("--rounds", type=at_least(1), default=30)
+    p.add_argument("--size", type=_size, default=(600, 800), help="image H x W (default 600x800)")
     p.add_argument("--graph", type=Path, action="append", default=[], help="another graph file to time")
     args = p.parse_args(argv)
     from engine.share_agreement import graph_engine
     from foveal import _native
 
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     with tempfile.TemporaryDirectory() as tmp:
         engines = {precision: Engine(args.model, precision=precision) for precision in ("fp32", "int8", "fp16")}
         engines.update({str(g): graph_engine(args.model, g, Path(tmp)) for g in args.graph})

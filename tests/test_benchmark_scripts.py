@@ -39,3 +39,11 @@ def test_eval_detect_refuses_a_folder_without_creatives(tmp_path) -> None:
     """A mistyped folder was evaluated as zero creatives: a report of zeros and exit status 0."""
     run = _script("eval_detect.py", str(tmp_path / "nope"), "--no-engine")
     assert run.returncode == 2 and "no creatives" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_bench_precision_refuses_bad_rounds_and_sizes_in_one_line() -> None:
+    """--size abc, --size 0x0 and --rounds 0 ended in tracebacks (ValueError, ZeroDivisionError, a reduction of
+    an empty array) after loading three engines."""
+    for args in (["--size", "abc"], ["--size", "0x0"], ["--rounds", "0"]):
+        run = _script("bench_precision.py", *args)
+        assert run.returncode == 2 and "error: argument" in run.stderr and "Traceback" not in run.stderr, args
