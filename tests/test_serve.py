@@ -600,6 +600,33 @@ def test_client_sends_elements_as_loaded(url, engine):
         assert client.score(EXAMPLE, boxes)["elements"] == expected["elements"]
 
 
+def test_client_detects_what_detect_elements_detects(url, monkeypatch):
+    """Client.detect is /v1/detect with detect_elements' answer: the same Element list for the same image (an empty
+    one where nothing is found), and without the detect extra the same DetectorUnavailableError, not a bare
+    ServiceError 501."""
+    pytest.importorskip("rapidocr_onnxruntime")
+    import foveal.detect as detection
+
+    local = foveal.detect_elements(EXAMPLE)
+    blank = np.full((48, 64, 3), 255, np.uint8)
+    with Client(url, api_key=KEY) as client:
+        assert local and client.detect(EXAMPLE) == local
+        assert client.detect(foveal.load_image(EXAMPLE)) == local  # an array goes as lossless PNG
+        assert client.detect(blank) == foveal.detect_elements(blank) == []
+        with pytest.raises(ImageError, match="not a recognised image"):
+            client.detect(b"definitely not an image")
+
+        def missing() -> detection.Detector:
+            raise foveal.DetectorUnavailableError(f"cv2 is not installed; {detection.INSTALL_HINT}")
+
+        monkeypatch.setattr(detection, "default_detector", missing)  # the server runs in this process
+        with pytest.raises(foveal.DetectorUnavailableError) as here:
+            foveal.detect_elements(EXAMPLE)
+        with pytest.raises(foveal.DetectorUnavailableError) as there:
+            client.detect(EXAMPLE)
+    assert str(there.value) == str(here.value)
+
+
 # -- every error case ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, code", [
     (b"", "invalid_image"), (b"GIF89a broken", "invalid_image"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "invalid_image"),
@@ -2370,7 +2397,7 @@ def test_client_pointed_at_another_server_says_so():
 
     with other_server(NotFoveal) as base, Client(base) as client:
         for call in (lambda: client.predict(EXAMPLE), lambda: client.score(EXAMPLE, ELEMENTS), client.models,
-                     client.norms):
+                     client.norms, lambda: client.detect(EXAMPLE)):
             with pytest.raises(ServiceError, match="is no foveal .*; is http://127.0.0.1:.* a foveal service") \
                     as info:
                 call()

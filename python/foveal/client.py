@@ -3,10 +3,11 @@
 >>> engine = foveal.Client("http://127.0.0.1:8080")     # instead of foveal.Engine()
 >>> smap = engine.predict("creative.png")                # a SaliencyMap, the exact float32 map of the service
 >>> doc = engine.score("creative.png", "creative.json")  # the scores.json document `foveal score` writes
+>>> engine.detect("creative.png")                        # [Element(...)], as foveal.detect_elements returns
 
 Errors come back as the :class:`FovealError` subclass the service raised (``ImageError``, ``ElementSpecError``,
-``InputError``...) with its message; refusals (overload, deadline, auth) and transport failures are
-:class:`ServiceError` with ``status`` and ``code``.  Needs ``httpx`` (the ``serve`` extra).
+``InputError``, ``DetectorUnavailableError``...) with its message; refusals (overload, deadline, auth) and transport
+failures are :class:`ServiceError` with ``status`` and ``code``.  Needs ``httpx`` (the ``serve`` extra).
 """
 from __future__ import annotations
 
@@ -28,11 +29,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .engine import image_list, raise_first_error
-from .errors import (BackendUnavailableError, ElementSpecError, FormatMismatchError, FovealError, ImageError,
-                     InputError, ModelError, ServiceError, TooManyPixelsError, checked_count)
+from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
+                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
+from .scoring.elements import Element
 
 #: ``X-Deadline-Ms`` from this far on (about 31 years) is no deadline, and beyond what a monotonic clock adds
 #: exactly: the service refuses it, and the client does not send it.
@@ -45,7 +47,10 @@ MAX_RETRY_AFTER_S = 3600.0
 _ERRORS: dict[str, type[FovealError]] = {
     "invalid_image": ImageError, "invalid_elements": ElementSpecError, "invalid_input": InputError,
     "format_mismatch": FormatMismatchError,
-    "invalid_request": InputError, "model_error": ModelError, "backend_unavailable": BackendUnavailableError}
+    "invalid_request": InputError, "model_error": ModelError, "backend_unavailable": BackendUnavailableError,
+    "detection_unavailable": DetectorUnavailableError}
+#: Classes the service answers with a 5xx status: the server's state, not a refusal of the request.
+_SERVER_SIDE = (ModelError, BackendUnavailableError, DetectorUnavailableError)
 
 
 class Client:
@@ -177,6 +182,15 @@ class Client:
             data["search"] = _json(search, "search", InputError)
         return self._document(self._post("/v1/whatif", files={"image": _file(image)}, data=data))
 
+    def detect(self, image: ImageLike) -> list[Element]:
+        """Elements found automatically in one image (as :meth:`predict` takes it): what
+        :func:`foveal.detect_elements` returns, from the service's detector. :class:`DetectorUnavailableError` when
+        the service lacks the ``detect`` extra (``models()["detection"]`` says whether it has it)."""
+        response = self._post("/v1/detect", content=_encode(image),
+                              headers={"Content-Type": "application/octet-stream"})
+        with self._answer(response, "element list"):
+            return [_detected(item) for item in response.json()["elements"]]
+
     def models(self) -> dict[str, Any]:
         """The model the service runs and the shipped models' cards."""
         return self._document(self._get("/v1/models"))
@@ -264,10 +278,19 @@ def _error_of(response, where: str) -> FovealError:
     if code == "too_many_pixels" and response.status_code == 413:  # an ImageError, as Engine.predict raises it
         return TooManyPixelsError(message, detail=message, limit=None, limit_text=None)
     cls = _ERRORS.get(code)
-    if cls is not None and (response.status_code < 500 or cls in (ModelError, BackendUnavailableError)):
+    if cls is not None and (response.status_code < 500 or cls in _SERVER_SIDE):
         return cls(message)  # type: ignore[misc]
     return ServiceError(message, status=response.status_code, code=code,
                         retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")))
+
+
+def _detected(item: Any) -> Element:
+    """One element of a /v1/detect answer as the Element that detect_elements makes; TypeError if it is none."""
+    name, kind, box = item["name"], item["kind"], item["box"]
+    if not (isinstance(name, str) and isinstance(kind, str) and isinstance(box, list) and len(box) == 4
+            and all(type(v) is int for v in box)):
+        raise TypeError("not an element")
+    return Element(name=name, kind=kind, box=tuple(box))
 
 
 def _deadline_header(ms: float) -> str:
