@@ -331,9 +331,9 @@ def test_a_jpegs_predicted_map_gives_the_shares_score_answers(http):
     assert np.allclose(smap.box_stats(boxes)["share"], [e["share"] for e in doc["elements"]], rtol=0, atol=1e-6)
 
 
-def test_compare_names_the_element_field_the_client_sent(http):
+def test_compare_names_the_element_field_the_client_sent(http, url):
     """One 'elements' field for both creatives, refused against image B, was blamed on 'elements_b', a field the
-    client never sent."""
+    client never sent; Client.compare given one element set sent it as both fields, and so was blamed the same."""
     from PIL import Image
 
     small = io.BytesIO()
@@ -342,6 +342,8 @@ def test_compare_names_the_element_field_the_client_sent(http):
     answer = http.post("/v1/compare", files=files, data={"elements": ELEMENTS})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["message"].startswith("elements (on image_b): "), answer.text
+    with Client(url, api_key=KEY) as client, pytest.raises(ElementSpecError, match=r"^elements \(on image_b\): "):
+        client.compare(EXAMPLE, small.getvalue(), ELEMENTS)
 
 
 def test_compare_and_whatif(http):

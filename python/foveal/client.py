@@ -162,9 +162,10 @@ class Client:
     def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any, elements_b: Any | None = None, *,
                 allow_format_mismatch: bool = False) -> dict[str, Any]:
         """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both)."""
-        data = {"elements_a": _elements_text(elements_a),
-                "elements_b": _elements_text(elements_a if elements_b is None else elements_b),
-                "allow_format_mismatch": "true" if allow_format_mismatch else "false"}
+        # One set goes as the field for both, so that a refusal on image B names it, not an 'elements_b' never given.
+        data = ({"elements": _elements_text(elements_a)} if elements_b is None else
+                {"elements_a": _elements_text(elements_a), "elements_b": _elements_text(elements_b)})
+        data["allow_format_mismatch"] = "true" if allow_format_mismatch else "false"
         return self._document(self._post("/v1/compare", files={"image_a": _file(image_a),
                                                                "image_b": _file(image_b)}, data=data))
 
