@@ -565,6 +565,8 @@ def test_client_refuses_what_engine_refuses_before_sending(tmp_path):
             client.score(rgb, latin)
         with pytest.raises(ElementSpecError, match="the service reads JSON element files"):
             client.score(rgb, str(tmp_path / "creative.csv"))
+        with pytest.raises(ElementSpecError, match=r"^elements 'auto': .* Client\.detect\(image\)"):
+            client.score(rgb, "auto")  # foveal score's --elements auto: here detection is a call of its own
         with pytest.raises(ElementSpecError, match="elements: cannot send.*not JSON"):
             client.score(rgb, [{"name": "cta", "kind": "cta", "box": object()}])
 

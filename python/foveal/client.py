@@ -370,6 +370,9 @@ def _elements_text(elements: Any) -> str:
                                    "foveal.scoring.load_elements and pass the result")
         if isinstance(elements, os.PathLike) or suffix == ".json":
             return read_text(elements, "element file", MAX_ELEMENT_FILE_BYTES, ElementSpecError)
+        if elements == "auto":  # what foveal score takes: the service's routes score only the boxes they are given
+            raise ElementSpecError("elements 'auto': the service does not detect elements while scoring; pass the "
+                                   "elements Client.detect(image) returns")
         raise ElementSpecError(f"elements {str(elements)[:80]!r}: neither JSON text nor a .json element file; give "
                                "a path ending in .json, JSON text, or the elements themselves")
     if isinstance(elements, str):
