@@ -60,7 +60,8 @@ def main() -> None:
             t0 = time.perf_counter()
             lines = sequential.text.lines(image)
             t1 = time.perf_counter()
-            found = [(line, find_button(sequential.cv2, image, line.box)) for line in lines]
+            scale = sequential.text.scale(*image.shape[:2])
+            found = [(line, find_button(sequential.cv2, image, line.box, scale)) for line in lines]
             sequential.text.read(image, [line.box for line, b in found if b is not None])
             t2 = time.perf_counter()
             sequential.faces.detect(image, 0.04 * 1080)

@@ -426,6 +426,23 @@ def test_buttons_side_by_side_on_a_flat_fill_are_no_product(detector, size, gap)
     assert not [d for d in found if d.kind == "product"], found
 
 
+@pytest.mark.parametrize("resample", ["LANCZOS", "BILINEAR"])
+def test_a_button_with_soft_edges_at_high_resolution_is_a_cta(detector, resample):
+    """Upscaled 8x, a button's anti-aliased edge spreads over so many pixels that its flood, taken at full
+    resolution, stepped across it into the background: the CTA came back as a second logo."""
+    from PIL import Image
+
+    image = Image.open(EXAMPLES / "creative.png").convert("RGB")
+    small = [d.box for d in detector.detect(np.asarray(image)) if d.kind == "cta"]
+    big = image.resize((8 * image.width, 8 * image.height), getattr(Image.Resampling, resample))
+    found = detector.detect(np.asarray(big))
+    ctas = [d.box for d in found if d.kind == "cta"]
+    assert len(small) == 1 and len(ctas) == 1, [(d.kind, d.box) for d in found]
+    expected = tuple(8 * v for v in small[0])
+    assert iou(ctas[0], expected) > 0.95, (ctas[0], expected)
+    assert sum(d.kind == "logo" for d in found) == 1
+
+
 def test_corner_headline_over_body_in_another_colour(detector):
     """Small type close together (the 300x250 case): a one-line headline by the top-left corner, body copy in
     another colour just below it, a button and the brand's wordmark in the bottom-right corner."""

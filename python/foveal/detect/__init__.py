@@ -85,7 +85,8 @@ class Detector:
         faces = self._side.submit(self._faces, rgb) if self._side is not None else None
         found: list[Detection] = []
         lines = self.text.lines(rgb)
-        buttons = [(line, find_button(self.cv2, rgb, line.box)) for line in lines]
+        scale = self.text.scale(*rgb.shape[:2])  # buttons are looked for at the scale the text was found at
+        buttons = [(line, find_button(self.cv2, rgb, line.box, scale)) for line in lines]
         # One read for every line on a button: is it short and imperative?
         candidates = [(line, b) for line, b in buttons if b is not None]
         texts = self.text.read(rgb, [line.box for line, _ in candidates])

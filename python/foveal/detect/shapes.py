@@ -17,22 +17,31 @@ def _colour_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(((a.astype(np.float32) - b.astype(np.float32)) ** 2).sum(-1))
 
 
-def find_button(cv2, rgb: np.ndarray, box: Box) -> tuple[Box, float] | None:
+def find_button(cv2, rgb: np.ndarray, box: Box, scale: float = 1.0) -> tuple[Box, float] | None:
     """The filled shape (button) that the text in ``box`` sits on, with a strength in [0, 1], or None.
 
     The fill is flooded from the four sides just outside the text; it must stay inside a window a few text heights
     around the text (else it is the background), cover the shape's box, pad the text on every side and differ from
-    what surrounds the shape.
+    what surrounds the shape. ``scale`` is how much the image was reduced to find its text: where that is by half
+    or more, the window is reduced by the largest whole factor that keeps it no smaller, as an image upscaled, or
+    exported at many times the size its type needs, spreads a button's anti-aliased edge over so many pixels that
+    no step across it stops the flood.
     """
     h_img, w_img = rgb.shape[:2]
     x0, y0, x1, y1 = box
     th = y1 - y0
-    pad = max(2, int(round(0.2 * th)))
     wx0, wy0 = max(0, x0 - 3 * th), max(0, y0 - 2 * th)
     wx1, wy1 = min(w_img, x1 + 3 * th), min(h_img, y1 + 2 * th)
+    k = max(1, int(1 / scale))  # window pixels per pixel looked at: a whole number, so boxes map back exactly
+    if k > 1:
+        wx1, wy1 = wx0 + (wx1 - wx0) // k * k, wy0 + (wy1 - wy0) // k * k
     window = rgb[wy0:wy1, wx0:wx1]
+    if k > 1:
+        window = cv2.resize(window, ((wx1 - wx0) // k, (wy1 - wy0) // k), interpolation=cv2.INTER_AREA)
     wh, ww = window.shape[:2]
-    bx0, by0, bx1, by1 = x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0
+    bx0, by0, bx1, by1 = (x0 - wx0) // k, (y0 - wy0) // k, -(-(x1 - wx0) // k), -(-(y1 - wy0) // k)
+    th = by1 - by0
+    pad = max(2, int(round(0.2 * th)))
     cy, cx = (by0 + by1) // 2, (bx0 + bx1) // 2
     seeds = [(bx0 - pad, cy), (bx1 + pad - 1, cy), (cx, by0 - pad), (cx, by1 + pad - 1)]
     seeds = [(sx, sy) for sx, sy in seeds if 0 <= sx < ww and 0 <= sy < wh]
@@ -74,7 +83,7 @@ def find_button(cv2, rgb: np.ndarray, box: Box) -> tuple[Box, float] | None:
     if contrast < _MIN_CONTRAST:
         return None
     strength = min(1.0, 0.5 * coverage + 0.5 * min(1.0, contrast / 120))
-    return (fx0 + wx0, fy0 + wy0, fx1 + wx0, fy1 + wy0), strength
+    return (wx0 + k * fx0, wy0 + k * fy0, min(w_img, wx0 + k * fx1), min(h_img, wy0 + k * fy1)), strength
 
 
 def _ring(image: np.ndarray, box: Box, width: int) -> np.ndarray:

@@ -77,6 +77,11 @@ class TextReader:
         scale = min(self.det_short / min(h, w), self.det_long / max(h, w))
         return max(32, int(round(h * scale / 32)) * 32), max(32, int(round(w * scale / 32)) * 32)
 
+    def scale(self, h: int, w: int) -> float:
+        """How much text detection resizes an ``h`` x ``w`` image (the smaller of its two axes' factors)."""
+        rh, rw = self.input_size(h, w)
+        return min(rh / h, rw / w)
+
     def probability(self, rgb: np.ndarray) -> np.ndarray:
         """The detection network's text probability (float32 in [0, 1]) at the size :meth:`input_size` gives."""
         cv2 = self.cv2
