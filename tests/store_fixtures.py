@@ -74,3 +74,77 @@ def without_root_override(command: list[str]) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         pytest.skip("running as root without setpriv (util-linux) to drop root's override of file permissions")
     return [*prefix, *command]
+
+
+class FreezingProxy:
+    """A TCP proxy on 127.0.0.1 to ``port`` that, once :meth:`freeze` is called, forwards nothing more and answers no
+    new connection while keeping every socket open: a server (or a proxy before it) that stopped answering, which
+    the kernel still acknowledges, so that no TCP timeout ends the wait.  Use it as a context manager: leaving it
+    closes every socket and ends its threads."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = port
+        self.frozen = threading.Event()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.1)
+        self.port = self._server.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.frozen.is_set():
+                continue  # accepted by the kernel, never answered
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
+            self._sockets.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(a, b), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _pump(self, source, sink) -> None:
+        source.settimeout(0.1)
+        while not self._closed.is_set():
+            try:
+                data = source.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            while self.frozen.is_set() and not self._closed.is_set():  # held: never sent, never dropped
+                self._closed.wait(0.1)
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def __enter__(self) -> "FreezingProxy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._server.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in self._sockets:
+            sock.close()

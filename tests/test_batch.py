@@ -769,3 +769,50 @@ def test_a_store_that_may_not_be_written_is_refused_before_any_creative_is_score
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "the store failed" in run.stderr and "may be written" in run.stderr
     assert not (tmp_path / "out").exists()  # refused before the batch began
+
+
+def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_rerun_records_them(
+        postgres_server, folder, tmp_path, engine, monkeypatch):
+    """A PostgreSQL server (or a proxy before it) that stopped answering mid-batch held the batch forever: only
+    connecting had a limit, and the kernel still acknowledged the connection, so no TCP timeout ended the wait."""
+    import threading
+
+    import psycopg
+    import sqlalchemy as sa
+
+    from foveal.store import Store, database
+    from tests.store_fixtures import FreezingProxy
+
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute("CREATE DATABASE frozen_mid_batch")
+    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 2)
+    items = read_inputs(folder)[:4]
+    record, calls = Store.record, []
+
+    def record_then_freeze(self, *args, **kwargs):  # the server stops answering within the second creative's
+        calls.append(1)
+        if len(calls) == 2:
+            sa.event.listen(self.engine, "before_cursor_execute", lambda *_: proxy.freeze(), once=True)
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "record", record_then_freeze)
+    port = int(postgres_server.rsplit(":", 1)[1])
+    done: list[BatchSummary] = []
+    with FreezingProxy(port) as proxy:
+        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/frozen_mid_batch?connect_timeout=2"
+        batch = threading.Thread(target=lambda: done.append(run_batch(
+            items, tmp_path / "out", engine, BatchOptions(db=url), batch_size=1)), daemon=True)
+        start = time.monotonic()
+        batch.start()
+        batch.join(timeout=40)
+        assert done, f"the batch still waited on the store after {time.monotonic() - start:.0f} s"
+    summary = done[0]
+    assert summary.scored == 1 and [e["creative_id"] for e in summary.errors] == ["c001", "c002", "c003"]
+    assert "the server did not answer within 2 s" in summary.errors[0]["error"]
+    assert all(len(e["error"].splitlines()) == 1 and "then rerun" in e["error"] for e in summary.errors)
+    monkeypatch.setattr(Store, "record", record)
+    summary = run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"{postgres_server}/frozen_mid_batch"))
+    assert (summary.scored, summary.skipped, summary.errors) == (3, 1, [])
+    with Store(f"{postgres_server}/frozen_mid_batch") as store:
+        assert store.counts()["predictions"] == 4

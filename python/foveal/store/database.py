@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import re
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any, Iterator
 from urllib.parse import quote
 
 from ..errors import FovealError, InputError
@@ -26,6 +30,10 @@ BUSY_TIMEOUT_S = 60.0
 #: How long connecting to a PostgreSQL server may take: libpq would wait forever on a port that accepts the
 #: connection and never answers (a firewall, a proxy, another service).
 CONNECT_TIMEOUT_S = 30
+#: How long one call to a PostgreSQL server (a statement, a commit) may wait for its answer.  A server, or a proxy
+#: before it, that stops answering mid-batch would otherwise hold the process forever: its kernel still acknowledges
+#: the connection, so no TCP timeout ever ends the wait.
+RESPONSE_TIMEOUT_S = 60.0
 
 
 #: A password given in a URL's query (libpq's connection URIs take every keyword there: ``?password=...``).
@@ -102,9 +110,119 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
         return engine
     try:
         timeout = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_S}  # the URL's wins
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
+        engine = sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
     except NoSuchModuleError as exc:
         raise FovealError(f"database {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
+    event.listen(engine, "do_connect", _bounded_connect)
+    return engine
+
+
+def _bounded_connect(_dialect: object, _record: object, cargs: tuple, cparams: dict) -> object:
+    """A psycopg connection whose every wait on the server (statements, the pool's ping, commit, rollback) ends
+    after :data:`RESPONSE_TIMEOUT_S`."""
+    connection, cursor = _bounded_classes()
+    return connection.connect(*cargs, cursor_factory=cursor, **cparams)
+
+
+@functools.cache
+def _bounded_classes() -> tuple[type, type]:
+    """psycopg's connection and cursor, each call that waits on the server under :func:`_answer_within` (psycopg
+    is imported only for a PostgreSQL store)."""
+    import psycopg
+
+    class BoundedCursor(psycopg.Cursor):
+        def execute(self, *args: Any, **kwargs: Any) -> BoundedCursor:
+            with _answer_within(self.connection):
+                return super().execute(*args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> None:
+            with _answer_within(self.connection):
+                return super().executemany(*args, **kwargs)
+
+    class BoundedConnection(psycopg.Connection):
+        def commit(self) -> None:
+            with _answer_within(self):
+                super().commit()
+
+        def rollback(self) -> None:
+            with _answer_within(self):
+                super().rollback()
+
+    return BoundedConnection, BoundedCursor
+
+
+def _answer_within(conn: Any) -> contextlib.AbstractContextManager[None]:
+    """Run one call on the psycopg connection ``conn``; if it outlasts :data:`RESPONSE_TIMEOUT_S`, its socket is
+    shut down, so that psycopg's wait ends and the call fails as a lost connection (which the pool then replaces)."""
+    return _WATCHDOG.bound(conn, RESPONSE_TIMEOUT_S)
+
+
+class _Watchdog:
+    """One thread for the process's PostgreSQL calls that shuts down the socket of each call past its deadline (a
+    timer thread per call costs several times the call); it runs only while calls do."""
+
+    TICK_S = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[int, tuple[float, Any]] = {}
+        self._cut: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def bound(self, conn: Any, limit: float) -> Iterator[None]:
+        import psycopg
+
+        with self._lock:
+            key = next(self._ids)
+            self._calls[key] = (time.monotonic() + limit, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="foveal-store-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._finish(key):
+                raise psycopg.OperationalError(f"the server did not answer within {limit:g} s") from exc
+            raise
+        finally:
+            self._finish(key)
+
+    def _finish(self, key: int) -> bool:
+        """Forget the call ``key``; whether its socket was shut down."""
+        with self._lock:
+            self._calls.pop(key, None)
+            cut = key in self._cut
+            self._cut.discard(key)
+        return cut
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            with self._lock:  # held while cutting: a call that just finished is never cut afterwards
+                if not self._calls:
+                    self._thread = None
+                    return
+                now = time.monotonic()
+                for key, (deadline, conn) in self._calls.items():
+                    if now >= deadline and key not in self._cut:
+                        self._cut.add(key)
+                        _shut_down(conn)
+
+
+def _shut_down(conn: Any) -> None:
+    import psycopg
+
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=conn.pgconn.socket)  # a socket handle on Windows, where os.dup cannot copy it
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.detach()  # the descriptor stays psycopg's to close
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object, *, create: bool) -> None:
