@@ -251,6 +251,32 @@ def test_a_postgres_port_that_never_answers_is_an_error_not_a_hang(monkeypatch):
         assert time.monotonic() - start < 30
 
 
+def test_an_sqlite_store_another_process_holds_is_waited_for_then_named_in_one_line(tmp_path, monkeypatch):
+    """A write transaction another process kept open was waited for (the busy timeout), then told as "cannot open
+    the SQLite file ... check that it is a foveal store", or to check "that the server is up"."""
+    from foveal.store import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 1)
+    path = tmp_path / "held.db"
+    opened = Store(str(path))
+    code = ("import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(30)")
+    expected = (f"database sqlite:///{path}: another process held the store's write lock for over 1 s (database is "
+                "locked); nothing of this step was kept: let it finish (or stop it), then rerun")
+    with subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "held\n"
+            for step in (lambda: Store(str(path)), opened.check_writable, lambda: opened.record("a", *scored(1))):
+                start = time.monotonic()
+                with pytest.raises(FovealError) as caught:
+                    step()
+                assert 1 <= time.monotonic() - start < 10 and str(caught.value) == expected
+        finally:
+            holder.kill()
+    opened.record("a", *scored(1))
+    opened.close()
+
+
 def test_record_stores_provenance_elements_and_creative_scores(store_url):
     scores, provenance = scored(1)
     with Store(store_url) as store:

@@ -312,6 +312,8 @@ def write_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     """A one-line FovealError for a read or write the database refused or lost mid-way (nothing of it was kept:
     each store call is one transaction)."""
     reason = _first_line(exc)
+    if _locked(url, reason):
+        return _locked_error(url, reason)
     return FovealError(f"database {describe(url)}: the store failed ({reason}); nothing of this step was kept: check "
                        "that the database may be written and the server is up, then rerun")
 
@@ -322,8 +324,21 @@ def connect_error(url: sa.URL, exc: DBAPIError) -> FovealError:
     if url.get_backend_name() == "postgresql":
         return FovealError(f"database {describe(url)}: cannot open the database ({reason}); check the URL and that the "
                            "server is running")
+    if _locked(url, reason):  # opening upgrades the schema, in a write transaction
+        return _locked_error(url, reason)
     if "not a database" in reason:  # SQLite's "file is not a database"
         return FovealError(f"database {describe(url)}: {url.database} is not an SQLite database, so not a foveal "
                            "store; use a foveal store or a new file")
     return FovealError(f"database {describe(url)}: cannot open the SQLite file ({reason}); check that it is a foveal "
                        "store you may read and write")
+
+
+def _locked(url: sa.URL, reason: str) -> bool:
+    """Whether SQLite gave up waiting for another connection's write lock (its busy timeout)."""
+    return url.get_backend_name() == "sqlite" and reason == "database is locked"
+
+
+def _locked_error(url: sa.URL, reason: str) -> FovealError:
+    return FovealError(f"database {describe(url)}: another process held the store's write lock for over "
+                       f"{BUSY_TIMEOUT_S:g} s ({reason}); nothing of this step was kept: let it finish (or stop it), "
+                       "then rerun")
