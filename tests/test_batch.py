@@ -816,3 +816,34 @@ def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_re
     assert (summary.scored, summary.skipped, summary.errors) == (3, 1, [])
     with Store(f"{postgres_server}/frozen_mid_batch") as store:
         assert store.counts()["predictions"] == 4
+
+
+def test_a_batch_stopped_while_its_store_does_not_answer_says_only_that_it_was_stopped(postgres_server, tmp_path):
+    """SIGTERM (or Ctrl-C) while a store query waited on a server that stopped answering printed psycopg's own
+    warnings ("query cancellation failed: ...", "query not terminated after cancellation: ...") before the command's
+    one line."""
+    import psycopg
+
+    from tests.store_fixtures import FreezingProxy
+
+    make_creatives(tmp_path / "in", 30)
+    admin = postgres_server.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE stopped_while_frozen")
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1])) as proxy:
+        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/stopped_while_frozen"
+        with subprocess.Popen([sys.executable, "-m", "foveal", "-q", "score", str(tmp_path / "in"), "-o",
+                               str(tmp_path / "out"), "--no-report", "--db", url], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": FOVEAL_PATH}) as batch:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and batch.poll() is None:  # until the first creative is recorded
+                with psycopg.connect(f"{admin}/stopped_while_frozen") as conn:
+                    table = conn.execute("SELECT to_regclass('predictions')").fetchone()[0]
+                    if table and conn.execute("SELECT count(*) FROM predictions").fetchone()[0]:
+                        break
+                time.sleep(0.02)
+            proxy.freeze()
+            time.sleep(1)
+            batch.terminate()
+            _, err = batch.communicate(timeout=40)
+    assert (batch.returncode, err) == (143, "foveal: terminated\n")

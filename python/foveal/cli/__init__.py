@@ -112,6 +112,9 @@ def _main(argv: list[str] | None) -> int:
         return 130
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # psycopg warns of what it gave up after the error or interrupt the command reports in its one line (a store's
+    # query it could not cancel on Ctrl-C, a rollback that failed on a lost connection).
+    logging.getLogger("psycopg").setLevel(logging.INFO if args.verbose else logging.ERROR)
     # Pillow warns about corrupt metadata and large images; a file foveal can read is read, one it cannot is a
     # one-line error, so its warnings would only break the one-line promise. (The command owns this process.)
     warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
