@@ -1,6 +1,10 @@
 """Engine and SaliencyMap end to end on the CPU backend."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -280,6 +284,28 @@ def test_cpu_batches_run_one_image_per_core_and_equal_predict_bit_for_bit(rgb, t
                 assert np.array_equal(smap.prob, single.prob) and np.array_equal(smap.sat, single.sat)
         with pytest.raises(foveal.ImageError, match=r"^images\[5\]"):
             engine.predict_batch(images + [str(bad)] + images)
+
+
+def test_no_more_lanes_than_the_cpus_the_process_may_use():
+    """A thread count above the usable CPUs (FOVEAL_NUM_THREADS=999 on 2 CPUs) made a session per thread: 999 of
+    them, about 6 GB and 35 s, for no more images a second."""
+    from foveal import cpu
+
+    usable = cpu.usable_cpus()
+    assert usable >= 1
+    lanes = Engine(threads=usable + 3)._cpu_lanes()
+    assert len(lanes) == (usable if usable > 1 else 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_usable_cpus_follow_the_affinity_mask():
+    """Read anew on each call, from the affinity mask (and cgroup quota), whatever FOVEAL_NUM_THREADS says."""
+    code = ("import os; from foveal import cpu; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "print(cpu.usable_cpus(), cpu.thread_count())")
+    env = {**os.environ, "FOVEAL_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "3"]
 
 
 def test_one_thread_batches_run_image_by_image_and_equal_predict_bit_for_bit(rgb):

@@ -73,14 +73,7 @@ int detect_threads() {
         const int n = std::atoi(env);
         if (n >= 1) return std::min(n, kMaxThreads);
     }
-    int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-#if defined(__linux__)
-    // hardware_concurrency() counts the host's CPUs; a container or taskset may give us fewer.
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = std::max(1, CPU_COUNT(&set));
-    if (const int quota = cgroup_cpus(); quota > 0) n = std::min(n, quota);
-#endif
-    return n;
+    return usable_cpus();
 }
 
 inline void cpu_relax() {
@@ -196,6 +189,17 @@ Sleepers &sleepers() {
 constexpr int kSpins = 1 << 10;
 
 }  // namespace
+
+int usable_cpus() {
+    int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#if defined(__linux__)
+    // hardware_concurrency() counts the host's CPUs; a container or taskset may give us fewer.
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = std::max(1, CPU_COUNT(&set));
+    if (const int quota = cgroup_cpus(); quota > 0) n = std::min(n, quota);
+#endif
+    return n;
+}
 
 int thread_count() {
     static const int n = detect_threads();

@@ -41,6 +41,8 @@ inline constexpr int kMaxThreads = 1024;
 // Worker count: FOVEAL_NUM_THREADS when set (>= 1, at most kMaxThreads), else the CPUs this process may really use:
 // its affinity mask, capped by a cgroup CPU quota (a container given 2 CPUs on a 64-core host gets 2 workers, not 64).
 int thread_count();
+// CPUs this process may run on: affinity and the cgroup quota, whatever FOVEAL_NUM_THREADS says.
+int usable_cpus();
 
 // Runs fn(tid) for every tid in [0, n) on the process's persistent workers and the calling thread, and returns
 // when all have run; the first exception is rethrown here. A tid goes to whichever thread claims it first, the

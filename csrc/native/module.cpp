@@ -222,6 +222,7 @@ PYBIND11_MODULE(_native, m) {
         "uint8[H, W, 3] image blended with the colormapped prob, per-pixel alpha * prob / max(prob).");
 
     m.attr("num_threads") = foveal::thread_count();
+    m.def("usable_cpus", &foveal::usable_cpus, "CPUs this process may run on (affinity and cgroup quota); read anew.");
 #ifdef FOVEAL_VERSION
     m.attr("__version__") = FOVEAL_VERSION;
 #else

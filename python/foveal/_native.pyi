@@ -5,6 +5,8 @@ from numpy.typing import NDArray
 __version__: str
 num_threads: int
 
+def usable_cpus() -> int: ...
+
 def preprocess(
     image: NDArray[np.uint8],
     resized_hw: tuple[int, int],

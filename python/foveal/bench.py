@@ -234,7 +234,7 @@ def machine_info() -> dict[str, Any]:
             model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
     except OSError:
         pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = cpu.usable_cpus()  # the cgroup quota too, as the kernels' pool counts them
     return {"cpu": model, "cpus_usable": usable, "native_threads": int(_native.num_threads),
             "platform": platform.platform(), "python": platform.python_version()}
 

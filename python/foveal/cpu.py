@@ -69,6 +69,12 @@ def thread_count() -> int:
     return int(_native.num_threads)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on now: its affinity mask, capped by its cgroup's CPU quota (a container given
+    2 CPUs on a 64-core host: 2), whatever ``FOVEAL_NUM_THREADS`` asks for."""
+    return int(_native.usable_cpus())
+
+
 def _call(kernel: Callable[..., _R], *args: object) -> _R:
     """Run a native kernel, re-raising its ValueError (bad user input) as InputError."""
     try:

@@ -71,8 +71,13 @@ class OnnxRuntimeBackend:
     def lanes(self) -> list[OnnxRuntimeBackend]:
         """One single-threaded twin session per thread of this one, for ``Engine.predict_batch`` to run different
         images side by side: on CPUs that beats splitting each image over threads (batching does not pay either),
-        and the maps are bit for bit the same (tests/test_engine.py checks it)."""
-        return [OnnxRuntimeBackend(self._card, threads=1) for _ in range(self.threads)] if self.threads > 1 else []
+        and the maps are bit for bit the same (tests/test_engine.py checks it). No more lanes than the CPUs the
+        process may use: a thread count set above them (``FOVEAL_NUM_THREADS=999``) made a session per thread, some
+        6 MB each, for no more images a second."""
+        from .. import cpu
+
+        count = min(self.threads, cpu.usable_cpus())
+        return [OnnxRuntimeBackend(self._card, threads=1) for _ in range(count)] if count > 1 else []
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:
