@@ -369,6 +369,28 @@ def test_resume_refuses_another_graph_or_settings(folder, tmp_path, engine):
         run_batch(read_inputs(folder), tmp_path / "auto", engine)
 
 
+def test_resume_refuses_another_store_or_tags(folder, tmp_path, engine):
+    """A resume records only the creatives left: resumed without its --db (or into another, or with other tags) it
+    left the store with a gap, or one run's creatives under two tags, without a word."""
+    items, out = read_inputs(folder)[:2], tmp_path / "out"
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    run_batch(items, out, engine, BatchOptions(db=db, vertical="retail", tags=("q3",)))
+    for options in (BatchOptions(), BatchOptions(db=f"sqlite:///{tmp_path / 'b.db'}", vertical="retail", tags=("q3",)),
+                    BatchOptions(db=db, vertical="travel", tags=("q3",)), BatchOptions(db=db, vertical="retail")):
+        with pytest.raises(InputError, match="store differ"):
+            run_batch(read_inputs(folder), out, engine, options)
+    summary = run_batch(read_inputs(folder), out, engine, BatchOptions(db=db, vertical="retail", tags=("q3",)))
+    assert (summary.scored, summary.skipped) == (4, 2)
+    # A password never reaches the settings file.
+    url = "postgresql+psycopg://me:hunter2@127.0.0.1:1/x?password=hunter2"
+    settings = store_module.batch_settings(store_module.engine_identity(engine), BatchOptions(db=url), items)
+    assert "hunter2" not in json.dumps(settings) and settings["store"]["db"].startswith("postgresql+psycopg://me:")
+    # A folder written without a store still resumes without one.
+    plain = tmp_path / "plain"
+    run_batch(items, plain, engine)
+    assert run_batch(read_inputs(folder), plain, engine).skipped == 2
+
+
 def test_a_run_that_committed_nothing_leaves_its_settings_open(folder, tmp_path, engine):
     """Stopped before its first commit (Ctrl-C on noticing a forgotten --maps), or every creative failed: there are
     no rows to mix, so the rerun's settings replace the first run's."""

@@ -70,11 +70,21 @@ def batch_settings(engine_identity: dict[str, Any], options: BatchOptions,
     # Detected elements are other boxes than an element file's, and no row says which it holds. Recorded only when
     # detected, so that a folder written before this key existed still resumes.
     detected = {"elements": AUTO} if any(item.elements == AUTO for item in items) else {}
+    # A resume records only the creatives left, so another store (or none) would hold a run with a gap, and other
+    # tags would split one run's creatives. Recorded only with a store, so that a folder written without one (or
+    # before this key existed) still resumes without one. Printed as describe() prints it: never a password.
+    recorded: dict[str, Any] = {}
+    if options.db:
+        from ..store.database import describe, parse_url  # the store extra, needed by --db anyway
+
+        recorded["store"] = {"db": describe(parse_url(options.db)), "vertical": options.vertical,
+                             "tags": list(options.tags)}
     return {**{k: engine_identity[k] for k in IDENTITY},
             "norms_sha256": None if options.norms is None else file_sha256(options.norms),
             "format": options.format, "pass_percentile": options.pass_percentile,
             # what each creative writes besides the tables: a resume skips done creatives, so it cannot add them
-            "reports": options.reports, "html": options.html and options.reports, "maps": options.maps, **detected}
+            "reports": options.reports, "html": options.html and options.reports, "maps": options.maps, **detected,
+            **recorded}
 
 
 def engine_identity(engine) -> dict[str, Any]:
