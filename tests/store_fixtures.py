@@ -80,9 +80,9 @@ class FreezingProxy:
     """A TCP proxy on 127.0.0.1 to ``port`` that, once :meth:`freeze` is called, forwards nothing more and answers no
     new connection while keeping every socket open: a server (or a proxy before it) that stopped answering, which
     the kernel still acknowledges, so that no TCP timeout ends the wait.  Use it as a context manager: leaving it
-    closes every socket and ends its threads."""
+    closes every socket and ends its threads.  ``listen_port`` reopens a proxy closed before (a server back)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, listen_port: int = 0) -> None:
         import socket
         import threading
 
@@ -90,7 +90,7 @@ class FreezingProxy:
         self.frozen = threading.Event()
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", listen_port))
         self._server.settimeout(0.1)
         self.port = self._server.getsockname()[1]
         self._threads = [threading.Thread(target=self._accept, daemon=True)]

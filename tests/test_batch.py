@@ -840,6 +840,60 @@ def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_re
         assert store.counts()["predictions"] == 4
 
 
+def test_after_a_store_stops_answering_the_later_creatives_fail_at_once_and_the_rerun_records_them(
+        postgres_server, tmp_path, engine, monkeypatch):
+    """Once the server stopped answering, every later creative waited the whole connect limit (30 s) before its store
+    write failed: 55 creatives after a freeze took half an hour, where scoring them takes seconds."""
+    import threading
+
+    import psycopg
+    import sqlalchemy as sa
+
+    from foveal.store import Store, database
+    from tests.store_fixtures import FreezingProxy
+
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute("CREATE DATABASE frozen_then_down")
+    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 2)
+    monkeypatch.setattr(database, "COOL_DOWN_S", 600, raising=False)  # no retry within this test
+    items = read_inputs(make_creatives(tmp_path / "in", 8)[0].parent)
+    record, waits = Store.record, []
+
+    def timed_record(self, *args, **kwargs):  # the server stops answering within the second creative's
+        if len(waits) == 1:
+            sa.event.listen(self.engine, "before_cursor_execute", lambda *_: proxy.freeze(), once=True)
+        start = time.monotonic()
+        try:
+            return record(self, *args, **kwargs)
+        finally:
+            waits.append(time.monotonic() - start)
+
+    monkeypatch.setattr(Store, "record", timed_record)
+    port = int(postgres_server.rsplit(":", 1)[1])
+    done: list[BatchSummary] = []
+    with FreezingProxy(port) as proxy:
+        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/frozen_then_down?connect_timeout=2"
+        batch = threading.Thread(target=lambda: done.append(run_batch(
+            items, tmp_path / "out", engine, BatchOptions(db=url), batch_size=1)), daemon=True)
+        batch.start()
+        batch.join(timeout=40)
+        assert done, "the batch still waited on the store"
+    summary = done[0]
+    assert summary.scored == 1 and [e["creative_id"] for e in summary.errors] == [f"c{i:03d}" for i in range(1, 8)]
+    assert 1.5 < waits[1] < 10 and max(waits[2:]) < 0.5, waits
+    first, *later = (e["error"] for e in summary.errors)
+    assert "the server did not answer within 2 s" in first
+    assert all(len(e.splitlines()) == 1 and "the store is down" in e and "rerun" in e for e in later), later
+    with (tmp_path / "out" / "errors.csv").open(newline="", encoding="utf-8") as fh:
+        assert [row["creative_id"] for row in csv.DictReader(fh)] == [f"c{i:03d}" for i in range(1, 8)]
+    monkeypatch.setattr(Store, "record", record)
+    summary = run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"{postgres_server}/frozen_then_down"))
+    assert (summary.scored, summary.skipped, summary.errors) == (7, 1, [])
+    with Store(f"{postgres_server}/frozen_then_down") as store:
+        assert store.counts()["predictions"] == 8
+
+
 def test_a_batch_stopped_while_its_store_does_not_answer_says_only_that_it_was_stopped(postgres_server, tmp_path):
     """SIGTERM (or Ctrl-C) while a store query waited on a server that stopped answering printed psycopg's own
     warnings ("query cancellation failed: ...", "query not terminated after cancellation: ...") before the command's

@@ -251,6 +251,105 @@ def test_a_postgres_port_that_never_answers_is_an_error_not_a_hang(monkeypatch):
         assert time.monotonic() - start < 30
 
 
+def _database(postgres_server: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return name
+
+
+def test_a_stopped_server_is_not_asked_again_until_its_cool_down_ends_then_used_again(postgres_server, monkeypatch):
+    """A batch asked a stopped (or frozen) server again for every creative, each waiting out the connect limit."""
+    import psycopg
+
+    from foveal.store import database
+    from tests.store_fixtures import FreezingProxy
+
+    name = _database(postgres_server, "stopped_then_back")
+    monkeypatch.setattr(database, "COOL_DOWN_S", 1.0, raising=False)
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1])) as proxy:  # the server, as far as the store knows
+        store = Store(f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/{name}")
+        store.record("a", *scored(0))
+    connects, connect = [], psycopg.Connection.connect.__func__
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(
+        lambda cls, *args, **kwargs: connects.append(1) or connect(cls, *args, **kwargs)))
+    with pytest.raises(FovealError, match=r"store failed \(.*refused"):  # stopped: its port refuses connections
+        store.record("b", *scored(1))
+    assert connects
+    tried = len(connects)
+    start = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(FovealError, match=r"^database \S+: the store is down \(.*refused.*, 0 s ago; next try in "
+                                              r"1 s\); nothing of this step was kept: check that the server is up, "
+                                              r"then rerun$"):
+            store.record("b", *scored(1))
+    assert len(connects) == tried and time.monotonic() - start < 0.5
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1]), listen_port=proxy.port):  # the server is back
+        time.sleep(1.1)
+        store.record("b", *scored(1))
+        store.record("c", *scored(2))
+        assert store.counts()["predictions"] == 3
+        store.close()
+
+
+def test_while_one_call_tries_a_down_server_again_the_others_fail_at_once(postgres_server, monkeypatch):
+    import threading
+
+    from foveal.store import database
+    from tests.store_fixtures import FreezingProxy
+
+    name = _database(postgres_server, "frozen_retried")
+    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 1)
+    monkeypatch.setattr(database, "COOL_DOWN_S", 0.5, raising=False)
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1])) as proxy, \
+            Store(f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/{name}?connect_timeout=2") as store:
+        store.record("a", *scored(0))
+        proxy.freeze()
+        with pytest.raises(FovealError, match="the store failed"):  # the pool's ping unanswered, then connecting
+            store.record("b", *scored(1))
+        time.sleep(0.6)
+        retry: list[BaseException] = []
+
+        def record_b() -> None:
+            try:
+                store.record("b", *scored(1))
+            except FovealError as exc:
+                retry.append(exc)
+
+        trying = threading.Thread(target=record_b)
+        trying.start()
+        time.sleep(0.3)  # the retry now waits on the frozen server
+        start = time.monotonic()
+        with pytest.raises(FovealError, match=r"the store is down \(.*; another call is trying it again now\)"):
+            store.record("c", *scored(2))
+        assert time.monotonic() - start < 0.5
+        trying.join(timeout=20)
+        assert not trying.is_alive() and "the store failed" in str(retry[0])
+        with pytest.raises(FovealError, match="the store is down"):  # failed again: cooling down again
+            store.record("c", *scored(2))
+
+
+def test_a_write_the_server_refuses_does_not_make_the_store_pass_for_down(postgres_server):
+    """Only the want of a server cools a store down: a refusal (here a read-only database) is the server's answer."""
+    import psycopg
+
+    name = _database(postgres_server, "read_only_for_a_while")
+    admin = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
+    with Store(f"{postgres_server}/{name}") as store:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+        store.engine.dispose()  # new sessions take the setting
+        for _ in range(2):
+            with pytest.raises(FovealError, match="read-only transaction"):
+                store.record("a", *scored(0))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {name} SET default_transaction_read_only = off")
+        store.engine.dispose()
+        store.record("a", *scored(0))
+
+
 def test_an_sqlite_store_another_process_holds_is_waited_for_then_named_in_one_line(tmp_path, monkeypatch):
     """A write transaction another process kept open was waited for (the busy timeout), then told as "cannot open
     the SQLite file ... check that it is a foveal store", or to check "that the server is up"."""

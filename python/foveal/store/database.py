@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import math
 import os
 import re
 import socket
@@ -34,6 +35,10 @@ CONNECT_TIMEOUT_S = 30
 #: before it, that stops answering mid-batch would otherwise hold the process forever: its kernel still acknowledges
 #: the connection, so no TCP timeout ever ends the wait.
 RESPONSE_TIMEOUT_S = 60.0
+#: How long a store's calls fail at once after one failed for want of its PostgreSQL server (refused, no answer,
+#: connection lost), before one call tries the server again: a batch would otherwise wait the connect limit per
+#: creative while the server is down.
+COOL_DOWN_S = 60.0
 
 
 #: A password given in a URL's query (libpq's connection URIs take every keyword there: ``?password=...``).
@@ -223,6 +228,75 @@ def _shut_down(conn: Any) -> None:
 
 
 _WATCHDOG = _Watchdog()
+
+
+class Breaker:
+    """A store's memory that its PostgreSQL server is down: after a call fails for want of the server, the calls of
+    the next :data:`COOL_DOWN_S` seconds fail at once, then one call tries the server again (the others still fail
+    at once meanwhile); a call the server answers, even with an error, ends the cool-down.  Thread-safe."""
+
+    def __init__(self, url: sa.URL) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._down: tuple[float, str] | None = None  # (monotonic time of the last failure, its reason)
+        self._trying = False
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run one call on the store; raise the one-line FovealError at once while the server is known down."""
+        trying = self._admit()
+        try:
+            yield
+        except DBAPIError as exc:
+            self._answered(_first_line(exc) if _unreachable(self.url, exc) else None)
+            raise
+        except Exception:  # raised by the caller within the transaction: the server answered
+            self._answered(None)
+            raise
+        else:
+            self._answered(None)
+        finally:
+            if trying:
+                with self._lock:
+                    self._trying = False
+
+    def _admit(self) -> bool:
+        """Whether this call is the one that tries a server known down again; the FovealError while it may not."""
+        with self._lock:
+            if self._down is None:
+                return False
+            since, reason = self._down
+            now = time.monotonic()
+            if self._trying:
+                when = "another call is trying it again now"
+            elif now < since + COOL_DOWN_S:
+                when = f"next try in {math.ceil(since + COOL_DOWN_S - now)} s"
+            else:
+                self._trying = True
+                return True
+        raise FovealError(f"database {describe(self.url)}: the store is down ({reason}, {int(now - since)} s ago; "
+                          f"{when}); nothing of this step was kept: check that the server is up, then rerun")
+
+    def _answered(self, unreachable: str | None) -> None:
+        """Record a call's end: ``unreachable`` is the reason it failed for want of the server, else None."""
+        with self._lock:
+            self._down = None if unreachable is None else (time.monotonic(), unreachable)
+
+
+def _unreachable(url: sa.URL, exc: DBAPIError) -> bool:
+    """Whether a PostgreSQL call failed for want of the server (refused, no answer in time, connection lost or shut
+    down), not for what it asked (a constraint, a lock, a right it lacks)."""
+    if url.get_backend_name() != "postgresql":
+        return False
+    import psycopg
+
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    # no SQLSTATE: libpq's own failure (connecting, the socket); class 08: connection exception; 57P01-03: the
+    # server is shutting down or starting
+    return isinstance(exc.orig, psycopg.OperationalError) and (
+        state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03"))
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object, *, create: bool) -> None:

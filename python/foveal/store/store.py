@@ -16,7 +16,7 @@ from ..fileio import checked_path, note_input
 from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
 from . import schema as s
-from .database import connect_error, create_engine, describe, parse_url, write_error
+from .database import Breaker, connect_error, create_engine, describe, parse_url, write_error
 from .outcomes import check, is_label, read_outcomes
 
 #: The creative-level numbers stored as ``prediction_scores`` rows.
@@ -51,6 +51,7 @@ class Store:
         written is read too, and the schema is checked, not upgraded."""
         self.url = parse_url(url)
         self.engine = create_engine(self.url, create=create, read_only=read_only)
+        self._breaker = Breaker(self.url)
         try:
             if read_only:
                 s.check_current(self.engine)
@@ -71,9 +72,11 @@ class Store:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
         """One transaction; what the database refuses or loses on the way (a read-only file, a server gone, a
-        role without rights) is a one-line FovealError, not SQLAlchemy's statement dump."""
+        role without rights) is a one-line FovealError, not SQLAlchemy's statement dump.  While a PostgreSQL server
+        that just failed for want of an answer is cooling down (:class:`~foveal.store.database.Breaker`), that error
+        comes at once, without waiting on the server."""
         try:
-            with self.engine.begin() as conn:
+            with self._breaker.guard(), self.engine.begin() as conn:
                 yield conn
         except DBAPIError as exc:
             raise write_error(self.url, exc) from None
