@@ -72,12 +72,18 @@ def batch_settings(engine_identity: dict[str, Any], options: BatchOptions,
     detected = {"elements": AUTO} if any(item.elements == AUTO for item in items) else {}
     # A resume records only the creatives left, so another store (or none) would hold a run with a gap, and other
     # tags would split one run's creatives. Recorded only with a store, so that a folder written without one (or
-    # before this key existed) still resumes without one. Printed as describe() prints it: never a password.
+    # before this key existed) still resumes without one. The store is named by its database (an SQLite file's
+    # full path, a PostgreSQL database's name), not by its URL: a rerun may reach one server another way (directly
+    # instead of through a proxy that failed), and a URL may hold a password.
     recorded: dict[str, Any] = {}
     if options.db:
-        from ..store.database import describe, parse_url  # the store extra, needed by --db anyway
+        from ..store.database import parse_url  # the store extra, needed by --db anyway
 
-        recorded["store"] = {"db": describe(parse_url(options.db)), "vertical": options.vertical,
+        url = parse_url(options.db)
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            database = str(Path(database).expanduser().resolve())
+        recorded["store"] = {"database": f"{url.get_backend_name()}:{database}", "vertical": options.vertical,
                              "tags": list(options.tags)}
     return {**{k: engine_identity[k] for k in IDENTITY},
             "norms_sha256": None if options.norms is None else file_sha256(options.norms),
