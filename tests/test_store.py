@@ -294,6 +294,24 @@ def test_a_stopped_server_is_not_asked_again_until_its_cool_down_ends_then_used_
         store.close()
 
 
+def test_a_slow_read_is_not_cut_at_the_limit_of_a_creatives_write(postgres_server, monkeypatch):
+    """Every call had the 60 s limit meant for recording one creative, so an aggregate over a store of millions of
+    predictions, rightly silent for minutes, would have been cut and the store called down."""
+    from foveal.store import database
+
+    name = _database(postgres_server, "slow_read")
+    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(database, "QUERY_TIMEOUT_S", 5.0, raising=False)
+    with Store(f"{postgres_server}/{name}") as store:
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_sleep(1.5), 7")).one()[1] == 7
+        start = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError, match="did not answer within 0.5 s"):
+            with database.recording(), store.engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_sleep(3)"))
+        assert time.monotonic() - start < 2.5
+
+
 def test_while_one_call_tries_a_down_server_again_the_others_fail_at_once(postgres_server, monkeypatch):
     import threading
 

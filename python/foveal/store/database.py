@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import itertools
 import math
@@ -31,10 +32,13 @@ BUSY_TIMEOUT_S = 60.0
 #: How long connecting to a PostgreSQL server may take: libpq would wait forever on a port that accepts the
 #: connection and never answers (a firewall, a proxy, another service).
 CONNECT_TIMEOUT_S = 30
-#: How long one call to a PostgreSQL server (a statement, a commit) may wait for its answer.  A server, or a proxy
-#: before it, that stops answering mid-batch would otherwise hold the process forever: its kernel still acknowledges
-#: the connection, so no TCP timeout ever ends the wait.
+#: How long one call to a PostgreSQL server (a statement, a commit) that records a creative may wait for its answer.
+#: A server, or a proxy before it, that stops answering mid-batch would otherwise hold the process forever: its
+#: kernel still acknowledges the connection, so no TCP timeout ever ends the wait.
 RESPONSE_TIMEOUT_S = 60.0
+#: The same limit for the other calls (reading a whole store to calibrate, importing outcomes): on a store of
+#: millions of predictions an aggregate may rightly keep the server silent for minutes before its first row.
+QUERY_TIMEOUT_S = 1800.0
 #: How long a store's calls fail at once after one failed for want of its PostgreSQL server (refused, no answer,
 #: connection lost), before one call tries the server again: a batch would otherwise wait the connect limit per
 #: creative while the server is down.
@@ -124,7 +128,7 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
 
 def _bounded_connect(_dialect: object, _record: object, cargs: tuple, cparams: dict) -> object:
     """A psycopg connection whose every wait on the server (statements, the pool's ping, commit, rollback) ends
-    after :data:`RESPONSE_TIMEOUT_S`."""
+    after its limit (:func:`_answer_within`)."""
     connection, cursor = _bounded_classes()
     return connection.connect(*cargs, cursor_factory=cursor, **cparams)
 
@@ -156,10 +160,25 @@ def _bounded_classes() -> tuple[type, type]:
     return BoundedConnection, BoundedCursor
 
 
+_RECORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("foveal_store_recording", default=False)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    """Calls made inside are small writes of one creative: bound them by :data:`RESPONSE_TIMEOUT_S`, not by
+    :data:`QUERY_TIMEOUT_S`."""
+    token = _RECORDING.set(True)
+    try:
+        yield
+    finally:
+        _RECORDING.reset(token)
+
+
 def _answer_within(conn: Any) -> contextlib.AbstractContextManager[None]:
-    """Run one call on the psycopg connection ``conn``; if it outlasts :data:`RESPONSE_TIMEOUT_S`, its socket is
-    shut down, so that psycopg's wait ends and the call fails as a lost connection (which the pool then replaces)."""
-    return _WATCHDOG.bound(conn, RESPONSE_TIMEOUT_S)
+    """Run one call on the psycopg connection ``conn``; if it outlasts its limit (:data:`RESPONSE_TIMEOUT_S` while
+    :func:`recording`, else :data:`QUERY_TIMEOUT_S`), its socket is shut down, so that psycopg's wait ends and the
+    call fails as a lost connection (which the pool then replaces)."""
+    return _WATCHDOG.bound(conn, RESPONSE_TIMEOUT_S if _RECORDING.get() else QUERY_TIMEOUT_S)
 
 
 class _Watchdog:

@@ -16,7 +16,7 @@ from ..fileio import checked_path, note_input
 from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
 from . import schema as s
-from .database import Breaker, connect_error, create_engine, describe, parse_url, write_error
+from .database import Breaker, connect_error, create_engine, describe, parse_url, recording, write_error
 from .outcomes import check, is_label, read_outcomes
 
 #: The creative-level numbers stored as ``prediction_scores`` rows.
@@ -86,7 +86,7 @@ class Store:
         standby or read-only database, a role that may only read), writing nothing: for a batch, which would
         otherwise score every creative before each is refused."""
         try:
-            with self.engine.connect() as conn, conn.begin() as transaction:
+            with recording(), self.engine.connect() as conn, conn.begin() as transaction:
                 conn.execute(_insert(conn)(s.creatives).on_conflict_do_nothing(), {
                     "creative_id": "foveal-write-check", "created_at": datetime.now(timezone.utc)})
                 transaction.rollback()
@@ -130,7 +130,7 @@ class Store:
                              "that was scored")
         image_sha = provenance.get("image_sha256")
         now = scored_at or datetime.now(timezone.utc)
-        with self._transaction() as conn:
+        with recording(), self._transaction() as conn:
             self._upsert_creative(conn, creative_id, image_sha, scores.format, vertical, tags, now)
             pid = conn.execute(s.predictions.insert().values(
                 creative_id=creative_id, model=str(provenance.get("model")),
