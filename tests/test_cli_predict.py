@@ -58,9 +58,9 @@ def test_summary_counts_the_maps_written(tmp_path, rgb, capsys):
 @pytest.mark.parametrize("argv, code, text", [
     (["predict", "missing.png", "-o", "out"], 1, "not found"),
     (["predict", "x.png", "-o", "o", "--model", "nope"], 1, "unknown model"),
-    (["predict", "x.png", "-o", "o", "--device", "tpu"], 1, "unknown device"),
+    (["predict", "x.png", "-o", "o", "--device", "tpu"], 2, "argument --device: unknown device"),
     (["predict", "x.png", "-o", "o", "--precision", "fp8"], 2, "invalid choice"),
-    (["predict", "x.png", "-o", "o", "--max-pixels", "nan"], 1, "max_pixels must be a finite number"),
+    (["predict", "x.png", "-o", "o", "--max-pixels", "nan"], 2, "argument --max-pixels: must be a finite number"),
     (["predict", "x.png"], 2, "required"),
     (["frobnicate"], 2, "invalid choice"),
 ])

@@ -9,19 +9,22 @@ import argparse
 import importlib
 import io
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
 from ..fileio import check_output, inputs_protected
 from ..models import DEFAULT_MODEL, PRECISIONS
+
+T = TypeVar("T")
 
 # Subcommand modules, in the order `foveal --help` lists them.
 COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", "finetune", "serve", "outcomes",
@@ -213,14 +216,14 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     add_model_options(parser, for_decisions=for_decisions)
     parser.add_argument("--batch-size", type=_positive_int, default=16,
                         help="images per network batch (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    parser.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:
     """--model/--device/--precision, the same words in every command (bench and serve batch their own way)."""
     parser.add_argument("--model", default="default",
                         help=f"model name, path to an .onnx file, or a model folder (default: {DEFAULT_MODEL})")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    parser.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
     auto = ("auto: the fp32 graph on the CPU (int8 rounding changes verdicts near the threshold), fp16 on GPUs"
             if for_decisions else "auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -244,14 +247,69 @@ def name_arg(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:  # argparse would name this function: "invalid _positive_int value"
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_arg(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``), else a usage error naming the flag."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:  # argparse would name this function: "invalid parse value"
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def number_arg(low: float = -math.inf, high: float = math.inf, *, above: bool = False,
+               below: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``low`` to ``high`` (``above``/``below``: not equal to them), else a
+    usage error naming the flag (NaN and inf included: no limit, wait or rate is meant by them)."""
+    if math.isinf(high):
+        wanted = f"a finite number {'>' if above else '>='} {low:g}"
+    else:
+        wanted = f"a number in {'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (low < value if above else low <= value) and (value < high if below else value <= high)
+        if not (inside and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text.strip()}")
+        return value
+    return parse
+
+
+def library_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a library parser (``"5x5"`` → a grid...): its InputError or ValueError, which says
+    what is wrong with the text, becomes a usage error naming the flag."""
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except (FovealError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(one_line(str(exc))) from None
+    return checked
+
+
+_positive_int = int_arg(1)
+
+#: --max-pixels: a pixel limit (5e8 is fine).
+MAX_PIXELS = number_arg(1)
+
+#: --pass-percentile: an element passes at or above this percentile of its norm.
+PERCENTILE = number_arg(0, 100, above=True)
+
+
+def device_arg(text: str) -> str:
+    """--device: auto, cpu, cuda or a backend name, checked before the command's work (the engine, made after it,
+    would refuse an unknown one as a foveal error)."""
+    from ..backends import resolve
+
+    library_arg(resolve)(text)
+    return text
 
 
 def make_engine(args: argparse.Namespace):

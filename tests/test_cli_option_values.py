@@ -1,0 +1,70 @@
+"""A value wrong on its face (out of range, not a number, not an allowed word, a malformed date or duration) is a
+malformed command line: every subcommand refuses it while parsing, exit status 2, naming the flag as argparse does
+("error: argument --flag: ..."), before any of the command's work. Parse only: each command line around the bad
+value is valid but fails fast (exit 1) in its work, which the first test checks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from foveal.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+IMAGE, ELEMENTS = str(EXAMPLES / "creative.png"), str(EXAMPLES / "creative.json")
+
+
+def base(command: str, tmp: Path) -> list[str]:
+    """A valid command line for ``command`` whose work fails at once (exit 1): its output is taken by a file, or
+    its input is missing."""
+    taken = tmp / "taken"
+    taken.write_text("x")
+    missing = str(tmp / "missing")
+    return {
+        "predict": ["predict", IMAGE, "-o", str(taken)],
+        "score": ["score", IMAGE, "--elements", ELEMENTS, "-o", str(taken)],
+        "norms": ["norms", "build", missing, "-o", str(tmp / "n.json")],
+        "eval": ["eval", "--dataset", missing, "-o", str(taken)],
+        "compare": ["compare", IMAGE, IMAGE, "--elements", ELEMENTS, "-o", str(taken)],
+        "whatif": ["whatif", IMAGE, "--elements", ELEMENTS, "-o", str(taken)],
+        "detect": ["detect", IMAGE, "-o", str(taken)],
+        "finetune": ["finetune", missing, "-o", str(taken)],
+        "serve": ["serve", "--port", "0", "--norms", f"n={missing}"],
+        "outcomes": ["outcomes", "import", missing, "--db", f"sqlite:///{missing}/s.db"],
+        "calibrate": ["calibrate", "--db", f"sqlite:///{missing}/s.db", "-o", str(taken)],
+        "bench": ["bench", "--model", f"{missing}.onnx"],
+    }[command]
+
+
+ENGINE = [("--batch-size", "0"), ("--batch-size", "abc"), ("--max-pixels", "0"), ("--max-pixels", "nan"),
+          ("--max-pixels", "inf"), ("--max-pixels", "many"), ("--device", "tpu"), ("--precision", "fp64")]
+
+#: (command, flag, bad value): each command's options, each with a value wrong on its face.
+BAD = [
+    *((command, flag, value) for command in ("predict", "score", "norms", "eval", "compare", "whatif")
+      for flag, value in ENGINE),
+    ("bench", "--device", "tpu"),
+    ("serve", "--device", "tpu"),
+]
+
+
+def _exit_status(argv: list[str]) -> int:
+    try:
+        return main(["-q", *argv])
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize("command", sorted({command for command, _, _ in BAD}))
+def test_the_command_lines_around_the_bad_values_are_valid(command, tmp_path, capsys):
+    """Else a bad value's exit status 2 could be the rest of the line's."""
+    assert _exit_status(base(command, tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("foveal: error: ") and "argument" not in err, err
+
+
+@pytest.mark.parametrize("command, flag, value", BAD)
+def test_a_value_wrong_on_its_face_is_a_usage_error_naming_the_flag(command, flag, value, tmp_path, capsys):
+    assert _exit_status([*base(command, tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert f": error: argument {flag}: " in err and err.count("\n") == 1, err
