@@ -43,6 +43,11 @@ ENGINE = [("--batch-size", "0"), ("--batch-size", "abc"), ("--max-pixels", "0"),
 BAD = [
     *((command, flag, value) for command in ("predict", "score", "norms", "eval", "compare", "whatif")
       for flag, value in ENGINE),
+    ("score", "--pass-percentile", "0"), ("score", "--pass-percentile", "150"), ("score", "--pass-percentile", "nan"),
+    ("score", "--pass-percentile", "high"), ("score", "--commit-every", "0"), ("score", "--actors", "0"),
+    ("score", "--cpus-per-actor", "0"), ("score", "--gpus-per-actor", "0"), ("score", "--gpus-per-actor", "1.5"),
+    ("score", "--gpus-per-actor", "half"), ("score", "--creative-id", ""), ("score", "--creative-id", "a/b"),
+    ("score", "--creative-id", ".hidden"), ("score", "--elements", ""), ("score", "--format", " "),
     ("bench", "--device", "tpu"),
     ("serve", "--device", "tpu"),
 ]

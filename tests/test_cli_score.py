@@ -142,7 +142,6 @@ def test_norms_of_another_precision_refused_and_the_graph_recorded(tmp_path, nor
     ('{"elements": [', ["IMG", "--elements", "EL"], "malformed JSON"),
     (None, ["IMG", "--elements", "nope.json"], "not found"),
     (None, ["IMG", "--elements", ELEMENTS, "--norms", "none.json"], "not found"),
-    (None, ["IMG", "--elements", ELEMENTS, "--pass-percentile", "0"], "--pass-percentile"),
 ])
 def test_bad_input_one_line_exit_1_no_output(tmp_path, capsys, setup, argv, text):
     el = tmp_path / "el.json"

@@ -31,7 +31,8 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import _positive_int, add_engine_options, check_out_folder, make_engine, name_arg, path_arg
+from . import (PERCENTILE, _positive_int, add_engine_options, check_out_folder, make_engine, name_arg,
+               number_arg, path_arg)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,14 +66,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _element_source(text: str) -> Path | str:
-    return AUTO if text == AUTO else Path(text)
+    return AUTO if text == AUTO else path_arg(text)
+
+
+def _creative_id(text: str) -> str:
+    try:
+        return check_creative_id(text, "--creative-id")
+    except InputError as exc:  # argparse names the flag
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--creative-id: ")) from None
 
 
 def add_store_options(p: argparse.ArgumentParser) -> None:
     """--db/--creative-id/--vertical/--tag: record what was scored in a calibration store."""
     p.add_argument("--db", metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
-    p.add_argument("--creative-id", metavar="ID", help="the creative's id in the store, as your outcome files name "
+    p.add_argument("--creative-id", type=_creative_id, metavar="ID", help="the creative's id in the store, as your outcome files name "
                    "it (default: the image's name without extension; a batch uses its creative ids)")
     p.add_argument("--vertical", metavar="V", help="the creative's vertical (retail, travel...) in the store")
     p.add_argument("--tag", action="append", default=[], metavar="T", help="a free tag in the store (repeatable)")
@@ -85,7 +93,7 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", type=name_arg, metavar="NAME",
                    help="format to compare against in the norms (default: the element file's \"format\", else the "
                         "image size WxH)")
-    p.add_argument("--pass-percentile", type=float, default=DEFAULT_PASS_PERCENTILE, metavar="P",
+    p.add_argument("--pass-percentile", type=PERCENTILE, default=DEFAULT_PASS_PERCENTILE, metavar="P",
                    help="an element passes at or above this percentile of its norm (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",
                    help="use norms built with another model (a warning is recorded in the output)")
@@ -101,22 +109,13 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                         "GPU device, else its CPUs / --cpus-per-actor)")
     p.add_argument("--cpus-per-actor", type=_positive_int, default=1, metavar="C",
                    help="--ray: CPUs per actor (and, on CPU actors, their threads) (default: %(default)s)")
-    p.add_argument("--gpus-per-actor", type=_gpu_share, default=1.0, metavar="G",
+    p.add_argument("--gpus-per-actor", type=number_arg(0, 1, above=True), default=1.0, metavar="G",
                    help="--ray with a GPU --device: GPU share per actor; 0.25 packs 4 actors on a GPU so their "
                         "decoding runs in parallel (default: %(default)g)")
 
 
-def _gpu_share(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value:g}")
-    return value
-
-
 def options_from_args(args: argparse.Namespace) -> BatchOptions:
     """The library's :class:`BatchOptions` for these arguments."""
-    if not 0 < args.pass_percentile <= 100:
-        raise InputError(f"--pass-percentile must be in (0, 100], got {args.pass_percentile:g}")
     return BatchOptions(
         elements_dir=None if getattr(args, "elements_dir", None) is None else str(args.elements_dir),
         norms=None if args.norms is None else str(args.norms), format=args.format,
@@ -128,8 +127,6 @@ def options_from_args(args: argparse.Namespace) -> BatchOptions:
 def run(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
     options = options_from_args(args)
-    if args.creative_id is not None:
-        check_creative_id(args.creative_id, "--creative-id")
     if options.db is None and (args.creative_id or args.vertical or args.tag):
         raise InputError("--creative-id, --vertical and --tag describe the creative in a store: add --db URL")
     if args.elements == AUTO:
