@@ -49,7 +49,12 @@ BAD = [
     ("score", "--gpus-per-actor", "half"), ("score", "--creative-id", ""), ("score", "--creative-id", "a/b"),
     ("score", "--creative-id", ".hidden"), ("score", "--elements", ""), ("score", "--format", " "),
     ("bench", "--device", "tpu"),
-    ("serve", "--device", "tpu"),
+    ("serve", "--device", "tpu"), ("serve", "--port", "70000"), ("serve", "--port", "-1"), ("serve", "--port", "http"),
+    ("serve", "--max-batch", "0"), ("serve", "--max-wait-ms", "-1"), ("serve", "--max-wait-ms", "nan"),
+    ("serve", "--max-queue", "1"), ("serve", "--max-body-mb", "0"), ("serve", "--max-pixels", "0"),
+    ("serve", "--timeout-ms", "0"), ("serve", "--header-timeout-s", "inf"), ("serve", "--keep-alive-s", "-1"),
+    ("serve", "--workers", "0"), ("serve", "--norms", "default"), ("serve", "--norms", "=n.json"),
+    ("serve", "--cors-origin", "example.com"), ("serve", "--allowed-host", "http://example.com/"),
 ]
 
 

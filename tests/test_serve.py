@@ -1272,9 +1272,11 @@ def test_a_cors_origin_no_browser_sends_is_refused_at_start(origin, capsys):
 
     with pytest.raises(foveal.InputError, match="is not one a browser sends: give scheme://host"):
         ServeConfig(cors_origins=(origin,))
-    if origin:
-        assert main(["serve", "--port", str(free_port()), "--cors-origin", origin]) == 1
+    if origin:  # refused while parsing, before the port is tried
+        with pytest.raises(SystemExit) as stop:
+            main(["serve", "--port", "0", "--cors-origin", origin])
         err = capsys.readouterr().err
+        assert stop.value.code == 2 and "error: argument --cors-origin: CORS origin" in err, err
         assert "is not one a browser sends" in err and len(err.strip().splitlines()) == 1, err
     kept = ("*", "http://localhost:8080", "https://[::1]", "https://ex.com:80")
     assert ServeConfig(cors_origins=list(kept)).cors_origins == kept
@@ -2293,8 +2295,6 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(capsy
         port = taken.getsockname()[1]
         for args, message in [(["--port", str(port)], f"cannot listen on 127.0.0.1:{port}: address already in use; "
                                                       "choose another port, or stop the process that listens on it"),
-                              (["--port", "70000"], "port 70000: must be a whole number from 0 to 65535"),
-                              (["--port", "-1"], "port -1: must be a whole number from 0 to 65535"),
                               (["--host", "192.0.2.1"], "cannot listen on 192.0.2.1:8080: cannot assign requested "
                                                         "address; give an address of this machine")]:
             assert main(["serve", *args]) == 1
@@ -2302,6 +2302,11 @@ def test_an_address_it_cannot_listen_on_is_one_line_before_the_model_loads(capsy
             assert err.startswith("foveal: error: " + message) and err.count("\n") == 1, err
         with pytest.raises(InputError, match="address already in use"):
             serve(ServeConfig(), port=port)
+    for port in ("70000", "-1"):  # wrong on its face: a usage error
+        with pytest.raises(SystemExit) as stop:
+            main(["serve", "--port", port])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"error: argument --port: must be from 0 to 65535, got {port} (" in err, err
 
 
 def test_workers_without_a_writable_temporary_folder_is_one_line(tmp_path, monkeypatch, capsys):
@@ -2342,23 +2347,26 @@ def test_nan_service_settings_are_one_line_in_the_cli_and_the_library(capsys):
     with pytest.raises(InputError, match="header_timeout_s must be a finite number > 0, got nan"):
         foveal.serve.serve(ServeConfig(), port=0, header_timeout_s=float("nan"))
     for flag in ("--max-wait-ms", "--max-body-mb", "--timeout-ms", "--header-timeout-s", "--max-pixels"):
-        assert main(["serve", flag, "nan"]) == 1
+        with pytest.raises(SystemExit) as stop:
+            main(["serve", flag, "nan"])
         err = capsys.readouterr().err
-        assert err.startswith(f"foveal: error: {flag} must be a finite number") and err.count("\n") == 1
+        assert stop.value.code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"foveal serve: error: argument {flag}: must be a finite number"), err
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--keep-alive-s", "0"], "--keep-alive-s must be a finite number > 0, got 0"),
-    (["--timeout-ms", "-5"], "--timeout-ms must be a finite number > 0, got -5"),
-    (["--max-body-mb", "1e-9"], "--max-body-mb must be a finite number >= 9.53674e-07 (one byte), got 1e-09")])
+    (["--keep-alive-s", "0"], "--keep-alive-s: must be a finite number > 0, got 0"),
+    (["--timeout-ms", "-5"], "--timeout-ms: must be a finite number > 0, got -5"),
+    (["--max-body-mb", "1e-9"], "--max-body-mb: must be a finite number >= 9.53674e-07 (one byte), got 1e-9")])
 def test_a_bad_number_in_the_cli_is_named_with_its_flag(capsys, args, message):
     """One message for every numeric flag led with --max-wait-ms whichever was wrong, and a body limit under a
     byte passed it and was refused as the library's max_body_bytes."""
     from foveal.cli import main
 
-    assert main(["serve", *args]) == 1
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", *args])
     err = capsys.readouterr().err
-    assert err == f"foveal: error: {message}\n", err
+    assert stop.value.code == 2 and err == f"foveal serve: error: argument {message} (see foveal serve --help)\n", err
 
 
 @pytest.mark.parametrize("missing", ["fastapi", "python_multipart"])
@@ -2526,9 +2534,14 @@ def test_a_queue_too_small_for_a_compare_is_refused_at_startup(capsys):
 
     with pytest.raises(InputError, match="max_queue must be at least 2, got 1: /v1/compare queues its two images"):
         ServeConfig(max_queue=1)
-    assert main(["serve", "--port", "0", "--max-queue", "1"]) == 1
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--port", "0", "--max-queue", "1"])
     err = capsys.readouterr().err
-    assert err == "foveal: error: --max-queue 1: use at least 2; a compare queues its two images together\n"
+    assert stop.value.code == 2 and err.startswith("foveal serve: error: argument --max-queue: must be at least 2, got "
+                                                   "1; a compare queues its two images together"), err
+    from foveal.serve.app import MIN_QUEUE
+
+    assert MIN_QUEUE == 2, "the CLI's --max-queue check has its own copy"
 
 
 def test_the_container_build_copies_the_licence():

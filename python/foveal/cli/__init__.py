@@ -262,14 +262,16 @@ def int_arg(low: int = 1, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def number_arg(low: float = -math.inf, high: float = math.inf, *, above: bool = False,
-               below: bool = False) -> Callable[[str], float]:
+def number_arg(low: float = -math.inf, high: float = math.inf, *, above: bool = False, below: bool = False,
+               note: str = "") -> Callable[[str], float]:
     """An argparse type: a finite number from ``low`` to ``high`` (``above``/``below``: not equal to them), else a
-    usage error naming the flag (NaN and inf included: no limit, wait or rate is meant by them)."""
+    usage error naming the flag (NaN and inf included: no limit, wait or rate is meant by them); ``note`` says what
+    ``low`` is, in the message."""
     if math.isinf(high):
         wanted = f"a finite number {'>' if above else '>='} {low:g}"
     else:
         wanted = f"a number in {'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+    wanted += f" ({note})" if note else ""
 
     def parse(text: str) -> float:
         try:

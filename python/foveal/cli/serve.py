@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import math
+import importlib
 import sys
 from pathlib import Path
+from typing import Callable
 
 from ..errors import FovealError, InputError
-from . import _positive_int, add_model_options, path_arg
+from . import MAX_PIXELS, _positive_int, add_model_options, int_arg, library_arg, number_arg, path_arg
+
+#: A positive, finite time (ms or s): 0 would time out every request or connection at once.
+_TIME = number_arg(0, above=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,68 +22,81 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "docs/SERVING.md and docs/WEB.md.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                    "0.0.0.0 to accept other machines)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on; 0: any free one, announced on stderr "
+    p.add_argument("--port", type=int_arg(0, 65535), default=8080, help="port to listen on; 0: any free one, announced on stderr "
                    "(unless -q) once the service answers (default: %(default)s)")
     add_model_options(p)
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per network call "
                    "(default: %(default)s)")
-    p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a partial batch waits for more "
+    p.add_argument("--max-wait-ms", type=number_arg(0), default=2.0, help="how long a partial batch waits for more "
                    "images (default: %(default)s)")
-    p.add_argument("--max-queue", type=_positive_int, default=256, help="most images waiting; more get 503 "
+    p.add_argument("--max-queue", type=_queue_length, default=256, help="most images waiting; more get 503 "
                    "(default: %(default)s)")
-    p.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default: %(default)s)")
-    p.add_argument("--max-pixels", type=float, default=40e6, help="largest image (default: 40e6)")
-    p.add_argument("--timeout-ms", type=float, default=60000, help="deadline of a request without "
+    p.add_argument("--max-body-mb", type=number_arg(2**-20, note="one byte"), default=32.0, help="largest request body (default: %(default)s)")
+    p.add_argument("--max-pixels", type=MAX_PIXELS, default=40e6, help="largest image (default: 40e6)")
+    p.add_argument("--timeout-ms", type=_TIME, default=60000, help="deadline of a request without "
                    "X-Deadline-Ms (default: %(default)s)")
-    p.add_argument("--header-timeout-s", type=float, default=10.0, help="time a connection has to send a request's "
+    p.add_argument("--header-timeout-s", type=_TIME, default=10.0, help="time a connection has to send a request's "
                    "headers, from its opening or the request's first byte; 408 and closed after it (default: "
                    "%(default)s)")
-    p.add_argument("--keep-alive-s", type=float, default=5.0, help="a kept-alive connection idle this long is "
+    p.add_argument("--keep-alive-s", type=_TIME, default=5.0, help="a kept-alive connection idle this long is "
                    "closed; set it above the idle timeout of a proxy or load balancer in front (default: "
                    "%(default)s)")
     p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+    p.add_argument("--cors-origin", action="append", default=[], type=_served("cors", "check_origins"),
+                   metavar="ORIGIN",
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
-    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+    p.add_argument("--allowed-host", action="append", default=[], type=_served("guard", "check_hosts"),
+                   metavar="NAME",
                    help="answer only requests whose Host header names NAME (repeatable; *.example.com for any "
                         "name under it; default: any host); against DNS rebinding of a loopback service")
-    p.add_argument("--norms", action="append", default=[], metavar="NAME=FILE",
+    p.add_argument("--norms", action="append", default=[], type=_named_norms, metavar="NAME=FILE",
                    help="norms clients may name in /v1/score (repeatable)")
     p.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own engine "
                    "(default: %(default)s)")
     p.set_defaults(handler=run)
 
 
+def _queue_length(text: str) -> int:
+    # serve.app.MIN_QUEUE, which cannot be imported here: the serve extra may be missing, and run() says so.
+    try:
+        return int_arg(2)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; a compare queues its two images together") from None
+
+
+def _named_norms(text: str) -> tuple[str, str]:
+    """NAME=FILE → (NAME, FILE); whether FILE exists is run()'s check."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    return name, path
+
+
+def _served(module: str, check: str) -> Callable[[str], str]:
+    """The service's own check of one --cors-origin or --allowed-host (foveal.serve.<module>.<check>), as a usage
+    error; without the serve extra the value is taken as given, and run() says what to install."""
+    def parse(text: str) -> str:
+        try:
+            checker = getattr(importlib.import_module(f"foveal.serve.{module}"), check)
+        except ImportError:
+            return text
+        return library_arg(lambda one: checker((one,))[0])(text)
+    return parse
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from ..serve import ServeConfig, serve
-        from ..serve.app import MIN_QUEUE
         from ..serve.server import check_listen
     except ImportError as exc:
         raise FovealError(f"foveal serve needs the serve extra ({exc.name} is missing): "
                           "pip install \"foveal[serve]\"") from None
     check_listen(args.host, args.port)  # before the model loads: a port in use is said at once
     norms = {}
-    for item in args.norms:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise InputError(f"--norms: expected NAME=FILE, got {item!r}")
+    for name, path in args.norms:
         if not Path(path).is_file():
             raise InputError(f"--norms {name}: file not found: {path}")
         norms[name] = str(Path(path).resolve())
-    # The flag given is named: one message for all of them led with --max-wait-ms whichever was wrong. NaN fails each.
-    for flag, value, least in (("--max-wait-ms", args.max_wait_ms, 0), ("--max-body-mb", args.max_body_mb, 2**-20),
-                               ("--max-pixels", args.max_pixels, 1)):
-        if not least <= value < math.inf:
-            unit = " (one byte)" if flag == "--max-body-mb" else ""
-            raise InputError(f"{flag} must be a finite number >= {least:g}{unit}, got {value:g}")
-    for flag, value in (("--timeout-ms", args.timeout_ms), ("--header-timeout-s", args.header_timeout_s),
-                        ("--keep-alive-s", args.keep_alive_s)):
-        if not 0 < value < math.inf:
-            raise InputError(f"{flag} must be a finite number > 0, got {value:g}")
-    if args.max_queue < MIN_QUEUE:
-        raise InputError(f"--max-queue {args.max_queue}: use at least {MIN_QUEUE}; a compare queues its two images "
-                         "together")
     if args.api_keys is not None and not args.api_keys.is_file():
         raise InputError(f"--api-keys: file not found: {args.api_keys}")
     config = ServeConfig(model=args.model, device=args.device, precision=args.precision, max_batch=args.max_batch,
