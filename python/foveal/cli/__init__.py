@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn, TypeVar
 
 from .._version import __version__
@@ -293,6 +294,18 @@ def library_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
             return parse(text)
         except (FovealError, ValueError) as exc:
             raise argparse.ArgumentTypeError(one_line(str(exc))) from None
+    return checked
+
+
+def extra_arg(module: str, parse: Callable[[ModuleType, str], T]) -> Callable[[str], T | str]:
+    """:func:`library_arg` of ``parse(module, text)``, for a check in a module of an optional extra (foveal.serve,
+    foveal.calibration): without the extra the text is taken as given, and the command says what to install."""
+    def checked(text: str) -> T | str:
+        try:
+            loaded = importlib.import_module(module)
+        except (ImportError, FovealError):  # foveal.calibration says its missing extra as a FovealError
+            return text
+        return library_arg(lambda one: parse(loaded, one))(text)
     return checked
 
 

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-from typing import Callable
 
 from ..errors import FovealError, InputError
-from . import MAX_PIXELS, _positive_int, add_model_options, int_arg, library_arg, number_arg, path_arg
+from . import MAX_PIXELS, _positive_int, add_model_options, extra_arg, int_arg, number_arg, path_arg
 
 #: A positive, finite time (ms or s): 0 would time out every request or connection at once.
 _TIME = number_arg(0, above=True)
@@ -42,11 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "closed; set it above the idle timeout of a proxy or load balancer in front (default: "
                    "%(default)s)")
     p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
-    p.add_argument("--cors-origin", action="append", default=[], type=_served("cors", "check_origins"),
-                   metavar="ORIGIN",
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   type=extra_arg("foveal.serve.cors", lambda cors, one: cors.check_origins((one,))[0]),
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
-    p.add_argument("--allowed-host", action="append", default=[], type=_served("guard", "check_hosts"),
-                   metavar="NAME",
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   type=extra_arg("foveal.serve.guard", lambda guard, one: guard.check_hosts((one,))[0]),
                    help="answer only requests whose Host header names NAME (repeatable; *.example.com for any "
                         "name under it; default: any host); against DNS rebinding of a loopback service")
     p.add_argument("--norms", action="append", default=[], type=_named_norms, metavar="NAME=FILE",
@@ -70,18 +68,6 @@ def _named_norms(text: str) -> tuple[str, str]:
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
     return name, path
-
-
-def _served(module: str, check: str) -> Callable[[str], str]:
-    """The service's own check of one --cors-origin or --allowed-host (foveal.serve.<module>.<check>), as a usage
-    error; without the serve extra the value is taken as given, and run() says what to install."""
-    def parse(text: str) -> str:
-        try:
-            checker = getattr(importlib.import_module(f"foveal.serve.{module}"), check)
-        except ImportError:
-            return text
-        return library_arg(lambda one: checker((one,))[0])(text)
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:
