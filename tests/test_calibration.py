@@ -512,17 +512,21 @@ def test_calibrate_errors(tmp_path, capsys):
     assert main(["outcomes", "import", str(tmp_path / "o.csv"), "--db", url, "-q"]) == 0
     assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o")]) == 1
     assert "less than one 28-day window" in capsys.readouterr().err
-    assert main(["calibrate", "--db", url, "--by", "colour", "-o", str(tmp_path / "o")]) == 1
-    assert "error: by colour: segment by distinct fields" in capsys.readouterr().err
-    assert main(["calibrate", "--db", url, "--window", "0d", "-o", str(tmp_path / "o")]) == 1
-    capsys.readouterr()
+    for option, message in [(["--by", "colour"], "argument --by: by colour: segment by distinct fields"),
+                            (["--window", "0d"], "argument --window: '0d': expected a number of days like 28d"),
+                            (["--pass-percentile", "0"], "argument --pass-percentile: must be a number in (0, 100]"),
+                            (["--pass-percentile", "150"], "argument --pass-percentile: must be a number in (0, 100]"),
+                            (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+                            (["--bootstrap", "99"], "argument --bootstrap: must be from 100 to 100000, got 99"),
+                            (["--bootstrap", "100000000"], "argument --bootstrap: must be from 100 to 100000")]:
+        with pytest.raises(SystemExit) as stop:  # wrong on its face: a usage error, before the store is opened
+            main(["calibrate", "--db", url, "--graph", "ab", *option, "-o", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
     assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o.csv")]) == 1  # before any work
     assert f"error: -o {tmp_path / 'o.csv'}: exists and is not a folder; name a folder" in capsys.readouterr().err
-    in_range = "error: pass_percentile must be a number in (0, 100], got"
-    for option, message in [(["--pass-percentile", "0"], f"{in_range} 0"),
-                            (["--pass-percentile", "150"], f"{in_range} 150"),
-                            (["--seed", "-1"], "error: seed must be a whole number >= 0, got -1"),
-                            (["--bootstrap", "100000000"], "error: bootstrap 100000000: use at most 100000"),
+    for option, message in [(["--window", "2d", "--step", "3d"], "error: window 2d, step 3d: the window needs 2 days "
+                                                                 "or more and the step 1 day up to the window"),
                             (["--window", "2d", "--step", "1d", "--until", "1900-01-01"],
                              "error: until 1900-01-01: before the first outcome; choose a day from 2024-01-01"),
                             (["--window", "2d", "--step", "1d", "--until", "9999-12-31"],
