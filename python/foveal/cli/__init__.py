@@ -224,7 +224,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, for_decisions: bool = 
     """--model/--device/--precision, the same words in every command (bench and serve batch their own way)."""
     parser.add_argument("--model", default="default",
                         help=f"model name, path to an .onnx file, or a model folder (default: {DEFAULT_MODEL})")
-    parser.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, auto, or a backend name (default: %(default)s)")
+    parser.add_argument("--device", type=device_arg, default="cpu",
+                        help="cpu, cuda, auto, or a backend name (default: %(default)s)")
     auto = ("auto: the fp32 graph on the CPU (int8 rounding changes verdicts near the threshold), fp16 on GPUs"
             if for_decisions else "auto: the model's int8 graph on the CPU when it ships one, fp16 on GPUs")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",

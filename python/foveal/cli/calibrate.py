@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "postgresql+psycopg://USER@HOST/DB)")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR",
                    help="output folder, the calibrations' own: a run replaces its files whole (created if needed)")
-    p.add_argument("--by", type=extra_arg(ANALYSIS, _segments), default=(), metavar="FIELDS", help="segment by any of vertical,format,tag "
-                   "(default: all creatives together)")
-    p.add_argument("--window", type=extra_arg(ANALYSIS, _window), default="28d", metavar="DAYS", help="rolling window length, e.g. 28d or 4w "
-                   "(default: %(default)s)")
+    p.add_argument("--by", type=extra_arg(ANALYSIS, _segments), default=(), metavar="FIELDS",
+                   help="segment by any of vertical,format,tag (default: all creatives together)")
+    p.add_argument("--window", type=extra_arg(ANALYSIS, _window), default="28d", metavar="DAYS",
+                   help="rolling window length, e.g. 28d or 4w (default: %(default)s)")
     p.add_argument("--step", type=extra_arg(ANALYSIS, lambda analysis, text: analysis.parse_days(text)), default="7d",
                    metavar="DAYS", help="distance between window ends (default: %(default)s)")
     p.add_argument("--metric", choices=("ctr", "cvr"), default="ctr",
@@ -44,10 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="and, for cvr, at least N clicks (default: %(default)s)")
     p.add_argument("--min-creatives", type=int_arg(5), default=10, metavar="N",
                    help="correlate only with at least N such creatives (default: %(default)s)")
-    p.add_argument("--alpha", type=number_arg(0, 1, above=True, below=True), default=0.05, help="false-alarm level (BH q value) for drift flags "
-                   "(default: %(default)s)")
-    p.add_argument("--bootstrap", type=extra_arg(STATS, lambda stats, text: int_arg(100, stats.MAX_BOOTSTRAP)(text)), default=1000, metavar="B", help="bootstrap resamples for the "
-                   "intervals, 100 to 100000 (default: %(default)s)")
+    p.add_argument("--alpha", type=number_arg(0, 1, above=True, below=True), default=0.05,
+                   help="false-alarm level (BH q value) for drift flags (default: %(default)s)")
+    p.add_argument("--bootstrap", type=extra_arg(STATS, lambda stats, text: int_arg(100, stats.MAX_BOOTSTRAP)(text)),
+                   default=1000, metavar="B",
+                   help="bootstrap resamples for the intervals, 100 to 100000 (default: %(default)s)")
     p.add_argument("--seed", type=int_arg(0), default=0, help="bootstrap seed (default: %(default)s)")
     p.add_argument("--until", type=_day, metavar="YYYY-MM-DD",
                    help="analyse outcomes up to this day (default: the last one)")

@@ -80,7 +80,8 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
     """--db/--creative-id/--vertical/--tag: record what was scored in a calibration store."""
     p.add_argument("--db", metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
-    p.add_argument("--creative-id", type=_creative_id, metavar="ID", help="the creative's id in the store, as your outcome files name "
+    p.add_argument("--creative-id", type=_creative_id, metavar="ID",
+                   help="the creative's id in the store, as your outcome files name "
                    "it (default: the image's name without extension; a batch uses its creative ids)")
     p.add_argument("--vertical", metavar="V", help="the creative's vertical (retail, travel...) in the store")
     p.add_argument("--tag", action="append", default=[], metavar="T", help="a free tag in the store (repeatable)")

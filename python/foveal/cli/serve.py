@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "docs/SERVING.md and docs/WEB.md.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                    "0.0.0.0 to accept other machines)")
-    p.add_argument("--port", type=int_arg(0, 65535), default=8080, help="port to listen on; 0: any free one, announced on stderr "
+    p.add_argument("--port", type=int_arg(0, 65535), default=8080,
+                   help="port to listen on; 0: any free one, announced on stderr "
                    "(unless -q) once the service answers (default: %(default)s)")
     add_model_options(p)
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per network call "
@@ -29,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "images (default: %(default)s)")
     p.add_argument("--max-queue", type=_queue_length, default=256, help="most images waiting; more get 503 "
                    "(default: %(default)s)")
-    p.add_argument("--max-body-mb", type=number_arg(2**-20, note="one byte"), default=32.0, help="largest request body (default: %(default)s)")
+    p.add_argument("--max-body-mb", type=number_arg(2**-20, note="one byte"), default=32.0,
+                   help="largest request body (default: %(default)s)")
     p.add_argument("--max-pixels", type=MAX_PIXELS, default=40e6, help="largest image (default: 40e6)")
     p.add_argument("--timeout-ms", type=_TIME, default=60000, help="deadline of a request without "
                    "X-Deadline-Ms (default: %(default)s)")
