@@ -333,11 +333,7 @@ def test_cli_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_path, mo
 
 @pytest.mark.parametrize("args,text", [
     (["--move", "button:0,10"], "no element named 'button'"),
-    (["--move", "cta:0"], "error: move: expected NAME:DX,DY"),
     (["--move", "cta:0,-100000"], "outside the"),
-    (["--scale", "cta:0"], "error: scale: the factor must be a positive number"),
-    (["--search", "cta", "--grid", "2"], "error: grid: expected COLSxROWS"),
-    (["--search", "cta", "--grid", "²x2"], "error: grid: expected COLSxROWS"),
     (["--search", "nope"], "no element named 'nope'"),
 ])
 def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, args, text):
@@ -347,6 +343,22 @@ def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, a
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("foveal: error:") and text in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args,text", [
+    (["--move", "cta:0"], "error: argument --move: move: expected NAME:DX,DY"),
+    (["--scale", "cta:0"], "error: argument --scale: scale: the factor must be a positive number"),
+    (["--search", "cta", "--grid", "2"], "error: argument --grid: grid: expected COLSxROWS"),
+    (["--search", "cta", "--grid", "²x2"], "error: argument --grid: grid: expected COLSxROWS"),
+])
+def test_cli_a_malformed_edit_or_grid_is_a_usage_error(tmp_path, capsys, args, text):
+    """Wrong on its face, like --step 0: exit status 2 naming the flag, before the image is read."""
+    with pytest.raises(SystemExit) as stop:
+        main(["-q", "whatif", str(EXAMPLE), "--elements", str(tmp_path / "missing.json"), *args,
+              "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and text in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("args", [[], ["--move", "cta:0,1", "--search", "cta"], ["--move", "cta:0,1", "--step", "5"],

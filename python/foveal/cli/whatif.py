@@ -25,19 +25,17 @@ from ..scoring.edits import parse_move, parse_scale, parse_swap
 from ..scoring.elements import load_elements
 from ..scoring.recommend import Thresholds
 from ..scoring.whatif import MAX_OVERLAP, parse_grid, whatif_document, whatif_edits, whatif_search
-from . import add_engine_options, check_out_folder, make_engine, path_arg
+from . import add_engine_options, check_out_folder, int_arg, library_arg, make_engine, number_arg, path_arg
 
 #: The files a run writes into its -o folder.
 OUTPUTS = ("whatif.png", "edited.png", "whatif.json")
-
-PARSERS = {"move": parse_move, "scale": parse_scale, "swap": parse_swap}
 
 
 class _EditAction(argparse.Action):
     """Collect --move/--scale/--swap into one list, keeping their command-line order."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), (self.const, values)])
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,18 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=path_arg, metavar="IMAGE")
     p.add_argument("--elements", type=path_arg, required=True, metavar="FILE", help="element file (.json/.csv)")
     edits = p.add_argument_group("edits (applied in the order given)")
-    edits.add_argument("--move", action=_EditAction, dest="edits", const="move", metavar="NAME:DX,DY",
+    edits.add_argument("--move", action=_EditAction, dest="edits", type=library_arg(parse_move),
+                       metavar="NAME:DX,DY",
                        help="move an element by whole pixels (dy < 0 is up), e.g. cta:0,-60")
-    edits.add_argument("--scale", action=_EditAction, dest="edits", const="scale", metavar="NAME:FACTOR",
+    edits.add_argument("--scale", action=_EditAction, dest="edits", type=library_arg(parse_scale),
+                       metavar="NAME:FACTOR",
                        help="resize an element about its centre, e.g. logo:0.8")
-    edits.add_argument("--swap", action=_EditAction, dest="edits", const="swap", metavar="NAME,NAME",
+    edits.add_argument("--swap", action=_EditAction, dest="edits", type=library_arg(parse_swap),
+                       metavar="NAME,NAME",
                        help="exchange two elements, each centred on the other's centre")
     search = p.add_argument_group("search")
     search.add_argument("--search", metavar="NAME", help="try many positions for this element")
-    search.add_argument("--grid", metavar="COLSxROWS", help="positions spread over the image (default: 5x5)")
-    search.add_argument("--step", type=int, metavar="PX", help="positions every PX pixels from the current one")
-    search.add_argument("--top", type=int, metavar="N", help="best positions to report (default: 3)")
-    search.add_argument("--max-overlap", type=float, metavar="F",
+    search.add_argument("--grid", type=library_arg(parse_grid), metavar="COLSxROWS",
+                        help="positions spread over the image (default: 5x5)")
+    search.add_argument("--step", type=int_arg(1), metavar="PX", help="positions every PX pixels from the current one")
+    search.add_argument("--top", type=int_arg(1), metavar="N", help="best positions to report (default: 3)")
+    search.add_argument("--max-overlap", type=number_arg(0, 1), metavar="F",
                         help="largest overlap with another element, as a fraction of the smaller box "
                              f"(default: {MAX_OVERLAP:g})")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
@@ -75,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.search is None and any(v is not None for v in (args.grid, args.step, args.top, args.max_overlap)):
         # else an option given with edits would be ignored without a word
         args.parser.error("--grid, --step, --top and --max-overlap go with --search")
-    edits = [PARSERS[kind](text) for kind, text in args.edits or []]
-    grid = parse_grid(args.grid) if args.grid is not None else None
+    edits = args.edits or []
     # whatif.json is UTF-8: a name the OS cannot decode would go in as a lone surrogate.
     image_name = unicode_name(args.image, "the image's file name")
     elements_name = unicode_name(args.elements, "the element file's name")
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         bar = (lambda items, total: progress(items, total, label="whatif search", enabled=not args.quiet))
         given = {k: v for k, v in (("top", args.top), ("max_overlap", args.max_overlap)) if v is not None}
-        body, outcome, n_images = whatif_search(engine, decoded.pixels, elements, args.search, grid=grid,
+        body, outcome, n_images = whatif_search(engine, decoded.pixels, elements, args.search, grid=args.grid,
                                                 step=args.step, **given,
                                                 batch_size=args.batch_size, progress=bar,
                                                 thresholds=Thresholds.of_card(engine.graph))
