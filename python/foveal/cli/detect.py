@@ -14,7 +14,7 @@ from ..errors import ElementSpecError, FovealError, InputError
 from ..fileio import write_json
 from ..imageio import checked_max_pixels, decode
 from ..progress import progress
-from . import check_out_folder, error_line, path_arg
+from . import MAX_PIXELS, check_out_folder, error_line, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--overwrite", action="store_true", help="replace element files already in DIR")
-    p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    p.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
     p.set_defaults(handler=run)
 
 
