@@ -120,9 +120,11 @@ def test_max_seconds_must_be_positive_and_finite(tmp_path, seconds, capsys) -> N
     _small_jpeg(image)
     with pytest.raises(InputError, match="max_seconds must be a positive number of seconds"):
         run_bench(Engine("itti-koch"), [image], repeats=1, batch_sizes=(1,), max_seconds=seconds)
-    assert main(["bench", str(image), "--model", "itti-koch", "--repeats", "1", "--batch", "1",
-                 "--max-seconds", str(seconds)]) == 1
-    assert f"max_seconds must be a positive number of seconds, got {seconds}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # the command line's flag, refused while parsing
+        main(["bench", str(image), "--model", "itti-koch", "--repeats", "1", "--batch", "1",
+              "--max-seconds", str(seconds)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument --max-seconds: must be a finite number > 0, got {seconds}" in err, err
 
 
 def test_a_model_that_returns_nan_is_blamed_in_bench_as_in_predict(tmp_path) -> None:

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..bench import run_bench
-from . import add_model_options, make_engine, path_arg
+from . import MAX_PIXELS, add_model_options, int_arg, make_engine, number_arg, path_arg
 from .predict import expand
 
 
@@ -20,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--batch", type=_sizes, default=(1, 8, 16), metavar="N[,N...]",
                    help="batch sizes for the throughput table (default: 1,8,16)")
-    p.add_argument("--repeats", type=int, default=20, help="timed calls per stage and image (default: %(default)s)")
-    p.add_argument("--max-seconds", type=float, default=30.0,
+    p.add_argument("--repeats", type=int_arg(1), default=20, help="timed calls per stage and image (default: %(default)s)")
+    p.add_argument("--max-seconds", type=number_arg(0, above=True), default=30.0,
                    help="time budget of the stage loop and of the throughput loop (default: %(default)s)")
-    p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default: 100e6)")
+    p.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
     p.add_argument("--reduced-decode", action="store_true",
                    help="decode JPEGs at the network's size (faster; maps differ from the full decode's: see "
                         "docs/PERFORMANCE.md)")
