@@ -73,7 +73,7 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
     return {"sha256": digest.hexdigest(), "files": count, "bytes": size}
 
 
-def _checked_name(name: str) -> str:
+def checked_name(name: str) -> str:
     """A model name: it names the folder's files, so one that reaches another folder ('../victim/m1') or hides
     ('.m') is refused before any work."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name):
@@ -236,7 +236,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         raise InputError(f"seed must be below 2**63, got {seed}")
     if not (name is None or isinstance(name, str)):
         raise InputError(f"name must be text or None, got {name!r}")
-    name = _checked_name(name or out.name)
+    name = checked_name(name or out.name)
     if os.path.lexists(out):
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")
     above = out.parent  # the folders up to it are made when the model is written, as other commands make -o

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, finetune
-from . import path_arg
+from ..finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, checked_name, finetune
+from . import int_arg, library_arg, number_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,29 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model folder to create (must not exist)")
     p.add_argument("--base", default="foveal-lite0",
                    help="model to start from: foveal-lite0 or a folder foveal finetune wrote (default: %(default)s)")
-    p.add_argument("--epochs", type=_at_least(1), default=10,
+    p.add_argument("--epochs", type=int_arg(1), default=10,
                    help="most epochs; stops after 3 without a better val score (default: %(default)s)")
-    p.add_argument("--train-blocks", type=_at_least(0), default=0, metavar="K",
+    p.add_argument("--train-blocks", type=int_arg(0), default=0, metavar="K",
                    help="also train the last K backbone blocks, at a tenth of the learning rate (default: 0, the "
                         "readout, blur and centre prior only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the epoch order (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: %(default)s)")
-    p.add_argument("--batch", type=_at_least(1), default=8, help="images per step (default: %(default)s)")
-    p.add_argument("--working-size", type=_at_least(32), metavar="PX",
+    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0, help="seed of the epoch order (default: %(default)s)")
+    p.add_argument("--lr", type=number_arg(0, above=True), default=1e-3, help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--batch", type=int_arg(1), default=8, help="images per step (default: %(default)s)")
+    p.add_argument("--working-size", type=int_arg(32, 4096), metavar="PX",
                    help="longest side the model sees (default: the base model's)")
-    p.add_argument("--train-images", type=_at_least(1), metavar="N",
+    p.add_argument("--train-images", type=int_arg(1), metavar="N",
                    help="fit on N of the train split's images only, a seeded random choice (default: all)")
-    p.add_argument("--name", help="the model's name (default: DIR's name)")
+    p.add_argument("--name", type=library_arg(checked_name), help="the model's name (default: DIR's name)")
     p.set_defaults(handler=run)
-
-
-def _at_least(low: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:
