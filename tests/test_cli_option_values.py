@@ -64,6 +64,8 @@ BAD = [
     ("finetune", "--lr", "nan"), ("finetune", "--batch", "0"), ("finetune", "--working-size", "16"),
     ("finetune", "--working-size", "5000"), ("finetune", "--train-images", "0"), ("finetune", "--name", "../m"),
     ("finetune", "--name", ".hidden"),
+    ("eval", "--split", "dev"), ("eval", "--maps", "blurred"), ("eval", "--metrics", "NSS,AUC"),
+    ("eval", "--metrics", ","), ("eval", "--seed", "-1"),
     ("detect", "--max-pixels", "0"), ("detect", "--max-pixels", "-inf"),
     ("bench", "--device", "tpu"), ("bench", "--batch", "0"), ("bench", "--batch", "1,x"), ("bench", "--repeats", "0"),
     ("bench", "--repeats", "2.5"), ("bench", "--max-seconds", "0"), ("bench", "--max-seconds", "nan"),

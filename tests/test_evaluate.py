@@ -297,11 +297,8 @@ def test_cli_centre_bias_matches_the_api(tmp_path, capsys):
 @pytest.mark.parametrize("argv, text", [
     (["eval", "--dataset", "nowhere", "--model", "centre-bias"], "is not a folder"),
     (["eval", "--dataset", "ds", "--model", "broken.onnx"], "broken.onnx"),
-    (["eval", "--dataset", "ds", "--split", "all", "--model", "centre-bias",
-      "--metrics", "NSS,XYZ"], "unknown metric 'XYZ'"),
     (["eval", "--dataset", "ds", "--split", "all", "--model", "human", "--metrics", "IG"],
      "human consistency scores"),
-    (["eval", "--dataset", "ds", "--split", "all", "--seed", "-1"], "seed must be a whole number >= 0, got -1"),
 ])
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, argv, text):
     _folder(tmp_path / "ds")
@@ -360,10 +357,23 @@ def test_cli_eval_refuses_an_empty_metric_list(tmp_path, capsys):
 
     root = _folder(tmp_path / "ds")
     for empty in ("", ","):
-        assert main(["-q", "eval", "--dataset", str(root), "--split", "all", "--model", CENTRE_BIAS_MODEL,
-                     "--metrics", empty]) == 1
+        with pytest.raises(SystemExit) as stop:  # a usage error, as an unknown name is
+            main(["-q", "eval", "--dataset", str(root), "--split", "all", "--model", CENTRE_BIAS_MODEL,
+                  "--metrics", empty])
         err = capsys.readouterr().err
-        assert "unknown metric '(none given)'" in err and len(err.splitlines()) == 1, err
+        assert stop.value.code == 2 and "argument --metrics: unknown metric '(none given)'" in err, err
+        assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("option, text", [(["--metrics", "NSS,XYZ"], "argument --metrics: unknown metric 'XYZ'"),
+                                          (["--seed", "-1"], "argument --seed: must be at least 0, got -1")])
+def test_cli_eval_option_values_wrong_on_their_face_are_usage_errors(tmp_path, capsys, option, text):
+    from foveal.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", "--dataset", str(_folder(tmp_path / "ds")), "--model", CENTRE_BIAS_MODEL, *option])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and text in err and len(err.splitlines()) == 1, err
 
 
 def test_a_stimulus_that_does_not_match_its_fixations_is_named_as_the_datasets_fault(tmp_path, data_dir):

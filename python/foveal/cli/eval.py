@@ -8,7 +8,7 @@ from .. import fileio
 from ..datasets import load_dataset
 from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, evaluate, human_consistency
 from ..metrics import METRICS
-from . import add_engine_options, check_out_folder, make_engine, path_arg
+from . import add_engine_options, check_out_folder, int_arg, make_engine, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,31 +22,39 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="OSIE or NUS Scene folder, or a folder of images with fixations.csv/.json or maps/")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
                    help="the dataset's fixed split to score (default: %(default)s)")
-    p.add_argument("--metrics", metavar="LIST", help="comma-separated subset of the metrics (default: all the "
-                                                      "dataset supports)")
+    p.add_argument("--metrics", type=_metrics, metavar="LIST",
+                   help="comma-separated subset of the metrics (default: all the dataset supports)")
     p.add_argument("--maps", choices=MAPS, default="metric",
                    help="metric: score each metric on its own map of the predicted density (CC/KLD/SIM: blurred "
                         "like the dataset's density maps, one degree; sAUC: divided by the centre bias), the "
                         "MIT/Tuebingen protocol; raw: the density itself for every metric (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of AUC-Borji's random draws, and with --model human "
+    p.add_argument("--seed", type=int_arg(0), default=0, help="seed of AUC-Borji's random draws, and with --model human "
                    "of the viewers' split into halves (default: %(default)s)")
     p.add_argument("-o", "--out", type=path_arg, metavar="DIR", help="write eval.json and eval.md here")
     add_engine_options(p)
     p.set_defaults(handler=run)
 
 
+def _metrics(text: str) -> list[str]:
+    """``NSS,CC`` → the names, each one foveal computes; whether the dataset supports them is the run's check."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; choose "
+                                         f"from {', '.join(METRICS)}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_folder(args.out, ("eval.json", "eval.md"))  # before the evaluation, not after it
-    # None only when --metrics is left out: an empty list is refused by the library, not read as every metric
-    metrics = None if args.metrics is None else [m.strip() for m in args.metrics.split(",") if m.strip()]
     dataset = load_dataset(args.dataset)
     split = None if args.split == "all" else args.split
     if args.model == HUMAN_MODEL:
-        result = human_consistency(dataset, split=split, metrics=metrics, seed=args.seed, progress=not args.quiet)
+        result = human_consistency(dataset, split=split, metrics=args.metrics, seed=args.seed, progress=not args.quiet)
     else:
         model = CENTRE_BIAS_MODEL if args.model == CENTRE_BIAS_MODEL else make_engine(args)
-        result = evaluate(model, dataset, split=split, metrics=metrics, progress=not args.quiet,
+        result = evaluate(model, dataset, split=split, metrics=args.metrics, progress=not args.quiet,
                           batch_size=args.batch_size, seed=args.seed, maps=args.maps)
     table = result.to_markdown()
     if args.out is not None:  # first: a reader of stdout that is gone (`| true`) must not cost the evaluation
