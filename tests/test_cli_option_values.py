@@ -66,6 +66,7 @@ BAD = [
     ("finetune", "--name", ".hidden"),
     ("eval", "--split", "dev"), ("eval", "--maps", "blurred"), ("eval", "--metrics", "NSS,AUC"),
     ("eval", "--metrics", ","), ("eval", "--seed", "-1"),
+    ("outcomes", "--map", "Impr"), ("outcomes", "--map", "Impr=views"), ("outcomes", "--map", "=clicks"),
     ("detect", "--max-pixels", "0"), ("detect", "--max-pixels", "-inf"),
     ("bench", "--device", "tpu"), ("bench", "--batch", "0"), ("bench", "--batch", "1,x"), ("bench", "--repeats", "0"),
     ("bench", "--repeats", "2.5"), ("bench", "--max-seconds", "0"), ("bench", "--max-seconds", "nan"),

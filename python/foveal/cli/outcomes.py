@@ -14,7 +14,7 @@ import sys
 
 from ..errors import FovealError
 from ..store.outcomes import FIELDS, REQUIRED, parse_mapping
-from . import _add_global_options, path_arg
+from . import _add_global_options, library_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,11 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("files", type=path_arg, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
     i.add_argument("--db", required=True, metavar="URL",
                    help="the store: sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB")
-    i.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+    i.add_argument("--map", action="append", default=[], type=library_arg(_pair), metavar="COLUMN=FIELD",
                    help=f"read the file's COLUMN as FIELD ({', '.join(FIELDS)}; {', '.join(REQUIRED)} required); "
                         "repeatable")
     _add_global_options(i, default=argparse.SUPPRESS)
     i.set_defaults(handler=run_import)
+
+
+def _pair(text: str) -> str:
+    """One COLUMN=FIELD, checked alone; a column or field mapped twice is the run's check."""
+    parse_mapping([text])
+    return text
 
 
 def run_import(args: argparse.Namespace) -> int:
