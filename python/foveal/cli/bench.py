@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     p.add_argument("--batch", type=_sizes, default=(1, 8, 16), metavar="N[,N...]",
                    help="batch sizes for the throughput table (default: 1,8,16)")
-    p.add_argument("--repeats", type=int_arg(1), default=20, help="timed calls per stage and image (default: %(default)s)")
+    p.add_argument("--repeats", type=int_arg(1), default=20,
+                   help="timed calls per stage and image (default: %(default)s)")
     p.add_argument("--max-seconds", type=number_arg(0, above=True), default=30.0,
                    help="time budget of the stage loop and of the throughput loop (default: %(default)s)")
     p.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")

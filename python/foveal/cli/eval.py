@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metric: score each metric on its own map of the predicted density (CC/KLD/SIM: blurred "
                         "like the dataset's density maps, one degree; sAUC: divided by the centre bias), the "
                         "MIT/Tuebingen protocol; raw: the density itself for every metric (default: %(default)s)")
-    p.add_argument("--seed", type=int_arg(0), default=0, help="seed of AUC-Borji's random draws, and with --model human "
+    p.add_argument("--seed", type=int_arg(0), default=0,
+                   help="seed of AUC-Borji's random draws, and with --model human "
                    "of the viewers' split into halves (default: %(default)s)")
     p.add_argument("-o", "--out", type=path_arg, metavar="DIR", help="write eval.json and eval.md here")
     add_engine_options(p)

@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-blocks", type=int_arg(0), default=0, metavar="K",
                    help="also train the last K backbone blocks, at a tenth of the learning rate (default: 0, the "
                         "readout, blur and centre prior only)")
-    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0, help="seed of the epoch order (default: %(default)s)")
-    p.add_argument("--lr", type=number_arg(0, above=True), default=1e-3, help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0,
+                   help="seed of the epoch order (default: %(default)s)")
+    p.add_argument("--lr", type=number_arg(0, above=True), default=1e-3,
+                   help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--batch", type=int_arg(1), default=8, help="images per step (default: %(default)s)")
     p.add_argument("--working-size", type=int_arg(32, 4096), metavar="PX",
                    help="longest side the model sees (default: the base model's)")
