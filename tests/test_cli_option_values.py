@@ -58,7 +58,7 @@ BAD = [
     ("whatif", "--scale", "logo:big"), ("whatif", "--swap", "cta"), ("whatif", "--swap", "cta,cta"),
     ("whatif", "--grid", "0x5"), ("whatif", "--grid", "5"), ("whatif", "--step", "0"), ("whatif", "--top", "0"),
     ("whatif", "--max-overlap", "1.5"), ("whatif", "--max-overlap", "-0.1"),
-    ("predict", "--bits", "12"),
+    ("predict", "--bits", "12"), ("norms", "--format", ""), ("compare", "--elements", ""),
     ("finetune", "--epochs", "0"), ("finetune", "--epochs", "ten"), ("finetune", "--train-blocks", "-1"),
     ("finetune", "--seed", "-1"), ("finetune", "--seed", str(2**63)), ("finetune", "--lr", "0"),
     ("finetune", "--lr", "nan"), ("finetune", "--batch", "0"), ("finetune", "--working-size", "16"),
