@@ -1,6 +1,7 @@
 """``foveal`` command line: one module per subcommand, each with ``register(subparsers)``.
 
-Exit codes: 0 success, 1 a foveal error (bad input, model, backend), 2 usage error, 130 interrupted (Ctrl-C), 143
+Exit codes: 0 success, 1 a foveal error (bad input, model, backend), 2 usage error (an option's value wrong on its
+face included: the shared argparse types below check it while parsing), 130 interrupted (Ctrl-C), 143
 terminated (SIGTERM). Errors are one line on stderr; set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.
 """
 from __future__ import annotations
@@ -35,8 +36,9 @@ COMMANDS = ("predict", "score", "norms", "eval", "compare", "whatif", "detect", 
 #: What scripts branch on; `foveal --help` ends with it.
 EXIT_STATUS = ("exit status: 0 done; 1 an error (bad input, model, backend), also when any image or creative of a "
                "run of several failed (predict, detect, a score batch: the failures are named on stderr, the "
-               "others are written); 2 a malformed command line; 130 Ctrl-C; 143 SIGTERM (foveal serve: both drain "
-               "and exit 0). Set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.")
+               "others are written); 2 a malformed command line (also an option's value wrong on its face: out of "
+               "range, not a number, not one of its words, a malformed date); 130 Ctrl-C; 143 SIGTERM (foveal serve: "
+               "both drain and exit 0). Set FOVEAL_DEBUG=1 to see the traceback of an unexpected failure.")
 
 
 class _Parser(argparse.ArgumentParser):
