@@ -21,5 +21,6 @@ __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "TooManyPixelsError", "ElementSpecError", "ModelError",
     "FormatMismatchError",
-    "BackendUnavailableError", "DetectorUnavailableError", "Client", "ServiceError", "detect_elements", "DeviceSaliencyMap", "box_stats_batch",
+    "BackendUnavailableError", "DetectorUnavailableError", "Client", "ServiceError", "detect_elements",
+    "DeviceSaliencyMap", "box_stats_batch",
 ]
