@@ -668,4 +668,4 @@ def test_a_text_heavy_page_keeps_the_body_copy_around_its_headline(detector):
         if d.kind in ("headline", "body_text"):
             covered[d.box[1]:d.box[3]] = True
     lines = [y + 11 for y in rows]  # each line's middle
-    assert covered[lines].mean() >= 0.85, [(d.kind, d.box) for d in found]
+    assert covered[lines].mean() >= 0.95, [(d.kind, d.box) for d in found]

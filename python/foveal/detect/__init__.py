@@ -127,14 +127,29 @@ class Detector:
         headline = max(rest, key=lambda b: (b.line_height, (b.box[2] - b.box[0]) * (b.box[3] - b.box[1])))
         out = [Detection("headline", headline.box, round(headline.score, 3))]
         logos = [(mark_beside(self.cv2, rgb, b.box), 0.6 * b.score, None) for b in corner if b is not headline]
-        # Blocks crossing the headline go before the merge, or their union with the body around them would cross it
-        # too and a text-heavy page would lose the body copy beside its headline with them.
-        body = [(b.box, b.score, None) for b in rest
-                if b is not headline and b not in corner and not intersects(b.box, headline.box)]
+        # A block crossing the headline is split into its lines above, below and beside it before the merge, or its
+        # union with the body around it would cross the headline too, and a text-heavy page would lose the body copy
+        # around its headline with it.
+        body = [(part.box, part.score, None) for b in rest if b is not headline and b not in corner
+                for part in _clear_of(b, headline.box)]
         out += [Detection("logo", box, round(c, 3)) for box, c, _ in _merge_boxes(logos)]
         body = [(box, c, t) for box, c, t in _merge_boxes(body) if not intersects(box, headline.box)]
         out += [Detection("body_text", box, round(c, 3)) for box, c, _ in body]
         return out
+
+
+def _clear_of(block: Block, box: Box) -> list[Block]:
+    """``block`` if it does not cross ``box``; else its lines wholly above, below, left and right of ``box``, each
+    side grouped again (a line across ``box`` is dropped)."""
+    if not intersects(block.box, box):
+        return [block]
+    sides: list[list[TextLine]] = [[], [], [], []]
+    for line in block.lines:
+        b = line.box
+        side = 0 if b[3] <= box[1] else 1 if b[1] >= box[3] else 2 if b[2] <= box[0] else 3 if b[0] >= box[2] else -1
+        if side >= 0:
+            sides[side].append(line)
+    return [part for lines in sides if lines for part in group_lines(lines) if not intersects(part.box, box)]
 
 
 def _inside(box: Box, outer: Box) -> float:
