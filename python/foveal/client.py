@@ -62,7 +62,8 @@ class Client:
         timeout: seconds for a whole request: one whose answer has not arrived in full by then is given up
             (``ServiceError`` code ``timeout``), noticed at the next read, so at most ``timeout`` later (each
             connect, read and write waits at most ``timeout`` too).
-        deadline_ms: sent as ``X-Deadline-Ms``: the service gives up (504) after this long.
+        deadline_ms: sent as ``X-Deadline-Ms``: the service answers 504 unless the maps are ready this long after
+            the request arrived (the scoring, drawing and encoding after them are not cut short).
 
     Thread-safe: one connection pool serves every thread. A Client pickles (for Ray or a process pool) as its
     settings: the copy opens connections of its own.

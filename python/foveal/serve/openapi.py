@@ -31,7 +31,9 @@ _KEYS = {401: ("unauthorized",), 403: ("forbidden",)}
 
 DEADLINE = {"name": "X-Deadline-Ms", "in": "header", "required": False,
             "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12},
-            "description": "give up (504 deadline_exceeded) this many milliseconds after the request arrives"}
+            "description": "504 deadline_exceeded unless the maps (/v1/detect: the detection) are ready this many "
+                           "milliseconds after the request arrives; scoring, drawing and encoding after them "
+                           "are not cut short"}
 
 
 def complete(schema: dict[str, Any], *, keys: bool) -> dict[str, Any]:
