@@ -380,3 +380,22 @@ def test_predict_batch_arguments(engine, rgb, kwargs, match):
 def test_engine_max_pixels_is_checked(max_pixels):
     with pytest.raises(InputError, match="max_pixels"):
         Engine("itti-koch", max_pixels=max_pixels)
+
+
+def test_onnxruntime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path):
+    """onnxruntime 1.32's wheels collect telemetry for upload to Microsoft, writing a device id and an event cache
+    under ~/.cache/Microsoft and a session file in $TMPDIR on every run of foveal."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    code = ("import os, numpy as np, foveal; foveal.Engine().predict(np.zeros((64, 64, 3), np.uint8)); "
+            "print(os.environ.get('ORT_DISABLE_TELEMETRY'))")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**env, "HOME": str(home), "TMPDIR": str(tmp)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1"]
+    assert [p for p in (*home.rglob("*"), *tmp.rglob("*")) if p.is_file()] == []
+    chosen = subprocess.run([sys.executable, "-c", "import os, foveal; print(os.environ['ORT_DISABLE_TELEMETRY'])"],
+                            capture_output=True, text=True, timeout=120, env={**env, "ORT_DISABLE_TELEMETRY": "0"})
+    assert chosen.stdout.split() == ["0"]  # the user's own setting stands

@@ -5,7 +5,14 @@
 >>> smap = engine.predict("creative.png")         # SaliencyMap: .prob sums to 1
 >>> smap.share([40, 500, 220, 80])                # share of attention inside a box [x, y, w, h]
 """
-from ._version import __version__
+import os
+
+# ONNX Runtime's Linux and macOS wheels (1.32 here) collect telemetry for upload to Microsoft and keep a device
+# id and an event cache under ~/.cache and $TMPDIR; ad creatives and their models are a client's business, so it is
+# off unless the user says otherwise. Only read when onnxruntime is first imported, so it goes first.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+from ._version import __version__  # noqa: E402
 from .backends import available_backends
 from .client import Client
 from .detect import detect_elements
