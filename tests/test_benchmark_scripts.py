@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import foveal
+
 ROOT = Path(__file__).resolve().parents[1]
+# where foveal is imported from: the installed package in CI, python/ in a checkout
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
 
 
 def _script(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([FOVEAL_PATH, str(ROOT)])}
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
