@@ -797,10 +797,10 @@ def test_a_store_that_may_not_be_written_is_refused_before_any_creative_is_score
     assert not (tmp_path / "out").exists()  # refused before the batch began
 
 
-def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_rerun_records_them(
-        postgres_server, folder, tmp_path, engine, monkeypatch):
-    """A PostgreSQL server (or a proxy before it) that stopped answering mid-batch held the batch forever: only
-    connecting had a limit, and the kernel still acknowledged the connection, so no TCP timeout ended the wait."""
+def _batch_frozen_in_its_second_record(postgres_server: str, name: str, items, out: Path, engine,
+                                       monkeypatch) -> tuple[BatchSummary, list[float]]:
+    """Run a batch recording to database ``name`` through a FreezingProxy that stops answering within the second
+    creative's record (the response limit set to 2 s); its summary and the seconds each record took."""
     import threading
 
     import psycopg
@@ -811,33 +811,45 @@ def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_re
 
     with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
                          autocommit=True) as conn:
-        conn.execute("CREATE DATABASE frozen_mid_batch")
+        conn.execute(f"CREATE DATABASE {name}")
     monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 2)
-    items = read_inputs(folder)[:4]
-    record, calls = Store.record, []
+    record, waits = Store.record, []
 
-    def record_then_freeze(self, *args, **kwargs):  # the server stops answering within the second creative's
-        calls.append(1)
-        if len(calls) == 2:
+    def timed_record(self, *args, **kwargs):
+        if len(waits) == 1:
             sa.event.listen(self.engine, "before_cursor_execute", lambda *_: proxy.freeze(), once=True)
-        return record(self, *args, **kwargs)
+        begun = time.monotonic()
+        try:
+            return record(self, *args, **kwargs)
+        finally:
+            waits.append(time.monotonic() - begun)
 
-    monkeypatch.setattr(Store, "record", record_then_freeze)
-    port = int(postgres_server.rsplit(":", 1)[1])
+    monkeypatch.setattr(Store, "record", timed_record)
     done: list[BatchSummary] = []
-    with FreezingProxy(port) as proxy:
-        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/frozen_mid_batch?connect_timeout=2"
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1])) as proxy:
+        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/{name}?connect_timeout=2"
         batch = threading.Thread(target=lambda: done.append(run_batch(
-            items, tmp_path / "out", engine, BatchOptions(db=url), batch_size=1)), daemon=True)
+            items, out, engine, BatchOptions(db=url), batch_size=1)), daemon=True)
         start = time.monotonic()
         batch.start()
         batch.join(timeout=40)
         assert done, f"the batch still waited on the store after {time.monotonic() - start:.0f} s"
-    summary = done[0]
+    monkeypatch.setattr(Store, "record", record)
+    return done[0], waits
+
+
+def test_a_store_that_stops_answering_fails_the_creatives_it_holds_up_and_the_rerun_records_them(
+        postgres_server, folder, tmp_path, engine, monkeypatch):
+    """A PostgreSQL server (or a proxy before it) that stopped answering mid-batch held the batch forever: only
+    connecting had a limit, and the kernel still acknowledged the connection, so no TCP timeout ended the wait."""
+    from foveal.store import Store
+
+    items = read_inputs(folder)[:4]
+    summary, _ = _batch_frozen_in_its_second_record(postgres_server, "frozen_mid_batch", items, tmp_path / "out",
+                                                    engine, monkeypatch)
     assert summary.scored == 1 and [e["creative_id"] for e in summary.errors] == ["c001", "c002", "c003"]
     assert "the server did not answer within 2 s" in summary.errors[0]["error"]
     assert all(len(e["error"].splitlines()) == 1 and "then rerun" in e["error"] for e in summary.errors)
-    monkeypatch.setattr(Store, "record", record)
     summary = run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"{postgres_server}/frozen_mid_batch"))
     assert (summary.scored, summary.skipped, summary.errors) == (3, 1, [])
     with Store(f"{postgres_server}/frozen_mid_batch") as store:
@@ -848,42 +860,12 @@ def test_after_a_store_stops_answering_the_later_creatives_fail_at_once_and_the_
         postgres_server, tmp_path, engine, monkeypatch):
     """Once the server stopped answering, every later creative waited the whole connect limit (30 s) before its store
     write failed: 55 creatives after a freeze took half an hour, where scoring them takes seconds."""
-    import threading
-
-    import psycopg
-    import sqlalchemy as sa
-
     from foveal.store import Store, database
-    from tests.store_fixtures import FreezingProxy
 
-    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
-                         autocommit=True) as conn:
-        conn.execute("CREATE DATABASE frozen_then_down")
-    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 2)
     monkeypatch.setattr(database, "COOL_DOWN_S", 600, raising=False)  # no retry within this test
     items = read_inputs(make_creatives(tmp_path / "in", 8)[0].parent)
-    record, waits = Store.record, []
-
-    def timed_record(self, *args, **kwargs):  # the server stops answering within the second creative's
-        if len(waits) == 1:
-            sa.event.listen(self.engine, "before_cursor_execute", lambda *_: proxy.freeze(), once=True)
-        start = time.monotonic()
-        try:
-            return record(self, *args, **kwargs)
-        finally:
-            waits.append(time.monotonic() - start)
-
-    monkeypatch.setattr(Store, "record", timed_record)
-    port = int(postgres_server.rsplit(":", 1)[1])
-    done: list[BatchSummary] = []
-    with FreezingProxy(port) as proxy:
-        url = f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/frozen_then_down?connect_timeout=2"
-        batch = threading.Thread(target=lambda: done.append(run_batch(
-            items, tmp_path / "out", engine, BatchOptions(db=url), batch_size=1)), daemon=True)
-        batch.start()
-        batch.join(timeout=40)
-        assert done, "the batch still waited on the store"
-    summary = done[0]
+    summary, waits = _batch_frozen_in_its_second_record(postgres_server, "frozen_then_down", items,
+                                                        tmp_path / "out", engine, monkeypatch)
     assert summary.scored == 1 and [e["creative_id"] for e in summary.errors] == [f"c{i:03d}" for i in range(1, 8)]
     assert 1.5 < waits[1] < 10 and max(waits[2:]) < 0.5, waits
     first, *later = (e["error"] for e in summary.errors)
@@ -891,7 +873,6 @@ def test_after_a_store_stops_answering_the_later_creatives_fail_at_once_and_the_
     assert all(len(e.splitlines()) == 1 and "the store is down" in e and "rerun" in e for e in later), later
     with (tmp_path / "out" / "errors.csv").open(newline="", encoding="utf-8") as fh:
         assert [row["creative_id"] for row in csv.DictReader(fh)] == [f"c{i:03d}" for i in range(1, 8)]
-    monkeypatch.setattr(Store, "record", record)
     summary = run_batch(items, tmp_path / "out", engine, BatchOptions(db=f"{postgres_server}/frozen_then_down"))
     assert (summary.scored, summary.skipped, summary.errors) == (7, 1, [])
     with Store(f"{postgres_server}/frozen_then_down") as store:
