@@ -2541,7 +2541,7 @@ def test_a_queue_too_small_for_a_compare_is_refused_at_startup(capsys):
                                                    "1; a compare queues its two images together"), err
     from foveal.serve.app import MIN_QUEUE
 
-    assert MIN_QUEUE == 2, "the CLI's --max-queue check has its own copy"
+    assert MIN_QUEUE == 2, "the messages above quote the app's minimum"
 
 
 def test_the_container_build_copies_the_licence():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from ..errors import FovealError, InputError
 from . import MAX_PIXELS, _positive_int, add_model_options, extra_arg, int_arg, number_arg, path_arg
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--max-wait-ms", type=number_arg(0), default=2.0, help="how long a partial batch waits for more "
                    "images (default: %(default)s)")
-    p.add_argument("--max-queue", type=_queue_length, default=256, help="most images waiting; more get 503 "
+    p.add_argument("--max-queue", type=extra_arg("foveal.serve.app", _queue_length), default=256, help="most images waiting; more get 503 "
                    "(default: %(default)s)")
     p.add_argument("--max-body-mb", type=number_arg(2**-20, note="one byte"), default=32.0,
                    help="largest request body (default: %(default)s)")
@@ -56,10 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _queue_length(text: str) -> int:
-    # serve.app.MIN_QUEUE, which cannot be imported here: the serve extra may be missing, and run() says so.
+def _queue_length(app: ModuleType, text: str) -> int:
+    """--max-queue: at least the app's own minimum."""
     try:
-        return int_arg(2)(text)
+        return int_arg(app.MIN_QUEUE)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc}; a compare queues its two images together") from None
 
