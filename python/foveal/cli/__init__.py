@@ -217,7 +217,7 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     """--model/--device/--precision/--batch-size/--max-pixels, shared by every command that runs the network;
     ``for_decisions``: the command decides at the material-change threshold (see :func:`make_engine`)."""
     add_model_options(parser, for_decisions=for_decisions)
-    parser.add_argument("--batch-size", type=_positive_int, default=16,
+    parser.add_argument("--batch-size", type=int_arg(1), default=16,
                         help="images per network batch (default: %(default)s)")
     parser.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
 
@@ -311,8 +311,6 @@ def extra_arg(module: str, parse: Callable[[ModuleType, str], T]) -> Callable[[s
         return library_arg(lambda one: parse(loaded, one))(text)
     return checked
 
-
-_positive_int = int_arg(1)
 
 #: --max-pixels: a pixel limit (5e8 is fine).
 MAX_PIXELS = number_arg(1)

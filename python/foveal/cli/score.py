@@ -31,8 +31,8 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import (PERCENTILE, _positive_int, add_engine_options, check_out_folder, make_engine, name_arg,
-               number_arg, path_arg)
+from . import (PERCENTILE, add_engine_options, check_out_folder, int_arg, make_engine, name_arg, number_arg,
+               path_arg)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true",
                    help="one creative: scores.json only; a batch: no reports/ folder, tables only")
     p.add_argument("--maps", action="store_true", help="batch: also write maps/<id>.npy (float32, sums to 1)")
-    p.add_argument("--commit-every", type=_positive_int, default=COMMIT_EVERY, metavar="N",
+    p.add_argument("--commit-every", type=int_arg(1), default=COMMIT_EVERY, metavar="N",
                    help="batch: make results durable every N creatives (or 30 s); a crash loses at most that "
                         "much work (default: %(default)s)")
     add_store_options(p)
@@ -105,10 +105,10 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run the batch on Ray: 'local' (the default) starts a cluster in this process; an address "
                         "(host:6379, auto) joins one. A GPU --device gets GPU actors (--gpus-per-actor)")
-    p.add_argument("--actors", type=_positive_int, metavar="N",
+    p.add_argument("--actors", type=int_arg(1), metavar="N",
                    help="--ray: actors, each with its own engine (default: the cluster's GPUs / --gpus-per-actor for a "
                         "GPU device, else its CPUs / --cpus-per-actor)")
-    p.add_argument("--cpus-per-actor", type=_positive_int, default=1, metavar="C",
+    p.add_argument("--cpus-per-actor", type=int_arg(1), default=1, metavar="C",
                    help="--ray: CPUs per actor (and, on CPU actors, their threads) (default: %(default)s)")
     p.add_argument("--gpus-per-actor", type=number_arg(0, 1, above=True), default=1.0, metavar="G",
                    help="--ray with a GPU --device: GPU share per actor; 0.25 packs 4 actors on a GPU so their "

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import FovealError, InputError
-from . import MAX_PIXELS, _positive_int, add_model_options, extra_arg, int_arg, number_arg, path_arg
+from . import MAX_PIXELS, add_model_options, extra_arg, int_arg, number_arg, path_arg
 
 #: A positive, finite time (ms or s): 0 would time out every request or connection at once.
 _TIME = number_arg(0, above=True)
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="port to listen on; 0: any free one, announced on stderr "
                    "(unless -q) once the service answers (default: %(default)s)")
     add_model_options(p)
-    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per network call "
+    p.add_argument("--max-batch", type=int_arg(1), default=16, help="most images per network call "
                    "(default: %(default)s)")
     p.add_argument("--max-wait-ms", type=number_arg(0), default=2.0, help="how long a partial batch waits for more "
                    "images (default: %(default)s)")
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "name under it; default: any host); against DNS rebinding of a loopback service")
     p.add_argument("--norms", action="append", default=[], type=_named_norms, metavar="NAME=FILE",
                    help="norms clients may name in /v1/score (repeatable)")
-    p.add_argument("--workers", type=_positive_int, default=1, help="processes, each with its own engine "
+    p.add_argument("--workers", type=int_arg(1), default=1, help="processes, each with its own engine "
                    "(default: %(default)s)")
     p.set_defaults(handler=run)
 
