@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--max-wait-ms", type=number_arg(0), default=2.0, help="how long a partial batch waits for more "
                    "images (default: %(default)s)")
-    p.add_argument("--max-queue", type=extra_arg("foveal.serve.app", _queue_length), default=256, help="most images waiting; more get 503 "
-                   "(default: %(default)s)")
+    p.add_argument("--max-queue", type=extra_arg("foveal.serve.app", _queue_length), default=256,
+                   help="most images waiting; more get 503 (default: %(default)s)")
     p.add_argument("--max-body-mb", type=number_arg(2**-20, note="one byte"), default=32.0,
                    help="largest request body (default: %(default)s)")
     p.add_argument("--max-pixels", type=MAX_PIXELS, default=40e6, help="largest image (default: 40e6)")
