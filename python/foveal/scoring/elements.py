@@ -133,7 +133,7 @@ def checked_format(value: Any, what: str = "format", error: type[InputError] = I
     if stored and (len(value) > MAX_FORMAT_CHARS or not value.isprintable()):
         raise error(f"{what} {_short(value)}: a store keeps format names of at most {MAX_FORMAT_CHARS} printable "
                     "characters (no line breaks or control characters), such as \"1080x1080\"")
-    if len(value) > MAX_NAME_CHARS or any(unicodedata.category(c) == "Cc" or _noncharacter(c) for c in value):
+    if len(value) > MAX_NAME_CHARS or _unprintable(value):
         raise error(f"{what} {_short(value)}: a format name is at most {MAX_NAME_CHARS} characters of printable "
                     "text, such as \"1080x1080\"")
     return value
@@ -172,17 +172,18 @@ def _check_name(name: Any, where: str) -> str:
     if not is_unicode(name):  # a lone surrogate (JSON's "\ud800") cannot be written back out as UTF-8
         raise ElementSpecError(f"{where}: field 'name' holds a lone UTF-16 surrogate, got {_short(name)}; use a "
                                "valid Unicode name")
-    if any(unicodedata.category(c) == "Cc" or _noncharacter(c) for c in name):
+    if _unprintable(name):
         # NUL, ESC, a tab... are no label, and HTML, SVG and XML reports cannot hold them
         raise ElementSpecError(f"{where}: field 'name' holds a control character or a Unicode noncharacter, got "
                                f"{_short(name)}; use printable text")
     return name
 
 
-def _noncharacter(c: str) -> bool:
-    """U+FDD0..U+FDEF and the last two code points of every plane: never for interchange."""
-    code = ord(c)
-    return 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE
+def _unprintable(text: str) -> bool:
+    """Whether ``text`` holds a control character or a Unicode noncharacter (U+FDD0..U+FDEF and the last two code
+    points of every plane: never for interchange)."""
+    return any(unicodedata.category(c) == "Cc" or 0xFDD0 <= ord(c) <= 0xFDEF or ord(c) & 0xFFFE == 0xFFFE
+               for c in text)
 
 
 def _check_box_values(box: Any, where: str) -> list[float]:
