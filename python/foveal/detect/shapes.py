@@ -33,11 +33,11 @@ def find_button(cv2, rgb: np.ndarray, box: Box, scale: float = 1.0) -> tuple[Box
     wx0, wy0 = max(0, x0 - 3 * th), max(0, y0 - 2 * th)
     wx1, wy1 = min(w_img, x1 + 3 * th), min(h_img, y1 + 2 * th)
     k = max(1, int(1 / scale))  # window pixels per pixel looked at: a whole number, so boxes map back exactly
-    if k > 1:
-        wx1, wy1 = wx0 + (wx1 - wx0) // k * k, wy0 + (wy1 - wy0) // k * k
     window = rgb[wy0:wy1, wx0:wx1]
     if k > 1:
-        window = cv2.resize(window, ((wx1 - wx0) // k, (wy1 - wy0) // k), interpolation=cv2.INTER_AREA)
+        wx1, wy1 = wx0 + (wx1 - wx0) // k * k, wy0 + (wy1 - wy0) // k * k
+        window = cv2.resize(rgb[wy0:wy1, wx0:wx1], ((wx1 - wx0) // k, (wy1 - wy0) // k),
+                            interpolation=cv2.INTER_AREA)
     wh, ww = window.shape[:2]
     bx0, by0, bx1, by1 = (x0 - wx0) // k, (y0 - wy0) // k, -(-(x1 - wx0) // k), -(-(y1 - wy0) // k)
     th = by1 - by0
