@@ -63,10 +63,7 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
                                 show_progress)
             summary.scored = len(store.committed)
     finally:
-        # Its connection would stay open until a garbage collection: a process running batch after batch would
-        # pile them up past the server's limit.
-        if scorer.store is not None:
-            scorer.store.close()
+        scorer.close()
     summary.errors = store.errors
     summary.seconds = {**scorer.seconds, "commit": commit, "wall": time.perf_counter() - start}
     return summary

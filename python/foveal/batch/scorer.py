@@ -178,6 +178,12 @@ class Scorer:
         if self.norms is not None:
             self.norms_warning = self.norms.check_graph(engine_identity(engine), options.allow_model_mismatch)
 
+    def close(self) -> None:
+        """Close the calibration store it opened: its connection would otherwise stay open until a garbage
+        collection, and a process running batch after batch would pile them up past the server's limit."""
+        if self.store is not None:
+            self.store.close()
+
     def score(self, items: Sequence[BatchItem]) -> list[CreativeResult]:
         """One result per item, in order; a bad image or element spec is that item's ``error``."""
         results = []
