@@ -512,7 +512,7 @@ def test_calibrate_errors(tmp_path, capsys):
     assert main(["outcomes", "import", str(tmp_path / "o.csv"), "--db", url, "-q"]) == 0
     assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o")]) == 1
     assert "less than one 28-day window" in capsys.readouterr().err
-    for option, message in [(["--by", "colour"], "argument --by: by colour: segment by distinct fields"),
+    for option, message in [(["--by", "colour"], "argument --by: colour: segment by distinct fields"),
                             (["--window", "0d"], "argument --window: '0d': expected a number of days like 28d"),
                             (["--pass-percentile", "0"], "argument --pass-percentile: must be a number in (0, 100]"),
                             (["--pass-percentile", "150"], "argument --pass-percentile: must be a number in (0, 100]"),

@@ -153,7 +153,7 @@ def test_running_out_of_memory_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--creative-id", "", "--db", "sqlite:///never.db"], "argument --creative-id: creative_id '' cannot name a file"),
+    (["--creative-id", "", "--db", "sqlite:///never.db"], "argument --creative-id: '' cannot name a file"),
     (["--actors", "0"], "argument --actors: must be at least 1, got 0"),
     (["--commit-every", "0"], "argument --commit-every: must be at least 1, got 0"),
     (["--cpus-per-actor", "0"], "argument --cpus-per-actor: must be at least 1, got 0"),

@@ -708,7 +708,7 @@ def test_outcomes_cli(tmp_path, capsys):
     assert err.count("\n") == 1 and err.rstrip().endswith(f"the files after it were not imported either: {later}")
     with pytest.raises(SystemExit) as stop:  # wrong on its face: a usage error
         main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=nonsense"])
-    assert stop.value.code == 2 and "argument --map: mapping 'Ad=nonsense': expected COLUMN=FIELD" in \
+    assert stop.value.code == 2 and "argument --map: 'Ad=nonsense': expected COLUMN=FIELD" in \
         capsys.readouterr().err
     assert main(["outcomes", "import", str(good), "--db", url, "--map", "Ad=creative_id", "--map", "Ad=date"]) == 1
     assert "column 'Ad' is mapped twice (to 'creative_id' and 'date')" in capsys.readouterr().err

@@ -346,10 +346,10 @@ def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, a
 
 
 @pytest.mark.parametrize("args,text", [
-    (["--move", "cta:0"], "error: argument --move: move: expected NAME:DX,DY"),
-    (["--scale", "cta:0"], "error: argument --scale: scale: the factor must be a positive number"),
-    (["--search", "cta", "--grid", "2"], "error: argument --grid: grid: expected COLSxROWS"),
-    (["--search", "cta", "--grid", "²x2"], "error: argument --grid: grid: expected COLSxROWS"),
+    (["--move", "cta:0"], "error: argument --move: expected NAME:DX,DY"),
+    (["--scale", "cta:0"], "error: argument --scale: the factor must be a positive number"),
+    (["--search", "cta", "--grid", "2"], "error: argument --grid: expected COLSxROWS"),
+    (["--search", "cta", "--grid", "²x2"], "error: argument --grid: expected COLSxROWS"),
 ])
 def test_cli_a_malformed_edit_or_grid_is_a_usage_error(tmp_path, capsys, args, text):
     """Wrong on its face, like --step 0: exit status 2 naming the flag, before the image is read."""

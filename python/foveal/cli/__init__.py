@@ -289,18 +289,19 @@ def number_arg(low: float = -math.inf, high: float = math.inf, *, above: bool = 
     return parse
 
 
-def library_arg(parse: Callable[[str], T]) -> Callable[[str], T]:
+def library_arg(parse: Callable[[str], T], prefix: str = "") -> Callable[[str], T]:
     """An argparse type from a library parser (``"5x5"`` → a grid...): its InputError or ValueError, which says
-    what is wrong with the text, becomes a usage error naming the flag."""
+    what is wrong with the text, becomes a usage error naming the flag. ``prefix``: the library's own name for the
+    value, which starts its messages ("grid: ", "model name "); argparse's "argument --flag: " already says it."""
     def checked(text: str) -> T:
         try:
             return parse(text)
         except (FovealError, ValueError) as exc:
-            raise argparse.ArgumentTypeError(one_line(str(exc))) from None
+            raise argparse.ArgumentTypeError(one_line(str(exc)).removeprefix(prefix)) from None
     return checked
 
 
-def extra_arg(module: str, parse: Callable[[ModuleType, str], T]) -> Callable[[str], T | str]:
+def extra_arg(module: str, parse: Callable[[ModuleType, str], T], prefix: str = "") -> Callable[[str], T | str]:
     """:func:`library_arg` of ``parse(module, text)``, for a check in a module of an optional extra (foveal.serve,
     foveal.calibration): without the extra the text is taken as given, and the command says what to install."""
     def checked(text: str) -> T | str:
@@ -308,7 +309,7 @@ def extra_arg(module: str, parse: Callable[[ModuleType, str], T]) -> Callable[[s
             loaded = importlib.import_module(module)
         except (ImportError, FovealError):  # foveal.calibration says its missing extra as a FovealError
             return text
-        return library_arg(lambda one: parse(loaded, one))(text)
+        return library_arg(lambda one: parse(loaded, one), prefix)(text)
     return checked
 
 

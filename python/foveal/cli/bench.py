@@ -36,9 +36,9 @@ def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8,16, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 1,8,16, got {text!r}") from None
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"each size must be >= 1, got {text!r}")
     return sizes
 
 

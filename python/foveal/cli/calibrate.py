@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "postgresql+psycopg://USER@HOST/DB)")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR",
                    help="output folder, the calibrations' own: a run replaces its files whole (created if needed)")
-    p.add_argument("--by", type=extra_arg(ANALYSIS, _segments), default=(), metavar="FIELDS",
+    p.add_argument("--by", type=extra_arg(ANALYSIS, _segments, "by "), default=(), metavar="FIELDS",
                    help="segment by any of vertical,format,tag (default: all creatives together)")
     p.add_argument("--window", type=extra_arg(ANALYSIS, _window), default="28d", metavar="DAYS",
                    help="rolling window length, e.g. 28d or 4w (default: %(default)s)")

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="longest side the model sees (default: the base model's)")
     p.add_argument("--train-images", type=int_arg(1), metavar="N",
                    help="fit on N of the train split's images only, a seeded random choice (default: all)")
-    p.add_argument("--name", type=library_arg(checked_name), help="the model's name (default: DIR's name)")
+    p.add_argument("--name", type=library_arg(checked_name, "model name "),
+                   help="the model's name (default: DIR's name)")
     p.set_defaults(handler=run)
 
 

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("files", type=path_arg, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
     i.add_argument("--db", required=True, metavar="URL",
                    help="the store: sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB")
-    i.add_argument("--map", action="append", default=[], type=library_arg(_pair), metavar="COLUMN=FIELD",
+    i.add_argument("--map", action="append", default=[], type=library_arg(_pair, "mapping "), metavar="COLUMN=FIELD",
                    help=f"read the file's COLUMN as FIELD ({', '.join(FIELDS)}; {', '.join(REQUIRED)} required); "
                         "repeatable")
     _add_global_options(i, default=argparse.SUPPRESS)

@@ -73,7 +73,7 @@ def _creative_id(text: str) -> str:
     try:
         return check_creative_id(text, "--creative-id")
     except InputError as exc:  # argparse names the flag
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--creative-id: ")) from None
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--creative-id: creative_id ")) from None
 
 
 def add_store_options(p: argparse.ArgumentParser) -> None:

@@ -44,10 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "%(default)s)")
     p.add_argument("--api-keys", type=path_arg, metavar="FILE", help="require one of these keys (one per line)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   type=extra_arg("foveal.serve.cors", lambda cors, one: cors.check_origins((one,))[0]),
+                   type=extra_arg("foveal.serve.cors", lambda cors, one: cors.check_origins((one,))[0],
+                                  "CORS origin "),
                    help="allow browser pages from ORIGIN (repeatable; default: CORS off)")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                   type=extra_arg("foveal.serve.guard", lambda guard, one: guard.check_hosts((one,))[0]),
+                   type=extra_arg("foveal.serve.guard", lambda guard, one: guard.check_hosts((one,))[0],
+                                  "allowed host "),
                    help="answer only requests whose Host header names NAME (repeatable; *.example.com for any "
                         "name under it; default: any host); against DNS rebinding of a loopback service")
     p.add_argument("--norms", action="append", default=[], type=_named_norms, metavar="NAME=FILE",

@@ -46,18 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", type=path_arg, metavar="IMAGE")
     p.add_argument("--elements", type=path_arg, required=True, metavar="FILE", help="element file (.json/.csv)")
     edits = p.add_argument_group("edits (applied in the order given)")
-    edits.add_argument("--move", action=_EditAction, dest="edits", type=library_arg(parse_move),
+    edits.add_argument("--move", action=_EditAction, dest="edits", type=library_arg(parse_move, "move: "),
                        metavar="NAME:DX,DY",
                        help="move an element by whole pixels (dy < 0 is up), e.g. cta:0,-60")
-    edits.add_argument("--scale", action=_EditAction, dest="edits", type=library_arg(parse_scale),
+    edits.add_argument("--scale", action=_EditAction, dest="edits", type=library_arg(parse_scale, "scale: "),
                        metavar="NAME:FACTOR",
                        help="resize an element about its centre, e.g. logo:0.8")
-    edits.add_argument("--swap", action=_EditAction, dest="edits", type=library_arg(parse_swap),
+    edits.add_argument("--swap", action=_EditAction, dest="edits", type=library_arg(parse_swap, "swap: "),
                        metavar="NAME,NAME",
                        help="exchange two elements, each centred on the other's centre")
     search = p.add_argument_group("search")
     search.add_argument("--search", metavar="NAME", help="try many positions for this element")
-    search.add_argument("--grid", type=library_arg(parse_grid), metavar="COLSxROWS",
+    search.add_argument("--grid", type=library_arg(parse_grid, "grid: "), metavar="COLSxROWS",
                         help="positions spread over the image (default: 5x5)")
     search.add_argument("--step", type=int_arg(1), metavar="PX", help="positions every PX pixels from the current one")
     search.add_argument("--top", type=int_arg(1), metavar="N", help="best positions to report (default: 3)")
