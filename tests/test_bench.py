@@ -214,3 +214,39 @@ def test_throughput_warm_up_is_the_call_it_then_times(tmp_path, monkeypatch) -> 
     report = run_bench(engine, [image], repeats=1, batch_sizes=(1,), max_seconds=20)
     assert len(sizes) >= 2 and set(sizes) == {8}  # the warm-up, then the timed calls
     assert report.throughput[0].images == 8 * (len(sizes) - 1)
+
+
+def test_a_folder_with_unreadable_images_benchmarks_the_rest(tmp_path, capsys) -> None:
+    """One corrupt file failed the whole run, where foveal predict skips it with a line and goes on: the readable
+    images are measured, each unreadable one is a line on stderr and an entry of the JSON's skipped."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _small_jpeg(folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a jpeg")
+    (folder / "c.jpg").write_bytes((folder / "a.jpg").read_bytes()[:600])  # truncated
+    big = folder / "d.png"
+    Image.new("RGB", (400, 300)).save(big)
+    assert main(["bench", str(folder), "--model", "itti-koch", "--repeats", "1", "--batch", "1", "--json",
+                 "--max-seconds", "5", "--max-pixels", "100000"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["images"] == [str(folder / "a.jpg")] and doc["stages"][0]["n"] == 1
+    assert [s["image"] for s in doc["skipped"]] == [str(folder / name) for name in ("b.jpg", "c.jpg", "d.png")]
+    err = captured.err.splitlines()
+    assert len(err) == 3 and all(line.startswith(f"foveal: skipped {folder}") for line in err), err
+    assert "not a recognised image format" in err[0] and "truncated" in err[1] and "raise --max-pixels" in err[2]
+    assert main(["bench", str(folder / "b.jpg"), str(folder / "c.jpg"), "--model", "itti-koch", "--repeats", "1",
+                 "--batch", "1"]) == 1  # none readable: an error, one line
+    err = capsys.readouterr().err
+    assert err.startswith("foveal: error: no image to benchmark: ") and "(and 1 more unreadable)" in err
+    assert err.count("\n") == 1, err
+
+
+def test_run_bench_lists_what_it_skipped(tmp_path) -> None:
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    report = run_bench(Engine("itti-koch"), [b"garbage", image], repeats=1, batch_sizes=(1,), max_seconds=5)
+    assert report.images == [str(image)] and [s["image"] for s in report.skipped] == ["<7 bytes>"]
+    assert "skipped  1 unreadable: <7 bytes>" in report.table()
+    with pytest.raises(InputError, match="no image to benchmark: <bytes>: not a recognised image format"):
+        run_bench(Engine("itti-koch"), [b"garbage"], repeats=1, batch_sizes=(1,), max_seconds=5)

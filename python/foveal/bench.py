@@ -20,7 +20,7 @@ import numpy as np
 from . import cpu
 from ._version import __version__
 from .engine import Engine
-from .errors import FovealError, InputError, checked_count, real_number
+from .errors import FovealError, ImageError, InputError, checked_count, real_number
 from .geometry import plan
 from .imageio import ImageLike
 
@@ -60,6 +60,7 @@ class BenchReport:
     settings: dict[str, Any] = field(default_factory=dict)  # repeats, max_seconds, batch_sizes
     stages: list[StageTiming] = field(default_factory=list)
     throughput: list[Throughput] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}: images that could not be read
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +74,8 @@ class BenchReport:
                  f"{self.machine['native_threads']} kernel threads, {self.machine['platform']}",
                  "versions " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
                  f"images   {len(self.images)}: {', '.join(self.images[:3])}{' ...' if len(self.images) > 3 else ''}",
+                 *([f"skipped  {len(self.skipped)} unreadable: {', '.join(s['image'] for s in self.skipped[:3])}"
+                    f"{' ...' if len(self.skipped) > 3 else ''}"] if self.skipped else []),
                  "", f"{'stage':<{width}} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
         lines += [f"{s.stage:<{width}} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}"
                   for s in self.stages]
@@ -102,9 +105,11 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
               batch_sizes: Sequence[int] = (1, 8, 16), max_seconds: float = 30.0) -> BenchReport:
     """Time each stage ``repeats`` times per image (cycling the images) and ``predict_batch`` at each batch size.
 
-    ``images`` are paths or encoded bytes (decode is a stage); none: one synthetic 1920×1080 JPEG. Each of the
-    stage loop and the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not
-    end within the throughput loop's budget is skipped, and its row says so.
+    ``images`` are paths or encoded bytes (decode is a stage); none: one synthetic 1920×1080 JPEG. Each image is
+    decoded once, untimed, first: one that cannot be (corrupt, not an image, over the engine's max_pixels) is left
+    out and listed in the report's ``skipped``, and an ImageError says so when none can. Each of the stage loop and
+    the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not end within the
+    throughput loop's budget is skipped, and its row says so.
     """
     if not isinstance(engine, Engine):
         raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
@@ -121,10 +126,14 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     # A list first: a generator checked by iterating it would then run no batch size at all. A size given twice is
     # measured once, not again on a share of the budget.
     batch_sizes = list(dict.fromkeys(checked_count(b, "batch size") for b in list(batch_sizes)))
-    sources = list(images) or [synthetic_jpeg()]
+    given = list(images)
+    sources, skipped = _readable(engine, given) if given else ([synthetic_jpeg()], [])
+    if not sources:
+        more = f" (and {len(skipped) - 1} more unreadable)" if len(skipped) > 1 else ""
+        raise ImageError(f"no image to benchmark: {skipped[0]['error']}{more}")
     names = [_name(s) for s in sources]
     settings = {"repeats": repeats, "max_seconds": seconds, "batch_sizes": batch_sizes}
-    report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings)
+    report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings, skipped=skipped)
     report.stages = _stages(engine, sources, repeats, seconds)
     image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
     lanes = engine.lanes  # made now, as the engine's own session was, not inside the first timed call
@@ -132,6 +141,20 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
                                      image_seconds, deadline, lanes) for b in batch_sizes]
     return report
+
+
+def _readable(engine: Engine, images: list[ImageLike]) -> tuple[list[ImageLike], list[dict[str, str]]]:
+    """The images the engine decodes, and ``{"image", "error"}`` for each it cannot: one bad file in a folder costs
+    that file, not the run (as in ``foveal predict``)."""
+    readable, skipped = [], []
+    for image in images:
+        try:
+            engine._decode(image)
+        except ImageError as exc:
+            skipped.append({"image": _name(image), "error": str(exc)})
+        else:
+            readable.append(image)
+    return readable, skipped
 
 
 def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds: float) -> list[StageTiming]:

@@ -169,13 +169,17 @@ _FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise m
 def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:
     """``foveal: error: <message>``, one line as every FovealError's message is, in the command line's words
     (``args``: the command's, so that only flags it has are named)."""
-    text = str(exc)
+    return f"foveal: error: {in_flags(str(exc), args)}"
+
+
+def in_flags(text: str, args: argparse.Namespace | None = None) -> str:
+    """A library message in the command line's words (see :func:`error_line`)."""
     for argument, flag, dest, without in _FLAGS:
         if args is None or hasattr(args, dest):
             text = text.replace(argument, flag)
         elif without is not None:
             text = text.replace(*without)
-    return f"foveal: error: {text}"
+    return text
 
 
 def _input_files(args: argparse.Namespace) -> list[Path]:

@@ -6,7 +6,8 @@ import json
 import sys
 
 from ..bench import run_bench
-from . import MAX_PIXELS, add_model_options, int_arg, make_engine, number_arg, path_arg
+from ..errors import one_line
+from . import MAX_PIXELS, add_model_options, in_flags, int_arg, make_engine, number_arg, path_arg
 from .predict import expand
 
 
@@ -14,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure latency per stage and throughput on this machine",
                        description="Time decode, preprocess, network, postprocess and box queries (p50/p90/p99) "
                                    "and predict_batch throughput at each --batch size, on IMAGES (files or "
-                                   "folders; none: a synthetic 1920x1080 JPEG). Set FOVEAL_NUM_THREADS to pin the "
-                                   "kernels' thread count.")
+                                   "folders; none: a synthetic 1920x1080 JPEG; one that cannot be read is skipped "
+                                   "with a note). Set FOVEAL_NUM_THREADS to pin the kernels' thread count.")
     p.add_argument("images", nargs="*", type=path_arg, metavar="IMAGE|FOLDER")
     add_model_options(p)
     p.add_argument("--batch", type=_sizes, default=(1, 8, 16), metavar="N[,N...]",
@@ -46,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(args)
     report = run_bench(engine, expand(args.images) if args.images else [], repeats=args.repeats,
                        batch_sizes=args.batch, max_seconds=args.max_seconds)
+    for skipped in report.skipped:  # the error names the file
+        print(f"foveal: skipped {in_flags(one_line(skipped['error']), args)}", file=sys.stderr)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), file=sys.stdout)
     return 0
