@@ -24,6 +24,7 @@ from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_C
                           BatchStore, BatchSummary, CreativeResult, read_inputs, run_batch)
 from foveal.batch import store as store_module
 from foveal.batch.scorer import AUTO
+from foveal.scoring.elements import parse_elements
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -908,3 +909,20 @@ def test_a_batch_stopped_while_its_store_does_not_answer_says_only_that_it_was_s
             batch.terminate()
             _, err = batch.communicate(timeout=40)
     assert (batch.returncode, err) == (143, "foveal: terminated\n")
+
+
+def test_a_float32_column_of_relative_boxes_gives_the_boxes_of_its_decimals(tmp_path):
+    """A Parquet float column of 0.7 (float32: 0.699999988 widened) made x1 = 0.7 + 0.125 of a 300 px image
+    247.49999 px, a pixel short of the 248 that the same table written as float64 or CSV gives."""
+    Image.new("RGB", (300, 300)).save(tmp_path / "a.png")
+    rows = {"creative_id": ["a", "a"], "image": ["a.png", "a.png"], "name": ["cta", "logo"], "kind": ["cta", "logo"],
+            "units": ["relative", "relative"]}
+    boxes = {"x": [0.7, 0.35], "y": [0.1, 0.45], "w": [0.125, 0.125], "h": [0.3, 0.375]}
+    resolved = {}
+    for kind in (pa.float64(), pa.float32(), pa.float16()):
+        table = pa.table({**rows, **{c: pa.array(v, kind) for c, v in boxes.items()}})
+        pq.write_table(table, tmp_path / "t.parquet")
+        (item,) = read_inputs(tmp_path / "t.parquet")
+        resolved[str(kind)] = [e.box for e in parse_elements(json.loads(item.elements), (300, 300)).elements]
+    assert resolved["float"] == resolved["double"] == [(210, 30, 38, 90), (105, 135, 38, 113)], resolved
+    assert resolved["halffloat"] == resolved["double"], resolved

@@ -136,3 +136,38 @@ def test_a_map_and_its_table_cannot_be_written_and_pickle_as_the_map():
     for clone in (pickle.loads(pickle.dumps(smap)), copy.deepcopy(smap)):
         assert type(clone) is SaliencyMap and clone.provenance == {"model": "test"}
         assert not clone.prob.flags.writeable and clone.share([0, 0, 10, 10]) == pytest.approx(share)
+
+
+#: Fractions whose float32 value widened to float64 lands a hair under a half-pixel edge of these sizes (0.7 of
+#: 300 with w 0.125: x1 = 247.5), which then rounded a pixel lower than the decimal the float32 stands for.
+FRACTIONS = (0.1, 0.125, 0.3, 0.35, 0.45, 0.7)
+SIZES = ((300, 300), (250, 728), (1080, 1080), (728, 250))
+
+
+@pytest.mark.parametrize("image_hw", SIZES)
+@pytest.mark.parametrize("narrow", [np.float32, np.float16])
+@pytest.mark.parametrize("box_format", ["xywh", "xyxy"])
+def test_float32_relative_boxes_give_the_pixels_of_their_decimals(image_hw, narrow, box_format):
+    boxes = [[x, y, w, h] if box_format == "xywh" else [x, y, x + w, y + h]
+             for x in FRACTIONS for y in FRACTIONS for w in FRACTIONS for h in (0.1, 0.3)
+             if x + w <= 1 and y + h <= 1]
+    narrow_boxes = np.asarray(boxes, narrow)
+    decimals = [[float(str(v)) for v in box] for box in narrow_boxes]  # what each narrow value stands for
+    expected = resolve_boxes(decimals, image_hw, box_format=box_format, units="relative")
+    got = resolve_boxes(narrow_boxes, image_hw, box_format=box_format, units="relative")
+    assert (got == expected).all(), [(b, e, g) for b, e, g in zip(decimals, expected.tolist(), got.tolist())
+                                     if e != g][:3]
+    # element boxes: a numpy box, and numpy scalars in a list
+    if box_format == "xywh":
+        for box, pixels in zip(narrow_boxes[:40], expected[:40].tolist()):
+            x, y, w, h = make_element("a", "cta", box, image_hw, units="relative").box
+            assert [x, y, x + w, y + h] == pixels
+            spec = parse_elements({"units": "relative", "elements": [{"name": "a", "kind": "cta", "box": list(box)}]},
+                                  image_hw)
+            assert spec.elements[0].box == (x, y, w, h)
+
+
+def test_pixel_boxes_of_float32_are_read_as_before():
+    """Only fractions are read as their decimals: a pixel value rounds the same either way."""
+    boxes = np.asarray([[10.5, 20.5, 30.25, 10.0], [213.49998, 0.5, 1.5, 2.5]], np.float32)
+    assert resolve_boxes(boxes, (300, 300)).tolist() == resolve_boxes(boxes.astype(np.float64), (300, 300)).tolist()

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
+from ..boxes import decimal_float
 from ..errors import InputError, repeated
 from ..fileio import checked_path, column_list, unicode_name
 
@@ -225,7 +228,17 @@ def _read_table(path: Path) -> dict[str, list[Any]]:
     twice = repeated(table.column_names)
     if twice:
         raise InputError(f"{path}: column {column_list(map(repr, twice))} appears more than once; keep one")
-    return {name: table.column(name).to_pylist() for name in table.column_names}
+    return {name: _values(table.column(name)) for name in table.column_names}
+
+
+def _values(column: Any) -> list[Any]:
+    """A column's values; a float32 or float16 one's as the decimals they stand for (a relative box's 0.7 as 0.7,
+    not the 0.699999988 it widens to, which rounds a pixel lower: see foveal.boxes.decimal_floats)."""
+    import pyarrow as pa
+
+    narrow = {pa.float32(): np.float32, pa.float16(): np.float16}.get(column.type)
+    values = column.to_pylist()
+    return values if narrow is None else [None if v is None else decimal_float(narrow(v)) for v in values]
 
 
 def _cell(value: Any, path: Path, column: str, row: int) -> str:

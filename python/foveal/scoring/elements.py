@@ -38,7 +38,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..boxes import BOX_FORMATS, UNITS, resolve_boxes
+from ..boxes import BOX_FORMATS, UNITS, decimal_float, decimal_floats, resolve_boxes
 from ..errors import ElementSpecError, InputError, repeated
 from ..fileio import checked_path, is_unicode
 from .textfile import parse_json, read_text
@@ -188,7 +188,7 @@ def _unprintable(text: str) -> bool:
 
 def _check_box_values(box: Any, where: str) -> list[float]:
     if isinstance(box, np.ndarray) and box.ndim == 1:  # a box computed in numpy (make_element); JSON has lists
-        box = box.tolist()
+        box = (decimal_floats(box) if box.dtype.kind == "f" else box).tolist()  # float32 0.7 as 0.7
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         raise ElementSpecError(f"{where}: field 'box' must be a list of 4 numbers [x, y, w, h], got {_short(box)}")
     if all(type(v) is int or type(v) is float for v in box):  # the common case, checked in one pass
@@ -204,7 +204,7 @@ def _check_box_values(box: Any, where: str) -> list[float]:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
             raise ElementSpecError(f"{where}: field 'box' value {label} must be a number, got {_short(v)}")
         try:
-            f = float(v)
+            f = decimal_float(v)
             if not math.isfinite(f):
                 raise ElementSpecError(f"{where}: field 'box' value {label} must be finite, got {_short(v)}")
             values.append(f)
