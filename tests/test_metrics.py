@@ -438,3 +438,15 @@ def test_bad_input_raises_input_error(call, match):
 def test_metric_arguments_that_gave_nan_or_wrong_pixels_are_refused(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+@pytest.mark.parametrize("x, y", [(-1.0, 0.0), (4.0, 0.0), (0.0, -1.0), (0.0, 3.0), (-1.5, 1.0), (4.0, 3.0)])
+def test_a_fixation_a_pixel_or_more_outside_is_refused(x, y):
+    """The rule says less than one pixel outside is clipped; exactly one (x = -1, x = W + 1) was clipped too."""
+    with pytest.raises(InputError, match="outside the 3x2 image"):
+        M.pixel_indices([x], [y], (2, 3))
+
+
+def test_a_fixation_less_than_a_pixel_outside_is_clipped_onto_the_border():
+    row, col = M.pixel_indices([-0.999, 3.999, 1.0, 1.0], [0.0, 0.0, -0.999, 2.999], (2, 3))
+    assert col.tolist() == [0, 2, 1, 1] and row.tolist() == [0, 0, 0, 1]

@@ -99,7 +99,8 @@ def pixel_indices(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
                   name: str = "fixations") -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices ``(floor(y), floor(x))`` of fixations in an image of ``shape`` (H, W).
 
-    Raises InputError for unequal lengths, no fixations, non-finite values, or points more than a pixel outside.
+    Raises InputError for unequal lengths, no fixations, non-finite values, or points a pixel or more outside the
+    image's ``[0, W) x [0, H)``; those less than a pixel outside are clipped onto its border.
     """
     try:
         x = np.asarray(xs, dtype=np.float64).reshape(-1)
@@ -113,7 +114,7 @@ def pixel_indices(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
         raise InputError(f"{name}: no fixations; fixation-based metrics need at least one")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise InputError(f"{name}: coordinates must be finite")
-    outside = (x < -1) | (x > w + 1) | (y < -1) | (y > h + 1)
+    outside = (x <= -1) | (x >= w + 1) | (y <= -1) | (y >= h + 1)
     if outside.any():
         k = int(np.argmax(outside))
         raise InputError(f"{name}: fixation {k} at ({x[k]:g}, {y[k]:g}) lies outside the {w}x{h} image; "
