@@ -7,7 +7,9 @@ Three layouts load through :func:`load_dataset`, which detects them:
 * **A folder of your own**: images in ``images/`` or ``stimuli/`` (or the folder itself), and either
   ``fixations.csv`` (header ``image,x,y[,subject]``), ``fixations.json`` (``{"a.jpg": [[x, y], ...]}``, rows may
   carry a third subject column, or ``{"a.jpg": {"subject": [[x, y], ...]}}``), and/or density maps as
-  ``maps/<image stem>.png`` the size of their image.  Subjects are given for every fixation or for none.
+  ``maps/<image stem>.png`` the size of their image.  Subjects are given for every fixation or for none: of the
+  file in a CSV, of an image in a JSON (subject ids only mean something within an image, where human consistency
+  splits its viewers; an image given without them has one viewer, which that evaluation refuses by name).
 
 Coordinates are 0-based float pixels of the stored image: pixel (0, 0) covers [0, 1) × [0, 1).  Reading the
 ``.mat`` files needs SciPy (``pip install "foveal[eval]"``, SciPy only, no torch); everything else needs only NumPy and
