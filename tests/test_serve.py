@@ -604,6 +604,58 @@ def test_client_sends_elements_as_loaded(url, engine):
         assert client.score(EXAMPLE, boxes)["elements"] == expected["elements"]
 
 
+def test_client_asks_for_the_pages_and_figures_the_service_answers(url, http):
+    """/v1/score?format=html, /v1/compare?format=png|html and /v1/whatif?format=png|edited had no Client call: a
+    Python caller had to build the multipart request by hand. Each comes back as the bytes a raw request gets."""
+    from PIL import Image
+
+    edit = [{"op": "move", "element": "cta", "dx": 0, "dy": -60}]
+    one = {"image": ("creative.png", EXAMPLE.read_bytes())}
+    two = {"image_a": ("creative.png", EXAMPLE.read_bytes()), "image_b": ("creative_b.png", EXAMPLE_B.read_bytes())}
+    with Client(url, api_key=KEY) as client:
+        doc = client.score(EXAMPLE, ELEMENTS)
+        page = client.score(EXAMPLE, ELEMENTS, output="html")
+        raw = http.post("/v1/score", params={"format": "html"}, files=one, data={"elements": ELEMENTS})
+        assert isinstance(page, bytes) and page == raw.content
+        text = page.decode()
+        assert text.startswith("<!DOCTYPE html>") and f"{100 * doc['creative']['conversion_share']:.1f}%" in text
+        assert all(e["name"] in text for e in doc["elements"])
+        answers = {
+            "compare png": (client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B, output="png"),
+                            http.post("/v1/compare", params={"format": "png"}, files=two,
+                                      data={"elements_a": ELEMENTS, "elements_b": ELEMENTS_B})),
+            "whatif png": (client.whatif(EXAMPLE, ELEMENTS, edits=edit, output="png"),
+                           http.post("/v1/whatif", params={"format": "png"}, files=one,
+                                     data={"elements": ELEMENTS, "edits": json.dumps(edit)})),
+            "whatif edited": (client.whatif(EXAMPLE, ELEMENTS, edits=edit, output="edited"),
+                              http.post("/v1/whatif", params={"format": "edited"}, files=one,
+                                        data={"elements": ELEMENTS, "edits": json.dumps(edit)}))}
+        for what, (answer, raw) in answers.items():
+            assert raw.status_code == 200 and isinstance(answer, bytes) and answer == raw.content, what
+            figure = Image.open(io.BytesIO(answer))
+            assert figure.format == "PNG", what
+            figure.load()
+        assert figure.size == (600, 600)  # the edited creative
+        compared = client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B)
+        page = client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, ELEMENTS_B, output="html")
+        assert page == http.post("/v1/compare", params={"format": "html"}, files=two,
+                                 data={"elements_a": ELEMENTS, "elements_b": ELEMENTS_B}).content
+        assert compared["verdict"] in page.decode()
+    with Client("http://127.0.0.1:1") as nowhere:  # checked here: no request goes out (it would find no service)
+        for call, message in ((lambda: nowhere.score(EXAMPLE, ELEMENTS, output="pdf"),
+                               "Client.score: output must be 'json' or 'html', got 'pdf'"),
+                              (lambda: nowhere.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, output="edited"),
+                               "Client.compare: output must be 'json', 'png' or 'html', got 'edited'"),
+                              (lambda: nowhere.whatif(EXAMPLE, ELEMENTS, edits=edit, output=None),
+                               "Client.whatif: output must be 'json', 'png' or 'edited', got None"),
+                              (lambda: nowhere.score(EXAMPLE, ELEMENTS, format="html"),
+                               "Client.score: format 'html' names the creative format to compare against in the "
+                               "norms; choose the answer with output='json' or output='html'")):
+            with pytest.raises(foveal.InputError) as info:
+                call()
+            assert str(info.value) == message
+
+
 def test_client_detects_what_detect_elements_detects(url, monkeypatch):
     """Client.detect is /v1/detect with detect_elements' answer: the same Element list for the same image (an empty
     one where nothing is found), and without the detect extra the same DetectorUnavailableError, not a bare
@@ -2412,6 +2464,23 @@ def test_client_pointed_at_another_server_says_so():
                      client.norms, lambda: client.detect(EXAMPLE)):
             with pytest.raises(ServiceError, match="is no foveal .*; is http://127.0.0.1:.* a foveal service") \
                     as info:
+                call()
+            assert info.value.code == "bad_answer"
+
+
+def test_client_asking_another_server_for_a_figure_says_it_is_no_foveal_answer():
+    """A 200 answer that is not the content type asked for (another app's page where a PNG was asked for) is a
+    ServiceError bad_answer, not bytes handed on as if they were the figure."""
+    class NotFoveal(Canned):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.answer(200, b'{"not": "a figure"}', Content_Type="application/json")
+
+    with other_server(NotFoveal) as base, Client(base) as client:
+        for call in (lambda: client.compare(EXAMPLE, EXAMPLE_B, ELEMENTS, output="png"),
+                     lambda: client.score(EXAMPLE, ELEMENTS, output="html")):
+            with pytest.raises(ServiceError, match=r"the answer is no foveal (PNG figure|page) \(TypeError\); is "
+                                                   r"http://127.0.0.1:\d+ a foveal service\?$") as info:
                 call()
             assert info.value.code == "bad_answer"
 

@@ -3,6 +3,7 @@
 >>> engine = foveal.Client("http://127.0.0.1:8080")     # instead of foveal.Engine()
 >>> smap = engine.predict("creative.png")                # a SaliencyMap, the exact float32 map of the service
 >>> doc = engine.score("creative.png", "creative.json")  # the scores.json document `foveal score` writes
+>>> page = engine.score("creative.png", "creative.json", output="html")  # its report.html, as bytes
 >>> engine.detect("creative.png")                        # [Element(...)], as foveal.detect_elements returns
 
 Errors come back as the :class:`FovealError` subclass the service raised (``ImageError``, ``ElementSpecError``,
@@ -23,7 +24,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence, overload
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -51,6 +52,9 @@ _ERRORS: dict[str, type[FovealError]] = {
     "detection_unavailable": DetectorUnavailableError}
 #: Classes the service answers with a 5xx status: the server's state, not a refusal of the request.
 _SERVER_SIDE = (ModelError, BackendUnavailableError, DetectorUnavailableError)
+#: What score, compare and whatif answer as bytes (``output=``, the service's ``?format=``): its content type, and
+#: what a message calls it.
+_OUTPUTS = {"html": ("text/html", "page"), "png": ("image/png", "PNG figure"), "edited": ("image/png", "PNG image")}
 
 
 class Client:
@@ -145,10 +149,23 @@ class Client:
         return results
 
     # -- what the CLI does -------------------------------------------------------------------------------------
+    @overload
     def score(self, image: ImageLike, elements: Any, *, norms: str | None = None, format: str | None = None,
-              pass_percentile: float | None = None) -> dict[str, Any]:
+              pass_percentile: float | None = None, output: Literal["json"] = "json") -> dict[str, Any]: ...
+    @overload
+    def score(self, image: ImageLike, elements: Any, *, norms: str | None = None, format: str | None = None,
+              pass_percentile: float | None = None, output: Literal["html"]) -> bytes: ...
+
+    def score(self, image: ImageLike, elements: Any, *, norms: str | None = None, format: str | None = None,
+              pass_percentile: float | None = None, output: str = "json") -> dict[str, Any] | bytes:
         """The ``scores.json`` document of ``foveal score``: ``elements`` is an element file path (.json), its
-        JSON text, or the decoded object; ``norms`` the name of norms the service has (:meth:`norms`)."""
+        JSON text, or the decoded object; ``norms`` the name of norms the service has (:meth:`norms`); ``format``
+        the creative format to compare against in them. ``output="html"``: the ``report.html`` page instead, as
+        bytes (``format`` is taken, so the service's ``?format=`` is ``output`` here)."""
+        _checked_output(output, ("json", "html"), "score")
+        if format in ("json", "html"):  # the service's ?format=html, guessed: it would name the creative format
+            raise InputError(f"Client.score: format {format!r} names the creative format to compare against in the "
+                             "norms; choose the answer with output='json' or output='html'")
         fields = {"elements": _elements_text(elements)}
         if norms is not None:
             fields["norms"] = norms
@@ -158,22 +175,42 @@ class Client:
             if isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real):
                 raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
             fields["pass_percentile"] = repr(float(pass_percentile))
-        return self._document(self._post("/v1/score", files={"image": _file(image)}, data=fields))
+        return self._output(self._post("/v1/score", params={"format": output}, files={"image": _file(image)},
+                                       data=fields), output)
+
+    @overload
+    def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any, elements_b: Any | None = None, *,
+                allow_format_mismatch: bool = False, output: Literal["json"] = "json") -> dict[str, Any]: ...
+    @overload
+    def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any, elements_b: Any | None = None, *,
+                allow_format_mismatch: bool = False, output: Literal["png", "html"]) -> bytes: ...
 
     def compare(self, image_a: ImageLike, image_b: ImageLike, elements_a: Any, elements_b: Any | None = None, *,
-                allow_format_mismatch: bool = False) -> dict[str, Any]:
-        """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both)."""
+                allow_format_mismatch: bool = False, output: str = "json") -> dict[str, Any] | bytes:
+        """The ``compare.json`` document of ``foveal compare`` (one element set: the same for both);
+        ``output="png"`` the figure (both overlays and the difference map), ``"html"`` the page, as bytes."""
+        _checked_output(output, ("json", "png", "html"), "compare")
         # One set goes as the field for both, so that a refusal on image B names it, not an 'elements_b' never given.
         data = ({"elements": _elements_text(elements_a)} if elements_b is None else
                 {"elements_a": _elements_text(elements_a), "elements_b": _elements_text(elements_b)})
         data["allow_format_mismatch"] = "true" if allow_format_mismatch else "false"
-        return self._document(self._post("/v1/compare", files={"image_a": _file(image_a),
-                                                               "image_b": _file(image_b)}, data=data))
+        return self._output(self._post("/v1/compare", params={"format": output}, data=data,
+                                       files={"image_a": _file(image_a), "image_b": _file(image_b)}), output)
+
+    @overload
+    def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
+               search: dict[str, Any] | None = None, output: Literal["json"] = "json") -> dict[str, Any]: ...
+    @overload
+    def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
+               search: dict[str, Any] | None = None, output: Literal["png", "edited"]) -> bytes: ...
 
     def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
-               search: dict[str, Any] | None = None) -> dict[str, Any]:
+               search: dict[str, Any] | None = None, output: str = "json") -> dict[str, Any] | bytes:
         """The ``whatif.json`` document of ``foveal whatif``: ``edits`` like ``[{"op": "move", "element": "cta",
-        "dx": 0, "dy": -60}]``, or ``search`` like ``{"element": "cta", "grid": [5, 5], "top": 3}``."""
+        "dx": 0, "dy": -60}]``, or ``search`` like ``{"element": "cta", "grid": [5, 5], "top": 3}``.
+        ``output="png"``: the before/after/difference figure, ``"edited"`` the edited creative (for a search, the
+        best), as PNG bytes."""
+        _checked_output(output, ("json", "png", "edited"), "whatif")
         data = {"elements": _elements_text(elements)}
         if edits is not None:
             if isinstance(edits, (str, bytes, dict)) or not isinstance(edits, Iterable):
@@ -182,7 +219,8 @@ class Client:
             data["edits"] = _json(list(edits), "edits", InputError)
         if search is not None:
             data["search"] = _json(search, "search", InputError)
-        return self._document(self._post("/v1/whatif", files={"image": _file(image)}, data=data))
+        return self._output(self._post("/v1/whatif", params={"format": output}, files={"image": _file(image)},
+                                       data=data), output)
 
     def detect(self, image: ImageLike) -> list[Element]:
         """Elements found automatically in one image (as :meth:`predict` takes it): what
@@ -221,6 +259,16 @@ class Client:
             raise ServiceError(f"{self._shown}{path}: the answer is no foveal {what} ({type(exc).__name__}); is "
                                f"{self._shown} a foveal service?", status=response.status_code,
                                code="bad_answer") from None
+
+    def _output(self, response: Any, output: str) -> dict[str, Any] | bytes:
+        """A document route's answer: its JSON document, or for another ``output`` its bytes, of that type."""
+        if output == "json":
+            return self._document(response)
+        media_type, what = _OUTPUTS[output]
+        with self._answer(response, what):
+            if response.headers.get("content-type", "").partition(";")[0].strip().lower() != media_type:
+                raise TypeError(f"not {media_type}")
+            return response.content
 
     def _document(self, response: Any) -> dict[str, Any]:
         with self._answer(response, "document"):
@@ -284,6 +332,13 @@ def _error_of(response, where: str) -> FovealError:
         return cls(message)  # type: ignore[misc]
     return ServiceError(message, status=response.status_code, code=code,
                         retry_after=_retry_after(response.headers.get("retry-after"), response.headers.get("date")))
+
+
+def _checked_output(output: Any, offered: tuple[str, ...], method: str) -> None:
+    """Refuse an ``output`` that ``Client.method`` does not offer, before anything is read or sent."""
+    if not (isinstance(output, str) and output in offered):
+        names = ", ".join(repr(name) for name in offered[:-1]) + f" or {offered[-1]!r}"
+        raise InputError(f"Client.{method}: output must be {names}, got {output!r}")
 
 
 def _detected(item: Any) -> Element:
