@@ -80,13 +80,15 @@ class FreezingProxy:
     """A TCP proxy on 127.0.0.1 to ``port`` that, once :meth:`freeze` is called, forwards nothing more and answers no
     new connection while keeping every socket open: a server (or a proxy before it) that stopped answering, which
     the kernel still acknowledges, so that no TCP timeout ends the wait.  Use it as a context manager: leaving it
-    closes every socket and ends its threads.  ``listen_port`` reopens a proxy closed before (a server back)."""
+    closes every socket and ends its threads.  ``listen_port`` reopens a proxy closed before (a server back);
+    ``connect_delay_s`` holds each new connection that long before forwarding it (a server slow to connect)."""
 
-    def __init__(self, port: int, listen_port: int = 0) -> None:
+    def __init__(self, port: int, listen_port: int = 0, connect_delay_s: float = 0.0) -> None:
         import socket
         import threading
 
         self.target = port
+        self.connect_delay_s = connect_delay_s
         self.frozen = threading.Event()
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
@@ -113,6 +115,8 @@ class FreezingProxy:
             self._sockets.append(client)
             if self.frozen.is_set():
                 continue  # accepted by the kernel, never answered
+            if self._closed.wait(self.connect_delay_s):
+                return
             upstream = socket.create_connection(("127.0.0.1", self.target), timeout=10)
             self._sockets.append(upstream)
             for a, b in ((client, upstream), (upstream, client)):

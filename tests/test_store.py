@@ -349,6 +349,61 @@ def test_while_one_call_tries_a_down_server_again_the_others_fail_at_once(postgr
             store.record("c", *scored(2))
 
 
+def test_a_try_of_a_frozen_server_waits_the_probe_limit_not_the_connect_limit(postgres_server, monkeypatch):
+    """Each try of a server that stopped answering, once its cool-down was over, waited the whole connect limit: 30 s
+    of every 90 s of a batch against a frozen store went to tries that were bound to fail."""
+    from foveal.store import database
+    from tests.store_fixtures import FreezingProxy
+
+    name = _database(postgres_server, "frozen_probed")
+    monkeypatch.setattr(database, "RESPONSE_TIMEOUT_S", 1)
+    monkeypatch.setattr(database, "CONNECT_TIMEOUT_S", 6)
+    monkeypatch.setattr(database, "COOL_DOWN_S", 0.5, raising=False)
+    monkeypatch.setattr(database, "PROBE_CONNECT_S", 2, raising=False)
+    with FreezingProxy(int(postgres_server.rsplit(":", 1)[1])) as proxy, \
+            Store(f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/{name}") as store:
+        store.record("a", *scored(0))
+        proxy.freeze()
+        start = time.monotonic()
+        with pytest.raises(FovealError, match="the store failed"):  # the pool's ping, then connecting: the long limits
+            store.record("b", *scored(1))
+        assert time.monotonic() - start > 6
+        for _ in range(2):
+            time.sleep(0.6)  # the cool-down is over: this call tries the server again
+            start = time.monotonic()
+            with pytest.raises(FovealError, match=r"the store failed \(connection timeout expired\)"):
+                store.record("b", *scored(1))
+            assert time.monotonic() - start < 4
+        with pytest.raises(FovealError, match="the store is down"):
+            store.record("b", *scored(1))
+
+
+def test_a_try_of_a_server_slow_to_connect_waits_for_it(postgres_server, monkeypatch):
+    """The probe's short connect limit is no false verdict on a server that is back but slow to connect: a try waits
+    four times the slowest connect the store has seen, and the calls before and after it the connect limit."""
+    from foveal.store import database
+    from tests.store_fixtures import FreezingProxy
+
+    name = _database(postgres_server, "slow_probed")
+    port = int(postgres_server.rsplit(":", 1)[1])
+    monkeypatch.setattr(database, "COOL_DOWN_S", 0.5, raising=False)
+    monkeypatch.setattr(database, "PROBE_CONNECT_S", 2, raising=False)
+    with FreezingProxy(port, connect_delay_s=1.0) as proxy:  # a store seen connecting in 1 s: a try may wait 4 s
+        store = Store(f"postgresql+psycopg://foveal@127.0.0.1:{proxy.port}/{name}")
+        store.record("a", *scored(0))
+    with pytest.raises(FovealError, match=r"store failed \(.*refused"):  # stopped
+        store.record("b", *scored(1))
+    with FreezingProxy(port, listen_port=proxy.port, connect_delay_s=3.0):  # back, slower than PROBE_CONNECT_S
+        time.sleep(0.6)
+        start = time.monotonic()
+        store.record("b", *scored(1))
+        assert time.monotonic() - start > 3
+        store.engine.dispose()  # a new connection for the next call, which is no try: it waits the connect limit
+        store.record("c", *scored(2))
+        assert store.counts()["predictions"] == 3
+        store.close()
+
+
 def test_a_write_the_server_refuses_does_not_make_the_store_pass_for_down(postgres_server):
     """Only the want of a server cools a store down: a refusal (here a read-only database) is the server's answer."""
     import psycopg

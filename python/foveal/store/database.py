@@ -43,6 +43,13 @@ QUERY_TIMEOUT_S = 1800.0
 #: connection lost), before one call tries the server again: a batch would otherwise wait the connect limit per
 #: creative while the server is down.
 COOL_DOWN_S = 60.0
+#: How long the one call that tries a server known down again (after :data:`COOL_DOWN_S`) may take to connect: a
+#: server that accepts connections and never answers would otherwise hold that call, and the batch behind it, for
+#: the whole connect limit at every try.  A store whose server was seen to connect slowly waits
+#: :data:`PROBE_MARGIN` times its slowest connect instead, so that a slow server that is up is not taken for down;
+#: never more than the connect limit.
+PROBE_CONNECT_S = 5.0
+PROBE_MARGIN = 4.0
 
 
 #: A password given in a URL's query (libpq's connection URIs take every keyword there: ``?password=...``).
@@ -122,15 +129,44 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
         engine = sa.create_engine(url, pool_pre_ping=True, connect_args=timeout)
     except NoSuchModuleError as exc:
         raise FovealError(f"database {describe(url)}: {exc}; install psycopg (pip install 'psycopg[binary]')") from None
-    event.listen(engine, "do_connect", _bounded_connect)
+    event.listen(engine, "do_connect", functools.partial(_bounded_connect, _Connects()))
     return engine
 
 
-def _bounded_connect(_dialect: object, _record: object, cargs: tuple, cparams: dict) -> object:
+def _bounded_connect(connects: _Connects, _dialect: object, _record: object, cargs: tuple, cparams: dict) -> object:
     """A psycopg connection whose every wait on the server (statements, the pool's ping, commit, rollback) ends
-    after its limit (:func:`_answer_within`)."""
+    after its limit (:func:`_answer_within`); while a :class:`Breaker` tries a server known down again, connecting
+    ends after the probe's limit (:data:`PROBE_CONNECT_S`)."""
     connection, cursor = _bounded_classes()
-    return connection.connect(*cargs, cursor_factory=cursor, **cparams)
+    if _PROBING.get():
+        cparams = {**cparams, "connect_timeout": connects.probe_timeout(cparams.get("connect_timeout"))}
+    start = time.monotonic()
+    conn = connection.connect(*cargs, cursor_factory=cursor, **cparams)
+    connects.took(time.monotonic() - start)
+    return conn
+
+
+class _Connects:
+    """How long connecting to one engine's server has taken at most: what a try of it after it was down may wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slowest = 0.0
+
+    def took(self, seconds: float) -> None:
+        with self._lock:
+            self._slowest = max(self._slowest, seconds)
+
+    def probe_timeout(self, given: Any) -> Any:
+        """``connect_timeout`` for a try of the server: the given one (the URL's, else :data:`CONNECT_TIMEOUT_S`)
+        where it is shorter than the probe's limit, else that limit in whole seconds (as libpq reads it)."""
+        with self._lock:
+            limit = math.ceil(max(PROBE_CONNECT_S, PROBE_MARGIN * self._slowest))
+        try:
+            normal = float(CONNECT_TIMEOUT_S if given is None else given)
+        except (TypeError, ValueError):
+            return given  # psycopg names the bad value itself
+        return given if 0 < normal <= limit else limit  # 0 or less: no limit of the user's
 
 
 @functools.cache
@@ -161,6 +197,8 @@ def _bounded_classes() -> tuple[type, type]:
 
 
 _RECORDING: contextvars.ContextVar[bool] = contextvars.ContextVar("foveal_store_recording", default=False)
+#: Set while a :class:`Breaker` tries a server known down again: its connect waits the probe's limit.
+_PROBING: contextvars.ContextVar[bool] = contextvars.ContextVar("foveal_store_probing", default=False)
 
 
 @contextlib.contextmanager
@@ -252,7 +290,8 @@ _WATCHDOG = _Watchdog()
 class Breaker:
     """A store's memory that its PostgreSQL server is down: after a call fails for want of the server, the calls of
     the next :data:`COOL_DOWN_S` seconds fail at once, then one call tries the server again (the others still fail
-    at once meanwhile); a call the server answers, even with an error, ends the cool-down.  Thread-safe."""
+    at once meanwhile), waiting at most :data:`PROBE_CONNECT_S` to connect; a call the server answers, even with an
+    error, ends the cool-down.  Thread-safe."""
 
     def __init__(self, url: sa.URL) -> None:
         self.url = url
@@ -264,6 +303,7 @@ class Breaker:
     def guard(self) -> Iterator[None]:
         """Run one call on the store; raise the one-line FovealError at once while the server is known down."""
         trying = self._admit()
+        probing = _PROBING.set(trying)
         try:
             yield
         except DBAPIError as exc:
@@ -275,6 +315,7 @@ class Breaker:
         else:
             self._answered(None)
         finally:
+            _PROBING.reset(probing)
             if trying:
                 with self._lock:
                     self._trying = False
