@@ -1521,12 +1521,39 @@ def hold_whatif(page) -> None:
           : real(url, ...rest);""")
 
 
+def whatif_requests(service: str) -> int:
+    """How many /v1/whatif requests the service has answered, whatever their status (its /metrics counters)."""
+    import httpx
+
+    lines = httpx.get(service + "/metrics", timeout=30).text.splitlines()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines
+               if line.startswith("foveal_requests_total{") and 'route="/v1/whatif"' in line)
+
+
+def test_one_whatif_is_one_request(page, service):
+    """Re-score edited creative asked /v1/whatif twice, for the document and for the edited creative: the service
+    applied the edits and predicted both images twice for one click."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").click()
+    page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    before = whatif_requests(service)
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: d.find_element("id", "whatif-result").is_displayed(), timeout=60, what="the what-if")
+    wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
+         what="the edited creative")
+    time.sleep(0.5)  # a second request, if any, is under way by now
+    assert whatif_requests(service) - before == 1
+
+
 def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
     """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
     edit_b(page)
     hold_whatif(page)
     page.find_element("id", "whatif-run").click()
-    wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")
+    wait(page, lambda d: js(d, "return window.__held.length") == 1, what="the what-if under way")
     page.find_element("id", "remove-b").click()
     js(page, "window.__held.forEach((answer) => answer())")
     time.sleep(2)
@@ -1548,7 +1575,7 @@ def test_the_whatif_is_asked_once_while_it_runs(page):
     hold_whatif(page)
     run = page.find_element("id", "whatif-run")
     run.click()
-    wait(page, lambda d: js(d, "return window.__held.length") == 2, what="the what-if under way")
+    wait(page, lambda d: js(d, "return window.__held.length") == 1, what="the what-if under way")
     box.send_keys(Keys.SHIFT, Keys.ARROW_UP)  # another edit meanwhile
     assert not run.is_enabled(), "a second what-if while the first runs"
     js(page, "window.__held.forEach((answer) => answer())")

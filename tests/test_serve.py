@@ -375,6 +375,29 @@ def test_compare_and_whatif(http):
     assert doc.json()["mode"] == "search" and len(doc.json()["search"]["best"]) == 2
 
 
+def test_a_whatif_gives_its_document_and_edited_creative_in_one_answer(http):
+    """The page asked /v1/whatif twice per what-if, once for the document and once for the edited creative: every
+    prediction ran twice.  ?edited=true puts the creative in the document, as the edited answer gives it."""
+    import base64
+
+    files = {"image": ("c.png", EXAMPLE.read_bytes())}
+    edit = {"elements": ELEMENTS, "edits": json.dumps([{"op": "move", "element": "cta", "dx": 0, "dy": -60}])}
+    doc = http.post("/v1/whatif", params={"edited": "true"}, files=files, data=edit).json()
+    assert doc["mode"] == "edits" and doc["edited"]["format"] == "png"
+    alone = http.post("/v1/whatif", params={"format": "edited"}, files=files, data=edit)
+    assert base64.b64decode(doc["edited"]["data"]) == alone.content
+    assert "edited" not in http.post("/v1/whatif", files=files, data=edit).json(), "only when asked"
+    search = {"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [2, 2], "top": 1})}
+    doc = http.post("/v1/whatif", params={"edited": "true"}, files=files, data=search).json()
+    assert doc["mode"] == "search" and base64.b64decode(doc["edited"]["data"]).startswith(b"\x89PNG")
+    refused = http.post("/v1/whatif", params={"format": "png", "edited": "true"}, files=files, data=edit)
+    assert error_of(refused) == (400, "invalid_input")
+    assert refused.json()["error"]["message"] == ("edited=true adds the edited creative to the JSON document; "
+                                                  "with format=png leave it out")
+    assert error_of(http.post("/v1/whatif", params={"edited": "maybe"}, files=files, data=edit)) == (
+        422, "invalid_request")
+
+
 def test_a_compare_names_the_image_it_refuses(http):
     """Either image of a compare was refused as '<bytes>: not a recognised image format', or 'the image is ...
     over this service's limit', which left the client to guess which of the two."""

@@ -531,11 +531,17 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                    '"top": 3, "max_overlap": 0.1}'}}))
     async def whatif(request: Request, output: Literal["json", "png", "edited"] = Query(
             "json", alias="format", description="json: whatif.json; png: whatif.png (before, after, "
-            "difference); edited: the edited creative (for a search, the best)")) -> Response:
+            "difference); edited: the edited creative (for a search, the best)"), edited: bool = Query(
+            False, description="json: also the edited creative (for a search, the best) as base64 PNG, so that one "
+            "request gives both")) -> Response:
         """Edits (or a position search) on a creative → the `whatif.json` document `foveal whatif` writes."""
         deadline = _deadline(request, state)
         batcher = _batcher(state)
-        _known_query(request, {"format"}, _FORMAT_ONLY)
+        _known_query(request, {"format", "edited"}, "format and edited in its query; send the other fields in the "
+                     "multipart body")
+        if edited and output != "json":
+            raise InputError(f"edited=true adds the edited creative to the JSON document; with format={output} "
+                             "leave it out")
         form = await codec.form_of(request, "multipart/form-data with fields image, elements and edits or search",
                                    ("image", "elements", "edits", "search"))
         data, filename = form.file("image")
@@ -569,6 +575,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             inputs = {"image": filename, "image_sha256": decoded.sha256, "elements": "elements"}
             doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n,
                                   batch_size=batch_size)
+            if edited:  # the page shows the edited creative beside the scores: one prediction, not two
+                doc["edited"] = {"format": "png", "data": codec.b64(codec.png_rgb(outcome.edited.image))}
             if output == "edited":
                 return Response(codec.png_rgb(outcome.edited.image), media_type="image/png")
             if output == "png":

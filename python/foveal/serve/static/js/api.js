@@ -121,17 +121,22 @@ export class Api {
     return this.json("/v1/compare", { method: "POST", body: form });
   }
 
-  /** edits: [{op: "move", element, dx, dy} | {op: "scale", element, factor}] (the CLI's whatif.json form) */
+  /**
+   * edits: [{op: "move", element, dx, dy} | {op: "scale", element, factor}] (the CLI's whatif.json form). One
+   * request: the document carries the edited creative (`edited`, base64 PNG; see editedImage).
+   */
   async whatif(file, elementFile, edits) {
-    return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, edits) });
+    return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, "edits", edits),
+      query: { edited: "true" } });
   }
 
-  /** The edited creative of a what-if, as a PNG blob. */
-  async whatifImage(file, elementFile, edits) {
-    const response = await this.request("/v1/whatif", {
-      method: "POST", body: whatifForm(file, elementFile, edits), query: { format: "edited" },
-    });
-    return response.blob();
+  /**
+   * A position search for one element: {element, grid: [cols, rows], top}. The document ranks the positions
+   * tried, best first, and carries the best one's edited creative, as whatif's does.
+   */
+  async search(file, elementFile, search) {
+    return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, "search", search),
+      query: { edited: "true" } });
   }
 
   /** Proposed elements for a creative: the element file `foveal detect` writes (confidence, source "auto"). */
@@ -176,12 +181,20 @@ function scoreForm(file, elementFile, norms, passPercentile, format) {
   return form;
 }
 
-function whatifForm(file, elementFile, edits) {
+function whatifForm(file, elementFile, field, value) {
   const form = new FormData();
   form.append("image", file);
   form.append("elements", JSON.stringify(elementFile));
-  form.append("edits", JSON.stringify(edits));
+  form.append(field, JSON.stringify(value));
   return form;
+}
+
+/** The edited creative a what-if document carries (`edited`: base64 PNG), as a blob. */
+export function editedImage(doc) {
+  const text = atob(doc.edited.data);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new Blob([bytes], { type: "image/png" });
 }
 
 // Refusals whose message names what only an API caller can change (X-Deadline-Ms): said in the page's words.

@@ -5,7 +5,7 @@
 // definitions as `foveal score`. The service's /v1/score document (percentile, pass, recommendations) follows a
 // moment later for the same elements, and is what the JSON/CSV downloads contain.
 
-import { Api, canRetry } from "./api.js";
+import { Api, canRetry, editedImage } from "./api.js";
 import { AttentionMap, mapStatistics, scoreLocally } from "./attention.js";
 import { COLORMAPS, gradientCss } from "./colormap.js";
 import { BoxEditor, moveBox, resizeBox } from "./editor.js";
@@ -671,6 +671,16 @@ function dropEdits() {
   $("whatif-result").hidden = true;
 }
 
+/** A what-if document (statement, shares before and after, verdict, notes) and its edited creative, shown. */
+function showWhatif(doc, edited) {
+  renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0], notes: $("whatif-notes") }, doc);
+  const image = $("whatif-image");
+  if (image.src) URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(edited);
+  $("whatif-figure").hidden = false;
+  $("whatif-result").hidden = false;
+}
+
 async function runWhatif() {
   const c = current();
   const list = edits();
@@ -683,15 +693,10 @@ async function runWhatif() {
   refreshWhatifRun();
   const seq = whatifSeq;
   try {
-    const spec = elementFile(c.elements, c.format);
-    const [doc, edited] = await Promise.all([api.whatif(c.file, spec, list), api.whatifImage(c.file, spec, list)]);
+    // One request: the document carries the edited creative (asking for each apart predicted everything twice).
+    const doc = await api.whatif(c.file, elementFile(c.elements, c.format), list);
     if (seq !== whatifSeq) return;
-    renderWhatif({ verdict: $("whatif-verdict"), table: $("whatif-table").tBodies[0], notes: $("whatif-notes") }, doc);
-    const image = $("whatif-image");
-    if (image.src) URL.revokeObjectURL(image.src);
-    image.src = URL.createObjectURL(edited);
-    $("whatif-figure").hidden = false;
-    $("whatif-result").hidden = false;
+    showWhatif(doc, editedImage(doc));
     status("What-if scored.");
   } catch (err) {
     if (seq === whatifSeq) showError(`what-if: ${err.message}`);
