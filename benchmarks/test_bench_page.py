@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.page_harness import ROOT, browser_missing, chromium, running_service
+from tests.page_harness import ROOT, browser_missing, chromium, open_page, running_service
 
 MISSING = browser_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"the page benchmark needs a browser: {MISSING}")
@@ -56,7 +56,7 @@ def page_times(driver, path: Path, elements: Path) -> tuple[float, float]:
     """Load ``path`` into a fresh page holding the example elements; return (drawn, served) in seconds."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(driver.current_url)
+    open_page(driver, driver.current_url.rstrip("/"))  # nothing kept from the last round
     WebDriverWait(driver, 30).until(lambda d: d.execute_script(
         "return document.querySelectorAll('#colormap option').length") > 0)
     # Elements first (they are carried over to the creative that follows), then the timed file.
@@ -88,7 +88,7 @@ def test_page_drop_to_overlay(tmp_path):
     with running_service() as url:
         driver = chromium()
         try:
-            driver.get(url + "/")
+            open_page(driver, url)
             with httpx.Client(timeout=60) as client:
                 for round_ in range(ROUNDS + 1):  # round 0 warms every path up and is not counted
                     for size, path in files.items():

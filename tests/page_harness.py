@@ -56,6 +56,14 @@ def running_service(**config: Any) -> Iterator[str]:
         sock.close()
 
 
+def open_page(driver, url: str) -> None:
+    """Open the page at ``url`` as a first visit: what an earlier page of that origin kept in the browser (its
+    boxes and last creative, in IndexedDB) is cleared first, with no page of it open to write more."""
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": url, "storageTypes": "indexeddb"})
+    driver.get(url + "/")
+
+
 def chromium(download_dir: Path | None = None, size: tuple[int, int] = (1280, 800)):
     """A headless Chromium WebDriver with the window at ``size`` and downloads going to ``download_dir``."""
     from selenium import webdriver

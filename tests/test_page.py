@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import foveal
-from tests.page_harness import ROOT, browser_missing, chromium, running_service
+from tests.page_harness import ROOT, browser_missing, chromium, open_page, running_service
 
 MISSING = browser_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"page tests need a browser: {MISSING}")
@@ -74,7 +74,7 @@ def driver(downloads):
 def page(driver, service):
     """The page, freshly loaded at 1280×800; afterwards, no script error and no Content-Security-Policy refusal."""
     driver.set_window_size(1280, 800)
-    driver.get(service + "/")
+    open_page(driver, service)
     wait(driver, lambda d: d.execute_script("return document.querySelectorAll('#colormap option').length") > 0)
     driver.get_log("browser")
     yield driver
@@ -124,7 +124,7 @@ def keyed_page(driver, folder: Path, **service_options):
     keys = folder / "keys.txt"
     keys.write_text(KEY + "\n")
     with running_service(api_keys_file=str(keys), **service_options) as url:
-        driver.get(url + "/")
+        open_page(driver, url)
         driver.execute_script("sessionStorage.clear()")  # a key an earlier test entered would skip the prompt
         driver.get(url + "/")
         yield url
@@ -544,7 +544,7 @@ def test_a_service_without_detection_offers_no_propose_button(driver, monkeypatc
     monkeypatch.setattr(foveal.serve.app, "detection_unavailable", lambda: "rapidocr_onnxruntime is not installed")
     with running_service() as url:
         assert httpx.get(url + "/v1/models", timeout=30).json()["detection"] is False
-        driver.get(url + "/")
+        open_page(driver, url)
         wait(driver, lambda d: d.execute_script("return document.querySelector('#model-info').textContent"),
              what="the service's model line")
         end = time.monotonic() + 2  # the norms load after the model line; the old check came after them
@@ -688,7 +688,7 @@ def test_narrow_window_and_keyboard_reachable_upload(page):
          what="the nudged box")
     page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.DELETE)
     wait(page, lambda d: "cta" not in [r["name"] for r in element_rows(d)], what="the deleted box")
-    page.get(page.current_url)
+    open_page(page, page.current_url.rstrip("/"))  # a first visit: nothing restored
     body = page.find_element("tag name", "body")
     for _ in range(5):
         body.send_keys(Keys.TAB) if _ == 0 else page.switch_to.active_element.send_keys(Keys.TAB)
@@ -1359,7 +1359,7 @@ def test_a_pair_over_the_body_limit_together_says_so(driver):
     """A and B, each accepted alone, were refused as a pair with "send a smaller image": neither was too large,
     and the page did not say that the two travel in one request."""
     with running_service(max_body_bytes=30_000) as url:  # room for one example creative, not for two
-        driver.get(url + "/")
+        open_page(driver, url)
         upload(driver, EXAMPLES / "creative.png")
         import_elements(driver, EXAMPLES / "creative.json")
         upload(driver, EXAMPLES / "creative_b.png", "file-b")
@@ -1519,6 +1519,44 @@ def hold_whatif(page) -> None:
         window.fetch = (url, ...rest) => String(url).startsWith('/v1/whatif')
           ? new Promise((resolve) => { window.__held.push(() => resolve(real(url, ...rest))); })
           : real(url, ...rest);""")
+
+
+def ready_count(driver) -> int:
+    return int(js(driver, "return Number(document.body.dataset.ready || 0)"))
+
+
+def test_boxes_and_the_last_creative_come_back_after_a_reload(page, tmp_path):
+    """A reload, or a tab that crashed, lost every box the marketer had drawn on the creative, and the creative."""
+    from selenium.webdriver.support.ui import Select
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "add-element").click()
+    row = page.find_elements("css selector", "#elements-table tbody tr")[-1]
+    retype(row.find_element("css selector", "input.name"), "banner")
+    row = page.find_element("css selector", '#elements-table tbody tr[data-name="banner"]')
+    Select(row.find_element("tag name", "select")).select_by_value("logo")
+    retype(row.find_element("css selector", "input[data-index='0']"), "30")
+    mine = element_rows(page)
+    assert mine[-1] == {"name": "banner", "kind": "logo", "box": [30, 225, 150, 150]}, mine
+    page.refresh()
+    wait(page, lambda d: ready_count(d) == 1, what="the creative restored")
+    assert element_rows(page) == mine
+    assert "its 7 element box(es) restored from this browser" in page.find_element("id", "status").text
+    # Kept by the image's bytes: another image keeps its own boxes (none, here), and this one its own again
+    upload(page, EXAMPLES / "creative_b.png")
+    page.find_element("id", "clear-elements").click()
+    upload(page, EXAMPLES / "creative.png")
+    assert element_rows(page) == mine
+    upload(page, EXAMPLES / "creative_b.png")
+    assert element_rows(page) == []
+    # Forget saved work: the next visit is a first one
+    page.find_element("id", "forget-work").click()
+    wait(page, lambda d: "Saved work forgotten" in d.find_element("id", "status").text, what="the work forgotten")
+    page.refresh()
+    wait(page, lambda d: js(d, "return document.querySelectorAll('#colormap option').length") > 0)
+    time.sleep(1)  # a restore, if any, is under way by now
+    assert page.find_element("id", "dropzone").is_displayed() and ready_count(page) == 0
 
 
 def whatif_requests(service: str) -> int:
@@ -1703,7 +1741,7 @@ def test_a_whatif_result_goes_when_its_boxes_change(page):
     page.find_element("id", "clear-elements").click()
     assert not result.is_displayed()
     # A what-if still on its way when the boxes change is of the old boxes: not shown when it lands.
-    page.get(page.current_url)
+    open_page(page, page.current_url.rstrip("/"))  # a first visit: the creative it keeps would come back
     wait(page, lambda d: js(d, "return document.querySelectorAll('#colormap option').length") > 0)
     edit_b(page)
     hold_whatif(page)

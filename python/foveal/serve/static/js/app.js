@@ -14,6 +14,7 @@ import {
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
+import { contentHash, forget, lastCreative, saveBoxes, saveLast, savedBoxes } from "./storage.js";
 import {
   bdi, committed, h, pct, renderComparison, renderElementList, renderScores, renderWhatif, showValue, singleClick,
 } from "./views.js";
@@ -150,6 +151,7 @@ async function loadCreative(which, file) {
   // The upload starts at once; the browser decodes the image for display while the service predicts.
   const prediction = api.predictMap(file);
   prediction.catch(() => {}); // awaited below, unless the image cannot even be decoded here
+  const remembered = remembering(file); // the boxes this browser kept for these very bytes, read meanwhile
   let bitmap;
   try {
     bitmap = await createImageBitmap(file);
@@ -168,19 +170,29 @@ async function loadCreative(which, file) {
     return;
   }
   const { width, height } = bitmap;
+  const { hash, kept } = await remembered;
+  if (loads[which] !== load) {
+    bitmap.close();
+    return;
+  }
   const creative = {
-    file, bitmap, width, height, rgba: null, map: null, pixels: null,
+    file, bitmap, width, height, rgba: null, map: null, pixels: null, hash,
     elements: [], proposals: [], format: null, served: undefined, servedKey: null, local: null,
   };
   const previous = state.creatives[which];
   const template = previous ?? (which === "B" ? state.creatives.A : null);
-  if (template) {
+  const restored = keptElements(kept, width, height);
+  if (restored) { // this image's own boxes, as they were left, before any carried from another creative
+    creative.elements = restored;
+    creative.format = kept.format;
+    creative.restored = restored.length;
+  } else if (template) {
     creative.elements = carryElements(template, width, height);
     creative.leftOut = template.elements.length - creative.elements.length;
   }
   // A declared format describes images of the size it came with; a creative of another size has its own. A new B
   // of A's size is a variant of A's format, as `foveal compare` reads one element file for both.
-  if (template && template.width === width && template.height === height) {
+  if (!restored && template && template.width === width && template.height === height) {
     creative.format = template.format;
   }
   state.creatives[which] = creative;
@@ -199,6 +211,9 @@ async function loadCreative(which, file) {
     if (state.creatives[which] !== creative) return; // replaced while predicting
     creative.map = new AttentionMap(map.data, map.height, map.width);
     creative.provenance = map.provenance;
+    // Kept once the service has taken it: a reload shows it again with its boxes (carried ones included).
+    rememberBoxes(creative);
+    if (which === "A" && hash) saveLast(file, hash);
   } catch (err) {
     if (state.creatives[which] !== creative) return; // replaced while predicting
     state.creatives[which] = previous;
@@ -215,7 +230,10 @@ async function loadCreative(which, file) {
     const ms = performance.now() - started;
     const leftOut = creative.leftOut ? ` · ${creative.leftOut} element(s) did not fit this image and were left out`
       : "";
-    status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms${leftOut}`);
+    const restoredNote = creative.restored ? ` · its ${creative.restored} element box(es) restored from this browser`
+      : "";
+    status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms${leftOut}`
+      + restoredNote);
     // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
     mapStatistics(creative.map);
     if (current() === creative) refreshScores();
@@ -225,6 +243,49 @@ async function loadCreative(which, file) {
   // running with the first would delay the overlay, the part a person waits for.
   serveScores(which);
   scheduleServer();
+}
+
+/** {hash, kept}: the file's content hash and the boxes this browser kept for it (null when none or unreadable). */
+async function remembering(file) {
+  try {
+    const hash = await contentHash(file);
+    return { hash, kept: await savedBoxes(hash) };
+  } catch {
+    return { hash: null, kept: null };
+  }
+}
+
+/** Kept boxes as elements of a width×height image, or null when there are none that fit (then none are used). */
+function keptElements(kept, width, height) {
+  if (!kept || kept.width !== width || kept.height !== height || !Array.isArray(kept.elements)) return null;
+  try {
+    const elements = kept.elements.map((e) => makeElement(e.name, e.kind, e.box, width, height));
+    checkElements(elements);
+    return elements;
+  } catch {
+    return null;
+  }
+}
+
+/** Keep a creative's boxes in this browser, under its content hash (once the service has taken the image). */
+function rememberBoxes(c) {
+  if (c?.hash && c.map) {
+    saveBoxes(c.hash, { name: c.file.name, width: c.width, height: c.height, format: c.format, elements: c.elements });
+  }
+}
+
+/** The creative last shown as A, shown again with its boxes (a reload, a crashed tab), unless one is chosen first. */
+async function restoreLast() {
+  const file = await lastCreative();
+  if (file && !loads.A && !state.creatives.A) await loadCreative("A", file);
+}
+
+/** Forget saved work: every creative's boxes and the last creative go from this browser; the screen stays. */
+async function forgetWork() {
+  const forgotten = await forget();
+  if (forgotten) status("Saved work forgotten: this browser no longer keeps any creative or box; what you change "
+    + "next is kept again.");
+  else showError("This browser's saved work could not be forgotten; clear this site's data in the browser's settings.");
 }
 
 /** Another creative is shown: the what-if edits and result and the box line, all of the one before, go. */
@@ -271,6 +332,7 @@ function setElements(elements) {
   current().elements = elements;
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
+  rememberBoxes(current());
   $("whatif-result").hidden = true; // its before/after shares were of the boxes just replaced
   whatifSeq++; // and an answer still on its way is of those boxes too
   refresh();
@@ -1065,6 +1127,7 @@ function wire() {
     save(new Blob([text], { type: "application/json" }), `${c.file.name.replace(/\.[^.]+$/, "")}.json`);
   }));
   $("clear-elements").addEventListener("click", () => { if (current()) { state.selected = null; setElements([]); } });
+  $("forget-work").addEventListener("click", forgetWork);
   $("norms").addEventListener("change", (e) => { state.norms = e.target.value; refresh(); scheduleServer(); });
   $("pass-percentile").addEventListener("change", (e) => {
     const v = Number(e.target.value);
@@ -1137,3 +1200,4 @@ async function fetchServiceInfo() {
 
 wire();
 loadServiceInfo();
+restoreLast();
