@@ -1586,6 +1586,65 @@ def test_one_whatif_is_one_request(page, service):
     assert whatif_requests(service) - before == 1
 
 
+def test_a_position_search_shows_the_best_places_and_applies_the_best(page, service):
+    """The service searches an element's best position (/v1/whatif with a search) but the page offered no way to
+    ask: the marketer had to guess places and re-score each by hand."""
+    import httpx
+    from selenium.webdriver.support.ui import Select
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    elements = element_rows(page)
+    Select(page.find_element("id", "search-element")).select_by_value("cta")
+    Select(page.find_element("id", "search-grid")).select_by_value("3")
+    before = whatif_requests(service)
+    page.find_element("id", "search-run").click()
+    wait(page, lambda d: d.find_element("id", "search-result").is_displayed(), timeout=90, what="the search")
+    asked = whatif_requests(service) - before
+    doc = httpx.post(service + "/v1/whatif", files={"image": ("c.png", (EXAMPLES / "creative.png").read_bytes())},
+                     data={"elements": json.dumps({"units": "px", "elements": elements}),
+                           "search": json.dumps({"element": "cta", "grid": [3, 3], "top": 3})}, timeout=120).json()
+    best = doc["search"]["best"]
+    assert len(best) == 3
+    items = [li.text for li in page.find_elements("css selector", "#search-list li")]
+    assert [f"at x {b['box'][0]}, y {b['box'][1]}" in text for b, text in zip(best, items)] == [True] * 3, items
+    labels = [e.text for e in page.find_elements("css selector", "#search-boxes .box.candidate .box-label")]
+    assert labels == [f"#{b['rank']} {100 * b['share']:.1f}%" for b in best]
+    shot(page, "search")
+    # The best place becomes the cta's what-if move, and the search's own result is shown: no request more
+    page.find_element("id", "search-apply").click()
+    assert page.find_element("id", "whatif-mode").is_selected()
+    cta = page.find_element("css selector", "#boxes .box[data-name=cta]")
+    assert cta.get_attribute("aria-label").endswith(": " + ", ".join(map(str, best[0]["box"])))
+    assert "'cta'" in page.find_element("id", "whatif-verdict").text
+    wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600,
+         what="the edited creative")
+    assert len(page.find_elements("css selector", "#search-boxes .box.candidate")) == 2, "#1 is the what-if box now"
+    assert element_rows(page) == elements, "the element itself stays where it is"
+    assert asked == 1 and whatif_requests(service) - before == 2  # the search, then this test's own
+
+
+def test_a_search_answered_after_its_boxes_changed_is_not_shown(page):
+    """A search is of the boxes it was asked with: its places are not drawn once those boxes have changed."""
+    from selenium.webdriver.support.ui import Select
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    Select(page.find_element("id", "search-element")).select_by_value("cta")
+    Select(page.find_element("id", "search-grid")).select_by_value("3")
+    hold_whatif(page)
+    run = page.find_element("id", "search-run")
+    run.click()
+    wait(page, lambda d: js(d, "return window.__held.length") == 1, what="the search under way")
+    assert not run.is_enabled(), "one search at a time"
+    page.find_element("css selector", "#elements-table tbody tr[data-name=logo] button").click()  # another box goes
+    js(page, "window.__held.forEach((answer) => answer())")
+    wait(page, lambda d: run.is_enabled(), timeout=60, what="the search over")
+    time.sleep(0.5)
+    assert not page.find_element("id", "search-result").is_displayed()
+    assert not page.find_elements("css selector", "#search-boxes .box")
+
+
 def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
     """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
     edit_b(page)

@@ -16,7 +16,8 @@ import { differenceMap, imagePixels, renderDifference, renderView } from "./rend
 import { overlayPng, save, scoresCsv } from "./downloads.js";
 import { contentHash, forget, lastCreative, saveBoxes, saveLast, savedBoxes } from "./storage.js";
 import {
-  bdi, committed, h, pct, renderComparison, renderElementList, renderScores, renderWhatif, showValue, singleClick,
+  bdi, committed, h, pct, pp, renderComparison, renderElementList, renderScores, renderWhatif, showValue,
+  singleClick,
 } from "./views.js";
 
 const ACCEPTED = ["image/png", "image/jpeg", "image/webp"];
@@ -36,6 +37,7 @@ const state = {
   cmap: "viridis",
   whatif: false,
   ghosts: new Map(),
+  search: null, // the last position search: {creative, name, doc}
   norms: "",
   passPercentile: 70,
   allowMismatch: false, // compare creatives of different formats anyway (an indicative verdict)
@@ -291,6 +293,7 @@ async function forgetWork() {
 /** Another creative is shown: the what-if edits and result and the box line, all of the one before, go. */
 function leaveCreative() {
   dropEdits(); // by element name: the next creative may have elements of the same names
+  dropSearch();
   $("box-status").textContent = "";
 }
 
@@ -335,6 +338,7 @@ function setElements(elements) {
   rememberBoxes(current());
   $("whatif-result").hidden = true; // its before/after shares were of the boxes just replaced
   whatifSeq++; // and an answer still on its way is of those boxes too
+  dropSearch(); // a search's positions too
   refresh();
   scheduleServer();
 }
@@ -770,6 +774,107 @@ async function runWhatif() {
   }
 }
 
+// --------------------------------------------------------------------------------------------- position search
+
+let searchSeq = 0; // moves on when the boxes or the creative change: a search still under way is then not shown
+let searching = false; // one search at a time (each is a prediction per position)
+
+/** The search's result goes (the boxes or the creative it was of changed). */
+function dropSearch() {
+  searchSeq++;
+  state.search = null;
+}
+
+/** Try the chosen element at each point of the chosen grid (the service's search), best places first. */
+async function runSearch() {
+  const c = current();
+  const name = $("search-element").value;
+  if (!c?.map || !name || searching) return;
+  clearError();
+  const grid = Number($("search-grid").value);
+  const asking = `Trying ${name} at up to ${grid * grid} positions…`;
+  status("Trying ", bdi(name), ` at up to ${grid * grid} positions…`);
+  const refocus = keepFocus($("search-run"));
+  dropSearch();
+  const seq = searchSeq;
+  searching = true;
+  refresh();
+  try {
+    const doc = await api.search(c.file, elementFile(c.elements, c.format), { element: name, grid: [grid, grid],
+      top: 3 });
+    if (seq !== searchSeq) return;
+    state.search = { creative: c, name, doc };
+    const tried = doc.search.positions.tried;
+    status(bdi(name), `: ${tried} position(s) tried, the best ${doc.search.best.length} shown dotted on the creative`);
+  } catch (err) {
+    if (seq === searchSeq) showError("position search: ", bdi(name), `: ${err.message}`);
+  } finally {
+    clearStatusIf(asking);
+    searching = false;
+    refresh();
+    refocus();
+  }
+}
+
+/**
+ * The best place becomes the element's what-if move (edit mode on). The search has predicted that very edit: when
+ * it is the only one, its result is shown at once, without asking the service again.
+ */
+function applyBestPosition() {
+  const c = current();
+  const s = state.search;
+  const e = s?.creative === c ? c.elements.find((el) => el.name === s.name) : null;
+  const best = s?.doc.search.best[0];
+  if (!e || !best) return;
+  whatifSeq++; // a what-if under way was of the edits before
+  fitGhost(c, e, { dx: best.dx, dy: best.dy, factor: 1 });
+  state.whatif = true;
+  $("whatif-mode").checked = true;
+  state.selected = e.name;
+  if (edits().length === 1) {
+    const outcome = s.doc.best_edit;
+    showWhatif({ ...outcome, notes: [...outcome.notes, ...(s.doc.notes ?? [])] }, editedImage(s.doc));
+  } else {
+    $("whatif-result").hidden = true; // of other edits; Re-score edited creative scores them all
+  }
+  refresh();
+  announceBox(e.name, ghostBox(e, state.ghosts.get(e.name)), "the best position, as a what-if move");
+}
+
+const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v)}`;
+
+function refreshSearch(c) {
+  const names = c?.elements.map((e) => e.name) ?? [];
+  const select = $("search-element");
+  if (JSON.stringify([...select.options].map((o) => o.value)) !== JSON.stringify(names)) {
+    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+  }
+  if (names.includes(state.selected)) select.value = state.selected;
+  $("search-run").disabled = !c?.map || !names.length || searching;
+  const s = state.search?.creative === c ? state.search : null;
+  const e = s && c.elements.find((el) => el.name === s.name);
+  $("search-result").hidden = !e;
+  if (!e) {
+    $("search-boxes").replaceChildren();
+    return;
+  }
+  const { baseline, best, positions } = s.doc.search;
+  const rejected = positions.rejected_overlap + positions.rejected_unboxed_content;
+  $("search-summary").replaceChildren(bdi(e.name), ` holds ${pct(baseline.share)} where it is; ${positions.tried} `
+    + `other position(s) tried${rejected ? ` (${rejected} left out: over another element or over unboxed content)`
+      : ""}. The best:`);
+  $("search-list").replaceChildren(...best.map((b) => h("li", {}, `${pct(b.share)} (${pp(b.delta_share)}) at x `
+    + `${b.box[0]}, y ${b.box[1]}: a move by (${signed(b.dx)}, ${signed(b.dy)}) px`)));
+  // Ghost boxes, each labelled with its rank and share; the one the element's what-if move already puts it on goes.
+  const edited = state.whatif && state.ghosts.has(e.name) ? ghostBox(e, state.ghosts.get(e.name)).join() : null;
+  $("search-boxes").replaceChildren(...best.filter((b) => b.box.join() !== edited).map((b) => {
+    const box = h("div", { class: "box candidate", dataset: { kind: e.kind } },
+      h("span", { class: "box-label" }, `#${b.rank} ${pct(b.share)}`));
+    editor.place(box, b.box);
+    return box;
+  }));
+}
+
 // ------------------------------------------------------------------------------------------------ the service
 
 let serverTimer = null;
@@ -911,6 +1016,7 @@ function refresh() {
   refreshWhatifRun();
   $("whatif-reset").disabled = !list.length;
   refreshEditFields(c);
+  refreshSearch(c);
   refreshDownloads();
 }
 
@@ -1147,6 +1253,9 @@ function wire() {
   for (const id of EDIT_FIELDS) $(id).addEventListener("change", typeEdit);
   $("whatif-run").addEventListener("click", runWhatif);
   $("whatif-reset").addEventListener("click", () => { dropEdits(); refresh(); });
+  $("search-element").addEventListener("change", (e) => { state.selected = e.target.value; refresh(); });
+  $("search-run").addEventListener("click", runSearch);
+  $("search-apply").addEventListener("click", applyBestPosition);
   for (const button of document.querySelectorAll("[data-download]")) { // one file for a double click
     button.addEventListener("click", singleClick(() => download(button.dataset.download)));
   }
