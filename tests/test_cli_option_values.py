@@ -82,6 +82,8 @@ BAD = [
     ("whatif", "--scale", "logo"), ("whatif", "--swap", "a,b,c"), ("whatif", "--grid", "axb"),
     ("calibrate", "--by", "vertical,colour"), ("bench", "--batch", "-1"), ("bench", "--batch", "1.5"),
     ("outcomes", "--map", "Impr=impressions=x"), ("finetune", "--name", "a b"), ("score", "--creative-id", "a\x01"),
+    # refused only after the work, or taken without a word: repeats, empty names, a score no store can hold
+    ("eval", "--metrics", "NSS,NSS"), ("eval", "--metrics", "CC, KLD,CC"),
 ]
 
 #: A library's own word for a value, which starts its messages where the flag's name does not say it.

@@ -183,6 +183,7 @@ def test_density_only_dataset(tmp_path):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"metrics": ["AUC"]}, InputError, "unknown metric 'AUC'"),
     ({"metrics": []}, InputError, "unknown metric"),
+    ({"metrics": ["NSS", "CC", "NSS"]}, InputError, "^metrics: 'NSS' is named twice"),  # was one column of two
     ({"split": "test"}, InputError, r"has 4 images, too few for a test split .*; evaluate every image \(no split\)"),
     ({"batch_size": 0}, InputError, "batch_size"),
     ({"batch_size": 2.5}, InputError, "batch_size must be a whole number >= 1, got 2.5"),  # was a TypeError
@@ -233,6 +234,7 @@ def test_human_halves_do_not_depend_on_the_metrics_asked_for(tmp_path):
 @pytest.mark.parametrize("viewers, kwargs, match", [
     (1, {}, "two or more"),
     (3, {"metrics": ["IG"]}, "human consistency scores"),
+    (3, {"metrics": ["NSS", "NSS"]}, "^metrics: 'NSS' is named twice"),
     (3, {"repeats": 0}, "repeats"),
     (3, {"repeats": 2.5}, "repeats must be a whole number >= 1, got 2.5"),  # was a TypeError
     (3, {"seed": -1}, "seed must be a whole number >= 0"),

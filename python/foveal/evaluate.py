@@ -23,7 +23,7 @@ from .errors import InputError, ModelError
 from .progress import progress as progress_bar
 
 __all__ = ["CENTRE_BIAS_MODEL", "HUMAN_MODEL", "HUMAN_METRICS", "MAPS", "EvalResult", "evaluate",
-           "default_metrics", "human_consistency"]
+           "check_metrics", "default_metrics", "human_consistency"]
 
 CENTRE_BIAS_MODEL = "centre-bias"
 HUMAN_MODEL = "human"
@@ -301,20 +301,31 @@ def _maps_for(prob: np.ndarray, names: Sequence[str], sigma: float, maps: str) -
 
 
 def _metric_names(metrics: Sequence[str]) -> tuple[str, ...]:
-    """``metrics`` as a tuple of names; a lone string is refused, not split into letters."""
+    """``metrics`` as a tuple of names, each named once; a lone string is refused, not split into letters."""
     if isinstance(metrics, str):  # "NSS" was read letter by letter: unknown metric 'N'
         raise InputError(f"metrics: expected a list of metric names, got {metrics!r}; pass [{metrics!r}]")
-    return tuple(metrics)
+    names = tuple(metrics)
+    twice = next((m for i, m in enumerate(names) if m in names[:i]), None)
+    if twice is not None:  # the result holds one column per name: the repeat was computed, then dropped
+        raise InputError(f"metrics: {twice!r} is named twice; name each metric once")
+    return names
 
 
-def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
-    if metrics is None:
-        return default_metrics(dataset)
+def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` as a tuple of names from :data:`foveal.metrics.METRICS`, at least one, each named once; else
+    InputError (``foveal eval --metrics`` checks its list with it)."""
     names = _metric_names(metrics)
     unknown = [m for m in names if m not in M.METRICS]
     if unknown or not names:
         raise InputError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; "
                          f"choose from {', '.join(M.METRICS)}")
+    return names
+
+
+def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ...]:
+    if metrics is None:
+        return default_metrics(dataset)
+    names = check_metrics(metrics)
     if not dataset.has_fixations and set(names) & set(_FIXATION_METRICS):
         raise InputError(f"dataset {dataset.name!r} has density maps only; "
                          f"{', '.join(sorted(set(names) & set(_FIXATION_METRICS)))} need fixations")

@@ -6,9 +6,9 @@ import sys
 
 from .. import fileio
 from ..datasets import load_dataset
-from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, evaluate, human_consistency
+from ..evaluate import CENTRE_BIAS_MODEL, HUMAN_MODEL, MAPS, check_metrics, evaluate, human_consistency
 from ..metrics import METRICS
-from . import add_engine_options, check_out_folder, int_arg, make_engine, path_arg
+from . import add_engine_options, check_out_folder, int_arg, library_arg, make_engine, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="OSIE or NUS Scene folder, or a folder of images with fixations.csv/.json or maps/")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
                    help="the dataset's fixed split to score (default: %(default)s)")
-    p.add_argument("--metrics", type=_metrics, metavar="LIST",
+    p.add_argument("--metrics", type=library_arg(_metrics, "metrics: "), metavar="LIST",
                    help="comma-separated subset of the metrics (default: all the dataset supports)")
     p.add_argument("--maps", choices=MAPS, default="metric",
                    help="metric: score each metric on its own map of the predicted density (CC/KLD/SIM: blurred "
@@ -37,13 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _metrics(text: str) -> list[str]:
-    """``NSS,CC`` → the names, each one foveal computes; whether the dataset supports them is the run's check."""
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metric {unknown[0] if unknown else '(none given)'!r}; choose "
-                                         f"from {', '.join(METRICS)}")
-    return names
+    """``NSS,CC`` → the names, each one foveal computes, each once; whether the dataset supports them is the run's
+    check."""
+    return list(check_metrics([m.strip() for m in text.split(",") if m.strip()]))
 
 
 def run(args: argparse.Namespace) -> int:
