@@ -554,6 +554,18 @@ def test_settings_refuse_a_seed_numpy_cannot_take(seed):
         Settings(seed=seed)
 
 
+@pytest.mark.parametrize("score", ["", " ", "cta", "cta_share ", "background_share", "other_elements_share", 7])
+def test_settings_refuse_a_score_no_store_holds(score):
+    """Such a score was refused only once the store's predictions and outcomes had been read."""
+    with pytest.raises(InputError, match="^score "):
+        Settings(score=score)
+
+
+@pytest.mark.parametrize("score", ["cta_share", "focus", "top10_share", "conversion_share", "other_share"])
+def test_settings_take_every_predicted_score(score):
+    assert Settings(score=score).primary == score
+
+
 def test_bootstrap_memory_is_bounded_whatever_the_resample_count():
     import tracemalloc
 

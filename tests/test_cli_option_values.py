@@ -84,6 +84,9 @@ BAD = [
     ("outcomes", "--map", "Impr=impressions=x"), ("finetune", "--name", "a b"), ("score", "--creative-id", "a\x01"),
     # refused only after the work, or taken without a word: repeats, empty names, a score no store can hold
     ("eval", "--metrics", "NSS,NSS"), ("eval", "--metrics", "CC, KLD,CC"),
+    ("calibrate", "--score", ""), ("calibrate", "--score", " "), ("calibrate", "--score", "cta"),
+    ("calibrate", "--score", "background_share"), ("calibrate", "--by", ""), ("calibrate", "--by", " , "),
+    ("calibrate", "--graph", ""),
 ]
 
 #: A library's own word for a value, which starts its messages where the flag's name does not say it.

@@ -34,6 +34,13 @@ DRIFT_METHOD = (
     "most alpha, which keeps the expected share of false alarms among the flags at alpha.")
 
 
+def is_predictor(name: object) -> bool:
+    """Whether a stored score named ``name`` is one calibration correlates: a creative-level predictor, or the share
+    of an element kind's best element (not the background's or the other elements' share of the attention)."""
+    return isinstance(name, str) and (name in CREATIVE_PREDICTORS or name.endswith("_share") and
+                                      name[:-6] not in ("", "background", "other_elements"))
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a calibration run computes; see docs/CALIBRATION.md for the defaults' reasons."""
@@ -59,8 +66,10 @@ class Settings:
             checked_count(getattr(self, name), name, minimum=0)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real):
             raise InputError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
-        if not (self.score is None or isinstance(self.score, str)):
-            raise InputError(f"score: expected the name of a score (text) or None, got {self.score!r}")
+        if not (self.score is None or is_predictor(self.score)):  # else refused after the store has been read
+            raise InputError(f"score {self.score!r}: not a predicted score; name one of "
+                             f"{', '.join(CREATIVE_PREDICTORS)} or an element kind's share (cta_share, "
+                             "headline_share...), or leave it out")
         if not (self.until is None or isinstance(self.until, date)):
             raise InputError(f"until: expected a datetime.date or None, got {self.until!r}")
         checked_pass_percentile(self.pass_percentile)
@@ -109,9 +118,7 @@ def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple],
     predictions = sorted(predictions, key=lambda p: p["creative_id"])
     ids = [p["creative_id"] for p in predictions]
     index = {cid: i for i, cid in enumerate(ids)}
-    names = sorted({k for p in predictions for k in p["scores"]
-                    if k in CREATIVE_PREDICTORS or k.endswith("_share") and k[:-6] not in ("background",
-                                                                                             "other_elements")})
+    names = sorted({k for p in predictions for k in p["scores"] if is_predictor(k)})
     scores = {k: np.array([p["scores"].get(k, np.nan) for p in predictions], np.float64) for k in names}
     segments: dict[tuple, list[int]] = {}
     for i, p in enumerate(predictions):

@@ -14,7 +14,7 @@ from datetime import date
 from types import ModuleType
 
 from ..store.outcomes import parse_day
-from . import PERCENTILE, check_out_folder, extra_arg, int_arg, number_arg, path_arg
+from . import PERCENTILE, check_out_folder, extra_arg, int_arg, name_arg, number_arg, path_arg
 
 #: The analysis' own checks (foveal.calibration needs its extra: see extra_arg).
 ANALYSIS, STATS = "foveal.calibration.analysis", "foveal.calibration.stats"
@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="DAYS", help="distance between window ends (default: %(default)s)")
     p.add_argument("--metric", choices=("ctr", "cvr"), default="ctr",
                    help="ctr = clicks/impressions, cvr = conversions/clicks (default: %(default)s)")
-    p.add_argument("--score", metavar="NAME", help="the score plotted, binned and thresholded (default: cta_share "
+    p.add_argument("--score", type=extra_arg(ANALYSIS, lambda analysis, text: analysis.Settings(score=text).score,
+                                             "score "),
+                   metavar="NAME", help="the score plotted, binned and thresholded (default: cta_share "
                    "for ctr, conversion_share for cvr); every score is correlated and tested")
     p.add_argument("--min-impressions", type=int_arg(1), default=1000, metavar="N",
                    help="a creative counts in a window with at least N impressions there (default: %(default)s)")
@@ -58,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the current pass percentile where the norms set none (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",
                    help="use --norms built with another model graph than the predictions' (a warning, not an error)")
-    p.add_argument("--graph", metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
+    p.add_argument("--graph", type=name_arg, metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
                    "(needed when the store holds several)")
     p.set_defaults(handler=run)
 
@@ -71,8 +73,13 @@ def _day(text: str) -> date:
 
 
 def _segments(analysis: ModuleType, text: str) -> tuple[str, ...]:
-    """``vertical,format`` → the fields, checked as the analysis checks them."""
-    return analysis.Settings(by=tuple(f.strip() for f in text.split(",") if f.strip())).by
+    """``vertical,format`` → the fields, checked as the analysis checks them; none (an unset shell variable?) is
+    refused rather than taken for the option left out."""
+    fields = tuple(f.strip() for f in text.split(",") if f.strip())
+    if not fields:
+        raise argparse.ArgumentTypeError(f"no field given in {text!r}; name fields among "
+                                         f"{', '.join(analysis.SEGMENT_FIELDS)}, or leave the option out")
+    return analysis.Settings(by=fields).by
 
 
 def _window(analysis: ModuleType, text: str) -> int:
