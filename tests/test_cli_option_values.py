@@ -4,6 +4,7 @@ malformed command line: every subcommand refuses it while parsing, exit status 2
 value is valid but fails fast (exit 1) in its work, which the first test checks."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -87,6 +88,8 @@ BAD = [
     ("calibrate", "--score", ""), ("calibrate", "--score", " "), ("calibrate", "--score", "cta"),
     ("calibrate", "--score", "background_share"), ("calibrate", "--by", ""), ("calibrate", "--by", " , "),
     ("calibrate", "--graph", ""),
+    ("serve", "--norms", "n=other.json"),  # the base line names norms n already
+    ("serve", "--workers", "99999999999999999999"),
 ]
 
 #: A library's own word for a value, which starts its messages where the flag's name does not say it.
@@ -118,3 +121,11 @@ def test_a_value_wrong_on_its_face_is_a_usage_error_naming_the_flag(command, fla
     said = err.split(f"argument {flag}: ", 1)[1]
     again = re.escape(flag[2:]).replace("\\-", "[-_ ]") + "|" + re.escape(LIBRARY_WORDS.get(flag, flag[2:]))
     assert not re.match(rf"({again})\b", said, re.IGNORECASE), err
+
+
+def test_serve_takes_a_worker_per_cpu(tmp_path, capsys):
+    """--workers 1e20 passed, then started processes, each loading a model, until the machine gave out."""
+    most = max(2, os.cpu_count() or 1)  # two on one CPU: a second worker still isolates failures
+    assert _exit_status([*base("serve", tmp_path), f"--workers={most}"]) == 1  # the base line's own error
+    assert _exit_status([*base("serve", tmp_path), f"--workers={most + 1}"]) == 2
+    assert f"argument --workers: must be from 1 to {most} on this machine" in capsys.readouterr().err

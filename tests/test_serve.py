@@ -1108,6 +1108,16 @@ def test_a_server_without_the_detect_extra_says_so_as_501():
     assert status_of(refusal) == (501, "detection_unavailable")
 
 
+@pytest.mark.parametrize("workers", [0, 2.0, "2", True, "one too many"])
+def test_serve_refuses_a_worker_count_before_starting_any(workers):
+    """workers=10**20 started processes, each loading a model, until the machine gave out."""
+    from foveal.serve.server import max_workers, serve
+
+    workers = max_workers() + 1 if workers == "one too many" else workers
+    with pytest.raises(foveal.InputError, match=f"^workers must be from 1 to {max_workers()} on this machine"):
+        serve(ServeConfig(warmup=False), port=0, workers=workers)
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_key_file_it_cannot_use_stops_the_start_in_one_line(tmp_path, workers):
     """With workers, each worker read the key file as it started, died on a short key and was started again, for

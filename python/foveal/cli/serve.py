@@ -52,10 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "allowed host "),
                    help="answer only requests whose Host header names NAME (repeatable; *.example.com for any "
                         "name under it; default: any host); against DNS rebinding of a loopback service")
-    p.add_argument("--norms", action="append", default=[], type=_named_norms, metavar="NAME=FILE",
-                   help="norms clients may name in /v1/score (repeatable)")
-    p.add_argument("--workers", type=int_arg(1), default=1, help="processes, each with its own engine "
-                   "(default: %(default)s)")
+    p.add_argument("--norms", action=_NormsAction, default=[], type=_named_norms, metavar="NAME=FILE",
+                   help="norms clients may name in /v1/score (repeatable, each NAME once)")
+    p.add_argument("--workers", type=extra_arg("foveal.serve.server", _workers, "workers "), default=1,
+                   help="processes, each with its own engine, at most one per CPU (default: %(default)s)")
     p.set_defaults(handler=run)
 
 
@@ -65,6 +65,21 @@ def _queue_length(app: ModuleType, text: str) -> int:
         return int_arg(app.MIN_QUEUE)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc}; a compare queues its two images together") from None
+
+
+def _workers(server: ModuleType, text: str) -> int:
+    """--workers: a whole number the server takes."""
+    return server.check_workers(int_arg(1)(text))
+
+
+class _NormsAction(argparse.Action):
+    """Collect --norms NAME=FILE; a NAME given twice would leave one of its files unused without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest) or []
+        if any(name == values[0] for name, _ in given):
+            raise argparse.ArgumentError(self, f"{values[0]!r} is named twice; give each NAME once")
+        setattr(namespace, self.dest, [*given, values])
 
 
 def _named_norms(text: str) -> tuple[str, str]:

@@ -25,6 +25,21 @@ _BIND_HINTS = {errno.EADDRINUSE: "choose another port, or stop the process that 
                errno.EACCES: "ports below 1024 need privileges; choose a higher one"}
 
 
+def max_workers() -> int:
+    """The most worker processes :func:`serve` starts here: one per CPU (each loads its own model, and more only
+    share the same cores), or two on a single CPU, where a second worker still isolates failures."""
+    return max(2, os.cpu_count() or 1)
+
+
+def check_workers(workers: Any) -> int:
+    """``workers`` if a whole number from 1 to :func:`max_workers`, else InputError (a typo's 1e20 started
+    processes, each loading a model, until the machine gave out)."""
+    limit = max_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= limit:
+        raise InputError(f"workers must be from 1 to {limit} on this machine (one per CPU, or 2), got {workers!r}")
+    return workers
+
+
 def check_listen(host: str, port: int) -> None:
     """InputError, saying what to do, unless the service can listen on ``host``:``port``: uvicorn reports a port
     in use or a name that does not resolve only as a log line and exit status 3, and takes a port above 65535
@@ -106,6 +121,7 @@ def serve(config: ServeConfig, *, engine=None, host: str = "127.0.0.1", port: in
     from .workers import run_workers
 
     check_listen(host, port)
+    check_workers(workers)
     if config.api_keys_file:  # read here too: a worker that cannot read it would die and be restarted for ever
         load_keys(config.api_keys_file)
     finite("header_timeout_s", header_timeout_s, zero=False)
