@@ -90,6 +90,7 @@ BAD = [
     ("calibrate", "--graph", ""),
     ("serve", "--norms", "n=other.json"),  # the base line names norms n already
     ("serve", "--workers", "99999999999999999999"),
+    ("score", "--creative-id", " "), ("score", "--vertical", ""), ("score", "--vertical", " "), ("score", "--tag", ""),
 ]
 
 #: A library's own word for a value, which starts its messages where the flag's name does not say it.

@@ -798,12 +798,13 @@ def test_score_cli_records_one_creative_and_a_folder(tmp_path, capsys):
     (folder / "hero.json").write_bytes((examples / "creative_b.json").read_bytes())
     assert main(["score", str(folder), "-o", str(tmp_path / "many2"), "-q", "--db", url]) == 1
     assert sorted(p.name for p in (tmp_path / "many2" / "reports").iterdir()) == ["creative", "creative_b"]
-    # a vertical or tag the store cannot hold: refused once, before anything is scored
+    # a vertical or tag the store cannot hold: a usage error, before anything is scored
     capsys.readouterr()
     for flags in (["--vertical", "x" * 201], ["--tag", " "], ["--tag", "a\x9b2J"]):
-        assert main(["score", str(folder), "-o", str(tmp_path / "many3"), "-q", "--db", url, *flags]) == 1
+        with pytest.raises(SystemExit) as stop:
+            main(["score", str(folder), "-o", str(tmp_path / "many3"), "-q", "--db", url, *flags])
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "must be 1-200 printable characters" in err, err
+        assert stop.value.code == 2 and err.count("\n") == 1 and "must be 1-200 printable characters" in err, err
         assert not (tmp_path / "many3").exists()
     assert main(["score", str(examples / "creative.png"), "-o", str(tmp_path / "three"), "--vertical", "x"]) == 1
     assert "add --db URL" in capsys.readouterr().err

@@ -31,8 +31,11 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import (PERCENTILE, add_engine_options, check_out_folder, int_arg, make_engine, name_arg, number_arg,
-               path_arg)
+from . import (PERCENTILE, add_engine_options, check_out_folder, extra_arg, int_arg, make_engine, name_arg,
+               number_arg, path_arg)
+
+#: The store's module, with its check of a label (foveal.store needs its extra: see extra_arg).
+STORE = "foveal.store.store"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,10 +73,14 @@ def _element_source(text: str) -> Path | str:
 
 
 def _creative_id(text: str) -> str:
+    """--creative-id: an id that names files, and that the store (--creative-id needs --db) takes: it refused a
+    blank one only after the creative was scored."""
     try:
-        return check_creative_id(text, "--creative-id")
+        check_creative_id(text, "--creative-id")
     except InputError as exc:  # argparse names the flag
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--creative-id: creative_id ")) from None
+    extra_arg(STORE, lambda store, one: store.check_label(one, "creative id"), "creative id ")(text)
+    return text
 
 
 def add_store_options(p: argparse.ArgumentParser) -> None:
@@ -83,8 +90,11 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--creative-id", type=_creative_id, metavar="ID",
                    help="the creative's id in the store, as your outcome files name "
                    "it (default: the image's name without extension; a batch uses its creative ids)")
-    p.add_argument("--vertical", metavar="V", help="the creative's vertical (retail, travel...) in the store")
-    p.add_argument("--tag", action="append", default=[], metavar="T", help="a free tag in the store (repeatable)")
+    p.add_argument("--vertical", type=extra_arg(STORE, lambda store, text: store.check_label(text, "vertical"),
+                                                "vertical "),
+                   metavar="V", help="the creative's vertical (retail, travel...) in the store")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="a free tag in the store (repeatable)",
+                   type=extra_arg(STORE, lambda store, text: store.check_label(text, "tag"), "tag "))
 
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
