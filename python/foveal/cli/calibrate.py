@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the current pass percentile where the norms set none (default: %(default)g)")
     p.add_argument("--allow-model-mismatch", action="store_true",
                    help="use --norms built with another model graph than the predictions' (a warning, not an error)")
-    p.add_argument("--graph", type=name_arg, metavar="SHA", help="use predictions of the model graph whose sha256 starts with SHA "
-                   "(needed when the store holds several)")
+    p.add_argument("--graph", type=name_arg, metavar="SHA", help="use predictions of the model graph whose sha256 "
+                   "starts with SHA (needed when the store holds several)")
     p.set_defaults(handler=run)
 
 
