@@ -91,6 +91,8 @@ BAD = [
     ("serve", "--norms", "n=other.json"),  # the base line names norms n already
     ("serve", "--workers", "99999999999999999999"),
     ("score", "--creative-id", " "), ("score", "--vertical", ""), ("score", "--vertical", " "), ("score", "--tag", ""),
+    ("score", "--db", ""), ("score", "--db", " "), ("score", "--db", "mysql://u@h/d"), ("outcomes", "--db", " "),
+    ("calibrate", "--db", ""), ("calibrate", "--db", "sqlite://"),
 ]
 
 #: A library's own word for a value, which starts its messages where the flag's name does not say it.

@@ -81,6 +81,8 @@ def test_foreign_database_is_refused(tmp_path):
     ("postgres://u:pw@h/db", r"^database postgres://u:\*\*\*@h/db: foveal stores live in SQLite or PostgreSQL, not "
                              r"'postgres'; use sqlite:///FILE.db or postgresql\+psycopg://USER@HOST/DB$"),
     ("sqlite://", "^an in-memory SQLite database"), ("sqlite:////no/such/folder/x.db", "does not exist"),
+    ("", "^database '': name a file, e.g. foveal.db"), (" ", "^database ' ': name a file"),
+    ("stores/ ", "^database 'stores/ ': name a file"),
     ("a b://x", "^'a b://x' is not a database URL; use sqlite:///FILE.db"),
     ("postgresql://u@h:54x2/db", "is not a database URL"),
     ("postgresql://u:s3cret@h:54x2/db", r"^'postgresql://u:\*\*\*@h:54x2/db' is not a database URL"),

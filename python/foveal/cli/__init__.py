@@ -317,6 +317,14 @@ def extra_arg(module: str, parse: Callable[[ModuleType, str], T], prefix: str = 
     return checked
 
 
+def _store_url(database: ModuleType, text: str) -> str:
+    database.parse_url(text)
+    return text
+
+
+#: --db: a store's URL or SQLite file, checked by the store's own parser before any work (the text is kept as given).
+DB_URL = extra_arg("foveal.store.database", _store_url)
+
 #: --max-pixels: a pixel limit (5e8 is fine).
 MAX_PIXELS = number_arg(1)
 

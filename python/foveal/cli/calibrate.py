@@ -14,7 +14,7 @@ from datetime import date
 from types import ModuleType
 
 from ..store.outcomes import parse_day
-from . import PERCENTILE, check_out_folder, extra_arg, int_arg, name_arg, number_arg, path_arg
+from . import DB_URL, PERCENTILE, check_out_folder, extra_arg, int_arg, name_arg, number_arg, path_arg
 
 #: The analysis' own checks (foveal.calibration needs its extra: see extra_arg).
 ANALYSIS, STATS = "foveal.calibration.analysis", "foveal.calibration.stats"
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # The docstring's reST ``quotes`` would reach the terminal as typed; the other commands' help quotes `so`.
     p = sub.add_parser("calibrate", help="correlate predictions with outcomes, flag drift, propose thresholds",
                        description=__doc__.split("\n\n")[1].replace("``", "`"))
-    p.add_argument("--db", required=True, metavar="URL", help="the store (sqlite:///foveal.db or "
+    p.add_argument("--db", type=DB_URL, required=True, metavar="URL", help="the store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB)")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR",
                    help="output folder, the calibrations' own: a run replaces its files whole (created if needed)")

@@ -14,7 +14,7 @@ import sys
 
 from ..errors import FovealError
 from ..store.outcomes import FIELDS, REQUIRED, parse_mapping
-from . import _add_global_options, library_arg, path_arg
+from . import DB_URL, _add_global_options, library_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = actions.add_parser("import", help="validate and import outcome files (CSV or Parquet)",
                            description=__doc__.split("\n\n")[1])
     i.add_argument("files", type=path_arg, nargs="+", metavar="FILE", help=".csv or .parquet outcome file(s)")
-    i.add_argument("--db", required=True, metavar="URL",
+    i.add_argument("--db", type=DB_URL, required=True, metavar="URL",
                    help="the store: sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB")
     i.add_argument("--map", action="append", default=[], type=library_arg(_pair, "mapping "), metavar="COLUMN=FIELD",
                    help=f"read the file's COLUMN as FIELD ({', '.join(FIELDS)}; {', '.join(REQUIRED)} required); "

@@ -31,7 +31,7 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import (PERCENTILE, add_engine_options, check_out_folder, extra_arg, int_arg, make_engine, name_arg,
+from . import (DB_URL, PERCENTILE, add_engine_options, check_out_folder, extra_arg, int_arg, make_engine, name_arg,
                number_arg, path_arg)
 
 #: The store's module, with its check of a label (foveal.store needs its extra: see extra_arg).
@@ -85,7 +85,7 @@ def _creative_id(text: str) -> str:
 
 def add_store_options(p: argparse.ArgumentParser) -> None:
     """--db/--creative-id/--vertical/--tag: record what was scored in a calibration store."""
-    p.add_argument("--db", metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
+    p.add_argument("--db", type=DB_URL, metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
                    "postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
     p.add_argument("--creative-id", type=_creative_id, metavar="ID",
                    help="the creative's id in the store, as your outcome files name "

@@ -68,6 +68,8 @@ def parse_url(text: str) -> sa.URL:
     if not isinstance(text, str):
         raise InputError(f"expected a database URL or a file path, got {type(text).__name__}")
     if "://" not in text:
+        if not Path(text).name.strip():  # "" or " " would open the folder, or make a file named " "
+            raise InputError(f"database {text!r}: name a file, e.g. foveal.db, or a URL such as sqlite:///foveal.db")
         text = f"sqlite:///{Path(text).expanduser()}"
     try:
         url = make_url(text)
