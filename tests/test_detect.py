@@ -390,6 +390,18 @@ def test_ink_colour_is_the_type_not_the_ground():
     assert ink_colour(rgb, (0, 0, 2, 30)) is None
 
 
+def test_lines_overlapping_the_headline_by_a_little_are_cut_back_to_it():
+    # Body lines 34 px apart around a 38 px headline: detection grows each box, so its neighbours reach 1-2 px into it.
+    from foveal.detect import _clear_of
+
+    headline = (400, 752, 1168, 790)
+    above, below = (39, 719, 1181, 753), (36, 788, 1150, 823)
+    left = (36, 760, 380, 795)  # wholly left of the headline, across its top edge: kept whole, as before
+    inside = (420, 758, 900, 793)  # mostly inside it: not body copy
+    parts = _clear_of(group_lines([_line(b) for b in (above, left, inside, below)])[0], headline)
+    assert [p.box for p in parts] == [(39, 719, 1181, 752), (36, 790, 1150, 823), left]
+
+
 def test_a_wordmark_stands_apart_a_corner_headline_does_not():
     # 300x250: a 17 px headline in the top-left corner with body copy 14 px below it; the brand bottom right.
     headline, body, logo = (16, 29, 104, 46), (15, 60, 96, 70), (239, 224, 285, 235)
@@ -644,7 +656,9 @@ def test_cli_detect_bad_max_pixels_is_said_once_before_any_work(limit, tmp_path,
 
 def test_a_text_heavy_page_keeps_the_body_copy_around_its_headline(detector):
     """Body blocks that overlapped each other were merged first and the union dropped for crossing the headline, so a
-    page of dense copy lost the text around its headline (here 43 % of the lines were in no text box)."""
+    page of dense copy lost the text around its headline (here 43 % of the lines were in no text box); then the two
+    lines set just above and below the headline, whose grown boxes overlap it by a pixel or two, were dropped when
+    their block was split around it."""
     from PIL import Image, ImageDraw, ImageFont
 
     latin, _ = fonts()
@@ -668,4 +682,4 @@ def test_a_text_heavy_page_keeps_the_body_copy_around_its_headline(detector):
         if d.kind in ("headline", "body_text"):
             covered[d.box[1]:d.box[3]] = True
     lines = [y + 11 for y in rows]  # each line's middle
-    assert covered[lines].mean() >= 0.95, [(d.kind, d.box) for d in found]
+    assert covered[lines].all(), ([y for y in lines if not covered[y]], [(d.kind, d.box) for d in found])
