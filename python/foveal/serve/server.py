@@ -15,6 +15,7 @@ import tempfile
 import threading
 from typing import Any, Callable
 
+from ..cpu import usable_cpus
 from ..errors import InputError
 from .app import ServeConfig, create_app
 from .auth import load_keys
@@ -26,9 +27,10 @@ _BIND_HINTS = {errno.EADDRINUSE: "choose another port, or stop the process that 
 
 
 def max_workers() -> int:
-    """The most worker processes :func:`serve` starts here: one per CPU (each loads its own model, and more only
-    share the same cores), or two on a single CPU, where a second worker still isolates failures."""
-    return max(2, os.cpu_count() or 1)
+    """The most worker processes :func:`serve` starts here: one per CPU the process may use (affinity and cgroup
+    quota; each worker loads its own model, and more only share the same cores), or two on a single CPU, where a
+    second worker still isolates failures."""
+    return max(2, usable_cpus())
 
 
 def check_workers(workers: Any) -> int:
