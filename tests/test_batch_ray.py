@@ -307,21 +307,38 @@ def test_cli_sigkilled_on_its_own_cluster_leaves_no_ray_process(cluster, creativ
         stop_processes(left)
 
 
-def _once_ray_starts(creatives, out: Path, stop: Callable[[subprocess.Popen], None]) -> tuple[int, str]:
-    """Run the CLI on its own cluster, ``stop`` it while ray.init is still starting that cluster (its agents up, the
-    call not yet returned), check that no process of the cluster is left; its exit status and stderr."""
+def _agents_started(proc: subprocess.Popen) -> bool:
+    """The raylet has started its agents: ray.init is waiting for the node, its core worker not made yet."""
+    agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
+    return any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in descendants(proc.pid))
+
+
+def _core_worker_started(proc: subprocess.Popen) -> bool:
+    """The driver has opened its core worker's log (the worker's first act): ray.init is making it, and with it
+    installs Ray's C++ crash handler, until ray.init returns."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{proc.pid}/fd").iterdir()]
+    except OSError:  # gone, or a descriptor closed meanwhile: look again
+        return False
+    return any("/python-core-driver-" in link for link in links)
+
+
+def _once_ray_starts(creatives, out: Path, stop: Callable[[subprocess.Popen], None],
+                     when: Callable[[subprocess.Popen], bool] = _agents_started,
+                     after_s: float = 0.0) -> tuple[int, str]:
+    """Run the CLI on its own cluster, ``stop`` it ``after_s`` after ``when`` it holds, while ray.init is still
+    starting that cluster (by default: its agents up, the call not yet returned), check that no process of the
+    cluster is left; its exit status and stderr."""
     from foveal.batch._ray_reaper import Cluster, cluster_pids
 
     proc = cli(creatives, "-o", out, "--ray", "--actors", "1", "--no-report")
     deadline = time.monotonic() + 60
-    agents = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")  # the raylet starts them while ray.init waits
     try:
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "its cluster's agents never started"
-            ours = descendants(proc.pid)
-            if any(_read(f"/proc/{pid}/cmdline").startswith(agents) for pid in ours):
-                break
-            time.sleep(0.01)
+        while not when(proc):
+            assert proc.poll() is None and time.monotonic() < deadline, f"{when.__name__} never held"
+            time.sleep(0.002)
+        time.sleep(after_s)
+        ours = descendants(proc.pid)
         stop(proc)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -351,6 +368,51 @@ def test_cli_terminated_while_ray_starts_its_cluster_says_so_and_stops_it(creati
     status, err = _once_ray_starts(creatives, tmp_path / "out", subprocess.Popen.terminate)
     last = err.strip().splitlines()[-1] if err.strip() else ""
     assert status == 143 and last == "foveal: terminated", (status, err[-2000:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, after_s", [(signal.SIGTERM, 0.0), (signal.SIGTERM, 0.05), (signal.SIGTERM, 0.2),
+                                             (signal.SIGINT, 0.0), (signal.SIGINT, 0.1)])
+def test_cli_stopped_while_ray_makes_its_core_worker_ends_cleanly(creatives, tmp_path, signum, after_s):
+    """A SIGTERM while ray.init made the driver's core worker met Ray's C++ crash handler: a stack dump, then Ray's
+    abort (status -6) with the cluster half up; a Ctrl-C there a segfault (-11) after its line. Both are held until
+    ray.init returns, then end the run as anywhere else: its one line, 143 or 130, no process of the cluster left."""
+    status, said = (143, "foveal: terminated") if signum == signal.SIGTERM else (130, "foveal: interrupted")
+    got, err = _once_ray_starts(creatives, tmp_path / "out", lambda proc: proc.send_signal(signum),
+                                when=_core_worker_started, after_s=after_s)
+    assert got == status and err.strip() == said, (got, err[-2000:])
+
+
+HOLD_SCRIPT = """
+import os, signal, subprocess, sys, time
+from foveal.batch.on_ray import _signals_held
+got = []
+signal.signal(signal.SIGTERM, lambda signum, frame: got.append(time.monotonic()))
+with _signals_held(hold_s=float(sys.argv[1])):
+    os.kill(os.getpid(), signal.SIGTERM)
+    child = subprocess.run(["grep", "^SigBlk", "/proc/self/status"], preexec_fn=lambda: None, capture_output=True,
+                           text=True).stdout
+    start = time.monotonic()
+    while time.monotonic() - start < 1.5:  # ray.init, still starting
+        time.sleep(0.01)
+    inside = list(got)
+print(len(inside), len(got), round(inside[0] - start, 2) if inside else None, int(child.split()[1], 16) >> 14 & 1)
+"""
+
+
+@pytest.mark.parametrize("hold_s", [30.0, 0.3])
+def test_a_signal_is_held_while_ray_starts_and_let_through_when_it_is_stuck(hold_s):
+    """_signals_held (around ray.init): a SIGTERM waits for the block's end, but no more than hold_s; a process
+    started meanwhile (Ray's GCS, raylet) has it unblocked."""
+    # One thread: a BLAS pool started at import, with the signals unblocked, would take the signal instead.
+    out = subprocess.run([sys.executable, "-c", HOLD_SCRIPT, str(hold_s)], env={**ENV, "OPENBLAS_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=60)
+    held_inside, handled, after_s, child_blocks = out.stdout.split()
+    assert child_blocks == "0" and handled == "1", out
+    if hold_s > 1.5:
+        assert held_inside == "0", out
+    else:
+        assert held_inside == "1" and float(after_s) < 1.0, out
 
 
 def test_a_misspelt_device_is_refused_before_a_cluster_starts(creatives, tmp_path):

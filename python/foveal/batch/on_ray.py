@@ -42,6 +42,11 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00
 HTTP2_SETTINGS = 0x04
 #: Times a batch is retried after the actor scoring it died.
 ACTOR_DEATHS = 3
+#: Signals held while ray.init runs (see _signals_held), and for how long at most.
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HOLD_SECONDS = 30.0
+#: The signal mask from before holding, while signals are held (read in forked children).
+_mask_before: set[signal.Signals] | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,8 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     # Before ray.init: a Ctrl-C or a kill while it starts the cluster must not leave its agents running either.
     started, reaper = False, _start_reaper() if address == "local" else None
     try:
-        started = _connect(ray, address, init_options or {})
+        with _signals_held():
+            started = _connect(ray, address, init_options or {})
         _name_session(ray, reaper)
         resources = ray.cluster_resources()
         gpu = engine.device not in CPU_DEVICES and resources.get("GPU", 0) >= 1
@@ -263,10 +269,6 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
     shown = f"{named} (RAY_ADDRESS)" if named else address
     if address != "local":
         _check_reachable(named or address, shown)
-    # ray.init makes SIGTERM a bare sys.exit(15); a handler the caller set (the CLI's: one line, exit 143, the
-    # same clean-up as Ctrl-C, which stops this cluster too) is put back. Without one, Ray's stays.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address == "local":
             # "local" explicitly: without an address, ray.init joins the cluster named by RAY_ADDRESS or the last
@@ -274,12 +276,6 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
             ray.init(address="local", **kwargs, **init_options)
         else:
             ray.init(address=address, **kwargs)
-    except SystemExit as exc:
-        # Ray's own SIGTERM handler, in place while ray.init ran, made a SIGTERM a bare exit: the caller's handler
-        # (the CLI's: one line, exit 143, the cluster stopped) is what it was meant for.
-        if callable(previous) and exc.code == signal.SIGTERM:
-            previous(signal.SIGTERM, None)
-        raise
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if address == "local":
             raise InputError(f"cannot start a Ray cluster: {str(exc).splitlines()[0]}") from None
@@ -288,10 +284,75 @@ def _connect(ray, address: str | None, init_options: dict[str, Any]) -> bool:
             hint = ("; if that cluster uses Ray's token authentication ('ray start' turns it on since Ray 2.59), "
                     "run with RAY_AUTH_MODE=token")
         raise InputError(f"cannot join a Ray cluster at {shown}: {str(exc).splitlines()[0]}{hint}") from None
-    finally:
-        if callable(previous):
-            signal.signal(signal.SIGTERM, previous)
     return True
+
+
+@contextlib.contextmanager
+def _signals_held(hold_s: float = HOLD_SECONDS) -> Iterator[None]:
+    """Hold a SIGTERM or Ctrl-C (SIGINT) that comes while the block runs ``ray.init`` until it has returned, then
+    hand it to the handler the caller set (the CLI's: one line, exit 143 or 130, the cluster stopped).
+
+    Let through at once, it hit Ray half-way: ray.init puts in its own SIGTERM handler (a bare ``sys.exit(15)``),
+    and the core worker it makes installs Ray's C++ crash handler for SIGTERM, so a SIGTERM while that worker was
+    being made printed a stack dump and then, the exit raised inside the half-made worker, ended the process in
+    Ray's abort (status -6); a Ctrl-C there ended it in a segfault (-11). Held, the signal is blocked in this thread
+    and in the threads ray.init starts (they inherit its mask), and unblocked in the cluster's processes
+    (:func:`_unblock_in_child`); at the end the caller's handlers are put back (over Ray's, in C as in Python),
+    then the mask, and a held signal arrives. One held for ``hold_s`` (ray.init stuck: a cluster that never
+    answers) is let through as before, rather than leave the command deaf to it. A signal without a Python
+    handler (a library user's SIGTERM, as a rule) is not held, nor any outside the main thread: Ray's handling stays.
+    A thread started earlier that leaves the signals unblocked would still take one (in the CLI none did when
+    measured: every thread of the process blocked SIGTERM while the core worker was being made).
+    """
+    global _mask_before
+    main_thread = threading.current_thread() is threading.main_thread()
+    handlers = {s: h for s in HELD_SIGNALS if callable(h := signal.getsignal(s))} if main_thread else {}
+    if not handlers or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    _mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, handlers)
+    returned = threading.Event()
+    watch = threading.Thread(target=_let_through_after, args=(set(handlers), hold_s, returned),
+                             name="foveal-held-signals", daemon=True)
+    watch.start()
+    try:
+        yield
+    except SystemExit as exc:
+        # let through late: Ray's handler made it a bare exit, the caller's is what it was meant for
+        if exc.code == signal.SIGTERM and signal.SIGTERM in handlers:
+            handlers[signal.SIGTERM](signal.SIGTERM, None)
+        raise
+    finally:
+        returned.set()
+        watch.join()
+        _mask_before, mask = None, _mask_before
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held meanwhile arrives here
+
+
+def _let_through_after(held: set[int], hold_s: float, returned: threading.Event) -> None:
+    """Unblock the ``held`` signals in this thread once one has waited ``hold_s``: it is delivered here, and its
+    handler (Python's, run by the main thread) interrupts ray.init as without holding."""
+    since = None
+    while not returned.wait(0.05):
+        if not signal.sigpending() & held:
+            continue
+        since = since or time.monotonic()
+        if time.monotonic() - since >= hold_s:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+            return
+
+
+def _unblock_in_child() -> None:
+    """In a process forked while signals are held (the cluster's GCS, raylet...), the mask from before holding:
+    else they would inherit the block, and a SIGTERM (Ray's own shutdown, the reaper) would not stop them."""
+    if _mask_before is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Ray starts its processes with a preexec_fn, which runs the hook
+    os.register_at_fork(after_in_child=_unblock_in_child)
 
 
 def _start_reaper() -> subprocess.Popen:
