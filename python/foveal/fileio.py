@@ -6,7 +6,9 @@ a truncated PNG, JSON or CSV behind. Inside :func:`inputs_protected` (the CLI ru
 that would replace a file the run reads as input is refused.
 
 Input: :func:`open_input` opens only regular files (a FIFO or a device such as ``/dev/zero`` is refused without
-blocking or reading) of bounded size, so no input can hang the process or fill its memory.
+blocking or reading) of bounded size, so no input can hang the process or fill its memory. Tables (a batch's list of
+creatives, an outcomes file) are held to :data:`MAX_TABLE_ROWS` and :data:`MAX_TABLE_BYTES` before their data is read
+(:func:`check_text_table`, :func:`read_parquet`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -31,6 +34,15 @@ from .errors import DiskFullError, InputError
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 #: Longest file name (bytes) of Linux's file systems, macOS's and Windows' (in UTF-16 units there).
 NAME_MAX = 255
+#: Most rows, and bytes of data as read (uncompressed, each row's value of a dictionary-encoded column counted), of
+#: one table a user gives foveal: a batch's list of creatives, an outcomes file. Far above a batch or a year of a
+#: campaign's daily outcomes (a table at the limits takes some GB as Python rows), and far below what a file of a few
+#: MB can unpack to: a Parquet column of one value repeated, or a huge text cell, can stand for any number of GB.
+MAX_TABLE_ROWS = 5_000_000
+MAX_TABLE_BYTES = 1 << 30
+#: Rows of a Parquet table decoded at a time, each batch's size counted before it is unpacked.
+_PARQUET_BATCH_ROWS = 65_536
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
 # Files the running command reads, as (device, inode): None outside inputs_protected().
 _inputs: set[tuple[int, int]] | None = None
@@ -131,6 +143,120 @@ def read_input(path: str | os.PathLike, max_bytes: int, what: str = "file",
     if len(data) > max_bytes:
         raise error(f"{os.fspath(path)}: larger than the {max_bytes / 1e6:.1f} MB accepted for this {what}")
     return data
+
+
+def _too_large(path: str | os.PathLike, found: str, limit: str, advice: str) -> InputError:
+    return InputError(f"{os.fspath(path)}: {found}, more than the {limit} foveal reads from one table; {advice}")
+
+
+def check_text_table(path: str | os.PathLike, advice: str) -> None:
+    """Refuse a text table (CSV, a list of paths) of more than :data:`MAX_TABLE_BYTES` bytes or
+    :data:`MAX_TABLE_ROWS` lines before it is parsed: a file of short lines is more rows than its bytes, and each
+    row costs a parser far more memory than its bytes. Lines are counted in bounded reads; a quoted cell's line
+    breaks count too. ``advice``: what to do with a larger one (split it...)."""
+    size = os.stat(path).st_size
+    if size > MAX_TABLE_BYTES:
+        raise _too_large(path, f"{size / 2**20:,.0f} MiB", f"{MAX_TABLE_BYTES / 2**20:,.0f} MiB", advice)
+    lines = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += max(chunk.count(b"\n"), chunk.count(b"\r"))  # "\r" alone ends a line in old Mac files
+            if lines > MAX_TABLE_ROWS + 1:  # the header's line is no row
+                raise _too_large(path, f"more than {MAX_TABLE_ROWS:,} lines", f"{MAX_TABLE_ROWS:,} rows", advice)
+
+
+def parquet_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of the Parquet file ``path``, from its footer (no data read); pyarrow's errors as they come."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).schema_arrow.names
+
+
+def text_lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` with their ends, one at a time: ended by ``\\r\\n``, ``\\n`` or ``\\r`` alone (old Mac
+    files), as a CSV reader wants them. Not ``str.splitlines``, which makes a list of every line at once and also
+    ends lines at form feeds and Unicode line separators: characters a cell may hold, and a small file millions."""
+    for match in _LINE.finditer(text):
+        yield match.group()
+
+
+def read_parquet(path: str | os.PathLike, columns: Iterable[str], advice: str):
+    """The ``columns`` of the Parquet file ``path`` (those of them it has) as a ``pyarrow.Table``, within
+    :data:`MAX_TABLE_ROWS` rows and :data:`MAX_TABLE_BYTES` bytes, else InputError (``advice``: what to do).
+
+    The footer's row count and uncompressed sizes are checked before any data is read; then the data is decoded
+    a batch of rows at a time, text columns kept dictionary-encoded until each batch's unpacked size is counted
+    (a column of one long value repeated is small on disk and in the footer, and that size times its rows once
+    unpacked). Columns other than ``columns`` are not read at all; ``columns`` must not be names the file repeats.
+    Errors of pyarrow's (a damaged file) are raised as they come."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    footer = pq.ParquetFile(path)
+    meta, schema = footer.metadata, footer.schema_arrow
+    names = [name for name in dict.fromkeys(columns) if name in schema.names]
+    if meta.num_rows > MAX_TABLE_ROWS:
+        raise _too_large(path, f"{meta.num_rows:,} rows", f"{MAX_TABLE_ROWS:,} rows", advice)
+    for name in names:
+        kind = schema.field(name).type
+        if pa.types.is_nested(kind):
+            raise InputError(f"{os.fspath(path)}: column {name!r} holds {kind} values; foveal reads one plain value "
+                             "(text or a number) per cell: write that column as such")
+    # The file's columns are the leaves of its fields, in order (a struct of two values is two).
+    owner = [field.name for field in schema for _ in range(_leaves(field.type))]
+    wanted = set(names) if len(owner) == meta.num_columns else set(schema.names)  # else count them all
+    stored = sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
+                 for c in range(meta.num_columns) if len(owner) != meta.num_columns or owner[c] in wanted)
+    if stored > MAX_TABLE_BYTES:
+        raise _too_large(path, f"{stored / 2**20:,.0f} MiB of data", f"{MAX_TABLE_BYTES / 2**20:,.0f} MiB", advice)
+
+    def is_text(kind) -> bool:
+        return any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                           pa.types.is_large_binary))
+
+    reader = pq.ParquetFile(path, read_dictionary=[n for n in names if is_text(schema.field(n).type)])
+    batches, rows, size = [], 0, 0
+    for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=names, use_threads=False):
+        rows += batch.num_rows
+        arrays = []
+        for array in batch.columns:
+            if pa.types.is_dictionary(array.type) and is_text(array.type.value_type):
+                lengths = pc.binary_length(array.dictionary).take(array.indices)
+                size += (pc.sum(lengths).as_py() or 0) + 4 * len(array)  # the values, and their offsets
+            else:  # numbers, dates...: fixed-width values, at most the rows times their width
+                array = array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
+                size += array.nbytes
+            arrays.append(array)
+        if rows > MAX_TABLE_ROWS:  # a footer that says fewer than there are
+            raise _too_large(path, f"more than {MAX_TABLE_ROWS:,} rows", f"{MAX_TABLE_ROWS:,} rows", advice)
+        if size > MAX_TABLE_BYTES:
+            raise InputError(f"{os.fspath(path)}: its data unpacks to more than the {MAX_TABLE_BYTES / 2**20:,.0f} "
+                             f"MiB foveal reads from one table; {advice}")
+        batches.append(pa.record_batch([a.dictionary_decode() if pa.types.is_dictionary(a.type) else a
+                                        for a in arrays], names=names))
+    if not batches:
+        return pa.table({n: pa.array([], _undictionary(schema.field(n).type)) for n in names})
+    return pa.Table.from_batches(batches)
+
+
+def _leaves(kind) -> int:
+    """The Parquet columns (leaves) that hold a field of Arrow type ``kind``."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    return 1
+
+
+def _undictionary(kind):
+    import pyarrow as pa
+
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 
 def _sibling_name(target: Path, suffix: str) -> Path:

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..boxes import decimal_float
 from ..errors import InputError, repeated
-from ..fileio import checked_path, column_list, unicode_name
+from ..fileio import (check_text_table, checked_path, column_list, parquet_columns, read_parquet, text_lines,
+                      unicode_name)
 
 #: What a folder's images end with (any case). ``.jfif`` and ``.jpe`` are JPEGs too: browsers on Windows save web
 #: images as ``.jfif``, which a folder run skipped without a word.
@@ -28,6 +29,12 @@ TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
 BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
 #: Columns a CSV table holds as text whatever they look like.
 TEXT_COLUMNS = ("creative_id", "image", "path", "elements", "name", "kind", "units")
+#: The columns of a table a batch reads (a Parquet file's others are not read at all).
+USED_COLUMNS = frozenset(TEXT_COLUMNS + BOX_COLUMNS)
+#: What to do with a table over foveal's limits (MAX_TABLE_ROWS, MAX_TABLE_BYTES).
+TOO_LARGE = ("split it into several tables, each creative's rows in one, and score them one after another into the "
+             "same output folder (-o)")
+LIST_TOO_LARGE = "split it into several list files and score them one after another into the same output folder (-o)"
 _ID = re.compile(r"[^/\\\x00-\x1f\x7f-\x9f]{1,200}")
 MAX_ID_BYTES = 200
 ID_RULE = "1-200 characters (200 bytes in UTF-8), no slashes, control characters or leading dot"
@@ -153,11 +160,13 @@ def _unique(items: list[BatchItem], source: Path, named_by_file: bool = False,
 
 def _read_list(path: Path) -> list[Path]:
     try:
+        check_text_table(path, LIST_TOO_LARGE)
         # utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark, which is no part of the first path
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the list file ({exc})") from None
-    return [_resolve(line.strip(), path.parent) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [_resolve(line.strip(), path.parent) for line in text_lines(text)
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _resolve(text: str, base: Path) -> Path:
@@ -169,10 +178,10 @@ def _resolve(text: str, base: Path) -> Path:
 
 
 def _from_table(path: Path) -> list[BatchItem]:
-    columns = _read_table(path)
+    names, columns = _read_table(path)
     image_col = "image" if "image" in columns else "path" if "path" in columns else None
     if image_col is None:
-        raise InputError(f"{path}: a table needs an 'image' (or 'path') column; got {column_list(columns) or 'none'}")
+        raise InputError(f"{path}: a table needs an 'image' (or 'path') column; got {column_list(names) or 'none'}")
     n = len(columns[image_col])
     images = [_cell(v, path, image_col, i) for i, v in enumerate(columns[image_col])]
     ids = ([_cell(v, path, "creative_id", i) for i, v in enumerate(columns["creative_id"])]
@@ -209,26 +218,34 @@ def _long_table(path: Path, columns: dict[str, list[Any]], images: list[str], id
             for cid, (image, elements) in groups.items()]
 
 
-def _read_table(path: Path) -> dict[str, list[Any]]:
+def _read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
+    """The table's column names, and the values of the columns a batch reads (see :func:`read_inputs`), within
+    the table limits (:data:`~foveal.fileio.MAX_TABLE_ROWS`, checked before the data is read)."""
     import pyarrow as pa
 
     try:
         if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
+            names = parquet_columns(path)
+            _check_names(path, names)
+            table = read_parquet(path, [n for n in names if n in USED_COLUMNS], TOO_LARGE)
         else:
             import pyarrow.csv as pcsv
 
+            check_text_table(path, TOO_LARGE)
             # Ids and names stay text: a guessed type would turn the id 00123 into 123.0 and 1e3 into 1000.0.
             text = pcsv.ConvertOptions(column_types={c: pa.string() for c in TEXT_COLUMNS})
             table = pcsv.read_csv(path, convert_options=text)
+            names = table.column_names
+            _check_names(path, names)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: cannot read the table ({str(exc).splitlines()[0]})") from None
-    twice = repeated(table.column_names)
+    return names, {name: _values(table.column(name)) for name in table.column_names if name in USED_COLUMNS}
+
+
+def _check_names(path: Path, names: list[str]) -> None:
+    twice = repeated(names)
     if twice:
         raise InputError(f"{path}: column {column_list(map(repr, twice))} appears more than once; keep one")
-    return {name: _values(table.column(name)) for name in table.column_names}
 
 
 def _values(column: Any) -> list[Any]:

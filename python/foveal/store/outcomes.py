@@ -13,10 +13,10 @@ import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import InputError, repeated
-from ..fileio import column_list
+from ..fileio import check_text_table, column_list, parquet_columns, read_parquet, text_lines
 
 REQUIRED = ("creative_id", "date", "impressions", "clicks")
 OPTIONAL = ("conversions", "spend", "source")
@@ -31,6 +31,8 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 #: What is stripped around a field: spaces after the commas, not the no-break spaces of a formatted number.
 PADDING = " \t"
+#: What to do with a file over foveal's table limits (MAX_TABLE_ROWS, MAX_TABLE_BYTES).
+TOO_LARGE = "split it into several files (by date, say) and import each"
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
@@ -70,7 +72,7 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     if suffix == ".csv":
         columns, records, unit = _read_csv(path)
     elif suffix in (".parquet", ".pq"):
-        columns, records, unit = _read_parquet(path)
+        columns, records, unit = _read_parquet(path, mapping)
     else:
         raise InputError(f"{path}: outcomes must be a .csv or .parquet file")
     # Unnamed columns are ignored like other extra ones: spreadsheets export the empty columns beside the data.
@@ -82,9 +84,7 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     if missing_columns:
         raise InputError(f"{path}: the mapping names column(s) {', '.join(missing_columns)} that the file lacks "
                          f"(it has: {column_list(columns)})")
-    # A column mapped onto a field is read instead of one that bears the field's name: the mapping says which is
-    # meant (otherwise the later of the two in the file would win, silently).
-    rename = {c: mapping[c] if c in mapping else None if c in mapping.values() else c for c in columns}
+    rename = _fields(columns, mapping)
     lacking = [f for f in REQUIRED if f not in rename.values()]
     if lacking:
         raise InputError(f"{path}: no column for {', '.join(lacking)} (the file has: {column_list(columns)}); "
@@ -110,6 +110,12 @@ def read_outcomes(path: Path, mapping: Mapping[str, str]) -> tuple[list[dict[str
     return rows, errors
 
 
+def _fields(columns: list[str], mapping: Mapping[str, str]) -> dict[str, str | None]:
+    """Each column's field: a column mapped onto a field is read instead of one that bears the field's name (the
+    mapping says which is meant; otherwise the later of the two in the file would win, silently)."""
+    return {c: mapping[c] if c in mapping else None if c in mapping.values() else c for c in columns}
+
+
 def check(path: Path, rows: list[dict[str, Any]], errors: list[str], known_ids: set[str]) -> None:
     """Raise one InputError listing every bad row (parse errors and creative ids the store does not know)."""
     errors = errors + [f"{r['line']}: unknown creative_id {r['creative_id']!r}" for r in rows
@@ -128,6 +134,7 @@ def _line_number(message: str) -> int:
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
     try:
+        check_text_table(path, TOO_LARGE)
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
@@ -138,7 +145,8 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]
         line = read.count(b"\n", 0, exc.start) + 1
         raise InputError(f"{path}: line {line} is not UTF-8 text (byte 0x{read[exc.start]:02x}); save the file as "
                          "CSV UTF-8 and import again") from None
-    reader = csv.reader(text.splitlines(keepends=True))
+    del data
+    reader = csv.reader(text_lines(text))
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -175,19 +183,36 @@ def _csv_problem(exc: csv.Error) -> str:
     return f"not a valid CSV row ({exc}); check that every quoted field is closed and fix the file"
 
 
-def _read_parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]], str]:
+def _read_parquet(path: Path, mapping: Mapping[str, str]) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]],
+                                                                   str]:
+    """The file's column names and its rows, of the columns that map to a field (the others are not read), read
+    once the names have been checked: when the rows are first asked for."""
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise InputError(f"{path}: reading Parquet needs pyarrow (pip install 'foveal[store]')") from None
+    columns = _parquet(path, parquet_columns)
+
+    def records() -> Iterator[tuple[int, dict[str, Any]]]:
+        used = [c for c, field in _fields(columns, mapping).items() if field in FIELDS]
+        table = _parquet(path, lambda p: read_parquet(p, used, TOO_LARGE))
+        line = 0
+        for batch in table.to_batches():  # Python rows a batch at a time: they take far more than Arrow's
+            for record in batch.to_pylist():
+                line += 1
+                yield line, record
+    return columns, records(), "row"
+
+
+def _parquet(path: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(path)``, pyarrow's errors (a damaged file) as one line."""
     try:
-        table = pq.ParquetFile(path).read()  # not read_table: it refuses repeated column names with a schema dump
+        return read(path)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
-    columns = table.column_names
-    data = table.to_pylist()
-    return columns, ((i + 1, r) for i, r in enumerate(data)), "row"
 
 
 def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
