@@ -1559,6 +1559,33 @@ def test_boxes_and_the_last_creative_come_back_after_a_reload(page, tmp_path):
     assert page.find_element("id", "dropzone").is_displayed() and ready_count(page) == 0
 
 
+def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_before(page, service, tmp_path):
+    """A creative too large for the browser's storage quota was not kept, but the one shown before it was still kept
+    as the last creative: a reload opened on that older creative, not the one the marketer had been working on."""
+    import numpy as np
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"  # incompressible: about 1.9 MB, over the quota below; creative.png is 17 kB
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)).save(noise)
+    page.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {"origin": service, "quotaSize": 500_000})
+    try:
+        upload(page, EXAMPLES / "creative.png")
+        import_elements(page, EXAMPLES / "creative.json")
+        upload(page, noise)
+        assert "noise.png" in page.find_element("id", "status").text
+        time.sleep(1)  # its keeping has failed by now
+        page.refresh()
+        wait(page, lambda d: js(d, "return document.querySelectorAll('#colormap option').length") > 0)
+        time.sleep(1)  # a restore, if any, is under way by now
+        assert ready_count(page) == 0 and page.find_element("id", "dropzone").is_displayed(), \
+            page.find_element("id", "status").text
+        # Its boxes were kept all the same (they take a few hundred bytes): choosing the file again finds them
+        upload(page, noise)
+        assert len(element_rows(page)) == 6
+    finally:
+        page.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {"origin": service})
+
+
 def whatif_requests(service: str) -> int:
     """How many /v1/whatif requests the service has answered, whatever their status (its /metrics counters)."""
     import httpx

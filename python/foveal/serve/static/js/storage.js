@@ -91,9 +91,13 @@ export function saveBoxes(hash, { name, width, height, format, elements }) {
   });
 }
 
-/** Keep the creative shown as A (the file itself), to be shown again after a reload. */
-export function saveLast(file, hash) {
-  return transaction([LAST], "readwrite", (last) => done(last.put({ hash, file }, "A")));
+/**
+ * Keep the creative shown as A (the file itself), to be shown again after a reload. One the browser has no room for
+ * is not kept, and neither is the one before it: a reload would open on a creative that is no longer the last.
+ */
+export async function saveLast(file, hash) {
+  const kept = await transaction([LAST], "readwrite", (last) => done(last.put({ hash, file }, "A")));
+  return kept ?? transaction([LAST], "readwrite", (last) => done(last.delete("A")));
 }
 
 /** The creative last shown as A, as a File, or null. */
