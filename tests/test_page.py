@@ -1586,6 +1586,35 @@ def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_befo
         page.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {"origin": service})
 
 
+def test_a_box_deleted_in_one_tab_is_not_brought_back_by_another(page, service):
+    """Two tabs on the same creative: a box deleted in one stayed in the other, whose next change (a rename) kept its
+    older list; a reload of the first tab brought the deleted box back."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    first = page.current_window_handle
+    page.switch_to.new_window("tab")
+    try:
+        page.get(service + "/")
+        wait(page, lambda d: ready_count(d) == 1, what="the creative restored in the second tab")
+        second = page.current_window_handle
+        page.switch_to.window(first)
+        page.find_element("css selector", "#elements-table tbody tr[data-name=logo] button").click()
+        page.switch_to.window(second)
+        wait(page, lambda d: "logo" not in [r["name"] for r in element_rows(d)], what="the deletion taken")
+        assert "changed in another tab" in page.find_element("id", "status").text
+        retype(page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input.name"), "buy")
+        page.switch_to.window(first)
+        wait(page, lambda d: "buy" in [r["name"] for r in element_rows(d)], what="the rename taken")
+        page.refresh()
+        wait(page, lambda d: ready_count(d) == 1, what="the creative restored")
+        assert [r["name"] for r in element_rows(page)] == ["headline", "face", "product", "body", "buy"]
+    finally:
+        for handle in page.window_handles[1:]:
+            page.switch_to.window(handle)
+            page.close()
+        page.switch_to.window(page.window_handles[0])
+
+
 def whatif_requests(service: str) -> int:
     """How many /v1/whatif requests the service has answered, whatever their status (its /metrics counters)."""
     import httpx

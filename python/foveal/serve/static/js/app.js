@@ -14,7 +14,7 @@ import {
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
-import { contentHash, forget, lastCreative, saveBoxes, saveLast, savedBoxes } from "./storage.js";
+import { contentHash, forget, lastCreative, onBoxesSaved, saveBoxes, saveLast, savedBoxes } from "./storage.js";
 import {
   bdi, committed, h, pct, pp, renderComparison, renderElementList, renderScores, renderWhatif, showValue,
   singleClick,
@@ -276,6 +276,32 @@ function rememberBoxes(c) {
   }
 }
 
+/**
+ * Boxes another tab of this page kept for a creative shown here too: taken as they now stand, so that this tab's
+ * next change keeps them with it, not its own older list (a box deleted there would come back). A drag under way
+ * here keeps its own, to be kept when it ends.
+ */
+function takeSavedBoxes(record) {
+  for (const which of ["A", "B"]) {
+    const c = state.creatives[which];
+    if (!c?.map || c.hash !== record.hash || c.beforeDrag) continue;
+    const elements = keptElements(record, c.width, c.height);
+    const same = JSON.stringify(elementFile(elements ?? [], record.format))
+      === JSON.stringify(elementFile(c.elements, c.format));
+    if (!elements || same) continue;
+    c.format = record.format;
+    if (c === current()) {
+      if (!elements.some((e) => e.name === state.selected)) state.selected = null;
+      setElements(elements, false);
+    } else {
+      c.elements = elements;
+      c.served = undefined;
+      scheduleServer();
+    }
+    status("The boxes of ", bdi(c.file.name), ` (${which}) were changed in another tab; shown here as they are now.`);
+  }
+}
+
 /** The creative last shown as A, shown again with its boxes (a reload, a crashed tab), unless one is chosen first. */
 async function restoreLast() {
   const file = await lastCreative();
@@ -323,7 +349,8 @@ function carryElements(from, width, height) {
 
 // ---------------------------------------------------------------------------------------------------- elements
 
-function setElements(elements) {
+/** The current creative's boxes become `elements`, kept in this browser unless `keep` is false (taken from it). */
+function setElements(elements, keep = true) {
   // A what-if edit is kept by name, as far as it still fits its element's box (moved, resized or imported anew);
   // an element that is gone takes its edit with it.
   for (const [name, g] of state.ghosts) {
@@ -335,7 +362,7 @@ function setElements(elements) {
   current().elements = elements;
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
-  rememberBoxes(current());
+  if (keep) rememberBoxes(current());
   $("whatif-result").hidden = true; // its before/after shares were of the boxes just replaced
   whatifSeq++; // and an answer still on its way is of those boxes too
   dropSearch(); // a search's positions too
@@ -1308,5 +1335,6 @@ async function fetchServiceInfo() {
 }
 
 wire();
+onBoxesSaved(takeSavedBoxes);
 loadServiceInfo();
 restoreLast();

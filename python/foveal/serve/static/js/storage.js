@@ -77,11 +77,20 @@ export function savedBoxes(hash) {
   return transaction([BOXES], "readonly", (boxes) => done(boxes.get(hash))).then((r) => r ?? null);
 }
 
+// Each save is told to the page's other tabs in this browser: one showing the same creative takes the boxes saved,
+// or its own older list, kept on its next change, would bring back a box deleted here.
+const channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("foveal.boxes") : null;
+
+/** Call `taken(record)` with the boxes another tab of this page has just kept: {hash, name, width, height, ...}. */
+export function onBoxesSaved(taken) {
+  channel?.addEventListener("message", (event) => taken(event.data));
+}
+
 /** Keep a creative's boxes (an empty list too: removing every box is kept as such), the oldest beyond KEEP go. */
-export function saveBoxes(hash, { name, width, height, format, elements }) {
-  return transaction([BOXES], "readwrite", async (boxes) => {
-    const record = { hash, name, width, height, format: format ?? null, saved: Date.now(),
-      elements: elements.map((e) => ({ name: e.name, kind: e.kind, box: [...e.box] })) };
+export async function saveBoxes(hash, { name, width, height, format, elements }) {
+  const record = { hash, name, width, height, format: format ?? null, saved: Date.now(),
+    elements: elements.map((e) => ({ name: e.name, kind: e.kind, box: [...e.box] })) };
+  const kept = await transaction([BOXES], "readwrite", async (boxes) => {
     await done(boxes.put(record));
     const extra = (await done(boxes.count())) - KEEP;
     if (extra > 0) {
@@ -89,6 +98,8 @@ export function saveBoxes(hash, { name, width, height, format, elements }) {
     }
     return true;
   });
+  if (kept) channel?.postMessage(record);
+  return kept;
 }
 
 /**
