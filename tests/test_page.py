@@ -1701,6 +1701,76 @@ def test_a_search_answered_after_its_boxes_changed_is_not_shown(page):
     assert not page.find_elements("css selector", "#search-boxes .box")
 
 
+def test_changing_the_boxes_stops_a_search_under_way(page, service, tmp_path):
+    """A box changed during a position search dropped its result, but the search went on at the service (every core,
+    for seconds to a minute, ahead of the new boxes' scores) and Search positions stayed off until it ended."""
+    from selenium.webdriver.support.ui import Select
+
+    spec = tmp_path / "dot.json"  # a small element fits nearly every place: 20 × 20 is hundreds of predictions
+    spec.write_text(json.dumps({"units": "px", "elements": [
+        {"name": "dot", "kind": "cta", "box": [590, 590, 4, 4]},
+        {"name": "logo", "kind": "logo", "box": [20, 20, 120, 44]}]}))
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, spec)
+    Select(page.find_element("id", "search-element")).select_by_value("dot")
+    Select(page.find_element("id", "search-grid")).select_by_value("20")
+    run = page.find_element("id", "search-run")
+    run.click()
+    wait(page, lambda d: "Trying dot" in d.find_element("id", "status").text, what="the search under way")
+    time.sleep(0.5)  # at the service by now
+    page.find_element("css selector", "#elements-table tbody tr[data-name=logo] button").click()
+    wait(page, lambda d: run.is_enabled(), timeout=2, what="the search stopped")
+    assert "Position search of dot stopped" in page.find_element("id", "status").text
+    assert not page.find_element("id", "search-result").is_displayed()
+    assert not page.find_element("id", "error").text
+    import httpx
+
+    def gone() -> int:  # searches the service stopped because their client left (499)
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in httpx.get(service + "/metrics").text.splitlines()
+                   if line.startswith('foveal_requests_total{route="/v1/whatif",status="499"}'))
+    wait(page, lambda d: gone() >= 1, timeout=10, what="the service stopping the search")
+
+
+def test_a_refused_search_says_what_to_do_in_the_page_s_words(page, monkeypatch, norms_file, tmp_path):
+    """The service's refusals of a search named its API fields ("raise max_overlap, use a finer grid or step", "use
+    a coarser grid or a larger step"), which the page does not offer, and repeated the element's name; a search past
+    the service's deadline said "try again in a moment", which would fail the same way."""
+    from selenium.webdriver.support.ui import Select
+
+    import foveal.serve.app
+
+    upload(page, EXAMPLES / "creative.png")
+    wide = {"units": "px", "elements": [{"name": "a", "kind": "cta", "box": [0, 0, 100, 600]},
+                                        {"name": "b", "kind": "logo", "box": [100, 0, 500, 600]}]}
+    spec = tmp_path / "wide.json"
+    spec.write_text(json.dumps(wide))
+    import_elements(page, spec)
+
+    def search(name: str, grid: str) -> str:
+        if page.find_element("id", "error").text:
+            page.find_element("id", "error-close").click()
+        Select(page.find_element("id", "search-element")).select_by_value(name)
+        Select(page.find_element("id", "search-grid")).select_by_value(grid)
+        page.find_element("id", "search-run").click()
+        return wait(page, lambda d: d.find_element("id", "error").text, timeout=60, what="the refusal")
+
+    text = search("a", "3")  # every place overlaps b
+    assert text.startswith("position search of a: no valid position: "), text
+    assert text.endswith("choose a finer grid, or box that content as an element"), text
+    import_elements(page, EXAMPLES / "creative.json")
+    monkeypatch.setattr(foveal.serve.app, "MAX_SEARCH_POSITIONS", 10)
+    text = search("cta", "5")
+    assert text == ("position search of cta: 25 positions to try, this service tries at most 10 per request; "
+                    "choose a coarser grid"), text
+    monkeypatch.undo()
+    with running_service(norms={"examples": str(norms_file)}, request_timeout_s=0.5) as slow:
+        open_page(page, slow)
+        upload(page, EXAMPLES / "creative.png")
+        import_elements(page, EXAMPLES / "creative.json")
+        text = search("logo", "20")
+    assert "try again" not in text and "choose a coarser grid" in text, text
+
+
 def test_a_whatif_answered_after_its_creative_went_is_not_shown(page):
     """A what-if of B still under way when B was removed showed its result (and "What-if scored.") under A."""
     edit_b(page)

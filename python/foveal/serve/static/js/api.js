@@ -37,7 +37,8 @@ export class Api {
     this.key = sessionStorage.getItem(KEY_STORAGE);
   }
 
-  async request(path, { method = "GET", body = null, query = null } = {}) {
+  /** `signal`: aborts the request (the service stops work whose client has gone, such as a position search). */
+  async request(path, { method = "GET", body = null, query = null, signal = null } = {}) {
     const url = query ? `${path}?${new URLSearchParams(query)}` : path;
     let busy = 0;
     for (let attempt = 0; ; attempt++) {
@@ -45,8 +46,11 @@ export class Api {
       const headers = sent ? { "X-API-Key": sent } : {};
       let response;
       try {
-        response = await fetch(url, { method, body, headers, signal: AbortSignal.timeout(1000 * ANSWER_WAIT_S) });
+        const timeout = AbortSignal.timeout(1000 * ANSWER_WAIT_S);
+        response = await fetch(url, { method, body, headers,
+          signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
       } catch (err) {
+        if (signal?.aborted) throw new ApiError(0, "cancelled", "cancelled");
         if (err.name === "TimeoutError") {
           throw new ApiError(0, "no_answer", `the foveal service did not answer within ${ANSWER_WAIT_S} s; check `
             + "that `foveal serve` is running and not stuck, then try again");
@@ -132,11 +136,11 @@ export class Api {
 
   /**
    * A position search for one element: {element, grid: [cols, rows], top}. The document ranks the positions
-   * tried, best first, and carries the best one's edited creative, as whatif's does.
+   * tried, best first, and carries the best one's edited creative, as whatif's does. `signal` stops it.
    */
-  async search(file, elementFile, search) {
+  async search(file, elementFile, search, signal = null) {
     return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, "search", search),
-      query: { edited: "true" } });
+      query: { edited: "true" }, signal });
   }
 
   /** Proposed elements for a creative: the element file `foveal detect` writes (confidence, source "auto"). */

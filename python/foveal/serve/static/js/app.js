@@ -805,11 +805,29 @@ async function runWhatif() {
 
 let searchSeq = 0; // moves on when the boxes or the creative change: a search still under way is then not shown
 let searching = false; // one search at a time (each is a prediction per position)
+let searchCancel = null; // stops the search under way: the service stops it too, once its client has gone
 
-/** The search's result goes (the boxes or the creative it was of changed). */
+/** The search's result goes (the boxes or the creative it was of changed), and a search still under way stops. */
 function dropSearch() {
   searchSeq++;
   state.search = null;
+  searchCancel?.abort();
+}
+
+/**
+ * A refused or unfinished search in the page's words: the service's advice names its API fields (step, max_overlap)
+ * where the page offers a grid, and a search past the service's deadline would be past it again if asked again.
+ */
+function searchMessage(err) {
+  if (err.code === "deadline_exceeded") {
+    return "the search did not finish within the service's time limit (each position tried is one prediction); "
+      + "choose a coarser grid, or start `foveal serve` with a longer --timeout-ms";
+  }
+  return err.message.replace(/^(search (['"]).*?\2|field 'search'): /, "") // the element is named before it
+    .replace("raise max_overlap, use a finer grid or step, or box that content as an element",
+      "choose a finer grid, or box that content as an element")
+    .replace("use a smaller step or a finer grid", "choose a finer grid")
+    .replace(/use a coarser grid or a larger step|use a larger step or a smaller grid/, "choose a coarser grid");
 }
 
 /** Try the chosen element at each point of the chosen grid (the service's search), best places first. */
@@ -824,18 +842,24 @@ async function runSearch() {
   const refocus = keepFocus($("search-run"));
   dropSearch();
   const seq = searchSeq;
+  const cancel = new AbortController();
+  searchCancel = cancel;
   searching = true;
   refresh();
   try {
     const doc = await api.search(c.file, elementFile(c.elements, c.format), { element: name, grid: [grid, grid],
-      top: 3 });
+      top: 3 }, cancel.signal);
     if (seq !== searchSeq) return;
     state.search = { creative: c, name, doc };
     const tried = doc.search.positions.tried;
     status(bdi(name), `: ${tried} position(s) tried, the best ${doc.search.best.length} shown dotted on the creative`);
   } catch (err) {
-    if (seq === searchSeq) showError("position search: ", bdi(name), `: ${err.message}`);
+    if (seq === searchSeq) showError("position search of ", bdi(name), `: ${searchMessage(err)}`);
   } finally {
+    if (searchCancel === cancel) searchCancel = null;
+    if (cancel.signal.aborted && $("status").textContent === asking) {
+      status("Position search of ", bdi(name), " stopped: the boxes or the creative it was of changed.");
+    }
     clearStatusIf(asking);
     searching = false;
     refresh();
