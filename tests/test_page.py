@@ -1642,6 +1642,33 @@ def test_one_whatif_is_one_request(page, service):
     assert whatif_requests(service) - before == 1
 
 
+def test_the_edited_creative_is_saved_under_the_creative_s_name(page, downloads):
+    """The what-if showed the edited creative as a picture only: it could not be saved from the keyboard, and the
+    mouse's "Save image as" named it after a blob URL (a random UUID), not after the creative."""
+    from PIL import Image
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "whatif-mode").click()
+    page.find_element("css selector", "#boxes .box[data-name=cta]").send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    page.find_element("id", "whatif-run").click()
+    wait(page, lambda d: js(d, "return document.getElementById('whatif-image').naturalWidth") == 600, timeout=60,
+         what="the edited creative")
+    button = page.find_element("id", "whatif-download")
+    assert button.accessible_name == "Download edited creative"
+    js(page, "arguments[0].focus()", button)
+    button.send_keys(Keys.ENTER)
+    path = downloads / "creative.edited.png"
+    wait(page, lambda d: path.is_file(), what="the edited creative's download")
+    shown = js(page, """const img = document.getElementById('whatif-image');
+        const c = new OffscreenCanvas(img.naturalWidth, img.naturalHeight), ctx = c.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        return Array.from(ctx.getImageData(0, 0, 600, 600).data.filter((_, i) => i % 4 !== 3));""")
+    with Image.open(path) as saved:
+        assert saved.size == (600, 600) and list(saved.convert("RGB").tobytes()) == shown
+
+
 def test_a_position_search_shows_the_best_places_and_applies_the_best(page, service):
     """The service searches an element's best position (/v1/whatif with a search) but the page offered no way to
     ask: the marketer had to guess places and re-score each by hand."""

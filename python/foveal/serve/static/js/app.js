@@ -38,6 +38,7 @@ const state = {
   whatif: false,
   ghosts: new Map(),
   search: null, // the last position search: {creative, name, doc}
+  edited: null, // the edited creative the what-if result shows: {blob, name}
   norms: "",
   passPercentile: 70,
   allowMismatch: false, // compare creatives of different formats anyway (an indicative verdict)
@@ -770,6 +771,7 @@ function showWhatif(doc, edited) {
   const image = $("whatif-image");
   if (image.src) URL.revokeObjectURL(image.src);
   image.src = URL.createObjectURL(edited);
+  state.edited = { blob: edited, name: `${stemOf(current())}.edited.png` }; // for Download edited creative
   $("whatif-figure").hidden = false;
   $("whatif-result").hidden = false;
 }
@@ -1196,11 +1198,14 @@ function paintSmall(canvas, c, fill) {
 
 // ------------------------------------------------------------------------------------------------- downloads
 
+/** The name a creative's downloads are saved under, less their suffix: "creative" for creative.png. */
+const stemOf = (c) => c.file.name.replace(/\.[^.]+$/, "") || "creative";
+
 async function download(kind) {
   const c = current();
   if (!c?.map || downloading.has(kind)) return;
   clearError();
-  const stem = c.file.name.replace(/\.[^.]+$/, "") || "creative";
+  const stem = stemOf(c);
   const refocus = keepFocus(document.querySelector(`[data-download=${kind}]`));
   downloading.add(kind);
   refreshDownloads();
@@ -1304,6 +1309,7 @@ function wire() {
   for (const id of EDIT_FIELDS) $(id).addEventListener("change", typeEdit);
   $("whatif-run").addEventListener("click", runWhatif);
   $("whatif-reset").addEventListener("click", () => { dropEdits(); refresh(); });
+  $("whatif-download").addEventListener("click", singleClick(() => save(state.edited.blob, state.edited.name)));
   $("search-element").addEventListener("change", (e) => { state.selected = e.target.value; refresh(); });
   $("search-run").addEventListener("click", runSearch);
   $("search-apply").addEventListener("click", applyBestPosition);
