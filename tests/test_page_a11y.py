@@ -125,6 +125,9 @@ def test_every_control_and_picture_has_a_name_role_and_state(page):
     nodes = ax_nodes(page)
     unnamed = [(role_of(n), n.get("value")) for n in nodes if role_of(n) in CONTROLS and not name_of(n).strip()]
     assert not unnamed, unnamed
+    # Two pickers both named "element" (what-if and best position) left a screen reader to guess which is which.
+    pickers = [name_of(n) for n in nodes if role_of(n) == "combobox"]
+    assert len(pickers) == len(set(pickers)), pickers
     assert js(page, """const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
         return ids.filter((id, i) => ids.indexOf(id) !== i);""") == []
     assert js(page, "return document.documentElement.lang") == "en"
