@@ -1462,6 +1462,7 @@ def edit_b(page) -> None:
     box = page.find_element("css selector", "#boxes .box[data-name=cta]")
     js(page, "arguments[0].focus()", box)
     box.send_keys(Keys.SHIFT, Keys.ARROW_LEFT)
+    wait(page, lambda d: d.find_elements("css selector", "#edits li"), what="B's edit")
 
 
 def test_removing_b_drops_its_whatif_edits_and_result(page):
