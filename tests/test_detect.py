@@ -156,6 +156,26 @@ def test_faces_beside_the_text_find_what_faces_after_it_do(creatives):
         assert list(pool.map(side.detect, paths * 2)) == expected * 2
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_after_detection_detects_too(creatives, monkeypatch):
+    """A fork copies the faces' helper pool but not its thread: a child of a process that had detected (a process
+    pool's workers, forked by default on Linux) waited for faces that never came."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import foveal.detect
+
+    path = creatives[0][0]
+    monkeypatch.setattr(foveal.detect, "_default", Detector(concurrent=True))
+    expected = detect_elements(path)  # the helper thread now exists, in this process only
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        try:
+            assert pool.submit(detect_elements, path).result(timeout=60) == expected
+        finally:
+            for process in pool._processes.values():  # a hung child would keep the pool's shutdown waiting
+                process.kill()
+
+
 def test_element_file_is_the_standard_schema_with_confidence_and_source(detector, creatives):
     path = creatives[0][0]
     doc = element_file(detector.detect(path), (250, 300))

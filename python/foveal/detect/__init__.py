@@ -70,6 +70,7 @@ class Detector:
         self.text = TextReader(det_short, det_long, threads)
         self.faces = FaceDetector(1 if side else threads) if faces else None
         self._side = ThreadPoolExecutor(1, thread_name_prefix="foveal-faces") if side else None
+        self._side_pid = os.getpid()
         self.min_face = min_face
 
     def _faces(self, rgb: np.ndarray) -> list[Detection]:
@@ -78,11 +79,19 @@ class Detector:
         faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None) for f in self.faces.detect(rgb, min_face)]
         return [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
 
+    def _side_pool(self) -> ThreadPoolExecutor | None:
+        """The faces' helper thread, a new one in a process forked from the one that made it: a fork copies the pool
+        but not its thread, so what the child sent it would never run (``detect`` hung)."""
+        if self._side is not None and self._side_pid != os.getpid():
+            self._side, self._side_pid = ThreadPoolExecutor(1, thread_name_prefix="foveal-faces"), os.getpid()
+        return self._side
+
     def detect(self, image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Detection]:
         """Every element found in ``image`` (refused over ``max_pixels``), by kind (:data:`DETECTED_KINDS` order),
         then top to bottom."""
         rgb = load_image(image, max_pixels)
-        faces = self._side.submit(self._faces, rgb) if self._side is not None else None
+        side = self._side_pool()
+        faces = side.submit(self._faces, rgb) if side is not None else None
         found: list[Detection] = []
         lines = self.text.lines(rgb)
         scale = self.text.scale(*rgb.shape[:2])  # buttons are looked for at the scale the text was found at
