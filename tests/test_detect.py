@@ -176,6 +176,16 @@ def test_a_process_forked_after_detection_detects_too(creatives, monkeypatch):
                 process.kill()
 
 
+def test_a_detector_sent_to_another_process_is_one_clear_error(detector):
+    """Pickling a Detector failed with "TypeError: cannot pickle 'module' object"."""
+    import copy
+    import pickle
+
+    for send in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(InputError, match="cannot be pickled or sent to another process; make one in each worker"):
+            send(detector)
+
+
 def test_element_file_is_the_standard_schema_with_confidence_and_source(detector, creatives):
     path = creatives[0][0]
     doc = element_file(detector.detect(path), (250, 300))

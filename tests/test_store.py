@@ -57,6 +57,18 @@ def test_sqlite_store_uses_wal(tmp_path):
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+def test_a_store_sent_to_another_process_is_one_clear_error(tmp_path):
+    """Pickling a Store (a process pool's argument) failed with "Can't pickle local object
+    'create_engine.<locals>.connect'"."""
+    import copy
+    import pickle
+
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        for send in (pickle.dumps, copy.deepcopy):
+            with pytest.raises(InputError, match=r"cannot be pickled .*open one in each worker: Store\(url\)"):
+                send(store)
+
+
 def test_newer_schema_is_refused(store_url):
     Store(store_url).close()
     engine = sa.create_engine(store_url)

@@ -79,6 +79,10 @@ class Detector:
         faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None) for f in self.faces.detect(rgb, min_face)]
         return [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
 
+    def __reduce__(self) -> Any:
+        raise InputError("a Detector holds native sessions and cannot be pickled or sent to another process; make one "
+                         "in each worker, or call detect_elements there (it makes the process's own)")
+
     def _side_pool(self) -> ThreadPoolExecutor | None:
         """The faces' helper thread, a new one in a process forked from the one that made it: a fork copies the pool
         but not its thread, so what the child sent it would never run (``detect`` hung)."""

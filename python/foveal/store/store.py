@@ -66,6 +66,10 @@ class Store:
         if self.url.get_backend_name() == "sqlite":  # no output of the running command may replace the store
             note_input(Path(self.url.database).expanduser())
 
+    def __reduce__(self) -> Any:
+        raise InputError("a Store holds database connections and cannot be pickled or sent to another process; open "
+                         "one in each worker: Store(url)")
+
     def __repr__(self) -> str:
         return f"Store({describe(self.url)!r})"
 
