@@ -125,6 +125,18 @@ ELEMENTS = (Element("cta", "cta", (10, 50, 20, 10)), Element("logo", "logo", (60
             Element("headline", "headline", (5, 5, 40, 20)))
 
 
+def test_an_edited_creative_compares_and_hashes_without_looking_at_its_pixels():
+    """Comparing two (a what-if outcome with its pickled copy, say) raised "The truth value of an array with more
+    than one element is ambiguous"; hashing one raised "unhashable type: 'numpy.ndarray'"."""
+    import copy
+
+    edited = apply_edits(_noise(80, 100), ELEMENTS, [Move("cta", 30, -10)])
+    clone = copy.deepcopy(edited)
+    assert edited == edited and edited != clone and (edited.elements, 1) == (clone.elements, 1)
+    np.testing.assert_array_equal(clone.image, edited.image)
+    assert len({edited, clone}) == 2
+
+
 def test_move_pastes_the_content_and_fills_the_hole():
     image = _noise(80, 100)
     edited = apply_edits(image, ELEMENTS, [Move("cta", 30, -10)])

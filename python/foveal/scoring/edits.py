@@ -80,9 +80,10 @@ class Swap:
 Edit = Union[Move, Scale, Swap]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EditedCreative:
-    """An edited image and its elements, in the order of the original element list."""
+    """An edited image and its elements, in the order of the original element list.  Equal only to itself, as a
+    :class:`~foveal.SaliencyMap` is: its pixels are an array, which neither compares to one truth value nor hashes."""
 
     image: np.ndarray
     elements: tuple[Element, ...]
