@@ -146,6 +146,35 @@ def test_share_and_lift_take_an_array_box_in_their_hints_too():
     assert SaliencyMap(np.full((2, 2), 0.25)).share(np.array([0, 0, 1, 2])) == pytest.approx(0.5)
 
 
+def test_strictly_typed_user_code_gets_maps_from_predict_batch_without_casts(tmp_path):
+    """predict_batch was hinted list[Any], so under mypy --strict ``return engine.predict_batch(paths)[0].share(box)``
+    in a function returning float was "Returning Any"; errors="raise" gives maps, "return" maps or errors."""
+    pytest.importorskip("mypy", reason="mypy not installed")
+    import site
+
+    script = tmp_path / "user.py"
+    script.write_text("""from __future__ import annotations
+import foveal
+from foveal.serve.batcher import Predictor
+
+def first_share(engine: foveal.Engine | foveal.Client, paths: list[str]) -> float:
+    return engine.predict_batch(paths)[0].share([0, 0, 4, 4])
+
+def failures(engine: foveal.Engine | foveal.Client, paths: list[str]) -> list[foveal.FovealError]:
+    return [r for r in engine.predict_batch(paths, errors="return") if isinstance(r, foveal.FovealError)]
+
+def serve(engine: Predictor) -> None: ...
+
+serve(foveal.Engine())
+""")
+    env = {**os.environ, "MYPYPATH": os.path.dirname(os.path.dirname(foveal.__file__))}
+    if any(os.path.samefile(env["MYPYPATH"], p) for p in site.getsitepackages() if os.path.isdir(p)):
+        del env["MYPYPATH"]  # an installed foveal: mypy finds it (py.typed) and refuses site-packages there
+    run = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
+                          str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_overlay(engine, rgb, tmp_path):
     smap = engine.predict(rgb)
     out = smap.overlay(rgb, tmp_path / "o.png")

@@ -125,6 +125,16 @@ class Client:
             provenance = json.loads(response.headers.get("x-foveal-provenance", "{}"))
             return SaliencyMap(prob, provenance)
 
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: Literal["raise"] = "raise") -> list[SaliencyMap]: ...
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: Literal["return"]) -> list[SaliencyMap | FovealError]: ...
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *, errors: str = "raise"
+                      ) -> list[Any]: ...
+
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
                       errors: str = "raise") -> list[Any]:
         """Maps of many images, in order; ``batch_size`` requests in flight at once (the service batches them, or

@@ -7,7 +7,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
@@ -121,6 +121,16 @@ class Engine:
         if isinstance(result, FovealError):
             raise result
         return result
+
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: Literal["raise"] = "raise") -> list[SaliencyMap]: ...
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
+                      errors: Literal["return"]) -> list[SaliencyMap | FovealError]: ...
+    @overload
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *, errors: str = "raise"
+                      ) -> list[Any]: ...
 
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 16, *,
                       errors: str = "raise") -> list[Any]:
