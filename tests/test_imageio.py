@@ -272,10 +272,43 @@ def test_unsupported_type():
         load_image(12345)  # type: ignore[arg-type]
 
 
-def test_pil_images_pillow_cannot_convert_or_read(rgb):
-    la = Image.frombytes("La", (120, 90), Image.fromarray(rgb).convert("LA").tobytes())
-    with pytest.raises(ImageError, match="cannot read this La image"):
-        load_image(la)
+def test_premultiplied_grey_is_read_as_its_straight_alpha_twin(rgb):
+    """Pillow converts La only to LA: La was refused with "conversion from La to L not supported"."""
+    la = Image.fromarray(np.dstack([rgb[..., 0], rgb[..., 1]]), "LA")
+    expected = load_image(la).astype(np.int16)
+    assert np.abs(load_image(la.convert("La")).astype(np.int16) - expected).max() <= 1  # premultiplied: rounding
+
+
+@pytest.mark.parametrize("image, match", [
+    (lambda path: open(path, "rb"), r"got BufferedReader; pass its contents: image.read\(\)$"),
+    (lambda path: io.BytesIO(path.read_bytes()), r"got BytesIO; pass its contents: image.read\(\)$"),
+    (lambda path: _ArrayLike(), r"got _ArrayLike; pass it as a NumPy array: np.asarray\(image\)$"),
+])
+def test_a_file_object_or_an_array_like_is_told_how_to_pass_it(image, match, tmp_path, rgb):
+    """A file object, an open upload or a tensor was refused naming the types taken, not how to get to one."""
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    src = image(path)
+    with pytest.raises(ImageError, match=match):
+        load_image(src)
+    if hasattr(src, "close"):
+        src.close()
+
+
+def test_a_torch_tensor_is_told_how_to_pass_it(rgb):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed")
+    with pytest.raises(ImageError, match=r"got Tensor; pass it as a NumPy array: image.cpu\(\).numpy\(\)$"):
+        load_image(torch.from_numpy(rgb))
+
+
+class _ArrayLike:
+    """An array-like that is no ndarray (xarray, JAX, CuPy...)."""
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.zeros((4, 4, 3), np.uint8)
+
+
+def test_pil_images_pillow_cannot_read(rgb):
     closed = Image.fromarray(rgb)
     closed.close()
     with pytest.raises(ImageError, match="closed image"):

@@ -114,7 +114,18 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
             fh.seek(0)
             sha256 = stream_sha256(fh)
         return DecodedImage(pixels, sha256, name, image_hw)
-    raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}")
+    raise ImageError(f"image: expected a path, bytes, a PIL image or a uint8 array, got {type(src).__name__}"
+                     + _how_to_pass(src))
+
+
+def _how_to_pass(src: Any) -> str:
+    """What to do with an image held in a type foveal does not take: a file object, a tensor or other array-like."""
+    if callable(getattr(src, "read", None)):
+        return "; pass its contents: image.read()"
+    if hasattr(src, "__array__") or hasattr(src, "__array_interface__"):
+        torch = type(src).__module__.startswith("torch")
+        return "; pass it as a NumPy array: " + ("image.cpu().numpy()" if torch else "np.asarray(image)")
+    return ""
 
 
 def check_header(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -300,7 +311,7 @@ def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False,  # no
     if not upright:
         image, _ = _upright(image)
     mode = image.mode
-    try:  # a closed image, a lazily read truncated file, a mode Pillow cannot convert (La, ...)
+    try:  # a closed image, a lazily read truncated file, a mode Pillow cannot convert
         if key is not None and mode in ("1", "L", "RGB"):  # a colour key: its pixels are the white beneath
             values = np.asarray(image.convert("L") if mode == "1" else image)
             pixels = np.array(_rgb_array(image.convert("RGB") if mode != "RGB" else image))  # writable
@@ -310,6 +321,8 @@ def _to_rgb(image: "PIL.Image.Image", name: str, *, upright: bool = False,  # no
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         elif mode == "PA":
             image = image.convert("RGBA")
+        elif mode == "La":  # Pillow converts premultiplied grey to LA only
+            image = image.convert("LA")
         elif mode in (*_INTEGER_GREYS, "F"):
             values = np.asarray(image)
             grey = _high_depth_to_uint8(values, mode, name)
