@@ -295,6 +295,16 @@ def test_a_file_object_or_an_array_like_is_told_how_to_pass_it(image, match, tmp
         src.close()
 
 
+def test_a_path_given_as_bytes_is_told_to_be_text(tmp_path, rgb):
+    """Bytes are an image's contents; a path as bytes was "not a recognised image format"."""
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    with pytest.raises(ImageError, match=r"these bytes name a file, .*pass the path as text: os.fsdecode\(path\)$"):
+        load_image(bytes(path))
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        load_image(bytes(tmp_path / "missing.png"))
+
+
 def test_a_torch_tensor_is_told_how_to_pass_it(rgb):
     torch = pytest.importorskip("torch", reason="PyTorch not installed")
     with pytest.raises(ImageError, match=r"got Tensor; pass it as a NumPy array: image.cpu\(\).numpy\(\)$"):

@@ -103,7 +103,13 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
         return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<PIL image>")
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = _nonempty(src)
-        pixels, image_hw = _decode_stream(io.BytesIO(data), "<bytes>", max_pixels, min_side)
+        try:
+            pixels, image_hw = _decode_stream(io.BytesIO(data), "<bytes>", max_pixels, min_side)
+        except ImageError:
+            if len(data) <= 4096 and os.path.isfile(data):  # a path as bytes (os.listdir(b"."), os.fsencode)
+                raise ImageError("<bytes>: these bytes name a file, but bytes are an image's contents; pass the "
+                                 "path as text: os.fsdecode(path)") from None
+            raise
         return DecodedImage(pixels, hashlib.sha256(data).hexdigest(), "<bytes>", image_hw)
     if isinstance(src, (str, os.PathLike)):
         name = os.fspath(src)
