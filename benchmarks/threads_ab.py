@@ -24,12 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleaved import at_least, competing_load, seconds  # noqa: E402
 
+#: argv: the image ("" for foveal bench's synthetic JPEG, which installs older than foveal bench lack) and the
+#: Engine's keyword arguments as JSON.
 WORKER = """
-import sys, time
+import json, sys, time
 from foveal import Engine
-from foveal.bench import synthetic_jpeg
-data = open(sys.argv[1], "rb").read() if sys.argv[1] else synthetic_jpeg(1080, 1920)
-engine = Engine()
+if sys.argv[1]:
+    data = open(sys.argv[1], "rb").read()
+else:
+    from foveal.bench import synthetic_jpeg
+    data = synthetic_jpeg(1080, 1920)
+engine = Engine(**json.loads(sys.argv[2]))
 h, w = engine.predict(data).shape
 boxes = [[w // 19, h // 11, max(1, w // 5), max(1, h // 5)],
          [w * 5 // 12, h * 5 // 11, max(1, w // 6), max(1, h // 10)], [0, 0, w, h]]
@@ -46,8 +51,8 @@ CASES = {"default threads": {}, "1 thread": {"FOVEAL_NUM_THREADS": "1"}}
 
 
 def start(env: dict[str, str], image: str) -> subprocess.Popen:
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, image], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, **env})
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, image, "{}"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
     if worker.stdout.readline().strip() != "ready":
         raise SystemExit(f"worker {env or 'default'} did not start (exit {worker.wait()})")
     return worker

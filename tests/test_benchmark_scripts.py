@@ -32,6 +32,20 @@ def test_threads_ab_deciles_lie_within_the_times() -> None:
         assert low <= p10 <= median <= p90 <= high
 
 
+def test_installs_ab_times_each_install_and_its_reduced_decode_in_turn() -> None:
+    run = _script("installs_ab.py", "--install", "here=", "--install", f"there={FOVEAL_PATH}", "--reduced", "there",
+                  "--rounds", "3", "--max-seconds", "1")
+    assert run.returncode == 0, run.stderr
+    rows = {line[:24].strip(): line[24:].split() for line in run.stdout.splitlines()[2:]}
+    assert list(rows) == ["here", "there", "there, reduced decode"], run.stdout
+    assert rows["here"][-1] == "1.00x"
+    for row in rows.values():
+        median, p10, p90, low, high = map(float, row[:5])
+        assert low <= p10 <= median <= p90 <= high
+    refused = _script("installs_ab.py", "--install", "a=", "--reduced", "b")
+    assert refused.returncode == 2 and "no --install of that name" in refused.stderr
+
+
 def test_gpu_device_path_answers_help_without_a_gpu(tmp_path) -> None:
     """``--help`` was taken for the output folder (a GPU machine would have run the check into ./--help), and
     without CuPy the script ended in a ModuleNotFoundError traceback."""
