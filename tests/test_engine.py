@@ -1,9 +1,12 @@
 """Engine and SaliencyMap end to end on the CPU backend."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -289,6 +292,101 @@ def test_onnxruntime_threads_default_to_the_kernels_count():
 
     backend = OnnxRuntimeBackend(foveal.load_card("itti-koch"))
     assert backend._session.get_session_options().intra_op_num_threads == backend.threads == cpu.thread_count()
+
+
+CLOSED = r"^this Engine \(model 'itti-koch'\) is closed; make a new Engine to predict$"
+
+
+def test_a_closed_engine_has_freed_its_sessions_and_refuses_every_call(rgb):
+    """``with Engine() as engine:`` frees the session and the lanes' twins on leaving, by reference count (not at
+    a garbage collection, which a notebook may not run for long); later calls are one clear error."""
+    gc.disable()  # what close frees must go now, without a collection
+    try:
+        with Engine("itti-koch", threads=2) as engine:
+            engine.predict_batch([rgb, rgb])  # makes the lanes' twins, where there are two usable CPUs
+            held = [weakref.ref(backend) for backend in [engine._backend, *engine._lanes]]
+        assert [ref() for ref in held] == [None] * len(held)
+    finally:
+        gc.enable()
+    assert repr(engine) == ("Engine(model='itti-koch', backend='onnxruntime', device='cpu', precision='fp32', "
+                            "closed)")
+    for call in (lambda: engine.predict(rgb), lambda: engine.predict_batch([rgb, rgb]),
+                 lambda: engine.predict_stream([rgb], lambda i, m: None), lambda: engine.lanes):
+        with pytest.raises(InputError, match=CLOSED):
+            call()
+    engine.close()  # again: nothing to do
+    assert engine.backend == "onnxruntime" and engine.precision == "fp32"
+
+
+def test_a_call_running_when_the_engine_is_closed_finishes_then_frees_it(rgb):
+    """close() returns at once; a stream that is still running (here waiting for its next image) finishes with
+    every map, and its end frees the session; a call made after close is refused meanwhile."""
+    engine = Engine("itti-koch", threads=2)
+    released = weakref.ref(engine._backend)
+    first, more = threading.Event(), threading.Event()
+    results: dict[int, object] = {}
+    failures: list[BaseException] = []
+
+    def source():
+        yield rgb
+        assert more.wait(60)
+        yield rgb[::-1].copy()
+
+    def on_result(i, smap):
+        results[i] = smap
+        first.set()
+
+    def stream():
+        try:
+            engine.predict_stream(source(), on_result)
+        except BaseException as exc:  # noqa: BLE001 - looked at on the test's thread
+            failures.append(exc)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    try:
+        assert first.wait(60)
+        engine.close()
+        with pytest.raises(InputError, match=CLOSED):
+            engine.predict(rgb)
+        assert released() is not None  # the stream still runs on it
+    finally:
+        more.set()
+        worker.join(60)
+    assert not worker.is_alive() and failures == []
+    assert sorted(results) == [0, 1] and all(isinstance(m, SaliencyMap) for m in results.values())
+    assert released() is None
+
+
+def test_closing_an_engine_other_threads_predict_on_costs_each_call_its_map_or_the_closed_error(rgb):
+    """Threads predicting while another closes the engine: every call returns its map or raises the closed error,
+    never anything else (a session freed under a running call would crash the process)."""
+    engine = Engine("itti-koch", threads=2)
+    outcomes: list[object] = []
+    started = threading.Barrier(4)
+
+    def predict(batch: bool) -> None:
+        started.wait(30)
+        for _ in range(50):
+            try:
+                outcomes.append(engine.predict_batch([rgb, rgb]) if batch else engine.predict(rgb))
+            except Exception as exc:  # noqa: BLE001 - checked below
+                outcomes.append(exc)
+                if isinstance(exc, InputError) and "closed" in str(exc):
+                    return
+
+    threads = [threading.Thread(target=predict, args=(k % 2 == 0,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait(30)
+    engine.predict(rgb)
+    engine.close()
+    for thread in threads:
+        thread.join(120)
+    assert not any(thread.is_alive() for thread in threads)
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(errors) == 3 and all(isinstance(e, InputError) and e.args[0].endswith("make a new Engine to predict")
+                                    for e in errors), errors
 
 
 def test_cpu_batches_run_one_image_per_core_and_equal_predict_bit_for_bit(rgb, tmp_path):

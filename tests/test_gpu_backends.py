@@ -129,6 +129,41 @@ def test_two_threads_on_one_gpu_engine_give_the_serial_results(monkeypatch, card
             np.testing.assert_array_equal(share_b, share_a)
 
 
+def test_closing_a_gpu_engine_lets_the_running_batch_finish_then_frees_its_backend(monkeypatch, card, rgb) -> None:
+    """close() during a GPU batch (emulated kernels): the batch ends with its device maps, the backend (its
+    engines, graphs and buffers) is dropped as it ends, and later calls are refused."""
+    import threading
+    import weakref
+
+    from foveal import DeviceSaliencyMap, InputError
+
+    engine = emulated_engine(monkeypatch, card, working_size=32)
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(type(engine._backend)):  # a class, not a patched method, which would refer to the backend itself
+        def run(self, batch):
+            entered.set()
+            assert go.wait(60)
+            return super().run(batch)
+
+    engine._backend.__class__ = Held
+    released, maps = weakref.ref(engine._backend), []
+    worker = threading.Thread(target=lambda: maps.extend(engine.predict_batch([rgb, rgb[::-1].copy()])))
+    worker.start()
+    try:
+        assert entered.wait(60)
+        engine.close()
+        assert released() is not None, "freed under the running batch"
+    finally:
+        go.set()
+        worker.join(60)
+    assert len(maps) == 2 and all(isinstance(m, DeviceSaliencyMap) for m in maps)
+    assert abs(float(maps[0].prob.sum(dtype=np.float64)) - 1) < 1e-5
+    assert released() is None
+    with pytest.raises(InputError, match="is closed; make a new Engine"):
+        engine.predict(rgb)
+
+
 def softmax(log_density: np.ndarray) -> np.ndarray:
     e = np.exp(log_density - log_density.max(axis=(2, 3), keepdims=True))
     return e / e.sum(axis=(2, 3), keepdims=True)

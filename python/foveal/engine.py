@@ -6,7 +6,7 @@ import os
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, overload
 
 import numpy as np
@@ -62,6 +62,10 @@ class Engine:
 
     Errors: a bad image is an :class:`ImageError`; a model that breaks the contract (wrong output grid for its
     stride, NaN, inf, empty or integer output) is a :class:`ModelError` that names the model.
+
+    Lifetime: :meth:`close` (or leaving ``with Engine(...) as engine:``) frees the sessions, the CPU lanes' twins
+    and a GPU backend's engines, graphs and buffers now rather than at garbage collection (maps already returned
+    stay valid); calls already running finish first, and later ones are an :class:`InputError`.
     """
 
     def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *, precision: str = "auto",
@@ -86,6 +90,8 @@ class Engine:
         self._gpu_lock = threading.Lock()
         self._lanes: list[Any] | None = None  # single-threaded twin sessions, made by the first batch that uses them
         self._lanes_lock = threading.Lock()
+        self._closed, self._calls = False, 0  # closed by close(); predicting calls running now
+        self._calls_lock = threading.Lock()
 
     def __reduce__(self) -> Any:
         raise InputError("an Engine holds native sessions and cannot be pickled or sent to another process; make one "
@@ -93,7 +99,50 @@ class Engine:
 
     def __repr__(self) -> str:
         return (f"Engine(model={self.model.name!r}, backend={self.backend!r}, device={self._backend.device!r}, "
-                f"precision={self.precision!r})")
+                f"precision={self.precision!r}{', closed' if self._closed else ''})")
+
+    def close(self) -> None:
+        """Free what the engine holds (sessions, lanes, a GPU backend's engines and buffers) once the calls running
+        now have finished, and refuse later ones; closing again does nothing. Returns at once: a call still running
+        frees them as it ends."""
+        with self._calls_lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = self._calls == 0
+        if idle:
+            self._release()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _open(self) -> Iterator[None]:
+        """One predicting call: refused once the engine is closed; the last one to end after :meth:`close` frees
+        the engine's resources (none is freed under a running call, so it finishes as if close came after it)."""
+        with self._calls_lock:
+            if self._closed:
+                raise InputError(f"this Engine (model {self.model.name!r}) is closed; make a new Engine to predict")
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._calls_lock:
+                self._calls -= 1
+                last = self._closed and self._calls == 0
+            if last:
+                self._release()
+
+    def _release(self) -> None:
+        """Drop the backend and the lanes, which frees their sessions (ONNX Runtime), or TensorRT contexts, CUDA
+        graphs and device buffers (returned to CuPy's and torch's memory pools): nothing else refers to them. What
+        the engine ran on stays readable (repr, :attr:`backend`, :attr:`precision`)."""
+        backend = self._backend
+        self._backend = _Released(backend.name, backend.device, backend.on_gpu, backend.precision)
+        self._lanes = []
 
     @property
     def backend(self) -> str:
@@ -117,7 +166,8 @@ class Engine:
 
     def predict(self, image: ImageLike) -> SaliencyMap:
         """Saliency map of one image (path, bytes, PIL image or uint8 array); its error if it has none."""
-        result = self.predict_batch([image], errors="return")[0]
+        with self._open():
+            result: SaliencyMap | FovealError = self._predict_batch([image], 16, "return")[0]
         if isinstance(result, FovealError):
             raise result
         return result
@@ -148,6 +198,10 @@ class Engine:
         image, its :class:`SaliencyMap` or the :class:`FovealError` that stopped it (an image that cannot be
         decoded, or a network batch that failed), so one bad image costs no other image its map.
         """
+        with self._open():
+            return self._predict_batch(images, batch_size, errors)
+
+    def _predict_batch(self, images: Iterable[ImageLike], batch_size: int, errors: str) -> list[Any]:
         if errors not in ("raise", "return"):
             raise InputError(f"errors must be 'raise' or 'return', got {errors!r}")
         batch_size = checked_count(batch_size, "batch_size")
@@ -219,18 +273,20 @@ class Engine:
             raise InputError(f"on_result: expected a function called as on_result(index, map), got "
                              f"{type(on_result).__name__}")
         source = image_iter(images)
-        lanes = self._cpu_lanes()
-        if not lanes:
-            for i, image in enumerate(source):
-                on_result(i, self.predict_batch([image], errors="return")[0])
-            return
-        self._run_lanes(source, lanes, on_result, threading.Event())
+        with self._open():
+            lanes = self._cpu_lanes()
+            if not lanes:
+                for i, image in enumerate(source):
+                    on_result(i, self._predict_batch([image], 16, "return")[0])
+                return
+            self._run_lanes(source, lanes, on_result, threading.Event())
 
     @property
     def lanes(self) -> int:
         """Images :meth:`predict_batch` and :meth:`predict_stream` run side by side: on the CPU one per thread (each
         on a single-threaded twin of the session, made on first use), else 0 (images batch through the network)."""
-        return len(self._cpu_lanes())
+        with self._open():
+            return len(self._cpu_lanes())
 
     def _predict_lanes(self, items: list[Any], lanes: list[Any], errors: str) -> list[Any]:
         """``predict_batch`` on CPU: each lane takes the next image and carries it through decode, network and
@@ -449,6 +505,16 @@ class Engine:
         return {"model": self.model.name, "model_version": self.model.version, "model_sha256": self.model.sha256,
                 "graph_sha256": self.graph_sha256, "backend": self.backend, "device": self._backend.device,
                 "precision": self.precision, "foveal_version": __version__, "image_sha256": image.sha256}
+
+
+class _Released:
+    """What a closed Engine keeps of its backend: what it ran on, nothing that runs."""
+
+    def __init__(self, name: str, device: str, on_gpu: bool, precision: str) -> None:
+        self.name, self.device, self.on_gpu, self.precision = name, device, on_gpu, precision
+
+    def run(self, batch: Any) -> Any:
+        raise InputError("this Engine is closed; make a new Engine to predict")
 
 
 def image_list(images: Any) -> list[Any]:
