@@ -69,6 +69,24 @@ def test_a_store_sent_to_another_process_is_one_clear_error(tmp_path):
                 send(store)
 
 
+def test_a_closed_store_refuses_every_call_instead_of_reconnecting(store_url, tmp_path):
+    """SQLAlchemy's dispose() let a closed Store connect again, unlike a closed Client; now each call is one line
+    saying so, and closing again does nothing."""
+    outcomes = _write(tmp_path / "o.csv", "creative_id,date,impressions,clicks\na,2024-03-01,10,1\n")
+    scores, provenance = scored(0)
+    with _store_with(store_url) as store:
+        pass
+    store.close()
+    assert repr(store).endswith(", closed)")
+    for call in (store.schema_version, store.counts, store.check_writable, store.latest_predictions,
+                 store.outcome_rows, lambda: store.import_outcomes(outcomes),
+                 lambda: store.record("z", scores, provenance)):
+        with pytest.raises(InputError, match=r"^database .*: this Store is closed; open a new one: Store\(url\)$"):
+            call()
+    with Store(store_url) as again:  # what it held was kept
+        assert again.counts()["creatives"] == 3
+
+
 def test_newer_schema_is_refused(store_url):
     Store(store_url).close()
     engine = sa.create_engine(store_url)

@@ -52,6 +52,7 @@ class Store:
         self.url = parse_url(url)
         self.engine = create_engine(self.url, create=create, read_only=read_only)
         self._breaker = Breaker(self.url)
+        self._closed = False
         try:
             if read_only:
                 s.check_current(self.engine)
@@ -71,7 +72,12 @@ class Store:
                          "one in each worker: Store(url)")
 
     def __repr__(self) -> str:
-        return f"Store({describe(self.url)!r})"
+        return f"Store({describe(self.url)!r}{', closed' if self._closed else ''})"
+
+    def _check_open(self) -> None:
+        # SQLAlchemy's dispose() leaves the engine able to connect again: a closed store would quietly reopen.
+        if self._closed:
+            raise InputError(f"database {describe(self.url)}: this Store is closed; open a new one: Store(url)")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sa.Connection]:
@@ -79,6 +85,7 @@ class Store:
         role without rights) is a one-line FovealError, not SQLAlchemy's statement dump.  While a PostgreSQL server
         that just failed for want of an answer is cooling down (:class:`~foveal.store.database.Breaker`), that error
         comes at once, without waiting on the server."""
+        self._check_open()
         try:
             with self._breaker.guard(), self.engine.begin() as conn:
                 yield conn
@@ -89,6 +96,7 @@ class Store:
         """Raise the one-line FovealError :meth:`record` would if the store may not be written (a read-only file, a
         standby or read-only database, a role that may only read), writing nothing: for a batch, which would
         otherwise score every creative before each is refused."""
+        self._check_open()
         try:
             with recording(), self.engine.connect() as conn, conn.begin() as transaction:
                 conn.execute(_insert(conn)(s.creatives).on_conflict_do_nothing(), {
@@ -98,7 +106,10 @@ class Store:
             raise write_error(self.url, exc) from None
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Close the store's connections; later calls are refused (closing again does nothing)."""
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
 
     def __enter__(self) -> "Store":
         return self
