@@ -47,6 +47,8 @@ def test_round_trip_through_json(tmp_path):
     assert back.formats["100x10"]["cta"].tolist() == norms.formats["100x10"]["cta"].tolist()
     # == raised "The truth value of an array with more than one element is ambiguous" (the dataclass's own __eq__).
     assert back == norms and back == pickle.loads(pickle.dumps(back))
+    with pytest.raises(TypeError, match="unhashable type: 'Norms'"):  # was "unhashable type: 'dict'"
+        hash(norms)
     assert back != build_norms([scored(10, 100, 30)], MODEL)
     # The percentile of a reference share against its own norms is exact after the round trip.
     cs = score_creative(uniform(10, 100), [Element("cta", "cta", (0, 0, 30, 10))], norms=back)

@@ -50,9 +50,10 @@ def engine_identity(engine: Any) -> dict[str, str]:
             "precision": engine.precision}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq: its own __eq__; a frozen dataclass's generated hash hashed the dicts
 class Norms:
-    """Sorted reference shares per format and kind, and the model they came from."""
+    """Sorted reference shares per format and kind, and the model they came from. Unhashable: it holds dicts and
+    arrays, which stay mutable."""
 
     model: dict[str, str | None]
     formats: dict[str, dict[str, np.ndarray]]
