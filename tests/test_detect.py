@@ -176,6 +176,19 @@ def test_a_process_forked_after_detection_detects_too(creatives, monkeypatch):
                 process.kill()
 
 
+def test_a_detector_says_what_it_runs(detector):
+    """Its repr was the default ``<foveal.detect.Detector object at 0x...>``."""
+    from foveal import cpu
+
+    threads = cpu.thread_count()
+    assert repr(detector) == (
+        "Detector(text='PP-OCRv4', faces='MTCNN', kinds=('headline', 'body_text', 'cta', 'logo', 'face', 'product'), "
+        f"det_short=640, det_long=1280, min_face=0.04, threads={threads}, concurrent={threads > 1})")
+    assert repr(Detector(det_short=320, faces=False)) == (
+        "Detector(text='PP-OCRv4', faces=None, kinds=('headline', 'body_text', 'cta', 'logo', 'product'), "
+        f"det_short=320, det_long=1280, min_face=0.04, threads={threads}, concurrent=False)")
+
+
 def test_a_detector_sent_to_another_process_is_one_clear_error(detector):
     """Pickling a Detector failed with "TypeError: cannot pickle 'module' object"."""
     import copy

@@ -71,13 +71,19 @@ class Detector:
         self.faces = FaceDetector(1 if side else threads) if faces else None
         self._side = ThreadPoolExecutor(1, thread_name_prefix="foveal-faces") if side else None
         self._side_pid = os.getpid()
-        self.min_face = min_face
+        self.min_face, self.threads = min_face, threads
 
     def _faces(self, rgb: np.ndarray) -> list[Detection]:
         assert self.faces is not None
         min_face = max(20.0, self.min_face * min(rgb.shape[:2]))
         faces = [(tuple(int(round(v)) for v in f[:4]), float(f[4]), None) for f in self.faces.detect(rgb, min_face)]
         return [Detection("face", box, round(c, 3)) for box, c, _ in _merge_boxes(faces)]
+
+    def __repr__(self) -> str:
+        kinds = tuple(k for k in DETECTED_KINDS if k != "face" or self.faces is not None)
+        return (f"Detector(text='PP-OCRv4', faces={'MTCNN' if self.faces is not None else None!r}, kinds={kinds}, "
+                f"det_short={self.text.det_short}, det_long={self.text.det_long}, min_face={self.min_face}, "
+                f"threads={self.threads}, concurrent={self._side is not None})")
 
     def __reduce__(self) -> Any:
         raise InputError("a Detector holds native sessions and cannot be pickled or sent to another process; make one "
