@@ -230,3 +230,27 @@ def test_bench_times_the_gpu_branch(monkeypatch, card, rgb, tmp_path) -> None:
                        max_seconds=60)
     assert [s.stage for s in report.stages] == ["decode", "preprocess+network+postprocess", "box queries (1000)",
                                                 "predict (end to end)"]
+
+
+def test_an_engine_closed_while_it_is_benchmarked_ends_the_bench_with_the_closed_error(monkeypatch, card, rgb,
+                                                                                     tmp_path) -> None:
+    """bench runs some stages on the engine's backend directly: an Engine closed meanwhile (here by its first
+    predict) let the next stage find the backend dropped ("'_Released' object has no attribute 'stream'")."""
+    from PIL import Image
+
+    from foveal import InputError
+    from foveal.bench import run_bench
+
+    image = tmp_path / "small.png"
+    Image.fromarray(np.ascontiguousarray(rgb[:40, :60])).save(image)
+    engine = emulated_engine(monkeypatch, card, working_size=64)
+    predict = engine.predict
+
+    def predict_then_close(source):
+        smap = predict(source)
+        engine.close()
+        return smap
+
+    monkeypatch.setattr(engine, "predict", predict_then_close)
+    with pytest.raises(InputError, match="is closed; make a new Engine"):
+        run_bench(engine, [image], repeats=1, batch_sizes=(1,), max_seconds=60)

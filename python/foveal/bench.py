@@ -134,12 +134,13 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     names = [_name(s) for s in sources]
     settings = {"repeats": repeats, "max_seconds": seconds, "batch_sizes": batch_sizes}
     report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings, skipped=skipped)
-    report.stages = _stages(engine, sources, repeats, seconds)
-    image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
-    lanes = engine.lanes  # made now, as the engine's own session was, not inside the first timed call
-    deadline = time.perf_counter() + seconds
-    report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
-                                     image_seconds, deadline, lanes) for b in batch_sizes]
+    with engine._open():  # some stages run on its backend directly: an engine closed meanwhile keeps it till the end
+        report.stages = _stages(engine, sources, repeats, seconds)
+        image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
+        lanes = engine.lanes  # made now, as the engine's own session was, not inside the first timed call
+        deadline = time.perf_counter() + seconds
+        report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
+                                         image_seconds, deadline, lanes) for b in batch_sizes]
     return report
 
 
