@@ -14,29 +14,21 @@ between machines than either's milliseconds.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from interleaved import at_least, competing_load, seconds  # noqa: E402
-from threads_ab import WORKER  # noqa: E402
+from interleaved import at_least, seconds  # noqa: E402
+from threads_ab import ask_in_turn, start  # noqa: E402
 
 
-def start(path: str, image: str, options: dict[str, object]) -> subprocess.Popen:
-    env = dict(os.environ)
-    if path:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (path, env.get("PYTHONPATH", "")) if p)
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, image, json.dumps(options)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env)
-    if worker.stdout.readline().strip() != "ready":
-        raise SystemExit(f"the worker for {path or 'this Python'} {options or ''} did not start (exit {worker.wait()})")
-    return worker
+def worker(path: str, image: str, options: dict[str, object]) -> subprocess.Popen:
+    """A worker with ``path`` first on its PYTHONPATH (empty: as this process has it)."""
+    pythonpath = os.pathsep.join(p for p in (path, os.environ.get("PYTHONPATH", "")) if p)
+    return start({"PYTHONPATH": pythonpath} if path else {}, image, options)
 
 
 def _install(text: str) -> tuple[str, str]:
@@ -67,25 +59,8 @@ def main() -> None:
         parser.error(f"--image {args.image}: no such file")
     cases = {name: (path, {}) for name, path in installs.items()}
     cases.update({f"{name}, reduced decode": (installs[name], {"reduced_decode": True}) for name in args.reduced})
-    workers = {name: start(path, args.image, options) for name, (path, options) in cases.items()}
-    times: dict[str, list[float]] = {name: [] for name in workers}
-    load = competing_load(args.load) if args.load else contextlib.nullcontext()
-    try:
-        with load:
-            time.sleep(1.0)  # the competing processes are running before the first call
-            deadline = time.monotonic() + args.max_seconds
-            names = list(workers)
-            for r in range(args.rounds):
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    workers[name].stdin.write("go\n")
-                    workers[name].stdin.flush()
-                    times[name].append(float(workers[name].stdout.readline()) * 1e3)
-                if time.monotonic() > deadline and r >= 1:
-                    break
-    finally:
-        for worker in workers.values():
-            worker.stdin.close()
-            worker.wait(timeout=30)
+    workers = {name: worker(path, args.image, options) for name, (path, options) in cases.items()}
+    times = ask_in_turn(workers, args.rounds, args.max_seconds, args.load)
     first = next(iter(times))
     print(f"predict(bytes) + 3 box shares, {args.image or 'synthetic 1920x1080 JPEG'}, FOVEAL_NUM_THREADS="
           f"{os.environ.get('FOVEAL_NUM_THREADS', 'default')}, competing processes {args.load}, "

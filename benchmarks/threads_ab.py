@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -50,12 +51,37 @@ for _ in sys.stdin:
 CASES = {"default threads": {}, "1 thread": {"FOVEAL_NUM_THREADS": "1"}}
 
 
-def start(env: dict[str, str], image: str) -> subprocess.Popen:
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, image, "{}"], stdin=subprocess.PIPE,
+def start(env: dict[str, str], image: str, options: dict[str, object] | None = None) -> subprocess.Popen:
+    """A worker with ``env`` over this process's environment, timing ``Engine(**options)`` on ``image``."""
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, image, json.dumps(options or {})], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
     if worker.stdout.readline().strip() != "ready":
-        raise SystemExit(f"worker {env or 'default'} did not start (exit {worker.wait()})")
+        raise SystemExit(f"worker {env or 'default'} {options or ''} did not start (exit {worker.wait()})")
     return worker
+
+
+def ask_in_turn(workers: dict[str, subprocess.Popen], rounds: int, max_seconds: float,
+                load: int) -> dict[str, list[float]]:
+    """Each worker's times in ms, one per round, the order rotated each round so all see the same stretch of the
+    machine; beside ``load`` competing processes; the workers are stopped at the end."""
+    times: dict[str, list[float]] = {name: [] for name in workers}
+    try:
+        with competing_load(load) if load else contextlib.nullcontext():
+            time.sleep(1.0)  # the competing processes are running before the first call
+            deadline = time.monotonic() + max_seconds
+            names = list(workers)
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    workers[name].stdin.write("go\n")
+                    workers[name].stdin.flush()
+                    times[name].append(float(workers[name].stdout.readline()) * 1e3)
+                if time.monotonic() > deadline and r >= 1:  # two rounds at least: a median and deciles need them
+                    break
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait(timeout=30)
+    return times
 
 
 def main() -> None:
@@ -69,25 +95,7 @@ def main() -> None:
         parser.error(f"--image {args.image}: no such file")
     os.environ.pop("FOVEAL_NUM_THREADS", None)
     workers = {name: start(env, args.image) for name, env in CASES.items()}
-    times: dict[str, list[float]] = {name: [] for name in workers}
-    load = competing_load(args.load) if args.load else contextlib.nullcontext()
-    try:
-        with load:
-            time.sleep(1.0)  # the competing processes are running before the first call
-            deadline = time.monotonic() + args.max_seconds
-            names = list(workers)
-            for r in range(args.rounds):
-                for name in names if r % 2 == 0 else names[::-1]:
-                    worker = workers[name]
-                    worker.stdin.write("go\n")
-                    worker.stdin.flush()
-                    times[name].append(float(worker.stdout.readline()) * 1e3)
-                if time.monotonic() > deadline and r >= 1:  # two rounds at least: a median and deciles need them
-                    break
-    finally:
-        for worker in workers.values():
-            worker.stdin.close()
-            worker.wait(timeout=30)
+    times = ask_in_turn(workers, args.rounds, args.max_seconds, args.load)
     print(f"predict(bytes) + 3 box shares, {args.image or 'synthetic 1920x1080 JPEG'}, competing processes "
           f"{args.load}, cpus {os.cpu_count()}, {len(times['1 thread'])} rounds")
     print(f"{'threads':<16} {'median ms':>9} {'p10':>7} {'p90':>7} {'min':>7} {'max':>7}")
