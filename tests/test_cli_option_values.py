@@ -63,7 +63,7 @@ BAD = [
     ("predict", "--bits", "12"), ("norms", "--format", ""), ("compare", "--elements", ""),
     ("finetune", "--epochs", "0"), ("finetune", "--epochs", "ten"), ("finetune", "--train-blocks", "-1"),
     ("finetune", "--seed", "-1"), ("finetune", "--seed", str(2**63)), ("finetune", "--lr", "0"),
-    ("finetune", "--lr", "nan"), ("finetune", "--batch", "0"), ("finetune", "--working-size", "16"),
+    ("finetune", "--lr", "nan"), ("finetune", "--lr", "1e3"), ("finetune", "--batch", "0"), ("finetune", "--working-size", "16"),
     ("finetune", "--working-size", "5000"), ("finetune", "--train-images", "0"), ("finetune", "--name", "../m"),
     ("finetune", "--name", ".hidden"),
     ("eval", "--split", "dev"), ("eval", "--maps", "blurred"), ("eval", "--metrics", "NSS,AUC"),

@@ -212,18 +212,25 @@ def test_a_name_that_could_reach_another_folder_is_refused_before_any_work(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "victim"]
 
 
-@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0])
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, 1e3, 1e300])
 def test_a_learning_rate_that_cannot_train_is_refused(tmp_path, lr):
-    """lr=inf passed 'lr > 0' and failed after the features as 'log_density must be finite'."""
-    with pytest.raises(InputError, match="lr must be a finite number > 0"):
+    """lr=inf passed 'lr > 0' and failed after the features as 'log_density must be finite'; 1e3 (for 1e-3) and
+    1e300 were taken, and trained weights out of any range in their first step."""
+    with pytest.raises(InputError, match=r"lr must be a number in \(0, 1\]"):
         finetune(tmp_path / "no-data", tmp_path / "m", lr=lr)
+
+
+def test_too_many_train_blocks_are_refused_before_the_dataset_is_read(tmp_path):
+    """The range of train_blocks is the network's, and it was checked only after the whole dataset was read."""
+    with pytest.raises(InputError, match="train_blocks must be between 0 and"):
+        finetune(tmp_path / "no-data", tmp_path / "m", train_blocks=999)
 
 
 @pytest.mark.parametrize("argument, value, message", [
     ("epochs", 1.5, "epochs must be an integer >= 1"), ("epochs", "3", "epochs must be an integer"),
     ("working_size", 100.5, "working_size must be an integer"), ("train_images", 0, "train_images must be >= 1"),
     ("train_images", True, "train_images must be an integer"), ("train_blocks", None, "train_blocks must be"),
-    ("lr", "0.1", "lr must be a finite number"), ("seed", "x", "seed must be a whole number"),
+    ("lr", "0.1", "lr must be a number in"), ("seed", "x", "seed must be a whole number"),
     ("seed", 2**70, "seed must be below 2\\*\\*63"), ("name", 5, "name must be text"),
     ("data", None, "data: expected a file path"), ("out", None, "out: expected a file path")])
 def test_arguments_of_the_wrong_type_are_refused_before_any_work(tmp_path, argument, value, message):

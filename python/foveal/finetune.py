@@ -46,6 +46,9 @@ PATIENCE = 3
 # A rise of val NLL (nats per fixation) after the kept epoch smaller than this is the flat tail of the cosine
 # schedule (measured: 6.63100 then 6.63105 on NUS Scene), not overfitting, and warrants no warning.
 OVERFIT_RISE = 1e-3
+# The largest learning rate taken: AdamW's steps are about lr in size, so above 1 the weights leave any range the
+# network was trained in at the first step; a typo (1e3 for 1e-3) is said before the feature pass.
+MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -229,8 +232,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         train_images = checked_count(train_images, "train_images")
     if working_size is not None:
         working_size = checked_count(working_size, "working_size")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
-        raise InputError(f"lr must be a finite number > 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr <= MAX_LR:
+        raise InputError(f"lr must be a number in (0, {MAX_LR:g}], got {lr!r} (the default is 1e-3)")
     check_seed(seed)
     if seed >= 2**63:  # torch's generator takes a signed 64-bit seed
         raise InputError(f"seed must be below 2**63, got {seed}")
@@ -248,8 +251,6 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         raise InputError(f"{above} is not writable; choose another output path")
     torch = _torch()  # first: reading the data would otherwise name only the part of the train extra it needs
     base_card, weights = _base_network(base)
-    ds = load_dataset(root)
-    check_dataset(ds, root, train_images)
     from .network import deepgaze
     from .network.onnx_export import OPSET, fused, to_onnx, verify
     from .network.training import (Trainable, backbone_features, calibrate_blur, evaluate_items, fit, items_of,
@@ -268,6 +269,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
     pad = base_card.input.pad_multiple
     if not pad <= size <= 4096:
         raise InputError(f"working_size must be between {pad} and 4096, got {size}")
+    ds = load_dataset(root)  # after the checks the network answers: reading a large dataset takes a while
+    check_dataset(ds, root, train_images)
     start = max(taps) + 1 - train_blocks
     keys = sorted({t for t in taps if t < start} | ({start - 1} if train_blocks else set()))
     frozen = fused(net).backbone  # the base's own backbone, BatchNorm folded: the features it was trained on

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..finetune import MIN_IMAGES, MIN_TRAIN_FIXATIONS, checked_name, finetune
+from ..finetune import MAX_LR, MIN_IMAGES, MIN_TRAIN_FIXATIONS, checked_name, finetune
 from . import int_arg, library_arg, number_arg, path_arg
 
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "readout, blur and centre prior only)")
     p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0,
                    help="seed of the epoch order (default: %(default)s)")
-    p.add_argument("--lr", type=number_arg(0, above=True), default=1e-3,
+    p.add_argument("--lr", type=number_arg(0, MAX_LR, above=True), default=1e-3,
                    help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--batch", type=int_arg(1), default=8, help="images per step (default: %(default)s)")
     p.add_argument("--working-size", type=int_arg(32, 4096), metavar="PX",
