@@ -56,6 +56,27 @@ def test_sixteen_bit_grey_png_uses_full_range():
     np.testing.assert_array_equal(out[0, :, 0], [0, 128, 255])
 
 
+def test_a_32_bit_grey_of_8_bit_values_keeps_their_brightness():
+    """Image.convert("I") of an 8-bit grey keeps its 0..255 values; they were read as 16-bit and came out near black
+    (mode F, whose range Pillow does not declare either, was already read by its peak)."""
+    grey = np.array([[0, 128, 255]], np.uint8)
+    np.testing.assert_array_equal(load_image(Image.fromarray(grey).convert("I"))[0, :, 0], [0, 128, 255])
+    wide = Image.fromarray(np.array([[0, 257 * 128, 65535]], np.int32), "I")
+    np.testing.assert_array_equal(load_image(wide)[0, :, 0], [0, 128, 255])
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 3), (2, 3, 4)])
+def test_a_uint16_array_of_8_bit_values_is_refused_not_shown_black(shape):
+    """A uint16 array holding 0..255 (8-bit data in a wider array) came out almost black without a word."""
+    values = np.full(shape, 200, np.uint16)
+    if len(shape) == 3 and shape[2] == 4:
+        values[:, :, 3] = 65535  # an opaque 16-bit alpha: the colours still decide
+    with pytest.raises(ImageError, match=r"every value of this one is in 0\.\.255.*a\.astype\(np\.uint8\)"):
+        load_image(values)
+    assert (load_image(np.zeros(shape[:2], np.uint16)) == 0).all()  # black is black at any depth
+    np.testing.assert_array_equal(load_image(values * 257)[0, 0], [200, 200, 200])
+
+
 def test_alpha_composites_on_white():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[0, 0] = (0, 0, 0, 255)  # opaque black stays black

@@ -1,6 +1,6 @@
 """Decode: anything a user calls an image → H×W×3 uint8 RGB, upright, alpha composited on white.
 
-Accepts a path, encoded bytes, a PIL image or a uint8/uint16 array. Applies EXIF orientation, converts every Pillow
+Accepts a path, encoded bytes, a PIL image or a uint8/uint16 array (uint16: 16-bit values, 0..65535). Applies EXIF orientation, converts every Pillow
 mode foveal may meet (grey, 16-bit, palette, RGBA, CMYK...), and refuses images over a pixel limit *before*
 decoding them, so a decompression bomb costs a header read, not the machine's memory. Files are read as a stream
 (header first) from regular files only, with a size limit that follows the pixel limit: a FIFO, a device or a huge
@@ -387,6 +387,10 @@ def _high_depth_to_uint8(values: np.ndarray, mode: str, name: str) -> np.ndarray
     if values.dtype.kind == "i" and values.size and (values.min() < 0 or values.max() > 65535):
         raise ImageError(f"{name}: this 32-bit integer image holds values outside 0..65535, whose brightness is "
                          "unknown; save it as an 8- or 16-bit image")
+    if mode == "I" and values.size and values.max() <= 255:
+        # Pillow's 32-bit mode declares no range, and convert("I") of an 8-bit image keeps its 0..255: read at
+        # 16 bits those would be near black (mode F is read by its peak the same way).
+        return values.astype(np.uint8)
     # 16-bit greys (PNG, TIFF) use the full 0..65535 range.
     return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
@@ -409,6 +413,11 @@ def _from_array(array: np.ndarray, max_pixels: int) -> np.ndarray:
                          + ("; channels go last: a.transpose(1, 2, 0)" if chw else ""))
     _check_size((array.shape[1], array.shape[0]), max_pixels, "<array>")
     if array.dtype == np.uint16:
+        colour = array[:, :, :3] if array.shape[2] == 4 else array
+        if 0 < colour.max() <= 255:
+            raise ImageError("image array: a uint16 array holds 16-bit values (0..65535), and every value of this "
+                             "one is in 0..255, which would show near black; pass 8-bit values as "
+                             "a.astype(np.uint8), or 16-bit ones scaled to 0..65535")
         array = _high_depth_to_uint8(array, "I;16", "<array>")
     if array.shape[2] == 1:
         return _grey_to_rgb(array[:, :, 0])
