@@ -231,6 +231,32 @@ def test_openapi_describes_the_answers_the_service_gives(url, http):
     assert error_of(not_ready) == (503, "not_ready") and not_ready.headers["retry-after"] == "1"
 
 
+def declared(schema: dict, method: str, path: str, answer) -> bool:
+    """``answer`` (an error) is one the schema declares for ``method path``: its status, with its code named."""
+    responses = schema["paths"][path][method]["responses"]
+    status, code = error_of(answer)
+    return f"`{code}`" in responses.get(str(status), {}).get("description", "")
+
+
+def test_openapi_declares_the_refusals_any_route_gives(engine):
+    """A GET's refusal for an unknown Host (400), any request's 431 for headers over 64 KiB and the 500
+    `internal_error` were in no route's answers (the 400 and 408 only in the POSTs'): a generated client met an
+    undeclared status."""
+    app = create_app(ServeConfig(allowed_hosts=("localhost",), warmup=False), engine=engine)
+    with running(app) as base:
+        port = base.rpartition(":")[2]
+        schema = httpx.get(f"{base}/openapi.json", headers={"Host": "localhost"}).json()
+        for path, method in (("/readyz", "get"), ("/v1/models", "get"), ("/v1/predict", "post")):
+            stranger = httpx.request(method, f"{base}{path}", headers={"Host": f"attacker.test:{port}"})
+            assert declared(schema, method, path, stranger), (path, stranger.text)
+            huge = httpx.request(method, f"{base}{path}", headers={"Host": "localhost", "X-Pad": "a" * 70_000})
+            assert declared(schema, method, path, huge), (path, huge.text)
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for status, code in (("400", "bad_request"), ("408", "request_timeout"), ("500", "internal_error")):
+                assert f"`{code}`" in operation["responses"][status]["description"], (path, method, status)
+
+
 def test_serve_help_names_every_route():
     """`foveal serve --help` listed neither /v1/detect, /v1/norms nor the page at /."""
     from foveal.cli import build_parser

@@ -17,10 +17,14 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "properties": {"code": {"type": "string", "description": "stable, machine-readable (docs/SERVING.md)"},
                    "message": {"type": "string", "description": "one line saying what to do"}}}}}
 
-#: What a POST that runs the network may answer besides 200: status → error codes.
-_RUNS = {400: ("invalid_image", "invalid_input", "bad_request", "unknown_host"), 408: ("request_timeout",),
-         413: ("body_too_large", "too_many_pixels"), 415: ("unsupported_media_type",), 500: ("model_error",),
-         501: ("not_implemented",), 503: ("queue_full", "not_ready", "shutting_down"), 504: ("deadline_exceeded",)}
+#: What any request may be answered, whatever its route: by the connection (a garbled request, headers too slow or
+#: too large), the host check, or an unexpected failure.
+_ANY = {400: ("bad_request", "unknown_host"), 408: ("request_timeout",), 431: ("headers_too_large",),
+        500: ("internal_error",)}
+#: What a POST that runs the network may answer besides 200 and :data:`_ANY`: status → error codes.
+_RUNS = {400: ("invalid_image", "invalid_input"), 413: ("body_too_large", "too_many_pixels"),
+         415: ("unsupported_media_type",), 500: ("model_error",), 501: ("not_implemented",),
+         503: ("queue_full", "not_ready", "shutting_down"), 504: ("deadline_exceeded",)}
 #: Route by route, what it answers on top of :data:`_RUNS`.
 _ROUTE = {"/v1/score": {422: ("invalid_elements", "invalid_request")},
           "/v1/compare": {400: ("format_mismatch",), 422: ("invalid_elements", "invalid_request")},
@@ -51,6 +55,7 @@ def complete(schema: dict[str, Any], *, keys: bool) -> dict[str, Any]:
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             errors: dict[int, tuple[str, ...]] = {}
+            _add(errors, _ANY)
             if method == "post":
                 _add(errors, _RUNS)
                 operation.setdefault("parameters", []).append(DEADLINE)
