@@ -257,6 +257,28 @@ def test_openapi_declares_the_refusals_any_route_gives(engine):
                 assert f"`{code}`" in operation["responses"][status]["description"], (path, method, status)
 
 
+def test_openapi_describes_what_the_answers_carry(url, http):
+    """The schema named neither whatif's `edited` member (?edited=true), nor the scale and provenance headers a
+    predicted PNG or .npy is read with, nor the Retry-After of every 503."""
+    schema = httpx.get(f"{url}/openapi.json").json()
+    whatif = schema["paths"]["/v1/whatif"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    edit = {"elements": ELEMENTS, "edits": json.dumps([{"op": "move", "element": "cta", "dx": 0, "dy": -20}])}
+    doc = http.post("/v1/whatif", params={"edited": "true"}, files={"image": ("c.png", EXAMPLE.read_bytes())},
+                    data=edit).json()
+    edited = whatif["properties"]["edited"]
+    assert set(doc["edited"]) == set(edited["required"]) and doc["edited"]["format"] == edited["properties"]["format"][
+        "const"]
+    predict = schema["paths"]["/v1/predict"]["post"]["responses"]["200"]
+    figure = http.post("/v1/predict", params={"format": "png"}, content=EXAMPLE.read_bytes(),
+                       headers={"Content-Type": "image/png"})
+    assert {"x-foveal-scale", "x-foveal-provenance"} <= set(figure.headers)
+    assert {"X-Foveal-Scale", "X-Foveal-Provenance"} == set(predict["headers"])
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if "503" in operation["responses"]:
+                assert "Retry-After" in operation["responses"]["503"]["headers"], (path, method)
+
+
 def test_serve_help_names_every_route():
     """`foveal serve --help` listed neither /v1/detect, /v1/norms nor the page at /."""
     from foveal.cli import build_parser

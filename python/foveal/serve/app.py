@@ -317,9 +317,21 @@ _ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --
 _TYPES = {"json": "application/json", "html": "text/html", "png": "image/png"}
 
 
-def _answers(*formats: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 answer of a document route in the schema: one content type per ``format`` it offers."""
-    return {200: {"content": {_TYPES[f]: {} for f in formats}}}
+def _answers(*formats: str, document: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer of a document route in the schema: one content type per ``format`` it offers (``document``:
+    the JSON one's schema)."""
+    return {200: {"content": {_TYPES[f]: {"schema": document} if f == "json" and document else {} for f in formats}}}
+
+
+#: /v1/whatif's JSON answer: whatif.json, and with ``edited=true`` the edited creative in it.
+_WHATIF_DOCUMENT = {"type": "object", "description": "whatif.json, as `foveal whatif` writes it", "properties": {
+    "edited": {"type": "object", "required": ["format", "data"], "description": "only with edited=true",
+               "properties": {"format": {"const": "png"}, "data": {
+                   "type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}}}}}
+#: The headers of /v1/predict's answer.
+_MAP_HEADERS = {
+    "X-Foveal-Provenance": {"schema": {"type": "string"}, "description": "png, npy: the provenance, as JSON"},
+    "X-Foveal-Scale": {"schema": {"type": "number"}, "description": "png: prob ≈ value × scale"}}
 
 
 _TRUE, _FALSE = ("true", "t", "yes", "y", "on", "1"), ("false", "f", "no", "n", "off", "0")
@@ -393,7 +405,7 @@ _PREDICT_PARAMETERS = [
 
 def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that lists the API
     @app.post("/v1/predict", tags=["predict"], responses={
-        200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}}},
+        200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}, "headers": _MAP_HEADERS}},
         openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}, "parameters": _PREDICT_PARAMETERS})
     async def predict(request: Request) -> Response:
         """One image (raw body or multipart field `image`) → its saliency map and provenance."""
@@ -522,7 +534,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
 
         return await run_in_threadpool(work)
 
-    @app.post("/v1/whatif", tags=["score"], responses=_answers("json", "png"),
+    @app.post("/v1/whatif", tags=["score"], responses=_answers("json", "png", document=_WHATIF_DOCUMENT),
               openapi_extra=_multipart(["image", "elements"], {
         "image": _FILE, "elements": _ELEMENTS,
         "edits": {"type": "string", "description": 'JSON list of edits: {"op": "move", "element": NAME, "dx": DX, '

@@ -39,6 +39,8 @@ DEADLINE = {"name": "X-Deadline-Ms", "in": "header", "required": False,
                            "milliseconds after the request arrives; scoring, drawing and encoding after them "
                            "are not cut short"}
 
+RETRY_AFTER = {"schema": {"type": "integer", "minimum": 1}, "description": "seconds to wait before retrying"}
+
 
 def complete(schema: dict[str, Any], *, keys: bool) -> dict[str, Any]:
     """``schema`` (FastAPI's) with the error answers, ``X-Deadline-Ms`` and, when the service checks ``keys``,
@@ -69,6 +71,8 @@ def complete(schema: dict[str, Any], *, keys: bool) -> dict[str, Any]:
                 responses[str(status)] = {
                     "description": " or ".join(f"`{code}`" for code in codes),
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                if status == 503:  # every 503 asks the client to wait before it retries
+                    responses["503"]["headers"] = {"Retry-After": RETRY_AFTER}
     return schema
 
 
