@@ -727,6 +727,23 @@ def test_client_asks_for_the_pages_and_figures_the_service_answers(url, http):
             assert str(info.value) == message
 
 
+def test_client_asks_for_the_edited_creative_in_the_whatif_document(url, http):
+    """/v1/whatif?edited=true had no Client call: a caller wanting the document and the edited creative sent two
+    requests, and ran every prediction twice."""
+    edit = [{"op": "move", "element": "cta", "dx": 0, "dy": -60}]
+    with Client(url, api_key=KEY) as client:
+        doc = client.whatif(EXAMPLE, ELEMENTS, edits=edit, edited=True)
+        raw = http.post("/v1/whatif", params={"edited": "true"}, data={"elements": ELEMENTS, "edits": json.dumps(edit)},
+                        files={"image": (EXAMPLE.name, EXAMPLE.read_bytes())}).json()
+        assert doc["edited"] == raw["edited"] and {**doc, "timing": None} == {**raw, "timing": None}
+        assert "edited" not in client.whatif(EXAMPLE, ELEMENTS, edits=edit)
+    with Client("http://127.0.0.1:1") as nowhere:  # refused before a request goes out
+        for edited, output in ((True, "png"), (True, "edited"), ("yes", "json")):
+            with pytest.raises(foveal.InputError, match=f"^Client.whatif: edited must be True or False, .*"
+                                                        f"got edited={edited!r}, output={output!r}$"):
+                nowhere.whatif(EXAMPLE, ELEMENTS, edits=edit, edited=edited, output=output)
+
+
 def test_client_detects_what_detect_elements_detects(url, monkeypatch):
     """Client.detect is /v1/detect with detect_elements' answer: the same Element list for the same image (an empty
     one where nothing is found), and without the detect extra the same DetectorUnavailableError, not a bare

@@ -209,18 +209,24 @@ class Client:
 
     @overload
     def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
-               search: dict[str, Any] | None = None, output: Literal["json"] = "json") -> dict[str, Any]: ...
+               search: dict[str, Any] | None = None, output: Literal["json"] = "json", edited: bool = False
+               ) -> dict[str, Any]: ...
     @overload
     def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
                search: dict[str, Any] | None = None, output: Literal["png", "edited"]) -> bytes: ...
 
     def whatif(self, image: ImageLike, elements: Any, *, edits: Sequence[dict[str, Any]] | None = None,
-               search: dict[str, Any] | None = None, output: str = "json") -> dict[str, Any] | bytes:
+               search: dict[str, Any] | None = None, output: str = "json", edited: bool = False
+               ) -> dict[str, Any] | bytes:
         """The ``whatif.json`` document of ``foveal whatif``: ``edits`` like ``[{"op": "move", "element": "cta",
         "dx": 0, "dy": -60}]``, or ``search`` like ``{"element": "cta", "grid": [5, 5], "top": 3}``.
         ``output="png"``: the before/after/difference figure, ``"edited"`` the edited creative (for a search, the
-        best), as PNG bytes."""
+        best), as PNG bytes. ``edited=True`` (JSON only) adds the edited creative to the document as
+        ``"edited": {"format": "png", "data": BASE64}``: one request for both."""
         _checked_output(output, ("json", "png", "edited"), "whatif")
+        if edited is not False and (edited is not True or output != "json"):
+            raise InputError(f"Client.whatif: edited must be True or False, and True only with output='json' (it adds "
+                             f"the edited creative to the document), got edited={edited!r}, output={output!r}")
         data = {"elements": _elements_text(elements)}
         if edits is not None:
             if isinstance(edits, (str, bytes, dict)) or not isinstance(edits, Iterable):
@@ -229,8 +235,8 @@ class Client:
             data["edits"] = _json(list(edits), "edits", InputError)
         if search is not None:
             data["search"] = _json(search, "search", InputError)
-        return self._output(self._post("/v1/whatif", params={"format": output}, files={"image": _file(image)},
-                                       data=data), output)
+        params = {"format": output, **({"edited": "true"} if edited else {})}
+        return self._output(self._post("/v1/whatif", params=params, files={"image": _file(image)}, data=data), output)
 
     def detect(self, image: ImageLike) -> list[Element]:
         """Elements found automatically in one image (as :meth:`predict` takes it): what
