@@ -1560,6 +1560,33 @@ def test_boxes_and_the_last_creative_come_back_after_a_reload(page, tmp_path):
     assert page.find_element("id", "dropzone").is_displayed() and ready_count(page) == 0
 
 
+def kept_creative(driver) -> bool:
+    """This browser keeps a creative to open after a reload (the page's IndexedDB, read as the page reads it)."""
+    return driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        const req = indexedDB.open('foveal');
+        req.onsuccess = () => {
+          const get = req.result.transaction('last').objectStore('last').get('A');
+          get.onsuccess = () => { req.result.close(); done(Boolean(get.result)); };
+        };
+        req.onerror = () => done(false);""")
+
+
+def test_a_change_made_after_forgetting_keeps_the_creative_again(page):
+    """After Forget saved work, a moved box was kept again but the creative was not (it was kept only when chosen):
+    a reload opened on an empty page, as if the work since had not been kept."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    page.find_element("id", "forget-work").click()
+    wait(page, lambda d: "Saved work forgotten" in d.find_element("id", "status").text, what="the work forgotten")
+    assert not kept_creative(page)
+    retype(page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input[data-index='0']"), "40")
+    mine = element_rows(page)
+    wait(page, kept_creative, timeout=5, what="the creative kept again")
+    page.refresh()
+    wait(page, lambda d: ready_count(d) == 1, what="the creative restored")
+    assert element_rows(page) == mine
+
+
 def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_before(page, service, tmp_path):
     """A creative too large for the browser's storage quota was not kept, but the one shown before it was still kept
     as the last creative: a reload opened on that older creative, not the one the marketer had been working on."""

@@ -216,7 +216,6 @@ async function loadCreative(which, file) {
     creative.provenance = map.provenance;
     // Kept once the service has taken it: a reload shows it again with its boxes (carried ones included).
     rememberBoxes(creative);
-    if (which === "A" && hash) saveLast(file, hash);
   } catch (err) {
     if (state.creatives[which] !== creative) return; // replaced while predicting
     state.creatives[which] = previous;
@@ -270,10 +269,25 @@ function keptElements(kept, width, height) {
   }
 }
 
-/** Keep a creative's boxes in this browser, under its content hash (once the service has taken the image). */
+let forgotten = false; // Forget saved work was pressed and nothing has been kept since
+let lastKept = null; // the creative A last kept as the one to open after a reload
+
+/**
+ * Keep a creative's boxes in this browser, under its content hash (once the service has taken the image), and A as
+ * the creative a reload opens on. The first change after Forget saved work keeps what is on screen again: both
+ * creatives' boxes and creative A, not only the boxes just changed.
+ */
 function rememberBoxes(c) {
-  if (c?.hash && c.map) {
-    saveBoxes(c.hash, { name: c.file.name, width: c.width, height: c.height, format: c.format, elements: c.elements });
+  if (!c?.hash || !c.map) return;
+  const again = forgotten ? [state.creatives.A, state.creatives.B].filter((k) => k !== c && k?.hash && k.map) : [];
+  forgotten = false;
+  for (const k of [c, ...again]) {
+    saveBoxes(k.hash, { name: k.file.name, width: k.width, height: k.height, format: k.format, elements: k.elements });
+  }
+  const a = state.creatives.A;
+  if (a?.hash && a.map && lastKept !== a) { // the file itself, once per creative: it may be megabytes
+    lastKept = a;
+    saveLast(a.file, a.hash);
   }
 }
 
@@ -311,10 +325,14 @@ async function restoreLast() {
 
 /** Forget saved work: every creative's boxes and the last creative go from this browser; the screen stays. */
 async function forgetWork() {
-  const forgotten = await forget();
-  if (forgotten) status("Saved work forgotten: this browser no longer keeps any creative or box; what you change "
-    + "next is kept again.");
-  else showError("This browser's saved work could not be forgotten; clear this site's data in the browser's settings.");
+  if (await forget()) {
+    forgotten = true;
+    lastKept = null;
+    status("Saved work forgotten: this browser no longer keeps any creative or box; what you change "
+      + "next is kept again.");
+  } else {
+    showError("This browser's saved work could not be forgotten; clear this site's data in the browser's settings.");
+  }
 }
 
 /** Another creative is shown: the what-if edits and result and the box line, all of the one before, go. */
