@@ -1587,6 +1587,27 @@ def test_a_change_made_after_forgetting_keeps_the_creative_again(page):
     assert element_rows(page) == mine
 
 
+def test_one_image_as_both_a_and_b_has_one_set_of_boxes(page):
+    """The same image as A and B: each kept its own boxes on screen but both were kept under the image's one entry,
+    so whichever changed last came back after a reload, and the other's boxes were lost without a word."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative.png", "file-b")
+    assert "the same image as A" in page.find_element("id", "status").text
+    retype(page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input[data-index='0']"), "40")
+    mine = element_rows(page)
+    page.find_element("css selector", "input[name=which][value=A]").click()
+    assert element_rows(page) == mine  # A shows B's change at once: one image, one set of boxes
+    page.find_element("css selector", "#elements-table tbody tr[data-name=logo] button").click()
+    mine = element_rows(page)
+    page.find_element("css selector", "input[name=which][value=B]").click()
+    assert element_rows(page) == mine
+    time.sleep(0.5)  # kept by now
+    page.refresh()
+    wait(page, lambda d: ready_count(d) == 1, what="the creative restored")
+    assert element_rows(page) == mine
+
+
 def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_before(page, service, tmp_path):
     """A creative too large for the browser's storage quota was not kept, but the one shown before it was still kept
     as the last creative: a reload opened on that older creative, not the one the marketer had been working on."""

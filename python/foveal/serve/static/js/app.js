@@ -184,8 +184,13 @@ async function loadCreative(which, file) {
   };
   const previous = state.creatives[which];
   const template = previous ?? (which === "B" ? state.creatives.A : null);
+  const twin = twinOf(which, hash);
   const restored = keptElements(kept, width, height);
-  if (restored) { // this image's own boxes, as they were left, before any carried from another creative
+  if (twin) { // the same image as the other creative: one image has one set of boxes, shown and kept for both
+    creative.elements = twin.elements;
+    creative.format = twin.format;
+    creative.twin = which === "A" ? "B" : "A";
+  } else if (restored) { // this image's own boxes, as they were left, before any carried from another creative
     creative.elements = restored;
     creative.format = kept.format;
     creative.restored = restored.length;
@@ -195,7 +200,7 @@ async function loadCreative(which, file) {
   }
   // A declared format describes images of the size it came with; a creative of another size has its own. A new B
   // of A's size is a variant of A's format, as `foveal compare` reads one element file for both.
-  if (!restored && template && template.width === width && template.height === height) {
+  if (!twin && !restored && template && template.width === width && template.height === height) {
     creative.format = template.format;
   }
   state.creatives[which] = creative;
@@ -232,8 +237,8 @@ async function loadCreative(which, file) {
     const ms = performance.now() - started;
     const leftOut = creative.leftOut ? ` · ${creative.leftOut} element(s) did not fit this image and were left out`
       : "";
-    const restoredNote = creative.restored ? ` · its ${creative.restored} element box(es) restored from this browser`
-      : "";
+    const restoredNote = creative.twin ? ` · the same image as ${creative.twin}: one set of boxes, shown for both`
+      : creative.restored ? ` · its ${creative.restored} element box(es) restored from this browser` : "";
     status(bdi(file.name), `: ${width}×${height}, attention predicted and scored in ${ms.toFixed(0)} ms${leftOut}`
       + restoredNote);
     // The whole-map numbers (focus, top-10% share) take a pass over every pixel: after the first frame.
@@ -255,6 +260,12 @@ async function remembering(file) {
   } catch {
     return { hash: null, kept: null };
   }
+}
+
+/** The other creative (of A and B) when it is this very image (the same content hash), else null. */
+function twinOf(which, hash) {
+  const other = state.creatives[which === "A" ? "B" : "A"];
+  return hash && other?.hash === hash ? other : null;
 }
 
 /** Kept boxes as elements of a width×height image, or null when there are none that fit (then none are used). */
@@ -379,6 +390,12 @@ function setElements(elements, keep = true) {
   }
   clearErrorIf(noFreeBox(current())); // boxes changed: that may no longer be true
   current().elements = elements;
+  const twin = twinOf(state.active, current().hash);
+  if (twin) { // one image, one set of boxes: the other view of it shows them too
+    twin.elements = elements;
+    twin.format = current().format;
+    twin.served = undefined;
+  }
   delete current().beforeDrag; // a change made during a drag (a box deleted) is not undone when the drag ends
   current().served = undefined;
   if (keep) rememberBoxes(current());
