@@ -1608,6 +1608,28 @@ def test_one_image_as_both_a_and_b_has_one_set_of_boxes(page):
     assert element_rows(page) == mine
 
 
+@pytest.mark.parametrize("pause", [0.0, 1.0], ids=["reload-at-once", "reload-after-a-pause"])
+def test_a_name_typed_but_not_confirmed_is_kept(page, pause):
+    """A name typed in the list and neither confirmed with Enter nor left was lost on a reload; one that would be
+    refused (a duplicate) is not kept, the last good name stays."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    time.sleep(0.5)  # the import kept
+    names = [r["name"] for r in element_rows(page)]
+    field = page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input.name")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("logo")  # another element's name: refused, not kept
+    time.sleep(pause)
+    field.send_keys(Keys.BACKSPACE * 4 + "buy now")
+    time.sleep(pause)
+    assert js(page, "return document.activeElement") == field  # neither Enter nor blur: not committed
+    page.refresh()
+    wait(page, lambda d: ready_count(d) == 1, what="the creative restored")
+    assert [r["name"] for r in element_rows(page)] == [n.replace("cta", "buy now") for n in names]
+
+
 def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_before(page, service, tmp_path):
     """A creative too large for the browser's storage quota was not kept, but the one shown before it was still kept
     as the last creative: a reload opened on that older creative, not the one the marketer had been working on."""

@@ -290,7 +290,8 @@ let lastKept = null; // the creative A last kept as the one to open after a relo
  */
 function rememberBoxes(c) {
   if (!c?.hash || !c.map) return;
-  const again = forgotten ? [state.creatives.A, state.creatives.B].filter((k) => k !== c && k?.hash && k.map) : [];
+  const again = forgotten
+    ? [state.creatives.A, state.creatives.B].filter((k) => k?.hash && k.map && k.hash !== c.hash) : [];
   forgotten = false;
   for (const k of [c, ...again]) {
     saveBoxes(k.hash, { name: k.file.name, width: k.width, height: k.height, format: k.format, elements: k.elements });
@@ -536,22 +537,27 @@ function removeElement(name) {
   $("box-status").replaceChildren(bdi(name), " removed");
 }
 
-function renameElement(old, name) {
-  name = name.trim();
-  if (!name) {
-    showError("An element needs a name; the old name was kept.");
-    refresh();
-    return;
-  }
+/** Why element `old` cannot be renamed `name` (trimmed), as the message's parts, or null when it can. */
+function nameRefusal(old, name) {
+  if (!name) return ["An element needs a name; the old name was kept."];
   try {
     checkName(name, "the new name");
   } catch (err) {
-    showError(err.message, "; the old name was kept.");
-    refresh();
-    return;
+    return [err.message, "; the old name was kept."];
   }
   if (name !== old && current().elements.some((e) => e.name === name)) {
-    showError(`Another element is already called ${JSON.stringify(name)}; names must be unique.`);
+    return [`Another element is already called ${JSON.stringify(name)}; names must be unique.`];
+  }
+  return null;
+}
+
+function renameElement(old, name) {
+  clearTimeout(draftTimer);
+  name = name.trim();
+  const refused = nameRefusal(old, name);
+  if (refused) {
+    showError(...refused);
+    rememberBoxes(current()); // the names as they are, in place of a typed one kept meanwhile
     refresh();
     return;
   }
@@ -559,6 +565,28 @@ function renameElement(old, name) {
   if (state.selected === old) state.selected = name;
   if (state.ghosts.has(old)) { state.ghosts.set(name, state.ghosts.get(old)); state.ghosts.delete(old); }
   setElements(current().elements.map((e) => (e.name === old ? { ...e, name } : e)));
+}
+
+const DRAFT_DELAY_MS = 300;
+let draftTimer = 0;
+
+/**
+ * A name being typed in the list, not confirmed yet (no Enter, focus still in its field), kept as if it were, so that
+ * a reload or a closed tab does not lose it: a moment after the typing stops, and when the page is hidden or left.
+ * One that would be refused keeps the names as they are.
+ */
+function keepDraft() {
+  clearTimeout(draftTimer);
+  const field = document.activeElement;
+  const c = current();
+  if (!c?.hash || !c.map || !field?.matches("#elements-table input.name")) return;
+  const old = field.closest("tr").dataset.name;
+  const name = field.value.trim();
+  if (name === old || nameRefusal(old, name)) {
+    rememberBoxes(c);
+    return;
+  }
+  rememberBoxes({ ...c, elements: c.elements.map((e) => (e.name === old ? { ...e, name } : e)) });
 }
 
 function setKind(name, kind) {
@@ -1325,6 +1353,14 @@ function wire() {
   }));
   $("clear-elements").addEventListener("click", () => { if (current()) { state.selected = null; setElements([]); } });
   $("forget-work").addEventListener("click", forgetWork);
+  $("elements-table").addEventListener("input", (e) => {
+    if (e.target.matches("input.name")) {
+      clearTimeout(draftTimer);
+      draftTimer = setTimeout(keepDraft, DRAFT_DELAY_MS);
+    }
+  });
+  document.addEventListener("visibilitychange", () => { if (document.hidden) keepDraft(); });
+  window.addEventListener("pagehide", keepDraft);
   $("norms").addEventListener("change", (e) => { state.norms = e.target.value; refresh(); scheduleServer(); });
   $("pass-percentile").addEventListener("change", (e) => {
     const v = Number(e.target.value);

@@ -35,8 +35,12 @@ const done = (req) => new Promise((resolve, reject) => {
   req.onerror = () => reject(req.error);
 });
 
-/** `work(stores)` in one transaction over `names`; its result once the transaction has committed, or null. */
-async function transaction(names, mode, work) {
+/**
+ * `work(stores)` in one transaction over `names`; its result once the transaction has committed, or null. `issued`:
+ * `work` makes all its requests at once, so the transaction is committed at once, which a page being left (a reload,
+ * a closed tab) still does; Chromium aborts one that waits for more requests then.
+ */
+async function transaction(names, mode, work, issued = false) {
   const db = await database();
   if (!db) return null;
   try {
@@ -46,7 +50,9 @@ async function transaction(names, mode, work) {
       tx.onerror = () => reject(tx.error);
       tx.onabort = () => reject(tx.error);
     });
-    const result = await work(...names.map((name) => tx.objectStore(name)));
+    const working = work(...names.map((name) => tx.objectStore(name)));
+    if (issued) tx.commit?.();
+    const result = await working;
     await committed;
     return result;
   } catch {
@@ -90,15 +96,15 @@ export function onBoxesSaved(taken) {
 export async function saveBoxes(hash, { name, width, height, format, elements }) {
   const record = { hash, name, width, height, format: format ?? null, saved: Date.now(),
     elements: elements.map((e) => ({ name: e.name, kind: e.kind, box: [...e.box] })) };
-  const kept = await transaction([BOXES], "readwrite", async (boxes) => {
-    await done(boxes.put(record));
+  const kept = await transaction([BOXES], "readwrite", (boxes) => done(boxes.put(record)).then(() => true), true);
+  if (!kept) return null;
+  channel?.postMessage(record);
+  await transaction([BOXES], "readwrite", async (boxes) => {
     const extra = (await done(boxes.count())) - KEEP;
     if (extra > 0) {
       for (const key of await done(boxes.index("saved").getAllKeys(null, extra))) boxes.delete(key);
     }
-    return true;
   });
-  if (kept) channel?.postMessage(record);
   return kept;
 }
 
