@@ -1552,8 +1552,7 @@ def test_boxes_and_the_last_creative_come_back_after_a_reload(page, tmp_path):
     upload(page, EXAMPLES / "creative_b.png")
     assert element_rows(page) == []
     # Forget saved work: the next visit is a first one
-    page.find_element("id", "forget-work").click()
-    wait(page, lambda d: "Saved work forgotten" in d.find_element("id", "status").text, what="the work forgotten")
+    forget_saved_work(page)
     page.refresh()
     wait(page, lambda d: js(d, "return document.querySelectorAll('#colormap option').length") > 0)
     time.sleep(1)  # a restore, if any, is under way by now
@@ -1571,13 +1570,45 @@ def kept_creative(driver) -> bool:
         req.onerror = () => done(false);""")
 
 
+def forget_saved_work(driver) -> None:
+    """Press Forget saved work and confirm it."""
+    driver.find_element("id", "forget-work").click()
+    wait(driver, lambda d: d.find_element("id", "forget-dialog").is_displayed(), what="the confirmation")
+    driver.find_element("id", "forget-confirm").click()
+    wait(driver, lambda d: "Saved work forgotten" in d.find_element("id", "status").text, what="the work forgotten")
+
+
+def test_forgetting_saved_work_asks_first(page):
+    """Forget saved work deleted every creative's boxes at a click, with nothing to confirm and no undo."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    wait(page, kept_creative, timeout=5, what="the creative kept")
+    button = page.find_element("id", "forget-work")
+    dialog = page.find_element("id", "forget-dialog")
+    for cancel in (lambda: page.switch_to.active_element.send_keys(Keys.ESCAPE),
+                   lambda: page.find_element("id", "forget-cancel").click()):
+        button.click()
+        wait(page, lambda d: dialog.is_displayed(), what="the confirmation")
+        assert dialog.aria_role == "dialog" and dialog.accessible_name == "Forget saved work?"
+        assert "1 creative" in dialog.text and "cannot be undone" in dialog.text, dialog.text
+        assert page.switch_to.active_element.get_attribute("id") == "forget-cancel"  # Enter keeps the work
+        cancel()
+        wait(page, lambda d: not dialog.is_displayed(), what="the confirmation cancelled")
+        assert page.switch_to.active_element == button
+        assert kept_creative(page) and "forgotten" not in page.find_element("id", "status").text
+    forget_saved_work(page)
+    assert page.switch_to.active_element == button
+    assert not kept_creative(page)
+
+
 def test_a_change_made_after_forgetting_keeps_the_creative_again(page):
     """After Forget saved work, a moved box was kept again but the creative was not (it was kept only when chosen):
     a reload opened on an empty page, as if the work since had not been kept."""
     upload(page, EXAMPLES / "creative.png")
     import_elements(page, EXAMPLES / "creative.json")
-    page.find_element("id", "forget-work").click()
-    wait(page, lambda d: "Saved work forgotten" in d.find_element("id", "status").text, what="the work forgotten")
+    forget_saved_work(page)
     assert not kept_creative(page)
     retype(page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input[data-index='0']"), "40")
     mine = element_rows(page)

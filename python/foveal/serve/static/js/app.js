@@ -14,7 +14,9 @@ import {
 } from "./elements.js";
 import { differenceMap, imagePixels, renderDifference, renderView } from "./render.js";
 import { overlayPng, save, scoresCsv } from "./downloads.js";
-import { contentHash, forget, lastCreative, onBoxesSaved, saveBoxes, saveLast, savedBoxes } from "./storage.js";
+import {
+  contentHash, forget, lastCreative, onBoxesSaved, saveBoxes, saveLast, savedBoxes, savedCount,
+} from "./storage.js";
 import {
   bdi, committed, h, pct, pp, renderComparison, renderElementList, renderScores, renderWhatif, showValue,
   singleClick,
@@ -335,8 +337,26 @@ async function restoreLast() {
   if (file && !loads.A && !state.creatives.A) await loadCreative("A", file);
 }
 
-/** Forget saved work: every creative's boxes and the last creative go from this browser; the screen stays. */
+/** Whether the person confirms forgetting: a modal dialog that says what goes, focus on keeping it (Enter keeps). */
+async function confirmForget() {
+  const count = await savedCount();
+  const what = count === null ? "the element boxes of every creative you worked on here"
+    : count === 1 ? "the element boxes of 1 creative" : `the element boxes of ${count} creatives (all of them, not `
+      + "only the one shown)";
+  $("forget-what").textContent = `This browser keeps ${what} and the last creative, so that a reload finds them. `
+    + "Forgetting deletes them all and cannot be undone; what is on screen stays.";
+  const dialog = $("forget-dialog");
+  if (dialog.open) return false; // a second click while the count was read: the one dialog answers the first
+  dialog.returnValue = ""; // Escape leaves the last answer standing otherwise
+  dialog.showModal();
+  $("forget-cancel").focus();
+  await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
+  return dialog.returnValue === "forget";
+}
+
+/** Forget saved work, once confirmed: every creative's boxes and the last creative go; the screen stays. */
 async function forgetWork() {
+  if (!await confirmForget()) return;
   if (await forget()) {
     forgotten = true;
     lastKept = null;

@@ -122,6 +122,11 @@ export function lastCreative() {
   return transaction([LAST], "readonly", (last) => done(last.get("A"))).then((r) => r?.file ?? null);
 }
 
+/** How many creatives' boxes are kept, or null when the browser cannot tell. */
+export function savedCount() {
+  return transaction([BOXES], "readonly", (boxes) => done(boxes.count()));
+}
+
 /** Forget everything kept: every creative's boxes and the last creative. */
 export function forget() {
   return transaction([BOXES, LAST], "readwrite", (boxes, last) => Promise.all([done(boxes.clear()),
