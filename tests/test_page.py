@@ -1661,6 +1661,26 @@ def test_a_name_typed_but_not_confirmed_is_kept(page, pause):
     assert [r["name"] for r in element_rows(page)] == [n.replace("cta", "buy now") for n in names]
 
 
+def test_a_name_being_typed_survives_a_redraw_of_the_list(page):
+    """The list's redraw (scores arriving, norms chosen, another tab's boxes) put the element's name back in its
+    field while the person was still typing there; the coordinate fields already kept what was being typed."""
+    from selenium.webdriver.common.keys import Keys
+
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    field = page.find_element("css selector", "#elements-table tbody tr[data-name=cta] input.name")
+    field.send_keys(Keys.END, "XYZ")
+    js(page, "document.getElementById('norms').dispatchEvent(new Event('change'))")
+    time.sleep(0.2)
+    assert field.get_attribute("value") == "ctaXYZ"
+    field.send_keys(Keys.ENTER)
+    wait(page, lambda d: "ctaXYZ" in [r["name"] for r in element_rows(d)], what="the rename")
+    retype(page.find_element("css selector", "#elements-table tbody tr[data-name=ctaXYZ] input.name"), "logo")
+    # a refused name (another element's) goes back to the name kept, though its field still has the focus
+    wait(page, lambda d: d.find_element("css selector", "#elements-table tbody tr[data-name=ctaXYZ] input.name")
+         .get_attribute("value") == "ctaXYZ", what="the refused name undone")
+
+
 def test_a_creative_the_browser_has_no_room_for_does_not_bring_back_the_one_before(page, service, tmp_path):
     """A creative too large for the browser's storage quota was not kept, but the one shown before it was still kept
     as the last creative: a reload opened on that older creative, not the one the marketer had been working on."""

@@ -78,8 +78,8 @@ export function renderElementList(tbody, elements, selected, on, image) {
     let tr = rows.get(e.name);
     rows.delete(e.name);
     if (!tr) {
-      const name = h("input", { type: "text", class: "name", onchange: (ev) => on.rename(nameOf(ev), ev.target.value),
-        onfocus: select });
+      const rename = (ev) => { committed(ev.target); on.rename(nameOf(ev), ev.target.value); };
+      const name = h("input", { type: "text", class: "name", onchange: rename, onfocus: select });
       const kind = h("select", { onchange: (ev) => on.kind(nameOf(ev), ev.target.value), onfocus: select },
         ELEMENT_KINDS.map((k) => h("option", { value: k }, k)));
       const coordinates = COORDINATES.map(([short], i) => h("label", { class: "coordinate" }, short,
@@ -95,7 +95,7 @@ export function renderElementList(tbody, elements, selected, on, image) {
     tr.dataset.name = e.name;
     tr.dataset.kind = e.kind;
     tr.className = e.name === selected ? "selected" : "";
-    if (name.value !== e.name) name.value = e.name;
+    showValue(name, e.name); // not while the person is typing a new one there
     if (kind.value !== e.kind) kind.value = e.kind;
     name.setAttribute("aria-label", `name of element ${e.name}`);
     kind.setAttribute("aria-label", `kind of element ${e.name}`);
