@@ -254,3 +254,38 @@ def test_an_engine_closed_while_it_is_benchmarked_ends_the_bench_with_the_closed
     monkeypatch.setattr(engine, "predict", predict_then_close)
     with pytest.raises(InputError, match="is closed; make a new Engine"):
         run_bench(engine, [image], repeats=1, batch_sizes=(1,), max_seconds=60)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["torch", "tensorrt"])
+def test_closing_a_gpu_engine_frees_its_backend_and_device_memory(name, rgb) -> None:
+    """Engine.close() promises (docs/GPU.md) the backend dropped at once, not at a garbage collection, and its
+    buffers back in CuPy's and torch's pools, which hand them to the driver when asked."""
+    import gc
+    import weakref
+
+    from foveal import Engine
+
+    why = backends.unavailable_reason(name)
+    if why is not None:
+        pytest.skip(f"{name} backend unavailable here: {why}")
+    import cupy
+    import torch
+
+    def free_bytes() -> int:
+        cupy.get_default_memory_pool().free_all_blocks()
+        torch.cuda.empty_cache()
+        return int(cupy.cuda.runtime.memGetInfo()[0])
+
+    engine = Engine("itti-koch", device=[name], strict=True)
+    engine.predict(rgb)
+    backend = weakref.ref(engine._backend)
+    in_use = free_bytes()
+    gc.disable()  # freed by the close itself, not by a collection
+    try:
+        engine.close()
+        assert backend() is None, gc.get_referrers(backend()) if backend() is not None else None
+        freed = free_bytes() - in_use
+    finally:
+        gc.enable()
+    assert freed >= 0, f"{-freed} bytes more in use after close"
