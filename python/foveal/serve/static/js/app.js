@@ -797,14 +797,19 @@ const EDIT_FIELDS = ["whatif-dx", "whatif-dy", "whatif-scale"];
  * The what-if edit of one element as numbers (move right, move down, scale), for the selected element: a way to
  * make an edit without dragging (WCAG 2.5.7), with a click on the fields' steppers or by typing.
  */
+/** `select` offering the element `names`, its options remade only when they differ (a choice open stays open). */
+function elementPicker(select, names) {
+  if (JSON.stringify([...select.options].map((o) => o.value)) !== JSON.stringify(names)) {
+    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+  }
+  return select;
+}
+
 function refreshEditFields(c) {
   const names = c?.elements.map((e) => e.name) ?? [];
   $("whatif-fields").hidden = !state.whatif || !names.length;
   if ($("whatif-fields").hidden) return;
-  const select = $("whatif-element");
-  if (JSON.stringify([...select.options].map((o) => o.value)) !== JSON.stringify(names)) {
-    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
-  }
+  const select = elementPicker($("whatif-element"), names);
   select.value = names.includes(state.selected) ? state.selected : names[0];
   const g = state.ghosts.get(select.value) ?? { dx: 0, dy: 0, factor: 1 };
   [g.dx, g.dy, Math.round(100 * g.factor)].forEach((v, i) => showValue($(EDIT_FIELDS[i]), v));
@@ -981,10 +986,7 @@ const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v)}`;
 
 function refreshSearch(c) {
   const names = c?.elements.map((e) => e.name) ?? [];
-  const select = $("search-element");
-  if (JSON.stringify([...select.options].map((o) => o.value)) !== JSON.stringify(names)) {
-    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
-  }
+  const select = elementPicker($("search-element"), names);
   if (names.includes(state.selected)) select.value = state.selected;
   $("search-run").disabled = !c?.map || !names.length || searching;
   const s = state.search?.creative === c ? state.search : null;
