@@ -1371,7 +1371,7 @@ function wire() {
     const c = current();
     if (!c) return;
     const text = `${JSON.stringify(elementFile(c.elements, c.format), null, 2)}\n`;
-    save(new Blob([text], { type: "application/json" }), `${c.file.name.replace(/\.[^.]+$/, "")}.json`);
+    save(new Blob([text], { type: "application/json" }), `${stemOf(c)}.json`);
   }));
   $("clear-elements").addEventListener("click", () => { if (current()) { state.selected = null; setElements([]); } });
   $("forget-work").addEventListener("click", forgetWork);
