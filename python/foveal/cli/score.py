@@ -31,8 +31,8 @@ from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
 from ..scoring.scores import DEFAULT_PASS_PERCENTILE
-from . import (DB_URL, PERCENTILE, add_engine_options, check_out_folder, extra_arg, int_arg, make_engine, name_arg,
-               number_arg, path_arg)
+from . import (DB_URL, PERCENTILE, add_engine_options, check_out_folder, extra_arg, int_arg, library_arg,
+               make_engine, name_arg, number_arg, path_arg)
 
 #: The store's module, with its check of a label (foveal.store needs its extra: see extra_arg).
 STORE = "foveal.store.store"
@@ -75,10 +75,7 @@ def _element_source(text: str) -> Path | str:
 def _creative_id(text: str) -> str:
     """--creative-id: an id that names files, and that the store (--creative-id needs --db) takes: it refused a
     blank one only after the creative was scored."""
-    try:
-        check_creative_id(text, "--creative-id")
-    except InputError as exc:  # argparse names the flag
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--creative-id: creative_id ")) from None
+    library_arg(lambda one: check_creative_id(one, "--creative-id"), "--creative-id: creative_id ")(text)
     extra_arg(STORE, lambda store, one: store.check_label(one, "creative id"), "creative id ")(text)
     return text
 
