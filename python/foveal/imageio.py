@@ -1,10 +1,10 @@
 """Decode: anything a user calls an image → H×W×3 uint8 RGB, upright, alpha composited on white.
 
-Accepts a path, encoded bytes, a PIL image or a uint8/uint16 array (uint16: 16-bit values, 0..65535). Applies EXIF orientation, converts every Pillow
-mode foveal may meet (grey, 16-bit, palette, RGBA, CMYK...), and refuses images over a pixel limit *before*
-decoding them, so a decompression bomb costs a header read, not the machine's memory. Files are read as a stream
-(header first) from regular files only, with a size limit that follows the pixel limit: a FIFO, a device or a huge
-file that is not an image is refused without being read whole.
+Accepts a path, encoded bytes, a PIL image or a uint8/uint16 array (uint16: 16-bit values, 0..65535). Applies
+EXIF orientation, converts every Pillow mode foveal may meet (grey, 16-bit, palette, RGBA, CMYK...), and refuses
+images over a pixel limit *before* decoding them, so a decompression bomb costs a header read, not the machine's
+memory. Files are read as a stream (header first) from regular files only, with a size limit that follows the pixel
+limit: a FIFO, a device or a huge file that is not an image is refused without being read whole.
 """
 from __future__ import annotations
 

@@ -82,8 +82,8 @@ def _creative_id(text: str) -> str:
 
 def add_store_options(p: argparse.ArgumentParser) -> None:
     """--db/--creative-id/--vertical/--tag: record what was scored in a calibration store."""
-    p.add_argument("--db", type=DB_URL, metavar="URL", help="also record the scores in this store (sqlite:///foveal.db or "
-                   "postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
+    p.add_argument("--db", type=DB_URL, metavar="URL", help="also record the scores in this store "
+                   "(sqlite:///foveal.db or postgresql+psycopg://USER@HOST/DB) for `foveal calibrate`")
     p.add_argument("--creative-id", type=_creative_id, metavar="ID",
                    help="the creative's id in the store, as your outcome files name "
                    "it (default: the image's name without extension; a batch uses its creative ids)")
