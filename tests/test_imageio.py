@@ -399,3 +399,112 @@ def test_an_ndarray_subclass_is_read_as_the_plain_array_it_holds():
     for image in matrices:
         expected = np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
         np.testing.assert_array_equal(decode(image).pixels, expected)
+
+
+def _pillow_reference(data: bytes, min_side: int | None = None) -> np.ndarray:
+    """What Pillow alone decodes: the draft foveal asks for, EXIF turned, as RGB."""
+    import math
+
+    from PIL import ImageOps
+
+    image = Image.open(io.BytesIO(data))
+    if min_side and max(image.size) > min_side:
+        scale = min_side / max(image.size)
+        image.draft(image.mode, tuple(max(1, math.ceil(side * scale)) for side in image.size))
+    image.load()
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+@pytest.fixture
+def turbo_calls(monkeypatch) -> list[bool]:
+    """Whether each JPEG decode took libjpeg-turbo's array path (True) or left it to Pillow (False)."""
+    pytest.importorskip("simplejpeg", reason="simplejpeg (a dependency of foveal) is not installed")
+    from foveal import imageio
+
+    calls: list[bool] = []
+    real = imageio._decode_jpeg_turbo
+
+    def spy(*args):
+        pixels = real(*args)
+        calls.append(pixels is not None)
+        return pixels
+
+    monkeypatch.setattr(imageio, "_decode_jpeg_turbo", spy)
+    return calls
+
+
+def _photo_like(hw=(777, 1001)) -> Image.Image:
+    """Smooth gradients and sharp edges at odd sizes, so upsampling, scaling and edge blocks all show."""
+    y, x = np.mgrid[0:hw[0], 0:hw[1]]
+    rgb = np.stack([(x * 255 // hw[1]), (y * 255 // hw[0]), ((x // 37 + y // 29) % 2) * 200 + 20], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def _jpeg_variants() -> dict[str, bytes]:
+    image = _photo_like()
+    out = {f"4:{s}{' progressive' if p else ''}": _encode(image, "JPEG", quality=87, subsampling=s, progressive=p)
+           for s in (0, 1, 2) for p in (False, True)}
+    out["grey"] = _encode(image.convert("L"), "JPEG")
+    out["RGB, not YCbCr (Adobe)"] = _encode(image, "JPEG", keep_rgb=True)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        out[f"EXIF orientation {orientation}"] = _encode(image, "JPEG", exif=exif.tobytes())
+    return out
+
+
+@pytest.mark.parametrize("min_side", [None, 100, 384])
+def test_jpegs_decode_to_pillows_pixels_in_half_the_time(turbo_calls, min_side):
+    """Pillow's chunked reads and four-byte pixels cost as much as decoding a JPEG; libjpeg-turbo decoding straight
+    into an array must give exactly its pixels, in full and reduced, every subsampling, grey and turned."""
+    for name, data in _jpeg_variants().items():
+        turbo_calls.clear()
+        got = decode(data, min_side=min_side)
+        want = _pillow_reference(data, min_side)
+        assert turbo_calls == [True], name
+        assert got.pixels.shape == want.shape and np.array_equal(got.pixels, want), name
+        assert got.image_hw == ((1001, 777) if name[-1] in "5678" and "EXIF" in name else (777, 1001)), name
+
+
+def test_jpegs_of_other_encoders_decode_to_pillows_pixels(turbo_calls):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (with the detect extra) writes the 4:1:1, 4:4:0 and restart cases")
+    bgr = np.asarray(_photo_like())[:, :, ::-1]
+    for sampling in ("411", "440", "420", "444"):
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                              getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{sampling}"),
+                                              cv2.IMWRITE_JPEG_RST_INTERVAL, 7])
+        for min_side in (None, 384):
+            turbo_calls.clear()
+            got = decode(data.tobytes(), min_side=min_side).pixels
+            assert turbo_calls == [True] and np.array_equal(got, _pillow_reference(data.tobytes(), min_side))
+
+
+def test_jpegs_libjpeg_turbo_warns_about_or_cannot_take_are_pillows(turbo_calls, tmp_path):
+    """A file libjpeg-turbo warns about goes to Pillow, which may read it anyway; so it has Pillow's pixels, or its
+    message, whichever way it comes in."""
+    data = _encode(_photo_like(), "JPEG")
+    # Two stray bytes before the quantisation table: "extraneous bytes before marker", which Pillow decodes past.
+    dqt = data.index(b"\xff\xdb")
+    stray = data[:dqt] + b"\x00\x00" + data[dqt:]
+    assert np.array_equal(decode(stray).pixels, _pillow_reference(stray)) and turbo_calls == [False]
+    cmyk = _encode(_photo_like().convert("CMYK"), "JPEG")  # Pillow's CMYK to RGB, not libjpeg's
+    turbo_calls.clear()
+    assert np.array_equal(decode(cmyk).pixels, _pillow_reference(cmyk)) and turbo_calls == []
+    turbo_calls.clear()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    for source in (path, data[: len(data) // 2]):
+        with pytest.raises(ImageError, match="truncated"):
+            decode(source)
+    assert turbo_calls == [False, False]
+
+
+def test_dataset_jpegs_decode_to_pillows_pixels(turbo_calls, data_dir):
+    paths = sorted((data_dir / "osie" / "stimuli").glob("*.jpg"))[::35] + sorted(
+        (data_dir / "scene" / "stimuli").glob("*.jpg"))[::25]  # 20 each; the scene set's sizes vary
+    for path in paths:
+        data = path.read_bytes()
+        for min_side in (None, 384):
+            turbo_calls.clear()
+            got = decode(path, min_side=min_side).pixels
+            assert turbo_calls == [True] and np.array_equal(got, _pillow_reference(data, min_side)), path.name

@@ -268,7 +268,7 @@ def versions() -> dict[str, str]:
     import PIL
 
     out = {"foveal": __version__, "numpy": np.__version__, "pillow": PIL.__version__}
-    for module in ("onnxruntime", "torch", "tensorrt", "cupy"):  # those the engine's backend loaded
+    for module in ("simplejpeg", "onnxruntime", "torch", "tensorrt", "cupy"):  # the JPEG decoder, the backend's
         if module in sys.modules:
             out[module] = str(getattr(sys.modules[module], "__version__", "?"))
     return out
