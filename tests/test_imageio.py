@@ -508,3 +508,39 @@ def test_dataset_jpegs_decode_to_pillows_pixels(turbo_calls, data_dir):
             turbo_calls.clear()
             got = decode(path, min_side=min_side).pixels
             assert turbo_calls == [True] and np.array_equal(got, _pillow_reference(data, min_side)), path.name
+
+
+def _pillow_on_white(rgba: np.ndarray) -> np.ndarray:
+    white = Image.new("RGBA", (rgba.shape[1], rgba.shape[0]), (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+
+
+@pytest.mark.parametrize("partly_clear", [0.0, 0.02, 0.5, 1.0])  # both ways of working it out
+def test_transparency_lies_on_white_as_pillow_composites_it(partly_clear):
+    """Composited in NumPy (Pillow's alpha_composite took 30 ms of a 1920x1080 RGBA PNG's 70), with its integers:
+    every colour and alpha pair, opaque, clear and partly clear pixels, as a file, an image and an array."""
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (300, 400, 4), np.uint8)
+    rgba[:, :, 3] = 255
+    rows = int(300 * partly_clear)
+    rgba[:rows, :, 3] = rng.integers(1, 255, (rows, 400))
+    rgba[-20:, :, 3] = 0
+    colour, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    rgba[:256, :256] = np.stack([colour, 255 - colour, colour // 2 + 64, alpha], axis=-1)  # every pair
+    want = _pillow_on_white(rgba)
+    for source in (_encode(Image.fromarray(rgba, "RGBA")), Image.fromarray(rgba, "RGBA"), rgba):
+        got = load_image(source)
+        assert got.flags.c_contiguous and np.array_equal(got, want), type(source).__name__
+    opaque = rgba.copy()
+    opaque[:, :, 3] = 255
+    assert np.array_equal(load_image(opaque), rgba[:, :, :3])
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBa", "La", "PA"])
+def test_other_transparent_modes_lie_on_white_as_pillow_composites_them(mode):
+    rng = np.random.default_rng(4)
+    rgba = rng.integers(0, 256, (40, 50, 4), np.uint8)
+    image = Image.fromarray(rgba, "RGBA").convert(mode)
+    straight = image.convert("LA") if mode == "La" else image  # Pillow converts premultiplied grey to LA only
+    assert np.array_equal(load_image(image), _pillow_on_white(np.asarray(straight.convert("RGBA"))))
+
