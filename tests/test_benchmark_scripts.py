@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import foveal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +67,13 @@ def test_bench_precision_refuses_bad_rounds_and_sizes_in_one_line() -> None:
     for args in (["--size", "abc"], ["--size", "0x0"], ["--rounds", "0"]):
         run = _script("bench_precision.py", *args)
         assert run.returncode == 2 and "error: argument" in run.stderr and "Traceback" not in run.stderr, args
+
+
+def test_decode_times_foveal_against_pillow_and_opencv_on_the_same_pixels() -> None:
+    pytest.importorskip("cv2", reason="benchmarks/decode.py compares against OpenCV (installed with the detect extra)")
+    done = _script("decode.py", "--rounds", "1", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "differ" not in done.stderr  # every baseline ends with foveal's pixels
+    for title in ("JPEG in full", "JPEG reduced to 480x270", "RGBA PNG, on white"):
+        assert title in done.stdout
+    assert done.stdout.count("foveal decode") == 3
