@@ -544,3 +544,36 @@ def test_other_transparent_modes_lie_on_white_as_pillow_composites_them(mode):
     straight = image.convert("LA") if mode == "La" else image  # Pillow converts premultiplied grey to LA only
     assert np.array_equal(load_image(image), _pillow_on_white(np.asarray(straight.convert("RGBA"))))
 
+
+
+def test_damaged_jpegs_get_pillows_pixels_or_pillows_message(monkeypatch):
+    """300 JPEGs with bytes overwritten at random: libjpeg-turbo's array path and Pillow alone agree on every one,
+    pixel for pixel or word for word, in full and reduced."""
+    pytest.importorskip("simplejpeg", reason="simplejpeg (a dependency of foveal) is not installed")
+    from foveal import imageio
+
+    rng = np.random.default_rng(7)
+    seeds = [_encode(_photo_like((120, 160)), "JPEG", **kw) for kw in ({}, {"progressive": True}, {"subsampling": 0})]
+    fast = imageio._decode_jpeg_turbo
+
+    def outcome(data: bytes, min_side: int | None, turbo) -> object:
+        monkeypatch.setattr(imageio, "_decode_jpeg_turbo", turbo)
+        try:
+            return decode(data, min_side=min_side).pixels
+        except ImageError as exc:
+            return str(exc)
+
+    taken = 0
+    for i in range(300):
+        data = bytearray(seeds[i % 3])
+        for _ in range(rng.integers(1, 4)):
+            data[rng.integers(2, len(data))] = rng.integers(0, 256)
+        for min_side in (None, 40):
+            ours = outcome(bytes(data), min_side, fast)
+            pillows = outcome(bytes(data), min_side, lambda *args: None)
+            if isinstance(ours, str) or isinstance(pillows, str):
+                assert ours == pillows
+            else:
+                assert np.array_equal(ours, pillows)
+                taken += 1
+    assert taken > 100  # most overwritten bytes leave a JPEG both can read
