@@ -118,12 +118,31 @@ def test_competition_ranks():
     assert competition_ranks([0.2, 0.5, 0.2, 0.1]) == [2, 1, 2, 4]
 
 
-def test_union_share_excludes_mask():
-    prob = uniform().prob
-    share, mask = union_share(prob, [(0, 0, 50, 60)])
-    assert share == pytest.approx(0.5) and mask.sum() == 3000
-    assert union_share(prob, [(25, 0, 75, 60)], exclude=mask)[0] == pytest.approx(0.25)
-    assert union_share(prob, [])[0] == 0.0
+def test_union_share_counts_overlaps_once():
+    smap = uniform()
+    assert union_share(smap, [(0, 0, 50, 60)]) == pytest.approx(0.5)
+    assert union_share(smap, [(0, 0, 50, 60), (25, 0, 75, 60)]) == pytest.approx(0.75)
+    assert union_share(smap, [(0, 0, 50, 60), (10, 10, 20, 20)]) == pytest.approx(0.5)
+    assert union_share(smap, []) == 0.0 and union_share(smap, [(5, 5, 5, 9)]) == 0.0  # nothing, or no area
+
+
+def test_union_share_is_the_pixel_masks_share():
+    """Read from the summed-area table cell by cell (a pixel mask of a 1920x1080 map took 33 ms a union): the same
+    share as summing the map under a mask of the union, for overlapping, nested, touching and edge boxes."""
+    rng = np.random.default_rng(11)
+    prob = rng.gamma(0.3, size=(97, 131)).astype(np.float32)
+    prob /= prob.sum(dtype=np.float64)
+    smap = SaliencyMap(prob)
+    for n in (1, 2, 5, 30):
+        for _ in range(20):
+            x0, y0 = rng.integers(0, 131, n), rng.integers(0, 97, n)
+            boxes = np.stack([x0, y0, x0 + rng.integers(1, 60, n), y0 + rng.integers(1, 50, n)], axis=1)
+            boxes[:, 2], boxes[:, 3] = np.minimum(boxes[:, 2], 131), np.minimum(boxes[:, 3], 97)
+            mask = np.zeros(prob.shape, bool)
+            for bx0, by0, bx1, by1 in boxes:
+                mask[by0:by1, bx0:bx1] = True
+            want = prob[mask].sum(dtype=np.float64) / prob.sum(dtype=np.float64)
+            assert union_share(smap, boxes) == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def norms_for(fmt: str, **kinds) -> Norms:

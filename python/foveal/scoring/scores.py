@@ -18,7 +18,7 @@ Per element (box ``B`` of ``area`` pixels on an ``N = H·W`` pixel map):
   `foveal calibrate` proposes), equivalently ``share ≥ threshold_share`` where
   ``threshold_share`` is the smallest reference share ``t`` with ``#{norm ≤ t} ≥ 0.7·n``.
 
-Per creative (boxes unioned with a pixel mask, so overlapping boxes are never counted twice):
+Per creative (boxes unioned, so overlapping boxes are never counted twice):
 
 - ``conversion_share``: attention inside the union of cta, headline and product boxes.
 - ``other_elements_share``: attention inside the union of all other boxes, outside the conversion union.
@@ -68,8 +68,7 @@ DEFINITIONS: dict[str, str] = {
     "threshold_share": "smallest reference share t with (# reference shares <= t) >= pass_percentile% of them",
     "norm_n": "how many reference shares (same kind and format) the element was compared with; null without them",
     "norm_note": "why no reference shares were compared with (no norms, no such format or kind); null when they were",
-    "conversion_share": "attention inside the union of cta, headline and product boxes (pixel mask, no double "
-                        "counting)",
+    "conversion_share": "attention inside the union of cta, headline and product boxes (overlaps counted once)",
     "other_elements_share": "attention inside the union of the other boxes, outside the conversion boxes",
     "background_share": "1 - conversion_share - other_elements_share: attention on no element",
     "focus": "1 - H/log(N), H = -sum p log p over the N pixels: 0 = uniform, 1 = one pixel",
@@ -198,40 +197,55 @@ def competition_ranks(values: Sequence[float]) -> list[int]:
     return (greater + 1).tolist()
 
 
-def union_mask(shape: tuple[int, int], boxes_xyxy: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
-    """Pixels covered by at least one half-open box: a 2-D difference array and two cumulative sums, so the cost
-    is O(boxes + pixels) however many boxes overlap."""
-    h, w = shape
+def union_share(smap: MapLike, boxes_xyxy: Sequence[tuple[int, int, int, int]]) -> float:
+    """Share of attention inside the union of half-open boxes, overlaps counted once. The boxes' edges cut the image
+    into at most (2n + 1)² cells, each wholly inside the union or wholly outside it, and the cells inside are summed
+    from the map's summed-area table, four reads each: the cost grows with the boxes, not the map (a pixel mask of a
+    1920x1080 map took 33 ms a union)."""
+    h, w = smap.prob.shape
     boxes = np.asarray(boxes_xyxy, dtype=np.int64).reshape(-1, 4)
-    diff = np.zeros((h + 1, w + 1), np.int64)
-    x0, y0, x1, y1 = boxes.T
-    np.add.at(diff, (y0, x0), 1)
-    np.add.at(diff, (y0, x1), -1)
-    np.add.at(diff, (y1, x0), -1)
-    np.add.at(diff, (y1, x1), 1)
-    return diff.cumsum(0).cumsum(1)[:h, :w] > 0
-
-
-def union_share(prob: np.ndarray, boxes_xyxy: Sequence[tuple[int, int, int, int]],
-                exclude: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """Attention inside the union of half-open boxes (optionally minus an ``exclude`` mask); returns the share and
-    the union mask.  A mask, not a sum of box sums, so overlaps count once."""
-    mask = union_mask(prob.shape, boxes_xyxy)
-    counted = mask if exclude is None else mask & ~exclude
-    total = float(prob.sum(dtype=np.float64))
-    return float(prob[counted].sum(dtype=np.float64)) / total, mask
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+    if not len(boxes):
+        return 0.0
+    xs, ys = np.unique(boxes[:, 0::2]), np.unique(boxes[:, 1::2])
+    x0, x1 = np.searchsorted(xs, boxes[:, 0]), np.searchsorted(xs, boxes[:, 2])
+    y0, y1 = np.searchsorted(ys, boxes[:, 1]), np.searchsorted(ys, boxes[:, 3])
+    cover = np.zeros((len(ys), len(xs)), np.int64)  # boxes over each cell, as a 2-D difference array
+    np.add.at(cover, (y0, x0), 1)
+    np.add.at(cover, (y0, x1), -1)
+    np.add.at(cover, (y1, x0), -1)
+    np.add.at(cover, (y1, x1), 1)
+    row, col = np.nonzero(cover.cumsum(0).cumsum(1)[:-1, :-1] > 0)
+    cells = np.stack([xs[col], ys[row], xs[col + 1] - xs[col], ys[row + 1] - ys[row]], axis=1)
+    return min(1.0, float(smap.box_stats(cells)["share"].sum()))
 
 
 def focus(prob: np.ndarray) -> float:
-    """``1 − H/log N``: normalised-entropy concentration of the map (0 uniform .. 1 a single pixel)."""
-    p = prob.astype(np.float64).ravel()
-    p = p / p.sum()
-    n = p.size
+    """``1 − H/log N``: normalised-entropy concentration of the map (0 uniform .. 1 a single pixel).
+
+    ``H = log T − Σ q log q / T`` over the unnormalised values ``q`` (total ``T``), in float64, a block of 64K values
+    at a time so that the temporaries stay in cache: 5 ms at 1920x1080, where whole-map temporaries took 14."""
+    values = np.asarray(prob, dtype=np.float32).ravel()
+    n = values.size
     if n == 1:
         return 1.0
-    nz = p[p > 0]
-    entropy = float(-(nz * np.log(nz)).sum())
+    block = np.empty(min(n, _FOCUS_BLOCK))
+    logs = np.empty_like(block)
+    total = q_log_q = 0.0
+    for start in range(0, n, _FOCUS_BLOCK):
+        part = values[start:start + _FOCUS_BLOCK]
+        q, log_q = block[:part.size], logs[:part.size]
+        q[...] = part
+        # A zero adds nothing: 0 · log(the smallest subnormal), not 0 · log 0 = NaN.
+        np.log(np.maximum(q, np.finfo(np.float64).smallest_subnormal, out=log_q), out=log_q)
+        total += float(q.sum())
+        q_log_q += float(np.dot(q, log_q))
+    entropy = math.log(total) - q_log_q / total
     return float(min(1.0, max(0.0, 1.0 - entropy / math.log(n))))
+
+
+_FOCUS_BLOCK = 1 << 16
 
 
 def top_share(prob: np.ndarray, fraction: float = TOP_FRACTION) -> float:
@@ -330,8 +344,8 @@ def score_creative(smap: MapLike, elements: Iterable[Element], *, norms: Norms |
     xywh = np.array([e.box for e in elements], np.int64).reshape(-1, 4)
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     is_conversion = np.array([e.kind in CONVERSION_KINDS for e in elements], bool)
-    conversion, conv_mask = union_share(prob, xyxy[is_conversion])
-    others, _ = union_share(prob, xyxy[~is_conversion], exclude=conv_mask)
+    conversion = union_share(smap, xyxy[is_conversion])
+    others = max(0.0, union_share(smap, xyxy) - conversion)  # the other boxes' attention outside the conversion ones
     return CreativeScores(
         image_hw=(h, w), format=fmt, pass_percentile=pass_percentile, elements=element_scores,
         conversion_share=conversion, other_elements_share=others,
