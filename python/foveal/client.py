@@ -414,14 +414,10 @@ def _encode(image: ImageLike) -> bytes:
         return read_input(image, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
-    from PIL import Image
-
+    from .fileio import encode_png
     from .imageio import load_image
 
-    pixels = load_image(image)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return encode_png(load_image(image))
 
 
 def _file(image: ImageLike) -> tuple[str, bytes, str]:

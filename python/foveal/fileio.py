@@ -22,9 +22,11 @@ import re
 import secrets
 import shutil
 import stat
+import struct
 import threading
+import zlib
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterable, Iterator
+from typing import IO, Any, BinaryIO, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -571,30 +573,64 @@ class _WriteOnly:
         self.write = fh.write
 
 
-#: zlib level of every PNG foveal writes: level 1 encodes a 1080p overlay about 3x faster than Pillow's default 6
-#: (4.2 vs 12.9 ms) for a file a few percent larger.
+#: zlib level of every PNG foveal writes: a 1920x1080 photograph's overlay deflates in 51 ms at level 1 against
+#: about 380 at Pillow's default 6, for a file a fifth larger.
 PNG_COMPRESS_LEVEL = 1
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels: grey, grey and alpha, RGB, RGBA
+_PNG_MAX_CHUNK = 1 << 30
+
+
+def encode_png(array: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """A uint8 grey, grey-and-alpha, RGB or RGBA array, or a uint16 grey one, as PNG bytes; ``text`` goes into text
+    chunks (tEXt, or iTXt for a value Latin-1 cannot hold).
+
+    Every row is Sub-filtered (each byte less the byte one pixel to its left) and the rows deflated at
+    :data:`PNG_COMPRESS_LEVEL` in one stream. Pillow tries all five PNG filters on every row: for a 1920x1080
+    photograph's overlay that took 56 ms of its 105, and Sub alone gives a file of the same size."""
+    a = np.asarray(array)
+    channels = 1 if a.ndim == 2 else (a.shape[2] if a.ndim == 3 else 0)
+    if not ((a.dtype == np.uint8 and channels in _PNG_COLOUR_TYPES) or (a.dtype == np.uint16 and a.ndim == 2)):
+        raise InputError(f"PNG: expected uint8 (H, W[, 2|3|4]) or uint16 (H, W) pixels, got {a.dtype} {a.shape}")
+    height, width = a.shape[:2]
+    if not (0 < height < 1 << 31 and 0 < width < 1 << 31):
+        raise InputError(f"PNG: an image needs 1 to 2**31 - 1 pixels a side, got {width}x{height}")
+    raw = np.ascontiguousarray(a, dtype=">u2" if a.dtype == np.uint16 else np.uint8).view(np.uint8)
+    raw = raw.reshape(height, -1)
+    step = channels * a.dtype.itemsize  # bytes per pixel: Sub subtracts the byte this far to the left
+    rows = np.empty((height, raw.shape[1] + 1), np.uint8)
+    rows[:, 0] = 1
+    rows[:, 1:step + 1] = raw[:, :step]
+    np.subtract(raw[:, step:], raw[:, :-step], out=rows[:, step + 1:])
+    header = struct.pack(">IIBBBBB", width, height, 8 * a.dtype.itemsize, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    parts = [_PNG_SIGNATURE, _png_chunk(b"IHDR", header)]
+    for key, value in (text or {}).items():
+        parts.append(_png_text(key, str(value)))
+    data = zlib.compress(rows, PNG_COMPRESS_LEVEL)
+    parts += [_png_chunk(b"IDAT", data[at:at + _PNG_MAX_CHUNK]) for at in range(0, len(data), _PNG_MAX_CHUNK)]
+    parts.append(_png_chunk(b"IEND", b""))
+    return b"".join(parts)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+
+
+def _png_text(key: str, value: str) -> bytes:
+    if not 1 <= len(key) <= 79 or not all(" " <= c <= "~" or "\xa1" <= c <= "\xff" for c in key):
+        raise InputError(f"PNG text key {key!r}: a PNG keyword is 1 to 79 printable Latin-1 characters; rename it")
+    try:
+        return _png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+    except UnicodeEncodeError:  # iTXt: not compressed, no language, its text in UTF-8
+        return _png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
 def save_png(path: str | os.PathLike, array: np.ndarray, **pnginfo: str) -> None:
-    """Save a uint8/uint16 grey or uint8 RGB/RGBA array as PNG (fast zlib level, :data:`PNG_COMPRESS_LEVEL`),
-    atomically; ``pnginfo`` goes into text chunks."""
-    from PIL import Image, PngImagePlugin
-
-    if array.dtype == np.uint16 and array.ndim == 2:
-        image = Image.fromarray(array)  # Pillow picks mode I;16 for 2-D uint16
-    elif array.dtype == np.uint8 and array.ndim in (2, 3):
-        image = Image.fromarray(array)
-    else:
-        raise InputError(f"save_png: expected uint8 (H,W[,3|4]) or uint16 (H,W), got {array.dtype} {array.shape}")
-    info = PngImagePlugin.PngInfo()
-    for key, value in pnginfo.items():
-        if not 1 <= len(key) <= 79 or not all(" " <= c <= "~" or "\xa1" <= c <= "\xff" for c in key):
-            raise InputError(f"PNG text key {key!r}: a PNG keyword is 1 to 79 printable Latin-1 characters; "
-                             "rename it")
-        info.add_text(key, value)
+    """Save an array as PNG (:func:`encode_png`), atomically; ``pnginfo`` goes into text chunks."""
+    data = encode_png(array, pnginfo)
     with atomic_write(path, "wb") as fh:
-        image.save(fh, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+        fh.write(data)
 
 
 def json_default(obj: Any) -> Any:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -34,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import FormatMismatchError, InputError, one_line
-from ..fileio import PNG_COMPRESS_LEVEL
+from ..fileio import encode_png
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
@@ -435,10 +434,6 @@ _VERDICT_COLOURS = {"better": "#0b7a3e", "worse": "#c0262d", "mixed": "#e08a00",
 
 def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
     """A self-contained page (figure embedded as PNG) for a ``compare.json`` document."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(figure).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     rows = "".join(
         f'<tr><td>{html.escape(e["name"])}</td><td>{html.escape(e["kind"])}</td><td>{_pct(e["share_a"])}</td>'
         f'<td>{_pct(e["share_b"])}</td><td>{_pp(e["delta_share"])}</td><td>{e["lift_a"]:.2f}</td>'
@@ -462,7 +457,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),
         summary=html.escape(doc["summary"]),
-        figure="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        figure="data:image/png;base64," + base64.b64encode(encode_png(figure)).decode("ascii"),
         moved=html.escape(f'{_pct(doc["moved_mass"])} of the attention sits somewhere else in B.'),
         table=table, extra=extra,
         definitions="".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"

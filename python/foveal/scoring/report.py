@@ -18,7 +18,7 @@ import numpy as np
 from .. import cpu
 from .._version import __version__
 from ..errors import InputError, one_line
-from ..fileio import PNG_COMPRESS_LEVEL, check_output, remove_stale, save_png, write_json, write_text
+from ..fileio import check_output, encode_png, remove_stale, save_png, write_json, write_text
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
@@ -143,11 +143,7 @@ LEGEND_TEXT = ("Colour = predicted attention relative to the map's peak: none (g
 
 
 def _png_uri(pixels: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(encode_png(pixels)).decode("ascii")
 
 
 #: Longest side libjpeg (through Pillow) encodes; a longer strip is embedded as PNG.

@@ -39,6 +39,7 @@ from .._version import __version__
 from ..client import MAX_DEADLINE_MS
 from ..detect import unavailable_reason as detection_unavailable
 from ..errors import ImageError, InputError, ServiceError, TooManyPixelsError
+from ..fileio import encode_png
 from ..imageio import DecodedImage, check_header, decode
 from ..models import available_models, load_card
 from ..saliency_map import SaliencyMap
@@ -434,7 +435,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                 doc["grid"] = codec.grid(smap, *options.cells)
             if options.overlay:
                 pixels = decode(data, state.config.max_pixels).pixels
-                doc["overlay"] = {"format": "png", "data": codec.b64(codec.png_rgb(smap.overlay(pixels)))}
+                doc["overlay"] = {"format": "png", "data": codec.b64(encode_png(smap.overlay(pixels)))}
             return doc
 
         # A quick check (provenance, a small grid) takes tens of microseconds: a thread hop would cost more.
@@ -529,7 +530,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             figure = comparing.compare_figure(decoded[0].pixels, map_a, scores_a, decoded[1].pixels, map_b, scores_b,
                                               diff)
             if output == "png":
-                return Response(codec.png_rgb(figure), media_type="image/png")
+                return Response(encode_png(figure), media_type="image/png")
             return HTMLResponse(comparing.render_html(doc, figure), headers=DOCUMENT_HEADERS)
 
         return await run_in_threadpool(work)
@@ -588,15 +589,15 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             doc = whatif_document(body, outcome, inputs, seconds=time.perf_counter() - start, images_predicted=n,
                                   batch_size=batch_size)
             if edited:  # the page shows the edited creative beside the scores: one prediction, not two
-                doc["edited"] = {"format": "png", "data": codec.b64(codec.png_rgb(outcome.edited.image))}
+                doc["edited"] = {"format": "png", "data": codec.b64(encode_png(outcome.edited.image))}
             if output == "edited":
-                return Response(codec.png_rgb(outcome.edited.image), media_type="image/png")
+                return Response(encode_png(outcome.edited.image), media_type="image/png")
             if output == "png":
                 diff = comparing.difference_map(outcome.map_before.prob, outcome.map_after.prob)
                 figure = comparing.compare_figure(decoded.pixels, outcome.map_before, outcome.before,
                                                   outcome.edited.image, outcome.map_after, outcome.after, diff,
                                                   labels=("before", "after"))
-                return Response(codec.png_rgb(figure), media_type="image/png")
+                return Response(encode_png(figure), media_type="image/png")
             return codec.JSONDocument(doc)
 
         watcher = asyncio.create_task(_watch_disconnect(request, gone))

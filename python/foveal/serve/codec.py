@@ -20,13 +20,12 @@ from starlette.responses import Response
 
 from .. import cpu
 from ..errors import ImageError, InputError, ServiceError
+from ..fileio import encode_png
 from ..saliency_map import SaliencyMap
 
 #: Raw request bodies /v1/predict accepts besides multipart uploads.
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 MAX_GRID_CELLS = 256 * 256
-#: PNG zlib level: 1 is within a few percent of 6 in size for smooth maps and several times faster.
-PNG_LEVEL = 1
 
 
 def media_type(request: Request) -> str:
@@ -158,14 +157,8 @@ async def image_bytes(request: Request) -> tuple[bytes, str]:
 
 def png16(smap: SaliencyMap) -> tuple[bytes, float]:
     """The map as a 16-bit greyscale PNG and the scale turning its values back into probabilities."""
-    from PIL import Image, PngImagePlugin
-
     quantised, scale = cpu.quantize(smap.prob, 16)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("foveal:scale", repr(float(scale)))
-    buf = io.BytesIO()
-    Image.fromarray(quantised).save(buf, format="PNG", pnginfo=info, compress_level=PNG_LEVEL)
-    return buf.getvalue(), float(scale)
+    return encode_png(quantised, {"foveal:scale": repr(float(scale))}), float(scale)
 
 
 class NpyResponse(Response):
@@ -224,12 +217,6 @@ def grid(smap: SaliencyMap, cols: int, rows: int) -> dict[str, Any]:
     return {"rows": rows, "cols": cols, "values": cells.tolist()}
 
 
-def png_rgb(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue()
 
 
 def b64(data: bytes) -> str:
