@@ -212,6 +212,26 @@ def test_overlay_in_row_blocks_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(smap.overlay(image), whole)
 
 
+def test_overlay_is_its_documented_blend_exactly():
+    """The blend runs in reused planar buffers for speed; it must stay the documented formula, pixel for pixel."""
+    from foveal import cpu
+    from foveal.saliency_map import OVERLAY_BASE, overlay_ramp
+
+    rng = np.random.default_rng(8)
+    for h, w in ((1, 1), (3, 700), (450, 2), (257, 333)):
+        prob = rng.random((h, w), dtype=np.float32) ** 6
+        prob /= prob.sum()
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for alpha in (0.0, 0.35, 0.9, 1.0):
+            t = prob / prob.max()
+            colours = cpu.colorize(overlay_ramp(t), "inferno").astype(np.float32)
+            grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            low, high = OVERLAY_BASE
+            base = (low + grey * ((high - low) / 255.0))[..., None]
+            want = np.clip(base + (colours - base) * (alpha * np.sqrt(t))[..., None] + 0.5, 0, 255).astype(np.uint8)
+            np.testing.assert_array_equal(SaliencyMap(prob).overlay(image, alpha=alpha), want)
+
+
 @pytest.mark.parametrize("colour", [(0, 0, 0), (200, 20, 20), (255, 255, 255), (40, 40, 160)])
 def test_overlay_heat_stands_out_on_any_background(colour):
     # Turbo at alpha 0.6 all but vanished on dark and on red areas; the peak must stand out from the unattended image.
