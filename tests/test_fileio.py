@@ -307,3 +307,28 @@ def test_encode_png_refuses_what_png_cannot_hold():
             encode_png(bad)
     with pytest.raises(InputError, match="PNG text key"):
         encode_png(np.zeros((2, 2), np.uint8), {"": "x"})
+
+
+def test_write_png_holds_a_few_blocks_of_rows_not_a_copy_of_the_image():
+    """Rows are filtered and deflated a block at a time: a 100 MP report overlay must not cost another 300 MB."""
+    import tracemalloc
+
+    from foveal.fileio import write_png
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2500, 6000, 3), np.uint8)  # 45 MB, incompressible
+
+    class Sink:
+        size = 0
+
+        def write(self, data: bytes) -> None:
+            self.size += len(data)
+
+    sink = Sink()
+    tracemalloc.start()
+    try:
+        write_png(sink, pixels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sink.size > pixels.nbytes  # the data went through
+    assert peak < 48 << 20, peak / 2**20  # a few 8 MB blocks, not the image's 45 MB again and again
