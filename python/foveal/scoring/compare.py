@@ -24,7 +24,6 @@ Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
 """
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from dataclasses import asdict, dataclass
@@ -33,11 +32,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import FormatMismatchError, InputError, one_line
-from ..fileio import encode_png
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, run_header
+from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
@@ -457,7 +455,7 @@ def render_html(doc: dict[str, Any], figure: np.ndarray) -> str:
                          f'foveal {doc["foveal_version"]}'),
         colour=_VERDICT_COLOURS[doc["verdict"]], verdict=html.escape(doc["verdict"]),
         summary=html.escape(doc["summary"]),
-        figure="data:image/png;base64," + base64.b64encode(encode_png(figure)).decode("ascii"),
+        figure=png_uri(figure),
         moved=html.escape(f'{_pct(doc["moved_mass"])} of the attention sits somewhere else in B.'),
         table=table, extra=extra,
         definitions="".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"

@@ -142,7 +142,8 @@ LEGEND_TEXT = ("Colour = predicted attention relative to the map's peak: none (g
                "yellow (peak); colour-blind-safe inferno scale")
 
 
-def _png_uri(pixels: np.ndarray) -> str:
+def png_uri(pixels: np.ndarray) -> str:
+    """``pixels`` as a PNG data URI, for a self-contained page."""
     return "data:image/png;base64," + base64.b64encode(encode_png(pixels)).decode("ascii")
 
 
@@ -156,7 +157,7 @@ def _data_uri(pixels: np.ndarray) -> str:
     from PIL import Image
 
     if max(pixels.shape[:2]) > JPEG_MAX_SIDE:
-        return _png_uri(pixels)
+        return png_uri(pixels)
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=88)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -292,7 +293,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         notes="".join(f'<div class="note">{n}</div>' for n in notes),
         creative_src=_data_uri(image),
         overlay_src=_data_uri(overlay),
-        legend_src=_png_uri(legend_strip(400)),
+        legend_src=png_uri(legend_strip(400)),
         legend_text=html.escape(LEGEND_TEXT),
         score_caption="" if norms is None else " · score (0–100 percentile)",
         chart=_bar_chart(doc["elements"]),

@@ -217,7 +217,5 @@ def grid(smap: SaliencyMap, cols: int, rows: int) -> dict[str, Any]:
     return {"rows": rows, "cols": cols, "values": cells.tolist()}
 
 
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
