@@ -1,11 +1,13 @@
-"""foveal's CPU post-network kernels against the best float32 OpenCV + NumPy composition, interleaved.
+"""foveal's CPU kernels (preprocess, post-network) against the best OpenCV + NumPy composition, interleaved.
 
     python benchmarks/cpu_kernels.py                       # default thread count
     FOVEAL_NUM_THREADS=1 python benchmarks/cpu_kernels.py  # one thread (OpenCV is held to one thread too)
     python benchmarks/cpu_kernels.py --load 1              # beside one competing CPU-bound process
 
-Baselines are what a strong engineer would write with the usual tools: cv2.resize (INTER_LINEAR, float32) of the
-engine's real 48x48 log-density grid, a float32 max-subtracted cv2.exp in place with a float64 total
+Baselines are what a strong engineer would write with the usual tools: for the network's input, cv2.resize
+(INTER_AREA) of the uint8 image (its output rounded to whole levels, where foveal keeps float32), then a float32
+(x - mean) / std into planes; after the network, cv2.resize (INTER_LINEAR, float32) of the engine's real 48x48
+log-density grid, a float32 max-subtracted cv2.exp in place with a float64 total
 (cv2.sumElems), cv2.integral to float64, and NumPy fancy indexing for the boxes.
 """
 from __future__ import annotations
@@ -36,6 +38,19 @@ def cv2_softmax(grid: np.ndarray, size: int) -> np.ndarray:
     return up
 
 
+MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+def cv2_preprocess(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    small = cv2.resize(image, size_wh, interpolation=cv2.INTER_AREA)
+    planes = np.empty((1, 3, size_wh[1], size_wh[0]), np.float32)
+    for c in range(3):  # per plane: strided reads of one channel, contiguous writes
+        np.subtract(small[..., c], MEAN[c], out=planes[0, c], dtype=np.float32)
+        planes[0, c] *= np.float32(1.0 / STD[c])
+    return planes
+
+
 def numpy_box_sums(sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0, y0, x1, y1 = boxes.T
     return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
@@ -59,6 +74,12 @@ def main() -> None:
     grid = np.random.default_rng(2).normal(0, 2, (GRID, GRID)).astype(np.float32)
     load = competing_load(args.load) if args.load else contextlib.nullcontext()
     with load:
+        # A 1920x1080 photograph's pixels to the network's 384x216 input (area average, normalised).
+        photo = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (1080, 1920, 3), np.uint8), (0, 0), 2)
+        print(table("\npreprocess 1920x1080 uint8 RGB -> 384x216 float32 NCHW", compare({
+            "cv2 INTER_AREA + numpy": lambda: cv2_preprocess(photo, (384, 216)),
+            "foveal": lambda: cpu.preprocess(photo, (216, 384), (216, 384), MEAN, STD),
+        }, baseline="cv2 INTER_AREA + numpy", rounds=args.rounds)))
         # An ad's table (1.4 MiB here) sits between malloc's mmap threshold and the sizes usually benchmarked.
         half_page = cv2.resize(cv2_softmax(grid, 600), (300, 600))
         print(table("\nSAT 300x600 (a half-page ad) float32 -> float64", compare({
