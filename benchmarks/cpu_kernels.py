@@ -74,7 +74,7 @@ def main() -> None:
     grid = np.random.default_rng(2).normal(0, 2, (GRID, GRID)).astype(np.float32)
     load = competing_load(args.load) if args.load else contextlib.nullcontext()
     with load:
-        # A 1920x1080 photograph's pixels to the network's 384x216 input (area average, normalised).
+        # 1920x1080 pixels (blurred noise: the kernels' time does not depend on content) to the network's input.
         photo = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (1080, 1920, 3), np.uint8), (0, 0), 2)
         print(table("\npreprocess 1920x1080 uint8 RGB -> 384x216 float32 NCHW", compare({
             "cv2 INTER_AREA + numpy": lambda: cv2_preprocess(photo, (384, 216)),
