@@ -1,6 +1,7 @@
 """Atomic writes: a failure half-way leaves neither a partial target nor a temp file."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -307,6 +308,17 @@ def test_encode_png_refuses_what_png_cannot_hold():
             encode_png(bad)
     with pytest.raises(InputError, match="PNG text key"):
         encode_png(np.zeros((2, 2), np.uint8), {"": "x"})
+
+
+def test_write_png_refuses_a_bad_text_key_before_writing_anything():
+    """The key was checked as its chunk was written, after the signature and header: the caller's stream held the
+    start of a PNG."""
+    from foveal.fileio import write_png
+
+    sink = io.BytesIO()
+    with pytest.raises(InputError, match="PNG text key"):
+        write_png(sink, np.zeros((2, 2), np.uint8), {"ok": "1", "bad\x00key": "2"})
+    assert sink.getvalue() == b""
 
 
 def test_write_png_holds_a_few_blocks_of_rows_not_a_copy_of_the_image():

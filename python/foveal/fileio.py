@@ -605,10 +605,9 @@ def write_png(fh: BinaryIO, array: np.ndarray, text: Mapping[str, str] | None = 
     height, width = a.shape[:2]
     if not (0 < height < 1 << 31 and 0 < width < 1 << 31):
         raise InputError(f"PNG: an image needs 1 to 2**31 - 1 pixels a side, got {width}x{height}")
+    texts = b"".join(_png_text(key, str(value)) for key, value in (text or {}).items())  # a bad key: nothing written
     header = struct.pack(">IIBBBBB", width, height, 8 * a.dtype.itemsize, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    fh.write(_PNG_SIGNATURE + _png_chunk(b"IHDR", header))
-    for key, value in (text or {}).items():
-        fh.write(_png_text(key, str(value)))
+    fh.write(_PNG_SIGNATURE + _png_chunk(b"IHDR", header) + texts)
     step = channels * a.dtype.itemsize  # bytes per pixel: Sub subtracts the byte this far to the left
     row_bytes = width * step
     block = max(1, _PNG_BLOCK_BYTES // (row_bytes + 1))
