@@ -98,7 +98,8 @@ class _ScoreActor:
 
 
 def _identity(engine: dict[str, Any]) -> dict[str, Any]:
-    return engine_identity(EngineSpec(**engine).build())
+    with EngineSpec(**engine).build() as built:  # on a GPU worker: its device memory back before the actors start
+        return engine_identity(built)
 
 
 def _engine_identity(ray, engine: EngineSpec, per_actor: dict[str, Any]) -> dict[str, Any]:
