@@ -336,6 +336,22 @@ def test_landscape_panels_stack_and_carry_a_legend():
     assert compare_figure(square, sq_map, sq_scores, square, sq_map, sq_scores, np.zeros((100, 100))).shape[1] > 300
 
 
+def test_a_figure_of_opposite_shapes_holds_no_more_pixels_than_its_panels():
+    """A 5000x1 banner beside a 1x5000 strip: scaled to the strip's height the banner was 25,000,000 pixels wide,
+    and the service answering /v1/compare?format=png was killed for memory (24 GB)."""
+    from foveal.scoring.compare import compare_figure
+
+    def creative(h, w):
+        smap = SaliencyMap(np.full((h, w), 1.0 / (h * w), np.float32))
+        return np.full((h, w, 3), 90, np.uint8), smap, score_creative(smap, (Element("cta", "cta", (0, 0, 1, 1)),))
+
+    (wide, wide_map, wide_scores), (tall, tall_map, tall_scores) = creative(1, 5000), creative(5000, 1)
+    for a, b in (((wide, wide_map, wide_scores), (tall, tall_map, tall_scores)),
+                 ((tall, tall_map, tall_scores), (wide, wide_map, wide_scores))):
+        figure = compare_figure(*a, *b, np.zeros(b[0].shape[:2]))
+        assert figure.shape[0] * figure.shape[1] < 400_000, figure.shape  # 3 x 5000 pixels, labels, the legend
+
+
 def test_compare_page_titles_use_file_names(tmp_path):
     (a, b), (ea, eb) = _examples(tmp_path)
     out = tmp_path / "out"

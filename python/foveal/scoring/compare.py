@@ -25,6 +25,7 @@ Definitions (copied into every ``compare.json`` as :data:`DEFINITIONS`):
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -332,21 +333,29 @@ STACK_ASPECT = 1.25
 def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8,
                  footer: np.ndarray | None = None, footer_label: str = "") -> np.ndarray:
     """Panels (uint8 H×W×3) with a label each, on white: left to right at the last panel's height, or, for
-    landscape panels (width/height > :data:`STACK_ASPECT`), top to bottom at its width.  ``footer`` (e.g. the
-    colour legend) goes under them, labelled."""
+    landscape panels (width/height > :data:`STACK_ASPECT`), top to bottom at its width; smaller than that where
+    they would then hold more pixels than as many panels the size of the largest.  ``footer`` (e.g. the colour
+    legend) goes under them, labelled."""
     from PIL import Image, ImageDraw, ImageFont
 
     last = panels[-1]
     stacked = last.shape[1] / last.shape[0] > STACK_ASPECT
+    shared = 1 if stacked else 0  # the axis every panel is scaled to
+
+    def across(p: np.ndarray, extent: int) -> int:
+        return max(1, round(p.shape[1 - shared] * extent / p.shape[shared]))
+
+    extent = last.shape[shared]
+    planned = extent * sum(across(p, extent) for p in panels)
+    most = len(panels) * max(p.shape[0] * p.shape[1] for p in panels)
+    if planned > most:  # a 5000×1 banner beside a 1×5000 strip: at the strip's height, 25,000,000 pixels wide
+        extent = max(1, int(extent * math.sqrt(most / planned)))
     scaled = []
     for p in panels:
-        if stacked and p.shape[1] != last.shape[1]:
-            size = (last.shape[1], max(1, round(p.shape[0] * last.shape[1] / p.shape[1])))
-        elif not stacked and p.shape[0] != last.shape[0]:
-            size = (max(1, round(p.shape[1] * last.shape[0] / p.shape[0])), last.shape[0])
-        else:
-            size = None
-        scaled.append(np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)) if size else p)
+        size = (extent, across(p, extent)) if stacked else (across(p, extent), extent)  # Pillow's (width, height)
+        same = size == (p.shape[1], p.shape[0])
+        scaled.append(p if same else np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)))
+    last = scaled[-1]
     font = ImageFont.load_default(size=max(12, min(last.shape[:2]) // 20, 14))
     label_h = font.size + 8
     if stacked:
