@@ -224,10 +224,36 @@ def test_check_header_refuses_before_decoding(rgb):
         check_header(b"")
 
 
-def test_unsupported_pixel_format():
-    dds = b"DDS " + struct.pack("<I", 124) + bytes(120)  # Pillow opens it, then raises NotImplementedError
-    with pytest.raises(ImageError, match="unsupported image"):
-        load_image(dds)
+@pytest.mark.parametrize("fmt", ["ICO", "EPS", "PPM", "TGA", "PCX", "DDS", "QOI", "JPEG2000", "SGI"])
+def test_formats_beyond_the_six_are_refused_unopened(fmt, rgb):
+    """Pillow opens dozens of formats, EPS by running Ghostscript on the file; foveal reads the six it documents."""
+    data = _encode(Image.fromarray(rgb[:16, :16]), fmt)
+    with pytest.raises(ImageError, match=r"not a recognised image format \(try PNG, JPEG, WebP, TIFF, BMP or GIF\)"):
+        load_image(data)
+
+
+def test_an_icon_over_a_huge_png_is_refused_from_its_header():
+    """An ICO's directory said 16x16 over a PNG of 12000x12000: the pixel limit, checked on the stated size, passed,
+    and a 445 KB upload was decoded into 390 MB of pixels before the real size was refused."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    side = 3000
+    rows = zlib.compress((b"\0" + b"\x80" * (3 * side)) * side, 9)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    icon = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22) + png
+    for call in (check_header, load_image):
+        with pytest.raises(ImageError, match="not a recognised image format"):
+            call(icon, max_pixels=1_000_000)
+
+
+def test_a_cameras_mpo_is_read_as_its_first_picture(rgb):
+    """MPO (a JPEG holding a second picture, as cameras write them) comes through Pillow's JPEG opener."""
+    second = Image.fromarray(255 - rgb)
+    data = _encode(Image.fromarray(rgb), "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert np.array_equal(load_image(data), load_image(_encode(Image.fromarray(rgb), "JPEG")))
 
 
 def test_missing_file_and_directory(tmp_path):

@@ -23,6 +23,10 @@ from .errors import ImageError, TooManyPixelsError
 from .fileio import open_input, stream_sha256
 
 DEFAULT_MAX_PIXELS = 100_000_000
+#: The encoded formats foveal reads, by Pillow's names (its JPEG opener also takes a camera's MPO, a JPEG holding a
+#: second picture). Pillow would open dozens more, among them ICO, whose header states a 16x16 icon over a PNG of
+#: any size (so the pixel limit cannot be checked before decoding), and EPS, which it hands to Ghostscript.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", "PIL.Image.Image", "DecodedImage"]  # noqa: F821
@@ -166,7 +170,8 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
     # No warnings.catch_warnings() here: it swaps the process-wide filter list and races other threads. With
     # Pillow's limit at least max_pixels, its bomb warning only fires for images refused just below anyway.
     try:
-        image = Image.open(fh)
+        Image.init()  # registers every plugin: Image.open(formats=...) looks each name up before it would
+        image = Image.open(fh, formats=FORMATS)
     except UnidentifiedImageError:
         frame = _jpeg_frame(fh)
         if frame is not None:
