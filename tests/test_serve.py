@@ -1270,6 +1270,17 @@ def test_a_query_parameter_given_twice_is_refused(url):
     assert httpx.post(f"{url}/v1/predict?map=false&grid=4x4", content=data, headers=headers).status_code == 200
 
 
+def test_json_only_options_beside_a_map_format_are_refused(url):
+    """?format=png&grid=2x2 answered the PNG alone: the grid asked for was dropped without a word."""
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/png"}
+    for fmt, option in (("png", "grid=2x2"), ("npy", "overlay=true"), ("png", "map=false")):
+        answer = httpx.post(f"{url}/v1/predict?format={fmt}&{option}", content=EXAMPLE.read_bytes(), headers=headers)
+        assert error_of(answer) == (400, "invalid_input"), option
+        name = option.split("=")[0]
+        assert answer.json()["error"]["message"] == (f"{name} applies to format=json only: format={fmt} answers "
+                                                     "with the map alone")
+
+
 def test_an_unknown_query_parameter_is_refused(url):
     """?gird=32x24 (a typo) was ignored: the answer came without its grid, and nothing said why."""
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/png"}

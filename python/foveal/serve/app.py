@@ -357,6 +357,10 @@ class _PredictOptions:
         fmt = query.get("format", "json")
         if fmt not in ("json", "png", "npy"):
             raise InputError(f"format must be json, png or npy, got {fmt!r}")
+        if fmt != "json":  # the answer is the map alone: a grid asked for beside it would be dropped without a word
+            extra = [name for name in ("map", "grid", "overlay") if name in query]
+            if extra:
+                raise InputError(f"{extra[0]} applies to format=json only: format={fmt} answers with the map alone")
         grid = query.get("grid")
         return cls(fmt, _flag(query.get("map"), "map", True), None if grid is None else codec.parse_grid(grid),
                    _flag(query.get("overlay"), "overlay", False))
