@@ -41,6 +41,37 @@ def _assert_fill_in_border_range(image: np.ndarray, mask: np.ndarray, out: np.nd
 
 # --- fill_holes -----------------------------------------------------------------------------------------------
 
+def test_a_progress_wrapper_sees_every_edit_and_can_stop_them():
+    """The service passes one that raises once the request's deadline has passed: 400 edits on a large creative
+    each read and write the whole image, and ran on for seconds after the client's deadline."""
+    image = np.full((60, 80, 3), 120, np.uint8)
+    elements = [Element("cta", "cta", (10, 10, 20, 10))]
+    edits = [Move("cta", 1, 0), Move("cta", -1, 0), Move("cta", 0, 2)]
+    seen = []
+
+    def watched(items, total):
+        assert total == len(edits)
+        for item in items:
+            seen.append(item)
+            yield item
+
+    watched_result, plain = apply_edits(image, elements, edits, progress=watched), apply_edits(image, elements, edits)
+    assert np.array_equal(watched_result.image, plain.image) and watched_result.elements == plain.elements
+    assert seen == edits
+
+    class Stop(Exception):
+        pass
+
+    def stopping(items, total):
+        for i, item in enumerate(items):
+            if i == 1:
+                raise Stop
+            yield item
+
+    with pytest.raises(Stop):
+        apply_edits(image, elements, edits, progress=stopping)
+
+
 def test_fill_keeps_outside_and_stays_in_border_range():
     image = _noise(60, 80)
     mask = np.zeros((60, 80), bool)

@@ -32,6 +32,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import foveal
 from foveal import Client, Engine, ElementSpecError, ImageError, SaliencyMap, ServiceError  # noqa: E402
+from foveal.fileio import encode_png  # noqa: E402
 from foveal.scoring.elements import parse_elements_json  # noqa: E402
 from foveal.scoring.recommend import Thresholds  # noqa: E402
 from foveal.scoring.report import score_document  # noqa: E402
@@ -421,6 +422,26 @@ def test_compare_and_whatif(http):
                     data={"elements": ELEMENTS, "search": json.dumps({"element": "cta", "grid": [2, 2], "top": 2})})
     assert doc.status_code == 200, doc.text
     assert doc.json()["mode"] == "search" and len(doc.json()["search"]["best"]) == 2
+
+
+def test_a_whatif_stops_applying_edits_once_its_deadline_passes(http):
+    """Each edit reads and writes the whole creative: 400 ran on for seconds past X-Deadline-Ms, a worker thread and
+    a core held for an answer no client waited for."""
+    ramp = np.linspace(0, 255, 1000, dtype=np.float32)
+    pixels = np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=-1).astype(np.uint8)
+    image = ("big.png", encode_png(pixels))
+    elements = json.dumps([{"name": "cta", "kind": "cta", "box": [100, 100, 200, 100]}])
+    edits = json.dumps([{"op": "move", "element": "cta", "dx": 1 if i % 2 == 0 else -1, "dy": 0} for i in range(200)])
+    fields = {"elements": elements, "edits": edits}
+    start = time.perf_counter()
+    assert http.post("/v1/whatif", files={"image": image}, data=fields).status_code == 200
+    whole = time.perf_counter() - start
+    start = time.perf_counter()
+    late = http.post("/v1/whatif", files={"image": image}, data=fields, headers={"X-Deadline-Ms": "1"})
+    assert error_of(late) == (504, "deadline_exceeded")
+    assert time.perf_counter() - start < whole / 2, (time.perf_counter() - start, whole)
+    one = {"elements": elements, "edits": json.dumps([{"op": "move", "element": "cta", "dx": 1, "dy": 0}])}
+    assert http.post("/v1/whatif", files={"image": image}, data=one).status_code == 200
 
 
 def test_a_whatif_gives_its_document_and_edited_creative_in_one_answer(http):

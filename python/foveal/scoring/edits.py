@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -231,8 +231,11 @@ def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
     return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
 
 
-def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit]) -> EditedCreative:
+def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit], *,
+                progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None) -> EditedCreative:
     """Apply ``edits`` in order to ``image`` (H×W×3 uint8) and its ``elements``; the inputs are not modified.
+    ``progress(edits, total)`` wraps the iteration over them (a progress bar; or a check that raises to stop: each
+    edit reads and writes the whole image).
 
     Raises :class:`InputError` for an unknown element name, an element already off the image or an edit that would
     leave it.
@@ -240,7 +243,8 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
     image = checked_image(image)
     elements = checked_elements(elements, image)
     current = {e.name: e for e in elements}
-    for edit in edit_list(edits):
+    edits = edit_list(edits)
+    for edit in edits if progress is None else progress(edits, len(edits)):
         if isinstance(edit, Move):
             e = _lookup(current, edit.name, "move")
             x, y, w, h = e.box

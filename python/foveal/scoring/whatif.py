@@ -174,9 +174,11 @@ def edit_from_dict(obj: Any, where: str = "edit") -> Edit:
 
 
 def whatif_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
-                 batch_size: int = 16) -> tuple[dict[str, Any], EditOutcome, int]:
-    """The body of ``whatif.json`` for edits, the outcome, and how many images were predicted."""
-    outcome = run_edits(engine, image, elements, edits, batch_size=batch_size)
+                 batch_size: int = 16, progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+                 ) -> tuple[dict[str, Any], EditOutcome, int]:
+    """The body of ``whatif.json`` for edits, the outcome, and how many images were predicted; ``progress`` as
+    for :func:`~foveal.scoring.edits.apply_edits`."""
+    outcome = run_edits(engine, image, elements, edits, batch_size=batch_size, progress=progress)
     return {"mode": "edits", **outcome_document(outcome)}, outcome, 2
 
 
@@ -233,12 +235,14 @@ def _checked_run(engine: Predictor, batch_size: int) -> int:
 
 
 def run_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
-              batch_size: int = 16) -> EditOutcome:
-    """Apply ``edits`` and score the original and the edited creative from one batched model call."""
+              batch_size: int = 16, progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+              ) -> EditOutcome:
+    """Apply ``edits`` and score the original and the edited creative from one batched model call; ``progress``
+    as for :func:`~foveal.scoring.edits.apply_edits`."""
     batch_size, edits = _checked_run(engine, batch_size), edit_list(edits)
     if not edits:
         raise InputError("no edit given: give at least one move NAME:DX,DY, scale NAME:FACTOR or swap NAME,NAME")
-    edited = apply_edits(image, elements, edits)
+    edited = apply_edits(image, elements, edits, progress=progress)
     map_before, map_after = engine.predict_batch([image, edited.image], batch_size=batch_size)
     before = score_creative(map_before, elements)
     after = score_creative(map_after, edited.elements)

@@ -583,7 +583,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
                     raise InputError(f"field 'edits': {len(raw)} edits, this service applies at most {MAX_EDITS} per "
                                      "request; give each element one move and one scale")
                 edits = [edit_from_dict(e, f"edits[{i}]") for i, e in enumerate(raw)]
-                body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size)
+                body, outcome, n = whatif_edits(predictor, decoded.pixels, spec.elements, edits, batch_size,
+                                                progress=predictor.checked)
             else:
                 options = _search_options(parse_json(search_text, "field 'search'"))
                 _check_search_size(decoded.pixels.shape[:2], spec.elements, options)

@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -74,6 +74,10 @@ def shutting_down() -> ServiceError:
     """503 for a request that arrived, or was still in progress, when the service stopped."""
     return ServiceError("the service is shutting down; retry on another instance", status=503, code="shutting_down",
                         retry_after=1.0)
+
+
+def client_disconnected() -> ServiceError:
+    return ServiceError("the client disconnected; the rest of its work was dropped", status=499, code="client_gone")
 
 
 def deadline_exceeded() -> ServiceError:
@@ -422,12 +426,21 @@ class ThreadPredictor:
             maps += self._wait(asyncio.run_coroutine_threadsafe(self._batcher.submit_many(part, self._deadline), loop))
         return maps
 
+    def checked(self, items: Iterable[Any], total: int) -> Iterator[Any]:
+        """``items`` (a ``progress`` wrapper for library loops, what-if's edits): stops with the 504 or the 499 a
+        prediction would end with once the deadline passes or the client leaves, instead of working on unasked."""
+        for item in items:
+            if self._gone is not None and self._gone.is_set():
+                raise client_disconnected()
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise deadline_exceeded()
+            yield item
+
     def _wait(self, future: concurrent.futures.Future) -> list[SaliencyMap]:
         while True:
             if self._gone is not None and self._gone.is_set():
                 future.cancel()  # cancels submit_many, which cancels its images' futures: the batcher skips them
-                raise ServiceError("the client disconnected; the rest of its work was dropped", status=499,
-                                   code="client_gone")
+                raise client_disconnected()
             try:
                 return future.result(timeout=None if self._gone is None else 0.05)
             except concurrent.futures.TimeoutError:
