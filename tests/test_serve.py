@@ -1320,6 +1320,10 @@ def test_an_unknown_query_parameter_is_refused(url):
     assert error_of(answer) == (400, "invalid_input")
     assert answer.json()["error"]["message"] == ("unknown query parameter 'min_face': /v1/detect takes none; send "
                                                  "only the image")
+    # a 30,000-character name came back whole in the message, and given twice, too
+    for query in ("a" * 30_000 + "=1", "a" * 30_000 + "=1&" + "a" * 30_000 + "=2"):
+        answer = httpx.post(f"{url}/v1/predict?{query}", content=EXAMPLE.read_bytes(), headers=headers)
+        assert error_of(answer) == (400, "invalid_input") and len(answer.json()["error"]["message"]) < 200
 
 
 def test_queue_overflow_gets_503_with_retry_after(engine):

@@ -377,7 +377,7 @@ def _known_query(request: Request, names: Collection[str], takes: str) -> None:
     or ``?norms=display`` where the norms go in the body, would otherwise be ignored without a word."""
     unknown = sorted(set(request.query_params) - set(names))
     if unknown:
-        raise InputError(f"unknown query parameter {unknown[0]!r}: {request.url.path} takes {takes}")
+        raise InputError(f"unknown query parameter {_short(unknown[0])}: {request.url.path} takes {takes}")
 
 
 #: What /v1/score, /v1/compare and /v1/whatif take in their query: their inputs are multipart fields.

@@ -148,8 +148,8 @@ class Guard:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         twice = repeated(name for name, _ in query)
         if twice:  # as for the headers above: which copy counts would be a guess (the framework takes the last)
-            return ServiceError(f"the query parameter {twice[0]} is given more than once; give it once", status=400,
-                                code="invalid_input")
+            return ServiceError(f"the query parameter {twice[0][:60]} is given more than once; give it once",
+                                status=400, code="invalid_input")
         coding = headers.get("content-encoding", "identity").strip().lower()
         if coding not in ("identity", ""):  # else a compressed image would be refused as not being one
             return ServiceError(f"Content-Encoding {coding} is not accepted here; send the body uncompressed",
