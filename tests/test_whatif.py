@@ -216,6 +216,24 @@ def test_search_is_batched_and_its_shares_match_direct_scoring(engine):
         assert c.share_of("cta") == pytest.approx(direct, rel=1e-5, abs=1e-9)
 
 
+def test_a_search_on_large_creatives_holds_fewer_of_them_at_once(monkeypatch):
+    """16 edited creatives of 100 MP per model call, each with its map and table, asked for 24 GB and were killed
+    for memory: a call holds at most SEARCH_BATCH_PIXELS pixels of creatives (here scaled down with the image)."""
+    from foveal.scoring import whatif
+
+    image = _small_creative()
+    offsets = candidate_offsets(image.shape[:2], SMALL, "cta", grid=(3, 3)).offsets
+    pixels = image.shape[0] * image.shape[1]
+    monkeypatch.setattr(whatif, "SEARCH_BATCH_PIXELS", 3 * pixels + 1)
+    spy = Spy(Spotlight((98, 80, 10, 10)))
+    search_position(spy, image, SMALL, "cta", offsets, batch_size=16)
+    assert max(spy.calls) == 3 and sum(spy.calls) == len(offsets) + 1
+    monkeypatch.setattr(whatif, "SEARCH_BATCH_PIXELS", pixels // 2)  # one at a time even when one is over it
+    spy = Spy(Spotlight((98, 80, 10, 10)))
+    search_position(spy, image, SMALL, "cta", offsets, batch_size=16)
+    assert set(spy.calls) == {1}
+
+
 def test_run_edits_scores_both_images_in_one_call(engine):
     image = _small_creative()
     spy = Spy(engine)

@@ -49,6 +49,10 @@ DEFAULT_GRID = (5, 5)
 MAX_GRID = 100
 #: Most positions one search may try: each is a model run (about 2 minutes on one CPU core at 2,500).
 MAX_POSITIONS = 2500
+#: Most pixels of edited creatives one model call of a position search holds. Each pixel costs about 15 bytes
+#: until its scores are taken (the creative, its float32 map and float64 table): 16 creatives of 100 MP asked for
+#: 24 GB and were killed for memory.
+SEARCH_BATCH_PIXELS = 32_000_000
 
 DEFINITIONS: dict[str, str] = {
     "edit": "the element's box is cut out, the hole filled by row/column interpolation of the surrounding pixels, "
@@ -397,12 +401,15 @@ def _box_mean(sat: np.ndarray, x: int, y: int, w: int, h: int) -> float:
 def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Element], name: str,
                     offsets: Sequence[tuple[int, int]], *, batch_size: int = 16,
                     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None) -> SearchResult:
-    """Score the creative with ``name`` moved by each offset, ``batch_size`` edited images per model call.
+    """Score the creative with ``name`` moved by each offset, ``batch_size`` edited images per model call, fewer
+    where they would hold more than :data:`SEARCH_BATCH_PIXELS` pixels (one at least).
 
     The first batch also carries the unedited image (the baseline).  ``progress(chunks, total)`` wraps the
     iteration over batches (e.g. a progress bar).
     """
     batch_size = _checked_run(engine, batch_size)
+    image = checked_image(image)
+    batch_size = max(1, min(batch_size, SEARCH_BATCH_PIXELS // (image.shape[0] * image.shape[1])))
     if not offsets:
         raise InputError(f"search_position: no positions to try for {name!r}")
     stream: Iterator[tuple[tuple[int, int] | None, EditedCreative]] = _with_baseline(
