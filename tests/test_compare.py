@@ -2,6 +2,7 @@
 then ``foveal compare`` end to end on the example creatives."""
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -212,6 +213,26 @@ def _examples(tmp_path: Path) -> tuple[list[Path], list[Path]]:
         Image.fromarray(_creative((120, 160), (0.6, 0.7))).save(path)
         el.write_text(json.dumps(spec))
     return images, elements
+
+
+def test_a_compare_that_cannot_write_its_json_leaves_the_earlier_set_whole(tmp_path, monkeypatch, capsys):
+    """A full disk at compare.json left this run's compare.png beside the earlier run's page and document."""
+    from foveal.cli import compare as cli_compare
+    from foveal.fileio import cannot_write
+
+    (a, b), (ea, eb) = _examples(tmp_path)
+    out = tmp_path / "out"
+    assert main(["-q", "compare", str(a), str(a), "--elements", str(ea), "-o", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"compare.png", "compare.html", "compare.json"}
+
+    def full(path, obj, **kw):  # the last of the set: compare.png and compare.html were written for real by now
+        raise cannot_write(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(cli_compare, "write_json", full)
+    assert main(["-q", "compare", str(a), str(b), "--elements", str(ea), str(eb), "-o", str(out)]) == 1
+    assert "free some space" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_cli_compare_writes_json_png_html(tmp_path, capsys):

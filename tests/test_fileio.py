@@ -13,7 +13,7 @@ import pytest
 
 import foveal
 from foveal import InputError
-from foveal.fileio import atomic_write, folder_replacement, save_png, write_json
+from foveal.fileio import atomic_write, folder_replacement, save_png, write_json, write_text, written_together
 
 # where foveal is imported from: the installed package in CI, python/ in a checkout
 FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))
@@ -344,3 +344,25 @@ def test_write_png_holds_a_few_blocks_of_rows_not_a_copy_of_the_image():
         tracemalloc.stop()
     assert sink.size > pixels.nbytes  # the data went through
     assert peak < 48 << 20, peak / 2**20  # a few 8 MB blocks, not the image's 45 MB again and again
+
+
+def test_files_written_together_land_together_or_not_at_all(tmp_path):
+    """A command writing a set of files (compare.png, .html, .json) wrote them one by one: a failure at the last
+    left the first new beside the others old, a folder that disagreed with itself."""
+    first, second = tmp_path / "a.json", tmp_path / "b.txt"
+    write_json(first, {"run": 1})
+    write_text(second, "run 1")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="it is a folder"):
+        with written_together():
+            write_json(first, {"run": 2})
+            write_text(second, "run 2")
+            write_text(tmp_path / "folder", "in the way")
+    assert json.loads(first.read_text()) == {"run": 1} and second.read_text() == "run 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.txt", "folder"]  # no temporary left
+    with written_together():
+        write_json(first, {"run": 3})
+        write_text(second, "run 3")
+        assert json.loads(first.read_text()) == {"run": 1}  # nothing lands before the block ends
+    assert json.loads(first.read_text()) == {"run": 3} and second.read_text() == "run 3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.txt", "folder"]

@@ -13,6 +13,7 @@ creatives, an outcomes file) are held to :data:`MAX_TABLE_ROWS` and :data:`MAX_T
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import errno
 import hashlib
@@ -46,6 +47,9 @@ MAX_TABLE_BYTES = 1 << 30
 #: Rows of a Parquet table decoded at a time, each batch's size counted before it is unpacked.
 _PARQUET_BATCH_ROWS = 65_536
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+#: The finished temporaries of the innermost :func:`written_together` block, with their targets.
+_TOGETHER: contextvars.ContextVar[list[tuple[Path, Path, bool]] | None] = contextvars.ContextVar(
+    "_TOGETHER", default=None)
 
 # Files the running command reads, as (device, inode): None outside inputs_protected().
 _inputs: set[tuple[int, int]] | None = None
@@ -374,17 +378,55 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = T
             # to report, and the temporary is deleted anyway. After fsync there is nothing left to flush.
             with contextlib.suppress(OSError):
                 fh.close()
-        try:
-            _put(tmp, target, replace)
-        except FileExistsError:
-            raise
-        except OSError as exc:
-            raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
+        together = _TOGETHER.get()
+        if together is not None:  # renamed with the block's other files when it ends (written_together)
+            together.append((tmp, target, replace))
+            return
+        _land(tmp, target, replace)
     except BaseException:
         for tmp in made:
             with contextlib.suppress(OSError):  # gone already, or never made: what stopped the write is the error
                 os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def written_together() -> Iterator[None]:
+    """Files that :func:`atomic_write` (and the writers built on it) writes inside the block land together: each
+    goes to its temporary sibling as the block writes it, and all are renamed onto their names only once the block
+    has succeeded, so a full disk on the last of them leaves every one as it was instead of a set mixing two runs.
+    """
+    together: list[tuple[Path, Path, bool]] = []
+    token = _TOGETHER.set(together)
+    try:
+        yield
+    except BaseException:
+        _TOGETHER.reset(token)
+        _discard(tmp for tmp, _, _ in together)
+        raise
+    _TOGETHER.reset(token)
+    for i, (tmp, target, replace) in enumerate(together):
+        try:
+            _land(tmp, target, replace)
+        except BaseException:
+            _discard(tmp for tmp, _, _ in together[i:])
+            raise
+
+
+def _discard(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _land(tmp: Path, target: Path, replace: bool) -> None:
+    """:func:`_put`, its failures told as :func:`atomic_write` tells them."""
+    try:
+        _put(tmp, target, replace)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
 
 
 def _put(tmp: Path, target: Path, replace: bool) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import check_output, remove_stale, save_png, unicode_name, write_json, write_text
+from ..fileio import check_output, remove_stale, save_png, unicode_name, write_json, write_text, written_together
 from ..imageio import decode
 from ..scoring.compare import build_document, compare_figure, compare_scores, difference_map, render_html
 from ..scoring.elements import load_elements
@@ -62,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
     png_file, html_file, json_file = (args.out / name for name in ("compare.png", "compare.html", "compare.json"))
     for name in outputs:  # again, all first: one made meanwhile must not leave a new compare.png beside the old
         check_output(args.out / name)
-    save_png(png_file, figure)
-    if page is not None:
-        write_text(html_file, page)
-    else:  # an earlier run's page would contradict this compare.json
+    with written_together():  # a full disk at compare.json must not leave a new compare.png beside the old page
+        save_png(png_file, figure)
+        if page is not None:
+            write_text(html_file, page)
+        write_json(json_file, doc)
+    if page is None:  # an earlier run's page would contradict this compare.json
         remove_stale(html_file, GENERATOR_META.encode())
-    write_json(json_file, doc)
     if not args.quiet:
         print(f"foveal: {comparison.summary}; {100 * doc['moved_mass']:.1f}% of attention moved. "
               f"Wrote {args.out}/compare.json")

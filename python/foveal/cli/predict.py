@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import DiskFullError, FovealError, InputError
-from ..fileio import check_output, note_input
+from ..fileio import check_output, note_input, written_together
 from ..imageio import DecodedImage, decode
 from ..progress import progress
 from ..saliency_map import SaliencyMap
@@ -80,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
             print(error_line(result, args), file=sys.stderr)
             continue
         try:  # a file that became unwritable meanwhile costs its image, not the images after it
-            result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
-            result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
-            if args.npy:
-                result.to_npy(args.out / f"{path.stem}{_NPY}")
+            with written_together():  # an image's map and overlay are of one run
+                result.to_png(args.out / f"{path.stem}{_PNG}", bits=args.bits)
+                result.overlay(decoded.pixels, args.out / f"{path.stem}{_OVERLAY}")
+                if args.npy:
+                    result.to_npy(args.out / f"{path.stem}{_NPY}")
         except DiskFullError:
             raise  # every later image would fail the same way
         except FovealError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..fileio import check_output, save_png, unicode_name, write_json
+from ..fileio import check_output, save_png, unicode_name, write_json, written_together
 from ..imageio import decode
 from ..progress import progress
 from ..scoring.compare import compare_figure, difference_map
@@ -103,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
     preview_file, edited_file, json_file = (args.out / name for name in OUTPUTS)
     for target in (preview_file, edited_file, json_file):
         check_output(target)  # all first: an input named edited.png must not leave a new whatif.png beside the old
-    save_png(preview_file, figure)
-    save_png(edited_file, outcome.edited.image)
-    write_json(json_file, doc)
+    with written_together():
+        save_png(preview_file, figure)
+        save_png(edited_file, outcome.edited.image)
+        write_json(json_file, doc)
     if not args.quiet:
         line = body["statement"] if edits else body["search"]["best"][0]["statement"]
         print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "

@@ -18,7 +18,7 @@ import numpy as np
 from .. import cpu
 from .._version import __version__
 from ..errors import InputError, one_line
-from ..fileio import check_output, encode_png, remove_stale, save_png, write_json, write_text
+from ..fileio import check_output, encode_png, remove_stale, save_png, write_json, write_text, written_together
 from ..saliency_map import OVERLAY_ALPHA, OVERLAY_BASE, overlay_ramp
 from .elements import Element
 from .norms import Norms
@@ -308,7 +308,8 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
     """Write ``scores.json`` and, with ``html_report``, ``overlay.png`` and ``report.html`` into ``out_dir``.
 
     Everything is rendered and every target checked (:func:`~foveal.fileio.check_output`) before the first file is
-    written, each file atomically, so a failure leaves no partial file behind.
+    written, and the files land together (:func:`~foveal.fileio.written_together`), so a failure leaves neither a
+    partial file nor a set mixing two runs.
     """
     out = Path(out_dir)
     if html_report:
@@ -325,10 +326,11 @@ def write_report(out_dir: str | Path, doc: dict[str, Any], image: np.ndarray, ov
     page = render_html(doc, image, overlay) if html_report else None
     for name in ("overlay.png", "report.html", "scores.json") if page is not None else ("scores.json",):
         check_output(out / name)  # all first: a refused scores.json must not leave this run's report beside the old
-    if page is not None:
-        save_png(out / "overlay.png", overlay, **_OVERLAY_TEXT)
-        write_text(out / "report.html", page)
-    else:  # an earlier run's report would describe another creative than this scores.json
+    with written_together():
+        if page is not None:
+            save_png(out / "overlay.png", overlay, **_OVERLAY_TEXT)
+            write_text(out / "report.html", page)
+        write_json(out / "scores.json", doc)
+    if page is None:  # an earlier run's report would describe another creative than this scores.json
         remove_stale(out / "report.html", GENERATOR_META.encode())
         remove_stale(out / "overlay.png", _OVERLAY_MARK)
-    write_json(out / "scores.json", doc)
