@@ -368,6 +368,8 @@ def test_cli_bad_input_is_one_line_exit_1_and_writes_nothing(tmp_path, capsys, a
     (["--scale", "cta:0"], "error: argument --scale: the factor must be a positive number"),
     (["--search", "cta", "--grid", "2"], "error: argument --grid: expected COLSxROWS"),
     (["--search", "cta", "--grid", "²x2"], "error: argument --grid: expected COLSxROWS"),
+    # a conflict of two options: it was exit 1, "give either grid or step, not both", naming neither flag
+    (["--search", "cta", "--step", "50", "--grid", "3x3"], "error: argument --grid: not allowed with argument --step"),
 ])
 def test_cli_a_malformed_edit_or_grid_is_a_usage_error(tmp_path, capsys, args, text):
     """Wrong on its face, like --step 0: exit status 2 naming the flag, before the image is read."""

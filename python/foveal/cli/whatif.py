@@ -57,9 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="exchange two elements, each centred on the other's centre")
     search = p.add_argument_group("search")
     search.add_argument("--search", metavar="NAME", help="try many positions for this element")
-    search.add_argument("--grid", type=library_arg(parse_grid, "grid: "), metavar="COLSxROWS",
+    layout = search.add_mutually_exclusive_group()
+    layout.add_argument("--grid", type=library_arg(parse_grid, "grid: "), metavar="COLSxROWS",
                         help="positions spread over the image (default: 5x5)")
-    search.add_argument("--step", type=int_arg(1), metavar="PX", help="positions every PX pixels from the current one")
+    layout.add_argument("--step", type=int_arg(1), metavar="PX", help="positions every PX pixels from the current one")
     search.add_argument("--top", type=int_arg(1), metavar="N", help="best positions to report (default: 3)")
     search.add_argument("--max-overlap", type=number_arg(0, 1), metavar="F",
                         help="largest overlap with another element, as a fraction of the smaller box "
