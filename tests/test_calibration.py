@@ -621,6 +621,22 @@ def test_cvr_with_min_clicks_0_leaves_out_creatives_without_clicks(tmp_path, cap
     assert all(np.isfinite(row["rate"]) for row in segment["deciles"])
 
 
+def test_one_outcome_dated_centuries_early_adds_one_window_not_one_per_step():
+    """An export's 0001-01-01 made a window every step from year 1 on: 125 MB of calibration.json, or past a minute
+    with --step 1d; windows that hold no outcome are left out."""
+    predictions = [{"creative_id": f"c{i}", "vertical": "v", "format": "f", "tags": [],
+                    "scores": {"cta_share": i / 30}} for i in range(30)]
+    rows = [(f"c{i}", date.fromordinal(DAY0 + d), 2000, 20 + i, None) for i in range(30) for d in range(60)]
+    clean = analyse(build_data(predictions, rows, ()), Settings(bootstrap=50, step_days=1))
+    early = analyse(build_data(predictions, [*rows, ("c0", date(1, 1, 1), 50, 10, None)], ()),
+                    Settings(bootstrap=50, step_days=1))
+    windows = [(w["start"], w["end"]) for w in early["segments"][0]["windows"]]
+    assert windows[0] == ("0001-01-01", "0001-01-28")  # the one window that holds the stray row
+    # then those that reach the real outcomes: 27 starting before them, then the clean run's own
+    kept = [(w["start"], w["end"]) for w in clean["segments"][0]["windows"]]
+    assert len(windows) == 1 + 27 + len(kept) and windows[-len(kept):] == kept
+
+
 def test_numbers_do_not_depend_on_the_order_the_store_returns_creatives_in():
     # PostgreSQL orders ids by the database's collation, SQLite by code point: the bootstrap's draws and the split
     # of tied scores between decile bins must follow the creatives, not their order

@@ -167,14 +167,16 @@ def _digest(key: tuple[tuple[str, str], ...]) -> bytes:
     return hashlib.sha256(json.dumps(sorted(key)).encode()).digest()
 
 
-def window_ends(first: int, last: int, settings: Settings) -> list[int]:
-    """Day numbers where windows end: the last day, then every ``step`` days back while a whole window fits."""
-    ends = []
-    end = last
-    while end - settings.window_days + 1 >= first:
-        ends.append(end)
-        end -= settings.step_days
-    return ends[::-1]
+def window_ends(days: np.ndarray, last: int, settings: Settings) -> list[int]:
+    """Day numbers where windows end: the last day, then every ``step`` days back while a whole window fits after
+    the first of ``days`` (the outcomes' days); a window holding none of them is left out, so one row dated years
+    before the rest (a 0001-01-01 in an export) does not make a window for every step in between."""
+    present = np.unique(days)
+    ends = np.arange(last, int(present[0]) + settings.window_days - 2, -settings.step_days)[::-1]
+    found = np.searchsorted(present, ends - settings.window_days + 1)
+    holds = found < len(present)
+    holds[holds] = present[found[holds]] <= ends[holds]
+    return [int(end) for end in ends[holds]]
 
 
 def window_totals(data: Data, start: int, end: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -219,7 +221,7 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
     if not first <= last < newest + settings.window_days:
         side = "before the first outcome" if last < first else f"{settings.window_days}+ days after the last outcome"
         raise InputError(f"until {settings.until}: {side}; choose a day from {_iso(first)} to {_iso(newest)}")
-    ends = window_ends(first, last, settings)
+    ends = window_ends(data.day, last, settings)
     if not ends:
         raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "
                          "use a shorter window or wait for more data")
