@@ -4,10 +4,13 @@ from __future__ import annotations
 import os
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import foveal
 from foveal.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -357,3 +360,17 @@ def test_model_help_names_the_default_model(capsys):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {DEFAULT_MODEL})" in text and "(default: default)" not in text
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_standard_output_on_a_full_disk_is_a_one_line_error(tmp_path):
+    """`foveal compare ... > /dev/full` (a redirect onto a full disk) wrote its files, then said "internal error:
+    OSError: [Errno 28]"."""
+    image, elements = EXAMPLES / "creative.png", EXAMPLES / "creative.json"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "foveal", "compare", str(image), str(image), "--elements",
+                               str(elements), "--model", "itti-koch", "-o", str(tmp_path / "out")],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__))})
+    assert done.returncode == 1 and done.stderr == ("foveal: error: cannot write the standard output: No space left "
+                                                    "on device; free some space, or send it elsewhere\n"), done.stderr

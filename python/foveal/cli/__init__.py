@@ -23,7 +23,7 @@ from typing import NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
-from ..fileio import check_output, inputs_protected
+from ..fileio import DISK_FULL, check_output, inputs_protected
 from ..models import DEFAULT_MODEL, PRECISIONS
 
 T = TypeVar("T")
@@ -127,7 +127,9 @@ def _main(argv: list[str] | None) -> int:
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="PIL")
     try:
         with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
-            return int(args.handler(args) or 0)
+            status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, while a failure to write it can still be told as one
+        return status
     except FovealError as exc:
         print(error_line(exc, args), file=sys.stderr)
         return 1
@@ -138,9 +140,7 @@ def _main(argv: list[str] | None) -> int:
         print("foveal: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader left (| head): nothing more to say, and nowhere to say it
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # else the interpreter's last flush reports the pipe at exit
-        os.close(devnull)
+        _drop_stdout()
         return 128 + signal.SIGPIPE
     except MemoryError:
         # Only commands that read images have --max-pixels; an outcomes or calibration run ran out on a table.
@@ -149,11 +149,25 @@ def _main(argv: list[str] | None) -> int:
         print(f"foveal: error: not enough memory for this input; {advice}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL and exc.filename is None:
+            # The files foveal writes name themselves in a FovealError (atomic_write): this is stdout, redirected
+            # onto a full disk (or /dev/full).
+            _drop_stdout()
+            print(f"foveal: error: cannot write the standard output: {exc.strerror or exc}; free some space, or "
+                  "send it elsewhere", file=sys.stderr)
+            return 1
         if os.environ.get("FOVEAL_DEBUG"):
             raise
         print(f"foveal: internal error: {type(exc).__name__}: {one_line(str(exc))} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device: else the interpreter's last flush at exit reports the failure again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 #: The library's advice names its own arguments; on the command line the same thing is a flag.
