@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -248,6 +249,14 @@ def test_norms_build_checks_its_output_before_scoring(small_folder, capsys, monk
                          (image, "one of this run's inputs")]:
         assert run("norms", "build", creatives, "--elements", small_folder / "elements", "-o", out) == 1
         assert message in capsys.readouterr().err
+    # on a read-only disk it failed after the scoring too (emulated: root writes into any folder whatever its mode)
+    read_only = small_folder / "ro"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != read_only and real_access(p, mode))
+    for out in (read_only / "n.json", read_only / "new" / "n.json"):
+        assert run("norms", "build", creatives, "--elements", small_folder / "elements", "-o", out) == 1
+        assert f"-o {out}: {read_only} is not writable (a read-only disk" in capsys.readouterr().err
 
 
 def test_norms_build_explicit_format(small_folder):

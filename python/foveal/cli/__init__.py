@@ -217,18 +217,33 @@ def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:
     try:
         if path.exists() and not path.is_dir():
             raise InputError(f"-o {path}: exists and is not a folder; name a folder (it is created if needed)")
+    except OSError as exc:  # a name too long, a loop of links...
+        raise InputError(f"-o {path}: {exc.strerror or exc}; name a valid folder") from None
+    _check_writable_place(path, f"-o {path}")
+    for name in outputs:
+        check_output(path / name)
+
+
+def check_out_file(path: Path) -> None:
+    """``-o`` naming one file: writable (:func:`~foveal.fileio.check_output`) in a folder this process may create
+    or write, checked, as :func:`check_out_folder`, before the command's work."""
+    check_output(path)
+    _check_writable_place(path.parent, f"-o {path}")
+
+
+def _check_writable_place(path: Path, said: str) -> None:
+    """``path``, or the nearest folder above it that exists, is a folder this process may write in."""
+    try:
         above = path
         while not above.exists() and above != above.parent:
             above = above.parent
         if not above.is_dir():
-            raise InputError(f"-o {path}: {above} is a file, so no folder can be made under it; name another folder")
+            raise InputError(f"{said}: {above} is a file, so no folder can be made under it; name another folder")
         if not os.access(above, os.W_OK | os.X_OK):  # else every output fails, each after its image's work
-            raise InputError(f"-o {path}: {above} is not writable (a read-only disk, or a folder this user may not "
+            raise InputError(f"{said}: {above} is not writable (a read-only disk, or a folder this user may not "
                              "write); make it writable or name another folder")
     except OSError as exc:  # a name too long, a loop of links...
-        raise InputError(f"-o {path}: {exc.strerror or exc}; name a valid folder") from None
-    for name in outputs:
-        check_output(path / name)
+        raise InputError(f"{said}: {exc.strerror or exc}; name a valid folder") from None
 
 
 def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool = False) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, Scorer, read_inputs
 from ..errors import InputError
-from ..fileio import check_output, note_input, write_json
+from ..fileio import note_input, write_json
 from ..progress import progress
 from ..scoring.elements import find_element_file
 from ..scoring.norms import build_norms, engine_identity
-from . import _add_global_options, add_engine_options, make_engine, name_arg, path_arg
+from . import _add_global_options, add_engine_options, check_out_file, make_engine, name_arg, path_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def run_build(args: argparse.Namespace) -> int:
     for item in items:
         note_input(item.image)
         note_input(item.elements)
-    check_output(args.out)  # before scoring every reference creative, not after
+    check_out_file(args.out)  # before scoring every reference creative, not after
     options = BatchOptions(format=args.format)
     engine = make_engine(args)
     scorer = Scorer(engine, options, batch_size=args.batch_size)
