@@ -239,3 +239,21 @@ def test_a_full_disk_stops_the_run_at_the_first_image(tmp_path, rgb, capsys, mon
     assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--model", "itti-koch"]) == 1
     err = capsys.readouterr().err
     assert written == ["a.png"] and err.count("free some space") == 1, (written, err)
+
+
+def test_a_models_failure_on_one_of_several_images_names_the_image(tmp_path, rgb, capsys):
+    """Failures in a multi-image run are named on stderr; a NaN from the model said only "for this image"."""
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    from tests.test_model_contract import _const, _pooled
+
+    model = _pooled(tmp_path / "nan.onnx", 8, [helper.make_node("Mul", ["mean", "c"], ["log_density"])],
+                    initializers=[_const("c", float("nan"))])
+    for name in ("a", "b"):
+        Image.fromarray(rgb).save(tmp_path / f"{name}.png")
+    assert main(["-q", "predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", str(model),
+                 "-o", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all("returned NaN or infinite log-density" in line for line in lines), lines
+    assert [line.split(": ")[2] for line in lines] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]

@@ -112,4 +112,9 @@ def _predicted(engine, images: list[Path], batch_size: int,
         maps = dict(zip(ready, engine.predict_batch([decoded[p] for p in ready], batch_size, errors="return")))
         for path in chunk:
             image = decoded[path]
-            yield (path, None, image) if isinstance(image, FovealError) else (path, image, maps[path])
+            if isinstance(image, FovealError):  # its message names the file (decode's own)
+                yield path, None, image
+            elif isinstance(maps[path], FovealError):  # the model's failure on it (NaN out) does not
+                yield path, image, FovealError(f"{path}: {maps[path]}")
+            else:
+                yield path, image, maps[path]
