@@ -136,6 +136,10 @@ def test_element_spec_error_is_an_input_error():
 @pytest.mark.parametrize("text, match", [
     ("name,kind,x,y,w\ncta,cta,1,2,3\n", "missing h"),
     ("name,kind,x,y,w,h\ncta,cta,1,2,three,4\n", "line 2 .*column 'w' must be a number"),
+    # float() reads Python's 1_0 as 10, and other scripts' digits: as for outcome files, not numbers a table holds
+    ("name,kind,x,y,w,h\ncta,cta,1_0,2,3,4\n", "line 2 .*column 'x' must be a number, got '1_0'"),
+    ("name,kind,x,y,w,h\ncta,cta,1,\u0662,3,4\n", "line 2 .*column 'y' must be a number"),
+    ("name,kind,x,y,w,h\ncta,cta,1,2,nan,4\n", "line 2 .*column 'w' must be a number"),
     ("name,kind,x,y,w,h\ncta,cta,1,2,3\n", "line 2: expected 6"),
     ("name,kind,x,y,w,h\ncta,cta,1,2,3,4,5\n", "line 2: expected 6"),
     ("name,kind,x,y,w,h\n", "no elements"),

@@ -47,6 +47,9 @@ MAX_TABLE_BYTES = 1 << 30
 #: Rows of a Parquet table decoded at a time, each batch's size counted before it is unpacked.
 _PARQUET_BATCH_ROWS = 65_536
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+#: A number as spreadsheets and ad servers write it in a text table: ASCII digits, a sign, decimals, an exponent.
+#: int() and float() also take Python's "1_000", other scripts' digits ("١٢") and "nan", which no such file holds.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 #: The finished temporaries of the innermost :func:`written_together` block, with their targets.
 _TOGETHER: contextvars.ContextVar[list[tuple[Path, Path, bool]] | None] = contextvars.ContextVar(
     "_TOGETHER", default=None)

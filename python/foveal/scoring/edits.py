@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from ..boxes import round_half_up
+from ..fileio import NUMBER
 from ..errors import InputError
 from .elements import Element, _short, check_elements, element_list
 
@@ -90,13 +91,12 @@ class EditedCreative:
 
 
 _INT = r"[+-]?\d{1,9}"  # no image is a billion pixels wide; longer numbers are typos (and int() refuses 4,300+ digits)
-_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 def parse_move(text: str) -> Move:
     """Parse ``NAME:DX,DY`` (whole pixels, e.g. ``cta:0,-60``)."""
     name, sep, offset = text.rpartition(":")
-    match = re.fullmatch(rf"\s*({_INT})\s*,\s*({_INT})\s*", offset)
+    match = re.fullmatch(rf"\s*({_INT})\s*,\s*({_INT})\s*", offset, re.ASCII)
     if not sep or not name.strip() or match is None:
         raise InputError(f"move: expected NAME:DX,DY in whole pixels (e.g. cta:0,-60), got {text!r}")
     return Move(name.strip(), int(match[1]), int(match[2]))
@@ -105,7 +105,7 @@ def parse_move(text: str) -> Move:
 def parse_scale(text: str) -> Scale:
     """Parse ``NAME:FACTOR`` (e.g. ``logo:0.8``); the factor must be a positive finite number."""
     name, sep, factor = text.rpartition(":")
-    if not sep or not name.strip() or re.fullmatch(rf"\s*{_NUMBER}\s*", factor) is None:
+    if not sep or not name.strip() or NUMBER.fullmatch(factor.strip()) is None:
         raise InputError(f"scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
     value = float(factor)
     if not 0 < value <= MAX_SCALE:

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, decimal_float, decimal_floats, resolve_boxes
 from ..errors import ElementSpecError, InputError, repeated
-from ..fileio import checked_path, is_unicode
+from ..fileio import NUMBER, checked_path, is_unicode
 from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
@@ -411,11 +411,9 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
         where_named = f"{where} ({name!r})"
         box = []
         for c in columns[2:]:
-            try:
-                box.append(float(row[c]))
-            except ValueError:
-                raise ElementSpecError(f"{where_named}: column {c!r} must be a number, got {_short(row[c])}") \
-                    from None
+            if not NUMBER.fullmatch(row[c].strip()):  # float() takes "1_0", "١٢" and "nan" too
+                raise ElementSpecError(f"{where_named}: column {c!r} must be a number, got {_short(row[c])}")
+            box.append(float(row[c]))
         kinds.append(normalise_kind(row["kind"], where_named))
         units.append(_check_choice((row.get("units") or "px").strip(), UNITS, "units", where_named))
         formats.append(_check_choice((row.get("box_format") or default_format).strip(), BOX_FORMATS, "box_format",

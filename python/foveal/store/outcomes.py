@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import InputError, repeated
-from ..fileio import check_text_table, column_list, parquet_columns, read_parquet, text_lines
+from ..fileio import NUMBER, check_text_table, column_list, parquet_columns, read_parquet, text_lines
 
 REQUIRED = ("creative_id", "date", "impressions", "clicks")
 OPTIONAL = ("conversions", "spend", "source")
@@ -24,9 +24,6 @@ FIELDS = REQUIRED + OPTIONAL
 SHOWN_ERRORS = 8
 #: The largest count a store column (a 64-bit signed integer, in SQLite and PostgreSQL) holds.
 MAX_COUNT = 2**63 - 1
-#: A number as spreadsheets and ad servers write it: ASCII digits, a sign, decimals, an exponent. int() and float()
-#: also take Python's "1_000", other scripts' digits ("١٢") and "nan", which no such file holds.
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 #: The one date form the docs promise; date.fromisoformat also takes "20240301" and "2024-W09-5" (Python 3.11).
 DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 #: What is stripped around a field: spaces after the commas, not the no-break spaces of a formatted number.
