@@ -307,3 +307,11 @@ def test_a_format_name_that_is_no_label_is_refused(fmt):
                                                r"text, such as \"1080x1080\"$"):
         parse_elements({"format": fmt, "elements": [el()]}, HW)
     parse_elements({"format": "\u202ebanner \u00e9t\u00e9 " + "f" * 188, "elements": [el()]}, HW)
+
+
+def test_a_key_given_twice_in_element_json_is_refused():
+    """JSON keeps the last of two "box" keys without a word: the box the user wrote first was scored as another."""
+    text = '{"elements": [{"name": "cta", "kind": "cta", "box": [1, 2, 3, 4], "box": [0, 0, 1, 1]}]}'
+    with pytest.raises(ElementSpecError, match=r"^elements: the key 'box' is given twice in one JSON object"):
+        parse_elements_json(text, HW, source="elements")
+    assert parse_elements_json(text.replace('"box": [0, 0, 1, 1]', '"note": 1'), HW, source="elements")

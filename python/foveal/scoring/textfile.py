@@ -36,7 +36,10 @@ def parse_json(text: str, source: str, error: type[InputError] = InputError) -> 
     if isinstance(text, str):
         text = text.removeprefix("\ufeff")  # text sent whole (a form field, a string) keeps an editor's BOM
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_once_each)
+    except _KeyTwice as twice:
+        raise error(f"{source}: the key {twice.key[:60]!r} is given twice in one JSON object (JSON keeps the last "
+                    "without a word); give it once") from None
     except json.JSONDecodeError as exc:
         raise error(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -46,3 +49,20 @@ def parse_json(text: str, source: str, error: type[InputError] = InputError) -> 
             raise error(f"{source}: a number in the JSON has more than 4,300 digits; no foveal file needs one") \
                 from None
         raise error(f"{source}: unreadable JSON ({str(exc)[:120]})") from None
+
+
+class _KeyTwice(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict, refusing a key given twice (an element's "box" twice, the first silently dropped)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _KeyTwice(key)
+            seen.add(key)
+    return obj
