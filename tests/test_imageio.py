@@ -232,6 +232,20 @@ def test_formats_beyond_the_six_are_refused_unopened(fmt, rgb):
         load_image(data)
 
 
+def test_one_of_the_six_whose_header_pillow_refuses_is_named_as_that_format():
+    """A PNG of 0x0 pixels was "not a recognised image format (try PNG, ...)": it is a PNG, and says so."""
+    empty_png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0)) + _chunk(
+        b"IEND", b"")
+    for data, kind in ((empty_png, "PNG"), (b"GIF89a" + bytes(3), "GIF"), (b"RIFF\0\0\0\0WEBPxx", "WebP"),
+                       (b"II*\0" + bytes(4), "TIFF"), (b"BM" + bytes(10), "BMP")):
+        with pytest.raises(ImageError, match=f"^<bytes>: a {kind} whose header cannot be read"):
+            load_image(data)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def test_an_icon_over_a_huge_png_is_refused_from_its_header():
     """An ICO's directory said 16x16 over a PNG of 12000x12000: the pixel limit, checked on the stated size, passed,
     and a 445 KB upload was decoded into 390 MB of pixels before the real size was refused."""

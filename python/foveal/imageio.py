@@ -27,6 +27,12 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: second picture). Pillow would open dozens more, among them ICO, whose header states a 16x16 icon over a PNG of
 #: any size (so the pixel limit cannot be checked before decoding), and EPS, which it hands to Ghostscript.
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+#: How the files of FORMATS other than JPEG (told apart from its frame, :func:`_jpeg_frame`) begin.
+_SIGNATURES = (("PNG", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n")),
+               ("GIF", lambda h: h[:6] in (b"GIF87a", b"GIF89a")),
+               ("WebP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
+               ("TIFF", lambda h: h[:4] in (b"II*\0", b"MM\0*")),
+               ("BMP", lambda h: h[:2] == b"BM" and h[6:10] == b"\0\0\0\0"))  # text may start "BM"
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", "PIL.Image.Image", "DecodedImage"]  # noqa: F821
@@ -178,8 +184,13 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
             raise ImageError(f"{name}: a JPEG that cannot be decoded here ({frame}); save it as an ordinary 8-bit "
                              "JPEG or as PNG") from None
         fh.seek(0)
-        if fh.read(3) == b"\xff\xd8\xff":
+        head = fh.read(12)
+        if head[:3] == b"\xff\xd8\xff":
             raise ImageError(f"{name}: a corrupt or truncated JPEG; send the whole file, or save it again") from None
+        kind = next((kind for kind, test in _SIGNATURES if test(head)), None)
+        if kind is not None:  # one of the six, whose header Pillow refused (a zero width, a damaged chunk)
+            raise ImageError(f"{name}: a {kind} whose header cannot be read (damaged, or an image of no pixels); "
+                             "save it again") from None
         raise ImageError(f"{name}: not a recognised image format (try PNG, JPEG, WebP, TIFF, BMP or GIF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: where warnings are errors
         # Pillow's limit is at least max_pixels (above), so Pillow refusing it means it is over foveal's limit too.
