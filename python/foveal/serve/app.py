@@ -141,6 +141,9 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
             The app becomes its only user: do not call it from other threads while the app runs.
     """
     config = replace(config or ServeConfig(), **overrides)
+    # python-multipart logs each malformed body it refuses ("Expected boundary character 45, got 112") as a bare
+    # warning: the client gets its 400, and the log would hold the parser's words without the request's.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
     metrics = ServiceMetrics()
     state = _State(config=config, metrics=metrics, engine=engine,
                    exchange=MetricsExchange(config.metrics_dir, metrics) if config.metrics_dir else None,
