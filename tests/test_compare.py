@@ -373,6 +373,25 @@ def test_a_figure_of_opposite_shapes_holds_no_more_pixels_than_its_panels():
         assert figure.shape[0] * figure.shape[1] < 400_000, figure.shape  # 3 x 5000 pixels, labels, the legend
 
 
+def test_a_creative_over_the_display_size_is_shown_reduced_with_its_boxes_in_place(monkeypatch):
+    """Two 25-MP creatives made an 83-MB compare.png and a 111-MB page in 30 s: the figure shows them reduced to
+    FIGURE_PANEL_PIXELS (here scaled down with the creatives), boxes drawn where the reduced elements lie."""
+    from foveal.scoring import compare
+
+    monkeypatch.setattr(compare, "FIGURE_PANEL_PIXELS", 100 * 100)
+    image = np.full((400, 400, 3), 200, np.uint8)
+    prob = np.ones((400, 400), np.float32)
+    prob[200:250, 200:300] = 50.0
+    smap = SaliencyMap(prob / prob.sum())
+    scores = score_creative(smap, (Element("cta", "cta", (200, 200, 100, 50)),))
+    figure = compare.compare_figure(image, smap, scores, image, smap, scores, np.zeros((400, 400)))
+    assert figure.shape[1] == 3 * 100 + 2 * 8  # three 100x100 panels and their gaps
+    label_h, third = 22, 2 * (100 + 8)  # the labels' row (a 14-px font), where the difference panel starts
+    outline = figure[label_h:label_h + 100, third:third + 100]
+    assert (outline[50, 50:75] == 40).all() and (outline[50:62, 50] == 40).all()  # the box at a quarter of its place
+    assert (outline[20, 20] != 40).any()
+
+
 def test_compare_page_titles_use_file_names(tmp_path):
     (a, b), (ea, eb) = _examples(tmp_path)
     out = tmp_path / "out"

@@ -36,7 +36,7 @@ from ..errors import FormatMismatchError, InputError, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header
+from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header, shown_box
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
@@ -383,27 +383,56 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
     return np.asarray(canvas)
 
 
+#: Most pixels of a creative a compare figure shows: a larger one (a print file) is shown reduced, its map's mass
+#: resampled with it. The numbers come from the full-size maps. At full size, two 25-MP creatives made an 83-MB
+#: compare.png and a 111-MB page.
+FIGURE_PANEL_PIXELS = 2_000_000
+
+
 def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeScores,
                    image_b: np.ndarray, map_b: SaliencyMap, scores_b: CreativeScores, diff: np.ndarray,
                    labels: tuple[str, str] = ("A", "B")) -> np.ndarray:
     """Three panels: A's and B's attention overlays with labelled element boxes, and ``diff``
-    (:func:`difference_map`) over B; the overlays' colour legend underneath."""
+    (:func:`difference_map`) over B; the overlays' colour legend underneath. Creatives over
+    :data:`FIGURE_PANEL_PIXELS` pixels are shown reduced (:func:`reduced_for_display`)."""
+    image_a, map_a, scale_a = reduced_for_display(image_a, map_a)
+    image_b, map_b, scale_b = reduced_for_display(image_b, map_b)
+    if scale_b != 1.0:
+        diff = resample_mass(diff, image_b.shape[:2])
     elements_b = [Element(e.name, e.kind, e.box) for e in scores_b.elements]
     width = image_b.shape[1] if image_b.shape[1] / image_b.shape[0] > STACK_ASPECT else 3 * image_b.shape[1]
     return side_by_side(
-        [draw_boxes(map_a.overlay(image_a), scores_a), draw_boxes(map_b.overlay(image_b), scores_b),
-         outline_boxes(render_difference(image_b, diff), elements_b)],
+        [draw_boxes(map_a.overlay(image_a), scores_a, scale_a), draw_boxes(map_b.overlay(image_b), scores_b, scale_b),
+         outline_boxes(render_difference(image_b, diff), elements_b, scale=scale_b)],
         [labels[0], labels[1], f"{labels[1]} - {labels[0]}: red = more attention, blue = less"],
         footer=legend_strip(max(60, min(600, width // 2))),
         footer_label="attention on the overlays: none (grey) -> purple -> orange -> yellow (peak)")
 
 
-def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40)
-                  ) -> np.ndarray:
-    """A copy of ``image`` with a 1-pixel outline around each element box."""
+def reduced_for_display(image: np.ndarray, smap: SaliencyMap) -> tuple[np.ndarray, SaliencyMap, float]:
+    """``image`` and its map at most :data:`FIGURE_PANEL_PIXELS` pixels (the image area-averaged, the map's mass
+    resampled, :func:`resample_mass`), with the scale they are shown at; as they are when they fit."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if h * w <= FIGURE_PANEL_PIXELS:
+        return image, smap, 1.0
+    scale = math.sqrt(FIGURE_PANEL_PIXELS / (h * w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    shown = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    prob = resample_mass(smap.prob, (size[1], size[0]))
+    return shown, SaliencyMap((prob / prob.sum()).astype(np.float32), smap.provenance), scale
+
+
+def outline_boxes(image: np.ndarray, elements: Sequence[Element], color: Sequence[int] = (40, 40, 40), *,
+                  scale: float = 1.0) -> np.ndarray:
+    """A copy of ``image`` with a 1-pixel outline around each element box (of the creative shown ``scale`` times
+    its size, :func:`~foveal.scoring.report.shown_box`)."""
     out = image.copy()
+    h, w = image.shape[:2]
     for e in elements:
-        x0, y0, x1, y1 = e.xyxy
+        x0, y0, x1, y1 = shown_box(e.box, scale)
+        x1, y1 = min(x1, w), min(y1, h)  # a reduced box's far edge rounded up, past the last pixel
         out[y0, x0:x1] = color
         out[y1 - 1, x0:x1] = color
         out[y0:y1, x0] = color

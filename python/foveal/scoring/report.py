@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import io
 from importlib import resources
 from pathlib import Path
@@ -102,8 +103,17 @@ def run_header(provenance: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def draw_boxes(overlay: np.ndarray, scores: CreativeScores) -> np.ndarray:
-    """Draw each element's box and a label (name, share, score) on a copy of ``overlay`` (H, W, 3) uint8."""
+def shown_box(box: Sequence[int], scale: float = 1.0) -> tuple[int, int, int, int]:
+    """An element's ``[x, y, w, h]`` box on its image shown ``scale`` times its size, half-open (x0, y0, x1, y1),
+    at least one pixel wide and high."""
+    x, y, w, h = box
+    x0, y0 = math.floor(x * scale), math.floor(y * scale)
+    return x0, y0, max(x0 + 1, math.ceil((x + w) * scale)), max(y0 + 1, math.ceil((y + h) * scale))
+
+
+def draw_boxes(overlay: np.ndarray, scores: CreativeScores, scale: float = 1.0) -> np.ndarray:
+    """Draw each element's box and a label (name, share, score) on a copy of ``overlay`` (H, W, 3) uint8: the
+    creative shown ``scale`` times its size (:func:`shown_box`)."""
     from PIL import Image, ImageDraw, ImageFont
 
     canvas = Image.fromarray(overlay)
@@ -113,7 +123,8 @@ def draw_boxes(overlay: np.ndarray, scores: CreativeScores) -> np.ndarray:
     font = ImageFont.load_default(size=size)
     line = max(2, min(h, w) // 300)
     for e in scores.elements:
-        x0, y0, x1, y1 = e.box[0], e.box[1], e.box[0] + e.box[2] - 1, e.box[1] + e.box[3] - 1
+        x0, y0, x1, y1 = shown_box(e.box, scale)
+        x1, y1 = x1 - 1, y1 - 1  # Pillow's rectangles include their last row and column
         colour = KIND_COLOURS[e.kind]
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
         text = _label(e)
