@@ -375,10 +375,10 @@ def test_a_figure_of_opposite_shapes_holds_no_more_pixels_than_its_panels():
 
 def test_a_creative_over_the_display_size_is_shown_reduced_with_its_boxes_in_place(monkeypatch):
     """Two 25-MP creatives made an 83-MB compare.png and a 111-MB page in 30 s: the figure shows them reduced to
-    FIGURE_PANEL_PIXELS (here scaled down with the creatives), boxes drawn where the reduced elements lie."""
-    from foveal.scoring import compare
+    DISPLAY_PIXELS (here scaled down with the creatives), boxes drawn where the reduced elements lie."""
+    from foveal.scoring import compare, report
 
-    monkeypatch.setattr(compare, "FIGURE_PANEL_PIXELS", 100 * 100)
+    monkeypatch.setattr(report, "DISPLAY_PIXELS", 100 * 100)
     image = np.full((400, 400, 3), 200, np.uint8)
     prob = np.ones((400, 400), np.float32)
     prob[200:250, 200:300] = 50.0

@@ -328,3 +328,16 @@ def test_a_strip_longer_than_jpeg_allows_gets_a_report(tmp_path):
     page = (tmp_path / "report.html").read_text()
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert [Image.open(io.BytesIO(base64.b64decode(u))).size for u in uris[:2]] == [(70_000, 4)] * 2
+
+
+def test_a_creative_over_the_display_size_is_embedded_reduced(monkeypatch):
+    """A 25-MP creative's report.html was 38 MB: the page embeds the creative and its overlay at most DISPLAY_PIXELS
+    (here scaled down with the creative); the overlay.png written beside it keeps the full size."""
+    from foveal.scoring import report
+
+    monkeypatch.setattr(report, "DISPLAY_PIXELS", (H // 2) * (W // 2))
+    image = np.full((H, W, 3), 90, np.uint8)
+    page = render_html(document(), image, image)
+    sizes = [Image.open(io.BytesIO(base64.b64decode(uri))).size
+             for uri in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)]
+    assert sizes == [(W // 2, H // 2)] * 2

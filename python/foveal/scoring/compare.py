@@ -36,7 +36,8 @@ from ..errors import FormatMismatchError, InputError, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
-from .report import DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header, shown_box
+from .report import (DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header, shown_box,
+                     shown_pixels)
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
@@ -383,18 +384,13 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
     return np.asarray(canvas)
 
 
-#: Most pixels of a creative a compare figure shows: a larger one (a print file) is shown reduced, its map's mass
-#: resampled with it. The numbers come from the full-size maps. At full size, two 25-MP creatives made an 83-MB
-#: compare.png and a 111-MB page.
-FIGURE_PANEL_PIXELS = 2_000_000
-
-
 def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeScores,
                    image_b: np.ndarray, map_b: SaliencyMap, scores_b: CreativeScores, diff: np.ndarray,
                    labels: tuple[str, str] = ("A", "B")) -> np.ndarray:
     """Three panels: A's and B's attention overlays with labelled element boxes, and ``diff``
     (:func:`difference_map`) over B; the overlays' colour legend underneath. Creatives over
-    :data:`FIGURE_PANEL_PIXELS` pixels are shown reduced (:func:`reduced_for_display`)."""
+    :data:`~foveal.scoring.report.DISPLAY_PIXELS` pixels are shown reduced (:func:`reduced_for_display`), the
+    numbers coming from their full-size maps."""
     image_a, map_a, scale_a = reduced_for_display(image_a, map_a)
     image_b, map_b, scale_b = reduced_for_display(image_b, map_b)
     if scale_b != 1.0:
@@ -410,17 +406,12 @@ def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeSc
 
 
 def reduced_for_display(image: np.ndarray, smap: SaliencyMap) -> tuple[np.ndarray, SaliencyMap, float]:
-    """``image`` and its map at most :data:`FIGURE_PANEL_PIXELS` pixels (the image area-averaged, the map's mass
-    resampled, :func:`resample_mass`), with the scale they are shown at; as they are when they fit."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if h * w <= FIGURE_PANEL_PIXELS:
+    """``image`` as :func:`~foveal.scoring.report.shown_pixels` shows it and its map's mass resampled to match
+    (:func:`resample_mass`), with the scale; as they are when they fit."""
+    shown, scale = shown_pixels(image)
+    if scale == 1.0:
         return image, smap, 1.0
-    scale = math.sqrt(FIGURE_PANEL_PIXELS / (h * w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    shown = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-    prob = resample_mass(smap.prob, (size[1], size[0]))
+    prob = resample_mass(smap.prob, shown.shape[:2])
     return shown, SaliencyMap((prob / prob.sum()).astype(np.float32), smap.provenance), scale
 
 

@@ -103,6 +103,24 @@ def run_header(provenance: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Most pixels of a creative a page or figure shows: a larger one (a print file) is shown reduced. At full size a
+#: 25-MP creative's report.html was 38 MB, and two of them made a 111-MB compare page.
+DISPLAY_PIXELS = 2_000_000
+
+
+def shown_pixels(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """``pixels`` (H, W, 3) uint8 area-averaged to at most :data:`DISPLAY_PIXELS`, and the scale they are shown at;
+    as they are when they fit."""
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    if h * w <= DISPLAY_PIXELS:
+        return pixels, 1.0
+    scale = math.sqrt(DISPLAY_PIXELS / (h * w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BOX)), scale
+
+
 def shown_box(box: Sequence[int], scale: float = 1.0) -> tuple[int, int, int, int]:
     """An element's ``[x, y, w, h]`` box on its image shown ``scale`` times its size, half-open (x0, y0, x1, y1),
     at least one pixel wide and high."""
@@ -302,8 +320,8 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
         cards="".join(f'<div class="card"><span>{html.escape(a)}</span><b>{b}</b><span>{html.escape(c)}</span></div>'
                       for a, b, c in cards),
         notes="".join(f'<div class="note">{n}</div>' for n in notes),
-        creative_src=_data_uri(image),
-        overlay_src=_data_uri(overlay),
+        creative_src=_data_uri(shown_pixels(image)[0]),  # boxes drawn at full size: lines and labels scale down
+        overlay_src=_data_uri(shown_pixels(overlay)[0]),
         legend_src=png_uri(legend_strip(400)),
         legend_text=html.escape(LEGEND_TEXT),
         score_caption="" if norms is None else " · score (0–100 percentile)",
