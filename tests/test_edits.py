@@ -354,3 +354,14 @@ def test_an_element_covering_the_image_cannot_leave_a_hole():
     with pytest.raises(InputError, match=r"^scaling 'all': the element covers the whole image, so nothing is left "
                                          r"to fill the space it leaves; give it a box smaller than the image$"):
         apply_edits(image, [Element("all", "product", (0, 0, 40, 40))], [Scale("all", 0.5)])
+
+
+def test_numpy_numbers_in_edits_are_taken_as_python_numbers():
+    """Move("logo", np.uint8(250), 0) moved a box at x=20 to 14: 20 + 250 wrapped round in uint8, without a word."""
+    image = np.full((100, 400, 3), 120, np.uint8)
+    elements = [Element("logo", "logo", (20, 20, 60, 30))]
+    moved = apply_edits(image, elements, [Move("logo", np.uint8(250), np.int8(10))]).elements[0]
+    assert moved.box == (270, 30, 60, 30) and all(type(v) is int for v in moved.box)
+    assert type(Scale("logo", np.float32(0.5)).factor) is float
+    with pytest.raises(InputError, match="the factor must be a number"):
+        Scale("logo", np.complex64(0.5))

@@ -49,6 +49,9 @@ class Move:
         _check_names("move", self.name)
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (self.dx, self.dy)):
             raise InputError(f"move {self.name!r}: dx and dy are whole pixels, got {self.dx!r}, {self.dy!r}")
+        # as Python ints: np.uint8(250) added to a box's 20 wrapped round to 14, a move of -6 without a word
+        object.__setattr__(self, "dx", int(self.dx))
+        object.__setattr__(self, "dy", int(self.dy))
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,9 @@ class Scale:
     def __post_init__(self) -> None:
         _check_names("scale", self.name)
         f = self.factor
-        if isinstance(f, bool) or not isinstance(f, (int, float, np.number)) or not 0 < f <= MAX_SCALE:
+        if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not 0 < f <= MAX_SCALE:
             raise InputError(f"scale {self.name!r}: the factor must be a number in (0, {MAX_SCALE:g}], got {f!r}")
+        object.__setattr__(self, "factor", float(f))
 
 
 @dataclass(frozen=True)
