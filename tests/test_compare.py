@@ -463,3 +463,15 @@ def test_names_listed_in_a_sentence_are_isolated_from_each_other():
     page = render_html(doc, np.zeros((8, 8, 3), np.uint8))
     assert "Only in A: <bdi>\u202eold</bdi>, <bdi>gone</bdi>" in page
     assert "element &#x27;cta&#x27; is a cta in A and a headline in B" in page
+
+
+def test_allow_format_mismatch_takes_only_true_or_false():
+    """allow_format_mismatch="no" is a true string: it allowed the mismatch it was meant to refuse."""
+    square = SaliencyMap(np.full((100, 100), 1e-4, np.float32))
+    a = score_creative(square, (Element("cta", "cta", (10, 10, 20, 20)),), format="600x600")
+    b = score_creative(square, (Element("cta", "cta", (10, 10, 20, 20)),), format="300x250")
+    for value in ("no", 0, None):
+        with pytest.raises(InputError, match="allow_format_mismatch must be True or False"):
+            compare_scores(a, b, allow_format_mismatch=value)
+    with pytest.raises(FormatMismatchError):
+        compare_scores(a, b, allow_format_mismatch=False)

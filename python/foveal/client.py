@@ -31,7 +31,8 @@ import numpy as np
 
 from .engine import image_list, raise_first_error
 from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
-                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count)
+                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count,
+                     checked_flag)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
 from .saliency_map import SaliencyMap
@@ -203,7 +204,8 @@ class Client:
         # One set goes as the field for both, so that a refusal on image B names it, not an 'elements_b' never given.
         data = ({"elements": _elements_text(elements_a)} if elements_b is None else
                 {"elements_a": _elements_text(elements_a), "elements_b": _elements_text(elements_b)})
-        data["allow_format_mismatch"] = "true" if allow_format_mismatch else "false"
+        allowed = checked_flag(allow_format_mismatch, "allow_format_mismatch")  # "no" would be sent as true
+        data["allow_format_mismatch"] = "true" if allowed else "false"
         return self._output(self._post("/v1/compare", params={"format": output}, data=data,
                                        files={"image_a": _file(image_a), "image_b": _file(image_b)}), output)
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DetectorUnavailableError, ElementSpecError, InputError
+from ..errors import DetectorUnavailableError, ElementSpecError, InputError, checked_flag
 from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode, load_image
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
@@ -64,6 +64,9 @@ class Detector:
                 raise InputError(f"Detector: {name} must be a whole number of pixels from 32 to 8192, got {value!r}")
         if isinstance(min_face, bool) or not isinstance(min_face, (int, float)) or not 0 < min_face < 1:
             raise InputError(f"Detector: min_face is a fraction of the short side in (0, 1), got {min_face!r}")
+        faces = checked_flag(faces, "Detector: faces")
+        if concurrent is not None:
+            concurrent = checked_flag(concurrent, "Detector: concurrent")
         self.cv2 = require_cv2()
         threads = cpu.thread_count()
         side = faces and (threads > 1 if concurrent is None else concurrent)

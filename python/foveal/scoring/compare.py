@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import FormatMismatchError, InputError, one_line
+from ..errors import FormatMismatchError, InputError, checked_flag, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element
@@ -174,6 +174,7 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         if not isinstance(scores, CreativeScores):
             raise InputError(f"compare_scores: {label} must be CreativeScores (what score_creative returns), got "
                              f"{type(scores).__name__}")
+    allow_format_mismatch = checked_flag(allow_format_mismatch, "allow_format_mismatch")  # "no" is a true string
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
     deltas, notes = [], []

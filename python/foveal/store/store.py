@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
-from ..errors import InputError
+from ..errors import InputError, checked_flag
 from ..fileio import checked_path, note_input
 from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
@@ -49,6 +49,7 @@ class Store:
         creatives): a mistyped URL is refused instead of leaving an empty database behind.  ``read_only`` (which
         implies it) is for reading only: an SQLite file is opened read-only, so a file or folder that may not be
         written is read too, and the schema is checked, not upgraded."""
+        create, read_only = checked_flag(create, "create"), checked_flag(read_only, "read_only")
         self.url = parse_url(url)
         self.engine = create_engine(self.url, create=create, read_only=read_only)
         self._breaker = Breaker(self.url)
