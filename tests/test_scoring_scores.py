@@ -288,3 +288,19 @@ def test_norms_built_directly_are_sorted_and_flags_are_true_or_false():
     with pytest.raises(InputError, match="allow_model_mismatch must be True or False, got 'no'"):
         score_creative(mapped, cta, norms=Norms(model, {"200x100": {"cta": [0.1]}}, {"200x100": 1}),
                        allow_model_mismatch="no")
+
+
+def test_an_element_looked_up_by_a_name_it_lacks_is_a_one_line_input_error_and_a_key_error():
+    """CreativeScores.element and Comparison.element raised a bare KeyError('nope')."""
+    from foveal import InputError, UnknownElementError
+    from foveal.scoring.compare import compare_scores
+
+    smap = SaliencyMap(np.full((10, 10), 0.01, np.float32))
+    scores = score_creative(smap, [Element("cta", "cta", (1, 1, 2, 2)), Element("logo", "logo", (5, 5, 2, 2))])
+    for lookup, where in ((scores.element, "CreativeScores.element"),
+                          (compare_scores(scores, scores).element, "Comparison.element")):
+        with pytest.raises(UnknownElementError) as refused:
+            lookup("nope")
+        assert isinstance(refused.value, InputError) and isinstance(refused.value, KeyError)
+        assert str(refused.value).startswith(f"{where}") and str(refused.value).endswith(
+            "no element named 'nope'; the elements are cta, logo")

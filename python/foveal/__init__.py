@@ -19,7 +19,8 @@ from .detect import detect_elements
 from .device_map import DeviceSaliencyMap, box_stats_batch
 from .engine import Engine
 from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
-                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError)
+                     FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError,
+                     UnknownElementError)
 from .imageio import load_image
 from .models import DEFAULT_MODEL, available_models, load_card
 from .saliency_map import SaliencyMap
@@ -27,7 +28,7 @@ from .saliency_map import SaliencyMap
 __all__ = [
     "__version__", "Engine", "SaliencyMap", "load_image", "load_card", "available_models", "available_backends",
     "DEFAULT_MODEL", "FovealError", "InputError", "ImageError", "TooManyPixelsError", "ElementSpecError", "ModelError",
-    "FormatMismatchError",
+    "FormatMismatchError", "UnknownElementError",
     "BackendUnavailableError", "DetectorUnavailableError", "Client", "ServiceError", "detect_elements",
     "DeviceSaliencyMap", "box_stats_batch",
 ]

@@ -83,6 +83,12 @@ class ElementSpecError(InputError):
     """An element specification (boxes to score) is invalid."""
 
 
+class UnknownElementError(InputError, KeyError):
+    """No element of that name: an InputError, and the KeyError a lookup by name raises."""
+
+    __str__ = Exception.__str__  # KeyError's would print the message in quotes
+
+
 class ModelError(FovealError):
     """A model file or model card is missing, corrupt, or breaks the model contract."""
 

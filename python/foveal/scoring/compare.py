@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import FormatMismatchError, InputError, checked_flag, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
-from .elements import CONVERSION_KINDS, Element
+from .elements import CONVERSION_KINDS, Element, unknown_element
 from .report import (DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header, shown_box,
                      shown_pixels)
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
@@ -112,11 +112,13 @@ class Comparison:
         return self.distractors_b - self.distractors_a
 
     def element(self, name: str) -> ElementDelta:
-        """The delta of the element called ``name`` (KeyError if it is not in both creatives)."""
+        """The delta of the element called ``name`` (:class:`~foveal.errors.UnknownElementError`, a KeyError, if it
+        is not in both creatives)."""
         for e in self.elements:
             if e.name == name:
                 return e
-        raise KeyError(name)
+        raise unknown_element("Comparison.element (elements in both creatives)", name,
+                              [e.name for e in self.elements])
 
     def to_dict(self) -> dict[str, Any]:
         return {

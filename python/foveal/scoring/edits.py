@@ -19,7 +19,7 @@ import numpy as np
 from ..boxes import round_half_up
 from ..fileio import NUMBER
 from ..errors import InputError
-from .elements import Element, _short, check_elements, element_list
+from .elements import Element, _short, check_elements, element_list, unknown_element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
@@ -400,18 +400,6 @@ def _lookup(current: dict[str, Element], name: str, option: str) -> Element:
     if not isinstance(name, str) or name not in current:
         raise unknown_element(option, name, current)
     return current[name]
-
-
-#: Most element names a refusal lists: a creative may have 10,000, and listing them all made a 4 MB message.
-SHOWN_NAMES = 20
-
-
-def unknown_element(option: str, name: object, names: Iterable[str]) -> InputError:
-    """The refusal of an edit or a search that names no element: the name given, cut short, and the elements."""
-    known = sorted(names)
-    listed = ", ".join(known[:SHOWN_NAMES]) + (f" and {len(known) - SHOWN_NAMES:,} more" if len(known) > SHOWN_NAMES
-                                                else "")
-    return InputError(f"{option}: no element named {_short(name)}; the elements are {listed}")
 
 
 def _move_hint(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> str:

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, decimal_float, decimal_floats, resolve_boxes
-from ..errors import ElementSpecError, InputError, repeated
+from ..errors import ElementSpecError, InputError, UnknownElementError, repeated
 from ..fileio import NUMBER, checked_path, is_unicode
 from .textfile import parse_json, read_text
 
@@ -161,6 +161,19 @@ MAX_NAME_CHARS = 200
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+#: Most element names a refusal lists: a creative may have 10,000, and listing them all made a 4 MB message.
+SHOWN_NAMES = 20
+
+
+def unknown_element(where: str, name: object, names: Iterable[str]) -> UnknownElementError:
+    """The refusal of a name no element has (an edit's, a search's, a lookup's): the name given, cut short, and
+    the elements."""
+    known = sorted(names)
+    listed = ", ".join(known[:SHOWN_NAMES]) + (f" and {len(known) - SHOWN_NAMES:,} more" if len(known) > SHOWN_NAMES
+                                                else "")
+    return UnknownElementError(f"{where}: no element named {_short(name)}; the elements are {listed or 'none'}")
 
 
 def _check_name(name: Any, where: str) -> str:

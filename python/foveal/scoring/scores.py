@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import InputError, checked_flag
 from .elements import (CONVERSION_KINDS, Element, ElementSpec, check_elements, checked_format, element_list,
-                       format_of)
+                       format_of, unknown_element)
 
 if TYPE_CHECKING:
     from .norms import Norms
@@ -127,11 +127,12 @@ class CreativeScores:
     top10_share: float
 
     def element(self, name: str) -> ElementScore:
-        """The score of the element called ``name`` (KeyError if absent)."""
+        """The score of the element called ``name`` (:class:`~foveal.errors.UnknownElementError`, a KeyError, if
+        absent)."""
         for e in self.elements:
             if e.name == name:
                 return e
-        raise KeyError(name)
+        raise unknown_element("CreativeScores.element", name, [e.name for e in self.elements])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -27,8 +27,8 @@ from ..errors import InputError, checked_count
 from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
-                    checked_image, edit_list, move_variants, unknown_element)
-from .elements import Element
+                    checked_image, edit_list, move_variants)
+from .elements import Element, unknown_element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
