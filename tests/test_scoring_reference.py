@@ -49,7 +49,7 @@ def ref_elements(prob, boxes_xyxy, kinds, norms=None, pass_pct=70.0):
     for (x0, y0, x1, y1), kind in zip(boxes_xyxy, kinds):
         area = (x1 - x0) * (y1 - y0)
         share = p[y0:y1, x0:x1].sum() / total
-        out.append({"share": share, "density": p[y0:y1, x0:x1].sum() / area, "area_fraction": area / n_pix,
+        out.append({"share": share, "density": share / area, "area_fraction": area / n_pix,
                     "lift": share / (area / n_pix)})
     return out
 

@@ -304,3 +304,14 @@ def test_an_element_looked_up_by_a_name_it_lacks_is_a_one_line_input_error_and_a
         assert isinstance(refused.value, InputError) and isinstance(refused.value, KeyError)
         assert str(refused.value).startswith(f"{where}") and str(refused.value).endswith(
             "no element named 'nope'; the elements are cta, logo")
+
+
+def test_density_is_the_share_per_pixel_whatever_the_maps_total():
+    """A map that does not sum to 1 (an 8-bit PNG's sums within 9 %; a caller's raw values not at all) gave shares
+    and lifts right but densities that far off: SaliencyMap(np.full((4, 4), 5.0)) had a density of 5 per pixel."""
+    raw = SaliencyMap(np.full((4, 4), 5.0, np.float32))
+    unit = SaliencyMap(np.full((4, 4), 1 / 16, np.float32))
+    for key in ("share", "density", "lift"):
+        assert raw.box_stats([0, 0, 2, 2])[key] == pytest.approx(unit.box_stats([0, 0, 2, 2])[key])
+    assert raw.box_stats([0, 0, 2, 2])["density"] == pytest.approx([1 / 16])
+    assert score_creative(raw, [Element("cta", "cta", (0, 0, 2, 2))]).element("cta").density == pytest.approx(1 / 16)

@@ -44,7 +44,9 @@ def box_stats_from_sums(sums: np.ndarray, xyxy: np.ndarray, total: float, shape:
     height, width = shape
     area = ((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).astype(np.float64)
     share = sums / total
-    return {"sum": sums, "area": area, "density": sums / area, "share": share,
+    # density from the share, as lift: a map summing to 1 only up to rounding (an 8-bit PNG's, within 9 %) or not
+    # at all (a caller's raw counts) gave densities that far off, and scores carry them
+    return {"sum": sums, "area": area, "density": share / area, "share": share,
             "lift": share / (area / (height * width))}
 
 
@@ -134,11 +136,12 @@ class SaliencyMap:
         return cpu.box_sums(self.sat, xyxy) if len(xyxy) else np.zeros(0, np.float64)
 
     def box_stats(self, boxes: Any, *, box_format: str = "xywh", units: str = "px") -> dict[str, np.ndarray]:
-        """Per box: ``sum``, ``area`` (pixels), ``density`` (mass per pixel), ``share`` and ``lift``.
+        """Per box: ``sum``, ``area`` (pixels), ``density`` (share per pixel), ``share`` and ``lift``.
 
         ``boxes`` is one box or an (N, 4) array (N may be 0), ``[x, y, w, h]`` unless ``box_format="xyxy"``, in
         pixels unless ``units="relative"``; see :mod:`foveal.boxes` for the rounding and validation rule.
-        share = sum / total; lift = share / (area / image area), so 1.0 means "as much as an average region".
+        share = sum / total; density = share / area; lift = share / (area / image area), so 1.0 means "as much
+        as an average region". The total is the map's own, so they hold for a map that sums to 1 only roughly.
         """
         xyxy = resolve_boxes(boxes, self.shape, box_format=box_format, units=units)
         return box_stats_from_sums(self._raw_sums(xyxy), xyxy, self.total, self.shape)

@@ -6,7 +6,7 @@ each one and is copied into every ``scores.json``.
 Per element (box ``B`` of ``area`` pixels on an ``N = H·W`` pixel map):
 
 - ``share = Σ_B prob / Σ prob``: the fraction of predicted attention inside the box.
-- ``density = Σ_B prob / area``: attention per pixel.
+- ``density = share / area``: attention per pixel (``Σ_B prob / area`` for a map summing to 1).
 - ``lift = share / (area / N)``: share relative to the box's area fraction; 1.0 is what a uniform map gives.
 - ``rank``: 1 for the element with the largest share on this creative; ties share a rank (1, 2, 2, 4).
 - ``percentile`` (needs norms): ``100 · #{norm shares ≤ share} / n`` over the ``n`` reference shares of elements of
