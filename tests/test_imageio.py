@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from foveal import ImageError, TooManyPixelsError, load_image
+from foveal import ImageError, InputError, TooManyPixelsError, load_image
 from foveal.imageio import DecodedImage, check_header, decode
 
 
@@ -617,3 +617,12 @@ def test_damaged_jpegs_get_pillows_pixels_or_pillows_message(monkeypatch):
                 assert np.array_equal(ours, pillows)
                 taken += 1
     assert taken > 100  # most overwritten bytes leave a JPEG both can read
+
+
+def test_an_int_past_floats_range_is_a_pixel_limit_and_no_blur():
+    """max_pixels=2**2000 and blur_sigma=2**2000 escaped as OverflowError from math.isfinite and float()."""
+    from foveal.cpu import checked_blur_sigma
+
+    assert load_image(np.zeros((4, 4, 3), np.uint8), max_pixels=2**2000).shape == (4, 4, 3)
+    with pytest.raises(InputError, match=r"^blur_sigma must be finite, >= 0 and <= 1000 pixels, got 1148130695"):
+        checked_blur_sigma(2**2000)

@@ -47,9 +47,12 @@ def checked_blur_sigma(value: object) -> float:
     """``value`` as a float in [0, MAX_BLUR_SIGMA], else InputError (shared by both twins and the Engine)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(f"blur_sigma must be a number of pixels, got {value!r}")
-    sigma = float(value)
+    try:
+        sigma = float(value)
+    except OverflowError:  # an int past float's range
+        sigma = math.inf
     if not (math.isfinite(sigma) and 0.0 <= sigma <= MAX_BLUR_SIGMA):
-        raise InputError(f"blur_sigma must be finite, >= 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {value!r}")
+        raise InputError(f"blur_sigma must be finite, >= 0 and <= {MAX_BLUR_SIGMA:g} pixels, got {value!r:.40}")
     return sigma
 
 

@@ -85,7 +85,11 @@ def checked_max_pixels(value: object) -> int:
     """``value`` as a pixel limit (a finite number >= 1; 5e8 is fine), else ImageError naming ``max_pixels``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
-    if not (math.isfinite(value) and value >= 1):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int past float's range: finite, and no image comes near it
+        finite = True
+    if not (finite and value >= 1):
         raise ImageError(f"max_pixels must be a finite number >= 1, got {value!r}")
     return int(value)
 
