@@ -365,3 +365,12 @@ def test_numpy_numbers_in_edits_are_taken_as_python_numbers():
     assert type(Scale("logo", np.float32(0.5)).factor) is float
     with pytest.raises(InputError, match="the factor must be a number"):
         Scale("logo", np.complex64(0.5))
+
+
+@pytest.mark.parametrize("parse, form", [(parse_move, "NAME:DX,DY"), (parse_scale, "NAME:FACTOR"),
+                                         (parse_swap, "NAME,NAME")])
+def test_edit_parsers_refuse_what_is_not_text(parse, form):
+    """parse_move(None) raised AttributeError, parse_move(b"cta:1,2") TypeError."""
+    for value in (None, b"cta:1,2", 5):
+        with pytest.raises(InputError, match=f"expected text {form}, got {type(value).__name__}"):
+            parse(value)

@@ -99,7 +99,7 @@ _INT = r"[+-]?\d{1,9}"  # no image is a billion pixels wide; longer numbers are 
 
 def parse_move(text: str) -> Move:
     """Parse ``NAME:DX,DY`` (whole pixels, e.g. ``cta:0,-60``)."""
-    name, sep, offset = text.rpartition(":")
+    name, sep, offset = _edit_text(text, "move", "NAME:DX,DY").rpartition(":")
     match = re.fullmatch(rf"\s*({_INT})\s*,\s*({_INT})\s*", offset, re.ASCII)
     if not sep or not name.strip() or match is None:
         raise InputError(f"move: expected NAME:DX,DY in whole pixels (e.g. cta:0,-60), got {text!r}")
@@ -108,7 +108,7 @@ def parse_move(text: str) -> Move:
 
 def parse_scale(text: str) -> Scale:
     """Parse ``NAME:FACTOR`` (e.g. ``logo:0.8``); the factor must be a positive finite number."""
-    name, sep, factor = text.rpartition(":")
+    name, sep, factor = _edit_text(text, "scale", "NAME:FACTOR").rpartition(":")
     if not sep or not name.strip() or NUMBER.fullmatch(factor.strip()) is None:
         raise InputError(f"scale: expected NAME:FACTOR with a positive number (e.g. logo:0.8), got {text!r}")
     value = float(factor)
@@ -120,12 +120,18 @@ def parse_scale(text: str) -> Scale:
 
 def parse_swap(text: str) -> Swap:
     """Parse ``NAME,NAME`` (e.g. ``cta,headline``); the two names must differ."""
-    parts = [p.strip() for p in text.split(",")]
+    parts = [p.strip() for p in _edit_text(text, "swap", "NAME,NAME").split(",")]
     if len(parts) != 2 or not all(parts):
         raise InputError(f"swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}")
     if parts[0] == parts[1]:
         raise InputError(f"swap: the two elements must differ, got {text!r}")
     return Swap(parts[0], parts[1])
+
+
+def _edit_text(text: object, edit: str, form: str) -> str:
+    if not isinstance(text, str):  # bytes or None failed inside, as AttributeError or TypeError
+        raise InputError(f"{edit}: expected text {form}, got {type(text).__name__}")
+    return text
 
 
 def fill_holes(image: np.ndarray, mask: np.ndarray, margin: int = HOLE_MARGIN) -> np.ndarray:
