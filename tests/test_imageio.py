@@ -626,3 +626,9 @@ def test_an_int_past_floats_range_is_a_pixel_limit_and_no_blur():
     assert load_image(np.zeros((4, 4, 3), np.uint8), max_pixels=2**2000).shape == (4, 4, 3)
     with pytest.raises(InputError, match=r"^blur_sigma must be finite, >= 0 and <= 1000 pixels, got 1148130695"):
         checked_blur_sigma(2**2000)
+
+
+def test_a_big_endian_16_bit_array_is_read_as_its_values():
+    """'>u2' was refused with the advice a.astype(np.uint8), which would have thrown its high bytes away."""
+    grey = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    assert np.array_equal(load_image(grey.astype(">u2")), load_image(grey))

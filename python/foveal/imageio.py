@@ -495,6 +495,8 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 
 def _from_array(array: np.ndarray, max_pixels: int) -> np.ndarray:
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2 and not array.dtype.isnative:
+        array = array.astype(np.uint16)  # big-endian 16-bit (a FITS or TIFF reader's): the same values, swapped
     if array.dtype not in (np.uint8, np.uint16):
         # Whether floats run 0..1 or 0..255 cannot be told from the values of every image, so none is guessed.
         how = ("(a * 255).round().astype(np.uint8) for values in 0..1, a.round().astype(np.uint8) for 0..255"
