@@ -2767,3 +2767,11 @@ def test_the_container_build_copies_the_licence():
     build_stage = (ROOT / "Dockerfile").read_text(encoding="utf-8").split("\nFROM ")[1]
     copied = {path for line in build_stage.splitlines() if line.startswith("COPY ") for path in line.split()[1:-1]}
     assert {"pyproject.toml", "CMakeLists.txt", "README.md", "LICENSE", "csrc", "python"} <= copied, copied
+
+
+def test_a_client_api_key_that_is_not_text_is_refused_not_dropped():
+    """Client(url, api_key=0) or api_key=[] sent its requests without a key, without a word."""
+    for key in (0, [], b"key-0123456789abcdef"):
+        with pytest.raises(foveal.InputError, match="api_key must be printable ASCII text"):
+            Client("http://127.0.0.1:1", api_key=key)
+    assert "Authorization" not in Client("http://127.0.0.1:1", api_key="")._http.headers

@@ -1103,3 +1103,17 @@ def test_a_long_format_name_is_scored_without_a_store_and_refused_with_one(tmp_p
     assert BatchOptions(format="f" * 80).format == "f" * 80
     with pytest.raises(InputError, match="a store keeps format names of at most 64"):
         BatchOptions(format="f" * 80, db=str(tmp_path / "s.db"))
+
+
+def test_latest_predictions_refuses_a_graph_that_is_not_text(tmp_path):
+    """latest_predictions(5) raised SQLAlchemy's bare TypeError from its autoescape."""
+    from foveal.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        for graph in (5, ["b"]):
+            with pytest.raises(InputError, match="graph_sha256: expected the start of a graph's sha256"):
+                store.latest_predictions(graph)
+        assert store.latest_predictions("ab") == [] and store.latest_predictions() == []
+    finally:
+        store.close()

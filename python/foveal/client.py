@@ -82,7 +82,7 @@ class Client:
             raise FovealError('foveal.Client needs httpx: pip install "foveal[serve]"') from None
         self.url, self._shown = _checked_url(url)
         headers = {"User-Agent": "foveal-client"}
-        if api_key:
+        if api_key is not None and api_key != "":  # 0 or [] were taken for no key, the requests sent without one
             if not isinstance(api_key, str) or not api_key.isascii() or not api_key.isprintable():
                 raise InputError("Client: api_key must be printable ASCII text (it travels in an HTTP header)")
             headers["Authorization"] = f"Bearer {api_key}"

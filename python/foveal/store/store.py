@@ -231,6 +231,9 @@ class Store:
         """Each creative's latest prediction (of the graph whose sha256 starts with ``graph_sha256``, if given):
         ``creative_id, vertical, format, tags, model, graph_sha256, precision, scored_at`` and ``scores``, the
         creative-level scores plus ``<kind>_share``, the largest share of each element kind on the creative."""
+        if graph_sha256 is not None and not isinstance(graph_sha256, str):
+            raise InputError(f"graph_sha256: expected the start of a graph's sha256 (text), got "
+                             f"{type(graph_sha256).__name__}")
         p, c = s.predictions.c, s.creatives.c
         latest = sa.select(p.creative_id, sa.func.max(p.prediction_id).label("pid"))
         if graph_sha256:
