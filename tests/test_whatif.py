@@ -451,3 +451,20 @@ def test_edits_given_as_an_iterator_are_applied_and_recorded():
     assert outcome.edits == (Move("cta", 1, 0),)
     with pytest.raises(InputError, match="no edit given"):
         run_edits(engine, image, SMALL, iter([]))
+
+
+def test_search_arguments_of_the_wrong_shape_are_refused_in_one_line():
+    """candidate_offsets(None, ...) raised TypeError, elements as tuples AttributeError; offsets of three values
+    ValueError, of a float a TypeError from slicing."""
+    image = _small_creative()
+    with pytest.raises(InputError, match=r"^image_hw: expected the image's \(height, width\)"):
+        candidate_offsets(None, SMALL, "cta")
+    with pytest.raises(InputError, match=r"^elements: expected a list of Element"):
+        candidate_offsets(image.shape[:2], None, "cta")
+    with pytest.raises(InputError, match=r"^elements: expected Element objects .*got tuple"):
+        candidate_offsets(image.shape[:2], [("cta", "cta", (1, 1, 5, 5))], "cta")
+    for offsets in ([(1, 2, 3)], [(1.5, 0)], ["ab"]):
+        with pytest.raises(InputError, match=r"^search_position: offsets are \(dx, dy\) pairs of whole pixels"):
+            search_position(Spotlight((0, 0, 5, 5)), image, SMALL, "cta", offsets)
+    result = search_position(Spotlight((0, 0, 5, 5)), image, SMALL, "cta", [(np.int64(2), np.uint8(1))])
+    assert all(type(v) is int for c in result.candidates for v in (c.dx, c.dy))
