@@ -475,3 +475,25 @@ def test_allow_format_mismatch_takes_only_true_or_false():
             compare_scores(a, b, allow_format_mismatch=value)
     with pytest.raises(FormatMismatchError):
         compare_scores(a, b, allow_format_mismatch=False)
+
+
+def test_resample_mass_refuses_a_size_no_map_has():
+    """out_hw of 10**5 squared raised a bare MemoryError (75 GiB), 10**9 squared was killed for memory, None a
+    TypeError."""
+    from foveal.scoring.compare import resample_mass
+
+    prob = np.full((4, 4), 1 / 16)
+    for out_hw, match in (((10**5, 10**5), "is over 1,073,741,824 pixels"), (None, "must be a \\(height, width\\)"),
+                          ((2.5, 3), "must be a \\(height, width\\)")):
+        with pytest.raises(InputError, match=f"^resample_mass: out_hw .*{match}"):
+            resample_mass(prob, out_hw)
+    assert resample_mass(prob, (np.int64(2), 2)).sum() == pytest.approx(1.0)
+
+
+def test_a_native_kernel_argument_cpp_cannot_hold_is_a_one_line_input_error():
+    """cpu.preprocess with a size of 2**64 raised pybind11's many-line TypeError."""
+    from foveal import cpu
+
+    with pytest.raises(InputError, match="an argument is of a type or size the kernel cannot take") as refused:
+        cpu.preprocess(np.zeros((4, 4, 3), np.uint8), (2**64, 4), (2**64, 4), (0, 0, 0), (1, 1, 1))
+    assert "\n" not in str(refused.value)

@@ -84,6 +84,9 @@ def _call(kernel: Callable[..., _R], *args: object) -> _R:
         return kernel(*args)
     except ValueError as e:
         raise InputError(str(e)) from e
+    except TypeError as e:  # pybind11's many-line "incompatible function arguments": an argument C++ cannot hold
+        raise InputError(f"{getattr(kernel, '__name__', 'kernel')}: an argument is of a type or size the kernel "
+                         "cannot take (sizes and offsets are whole numbers below 2**63, names are text)") from e
 
 
 def _array(x: ArrayLike, name: str, kinds: str, dtype: type, ndim: int, layout: str) -> NDArray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -257,6 +258,10 @@ def build_document(comparison: Comparison, scores_a: CreativeScores, scores_b: C
     }
 
 
+#: Most pixels :func:`resample_mass` makes: ten times the default pixel limit of an image, so any map's grid.
+MAX_RESAMPLED_PIXELS = 1 << 30
+
+
 def resample_mass(prob: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
     """Area-preserving resampling of a mass map (H×W) onto an ``out_hw`` grid covering the same unit square.
 
@@ -267,9 +272,15 @@ def resample_mass(prob: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim != 2 or prob.size == 0:
         raise InputError(f"resample_mass: prob must be a non-empty (H, W) array, got shape {prob.shape}")
+    if not (isinstance(out_hw, (tuple, list)) and len(out_hw) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in out_hw)):
+        raise InputError(f"resample_mass: out_hw must be a (height, width) pair of whole numbers, got {out_hw!r:.60}")
     out_h, out_w = (int(v) for v in out_hw)
     if out_h < 1 or out_w < 1:
         raise InputError(f"resample_mass: out_hw must be positive, got {tuple(out_hw)}")
+    if out_h * out_w > MAX_RESAMPLED_PIXELS:  # a float64 result and its intermediates: 10**5 squared asked for 75 GiB
+        raise InputError(f"resample_mass: out_hw {out_h}x{out_w} is over {MAX_RESAMPLED_PIXELS:,} pixels; resample "
+                         "to a map's own size")
     if prob.shape == (out_h, out_w):
         return prob.copy()
     return _resample_axis(_resample_axis(prob, out_h, axis=0), out_w, axis=1)
