@@ -36,7 +36,7 @@ export class AttentionMap {
     const area = box[2] * box[3];
     const share = sum / this.total;
     const areaFraction = area / (this.height * this.width);
-    return { share, density: sum / area, lift: share / areaFraction, area, area_fraction: areaFraction };
+    return { share, density: share / area, lift: share / areaFraction, area, area_fraction: areaFraction };
   }
 
   /**
