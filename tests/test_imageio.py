@@ -632,3 +632,12 @@ def test_a_big_endian_16_bit_array_is_read_as_its_values():
     """'>u2' was refused with the advice a.astype(np.uint8), which would have thrown its high bytes away."""
     grey = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
     assert np.array_equal(load_image(grey.astype(">u2")), load_image(grey))
+
+
+def test_min_side_must_be_a_positive_whole_number(rgb):
+    """min_side="x" raised TypeError from inside; -5 and True decoded a JPEG at an eighth of its size."""
+    data = _encode(Image.fromarray(rgb), "JPEG")
+    for value in ("x", -5, 0, True, 2.5):
+        with pytest.raises(ImageError, match="^min_side must be a whole number of pixels >= 1"):
+            decode(data, min_side=value)
+    assert decode(data, min_side=np.int64(8)).image_hw == rgb.shape[:2]

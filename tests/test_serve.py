@@ -2775,3 +2775,12 @@ def test_a_client_api_key_that_is_not_text_is_refused_not_dropped():
         with pytest.raises(foveal.InputError, match="api_key must be printable ASCII text"):
             Client("http://127.0.0.1:1", api_key=key)
     assert "Authorization" not in Client("http://127.0.0.1:1", api_key="")._http.headers
+
+
+def test_client_score_names_and_formats_must_be_text():
+    """Client.score(format={"a": 1}) raised httpx's bare TypeError; format=5 went as "5" where score_creative
+    refuses it."""
+    with Client("http://127.0.0.1:1") as client:
+        for field, value in (("format", {"a": 1}), ("format", 5), ("norms", ["display"])):
+            with pytest.raises(foveal.InputError, match=f"^Client.score: {field} must be text"):
+                client.score(EXAMPLE, ELEMENTS, **{field: value})

@@ -104,6 +104,9 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
     from PIL import Image
 
     max_pixels = checked_max_pixels(max_pixels)
+    if min_side is not None and (isinstance(min_side, bool) or not isinstance(min_side, numbers.Integral)
+                                 or min_side < 1):  # "x" failed inside; -5 decoded at an eighth of the size
+        raise ImageError(f"min_side must be a whole number of pixels >= 1, got {min_side!r:.40}")
 
     if isinstance(src, DecodedImage):
         _check_size(src.image_hw[::-1], max_pixels, src.source)  # image_hw is the size the map will have
