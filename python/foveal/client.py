@@ -179,10 +179,11 @@ class Client:
                              "norms; choose the answer with output='json' or output='html'")
         fields = {"elements": _elements_text(elements)}
         for name, value in (("norms", norms), ("format", format)):
-            if value is not None and not isinstance(value, str):  # a dict failed in httpx, a 5 went as "5"
+            if value is None:
+                continue
+            if not isinstance(value, str):  # a dict failed in httpx, a 5 went as "5"
                 raise InputError(f"Client.score: {name} must be text (a name), got {type(value).__name__}")
-            if value is not None:
-                fields[name] = value
+            fields[name] = value
         if pass_percentile is not None:
             if isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real):
                 raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")

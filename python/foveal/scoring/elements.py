@@ -283,6 +283,16 @@ def checked_hw(image_hw: Any) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def element_objects(elements: Iterable[Element], source: str = "elements") -> list[Element]:
+    """:func:`element_list` whose items are all :class:`Element` objects, else InputError."""
+    elements = element_list(elements, source)
+    for e in elements:
+        if not isinstance(e, Element):
+            raise InputError(f"{source}: expected Element objects (foveal.scoring.Element or parse_elements' "
+                             f"result), got {type(e).__name__} {_short(e)}")
+    return elements
+
+
 def element_list(elements: Iterable[Element], source: str = "elements") -> list[Element]:
     """``elements`` as a list, else InputError: None or a number is no element list."""
     if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
@@ -296,13 +306,10 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     """Check a resolved element list as a whole: at least one element, known kinds, inside the image, no duplicate
     names and (unless ``identical_boxes``, as an edit may produce) no two names on the identical box.  Raises
     :class:`ElementSpecError`."""
-    elements = element_list(elements, source)
+    elements = element_objects(elements, source)
     image_hw = checked_hw(image_hw)
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
-    if not all(isinstance(e, Element) for e in elements):
-        raise InputError(f"{source}: expected Element objects (foveal.scoring.Element or parse_elements' result), got "
-                         f"{_short(next(e for e in elements if not isinstance(e, Element)))}")
     if len(elements) > MAX_ELEMENTS:
         raise ElementSpecError(f"{source}: {len(elements):,} elements, more than the {MAX_ELEMENTS:,} a creative may "
                                "have; score the ones a reader would notice")

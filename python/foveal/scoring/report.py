@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import io
+import math
 from importlib import resources
 from pathlib import Path
 from string import Template

@@ -28,7 +28,7 @@ from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
                     checked_image, edit_list, move_variants)
-from .elements import Element, element_list, unknown_element
+from .elements import Element, checked_hw, element_objects, unknown_element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
@@ -295,13 +295,8 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
         raise InputError(f"max_overlap must be a fraction in [0, 1], got {max_overlap!r}")
     if image is not None:
         image = checked_image(image)
-    if not (isinstance(image_hw, (tuple, list)) and len(image_hw) == 2 and all(_whole(n) and n >= 1 for n in image_hw)):
-        raise InputError(f"image_hw: expected the image's (height, width) in whole pixels, got {image_hw!r:.60}")
-    elements = element_list(elements)
-    if not all(isinstance(e, Element) for e in elements):
-        raise InputError("elements: expected Element objects (from load_elements or make_element), got "
-                         f"{type(next(e for e in elements if not isinstance(e, Element))).__name__}")
-    by_name = {e.name: e for e in elements}
+    image_hw = checked_hw(image_hw)
+    by_name = {e.name: e for e in element_objects(elements)}
     if not isinstance(name, str) or name not in by_name:
         raise unknown_element("search", name, by_name)
     x, y, w, h = by_name[name].box
@@ -418,9 +413,9 @@ def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Ele
     batch_size = max(1, min(batch_size, SEARCH_BATCH_PIXELS // (image.shape[0] * image.shape[1])))
     if not offsets:
         raise InputError(f"search_position: no positions to try for {name!r}")
-    if not all(isinstance(o, (tuple, list)) and len(o) == 2 and all(map(_whole, o)) for o in offsets):
-        bad = next(o for o in offsets if not (isinstance(o, (tuple, list)) and len(o) == 2 and all(map(_whole, o))))
-        raise InputError(f"search_position: offsets are (dx, dy) pairs of whole pixels, got {bad!r:.60}")
+    for offset in offsets:
+        if not (isinstance(offset, (tuple, list)) and len(offset) == 2 and all(map(_whole, offset))):
+            raise InputError(f"search_position: offsets are (dx, dy) pairs of whole pixels, got {offset!r:.60}")
     offsets = [(int(dx), int(dy)) for dx, dy in offsets]
     stream: Iterator[tuple[tuple[int, int] | None, EditedCreative]] = _with_baseline(
         image, elements, zip(offsets, move_variants(image, elements, name, offsets)))
