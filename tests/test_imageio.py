@@ -19,6 +19,11 @@ def _encode(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     return buf.getvalue()
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, kind, body and CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def test_path_bytes_pil_and_array_agree(tmp_path, rgb):
     path = tmp_path / "a.png"
     Image.fromarray(rgb).save(path)
@@ -168,14 +173,11 @@ def test_a_colour_key_of_a_low_bit_depth_grey_png_is_its_raw_sample():
 def test_a_colour_key_of_a_16_bit_rgb_png_is_compared_at_8_bits():
     """Pillow reads a 16-bit RGB PNG as 8-bit samples but hands its tRNS key over in 16 bits: the key never matched,
     and transparent pixels showed their colour, not the white beneath."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     samples = np.array([[[10, 20, 30], [40, 50, 60]]], np.uint16) * 257  # 1x2, as 8-bit values widened
     rows = b"\0" + samples.astype(">u2").tobytes()
-    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
-            + chunk(b"tRNS", struct.pack(">HHH", *samples[0, 0].tolist())) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+            + _chunk(b"tRNS", struct.pack(">HHH", *samples[0, 0].tolist())) + _chunk(b"IDAT", zlib.compress(rows))
+            + _chunk(b"IEND", b""))
     np.testing.assert_array_equal(load_image(data), [[[255, 255, 255], [40, 50, 60]]])
 
 
@@ -242,20 +244,13 @@ def test_one_of_the_six_whose_header_pillow_refuses_is_named_as_that_format():
             load_image(data)
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
 def test_an_icon_over_a_huge_png_is_refused_from_its_header():
     """An ICO's directory said 16x16 over a PNG of 12000x12000: the pixel limit, checked on the stated size, passed,
     and a 445 KB upload was decoded into 390 MB of pixels before the real size was refused."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     side = 3000
     rows = zlib.compress((b"\0" + b"\x80" * (3 * side)) * side, 9)
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+           + _chunk(b"IDAT", rows) + _chunk(b"IEND", b""))
     icon = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22) + png
     for call in (check_header, load_image):
         with pytest.raises(ImageError, match="not a recognised image format"):
@@ -293,13 +288,7 @@ def test_max_pixels_not_pillows_limit_decides(monkeypatch):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height RGB pixels and holds none of them."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + _chunk(
         b"IEND", b"")
 
 
