@@ -77,3 +77,13 @@ def test_decode_times_foveal_against_pillow_and_opencv_on_the_same_pixels() -> N
     for title in ("JPEG in full", "JPEG reduced to 480x270", "RGBA PNG, on white"):
         assert title in done.stdout
     assert done.stdout.count("foveal decode") == 3
+
+
+def test_display_figures_times_both_sizes_and_the_reduced_files_are_smaller() -> None:
+    run = _script("display_figures.py", "--side", "1600", "--rounds", "1")  # 2.56 MP: over the 2-MP limit
+    assert run.returncode == 0, run.stderr
+    sizes = [float(word) for word in run.stdout.splitlines()[0].replace(";", " ").split()
+             if word.replace(".", "").isdigit()]
+    png_reduced, png_full, page_reduced, page_full = sizes
+    assert png_reduced < png_full and page_reduced < page_full, run.stdout
+    assert run.stdout.count("reduced  ") == 2 and run.stdout.count("full size  ") == 2, run.stdout
