@@ -15,7 +15,7 @@ from foveal import Engine, load_image
 from foveal import metrics as M
 from foveal.cli import main
 from foveal.datasets import Fixations, gaussian_density, load_dataset
-from foveal.errors import InputError, ModelError
+from foveal.errors import InputError, ModelError, TooManyPixelsError
 from foveal.evaluate import CENTRE_BIAS_MODEL, HUMAN_METRICS, HUMAN_MODEL, evaluate, human_consistency
 
 SHAPES = [(40, 60), (48, 48), (30, 70), (52, 36)]  # (H, W), mixed sizes as in NUS Scene
@@ -47,9 +47,10 @@ class _FakeEngine:
         self.backend = "none"
         self.seen: list[tuple[int, int]] = []
 
-    def predict_batch(self, images, batch_size=16):
-        self.seen += [im.shape[:2] for im in images]
-        return [SimpleNamespace(prob=self.maps[im.shape[:2]]) for im in images]
+    def predict_batch(self, images, batch_size=16, *, errors="raise"):
+        shapes = [load_image(im).shape[:2] for im in images]
+        self.seen += shapes
+        return [SimpleNamespace(prob=self.maps[shape]) for shape in shapes]
 
 
 def _expected(ds, i, prob, maps, seed=0):
@@ -448,3 +449,38 @@ def test_provenance_names_the_graph_that_ran(tmp_path):
     provenance = got.to_dict()["provenance"]
     assert provenance["precision"] == "int8" and provenance["model_sha256"] == engine.model.sha256
     assert provenance["graph_sha256"] == engine.graph_sha256 != engine.model.sha256
+
+
+def test_the_datasets_pixel_limit_is_the_one_given(tmp_path):
+    """Header reads, images and maps had foveal's default limit fixed, so `foveal eval --max-pixels` could lower the
+    limit (the engine's check) but never raise it, while its message said to."""
+    root = _folder(tmp_path / "ds")
+    limit = max(h * w for h, w in SHAPES)
+    with pytest.raises(TooManyPixelsError, match=f"^{root / 'images'}/img\\d\\d.png: .* over the limit"):
+        load_dataset(root, max_pixels=limit - 1)
+    ds = load_dataset(root, max_pixels=limit)
+    assert ds.max_pixels == limit and ds.subset([0], "one").max_pixels == limit
+    assert [ds.image(i).shape[:2] for i in range(len(ds))] == SHAPES
+
+
+def test_an_image_the_engine_refuses_is_named_by_its_file(tmp_path):
+    """The engine was handed decoded images, so its refusal named a batch slot: "images[2]: <array>: ..."."""
+    root = _folder(tmp_path / "ds")
+    ds = load_dataset(root)
+    big = max(range(len(ds)), key=lambda i: np.prod(ds.shape(i)))
+    engine = Engine("itti-koch", max_pixels=int(np.prod(ds.shape(big))) - 1)
+    with pytest.raises(TooManyPixelsError, match=f"^{ds.path(big)}: "):
+        evaluate(engine, ds, split=None, progress=False)
+    with pytest.raises(TooManyPixelsError, match=f"^{ds.path(big)}: "):  # a path is read within the engine's limit
+        evaluate(engine, root, split=None, progress=False)
+    assert main(["-q", "eval", "--dataset", str(root), "--split", "all", "--metrics", "NSS", "--model", "itti-koch",
+                 "--max-pixels", str(engine.max_pixels)]) == 1
+
+
+def test_human_consistency_names_an_image_no_metric_takes(tmp_path):
+    """A 1x1 image whose halves fixate its one pixel: AUC-Judd's bare message named neither image nor remedy."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (1, 1)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "fixations.csv").write_text("image,x,y,subject\na.png,0.5,0.5,0\na.png,0.2,0.2,1\n")
+    with pytest.raises(InputError, match=r"^image 'a.png' of \w+: auc_judd: every pixel is fixated.*leave AUC-Judd out"):
+        human_consistency(load_dataset(tmp_path), split=None, progress=False)

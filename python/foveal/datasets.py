@@ -31,7 +31,7 @@ import numpy as np
 
 from foveal.errors import FovealError, ImageError, InputError
 from foveal.fileio import checked_path, open_input
-from foveal.imageio import DEFAULT_MAX_PIXELS, load_image, max_file_bytes, open_pillow
+from foveal.imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, load_image, max_file_bytes, open_pillow
 
 __all__ = ["Fixations", "Dataset", "load_dataset", "load_osie", "load_scene", "load_folder",
            "SPLITS", "OSIE_PIXELS_PER_DEGREE"]
@@ -110,11 +110,13 @@ class Dataset:
         density_paths: one density-map PNG per id, or None to derive densities from fixations.
         sigma: function of (H, W) giving the density Gaussian's sigma in pixels.
         shapes: known (H, W) per id, or None to read them from the image headers.
+        max_pixels: images and density maps larger than this are refused (:class:`foveal.TooManyPixelsError`).
     """
 
     def __init__(self, name: str, ids: Sequence[str], paths: Sequence[Path],
                  fixations: Sequence[Fixations] | None, density_paths: Sequence[Path] | None,
-                 sigma: Callable[[int, int], float], shapes: Sequence[tuple[int, int]] | None = None) -> None:
+                 sigma: Callable[[int, int], float], shapes: Sequence[tuple[int, int]] | None = None, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.name = name
         self.ids = list(ids)
         self._paths = list(paths)
@@ -122,6 +124,7 @@ class Dataset:
         self._density_paths = None if density_paths is None else list(density_paths)
         self._sigma = sigma
         self._shapes = None if shapes is None else [tuple(map(int, s)) for s in shapes]
+        self.max_pixels = checked_max_pixels(max_pixels)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,14 +146,19 @@ class Dataset:
 
     def image(self, i: int) -> np.ndarray:
         """Image ``i`` as uint8 RGB H×W×3 (EXIF-rotated, as foveal decodes every image)."""
-        return load_image(self.path(i))
+        return load_image(self.path(i), self.max_pixels)
 
     def shape(self, i: int) -> tuple[int, int]:
-        """(H, W) of image ``i``, from the file header (no decoding)."""
+        """(H, W) of image ``i``: the size its fixations were recorded on where the dataset states it, else
+        :meth:`file_shape`."""
         i = self._check(i)
         if self._shapes is not None:
             return self._shapes[i]
-        return _header_shape(self._paths[i])
+        return self.file_shape(i)
+
+    def file_shape(self, i: int) -> tuple[int, int]:
+        """(H, W) of image ``i``'s file as foveal decodes it (EXIF-rotated), from its header (no decoding)."""
+        return _header_shape(self.path(i), self.max_pixels)
 
     def fixations(self, i: int) -> Fixations:
         """Fixations on image ``i``; raises InputError for a density-map-only dataset."""
@@ -167,7 +175,7 @@ class Dataset:
         """Fixation density of image ``i``: H×W float64 summing to 1 (from its map file, else its fixations)."""
         i = self._check(i)
         if self._density_paths is not None:
-            return _read_density(self._density_paths[i], self.shape(i))
+            return _read_density(self._density_paths[i], self.shape(i), self.max_pixels)
         return gaussian_density(self._fixations[i], self.shape(i), self.sigma(i))
 
     def subset(self, indices: Sequence[int], name: str) -> "Dataset":
@@ -175,7 +183,7 @@ class Dataset:
         idx = [self._check(int(i)) for i in indices]
         pick = lambda seq: None if seq is None else [seq[k] for k in idx]  # noqa: E731
         return Dataset(name, pick(self.ids), pick(self._paths), pick(self._fixations),
-                       pick(self._density_paths), self._sigma, pick(self._shapes))
+                       pick(self._density_paths), self._sigma, pick(self._shapes), max_pixels=self.max_pixels)
 
     def split_indices(self, split: str) -> np.ndarray:
         """Sorted indices of the images in ``split`` ("train" 80 %, "val" 10 %, "test" 10 %)."""
@@ -192,11 +200,11 @@ class Dataset:
         return self.subset(self.split_indices(split), f"{self.name}-{split}")
 
 
-def _header_shape(path: Path) -> tuple[int, int]:
+def _header_shape(path: Path, max_pixels: int) -> tuple[int, int]:
     # Through the checked stream (regular file, bounded, pixel limit from the header): a FIFO or a bomb in a
     # dataset folder is an InputError like any other bad image.
-    with open_input(path, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError) as fh:
-        im = open_pillow(fh, str(path), DEFAULT_MAX_PIXELS)
+    with open_input(path, max_file_bytes(max_pixels), "image file", ImageError) as fh:
+        im = open_pillow(fh, str(path), max_pixels)
         w, h = im.size
         try:
             # EXIF orientations 5-8 rotate by 90 degrees; load_image applies them, so the shape must too.
@@ -207,9 +215,9 @@ def _header_shape(path: Path) -> tuple[int, int]:
     return h, w
 
 
-def _read_density(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    with open_input(path, max_file_bytes(DEFAULT_MAX_PIXELS), "density map", ImageError) as fh:
-        im = open_pillow(fh, str(path), DEFAULT_MAX_PIXELS)
+def _read_density(path: Path, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
+    with open_input(path, max_file_bytes(max_pixels), "density map", ImageError) as fh:
+        im = open_pillow(fh, str(path), max_pixels)
         try:
             arr = np.asarray(im.convert("I") if im.mode in ("I", "I;16", "I;16B") else im.convert("L"),
                              dtype=np.float64)
@@ -254,7 +262,7 @@ def _stimuli(root: Path, folder: str = "stimuli") -> list[Path]:
     return files
 
 
-def load_osie(root: str | Path) -> Dataset:
+def load_osie(root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """OSIE: 700 images of 800×600 with the fixations of 15 viewers (MATLAB 1-based pixel centres → 0-based)."""
     root = Path(checked_path(root, "OSIE folder"))
     files = {p.name: p for p in _stimuli(root)}
@@ -272,7 +280,7 @@ def load_osie(root: str | Path) -> Dataset:
         raise InputError(f"{root}: fixations.mat names images missing from stimuli/: {missing[:5]}")
     ids = sorted(by_name)
     return Dataset("osie", ids, [files[n] for n in ids], [by_name[n] for n in ids], None,
-                   lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids))
+                   lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids), max_pixels=max_pixels)
 
 
 def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
@@ -294,7 +302,7 @@ def _osie_fixations(fixations: np.ndarray) -> dict[str, Fixations]:
     return by_name
 
 
-def load_scene(root: str | Path) -> Dataset:
+def load_scene(root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """NUS Scene: 500 images of mixed sizes; fixation cells hold (row, col, onset, duration) per viewer."""
     root = Path(checked_path(root, "NUS Scene folder"))
     files = _stimuli(root)
@@ -317,7 +325,7 @@ def load_scene(root: str | Path) -> Dataset:
         raise InputError(f"{tidy / 'fixations.mat'}: 'fixations' is not NUS Scene's cells of (row, col, ...) rows "
                          f"per image and viewer ({type(e).__name__}: {e}); is this NUS Scene's file?") from e
     return Dataset("scene", [p.name for p in files], files, fixations, None,
-                   _one_degree(OSIE_PIXELS_PER_DEGREE), [tuple(s) for s in shapes])
+                   _one_degree(OSIE_PIXELS_PER_DEGREE), [tuple(s) for s in shapes], max_pixels=max_pixels)
 
 
 def _scene_fixations(row: np.ndarray) -> Fixations:
@@ -435,11 +443,12 @@ def _read_json(path: Path) -> dict[str, list[_Row]]:
     return rows
 
 
-def load_folder(root: str | Path, name: str | None = None) -> Dataset:
+def load_folder(root: str | Path, name: str | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
     """A folder dataset: images plus fixations.csv / fixations.json and/or maps/<stem>.png (see module doc)."""
     root = Path(checked_path(root, "dataset"))
     if not root.is_dir():
         raise InputError(f"dataset path {root} is not a folder")
+    max_pixels = checked_max_pixels(max_pixels)
     image_dir = _folder_images(root)
     files = {p.name: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     csv_path, json_path, map_dir = root / "fixations.csv", root / "fixations.json", root / "maps"
@@ -471,7 +480,7 @@ def load_folder(root: str | Path, name: str | None = None) -> Dataset:
         fixations = []
         for n in ids:
             a = np.asarray([r[:3] for r in rows[n]], np.float64).reshape(-1, 3)
-            h, w = _header_shape(files[n])
+            h, w = _header_shape(files[n], max_pixels)
             bad = ~((a[:, 0] >= 0) & (a[:, 0] < w) & (a[:, 1] >= 0) & (a[:, 1] < h))
             if bad.any():
                 k = int(np.argmax(bad))
@@ -479,16 +488,17 @@ def load_folder(root: str | Path, name: str | None = None) -> Dataset:
                                  f"coordinates are 0-based pixels with 0 <= x < width, 0 <= y < height")
             fixations.append(Fixations(a[:, 0].copy(), a[:, 1].copy(), a[:, 2].astype(np.int64)))
     return Dataset(name or root.name, ids, [files[n] for n in ids], fixations, density_paths,
-                   _one_degree(OSIE_PIXELS_PER_DEGREE))
+                   _one_degree(OSIE_PIXELS_PER_DEGREE), max_pixels=max_pixels)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Load OSIE, NUS Scene or a folder dataset, detected from the files under ``path``."""
+def load_dataset(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dataset:
+    """Load OSIE, NUS Scene or a folder dataset, detected from the files under ``path``; images and density maps
+    over ``max_pixels`` are refused."""
     root = Path(checked_path(path, "dataset"))
     if not root.is_dir():
         raise InputError(f"dataset path {root} is not a folder")
     if (root / "eye" / "fixations.mat").is_file():
-        return load_osie(root)
+        return load_osie(root, max_pixels=max_pixels)
     if (root / "tidy" / "fixations.mat").is_file():
-        return load_scene(root)
-    return load_folder(root)
+        return load_scene(root, max_pixels=max_pixels)
+    return load_folder(root, max_pixels=max_pixels)

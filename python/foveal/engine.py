@@ -13,7 +13,7 @@ import numpy as np
 
 from . import backends, cpu
 from ._version import __version__
-from .errors import FovealError, InputError, ModelError, checked_count, checked_flag
+from .errors import FovealError, InputError, ModelError, checked_count, checked_flag, prefixed
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import AUTO_PRECISIONS, COARSE_FOR_DECISIONS, PRECISIONS, ModelCard, load_card
@@ -555,11 +555,7 @@ def raise_first_error(results: list[Any]) -> None:
 def indexed_error(exc: FovealError, index: int, count: int) -> FovealError:
     """``exc`` with the failing image's position in front of its message (when there is more than one image), its
     attributes (a ServiceError's status, a TooManyPixelsError's limit) kept."""
-    if count == 1:
-        return exc
-    indexed = type(exc).__new__(type(exc), f"images[{index}]: {exc}")  # not __init__: its keywords vary by class
-    indexed.__dict__.update(exc.__dict__)
-    return indexed
+    return exc if count == 1 else prefixed(exc, f"images[{index}]")
 
 
 def _graphs(card: ModelCard, precision: str, *, for_decisions: bool = False) -> dict[str, ModelCard]:

@@ -113,6 +113,14 @@ class DetectorUnavailableError(FovealError, RuntimeError):
     """Automatic element detection needs the optional ``foveal[detect]`` dependencies, which are missing."""
 
 
+def prefixed(exc: FovealError, prefix: str) -> FovealError:
+    """``exc`` with ``prefix: `` in front of its message, of its own class and with its attributes (a ServiceError's
+    status, a TooManyPixelsError's limit) kept."""
+    out = type(exc).__new__(type(exc), f"{prefix}: {exc}")  # not __init__: its keywords vary by class
+    out.__dict__.update(exc.__dict__)
+    return out
+
+
 def real_number(value: object) -> float | None:
     """``value`` as a float when it is a real number (a NumPy scalar or 0-d array too), else None: a bool, text or
     None is not one, though ``float()`` would take some of them."""

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import metrics as M
 from ._version import __version__
-from .errors import InputError, ModelError
+from .errors import FovealError, InputError, ModelError, prefixed
+from .imageio import DEFAULT_MAX_PIXELS
 from .progress import progress as progress_bar
 
 __all__ = ["CENTRE_BIAS_MODEL", "HUMAN_MODEL", "HUMAN_METRICS", "MAPS", "EvalResult", "evaluate",
@@ -142,7 +143,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
         maps: ``"metric"``: each metric scores its own map of the predicted density (CC/KLD/SIM the density
             blurred like the dataset's density maps, sAUC its ratio to the centre bias); ``"raw"``: the density.
     """
-    dataset = _split_of(dataset, split)
+    dataset = _split_of(dataset, split, getattr(model, "max_pixels", DEFAULT_MAX_PIXELS))
     names = _check_metrics(metrics, dataset)
     _check_whole(batch_size, "batch_size", 1)
     check_seed(seed)
@@ -167,17 +168,20 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     def predictions():
         for start in range(0, len(dataset), batch_size):
             batch = range(start, min(start + batch_size, len(dataset)))
-            images = [dataset.image(i) for i in batch]
-            yield from zip(batch, predict(images, [dataset.shape(i) for i in batch]), (im.shape[:2] for im in images))
+            for i, prob in zip(batch, predict([dataset.path(i) for i in batch], [dataset.shape(i) for i in batch])):
+                if isinstance(prob, FovealError):  # one that names no file gets its image's name
+                    raise prob if str(dataset.path(i)) in str(prob) else prefixed(
+                        prob, f"image {dataset.ids[i]!r} of {dataset.name}") from None
+                yield i, prob
 
     values = {m: np.empty(len(dataset)) for m in names}
     bar = progress_bar(predictions(), total=len(dataset), label=f"eval {model_name} on {dataset.name}",
                        enabled=progress)
-    for i, prob, image_hw in bar:
+    for i, prob in bar:
         if prob.shape != tuple(dataset.shape(i)):
-            (h, w), (dh, dw) = image_hw, dataset.shape(i)
-            if prob.shape != image_hw:
-                raise ModelError(f"{model_name} returned a {prob.shape} map for the {image_hw} image "
+            (h, w), (dh, dw) = dataset.file_shape(i), dataset.shape(i)
+            if prob.shape != (h, w):
+                raise ModelError(f"{model_name} returned a {prob.shape} map for the {(h, w)} image "
                                  f"{dataset.ids[i]!r}; maps must have their image's size")
             raise InputError(f"image {dataset.ids[i]!r} of {dataset.name} is {w}x{h}, but the dataset's fixations "
                              f"are on a {dw}x{dh} image; put back the stimulus file that belongs to them (was it "
@@ -246,7 +250,11 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
             for a, b in ((0, 1), (1, 0)):
                 item = _Item(halves[b], maps[b], None, draws)
                 for m in names:
-                    scores[m].append(_SCORERS[m](maps[a], item))
+                    try:
+                        scores[m].append(_SCORERS[m](maps[a], item))
+                    except InputError as exc:  # a half no metric takes (tiny images): say which image, what to do
+                        raise InputError(f"image {dataset.ids[i]!r} of {dataset.name}: {exc} (drop the image or "
+                                         f"leave {m} out of the metrics)") from None
         for m in names:
             values[m][i] = float(np.mean(scores[m]))
         counts.append(len(fix))
@@ -255,12 +263,13 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
     return EvalResult(HUMAN_MODEL, dataset.name, list(dataset.ids), counts, values, provenance, "raw")
 
 
-def _split_of(dataset: Any, split: str | None) -> Any:
-    """The dataset (a path is loaded) cut to ``split``; an empty result is an error."""
+def _split_of(dataset: Any, split: str | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """The dataset (a path is loaded, refusing images over ``max_pixels``) cut to ``split``; an empty result is an
+    error."""
     from .datasets import load_dataset
 
     if isinstance(dataset, (str, os.PathLike)):
-        dataset = load_dataset(dataset)
+        dataset = load_dataset(dataset, max_pixels=max_pixels)
     if split is not None:
         whole, dataset = dataset, dataset.split(split)
         if len(dataset) == 0 < len(whole):
@@ -335,9 +344,10 @@ def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ..
 
 
 def _predictor(model: Any):
-    """(predict(images, shapes) -> list of probability maps, model name, provenance) for what ``evaluate`` got."""
+    """(predict(paths, shapes) -> a probability map or the FovealError that stopped it per image, model name,
+    provenance) for what ``evaluate`` got."""
     if isinstance(model, str) and model == CENTRE_BIAS_MODEL:
-        def centre_bias(images, shapes):
+        def centre_bias(paths, shapes):
             return [np.exp(M.centre_bias_log_density(shape)) for shape in shapes]
         return centre_bias, CENTRE_BIAS_MODEL, {"model": CENTRE_BIAS_MODEL, "parameters": M.CENTRE_BIAS}
     if isinstance(model, (str, os.PathLike)):
@@ -348,8 +358,9 @@ def _predictor(model: Any):
         raise InputError(f"model must be an Engine, a model name, an .onnx path or {CENTRE_BIAS_MODEL!r}, "
                          f"got {type(model).__name__}")
 
-    def network(images, shapes):
-        return [smap.prob for smap in model.predict_batch(images, batch_size=len(images))]
+    def network(paths, shapes):
+        return [getattr(result, "prob", result)
+                for result in model.predict_batch(paths, batch_size=len(paths), errors="return")]
     card = model.model
     return network, card.name, {"model": card.name, "model_version": card.version, "model_sha256": card.sha256,
                                 "graph_sha256": getattr(model, "graph_sha256", card.sha256), "backend": model.backend,

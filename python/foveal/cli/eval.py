@@ -45,7 +45,7 @@ def _metrics(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out_folder(args.out, ("eval.json", "eval.md"))  # before the evaluation, not after it
-    dataset = load_dataset(args.dataset)
+    dataset = load_dataset(args.dataset, max_pixels=args.max_pixels)
     split = None if args.split == "all" else args.split
     if args.model == HUMAN_MODEL:
         result = human_consistency(dataset, split=split, metrics=args.metrics, seed=args.seed, progress=not args.quiet)
