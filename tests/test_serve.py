@@ -2784,3 +2784,21 @@ def test_client_score_names_and_formats_must_be_text():
         for field, value in (("format", {"a": 1}), ("format", 5), ("norms", ["display"])):
             with pytest.raises(foveal.InputError, match=f"^Client.score: {field} must be text"):
                 client.score(EXAMPLE, ELEMENTS, **{field: value})
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_that_breaks_the_contract_stops_the_start_in_one_line(tmp_path, workers):
+    """The engine was built before the server started but first run inside its startup, where a NaN map came out as
+    uvicorn's traceback ("Application startup failed", exit 3; one per worker)."""
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    from tests.test_model_contract import _const, _pooled
+
+    model = _pooled(tmp_path / "nan.onnx", 8, [helper.make_node("Mul", ["mean", "c"], ["log_density"])],
+                    initializers=[_const("c", float("nan"))])
+    run = subprocess.run([sys.executable, "-m", "foveal", "serve", "--port", str(free_port()), "--model", model,
+                          "--workers", workers],
+                         env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.count("\n") == 1 and "returned NaN or infinite log-density" in run.stderr, run.stderr

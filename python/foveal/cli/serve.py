@@ -111,11 +111,13 @@ def run(args: argparse.Namespace) -> int:
                          request_timeout_s=args.timeout_ms / 1000.0,
                          api_keys_file=None if args.api_keys is None else str(args.api_keys.resolve()),
                          cors_origins=tuple(args.cors_origin), allowed_hosts=tuple(args.allowed_host), norms=norms)
-    # Load the model and norms here so a bad --model or --norms is a one-line error before the server starts.
+    # Load and run the model, and load the norms, here: a bad --model (one whose output breaks the contract too) or
+    # --norms is then a one-line error before the server starts, not a failed startup inside it.
     from ..engine import Engine
-    from ..serve.app import service_norms
+    from ..serve.app import service_norms, warmup_image
 
     engine = Engine(config.model, device=config.device, precision=config.precision, max_pixels=config.max_pixels)
+    engine.predict(warmup_image(config.max_pixels))
     service_norms(engine, norms)
     serve(config, engine=engine if args.workers == 1 else None, host=args.host, port=args.port, workers=args.workers,
           log_level="info" if args.verbose else "warning", header_timeout_s=args.header_timeout_s,

@@ -220,6 +220,12 @@ def service_norms(engine: Any, paths: Mapping[str, str]) -> dict[str, Norms]:
     return loaded
 
 
+def warmup_image(max_pixels: int) -> np.ndarray:
+    """A grey 640×480 image, smaller where ``max_pixels`` asks: what the service first runs through its engine."""
+    side = min(1.0, math.sqrt(max_pixels / (480 * 640)))
+    return np.full((max(1, int(480 * side)), max(1, int(640 * side)), 3), 128, np.uint8)
+
+
 async def _start(state: _State) -> None:
     config = state.config
     if state.engine is None:
@@ -234,8 +240,7 @@ async def _start(state: _State) -> None:
                                             metrics=state.metrics)
     state.batcher.start()
     if config.warmup:  # first runs allocate and tune; a ready service answers at full speed
-        side = min(1.0, math.sqrt(config.max_pixels / (480 * 640)))  # within the service's own pixel limit
-        blank = np.full((max(1, int(480 * side)), max(1, int(640 * side)), 3), 128, np.uint8)
+        blank = warmup_image(config.max_pixels)
         await state.batcher.warm_up([blank, blank])
     state.ready = True
     state.metrics.ready.set(1)
