@@ -170,3 +170,12 @@ def test_a_variant_graph_loaded_by_its_path_is_refused(tmp_path):
     shutil.copy(tmp_path / f"{card.name}.onnx", tmp_path / "other.onnx")
     (tmp_path / f"{card.name}.json").unlink()
     assert load_card(tmp_path / f"{card.name}.int8.onnx").version == "unknown"  # no card lists it: a bare file
+
+
+def test_a_model_path_that_is_no_model_file_says_what_it_is(tmp_path):
+    """/dev/null was "model file not found"; a file ONNX Runtime cannot parse gave only its protobuf error."""
+    with pytest.raises(ModelError, match="^model /dev/null is not a regular file; pass a model's .onnx or .json"):
+        load_card("/dev/null")
+    (tmp_path / "fake.onnx").write_text("not a model\n")
+    with pytest.raises(ModelError, match=r"^onnxruntime cannot load fake.onnx: .*; is it an ONNX model "):
+        Engine(tmp_path / "fake.onnx")

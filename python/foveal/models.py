@@ -124,8 +124,10 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
             raise ModelError(f"model card {path}: \"onnx\" must be a file name, got {onnx!r}")
         return _card_from(raw, path.parent / onnx, card_path=path)
     if path.suffix in (".onnx", ".json") or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise ModelError(f"model file not found: {text}")
+        if not path.is_file():
+            raise ModelError(f"model {text} is not a regular file; pass a model's .onnx or .json file, or its name")
         card_path = path.with_suffix(".json")
         if os.path.lexists(card_path):  # whatever it is: a card that cannot be read is an error, not "no card"
             return _card_from(_read_json(card_path), path, card_path=card_path)

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, InputError, ModelError
+from ..errors import BackendUnavailableError, InputError, ModelError, one_line
 from ..models import ModelCard
 
 
@@ -52,7 +52,8 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
-            raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {exc}") from None
+            raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {one_line(str(exc)).rstrip('.')}; is it an ONNX "
+                             "model (docs/MODEL_CONTRACT.md), whole and not renamed from another format?") from None
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if card.input.name not in inputs or card.output_name not in outputs:
