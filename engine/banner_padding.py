@@ -21,6 +21,7 @@ from foveal import Engine, cpu
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.geometry import plan
+from engine import run_main
 
 
 def predict(engine: Engine, image: np.ndarray, centred: bool) -> np.ndarray:
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ from foveal.engine import Engine
 from foveal.scoring.scores import top_share
 
 from engine.cards import write_bytes_atomic
+from engine import positive_int, run_main
 
 PERCENTILE = 10.0
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("card", type=Path, help="the model card (JSON) beside a shipped model")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--images", type=int, default=120)
+    parser.add_argument("--images", type=positive_int, default=120)
     args = parser.parse_args(argv)
     card = json.loads(args.card.read_text(encoding="utf-8"))
     scoring = calibrate(args.card, args.data, args.images)
@@ -71,4 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

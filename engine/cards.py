@@ -12,12 +12,12 @@ import copy
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from engine import run_main
 
 
 def sha256_file(path: Path) -> str:
@@ -98,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

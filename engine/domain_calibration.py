@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from foveal import metrics as M
 from foveal.datasets import load_dataset
+from engine import run_main
 
 TEMPERATURES = (0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 CENTRE_MIXES = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
@@ -80,8 +80,9 @@ def apply(weights: Path, temperature: float, centre_mix: float) -> None:
     """Store the calibration in ``weights``' config (written to a temporary file, then renamed)."""
     from foveal.network import deepgaze
 
+    calibration = deepgaze.checked_calibration(temperature, centre_mix)  # before anything is read or written
     net = deepgaze.load(weights)
-    net.readout.temperature, net.readout.centre_mix = float(temperature), float(centre_mix)
+    net.readout.temperature, net.readout.centre_mix = calibration
     tmp = weights.with_name(weights.name + ".tmp")
     deepgaze.save(net, tmp)
     tmp.replace(weights)
@@ -117,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

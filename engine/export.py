@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from engine.cards import make_card, write_bytes_atomic, write_card
 from foveal.network.onnx_export import OPSET, to_onnx, verify
+from engine import run_main
 
 @dataclass(frozen=True)
 class Exportable:
@@ -67,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

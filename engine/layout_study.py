@@ -13,7 +13,6 @@ first weights are over the same images, strips or canvases. No test split is rea
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from foveal import Engine
 from foveal import metrics as M
 from foveal.datasets import load_dataset
 from foveal.evaluate import evaluate
+from engine import run_main
 
 LAYOUTS = {"strips": banner_strips, "letterbox": letterboxed_views}
 
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

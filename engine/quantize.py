@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from foveal.datasets import load_osie, load_scene
 from foveal.evaluate import evaluate
 from foveal.models import ModelCard, file_sha256, load_card
 from foveal.network.quantize import FORMAT, int8_graph
+from engine import run_main
 
 # The source tree's model folder (not the installed package's): what --ship and engine.export write to.
 MODELS_DIR = Path(__file__).resolve().parents[1] / "python" / "foveal" / "models"
@@ -123,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

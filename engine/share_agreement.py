@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from foveal import Engine
 from foveal.models import load_card
 from foveal.scoring.elements import load_elements
+from engine import run_main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -142,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

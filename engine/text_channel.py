@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from foveal.detect.text import TextReader
 from foveal.network.deepgaze import Readout
 from foveal.network.training import (Item, Trainable, evaluate_items, fit, fixation_nll, items_of, param_groups,
                                      set_feature_normalisation, stack, val_targets)
+from engine import run_main
 
 TEXT = "text"  # the channel's key beside the backbone taps in an Item's features
 TAPS, HIDDEN, VARIANT, SIZE = (4, 10, 15), (16, 16), "lite0", 384
@@ -184,4 +184,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

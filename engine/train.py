@@ -37,6 +37,7 @@ from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
 from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
                                      set_feature_normalisation, val_targets)
+from engine import int_list, positive_int, run_main
 
 PAD_MULTIPLE = 32
 _NAMES = {"osie": "OSIE", "scene": "NUS Scene"}
@@ -154,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="foveal-lite0")
     p.add_argument("--version", default="1.0.0", help="the card's version: bump it whenever the output changes")
     p.add_argument("--variant", default="lite0", choices=["lite0", "lite1"])
-    p.add_argument("--taps", default="4,10,15")
-    p.add_argument("--hidden", default="16,16")
+    p.add_argument("--taps", type=int_list, default=(4, 10, 15))
+    p.add_argument("--hidden", type=int_list, default=(16, 16))
     p.add_argument("--finetune-from", type=int, default=8, help="first trainable backbone block (0: none)")
     p.add_argument("--readout-epochs", type=int, default=40)
     p.add_argument("--finetune-epochs", type=int, default=6)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--finetune-lr", type=float, default=5e-4, help="readout LR in phase 2 (backbone: ÷10)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--working-size", type=int, default=384, help="longest side at inference (and on val)")
     p.add_argument("--train-sizes", default="384",
                    help="longest sides seen in training, e.g. 320,384,448 (one drawn per image and epoch)")
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photometric", type=int, default=0,
                    help="photometric renderings of each train image (engine/augment.py), extra views of it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch and onnxruntime threads (1: OpenMP spinning is ruinous on a shared CPU)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
     p.add_argument("--ship", action="store_true", help="copy the results into python/foveal/models/")
@@ -189,12 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = Log(args.out / "train.log")
-    log(f"args: {vars(args)}")
-    t_start = time.time()
-    taps = tuple(int(t) for t in args.taps.split(","))
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    taps, hidden = args.taps, args.hidden
     start = args.finetune_from if args.finetune_from > 0 else max(taps) + 1
     keys = sorted({t for t in taps if t < start} | ({start - 1} if start <= max(taps) else set()))
     cached_taps = tuple(sorted(set(keys) | set(taps)))
@@ -202,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
 
     loaders = {"osie": load_osie, "scene": load_scene}
     datasets = {name: loaders[name](args.data / name) for name in args.datasets.split(",")}
+    args.out.mkdir(parents=True, exist_ok=True)  # once the data is there: a mistyped --data leaves no folder
+    log = Log(args.out / "train.log")
+    log(f"args: {vars(args)}")
+    t_start = time.time()
     val, val_dens = [], []
     train_sizes = sorted({int(s) for s in args.train_sizes.split(",")})
 
@@ -280,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

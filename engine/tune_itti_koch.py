@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from foveal.network.itti_koch import IttiKoch, Readout
+from engine import run_main
 
 CONTRASTS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 EPSILONS = (0.001, 0.003, 0.01, 0.03, 0.1)  # no smaller: see the note above itti_koch.TUNED
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

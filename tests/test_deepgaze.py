@@ -1,6 +1,9 @@
 """The learned network (engine/deepgaze.py): backbone weights, folding, weights I/O, and the shipped ONNX model."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from foveal.errors import ModelError  # noqa: E402
 from foveal.models import MODELS_DIR, load_card  # noqa: E402
 
 NAME = "foveal-lite0"
+REPO = Path(__file__).resolve().parents[1]
 SHIPPED = (MODELS_DIR / f"{NAME}.onnx").is_file() and (MODELS_DIR / f"{NAME}.safetensors").is_file()
 shipped = pytest.mark.skipif(not SHIPPED, reason=f"{NAME} not shipped yet in {MODELS_DIR}")
 # (batch, H, W): the working size 384×288, 1:4 and 4:1 aspect ratios, and a batch of two.
@@ -171,6 +175,18 @@ def test_domain_calibration_flattens_and_mixes_in_the_centre_bias(tmp_path: Path
     deepgaze.save(net, tmp_path / "w.safetensors")
     loaded = deepgaze.load(tmp_path / "w.safetensors")
     assert (loaded.readout.temperature, loaded.readout.centre_mix) == (0.8, 0.1)
+    # A calibration no map survives is refused by the recipe before it writes, and by load() if a file holds one.
+    before = (tmp_path / "w.safetensors").read_bytes()
+    run = subprocess.run([sys.executable, "-m", "engine.domain_calibration", "apply", str(tmp_path / "w.safetensors"),
+                          "--temperature", "nan", "--centre-mix", "5"], capture_output=True, text=True, timeout=120,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO / 'python'}{os.pathsep}{REPO}"})
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith("error: domain calibration temperature nan, centre_mix 5.0: the temperature must")
+    assert (tmp_path / "w.safetensors").read_bytes() == before
+    net.readout.temperature = 0.0
+    deepgaze.save(net, tmp_path / "zero.safetensors")
+    with pytest.raises(ModelError, match="temperature must be a finite number > 0"):
+        deepgaze.load(tmp_path / "zero.safetensors")
     card = {"input": {"name": "image", "pad_multiple": 32}, "output": {"name": "log_density", "stride": 8},
             "description": "calibrated"}
     sess = ort.InferenceSession(to_onnx(deepgaze.fused(loaded), card).SerializeToString(),

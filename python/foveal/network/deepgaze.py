@@ -182,6 +182,16 @@ def output_stride(variant: str, taps: tuple[int, ...]) -> int:
     return block_strides(variant)[min(taps)]
 
 
+def checked_calibration(temperature: float, centre_mix: float) -> tuple[float, float]:
+    """The domain calibration as floats; ModelError unless the temperature is finite and > 0 and the centre mix in
+    [0, 1): anything else makes every map NaN, uniform or the centre bias alone."""
+    t, eps = float(temperature), float(centre_mix)
+    if not (math.isfinite(t) and t > 0 and 0 <= eps < 1):
+        raise ModelError(f"domain calibration temperature {temperature!r}, centre_mix {centre_mix!r}: the temperature "
+                         "must be a finite number > 0 and the centre mix from 0 up to (not including) 1")
+    return t, eps
+
+
 def load(name_or_path: str | Path) -> SaliencyNet:
     """Build the network and load its weights: a shipped model name (``foveal-lite0``) or a .safetensors path.
 
@@ -202,8 +212,8 @@ def load(name_or_path: str | Path) -> SaliencyNet:
             cfg = json.loads((f.metadata() or {})["foveal"])
         model = SaliencyNet(cfg["variant"], tuple(cfg["taps"]), tuple(cfg["hidden"]))
         # Weights saved before the domain calibration existed have none: the identity.
-        model.readout.temperature = float(cfg.get("temperature", 1.0))
-        model.readout.centre_mix = float(cfg.get("centre_mix", 0.0))
+        model.readout.temperature, model.readout.centre_mix = checked_calibration(cfg.get("temperature", 1.0),
+                                                                                  cfg.get("centre_mix", 0.0))
         missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     except (SafetensorError, OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         # a damaged file, a safetensors file of another network, tensors of the wrong shape
