@@ -114,6 +114,16 @@ def test_a_batch_size_that_cannot_fit_the_time_budget_is_skipped(tmp_path) -> No
     assert json.loads(json.dumps(report.to_dict()))["throughput"][1]["images_per_s"] is None
 
 
+def test_the_command_lines_skipped_row_names_its_flag(tmp_path, capsys) -> None:
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    for json_flag in ([], ["--json"]):
+        assert main(["bench", str(image), "--model", "itti-koch", "--repeats", "1", "--batch", "1,1000",
+                     "--max-seconds", "2", *json_flag]) == 0
+        out = capsys.readouterr().out
+        assert "a larger --max-seconds" in out and "max_seconds" not in out.replace('"max_seconds": 2.0', "")
+
+
 @pytest.mark.parametrize("seconds", [-1.0, 0.0, math.nan, math.inf])
 def test_max_seconds_must_be_positive_and_finite(tmp_path, seconds, capsys) -> None:
     image = tmp_path / "a.jpg"

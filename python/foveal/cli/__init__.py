@@ -177,7 +177,10 @@ _FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise m
           ("set allow_model_mismatch", "pass --allow-model-mismatch", "allow_model_mismatch", None),
           ("set allow_format_mismatch", "pass --allow-format-mismatch", "allow_format_mismatch", None),
           ("choose one with graph (", "choose one with --graph (", "graph", None),
-          ("elements_dir ", "--elements-dir ", "elements_dir", None))
+          ("elements_dir ", "--elements-dir ", "elements_dir", None),
+          ("a larger max_seconds", "a larger --max-seconds", "max_seconds", None),
+          ("train_blocks must", "--train-blocks must", "train_blocks", None),
+          ("working_size must", "--working-size must", "working_size", None))
 
 
 def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:

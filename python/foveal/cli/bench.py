@@ -49,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
                        batch_sizes=args.batch, max_seconds=args.max_seconds)
     for skipped in report.skipped:  # the error names the file
         print(f"foveal: skipped {in_flags(one_line(skipped['error']), args)}", file=sys.stderr)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), file=sys.stdout)
+    print(in_flags(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), args), file=sys.stdout)
     return 0
