@@ -16,7 +16,7 @@ from benchmarks.creatives import FORMATS, fonts, make_creative, truth_file
 import foveal
 from foveal.cli import main
 from foveal.errors import InputError
-from foveal.detect import DETECTED_KINDS, Detector, detect_elements, element_file
+from foveal.detect import DETECTED_KINDS, Detection, Detector, detect_elements, element_file
 from foveal.detect.layout import group_lines, intersects, iou, is_imperative, stands_apart
 from foveal.detect.text import TextLine, ink_colour
 from foveal.scoring.elements import parse_elements
@@ -308,7 +308,8 @@ def test_detection_takes_the_callers_pixel_limit(detector, creatives, tmp_path, 
     huge = DecodedImage(pixels, "0" * 64, "huge.png", image_hw=(10100, 10000))  # the size a 101 MP file declares
     with pytest.raises(foveal.ImageError, match="over the limit of 100.0 MP"):
         detected_spec(huge)
-    assert detected_spec(huge, max_pixels=2e8).elements == detected_spec(pixels).elements
+    got, want = detected_spec(huge, max_pixels=2e8).elements, detected_spec(pixels).elements
+    assert [e.kind for e in got] == [e.kind for e in want]  # its boxes on the 10100x10000 image it stands for
     assert run("detect", creatives[0][0], "-o", tmp_path / "small", "--max-pixels", "1000") == 1
     assert "over the limit of 1,000 pixels; downscale it or raise --max-pixels" in capsys.readouterr().err
 
@@ -726,3 +727,66 @@ def test_a_text_heavy_page_keeps_the_body_copy_around_its_headline(detector):
             covered[d.box[1]:d.box[3]] = True
     lines = [y + 11 for y in rows]  # each line's middle
     assert covered[lines].all(), ([y for y in lines if not covered[y]], [(d.kind, d.box) for d in found])
+
+
+def test_one_long_line_among_many_buttons_is_read_without_padding_them_all(detector, monkeypatch):
+    """Every line on a button was read in one run padded to the widest: one 150-character bar among 156 "Go now"
+    buttons made all 157 crops 48x2774 (6.6 GB, 26 s for a 1280x640 creative), and the padding misread them."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    latin, _ = fonts()
+    if not latin:
+        pytest.skip("no TrueType fonts (Debian: fonts-dejavu-core fonts-liberation fonts-noto-core)")
+    font = ImageFont.truetype(latin[0], 12)
+    img = Image.new("RGB", (1280, 640), "white")
+    draw = ImageDraw.Draw(img)
+    bar = ("Shop now and save big today " * 6)[:150]
+    draw.rectangle((10, 4, 34 + int(font.getlength(bar)), 40), fill=(20, 90, 200))
+    draw.text((22, 16), bar, fill="white", font=font)
+    for y in range(55, 610, 45):
+        for x in range(20, 1188, 102):
+            draw.rectangle((x, y, x + 72, y + 31), fill=(200, 40, 40))
+            draw.text((x + 12, y + 9), "Go now", fill="white", font=font)
+    runs = []
+    real = detector.text._rec.run
+    monkeypatch.setattr(detector.text._rec, "run", lambda names, feeds: runs.append(feeds["x"].shape) or
+                        real(names, feeds))
+    ctas = [d for d in detector.detect(np.asarray(img)) if d.kind == "cta"]
+    assert len(ctas) == 156 and sum(d.text == "Go now" for d in ctas) > 100
+    assert max(n * w for n, _, _, w in runs) < 16 * 400 and max(w for *_, w in runs) > 2000  # the bar read alone
+
+
+def test_a_reduced_decode_is_detected_in_the_images_own_pixels(detector, tmp_path):
+    """Boxes came back on the reduced rendering (the top-left eighth of an 8x reduced image) while its map, and the
+    element check of detected_spec, were on the full image."""
+    from PIL import Image
+
+    from foveal.detect import detected_spec
+    from foveal.imageio import decode
+
+    path = tmp_path / "big.jpg"
+    Image.open(EXAMPLES / "creative.png").convert("RGB").resize((2400, 2400)).save(path)
+    full, reduced = detector.detect(path), detector.detect(decode(path, min_side=600))
+    assert [d.kind for d in reduced] == [d.kind for d in full]
+    for a, b in zip(full, reduced):
+        assert max(abs(p - q) for p, q in zip(a.box, b.box)) <= 8, (a, b)  # 4x reduced: a few pixels apart
+    spec = detected_spec(decode(path, min_side=600))
+    assert max(e.box[0] + e.box[2] for e in spec.elements) > 1200
+
+
+@pytest.mark.parametrize("detections, image_hw, match", [
+    ([Detection("headline", (43, 101, 439, 139), 0.9)], (10, 10), "outside the 10x10 image"),
+    ([Detection("banana", (0, 0, 5, 5), 0.5)], (600, 600), "kind 'banana' is not one of"),
+    ([Detection("cta", (0, 0, 5, 5), float("nan"))], (600, 600), "cta confidence must be a number from 0 to 1"),
+    ([Detection("cta", (0, 0, 5, 5), 0.5)], (600, 0), "image_hw"),
+])
+def test_element_file_checks_what_it_writes(detections, image_hw, match):
+    """element_file wrote boxes outside the stated image, unknown kinds, and a NaN confidence that failed only later,
+    in the JSON writer."""
+    with pytest.raises(InputError, match=match):
+        element_file(detections, image_hw)
+
+
+def test_detector_sizes_take_numpy_whole_numbers():
+    _need_extra()
+    assert Detector(det_short=np.int64(512), det_long=np.int32(1024), faces=False).text.det_short == 512

@@ -10,6 +10,7 @@ never overlap (overlapping ones are merged), so attention is never counted twice
 from __future__ import annotations
 
 import importlib.util
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DetectorUnavailableError, ElementSpecError, InputError, checked_flag
-from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode, load_image
+from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
                      MAX_CTA_CHARS)
@@ -60,9 +61,10 @@ class Detector:
         from .text import TextReader
 
         for name, value in (("det_short", det_short), ("det_long", det_long)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 32 <= value <= 8192:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 32 <= value <= 8192:
                 raise InputError(f"Detector: {name} must be a whole number of pixels from 32 to 8192, got {value!r}")
-        if isinstance(min_face, bool) or not isinstance(min_face, (int, float)) or not 0 < min_face < 1:
+        det_short, det_long = int(det_short), int(det_long)
+        if isinstance(min_face, bool) or not isinstance(min_face, numbers.Real) or not 0 < min_face < 1:
             raise InputError(f"Detector: min_face is a fraction of the short side in (0, 1), got {min_face!r}")
         faces = checked_flag(faces, "Detector: faces")
         if concurrent is not None:
@@ -101,8 +103,15 @@ class Detector:
 
     def detect(self, image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Detection]:
         """Every element found in ``image`` (refused over ``max_pixels``), by kind (:data:`DETECTED_KINDS` order),
-        then top to bottom."""
-        rgb = load_image(image, max_pixels)
+        then top to bottom, in the image's own pixels (a reduced :class:`~foveal.imageio.DecodedImage` is looked at
+        as it is, its boxes scaled to its ``image_hw``)."""
+        decoded = decode(image, max_pixels)
+        found = self._detect(decoded.pixels)
+        if decoded.image_hw == decoded.pixels.shape[:2]:
+            return found
+        return [replace(d, box=_scaled(d.box, decoded.pixels.shape[:2], decoded.image_hw)) for d in found]
+
+    def _detect(self, rgb: np.ndarray) -> list[Detection]:
         side = self._side_pool()
         faces = side.submit(self._faces, rgb) if side is not None else None
         found: list[Detection] = []
@@ -281,8 +290,16 @@ def detected_spec(image: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ele
     if not elements:
         raise ElementSpecError(f"{_name(image)}: automatic detection found no elements (no text, button, face or "
                                "product); write an element file for it")
-    check_elements(elements, decoded.pixels.shape[:2], SOURCE)
+    check_elements(elements, decoded.image_hw, SOURCE)
     return ElementSpec(elements=tuple(elements), format=None, source=SOURCE)
+
+
+def _scaled(box: Box, hw: Sequence[int], image_hw: Sequence[int]) -> Box:
+    """``box`` on an (h, w) rendering moved to the (H, W) image; one rounding for every edge, so boxes that did not
+    overlap still do not."""
+    (h, w), (big_h, big_w) = hw, image_hw
+    x0, y0, x1, y1 = box
+    return (round(x0 * big_w / w), round(y0 * big_h / h), round(x1 * big_w / w), round(y1 * big_h / h))
 
 
 def _name(image: ImageLike) -> str:
@@ -296,6 +313,12 @@ def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict
     if not (isinstance(detections, (list, tuple)) and all(isinstance(d, Detection) for d in detections)):
         raise InputError("detections: expected the list of Detection objects Detector.detect returns")
     fmt = format_of(image_hw)
+    bad = next((d for d in detections if not (isinstance(d.confidence, numbers.Real)
+                                              and 0 <= d.confidence <= 1)), None)
+    if bad is not None:
+        raise InputError(f"detections: {bad.kind} confidence must be a number from 0 to 1, got {bad.confidence!r}")
+    if detections:  # the boxes, kinds and names an element file must hold, on this image
+        check_elements(to_elements(detections), image_hw, "detections")
     elements = []
     for element, d in zip(to_elements(detections), detections):
         item = {**element.to_dict(), "confidence": d.confidence, "source": SOURCE}
