@@ -2802,3 +2802,50 @@ def test_a_model_that_breaks_the_contract_stops_the_start_in_one_line(tmp_path, 
                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stderr
     assert run.stderr.count("\n") == 1 and "returned NaN or infinite log-density" in run.stderr, run.stderr
+
+
+def _counter(metrics: str, name: str, labels: str) -> float:
+    found = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_requests_whose_client_left_after_the_body_are_dropped_not_computed(engine):
+    """Only /v1/whatif watched for its client leaving: 30 uploads whose clients hung up once the body was sent all
+    ran the network and were counted 200, answered to nobody, holding places in the queue."""
+    app = create_app(ServeConfig(warmup=False, max_batch=1, max_queue=64), engine=engine)
+    body = EXAMPLE.read_bytes()
+    n = 12
+    with running(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        socks = []
+        for _ in range(n):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n"
+                         b"\r\n%s" % (len(body), body))
+            socks.append(sock)
+        for sock in socks:
+            sock.close()
+        deadline = time.monotonic() + 30
+        while _counter(metrics := httpx.get(f"{base}/metrics").text, "foveal_requests_total",
+                       'route="/v1/predict",status="499"') < n:
+            assert time.monotonic() < deadline and 'status="200"' not in metrics, metrics
+            time.sleep(0.05)
+        assert _counter(metrics, "foveal_images_total", 'outcome="ok"') < n  # the queued ones never ran
+        assert httpx.post(f"{base}/v1/predict", content=body, headers={"Content-Type": "image/png"},
+                          params={"map": "false"}, timeout=60).status_code == 200
+
+
+@pytest.mark.parametrize("requests, answers", [(1, [b"200", b"400"]), (2, [b"200", b"200", b"400"])])
+def test_bytes_that_are_not_http_after_whole_requests_are_answered_after_them(url, requests, answers):
+    """The 400 for the malformed bytes was sent at once and the connection closed, so the whole requests sent
+    before them in the same write lost their answers (a predict was computed and never answered)."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * requests + b"\x01 garbage\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 20
+        while (chunk := sock.recv(65536)) and time.monotonic() < deadline:
+            data += chunk
+    assert re.findall(rb"HTTP/1.1 (\d+)", data) == answers, data[:400]
+    assert data.endswith(b'"code": "bad_request", "message": "Invalid HTTP request received: this is not an '
+                         b'HTTP/1.1 request foveal can read"}}')

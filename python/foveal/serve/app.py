@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Collection, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Collection, Literal, Mapping, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -54,7 +54,7 @@ from ..scoring.whatif import (MAX_OVERLAP, edit_from_dict, position_count, whati
                               whatif_search)
 from . import codec
 from .auth import KeyChecker, load_keys
-from .batcher import Batcher, ThreadPredictor, finite, whole
+from .batcher import Batcher, ThreadPredictor, client_disconnected, finite, whole
 from .cors import CORS, check_origins
 from .errors import HANDLERS
 from .guard import Guard, check_hosts
@@ -75,6 +75,9 @@ MAX_SEARCH_POSITIONS = 400
 #: Most edits one /v1/whatif request may apply: each fills a hole and copies the image (milliseconds to a tenth of
 #: a second), on a thread the deadline cannot stop, so 20,000 one-pixel moves held the service for over a minute.
 MAX_EDITS = 400
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -287,11 +290,33 @@ async def _decode(state: _State, data: bytes, field: str | None = None) -> Decod
         raise ImageError(f"field {field!r}: {str(exc).removeprefix('<bytes>: ')}") from None
 
 
-async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
-    """Set ``gone`` when the client disconnects (its body is read: what ``receive`` returns next is that)."""
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (its body is read: what ``receive`` returns next is that)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set ``gone`` when the client disconnects."""
+    await _disconnected(request)
     gone.set()
+
+
+async def _while_connected(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, unless the client disconnects first: then ``work`` is cancelled (queued images and
+    detection jobs are dropped unrun) and the request ends as 499, not as a 200 nobody reads."""
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    finished = False
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finished = task.done()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not finished:
+        raise client_disconnected()
+    return task.result()
 
 
 def _not_ready() -> ServiceError:
@@ -431,7 +456,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
             check_header(data, state.config.max_pixels)  # refuse a bomb before it queues
         finally:
             batcher.arrived()
-        smap = await batcher.submit(data, deadline)  # decoded on the engine thread: one thread hop, not two
+        # decoded on the engine thread: one thread hop, not two
+        smap = await _while_connected(request, batcher.submit(data, deadline))
         if options.format == "npy":
             return codec.NpyResponse(smap.prob, _map_headers(smap))
         if options.format == "png":
@@ -479,7 +505,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         pass_percentile = _pass_percentile(pass_text)
         decoded = await _decode(state, data)
         spec = await run_in_threadpool(parse_elements_json, elements_text, decoded.pixels.shape[:2])
-        smap = await batcher.submit(decoded, deadline)
+        smap = await _while_connected(request, batcher.submit(decoded, deadline))
 
         def work() -> Response:
             scores, doc = score_document(smap, spec.elements, smap.provenance, image=filename,
@@ -525,7 +551,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         decoded = [await _decode(state, data, field) for (data, _), field in zip(files, ("image_a", "image_b"))]
         specs = [await run_in_threadpool(parse_elements_json, text, d.pixels.shape[:2], source)
                  for text, d, source in zip(texts, decoded, sources)]
-        map_a, map_b = await batcher.submit_many(decoded, deadline)
+        map_a, map_b = await _while_connected(request, batcher.submit_many(decoded, deadline))
 
         def work() -> Response:
             from ..scoring.scores import score_creative
@@ -629,9 +655,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         _known_query(request, (), "none; send only the image")
         data, _ = await codec.image_bytes(request)
         decoded = await _decode(state, data)
-        return codec.JSONDocument(await state.detect_lane.run(
-            lambda: element_file(detect_image(decoded, state.config.max_pixels), decoded.pixels.shape[:2]),
-            deadline))
+        return codec.JSONDocument(await _while_connected(request, state.detect_lane.run(
+            lambda: element_file(detect_image(decoded, state.config.max_pixels), decoded.image_hw), deadline)))
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:

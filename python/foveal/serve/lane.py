@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 import time
 from typing import Any, Callable
 
@@ -17,7 +18,8 @@ from .metrics import ServiceMetrics
 
 class Lane:
     """``workers`` threads; :meth:`run` refuses with 503 beyond ``max_queue`` unfinished jobs and with 504 when the
-    deadline passes before the result is ready (a job already running finishes, unseen)."""
+    deadline passes before the result is ready, and a job whose caller was cancelled (its client left) before it
+    started never runs (a job already running finishes, unseen)."""
 
     def __init__(self, name: str, *, workers: int, max_queue: int, metrics: ServiceMetrics) -> None:
         self.name, self.max_queue, self.metrics = name, max_queue, metrics
@@ -29,8 +31,10 @@ class Lane:
             self.metrics.rejected.inc(reason="queue_full")
             raise queue_full(f"{self._unfinished} {self.name} requests in progress", self.max_queue)
 
+        dropped = threading.Event()
+
         def job() -> Any:
-            if time.monotonic() >= deadline:  # its request has been answered 504 already: skip the work
+            if dropped.is_set() or time.monotonic() >= deadline:  # its request has been answered already
                 return None
             return fn()
 
@@ -42,6 +46,9 @@ class Lane:
         except asyncio.TimeoutError:
             self.metrics.rejected.inc(reason="deadline")
             raise deadline_exceeded() from None
+        except asyncio.CancelledError:
+            dropped.set()
+            raise
 
     def _finished(self, future: asyncio.Future) -> None:
         self._unfinished -= 1
