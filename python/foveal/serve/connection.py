@@ -60,6 +60,7 @@ class Connection(HttpToolsProtocol):
         self._refused = False  # answered with an error: what the client still sends is dropped
         self._ends = False  # the answer being sent said Connection: close
         self._answering: Any = None  # the cycle whose answer is being sent: pipelined requests parse ahead of it
+        self._malformed_next: str | None = None  # the 400 for bytes after whole requests, sent once they are answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -165,6 +166,9 @@ class Connection(HttpToolsProtocol):
             self._close_gently()
             return
         super().on_response_complete()
+        if self._malformed_next is not None and not self.pipeline and self.cycle.response_complete:
+            message, self._malformed_next = self._malformed_next, None
+            self._answer(400, "bad_request", message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -202,10 +206,18 @@ class Connection(HttpToolsProtocol):
         self.transport.abort()  # close() would wait for the buffer to drain: the memory is what must go
 
     def send_400_response(self, msg: str) -> None:
-        if not self._refused:  # else the parser stopped at a request already answered (431)
-            if self.cycle is not None and not self.cycle.response_complete:
-                self.cycle.scope[MALFORMED] = True
-            self._answer(400, "bad_request", f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read")
+        if self._refused:  # the parser stopped at a request already answered (431)
+            return
+        message = f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read"
+        if self.cycle is not None and not self.cycle.response_complete:
+            if not self.cycle.more_body:
+                # What follows whole requests is malformed, not they: they are answered first, in order, then
+                # this (it had cost the requests before it their answers, though they were computed).
+                self._malformed_next, self._refused = message, True
+                self._disarm()
+                return
+            self.cycle.scope[MALFORMED] = True
+        self._answer(400, "bad_request", message)
 
     def _too_large(self) -> None:
         if self._trailing:
