@@ -117,7 +117,15 @@ def test_foreign_database_is_refused(tmp_path):
     ("postgresql://u@h:54x2/db", "is not a database URL"),
     ("postgresql://u:s3cret@h:54x2/db", r"^'postgresql://u:\*\*\*@h:54x2/db' is not a database URL"),
     ("postgresql://u@h:54x2/db?sslpassword=s3cret&x=1", r"^'postgresql://u@h:54x2/db\?sslpassword=\*\*\*&x=1' is not"),
-    ("mysql://u@h/db?password=s3cret", r"^database mysql://u@h/db\?password=\*\*\*: foveal stores live in")])
+    ("mysql://u@h/db?password=s3cret", r"^database mysql://u@h/db\?password=\*\*\*: foveal stores live in"),
+    # SQLAlchemy's warning leaked and the parameter was ignored (mode=ro: written anyway)
+    ("sqlite:///x.db?mode=ro", r"^database sqlite:///x.db\?mode=ro: an SQLite URL takes no query parameters \(got "
+                               r"mode\); name the file alone"),
+    # libpq waits for ever on 0 or less
+    ("postgresql+psycopg://u@127.0.0.1:1/db?connect_timeout=0", "connect_timeout must be a number of seconds > 0, got "
+                                                              "'0'; leave it out for foveal's 30 s"),
+    ("postgresql+psycopg://u@127.0.0.1:1/db?connect_timeout=-5", "connect_timeout must be a number of seconds > 0"),
+    ("postgresql+psycopg://u@127.0.0.1:1/db?connect_timeout=abc", "connect_timeout must be a number of seconds > 0")])
 def test_bad_urls(url, message):
     with pytest.raises(InputError, match=message):
         Store(url)
@@ -1069,6 +1077,22 @@ def test_a_refused_import_leaves_another_applications_database_as_it_was(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "o.csv", "other.db"]
     with sqlite3.connect(other) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_store_refused_on_its_tables_leaves_the_file_as_it_was(tmp_path):
+    """Store(create=True), as `foveal score --db` opens it, switched a database holding a table named like foveal's
+    to WAL before refusing it: another application's file, changed (and -wal/-shm left beside it)."""
+    import hashlib
+    import sqlite3
+
+    like = tmp_path / "like.db"
+    with sqlite3.connect(like) as conn:
+        conn.execute("CREATE TABLE creatives (creative_id TEXT PRIMARY KEY)")
+    before = hashlib.sha256(like.read_bytes()).hexdigest()
+    with pytest.raises(FovealError, match="tables named like foveal's but no foveal_schema table"):
+        Store(str(like))
+    assert hashlib.sha256(like.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["like.db"]
 
 
 def test_a_mapping_dict_is_checked_as_the_cli_checks_its_map(tmp_path):

@@ -84,8 +84,21 @@ def parse_url(text: str) -> sa.URL:
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise InputError("an in-memory SQLite database would vanish on exit; name a file, "
                          "e.g. sqlite:///foveal.db")
+    if url.get_backend_name() == "sqlite" and url.query:  # the driver would warn and ignore them
+        raise InputError(f"database {describe(url)}: an SQLite URL takes no query parameters (got "
+                         f"{', '.join(sorted(url.query))}); name the file alone, e.g. sqlite:///foveal.db (commands "
+                         "that only read open it read-only themselves)")
     if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
         url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver foveal depends on
+    if "connect_timeout" in url.query:
+        given = url.query["connect_timeout"]
+        try:
+            seconds = float(given[-1] if isinstance(given, tuple) else given)
+        except ValueError:
+            seconds = math.nan
+        if not 0 < seconds < math.inf:  # libpq waits for ever on 0 or less
+            raise InputError(f"database {describe(url)}: connect_timeout must be a number of seconds > 0, got "
+                             f"{given!r}; leave it out for foveal's {CONNECT_TIMEOUT_S:g} s")
     return url
 
 
@@ -366,9 +379,11 @@ def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: object, *, create: 
     # which fails under concurrency instead of waiting).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    # WAL is a lasting property of the file: another application's database that the store is about to refuse
-    # (create=False and no foveal tables) must be left exactly as it was.
-    if create or cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'foveal_schema'").fetchone():
+    # WAL is a lasting property of the file: another application's database, which the store may be about to
+    # refuse (tables named like foveal's, or create=False), must be left exactly as it was. A new (empty) file is
+    # switched at once, an existing one only once it holds a store (the next connection after its schema is made).
+    tables = {name for (name,) in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "foveal_schema" in tables or (create and not tables):
         _wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
