@@ -496,6 +496,18 @@ def test_an_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
                                                 "give the address it printed"]
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "", "ray://:6379", "host:port"])
+def test_an_address_without_host_and_port_is_refused_in_one_line(creatives, tmp_path, address):
+    """ray.init refused it as 'Invalid address format' and the CLI added a hint about token authentication."""
+    proc = subprocess.run([sys.executable, "-m", "foveal", "score", str(creatives), "-o", str(tmp_path / "out"),
+                           "--ray", address], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": FOVEAL_PATH})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"foveal: error: {address!r} is not a Ray cluster's address; give "
+                                                "HOST:PORT as 'ray start --head' printed it (or ray://HOST:PORT), "
+                                                "'local' to start one, or 'auto'"]
+
+
 def test_auto_with_a_ray_address_nobody_listens_on_is_refused_at_once(creatives, tmp_path):
     """--ray auto joins the cluster RAY_ADDRESS names: a dead one is refused in seconds, as a named address is."""
     port = free_port()

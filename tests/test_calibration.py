@@ -322,6 +322,7 @@ def test_a_segment_with_too_few_creatives_for_a_threshold_says_so(tmp_path):
     assert retail["thresholds"] == {}
     assert "40 creatives" in retail["thresholds_skipped"]["cta"] and "50" in retail["thresholds_skipped"]["cta"]
     assert "no logo" in retail["thresholds_skipped"]["logo"]  # the norms hold no logo shares for its format
+    assert "top10" not in retail["thresholds_skipped"]  # a creative's score, not an element kind
     assert html.escape(retail["thresholds_skipped"]["cta"]) in (out / "calibration.html").read_text()
 
 
@@ -518,15 +519,17 @@ def test_calibrate_errors(tmp_path, capsys):
                             (["--pass-percentile", "150"], "argument --pass-percentile: must be a number in (0, 100]"),
                             (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
                             (["--bootstrap", "99"], "argument --bootstrap: must be from 100 to 100000, got 99"),
-                            (["--bootstrap", "100000000"], "argument --bootstrap: must be from 100 to 100000")]:
+                            (["--bootstrap", "100000000"], "argument --bootstrap: must be from 100 to 100000"),
+                            # was exit 1, in the library's words ("window 2d, step 3d")
+                            (["--window", "2d", "--step", "3d"], "error: --step 3d is longer than --window 2d")]:
         with pytest.raises(SystemExit) as stop:  # wrong on its face: a usage error, before the store is opened
             main(["calibrate", "--db", url, "--graph", "ab", *option, "-o", str(tmp_path / "o")])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
     assert main(["calibrate", "--db", url, "--graph", "ab", "-o", str(tmp_path / "o.csv")]) == 1  # before any work
     assert f"error: -o {tmp_path / 'o.csv'}: exists and is not a folder; name a folder" in capsys.readouterr().err
-    for option, message in [(["--window", "2d", "--step", "3d"], "error: window 2d, step 3d: the window needs 2 days "
-                                                                 "or more and the step 1 day up to the window"),
+    for option, message in [(["--window", "5d", "--until", "1900-01-01"],  # the default step: 7d, or the window
+                             "error: until 1900-01-01: before the first outcome; choose a day from 2024-01-01"),
                             (["--window", "2d", "--step", "1d", "--until", "1900-01-01"],
                              "error: until 1900-01-01: before the first outcome; choose a day from 2024-01-01"),
                             (["--window", "2d", "--step", "1d", "--until", "9999-12-31"],
@@ -683,3 +686,14 @@ def test_calibration_page_of_hostile_segments_holds_them_as_text_and_runs_no_scr
     assert "Drift flagged" in (out / "calibration.html").read_text(encoding="utf-8")
     with written_page_checked(out / "calibration.html", [*verticals, tag], images=0) as driver:
         assert driver.execute_script("return document.querySelectorAll('svg').length") >= 4  # the page still works
+
+
+def test_the_drift_note_names_the_clicks_a_conversion_rate_needs():
+    """With --metric cvr creatives count only with enough clicks, yet the note asked only for impressions, which these
+    creatives all had."""
+    data = simulate(1, 3 * WINDOW, seed=3)
+    data.counts["clicks"][:] = 0
+    notes = {s["drift_note"] for s in analyse(data, Settings(window_days=WINDOW, step_days=WINDOW, bootstrap=0,
+                                                             metric="cvr"))["segments"]}
+    assert notes == {f"not enough history: drift needs two non-overlapping {WINDOW}-day windows with at least 10 "
+                     "creatives of 1000+ impressions and 20+ clicks"}

@@ -212,6 +212,7 @@ def test_batch_argument_mistakes(small_folder, capsys):
         (["score", creatives, "--actors", "2"], "add --ray"),
         (["score", small_folder / "single.png", "--ray"], "--ray is for a batch"),
         (["score", small_folder / "list.txt"], "not found"),
+        (["score", small_folder / "nosuchdir", "--ray"], "nosuchdir: not found"),  # was "--ray is for a batch"
     ]
     for argv, text in cases:
         assert run(*argv, "-o", small_folder / "out") == 1

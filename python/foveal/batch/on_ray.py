@@ -393,9 +393,12 @@ def _check_reachable(address: str, name: str | None = None, timeout_s: float = 5
     as Ray's GCS (and client server) do, is refused at once: ``ray.init`` would retry it for minutes (20 tries of
     about 40 s at a port that is not Ray), printing a log line every few seconds. ``name``: the address in messages."""
     name = name or address
+    if address == "auto":
+        return  # Ray resolves it itself
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto" and other forms Ray resolves itself
+    if not host.strip("[]") or not port.isdigit():  # ray.init's "Invalid address format" came with a token hint
+        raise InputError(f"{name!r} is not a Ray cluster's address; give HOST:PORT as 'ray start --head' printed it "
+                         "(or ray://HOST:PORT), 'local' to start one, or 'auto'")
     try:
         conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
     except OSError as exc:

@@ -288,7 +288,8 @@ def _drift_pair(usable: list[bool], windows: list[tuple[int, int]], settings: Se
         return {"reference": None, "recent": None,
                 "drift_note": f"not enough history: drift needs two non-overlapping {settings.window_days}-day "
                               f"windows with at least {settings.min_creatives} creatives of "
-                              f"{settings.min_impressions}+ impressions"}
+                              f"{settings.min_impressions}+ impressions"
+                              + (f" and {max(settings.min_clicks, 1)}+ clicks" if settings.metric == "cvr" else "")}
     return {"reference": first, "recent": recent, "drift_note": None}
 
 

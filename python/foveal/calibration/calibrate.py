@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import check_not_input, folder_replacement, write_json, write_text
 from ..scoring.norms import Norms
-from .analysis import Data, Settings, analyse, build_data, window_totals
+from .analysis import CREATIVE_PREDICTORS, Data, Settings, analyse, build_data, window_totals
 from .thresholds import creative_percentiles, propose, proposed_norms
 
 
@@ -81,7 +81,7 @@ def add_thresholds(result: Calibration, data: Data, settings: Settings, norms: N
     """Per segment and element kind, the proposed pass percentile; a norms file per segment where one changed."""
     last = int(data.day.max()) if settings.until is None else settings.until.toordinal()
     num, den, ok = window_totals(data, last - settings.window_days + 1, last, settings)
-    kinds = sorted(k[:-6] for k in data.scores if k.endswith("_share") and k[:-6] not in ("conversion",))
+    kinds = sorted(k[:-6] for k in data.scores if k.endswith("_share") and k not in CREATIVE_PREDICTORS)
     for seg, (key, members) in zip(result.document["segments"], data.segments.items()):
         sel = members[ok[members]]
         formats = [data.formats[i] for i in sel]

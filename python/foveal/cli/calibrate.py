@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="segment by any of vertical,format,tag (default: all creatives together)")
     p.add_argument("--window", type=extra_arg(ANALYSIS, _window), default="28d", metavar="DAYS",
                    help="rolling window length, e.g. 28d or 4w (default: %(default)s)")
-    p.add_argument("--step", type=extra_arg(ANALYSIS, lambda analysis, text: analysis.parse_days(text)), default="7d",
-                   metavar="DAYS", help="distance between window ends (default: %(default)s)")
+    p.add_argument("--step", type=extra_arg(ANALYSIS, lambda analysis, text: analysis.parse_days(text)), default=None,
+                   metavar="DAYS", help="distance between window ends (default: 7d, or the window if shorter)")
     p.add_argument("--metric", choices=("ctr", "cvr"), default="ctr",
                    help="ctr = clicks/impressions, cvr = conversions/clicks (default: %(default)s)")
     p.add_argument("--score", type=extra_arg(ANALYSIS, lambda analysis, text: analysis.Settings(score=text).score,
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use --norms built with another model graph than the predictions' (a warning, not an error)")
     p.add_argument("--graph", type=name_arg, metavar="SHA", help="use predictions of the model graph whose sha256 "
                    "starts with SHA (needed when the store holds several)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, parser=p)
 
 
 def _day(text: str) -> date:
@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring.norms import load_norms
     from ..store import Store
 
+    if args.step is None:
+        args.step = min(7, args.window)
+    elif args.step > args.window:  # windows that leave days out between them
+        args.parser.error(f"--step {args.step}d is longer than --window {args.window}d; give a step up to the window")
     check_out_folder(args.out)  # before the analysis, which may take minutes
     check_output_folder(args.out)
     settings = Settings(by=args.by, window_days=args.window, step_days=args.step, metric=args.metric,

@@ -143,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
         default_detector()  # without the detect extra, fail once, before any work
     if is_batch_input(args.image):
         return run_batch_cli(args, options)
+    if not args.image.is_file():  # first: a mistyped folder is not a reason to give up a batch's flags
+        raise InputError(f"{args.image}: not found (give an image, a folder of images, a list file .txt or a table "
+                         ".parquet/.csv)")
     for flag, given in (("--elements-dir", args.elements_dir), ("--maps", args.maps), ("--ray", args.ray)):
         if given:
             raise InputError(f"{flag} is for a batch (folder, list file or table); for one image use --elements FILE")
-    if not args.image.is_file():
-        raise InputError(f"{args.image}: not found (give an image, a folder of images, a list file .txt or a table "
-                         ".parquet/.csv)")
     elements = args.elements or find_element_file(args.image, args.image.parent)
     engine = make_engine(args)
     scorer = Scorer(engine, replace(options, html=not args.no_report))
