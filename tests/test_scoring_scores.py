@@ -116,6 +116,21 @@ def test_threshold_is_the_smallest_value_reaching_the_percentile():
 
 def test_competition_ranks():
     assert competition_ranks([0.2, 0.5, 0.2, 0.1]) == [2, 1, 2, 4]
+    assert competition_ranks([0.012799427220076005, 0.012799427220076022, 0.3]) == [2, 2, 1]  # the table's last bits
+    assert competition_ranks([0.2, 0.2 + 1e-9]) == [2, 1]
+
+
+def test_mirrored_boxes_on_a_mirrored_map_share_their_rank():
+    """Two boxes holding the same attention got ranks 1 and 2: their shares, four table reads each, differed in
+    the last bits (29 of 30 mirrored pairs)."""
+    rng = np.random.default_rng(2)
+    half = rng.random((300, 200)).astype(np.float32) ** 4
+    prob = np.hstack([half, half[:, ::-1]])
+    smap = SaliencyMap((prob / prob.sum(dtype=np.float64)).astype(np.float32))
+    for x, y, w, h in [(21, 17, 137, 11), (3, 50, 90, 120), (60, 200, 30, 40), (100, 100, 60, 60)]:
+        left, right = score_creative(smap, [Element("left", "cta", (x, y, w, h)),
+                                            Element("right", "cta", (400 - x - w, y, w, h))]).elements
+        assert left.rank == right.rank == 1
 
 
 def test_union_share_counts_overlaps_once():

@@ -191,10 +191,15 @@ def material_direction(delta: float) -> int:
     return 0
 
 
+#: Shares closer than this are equal: a box's share comes from four reads of the summed-area table, each off by up to
+#: about 1e-14, so boxes holding the same attention (a mirrored layout) differed in their last bits and split ranks.
+TIE = 1e-12
+
+
 def competition_ranks(values: Sequence[float]) -> list[int]:
-    """Rank 1 = largest; equal values share the better rank (1, 2, 2, 4)."""
+    """Rank 1 = largest; values within :data:`TIE` of each other share the better rank (1, 2, 2, 4)."""
     v = np.asarray(values, dtype=np.float64)
-    greater = len(v) - np.searchsorted(np.sort(v), v, side="right")  # how many values beat each one
+    greater = len(v) - np.searchsorted(np.sort(v), v + TIE, side="right")  # how many values beat each one
     return (greater + 1).tolist()
 
 

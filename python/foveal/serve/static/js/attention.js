@@ -132,9 +132,12 @@ function selectKth(a, k) {
   }
 }
 
-/** Competition ranks: 1 = largest; equal values share the better rank (1, 2, 2, 4). */
+// Shares closer than this are equal (foveal.scoring.scores.TIE): the table's last bits are not attention.
+const TIE = 1e-12;
+
+/** Competition ranks: 1 = largest; values within TIE share the better rank (1, 2, 2, 4). */
 function competitionRanks(values) {
-  return values.map((v) => 1 + values.filter((o) => o > v).length);
+  return values.map((v) => 1 + values.filter((o) => o > v + TIE).length);
 }
 
 /** Compute the whole-map numbers (focus, top-10% share) once; later scoreLocally calls include them. */
