@@ -2694,6 +2694,65 @@ def test_client_timeout_bounds_the_whole_request():
         assert info.value.code == "timeout" and time.monotonic() - started < 2.5
 
 
+def test_client_timeout_bounds_a_trickled_status_line_and_headers_and_ready():
+    """The deadline was checked between body reads only: a server trickling its status line and headers a byte at a
+    time held models() for 33 s at timeout=2, and ready(), which did not use the deadline at all, for as long."""
+    class TrickledHead(Canned):
+        def handle_one_request(self):
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.parse_request():
+                return
+            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 30:  # bounded: one byte every 0.2 s, 8 s in all
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    with other_server(TrickledHead) as base, Client(base, timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceError) as info:
+            client.models()
+        assert info.value.code == "timeout" and time.monotonic() - started < 2.5
+        started = time.monotonic()
+        assert client.ready() is False and time.monotonic() - started < 2.5
+
+
+def test_client_reads_no_answer_larger_than_any_foveal_answer(monkeypatch):
+    """The body was gathered without a limit: a server streaming zeros grew the caller to 3 GB in 4 s."""
+    from foveal import client as client_module
+
+    class Endless(Canned):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            for _ in range(64):  # bounded: 4 MiB, past the limit set below
+                try:
+                    self.wfile.write(b"\0" * 65536)
+                except OSError:
+                    return
+
+    monkeypatch.setattr(client_module, "MAX_ANSWER_BYTES", 1 << 20)
+    with other_server(Endless) as base, Client(base, timeout=30) as client:
+        with pytest.raises(ServiceError, match="the answer runs past 1 MiB; is .* a foveal service") as info:
+            client.models()
+        assert info.value.code == "bad_answer"
+
+
+def test_client_names_the_file_it_cannot_send(tmp_path):
+    """The service knows an upload only as "<bytes>": an empty or non-image file given by path was refused as
+    "<bytes>: ..." (or "the request body is empty"), naming no file, where Engine names it."""
+    (tmp_path / "t.png").write_text("text")
+    (tmp_path / "z.png").write_bytes(b"")
+    with Client("http://127.0.0.1:1") as client:  # refused before any request: port 1 answers nothing
+        with pytest.raises(foveal.ImageError, match=f"^{tmp_path / 't.png'}: not a recognised image format"):
+            client.predict(tmp_path / "t.png")
+        with pytest.raises(foveal.ImageError, match=f"^{tmp_path / 'z.png'}: file is empty"):
+            client.detect(tmp_path / "z.png")
+
+
 def test_client_reads_retry_after_as_seconds_or_an_http_date():
     """RFC 9110 allows a Retry-After of delay-seconds or an HTTP-date (what proxies and load balancers send); the
     Client read only whole seconds, took a superscript digit for one (and raised ValueError), and ignored the rest."""

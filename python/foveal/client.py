@@ -21,6 +21,7 @@ import json
 import numbers
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +35,7 @@ from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementS
                      FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count,
                      checked_flag)
 from .fileio import json_default, read_input
-from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes
+from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes, open_pillow
 from .saliency_map import SaliencyMap
 from .scoring.elements import Element
 
@@ -45,6 +46,9 @@ MAX_DEADLINE_MS = 1e12
 #: Longest wait :attr:`ServiceError.retry_after` reports: a proxy's hint of hours is no reason for a caller to sleep
 #: that long (and a date far ahead is more likely a wrong clock).
 MAX_RETRY_AFTER_S = 3600.0
+#: The largest answer read: a 100 MP map as .npy is 400 MB; a server sending more is not a foveal service.
+MAX_ANSWER_BYTES = 1 << 30
+_ANY_SIZE = 1 << 50  # a header check of the format alone
 
 _ERRORS: dict[str, type[FovealError]] = {
     "invalid_image": ImageError, "invalid_elements": ElementSpecError, "invalid_input": InputError,
@@ -261,11 +265,12 @@ class Client:
             return dict(response.json()["norms"])
 
     def ready(self) -> bool:
-        """True when the service has its model loaded and warmed and is not shutting down."""
+        """True when the service has its model loaded and warmed and is not shutting down (within the timeout)."""
         try:
-            return self._http.get("/readyz").status_code == 200
-        except Exception:  # noqa: BLE001 - any transport failure means "not ready"
+            self._send("GET", "/readyz")
+        except FovealError:  # a refusal, a failure or no answer in time: not ready
             return False
+        return True
 
     # -- transport ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -304,22 +309,47 @@ class Client:
         return self._send("POST", path, **kwargs)
 
     def _send(self, method: str, path: str, **kwargs: Any):
-        import httpx
-
         if self._closed:
             raise ServiceError(f"{self._shown}: this Client is closed; make a new one", code="closed")
         timed_out = ServiceError(f"{self._shown}{path}: no answer within the client timeout ({self._timeout:g} s)",
                                  code="timeout")
         deadline = time.monotonic() + self._timeout
+        # httpx bounds each connect, read and write, not the request: a server trickling its status line, headers
+        # or body a byte at a time held the caller for as long as it liked. The exchange runs on a helper thread
+        # that the caller waits for until the deadline (the helper gives up on the body then too; on headers, at
+        # its next read's timeout).
+        outcome: list[Any] = []
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                outcome.append(self._exchange(method, path, deadline, timed_out, kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="foveal-client", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic()) + 0.05):
+            raise timed_out
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _exchange(self, method: str, path: str, deadline: float, timed_out: ServiceError, kwargs: dict[str, Any]):
+        import httpx
+
         try:
-            # httpx bounds each connect, read and write, not the request: a server trickling its answer held the
-            # caller for as long as it liked, so the body is read here, the clock checked between reads.
             with self._http.stream(method, path, **kwargs) as streamed:
-                raw = []
+                raw, size = [], 0
                 for chunk in streamed.iter_raw():
                     raw.append(chunk)
+                    size += len(chunk)
                     if time.monotonic() > deadline:
                         raise timed_out
+                    if size > MAX_ANSWER_BYTES:  # no foveal answer is that large: memory must not grow with it
+                        raise ServiceError(f"{self._shown}{path}: the answer runs past {MAX_ANSWER_BYTES >> 20:,} "
+                                           f"MiB; is {self._shown} a foveal service?", code="bad_answer")
             # Decoded (gzip...) as it is built: inside the try, so an answer that does not decode is a bad answer.
             response = httpx.Response(streamed.status_code, headers=streamed.headers, content=b"".join(raw),
                                       request=streamed.request)
@@ -414,8 +444,14 @@ def _http_date(text: str) -> float | None:
 def _encode(image: ImageLike) -> bytes:
     """Bytes to upload: files and encoded bytes as they are, arrays and PIL images as lossless PNG."""
     if isinstance(image, (str, os.PathLike)):
-        # Engine's checks: a regular file (a FIFO would block forever), no larger than an image can be
-        return read_input(image, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError)
+        # Engine's checks: a regular file (a FIFO would block forever), no larger than an image can be, not empty,
+        # and of a format foveal reads, said naming the file: the service knows the upload only as "<bytes>".
+        data = read_input(image, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError)
+        if not data:
+            raise ImageError(f"{os.fspath(image)}: file is empty")
+        with open_pillow(io.BytesIO(data), os.fspath(image), _ANY_SIZE):  # the size is the service's to limit
+            pass
+        return data
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
     from .fileio import encode_png
