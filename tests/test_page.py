@@ -1399,6 +1399,51 @@ def test_retry_is_offered_only_where_asking_again_can_help(page):
     assert "comparison:" not in page.find_element("id", "error").text
 
 
+def test_a_double_click_on_the_comparisons_retry_asks_once(page):
+    """The A/B Retry stayed enabled while it ran: a double click sent two /v1/compare requests (each predicting both
+    creatives)."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    upload(page, EXAMPLES / "creative_b.png", "file-b")
+    wait(page, lambda d: len(d.find_elements("css selector", "#delta-table tbody tr")) == 6, what="the verdict")
+    js(page, """const real = window.fetch;
+        window.__down = true; window.__compares = 0;
+        window.fetch = (url, ...rest) => {
+          if (String(url).startsWith('/v1/compare')) {
+            if (window.__down) return Promise.reject(new TypeError('Failed to fetch'));
+            window.__compares++;
+          }
+          return real(url, ...rest);
+        };""")
+    page.find_element("id", "add-element").click()  # A's elements change: compared again, and it fails
+    verdict = page.find_element("id", "verdict")
+    wait(page, lambda d: "cannot reach the foveal service" in verdict.text, what="the failed comparison")
+    js(page, "window.__down = false")
+    double_click(page, verdict.find_element("tag name", "button"))
+    wait(page, lambda d: "cannot reach" not in verdict.text
+         and len(d.find_elements("css selector", "#delta-table tbody tr")) >= 6, what="the verdict again")
+    time.sleep(0.5)
+    assert js(page, "return window.__compares") == 1
+
+
+@pytest.mark.parametrize("body, content_type", [("<html><body>Please log in</body></html>", "text/html"),
+                                                ('{"foo": 1}', "application/json")])
+def test_an_answer_that_is_not_the_services_says_so(page, body, content_type):
+    """A 200 from a proxy's login page or another application showed the JSON parser's error ("Unexpected token
+    '<'") or a renderer's ("Cannot read properties of undefined (reading 'map')")."""
+    upload(page, EXAMPLES / "creative.png")
+    import_elements(page, EXAMPLES / "creative.json")
+    js(page, """const [body, type] = arguments; const real = window.fetch;
+        window.fetch = (url, ...rest) => String(url).startsWith('/v1/score') || String(url).startsWith('/v1/detect')
+          ? Promise.resolve(new Response(body, { status: 200, headers: { 'Content-Type': type } }))
+          : real(url, ...rest);""", body, content_type)
+    page.find_element("id", "add-element").click()
+    error = page.find_element("id", "error")
+    wait(page, lambda d: "scores:" in error.text, what="the refused answer")
+    assert "the answer is not a foveal answer; check that the page comes from `foveal serve`" in error.text, error.text
+    assert "Unexpected token" not in error.text and "undefined" not in error.text
+
+
 PROPOSED = {"units": "px", "elements": [
     {"name": "button", "kind": "cta", "box": [400, 520, 150, 44], "confidence": 0.9, "source": "auto"},
     {"name": "title", "kind": "headline", "box": [34, 94, 410, 52], "confidence": 0.8, "source": "auto"}]}

@@ -93,8 +93,23 @@ export class Api {
     }
   }
 
-  async json(path, options) {
-    return (await this.request(path, options)).json();
+  /**
+   * The JSON document a route answers, holding the key `needs`: a 200 that is none (a proxy's login page, another
+   * application on the port) is an ApiError saying so, not the parser's or a renderer's TypeError.
+   */
+  async json(path, options, needs) {
+    const response = await this.request(path, options);
+    let doc = null;
+    try {
+      if ((response.headers.get("Content-Type") ?? "").includes("json")) doc = await response.json();
+    } catch {
+      doc = null;
+    }
+    if (doc === null || typeof doc !== "object" || !(needs in doc)) {
+      throw new ApiError(response.status, "bad_answer", "the answer is not a foveal answer; check that the page "
+        + "comes from `foveal serve` (not a proxy's page or another application), then reload it");
+    }
+    return doc;
   }
 
   /** The creative's attention map as float32 probabilities: {data, height, width, provenance}. */
@@ -111,7 +126,7 @@ export class Api {
   /** The `foveal score` document for a creative and its elements (norms by name, or none). */
   async score(file, elementFile, { norms = null, passPercentile = null, format = null } = {}) {
     const form = scoreForm(file, elementFile, norms, passPercentile, format);
-    return this.json("/v1/score", { method: "POST", body: form });
+    return this.json("/v1/score", { method: "POST", body: form }, "elements");
   }
 
   /** allowFormatMismatch: compare creatives of different formats anyway (the verdict then says it is indicative). */
@@ -122,7 +137,7 @@ export class Api {
     form.append("image_b", fileB);
     form.append("elements_b", JSON.stringify(elementsB));
     form.append("allow_format_mismatch", String(allowFormatMismatch));
-    return this.json("/v1/compare", { method: "POST", body: form });
+    return this.json("/v1/compare", { method: "POST", body: form }, "verdict");
   }
 
   /**
@@ -131,7 +146,7 @@ export class Api {
    */
   async whatif(file, elementFile, edits) {
     return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, "edits", edits),
-      query: { edited: "true" } });
+      query: { edited: "true" } }, "timing");
   }
 
   /**
@@ -140,24 +155,24 @@ export class Api {
    */
   async search(file, elementFile, search, signal = null) {
     return this.json("/v1/whatif", { method: "POST", body: whatifForm(file, elementFile, "search", search),
-      query: { edited: "true" }, signal });
+      query: { edited: "true" }, signal }, "timing");
   }
 
   /** Proposed elements for a creative: the element file `foveal detect` writes (confidence, source "auto"). */
   async detect(file) {
     const form = new FormData();
     form.append("image", file);
-    return this.json("/v1/detect", { method: "POST", body: form });
+    return this.json("/v1/detect", { method: "POST", body: form }, "elements");
   }
 
   /** {serving: the model this service runs, models: the shipped cards, detection: whether /v1/detect works}. */
   async models() {
-    return this.json("/v1/models");
+    return this.json("/v1/models", undefined, "serving");
   }
 
   /** Names of the norms this service has. */
   async normNames() {
-    const doc = await this.json("/v1/norms");
+    const doc = await this.json("/v1/norms", undefined, "norms");
     return Object.keys(doc.norms ?? {}).sort();
   }
 

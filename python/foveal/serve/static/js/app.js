@@ -1103,7 +1103,10 @@ async function serveComparison() {
     compareError = `comparison: ${message}`;
     showError(compareError);
     noComparison(`No comparison: ${message}`, ...(canRetry(err)
-      ? [" ", h("button", { type: "button", class: "small", onclick: () => serveComparison() }, "Retry")] : []));
+      ? [" ", h("button", { type: "button", class: "small", onclick: (event) => {
+        event.currentTarget.disabled = true; // one retry a click: a double click asked for two comparisons
+        serveComparison();
+      } }, "Retry")] : []));
   } finally {
     if (seq === compareSeq) delete $("ab").dataset.pending;
   }
