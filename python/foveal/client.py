@@ -69,8 +69,8 @@ class Client:
         url: the service's base URL, e.g. ``http://127.0.0.1:8080``.
         api_key: sent as ``Authorization: Bearer`` when the service requires keys.
         timeout: seconds for a whole request: one whose answer has not arrived in full by then is given up
-            (``ServiceError`` code ``timeout``), noticed at the next read, so at most ``timeout`` later (each
-            connect, read and write waits at most ``timeout`` too).
+            (``ServiceError`` code ``timeout``), however slowly its status line, headers or body come (the
+            exchange runs on a helper thread, which drops it at its next read).
         deadline_ms: sent as ``X-Deadline-Ms``: the service answers 504 unless the maps are ready this long after
             the request arrived (the scoring, drawing and encoding after them are not cut short).
 
