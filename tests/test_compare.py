@@ -165,12 +165,12 @@ def test_unmatched_elements_are_listed_and_kind_changes_noted():
 
 
 def test_different_formats_are_refused_or_qualified():
-    a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS, format="728x90")
-    b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS, format="300x250")
+    a = score_creative(_map((0, 0, 20, 20), 0.5), ELEMENTS, format="leaderboard")
+    b = score_creative(_map((60, 60, 20, 20), 0.5), ELEMENTS, format="rectangle")
     with pytest.raises(FormatMismatchError, match="different formats are not comparable.*or set allow_format_") as info:
         compare_scores(a, b)
     assert isinstance(info.value, InputError)
-    assert info.value.mismatch == ("A is format 728x90 and B is 300x250: shares of different formats are not "
+    assert info.value.mismatch == ("A is format leaderboard and B is rectangle: shares of different formats are not "
                                    "comparable (the layout sets them)")
     c = compare_scores(a, b, allow_format_mismatch=True)
     assert c.verdict == "better" and not c.same_format and "indicative" in c.summary and c.notes
@@ -497,3 +497,26 @@ def test_a_native_kernel_argument_cpp_cannot_hold_is_a_one_line_input_error():
     with pytest.raises(InputError, match="an argument is of a type or size the kernel cannot take") as refused:
         cpu.preprocess(np.zeros((4, 4, 3), np.uint8), (2**64, 4), (2**64, 4), (0, 0, 0), (1, 1, 1))
     assert "\n" not in str(refused.value)
+
+
+def test_same_format_is_the_same_either_way_round():
+    """A's ratio over B's was tested against 2 %, so 1000x1020 vs 1000x1000 was one format and the reverse two."""
+    for a, b in [("1000x1020", "1000x1000"), ("100x100", "102x100"), ("300x250", "306x250")]:
+        assert same_format(a, b) and same_format(b, a), (a, b)
+    assert not same_format("100x100", "103x100") and not same_format("103x100", "100x100")
+
+
+def test_a_declared_format_of_another_shape_does_not_make_two_formats_one():
+    """A 728x90 and a 300x250 creative were compared (verdict, "same": true) when their element file declared
+    "format": "728x90": the declared name stood for B's own size."""
+    rng = np.random.default_rng(0)
+    banner, rect = (SaliencyMap(p / p.sum()) for p in (rng.random((90, 728)), rng.random((250, 300))))
+    els = [Element("cta", "cta", (10, 10, 40, 20)), Element("logo", "logo", (60, 40, 20, 20))]
+    a, b = score_creative(banner, els, format="728x90"), score_creative(rect, els, format="728x90")
+    with pytest.raises(FormatMismatchError, match=r"^B's elements declare format 728x90, but B is 300x250: .*use the "
+                                                  "element file made for this creative"):
+        compare_scores(a, b)
+    qualified = compare_scores(a, b, allow_format_mismatch=True)
+    assert not qualified.same_format and (qualified.format_a, qualified.format_b) == ("728x90", "728x90")
+    assert any(n.startswith("B's elements declare format 728x90, but B is 300x250") for n in qualified.notes)
+    assert qualified.summary.startswith("formats differ (728x90 vs 728x90 declared on 300x250), indicative only: ")

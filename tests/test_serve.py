@@ -425,6 +425,17 @@ def test_compare_and_whatif(http):
     assert doc.json()["mode"] == "search" and len(doc.json()["search"]["best"]) == 2
 
 
+def test_a_whatif_with_a_number_past_floats_range_is_refused_not_a_500(http):
+    """A scale factor or a max_overlap of 400 digits reached float() and came back as 500 internal_error."""
+    huge = "1" + "0" * 400
+    for field, value in (("edits", f'[{{"op": "scale", "element": "logo", "factor": {huge}}}]'),
+                         ("search", f'{{"element": "cta", "max_overlap": {huge}}}')):
+        answer = http.post("/v1/whatif", files={"image": ("c.png", EXAMPLE.read_bytes())},
+                           data={"elements": ELEMENTS, field: value})
+        assert error_of(answer) == (400, "invalid_input"), answer.text
+        assert len(answer.json()["error"]["message"]) < 300
+
+
 def test_a_whatif_stops_applying_edits_once_its_deadline_passes(http):
     """Each edit reads and writes the whole creative: 400 ran on for seconds past X-Deadline-Ms, a worker thread and
     a core held for an answer no client waited for."""

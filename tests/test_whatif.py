@@ -468,3 +468,33 @@ def test_search_arguments_of_the_wrong_shape_are_refused_in_one_line():
             search_position(Spotlight((0, 0, 5, 5)), image, SMALL, "cta", offsets)
     result = search_position(Spotlight((0, 0, 5, 5)), image, SMALL, "cta", [(np.int64(2), np.uint8(1))])
     assert all(type(v) is int for c in result.candidates for v in (c.dx, c.dy))
+
+
+def test_library_calls_refuse_bad_arguments_as_foveal_errors(engine):
+    """Each raised a plain Python error (an ndarray grid once the model had run, None elements, 4,300+ digit numbers'
+    messages) or, for a box off the image, returned moves to a box outside it."""
+    from foveal.scoring.edits import Scale
+    from foveal.scoring.whatif import edit_from_dict
+
+    image = np.zeros((40, 60, 3), np.uint8)
+    els = [Element("cta", "cta", (10, 10, 10, 10)), Element("logo", "logo", (40, 20, 10, 10))]
+    doc = whatif_search(engine, image, els, "cta", grid=np.array([2, 2]))
+    assert json.loads(json.dumps(doc[0]))["search"]["positions"]["grid"] == [2, 2]
+    with pytest.raises(InputError, match="elements: expected a list of Element objects"):
+        search_position(engine, image, None, "cta", [(1, 0)])
+    with pytest.raises(InputError, match=r"box \[10, 10, 20, 20\] is empty or outside the 10x10 image"):
+        candidate_offsets((10, 10), [Element("a", "cta", (10, 10, 20, 20))], "a")
+    for make, match in [(lambda: Scale("a", 10**5000), "got a int too long to print"),
+                        (lambda: Move("a", 10**5000, 0), "dx and dy must be under 1,000,000,000 pixels"),
+                        (lambda: edit_from_dict({"op": "scale", "element": "a", "factor": 10**400}),
+                         r"the factor must be a number in \(0, 1000\]"),
+                        (lambda: edit_from_dict({"op": "x", "k": "y" * 100000}), "^edit: expected an object")]:
+        with pytest.raises(InputError, match=match) as info:
+            make()
+        assert len(str(info.value)) < 300
+
+
+def test_a_swap_of_two_elements_that_fill_the_image_says_so():
+    with pytest.raises(InputError, match="the elements cover the whole image between them"):
+        apply_edits(np.zeros((100, 100, 3), np.uint8),
+                    [Element("a", "cta", (0, 0, 50, 100)), Element("b", "logo", (50, 0, 50, 100))], [Swap("a", "b")])

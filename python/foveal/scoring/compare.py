@@ -159,7 +159,9 @@ def same_format(format_a: str, format_b: str) -> bool:
     if sizes[0] is None or sizes[1] is None:
         return False
     (wa, ha), (wb, hb) = sizes
-    return abs((wa / ha) / (wb / hb) - 1.0) <= ASPECT_TOLERANCE
+    ratio = (wa * hb) / (wb * ha)
+    # Either way round (A's ratio over B's was 2.04 % one way and 2.00 % the other), and exactly 2 % is within.
+    return max(ratio, 1.0 / ratio) - 1.0 <= ASPECT_TOLERANCE + 1e-12
 
 
 def _size(fmt: str) -> tuple[int, int] | None:
@@ -178,13 +180,29 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
             raise InputError(f"compare_scores: {label} must be CreativeScores (what score_creative returns), got "
                              f"{type(scores).__name__}")
     allow_format_mismatch = checked_flag(allow_format_mismatch, "allow_format_mismatch")  # "no" is a true string
+    deltas, notes = [], []
+    formats, shown = [], []  # the formats compared, and as the summary names them
+    for label, scores in (("A", a), ("B", b)):  # a declared WxH of another shape would make any two formats one
+        own = f"{scores.image_hw[1]}x{scores.image_hw[0]}"
+        if _size(scores.format) is None or same_format(scores.format, own):
+            formats.append(scores.format)
+            shown.append(scores.format)
+            continue
+        mismatch = (f"{label}'s elements declare format {scores.format}, but {label} is {own}: its boxes were laid "
+                    "out for another shape")
+        if not allow_format_mismatch:
+            raise FormatMismatchError(mismatch + "; use the element file made for this creative, or set "
+                                      "allow_format_mismatch to see a qualified comparison", mismatch=mismatch)
+        notes.append(mismatch + "; the verdict is indicative only")
+        formats.append(own)
+        shown.append(f"{scores.format} declared on {own}")
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
-    deltas, notes = [], []
-    same = same_format(a.format, b.format)
-    if not same:
-        mismatch = (f"A is format {a.format} and B is {b.format}: shares of different formats are not comparable "
-                    "(the layout sets them)")
+    contradicted = shown != formats
+    same = same_format(*formats) and not contradicted
+    if not same_format(*formats):
+        mismatch = (f"A is format {formats[0]} and B is {formats[1]}: shares of different formats are not "
+                    "comparable (the layout sets them)")
         if not allow_format_mismatch:
             raise FormatMismatchError(mismatch + "; compare variants of one format, or set allow_format_mismatch to "
                                       "see a qualified comparison", mismatch=mismatch)
@@ -207,7 +225,7 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
     d_conv = b.conversion_share - a.conversion_share
     d_dist = b.other_elements_share - a.other_elements_share
     verdict = verdict_of(d_conv, d_dist)
-    summary = ("" if same else f"formats differ ({a.format} vs {b.format}), indicative only: ") + (
+    summary = ("" if same else f"formats differ ({shown[0]} vs {shown[1]}), indicative only: ") + (
                f"{verdict}: conversion elements {_pct(a.conversion_share)} -> {_pct(b.conversion_share)} "
                f"({_pp(d_conv)}), distractors {_pct(a.other_elements_share)} -> {_pct(b.other_elements_share)} "
                f"({_pp(d_dist)})")

@@ -25,6 +25,8 @@ from .elements import Element, _short, check_elements, element_list, unknown_ele
 BORDER_RADIUS = 2
 #: Largest scale factor: beyond it no element fits any image (and w * factor would overflow).
 MAX_SCALE = 1000.0
+#: Moves this far or farther are refused: no image is a billion pixels wide.
+MAX_MOVE = 10**9
 #: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
 HOLE_MARGIN = 3
 #: The hole an element leaves reaches this many pixels beyond its box (except into other elements' boxes): its
@@ -48,10 +50,14 @@ class Move:
     def __post_init__(self) -> None:
         _check_names("move", self.name)
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (self.dx, self.dy)):
-            raise InputError(f"move {self.name!r}: dx and dy are whole pixels, got {self.dx!r}, {self.dy!r}")
+            raise InputError(f"move {_short(self.name)}: dx and dy are whole pixels, got {_short(self.dx)}, "
+                             f"{_short(self.dy)}")
         # as Python ints: np.uint8(250) added to a box's 20 wrapped round to 14, a move of -6 without a word
         object.__setattr__(self, "dx", int(self.dx))
         object.__setattr__(self, "dy", int(self.dy))
+        if max(abs(self.dx), abs(self.dy)) >= MAX_MOVE:  # no image is that large (and an int of 4,300+ digits has no str)
+            raise InputError(f"move {_short(self.name)}: dx and dy must be under {MAX_MOVE:,} pixels, got "
+                             f"{_short(self.dx)}, {_short(self.dy)}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class Scale:
         _check_names("scale", self.name)
         f = self.factor
         if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not 0 < f <= MAX_SCALE:
-            raise InputError(f"scale {self.name!r}: the factor must be a number in (0, {MAX_SCALE:g}], got {f!r}")
+            raise InputError(f"scale {_short(self.name)}: the factor must be a number in (0, {MAX_SCALE:g}], got "
+                             f"{_short(f)}")
         object.__setattr__(self, "factor", float(f))
 
 
@@ -361,8 +368,11 @@ def _checked_hole(shape: tuple[int, int], boxes: Sequence[Sequence[int]], keep: 
     """:func:`_hole_mask`, refused for ``what`` (an edit) when it leaves no pixel to fill the hole from."""
     mask = _hole_mask(shape, boxes, keep)
     if mask.all():
-        raise InputError(f"{what}: the element covers the whole image, so nothing is left to fill the space it "
-                         "leaves; give it a box smaller than the image")
+        if len(boxes) == 1:
+            raise InputError(f"{what}: the element covers the whole image, so nothing is left to fill the space it "
+                             "leaves; give it a box smaller than the image")
+        raise InputError(f"{what}: the elements cover the whole image between them, so nothing is left to fill the "
+                         "space they leave; give them boxes that leave some of the image free")
     return mask
 
 
@@ -416,5 +426,5 @@ def _move_hint(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> str:
 def _check_inside(box: tuple[int, ...], shape: tuple[int, ...], what: str, hint: str) -> None:
     x, y, w, h = box
     if x < 0 or y < 0 or x + w > shape[1] or y + h > shape[0]:
-        raise InputError(f"{what} would put the element at box {list(box)}, outside the {shape[1]}x{shape[0]} "
-                         f"image; {hint}")
+        raise InputError(f"{what} would put the element at box {_short(list(box), 80)}, outside the "
+                         f"{shape[1]}x{shape[0]} image; {hint}")

@@ -159,7 +159,10 @@ MAX_NAME_CHARS = 200
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4,300 digits has no repr
+        text = f"a {type(value).__name__} too long to print"
     return text if len(text) <= limit else text[:limit] + "…"
 
 

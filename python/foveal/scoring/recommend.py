@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .scores import CreativeScores, ElementScore, material_direction, percentile_text
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
@@ -171,6 +171,16 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
     ``thresholds``: the model's (:meth:`Thresholds.of_card` of ``Engine.graph``); without them ``low_focus`` is
     not judged.
     """
+    if not isinstance(scores, CreativeScores):
+        raise InputError(f"recommend: scores must be CreativeScores (what score_creative returns), got "
+                         f"{type(scores).__name__}")
+    if isinstance(whatif, (str, bytes)) or not isinstance(whatif, Sequence) or not all(
+            isinstance(w, WhatIfResult) for w in whatif):
+        raise InputError("recommend: whatif must be a list of WhatIfResult (what a what-if search tried), got "
+                         f"{type(whatif).__name__}")
+    if not isinstance(thresholds, Thresholds):
+        raise InputError(f"recommend: thresholds must be Thresholds (Thresholds.of_card(engine.graph)), got "
+                         f"{type(thresholds).__name__}")
     recs: list[Recommendation] = []
     elements = scores.elements
     n = len(elements)

@@ -28,7 +28,7 @@ from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
                     checked_image, edit_list, move_variants)
-from .elements import Element, checked_hw, element_objects, unknown_element
+from .elements import Element, _short, check_elements, checked_hw, element_list, unknown_element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
@@ -151,30 +151,33 @@ def edit_from_dict(obj: Any, where: str = "edit") -> Edit:
     """The inverse of :func:`edit_to_dict`: ``{"op": "move", "element": NAME, "dx": DX, "dy": DY}``,
     ``{"op": "scale", "element": NAME, "factor": F}`` or ``{"op": "swap", "elements": [NAME, NAME]}``."""
     if not isinstance(obj, dict) or obj.get("op") not in ("move", "scale", "swap"):
-        raise InputError(f"{where}: expected an object with \"op\": \"move\", \"scale\" or \"swap\", got {obj!r}")
+        raise InputError(f"{where}: expected an object with \"op\": \"move\", \"scale\" or \"swap\", got "
+                         f"{_short(obj)}")
     op = obj["op"]
     unknown = set(obj) - _EDIT_KEYS[op]
     if unknown:  # a misspelt key ("factr") would otherwise be an edit that silently does something else
-        raise InputError(f"{where}: unknown keys {sorted(unknown)} for {op}; it takes {sorted(_EDIT_KEYS[op])}")
+        raise InputError(f"{where}: unknown keys {_short(sorted(unknown))} for {op}; it takes "
+                         f"{sorted(_EDIT_KEYS[op])}")
     if op == "swap":
         names = obj.get("elements")
         if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n for n in names):
-            raise InputError(f"{where}: swap needs \"elements\": [NAME, NAME], got {names!r}")
+            raise InputError(f"{where}: swap needs \"elements\": [NAME, NAME], got {_short(names)}")
         if names[0] == names[1]:
-            raise InputError(f"{where}: swap needs two different elements, got {names!r}")
+            raise InputError(f"{where}: swap needs two different elements, got {_short(names)}")
         return Swap(names[0], names[1])
     name = obj.get("element")
     if not isinstance(name, str) or not name:
-        raise InputError(f"{where}: {op} needs \"element\": NAME, got {name!r}")
+        raise InputError(f"{where}: {op} needs \"element\": NAME, got {_short(name)}")
     if op == "move":
         dx, dy = obj.get("dx"), obj.get("dy")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dx, dy)):
-            raise InputError(f"{where}: move needs whole-pixel \"dx\" and \"dy\", got dx={dx!r}, dy={dy!r}")
+            raise InputError(f"{where}: move needs whole-pixel \"dx\" and \"dy\", got dx={_short(dx)}, "
+                             f"dy={_short(dy)}")
         return Move(name, dx, dy)
     factor = obj.get("factor")
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
-        raise InputError(f"{where}: scale needs a positive finite \"factor\", got {factor!r}")
-    return Scale(name, float(factor))
+        raise InputError(f"{where}: scale needs a positive finite \"factor\", got {_short(factor)}")
+    return Scale(name, factor)  # which refuses a factor past MAX_SCALE (a 400-digit one too, unconverted)
 
 
 def whatif_edits(engine: Predictor, image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit],
@@ -296,7 +299,9 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     if image is not None:
         image = checked_image(image)
     image_hw = checked_hw(image_hw)
-    by_name = {e.name: e for e in element_objects(elements)}
+    elements = element_list(elements)
+    check_elements(elements, image_hw, "elements", identical_boxes=True)  # a box off the image has no valid moves
+    by_name = {e.name: e for e in elements}
     if not isinstance(name, str) or name not in by_name:
         raise unknown_element("search", name, by_name)
     x, y, w, h = by_name[name].box
@@ -417,6 +422,7 @@ def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Ele
         if not (isinstance(offset, (tuple, list)) and len(offset) == 2 and all(map(_whole, offset))):
             raise InputError(f"search_position: offsets are (dx, dy) pairs of whole pixels, got {offset!r:.60}")
     offsets = [(int(dx), int(dy)) for dx, dy in offsets]
+    elements = checked_elements(elements, image)  # before the baseline, which would take None or a list of junk
     stream: Iterator[tuple[tuple[int, int] | None, EditedCreative]] = _with_baseline(
         image, elements, zip(offsets, move_variants(image, elements, name, offsets)))
     n_batches = -(-(len(offsets) + 1) // batch_size)
@@ -543,7 +549,8 @@ def search_document(result: SearchResult, *, top: int, positions: Positions, gri
                      "elements": [e.to_dict() for e in comparison.elements]})
     return {
         "element": name,
-        "positions": {"grid": list(grid) if grid else None, "step": step, "max_overlap": max_overlap,
+        "positions": {"grid": None if grid is None else [int(n) for n in grid], "step": step,
+                      "max_overlap": max_overlap,
                       "edge_margin": EDGE_MARGIN, "tried": len(result.candidates),
                       "rejected_overlap": positions.rejected_overlap,
                       "rejected_unboxed_content": positions.rejected_content,

@@ -753,7 +753,7 @@ def _search_options(obj: Any) -> dict[str, Any]:
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise InputError(f"field 'search': {key} must be a positive whole number, got {v!r}")
     overlap = obj.get("max_overlap", MAX_OVERLAP)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
-        raise InputError(f"field 'search': max_overlap must be a number in [0, 1], got {overlap!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not 0 <= overlap <= 1:
+        raise InputError(f"field 'search': max_overlap must be a number in [0, 1], got {_short(overlap)}")
     return {"name": obj["element"], "grid": tuple(grid) if grid else None, "step": obj.get("step"),
             "top": obj.get("top", 3), "max_overlap": float(overlap)}
