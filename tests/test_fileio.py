@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,3 +367,19 @@ def test_files_written_together_land_together_or_not_at_all(tmp_path):
         assert json.loads(first.read_text()) == {"run": 1}  # nothing lands before the block ends
     assert json.loads(first.read_text()) == {"run": 3} and second.read_text() == "run 3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.txt", "folder"]
+
+
+def test_a_file_past_the_size_limit_is_a_one_line_error_and_leaves_nothing(tmp_path):
+    """EFBIG (ulimit -f, a file system's largest file) was re-raised as it came: "internal error: OSError: [Errno 27]
+    File too large"."""
+    import resource
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "foveal", "whatif", str(examples / "creative.png"), "--elements",
+                           str(examples / "creative.json"), "--move", "cta:0,-30", "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (200 * 1024, 200 * 1024)))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "File too large (past the size limit for one file: `ulimit -f`" in done.stderr
+    assert not out.exists() or not [p for p in out.iterdir() if p.is_file()]

@@ -36,6 +36,8 @@ from .errors import DiskFullError, InputError
 
 #: errno values of a full disk (or quota): the user's to fix, not a failure of foveal.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: Failures only a write has: a full disk, and a file past the size limit (``ulimit -f``, the file system's).
+WRITE_FAILED = (*DISK_FULL, errno.EFBIG)
 #: Longest file name (bytes) of Linux's file systems, macOS's and Windows' (in UTF-16 units there).
 NAME_MAX = 255
 #: Most rows, and bytes of data as read (uncompressed, each row's value of a dictionary-encoded column counted), of
@@ -295,6 +297,9 @@ def cannot_write(target: str | os.PathLike, exc: OSError) -> InputError:
     """The one-line error for a failed write of ``target``, telling a full disk by what to do about it."""
     if exc.errno in DISK_FULL:
         return DiskFullError(f"cannot write {target}: {exc.strerror or exc}; free some space, then run again")
+    if exc.errno == errno.EFBIG:
+        return InputError(f"cannot write {target}: {exc.strerror or exc} (past the size limit for one file: `ulimit "
+                          "-f`, or the file system's); raise the limit, or write to another file system")
     return InputError(f"cannot write {target}: {exc.strerror or exc}")
 
 
@@ -368,7 +373,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = T
             try:
                 yield fh
             except OSError as exc:
-                if exc.errno not in DISK_FULL:  # the block's own failures (reading an input...) stay its own
+                if exc.errno not in WRITE_FAILED:  # the block's own failures (reading an input...) stay its own
                     raise
                 raise cannot_write(target, exc) from None
             try:
