@@ -176,6 +176,12 @@ serve(foveal.Engine())
     run = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
                           str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+    # ImageLike named PIL.Image.Image without importing PIL, so it fell back to Any and anything type-checked.
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import foveal\nfoveal.Engine().predict(42)\nfoveal.load_image({'a': 1})\n")
+    run = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-incremental",
+                          str(wrong)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 1 and run.stdout.count("[arg-type]") == 2, run.stdout + run.stderr
 
 
 def test_overlay(engine, rgb, tmp_path):

@@ -15,12 +15,15 @@ import numbers
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 import numpy as np
 
 from .errors import ImageError, TooManyPixelsError
 from .fileio import open_input, stream_sha256
+
+if TYPE_CHECKING:  # for ImageLike's hint only: Pillow is imported where an image is decoded
+    import PIL.Image
 
 DEFAULT_MAX_PIXELS = 100_000_000
 #: The encoded formats foveal reads, by Pillow's names (its JPEG opener also takes a camera's MPO, a JPEG holding a
@@ -35,7 +38,7 @@ _SIGNATURES = (("PNG", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n")),
                ("BMP", lambda h: h[:2] == b"BM" and h[6:10] == b"\0\0\0\0"))  # text may start "BM"
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
-ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", "PIL.Image.Image", "DecodedImage"]  # noqa: F821
+ImageLike = Union[str, os.PathLike, bytes, bytearray, memoryview, "np.ndarray", "PIL.Image.Image", "DecodedImage"]
 
 
 @dataclass(frozen=True)
