@@ -10,12 +10,16 @@ The packages are only located, never imported: foveal runs the graphs with its o
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from ..errors import DetectorUnavailableError
 
 #: What to tell a user who lacks the optional dependencies.
-INSTALL_HINT = "automatic element detection needs the detect extra: pip install 'foveal[detect]'"
+INSTALL_HINT = "automatic element detection needs the detect extra: pip install 'foveal[detect]'" + (
+    # every rapidocr-onnxruntime release declares Requires-Python < 3.13: pip would only say it found none
+    " (on Python 3.12 or older: its text models' package has no release for newer Pythons)"
+    if sys.version_info >= (3, 13) else "")
 
 
 def package_dir(package: str) -> Path:
