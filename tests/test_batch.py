@@ -926,3 +926,42 @@ def test_a_float32_column_of_relative_boxes_gives_the_boxes_of_its_decimals(tmp_
         resolved[str(kind)] = [e.box for e in parse_elements(json.loads(item.elements), (300, 300)).elements]
     assert resolved["float"] == resolved["double"] == [(210, 30, 38, 90), (105, 135, 38, 113)], resolved
     assert resolved["halffloat"] == resolved["double"], resolved
+
+
+def test_an_element_file_found_by_name_is_never_overwritten_by_the_tables(tmp_path, engine):
+    """A batch scored into its own input folder took errors.png's element file, errors.csv, for one of its tables:
+    the first run was refused only after the work, and the rerun (the creative done, its file no longer opened)
+    replaced it with the errors table."""
+    folder = tmp_path / "in"
+    make_creatives(folder, 1)
+    (folder / "c000.png").rename(folder / "errors.png")
+    (folder / "errors.csv").write_text("name,kind,x,y,w,h\ncta,cta,10,10,20,20\n")
+    (folder / "c000.json").unlink()
+    before = (folder / "errors.csv").read_text()
+    for _ in range(2):
+        with pytest.raises(InputError, match="errors.png: an input is one of the batch's output files"):
+            run_batch(read_inputs(folder), folder, engine)
+    assert (folder / "errors.csv").read_text() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["errors.csv", "errors.png"]  # refused before any work
+
+
+def test_a_part_of_the_other_table_is_named_not_taken(folder, tmp_path, engine):
+    """A creatives part copied among the elements parts was read for its creative_id alone, which both tables
+    have: taken as the elements table's, the resumed run ended 0 with a table that had no element column."""
+    out = tmp_path / "out"
+    run_batch(read_inputs(folder), out, engine, commit_every=1)
+    shutil.copy(sorted((out / "creatives").glob("part-*.parquet"))[0], out / "elements" / "part-999999.parquet")
+    with pytest.raises(InputError, match=r"part-999999.parquet: not a part of this batch's elements table \(its "
+                                         r"columns are not the elements table's\)"):
+        run_batch(read_inputs(folder), out, engine)
+
+
+def test_a_report_that_cannot_be_written_fails_its_creative_not_the_batch(folder, tmp_path, engine):
+    """A file in the place of one creative's report folder stopped the batch: nothing after it ran, and what had
+    been scored before it in that commit was thrown away."""
+    out = tmp_path / "out"
+    (out / "reports").mkdir(parents=True)
+    (out / "reports" / "c002").write_text("in the way")
+    summary = run_batch(read_inputs(folder), out, engine, options=BatchOptions(reports=True))
+    assert summary.scored == 5 and [e["creative_id"] for e in summary.errors] == ["c002"]
+    assert "cannot write" in summary.errors[0]["error"] and "Not a directory" in summary.errors[0]["error"]

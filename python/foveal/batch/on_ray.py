@@ -134,7 +134,7 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
     if not isinstance(options, BatchOptions):
         raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
     out, options = Path(checked_path(out, "out")).absolute(), absolute_options(options)
-    check_items(items, out)
+    check_items(items, out, options.elements_dir)
     batch_size, commit_every = checked_count(batch_size, "batch_size"), checked_count(commit_every, "commit_every")
     cpus_per_actor = checked_count(cpus_per_actor, "cpus_per_actor")
     if actors is not None:

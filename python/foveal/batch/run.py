@@ -10,6 +10,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import InputError, checked_count
 from ..fileio import checked_path
 from ..progress import progress
+from ..scoring.elements import ELEMENT_FILE_SUFFIXES
 from .inputs import BatchItem, check_creative_id
 from .scorer import BatchOptions, CreativeResult, Scorer, absolute_options
 from .store import CSV_NAME, ERRORS_NAME, BatchStore, batch_settings, engine_identity
@@ -44,13 +45,13 @@ def run_batch(items: Sequence[BatchItem], out: str | Path, engine, options: Batc
     Results are committed every ``commit_every`` creatives (or 30 s), so a crash loses at most that much work.
     """
     out = Path(checked_path(out, "out"))
-    check_items(items, out)
+    if not isinstance(options, BatchOptions):
+        raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
+    check_items(items, out, options.elements_dir)
     batch_size = checked_count(batch_size, "batch_size")  # before the output folder is made
     commit_every = checked_count(commit_every, "commit_every")
     if not all(hasattr(engine, a) for a in ("graph", "predict_batch")):
         raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
-    if not isinstance(options, BatchOptions):
-        raise InputError(f"options: expected a BatchOptions, got {type(options).__name__}")
     options = absolute_options(options)  # as recorded with Ray: reports and errors name the same files
     start = time.perf_counter()
     scorer = Scorer(engine, options, out, batch_size)
@@ -97,13 +98,19 @@ def commit_chunks(results: Iterator[CreativeResult] | Any, commit_every: int,
         yield chunk
 
 
-def check_items(items: Sequence[BatchItem], out: Path) -> None:
-    """Refuse an empty batch, duplicate ids, and inputs that are the batch's own output files."""
+def own_tables(out: Path) -> set[str]:
+    """The real paths of the tables a batch in ``out`` rewrites (its scores and errors)."""
+    # realpath, not Path.resolve: a link loop among the inputs fails as that creative, not as the whole batch
+    return {os.path.realpath(out / name) for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}
+
+
+def check_items(items: Sequence[BatchItem], out: Path, elements_dir: str | None = None) -> None:
+    """Refuse an empty batch, duplicate ids, and inputs that are the batch's own output files: element files found by
+    name (in ``elements_dir``, else beside the image) too, though a rerun never opens a done creative's."""
     if isinstance(items, (str, bytes, Path)) or not isinstance(items, Sequence) or not items:  # a generator too
         raise InputError("a batch needs a non-empty sequence (a list) of BatchItem (see foveal.batch.read_inputs)")
     seen: set[str] = set()
-    # realpath, not Path.resolve: a link loop among the inputs fails as that creative, not as the whole batch
-    own = {os.path.realpath(out / name) for name in (CSV_NAME, f"{ERRORS_NAME}.csv", f"{ERRORS_NAME}.parquet")}
+    own = own_tables(out)
     for item in items:
         if not isinstance(item, BatchItem):
             raise InputError(f"a batch item must be a BatchItem, got {type(item).__name__}; read_inputs(folder, list "
@@ -113,6 +120,9 @@ def check_items(items: Sequence[BatchItem], out: Path) -> None:
             raise InputError(f"creative id {item.creative_id!r} appears twice in the batch; ids must be unique")
         seen.add(item.creative_id)
         paths = [item.image] + ([item.elements] if item.elements and item.elements[0] not in "[{" else [])
+        if item.elements is None:  # the files find_element_file would look at (errors.png's errors.csv...)
+            folder = elements_dir or os.path.dirname(item.image)
+            paths += [os.path.join(folder, Path(item.image).stem + suffix) for suffix in ELEMENT_FILE_SUFFIXES]
         if any(os.path.realpath(p) in own for p in paths):
             raise InputError(f"{item.image}: an input is one of the batch's output files in {out}; "
                              "use another output folder")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ElementSpecError, FovealError, InputError, checked_flag
+from ..errors import DiskFullError, ElementSpecError, FovealError, InputError, checked_flag
 from ..fileio import checked_path, is_unicode, unicode_name, write_npy
 from ..imageio import DecodedImage, decode
 from ..saliency_map import SaliencyMap
@@ -202,10 +202,20 @@ class Scorer:
                 except FovealError as exc:
                     results.append(_failed(item, exc))
                     continue
-            if self.options.reports:
-                self.write_report(self.out / REPORTS_DIR / item.creative_id, scored)
-            if self.options.maps:
-                write_npy(self.out / MAPS_DIR / f"{item.creative_id}.npy", scored.smap.prob)
+            try:
+                if self.options.reports:
+                    self.write_report(self.out / REPORTS_DIR / item.creative_id, scored)
+                if self.options.maps:
+                    write_npy(self.out / MAPS_DIR / f"{item.creative_id}.npy", scored.smap.prob)
+            except DiskFullError:  # every creative after it would fail the same way: the batch stops, resumable
+                raise
+            except FovealError as exc:  # its report's place taken by a file, say: that creative fails, not the batch
+                shared = [self.out / d for d, on in ((REPORTS_DIR, self.options.reports), (MAPS_DIR, self.options.maps))
+                          if on]
+                if any(d.exists() and not d.is_dir() for d in shared):  # as every creative's would: stop
+                    raise
+                results.append(_failed(item, exc))
+                continue
             results.append(CreativeResult(item.creative_id, item.image,
                                           element_rows(item, scored.scores, scored.smap.provenance),
                                           creative_row(item, scored.scores, scored.smap.provenance)))

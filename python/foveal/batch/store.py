@@ -352,10 +352,11 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
     try:
         if not part.is_file():
             raise OSError("not a file")
-        table = pq.read_table(part, columns=columns)
-        if table.schema.remove_metadata() != (schema if columns is None else pa.schema(
-                [schema.field(c) for c in columns])):
+        # The whole schema from the footer, whichever columns are read: the creatives table's parts share the
+        # elements table's creative_id, and one copied among the other's was taken for its own.
+        if pq.read_schema(part).remove_metadata() != schema:
             raise pa.ArrowInvalid(f"its columns are not the {name} table's")
+        table = pq.read_table(part, columns=columns)
     except (OSError, pa.ArrowException) as exc:
         # Arrow's first sentence, without the path it repeats ("Could not open ... '<path>': ...")
         reason = (str(exc).splitlines() or [type(exc).__name__])[0].split("': ", 1)[-1].split(". ", 1)[0]

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from ..batch import BatchItem, BatchOptions, BatchSummary, Scorer, is_batch_input, read_inputs, run_batch
 from ..batch.inputs import check_creative_id
-from ..batch.run import COMMIT_EVERY
+from ..batch.run import COMMIT_EVERY, own_tables
 from ..batch.scorer import AUTO
 from ..errors import InputError
 from ..scoring.elements import FORMAT_SUMMARY, find_element_file
@@ -177,6 +178,9 @@ def run_batch_cli(args: argparse.Namespace, options: BatchOptions) -> int:
                          "give one of them")
     if args.creative_id:
         raise InputError("--creative-id names one creative; a batch records each creative under its own id")
+    if os.path.realpath(args.image) in own_tables(args.out):  # the run rewrites it: once the work is done, refused
+        raise InputError(f"{args.image} is one of the tables this batch rewrites in {args.out}; copy it out first "
+                         f"(cp {args.image} retry{args.image.suffix}) and score that copy into the same folder")
     items = read_inputs(args.image)
     if args.elements == AUTO:
         items = [item if item.elements is not None else replace(item, elements=AUTO) for item in items]
