@@ -265,3 +265,46 @@ def test_norms_build_explicit_format(small_folder):
     assert main(["norms", "build", str(small_folder / "creatives"), "--elements", str(small_folder / "elements"),
                  "--format", "banner", "-o", str(out), "-q"]) == 0  # -q after the action works too
     assert list(json.loads(out.read_text())["formats"]) == ["banner"]
+
+
+def test_retrying_from_the_batchs_own_errors_table_is_refused_before_the_work(small_folder, capsys):
+    """`score OUT/errors.csv -o OUT` scored the failures, then refused to write errors.csv (an input): the creative
+    was committed while errors.csv still listed it as failed."""
+    out = small_folder / "out"
+    (small_folder / "creatives" / "ref_01.png").write_bytes(b"garbage")
+    assert run("score", small_folder / "creatives", "--elements-dir", small_folder / "elements", "-o", out) == 1
+    capsys.readouterr()
+    journal = (out / "scores.journal").read_text()
+    assert run("score", out / "errors.csv", "--elements-dir", small_folder / "elements", "-o", out) == 1
+    assert (f"{out / 'errors.csv'} is one of the tables this batch rewrites in {out}; copy it out first"
+            in capsys.readouterr().err)
+    assert (out / "scores.journal").read_text() == journal
+
+
+@pytest.mark.parametrize("target", ["missing_dir", "loop"])
+def test_an_out_that_is_a_link_to_nowhere_is_refused_at_once(tmp_path, capsys, target):
+    """A dangling link or a loop as -o was taken for a folder to make: every image's work was done, then each
+    failed with "File exists" (or "Too many levels of symbolic links")."""
+    link = tmp_path / "loop" if target == "loop" else tmp_path / "o"
+    link.symlink_to(link.name if target == "loop" else target)
+    assert run("predict", EXAMPLES / "references", "-o", link) == 1
+    assert f"-o {link}: {link} is a link to " in capsys.readouterr().err
+
+
+def test_a_closed_or_full_stderr_does_not_stop_the_work(tmp_path):
+    """With stderr closed (2>&-) the progress bar called None.isatty(): an internal error and nothing written; on a
+    full one (2>/dev/full) its first line's ENOSPC stopped the run after one image."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")}
+    for name, stderr in (("closed", "close"), ("full", "/dev/full")):
+        out = tmp_path / name
+        argv = [sys.executable, "-m", "foveal", "predict", str(EXAMPLES / "references"), "-o", str(out)]
+        if stderr == "close":
+            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, timeout=120,
+                                  preexec_fn=lambda: os.close(2))
+        else:
+            with open(stderr, "w") as full:
+                done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=full, env=env, timeout=120)
+        assert len(list(out.glob("ref_*.overlay.png"))) == 8, (name, done.stdout)

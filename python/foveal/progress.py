@@ -18,30 +18,43 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
     """
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    if not enabled:
+    stream = sys.stderr
+    if not enabled or stream is None:  # None: started with stderr closed (2>&-)
         yield from items
         return
-    stream = sys.stderr
-    tty = stream.isatty()
+    try:
+        tty = stream.isatty()
+    except (OSError, ValueError):
+        tty = False
     start = last = time.monotonic()
     next_pct = 10
     done = 0
+    drawing = True  # until a write fails: a full or closed stderr must not stop the work it reports on
     for item in items:
         yield item
         done += 1
         now = time.monotonic()
         rate = done / max(now - start, 1e-9)
-        if tty and (now - last > 0.1 or done == total):
+        if drawing and tty and (now - last > 0.1 or done == total):
             last = now
-            stream.write("\r" + _bar(label, done, total, rate) + "\033[K")  # erase what a longer line left
-            stream.flush()
-        elif not tty and (total and done * 100 >= next_pct * total or now - last >= LOG_EVERY_SECONDS):
+            drawing = _write(stream, "\r" + _bar(label, done, total, rate) + "\033[K")  # erase a longer line's rest
+        elif drawing and not tty and (total and done * 100 >= next_pct * total or now - last >= LOG_EVERY_SECONDS):
             last = now
             while total and done * 100 >= next_pct * total:
                 next_pct += 10
-            stream.write(_bar(label, done, total, rate) + "\n")
-    if tty and done:
-        stream.write("\n")
+            drawing = _write(stream, _bar(label, done, total, rate) + "\n")
+    if drawing and tty and done:
+        _write(stream, "\n")
+
+
+def _write(stream, text: str) -> bool:
+    """Write and flush ``text``; False when the stream cannot take it (a full disk, a closed pipe)."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _bar(label: str, done: int, total: int | None, rate: float) -> str:

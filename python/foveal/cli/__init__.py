@@ -128,7 +128,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         with inputs_protected(_input_files(args)):  # no output may replace a file the command reads
             status = int(args.handler(args) or 0)
-        sys.stdout.flush()  # here, while a failure to write it can still be told as one
+        if sys.stdout is not None:  # None: started with stdout closed (>&-)
+            sys.stdout.flush()  # here, while a failure to write it can still be told as one
         return status
     except FovealError as exc:
         print(error_line(exc, args), file=sys.stderr)
@@ -239,6 +240,9 @@ def _check_writable_place(path: Path, said: str) -> None:
     try:
         above = path
         while not above.exists() and above != above.parent:
+            if above.is_symlink():  # a link to nowhere, or a loop: nothing can be made there
+                raise InputError(f"{said}: {above} is a link to {os.readlink(above)}, which is not there (or a loop of "
+                                 "links); name a folder, or make the link point at one")
             above = above.parent
         if not above.is_dir():
             raise InputError(f"{said}: {above} is a file, so no folder can be made under it; name another folder")
