@@ -2681,6 +2681,17 @@ def test_client_errors_from_other_servers_urls_and_element_paths():
         Client("http://127.0.0.1:9").score(EXAMPLE, "elements/creative.el")
 
 
+def _trickle(wfile, data: bytes) -> None:
+    """Send ``data`` a byte every 0.2 s (bounded by its length), until the client leaves."""
+    for byte in data:
+        try:
+            wfile.write(bytes([byte]))
+            wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 def test_client_timeout_bounds_the_whole_request():
     """httpx's timeout bounds each read: a server sending one byte a second held the caller for as long as it
     sent."""
@@ -2690,13 +2701,7 @@ def test_client_timeout_bounds_the_whole_request():
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "30")
             self.end_headers()
-            for _ in range(30):  # bounded: 30 bytes, one every 0.2 s (6 s if the client waited for all)
-                try:
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.2)
+            _trickle(self.wfile, b" " * 30)  # 6 s if the client waited for all
 
     with other_server(Trickle) as base, Client(base, timeout=1.0) as client:
         started = time.monotonic()
@@ -2713,13 +2718,7 @@ def test_client_timeout_bounds_a_trickled_status_line_and_headers_and_ready():
             self.raw_requestline = self.rfile.readline(65537)
             if not self.parse_request():
                 return
-            for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 30:  # bounded: one byte every 0.2 s, 8 s in all
-                try:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.2)
+            _trickle(self.wfile, b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 30)  # 8 s in all
 
     with other_server(TrickledHead) as base, Client(base, timeout=1.0) as client:
         started = time.monotonic()

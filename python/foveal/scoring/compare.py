@@ -169,6 +169,14 @@ def _size(fmt: str) -> tuple[int, int] | None:
     return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0 else None
 
 
+def _format_mismatch(mismatch: str, remedy: str, allowed: bool) -> str:
+    """The note a format mismatch adds when ``allowed``, else the FormatMismatchError saying ``remedy``."""
+    if not allowed:
+        raise FormatMismatchError(f"{mismatch}; {remedy}, or set allow_format_mismatch to see a qualified comparison",
+                                  mismatch=mismatch)
+    return mismatch + "; the verdict is indicative only"
+
+
 def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatch: bool = False) -> Comparison:
     """Compare creative B's scores with A's: per-element deltas (matched by name) and the verdict.
 
@@ -188,12 +196,9 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
             formats.append(scores.format)
             shown.append(scores.format)
             continue
-        mismatch = (f"{label}'s elements declare format {scores.format}, but {label} is {own}: its boxes were laid "
-                    "out for another shape")
-        if not allow_format_mismatch:
-            raise FormatMismatchError(mismatch + "; use the element file made for this creative, or set "
-                                      "allow_format_mismatch to see a qualified comparison", mismatch=mismatch)
-        notes.append(mismatch + "; the verdict is indicative only")
+        notes.append(_format_mismatch(f"{label}'s elements declare format {scores.format}, but {label} is {own}: "
+                                      "its boxes were laid out for another shape",
+                                      "use the element file made for this creative", allow_format_mismatch))
         formats.append(own)
         shown.append(f"{scores.format} declared on {own}")
     b_by_name = {e.name: e for e in b.elements}
@@ -201,12 +206,9 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
     contradicted = shown != formats
     same = same_format(*formats) and not contradicted
     if not same_format(*formats):
-        mismatch = (f"A is format {formats[0]} and B is {formats[1]}: shares of different formats are not "
-                    "comparable (the layout sets them)")
-        if not allow_format_mismatch:
-            raise FormatMismatchError(mismatch + "; compare variants of one format, or set allow_format_mismatch to "
-                                      "see a qualified comparison", mismatch=mismatch)
-        notes.append(mismatch + "; the verdict is indicative only")
+        notes.append(_format_mismatch(f"A is format {formats[0]} and B is {formats[1]}: shares of different formats "
+                                      "are not comparable (the layout sets them)", "compare variants of one format",
+                                      allow_format_mismatch))
     for ea in a.elements:
         eb = b_by_name.get(ea.name)
         if eb is None:
