@@ -297,7 +297,9 @@ def test_a_closed_or_full_stderr_does_not_stop_the_work(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "python")}
+    import foveal
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__))}
     for name, stderr in (("closed", "close"), ("full", "/dev/full")):
         out = tmp_path / name
         argv = [sys.executable, "-m", "foveal", "predict", str(EXAMPLES / "references"), "-o", str(out)]

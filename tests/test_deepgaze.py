@@ -18,12 +18,14 @@ from foveal.network.backbone import EfficientNetLite  # noqa: E402
 from foveal.network import training  # noqa: E402
 from foveal.datasets import Fixations  # noqa: E402
 from foveal.geometry import layout  # noqa: E402
+import foveal  # noqa: E402
 from foveal import cpu  # noqa: E402
 from foveal.errors import ModelError  # noqa: E402
 from foveal.models import MODELS_DIR, load_card  # noqa: E402
 
 NAME = "foveal-lite0"
 REPO = Path(__file__).resolve().parents[1]
+FOVEAL_PATH = os.path.dirname(os.path.dirname(foveal.__file__))  # the foveal under test: installed, or python/
 SHIPPED = (MODELS_DIR / f"{NAME}.onnx").is_file() and (MODELS_DIR / f"{NAME}.safetensors").is_file()
 shipped = pytest.mark.skipif(not SHIPPED, reason=f"{NAME} not shipped yet in {MODELS_DIR}")
 # (batch, H, W): the working size 384×288, 1:4 and 4:1 aspect ratios, and a batch of two.
@@ -179,7 +181,7 @@ def test_domain_calibration_flattens_and_mixes_in_the_centre_bias(tmp_path: Path
     before = (tmp_path / "w.safetensors").read_bytes()
     run = subprocess.run([sys.executable, "-m", "engine.domain_calibration", "apply", str(tmp_path / "w.safetensors"),
                           "--temperature", "nan", "--centre-mix", "5"], capture_output=True, text=True, timeout=120,
-                         cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO / 'python'}{os.pathsep}{REPO}"})
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": f"{FOVEAL_PATH}{os.pathsep}{REPO}"})
     assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith("error: domain calibration temperature nan, centre_mix 5.0: the temperature must")
     assert (tmp_path / "w.safetensors").read_bytes() == before
