@@ -19,19 +19,8 @@ def run_main(main: Callable[[], int | None]) -> None:
     except FovealError as exc:
         sys.exit(f"error: {exc}")
     except OSError as exc:
-        sys.exit(f"error: {exc.filename or ''}: {exc.strerror or exc}")
+        sys.exit(f"error: {f'{exc.filename}: ' if exc.filename else ''}{exc.strerror or exc}")
     sys.exit(status or 0)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def int_list(text: str) -> tuple[int, ...]:

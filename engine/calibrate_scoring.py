@@ -22,7 +22,8 @@ from foveal.engine import Engine
 from foveal.scoring.scores import top_share
 
 from engine.cards import write_bytes_atomic
-from engine import positive_int, run_main
+from engine import run_main
+from foveal.cli import int_arg
 
 PERCENTILE = 10.0
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("card", type=Path, help="the model card (JSON) beside a shipped model")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--images", type=positive_int, default=120)
+    parser.add_argument("--images", type=int_arg(1), default=120)
     args = parser.parse_args(argv)
     card = json.loads(args.card.read_text(encoding="utf-8"))
     scoring = calibrate(args.card, args.data, args.images)

@@ -37,7 +37,8 @@ from foveal.datasets import Dataset, load_osie, load_scene
 from foveal.network.backbone import MEAN, STD
 from foveal.network.training import (Item, Trainable, calibrate_blur, fit, items_of, param_groups,
                                      set_feature_normalisation, val_targets)
-from engine import int_list, positive_int, run_main
+from engine import int_list, run_main
+from foveal.cli import int_arg
 
 PAD_MULTIPLE = 32
 _NAMES = {"osie": "OSIE", "scene": "NUS Scene"}
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--finetune-lr", type=float, default=5e-4, help="readout LR in phase 2 (backbone: ÷10)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
-    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--batch", type=int_arg(1), default=8)
     p.add_argument("--working-size", type=int, default=384, help="longest side at inference (and on val)")
     p.add_argument("--train-sizes", default="384",
                    help="longest sides seen in training, e.g. 320,384,448 (one drawn per image and epoch)")
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photometric", type=int, default=0,
                    help="photometric renderings of each train image (engine/augment.py), extra views of it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=int_arg(1), default=1,
                    help="torch and onnxruntime threads (1: OpenMP spinning is ruinous on a shared CPU)")
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
     p.add_argument("--ship", action="store_true", help="copy the results into python/foveal/models/")

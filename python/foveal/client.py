@@ -35,7 +35,7 @@ from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementS
                      FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count,
                      checked_flag)
 from .fileio import json_default, read_input
-from .imageio import DEFAULT_MAX_PIXELS, ImageLike, max_file_bytes, open_pillow
+from .imageio import DEFAULT_MAX_PIXELS, ImageLike, check_header, max_file_bytes
 from .saliency_map import SaliencyMap
 from .scoring.elements import Element
 
@@ -449,8 +449,7 @@ def _encode(image: ImageLike) -> bytes:
         data = read_input(image, max_file_bytes(DEFAULT_MAX_PIXELS), "image file", ImageError)
         if not data:
             raise ImageError(f"{os.fspath(image)}: file is empty")
-        with open_pillow(io.BytesIO(data), os.fspath(image), _ANY_SIZE):  # the size is the service's to limit
-            pass
+        check_header(data, _ANY_SIZE, os.fspath(image))  # the size is the service's to limit
         return data
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)

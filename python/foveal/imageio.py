@@ -154,10 +154,11 @@ def _how_to_pass(src: Any) -> str:
     return ""
 
 
-def check_header(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Refuse encoded ``data`` from its header alone, before any pixel is decoded: ImageError when it is no image
-    foveal reads, TooManyPixelsError when it is over ``max_pixels``."""
-    with open_pillow(io.BytesIO(_nonempty(data)), "<bytes>", checked_max_pixels(max_pixels)):
+def check_header(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 name: str = "<bytes>") -> None:
+    """Refuse encoded ``data`` (called ``name`` in messages) from its header alone, before any pixel is decoded:
+    ImageError when it is no image foveal reads, TooManyPixelsError when it is over ``max_pixels``."""
+    with open_pillow(io.BytesIO(_nonempty(data)), name, checked_max_pixels(max_pixels)):
         pass
 
 

@@ -52,8 +52,9 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
-            raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {one_line(str(exc)).rstrip('.')}; is it an ONNX "
-                             "model (docs/MODEL_CONTRACT.md), whole and not renamed from another format?") from None
+            reason = one_line(str(exc)).rstrip(".")
+            raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {reason}; is it an ONNX model "
+                             "(docs/MODEL_CONTRACT.md), whole and not renamed from another format?") from None
         inputs = [i.name for i in self._session.get_inputs()]
         outputs = [o.name for o in self._session.get_outputs()]
         if card.input.name not in inputs or card.output_name not in outputs:

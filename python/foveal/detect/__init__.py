@@ -317,10 +317,11 @@ def element_file(detections: list[Detection], image_hw: tuple[int, int]) -> dict
                                               and 0 <= d.confidence <= 1)), None)
     if bad is not None:
         raise InputError(f"detections: {bad.kind} confidence must be a number from 0 to 1, got {bad.confidence!r}")
-    if detections:  # the boxes, kinds and names an element file must hold, on this image
-        check_elements(to_elements(detections), image_hw, "detections")
+    proposed = to_elements(detections)
+    if proposed:  # the boxes, kinds and names an element file must hold, on this image
+        check_elements(proposed, image_hw, "detections")
     elements = []
-    for element, d in zip(to_elements(detections), detections):
+    for element, d in zip(proposed, detections):
         item = {**element.to_dict(), "confidence": d.confidence, "source": SOURCE}
         if d.text:
             item["text"] = d.text

@@ -150,5 +150,6 @@ class TextReader:
                 best = p.argmax(1)
                 keep = (best != 0) & np.concatenate([[True], best[1:] != best[:-1]])
                 conf = p.max(1)[keep]
-                out[i] = ("".join(self._alphabet[k] for k in best[keep]).strip(), float(conf.mean()) if conf.size else 0.0)
+                out[i] = ("".join(self._alphabet[k] for k in best[keep]).strip(),
+                          float(conf.mean()) if conf.size else 0.0)
         return out

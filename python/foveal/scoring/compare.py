@@ -203,9 +203,9 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         shown.append(f"{scores.format} declared on {own}")
     b_by_name = {e.name: e for e in b.elements}
     a_names = {e.name for e in a.elements}
-    contradicted = shown != formats
-    same = same_format(*formats) and not contradicted
-    if not same_format(*formats):
+    one_format = same_format(*formats)
+    same = one_format and shown == formats  # a declaration its creative contradicts keeps the verdict indicative
+    if not one_format:
         notes.append(_format_mismatch(f"A is format {formats[0]} and B is {formats[1]}: shares of different formats "
                                       "are not comparable (the layout sets them)", "compare variants of one format",
                                       allow_format_mismatch))

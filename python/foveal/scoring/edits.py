@@ -55,7 +55,8 @@ class Move:
         # as Python ints: np.uint8(250) added to a box's 20 wrapped round to 14, a move of -6 without a word
         object.__setattr__(self, "dx", int(self.dx))
         object.__setattr__(self, "dy", int(self.dy))
-        if max(abs(self.dx), abs(self.dy)) >= MAX_MOVE:  # no image is that large (and an int of 4,300+ digits has no str)
+        # no image is that large (and an int of 4,300+ digits has no str for the messages after)
+        if max(abs(self.dx), abs(self.dy)) >= MAX_MOVE:
             raise InputError(f"move {_short(self.name)}: dx and dy must be under {MAX_MOVE:,} pixels, got "
                              f"{_short(self.dx)}, {_short(self.dy)}")
 
