@@ -87,3 +87,13 @@ def test_display_figures_times_both_sizes_and_the_reduced_files_are_smaller() ->
     png_reduced, png_full, page_reduced, page_full = sizes
     assert png_reduced < png_full and page_reduced < page_full, run.stdout
     assert run.stdout.count("reduced  ") == 2 and run.stdout.count("full size  ") == 2, run.stdout
+
+
+def test_detect_reading_times_runs_of_similar_width_against_one_padded_run() -> None:
+    from foveal.detect import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(f"needs the detect extra: {unavailable_reason()}")
+    run = _script("detect_reading.py", "--buttons", "4", "--rounds", "1")
+    assert run.returncode == 0, run.stderr
+    assert "one run, padded to the widest" in run.stdout and "foveal runs of similar width" in run.stdout
