@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from foveal import SaliencyMap
 from foveal.errors import InputError
 from foveal.fileio import write_json
 from foveal.scoring.elements import Element
-from foveal.scoring.norms import build_norms, load_norms, norms_from_dict
+from foveal.scoring.norms import Norms, build_norms, load_norms, norms_from_dict
 from foveal.scoring.scores import score_creative
 
 MODEL = {"name": "itti-koch", "sha256": "ab" * 32, "graph_sha256": "ab" * 32, "precision": "fp32"}
@@ -165,3 +166,27 @@ def test_a_version_1_norms_file_written_again_stays_version_1():
           "formats": {"80x60": {"creatives": 2, "kinds": {"cta": [0.1, 0.2]}}}}
     again = norms_from_dict(norms_from_dict(v1).to_dict())
     assert again.to_dict()["foveal_norms"] == 1 and again.model["graph_sha256"] is None
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(model=None), "model must be a dict"),
+    (dict(formats={"300x250": {"cta": [0.1, 2.0]}}), "shares in [0, 1]"),
+    (dict(formats={"300x250": {"cta": []}}), "non-empty"),
+    (dict(formats={"300x250": {"cta": [0.1], "CTA": [0.2]}}), "one non-empty list"),
+    (dict(formats={"300x250": {"widget": [0.1]}}), "must be one of"),
+    (dict(creatives={}), "positive count for format '300x250'"),
+    (dict(creatives={"300x250": 0}), "positive count"),
+    (dict(pass_percentiles={"300x250": {"cta": 500}}), "(0, 100]"),
+    (dict(pass_percentiles={"300x250": {"logo": 80}}), "present in formats"),
+])
+def test_norms_built_by_hand_are_checked_as_a_file_is(kwargs, says):
+    # A norms object made in code used to take shares over 1, an unknown kind or no creative count, and failed
+    # later (a KeyError on writing, percentiles against impossible shares).
+    base = dict(model={"name": "m"}, formats={"300x250": {"cta": [0.1]}}, creatives={"300x250": 2})
+    with pytest.raises(InputError, match=re.escape(says)):
+        Norms(**{**base, **kwargs})
+
+
+def test_norms_built_by_hand_read_kinds_in_any_case():
+    norms = Norms(model={"name": "m"}, formats={"300x250": {"CTA": [0.3, 0.1]}}, creatives={"300x250": 2})
+    assert list(norms.formats["300x250"]) == ["cta"] and norms.formats["300x250"]["cta"].tolist() == [0.1, 0.3]

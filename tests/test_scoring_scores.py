@@ -297,7 +297,7 @@ def test_norms_built_directly_are_sorted_and_flags_are_true_or_false():
     scores = [score_creative(smap, cta, norms=Norms(model, {"200x100": {"cta": refs}}, {"200x100": 3})).elements[0]
               for refs in ([0.01, 0.02, 0.9], [0.9, 0.01, 0.02])]
     assert [(e.percentile, e.passed) for e in scores] == [(scores[0].percentile, False)] * 2
-    with pytest.raises(InputError, match="must be finite"):
+    with pytest.raises(InputError, match=r"shares in \[0, 1\]"):
         Norms(model, {"200x100": {"cta": [0.1, float("nan")]}}, {"200x100": 2})
     mapped = SaliencyMap(np.full((100, 200), 5e-5, np.float32), {"graph_sha256": "other", "model": "m"})
     with pytest.raises(InputError, match="allow_model_mismatch must be True or False, got 'no'"):

@@ -63,20 +63,37 @@ class Norms:
     pass_percentiles: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Percentiles are read by bisection: shares handed over unsorted (Norms built directly) gave wrong ones.
+        # Percentiles are read by bisection: shares handed over unsorted (Norms built directly) gave wrong ones. The
+        # rest is what a norms file is checked for, so norms built by hand cannot score what a file could not.
+        if not isinstance(self.model, Mapping):
+            raise InputError("Norms: model must be a dict naming the graph (name, sha256, graph_sha256, precision); "
+                             "use foveal.scoring.norms.engine_identity(engine)")
         if not isinstance(self.formats, Mapping) or not all(isinstance(k, Mapping) for k in self.formats.values()):
             raise InputError("Norms: formats must map each format to {kind: shares}")
-        formats = {}
+        formats: dict[str, dict[str, np.ndarray]] = {}
         for fmt, kinds in self.formats.items():
+            count = self.creatives.get(fmt) if isinstance(self.creatives, Mapping) else None
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+                raise InputError(f"Norms: creatives must give a positive count for format {fmt!r}, got {count!r}")
             formats[fmt] = {}
-            for kind, shares in kinds.items():
+            for raw_kind, shares in kinds.items():
+                kind = normalise_kind(raw_kind, f"Norms: format {fmt!r} kinds")
                 try:
                     values = np.sort(np.asarray(shares, dtype=np.float64).ravel())
                 except (TypeError, ValueError):
                     raise InputError(f"Norms: the shares of {fmt} {kind} must be numbers") from None
-                if not np.isfinite(values).all():
-                    raise InputError(f"Norms: the shares of {fmt} {kind} must be finite")
+                if kind in formats[fmt] or not len(values) or not ((values >= 0) & (values <= 1)).all():
+                    raise InputError(f"Norms: the shares of {fmt} {kind} must be one non-empty list of shares in "
+                                     "[0, 1]")
                 formats[fmt][kind] = values
+        passes = self.pass_percentiles
+        if not isinstance(passes, Mapping) or not all(
+                fmt in formats and isinstance(kinds, Mapping) and all(
+                    kind in formats[fmt] and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
+                    for kind, p in kinds.items())
+                for fmt, kinds in passes.items()):
+            raise InputError("Norms: pass_percentiles must map formats and kinds present in formats to numbers in "
+                             "(0, 100]")
         object.__setattr__(self, "formats", formats)
 
     def pass_percentile_for(self, format: str, kind: str, default: float) -> float:
