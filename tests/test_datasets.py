@@ -316,3 +316,30 @@ def test_real_splits(name: str, sizes: tuple[int, int, int]) -> None:
     ids = [set(p.ids) for p in parts]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     assert parts[2].ids == load_dataset(DATA / name).split("test").ids
+
+
+def _osie_fixations_at(x: float, y: float) -> dict[str, object]:
+    subject = _struct(fix_x=np.array([[10.0, x]]), fix_y=np.array([[10.0, y]]))
+    return {"fixations.mat": {"fixations": _struct(img="1.jpg", subjects=subject)}}
+
+
+@pytest.mark.parametrize("x, y", [(-20.0, 10.0), (10.0, 700.0), (np.nan, 10.0)])
+def test_osie_fixations_off_the_image_are_named_with_their_file(tmp_path: Path, x: float, y: float) -> None:
+    # They reached the metrics, whose error blamed the model's map (and CC, KLD and SIM used them unchecked).
+    with pytest.raises(InputError, match=r"eye/fixations.mat: image '1.jpg': fixation 1 at .* lies outside its 800x600 "
+                                         r"image; correct or remove it"):
+        load_dataset(_mat_dataset(tmp_path, "eye", _osie_fixations_at(x, y)))
+
+
+def test_osie_fixations_on_the_border_are_kept(tmp_path: Path) -> None:
+    dataset = load_dataset(_mat_dataset(tmp_path, "eye", _osie_fixations_at(800.4, 600.4)))
+    assert dataset.fixations(0).x.tolist() == [9.5, 799.9]
+
+
+def test_scene_fixations_off_the_image_are_named_with_their_file(tmp_path: Path) -> None:
+    cells = np.empty((1, 1), object)
+    cells[0, 0] = np.array([[5.0, 5.0, 0, 100], [5.0, 95.0, 0, 100]])  # (row, col): col 95 of an 80-wide image
+    root = _mat_dataset(tmp_path, "tidy", {"fixations.mat": {"fixations": cells}, "imgInfo.mat": _SIZES})
+    with pytest.raises(InputError, match=r"tidy/fixations.mat: image '1.jpg': fixation 1 at \(95, 5\) lies outside "
+                                         r"its 80x60 image"):
+        load_dataset(root)

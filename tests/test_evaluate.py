@@ -152,6 +152,26 @@ def test_confidence_intervals(tmp_path):
         result.confidence_intervals(seed=-1)
     with pytest.raises(InputError, match="n_boot must be a whole number >= 1, got 2.5"):  # was a TypeError
         result.confidence_intervals(n_boot=2.5)
+    for level in ("0.9", None, True):  # were TypeErrors (or level True taken as 1)
+        with pytest.raises(InputError, match="level must be a number between 0 and 1"):
+            result.confidence_intervals(level=level)
+    with pytest.raises(InputError, match="n_boot must be at most 1,000,000"):  # asked for 149 GiB
+        result.confidence_intervals(n_boot=10**10)
+    with pytest.raises(InputError, match="seed must be a whole number >= 0, got True"):
+        result.confidence_intervals(seed=True)
+
+
+def test_confidence_intervals_draw_their_resamples_a_block_at_a_time(tmp_path, monkeypatch):
+    import foveal.evaluate as E
+
+    ds = load_dataset(_folder(tmp_path / "ds", shapes=[(20, 30)] * 30, n_fix=5))
+    result = evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=["NSS"], progress=False)
+    whole = result.confidence_intervals(n_boot=4000)["NSS"]
+    monkeypatch.setattr(E, "BOOT_PICKS_PER_BLOCK", 30 * 7)  # seven resamples a block, the last one short
+    blocks = result.confidence_intervals(n_boot=4000)["NSS"]
+    assert blocks == result.confidence_intervals(n_boot=4000)["NSS"]  # still seeded
+    se = result.per_image["NSS"].std() / np.sqrt(30)
+    assert abs(blocks[0] - whole[0]) < 0.3 * se and abs(blocks[1] - whole[1]) < 0.3 * se
 
 
 def test_result_serialises(tmp_path):
@@ -484,3 +504,25 @@ def test_human_consistency_names_an_image_no_metric_takes(tmp_path):
     (tmp_path / "fixations.csv").write_text("image,x,y,subject\na.png,0.5,0.5,0\na.png,0.2,0.2,1\n")
     with pytest.raises(InputError, match=r"^image 'a.png' of \w+: auc_judd: every pixel is fixated.*leave AUC-Judd out"):
         human_consistency(load_dataset(tmp_path), split=None, progress=False)
+
+
+def test_a_fixation_off_its_image_is_the_datasets_fault_not_the_models(tmp_path):
+    """A Dataset built in code with a fixation 20 px left of its image: the error blamed the model's map and told
+    the user to leave the metric out; CC, KLD and SIM used the fixation without a word."""
+    from foveal.datasets import Dataset
+
+    full = load_dataset(_folder(tmp_path / "ds"))
+    fixations = [full.fixations(i) for i in range(len(full))]
+    f = fixations[2]
+    fixations[2] = Fixations(np.r_[-20.0, f.x[1:]], f.y, f.subject)
+    ds = Dataset("built", full.ids, [full.path(i) for i in range(len(full))], fixations, None, lambda h, w: 2.0)
+    says = r"^image 'img02.png' of built: fixation 0 at \(-20, [\d.]+\) lies outside its 70x30 image; correct or remove"
+    for metrics in (["NSS"], ["CC", "SIM"]):
+        with pytest.raises(InputError, match=says):
+            evaluate(CENTRE_BIAS_MODEL, ds, split=None, metrics=metrics, progress=False)
+        with pytest.raises(InputError, match=says):
+            human_consistency(ds, split=None, metrics=metrics, progress=False)
+    fixations[2] = Fixations(np.r_[np.nan, f.x[1:]], f.y, f.subject)
+    with pytest.raises(InputError, match="fixation 0 at \\(nan"):
+        evaluate(CENTRE_BIAS_MODEL, Dataset("built", full.ids, [full.path(i) for i in range(len(full))], fixations,
+                                            None, lambda h, w: 2.0), split=None, metrics=["CC"], progress=False)

@@ -99,6 +99,18 @@ def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np
     return density / density.sum()
 
 
+def check_fixations(fix: Fixations, shape: tuple[int, int], where: str) -> None:
+    """InputError unless every fixation is finite and less than a pixel outside the (H, W) image (the metrics'
+    rule): a recording error in the dataset's files, to be told as such, not as a fault of some model's map."""
+    h, w = shape
+    bad = ~(np.isfinite(fix.x) & np.isfinite(fix.y))
+    bad |= (fix.x <= -1) | (fix.x >= w + 1) | (fix.y <= -1) | (fix.y >= h + 1)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise InputError(f"{where}: fixation {k} at ({fix.x[k]:g}, {fix.y[k]:g}) lies outside its {w}x{h} image; "
+                         "correct or remove it in the dataset's fixations")
+
+
 class Dataset:
     """Images with fixations and/or density maps, indexed 0..n-1 in sorted-id order.
 
@@ -279,6 +291,8 @@ def load_osie(root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Data
     if missing:
         raise InputError(f"{root}: fixations.mat names images missing from stimuli/: {missing[:5]}")
     ids = sorted(by_name)
+    for n in ids:
+        check_fixations(by_name[n], (600, 800), f"{path}: image {n!r}")
     return Dataset("osie", ids, [files[n] for n in ids], [by_name[n] for n in ids], None,
                    lambda h, w: OSIE_PIXELS_PER_DEGREE * w / 800.0, [(600, 800)] * len(ids), max_pixels=max_pixels)
 
@@ -324,6 +338,8 @@ def load_scene(root: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dat
     except (IndexError, KeyError, TypeError, ValueError) as e:
         raise InputError(f"{tidy / 'fixations.mat'}: 'fixations' is not NUS Scene's cells of (row, col, ...) rows "
                          f"per image and viewer ({type(e).__name__}: {e}); is this NUS Scene's file?") from e
+    for p, fix, (h, w) in zip(files, fixations, shapes):
+        check_fixations(fix, (int(h), int(w)), f"{tidy / 'fixations.mat'}: image {p.name!r}")
     return Dataset("scene", [p.name for p in files], files, fixations, None,
                    _one_degree(OSIE_PIXELS_PER_DEGREE), [tuple(s) for s in shapes], max_pixels=max_pixels)
 

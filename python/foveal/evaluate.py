@@ -19,7 +19,7 @@ import numpy as np
 
 from . import metrics as M
 from ._version import __version__
-from .errors import FovealError, InputError, ModelError, prefixed
+from .errors import FovealError, InputError, ModelError, prefixed, real_number
 from .imageio import DEFAULT_MAX_PIXELS
 from .progress import progress as progress_bar
 
@@ -33,6 +33,9 @@ HUMAN_METRICS = ("AUC-Judd", "AUC-Borji", "NSS", "CC", "SIM")
 MAPS = ("metric", "raw")
 _FIXATION_METRICS = ("AUC-Judd", "AUC-Borji", "sAUC", "NSS", "IG")
 _LOWER_IS_BETTER = ("KLD",)
+#: Most bootstrap resamples confidence_intervals draws, and how many image picks it holds in memory at once.
+MAX_BOOT = 1_000_000
+BOOT_PICKS_PER_BLOCK = 1 << 22
 
 
 @dataclass
@@ -66,15 +69,27 @@ class EvalResult:
         A split of 50-70 images measures a model with an uncertainty of the order of the differences between
         good models; these intervals say how much.
         """
-        if not 0 < level < 1:
-            raise InputError(f"need 0 < level < 1, got {level}")
+        number = real_number(level)
+        if number is None or not 0 < number < 1:
+            raise InputError(f"level must be a number between 0 and 1 (0.95 for 95 %), got {level!r}")
         _check_whole(n_boot, "n_boot", 1)
+        if n_boot > MAX_BOOT:
+            raise InputError(f"n_boot must be at most {MAX_BOOT:,} (2000 resamples pin a 95 % interval to about "
+                             f"0.1 of its width), got {n_boot:,}")
         check_seed(seed)
         n = len(self.images)
-        picks = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-        tail = (1 - level) / 2 * 100
-        return {name: tuple(float(q) for q in np.percentile(values[picks].mean(axis=1), [tail, 100 - tail]))
-                for name, values in self.per_image.items()}
+        gen = np.random.default_rng(seed)
+        means: dict[str, list[np.ndarray]] = {name: [] for name in self.per_image}
+        # Resamples drawn a block at a time: memory bounded for any number of images (one block, and so one draw,
+        # up to BOOT_PICKS_PER_BLOCK picks).
+        step = max(1, BOOT_PICKS_PER_BLOCK // n)
+        for start in range(0, n_boot, step):
+            picks = gen.integers(0, n, (min(step, n_boot - start), n))
+            for name, values in self.per_image.items():
+                means[name].append(values[picks].mean(axis=1))
+        tail = (1 - float(number)) / 2 * 100
+        return {name: tuple(float(q) for q in np.percentile(np.concatenate(parts), [tail, 100 - tail]))
+                for name, parts in means.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description: model, dataset, the means, and every image's values."""
@@ -153,6 +168,7 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
 
     fixations = [dataset.fixations(i) for i in range(len(dataset))] if dataset.has_fixations else None
     if fixations is not None:
+        _check_inside(dataset, fixations)
         empty = [dataset.ids[i] for i, f in enumerate(fixations) if len(f) == 0]
         if empty and any(m in _FIXATION_METRICS for m in names):
             raise InputError(f"image {empty[0]!r} of {dataset.name} has no fixations; fixation metrics need some "
@@ -199,6 +215,15 @@ def evaluate(model: Any, dataset: Any, split: str | None = "test", metrics: Sequ
     return EvalResult(model_name, dataset.name, list(dataset.ids), counts, values, provenance, maps)
 
 
+def _check_inside(dataset: Any, fixations: Sequence[Any]) -> None:
+    """A fixation off its image is the dataset's fault (a Dataset built in code; the loaders check theirs): say so
+    before any model's map is blamed for it."""
+    from .datasets import check_fixations
+
+    for i, fix in enumerate(fixations):
+        check_fixations(fix, dataset.shape(i), f"image {dataset.ids[i]!r} of {dataset.name}")
+
+
 def _every_pixel_fixated(fix: Any, shape: Sequence[int]) -> bool:
     """Whether ``fix`` hits every pixel of an image of ``shape`` (only tiny images can be)."""
     height, width = shape[:2]
@@ -231,6 +256,7 @@ def human_consistency(dataset: Any, split: str | None = "test", metrics: Sequenc
                          f"{unsupported[0] if unsupported else '(none)'!r}")
     _check_whole(repeats, "repeats", 1)
     check_seed(seed)
+    _check_inside(dataset, [dataset.fixations(i) for i in range(len(dataset))])
     values = {m: np.empty(len(dataset)) for m in names}
     counts = []
     for i in progress_bar(range(len(dataset)), total=len(dataset), label=f"eval {HUMAN_MODEL} on {dataset.name}",
@@ -283,7 +309,7 @@ def _split_of(dataset: Any, split: str | None, max_pixels: int = DEFAULT_MAX_PIX
 def check_seed(seed: Any) -> None:
     """InputError unless ``seed`` is a whole number >= 0: NumPy's generators take nothing else, and would refuse it
     with a traceback at the first resample instead of up front."""
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
 
 
