@@ -672,6 +672,32 @@ def test_progress_in_a_log_says_the_time_left_and_a_line_a_minute(capsys, monkey
     assert len(capsys.readouterr().err.splitlines()) == 5
 
 
+@pytest.mark.parametrize("term, erase", [("xterm", "\033[K"), ("dumb", None)])
+def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeypatch, term, erase):
+    """A dumb terminal (TERM=dumb) shows escape codes as text: the bar printed "^[[K" after every redraw there."""
+    import io
+    from foveal import progress as progress_module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("TERM", term)
+    ticks = iter(np.arange(0, 1e4, 0.2))  # every item past the 0.1 s redraw interval; the rate, and so the line's
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(ticks))  # length, falls and rises
+    list(progress_module.progress(range(12), total=12, label="score"))
+    redraws = stream.getvalue().split("\r")[1:]
+    assert len(redraws) == 12
+    if erase:
+        assert all(r.rstrip("\n").endswith(erase) for r in redraws)
+    else:
+        assert "\033" not in stream.getvalue()
+        widths = [len(r.rstrip("\n")) for r in redraws]
+        assert all(b >= a for a, b in zip(widths, widths[1:]))  # each redraw covers the one before
+
+
 def test_a_folder_of_subfolders_says_how_to_batch_them(tmp_path):
     make_creatives(tmp_path / "creatives" / "campaign-a", 1)
     with pytest.raises(InputError, match=r"no images .*; subfolders are not searched: give a list file"):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import foveal
 from foveal.cli import main
@@ -364,13 +365,82 @@ def test_model_help_names_the_default_model(capsys):
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_standard_output_on_a_full_disk_is_a_one_line_error(tmp_path):
-    """`foveal compare ... > /dev/full` (a redirect onto a full disk) wrote its files, then said "internal error:
-    OSError: [Errno 28]"."""
-    image, elements = EXAMPLES / "creative.png", EXAMPLES / "creative.json"
-    with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "foveal", "compare", str(image), str(image), "--elements",
-                               str(elements), "--model", "itti-koch", "-o", str(tmp_path / "out")],
-                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__))})
-    assert done.returncode == 1 and done.stderr == ("foveal: error: cannot write the standard output: No space left "
-                                                    "on device; free some space, or send it elsewhere\n"), done.stderr
+    """`foveal eval ... > /dev/full` (a redirect onto a full disk) wrote its files, then said "internal error:
+    OSError: [Errno 28]"; `foveal --help > /dev/full` said nothing and exited 0 (argparse drops the failure)."""
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(tmp_path / "ds" / "images" / "a.png")
+    (tmp_path / "ds" / "fixations.csv").write_text("image,x,y\na.png,10,10\na.png,20,15\n")
+    says = "foveal: error: cannot write the standard output: No space left on device; free some space, or send it "
+    for argv in (["eval", "--dataset", str(tmp_path / "ds"), "--split", "all", "--model", "centre-bias", "-q",
+                  "--metrics", "CC", "-o", str(tmp_path / "out")], ["--help"], ["predict", "--help"], ["--version"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", "foveal", *argv], stdout=full, stderr=subprocess.PIPE,
+                                  text=True, timeout=120,
+                                  env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__))})
+        assert done.returncode == 1 and done.stderr == says + "elsewhere\n", (argv, done.stderr)
+
+
+def _foveal(argv: list[str], cwd: Path, shell_redirect: str = "", **env: str) -> subprocess.CompletedProcess:
+    """``foveal ARGV`` in a shell (for redirects such as ``2>&-``), with the installed foveal under test."""
+    command = " ".join(["exec", shutil.which("env") or "env", sys.executable, "-m", "foveal",
+                        *(f"'{a}'" for a in argv), shell_redirect])
+    return subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(foveal.__file__)), **env})
+
+
+def test_names_over_255_bytes_are_one_line_errors(tmp_path):
+    """Python 3.11's Path.is_file() raises for a name the system cannot take: nearly every command said
+    "internal error: OSError: [Errno 36] File name too long"."""
+    long = "a" * 300
+    for argv in (["predict", f"{long}.jpg", "-o", "x"], ["eval", "--dataset", long, "-o", "e"],
+                 ["norms", "build", long, "-o", "n.json"],
+                 ["predict", str(EXAMPLES / "creative.png"), "--model", f"{long}.onnx", "-o", "x"]):
+        done = _foveal(argv, tmp_path)
+        assert done.returncode == 1 and done.stderr.endswith("File name too long; name a path whose every part is at "
+                                                             "most 255 bytes\n"), (argv, done.stderr)
+        assert done.stderr.count("\n") == 1 and not done.stdout
+
+
+def test_a_legal_255_byte_image_name_whose_element_file_name_cannot_exist(tmp_path):
+    # Its default element file, <stem>.json, is 256 bytes: looking for it raised instead of finding none.
+    image = tmp_path / ("a" * 251 + ".png")
+    shutil.copy(EXAMPLES / "creative.png", image)
+    done = _foveal(["score", str(image), "-o", "out", "--model", "itti-koch"], tmp_path)
+    assert done.returncode == 1 and "no element file for" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_loop_of_links_as_the_store_is_a_one_line_error(tmp_path):
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    for argv in (["calibrate", "--db", "loop1", "-o", "cal"],
+                 ["score", str(EXAMPLES / "creative.png"), "-o", "o", "-q", "--model", "itti-koch", "--db", "loop1"]):
+        done = _foveal(argv, tmp_path)
+        assert done.returncode == 1 and done.stderr.startswith("foveal: error: database sqlite:///loop1: "), done.stderr
+        assert "internal error" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_tilde_in_an_sqlite_url_is_the_home_folder_for_every_command(tmp_path):
+    """`score --db sqlite:///~/q.db` failed to open (or, beside a folder named "~", wrote ./~/q.db) while
+    `calibrate` read $HOME/q.db."""
+    pytest.importorskip("sqlalchemy")
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "~").mkdir()
+    done = _foveal(["score", str(EXAMPLES / "creative.png"), "--elements", str(EXAMPLES / "creative.json"), "-o", "o",
+                    "-q", "--model", "itti-koch", "--db", "sqlite:///~/q.db"], tmp_path, HOME=str(home))
+    assert done.returncode == 0, done.stderr
+    assert (home / "q.db").is_file() and not any((tmp_path / "~").iterdir())
+
+
+def test_with_stderr_closed_messages_stay_off_the_data(tmp_path):
+    # Python sets sys.stderr to None, and print(file=None) writes to stdout: an error landed among the data.
+    done = _foveal(["predict", "nonexistent.jpg", "-o", "x"], tmp_path, "2>&-")
+    assert done.returncode == 1 and done.stdout == ""
+
+
+def test_compare_says_its_summary_on_stderr(tmp_path):
+    """Every command's summary goes to stderr; compare's (and whatif's) went to stdout."""
+    done = _foveal(["compare", str(EXAMPLES / "creative.png"), str(EXAMPLES / "creative_b.png"), "--elements",
+                    str(EXAMPLES / "creative.json"), str(EXAMPLES / "creative_b.json"), "--model", "itti-koch",
+                    "-o", "c"], tmp_path)
+    assert done.returncode == 0 and done.stdout == "" and "Wrote c/compare.json" in done.stderr, done.stderr

@@ -240,7 +240,7 @@ def test_cli_compare_writes_json_png_html(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["compare", str(a), str(b), "--elements", str(ea), str(eb), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["compare.html", "compare.json", "compare.png"]
-    assert "attention moved" in capsys.readouterr().out
+    assert "attention moved" in capsys.readouterr().err
     doc = json.loads((out / "compare.json").read_text())
     hb, wb = np.asarray(Image.open(b)).shape[:2]
     assert doc["common_grid"] == {"height": hb, "width": wb, "of": "b"}

@@ -1,6 +1,7 @@
 """A dependency-free progress bar on stderr for long CLI runs."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Iterable, Iterator, TypeVar
@@ -26,6 +27,10 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
         tty = stream.isatty()
     except (OSError, ValueError):
         tty = False
+    # A terminal that takes no escape codes (TERM=dumb: an editor's shell, some CI consoles) shows "\033[K" as text:
+    # a longer line's rest is blanked with spaces there instead.
+    dumb = os.environ.get("TERM") == "dumb"
+    drawn = 0
     start = last = time.monotonic()
     next_pct = 10
     done = 0
@@ -37,7 +42,9 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
         rate = done / max(now - start, 1e-9)
         if drawing and tty and (now - last > 0.1 or done == total):
             last = now
-            drawing = _write(stream, "\r" + _bar(label, done, total, rate) + "\033[K")  # erase a longer line's rest
+            bar = _bar(label, done, total, rate)
+            drawing = _write(stream, "\r" + bar + (" " * max(0, drawn - len(bar)) if dumb else "\033[K"))
+            drawn = len(bar)
         elif drawing and not tty and (total and done * 100 >= next_pct * total or now - last >= LOG_EVERY_SECONDS):
             last = now
             while total and done * 100 >= next_pct * total:

@@ -82,7 +82,7 @@ def batch_settings(engine_identity: dict[str, Any], options: BatchOptions,
         url = parse_url(options.db)
         database = url.database or ""
         if url.get_backend_name() == "sqlite" and database and database != ":memory:":
-            database = str(Path(database).expanduser().resolve())
+            database = os.path.realpath(Path(database).expanduser())  # Path.resolve() raises on a loop of links
         recorded["store"] = {"database": f"{url.get_backend_name()}:{database}", "vertical": options.vertical,
                              "tags": list(options.tags)}
     return {**{k: engine_identity[k] for k in IDENTITY},

@@ -7,6 +7,7 @@ terminated (SIGTERM). Errors are one line on stderr; set FOVEAL_DEBUG=1 to see t
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import io
 import logging
@@ -19,7 +20,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
@@ -47,6 +48,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        # argparse drops a failed write: `foveal --help > /dev/full` said nothing and exited 0.
+        file = file or sys.stderr
+        if not message or file is None:
+            return
+        try:
+            file.write(message)
+            file.flush()
+        except BrokenPipeError:  # the reader left (| head)
+            _drop_stdout()
+            sys.exit(128 + signal.SIGPIPE)
+        except OSError as exc:
+            if file is sys.stdout:
+                _drop_stdout()
+                print(_stdout_failed(exc), file=sys.stderr)
+                sys.exit(1)
 
 
 class _CommandParser(_Parser):
@@ -111,6 +129,8 @@ def _main(argv: list[str] | None) -> int:
     # written escaped, as on stderr, rather than failing the command after its work, before its files are written.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
+    if sys.stderr is None:  # started with stderr closed (2>&-): print(file=None) would put messages among the data
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
     try:
         parser = build_parser()  # imports every command: a Ctrl-C may well land here
     except KeyboardInterrupt:
@@ -154,14 +174,27 @@ def _main(argv: list[str] | None) -> int:
             # The files foveal writes name themselves in a FovealError (atomic_write): this is stdout, redirected
             # onto a full disk (or /dev/full).
             _drop_stdout()
-            print(f"foveal: error: cannot write the standard output: {exc.strerror or exc}; free some space, or "
-                  "send it elsewhere", file=sys.stderr)
+            print(_stdout_failed(exc), file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.errno in _BAD_PATH and exc.filename is not None:
+            # A path the system cannot take, met by a check no command wraps (Python 3.11's Path.is_file()
+            # raises for a name over 255 bytes).
+            print(f"foveal: error: {exc.filename}: {exc.strerror}; {_BAD_PATH[exc.errno]}", file=sys.stderr)
             return 1
         if os.environ.get("FOVEAL_DEBUG"):
             raise
         print(f"foveal: internal error: {type(exc).__name__}: {one_line(str(exc))} (set FOVEAL_DEBUG=1 for details)",
               file=sys.stderr)
         return 1
+
+
+_BAD_PATH = {errno.ENAMETOOLONG: "name a path whose every part is at most 255 bytes",
+             errno.ELOOP: "the path runs in a loop of symbolic links; name the file itself"}
+
+
+def _stdout_failed(exc: OSError) -> str:
+    advice = "free some space, or send it elsewhere" if exc.errno in DISK_FULL else "send it elsewhere"
+    return f"foveal: error: cannot write the standard output: {exc.strerror or exc}; {advice}"
 
 
 def _drop_stdout() -> None:
@@ -210,7 +243,14 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
             named += [v for v in values if isinstance(v, Path)]
     if isinstance(getattr(args, "model", None), str):
         named.append(Path(args.model))
-    return [path for path in named if path.is_file()]
+    return [path for path in named if _is_file(path)]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long (Python 3.11 raises it): the command refuses the path in its own words
+        return False
 
 
 def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:

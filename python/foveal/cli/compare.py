@@ -7,6 +7,7 @@ Nothing is written unless everything succeeded.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..fileio import check_output, remove_stale, save_png, unicode_name, write_json, write_text, written_together
 from ..imageio import decode
@@ -71,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         remove_stale(html_file, GENERATOR_META.encode())
     if not args.quiet:
         print(f"foveal: {comparison.summary}; {100 * doc['moved_mass']:.1f}% of attention moved. "
-              f"Wrote {args.out}/compare.json")
+              f"Wrote {args.out}/compare.json", file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ creative; for a search, the best one).  Nothing is written unless everything suc
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ..fileio import check_output, save_png, unicode_name, write_json, written_together
@@ -111,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         line = body["statement"] if edits else body["search"]["best"][0]["statement"]
         print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "
-              f"({n_images} images in {doc['timing']['seconds']:.1f} s)")
+              f"({n_images} images in {doc['timing']['seconds']:.1f} s)", file=sys.stderr)
     return 0

@@ -34,7 +34,7 @@ import numbers
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -481,16 +481,23 @@ def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
     return parse_elements_json(text, image_hw, str(path))
 
 
+def _exists(path: Path, test: Callable[[Path], bool]) -> bool:
+    try:
+        return test(path)
+    except OSError:  # a name over 255 bytes (Python 3.11 raises it): no such file can be there
+        return False
+
+
 def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:
     """The element file for ``image_path`` in ``elements_dir``: same stem, ``.json`` preferred over ``.csv``."""
     stem = Path(checked_path(image_path, "image", ElementSpecError)).stem
     folder = Path(checked_path(elements_dir, "elements folder", ElementSpecError))
     candidates = [folder / (stem + suffix) for suffix in ELEMENT_FILE_SUFFIXES]
     for candidate in candidates:
-        if candidate.is_file():
+        if _exists(candidate, Path.is_file):
             return candidate
     for candidate in candidates:  # there, but no file: "no element file ... expected it" would send the user looking
-        if candidate.exists():
+        if _exists(candidate, Path.exists):
             raise ElementSpecError(f"{candidate}: not a regular file (a folder, FIFO, socket or device); the element "
                                    f"file for {Path(image_path).name} must be a file")
     raise ElementSpecError(f"no element file for {Path(image_path).name}: expected {stem}.json or {stem}.csv "

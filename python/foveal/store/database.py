@@ -119,15 +119,20 @@ def create_engine(url: sa.URL, *, create: bool = True, read_only: bool = False) 
     """
     if url.get_backend_name() == "sqlite":
         path = Path(url.database).expanduser()
-        folder = path.resolve().parent
-        if not folder.is_dir():
-            raise InputError(f"database {describe(url)}: folder {folder} does not exist")
-        if path.is_dir():
-            raise InputError(f"database {describe(url)}: {path} is a folder, not a database file; name a file in it, "
-                             f"e.g. {path / 'foveal.db'}")
-        if (read_only or not create) and not path.exists():
-            raise InputError(f"database {describe(url)}: no store at {path}; record predictions in it first with "
-                             "`foveal score ... --db URL`")
+        url = url.set(database=str(path))  # "~" for SQLite as for the checks (every command reads one file)
+        try:
+            # realpath: Path.resolve() raises RuntimeError on a loop of links (Python 3.11)
+            folder = Path(os.path.realpath(path)).parent
+            if not folder.is_dir():
+                raise InputError(f"database {describe(url)}: folder {folder} does not exist")
+            if path.is_dir():
+                raise InputError(f"database {describe(url)}: {path} is a folder, not a database file; name a file in "
+                                 f"it, e.g. {path / 'foveal.db'}")
+            if (read_only or not create) and not path.exists():
+                raise InputError(f"database {describe(url)}: no store at {path}; record predictions in it first with "
+                                 "`foveal score ... --db URL`")
+        except OSError as exc:  # a name too long, a loop of links
+            raise InputError(f"database {describe(url)}: {exc.strerror or exc}; name a valid SQLite file") from None
         if read_only:
             uri = _read_only_uri(url, path)
             engine = sa.create_engine(url, creator=lambda: sqlite3.connect(
