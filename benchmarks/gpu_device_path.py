@@ -44,8 +44,10 @@ def hbm_bytes_per_s() -> tuple[float, str]:
     try:  # cudaDevAttrMemoryClockRate = 36 (kHz), cudaDevAttrGlobalMemoryBusWidth = 37 (bits)
         clock_khz, bus_bits = rt.deviceGetAttribute(36, 0), rt.deviceGetAttribute(37, 0)
         return 2.0 * clock_khz * 1e3 * bus_bits / 8, f"{clock_khz / 1e3:.0f} MHz x {bus_bits} bit"
-    except Exception as exc:  # noqa: BLE001 - attribute missing on this CuPy/CUDA: the H100 SXM datasheet figure
-        return 3.35e12, f"H100 SXM datasheet (device attributes unavailable: {exc})"
+    except Exception as exc:  # noqa: BLE001 - attribute missing on this CuPy/CUDA: the datasheet's figure
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(errors="replace")
+        peak = 4.8e12 if "H200" in name else 3.35e12
+        return peak, f"{name}: {'H200' if peak > 4e12 else 'H100 SXM'} datasheet (device attributes unavailable: {exc})"
 
 
 def event_times(fn: Callable[[], Any], reps: int, warmup: int = 5) -> np.ndarray:

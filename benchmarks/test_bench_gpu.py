@@ -3,8 +3,9 @@
 Every timed call ends with a device synchronisation, so a median is the wall time of the work itself. Groups:
 - post-network stages for one 1080×1080 image (upsample + softmax + SAT + 100 boxes): GPU vs the CPU twins, and
   a batch of 16 (``extra_info["images"]``: the report divides by it);
-- SAT at 1080² and 4096²: foveal vs ``cupy.cumsum`` twice, with bytes moved ÷ time and the share of the H100's
-  3.35 TB/s HBM3 roofline in ``extra_info`` (GPU time from CUDA events);
+- SAT at 1080² and 4096²: foveal vs ``cupy.cumsum`` twice, with bytes moved ÷ time and the share of the device's
+  HBM roofline (its memory clock × bus width, as gpu_device_path.py reads it) in ``extra_info`` (GPU time from
+  CUDA events);
 - softmax: foveal's fused upsample + softmax vs the elementwise CuPy softmax of an already upsampled map;
 - box sums: 10 000 boxes over 16 maps in one launch vs CuPy fancy indexing;
 - preprocess: a 4000×3000 photo to the working size vs the CPU twin;
@@ -25,7 +26,10 @@ if (_why := gpu.unavailable()) is not None:
 import cupy  # noqa: E402
 from cupyx.profiler import benchmark as gpu_timer  # noqa: E402
 
-HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 HBM3 peak (NVIDIA datasheet)
+from gpu_device_path import hbm_bytes_per_s  # noqa: E402 - benchmarks/ is on the path (pytest's rootdir mode)
+
+# The device's own peak: an H200's is 4.8 TB/s, and the H100's 3.35 made its shares read 1.43x too high.
+HBM_BYTES_PER_S, HBM_SOURCE = hbm_bytes_per_s()
 
 
 def timed(record, benchmark, group: str, impl: str, fn, *args, baseline: bool = False):
@@ -109,7 +113,7 @@ def test_summed_area_table(record, benchmark, size, impl):
     minimal = size * size * 4 + (size + 1) ** 2 * 8  # read the map once, write the table once
     moved = gpu.sat_bytes(1, size, size) if impl == "foveal" else None
     benchmark.extra_info.update(gpu_ms=seconds * 1e3, minimal_GBps=minimal / seconds / 1e9,
-                                roofline_share=minimal / seconds / HBM_BYTES_PER_S)
+                                roofline_share=minimal / seconds / HBM_BYTES_PER_S, roofline_source=HBM_SOURCE)
     if moved:
         benchmark.extra_info.update(moved_GBps=moved / seconds / 1e9,
                                     moved_roofline_share=moved / seconds / HBM_BYTES_PER_S)

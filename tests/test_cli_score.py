@@ -211,6 +211,7 @@ def test_batch_argument_mistakes(small_folder, capsys):
         (["score", small_folder / "elements"], "no images"),
         (["score", creatives, "--actors", "2"], "add --ray"),
         (["score", small_folder / "single.png", "--ray"], "--ray is for a batch"),
+        (["score", small_folder / "single.png", "--maps"], "one image's map use `foveal predict IMAGE --npy`"),
         (["score", small_folder / "list.txt"], "not found"),
         (["score", small_folder / "nosuchdir", "--ray"], "nosuchdir: not found"),  # was "--ray is for a batch"
     ]

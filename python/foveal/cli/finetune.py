@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finetune", help="fine-tune a model on your own eye-tracking data (needs foveal[train])",
         description="Fit the readout, blur and centre prior of a learned model (and optionally its last backbone "
                     "blocks) to DATA's fixations on its fixed train split, choose the epoch on its val split, score "
-                    "its test split against the base, and write DIR: <name>.onnx, its card <name>.json (base, data "
-                    "fingerprint, settings, test metrics) and <name>.safetensors. Use it as --model DIR. Needs at "
+                    "its test split against the base, and write DIR: <name>.onnx, its int8 graph <name>.int8.onnx "
+                    "(the CPU's default), its card <name>.json (base, data fingerprint, settings, test metrics) and "
+                    "<name>.safetensors. Use it as --model DIR. Needs at "
                     f"least {MIN_IMAGES} images and {MIN_TRAIN_FIXATIONS} train fixations.")
     p.add_argument("data", type=path_arg, metavar="DATA",
                    help="a dataset foveal eval reads, with fixations (images + fixations.csv/.json, OSIE, NUS Scene)")

@@ -147,9 +147,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.image.is_file():  # first: a mistyped folder is not a reason to give up a batch's flags
         raise InputError(f"{args.image}: not found (give an image, a folder of images, a list file .txt or a table "
                          ".parquet/.csv)")
-    for flag, given in (("--elements-dir", args.elements_dir), ("--maps", args.maps), ("--ray", args.ray)):
+    for flag, given, instead in (("--elements-dir", args.elements_dir, "for one image use --elements FILE"),
+                                 ("--maps", args.maps, "for one image's map use `foveal predict IMAGE --npy`"),
+                                 ("--ray", args.ray, "one image runs here: leave it out")):
         if given:
-            raise InputError(f"{flag} is for a batch (folder, list file or table); for one image use --elements FILE")
+            raise InputError(f"{flag} is for a batch (folder, list file or table); {instead}")
     elements = args.elements or find_element_file(args.image, args.image.parent)
     engine = make_engine(args)
     scorer = Scorer(engine, replace(options, html=not args.no_report))
