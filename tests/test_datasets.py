@@ -343,3 +343,23 @@ def test_scene_fixations_off_the_image_are_named_with_their_file(tmp_path: Path)
     with pytest.raises(InputError, match=r"tidy/fixations.mat: image '1.jpg': fixation 1 at \(95, 5\) lies outside "
                                          r"its 80x60 image"):
         load_dataset(root)
+
+
+@pytest.mark.parametrize("text", ['{"a.png": [[1, 2], [3, 4]], "a.png": [[5, 6]]}',
+                                  '{"a.png": {"s1": [[1, 2]], "s1": [[5, 6]]}}'])
+def test_a_key_given_twice_in_fixations_json_is_refused(tmp_path: Path, text: str) -> None:
+    # json keeps the last of two keys: the image's (or subject's) first fixations were dropped without a word.
+    _images(tmp_path, {"a.png": (20, 30)})
+    (tmp_path / "fixations.json").write_text(text)
+    with pytest.raises(InputError, match=r"fixations.json: '(a.png|s1)' is given twice; put all its fixations under "
+                                         r"one key"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".jfif", ".JPE"])
+def test_every_image_format_a_folder_run_reads_is_a_dataset_image(tmp_path: Path, suffix: str) -> None:
+    """A dataset image in .gif was "not found in images/" though it was there and predict read it."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (30, 20)).save(tmp_path / "images" / f"a{suffix}", format="GIF" if suffix == ".gif" else "JPEG")
+    (tmp_path / "fixations.csv").write_text(f"image,x,y\na{suffix},3,4\n")
+    assert load_dataset(tmp_path).image(0).shape == (20, 30, 3)

@@ -156,6 +156,52 @@ def test_the_fine_tuned_model_can_be_a_base(tuned, tmp_path):
         finetune(few, tmp_path / "m", base=out)
 
 
+def test_a_base_whose_weights_are_not_its_own_is_refused(tuned, tmp_path):
+    """A fine-tuned folder's .safetensors swapped for another model's started from those weights, while the card
+    named the folder's graph as the base."""
+    import shutil
+
+    _, out, _ = tuned
+    assert load_card(out / "model.json").raw["weights"] == {
+        "file": "model.safetensors", "sha256": file_sha256(out / "model.safetensors")}
+    swapped = tmp_path / "swapped"
+    shutil.copytree(out, swapped)
+    (swapped / "model.safetensors").write_bytes((out / "model.safetensors").read_bytes()[:-1] + b" ")
+    with pytest.raises(ModelError, match=r"model.safetensors does not match its card .*: the weights were swapped"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "m", base=swapped)
+
+
+def test_a_base_that_does_not_exist_names_what_fine_tuning_starts_from(tmp_path):
+    # "use one of foveal-lite0, itti-koch or a path to an .onnx file": itti-koch cannot be a base, a folder can.
+    with pytest.raises(ModelError, match=r"^base 'nosuch': no such model or path; fine-tuning starts from "
+                                         r"foveal-lite0 or a folder"):
+        finetune(make_dataset(tmp_path / "d"), tmp_path / "m", base="nosuch")
+
+
+def test_a_name_taken_from_the_output_folder_says_so(tmp_path, capsys):
+    data = make_dataset(tmp_path / "d")
+    with pytest.raises(InputError, match=r"model name 'my study' \(the output folder's name; set name to choose "):
+        finetune(data, tmp_path / "my study")
+    assert main(["finetune", str(data), "-o", str(tmp_path / "my study")]) == 1
+    assert "(the output folder's name; pass --name to choose another)" in capsys.readouterr().err
+
+
+def test_fingerprint_covers_linked_folders_once(tmp_path):
+    """Path.rglob does not enter a linked folder: a dataset whose images/ was a link was fingerprinted by its
+    fixations file alone, and changing an image changed nothing."""
+    data = make_dataset(tmp_path / "d", n=3, per_image=2)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "fixations.csv").write_bytes((data / "fixations.csv").read_bytes())
+    (linked / "images").symlink_to(data / "images")
+    (linked / "again").symlink_to(linked)  # a link to a folder above: hashed once, no loop
+    assert data_fingerprint(linked)["files"] == 4
+    assert data_fingerprint(linked)["sha256"] == data_fingerprint(data)["sha256"] != ""
+    before = data_fingerprint(linked)
+    Image.new("RGB", (W, H)).save(data / "images" / "im01.png")
+    assert data_fingerprint(linked)["sha256"] != before["sha256"]
+
+
 def test_refuses_a_base_without_weights(tmp_path):
     with pytest.raises(ModelError, match="no .safetensors"):
         finetune(make_dataset(tmp_path / "d"), tmp_path / "m", base="itti-koch")

@@ -21,23 +21,24 @@ first 80 % train, next 10 % val, last 10 % test.  Training, model selection and 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from foveal.errors import FovealError, ImageError, InputError
 from foveal.fileio import checked_path, open_input
-from foveal.imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, load_image, max_file_bytes, open_pillow
+from foveal.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, checked_max_pixels, load_image, max_file_bytes,
+                            open_pillow)
 
 __all__ = ["Fixations", "Dataset", "load_dataset", "load_osie", "load_scene", "load_folder",
            "SPLITS", "OSIE_PIXELS_PER_DEGREE"]
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 # OSIE: 800x600 images shown at 33.7 x 25.3 degrees of visual angle (22" monitor, 60 cm away; Xu et al. 2014),
 # so one degree is ~24 px.  The density maps use a Gaussian of one degree, the usual choice (MIT/Tuebingen).
@@ -270,7 +271,7 @@ def _stimuli(root: Path, folder: str = "stimuli") -> list[Path]:
         raise InputError(f"{root}: expected a {folder}/ folder of images, found none")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise InputError(f"{d}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        raise InputError(f"{d}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     return files
 
 
@@ -439,11 +440,23 @@ def _json_points(path: Path, name: str, points: object, subject: int | None) -> 
     return out
 
 
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every key is new: json keeps the last of two, and an image's (or a subject's) first
+    fixations were dropped without a word."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InputError(f"{path}: {key!r} is given twice; put all its fixations under one key")
+        obj[key] = value
+    return obj
+
+
 def _read_json(path: Path) -> dict[str, list[_Row]]:
     try:
         # Integers read as floats, as coordinates and subject ids are stored: float() takes any number of digits,
         # where int() refuses over 4,300 and an int beyond 1e308 cannot become a float.
-        data = json.loads(path.read_text(encoding="utf-8-sig"), parse_int=float)  # -sig: a BOM, as the CSV allows
+        data = json.loads(path.read_text(encoding="utf-8-sig"), parse_int=float,  # -sig: a BOM, as the CSV allows
+                          object_pairs_hook=functools.partial(_unique_keys, path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from e
     except RecursionError as e:

@@ -26,10 +26,11 @@ from typing import Callable
 import numpy as np
 
 from ._version import __version__
-from .datasets import IMAGE_SUFFIXES, Dataset, _folder_images, load_dataset
+from .datasets import Dataset, _folder_images, load_dataset
 from .errors import FovealError, InputError, ModelError, checked_count
 from .evaluate import check_seed
 from .fileio import checked_path, new_sibling_folder
+from .imageio import IMAGE_SUFFIXES
 from .models import ModelCard, file_sha256, load_card
 
 __all__ = ["MIN_IMAGES", "MIN_TRAIN_FIXATIONS", "FinetuneResult", "data_fingerprint", "check_dataset", "finetune"]
@@ -66,8 +67,7 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
     """
     root = Path(root)
     digest, count, size = hashlib.sha256(), 0, 0
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    for path in files:
+    for path in _files_under(root):
         rel = path.relative_to(root).as_posix().encode("utf-8")
         digest.update(len(rel).to_bytes(8, "little") + rel)
         digest.update(file_sha256(path).encode("ascii"))
@@ -75,12 +75,27 @@ def data_fingerprint(root: str | os.PathLike) -> dict:
     return {"sha256": digest.hexdigest(), "files": count, "bytes": size}
 
 
-def checked_name(name: str) -> str:
+def _files_under(root: Path) -> list[Path]:
+    """Every regular file under ``root``, sorted, through linked folders too (``Path.rglob`` does not enter them: a
+    linked images/ folder went unhashed), each real folder once (a link to a folder above would loop)."""
+    files, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files += [path for path in (Path(folder, n) for n in names) if path.is_file()]
+    return sorted(files)
+
+
+def checked_name(name: str, taken_from: str | None = None) -> str:
     """A model name: it names the folder's files, so one that reaches another folder ('../victim/m1') or hides
-    ('.m') is refused before any work."""
+    ('.m') is refused before any work. ``taken_from`` says where a name nobody gave came from."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name):
-        raise InputError(f"model name {name!r}: use 1-100 letters, digits, '.', '_', '+' or '-', starting with a "
-                         "letter or digit (it names the model's files)")
+        source = f" ({taken_from}; set name to choose another)" if taken_from else ""
+        raise InputError(f"model name {name!r}{source}: use 1-100 letters, digits, '.', '_', '+' or '-', starting "
+                         "with a letter or digit (it names the model's files)")
     return name
 
 
@@ -128,11 +143,21 @@ def _train_split(ds: Dataset, limit: int | None) -> Dataset:
 
 def _base_network(base: str | os.PathLike) -> tuple[ModelCard, Path]:
     """The base model's card and its weights (``<card>.safetensors``), or a ModelError saying what is accepted."""
-    card = load_card(base)
+    try:
+        card = load_card(base)
+    except ModelError:
+        if Path(base).exists():
+            raise
+        raise ModelError(f"base {str(base)!r}: no such model or path; fine-tuning starts from foveal-lite0 or a "
+                         "folder foveal finetune wrote (or its card .json)") from None
     weights = card.card_path.with_suffix(".safetensors") if card.card_path is not None else None
     if weights is None or not weights.is_file():
         raise ModelError(f"base model {card.name!r} has no .safetensors weights beside its card; fine-tuning starts "
                          f"from a learned foveal network: foveal-lite0 or a folder foveal finetune wrote")
+    recorded = card.raw.get("weights", {}).get("sha256") if isinstance(card.raw.get("weights"), dict) else None
+    if recorded is not None and file_sha256(weights) != recorded:
+        raise ModelError(f"{weights} does not match its card {card.card_path} (sha256 {str(recorded)[:12]}…): the "
+                         "weights were swapped or damaged; copy the model's folder again as foveal finetune wrote it")
     return card, weights
 
 
@@ -238,7 +263,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         raise InputError(f"seed must be below 2**63, got {seed}")
     if not (name is None or isinstance(name, str)):
         raise InputError(f"name must be text or None, got {name!r}")
-    name = checked_name(name or out.name)
+    name = checked_name(name, None) if name else checked_name(out.name, "the output folder's name")
     if os.path.lexists(out):
         raise InputError(f"{out} already exists; fine-tuning writes a new model folder, choose another path")
     above = out.parent  # the folders up to it are made when the model is written, as other commands make -o
@@ -322,7 +347,9 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, base: str | os.Pat
         onnx_path.write_bytes(model_bytes)
         deepgaze.save(net, tmp / f"{name}.safetensors")
         card = {"name": name, "version": card.pop("version"), "onnx": onnx_path.name,
-                "sha256": file_sha256(onnx_path), **{k: v for k, v in card.items() if k != "name"}}
+                "sha256": file_sha256(onnx_path), **{k: v for k, v in card.items() if k != "name"},
+                # checked when the folder is a base, as its graph is: a swapped file would start another network
+                "weights": {"file": f"{name}.safetensors", "sha256": file_sha256(tmp / f"{name}.safetensors")}}
         card["provenance"].update({
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "by": f"foveal finetune {__version__}",

@@ -30,6 +30,9 @@ DEFAULT_MAX_PIXELS = 100_000_000
 #: second picture). Pillow would open dozens more, among them ICO, whose header states a 16x16 icon over a PNG of
 #: any size (so the pixel limit cannot be checked before decoding), and EPS, which it hands to Ghostscript.
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+#: What the images of a folder end with (any case): those FORMATS. ``.jfif`` and ``.jpe`` are JPEGs too: browsers on
+#: Windows save web images as ``.jfif``, which a folder run skipped without a word.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 #: How the files of FORMATS other than JPEG (told apart from its frame, :func:`_jpeg_frame`) begin.
 _SIGNATURES = (("PNG", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n")),
                ("GIF", lambda h: h[:6] in (b"GIF87a", b"GIF89a")),

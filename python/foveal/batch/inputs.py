@@ -20,10 +20,8 @@ from ..boxes import decimal_float
 from ..errors import InputError, repeated
 from ..fileio import (check_text_table, checked_path, column_list, parquet_columns, read_parquet, text_lines,
                       unicode_name)
+from ..imageio import IMAGE_SUFFIXES
 
-#: What a folder's images end with (any case). ``.jfif`` and ``.jpe`` are JPEGs too: browsers on Windows save web
-#: images as ``.jfif``, which a folder run skipped without a word.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
 TABLE_SUFFIXES = frozenset({".parquet", ".csv"})
 BOX_COLUMNS = ("name", "kind", "x", "y", "w", "h")
