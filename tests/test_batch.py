@@ -21,7 +21,7 @@ from PIL import Image
 import foveal
 from foveal import Engine, InputError
 from foveal.batch import (CREATIVE_COLUMNS, CSV_HEADER, ELEMENT_COLUMNS, ERROR_COLUMNS, BatchItem, BatchOptions,
-                          BatchStore, BatchSummary, CreativeResult, read_inputs, run_batch)
+                          BatchStore, BatchSummary, CreativeResult, is_batch_input, read_inputs, run_batch)
 from foveal.batch import store as store_module
 from foveal.batch.scorer import AUTO
 from foveal.scoring.elements import parse_elements
@@ -991,3 +991,25 @@ def test_a_report_that_cannot_be_written_fails_its_creative_not_the_batch(folder
     summary = run_batch(read_inputs(folder), out, engine, options=BatchOptions(reports=True))
     assert summary.scored == 5 and [e["creative_id"] for e in summary.errors] == ["c002"]
     assert "cannot write" in summary.errors[0]["error"] and "Not a directory" in summary.errors[0]["error"]
+
+
+def test_batch_items_take_paths_and_refuse_what_is_no_name(tmp_path):
+    """A pathlib.Path reached pyarrow as it was and failed the batch with a traceback; None or a number as the
+    creative id was a TypeError."""
+    item = BatchItem("p", Path("a.png"), Path("a.json"))
+    assert (item.image, item.elements) == ("a.png", "a.json")
+    for args, says in ((("p", None), "image: expected text or a path"), ((None, "x.png"), "creative_id: expected text"),
+                       ((5, "x.png"), "creative_id: expected text"), (("a", "x.png", [{}]), "elements: expected")):
+        with pytest.raises(InputError, match=says):
+            BatchItem(*args)
+    assert is_batch_input(str(tmp_path)) and not is_batch_input("a.png")  # took only a Path (AttributeError)
+    with pytest.raises(InputError, match="path: expected a file path"):
+        is_batch_input(None)
+
+
+def test_batch_options_tags_are_a_list_of_text():
+    # None passed, then failed the batch's first store write; [5] passed without a store, unchecked.
+    for tags in (None, [5], 7):
+        with pytest.raises(InputError, match="tags: expected a list of text tags"):
+            BatchOptions(tags=tags)
+    assert BatchOptions(tags=(t for t in ["a", "b"])).tags == ("a", "b")

@@ -253,8 +253,15 @@ def test_split_is_a_deterministic_partition(csv_dataset: Path, tmp_path_factory:
     assert parts["val"].name == f"{root.name}-val"
     with pytest.raises(InputError, match="split"):
         ds.split("training")
-    with pytest.raises(IndexError):
+    with pytest.raises(InputError, match="image index 20 out of range"):  # a FovealError, as every bad input
         ds.fixations(20)
+    for bad in (None, "0", 1.0):  # were TypeErrors (and 1.9 in subset() was image 1)
+        with pytest.raises(InputError, match="image index must be an integer"):
+            ds.image(bad)
+        with pytest.raises(InputError, match="image index must be an integer"):
+            ds.subset([0, bad], "x")
+    with pytest.raises(InputError, match="indices must be a list"):  # "12" was images 1 and 2
+        ds.subset("12", "x")
 
 
 def test_osie_matlab_coordinates_land_in_matlabs_pixel(tmp_path: Path) -> None:
@@ -363,3 +370,21 @@ def test_every_image_format_a_folder_run_reads_is_a_dataset_image(tmp_path: Path
     Image.new("RGB", (30, 20)).save(tmp_path / "images" / f"a{suffix}", format="GIF" if suffix == ".gif" else "JPEG")
     (tmp_path / "fixations.csv").write_text(f"image,x,y\na{suffix},3,4\n")
     assert load_dataset(tmp_path).image(0).shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(x="ab", y=[3, 4]), "x must be numbers"),
+    (dict(x=[1, 2], y=[3, 4], subject=["a", "b"]), "subject must be whole numbers"),
+    (dict(x=[1, 2], y=[3, 4], subject=[0.5, 1.5]), "subject must be whole numbers"),  # was truncated to 0, 1
+    (dict(x=[1, 2], y=[3, 4], subject=[10**30, 1]), "subject must be whole numbers"),  # was an OverflowError
+])
+def test_fixations_are_numbers_and_viewer_ids_whole(kwargs, says) -> None:
+    with pytest.raises(InputError, match=says):
+        Fixations.from_arrays(**kwargs)
+
+
+def test_fixations_built_from_lists() -> None:
+    # An AttributeError ('list' object has no attribute 'shape'); whole floats are fine as viewer ids.
+    fix = Fixations([1, 2], [3, 4], [0.0, 1.0])
+    assert fix.x.dtype == np.float64 and fix.subject.tolist() == [0, 1] and fix.subject.dtype == np.int64
+    assert fix != Fixations.from_arrays([1, 2], [3, 4])  # compared by identity: == on arrays raised ValueError

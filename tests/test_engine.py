@@ -552,3 +552,34 @@ def test_onnxruntime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path):
     chosen = subprocess.run([sys.executable, "-c", "import os, foveal; print(os.environ['ORT_DISABLE_TELEMETRY'])"],
                             capture_output=True, text=True, timeout=120, env={**env, "ORT_DISABLE_TELEMETRY": "0"})
     assert chosen.stdout.split() == ["0"]  # the user's own setting stands
+
+
+def test_a_map_holds_its_own_arrays_read_only_for_good():
+    """Through the read-only view of a copy it made, `m.prob.flags.writeable = True` made the map writeable again,
+    and a share then read a table out of step with it."""
+    smap = SaliencyMap(np.full((10, 10), 0.01, np.float64))  # float64: the map keeps a float32 copy
+    smap.share([0, 0, 5, 5])
+    for array in (smap.prob, smap.sat):
+        with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):
+            array.flags.writeable = True
+    own = np.full((10, 10), 0.01, np.float32)
+    SaliencyMap(own)
+    own[0, 0] = 0.02  # the caller's own array stays theirs
+
+
+def test_an_image_array_with_masked_pixels_is_refused():
+    # asarray read the hidden pixels: the map was of what the mask hid.
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    masked = np.ma.masked_array(image, mask=np.zeros_like(image, bool))
+    engine = Engine("itti-koch")
+    assert np.array_equal(engine.predict(masked).prob, engine.predict(image).prob)
+    masked.mask[:10] = True
+    for call in (engine.predict, foveal.load_image):
+        with pytest.raises(foveal.ImageError, match="masked pixels; fill them first"):
+            call(masked)
+
+
+def test_a_dict_of_images_is_refused_with_what_to_pass():
+    # Its keys were taken for paths: "image file not found: a".
+    with pytest.raises(InputError, match=r"got a dict; pass its images, e.g. list\(d.values\(\)\)"):
+        Engine("itti-koch").predict_batch({"a": np.zeros((5, 5, 3), np.uint8)})

@@ -484,3 +484,20 @@ def test_complex_maps_are_refused():
     s = np.ones((3, 3), complex) + 1j
     with pytest.raises(InputError, match="saliency_map must be an H×W array of numbers"):
         M.auc_judd(s, [0], [0])
+
+
+@pytest.mark.parametrize("bad", ["abc", {"a": 1}, [1j], ["1", "2"], None])
+def test_auc_takes_real_numbers_only(bad):
+    # A ValueError or TypeError from inside, text such as "1" parsed as a number, None told as "NaN".
+    with pytest.raises(InputError, match="auc: positives must be an array of real numbers"):
+        M.auc(bad, [1.0])
+
+
+def test_numbers_past_floats_range_are_refused_as_too_large():
+    """10**400 raised OverflowError from float() in every check built on errors.real_number."""
+    from foveal import cpu
+
+    with pytest.raises(InputError, match="sigma must be a finite number"):
+        M.gaussian_blur(np.random.default_rng(0).random((20, 30)), 10**400)
+    with pytest.raises(InputError):
+        cpu.overlay(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.float32), 10**400)

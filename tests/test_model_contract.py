@@ -275,3 +275,12 @@ def test_a_graph_failing_at_run_time_prints_nothing_of_its_own(tmp_path, image, 
     with pytest.raises(ModelError, match="onnxruntime failed to run model 'square'"):
         Engine(path).predict(image)  # 100×140: not square
     assert capfd.readouterr().err == ""
+
+
+def test_a_map_over_the_pixel_limit_is_too_many_pixels_not_a_foreign_png(tmp_path):
+    # It came back as a plain InputError saying "not a foveal saliency PNG" about a valid map.
+    from foveal import TooManyPixelsError
+
+    SaliencyMap(np.full((20, 30), 1 / 600, np.float32)).to_png(tmp_path / "m.png")
+    with pytest.raises(TooManyPixelsError, match="600 pixels, over the limit"):
+        SaliencyMap.from_png(tmp_path / "m.png", max_pixels=10)

@@ -330,3 +330,26 @@ def test_density_is_the_share_per_pixel_whatever_the_maps_total():
         assert raw.box_stats([0, 0, 2, 2])[key] == pytest.approx(unit.box_stats([0, 0, 2, 2])[key])
     assert raw.box_stats([0, 0, 2, 2])["density"] == pytest.approx([1 / 16])
     assert score_creative(raw, [Element("cta", "cta", (0, 0, 2, 2))]).element("cta").density == pytest.approx(1 / 16)
+
+
+def test_numpy_integer_boxes_are_written_as_plain_numbers():
+    """An Element from a DataFrame row (NumPy integers) scored, but its scores could not be written as JSON."""
+    import json
+
+    from foveal import SaliencyMap
+    from foveal.scoring import Element, score_creative
+
+    smap = SaliencyMap(np.full((50, 50), 1 / 2500, np.float32))
+    scores = score_creative(smap, [Element("cta", "cta", (np.int64(1), np.int32(2), 10, np.uint8(10)))])
+    assert json.loads(json.dumps(scores.to_dict()))["elements"][0]["box"] == [1, 2, 10, 10]
+    assert all(type(v) is int for v in scores.elements[0].box)
+
+
+def test_allow_model_mismatch_is_checked_without_norms_too():
+    from foveal import SaliencyMap
+    from foveal.errors import InputError
+    from foveal.scoring import make_element, score_creative
+
+    smap = SaliencyMap(np.full((10, 10), 0.01, np.float32))
+    with pytest.raises(InputError, match="allow_model_mismatch must be True or False, got 'yes'"):
+        score_creative(smap, [make_element("a", "cta", [0, 0, 5, 5], (10, 10))], allow_model_mismatch="yes")

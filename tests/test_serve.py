@@ -2918,3 +2918,13 @@ def test_bytes_that_are_not_http_after_whole_requests_are_answered_after_them(ur
     assert re.findall(rb"HTTP/1.1 (\d+)", data) == answers, data[:400]
     assert data.endswith(b'"code": "bad_request", "message": "Invalid HTTP request received: this is not an '
                          b'HTTP/1.1 request foveal can read"}}')
+
+
+def test_client_settings_take_numpy_numbers_and_refuse_numbers_past_floats_range():
+    """np.float32(5) as a timeout was refused (every Engine argument takes NumPy numbers); 10**400 raised an
+    OverflowError."""
+    with Client("http://127.0.0.1:1", timeout=np.float32(5), deadline_ms=np.int64(250)) as client:
+        assert client._timeout == 5.0 and type(client._timeout) is float
+    for settings in ({"timeout": 10**400}, {"deadline_ms": 10**400}, {"timeout": np.True_}):
+        with pytest.raises(foveal.InputError, match="must be a positive number"):
+            Client("http://127.0.0.1:1", **settings)

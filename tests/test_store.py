@@ -1141,3 +1141,14 @@ def test_latest_predictions_refuses_a_graph_that_is_not_text(tmp_path):
         assert store.latest_predictions("ab") == [] and store.latest_predictions() == []
     finally:
         store.close()
+
+
+def test_provenance_values_that_are_not_text_are_the_callers_fault(tmp_path):
+    """A list as graph_sha256 failed in SQLite's driver and was told as the store's failure ("check that the
+    database may be written and the server is up"); a number was stored as the graph."""
+    scores, provenance = scored(0)
+    with Store(f"sqlite:///{tmp_path / 'p.db'}") as store:
+        for key, value in (("graph_sha256", ["x"]), ("graph_sha256", 5), ("image_sha256", b"ab")):
+            with pytest.raises(InputError, match=f"^record: provenance {key} must be text, got"):
+                store.record("a", scores, {**provenance, key: value})
+        assert store.counts()["predictions"] == 0

@@ -18,7 +18,7 @@ import decimal
 import functools
 import io
 import json
-import numbers
+import math
 import os
 import re
 import threading
@@ -33,7 +33,7 @@ import numpy as np
 from .engine import image_list, raise_first_error
 from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
                      FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count,
-                     checked_flag)
+                     checked_flag, real_number)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, check_header, max_file_bytes
 from .saliency_map import SaliencyMap
@@ -93,11 +93,14 @@ class Client:
         for name, value in (("timeout", timeout), ("deadline_ms", deadline_ms)):
             if value is None and name == "deadline_ms":  # no deadline of the client's own
                 continue
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
+            number = real_number(value)  # NumPy scalars too, as the Engine takes them
+            if number is None or not 0 < number < math.inf:
                 raise InputError(f"Client: {name} must be a positive number, got {value!r}")
+        timeout = float(timeout)
         if deadline_ms is not None:
+            deadline_ms = float(deadline_ms)
             headers["X-Deadline-Ms"] = _deadline_header(deadline_ms)
-        self._closed, self._timeout = False, float(timeout)
+        self._closed, self._timeout = False, timeout
         self._settings = {"api_key": api_key, "timeout": timeout, "deadline_ms": deadline_ms}
         self._prefix = urlsplit(self.url).path
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
@@ -189,9 +192,10 @@ class Client:
                 raise InputError(f"Client.score: {name} must be text (a name), got {type(value).__name__}")
             fields[name] = value
         if pass_percentile is not None:
-            if isinstance(pass_percentile, bool) or not isinstance(pass_percentile, numbers.Real):
+            number = real_number(pass_percentile)
+            if number is None or not 0 < number <= 100:
                 raise InputError(f"pass_percentile must be a number in (0, 100], got {pass_percentile!r}")
-            fields["pass_percentile"] = repr(float(pass_percentile))
+            fields["pass_percentile"] = repr(number)
         return self._output(self._post("/v1/score", params={"format": output}, files={"image": _file(image)},
                                        data=fields), output)
 

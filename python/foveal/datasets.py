@@ -26,11 +26,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from foveal.errors import FovealError, ImageError, InputError
+from foveal.errors import FovealError, ImageError, InputError, checked_count
 from foveal.fileio import checked_path, open_input
 from foveal.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, checked_max_pixels, load_image, max_file_bytes,
                             open_pillow)
@@ -48,7 +48,7 @@ OSIE_PIXELS_PER_DEGREE = 24.0
 _DISPLAY_HW = (600.0, 800.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq: the generated one compared arrays with ==, which has no truth value
 class Fixations:
     """Fixations on one image: 0-based float pixel coordinates and the integer id of the viewer."""
 
@@ -57,6 +57,8 @@ class Fixations:
     subject: np.ndarray
 
     def __post_init__(self) -> None:
+        for name, kind in (("x", np.float64), ("y", np.float64), ("subject", np.int64)):
+            object.__setattr__(self, name, _numbers(getattr(self, name), name, kind))
         if not (self.x.shape == self.y.shape == self.subject.shape and self.x.ndim == 1):
             raise InputError(f"Fixations: x, y, subject must be 1-D arrays of one length, got shapes "
                              f"{self.x.shape}, {self.y.shape}, {self.subject.shape}")
@@ -65,10 +67,9 @@ class Fixations:
     def from_arrays(cls, x: Sequence[float], y: Sequence[float],
                     subject: Sequence[int] | None = None) -> "Fixations":
         """Build from any sequences (subject defaults to 0 for every fixation)."""
-        xa = np.asarray(x, dtype=np.float64).reshape(-1)
-        ya = np.asarray(y, dtype=np.float64).reshape(-1)
-        sa = np.zeros(xa.shape, np.int64) if subject is None else np.asarray(subject, np.int64).reshape(-1)
-        return cls(xa, ya, sa)
+        xa = _numbers(x, "x", np.float64).reshape(-1)
+        sa = np.zeros(xa.shape, np.int64) if subject is None else _numbers(subject, "subject", np.int64).reshape(-1)
+        return cls(xa, _numbers(y, "y", np.float64).reshape(-1), sa)
 
     def __len__(self) -> int:
         return int(self.x.size)
@@ -81,6 +82,22 @@ class Fixations:
         """The fixations inside the box (half-open), in the box's own coordinates."""
         inside = (self.y >= top) & (self.y < top + height) & (self.x >= left) & (self.x < left + width)
         return Fixations(self.x[inside] - left, self.y[inside] - top, self.subject[inside])
+
+
+def _numbers(values: object, name: str, kind: type) -> np.ndarray:
+    """``values`` as an array of ``kind`` (float64 coordinates, int64 viewer ids), else InputError: text, or a
+    viewer id with a fraction (it was truncated) or past int64."""
+    array = np.asarray(values) if not isinstance(values, (str, bytes)) else np.asarray([], object)
+    ok = array.size == 0 or np.issubdtype(array.dtype, np.integer) or (
+        kind is np.float64 and np.issubdtype(array.dtype, np.floating))
+    if kind is np.int64 and ok and array.size and np.issubdtype(array.dtype, np.unsignedinteger):
+        ok = bool((array <= np.iinfo(np.int64).max).all())
+    if kind is np.int64 and not ok and array.size and np.issubdtype(array.dtype, np.floating):
+        ok = bool((np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0 ** 63)).all())
+    if not ok or (isinstance(values, (str, bytes))):
+        what = "numbers" if kind is np.float64 else "whole numbers (viewer ids)"
+        raise InputError(f"Fixations: {name} must be {what}, got {values!r:.60}")
+    return array.astype(kind)
 
 
 def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -150,9 +167,12 @@ class Dataset:
         return self._fixations is not None
 
     def _check(self, i: int) -> int:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"image index {i} out of range for {self.name} with {len(self)} images")
-        return i % len(self)
+        """``i`` as an index of this dataset (negative from the end), else InputError: a float or text index was a
+        TypeError, 1.9 as an index of subset() silently image 1."""
+        index = checked_count(i, "image index", -len(self))
+        if index >= len(self):
+            raise InputError(f"image index {i} out of range for {self.name} with {len(self)} images")
+        return index % len(self)
 
     def path(self, i: int) -> Path:
         return self._paths[self._check(i)]
@@ -193,7 +213,9 @@ class Dataset:
 
     def subset(self, indices: Sequence[int], name: str) -> "Dataset":
         """A dataset of the given images (in the given order)."""
-        idx = [self._check(int(i)) for i in indices]
+        if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):  # "12" was images 1 and 2
+            raise InputError(f"subset: indices must be a list of image indices, got {type(indices).__name__}")
+        idx = [self._check(i) for i in indices]
         pick = lambda seq: None if seq is None else [seq[k] for k in idx]  # noqa: E731
         return Dataset(name, pick(self.ids), pick(self._paths), pick(self._fixations),
                        pick(self._density_paths), self._sigma, pick(self._shapes), max_pixels=self.max_pixels)

@@ -5,6 +5,7 @@ import operator
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, overload
@@ -536,6 +537,9 @@ def image_iter(images: Any) -> Iterator[Any]:
     if isinstance(images, single) or type(images).__module__.startswith("PIL."):
         raise InputError(f"images: expected a list of images, got one {type(images).__name__}; for one image use "
                          "predict() or pass [image]")
+    if isinstance(images, Mapping):  # iterating one yields its keys, each "image file not found"
+        raise InputError(f"images: expected a list of images, got a {type(images).__name__}; pass its images, e.g. "
+                         "list(d.values())")
     if type(images).__name__ == "DataFrame":  # iterating one yields its column names, each "image file not found"
         raise InputError("images: expected a list of images, got a DataFrame; pass its column of images, e.g. "
                          "df[\"path\"]")

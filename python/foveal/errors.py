@@ -5,6 +5,7 @@ Every error a user can cause is a :class:`FovealError`; the CLI prints its messa
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 from collections import Counter
@@ -128,7 +129,10 @@ def real_number(value: object) -> float | None:
         value = value[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range: infinite, so that a caller's range check refuses it
+        return math.inf if value > 0 else -math.inf
 
 
 def checked_count(value: object, name: str, minimum: int = 1) -> int:

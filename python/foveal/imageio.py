@@ -118,6 +118,9 @@ def decode(src: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, min_side: in
         _check_size(src.image_hw[::-1], max_pixels, src.source)  # image_hw is the size the map will have
         return src
     if isinstance(src, np.ndarray):
+        if isinstance(src, np.ma.MaskedArray) and np.ma.getmaskarray(src).any():  # asarray would read what is hidden
+            raise ImageError("image array: the masked array has masked pixels; fill them first (a.filled(255) for "
+                             "white)")
         pixels = _from_array(np.asarray(src), max_pixels)  # a subclass (np.matrix) as the plain array it holds
         return DecodedImage(pixels, hashlib.sha256(pixels).hexdigest(), "<array>")
     if isinstance(src, Image.Image):

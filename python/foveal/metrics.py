@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,16 @@ def _map(saliency_map: np.ndarray, name: str = "saliency_map") -> np.ndarray:
     if not np.isfinite(s).all():
         raise InputError(f"{name} contains NaN or infinite values; a saliency map must be finite")
     return s
+
+
+def _scores(values: Any, name: str) -> np.ndarray:
+    """``values`` as a flat float64 array of real numbers, else InputError (text such as "1" was parsed, not
+    refused; a dict or complex numbers raised TypeError)."""
+    array = np.asarray(values) if not isinstance(values, (str, bytes, Mapping)) else None
+    if array is None or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) \
+            or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"auc: {name} must be an array of real numbers, got {type(values).__name__}")
+    return array.astype(np.float64).reshape(-1)
 
 
 def _shape(shape: Any, name: str) -> tuple[int, int]:
@@ -134,8 +145,8 @@ def auc(positives: np.ndarray, negatives: np.ndarray) -> float:
     Equals P(positive > negative) + ½ P(positive = negative) (Mann-Whitney U / (n_pos n_neg)), which is what
     the trapezoidal ROC over all distinct values gives (pysaliency ``general_roc`` with ``judd=0``).
     """
-    pos = np.asarray(positives, dtype=np.float64).reshape(-1)
-    neg = np.sort(np.asarray(negatives, dtype=np.float64).reshape(-1))
+    pos = _scores(positives, "positives")
+    neg = np.sort(_scores(negatives, "negatives"))
     if pos.size == 0 or neg.size == 0:
         raise InputError(f"auc needs positives and negatives, got {pos.size} and {neg.size}")
     if np.isnan(pos).any() or np.isnan(neg).any():  # NaN sorts last: it would win or lose every comparison

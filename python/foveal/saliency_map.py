@@ -11,7 +11,7 @@ import numpy as np
 
 from . import cpu
 from .boxes import resolve_boxes
-from .errors import ImageError, InputError
+from .errors import ImageError, InputError, TooManyPixelsError
 from .fileio import checked_path, open_input, save_png, write_npy
 from .imageio import DEFAULT_MAX_PIXELS, checked_max_pixels, max_file_bytes, open_pillow
 
@@ -50,9 +50,12 @@ def box_stats_from_sums(sums: np.ndarray, xyxy: np.ndarray, total: float, shape:
             "lift": share / (area / (height * width))}
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
+def _read_only(array: np.ndarray, owned: bool = False) -> np.ndarray:
     """A view of ``array`` that cannot be written: a map's values and its table must stay in step (the caller's
-    own array, if it gave one, stays writeable)."""
+    own array, if it gave one, stays writeable). An array the map ``owned`` is locked too: through a view of a
+    writeable one, ``flags.writeable = True`` made the view writeable again."""
+    if owned:
+        array.flags.writeable = False
     view = array.view()
     view.flags.writeable = False
     return view
@@ -78,7 +81,8 @@ class SaliencyMap:
             raise InputError(f"prob: expected a non-empty (H, W) array, got shape {prob.shape}")
         if not np.issubdtype(prob.dtype, np.floating):
             raise InputError(f"prob: expected a float array, got {prob.dtype}")
-        self.prob = _read_only(np.ascontiguousarray(prob, dtype=np.float32))
+        kept = np.ascontiguousarray(prob, dtype=np.float32)
+        self.prob = _read_only(kept, owned=kept is not prob and not np.may_share_memory(kept, prob))
         if provenance is not None and not isinstance(provenance, Mapping):
             raise InputError(f"provenance: expected a dict of where the map came from, got {type(provenance).__name__}")
         self.provenance: dict[str, Any] = dict(provenance or {})
@@ -119,7 +123,7 @@ class SaliencyMap:
         if not (np.isfinite(total) and total > 0) or float(self.prob.min()) < 0:
             raise InputError(f"this map is not a distribution (total {total:g}, min {float(self.prob.min()):g}): "
                              "box queries need finite, non-negative values with a positive total")
-        return _read_only(table)
+        return _read_only(table, owned=True)
 
     @property
     def total(self) -> float:
@@ -190,6 +194,8 @@ class SaliencyMap:
         with open_input(name, max_file_bytes(max_pixels), "saliency PNG") as fh:
             try:
                 image = open_pillow(fh, name, max_pixels)
+            except TooManyPixelsError:  # a map, only too large: refused as such, like an image
+                raise
             except ImageError as exc:
                 raise InputError(f"not a foveal saliency PNG: {exc}") from None
             if image.mode not in ("L", "I;16", "I"):  # to_png writes grey levels; a palette's are only indices

@@ -51,6 +51,13 @@ class BatchItem:
     elements: str | None = None
 
     def __post_init__(self) -> None:
+        for name, optional in (("creative_id", False), ("image", False), ("elements", True)):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike) and name != "creative_id":  # a Path reached pyarrow as it was
+                object.__setattr__(self, name, os.fspath(value))
+            elif not (isinstance(value, str) or (optional and value is None)):
+                raise InputError(f"BatchItem {name}: expected text{' or a path' if name != 'creative_id' else ''}"
+                                 f"{' or None' if optional else ''}, got {type(value).__name__}")
         # The name goes into scores, reports and stores, all UTF-8; the OS hands undecodable bytes over as lone
         # surrogates, which none of them can hold.
         for what, text in (("the image's file name", self.image), ("the element file's name", self.elements or ""),
@@ -58,8 +65,9 @@ class BatchItem:
             unicode_name(text, what)
 
 
-def is_batch_input(path: Path) -> bool:
+def is_batch_input(path: str | os.PathLike) -> bool:
     """Whether ``path`` names a batch (folder, list file, table) rather than one image."""
+    path = Path(checked_path(path, "path"))
     return path.is_dir() or path.suffix.lower() in LIST_SUFFIXES | TABLE_SUFFIXES
 
 

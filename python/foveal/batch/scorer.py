@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..errors import DiskFullError, ElementSpecError, FovealError, InputError, checked_flag
 from ..fileio import checked_path, is_unicode, unicode_name, write_npy
@@ -75,6 +75,11 @@ class BatchOptions:
             raise InputError(f"elements_dir {self.elements_dir}: not a folder; give the folder of the element files")
         if isinstance(self.tags, str):
             raise InputError(f"tags: expected a list of tags, got {self.tags!r}; pass [{self.tags!r}] for one tag")
+        # None or numbers passed here, and failed the batch's first store write (or nothing, without a store)
+        tags = tuple(self.tags) if isinstance(self.tags, Iterable) else None
+        if tags is None or not all(isinstance(t, str) for t in tags):
+            raise InputError(f"tags: expected a list of text tags, got {self.tags!r}")
+        object.__setattr__(self, "tags", tags)
         # Both go into every scores.json and report.html (UTF-8); the OS hands an undecodable argument or file
         # name over as lone surrogates, which would fail the first report half-written.
         if self.norms is not None:

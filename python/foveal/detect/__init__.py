@@ -15,7 +15,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -269,6 +269,11 @@ def kind_names(kinds: Sequence[str]) -> list[str]:
 
 def to_elements(detections: list[Detection]) -> list[Element]:
     """Detections as scoring elements named by kind (``cta``, ``cta_2``...)."""
+    if isinstance(detections, (str, bytes)) or not isinstance(detections, Iterable):
+        raise InputError("to_elements: expected a list of Detection (detect()'s result)")
+    detections = list(detections)
+    if not all(isinstance(d, Detection) for d in detections):
+        raise InputError("to_elements: expected a list of Detection (detect()'s result)")
     return [Element(name=name, kind=d.kind, box=(d.box[0], d.box[1], d.box[2] - d.box[0], d.box[3] - d.box[1]))
             for name, d in zip(kind_names([d.kind for d in detections]), detections)]
 

@@ -83,6 +83,14 @@ class Element:
     kind: str
     box: tuple[int, int, int, int]
 
+    def __post_init__(self) -> None:
+        # NumPy integers (a DataFrame row's) score as ints do, but json cannot write them out: kept as Python ints.
+        # Anything else stays as given, for check_elements to refuse.
+        box = self.box
+        if isinstance(box, (tuple, list)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                  for v in box):
+            object.__setattr__(self, "box", tuple(int(v) for v in box))
+
     @property
     def xyxy(self) -> tuple[int, int, int, int]:
         """The box as half-open ``(x0, y0, x1, y1)``."""

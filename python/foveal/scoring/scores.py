@@ -302,6 +302,7 @@ def score_elements(smap: MapLike, elements: Iterable[Element], *, norms: Norms |
     ``allow_model_mismatch``.
     """
     elements, format, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
+    checked_flag(allow_model_mismatch, "allow_model_mismatch")  # "yes" passed while no norms were given
     if not elements:
         return ()
     # Element objects built directly skip make_element; an edit may legitimately put two on one box.

@@ -144,6 +144,11 @@ class Store:
         if not graph:
             raise InputError("record: provenance has no graph_sha256; pass the SaliencyMap.provenance of the map "
                              "that was scored")
+        for key in ("graph_sha256", "model_version", "model_sha256", "backend", "image_sha256"):
+            # a list failed in the database's driver and was told as the store's failure; a number was stored
+            if not (provenance.get(key) is None or isinstance(provenance.get(key), str)):
+                raise InputError(f"record: provenance {key} must be text, got {provenance.get(key)!r:.60}; pass the "
+                                 "SaliencyMap.provenance of the map that was scored")
         image_sha = provenance.get("image_sha256")
         now = scored_at or datetime.now(timezone.utc)
         with recording(), self._transaction() as conn:
