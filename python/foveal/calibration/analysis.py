@@ -19,6 +19,7 @@ from .._version import __version__
 from ..errors import InputError, checked_count
 from ..evaluate import check_seed
 from ..scoring.scores import checked_pass_percentile
+from ..store.outcomes import NO_LABEL
 from .stats import (CONFIDENCE, MAX_BOOTSTRAP, benjamini_hochberg, fisher_drop_test, pooled_rate_interval,
                     rank_correlation)
 
@@ -47,7 +48,7 @@ class Settings:
 
     by: tuple[str, ...] = ()
     window_days: int = 28
-    step_days: int = 7
+    step_days: int | None = None  # default: 7, or the window if shorter
     metric: str = "ctr"
     min_impressions: int = 1000
     min_clicks: int = 20          # cvr only: its denominator is clicks
@@ -60,6 +61,8 @@ class Settings:
     until: date | None = None     # analyse outcomes up to this day (default: the last day with outcomes)
 
     def __post_init__(self) -> None:
+        if self.step_days is None and isinstance(self.window_days, int) and not isinstance(self.window_days, bool):
+            object.__setattr__(self, "step_days", min(7, self.window_days))
         if not (isinstance(self.by, (tuple, list)) and all(isinstance(f, str) for f in self.by)):
             raise InputError(f"by: expected a tuple of field names among {', '.join(SEGMENT_FIELDS)}, got {self.by!r}")
         for name in ("window_days", "step_days", "min_creatives", "bootstrap", "min_impressions", "min_clicks"):
@@ -125,9 +128,9 @@ def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple],
         options = []
         for field in by:
             if field == "tag":
-                options.append([("tag", t) for t in sorted(p.get("tags") or [])] or [("tag", "(none)")])
+                options.append([("tag", t) for t in sorted(p.get("tags") or [])] or [("tag", NO_LABEL)])
             else:
-                options.append([(field, p.get(field) or "(none)")])
+                options.append([(field, p.get(field) or NO_LABEL)])
         keys = [()]
         for choices in options:
             keys = [k + (c,) for k in keys for c in choices]
@@ -169,14 +172,21 @@ def _digest(key: tuple[tuple[str, str], ...]) -> bytes:
 
 def window_ends(days: np.ndarray, last: int, settings: Settings) -> list[int]:
     """Day numbers where windows end: the last day, then every ``step`` days back while a whole window fits after
-    the first of ``days`` (the outcomes' days); a window holding none of them is left out, so one row dated years
-    before the rest (a 0001-01-01 in an export) does not make a window for every step in between."""
+    the first of ``days`` (the outcomes' days). A window must hold outcomes and begin no earlier than the stretch
+    of outcomes it holds (stretches part where a whole window passes without any): one row dated years before the
+    rest (a 0001-01-01 in an export) adds no window for every step in between, nor turns the first windows of
+    the real outcomes into windows that began before them."""
+    width = settings.window_days
     present = np.unique(days)
-    ends = np.arange(last, int(present[0]) + settings.window_days - 2, -settings.step_days)[::-1]
-    found = np.searchsorted(present, ends - settings.window_days + 1)
+    stretch_starts = present[np.r_[True, np.diff(present) >= width]]
+    ends = np.arange(last, int(present[0]) + width - 2, -settings.step_days)[::-1]
+    starts = ends - width + 1
+    found = np.searchsorted(present, starts)  # the window's first outcome day, if it holds one
     holds = found < len(present)
     holds[holds] = present[found[holds]] <= ends[holds]
-    return [int(end) for end in ends[holds]]
+    first_held = present[np.minimum(found, len(present) - 1)]
+    began = stretch_starts[np.searchsorted(stretch_starts, first_held, side="right") - 1]
+    return [int(end) for end in ends[holds & (began <= starts)]]
 
 
 def window_totals(data: Data, start: int, end: int, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,9 +232,14 @@ def analyse(data: Data, settings: Settings) -> dict[str, Any]:
         side = "before the first outcome" if last < first else f"{settings.window_days}+ days after the last outcome"
         raise InputError(f"until {settings.until}: {side}; choose a day from {_iso(first)} to {_iso(newest)}")
     ends = window_ends(data.day, last, settings)
-    if not ends:
+    if not ends and last - first + 1 < settings.window_days:
         raise InputError(f"outcomes span {last - first + 1} day(s), less than one {settings.window_days}-day window; "
                          "use a shorter window or wait for more data")
+    if not ends:
+        raise InputError(f"no {settings.window_days}-day window ending on {_iso(last)} or a whole number of "
+                         f"{settings.step_days}-day steps before it lies within a stretch of outcomes (they run "
+                         f"{_iso(first)} to {_iso(newest)}, with gaps of a window or more); choose another until "
+                         "day or a shorter window")
     windows = [(end - settings.window_days + 1, end) for end in ends]
     totals = [window_totals(data, a, b, settings) for a, b in windows]
     segments, tests = [], []

@@ -45,7 +45,7 @@ def propose(percentiles: np.ndarray, rates: np.ndarray, current: float | np.ndar
     tpr = passed[:, top].mean(1) if top.any() else np.zeros(len(CANDIDATES))
     fpr = passed[:, ~top].mean(1) if (~top).any() else np.zeros(len(CANDIDATES))
     j = tpr - fpr
-    best = np.flatnonzero(np.isclose(j, j.max(), atol=1e-12))
+    best = np.flatnonzero(np.isclose(j, j.max(), rtol=0.0, atol=1e-12))
     before = separation(percentiles, top, current)
     choice = float(CANDIDATES[best[np.argmin(np.abs(CANDIDATES[best] - before["pass_percentile"]))]])
     return {"n": int(len(rates)), "top_performers": int(top.sum()), "before": before,

@@ -235,6 +235,10 @@ def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return row, problems
 
 
+#: The segment of creatives without a vertical (or tag) in a calibration: no creative's own label.
+NO_LABEL = "(none)"
+
+
 def is_label(text: str) -> bool:
     """Whether non-empty ``text`` may be a creative id, tag, vertical or source in the store: at most 200
     characters, none of them a control character (PostgreSQL refuses NUL, and ids are shown on one line): C0, DEL
