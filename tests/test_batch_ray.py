@@ -674,3 +674,13 @@ def _actor_pids(name: str) -> list[int]:
     (Ray sets ``ray::MapWorker(...)``); an actor of another cluster on this host has the same title."""
     return [pid for pid in descendants(os.getpid())
             if _read(f"/proc/{pid}/cmdline").startswith(b"ray::") and name.encode() in _read(f"/proc/{pid}/cmdline")]
+
+
+def test_a_cpu_actor_gets_as_many_kernel_threads_as_its_cpus(cluster):
+    """The native pool is sized at import, which an actor's process does to unpickle its class: setting
+    FOVEAL_NUM_THREADS when the engine was built left every actor the node's every CPU in kernel threads."""
+    from foveal import cpu
+    from foveal.batch.on_ray import thread_env
+
+    probe = ray.remote(cpu.thread_count)  # the pool's size, as the actor's process has it
+    assert ray.get(probe.options(num_cpus=1, **thread_env(1)).remote(), timeout=120) == 1

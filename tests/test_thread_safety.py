@@ -3,6 +3,7 @@ threads give exactly, bit for bit, the results of the same calls made one after 
 can run (ONNX Runtime fp32 and int8, the torch backend's CPU mode)."""
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -125,3 +126,79 @@ def test_gpu_backends_run_one_call_at_a_time(monkeypatch, rgb):
     for prob in _concurrently([lambda: engine.predict(rgb).prob] * THREADS):
         np.testing.assert_array_equal(prob, expected)
     assert peak[0] == 1
+
+
+def _laned_engine() -> Engine:
+    engine = Engine()
+    if len(engine._cpu_lanes()) < 2:
+        pytest.skip("lanes need two or more kernel threads")
+    return engine
+
+
+def test_ctrl_c_while_lanes_start_leaves_no_lane_working(monkeypatch):
+    """A KeyboardInterrupt inside Thread.start() (which waits for the new thread) left the lane already started
+    working through the whole job, calling on_result, after predict_stream had raised."""
+    import time
+
+    engine = _laned_engine()
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        real_start(thread)
+        if thread.name.startswith("foveal-lane"):
+            raise KeyboardInterrupt
+
+    seen: list[int] = []
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        engine.predict_stream([image] * 40, lambda i, m: seen.append(i))
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    calls = len(seen)
+    time.sleep(0.5)
+    assert len(seen) == calls <= 1 and not [t for t in threading.enumerate() if t.name.startswith("foveal-lane")]
+    assert np.array_equal(engine.predict_batch([image])[0].prob, engine.predict(image).prob)  # the next call works
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_an_engine_forked_while_busy_works_in_the_child():
+    """Forked while another thread made the lanes, the child inherited their lock held and its first batch waited
+    for ever; forked mid-predict, its session could wait for a pool thread the child does not have."""
+    import signal
+
+    engine = _laned_engine()
+    image = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    expected = engine.predict(image).prob
+    engine._lanes = None  # so the batch below makes them, under the lock
+    making = threading.Thread(target=engine.predict_batch, args=([image] * 4,))
+    with engine._lanes_lock:  # held at the fork, as by a thread making the lanes
+        making.start()
+        pid = os.fork()
+        if pid == 0:  # the child: bounded by an alarm, its answer in its exit status
+            signal.alarm(60)
+            maps = engine.predict_batch([image] * 4)
+            os._exit(0 if all(np.array_equal(m.prob, expected) for m in maps) else 3)
+    making.join(timeout=60)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_that_closes_its_engine_ends():
+    """ONNX Runtime's session, freed in a forked child, waits for its pool's threads, which only the parent has:
+    a child that closed (or dropped) an Engine it inherited, even an idle one, hung."""
+    import gc
+    import signal
+
+    engine = Engine()
+    image = np.random.default_rng(1).integers(0, 255, (90, 120, 3), np.uint8)
+    expected = engine.predict(image).prob
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)
+        same = np.array_equal(engine.predict(image).prob, expected)
+        engine.close()
+        gc.collect()
+        os._exit(0 if same else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"

@@ -1,9 +1,12 @@
 """Engine: one model on one backend, turning images into SaliencyMaps."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import operator
 import os
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -86,13 +89,33 @@ class Engine:
             if fp16 is not None and checked_flag(fp16, "fp16"):
                 raise InputError(f"precision='fp32' with fp16={fp16!r}: the two contradict; drop one")
             backend_options = {**backend_options, "fp16": False}
-        self._backend = backends.select(self.model, device, strict=strict, graphs=graphs, **backend_options)
+        self._make_backend = functools.partial(backends.select, self.model, device, strict=strict, graphs=graphs,
+                                               **backend_options)
+        self._backend = self._make_backend()
         self.graph: ModelCard = graphs.get(self._backend.name, self.model)
         self._gpu_lock = threading.Lock()
         self._lanes: list[Any] | None = None  # single-threaded twin sessions, made by the first batch that uses them
         self._lanes_lock = threading.Lock()
         self._closed, self._calls = False, 0  # closed by close(); predicting calls running now
         self._calls_lock = threading.Lock()
+        self._after_fork: str | None = None  # what a forked child must do before its first call: "rebuild", "refuse"
+        _ENGINES.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child, before any other thread exists there. The parent's threads are gone: a lock one of
+        them held stays held (the child's first batch waited for ever), and ONNX Runtime's sessions wait for their
+        pool's threads, running (a session forked mid-run) or freed (a child that dropped its Engine, or exited
+        normally, hung). So: fresh locks, and the inherited sessions kept, never freed nor run, for new ones made
+        at the child's first call (tens of milliseconds); a GPU's state a child cannot use at all."""
+        self._gpu_lock, self._lanes_lock, self._calls_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        self._calls = 0
+        _keep_for_good(self._backend)
+        _keep_for_good(self._lanes)
+        self._lanes = None if not self._closed else []
+        if self._backend.on_gpu:
+            self._after_fork = "refuse"
+        elif not self._closed:
+            self._after_fork = "rebuild"
 
     def __reduce__(self) -> Any:
         raise InputError("an Engine holds native sessions and cannot be pickled or sent to another process; make one "
@@ -127,6 +150,11 @@ class Engine:
         with self._calls_lock:
             if self._closed:
                 raise InputError(f"this Engine (model {self.model.name!r}) is closed; make a new Engine to predict")
+            if self._after_fork == "refuse":
+                raise InputError(f"this Engine runs on {self._backend.device}, whose state a forked process cannot use; "
+                                 "make an Engine in each worker (multiprocessing's 'spawn' start method)")
+            if self._after_fork == "rebuild":
+                self._backend, self._after_fork = self._make_backend(), None
             self._calls += 1
         try:
             yield
@@ -371,13 +399,23 @@ class Engine:
 
         threads = [threading.Thread(target=work, args=(k,), name=f"foveal-lane-{k}", daemon=True)
                    for k in range(1, len(lanes))]
-        for thread in threads:
-            thread.start()
 
         def stopped() -> bool:  # every lane done, or (stopped) blocked reading the source, where none can be woken
             return all(done[k] or (stop.is_set() and reading[0] is lanes[k]) for k in range(1, len(lanes)))
 
         try:
+            try:
+                for thread in threads:
+                    thread.start()
+            except BaseException:
+                # Ctrl-C inside Thread.start() (it waits for the thread): the lanes already running must see the
+                # stop, or one works through the whole job after this call has raised; those never started (or
+                # not yet running, which then take nothing) are done.
+                stop.set()
+                with state:
+                    for k, thread in enumerate(threads, 1):
+                        done[k] = done[k] or not thread.is_alive()
+                raise
             work(0)
         finally:
             try:
@@ -521,6 +559,25 @@ class _Released:
 def image_list(images: Any) -> list[Any]:
     """``images`` as a list of single images; a single image (which may itself be iterable) is refused."""
     return list(image_iter(images))
+
+
+#: Every live Engine, for the fork handler below.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _keep_for_good(obj: Any) -> None:
+    """One reference to ``obj`` that nothing releases, not even the interpreter's shutdown: what a forked child
+    inherited and must never free (see :meth:`Engine._forked`)."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _engines_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_engines_after_fork)
 
 
 def image_iter(images: Any) -> Iterator[Any]:

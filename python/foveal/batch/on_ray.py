@@ -65,8 +65,6 @@ class EngineSpec:
 
         if self.threads is None:
             return Engine(self.model, device=self.device, precision=self.precision, max_pixels=self.max_pixels)
-        # Read by the native kernels at their first call; an actor's process has made none yet.
-        os.environ["FOVEAL_NUM_THREADS"] = str(self.threads)
         return Engine(self.model, device=self.device, precision=self.precision, max_pixels=self.max_pixels,
                       threads=self.threads)
 
@@ -163,6 +161,8 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
                                     resources.get("CPU", 1) // cpus_per_actor))
         if not gpu and engine.threads is None:
             engine = replace(engine, threads=cpus_per_actor)
+        if not gpu:
+            per_actor.update(thread_env(engine.threads))
         identity = _engine_identity(ray, engine, per_actor)
         warning = None
         if norms is not None:
@@ -195,7 +195,14 @@ def run_batch_on_ray(items: Sequence[BatchItem], out: str | Path, engine: Engine
         _stop_reaper(reaper)
 
 
-def _check_fits(ray, per_actor: dict[str, float]) -> None:
+def thread_env(threads: int) -> dict[str, Any]:
+    """Ray options that give an actor's process ``threads`` kernel threads: the native pool is sized when foveal is
+    imported, which the process does to unpickle its actor class, before any engine is built; setting
+    ``FOVEAL_NUM_THREADS`` then (as the engine did) left the pool at every CPU of the node."""
+    return {"runtime_env": {"env_vars": {"FOVEAL_NUM_THREADS": str(threads)}}}
+
+
+def _check_fits(ray, per_actor: dict[str, Any]) -> None:
     """Refuse an actor no node can hold: Ray Data would wait for it to start without end."""
     need = {"CPU": per_actor["num_cpus"], "GPU": per_actor.get("num_gpus", 0)}
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
