@@ -790,3 +790,28 @@ def test_element_file_checks_what_it_writes(detections, image_hw, match):
 def test_detector_sizes_take_numpy_whole_numbers():
     _need_extra()
     assert Detector(det_short=np.int64(512), det_long=np.int32(1024), faces=False).text.det_short == 512
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_detects_and_ends():
+    """A forked child that dropped the Detector it inherited (or exited normally) hung: ONNX Runtime's sessions,
+    freed, wait for pool threads only the parent has."""
+    import gc
+    import signal
+
+    from foveal import detect
+
+    _need_extra()
+    image = EXAMPLES / "creative.png"
+    expected = detect.detect(image)
+    inherited = detect.default_detector()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(120)
+        same = detect.detect(image) == expected and inherited.detect(image) == expected
+        del inherited
+        detect._default = None
+        gc.collect()
+        os._exit(0 if same else 3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"

@@ -1,7 +1,6 @@
 """Engine: one model on one backend, turning images into SaliencyMaps."""
 from __future__ import annotations
 
-import ctypes
 import functools
 import operator
 import os
@@ -18,6 +17,7 @@ import numpy as np
 from . import backends, cpu
 from ._version import __version__
 from .errors import FovealError, InputError, ModelError, checked_count, checked_flag, prefixed
+from .forking import keep_for_good
 from .geometry import Plan, plan
 from .imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageLike, checked_max_pixels, decode
 from .models import AUTO_PRECISIONS, COARSE_FOR_DECISIONS, PRECISIONS, ModelCard, load_card
@@ -104,13 +104,13 @@ class Engine:
     def _forked(self) -> None:
         """In a forked child, before any other thread exists there. The parent's threads are gone: a lock one of
         them held stays held (the child's first batch waited for ever), and ONNX Runtime's sessions wait for their
-        pool's threads, running (a session forked mid-run) or freed (a child that dropped its Engine, or exited
-        normally, hung). So: fresh locks, and the inherited sessions kept, never freed nor run, for new ones made
-        at the child's first call (tens of milliseconds); a GPU's state a child cannot use at all."""
+        pool's threads, running (a session forked mid-run) or freed (:mod:`foveal.forking`). So: fresh locks, and
+        the inherited sessions kept, never freed nor run, for new ones made at the child's first call (tens of
+        milliseconds); a GPU's state a child cannot use at all."""
         self._gpu_lock, self._lanes_lock, self._calls_lock = threading.Lock(), threading.Lock(), threading.Lock()
         self._calls = 0
-        _keep_for_good(self._backend)
-        _keep_for_good(self._lanes)
+        keep_for_good(self._backend)
+        keep_for_good(self._lanes)
         self._lanes = None if not self._closed else []
         if self._backend.on_gpu:
             self._after_fork = "refuse"
@@ -563,12 +563,6 @@ def image_list(images: Any) -> list[Any]:
 
 #: Every live Engine, for the fork handler below.
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def _keep_for_good(obj: Any) -> None:
-    """One reference to ``obj`` that nothing releases, not even the interpreter's shutdown: what a forked child
-    inherited and must never free (see :meth:`Engine._forked`)."""
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 def _engines_after_fork() -> None:

@@ -13,6 +13,7 @@ import importlib.util
 import numbers
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import DetectorUnavailableError, ElementSpecError, InputError, checked_flag
+from ..forking import keep_for_good
 from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
 from .layout import (Block, Box, group_lines, intersects, is_imperative, near_corner, stands_apart, union,
@@ -77,6 +79,7 @@ class Detector:
         self._side = ThreadPoolExecutor(1, thread_name_prefix="foveal-faces") if side else None
         self._side_pid = os.getpid()
         self.min_face, self.threads = min_face, threads
+        _DETECTORS.add(self)
 
     def _faces(self, rgb: np.ndarray) -> list[Detection]:
         assert self.faces is not None
@@ -241,6 +244,22 @@ def unavailable_reason() -> str | None:
     except DetectorUnavailableError as exc:
         return str(exc)
     return None
+
+
+#: Every live Detector, for the fork handler below.
+_DETECTORS: weakref.WeakSet[Detector] = weakref.WeakSet()
+
+
+def _detectors_after_fork() -> None:
+    """A forked child keeps what it inherited unfreed (:mod:`foveal.forking`), and makes its own default detector."""
+    global _default, _default_lock
+    for detector in list(_DETECTORS):
+        keep_for_good(detector)
+    _default, _default_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_detectors_after_fork)
 
 
 def default_detector() -> Detector:
