@@ -107,12 +107,13 @@ def other_server(handler) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running(app, plain_uvicorn: bool = False):
-    """Serve ``app`` with uvicorn and ``foveal serve``'s own connections (``plain_uvicorn``: uvicorn's) on a free
-    loopback port in a thread; yield its base URL."""
+def running(app, plain_uvicorn: bool = False, header_timeout_s: float = 10.0, **config):
+    """Serve ``app`` with uvicorn (``config``: more of its settings) and ``foveal serve``'s own connections
+    (``plain_uvicorn``: uvicorn's) on a free loopback port in a thread; yield its base URL."""
     port = free_port()
-    options = {} if plain_uvicorn else {"http": connection_factory(10.0, send_timeout_s=60.0)}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
+    options = {} if plain_uvicorn else {"http": connection_factory(header_timeout_s, send_timeout_s=60.0)}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options,
+                                           **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -2928,3 +2929,85 @@ def test_client_settings_take_numpy_numbers_and_refuse_numbers_past_floats_range
     for settings in ({"timeout": 10**400}, {"deadline_ms": 10**400}, {"timeout": np.True_}):
         with pytest.raises(foveal.InputError, match="must be a positive number"):
             Client("http://127.0.0.1:1", **settings)
+
+
+def _exchange(port: int, data: bytes, wait_s: float = 20) -> bytes:
+    """Everything the server sends back for ``data`` until it closes the connection, or ``wait_s`` passes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(data)
+        got, deadline = b"", time.monotonic() + wait_s
+        try:
+            while time.monotonic() < deadline and (chunk := sock.recv(65536)):
+                got += chunk
+        except TimeoutError:  # kept alive
+            pass
+    return got
+
+
+def test_a_request_refused_by_the_connection_is_answered_after_the_whole_ones_before_it(url, caplog):
+    """Too-large headers, an upgrade with a body, or a malformed chunk in a request pipelined behind a whole one
+    was answered at once: the whole one lost its answer, and uvicorn logged two tracebacks writing it."""
+    port = int(url.rsplit(":", 1)[1])
+    ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    large = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000)
+                                                             for i in range(70)) + b"\r\n"
+    upgrade = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+               b"Content-Type: image/png\r\nContent-Length: 4\r\n\r\nabcd")
+    bad_chunk = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n"
+                 b"\r\nzz\r\nabcd\r\n0\r\n\r\n")
+    for refused, status in ((large, b"431"), (upgrade, b"400"), (bad_chunk, b"400")):
+        answers = _exchange(port, ok + refused)
+        assert re.findall(rb"HTTP/1.1 (\d+)", answers) == [b"200", status], answers[:600]
+    assert "Cannot call write() after write_eof()" not in caplog.text
+
+
+def test_trailer_fields_are_limited_in_the_read_that_ends_the_body(url):
+    # Those in the same read as the last chunk were not counted: 80 KB of them passed the 64 KiB limit.
+    port = int(url.rsplit(":", 1)[1])
+    answers = _exchange(port, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n"
+                        + b"".join(b"X-T%d: %s\r\n" % (i, b"b" * 1000) for i in range(80)) + b"\r\n")
+    assert re.findall(rb"HTTP/1.1 (\d+)", answers) == [b"431"], answers[:300]
+
+
+def test_a_request_begun_behind_an_answered_one_gets_its_header_deadline(engine):
+    """uvicorn's idle timer (keep_alive_s) closed the connection without a word while a pipelined request's headers
+    were still arriving; the header deadline answers 408."""
+    app = create_app(ServeConfig(warmup=False), engine=engine)
+    with running(app, header_timeout_s=2.0, timeout_keep_alive=0.5) as base:
+        started = time.monotonic()
+        answers = _exchange(int(base.rsplit(":", 1)[1]), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                        b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    assert re.findall(rb"HTTP/1.1 (\d+)", answers) == [b"200", b"408"] and time.monotonic() - started > 1.5
+
+
+def test_requests_the_parser_refuses_are_not_logged(url, caplog):
+    # Anyone could fill the log with "Invalid HTTP request received.", one line each, even under -q.
+    port = int(url.rsplit(":", 1)[1])
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert _exchange(port, b"BLAH\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert "Invalid HTTP request" not in caplog.text
+
+
+def test_host_is_one_header_and_preflights_and_redirects_respect_it(engine):
+    """Two Host headers were taken (the guard checked the last, the framework used the first); a CORS preflight
+    skipped --allowed-host; a folder's redirect was built from Host (http://evil.example/...)."""
+    app = create_app(ServeConfig(allowed_hosts=("localhost",), cors_origins=("https://ads.example.com",),
+                                 warmup=False), engine=engine)
+    preflight = {"Origin": "https://ads.example.com", "Access-Control-Request-Method": "POST"}
+    with running(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        twice = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: evil.com\r\nHost: localhost\r\n\r\n", 5)
+        assert twice.startswith(b"HTTP/1.1 400") and b"the header host is sent more than once" in twice
+        refused = httpx.options(f"{base}/v1/predict", headers={**preflight, "Host": "evil.com"}, timeout=30)
+        assert error_of(refused) == (400, "unknown_host")
+        allowed = httpx.options(f"{base}/v1/predict", headers={**preflight, "Host": "localhost"}, timeout=30)
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == preflight["Origin"]
+    with running(create_app(ServeConfig(warmup=False), engine=engine)) as base:
+        moved = _exchange(int(base.rsplit(":", 1)[1]), b"GET /. HTTP/1.1\r\nHost: evil.example\r\n"
+                                                       b"Connection: close\r\n\r\n", 5)
+        location = re.search(rb"(?im)^location: (.*)\r$", moved)
+        assert moved.startswith(b"HTTP/1.1 307") and location and location[1].startswith(b"/"), moved[:300]
+        page = httpx.get(f"{base}/style.css", headers={"Range": "bytes=0-10"}, timeout=30)
+        assert page.status_code == 200 and "accept-ranges" not in page.headers

@@ -203,7 +203,8 @@ def create_app(config: ServeConfig | None = None, *, engine: Any = None, **overr
     if config.cors_origins:  # added last, so outermost: the guard's own refusals (401, 413...) carry its headers too
         # A page's script reads only the headers a browser is told it may: the map's scale and provenance, and
         # how long a busy service asks it to wait.
-        app.add_middleware(CORS, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+        app.add_middleware(CORS, allowed_hosts=config.allowed_hosts, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "X-Deadline-Ms", "Content-Type"],
                            expose_headers=["X-Foveal-Scale", "X-Foveal-Provenance", "Retry-After"])
     return app

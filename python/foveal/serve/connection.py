@@ -57,10 +57,16 @@ class Connection(HttpToolsProtocol):
         self._header_bytes = 0  # every byte read while in headers, so also a header still unfinished
         self._head_bytes = 0  # the request line's and headers' own bytes, known once they are complete
         self._trailing = False  # a chunk's size line was read and none of its data yet: after the last, trailers
+        self._trailer_bytes = 0  # the trailer fields' own bytes, as parsed
         self._refused = False  # answered with an error: what the client still sends is dropped
         self._ends = False  # the answer being sent said Connection: close
         self._answering: Any = None  # the cycle whose answer is being sent: pipelined requests parse ahead of it
-        self._malformed_next: str | None = None  # the 400 for bytes after whole requests, sent once they are answered
+        # The answer to a request refused here while whole requests before it wait for theirs: sent after them
+        self._refused_next: tuple[int, str, str] | None = None
+        self._dropped: Any = None  # that request's cycle, if it had one: taken out of the pipeline, never run
+        # uvicorn's own log of a request its parser refuses: a client's mistake, answered 400, is no news for the
+        # operator (and anyone could fill the log with it)
+        self.logger = _ParserWarningsDropped(self.logger, {})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -90,7 +96,12 @@ class Connection(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._trailing:
             # A trailer field of a chunked body: uvicorn would add it to the headers the app (and its key check) has
-            # already read, or reads only if it came in time (RFC 9110 6.5: never merged), so it is dropped.
+            # already read, or reads only if it came in time (RFC 9110 6.5: never merged), so it is dropped. Counted
+            # here: those in the read that ended the body were not, and took about 64 KiB more than the limit.
+            self._trailer_bytes += len(name) + len(value) + 4
+            if self._trailer_bytes > MAX_HEADER_BYTES:
+                self._too_large()
+                raise _Refused
             return
         super().on_header(name, value)
         self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
@@ -99,7 +110,7 @@ class Connection(HttpToolsProtocol):
         # What follows a chunk's size line is measured as headers are until its data begins: after the last
         # (empty) chunk, trailer fields, which would otherwise be read without limit.
         self._trailing = self._in_headers = True
-        self._header_bytes = 0
+        self._header_bytes = self._trailer_bytes = 0
 
     def on_body(self, body: bytes) -> None:
         self._trailing = self._in_headers = False
@@ -119,7 +130,7 @@ class Connection(HttpToolsProtocol):
             raise _Refused  # stops the parser: the request never reaches the app
         if self.parser.should_upgrade() and _has_body(self.headers):
             # The parser takes what follows an upgrade request's headers for the new protocol's: the body is lost.
-            self._answer(400, "bad_request", "a request with a body cannot ask for a protocol upgrade here; send it "
+            self._refuse(400, "bad_request", "a request with a body cannot ask for a protocol upgrade here; send it "
                                              "without the Upgrade header")
             raise _Refused
         super().on_headers_complete()
@@ -166,9 +177,15 @@ class Connection(HttpToolsProtocol):
             self._close_gently()
             return
         super().on_response_complete()
-        if self._malformed_next is not None and not self.pipeline and self.cycle.response_complete:
-            message, self._malformed_next = self._malformed_next, None
-            self._answer(400, "bad_request", message)
+        if self._refused_next is not None and not self.pipeline and (
+                self.cycle.response_complete or self.cycle is self._dropped):
+            (status, code, message), self._refused_next = self._refused_next, None
+            self._answer(status, code, message)
+        elif self._request_begun and self.timeout_keep_alive_task is not None:
+            # The next request has begun (pipelined behind this one, its headers not all here): its header deadline
+            # runs, not uvicorn's idle timer, which cut it off silently at --keep-alive-s instead of a 408.
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -209,25 +226,40 @@ class Connection(HttpToolsProtocol):
         if self._refused:  # the parser stopped at a request already answered (431)
             return
         message = f"{msg.rstrip('.')}: this is not an HTTP/1.1 request foveal can read"
-        if self.cycle is not None and not self.cycle.response_complete:
-            if not self.cycle.more_body:
-                # What follows whole requests is malformed, not they: they are answered first, in order, then
-                # this (it had cost the requests before it their answers, though they were computed).
-                self._malformed_next, self._refused = message, True
-                self._disarm()
-                return
-            self.cycle.scope[MALFORMED] = True
-        self._answer(400, "bad_request", message)
+        if self.cycle is not None and not self.cycle.response_complete and self.cycle.more_body \
+                and not self._queued(self.cycle):
+            self.cycle.scope[MALFORMED] = True  # the app has the request, and sees the client leave
+        self._refuse(400, "bad_request", message)
 
     def _too_large(self) -> None:
         if self._trailing:
-            if self.cycle is not None and not self.cycle.response_complete:
+            if self.cycle is not None and not self.cycle.response_complete and not self._queued(self.cycle):
                 self.cycle.scope[MALFORMED] = True  # the app has the request, and sees the client leave
-            self._answer(431, "headers_too_large", f"the trailer fields after the chunked body take over "
+            self._refuse(431, "headers_too_large", f"the trailer fields after the chunked body take over "
                                                    f"{MAX_HEADER_BYTES} bytes; send the body without them")
             return
-        self._answer(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} bytes; "
+        self._refuse(431, "headers_too_large", f"the request line and headers take over {MAX_HEADER_BYTES} bytes; "
                                                "send fewer or shorter headers")
+
+    def _queued(self, cycle: Any) -> bool:
+        """Whether ``cycle``'s request waits behind others (pipelined): the app has not started on it."""
+        return any(queued is cycle for queued, _ in self.pipeline)
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """Answer the request being read with an error, after the whole requests before it: answered at once, it
+        took the place of their answers (and uvicorn's, written after it, failed with tracebacks). A request that
+        waits behind them with its own cycle leaves the pipeline: it will never run."""
+        queued = self.cycle is not None and self._queued(self.cycle) and self.cycle.more_body
+        if queued:  # queued: a request before it is still being answered (else uvicorn would have started it)
+            self._dropped = self.cycle
+            self.pipeline = type(self.pipeline)(item for item in self.pipeline if item[0] is not self.cycle)
+        waiting = queued or self.pipeline or (self.cycle is not None and not self.cycle.response_complete
+                                              and not self.cycle.more_body)
+        if waiting:
+            self._refused_next, self._refused = (status, code, message), True
+            self._disarm()
+            return
+        self._answer(status, code, message)
 
     def _arm(self) -> None:
         self._disarm()
@@ -272,6 +304,18 @@ class Connection(HttpToolsProtocol):
             self._deadline = self.loop.call_later(LINGER_S, self.transport.close)
         else:
             self.transport.close()
+
+
+class _ParserWarningsDropped(logging.LoggerAdapter):
+    """uvicorn's error logger, less its warning for each request its parser refuses (answered 400 all the same)."""
+
+    @property
+    def level(self) -> int:  # uvicorn reads it to decide on its trace lines
+        return self.logger.level
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg != "Invalid HTTP request received.":
+            super().warning(msg, *args, **kwargs)
 
 
 def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -3,6 +3,7 @@ answers it in plain text) and saying what was refused."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -10,6 +11,7 @@ from starlette.responses import Response
 
 from ..errors import InputError
 from .errors import error_response
+from .guard import host_allowed, unknown_host
 
 # What a browser sends as Origin: a scheme and a host, lower case, with a port when it is not the scheme's default.
 _ORIGIN = re.compile(r"([a-z][a-z0-9+.-]*)://(\[[0-9a-f:.]+\]|[a-z0-9._~-]+)(?::([1-9][0-9]{0,4}))?")
@@ -39,9 +41,17 @@ def check_origins(origins: object) -> tuple[str, ...]:
 
 class CORS(CORSMiddleware):
     """A preflight whose origin, method, headers or private-network request is not allowed is answered 403
-    ``cors_refused``: without the ``Access-Control-Allow-Origin`` that would let the browser go on."""
+    ``cors_refused``: without the ``Access-Control-Allow-Origin`` that would let the browser go on. A preflight to a
+    Host none of ``allowed_hosts`` is refused as every request to it is (it is answered here, before the guard)."""
+
+    def __init__(self, app: Any, *, allowed_hosts: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.allowed_hosts = allowed_hosts
 
     def preflight_response(self, request_headers: Headers) -> Response:
+        if self.allowed_hosts and not host_allowed(request_headers.get("host", ""), self.allowed_hosts):
+            refusal = unknown_host(request_headers.get("host", ""))
+            return error_response(refusal.status or 400, refusal.code, str(refusal))
         response = super().preflight_response(request_headers)
         if response.status_code < 400:
             return response

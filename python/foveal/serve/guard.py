@@ -18,7 +18,7 @@ from .metrics import ServiceMetrics
 OPEN_PATHS = ("/healthz", "/readyz", "/openapi.json")
 #: Headers that decide how a request is handled: sent twice, which one counts would be a guess (and a proxy that
 #: checked the first key could be passed with a second).
-SINGLE_HEADERS = frozenset(("authorization", "x-api-key", "x-deadline-ms", "content-type"))
+SINGLE_HEADERS = frozenset(("authorization", "x-api-key", "x-deadline-ms", "content-type", "host"))
 
 
 def check_hosts(hosts: Any) -> tuple[str, ...]:
@@ -46,6 +46,13 @@ def host_allowed(header: str, allowed: tuple[str, ...]) -> bool:
     else:
         name = header.partition(":")[0]
     return bool(name) and any(name == a or (a.startswith("*.") and name.endswith(a[1:])) for a in allowed)
+
+
+def unknown_host(header: str) -> ServiceError:
+    """The refusal of a request whose Host is none of ``--allowed-host``: a page whose name an attacker points at
+    this machine (DNS rebinding) sends its own name as Host."""
+    return ServiceError(f"the Host header {header[:80]!r} names no host this service answers to; address it by one "
+                        "of its --allowed-host names", status=400, code="unknown_host")
 
 
 class Guard:
@@ -135,10 +142,7 @@ class Guard:
                                     code="invalid_input")
             headers[name] = raw_value.decode("latin-1")
         if self.allowed_hosts and not host_allowed(headers.get("host", ""), self.allowed_hosts):
-            # A page whose name an attacker points at this machine (DNS rebinding) sends its own name as Host.
-            return ServiceError(f"the Host header {headers.get('host', '')[:80]!r} names no host this service "
-                                "answers to; address it by one of its --allowed-host names", status=400,
-                                code="unknown_host")
+            return unknown_host(headers.get("host", ""))
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
         if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
             try:

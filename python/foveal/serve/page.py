@@ -7,6 +7,7 @@ images also from ``blob:`` (the what-if's edited creative) and ``data:``, and no
 from __future__ import annotations
 
 from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
@@ -51,4 +52,11 @@ class PageFiles(StaticFiles):
             raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers.update(HEADERS)
+        if "location" in response.headers:
+            # A folder's redirect (/js -> /js/) was built from the Host header (http://evil.example/js/, a cache
+            # poisoner's tool) and always http: the path alone is a valid Location (RFC 9110 10.2.2).
+            target = urlsplit(response.headers["location"])
+            response.headers["location"] = urlunsplit(("", "", target.path, target.query, ""))
+        if "accept-ranges" in response.headers:  # whole files only (above): no parts on offer
+            del response.headers["accept-ranges"]
         return response
