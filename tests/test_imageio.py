@@ -630,3 +630,19 @@ def test_min_side_must_be_a_positive_whole_number(rgb):
         with pytest.raises(ImageError, match="^min_side must be a whole number of pixels >= 1"):
             decode(data, min_side=value)
     assert decode(data, min_side=np.int64(8)).image_hw == rgb.shape[:2]
+
+
+def test_png_metadata_over_pillows_limit_says_what_to_do():
+    """A PNG with a 2 MB zTXt chunk was refused with Pillow's internals ("Decompressed data too large for
+    PngImagePlugin.MAX_TEXT_CHUNK") and no remedy."""
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="PNG")
+    png = buf.getvalue()
+    body = b"comment\x00\x00" + zlib.compress(b"a" * (2 << 20))
+    text = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(">I", zlib.crc32(b"zTXt" + body))
+    with pytest.raises(ImageError, match=r"^<bytes>: its metadata \(a PNG text or ICC profile chunk\) is larger "
+                                         r"than is read here; save the image without it$"):
+        load_image(png[:33] + text + png[33:])

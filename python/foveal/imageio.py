@@ -219,9 +219,18 @@ def open_pillow(fh: BinaryIO, name: str, max_pixels: int) -> "PIL.Image.Image": 
         raise TooManyPixelsError(f"{name}: {detail}, over the limit of {limit}; downscale it or raise max_pixels",
                                  detail=detail, limit=max_pixels, limit_text=limit) from None
     except Exception as exc:  # noqa: BLE001 - plugins raise OSError, SyntaxError, NotImplementedError, struct.error...
-        raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
+        raise _undecodable(name, exc) from None
     _check_size(image.size, max_pixels, name)
     return image
+
+
+def _undecodable(name: str, exc: Exception) -> ImageError:
+    """The error for an image Pillow could not read, with what to do."""
+    if "MAX_TEXT_CHUNK" in str(exc) or "MAX_TEXT_MEMORY" in str(exc):  # Pillow's limit on PNG metadata
+        return ImageError(f"{name}: its metadata (a PNG text or ICC profile chunk) is larger than is read here; "
+                          "save the image without it")
+    return ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc}); save it again "
+                      "as PNG or JPEG")
 
 
 def _jpeg_frame(fh: BinaryIO) -> str | None:
@@ -294,7 +303,7 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode this image") from None
     except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
-        raise ImageError(f"{name}: corrupt, truncated or unsupported image ({type(exc).__name__}: {exc})") from None
+        raise _undecodable(name, exc) from None
     # Asked of the EXIF tag, not of the decoded axes: a reduced decode of a near-square image can be square.
     image, turned = _upright(image)
     pixels = _to_rgb(image, name, upright=True, key=key)
