@@ -272,9 +272,43 @@ def test_a_graph_failing_at_run_time_prints_nothing_of_its_own(tmp_path, image, 
     """ONNX Runtime logged the failed run in colour on stderr before foveal raised its one-line ModelError."""
     path = _model(tmp_path / "square.onnx", [helper.make_node("Transpose", ["image"], ["t"], perm=[0, 1, 3, 2]),
                                               helper.make_node("Add", ["image", "t"], ["log_density"])])
-    with pytest.raises(ModelError, match="onnxruntime failed to run model 'square'"):
+    with pytest.raises(ModelError, match=r"^model 'square' failed in onnxruntime on a \d+x\d+ input \([^\n]*\); the "
+                                         r"contract has a graph take any height and width that are multiples of its "
+                                         r"card's pad_multiple \(\d+\)"):
         Engine(path).predict(image)  # 100×140: not square
     assert capfd.readouterr().err == ""
+
+
+def test_a_graph_swapped_after_its_engine_loaded_it_is_refused_not_run(tmp_path, image):
+    """Sessions made after loading (a first batch's lanes, a forked child's) read the file again: a graph swapped
+    meanwhile ran under the old sha256 in every map's provenance."""
+    import shutil
+
+    path = _pooled(tmp_path / "m.onnx", 8)
+    engine = Engine(path, threads=2)
+    engine.predict(image)
+    swapped = _pooled(tmp_path / "other.onnx", 8, tail=[helper.make_node("Neg", ["mean"], ["log_density"])])
+    from foveal import cpu
+
+    if cpu.usable_cpus() < 2:
+        pytest.skip("no lanes with one CPU: no session is made after loading")
+    shutil.copy(swapped, path)
+    with pytest.raises(ModelError, match=r"m.onnx: changed since it was loaded \(sha256 now [0-9a-f]{12}…, loaded "
+                                         r"[0-9a-f]{12}…\); make a new Engine to run it"):
+        engine.predict_batch([image, image])  # its lanes are made now, reading the file again
+
+
+def test_a_card_sha256_in_capitals_is_the_same_sha256(tmp_path):
+    import json
+
+    from foveal.models import file_sha256, load_card
+
+    path = _model(tmp_path / "m.onnx", [helper.make_node("ReduceMean", ["image"], ["log_density"], axes=[1],
+                                                         keepdims=1)])
+    card = {"name": "m", "input": {"working_size": 64, "pad_multiple": 8, "mean": [0, 0, 0], "std": [1, 1, 1]},
+            "output": {"stride": 1}, "sha256": file_sha256(path).upper()}
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    assert load_card(tmp_path / "m.json").sha256 == file_sha256(path)
 
 
 def test_a_map_over_the_pixel_limit_is_too_many_pixels_not_a_foreign_png(tmp_path):
@@ -284,3 +318,24 @@ def test_a_map_over_the_pixel_limit_is_too_many_pixels_not_a_foreign_png(tmp_pat
     SaliencyMap(np.full((20, 30), 1 / 600, np.float32)).to_png(tmp_path / "m.png")
     with pytest.raises(TooManyPixelsError, match="600 pixels, over the limit"):
         SaliencyMap.from_png(tmp_path / "m.png", max_pixels=10)
+
+
+def test_the_torch_backend_runs_only_networks_known_to_be_the_cards_graph(tmp_path):
+    """A user's graph carded as itti-koch ran foveal's own Itti-Koch on the torch backend, and a bare graph beside
+    any .safetensors file ran that network, each under the user's graph's sha256."""
+    import json
+
+    from foveal.backends.torch_cuda import load_network
+    from foveal.errors import BackendUnavailableError
+    from foveal.models import load_card
+
+    path = _pooled(tmp_path / "ik.onnx", 16)
+    card = {"name": "itti-koch", "input": {"working_size": 64, "pad_multiple": 16, "mean": [0, 0, 0],
+                                           "std": [1, 1, 1]}, "output": {"stride": 16}}
+    (tmp_path / "ik.json").write_text(json.dumps(card))
+    with pytest.raises(BackendUnavailableError, match="no PyTorch definition for model 'itti-koch'"):
+        load_network(load_card(tmp_path / "ik.json"))
+    stray = _pooled(tmp_path / "net.onnx", 8)
+    (tmp_path / "net.safetensors").write_bytes(b"not the graph's weights")
+    with pytest.raises(BackendUnavailableError, match="no PyTorch definition for model 'net'"):
+        load_network(load_card(stray))

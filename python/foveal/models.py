@@ -114,7 +114,7 @@ def load_card(model: str | os.PathLike = "default") -> ModelCard:
         text = DEFAULT_MODEL
     if text in available_models():
         return _load_shipped(text)
-    path = Path(text)
+    path = Path(text).absolute()  # sessions made later (lanes, a forked child's) read it from any working folder
     if path.is_dir():
         path = _card_in_folder(path)
     if path.suffix == ".json" and os.path.lexists(path):
@@ -202,12 +202,12 @@ def _checked_sha256(path: Path, expected: object, card_path: Path | None, field:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     sha = file_sha256(path)
-    if expected is None or expected == sha:
+    if expected is None or (isinstance(expected, str) and expected.lower() == sha):  # hex in either case
         return sha
     where = f"{card_path.name} {field}" if card_path is not None else field
     mismatch = f"{path.name}: sha256 {sha[:12]}… does not match its card ({where}: {str(expected)[:12]}…)"
-    if path.resolve().parent == MODELS_DIR:
-        raise ModelError(f"{mismatch}; the package is damaged: reinstall foveal")
+    if card_path is not None and card_path.resolve().parent == MODELS_DIR:  # a shipped card, not a user's link to
+        raise ModelError(f"{mismatch}; the package is damaged: reinstall foveal")  # a shipped graph
     raise ModelError(f"{mismatch}; the file changed after its card was written (swapped or damaged): restore it, or "
                      f"if the change was intended set the card's {field} to {sha} or remove it")
 

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputError, ModelError, one_line
-from ..models import ModelCard
+from ..models import ModelCard, file_sha256
 
 
 class OnnxRuntimeBackend:
@@ -49,10 +49,15 @@ class OnnxRuntimeBackend:
         # postprocessing threads (and any other session) need next: end-to-end predict was up to 1.4x slower with
         # spinning on 2 cores, and the network alone no faster (docs/PERFORMANCE.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        _check_unchanged(card)
         try:
             self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
             reason = one_line(str(exc)).rstrip(".")
+            if "registered function/op" in reason or "opset" in reason.lower():
+                raise ModelError(f"onnxruntime {ort.__version__} cannot run {card.onnx_path.name}: it uses an operator "
+                                 f"or opset this onnxruntime does not have ({reason[-200:]}); export it with standard "
+                                 "ONNX operators at an opset it runs (docs/MODEL_CONTRACT.md)") from None
             raise ModelError(f"onnxruntime cannot load {card.onnx_path.name}: {reason}; is it an ONNX model "
                              "(docs/MODEL_CONTRACT.md), whole and not renamed from another format?") from None
         inputs = [i.name for i in self._session.get_inputs()]
@@ -67,6 +72,7 @@ class OnnxRuntimeBackend:
         if breach:
             raise ModelError(f"{card.onnx_path.name}: its input {spec.name!r} {breach}; see docs/MODEL_CONTRACT.md")
         self._input, self._output, self._model = card.input.name, card.output_name, card.name
+        self._pad_multiple = card.input.pad_multiple
         self._card = card
         self.precision = card.precision
 
@@ -85,10 +91,29 @@ class OnnxRuntimeBackend:
         try:
             (out,) = self._session.run([self._output], {self._input: batch})
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"onnxruntime failed to run model {self._model!r} on a {tuple(batch.shape)} batch: "
-                             f"{exc}") from None
+            # ORT's words end with the failing node's own reason; the rest is its source file and call chain.
+            reason = one_line(str(exc)).rsplit("Status Message: ", 1)[-1][-300:]
+            height, width = batch.shape[2:4]
+            raise ModelError(f"model {self._model!r} failed in onnxruntime on a {height}x{width} input ({reason}); "
+                             "the contract has a graph take any height and width that are multiples of its card's "
+                             f"pad_multiple ({self._pad_multiple}): raise pad_multiple if the graph needs larger "
+                             "ones (docs/MODEL_CONTRACT.md)") from None
         # Integer or float64 output is passed on as it is: the Engine refuses what breaks the contract.
         return out.astype(np.float32, copy=False) if out.dtype == np.float16 else out
+
+
+def _check_unchanged(card: ModelCard) -> None:
+    """ModelError unless the graph file is still the one its card was loaded with: sessions made later (the lanes
+    of a first batch, a forked child's) read the file again, and one swapped since ran under the old sha256 in
+    every map's provenance."""
+    try:
+        sha = file_sha256(card.onnx_path)
+    except OSError as exc:
+        raise ModelError(f"{card.onnx_path}: {exc.strerror or exc}; the model file was there when it was loaded: "
+                         "restore it, or make a new Engine") from None
+    if sha != card.sha256:
+        raise ModelError(f"{card.onnx_path.name}: changed since it was loaded (sha256 now {sha[:12]}…, loaded "
+                         f"{card.sha256[:12]}…); make a new Engine to run it")
 
 
 def _input_breach(kind: str, shape: list, inputs: int) -> str | None:

@@ -18,23 +18,29 @@ import numpy as np
 
 from .. import gpu
 from ..errors import BackendUnavailableError, ModelError
-from ..models import ModelCard
+from ..models import MODELS_DIR, ModelCard, file_sha256
 
 
 def load_network(card: ModelCard) -> Any:
-    """The PyTorch module computing ``card``'s log-density, in eval mode on the CPU."""
+    """The PyTorch module computing ``card``'s log-density, in eval mode on the CPU: only where it is known to be
+    the network the card's graph was made from (a shipped model, or weights whose sha256 its card records, as
+    ``foveal finetune`` writes them). A user's graph named itti-koch, or one beside some .safetensors file, ran
+    foveal's own network under that graph's sha256."""
+    shipped = card.card_path is not None and card.card_path.resolve().parent == MODELS_DIR
     weights = card.onnx_path.with_suffix(".safetensors")
-    if weights.is_file():
+    recorded = card.raw.get("weights") if isinstance(card.raw.get("weights"), dict) else {}
+    if weights.is_file() and (shipped or recorded.get("sha256") == file_sha256(weights)):
         from ..network import deepgaze
 
         return deepgaze.load(weights)
-    if card.name == "itti-koch":
+    if card.name == "itti-koch" and shipped:
         from ..network import itti_koch
 
         readout = card.raw.get("provenance", {}).get("training", {}).get("readout")
         return itti_koch.build(itti_koch.Readout(**readout) if readout else itti_koch.TUNED)
     raise BackendUnavailableError(f"the torch backend has no PyTorch definition for model {card.name!r}: it runs "
-                                  "itti-koch and learned models shipped with .safetensors weights")
+                                  "the shipped models and foveal finetune's folders (their cards record their "
+                                  ".safetensors weights)")
 
 
 class TorchBackend:
