@@ -129,7 +129,7 @@ def test_a_failing_percentile_is_not_printed_as_the_pass_mark():
     # as a contradiction.
     fmt = f"{W}x{H}"
     share = scored()[1].element("cta").share
-    refs = np.r_[np.full(2100, share / 2), np.full(901, share * 2)]
+    refs = np.r_[np.full(2100, share / 2), np.full(901, (1 + share) / 2)]  # above the CTA, and a share: <= 1
     norms = Norms(model={"name": "itti-koch", "sha256": "ab" * 32}, creatives={fmt: 3001}, formats={fmt: {"cta": refs}})
     doc = document(norms=norms, norms_info={"source": "n.json", "model": norms.model, "creatives": 3001,
                                             "warning": None})
@@ -341,3 +341,37 @@ def test_a_creative_over_the_display_size_is_embedded_reduced(monkeypatch):
     sizes = [Image.open(io.BytesIO(base64.b64decode(uri))).size
              for uri in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)]
     assert sizes == [(W // 2, H // 2)] * 2
+
+
+def test_labels_are_drawn_in_the_alphabet_they_are_written_in():
+    """Pillow's default font covers ASCII only: "Café crème" was drawn "Caf▯ cr▯me", Cyrillic, Greek and Hebrew as
+    rows of the same box."""
+    from PIL import Image, ImageDraw
+
+    from foveal.scoring.report import label_font
+
+    font = label_font(20)
+
+    def drawn(ch: str) -> bytes:
+        image = Image.new("L", (40, 40))
+        ImageDraw.Draw(image).text((5, 5), ch, font=font, fill=255)
+        return image.tobytes()
+
+    missing = drawn("\U000F0000")  # a private-use character: the font's missing-glyph box
+    for ch in "éßЖλשأ":
+        assert drawn(ch) != missing, ch
+
+
+def test_labels_keep_out_of_each_others_way_and_long_names_are_shortened():
+    """A logo's label lay under the label of a full-image box that also began at y=0; a 200-character name made a
+    label as wide as the image."""
+    from foveal.scoring.report import OVERLAY_NAME_CHARS, _label, label_places
+
+    spots = label_places([(0, 0, 600, 600), (0, 0, 140, 64), (400, 520, 550, 564)], [(150, 20), (90, 20), (60, 20)],
+                         (600, 600), 2)
+    rects = [(x, y, x + w, y + 20) for (x, y), w in zip(spots, (150, 90, 60))]
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    long = scored("x" * 200)[1].element("x" * 200)
+    assert _label(long).startswith("x" * (OVERLAY_NAME_CHARS - 1) + "… ")

@@ -37,8 +37,8 @@ from ..errors import FormatMismatchError, InputError, checked_flag, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
 from .elements import CONVERSION_KINDS, Element, unknown_element
-from .report import (DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, legend_strip, png_uri, run_header, shown_box,
-                     shown_pixels)
+from .report import (DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, label_font, legend_strip, png_uri, run_header,
+                     shown_box, shown_pixels)
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
 from .scores import MATERIAL_CHANGE, CreativeScores, material_direction
 
@@ -371,7 +371,7 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
     landscape panels (width/height > :data:`STACK_ASPECT`), top to bottom at its width; smaller than that where
     they would then hold more pixels than as many panels the size of the largest.  ``footer`` (e.g. the colour
     legend) goes under them, labelled."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     last = panels[-1]
     stacked = last.shape[1] / last.shape[0] > STACK_ASPECT
@@ -391,7 +391,7 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
         same = size == (p.shape[1], p.shape[0])
         scaled.append(p if same else np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)))
     last = scaled[-1]
-    font = ImageFont.load_default(size=max(12, min(last.shape[:2]) // 20, 14))
+    font = label_font(max(12, min(last.shape[:2]) // 20, 14))
     label_h = font.size + 8
     if stacked:
         width = last.shape[1]
@@ -474,10 +474,10 @@ main {{ max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }}
 .meta, figcaption {{ color: #5b6570; font-size: 13px; }}
 .verdict {{ background: #fff; border-radius: 8px; padding: 12px 16px; margin: 16px 0;
            border-left: 6px solid {colour}; }}
-img {{ width: 100%; height: auto; }}
+img {{ width: 100%; height: auto; max-height: 80vh; object-fit: contain; }}
 table {{ border-collapse: collapse; width: 100%; background: #fff; }}
 th, td {{ padding: 6px 10px; text-align: right; border-bottom: 1px solid #e8eaee; font-variant-numeric: tabular-nums; }}
-th {{ background: #eceef2; }} td:nth-child(-n+2), th:nth-child(-n+2) {{ text-align: left; }}
+th {{ background: #eceef2; }} td:nth-child(-n+2), th:nth-child(-n+2) {{ text-align: left; overflow-wrap: anywhere; }}
 .helps {{ color: #0b7a3e; }} .hurts {{ color: #c0262d; }} .neutral {{ color: #8a939c; }}
 dt {{ font-weight: 600; margin-top: 6px; }} dd {{ margin: 0 0 0 16px; font-size: 13px; }}
 </style></head><body><main>

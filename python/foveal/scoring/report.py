@@ -39,6 +39,8 @@ _OVERLAY_TEXT, _OVERLAY_MARK = {"Software": "foveal"}, b"Software\0foveal"
 KIND_COLOURS: dict[str, tuple[int, int, int]] = {
     "cta": (226, 36, 74), "headline": (24, 110, 230), "body_text": (96, 96, 110), "product": (235, 130, 0),
     "logo": (130, 60, 200), "face": (0, 150, 110), "other": (70, 70, 70)}
+#: Label text on a kind's colour, where white would read under 4.5:1 (as the page's labels): black.
+_LABEL_INK = {"product": (0, 0, 0), "face": (0, 0, 0)}
 
 
 def build_document(scores: CreativeScores, recommendations: Sequence[Recommendation], provenance: dict[str, Any],
@@ -86,8 +88,23 @@ def scores_document(scores: CreativeScores, provenance: dict[str, Any], *, image
                           elements=elements_source, norms=norms)
 
 
+#: Most characters of an element's name on the overlay (names may have 200: a label as wide as the image).
+OVERLAY_NAME_CHARS = 32
+#: The labels' typeface: DejaVu Sans, shipped (licence beside it), for every alphabet it covers; Pillow's own
+#: default covers ASCII only, and drew "Café" as "Caf▯".
+LABEL_FONT = Path(__file__).resolve().parents[1] / "fonts" / "DejaVuSans.ttf"
+
+
+def label_font(size: int) -> Any:
+    """The labels' font at ``size`` pixels."""
+    from PIL import ImageFont
+
+    return ImageFont.truetype(str(LABEL_FONT), size=size)
+
+
 def _label(e: ElementScore) -> str:
-    text = f"{e.name} {100 * e.share:.1f}%"
+    name = e.name if len(e.name) <= OVERLAY_NAME_CHARS else e.name[:OVERLAY_NAME_CHARS - 1].rstrip() + "…"
+    text = f"{name} {100 * e.share:.1f}%"
     return text if e.score is None else f"{text} · {e.score}"
 
 
@@ -132,28 +149,43 @@ def shown_box(box: Sequence[int], scale: float = 1.0) -> tuple[int, int, int, in
 def draw_boxes(overlay: np.ndarray, scores: CreativeScores, scale: float = 1.0) -> np.ndarray:
     """Draw each element's box and a label (name, share, score) on a copy of ``overlay`` (H, W, 3) uint8: the
     creative shown ``scale`` times its size (:func:`shown_box`)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     canvas = Image.fromarray(overlay)
     draw = ImageDraw.Draw(canvas)
     h, w = overlay.shape[:2]
     size = max(11, min(h, w) // 42)
-    font = ImageFont.load_default(size=size)
-    line = max(2, min(h, w) // 300)
-    for e in scores.elements:
-        x0, y0, x1, y1 = shown_box(e.box, scale)
-        x1, y1 = x1 - 1, y1 - 1  # Pillow's rectangles include their last row and column
-        colour = KIND_COLOURS[e.kind]
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
-        text = _label(e)
-        tx0, ty0, tx1, ty1 = draw.textbbox((0, 0), text, font=font)
-        tw, th = tx1 - tx0 + 8, ty1 - ty0 + 6
-        # Label above the box when there is room, else just inside its top edge; kept inside the image.
-        lx = min(max(0, x0), max(0, w - tw))
-        ly = y0 - th if y0 - th >= 0 else min(y0 + line, max(0, h - th))
-        draw.rectangle([lx, ly, lx + tw, ly + th], fill=colour)
-        draw.text((lx + 4 - tx0, ly + 3 - ty0), text, font=font, fill=(255, 255, 255))
+    font = label_font(size)
+    line = max(1, min(2, min(h, w) // 8), min(h, w) // 300)  # a 1-pixel-wide creative kept its heat visible
+    boxes = [(e, shown_box(e.box, scale)) for e in scores.elements]
+    for e, (x0, y0, x1, y1) in boxes:
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=KIND_COLOURS[e.kind], width=line)  # last row included
+    texts = [_label(e) for e, _ in boxes]
+    bounds = [draw.textbbox((0, 0), text, font=font) for text in texts]
+    sizes = [(tx1 - tx0 + 8, ty1 - ty0 + 6) for tx0, ty0, tx1, ty1 in bounds]
+    for (e, _), text, (tx0, ty0, _, _), (tw, th), (lx, ly) in zip(
+            boxes, texts, bounds, sizes, label_places([box for _, box in boxes], sizes, (h, w), line)):
+        draw.rectangle([lx, ly, lx + tw, ly + th], fill=KIND_COLOURS[e.kind])
+        draw.text((lx + 4 - tx0, ly + 3 - ty0), text, font=font, fill=_LABEL_INK.get(e.kind, (255, 255, 255)))
     return np.asarray(canvas)
+
+
+def label_places(boxes: Sequence[tuple[int, int, int, int]], sizes: Sequence[tuple[int, int]], shape: tuple[int, int],
+                 line: int) -> list[tuple[int, int]]:
+    """Where each box's label (``sizes``: width, height) goes on an image of ``shape`` (H, W), in order: above the
+    box, else just inside its top edge, else below it, else inside its bottom edge, the first of these that no
+    earlier label covers (a logo's label lay under the label of a full-image box that also began at y=0); if all
+    are taken, the first that fits the image."""
+    h, w = shape
+    placed: list[tuple[int, int, int, int]] = []
+    for (x0, y0, _, y1), (tw, th) in zip(boxes, sizes):
+        lx = min(max(0, x0), max(0, w - tw))
+        spots = [(lx, min(max(0, top), max(0, h - th))) for top in (y0 - th, y0 + line, y1, y1 - line - th)]
+        free = [(x, y) for x, y in spots
+                if not any(x < b[2] and b[0] < x + tw and y < b[3] and b[1] < y + th for b in placed)]
+        lx, ly = free[0] if free else spots[0 if y0 - th >= 0 else 1]
+        placed.append((lx, ly, lx + tw, ly + th))
+    return [(x, y) for x, y, _, _ in placed]
 
 
 def legend_strip(width: int, height: int = 14) -> np.ndarray:
