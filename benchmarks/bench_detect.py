@@ -26,6 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's root, for benchmarks.creatives
 from benchmarks.creatives import DATA, fonts, make_creative, photos
+from benchmarks.interleaved import at_least
 from foveal import Engine
 from foveal.detect import Detector
 from foveal.detect.shapes import find_button, product_region
@@ -38,14 +39,18 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--creatives", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--alt-short", type=int, default=960)
+    parser.add_argument("--creatives", type=at_least(1), default=8)
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--alt-short", type=at_least(32), default=960)
     parser.add_argument("--photos", type=Path, default=DATA)
-    parser.add_argument("--upscale", type=int, default=1, help="enlarge each creative this many times (Lanczos)")
+    parser.add_argument("--upscale", type=at_least(1), default=1, help="enlarge each creative this many times "
+                                                                       "(Lanczos)")
     args = parser.parse_args()
     latin, cjk = fonts()
     pics = photos(args.photos)
+    if not pics:
+        parser.error(f"--photos {args.photos}: no photographs there (the backgrounds of the generated creatives); "
+                     "give the shared data folder")
     # Seeds 3, 8, 13... are the 1080x1080 format.
     images = [make_creative(100003 + 5 * i, pics, latin, cjk)[0] for i in range(args.creatives)]
     images = [np.asarray(im.resize((args.upscale * im.width, args.upscale * im.height), Image.Resampling.LANCZOS)

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from foveal.batch import CREATIVE_COLUMNS, ELEMENT_COLUMNS, BatchStore, CreativeResult
-from foveal.batch.store import IDENTITY
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleaved import at_least  # noqa: E402
+
+from foveal.batch import CREATIVE_COLUMNS, ELEMENT_COLUMNS, BatchStore, CreativeResult  # noqa: E402
+from foveal.batch.store import IDENTITY  # noqa: E402
 
 
 def settings() -> dict:
@@ -38,9 +42,9 @@ def result(cid: str) -> CreativeResult:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--creatives", type=int, default=100_000)
-    p.add_argument("--per-part", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--creatives", type=at_least(1), default=100_000)
+    p.add_argument("--per-part", type=at_least(1), default=256)
+    p.add_argument("--rounds", type=at_least(1), default=3)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"

@@ -30,6 +30,7 @@ from interleaved import at_least, compare, competing_load, table  # noqa: E402
 
 from foveal import _native  # noqa: E402
 from foveal.bench import synthetic_jpeg  # noqa: E402
+from foveal.errors import FovealError  # noqa: E402
 from foveal.imageio import decode  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie" / "stimuli" / "1001.jpg"
@@ -86,6 +87,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.image and not os.path.isfile(args.image):
         parser.error(f"--image {args.image}: no such file")
+    if args.image:  # checked here, not met as a traceback in the baselines' first use of it
+        data = Path(args.image).read_bytes()
+        if not data.startswith(b"\xff\xd8\xff"):
+            parser.error(f"--image {args.image}: not a JPEG; give a JPEG (the PNG case is made from it)")
+        try:
+            decode(data)
+        except FovealError as exc:
+            parser.error(f"--image {args.image}: {exc}")
     if os.environ.get("FOVEAL_NUM_THREADS") == "1":
         cv2.setNumThreads(1)
     jpeg, about = (Path(args.image).read_bytes(), args.image) if args.image else photo_jpeg()

@@ -5,7 +5,7 @@
     python benchmarks/engine_e2e.py --load 1              # beside one competing CPU-bound process
 
 Baselines, run in the same rounds:
-- "full decode": the same Engine's stages called one by one (Pillow's full-size JPEG decode, preprocess, network,
+- "full decode": the same Engine's stages called one by one (the library's full-size JPEG decode, preprocess, network,
   ``cpu.postprocess`` and a separate ``cpu.summed_area_table`` on the first box query): the path the engine took
   before it built the table with the map. ``predict`` runs against it by default (full decode) and with
   ``Engine(reduced_decode=True)``.

@@ -27,7 +27,10 @@ OUT="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export PATH="$PATH:/usr/local/cuda/bin"
-export FOVEAL_TRT_CACHE="${FOVEAL_TRT_CACHE:-$(mktemp -d)}"  # a fresh TensorRT plan cache (when TensorRT exists)
+export SCRATCH="$(mktemp -d)"  # this run's own: the TensorRT plan cache and the debug build, removed at the end
+trap 'rm -rf "$SCRATCH"' EXIT
+export FOVEAL_TRT_CACHE="${FOVEAL_TRT_CACHE:-$SCRATCH/trt_cache}"  # a fresh TensorRT plan cache (with TensorRT)
+mkdir -p "$FOVEAL_TRT_CACHE"
 started=$SECONDS
 
 phase() {  # phase NAME LIMIT_S LOG COMMAND...: run with a time limit, record status and seconds
@@ -70,11 +73,11 @@ PY
   # The shipped build is Release: pybind11 adds LTO and strips it. A RelWithDebInfo build (no LTO, symbols kept)
   # tells an LTO/strip fault from one in the code, and gives the debugger names.
   echo "RelWithDebInfo build:"
-  "$PY" -m pip install -q --no-build-isolation --no-deps --no-input --target /tmp/foveal_dbg \
-    --config-settings=cmake.build-type=RelWithDebInfo --config-settings=build-dir=/tmp/foveal_dbg_build . &&
-    (cd /tmp && PYTHONPATH=/tmp/foveal_dbg "$PY" -X faulthandler -c "$probe")
+  "$PY" -m pip install -q --no-build-isolation --no-deps --no-input --target "$SCRATCH/dbg" \
+    --config-settings=cmake.build-type=RelWithDebInfo --config-settings=build-dir="$SCRATCH/dbg_build" . &&
+    (cd /tmp && PYTHONPATH="$SCRATCH/dbg" "$PY" -X faulthandler -c "$probe")
   if command -v cuda-gdb >/dev/null; then
-    (cd /tmp && PYTHONPATH=/tmp/foveal_dbg cuda-gdb -batch -ex run -ex bt -ex "info registers rip" \
+    (cd /tmp && PYTHONPATH="$SCRATCH/dbg" cuda-gdb -batch -ex run -ex bt -ex "info registers rip" \
       -ex "x/8i \$pc" -ex "info sharedlibrary" --args "$PY" -c "import foveal._native")
   fi
   return 1

@@ -27,10 +27,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from interleaved import at_least, seconds as seconds_arg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESPONSES = {"npy": {"format": "npy"}, "png": {"format": "png"}, "json": {"format": "json"},
@@ -319,11 +323,11 @@ def summarise(name: str, rows: list[dict[str, float]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=8.0, help="per measurement (bounded also by --requests)")
-    p.add_argument("--requests", type=int, default=2000, help="most requests per measurement")
-    p.add_argument("--concurrency", default="1,8,32")
-    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--rounds", type=at_least(1), default=3)
+    p.add_argument("--seconds", type=seconds_arg, default=8.0, help="per measurement (bounded also by --requests)")
+    p.add_argument("--requests", type=at_least(1), default=2000, help="most requests per measurement")
+    p.add_argument("--concurrency", type=_levels, default=[1, 8, 32], help="comma-separated client counts")
+    p.add_argument("--max-batch", type=at_least(1), default=16)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--format", default="npy", choices=sorted(RESPONSES),
                    help="what /v1/predict returns: npy (the exact float32 map), png (16-bit PNG), json (document with "
@@ -333,8 +337,8 @@ def main() -> None:
                    help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU), httpx, or wrk (C; "
                         "apt-get install wrk; at concurrency 1 it alternates with in-process predict in blocks, "
                         "not call by call)")
-    p.add_argument("--soak-s", type=float, default=0, help="run a soak of this many seconds instead (e.g. 600)")
-    p.add_argument("--soak-concurrency", type=int, default=8)
+    p.add_argument("--soak-s", type=seconds_arg, default=None, help="run a soak of this many seconds instead (e.g. 600)")
+    p.add_argument("--soak-concurrency", type=at_least(1), default=8)
     args = p.parse_args()
 
     import foveal
@@ -342,7 +346,8 @@ def main() -> None:
     body = jpeg_800x600()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"foveal-serve-bench-{port}.log"
+    logs = tempfile.TemporaryDirectory(prefix="foveal-serve-bench-")  # the server's log, shown if it fails
+    log = Path(logs.name) / "serve.log"
     server = start_server(port, args.max_batch, args.max_wait_ms, log)
     params = RESPONSES[args.format]
     threads = os.environ.get("FOVEAL_NUM_THREADS", "default")
@@ -350,12 +355,12 @@ def main() -> None:
           f"client {args.client}, max_batch {args.max_batch}, max_wait_ms {args.max_wait_ms}, threads {threads}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
     try:
-        if args.soak_s > 0:
+        if args.soak_s is not None:
             soak(url, server.pid, body, args, params)
             return
         engine = foveal.Engine()
         engine.predict_batch([body] * 2)  # warm
-        levels = [int(c) for c in args.concurrency.split(",")]
+        levels = args.concurrency
         results: dict[str, list[dict[str, float]]] = {}
         for r in range(args.rounds):
             for c in levels:
@@ -422,6 +427,12 @@ def main() -> None:
         server.terminate()
         code = server.wait(timeout=60)
         print(f"server exit code after SIGTERM: {code}")
+        logs.cleanup()
+
+
+def _levels(text: str) -> list[int]:
+    """An argparse type: comma-separated client counts, each >= 1."""
+    return [at_least(1)(part) for part in text.split(",")]
 
 
 def soak(url: str, pid: int, body: bytes, args, params) -> None:

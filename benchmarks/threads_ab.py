@@ -93,6 +93,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.image and not os.path.isfile(args.image):
         parser.error(f"--image {args.image}: no such file")
+    if args.image:
+        from foveal.errors import FovealError
+        from foveal.imageio import decode
+
+        try:  # here, not as each worker's traceback
+            decode(Path(args.image).read_bytes())
+        except FovealError as exc:
+            parser.error(f"--image {args.image}: {exc}")
     os.environ.pop("FOVEAL_NUM_THREADS", None)
     workers = {name: start(env, args.image) for name, env in CASES.items()}
     times = ask_in_turn(workers, args.rounds, args.max_seconds, args.load)

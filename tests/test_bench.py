@@ -260,3 +260,27 @@ def test_run_bench_lists_what_it_skipped(tmp_path) -> None:
     assert "skipped  1 unreadable: <7 bytes>" in report.table()
     with pytest.raises(InputError, match="no image to benchmark: <bytes>: not a recognised image format"):
         run_bench(Engine("itti-koch"), [b"garbage"], repeats=1, batch_sizes=(1,), max_seconds=5)
+
+
+def test_images_are_read_first_within_the_time_budget(tmp_path, monkeypatch) -> None:
+    """Every image was decoded before either timed loop's clock started: 200 large photos took 14 s at
+    --max-seconds 1."""
+    import foveal.bench as bench
+
+    image = tmp_path / "a.jpg"
+    _small_jpeg(image)
+    ticks = iter(range(1000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(ticks)))  # each read takes "a second"
+    readable, skipped, pixels = bench._readable(Engine("itti-koch"), [image] * 50, 3.0)
+    assert len(readable) < 10 and pixels == 240 * 320
+    assert skipped[-1]["image"] == f"{50 - len(readable)} more image(s)"
+    assert skipped[-1]["error"].startswith("not read within max_seconds (3 s); the run uses the")
+
+
+def test_a_batch_size_whose_maps_would_not_fit_is_skipped_and_versions_name_the_decoder(tmp_path) -> None:
+    # --batch 96 held 4.9 GB of maps at 1080p in one call, and nothing capped it; the synthetic JPEG's decoder was
+    # missing from the versions when no image file had been decoded before they were listed.
+    report = run_bench(Engine("itti-koch"), repeats=1, batch_sizes=(128,), max_seconds=5)
+    (row,) = report.throughput
+    assert row.images_per_s is None and "would hold 5.9 GiB of maps (over 2 GiB)" in row.skipped
+    assert "simplejpeg" in report.versions

@@ -127,7 +127,7 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     # measured once, not again on a share of the budget.
     batch_sizes = list(dict.fromkeys(checked_count(b, "batch size") for b in list(batch_sizes)))
     given = list(images)
-    sources, skipped = _readable(engine, given) if given else ([synthetic_jpeg()], [])
+    sources, skipped, pixels = _readable(engine, given, seconds) if given else ([synthetic_jpeg()], [], 1920 * 1080)
     if not sources:
         more = f" (and {len(skipped) - 1} more unreadable)" if len(skipped) > 1 else ""
         raise ImageError(f"no image to benchmark: {skipped[0]['error']}{more}")
@@ -140,22 +140,38 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
         lanes = engine.lanes  # made now, as the engine's own session was, not inside the first timed call
         deadline = time.perf_counter() + seconds
         report.throughput = [_throughput(engine, sources, b, seconds / max(1, len(batch_sizes)),
-                                         image_seconds, deadline, lanes) for b in batch_sizes]
+                                         image_seconds, deadline, lanes, pixels) for b in batch_sizes]
     return report
 
 
-def _readable(engine: Engine, images: list[ImageLike]) -> tuple[list[ImageLike], list[dict[str, str]]]:
-    """The images the engine decodes, and ``{"image", "error"}`` for each it cannot: one bad file in a folder costs
-    that file, not the run (as in ``foveal predict``)."""
-    readable, skipped = [], []
-    for image in images:
+#: A map's bytes per pixel as predict_batch returns it: the float32 map and its float64 summed-area table.
+MAP_BYTES_PER_PIXEL = 12
+#: Most bytes of maps one timed predict_batch call may hold.
+MAX_HELD_BYTES = 2 << 30
+
+
+def _readable(engine: Engine, images: list[ImageLike],
+              max_seconds: float) -> tuple[list[ImageLike], list[dict[str, str]], int]:
+    """The images the engine decodes, ``{"image", "error"}`` for each it cannot (one bad file in a folder costs that
+    file, not the run, as in ``foveal predict``) and the largest one's pixels. Only those read within
+    ``max_seconds``: the rest are one entry of the skipped (a folder of 200 large photos took 14 s at 1 s)."""
+    readable: list[ImageLike] = []
+    skipped: list[dict[str, str]] = []
+    largest = 0
+    deadline = time.perf_counter() + max_seconds
+    for i, image in enumerate(images):
+        if readable and time.perf_counter() > deadline:
+            skipped.append({"image": f"{len(images) - i} more image(s)", "error": f"not read within max_seconds "
+                            f"({max_seconds:g} s); the run uses the {len(readable)} read before them"})
+            break
         try:
-            engine._decode(image)
+            decoded = engine._decode(image)
         except ImageError as exc:
             skipped.append({"image": _name(image), "error": str(exc)})
         else:
             readable.append(image)
-    return readable, skipped
+            largest = max(largest, decoded.image_hw[0] * decoded.image_hw[1])
+    return readable, skipped, largest
 
 
 def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds: float) -> list[StageTiming]:
@@ -206,7 +222,7 @@ def _stages(engine: Engine, sources: list[ImageLike], repeats: int, max_seconds:
 
 
 def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_seconds: float,
-                image_seconds: float, deadline: float, lanes: int) -> Throughput:
+                image_seconds: float, deadline: float, lanes: int, pixels: int) -> Throughput:
     """Images/s of ``predict_batch`` over two batches' worth of images (at least 8, and two per CPU lane), repeated
     within the budget.
 
@@ -216,6 +232,11 @@ def _throughput(engine: Engine, sources: list[ImageLike], batch_size: int, max_s
     (the stage loop's end to end), later calls at the last one's time.
     """
     count = max(2 * batch_size, 8, 2 * lanes)
+    held = count * pixels * MAP_BYTES_PER_PIXEL
+    if held > MAX_HELD_BYTES and not engine._backend.on_gpu:  # a call holds every map it returns till it ends:
+        # --batch 96 took 4.9 GB at 1080p (a GPU backend's maps stay on the device)
+        return Throughput(batch_size, 0, None, f"skipped: a call of {count} images would hold {held / 2**30:.1f} GiB "
+                          f"of maps (over {MAX_HELD_BYTES / 2**30:g} GiB); use a smaller batch or smaller images")
     needed = 2 * count * image_seconds
     if time.perf_counter() + needed > deadline:
         return Throughput(batch_size, 0, None, f"skipped: its warm-up and first call ({2 * count} images) "
@@ -268,6 +289,8 @@ def versions() -> dict[str, str]:
     import PIL
 
     out = {"foveal": __version__, "numpy": np.__version__, "pillow": PIL.__version__}
+    import simplejpeg  # noqa: F401 - the JPEG decoder: imported by the first decode, which may not have run yet
+
     for module in ("simplejpeg", "onnxruntime", "torch", "tensorrt", "cupy"):  # the JPEG decoder, the backend's
         if module in sys.modules:
             out[module] = str(getattr(sys.modules[module], "__version__", "?"))
