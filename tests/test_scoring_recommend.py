@@ -227,3 +227,12 @@ def test_a_failing_share_is_printed_below_the_share_it_needs_and_the_mark_in_ful
     assert scores.element("buy").passed is False
     message = next(r for r in recommend(scores) if r.id == "cta_weak:buy").message
     assert "(the 70.0000001th percentile)" in message, message
+
+
+def test_messages_quote_names_as_written():
+    """Names were quoted with repr: a Persian name's zero-width non-joiner and an emoji sequence's joiners came out
+    as \\u200c and \\u200d; only characters that reorder the message are escaped now."""
+    from foveal.scoring.elements import quoted
+
+    assert quoted("می\u200cخرم") == "'می\u200cخرم'" and quoted("👨\u200d👩\u200d👧") == "'👨\u200d👩\u200d👧'"
+    assert quoted("a\u202eb") == "'a\\u202eb'" and quoted("it's") == '"it\'s"'

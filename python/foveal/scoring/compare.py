@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import FormatMismatchError, InputError, checked_flag, one_line
 from ..models import COARSE_FOR_DECISIONS
 from ..saliency_map import SaliencyMap
-from .elements import CONVERSION_KINDS, Element, unknown_element
+from .elements import CONVERSION_KINDS, Element, quoted, unknown_element
 from .report import (DOCUMENT_CSP, GENERATOR_META, bdi, draw_boxes, label_font, legend_strip, png_uri, run_header,
                      shown_box, shown_pixels)
 from .scores import DEFINITIONS as SCORE_DEFINITIONS
@@ -214,7 +214,7 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         if eb is None:
             continue
         if ea.kind != eb.kind:
-            notes.append(f"element {ea.name!r} is a {ea.kind} in A and a {eb.kind} in B; each creative's own kinds "
+            notes.append(f"element {quoted(ea.name)} is a {ea.kind} in A and a {eb.kind} in B; each creative's own kinds "
                          "count for the verdict")
         d_share = eb.share - ea.share
         conversion = ea.kind in CONVERSION_KINDS

@@ -489,6 +489,19 @@ def load_elements(path: str | Path, image_hw: Sequence[int]) -> ElementSpec:
     return parse_elements_json(text, image_hw, str(path))
 
 
+#: Characters that reorder the text around them (bidi embeddings, overrides, isolates and marks).
+_REORDERING = frozenset(map(chr, (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)))
+
+
+def quoted(name: str) -> str:
+    """An element's name in quotes, for a message people read: as written, joiners and other format characters
+    kept (repr escaped Persian's zero-width non-joiner and the joiners of emoji sequences as \\u200c), only the
+    characters that would reorder the message around it escaped."""
+    text = "".join(f"\\u{ord(c):04x}" if c in _REORDERING else c for c in name)
+    quote = '"' if "'" in text and '"' not in text else "'"
+    return f"{quote}{text}{quote}"
+
+
 def _exists(path: Path, test: Callable[[Path], bool]) -> bool:
     try:
         return test(path)

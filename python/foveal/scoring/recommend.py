@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..errors import InputError, ModelError
+from .elements import quoted
 from .scores import CreativeScores, ElementScore, material_direction, percentile_text
 
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
@@ -193,29 +194,29 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             if not (_fails(e) or _low_rank(e, n)):
                 continue
             numbers = _numbers(e, n)
-            message = f"CTA {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)})"
+            message = f"CTA {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)})"
             top = _strongest_other(top_two, e)
             if top is not None:
                 numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
-                message += f"; the strongest competitor is {top.kind} {top.name!r} with {_pct(top.share)}"
+                message += f"; the strongest competitor is {top.kind} {quoted(top.name)} with {_pct(top.share)}"
             recs.append(Recommendation(f"cta_weak:{e.name}", "high", message + ". Make the CTA larger, "
                                        "higher-contrast or closer to the focal point.", numbers))
         elif e.kind == "headline" and _fails(e):
             recs.append(Recommendation(
                 f"headline_weak:{e.name}", "medium",
-                f"Headline {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)}). "
+                f"Headline {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)}). "
                 f"{_FIXES['headline']}",
                 _numbers(e, n)))
         elif e.passed is False:
             fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
             recs.append(Recommendation(
                 f"{e.kind}_weak:{e.name}", "medium" if e.kind == "product" else "low",
-                f"{e.kind} {e.name!r} gets {_pct(e.share, _share_digits(e))} of attention, below its norm "
+                f"{e.kind} {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention, below its norm "
                 f"({_standing(e, n, pp)}). {fix}", _numbers(e, n)))
         elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta
             numbers = _numbers(e, n) | {"best_cta_share": best_cta}
-            message = (f"{e.kind} {e.name!r} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
+            message = (f"{e.kind} {quoted(e.name)} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
                        f"area (lift {e.lift:.2f})")
             if best_cta is not None and outdraws:
                 message += f", more than the best CTA ({_pct(best_cta)})"
@@ -238,7 +239,7 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
     for i, w in enumerate(gains[:MAX_WHATIF], start=1):
         recs.append(Recommendation(
             f"whatif:{i}", "low",
-            f"What-if: {w.edit} raises {w.element!r} from {_pct(w.share_before)} to {_pct(w.share_after)} "
+            f"What-if: {w.edit} raises {quoted(w.element)} from {_pct(w.share_before)} to {_pct(w.share_after)} "
             f"({100 * w.delta_share:+.1f} points).",
             {"edit": w.edit, "element": w.element, "share_before": w.share_before, "share_after": w.share_after,
              "delta_share": w.delta_share}))

@@ -28,7 +28,7 @@ from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
                     checked_image, edit_list, move_variants)
-from .elements import Element, _short, check_elements, checked_hw, element_list, unknown_element
+from .elements import Element, _short, check_elements, checked_hw, element_list, quoted, unknown_element
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
@@ -122,16 +122,16 @@ class SearchResult:
 def describe_edit(edit: Edit) -> str:
     """A short human-readable form of an edit."""
     if isinstance(edit, Move):
-        return f"move {edit.name!r} by ({edit.dx:+d}, {edit.dy:+d}) px"
+        return f"move {quoted(edit.name)} by ({edit.dx:+d}, {edit.dy:+d}) px"
     if isinstance(edit, Scale):
-        return f"scale {edit.name!r} by {edit.factor:g}"
+        return f"scale {quoted(edit.name)} by {edit.factor:g}"
     if isinstance(edit, Swap):
         return f"swap {edit.first!r} and {edit.second!r}"
     raise TypeError(f"describe_edit: unknown edit {edit!r}")
 
 
 def describe_move(name: str, dx: int, dy: int, box: Sequence[int]) -> str:
-    return f"move {name!r} by ({dx:+d}, {dy:+d}) px to x={box[0]}, y={box[1]}"
+    return f"move {quoted(name)} by ({dx:+d}, {dy:+d}) px to x={box[0]}, y={box[1]}"
 
 
 def edit_to_dict(edit: Edit) -> dict[str, Any]:
@@ -486,7 +486,7 @@ def _overlap(a: Sequence[int], b: Sequence[int]) -> int:
 def change_statement(name: str, edit: str, before: float, after: float) -> str:
     """``"move 'cta' by (+0, -60) px raises the share of 'cta' from 3.1% to 7.2% (+4.1 pp)"``."""
     verb = "raises" if after > before else "lowers" if after < before else "leaves"
-    return f"{edit} {verb} the share of {name!r} from {100 * before:.1f}% to {100 * after:.1f}% ({_pp(after - before)})"
+    return f"{edit} {verb} the share of {quoted(name)} from {100 * before:.1f}% to {100 * after:.1f}% ({_pp(after - before)})"
 
 
 def outcome_document(outcome: EditOutcome, max_overlap: float = MAX_OVERLAP) -> dict[str, Any]:
@@ -496,7 +496,7 @@ def outcome_document(outcome: EditOutcome, max_overlap: float = MAX_OVERLAP) -> 
     edited_names = {e.name for e in outcome.edited.elements if e.box != before[e.name].box}
     edit_text = "; ".join(describe_edit(e) for e in outcome.edits)
     # _pp, as compare prints it: a change under the material threshold never reads as +0.5 pp.
-    changes = ", ".join(f"{e.name!r} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({_pp(e.delta_share)})"
+    changes = ", ".join(f"{quoted(e.name)} {100 * e.share_a:.1f}% -> {100 * e.share_b:.1f}% ({_pp(e.delta_share)})"
                         for e in outcome.comparison.elements if e.name in edited_names)
     body = outcome.comparison.to_dict()
     return {
@@ -524,7 +524,7 @@ def _cover_notes(before: dict[str, Any], after: Sequence[Element], edited: set[s
             if covered <= _overlap(before[a.name].box, before[b.name].box) or \
                     covered <= max_overlap * min(a.area, b.area) * (1 + 1e-9):
                 continue
-            notes.append(f"after the edits {a.name!r} and {b.name!r} overlap on {covered / min(a.area, b.area):.0%} of "
+            notes.append(f"after the edits {quoted(a.name)} and {quoted(b.name)} overlap on {covered / min(a.area, b.area):.0%} of "
                          f"the smaller box (over max_overlap, {max_overlap:g}): the element pasted there hides "
                          "the other, so part of this change is a hidden element, not attention that moved")
     return notes
