@@ -375,3 +375,9 @@ def test_labels_keep_out_of_each_others_way_and_long_names_are_shortened():
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
     long = scored("x" * 200)[1].element("x" * 200)
     assert _label(long).startswith("x" * (OVERLAY_NAME_CHARS - 1) + "… ")
+
+
+def test_the_top_ten_percent_card_explains_itself_in_its_own_unit():
+    # The card showed a percentage ("65.7%") with the hint "0.1 = scattered", a fraction.
+    page = render_html(document(), np.zeros((H, W, 3), np.uint8), np.zeros((H, W, 3), np.uint8))
+    assert "10% = scattered evenly" in page and "0.1 = scattered" not in page

@@ -311,7 +311,7 @@ def render_html(doc: dict[str, Any], image: np.ndarray, overlay: np.ndarray) -> 
     cards = [("conversion share", _fmt_pct(creative["conversion_share"]), "cta + headline + product"),
              ("background share", _fmt_pct(creative["background_share"]), "on no element"),
              ("focus", f'{creative["focus"]:.2f}', "0 uniform … 1 one point"),
-             ("top 10% pixels hold", _fmt_pct(creative["top10_share"]), "0.1 = scattered")]
+             ("top 10% pixels hold", _fmt_pct(creative["top10_share"]), "10% = scattered evenly")]
     notes = []
     norms = doc["norms"]
     if norms is None:

@@ -129,7 +129,7 @@ export function renderScores(root, local, served, selected, failed = null) {
     card("other elements", pct(c.other_elements_share), "logo, text, faces…"),
     card("background", pct(c.background_share), "on no element"),
     card("focus", c.focus === null ? "…" : num(c.focus), "0 uniform … 1 one point"),
-    card("top 10% pixels hold", c.top10_share === null ? "…" : pct(c.top10_share), "0.1 = scattered"));
+    card("top 10% pixels hold", c.top10_share === null ? "…" : pct(c.top10_share), "10% = scattered evenly"));
   const maxShare = Math.max(1e-9, ...local.elements.map((e) => e.share));
   // The bars as a picture whose name carries their numbers: what the overlay's description reads out too.
   root.chart.setAttribute("aria-label", `share of attention per element: ${local.elements.length
