@@ -28,21 +28,25 @@ class Timing:
     low_ms: float
     high_ms: float
     speedup: float  # baseline median / this median
+    rounds: int  # timed calls behind the median
 
     def row(self) -> str:
         return (f"{self.name:<34} {self.median_ms:>9.3f} {self.low_ms:>9.3f} {self.high_ms:>9.3f} "
-                f"{self.speedup:>7.2f}x")
+                f"{self.speedup:>7.2f}x {self.rounds:>6}")
 
 
 def compare(cases: dict[str, Callable[[], Any]], baseline: str, rounds: int = 30, warmup: int = 2,
             max_seconds: float = 60.0) -> list[Timing]:
-    """Median, fastest and slowest of ``rounds`` interleaved calls per case (stops early after ``max_seconds``)."""
+    """Median, fastest and slowest of ``rounds`` interleaved calls per case; the warm-up calls and then the rounds
+    stop early once ``max_seconds`` have passed since the start (one round is always timed)."""
     names = list(cases)
+    deadline = time.monotonic() + max_seconds
     for _ in range(warmup):
         for name in names:
             cases[name]()
+        if time.monotonic() > deadline:
+            break
     times: dict[str, list[float]] = {name: [] for name in names}
-    deadline = time.monotonic() + max_seconds
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -52,12 +56,12 @@ def compare(cases: dict[str, Callable[[], Any]], baseline: str, rounds: int = 30
         if time.monotonic() > deadline:
             break
     base = statistics.median(times[baseline])
-    return [Timing(name, statistics.median(t) * 1e3, min(t) * 1e3, max(t) * 1e3, base / statistics.median(t))
+    return [Timing(name, statistics.median(t) * 1e3, min(t) * 1e3, max(t) * 1e3, base / statistics.median(t), len(t))
             for name, t in times.items()]
 
 
 def table(title: str, timings: list[Timing]) -> str:
-    head = f"{title}\n{'implementation':<34} {'median ms':>9} {'min ms':>9} {'max ms':>9} {'speed-up':>8}"
+    head = f"{title}\n{'implementation':<34} {'median ms':>9} {'min ms':>9} {'max ms':>9} {'speed-up':>8} {'rounds':>6}"
     return "\n".join([head, *(t.row() for t in timings)])
 
 
