@@ -444,3 +444,17 @@ def test_compare_says_its_summary_on_stderr(tmp_path):
                     str(EXAMPLES / "creative.json"), str(EXAMPLES / "creative_b.json"), "--model", "itti-koch",
                     "-o", "c"], tmp_path)
     assert done.returncode == 0 and done.stdout == "" and "Wrote c/compare.json" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--bogus"], "foveal: error: unrecognized arguments: --bogus"),
+    (["norms", "build", "--bogus"], "foveal norms build: error: unrecognized arguments: --bogus"),
+    (["predict", "--bogus=1"], "foveal predict: error: unrecognized arguments: --bogus=1"),
+    (["predict"], "foveal predict: error: the following arguments are required: IMAGE|FOLDER, -o/--out"),
+])
+def test_a_misspelt_option_is_named_even_when_a_required_argument_is_missing(argv, says, capsys):
+    """argparse checks the required arguments first: `foveal --bogus` said a COMMAND was required, and the option
+    the user mistyped was never named."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and capsys.readouterr().err.startswith(says)

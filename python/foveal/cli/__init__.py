@@ -46,7 +46,19 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser, with its usage errors on one line like every other error (argparse prints the whole
     usage first: a dozen lines before the one that says what is wrong), and its exit status 2."""
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required"):
+            # argparse checks the required ones first: `foveal --bogus` was told a COMMAND is required, and the
+            # misspelt option never named.
+            unknown = [a for a in getattr(self, "_given", []) if a.startswith("-") and len(a) > 1
+                       and a.split("=", 1)[0] not in self._option_string_actions and not _number(a)]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
     def _print_message(self, message: str, file: IO[str] | None = None) -> None:
@@ -77,6 +89,14 @@ class _CommandParser(_Parser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
