@@ -3000,6 +3000,8 @@ def test_host_is_one_header_and_preflights_and_redirects_respect_it(engine):
         port = int(base.rsplit(":", 1)[1])
         twice = _exchange(port, b"GET /healthz HTTP/1.1\r\nHost: evil.com\r\nHost: localhost\r\n\r\n", 5)
         assert twice.startswith(b"HTTP/1.1 400") and b"the header host is sent more than once" in twice
+        none = _exchange(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 5)  # RFC 9112 3.2
+        assert none.startswith(b"HTTP/1.1 400") and b"needs a Host header" in none
         refused = httpx.options(f"{base}/v1/predict", headers={**preflight, "Host": "evil.com"}, timeout=30)
         assert error_of(refused) == (400, "unknown_host")
         allowed = httpx.options(f"{base}/v1/predict", headers={**preflight, "Host": "localhost"}, timeout=30)

@@ -141,6 +141,9 @@ class Guard:
                 return ServiceError(f"the header {name} is sent more than once; send it once", status=400,
                                     code="invalid_input")
             headers[name] = raw_value.decode("latin-1")
+        if "host" not in headers and scope.get("http_version") == "1.1":  # RFC 9112 3.2: a 400, not a guess
+            return ServiceError("an HTTP/1.1 request needs a Host header naming the service; send one", status=400,
+                                code="invalid_input")
         if self.allowed_hosts and not host_allowed(headers.get("host", ""), self.allowed_hosts):
             return unknown_host(headers.get("host", ""))
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
