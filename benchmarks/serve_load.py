@@ -337,7 +337,8 @@ def main() -> None:
                    help="load generator: raw (a bare keep-alive HTTP/1.1 client, little CPU), httpx, or wrk (C; "
                         "apt-get install wrk; at concurrency 1 it alternates with in-process predict in blocks, "
                         "not call by call)")
-    p.add_argument("--soak-s", type=seconds_arg, default=None, help="run a soak of this many seconds instead (e.g. 600)")
+    p.add_argument("--soak-s", type=seconds_arg, default=None,
+                   help="run a soak of this many seconds instead (e.g. 600)")
     p.add_argument("--soak-concurrency", type=at_least(1), default=8)
     args = p.parse_args()
 

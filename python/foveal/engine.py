@@ -151,8 +151,8 @@ class Engine:
             if self._closed:
                 raise InputError(f"this Engine (model {self.model.name!r}) is closed; make a new Engine to predict")
             if self._after_fork == "refuse":
-                raise InputError(f"this Engine runs on {self._backend.device}, whose state a forked process cannot use; "
-                                 "make an Engine in each worker (multiprocessing's 'spawn' start method)")
+                raise InputError(f"this Engine runs on {self._backend.device}, whose state a forked process cannot "
+                                 "use; make an Engine in each worker (multiprocessing's 'spawn' start method)")
             if self._after_fork == "rebuild":
                 self._backend, self._after_fork = self._make_backend(), None
             self._calls += 1

@@ -214,8 +214,8 @@ def compare_scores(a: CreativeScores, b: CreativeScores, *, allow_format_mismatc
         if eb is None:
             continue
         if ea.kind != eb.kind:
-            notes.append(f"element {quoted(ea.name)} is a {ea.kind} in A and a {eb.kind} in B; each creative's own kinds "
-                         "count for the verdict")
+            notes.append(f"element {quoted(ea.name)} is a {ea.kind} in A and a {eb.kind} in B; each creative's own "
+                         "kinds count for the verdict")
         d_share = eb.share - ea.share
         conversion = ea.kind in CONVERSION_KINDS
         change = change_of(d_share)

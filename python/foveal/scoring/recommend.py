@@ -194,7 +194,8 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
             if not (_fails(e) or _low_rank(e, n)):
                 continue
             numbers = _numbers(e, n)
-            message = f"CTA {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)})"
+            message = (f"CTA {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention "
+                       f"({_standing(e, n, pp)})")
             top = _strongest_other(top_two, e)
             if top is not None:
                 numbers.update(competitor=top.name, competitor_kind=top.kind, competitor_share=top.share)
@@ -204,8 +205,8 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
         elif e.kind == "headline" and _fails(e):
             recs.append(Recommendation(
                 f"headline_weak:{e.name}", "medium",
-                f"Headline {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention ({_standing(e, n, pp)}). "
-                f"{_FIXES['headline']}",
+                f"Headline {quoted(e.name)} gets {_pct(e.share, _share_digits(e))} of attention "
+                f"({_standing(e, n, pp)}). {_FIXES['headline']}",
                 _numbers(e, n)))
         elif e.passed is False:
             fix = _FIXES.get(e.kind, "Make it larger or higher-contrast if it matters to the message.")
@@ -216,8 +217,8 @@ def recommend(scores: CreativeScores, whatif: Sequence[WhatIfResult] = (), *,
         elif e.kind in DISTRACTOR_KINDS and e.lift > 1.0:
             outdraws = best_cta is None or e.share > best_cta
             numbers = _numbers(e, n) | {"best_cta_share": best_cta}
-            message = (f"{e.kind} {quoted(e.name)} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of the "
-                       f"area (lift {e.lift:.2f})")
+            message = (f"{e.kind} {quoted(e.name)} takes {_pct(e.share)} of attention on {_pct(e.area_fraction)} of "
+                       f"the area (lift {e.lift:.2f})")
             if best_cta is not None and outdraws:
                 message += f", more than the best CTA ({_pct(best_cta)})"
             recs.append(Recommendation(f"distractor:{e.name}", "medium" if outdraws else "low",

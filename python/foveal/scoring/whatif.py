@@ -486,7 +486,8 @@ def _overlap(a: Sequence[int], b: Sequence[int]) -> int:
 def change_statement(name: str, edit: str, before: float, after: float) -> str:
     """``"move 'cta' by (+0, -60) px raises the share of 'cta' from 3.1% to 7.2% (+4.1 pp)"``."""
     verb = "raises" if after > before else "lowers" if after < before else "leaves"
-    return f"{edit} {verb} the share of {quoted(name)} from {100 * before:.1f}% to {100 * after:.1f}% ({_pp(after - before)})"
+    return (f"{edit} {verb} the share of {quoted(name)} from {100 * before:.1f}% to {100 * after:.1f}% "
+            f"({_pp(after - before)})")
 
 
 def outcome_document(outcome: EditOutcome, max_overlap: float = MAX_OVERLAP) -> dict[str, Any]:
@@ -524,8 +525,8 @@ def _cover_notes(before: dict[str, Any], after: Sequence[Element], edited: set[s
             if covered <= _overlap(before[a.name].box, before[b.name].box) or \
                     covered <= max_overlap * min(a.area, b.area) * (1 + 1e-9):
                 continue
-            notes.append(f"after the edits {quoted(a.name)} and {quoted(b.name)} overlap on {covered / min(a.area, b.area):.0%} of "
-                         f"the smaller box (over max_overlap, {max_overlap:g}): the element pasted there hides "
+            notes.append(f"after the edits {quoted(a.name)} and {quoted(b.name)} overlap on "
+                         f"{covered / min(a.area, b.area):.0%} of the smaller box (over max_overlap, {max_overlap:g}): the element pasted there hides "
                          "the other, so part of this change is a hidden element, not attention that moved")
     return notes
 
