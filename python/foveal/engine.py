@@ -154,6 +154,7 @@ class Engine:
                 raise InputError(f"this Engine runs on {self._backend.device}, whose state a forked process cannot "
                                  "use; make an Engine in each worker (multiprocessing's 'spawn' start method)")
             if self._after_fork == "rebuild":
+                self.graph.check_unchanged()  # the fresh session reads the file again
                 self._backend, self._after_fork = self._make_backend(), None
             self._calls += 1
         try:

@@ -154,7 +154,7 @@ def _base_network(base: str | os.PathLike) -> tuple[ModelCard, Path]:
     if weights is None or not weights.is_file():
         raise ModelError(f"base model {card.name!r} has no .safetensors weights beside its card; fine-tuning starts "
                          f"from a learned foveal network: foveal-lite0 or a folder foveal finetune wrote")
-    recorded = card.raw.get("weights", {}).get("sha256") if isinstance(card.raw.get("weights"), dict) else None
+    recorded = card.weights_sha256
     if recorded is not None and file_sha256(weights) != recorded:
         raise ModelError(f"{weights} does not match its card {card.card_path} (sha256 {str(recorded)[:12]}…): the "
                          "weights were swapped or damaged; copy the model's folder again as foveal finetune wrote it")

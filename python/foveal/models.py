@@ -76,6 +76,30 @@ class ModelCard:
     card_path: Path | None = None  # the JSON card read; None for a bare ONNX file (defaults assumed)
 
     @property
+    def shipped(self) -> bool:
+        """Whether foveal ships this card (in its models folder), rather than a user's."""
+        return _shipped(self.card_path)
+
+    @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 the card records for its ``.safetensors`` weights (``foveal finetune`` writes it), if any."""
+        weights = self.raw.get("weights")
+        return weights.get("sha256") if isinstance(weights, dict) else None
+
+    def check_unchanged(self) -> None:
+        """ModelError unless the graph file is still the one this card was loaded with: sessions made later (the
+        lanes of a first batch, a forked child's) read the file again, and one swapped since ran under the old sha256
+        in every map's provenance."""
+        try:
+            sha = file_sha256(self.onnx_path)
+        except OSError as exc:
+            raise ModelError(f"{self.onnx_path}: {exc.strerror or exc}; the model file was there when it was loaded: "
+                             "restore it, or make a new Engine") from None
+        if sha != self.sha256:
+            raise ModelError(f"{self.onnx_path.name}: changed since it was loaded (sha256 now {sha[:12]}…, loaded "
+                             f"{self.sha256[:12]}…); make a new Engine to run it")
+
+    @property
     def precisions(self) -> tuple[str, ...]:
         """Graphs shipped for this model: ``"fp32"``, plus ``"fp16"`` and ``"int8"`` where the card lists them."""
         return ("fp32", *(p for p in VARIANTS if isinstance(self.raw.get(p), dict)))
@@ -206,10 +230,14 @@ def _checked_sha256(path: Path, expected: object, card_path: Path | None, field:
         return sha
     where = f"{card_path.name} {field}" if card_path is not None else field
     mismatch = f"{path.name}: sha256 {sha[:12]}… does not match its card ({where}: {str(expected)[:12]}…)"
-    if card_path is not None and card_path.resolve().parent == MODELS_DIR:  # a shipped card, not a user's link to
-        raise ModelError(f"{mismatch}; the package is damaged: reinstall foveal")  # a shipped graph
+    if _shipped(card_path):  # the card, not the graph: a user's card may link a shipped graph
+        raise ModelError(f"{mismatch}; the package is damaged: reinstall foveal")
     raise ModelError(f"{mismatch}; the file changed after its card was written (swapped or damaged): restore it, or "
                      f"if the change was intended set the card's {field} to {sha} or remove it")
+
+
+def _shipped(card_path: Path | None) -> bool:
+    return card_path is not None and card_path.resolve().parent == MODELS_DIR
 
 
 def _section(raw: dict, key: str, required: bool = True) -> dict:

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..errors import BackendUnavailableError, InputError, ModelError, one_line
-from ..models import ModelCard, file_sha256
+from ..models import ModelCard
 
 
 class OnnxRuntimeBackend:
@@ -49,7 +49,6 @@ class OnnxRuntimeBackend:
         # postprocessing threads (and any other session) need next: end-to-end predict was up to 1.4x slower with
         # spinning on 2 cores, and the network alone no faster (docs/PERFORMANCE.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        _check_unchanged(card)
         try:
             self._session = ort.InferenceSession(str(card.onnx_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
@@ -85,7 +84,10 @@ class OnnxRuntimeBackend:
         from .. import cpu
 
         count = min(self.threads, cpu.usable_cpus())
-        return [OnnxRuntimeBackend(self._card, threads=1) for _ in range(count)] if count > 1 else []
+        if count < 2:
+            return []
+        self._card.check_unchanged()  # the twins read the file again, once for all of them
+        return [OnnxRuntimeBackend(self._card, threads=1) for _ in range(count)]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -100,20 +102,6 @@ class OnnxRuntimeBackend:
                              "ones (docs/MODEL_CONTRACT.md)") from None
         # Integer or float64 output is passed on as it is: the Engine refuses what breaks the contract.
         return out.astype(np.float32, copy=False) if out.dtype == np.float16 else out
-
-
-def _check_unchanged(card: ModelCard) -> None:
-    """ModelError unless the graph file is still the one its card was loaded with: sessions made later (the lanes
-    of a first batch, a forked child's) read the file again, and one swapped since ran under the old sha256 in
-    every map's provenance."""
-    try:
-        sha = file_sha256(card.onnx_path)
-    except OSError as exc:
-        raise ModelError(f"{card.onnx_path}: {exc.strerror or exc}; the model file was there when it was loaded: "
-                         "restore it, or make a new Engine") from None
-    if sha != card.sha256:
-        raise ModelError(f"{card.onnx_path.name}: changed since it was loaded (sha256 now {sha[:12]}…, loaded "
-                         f"{card.sha256[:12]}…); make a new Engine to run it")
 
 
 def _input_breach(kind: str, shape: list, inputs: int) -> str | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import gpu
 from ..errors import BackendUnavailableError, ModelError
-from ..models import MODELS_DIR, ModelCard, file_sha256
+from ..models import ModelCard, file_sha256
 
 
 def load_network(card: ModelCard) -> Any:
@@ -26,14 +26,12 @@ def load_network(card: ModelCard) -> Any:
     the network the card's graph was made from (a shipped model, or weights whose sha256 its card records, as
     ``foveal finetune`` writes them). A user's graph named itti-koch, or one beside some .safetensors file, ran
     foveal's own network under that graph's sha256."""
-    shipped = card.card_path is not None and card.card_path.resolve().parent == MODELS_DIR
     weights = card.onnx_path.with_suffix(".safetensors")
-    recorded = card.raw.get("weights") if isinstance(card.raw.get("weights"), dict) else {}
-    if weights.is_file() and (shipped or recorded.get("sha256") == file_sha256(weights)):
+    if weights.is_file() and (card.shipped or card.weights_sha256 == file_sha256(weights)):
         from ..network import deepgaze
 
         return deepgaze.load(weights)
-    if card.name == "itti-koch" and shipped:
+    if card.name == "itti-koch" and card.shipped:
         from ..network import itti_koch
 
         readout = card.raw.get("provenance", {}).get("training", {}).get("readout")
