@@ -28,7 +28,7 @@ import struct
 import threading
 import zlib
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import IO, Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -102,6 +102,15 @@ def check_not_input(path: str | os.PathLike) -> None:
     if (st.st_dev, st.st_ino) in _inputs:
         raise InputError(f"refusing to write {os.fspath(path)}: it is one of this run's inputs and would be "
                          "overwritten; write the outputs to another folder")
+
+
+def path_is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(path)`` (``Path.is_file``, ``Path.exists``...), False for a path the system cannot take: Python
+    3.11's tests raise for a name over 255 bytes, where no such file can be there anyway."""
+    try:
+        return test(path)
+    except OSError:
+        return False
 
 
 def checked_path(path: object, what: str, error: type[InputError] = InputError) -> str:

@@ -24,7 +24,7 @@ from typing import IO, NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
-from ..fileio import DISK_FULL, check_output, inputs_protected
+from ..fileio import DISK_FULL, check_output, inputs_protected, path_is
 from ..models import DEFAULT_MODEL, PRECISIONS
 
 T = TypeVar("T")
@@ -56,7 +56,8 @@ class _Parser(argparse.ArgumentParser):
             # argparse checks the required ones first: `foveal --bogus` was told a COMMAND is required, and the
             # misspelt option never named.
             unknown = [a for a in getattr(self, "_given", []) if a.startswith("-") and len(a) > 1
-                       and a.split("=", 1)[0] not in self._option_string_actions and not _number(a)]
+                       and a.split("=", 1)[0] not in self._option_string_actions
+                       and not self._negative_number_matcher.match(a)]
             if unknown:
                 message = f"unrecognized arguments: {' '.join(unknown)}"
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -89,14 +90,6 @@ class _CommandParser(_Parser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,14 +257,8 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
             named += [v for v in values if isinstance(v, Path)]
     if isinstance(getattr(args, "model", None), str):
         named.append(Path(args.model))
-    return [path for path in named if _is_file(path)]
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name too long (Python 3.11 raises it): the command refuses the path in its own words
-        return False
+    # path_is: a name too long is no file; the command refuses it in its own words
+    return [path for path in named if path_is(path, Path.is_file)]
 
 
 def check_out_folder(path: Path, outputs: tuple[str, ...] = ()) -> None:

@@ -34,13 +34,13 @@ import numbers
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, decimal_float, decimal_floats, resolve_boxes
 from ..errors import ElementSpecError, InputError, UnknownElementError, repeated
-from ..fileio import NUMBER, checked_path, is_unicode
+from ..fileio import NUMBER, checked_path, is_unicode, path_is
 from .textfile import parse_json, read_text
 
 #: Every element kind foveal scores.  Norms and recommendations are keyed by kind.
@@ -502,23 +502,16 @@ def quoted(name: str) -> str:
     return f"{quote}{text}{quote}"
 
 
-def _exists(path: Path, test: Callable[[Path], bool]) -> bool:
-    try:
-        return test(path)
-    except OSError:  # a name over 255 bytes (Python 3.11 raises it): no such file can be there
-        return False
-
-
 def find_element_file(image_path: str | Path, elements_dir: str | Path) -> Path:
     """The element file for ``image_path`` in ``elements_dir``: same stem, ``.json`` preferred over ``.csv``."""
     stem = Path(checked_path(image_path, "image", ElementSpecError)).stem
     folder = Path(checked_path(elements_dir, "elements folder", ElementSpecError))
     candidates = [folder / (stem + suffix) for suffix in ELEMENT_FILE_SUFFIXES]
     for candidate in candidates:
-        if _exists(candidate, Path.is_file):
+        if path_is(candidate, Path.is_file):
             return candidate
     for candidate in candidates:  # there, but no file: "no element file ... expected it" would send the user looking
-        if _exists(candidate, Path.exists):
+        if path_is(candidate, Path.exists):
             raise ElementSpecError(f"{candidate}: not a regular file (a folder, FIFO, socket or device); the element "
                                    f"file for {Path(image_path).name} must be a file")
     raise ElementSpecError(f"no element file for {Path(image_path).name}: expected {stem}.json or {stem}.csv "
