@@ -32,6 +32,7 @@ import numpy as np
 
 from foveal.errors import FovealError, ImageError, InputError, checked_count
 from foveal.fileio import checked_path, open_input
+from foveal.metrics import off_image
 from foveal.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, checked_max_pixels, load_image, max_file_bytes,
                             open_pillow)
 
@@ -87,17 +88,23 @@ class Fixations:
 def _numbers(values: object, name: str, kind: type) -> np.ndarray:
     """``values`` as an array of ``kind`` (float64 coordinates, int64 viewer ids), else InputError: text, or a
     viewer id with a fraction (it was truncated) or past int64."""
-    array = np.asarray(values) if not isinstance(values, (str, bytes)) else np.asarray([], object)
-    ok = array.size == 0 or np.issubdtype(array.dtype, np.integer) or (
-        kind is np.float64 and np.issubdtype(array.dtype, np.floating))
-    if kind is np.int64 and ok and array.size and np.issubdtype(array.dtype, np.unsignedinteger):
-        ok = bool((array <= np.iinfo(np.int64).max).all())
-    if kind is np.int64 and not ok and array.size and np.issubdtype(array.dtype, np.floating):
-        ok = bool((np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0 ** 63)).all())
-    if not ok or (isinstance(values, (str, bytes))):
+    array = None if isinstance(values, (str, bytes)) else np.asarray(values)
+    if array is None or (array.size and not _holds(array, kind)):
         what = "numbers" if kind is np.float64 else "whole numbers (viewer ids)"
         raise InputError(f"Fixations: {name} must be {what}, got {values!r:.60}")
     return array.astype(kind)
+
+
+def _holds(array: np.ndarray, kind: type) -> bool:
+    """Whether every value of a non-empty ``array`` is one ``kind`` holds exactly (float64 takes any number)."""
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        return kind is np.float64 or bool((array <= np.iinfo(np.int64).max).all())
+    if np.issubdtype(array.dtype, np.integer):
+        return True
+    if np.issubdtype(array.dtype, np.floating):
+        return kind is np.float64 or bool(
+            (np.isfinite(array) & (array == np.round(array)) & (np.abs(array) < 2.0 ** 63)).all())
+    return False
 
 
 def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -118,15 +125,13 @@ def gaussian_density(fix: Fixations, shape: tuple[int, int], sigma: float) -> np
 
 
 def check_fixations(fix: Fixations, shape: tuple[int, int], where: str) -> None:
-    """InputError unless every fixation is finite and less than a pixel outside the (H, W) image (the metrics'
-    rule): a recording error in the dataset's files, to be told as such, not as a fault of some model's map."""
-    h, w = shape
-    bad = ~(np.isfinite(fix.x) & np.isfinite(fix.y))
-    bad |= (fix.x <= -1) | (fix.x >= w + 1) | (fix.y <= -1) | (fix.y >= h + 1)
+    """InputError unless every fixation is one the metrics take on the (H, W) image (:func:`foveal.metrics.off_image`):
+    a recording error in the dataset's files, to be told as such, not as a fault of some model's map."""
+    bad = off_image(fix.x, fix.y, shape)
     if bad.any():
         k = int(np.argmax(bad))
-        raise InputError(f"{where}: fixation {k} at ({fix.x[k]:g}, {fix.y[k]:g}) lies outside its {w}x{h} image; "
-                         "correct or remove it in the dataset's fixations")
+        raise InputError(f"{where}: fixation {k} at ({fix.x[k]:g}, {fix.y[k]:g}) lies outside its "
+                         f"{shape[1]}x{shape[0]} image; correct or remove it in the dataset's fixations")
 
 
 class Dataset:

@@ -27,8 +27,8 @@ import numpy as np
 
 from .errors import InputError, real_number
 
-__all__ = ["EPS", "METRICS", "CENTRE_BIAS", "pixel_indices", "auc", "auc_judd", "auc_borji", "auc_shuffled",
-           "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density",
+__all__ = ["EPS", "METRICS", "CENTRE_BIAS", "off_image", "pixel_indices", "auc", "auc_judd", "auc_borji",
+           "auc_shuffled", "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density",
            "gaussian_blur", "metric_map"]
 
 EPS = 2.2204e-16
@@ -110,6 +110,13 @@ def _same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
         raise InputError(f"{name_a} and {name_b} must have one shape, got {a.shape} and {b.shape}")
 
 
+def off_image(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Which fixations no metric takes on an image of ``shape`` (H, W): not finite, or a pixel or more outside it
+    (those less than a pixel outside are rounding in the recorded data, clipped onto the border)."""
+    h, w = shape
+    return ~(np.isfinite(x) & np.isfinite(y)) | (x <= -1) | (x >= w + 1) | (y <= -1) | (y >= h + 1)
+
+
 def pixel_indices(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
                   name: str = "fixations") -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices ``(floor(y), floor(x))`` of fixations in an image of ``shape`` (H, W).
@@ -129,7 +136,7 @@ def pixel_indices(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
         raise InputError(f"{name}: no fixations; fixation-based metrics need at least one")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise InputError(f"{name}: coordinates must be finite")
-    outside = (x <= -1) | (x >= w + 1) | (y <= -1) | (y >= h + 1)
+    outside = off_image(x, y, (h, w))
     if outside.any():
         k = int(np.argmax(outside))
         raise InputError(f"{name}: fixation {k} at ({x[k]:g}, {y[k]:g}) lies outside the {w}x{h} image; "
