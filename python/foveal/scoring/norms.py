@@ -88,9 +88,7 @@ class Norms:
                 formats[fmt][kind] = values
         passes = self.pass_percentiles
         if not isinstance(passes, Mapping) or not all(
-                fmt in formats and isinstance(kinds, Mapping) and all(
-                    kind in formats[fmt] and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
-                    for kind, p in kinds.items())
+                fmt in formats and isinstance(kinds, Mapping) and _pass_percentiles_fit(kinds, formats[fmt])
                 for fmt, kinds in passes.items()):
             raise InputError("Norms: pass_percentiles must map formats and kinds present in formats to numbers in "
                              "(0, 100]")
@@ -231,15 +229,19 @@ def norms_from_dict(obj: Any, source: str = "norms") -> Norms:
             formats[fmt][kind] = np.sort(np.asarray(values, dtype=np.float64))
         raw_passes = entry.get("pass_percentiles", {})
         kinds = {_known_kind(k): p for k, p in raw_passes.items()} if isinstance(raw_passes, dict) else None
-        ok = kinds is not None and len(kinds) == len(raw_passes) and all(
-            k in formats[fmt] and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
-            for k, p in kinds.items())
+        ok = kinds is not None and len(kinds) == len(raw_passes) and _pass_percentiles_fit(kinds, formats[fmt])
         if not ok:
             raise InputError(f"{where}: 'pass_percentiles' must map kinds present in 'kinds' to numbers in (0, 100]")
         if kinds:
             passes[fmt] = {k: float(p) for k, p in kinds.items()}
     return Norms(model=graph_identity(model), formats=formats, creatives=creatives,  # type: ignore[arg-type]
                  source=source, foveal_version=str(obj.get("foveal_version", "unknown")), pass_percentiles=passes)
+
+
+def _pass_percentiles_fit(passes: Mapping[str, Any], kinds: Mapping[str, Any]) -> bool:
+    """Whether every pass percentile in ``passes`` is for one of ``kinds`` and a number in (0, 100]."""
+    return all(kind in kinds and isinstance(p, (int, float)) and not isinstance(p, bool) and 0 < p <= 100
+               for kind, p in passes.items())
 
 
 def _known_kind(kind: Any) -> Any:
