@@ -2932,16 +2932,10 @@ def test_client_settings_take_numpy_numbers_and_refuse_numbers_past_floats_range
 
 
 def _exchange(port: int, data: bytes, wait_s: float = 20) -> bytes:
-    """Everything the server sends back for ``data`` until it closes the connection, or ``wait_s`` passes."""
+    """Everything the server sends back for ``data`` on a new connection, which it must close within ``wait_s``."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
         sock.sendall(data)
-        got, deadline = b"", time.monotonic() + wait_s
-        try:
-            while time.monotonic() < deadline and (chunk := sock.recv(65536)):
-                got += chunk
-        except TimeoutError:  # kept alive
-            pass
-    return got
+        return _answer_on(sock, wait_s)
 
 
 def test_a_request_refused_by_the_connection_is_answered_after_the_whole_ones_before_it(url, caplog):
