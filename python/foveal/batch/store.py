@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import fnmatch
 import io
 import json
 import os
@@ -124,7 +125,7 @@ class BatchStore:
             _remove_temporaries(self.out)
             self.done = self._recover()
             self._next_part = 1 + max((_part_number(p) for d in (ELEMENTS_DIR, CREATIVES_DIR)
-                                       for p in (self.out / d).glob("part-*.parquet")), default=0)
+                                       for p in _part_files(self.out / d)), default=0)
             self._csv = (self.out / CSV_NAME).open("a", encoding="utf-8", newline="")
             self._journal = (self.out / JOURNAL_NAME).open("a", encoding="utf-8")
         except BaseException as exc:
@@ -350,6 +351,13 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
 
     schema = _schemas()[name]
     try:
+        with open(part, "rb"):
+            pass
+    except PermissionError as exc:  # unreadable is not damaged: no advice to delete it
+        raise _unusable(exc, part.parent.parent) from None
+    except OSError:  # a folder in its place...: named below as no part
+        pass
+    try:
         if not part.is_file():
             raise OSError("not a file")
         # The whole schema from the footer, whichever columns are read: the creatives table's parts share the
@@ -365,10 +373,20 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
     return table
 
 
+def _part_files(folder: Path) -> list[Path]:
+    """The part files of ``folder``'s table, sorted; OSError if it cannot be listed (``Path.glob`` answered an
+    unreadable folder with no parts, and recovery then dropped every committed creative as having no rows)."""
+    try:
+        names = [entry.name for entry in os.scandir(folder)]
+    except FileNotFoundError:
+        return []
+    return sorted(folder / name for name in names if fnmatch.fnmatchcase(name, "part-*.parquet"))
+
+
 def _part_ids(folder: Path) -> dict[Path, list[str]]:
     """Each part file of ``folder``'s table and the creative ids of its rows, in row order."""
     return {part: _read_part(part, folder.name, ["creative_id"]).column("creative_id").to_pylist()
-            for part in sorted(folder.glob("part-*.parquet"))}
+            for part in _part_files(folder)}
 
 
 def _filter_parts(parts: dict[Path, list[str]], name: str, done: set[str]) -> None:
