@@ -18,8 +18,8 @@ import numpy as np
 
 from ..boxes import decimal_float
 from ..errors import InputError, repeated
-from ..fileio import (check_text_table, checked_path, column_list, parquet_columns, read_parquet, text_lines,
-                      unicode_name)
+from ..fileio import (check_text_table, checked_path, column_list, parquet_columns, path_is, read_parquet,
+                      text_lines, unicode_name)
 from ..imageio import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
@@ -89,7 +89,11 @@ def read_inputs(source: str | Path) -> list[BatchItem]:
             images = list_images(source)
         except InputError as exc:
             # Creatives sorted into subfolders (per campaign, per client) are a common layout: say how to batch them.
-            if not any(p.is_dir() for p in source.iterdir()):
+            try:
+                subfolders = any(path_is(p, Path.is_dir) for p in source.iterdir())
+            except OSError:  # unlistable: exc says so
+                subfolders = False
+            if not subfolders:
                 raise
             raise InputError(f"{exc}; subfolders are not searched: give a list file (.txt, one image path a line) "
                              "or a table (.parquet/.csv) naming the images in them") from None
@@ -109,14 +113,18 @@ def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name; names (stems) must be unique.
 
     Hidden files (a leading dot) are not listed, as a file browser does not show them: macOS leaves a ``._NAME``
-    metadata file beside every file copied to a foreign disk, with the image's suffix and no image inside. A link
-    to no file is listed: the image it stood for fails as "not found" instead of vanishing unreported.
+    metadata file beside every file copied to a foreign disk, with the image's suffix and no image inside. Every
+    other name with an image suffix is listed, whatever it is: a link to no file, a folder or a pipe fails as what it
+    is instead of vanishing unreported.
     """
     folder = Path(checked_path(folder, "folder"))
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-                    and (p.is_file() or (p.is_symlink() and not p.exists())))
+    try:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: not a folder")
+        images = sorted(p for p in folder.iterdir()
+                        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    except OSError as exc:
+        raise InputError(f"cannot list {folder}: {exc.strerror or exc}; make it readable") from None
     if not images:
         raise InputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return images
