@@ -614,6 +614,86 @@ def test_full_disk_and_read_only_folder_are_one_line_and_resumable(tmp_path):
     assert_same_as(tmp_path / "out", tmp_path / "clean")
 
 
+@pytest.mark.parametrize("locked", ["elements", "creatives", "elements/part-000002.parquet"])
+def test_an_unreadable_table_is_refused_and_nothing_committed_is_dropped(partial, folder, locked):
+    """A table folder the run may not read was listed as holding no parts (Path.glob says nothing), so recovery
+    dropped every committed creative as having no rows; an unreadable part was called foreign, to be deleted."""
+    from tests.store_fixtures import without_root_override
+
+    out, clean = partial
+    kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    (out / locked).chmod(0o000)
+    try:
+        run = subprocess.run(without_root_override([sys.executable, "-m", "foveal", "-q", "score", str(folder), "-o",
+                                                    str(out), "--no-report", "--commit-every", "2"]),
+                             env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        (out / locked).chmod(0o755 if (out / locked).is_dir() else 0o644)
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert f"cannot use {out / locked}" in run.stderr and "Permission denied" in run.stderr, run.stderr
+    assert "delete" not in run.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == kept
+    assert run_batch(read_inputs(folder), out, Engine()).skipped == 6
+    assert_same_as(out, clean)
+
+
+def test_an_input_folder_that_cannot_be_listed_is_one_line(folder, tmp_path):
+    from tests.store_fixtures import without_root_override
+
+    folder.chmod(0o000)
+    try:
+        run = subprocess.run(without_root_override([sys.executable, "-m", "foveal", "-q", "score", str(folder), "-o",
+                                                    str(tmp_path / "out"), "--no-report"]),
+                             env={**os.environ, "PYTHONPATH": FOVEAL_PATH}, capture_output=True, text=True,
+                             timeout=300)
+    finally:
+        folder.chmod(0o755)
+    assert run.returncode == 1 and run.stderr == f"foveal: error: cannot list {folder}: Permission denied; make it " \
+        "readable\n", run.stderr
+
+
+def test_a_pipe_or_folder_named_as_an_image_fails_on_its_own_line(folder, tmp_path, engine):
+    """Listed like a link to no file, so that it is reported instead of vanishing from the batch."""
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "folder.png").mkdir()
+    items = read_inputs(folder)
+    assert {"pipe", "folder"} <= {i.creative_id for i in items}
+    summary = run_batch(items, tmp_path / "out", engine)
+    assert summary.scored == 6
+    reasons = {e["creative_id"]: e["error"] for e in summary.errors}
+    assert set(reasons) == {"pipe", "folder"} and "not a regular file" in reasons["pipe"], reasons
+    assert "folder" in reasons["folder"] or "directory" in reasons["folder"], reasons
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or subprocess.run(
+    ["unshare", "-rm", "true"], capture_output=True).returncode != 0,
+    reason="needs unshare -rm (a private mount namespace) to mount a small filesystem")
+def test_a_full_disk_that_refuses_new_folders_stops_the_batch(tmp_path):
+    """A filesystem out of inodes (or of blocks for a new folder) refuses each report's folder: that was one failed
+    creative after another, "choose a writable location", the whole input scored for nothing. It stops the run."""
+    non_ascii_creatives(tmp_path / "in", 30)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    args = f"-q score {tmp_path / 'in'} --commit-every 2"
+    script = f"""
+        run() {{ {sys.executable} -m foveal {args} -o {mnt}/out 2>{tmp_path}/err$1; echo $? >{tmp_path}/rc$1; }}
+        mount -t tmpfs -o size=20m,nr_inodes=40 tmpfs {mnt} || exit 99
+        run 1
+        mount -o remount,nr_inodes=4000 {mnt}; run 2
+        cp -r {mnt}/out {tmp_path}/out
+    """
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], env={**os.environ, "PYTHONPATH": FOVEAL_PATH},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (rc1, err1), (rc2, err2) = (((tmp_path / f"rc{i}").read_text().strip(), (tmp_path / f"err{i}").read_text())
+                                for i in (1, 2))
+    assert rc1 == "1" and err1.count("\n") == 1, err1
+    assert "No space left on device; free some space, then run again" in err1, err1
+    assert rc2 == "0" and err2 == "", err2
+    assert len(csv_rows(tmp_path / "out")) == 60 and not list((tmp_path / "out").rglob("*.part"))
+
+
 def test_list_files_as_editors_and_scripts_write_them(tmp_path, engine, monkeypatch):
     """A byte-order mark, CRLF, a file listed twice, a link to a deleted image, relative paths from two folders."""
     make_creatives(tmp_path / "in", 3)

@@ -103,6 +103,23 @@ def test_output_that_is_a_folder_or_unwritable_is_an_input_error(tmp_path):
             write_json(locked / "x.json", {})
 
 
+def test_an_output_behind_a_folder_that_cannot_be_entered_says_where_to_write(tmp_path):
+    """Not "give a valid file name": the name is fine, the folder is closed to this user."""
+    from tests.store_fixtures import without_root_override
+
+    locked = tmp_path / "locked"
+    (locked / "reports").mkdir(parents=True)
+    locked.chmod(0o000)
+    code = f"from foveal.fileio import write_json; write_json({str(locked / 'reports' / 'x.json')!r}, {{}})"
+    try:
+        run = subprocess.run(without_root_override([sys.executable, "-c", code]), capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(foveal.__file__).resolve().parents[1])},
+                             timeout=120)
+    finally:
+        locked.chmod(0o755)
+    assert run.returncode == 1 and "Permission denied; choose a writable location" in run.stderr, run.stderr
+
+
 @pytest.mark.parametrize("path", [None, 3, b"map.png", ["map.png"]])
 def test_a_path_that_is_no_path_is_an_input_error(tmp_path, path):
     """Every reader and writer of the public API refuses a non-path with an InputError, not a TypeError."""

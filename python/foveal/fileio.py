@@ -325,6 +325,8 @@ def check_output(path: str | os.PathLike) -> Path:
         kind = target.stat().st_mode
     except FileNotFoundError:
         kind = None
+    except PermissionError as exc:  # a folder on the way that cannot be entered
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     except OSError as exc:  # a name too long, a loop of links...
         raise InputError(f"cannot write {target}: {exc.strerror or exc}; give a valid file name") from None
     if kind is not None and stat.S_ISDIR(kind):
@@ -375,6 +377,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = T
             target.parent.mkdir(parents=True, exist_ok=True)
             fd = _create_temporary(target, made)
         except OSError as exc:
+            if exc.errno in WRITE_FAILED:  # a full disk refuses a new folder or file too
+                raise cannot_write(target, exc) from None
             raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
         tmp = made[-1]
         fh = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""}))
