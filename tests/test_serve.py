@@ -1127,6 +1127,41 @@ def test_oversize_bodies_and_pixels(http):
         (413, "too_many_pixels")
 
 
+def test_a_slow_header_check_does_not_hold_up_other_requests(engine):
+    """/v1/predict checked an image's header on the event loop: Pillow parses every chunk before the pixels, so a
+    body of a million empty text chunks held every other request (/healthz included) for as long as that took."""
+    import struct
+    import zlib
+
+    from foveal.imageio import check_header
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    small = png(np.zeros((8, 8, 3), np.uint8))
+    padded = small[:33] + chunk(b"tEXt", b"") * 1_000_000 + small[33:]  # 12 MB, after IHDR
+    started = time.perf_counter()
+    check_header(padded, 1_000_000)
+    check_s = time.perf_counter() - started
+    app = create_app(ServeConfig(max_batch=1, max_body_bytes=2**25), engine=engine)
+    with running(app) as base, httpx.Client(base_url=base, timeout=120) as http:
+        answers: list[int] = []
+        upload = threading.Thread(target=lambda: answers.append(http.post(
+            "/v1/predict?format=json&map=false", content=padded, headers={"Content-Type": "image/png"}).status_code))
+        upload.start()
+        waits = []
+        with httpx.Client(base_url=base, timeout=120) as probe:
+            deadline = time.monotonic() + 2 * check_s + 5
+            while upload.is_alive() and time.monotonic() < deadline and len(waits) < 500:
+                started = time.perf_counter()
+                assert probe.get("/healthz").status_code == 200
+                waits.append(time.perf_counter() - started)
+                time.sleep(0.05)
+        upload.join(120)
+    assert answers == [200]
+    assert max(waits) < max(0.5, check_s / 3), (check_s, sorted(waits)[-5:])
+
+
 def test_a_score_format_the_named_norms_lack_is_refused_as_the_cli_refuses_it(tmp_path, engine):
     """The service scored it with every percentile null ('norms have no format'), where foveal score --format
     stops: a format named by the caller that the norms lack is a typo."""

@@ -454,7 +454,9 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         batcher.expect()
         try:
             data, _ = await codec.image_bytes(request)
-            check_header(data, state.config.max_pixels)  # refuse a bomb before it queues
+            # refuse a bomb before it queues; off the event loop: Pillow parses every chunk before the pixels,
+            # seconds for a body of empty metadata chunks, while every other request would wait
+            await run_in_threadpool(check_header, data, state.config.max_pixels)
         finally:
             batcher.arrived()
         # decoded on the engine thread: one thread hop, not two
