@@ -151,6 +151,15 @@ def test_folders_expand_and_progress_counts_images(tmp_path, rgb, capsys, monkey
     assert [line.split("] ")[1].split(" ")[0] for line in lines] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
 
 
+def test_a_pipe_named_as_an_image_in_a_folder_is_reported_not_skipped(tmp_path, rgb, capsys):
+    folder = tmp_path / "creatives"
+    folder.mkdir()
+    Image.fromarray(rgb).save(folder / "a.png")
+    os.mkfifo(folder / "b.jpg")
+    assert main(["predict", str(folder), "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert f"{folder / 'b.jpg'}: not a regular file (a FIFO, socket or device)" in capsys.readouterr().err
+
+
 def test_output_path_that_is_a_file(tmp_path, rgb, capsys):
     Image.fromarray(rgb).save(tmp_path / "a.png")
     (tmp_path / "out").write_text("x")

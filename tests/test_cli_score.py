@@ -143,12 +143,20 @@ def test_norms_of_another_precision_refused_and_the_graph_recorded(tmp_path, nor
     ('{"elements": [', ["IMG", "--elements", "EL"], "malformed JSON"),
     (None, ["IMG", "--elements", "nope.json"], "not found"),
     (None, ["IMG", "--elements", ELEMENTS, "--norms", "none.json"], "not found"),
+    # there, but no image file: said as what it is, not "not found"
+    (None, ["FIFO", "--elements", ELEMENTS], "fifo.png: not a regular file (a FIFO, socket or device)"),
+    (None, ["/dev/zero", "--elements", ELEMENTS], "/dev/zero: not a regular file"),
+    (None, ["LOOP", "--elements", ELEMENTS], "Too many levels of symbolic links"),
 ])
 def test_bad_input_one_line_exit_1_no_output(tmp_path, capsys, setup, argv, text):
     el = tmp_path / "el.json"
     if setup is not None:
         el.write_text(setup)
-    argv = [str(CREATIVE) if a == "IMG" else str(el) if a == "EL" else str(a) for a in argv]
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    named = {"IMG": CREATIVE, "EL": el, "FIFO": tmp_path / "fifo.png", "LOOP": tmp_path / "a.png"}
+    argv = [str(named.get(a, a)) for a in argv]
     out = tmp_path / "out"
     assert run("score", *argv, "-o", out) == 1
     err = capsys.readouterr().err.strip().splitlines()

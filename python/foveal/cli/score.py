@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         default_detector()  # without the detect extra, fail once, before any work
     if is_batch_input(args.image):
         return run_batch_cli(args, options)
-    if not args.image.is_file():  # first: a mistyped folder is not a reason to give up a batch's flags
+    # First: a mistyped folder is not a reason to give up a batch's flags. A pipe, a device or a loop of links is
+    # there, and reading it below says what it is.
+    if not os.path.lexists(args.image):
         raise InputError(f"{args.image}: not found (give an image, a folder of images, a list file .txt or a table "
                          ".parquet/.csv)")
     for flag, given, instead in (("--elements-dir", args.elements_dir, "for one image use --elements FILE"),
