@@ -195,10 +195,31 @@ def _read_parquet(path: Path, mapping: Mapping[str, str]) -> tuple[list[str], It
         table = _parquet(path, lambda p: read_parquet(p, used, TOO_LARGE))
         line = 0
         for batch in table.to_batches():  # Python rows a batch at a time: they take far more than Arrow's
-            for record in batch.to_pylist():
+            try:
+                rows = batch.to_pylist()
+            except Exception:  # noqa: BLE001 - a value Python cannot hold: found cell by cell, and named below
+                rows = [{name: _cell(batch.column(j), i) for j, name in enumerate(batch.schema.names)}
+                        for i in range(batch.num_rows)]
+            for record in rows:
                 line += 1
                 yield line, record
     return columns, records(), "row"
+
+
+class Unreadable:
+    """A Parquet value Python cannot hold (a day past year 9999, a time zone Python does not know, nanoseconds
+    without pandas), standing in its row for the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _cell(column: Any, i: int) -> Any:
+    try:
+        return column[i].as_py()
+    except Exception as exc:  # noqa: BLE001 - OverflowError, ValueError, ArrowInvalid... all say why
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Unreadable(f"cannot be read as a Python value ({column.type}: {reason})")
 
 
 def _parquet(path: Path, read: Callable[[Path], Any]) -> Any:
@@ -213,6 +234,9 @@ def _parquet(path: Path, read: Callable[[Path], Any]) -> Any:
 
 
 def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    unreadable = [f"{name} {value.reason}" for name, value in values.items() if isinstance(value, Unreadable)]
+    if unreadable:
+        return {}, unreadable
     problems: list[str] = []
     row: dict[str, Any] = {}
     cid = values.get("creative_id")
@@ -263,6 +287,12 @@ def parse_day(text: str) -> date:
 
 def _parse_date(value: Any, problems: list[str]) -> date | None:
     if isinstance(value, datetime):
+        # A day at midnight (pandas writes dates so) is that day; any other time, say a local midnight stored as
+        # the UTC instant before it, would be taken as the wrong day, or several hours as one day repeated.
+        if value.timetz().replace(tzinfo=None) != datetime.min.time():
+            problems.append(f"date {value.isoformat(sep=' ')} has a time of day; outcomes are daily: give each "
+                            "row's local day (YYYY-MM-DD, or a Parquet date column)")
+            return None
         day = value.date()
     elif isinstance(value, date):
         day = value
