@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -709,6 +710,51 @@ def test_bad_parquet_row_numbers_and_damaged_file(tmp_path):
             store.import_outcomes(tmp_path / "broken.parquet")
         with pytest.raises(InputError, match="must be a .csv or .parquet"):
             store.import_outcomes(_write(tmp_path / "o.txt", "x"))
+
+
+@pytest.mark.parametrize("dates, message", [
+    (pa.array([3_000_000], pa.int32()).cast(pa.date32()), r"row 1: date cannot be read as a Python value \(date32"),
+    (pa.array([2**62], pa.int64()).cast(pa.timestamp("us")), r"row 1: date cannot be read as a Python value"),
+    (pa.array([1_772_582_400_000_000], pa.int64()).cast(pa.timestamp("us", tz="Mars/Olympus")),
+     r"row 1: date cannot be read as a Python value \(timestamp\[us, tz=Mars/Olympus\]"),
+    # a Berlin midnight stored as its UTC instant, 23:00 the day before: it was taken as that day
+    (pa.array([1_772_578_800_000_000], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+     r"row 1: date 2026-03-03 23:00:00\+00:00 has a time of day; outcomes are daily"),
+    (pa.array([1_772_667_000_000_000], pa.int64()).cast(pa.timestamp("us")), r"row 1: date 2026-03-04 23:30:00 has"),
+])
+def test_parquet_dates_python_cannot_hold_or_with_a_time_of_day_are_refused_by_row(tmp_path, dates, message):
+    """A day past 9999, an unknown time zone: 'internal error: OverflowError'. A time of day was dropped without a
+    word, so a local day stored as a UTC instant fell on the day before."""
+    table = pa.table({"creative_id": ["a"], "date": dates, "impressions": [1000], "clicks": [10]})
+    pq.write_table(table, tmp_path / "o.parquet")
+    rows, errors = read_outcomes(tmp_path / "o.parquet", {})
+    assert rows == [] and len(errors) == 1 and re.search(message, errors[0]), errors
+
+
+def test_parquet_timestamps_at_midnight_are_their_day_in_their_own_zone(tmp_path):
+    days = [pa.array([date(2026, 3, 4)], pa.date32()).cast(pa.timestamp("us")),
+            pa.array([1_772_578_800_000_000], pa.int64()).cast(pa.timestamp("us", tz="Europe/Berlin")),
+            pa.array([1_772_600_400_000_000], pa.int64()).cast(pa.timestamp("us", tz="America/New_York"))]
+    for i, day in enumerate(days):
+        pq.write_table(pa.table({"creative_id": ["a"], "date": day, "impressions": [1000], "clicks": [10]}),
+                       tmp_path / f"o{i}.parquet")
+        rows, errors = read_outcomes(tmp_path / f"o{i}.parquet", {})
+        assert errors == [] and [r["date"] for r in rows] == [date(2026, 3, 4)], (day, errors)
+
+
+def test_a_scored_at_without_a_time_zone_is_refused_and_aware_ones_are_stored_as_the_same_instant(tmp_path):
+    """SQLite kept the wall time alone: 01:00+02:00 and 01:00-05:30, 7.5 hours apart, were stored alike; a naive
+    time was read by PostgreSQL in its session's zone and by SQLite as it stood."""
+    from datetime import datetime, timedelta, timezone
+
+    with _store_with(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        with pytest.raises(InputError, match="has no time zone"):
+            store.record("c0", *scored(0), scored_at=datetime(2026, 3, 4, 1, 0))
+        store.record("c0", *scored(0), scored_at=datetime(2026, 3, 4, 1, 0, tzinfo=timezone(timedelta(hours=2))))
+        with store.engine.begin() as conn:
+            stored = conn.execute(sa.select(s.predictions.c.scored_at)
+                                  .order_by(s.predictions.c.prediction_id.desc()).limit(1)).scalar_one()
+    assert stored.replace(tzinfo=stored.tzinfo or timezone.utc) == datetime(2026, 3, 3, 23, 0, tzinfo=timezone.utc)
 
 
 def test_counts_up_to_64_bits_are_imported_exactly_and_summed_across_sources(tmp_path):

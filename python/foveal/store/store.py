@@ -124,7 +124,7 @@ class Store:
 
         The creative is created on first sight; ``vertical`` and ``tags`` are set when given (tags add up).  A
         creative id already recorded with another image is refused: its outcomes would be credited to the wrong
-        picture.
+        picture.  ``scored_at`` (default: now) must carry its time zone; it is stored in UTC.
         """
         creative_id = check_label(creative_id, "creative id")
         vertical = None if vertical is None else check_label(vertical, "vertical")
@@ -140,6 +140,9 @@ class Store:
                              f"{type(provenance).__name__}")
         if not (scored_at is None or isinstance(scored_at, datetime)):
             raise InputError(f"record: scored_at must be a datetime or None, got {scored_at!r}")
+        if scored_at is not None and scored_at.utcoffset() is None:  # PostgreSQL reads it in its session's zone
+            raise InputError(f"record: scored_at {scored_at.isoformat()} has no time zone, so it is no instant; give "
+                             "an aware one (datetime.now(timezone.utc), or .replace(tzinfo=...))")
         graph = provenance.get("graph_sha256")
         if not graph:
             raise InputError("record: provenance has no graph_sha256; pass the SaliencyMap.provenance of the map "
@@ -150,7 +153,8 @@ class Store:
                 raise InputError(f"record: provenance {key} must be text, got {provenance.get(key)!r:.60}; pass the "
                                  "SaliencyMap.provenance of the map that was scored")
         image_sha = provenance.get("image_sha256")
-        now = scored_at or datetime.now(timezone.utc)
+        # in UTC: SQLite keeps the wall time alone, so an offset would be lost and instants hours apart look alike
+        now = (scored_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
         with recording(), self._transaction() as conn:
             self._upsert_creative(conn, creative_id, image_sha, scores.format, vertical, tags, now)
             pid = conn.execute(s.predictions.insert().values(
