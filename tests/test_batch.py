@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -776,6 +777,45 @@ def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeyp
         assert "\033" not in stream.getvalue()
         widths = [len(r.rstrip("\n")) for r in redraws]
         assert all(b >= a for a, b in zip(widths, widths[1:]))  # each redraw covers the one before
+
+
+@pytest.mark.parametrize("term", ["xterm", "dumb"])
+def test_a_note_during_a_progress_bar_takes_a_line_of_its_own(monkeypatch, term):
+    """An error printed while the bar was on the terminal's line was written onto it ("1/3 (3.6/s)foveal: error")."""
+    import io
+    from foveal import progress as progress_module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("TERM", term)
+    ticks = iter(np.arange(0, 1e4, 0.2))
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(ticks))
+    for i in progress_module.progress(range(3), total=3, label="predict"):
+        if i == 1:
+            progress_module.note("foveal: error: b.png: broken")
+    progress_module.note("foveal: done")
+    screen = stream.getvalue()
+    before, after = screen.split("foveal: error: b.png: broken\n")
+    if term == "xterm":
+        assert before.endswith("]\033[K\r\033[K") or before.endswith(")\033[K\r\033[K"), repr(before[-40:])
+    else:  # blanked with spaces, then back to the line's start
+        assert re.search(r"\)\r {40,}\r$", before) and "\033" not in screen, repr(before[-80:])
+    assert after.startswith("\rpredict [") and after.endswith("\nfoveal: done\n"), repr(after)
+
+
+def test_norms_build_ends_its_progress(tmp_path, capsys):
+    """zip(items, bar) stopped at the items' end, before the bar counted its last one: a log's last line was 4/5."""
+    from foveal.cli import main
+
+    refs = tmp_path / "refs"
+    make_creatives(refs, 5)
+    assert main(["norms", "build", str(refs), "-o", str(tmp_path / "n.json"), "--model", "itti-koch"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("norms [")]
+    assert lines[-1].startswith("norms [##############################] 5/5"), lines
 
 
 def test_a_folder_of_subfolders_says_how_to_batch_them(tmp_path):

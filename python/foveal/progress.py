@@ -8,6 +8,9 @@ from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 LOG_EVERY_SECONDS = 60.0
+# Width of the bar drawn on the terminal's current line (0: none there), so that note() can clear it: a message
+# written after it joined the bar's line.
+_on_line = 0
 
 
 def progress(items: Iterable[T], total: int | None = None, label: str = "", enabled: bool = True) -> Iterator[T]:
@@ -17,6 +20,7 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
     one a minute at least, so that the log of an hours-long batch shows it is alive.  With a total, the line ends
     with the time left at the rate so far.
     """
+    global _on_line
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     stream = sys.stderr
@@ -44,14 +48,26 @@ def progress(items: Iterable[T], total: int | None = None, label: str = "", enab
             last = now
             bar = _bar(label, done, total, rate)
             drawing = _write(stream, "\r" + bar + (" " * max(0, drawn - len(bar)) if dumb else "\033[K"))
-            drawn = len(bar)
+            drawn = _on_line = len(bar)
         elif drawing and not tty and (total and done * 100 >= next_pct * total or now - last >= LOG_EVERY_SECONDS):
             last = now
             while total and done * 100 >= next_pct * total:
                 next_pct += 10
             drawing = _write(stream, _bar(label, done, total, rate) + "\n")
-    if drawing and tty and done:
+    if drawing and tty and done and _on_line:
         _write(stream, "\n")
+    _on_line = 0
+
+
+def note(text: str) -> None:
+    """Write ``text`` as a line of its own on stderr: a progress bar on the terminal's line is cleared first (and
+    drawn again at the next item)."""
+    global _on_line
+    if sys.stderr is None:
+        return
+    clear = ("\r" + " " * _on_line + "\r" if os.environ.get("TERM") == "dumb" else "\r\033[K") if _on_line else ""
+    _on_line = 0
+    _write(sys.stderr, clear + text + "\n")
 
 
 def _write(stream, text: str) -> bool:

@@ -26,6 +26,7 @@ from .._version import __version__
 from ..errors import FovealError, InputError, one_line
 from ..fileio import DISK_FULL, check_output, inputs_protected, path_is
 from ..models import DEFAULT_MODEL, PRECISIONS
+from ..progress import note
 
 T = TypeVar("T")
 
@@ -165,13 +166,13 @@ def _main(argv: list[str] | None) -> int:
             sys.stdout.flush()  # here, while a failure to write it can still be told as one
         return status
     except FovealError as exc:
-        print(error_line(exc, args), file=sys.stderr)
+        note(error_line(exc, args))
         return 1
     except KeyboardInterrupt as exc:
         if isinstance(exc, Terminated) or _sigterm.is_set():
-            print("foveal: terminated", file=sys.stderr)
+            note("foveal: terminated")
             return 128 + signal.SIGTERM
-        print("foveal: interrupted", file=sys.stderr)
+        note("foveal: interrupted")
         return 130
     except BrokenPipeError:  # the reader left (| head): nothing more to say, and nowhere to say it
         _drop_stdout()
@@ -180,7 +181,7 @@ def _main(argv: list[str] | None) -> int:
         # Only commands that read images have --max-pixels; an outcomes or calibration run ran out on a table.
         advice = ("use smaller images, or lower --max-pixels to refuse such images up front"
                   if hasattr(args, "max_pixels") else "split the input into smaller files, or free memory")
-        print(f"foveal: error: not enough memory for this input; {advice}", file=sys.stderr)
+        note(f"foveal: error: not enough memory for this input; {advice}")
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if isinstance(exc, OSError) and exc.errno in DISK_FULL and exc.filename is None:
@@ -192,12 +193,11 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(exc, OSError) and exc.errno in _BAD_PATH and exc.filename is not None:
             # A path the system cannot take, met by a check no command wraps (Python 3.11's Path.is_file()
             # raises for a name over 255 bytes).
-            print(f"foveal: error: {exc.filename}: {exc.strerror}; {_BAD_PATH[exc.errno]}", file=sys.stderr)
+            note(f"foveal: error: {exc.filename}: {exc.strerror}; {_BAD_PATH[exc.errno]}")
             return 1
         if os.environ.get("FOVEAL_DEBUG"):
             raise
-        print(f"foveal: internal error: {type(exc).__name__}: {one_line(str(exc))} (set FOVEAL_DEBUG=1 for details)",
-              file=sys.stderr)
+        note(f"foveal: internal error: {type(exc).__name__}: {one_line(str(exc))} (set FOVEAL_DEBUG=1 for details)")
         return 1
 
 

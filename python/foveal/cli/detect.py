@@ -13,7 +13,7 @@ import sys
 from ..errors import ElementSpecError, FovealError, InputError
 from ..fileio import write_json
 from ..imageio import checked_max_pixels, decode
-from ..progress import progress
+from ..progress import note, progress
 from . import MAX_PIXELS, check_out_folder, error_line, path_arg
 
 
@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
             write_json(target, element_file(found, decoded.pixels.shape[:2]), replace=args.overwrite)
         except FileExistsError:
             failures += 1
-            print(f"foveal: error: {target} appeared while detecting (maybe written by hand); kept it: pass "
-                  "--overwrite to replace it", file=sys.stderr)
+            note(f"foveal: error: {target} appeared while detecting (maybe written by hand); kept it: pass "
+                 "--overwrite to replace it")
         except FovealError as exc:
             failures += 1
-            print(error_line(exc, args), file=sys.stderr)
+            note(error_line(exc, args))
     if not args.quiet and (len(targets) > 1 or not failures):  # one image's failure is its error line alone
         print(f"foveal: element files for {len(targets) - failures} of {len(targets)} image(s) written to "
               f"{args.out}", file=sys.stderr)

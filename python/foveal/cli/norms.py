@@ -54,8 +54,10 @@ def run_build(args: argparse.Namespace) -> int:
     scorer = Scorer(engine, options, batch_size=args.batch_size)
     chunks = (scorer.score_creatives(items[i:i + args.batch_size]) for i in range(0, len(items), args.batch_size))
     scored = []
-    for item, result in zip(items, progress((r for c in chunks for r in c), total=len(items), label="norms",
-                                            enabled=not args.quiet)):
+    # the bar first: zip stops at the first iterator that ends, and the bar ends (its last count, its newline)
+    # only when asked for an item past the last
+    for result, item in zip(progress((r for c in chunks for r in c), total=len(items), label="norms",
+                                     enabled=not args.quiet), items):
         if isinstance(result, Exception):
             raise InputError(f"reference creative {Path(item.image).name}: {result}")
         scored.append(result.scores)

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 from ..errors import DiskFullError, FovealError, InputError
 from ..fileio import check_output, note_input, written_together
 from ..imageio import DecodedImage, decode
-from ..progress import progress
+from ..progress import note, progress
 from ..saliency_map import SaliencyMap
 from . import add_engine_options, check_out_folder, error_line, make_engine, path_arg
 from ..batch import list_images
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                                           enabled=not args.quiet and len(images) > 1):
         if isinstance(result, FovealError):
             failures += 1
-            print(error_line(result, args), file=sys.stderr)
+            note(error_line(result, args))
             continue
         try:  # a file that became unwritable meanwhile costs its image, not the images after it
             with written_together():  # an image's map and overlay are of one run
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise  # every later image would fail the same way
         except FovealError as exc:
             failures += 1
-            print(error_line(exc, args), file=sys.stderr)
+            note(error_line(exc, args))
     if not args.quiet and (len(images) > 1 or not failures):  # one image's failure is its error line alone
         written = f"{len(images) - failures} of {len(images)}" if failures else f"{len(images)}"
         print(f"foveal: {written} map(s) written to {args.out} "
