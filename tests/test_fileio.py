@@ -120,6 +120,30 @@ def test_an_output_behind_a_folder_that_cannot_be_entered_says_where_to_write(tm
     assert run.returncode == 1 and "Permission denied; choose a writable location" in run.stderr, run.stderr
 
 
+def test_outputs_with_non_ascii_names_where_the_file_system_encoding_is_ascii(tmp_path):
+    """Under PYTHONUTF8=0 LC_ALL=C Python names files in ASCII (non-ASCII bytes as surrogates): the temporary's name
+    was cut and decoded as UTF-8 into characters it could not encode ('internal error: UnicodeEncodeError')."""
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": str(Path(foveal.__file__).resolve().parents[1])}
+    code = ("import os, sys; from foveal.fileio import write_json; assert sys.getfilesystemencoding() == 'ascii'; "
+            "write_json(os.fsdecode(os.fsencode(sys.argv[1]) + 'Caf\\u00e9 \\u2713.json'.encode()), {}); print('ok')")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path) + "/"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    if "AssertionError" in run.stderr:
+        pytest.skip("this Python does not fall back to ASCII file names under LC_ALL=C")
+    assert run.stdout == "ok\n", run.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["Café ✓.json"]
+
+
+def test_a_name_that_is_not_utf8_is_shown_with_its_bytes_escaped():
+    from foveal.fileio import shown_name, unicode_name
+
+    name = os.fsdecode(b"\xff\xfe.png")
+    assert shown_name(name) == "\\xff\\xfe.png" and shown_name("café.png") == "café.png"
+    with pytest.raises(InputError, match=r"^\\xff\\xfe.png: the image's file name is not valid UTF-8; rename it$"):
+        unicode_name(name, "the image's file name")
+
+
 @pytest.mark.parametrize("path", [None, 3, b"map.png", ["map.png"]])
 def test_a_path_that_is_no_path_is_an_input_error(tmp_path, path):
     """Every reader and writer of the public API refuses a non-path with an InputError, not a TypeError."""

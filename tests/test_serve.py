@@ -1127,6 +1127,15 @@ def test_oversize_bodies_and_pixels(http):
         (413, "too_many_pixels")
 
 
+def test_a_norms_name_that_is_not_utf8_is_refused_at_start():
+    """It was taken, and /v1/norms and every /v1/score answered 500 (a name JSON cannot hold)."""
+    run = subprocess.run([sys.executable, "-m", "foveal", "serve", "--norms", b"n\xff=n.json"], capture_output=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(foveal.__file__).resolve().parents[1])},
+                         text=True, timeout=120)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert "argument --norms: NAME n\\xff is not valid UTF-8 text; give another name" in run.stderr
+
+
 def test_a_slow_header_check_does_not_hold_up_other_requests(engine):
     """/v1/predict checked an image's header on the event loop: Pillow parses every chunk before the pixels, so a
     body of a million empty text chunks held every other request (/healthz included) for as long as that took."""

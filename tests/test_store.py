@@ -742,6 +742,14 @@ def test_parquet_timestamps_at_midnight_are_their_day_in_their_own_zone(tmp_path
         assert errors == [] and [r["date"] for r in rows] == [date(2026, 3, 4)], (day, errors)
 
 
+def test_a_store_whose_file_name_is_not_utf8_opens_read_only(tmp_path):
+    """calibrate's read-only open quoted the path as text: 'internal error: UnicodeEncodeError' for x\\xff.db."""
+    path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/x\xff.db")
+    _store_with(f"sqlite:///{path}").close()
+    with Store(f"sqlite:///{path}", read_only=True) as store:
+        assert len(store.latest_predictions()) == 3
+
+
 def test_a_scored_at_without_a_time_zone_is_refused_and_aware_ones_are_stored_as_the_same_instant(tmp_path):
     """SQLite kept the wall time alone: 01:00+02:00 and 01:00-05:30, 7.5 hours apart, were stored alike; a naive
     time was read by PostgreSQL in its session's zone and by SQLite as it stood."""

@@ -285,7 +285,8 @@ def _sibling_name(target: Path, suffix: str) -> Path:
     name may have: a legal target name of 237-255 bytes must not fail as "File name too long"."""
     tail = f".{secrets.token_hex(6)}.{suffix}"
     # Cut whole characters: macOS refuses a name that is not UTF-8, as half a character would leave it.
-    name = os.fsencode(target.name)[:NAME_MAX - 1 - len(tail)].decode("utf-8", "ignore")
+    cut = os.fsencode(target.name)[:NAME_MAX - 1 - len(tail)].decode("utf-8", "ignore").encode("utf-8")
+    name = os.fsdecode(cut)  # back as the file system encodes names (not UTF-8 under PYTHONUTF8=0 LC_ALL=C)
     return target.parent / f".{name}{tail}"
 
 
@@ -563,11 +564,16 @@ def is_unicode(text: str) -> bool:
     return True
 
 
+def shown_name(text: str) -> str:
+    """A name for a message: bytes that are not UTF-8 escaped (``\\xff``) rather than lost as ``?``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if not is_unicode(text) else text
+
+
 def unicode_name(path: str | os.PathLike, what: str) -> str:
     """``path`` as text for a document (scores, reports and stores are UTF-8), or InputError naming ``what``."""
     text = os.fspath(path)
     if not is_unicode(text):
-        raise InputError(f"{text.encode('utf-8', 'replace').decode()}: {what} is not valid UTF-8; rename it")
+        raise InputError(f"{shown_name(text)}: {what} is not valid UTF-8; rename it")
     return text
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import FovealError, InputError
+from ..fileio import is_unicode, shown_name
 from . import MAX_PIXELS, add_model_options, extra_arg, int_arg, number_arg, path_arg
 
 #: A positive, finite time (ms or s): 0 would time out every request or connection at once.
@@ -87,6 +88,8 @@ def _named_norms(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    if not is_unicode(name):  # clients name it in JSON and form fields, which are UTF-8
+        raise argparse.ArgumentTypeError(f"NAME {shown_name(name)} is not valid UTF-8 text; give another name")
     return name, path
 
 

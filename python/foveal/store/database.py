@@ -413,7 +413,7 @@ def _read_only_uri(url: sa.URL, path: Path) -> str:
     connection has open (no ``-wal`` or ``-journal`` beside it) cannot change while it is read, so it is opened
     ``immutable``: without locks or ``-shm``, and nothing is left beside it.  Otherwise the error says what to do.
     """
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro"  # the name's own bytes, UTF-8 or not
     wal, journal = (path.with_name(path.name + suffix) for suffix in ("-wal", "-journal"))
     if not path.stat().st_mode & 0o222 and not journal.exists() and not wal.exists():
         return uri + "&immutable=1"
