@@ -19,8 +19,10 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
 
 #: What any request may be answered, whatever its route: by the connection (a garbled request, headers too slow or
 #: too large), the host check, or an unexpected failure.
-_ANY = {400: ("bad_request", "unknown_host"), 408: ("request_timeout",), 431: ("headers_too_large",),
-        500: ("internal_error",)}
+# The connection's and the guard's refusals, which come before any route is chosen.
+_ANY = {400: ("bad_request", "unknown_host", "invalid_input"), 408: ("request_timeout",),
+        413: ("body_too_large",), 415: ("unsupported_media_type",), 431: ("headers_too_large",),
+        500: ("internal_error",), 501: ("not_implemented",)}
 #: What a POST that runs the network may answer besides 200 and :data:`_ANY`: status → error codes.
 _RUNS = {400: ("invalid_image", "invalid_input"), 413: ("body_too_large", "too_many_pixels"),
          415: ("unsupported_media_type",), 500: ("model_error",), 501: ("not_implemented",),
@@ -34,10 +36,11 @@ _ROUTE = {"/v1/score": {422: ("invalid_elements", "invalid_request")},
 _KEYS = {401: ("unauthorized",), 403: ("forbidden",)}
 
 DEADLINE = {"name": "X-Deadline-Ms", "in": "header", "required": False,
-            "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12},
+            # text as the service reads it: a number formatted with an exponent (Java's 1.0E7) is refused
+            "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "examples": ["250", "1500.5"]},
             "description": "504 deadline_exceeded unless the maps (/v1/detect: the detection) are ready this many "
                            "milliseconds after the request arrives; scoring, drawing and encoding after them "
-                           "are not cut short"}
+                           "are not cut short. A plain decimal above 0 and below 1e12 (no sign, no exponent)"}
 
 RETRY_AFTER = {"schema": {"type": "integer", "minimum": 1}, "description": "seconds to wait before retrying"}
 
@@ -78,4 +81,4 @@ def complete(schema: dict[str, Any], *, keys: bool) -> dict[str, Any]:
 
 def _add(errors: dict[int, tuple[str, ...]], more: dict[int, tuple[str, ...]]) -> None:
     for status, codes in more.items():
-        errors[status] = errors.get(status, ()) + codes
+        errors[status] = tuple(dict.fromkeys(errors.get(status, ()) + codes))
