@@ -69,7 +69,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
             headers["Allow"] = allowed = ", ".join([*methods, "HEAD"])
         message = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
     elif exc.status_code == 404:
-        message = f"nothing is at {request.url.path}; the API's routes are listed at /openapi.json"
+        # where the app is mounted (parent.mount("/foveal", app)), its schema is below the mount point too
+        message = (f"nothing is at {request.url.path}; the API's routes are listed at "
+                   f"{request.scope.get('root_path', '')}/openapi.json")
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message, headers=headers)
 
 

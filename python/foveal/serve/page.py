@@ -6,6 +6,8 @@ images also from ``blob:`` (the what-if's edited creative) and ``data:``, and no
 """
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,7 +49,7 @@ class PageFiles(StaticFiles):
         await super().__call__(scope, receive, send)
 
     async def get_response(self, path, scope):
-        if scope["method"] not in ("GET", "HEAD") and self.lookup_path(path)[1] is None:
+        if scope["method"] not in ("GET", "HEAD") and not self._served(path):
             # StaticFiles answers 405 "use GET" before looking: a POST to a mistyped API path must be a 404
             raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
@@ -60,3 +62,11 @@ class PageFiles(StaticFiles):
         if "accept-ranges" in response.headers:  # whole files only (above): no parts on offer
             del response.headers["accept-ranges"]
         return response
+
+    def _served(self, path: str) -> bool:
+        """Whether a GET of ``path`` finds something: a file, or a folder with its index page (a folder without one
+        is a 404 to GET, so other methods must not be told to use GET there)."""
+        found = self.lookup_path(path)[1]
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            found = self.lookup_path(os.path.join(path, "index.html"))[1] if self.html else None
+        return found is not None
