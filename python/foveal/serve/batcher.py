@@ -423,7 +423,15 @@ class ThreadPredictor:
         maps: list[SaliencyMap] = []
         for start in range(0, len(items), step):
             part = items[start:start + step]
-            maps += self._wait(asyncio.run_coroutine_threadsafe(self._batcher.submit_many(part, self._deadline), loop))
+            if not loop.is_running():  # a forced stop: a coroutine made now would never run (nor be awaited)
+                raise shutting_down()
+            work = self._batcher.submit_many(part, self._deadline)
+            try:
+                future = asyncio.run_coroutine_threadsafe(work, loop)
+            except RuntimeError:  # the loop closed meanwhile
+                work.close()
+                raise shutting_down() from None
+            maps += self._wait(future)
         return maps
 
     def checked(self, items: Iterable[Any], total: int) -> Iterator[Any]:
