@@ -680,6 +680,19 @@ def test_a_vertical_or_tag_named_like_the_no_label_segment_is_refused():
         with pytest.raises(InputError, match="is what a calibration calls creatives without one"):
             check_label(" (none) ", what)
     assert check_label("(none)", "creative id") == "(none)"
+    with pytest.raises(InputError, match="is what a calibration calls creatives without one"):
+        check_label('"(none)" as stored', "vertical")
+
+
+def test_a_label_an_older_foveal_stored_as_none_is_kept_apart_from_creatives_without_one():
+    """Stored before '(none)' was refused, such creatives were pooled with the unlabelled ones without a word."""
+    predictions = [{"creative_id": cid, "vertical": vertical, "format": "f", "tags": tags, "scores": {"cta_share": 0.1}}
+                   for cid, vertical, tags in (("a", None, []), ("b", "(none)", ["(none)"]), ("c", "retail", ["x"]))]
+    segments = build_data(predictions, [], ("vertical", "tag")).segments
+    ids = {key: [predictions[i]["creative_id"] for i in members] for key, members in segments.items()}
+    assert ids == {(("vertical", "(none)"), ("tag", "(none)")): ["a"],
+                   (("vertical", '"(none)" as stored'), ("tag", '"(none)" as stored')): ["b"],
+                   (("vertical", "retail"), ("tag", "x")): ["c"]}
 
 
 def test_numbers_do_not_depend_on_the_order_the_store_returns_creatives_in():

@@ -19,7 +19,7 @@ from .._version import __version__
 from ..errors import InputError, checked_count
 from ..evaluate import check_seed
 from ..scoring.scores import checked_pass_percentile
-from ..store.outcomes import NO_LABEL
+from ..store.outcomes import NO_LABEL, STORED_NO_LABEL
 from .stats import (CONFIDENCE, MAX_BOOTSTRAP, benjamini_hochberg, fisher_drop_test, pooled_rate_interval,
                     rank_correlation)
 
@@ -113,6 +113,12 @@ class Data:
     counts: dict[str, np.ndarray]                              # impressions, clicks, conversions per row (float)
 
 
+def _segment(label: str) -> str:
+    """A stored label's segment: an older foveal let a vertical or tag be named NO_LABEL, which must not join the
+    creatives that have none."""
+    return STORED_NO_LABEL if label == NO_LABEL else label
+
+
 def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple], by: Sequence[str]) -> Data:
     """Arrays from :meth:`Store.latest_predictions` and :meth:`Store.outcome_rows` (rows of creatives without a
     prediction are ignored)."""
@@ -128,9 +134,9 @@ def build_data(predictions: Sequence[dict[str, Any]], outcomes: Iterable[tuple],
         options = []
         for field in by:
             if field == "tag":
-                options.append([("tag", t) for t in sorted(p.get("tags") or [])] or [("tag", NO_LABEL)])
+                options.append([("tag", _segment(t)) for t in sorted(p.get("tags") or [])] or [("tag", NO_LABEL)])
             else:
-                options.append([(field, p.get(field) or NO_LABEL)])
+                options.append([(field, _segment(p.get(field)) if p.get(field) else NO_LABEL)])
         keys = [()]
         for choices in options:
             keys = [k + (c,) for k in keys for c in choices]

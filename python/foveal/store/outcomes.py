@@ -261,6 +261,9 @@ def _parse_row(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 #: The segment of creatives without a vertical (or tag) in a calibration: no creative's own label.
 NO_LABEL = "(none)"
+#: The segment of creatives whose stored label is NO_LABEL itself (an older foveal stored it): kept apart from the
+#: creatives without one, under a name no label may take.
+STORED_NO_LABEL = '"(none)" as stored'
 
 
 def is_label(text: str) -> bool:

@@ -17,7 +17,7 @@ from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
 from . import schema as s
 from .database import Breaker, connect_error, create_engine, describe, parse_url, recording, write_error
-from .outcomes import NO_LABEL, check, is_label, read_outcomes
+from .outcomes import NO_LABEL, STORED_NO_LABEL, check, is_label, read_outcomes
 
 #: The creative-level numbers stored as ``prediction_scores`` rows.
 CREATIVE_SCORES = ("conversion_share", "other_elements_share", "background_share", "focus", "top10_share")
@@ -331,6 +331,6 @@ def check_label(value: Any, what: str) -> str:
     text = value.strip()
     if not text or not is_label(text):
         raise InputError(f"{what} {value!r}: must be 1-200 printable characters")
-    if text == NO_LABEL and what in ("vertical", "tag"):  # it would share a segment with creatives that have none
+    if text in (NO_LABEL, STORED_NO_LABEL) and what in ("vertical", "tag"):  # calibration's own segment names
         raise InputError(f"{what} {value!r}: is what a calibration calls creatives without one; name it otherwise")
     return text
