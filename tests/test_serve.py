@@ -295,6 +295,37 @@ def test_openapi_describes_what_the_answers_carry(url, http):
                 assert "Retry-After" in operation["responses"]["503"]["headers"], (path, method)
 
 
+def test_json_answers_hold_to_the_schemas_the_openapi_document_declares(url, http):
+    """The document declared `{}` for predict's, detect's and readyz's answers, and no schema at all for the PNG,
+    .npy and HTML ones: a generated client got no types, and may read a media type without a schema as no body."""
+    import jsonschema
+
+    schema = httpx.get(f"{url}/openapi.json").json()
+
+    def declared_for(path: str, method: str, media: str = "application/json") -> dict:
+        return schema["paths"][path][method]["responses"]["200"]["content"][media]["schema"]
+
+    image = {"content": EXAMPLE.read_bytes(), "headers": {"Content-Type": "image/png"}}
+    full = http.post("/v1/predict", params={"grid": "8x6", "overlay": "true"}, **image).json()
+    assert {"map", "grid", "overlay"} <= set(full)
+    jsonschema.validate(full, declared_for("/v1/predict", "post"))
+    jsonschema.validate(http.post("/v1/predict", params={"map": "false"}, **image).json(),
+                        declared_for("/v1/predict", "post"))
+    jsonschema.validate(httpx.get(f"{url}/readyz").json(), declared_for("/readyz", "get"))
+    for path, method in (("/v1/models", "get"), ("/v1/norms", "get")):
+        jsonschema.validate(http.request(method.upper(), path).json(), declared_for(path, method))
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for media, body in operation["responses"]["200"]["content"].items():
+                assert body.get("schema"), (path, method, media)  # every answer says what its body is
+                if media in ("image/png", "application/x-npy"):
+                    assert body["schema"] == {"type": "string", "format": "binary"}, (path, media)
+    if http.get("/v1/models").json()["detection"]:
+        found = http.post("/v1/detect", **image)
+        assert found.status_code == 200, found.text
+        jsonschema.validate(found.json(), declared_for("/v1/detect", "post"))
+
+
 def test_serve_help_names_every_route():
     """`foveal serve --help` listed neither /v1/detect, /v1/norms nor the page at /."""
     from foveal.cli import build_parser

@@ -352,10 +352,49 @@ _ELEMENTS = {"type": "string", "description": "element JSON, as `foveal score --
 _TYPES = {"json": "application/json", "html": "text/html", "png": "image/png"}
 
 
+#: Answers that are bytes (a PNG, an .npy) or a page, as the schema declares them: a media type without a schema
+#: may be read as having no body.
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+_PAGE = {"schema": {"type": "string"}}
+_BASE64_PNG = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+
+
 def _answers(*formats: str, document: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
     """The 200 answer of a document route in the schema: one content type per ``format`` it offers (``document``:
     the JSON one's schema)."""
-    return {200: {"content": {_TYPES[f]: {"schema": document} if f == "json" and document else {} for f in formats}}}
+    def body(f: str) -> dict[str, Any]:
+        if f == "json":
+            return {"schema": document or {"type": "object"}}
+        return _PAGE if f == "html" else _BYTES
+    return {200: {"content": {_TYPES[f]: body(f) for f in formats}}}
+
+
+#: /v1/predict's JSON answer (docs/SERVING.md).
+_PREDICT_DOCUMENT = {"type": "object", "required": ["shape", "provenance"], "properties": {
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2,
+              "description": "[height, width] of the image and its map"},
+    "provenance": {"type": "object", "description": "where the map came from: model, versions, hashes, backend"},
+    "map": {"type": "object", "required": ["format", "scale", "data"], "description": "with map=true (the default)",
+            "properties": {"format": {"const": "png16"}, "data": _BASE64_PNG,
+                           "scale": {"type": "number", "description": "prob ≈ value × scale"}}},
+    "grid": {"type": "object", "required": ["rows", "cols", "values"], "description": "with grid=COLSxROWS",
+             "properties": {"rows": {"type": "integer", "minimum": 1}, "cols": {"type": "integer", "minimum": 1},
+                            "values": {"type": "array", "description": "rows top to bottom, summing to 1",
+                                       "items": {"type": "array", "items": {"type": "number"}}}}},
+    "overlay": {"type": "object", "required": ["format", "data"], "description": "with overlay=true",
+                "properties": {"format": {"const": "png"}, "data": _BASE64_PNG}}}}
+#: /v1/detect's answer: the element file `foveal detect` writes.
+_DETECT_DOCUMENT = {"type": "object", "required": ["format", "units", "source", "elements"], "properties": {
+    "format": {"type": "string"}, "units": {"const": "px"}, "source": {"const": "auto"},
+    "elements": {"type": "array", "items": {
+        "type": "object", "required": ["name", "kind", "box", "confidence", "source"], "properties": {
+            "name": {"type": "string"}, "kind": {"type": "string"},
+            "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                    "description": "[x, y, w, h] in pixels"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "source": {"const": "auto"},
+            "text": {"type": "string", "description": "what was read, where text was"}}}}}}
+_READY_DOCUMENT = {"type": "object", "required": ["status", "queue_depth"], "properties": {
+    "status": {"const": "ready"}, "queue_depth": {"type": "integer", "minimum": 0}}}
 
 
 #: /v1/whatif's JSON answer: whatif.json, and with ``edited=true`` the edited creative in it.
@@ -444,7 +483,8 @@ _PREDICT_PARAMETERS = [
 
 def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that lists the API
     @app.post("/v1/predict", tags=["predict"], responses={
-        200: {"content": {"application/json": {}, "image/png": {}, "application/x-npy": {}}, "headers": _MAP_HEADERS}},
+        200: {"content": {"application/json": {"schema": _PREDICT_DOCUMENT}, "image/png": _BYTES,
+                          "application/x-npy": _BYTES}, "headers": _MAP_HEADERS}},
         openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}, "parameters": _PREDICT_PARAMETERS})
     async def predict(request: Request) -> Response:
         """One image (raw body or multipart field `image`) → its saliency map and provenance."""
@@ -648,7 +688,8 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         finally:
             watcher.cancel()
 
-    @app.post("/v1/detect", tags=["score"], openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})
+    @app.post("/v1/detect", tags=["score"], responses=_answers("json", document=_DETECT_DOCUMENT),
+              openapi_extra={"requestBody": {"required": True, **_IMAGE_BODY}})
     async def detect(request: Request) -> Response:
         """One image (raw body or multipart field `image`) → proposed elements: the element file
         `foveal detect` writes (each with `confidence` and `source: "auto"`), for the page to offer."""
@@ -686,7 +727,7 @@ def _routes(app: FastAPI, state: _State) -> None:  # noqa: C901 - one place that
         """Alive: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["service"])
+    @app.get("/readyz", tags=["service"], responses=_answers("json", document=_READY_DOCUMENT))
     async def readyz() -> Response:
         """Ready: the model is loaded and warmed and the service is not shutting down (else 503)."""
         if not state.ready:  # the API's error body, as the schema declares, for clients that read it
