@@ -326,6 +326,33 @@ def test_json_answers_hold_to_the_schemas_the_openapi_document_declares(url, htt
         jsonschema.validate(found.json(), declared_for("/v1/detect", "post"))
 
 
+def test_a_client_closed_while_other_threads_call_it_says_so_to_every_call(url):
+    """close() shut httpx's pool before it set the flag, and a call caught neither httpx's RuntimeError (a request
+    on a closed pool) nor a connection cut under it: a bare RuntimeError, or 'cannot reach the service'."""
+    client = Client(url, api_key=KEY)
+    data = EXAMPLE.read_bytes()
+    client.predict(data)
+    seen: list[BaseException] = []
+
+    def calls() -> None:
+        for _ in range(50):
+            try:
+                client.predict(data)
+            except BaseException as exc:  # noqa: BLE001 - what each thread met is the test
+                seen.append(exc)
+                return
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    client.close()
+    for thread in threads:
+        thread.join(60)
+    assert len(seen) == 8 and all(isinstance(e, ServiceError) and e.code == "closed" for e in seen), \
+        [f"{type(e).__name__}: {e}" for e in seen]
+
+
 def test_serve_help_names_every_route():
     """`foveal serve --help` listed neither /v1/detect, /v1/norms nor the page at /."""
     from foveal.cli import build_parser

@@ -114,8 +114,8 @@ class Client:
         return f"Client({self._shown!r})"
 
     def close(self) -> None:
+        self._closed = True  # first: a call in another thread then tells a pool closed under it by this flag
         self._http.close()
-        self._closed = True
 
     def __enter__(self) -> "Client":
         return self
@@ -314,7 +314,7 @@ class Client:
 
     def _send(self, method: str, path: str, **kwargs: Any):
         if self._closed:
-            raise ServiceError(f"{self._shown}: this Client is closed; make a new one", code="closed")
+            raise self._closed_error()
         timed_out = ServiceError(f"{self._shown}{path}: no answer within the client timeout ({self._timeout:g} s)",
                                  code="timeout")
         deadline = time.monotonic() + self._timeout
@@ -340,7 +340,22 @@ class Client:
             raise outcome[0]
         return outcome[0]
 
+    def _closed_error(self) -> ServiceError:
+        return ServiceError(f"{self._shown}: this Client is closed; make a new one", code="closed")
+
     def _exchange(self, method: str, path: str, deadline: float, timed_out: ServiceError, kwargs: dict[str, Any]):
+        import httpx
+
+        try:
+            return self._exchanged(method, path, deadline, timed_out, kwargs)
+        except (RuntimeError, httpx.HTTPError, ServiceError) as exc:
+            # close() from another thread during this call: httpx refuses the closed pool (RuntimeError) or loses
+            # the connection under the request (EBADF): the Client was closed, the service is not unreachable
+            if self._closed and not (isinstance(exc, ServiceError) and exc.code != "unreachable"):
+                raise self._closed_error() from None
+            raise
+
+    def _exchanged(self, method: str, path: str, deadline: float, timed_out: ServiceError, kwargs: dict[str, Any]):
         import httpx
 
         try:
