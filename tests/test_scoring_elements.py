@@ -129,6 +129,34 @@ def test_element_count_is_bounded():
         parse_elements([el("bad\ud800")], HW)
 
 
+def test_an_element_file_past_the_cap_is_refused_before_its_elements_are_read():
+    """A million elements were each checked and put in pixels before the count was: 13 s and 1.4 GB to refuse."""
+    import time
+
+    many = [{"name": "e", "kind": "nope", "box": "not a box"}] * 1_000_000  # each one bad: none may be read
+    started = time.perf_counter()
+    with pytest.raises(ElementSpecError, match=r"^elements: 1,000,000 elements, more than the 10,000"):
+        parse_elements(many, (200, 200))
+    rows = "name,kind,x,y,w,h\n" + "".join(f"e{i},cta,{i % 190},{i // 190},1,1\n" for i in range(10_001))
+    with pytest.raises(ElementSpecError, match=r"^elements: more than 10,000 elements, more than the 10,000"):
+        parse_elements_csv(rows, (200, 200))
+    assert time.perf_counter() - started < 5
+
+
+def test_names_are_read_without_surrounding_spaces_and_in_nfc():
+    """' cta' and 'cta' looked alike in a report yet were two elements (a CSV stripped them, JSON did not), and
+    'café' as e + combining accent could not be named by what-if as typed."""
+    spec = parse_elements([el(" cta "), el("cafe\u0301", box=(50, 50, 10, 10))], HW)
+    assert [e.name for e in spec.elements] == ["cta", "caf\u00e9"]
+    with pytest.raises(ElementSpecError, match="named 'caf\u00e9'|'caf\u00e9'"):
+        parse_elements([el("caf\u00e9"), el("cafe\u0301", box=(50, 50, 10, 10))], HW)  # one name twice
+    from foveal.scoring.edits import Move, apply_edits
+    import numpy as np
+
+    moved = apply_edits(np.zeros((200, 400, 3), np.uint8), list(spec.elements), [Move("cafe\u0301 ", 5, 0)])
+    assert [e.box for e in moved.elements if e.name == "caf\u00e9"] == [(55, 50, 10, 10)]
+
+
 def test_element_spec_error_is_an_input_error():
     assert issubclass(ElementSpecError, InputError) and issubclass(ElementSpecError, ValueError)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..boxes import round_half_up
 from ..fileio import NUMBER
 from ..errors import InputError
-from .elements import Element, _short, check_elements, element_list, unknown_element
+from .elements import Element, _short, canonical_name, check_elements, element_list, unknown_element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
@@ -414,9 +414,9 @@ def _centred_on(box: tuple[int, int, int, int], target: tuple[int, int, int, int
 
 
 def _lookup(current: dict[str, Element], name: str, option: str) -> Element:
-    if not isinstance(name, str) or name not in current:
+    if not isinstance(name, str) or canonical_name(name) not in current:
         raise unknown_element(option, name, current)
-    return current[name]
+    return current[canonical_name(name)]
 
 
 def _move_hint(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> str:

@@ -187,6 +187,17 @@ def unknown_element(where: str, name: object, names: Iterable[str]) -> UnknownEl
     return UnknownElementError(f"{where}: no element named {_short(name)}; the elements are {listed or 'none'}")
 
 
+def canonical_name(name: str) -> str:
+    """An element name as it is stored and looked up: spaces around it dropped, Unicode in NFC, so that "café" typed
+    on one keyboard (one code point) and exported by a design tool (e and a combining accent) name one element."""
+    return unicodedata.normalize("NFC", name.strip())
+
+
+def _too_many(count: int, source: str, more: bool = False) -> ElementSpecError:
+    return ElementSpecError(f"{source}: {'more than ' if more else ''}{count:,} elements, more than the "
+                            f"{MAX_ELEMENTS:,} a creative may have; score the ones a reader would notice")
+
+
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ElementSpecError(f"{where}: field 'name' must be a non-empty string, got {_short(name)}")
@@ -200,7 +211,7 @@ def _check_name(name: Any, where: str) -> str:
         # NUL, ESC, a tab... are no label, and HTML, SVG and XML reports cannot hold them
         raise ElementSpecError(f"{where}: field 'name' holds a control character or a Unicode noncharacter, got "
                                f"{_short(name)}; use printable text")
-    return name
+    return canonical_name(name)
 
 
 def _unprintable(text: str) -> bool:
@@ -322,8 +333,7 @@ def check_elements(elements: Iterable[Element], image_hw: Sequence[int], source:
     if not elements:
         raise ElementSpecError(f"{source}: no elements; give at least one element to score")
     if len(elements) > MAX_ELEMENTS:
-        raise ElementSpecError(f"{source}: {len(elements):,} elements, more than the {MAX_ELEMENTS:,} a creative may "
-                               "have; score the ones a reader would notice")
+        raise _too_many(len(elements), source)
     img_h, img_w = int(image_hw[0]), int(image_hw[1])
     names: dict[str, int] = {}
     boxes: dict[tuple[int, int, int, int], int] = {}
@@ -374,6 +384,8 @@ def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") 
         items = obj
     if not isinstance(items, list):
         raise ElementSpecError(f"{source}: 'elements' must be a JSON list of objects, got {type(items).__name__}")
+    if len(items) > MAX_ELEMENTS:  # before any is checked: a million took seconds and a GB to be refused
+        raise _too_many(len(items), source)
     names, kinds, boxes, formats, units, wheres = [], [], [], [], [], []
     for i, item in enumerate(items):
         where = f"{source}: element {i}"
@@ -435,6 +447,8 @@ def _parse_csv(text: str, image_hw: Sequence[int], source: str) -> ElementSpec:
     reader.fieldnames = header
     names, kinds, boxes, formats, units, wheres = [], [], [], [], [], []
     for row in reader:
+        if len(names) == MAX_ELEMENTS:  # a row past the cap: the rest is not read
+            raise _too_many(MAX_ELEMENTS, source, more=True)
         where = f"{source}: line {reader.line_num}"
         if None in row or any(row[c] is None for c in columns):
             raise ElementSpecError(f"{where}: expected {len(header)} comma-separated fields")
