@@ -753,9 +753,9 @@ def test_progress_in_a_log_says_the_time_left_and_a_line_a_minute(capsys, monkey
     assert len(capsys.readouterr().err.splitlines()) == 5
 
 
-@pytest.mark.parametrize("term, erase", [("xterm", "\033[K"), ("dumb", None)])
-def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeypatch, term, erase):
-    """A dumb terminal (TERM=dumb) shows escape codes as text: the bar printed "^[[K" after every redraw there."""
+def terminal(monkeypatch, term: str):
+    """stderr as a terminal of type ``term`` (its text is the returned stream's), each progress item 0.2 s after
+    the one before: past the bar's 0.1 s redraw interval, and the rate, and so the line's length, falls and rises."""
     import io
     from foveal import progress as progress_module
 
@@ -766,8 +766,17 @@ def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeyp
     stream = Terminal()
     monkeypatch.setattr(sys, "stderr", stream)
     monkeypatch.setenv("TERM", term)
-    ticks = iter(np.arange(0, 1e4, 0.2))  # every item past the 0.1 s redraw interval; the rate, and so the line's
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(ticks))  # length, falls and rises
+    ticks = iter(np.arange(0, 1e4, 0.2))
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(ticks))
+    return stream
+
+
+@pytest.mark.parametrize("term, erase", [("xterm", "\033[K"), ("dumb", None)])
+def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeypatch, term, erase):
+    """A dumb terminal (TERM=dumb) shows escape codes as text: the bar printed "^[[K" after every redraw there."""
+    from foveal import progress as progress_module
+
+    stream = terminal(monkeypatch, term)
     list(progress_module.progress(range(12), total=12, label="score"))
     redraws = stream.getvalue().split("\r")[1:]
     assert len(redraws) == 12
@@ -782,18 +791,9 @@ def test_progress_on_a_terminal_erases_a_longer_line_as_the_terminal_can(monkeyp
 @pytest.mark.parametrize("term", ["xterm", "dumb"])
 def test_a_note_during_a_progress_bar_takes_a_line_of_its_own(monkeypatch, term):
     """An error printed while the bar was on the terminal's line was written onto it ("1/3 (3.6/s)foveal: error")."""
-    import io
     from foveal import progress as progress_module
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    stream = Terminal()
-    monkeypatch.setattr(sys, "stderr", stream)
-    monkeypatch.setenv("TERM", term)
-    ticks = iter(np.arange(0, 1e4, 0.2))
-    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(ticks))
+    stream = terminal(monkeypatch, term)
     for i in progress_module.progress(range(3), total=3, label="predict"):
         if i == 1:
             progress_module.note("foveal: error: b.png: broken")
