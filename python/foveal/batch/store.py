@@ -21,6 +21,7 @@ writer.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import fnmatch
 import io
@@ -351,13 +352,6 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
 
     schema = _schemas()[name]
     try:
-        with open(part, "rb"):
-            pass
-    except PermissionError as exc:  # unreadable is not damaged: no advice to delete it
-        raise _unusable(exc, part.parent.parent) from None
-    except OSError:  # a folder in its place...: named below as no part
-        pass
-    try:
         if not part.is_file():
             raise OSError("not a file")
         # The whole schema from the footer, whichever columns are read: the creatives table's parts share the
@@ -365,6 +359,9 @@ def _read_part(part: Path, name: str, columns: Sequence[str] | None = None):
         if pq.read_schema(part).remove_metadata() != schema:
             raise pa.ArrowInvalid(f"its columns are not the {name} table's")
         table = pq.read_table(part, columns=columns)
+    except PermissionError:  # unreadable is not damaged: no advice to delete it (Arrow's error names no file)
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(part))
+        raise _unusable(denied, part.parent.parent) from None
     except (OSError, pa.ArrowException) as exc:
         # Arrow's first sentence, without the path it repeats ("Could not open ... '<path>': ...")
         reason = (str(exc).splitlines() or [type(exc).__name__])[0].split("': ", 1)[-1].split(". ", 1)[0]
