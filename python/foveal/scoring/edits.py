@@ -414,9 +414,10 @@ def _centred_on(box: tuple[int, int, int, int], target: tuple[int, int, int, int
 
 
 def _lookup(current: dict[str, Element], name: str, option: str) -> Element:
-    if not isinstance(name, str) or canonical_name(name) not in current:
+    found = current.get(canonical_name(name)) if isinstance(name, str) else None
+    if found is None:
         raise unknown_element(option, name, current)
-    return current[canonical_name(name)]
+    return found
 
 
 def _move_hint(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> str:
