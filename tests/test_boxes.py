@@ -103,6 +103,20 @@ def test_box_stats_batch_takes_host_maps(smap):
         box_stats_batch([smap.prob], [[0, 0, 1, 1]])
 
 
+def test_box_stats_batch_names_the_bad_box_by_map_and_box(smap):
+    """The label counted within one map's list: boxes[2] for the third box of the second map, boxes[1] for the
+    second box of the first."""
+    from foveal import box_stats_batch
+
+    a = b = SaliencyMap(np.full((4, 4), 1 / 16, np.float32))
+    with pytest.raises(InputError, match=r"^boxes\[1\]\[2\]"):
+        box_stats_batch([a, b], [[[0, 0, 1, 1], [0, 0, 1, 1]], [[0, 0, 2, 2], [0, 0, 2, 2], [3, 3, 2, 2]]])
+    with pytest.raises(InputError, match=r"^boxes\[0\]\[1\]"):
+        box_stats_batch([a, b], [[[0, 0, 1, 1], [3, 3, 2, 2]], [[0, 0, 2, 2]]])
+    with pytest.raises(InputError, match="expected a list of maps and a list of box lists"):
+        box_stats_batch(np.array(5.0), [[0, 0, 1, 1]])
+
+
 @pytest.mark.parametrize("boxes", [[True, 0, 5, 5], [[0, 0, 5, 5], [0, np.True_, 5, 5]], ((1, 1, False, 4),)])
 def test_a_bool_among_box_numbers_is_refused_like_an_element_files(smap, boxes):
     """NumPy turned [True, 0, 5, 5] into integers, so the API measured a box an element file refuses."""

@@ -139,6 +139,21 @@ def test_a_masked_array_with_masked_entries_is_refused():
     assert SaliencyMap(np.ma.masked_array([[1.0, 3.0]], mask=False)).share([0, 0, 1, 1]) == pytest.approx(0.25)
 
 
+@pytest.mark.parametrize("prob, where", [(np.full((4, 4), 1e300), "beyond"), (np.full((4, 4), 1e-50), "below"),
+                                         (np.array([[np.inf, 1e300], [1.0, 1.0]]), "beyond")])
+def test_a_wide_map_float32_cannot_hold_is_refused_at_once(prob, where):
+    """The cast warned of an overflow and the first box query said "total inf", or "total 0" for values that
+    underflowed, of a finite positive map."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=f"values up to 1e[-+]?\\d+ are {where} float32's range; divide"):
+            SaliencyMap(prob)
+    assert SaliencyMap(np.full((4, 4), 1e30)).share([0, 0, 2, 2]) == pytest.approx(0.25)
+    assert SaliencyMap(np.array([[1e-50, 1.0]])).share([1, 0, 1, 1]) == 1.0  # some values flushed: fine
+
+
 def test_share_and_lift_take_an_array_box_in_their_hints_too():
     """share and lift were hinted Sequence[float], so mypy refused smap.share(np.array([x, y, w, h])), which runs."""
     import inspect
@@ -157,7 +172,9 @@ def test_strictly_typed_user_code_gets_maps_from_predict_batch_without_casts(tmp
 
     script = tmp_path / "user.py"
     script.write_text("""from __future__ import annotations
+from pathlib import Path
 import foveal
+from foveal.scoring import Element, score_creative
 from foveal.serve.batcher import Predictor
 
 def first_share(engine: foveal.Engine | foveal.Client, paths: list[str]) -> float:
@@ -169,6 +186,11 @@ def failures(engine: foveal.Engine | foveal.Client, paths: list[str]) -> list[fo
 def serve(engine: Predictor) -> None: ...
 
 serve(foveal.Engine())
+
+def scored(smap: foveal.DeviceSaliencyMap, elements: list[Element]) -> float:
+    return score_creative(smap, elements).focus  # MapLike's prob was settable: a device map's is read-only
+
+engine = foveal.Engine(Path("models/mine"))
 """)
     env = {**os.environ, "MYPYPATH": os.path.dirname(os.path.dirname(foveal.__file__))}
     if any(os.path.samefile(env["MYPYPATH"], p) for p in site.getsitepackages() if os.path.isdir(p)):

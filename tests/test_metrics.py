@@ -444,6 +444,7 @@ def test_bad_input_raises_input_error(call, match):
     (lambda: M.information_gain(np.ones((3, 3)), np.zeros((3, 3)), [1.0], [1.0], eps=-1), "eps must be"),
     (lambda: M.pixel_indices([0.5], [0.5], (0, 0)), r"shape must be \(H, W\) with whole numbers"),  # read pixel -1
     (lambda: M.centre_bias_log_density((3.5, 4)), "whole numbers"),  # was cut to (3, 4)
+    (lambda: M.centre_bias_log_density(np.array(5)), "whole numbers"),  # was len()'s TypeError
     (lambda: M.centre_bias_log_density((10**6, 10**6)), "over 100,000,000"),  # asked for 7 TiB
 ])
 def test_metric_arguments_that_gave_nan_or_wrong_pixels_are_refused(call, match):

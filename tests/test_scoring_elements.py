@@ -114,6 +114,9 @@ def test_empty_and_wrongly_typed_files_refused():
         parse_elements({"items": []}, HW)
     with pytest.raises(ElementSpecError, match="must be a JSON list"):
         parse_elements({"elements": {"cta": [1, 2, 3, 4]}}, HW)
+    # The text of a file was told "'elements' must be a JSON list", naming a field it never had.
+    with pytest.raises(ElementSpecError, match="expected decoded JSON .* got str; .* use parse_elements_json"):
+        parse_elements('[{"name": "a", "kind": "cta", "box": [0, 0, 2, 2]}]', HW)
     with pytest.raises(ElementSpecError, match="'format'"):
         parse_elements({"format": 1080, "elements": [el()]}, HW)
     with pytest.raises(ElementSpecError, match="'format' holds a lone UTF-16 surrogate"):

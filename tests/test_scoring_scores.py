@@ -220,6 +220,7 @@ def test_elements_from_an_iterator_are_all_scored():
     ({"smap": None}, "smap: expected a SaliencyMap"),
     ({"elements": None}, "elements: expected a list of Element objects"),
     ({"elements": "cta.json"}, "elements: expected a list of Element objects.*load_elements"),
+    ({"elements": np.array(5.0)}, "elements: expected a list of Element objects"),  # was iter()'s TypeError
     ({"norms": "norms.json"}, "norms: expected a Norms.*load_norms"),
     ({"norms": {"1080x1080": {}}}, "norms: expected a Norms"),
     ({"pass_percentile": True}, "pass_percentile must be a number"),
@@ -231,6 +232,16 @@ def test_wrong_arguments_are_input_errors(kwargs, match):
     for score in (score_creative, score_elements):
         with pytest.raises(InputError, match=match):
             score(**args)
+
+
+@pytest.mark.parametrize("prob, match", [
+    (np.zeros((4, 4), np.float32), "total 0"),  # was a math domain error from focus
+    (np.full((4, 4), np.nan, np.float32), "total nan"),  # was focus 0, top-10% share NaN
+    (np.array([[-1.0, 1.0], [1.0, 1.0]], np.float32), "min -1"),  # was focus 1, top-10% share 0.14
+])
+def test_a_map_that_is_no_distribution_is_refused_with_no_elements_too(prob, match):
+    with pytest.raises(InputError, match=f"not a distribution.*{match}"):
+        score_creative(SaliencyMap(prob), [])
 
 
 def test_numpy_pass_percentiles_are_numbers():

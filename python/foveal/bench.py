@@ -13,14 +13,14 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import cpu
 from ._version import __version__
 from .engine import Engine
-from .errors import FovealError, ImageError, InputError, checked_count, real_number
+from .errors import FovealError, ImageError, InputError, checked_count, is_list_like, real_number
 from .geometry import plan
 from .imageio import ImageLike
 
@@ -115,13 +115,13 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
         raise InputError(f"engine: expected a foveal.Engine, got {type(engine).__name__}")
     if isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike)):
         raise InputError("images: expected a list of paths or encoded images, got a single one; pass [image]")
-    if not isinstance(images, Iterable):
+    if not is_list_like(images):
         raise InputError(f"images: expected a list of paths or encoded images, got {type(images).__name__}")
     repeats = checked_count(repeats, "repeats")
     seconds = real_number(max_seconds)
     if seconds is None or not (math.isfinite(seconds) and seconds > 0):
         raise InputError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
-    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable):
+    if not is_list_like(batch_sizes):
         raise InputError(f"batch_sizes: expected a list of whole numbers >= 1, got {batch_sizes!r}")
     # A list first: a generator checked by iterating it would then run no batch size at all. A size given twice is
     # measured once, not again on a share of the budget.

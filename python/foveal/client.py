@@ -33,7 +33,7 @@ import numpy as np
 from .engine import image_list, raise_first_error
 from .errors import (BackendUnavailableError, DetectorUnavailableError, ElementSpecError, FormatMismatchError,
                      FovealError, ImageError, InputError, ModelError, ServiceError, TooManyPixelsError, checked_count,
-                     checked_flag, real_number)
+                     checked_flag, is_list_like, real_number)
 from .fileio import json_default, read_input
 from .imageio import DEFAULT_MAX_PIXELS, ImageLike, check_header, max_file_bytes
 from .saliency_map import SaliencyMap
@@ -241,7 +241,7 @@ class Client:
                              f"the edited creative to the document), got edited={edited!r}, output={output!r}")
         data = {"elements": _elements_text(elements)}
         if edits is not None:
-            if isinstance(edits, (str, bytes, dict)) or not isinstance(edits, Iterable):
+            if not is_list_like(edits):
                 raise InputError(f"edits: expected a list of edits such as {{\"op\": \"move\", \"element\": NAME, "
                                  f"\"dx\": DX, \"dy\": DY}}, got {type(edits).__name__}")
             data["edits"] = _json(list(edits), "edits", InputError)

@@ -26,11 +26,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from foveal.errors import FovealError, ImageError, InputError, checked_count
+from foveal.errors import FovealError, ImageError, InputError, checked_count, is_list_like
 from foveal.fileio import checked_path, open_input
 from foveal.metrics import off_image
 from foveal.imageio import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, checked_max_pixels, load_image, max_file_bytes,
@@ -218,7 +218,7 @@ class Dataset:
 
     def subset(self, indices: Sequence[int], name: str) -> "Dataset":
         """A dataset of the given images (in the given order)."""
-        if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):  # "12" was images 1 and 2
+        if not is_list_like(indices):  # "12" was images 1 and 2
             raise InputError(f"subset: indices must be a list of image indices, got {type(indices).__name__}")
         idx = [self._check(i) for i in indices]
         pick = lambda seq: None if seq is None else [seq[k] for k in idx]  # noqa: E731

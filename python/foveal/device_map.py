@@ -14,13 +14,13 @@ Box-sum launches write only their own fresh output, so concurrent queries on one
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import gpu
 from .boxes import resolve_boxes
-from .errors import InputError
+from .errors import InputError, is_list_like
 from .saliency_map import SaliencyMap, box_stats_from_sums, clipped_sums
 
 _SAT_BUILD = threading.Lock()  # one lock for every lazy SAT: batch builds cover many maps, so no per-map lock order
@@ -148,7 +148,7 @@ def box_stats_batch(maps: Sequence[SaliencyMap], boxes: Sequence[Any], *, box_fo
     Host maps (an engine that fell back to the CPU) are answered by their own ``box_stats``, so the same code runs
     on either.
     """
-    if any(isinstance(x, (SaliencyMap, str, bytes)) or not isinstance(x, Iterable) for x in (maps, boxes)):
+    if any(isinstance(x, SaliencyMap) or not is_list_like(x) for x in (maps, boxes)):
         raise InputError("box_stats_batch: expected a list of maps and a list of box lists, one per map (for one "
                          "map, call its box_stats)")
     maps, boxes = list(maps), list(boxes)
@@ -158,13 +158,16 @@ def box_stats_batch(maps: Sequence[SaliencyMap], boxes: Sequence[Any], *, box_fo
     if bad:
         raise InputError(f"box_stats_batch: maps must be SaliencyMaps (what Engine.predict returns), got "
                          f"{type(bad[0]).__name__}")
-    out: list[Any] = [None if isinstance(m, DeviceSaliencyMap) else m.box_stats(b, box_format=box_format, units=units)
-                      for m, b in zip(maps, boxes)]
+    # Every list resolved first, each box named by its map's index and its own: boxes[1][2], not boxes[2].
+    resolved = [resolve_boxes(b, m.shape, box_format=box_format, units=units, name=f"boxes[{i}]",
+                              label=lambda j, i=i: f"boxes[{i}][{j}]")
+                for i, (m, b) in enumerate(zip(maps, boxes))]
+    out: list[Any] = [None if isinstance(m, DeviceSaliencyMap) else m.box_stats(r, box_format="xyxy")
+                      for m, r in zip(maps, resolved)]
     on_device = [i for i, m in enumerate(maps) if isinstance(m, DeviceSaliencyMap)]
     if not on_device:
         return out
-    maps, boxes = [maps[i] for i in on_device], [boxes[i] for i in on_device]
-    resolved = [resolve_boxes(b, m.shape, box_format=box_format, units=units) for m, b in zip(maps, boxes)]
+    maps, resolved = [maps[i] for i in on_device], [resolved[i] for i in on_device]
     _build_sats(maps)
     counts = [len(r) for r in resolved]
     xyxy = np.concatenate(resolved)

@@ -72,9 +72,10 @@ class Engine:
     stay valid); calls already running finish first, and later ones are an :class:`InputError`.
     """
 
-    def __init__(self, model: str = "default", device: str | Sequence[str] = "cpu", *, precision: str = "auto",
-                 for_decisions: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, blur_sigma: float | None = None,
-                 strict: bool = False, reduced_decode: bool = False, **backend_options: Any) -> None:
+    def __init__(self, model: str | os.PathLike[str] = "default", device: str | Sequence[str] = "cpu", *,
+                 precision: str = "auto", for_decisions: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 blur_sigma: float | None = None, strict: bool = False, reduced_decode: bool = False,
+                 **backend_options: Any) -> None:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.max_pixels = checked_max_pixels(max_pixels)

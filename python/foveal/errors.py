@@ -9,6 +9,7 @@ import math
 import numbers
 import operator
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Iterable
 
 import numpy as np
@@ -120,6 +121,14 @@ def prefixed(exc: FovealError, prefix: str) -> FovealError:
     out = type(exc).__new__(type(exc), f"{prefix}: {exc}")  # not __init__: its keywords vary by class
     out.__dict__.update(exc.__dict__)
     return out
+
+
+def is_list_like(value: object) -> bool:
+    """Whether ``value`` can stand for a list: iterable, and not text, bytes, a mapping (its keys) or a 0-d array
+    (iterable by type, refused by ``iter``)."""
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return False
+    return isinstance(value, Iterable)
 
 
 def real_number(value: object) -> float | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, real_number
+from .errors import InputError, is_list_like, real_number
 
 __all__ = ["EPS", "METRICS", "CENTRE_BIAS", "off_image", "pixel_indices", "auc", "auc_judd", "auc_borji",
            "auc_shuffled", "nss", "cc", "kld", "sim", "information_gains", "information_gain", "centre_bias_log_density",
@@ -75,7 +75,7 @@ def _scores(values: Any, name: str) -> np.ndarray:
 
 def _shape(shape: Any, name: str) -> tuple[int, int]:
     """``shape`` as (H, W) of whole numbers >= 1, else InputError (a -1 index would read the last pixel)."""
-    if (isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2
+    if (not is_list_like(shape) or not hasattr(shape, "__len__") or len(shape) != 2
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in shape)):
         raise InputError(f"{name} must be (H, W) with whole numbers H, W >= 1, got {shape!r}")
     return int(shape[0]), int(shape[1])

@@ -61,13 +61,31 @@ def _read_only(array: np.ndarray, owned: bool = False) -> np.ndarray:
     return view
 
 
+def _check_float32_range(wide: np.ndarray, kept: np.ndarray) -> None:
+    """InputError when casting ``wide`` to float32 (``kept``) lost its values: finite ones turned infinite, or every
+    non-zero one flushed to zero. A map's scale does not matter to its shares, so the fix is to normalise it."""
+    finite = wide[np.isfinite(wide)]
+    if finite.size == 0:
+        return  # NaN or infinite throughout: refused as no distribution at the first box query
+    largest = float(np.abs(finite).max())
+    if np.isinf(kept).sum() > wide.size - finite.size:
+        where = "beyond"
+    elif largest > 0 and not np.any(kept):
+        where = "below"
+    else:
+        return
+    raise InputError(f"prob: values up to {largest:g} are {where} float32's range; divide by their total first "
+                     "(prob / prob.sum())")
+
+
 class SaliencyMap:
     """Probability that a fixation lands on each pixel: ``prob`` is (H, W) float32 and sums to 1.
 
     Box queries go through a float64 summed-area table built on first use, so each box costs four reads. A caller
     that already has the table (the Engine's CPU path builds it in the same pass as the map,
     :func:`foveal.cpu.postprocess_sat`) passes it as ``sat``: it must be ``summed_area_table(prob)``, (H+1, W+1)
-    float64; only its shape, dtype and total are checked. ``prob`` and ``sat`` are read-only views, so the two stay
+    float64; only its shape, dtype and total are checked (negative values in ``prob`` are then not looked for: the
+    Engine's maps have none by construction). ``prob`` and ``sat`` are read-only views, so the two stay
     in step (a float32 ``prob`` given here is kept without a copy: leave it unchanged); a map pickles (or copies)
     as its ``prob`` and provenance, the table rebuilt on first use.
     """
@@ -81,7 +99,10 @@ class SaliencyMap:
             raise InputError(f"prob: expected a non-empty (H, W) array, got shape {prob.shape}")
         if not np.issubdtype(prob.dtype, np.floating):
             raise InputError(f"prob: expected a float array, got {prob.dtype}")
-        kept = np.ascontiguousarray(prob, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value past float32's range is refused below, not warned about
+            kept = np.ascontiguousarray(prob, dtype=np.float32)
+        if prob.dtype.itemsize > 4:
+            _check_float32_range(prob, kept)
         self.prob = _read_only(kept, owned=kept is not prob and not np.may_share_memory(kept, prob))
         if provenance is not None and not isinstance(provenance, Mapping):
             raise InputError(f"provenance: expected a dict of where the map came from, got {type(provenance).__name__}")

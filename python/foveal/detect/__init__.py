@@ -16,11 +16,11 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DetectorUnavailableError, ElementSpecError, InputError, checked_flag
+from ..errors import DetectorUnavailableError, ElementSpecError, InputError, checked_flag, is_list_like
 from ..forking import keep_for_good
 from ..imageio import DEFAULT_MAX_PIXELS, ImageLike, decode
 from ..scoring.elements import Element, ElementSpec, check_elements, format_of
@@ -288,7 +288,7 @@ def kind_names(kinds: Sequence[str]) -> list[str]:
 
 def to_elements(detections: list[Detection]) -> list[Element]:
     """Detections as scoring elements named by kind (``cta``, ``cta_2``...)."""
-    if isinstance(detections, (str, bytes)) or not isinstance(detections, Iterable):
+    if not is_list_like(detections):
         raise InputError("to_elements: expected a list of Detection (detect()'s result)")
     detections = list(detections)
     if not all(isinstance(d, Detection) for d in detections):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
 from ..boxes import round_half_up
 from ..fileio import NUMBER
-from ..errors import InputError
+from ..errors import InputError, is_list_like
 from .elements import Element, _short, canonical_name, check_elements, element_list, unknown_element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
@@ -301,7 +301,7 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
 
 def edit_list(edits: Iterable[Edit]) -> tuple[Edit, ...]:
     """``edits`` as a tuple (an iterator is read once, and what-if records the edits it applied), else InputError."""
-    if isinstance(edits, (str, bytes, Mapping)) or not isinstance(edits, Iterable):
+    if not is_list_like(edits):
         raise InputError(f"edits: expected a list of Move, Scale or Swap objects, got {type(edits).__name__}")
     return tuple(edits)
 

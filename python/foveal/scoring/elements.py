@@ -34,12 +34,12 @@ import numbers
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..boxes import BOX_FORMATS, UNITS, decimal_float, decimal_floats, resolve_boxes
-from ..errors import ElementSpecError, InputError, UnknownElementError, repeated
+from ..errors import ElementSpecError, InputError, UnknownElementError, is_list_like, repeated
 from ..fileio import NUMBER, checked_path, is_unicode, path_is
 from .textfile import parse_json, read_text
 
@@ -317,7 +317,7 @@ def element_objects(elements: Iterable[Element], source: str = "elements") -> li
 
 def element_list(elements: Iterable[Element], source: str = "elements") -> list[Element]:
     """``elements`` as a list, else InputError: None or a number is no element list."""
-    if isinstance(elements, (str, bytes, Mapping)) or not isinstance(elements, Iterable):
+    if not is_list_like(elements):
         raise InputError(f"{source}: expected a list of Element objects (from load_elements or make_element), got "
                          f"{type(elements).__name__}")
     return list(elements)
@@ -382,6 +382,9 @@ def parse_elements(obj: Any, image_hw: Sequence[int], source: str = "elements") 
         items = obj["elements"]
     else:
         items = obj
+    if isinstance(items, (str, bytes, bytearray)) and items is obj:
+        raise ElementSpecError(f"{source}: expected decoded JSON (a list or an object), got "
+                               f"{type(items).__name__}; for the text of a JSON file use parse_elements_json")
     if not isinstance(items, list):
         raise ElementSpecError(f"{source}: 'elements' must be a JSON list of objects, got {type(items).__name__}")
     if len(items) > MAX_ELEMENTS:  # before any is checked: a million took seconds and a GB to be refused

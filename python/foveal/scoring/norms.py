@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .._version import __version__
-from ..errors import InputError
+from ..errors import InputError, is_list_like
 from .elements import normalise_kind
 from .scores import CreativeScores
 from .textfile import parse_json, read_text
@@ -164,7 +164,7 @@ def build_norms(scored: Iterable[CreativeScores], model: Mapping[str, Any]) -> N
     if not isinstance(model, Mapping):
         raise InputError(f"build_norms: model must be a dict naming the graph (name, sha256, graph_sha256, precision), "
                          f"got {type(model).__name__}; use foveal.scoring.norms.engine_identity(engine)")
-    if isinstance(scored, (str, bytes, Mapping)) or not isinstance(scored, Iterable):
+    if not is_list_like(scored):
         raise InputError(f"build_norms: scored must be a list of CreativeScores (score_creative's results), got "
                          f"{type(scored).__name__}")
     identity = graph_identity(model)

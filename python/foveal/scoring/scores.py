@@ -77,9 +77,10 @@ DEFINITIONS: dict[str, str] = {
 
 
 class MapLike(Protocol):
-    """What scoring needs from :class:`foveal.SaliencyMap`."""
+    """What scoring needs from :class:`foveal.SaliencyMap` (or a :class:`foveal.DeviceSaliencyMap`)."""
 
-    prob: np.ndarray
+    @property
+    def prob(self) -> np.ndarray: ...
 
     def box_stats(self, boxes_xywh: Any) -> dict[str, np.ndarray]: ...
 
@@ -345,6 +346,9 @@ def score_creative(smap: MapLike, elements: Iterable[Element], *, norms: Norms |
     elements, format, pass_percentile = _checked_arguments(smap, elements, norms, format, pass_percentile)
     prob = smap.prob
     h, w = prob.shape
+    # The whole image's box query refuses a map that is not a distribution (focus and top-10% share would be
+    # meaningless), also when no element's query would.
+    smap.box_stats(np.array([[0, 0, w, h]], np.int64))
     fmt = format or format_of((h, w))
     element_scores = score_elements(smap, elements, norms=norms, format=fmt, pass_percentile=pass_percentile,
                                     allow_model_mismatch=allow_model_mismatch)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from .._version import __version__
-from ..errors import InputError, checked_flag
+from ..errors import InputError, checked_flag, is_list_like
 from ..fileio import checked_path, note_input
 from ..scoring.elements import checked_format
 from ..scoring.scores import CreativeScores
@@ -128,7 +128,7 @@ class Store:
         """
         creative_id = check_label(creative_id, "creative id")
         vertical = None if vertical is None else check_label(vertical, "vertical")
-        if isinstance(tags, str) or not isinstance(tags, Iterable):  # "spring" was stored as six one-letter tags
+        if not is_list_like(tags):  # "spring" was stored as six one-letter tags
             raise InputError(f"tags: expected a list of tags, got {tags!r}; pass [{tags!r}] for one tag")
         tags = sorted({check_label(t, "tag") for t in tags})
         if not isinstance(scores, CreativeScores):
