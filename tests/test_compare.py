@@ -287,6 +287,24 @@ def test_cli_compare_decides_on_the_fp32_graph_and_an_int8_decision_says_so(tmp_
     assert any("int8 graph" in note and "precision fp32" in note for note in docs["int8"]["notes"])
 
 
+def test_cli_compare_takes_the_element_files_from_two_options_in_order(tmp_path):
+    """--elements A.json --elements B.json kept only B's file: A was scored with B's boxes, without a word."""
+    (a, b), (ea, eb) = _examples(tmp_path)
+    docs = []
+    for elements in (["--elements", str(ea), str(eb)], ["--elements", str(ea), "--elements", str(eb)]):
+        out = tmp_path / str(len(docs))
+        assert main(["-q", "compare", str(a), str(b), *elements, "--no-html", "-o", str(out)]) == 0
+        docs.append(json.loads((out / "compare.json").read_text()))
+    assert docs[1]["a"]["elements"] == docs[0]["a"]["elements"] and docs[1]["verdict"] == docs[0]["verdict"]
+
+
+def test_a_format_of_superscript_digits_is_a_name_not_a_size():
+    """"²x²" passed str.isdigit, then int() raised: compare stopped with an internal error."""
+    from foveal.scoring.compare import _size
+
+    assert _size("\u00b2x\u00b2") is None and _size("\u0663x4") is None and _size("300x250") == (300, 250)
+
+
 def test_cli_compare_without_html_removes_the_earlier_page(tmp_path):
     """compare --no-html left the previous run's compare.html, whose verdict contradicted the new compare.json."""
     (a, b), (ea, eb) = _examples(tmp_path)

@@ -262,6 +262,40 @@ def test_an_edit_that_pastes_one_element_over_another_says_so():
     assert searched["best_edit"]["notes"] == []
 
 
+def test_an_element_pasted_over_and_then_uncovered_again_is_noted_as_erased():
+    """Moving the CTA onto the logo and back read "no element box changed" and "better" with no note, though the
+    second move filled the logo's pixels in from around them."""
+    from foveal.scoring.whatif import whatif_edits
+
+    image, spotlight = _small_creative(), Spotlight((98, 80, 10, 10))
+    there_and_back = [Move("cta", 80, -66), Move("cta", -80, 66)]
+    body, outcome, _ = whatif_edits(spotlight, image, SMALL, there_and_back)
+    assert body["statement"].endswith(": no element box changed")
+    assert body["notes"] == ["edit 1 (move 'cta' by (+80, -66) px) pasted 'cta' over 100% of 'logo'; a later edit "
+                             "moved it off, but what it covered is filled in from around it, not restored: 'logo' "
+                             "stays partly erased in the edited creative, and part of this change is that, not "
+                             "attention that moved"]
+    assert not np.array_equal(outcome.edited.image[4:16, 90:120], image[4:16, 90:120])  # what the note says
+    assert [tuple(e.box for e in step) for step in outcome.edited.steps] == [
+        ((90, 4, 30, 14), (90, 4, 30, 12), (8, 6, 60, 16)), tuple(e.box for e in SMALL)]
+    # A move that never lands on another element, there and back, has nothing to note
+    assert whatif_edits(spotlight, image, SMALL, [Move("cta", 60, -20), Move("cta", -60, 20)])[0]["notes"] == []
+
+
+def test_edit_and_search_names_are_read_as_element_files_read_them():
+    """" cta " and a decomposed "café" named their elements in --move and --scale but not in --search, and a swap
+    of the two spellings of one name swapped the element with itself."""
+    from foveal.scoring.edits import Scale, parse_swap
+
+    elements = (*SMALL[:2], Element("caf\u00e9", "headline", (8, 6, 60, 16)))
+    offsets = candidate_offsets((96, 128), elements, " cafe\u0301 ", grid=(2, 2)).offsets
+    assert offsets == candidate_offsets((96, 128), elements, "caf\u00e9", grid=(2, 2)).offsets
+    for swap in (lambda: Swap("caf\u00e9", "cafe\u0301"), lambda: parse_swap("caf\u00e9, cafe\u0301")):
+        with pytest.raises(InputError, match="must differ|cannot swap with itself"):
+            swap()
+    assert Scale(" cafe\u0301", 0.9).name == "caf\u00e9" and Swap("cta ", " logo").first == "cta"  # as recorded
+
+
 # --- CLI --------------------------------------------------------------------------------------------------------
 
 def _example(tmp_path: Path) -> tuple[Path, Path]:
@@ -296,6 +330,17 @@ def test_cli_edits_write_json_and_previews(tmp_path):
     assert set(by_name) == {e.name for e in spec.elements}
     for e in doc["elements"]:
         assert e["delta_share"] == pytest.approx(e["share_b"] - e["share_a"])
+
+
+def test_cli_prints_the_notes_that_qualify_its_verdict(tmp_path, capsys):
+    image, elements = tmp_path / "small.png", tmp_path / "small.json"
+    Image.fromarray(_small_creative()).save(image)
+    elements.write_text(json.dumps([e.to_dict() for e in SMALL]))
+    assert main(["whatif", str(image), "--elements", str(elements), "--move", "cta:80,-66", "--move", "cta:-80,66",
+                 "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    note = json.loads((tmp_path / "out" / "whatif.json").read_text())["notes"][-1]
+    assert "stays partly erased" in note and f"foveal: note: {note}\n" in err
 
 
 def test_cli_search_reports_best_positions_batched(tmp_path, monkeypatch):

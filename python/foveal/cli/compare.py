@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     # and given before A and B it takes them too.
     p.add_argument("image_a", type=path_arg, nargs="?", metavar="A", help="the reference creative")
     p.add_argument("image_b", type=path_arg, nargs="?", metavar="B", help="the variant")
-    p.add_argument("--elements", type=path_arg, nargs="+", required=True, metavar="FILE",
+    # extend: "--elements A.json --elements B.json" kept only B's file, and scored A with B's boxes.
+    p.add_argument("--elements", type=path_arg, nargs="+", action="extend", required=True, metavar="FILE",
                    help="element files for A and B (one file: the same for both)")
     p.add_argument("-o", "--out", type=path_arg, required=True, metavar="DIR", help="output folder (created if needed)")
     p.add_argument("--no-html", action="store_true", help="write compare.json and compare.png only")

@@ -113,4 +113,6 @@ def run(args: argparse.Namespace) -> int:
         line = body["statement"] if edits else body["search"]["best"][0]["statement"]
         print(f"foveal: {line}; {outcome.comparison.summary}. Wrote {args.out}/whatif.json "
               f"({n_images} images in {doc['timing']['seconds']:.1f} s)", file=sys.stderr)
+        for note in body.get("notes", ()):  # an element the edits hid or erased qualifies the verdict just printed
+            print(f"foveal: note: {note}", file=sys.stderr)
     return 0

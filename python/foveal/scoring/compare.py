@@ -166,7 +166,9 @@ def same_format(format_a: str, format_b: str) -> bool:
 
 def _size(fmt: str) -> tuple[int, int] | None:
     w, sep, h = fmt.lower().partition("x")
-    return (int(w), int(h)) if sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0 else None
+    if not (sep and w.isascii() and h.isascii() and w.isdigit() and h.isdigit()):  # "²" is a digit to isdigit
+        return None
+    return (int(w), int(h)) if int(w) > 0 and int(h) > 0 else None
 
 
 def _format_mismatch(mismatch: str, remedy: str, allowed: bool) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from ..boxes import round_half_up
 from ..fileio import NUMBER
 from ..errors import InputError, is_list_like
-from .elements import Element, _short, canonical_name, check_elements, element_list, unknown_element
+from .elements import Element, _short, canonical_name, check_elements, element_list, quoted, unknown_element
 
 #: Half-width of the window averaged for each border pixel the fill reads, so one noisy pixel does not streak.
 BORDER_RADIUS = 2
@@ -34,9 +34,16 @@ HOLE_MARGIN = 3
 GHOST_MARGIN = 2
 
 
-def _check_names(edit: str, *names: object) -> None:
+def _canonical_names(edit: object, edit_name: str, *fields: str) -> None:
+    """Check that ``fields`` of the frozen ``edit`` name elements, and store them as elements store their names
+    (:func:`canonical_name`): what-if records the edits, and a swap of "café" with "cafe" + U+0301 swapped one element
+    with itself."""
+    names = [getattr(edit, f) for f in fields]
     if not all(isinstance(n, str) for n in names):
-        raise InputError(f"{edit}: an element is named by its name (text), got {', '.join(map(repr, names)):.80}")
+        raise InputError(f"{edit_name}: an element is named by its name (text), got "
+                         f"{', '.join(map(repr, names)):.80}")
+    for field, name in zip(fields, names):
+        object.__setattr__(edit, field, canonical_name(name))
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,7 @@ class Move:
     dy: int
 
     def __post_init__(self) -> None:
-        _check_names("move", self.name)
+        _canonical_names(self, "move", "name")
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (self.dx, self.dy)):
             raise InputError(f"move {_short(self.name)}: dx and dy are whole pixels, got {_short(self.dx)}, "
                              f"{_short(self.dy)}")
@@ -69,7 +76,7 @@ class Scale:
     factor: float
 
     def __post_init__(self) -> None:
-        _check_names("scale", self.name)
+        _canonical_names(self, "scale", "name")
         f = self.factor
         if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not 0 < f <= MAX_SCALE:
             raise InputError(f"scale {_short(self.name)}: the factor must be a number in (0, {MAX_SCALE:g}], got "
@@ -85,9 +92,9 @@ class Swap:
     second: str
 
     def __post_init__(self) -> None:
-        _check_names("swap", self.first, self.second)
+        _canonical_names(self, "swap", "first", "second")
         if self.first == self.second:
-            raise InputError(f"swap: an element cannot swap with itself ({self.first!r})")
+            raise InputError(f"swap: an element cannot swap with itself ({quoted(self.first)})")
 
 
 Edit = Union[Move, Scale, Swap]
@@ -100,6 +107,9 @@ class EditedCreative:
 
     image: np.ndarray
     elements: tuple[Element, ...]
+    #: The elements after each edit, in the edits' order (the last is ``elements``): an edit that pasted an element
+    #: over another destroyed pixels that a later edit moving it away does not bring back.
+    steps: tuple[tuple[Element, ...], ...] = ()
 
 
 _INT = r"[+-]?\d{1,9}"  # no image is a billion pixels wide; longer numbers are typos (and int() refuses 4,300+ digits)
@@ -128,9 +138,10 @@ def parse_scale(text: str) -> Scale:
 
 def parse_swap(text: str) -> Swap:
     """Parse ``NAME,NAME`` (e.g. ``cta,headline``); the two names must differ."""
-    parts = [p.strip() for p in _edit_text(text, "swap", "NAME,NAME").split(",")]
+    parts = [canonical_name(p) for p in _edit_text(text, "swap", "NAME,NAME").split(",")]
     if len(parts) != 2 or not all(parts):
-        raise InputError(f"swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}")
+        raise InputError(f"swap: expected two element names NAME,NAME (e.g. cta,headline), got {text!r}; a name "
+                         "with a comma in it cannot be swapped from text (use Swap(first, second))")
     if parts[0] == parts[1]:
         raise InputError(f"swap: the two elements must differ, got {text!r}")
     return Swap(parts[0], parts[1])
@@ -262,32 +273,36 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
     elements = checked_elements(elements, image)
     current = {e.name: e for e in elements}
     edits = edit_list(edits)
+    steps = []
     for edit in edits if progress is None else progress(edits, len(edits)):
         if isinstance(edit, Move):
             e = _lookup(current, edit.name, "move")
             x, y, w, h = e.box
             moved = (x + edit.dx, y + edit.dy, w, h)
-            _check_inside(moved, image.shape, f"moving {edit.name!r} by ({edit.dx}, {edit.dy})",
+            _check_inside(moved, image.shape, f"moving {quoted(edit.name)} by ({edit.dx}, {edit.dy})",
                           _move_hint(e.box, image.shape))
             image = _relocate(image, [(e.box, image[y:y + h, x:x + w], moved)], _others(current, e.name),
-                              f"moving {edit.name!r}")
+                              f"moving {quoted(edit.name)}")
             current[e.name] = Element(e.name, e.kind, moved)
         elif isinstance(edit, Scale):
             e = _lookup(current, edit.name, "scale")
             x, y, w, h = e.box
             nw, nh = (max(1, int(v)) for v in round_half_up([w * edit.factor, h * edit.factor]))
             scaled = (x + (w - nw) // 2, y + (h - nh) // 2, nw, nh)
-            _check_inside(scaled, image.shape, f"scaling {edit.name!r} by {edit.factor:g}", "use a smaller factor")
+            _check_inside(scaled, image.shape, f"scaling {quoted(edit.name)} by {edit.factor:g}",
+                          "use a smaller factor")
             patch = _resize(image[y:y + h, x:x + w], nw, nh)
-            image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name), f"scaling {edit.name!r}")
+            image = _relocate(image, [(e.box, patch, scaled)], _others(current, e.name),
+                              f"scaling {quoted(edit.name)}")
             current[e.name] = Element(e.name, e.kind, scaled)
         elif isinstance(edit, Swap):
             a = _lookup(current, edit.first, "swap")
             b = _lookup(current, edit.second, "swap")
             a_new, b_new = _centred_on(a.box, b.box), _centred_on(b.box, a.box)
-            what = f"swapping {edit.first!r} and {edit.second!r}"
-            _check_inside(a_new, image.shape, what, f"{edit.first!r} does not fit centred on {edit.second!r}")
-            _check_inside(b_new, image.shape, what, f"{edit.second!r} does not fit centred on {edit.first!r}")
+            first, second = quoted(edit.first), quoted(edit.second)
+            what = f"swapping {first} and {second}"
+            _check_inside(a_new, image.shape, what, f"{first} does not fit centred on {second}")
+            _check_inside(b_new, image.shape, what, f"{second} does not fit centred on {first}")
             image = _relocate(image, [(a.box, _cut(image, a.box), a_new), (b.box, _cut(image, b.box), b_new)],
                               _others(current, a.name, b.name), what)
             current[a.name] = Element(a.name, a.kind, a_new)
@@ -296,7 +311,8 @@ def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[
             raise InputError(f"edits: expected Move, Scale or Swap objects (parse_move, parse_scale and parse_swap "
                              f"read them from text; foveal.scoring.whatif.edit_from_dict from a dict), got "
                              f"{edit!r:.60}")
-    return EditedCreative(image=image, elements=tuple(current[e.name] for e in elements))
+        steps.append(tuple(current[e.name] for e in elements))
+    return EditedCreative(image=image, elements=tuple(current[e.name] for e in elements), steps=tuple(steps))
 
 
 def edit_list(edits: Iterable[Edit]) -> tuple[Edit, ...]:
@@ -338,10 +354,10 @@ def move_variants(image: np.ndarray, elements: Sequence[Element], name: str,
     x, y, w, h = e.box
     offsets = list(offsets)
     for dx, dy in offsets:
-        _check_inside((x + dx, y + dy, w, h), image.shape, f"moving {name!r} by ({dx}, {dy})",
+        _check_inside((x + dx, y + dy, w, h), image.shape, f"moving {quoted(name)} by ({dx}, {dy})",
                       _move_hint(e.box, image.shape))
     filled = fill_holes(image, _checked_hole(image.shape[:2], [e.box], [o.box for o in elements if o.name != name],
-                                             f"moving {name!r}"))
+                                             f"moving {quoted(name)}"))
     patch = image[y:y + h, x:x + w]
     for dx, dy in offsets:
         out = filled.copy()

@@ -28,7 +28,8 @@ from ..saliency_map import SaliencyMap
 from .compare import Comparison, _pp, compare_scores
 from .edits import (GHOST_MARGIN, Edit, EditedCreative, Move, Scale, Swap, apply_edits, checked_elements,
                     checked_image, edit_list, move_variants)
-from .elements import Element, _short, check_elements, checked_hw, element_list, quoted, unknown_element
+from .elements import (Element, _short, canonical_name, check_elements, checked_hw, element_list, quoted,
+                       unknown_element)
 from .recommend import Thresholds, WhatIfResult, recommend
 from .scores import CreativeScores, score_creative
 
@@ -126,7 +127,7 @@ def describe_edit(edit: Edit) -> str:
     if isinstance(edit, Scale):
         return f"scale {quoted(edit.name)} by {edit.factor:g}"
     if isinstance(edit, Swap):
-        return f"swap {edit.first!r} and {edit.second!r}"
+        return f"swap {quoted(edit.first)} and {quoted(edit.second)}"
     raise TypeError(f"describe_edit: unknown edit {edit!r}")
 
 
@@ -160,13 +161,13 @@ def edit_from_dict(obj: Any, where: str = "edit") -> Edit:
                          f"{sorted(_EDIT_KEYS[op])}")
     if op == "swap":
         names = obj.get("elements")
-        if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n for n in names):
+        if not isinstance(names, list) or len(names) != 2 or not all(isinstance(n, str) and n.strip() for n in names):
             raise InputError(f"{where}: swap needs \"elements\": [NAME, NAME], got {_short(names)}")
-        if names[0] == names[1]:
+        if canonical_name(names[0]) == canonical_name(names[1]):
             raise InputError(f"{where}: swap needs two different elements, got {_short(names)}")
         return Swap(names[0], names[1])
     name = obj.get("element")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name.strip():
         raise InputError(f"{where}: {op} needs \"element\": NAME, got {_short(name)}")
     if op == "move":
         dx, dy = obj.get("dx"), obj.get("dy")
@@ -302,12 +303,14 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
     elements = element_list(elements)
     check_elements(elements, image_hw, "elements", identical_boxes=True)  # a box off the image has no valid moves
     by_name = {e.name: e for e in elements}
+    if isinstance(name, str):
+        name = canonical_name(name)  # as an edit's names are read: " cta " and "cafe" + U+0301 name elements too
     if not isinstance(name, str) or name not in by_name:
         raise unknown_element("search", name, by_name)
     x, y, w, h = by_name[name].box
     xs, ys = _lattice(image_hw, by_name[name].box, grid, step)
     if len(xs) * len(ys) > MAX_POSITIONS:
-        raise InputError(f"search {name!r}: {len(xs) * len(ys)} positions to try, each a model run; at most "
+        raise InputError(f"search {quoted(name)}: {len(xs) * len(ys)} positions to try, each a model run; at most "
                          f"{MAX_POSITIONS}: use a larger step or a smaller grid")
     others = [e for e in elements if e.name != name]
     content = allowance = None
@@ -328,13 +331,13 @@ def candidate_offsets(image_hw: Sequence[int], elements: Sequence[Element], name
             offsets.append((nx - x, ny - y))
     if not offsets and not overlapping and not busy:  # the lattice held only the current position
         if np.prod([len(a) for a in _lattice(image_hw, (x, y, w, h), None, 1)]) == 1:  # no step could do better
-            raise InputError(f"search {name!r}: the {w}x{h} box nearly fills the image inside its edge margins, so "
+            raise InputError(f"search {quoted(name)}: the {w}x{h} box nearly fills the image inside its edge margins, so "
                              "there is no other position to try; search a smaller element")
-        raise InputError(f"search {name!r}: no position to try but the current one: "
+        raise InputError(f"search {quoted(name)}: no position to try but the current one: "
                          f"{'the step' if step is not None else 'the grid'} finds no other place for the "
                          f"{w}x{h} box inside the image's edge margins; use a smaller step or a finer grid")
     if not offsets:
-        raise InputError(f"search {name!r}: no valid position: {overlapping} position(s) overlap another element by "
+        raise InputError(f"search {quoted(name)}: no valid position: {overlapping} position(s) overlap another element by "
                          f"more than {max_overlap:g} of the smaller box and {busy} cover unboxed content (text or "
                          "images no element describes); raise max_overlap, use a finer grid or step, or box "
                          "that content as an element")
@@ -417,7 +420,7 @@ def search_position(engine: Predictor, image: np.ndarray, elements: Sequence[Ele
     image = checked_image(image)
     batch_size = max(1, min(batch_size, SEARCH_BATCH_PIXELS // (image.shape[0] * image.shape[1])))
     if not offsets:
-        raise InputError(f"search_position: no positions to try for {name!r}")
+        raise InputError(f"search_position: no positions to try for {quoted(name)}")
     for offset in offsets:
         if not (isinstance(offset, (tuple, list)) and len(offset) == 2 and all(map(_whole, offset))):
             raise InputError(f"search_position: offsets are (dx, dy) pairs of whole pixels, got {offset!r:.60}")
@@ -505,7 +508,8 @@ def outcome_document(outcome: EditOutcome, max_overlap: float = MAX_OVERLAP) -> 
         "elements_after": [e.to_dict() for e in outcome.edited.elements],
         "statement": f"{edit_text}: {changes}" if changes else f"{edit_text}: no element box changed",
         **body,
-        "notes": body["notes"] + _cover_notes(before, outcome.edited.elements, edited_names, max_overlap),
+        "notes": (body["notes"] + _cover_notes(before, outcome.edited.elements, edited_names, max_overlap)
+                  + _lost_notes(before, outcome.edits, outcome.edited, max_overlap)),
     }
 
 
@@ -528,6 +532,36 @@ def _cover_notes(before: dict[str, Any], after: Sequence[Element], edited: set[s
             notes.append(f"after the edits {quoted(a.name)} and {quoted(b.name)} overlap on "
                          f"{covered / min(a.area, b.area):.0%} of the smaller box (over max_overlap, {max_overlap:g}): the element pasted there hides "
                          "the other, so part of this change is a hidden element, not attention that moved")
+    return notes
+
+
+def _lost_notes(before: dict[str, Any], edits: Sequence[Edit], edited: EditedCreative, max_overlap: float
+                ) -> list[str]:
+    """A note for each element an edit pasted another over (by more than ``max_overlap`` of the smaller box, and
+    more than before the edits) when the edits end with the two apart again: the covered pixels were replaced, and
+    moving the pasted element away fills its place from around it, so the element stays partly erased (two opposite
+    moves read as "no element box changed", and as better)."""
+    final = {e.name: e for e in edited.elements}
+    notes, seen = [], set()
+    previous = tuple(before[e.name] for e in edited.elements)
+    for k, (edit, step) in enumerate(zip(edits, edited.steps[:-1]), start=1):
+        moved = {e.name for e, p in zip(step, previous) if e.box != p.box}
+        for a in step:
+            for b in step:
+                if a.name not in moved or b.name == a.name or (a.name, b.name) in seen:
+                    continue
+                covered = _overlap(a.box, b.box)
+                limit = max(_overlap(before[a.name].box, before[b.name].box),
+                            max_overlap * min(a.area, b.area) * (1 + 1e-9))
+                if covered <= limit or _overlap(final[a.name].box, final[b.name].box) > limit:
+                    continue  # the last edit's overlap has its own note
+                seen.add((a.name, b.name))
+                notes.append(f"edit {k} ({describe_edit(edit)}) pasted {quoted(a.name)} over "
+                             f"{covered / b.area:.0%} of {quoted(b.name)}; a later edit moved it off, but what it "
+                             f"covered is filled in from around it, not restored: {quoted(b.name)} stays partly "
+                             "erased in the edited creative, and part of this change is that, not attention that "
+                             "moved")
+        previous = step
     return notes
 
 
