@@ -298,6 +298,22 @@ def test_cli_compare_takes_the_element_files_from_two_options_in_order(tmp_path)
     assert docs[1]["a"]["elements"] == docs[0]["a"]["elements"] and docs[1]["verdict"] == docs[0]["verdict"]
 
 
+def test_figure_labels_wrap_to_their_panels_width():
+    """The difference panel's label ran past its 600-pixel panel and lost "blue = less" at the canvas edge."""
+    from foveal.scoring.compare import side_by_side
+
+    panels = [np.full((220, 250, 3), 128, np.uint8) for _ in range(3)]  # portrait enough to stand side by side
+    label = "after - before: red = more attention, blue = less"
+    figure = side_by_side(panels, ["a", label, label])
+    band = figure[:figure.shape[0] - 220]  # everything above the panels: their labels
+    assert band.shape[0] > 2 * 14  # two lines or more at 14 px
+    inked = np.nonzero((band < 128).any(axis=(0, 2)))[0]
+    for i in (1, 2):  # each label's ink stays over its own panel
+        left = i * (250 + 8)
+        mine = inked[(inked >= left - 4) & (inked < left + 258)]
+        assert mine.min() >= left and mine.max() < left + 250
+
+
 def test_a_format_of_superscript_digits_is_a_name_not_a_size():
     """"²x²" passed str.isdigit, then int() raised: compare stopped with an internal error."""
     from foveal.scoring.compare import _size
@@ -388,7 +404,8 @@ def test_a_figure_of_opposite_shapes_holds_no_more_pixels_than_its_panels():
     for a, b in (((wide, wide_map, wide_scores), (tall, tall_map, tall_scores)),
                  ((tall, tall_map, tall_scores), (wide, wide_map, wide_scores))):
         figure = compare_figure(*a, *b, np.zeros(b[0].shape[:2]))
-        assert figure.shape[0] * figure.shape[1] < 400_000, figure.shape  # 3 x 5000 pixels, labels, the legend
+        # 3 x 5000 pixels, labels (wrapped to two lines), the legend: not 25,000,000
+        assert figure.shape[0] * figure.shape[1] < 500_000, figure.shape
 
 
 def test_a_creative_over_the_display_size_is_shown_reduced_with_its_boxes_in_place(monkeypatch):
@@ -404,7 +421,8 @@ def test_a_creative_over_the_display_size_is_shown_reduced_with_its_boxes_in_pla
     scores = score_creative(smap, (Element("cta", "cta", (200, 200, 100, 50)),))
     figure = compare.compare_figure(image, smap, scores, image, smap, scores, np.zeros((400, 400)))
     assert figure.shape[1] == 3 * 100 + 2 * 8  # three 100x100 panels and their gaps
-    label_h, third = 22, 2 * (100 + 8)  # the labels' row (a 14-px font), where the difference panel starts
+    third = 2 * (100 + 8)  # where the difference panel starts, under its labels (wrapped to their width)
+    label_h = next(y for y in range(figure.shape[0]) if (figure[y, third:third + 100] != 255).all())
     outline = figure[label_h:label_h + 100, third:third + 100]
     assert (outline[50, 50:75] == 40).all() and (outline[50:62, 50] == 40).all()  # the box at a quarter of its place
     assert (outline[20, 20] != 40).any()

@@ -367,6 +367,10 @@ def render_difference(image: np.ndarray, diff: np.ndarray) -> np.ndarray:
 STACK_ASPECT = 1.25
 
 
+#: Narrowest width a panel's label is wrapped to, in pixels: a narrower panel's label runs past it.
+MIN_LABEL_WIDTH = 240
+
+
 def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int = 8,
                  footer: np.ndarray | None = None, footer_label: str = "") -> np.ndarray:
     """Panels (uint8 H×W×3) with a label each, on white: left to right at the last panel's height, or, for
@@ -394,19 +398,25 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
         scaled.append(p if same else np.asarray(Image.fromarray(p).resize(size, Image.Resampling.BILINEAR)))
     last = scaled[-1]
     font = label_font(max(12, min(last.shape[:2]) // 20, 14))
-    label_h = font.size + 8
+    # Wrapped to their panel's width: "after - before: red = more attention, blue = less" lost its "blue" on a
+    # 600-pixel panel. Not narrower than a few words: a sliver of a panel gave a word a line, the band a page.
+    lines = [_wrapped(label, font, max(p.shape[1] - 4, MIN_LABEL_WIDTH)) for p, label in zip(scaled, labels)]
+    line_h = font.size + 2
+    label_h = max(len(t) for t in lines) * line_h + 6
     if stacked:
         width = last.shape[1]
         height = sum(p.shape[0] + label_h for p in scaled) + gap * (len(scaled) - 1)
     else:
         width = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
         height = last.shape[0] + label_h
-    footer_h = 0 if footer is None else footer.shape[0] + label_h + gap
+    footer_lines = _wrapped(footer_label, font, width - 4)
+    footer_label_h = len(footer_lines) * line_h + 6
+    footer_h = 0 if footer is None else footer.shape[0] + footer_label_h + gap
     canvas = Image.new("RGB", (width, height + footer_h), "white")
     draw = ImageDraw.Draw(canvas)
     x = y = 0
-    for p, label in zip(scaled, labels):
-        draw.text((x + 2, y + 3), label, fill="black", font=font)
+    for p, text in zip(scaled, lines):
+        draw.multiline_text((x + 2, y + 3), "\n".join(text), fill="black", font=font, spacing=2)
         canvas.paste(Image.fromarray(p), (x, y + label_h))
         if stacked:
             y += p.shape[0] + label_h + gap
@@ -414,10 +424,22 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str], gap: int =
             x += p.shape[1] + gap
     if footer is not None:
         top = height + gap
-        draw.text((2, top + 3), footer_label, fill="black", font=font)
+        draw.multiline_text((2, top + 3), "\n".join(footer_lines), fill="black", font=font, spacing=2)
         strip = np.asarray(Image.fromarray(footer).resize((min(width, footer.shape[1]), footer.shape[0])))
-        canvas.paste(Image.fromarray(strip), (0, top + label_h))
+        canvas.paste(Image.fromarray(strip), (0, top + footer_label_h))
     return np.asarray(canvas)
+
+
+def _wrapped(text: str, font: Any, width: int) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels in ``font`` (a word wider than that on
+    its own line)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def compare_figure(image_a: np.ndarray, map_a: SaliencyMap, scores_a: CreativeScores,
