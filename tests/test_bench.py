@@ -273,8 +273,37 @@ def test_images_are_read_first_within_the_time_budget(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(ticks)))  # each read takes "a second"
     readable, skipped, pixels = bench._readable(Engine("itti-koch"), [image] * 50, 3.0)
     assert len(readable) < 10 and pixels == 240 * 320
-    assert skipped[-1]["image"] == f"{50 - len(readable)} more image(s)"
-    assert skipped[-1]["error"].startswith("not read within max_seconds (3 s); the run uses the")
+    assert skipped == []  # not read is not unreadable: the report counts them apart
+
+
+def test_the_synthetic_image_over_the_pixel_limit_is_not_told_to_downscale(capsys) -> None:
+    assert main(["bench", "--model", "itti-koch", "--max-pixels", "1e6", "--max-seconds", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("foveal: error: the synthetic 1920x1080 JPEG measured without images is over the engine's limit "
+                   "of 1,000,000 pixels; raise --max-pixels or give images\n")
+
+
+def test_the_command_line_keeps_paths_as_they_are_and_counts_images_not_read(tmp_path, monkeypatch, capsys) -> None:
+    """The whole report went through the flag wording meant for messages: a folder named "raise max_pixels" came
+    out as "raise --max-pixels"; and images the time budget did not reach were "unreadable"."""
+    import itertools
+
+    import foveal.bench as bench
+
+    folder = tmp_path / "raise max_pixels"
+    folder.mkdir()
+    for i in range(6):
+        _small_jpeg(folder / f"{i}.jpg")
+    ticks = itertools.count()
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(ticks)))  # each read takes "a second"
+    assert main(["bench", str(folder), "--model", "itti-koch", "--repeats", "1", "--batch", "1", "--max-seconds",
+                 "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["images"] and all(path.startswith(str(folder)) for path in doc["images"])
+    assert doc["skipped"] == [] and doc["not_read"] == 6 - len(doc["images"]) > 0
+    assert (f"foveal: {doc['not_read']} image(s) not read within --max-seconds (2 s); the run uses the "
+            f"{len(doc['images'])} read before them") in captured.err
 
 
 def test_a_batch_size_whose_maps_would_not_fit_is_skipped_and_versions_name_the_decoder(tmp_path) -> None:

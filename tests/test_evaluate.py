@@ -205,7 +205,7 @@ def test_density_only_dataset(tmp_path):
     ({"metrics": ["AUC"]}, InputError, "unknown metric 'AUC'"),
     ({"metrics": []}, InputError, "unknown metric"),
     ({"metrics": ["NSS", "CC", "NSS"]}, InputError, "^metrics: 'NSS' is named twice"),  # was one column of two
-    ({"split": "test"}, InputError, r"has 4 images, too few for a test split .*; evaluate every image \(no split\)"),
+    ({"split": "test"}, InputError, r"has 4 images, too few for a test split .*; evaluate every image \(split=None\)"),
     ({"batch_size": 0}, InputError, "batch_size"),
     ({"batch_size": 2.5}, InputError, "batch_size must be a whole number >= 1, got 2.5"),  # was a TypeError
     ({"batch_size": None}, InputError, "batch_size must be a whole number >= 1, got None"),
@@ -386,6 +386,14 @@ def test_cli_eval_refuses_an_empty_metric_list(tmp_path, capsys):
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "argument --metrics: unknown metric '(none given)'" in err, err
         assert len(err.splitlines()) == 1, err
+
+
+def test_cli_eval_of_a_dataset_too_small_to_split_names_the_flag_that_takes_it_whole(tmp_path, capsys):
+    """"evaluate every image (no split)" read as leaving --split out, which means the test split."""
+    from foveal.cli import main
+
+    assert main(["eval", "--dataset", str(_folder(tmp_path / "ds")), "--model", CENTRE_BIAS_MODEL, "-q"]) == 1
+    assert "too few for a test split (80/10/10 %); evaluate every image (--split all)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, text", [(["--metrics", "NSS,XYZ"], "argument --metrics: unknown metric 'XYZ'"),

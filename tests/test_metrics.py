@@ -374,6 +374,10 @@ def test_gaussian_blur_edges():
     np.testing.assert_allclose(M.gaussian_blur(p, 0.0), p / p.sum(), rtol=1e-15, atol=0)
     wide = M.gaussian_blur(p, 1e4)  # wider than the image: flat, no wrap-around
     assert wide.sum() == pytest.approx(1.0) and wide.min() >= 0 and np.ptp(wide) < 1e-3 * wide.max()
+    # truncate x sigma past float's range raised OverflowError from int(inf)
+    for sigma, truncate in ((1e308, 8.0), (2.0, 1e308)):
+        np.testing.assert_allclose(M.gaussian_blur(p, sigma, truncate), M.gaussian_blur(p, 1e4, 8.0) if sigma > 2
+                                   else M.gaussian_blur(p, 2.0, 1e4), rtol=1e-6)
     for bad in (-1.0, np.nan, np.inf):
         with pytest.raises(InputError, match="sigma"):
             M.gaussian_blur(p, bad)

@@ -61,6 +61,7 @@ class BenchReport:
     stages: list[StageTiming] = field(default_factory=list)
     throughput: list[Throughput] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"image", "error"}: images that could not be read
+    not_read: int = 0  # images left out unread: the decode pass ran out of max_seconds before them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +77,8 @@ class BenchReport:
                  f"images   {len(self.images)}: {', '.join(self.images[:3])}{' ...' if len(self.images) > 3 else ''}",
                  *([f"skipped  {len(self.skipped)} unreadable: {', '.join(s['image'] for s in self.skipped[:3])}"
                     f"{' ...' if len(self.skipped) > 3 else ''}"] if self.skipped else []),
+                 *([f"not read {self.not_read} image(s): the time budget to read them ran out"] if self.not_read
+                   else []),
                  "", f"{'stage':<{width}} {'calls':>6} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9}"]
         lines += [f"{s.stage:<{width}} {s.n:>6} {s.p50_ms:>9.3f} {s.p90_ms:>9.3f} {s.p99_ms:>9.3f}"
                   for s in self.stages]
@@ -107,8 +110,9 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
 
     ``images`` are paths or encoded bytes (decode is a stage); none: one synthetic 1920×1080 JPEG. Each image is
     decoded once, untimed, first: one that cannot be (corrupt, not an image, over the engine's max_pixels) is left
-    out and listed in the report's ``skipped``, and an ImageError says so when none can. Each of the stage loop and
-    the throughput loop stops early after ``max_seconds``; a batch size whose first calls would not end within the
+    out and listed in the report's ``skipped``, and an ImageError says so when none can; images that first pass has
+    not reached after ``max_seconds`` are left out unread (counted in ``not_read``). Each of the stage loop and the
+    throughput loop stops early after ``max_seconds`` too; a batch size whose first calls would not end within the
     throughput loop's budget is skipped, and its row says so.
     """
     if not isinstance(engine, Engine):
@@ -127,13 +131,18 @@ def run_bench(engine: Engine, images: Sequence[ImageLike] = (), *, repeats: int 
     # measured once, not again on a share of the budget.
     batch_sizes = list(dict.fromkeys(checked_count(b, "batch size") for b in list(batch_sizes)))
     given = list(images)
+    if not given and engine.max_pixels < 1920 * 1080:
+        raise InputError(f"the synthetic 1920x1080 JPEG measured without images is over the engine's limit of "
+                         f"{engine.max_pixels:,} pixels; raise max_pixels or give images")
     sources, skipped, pixels = _readable(engine, given, seconds) if given else ([synthetic_jpeg()], [], 1920 * 1080)
+    not_read = len(given) - len(sources) - len(skipped)
     if not sources:
         more = f" (and {len(skipped) - 1} more unreadable)" if len(skipped) > 1 else ""
         raise ImageError(f"no image to benchmark: {skipped[0]['error']}{more}")
     names = [_name(s) for s in sources]
     settings = {"repeats": repeats, "max_seconds": seconds, "batch_sizes": batch_sizes}
-    report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings, skipped=skipped)
+    report = BenchReport(_engine_info(engine), machine_info(), versions(), names, settings, skipped=skipped,
+                         not_read=not_read)
     with engine._open():  # some stages run on its backend directly: an engine closed meanwhile keeps it till the end
         report.stages = _stages(engine, sources, repeats, seconds)
         image_seconds = next(s.p50_ms for s in report.stages if s.stage == _END_TO_END) / 1e3
@@ -154,15 +163,13 @@ def _readable(engine: Engine, images: list[ImageLike],
               max_seconds: float) -> tuple[list[ImageLike], list[dict[str, str]], int]:
     """The images the engine decodes, ``{"image", "error"}`` for each it cannot (one bad file in a folder costs that
     file, not the run, as in ``foveal predict``) and the largest one's pixels. Only those read within
-    ``max_seconds``: the rest are one entry of the skipped (a folder of 200 large photos took 14 s at 1 s)."""
+    ``max_seconds``: the rest are left unread (a folder of 200 large photos took 14 s at 1 s)."""
     readable: list[ImageLike] = []
     skipped: list[dict[str, str]] = []
     largest = 0
     deadline = time.perf_counter() + max_seconds
-    for i, image in enumerate(images):
+    for image in images:
         if readable and time.perf_counter() > deadline:
-            skipped.append({"image": f"{len(images) - i} more image(s)", "error": f"not read within max_seconds "
-                            f"({max_seconds:g} s); the run uses the {len(readable)} read before them"})
             break
         try:
             decoded = engine._decode(image)

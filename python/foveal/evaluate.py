@@ -300,7 +300,7 @@ def _split_of(dataset: Any, split: str | None, max_pixels: int = DEFAULT_MAX_PIX
         whole, dataset = dataset, dataset.split(split)
         if len(dataset) == 0 < len(whole):
             raise InputError(f"dataset {whole.name!r} has {len(whole)} images, too few for a {split} split "
-                             f"(80/10/10 %); evaluate every image (no split) or add images")
+                             f"(80/10/10 %); evaluate every image (split=None) or add images")
     if len(dataset) == 0:
         raise InputError(f"dataset {dataset.name!r} has no images to evaluate")
     return dataset
@@ -362,8 +362,9 @@ def _check_metrics(metrics: Sequence[str] | None, dataset: Any) -> tuple[str, ..
         return default_metrics(dataset)
     names = check_metrics(metrics)
     if not dataset.has_fixations and set(names) & set(_FIXATION_METRICS):
-        raise InputError(f"dataset {dataset.name!r} has density maps only; "
-                         f"{', '.join(sorted(set(names) & set(_FIXATION_METRICS)))} need fixations")
+        wanting = sorted(set(names) & set(_FIXATION_METRICS))
+        raise InputError(f"dataset {dataset.name!r} has density maps only; {', '.join(wanting)} "
+                         f"{'needs' if len(wanting) == 1 else 'need'} fixations")
     if "sAUC" in names and len(dataset) < 2:
         raise InputError("sAUC takes its negatives from other images' fixations, so it needs at least two images")
     return names

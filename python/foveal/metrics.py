@@ -338,7 +338,8 @@ def gaussian_blur(density: np.ndarray, sigma: float, truncate: float = 8.0) -> n
         return p
     for axis in (0, 1):
         n = p.shape[axis]
-        r = min(int(np.ceil(truncate * sigma)), n - 1)
+        reach = truncate * sigma  # inf for a sigma near float's limit: int() of it raised OverflowError
+        r = n - 1 if reach >= n - 1 else int(np.ceil(reach))
         taps = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
         size = _fast_length(n + 2 * r)
         spectrum = np.fft.rfft(p, size, axis=axis) * np.expand_dims(np.fft.rfft(taps, size), 1 - axis)

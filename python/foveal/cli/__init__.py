@@ -228,7 +228,8 @@ _FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise m
           ("a larger max_seconds", "a larger --max-seconds", "max_seconds", None),
           ("train_blocks must", "--train-blocks must", "train_blocks", None),
           ("working_size must", "--working-size must", "working_size", None),
-          ("set name to", "pass --name to", "name", None))
+          ("set name to", "pass --name to", "name", None),
+          ("(split=None)", "(--split all)", "split", None))
 
 
 def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -24,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int_arg(1), default=20,
                    help="timed calls per stage and image (default: %(default)s)")
     p.add_argument("--max-seconds", type=number_arg(0, above=True), default=30.0,
-                   help="time budget of the stage loop and of the throughput loop (default: %(default)s)")
+                   help="time budget of each of: reading the images, the stage loop, the throughput loop "
+                        "(default: %(default)s)")
     p.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
     p.add_argument("--reduced-decode", action="store_true",
                    help="decode JPEGs at the network's size (faster; maps differ from the full decode's: see "
@@ -47,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(args)
     report = run_bench(engine, expand(args.images) if args.images else [], repeats=args.repeats,
                        batch_sizes=args.batch, max_seconds=args.max_seconds)
-    for skipped in report.skipped:  # the error names the file
-        print(f"foveal: skipped {in_flags(one_line(skipped['error']), args)}", file=sys.stderr)
-    print(in_flags(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), args), file=sys.stdout)
+    # The library's messages in the command line's words; the rest (paths among them) as they are.
+    for skipped in report.skipped:
+        skipped["error"] = in_flags(skipped["error"], args)
+        print(f"foveal: skipped {one_line(skipped['error'])}", file=sys.stderr)  # the error names the file
+    report.throughput = [dataclasses.replace(row, skipped=in_flags(row.skipped, args)) for row in report.throughput]
+    if report.not_read:
+        print(f"foveal: {report.not_read} image(s) not read within --max-seconds ({args.max_seconds:g} s); the run "
+              f"uses the {len(report.images)} read before them", file=sys.stderr)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table(), file=sys.stdout)
     return 0
