@@ -189,13 +189,58 @@ def test_the_same_image_twice_is_refused_as_listed_twice(tmp_path, rgb, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_map_never_replaces_an_image_of_the_same_name_in_the_output_folder(tmp_path, rgb, capsys):
+    """photo.jpg predicted into its own folder replaced photo.png, an image of the user's this run never read; an
+    earlier run's map there is replaced as before."""
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg")
+    Image.fromarray(rgb[::-1]).save(tmp_path / "photo.png")
+    before = (tmp_path / "photo.png").read_bytes()
+    assert main(["predict", str(tmp_path / "photo.jpg"), "-o", str(tmp_path)]) == 1
+    assert (f"{tmp_path / 'photo.png'} exists and is not a map foveal wrote (an image of yours?)"
+            in capsys.readouterr().err)
+    assert (tmp_path / "photo.png").read_bytes() == before and not (tmp_path / "photo.overlay.png").exists()
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert main(["-q", "predict", str(tmp_path / "photo.jpg"), "-o", str(out)]) == 0
+
+
+def test_an_output_name_too_long_is_refused_before_any_work_also_in_a_new_folder(tmp_path, rgb, capsys):
+    """With -o still to be made, stat said only "not found": the other images were predicted and written, then the
+    long name failed."""
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb).save(tmp_path / f"{'x' * 246}.png")  # its overlay's name is 258 bytes
+    assert main(["predict", str(tmp_path / "a.png"), str(tmp_path / f"{'x' * 246}.png"), "-o",
+                 str(tmp_path / "new" / "out")]) == 1
+    assert "File name too long (258 bytes, over 255)" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_error_shows_a_file_name_that_is_not_utf8_as_its_bytes(tmp_path, rgb, capsys):
+    """Error lines showed Python's stand-in for the byte (tr\\udcfeunc.png), not the byte (tr\\xfeunc.png)."""
+    name = tmp_path / os.fsdecode(b"tr\xfeunc.png")
+    Image.fromarray(rgb).save(name, format="PNG")
+    assert main(["predict", str(name), "-o", str(tmp_path / "o"), "--max-pixels", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "tr\\xfeunc.png: 120x90 = 10,800 pixels" in err and "udcfe" not in err, err
+
+
+def test_a_file_named_like_an_option_gets_a_hint(tmp_path, rgb, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(rgb).save("-dash.png")
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "-dash.png", "-o", "out"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: -dash.png; for a file named -dash.png, write ./-dash.png" in capsys.readouterr().err
+    assert main(["-q", "predict", "./-dash.png", "-o", "out"]) == 0
+
+
 def test_a_link_beside_its_image_is_refused_naming_both(tmp_path, rgb, capsys):
     """A folder holding latest.png -> v3.png was refused as "v3.png is listed twice", which the user never did."""
     Image.fromarray(rgb).save(tmp_path / "v3.png")
     (tmp_path / "latest.png").symlink_to("v3.png")
     assert main(["predict", str(tmp_path), "-o", str(tmp_path / "o")]) == 1
-    assert (f"{tmp_path / 'latest.png'} and {tmp_path / 'v3.png'} are the same file (a link); list only one of them"
-            in capsys.readouterr().err)
+    assert (f"{tmp_path / 'latest.png'} and {tmp_path / 'v3.png'} are the same file (one links to the other); "
+            "predict one of them: list it alone, or remove the link from its folder" in capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
 
 

@@ -107,6 +107,41 @@ def test_exif_orientation_is_applied(rgb):
     assert out.shape == (120, 90, 3)
 
 
+def test_orientation_comes_from_exif_only_as_a_browser_reads_it():
+    """Pillow's getexif also takes XMP's tiff:Orientation and ImageMagick's "Raw profile type exif" text chunk,
+    which browsers ignore: such images were turned."""
+    from PIL import PngImagePlugin
+
+    pixels = np.zeros((10, 20, 3), np.uint8)
+    pixels[:, :10] = (255, 0, 0)
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="3"/></rdf:RDF>'
+           '</x:xmpmeta>')
+    image = Image.fromarray(pixels)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    raw = exif.tobytes()
+    profile = PngImagePlugin.PngInfo()
+    profile.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n", zip=True)
+    for data in (_encode(image, "JPEG", xmp=xmp.encode(), quality=95), _encode(image, pnginfo=info),
+                 _encode(image, pnginfo=profile)):
+        assert load_image(data)[5, 0, 0] > 200  # red on the left, as shown
+    for fmt in ("JPEG", "PNG", "WEBP"):  # a real EXIF block still turns it
+        assert load_image(_encode(image, fmt, exif=raw, quality=95))[5, 0, 0] < 60
+
+
+def test_an_animated_png_is_read_as_its_first_frame_not_its_fallback_image():
+    """An APNG whose default image is not part of the animation: browsers show the first frame, Pillow's frame 0
+    is the default image."""
+    red, lime, blue = (Image.new("RGB", (20, 10), c) for c in ("red", "lime", "blue"))
+    for default_image, expected in ((True, [0, 255, 0]), (False, [255, 0, 0])):
+        buf = io.BytesIO()
+        red.save(buf, "PNG", save_all=True, append_images=[lime, blue], default_image=default_image)
+        np.testing.assert_array_equal(load_image(buf.getvalue())[0, 0], expected)
+
+
 def test_a_near_square_turned_jpeg_decoded_reduced_keeps_its_displayed_shape():
     """Decoded at a reduction, a 799x800 JPEG came out square, so its EXIF turn went unnoticed and the map was made
     800 high and 799 wide."""

@@ -324,8 +324,9 @@ def check_output(path: str | os.PathLike) -> Path:
         raise InputError(f"cannot write {str(target)!r}: a file name cannot hold a NUL byte")
     try:
         kind = target.stat().st_mode
-    except FileNotFoundError:
+    except FileNotFoundError:  # also when a folder on the way is still to be made: its names go unchecked
         kind = None
+        _check_name_lengths(target)
     except PermissionError as exc:  # a folder on the way that cannot be entered
         raise InputError(f"cannot write {target}: {exc.strerror or exc}; choose a writable location") from None
     except OSError as exc:  # a name too long, a loop of links...
@@ -337,6 +338,22 @@ def check_output(path: str | os.PathLike) -> Path:
                          "name")
     check_not_input(target)
     return target
+
+
+def _check_name_lengths(target: Path) -> None:
+    """InputError when a name in ``target`` below its nearest existing folder is longer than that file system takes:
+    with the folder still to be made, stat said only "not found", and the write failed after the work."""
+    existing = next((p for p in target.absolute().parents if os.path.isdir(p)), None)
+    if existing is None:
+        return
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return
+    for part in target.absolute().relative_to(existing).parts:
+        if len(os.fsencode(part)) > limit:
+            raise InputError(f"cannot write {target}: File name too long ({len(os.fsencode(part))} bytes, over "
+                             f"{limit}); give a valid file name")
 
 
 def remove_stale(path: str | os.PathLike, mark: bytes) -> bool:

@@ -279,6 +279,13 @@ def _decode_stream(fh: BinaryIO, name: str, max_pixels: int,
     from PIL import Image
 
     image = open_pillow(fh, name, max_pixels)
+    if getattr(image, "default_image", False) and getattr(image, "n_frames", 1) > 1:
+        # An APNG whose default image is not part of the animation: browsers show its first frame, Pillow's frame 0
+        # is the default image (for viewers that do not animate).
+        try:
+            image.seek(1)
+        except Exception as exc:  # noqa: BLE001 - as in open_pillow: any decoder failure is the image's
+            raise _undecodable(name, exc) from None
     width, height = image.size
     key = _colour_key(image)  # before load, which forgets the PNG's bit depth
     factor = 1
@@ -348,9 +355,19 @@ def _check_size(size: tuple[int, int], max_pixels: int, name: str) -> None:
 
 
 def _orientation(image: "PIL.Image.Image") -> int:  # noqa: F821
-    """``image``'s EXIF orientation (1-8); 1, upright, where it has none or a broken one."""
+    """``image``'s EXIF orientation (1-8); 1, upright, where it has none or a broken one. Only a real EXIF block
+    (JPEG APP1, PNG eXIf, WebP EXIF) or a TIFF's own tag counts: Pillow's getexif also takes XMP's tiff:Orientation
+    and ImageMagick's "Raw profile type exif" text, which browsers ignore, and turned those images."""
+    from PIL import Image
+
     try:
-        orientation = image.getexif().get(0x0112)
+        block = image.info.get("exif")
+        if block is not None:
+            exif = Image.Exif()
+            exif.load(block)
+            orientation = exif.get(0x0112)
+        else:
+            orientation = getattr(image, "tag_v2", {}).get(0x0112)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
         return 1
     return orientation if orientation in (2, 3, 4, 5, 6, 7, 8) else 1

@@ -78,6 +78,18 @@ def _check_float32_range(wide: np.ndarray, kept: np.ndarray) -> None:
                      "(prob / prob.sum())")
 
 
+def is_map_png(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG :meth:`SaliencyMap.to_png` wrote (its scale chunk sits before the pixels, so only
+    the header is read); False for anything else, an unreadable file included."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and _SCALE_KEY in image.info
+    except Exception:  # noqa: BLE001 - whatever it is, it is not a map of ours
+        return False
+
+
 class SaliencyMap:
     """Probability that a fixation lands on each pixel: ``prob`` is (H, W) float32 and sums to 1.
 

@@ -24,7 +24,7 @@ from typing import IO, NoReturn, TypeVar
 
 from .._version import __version__
 from ..errors import FovealError, InputError, one_line
-from ..fileio import DISK_FULL, check_output, inputs_protected, path_is
+from ..fileio import DISK_FULL, check_output, inputs_protected, path_is, shown_name
 from ..models import DEFAULT_MODEL, PRECISIONS
 from ..progress import note
 
@@ -61,6 +61,11 @@ class _Parser(argparse.ArgumentParser):
                        and not self._negative_number_matcher.match(a)]
             if unknown:
                 message = f"unrecognized arguments: {' '.join(unknown)}"
+        if message.startswith("unrecognized arguments: "):
+            files = [a for a in message.removeprefix("unrecognized arguments: ").split(" ")
+                     if a.startswith("-") and path_is(Path(a), os.path.lexists)]
+            if files:  # a file whose name starts with a dash reads as an option
+                message += f"; for a file named {files[0]}, write ./{files[0]}"
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
     def _print_message(self, message: str, file: IO[str] | None = None) -> None:
@@ -235,7 +240,8 @@ _FLAGS = (("raise max_pixels", "raise --max-pixels", "max_pixels", (" or raise m
 def error_line(exc: FovealError, args: argparse.Namespace | None = None) -> str:
     """``foveal: error: <message>``, one line as every FovealError's message is, in the command line's words
     (``args``: the command's, so that only flags it has are named)."""
-    return f"foveal: error: {in_flags(str(exc), args)}"
+    # shown_name: a file name that is not UTF-8 as its bytes (\xfe), not as Python's stand-in for them (\udcfe)
+    return f"foveal: error: {shown_name(in_flags(str(exc), args))}"
 
 
 def in_flags(text: str, args: argparse.Namespace | None = None) -> str:
@@ -307,7 +313,8 @@ def add_engine_options(parser: argparse.ArgumentParser, *, for_decisions: bool =
     ``for_decisions``: the command decides at the material-change threshold (see :func:`make_engine`)."""
     add_model_options(parser, for_decisions=for_decisions)
     parser.add_argument("--batch-size", type=int_arg(1), default=16,
-                        help="images per network batch (default: %(default)s)")
+                        help="images per network batch on a GPU (default: %(default)s; on the CPU images run "
+                             "one per core, side by side)")
     parser.add_argument("--max-pixels", type=MAX_PIXELS, default=100e6, help="refuse larger images (default: 100e6)")
 
 
