@@ -125,6 +125,33 @@ def test_fill_crossing_bands_needs_a_second_pass():
     assert out[mask].min() >= image[~mask].min() and out[mask].max() <= image[~mask].max()
 
 
+def test_fill_of_a_large_hole_holds_a_bounded_memory_and_chunks_change_nothing(monkeypatch):
+    """The fill held about 260 bytes per pixel of the hole's surroundings (a box sum by four index grids, every
+    hole pixel's temporaries at once): a 100-MP what-if needed some 25 GB."""
+    import tracemalloc
+
+    from foveal.scoring import edits
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (1200, 1200, 3), np.uint8)
+    mask = np.zeros((1200, 1200), bool)
+    mask[60:1130, 60:1130] = True
+    tracemalloc.start()
+    try:
+        filled = fill_holes(image, mask)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 140 * mask.size, peak / mask.size
+    small = rng.integers(0, 255, (40, 50, 3), np.uint8)
+    hole = np.zeros((40, 50), bool)
+    hole[5:30, 8:44] = True
+    whole = fill_holes(small, hole)
+    monkeypatch.setattr(edits, "FILL_CHUNK", 7)
+    np.testing.assert_array_equal(fill_holes(small, hole), whole)
+    assert filled.shape == image.shape
+
+
 def test_fill_refuses_a_whole_image_hole():
     with pytest.raises(InputError, match="whole image"):
         fill_holes(_noise(5, 5), np.ones((5, 5), bool))

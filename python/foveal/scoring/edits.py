@@ -27,6 +27,8 @@ BORDER_RADIUS = 2
 MAX_SCALE = 1000.0
 #: Moves this far or farther are refused: no image is a billion pixels wide.
 MAX_MOVE = 10**9
+#: Hole pixels a fill pass estimates at once (about 200 bytes of temporaries each: 50 MB).
+FILL_CHUNK = 1 << 18
 #: Pixels this close to a hole are not read by the fill: a tight box leaves the element's outline just outside.
 HOLE_MARGIN = 3
 #: The hole an element leaves reaches this many pixels beyond its box (except into other elements' boxes): its
@@ -204,39 +206,45 @@ def _fill_pass(crop: np.ndarray, known: np.ndarray) -> np.ndarray:
     Returns the mask of pixels filled by this pass.
     """
     border = _known_average(crop, known, BORDER_RADIUS)
+    ends = [(axis, *_nearest_known(known, axis)) for axis in (1, 0)]
     ys, xs = np.nonzero(~known)
-    total = np.zeros((ys.size, crop.shape[2]), np.float64)
-    weight = np.zeros(ys.size, np.float64)
-    for axis in (1, 0):
-        pos = xs if axis == 1 else ys
-        before, after = _nearest_known(known, axis)
-        lo, hi = before[ys, xs], after[ys, xs]
-        has_lo, has_hi = lo >= 0, hi < known.shape[axis]
-        d_lo, d_hi = pos - lo, hi - pos
-        # Linear interpolation between the two ends where both exist, else the one end that does.
-        a_lo = np.where(has_lo, np.where(has_hi, d_hi, 1), 0)
-        a_hi = np.where(has_hi, np.where(has_lo, d_lo, 1), 0)
-        at = (lambda idx: border[ys, idx]) if axis == 1 else (lambda idx: border[idx, xs])
-        v_lo, v_hi = at(np.where(has_lo, lo, 0)), at(np.where(has_hi, hi, 0))
-        est = (a_lo[:, None] * v_lo + a_hi[:, None] * v_hi) / np.maximum(a_lo + a_hi, 1)[:, None]
-        n = known.shape[axis]  # farther than any real end: a missing end never is the nearer one
-        nearest = np.minimum(np.where(has_lo, d_lo, n), np.where(has_hi, d_hi, n))
-        w = np.where(has_lo | has_hi, 1.0 / nearest, 0.0)
-        total += w[:, None] * est
-        weight += w
-    ok = weight > 0
-    crop[ys[ok], xs[ok]] = (total[ok] / weight[ok, None]).astype(np.float32)
     filled = np.zeros_like(known)
-    filled[ys[ok], xs[ok]] = True
+    # A chunk of the hole at a time: every estimate reads only border and the ends, fixed for the pass, so the
+    # result is the same, and the dozen temporaries per hole pixel (about 200 bytes) stay bounded.
+    for start in range(0, ys.size, FILL_CHUNK):
+        y, x = ys[start:start + FILL_CHUNK], xs[start:start + FILL_CHUNK]
+        total = np.zeros((y.size, crop.shape[2]), np.float64)
+        weight = np.zeros(y.size, np.float64)
+        for axis, before, after in ends:
+            pos = x if axis == 1 else y
+            lo, hi = before[y, x], after[y, x]
+            has_lo, has_hi = lo >= 0, hi < known.shape[axis]
+            d_lo, d_hi = pos - lo, hi - pos
+            # Linear interpolation between the two ends where both exist, else the one end that does.
+            a_lo = np.where(has_lo, np.where(has_hi, d_hi, 1), 0)
+            a_hi = np.where(has_hi, np.where(has_lo, d_lo, 1), 0)
+            at = (lambda idx: border[y, idx]) if axis == 1 else (lambda idx: border[idx, x])
+            v_lo, v_hi = at(np.where(has_lo, lo, 0)), at(np.where(has_hi, hi, 0))
+            est = (a_lo[:, None] * v_lo + a_hi[:, None] * v_hi) / np.maximum(a_lo + a_hi, 1)[:, None]
+            n = known.shape[axis]  # farther than any real end: a missing end never is the nearer one
+            nearest = np.minimum(np.where(has_lo, d_lo, n), np.where(has_hi, d_hi, n))
+            w = np.where(has_lo | has_hi, 1.0 / nearest, 0.0)
+            total += w[:, None] * est
+            weight += w
+        ok = weight > 0
+        crop[y[ok], x[ok]] = (total[ok] / weight[ok, None]).astype(np.float32)
+        filled[y[ok], x[ok]] = True
     return filled
 
 
 def _nearest_known(known: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest known pixel at or before / at or after each pixel along ``axis`` (-1 / size if none)."""
+    """Index of the nearest known pixel at or before / at or after each pixel along ``axis`` (-1 / size if none),
+    as int32 (no crop is 2**31 pixels wide)."""
     n = known.shape[axis]
-    idx = np.arange(n).reshape((1, n) if axis == 1 else (n, 1))
-    before = np.maximum.accumulate(np.where(known, idx, -1), axis=axis)
-    after = np.flip(np.minimum.accumulate(np.flip(np.where(known, idx, n), axis=axis), axis=axis), axis=axis)
+    idx = np.arange(n, dtype=np.int32).reshape((1, n) if axis == 1 else (n, 1))
+    before = np.maximum.accumulate(np.where(known, idx, np.int32(-1)), axis=axis)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(known, idx, np.int32(n)), axis=axis), axis=axis),
+                    axis=axis)
     return before, after
 
 
@@ -249,15 +257,31 @@ def _known_average(crop: np.ndarray, known: np.ndarray, radius: int) -> np.ndarr
 
 
 def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
-    """Sum over the ``(2r+1)``-square window around each pixel of an H×W×C array, clipped at the edges."""
-    h, w = a.shape[:2]
-    sat = np.zeros((h + 1, w + 1, a.shape[2]), np.float64)
-    sat[1:, 1:] = a.cumsum(0).cumsum(1)
-    y0 = np.clip(np.arange(h) - r, 0, h)[:, None]
-    y1 = np.clip(np.arange(h) + r + 1, 0, h)[:, None]
-    x0 = np.clip(np.arange(w) - r, 0, w)[None, :]
-    x1 = np.clip(np.arange(w) + r + 1, 0, w)[None, :]
-    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+    """Sum over the ``(2r+1)``-square window around each pixel of an H×W×C array, clipped at the edges, in float64.
+
+    Along one axis, then the other, each a running sum differenced by slices: three arrays of ``a``'s size at most
+    (a summed-area table indexed by four index grids held eight, and a large what-if's fill ran out of memory)."""
+    out = a.astype(np.float64)
+    for axis in (0, 1):
+        out = _window_sum(out, r, axis)
+    return out
+
+
+def _window_sum(a: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Sum over ``[i - r, i + r]`` (clipped) along ``axis`` of the float64 ``a``, which it overwrites."""
+    n = a.shape[axis]
+    run = np.cumsum(a, axis=axis, out=a)
+
+    def part(start: int | None, stop: int | None) -> tuple[slice, ...]:
+        return tuple(slice(start, stop) if k == axis else slice(None) for k in range(a.ndim))
+
+    out = np.empty_like(run)
+    reach = min(r, n - 1)
+    out[part(None, n - reach)] = run[part(reach, None)]  # i + r inside: the running sum there
+    out[part(n - reach, None)] = run[part(n - 1, None)]  # past the end: all of it
+    if n > r + 1:
+        out[part(r + 1, None)] -= run[part(None, n - r - 1)]  # minus what lies before i - r
+    return out
 
 
 def apply_edits(image: np.ndarray, elements: Sequence[Element], edits: Sequence[Edit], *,
