@@ -1320,6 +1320,14 @@ def test_multipart_bodies_cut_short(engine):
         answer = httpx.post(f"{base}/v1/predict", content=cut,
                             headers={"Content-Type": "multipart/form-data; boundary=XX"})
         assert error_of(answer) == (400, "invalid_input") and "cut short" in answer.json()["error"]["message"]
+        # a complete body delimited by another boundary than its header's, or none at all, is not cut short
+        for other, told in ((body.replace(b"--XX", b"--YY"), "no part delimited by the boundary its Content-Type "
+                             "names ('XX')"), (b"", "the multipart body is empty")):
+            answer = httpx.post(f"{base}/v1/score", content=other,
+                                headers={"Content-Type": "multipart/form-data; boundary=XX"})
+            assert error_of(answer) == (400, "invalid_input") and told in answer.json()["error"]["message"], told
+        assert metric(httpx.get(f"{base}/openapi.json") and httpx.get(f"{base}/metrics").text,
+                      'foveal_requests_total{route="/openapi.json",status="200"}') == 1  # was route="other"
         whole = httpx.post(f"{base}/v1/score", content=body,
                            headers={"Content-Type": "multipart/form-data; boundary=XX"})
         assert whole.status_code == 200, whole.text
@@ -1366,6 +1374,10 @@ def test_api_keys(url):
     assert error_of(wrong) == (403, "forbidden")
     assert "ask its operator" in wrong.json()["error"]["message"]  # what to do
     assert error_of(httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer nope"})) == (403, "forbidden")
+    # a key sent under another scheme was told "an API key is required", as if none had been sent
+    basic = httpx.get(f"{url}/metrics", headers={"Authorization": "Basic another-key-abcdefghijklmnop"})
+    assert error_of(basic) == (401, "unauthorized")
+    assert basic.json()["error"]["message"].endswith("(this request's Authorization header uses 'Basic', not Bearer)")
     ok = httpx.post(f"{url}/v1/predict", params={"map": "false"}, content=data,
                     headers={"Content-Type": "image/png", "X-API-Key": "another-key-abcdefghijklmnop"})
     assert ok.status_code == 200
@@ -2143,6 +2155,96 @@ def test_batcher_isolates_an_image_that_breaks_its_batch(engine):
     for payload, result in zip(payloads, results):
         if payload is not culprit:
             assert np.array_equal(result.prob, engine.predict(payload).prob)
+
+
+class Gated:
+    """A stand-in engine whose first image holds its lane (or batch) until ``gate`` is set; every map is flat."""
+
+    def __init__(self, streaming: bool) -> None:
+        self.gate, self.streaming, self.first = threading.Event(), streaming, True
+        if streaming:
+            self.lanes = 1
+
+    def _map(self, image):
+        if self.first:
+            self.first = False
+            assert self.gate.wait(30)
+        return SaliencyMap(np.full((2, 2), 0.25, np.float32))
+
+    def predict_batch(self, batch, batch_size=16, errors="raise"):
+        return [self._map(image) for image in batch]
+
+    def predict_stream(self, images, on_result):
+        if not self.streaming:
+            raise AttributeError("predict_stream")
+        for i, image in enumerate(images):
+            on_result(i, self._map(image))
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["lanes", "batches"])
+def test_images_answered_before_they_ran_leave_the_queue_at_once(streaming):
+    """An image answered 504 (its deadline) or left by its client stayed in the queue until a lane reached it, and
+    counted there: new requests were refused 503 queue_full, /readyz and the gauge showed a queue of dead work."""
+    from foveal.serve.batcher import Batcher
+
+    engine = Gated(streaming)
+
+    async def run() -> list[int]:
+        batcher = Batcher(engine, max_batch=1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        try:
+            running = asyncio.ensure_future(batcher.submit(b"first"))  # holds the engine
+            await asyncio.sleep(0.2)
+            late = [asyncio.ensure_future(batcher.submit(b"late", time.monotonic() + 0.05)) for _ in range(2)]
+            for task in late:
+                with pytest.raises(ServiceError, match="deadline"):
+                    await task
+            depths = [batcher.depth, int(batcher.metrics.queue_depth.value)]
+            gone = asyncio.ensure_future(batcher.submit(b"gone"))
+            await asyncio.sleep(0.05)
+            gone.cancel()  # its client left
+            await asyncio.sleep(0.05)
+            depths.append(batcher.depth)
+            after = asyncio.ensure_future(batcher.submit_many([b"a", b"b"]))  # room for two: nothing live queued
+            await asyncio.sleep(0.05)
+            engine.gate.set()
+            assert len(await after) == 2 and (await running).shape == (2, 2)
+            return depths + [batcher.depth]
+        finally:
+            engine.gate.set()
+            await batcher.stop()
+
+    assert asyncio.run(run()) == [0, 0, 0, 0]
+
+
+def test_a_lane_job_answered_before_it_ran_stops_counting_at_once():
+    """/v1/detect's lane counted a job answered 504 until a worker reached it, refusing new requests meanwhile."""
+    from foveal.serve.lane import Lane
+    from foveal.serve.metrics import ServiceMetrics
+
+    gate, ran = threading.Event(), []
+
+    def slow() -> str:
+        assert gate.wait(30)
+        return "slow"
+
+    async def run() -> list:
+        lane = Lane("detect", workers=1, max_queue=2, metrics=ServiceMetrics())
+        try:
+            first = asyncio.ensure_future(lane.run(slow, time.monotonic() + 30))
+            await asyncio.sleep(0.1)
+            with pytest.raises(ServiceError, match="deadline"):
+                await lane.run(lambda: ran.append("late"), time.monotonic() + 0.05)
+            counted = lane._unfinished
+            then = asyncio.ensure_future(lane.run(lambda: "then", time.monotonic() + 30))  # room: one job live
+            await asyncio.sleep(0.05)
+            gate.set()
+            return [counted, await first, await then, lane._unfinished]
+        finally:
+            gate.set()
+            lane.shutdown()
+
+    assert asyncio.run(run()) == [1, "slow", "then", 0] and ran == []
 
 
 class WrappedSource:

@@ -67,7 +67,7 @@ log = logging.getLogger("foveal.serve")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTES = ("/v1/predict", "/v1/score", "/v1/compare", "/v1/whatif", "/v1/models", "/v1/norms", "/healthz", "/readyz",
-          "/metrics", "/", "/v1/detect")
+          "/metrics", "/", "/v1/detect", "/openapi.json")
 #: The smallest queue every route can use: /v1/compare queues two images at once.
 MIN_QUEUE = 2
 #: Most positions one /v1/whatif search may try (each is a full prediction).

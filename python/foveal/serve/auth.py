@@ -38,10 +38,13 @@ class KeyChecker:
     def __init__(self, keys: Iterable[str]) -> None:
         self._digests = tuple(hashlib.sha256(k.encode("utf-8")).digest() for k in keys)
 
-    def check(self, presented: str | None) -> None:
+    def check(self, presented: str | None, scheme: str | None = None) -> None:
+        """``presented``: the request's key, if any; ``scheme``: its Authorization header's scheme when that is not
+        Bearer (a key sent as Basic was told a key is required, as if none had been sent)."""
         if not presented:
-            raise ServiceError("an API key is required: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-                               status=401, code="unauthorized")
+            hint = f" (this request's Authorization header uses {scheme[:20]!r}, not Bearer)" if scheme else ""
+            raise ServiceError("an API key is required: send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+                               f"{hint}", status=401, code="unauthorized")
         digest = hashlib.sha256(presented.encode("utf-8", "replace")).digest()
         match = False
         for known in self._digests:
@@ -49,6 +52,12 @@ class KeyChecker:
         if not match:
             raise ServiceError("the API key is not valid for this service; send one of its keys (ask its operator "
                                "for one)", status=403, code="forbidden")
+
+
+def other_scheme(headers) -> str | None:
+    """The scheme of the request's Authorization header when it is not Bearer (Basic, Token...), else None."""
+    scheme = (headers.get("authorization") or "").partition(" ")[0]
+    return scheme if scheme and scheme.lower() != "bearer" else None
 
 
 def presented_key(headers) -> str | None:

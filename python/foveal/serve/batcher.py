@@ -91,6 +91,7 @@ class _Item:
     deadline: float | None  # time.monotonic() value, or None
     future: asyncio.Future
     queued_at: float = field(default_factory=time.monotonic)
+    queued: bool = True  # counted in the queue's depth: not yet taken to run, nor answered without running
 
     def expired(self, now: float) -> bool:
         """Whether its deadline passed (it is answered 504 instead of running)."""
@@ -128,6 +129,11 @@ class Batcher:
         self._inbox: queue.SimpleQueue[_Item | None] | None = (
             queue.SimpleQueue() if getattr(engine, "lanes", 0) > 0 and hasattr(engine, "predict_stream") else None)
         self._running: dict[int, tuple[_Item, float]] = {}
+        # Images waiting whose requests still wait for them: an image answered 504 or left by its client stays in
+        # the queue until a lane or batch reaches it, and counted there it turned new requests away (503) while
+        # nothing live was queued. The lanes take images on the engine thread, hence the lock.
+        self._queued = 0
+        self._queued_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,7 +161,28 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return len(self._pending) if self._inbox is None else self._inbox.qsize()
+        """Images queued whose requests still wait for them."""
+        return self._queued
+
+    def _dequeue(self, item: _Item) -> None:
+        """``item`` no longer counts as queued: taken to run, or answered (deadline, client gone) before that."""
+        with self._queued_lock:
+            if item.queued:
+                item.queued = False
+                self._queued -= 1
+
+    def _abandon(self, items: list[_Item]) -> None:
+        """Cancel the futures of a request answered without them, out of the depth now (their done callbacks run
+        only on the loop's next turn, after the next request may have been counted against the queue)."""
+        for item in items:
+            item.future.cancel()
+            self._dequeue(item)
+        self.metrics.queue_depth.set(self.depth)
+
+    def _answered(self, item: _Item) -> None:
+        """On the event loop, once ``item``'s future is done: out of the depth, and the gauge told."""
+        self._dequeue(item)
+        self.metrics.queue_depth.set(self.depth)
 
     async def warm_up(self, images: Sequence[ImageLike]) -> None:
         """Run ``images`` through the path requests take, every lane included, without counting them in the
@@ -191,6 +218,10 @@ class Batcher:
             self.metrics.rejected.inc(reason="queue_full")
             raise queue_full(f"{depth} images queued", self.max_queue)
         items = [_Item(image, deadline, self._loop.create_future()) for image in images]
+        with self._queued_lock:
+            self._queued += len(items)
+        for item in items:
+            item.future.add_done_callback(lambda _, item=item: self._answered(item))
         if self._inbox is not None:
             for item in items:
                 self._inbox.put(item)
@@ -205,12 +236,10 @@ class Batcher:
         try:
             done, _ = await asyncio.wait(futures, timeout=timeout)
         except asyncio.CancelledError:  # the client went away: its images need no computing
-            for f in futures:
-                f.cancel()
+            self._abandon(items)
             raise
         if len(done) < len(futures):
-            for f in futures:
-                f.cancel()
+            self._abandon(items)
             self.metrics.rejected.inc(reason="deadline")
             raise deadline_exceeded()
         errors = [f.exception() for f in futures]  # retrieve every one, so none is logged as unretrieved
@@ -231,7 +260,7 @@ class Batcher:
                 continue
             await self._fill()
             batch = self._take()
-            self.metrics.queue_depth.set(len(self._pending))
+            self.metrics.queue_depth.set(self.depth)
             if not batch:
                 continue
             started = time.monotonic()
@@ -272,6 +301,7 @@ class Batcher:
         now = time.monotonic()
         while self._pending and len(batch) < self.max_batch:
             item = self._pending.popleft()
+            self._dequeue(item)
             if item.future.done():
                 continue
             if item.expired(now):
@@ -391,6 +421,7 @@ class _Feed:
             if item is None:
                 batcher._inbox.put(None)  # for the next read, and a stream started again after a failure
                 raise StopIteration
+            batcher._dequeue(item)
             now = time.monotonic()
             if item.future.done():  # its request is gone
                 batcher._loop.call_soon_threadsafe(batcher._note_depth)

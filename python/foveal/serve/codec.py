@@ -91,6 +91,11 @@ async def form_of(request: Request, expected: str, names: Collection[str]) -> Fo
     body = await request.body()
     boundary = _boundary(request)
     if boundary and b"--" + boundary + b"--" not in body:  # the parser drops an unfinished part without a word
+        if not body:
+            raise InputError("the multipart body is empty; send the form's fields")
+        if b"--" + boundary not in body:  # no part at all: not cut short, delimited by another boundary
+            raise InputError(f"the multipart body has no part delimited by the boundary its Content-Type names "
+                             f"({boundary.decode('latin-1')[:70]!r}); send the body with the boundary of its header")
         raise InputError("the multipart body ends before its closing boundary: it was cut short; send the whole "
                          "body")
     try:

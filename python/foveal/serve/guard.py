@@ -8,7 +8,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from ..errors import InputError, ServiceError, repeated
-from .auth import KeyChecker, presented_key
+from .auth import KeyChecker, other_scheme, presented_key
 from .batcher import shutting_down
 from .connection import MALFORMED
 from .errors import retry_after_value
@@ -149,7 +149,7 @@ class Guard:
         # A browser's CORS preflight (no credentials) never gets here: the CORS layer, outside this one, answers it.
         if self.keys is not None and path not in OPEN_PATHS and (path.startswith("/v1/") or path == "/metrics"):
             try:
-                self.keys.check(presented_key(headers))
+                self.keys.check(presented_key(headers), other_scheme(headers))
             except ServiceError as exc:
                 return exc
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
