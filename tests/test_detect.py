@@ -295,7 +295,91 @@ def test_cli_detect_writes_no_empty_file_and_keeps_one_that_appears_meanwhile(cr
     (dangling / f"{image.stem}.json").symlink_to(tmp_path / "nowhere")  # there before the run, not "meanwhile"
     assert main(["detect", str(image), "-o", str(dangling)]) == 1
     err = capsys.readouterr().err
-    assert "exists (maybe edited by hand); pass --overwrite" in err and "appeared" not in err, err
+    assert "exists (maybe edited by hand); pass --skip-existing" in err and "appeared" not in err, err
+
+
+def test_cli_detect_takes_folders_and_finishes_an_interrupted_run(creatives, tmp_path, capsys):
+    """A folder was "expected a file, got a directory" (foveal score takes folders); a run stopped half-way could
+    only be finished with --overwrite, which also replaced the files edited since."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p, _ in creatives[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    edited = out / f"{creatives[0][0].stem}.json"
+    edited.write_text('{"elements": [{"name": "h", "kind": "headline", "box": [1, 1, 5, 5]}]}')
+    assert main(["detect", str(folder), "-o", str(out), "--skip-existing"]) == 0
+    err = capsys.readouterr().err
+    assert "element files for 2 of 2 image(s) written to" in err and "1 skipped, their element files already there" \
+        in err, err
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}.json" for p, _ in creatives[:3])
+    assert edited.read_text().startswith('{"elements": [{"name": "h"')
+    with pytest.raises(SystemExit):  # one or the other
+        main(["detect", str(folder), "-o", str(out), "--skip-existing", "--overwrite"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / creatives[0][0].name).write_bytes(creatives[0][0].read_bytes())
+    assert main(["detect", str(folder), str(other), "-o", str(tmp_path / "o2")]) == 1
+    assert (f"{folder / creatives[0][0].name} and {other / creatives[0][0].name} would both write "
+            f"{creatives[0][0].stem}.json; rename one or detect them into different folders") in capsys.readouterr().err
+
+
+def test_a_bug_on_one_image_loses_that_image_only(creatives, tmp_path, capsys, monkeypatch):
+    """An unexpected exception on one image (an OpenCV assertion on a 39680x20 banner) stopped the run: the images
+    after it were never detected."""
+    real = Detector.detect
+    first = creatives[0][0]
+
+    def broken(self, image, *args, **kwargs):
+        if image.pixels.shape == real_shape:
+            raise RuntimeError("a bug")
+        return real(self, image, *args, **kwargs)
+
+    from foveal.imageio import decode
+
+    real_shape = decode(first).pixels.shape
+    monkeypatch.setattr(Detector, "detect", broken)
+    others = [p for p, _ in creatives[1:] if decode(p).pixels.shape != real_shape][:1]
+    assert main(["detect", str(first), *map(str, others), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"foveal: internal error on {first}: RuntimeError: a bug (set FOVEAL_DEBUG=1 for details)" in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{p.stem}.json" for p in others]
+
+
+def test_a_banner_too_thin_for_its_buttons_window_is_detected_without_error():
+    """find_button reduced a 39680x20 banner's window by more than its height: OpenCV asserted on an empty
+    image, and detection of that creative failed as an internal error."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    latin, _ = fonts()
+    if not latin:
+        pytest.skip("no TrueType fonts (Debian: fonts-dejavu-core fonts-liberation fonts-noto-core)")
+    font = ImageFont.truetype(latin[0], 14)
+    banner = Image.new("RGB", (1280, 20), "white")
+    draw = ImageDraw.Draw(banner)
+    draw.rectangle((300, 1, 600, 18), fill=(200, 30, 30))
+    draw.text((10, 2), "Summer sale now on", font=font, fill="black")
+    draw.text((320, 2), "Shop now", font=font, fill="white")
+    wide = np.asarray(banner.resize((1280 * 31, 20), Image.BICUBIC))
+    for pixels in (wide, np.ascontiguousarray(wide.transpose(1, 0, 2))):
+        assert isinstance(detect_elements(pixels), list)
+
+
+def test_body_copy_touching_the_headline_is_kept_in_parts_beside_it():
+    """A column of copy whose lines reach 1 px into the headline's box was split around it, then its parts merged
+    back into one box crossing the headline again, and the whole column was dropped."""
+    from foveal.detect import _merge_boxes
+
+    headline = (69, 532, 616, 587)
+    parts = [((616, 40, 1180, 522), 0.9, None), ((618, 515, 1068, 595), 0.8, None), ((615, 592, 1158, 1171), 0.7, None)]
+    merged = _merge_boxes(parts, avoid=headline)
+    boxes = sorted(box for box, _, _ in merged)
+    assert boxes and not any(intersects(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(intersects(box, headline) for box in boxes)
+    covered = sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes)
+    assert covered >= 0.95 * (1180 - 615) * (1171 - 40)  # nearly the whole column, not none of it
+    assert _merge_boxes(parts) == [((615, 40, 1180, 1171), 0.9, None)]  # with nothing to avoid: their union
 
 
 def test_detection_takes_the_callers_pixel_limit(detector, creatives, tmp_path, capsys):

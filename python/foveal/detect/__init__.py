@@ -167,7 +167,8 @@ class Detector:
         body = [(part.box, part.score, None) for b in rest if b is not headline and b not in corner
                 for part in _clear_of(b, headline.box)]
         out += [Detection("logo", box, round(c, 3)) for box, c, _ in _merge_boxes(logos)]
-        body = [(box, c, t) for box, c, t in _merge_boxes(body) if not intersects(box, headline.box)]
+        body = [(box, c, t) for box, c, t in _merge_boxes(body, avoid=headline.box)
+                if not intersects(box, headline.box)]
         out += [Detection("body_text", box, round(c, 3)) for box, c, _ in body]
         return out
 
@@ -206,8 +207,11 @@ def _inside(box: Box, outer: Box) -> float:
     return ix * iy / max(1, (box[2] - box[0]) * (box[3] - box[1]))
 
 
-def _merge_boxes(items: list[tuple[Box, float, Any]]) -> list[tuple[Box, float, Any]]:
-    """Overlapping boxes of one kind merged into their union (keeping the best confidence), until none overlap."""
+def _merge_boxes(items: list[tuple[Box, float, Any]], avoid: Box | None = None) -> list[tuple[Box, float, Any]]:
+    """Overlapping boxes of one kind merged into their union (keeping the best confidence), until none overlap.
+    Where the union would cross ``avoid`` (the headline), the less confident of the two is cut back to its largest
+    part outside the other instead: the parts of a column split around the headline overlap a little, and their
+    union crossed the headline again, so the whole column was dropped."""
     items = sorted(items, key=lambda t: (-t[1], t[0]))
     merged = True
     while merged:
@@ -216,13 +220,32 @@ def _merge_boxes(items: list[tuple[Box, float, Any]]) -> list[tuple[Box, float, 
             for j in range(i + 1, len(items)):
                 if intersects(items[i][0], items[j][0]):
                     a, b = items[i], items[j]
-                    items[i] = (union([a[0], b[0]]), max(a[1], b[1]), a[2] if a[1] >= b[1] else b[2])
-                    del items[j]
+                    joined = union([a[0], b[0]])
+                    if avoid is None or not intersects(joined, avoid):
+                        items[i] = (joined, max(a[1], b[1]), a[2] if a[1] >= b[1] else b[2])
+                        del items[j]
+                    else:  # each cut leaves the pair apart: every pass removes an overlap or a box
+                        keep, cut = (a, b) if a[1] >= b[1] else (b, a)
+                        rest = _outside(cut[0], keep[0])
+                        items[i], items[j] = keep, cut
+                        if rest is None:
+                            del items[j]
+                        else:
+                            items[j] = (rest, cut[1], cut[2])
                     merged = True
                     break
             if merged:
                 break
     return items
+
+
+def _outside(box: Box, other: Box) -> Box | None:
+    """The largest of ``box``'s parts left of, right of, above and below ``other``; None when it has none."""
+    x0, y0, x1, y1 = box
+    parts = [(x0, y0, min(x1, other[0]), y1), (max(x0, other[2]), y0, x1, y1),
+             (x0, y0, x1, min(y1, other[1])), (x0, max(y0, other[3]), x1, y1)]
+    parts = [p for p in parts if p[2] > p[0] and p[3] > p[1]]
+    return max(parts, key=lambda p: ((p[2] - p[0]) * (p[3] - p[1]), p)) if parts else None
 
 
 _default: Detector | None = None

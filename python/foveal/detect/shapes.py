@@ -32,7 +32,9 @@ def find_button(cv2, rgb: np.ndarray, box: Box, scale: float = 1.0) -> tuple[Box
     th = y1 - y0
     wx0, wy0 = max(0, x0 - 3 * th), max(0, y0 - 2 * th)
     wx1, wy1 = min(w_img, x1 + 3 * th), min(h_img, y1 + 2 * th)
-    k = max(1, int(1 / scale))  # window pixels per pixel looked at: a whole number, so boxes map back exactly
+    # window pixels per pixel looked at: a whole number, so boxes map back exactly; never more than the window is
+    # high or wide (a 39680x20 banner's window would have been reduced to nothing, and OpenCV raised)
+    k = max(1, min(int(1 / scale), wy1 - wy0, wx1 - wx0))
     window = rgb[wy0:wy1, wx0:wx1]
     if k > 1:
         wx1, wy1 = wx0 + (wx1 - wx0) // k * k, wy0 + (wy1 - wy0) // k * k
